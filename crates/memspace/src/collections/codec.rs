@@ -1,0 +1,13 @@
+//! The item encoding: MessagePack, with struct fields by name, so that any item can be decoded
+//! without its Rust type (the CLI prints items as JSON).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    rmp_serde::to_vec_named(value)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(bytes)
+}

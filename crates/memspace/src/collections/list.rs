@@ -1,0 +1,526 @@
+//! [`SharedList<T>`]: an append-only list of serde values in a growable segment.
+//!
+//! # Layout
+//!
+//! ```text
+//! kind area:  len      items published (readers load it with Acquire)
+//!             tail     first free byte of the data area (meaningful under the lock)
+//!             blocks   40 offsets of index blocks; block b holds 512 << b entries
+//! data area:  index blocks (u64 record offsets) and records, bump-allocated from `tail`
+//! record:     [u32 payload length][u32 CRC-32 of payload][payload][padding to 8]
+//! ```
+//!
+//! # Append: reserve, write, publish
+//!
+//! Under the segment's lock a writer places the record at `tail`, growing the segment first if
+//! needed, writes the record and its index entry, then publishes it by storing `len + 1` with
+//! release ordering, and only then advances `tail`. A writer killed at any point before the
+//! `len` store leaves nothing visible: the next writer overwrites the unpublished bytes. A
+//! writer killed after it leaves a published item and a stale `tail`; the next locker is told
+//! the owner died and recomputes `tail` from the published items and index blocks before it
+//! writes (see [`SharedList::recover`]). Readers take no lock: they load `len` and read only
+//! published records, which are never written again.
+//!
+//! # Safety
+//!
+//! The one `unsafe` operation here is `Mapping::write`. Its contract (no concurrent access to
+//! the range from this process) holds because every write happens under the segment's lock, at
+//! offsets at or past `tail`, which no published index entry points to: readers only follow
+//! entries below `len`, and entries below `len` point below `tail`.
+
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::codec;
+use crate::error::{Error, Result};
+use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+use crate::shm_safe::ShmSafe;
+use crate::sync::{LockError, RawGuard, acquire};
+use crate::sys::Wait;
+
+const INDEX_BLOCKS: usize = 40;
+const FIRST_BLOCK_ENTRIES: u64 = 512;
+const RECORD_HEADER: u64 = 8;
+/// The largest item, encoded: a record's length field is 32 bits.
+const MAX_ITEM: usize = u32::MAX as usize;
+
+#[repr(C)]
+struct ListArea {
+    len: AtomicU64,
+    tail: AtomicU64,
+    blocks: [AtomicU64; INDEX_BLOCKS],
+}
+
+// SAFETY: `#[repr(C)]`, atomics only.
+unsafe impl ShmSafe for ListArea {}
+
+/// Which index block holds entry `index`, where in it, and how many entries the block has.
+fn locate(index: u64) -> Option<(usize, u64, u64)> {
+    let q = index / FIRST_BLOCK_ENTRIES + 1;
+    let block = 63 - q.leading_zeros() as usize;
+    if block >= INDEX_BLOCKS {
+        return None;
+    }
+    let first = FIRST_BLOCK_ENTRIES * ((1u64 << block) - 1);
+    Some((block, index - first, FIRST_BLOCK_ENTRIES << block))
+}
+
+/// A growable list of `T` in shared memory, appended to and read by any number of threads and
+/// processes at once.
+///
+/// Items are stored in MessagePack (a self-describing encoding), so `memspace list get NAME`
+/// prints any list as JSON without knowing `T`. Every item carries a CRC-32; a damaged item is
+/// an error, never a wrong value.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> memspace::Result<()> {
+/// use memspace::collections::SharedList;
+///
+/// let nums = SharedList::<i64>::new()?;
+/// nums.push(&0)?;
+/// nums.extend([1, 2])?;
+/// assert_eq!(nums.to_vec()?, [0, 1, 2]);
+/// assert_eq!(nums.get(1)?, Some(1));
+/// # Ok(())
+/// # }
+/// ```
+pub struct SharedList<T> {
+    segment: Arc<Segment>,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for SharedList<T> {
+    fn clone(&self) -> Self {
+        SharedList {
+            segment: Arc::clone(&self.segment),
+            _items: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SharedList<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedList")
+            .field("name", self.segment.name())
+            .field("len", &self.area().len.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> SharedList<T> {
+    fn area(&self) -> &ListArea {
+        self.segment.kind_area::<ListArea>()
+    }
+
+    /// The number of published items.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.area().len.load(Ordering::Acquire)
+    }
+
+    /// Whether the list has no items.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The list's segment name.
+    #[must_use]
+    pub fn name(&self) -> &SegmentName {
+        self.segment.name()
+    }
+
+    /// The list's segment (identity, size, address in this process).
+    #[must_use]
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Removes the list's name from the system (see [`Segment::remove`]).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> Result<()> {
+        Ok(self.segment.unlink()?)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SharedList<T> {
+    /// Creates an anonymous list, removed when this process drops its last handle to it.
+    ///
+    /// # Errors
+    ///
+    /// What the system refuses when creating the segment (no space, permissions).
+    pub fn new() -> Result<Self> {
+        Self::create_segment(SegmentName::anonymous(), &SegmentOptions::new(), true)
+    }
+
+    /// Creates the list `name`, which persists until removed (`memspace rm NAME`).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
+    /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
+    pub fn create(name: &str) -> Result<Self> {
+        Self::create_with(name, &SegmentOptions::new())
+    }
+
+    /// Creates the list `name` with `options` (mode, initial and maximum size).
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::create`].
+    pub fn create_with(name: &str, options: &SegmentOptions) -> Result<Self> {
+        Self::create_segment(SegmentName::new(name)?, options, false)
+    }
+
+    /// Opens the existing list `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound),
+    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if it holds something else, or a
+    /// header problem.
+    pub fn open(name: &str) -> Result<Self> {
+        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::List))?;
+        Ok(SharedList {
+            segment: Arc::new(segment),
+            _items: PhantomData,
+        })
+    }
+
+    fn create_segment(name: SegmentName, options: &SegmentOptions, anonymous: bool) -> Result<Self> {
+        let segment = Segment::create(
+            name,
+            Kind::List,
+            std::any::type_name::<T>(),
+            options,
+            anonymous,
+            |segment| {
+                let area = segment.kind_area::<ListArea>();
+                area.len.store(0, Ordering::Relaxed);
+                area.tail.store(DATA_START, Ordering::Relaxed);
+                for block in &area.blocks {
+                    block.store(0, Ordering::Relaxed);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(SharedList {
+            segment: Arc::new(segment),
+            _items: PhantomData,
+        })
+    }
+
+    /// Appends `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if `value` cannot be encoded; [`Error::Full`] or [`Error::NoSpace`] if
+    /// the segment cannot grow (the list is unchanged); [`Error::Corrupt`] if the segment was
+    /// damaged.
+    pub fn push(&self, value: &T) -> Result<()> {
+        let payload = self.encode(value)?;
+        let held = self.lock()?;
+        self.append(&held, &payload)
+    }
+
+    /// Appends every item of `values` under one acquisition of the lock; other writers'
+    /// items do not interleave with them.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::push`]. Items are encoded before any is appended, so an encoding error
+    /// appends nothing; a growth error leaves the items before it appended.
+    pub fn extend<I>(&self, values: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: std::borrow::Borrow<T>,
+    {
+        let payloads = values
+            .into_iter()
+            .map(|value| self.encode(std::borrow::Borrow::borrow(&value)))
+            .collect::<Result<Vec<_>>>()?;
+        let held = self.lock()?;
+        for payload in &payloads {
+            self.append(&held, payload)?;
+        }
+        Ok(())
+    }
+
+    /// The item at `index`, or `None` past the end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] if the item is not a `T`; [`Error::Corrupt`] if it fails its checksum
+    /// or points outside the segment.
+    pub fn get(&self, index: u64) -> Result<Option<T>> {
+        if index >= self.len() {
+            return Ok(None);
+        }
+        let payload = self.read_payload(index)?;
+        codec::decode(&payload).map(Some).map_err(|source| Error::Decode {
+            name: self.name().clone(),
+            index,
+            expected: std::any::type_name::<T>(),
+            source,
+        })
+    }
+
+    /// The published items, in order, as they are when each is reached (items pushed during
+    /// the iteration are included).
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter {
+            list: self,
+            next: 0,
+        }
+    }
+
+    /// A copy of the items published when the call starts.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::get`].
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let len = self.len();
+        (0..len)
+            .map(|index| {
+                self.get(index)?
+                    .ok_or_else(|| self.segment.corrupt(format!("item {index} vanished")))
+            })
+            .collect()
+    }
+
+    fn encode(&self, value: &T) -> Result<Vec<u8>> {
+        let payload = codec::encode(value).map_err(|source| Error::Encode {
+            name: self.name().clone(),
+            type_name: std::any::type_name::<T>(),
+            source,
+        })?;
+        if payload.len() > MAX_ITEM {
+            return Err(Error::Full {
+                name: self.name().clone(),
+                needed: payload.len() as u64,
+                max_size: MAX_ITEM as u64,
+            });
+        }
+        Ok(payload)
+    }
+}
+
+impl<T> SharedList<T> {
+    /// Takes the segment's lock, repairing the list if the previous holder died.
+    fn lock(&self) -> Result<RawGuard<'_>> {
+        match acquire(&self.segment, Wait::Forever, |raw, _| raw) {
+            Ok(held) => Ok(held),
+            Err(LockError::OwnerDied(held)) => {
+                self.recover(&held)?;
+                held.mark_consistent()
+                    .map_err(|source| self.segment.os_error("pthread_mutex_consistent", source))?;
+                Ok(held)
+            }
+            // List operations do not panic while holding the lock; a poison flag can only come
+            // from a raw user of the lock, and the list's own state is consistent by design.
+            Err(LockError::Poisoned(held)) => {
+                held.clear_poison();
+                Ok(held)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Recomputes `tail` after a writer died holding the lock: past the last published record
+    /// and past every index block, whichever ends later. Unpublished bytes beyond are garbage
+    /// and will be overwritten.
+    fn recover(&self, _held: &RawGuard<'_>) -> Result<()> {
+        let area = self.area();
+        let mut tail = DATA_START;
+        for (block, offset) in area.blocks.iter().enumerate() {
+            let offset = offset.load(Ordering::Relaxed);
+            if offset != 0 {
+                let end = offset
+                    .checked_add(8 * (FIRST_BLOCK_ENTRIES << block))
+                    .ok_or_else(|| self.segment.corrupt(format!("index block {block} overflows")))?;
+                tail = tail.max(end);
+            }
+        }
+        let len = area.len.load(Ordering::Relaxed);
+        if len > 0 {
+            let (record, payload_len) = self.record_of(len - 1)?;
+            tail = tail.max((record + RECORD_HEADER + payload_len).next_multiple_of(8));
+        }
+        if tail > self.segment.size() {
+            return Err(self.segment.corrupt(format!(
+                "recovered end of data {tail} lies past the committed size {}",
+                self.segment.size()
+            )));
+        }
+        area.tail.store(tail, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Appends one encoded item; the caller holds the lock.
+    fn append(&self, held: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
+        let area = self.area();
+        let segment = &*self.segment;
+        let len = area.len.load(Ordering::Relaxed);
+        let (block, position, capacity) = locate(len).ok_or_else(|| Error::Full {
+            name: self.name().clone(),
+            needed: len + 1,
+            max_size: FIRST_BLOCK_ENTRIES * ((1 << INDEX_BLOCKS) - 1),
+        })?;
+        let mut tail = area.tail.load(Ordering::Relaxed);
+        let mut block_offset = area.blocks[block].load(Ordering::Relaxed);
+        if block_offset == 0 {
+            // Reserve the next index block; `tail` covers it before anything else happens, so
+            // a later failure in this push cannot hand its bytes to a record.
+            block_offset = tail.next_multiple_of(8);
+            let end = block_offset + 8 * capacity;
+            segment.grow_to(end, held)?;
+            area.blocks[block].store(block_offset, Ordering::Release);
+            area.tail.store(end, Ordering::Relaxed);
+            tail = end;
+        }
+        let record = tail.next_multiple_of(8);
+        let end = record + RECORD_HEADER + payload.len() as u64;
+        segment.grow_to(end, held)?;
+        let mut header = [0u8; RECORD_HEADER as usize];
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        let map = segment.mapping();
+        // SAFETY: we hold the lock (`held`) and `[record, end)` lies at or past `tail`, which no
+        // published entry points to (see the module's `# Safety`).
+        unsafe { map.write(record, &header) }
+            .and_then(|()| {
+                // SAFETY: as above.
+                unsafe { map.write(record + RECORD_HEADER, payload) }
+            })
+            .ok_or_else(|| segment.corrupt(format!("record at {record} is not mapped")))?;
+        let entry = segment.mapping().get::<AtomicU64>(block_offset + 8 * position).ok_or_else(
+            || segment.corrupt(format!("index block {block} at {block_offset} is not mapped")),
+        )?;
+        entry.store(record, Ordering::Relaxed);
+        // Publish: the record, its entry and any growth happen-before a reader's Acquire load.
+        area.len.store(len + 1, Ordering::Release);
+        area.tail.store(end.next_multiple_of(8), Ordering::Relaxed);
+        segment.note_writer();
+        Ok(())
+    }
+
+    /// The record offset and payload length of published item `index`, bounds-checked.
+    fn record_of(&self, index: u64) -> Result<(u64, u64)> {
+        let segment = &*self.segment;
+        let (block, position, _) =
+            locate(index).ok_or_else(|| segment.corrupt(format!("index {index} out of range")))?;
+        let block_offset = self.area().blocks[block].load(Ordering::Acquire);
+        if block_offset < DATA_START || block_offset % 8 != 0 {
+            return Err(segment.corrupt(format!(
+                "item {index}: index block {block} has offset {block_offset}"
+            )));
+        }
+        let entry_at = block_offset + 8 * position;
+        segment.ensure_mapped(entry_at + 8)?;
+        let record = segment
+            .mapping()
+            .get::<AtomicU64>(entry_at)
+            .ok_or_else(|| segment.corrupt(format!("item {index}: index entry not mapped")))?
+            .load(Ordering::Relaxed);
+        if record < DATA_START || record % 8 != 0 {
+            return Err(segment.corrupt(format!("item {index}: record offset {record}")));
+        }
+        segment.ensure_mapped(record + RECORD_HEADER)?;
+        let mut header = [0u8; RECORD_HEADER as usize];
+        segment
+            .mapping()
+            .read(record, &mut header)
+            .ok_or_else(|| segment.corrupt(format!("item {index}: record not mapped")))?;
+        let payload_len = u64::from(u32::from_le_bytes(header[..4].try_into().expect("4 bytes")));
+        segment.ensure_mapped(record + RECORD_HEADER + payload_len)?;
+        Ok((record, payload_len))
+    }
+
+    /// Copies out and checks the payload of published item `index`.
+    fn read_payload(&self, index: u64) -> Result<Vec<u8>> {
+        let segment = &*self.segment;
+        let (record, payload_len) = self.record_of(index)?;
+        let mut header = [0u8; RECORD_HEADER as usize];
+        let mut payload = vec![0u8; payload_len as usize];
+        segment
+            .mapping()
+            .read(record, &mut header)
+            .and_then(|()| segment.mapping().read(record + RECORD_HEADER, &mut payload))
+            .ok_or_else(|| segment.corrupt(format!("item {index}: record not mapped")))?;
+        let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if crc32fast::hash(&payload) != stored {
+            return Err(segment.corrupt(format!("item {index} fails its checksum")));
+        }
+        Ok(payload)
+    }
+}
+
+impl<T> Serialize for SharedList<T> {
+    /// A list travels as a reference: its segment's name.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.segment.name().as_str())
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for SharedList<T> {
+    /// Reattaches the named list in this process.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        SharedList::open(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Iterator over a [`SharedList`]; see [`SharedList::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    list: &'a SharedList<T>,
+    next: u64,
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for Iter<'_, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        let index = self.next;
+        let item = self.list.get(index).transpose()?;
+        self.next += 1;
+        Some(item)
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a SharedList<T> {
+    type Item = Result<T>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_blocks_double() {
+        assert_eq!(locate(0), Some((0, 0, 512)));
+        assert_eq!(locate(511), Some((0, 511, 512)));
+        assert_eq!(locate(512), Some((1, 0, 1024)));
+        assert_eq!(locate(1535), Some((1, 1023, 1024)));
+        assert_eq!(locate(1536), Some((2, 0, 2048)));
+        assert!(locate(u64::MAX).is_none());
+    }
+}

@@ -1,0 +1,247 @@
+//! Errors as values: one enum per operation that has reasons of its own, and the umbrella
+//! [`Error`] that `?` converts them into.
+//!
+//! Every message names the object (the segment's name) and, where there is one, says what to
+//! do next. Causes are exposed through `source()`, not repeated in the message.
+
+use std::io;
+
+use crate::segment::{Kind, SegmentName};
+use crate::spawn::{JoinError, SpawnError};
+use crate::sync::LockError;
+
+/// A `Result` whose error is memspace's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any failure of a memspace operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A segment could not be created or opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The segment reached the largest size it was created to grow to.
+    #[error(
+        "segment `{name}` is full: it needs {needed} bytes and was created to grow to at most \
+         {max_size}; create it with a larger `SegmentOptions::max_size`"
+    )]
+    Full {
+        /// The segment.
+        name: SegmentName,
+        /// The size the operation needed.
+        needed: u64,
+        /// The largest size the segment may have.
+        max_size: u64,
+    },
+    /// The system has no memory (or `/dev/shm`, or the file system) left to grow the segment.
+    /// Nothing was written; the segment is unchanged.
+    #[error(
+        "no space left to grow segment `{name}` to {needed} bytes; free space in its file system \
+         (`df -h /dev/shm`, `memspace ls`) and retry"
+    )]
+    NoSpace {
+        /// The segment.
+        name: SegmentName,
+        /// The size the operation needed.
+        needed: u64,
+    },
+    /// The segment's content breaks an invariant memspace keeps (a peer wrote garbage, or the
+    /// file was edited by something else).
+    #[error("segment `{name}` is damaged: {what}; `memspace inspect {name}` shows it, `memspace rm {name}` removes it")]
+    Corrupt {
+        /// The segment.
+        name: SegmentName,
+        /// What was found.
+        what: String,
+    },
+    /// An item was stored intact but does not decode as the requested type.
+    #[error("item {index} of `{name}` cannot be read as `{expected}`; was it written with another type?")]
+    Decode {
+        /// The collection's segment.
+        name: SegmentName,
+        /// The item's position.
+        index: u64,
+        /// The Rust type it was read as.
+        expected: &'static str,
+        /// The decoder's complaint.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    /// A value could not be encoded for storage (for example a map with non-string keys that
+    /// the encoding cannot represent).
+    #[error("a value of type `{type_name}` cannot be stored in `{name}`")]
+    Encode {
+        /// The collection's segment.
+        name: SegmentName,
+        /// The Rust type of the value.
+        type_name: &'static str,
+        /// The encoder's complaint.
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+    /// A lock operation failed; the guard, if there was one, has been released.
+    #[error(transparent)]
+    Lock(LockError<()>),
+    /// A worker could not be started.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// A worker ended without returning a value.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// The operating system refused an operation on a segment.
+    #[error("{op} on segment `{name}` failed")]
+    Os {
+        /// The segment.
+        name: SegmentName,
+        /// The call that failed (`"fallocate"`, `"mmap"`, ...).
+        op: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl<G> From<LockError<G>> for Error {
+    /// Keeps the reason and drops the guard, which unlocks the lock. A lock reported as
+    /// `OwnerDied` that is converted this way was never marked consistent, so it becomes
+    /// unrecoverable: handle `OwnerDied` before using `?` when the lock must survive.
+    fn from(err: LockError<G>) -> Self {
+        Error::Lock(err.without_guard())
+    }
+}
+
+/// Why a segment could not be created or opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The name is not a valid segment name.
+    #[error("`{name}` is not a valid segment name: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No segment has this name.
+    #[error("segment `{name}` does not exist; check the name (`memspace ls` lists segments) or create it first")]
+    NotFound {
+        /// The segment.
+        name: SegmentName,
+    },
+    /// A segment with this name exists already.
+    #[error("segment `{name}` already exists; open it instead, or remove it with `memspace rm {name}`")]
+    AlreadyExists {
+        /// The segment.
+        name: SegmentName,
+    },
+    /// The segment belongs to another user, or its mode forbids this user.
+    #[error("permission denied on segment `{name}`: it belongs to another user or its mode forbids access")]
+    PermissionDenied {
+        /// The segment.
+        name: SegmentName,
+    },
+    /// The creator has not finished initialising it: it may still be starting, or it died
+    /// while creating it.
+    #[error(
+        "segment `{name}` was never finished by its creator (still starting, or it died while \
+         creating it); retry, or remove it with `memspace rm {name}`"
+    )]
+    NotInitialized {
+        /// The segment.
+        name: SegmentName,
+    },
+    /// The object exists but was not written by memspace.
+    #[error("`{name}` is not a memspace segment (its header has no memspace signature); leave it alone or remove it with `memspace rm {name}`")]
+    Foreign {
+        /// The segment.
+        name: SegmentName,
+    },
+    /// The segment was written by an incompatible layout version of this library.
+    #[error("segment `{name}` has layout v{found}, this build reads v{expected}; use a matching memspace version")]
+    VersionMismatch {
+        /// The segment.
+        name: SegmentName,
+        /// The version in the segment.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// The segment holds another kind of object than the one asked for.
+    #[error("segment `{name}` holds a {found}, not a {expected}")]
+    WrongKind {
+        /// The segment.
+        name: SegmentName,
+        /// What the segment holds.
+        found: Kind,
+        /// What the caller asked for.
+        expected: Kind,
+    },
+    /// The segment holds the right kind of object but for another value type.
+    #[error("segment `{name}` holds values of type `{found}` ({found_size} bytes), not `{expected}` ({expected_size} bytes)")]
+    TypeMismatch {
+        /// The segment.
+        name: SegmentName,
+        /// The type name recorded by the creator.
+        found: String,
+        /// The size of the stored values.
+        found_size: u64,
+        /// The type asked for.
+        expected: &'static str,
+        /// Its size.
+        expected_size: u64,
+    },
+    /// The backing file is shorter than the header says: something truncated it.
+    #[error("segment `{name}` is truncated: its file has {file_size} bytes, its header needs {expected}; remove it with `memspace rm {name}`")]
+    Truncated {
+        /// The segment.
+        name: SegmentName,
+        /// The size of the backing file.
+        file_size: u64,
+        /// The size the header claims.
+        expected: u64,
+    },
+    /// The header is inconsistent.
+    #[error("segment `{name}` has a damaged header: {what}; remove it with `memspace rm {name}`")]
+    Corrupt {
+        /// The segment.
+        name: SegmentName,
+        /// What is wrong.
+        what: String,
+    },
+    /// There is no memory or space left to create the segment.
+    #[error("no space left to create segment `{name}` ({size} bytes); free space in /dev/shm (`df -h /dev/shm`, `memspace ls`)")]
+    NoSpace {
+        /// The segment.
+        name: SegmentName,
+        /// The size that was asked for.
+        size: u64,
+    },
+    /// The operating system refused.
+    #[error("{op} on segment `{name}` failed")]
+    Os {
+        /// The segment.
+        name: SegmentName,
+        /// The call that failed.
+        op: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl OpenError {
+    /// Maps an `io::Error` from `op` on `name` to the most specific variant.
+    pub(crate) fn from_io(name: &SegmentName, op: &'static str, err: io::Error) -> Self {
+        let name = name.clone();
+        match err.kind() {
+            io::ErrorKind::NotFound => OpenError::NotFound { name },
+            io::ErrorKind::AlreadyExists => OpenError::AlreadyExists { name },
+            io::ErrorKind::PermissionDenied => OpenError::PermissionDenied { name },
+            _ => OpenError::Os {
+                name,
+                op,
+                source: err,
+            },
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Share memory between processes the way threads do.
+//!
+//! Threads of one process share its address space; processes each get their own, so a list
+//! handed to three child processes comes back empty to the parent. memspace gives Rust one API
+//! to run work as threads or as processes ([`Thread`], [`Process`]), and locks and collections
+//! that live in shared memory ([`Lock`], [`SharedList`]): handles to them travel to a child as
+//! references, so parent and children see the same data. They survive a participant being
+//! `kill -9`ed, and grow while others are attached.
+//!
+//! ```
+//! # fn main() -> memspace::Result<()> {
+//! use memspace::{Lock, SharedList, Thread};
+//!
+//! fn work((nums, lock): (SharedList<i64>, Lock)) {
+//!     for i in 0..3 {
+//!         let _held = lock.lock().expect("lock");
+//!         nums.push(&i).expect("push");
+//!     }
+//! }
+//!
+//! let (nums, lock) = (SharedList::new()?, Lock::new()?);
+//! for _ in 0..3 {
+//!     // `Process::new` instead runs it in a child process, with the same result.
+//!     let mut worker = Thread::new(work, (nums.clone(), lock.clone()));
+//!     worker.start()?;
+//!     worker.join()?;
+//! }
+//! assert_eq!(nums.to_vec()?, [0, 1, 2, 0, 1, 2, 0, 1, 2]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Modules
+//!
+//! * [`spawn`]: [`Thread`], [`Process`] (start methods `fork` and `spawn`), [`init`].
+//! * [`sync`]: [`Lock`] and [`Mutex<T>`], robust cross-process locks.
+//! * [`collections`]: [`SharedList<T>`].
+//! * [`segment`]: the named shared-memory segments everything lives in.
+//!
+//! # Safety model
+//!
+//! * **What survives a crashed peer.** A process killed at any instruction (SIGKILL included)
+//!   leaves every lock recoverable ([`sync::LockError::OwnerDied`]) and every collection
+//!   consistent: an append it had not published is invisible, one it had published is
+//!   complete. Nothing acknowledged to a caller is lost.
+//! * **What a misbehaving peer can do.** Segments are created mode `0600`, so only processes
+//!   of the same user can open them. A segment is treated as untrusted input: its header is
+//!   validated on open and every offset is bounds-checked before it is followed, so garbage
+//!   gives an error naming the segment, never out-of-bounds access. A peer with write access
+//!   can still destroy the *data* (or wedge glibc's bookkeeping inside a mutex it corrupts);
+//!   memspace does not defend against a hostile process of your own user.
+//! * **Platforms.** Linux with glibc (robust process-shared mutexes, `/dev/shm`,
+//!   `fallocate`). Platform code lives in one module (`sys`) so others can follow.
+
+pub mod collections;
+mod error;
+pub mod segment;
+mod shm_safe;
+pub mod spawn;
+pub mod sync;
+mod sys;
+
+pub use crate::collections::SharedList;
+pub use crate::error::{Error, OpenError, Result};
+pub use crate::segment::{Segment, SegmentOptions};
+pub use crate::spawn::{Process, Thread, init};
+pub use crate::sync::{Lock, Mutex};

@@ -1,0 +1,310 @@
+//! The fixed layout at the start of every segment, and its validation.
+//!
+//! ```text
+//! offset  size  what
+//!      0   128  Header        magic, version, kind, state, sizes, creator (never moves)
+//!    128    64  LockSlot      the segment's robust mutex, its owner and poison flag
+//!    192    64  (reserved)
+//!    256  3840  kind area     the collection's own control words (len, index table, ...)
+//!   4096     …  data          records, index blocks, values: grows at the end
+//! ```
+//!
+//! The first page is the *control page*: it is mapped once and never remapped, so the robust
+//! mutex in it keeps its address while held (see `sys`). Every field is an atomic, so a reader
+//! never races a writer non-atomically, even a hostile one; the creator fills the fields, then
+//! publishes them with a release store of `init_state = READY`.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+
+/// `b"MEMSPACE"` read as a little-endian integer.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
+/// The layout this build reads and writes. Bumped on any change to a shared layout.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// The size of the control page.
+pub(crate) const CONTROL_SIZE: u64 = 4096;
+/// Where the lock slot lives.
+pub(crate) const LOCK_OFFSET: u64 = 128;
+/// Where the kind-specific control words live.
+pub(crate) const KIND_OFFSET: u64 = 256;
+/// The first byte of the data area.
+pub(crate) const DATA_START: u64 = CONTROL_SIZE;
+/// The largest `max_size` a segment may declare (64 TiB: half the x86_64 user address space).
+pub(crate) const MAX_RESERVATION: u64 = 1 << 46;
+/// How many bytes of the header are read to validate it.
+pub(crate) const HEADER_SIZE: usize = 128;
+
+/// `init_state` values.
+pub(crate) const STATE_INITIALIZING: u32 = 1;
+pub(crate) const STATE_READY: u32 = 2;
+
+/// Bytes of the type name kept for `inspect`.
+pub(crate) const TYPE_NAME_WORDS: usize = 6;
+
+/// The header at offset 0. All fields are little-endian atomics (x86_64 and aarch64 are both
+/// little-endian; a big-endian peer would fail the magic check).
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Header {
+    pub(crate) magic: AtomicU64,
+    pub(crate) layout_version: AtomicU32,
+    pub(crate) kind: AtomicU32,
+    pub(crate) init_state: AtomicU32,
+    pub(crate) control_size: AtomicU32,
+    /// The largest size the segment may grow to; each process reserves this much address space.
+    pub(crate) max_size: AtomicU64,
+    /// The committed size: the backing file has at least this many allocated bytes.
+    pub(crate) size: AtomicU64,
+    /// Incremented after every growth, so a process sees at a glance that it must remap.
+    pub(crate) generation: AtomicU64,
+    pub(crate) creator_pid: AtomicU32,
+    pub(crate) flags: AtomicU32,
+    /// The creator's start time in clock ticks after boot: with the pid, it tells a live creator
+    /// from a new process that reused its pid.
+    pub(crate) creator_start_time: AtomicU64,
+    pub(crate) created_unix_ms: AtomicU64,
+    pub(crate) last_writer_pid: AtomicU32,
+    pub(crate) reserved: AtomicU32,
+    /// The Rust type name of the items, NUL-padded UTF-8, for `inspect` (informational only).
+    pub(crate) type_name: [AtomicU64; TYPE_NAME_WORDS],
+}
+
+const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
+const _: () = assert!(LOCK_OFFSET as usize >= HEADER_SIZE);
+
+/// `flags`: the segment was created without a name of the user's and is removed when its
+/// creator's handles are dropped (or by `memspace gc` once the creator is dead).
+pub(crate) const FLAG_ANONYMOUS: u32 = 1;
+
+impl Header {
+    pub(crate) fn store_type_name(&self, name: &str) {
+        let mut bytes = [0u8; TYPE_NAME_WORDS * 8];
+        let mut end = name.len().min(bytes.len());
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        for (word, chunk) in self.type_name.iter().zip(bytes.chunks_exact(8)) {
+            let chunk: [u8; 8] = chunk.try_into().expect("chunks_exact(8)");
+            word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The kinds of object a segment can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A [`Lock`](crate::sync::Lock): a robust mutex and nothing else.
+    Lock,
+    /// A [`Mutex<T>`](crate::sync::Mutex): a robust mutex and one fixed-size value.
+    Mutex,
+    /// A [`SharedList<T>`](crate::collections::SharedList).
+    List,
+}
+
+impl Kind {
+    pub(crate) fn to_raw(self) -> u32 {
+        match self {
+            Kind::Lock => 1,
+            Kind::Mutex => 2,
+            Kind::List => 3,
+        }
+    }
+
+    pub(crate) fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            1 => Kind::Lock,
+            2 => Kind::Mutex,
+            3 => Kind::List,
+            _ => return None,
+        })
+    }
+
+    /// The kind's name as the CLI prints it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Lock => "lock",
+            Kind::Mutex => "mutex",
+            Kind::List => "list",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The header fields, copied out of a segment and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HeaderFields {
+    pub(crate) kind: Kind,
+    pub(crate) max_size: u64,
+    pub(crate) size: u64,
+    pub(crate) generation: u64,
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_start_time: u64,
+    pub(crate) created_unix_ms: u64,
+    pub(crate) flags: u32,
+    pub(crate) last_writer_pid: u32,
+    pub(crate) type_name: String,
+}
+
+/// What is wrong with a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeaderProblem {
+    /// Shorter than a header, or all zero: the creator has not written it yet (or died).
+    NotInitialized,
+    Foreign,
+    Version(u32),
+    UnknownKind(u32),
+    Truncated { file_size: u64, expected: u64 },
+    Corrupt(String),
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Validates the first bytes of a segment (at most [`HEADER_SIZE`] are looked at) against the
+/// size of its backing file. Pure: no memory is mapped and no offset is followed.
+pub(crate) fn parse(bytes: &[u8], file_size: u64, page_size: u64) -> Result<HeaderFields, HeaderProblem> {
+    if bytes.len() < HEADER_SIZE {
+        return Err(if bytes.iter().any(|&b| b != 0) {
+            HeaderProblem::Foreign
+        } else {
+            HeaderProblem::NotInitialized
+        });
+    }
+    let magic = u64_at(bytes, 0);
+    let state = u32_at(bytes, 16);
+    if magic != MAGIC {
+        // A creator publishes the magic together with the rest; a zero page is a segment whose
+        // creator has not got that far.
+        return Err(if magic == 0 && state == 0 {
+            HeaderProblem::NotInitialized
+        } else {
+            HeaderProblem::Foreign
+        });
+    }
+    if state != STATE_READY {
+        return Err(if state == STATE_INITIALIZING {
+            HeaderProblem::NotInitialized
+        } else {
+            HeaderProblem::Corrupt(format!("unknown initialisation state {state}"))
+        });
+    }
+    let version = u32_at(bytes, 8);
+    if version != LAYOUT_VERSION {
+        return Err(HeaderProblem::Version(version));
+    }
+    let raw_kind = u32_at(bytes, 12);
+    let kind = Kind::from_raw(raw_kind).ok_or(HeaderProblem::UnknownKind(raw_kind))?;
+    let control_size = u64::from(u32_at(bytes, 20));
+    if control_size != CONTROL_SIZE {
+        return Err(HeaderProblem::Corrupt(format!(
+            "control page size {control_size}, expected {CONTROL_SIZE}"
+        )));
+    }
+    let max_size = u64_at(bytes, 24);
+    let size = u64_at(bytes, 32);
+    if max_size > MAX_RESERVATION || max_size < CONTROL_SIZE || max_size % page_size != 0 {
+        return Err(HeaderProblem::Corrupt(format!(
+            "maximum size {max_size} is not a page multiple between {CONTROL_SIZE} and {MAX_RESERVATION}"
+        )));
+    }
+    if size < CONTROL_SIZE || size > max_size || size % page_size != 0 {
+        return Err(HeaderProblem::Corrupt(format!(
+            "size {size} is not a page multiple between {CONTROL_SIZE} and the maximum {max_size}"
+        )));
+    }
+    if file_size < size {
+        return Err(HeaderProblem::Truncated {
+            file_size,
+            expected: size,
+        });
+    }
+    let name_bytes = &bytes[80..80 + TYPE_NAME_WORDS * 8];
+    let name_end = name_bytes.iter().position(|&b| b == 0).unwrap_or(name_bytes.len());
+    Ok(HeaderFields {
+        kind,
+        max_size,
+        size,
+        generation: u64_at(bytes, 40),
+        creator_pid: u32_at(bytes, 48),
+        flags: u32_at(bytes, 52),
+        creator_start_time: u64_at(bytes, 56),
+        created_unix_ms: u64_at(bytes, 64),
+        last_writer_pid: u32_at(bytes, 72),
+        type_name: String::from_utf8_lossy(&name_bytes[..name_end]).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Vec<u8> {
+        let mut b = vec![0u8; HEADER_SIZE];
+        b[0..8].copy_from_slice(&MAGIC.to_le_bytes());
+        b[8..12].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&Kind::List.to_raw().to_le_bytes());
+        b[16..20].copy_from_slice(&STATE_READY.to_le_bytes());
+        b[20..24].copy_from_slice(&(CONTROL_SIZE as u32).to_le_bytes());
+        b[24..32].copy_from_slice(&(1u64 << 30).to_le_bytes());
+        b[32..40].copy_from_slice(&65536u64.to_le_bytes());
+        b[80..85].copy_from_slice(b"i64\0\0");
+        b
+    }
+
+    #[test]
+    fn a_valid_header_parses() {
+        let fields = parse(&valid(), 65536, 4096).unwrap();
+        assert_eq!(fields.kind, Kind::List);
+        assert_eq!(fields.size, 65536);
+        assert_eq!(fields.type_name, "i64");
+    }
+
+    #[test]
+    fn zeroes_mean_not_initialised_and_garbage_means_foreign() {
+        assert_eq!(parse(&[0; HEADER_SIZE], 4096, 4096), Err(HeaderProblem::NotInitialized));
+        assert_eq!(parse(&[0; 10], 10, 4096), Err(HeaderProblem::NotInitialized));
+        assert_eq!(parse(&[7; HEADER_SIZE], 4096, 4096), Err(HeaderProblem::Foreign));
+        assert_eq!(parse(b"hello", 5, 4096), Err(HeaderProblem::Foreign));
+    }
+
+    #[test]
+    fn a_short_file_is_truncated() {
+        assert_eq!(
+            parse(&valid(), 8192, 4096),
+            Err(HeaderProblem::Truncated { file_size: 8192, expected: 65536 })
+        );
+    }
+
+    #[test]
+    fn sizes_out_of_range_are_corrupt() {
+        let mut b = valid();
+        b[32..40].copy_from_slice(&(1u64 << 31).to_le_bytes()); // size above max
+        assert!(matches!(parse(&b, u64::MAX, 4096), Err(HeaderProblem::Corrupt(_))));
+        let mut b = valid();
+        b[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(parse(&b, u64::MAX, 4096), Err(HeaderProblem::Corrupt(_))));
+    }
+
+    #[test]
+    fn unknown_version_and_kind_are_reported() {
+        let mut b = valid();
+        b[8..12].copy_from_slice(&99u32.to_le_bytes());
+        assert_eq!(parse(&b, 65536, 4096), Err(HeaderProblem::Version(99)));
+        let mut b = valid();
+        b[12..16].copy_from_slice(&77u32.to_le_bytes());
+        assert_eq!(parse(&b, 65536, 4096), Err(HeaderProblem::UnknownKind(77)));
+    }
+}

@@ -1,0 +1,182 @@
+//! One process's view of a segment: an address-space reservation the size of the segment's
+//! maximum, whose front is mapped to the segment's file as the segment grows.
+//!
+//! # Safety
+//!
+//! The invariants every `unsafe` block here relies on, established in [`Mapping::new`] and kept
+//! by [`Mapping::extend`]:
+//!
+//! 1. `base..base + reserved` is an address range this value owns alone, from
+//!    `sys::reserve_address_space`, released only in `Drop`.
+//! 2. `base..base + mapped` is mapped read-write and shared to the backing file, and `mapped`
+//!    only grows. Pages are never unmapped or replaced while the value lives, so a reference
+//!    handed out for `&self` stays valid: addresses never move and mapped bytes stay mapped.
+//! 3. `mapped` never exceeds the backing file's size when it is raised (the segment checks
+//!    `fstat` first), so no mapped page lies beyond the end of the file (which would `SIGBUS`).
+//!
+//! Segment bytes are written by other processes at any time. References are therefore only
+//! formed to [`ShmSafe`] types (atomics and the like); bytes are copied in and out through raw
+//! pointers, never through `&[u8]`.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::shm_safe::ShmSafe;
+use crate::sys;
+
+pub(crate) struct Mapping {
+    base: NonNull<u8>,
+    reserved: usize,
+    /// Bytes mapped so far; only grows (invariant 2). Read without the lock, raised under it.
+    mapped: AtomicUsize,
+    /// Serialises `extend` between threads of this process.
+    growing: Mutex<()>,
+}
+
+// SAFETY: the mapping is plain shared memory reachable from any thread; `mapped` is atomic and
+// `extend` is serialised by `growing`. Nothing in it is tied to the creating thread.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; shared access only hands out `ShmSafe` references and copies.
+unsafe impl Sync for Mapping {}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("base", &self.base)
+            .field("reserved", &self.reserved)
+            .field("mapped", &self.mapped.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Mapping {
+    /// Reserves `reserved` bytes of address space and maps the first `len` bytes of `fd`.
+    pub(crate) fn new(fd: BorrowedFd<'_>, reserved: usize, len: usize) -> io::Result<Self> {
+        assert!(len <= reserved, "mapping {len} bytes into a {reserved}-byte reservation");
+        let base = sys::reserve_address_space(reserved)?;
+        let mapping = Mapping {
+            base,
+            reserved,
+            mapped: AtomicUsize::new(0),
+            growing: Mutex::new(()),
+        };
+        // SAFETY: `[base, base + len)` lies in the reservation just made, which nothing
+        // references yet (invariant 1).
+        unsafe { sys::map_shared_fixed(base, len, fd, 0) }?;
+        mapping.mapped.store(len, Ordering::Release);
+        Ok(mapping)
+    }
+
+    /// The address at which this process sees the segment's first byte.
+    pub(crate) fn base_address(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+
+    /// Bytes mapped in this process.
+    pub(crate) fn len(&self) -> usize {
+        self.mapped.load(Ordering::Acquire)
+    }
+
+    /// Maps more of `fd` so that the first `new_len` bytes are visible. The caller has checked
+    /// that the file has at least `new_len` bytes (invariant 3).
+    pub(crate) fn extend(&self, fd: BorrowedFd<'_>, new_len: usize) -> io::Result<()> {
+        if new_len > self.reserved {
+            return Err(io::Error::other(format!(
+                "{new_len} bytes do not fit the {}-byte reservation",
+                self.reserved
+            )));
+        }
+        // A poisoned lock only means another thread panicked mid-extend; `mapped` is still
+        // accurate because it is stored after a successful mmap.
+        let _serialise = self.growing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = self.mapped.load(Ordering::Acquire);
+        if new_len <= old {
+            return Ok(());
+        }
+        let at = self.base.as_ptr().wrapping_add(old);
+        let at = NonNull::new(at).expect("inside a non-null reservation");
+        // SAFETY: `[old, new_len)` lies inside the reservation (checked above) and beyond
+        // `mapped`, so those pages are PROT_NONE and no reference points into them (invariant
+        // 2 hands out references below `mapped` only).
+        unsafe { sys::map_shared_fixed(at, new_len - old, fd, old as u64) }?;
+        self.mapped.store(new_len, Ordering::Release);
+        Ok(())
+    }
+
+    /// `start` as a `usize` if `[start, start + len)` is mapped.
+    fn checked(&self, start: u64, len: usize) -> Option<usize> {
+        let start = usize::try_from(start).ok()?;
+        let end = start.checked_add(len)?;
+        (end <= self.len()).then_some(start)
+    }
+
+    /// A shared reference to the `T` at `offset`, if it is mapped and aligned.
+    pub(crate) fn get<T: ShmSafe>(&self, offset: u64) -> Option<&T> {
+        let start = self.checked(offset, size_of::<T>())?;
+        let ptr = self.base.as_ptr().wrapping_add(start);
+        if !ptr.cast::<T>().is_aligned() {
+            return None;
+        }
+        // SAFETY: `checked` proved `[start, start + size_of::<T>())` lies in the mapped range,
+        // which stays mapped at this address while `self` lives (invariant 2); the pointer is
+        // aligned (checked above); `T: ShmSafe` makes a shared reference sound while other
+        // processes write: any bits are valid and mutation is atomic.
+        Some(unsafe { &*ptr.cast::<T>() })
+    }
+
+    /// A pointer to the `T` at `offset`, if it is mapped and aligned. Dereferencing it is the
+    /// caller's business: the memory may be written by other processes.
+    pub(crate) fn pointer<T>(&self, offset: u64) -> Option<NonNull<T>> {
+        let start = self.checked(offset, size_of::<T>())?;
+        let ptr = self.base.as_ptr().wrapping_add(start).cast::<T>();
+        if !ptr.is_aligned() {
+            return None;
+        }
+        NonNull::new(ptr)
+    }
+
+    /// Copies `out.len()` bytes starting at `offset` into `out`; `None` if they are not mapped.
+    ///
+    /// The bytes must not be written concurrently by this process (they may be, by a
+    /// misbehaving peer: the copy then yields garbage, which the caller detects by checksum).
+    pub(crate) fn read(&self, offset: u64, out: &mut [u8]) -> Option<()> {
+        let start = self.checked(offset, out.len())?;
+        let src = self.base.as_ptr().wrapping_add(start);
+        // SAFETY: the source range is mapped (checked) and does not overlap `out`, a Rust
+        // buffer outside every mapping; u8 has no alignment or validity requirements.
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+        Some(())
+    }
+
+    /// Copies `data` into the segment at `offset`; `None` if the range is not mapped.
+    ///
+    /// # Safety
+    ///
+    /// No thread of this process may read or write `[offset, offset + data.len())` during the
+    /// call: the caller holds the segment's lock and the range is not yet published to readers
+    /// (it lies past the collection's published end).
+    pub(crate) unsafe fn write(&self, offset: u64, data: &[u8]) -> Option<()> {
+        let start = self.checked(offset, data.len())?;
+        let dst = self.base.as_ptr().wrapping_add(start);
+        // SAFETY: the range is mapped (checked) and writable (invariant 2); the caller
+        // guarantees nobody in this process accesses it concurrently (see `# Safety`); `data`
+        // is a Rust buffer outside every mapping, so the ranges do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Some(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the reservation is ours (invariant 1) and `&mut self` proves no reference into
+        // it remains. Lock guards borrow the segment, so no mutex in it is held through this
+        // value. An error here (EINVAL for a bad range) cannot happen for a range we reserved,
+        // and there is nothing useful to do about it in `drop`: ignore it, as memmap2 does.
+        let _ = unsafe { sys::unmap(self.base, self.reserved) };
+    }
+}

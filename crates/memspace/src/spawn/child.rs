@@ -1,0 +1,283 @@
+//! What runs in a child process: the fork path, the spawn protocol, and [`init`].
+//!
+//! # The spawn protocol
+//!
+//! The parent re-executes `/proc/self/exe` (the very file it runs, even if it was replaced on
+//! disk) with its own command-line arguments and `MEMSPACE_SPAWN=R,W` in the environment,
+//! where `R` and `W` are two inherited pipe ends. Through `R` it sends a [`Payload`]: the
+//! target and a monomorphised trampoline, as offsets from an anchor function, plus the
+//! serialized arguments. The child's `main` calls [`init`], which reads the payload, calls the
+//! trampoline, writes an [`Outcome`] to `W` and exits. Function *offsets* survive the re-exec
+//! because the child runs the same binary; only the load address differs (ASLR).
+//!
+//! # Safety
+//!
+//! Three operations here are `unsafe`:
+//!
+//! 1. `sys::fork`: the child runs the target and leaves through `sys::exit_now`, never
+//!    returning into the caller's stack frames; the single-thread caveat is documented for
+//!    users on [`StartMethod::Fork`](super::StartMethod::Fork).
+//! 2. Turning an address back into a function pointer: the address is the anchor's address in
+//!    this process plus an offset computed by the parent from the same binary (checked by a
+//!    fingerprint, the distance between two functions of this crate), and the trampoline casts
+//!    it back to the exact type `fn(A) -> R` it was created from.
+//! 3. `std::env::remove_var`, which is unsound only if another thread reads the environment at
+//!    the same time; `init` is documented to run first in `main`, before any thread exists.
+
+#![allow(unsafe_code)]
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{SpawnError, panic_message};
+use crate::sys;
+
+/// The environment variable that marks a spawned child.
+const ENV: &str = "MEMSPACE_SPAWN";
+/// Exit code of a child whose target panicked (as Rust's own).
+const PANIC_EXIT: i32 = 101;
+/// Exit code of a child that could not run its target at all (EX_SOFTWARE).
+const PROTOCOL_EXIT: i32 = 70;
+
+static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
+
+/// Prepares this program for memspace's spawn start method. Call it as the first statement of
+/// `main`.
+///
+/// In a normal run it records the command line (the spawn start method re-executes the
+/// program with it) and returns at once. In a child started by
+/// [`StartMethod::Spawn`](super::StartMethod::Spawn) it runs the requested target with its
+/// arguments, reports the result to the parent and exits: it does not return.
+///
+/// # Examples
+///
+/// ```no_run
+/// fn main() {
+///     memspace::init();
+///     // ... the program, which may start `Process`es with StartMethod::Spawn
+/// }
+/// ```
+pub fn init() {
+    ARGS.get_or_init(|| std::env::args_os().collect());
+    let Some(spec) = std::env::var_os(ENV) else {
+        return;
+    };
+    // SAFETY: `init` runs first in `main`, before the program starts any thread, so nothing
+    // reads the environment concurrently (see the module's `# Safety`, point 3). Removing the
+    // variable keeps it from leaking into this child's own children.
+    unsafe { std::env::remove_var(ENV) };
+    let code = match run_spawned(&spec) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("memspace: this process was started as a spawned worker but {message}");
+            PROTOCOL_EXIT
+        }
+    };
+    sys::exit_now(code)
+}
+
+/// What the child sends back.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Outcome<R> {
+    Returned(R),
+    Panicked(String),
+    Failed(String),
+}
+
+pub(crate) fn decode_outcome<R: DeserializeOwned>(bytes: &[u8]) -> Option<Outcome<R>> {
+    if bytes.is_empty() {
+        return None;
+    }
+    rmp_serde::from_slice(bytes).ok()
+}
+
+/// Runs the target, catching a panic, and writes the outcome to `results`. Returns the exit
+/// code the child should end with.
+fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: OwnedFd) -> i32 {
+    let (outcome, code) = match catch_unwind(AssertUnwindSafe(|| target(args))) {
+        Ok(value) => (Outcome::Returned(value), 0),
+        Err(payload) => (Outcome::Panicked(panic_message(&*payload)), PANIC_EXIT),
+    };
+    report(&outcome, code, results)
+}
+
+fn report<R: Serialize>(outcome: &Outcome<R>, code: i32, results: OwnedFd) -> i32 {
+    let (bytes, code) = match rmp_serde::to_vec(outcome) {
+        Ok(bytes) => (bytes, code),
+        Err(e) => {
+            let failed = Outcome::<()>::Failed(format!(
+                "its result of type `{}` could not be serialized: {e}",
+                std::any::type_name::<R>()
+            ));
+            (rmp_serde::to_vec(&failed).unwrap_or_default(), PROTOCOL_EXIT)
+        }
+    };
+    // If the parent is gone there is nobody to tell; the exit code still says what happened.
+    let _ = std::fs::File::from(results).write_all(&bytes);
+    code
+}
+
+// ---------------------------------------------------------------------------------------------
+// fork
+
+/// Forks; the child runs `target(args)` and exits, the parent gets the child's pid and the
+/// read end of the results pipe.
+pub(crate) fn fork_and_run<A, R: Serialize>(
+    target: fn(A) -> R,
+    args: A,
+) -> Result<(u32, OwnedFd), SpawnError> {
+    let os = |op| move |source| SpawnError::Os { op, source };
+    let (read, write) = sys::pipe().map_err(os("pipe"))?;
+    // SAFETY: the child branch below only runs the target and leaves with `exit_now`; it never
+    // returns into our callers' frames (module `# Safety`, point 1).
+    match unsafe { sys::fork() }.map_err(os("fork"))? {
+        sys::Forked::Child => {
+            drop(read);
+            let code = run_and_report(target, args, write);
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(pid) => {
+            // The child owns its copy of `args`; ours is dropped here, as a moved value would be.
+            drop(write);
+            drop(args);
+            Ok((pid, read))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// spawn
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    fingerprint: i64,
+    trampoline: i64,
+    target: i64,
+    args: Vec<u8>,
+}
+
+type Trampoline = fn(usize, &[u8], OwnedFd) -> i32;
+
+#[inline(never)]
+fn anchor() -> u32 {
+    0x6d65_6d73
+}
+
+#[inline(never)]
+fn fingerprint_mark() -> u32 {
+    0x7370_6163
+}
+
+fn anchor_address() -> i64 {
+    let anchor: fn() -> u32 = anchor;
+    anchor as usize as i64
+}
+
+fn offset_of(address: usize) -> i64 {
+    (address as i64).wrapping_sub(anchor_address())
+}
+
+fn address_of(offset: i64) -> usize {
+    anchor_address().wrapping_add(offset) as usize
+}
+
+fn fingerprint() -> i64 {
+    let mark: fn() -> u32 = fingerprint_mark;
+    offset_of(mark as usize)
+}
+
+/// Runs in the child: decodes the arguments as `A`, runs `target`, reports.
+fn trampoline<A: DeserializeOwned, R: Serialize>(target: usize, args: &[u8], results: OwnedFd) -> i32 {
+    // SAFETY: `target` is the address of a `fn(A) -> R` in this binary: the parent computed its
+    // offset from exactly this instantiation's `fn(A) -> R` (see `spawn_and_run`), and the
+    // fingerprint check proved the binary is the same (module `# Safety`, point 2).
+    let target = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    match rmp_serde::from_slice::<A>(args) {
+        Ok(args) => run_and_report(target, args, results),
+        Err(e) => report(
+            &Outcome::<()>::Failed(format!(
+                "its arguments could not be decoded as `{}`: {e}",
+                std::any::type_name::<A>()
+            )),
+            PROTOCOL_EXIT,
+            results,
+        ),
+    }
+}
+
+/// Re-executes this program as a child that runs `target(args)`.
+pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
+    target: fn(A) -> R,
+    args: &A,
+) -> Result<(u32, OwnedFd), SpawnError> {
+    let argv = ARGS.get().ok_or(SpawnError::NotInitialized)?;
+    let os = |op| move |source| SpawnError::Os { op, source };
+    let trampoline: Trampoline = trampoline::<A, R>;
+    let payload = Payload {
+        fingerprint: fingerprint(),
+        trampoline: offset_of(trampoline as usize),
+        target: offset_of(target as usize),
+        args: rmp_serde::to_vec(args).map_err(|source| SpawnError::Encode {
+            type_name: std::any::type_name::<A>(),
+            source,
+        })?,
+    };
+    let payload = rmp_serde::to_vec(&payload).map_err(|source| SpawnError::Encode {
+        type_name: "spawn payload",
+        source,
+    })?;
+    let (args_read, args_write) = sys::pipe().map_err(os("pipe"))?;
+    let (results_read, results_write) = sys::pipe().map_err(os("pipe"))?;
+    let exe = if std::path::Path::new("/proc/self/exe").exists() {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().map_err(os("current_exe"))?
+    };
+    let mut command = Command::new(exe);
+    if let Some((program, rest)) = argv.split_first() {
+        command.arg0(program).args(rest);
+    }
+    let fds = [sys::raw(&args_read), sys::raw(&results_write)];
+    command.env(ENV, format!("{},{}", fds[0], fds[1]));
+    sys::keep_fds_across_exec(&mut command, fds);
+    let child = command.spawn().map_err(os("exec"))?;
+    drop(args_read);
+    drop(results_write);
+    // A child that dies before reading makes this write fail (EPIPE; Rust ignores SIGPIPE);
+    // `join` then reports how it ended.
+    let _ = std::fs::File::from(args_write).write_all(&payload);
+    Ok((child.id(), results_read))
+}
+
+/// In a spawned child: reads the payload and runs it. Errors are reported on stderr.
+fn run_spawned(spec: &std::ffi::OsStr) -> Result<i32, String> {
+    let spec = spec.to_str().ok_or("its MEMSPACE_SPAWN value is not text")?;
+    let (read, write) = spec
+        .split_once(',')
+        .and_then(|(r, w)| Some((r.parse().ok()?, w.parse().ok()?)))
+        .ok_or_else(|| format!("MEMSPACE_SPAWN={spec} is not two descriptor numbers"))?;
+    let read = sys::adopt_inherited_fd(read).map_err(|e| e.to_string())?;
+    let write = sys::adopt_inherited_fd(write).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    std::fs::File::from(read)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading its task failed: {e}"))?;
+    let payload: Payload =
+        rmp_serde::from_slice(&bytes).map_err(|e| format!("its task could not be decoded: {e}"))?;
+    if payload.fingerprint != fingerprint() {
+        return Err("the parent runs a different build of this program".to_owned());
+    }
+    // SAFETY: the offset was computed by the parent, running this same binary (fingerprint
+    // checked above), from a `Trampoline` (module `# Safety`, point 2).
+    let trampoline =
+        unsafe { std::mem::transmute::<usize, Trampoline>(address_of(payload.trampoline)) };
+    Ok(trampoline(address_of(payload.target), &payload.args, write))
+}

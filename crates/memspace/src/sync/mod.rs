@@ -1,0 +1,202 @@
+//! Locks that work between processes and survive the death of a holder.
+//!
+//! # The locking protocol
+//!
+//! Every segment carries one robust, process-shared pthread mutex in its control page. When a
+//! holder dies (a `kill -9`, a crash) the kernel marks the mutex "owner died" and the next
+//! locker acquires it *and* is told: [`LockError::OwnerDied`] carries the guard. The new holder
+//! repairs what the lock protects and calls `mark_consistent()`; if it drops the guard without
+//! doing so, the lock becomes permanently [`LockError::Unrecoverable`] (POSIX's rule: a lock
+//! whose data nobody vouched for must not be handed out again).
+//!
+//! A holder that *panics* unwinds and unlocks normally; its guard marks the lock poisoned in
+//! shared memory first, so that every process sees [`LockError::Poisoned`] until someone calls
+//! `clear_poison()`.
+//!
+//! The collections built on this lock never need the user's help: their data is consistent by
+//! construction (a new item becomes visible with one atomic store), so they repair themselves
+//! and carry on.
+//!
+//! Every blocking call has a timed form (`try_lock_for`) and a non-blocking one (`try_lock`):
+//! robustness covers death, not a holder that hangs.
+
+mod lock;
+mod mutex;
+mod raw_mutex;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use self::lock::{Lock, LockGuard};
+pub use self::mutex::{Mutex, MutexGuard};
+pub(crate) use self::raw_mutex::{LockSlot, RawGuard, RawFailure, Recovery};
+
+use crate::segment::{Segment, SegmentName};
+use crate::sys::Wait;
+
+/// Why a lock was not acquired cleanly.
+///
+/// `OwnerDied` and `Poisoned` carry the guard: the lock *is* held, and the caller decides what
+/// to do with the data it protects.
+#[non_exhaustive]
+pub enum LockError<G> {
+    /// The previous holder died while holding the lock. You hold it now: repair the data it
+    /// protects, then call `mark_consistent()` on the guard. Dropping the guard without doing
+    /// so makes the lock unrecoverable.
+    OwnerDied(G),
+    /// A previous holder panicked while holding the lock. You hold it now; call
+    /// `clear_poison()` on the guard once the data is known to be sound.
+    Poisoned(G),
+    /// `try_lock`: someone else holds the lock.
+    WouldBlock {
+        /// The lock's segment.
+        name: SegmentName,
+    },
+    /// `try_lock_for`: the lock was not released in time.
+    Timeout {
+        /// The lock's segment.
+        name: SegmentName,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// A holder died and the next one released the lock without marking it consistent.
+    Unrecoverable {
+        /// The lock's segment.
+        name: SegmentName,
+    },
+    /// This thread already holds the lock (it is not recursive).
+    WouldDeadlock {
+        /// The lock's segment.
+        name: SegmentName,
+    },
+    /// The mutex in the segment is damaged.
+    Corrupt {
+        /// The lock's segment.
+        name: SegmentName,
+        /// The error number pthread returned.
+        errno: i32,
+    },
+}
+
+impl<G> LockError<G> {
+    /// The same error without its guard (dropping the guard releases the lock).
+    #[must_use]
+    pub fn without_guard(self) -> LockError<()> {
+        match self {
+            LockError::OwnerDied(_) => LockError::OwnerDied(()),
+            LockError::Poisoned(_) => LockError::Poisoned(()),
+            LockError::WouldBlock { name } => LockError::WouldBlock { name },
+            LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
+            LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
+            LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
+            LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
+        }
+    }
+
+    /// The guard, for `OwnerDied` and `Poisoned`.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(guard) | LockError::Poisoned(guard) => Some(guard),
+            _ => None,
+        }
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str(
+                "the previous holder of the lock died while holding it; the data it protects \
+                 may be half-updated: repair it and call `mark_consistent()` on the guard",
+            ),
+            LockError::Poisoned(_) => f.write_str(
+                "a holder of the lock panicked while holding it; check the data it protects and \
+                 call `clear_poison()` on the guard",
+            ),
+            LockError::WouldBlock { name } => write!(f, "lock `{name}` is held by someone else"),
+            LockError::Timeout { name, waited } => {
+                write!(f, "lock `{name}` was not released within {waited:?}")
+            }
+            LockError::Unrecoverable { name } => write!(
+                f,
+                "lock `{name}` is unrecoverable: a holder died and the next one released it \
+                 without calling `mark_consistent()`; remove and recreate it"
+            ),
+            LockError::WouldDeadlock { name } => write!(
+                f,
+                "this thread already holds lock `{name}`; it is not recursive"
+            ),
+            LockError::Corrupt { name, errno } => write!(
+                f,
+                "the mutex of `{name}` is damaged (pthread error {errno}); remove and recreate it"
+            ),
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockError::Poisoned(_) => f.write_str("Poisoned(..)"),
+            LockError::WouldBlock { name } => {
+                f.debug_struct("WouldBlock").field("name", name).finish()
+            }
+            LockError::Timeout { name, waited } => f
+                .debug_struct("Timeout")
+                .field("name", name)
+                .field("waited", waited)
+                .finish(),
+            LockError::Unrecoverable { name } => {
+                f.debug_struct("Unrecoverable").field("name", name).finish()
+            }
+            LockError::WouldDeadlock { name } => {
+                f.debug_struct("WouldDeadlock").field("name", name).finish()
+            }
+            LockError::Corrupt { name, errno } => f
+                .debug_struct("Corrupt")
+                .field("name", name)
+                .field("errno", errno)
+                .finish(),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {}
+
+/// Acquires `segment`'s lock and wraps the raw guard into the caller's guard type, mapping the
+/// outcome onto [`LockError`]. Shared by [`Lock`], [`Mutex`] and the collections.
+pub(crate) fn acquire<'a, G>(
+    segment: &'a Segment,
+    wait: Wait,
+    wrap: impl FnOnce(RawGuard<'a>, Recovery) -> G,
+) -> Result<G, LockError<G>> {
+    let slot = segment.lock_slot();
+    match slot.acquire(wait) {
+        Ok((raw, recovery)) => {
+            let poisoned = slot.is_poisoned();
+            let guard = wrap(raw, recovery);
+            match recovery {
+                Recovery::OwnerDied { .. } => Err(LockError::OwnerDied(guard)),
+                Recovery::Clean if poisoned => Err(LockError::Poisoned(guard)),
+                Recovery::Clean => Ok(guard),
+            }
+        }
+        Err(failure) => {
+            let name = segment.name().clone();
+            Err(match failure {
+                RawFailure::WouldBlock => LockError::WouldBlock { name },
+                RawFailure::TimedOut => LockError::Timeout {
+                    name,
+                    waited: match wait {
+                        Wait::For(d) => d,
+                        Wait::Forever | Wait::Never => Duration::ZERO,
+                    },
+                },
+                RawFailure::Unrecoverable => LockError::Unrecoverable { name },
+                RawFailure::Deadlock => LockError::WouldDeadlock { name },
+                RawFailure::Invalid(errno) => LockError::Corrupt { name, errno },
+            })
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! [`Mutex<T>`]: a robust cross-process lock around one plain value in shared memory.
+//!
+//! # Safety
+//!
+//! The value lives at `DATA_START` of the segment, inside the first mapping, so its address is
+//! fixed for the segment handle's lifetime (see `segment/mapping.rs`). `T: Pod` makes every bit
+//! pattern a valid `T`, so whatever a dead or misbehaving peer left there is a value, never UB.
+//! A [`MutexGuard`] exists only while the calling thread holds the segment's lock; every
+//! process that follows the protocol touches the value only under that lock, so the guard's
+//! `&T`/`&mut T` do not alias a concurrent access.
+
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{LockError, RawGuard, Recovery, acquire};
+use crate::error::{OpenError, Result};
+use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+use crate::shm_safe::ShmSafe;
+use crate::sys::Wait;
+
+#[repr(C)]
+struct MutexArea {
+    value_size: AtomicU64,
+    value_align: AtomicU64,
+}
+
+// SAFETY: `#[repr(C)]`, atomics only.
+unsafe impl ShmSafe for MutexArea {}
+
+/// A value of plain data (`T: Pod`) in shared memory, behind a robust cross-process lock.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> memspace::Result<()> {
+/// use memspace::sync::Mutex;
+///
+/// let counter = Mutex::new(0u64)?;
+/// *counter.lock()? += 1;
+/// assert_eq!(*counter.lock()?, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Mutex<T> {
+    segment: Arc<Segment>,
+    value: NonNull<T>,
+    _type: PhantomData<T>,
+}
+
+// SAFETY: the value is only reached through a guard, which requires the cross-process lock; `T:
+// Send` because a guard in any thread may move values in and out.
+unsafe impl<T: Pod + Send> Send for Mutex<T> {}
+// SAFETY: as above: shared access to a `Mutex` hands out `&mut T` only under the lock.
+unsafe impl<T: Pod + Send> Sync for Mutex<T> {}
+
+impl<T> Clone for Mutex<T> {
+    fn clone(&self) -> Self {
+        Mutex {
+            segment: Arc::clone(&self.segment),
+            value: self.value,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex")
+            .field("name", self.segment.name())
+            .field("type", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Mutex<T> {
+    /// Creates an anonymous mutex holding `value`, removed when this process drops its last
+    /// handle.
+    ///
+    /// # Errors
+    ///
+    /// What the system refuses when creating the segment.
+    pub fn new(value: T) -> Result<Self> {
+        Self::create_segment(SegmentName::anonymous(), value, true)
+    }
+
+    /// Creates the mutex `name` holding `value`; it persists until removed.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
+    pub fn create(name: &str, value: T) -> Result<Self> {
+        Self::create_segment(SegmentName::new(name)?, value, false)
+    }
+
+    /// Opens the mutex `name`, checking that it holds values of `T`'s size.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`], [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
+    pub fn open(name: &str) -> Result<Self> {
+        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Mutex))?;
+        let area = segment.kind_area::<MutexArea>();
+        let size = area.value_size.load(Ordering::Relaxed);
+        let align = area.value_align.load(Ordering::Relaxed);
+        if size != size_of::<T>() as u64 || align != align_of::<T>() as u64 {
+            return Err(OpenError::TypeMismatch {
+                name: segment.name().clone(),
+                found: segment.type_name().to_owned(),
+                found_size: size,
+                expected: std::any::type_name::<T>(),
+                expected_size: size_of::<T>() as u64,
+            }
+            .into());
+        }
+        Self::from_segment(segment)
+    }
+
+    fn create_segment(name: SegmentName, value: T, anonymous: bool) -> Result<Self> {
+        let options = SegmentOptions::new()
+            .initial_size(DATA_START + size_of::<T>() as u64)
+            .max_size(DATA_START + size_of::<T>() as u64);
+        let segment = Segment::create(
+            name,
+            Kind::Mutex,
+            std::any::type_name::<T>(),
+            &options,
+            anonymous,
+            |segment| {
+                let area = segment.kind_area::<MutexArea>();
+                area.value_size.store(size_of::<T>() as u64, Ordering::Relaxed);
+                area.value_align.store(align_of::<T>() as u64, Ordering::Relaxed);
+                // SAFETY: the segment is being created: nobody else can reach it yet, so the
+                // write cannot race; the range is mapped (the initial size covers it).
+                unsafe {
+                    segment
+                        .mapping()
+                        .write(DATA_START, bytemuck::bytes_of(&value))
+                }
+                .ok_or_else(|| segment.corrupt("the value does not fit the segment".into()))
+            },
+        )?;
+        Self::from_segment(segment)
+    }
+
+    fn from_segment(segment: Segment) -> Result<Self> {
+        const { assert!(align_of::<T>() <= 4096, "values are placed at a page boundary") };
+        let value = segment
+            .mapping()
+            .pointer::<T>(DATA_START)
+            .ok_or_else(|| segment.corrupt("the value lies outside the mapping".into()))?;
+        Ok(Mutex {
+            segment: Arc::new(segment),
+            value,
+            _type: PhantomData,
+        })
+    }
+
+    /// Blocks until the lock is acquired; the guard gives access to the value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::lock`](super::Lock::lock).
+    pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        self.acquire(Wait::Forever)
+    }
+
+    /// Acquires the lock if it is free.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::try_lock`](super::Lock::try_lock).
+    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        self.acquire(Wait::Never)
+    }
+
+    /// Waits at most `timeout` for the lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::try_lock_for`](super::Lock::try_lock_for).
+    pub fn try_lock_for(
+        &self,
+        timeout: Duration,
+    ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        self.acquire(Wait::For(timeout))
+    }
+
+    fn acquire(&self, wait: Wait) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        acquire(&self.segment, wait, |raw, recovery| MutexGuard {
+            raw,
+            recovery,
+            value: self.value,
+            _borrow: PhantomData,
+        })
+    }
+
+    /// The mutex's segment name.
+    #[must_use]
+    pub fn name(&self) -> &SegmentName {
+        self.segment.name()
+    }
+}
+
+impl<T: Pod> Serialize for Mutex<T> {
+    /// A mutex travels as a reference: its segment's name.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.segment.name().as_str())
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for Mutex<T> {
+    /// Reattaches the named mutex in this process.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Mutex::open(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Access to a [`Mutex`]'s value while the lock is held.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct MutexGuard<'a, T> {
+    raw: RawGuard<'a>,
+    recovery: Recovery,
+    value: NonNull<T>,
+    _borrow: PhantomData<&'a mut T>,
+}
+
+impl<T: fmt::Debug + Pod> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MutexGuard").field(&**self).finish()
+    }
+}
+
+impl<T> MutexGuard<'_, T> {
+    /// After [`LockError::OwnerDied`]: declares the value repaired.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error if the lock was not acquired from a dead owner.
+    pub fn mark_consistent(&self) -> std::io::Result<()> {
+        self.raw.mark_consistent()
+    }
+
+    /// After [`LockError::Poisoned`]: clears the poison flag for every process.
+    pub fn clear_poison(&self) {
+        self.raw.clear_poison();
+    }
+
+    /// If this acquisition took over from a holder that died, the pid that held it.
+    #[must_use]
+    pub fn previous_owner_died(&self) -> Option<u32> {
+        match self.recovery {
+            Recovery::OwnerDied { pid } => Some(pid),
+            Recovery::Clean => None,
+        }
+    }
+}
+
+impl<T: Pod> Deref for MutexGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: `value` is mapped, aligned and fixed for the segment's lifetime, which the
+        // guard's borrow outlives; `T: Pod` accepts any bits; the lock is held by this thread
+        // (the guard proves it), so no access that follows the protocol races this one.
+        unsafe { self.value.as_ref() }
+    }
+}
+
+impl<T: Pod> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference handed out by this
+        // guard, and the lock excludes every other guard in every process.
+        unsafe { self.value.as_mut() }
+    }
+}

@@ -32,7 +32,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,35 @@ const PANIC_EXIT: i32 = 101;
 /// Exit code of a child that could not run its target at all (EX_SOFTWARE).
 const PROTOCOL_EXIT: i32 = 70;
 
-static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
+/// The command line a spawned child is started with: recorded by `init`, replaced by
+/// `set_child_args`.
+static ARGS: Mutex<Option<Vec<OsString>>> = Mutex::new(None);
+
+fn child_args() -> Option<Vec<OsString>> {
+    ARGS.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// Replaces the command line that [`StartMethod::Spawn`](super::StartMethod::Spawn) children
+/// are started with (by default the parent's own, recorded by [`init`]); the first item is the
+/// program name (`argv[0]`). The program's `main` must still call [`init`] first.
+///
+/// Test harnesses need this: a test that spawns re-runs its test binary, and should run only
+/// itself there (`--exact NAME`), not the whole suite.
+///
+/// # Examples
+///
+/// ```no_run
+/// memspace::init();
+/// memspace::spawn::set_child_args(["my-tests", "--exact", "spawn_test", "--nocapture"]);
+/// ```
+pub fn set_child_args<I, S>(args: I)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let args = args.into_iter().map(Into::into).collect();
+    *ARGS.lock().unwrap_or_else(PoisonError::into_inner) = Some(args);
+}
 
 /// Prepares this program for memspace's spawn start method. Call it as the first statement of
 /// `main`.
@@ -66,7 +95,16 @@ static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
 /// }
 /// ```
 pub fn init() {
-    ARGS.get_or_init(|| std::env::args_os().collect());
+    static RAN: AtomicBool = AtomicBool::new(false);
+    if RAN.swap(true, Ordering::AcqRel) {
+        return; // only the first call records the command line or runs a spawned target
+    }
+    {
+        let mut args = ARGS.lock().unwrap_or_else(PoisonError::into_inner);
+        if args.is_none() {
+            *args = Some(std::env::args_os().collect());
+        }
+    }
     let Some(spec) = std::env::var_os(ENV) else {
         return;
     };
@@ -218,7 +256,7 @@ pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
     target: fn(A) -> R,
     args: &A,
 ) -> Result<(u32, OwnedFd), SpawnError> {
-    let argv = ARGS.get().ok_or(SpawnError::NotInitialized)?;
+    let argv = child_args().ok_or(SpawnError::NotInitialized)?;
     let os = |op| move |source| SpawnError::Os { op, source };
     let trampoline: Trampoline = trampoline::<A, R>;
     let payload = Payload {

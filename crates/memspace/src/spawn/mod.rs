@@ -37,7 +37,7 @@ use std::io;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use self::child::init;
+pub use self::child::{init, set_child_args};
 pub use self::process::{ExitStatus, Process};
 pub use self::thread::Thread;
 

@@ -1,1 +1,23 @@
-fn main() { memspace::init(); }
+//! `memspace`: the threads-versus-processes demo, and tools to create, read and remove shared
+//! collections.
+
+mod cli;
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // First, always: in a worker started with the spawn start method, this runs the worker
+    // and exits.
+    memspace::init();
+    let cli = cli::Cli::parse();
+    match cmd::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("memspace: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The command line, as clap sees it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Share memory between processes the way threads do.
+#[derive(Debug, Parser)]
+#[command(name = "memspace", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the threads-versus-processes experiment and show which memory is shared.
+    Demo(DemoArgs),
+    /// Create, append to and read shared lists.
+    #[command(subcommand)]
+    List(ListCommand),
+    /// Remove segments by name (processes that have them open keep using them).
+    Rm {
+        /// The segments to remove.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Which experiment to run; all three, one after another, if not given.
+    #[arg(long, value_enum)]
+    pub(crate) mode: Option<DemoMode>,
+    /// How many workers, started and joined one after another.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) workers: u32,
+    /// How many values each worker appends (0, 1, ... COUNT-1).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub(crate) count: u32,
+    /// How worker processes are started.
+    #[arg(long = "start", value_enum, default_value_t = Start::Fork)]
+    pub(crate) start: Start,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DemoMode {
+    /// Threads share one plain list.
+    Thread,
+    /// Processes each get a copy of a plain list.
+    Process,
+    /// Processes share a `SharedList`.
+    Shared,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Start {
+    /// `fork()`: the child is a copy-on-write copy of the parent.
+    Fork,
+    /// Re-execute this program and send it the arguments.
+    Spawn,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ListCommand {
+    /// Create an empty list; it persists until `memspace rm NAME`.
+    Create {
+        /// The list's name (letters, digits, `.`, `_`, `-`).
+        name: String,
+        /// The largest size in bytes the list may grow to.
+        #[arg(long)]
+        max_size: Option<u64>,
+    },
+    /// Append JSON values, all under one lock acquisition.
+    Push {
+        /// The list's name.
+        name: String,
+        /// The values, each a JSON document (`1`, `'"text"'`, `'{"a": [1, 2]}'`).
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
+    /// Print the list as a JSON array, or the item at INDEX.
+    Get {
+        /// The list's name.
+        name: String,
+        /// The item's position, from 0.
+        index: Option<u64>,
+    },
+    /// Print the number of items.
+    Len {
+        /// The list's name.
+        name: String,
+    },
+}

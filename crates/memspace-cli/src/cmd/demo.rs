@@ -1,0 +1,255 @@
+//! `memspace demo`: the tutorial's experiment, three ways.
+//!
+//! Workers are started and joined one after another; each prints where its list lives, then
+//! appends `0..count` under a lock, printing the list after each append, in the tutorial's own
+//! format. The same worker function runs in every mode; only the list type and the kind of
+//! worker change.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+
+use anyhow::Context;
+use memspace::spawn::{Mode, StartMethod, Worker};
+use memspace::sync::{LockError, LockGuard};
+use memspace::{Lock, SharedList};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{DemoArgs, DemoMode, Start};
+
+/// A plain list: threads share it through the `Arc`; a child process gets a copy.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct PlainList(Arc<StdMutex<Vec<i64>>>);
+
+/// What the demo needs of a list.
+trait DemoList: Clone + Serialize + DeserializeOwned + Send + 'static {
+    fn append(&self, value: i64);
+    fn values(&self) -> Vec<i64>;
+    /// The address of the list in the calling process.
+    fn address(&self) -> usize;
+    /// Where the memory at that address comes from.
+    fn backing(&self) -> String;
+}
+
+impl DemoList for PlainList {
+    fn append(&self, value: i64) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(value);
+    }
+
+    fn values(&self) -> Vec<i64> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn address(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    fn backing(&self) -> String {
+        format!("private memory of process {}", std::process::id())
+    }
+}
+
+impl DemoList for SharedList<i64> {
+    fn append(&self, value: i64) {
+        if let Err(err) = self.push(&value) {
+            panic!("appending to shared list `{}`: {err}", self.name());
+        }
+    }
+
+    fn values(&self) -> Vec<i64> {
+        match self.to_vec() {
+            Ok(values) => values,
+            Err(err) => panic!("reading shared list `{}`: {err}", self.name()),
+        }
+    }
+
+    fn address(&self) -> usize {
+        self.segment().base_address()
+    }
+
+    fn backing(&self) -> String {
+        format!(
+            "shared segment {}, inode {}",
+            self.name(),
+            self.segment().inode()
+        )
+    }
+}
+
+/// What a worker reports back: where it saw the list.
+#[derive(Debug, Serialize, Deserialize)]
+struct Seen {
+    pid: u32,
+    address: usize,
+}
+
+/// The arguments of a worker: the list, its number, the lock, how many values, and the word
+/// the tutorial prints ("Thread" or "Process").
+type Args<L> = (L, u32, Lock, u32, String);
+
+/// Takes the lock; a previous holder that died (or panicked) is reported and the lock kept
+/// usable, since the demo's data is re-read after every append anyway.
+fn hold(lock: &Lock) -> LockGuard<'_> {
+    match lock.lock() {
+        Ok(guard) => guard,
+        Err(LockError::OwnerDied(guard)) => {
+            eprintln!("(the previous holder of the lock died; taking it over)");
+            if let Err(err) = guard.mark_consistent() {
+                panic!("recovering lock `{}`: {err}", lock.name());
+            }
+            guard
+        }
+        Err(LockError::Poisoned(guard)) => {
+            guard.clear_poison();
+            guard
+        }
+        Err(err) => panic!("{err}"),
+    }
+}
+
+/// The tutorial's `func`. As in the tutorial, the loop variable `i` shadows the worker's
+/// number in the lines printed after each append.
+fn worker<L: DemoList>((nums, i, lock, count, label): Args<L>) -> Seen {
+    let guard = hold(&lock); // the console is a shared resource
+    println!("{label} -{i} :  {:#x} ({})", nums.address(), nums.backing());
+    drop(guard);
+    for i in 0..count {
+        let _guard = hold(&lock); // the list is a shared resource too
+        nums.append(i64::from(i));
+        println!("{label} -{i} :  {:?}", nums.values());
+    }
+    Seen {
+        pid: std::process::id(),
+        address: nums.address(),
+    }
+}
+
+/// Runs `workers` workers one after another on `nums`; returns what each saw.
+fn experiment<L: DemoList>(nums: &L, mode: Mode, workers: u32, count: u32) -> anyhow::Result<Vec<Seen>> {
+    let label = match mode {
+        Mode::Thread => "Thread",
+        Mode::Process(_) => "Process",
+    };
+    let lock = Lock::new().context("creating the demo's lock")?;
+    println!("Main {label} : {:#x} ({})", nums.address(), nums.backing());
+    let mut seen = Vec::new();
+    for i in 0..workers {
+        let args = (nums.clone(), i, lock.clone(), count, label.to_owned());
+        let mut worker = Worker::new(mode, worker::<L>, args);
+        worker.start().with_context(|| format!("starting worker {i}"))?;
+        seen.push(worker.join().with_context(|| format!("worker {i}"))?);
+    }
+    println!("Main {label} : {:?}", nums.values());
+    Ok(seen)
+}
+
+fn addresses(seen: &[Seen]) -> String {
+    seen.iter().fold(String::new(), |mut out, s| {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{:#x}", s.address);
+        out
+    })
+}
+
+fn pids(seen: &[Seen]) -> String {
+    seen.iter()
+        .map(|s| s.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn run_threads(workers: u32, count: u32) -> anyhow::Result<()> {
+    println!("== thread: {workers} threads append to one plain list ==");
+    let nums = PlainList::default();
+    let seen = experiment(&nums, Mode::Thread, workers, count)?;
+    let all = nums.values().len() == (workers * count) as usize;
+    println!(
+        "-> memory shared: {}. The threads all ran in process {} and appended to the list at {:#x}: \
+         threads share their process's address space.",
+        if all { "yes" } else { "NO (unexpected)" },
+        std::process::id(),
+        seen.first().map_or(nums.address(), |s| s.address),
+    );
+    Ok(())
+}
+
+fn run_processes(workers: u32, count: u32, method: StartMethod) -> anyhow::Result<()> {
+    println!(
+        "== process ({method}): {workers} child processes append to a plain list passed as an argument =="
+    );
+    let nums = PlainList::default();
+    let seen = experiment(&nums, Mode::Process(method), workers, count)?;
+    let parent = nums.values();
+    let same_address = seen.iter().all(|s| s.address == nums.address());
+    let how = match method {
+        StartMethod::Fork if same_address => format!(
+            "fork gave each child a copy of the parent's memory, so the list kept the parent's \
+             address {:#x} in every child: the same virtual address in another process is \
+             different memory",
+            nums.address()
+        ),
+        StartMethod::Fork => format!(
+            "fork gave each child a copy of the parent's memory (children saw the list at {})",
+            addresses(&seen)
+        ),
+        StartMethod::Spawn => format!(
+            "spawn re-ran this program in each child and rebuilt the list from the arguments, at \
+             addresses {} of the children's own",
+            addresses(&seen)
+        ),
+    };
+    println!(
+        "-> memory shared: {}. Each child (pids {}) appended to its own copy of the list, so the \
+         parent's list is {parent:?}; {how}.",
+        if parent.is_empty() { "no" } else { "YES (unexpected)" },
+        pids(&seen),
+    );
+    Ok(())
+}
+
+fn run_shared(workers: u32, count: u32, method: StartMethod) -> anyhow::Result<()> {
+    println!("== shared ({method}): {workers} child processes append to a SharedList ==");
+    let nums = SharedList::<i64>::new().context("creating the demo's shared list")?;
+    let seen = experiment(&nums, Mode::Process(method), workers, count)?;
+    let all = nums.len() == u64::from(workers * count);
+    println!(
+        "-> memory shared: {}. The children (pids {}) attached shared segment {} (inode {}, \
+         /dev/shm/memspace.{}) and appended to that memory, mapped at {}; the parent maps it at \
+         {:#x} and sees every append: the handle travelled as a reference, not a copy.",
+        if all { "yes" } else { "NO (unexpected)" },
+        pids(&seen),
+        nums.name(),
+        nums.segment().inode(),
+        nums.name(),
+        addresses(&seen),
+        nums.address(),
+    );
+    Ok(())
+}
+
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let method = match args.start {
+        Start::Fork => StartMethod::Fork,
+        Start::Spawn => StartMethod::Spawn,
+    };
+    let modes = match args.mode {
+        Some(mode) => vec![mode],
+        None => vec![DemoMode::Thread, DemoMode::Process, DemoMode::Shared],
+    };
+    for (n, mode) in modes.into_iter().enumerate() {
+        if n > 0 {
+            println!();
+        }
+        match mode {
+            DemoMode::Thread => run_threads(args.workers, args.count)?,
+            DemoMode::Process => run_processes(args.workers, args.count, method)?,
+            DemoMode::Shared => run_shared(args.workers, args.count, method)?,
+        }
+    }
+    Ok(())
+}

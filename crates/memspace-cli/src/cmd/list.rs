@@ -1,0 +1,60 @@
+//! `memspace list ...`: shared lists of JSON values from the shell.
+
+use anyhow::{Context, bail};
+use memspace::{SegmentOptions, SharedList};
+use serde_json::Value;
+
+use crate::cli::ListCommand;
+
+pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
+    match command {
+        ListCommand::Create { name, max_size } => {
+            let mut options = SegmentOptions::new();
+            if let Some(bytes) = max_size {
+                options = options.max_size(bytes);
+            }
+            SharedList::<Value>::create_with(&name, &options)
+                .with_context(|| format!("creating list `{name}`"))?;
+        }
+        ListCommand::Push { name, values } => {
+            let values = values
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    serde_json::from_str::<Value>(text).with_context(|| {
+                        format!("value {} (`{text}`) is not JSON; quote strings as '\"text\"'", i + 1)
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            open(&name)?
+                .extend(&values)
+                .with_context(|| format!("appending to list `{name}`"))?;
+        }
+        ListCommand::Get { name, index } => {
+            let list = open(&name)?;
+            let json = match index {
+                Some(index) => match list
+                    .get(index)
+                    .with_context(|| format!("reading item {index} of list `{name}`"))?
+                {
+                    Some(value) => value,
+                    None => bail!(
+                        "index {index} is out of range: list `{name}` has {} items",
+                        list.len()
+                    ),
+                },
+                None => Value::Array(
+                    list.to_vec()
+                        .with_context(|| format!("reading list `{name}`"))?,
+                ),
+            };
+            println!("{json}");
+        }
+        ListCommand::Len { name } => println!("{}", open(&name)?.len()),
+    }
+    Ok(())
+}
+
+fn open(name: &str) -> anyhow::Result<SharedList<Value>> {
+    SharedList::open(name).with_context(|| format!("opening list `{name}`"))
+}

@@ -73,8 +73,8 @@ pub(crate) enum ListCommand {
     Push {
         /// The list's name.
         name: String,
-        /// The values, each a JSON document (`1`, `'"text"'`, `'{"a": [1, 2]}'`).
-        #[arg(required = true)]
+        /// The values, each a JSON document (`1`, `-2.5`, `'"text"'`, `'{"a": [1, 2]}'`).
+        #[arg(required = true, allow_negative_numbers = true)]
         values: Vec<String>,
     },
     /// Print the list as a JSON array, or the item at INDEX.

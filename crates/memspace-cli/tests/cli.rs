@@ -78,8 +78,16 @@ fn forked_processes_append_to_copies() {
     assert_eq!(last, "Main Process : []");
     assert!(verdict.starts_with("-> memory shared: no."), "{verdict}");
     // Every child starts from an empty copy: each prints [0], [0, 1], [0, 1, 2].
-    for line in ["Process -0 :  [0]", "Process -1 :  [0, 1]", "Process -2 :  [0, 1, 2]"] {
-        assert_eq!(lines.iter().filter(|l| *l == line).count(), 3, "{line} in {lines:?}");
+    for line in [
+        "Process -0 :  [0]",
+        "Process -1 :  [0, 1]",
+        "Process -2 :  [0, 1, 2]",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| *l == line).count(),
+            3,
+            "{line} in {lines:?}"
+        );
     }
     // The demo must not imply that equal addresses mean shared memory.
     assert!(verdict.contains("different memory"), "{verdict}");
@@ -91,7 +99,13 @@ fn spawned_processes_append_to_copies() {
     let (last, verdict) = tutorial_end(&lines);
     assert_eq!(last, "Main Process : []");
     assert!(verdict.starts_with("-> memory shared: no."), "{verdict}");
-    assert_eq!(lines.iter().filter(|l| *l == "Process -2 :  [0, 1, 2]").count(), 3);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| *l == "Process -2 :  [0, 1, 2]")
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -99,16 +113,28 @@ fn processes_share_a_shared_list_with_fork_and_spawn() {
     for start in ["fork", "spawn"] {
         let lines = demo(&["--mode", "shared", "--start", start]);
         let (last, verdict) = tutorial_end(&lines);
-        assert_eq!(last, "Main Process : [0, 1, 2, 0, 1, 2, 0, 1, 2]", "{start}");
-        assert!(verdict.starts_with("-> memory shared: yes."), "{start}: {verdict}");
-        assert!(lines.iter().any(|l| l.contains("shared segment anon.")), "{lines:?}");
+        assert_eq!(
+            last, "Main Process : [0, 1, 2, 0, 1, 2, 0, 1, 2]",
+            "{start}"
+        );
+        assert!(
+            verdict.starts_with("-> memory shared: yes."),
+            "{start}: {verdict}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("shared segment anon.")),
+            "{lines:?}"
+        );
     }
 }
 
 #[test]
 fn the_default_demo_runs_all_three_modes() {
     let out = succeed(&["demo"]);
-    let finals: Vec<&str> = out.lines().filter(|l| l.starts_with("Main ") && l.contains('[')).collect();
+    let finals: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("Main ") && l.contains('['))
+        .collect();
     assert_eq!(
         finals,
         [
@@ -117,7 +143,12 @@ fn the_default_demo_runs_all_three_modes() {
             "Main Process : [0, 1, 2, 0, 1, 2, 0, 1, 2]"
         ]
     );
-    assert_eq!(out.lines().filter(|l| l.starts_with("-> memory shared:")).count(), 3);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("-> memory shared:"))
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -140,7 +171,14 @@ fn bad_demo_arguments_are_refused() {
 fn list_commands_round_trip_json() {
     let name = Name::new("roundtrip");
     succeed(&["list", "create", &name.0]);
-    succeed(&["list", "push", &name.0, "1", "\"two\"", r#"{"three":[3,3.5,null,true]}"#]);
+    succeed(&[
+        "list",
+        "push",
+        &name.0,
+        "1",
+        "\"two\"",
+        r#"{"three":[3,3.5,null,true]}"#,
+    ]);
     assert_eq!(succeed(&["list", "len", &name.0]).trim(), "3");
     assert_eq!(
         succeed(&["list", "get", &name.0]).trim(),
@@ -168,12 +206,20 @@ fn list_errors_name_the_list_and_exit_non_zero() {
     succeed(&["list", "create", &name.0]);
     let output = memspace(&["list", "create", &name.0]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("already exists"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("already exists"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = memspace(&["list", "push", &name.0, "not json"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("is not JSON"));
-    assert_eq!(succeed(&["list", "len", &name.0]).trim(), "0", "a bad value appends nothing");
+    assert_eq!(
+        succeed(&["list", "len", &name.0]).trim(),
+        "0",
+        "a bad value appends nothing"
+    );
 
     let output = memspace(&["list", "get", &name.0, "0"]);
     assert_eq!(output.status.code(), Some(1));

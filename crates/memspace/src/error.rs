@@ -47,7 +47,9 @@ pub enum Error {
     },
     /// The segment's content breaks an invariant memspace keeps (a peer wrote garbage, or the
     /// file was edited by something else).
-    #[error("segment `{name}` is damaged: {what}; `memspace inspect {name}` shows it, `memspace rm {name}` removes it")]
+    #[error(
+        "segment `{name}` is damaged: {what}; `memspace inspect {name}` shows it, `memspace rm {name}` removes it"
+    )]
     Corrupt {
         /// The segment.
         name: SegmentName,
@@ -55,7 +57,9 @@ pub enum Error {
         what: String,
     },
     /// An item was stored intact but does not decode as the requested type.
-    #[error("item {index} of `{name}` cannot be read as `{expected}`; was it written with another type?")]
+    #[error(
+        "item {index} of `{name}` cannot be read as `{expected}`; was it written with another type?"
+    )]
     Decode {
         /// The collection's segment.
         name: SegmentName,
@@ -123,19 +127,25 @@ pub enum OpenError {
         reason: &'static str,
     },
     /// No segment has this name.
-    #[error("segment `{name}` does not exist; check the name (`memspace ls` lists segments) or create it first")]
+    #[error(
+        "segment `{name}` does not exist; check the name (`memspace ls` lists segments) or create it first"
+    )]
     NotFound {
         /// The segment.
         name: SegmentName,
     },
     /// A segment with this name exists already.
-    #[error("segment `{name}` already exists; open it instead, or remove it with `memspace rm {name}`")]
+    #[error(
+        "segment `{name}` already exists; open it instead, or remove it with `memspace rm {name}`"
+    )]
     AlreadyExists {
         /// The segment.
         name: SegmentName,
     },
     /// The segment belongs to another user, or its mode forbids this user.
-    #[error("permission denied on segment `{name}`: it belongs to another user or its mode forbids access")]
+    #[error(
+        "permission denied on segment `{name}`: it belongs to another user or its mode forbids access"
+    )]
     PermissionDenied {
         /// The segment.
         name: SegmentName,
@@ -151,13 +161,17 @@ pub enum OpenError {
         name: SegmentName,
     },
     /// The object exists but was not written by memspace.
-    #[error("`{name}` is not a memspace segment (its header has no memspace signature); leave it alone or remove it with `memspace rm {name}`")]
+    #[error(
+        "`{name}` is not a memspace segment (its header has no memspace signature); leave it alone or remove it with `memspace rm {name}`"
+    )]
     Foreign {
         /// The segment.
         name: SegmentName,
     },
     /// The segment was written by an incompatible layout version of this library.
-    #[error("segment `{name}` has layout v{found}, this build reads v{expected}; use a matching memspace version")]
+    #[error(
+        "segment `{name}` has layout v{found}, this build reads v{expected}; use a matching memspace version"
+    )]
     VersionMismatch {
         /// The segment.
         name: SegmentName,
@@ -177,7 +191,9 @@ pub enum OpenError {
         expected: Kind,
     },
     /// The segment holds the right kind of object but for another value type.
-    #[error("segment `{name}` holds values of type `{found}` ({found_size} bytes), not `{expected}` ({expected_size} bytes)")]
+    #[error(
+        "segment `{name}` holds values of type `{found}` ({found_size} bytes), not `{expected}` ({expected_size} bytes)"
+    )]
     TypeMismatch {
         /// The segment.
         name: SegmentName,
@@ -191,7 +207,9 @@ pub enum OpenError {
         expected_size: u64,
     },
     /// The backing file is shorter than the header says: something truncated it.
-    #[error("segment `{name}` is truncated: its file has {file_size} bytes, its header needs {expected}; remove it with `memspace rm {name}`")]
+    #[error(
+        "segment `{name}` is truncated: its file has {file_size} bytes, its header needs {expected}; remove it with `memspace rm {name}`"
+    )]
     Truncated {
         /// The segment.
         name: SegmentName,
@@ -209,7 +227,9 @@ pub enum OpenError {
         what: String,
     },
     /// There is no memory or space left to create the segment.
-    #[error("no space left to create segment `{name}` ({size} bytes); free space in /dev/shm (`df -h /dev/shm`, `memspace ls`)")]
+    #[error(
+        "no space left to create segment `{name}` ({size} bytes); free space in /dev/shm (`df -h /dev/shm`, `memspace ls`)"
+    )]
     NoSpace {
         /// The segment.
         name: SegmentName,

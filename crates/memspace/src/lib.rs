@@ -32,10 +32,10 @@
 //!
 //! # Modules
 //!
-//! * [`spawn`]: [`Thread`], [`Process`] (start methods `fork` and `spawn`), [`init`].
-//! * [`sync`]: [`Lock`] and [`Mutex<T>`], robust cross-process locks.
-//! * [`collections`]: [`SharedList<T>`].
-//! * [`segment`]: the named shared-memory segments everything lives in.
+//! * [`spawn`] runs work: [`Thread`], [`Process`] (start methods `fork` and `spawn`), [`init`].
+//! * [`sync`] has the robust cross-process locks [`Lock`] and [`Mutex`].
+//! * [`collections`] has [`SharedList`].
+//! * [`segment`] is the named shared-memory segments everything lives in.
 //!
 //! # Safety model
 //!

@@ -40,7 +40,10 @@ impl DemoList for PlainList {
     }
 
     fn values(&self) -> Vec<i64> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn address(&self) -> usize {
@@ -128,7 +131,12 @@ fn worker<L: DemoList>((nums, i, lock, count, label): Args<L>) -> Seen {
 }
 
 /// Runs `workers` workers one after another on `nums`; returns what each saw.
-fn experiment<L: DemoList>(nums: &L, mode: Mode, workers: u32, count: u32) -> anyhow::Result<Vec<Seen>> {
+fn experiment<L: DemoList>(
+    nums: &L,
+    mode: Mode,
+    workers: u32,
+    count: u32,
+) -> anyhow::Result<Vec<Seen>> {
     let label = match mode {
         Mode::Thread => "Thread",
         Mode::Process(_) => "Process",
@@ -139,7 +147,9 @@ fn experiment<L: DemoList>(nums: &L, mode: Mode, workers: u32, count: u32) -> an
     for i in 0..workers {
         let args = (nums.clone(), i, lock.clone(), count, label.to_owned());
         let mut worker = Worker::new(mode, worker::<L>, args);
-        worker.start().with_context(|| format!("starting worker {i}"))?;
+        worker
+            .start()
+            .with_context(|| format!("starting worker {i}"))?;
         seen.push(worker.join().with_context(|| format!("worker {i}"))?);
     }
     println!("Main {label} : {:?}", nums.values());
@@ -206,7 +216,11 @@ fn run_processes(workers: u32, count: u32, method: StartMethod) -> anyhow::Resul
     println!(
         "-> memory shared: {}. Each child (pids {}) appended to its own copy of the list, so the \
          parent's list is {parent:?}; {how}.",
-        if parent.is_empty() { "no" } else { "YES (unexpected)" },
+        if parent.is_empty() {
+            "no"
+        } else {
+            "YES (unexpected)"
+        },
         pids(&seen),
     );
     Ok(())

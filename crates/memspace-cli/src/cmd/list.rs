@@ -22,7 +22,10 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
                 .enumerate()
                 .map(|(i, text)| {
                     serde_json::from_str::<Value>(text).with_context(|| {
-                        format!("value {} (`{text}`) is not JSON; quote strings as '\"text\"'", i + 1)
+                        format!(
+                            "value {} (`{text}`) is not JSON; quote strings as '\"text\"'",
+                            i + 1
+                        )
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;

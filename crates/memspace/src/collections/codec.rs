@@ -1,10 +1,12 @@
-//! The item encoding: MessagePack, with struct fields by name, so that any item can be decoded
+//! The item encoding: `MessagePack`, with struct fields by name, so that any item can be decoded
 //! without its Rust type (the CLI prints items as JSON).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<Vec<u8>, rmp_serde::encode::Error> {
     rmp_serde::to_vec_named(value)
 }
 

@@ -75,7 +75,7 @@ fn locate(index: u64) -> Option<(usize, u64, u64)> {
 /// A growable list of `T` in shared memory, appended to and read by any number of threads and
 /// processes at once.
 ///
-/// Items are stored in MessagePack (a self-describing encoding), so `memspace list get NAME`
+/// Items are stored in `MessagePack` (a self-describing encoding), so `memspace list get NAME`
 /// prints any list as JSON without knowing `T`. Every item carries a CRC-32; a damaged item is
 /// an error, never a wrong value.
 ///
@@ -162,7 +162,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     ///
     /// What the system refuses when creating the segment (no space, permissions).
     pub fn new() -> Result<Self> {
-        Self::create_segment(SegmentName::anonymous(), &SegmentOptions::new(), true)
+        Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
     }
 
     /// Creates the list `name`, which persists until removed (`memspace rm NAME`).
@@ -181,7 +181,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     ///
     /// As [`SharedList::create`].
     pub fn create_with(name: &str, options: &SegmentOptions) -> Result<Self> {
-        Self::create_segment(SegmentName::new(name)?, options, false)
+        Self::create_segment(&SegmentName::new(name)?, options, false)
     }
 
     /// Opens the existing list `name`.
@@ -199,7 +199,11 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         })
     }
 
-    fn create_segment(name: SegmentName, options: &SegmentOptions, anonymous: bool) -> Result<Self> {
+    fn create_segment(
+        name: &SegmentName,
+        options: &SegmentOptions,
+        anonymous: bool,
+    ) -> Result<Self> {
         let segment = Segment::create(
             name,
             Kind::List,
@@ -269,16 +273,19 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
             return Ok(None);
         }
         let payload = self.read_payload(index)?;
-        codec::decode(&payload).map(Some).map_err(|source| Error::Decode {
-            name: self.name().clone(),
-            index,
-            expected: std::any::type_name::<T>(),
-            source,
-        })
+        codec::decode(&payload)
+            .map(Some)
+            .map_err(|source| Error::Decode {
+                name: self.name().clone(),
+                index,
+                expected: std::any::type_name::<T>(),
+                source,
+            })
     }
 
     /// The published items, in order, as they are when each is reached (items pushed during
     /// the iteration are included).
+    #[must_use]
     pub fn iter(&self) -> Iter<'_, T> {
         Iter {
             list: self,
@@ -350,7 +357,10 @@ impl<T> SharedList<T> {
             if offset != 0 {
                 let end = offset
                     .checked_add(8 * (FIRST_BLOCK_ENTRIES << block))
-                    .ok_or_else(|| self.segment.corrupt(format!("index block {block} overflows")))?;
+                    .ok_or_else(|| {
+                        self.segment
+                            .corrupt(format!("index block {block} overflows"))
+                    })?;
                 tail = tail.max(end);
             }
         }
@@ -406,9 +416,14 @@ impl<T> SharedList<T> {
                 unsafe { map.write(record + RECORD_HEADER, payload) }
             })
             .ok_or_else(|| segment.corrupt(format!("record at {record} is not mapped")))?;
-        let entry = segment.mapping().get::<AtomicU64>(block_offset + 8 * position).ok_or_else(
-            || segment.corrupt(format!("index block {block} at {block_offset} is not mapped")),
-        )?;
+        let entry = segment
+            .mapping()
+            .get::<AtomicU64>(block_offset + 8 * position)
+            .ok_or_else(|| {
+                segment.corrupt(format!(
+                    "index block {block} at {block_offset} is not mapped"
+                ))
+            })?;
         entry.store(record, Ordering::Relaxed);
         // Publish: the record, its entry and any growth happen-before a reader's Acquire load.
         area.len.store(len + 1, Ordering::Release);
@@ -423,7 +438,7 @@ impl<T> SharedList<T> {
         let (block, position, _) =
             locate(index).ok_or_else(|| segment.corrupt(format!("index {index} out of range")))?;
         let block_offset = self.area().blocks[block].load(Ordering::Acquire);
-        if block_offset < DATA_START || block_offset % 8 != 0 {
+        if block_offset < DATA_START || !block_offset.is_multiple_of(8) {
             return Err(segment.corrupt(format!(
                 "item {index}: index block {block} has offset {block_offset}"
             )));
@@ -435,7 +450,7 @@ impl<T> SharedList<T> {
             .get::<AtomicU64>(entry_at)
             .ok_or_else(|| segment.corrupt(format!("item {index}: index entry not mapped")))?
             .load(Ordering::Relaxed);
-        if record < DATA_START || record % 8 != 0 {
+        if record < DATA_START || !record.is_multiple_of(8) {
             return Err(segment.corrupt(format!("item {index}: record offset {record}")));
         }
         segment.ensure_mapped(record + RECORD_HEADER)?;

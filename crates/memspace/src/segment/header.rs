@@ -16,7 +16,6 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-
 /// `b"MEMSPACE"` read as a little-endian integer.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// The layout this build reads and writes. Bumped on any change to a shared layout.
@@ -29,7 +28,7 @@ pub(crate) const LOCK_OFFSET: u64 = 128;
 pub(crate) const KIND_OFFSET: u64 = 256;
 /// The first byte of the data area.
 pub(crate) const DATA_START: u64 = CONTROL_SIZE;
-/// The largest `max_size` a segment may declare (64 TiB: half the x86_64 user address space).
+/// The largest `max_size` a segment may declare (64 TiB: half the `x86_64` user address space).
 pub(crate) const MAX_RESERVATION: u64 = 1 << 46;
 /// How many bytes of the header are read to validate it.
 pub(crate) const HEADER_SIZE: usize = 128;
@@ -41,7 +40,7 @@ pub(crate) const STATE_READY: u32 = 2;
 /// Bytes of the type name kept for `inspect`.
 pub(crate) const TYPE_NAME_WORDS: usize = 6;
 
-/// The header at offset 0. All fields are little-endian atomics (x86_64 and aarch64 are both
+/// The header at offset 0. All fields are little-endian atomics (`x86_64` and `aarch64` are both
 /// little-endian; a big-endian peer would fail the magic check).
 #[repr(C)]
 #[derive(Debug)]
@@ -161,7 +160,10 @@ pub(crate) enum HeaderProblem {
     Foreign,
     Version(u32),
     UnknownKind(u32),
-    Truncated { file_size: u64, expected: u64 },
+    Truncated {
+        file_size: u64,
+        expected: u64,
+    },
     Corrupt(String),
 }
 
@@ -175,7 +177,11 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 
 /// Validates the first bytes of a segment (at most [`HEADER_SIZE`] are looked at) against the
 /// size of its backing file. Pure: no memory is mapped and no offset is followed.
-pub(crate) fn parse(bytes: &[u8], file_size: u64, page_size: u64) -> Result<HeaderFields, HeaderProblem> {
+pub(crate) fn parse(
+    bytes: &[u8],
+    file_size: u64,
+    page_size: u64,
+) -> Result<HeaderFields, HeaderProblem> {
     if bytes.len() < HEADER_SIZE {
         return Err(if bytes.iter().any(|&b| b != 0) {
             HeaderProblem::Foreign
@@ -215,12 +221,13 @@ pub(crate) fn parse(bytes: &[u8], file_size: u64, page_size: u64) -> Result<Head
     }
     let max_size = u64_at(bytes, 24);
     let size = u64_at(bytes, 32);
-    if max_size > MAX_RESERVATION || max_size < CONTROL_SIZE || max_size % page_size != 0 {
+    if !(CONTROL_SIZE..=MAX_RESERVATION).contains(&max_size) || !max_size.is_multiple_of(page_size)
+    {
         return Err(HeaderProblem::Corrupt(format!(
             "maximum size {max_size} is not a page multiple between {CONTROL_SIZE} and {MAX_RESERVATION}"
         )));
     }
-    if size < CONTROL_SIZE || size > max_size || size % page_size != 0 {
+    if !(CONTROL_SIZE..=max_size).contains(&size) || !size.is_multiple_of(page_size) {
         return Err(HeaderProblem::Corrupt(format!(
             "size {size} is not a page multiple between {CONTROL_SIZE} and the maximum {max_size}"
         )));
@@ -232,7 +239,10 @@ pub(crate) fn parse(bytes: &[u8], file_size: u64, page_size: u64) -> Result<Head
         });
     }
     let name_bytes = &bytes[80..80 + TYPE_NAME_WORDS * 8];
-    let name_end = name_bytes.iter().position(|&b| b == 0).unwrap_or(name_bytes.len());
+    let name_end = name_bytes
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(name_bytes.len());
     Ok(HeaderFields {
         kind,
         max_size,
@@ -274,9 +284,18 @@ mod tests {
 
     #[test]
     fn zeroes_mean_not_initialised_and_garbage_means_foreign() {
-        assert_eq!(parse(&[0; HEADER_SIZE], 4096, 4096), Err(HeaderProblem::NotInitialized));
-        assert_eq!(parse(&[0; 10], 10, 4096), Err(HeaderProblem::NotInitialized));
-        assert_eq!(parse(&[7; HEADER_SIZE], 4096, 4096), Err(HeaderProblem::Foreign));
+        assert_eq!(
+            parse(&[0; HEADER_SIZE], 4096, 4096),
+            Err(HeaderProblem::NotInitialized)
+        );
+        assert_eq!(
+            parse(&[0; 10], 10, 4096),
+            Err(HeaderProblem::NotInitialized)
+        );
+        assert_eq!(
+            parse(&[7; HEADER_SIZE], 4096, 4096),
+            Err(HeaderProblem::Foreign)
+        );
         assert_eq!(parse(b"hello", 5, 4096), Err(HeaderProblem::Foreign));
     }
 
@@ -284,7 +303,10 @@ mod tests {
     fn a_short_file_is_truncated() {
         assert_eq!(
             parse(&valid(), 8192, 4096),
-            Err(HeaderProblem::Truncated { file_size: 8192, expected: 65536 })
+            Err(HeaderProblem::Truncated {
+                file_size: 8192,
+                expected: 65536
+            })
         );
     }
 
@@ -292,10 +314,16 @@ mod tests {
     fn sizes_out_of_range_are_corrupt() {
         let mut b = valid();
         b[32..40].copy_from_slice(&(1u64 << 31).to_le_bytes()); // size above max
-        assert!(matches!(parse(&b, u64::MAX, 4096), Err(HeaderProblem::Corrupt(_))));
+        assert!(matches!(
+            parse(&b, u64::MAX, 4096),
+            Err(HeaderProblem::Corrupt(_))
+        ));
         let mut b = valid();
         b[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(parse(&b, u64::MAX, 4096), Err(HeaderProblem::Corrupt(_))));
+        assert!(matches!(
+            parse(&b, u64::MAX, 4096),
+            Err(HeaderProblem::Corrupt(_))
+        ));
     }
 
     #[test]

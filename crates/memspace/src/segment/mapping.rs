@@ -50,14 +50,17 @@ impl std::fmt::Debug for Mapping {
             .field("base", &self.base)
             .field("reserved", &self.reserved)
             .field("mapped", &self.mapped.load(Ordering::Relaxed))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl Mapping {
     /// Reserves `reserved` bytes of address space and maps the first `len` bytes of `fd`.
     pub(crate) fn new(fd: BorrowedFd<'_>, reserved: usize, len: usize) -> io::Result<Self> {
-        assert!(len <= reserved, "mapping {len} bytes into a {reserved}-byte reservation");
+        assert!(
+            len <= reserved,
+            "mapping {len} bytes into a {reserved}-byte reservation"
+        );
         let base = sys::reserve_address_space(reserved)?;
         let mapping = Mapping {
             base,
@@ -93,7 +96,10 @@ impl Mapping {
         }
         // A poisoned lock only means another thread panicked mid-extend; `mapped` is still
         // accurate because it is stored after a successful mmap.
-        let _serialise = self.growing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _serialise = self
+            .growing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.mapped.load(Ordering::Acquire);
         if new_len <= old {
             return Ok(());

@@ -39,8 +39,8 @@ use crate::shm_safe::ShmSafe;
 use crate::sync::{LockSlot, RawGuard};
 use crate::sys;
 
-pub(crate) use self::header::{CONTROL_SIZE, DATA_START, Header, HeaderFields};
 pub use self::header::Kind;
+pub(crate) use self::header::{CONTROL_SIZE, DATA_START, Header, HeaderFields};
 use self::header::{FLAG_ANONYMOUS, HeaderProblem, KIND_OFFSET, LOCK_OFFSET, MAX_RESERVATION};
 pub(crate) use self::mapping::Mapping;
 
@@ -222,7 +222,7 @@ impl fmt::Debug for Segment {
 impl Segment {
     /// Creates a new segment of `kind`, runs `init` on it, then publishes it as ready.
     pub(crate) fn create(
-        name: SegmentName,
+        name: &SegmentName,
         kind: Kind,
         type_name: &str,
         options: &SegmentOptions,
@@ -232,7 +232,7 @@ impl Segment {
         let (initial, max) = options.sizes();
         let path = name.shm_path();
         let fd = sys::shm_create(&path, options.mode)
-            .map_err(|e| OpenError::from_io(&name, "shm_open", e))?;
+            .map_err(|e| OpenError::from_io(name, "shm_open", e))?;
         // From here on, a failure must not leave a half-made object behind.
         let remove = || {
             let _ = sys::shm_unlink(&path);
@@ -245,13 +245,13 @@ impl Segment {
                         size: initial,
                     }
                 } else {
-                    OpenError::from_io(&name, "fallocate", e)
+                    OpenError::from_io(name, "fallocate", e)
                 }
             })?;
             let identity =
-                sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(&name, "fstat", e))?;
+                sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(name, "fstat", e))?;
             let map = Mapping::new(fd.as_fd(), max as usize, initial as usize)
-                .map_err(|e| OpenError::from_io(&name, "mmap", e))?;
+                .map_err(|e| OpenError::from_io(name, "mmap", e))?;
             let pid = sys::pid();
             let fields = HeaderFields {
                 kind,
@@ -301,8 +301,7 @@ impl Segment {
         h.layout_version
             .store(header::LAYOUT_VERSION, Ordering::Relaxed);
         h.kind.store(f.kind.to_raw(), Ordering::Relaxed);
-        h.control_size
-            .store(CONTROL_SIZE as u32, Ordering::Relaxed);
+        h.control_size.store(CONTROL_SIZE as u32, Ordering::Relaxed);
         h.max_size.store(f.max_size, Ordering::Relaxed);
         h.size.store(f.size, Ordering::Relaxed);
         h.creator_pid.store(f.creator_pid, Ordering::Relaxed);
@@ -322,14 +321,17 @@ impl Segment {
 
     /// Opens the segment `name`, checking its header and, if given, its kind.
     pub(crate) fn open(name: &SegmentName, expected: Option<Kind>) -> Result<Self, OpenError> {
-        let fd = sys::shm_open(&name.shm_path()).map_err(|e| OpenError::from_io(name, "shm_open", e))?;
+        let fd =
+            sys::shm_open(&name.shm_path()).map_err(|e| OpenError::from_io(name, "shm_open", e))?;
         let page = sys::page_size() as u64;
         let started = Instant::now();
         let (fields, identity) = loop {
             let identity =
                 sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(name, "fstat", e))?;
             let mut bytes = [0u8; header::HEADER_SIZE];
-            let want = usize::try_from(identity.size).unwrap_or(usize::MAX).min(bytes.len());
+            let want = usize::try_from(identity.size)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
             let got = sys::read_at(fd.as_fd(), &mut bytes[..want], 0)
                 .map_err(|e| OpenError::from_io(name, "pread", e))?;
             match header::parse(&bytes[..got], identity.size, page) {
@@ -630,7 +632,15 @@ mod tests {
     #[test]
     fn names_are_validated() {
         assert!(SegmentName::new("jobs-1.v2_x").is_ok());
-        for bad in ["", ".hidden", "a/b", "..", "a\0b", "spa ce", &"x".repeat(201)] {
+        for bad in [
+            "",
+            ".hidden",
+            "a/b",
+            "..",
+            "a\0b",
+            "spa ce",
+            &"x".repeat(201),
+        ] {
             assert!(
                 matches!(SegmentName::new(bad), Err(OpenError::InvalidName { .. })),
                 "{bad:?} accepted"

@@ -45,7 +45,7 @@ use crate::sys;
 const ENV: &str = "MEMSPACE_SPAWN";
 /// Exit code of a child whose target panicked (as Rust's own).
 const PANIC_EXIT: i32 = 101;
-/// Exit code of a child that could not run its target at all (EX_SOFTWARE).
+/// Exit code of a child that could not run its target at all (`EX_SOFTWARE`).
 const PROTOCOL_EXIT: i32 = 70;
 
 /// The command line a spawned child is started with: recorded by `init`, replaced by
@@ -89,10 +89,8 @@ where
 /// # Examples
 ///
 /// ```no_run
-/// fn main() {
-///     memspace::init();
-///     // ... the program, which may start `Process`es with StartMethod::Spawn
-/// }
+/// memspace::init(); // first in `main`
+/// // ... the program, which may start `Process`es with StartMethod::Spawn
 /// ```
 pub fn init() {
     static RAN: AtomicBool = AtomicBool::new(false);
@@ -155,7 +153,10 @@ fn report<R: Serialize>(outcome: &Outcome<R>, code: i32, results: OwnedFd) -> i3
                 "its result of type `{}` could not be serialized: {e}",
                 std::any::type_name::<R>()
             ));
-            (rmp_serde::to_vec(&failed).unwrap_or_default(), PROTOCOL_EXIT)
+            (
+                rmp_serde::to_vec(&failed).unwrap_or_default(),
+                PROTOCOL_EXIT,
+            )
         }
     };
     // If the parent is gone there is nobody to tell; the exit code still says what happened.
@@ -196,9 +197,9 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
-    fingerprint: i64,
-    trampoline: i64,
-    target: i64,
+    fingerprint: u64,
+    trampoline: u64,
+    target: u64,
     args: Vec<u8>,
 }
 
@@ -214,26 +215,31 @@ fn fingerprint_mark() -> u32 {
     0x7370_6163
 }
 
-fn anchor_address() -> i64 {
+fn anchor_address() -> usize {
     let anchor: fn() -> u32 = anchor;
-    anchor as usize as i64
+    anchor as usize
 }
 
-fn offset_of(address: usize) -> i64 {
-    (address as i64).wrapping_sub(anchor_address())
+/// The distance from the anchor to `address`, modulo 2^64 (either may come first).
+fn offset_of(address: usize) -> u64 {
+    address.wrapping_sub(anchor_address()) as u64
 }
 
-fn address_of(offset: i64) -> usize {
-    anchor_address().wrapping_add(offset) as usize
+fn address_of(offset: u64) -> usize {
+    anchor_address().wrapping_add(offset as usize)
 }
 
-fn fingerprint() -> i64 {
+fn fingerprint() -> u64 {
     let mark: fn() -> u32 = fingerprint_mark;
     offset_of(mark as usize)
 }
 
 /// Runs in the child: decodes the arguments as `A`, runs `target`, reports.
-fn trampoline<A: DeserializeOwned, R: Serialize>(target: usize, args: &[u8], results: OwnedFd) -> i32 {
+fn trampoline<A: DeserializeOwned, R: Serialize>(
+    target: usize,
+    args: &[u8],
+    results: OwnedFd,
+) -> i32 {
     // SAFETY: `target` is the address of a `fn(A) -> R` in this binary: the parent computed its
     // offset from exactly this instantiation's `fn(A) -> R` (see `spawn_and_run`), and the
     // fingerprint check proved the binary is the same (module `# Safety`, point 2).
@@ -256,7 +262,7 @@ pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
     target: fn(A) -> R,
     args: &A,
 ) -> Result<(u32, OwnedFd), SpawnError> {
-    let argv = child_args().ok_or(SpawnError::NotInitialized)?;
+    let command_line = child_args().ok_or(SpawnError::NotInitialized)?;
     let os = |op| move |source| SpawnError::Os { op, source };
     let trampoline: Trampoline = trampoline::<A, R>;
     let payload = Payload {
@@ -280,7 +286,7 @@ pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
         std::env::current_exe().map_err(os("current_exe"))?
     };
     let mut command = Command::new(exe);
-    if let Some((program, rest)) = argv.split_first() {
+    if let Some((program, rest)) = command_line.split_first() {
         command.arg0(program).args(rest);
     }
     let fds = [sys::raw(&args_read), sys::raw(&results_write)];
@@ -297,7 +303,9 @@ pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
 
 /// In a spawned child: reads the payload and runs it. Errors are reported on stderr.
 fn run_spawned(spec: &std::ffi::OsStr) -> Result<i32, String> {
-    let spec = spec.to_str().ok_or("its MEMSPACE_SPAWN value is not text")?;
+    let spec = spec
+        .to_str()
+        .ok_or("its MEMSPACE_SPAWN value is not text")?;
     let (read, write) = spec
         .split_once(',')
         .and_then(|(r, w)| Some((r.parse().ok()?, w.parse().ok()?)))

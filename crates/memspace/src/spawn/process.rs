@@ -68,7 +68,7 @@ impl<A, R> fmt::Debug for Process<A, R> {
             .field("method", &self.method)
             .field("pid", &pid)
             .field("status", &status)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -35,8 +35,11 @@ impl<A, R> fmt::Debug for Thread<A, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Thread")
             .field("started", &self.args.is_none())
-            .field("running", &self.handle.as_ref().is_some_and(|h| !h.is_finished()))
-            .finish()
+            .field(
+                "running",
+                &self.handle.as_ref().is_some_and(|h| !h.is_finished()),
+            )
+            .finish_non_exhaustive()
     }
 }
 

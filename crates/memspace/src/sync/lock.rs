@@ -57,7 +57,7 @@ impl Lock {
     /// [`Error::Open`](crate::Error::Open) if `/dev/shm` refuses the segment (no space,
     /// permissions).
     pub fn new() -> Result<Self> {
-        Self::create_segment(SegmentName::anonymous(), &SegmentOptions::new(), true)
+        Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
     }
 
     /// Creates the lock `name`, which persists until removed (`memspace rm NAME`).
@@ -67,7 +67,7 @@ impl Lock {
     /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists) if the name is taken,
     /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str) -> Result<Self> {
-        Self::create_segment(SegmentName::new(name)?, &SegmentOptions::new(), false)
+        Self::create_segment(&SegmentName::new(name)?, &SegmentOptions::new(), false)
     }
 
     /// Opens the existing lock `name`.
@@ -83,7 +83,11 @@ impl Lock {
         })
     }
 
-    fn create_segment(name: SegmentName, options: &SegmentOptions, anonymous: bool) -> Result<Self> {
+    fn create_segment(
+        name: &SegmentName,
+        options: &SegmentOptions,
+        anonymous: bool,
+    ) -> Result<Self> {
         let segment = Segment::create(name, Kind::Lock, "", options, anonymous, |_| Ok(()))?;
         Ok(Lock {
             segment: Arc::new(segment),
@@ -116,12 +120,18 @@ impl Lock {
     /// # Errors
     ///
     /// [`LockError::Timeout`] if it was not released in time, otherwise as [`Lock::lock`].
-    pub fn try_lock_for(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    pub fn try_lock_for(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Wait::For(timeout))
     }
 
     fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(&self.segment, wait, |raw, recovery| LockGuard { raw, recovery })
+        acquire(&self.segment, wait, |raw, recovery| LockGuard {
+            raw,
+            recovery,
+        })
     }
 
     /// The pid recorded as holding the lock, if it is held (informational: it can change at any

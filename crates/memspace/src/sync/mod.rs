@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
-pub(crate) use self::raw_mutex::{LockSlot, RawGuard, RawFailure, Recovery};
+pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
 
 use crate::segment::{Segment, SegmentName};
 use crate::sys::Wait;

@@ -90,7 +90,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// What the system refuses when creating the segment.
     pub fn new(value: T) -> Result<Self> {
-        Self::create_segment(SegmentName::anonymous(), value, true)
+        Self::create_segment(&SegmentName::anonymous(), value, true)
     }
 
     /// Creates the mutex `name` holding `value`; it persists until removed.
@@ -99,7 +99,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
     pub fn create(name: &str, value: T) -> Result<Self> {
-        Self::create_segment(SegmentName::new(name)?, value, false)
+        Self::create_segment(&SegmentName::new(name)?, value, false)
     }
 
     /// Opens the mutex `name`, checking that it holds values of `T`'s size.
@@ -125,7 +125,7 @@ impl<T: Pod> Mutex<T> {
         Self::from_segment(segment)
     }
 
-    fn create_segment(name: SegmentName, value: T, anonymous: bool) -> Result<Self> {
+    fn create_segment(name: &SegmentName, value: T, anonymous: bool) -> Result<Self> {
         let options = SegmentOptions::new()
             .initial_size(DATA_START + size_of::<T>() as u64)
             .max_size(DATA_START + size_of::<T>() as u64);
@@ -137,8 +137,10 @@ impl<T: Pod> Mutex<T> {
             anonymous,
             |segment| {
                 let area = segment.kind_area::<MutexArea>();
-                area.value_size.store(size_of::<T>() as u64, Ordering::Relaxed);
-                area.value_align.store(align_of::<T>() as u64, Ordering::Relaxed);
+                area.value_size
+                    .store(size_of::<T>() as u64, Ordering::Relaxed);
+                area.value_align
+                    .store(align_of::<T>() as u64, Ordering::Relaxed);
                 // SAFETY: the segment is being created: nobody else can reach it yet, so the
                 // write cannot race; the range is mapped (the initial size covers it).
                 unsafe {
@@ -146,14 +148,20 @@ impl<T: Pod> Mutex<T> {
                         .mapping()
                         .write(DATA_START, bytemuck::bytes_of(&value))
                 }
-                .ok_or_else(|| segment.corrupt("the value does not fit the segment".into()))
+                .ok_or_else(|| segment.corrupt("the value does not fit the segment".into()))?;
+                Ok(())
             },
         )?;
         Self::from_segment(segment)
     }
 
     fn from_segment(segment: Segment) -> Result<Self> {
-        const { assert!(align_of::<T>() <= 4096, "values are placed at a page boundary") };
+        const {
+            assert!(
+                align_of::<T>() <= 4096,
+                "values are placed at a page boundary"
+            );
+        };
         let value = segment
             .mapping()
             .pointer::<T>(DATA_START)

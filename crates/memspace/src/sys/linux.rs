@@ -206,50 +206,34 @@ unsafe extern "C" {
 /// `m` must point to writable, suitably aligned memory for a `pthread_mutex_t` in a shared
 /// mapping that no other thread or process uses as a mutex yet (a segment being created).
 pub(crate) unsafe fn robust_mutex_init(m: *mut PthreadMutex) -> io::Result<()> {
-    let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-    let check = |rc: c_int, what: &str| {
+    fn check(rc: c_int, what: &str) -> io::Result<()> {
         if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "{what}: {}",
-                io::Error::from_raw_os_error(rc)
-            )))
+            return Ok(());
         }
-    };
-    // SAFETY: `attr` is a local, initialised by pthread_mutexattr_init before any other use.
-    check(
-        unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) },
-        "pthread_mutexattr_init",
-    )?;
+        let cause = io::Error::from_raw_os_error(rc);
+        Err(io::Error::new(cause.kind(), format!("{what}: {cause}")))
+    }
+    let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+    // SAFETY: `attr` is a local; pthread_mutexattr_init initialises it before any other use.
+    let rc = unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) };
+    check(rc, "pthread_mutexattr_init")?;
     let attr = attr.as_mut_ptr();
-    // SAFETY (for the three setters): `attr` was initialised just above and is only ours.
-    let result = check(
-        unsafe { libc::pthread_mutexattr_setpshared(attr, libc::PTHREAD_PROCESS_SHARED) },
-        "pthread_mutexattr_setpshared",
-    )
-    .and_then(|()| {
+    let configure = || -> io::Result<()> {
+        // SAFETY: `attr` was initialised above and is only ours.
+        let rc = unsafe { libc::pthread_mutexattr_setpshared(attr, libc::PTHREAD_PROCESS_SHARED) };
+        check(rc, "pthread_mutexattr_setpshared")?;
         // SAFETY: as above.
-        check(
-            unsafe { libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST) },
-            "pthread_mutexattr_setrobust",
-        )
-    })
-    .and_then(|()| {
+        let rc = unsafe { libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST) };
+        check(rc, "pthread_mutexattr_setrobust")?;
         // SAFETY: as above.
-        check(
-            unsafe { libc::pthread_mutexattr_settype(attr, libc::PTHREAD_MUTEX_ERRORCHECK) },
-            "pthread_mutexattr_settype",
-        )
-    })
-    .and_then(|()| {
+        let rc = unsafe { libc::pthread_mutexattr_settype(attr, libc::PTHREAD_MUTEX_ERRORCHECK) };
+        check(rc, "pthread_mutexattr_settype")?;
         // SAFETY: the caller guarantees `m` is writable, aligned and unused (see `# Safety`);
         // `attr` is initialised.
-        check(
-            unsafe { libc::pthread_mutex_init(m, attr) },
-            "pthread_mutex_init",
-        )
-    });
+        let rc = unsafe { libc::pthread_mutex_init(m, attr) };
+        check(rc, "pthread_mutex_init")
+    };
+    let result = configure();
     // SAFETY: `attr` is initialised and no longer needed; the mutex keeps no reference to it.
     unsafe { libc::pthread_mutexattr_destroy(attr) };
     result
@@ -318,7 +302,7 @@ fn monotonic_deadline(timeout: Duration) -> libc::timespec {
     };
     // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-    let nanos = i64::from(now.tv_nsec) + i64::from(timeout.subsec_nanos());
+    let nanos = now.tv_nsec + i64::from(timeout.subsec_nanos());
     let secs = i64::try_from(timeout.as_secs())
         .unwrap_or(i64::MAX / 2)
         .saturating_add(now.tv_sec)
@@ -334,12 +318,18 @@ fn monotonic_deadline(timeout: Duration) -> libc::timespec {
 
 /// The calling process's id.
 pub(crate) fn pid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
 }
 
 /// The calling thread's id (a kernel tid, unique among live threads of the system).
 pub(crate) fn tid() -> u32 {
-    rustix::thread::gettid().as_raw_nonzero().get().unsigned_abs()
+    rustix::thread::gettid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
 }
 
 /// Which side of a fork the caller is on.
@@ -468,9 +458,12 @@ pub(crate) fn keep_fds_across_exec(cmd: &mut Command, fds: [RawFd; 2]) {
             // SAFETY: fcntl is async-signal-safe; `fd` was open in the parent at fork time and
             // so is open in this child.
             let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            if flags == -1 {
+                return Err(io::Error::last_os_error());
+            }
             // SAFETY: as above.
-            if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } == -1
-            {
+            let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) };
+            if rc == -1 {
                 return Err(io::Error::last_os_error());
             }
         }

@@ -37,3 +37,7 @@ unsafe impl ShmSafe for AtomicU64 {}
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 // SAFETY: `#[repr(C)]`, only fixed-width atomics (any bits valid, atomic mutation, no drop).
 unsafe impl ShmSafe for crate::segment::Header {}
+// SAFETY: `#[repr(C)]` structs of atomics only.
+unsafe impl ShmSafe for crate::segment::Users {}
+// SAFETY: as above.
+unsafe impl ShmSafe for crate::segment::Meta {}

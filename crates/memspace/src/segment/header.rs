@@ -4,8 +4,9 @@
 //! offset  size  what
 //!      0   128  Header        magic, version, kind, state, sizes, creator (never moves)
 //!    128    64  LockSlot      the segment's robust mutex, its owner and poison flag
-//!    192    64  (reserved)
-//!    256  3840  kind area     the collection's own control words (len, index table, ...)
+//!    192    64  Meta          boot id, count of users the table could not hold
+//!    256  2048  Users         128 slots (pid, start time) of attached processes
+//!   2304  1792  kind area     the collection's own control words (len, index table, ...)
 //!   4096     …  data          records, index blocks, values: grows at the end
 //! ```
 //!
@@ -24,8 +25,12 @@ pub(crate) const LAYOUT_VERSION: u32 = 1;
 pub(crate) const CONTROL_SIZE: u64 = 4096;
 /// Where the lock slot lives.
 pub(crate) const LOCK_OFFSET: u64 = 128;
+/// Where the segment's metadata lives.
+pub(crate) const META_OFFSET: u64 = 192;
+/// Where the table of attached processes lives.
+pub(crate) const USERS_OFFSET: u64 = 256;
 /// Where the kind-specific control words live.
-pub(crate) const KIND_OFFSET: u64 = 256;
+pub(crate) const KIND_OFFSET: u64 = 2304;
 /// The first byte of the data area.
 pub(crate) const DATA_START: u64 = CONTROL_SIZE;
 /// The largest `max_size` a segment may declare (64 TiB: half the `x86_64` user address space).

@@ -18,16 +18,31 @@
 //!
 //! * A segment created with a name (`SharedList::create("jobs")`) persists until it is removed
 //!   explicitly ([`Segment::remove`], the handle's `unlink`, or `memspace rm jobs`): like a
-//!   file, it outlives the processes that use it.
-//! * An anonymous segment (`SharedList::new()`, `Lock::new()`) is removed when the creating
-//!   process drops its last handle to it. Other processes that attached keep their mapping; a
-//!   process that tries to attach *after* that gets [`OpenError::NotFound`]. Children started
-//!   by a handle's owner must therefore be joined before the owner drops it (the tutorial's
-//!   pattern). If the creator is killed, the anonymous segment stays behind, marked with the
-//!   creator's pid and start time, so that a collector can tell it is orphaned.
+//!   file, it outlives the processes that use it. `memspace gc` leaves it alone.
+//! * An anonymous segment (`SharedList::new()`, `Lock::new()`) is reference-counted by the
+//!   processes attached to it: every process that maps it claims a slot in its table of users
+//!   (pid and start time), and the last one to drop its handle removes it. A user killed with
+//!   SIGKILL cannot remove anything; its slot is recognised as dead (its pid is gone, or now
+//!   belongs to a process with another start time), so `memspace gc` removes an anonymous
+//!   segment once every user recorded in it is dead. A process that attaches by name after the
+//!   last user dropped it gets [`OpenError::NotFound`]: join the children you hand a handle to
+//!   before dropping your own (the tutorial's pattern).
+//!
+//! This avoids both failures of Python's resource tracker: a segment is neither removed while
+//! another process still uses it, nor leaked forever when its users crash.
+//!
+//! # Files and reboots
+//!
+//! A `file:PATH` segment lives in a regular file and survives a reboot. A reboot kills every
+//! holder of its lock without the kernel marking the lock as abandoned, so the header records
+//! the boot it was initialised in; the first process to open it in a later boot (under an
+//! exclusive `flock`) resets the lock and the table of users, and the next locker is told the
+//! previous owner died, so that collections recover their state as after any crash.
 
 mod header;
 mod mapping;
+mod name;
+mod users;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
@@ -41,90 +56,18 @@ use crate::sys;
 
 pub use self::header::Kind;
 pub(crate) use self::header::{CONTROL_SIZE, DATA_START, Header, HeaderFields};
-use self::header::{FLAG_ANONYMOUS, HeaderProblem, KIND_OFFSET, LOCK_OFFSET, MAX_RESERVATION};
+use self::header::{
+    FLAG_ANONYMOUS, HeaderProblem, KIND_OFFSET, LOCK_OFFSET, MAX_RESERVATION, META_OFFSET,
+    USERS_OFFSET,
+};
 pub(crate) use self::mapping::Mapping;
-
-/// The prefix of every memspace object in `/dev/shm`.
-pub const SHM_PREFIX: &str = "memspace.";
-/// The longest name a segment may have (the file name in `/dev/shm` adds [`SHM_PREFIX`]).
-pub const MAX_NAME_LEN: usize = 200;
+use self::name::Location;
+pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, SHM_PREFIX, SegmentName};
+pub use self::users::User;
+pub(crate) use self::users::{Meta, Users};
 
 /// How long `open` waits for a segment whose creator is still initialising it.
 const INIT_WAIT: Duration = Duration::from_secs(2);
-
-/// A validated segment name: 1 to 200 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
-///
-/// Names are flat (no `/`), so a name can never reach outside `/dev/shm`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SegmentName(String);
-
-impl SegmentName {
-    /// Checks `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::InvalidName`] saying what is wrong.
-    pub fn new(name: &str) -> Result<Self, OpenError> {
-        let invalid = |reason| OpenError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        };
-        if name.is_empty() {
-            return Err(invalid("it is empty"));
-        }
-        if name.len() > MAX_NAME_LEN {
-            return Err(invalid("it is longer than 200 bytes"));
-        }
-        if name.starts_with('.') {
-            return Err(invalid("it starts with `.`"));
-        }
-        if let Some(bad) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
-            return Err(match bad {
-                '/' => invalid("it contains `/`; names are flat, not paths"),
-                '\0' => invalid("it contains a NUL byte"),
-                _ => invalid("only letters, digits, `.`, `_` and `-` are allowed"),
-            });
-        }
-        Ok(SegmentName(name.to_owned()))
-    }
-
-    /// A fresh name for an anonymous segment: `anon.PID.SEQUENCE.NONCE`.
-    pub(crate) fn anonymous() -> Self {
-        use std::sync::atomic::AtomicU64;
-        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-        let nonce = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        SegmentName(format!("anon.{}.{sequence}.{nonce:08x}", sys::pid()))
-    }
-
-    /// The name as the user wrote it.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name given to `shm_open`.
-    pub(crate) fn shm_path(&self) -> String {
-        format!("/{SHM_PREFIX}{}", self.0)
-    }
-}
-
-impl fmt::Display for SegmentName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for SegmentName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
 
 /// How to create a segment: permissions, first size, largest size.
 ///
@@ -204,8 +147,9 @@ pub struct Segment {
     map: Mapping,
     fields: HeaderFields,
     identity: sys::FileInfo,
-    /// The pid of the process that must remove the segment when this handle drops.
-    remove_on_drop: Option<u32>,
+    /// This handle's slot in the table of users, and the pid that claimed it (a forked child
+    /// inherits the handle but not the slot).
+    user: Option<(usize, u32)>,
 }
 
 impl fmt::Debug for Segment {
@@ -230,12 +174,10 @@ impl Segment {
         init: impl FnOnce(&Segment) -> Result<(), Error>,
     ) -> Result<Self, Error> {
         let (initial, max) = options.sizes();
-        let path = name.shm_path();
-        let fd = sys::shm_create(&path, options.mode)
-            .map_err(|e| OpenError::from_io(name, "shm_open", e))?;
+        let fd = create_object(name, options.mode)?;
         // From here on, a failure must not leave a half-made object behind.
         let remove = || {
-            let _ = sys::shm_unlink(&path);
+            let _ = unlink_object(name);
         };
         let built = (|| {
             sys::allocate(fd.as_fd(), 0, initial).map_err(|e| {
@@ -273,7 +215,7 @@ impl Segment {
                 map,
                 fields,
                 identity,
-                remove_on_drop: anonymous.then_some(pid),
+                user: None,
             })
         })();
         let segment = match built {
@@ -287,6 +229,8 @@ impl Segment {
             remove();
             return Err(err);
         }
+        let mut segment = segment;
+        segment.attach();
         Ok(segment)
     }
 
@@ -311,6 +255,10 @@ impl Segment {
             .store(f.created_unix_ms, Ordering::Relaxed);
         h.flags.store(f.flags, Ordering::Relaxed);
         h.store_type_name(&f.type_name);
+        let boot = sys::boot_id();
+        for (word, value) in self.meta().boot_id.iter().zip(boot) {
+            word.store(value, Ordering::Relaxed);
+        }
         self.lock_slot()
             .init()
             .map_err(|source| self.os_error("pthread_mutex_init", source))?;
@@ -321,8 +269,7 @@ impl Segment {
 
     /// Opens the segment `name`, checking its header and, if given, its kind.
     pub(crate) fn open(name: &SegmentName, expected: Option<Kind>) -> Result<Self, OpenError> {
-        let fd =
-            sys::shm_open(&name.shm_path()).map_err(|e| OpenError::from_io(name, "shm_open", e))?;
+        let fd = open_object(name)?;
         let page = sys::page_size() as u64;
         let started = Instant::now();
         let (fields, identity) = loop {
@@ -353,14 +300,55 @@ impl Segment {
         }
         let map = Mapping::new(fd.as_fd(), fields.max_size as usize, fields.size as usize)
             .map_err(|e| OpenError::from_io(name, "mmap", e))?;
-        Ok(Segment {
+        let mut segment = Segment {
             name: name.clone(),
             fd,
             map,
             fields,
             identity,
-            remove_on_drop: None,
-        })
+            user: None,
+        };
+        segment
+            .reset_if_from_earlier_boot()
+            .map_err(|e| OpenError::from_io(name, "flock", e))?;
+        segment.attach();
+        Ok(segment)
+    }
+
+    /// Claims a slot in the table of users (see the module docs).
+    fn attach(&mut self) {
+        let pid = sys::pid();
+        let start_time = sys::process_start_time(pid).unwrap_or(0);
+        match self.users_table().attach(pid, start_time) {
+            Some(index) => self.user = Some((index, pid)),
+            None => {
+                self.meta().untracked_users.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// If the segment was last initialised during an earlier boot (a `file:` segment after a
+    /// reboot), resets its lock and its table of users, once, under an exclusive `flock`.
+    fn reset_if_from_earlier_boot(&self) -> std::io::Result<()> {
+        let boot = sys::boot_id();
+        let current = |meta: &Meta| {
+            meta.boot_id
+                .iter()
+                .zip(boot)
+                .all(|(word, value)| word.load(Ordering::Acquire) == value)
+        };
+        if current(self.meta()) {
+            return Ok(());
+        }
+        sys::lock_file(self.fd.as_fd())?;
+        if !current(self.meta()) {
+            self.users_table().clear();
+            self.lock_slot().reset_after_reboot()?;
+            for (word, value) in self.meta().boot_id.iter().zip(boot) {
+                word.store(value, Ordering::Release);
+            }
+        }
+        sys::unlock_file(self.fd.as_fd())
     }
 
     /// Opens the segment `name` whatever its kind (for tools such as `memspace inspect`).
@@ -382,8 +370,7 @@ impl Segment {
     /// [`OpenError::PermissionDenied`].
     #[doc(alias = "shm_unlink")]
     pub fn remove(name: &str) -> Result<(), OpenError> {
-        let name = SegmentName::new(name)?;
-        sys::shm_unlink(&name.shm_path()).map_err(|e| OpenError::from_io(&name, "shm_unlink", e))
+        unlink_object(&SegmentName::new(name)?)
     }
 
     /// Removes this segment's name (see [`Segment::remove`]).
@@ -392,8 +379,7 @@ impl Segment {
     ///
     /// As [`Segment::remove`].
     pub fn unlink(&self) -> Result<(), OpenError> {
-        sys::shm_unlink(&self.name.shm_path())
-            .map_err(|e| OpenError::from_io(&self.name, "shm_unlink", e))
+        unlink_object(&self.name)
     }
 
     /// The segment's name.
@@ -466,6 +452,61 @@ impl Segment {
     pub(crate) fn header(&self) -> &Header {
         self.map
             .get::<Header>(0)
+            .expect("the control page is mapped for the segment's lifetime")
+    }
+
+    /// The processes recorded as attached to the segment, alive or not.
+    #[must_use]
+    pub fn users(&self) -> Vec<User> {
+        self.users_table().list()
+    }
+
+    /// How many attachments found the table of users full (those are not tracked).
+    #[must_use]
+    pub fn untracked_users(&self) -> u32 {
+        self.meta().untracked_users.load(Ordering::Relaxed)
+    }
+
+    /// The pid holding the segment's lock, if the lock slot records one (it may have died).
+    #[must_use]
+    pub fn lock_owner(&self) -> Option<u32> {
+        self.lock_slot().owner_pid()
+    }
+
+    /// Whether a holder of the segment's lock panicked and nobody cleared the flag.
+    #[must_use]
+    pub fn lock_poisoned(&self) -> bool {
+        self.lock_slot().is_poisoned()
+    }
+
+    /// How many times a holder of the segment's lock died and the lock was taken over.
+    #[must_use]
+    pub fn lock_owner_deaths(&self) -> u32 {
+        self.lock_slot().owner_deaths()
+    }
+
+    /// The creator's start time (clock ticks after boot), which tells it from a later process
+    /// with the same pid.
+    #[must_use]
+    pub fn creator_start_time(&self) -> u64 {
+        self.fields.creator_start_time
+    }
+
+    /// When the segment was created, in milliseconds since the Unix epoch.
+    #[must_use]
+    pub fn created_unix_ms(&self) -> u64 {
+        self.fields.created_unix_ms
+    }
+
+    fn users_table(&self) -> &Users {
+        self.map
+            .get::<Users>(USERS_OFFSET)
+            .expect("the control page is mapped for the segment's lifetime")
+    }
+
+    fn meta(&self) -> &Meta {
+        self.map
+            .get::<Meta>(META_OFFSET)
             .expect("the control page is mapped for the segment's lifetime")
     }
 
@@ -580,21 +621,62 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // Only the creating process removes an anonymous segment: after `fork`, a child owns a
-        // copy of its parent's handles and must not remove what the parent still uses.
-        if self.remove_on_drop != Some(sys::pid()) {
+        // Only the process that claimed the slot releases it: after `fork`, a child owns a copy
+        // of its parent's handles, and must neither release the parent's slot nor remove what
+        // the parent still uses.
+        let Some((index, pid)) = self.user else {
+            return;
+        };
+        if pid != sys::pid() {
             return;
         }
-        // Remove the name only if it still names our object (someone may have removed it and
-        // created another under the same name). Errors are ignored: drop cannot report them,
-        // and the worst case is a segment that `memspace gc` collects later.
-        let path = self.name.shm_path();
-        if let Ok(fd) = sys::shm_open(&path)
+        let users = self.users_table();
+        users.detach(index, pid);
+        if !self.is_anonymous() || users.list().iter().any(|user| user.alive) {
+            return;
+        }
+        // The last user of an anonymous segment removes it, if the name still names our
+        // object (someone may have removed it and created another under the same name).
+        // Errors are ignored: drop cannot report them, and `memspace gc` collects what is left.
+        if let Ok(fd) = open_object(&self.name)
             && let Ok(info) = sys::file_info(fd.as_fd())
             && info.inode == self.identity.inode
             && info.device == self.identity.device
         {
-            let _ = sys::shm_unlink(&path);
+            let _ = unlink_object(&self.name);
+        }
+    }
+}
+
+fn create_object(name: &SegmentName, mode: u32) -> Result<OwnedFd, OpenError> {
+    match name.location() {
+        Location::Shm(path) => {
+            sys::shm_create(path, mode).map_err(|e| OpenError::from_io(name, "shm_open", e))
+        }
+        Location::File(path) => {
+            sys::file_create(path, mode).map_err(|e| OpenError::from_io(name, "open", e))
+        }
+    }
+}
+
+fn open_object(name: &SegmentName) -> Result<OwnedFd, OpenError> {
+    match name.location() {
+        Location::Shm(path) => {
+            sys::shm_open(path).map_err(|e| OpenError::from_io(name, "shm_open", e))
+        }
+        Location::File(path) => {
+            sys::file_open(path).map_err(|e| OpenError::from_io(name, "open", e))
+        }
+    }
+}
+
+fn unlink_object(name: &SegmentName) -> Result<(), OpenError> {
+    match name.location() {
+        Location::Shm(path) => {
+            sys::shm_unlink(path).map_err(|e| OpenError::from_io(name, "shm_unlink", e))
+        }
+        Location::File(path) => {
+            std::fs::remove_file(path).map_err(|e| OpenError::from_io(name, "unlink", e))
         }
     }
 }
@@ -622,37 +704,5 @@ fn problem_to_error(name: &SegmentName, problem: HeaderProblem) -> OpenError {
             expected,
         },
         HeaderProblem::Corrupt(what) => OpenError::Corrupt { name, what },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_validated() {
-        assert!(SegmentName::new("jobs-1.v2_x").is_ok());
-        for bad in [
-            "",
-            ".hidden",
-            "a/b",
-            "..",
-            "a\0b",
-            "spa ce",
-            &"x".repeat(201),
-        ] {
-            assert!(
-                matches!(SegmentName::new(bad), Err(OpenError::InvalidName { .. })),
-                "{bad:?} accepted"
-            );
-        }
-    }
-
-    #[test]
-    fn anonymous_names_are_valid_and_distinct() {
-        let a = SegmentName::anonymous();
-        let b = SegmentName::anonymous();
-        assert_ne!(a, b);
-        assert!(SegmentName::new(a.as_str()).is_ok());
     }
 }

@@ -17,6 +17,7 @@
 //! | `owner_pid`, `owner_tid` | the holder, written after locking and cleared before unlocking (informational: a holder killed in between leaves them set, and the next owner overwrites them) |
 //! | `poisoned` | 1 if a holder unwound from a panic while holding the lock |
 //! | `owner_deaths` | how many times a holder died and the lock was recovered |
+//! | `recover_pending` | 1 after the lock was reset because its segment comes from an earlier boot (a `file:` segment): the next locker is told the owner died, as the kernel would have told it had the holder died in this boot |
 
 #![allow(unsafe_code)]
 
@@ -36,6 +37,8 @@ pub(crate) struct LockSlot {
     owner_tid: AtomicU32,
     poisoned: AtomicU32,
     owner_deaths: AtomicU32,
+    recover_pending: AtomicU32,
+    reserved: AtomicU32,
 }
 
 const _: () = assert!(size_of::<PthreadMutex>() <= 48);
@@ -81,10 +84,23 @@ impl LockSlot {
         self.owner_tid.store(0, Ordering::Relaxed);
         self.poisoned.store(0, Ordering::Relaxed);
         self.owner_deaths.store(0, Ordering::Relaxed);
+        self.recover_pending.store(0, Ordering::Relaxed);
         // SAFETY: the slot is in the control page of a segment that is still being created
         // (O_EXCL, not yet published as ready): no one uses this mutex yet; the memory is
         // writable, shared and aligned to 64 (the slot's alignment, checked by `Mapping::get`).
         unsafe { sys::robust_mutex_init(self.raw()) }
+    }
+
+    /// Re-initialises the mutex of a segment that was last used during an earlier boot: every
+    /// holder then is gone, but the lock word may still name one, and nobody would ever wake
+    /// a waiter. The caller holds the segment file's exclusive `flock` and has checked the
+    /// boot id under it, so no process of this boot uses the mutex yet.
+    pub(crate) fn reset_after_reboot(&self) -> io::Result<()> {
+        // SAFETY: as the doc says, no thread of this boot can hold or wait on this mutex: every
+        // opener checks the boot id under the flock we hold before touching the lock.
+        unsafe { sys::robust_mutex_init(self.raw()) }?;
+        self.recover_pending.store(1, Ordering::Release);
+        Ok(())
     }
 
     /// Locks the mutex, waiting as `wait` says.
@@ -93,6 +109,11 @@ impl LockSlot {
         // `self` is borrowed, which outlives any guard (see the module's `# Safety`).
         let outcome = unsafe { sys::robust_mutex_lock(self.raw(), wait) };
         let recovery = match outcome {
+            LockOutcome::Acquired if self.recover_pending.load(Ordering::Acquire) != 0 => {
+                Recovery::OwnerDied {
+                    pid: self.owner_pid.load(Ordering::Relaxed),
+                }
+            }
             LockOutcome::Acquired => Recovery::Clean,
             LockOutcome::OwnerDied => {
                 self.owner_deaths.fetch_add(1, Ordering::Relaxed);
@@ -144,6 +165,10 @@ pub(crate) struct RawGuard<'a> {
 impl RawGuard<'_> {
     /// After [`Recovery::OwnerDied`]: declares the protected state repaired.
     pub(crate) fn mark_consistent(&self) -> io::Result<()> {
+        if self.slot.recover_pending.swap(0, Ordering::AcqRel) != 0 {
+            // A reset after a reboot: the pthread mutex itself is consistent already.
+            return Ok(());
+        }
         // SAFETY: this guard proves the calling thread holds the mutex (see the module's
         // `# Safety`); glibc returns EINVAL if it was not acquired with EOWNERDEAD.
         unsafe { sys::robust_mutex_consistent(self.slot.raw()) }

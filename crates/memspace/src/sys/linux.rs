@@ -90,9 +90,28 @@ pub(crate) fn allocate(fd: BorrowedFd<'_>, from: u64, to: u64) -> io::Result<()>
     loop {
         match rustix::fs::fallocate(fd, FallocateFlags::empty(), from, to - from) {
             Err(rustix::io::Errno::INTR) => {}
+            // A file system without fallocate: write the zeros ourselves, so that blocks are
+            // allocated now and a full disk is ENOSPC here, not SIGBUS later.
+            Err(rustix::io::Errno::OPNOTSUPP) => return write_zeros(fd, from, to),
             other => return Ok(other?),
         }
     }
+}
+
+fn write_zeros(fd: BorrowedFd<'_>, from: u64, to: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let len = usize::try_from(to - at)
+            .unwrap_or(usize::MAX)
+            .min(zeros.len());
+        match rustix::io::pwrite(fd, &zeros[..len], at) {
+            Ok(n) => at += n as u64,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The system page size.
@@ -514,4 +533,49 @@ pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Re
         }
     }
     Ok(done)
+}
+
+/// This boot's identity (`/proc/sys/kernel/random/boot_id`, a UUID) as two integers.
+pub(crate) fn boot_id() -> [u64; 2] {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let hex: String = text.chars().filter(char::is_ascii_hexdigit).collect();
+    let half = |range: std::ops::Range<usize>| {
+        hex.get(range)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(0)
+    };
+    [half(0..16), half(16..32)]
+}
+
+/// Takes an exclusive `flock` on `fd`, blocking; released when `fd` is closed or by
+/// [`unlock_file`].
+pub(crate) fn lock_file(fd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        match rustix::fs::flock(fd, rustix::fs::FlockOperation::LockExclusive) {
+            Err(rustix::io::Errno::INTR) => {}
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Releases a `flock` taken with [`lock_file`].
+pub(crate) fn unlock_file(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock)?)
+}
+
+/// Creates a new regular file for a file-backed segment; fails if it exists.
+pub(crate) fn file_create(path: &std::path::Path, mode: u32) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(path, flags, Mode::from_raw_mode(mode))?)
+}
+
+/// Opens an existing regular file for reading and writing.
+pub(crate) fn file_open(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }

@@ -23,6 +23,45 @@ pub(crate) enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// List the memspace segments in /dev/shm.
+    Ls {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a segment's header, lock, users and consistency, and optionally its items.
+    Inspect {
+        /// The segment (`NAME`, or `file:PATH`).
+        name: String,
+        /// Also print the items, as JSON, one per line.
+        #[arg(long)]
+        items: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove anonymous segments whose every user is dead, and segments whose creator died
+    /// while creating them.
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print a JSON array of what was (or would be) removed.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command while holding a named cross-process lock (created if missing), like
+    /// flock(1); exits with the command's status.
+    Lock {
+        /// The lock's name.
+        name: String,
+        /// Give up after this many seconds (exit status 75) instead of waiting forever.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -63,11 +102,15 @@ pub(crate) enum Start {
 pub(crate) enum ListCommand {
     /// Create an empty list; it persists until `memspace rm NAME`.
     Create {
-        /// The list's name (letters, digits, `.`, `_`, `-`).
+        /// The list's name (letters, digits, `.`, `_`, `-`), or `file:PATH` for a list kept in
+        /// a file (it survives a reboot).
         name: String,
         /// The largest size in bytes the list may grow to.
         #[arg(long)]
         max_size: Option<u64>,
+        /// The permission bits, in octal (default 600: this user only).
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
     },
     /// Append JSON values, all under one lock acquisition.
     Push {
@@ -89,4 +132,11 @@ pub(crate) enum ListCommand {
         /// The list's name.
         name: String,
     },
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| format!("`{text}` is not an octal mode such as 600 or 640"))
 }

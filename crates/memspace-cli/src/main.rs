@@ -1,5 +1,5 @@
-//! `memspace`: the threads-versus-processes demo, and tools to create, read and remove shared
-//! collections.
+//! `memspace`: the threads-versus-processes demo, and tools to see, use and clean up what is in
+//! shared memory.
 
 mod cli;
 mod cmd;
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     memspace::init();
     let cli = cli::Cli::parse();
     match cmd::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("memspace: error: {err:#}");
             ExitCode::FAILURE

@@ -36,6 +36,7 @@
 //! * [`sync`] has the robust cross-process locks [`Lock`] and [`Mutex`].
 //! * [`collections`] has [`SharedList`].
 //! * [`segment`] is the named shared-memory segments everything lives in.
+//! * [`inspect`] has read-only views of segments and [`inspect::verify`].
 //!
 //! # Safety model
 //!
@@ -54,6 +55,7 @@
 
 pub mod collections;
 mod error;
+pub mod inspect;
 pub mod segment;
 mod shm_safe;
 pub mod spawn;

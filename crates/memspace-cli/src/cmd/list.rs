@@ -8,10 +8,17 @@ use crate::cli::ListCommand;
 
 pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
     match command {
-        ListCommand::Create { name, max_size } => {
+        ListCommand::Create {
+            name,
+            max_size,
+            mode,
+        } => {
             let mut options = SegmentOptions::new();
             if let Some(bytes) = max_size {
                 options = options.max_size(bytes);
+            }
+            if let Some(mode) = mode {
+                options = options.mode(mode);
             }
             SharedList::<Value>::create_with(&name, &options)
                 .with_context(|| format!("creating list `{name}`"))?;

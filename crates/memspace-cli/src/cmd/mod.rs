@@ -1,21 +1,44 @@
 //! One module per subcommand.
 
 mod demo;
+mod gc;
+mod inspect;
 mod list;
+mod lock;
+mod ls;
+
+use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::cli::{Cli, Command};
 
-pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo(args) => demo::run(&args),
-        Command::List(command) => list::run(command),
+        Command::Demo(args) => demo::run(&args)?,
+        Command::List(command) => list::run(command)?,
         Command::Rm { names } => {
             for name in &names {
                 memspace::Segment::remove(name).with_context(|| format!("removing `{name}`"))?;
             }
-            Ok(())
         }
+        Command::Ls { json } => ls::run(json)?,
+        Command::Inspect { name, items, json } => inspect::run(&name, items, json)?,
+        Command::Gc { dry_run, json } => gc::run(dry_run, json)?,
+        Command::Lock {
+            name,
+            timeout,
+            command,
+        } => return lock::run(&name, timeout, &command),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Formats a process for a table: `1234` or `1234 (dead)`.
+pub(crate) fn process(pid: u32, alive: bool) -> String {
+    if alive {
+        pid.to_string()
+    } else {
+        format!("{pid} (dead)")
     }
 }

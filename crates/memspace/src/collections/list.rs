@@ -40,6 +40,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::codec;
 use crate::error::{Error, Result};
+use crate::inspect::Report;
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
 use crate::sync::{LockError, RawGuard, acquire};
@@ -117,8 +118,14 @@ impl<T> fmt::Debug for SharedList<T> {
 }
 
 impl<T> SharedList<T> {
+    fn raw(&self) -> Raw<'_> {
+        Raw {
+            segment: &self.segment,
+        }
+    }
+
     fn area(&self) -> &ListArea {
-        self.segment.kind_area::<ListArea>()
+        self.raw().area()
     }
 
     /// The number of published items.
@@ -199,6 +206,27 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         })
     }
 
+    /// A list over an already open segment (for example one opened with
+    /// [`inspect::observe`](crate::inspect::observe), which does not join its users).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not a list.
+    pub fn from_segment(segment: Segment) -> Result<Self> {
+        if segment.kind() != Kind::List {
+            return Err(crate::OpenError::WrongKind {
+                name: segment.name().clone(),
+                found: segment.kind(),
+                expected: Kind::List,
+            }
+            .into());
+        }
+        Ok(SharedList {
+            segment: Arc::new(segment),
+            _items: PhantomData,
+        })
+    }
+
     fn create_segment(
         name: &SegmentName,
         options: &SegmentOptions,
@@ -235,8 +263,9 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// damaged.
     pub fn push(&self, value: &T) -> Result<()> {
         let payload = self.encode(value)?;
-        let held = self.lock()?;
-        self.append(&held, &payload)
+        let raw = self.raw();
+        let held = raw.lock()?;
+        raw.append(&held, &payload)
     }
 
     /// Appends every item of `values` under one acquisition of the lock; other writers'
@@ -255,9 +284,10 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
             .into_iter()
             .map(|value| self.encode(std::borrow::Borrow::borrow(&value)))
             .collect::<Result<Vec<_>>>()?;
-        let held = self.lock()?;
+        let raw = self.raw();
+        let held = raw.lock()?;
         for payload in &payloads {
-            self.append(&held, payload)?;
+            raw.append(&held, payload)?;
         }
         Ok(())
     }
@@ -272,7 +302,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         if index >= self.len() {
             return Ok(None);
         }
-        let payload = self.read_payload(index)?;
+        let payload = self.raw().read_payload(index)?;
         codec::decode(&payload)
             .map(Some)
             .map_err(|source| Error::Decode {
@@ -325,10 +355,21 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     }
 }
 
-impl<T> SharedList<T> {
+/// The list's machinery, independent of the item type (shared by every `SharedList<T>` and
+/// by `inspect::verify`).
+#[derive(Clone, Copy)]
+struct Raw<'a> {
+    segment: &'a Segment,
+}
+
+impl<'a> Raw<'a> {
+    fn area(self) -> &'a ListArea {
+        self.segment.kind_area::<ListArea>()
+    }
+
     /// Takes the segment's lock, repairing the list if the previous holder died.
-    fn lock(&self) -> Result<RawGuard<'_>> {
-        match acquire(&self.segment, Wait::Forever, |raw, _| raw) {
+    fn lock(self) -> Result<RawGuard<'a>> {
+        match acquire(self.segment, Wait::Forever, |raw, _| raw) {
             Ok(held) => Ok(held),
             Err(LockError::OwnerDied(held)) => {
                 self.recover(&held)?;
@@ -349,7 +390,7 @@ impl<T> SharedList<T> {
     /// Recomputes `tail` after a writer died holding the lock: past the last published record
     /// and past every index block, whichever ends later. Unpublished bytes beyond are garbage
     /// and will be overwritten.
-    fn recover(&self, _held: &RawGuard<'_>) -> Result<()> {
+    fn recover(self, _held: &RawGuard<'_>) -> Result<()> {
         let area = self.area();
         let mut tail = DATA_START;
         for (block, offset) in area.blocks.iter().enumerate() {
@@ -380,12 +421,12 @@ impl<T> SharedList<T> {
     }
 
     /// Appends one encoded item; the caller holds the lock.
-    fn append(&self, held: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
+    fn append(self, held: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
         let area = self.area();
-        let segment = &*self.segment;
+        let segment = self.segment;
         let len = area.len.load(Ordering::Relaxed);
         let (block, position, capacity) = locate(len).ok_or_else(|| Error::Full {
-            name: self.name().clone(),
+            name: self.segment.name().clone(),
             needed: len + 1,
             max_size: FIRST_BLOCK_ENTRIES * ((1 << INDEX_BLOCKS) - 1),
         })?;
@@ -433,8 +474,8 @@ impl<T> SharedList<T> {
     }
 
     /// The record offset and payload length of published item `index`, bounds-checked.
-    fn record_of(&self, index: u64) -> Result<(u64, u64)> {
-        let segment = &*self.segment;
+    fn record_of(self, index: u64) -> Result<(u64, u64)> {
+        let segment = self.segment;
         let (block, position, _) =
             locate(index).ok_or_else(|| segment.corrupt(format!("index {index} out of range")))?;
         let block_offset = self.area().blocks[block].load(Ordering::Acquire);
@@ -465,8 +506,8 @@ impl<T> SharedList<T> {
     }
 
     /// Copies out and checks the payload of published item `index`.
-    fn read_payload(&self, index: u64) -> Result<Vec<u8>> {
-        let segment = &*self.segment;
+    fn read_payload(self, index: u64) -> Result<Vec<u8>> {
+        let segment = self.segment;
         let (record, payload_len) = self.record_of(index)?;
         let mut header = [0u8; RECORD_HEADER as usize];
         let mut payload = vec![0u8; payload_len as usize];
@@ -480,6 +521,96 @@ impl<T> SharedList<T> {
             return Err(segment.corrupt(format!("item {index} fails its checksum")));
         }
         Ok(payload)
+    }
+}
+
+/// The number of published items of the list in `segment`.
+pub(crate) fn len(segment: &Segment) -> u64 {
+    Raw { segment }.area().len.load(Ordering::Acquire)
+}
+
+/// Checks a list segment without taking its lock (appends may go on meanwhile): the index
+/// blocks, every published record (bounds, order, checksum, well-formed encoding) and the
+/// recorded end of data. Used by [`inspect::verify`](crate::inspect::verify).
+pub(crate) fn verify(segment: &Segment, report: &mut Report) {
+    let raw = Raw { segment };
+    let area = raw.area();
+    let size = segment.size();
+    let len = area.len.load(Ordering::Acquire);
+    let mut block_ends = 0;
+    let mut previous_block_end = DATA_START;
+    for (block, offset) in area.blocks.iter().enumerate() {
+        let offset = offset.load(Ordering::Acquire);
+        if offset == 0 {
+            continue;
+        }
+        let end = offset.saturating_add(8 * (FIRST_BLOCK_ENTRIES << block));
+        if offset < previous_block_end || !offset.is_multiple_of(8) || end > size {
+            report.problem(format!(
+                "index block {block} at {offset}..{end} overlaps an earlier block or lies outside \
+                 the segment ({size} bytes)"
+            ));
+        }
+        previous_block_end = end;
+        block_ends = block_ends.max(end);
+    }
+    let mut previous_end = DATA_START;
+    for index in 0..len {
+        if report.problems.len() >= Report::MAX_PROBLEMS {
+            report.note("stopped checking after too many problems".to_owned());
+            break;
+        }
+        let (record, payload_len) = match raw.record_of(index) {
+            Ok(found) => found,
+            Err(err) => {
+                report.problem(format!("item {index}: {}", describe(&err)));
+                continue;
+            }
+        };
+        if record < previous_end {
+            report.problem(format!(
+                "item {index}: record at {record} overlaps the previous item (ending at {previous_end})"
+            ));
+        }
+        previous_end = record + RECORD_HEADER + payload_len;
+        match raw.read_payload(index) {
+            Ok(payload) => {
+                if rmp_serde::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+                    report.problem(format!(
+                        "item {index}: its bytes are not a well-formed value"
+                    ));
+                }
+            }
+            Err(err) => report.problem(format!("item {index}: {}", describe(&err))),
+        }
+        report.items_checked += 1;
+    }
+    let tail = area.tail.load(Ordering::Relaxed);
+    let needed = previous_end.next_multiple_of(8).max(block_ends);
+    if tail < needed {
+        if segment.lock_owner().is_some() {
+            report.note(format!(
+                "end of data {tail} is behind the published data ({needed}): a writer was \
+                 interrupted; the next locker repairs it"
+            ));
+        } else {
+            report.problem(format!(
+                "end of data {tail} is behind the published data ({needed}), and no holder of \
+                 the lock is recorded"
+            ));
+        }
+    }
+    if tail > size {
+        report.problem(format!(
+            "end of data {tail} lies past the segment's size {size}"
+        ));
+    }
+}
+
+fn describe(err: &Error) -> String {
+    match err {
+        Error::Corrupt { what, .. } => what.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -8,3 +8,4 @@ mod codec;
 mod list;
 
 pub use self::list::{Iter, SharedList};
+pub(crate) use self::list::{len as list_len, verify as verify_list};

@@ -65,6 +65,7 @@ use self::name::Location;
 pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, SHM_PREFIX, SegmentName};
 pub use self::users::User;
 pub(crate) use self::users::{Meta, Users};
+pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};
 
 /// How long `open` waits for a segment whose creator is still initialising it.
 const INIT_WAIT: Duration = Duration::from_secs(2);
@@ -225,12 +226,14 @@ impl Segment {
                 return Err(err);
             }
         };
+        let mut segment = segment;
+        // Join the table of users before the segment is published as ready, so that
+        // `memspace gc` never sees a ready anonymous segment without a live user.
+        segment.attach();
         if let Err(err) = segment.initialise(init) {
             remove();
             return Err(err);
         }
-        let mut segment = segment;
-        segment.attach();
         Ok(segment)
     }
 
@@ -269,6 +272,14 @@ impl Segment {
 
     /// Opens the segment `name`, checking its header and, if given, its kind.
     pub(crate) fn open(name: &SegmentName, expected: Option<Kind>) -> Result<Self, OpenError> {
+        Self::open_with(name, expected, true)
+    }
+
+    fn open_with(
+        name: &SegmentName,
+        expected: Option<Kind>,
+        participate: bool,
+    ) -> Result<Self, OpenError> {
         let fd = open_object(name)?;
         let page = sys::page_size() as u64;
         let started = Instant::now();
@@ -308,10 +319,12 @@ impl Segment {
             identity,
             user: None,
         };
-        segment
-            .reset_if_from_earlier_boot()
-            .map_err(|e| OpenError::from_io(name, "flock", e))?;
-        segment.attach();
+        if participate {
+            segment
+                .reset_if_from_earlier_boot()
+                .map_err(|e| OpenError::from_io(name, "flock", e))?;
+            segment.attach();
+        }
         Ok(segment)
     }
 
@@ -349,6 +362,16 @@ impl Segment {
             }
         }
         sys::unlock_file(self.fd.as_fd())
+    }
+
+    /// Opens `name` as an observer (see [`inspect::observe`](crate::inspect::observe)).
+    pub(crate) fn open_observer(name: &SegmentName) -> Result<Self, OpenError> {
+        Self::open_with(name, None, false)
+    }
+
+    /// The current size of the backing file.
+    pub(crate) fn file_size(&self) -> std::io::Result<u64> {
+        sys::file_info(self.fd.as_fd()).map(|info| info.size)
     }
 
     /// Opens the segment `name` whatever its kind (for tools such as `memspace inspect`).

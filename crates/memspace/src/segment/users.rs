@@ -43,7 +43,7 @@ const _: () = assert!(size_of::<Users>() == 2048);
 const _: () = assert!(size_of::<Meta>() == 64);
 
 /// A process recorded in the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct User {
     /// Its pid.
     pub pid: u32,
@@ -51,6 +51,16 @@ pub struct User {
     pub start_time: u64,
     /// Whether that process still exists.
     pub alive: bool,
+}
+
+/// How many of `users` still run.
+pub(crate) fn users_alive(users: &[User]) -> usize {
+    users.iter().filter(|user| user.alive).count()
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    sys::process_start_time(pid).is_some()
 }
 
 /// Whether the process `pid` that started at `start_time` (0: unknown) still runs.

@@ -57,7 +57,7 @@ impl Lock {
     /// [`Error::Open`](crate::Error::Open) if `/dev/shm` refuses the segment (no space,
     /// permissions).
     pub fn new() -> Result<Self> {
-        Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
+        Self::create_segment(&SegmentName::anonymous(), &Self::options(), true)
     }
 
     /// Creates the lock `name`, which persists until removed (`memspace rm NAME`).
@@ -67,7 +67,7 @@ impl Lock {
     /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists) if the name is taken,
     /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str) -> Result<Self> {
-        Self::create_segment(&SegmentName::new(name)?, &SegmentOptions::new(), false)
+        Self::create_segment(&SegmentName::new(name)?, &Self::options(), false)
     }
 
     /// Opens the existing lock `name`.
@@ -81,6 +81,11 @@ impl Lock {
         Ok(Lock {
             segment: Arc::new(segment),
         })
+    }
+
+    /// A lock needs its control page and nothing more.
+    fn options() -> SegmentOptions {
+        SegmentOptions::new().initial_size(0).max_size(0)
     }
 
     fn create_segment(

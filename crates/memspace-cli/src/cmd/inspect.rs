@@ -1,0 +1,124 @@
+//! `memspace inspect NAME`: a segment's header, lock, users, consistency and items.
+
+use anyhow::Context;
+use memspace::SharedList;
+use memspace::inspect;
+use serde_json::{Value, json};
+
+use super::ls::bytes;
+use super::process;
+
+pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
+    let segment = inspect::observe(name).with_context(|| format!("inspecting `{name}`"))?;
+    let info = inspect::info(&segment);
+    let report = inspect::verify(&segment);
+    let values = if items && info.kind == "list" {
+        let list = SharedList::<Value>::from_segment(segment)
+            .with_context(|| format!("reading the items of `{name}`"))?;
+        Some(
+            list.to_vec()
+                .with_context(|| format!("reading the items of `{name}`"))?,
+        )
+    } else {
+        None
+    };
+    if as_json {
+        let mut object = serde_json::to_value(&info)?;
+        object["verify"] = serde_json::to_value(&report)?;
+        if let Some(values) = values {
+            object["values"] = Value::Array(values);
+        }
+        println!("{}", serde_json::to_string_pretty(&object)?);
+        return Ok(());
+    }
+    print_info(&info, &report);
+    if let Some(values) = values {
+        println!("values");
+        for (index, value) in values.iter().enumerate() {
+            println!("{}", json!({ "index": index, "value": value }));
+        }
+    }
+    Ok(())
+}
+
+fn print_info(info: &inspect::SegmentInfo, report: &inspect::Report) {
+    let anonymous = if info.anonymous {
+        "anonymous: removed by its last user"
+    } else {
+        "named: persists until `memspace rm`"
+    };
+    println!("segment      {} ({anonymous})", info.name);
+    println!("kind         {}", info.kind);
+    if !info.type_name.is_empty() {
+        println!("type         {}", info.type_name);
+    }
+    if let Some(n) = info.items {
+        println!("items        {n}");
+    }
+    println!(
+        "size         {} committed, {} in the file, at most {}; grown {} times",
+        bytes(info.size),
+        bytes(info.file_size),
+        bytes(info.max_size),
+        info.generation
+    );
+    println!("inode        {}", info.inode);
+    println!(
+        "creator      {} (start time {}, created at {} ms after the epoch)",
+        process(info.creator.pid, info.creator.alive),
+        info.creator.start_time,
+        info.created_unix_ms
+    );
+    println!(
+        "last writer  {}",
+        match info.last_writer_pid {
+            0 => "none yet".to_owned(),
+            pid => pid.to_string(),
+        }
+    );
+    let users: Vec<String> = info.users.iter().map(|u| process(u.pid, u.alive)).collect();
+    println!(
+        "users        {} alive of {} recorded{}{}",
+        info.live_users,
+        info.users.len(),
+        if users.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", users.join(", "))
+        },
+        match info.untracked_users {
+            0 => String::new(),
+            n => format!(" (+{n} untracked)"),
+        }
+    );
+    let lock = match (info.lock.owner, info.lock.owner_alive) {
+        (None, _) => "free".to_owned(),
+        (Some(pid), Some(false)) => {
+            format!("held by {pid}, which is dead: the next locker recovers it")
+        }
+        (Some(pid), _) => format!("held by {pid}"),
+    };
+    println!(
+        "lock         {lock}{}; {} owner deaths recovered",
+        if info.lock.poisoned { ", poisoned" } else { "" },
+        info.lock.owner_deaths
+    );
+    if report.is_consistent() {
+        println!(
+            "verify       consistent ({} items checked)",
+            report.items_checked
+        );
+    } else {
+        println!(
+            "verify       {} PROBLEMS ({} items checked)",
+            report.problems.len(),
+            report.items_checked
+        );
+        for problem in &report.problems {
+            println!("  problem: {problem}");
+        }
+    }
+    for note in &report.notes {
+        println!("  note: {note}");
+    }
+}

@@ -1,0 +1,77 @@
+//! `memspace lock NAME -- COMMAND...`: like flock(1), with a lock that survives its holder.
+
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use memspace::sync::{Lock, LockError};
+use memspace::{Error, OpenError};
+
+/// The exit status when `--timeout` expires (`EX_TEMPFAIL`).
+const TIMED_OUT: u8 = 75;
+
+pub(crate) fn run(
+    name: &str,
+    timeout: Option<f64>,
+    command: &[String],
+) -> anyhow::Result<ExitCode> {
+    let lock = open_or_create(name)?;
+    let acquired = match timeout {
+        None => lock.lock(),
+        Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            lock.try_lock_for(Duration::from_secs_f64(seconds))
+        }
+        Some(seconds) => bail!("--timeout {seconds} is not a number of seconds"),
+    };
+    let guard = match acquired {
+        Ok(guard) => guard,
+        Err(LockError::OwnerDied(guard)) => {
+            let who = guard
+                .previous_owner_died()
+                .filter(|pid| *pid != 0)
+                .map_or_else(String::new, |pid| format!(" (pid {pid})"));
+            eprintln!(
+                "memspace: the previous holder of lock `{name}`{who} died while holding it; taking over"
+            );
+            guard
+                .mark_consistent()
+                .with_context(|| format!("recovering lock `{name}`"))?;
+            guard
+        }
+        Err(LockError::Poisoned(guard)) => {
+            eprintln!("memspace: a previous holder of lock `{name}` panicked; clearing the flag");
+            guard.clear_poison();
+            guard
+        }
+        Err(LockError::Timeout { waited, .. }) => {
+            eprintln!("memspace: lock `{name}` was not released within {waited:?}");
+            return Ok(ExitCode::from(TIMED_OUT));
+        }
+        Err(err) => return Err(Error::from(err)).with_context(|| format!("locking `{name}`")),
+    };
+    let status = Command::new(&command[0])
+        .args(&command[1..])
+        .status()
+        .with_context(|| format!("running `{}`", command[0]))?;
+    drop(guard);
+    let code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn open_or_create(name: &str) -> anyhow::Result<Lock> {
+    match Lock::open(name) {
+        Err(Error::Open(OpenError::NotFound { .. })) => match Lock::create(name) {
+            Err(Error::Open(OpenError::AlreadyExists { .. })) => Lock::open(name),
+            other => other,
+        },
+        other => other,
+    }
+    .with_context(|| format!("opening lock `{name}`"))
+}

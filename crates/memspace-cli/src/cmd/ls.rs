@@ -1,0 +1,127 @@
+//! `memspace ls`: every memspace segment in /dev/shm, one line each.
+
+use anyhow::Context;
+use memspace::inspect::{self, SegmentInfo};
+use serde_json::json;
+
+use super::process;
+
+/// What scanning found under one name.
+pub(crate) enum Entry {
+    Readable(Box<SegmentInfo>),
+    Unreadable { name: String, error: String },
+}
+
+/// Observes every memspace segment in /dev/shm.
+pub(crate) fn scan() -> anyhow::Result<Vec<Entry>> {
+    let names = inspect::shm_segment_names().context("reading /dev/shm")?;
+    Ok(names
+        .into_iter()
+        .map(|name| match inspect::observe(&name) {
+            Ok(segment) => Entry::Readable(Box::new(inspect::info(&segment))),
+            Err(err) => Entry::Unreadable {
+                name,
+                error: err.to_string(),
+            },
+        })
+        .collect())
+}
+
+pub(crate) fn run(json: bool) -> anyhow::Result<()> {
+    let entries = scan()?;
+    if json {
+        let array: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|entry| match entry {
+                Entry::Readable(info) => serde_json::to_value(info).unwrap_or_default(),
+                Entry::Unreadable { name, error } => json!({ "name": name, "error": error }),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&array)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("no memspace segments in /dev/shm");
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "KIND".to_owned(),
+        "SIZE".to_owned(),
+        "ITEMS".to_owned(),
+        "CREATOR".to_owned(),
+        "USERS".to_owned(),
+        "LAST WRITER".to_owned(),
+    ]];
+    for entry in &entries {
+        rows.push(match entry {
+            Entry::Readable(info) => [
+                if info.anonymous {
+                    format!("{} (anonymous)", info.name)
+                } else {
+                    info.name.clone()
+                },
+                info.kind.to_owned(),
+                bytes(info.size),
+                info.items.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                process(info.creator.pid, info.creator.alive),
+                format!("{} alive of {}", info.live_users, info.users.len()),
+                match info.last_writer_pid {
+                    0 => "-".to_owned(),
+                    pid => pid.to_string(),
+                },
+            ],
+            Entry::Unreadable { name, error } => [
+                name.clone(),
+                "?".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                format!("unreadable: {error}"),
+            ],
+        });
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let mut widths = [0; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let line = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        println!("{}", line.trim_end());
+    }
+}
+
+/// `65536` as `64 KiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "a size printed with one decimal"
+    )]
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

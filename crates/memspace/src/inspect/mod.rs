@@ -1,0 +1,216 @@
+//! Read-only, validating views of segments: what `memspace ls` and `memspace inspect` print,
+//! and [`verify`], which checks a segment's invariants (the crash tests run it after every
+//! kill).
+//!
+//! Inspecting never changes a segment: [`observe`] maps it without joining its table of users
+//! (so an observer never keeps a segment alive, nor removes one when it is done) and without
+//! resetting a lock left over from an earlier boot.
+
+use std::io;
+
+use serde::Serialize;
+
+use crate::collections;
+use crate::error::OpenError;
+use crate::segment::users_alive;
+use crate::segment::{Kind, SHM_PREFIX, Segment, SegmentName, User};
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Broken invariants: the segment is damaged.
+    pub problems: Vec<String>,
+    /// Facts worth knowing that are not damage (a lock left by a dead holder, which the next
+    /// locker recovers; a poisoned lock).
+    pub notes: Vec<String>,
+    /// How many items were read and checked.
+    pub items_checked: u64,
+}
+
+impl Report {
+    /// The checks stop after this many problems.
+    pub const MAX_PROBLEMS: usize = 20;
+
+    /// Whether no invariant is broken.
+    #[must_use]
+    pub fn is_consistent(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub(crate) fn problem(&mut self, what: String) {
+        self.problems.push(what);
+    }
+
+    pub(crate) fn note(&mut self, what: String) {
+        self.notes.push(what);
+    }
+}
+
+/// Checks `segment`: its sizes against its file, its lock, and its collection's structure
+/// (for a list: index blocks, every published item's bounds, order, checksum and encoding).
+/// Safe to run while other processes use the segment.
+#[must_use]
+pub fn verify(segment: &Segment) -> Report {
+    let mut report = Report::default();
+    let size = segment.size();
+    if size > segment.max_size() {
+        report.problem(format!(
+            "size {size} exceeds the maximum {}",
+            segment.max_size()
+        ));
+    }
+    match segment.file_size() {
+        Ok(file_size) if file_size < size => report.problem(format!(
+            "the file has {file_size} bytes but {size} are committed (it was truncated)"
+        )),
+        Ok(_) => {}
+        Err(err) => report.problem(format!("fstat failed: {err}")),
+    }
+    if let Some(owner) = segment.lock_owner()
+        && !crate::segment::pid_alive(owner)
+    {
+        report.note(format!(
+            "the lock is recorded as held by process {owner}, which is dead; the next locker is \
+             told and recovers"
+        ));
+    }
+    if segment.lock_poisoned() {
+        report.note("the lock is poisoned: a holder panicked while holding it".to_owned());
+    }
+    match segment.kind() {
+        Kind::List => collections::verify_list(segment, &mut report),
+        Kind::Lock | Kind::Mutex => {}
+    }
+    report
+}
+
+/// Opens the segment `name` as an observer: validated like any open, but without joining its
+/// table of users.
+///
+/// # Errors
+///
+/// As [`Segment::open_any`].
+pub fn observe(name: &str) -> Result<Segment, OpenError> {
+    Segment::open_observer(&SegmentName::new(name)?)
+}
+
+/// The names of the memspace segments in `/dev/shm` (without the `memspace.` prefix), sorted.
+///
+/// # Errors
+///
+/// If `/dev/shm` cannot be read.
+pub fn shm_segment_names() -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_prefix(SHM_PREFIX).map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The creator of a segment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Creator {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time in clock ticks after boot.
+    pub start_time: u64,
+    /// Whether that process still runs.
+    pub alive: bool,
+}
+
+/// The state of a segment's lock.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockInfo {
+    /// The pid recorded as holding it.
+    pub owner: Option<u32>,
+    /// Whether that process still runs.
+    pub owner_alive: Option<bool>,
+    /// Whether a holder panicked and nobody cleared the flag.
+    pub poisoned: bool,
+    /// How many times a holder died and the lock was taken over.
+    pub owner_deaths: u32,
+}
+
+/// Everything `memspace inspect` shows about a segment, except its items.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentInfo {
+    /// The segment's name.
+    pub name: String,
+    /// What it holds (`list`, `lock`, `mutex`).
+    pub kind: &'static str,
+    /// Removed by its last user (true) or persistent until removed (false).
+    pub anonymous: bool,
+    /// The committed size in bytes.
+    pub size: u64,
+    /// The largest size it may grow to.
+    pub max_size: u64,
+    /// How many times it grew.
+    pub generation: u64,
+    /// The size of its backing file.
+    pub file_size: u64,
+    /// Its inode (equal inodes on one device are the same memory).
+    pub inode: u64,
+    /// The Rust type the creator recorded for its values.
+    pub type_name: String,
+    /// Who created it.
+    pub creator: Creator,
+    /// When, in milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// The last process that wrote to it (0: none yet).
+    pub last_writer_pid: u32,
+    /// The processes recorded as attached.
+    pub users: Vec<User>,
+    /// How many of them still run.
+    pub live_users: usize,
+    /// Attachments the table could not record.
+    pub untracked_users: u32,
+    /// Its lock.
+    pub lock: LockInfo,
+    /// For a list, the number of published items.
+    pub items: Option<u64>,
+}
+
+/// Describes `segment`.
+#[must_use]
+pub fn info(segment: &Segment) -> SegmentInfo {
+    let users = segment.users();
+    let owner = segment.lock_owner();
+    SegmentInfo {
+        name: segment.name().to_string(),
+        kind: segment.kind().as_str(),
+        anonymous: segment.is_anonymous(),
+        size: segment.size(),
+        max_size: segment.max_size(),
+        generation: segment.generation(),
+        file_size: segment.file_size().unwrap_or(0),
+        inode: segment.inode(),
+        type_name: segment.type_name().to_owned(),
+        creator: Creator {
+            pid: segment.creator_pid(),
+            start_time: segment.creator_start_time(),
+            alive: crate::segment::process_alive(
+                segment.creator_pid(),
+                segment.creator_start_time(),
+            ),
+        },
+        created_unix_ms: segment.created_unix_ms(),
+        last_writer_pid: segment.last_writer_pid(),
+        live_users: users_alive(&users),
+        users,
+        untracked_users: segment.untracked_users(),
+        lock: LockInfo {
+            owner,
+            owner_alive: owner.map(crate::segment::pid_alive),
+            poisoned: segment.lock_poisoned(),
+            owner_deaths: segment.lock_owner_deaths(),
+        },
+        items: match segment.kind() {
+            Kind::List => Some(collections::list_len(segment)),
+            Kind::Lock | Kind::Mutex => None,
+        },
+    }
+}

@@ -55,6 +55,7 @@
 
 pub mod collections;
 mod error;
+mod failpoint;
 pub mod inspect;
 pub mod segment;
 mod shm_safe;

@@ -441,6 +441,7 @@ impl<'a> Raw<'a> {
             area.blocks[block].store(block_offset, Ordering::Release);
             area.tail.store(end, Ordering::Relaxed);
             tail = end;
+            crate::failpoint::hit("list.block_reserved");
         }
         let record = tail.next_multiple_of(8);
         let end = record + RECORD_HEADER + payload.len() as u64;
@@ -466,8 +467,10 @@ impl<'a> Raw<'a> {
                 ))
             })?;
         entry.store(record, Ordering::Relaxed);
+        crate::failpoint::hit("list.written");
         // Publish: the record, its entry and any growth happen-before a reader's Acquire load.
         area.len.store(len + 1, Ordering::Release);
+        crate::failpoint::hit("list.published");
         area.tail.store(end.next_multiple_of(8), Ordering::Relaxed);
         segment.note_writer();
         Ok(())

@@ -620,6 +620,7 @@ impl Segment {
                 self.os_error("fallocate", source)
             }
         })?;
+        crate::failpoint::hit("grow.allocated");
         let header = self.header();
         header.size.store(new_size, Ordering::Release);
         header.generation.fetch_add(1, Ordering::Release);

@@ -448,6 +448,9 @@ pub(crate) fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 /// `SIGTERM`.
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+/// `SIGSTOP`.
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+pub(crate) const SIGSTOP: i32 = libc::SIGSTOP;
 
 /// Whether a process with this id exists, and its start time (clock ticks after boot, field 22
 /// of `/proc/PID/stat`): together they identify a process even after its pid is reused.

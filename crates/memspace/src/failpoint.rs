@@ -1,0 +1,27 @@
+//! Named points in the code where a crash test can freeze a process, to kill it at exactly
+//! that point (with the `failpoints` feature; without it every call compiles to nothing).
+//!
+//! A process whose environment has `MEMSPACE_FAILPOINT=NAME` stops itself with `SIGSTOP` when
+//! it reaches the point `NAME`; the test sees it stopped (state `T` in `/proc/PID/stat`) and
+//! sends `SIGKILL`. The points:
+//!
+//! | name | where |
+//! | --- | --- |
+//! | `grow.allocated` | a segment's file was extended, its new size not yet published |
+//! | `list.block_reserved` | a new index block was reserved, no record written yet |
+//! | `list.written` | a record and its index entry were written, not yet published |
+//! | `list.published` | an item was published, the end of data not yet advanced |
+
+#[cfg(feature = "failpoints")]
+pub(crate) fn hit(name: &'static str) {
+    use std::sync::OnceLock;
+    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    let armed = ARMED.get_or_init(|| std::env::var("MEMSPACE_FAILPOINT").ok());
+    if armed.as_deref() == Some(name) {
+        let _ = crate::sys::send_signal(crate::sys::pid(), crate::sys::SIGSTOP);
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) fn hit(_name: &'static str) {}

@@ -559,8 +559,7 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     }
     let mut previous_end = DATA_START;
     for index in 0..len {
-        if report.problems.len() >= Report::MAX_PROBLEMS {
-            report.note("stopped checking after too many problems".to_owned());
+        if report.is_full() {
             break;
         }
         let (record, payload_len) = match raw.record_of(index) {

@@ -37,8 +37,20 @@ impl Report {
         self.problems.is_empty()
     }
 
+    /// Records a problem; past [`Report::MAX_PROBLEMS`], notes once that the rest were left out.
     pub(crate) fn problem(&mut self, what: String) {
-        self.problems.push(what);
+        if self.problems.len() < Self::MAX_PROBLEMS {
+            self.problems.push(what);
+        } else if !self.is_full() {
+            self.notes.push(Self::LEFT_OUT.to_owned());
+        }
+    }
+
+    const LEFT_OUT: &'static str = "more problems were found and left out";
+
+    /// Whether the report stopped recording problems.
+    pub(crate) fn is_full(&self) -> bool {
+        self.notes.iter().any(|note| note == Self::LEFT_OUT)
     }
 
     pub(crate) fn note(&mut self, what: String) {

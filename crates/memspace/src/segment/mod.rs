@@ -673,14 +673,20 @@ impl Drop for Segment {
 }
 
 fn create_object(name: &SegmentName, mode: u32) -> Result<OwnedFd, OpenError> {
-    match name.location() {
+    let fd = match name.location() {
         Location::Shm(path) => {
             sys::shm_create(path, mode).map_err(|e| OpenError::from_io(name, "shm_open", e))
         }
         Location::File(path) => {
             sys::file_create(path, mode).map_err(|e| OpenError::from_io(name, "open", e))
         }
+    }?;
+    // The umask narrowed the mode given to open; the caller asked for exactly this one.
+    if let Err(e) = sys::set_mode(fd.as_fd(), mode) {
+        let _ = unlink_object(name);
+        return Err(OpenError::from_io(name, "fchmod", e));
     }
+    Ok(fd)
 }
 
 fn open_object(name: &SegmentName) -> Result<OwnedFd, OpenError> {

@@ -44,6 +44,13 @@ pub(crate) fn shm_create(name: &str, mode: u32) -> io::Result<OwnedFd> {
     Ok(rustix::shm::open(name, flags, Mode::from_raw_mode(mode))?)
 }
 
+/// Sets the permission bits of `fd` exactly (the mode given at creation is masked by the
+/// umask).
+#[doc(alias = "fchmod")]
+pub(crate) fn set_mode(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?)
+}
+
 /// Opens an existing POSIX shared-memory object for reading and writing.
 pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
     Ok(rustix::shm::open(

@@ -1,0 +1,96 @@
+//! A full file system: growth fails with a clear `NoSpace` error, never `SIGBUS`, and nothing
+//! is corrupted. The test mounts a 1 MiB tmpfs, which needs root (CI runs as root); elsewhere
+//! it says why it did not run.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use memspace::{Error, OpenError, SharedList, inspect};
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .map(|line| line.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A tiny tmpfs, unmounted and removed on drop.
+struct TinyFs(PathBuf);
+
+impl TinyFs {
+    fn mount(test: &str, size: &str) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("memspace-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            Some(TinyFs(dir))
+        } else {
+            let _ = std::fs::remove_dir(&dir);
+            assert!(!is_root(), "mounting a tmpfs failed although we are root");
+            eprintln!("skipped: mounting a tmpfs needs root");
+            None
+        }
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_file_system_is_a_no_space_error_and_the_list_stays_intact() {
+    let Some(fs) = TinyFs::mount("nospace", "1m") else {
+        return;
+    };
+    let name = format!("file:{}/list.seg", fs.0.display());
+    let list = SharedList::<String>::create(&name).expect("create in the tiny file system");
+    let mut pushed = Vec::new();
+    let err = loop {
+        let item = format!("{:04}{}", pushed.len(), "q".repeat(4000));
+        match list.push(&item) {
+            Ok(()) => pushed.push(item),
+            Err(err) => break err,
+        }
+        assert!(pushed.len() < 1000, "a 1 MiB file system took 4 MB");
+    };
+    assert!(matches!(err, Error::NoSpace { .. }), "{err:?}");
+    assert!(err.to_string().contains("no space left"), "{err}");
+    assert!(!pushed.is_empty());
+    // Nothing half-done is visible, and everything acknowledged is intact.
+    assert_eq!(list.len(), pushed.len() as u64);
+    assert_eq!(list.to_vec().expect("read back"), pushed);
+    let report = inspect::verify(list.segment());
+    assert!(report.is_consistent(), "{report:?}");
+    // A second segment in the full file system cannot be created either.
+    let second = format!("file:{}/second.seg", fs.0.display());
+    let err = SharedList::<u8>::create(&second).expect_err("created in a full file system");
+    assert!(
+        matches!(err, Error::Open(OpenError::NoSpace { .. })),
+        "{err:?}"
+    );
+    assert!(
+        !fs.0.join("second.seg").exists(),
+        "the failed creation left its file behind"
+    );
+    // Small items still fit in what is left of the segment's last growth, or fail cleanly.
+    match list.push(&"x".to_owned()) {
+        Ok(()) => assert_eq!(
+            list.get(list.len() - 1).expect("read"),
+            Some("x".to_owned())
+        ),
+        Err(err) => assert!(matches!(err, Error::NoSpace { .. }), "{err:?}"),
+    }
+    drop(list);
+    memspace::Segment::remove(&name).expect("remove");
+}

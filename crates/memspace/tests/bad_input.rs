@@ -74,7 +74,10 @@ fn garbage_is_refused_as_foreign_naming_the_segment() {
     assert!(matches!(err, OpenError::Foreign { .. }), "{err:?}");
     assert!(err.to_string().contains(&name.0), "{err}");
     let err = SharedList::<u64>::open(&name.0).expect_err("garbage opened as a list");
-    assert!(matches!(err, Error::Open(OpenError::Foreign { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Open(OpenError::Foreign { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -99,7 +102,13 @@ fn a_truncated_list_is_refused() {
         .expect("truncate");
     let err = SharedList::<String>::open(&name.0).expect_err("truncated list opened");
     assert!(
-        matches!(err, Error::Open(OpenError::Truncated { file_size: 4096, .. })),
+        matches!(
+            err,
+            Error::Open(OpenError::Truncated {
+                file_size: 4096,
+                ..
+            })
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("truncated"), "{err}");
@@ -134,12 +143,14 @@ fn a_header_whose_sizes_point_outside_the_file_is_refused() {
         .expect("open");
     // The committed size (offset 32) claims 1 GiB: more than the file holds.
     file.seek(SeekFrom::Start(32)).expect("seek");
-    file.write_all(&(1u64 << 30).to_le_bytes()).expect("write size");
+    file.write_all(&(1u64 << 30).to_le_bytes())
+        .expect("write size");
     let err = Segment::open_any(&name.0).expect_err("oversized header opened");
     assert!(matches!(err, OpenError::Truncated { .. }), "{err:?}");
     // A size that is not a page multiple is damage, not truncation.
     file.seek(SeekFrom::Start(32)).expect("seek");
-    file.write_all(&12_345u64.to_le_bytes()).expect("write size");
+    file.write_all(&12_345u64.to_le_bytes())
+        .expect("write size");
     let err = Segment::open_any(&name.0).expect_err("odd size opened");
     assert!(matches!(err, OpenError::Corrupt { .. }), "{err:?}");
 }
@@ -149,7 +160,10 @@ fn a_list_opened_as_a_lock_is_the_wrong_kind() {
     let name = Name::new("kind");
     let _list = SharedList::<String>::create(&name.0).expect("create");
     let err = memspace::Lock::open(&name.0).expect_err("list opened as a lock");
-    assert!(matches!(err, Error::Open(OpenError::WrongKind { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Open(OpenError::WrongKind { .. })),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         format!("segment `{}` holds a list, not a lock", name.0)
@@ -164,7 +178,14 @@ fn a_list_of_strings_read_as_numbers_names_the_index() {
     let numbers = SharedList::<u64>::open(&name.0).expect("same kind: opens");
     let err = numbers.get(0).expect_err("a string decoded as u64");
     assert!(
-        matches!(err, Error::Decode { index: 0, expected: "u64", .. }),
+        matches!(
+            err,
+            Error::Decode {
+                index: 0,
+                expected: "u64",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("item 0"), "{err}");
@@ -176,7 +197,10 @@ fn a_mutex_opened_with_another_size_of_value_is_a_type_mismatch() {
     let _value = memspace::Mutex::create(&name.0, 7u32).expect("create");
     let err = memspace::Mutex::<u64>::open(&name.0).expect_err("u32 opened as u64");
     assert!(
-        matches!(err, Error::Open(OpenError::TypeMismatch { found_size: 4, .. })),
+        matches!(
+            err,
+            Error::Open(OpenError::TypeMismatch { found_size: 4, .. })
+        ),
         "{err:?}"
     );
 }
@@ -197,7 +221,10 @@ fn a_damaged_item_fails_its_checksum_instead_of_decoding_wrongly() {
         .windows(8)
         .position(|w| w == b"abcdefgh")
         .expect("payload in file");
-    let mut file = OpenOptions::new().write(true).open(name.path()).expect("open");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(name.path())
+        .expect("open");
     file.seek(SeekFrom::Start(at as u64)).expect("seek");
     file.write_all(b"X").expect("write");
     let err = list.get(0).expect_err("damaged item read");
@@ -214,8 +241,15 @@ fn a_damaged_item_fails_its_checksum_instead_of_decoding_wrongly() {
 fn strings_with_nul_bytes_and_multibyte_text_round_trip_exactly() {
     let name = Name::new("strings");
     let list = SharedList::<String>::create(&name.0).expect("create");
-    let values = ["encodés", "trailing\0", "\0", "", "日本語テキスト", &"x".repeat(100_000)]
-        .map(String::from);
+    let values = [
+        "encodés",
+        "trailing\0",
+        "\0",
+        "",
+        "日本語テキスト",
+        &"x".repeat(100_000),
+    ]
+    .map(String::from);
     list.extend(&values).expect("push");
     assert_eq!(list.to_vec().expect("read"), values);
 }

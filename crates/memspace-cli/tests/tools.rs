@@ -67,7 +67,7 @@ fn wait_until(what: &str, mut probe: impl FnMut() -> bool) {
     let start = Instant::now();
     while !probe() {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_mins(1),
             "gave up waiting until {what}"
         );
         std::thread::sleep(Duration::from_millis(5));

@@ -7,7 +7,7 @@
 //!             tail     first free byte of the data area (meaningful under the lock)
 //!             blocks   40 offsets of index blocks; block b holds 512 << b entries
 //! data area:  index blocks (u64 record offsets) and records, bump-allocated from `tail`
-//! record:     [u32 payload length][u32 CRC-32 of payload][payload][padding to 8]
+//! record:     [u32 payload length][u32 CRC-32 of payload][payload][padding to 8] (record.rs)
 //! ```
 //!
 //! # Append: reserve, write, publish
@@ -18,12 +18,12 @@
 //! `len` store leaves nothing visible: the next writer overwrites the unpublished bytes. A
 //! writer killed after it leaves a published item and a stale `tail`; the next locker is told
 //! the owner died and recomputes `tail` from the published items and index blocks before it
-//! writes (see [`SharedList::recover`]). Readers take no lock: they load `len` and read only
+//! writes (see `Raw::recover`). Readers take no lock: they load `len` and read only
 //! published records, which are never written again.
 //!
 //! # Safety
 //!
-//! The one `unsafe` operation here is `Mapping::write`. Its contract (no concurrent access to
+//! The one `unsafe` operation here is `record::write`. Its contract (no concurrent access to
 //! the range from this process) holds because every write happens under the segment's lock, at
 //! offsets at or past `tail`, which no published index entry points to: readers only follow
 //! entries below `len`, and entries below `len` point below `tail`.
@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::codec;
+use super::{codec, record};
 use crate::error::{Error, Result};
 use crate::inspect::Report;
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
@@ -48,9 +48,6 @@ use crate::sys::Wait;
 
 const INDEX_BLOCKS: usize = 40;
 const FIRST_BLOCK_ENTRIES: u64 = 512;
-const RECORD_HEADER: u64 = 8;
-/// The largest item, encoded: a record's length field is 32 bits.
-const MAX_ITEM: usize = u32::MAX as usize;
 
 #[repr(C)]
 struct ListArea {
@@ -344,11 +341,11 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
             type_name: std::any::type_name::<T>(),
             source,
         })?;
-        if payload.len() > MAX_ITEM {
+        if payload.len() > record::MAX_PAYLOAD {
             return Err(Error::Full {
                 name: self.name().clone(),
                 needed: payload.len() as u64,
-                max_size: MAX_ITEM as u64,
+                max_size: record::MAX_PAYLOAD as u64,
             });
         }
         Ok(payload)
@@ -407,8 +404,7 @@ impl<'a> Raw<'a> {
         }
         let len = area.len.load(Ordering::Relaxed);
         if len > 0 {
-            let (record, payload_len) = self.record_of(len - 1)?;
-            tail = tail.max((record + RECORD_HEADER + payload_len).next_multiple_of(8));
+            tail = tail.max(record::end(self.segment, self.record_of(len - 1)?)?);
         }
         if tail > self.segment.size() {
             return Err(self.segment.corrupt(format!(
@@ -443,21 +439,9 @@ impl<'a> Raw<'a> {
             tail = end;
             crate::failpoint::hit("list.block_reserved");
         }
-        let record = tail.next_multiple_of(8);
-        let end = record + RECORD_HEADER + payload.len() as u64;
-        segment.grow_to(end, held)?;
-        let mut header = [0u8; RECORD_HEADER as usize];
-        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        let map = segment.mapping();
-        // SAFETY: we hold the lock (`held`) and `[record, end)` lies at or past `tail`, which no
-        // published entry points to (see the module's `# Safety`).
-        unsafe { map.write(record, &header) }
-            .and_then(|()| {
-                // SAFETY: as above.
-                unsafe { map.write(record + RECORD_HEADER, payload) }
-            })
-            .ok_or_else(|| segment.corrupt(format!("record at {record} is not mapped")))?;
+        // SAFETY: we hold the lock (`held`) and `tail` is past every published record and
+        // index block (see the module's `# Safety`).
+        let (record, end) = unsafe { record::write(segment, held, tail, payload) }?;
         let entry = segment
             .mapping()
             .get::<AtomicU64>(block_offset + 8 * position)
@@ -471,13 +455,13 @@ impl<'a> Raw<'a> {
         // Publish: the record, its entry and any growth happen-before a reader's Acquire load.
         area.len.store(len + 1, Ordering::Release);
         crate::failpoint::hit("list.published");
-        area.tail.store(end.next_multiple_of(8), Ordering::Relaxed);
+        area.tail.store(end, Ordering::Relaxed);
         segment.note_writer();
         Ok(())
     }
 
-    /// The record offset and payload length of published item `index`, bounds-checked.
-    fn record_of(self, index: u64) -> Result<(u64, u64)> {
+    /// The record offset of published item `index`, bounds-checked.
+    fn record_of(self, index: u64) -> Result<u64> {
         let segment = self.segment;
         let (block, position, _) =
             locate(index).ok_or_else(|| segment.corrupt(format!("index {index} out of range")))?;
@@ -489,41 +473,27 @@ impl<'a> Raw<'a> {
         }
         let entry_at = block_offset + 8 * position;
         segment.ensure_mapped(entry_at + 8)?;
-        let record = segment
+        Ok(segment
             .mapping()
             .get::<AtomicU64>(entry_at)
             .ok_or_else(|| segment.corrupt(format!("item {index}: index entry not mapped")))?
-            .load(Ordering::Relaxed);
-        if record < DATA_START || !record.is_multiple_of(8) {
-            return Err(segment.corrupt(format!("item {index}: record offset {record}")));
-        }
-        segment.ensure_mapped(record + RECORD_HEADER)?;
-        let mut header = [0u8; RECORD_HEADER as usize];
-        segment
-            .mapping()
-            .read(record, &mut header)
-            .ok_or_else(|| segment.corrupt(format!("item {index}: record not mapped")))?;
-        let payload_len = u64::from(u32::from_le_bytes(header[..4].try_into().expect("4 bytes")));
-        segment.ensure_mapped(record + RECORD_HEADER + payload_len)?;
-        Ok((record, payload_len))
+            .load(Ordering::Relaxed))
     }
 
     /// Copies out and checks the payload of published item `index`.
     fn read_payload(self, index: u64) -> Result<Vec<u8>> {
-        let segment = self.segment;
-        let (record, payload_len) = self.record_of(index)?;
-        let mut header = [0u8; RECORD_HEADER as usize];
-        let mut payload = vec![0u8; payload_len as usize];
-        segment
-            .mapping()
-            .read(record, &mut header)
-            .and_then(|()| segment.mapping().read(record + RECORD_HEADER, &mut payload))
-            .ok_or_else(|| segment.corrupt(format!("item {index}: record not mapped")))?;
-        let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        if crc32fast::hash(&payload) != stored {
-            return Err(segment.corrupt(format!("item {index} fails its checksum")));
-        }
-        Ok(payload)
+        record::read(self.segment, self.record_of(index)?).map_err(|err| at_item(err, index))
+    }
+}
+
+/// Prefixes a damage report with the item it concerns.
+fn at_item(err: Error, index: u64) -> Error {
+    match err {
+        Error::Corrupt { name, what } => Error::Corrupt {
+            name,
+            what: format!("item {index}: {what}"),
+        },
+        other => other,
     }
 }
 
@@ -562,7 +532,10 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
         if report.is_full() {
             break;
         }
-        let (record, payload_len) = match raw.record_of(index) {
+        let (record, record_end) = match raw
+            .record_of(index)
+            .and_then(|record| Ok((record, record::end(segment, record)?)))
+        {
             Ok(found) => found,
             Err(err) => {
                 report.problem(format!("item {index}: {}", describe(&err)));
@@ -574,7 +547,7 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
                 "item {index}: record at {record} overlaps the previous item (ending at {previous_end})"
             ));
         }
-        previous_end = record + RECORD_HEADER + payload_len;
+        previous_end = record_end;
         match raw.read_payload(index) {
             Ok(payload) => {
                 if rmp_serde::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
@@ -583,12 +556,12 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
                     ));
                 }
             }
-            Err(err) => report.problem(format!("item {index}: {}", describe(&err))),
+            Err(err) => report.problem(describe(&err)),
         }
         report.items_checked += 1;
     }
     let tail = area.tail.load(Ordering::Relaxed);
-    let needed = previous_end.next_multiple_of(8).max(block_ends);
+    let needed = previous_end.max(block_ends);
     if tail < needed {
         if segment.lock_owner().is_some() {
             report.note(format!(

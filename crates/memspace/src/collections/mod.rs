@@ -6,6 +6,7 @@
 
 mod codec;
 mod list;
+mod record;
 
 pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};

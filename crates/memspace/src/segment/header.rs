@@ -105,6 +105,24 @@ pub enum Kind {
     Mutex,
     /// A [`SharedList<T>`](crate::collections::SharedList).
     List,
+    /// A `SharedVec<T>`: fixed-size elements, contiguous.
+    Vec,
+    /// A `SharedMap<K, V>`.
+    Map,
+    /// A `Queue<T>`.
+    Queue,
+    /// A `Value<T>`.
+    Value,
+    /// A `Condvar`.
+    Condvar,
+    /// An `Event`.
+    Event,
+    /// A `Semaphore` (bounded or not).
+    Semaphore,
+    /// A `Barrier`.
+    Barrier,
+    /// An `RwLock<T>`.
+    RwLock,
 }
 
 impl Kind {
@@ -113,6 +131,15 @@ impl Kind {
             Kind::Lock => 1,
             Kind::Mutex => 2,
             Kind::List => 3,
+            Kind::Vec => 4,
+            Kind::Map => 5,
+            Kind::Queue => 6,
+            Kind::Value => 7,
+            Kind::Condvar => 8,
+            Kind::Event => 9,
+            Kind::Semaphore => 10,
+            Kind::Barrier => 11,
+            Kind::RwLock => 12,
         }
     }
 
@@ -121,6 +148,15 @@ impl Kind {
             1 => Kind::Lock,
             2 => Kind::Mutex,
             3 => Kind::List,
+            4 => Kind::Vec,
+            5 => Kind::Map,
+            6 => Kind::Queue,
+            7 => Kind::Value,
+            8 => Kind::Condvar,
+            9 => Kind::Event,
+            10 => Kind::Semaphore,
+            11 => Kind::Barrier,
+            12 => Kind::RwLock,
             _ => return None,
         })
     }
@@ -132,6 +168,15 @@ impl Kind {
             Kind::Lock => "lock",
             Kind::Mutex => "mutex",
             Kind::List => "list",
+            Kind::Vec => "vec",
+            Kind::Map => "map",
+            Kind::Queue => "queue",
+            Kind::Value => "value",
+            Kind::Condvar => "condvar",
+            Kind::Event => "event",
+            Kind::Semaphore => "semaphore",
+            Kind::Barrier => "barrier",
+            Kind::RwLock => "rwlock",
         }
     }
 }

@@ -589,3 +589,44 @@ pub(crate) fn file_open(path: &std::path::Path) -> io::Result<OwnedFd> {
         Mode::empty(),
     )?)
 }
+
+/// How a [`futex_wait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// Woken by a `futex_wake`, or spuriously: re-check the condition.
+    Woken,
+    /// The word did not hold the expected value: re-check the condition.
+    Changed,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout`. The futex is *shared* (no
+/// `FUTEX_PRIVATE_FLAG`), so wakers in other processes that map the same memory reach it.
+#[doc(alias = "FUTEX_WAIT")]
+pub(crate) fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<Duration>,
+) -> Woken {
+    use rustix::thread::futex;
+    let timespec = timeout.map(|t| futex::Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    match futex::wait(word, futex::Flags::empty(), expected, timespec.as_ref()) {
+        Ok(()) | Err(rustix::io::Errno::INTR) => Woken::Woken,
+        Err(rustix::io::Errno::AGAIN) => Woken::Changed,
+        Err(rustix::io::Errno::TIMEDOUT) => Woken::TimedOut,
+        // EFAULT or EINVAL: the word is ours, mapped and aligned (`Mapping::get` checked), so
+        // this is a bug in memspace, not a condition to handle.
+        Err(e) => panic!("futex wait failed: {e}"),
+    }
+}
+
+/// Wakes at most `count` threads sleeping on `word`, in any process; returns how many woke.
+#[doc(alias = "FUTEX_WAKE")]
+pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usize {
+    use rustix::thread::futex;
+    futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
+}

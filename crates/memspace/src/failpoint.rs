@@ -11,6 +11,7 @@
 //! | `list.block_reserved` | a new index block was reserved, no record written yet |
 //! | `list.written` | a record and its index entry were written, not yet published |
 //! | `list.published` | an item was published, the end of data not yet advanced |
+//! | `vec.written` | elements were written past the published length, not yet published |
 
 #[cfg(feature = "failpoints")]
 pub(crate) fn hit(name: &'static str) {

@@ -41,3 +41,15 @@ unsafe impl ShmSafe for crate::segment::Header {}
 unsafe impl ShmSafe for crate::segment::Users {}
 // SAFETY: as above.
 unsafe impl ShmSafe for crate::segment::Meta {}
+// SAFETY: `#[repr(C)]`, atomics only.
+unsafe impl ShmSafe for crate::sync::EventArea {}
+// SAFETY: as above.
+unsafe impl ShmSafe for crate::sync::CondvarArea {}
+// SAFETY: as above (the holder slots are `#[repr(C)]` atomics too).
+unsafe impl ShmSafe for crate::sync::SemaphoreArea {}
+// SAFETY: as above.
+unsafe impl ShmSafe for crate::sync::BarrierArea {}
+// SAFETY: as above.
+unsafe impl ShmSafe for crate::sync::RwLockArea {}
+// SAFETY: as above.
+unsafe impl ShmSafe for crate::collections::VecArea {}

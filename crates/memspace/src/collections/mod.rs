@@ -3,10 +3,18 @@
 //!
 //! * [`SharedList<T>`]: append-only, growable list of serde values (variable size), readable
 //!   without a lock, appended under the segment's robust lock.
+//! * [`SharedVec<T>`]: growable array of plain fixed-size elements, read as a slice without
+//!   copying: the fast path for numbers.
+//! * [`Value<T>`]: one plain value with atomic reads, writes and updates.
 
 mod codec;
 mod list;
 mod record;
+mod value;
+mod vec;
 
 pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};
+pub use self::value::Value;
+pub use self::vec::SharedVec;
+pub(crate) use self::vec::VecArea;

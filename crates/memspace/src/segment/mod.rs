@@ -125,6 +125,12 @@ impl SegmentOptions {
         self
     }
 
+    /// The smallest segment: the control page and one spare page, for objects whose state fits
+    /// in the kind area (locks, events, semaphores, ...).
+    pub(crate) fn control_only() -> Self {
+        SegmentOptions::new().initial_size(0).max_size(0)
+    }
+
     fn sizes(&self) -> (u64, u64) {
         let page = sys::page_size() as u64;
         let max = self.max_size.clamp(CONTROL_SIZE * 2, MAX_RESERVATION);

@@ -83,9 +83,8 @@ impl Lock {
         })
     }
 
-    /// A lock needs its control page and nothing more.
     fn options() -> SegmentOptions {
-        SegmentOptions::new().initial_size(0).max_size(0)
+        SegmentOptions::control_only()
     }
 
     fn create_segment(
@@ -134,6 +133,7 @@ impl Lock {
 
     fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         acquire(&self.segment, wait, |raw, recovery| LockGuard {
+            lock: self,
             raw,
             recovery,
         })
@@ -185,6 +185,7 @@ impl<'de> Deserialize<'de> for Lock {
 /// The guard is `!Send`: a pthread mutex must be unlocked by the thread that locked it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
+    lock: &'a Lock,
     raw: RawGuard<'a>,
     recovery: Recovery,
 }
@@ -220,5 +221,17 @@ impl LockGuard<'_> {
             Recovery::OwnerDied { pid } => Some(pid),
             Recovery::Clean => None,
         }
+    }
+}
+
+impl<'a> super::Relock<'a> for LockGuard<'a> {
+    type Owner = Lock;
+
+    fn owner(&self) -> &'a Lock {
+        self.lock
+    }
+
+    fn lock_again(owner: &'a Lock) -> Result<Self, LockError<Self>> {
+        owner.lock()
     }
 }

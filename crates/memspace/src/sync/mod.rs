@@ -20,16 +20,31 @@
 //! Every blocking call has a timed form (`try_lock_for`) and a non-blocking one (`try_lock`):
 //! robustness covers death, not a holder that hangs.
 
+mod barrier;
+mod condvar;
+mod event;
 mod lock;
 mod mutex;
 mod raw_mutex;
+mod rwlock;
+mod semaphore;
 
 use std::fmt;
 use std::time::Duration;
 
+pub(crate) use self::barrier::BarrierArea;
+pub use self::barrier::{Barrier, BarrierError, MAX_PARTIES};
+pub(crate) use self::condvar::CondvarArea;
+pub use self::condvar::{Condvar, Relock};
+pub use self::event::Event;
+pub(crate) use self::event::EventArea;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
+pub(crate) use self::rwlock::RwLockArea;
+pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use self::semaphore::SemaphoreArea;
+pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
 
 use crate::segment::{Segment, SegmentName};
 use crate::sys::Wait;

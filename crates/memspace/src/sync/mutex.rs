@@ -90,7 +90,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// What the system refuses when creating the segment.
     pub fn new(value: T) -> Result<Self> {
-        Self::create_segment(&SegmentName::anonymous(), value, true)
+        Self::create_segment(&SegmentName::anonymous(), value, true, Kind::Mutex)
     }
 
     /// Creates the mutex `name` holding `value`; it persists until removed.
@@ -99,7 +99,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
     pub fn create(name: &str, value: T) -> Result<Self> {
-        Self::create_segment(&SegmentName::new(name)?, value, false)
+        Self::create_segment(&SegmentName::new(name)?, value, false, Kind::Mutex)
     }
 
     /// Opens the mutex `name`, checking that it holds values of `T`'s size.
@@ -108,7 +108,12 @@ impl<T: Pod> Mutex<T> {
     ///
     /// [`OpenError::NotFound`], [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Mutex))?;
+        Self::open_kind(&SegmentName::new(name)?, Kind::Mutex)
+    }
+
+    /// Opens a segment of `kind` laid out as a mutex and its value (shared with `Value<T>`).
+    pub(crate) fn open_kind(name: &SegmentName, kind: Kind) -> Result<Self> {
+        let segment = Segment::open(name, Some(kind))?;
         let area = segment.kind_area::<MutexArea>();
         let size = area.value_size.load(Ordering::Relaxed);
         let align = area.value_align.load(Ordering::Relaxed);
@@ -125,13 +130,19 @@ impl<T: Pod> Mutex<T> {
         Self::from_segment(segment)
     }
 
-    fn create_segment(name: &SegmentName, value: T, anonymous: bool) -> Result<Self> {
+    /// Creates a segment of `kind` laid out as a mutex and its value (shared with `Value<T>`).
+    pub(crate) fn create_segment(
+        name: &SegmentName,
+        value: T,
+        anonymous: bool,
+        kind: Kind,
+    ) -> Result<Self> {
         let options = SegmentOptions::new()
             .initial_size(DATA_START + size_of::<T>() as u64)
             .max_size(DATA_START + size_of::<T>() as u64);
         let segment = Segment::create(
             name,
-            Kind::Mutex,
+            kind,
             std::any::type_name::<T>(),
             &options,
             anonymous,
@@ -205,6 +216,7 @@ impl<T: Pod> Mutex<T> {
 
     fn acquire(&self, wait: Wait) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         acquire(&self.segment, wait, |raw, recovery| MutexGuard {
+            mutex: self,
             raw,
             recovery,
             value: self.value,
@@ -237,6 +249,7 @@ impl<'de, T: Pod> Deserialize<'de> for Mutex<T> {
 /// Access to a [`Mutex`]'s value while the lock is held.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T> {
+    mutex: &'a Mutex<T>,
     raw: RawGuard<'a>,
     recovery: Recovery,
     value: NonNull<T>,
@@ -290,5 +303,17 @@ impl<T: Pod> DerefMut for MutexGuard<'_, T> {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference handed out by this
         // guard, and the lock excludes every other guard in every process.
         unsafe { self.value.as_mut() }
+    }
+}
+
+impl<'a, T: Pod> super::Relock<'a> for MutexGuard<'a, T> {
+    type Owner = Mutex<T>;
+
+    fn owner(&self) -> &'a Mutex<T> {
+        self.mutex
+    }
+
+    fn lock_again(owner: &'a Mutex<T>) -> Result<Self, LockError<Self>> {
+        owner.lock()
     }
 }

@@ -594,7 +594,7 @@ pub(crate) fn file_open(path: &std::path::Path) -> io::Result<OwnedFd> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Woken {
     /// Woken by a `futex_wake`, or spuriously: re-check the condition.
-    Woken,
+    Notified,
     /// The word did not hold the expected value: re-check the condition.
     Changed,
     /// The timeout passed.
@@ -615,7 +615,7 @@ pub(crate) fn futex_wait(
         tv_nsec: i64::from(t.subsec_nanos()),
     });
     match futex::wait(word, futex::Flags::empty(), expected, timespec.as_ref()) {
-        Ok(()) | Err(rustix::io::Errno::INTR) => Woken::Woken,
+        Ok(()) | Err(rustix::io::Errno::INTR) => Woken::Notified,
         Err(rustix::io::Errno::AGAIN) => Woken::Changed,
         Err(rustix::io::Errno::TIMEDOUT) => Woken::TimedOut,
         // EFAULT or EINVAL: the word is ours, mapped and aligned (`Mapping::get` checked), so

@@ -1,0 +1,358 @@
+//! [`SharedVec<T>`]: a growable array of plain, fixed-size elements in shared memory, with
+//! zero-copy reads: the fast path for numbers.
+//!
+//! Elements are stored contiguously from the start of the data area. A push writes the element
+//! past the published length, then publishes it with one release store of `len` (under the
+//! segment's robust lock, so pushes from many processes serialise). Published elements are
+//! never written again, and the segment never moves in a process's address space while it
+//! grows, so a slice of the published prefix stays valid for as long as the handle lives.
+//! A pusher killed at any point leaves either its element published or nothing visible; there
+//! is nothing else to repair.
+//!
+//! # Safety
+//!
+//! Two operations are `unsafe`. `Mapping::write` (a push) writes past `len` under the lock,
+//! where no reader looks. `std::slice::from_raw_parts` in [`SharedVec::as_slice`] builds a
+//! slice over the published prefix: it is mapped (`ensure_mapped`), aligned (the data area
+//! starts on a page, `T`'s alignment is at most a page and every element is at a multiple of
+//! its size), never written again by a process that follows the protocol, and every bit pattern
+//! is a valid `T` (`T: Pod`). The slice borrows the handle, which keeps the mapping alive.
+
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, OpenError, Result};
+use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+use crate::sync::{LockError, RawGuard, acquire};
+use crate::sys::Wait;
+
+#[repr(C)]
+pub(crate) struct VecArea {
+    len: AtomicU64,
+    element_size: AtomicU64,
+    element_align: AtomicU64,
+}
+
+/// A growable array of `T: Pod` in shared memory, appended to by any thread or process and
+/// read without copying.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> memspace::Result<()> {
+/// use memspace::collections::SharedVec;
+///
+/// let samples = SharedVec::<u64>::new()?;
+/// samples.push(1)?;
+/// samples.extend_from_slice(&[2, 3])?;
+/// assert_eq!(samples.as_slice()?, &[1, 2, 3]);
+/// assert_eq!(samples.as_slice()?.iter().sum::<u64>(), 6);
+/// # Ok(())
+/// # }
+/// ```
+pub struct SharedVec<T> {
+    segment: Arc<Segment>,
+    _elements: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for SharedVec<T> {
+    fn clone(&self) -> Self {
+        SharedVec {
+            segment: Arc::clone(&self.segment),
+            _elements: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SharedVec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedVec")
+            .field("name", self.segment.name())
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> SharedVec<T> {
+    fn area(&self) -> &VecArea {
+        self.segment.kind_area::<VecArea>()
+    }
+
+    /// The number of published elements.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.area().len.load(Ordering::Acquire)
+    }
+
+    /// Whether no element is published.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The vector's segment name.
+    #[must_use]
+    pub fn name(&self) -> &SegmentName {
+        self.segment.name()
+    }
+
+    /// The vector's segment.
+    #[must_use]
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Removes the vector's name from the system.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`] if it was removed already.
+    pub fn unlink(&self) -> Result<()> {
+        Ok(self.segment.unlink()?)
+    }
+}
+
+impl<T: Pod> SharedVec<T> {
+    /// Creates an anonymous vector, removed when its last user drops it.
+    ///
+    /// # Errors
+    ///
+    /// What the system refuses when creating the segment.
+    pub fn new() -> Result<Self> {
+        Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
+    }
+
+    /// Creates the vector `name`; it persists until removed.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
+    pub fn create(name: &str) -> Result<Self> {
+        Self::create_with(name, &SegmentOptions::new())
+    }
+
+    /// Creates the vector `name` with `options` (mode, initial and maximum size).
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedVec::create`].
+    pub fn create_with(name: &str, options: &SegmentOptions) -> Result<Self> {
+        Self::create_segment(&SegmentName::new(name)?, options, false)
+    }
+
+    /// Opens the vector `name`, checking that its elements have `T`'s size and alignment.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`], [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
+    pub fn open(name: &str) -> Result<Self> {
+        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Vec))?;
+        Self::from_segment(segment)
+    }
+
+    /// A vector over an already open segment (for example one from
+    /// [`inspect::observe`](crate::inspect::observe)).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
+    pub fn from_segment(segment: Segment) -> Result<Self> {
+        const {
+            assert!(align_of::<T>() <= 4096, "elements start at a page boundary");
+            assert!(
+                size_of::<T>() > 0,
+                "zero-sized elements take no memory to share"
+            );
+        };
+        if segment.kind() != Kind::Vec {
+            return Err(OpenError::WrongKind {
+                name: segment.name().clone(),
+                found: segment.kind(),
+                expected: Kind::Vec,
+            }
+            .into());
+        }
+        let area = segment.kind_area::<VecArea>();
+        let size = area.element_size.load(Ordering::Relaxed);
+        if size != size_of::<T>() as u64
+            || area.element_align.load(Ordering::Relaxed) != align_of::<T>() as u64
+        {
+            return Err(OpenError::TypeMismatch {
+                name: segment.name().clone(),
+                found: segment.type_name().to_owned(),
+                found_size: size,
+                expected: std::any::type_name::<T>(),
+                expected_size: size_of::<T>() as u64,
+            }
+            .into());
+        }
+        Ok(SharedVec {
+            segment: Arc::new(segment),
+            _elements: PhantomData,
+        })
+    }
+
+    fn create_segment(
+        name: &SegmentName,
+        options: &SegmentOptions,
+        anonymous: bool,
+    ) -> Result<Self> {
+        let segment = Segment::create(
+            name,
+            Kind::Vec,
+            std::any::type_name::<T>(),
+            options,
+            anonymous,
+            |segment| {
+                let area = segment.kind_area::<VecArea>();
+                area.len.store(0, Ordering::Relaxed);
+                area.element_size
+                    .store(size_of::<T>() as u64, Ordering::Relaxed);
+                area.element_align
+                    .store(align_of::<T>() as u64, Ordering::Relaxed);
+                Ok(())
+            },
+        )?;
+        Self::from_segment(segment)
+    }
+
+    /// Takes the segment's lock. A pusher that died left nothing to repair: `len` is the only
+    /// commit point.
+    fn lock(&self) -> Result<RawGuard<'_>> {
+        match acquire(&self.segment, Wait::Forever, |raw, _| raw) {
+            Ok(held) => Ok(held),
+            Err(LockError::OwnerDied(held)) => {
+                held.mark_consistent()
+                    .map_err(|e| self.segment.os_error("pthread_mutex_consistent", e))?;
+                Ok(held)
+            }
+            Err(LockError::Poisoned(held)) => {
+                held.clear_poison();
+                Ok(held)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    fn offset_of(index: u64) -> Option<u64> {
+        index
+            .checked_mul(size_of::<T>() as u64)?
+            .checked_add(DATA_START)
+    }
+
+    /// Appends `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended).
+    pub fn push(&self, value: T) -> Result<()> {
+        self.extend_from_slice(std::slice::from_ref(&value))
+    }
+
+    /// Appends `values`, all under one acquisition of the lock and published at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended).
+    pub fn extend_from_slice(&self, values: &[T]) -> Result<()> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let held = self.lock()?;
+        let area = self.area();
+        let len = area.len.load(Ordering::Relaxed);
+        let new_len = len + values.len() as u64;
+        let (at, end) = Self::offset_of(len)
+            .zip(Self::offset_of(new_len))
+            .ok_or_else(|| Error::Full {
+                name: self.name().clone(),
+                needed: u64::MAX,
+                max_size: self.segment.max_size(),
+            })?;
+        self.segment.grow_to(end, &held)?;
+        // SAFETY: we hold the lock and `[at, end)` lies past the published length, where no
+        // reader looks (see the module's `# Safety`).
+        unsafe {
+            self.segment
+                .mapping()
+                .write(at, bytemuck::cast_slice(values))
+        }
+        .ok_or_else(|| {
+            self.segment
+                .corrupt(format!("elements at {at} are not mapped"))
+        })?;
+        crate::failpoint::hit("vec.written");
+        area.len.store(new_len, Ordering::Release);
+        self.segment.note_writer();
+        Ok(())
+    }
+
+    /// The published elements, without copying. The slice stays valid while `self` lives;
+    /// elements pushed later are not in it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the segment's length points past its size.
+    pub fn as_slice(&self) -> Result<&[T]> {
+        let len = self.len();
+        let end = Self::offset_of(len)
+            .ok_or_else(|| self.segment.corrupt(format!("length {len} overflows")))?;
+        self.segment.ensure_mapped(end)?;
+        let base = self
+            .segment
+            .mapping()
+            .pointer::<T>(DATA_START)
+            .ok_or_else(|| self.segment.corrupt("the data area is not mapped".into()))?;
+        let len = usize::try_from(len)
+            .map_err(|_| self.segment.corrupt(format!("length {len} overflows")))?;
+        // SAFETY: `ensure_mapped` proved the `len` elements from DATA_START are mapped; `base`
+        // is aligned (checked by `pointer`); published elements are never written again and any
+        // bits are a valid `T: Pod`; the mapping outlives the borrow of `self` (module
+        // `# Safety`).
+        Ok(unsafe { std::slice::from_raw_parts(base.as_ptr(), len) })
+    }
+
+    /// The element at `index`, or `None` past the end.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedVec::as_slice`].
+    pub fn get(&self, index: u64) -> Result<Option<T>> {
+        let slice = self.as_slice()?;
+        Ok(usize::try_from(index)
+            .ok()
+            .and_then(|i| slice.get(i))
+            .copied())
+    }
+
+    /// A copy of the published elements.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedVec::as_slice`].
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        Ok(self.as_slice()?.to_vec())
+    }
+}
+
+impl<T> Serialize for SharedVec<T> {
+    /// A vector travels as a reference: its segment's name.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.segment.name().as_str())
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for SharedVec<T> {
+    /// Reattaches the named vector in this process.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        SharedVec::open(&name).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,234 @@
+//! [`Condvar`]: a condition variable for processes, paired with a [`Lock`](super::Lock) or a
+//! [`Mutex`](super::Mutex).
+//!
+//! It is a futex sequence counter, not a pthread condvar: POSIX defines no recovery for a
+//! waiter killed inside `pthread_cond_wait`, and glibc's process-shared condvars have lost
+//! wakeups (glibc bug 25847). A counter has no owner, so nothing needs recovering: a waiter
+//! killed while asleep leaves the kernel's wait queue, and a notification goes to a waiter
+//! that is still there. (A waiter killed in the instant between being woken and relocking
+//! takes its `notify_one` with it, as a thread that exits there would.)
+//!
+//! Waits may wake spuriously: re-check the condition, or use [`Condvar::wait_while`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::LockError;
+use crate::error::Result;
+use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+use crate::sys::{self, Woken};
+
+#[repr(C)]
+pub(crate) struct CondvarArea {
+    /// Bumped by every notification; waiters sleep while it holds the value they read.
+    sequence: AtomicU32,
+}
+
+/// Guards a [`Condvar`] can wait with: it releases the lock while it sleeps and takes it
+/// again before returning. Implemented by [`LockGuard`](super::LockGuard) and
+/// [`MutexGuard`](super::MutexGuard).
+pub trait Relock<'a>: Sized {
+    /// What the guard locks.
+    type Owner: 'a;
+
+    /// The lock this guard holds.
+    fn owner(&self) -> &'a Self::Owner;
+
+    /// Takes the lock again.
+    ///
+    /// # Errors
+    ///
+    /// As the owner's `lock`.
+    fn lock_again(owner: &'a Self::Owner) -> std::result::Result<Self, LockError<Self>>;
+}
+
+/// A condition variable shared by threads and processes.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> memspace::Result<()> {
+/// use std::time::Duration;
+/// use memspace::sync::{Condvar, Mutex};
+///
+/// let ready = Mutex::new(0u32)?;
+/// let changed = Condvar::new()?;
+/// let (guard, timed_out) = changed.wait_timeout(ready.lock()?, Duration::from_millis(1))?;
+/// assert!(timed_out && *guard == 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Condvar {
+    segment: Arc<Segment>,
+}
+
+impl fmt::Debug for Condvar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condvar")
+            .field("name", self.segment.name())
+            .finish()
+    }
+}
+
+impl Condvar {
+    /// Creates an anonymous condition variable, removed when its last user drops it.
+    ///
+    /// # Errors
+    ///
+    /// What the system refuses when creating the segment.
+    pub fn new() -> Result<Self> {
+        Self::create_segment(&SegmentName::anonymous(), true)
+    }
+
+    /// Creates the condition variable `name`; it persists until removed.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
+    /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
+    pub fn create(name: &str) -> Result<Self> {
+        Self::create_segment(&SegmentName::new(name)?, false)
+    }
+
+    /// Opens the condition variable `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound),
+    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind).
+    pub fn open(name: &str) -> Result<Self> {
+        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Condvar))?;
+        Ok(Condvar {
+            segment: Arc::new(segment),
+        })
+    }
+
+    fn create_segment(name: &SegmentName, anonymous: bool) -> Result<Self> {
+        let segment = Segment::create(
+            name,
+            Kind::Condvar,
+            "",
+            &SegmentOptions::control_only(),
+            anonymous,
+            |_| Ok(()),
+        )?;
+        Ok(Condvar {
+            segment: Arc::new(segment),
+        })
+    }
+
+    fn sequence(&self) -> &AtomicU32 {
+        &self.segment.kind_area::<CondvarArea>().sequence
+    }
+
+    /// Releases `guard`'s lock, sleeps until notified, and takes the lock again.
+    ///
+    /// # Errors
+    ///
+    /// As the lock's `lock()` when it is taken again: [`LockError::OwnerDied`] with the guard
+    /// if a holder died meanwhile, and so on.
+    pub fn wait<'a, G: Relock<'a>>(&self, guard: G) -> std::result::Result<G, LockError<G>> {
+        let seen = self.sequence().load(Ordering::Acquire);
+        let owner = guard.owner();
+        drop(guard);
+        sys::futex_wait(self.sequence(), seen, None);
+        G::lock_again(owner)
+    }
+
+    /// As [`wait`](Condvar::wait), for at most `timeout`; the flag says whether it timed out.
+    ///
+    /// # Errors
+    ///
+    /// As [`Condvar::wait`].
+    pub fn wait_timeout<'a, G: Relock<'a>>(
+        &self,
+        guard: G,
+        timeout: Duration,
+    ) -> std::result::Result<(G, bool), LockError<G>> {
+        let seen = self.sequence().load(Ordering::Acquire);
+        let owner = guard.owner();
+        drop(guard);
+        let woken = sys::futex_wait(self.sequence(), seen, Some(timeout));
+        G::lock_again(owner).map(|guard| (guard, woken == Woken::TimedOut))
+    }
+
+    /// Waits while `condition` holds, re-checking it under the lock after every wakeup.
+    ///
+    /// # Errors
+    ///
+    /// As [`Condvar::wait`].
+    pub fn wait_while<'a, G: Relock<'a>>(
+        &self,
+        mut guard: G,
+        mut condition: impl FnMut(&mut G) -> bool,
+    ) -> std::result::Result<G, LockError<G>> {
+        while condition(&mut guard) {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// As [`wait_while`](Condvar::wait_while), for at most `timeout` in all; the flag says
+    /// whether it gave up with the condition still true.
+    ///
+    /// # Errors
+    ///
+    /// As [`Condvar::wait`].
+    pub fn wait_timeout_while<'a, G: Relock<'a>>(
+        &self,
+        mut guard: G,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut G) -> bool,
+    ) -> std::result::Result<(G, bool), LockError<G>> {
+        let deadline = Instant::now().checked_add(timeout);
+        while condition(&mut guard) {
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                return Ok((guard, true));
+            }
+            guard = self.wait_timeout(guard, left)?.0;
+        }
+        Ok((guard, false))
+    }
+
+    /// Wakes one waiter, in any process.
+    pub fn notify_one(&self) {
+        self.sequence().fetch_add(1, Ordering::Release);
+        sys::futex_wake(self.sequence(), 1);
+    }
+
+    /// Wakes every waiter, in every process.
+    pub fn notify_all(&self) {
+        self.sequence().fetch_add(1, Ordering::Release);
+        sys::futex_wake(self.sequence(), u32::MAX);
+    }
+
+    /// The condition variable's segment name.
+    #[must_use]
+    pub fn name(&self) -> &SegmentName {
+        self.segment.name()
+    }
+}
+
+impl Serialize for Condvar {
+    /// A condition variable travels as a reference: its segment's name.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.segment.name().as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Condvar {
+    /// Reattaches the named condition variable in this process.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Condvar::open(&name).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,548 @@
+//! [`RwLock<T>`]: many readers or one writer of a plain value in shared memory, across
+//! processes, that no dead participant can wedge.
+//!
+//! `pthread_rwlock_t` is not robust: a reader killed while holding it keeps every writer out
+//! forever. This lock is built from the segment's robust mutex and a table of reader slots,
+//! one per process (pid, start time, how many read guards it holds):
+//!
+//! * a reader takes the mutex just long enough to count itself in its slot, then releases it;
+//! * a writer takes the mutex (so no new reader can count itself in) and holds it for the
+//!   whole write, after waiting until every slot is empty. It wakes at least every 50 ms to
+//!   check that the readers it waits for are alive, and empties the slots of dead ones;
+//! * a writer killed mid-write leaves the mutex "owner died": the next locker is told. Readers
+//!   are then told too ([`LockError::OwnerDied`] with a read guard: the value may be torn)
+//!   until a writer repairs it and calls [`RwLockWriteGuard::mark_consistent`].
+//!
+//! # Safety
+//!
+//! The value lives at `DATA_START` of the segment, inside the first mapping, so its address is
+//! fixed for the handle's lifetime. `T: Pod` makes every bit pattern a valid `T`. Shared
+//! references exist only while the calling process is counted in a reader slot, and the
+//! mutable reference only while the calling thread holds the mutex *and* every slot is empty;
+//! every process that follows this protocol therefore reads only while nobody writes.
+
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{LockError, RawGuard, acquire};
+use crate::error::{OpenError, Result};
+use crate::segment::{self, DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+use crate::sys::{self, Wait};
+
+/// How many processes can read at once (a reader waits for a free slot).
+pub(crate) const READER_SLOTS: usize = 64;
+/// How often a waiting writer checks that the readers it waits for are alive.
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(50);
+
+#[repr(C)]
+pub(crate) struct ReaderSlot {
+    pid: AtomicU32,
+    readers: AtomicU32,
+    start_time: AtomicU64,
+}
+
+#[repr(C)]
+pub(crate) struct RwLockArea {
+    value_size: AtomicU64,
+    value_align: AtomicU64,
+    /// Bumped whenever a slot empties; waiting writers sleep on it.
+    sequence: AtomicU32,
+    /// 1 after a writer died holding the lock, until a writer marks the value consistent.
+    writer_died: AtomicU32,
+    slots: [ReaderSlot; READER_SLOTS],
+}
+
+const _: () = assert!(size_of::<RwLockArea>() <= 1792);
+
+/// A reader-writer lock around a value of plain data (`T: Pod`) in shared memory.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> memspace::Result<()> {
+/// use memspace::sync::RwLock;
+///
+/// let config = RwLock::new([0u32; 4])?;
+/// config.write()?[0] = 7;
+/// let a = config.read()?;
+/// let b = config.read()?;
+/// assert_eq!(a[0] + b[0], 14);
+/// # Ok(())
+/// # }
+/// ```
+pub struct RwLock<T> {
+    segment: Arc<Segment>,
+    value: NonNull<T>,
+    _type: PhantomData<T>,
+}
+
+// SAFETY: the value is only reached through guards, which follow the protocol in the module's
+// `# Safety`; `T: Send + Sync` because guards in any thread read it or move values in and out.
+unsafe impl<T: Pod + Send + Sync> Send for RwLock<T> {}
+// SAFETY: as above.
+unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
+
+impl<T> Clone for RwLock<T> {
+    fn clone(&self) -> Self {
+        RwLock {
+            segment: Arc::clone(&self.segment),
+            value: self.value,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for RwLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RwLock")
+            .field("name", self.segment.name())
+            .field("type", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> RwLock<T> {
+    /// An anonymous lock around `value`, removed when its last user drops it.
+    ///
+    /// # Errors
+    ///
+    /// What the system refuses when creating the segment.
+    pub fn new(value: T) -> Result<Self> {
+        Self::create_segment(&SegmentName::anonymous(), value, true)
+    }
+
+    /// Creates the lock `name` around `value`; it persists until removed.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
+    pub fn create(name: &str, value: T) -> Result<Self> {
+        Self::create_segment(&SegmentName::new(name)?, value, false)
+    }
+
+    /// Opens the lock `name`, checking that it holds values of `T`'s size.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`], [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
+    pub fn open(name: &str) -> Result<Self> {
+        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::RwLock))?;
+        let area = segment.kind_area::<RwLockArea>();
+        let size = area.value_size.load(Ordering::Relaxed);
+        if size != size_of::<T>() as u64
+            || area.value_align.load(Ordering::Relaxed) != align_of::<T>() as u64
+        {
+            return Err(OpenError::TypeMismatch {
+                name: segment.name().clone(),
+                found: segment.type_name().to_owned(),
+                found_size: size,
+                expected: std::any::type_name::<T>(),
+                expected_size: size_of::<T>() as u64,
+            }
+            .into());
+        }
+        Self::from_segment(segment)
+    }
+
+    fn create_segment(name: &SegmentName, value: T, anonymous: bool) -> Result<Self> {
+        let size = DATA_START + size_of::<T>() as u64;
+        let options = SegmentOptions::new().initial_size(size).max_size(size);
+        let segment = Segment::create(
+            name,
+            Kind::RwLock,
+            std::any::type_name::<T>(),
+            &options,
+            anonymous,
+            |segment| {
+                let area = segment.kind_area::<RwLockArea>();
+                area.value_size
+                    .store(size_of::<T>() as u64, Ordering::Relaxed);
+                area.value_align
+                    .store(align_of::<T>() as u64, Ordering::Relaxed);
+                // SAFETY: the segment is being created: nobody else can reach it yet, so the
+                // write cannot race; the initial size covers the value.
+                unsafe {
+                    segment
+                        .mapping()
+                        .write(DATA_START, bytemuck::bytes_of(&value))
+                }
+                .ok_or_else(|| segment.corrupt("the value does not fit the segment".into()))?;
+                Ok(())
+            },
+        )?;
+        Self::from_segment(segment)
+    }
+
+    fn from_segment(segment: Segment) -> Result<Self> {
+        const {
+            assert!(
+                align_of::<T>() <= 4096,
+                "values are placed at a page boundary"
+            );
+        };
+        let value = segment
+            .mapping()
+            .pointer::<T>(DATA_START)
+            .ok_or_else(|| segment.corrupt("the value lies outside the mapping".into()))?;
+        Ok(RwLock {
+            segment: Arc::new(segment),
+            value,
+            _type: PhantomData,
+        })
+    }
+
+    fn area(&self) -> &RwLockArea {
+        self.segment.kind_area::<RwLockArea>()
+    }
+
+    /// Takes the mutex; an owner death is remembered in `writer_died` (until a writer repairs)
+    /// and the mutex itself made consistent, so that the lock stays usable.
+    fn lock_mutex(
+        &self,
+        wait: Wait,
+    ) -> std::result::Result<(RawGuard<'_>, bool, bool), LockError<()>> {
+        let (raw, poisoned) = match acquire(&self.segment, wait, |raw, _| raw) {
+            Ok(raw) => (raw, false),
+            Err(LockError::OwnerDied(raw)) => {
+                self.area().writer_died.store(1, Ordering::Release);
+                if raw.mark_consistent().is_err() {
+                    return Err(LockError::Unrecoverable {
+                        name: self.segment.name().clone(),
+                    });
+                }
+                (raw, false)
+            }
+            Err(LockError::Poisoned(raw)) => (raw, true),
+            Err(other) => return Err(other.without_guard()),
+        };
+        let died = self.area().writer_died.load(Ordering::Acquire) != 0;
+        Ok((raw, died, poisoned))
+    }
+
+    fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+        timeout.and_then(|t| Instant::now().checked_add(t))
+    }
+
+    fn remaining(deadline: Option<Instant>) -> Wait {
+        match deadline {
+            None => Wait::Forever,
+            Some(deadline) => Wait::For(deadline.saturating_duration_since(Instant::now())),
+        }
+    }
+
+    fn read_until(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<RwLockReadGuard<'_, T>, LockError<RwLockReadGuard<'_, T>>> {
+        let deadline = Self::deadline(timeout);
+        let pid = sys::pid();
+        loop {
+            let (raw, died, poisoned) =
+                self.lock_mutex(Self::remaining(deadline)).map_err(retype)?;
+            if let Some(slot) = self.claim_slot(pid) {
+                slot.readers.fetch_add(1, Ordering::AcqRel);
+                drop(raw);
+                let guard = RwLockReadGuard { lock: self, pid };
+                return match (died, poisoned) {
+                    (true, _) => Err(LockError::OwnerDied(guard)),
+                    (false, true) => Err(LockError::Poisoned(guard)),
+                    (false, false) => Ok(guard),
+                };
+            }
+            // Every slot belongs to a live reading process: wait for one to empty.
+            let seen = self.area().sequence.load(Ordering::Acquire);
+            drop(raw);
+            let nap = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(LIVENESS_INTERVAL),
+                    _ => {
+                        return Err(LockError::Timeout {
+                            name: self.segment.name().clone(),
+                            waited: timeout.unwrap_or_default(),
+                        });
+                    }
+                },
+                None => LIVENESS_INTERVAL,
+            };
+            sys::futex_wait(&self.area().sequence, seen, Some(nap));
+        }
+    }
+
+    /// The calling process's reader slot, claimed if needed (caller holds the mutex).
+    fn claim_slot(&self, pid: u32) -> Option<&ReaderSlot> {
+        let slots = &self.area().slots;
+        if let Some(slot) = slots.iter().find(|s| s.pid.load(Ordering::Acquire) == pid) {
+            return Some(slot);
+        }
+        self.reap_dead_readers();
+        let slot = slots.iter().find(|s| s.pid.load(Ordering::Acquire) == 0)?;
+        slot.readers.store(0, Ordering::Relaxed);
+        slot.start_time
+            .store(sys::process_start_time(pid).unwrap_or(0), Ordering::Relaxed);
+        slot.pid.store(pid, Ordering::Release);
+        Some(slot)
+    }
+
+    /// Frees the slots of processes that no longer exist (caller holds the mutex).
+    fn reap_dead_readers(&self) {
+        for slot in &self.area().slots {
+            let pid = slot.pid.load(Ordering::Acquire);
+            if pid != 0 && !segment::process_alive(pid, slot.start_time.load(Ordering::Relaxed)) {
+                slot.readers.store(0, Ordering::Release);
+                slot.pid.store(0, Ordering::Release);
+            }
+        }
+    }
+
+    fn write_until(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<RwLockWriteGuard<'_, T>, LockError<RwLockWriteGuard<'_, T>>> {
+        let deadline = Self::deadline(timeout);
+        let pid = sys::pid();
+        let mine =
+            self.area().slots.iter().any(|s| {
+                s.pid.load(Ordering::Acquire) == pid && s.readers.load(Ordering::Acquire) > 0
+            });
+        if mine {
+            // A reader of this process waiting for all readers to leave would wait for itself.
+            return Err(LockError::WouldDeadlock {
+                name: self.segment.name().clone(),
+            });
+        }
+        let (raw, died, poisoned) = self.lock_mutex(Self::remaining(deadline)).map_err(retype)?;
+        loop {
+            let seen = self.area().sequence.load(Ordering::Acquire);
+            self.reap_dead_readers();
+            let busy = self.area().slots.iter().any(|s| {
+                s.pid.load(Ordering::Acquire) != 0 && s.readers.load(Ordering::Acquire) > 0
+            });
+            if !busy {
+                break;
+            }
+            let nap = match deadline {
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(LIVENESS_INTERVAL),
+                    _ => {
+                        return Err(LockError::Timeout {
+                            name: self.segment.name().clone(),
+                            waited: timeout.unwrap_or_default(),
+                        });
+                    }
+                },
+                None => LIVENESS_INTERVAL,
+            };
+            sys::futex_wait(&self.area().sequence, seen, Some(nap));
+        }
+        let guard = RwLockWriteGuard {
+            lock: self,
+            raw,
+            _borrow: PhantomData,
+        };
+        match (died, poisoned) {
+            (true, _) => Err(LockError::OwnerDied(guard)),
+            (false, true) => Err(LockError::Poisoned(guard)),
+            (false, false) => Ok(guard),
+        }
+    }
+
+    /// Waits until no writer holds the lock, and reads.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (with the guard) while a writer's death is unrepaired: the
+    /// value may be torn; [`LockError::Poisoned`] (with the guard) after a writer panicked.
+    pub fn read(
+        &self,
+    ) -> std::result::Result<RwLockReadGuard<'_, T>, LockError<RwLockReadGuard<'_, T>>> {
+        self.read_until(None)
+    }
+
+    /// As [`read`](RwLock::read), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`], and as [`RwLock::read`].
+    pub fn try_read_for(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<RwLockReadGuard<'_, T>, LockError<RwLockReadGuard<'_, T>>> {
+        self.read_until(Some(timeout))
+    }
+
+    /// Waits until no one else reads or writes, and writes.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (with the guard: repair the value, then `mark_consistent`) if a
+    /// writer died holding the lock; [`LockError::Poisoned`]; [`LockError::WouldDeadlock`] if
+    /// this process holds a read guard.
+    pub fn write(
+        &self,
+    ) -> std::result::Result<RwLockWriteGuard<'_, T>, LockError<RwLockWriteGuard<'_, T>>> {
+        self.write_until(None)
+    }
+
+    /// As [`write`](RwLock::write), waiting at most `timeout` (for the lock and the readers).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`], and as [`RwLock::write`].
+    pub fn try_write_for(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<RwLockWriteGuard<'_, T>, LockError<RwLockWriteGuard<'_, T>>> {
+        self.write_until(Some(timeout))
+    }
+
+    /// How many read guards are held now, in all processes.
+    #[must_use]
+    pub fn readers(&self) -> u32 {
+        self.area()
+            .slots
+            .iter()
+            .filter(|s| s.pid.load(Ordering::Acquire) != 0)
+            .map(|s| s.readers.load(Ordering::Acquire))
+            .sum()
+    }
+
+    /// The lock's segment name.
+    #[must_use]
+    pub fn name(&self) -> &SegmentName {
+        self.segment.name()
+    }
+}
+
+fn retype<G>(err: LockError<()>) -> LockError<G> {
+    match err {
+        LockError::WouldBlock { name } => LockError::WouldBlock { name },
+        LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
+        LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
+        LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
+        LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
+        LockError::OwnerDied(()) | LockError::Poisoned(()) => {
+            unreachable!("lock_mutex turns owner death and poison into flags")
+        }
+    }
+}
+
+/// Shared access to an [`RwLock`]'s value.
+#[must_use = "the read lock is released as soon as the guard is dropped"]
+pub struct RwLockReadGuard<'a, T> {
+    lock: &'a RwLock<T>,
+    /// After `fork`, a child holds a copy of its parent's guards; only the reader releases.
+    pid: u32,
+}
+
+impl<T: Pod> Deref for RwLockReadGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: `value` is mapped, aligned and fixed for the handle's lifetime, which the
+        // guard's borrow outlives; `T: Pod` accepts any bits; this process is counted in its
+        // reader slot, so no writer that follows the protocol writes meanwhile.
+        unsafe { self.lock.value.as_ref() }
+    }
+}
+
+impl<T: fmt::Debug + Pod> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RwLockReadGuard").field(&**self).finish()
+    }
+}
+
+impl<T> Drop for RwLockReadGuard<'_, T> {
+    fn drop(&mut self) {
+        if self.pid != sys::pid() {
+            return;
+        }
+        let area = self.lock.segment.kind_area::<RwLockArea>();
+        if let Some(slot) = area
+            .slots
+            .iter()
+            .find(|s| s.pid.load(Ordering::Acquire) == self.pid)
+        {
+            let before = slot
+                .readers
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            if before == Ok(1) {
+                area.sequence.fetch_add(1, Ordering::Release);
+                sys::futex_wake(&area.sequence, u32::MAX);
+            }
+        }
+    }
+}
+
+/// Exclusive access to an [`RwLock`]'s value.
+#[must_use = "the write lock is released as soon as the guard is dropped"]
+pub struct RwLockWriteGuard<'a, T> {
+    lock: &'a RwLock<T>,
+    raw: RawGuard<'a>,
+    _borrow: PhantomData<&'a mut T>,
+}
+
+impl<T> RwLockWriteGuard<'_, T> {
+    /// After [`LockError::OwnerDied`]: declares the value repaired, for readers and writers.
+    pub fn mark_consistent(&self) {
+        self.lock
+            .segment
+            .kind_area::<RwLockArea>()
+            .writer_died
+            .store(0, Ordering::Release);
+    }
+
+    /// After [`LockError::Poisoned`]: clears the poison flag for every process.
+    pub fn clear_poison(&self) {
+        self.raw.clear_poison();
+    }
+}
+
+impl<T: Pod> Deref for RwLockWriteGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: as in `deref_mut`, shared.
+        unsafe { self.lock.value.as_ref() }
+    }
+}
+
+impl<T: Pod> DerefMut for RwLockWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: `value` is mapped, aligned and fixed for the handle's lifetime; `T: Pod`
+        // accepts any bits; this thread holds the mutex and every reader slot was empty when it
+        // got it, and readers cannot count themselves in while the mutex is held; `&mut self`
+        // makes this the only reference handed out by this guard.
+        unsafe { { self.lock.value }.as_mut() }
+    }
+}
+
+impl<T: fmt::Debug + Pod> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RwLockWriteGuard").field(&**self).finish()
+    }
+}
+
+impl<T: Pod> Serialize for RwLock<T> {
+    /// A lock travels as a reference: its segment's name.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.segment.name().as_str())
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for RwLock<T> {
+    /// Reattaches the named lock in this process.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        RwLock::open(&name).map_err(serde::de::Error::custom)
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! The parent re-executes `/proc/self/exe` (the very file it runs, even if it was replaced on
 //! disk) with its own command-line arguments and `MEMSPACE_SPAWN=R,W` in the environment,
-//! where `R` and `W` are two inherited pipe ends. Through `R` it sends a [`Payload`]: the
+//! where `R` and `W` are two inherited pipe ends. Through `R` it sends a [`Task`]: the
 //! target and a monomorphised trampoline, as offsets from an anchor function, plus the
 //! serialized arguments. The child's `main` calls [`init`], which reads the payload, calls the
 //! trampoline, writes an [`Outcome`] to `W` and exits. Function *offsets* survive the re-exec
@@ -128,25 +128,53 @@ pub(crate) enum Outcome<R> {
     Failed(String),
 }
 
+/// Decodes the first frame of what a child sent back.
 pub(crate) fn decode_outcome<R: DeserializeOwned>(bytes: &[u8]) -> Option<Outcome<R>> {
-    if bytes.is_empty() {
-        return None;
+    let mut reader = bytes;
+    let frame = read_frame(&mut reader).ok()??;
+    rmp_serde::from_slice(&frame).ok()
+}
+
+/// Writes `bytes` as one frame: a little-endian `u32` length, then the bytes.
+pub(crate) fn write_frame(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a task or result larger than 4 GiB cannot be sent",
+        )
+    })?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Reads one frame; `None` at a clean end of input (the other side closed its end).
+pub(crate) fn read_frame(input: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
     }
-    rmp_serde::from_slice(bytes).ok()
+    let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+    input.read_exact(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
-/// Runs the target, catching a panic, and writes the outcome to `results`. Returns the exit
-/// code the child should end with.
-fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: OwnedFd) -> i32 {
-    let (outcome, code) = match catch_unwind(AssertUnwindSafe(|| target(args))) {
-        Ok(value) => (Outcome::Returned(value), 0),
-        Err(payload) => (Outcome::Panicked(panic_message(&*payload)), PANIC_EXIT),
-    };
-    report(&outcome, code, results)
+/// Runs the target, catching a panic; returns the encoded outcome and the exit code a child
+/// should end with.
+fn run_to_outcome<A, R: Serialize>(target: fn(A) -> R, args: A) -> (Vec<u8>, i32) {
+    match catch_unwind(AssertUnwindSafe(|| target(args))) {
+        Ok(value) => encode_outcome(&Outcome::Returned(value), 0),
+        Err(payload) => encode_outcome(
+            &Outcome::<R>::Panicked(panic_message(&*payload)),
+            PANIC_EXIT,
+        ),
+    }
 }
 
-fn report<R: Serialize>(outcome: &Outcome<R>, code: i32, results: OwnedFd) -> i32 {
-    let (bytes, code) = match rmp_serde::to_vec(outcome) {
+fn encode_outcome<R: Serialize>(outcome: &Outcome<R>, code: i32) -> (Vec<u8>, i32) {
+    match rmp_serde::to_vec(outcome) {
         Ok(bytes) => (bytes, code),
         Err(e) => {
             let failed = Outcome::<()>::Failed(format!(
@@ -158,10 +186,13 @@ fn report<R: Serialize>(outcome: &Outcome<R>, code: i32, results: OwnedFd) -> i3
                 PROTOCOL_EXIT,
             )
         }
-    };
-    // If the parent is gone there is nobody to tell; the exit code still says what happened.
-    let _ = std::fs::File::from(results).write_all(&bytes);
-    code
+    }
+}
+
+/// Writes an outcome to the parent as one frame. If the parent is gone there is nobody to
+/// tell; the exit code still says what happened.
+fn report(bytes: &[u8], results: OwnedFd) {
+    let _ = write_frame(&mut std::fs::File::from(results), bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,7 +211,8 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
     match unsafe { sys::fork() }.map_err(os("fork"))? {
         sys::Forked::Child => {
             drop(read);
-            let code = run_and_report(target, args, write);
+            let (bytes, code) = run_to_outcome(target, args);
+            report(&bytes, write);
             sys::exit_now(code)
         }
         sys::Forked::Parent(pid) => {
@@ -195,15 +227,24 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
 // ---------------------------------------------------------------------------------------------
 // spawn
 
+/// A function and its serialized arguments, runnable in any process that runs this same
+/// binary: the function travels as offsets from an anchor function (see the module docs).
+///
+/// Tasks are only ever read from pipes that the parent created for this child alone; a task is
+/// as trusted as the parent that wrote it, which is also why `run` may call through it.
 #[derive(Serialize, Deserialize)]
-struct Payload {
+#[allow(
+    clippy::unsafe_derive_deserialize,
+    reason = "tasks come from this program's own parent over a private pipe"
+)]
+pub(crate) struct Task {
     fingerprint: u64,
     trampoline: u64,
     target: u64,
     args: Vec<u8>,
 }
 
-type Trampoline = fn(usize, &[u8], OwnedFd) -> i32;
+type Trampoline = fn(usize, &[u8]) -> (Vec<u8>, i32);
 
 #[inline(never)]
 fn anchor() -> u32 {
@@ -234,26 +275,61 @@ fn fingerprint() -> u64 {
     offset_of(mark as usize)
 }
 
-/// Runs in the child: decodes the arguments as `A`, runs `target`, reports.
-fn trampoline<A: DeserializeOwned, R: Serialize>(
-    target: usize,
-    args: &[u8],
-    results: OwnedFd,
-) -> i32 {
-    // SAFETY: `target` is the address of a `fn(A) -> R` in this binary: the parent computed its
-    // offset from exactly this instantiation's `fn(A) -> R` (see `spawn_and_run`), and the
-    // fingerprint check proved the binary is the same (module `# Safety`, point 2).
+/// Runs in the worker: decodes the arguments as `A`, runs `target`, encodes the outcome.
+fn trampoline<A: DeserializeOwned, R: Serialize>(target: usize, args: &[u8]) -> (Vec<u8>, i32) {
+    // SAFETY: `target` is the address of a `fn(A) -> R` in this binary: `Task::new` computed
+    // its offset from exactly this instantiation's `fn(A) -> R`, and `Task::run` checked the
+    // fingerprint, so the binary is the same (module `# Safety`, point 2).
     let target = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
     match rmp_serde::from_slice::<A>(args) {
-        Ok(args) => run_and_report(target, args, results),
-        Err(e) => report(
+        Ok(args) => run_to_outcome(target, args),
+        Err(e) => encode_outcome(
             &Outcome::<()>::Failed(format!(
                 "its arguments could not be decoded as `{}`: {e}",
                 std::any::type_name::<A>()
             )),
             PROTOCOL_EXIT,
-            results,
         ),
+    }
+}
+
+impl Task {
+    /// Packs `target(args)` for another process.
+    pub(crate) fn new<A: Serialize + DeserializeOwned, R: Serialize>(
+        target: fn(A) -> R,
+        args: &A,
+    ) -> Result<Self, SpawnError> {
+        let trampoline: Trampoline = trampoline::<A, R>;
+        Ok(Task {
+            fingerprint: fingerprint(),
+            trampoline: offset_of(trampoline as usize),
+            target: offset_of(target as usize),
+            args: rmp_serde::to_vec(args).map_err(|source| SpawnError::Encode {
+                type_name: std::any::type_name::<A>(),
+                source,
+            })?,
+        })
+    }
+
+    /// The task as bytes, to frame onto a worker's input.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, SpawnError> {
+        rmp_serde::to_vec(self).map_err(|source| SpawnError::Encode {
+            type_name: "task",
+            source,
+        })
+    }
+
+    /// Runs the task here; returns the encoded outcome and the exit code a child would end
+    /// with, or why it cannot run.
+    pub(crate) fn run(&self) -> Result<(Vec<u8>, i32), String> {
+        if self.fingerprint != fingerprint() {
+            return Err("the parent runs a different build of this program".to_owned());
+        }
+        // SAFETY: the offset was computed by `Task::new` in a process running this same binary
+        // (fingerprint checked above), from a `Trampoline` (module `# Safety`, point 2).
+        let trampoline =
+            unsafe { std::mem::transmute::<usize, Trampoline>(address_of(self.trampoline)) };
+        Ok(trampoline(address_of(self.target), &self.args))
     }
 }
 
@@ -262,22 +338,20 @@ pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
     target: fn(A) -> R,
     args: &A,
 ) -> Result<(u32, OwnedFd), SpawnError> {
+    let task = Task::new(target, args)?.encode()?;
+    let ((pid, mut tasks), results) = spawn_worker()?;
+    // A child that dies before reading makes this write fail (EPIPE; Rust ignores SIGPIPE);
+    // `join` then reports how it ended. Closing our end tells the child it has one task only.
+    let _ = write_frame(&mut tasks, &task);
+    drop(tasks);
+    Ok((pid, results))
+}
+
+/// Re-executes this program as a worker that runs the tasks framed on its input until the
+/// input closes. Returns the worker's pid with the task writer, and the results reader.
+pub(crate) fn spawn_worker() -> Result<((u32, std::fs::File), OwnedFd), SpawnError> {
     let command_line = child_args().ok_or(SpawnError::NotInitialized)?;
     let os = |op| move |source| SpawnError::Os { op, source };
-    let trampoline: Trampoline = trampoline::<A, R>;
-    let payload = Payload {
-        fingerprint: fingerprint(),
-        trampoline: offset_of(trampoline as usize),
-        target: offset_of(target as usize),
-        args: rmp_serde::to_vec(args).map_err(|source| SpawnError::Encode {
-            type_name: std::any::type_name::<A>(),
-            source,
-        })?,
-    };
-    let payload = rmp_serde::to_vec(&payload).map_err(|source| SpawnError::Encode {
-        type_name: "spawn payload",
-        source,
-    })?;
     let (args_read, args_write) = sys::pipe().map_err(os("pipe"))?;
     let (results_read, results_write) = sys::pipe().map_err(os("pipe"))?;
     let exe = if std::path::Path::new("/proc/self/exe").exists() {
@@ -295,10 +369,7 @@ pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
     let child = command.spawn().map_err(os("exec"))?;
     drop(args_read);
     drop(results_write);
-    // A child that dies before reading makes this write fail (EPIPE; Rust ignores SIGPIPE);
-    // `join` then reports how it ended.
-    let _ = std::fs::File::from(args_write).write_all(&payload);
-    Ok((child.id(), results_read))
+    Ok(((child.id(), std::fs::File::from(args_write)), results_read))
 }
 
 /// In a spawned child: reads the payload and runs it. Errors are reported on stderr.
@@ -312,18 +383,25 @@ fn run_spawned(spec: &std::ffi::OsStr) -> Result<i32, String> {
         .ok_or_else(|| format!("MEMSPACE_SPAWN={spec} is not two descriptor numbers"))?;
     let read = sys::adopt_inherited_fd(read).map_err(|e| e.to_string())?;
     let write = sys::adopt_inherited_fd(write).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    std::fs::File::from(read)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading its task failed: {e}"))?;
-    let payload: Payload =
-        rmp_serde::from_slice(&bytes).map_err(|e| format!("its task could not be decoded: {e}"))?;
-    if payload.fingerprint != fingerprint() {
-        return Err("the parent runs a different build of this program".to_owned());
+    serve(read, write)
+}
+
+/// A worker's loop: runs every task framed on `tasks` and answers each with a framed outcome,
+/// until `tasks` closes. Returns the exit code of the last task (0 if there was none).
+pub(crate) fn serve(tasks: OwnedFd, results: OwnedFd) -> Result<i32, String> {
+    let mut tasks = std::io::BufReader::new(std::fs::File::from(tasks));
+    let mut results = std::fs::File::from(results);
+    let mut code = 0;
+    while let Some(frame) =
+        read_frame(&mut tasks).map_err(|e| format!("reading its task failed: {e}"))?
+    {
+        let task: Task = rmp_serde::from_slice(&frame)
+            .map_err(|e| format!("its task could not be decoded: {e}"))?;
+        let (outcome, exit) = task.run()?;
+        code = exit;
+        if write_frame(&mut results, &outcome).is_err() {
+            break; // the parent is gone: nobody to work for
+        }
     }
-    // SAFETY: the offset was computed by the parent, running this same binary (fingerprint
-    // checked above), from a `Trampoline` (module `# Safety`, point 2).
-    let trampoline =
-        unsafe { std::mem::transmute::<usize, Trampoline>(address_of(payload.trampoline)) };
-    Ok(trampoline(address_of(payload.target), &payload.args, write))
+    Ok(code)
 }

@@ -198,12 +198,32 @@ fn report(bytes: &[u8], results: OwnedFd) {
 // ---------------------------------------------------------------------------------------------
 // fork
 
+/// Says once per process, on stderr, that forking a process with other threads is risky
+/// (`MEMSPACE_FORK_WARNING=0` silences it).
+fn warn_if_threaded() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let threads = sys::thread_count();
+    if threads > 1
+        && std::env::var_os("MEMSPACE_FORK_WARNING").is_none_or(|v| v != "0")
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
+        eprintln!(
+            "memspace: warning: process {} forks while it runs {threads} threads; only the \
+             forking thread exists in the child, and a lock another thread holds stays locked \
+             there forever. Start workers before other threads, or use StartMethod::Spawn \
+             (MEMSPACE_FORK_WARNING=0 silences this)",
+            sys::pid()
+        );
+    }
+}
+
 /// Forks; the child runs `target(args)` and exits, the parent gets the child's pid and the
 /// read end of the results pipe.
 pub(crate) fn fork_and_run<A, R: Serialize>(
     target: fn(A) -> R,
     args: A,
 ) -> Result<(u32, OwnedFd), SpawnError> {
+    warn_if_threaded();
     let os = |op| move |source| SpawnError::Os { op, source };
     let (read, write) = sys::pipe().map_err(os("pipe"))?;
     // SAFETY: the child branch below only runs the target and leaves with `exit_now`; it never
@@ -220,6 +240,44 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
             drop(write);
             drop(args);
             Ok((pid, read))
+        }
+    }
+}
+
+/// Forks a worker that serves the tasks framed on its input until the input closes (see
+/// [`serve`]). `inherited` are descriptors of other workers that the child must close, so that
+/// each pipe has exactly one writer and one reader and a worker's death is seen as end of input.
+pub(crate) fn fork_worker(
+    inherited: &[std::os::fd::RawFd],
+) -> Result<((u32, std::fs::File), OwnedFd), SpawnError> {
+    warn_if_threaded();
+    let os = |op| move |source| SpawnError::Os { op, source };
+    let (tasks_read, tasks_write) = sys::pipe().map_err(os("pipe"))?;
+    let (results_read, results_write) = sys::pipe().map_err(os("pipe"))?;
+    // SAFETY: the child branch only serves tasks and leaves with `exit_now`; it never returns
+    // into our callers' frames (module `# Safety`, point 1).
+    match unsafe { sys::fork() }.map_err(os("fork"))? {
+        sys::Forked::Child => {
+            drop(tasks_write);
+            drop(results_read);
+            for &fd in inherited {
+                // SAFETY: these belong to the parent's other workers, whose owners (in this
+                // child's copy of the parent's memory) never run again: we `exit_now` below.
+                unsafe { sys::close_inherited(fd) };
+            }
+            let code = match serve(tasks_read, results_write) {
+                Ok(code) => code,
+                Err(message) => {
+                    eprintln!("memspace: a pool worker stopped: {message}");
+                    PROTOCOL_EXIT
+                }
+            };
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(pid) => {
+            drop(tasks_read);
+            drop(results_write);
+            Ok(((pid, std::fs::File::from(tasks_write)), results_read))
         }
     }
 }

@@ -28,6 +28,7 @@
 //! panic in the child comes back as [`JoinError::Panicked`].
 
 mod child;
+mod pool;
 mod process;
 mod thread;
 
@@ -38,6 +39,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use self::child::{init, set_child_args};
+pub use self::pool::{Imap, ImapUnordered, Pool, TaskError, TaskHandle};
 pub use self::process::{ExitStatus, Process};
 pub use self::thread::Thread;
 

@@ -474,6 +474,11 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     fields.nth(22 - 4)?.parse().ok()
 }
 
+/// The number of threads in the calling process.
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(1, Iterator::count)
+}
+
 /// A pipe whose two ends are closed on `exec`.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
@@ -629,4 +634,41 @@ pub(crate) fn futex_wait(
 pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usize {
     use rustix::thread::futex;
     futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
+}
+
+/// Waits until at least one of `fds` is readable or closed by its writer; returns which are.
+#[doc(alias = "poll")]
+pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polls: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    loop {
+        match rustix::event::poll(&mut polls, None) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(polls
+        .iter()
+        .map(|p| {
+            p.revents()
+                .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+        })
+        .collect())
+}
+
+/// Closes descriptor `fd` in a forked child.
+///
+/// # Safety
+///
+/// `fd` must be a descriptor whose owning Rust value (a `File`, an `OwnedFd`) will never be
+/// used or dropped in this process again: a child after `fork`, which only runs its task and
+/// leaves with [`exit_now`].
+pub(crate) unsafe fn close_inherited(fd: RawFd) {
+    // SAFETY: the caller guarantees nothing will use or close `fd` again (see `# Safety`);
+    // close has no other preconditions, and its error (EBADF) is harmless here.
+    unsafe { libc::close(fd) };
 }

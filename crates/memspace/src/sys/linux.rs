@@ -633,6 +633,8 @@ pub(crate) fn futex_wait(
 #[doc(alias = "FUTEX_WAKE")]
 pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usize {
     use rustix::thread::futex;
+    // The kernel reads the count as a signed int: u32::MAX would be -1 and wake just one.
+    let count = count.min(i32::MAX.unsigned_abs());
     futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
 }
 

@@ -1,0 +1,510 @@
+//! The synchronisation primitives and plain-data collections, each behaviour written once and
+//! run on threads, on fork-started processes and on spawn-started processes; then the kill
+//! tests, which really SIGKILL a participant.
+
+use std::time::Duration;
+
+use memspace::collections::{SharedVec, Value};
+use memspace::spawn::{Mode, Process, StartMethod, Worker};
+use memspace::sync::{
+    Barrier, BarrierError, Condvar, Event, LockError, Mutex, RwLock, Semaphore, SemaphoreError,
+};
+
+fn watchdog() {
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_mins(1));
+        eprintln!("watchdog: the test hung");
+        std::process::abort();
+    });
+}
+
+/// The three ways to run a worker. A spawned child re-runs this test binary with only the
+/// calling test (whose first statement, `modes`, calls `init`, which runs the worker).
+fn modes(test: &str) -> [Mode; 3] {
+    memspace::init();
+    memspace::spawn::set_child_args([
+        std::env::current_exe()
+            .expect("test binary")
+            .into_os_string(),
+        "--exact".into(),
+        test.into(),
+        "--nocapture".into(),
+    ]);
+    watchdog();
+    [
+        Mode::Thread,
+        Mode::Process(StartMethod::Fork),
+        Mode::Process(StartMethod::Spawn),
+    ]
+}
+
+fn run_all<A, R>(mode: Mode, target: fn(A) -> R, args: Vec<A>) -> Vec<R>
+where
+    A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let mut workers: Vec<Worker<A, R>> = args
+        .into_iter()
+        .map(|a| Worker::new(mode, target, a))
+        .collect();
+    for worker in &mut workers {
+        worker.start().expect("start worker");
+    }
+    workers
+        .iter_mut()
+        .map(|w| w.join().unwrap_or_else(|e| panic!("{mode:?} worker: {e}")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event
+
+fn set_event(event: Event) {
+    event.set();
+}
+
+#[test]
+fn an_event_set_by_a_worker_wakes_the_waiter() {
+    for mode in modes("an_event_set_by_a_worker_wakes_the_waiter") {
+        let event = Event::new().expect("event");
+        assert!(!event.wait_timeout(Duration::ZERO));
+        assert!(!event.wait_timeout(Duration::from_millis(20)));
+        run_all(mode, set_event, vec![event.clone()]);
+        event.wait();
+        assert!(event.is_set(), "{mode:?}");
+        event.clear();
+        assert!(!event.is_set());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Condvar
+
+fn count_and_notify((counter, changed): (Mutex<u32>, Condvar)) {
+    for _ in 0..4 {
+        *counter.lock().expect("lock") += 1;
+        changed.notify_all();
+    }
+}
+
+#[test]
+fn wait_while_sees_a_counter_another_worker_increments() {
+    for mode in modes("wait_while_sees_a_counter_another_worker_increments") {
+        let counter = Mutex::new(0u32).expect("mutex");
+        let changed = Condvar::new().expect("condvar");
+        let mut worker = Worker::new(mode, count_and_notify, (counter.clone(), changed.clone()));
+        worker.start().expect("start");
+        let guard = changed
+            .wait_while(counter.lock().expect("lock"), |g| **g < 4)
+            .expect("wait");
+        assert_eq!(*guard, 4, "{mode:?}");
+        drop(guard);
+        worker.join().expect("join");
+    }
+}
+
+#[test]
+fn a_condvar_wait_times_out_when_nobody_notifies() {
+    let counter = Mutex::new(0u32).expect("mutex");
+    let changed = Condvar::new().expect("condvar");
+    let (guard, timed_out) = changed
+        .wait_timeout(counter.lock().expect("lock"), Duration::from_millis(30))
+        .expect("wait");
+    assert!(timed_out);
+    let (_guard, timed_out) = changed
+        .wait_timeout_while(guard, Duration::from_millis(30), |g| **g == 0)
+        .expect("wait");
+    assert!(timed_out);
+}
+
+fn wait_for_go((flag, changed, arrived): (Mutex<u32>, Condvar, Semaphore)) -> u32 {
+    let guard = flag.lock().expect("lock");
+    arrived.release().expect("release");
+    let guard = changed.wait_while(guard, |g| **g == 0).expect("wait");
+    *guard
+}
+
+#[test]
+fn notify_all_wakes_every_waiter() {
+    for mode in modes("notify_all_wakes_every_waiter") {
+        let flag = Mutex::new(0u32).expect("mutex");
+        let changed = Condvar::new().expect("condvar");
+        let arrived = Semaphore::new(0).expect("semaphore");
+        let mut workers: Vec<_> = (0..3)
+            .map(|_| {
+                Worker::new(
+                    mode,
+                    wait_for_go,
+                    (flag.clone(), changed.clone(), arrived.clone()),
+                )
+            })
+            .collect();
+        for w in &mut workers {
+            w.start().expect("start");
+        }
+        for _ in 0..3 {
+            arrived.acquire().expect("arrived").forget();
+        }
+        *flag.lock().expect("lock") = 7;
+        changed.notify_all();
+        for w in &mut workers {
+            assert_eq!(w.join().expect("join"), 7, "{mode:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semaphore
+
+fn take_one(semaphore: Semaphore) -> u64 {
+    semaphore.acquire().expect("acquire").forget();
+    semaphore.value()
+}
+
+#[test]
+fn semaphore_counts_permits_across_workers() {
+    for mode in modes("semaphore_counts_permits_across_workers") {
+        let semaphore = Semaphore::new(2).expect("semaphore");
+        let left = run_all(mode, take_one, vec![semaphore.clone()]);
+        assert_eq!(left, [1]);
+        // A permit forgotten by a worker *thread* of this process is still held; one forgotten
+        // by a child process that has exited comes back when someone finds none free.
+        let a = semaphore.acquire().expect("acquire");
+        match mode {
+            Mode::Thread => assert!(matches!(
+                semaphore.try_acquire(),
+                Err(SemaphoreError::WouldBlock { .. })
+            )),
+            Mode::Process(_) => {
+                let b = semaphore
+                    .try_acquire()
+                    .expect("the dead child's permit came back");
+                drop(b);
+            }
+        }
+        drop(a);
+        semaphore.release().expect("release");
+    }
+}
+
+#[test]
+fn a_bounded_semaphore_refuses_over_release() {
+    let semaphore = Semaphore::bounded(2).expect("semaphore");
+    assert_eq!(semaphore.value(), 2);
+    let permit = semaphore.acquire().expect("acquire");
+    assert_eq!(semaphore.value(), 1);
+    drop(permit);
+    assert_eq!(semaphore.value(), 2);
+    let err = semaphore.release().expect_err("over-release accepted");
+    assert!(
+        matches!(err, SemaphoreError::OverReleased { bound: 2, .. }),
+        "{err:?}"
+    );
+    assert!(matches!(
+        semaphore
+            .acquire_timeout(Duration::ZERO)
+            .map(Permit::forget_it),
+        Ok(())
+    ));
+    let _a = semaphore.acquire().expect("second");
+    assert!(matches!(
+        semaphore.acquire_timeout(Duration::from_millis(20)),
+        Err(SemaphoreError::Timeout { .. })
+    ));
+    let unbounded = Semaphore::new(0).expect("semaphore");
+    unbounded
+        .release()
+        .expect("an unbounded semaphore accepts releases");
+    assert_eq!(unbounded.value(), 1);
+}
+
+trait Permit {
+    fn forget_it(self);
+}
+
+impl Permit for memspace::sync::Permit<'_> {
+    fn forget_it(self) {
+        self.forget();
+    }
+}
+
+fn hold_permit_forever((semaphore, holding): (Semaphore, Event)) {
+    semaphore.acquire().expect("acquire").forget();
+    holding.set();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_permit_held_by_a_killed_process_comes_back() {
+    watchdog();
+    let semaphore = Semaphore::new(1).expect("semaphore");
+    let holding = Event::new().expect("event");
+    let mut holder = Process::new(hold_permit_forever, (semaphore.clone(), holding.clone()));
+    holder.start().expect("start");
+    holding.wait();
+    assert!(
+        semaphore.try_acquire().is_err(),
+        "the holder has the only permit"
+    );
+    holder.kill().expect("SIGKILL");
+    let _ = holder.join();
+    let permit = semaphore
+        .acquire_timeout(Duration::from_secs(10))
+        .expect("the dead holder's permit came back");
+    drop(permit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Barrier
+
+fn cross_barrier((barrier, rounds): (Barrier, u32)) -> Vec<u32> {
+    (0..rounds)
+        .map(|_| barrier.wait().expect("barrier"))
+        .collect()
+}
+
+#[test]
+fn parties_pass_a_barrier_in_lockstep() {
+    for mode in modes("parties_pass_a_barrier_in_lockstep") {
+        let barrier = Barrier::new(4).expect("barrier");
+        let mut workers: Vec<_> = (0..3)
+            .map(|_| Worker::new(mode, cross_barrier, (barrier.clone(), 10)))
+            .collect();
+        for w in &mut workers {
+            w.start().expect("start");
+        }
+        let mine = cross_barrier((barrier.clone(), 10));
+        let mut theirs: Vec<Vec<u32>> = workers
+            .iter_mut()
+            .map(|w| w.join().expect("join"))
+            .collect();
+        theirs.push(mine);
+        for round in 0..10 {
+            let mut indices: Vec<u32> = theirs.iter().map(|v| v[round]).collect();
+            indices.sort_unstable();
+            assert_eq!(indices, [0, 1, 2, 3], "{mode:?} round {round}");
+        }
+    }
+}
+
+fn wait_at_barrier(barrier: Barrier) -> String {
+    match barrier.wait() {
+        Ok(index) => format!("passed {index}"),
+        Err(err) => format!("{err}"),
+    }
+}
+
+#[test]
+fn abort_and_timeout_break_the_barrier_and_reset_repairs_it() {
+    watchdog();
+    let barrier = Barrier::new(2).expect("barrier");
+    let err = barrier
+        .wait_timeout(Duration::from_millis(20))
+        .expect_err("one party alone passed");
+    assert!(matches!(err, BarrierError::Timeout { .. }), "{err:?}");
+    assert!(barrier.is_broken());
+    assert!(matches!(barrier.wait(), Err(BarrierError::Broken { .. })));
+    barrier.reset().expect("reset");
+    assert!(!barrier.is_broken());
+    let mut waiter = Process::new(wait_at_barrier, barrier.clone());
+    waiter.start().expect("start");
+    while barrier.waiting() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    barrier.abort().expect("abort");
+    let said = waiter.join().expect("join");
+    assert!(said.contains("is broken"), "{said}");
+}
+
+fn wait_at_barrier_forever(barrier: Barrier) {
+    let _ = barrier.wait();
+}
+
+#[test]
+fn a_party_killed_while_waiting_breaks_the_barrier() {
+    watchdog();
+    let barrier = Barrier::new(3).expect("barrier");
+    let mut doomed = Process::new(wait_at_barrier_forever, barrier.clone());
+    doomed.start().expect("start");
+    while barrier.waiting() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    doomed.kill().expect("SIGKILL");
+    let _ = doomed.join();
+    let err = barrier.wait().expect_err("passed with a dead party");
+    assert!(matches!(err, BarrierError::PartyDied { .. }), "{err:?}");
+    assert!(barrier.is_broken());
+}
+
+// ---------------------------------------------------------------------------------------------
+// RwLock
+
+fn read_twice((lock, both): (RwLock<[u64; 4]>, Barrier)) -> u64 {
+    let guard = lock.read().expect("read");
+    // Two readers inside at once: the barrier only passes if both hold a read guard.
+    both.wait().expect("barrier");
+    guard.iter().sum()
+}
+
+#[test]
+fn readers_share_and_writers_exclude() {
+    for mode in modes("readers_share_and_writers_exclude") {
+        let lock = RwLock::new([1u64, 2, 3, 4]).expect("rwlock");
+        let both = Barrier::new(2).expect("barrier");
+        let sums = run_all(
+            mode,
+            read_twice,
+            vec![(lock.clone(), both.clone()), (lock.clone(), both.clone())],
+        );
+        assert_eq!(sums, [10, 10], "{mode:?}");
+        {
+            let reader = lock.read().expect("read");
+            assert!(matches!(
+                lock.try_write_for(Duration::from_millis(20)),
+                Err(LockError::WouldDeadlock { .. })
+            ));
+            drop(reader);
+        }
+        lock.write().expect("write")[0] = 10;
+        assert_eq!(lock.read().expect("read")[0], 10);
+    }
+}
+
+fn read_forever((lock, reading): (RwLock<u64>, Event)) {
+    let _guard = lock.read().expect("read");
+    reading.set();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_killed_reader_does_not_keep_writers_out() {
+    watchdog();
+    let lock = RwLock::new(5u64).expect("rwlock");
+    let reading = Event::new().expect("event");
+    let mut reader = Process::new(read_forever, (lock.clone(), reading.clone()));
+    reader.start().expect("start");
+    reading.wait();
+    assert_eq!(lock.readers(), 1);
+    assert!(matches!(
+        lock.try_write_for(Duration::from_millis(20)),
+        Err(LockError::Timeout { .. })
+    ));
+    reader.kill().expect("SIGKILL");
+    let _ = reader.join();
+    *lock
+        .try_write_for(Duration::from_secs(10))
+        .expect("the dead reader was reaped") = 6;
+    assert_eq!(*lock.read().expect("read"), 6);
+}
+
+fn write_forever((lock, writing): (RwLock<u64>, Event)) {
+    let mut guard = lock.write().expect("write");
+    *guard = 99;
+    writing.set();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_killed_writer_is_reported_to_readers_until_a_writer_repairs() {
+    watchdog();
+    let lock = RwLock::new(1u64).expect("rwlock");
+    let writing = Event::new().expect("event");
+    let mut writer = Process::new(write_forever, (lock.clone(), writing.clone()));
+    writer.start().expect("start");
+    writing.wait();
+    writer.kill().expect("SIGKILL");
+    let _ = writer.join();
+    let Err(LockError::OwnerDied(read)) = lock.read() else {
+        panic!("a reader was not told the writer died");
+    };
+    assert_eq!(*read, 99, "the value the dead writer left");
+    drop(read);
+    let Err(LockError::OwnerDied(mut write)) = lock.write() else {
+        panic!("the next writer was not told");
+    };
+    *write = 2;
+    write.mark_consistent();
+    drop(write);
+    assert_eq!(*lock.read().expect("clean after repair"), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value and SharedVec
+
+fn add_fifty(counter: Value<u64>) {
+    for _ in 0..50 {
+        counter.update(|v| *v += 1).expect("update");
+    }
+}
+
+#[test]
+fn ten_workers_adding_fifty_each_make_exactly_five_hundred() {
+    for mode in modes("ten_workers_adding_fifty_each_make_exactly_five_hundred") {
+        let counter = Value::new(0u64).expect("value");
+        run_all(mode, add_fifty, vec![counter.clone(); 10]);
+        assert_eq!(counter.get().expect("get"), 500, "{mode:?}");
+    }
+}
+
+fn push_range((vec, worker): (SharedVec<u64>, u64)) {
+    for i in 0..10_000 {
+        vec.push(worker << 32 | i).expect("push");
+    }
+}
+
+#[test]
+fn four_workers_pushing_ten_thousand_each_are_all_there_in_order() {
+    for mode in modes("four_workers_pushing_ten_thousand_each_are_all_there_in_order") {
+        let vec = SharedVec::<u64>::new().expect("vec");
+        run_all(mode, push_range, (0..4).map(|w| (vec.clone(), w)).collect());
+        let all = vec.as_slice().expect("slice");
+        assert_eq!(all.len(), 40_000, "{mode:?}");
+        for worker in 0..4u64 {
+            let mine: Vec<u64> = all
+                .iter()
+                .filter(|v| *v >> 32 == worker)
+                .map(|v| v & 0xffff_ffff)
+                .collect();
+            assert_eq!(
+                mine,
+                (0..10_000).collect::<Vec<_>>(),
+                "{mode:?} worker {worker}"
+            );
+        }
+        assert!(memspace::inspect::verify(vec.segment()).is_consistent());
+    }
+}
+
+#[test]
+fn a_shared_vec_of_another_element_type_is_refused() {
+    let name = format!("primitives.{}.vec-type", std::process::id());
+    let vec = SharedVec::<u32>::create(&name).expect("create");
+    vec.push(1).expect("push");
+    let err = SharedVec::<u64>::open(&name).expect_err("u32 elements opened as u64");
+    assert!(
+        matches!(
+            err,
+            memspace::Error::Open(memspace::OpenError::TypeMismatch { .. })
+        ),
+        "{err:?}"
+    );
+    vec.unlink().expect("unlink");
+}
+
+#[test]
+fn a_slice_taken_before_growth_stays_valid_after_it() {
+    let vec = SharedVec::<u64>::new().expect("vec");
+    vec.extend_from_slice(&[7; 100]).expect("push");
+    let before = vec.as_slice().expect("slice");
+    // 2 million elements: 16 MB, far past the first 64 KiB.
+    vec.extend_from_slice(&vec![8; 2_000_000]).expect("grow");
+    assert_eq!(before, &[7; 100][..]);
+    assert_eq!(vec.len(), 2_000_100);
+    assert_eq!(vec.as_slice().expect("slice")[2_000_099], 8);
+}

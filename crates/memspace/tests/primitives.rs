@@ -2,6 +2,11 @@
 //! run on threads, on fork-started processes and on spawn-started processes; then the kill
 //! tests, which really SIGKILL a participant.
 
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value: that is how workers receive them"
+)]
+
 use std::time::Duration;
 
 use memspace::collections::{SharedVec, Value};

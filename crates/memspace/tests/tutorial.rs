@@ -283,6 +283,10 @@ fn locking_twice_in_one_thread_is_an_error_not_a_deadlock() {
     assert!(relock(Lock::new().expect("lock")));
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "this worker's job is to exit without returning"
+)]
 fn child_exit(code: i32) {
     std::process::exit(code);
 }

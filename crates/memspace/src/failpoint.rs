@@ -19,7 +19,7 @@ pub(crate) fn hit(name: &'static str) {
     static ARMED: OnceLock<Option<String>> = OnceLock::new();
     let armed = ARMED.get_or_init(|| std::env::var("MEMSPACE_FAILPOINT").ok());
     if armed.as_deref() == Some(name) {
-        let _ = crate::sys::send_signal(crate::sys::pid(), crate::sys::SIGSTOP);
+        crate::sys::stop_self();
     }
 }
 

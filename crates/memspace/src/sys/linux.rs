@@ -455,9 +455,14 @@ pub(crate) fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 /// `SIGTERM`.
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
-/// `SIGSTOP`.
+/// Stops the calling process with `SIGSTOP`, sent to the calling *thread* (`raise`), so that
+/// the stop happens before this thread runs another instruction of its own; a signal sent to
+/// the process could be taken by another thread, and this one run on meanwhile.
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
-pub(crate) const SIGSTOP: i32 = libc::SIGSTOP;
+pub(crate) fn stop_self() {
+    // SAFETY: raise has no memory-safety preconditions.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
 
 /// Whether a process with this id exists, and its start time (clock ticks after boot, field 22
 /// of `/proc/PID/stat`): together they identify a process even after its pid is reused.

@@ -43,6 +43,8 @@ pub(crate) enum Command {
     /// Remove anonymous segments whose every user is dead, and segments whose creator died
     /// while creating them.
     Gc {
+        /// Only consider these segments (all memspace segments in /dev/shm if none are given).
+        names: Vec<String>,
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,

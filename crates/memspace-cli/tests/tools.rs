@@ -204,7 +204,8 @@ fn lock_reports_a_holder_that_was_killed_and_takes_over() {
 fn gc_keeps_named_segments_and_dry_run_removes_nothing() {
     let name = Name::new("gc-named");
     succeed(&["list", "create", &name.0]);
-    let out = succeed(&["gc", "--dry-run", "--json"]);
+    // Other tests run at the same time and may own orphans of their own: name ours.
+    let out = succeed(&["gc", "--dry-run", "--json", &name.0]);
     let planned: Value = serde_json::from_str(&out).expect("JSON");
     assert!(
         planned
@@ -214,6 +215,50 @@ fn gc_keeps_named_segments_and_dry_run_removes_nothing() {
             .all(|entry| entry["name"] != name.0.as_str()),
         "gc would remove a named segment: {out}"
     );
-    succeed(&["gc"]);
+    let done = succeed(&["gc", &name.0]);
+    assert!(done.contains("nothing to remove"), "{done}");
     assert_eq!(succeed(&["list", "len", &name.0]).trim(), "0");
+}
+
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value"
+)]
+fn create_orphan_and_park((names, ready): (memspace::SharedList<String>, memspace::sync::Event)) {
+    let orphan = memspace::SharedList::<u32>::new().expect("list");
+    names.push(&orphan.name().to_string()).expect("report name");
+    ready.set();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn gc_removes_an_anonymous_segment_whose_every_user_was_killed() {
+    let names = memspace::SharedList::<String>::new().expect("list");
+    let ready = memspace::sync::Event::new().expect("event");
+    let mut child = memspace::Process::new(create_orphan_and_park, (names.clone(), ready.clone()));
+    child.start().expect("start");
+    assert!(
+        ready.wait_timeout(Duration::from_mins(1)),
+        "the child never got ready"
+    );
+    let orphan = names.get(0).expect("read").expect("a name");
+    child.kill().expect("SIGKILL");
+    let _ = child.join();
+    // Other tests run at the same time and may own orphans of their own: name the segments.
+    let planned = succeed(&["gc", "--dry-run", &orphan, names.name().as_str()]);
+    assert!(
+        planned.contains(&format!(
+            "would remove {orphan}: anonymous, and every user is dead"
+        )),
+        "{planned}"
+    );
+    assert!(std::path::Path::new(&format!("/dev/shm/memspace.{orphan}")).exists());
+    let done = succeed(&["gc", &orphan, names.name().as_str()]);
+    assert!(done.contains(&format!("removed {orphan}")), "{done}");
+    assert!(!std::path::Path::new(&format!("/dev/shm/memspace.{orphan}")).exists());
+    // Our own anonymous list has a live user (this process): gc leaves it alone.
+    assert!(!done.contains(names.name().as_str()), "{done}");
+    assert_eq!(names.len(), 1);
 }

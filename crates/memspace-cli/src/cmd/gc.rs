@@ -17,9 +17,9 @@ use super::ls::{Entry, scan};
 /// How old an unfinished segment must be before it counts as abandoned.
 const UNFINISHED_AGE: Duration = Duration::from_mins(1);
 
-pub(crate) fn run(dry_run: bool, as_json: bool) -> anyhow::Result<()> {
+pub(crate) fn run(only: &[String], dry_run: bool, as_json: bool) -> anyhow::Result<()> {
     let mut done = Vec::new();
-    for entry in scan()? {
+    for entry in scan(only)? {
         let (name, reason) = match entry {
             Entry::Readable(info) => {
                 if !info.anonymous || info.live_users > 0 || info.untracked_users > 0 {

@@ -12,9 +12,12 @@ pub(crate) enum Entry {
     Unreadable { name: String, error: String },
 }
 
-/// Observes every memspace segment in /dev/shm.
-pub(crate) fn scan() -> anyhow::Result<Vec<Entry>> {
-    let names = inspect::shm_segment_names().context("reading /dev/shm")?;
+/// Observes the memspace segments in /dev/shm (only those named in `only`, if it is not empty).
+pub(crate) fn scan(only: &[String]) -> anyhow::Result<Vec<Entry>> {
+    let mut names = inspect::shm_segment_names().context("reading /dev/shm")?;
+    if !only.is_empty() {
+        names.retain(|name| only.contains(name));
+    }
     Ok(names
         .into_iter()
         .map(|name| match inspect::observe(&name) {
@@ -28,7 +31,7 @@ pub(crate) fn scan() -> anyhow::Result<Vec<Entry>> {
 }
 
 pub(crate) fn run(json: bool) -> anyhow::Result<()> {
-    let entries = scan()?;
+    let entries = scan(&[])?;
     if json {
         let array: Vec<serde_json::Value> = entries
             .iter()

@@ -24,7 +24,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Ls { json } => ls::run(json)?,
         Command::Inspect { name, items, json } => inspect::run(&name, items, json)?,
-        Command::Gc { dry_run, json } => gc::run(dry_run, json)?,
+        Command::Gc {
+            names,
+            dry_run,
+            json,
+        } => gc::run(&names, dry_run, json)?,
         Command::Lock {
             name,
             timeout,

@@ -17,4 +17,4 @@ pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};
 pub use self::value::Value;
 pub use self::vec::SharedVec;
-pub(crate) use self::vec::VecArea;
+pub(crate) use self::vec::{VecArea, len as vec_len, verify as verify_vec};

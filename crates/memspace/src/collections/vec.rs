@@ -356,3 +356,25 @@ impl<'de, T: Pod> Deserialize<'de> for SharedVec<T> {
         SharedVec::open(&name).map_err(serde::de::Error::custom)
     }
 }
+
+/// The number of published elements of the vector in `segment`.
+pub(crate) fn len(segment: &Segment) -> u64 {
+    segment.kind_area::<VecArea>().len.load(Ordering::Acquire)
+}
+
+/// Checks that the published elements lie inside the segment.
+pub(crate) fn verify(segment: &Segment, report: &mut crate::inspect::Report) {
+    let area = segment.kind_area::<VecArea>();
+    let len = area.len.load(Ordering::Acquire);
+    let size = area.element_size.load(Ordering::Relaxed);
+    match len
+        .checked_mul(size)
+        .and_then(|bytes| bytes.checked_add(DATA_START))
+    {
+        Some(end) if end <= segment.size() => {}
+        _ => report.problem(format!(
+            "{len} elements of {size} bytes do not fit the segment's {} bytes",
+            segment.size()
+        )),
+    }
+}

@@ -90,8 +90,10 @@ pub fn verify(segment: &Segment) -> Report {
         report.note("the lock is poisoned: a holder panicked while holding it".to_owned());
     }
     // Each kind adds its own structural checks here as it gets them.
-    if segment.kind() == Kind::List {
-        collections::verify_list(segment, &mut report);
+    match segment.kind() {
+        Kind::List => collections::verify_list(segment, &mut report),
+        Kind::Vec => collections::verify_vec(segment, &mut report),
+        _ => {}
     }
     report
 }
@@ -222,6 +224,7 @@ pub fn info(segment: &Segment) -> SegmentInfo {
         },
         items: match segment.kind() {
             Kind::List => Some(collections::list_len(segment)),
+            Kind::Vec => Some(collections::vec_len(segment)),
             _ => None,
         },
     }

@@ -11,6 +11,9 @@
 //! | `list.block_reserved` | a new index block was reserved, no record written yet |
 //! | `list.written` | a record and its index entry were written, not yet published |
 //! | `list.published` | an item was published, the end of data not yet advanced |
+//! | `map.table_built` | a larger table was built, not yet switched to |
+//! | `map.written` | an entry's record was written, not yet in a slot |
+//! | `map.committed` | a new entry is in its slot, the counts not yet updated |
 //! | `vec.written` | elements were written past the published length, not yet published |
 
 #[cfg(feature = "failpoints")]

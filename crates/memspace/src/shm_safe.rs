@@ -53,3 +53,5 @@ unsafe impl ShmSafe for crate::sync::BarrierArea {}
 unsafe impl ShmSafe for crate::sync::RwLockArea {}
 // SAFETY: as above.
 unsafe impl ShmSafe for crate::collections::VecArea {}
+// SAFETY: as above.
+unsafe impl ShmSafe for crate::collections::MapArea {}

@@ -5,16 +5,21 @@
 //!   without a lock, appended under the segment's robust lock.
 //! * [`SharedVec<T>`]: growable array of plain fixed-size elements, read as a slice without
 //!   copying: the fast path for numbers.
+//! * [`SharedMap<K, V>`]: hash map of serde keys and values, deterministic hashing, growth
+//!   while attached.
 //! * [`Value<T>`]: one plain value with atomic reads, writes and updates.
 
 mod codec;
 mod list;
+mod map;
 mod record;
 mod value;
 mod vec;
 
 pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};
+pub use self::map::SharedMap;
+pub(crate) use self::map::{MapArea, len as map_len, verify as verify_map};
 pub use self::value::Value;
 pub use self::vec::SharedVec;
 pub(crate) use self::vec::{VecArea, len as vec_len, verify as verify_vec};

@@ -93,6 +93,7 @@ pub fn verify(segment: &Segment) -> Report {
     match segment.kind() {
         Kind::List => collections::verify_list(segment, &mut report),
         Kind::Vec => collections::verify_vec(segment, &mut report),
+        Kind::Map => collections::verify_map(segment, &mut report),
         _ => {}
     }
     report
@@ -225,6 +226,7 @@ pub fn info(segment: &Segment) -> SegmentInfo {
         items: match segment.kind() {
             Kind::List => Some(collections::list_len(segment)),
             Kind::Vec => Some(collections::vec_len(segment)),
+            Kind::Map => Some(collections::map_len(segment)),
             _ => None,
         },
     }

@@ -14,6 +14,9 @@
 //! | `map.table_built` | a larger table was built, not yet switched to |
 //! | `map.written` | an entry's record was written, not yet in a slot |
 //! | `map.committed` | a new entry is in its slot, the counts not yet updated |
+//! | `queue.written` | an item and its entry were written, not yet committed |
+//! | `queue.taken` | an item was marked taken, the counters not yet updated |
+//! | `queue.acked` | an item was marked acknowledged, the counters not yet updated |
 //! | `vec.written` | elements were written past the published length, not yet published |
 
 #[cfg(feature = "failpoints")]

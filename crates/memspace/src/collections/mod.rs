@@ -7,11 +7,14 @@
 //!   copying: the fast path for numbers.
 //! * [`SharedMap<K, V>`]: hash map of serde keys and values, deterministic hashing, growth
 //!   while attached.
+//! * [`Queue<T>`]: multi-producer, multi-consumer FIFO, bounded or not, whose items come back
+//!   when the consumer that took them dies before acknowledging.
 //! * [`Value<T>`]: one plain value with atomic reads, writes and updates.
 
 mod codec;
 mod list;
 mod map;
+mod queue;
 mod record;
 mod value;
 mod vec;
@@ -20,6 +23,10 @@ pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};
 pub use self::map::SharedMap;
 pub(crate) use self::map::{MapArea, len as map_len, verify as verify_map};
+pub use self::queue::{Delivery, Queue, QueueError};
+pub(crate) use self::queue::{
+    Entry as QueueEntry, QueueArea, len as queue_len, verify as verify_queue,
+};
 pub use self::value::Value;
 pub use self::vec::SharedVec;
 pub(crate) use self::vec::{VecArea, len as vec_len, verify as verify_vec};

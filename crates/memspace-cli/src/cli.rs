@@ -17,6 +17,12 @@ pub(crate) enum Command {
     /// Create, append to and read shared lists.
     #[command(subcommand)]
     List(ListCommand),
+    /// Create, change and read shared maps (keys and values as JSON).
+    #[command(subcommand)]
+    Map(MapCommand),
+    /// Create shared queues, put items in and get them out (items as JSON).
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Remove segments by name (processes that have them open keep using them).
     Rm {
         /// The segments to remove.
@@ -141,4 +147,84 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|mode| *mode <= 0o777)
         .ok_or_else(|| format!("`{text}` is not an octal mode such as 600 or 640"))
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MapCommand {
+    /// Create an empty map; it persists until `memspace rm NAME`.
+    Create {
+        /// The map's name, or `file:PATH`.
+        name: String,
+        /// The largest size in bytes the map may grow to.
+        #[arg(long)]
+        max_size: Option<u64>,
+        /// The permission bits, in octal (default 600: this user only).
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
+    },
+    /// Set KEY to VALUE (both JSON).
+    Set {
+        /// The map's name.
+        name: String,
+        /// The key, as JSON (`'"ada"'`, `7`, `'[1, 2]'`).
+        #[arg(allow_negative_numbers = true)]
+        key: String,
+        /// The value, as JSON.
+        #[arg(allow_negative_numbers = true)]
+        value: String,
+    },
+    /// Print the value of KEY, or every entry as a JSON array of [key, value] pairs.
+    Get {
+        /// The map's name.
+        name: String,
+        /// The key, as JSON.
+        #[arg(allow_negative_numbers = true)]
+        key: Option<String>,
+    },
+    /// Remove KEY and print its value.
+    Remove {
+        /// The map's name.
+        name: String,
+        /// The key, as JSON.
+        #[arg(allow_negative_numbers = true)]
+        key: String,
+    },
+    /// Print the number of entries.
+    Len {
+        /// The map's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueueCommand {
+    /// Create an empty queue; it persists until `memspace rm NAME`.
+    Create {
+        /// The queue's name, or `file:PATH`.
+        name: String,
+        /// Hold at most this many unacknowledged items (unbounded if not given).
+        #[arg(long)]
+        capacity: Option<u64>,
+    },
+    /// Put JSON values at the back, in order, waiting while a bounded queue is full.
+    Put {
+        /// The queue's name.
+        name: String,
+        /// The values, each a JSON document.
+        #[arg(required = true, allow_negative_numbers = true)]
+        values: Vec<String>,
+    },
+    /// Take the item at the front and print it as JSON, waiting for one if the queue is empty.
+    Get {
+        /// The queue's name.
+        name: String,
+        /// Give up after this many seconds (exit status 75) instead of waiting forever.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+    },
+    /// Print the number of items waiting.
+    Len {
+        /// The queue's name.
+        name: String,
+    },
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use memspace::SharedList;
+use memspace::collections::{Queue, SharedMap};
 use memspace::inspect;
 use serde_json::{Value, json};
 
@@ -12,13 +13,30 @@ pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> 
     let segment = inspect::observe(name).with_context(|| format!("inspecting `{name}`"))?;
     let info = inspect::info(&segment);
     let report = inspect::verify(&segment);
-    let values = if items && info.kind == "list" {
-        let list = SharedList::<Value>::from_segment(segment)
-            .with_context(|| format!("reading the items of `{name}`"))?;
-        Some(
-            list.to_vec()
-                .with_context(|| format!("reading the items of `{name}`"))?,
-        )
+    let values = if items {
+        let context = || format!("reading the items of `{name}`");
+        match info.kind {
+            "list" => Some(
+                SharedList::<Value>::from_segment(segment)
+                    .and_then(|list| list.to_vec())
+                    .with_context(context)?,
+            ),
+            "map" => Some(
+                SharedMap::<Value, Value>::from_segment(segment)
+                    .and_then(|map| map.to_vec())
+                    .with_context(context)?
+                    .into_iter()
+                    .map(|(k, v)| Value::Array(vec![k, v]))
+                    .collect(),
+            ),
+            "queue" => Some(
+                Queue::<Value>::from_segment(segment)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|queue| Ok(queue.peek_all()?))
+                    .with_context(context)?,
+            ),
+            _ => None,
+        }
     } else {
         None
     };

@@ -6,6 +6,8 @@ mod inspect;
 mod list;
 mod lock;
 mod ls;
+mod map;
+mod queue;
 
 use std::process::ExitCode;
 
@@ -17,6 +19,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => demo::run(&args)?,
         Command::List(command) => list::run(command)?,
+        Command::Map(command) => map::run(command)?,
+        Command::Queue(command) => return queue::run(command),
         Command::Rm { names } => {
             for name in &names {
                 memspace::Segment::remove(name).with_context(|| format!("removing `{name}`"))?;

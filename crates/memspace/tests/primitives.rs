@@ -513,3 +513,35 @@ fn a_slice_taken_before_growth_stays_valid_after_it() {
     assert_eq!(vec.len(), 2_000_100);
     assert_eq!(vec.as_slice().expect("slice")[2_000_099], 8);
 }
+
+fn wait_forever_on_condvar((flag, changed, waiting): (Mutex<u32>, Condvar, Event)) {
+    let guard = flag.lock().expect("lock");
+    waiting.set();
+    let _guard = changed.wait_while(guard, |_| true).expect("wait");
+}
+
+#[test]
+fn a_waiter_killed_while_waiting_does_not_swallow_a_notification() {
+    watchdog();
+    let flag = Mutex::new(0u32).expect("mutex");
+    let changed = Condvar::new().expect("condvar");
+    let waiting = Event::new().expect("event");
+    let mut doomed = Process::new(
+        wait_forever_on_condvar,
+        (flag.clone(), changed.clone(), waiting.clone()),
+    );
+    doomed.start().expect("start");
+    waiting.wait();
+    // The doomed waiter is asleep in the condvar (it released the lock to get there).
+    drop(flag.lock().expect("the waiter released the lock"));
+    doomed.kill().expect("SIGKILL");
+    let _ = doomed.join();
+    // A live waiter now gets the one notification that is sent.
+    let arrived = Semaphore::new(0).expect("semaphore");
+    let mut live = Process::new(wait_for_go, (flag.clone(), changed.clone(), arrived.clone()));
+    live.start().expect("start");
+    arrived.acquire().expect("arrived").forget();
+    *flag.lock().expect("lock") = 3;
+    changed.notify_one();
+    assert_eq!(live.join().expect("the live waiter woke"), 3);
+}

@@ -538,7 +538,10 @@ fn a_waiter_killed_while_waiting_does_not_swallow_a_notification() {
     let _ = doomed.join();
     // A live waiter now gets the one notification that is sent.
     let arrived = Semaphore::new(0).expect("semaphore");
-    let mut live = Process::new(wait_for_go, (flag.clone(), changed.clone(), arrived.clone()));
+    let mut live = Process::new(
+        wait_for_go,
+        (flag.clone(), changed.clone(), arrived.clone()),
+    );
     live.start().expect("start");
     arrived.acquire().expect("arrived").forget();
     *flag.lock().expect("lock") = 3;

@@ -58,6 +58,8 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure memspace against its baselines (Rust threads, raw fork, Python) on this machine.
+    Bench(BenchArgs),
     /// Run a command while holding a named cross-process lock (created if missing), like
     /// flock(1); exits with the command's status.
     Lock {
@@ -227,4 +229,20 @@ pub(crate) enum QueueCommand {
         /// The queue's name.
         name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Smaller runs: done in well under a minute.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Print a JSON array, one object per comparison.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also measure 1, 2, 4 and 8 workers and draw the scaling curve into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) plot: Option<std::path::PathBuf>,
+    /// Skip the Python baselines even if python3 is on the PATH.
+    #[arg(long)]
+    pub(crate) no_python: bool,
 }

@@ -262,3 +262,42 @@ fn gc_removes_an_anonymous_segment_whose_every_user_was_killed() {
     assert!(!done.contains(names.name().as_str()), "{done}");
     assert_eq!(names.len(), 1);
 }
+
+#[test]
+fn bench_quick_json_reports_every_comparison_with_its_ratio() {
+    let out = succeed(&["bench", "--quick", "--json", "--no-python"]);
+    let json: Value = serde_json::from_str(&out).expect("JSON");
+    let rows = json.as_array().expect("an array");
+    let scenarios: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
+    for expected in [
+        "shared_vec_push",
+        "lock_uncontended",
+        "process_start_fork",
+        "process_start_spawn",
+    ] {
+        assert!(
+            scenarios.contains(&expected),
+            "{expected} missing from {out}"
+        );
+    }
+    for row in rows {
+        for field in ["memspace", "baseline_value", "speedup"] {
+            assert!(
+                row[field].as_f64().is_some_and(|v| v > 0.0),
+                "{field} in {row}"
+            );
+        }
+        assert!(
+            row["baseline"].is_string() && row["unit"].is_string(),
+            "{row}"
+        );
+        let ratio =
+            row["memspace"].as_f64().unwrap_or(0.0) / row["baseline_value"].as_f64().unwrap_or(1.0);
+        let speedup = row["speedup"].as_f64().unwrap_or(0.0);
+        assert!(
+            (ratio - speedup).abs() < 1e-6 * ratio.max(1.0)
+                || (1.0 / ratio - speedup).abs() < 1e-6 * speedup.max(1.0),
+            "speedup is not the ratio: {row}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod demo;
 mod gc;
 mod inspect;
@@ -18,6 +19,7 @@ use crate::cli::{Cli, Command};
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => demo::run(&args)?,
+        Command::Bench(args) => bench::run(&args)?,
         Command::List(command) => list::run(command)?,
         Command::Map(command) => map::run(command)?,
         Command::Queue(command) => return queue::run(command),

@@ -137,6 +137,13 @@ impl<T> SharedList<T> {
         self.len() == 0
     }
 
+    /// Bytes of the segment in use: the control page, the index and the records (the segment
+    /// itself grows by doubling, so its size can be up to twice this).
+    #[must_use]
+    pub fn used_bytes(&self) -> u64 {
+        self.area().tail.load(Ordering::Relaxed)
+    }
+
     /// The list's segment name.
     #[must_use]
     pub fn name(&self) -> &SegmentName {
@@ -412,7 +419,7 @@ impl<'a> Raw<'a> {
                 self.segment.size()
             )));
         }
-        area.tail.store(tail, Ordering::Relaxed);
+        area.tail.store(tail, Ordering::Release);
         Ok(())
     }
 
@@ -435,7 +442,7 @@ impl<'a> Raw<'a> {
             let end = block_offset + 8 * capacity;
             segment.grow_to(end, held)?;
             area.blocks[block].store(block_offset, Ordering::Release);
-            area.tail.store(end, Ordering::Relaxed);
+            area.tail.store(end, Ordering::Release);
             tail = end;
             crate::failpoint::hit("list.block_reserved");
         }
@@ -455,7 +462,7 @@ impl<'a> Raw<'a> {
         // Publish: the record, its entry and any growth happen-before a reader's Acquire load.
         area.len.store(len + 1, Ordering::Release);
         crate::failpoint::hit("list.published");
-        area.tail.store(end, Ordering::Relaxed);
+        area.tail.store(end, Ordering::Release);
         segment.note_writer();
         Ok(())
     }
@@ -508,7 +515,6 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     let raw = Raw { segment };
     let area = raw.area();
-    let size = segment.size();
     let len = area.len.load(Ordering::Acquire);
     let mut block_ends = 0;
     let mut previous_block_end = DATA_START;
@@ -518,6 +524,9 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
             continue;
         }
         let end = offset.saturating_add(8 * (FIRST_BLOCK_ENTRIES << block));
+        // Appends go on meanwhile: compare with the size read after the offset (a block is
+        // grown for before its offset is published).
+        let size = segment.size();
         if offset < previous_block_end || !offset.is_multiple_of(8) || end > size {
             report.problem(format!(
                 "index block {block} at {offset}..{end} overlaps an earlier block or lies outside \
@@ -560,9 +569,12 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
         }
         report.items_checked += 1;
     }
-    let tail = area.tail.load(Ordering::Relaxed);
+    let tail = area.tail.load(Ordering::Acquire);
+    // Read after `tail`: every growth a writer made before advancing `tail` is seen.
+    let size = segment.size();
     let needed = previous_end.max(block_ends);
-    if tail < needed {
+    // A writer may have finished between loading `tail` and looking for a holder: look again.
+    if tail < needed && area.tail.load(Ordering::Acquire) < needed {
         if segment.lock_owner().is_some() {
             report.note(format!(
                 "end of data {tail} is behind the published data ({needed}): a writer was \

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""The Python baselines of `memspace bench`: appends per second with Python's own tools.
+
+Prints one JSON object:
+  threads_lock_append   4 threads appending to one list under a threading.Lock
+  manager_list_append   4 processes appending to a Manager().list()
+  shareable_list_write  4 processes writing a ShareableList under a multiprocessing.Lock
+"""
+
+import json
+import sys
+import threading
+import time
+from multiprocessing import Lock, Manager, Process
+from multiprocessing.shared_memory import ShareableList
+
+WORKERS = 4
+
+
+def threads_lock_append(n):
+    nums, lock = [], threading.Lock()
+
+    def work():
+        for i in range(n):
+            with lock:
+                nums.append(i)
+
+    threads = [threading.Thread(target=work) for _ in range(WORKERS)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    assert len(nums) == WORKERS * n
+    return WORKERS * n / elapsed
+
+
+def _manager_work(nums, n):
+    for i in range(n):
+        nums.append(i)
+
+
+def manager_list_append(n):
+    with Manager() as manager:
+        nums = manager.list()
+        procs = [Process(target=_manager_work, args=(nums, n)) for _ in range(WORKERS)]
+        start = time.perf_counter()
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        elapsed = time.perf_counter() - start
+        assert len(nums) == WORKERS * n
+    return WORKERS * n / elapsed
+
+
+def _shareable_work(name, lock, n, slot):
+    shared = ShareableList(name=name)
+    for i in range(n):
+        with lock:
+            shared[slot] = i
+    shared.shm.close()
+
+
+def shareable_list_write(n):
+    shared = ShareableList([0] * WORKERS)
+    lock = Lock()
+    try:
+        procs = [
+            Process(target=_shareable_work, args=(shared.shm.name, lock, n, w))
+            for w in range(WORKERS)
+        ]
+        start = time.perf_counter()
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        elapsed = time.perf_counter() - start
+    finally:
+        shared.shm.close()
+        shared.shm.unlink()
+    return WORKERS * n / elapsed
+
+
+def main():
+    quick = "--quick" in sys.argv
+    scale = 1 if quick else 4
+    print(
+        json.dumps(
+            {
+                "threads_lock_append": threads_lock_append(50_000 * scale),
+                "manager_list_append": manager_list_append(2_000 * scale),
+                "shareable_list_write": shareable_list_write(20_000 * scale),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

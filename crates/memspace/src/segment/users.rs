@@ -95,7 +95,12 @@ impl Users {
 
     /// Frees slot `index` if it still belongs to `pid`.
     pub(crate) fn detach(&self, index: usize, pid: u32) {
-        if let Some(slot) = self.slots.get(index) {
+        if let Some(slot) = self.slots.get(index)
+            && slot.pid.load(Ordering::Acquire) == pid
+        {
+            // Forget the start time first: a process that claims the slot next is, until it
+            // stores its own, "pid alive, start unknown", never mistaken for dead.
+            slot.start_time.store(0, Ordering::Release);
             let _ = slot
                 .pid
                 .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
@@ -107,6 +112,8 @@ impl Users {
         for slot in &self.slots {
             let pid = slot.pid.load(Ordering::Acquire);
             if pid != 0 && !is_alive(pid, slot.start_time.load(Ordering::Acquire)) {
+                // As in `detach`: forget the dead user's start time before freeing the slot.
+                slot.start_time.store(0, Ordering::Release);
                 let _ = slot
                     .pid
                     .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);

@@ -7,7 +7,10 @@
 //! either through memspace's own spawn start method ([`spawn_runs_this_test`]) or through
 //! [`Command`] with [`ROLE`] in the environment ([`child_in_role`]).
 
-#![allow(dead_code, reason = "each test binary uses its own subset of the helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own subset of the helpers"
+)]
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -27,7 +30,7 @@ use serde::de::DeserializeOwned;
 pub(crate) const ROLE: &str = "MEMSPACE_CRASH_TEST_ROLE";
 
 /// How long a test may run before its watchdog aborts the process.
-pub(crate) const WATCHDOG_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const WATCHDOG_LIMIT: Duration = Duration::from_mins(1);
 
 // ---------------------------------------------------------------------------------------------
 // Watchdog
@@ -44,10 +47,7 @@ impl Watchdog {
     pub(crate) fn start() -> Self {
         let done = Arc::new((std::sync::Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&done);
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("a test")
-            .to_owned();
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
         std::thread::Builder::new()
             .name("watchdog".to_owned())
             .spawn(move || {
@@ -57,7 +57,9 @@ impl Watchdog {
                     .wait_timeout_while(finished, WATCHDOG_LIMIT, |finished| !*finished)
                     .unwrap_or_else(PoisonError::into_inner);
                 if !*finished {
-                    eprintln!("watchdog: {test} did not finish within {WATCHDOG_LIMIT:?}: aborting");
+                    eprintln!(
+                        "watchdog: {test} did not finish within {WATCHDOG_LIMIT:?}: aborting"
+                    );
                     std::process::abort();
                 }
             })
@@ -171,12 +173,12 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Whether `status` is the end of a SIGKILLed process.
+/// Whether `status` is the end of a process killed with `SIGKILL`.
 pub(crate) fn was_sigkilled(status: ExitStatus) -> bool {
     status.signal() == Some(9)
 }
 
-/// A [`Process`] that is SIGKILLed and joined on drop if it still runs (so that a failing
+/// A [`Process`] that is killed (`SIGKILL`) and joined on drop if it still runs (so that a failing
 /// test does not leave workers behind).
 #[derive(Debug)]
 pub(crate) struct Reaped<A, R>(pub(crate) Process<A, R>)
@@ -197,6 +199,25 @@ where
 
     pub(crate) fn pid(&self) -> u32 {
         self.0.pid().expect("started")
+    }
+
+    /// Polls `condition` until it holds, like [`wait_until`]; if the process ends meanwhile
+    /// (the condition would never hold), reports how it ended instead of waiting for the
+    /// watchdog.
+    pub(crate) fn wait_until(&mut self, what: &str, mut condition: impl FnMut() -> bool)
+    where
+        R: std::fmt::Debug,
+    {
+        while !condition() {
+            if matches!(process_state(self.pid()), Some('Z' | 'X') | None) {
+                let ended = self.0.join();
+                panic!(
+                    "process {} ended while the test waited until {what}: {ended:?}",
+                    self.pid()
+                );
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
     }
 }
 
@@ -224,12 +245,15 @@ impl Parent {
         Parent(std::os::unix::process::parent_id())
     }
 
-    /// Exits at once if the parent is gone (we were re-parented).
+    /// Ends this child at once (by a panic, which its test or `Process` reports as a failure)
+    /// if the parent is gone (we were re-parented).
     pub(crate) fn exit_if_gone(self) {
-        if std::os::unix::process::parent_id() != self.0 {
-            eprintln!("child {}: the test process is gone; exiting", std::process::id());
-            std::process::exit(3);
-        }
+        assert_eq!(
+            std::os::unix::process::parent_id(),
+            self.0,
+            "child {}: the test process is gone",
+            std::process::id()
+        );
     }
 
     /// Sleeps until killed (or until the parent is gone).
@@ -356,7 +380,11 @@ impl TempDir {
 
     /// The segment name `file:DIR/FILE`.
     pub(crate) fn segment(&self, file: &str) -> String {
-        format!("{}{}", memspace::segment::FILE_PREFIX, self.0.join(file).display())
+        format!(
+            "{}{}",
+            memspace::segment::FILE_PREFIX,
+            self.0.join(file).display()
+        )
     }
 }
 
@@ -370,7 +398,9 @@ impl Drop for TempDir {
 // Locks
 
 /// Locks `mutex`, taking over from a holder that died (a killed worker) or panicked.
-pub(crate) fn lock_recovering<T: bytemuck::Pod>(mutex: &Mutex<T>) -> memspace::sync::MutexGuard<'_, T> {
+pub(crate) fn lock_recovering<T: bytemuck::Pod>(
+    mutex: &Mutex<T>,
+) -> memspace::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(LockError::OwnerDied(guard)) => {

@@ -1,0 +1,499 @@
+//! Who removes a segment, and when, with real processes: an anonymous segment lives while any
+//! process uses it and is removed by the last; one whose users were all killed (`SIGKILL`)
+//! stays until `memspace gc` removes it; a named one persists until removed; a forked copy of a
+//! handle removes nothing; a `file:` segment survives its processes and a reboot (simulated by
+//! erasing the boot id it records).
+
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value: that is how workers receive them"
+)]
+
+mod support;
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use memspace::spawn::{JoinError, Process, StartMethod};
+use memspace::sync::{Event, Lock, LockError, Mutex};
+use memspace::{OpenError, Segment, SharedList, inspect};
+
+use support::{Parent, Reaped, Removal, TempDir, Watchdog};
+
+fn live_users(name: &str) -> usize {
+    inspect::info(&inspect::observe(name).expect("observe the segment")).live_users
+}
+
+// =============================================================================================
+// 1. An anonymous segment lives while any user does
+
+/// Keeps the list open (it attached when its arguments were decoded), says so, and when told
+/// to, appends, reads the list and drops it.
+fn keep_open((list, attached, release): (SharedList<u32>, Event, Event)) -> Vec<u32> {
+    let parent = Parent::here();
+    attached.set();
+    parent.wait(&release);
+    list.push(&2).expect("push after the creator let go");
+    list.to_vec().expect("read")
+}
+
+#[test]
+fn an_anonymous_list_outlives_its_creators_handle_while_a_spawned_child_uses_it() {
+    support::spawn_runs_this_test();
+    let _watchdog = Watchdog::start();
+    let list = SharedList::<u32>::new().expect("create the list");
+    let name = list.name().to_string();
+    let _removal = Removal::of(&name);
+    list.push(&1).expect("push");
+    let (attached, release) = (Event::new().expect("event"), Event::new().expect("event"));
+    let mut child = Reaped::start(
+        Process::new(keep_open, (list.clone(), attached.clone(), release.clone()))
+            .start_method(StartMethod::Spawn),
+    );
+    child.wait_until("it attached", || attached.is_set());
+    assert_eq!(live_users(&name), 2, "the creator and the child");
+    drop(list);
+    assert!(
+        support::shm_exists(&name),
+        "the creator's drop removed a segment that a live child still uses"
+    );
+    assert_eq!(live_users(&name), 1, "the child");
+    release.set();
+    assert_eq!(
+        child.0.join().expect("the child pushed and let go"),
+        [1, 2],
+        "the child kept using the list after its creator let go"
+    );
+    assert!(
+        !support::shm_exists(&name),
+        "the last user's drop did not remove the segment"
+    );
+}
+
+// =============================================================================================
+// 2. An anonymous segment whose only user was killed stays until gc
+
+/// Creates an anonymous list, reports its name, and waits to be killed.
+fn create_and_park((names, created): (SharedList<String>, Event)) {
+    let parent = Parent::here();
+    let orphan = SharedList::<u32>::new().expect("create the list");
+    orphan.push(&7).expect("push");
+    names
+        .push(&orphan.name().to_string())
+        .expect("report the name");
+    created.set();
+    parent.park_until_killed();
+}
+
+#[test]
+fn an_anonymous_list_whose_creator_was_killed_stays_until_gc_removes_it() {
+    support::spawn_runs_this_test();
+    let _watchdog = Watchdog::start();
+    let names = SharedList::<String>::new().expect("create the list of names");
+    let _names_removal = Removal::of(names.name());
+    let created = Event::new().expect("event");
+    let mut creator = Reaped::start(
+        Process::new(create_and_park, (names.clone(), created.clone()))
+            .start_method(StartMethod::Spawn),
+    );
+    creator.wait_until("it created the list", || created.is_set());
+    let orphan = names
+        .get(0)
+        .expect("read")
+        .expect("the child reported a name");
+    let _orphan_removal = Removal::of(&orphan);
+    creator.0.kill().expect("SIGKILL");
+    assert!(matches!(
+        creator.0.join(),
+        Err(JoinError::Killed { signal: 9, .. })
+    ));
+    assert!(
+        support::shm_exists(&orphan),
+        "nobody could remove it: its only user was killed"
+    );
+    let info = inspect::info(&inspect::observe(&orphan).expect("observe"));
+    assert_eq!(info.live_users, 0);
+    assert_eq!(
+        info.users.len(),
+        1,
+        "the killed creator's slot is left behind"
+    );
+    assert_eq!(info.users[0].pid, creator.pid());
+    assert!(info.anonymous);
+    assert!(!info.creator.alive);
+    assert_eq!(info.items, Some(1));
+
+    let Some(cli) = support::cli_binary() else {
+        // Run through scripts/test.sh (`cargo nextest run --workspace`), which builds the CLI
+        // first; here the library's view of gc's rule is all that can be checked.
+        eprintln!("NOTE: no memspace CLI binary next to the test binary; gc not exercised");
+        Segment::remove(&orphan).expect("remove as gc would");
+        assert!(!support::shm_exists(&orphan));
+        return;
+    };
+    eprintln!("using the CLI at {}", cli.display());
+    // A dry run over all of /dev/shm (it removes nothing, so other tests are not disturbed)...
+    let planned = support::run_cli(&cli, &["gc", "--dry-run"]);
+    assert!(
+        planned.contains(&format!("would remove {orphan}:")),
+        "gc --dry-run does not list {orphan}:\n{planned}"
+    );
+    assert!(support::shm_exists(&orphan), "a dry run removed it");
+    assert!(
+        !planned.contains(names.name().as_str()),
+        "gc --dry-run would remove a list this process still uses:\n{planned}"
+    );
+    // ... and a real one limited to our segments (another test's orphans are its own business).
+    let only_ours = [orphan.as_str(), names.name().as_str()];
+    let done = support::run_cli(&cli, &[&["gc"][..], &only_ours[..]].concat());
+    assert!(
+        done.contains(&format!("removed {orphan}:")),
+        "gc did not remove {orphan}:\n{done}"
+    );
+    assert!(!support::shm_exists(&orphan));
+    assert!(
+        support::shm_exists(names.name().as_str()),
+        "gc removed a live list"
+    );
+    let again = support::run_cli(&cli, &[&["gc"][..], &only_ours[..]].concat());
+    assert_eq!(again.trim(), "nothing to remove");
+}
+
+// =============================================================================================
+// 3. A named segment persists
+
+fn open_and_push(name: String) {
+    SharedList::<u32>::open(&name)
+        .expect("open by name")
+        .push(&2)
+        .expect("push");
+}
+
+#[test]
+fn a_named_list_persists_after_every_user_exits_and_gc_leaves_it_alone() {
+    support::spawn_runs_this_test();
+    let _watchdog = Watchdog::start();
+    let removal = Removal::fresh("named");
+    let name = removal.name().to_owned();
+    let list = SharedList::<u32>::create(&name).expect("create");
+    list.push(&1).expect("push");
+    let mut child =
+        Reaped::start(Process::new(open_and_push, name.clone()).start_method(StartMethod::Spawn));
+    child.0.join().expect("the child pushed");
+    drop(list);
+    assert!(
+        support::shm_exists(&name),
+        "a named list vanished with its users"
+    );
+    let info = inspect::info(&inspect::observe(&name).expect("observe"));
+    assert!(!info.anonymous);
+    assert!(
+        info.users.is_empty(),
+        "every user detached: {:?}",
+        info.users
+    );
+    if let Some(cli) = support::cli_binary() {
+        let planned = support::run_cli(&cli, &["gc", "--dry-run"]);
+        assert!(
+            !planned.contains(&name),
+            "gc would remove a named list:\n{planned}"
+        );
+        let done = support::run_cli(&cli, &["gc", &name]);
+        assert_eq!(done.trim(), "nothing to remove");
+        assert!(support::shm_exists(&name));
+    } else {
+        eprintln!("NOTE: no memspace CLI binary next to the test binary; gc not exercised");
+    }
+    let again = SharedList::<u32>::open(&name).expect("reopen");
+    assert_eq!(again.to_vec().expect("read"), [1, 2]);
+    drop(again);
+    Segment::remove(&name).expect("remove");
+    assert!(!support::shm_exists(&name));
+    assert!(matches!(
+        Segment::remove(&name),
+        Err(OpenError::NotFound { .. })
+    ));
+    assert!(matches!(
+        SharedList::<u32>::open(&name),
+        Err(memspace::Error::Open(OpenError::NotFound { .. }))
+    ));
+}
+
+// =============================================================================================
+// 4. A forked copy of a handle removes nothing
+
+/// Runs in a forked child, on the copy of the parent's handle it inherited.
+fn push_and_drop_the_copy(list: SharedList<u32>) -> u32 {
+    list.push(&2).expect("push through the inherited mapping");
+    drop(list);
+    std::process::id()
+}
+
+#[test]
+fn a_forked_child_dropping_its_copy_of_an_anonymous_list_does_not_remove_it() {
+    let _watchdog = Watchdog::start();
+    let list = SharedList::<u32>::new().expect("create the list");
+    let name = list.name().to_string();
+    let _removal = Removal::of(&name);
+    list.push(&1).expect("push");
+    let mut child = Reaped::start(
+        Process::new(push_and_drop_the_copy, list.clone()).start_method(StartMethod::Fork),
+    );
+    let child_pid = child.0.join().expect("the forked child ran");
+    assert_ne!(child_pid, std::process::id());
+    assert!(
+        support::shm_exists(&name),
+        "a forked child's drop removed its parent's segment"
+    );
+    let users = list.segment().users();
+    assert_eq!(users.len(), 1, "only the parent is a user: {users:?}");
+    assert_eq!(users[0].pid, std::process::id());
+    list.push(&3).expect("the parent still works with it");
+    assert_eq!(list.to_vec().expect("read"), [1, 2, 3]);
+    drop(list);
+    assert!(
+        !support::shm_exists(&name),
+        "the parent, its last user, removed it"
+    );
+}
+
+// =============================================================================================
+// 5. File-backed segments: shared, persistent, reset after a reboot
+
+/// Opens the file-backed list, returns what it holds, and appends.
+fn read_and_append(name: String) -> Vec<String> {
+    let list = SharedList::<String>::open(&name).expect("open the file");
+    let items = list.to_vec().expect("read");
+    list.push(&"from a child".to_owned()).expect("push");
+    items
+}
+
+#[test]
+fn a_file_backed_list_keeps_its_items_across_processes_until_removed() {
+    support::spawn_runs_this_test();
+    let _watchdog = Watchdog::start();
+    let dir = TempDir::new("file-list");
+    let name = dir.segment("list.seg");
+    let path = dir.path().join("list.seg");
+    let list = SharedList::<String>::create(&name).expect("create in a file");
+    list.extend(["one".to_owned(), "two".to_owned()])
+        .expect("push");
+    drop(list);
+    assert!(path.is_file(), "the file is on disk");
+    let mut child =
+        Reaped::start(Process::new(read_and_append, name.clone()).start_method(StartMethod::Spawn));
+    assert_eq!(
+        child.0.join().expect("the child read the file"),
+        ["one", "two"]
+    );
+    let again = SharedList::<String>::open(&name).expect("reopen");
+    assert_eq!(
+        again.to_vec().expect("read"),
+        ["one", "two", "from a child"]
+    );
+    assert!(!again.segment().is_anonymous());
+    drop(again);
+    assert!(path.is_file(), "a file-backed list persists");
+    Segment::remove(&name).expect("remove");
+    assert!(!path.exists(), "Segment::remove deletes the file");
+}
+
+/// Offset and length of the boot id in a segment's header (the `Meta` block at offset 192;
+/// see `segment/header.rs`).
+const BOOT_ID: (u64, usize) = (192, 16);
+
+/// Simulates a reboot for the segment file at `path`: erases the boot id it recorded.
+fn erase_boot_id(path: &Path) {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open the segment file");
+    file.seek(SeekFrom::Start(BOOT_ID.0)).expect("seek");
+    file.write_all(&[0; BOOT_ID.1]).expect("erase the boot id");
+}
+
+/// Takes the file-backed lock, says so, and holds it until killed.
+fn hold_file_lock((name, holding): (String, Event)) {
+    let parent = Parent::here();
+    let lock = Lock::open(&name).expect("open the file lock");
+    let _held = lock.lock().expect("lock");
+    holding.set();
+    parent.park_until_killed();
+}
+
+/// Locks the file-backed lock in another process: `"clean"`, or what happened.
+fn lock_elsewhere(name: String) -> String {
+    match Lock::open(&name).expect("open").lock() {
+        Ok(_) => "clean".to_owned(),
+        Err(other) => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
+    support::spawn_runs_this_test();
+    let _watchdog = Watchdog::start();
+    let dir = TempDir::new("file-lock");
+    let name = dir.segment("lock.seg");
+    drop(Lock::create(&name).expect("create in a file"));
+    // The file as a reboot would leave it: copied while a process holds the lock, so that the
+    // lock word names a thread that no longer exists. (Killing the holder instead would let the
+    // kernel mark the lock as abandoned, which a reboot does not.)
+    let holding = Event::new().expect("event");
+    let mut holder = Reaped::start(
+        Process::new(hold_file_lock, (name.clone(), holding.clone()))
+            .start_method(StartMethod::Spawn),
+    );
+    holder.wait_until("it holds the lock", || holding.is_set());
+    let rebooted = dir.path().join("rebooted.seg");
+    std::fs::copy(dir.path().join("lock.seg"), &rebooted).expect("copy the file");
+    holder.0.kill().expect("SIGKILL");
+    let _ = holder.0.join();
+    erase_boot_id(&rebooted);
+    let rebooted_name = dir.segment("rebooted.seg");
+
+    let lock = Lock::open(&rebooted_name).expect("open after the 'reboot'");
+    let users = lock.segment().users();
+    assert_eq!(users.len(), 1, "the table of users was reset: {users:?}");
+    assert_eq!(users[0].pid, std::process::id());
+    let second_handle = Lock::open(&rebooted_name).expect("open again in the same boot");
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
+        other => panic!("the lock held at the 'reboot' was not reported: {other:?}"),
+    }
+    assert!(
+        second_handle.lock().is_ok(),
+        "the reset is reported once, not once per opener"
+    );
+    assert!(lock.lock().is_ok());
+    let mut other = Reaped::start(
+        Process::new(lock_elsewhere, rebooted_name.clone()).start_method(StartMethod::Spawn),
+    );
+    assert_eq!(
+        other.0.join().expect("join"),
+        "clean",
+        "another process of this boot"
+    );
+
+    // The original file, whose holder was killed in this boot: the kernel recovered it.
+    let original = Lock::open(&name).expect("open the original");
+    match original.lock() {
+        Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
+        other => panic!("the killed holder was not reported: {other:?}"),
+    }
+    drop((lock, second_handle, original));
+    Segment::remove(&rebooted_name).expect("remove the copy");
+    Segment::remove(&name).expect("remove");
+}
+
+/// Child role `writer`: appends to the file-backed list until the failpoint stops it.
+fn file_writer() {
+    let list = SharedList::<String>::open(&std::env::var(FILE_LIST).expect("list name"))
+        .expect("open the file");
+    for i in 0..100 {
+        list.push(&format!("item {i}")).expect("push");
+    }
+    panic!("the failpoint was never reached");
+}
+
+const FILE_LIST: &str = "MEMSPACE_LIFECYCLE_FILE_LIST";
+
+#[test]
+fn a_file_backed_list_copied_while_an_append_was_half_done_recovers_after_a_reboot() {
+    if support::role().as_deref() == Some("writer") {
+        return file_writer();
+    }
+    let _watchdog = Watchdog::start();
+    let dir = TempDir::new("file-reboot");
+    let name = dir.segment("list.seg");
+    let list = SharedList::<String>::create(&name).expect("create in a file");
+    list.extend(["item 0".to_owned(), "item 1".to_owned()])
+        .expect("push");
+    drop(list);
+    // A writer stops holding the lock with an unpublished record written: the file as a reboot
+    // at that moment would leave it.
+    let mut writer = support::child_in_role(
+        "writer",
+        &[(FILE_LIST, &name), ("MEMSPACE_FAILPOINT", "list.written")],
+    );
+    writer.wait_until_stopped("list.written");
+    let rebooted = dir.path().join("rebooted.seg");
+    std::fs::copy(dir.path().join("list.seg"), &rebooted).expect("copy the file");
+    writer.kill();
+    erase_boot_id(&rebooted);
+
+    let list =
+        SharedList::<String>::open(&dir.segment("rebooted.seg")).expect("open after the 'reboot'");
+    assert_eq!(
+        list.to_vec().expect("read"),
+        ["item 0", "item 1"],
+        "the half-done append is invisible"
+    );
+    assert_eq!(
+        list.segment().users().len(),
+        1,
+        "the table of users was reset"
+    );
+    // The push takes the lock (told the owner died), repairs the list and appends.
+    list.push(&"after the reboot".to_owned())
+        .expect("push after the 'reboot'");
+    assert_eq!(
+        list.to_vec().expect("read"),
+        ["item 0", "item 1", "after the reboot"]
+    );
+    let report = inspect::verify(list.segment());
+    assert!(report.is_consistent(), "{report:?}");
+    assert!(report.notes.is_empty(), "{report:?}");
+    drop(list);
+    Segment::remove(&dir.segment("rebooted.seg")).expect("remove the copy");
+    Segment::remove(&name).expect("remove");
+}
+
+// =============================================================================================
+// 6. The creator is recorded
+
+/// Creates a named list, reports its pid and start time, and exits when told.
+fn create_named((name, created, exit, me): (String, Event, Event, Mutex<[u64; 2]>)) {
+    let parent = Parent::here();
+    let list = SharedList::<u32>::create(&name).expect("create");
+    list.push(&1).expect("push");
+    *support::lock_recovering(&me) = [u64::from(std::process::id()), support::own_start_time()];
+    created.set();
+    parent.wait(&exit);
+}
+
+#[test]
+fn the_creator_pid_and_start_time_of_a_list_made_by_a_child_are_recorded() {
+    support::spawn_runs_this_test();
+    let _watchdog = Watchdog::start();
+    let removal = Removal::fresh("creator");
+    let (created, exit) = (Event::new().expect("event"), Event::new().expect("event"));
+    let me = Mutex::new([0u64; 2]).expect("mutex");
+    let mut child = Reaped::start(
+        Process::new(
+            create_named,
+            (
+                removal.name().to_owned(),
+                created.clone(),
+                exit.clone(),
+                me.clone(),
+            ),
+        )
+        .start_method(StartMethod::Spawn),
+    );
+    child.wait_until("it created the list", || created.is_set());
+    let [pid, start_time] = *support::lock_recovering(&me);
+    assert_eq!(pid, u64::from(child.pid()));
+    let info = inspect::info(&inspect::observe(removal.name()).expect("observe"));
+    assert_eq!(u64::from(info.creator.pid), pid);
+    assert_eq!(info.creator.start_time, start_time);
+    assert!(info.creator.alive, "the creator is running");
+    assert_eq!(info.last_writer_pid, child.pid());
+    exit.set();
+    child.0.join().expect("the child exited");
+    let info = inspect::info(&inspect::observe(removal.name()).expect("observe"));
+    assert_eq!(u64::from(info.creator.pid), pid);
+    assert_eq!(info.creator.start_time, start_time);
+    assert!(!info.creator.alive, "the creator has exited");
+    assert_eq!(info.live_users, 0);
+}

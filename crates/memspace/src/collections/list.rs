@@ -43,8 +43,7 @@ use crate::error::{Error, Result};
 use crate::inspect::Report;
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
-use crate::sync::{LockError, RawGuard, acquire};
-use crate::sys::Wait;
+use crate::sync::{RawGuard, lock_and_repair};
 
 const INDEX_BLOCKS: usize = 40;
 const FIRST_BLOCK_ENTRIES: u64 = 512;
@@ -373,22 +372,7 @@ impl<'a> Raw<'a> {
 
     /// Takes the segment's lock, repairing the list if the previous holder died.
     fn lock(self) -> Result<RawGuard<'a>> {
-        match acquire(self.segment, Wait::Forever, |raw, _| raw) {
-            Ok(held) => Ok(held),
-            Err(LockError::OwnerDied(held)) => {
-                self.recover(&held)?;
-                held.mark_consistent()
-                    .map_err(|source| self.segment.os_error("pthread_mutex_consistent", source))?;
-                Ok(held)
-            }
-            // List operations do not panic while holding the lock; a poison flag can only come
-            // from a raw user of the lock, and the list's own state is consistent by design.
-            Err(LockError::Poisoned(held)) => {
-                held.clear_poison();
-                Ok(held)
-            }
-            Err(other) => Err(other.into()),
-        }
+        lock_and_repair(self.segment, |held| self.recover(held))
     }
 
     /// Recomputes `tail` after a writer died holding the lock: past the last published record

@@ -30,8 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OpenError, Result};
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
-use crate::sync::{LockError, RawGuard, acquire};
-use crate::sys::Wait;
+use crate::sync::{RawGuard, lock_and_repair};
 
 #[repr(C)]
 pub(crate) struct VecArea {
@@ -226,19 +225,7 @@ impl<T: Pod> SharedVec<T> {
     /// Takes the segment's lock. A pusher that died left nothing to repair: `len` is the only
     /// commit point.
     fn lock(&self) -> Result<RawGuard<'_>> {
-        match acquire(&self.segment, Wait::Forever, |raw, _| raw) {
-            Ok(held) => Ok(held),
-            Err(LockError::OwnerDied(held)) => {
-                held.mark_consistent()
-                    .map_err(|e| self.segment.os_error("pthread_mutex_consistent", e))?;
-                Ok(held)
-            }
-            Err(LockError::Poisoned(held)) => {
-                held.clear_poison();
-                Ok(held)
-            }
-            Err(other) => Err(other.into()),
-        }
+        lock_and_repair(&self.segment, |_| Ok(()))
     }
 
     fn offset_of(index: u64) -> Option<u64> {

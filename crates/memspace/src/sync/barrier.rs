@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{LockError, RawGuard, acquire};
+use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
-use crate::sys::{self, Wait};
+use crate::sys;
 
 /// The most parties a barrier can have.
 pub const MAX_PARTIES: u32 = 64;
@@ -186,20 +186,10 @@ impl Barrier {
 
     /// Takes the state lock; if a holder died, the round's state is unknown: break it.
     fn lock_state(&self) -> Result<RawGuard<'_>> {
-        match acquire(&self.segment, Wait::Forever, |raw, _| raw) {
-            Ok(held) => Ok(held),
-            Err(LockError::OwnerDied(held)) => {
-                self.break_locked(&held);
-                held.mark_consistent()
-                    .map_err(|e| self.segment.os_error("pthread_mutex_consistent", e))?;
-                Ok(held)
-            }
-            Err(LockError::Poisoned(held)) => {
-                held.clear_poison();
-                Ok(held)
-            }
-            Err(other) => Err(other.into()),
-        }
+        lock_and_repair(&self.segment, |held| {
+            self.break_locked(held);
+            Ok(())
+        })
     }
 
     fn break_locked(&self, _held: &RawGuard<'_>) {

@@ -179,6 +179,29 @@ impl<G> fmt::Debug for LockError<G> {
 
 impl<G> std::error::Error for LockError<G> {}
 
+/// Takes `segment`'s lock for a structure that repairs itself. After a holder died, `repair`
+/// restores the structure's invariants (holding the lock) and the lock is marked consistent; a
+/// poison flag is cleared, since the structures never panic while they hold their lock.
+pub(crate) fn lock_and_repair<'a>(
+    segment: &'a Segment,
+    repair: impl FnOnce(&RawGuard<'a>) -> crate::Result<()>,
+) -> crate::Result<RawGuard<'a>> {
+    match acquire(segment, Wait::Forever, |raw, _| raw) {
+        Ok(held) => Ok(held),
+        Err(LockError::OwnerDied(held)) => {
+            repair(&held)?;
+            held.mark_consistent()
+                .map_err(|source| segment.os_error("pthread_mutex_consistent", source))?;
+            Ok(held)
+        }
+        Err(LockError::Poisoned(held)) => {
+            held.clear_poison();
+            Ok(held)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// Acquires `segment`'s lock and wraps the raw guard into the caller's guard type, mapping the
 /// outcome onto [`LockError`]. Shared by [`Lock`], [`Mutex`] and the collections.
 pub(crate) fn acquire<'a, G>(

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{LockError, RawGuard, acquire};
+use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
-use crate::sys::{self, Wait};
+use crate::sys;
 
 /// How many processes can hold permits at once (more wait until a slot frees).
 pub(crate) const HOLDER_SLOTS: usize = 64;
@@ -193,29 +193,19 @@ impl Semaphore {
 
     /// Takes the state lock, repairing the counts if a holder of it died.
     fn lock_state(&self) -> Result<RawGuard<'_>> {
-        match acquire(&self.segment, Wait::Forever, |raw, _| raw) {
-            Ok(held) => Ok(held),
-            Err(LockError::OwnerDied(held)) => {
-                self.reap_dead_holders(&held);
-                let area = self.area();
-                let held_total = area
-                    .holders
-                    .iter()
-                    .map(|slot| slot.held.load(Ordering::Relaxed))
-                    .fold(0u64, u64::saturating_add);
-                let total = area.total.load(Ordering::Relaxed).max(held_total);
-                area.total.store(total, Ordering::Relaxed);
-                area.free.store(total - held_total, Ordering::Relaxed);
-                held.mark_consistent()
-                    .map_err(|e| self.segment.os_error("pthread_mutex_consistent", e))?;
-                Ok(held)
-            }
-            Err(LockError::Poisoned(held)) => {
-                held.clear_poison();
-                Ok(held)
-            }
-            Err(other) => Err(other.into()),
-        }
+        lock_and_repair(&self.segment, |held| {
+            self.reap_dead_holders(held);
+            let area = self.area();
+            let held_total = area
+                .holders
+                .iter()
+                .map(|slot| slot.held.load(Ordering::Relaxed))
+                .fold(0u64, u64::saturating_add);
+            let total = area.total.load(Ordering::Relaxed).max(held_total);
+            area.total.store(total, Ordering::Relaxed);
+            area.free.store(total - held_total, Ordering::Relaxed);
+            Ok(())
+        })
     }
 
     /// Returns the permits of holders that no longer exist. Caller holds the state lock.

@@ -202,6 +202,9 @@ fn report(bytes: &[u8], results: OwnedFd) {
 /// (`MEMSPACE_FORK_WARNING=0` silences it).
 fn warn_if_threaded() {
     static WARNED: AtomicBool = AtomicBool::new(false);
+    if WARNED.load(Ordering::Relaxed) {
+        return; // said once; counting threads costs a directory read per fork
+    }
     let threads = sys::thread_count();
     if threads > 1
         && std::env::var_os("MEMSPACE_FORK_WARNING").is_none_or(|v| v != "0")

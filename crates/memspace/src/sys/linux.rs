@@ -526,7 +526,14 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
 
 /// The number of threads in the calling process.
 pub(crate) fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(1, Iterator::count)
+    // Field 20 of /proc/self/stat: one small read, cheaper than listing /proc/self/task.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().nth(20 - 3)?.parse().ok()
+        })
+        .unwrap_or(1)
 }
 
 /// A pipe whose two ends are closed on `exec`.

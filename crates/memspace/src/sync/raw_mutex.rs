@@ -14,7 +14,7 @@
 //!
 //! | word | meaning |
 //! | --- | --- |
-//! | `owner_pid`, `owner_tid` | the holder, written after locking and cleared before unlocking (informational: a holder killed in between leaves them set, and the next owner overwrites them) |
+//! | `owner_pid` | the holder's pid, written after locking and cleared before unlocking (informational: a holder killed in between leaves it set, and the next owner overwrites it) |
 //! | `poisoned` | 1 if a holder unwound from a panic while holding the lock |
 //! | `owner_deaths` | how many times a holder died and the lock was recovered |
 //! | `recover_pending` | 1 after the lock was reset because its segment comes from an earlier boot (a `file:` segment): the next locker is told the owner died, as the kernel would have told it had the holder died in this boot |
@@ -34,7 +34,8 @@ use crate::sys::{self, LockOutcome, PthreadMutex, Wait};
 pub(crate) struct LockSlot {
     mutex: UnsafeCell<PthreadMutex>,
     owner_pid: AtomicU32,
-    owner_tid: AtomicU32,
+    /// Unused (was the owner's tid; the pid says all that `inspect` shows).
+    reserved_tid: AtomicU32,
     poisoned: AtomicU32,
     owner_deaths: AtomicU32,
     recover_pending: AtomicU32,
@@ -81,7 +82,7 @@ impl LockSlot {
     /// Initialises the mutex of a segment being created.
     pub(crate) fn init(&self) -> io::Result<()> {
         self.owner_pid.store(0, Ordering::Relaxed);
-        self.owner_tid.store(0, Ordering::Relaxed);
+        self.reserved_tid.store(0, Ordering::Relaxed);
         self.poisoned.store(0, Ordering::Relaxed);
         self.owner_deaths.store(0, Ordering::Relaxed);
         self.recover_pending.store(0, Ordering::Relaxed);
@@ -128,7 +129,6 @@ impl LockSlot {
             LockOutcome::Invalid(errno) => return Err(RawFailure::Invalid(errno)),
         };
         self.owner_pid.store(sys::pid(), Ordering::Relaxed);
-        self.owner_tid.store(sys::tid(), Ordering::Relaxed);
         Ok((
             RawGuard {
                 slot: self,
@@ -186,7 +186,6 @@ impl Drop for RawGuard<'_> {
             self.slot.poisoned.store(1, Ordering::Release);
         }
         self.slot.owner_pid.store(0, Ordering::Relaxed);
-        self.slot.owner_tid.store(0, Ordering::Relaxed);
         // SAFETY: this guard proves the calling thread holds the mutex. Unlock cannot fail for
         // a held error-checking mutex; if the memory was damaged meanwhile there is nothing
         // useful `drop` can do, so the error is ignored.

@@ -342,26 +342,19 @@ fn monotonic_deadline(timeout: Duration) -> libc::timespec {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-// The pid and tid are asked for on every lock acquisition (to record the owner), and each is
-// a system call: cache them, and forget them in the child of every fork (`pthread_atfork`).
+// The pid is asked for on every lock acquisition (to record the owner), and `getpid` is a
+// system call: cache it, and forget it in the child of every fork (`pthread_atfork`).
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-thread_local! {
-    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
 
 extern "C" fn forget_ids_after_fork() {
     PID.store(0, std::sync::atomic::Ordering::Relaxed);
-    // The forking thread is the only thread of the child; its cached tid is its parent's.
-    let _ = TID.try_with(|tid| tid.set(0));
 }
 
 fn forget_ids_in_fork_children() {
     static REGISTERED: std::sync::Once = std::sync::Once::new();
     REGISTERED.call_once(|| {
-        // SAFETY: the handler only stores to an atomic and a const-initialised thread-local
-        // `Cell`, which is async-signal-safe enough for the child of a fork; it lives for the
-        // whole program (a plain `extern "C" fn`).
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe, as the child
+        // of a fork requires; it lives for the whole program (a plain `extern "C" fn`).
         unsafe { libc::pthread_atfork(None, None, Some(forget_ids_after_fork)) };
     });
 }
@@ -379,28 +372,6 @@ pub(crate) fn pid() -> u32 {
         .unsigned_abs();
     PID.store(pid, std::sync::atomic::Ordering::Relaxed);
     pid
-}
-
-/// The calling thread's id (a kernel tid, unique among live threads of the system).
-pub(crate) fn tid() -> u32 {
-    TID.try_with(|cached| {
-        if cached.get() == 0 {
-            forget_ids_in_fork_children();
-            cached.set(
-                rustix::thread::gettid()
-                    .as_raw_nonzero()
-                    .get()
-                    .unsigned_abs(),
-            );
-        }
-        cached.get()
-    })
-    .unwrap_or_else(|_| {
-        rustix::thread::gettid()
-            .as_raw_nonzero()
-            .get()
-            .unsigned_abs()
-    })
 }
 
 /// Which side of a fork the caller is on.

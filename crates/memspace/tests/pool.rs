@@ -192,3 +192,24 @@ fn a_spawn_started_pool_works_the_same() {
     assert_eq!(results[5], Ok(105));
     assert!(matches!(results[3], Err(TaskError::WorkerDied { .. })));
 }
+
+fn sleep_forever(_: u32) -> u32 {
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn dropping_a_pool_with_a_task_that_never_ends_does_not_hang() {
+    watchdog();
+    let mut pool = Pool::new(2).expect("pool");
+    let pids = pool.worker_pids();
+    let _never = pool.apply_async(sleep_forever, &1).expect("submit");
+    drop(pool);
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "worker {pid} outlived the pool"
+        );
+    }
+}

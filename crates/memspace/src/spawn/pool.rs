@@ -410,12 +410,20 @@ impl Pool {
     /// Closes the workers' inputs and waits for them to finish their tasks and exit. Queued
     /// tasks that were not started are dropped.
     pub fn join(mut self) {
-        self.shut_down();
+        self.shut_down(false);
     }
 
-    fn shut_down(&mut self) {
+    /// Stops at once: kills every worker (running tasks are lost) and reaps it.
+    pub fn terminate(mut self) {
+        self.shut_down(true);
+    }
+
+    fn shut_down(&mut self, kill: bool) {
         self.queue.clear();
         for worker in self.workers.drain(..) {
+            if kill {
+                let _ = sys::send_signal(worker.pid, sys::SIGKILL);
+            }
             drop(worker.tasks); // end of input: the worker exits after its current task
             let _ = sys::wait_child(worker.pid);
         }
@@ -450,8 +458,10 @@ impl<R: DeserializeOwned> TaskHandle<R> {
 }
 
 impl Drop for Pool {
+    /// A pool dropped without [`join`](Pool::join) terminates its workers, as Python's does:
+    /// dropping must not wait for a task that may never end.
     fn drop(&mut self) {
-        self.shut_down();
+        self.shut_down(true);
     }
 }
 

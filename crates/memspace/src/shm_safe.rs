@@ -44,6 +44,8 @@ unsafe impl ShmSafe for crate::segment::Meta {}
 // SAFETY: `#[repr(C)]`, atomics only.
 unsafe impl ShmSafe for crate::sync::EventArea {}
 // SAFETY: as above.
+unsafe impl ShmSafe for crate::sync::ValueShape {}
+// SAFETY: as above.
 unsafe impl ShmSafe for crate::sync::CondvarArea {}
 // SAFETY: as above (the holder slots are `#[repr(C)]` atomics too).
 unsafe impl ShmSafe for crate::sync::SemaphoreArea {}

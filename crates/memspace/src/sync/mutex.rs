@@ -16,26 +16,15 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{LockError, RawGuard, Recovery, acquire};
-use crate::error::{OpenError, Result};
-use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
-use crate::shm_safe::ShmSafe;
+use super::{LockError, RawGuard, Recovery, acquire, plain};
+use crate::error::Result;
+use crate::segment::{Kind, Segment, SegmentName};
 use crate::sys::Wait;
-
-#[repr(C)]
-struct MutexArea {
-    value_size: AtomicU64,
-    value_align: AtomicU64,
-}
-
-// SAFETY: `#[repr(C)]`, atomics only.
-unsafe impl ShmSafe for MutexArea {}
 
 /// A value of plain data (`T: Pod`) in shared memory, behind a robust cross-process lock.
 ///
@@ -113,21 +102,8 @@ impl<T: Pod> Mutex<T> {
 
     /// Opens a segment of `kind` laid out as a mutex and its value (shared with `Value<T>`).
     pub(crate) fn open_kind(name: &SegmentName, kind: Kind) -> Result<Self> {
-        let segment = Segment::open(name, Some(kind))?;
-        let area = segment.kind_area::<MutexArea>();
-        let size = area.value_size.load(Ordering::Relaxed);
-        let align = area.value_align.load(Ordering::Relaxed);
-        if size != size_of::<T>() as u64 || align != align_of::<T>() as u64 {
-            return Err(OpenError::TypeMismatch {
-                name: segment.name().clone(),
-                found: segment.type_name().to_owned(),
-                found_size: size,
-                expected: std::any::type_name::<T>(),
-                expected_size: size_of::<T>() as u64,
-            }
-            .into());
-        }
-        Self::from_segment(segment)
+        let (segment, value) = plain::open(name, kind)?;
+        Ok(Self::wrap(segment, value))
     }
 
     /// Creates a segment of `kind` laid out as a mutex and its value (shared with `Value<T>`).
@@ -137,51 +113,16 @@ impl<T: Pod> Mutex<T> {
         anonymous: bool,
         kind: Kind,
     ) -> Result<Self> {
-        let options = SegmentOptions::new()
-            .initial_size(DATA_START + size_of::<T>() as u64)
-            .max_size(DATA_START + size_of::<T>() as u64);
-        let segment = Segment::create(
-            name,
-            kind,
-            std::any::type_name::<T>(),
-            &options,
-            anonymous,
-            |segment| {
-                let area = segment.kind_area::<MutexArea>();
-                area.value_size
-                    .store(size_of::<T>() as u64, Ordering::Relaxed);
-                area.value_align
-                    .store(align_of::<T>() as u64, Ordering::Relaxed);
-                // SAFETY: the segment is being created: nobody else can reach it yet, so the
-                // write cannot race; the range is mapped (the initial size covers it).
-                unsafe {
-                    segment
-                        .mapping()
-                        .write(DATA_START, bytemuck::bytes_of(&value))
-                }
-                .ok_or_else(|| segment.corrupt("the value does not fit the segment".into()))?;
-                Ok(())
-            },
-        )?;
-        Self::from_segment(segment)
+        let (segment, value) = plain::create(name, kind, value, anonymous, |_| {})?;
+        Ok(Self::wrap(segment, value))
     }
 
-    fn from_segment(segment: Segment) -> Result<Self> {
-        const {
-            assert!(
-                align_of::<T>() <= 4096,
-                "values are placed at a page boundary"
-            );
-        };
-        let value = segment
-            .mapping()
-            .pointer::<T>(DATA_START)
-            .ok_or_else(|| segment.corrupt("the value lies outside the mapping".into()))?;
-        Ok(Mutex {
+    fn wrap(segment: Segment, value: NonNull<T>) -> Self {
+        Mutex {
             segment: Arc::new(segment),
             value,
             _type: PhantomData,
-        })
+        }
     }
 
     /// Blocks until the lock is acquired; the guard gives access to the value.

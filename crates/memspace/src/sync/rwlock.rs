@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{LockError, RawGuard, acquire};
-use crate::error::{OpenError, Result};
-use crate::segment::{self, DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+use super::{LockError, RawGuard, acquire, plain};
+use crate::error::Result;
+use crate::segment::{self, Kind, Segment, SegmentName};
 use crate::sys::{self, Wait};
 
 /// How many processes can read at once (a reader waits for a free slot).
@@ -53,8 +53,8 @@ pub(crate) struct ReaderSlot {
 
 #[repr(C)]
 pub(crate) struct RwLockArea {
-    value_size: AtomicU64,
-    value_align: AtomicU64,
+    /// Size and alignment of the value (`plain::ValueShape`).
+    shape: [AtomicU64; 2],
     /// Bumped whenever a slot empties; waiting writers sleep on it.
     sequence: AtomicU32,
     /// 1 after a writer died holding the lock, until a writer marks the value consistent.
@@ -136,69 +136,21 @@ impl<T: Pod> RwLock<T> {
     ///
     /// [`OpenError::NotFound`], [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::RwLock))?;
-        let area = segment.kind_area::<RwLockArea>();
-        let size = area.value_size.load(Ordering::Relaxed);
-        if size != size_of::<T>() as u64
-            || area.value_align.load(Ordering::Relaxed) != align_of::<T>() as u64
-        {
-            return Err(OpenError::TypeMismatch {
-                name: segment.name().clone(),
-                found: segment.type_name().to_owned(),
-                found_size: size,
-                expected: std::any::type_name::<T>(),
-                expected_size: size_of::<T>() as u64,
-            }
-            .into());
-        }
-        Self::from_segment(segment)
+        let (segment, value) = plain::open(&SegmentName::new(name)?, Kind::RwLock)?;
+        Ok(Self::wrap(segment, value))
     }
 
     fn create_segment(name: &SegmentName, value: T, anonymous: bool) -> Result<Self> {
-        let size = DATA_START + size_of::<T>() as u64;
-        let options = SegmentOptions::new().initial_size(size).max_size(size);
-        let segment = Segment::create(
-            name,
-            Kind::RwLock,
-            std::any::type_name::<T>(),
-            &options,
-            anonymous,
-            |segment| {
-                let area = segment.kind_area::<RwLockArea>();
-                area.value_size
-                    .store(size_of::<T>() as u64, Ordering::Relaxed);
-                area.value_align
-                    .store(align_of::<T>() as u64, Ordering::Relaxed);
-                // SAFETY: the segment is being created: nobody else can reach it yet, so the
-                // write cannot race; the initial size covers the value.
-                unsafe {
-                    segment
-                        .mapping()
-                        .write(DATA_START, bytemuck::bytes_of(&value))
-                }
-                .ok_or_else(|| segment.corrupt("the value does not fit the segment".into()))?;
-                Ok(())
-            },
-        )?;
-        Self::from_segment(segment)
+        let (segment, value) = plain::create(name, Kind::RwLock, value, anonymous, |_| {})?;
+        Ok(Self::wrap(segment, value))
     }
 
-    fn from_segment(segment: Segment) -> Result<Self> {
-        const {
-            assert!(
-                align_of::<T>() <= 4096,
-                "values are placed at a page boundary"
-            );
-        };
-        let value = segment
-            .mapping()
-            .pointer::<T>(DATA_START)
-            .ok_or_else(|| segment.corrupt("the value lies outside the mapping".into()))?;
-        Ok(RwLock {
+    fn wrap(segment: Segment, value: NonNull<T>) -> Self {
+        RwLock {
             segment: Arc::new(segment),
             value,
             _type: PhantomData,
-        })
+        }
     }
 
     fn area(&self) -> &RwLockArea {

@@ -1,0 +1,97 @@
+//! A segment that holds one plain value (`T: Pod`) at the start of its data area: the layout
+//! shared by [`Mutex`](super::Mutex), [`RwLock`](super::RwLock) and `Value`.
+//!
+//! Every such kind begins its kind area with the value's size and alignment, so that opening
+//! it as another type is a clear [`OpenError::TypeMismatch`], not a misread value.
+//!
+//! # Safety
+//!
+//! The one `unsafe` operation writes the initial value while the segment is being created:
+//! nobody else can reach the segment before it is published as ready.
+
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytemuck::Pod;
+
+use crate::error::{OpenError, Result};
+use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+
+/// The first words of the kind area of every kind that holds one plain value.
+#[repr(C)]
+pub(crate) struct ValueShape {
+    size: AtomicU64,
+    align: AtomicU64,
+}
+
+/// Creates a segment of `kind` holding `value`; `init` sets up the rest of the kind area.
+pub(crate) fn create<T: Pod>(
+    name: &SegmentName,
+    kind: Kind,
+    value: T,
+    anonymous: bool,
+    init: impl FnOnce(&Segment),
+) -> Result<(Segment, NonNull<T>)> {
+    let size = DATA_START + size_of::<T>() as u64;
+    let options = SegmentOptions::new().initial_size(size).max_size(size);
+    let segment = Segment::create(
+        name,
+        kind,
+        std::any::type_name::<T>(),
+        &options,
+        anonymous,
+        |segment| {
+            let shape = segment.kind_area::<ValueShape>();
+            shape.size.store(size_of::<T>() as u64, Ordering::Relaxed);
+            shape.align.store(align_of::<T>() as u64, Ordering::Relaxed);
+            init(segment);
+            // SAFETY: the segment is being created: nobody else can reach it yet, so the write
+            // cannot race; the initial size covers the value.
+            unsafe {
+                segment
+                    .mapping()
+                    .write(DATA_START, bytemuck::bytes_of(&value))
+            }
+            .ok_or_else(|| segment.corrupt("the value does not fit the segment".into()))?;
+            Ok(())
+        },
+    )?;
+    let value = pointer(&segment)?;
+    Ok((segment, value))
+}
+
+/// Opens the segment `name` of `kind`, checking that it holds a `T`.
+pub(crate) fn open<T: Pod>(name: &SegmentName, kind: Kind) -> Result<(Segment, NonNull<T>)> {
+    let segment = Segment::open(name, Some(kind))?;
+    let shape = segment.kind_area::<ValueShape>();
+    let size = shape.size.load(Ordering::Relaxed);
+    if size != size_of::<T>() as u64
+        || shape.align.load(Ordering::Relaxed) != align_of::<T>() as u64
+    {
+        return Err(OpenError::TypeMismatch {
+            name: segment.name().clone(),
+            found: segment.type_name().to_owned(),
+            found_size: size,
+            expected: std::any::type_name::<T>(),
+            expected_size: size_of::<T>() as u64,
+        }
+        .into());
+    }
+    let value = pointer(&segment)?;
+    Ok((segment, value))
+}
+
+fn pointer<T>(segment: &Segment) -> Result<NonNull<T>> {
+    const {
+        assert!(
+            align_of::<T>() <= 4096,
+            "values are placed at a page boundary"
+        );
+    };
+    segment
+        .mapping()
+        .pointer::<T>(DATA_START)
+        .ok_or_else(|| segment.corrupt("the value lies outside the mapping".into()))
+}

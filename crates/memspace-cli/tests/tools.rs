@@ -301,3 +301,38 @@ fn bench_quick_json_reports_every_comparison_with_its_ratio() {
         );
     }
 }
+
+#[test]
+fn inspect_shows_the_state_of_every_synchronisation_kind() {
+    let semaphore = memspace::sync::Semaphore::bounded(3).expect("semaphore");
+    let _permit = semaphore.acquire().expect("acquire");
+    let text = succeed(&["inspect", semaphore.name().as_str()]);
+    assert!(text.contains("kind         semaphore"), "{text}");
+    assert!(text.contains("free permits 2"), "{text}");
+    assert!(text.contains("bound        3"), "{text}");
+    assert!(
+        text.contains(&format!("{} holds 1", std::process::id())),
+        "{text}"
+    );
+
+    let barrier = memspace::sync::Barrier::new(4).expect("barrier");
+    let json = inspect_json(barrier.name().as_str());
+    assert_eq!(json["kind"], "barrier");
+    assert_eq!(json["state"]["parties"], "4");
+    assert_eq!(json["state"]["broken"], "no");
+
+    let event = memspace::sync::Event::new().expect("event");
+    event.set();
+    assert_eq!(inspect_json(event.name().as_str())["state"]["set"], "yes");
+
+    let rwlock = memspace::sync::RwLock::new(0u64).expect("rwlock");
+    let _reading = rwlock.read().expect("read");
+    let json = inspect_json(rwlock.name().as_str());
+    assert_eq!(json["state"]["value bytes"], "8");
+    assert!(
+        json["state"]["readers"]
+            .as_str()
+            .is_some_and(|r| r.contains("reads (1)")),
+        "{json}"
+    );
+}

@@ -121,6 +121,9 @@ fn print_info(info: &inspect::SegmentInfo, report: &inspect::Report) {
         if info.lock.poisoned { ", poisoned" } else { "" },
         info.lock.owner_deaths
     );
+    for (what, value) in &info.state {
+        println!("{:<12} {value}", what);
+    }
     if report.is_consistent() {
         println!(
             "verify       consistent ({} items checked)",

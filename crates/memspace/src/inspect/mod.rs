@@ -186,8 +186,10 @@ pub struct SegmentInfo {
     pub untracked_users: u32,
     /// Its lock.
     pub lock: LockInfo,
-    /// For a list, the number of published items.
+    /// For a list, vector, map or queue, the number of items.
     pub items: Option<u64>,
+    /// What the kind keeps besides (free permits, waiting parties, readers, ...).
+    pub state: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// Describes `segment`.
@@ -231,5 +233,6 @@ pub fn info(segment: &Segment) -> SegmentInfo {
             Kind::Queue => Some(collections::queue_len(segment)),
             _ => None,
         },
+        state: crate::sync::describe(segment).into_iter().collect(),
     }
 }

@@ -376,3 +376,25 @@ impl<'de> Deserialize<'de> for Barrier {
         Barrier::open(&name).map_err(serde::de::Error::custom)
     }
 }
+
+/// What `inspect` shows of a barrier.
+pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
+    let area = segment.kind_area::<BarrierArea>();
+    vec![
+        ("parties", area.parties.load(Ordering::Relaxed).to_string()),
+        ("waiting", area.arrived.load(Ordering::Relaxed).to_string()),
+        (
+            "rounds passed",
+            area.round.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "broken",
+            if area.broken.load(Ordering::Relaxed) != 0 {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+        ),
+    ]
+}

@@ -232,3 +232,12 @@ impl<'de> Deserialize<'de> for Condvar {
         Condvar::open(&name).map_err(serde::de::Error::custom)
     }
 }
+
+/// What `inspect` shows of a condition variable.
+pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
+    let notified = segment
+        .kind_area::<CondvarArea>()
+        .sequence
+        .load(Ordering::Relaxed);
+    vec![("notifications", notified.to_string())]
+}

@@ -173,3 +173,13 @@ impl<'de> Deserialize<'de> for Event {
         Event::open(&name).map_err(serde::de::Error::custom)
     }
 }
+
+/// What `inspect` shows of an event.
+pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
+    let set = segment
+        .kind_area::<EventArea>()
+        .flag
+        .load(Ordering::Acquire)
+        != 0;
+    vec![("set", if set { "yes" } else { "no" }.to_owned())]
+}

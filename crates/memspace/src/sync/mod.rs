@@ -48,7 +48,7 @@ pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub(crate) use self::semaphore::SemaphoreArea;
 pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
 
-use crate::segment::{Segment, SegmentName};
+use crate::segment::{Kind, Segment, SegmentName};
 use crate::sys::Wait;
 
 /// Why a lock was not acquired cleanly.
@@ -180,6 +180,23 @@ impl<G> fmt::Debug for LockError<G> {
 }
 
 impl<G> std::error::Error for LockError<G> {}
+
+/// The kind-specific state `inspect` shows for the synchronisation kinds.
+pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
+    match segment.kind() {
+        Kind::Event => event::describe(segment),
+        Kind::Condvar => condvar::describe(segment),
+        Kind::Semaphore => semaphore::describe(segment),
+        Kind::Barrier => barrier::describe(segment),
+        Kind::RwLock => {
+            let mut state = plain::describe(segment);
+            state.extend(rwlock::describe(segment));
+            state
+        }
+        Kind::Mutex | Kind::Value => plain::describe(segment),
+        _ => Vec::new(),
+    }
+}
 
 /// Takes `segment`'s lock for a structure that repairs itself. After a holder died, `repair`
 /// restores the structure's invariants (holding the lock) and the lock is marked consistent; a

@@ -95,3 +95,12 @@ fn pointer<T>(segment: &Segment) -> Result<NonNull<T>> {
         .pointer::<T>(DATA_START)
         .ok_or_else(|| segment.corrupt("the value lies outside the mapping".into()))
 }
+
+/// What `inspect` shows of a segment holding one plain value.
+pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
+    let shape = segment.kind_area::<ValueShape>();
+    vec![(
+        "value bytes",
+        shape.size.load(Ordering::Relaxed).to_string(),
+    )]
+}

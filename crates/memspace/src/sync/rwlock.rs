@@ -498,3 +498,38 @@ impl<'de, T: Pod> Deserialize<'de> for RwLock<T> {
         RwLock::open(&name).map_err(serde::de::Error::custom)
     }
 }
+
+/// What `inspect` shows of a reader-writer lock.
+pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
+    let area = segment.kind_area::<RwLockArea>();
+    let readers: Vec<String> = area
+        .slots
+        .iter()
+        .filter_map(|slot| {
+            let (pid, n) = (
+                slot.pid.load(Ordering::Relaxed),
+                slot.readers.load(Ordering::Relaxed),
+            );
+            (pid != 0 && n > 0).then(|| format!("{pid} reads ({n})"))
+        })
+        .collect();
+    vec![
+        (
+            "readers",
+            if readers.is_empty() {
+                "none".to_owned()
+            } else {
+                readers.join(", ")
+            },
+        ),
+        (
+            "writer died unrepaired",
+            if area.writer_died.load(Ordering::Relaxed) != 0 {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+        ),
+    ]
+}

@@ -421,3 +421,46 @@ impl<'de> Deserialize<'de> for Semaphore {
         Semaphore::open(&name).map_err(serde::de::Error::custom)
     }
 }
+
+/// What `inspect` shows of a semaphore.
+pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
+    let area = segment.kind_area::<SemaphoreArea>();
+    let bound = area.bound.load(Ordering::Relaxed);
+    let holders: Vec<String> = area
+        .holders
+        .iter()
+        .filter_map(|slot| {
+            let (pid, held) = (
+                slot.pid.load(Ordering::Relaxed),
+                slot.held.load(Ordering::Relaxed),
+            );
+            (pid != 0 && held > 0).then(|| format!("{pid} holds {held}"))
+        })
+        .collect();
+    vec![
+        (
+            "free permits",
+            area.free.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "total permits",
+            area.total.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "bound",
+            if bound == u64::MAX {
+                "none".to_owned()
+            } else {
+                bound.to_string()
+            },
+        ),
+        (
+            "holders",
+            if holders.is_empty() {
+                "none".to_owned()
+            } else {
+                holders.join(", ")
+            },
+        ),
+    ]
+}

@@ -122,7 +122,7 @@ fn print_info(info: &inspect::SegmentInfo, report: &inspect::Report) {
         info.lock.owner_deaths
     );
     for (what, value) in &info.state {
-        println!("{:<12} {value}", what);
+        println!("{what:<12} {value}");
     }
     if report.is_consistent() {
         println!(

@@ -86,7 +86,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// # Errors
     ///
-    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
+    /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists), [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str, value: T) -> Result<Self> {
         Self::create_segment(&SegmentName::new(name)?, value, false, Kind::Mutex)
     }
@@ -95,7 +95,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// # Errors
     ///
-    /// [`OpenError::NotFound`], [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound), [`OpenError::WrongKind`](crate::OpenError::WrongKind), [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch).
     pub fn open(name: &str) -> Result<Self> {
         Self::open_kind(&SegmentName::new(name)?, Kind::Mutex)
     }

@@ -125,7 +125,7 @@ impl<T: Pod> RwLock<T> {
     ///
     /// # Errors
     ///
-    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
+    /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists), [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str, value: T) -> Result<Self> {
         Self::create_segment(&SegmentName::new(name)?, value, false)
     }
@@ -134,7 +134,7 @@ impl<T: Pod> RwLock<T> {
     ///
     /// # Errors
     ///
-    /// [`OpenError::NotFound`], [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound), [`OpenError::WrongKind`](crate::OpenError::WrongKind), [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch).
     pub fn open(name: &str) -> Result<Self> {
         let (segment, value) = plain::open(&SegmentName::new(name)?, Kind::RwLock)?;
         Ok(Self::wrap(segment, value))

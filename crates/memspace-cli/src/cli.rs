@@ -207,6 +207,12 @@ pub(crate) enum QueueCommand {
         /// Hold at most this many unacknowledged items (unbounded if not given).
         #[arg(long)]
         capacity: Option<u64>,
+        /// The largest size in bytes the queue may grow to.
+        #[arg(long)]
+        max_size: Option<u64>,
+        /// The permission bits, in octal (default 600: this user only).
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<u32>,
     },
     /// Put JSON values at the back, in order, waiting while a bounded queue is full.
     Put {

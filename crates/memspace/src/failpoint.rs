@@ -11,12 +11,21 @@
 //! | `list.block_reserved` | a new index block was reserved, no record written yet |
 //! | `list.written` | a record and its index entry were written, not yet published |
 //! | `list.published` | an item was published, the end of data not yet advanced |
-//! | `map.table_built` | a larger table was built, not yet switched to |
-//! | `map.written` | an entry's record was written, not yet in a slot |
-//! | `map.committed` | a new entry is in its slot, the counts not yet updated |
-//! | `queue.written` | an item and its entry were written, not yet committed |
+//! | `map.written` | an entry's record was written past the end of data, not yet in a slot |
+//! | `map.committed` | a new entry was stored in its slot, the counts not yet updated |
+//! | `map.replaced` | an existing key's slot was pointed at its new record, the counts not yet updated |
+//! | `map.removed` | an entry's slot was emptied, the counts not yet updated |
+//! | `map.table_built` | a new table was built from the current one past the end of data, not yet switched to |
+//! | `map.table_switched` | the map was switched to the new table, the counts not yet updated |
+//! | `map.copy_built` | a compacted copy (table and records) was built past the end of data, not yet switched to |
+//! | `map.copy_switched` | the map was switched to the compacted copy, the counts not yet updated |
+//! | `map.moved` | the map was switched to a second copy at the start of the data area, the end of data not yet lowered |
+//! | `queue.ring_built` | a larger ring was built and filled, not yet switched to |
+//! | `queue.written` | an item's record and entry were written, not yet committed |
+//! | `queue.committed` | an item was committed (`end` stored), the counters not yet updated |
 //! | `queue.taken` | an item was marked taken, the counters not yet updated |
-//! | `queue.acked` | an item was marked acknowledged, the counters not yet updated |
+//! | `queue.acked` | an item was marked acknowledged, the counters and `head` not yet updated |
+//! | `queue.returned` | a dropped delivery's item was marked ready again, the counters not yet updated |
 //! | `vec.written` | elements were written past the published length, not yet published |
 
 #[cfg(feature = "failpoints")]

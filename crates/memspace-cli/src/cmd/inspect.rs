@@ -31,8 +31,7 @@ pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> 
             ),
             "queue" => Some(
                 Queue::<Value>::from_segment(segment)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|queue| Ok(queue.peek_all()?))
+                    .and_then(|queue| queue.to_vec())
                     .with_context(context)?,
             ),
             _ => None,

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use memspace::SegmentOptions;
 use memspace::collections::{Queue, QueueError};
 use serde_json::Value;
 
@@ -18,8 +19,20 @@ fn open(name: &str) -> anyhow::Result<Queue<Value>> {
 
 pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
     match command {
-        QueueCommand::Create { name, capacity } => {
-            Queue::<Value>::create(&name, capacity.unwrap_or(0))
+        QueueCommand::Create {
+            name,
+            capacity,
+            max_size,
+            mode,
+        } => {
+            let mut options = SegmentOptions::new();
+            if let Some(bytes) = max_size {
+                options = options.max_size(bytes);
+            }
+            if let Some(mode) = mode {
+                options = options.mode(mode);
+            }
+            Queue::<Value>::create_with(&name, capacity, &options)
                 .with_context(|| format!("creating queue `{name}`"))?;
         }
         QueueCommand::Put { name, values } => {
@@ -43,18 +56,25 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             }
         }
         QueueCommand::Get { name, timeout } => {
+            let timeout = match timeout {
+                None => None,
+                Some(seconds) => Some(Duration::try_from_secs_f64(seconds).map_err(|_| {
+                    anyhow::anyhow!("--timeout {seconds} is not a number of seconds")
+                })?),
+            };
             let queue = open(&name)?;
             let got = match timeout {
                 None => queue.get(),
-                Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
-                    queue.get_timeout(Duration::from_secs_f64(seconds))
-                }
-                Some(seconds) => bail!("--timeout {seconds} is not a number of seconds"),
+                Some(timeout) => queue.get_timeout(timeout),
             };
             match got {
                 Ok(value) => println!("{value}"),
                 Err(QueueError::Timeout { waited, .. }) => {
                     eprintln!("memspace: queue `{name}` stayed empty for {waited:?}");
+                    return Ok(ExitCode::from(TIMED_OUT));
+                }
+                Err(QueueError::Empty { .. }) => {
+                    eprintln!("memspace: queue `{name}` is empty");
                     return Ok(ExitCode::from(TIMED_OUT));
                 }
                 Err(err) => {

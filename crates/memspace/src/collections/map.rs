@@ -3,108 +3,243 @@
 //! # Layout
 //!
 //! ```text
-//! kind area:  table    offset of the slot array | log2(capacity)   (one word: one commit)
-//!             len      live entries             used   live entries + tombstones
-//!             tail     first free byte of the data area
-//! slot:       [u64 hash][u64 record offset; 0 = empty, 1 = tombstone]
-//! record:     [u32 key length][key][value]  as a record (length, CRC-32, payload: record.rs)
+//! kind area:  table    offset of the slot table | log2(its capacity)      committed, one word
+//!             len      live entries                                      derived
+//!             used     slots that are not empty: live entries, tombstones  derived
+//!             bytes    bytes of the live entries' records                derived
+//!             tail     first free byte of the data area                  derived
+//!             changes  odd while a holder of the lock changes the map    (for `len`, `verify`)
+//! table:      `capacity` slots of 16 bytes (a power of two, at least 16), 64-byte aligned
+//! slot:       [u64 hash of the key][u64 record: 0 empty, 1 tombstone, else the entry's offset]
+//! record:     [u32 length][u32 CRC-32][u32 key length][key][value][padding to 8]  (record.rs)
 //! ```
 //!
-//! Keys and values are encoded with `MessagePack`; a key is found by the FNV-1a hash of its
-//! encoding, with linear probing, and two keys are equal when their encodings are. Hashing is
-//! deterministic (never `RandomState`), so every process finds every key.
+//! Tables and records are bump-allocated in the data area, below `tail`. Keys and values are
+//! stored in their `MessagePack` encoding (`codec.rs`).
 //!
-//! # Crash consistency
+//! # Hashing and key equality
 //!
-//! Every operation holds the segment's robust lock, readers included. Each change is committed
-//! by one atomic store: an insert writes its record past `tail` and then stores the record's
-//! offset into the slot; a remove stores the tombstone; growth builds a larger table past
-//! `tail` and then switches the `table` word. A writer killed before its commit leaves garbage
-//! past `tail` that nothing points to; one killed after leaves `len`, `used` or `tail` stale,
-//! and the next locker, told the owner died, recounts them from the committed table before it
-//! goes on.
+//! A key's slot is found from the hash of its *encoding*: FNV-1a (64 bits) followed by the
+//! `MurmurHash3` finaliser, so that the low bits, which pick the slot, depend on every bit of the
+//! key. The hash has no seed and no per-process state (never `RandomState`): every process
+//! computes the same hash for the same key, in every run. Collisions are resolved by linear
+//! probing, and two keys are the same key exactly when their encodings are equal.
 //!
-//! Space: replaced and removed entries, and the tables outgrown, stay allocated until
-//! [`SharedMap::clear`] (which reclaims everything). Growth doubles the table when live entries
-//! and tombstones pass 70 % of it.
+//! # Protocol: one store commits each change
+//!
+//! Every operation, readers included, holds the segment's robust lock. Each change becomes
+//! visible with one atomic store:
+//!
+//! * **insert** writes the entry's record at `tail` (nothing points there), then stores its
+//!   offset into the slot: an empty slot or a tombstone for a new key (the slot's hash word is
+//!   written first), the slot of the old entry for an existing key;
+//! * **remove** stores a tombstone into the entry's slot, or *empty* when the next slot is
+//!   empty (no probe sequence goes through such a slot), turning the tombstones just before it
+//!   into empty slots too, one store each;
+//! * **growth**: when an insert into an empty slot would bring live entries and tombstones to
+//!   more than 7/10 of the table, a new table, sized so that the live entries fill at most half
+//!   of it, is built past `tail` from the old one's slots, and one store of the `table` word
+//!   switches every process to it;
+//! * **compaction**: when the garbage below `tail` (replaced and removed records, outgrown
+//!   tables) outweighs the map's live bytes (and is at least 16 KiB), the live entries are
+//!   copied, table and records, past `tail` and the map is switched to the copy; if a second
+//!   copy fits below the first (with room for `clear`'s table after it), it is then copied
+//!   again to the start of the data area and switched to, which makes the space after it free
+//!   again;
+//! * **clear** does the same with no entries, or, when nothing the map points to lies at the
+//!   start of the data area (the map is a compaction's first copy), switches at once to an
+//!   empty table there.
+//!
+//! The counts (`len`, `used`, `bytes`) and `tail` are updated after the commit; nothing reads
+//! them as truth without the lock but `len` (see below) and `verify`.
+//!
+//! # Crash recovery
+//!
+//! A holder killed before a commit leaves bytes past `tail` (or, during the second copy of a
+//! compaction, below the copy in use) that nothing points to; one killed after it leaves the
+//! counts or `tail` stale. The next locker is told the owner died
+//! ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)), recounts `len`, `used` and
+//! `bytes` from the committed table, recomputes `tail` past that table and every record it
+//! points to, and marks the lock consistent (`lock_and_repair`). Every state a holder can be
+//! killed in is therefore either the map before the change or the map after it.
+//!
+//! # Readers without the lock
+//!
+//! [`SharedMap::len`] and `verify` read without the lock, guarded by `changes` (a sequence
+//! lock): a holder makes it odd before it changes anything and even when it is done, so a
+//! reading between two equal even values is consistent. `len` falls back to the lock when a
+//! change is under way (or its maker died); `verify` retries, and accepts an odd value only
+//! when the holder is dead (nothing changes until the next locker recovers).
+//!
+//! # Space
+//!
+//! Replaced and removed entries, and outgrown tables, stay allocated until a compaction, which
+//! runs once they outweigh the live data: a map uses at most about three times the bytes of
+//! its live entries and table, plus 16 KiB. The segment itself never shrinks (it grows by
+//! doubling); compaction and [`SharedMap::clear`] make its space reusable.
+//!
+//! A compaction needs room for its copy past `tail`. A map that reached its segment's maximum
+//! size therefore keeps its garbage until a copy of what is left fits, or until it is cleared:
+//! every change but `clear` leaves room below the maximum for an empty table, so `clear`
+//! always works.
 //!
 //! # Safety
 //!
-//! The one `unsafe` operation is `record::write`, called under the lock at `tail`, which lies
-//! past the committed table and every record it points to (recomputed so after a crash): no
-//! published offset points into the bytes it writes.
+//! The one `unsafe` operation is `record::write`, whose contract is that no published offset
+//! points into the bytes written (and so no reader in this process reads them). Every call is
+//! made under the lock, at a position no slot of the committed table points to:
+//!
+//! 1. in an insert and in the first copy of a compaction, at or past `tail`, which lies past
+//!    the committed table and every record it points to (an invariant every change keeps, and
+//!    recovery re-establishes after a crash);
+//! 2. in the second copy of a compaction, below the first copy's table, after the map was
+//!    switched to that copy, whose table and records all lie past it.
+//!
+//! (`clear`'s empty table at the start of the data area is written with atomic stores, and
+//! only when the committed table and every record lie past it.)
+//!
+//! One reader takes no lock: `verify`. Run in a process where another thread compacts or
+//! clears the same map, it can copy bytes of a record that became garbage while they are
+//! rewritten. That copy is a race on plain bytes, as in the queue's `verify`: its result is
+//! discarded, because `changes` moved meanwhile. (`memspace inspect` runs `verify` in a
+//! process of its own.)
 
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{codec, record};
 use crate::error::{Error, OpenError, Result};
 use crate::inspect::Report;
-use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
-use crate::sync::{LockError, RawGuard, acquire};
-use crate::sys::Wait;
+use crate::segment::{self, DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+use crate::sync::{RawGuard, lock_and_repair};
 
+/// A slot's record word: never used.
 const EMPTY: u64 = 0;
+/// A slot's record word: its entry was removed (probe sequences go on past it).
 const TOMBSTONE: u64 = 1;
 const SLOT_SIZE: u64 = 16;
+const TABLE_ALIGN: u64 = 64;
 const MIN_CAPACITY_LOG2: u64 = 4;
 const MAX_CAPACITY_LOG2: u64 = 40;
+/// Bytes before a record's key: the key's length.
+const KEY_LENGTH: usize = 4;
+/// Garbage below this is never worth a compaction.
+const MIN_GARBAGE: u64 = 16 << 10;
+/// Room every change but `clear` leaves below the segment's maximum size, so that `clear` can
+/// always place an empty table past the end of data: a full map can still be cleared.
+const CLEAR_RESERVE: u64 = TABLE_ALIGN + (1 << MIN_CAPACITY_LOG2) * SLOT_SIZE;
+/// How often `verify` tries to read the map between two changes.
+const VERIFY_ATTEMPTS: u32 = 16;
 
+/// The map's words in the segment's kind area (see the module docs).
 #[repr(C)]
 pub(crate) struct MapArea {
-    /// Table offset (64-byte aligned) | log2(capacity) in the low 6 bits.
     table: AtomicU64,
     len: AtomicU64,
     used: AtomicU64,
+    bytes: AtomicU64,
     tail: AtomicU64,
+    changes: AtomicU64,
 }
 
-/// A slot of the table, read from shared memory.
-#[derive(Clone, Copy)]
+const _: () = assert!(size_of::<MapArea>() == 48);
+
+/// A slot table, as decoded from the `table` word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Table {
     offset: u64,
     capacity: u64,
 }
 
 impl Table {
-    fn from_word(word: u64) -> Self {
-        Table {
-            offset: word & !63,
-            capacity: 1 << (word & 63).min(MAX_CAPACITY_LOG2),
-        }
+    /// The table a `table` word names, if its capacity is one a map can have.
+    fn from_word(word: u64) -> Option<Self> {
+        let log2 = word % TABLE_ALIGN;
+        (MIN_CAPACITY_LOG2..=MAX_CAPACITY_LOG2)
+            .contains(&log2)
+            .then(|| Table {
+                offset: word - log2,
+                capacity: 1 << log2,
+            })
     }
 
     fn word(self) -> u64 {
         self.offset | u64::from(self.capacity.trailing_zeros())
     }
 
-    fn end(self) -> u64 {
-        self.offset + self.capacity * SLOT_SIZE
+    fn bytes(self) -> u64 {
+        self.capacity * SLOT_SIZE
     }
 
+    /// The first byte past the table (validated tables only: see [`Raw::table`]).
+    fn end(self) -> u64 {
+        self.offset + self.bytes()
+    }
+
+    /// The offset of slot `index` (taken modulo the capacity).
     fn slot(self, index: u64) -> u64 {
         self.offset + (index & (self.capacity - 1)) * SLOT_SIZE
     }
+
+    fn home(self, hash: u64) -> u64 {
+        hash & (self.capacity - 1)
+    }
 }
 
-/// FNV-1a, 64 bits: deterministic in every process.
+/// The capacity of a table for `live` entries: they fill at most half of it.
+fn capacity_for(live: u64) -> Option<u64> {
+    let capacity = live
+        .checked_mul(2)?
+        .max(1 << MIN_CAPACITY_LOG2)
+        .checked_next_power_of_two()?;
+    (capacity <= 1 << MAX_CAPACITY_LOG2).then_some(capacity)
+}
+
+/// The hash of a key's encoding: FNV-1a (64 bits), then `MurmurHash3`'s 64-bit finaliser.
+/// Deterministic: the same in every process and every run.
 fn hash(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    hash
+    // FNV-1a's low bits depend only on the low bits of each byte; the finaliser mixes every
+    // bit into every other, so that the low bits can pick the slot.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
-/// A hash map shared by threads and processes.
+/// The bytes a record of `payload_len` bytes takes, padding included.
+fn record_size(payload_len: usize) -> u64 {
+    (record::HEADER + payload_len as u64).next_multiple_of(8)
+}
+
+/// A hash map whose entries live in shared memory, read and changed by any number of threads
+/// and processes at once.
+///
+/// Keys and values are any serde types, stored in their `MessagePack` encoding (so `memspace
+/// map get NAME` prints any map as JSON). Two keys are the same key when their encodings are
+/// equal: integers of every width and signedness with the same value are the same key
+/// (`5u8` and `5i64`), a struct and a map with the same fields in the same order are too, and
+/// `1.0f32` and `1.0f64` are not. Do not use types whose encoding depends on the process, such
+/// as a `HashMap` or `HashSet` with the default `RandomState` (their order differs), as keys:
+/// use a `BTreeMap` or a sorted `Vec`.
+///
+/// Every operation takes the map's robust lock; a process killed in the middle of one leaves
+/// the map as it was before the operation or as it is after it (see the module docs for the
+/// protocol and what a crash leaves behind).
 ///
 /// # Examples
 ///
@@ -112,12 +247,23 @@ fn hash(bytes: &[u8]) -> u64 {
 /// # fn main() -> memspace::Result<()> {
 /// use memspace::collections::SharedMap;
 ///
-/// let ages = SharedMap::<String, u32>::new()?;
-/// ages.insert(&"ada".into(), &36)?;
+/// let name = format!("doc-map-{}", std::process::id());
+/// let ages = SharedMap::<String, u32>::create(&name)?;
+/// assert_eq!(ages.insert(&"ada".into(), &36)?, None);
 /// assert_eq!(ages.insert(&"ada".into(), &37)?, Some(36));
-/// assert_eq!(ages.get(&"ada".into())?, Some(37));
+/// ages.insert(&"alan".into(), &41)?;
+///
+/// // Another process would open it by name, as this second handle does.
+/// let same = SharedMap::<String, u32>::open(&name)?;
+/// assert_eq!(same.get(&"ada".into())?, Some(37));
+/// assert_eq!(same.len(), 2);
+/// let mut names = same.keys().collect::<memspace::Result<Vec<_>>>()?;
+/// names.sort();
+/// assert_eq!(names, ["ada", "alan"]);
+///
 /// assert_eq!(ages.remove(&"ada".into())?, Some(37));
-/// assert!(ages.is_empty());
+/// assert!(!same.contains_key(&"ada".into())?);
+/// ages.unlink()?;
 /// # Ok(())
 /// # }
 /// ```
@@ -126,8 +272,7 @@ pub struct SharedMap<K, V> {
     _entries: PhantomData<Entries<K, V>>,
 }
 
-/// Keeps `SharedMap` `Send` and `Sync` whatever `K` and `V` are: it stores their encodings,
-/// never values.
+/// The map stores encodings, never a `K` or a `V`: it is `Send` and `Sync` whatever they are.
 type Entries<K, V> = fn(K, V) -> (K, V);
 
 impl<K, V> Clone for SharedMap<K, V> {
@@ -141,14 +286,85 @@ impl<K, V> Clone for SharedMap<K, V> {
 
 impl<K, V> fmt::Debug for SharedMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The count as stored, without the lock: `Debug` must never wait.
         f.debug_struct("SharedMap")
             .field("name", self.segment.name())
-            .field("len", &self.len())
+            .field("len", &self.raw().area().len.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-/// The map's machinery, independent of the key and value types.
+/// Marks the map as changing (`changes` odd) for as long as it lives. A holder killed meanwhile
+/// leaves `changes` odd; recovery makes it even again.
+struct Change<'a> {
+    area: &'a MapArea,
+}
+
+impl<'a> Change<'a> {
+    fn begin(area: &'a MapArea, _held: &RawGuard<'_>) -> Self {
+        area.changes.fetch_add(1, Ordering::Relaxed);
+        // The odd value is visible before any of the writes that follow.
+        fence(Ordering::Release);
+        Change { area }
+    }
+}
+
+impl Drop for Change<'_> {
+    fn drop(&mut self) {
+        self.area.changes.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The map's words, read and validated under the lock.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    table: Table,
+    len: u64,
+    used: u64,
+    bytes: u64,
+    tail: u64,
+}
+
+impl State {
+    /// Bytes below `tail` that nothing points to.
+    fn garbage(self) -> u64 {
+        self.tail - DATA_START - self.table.bytes() - self.bytes
+    }
+
+    /// Whether the garbage outweighs the live data enough to be worth a compaction.
+    fn wants_compaction(self) -> bool {
+        self.garbage() >= MIN_GARBAGE.max(self.table.bytes() + self.bytes)
+    }
+}
+
+/// An entry's record, copied out of the segment.
+struct Entry {
+    payload: Vec<u8>,
+    key_len: usize,
+}
+
+impl Entry {
+    fn key(&self) -> &[u8] {
+        &self.payload[KEY_LENGTH..KEY_LENGTH + self.key_len]
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.payload[KEY_LENGTH + self.key_len..]
+    }
+
+    fn size(&self) -> u64 {
+        record_size(self.payload.len())
+    }
+}
+
+/// Where a key is, or where it would go.
+enum Probe {
+    Found { index: u64, entry: Entry },
+    Vacant { index: u64 },
+}
+
+/// The map's machinery, independent of the key and value types (shared by every
+/// `SharedMap<K, V>` and by `inspect::verify`).
 #[derive(Clone, Copy)]
 struct Raw<'a> {
     segment: &'a Segment,
@@ -159,11 +375,22 @@ impl<'a> Raw<'a> {
         self.segment.kind_area::<MapArea>()
     }
 
+    fn corrupt(self, what: String) -> Error {
+        self.segment.corrupt(what)
+    }
+
+    /// The committed table, checked to lie in the segment's data area, and mapped.
     fn table(self) -> Result<Table> {
-        let table = Table::from_word(self.area().table.load(Ordering::Acquire));
-        if table.offset < DATA_START || table.end() > self.segment.size() {
-            return Err(self.segment.corrupt(format!(
-                "the table at {} with {} slots lies outside the segment",
+        let word = self.area().table.load(Ordering::Acquire);
+        let table = Table::from_word(word)
+            .ok_or_else(|| self.corrupt(format!("the map's table word is {word:#x}")))?;
+        // The size is read from the segment too: bounded by the (validated) maximum, the sum
+        // below cannot overflow.
+        let size = self.segment.size().min(self.segment.max_size());
+        if table.offset < DATA_START || table.offset.saturating_add(table.bytes()) > size {
+            return Err(self.corrupt(format!(
+                "the map's table at {} with {} slots lies outside the data area (the segment \
+                 has {size} bytes)",
                 table.offset, table.capacity
             )));
         }
@@ -171,277 +398,465 @@ impl<'a> Raw<'a> {
         Ok(table)
     }
 
-    fn word(self, offset: u64) -> Result<&'a AtomicU64> {
+    /// The two words of slot `index` of `table`: the key's hash and the record.
+    fn slot(self, table: Table, index: u64) -> Result<&'a [AtomicU64; 2]> {
+        let at = table.slot(index);
         self.segment
             .mapping()
-            .get::<AtomicU64>(offset)
-            .ok_or_else(|| {
-                self.segment
-                    .corrupt(format!("slot at {offset} is not mapped"))
-            })
+            .get::<[AtomicU64; 2]>(at)
+            .ok_or_else(|| self.corrupt(format!("the map's slot at {at} is not mapped")))
     }
 
-    /// Takes the lock, recounting after a holder died.
+    fn record_word(self, table: Table, index: u64) -> Result<&'a AtomicU64> {
+        Ok(&self.slot(table, index)?[1])
+    }
+
+    /// Takes the segment's lock, recounting the map if the previous holder died.
     fn lock(self) -> Result<RawGuard<'a>> {
-        match acquire(self.segment, Wait::Forever, |raw, _| raw) {
-            Ok(held) => Ok(held),
-            Err(LockError::OwnerDied(held)) => {
-                self.recover()?;
-                held.mark_consistent()
-                    .map_err(|e| self.segment.os_error("pthread_mutex_consistent", e))?;
-                Ok(held)
-            }
-            Err(LockError::Poisoned(held)) => {
-                held.clear_poison();
-                Ok(held)
-            }
-            Err(other) => Err(other.into()),
-        }
+        lock_and_repair(self.segment, |held| self.recover(held))
     }
 
-    /// Recomputes `len`, `used` and `tail` from the committed table.
-    fn recover(self) -> Result<()> {
+    /// Reads the map's words, checking that they describe a possible map. Holding the lock
+    /// (after recovery, if a holder died), they are exact.
+    fn state(self, _held: &RawGuard<'_>) -> Result<State> {
+        let area = self.area();
         let table = self.table()?;
-        let (mut len, mut used, mut tail) = (0, 0, table.end());
+        let state = State {
+            table,
+            len: area.len.load(Ordering::Relaxed),
+            used: area.used.load(Ordering::Relaxed),
+            bytes: area.bytes.load(Ordering::Relaxed),
+            tail: area.tail.load(Ordering::Relaxed),
+        };
+        let room = state.tail.checked_sub(DATA_START + table.bytes());
+        if state.len > state.used
+            || state.used >= table.capacity
+            || !state.tail.is_multiple_of(8)
+            || state.tail < table.end()
+            || state.tail > self.segment.size()
+            || room.is_none_or(|room| state.bytes > room)
+        {
+            return Err(self.corrupt(format!(
+                "the map's counts are impossible: {} entries, {} used slots of {}, {} bytes of \
+                 entries, end of data at {}",
+                state.len, state.used, table.capacity, state.bytes, state.tail
+            )));
+        }
+        Ok(state)
+    }
+
+    /// Recounts the derived words from the committed table, after a holder of the lock died.
+    fn recover(self, _held: &RawGuard<'_>) -> Result<()> {
+        let area = self.area();
+        let table = self.table()?;
+        let (mut len, mut used, mut bytes, mut tail) = (0, 0, 0, table.end());
         for index in 0..table.capacity {
-            let at = self.word(table.slot(index) + 8)?.load(Ordering::Acquire);
-            match at {
+            match self.record_word(table, index)?.load(Ordering::Acquire) {
                 EMPTY => {}
                 TOMBSTONE => used += 1,
-                record => {
+                at => {
+                    let end = record::end(self.segment, at)?;
                     len += 1;
                     used += 1;
-                    tail = tail.max(record::end(self.segment, record)?);
+                    bytes += end - at;
+                    tail = tail.max(end);
                 }
             }
         }
-        let area = self.area();
+        if tail > self.segment.size() {
+            return Err(self.corrupt(format!(
+                "the map's recovered end of data {tail} lies past the segment's size {}",
+                self.segment.size()
+            )));
+        }
         area.len.store(len, Ordering::Relaxed);
         area.used.store(used, Ordering::Relaxed);
+        area.bytes.store(bytes, Ordering::Relaxed);
         area.tail.store(tail, Ordering::Relaxed);
+        // A holder killed inside a change left `changes` odd: make it even, after the counts.
+        if !area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
+            area.changes.fetch_add(1, Ordering::Release);
+        }
         Ok(())
     }
 
-    /// Finds `key`: `Ok(Ok(slot))` where it is, or `Ok(Err(slot))` where it would go (the first
-    /// tombstone or empty slot on its probe path).
-    fn find(self, table: Table, key: &[u8], hash: u64) -> Result<std::result::Result<u64, u64>> {
-        let mut free = None;
+    /// Copies out and checks the entry whose record is at `at`.
+    fn read_entry(self, at: u64) -> Result<Entry> {
+        let payload = record::read(self.segment, at)?;
+        let key_len = payload
+            .first_chunk::<KEY_LENGTH>()
+            .map(|bytes| u32::from_le_bytes(*bytes) as usize)
+            .filter(|&key_len| key_len <= payload.len() - KEY_LENGTH)
+            .ok_or_else(|| {
+                self.corrupt(format!(
+                    "the map entry at {at} has a key longer than the entry"
+                ))
+            })?;
+        Ok(Entry { payload, key_len })
+    }
+
+    /// Looks `key` up in `table`.
+    fn find(self, table: Table, key: &[u8], hash: u64) -> Result<Probe> {
+        let mut vacant = None;
         for probe in 0..table.capacity {
-            let slot = table.slot(hash.wrapping_add(probe));
-            let at = self.word(slot + 8)?.load(Ordering::Acquire);
-            match at {
-                EMPTY => return Ok(Err(free.unwrap_or(slot))),
-                TOMBSTONE => {
-                    free.get_or_insert(slot);
+            let index = table.home(hash.wrapping_add(probe));
+            let [stored_hash, record] = self.slot(table, index)?;
+            match record.load(Ordering::Acquire) {
+                EMPTY => {
+                    return Ok(Probe::Vacant {
+                        index: vacant.unwrap_or(index),
+                    });
                 }
-                record => {
-                    if self.word(slot)?.load(Ordering::Relaxed) == hash
-                        && self.read_key(record)?.as_slice() == key
-                    {
-                        return Ok(Ok(slot));
+                TOMBSTONE => {
+                    vacant.get_or_insert(index);
+                }
+                at => {
+                    if stored_hash.load(Ordering::Relaxed) == hash {
+                        let entry = self.read_entry(at)?;
+                        if entry.key() == key {
+                            return Ok(Probe::Found { index, entry });
+                        }
                     }
                 }
             }
         }
-        free.map(Err).ok_or_else(|| {
-            self.segment
-                .corrupt("the table is full of live entries".to_owned())
-        })
+        vacant
+            .map(|index| Probe::Vacant { index })
+            .ok_or_else(|| self.corrupt("the map's table has no free slot".to_owned()))
     }
 
-    fn read_entry(self, record: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-        let payload = record::read(self.segment, record)?;
-        let key_len = payload
-            .get(..4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-            .filter(|&n| n <= payload.len() - 4)
-            .ok_or_else(|| {
-                self.segment
-                    .corrupt(format!("entry at {record} is malformed"))
-            })?;
-        Ok((
-            payload[4..4 + key_len].to_vec(),
-            payload[4 + key_len..].to_vec(),
-        ))
+    /// Writes `payload` as a record at `at` (or just after); returns its offset and its end.
+    fn write_record(self, held: &RawGuard<'_>, at: u64, payload: &[u8]) -> Result<(u64, u64)> {
+        // SAFETY: we hold the lock (`held`), and every caller passes a position no slot of the
+        // committed table points to (see the module's `# Safety`: `tail` in `insert` and in
+        // `copy`'s first use, below the copy in use in its second).
+        unsafe { record::write(self.segment, held, at, payload) }
     }
 
-    fn read_key(self, record: u64) -> Result<Vec<u8>> {
-        self.read_entry(record).map(|(key, _)| key)
-    }
-
-    /// Writes an entry record at `tail`; returns its offset (nothing points to it yet).
-    fn write_entry(self, held: &RawGuard<'_>, key: &[u8], value: &[u8]) -> Result<u64> {
-        let mut payload = Vec::with_capacity(4 + key.len() + value.len());
-        payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        payload.extend_from_slice(key);
-        payload.extend_from_slice(value);
-        if payload.len() > record::MAX_PAYLOAD {
-            return Err(Error::Full {
-                name: self.segment.name().clone(),
-                needed: payload.len() as u64,
-                max_size: record::MAX_PAYLOAD as u64,
-            });
-        }
-        let area = self.area();
-        let tail = area.tail.load(Ordering::Relaxed);
-        // SAFETY: we hold the lock and `tail` is past the table and every record it points to
-        // (it is recomputed so after a crash), so nothing published points into the range.
-        let (at, end) = unsafe { record::write(self.segment, held, tail, payload.as_slice()) }?;
-        area.tail.store(end, Ordering::Relaxed);
-        Ok(at)
-    }
-
-    /// Allocates a zeroed table of `capacity` slots at `at` (64-byte aligned), holding the lock.
+    /// A zeroed table of `capacity` slots at the first aligned offset at or after `at`.
     fn new_table(self, held: &RawGuard<'_>, at: u64, capacity: u64) -> Result<Table> {
         let table = Table {
-            offset: at.next_multiple_of(64),
+            offset: at.next_multiple_of(TABLE_ALIGN),
             capacity,
         };
         self.segment.grow_to(table.end(), held)?;
+        // The space may have held an earlier table or records (after a compaction).
         for index in 0..capacity {
-            self.word(table.slot(index))?.store(0, Ordering::Relaxed);
-            self.word(table.slot(index) + 8)?
-                .store(EMPTY, Ordering::Relaxed);
+            for word in self.slot(table, index)? {
+                word.store(0, Ordering::Relaxed);
+            }
         }
         Ok(table)
     }
 
-    /// Doubles the table if an insert would pass 70 % occupancy (tombstones included).
-    fn reserve_one(self, held: &RawGuard<'_>) -> Result<Table> {
-        let table = self.table()?;
-        let area = self.area();
-        let used = area.used.load(Ordering::Relaxed);
-        if (used + 1) * 10 <= table.capacity * 7 {
-            return Ok(table);
-        }
-        let live = area.len.load(Ordering::Relaxed);
-        let mut capacity = table.capacity;
-        while (live + 1) * 10 > capacity * 5 {
-            capacity *= 2;
-        }
-        if u64::from(capacity.trailing_zeros()) > MAX_CAPACITY_LOG2 {
-            return Err(Error::Full {
-                name: self.segment.name().clone(),
-                needed: live + 1,
-                max_size: 1 << MAX_CAPACITY_LOG2,
-            });
-        }
-        let grown = self.new_table(held, area.tail.load(Ordering::Relaxed), capacity)?;
-        area.tail.store(grown.end(), Ordering::Relaxed);
-        for index in 0..table.capacity {
-            let at = self.word(table.slot(index) + 8)?.load(Ordering::Acquire);
-            if at > TOMBSTONE {
-                let hash = self.word(table.slot(index))?.load(Ordering::Relaxed);
-                let slot = (0..grown.capacity)
-                    .map(|probe| grown.slot(hash.wrapping_add(probe)))
-                    .find(|&slot| {
-                        self.word(slot + 8)
-                            .is_ok_and(|w| w.load(Ordering::Relaxed) == EMPTY)
-                    })
-                    .ok_or_else(|| self.segment.corrupt("the new table overflowed".into()))?;
-                self.word(slot)?.store(hash, Ordering::Relaxed);
-                self.word(slot + 8)?.store(at, Ordering::Relaxed);
+    /// Puts (`hash`, `record`) into the first empty slot of its probe sequence in `table`,
+    /// which nobody else can see yet.
+    fn place(self, table: Table, hash: u64, record: u64) -> Result<()> {
+        for probe in 0..table.capacity {
+            let [stored_hash, word] = self.slot(table, hash.wrapping_add(probe))?;
+            if word.load(Ordering::Relaxed) == EMPTY {
+                stored_hash.store(hash, Ordering::Relaxed);
+                word.store(record, Ordering::Relaxed);
+                return Ok(());
             }
         }
+        Err(self.corrupt("the map has more entries than its counts say".to_owned()))
+    }
+
+    /// Builds a table for at least `len + 1` entries past `tail`, holding the entries of the
+    /// current one (their records stay where they are), and switches to it.
+    fn regrow(self, held: &RawGuard<'_>, state: State) -> Result<State> {
+        let capacity = state
+            .len
+            .checked_add(1)
+            .and_then(capacity_for)
+            .ok_or_else(|| self.too_many(state.len))?;
+        let grown = self.new_table(held, state.tail, capacity)?;
+        for index in 0..state.table.capacity {
+            let [stored_hash, word] = self.slot(state.table, index)?;
+            let at = word.load(Ordering::Relaxed);
+            if at > TOMBSTONE {
+                self.place(grown, stored_hash.load(Ordering::Relaxed), at)?;
+            }
+        }
+        self.keep_reserve(held, grown.end())?;
         crate::failpoint::hit("map.table_built");
         // Commit: one store switches every process to the new table.
+        let area = self.area();
         area.table.store(grown.word(), Ordering::Release);
-        area.used.store(live, Ordering::Relaxed);
-        Ok(grown)
+        crate::failpoint::hit("map.table_switched");
+        area.used.store(state.len, Ordering::Relaxed);
+        area.tail.store(grown.end(), Ordering::Relaxed);
+        Ok(State {
+            table: grown,
+            used: state.len,
+            tail: grown.end(),
+            ..state
+        })
     }
 
-    fn get(self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let _held = self.lock()?;
-        let table = self.table()?;
-        match self.find(table, key, hash(key))? {
-            Ok(slot) => {
-                let record = self.word(slot + 8)?.load(Ordering::Acquire);
-                Ok(Some(self.read_entry(record)?.1))
-            }
-            Err(_) => Ok(None),
+    /// Makes sure the segment has room for `clear`'s table past `end` (see [`CLEAR_RESERVE`]).
+    fn keep_reserve(self, held: &RawGuard<'_>, end: u64) -> Result<()> {
+        self.segment.grow_to(end + CLEAR_RESERVE, held)
+    }
+
+    fn too_many(self, len: u64) -> Error {
+        Error::Full {
+            name: self.segment.name().clone(),
+            needed: len.saturating_add(1).saturating_mul(2 * SLOT_SIZE),
+            max_size: (1 << MAX_CAPACITY_LOG2) * SLOT_SIZE,
         }
     }
 
-    fn insert(self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
-        let held = self.lock()?;
-        let table = self.reserve_one(&held)?;
-        let hash = hash(key);
-        let found = self.find(table, key, hash)?;
-        let record = self.write_entry(&held, key, value)?;
-        crate::failpoint::hit("map.written");
-        let area = self.area();
-        let old = match found {
-            Ok(slot) => {
-                let word = self.word(slot + 8)?;
-                let old = self.read_entry(word.load(Ordering::Acquire))?.1;
-                word.store(record, Ordering::Release); // commit: the new value replaces the old
-                Some(old)
-            }
-            Err(slot) => {
-                let word = self.word(slot + 8)?;
-                let was = word.load(Ordering::Relaxed);
-                self.word(slot)?.store(hash, Ordering::Relaxed);
-                word.store(record, Ordering::Release); // commit: the entry exists
-                crate::failpoint::hit("map.committed");
-                area.len.fetch_add(1, Ordering::Relaxed);
-                if was == EMPTY {
-                    area.used.fetch_add(1, Ordering::Relaxed);
+    /// Copies the live entries of `from` (none if not `keep`), table and records, to `at` and
+    /// after; returns the new table, the end of the copy and how many entries it holds.
+    /// Nothing points to the copy yet.
+    fn copy(
+        self,
+        held: &RawGuard<'_>,
+        from: Table,
+        at: u64,
+        capacity: u64,
+        keep: bool,
+    ) -> Result<(Table, u64, u64)> {
+        let table = self.new_table(held, at, capacity)?;
+        let (mut end, mut count) = (table.end(), 0);
+        if keep {
+            for index in 0..from.capacity {
+                let record = self.record_word(from, index)?.load(Ordering::Relaxed);
+                if record > TOMBSTONE {
+                    let entry = self.read_entry(record)?;
+                    let (copied, copy_end) = self.write_record(held, end, &entry.payload)?;
+                    // The hash is recomputed, not copied: the copy is right even if a stored
+                    // hash was not.
+                    self.place(table, hash(entry.key()), copied)?;
+                    end = copy_end;
+                    count += 1;
                 }
+            }
+        }
+        Ok((table, end, count))
+    }
+
+    /// Compacts the map (or, if not `keep`, empties it): see the module docs. The map is
+    /// unchanged if the segment cannot grow for the first copy.
+    fn compact(self, held: &RawGuard<'_>, state: State, keep: bool) -> Result<State> {
+        let area = self.area();
+        let len = if keep { state.len } else { 0 };
+        let capacity = capacity_for(len).ok_or_else(|| self.too_many(len))?;
+        let (far, far_end, copied) = self.copy(held, state.table, state.tail, capacity, keep)?;
+        crate::failpoint::hit("map.copy_built");
+        // Commit: the map is the copy; everything below it is garbage. (No room is kept for
+        // `clear` past the copy: it lies past the start of the data area, where `clear` puts
+        // its table then.)
+        area.table.store(far.word(), Ordering::Release);
+        crate::failpoint::hit("map.copy_switched");
+        let state = self.store_counts(State {
+            table: far,
+            len: copied,
+            used: copied,
+            bytes: far_end - far.end(),
+            tail: far_end,
+        });
+        // A second copy at the start of the data area frees everything after it. It must end
+        // before the first copy, which it reads, and leave room for `clear` after it.
+        if DATA_START + (far_end - far.offset) + CLEAR_RESERVE <= far.offset {
+            return self.move_to_start(held, far, capacity, true);
+        }
+        Ok(state)
+    }
+
+    /// Copies the entries of `from` (none if not `keep`) to the start of the data area and
+    /// switches to the copy. The caller has checked that nothing the map points to lies
+    /// where the copy goes.
+    fn move_to_start(
+        self,
+        held: &RawGuard<'_>,
+        from: Table,
+        capacity: u64,
+        keep: bool,
+    ) -> Result<State> {
+        let (near, near_end, len) = self.copy(held, from, DATA_START, capacity, keep)?;
+        // Commit.
+        self.area().table.store(near.word(), Ordering::Release);
+        crate::failpoint::hit("map.moved");
+        Ok(self.store_counts(State {
+            table: near,
+            len,
+            used: len,
+            bytes: near_end - near.end(),
+            tail: near_end,
+        }))
+    }
+
+    fn store_counts(self, state: State) -> State {
+        let area = self.area();
+        area.len.store(state.len, Ordering::Relaxed);
+        area.used.store(state.used, Ordering::Relaxed);
+        area.bytes.store(state.bytes, Ordering::Relaxed);
+        area.tail.store(state.tail, Ordering::Relaxed);
+        state
+    }
+
+    /// The lowest offset of the table and of the records it points to.
+    fn lowest_offset(self, table: Table) -> Result<u64> {
+        let mut lowest = table.offset;
+        for index in 0..table.capacity {
+            let at = self.record_word(table, index)?.load(Ordering::Relaxed);
+            if at > TOMBSTONE {
+                lowest = lowest.min(at);
+            }
+        }
+        Ok(lowest)
+    }
+
+    /// Compacts the map if its garbage calls for it. A segment that cannot grow for the copy
+    /// just keeps its garbage (the map is unchanged).
+    fn tidy(self, held: &RawGuard<'_>, state: State) -> Result<State> {
+        if !state.wants_compaction() {
+            return Ok(state);
+        }
+        match self.compact(held, state, true) {
+            Ok(state) => Ok(state),
+            // Read again rather than trust `state`: whatever was committed is what counts.
+            Err(Error::Full { .. } | Error::NoSpace { .. }) => self.state(held),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Looks `key` up; returns its slot and entry.
+    fn get(self, key: &[u8]) -> Result<Option<(u64, Entry)>> {
+        let _held = self.lock()?;
+        let table = self.table()?;
+        Ok(match self.find(table, key, hash(key))? {
+            Probe::Found { index, entry } => Some((index, entry)),
+            Probe::Vacant { .. } => None,
+        })
+    }
+
+    /// Inserts the entry encoded in `payload` (key length, key, value); returns the slot and
+    /// entry it replaced.
+    fn insert(self, payload: &[u8], key_len: usize) -> Result<Option<(u64, Entry)>> {
+        let key = &payload[KEY_LENGTH..KEY_LENGTH + key_len];
+        let hash = hash(key);
+        let held = self.lock()?;
+        let area = self.area();
+        let _change = Change::begin(area, &held);
+        let mut state = self.tidy(&held, self.state(&held)?)?;
+        let mut probe = self.find(state.table, key, hash)?;
+        if let Probe::Vacant { index } = probe
+            && self
+                .record_word(state.table, index)?
+                .load(Ordering::Relaxed)
+                == EMPTY
+            && (state.used + 1) * 10 > state.table.capacity * 7
+        {
+            state = self.regrow(&held, state)?;
+            probe = self.find(state.table, key, hash)?;
+        }
+        let (at, end) = self.write_record(&held, state.tail, payload)?;
+        self.keep_reserve(&held, end)?;
+        area.tail.store(end, Ordering::Relaxed);
+        crate::failpoint::hit("map.written");
+        let size = end - at;
+        let replaced = match probe {
+            Probe::Found { index, entry } => {
+                // Commit: the slot points to the new record instead of the old one.
+                self.record_word(state.table, index)?
+                    .store(at, Ordering::Release);
+                crate::failpoint::hit("map.replaced");
+                let bytes = state.bytes.saturating_sub(entry.size()) + size;
+                area.bytes.store(bytes, Ordering::Relaxed);
+                Some((index, entry))
+            }
+            Probe::Vacant { index } => {
+                let [stored_hash, word] = self.slot(state.table, index)?;
+                let was = word.load(Ordering::Relaxed);
+                stored_hash.store(hash, Ordering::Relaxed);
+                // Commit: the entry exists (its hash is visible with it).
+                word.store(at, Ordering::Release);
+                crate::failpoint::hit("map.committed");
+                area.len.store(state.len + 1, Ordering::Relaxed);
+                if was == EMPTY {
+                    area.used.store(state.used + 1, Ordering::Relaxed);
+                }
+                area.bytes.store(state.bytes + size, Ordering::Relaxed);
                 None
             }
         };
         self.segment.note_writer();
-        Ok(old)
+        Ok(replaced)
     }
 
-    fn remove(self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let _held = self.lock()?;
-        let table = self.table()?;
-        match self.find(table, key, hash(key))? {
-            Ok(slot) => {
-                let word = self.word(slot + 8)?;
-                let old = self.read_entry(word.load(Ordering::Acquire))?.1;
-                word.store(TOMBSTONE, Ordering::Release); // commit
-                self.area().len.fetch_sub(1, Ordering::Relaxed);
-                self.segment.note_writer();
-                Ok(Some(old))
+    /// Removes `key`; returns the slot and entry it had.
+    fn remove(self, key: &[u8]) -> Result<Option<(u64, Entry)>> {
+        let hash = hash(key);
+        let held = self.lock()?;
+        let area = self.area();
+        let _change = Change::begin(area, &held);
+        let state = self.tidy(&held, self.state(&held)?)?;
+        let Probe::Found { index, entry } = self.find(state.table, key, hash)? else {
+            return Ok(None);
+        };
+        let table = state.table;
+        let mut used = state.used;
+        let word = self.record_word(table, index)?;
+        if self.record_word(table, index + 1)?.load(Ordering::Relaxed) == EMPTY {
+            // No probe sequence goes through a slot followed by an empty one: it can be empty
+            // itself, and so can the tombstones just before it, one store each.
+            word.store(EMPTY, Ordering::Release); // commit
+            used = used.saturating_sub(1);
+            let mut before = index;
+            for _ in 1..table.capacity {
+                before = before.wrapping_sub(1);
+                let word = self.record_word(table, before)?;
+                if word.load(Ordering::Relaxed) != TOMBSTONE {
+                    break;
+                }
+                word.store(EMPTY, Ordering::Release);
+                used = used.saturating_sub(1);
             }
-            Err(_) => Ok(None),
+        } else {
+            word.store(TOMBSTONE, Ordering::Release); // commit
         }
+        crate::failpoint::hit("map.removed");
+        // Saturating: counts that are wrong (a damaged segment) must not panic; `verify` says so.
+        area.len
+            .store(state.len.saturating_sub(1), Ordering::Relaxed);
+        area.used.store(used, Ordering::Relaxed);
+        area.bytes
+            .store(state.bytes.saturating_sub(entry.size()), Ordering::Relaxed);
+        self.segment.note_writer();
+        Ok(Some((index, entry)))
     }
 
-    /// Every entry's encoded key and value, read under the lock.
-    fn entries(self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// Every entry with its slot, read under the lock.
+    fn entries(self) -> Result<Vec<(u64, Entry)>> {
         let _held = self.lock()?;
         let table = self.table()?;
         let mut entries = Vec::new();
         for index in 0..table.capacity {
-            let at = self.word(table.slot(index) + 8)?.load(Ordering::Acquire);
+            let at = self.record_word(table, index)?.load(Ordering::Acquire);
             if at > TOMBSTONE {
-                entries.push(self.read_entry(at)?);
+                entries.push((index, self.read_entry(at)?));
             }
         }
         Ok(entries)
     }
 
-    /// Empties the map and reclaims all its space.
+    /// Empties the map and makes its space reusable.
     fn clear(self) -> Result<()> {
         let held = self.lock()?;
-        let area = self.area();
-        // First an empty table past everything, committed: from then on nothing points below.
-        let far = self.new_table(
-            &held,
-            area.tail.load(Ordering::Relaxed),
-            1 << MIN_CAPACITY_LOG2,
-        )?;
-        area.table.store(far.word(), Ordering::Release);
-        area.len.store(0, Ordering::Relaxed);
-        area.used.store(0, Ordering::Relaxed);
-        area.tail.store(far.end(), Ordering::Relaxed);
-        // Then an empty table at the start, committed, and the space after it free again.
-        let near = self.new_table(&held, DATA_START, 1 << MIN_CAPACITY_LOG2)?;
-        area.table.store(near.word(), Ordering::Release);
-        area.tail.store(near.end(), Ordering::Relaxed);
+        let _change = Change::begin(self.area(), &held);
+        let state = self.state(&held)?;
+        let smallest = capacity_for(0).expect("an empty table has a capacity");
+        if self.lowest_offset(state.table)? >= DATA_START + smallest * SLOT_SIZE {
+            // Nothing the map points to lies at the start of the data area (the map is a
+            // compaction's first copy): its empty table goes there at once.
+            self.move_to_start(&held, state.table, smallest, false)?;
+        } else {
+            self.compact(&held, state, false)?;
+        }
         self.segment.note_writer();
         Ok(())
     }
@@ -455,9 +870,26 @@ impl<K, V> SharedMap<K, V> {
     }
 
     /// The number of entries.
+    ///
+    /// Read without the lock, unless a change is under way in another thread or process (or
+    /// its maker died in the middle of it): then it waits for the lock, so that the count is
+    /// always that of a whole map, before or after each change.
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.raw().area().len.load(Ordering::Acquire)
+        let raw = self.raw();
+        let area = raw.area();
+        let before = area.changes.load(Ordering::Acquire);
+        if before.is_multiple_of(2) {
+            let len = area.len.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if area.changes.load(Ordering::Relaxed) == before {
+                return len;
+            }
+        }
+        // Under the lock, after any recovery, the count is exact. If the lock cannot be had
+        // (it is damaged), the stored count is the best answer there is.
+        let _held = raw.lock();
+        area.len.load(Ordering::Relaxed)
     }
 
     /// Whether the map has no entries.
@@ -466,19 +898,27 @@ impl<K, V> SharedMap<K, V> {
         self.len() == 0
     }
 
+    /// Bytes of the segment in use: the control page, the table, the entries, and the garbage
+    /// of replaced and removed entries not yet compacted away (the segment itself grows by
+    /// doubling, so its size can be up to twice this).
+    #[must_use]
+    pub fn used_bytes(&self) -> u64 {
+        self.raw().area().tail.load(Ordering::Relaxed)
+    }
+
     /// The map's segment name.
     #[must_use]
     pub fn name(&self) -> &SegmentName {
         self.segment.name()
     }
 
-    /// The map's segment.
+    /// The map's segment (identity, size, address in this process).
     #[must_use]
     pub fn segment(&self) -> &Segment {
         &self.segment
     }
 
-    /// Removes the map's name from the system.
+    /// Removes the map's name from the system (see [`Segment::remove`]).
     ///
     /// # Errors
     ///
@@ -493,16 +933,16 @@ where
     K: Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
 {
-    /// Creates an anonymous map, removed when its last user drops it.
+    /// Creates an anonymous map, removed when the last process using it drops its handles.
     ///
     /// # Errors
     ///
-    /// What the system refuses when creating the segment.
+    /// What the system refuses when creating the segment (no space, permissions).
     pub fn new() -> Result<Self> {
         Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
     }
 
-    /// Creates the map `name`; it persists until removed.
+    /// Creates the map `name`, which persists until removed (`memspace rm NAME`).
     ///
     /// # Errors
     ///
@@ -520,17 +960,18 @@ where
         Self::create_segment(&SegmentName::new(name)?, options, false)
     }
 
-    /// Opens the map `name`.
+    /// Opens the existing map `name`.
     ///
     /// # Errors
     ///
-    /// [`OpenError::NotFound`], [`OpenError::WrongKind`].
+    /// [`OpenError::NotFound`], [`OpenError::WrongKind`] if it holds something else, or a
+    /// header problem.
     pub fn open(name: &str) -> Result<Self> {
         Self::from_segment(Segment::open(&SegmentName::new(name)?, Some(Kind::Map))?)
     }
 
-    /// A map over an already open segment (for example one from
-    /// [`inspect::observe`](crate::inspect::observe)).
+    /// A map over an already open segment (for example one opened with
+    /// [`inspect::observe`](crate::inspect::observe), which does not join its users).
     ///
     /// # Errors
     ///
@@ -562,6 +1003,7 @@ where
             options,
             anonymous,
             |segment| {
+                // The first table is at the start of the data area, in fresh (zeroed) bytes.
                 let table = Table {
                     offset: DATA_START,
                     capacity: 1 << MIN_CAPACITY_LOG2,
@@ -571,59 +1013,82 @@ where
                 area.table.store(table.word(), Ordering::Relaxed);
                 area.len.store(0, Ordering::Relaxed);
                 area.used.store(0, Ordering::Relaxed);
+                area.bytes.store(0, Ordering::Relaxed);
                 area.tail.store(table.end(), Ordering::Relaxed);
+                area.changes.store(0, Ordering::Relaxed);
                 Ok(())
             },
         )?;
         Self::from_segment(segment)
     }
 
-    fn encode_key(&self, key: &K) -> Result<Vec<u8>> {
-        codec::encode(key).map_err(|source| Error::Encode {
+    fn encode_error<T: ?Sized>(&self, source: rmp_serde::encode::Error) -> Error {
+        Error::Encode {
             name: self.name().clone(),
-            type_name: std::any::type_name::<K>(),
+            type_name: std::any::type_name::<T>(),
             source,
-        })
+        }
     }
 
-    fn decode_value(&self, bytes: &[u8]) -> Result<V> {
+    fn encode_key(&self, key: &K) -> Result<Vec<u8>> {
+        codec::encode(key).map_err(|source| self.encode_error::<K>(source))
+    }
+
+    /// The record payload of an entry: key length, key, value; and the key's length.
+    fn encode_entry(&self, key: &K, value: &V) -> Result<(Vec<u8>, usize)> {
+        let mut payload = vec![0; KEY_LENGTH];
+        codec::encode_into(&mut payload, key).map_err(|source| self.encode_error::<K>(source))?;
+        let key_len = payload.len() - KEY_LENGTH;
+        codec::encode_into(&mut payload, value).map_err(|source| self.encode_error::<V>(source))?;
+        let too_long = || Error::Full {
+            name: self.name().clone(),
+            needed: payload.len() as u64,
+            max_size: record::MAX_PAYLOAD as u64,
+        };
+        let key_len_word = u32::try_from(key_len).map_err(|_| too_long())?;
+        if payload.len() > record::MAX_PAYLOAD {
+            return Err(too_long());
+        }
+        payload[..KEY_LENGTH].copy_from_slice(&key_len_word.to_le_bytes());
+        Ok((payload, key_len))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8], slot: u64) -> Result<T> {
         codec::decode(bytes).map_err(|source| Error::Decode {
             name: self.name().clone(),
-            index: 0,
-            expected: std::any::type_name::<V>(),
+            index: slot,
+            expected: std::any::type_name::<T>(),
             source,
         })
     }
 
-    /// Inserts or replaces the value of `key`; returns the value it replaced.
+    /// Inserts `value` under `key`; returns the value it replaced, if the key had one.
     ///
     /// # Errors
     ///
-    /// [`Error::Encode`]; [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow
-    /// (the map is unchanged); [`Error::Corrupt`].
+    /// [`Error::Encode`] if the key or value cannot be encoded; [`Error::Full`] or
+    /// [`Error::NoSpace`] if the segment cannot grow (the map is unchanged); [`Error::Decode`]
+    /// if the replaced value is not a `V` (it is replaced all the same; the error's `index` is
+    /// the entry's slot); [`Error::Corrupt`] if the segment was damaged.
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
-        let key = self.encode_key(key)?;
-        let value = codec::encode(value).map_err(|source| Error::Encode {
-            name: self.name().clone(),
-            type_name: std::any::type_name::<V>(),
-            source,
-        })?;
+        let (payload, key_len) = self.encode_entry(key, value)?;
         self.raw()
-            .insert(&key, &value)?
-            .map(|old| self.decode_value(&old))
+            .insert(&payload, key_len)?
+            .map(|(slot, old)| self.decode(old.value(), slot))
             .transpose()
     }
 
-    /// The value of `key`.
+    /// The value of `key`, if it has one.
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] if the stored value is not a `V`; [`Error::Corrupt`].
+    /// [`Error::Encode`] if the key cannot be encoded; [`Error::Decode`] if the stored value is
+    /// not a `V`; [`Error::Corrupt`] if the segment was damaged.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
         self.raw()
             .get(&key)?
-            .map(|bytes| self.decode_value(&bytes))
+            .map(|(slot, entry)| self.decode(entry.value(), slot))
             .transpose()
     }
 
@@ -631,142 +1096,196 @@ where
     ///
     /// # Errors
     ///
-    /// As [`SharedMap::get`].
+    /// As [`SharedMap::get`], except that the value is not decoded.
     pub fn contains_key(&self, key: &K) -> Result<bool> {
         let key = self.encode_key(key)?;
         Ok(self.raw().get(&key)?.is_some())
     }
 
-    /// Removes `key`; returns its value.
+    /// Removes `key`; returns its value, if it had one.
     ///
     /// # Errors
     ///
-    /// As [`SharedMap::get`].
+    /// As [`SharedMap::get`]; a value that is not a `V` is removed all the same.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
         self.raw()
             .remove(&key)?
-            .map(|old| self.decode_value(&old))
+            .map(|(slot, old)| self.decode(old.value(), slot))
             .transpose()
     }
 
-    /// Removes every entry and reclaims the map's space.
+    /// Removes every entry, and makes the space they took reusable.
     ///
     /// # Errors
     ///
-    /// If the segment is damaged.
+    /// [`Error::Corrupt`] if the segment was damaged.
     pub fn clear(&self) -> Result<()> {
         self.raw().clear()
     }
 
-    /// The entries, in no particular order, as they are at the call.
+    /// The entries, in no particular order.
+    ///
+    /// The iterator copies the map, under the lock, when its first item is asked for, and
+    /// yields the entries of that copy: each once, as they were at that moment, whatever other
+    /// processes do meanwhile. It yields one error instead if the copy cannot be made.
+    #[must_use]
+    pub fn iter(&self) -> MapIter<'_, K, V> {
+        MapIter {
+            map: self,
+            snapshot: Snapshot::default(),
+        }
+    }
+
+    /// The keys, in no particular order (copied as [`SharedMap::iter`] says).
+    #[must_use]
+    pub fn keys(&self) -> MapKeys<'_, K, V> {
+        MapKeys {
+            map: self,
+            snapshot: Snapshot::default(),
+        }
+    }
+
+    /// The values, in no particular order (copied as [`SharedMap::iter`] says).
+    #[must_use]
+    pub fn values(&self) -> MapValues<'_, K, V> {
+        MapValues {
+            map: self,
+            snapshot: Snapshot::default(),
+        }
+    }
+
+    /// A copy of the entries, in no particular order.
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] if an entry is not a `(K, V)`; [`Error::Corrupt`].
+    /// [`Error::Decode`] if an entry is not a `(K, V)` (its `index` is the entry's slot);
+    /// [`Error::Corrupt`] if the segment was damaged.
     pub fn to_vec(&self) -> Result<Vec<(K, V)>> {
-        self.raw()
-            .entries()?
-            .into_iter()
-            .map(|(key, value)| {
-                let key = codec::decode(&key).map_err(|source| Error::Decode {
-                    name: self.name().clone(),
-                    index: 0,
-                    expected: std::any::type_name::<K>(),
-                    source,
-                })?;
-                Ok((key, self.decode_value(&value)?))
-            })
-            .collect()
+        self.iter().collect()
     }
 
-    /// The keys, in no particular order.
+    /// A copy of the map as a `HashMap`.
     ///
     /// # Errors
     ///
     /// As [`SharedMap::to_vec`].
-    pub fn keys(&self) -> Result<Vec<K>> {
-        Ok(self.to_vec()?.into_iter().map(|(k, _)| k).collect())
-    }
-
-    /// A copy as a `HashMap`.
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedMap::to_vec`].
-    pub fn to_hash_map(&self) -> Result<std::collections::HashMap<K, V>>
+    pub fn to_hash_map(&self) -> Result<HashMap<K, V>>
     where
-        K: std::hash::Hash + Eq,
+        K: Hash + Eq,
     {
-        Ok(self.to_vec()?.into_iter().collect())
+        self.iter().collect()
     }
 }
 
-/// The number of entries of the map in `segment`.
-pub(crate) fn len(segment: &Segment) -> u64 {
-    segment.kind_area::<MapArea>().len.load(Ordering::Acquire)
+/// A copy of a map's entries, made when first asked for.
+#[derive(Default)]
+enum Snapshot {
+    #[default]
+    NotTaken,
+    Taken(std::vec::IntoIter<(u64, Entry)>),
+    Failed,
 }
 
-/// Checks the table and every entry it points to, without taking the lock (every change is
-/// one atomic store, so a concurrent writer can only make the view a little stale).
-pub(crate) fn verify(segment: &Segment, report: &mut Report) {
-    let raw = Raw { segment };
-    let table = match raw.table() {
-        Ok(table) => table,
-        Err(err) => return report.problem(err.to_string()),
-    };
-    let (mut live, mut end) = (0u64, table.end());
-    for index in 0..table.capacity {
-        if report.is_full() {
-            break;
-        }
-        let Ok(slot) = raw.word(table.slot(index) + 8) else {
-            report.problem(format!("slot {index} is not mapped"));
-            continue;
-        };
-        let at = slot.load(Ordering::Acquire);
-        if at <= TOMBSTONE {
-            continue;
-        }
-        live += 1;
-        match raw.read_entry(at) {
-            Ok((key, value)) => {
-                let stored = raw
-                    .word(table.slot(index))
-                    .map(|w| w.load(Ordering::Relaxed));
-                if stored.ok() != Some(hash(&key)) {
-                    report.problem(format!(
-                        "slot {index}: the stored hash does not match its key"
-                    ));
-                }
-                if codec::decode::<serde::de::IgnoredAny>(&key).is_err()
-                    || codec::decode::<serde::de::IgnoredAny>(&value).is_err()
-                {
-                    report.problem(format!("slot {index}: the entry is not well-formed"));
-                }
-                if let Ok(record_end) = record::end(segment, at) {
-                    end = end.max(record_end);
+impl Snapshot {
+    fn next(&mut self, raw: Raw<'_>) -> Option<Result<(u64, Entry)>> {
+        if let Snapshot::NotTaken = self {
+            match raw.entries() {
+                Ok(entries) => *self = Snapshot::Taken(entries.into_iter()),
+                Err(err) => {
+                    *self = Snapshot::Failed;
+                    return Some(Err(err));
                 }
             }
-            Err(err) => report.problem(format!("slot {index}: {err}")),
         }
-        report.items_checked += 1;
+        match self {
+            Snapshot::Taken(entries) => entries.next().map(Ok),
+            Snapshot::NotTaken | Snapshot::Failed => None,
+        }
     }
-    let area = raw.area();
-    let len = area.len.load(Ordering::Relaxed);
-    let tail = area.tail.load(Ordering::Relaxed);
-    let held = segment.lock_owner().is_some();
-    if len != live || tail < end {
-        let what = format!(
-            "the counts say {len} entries ending at {tail}, the table holds {live} ending at {end}"
-        );
-        if held {
-            report.note(format!(
-                "{what}: a writer was interrupted; the next locker recounts"
-            ));
-        } else {
-            report.problem(what);
+
+    fn remaining(&self) -> Option<usize> {
+        match self {
+            Snapshot::NotTaken => None,
+            Snapshot::Taken(entries) => Some(entries.len()),
+            Snapshot::Failed => Some(0),
         }
+    }
+}
+
+/// The entries of a [`SharedMap`]; see [`SharedMap::iter`].
+pub struct MapIter<'a, K, V> {
+    map: &'a SharedMap<K, V>,
+    snapshot: Snapshot,
+}
+
+/// The keys of a [`SharedMap`]; see [`SharedMap::keys`].
+pub struct MapKeys<'a, K, V> {
+    map: &'a SharedMap<K, V>,
+    snapshot: Snapshot,
+}
+
+/// The values of a [`SharedMap`]; see [`SharedMap::values`].
+pub struct MapValues<'a, K, V> {
+    map: &'a SharedMap<K, V>,
+    snapshot: Snapshot,
+}
+
+macro_rules! map_iterator {
+    ($name:ident, $item:ty, |$map:ident, $slot:ident, $entry:ident| $decode:expr) => {
+        impl<K, V> Iterator for $name<'_, K, V>
+        where
+            K: Serialize + DeserializeOwned,
+            V: Serialize + DeserializeOwned,
+        {
+            type Item = Result<$item>;
+
+            fn next(&mut self) -> Option<Self::Item> {
+                let $map = self.map;
+                Some(
+                    self.snapshot
+                        .next($map.raw())?
+                        .and_then(|($slot, $entry)| $decode),
+                )
+            }
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                match self.snapshot.remaining() {
+                    Some(n) => (n, Some(n)),
+                    None => (0, None),
+                }
+            }
+        }
+
+        impl<K, V> fmt::Debug for $name<'_, K, V> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("map", self.map.name())
+                    .field("remaining", &self.snapshot.remaining())
+                    .finish()
+            }
+        }
+    };
+}
+
+map_iterator!(MapIter, (K, V), |map, slot, entry| Ok((
+    map.decode(entry.key(), slot)?,
+    map.decode(entry.value(), slot)?
+)));
+map_iterator!(MapKeys, K, |map, slot, entry| map.decode(entry.key(), slot));
+map_iterator!(MapValues, V, |map, slot, entry| map
+    .decode(entry.value(), slot));
+
+impl<'a, K, V> IntoIterator for &'a SharedMap<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    type Item = Result<(K, V)>;
+    type IntoIter = MapIter<'a, K, V>;
+
+    fn into_iter(self) -> MapIter<'a, K, V> {
+        self.iter()
     }
 }
 
@@ -789,6 +1308,230 @@ where
     }
 }
 
+/// The number of entries of the map in `segment`, as stored (no lock: it can be one off while
+/// a writer is in the middle of a change, or died there).
+pub(crate) fn len(segment: &Segment) -> u64 {
+    Raw { segment }.area().len.load(Ordering::Acquire)
+}
+
+/// Checks a map segment without taking its lock (other processes may change it meanwhile):
+/// the table, every entry's record (bounds, checksum, encoding, stored hash), that every key is
+/// reachable from its home slot and appears once, that records and the table do not overlap,
+/// and the counts. Used by [`inspect::verify`](crate::inspect::verify).
+///
+/// It reads the map between two changes (`changes` even and unchanged), or while the lock's
+/// holder is dead (nothing changes until the next locker recovers); then counts that disagree
+/// with the table are a note (the next locker recounts), not a problem.
+pub(crate) fn verify(segment: &Segment, report: &mut Report) {
+    let raw = Raw { segment };
+    let area = raw.area();
+    for _ in 0..VERIFY_ATTEMPTS {
+        let before = area.changes.load(Ordering::Acquire);
+        let interrupted = !before.is_multiple_of(2);
+        let mut found = Report::default();
+        check(raw, &mut found, interrupted);
+        fence(Ordering::Acquire);
+        let after = area.changes.load(Ordering::Relaxed);
+        let holder_dead = segment
+            .lock_owner()
+            .is_some_and(|pid| !segment::pid_alive(pid));
+        if before == after && (!interrupted || holder_dead) {
+            for problem in found.problems {
+                report.problem(problem);
+            }
+            for note in found.notes {
+                report.note(note);
+            }
+            report.items_checked += found.items_checked;
+            return;
+        }
+        std::thread::yield_now();
+    }
+    report.note(format!(
+        "the map changed during each of {VERIFY_ATTEMPTS} attempts to check it; its entries \
+         were not checked"
+    ));
+}
+
+/// One reading of the map for [`verify`].
+fn check(raw: Raw<'_>, report: &mut Report, interrupted: bool) {
+    let table = match raw.table() {
+        Ok(table) => table,
+        Err(err) => return report.problem(describe(&err)),
+    };
+    let Some(mut census) = census(raw, table, report) else {
+        return;
+    };
+    census.ranges.sort_unstable();
+    for pair in census.ranges.windows(2) {
+        if pair[1].0 < pair[0].1 {
+            report.problem(format!(
+                "the map's data at {}..{} overlaps the data at {}..{}",
+                pair[0].0, pair[0].1, pair[1].0, pair[1].1
+            ));
+        }
+    }
+    census.hashes.sort_unstable();
+    let key_at = |index: u64| {
+        let at = raw.slot(table, index).ok()?[1].load(Ordering::Acquire);
+        Some(raw.read_entry(at).ok()?.key().to_vec())
+    };
+    for pair in census.hashes.windows(2) {
+        let ((hash_a, slot_a), (hash_b, slot_b)) = (pair[0], pair[1]);
+        if hash_a == hash_b && key_at(slot_a).is_some_and(|key| Some(key) == key_at(slot_b)) {
+            report.problem(format!("slots {slot_a} and {slot_b} hold the same key"));
+        }
+    }
+    check_counts(raw, &census, report, interrupted);
+}
+
+/// What [`census`] found in a table.
+#[derive(Debug, Default)]
+struct Census {
+    live: u64,
+    tombstones: u64,
+    bytes: u64,
+    /// The end of the table or of its last record, whichever is later.
+    end: u64,
+    /// The byte ranges of the table and of every record.
+    ranges: Vec<(u64, u64)>,
+    /// The hash of every live key, and its slot.
+    hashes: Vec<(u64, u64)>,
+}
+
+/// Reads every slot of `table` and checks each entry; `None` if the table cannot be read.
+fn census(raw: Raw<'_>, table: Table, report: &mut Report) -> Option<Census> {
+    let mut first_empty = None;
+    for index in 0..table.capacity {
+        match raw.record_word(table, index) {
+            Ok(record) if record.load(Ordering::Acquire) == EMPTY => {
+                first_empty = Some(index);
+                break;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                report.problem(describe(&err));
+                return None;
+            }
+        }
+    }
+    let Some(first_empty) = first_empty else {
+        report.problem(format!(
+            "the map's table has no empty slot among its {} slots",
+            table.capacity
+        ));
+        return None;
+    };
+    let mut census = Census {
+        end: table.end(),
+        ranges: vec![(table.offset, table.end())],
+        ..Census::default()
+    };
+    // Scan from just after an empty slot, so that `last_empty` is always the last empty slot
+    // before the current one: a key can be found if no empty slot lies between its home slot
+    // and its slot.
+    let mut last_empty = first_empty;
+    for step in 1..=table.capacity {
+        if report.is_full() {
+            break;
+        }
+        let index = table.home(first_empty + step);
+        let [stored_hash, record] = match raw.slot(table, index) {
+            Ok(words) => words,
+            Err(err) => {
+                report.problem(describe(&err));
+                return None;
+            }
+        };
+        match record.load(Ordering::Acquire) {
+            EMPTY => last_empty = index,
+            TOMBSTONE => census.tombstones += 1,
+            at => {
+                census.live += 1;
+                report.items_checked += 1;
+                let entry = match raw.read_entry(at) {
+                    Ok(entry) => entry,
+                    Err(err) => {
+                        report.problem(format!("slot {index}: {}", describe(&err)));
+                        continue;
+                    }
+                };
+                let key_hash = hash(entry.key());
+                if key_hash != stored_hash.load(Ordering::Relaxed) {
+                    report.problem(format!(
+                        "slot {index}: the stored hash does not match the entry's key"
+                    ));
+                }
+                let (home, mask) = (table.home(key_hash), table.capacity - 1);
+                if index.wrapping_sub(home) & mask >= index.wrapping_sub(last_empty) & mask {
+                    report.problem(format!(
+                        "slot {index}: its key cannot be found: an empty slot lies between its \
+                         home slot {home} and it"
+                    ));
+                }
+                if codec::decode::<IgnoredAny>(entry.key()).is_err()
+                    || codec::decode::<IgnoredAny>(entry.value()).is_err()
+                {
+                    report.problem(format!(
+                        "slot {index}: the entry's key or value is not a well-formed value"
+                    ));
+                }
+                census.bytes += entry.size();
+                census.end = census.end.max(at + entry.size());
+                census.ranges.push((at, at + entry.size()));
+                census.hashes.push((key_hash, index));
+            }
+        }
+    }
+    Some(census)
+}
+
+/// Compares the map's counts with what the table holds.
+fn check_counts(raw: Raw<'_>, census: &Census, report: &mut Report, interrupted: bool) {
+    let area = raw.area();
+    let (len, used, bytes, tail) = (
+        area.len.load(Ordering::Relaxed),
+        area.used.load(Ordering::Relaxed),
+        area.bytes.load(Ordering::Relaxed),
+        area.tail.load(Ordering::Relaxed),
+    );
+    // Read after `tail`: every growth made before `tail` was stored is seen.
+    let size = raw.segment.size();
+    if tail > size {
+        report.problem(format!(
+            "the map's end of data {tail} lies past the segment's size {size}"
+        ));
+    }
+    let Census {
+        live,
+        tombstones,
+        end,
+        ..
+    } = *census;
+    if len != live || used != live + tombstones || bytes != census.bytes || tail < end {
+        let what = format!(
+            "the counts say {len} entries, {used} used slots, {bytes} bytes, data ending at \
+             {tail}; the table holds {live} entries, {} used slots, {} bytes, ending at {end}",
+            live + tombstones,
+            census.bytes
+        );
+        if interrupted {
+            report.note(format!(
+                "{what}: a writer was interrupted; the next locker recounts"
+            ));
+        } else {
+            report.problem(what);
+        }
+    }
+}
+
+fn describe(err: &Error) -> String {
+    match err {
+        Error::Corrupt { what, .. } => what.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,13 +1542,34 @@ mod tests {
             offset: 4096 + 640,
             capacity: 1 << 10,
         };
-        let back = Table::from_word(table.word());
-        assert_eq!((back.offset, back.capacity), (table.offset, table.capacity));
+        assert_eq!(Table::from_word(table.word()), Some(table));
+        assert_eq!(Table::from_word(4096 + 3), None, "fewer than 16 slots");
+        assert_eq!(Table::from_word(4096 + 41), None, "more than 2^40 slots");
     }
 
     #[test]
-    fn hashing_is_fnv1a() {
-        assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+    fn hashing_is_fnv1a_then_the_murmur3_finaliser() {
+        // Fixed values: a change here changes where every existing map keeps its keys.
+        assert_eq!(hash(b""), 0xefd0_1f60_ba99_2926);
+        assert_eq!(hash(b"a"), 0x82a2_a958_a9be_ce5b);
+    }
+
+    #[test]
+    fn keys_that_differ_in_high_bits_only_spread_over_a_small_table() {
+        // FNV-1a alone would put all of these in one slot of a 16-slot table.
+        let homes: std::collections::HashSet<u64> = (0..16u8)
+            .map(|high| hash(&[high << 4, 0x01]) & 15)
+            .collect();
+        assert!(homes.len() > 4, "{homes:?}");
+    }
+
+    #[test]
+    fn a_table_holds_its_entries_at_half_load_at_most() {
+        assert_eq!(capacity_for(0), Some(16));
+        assert_eq!(capacity_for(8), Some(16));
+        assert_eq!(capacity_for(9), Some(32));
+        assert_eq!(capacity_for(1 << 39), Some(1 << 40));
+        assert_eq!(capacity_for((1 << 39) + 1), None);
+        assert_eq!(capacity_for(u64::MAX), None);
     }
 }

@@ -1,46 +1,80 @@
 //! [`Queue<T>`]: a multi-producer, multi-consumer FIFO queue for threads and processes, bounded
 //! or not, that does not lose an item when the consumer that took it dies.
 //!
-//! # The delivery guarantee
+//! The delivery guarantee, the space a queue uses and how calls block are documented on
+//! [`Queue`]; this page is how they are kept.
 //!
-//! [`Queue::receive`] hands out an item as a [`Delivery`]: the item stays in the queue, marked
-//! as taken by the receiving process (pid and start time), until the delivery is acknowledged
-//! with [`Delivery::ack`]. If the receiver drops the delivery without acknowledging it, the item
-//! is put back at once; if the receiving process *dies* first, the next receiver that looks
-//! finds the taker dead and delivers the item again, with [`Delivery::deliveries`] counting the
-//! attempts. An acknowledged item is never delivered again and never lost: delivery is
-//! *at least once*, and exactly once for consumers that are not killed between receiving and
-//! acknowledging. [`Queue::get`] receives and acknowledges in one step (at most once from the
-//! caller's side: an item it returned is gone from the queue, whatever happens next).
-//!
-//! # Layout and protocol
+//! # Layout
 //!
 //! ```text
-//! kind area:  head, end      entries [head, end) are not yet all acknowledged
-//!             waiting        entries ready to be received      unacked  put, not acknowledged
-//!             capacity       0: unbounded                      tail     first free data byte
-//!             items, space   futex words: bumped when items appear / room appears
-//!             blocks         40 offsets of entry blocks; block b holds 256 << b entries
+//! kind area:  ring       offset of the current ring (0: none yet)         committed
+//!             head, end  sequence numbers: entries [head, end) are live    committed
+//!             capacity   0: unbounded                                      fixed at creation
+//!             waiting    items ready to be received                        derived
+//!             unacked    items put and not acknowledged (ready or taken)   derived
+//!             hint       no ready entry lies in [head, hint)               derived
+//!             changes    odd while a holder of the lock changes the queue  (for `verify`)
+//!             items      futex word, bumped when an item becomes ready
+//!             space      futex word, bumped when an item is acknowledged
+//!             receivers, senders   how many threads sleep on `items` / `space`
+//! ring:       [u64 slots][u64 bytes][16 reserved][slots entries][bytes of records]
 //! entry:      [u64 record][u32 state][u32 deliveries][u32 taker pid][u32][u64 taker start]
+//! record:     [u32 length][u32 CRC-32][payload][padding to 8]  (record.rs)
 //! ```
 //!
-//! Every operation holds the segment's robust lock. A put writes the item's record and entry
-//! past `end`, then commits with one store of `end + 1`; taking and acknowledging an item are
-//! single stores of its `state`. The counters are derived data: after a holder of the lock
-//! died, the next locker recounts them from the entries. When every entry is acknowledged the
-//! queue resets to empty and its record space is reused.
+//! Entry `seq` lives in slot `seq % slots`; `state` is 1 ready, 2 taken, 3 acknowledged. The
+//! records of entries `head..end` lie one after the other in the ring's byte area, wrapping
+//! around at its end: a new record goes after the last one, or at the start of the area if it
+//! fits before the record of `head`.
+//!
+//! # Protocol: one store commits each change
+//!
+//! Every operation holds the segment's robust lock, and each change is committed by one
+//! atomic store:
+//!
+//! * **put** writes its record into free ring space and its entry into the free slot `end`,
+//!   then stores `end + 1`;
+//! * **receive** stores `taken` into the entry's state (after writing the taker and counting
+//!   the delivery), **ack** stores `acknowledged`, a dropped delivery stores `ready` again;
+//! * `head` then moves past acknowledged entries (each position it can stop at is consistent),
+//!   freeing their slots and their record space for reuse;
+//! * when the ring has no free slot or no room for the record, a put builds a larger ring past
+//!   the current one, copies the live entries and records into it, and stores its offset into
+//!   `ring`.
+//!
+//! # Recovery
+//!
+//! A process killed before a commit leaves garbage in free space, which nothing points to; one
+//! killed after leaves only the derived words stale. The next locker is told that the owner
+//! died ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)), recounts `waiting` and
+//! `unacked` from the entries, resets `hint` to `head`, checks every live record's bounds,
+//! and marks the lock consistent. Items taken by a dead process are not a lock matter: they
+//! stay taken until a receiver finds their taker dead (pid gone, or reused by a process with
+//! another start time) and delivers them again.
+//!
+//! # Space and blocking
+//!
+//! See [`Queue`]. Outgrown rings are never reused, so `verify`, which reads without the lock,
+//! never finds a ring it loaded rewritten under it as another ring. Sleepers read the futex
+//! word under the lock and sleep only while it is unchanged, so a wake-up between unlocking and
+//! sleeping is not lost; `receivers` and `senders` let a put or an ack skip the wake-up system
+//! call when nobody sleeps. A sleeper killed while counted leaves a count too high, which costs
+//! wake-ups, never a lost one.
 //!
 //! # Safety
 //!
-//! The one `unsafe` operation is `record::write`, under the lock at `tail`, past every record
-//! of an entry below `end` (recomputed so after a crash).
+//! The one `unsafe` operation is `record::write`, whose contract is that no published offset
+//! points into the bytes written. It is called under the lock, in two places: in `Raw::put`,
+//! at a position `free_position` found in the ring's free space (outside the records of the
+//! live entries `head..end`, the only ones anybody follows); and in `Raw::grow`, in a new ring
+//! past the end of the current one, which no offset points into until `ring` is stored.
 
 #![allow(unsafe_code)]
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -50,32 +84,49 @@ use super::{codec, record};
 use crate::error::{Error, OpenError, Result};
 use crate::inspect::Report;
 use crate::segment::{self, DATA_START, Kind, Segment, SegmentName, SegmentOptions};
-use crate::sync::{LockError, RawGuard, acquire};
-use crate::sys::{self, Wait};
+use crate::sync::{RawGuard, lock_and_repair};
+use crate::sys;
 
-const BLOCKS: usize = 40;
-const FIRST_BLOCK_ENTRIES: u64 = 256;
+/// Slots of the first ring; each larger ring doubles them.
+const INITIAL_SLOTS: u64 = 64;
+/// The most slots a ring can have.
+const MAX_SLOTS: u64 = 1 << 40;
+/// Record bytes of the first ring.
+const INITIAL_BYTES: u64 = 8 << 10;
+/// Bytes before a ring's entries: `slots`, `bytes` and two reserved words.
+const RING_HEADER: u64 = 32;
+const RING_ALIGN: u64 = 64;
 const ENTRY_SIZE: u64 = 32;
-/// How often a waiting receiver looks for items taken by processes that died.
+/// How often a waiting receiver looks for items taken by processes that died meanwhile.
 const REDELIVERY_CHECK: Duration = Duration::from_millis(50);
+/// Every this many deliveries, a receiver looks for items of dead takers first even when other
+/// items are ready (it always looks when none is).
+const ORPHAN_SCAN_EVERY: u64 = 16;
+/// How often [`verify`] tries to read the queue between two changes.
+const VERIFY_ATTEMPTS: u32 = 16;
 
 const READY: u32 = 1;
 const TAKEN: u32 = 2;
 const DONE: u32 = 3;
 
+/// The queue's words in the segment's kind area (see the module docs).
 #[repr(C)]
 pub(crate) struct QueueArea {
+    ring: AtomicU64,
     head: AtomicU64,
     end: AtomicU64,
+    capacity: AtomicU64,
     waiting: AtomicU64,
     unacked: AtomicU64,
-    capacity: AtomicU64,
-    tail: AtomicU64,
+    hint: AtomicU64,
+    changes: AtomicU64,
     items: AtomicU32,
     space: AtomicU32,
-    blocks: [AtomicU64; BLOCKS],
+    receivers: AtomicU32,
+    senders: AtomicU32,
 }
 
+/// One slot of a ring (see the module docs).
 #[repr(C)]
 pub(crate) struct Entry {
     record: AtomicU64,
@@ -87,48 +138,102 @@ pub(crate) struct Entry {
 }
 
 const _: () = assert!(size_of::<Entry>() == ENTRY_SIZE as usize);
-
-fn locate(index: u64) -> Option<(usize, u64, u64)> {
-    let q = index / FIRST_BLOCK_ENTRIES + 1;
-    let block = 63 - q.leading_zeros() as usize;
-    (block < BLOCKS).then(|| {
-        let first = FIRST_BLOCK_ENTRIES * ((1u64 << block) - 1);
-        (block, index - first, FIRST_BLOCK_ENTRIES << block)
-    })
-}
+const _: () = assert!(size_of::<QueueArea>() == 80);
 
 /// Why a queue operation did not complete.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
-    /// `try_put`: a bounded queue is full.
-    #[error("queue `{name}` is full ({capacity} items waiting to be acknowledged)")]
+    /// `try_put`: a bounded queue holds its capacity of unacknowledged items.
+    #[error(
+        "queue `{name}` is full: {capacity} items are waiting or not yet acknowledged; retry \
+         once a consumer has acknowledged one, or use `put` to wait"
+    )]
     Full {
         /// The queue.
         name: SegmentName,
         /// Its bound.
         capacity: u64,
     },
-    /// `try_get`/`try_receive`: nothing is waiting.
+    /// `try_get`/`try_receive`: no item is ready.
     #[error("queue `{name}` is empty")]
     Empty {
         /// The queue.
         name: SegmentName,
     },
     /// A timed call gave up.
-    #[error("queue `{name}`: gave up after {waited:?}")]
+    #[error("queue `{name}`: gave up after waiting {waited:?}")]
     Timeout {
         /// The queue.
         name: SegmentName,
-        /// How long the caller waited.
+        /// The timeout the caller gave.
         waited: Duration,
+    },
+    /// [`Delivery::ack`] or [`Delivery::nack`] in a process that does not hold the item: the
+    /// delivery was copied into a child by `fork`. The item stays with the process that
+    /// received it.
+    #[error(
+        "item {seq} of queue `{name}` is not in flight with this process (was the delivery \
+         inherited through fork?); only the receiving process can acknowledge it"
+    )]
+    NotInFlight {
+        /// The queue.
+        name: SegmentName,
+        /// The item's sequence number.
+        seq: u64,
     },
     /// The segment, the lock or the encoding failed.
     #[error(transparent)]
     Other(#[from] Error),
 }
 
-/// A FIFO queue shared by threads and processes.
+/// A multi-producer, multi-consumer FIFO queue shared by threads and processes, bounded or
+/// not, that does not lose an item when the consumer that took it dies.
+///
+/// Items are encoded with `MessagePack` (so `memspace queue get NAME` prints any item as
+/// JSON) and carry a CRC-32. A handle travels to a child process as the queue's name.
+///
+/// # The delivery guarantee
+///
+/// [`Queue::receive`] hands out an item as a [`Delivery`]: the item stays in the queue, marked
+/// as taken by the receiving process (its pid and start time), until the delivery is
+/// acknowledged with [`Delivery::ack`]. In plain words:
+///
+/// * **An acknowledged item is gone for good**: it is never delivered again, and an `ack` that
+///   returned `Ok` is never undone, whoever is killed afterwards.
+/// * **An item is never lost before it is acknowledged.** If the receiver drops the delivery
+///   without acknowledging it, the item goes back at once, in its old place (before the items
+///   put after it). If the receiving process *dies* first (a `kill -9`, a crash), the item is
+///   delivered again to another receiver, with [`Delivery::deliveries`] counting the attempts:
+///   at once when no other item is ready, and at the latest with the 16th item delivered after
+///   the death (a receiver already waiting looks every 50 ms).
+/// * So delivery is **at least once**, and exactly once for receivers that are not killed
+///   between receiving and acknowledging: an item reaches the application twice only if the
+///   first receiver died holding it, and the second delivery says so (`deliveries() > 1`).
+///
+/// [`Queue::get`] receives and acknowledges in one step: *at most once* from the caller's
+/// side. An item it returned is gone from the queue, whatever happens to the caller next.
+///
+/// A bounded queue counts items in flight against its capacity: a put waits until an item is
+/// acknowledged, not merely received.
+///
+/// # Space
+///
+/// Items live in a ring whose slots and bytes are reused as items are acknowledged, so a
+/// queue's size follows the most items (and bytes) it held at once, not how many went through
+/// it. A full ring is replaced by one twice as large, and the segment never shrinks; outgrown
+/// rings are not reused, which at most doubles the total. Space is freed in order: an item held
+/// in flight for a long time keeps the space of every item put after it until it is
+/// acknowledged.
+///
+/// # Blocking
+///
+/// [`get`](Queue::get) and [`receive`](Queue::receive) sleep while nothing is ready,
+/// [`put`](Queue::put) while a bounded queue is full, on futexes shared with every process:
+/// no polling, except that a receiver waiting while items are in flight with others looks
+/// every 50 ms whether their takers died. Each has a non-blocking (`try_`) and a timed
+/// (`_timeout`) form. A put wakes every sleeping receiver, not just one: a receiver killed
+/// between being woken and taking the item could otherwise strand it while the others sleep.
 ///
 /// # Examples
 ///
@@ -136,14 +241,22 @@ pub enum QueueError {
 /// # fn main() -> Result<(), memspace::collections::QueueError> {
 /// use memspace::collections::Queue;
 ///
-/// let jobs = Queue::<String>::bounded(2)?;
+/// let jobs = Queue::<String>::bounded(2)?; // anonymous: removed with its last handle
 /// jobs.put(&"first".into())?;
 /// jobs.put(&"second".into())?;
-/// assert!(jobs.try_put(&"third".into()).is_err());
-/// let job = jobs.receive()?;
+/// assert!(jobs.try_put(&"third".into()).is_err()); // full
+///
+/// let job = jobs.receive()?; // in flight until acknowledged
 /// assert_eq!(job.value(), "first");
 /// job.ack()?;
-/// assert_eq!(jobs.get()?, "second");
+/// assert_eq!(jobs.get()?, "second"); // receive and acknowledge at once
+/// assert!(jobs.is_empty());
+///
+/// let name = format!("doc-queue-{}", std::process::id());
+/// let named = Queue::<u32>::create(&name)?; // persists until removed
+/// named.put(&7)?;
+/// assert_eq!(Queue::<u32>::open(&name)?.get()?, 7);
+/// named.unlink()?;
 /// # Ok(())
 /// # }
 /// ```
@@ -166,11 +279,85 @@ impl<T> fmt::Debug for Queue<T> {
         f.debug_struct("Queue")
             .field("name", self.segment.name())
             .field("len", &self.len())
+            .field("capacity", &self.capacity())
             .finish_non_exhaustive()
     }
 }
 
-/// The queue's machinery, independent of the item type.
+// ---------------------------------------------------------------------------------------------
+// The machinery, independent of the item type
+
+/// This process's pid and start time, which identify it as a taker. The start time is read
+/// from `/proc` once per process (a forked child sees another pid and reads its own).
+fn me() -> (u32, u64) {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
+    let pid = sys::pid();
+    if PID.load(Ordering::Acquire) == pid {
+        return (pid, START.load(Ordering::Relaxed));
+    }
+    let start = sys::process_start_time(pid).unwrap_or(0);
+    START.store(start, Ordering::Relaxed);
+    PID.store(pid, Ordering::Release);
+    (pid, start)
+}
+
+/// A ring read from the segment and validated: its slots and record bytes lie inside the
+/// committed, mapped size.
+#[derive(Clone, Copy, Debug)]
+struct Ring {
+    at: u64,
+    slots: u64,
+    /// The record area is `[lo, hi)`.
+    lo: u64,
+    hi: u64,
+}
+
+impl Ring {
+    fn entry_offset(self, seq: u64) -> u64 {
+        // Cannot overflow: `lo` (past the last slot) was computed with checked arithmetic.
+        self.at + RING_HEADER + (seq & (self.slots - 1)) * ENTRY_SIZE
+    }
+
+    fn bytes(self) -> u64 {
+        self.hi - self.lo
+    }
+}
+
+/// An item taken under the lock.
+struct Taken {
+    seq: u64,
+    deliveries: u32,
+    payload: Vec<u8>,
+}
+
+/// Marks the queue as changing (`changes` odd) for as long as it lives, so that [`verify`]
+/// can tell a consistent reading from one that raced a holder of the lock. A holder killed
+/// meanwhile leaves `changes` odd; recovery makes it even again.
+struct Change<'a> {
+    area: &'a QueueArea,
+}
+
+impl<'a> Change<'a> {
+    fn begin(area: &'a QueueArea, _held: &RawGuard<'_>) -> Self {
+        area.changes.fetch_add(1, Ordering::Relaxed);
+        // The odd value is visible before any of the writes that follow.
+        fence(Ordering::Release);
+        Change { area }
+    }
+}
+
+impl Drop for Change<'_> {
+    fn drop(&mut self) {
+        self.area.changes.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The record size of a payload: header, payload, padding to 8.
+fn record_size(payload_len: usize) -> u64 {
+    (record::HEADER + payload_len as u64).next_multiple_of(8)
+}
+
 #[derive(Clone, Copy)]
 struct Raw<'a> {
     segment: &'a Segment,
@@ -181,221 +368,499 @@ impl<'a> Raw<'a> {
         self.segment.kind_area::<QueueArea>()
     }
 
-    fn entry(self, index: u64) -> Result<&'a Entry> {
-        let segment = self.segment;
-        let (block, position, _) =
-            locate(index).ok_or_else(|| segment.corrupt(format!("entry {index} out of range")))?;
-        let offset = self.area().blocks[block].load(Ordering::Acquire);
-        if offset < DATA_START {
-            return Err(segment.corrupt(format!("entry block {block} is at {offset}")));
+    fn corrupt(self, what: String) -> Error {
+        self.segment.corrupt(what)
+    }
+
+    /// A word of the segment at `at` (8-aligned, mapped).
+    fn word(self, at: u64) -> Result<&'a AtomicU64> {
+        self.segment.ensure_mapped(at.saturating_add(8))?;
+        self.segment
+            .mapping()
+            .get::<AtomicU64>(at)
+            .ok_or_else(|| self.corrupt(format!("word at {at} is not mapped or not aligned")))
+    }
+
+    /// The current ring, validated, or `None` before the first put.
+    fn ring(self) -> Result<Option<Ring>> {
+        let at = self.area().ring.load(Ordering::Acquire);
+        if at == 0 {
+            return Ok(None);
         }
-        let at = offset + position * ENTRY_SIZE;
-        segment.ensure_mapped(at + ENTRY_SIZE)?;
-        segment
+        if at < DATA_START || !at.is_multiple_of(RING_ALIGN) {
+            return Err(self.corrupt(format!("the queue's ring is at offset {at}")));
+        }
+        let slots = self.word(at)?.load(Ordering::Relaxed);
+        let bytes = self.word(at + 8)?.load(Ordering::Relaxed);
+        if !slots.is_power_of_two() || slots > MAX_SLOTS || !bytes.is_multiple_of(8) || bytes == 0 {
+            return Err(self.corrupt(format!(
+                "the ring at {at} claims {slots} slots and {bytes} record bytes"
+            )));
+        }
+        // `slots <= 2^40`, so the product cannot overflow; the sums can, for garbage offsets.
+        let Some((lo, hi)) = at
+            .checked_add(RING_HEADER + slots * ENTRY_SIZE)
+            .and_then(|lo| Some((lo, lo.checked_add(bytes)?)))
+        else {
+            return Err(self.corrupt(format!("the ring at {at} overflows")));
+        };
+        // Past the committed size: `ensure_mapped` reports it as damage.
+        self.segment.ensure_mapped(hi)?;
+        Ok(Some(Ring { at, slots, lo, hi }))
+    }
+
+    fn entry(self, ring: Ring, seq: u64) -> Result<&'a Entry> {
+        let at = ring.entry_offset(seq);
+        self.segment
             .mapping()
             .get::<Entry>(at)
-            .ok_or_else(|| segment.corrupt(format!("entry {index} is not mapped")))
+            .ok_or_else(|| self.corrupt(format!("entry {seq} at {at} is not mapped")))
     }
 
-    fn lock(self) -> Result<RawGuard<'a>> {
-        match acquire(self.segment, Wait::Forever, |raw, _| raw) {
-            Ok(held) => Ok(held),
-            Err(LockError::OwnerDied(held)) => {
-                self.recover()?;
-                held.mark_consistent()
-                    .map_err(|e| self.segment.os_error("pthread_mutex_consistent", e))?;
-                Ok(held)
-            }
-            Err(LockError::Poisoned(held)) => {
-                held.clear_poison();
-                Ok(held)
-            }
-            Err(other) => Err(other.into()),
-        }
-    }
-
-    /// Recounts the derived words from the committed entries.
-    fn recover(self) -> Result<()> {
-        let area = self.area();
-        let end = area.end.load(Ordering::Relaxed);
-        let head = area.head.load(Ordering::Relaxed).min(end);
-        let (mut waiting, mut unacked) = (0, 0);
-        let mut tail = DATA_START;
-        for (block, offset) in area.blocks.iter().enumerate() {
-            let offset = offset.load(Ordering::Relaxed);
-            if offset != 0 {
-                tail = tail.max(offset + ENTRY_SIZE * (FIRST_BLOCK_ENTRIES << block));
-            }
-        }
-        for index in head..end {
-            let entry = self.entry(index)?;
-            match entry.state.load(Ordering::Relaxed) {
-                READY => {
-                    waiting += 1;
-                    unacked += 1;
-                }
-                TAKEN => unacked += 1,
-                _ => {}
-            }
-            tail = tail.max(record::end(
-                self.segment,
-                entry.record.load(Ordering::Relaxed),
-            )?);
-        }
-        area.head.store(head, Ordering::Relaxed);
-        area.waiting.store(waiting, Ordering::Relaxed);
-        area.unacked.store(unacked, Ordering::Relaxed);
-        area.tail.store(tail, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn put(self, held: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
-        let area = self.area();
-        let index = area.end.load(Ordering::Relaxed);
-        let (block, _, entries) = locate(index).ok_or_else(|| Error::Full {
-            name: self.segment.name().clone(),
-            needed: index + 1,
-            max_size: FIRST_BLOCK_ENTRIES * ((1 << BLOCKS) - 1),
-        })?;
-        let mut tail = area.tail.load(Ordering::Relaxed);
-        if area.blocks[block].load(Ordering::Relaxed) == 0 {
-            let at = tail.next_multiple_of(ENTRY_SIZE);
-            let end = at + ENTRY_SIZE * entries;
-            self.segment.grow_to(end, held)?;
-            area.blocks[block].store(at, Ordering::Release);
-            area.tail.store(end, Ordering::Relaxed);
-            tail = end;
-        }
-        // SAFETY: we hold the lock and `tail` is past every block and every record of an entry
-        // below `end` (module `# Safety`).
-        let (record, end) = unsafe { record::write(self.segment, held, tail, payload) }?;
-        let entry = self.entry(index)?;
-        entry.record.store(record, Ordering::Relaxed);
-        entry.deliveries.store(0, Ordering::Relaxed);
-        entry.taker_pid.store(0, Ordering::Relaxed);
-        entry.state.store(READY, Ordering::Relaxed);
-        crate::failpoint::hit("queue.written");
-        area.end.store(index + 1, Ordering::Release); // commit
-        area.waiting.fetch_add(1, Ordering::Relaxed);
-        area.unacked.fetch_add(1, Ordering::Relaxed);
-        area.tail.store(end, Ordering::Relaxed);
-        area.items.fetch_add(1, Ordering::Release);
-        self.segment.note_writer();
-        Ok(())
-    }
-
-    /// Takes the first ready item, or one whose taker died; `None` if there is none.
-    fn take(self, _held: &RawGuard<'_>) -> Result<Option<(u64, u32, Vec<u8>)>> {
+    /// `head` and `end`, checked against each other and the ring.
+    fn window(self, ring: Option<Ring>) -> Result<(u64, u64)> {
         let area = self.area();
         let (head, end) = (
             area.head.load(Ordering::Relaxed),
             area.end.load(Ordering::Relaxed),
         );
-        let pid = sys::pid();
-        for index in head..end {
-            let entry = self.entry(index)?;
-            let state = entry.state.load(Ordering::Relaxed);
-            let orphaned = state == TAKEN
-                && !segment::process_alive(
-                    entry.taker_pid.load(Ordering::Relaxed),
-                    entry.taker_start.load(Ordering::Relaxed),
-                );
-            if state == READY || orphaned {
-                let payload = record::read(self.segment, entry.record.load(Ordering::Relaxed))?;
-                entry
-                    .taker_start
-                    .store(sys::process_start_time(pid).unwrap_or(0), Ordering::Relaxed);
-                entry.taker_pid.store(pid, Ordering::Relaxed);
-                let deliveries = entry.deliveries.fetch_add(1, Ordering::Relaxed) + 1;
-                entry.state.store(TAKEN, Ordering::Release); // commit
-                crate::failpoint::hit("queue.taken");
-                if state == READY {
-                    area.waiting.fetch_sub(1, Ordering::Relaxed);
+        let slots = ring.map_or(0, |r| r.slots);
+        match end.checked_sub(head) {
+            Some(live) if live <= slots => Ok((head, end)),
+            _ => Err(self.corrupt(format!(
+                "entries {head}..{end} do not fit the ring's {slots} slots"
+            ))),
+        }
+    }
+
+    /// The offset just past the record at `record`, which must lie inside the ring's record
+    /// area.
+    fn record_end(self, ring: Ring, record: u64) -> Result<u64> {
+        if record < ring.lo || record >= ring.hi || !record.is_multiple_of(8) {
+            return Err(self.corrupt(format!(
+                "a record offset {record} lies outside the ring's records {}..{}",
+                ring.lo, ring.hi
+            )));
+        }
+        let end = record::end(self.segment, record)?;
+        if end > ring.hi {
+            return Err(self.corrupt(format!(
+                "the record at {record} runs past the ring's end {}",
+                ring.hi
+            )));
+        }
+        Ok(end)
+    }
+
+    /// Takes the segment's lock, repairing the queue's derived words if a holder died.
+    fn lock(self) -> Result<RawGuard<'a>> {
+        lock_and_repair(self.segment, |guard| self.recover(guard))
+    }
+
+    /// Recounts the derived words from the committed state (see the module docs).
+    fn recover(self, guard: &RawGuard<'_>) -> Result<()> {
+        let area = self.area();
+        let _change = Change::begin(area, guard);
+        let ring = self.ring()?;
+        let end = area.end.load(Ordering::Relaxed);
+        let head = area.head.load(Ordering::Relaxed).min(end);
+        area.head.store(head, Ordering::Relaxed);
+        let (head, end) = self.window(ring)?;
+        let (mut waiting, mut unacked) = (0, 0);
+        if let Some(ring) = ring {
+            for seq in head..end {
+                let entry = self.entry(ring, seq)?;
+                match entry.state.load(Ordering::Relaxed) {
+                    READY => {
+                        waiting += 1;
+                        unacked += 1;
+                    }
+                    TAKEN => unacked += 1,
+                    DONE => {}
+                    other => return Err(self.corrupt(format!("entry {seq} has state {other}"))),
                 }
-                return Ok(Some((index, deliveries, payload)));
+                self.record_end(ring, entry.record.load(Ordering::Relaxed))?;
+            }
+        }
+        area.waiting.store(waiting, Ordering::Relaxed);
+        area.unacked.store(unacked, Ordering::Relaxed);
+        area.hint.store(head, Ordering::Relaxed);
+        // `_change` made `changes` odd, unless a holder killed inside a change had left it odd
+        // already: then one more step, so that it ends even when `_change` is dropped.
+        if area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
+            area.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Moves `head` past acknowledged entries; returns the new head.
+    fn advance_head(self, ring: Ring, head: u64, end: u64) -> Result<u64> {
+        let mut new_head = head;
+        while new_head < end && self.entry(ring, new_head)?.state.load(Ordering::Relaxed) == DONE {
+            new_head += 1;
+        }
+        if new_head != head {
+            self.area().head.store(new_head, Ordering::Relaxed);
+        }
+        Ok(new_head)
+    }
+
+    /// Where a record of `need` bytes fits in the ring's free space, if anywhere.
+    fn free_position(self, ring: Ring, head: u64, end: u64, need: u64) -> Result<Option<u64>> {
+        if need > ring.bytes() {
+            return Ok(None);
+        }
+        if head == end {
+            return Ok(Some(ring.lo));
+        }
+        let first = self.entry(ring, head)?.record.load(Ordering::Relaxed);
+        self.record_end(ring, first)?;
+        let last = self.entry(ring, end - 1)?.record.load(Ordering::Relaxed);
+        let tail = self.record_end(ring, last)?;
+        // Records of `head..end` occupy `[first, tail)`, or `[first, hi)` and `[lo, tail)`
+        // once they wrapped around.
+        Ok(if first < tail {
+            if tail + need <= ring.hi {
+                Some(tail)
+            } else if ring.lo + need <= first {
+                Some(ring.lo)
+            } else {
+                None
+            }
+        } else if tail + need <= first {
+            Some(tail)
+        } else {
+            None
+        })
+    }
+
+    /// Builds a ring with room for one more entry and `need` more record bytes past the
+    /// current one, copies the live entries and records into it, and switches to it.
+    fn grow(
+        self,
+        guard: &RawGuard<'_>,
+        old: Option<Ring>,
+        (head, end): (u64, u64),
+        need: u64,
+    ) -> Result<Ring> {
+        let area = self.area();
+        let segment = self.segment;
+        let full = || Error::Full {
+            name: segment.name().clone(),
+            needed: u64::MAX,
+            max_size: segment.max_size(),
+        };
+        let (mut slots, mut bytes, from) = match old {
+            None => (INITIAL_SLOTS, INITIAL_BYTES, DATA_START),
+            Some(ring) => (ring.slots, ring.bytes(), ring.hi),
+        };
+        while slots <= end - head {
+            slots = slots
+                .checked_mul(2)
+                .filter(|s| *s <= MAX_SLOTS)
+                .ok_or_else(full)?;
+        }
+        let mut live = 0;
+        if let Some(ring) = old {
+            for seq in head..end {
+                let record = self.entry(ring, seq)?.record.load(Ordering::Relaxed);
+                live += self.record_end(ring, record)? - record;
+            }
+        }
+        // At least half of the new ring is free, so that rings are not rebuilt often.
+        let want = (live + need).checked_mul(2).ok_or_else(full)?;
+        while bytes < want {
+            bytes = bytes.checked_mul(2).ok_or_else(full)?;
+        }
+        let at = from.next_multiple_of(RING_ALIGN);
+        let lo = at + RING_HEADER + slots * ENTRY_SIZE;
+        let hi = lo.checked_add(bytes).ok_or_else(full)?;
+        segment.grow_to(hi, guard)?;
+        self.word(at)?.store(slots, Ordering::Relaxed);
+        self.word(at + 8)?.store(bytes, Ordering::Relaxed);
+        let new = Ring { at, slots, lo, hi };
+        let mut position = lo;
+        if let Some(ring) = old {
+            for seq in head..end {
+                let from = self.entry(ring, seq)?;
+                let payload = record::read(segment, from.record.load(Ordering::Relaxed))?;
+                // SAFETY: we hold the lock (`guard`), and `[position, hi)` lies in the new ring,
+                // past the end of the current one, which no offset points into before `ring`
+                // is stored below (module `# Safety`).
+                let (record, next) = unsafe { record::write(segment, guard, position, &payload) }?;
+                position = next;
+                let to = self.entry(new, seq)?;
+                to.record.store(record, Ordering::Relaxed);
+                to.state
+                    .store(from.state.load(Ordering::Relaxed), Ordering::Relaxed);
+                to.deliveries
+                    .store(from.deliveries.load(Ordering::Relaxed), Ordering::Relaxed);
+                to.taker_pid
+                    .store(from.taker_pid.load(Ordering::Relaxed), Ordering::Relaxed);
+                to.taker_start
+                    .store(from.taker_start.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        crate::failpoint::hit("queue.ring_built");
+        // Commit: the new ring, its entries and records happen-before any Acquire load of it.
+        area.ring.store(at, Ordering::Release);
+        Ok(new)
+    }
+
+    /// Appends one encoded item; the caller holds the lock and checked the bound.
+    fn put(self, guard: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
+        let area = self.area();
+        let need = record_size(payload.len());
+        let ring = self.ring()?;
+        let (mut head, end) = self.window(ring)?;
+        let _change = Change::begin(area, guard);
+        let mut at = None;
+        if let Some(current) = ring {
+            head = self.advance_head(current, head, end)?;
+            if end - head < current.slots {
+                at = self.free_position(current, head, end, need)?;
+            }
+        }
+        let (ring, at) = if let (Some(current), Some(at)) = (ring, at) {
+            (current, at)
+        } else {
+            let grown = self.grow(guard, ring, (head, end), need)?;
+            let at = self.free_position(grown, head, end, need)?.ok_or_else(|| {
+                self.corrupt("a freshly built ring has no room for its record".to_owned())
+            })?;
+            (grown, at)
+        };
+        // SAFETY: we hold the lock (`guard`), and `free_position` placed `[at, at + need)` in
+        // the ring's free space, outside every live record (module `# Safety`).
+        let (record, _) = unsafe { record::write(self.segment, guard, at, payload) }?;
+        let entry = self.entry(ring, end)?;
+        entry.record.store(record, Ordering::Relaxed);
+        entry.deliveries.store(0, Ordering::Relaxed);
+        entry.taker_pid.store(0, Ordering::Relaxed);
+        entry.taker_start.store(0, Ordering::Relaxed);
+        entry.state.store(READY, Ordering::Relaxed);
+        crate::failpoint::hit("queue.written");
+        // Commit: the record and the entry happen-before any Acquire load of `end`.
+        area.end.store(end + 1, Ordering::Release);
+        crate::failpoint::hit("queue.committed");
+        area.waiting.fetch_add(1, Ordering::Relaxed);
+        area.unacked.fetch_add(1, Ordering::Relaxed);
+        area.items.fetch_add(1, Ordering::Release);
+        self.segment.note_writer();
+        Ok(())
+    }
+
+    /// The first entry taken by a dead process, if any.
+    fn find_orphan(self, ring: Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
+        let area = self.area();
+        let in_flight = area
+            .unacked
+            .load(Ordering::Relaxed)
+            .saturating_sub(area.waiting.load(Ordering::Relaxed));
+        let (my_pid, my_start) = me();
+        let mut seen = 0;
+        let mut checked: Vec<(u32, u64, bool)> = Vec::new();
+        for seq in head..end {
+            if seen >= in_flight {
+                break;
+            }
+            let entry = self.entry(ring, seq)?;
+            if entry.state.load(Ordering::Relaxed) != TAKEN {
+                continue;
+            }
+            seen += 1;
+            let pid = entry.taker_pid.load(Ordering::Relaxed);
+            let start = entry.taker_start.load(Ordering::Relaxed);
+            if (pid, start) == (my_pid, my_start) {
+                continue;
+            }
+            let alive = if let Some(&(_, _, alive)) =
+                checked.iter().find(|(p, s, _)| (*p, *s) == (pid, start))
+            {
+                alive
+            } else {
+                let alive = segment::process_alive(pid, start);
+                checked.push((pid, start, alive));
+                alive
+            };
+            if !alive {
+                return Ok(Some(seq));
             }
         }
         Ok(None)
     }
 
-    /// Whether an item is taken by a live process (then it may come back).
-    fn any_in_flight(self) -> bool {
-        self.area().unacked.load(Ordering::Relaxed) > self.area().waiting.load(Ordering::Relaxed)
+    /// The first ready entry at or after `hint`, moving `hint` up to it.
+    fn find_ready(self, ring: Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
+        let area = self.area();
+        let hint = area.hint.load(Ordering::Relaxed);
+        // Derived, so untrusted: outside the window it is ignored.
+        let from = if (head..=end).contains(&hint) {
+            hint
+        } else {
+            head
+        };
+        for seq in from..end {
+            if self.entry(ring, seq)?.state.load(Ordering::Relaxed) == READY {
+                area.hint.store(seq, Ordering::Relaxed);
+                return Ok(Some(seq));
+            }
+        }
+        area.hint.store(end, Ordering::Relaxed);
+        Ok(None)
     }
 
-    fn ack(self, index: u64) -> Result<()> {
-        let _held = self.lock()?;
+    /// Takes the next item: usually the first ready one; an item of a dead taker when none is
+    /// ready, or every `ORPHAN_SCAN_EVERY` deliveries. `None` if there is nothing to take.
+    fn take(self, guard: &RawGuard<'_>) -> Result<Option<Taken>> {
         let area = self.area();
-        let entry = self.entry(index)?;
-        if entry.state.load(Ordering::Relaxed) != TAKEN
-            || entry.taker_pid.load(Ordering::Relaxed) != sys::pid()
-        {
-            return Ok(()); // acknowledged already, or redelivered after this process was
-            // declared dead (it cannot be: it is running this code), nothing to do
+        let Some(ring) = self.ring()? else {
+            return Ok(None);
+        };
+        let window = self.window(Some(ring))?;
+        let _change = Change::begin(area, guard);
+        let ready = self.find_ready(ring, window)?;
+        let orphans_first = ready.is_none_or(|seq| seq.is_multiple_of(ORPHAN_SCAN_EVERY));
+        let orphan = if orphans_first {
+            self.find_orphan(ring, window)?
+        } else {
+            None
+        };
+        let Some(seq) = orphan.or(ready) else {
+            return Ok(None);
+        };
+        let entry = self.entry(ring, seq)?;
+        let was = entry.state.load(Ordering::Relaxed);
+        let record = entry.record.load(Ordering::Relaxed);
+        self.record_end(ring, record)?;
+        let payload = record::read(self.segment, record)?;
+        let (pid, start) = me();
+        entry.taker_start.store(start, Ordering::Relaxed);
+        entry.taker_pid.store(pid, Ordering::Relaxed);
+        // Counted before the commit: a receiver killed in between counts as an attempt, so the
+        // count may overstate deliveries but never hides one.
+        let deliveries = entry.deliveries.load(Ordering::Relaxed).saturating_add(1);
+        entry.deliveries.store(deliveries, Ordering::Relaxed);
+        entry.state.store(TAKEN, Ordering::Release); // commit
+        crate::failpoint::hit("queue.taken");
+        if was == READY {
+            area.waiting.fetch_sub(1, Ordering::Relaxed);
+            area.hint.store(seq + 1, Ordering::Relaxed);
         }
+        Ok(Some(Taken {
+            seq,
+            deliveries,
+            payload,
+        }))
+    }
+
+    /// The entry of `seq` if this process holds it in flight.
+    fn held_entry(self, seq: u64) -> std::result::Result<(Ring, &'a Entry), QueueError> {
+        let not_in_flight = || QueueError::NotInFlight {
+            name: self.segment.name().clone(),
+            seq,
+        };
+        let ring = self.ring()?.ok_or_else(not_in_flight)?;
+        let (head, end) = self.window(Some(ring))?;
+        if !(head..end).contains(&seq) {
+            return Err(not_in_flight());
+        }
+        let entry = self.entry(ring, seq)?;
+        let taker = (
+            entry.taker_pid.load(Ordering::Relaxed),
+            entry.taker_start.load(Ordering::Relaxed),
+        );
+        if entry.state.load(Ordering::Relaxed) != TAKEN || taker != me() {
+            return Err(not_in_flight());
+        }
+        Ok((ring, entry))
+    }
+
+    fn ack(self, seq: u64) -> std::result::Result<(), QueueError> {
+        let area = self.area();
+        let guard = self.lock()?;
+        let (ring, entry) = self.held_entry(seq)?;
+        let change = Change::begin(area, &guard);
         entry.state.store(DONE, Ordering::Release); // commit
         crate::failpoint::hit("queue.acked");
         area.unacked.fetch_sub(1, Ordering::Relaxed);
-        let end = area.end.load(Ordering::Relaxed);
-        let mut head = area.head.load(Ordering::Relaxed);
-        while head < end && self.entry(head)?.state.load(Ordering::Relaxed) == DONE {
-            head += 1;
-        }
-        area.head.store(head, Ordering::Relaxed);
-        if head == end {
-            // Everything acknowledged: start again from the first entry and reuse the space
-            // after the entry blocks.
-            area.head.store(0, Ordering::Relaxed);
-            area.end.store(0, Ordering::Release);
-            let blocks_end = area
-                .blocks
-                .iter()
-                .enumerate()
-                .filter_map(|(b, o)| {
-                    let o = o.load(Ordering::Relaxed);
-                    (o != 0).then(|| o + ENTRY_SIZE * (FIRST_BLOCK_ENTRIES << b))
-                })
-                .max()
-                .unwrap_or(DATA_START);
-            area.tail.store(blocks_end, Ordering::Relaxed);
-        }
+        let (head, end) = self.window(Some(ring))?;
+        self.advance_head(ring, head, end)?;
         area.space.fetch_add(1, Ordering::Release);
-        sys::futex_wake(&area.space, u32::MAX);
+        drop(change);
+        let wake = area.senders.load(Ordering::Relaxed) != 0;
+        drop(guard);
+        if wake {
+            sys::futex_wake(&area.space, u32::MAX);
+        }
         Ok(())
     }
 
-    fn nack(self, index: u64) -> Result<()> {
-        let _held = self.lock()?;
+    fn nack(self, seq: u64) -> std::result::Result<(), QueueError> {
         let area = self.area();
-        let entry = self.entry(index)?;
-        if entry.state.load(Ordering::Relaxed) == TAKEN
-            && entry.taker_pid.load(Ordering::Relaxed) == sys::pid()
-        {
-            entry.state.store(READY, Ordering::Release);
-            area.waiting.fetch_add(1, Ordering::Relaxed);
-            area.items.fetch_add(1, Ordering::Release);
-            sys::futex_wake(&area.items, 1);
+        let guard = self.lock()?;
+        let (_, entry) = self.held_entry(seq)?;
+        let change = Change::begin(area, &guard);
+        entry.state.store(READY, Ordering::Release); // commit
+        crate::failpoint::hit("queue.returned");
+        area.waiting.fetch_add(1, Ordering::Relaxed);
+        if area.hint.load(Ordering::Relaxed) > seq {
+            area.hint.store(seq, Ordering::Relaxed);
+        }
+        area.items.fetch_add(1, Ordering::Release);
+        drop(change);
+        let wake = area.receivers.load(Ordering::Relaxed) != 0;
+        drop(guard);
+        if wake {
+            sys::futex_wake(&area.items, u32::MAX);
         }
         Ok(())
+    }
+
+    /// Copies of the payloads of the ready items, oldest first.
+    fn ready_payloads(self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let _held = self.lock()?;
+        let Some(ring) = self.ring()? else {
+            return Ok(Vec::new());
+        };
+        let (head, end) = self.window(Some(ring))?;
+        let mut payloads = Vec::new();
+        for seq in head..end {
+            let entry = self.entry(ring, seq)?;
+            if entry.state.load(Ordering::Relaxed) == READY {
+                let record = entry.record.load(Ordering::Relaxed);
+                self.record_end(ring, record)?;
+                payloads.push((seq, record::read(self.segment, record)?));
+            }
+        }
+        Ok(payloads)
     }
 }
 
-/// A received item, in flight until [`ack`](Delivery::ack)ed. Dropped without an ack, it goes
-/// back to the queue; if its process dies, it is delivered again to the next receiver.
+// ---------------------------------------------------------------------------------------------
+// Deliveries
+
+/// A received item, in flight until [`ack`](Delivery::ack)ed.
+///
+/// Dropped without an ack, it goes back to the queue in its old place; if its process dies
+/// first, it is delivered again to another receiver (see [`Queue`]'s delivery guarantee).
 #[must_use = "an item that is not acknowledged goes back to the queue"]
 pub struct Delivery<'a, T> {
     queue: &'a Queue<T>,
-    index: u64,
+    seq: u64,
     deliveries: u32,
     /// Present until acknowledged.
     value: Option<T>,
+    /// The process that received it: a forked copy of the delivery must not put it back.
     pid: u32,
-    acked: bool,
+    settled: bool,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Delivery<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Delivery")
+            .field("queue", self.queue.name())
+            .field("seq", &self.seq)
             .field("value", &self.value)
             .field("deliveries", &self.deliveries)
             .finish_non_exhaustive()
@@ -407,7 +872,7 @@ impl<T> Delivery<'_, T> {
     ///
     /// # Panics
     ///
-    /// Never: the value is only taken out by [`ack`](Delivery::ack), which consumes the
+    /// Never: the value is only moved out by [`ack`](Delivery::ack), which consumes the
     /// delivery.
     pub fn value(&self) -> &T {
         self.value
@@ -415,48 +880,65 @@ impl<T> Delivery<'_, T> {
             .expect("the value is present until acknowledged")
     }
 
-    /// How many times the item has been delivered (more than 1 after a receiver died or put it
-    /// back).
+    /// How many times the item has been handed out, this time included: 1 the first time,
+    /// more after a receiver put it back or died holding it (a receiver killed while taking
+    /// it counts too).
     #[must_use]
     pub fn deliveries(&self) -> u32 {
         self.deliveries
     }
 
-    /// Acknowledges the item: it leaves the queue for good. Returns it.
+    /// The item's sequence number in its queue (increasing in the order items were put).
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Acknowledges the item: it leaves the queue for good, and frees a place in a bounded
+    /// queue. Returns the item.
     ///
     /// # Errors
     ///
-    /// If the queue's segment is damaged (the item then stays in flight, and goes back to the
-    /// queue when the delivery is dropped).
+    /// [`QueueError::NotInFlight`] in a forked child of the receiver; [`QueueError::Other`] if
+    /// the queue's segment is damaged. The item then stays in flight, and goes back to the
+    /// queue when the delivery is dropped (or its receiver ends).
     ///
     /// # Panics
     ///
     /// Never: the value is present until this call, which consumes the delivery.
     pub fn ack(mut self) -> std::result::Result<T, QueueError> {
-        Raw {
-            segment: &self.queue.segment,
-        }
-        .ack(self.index)?;
-        self.acked = true;
+        self.queue.raw().ack(self.seq)?;
+        self.settled = true;
         Ok(self
             .value
             .take()
             .expect("the value is present until acknowledged"))
     }
+
+    /// Puts the item back now, in its old place (what dropping the delivery does, with the
+    /// error reported).
+    ///
+    /// # Errors
+    ///
+    /// As [`Delivery::ack`].
+    pub fn nack(mut self) -> std::result::Result<(), QueueError> {
+        self.settled = true;
+        self.queue.raw().nack(self.seq)
+    }
 }
 
 impl<T> Drop for Delivery<'_, T> {
     fn drop(&mut self) {
-        if !self.acked && self.pid == sys::pid() {
-            // Put it back. If that fails the item is still recorded as ours, and is delivered
-            // again once this process has ended.
-            let _ = Raw {
-                segment: &self.queue.segment,
-            }
-            .nack(self.index);
+        if !self.settled && self.pid == sys::pid() {
+            // If this fails the item is still recorded as ours, and is delivered again once
+            // this process has ended: nothing is lost, so the error can be dropped.
+            let _ = self.queue.raw().nack(self.seq);
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The typed handle
 
 impl<T> Queue<T> {
     fn raw(&self) -> Raw<'_> {
@@ -465,28 +947,39 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Items waiting to be received (not counting those in flight).
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.raw().area().waiting.load(Ordering::Acquire)
+    fn area(&self) -> &QueueArea {
+        self.raw().area()
     }
 
-    /// Whether no item is waiting.
+    /// Items ready to be received (not counting those in flight). Exact when no operation is
+    /// under way.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.area().waiting.load(Ordering::Acquire)
+    }
+
+    /// Whether no item is ready to be received.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Items put and not yet acknowledged (waiting or in flight).
+    /// Items put and not yet acknowledged: ready, or in flight with a receiver.
     #[must_use]
     pub fn unacknowledged(&self) -> u64 {
-        self.raw().area().unacked.load(Ordering::Acquire)
+        self.area().unacked.load(Ordering::Acquire)
     }
 
-    /// The bound, if the queue is bounded.
+    /// Items in flight: received and not yet acknowledged.
+    #[must_use]
+    pub fn in_flight(&self) -> u64 {
+        self.unacknowledged().saturating_sub(self.len())
+    }
+
+    /// The bound on unacknowledged items, if the queue is bounded.
     #[must_use]
     pub fn capacity(&self) -> Option<u64> {
-        match self.raw().area().capacity.load(Ordering::Relaxed) {
+        match self.area().capacity.load(Ordering::Relaxed) {
             0 => None,
             n => Some(n),
         }
@@ -498,13 +991,14 @@ impl<T> Queue<T> {
         self.segment.name()
     }
 
-    /// The queue's segment.
+    /// The queue's segment (identity, size, address in this process).
     #[must_use]
     pub fn segment(&self) -> &Segment {
         &self.segment
     }
 
-    /// Removes the queue's name from the system.
+    /// Removes the queue's name from the system (see [`Segment::remove`]); handles already
+    /// open keep working.
     ///
     /// # Errors
     ///
@@ -519,15 +1013,31 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
-/// How long to sleep, at most `at_most`, before the deadline; `None` when it has passed.
-fn nap(deadline: Option<Instant>, at_most: Duration) -> Option<Duration> {
-    match deadline {
-        None => Some(at_most),
-        Some(deadline) => deadline
-            .checked_duration_since(Instant::now())
-            .filter(|left| !left.is_zero())
-            .map(|left| left.min(at_most)),
-    }
+/// What a waiting loop does next.
+enum Next {
+    /// Sleep at most this long (`None`: until woken).
+    Sleep(Option<Duration>),
+    /// The deadline passed.
+    GiveUp,
+}
+
+/// How long to sleep before `deadline`, at most `at_most`.
+fn next_sleep(
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    at_most: Option<Duration>,
+) -> Next {
+    let left = match (timeout, deadline) {
+        (None, _) | (Some(_), None) => None,
+        (Some(_), Some(deadline)) => match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Some(left),
+            _ => return Next::GiveUp,
+        },
+    };
+    Next::Sleep(match (left, at_most) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
@@ -537,37 +1047,71 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// What the system refuses when creating the segment.
     pub fn new() -> Result<Self> {
-        Self::create_segment(&SegmentName::anonymous(), 0, true)
+        Self::create_segment(&SegmentName::anonymous(), 0, &SegmentOptions::new(), true)
     }
 
-    /// An anonymous queue holding at most `capacity` unacknowledged items.
+    /// An anonymous queue holding at most `capacity` unacknowledged items (a capacity of 0 is
+    /// taken as 1).
     ///
     /// # Errors
     ///
     /// What the system refuses when creating the segment.
     pub fn bounded(capacity: u64) -> Result<Self> {
-        Self::create_segment(&SegmentName::anonymous(), capacity.max(1), true)
+        Self::create_segment(
+            &SegmentName::anonymous(),
+            capacity.max(1),
+            &SegmentOptions::new(),
+            true,
+        )
     }
 
-    /// Creates the queue `name` (`capacity` 0: unbounded); it persists until removed.
+    /// Creates the unbounded queue `name`, which persists until removed (`memspace rm NAME`,
+    /// [`Queue::unlink`]).
     ///
     /// # Errors
     ///
     /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
-    pub fn create(name: &str, capacity: u64) -> Result<Self> {
-        Self::create_segment(&SegmentName::new(name)?, capacity, false)
+    pub fn create(name: &str) -> Result<Self> {
+        Self::create_with(name, None, &SegmentOptions::new())
+    }
+
+    /// Creates the queue `name` holding at most `capacity` unacknowledged items (0 is taken
+    /// as 1).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create_bounded(name: &str, capacity: u64) -> Result<Self> {
+        Self::create_with(name, Some(capacity), &SegmentOptions::new())
+    }
+
+    /// Creates the queue `name`, bounded if `capacity` is given, with `options` (mode, initial
+    /// and largest size).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create_with(
+        name: &str,
+        capacity: Option<u64>,
+        options: &SegmentOptions,
+    ) -> Result<Self> {
+        let capacity = capacity.map_or(0, |c| c.max(1));
+        Self::create_segment(&SegmentName::new(name)?, capacity, options, false)
     }
 
     /// Opens the queue `name`.
     ///
     /// # Errors
     ///
-    /// [`OpenError::NotFound`], [`OpenError::WrongKind`].
+    /// [`OpenError::NotFound`], [`OpenError::WrongKind`] if it holds something else, or a
+    /// header problem.
     pub fn open(name: &str) -> Result<Self> {
         Self::from_segment(Segment::open(&SegmentName::new(name)?, Some(Kind::Queue))?)
     }
 
-    /// A queue over an already open segment.
+    /// A queue over an already open segment (for example one opened with
+    /// [`inspect::observe`](crate::inspect::observe)).
     ///
     /// # Errors
     ///
@@ -587,21 +1131,42 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         })
     }
 
-    fn create_segment(name: &SegmentName, capacity: u64, anonymous: bool) -> Result<Self> {
+    fn create_segment(
+        name: &SegmentName,
+        capacity: u64,
+        options: &SegmentOptions,
+        anonymous: bool,
+    ) -> Result<Self> {
         let segment = Segment::create(
             name,
             Kind::Queue,
             std::any::type_name::<T>(),
-            &SegmentOptions::new(),
+            options,
             anonymous,
             |segment| {
+                // A new object is zero-filled: only the bound needs setting.
                 let area = segment.kind_area::<QueueArea>();
                 area.capacity.store(capacity, Ordering::Relaxed);
-                area.tail.store(DATA_START, Ordering::Relaxed);
                 Ok(())
             },
         )?;
         Self::from_segment(segment)
+    }
+
+    fn encode(&self, value: &T) -> Result<Vec<u8>> {
+        let payload = codec::encode(value).map_err(|source| Error::Encode {
+            name: self.name().clone(),
+            type_name: std::any::type_name::<T>(),
+            source,
+        })?;
+        if payload.len() > record::MAX_PAYLOAD {
+            return Err(Error::Full {
+                name: self.name().clone(),
+                needed: payload.len() as u64,
+                max_size: record::MAX_PAYLOAD as u64,
+            });
+        }
+        Ok(payload)
     }
 
     fn put_until(
@@ -609,39 +1174,45 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         value: &T,
         timeout: Option<Duration>,
     ) -> std::result::Result<(), QueueError> {
-        let payload = codec::encode(value).map_err(|source| Error::Encode {
-            name: self.name().clone(),
-            type_name: std::any::type_name::<T>(),
-            source,
-        })?;
+        // Encoded before anything is locked: a value that cannot be encoded changes nothing.
+        let payload = self.encode(value)?;
         let raw = self.raw();
         let area = raw.area();
         let deadline = deadline(timeout);
         loop {
-            let held = raw.lock()?;
+            let guard = raw.lock()?;
             let capacity = area.capacity.load(Ordering::Relaxed);
             if capacity == 0 || area.unacked.load(Ordering::Relaxed) < capacity {
-                raw.put(&held, &payload)?;
-                drop(held);
-                sys::futex_wake(&area.items, 1);
+                raw.put(&guard, &payload)?;
+                let wake = area.receivers.load(Ordering::Relaxed) != 0;
+                drop(guard);
+                if wake {
+                    sys::futex_wake(&area.items, u32::MAX);
+                }
                 return Ok(());
             }
-            let seen = area.space.load(Ordering::Acquire);
-            drop(held);
-            let Some(sleep) = nap(deadline, Duration::MAX) else {
-                return Err(match timeout {
-                    Some(waited) if !waited.is_zero() => QueueError::Timeout {
-                        name: self.name().clone(),
-                        waited,
-                    },
-                    _ => QueueError::Full {
-                        name: self.name().clone(),
-                        capacity,
-                    },
-                });
+            let sleep = match next_sleep(timeout, deadline, None) {
+                Next::Sleep(sleep) => sleep,
+                Next::GiveUp => {
+                    return Err(match timeout {
+                        Some(waited) if !waited.is_zero() => QueueError::Timeout {
+                            name: self.name().clone(),
+                            waited,
+                        },
+                        _ => QueueError::Full {
+                            name: self.name().clone(),
+                            capacity,
+                        },
+                    });
+                }
             };
-            let sleep = (sleep != Duration::MAX).then_some(sleep);
+            // Read under the lock: an acknowledgement after we unlock changes it, and the
+            // futex then does not sleep.
+            let seen = area.space.load(Ordering::Relaxed);
+            area.senders.fetch_add(1, Ordering::Relaxed);
+            drop(guard);
             sys::futex_wait(&area.space, seen, sleep);
+            area.senders.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -649,25 +1220,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Other`] for encoding or segment failures.
+    /// [`QueueError::Other`] with [`Error::Encode`] if `value` cannot be encoded (the queue is
+    /// unchanged), [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow, or
+    /// [`Error::Corrupt`] if it is damaged.
     pub fn put(&self, value: &T) -> std::result::Result<(), QueueError> {
         self.put_until(value, None)
     }
 
-    /// Appends `value` if there is room now.
+    /// Appends `value` if a bounded queue has room now.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Full`].
+    /// [`QueueError::Full`], or as [`Queue::put`].
     pub fn try_put(&self, value: &T) -> std::result::Result<(), QueueError> {
         self.put_until(value, Some(Duration::ZERO))
     }
 
-    /// Appends `value`, waiting at most `timeout` for room.
+    /// Appends `value`, waiting at most `timeout` for room in a bounded queue.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Timeout`].
+    /// [`QueueError::Timeout`] (or [`QueueError::Full`] for a zero timeout), or as
+    /// [`Queue::put`].
     pub fn put_timeout(&self, value: &T, timeout: Duration) -> std::result::Result<(), QueueError> {
         self.put_until(value, Some(timeout))
     }
@@ -680,53 +1254,64 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let area = raw.area();
         let deadline = deadline(timeout);
         loop {
-            let held = raw.lock()?;
-            if let Some((index, deliveries, payload)) = raw.take(&held)? {
-                drop(held);
-                let value = codec::decode(&payload).map_err(|source| Error::Decode {
-                    name: self.name().clone(),
-                    index,
-                    expected: std::any::type_name::<T>(),
-                    source,
-                });
-                let value = match value {
-                    Ok(value) => value,
-                    Err(err) => {
-                        // Leave an undecodable item for a receiver of the right type.
-                        let _ = raw.nack(index);
-                        return Err(err.into());
-                    }
-                };
-                return Ok(Delivery {
+            let guard = raw.lock()?;
+            if let Some(Taken {
+                seq,
+                deliveries,
+                payload,
+            }) = raw.take(&guard)?
+            {
+                drop(guard);
+                let mut delivery = Delivery {
                     queue: self,
-                    index,
+                    seq,
                     deliveries,
-                    value: Some(value),
+                    value: None,
                     pid: sys::pid(),
-                    acked: false,
-                });
+                    settled: false,
+                };
+                match codec::decode(&payload) {
+                    Ok(value) => delivery.value = Some(value),
+                    Err(source) => {
+                        // Dropping the delivery puts the item back, for a receiver of the
+                        // right type (or `memspace queue get`, which reads any item).
+                        return Err(Error::Decode {
+                            name: self.name().clone(),
+                            index: seq,
+                            expected: std::any::type_name::<T>(),
+                            source,
+                        }
+                        .into());
+                    }
+                }
+                return Ok(delivery);
             }
-            let seen = area.items.load(Ordering::Acquire);
-            // Items in flight may come back if their taker dies: look again now and then.
-            let limit = if raw.any_in_flight() {
-                REDELIVERY_CHECK
-            } else {
-                Duration::MAX
+            // Items in flight come back if their taker dies, which wakes nobody: look again
+            // now and then while there are any.
+            let poll = (area.unacked.load(Ordering::Relaxed)
+                > area.waiting.load(Ordering::Relaxed))
+            .then_some(REDELIVERY_CHECK);
+            let sleep = match next_sleep(timeout, deadline, poll) {
+                Next::Sleep(sleep) => sleep,
+                Next::GiveUp => {
+                    return Err(match timeout {
+                        Some(waited) if !waited.is_zero() => QueueError::Timeout {
+                            name: self.name().clone(),
+                            waited,
+                        },
+                        _ => QueueError::Empty {
+                            name: self.name().clone(),
+                        },
+                    });
+                }
             };
-            drop(held);
-            let Some(sleep) = nap(deadline, limit) else {
-                return Err(match timeout {
-                    Some(waited) if !waited.is_zero() => QueueError::Timeout {
-                        name: self.name().clone(),
-                        waited,
-                    },
-                    _ => QueueError::Empty {
-                        name: self.name().clone(),
-                    },
-                });
-            };
-            let sleep = (sleep != Duration::MAX).then_some(sleep);
+            // Read under the lock: a put after we unlock changes it, and the futex then does
+            // not sleep.
+            let seen = area.items.load(Ordering::Relaxed);
+            area.receivers.fetch_add(1, Ordering::Relaxed);
+            drop(guard);
             sys::futex_wait(&area.items, seen, sleep);
+            area.receivers.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -734,17 +1319,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Other`] if the item is not a `T` (it stays in the queue) or the segment
-    /// is damaged.
+    /// [`QueueError::Other`] with [`Error::Decode`] if the next item is not a `T` (it stays in
+    /// the queue, and blocks receivers of `T` until something that reads any item, such as
+    /// `memspace queue get NAME`, takes it), or [`Error::Corrupt`] if the segment is damaged.
     pub fn receive(&self) -> std::result::Result<Delivery<'_, T>, QueueError> {
         self.receive_until(None)
     }
 
-    /// Takes an item in flight if one is waiting.
+    /// Takes an item in flight if one is ready.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Empty`].
+    /// [`QueueError::Empty`], or as [`Queue::receive`].
     pub fn try_receive(&self) -> std::result::Result<Delivery<'_, T>, QueueError> {
         self.receive_until(Some(Duration::ZERO))
     }
@@ -753,7 +1339,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Timeout`].
+    /// [`QueueError::Timeout`] (or [`QueueError::Empty`] for a zero timeout), or as
+    /// [`Queue::receive`].
     pub fn receive_timeout(
         &self,
         timeout: Duration,
@@ -761,7 +1348,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.receive_until(Some(timeout))
     }
 
-    /// Waits for an item, takes it and acknowledges it.
+    /// Waits for an item, takes it and acknowledges it (at most once: see [`Queue`]'s delivery
+    /// guarantee).
     ///
     /// # Errors
     ///
@@ -770,11 +1358,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.receive()?.ack()
     }
 
-    /// Takes and acknowledges an item if one is waiting.
+    /// Takes and acknowledges an item if one is ready.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Empty`].
+    /// [`QueueError::Empty`], or as [`Queue::receive`].
     pub fn try_get(&self) -> std::result::Result<T, QueueError> {
         self.try_receive()?.ack()
     }
@@ -783,100 +1371,30 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Timeout`].
+    /// [`QueueError::Timeout`] (or [`QueueError::Empty`] for a zero timeout), or as
+    /// [`Queue::receive`].
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, QueueError> {
         self.receive_timeout(timeout)?.ack()
     }
 
-    /// Copies of the items waiting, oldest first (for inspection).
+    /// Copies of the items ready to be received, oldest first (items in flight are left out).
     ///
     /// # Errors
     ///
-    /// [`QueueError::Other`] if an item is not a `T` or the segment is damaged.
-    pub fn peek_all(&self) -> std::result::Result<Vec<T>, QueueError> {
-        let raw = self.raw();
-        let _held = raw.lock()?;
-        let area = raw.area();
-        let mut items = Vec::new();
-        for index in area.head.load(Ordering::Relaxed)..area.end.load(Ordering::Relaxed) {
-            let entry = raw.entry(index)?;
-            if entry.state.load(Ordering::Relaxed) == READY {
-                let payload = record::read(&self.segment, entry.record.load(Ordering::Relaxed))?;
-                items.push(codec::decode(&payload).map_err(|source| Error::Decode {
+    /// [`Error::Decode`] if an item is not a `T`; [`Error::Corrupt`] if the segment is damaged.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        self.raw()
+            .ready_payloads()?
+            .into_iter()
+            .map(|(seq, payload)| {
+                codec::decode(&payload).map_err(|source| Error::Decode {
                     name: self.name().clone(),
-                    index,
+                    index: seq,
                     expected: std::any::type_name::<T>(),
                     source,
-                })?);
-            }
-        }
-        Ok(items)
-    }
-}
-
-/// The number of waiting items of the queue in `segment`.
-pub(crate) fn len(segment: &Segment) -> u64 {
-    segment
-        .kind_area::<QueueArea>()
-        .waiting
-        .load(Ordering::Acquire)
-}
-
-/// Checks every entry not yet acknowledged and the counters.
-pub(crate) fn verify(segment: &Segment, report: &mut Report) {
-    let raw = Raw { segment };
-    let area = raw.area();
-    let (head, end) = (
-        area.head.load(Ordering::Acquire),
-        area.end.load(Ordering::Acquire),
-    );
-    if head > end {
-        report.problem(format!("head {head} is past end {end}"));
-        return;
-    }
-    let (mut waiting, mut unacked) = (0, 0);
-    for index in head..end {
-        if report.is_full() {
-            break;
-        }
-        match raw.entry(index) {
-            Ok(entry) => {
-                let state = entry.state.load(Ordering::Acquire);
-                match state {
-                    READY => {
-                        waiting += 1;
-                        unacked += 1;
-                    }
-                    TAKEN => unacked += 1,
-                    DONE => {}
-                    other => report.problem(format!("entry {index} has state {other}")),
-                }
-                if state != DONE {
-                    match record::read(segment, entry.record.load(Ordering::Relaxed)) {
-                        Ok(payload) if codec::decode::<serde::de::IgnoredAny>(&payload).is_ok() => {
-                        }
-                        Ok(_) => {
-                            report.problem(format!("entry {index} is not a well-formed value"));
-                        }
-                        Err(err) => report.problem(format!("entry {index}: {err}")),
-                    }
-                    report.items_checked += 1;
-                }
-            }
-            Err(err) => report.problem(format!("entry {index}: {err}")),
-        }
-    }
-    if waiting != area.waiting.load(Ordering::Relaxed)
-        || unacked != area.unacked.load(Ordering::Relaxed)
-    {
-        let what = "the counters disagree with the entries".to_owned();
-        if segment.lock_owner().is_some() {
-            report.note(format!(
-                "{what}: a holder was interrupted; the next locker recounts"
-            ));
-        } else {
-            report.problem(what);
-        }
+                })
+            })
+            .collect()
     }
 }
 
@@ -892,5 +1410,242 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
         Queue::open(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// For `inspect`
+
+/// The number of ready items of the queue in `segment`.
+pub(crate) fn len(segment: &Segment) -> u64 {
+    Raw { segment }.area().waiting.load(Ordering::Acquire)
+}
+
+/// Checks the queue in `segment` without its lock: the ring, every live entry's state and
+/// record (bounds, order, checksum, encoding), the bound and the counters.
+///
+/// Operations may go on meanwhile, in this process or others. The check is retried until it
+/// ran between two changes (`changes` even and unchanged), or while the lock's holder is dead
+/// (nothing changes until the next locker recovers); after [`VERIFY_ATTEMPTS`] tries it gives
+/// up with a note.
+pub(crate) fn verify(segment: &Segment, report: &mut Report) {
+    let raw = Raw { segment };
+    let area = raw.area();
+    for _ in 0..VERIFY_ATTEMPTS {
+        let before = area.changes.load(Ordering::Acquire);
+        let mut found = Report::default();
+        check(raw, &mut found);
+        fence(Ordering::Acquire);
+        let after = area.changes.load(Ordering::Relaxed);
+        let holder_dead = segment
+            .lock_owner()
+            .is_some_and(|pid| !segment::pid_alive(pid));
+        if before == after && (before.is_multiple_of(2) || holder_dead) {
+            for problem in found.problems {
+                report.problem(problem);
+            }
+            for note in found.notes {
+                report.note(note);
+            }
+            report.items_checked += found.items_checked;
+            return;
+        }
+        std::thread::yield_now();
+    }
+    report.note(format!(
+        "the queue changed during each of {VERIFY_ATTEMPTS} attempts to check it; its items \
+         were not checked"
+    ));
+}
+
+fn check(raw: Raw<'_>, report: &mut Report) {
+    let segment = raw.segment;
+    let area = raw.area();
+    let ring = match raw.ring() {
+        Ok(ring) => ring,
+        Err(err) => return report.problem(describe(&err)),
+    };
+    let window = match raw.window(ring) {
+        Ok(window) => window,
+        Err(err) => return report.problem(describe(&err)),
+    };
+    let (waiting, unacked) = match ring {
+        Some(ring) => check_entries(raw, ring, window, report),
+        None => (0, 0),
+    };
+    let capacity = area.capacity.load(Ordering::Relaxed);
+    if capacity != 0 && unacked > capacity {
+        report.problem(format!(
+            "{unacked} items are unacknowledged, more than the capacity {capacity}"
+        ));
+    }
+    let (counted_waiting, counted_unacked) = (
+        area.waiting.load(Ordering::Relaxed),
+        area.unacked.load(Ordering::Relaxed),
+    );
+    if (waiting, unacked) != (counted_waiting, counted_unacked) {
+        let what = format!(
+            "the counters say {counted_waiting} ready and {counted_unacked} unacknowledged, the \
+             entries {waiting} and {unacked}"
+        );
+        if segment.lock_owner().is_some() {
+            report.note(format!(
+                "{what}: a holder of the lock was interrupted; the next locker recounts"
+            ));
+        } else {
+            report.problem(what);
+        }
+    }
+}
+
+/// Checks the live entries and their records; returns how many are ready and unacknowledged.
+fn check_entries(
+    raw: Raw<'_>,
+    ring: Ring,
+    (head, end): (u64, u64),
+    report: &mut Report,
+) -> (u64, u64) {
+    let segment = raw.segment;
+    let (mut waiting, mut unacked) = (0u64, 0u64);
+    let mut first = None;
+    let mut previous_end = None;
+    let mut wrapped = false;
+    let mut orphans = Vec::new();
+    for seq in head..end {
+        if report.is_full() {
+            break;
+        }
+        let entry = match raw.entry(ring, seq) {
+            Ok(entry) => entry,
+            Err(err) => {
+                report.problem(format!("entry {seq}: {}", describe(&err)));
+                continue;
+            }
+        };
+        let state = entry.state.load(Ordering::Acquire);
+        match state {
+            READY => {
+                waiting += 1;
+                unacked += 1;
+            }
+            TAKEN => {
+                unacked += 1;
+                let (pid, start) = (
+                    entry.taker_pid.load(Ordering::Relaxed),
+                    entry.taker_start.load(Ordering::Relaxed),
+                );
+                if !segment::process_alive(pid, start) {
+                    orphans.push(seq);
+                }
+            }
+            DONE => {}
+            other => report.problem(format!("entry {seq} has state {other}")),
+        }
+        let record = entry.record.load(Ordering::Relaxed);
+        let record_end = match raw.record_end(ring, record) {
+            Ok(record_end) => record_end,
+            Err(err) => {
+                report.problem(format!("entry {seq}: {}", describe(&err)));
+                continue;
+            }
+        };
+        // Records follow each other, wrapping around once, never reaching the first.
+        let first = *first.get_or_insert(record);
+        if let Some(previous) = previous_end {
+            if record != previous {
+                if record == ring.lo && !wrapped {
+                    wrapped = true;
+                } else {
+                    report.problem(format!(
+                        "entry {seq}: its record at {record} does not follow the previous one \
+                         (ending at {previous})"
+                    ));
+                }
+            }
+            if wrapped && record_end > first {
+                report.problem(format!(
+                    "entry {seq}: its record at {record} overlaps the oldest one at {first}"
+                ));
+            }
+        }
+        previous_end = Some(record_end);
+        if state == READY || state == TAKEN {
+            match record::read(segment, record) {
+                Ok(payload) if codec::decode::<serde::de::IgnoredAny>(&payload).is_ok() => {}
+                Ok(_) => report.problem(format!("item {seq} is not a well-formed value")),
+                Err(err) => report.problem(format!("item {seq}: {}", describe(&err))),
+            }
+            report.items_checked += 1;
+        }
+    }
+    if let (Some(first), Some(last)) = (orphans.first(), orphans.last()) {
+        report.note(format!(
+            "{} items ({first}..={last}) are in flight with processes that died; they are \
+             delivered again to the next receivers",
+            orphans.len()
+        ));
+    }
+    (waiting, unacked)
+}
+
+fn describe(err: &Error) -> String {
+    match err {
+        Error::Corrupt { what, .. } => what.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_sizes_include_the_header_and_padding() {
+        assert_eq!(record_size(0), 8);
+        assert_eq!(record_size(1), 16);
+        assert_eq!(record_size(8), 16);
+        assert_eq!(record_size(9), 24);
+    }
+
+    #[test]
+    fn next_sleep_gives_up_only_after_a_deadline() {
+        assert!(matches!(next_sleep(None, None, None), Next::Sleep(None)));
+        assert!(matches!(
+            next_sleep(None, None, Some(REDELIVERY_CHECK)),
+            Next::Sleep(Some(REDELIVERY_CHECK))
+        ));
+        let past = Instant::now();
+        assert!(matches!(
+            next_sleep(Some(Duration::ZERO), Some(past), None),
+            Next::GiveUp
+        ));
+        // A timeout too large for an `Instant` never expires.
+        assert!(matches!(
+            next_sleep(Some(Duration::MAX), None, None),
+            Next::Sleep(None)
+        ));
+        let later = Instant::now() + Duration::from_hours(1);
+        match next_sleep(
+            Some(Duration::from_hours(1)),
+            Some(later),
+            Some(REDELIVERY_CHECK),
+        ) {
+            Next::Sleep(Some(sleep)) => assert_eq!(sleep, REDELIVERY_CHECK),
+            _ => panic!("expected a bounded sleep"),
+        }
+    }
+
+    #[test]
+    fn a_ring_slot_is_its_sequence_number_modulo_the_slots() {
+        let ring = Ring {
+            at: 4096,
+            slots: 64,
+            lo: 4096 + RING_HEADER + 64 * ENTRY_SIZE,
+            hi: 4096 + RING_HEADER + 64 * ENTRY_SIZE + 1024,
+        };
+        assert_eq!(ring.entry_offset(0), 4096 + RING_HEADER);
+        assert_eq!(ring.entry_offset(64), 4096 + RING_HEADER);
+        assert_eq!(ring.entry_offset(65), 4096 + RING_HEADER + ENTRY_SIZE);
+        assert_eq!(ring.bytes(), 1024);
     }
 }

@@ -34,8 +34,12 @@ pub(crate) unsafe fn write(
     payload: &[u8],
 ) -> Result<(u64, u64)> {
     debug_assert!(payload.len() <= MAX_PAYLOAD);
-    let record = at.max(DATA_START).next_multiple_of(8);
-    let end = record + HEADER + payload.len() as u64;
+    // `at` comes from the segment: arithmetic on it is checked.
+    let (record, end) = at
+        .max(DATA_START)
+        .checked_next_multiple_of(8)
+        .and_then(|record| Some((record, record.checked_add(HEADER + payload.len() as u64)?)))
+        .ok_or_else(|| segment.corrupt(format!("the end of data is {at}")))?;
     segment.grow_to(end, held)?;
     let mut header = [0u8; HEADER as usize];
     header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -56,7 +60,9 @@ pub(crate) unsafe fn write(
 /// offset comes from shared memory: untrusted). Maps the record if another process grew the
 /// segment.
 pub(crate) fn payload_len(segment: &Segment, record: u64) -> Result<u64> {
-    if record < DATA_START || !record.is_multiple_of(8) {
+    // Below the maximum size (validated on open: at most 2^46), `record + HEADER + len` cannot
+    // overflow.
+    if record < DATA_START || !record.is_multiple_of(8) || record >= segment.max_size() {
         return Err(segment.corrupt(format!("a record offset is {record}")));
     }
     segment.ensure_mapped(record + HEADER)?;

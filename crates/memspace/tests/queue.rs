@@ -1,0 +1,1307 @@
+//! `Queue`: bounded and unbounded, blocking and timed, many producers and consumers on threads
+//! and on processes (fork and spawn), a model test against `VecDeque`, space that follows what
+//! the queue holds, and real SIGKILLs: a consumer killed holding an item, a storm of random
+//! kills of producers and consumers, and kills at every failpoint of put, receive, ack and nack.
+//!
+//! Events are ordered through shared memory (events, the queue itself, `/proc` states of the
+//! children), never by sleeping; no test asserts how long anything took.
+
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value: that is how workers receive them"
+)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use memspace::collections::{Delivery, Queue, QueueError, SharedList};
+use memspace::spawn::{JoinError, Mode, Process, StartMethod, Worker};
+use memspace::sync::Event;
+use memspace::{Error, Segment, inspect};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The environment variable that puts a re-run of this binary into a child role.
+const ROLE: &str = "MEMSPACE_QUEUE_TEST_ROLE";
+/// The queue a child in a role works on.
+const QUEUE: &str = "MEMSPACE_QUEUE_TEST_QUEUE";
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// Aborts the test process if the test has not finished after a minute (a hang is a failure,
+/// not a stuck CI job). Dropping it at the end of the test stops it.
+struct Watchdog(Arc<(std::sync::Mutex<bool>, Condvar)>);
+
+impl Watchdog {
+    fn start() -> Self {
+        let done = Arc::new((std::sync::Mutex::new(false), Condvar::new()));
+        let flag = Arc::clone(&done);
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        std::thread::spawn(move || {
+            let (finished, wake) = &*flag;
+            let finished = finished.lock().unwrap_or_else(PoisonError::into_inner);
+            let (finished, _) = wake
+                .wait_timeout_while(finished, Duration::from_mins(1), |finished| !*finished)
+                .unwrap_or_else(PoisonError::into_inner);
+            if !*finished {
+                eprintln!("watchdog: {test} did not finish within a minute: aborting");
+                for name in live_names().iter() {
+                    let _ = Segment::remove(name);
+                }
+                std::process::abort();
+            }
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (finished, wake) = &*self.0;
+        *finished.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+    }
+}
+
+/// A unique segment name (pid, test, counter), removed when dropped, also when the test fails.
+struct Name(String);
+
+impl Name {
+    fn new(test: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "queue-test.{}.{test}.{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        live_names().push(name.clone());
+        Name(name)
+    }
+}
+
+/// The names of this process's tests not yet removed: the watchdog removes them before it
+/// aborts (an abort runs no destructor).
+fn live_names() -> std::sync::MutexGuard<'static, Vec<String>> {
+    static NAMES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    NAMES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        live_names().retain(|name| *name != self.0);
+        let _ = Segment::remove(&self.0);
+    }
+}
+
+/// Prepares a test that runs workers in every mode: spawned children re-run this very test
+/// (`--exact`), where `init` runs their target and exits. Returns the modes.
+fn modes(test: &str) -> [Mode; 3] {
+    memspace::init();
+    memspace::spawn::set_child_args([
+        std::env::current_exe()
+            .expect("test binary")
+            .into_os_string(),
+        "--exact".into(),
+        test.into(),
+        "--nocapture".into(),
+    ]);
+    [
+        Mode::Thread,
+        Mode::Process(StartMethod::Fork),
+        Mode::Process(StartMethod::Spawn),
+    ]
+}
+
+/// In a worker process: aborts it once the test process that started it is gone, so that a
+/// failed or aborted test leaves no worker running (workers block or loop forever by design).
+/// One watcher thread per process; in a thread worker it watches the test runner, harmlessly.
+fn exit_with_parent() {
+    static WATCHED: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    // Keyed by pid: a forked child inherits the flag of a parent that has a watcher, but not
+    // the watcher thread itself.
+    if WATCHED.swap(pid, Ordering::Relaxed) == pid {
+        return;
+    }
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if std::os::unix::process::parent_id() != parent {
+                eprintln!("worker {pid}: the test process is gone; aborting");
+                std::process::abort();
+            }
+        }
+    });
+}
+
+/// The seed of a randomised test: `MEMSPACE_QUEUE_SEED` to replay a failure, else the clock.
+fn seed() -> u64 {
+    std::env::var("MEMSPACE_QUEUE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T`, `Z`, ...), `None` once reaped.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Waits until the single-threaded child `pid` sleeps in a futex wait: it is blocked in the
+/// queue, not on its way there. (It cannot be waiting for the queue's lock: nobody holds it.)
+fn wait_until_asleep_in_futex(pid: u32) {
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if process_state(pid) == Some('S') && wchan.contains("futex") {
+            return;
+        }
+        assert!(
+            !matches!(process_state(pid), None | Some('Z')),
+            "child {pid} ended instead of blocking"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn is_empty_error(result: Result<impl std::fmt::Debug, QueueError>, name: &str) {
+    match result {
+        Err(err @ QueueError::Empty { .. }) => assert!(err.to_string().contains(name), "{err}"),
+        other => panic!("expected Empty, got {other:?}"),
+    }
+}
+
+fn is_timeout_error(result: Result<impl std::fmt::Debug, QueueError>, timeout: Duration) {
+    match result {
+        Err(QueueError::Timeout { waited, .. }) => assert_eq!(waited, timeout),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounds, timeouts, lengths (AT-Q-01, AT-Q-02, AT-Q-03, AT-Q-07)
+
+fn drain((queue, count): (Queue<u32>, u32)) -> Vec<u32> {
+    exit_with_parent();
+    (0..count).map(|_| queue.get().expect("get")).collect()
+}
+
+#[test]
+fn a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it() {
+    for mode in modes("a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it") {
+        let _dog = Watchdog::start();
+        let name = Name::new("bounded");
+        let queue = Queue::<u32>::create_bounded(&name.0, 6).expect("create");
+        assert_eq!(queue.capacity(), Some(6));
+        for i in 0..6 {
+            queue.put(&i).expect("put");
+        }
+        assert_eq!(queue.len(), 6);
+        match queue.try_put(&6) {
+            Err(err @ QueueError::Full { capacity: 6, .. }) => {
+                assert!(err.to_string().contains(&name.0), "{err}");
+            }
+            other => panic!("{mode:?}: expected Full, got {other:?}"),
+        }
+        let timeout = Duration::from_millis(30);
+        is_timeout_error(queue.put_timeout(&6, timeout), timeout);
+        assert_eq!(queue.len(), 6, "{mode:?}: a refused put changed the queue");
+        let mut consumer = Worker::new(mode, drain, (queue.clone(), 6));
+        consumer.start().expect("start");
+        assert_eq!(
+            consumer.join().expect("join"),
+            [0, 1, 2, 3, 4, 5],
+            "{mode:?}"
+        );
+        assert!(queue.is_empty());
+        assert_eq!(queue.unacknowledged(), 0);
+        queue.try_put(&7).expect("room again");
+    }
+}
+
+#[test]
+fn put_timeout_zero_on_a_full_queue_is_full_not_timeout() {
+    let queue = Queue::<u8>::bounded(1).expect("queue");
+    queue.put(&1).expect("put");
+    assert!(matches!(
+        queue.put_timeout(&2, Duration::ZERO),
+        Err(QueueError::Full { capacity: 1, .. })
+    ));
+}
+
+#[test]
+fn an_empty_queue_reports_empty_at_once_and_timeout_after_waiting() {
+    let _dog = Watchdog::start();
+    let name = Name::new("empty");
+    let queue = Queue::<u32>::create(&name.0).expect("create");
+    is_empty_error(queue.try_get(), &name.0);
+    is_empty_error(queue.try_receive(), &name.0);
+    is_empty_error(queue.get_timeout(Duration::ZERO), &name.0);
+    let timeout = Duration::from_millis(200);
+    is_timeout_error(queue.get_timeout(timeout), timeout);
+    is_timeout_error(queue.receive_timeout(timeout), timeout);
+    let err = queue.get_timeout(timeout).expect_err("timeout");
+    assert!(err.to_string().contains(&name.0), "{err}");
+    // The queue is still usable afterwards.
+    queue.put(&5).expect("put");
+    assert_eq!(queue.get_timeout(timeout).expect("get"), 5);
+}
+
+fn put_range((queue, from, to): (Queue<u32>, u32, u32)) {
+    exit_with_parent();
+    for i in from..to {
+        queue.put(&i).expect("put");
+    }
+}
+
+fn get_count((queue, count): (Queue<u32>, u32)) -> u32 {
+    exit_with_parent();
+    (0..count).map(|_| queue.get().expect("get")).sum()
+}
+
+#[test]
+fn len_counts_exactly_the_ready_items_seen_from_every_mode() {
+    for mode in modes("len_counts_exactly_the_ready_items_seen_from_every_mode") {
+        let _dog = Watchdog::start();
+        let queue = Queue::<u32>::new().expect("queue");
+        let mut producer = Worker::new(mode, put_range, (queue.clone(), 0, 1000));
+        producer.start().expect("start");
+        producer.join().expect("join");
+        assert_eq!(queue.len(), 1000, "{mode:?}");
+        assert_eq!(queue.unacknowledged(), 1000);
+        let mut consumer = Worker::new(mode, get_count, (queue.clone(), 10));
+        consumer.start().expect("start");
+        assert_eq!(consumer.join().expect("join"), (0..10).sum());
+        assert_eq!(queue.len(), 990, "{mode:?}");
+        let held: Vec<_> = (0..3).map(|_| queue.receive().expect("receive")).collect();
+        assert_eq!((queue.len(), queue.in_flight()), (987, 3));
+        assert_eq!(queue.unacknowledged(), 990);
+        let mut held = held.into_iter();
+        drop(held.next());
+        assert_eq!((queue.len(), queue.in_flight()), (988, 2));
+        held.next().expect("held").ack().expect("ack");
+        assert_eq!((queue.len(), queue.unacknowledged()), (988, 989));
+        drop(held);
+        assert_eq!((queue.len(), queue.unacknowledged()), (989, 989));
+    }
+}
+
+fn put_big_strings((queue, count): (Queue<String>, u32)) {
+    exit_with_parent();
+    for i in 0..count {
+        queue
+            .put(&format!("item {i:05} {}", "x".repeat(200)))
+            .expect("put");
+    }
+}
+
+#[test]
+fn a_producer_joined_before_the_consumer_drains_does_not_deadlock() {
+    for mode in modes("a_producer_joined_before_the_consumer_drains_does_not_deadlock") {
+        let _dog = Watchdog::start();
+        let queue = Queue::<String>::new().expect("queue");
+        let mut producer = Worker::new(mode, put_big_strings, (queue.clone(), 5000));
+        producer.start().expect("start");
+        producer
+            .join()
+            .expect("the producer finished without a consumer");
+        assert_eq!(queue.len(), 5000, "{mode:?}");
+        for i in 0..5000 {
+            let item = queue.get().expect("get");
+            assert!(
+                item.starts_with(&format!("item {i:05} ")),
+                "{mode:?}: {item}"
+            );
+        }
+        assert!(queue.is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many producers, many consumers
+
+type Tagged = Option<(u32, u32)>;
+/// What a consumer took, and what it put back.
+type Consumed = (Vec<(u32, u32)>, Vec<(u32, u32)>);
+
+fn produce((queue, producer, count): (Queue<Tagged>, u32, u32)) {
+    exit_with_parent();
+    for seq in 0..count {
+        queue.put(&Some((producer, seq))).expect("put");
+    }
+}
+
+/// Takes items until a `None` sentinel; consumer 0 uses `get`, the others `receive` + `ack`,
+/// and consumer 2 also puts every tenth item back once before taking it again. Returns the
+/// items taken, and those put back.
+fn consume((queue, consumer): (Queue<Tagged>, u32)) -> Consumed {
+    exit_with_parent();
+    let (mut got, mut put_back) = (Vec::new(), Vec::new());
+    loop {
+        let item = if consumer == 0 {
+            queue.get().expect("get")
+        } else {
+            let delivery = queue.receive().expect("receive");
+            if consumer == 2 && delivery.deliveries() == 1 && got.len() % 10 == 0 {
+                if let Some(item) = *delivery.value() {
+                    put_back.push(item);
+                }
+                delivery.nack().expect("nack");
+                continue;
+            }
+            delivery.ack().expect("ack")
+        };
+        match item {
+            Some(item) => got.push(item),
+            None => return (got, put_back),
+        }
+    }
+}
+
+#[test]
+fn producers_and_consumers_exchange_every_item_exactly_once_in_order() {
+    const PRODUCERS: u32 = 4;
+    const PER_PRODUCER: u32 = 5000;
+    const CONSUMERS: u32 = 3;
+    for mode in modes("producers_and_consumers_exchange_every_item_exactly_once_in_order") {
+        let _dog = Watchdog::start();
+        let name = Name::new("mpmc");
+        let queue = Queue::<Tagged>::create_bounded(&name.0, 64).expect("create");
+        let mut consumers: Vec<Worker<_, Consumed>> = (0..CONSUMERS)
+            .map(|c| Worker::new(mode, consume, (queue.clone(), c)))
+            .collect();
+        let mut producers: Vec<Worker<_, ()>> = (0..PRODUCERS)
+            .map(|p| Worker::new(mode, produce, (queue.clone(), p, PER_PRODUCER)))
+            .collect();
+        for worker in &mut consumers {
+            worker.start().expect("start consumer");
+        }
+        for worker in &mut producers {
+            worker.start().expect("start producer");
+        }
+        for worker in &mut producers {
+            worker.join().expect("producer");
+        }
+        for _ in 0..CONSUMERS {
+            queue.put(&None).expect("sentinel");
+        }
+        let results: Vec<_> = consumers
+            .iter_mut()
+            .map(|worker| worker.join().expect("consumer"))
+            .collect();
+        let put_back: HashSet<(u32, u32)> = results
+            .iter()
+            .flat_map(|(_, put_back)| put_back.iter().copied())
+            .collect();
+        assert!(!put_back.is_empty(), "{mode:?}: nothing was put back");
+        let mut all = Vec::new();
+        for (got, _) in results {
+            // FIFO: each producer's items reach any one consumer in the order they were put
+            // (an item put back may come later, to anyone).
+            for producer in 0..PRODUCERS {
+                let seqs: Vec<u32> = got
+                    .iter()
+                    .filter(|item| item.0 == producer && !put_back.contains(item))
+                    .map(|(_, seq)| *seq)
+                    .collect();
+                assert!(
+                    seqs.is_sorted_by(|a, b| a < b),
+                    "{mode:?}: producer {producer}'s items out of order: {seqs:?}"
+                );
+            }
+            all.extend(got);
+        }
+        assert_eq!(all.len(), (PRODUCERS * PER_PRODUCER) as usize, "{mode:?}");
+        let distinct: HashSet<_> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len(), "{mode:?}: an item arrived twice");
+        assert!(queue.is_empty());
+        assert_eq!(queue.unacknowledged(), 0);
+        let report = inspect::verify(queue.segment());
+        assert!(report.is_consistent(), "{mode:?}: {report:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking across processes
+
+fn get_one((queue, started): (Queue<u64>, Event)) -> u64 {
+    exit_with_parent();
+    started.set();
+    queue.get().expect("get")
+}
+
+#[test]
+fn a_blocked_get_is_woken_by_a_put_from_another_process() {
+    memspace::init();
+    let _dog = Watchdog::start();
+    let queue = Queue::<u64>::new().expect("queue");
+    let started = Event::new().expect("event");
+    let mut consumer = Process::new(get_one, (queue.clone(), started.clone()));
+    consumer.start().expect("start");
+    started.wait();
+    wait_until_asleep_in_futex(consumer.pid().expect("pid"));
+    queue.put(&42).expect("put");
+    assert_eq!(consumer.join().expect("join"), 42);
+    assert_eq!(queue.unacknowledged(), 0);
+}
+
+fn put_one((queue, started): (Queue<u64>, Event)) {
+    exit_with_parent();
+    started.set();
+    queue.put(&2).expect("put");
+}
+
+#[test]
+fn a_blocked_put_is_woken_by_a_get_from_another_process() {
+    memspace::init();
+    let _dog = Watchdog::start();
+    let queue = Queue::<u64>::bounded(1).expect("queue");
+    queue.put(&1).expect("put");
+    let started = Event::new().expect("event");
+    let mut producer = Process::new(put_one, (queue.clone(), started.clone()));
+    producer.start().expect("start");
+    started.wait();
+    wait_until_asleep_in_futex(producer.pid().expect("pid"));
+    assert_eq!(queue.len(), 1, "the blocked put went through");
+    assert_eq!(queue.get().expect("get"), 1);
+    producer.join().expect("join");
+    assert_eq!(queue.get().expect("get"), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deliveries, wrong types, unencodable items
+
+#[test]
+fn a_delivery_dropped_without_ack_goes_back_to_its_place() {
+    let queue = Queue::<u8>::new().expect("queue");
+    for i in 1..=3 {
+        queue.put(&i).expect("put");
+    }
+    let first = queue.receive().expect("receive");
+    let second = queue.receive().expect("receive");
+    assert_eq!((*first.value(), *second.value()), (1, 2));
+    assert_eq!(first.deliveries(), 1);
+    assert_eq!(queue.len(), 1);
+    drop(first);
+    assert_eq!(queue.len(), 2);
+    // Back before the items put after it.
+    let again = queue.receive().expect("receive");
+    assert_eq!((*again.value(), again.deliveries()), (1, 2));
+    assert_eq!(again.ack().expect("ack"), 1);
+    assert_eq!(second.ack().expect("ack"), 2);
+    assert_eq!(queue.get().expect("get"), 3);
+    assert_eq!(queue.unacknowledged(), 0);
+}
+
+#[test]
+fn an_item_of_another_type_is_reported_by_name_and_kept() {
+    let name = Name::new("types");
+    let strings = Queue::<String>::create(&name.0).expect("create");
+    strings.put(&"not a number".to_owned()).expect("put");
+    let numbers = Queue::<u32>::open(&name.0).expect("open");
+    match numbers.try_receive() {
+        Err(QueueError::Other(err @ Error::Decode { .. })) => {
+            assert!(err.to_string().contains(&name.0), "{err}");
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    assert_eq!(strings.len(), 1, "the item was lost");
+    assert_eq!(strings.get().expect("get"), "not a number");
+}
+
+/// A value whose encoding fails for 13.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Unlucky(u32);
+
+impl Serialize for Unlucky {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 cannot be stored"));
+        }
+        serializer.serialize_u32(self.0)
+    }
+}
+
+#[test]
+fn an_item_that_cannot_be_encoded_changes_nothing() {
+    let queue = Queue::<Unlucky>::bounded(2).expect("queue");
+    queue.put(&Unlucky(1)).expect("put");
+    assert!(matches!(
+        queue.put(&Unlucky(13)),
+        Err(QueueError::Other(Error::Encode { .. }))
+    ));
+    assert_eq!((queue.len(), queue.unacknowledged()), (1, 1));
+    queue.put(&Unlucky(2)).expect("put");
+    assert_eq!(queue.get().expect("get"), Unlucky(1));
+    assert_eq!(queue.get().expect("get"), Unlucky(2));
+    assert!(inspect::verify(queue.segment()).is_consistent());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Untrusted input
+
+/// Where the queue's words start in a segment (the kind area), and how many there are: this
+/// test writes garbage over them, so it knows the layout (`collections/queue.rs`).
+const KIND_AREA: u64 = 2304;
+const QUEUE_WORDS: u64 = 10;
+
+#[test]
+fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
+    use std::os::unix::fs::FileExt;
+    let seed = seed();
+    eprintln!("seed = {seed} (replay with MEMSPACE_QUEUE_SEED={seed})");
+    let mut random = seed | 1;
+    let mut next_random = move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    };
+    let name = Name::new("garbage");
+    let queue = Queue::<String>::create(&name.0).expect("create");
+    for i in 0..40 {
+        queue
+            .put(&format!("{i}{}", "w".repeat(i * 37)))
+            .expect("put");
+    }
+    for _ in 0..5 {
+        queue.get().expect("get");
+    }
+    let held = queue.receive().expect("receive");
+    held.nack().expect("nack");
+    let path = format!("/dev/shm/{}{}", memspace::segment::SHM_PREFIX, name.0);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open the segment's file");
+    let pristine = std::fs::read(&path).expect("read the segment");
+    let data_end = pristine.len() as u64;
+    let (mut corrupt, mut intact) = (0, 0);
+    for round in 0..300 {
+        file.write_all_at(&pristine, 0).expect("restore");
+        // One word of garbage: in the queue's words or anywhere in its data.
+        let at = if round % 2 == 0 {
+            KIND_AREA + 8 * (next_random() % QUEUE_WORDS)
+        } else {
+            (4096 + next_random() % (data_end - 4096)) & !7
+        };
+        let value = match next_random() % 5 {
+            0 => 0,
+            1 => u64::MAX,
+            2 => next_random() % data_end,
+            3 => next_random() % 64,
+            _ => next_random(),
+        };
+        file.write_all_at(&value.to_le_bytes(), at)
+            .expect("write garbage");
+        let _ = inspect::verify(queue.segment());
+        let results = [
+            queue.to_vec().map(drop).map_err(QueueError::from),
+            queue.try_receive().and_then(Delivery::ack).map(drop),
+            queue.try_put(&"more".to_owned()),
+            queue.try_get().map(drop),
+        ];
+        for result in results {
+            match result {
+                Err(QueueError::Other(Error::Corrupt { name: damaged, .. })) => {
+                    assert_eq!(damaged.as_str(), name.0);
+                    corrupt += 1;
+                }
+                Ok(())
+                | Err(
+                    QueueError::Empty { .. }
+                    | QueueError::Full { .. }
+                    | QueueError::Other(Error::Decode { .. } | Error::Full { .. }),
+                ) => intact += 1,
+                Err(other) => panic!("round {round}, garbage {value:#x} at {at}: {other:?}"),
+            }
+        }
+    }
+    eprintln!("{corrupt} operations reported damage, {intact} went through");
+    assert!(corrupt > 0, "no garbage was ever noticed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Space
+
+#[test]
+fn a_queue_that_never_drains_reuses_its_space() {
+    let queue = Queue::<String>::new().expect("queue");
+    let item = |i: u32| format!("{i:08}{}", "y".repeat(1000));
+    for i in 0..8 {
+        queue.put(&item(i)).expect("put");
+    }
+    // A busy worker pool: one item always in flight, several waiting, 50 MB through the queue.
+    let mut held = queue.receive().expect("receive");
+    for i in 8..50_000 {
+        queue.put(&item(i)).expect("put");
+        let next = queue.receive().expect("receive");
+        held.ack().expect("ack");
+        held = next;
+    }
+    assert_eq!(held.ack().expect("ack"), item(49_992));
+    assert_eq!(queue.len(), 7);
+    let size = queue.segment().size();
+    assert!(
+        size <= 1 << 20,
+        "the segment grew to {size} bytes for about 8 KB of items"
+    );
+    assert!(inspect::verify(queue.segment()).is_consistent());
+}
+
+#[test]
+fn a_long_held_delivery_keeps_later_items_space_until_acknowledged() {
+    let queue = Queue::<String>::new().expect("queue");
+    queue.put(&"slow job".to_owned()).expect("put");
+    let slow = queue.receive().expect("receive");
+    for i in 0..5000 {
+        queue.put(&format!("{i:0100}")).expect("put");
+        queue.get().expect("get");
+    }
+    let pinned = queue.segment().size();
+    assert_eq!(slow.ack().expect("ack"), "slow job");
+    // Everything is acknowledged: the same space serves the next items.
+    for i in 0..5000 {
+        queue.put(&format!("{i:0100}")).expect("put");
+        queue.get().expect("get");
+    }
+    assert_eq!(queue.segment().size(), pinned);
+    assert!(inspect::verify(queue.segment()).is_consistent());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model: a queue behaves like a `VecDeque` with deliveries in flight
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Put an item of this many bytes (`try_put` when bounded).
+    Put(u16),
+    /// `try_get`.
+    Get,
+    /// `try_receive`, keeping the delivery.
+    Receive,
+    /// Acknowledge the held delivery at this position (modulo their number).
+    Ack(u8),
+    /// Drop the held delivery at this position: it goes back.
+    Drop(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u16..3000).prop_map(Op::Put),
+        2 => Just(Op::Get),
+        2 => Just(Op::Receive),
+        1 => any::<u8>().prop_map(Op::Ack),
+        1 => any::<u8>().prop_map(Op::Drop),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_queue_behaves_like_a_vec_deque_with_deliveries_in_flight(
+        capacity in prop_oneof![Just(None), (1u64..40).prop_map(Some)],
+        ops in proptest::collection::vec(op(), 1..400),
+    ) {
+        let queue = match capacity {
+            Some(capacity) => Queue::<String>::bounded(capacity),
+            None => Queue::<String>::new(),
+        }
+        .expect("queue");
+        // Ready items by order of putting; deliveries in flight; how often each was delivered.
+        let mut ready: BTreeMap<u64, String> = BTreeMap::new();
+        let mut held = Vec::new();
+        let mut delivered: HashMap<u64, u32> = HashMap::new();
+        let mut next = 0u64;
+        for op in ops {
+            match op {
+                Op::Put(size) => {
+                    let value = format!("{next}:{}", "z".repeat(usize::from(size)));
+                    let unacked = (ready.len() + held.len()) as u64;
+                    match (queue.try_put(&value), capacity) {
+                        (Err(QueueError::Full { .. }), Some(capacity)) => {
+                            prop_assert_eq!(unacked, capacity);
+                        }
+                        (Ok(()), _) => {
+                            prop_assert!(capacity.is_none_or(|c| unacked < c));
+                            ready.insert(next, value);
+                            next += 1;
+                        }
+                        (other, _) => prop_assert!(false, "put: {:?}", other),
+                    }
+                }
+                Op::Get => match (queue.try_get(), ready.pop_first()) {
+                    (Ok(got), Some((seq, expected))) => {
+                        prop_assert_eq!(got, expected);
+                        delivered.remove(&seq);
+                    }
+                    (Err(QueueError::Empty { .. }), None) => {}
+                    (got, expected) => prop_assert!(false, "get: {:?} vs {:?}", got, expected),
+                },
+                Op::Receive => match (queue.try_receive(), ready.pop_first()) {
+                    (Ok(delivery), Some((seq, expected))) => {
+                        prop_assert_eq!(delivery.value(), &expected);
+                        prop_assert_eq!(delivery.seq(), seq);
+                        let count = delivered.entry(seq).or_insert(0);
+                        *count += 1;
+                        prop_assert_eq!(delivery.deliveries(), *count);
+                        held.push((seq, expected, delivery));
+                    }
+                    (Err(QueueError::Empty { .. }), None) => {}
+                    (got, expected) => prop_assert!(false, "receive: {:?} vs {:?}", got, expected),
+                },
+                Op::Ack(at) if !held.is_empty() => {
+                    let (seq, expected, delivery) = held.remove(usize::from(at) % held.len());
+                    prop_assert_eq!(delivery.ack().expect("ack"), expected);
+                    delivered.remove(&seq);
+                }
+                Op::Drop(at) if !held.is_empty() => {
+                    let (seq, expected, delivery) = held.remove(usize::from(at) % held.len());
+                    drop(delivery);
+                    ready.insert(seq, expected);
+                }
+                Op::Ack(_) | Op::Drop(_) => {}
+            }
+            prop_assert_eq!(queue.len(), ready.len() as u64);
+            prop_assert_eq!(queue.in_flight(), held.len() as u64);
+            prop_assert_eq!(queue.unacknowledged(), (ready.len() + held.len()) as u64);
+        }
+        prop_assert_eq!(queue.to_vec().expect("to_vec"), ready.values().cloned().collect::<Vec<_>>());
+        let report = inspect::verify(queue.segment());
+        prop_assert!(report.is_consistent(), "{:?}", report);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kills: a consumer killed holding an item (AT-Q-10)
+
+fn receive_and_hang((queue, took): (Queue<String>, Event)) {
+    exit_with_parent();
+    let delivery = queue.receive().expect("receive");
+    assert_eq!(delivery.deliveries(), 1);
+    took.set();
+    loop {
+        std::thread::park();
+    }
+    #[allow(
+        unreachable_code,
+        reason = "the delivery must live until the process is killed"
+    )]
+    drop(delivery);
+}
+
+fn receive_and_ack(queue: Queue<String>) -> (String, u32) {
+    exit_with_parent();
+    let delivery = queue.receive().expect("receive");
+    let deliveries = delivery.deliveries();
+    (delivery.ack().expect("ack"), deliveries)
+}
+
+/// Starts a consumer that takes an item and is then killed, holding it.
+fn kill_a_consumer_holding_an_item(queue: &Queue<String>) {
+    let took = Event::new().expect("event");
+    let mut consumer = Process::new(receive_and_hang, (queue.clone(), took.clone()));
+    consumer.start().expect("start");
+    took.wait();
+    assert_eq!(queue.in_flight(), 1);
+    consumer.kill().expect("SIGKILL");
+    assert!(matches!(
+        consumer.join(),
+        Err(JoinError::Killed { signal: 9, .. })
+    ));
+}
+
+#[test]
+fn an_item_taken_by_a_consumer_killed_before_acking_is_delivered_again() {
+    memspace::init();
+    let _dog = Watchdog::start();
+    let name = Name::new("redeliver");
+    let queue = Queue::<String>::create(&name.0).expect("create");
+    queue.put(&"precious".to_owned()).expect("put");
+    kill_a_consumer_holding_an_item(&queue);
+    assert_eq!((queue.len(), queue.unacknowledged()), (0, 1));
+    let report = inspect::verify(queue.segment());
+    assert!(report.is_consistent(), "{report:?}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|note| note.contains("in flight with processes that died")),
+        "{report:?}"
+    );
+    // Another consumer process gets it, and is told it is the second delivery.
+    let mut other = Process::new(receive_and_ack, queue.clone());
+    other.start().expect("start");
+    assert_eq!(other.join().expect("join"), ("precious".to_owned(), 2));
+    assert_eq!(queue.unacknowledged(), 0);
+    is_empty_error(queue.try_get(), &name.0);
+}
+
+#[test]
+fn an_item_of_a_killed_consumer_comes_back_within_sixteen_deliveries_on_a_busy_queue() {
+    memspace::init();
+    let _dog = Watchdog::start();
+    let queue = Queue::<String>::new().expect("queue");
+    queue.put(&"precious".to_owned()).expect("put");
+    kill_a_consumer_holding_an_item(&queue);
+    for i in 0..40 {
+        queue.put(&format!("later {i}")).expect("put");
+    }
+    let mut got = Vec::new();
+    while let Ok(delivery) = queue.try_receive() {
+        got.push((delivery.deliveries(), delivery.ack().expect("ack")));
+    }
+    assert_eq!(got.len(), 41);
+    let position = got
+        .iter()
+        .position(|(_, item)| item == "precious")
+        .expect("the item of the killed consumer was lost");
+    assert!(position <= 16, "redelivered only as item {position}");
+    assert_eq!(got[position].0, 2);
+    assert_eq!(queue.unacknowledged(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kills: a storm of random kills (AT-Q-11)
+
+/// `(producer, incarnation, seq)`: unique per put attempt.
+type Item = (u32, u32, u64);
+
+const PUT: u8 = 0;
+const RECEIVED: u8 = 1;
+const ACKING: u8 = 2;
+const ACKED: u8 = 3;
+
+/// One line of the shared log: what, which item, its delivery count.
+type LogLine = (u8, Item, u32);
+
+fn produce_forever(
+    (queue, log, producer, incarnation): (Queue<Item>, SharedList<LogLine>, u32, u32),
+) {
+    exit_with_parent();
+    for seq in 0.. {
+        let item = (producer, incarnation, seq);
+        queue.put(&item).expect("put");
+        log.push(&(PUT, item, 0)).expect("log");
+    }
+}
+
+fn consume_forever((queue, log): (Queue<Item>, SharedList<LogLine>)) {
+    exit_with_parent();
+    loop {
+        let delivery = queue.receive().expect("receive");
+        let (item, deliveries) = (*delivery.value(), delivery.deliveries());
+        log.push(&(RECEIVED, item, deliveries)).expect("log");
+        log.push(&(ACKING, item, deliveries)).expect("log");
+        delivery.ack().expect("ack");
+        log.push(&(ACKED, item, deliveries)).expect("log");
+    }
+}
+
+/// Checks the log of a storm: no item put is lost, none acknowledged is delivered again, an
+/// item received and not acknowledged is delivered again with a higher count, and at most one
+/// unlogged put per producer incarnation (the one it was killed in) shows up.
+fn check_storm_log(log: &[LogLine]) -> (usize, usize) {
+    let mut puts: HashMap<(u32, u32), Vec<u64>> = HashMap::new();
+    let mut history: HashMap<Item, Vec<(u8, u32)>> = HashMap::new();
+    for &(what, item, deliveries) in log {
+        if what == PUT {
+            puts.entry((item.0, item.1)).or_default().push(item.2);
+        } else {
+            history.entry(item).or_default().push((what, deliveries));
+        }
+    }
+    for (&(producer, incarnation), seqs) in &puts {
+        assert_eq!(
+            *seqs,
+            (0..seqs.len() as u64).collect::<Vec<_>>(),
+            "producer {producer}/{incarnation} logged puts out of order"
+        );
+        for &seq in seqs {
+            assert!(
+                history.contains_key(&(producer, incarnation, seq)),
+                "item {producer}/{incarnation}/{seq} was put and never received: lost"
+            );
+        }
+    }
+    let mut redelivered = 0;
+    for (item, events) in &history {
+        let logged = puts.get(&(item.0, item.1)).map_or(0, Vec::len) as u64;
+        assert!(
+            item.2 <= logged,
+            "item {item:?} was never put (the last logged put of its producer is {logged})"
+        );
+        // Split into deliveries: each starts with RECEIVED.
+        let mut attempts: Vec<Vec<(u8, u32)>> = Vec::new();
+        for &event in events {
+            if event.0 == RECEIVED {
+                attempts.push(vec![event]);
+            } else {
+                attempts
+                    .last_mut()
+                    .unwrap_or_else(|| panic!("{item:?}: acknowledged before received"))
+                    .push(event);
+            }
+        }
+        for pair in attempts.windows(2) {
+            let (earlier, later) = (&pair[0], &pair[1]);
+            assert!(
+                !earlier.iter().any(|(what, _)| *what == ACKED),
+                "{item:?} was acknowledged and then delivered again: {events:?}"
+            );
+            assert!(
+                later[0].1 > earlier[0].1,
+                "{item:?}: the delivery count did not grow: {events:?}"
+            );
+        }
+        let last = attempts.last().expect("received at least once");
+        assert!(
+            last.iter().any(|(what, _)| *what == ACKING),
+            "{item:?} was received by a consumer that died before acknowledging it, and never \
+             delivered again: lost: {events:?}"
+        );
+        redelivered += attempts.len() - 1;
+    }
+    (history.len(), redelivered)
+}
+
+#[test]
+fn producers_and_consumers_killed_at_random_lose_no_acknowledged_item() {
+    const KILLS: u32 = 100;
+    memspace::init();
+    let _dog = Watchdog::start();
+    let seed = seed();
+    eprintln!("seed = {seed} (replay with MEMSPACE_QUEUE_SEED={seed})");
+    let mut random = seed | 1;
+    let mut next_random = move |below: u64| {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random % below
+    };
+    let (queue_name, log_name) = (Name::new("storm"), Name::new("storm-log"));
+    let queue = Queue::<Item>::create_bounded(&queue_name.0, 32).expect("create");
+    let log = SharedList::<LogLine>::create(&log_name.0).expect("log");
+    // Workers 0 and 1 produce, 2 and 3 consume.
+    let mut incarnations = [0u32; 4];
+    let start = |worker: usize, incarnation: u32| -> Process<_, ()> {
+        let mut process = if worker < 2 {
+            Process::new(
+                |(q, l, w, i): (Queue<Item>, SharedList<LogLine>, u32, u32)| {
+                    produce_forever((q, l, w, i));
+                },
+                (queue.clone(), log.clone(), worker as u32, incarnation),
+            )
+        } else {
+            Process::new(
+                |(q, l, _, _): (Queue<Item>, SharedList<LogLine>, u32, u32)| {
+                    consume_forever((q, l));
+                },
+                (queue.clone(), log.clone(), worker as u32, incarnation),
+            )
+        };
+        process.start().expect("start worker");
+        process
+    };
+    let mut workers: Vec<_> = (0..4).map(|w| start(w, 0)).collect();
+    let mut checked_live = 0;
+    for kill in 0..KILLS {
+        let victim = next_random(4) as usize;
+        // Let the workers run a random while (not an ordering: any moment is a valid one).
+        std::thread::sleep(Duration::from_micros(next_random(3000)));
+        workers[victim].kill().expect("SIGKILL");
+        let ended = workers[victim].join();
+        assert!(
+            matches!(ended, Err(JoinError::Killed { signal: 9, .. })),
+            "seed {seed}: worker {victim} ended on its own: {ended:?}"
+        );
+        // Checked while the other workers go on (`verify` retries until it reads the queue
+        // between two changes, and says so when it never could).
+        let report = inspect::verify(queue.segment());
+        assert!(
+            report.is_consistent(),
+            "seed {seed}, kill {kill}: {report:?}"
+        );
+        if report.items_checked > 0 {
+            checked_live += 1;
+        }
+        incarnations[victim] += 1;
+        workers[victim] = start(victim, incarnations[victim]);
+    }
+    for worker in &mut workers {
+        worker.kill().expect("SIGKILL");
+        let _ = worker.join();
+    }
+    let report = inspect::verify(queue.segment());
+    assert!(report.is_consistent(), "seed {seed}: {report:?}");
+    // Drain: items of dead consumers come back; the log records this last consumer too.
+    while let Ok(delivery) = queue.try_receive() {
+        let (item, deliveries) = (*delivery.value(), delivery.deliveries());
+        log.push(&(RECEIVED, item, deliveries)).expect("log");
+        log.push(&(ACKING, item, deliveries)).expect("log");
+        delivery.ack().expect("ack");
+        log.push(&(ACKED, item, deliveries)).expect("log");
+    }
+    assert_eq!(queue.unacknowledged(), 0, "seed {seed}");
+    let (items, redelivered) = check_storm_log(&log.to_vec().expect("log"));
+    eprintln!(
+        "{KILLS} kills, {items} items, {redelivered} delivered again after a kill; \
+         {checked_live} checks of the live queue read its items"
+    );
+    assert!(items > 0, "seed {seed}: nothing went through the queue");
+    // The queue still works.
+    queue.put(&(9, 9, 9)).expect("put after the storm");
+    assert_eq!(queue.get().expect("get"), (9, 9, 9));
+    let report = inspect::verify(queue.segment());
+    assert!(report.is_consistent(), "seed {seed}: {report:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kills at exact points (failpoints: a child with MEMSPACE_FAILPOINT=<point> stops itself there)
+
+const PREFILL: [&str; 3] = ["a", "b", "c"];
+
+/// In the child role: does what reaches `point`, on the queue named in the environment. The
+/// failpoint stops this process there; the parent kills it.
+fn child_role(point: &str) {
+    exit_with_parent();
+    let queue = Queue::<String>::open(&std::env::var(QUEUE).expect("queue name")).expect("open");
+    match point {
+        "queue.written" | "queue.committed" => queue.put(&"child".to_owned()).expect("put"),
+        "queue.ring_built" | "grow.allocated" => {
+            for i in 0..100_000 {
+                queue
+                    .put(&format!("child {i:06} {}", "g".repeat(500)))
+                    .expect("put");
+            }
+        }
+        "queue.taken" => drop(queue.receive().expect("receive")),
+        "queue.acked" => {
+            queue.receive().expect("receive").ack().expect("ack");
+        }
+        "queue.returned" => queue.receive().expect("receive").nack().expect("nack"),
+        other => panic!("no action reaches {other}"),
+    }
+    panic!("the failpoint {point} was never reached");
+}
+
+fn stop_child_at(test: &str, point: &str, queue: &str) -> Child {
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", test, "--nocapture"])
+        .env(ROLE, point)
+        .env(QUEUE, queue)
+        .env("MEMSPACE_FAILPOINT", point)
+        .spawn()
+        .expect("start child");
+    loop {
+        match process_state(child.id()) {
+            Some('T') => return child,
+            Some('Z') | None => {
+                let status = child.wait().expect("wait");
+                panic!("the child ended ({status}) before reaching {point}");
+            }
+            _ => std::thread::yield_now(),
+        }
+    }
+}
+
+/// Receives everything, acknowledging it: `(item, deliveries)` in the order received.
+fn drain_all(queue: &Queue<String>) -> Vec<(String, u32)> {
+    let mut got = Vec::new();
+    while let Ok(delivery) = queue.try_receive() {
+        let deliveries = delivery.deliveries();
+        got.push((delivery.ack().expect("ack"), deliveries));
+    }
+    got
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn put_get_three(name: String) -> Vec<String> {
+    exit_with_parent();
+    let queue = Queue::<String>::open(&name).expect("open");
+    for s in ["x", "y", "z"] {
+        queue.put(&s.to_owned()).expect("put");
+    }
+    (0..3).map(|_| queue.get().expect("get")).collect()
+}
+
+/// Stops a child at `point`, kills it there, and checks what the queue holds afterwards.
+fn kill_at(test: &str, point: &str) {
+    memspace::init();
+    if let Ok(point) = std::env::var(ROLE) {
+        return child_role(&point);
+    }
+    let _dog = Watchdog::start();
+    let name = Name::new(point);
+    let queue = Queue::<String>::create(&name.0).expect("create");
+    for item in PREFILL {
+        queue.put(&item.to_owned()).expect("prefill");
+    }
+    let mut child = stop_child_at(test, point, &name.0);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    // Before anyone repairs it: consistent, perhaps with notes about the dead holder.
+    let report = inspect::verify(queue.segment());
+    assert!(report.is_consistent(), "{point}: {report:?}");
+    // `to_vec` takes the lock: the next locker is told the holder died and recounts.
+    let ready = queue.to_vec().expect("read after the kill");
+    match point {
+        "queue.written" => assert_eq!(ready, strings(&PREFILL), "the unfinished put is visible"),
+        "queue.committed" => assert_eq!(ready, strings(&["a", "b", "c", "child"])),
+        "queue.ring_built" | "grow.allocated" => {
+            assert_eq!(ready[..3], strings(&PREFILL));
+            for (i, item) in ready[3..].iter().enumerate() {
+                assert!(
+                    item.starts_with(&format!("child {i:06} ")),
+                    "{point}: {item}"
+                );
+            }
+        }
+        // The child took "a" and died holding it.
+        "queue.taken" => {
+            assert_eq!(ready, strings(&["b", "c"]));
+            assert_eq!(queue.in_flight(), 1);
+        }
+        "queue.acked" => {
+            assert_eq!(ready, strings(&["b", "c"]));
+            assert_eq!(queue.in_flight(), 0, "an acknowledged item is in flight");
+        }
+        "queue.returned" => assert_eq!(ready, strings(&PREFILL)),
+        other => panic!("unknown failpoint {other}"),
+    }
+    assert_eq!(queue.len(), ready.len() as u64);
+    let got = drain_all(&queue);
+    let expected_a = match point {
+        "queue.taken" | "queue.returned" => Some(("a".to_owned(), 2)),
+        "queue.acked" => None,
+        _ => Some(("a".to_owned(), 1)),
+    };
+    assert_eq!(
+        got.iter().find(|(item, _)| item == "a").cloned(),
+        expected_a,
+        "{point}: {got:?}"
+    );
+    assert_eq!(got.len(), ready.len() + usize::from(point == "queue.taken"));
+    assert_eq!(queue.unacknowledged(), 0);
+    // The queue works, in this process and in another.
+    queue.put(&"after".to_owned()).expect("put after the kill");
+    assert_eq!(queue.get().expect("get"), "after");
+    let mut other = Process::new(put_get_three, name.0.clone());
+    other.start().expect("start");
+    assert_eq!(other.join().expect("join"), strings(&["x", "y", "z"]));
+    let report = inspect::verify(queue.segment());
+    assert!(report.is_consistent(), "{point}: {report:?}");
+    assert!(report.notes.is_empty(), "{point}: {report:?}");
+}
+
+#[test]
+fn a_kill_after_a_put_wrote_its_item_leaves_nothing_visible() {
+    kill_at(
+        "a_kill_after_a_put_wrote_its_item_leaves_nothing_visible",
+        "queue.written",
+    );
+}
+
+#[test]
+fn a_kill_after_a_put_committed_keeps_the_item_and_recounts() {
+    kill_at(
+        "a_kill_after_a_put_committed_keeps_the_item_and_recounts",
+        "queue.committed",
+    );
+}
+
+#[test]
+fn a_kill_after_a_larger_ring_was_built_keeps_the_old_one() {
+    kill_at(
+        "a_kill_after_a_larger_ring_was_built_keeps_the_old_one",
+        "queue.ring_built",
+    );
+}
+
+#[test]
+fn a_kill_while_a_put_grows_the_segment_keeps_every_item() {
+    kill_at(
+        "a_kill_while_a_put_grows_the_segment_keeps_every_item",
+        "grow.allocated",
+    );
+}
+
+#[test]
+fn a_kill_after_an_item_was_taken_delivers_it_again() {
+    kill_at(
+        "a_kill_after_an_item_was_taken_delivers_it_again",
+        "queue.taken",
+    );
+}
+
+#[test]
+fn a_kill_after_an_ack_committed_never_delivers_the_item_again() {
+    kill_at(
+        "a_kill_after_an_ack_committed_never_delivers_the_item_again",
+        "queue.acked",
+    );
+}
+
+#[test]
+fn a_kill_after_a_delivery_was_put_back_keeps_it_ready() {
+    kill_at(
+        "a_kill_after_a_delivery_was_put_back_keeps_it_ready",
+        "queue.returned",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput (not a test: `cargo test --release --test queue -- --ignored --nocapture`)
+
+fn produce_numbers((queue, count): (Queue<u64>, u64)) {
+    exit_with_parent();
+    for i in 0..count {
+        queue.put(&i).expect("put");
+    }
+}
+
+fn consume_numbers((queue, count): (Queue<u64>, u64)) -> u64 {
+    exit_with_parent();
+    (0..count).map(|_| queue.get().expect("get")).sum()
+}
+
+#[test]
+#[ignore = "a measurement, not a check; run it with --release"]
+#[allow(clippy::cast_precision_loss, reason = "a rate for people to read")]
+fn throughput_of_one_producer_and_one_consumer_process() {
+    const COUNT: u64 = 1_000_000;
+    memspace::init();
+    for capacity in [None, Some(1024)] {
+        let queue = match capacity {
+            Some(capacity) => Queue::<u64>::bounded(capacity),
+            None => Queue::<u64>::new(),
+        }
+        .expect("queue");
+        let started = Instant::now();
+        let mut consumer = Process::new(consume_numbers, (queue.clone(), COUNT));
+        let mut producer = Process::new(produce_numbers, (queue.clone(), COUNT));
+        consumer.start().expect("start");
+        producer.start().expect("start");
+        producer.join().expect("producer");
+        assert_eq!(consumer.join().expect("consumer"), COUNT * (COUNT - 1) / 2);
+        let elapsed = started.elapsed();
+        eprintln!(
+            "capacity {capacity:?}: {COUNT} items in {elapsed:.2?}: {:.0} items/s",
+            COUNT as f64 / elapsed.as_secs_f64()
+        );
+    }
+}

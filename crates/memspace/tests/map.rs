@@ -1,0 +1,1000 @@
+//! `SharedMap`: behaviour on threads and on processes (fork and spawn), keys of many types,
+//! growth to 100,000 entries while other processes have the map open, space that follows what
+//! the map holds, a model test against `HashMap`, damaged segments, and real SIGKILLs: a child
+//! changing the map killed at random moments, and killed at every failpoint of insert, remove,
+//! growth, compaction and clear.
+//!
+//! Events are ordered through shared memory (events, counters in segments, `/proc` states of
+//! the children), never by sleeping; no test asserts how long anything took.
+
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value: that is how workers receive them"
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use memspace::collections::{SharedMap, Value};
+use memspace::spawn::{Mode, StartMethod, Worker};
+use memspace::sync::Event;
+use memspace::{Error, Segment, SegmentOptions, inspect};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that puts a re-run of this binary into a child role.
+const ROLE: &str = "MEMSPACE_MAP_TEST_ROLE";
+/// The map a child in a role works on.
+const MAP: &str = "MEMSPACE_MAP_TEST_MAP";
+/// The `Value<u64>` where a child in a role counts the steps it completed.
+const DONE: &str = "MEMSPACE_MAP_TEST_DONE";
+/// The seed of a child's steps (random kills) or the name of its script (failpoints).
+const SCRIPT: &str = "MEMSPACE_MAP_TEST_SCRIPT";
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// Aborts the test process if the test has not finished after a minute (a hang is a failure,
+/// not a stuck CI job). Dropping it at the end of the test stops it.
+struct Watchdog(Arc<(std::sync::Mutex<bool>, Condvar)>);
+
+impl Watchdog {
+    fn start() -> Self {
+        let done = Arc::new((std::sync::Mutex::new(false), Condvar::new()));
+        let flag = Arc::clone(&done);
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        std::thread::spawn(move || {
+            let (finished, wake) = &*flag;
+            let finished = finished.lock().unwrap_or_else(PoisonError::into_inner);
+            let (finished, _) = wake
+                .wait_timeout_while(finished, Duration::from_mins(1), |finished| !*finished)
+                .unwrap_or_else(PoisonError::into_inner);
+            if !*finished {
+                eprintln!("watchdog: {test} did not finish within a minute: aborting");
+                std::process::abort();
+            }
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (finished, wake) = &*self.0;
+        *finished.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+    }
+}
+
+/// A unique segment name (pid, test, counter), removed when dropped, also when the test fails.
+struct Name(String);
+
+impl Name {
+    fn new(test: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        Name(format!(
+            "map-test.{}.{test}.{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = Segment::remove(&self.0);
+    }
+}
+
+/// A child process, killed and reaped when dropped (so that a failing test leaves none behind).
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Prepares a test that runs workers in every mode: spawned children re-run this very test
+/// (`--exact`), where `init` runs their target and exits. Returns the modes.
+fn modes(test: &str) -> [Mode; 3] {
+    memspace::init();
+    memspace::spawn::set_child_args([
+        std::env::current_exe()
+            .expect("test binary")
+            .into_os_string(),
+        "--exact".into(),
+        test.into(),
+        "--nocapture".into(),
+    ]);
+    [
+        Mode::Thread,
+        Mode::Process(StartMethod::Fork),
+        Mode::Process(StartMethod::Spawn),
+    ]
+}
+
+/// Starts this test binary again, running only `test`, in the child role `role`.
+fn spawn_child(test: &str, role: &str, envs: &[(&str, &str)]) -> ChildGuard {
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    command
+        .args(["--exact", test, "--nocapture"])
+        .env(ROLE, role);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    ChildGuard(command.spawn().expect("start child test process"))
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T`, `Z`, ...), `None` once reaped.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+fn sigkill(child: &mut ChildGuard) {
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().expect("reap the child");
+}
+
+/// A small deterministic generator (xorshift64*), so that a failing seed can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+fn assert_consistent(map: &SharedMap<impl Sized, impl Sized>, context: &str) {
+    let report = inspect::verify(map.segment());
+    assert!(report.is_consistent(), "{context}: {report:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour
+
+#[test]
+fn insert_get_replace_remove_and_clear_behave_as_in_a_hash_map() {
+    let name = Name::new("basics");
+    let map = SharedMap::<String, i32>::create(&name.0).expect("create");
+    let key = |k: &str| k.to_owned();
+    assert!(map.is_empty());
+    assert_eq!(map.get(&key("a")).expect("get"), None);
+    assert_eq!(map.insert(&key("a"), &1).expect("insert"), None);
+    assert_eq!(map.insert(&key("b"), &2).expect("insert"), None);
+    assert_eq!(map.insert(&key("a"), &3).expect("replace"), Some(1));
+    assert_eq!(map.len(), 2);
+    assert_eq!(map.get(&key("a")).expect("get"), Some(3));
+    assert!(map.contains_key(&key("b")).expect("contains"));
+    assert!(!map.contains_key(&key("c")).expect("contains"));
+
+    let mut entries = map.to_vec().expect("to_vec");
+    entries.sort();
+    assert_eq!(entries, [(key("a"), 3), (key("b"), 2)]);
+    let mut keys = map
+        .keys()
+        .collect::<memspace::Result<Vec<_>>>()
+        .expect("keys");
+    keys.sort();
+    assert_eq!(keys, ["a", "b"]);
+    let mut values = map
+        .values()
+        .collect::<memspace::Result<Vec<_>>>()
+        .expect("values");
+    values.sort_unstable();
+    assert_eq!(values, [2, 3]);
+    let mut iter = map.iter();
+    assert_eq!(
+        iter.size_hint(),
+        (0, None),
+        "nothing is copied before the first item"
+    );
+    assert!(iter.next().is_some());
+    assert_eq!(iter.size_hint(), (1, Some(1)));
+    assert_eq!((&map).into_iter().count(), 2);
+    assert_eq!(
+        map.to_hash_map().expect("to_hash_map"),
+        HashMap::from([(key("a"), 3), (key("b"), 2)])
+    );
+
+    assert_eq!(map.remove(&key("a")).expect("remove"), Some(3));
+    assert_eq!(map.remove(&key("a")).expect("remove again"), None);
+    assert_eq!(map.len(), 1);
+    assert_eq!(map.get(&key("a")).expect("get"), None);
+    assert_consistent(&map, "after removing");
+
+    map.clear().expect("clear");
+    assert!(map.is_empty());
+    assert_eq!(map.get(&key("b")).expect("get"), None);
+    assert_eq!(map.iter().count(), 0);
+    assert_eq!(map.insert(&key("b"), &4).expect("insert after clear"), None);
+    assert_eq!(map.get(&key("b")).expect("get"), Some(4));
+    assert_consistent(&map, "after clearing");
+}
+
+#[test]
+fn a_handle_travels_as_the_maps_name_and_reattaches() {
+    let name = Name::new("serde");
+    let map = SharedMap::<u32, u32>::create(&name.0).expect("create");
+    map.insert(&1, &10).expect("insert");
+    let json = serde_json::to_string(&map).expect("serialize");
+    assert_eq!(json, format!("\"{}\"", name.0));
+    let back: SharedMap<u32, u32> = serde_json::from_str(&json).expect("deserialize");
+    assert_eq!(back.get(&1).expect("get"), Some(10));
+    assert_eq!(back.segment().inode(), map.segment().inode());
+    assert!(format!("{map:?}").contains(&name.0));
+}
+
+/// Fills keys `(worker, "k0")..` with inserts, replaces and removes; returns how many it left.
+fn churn_own_keys((map, worker): (SharedMap<(u32, String), u64>, u32)) -> u64 {
+    for i in 0..1500u64 {
+        assert_eq!(
+            map.insert(&(worker, format!("k{i}")), &i).expect("insert"),
+            None
+        );
+    }
+    for i in (1..1500u64).step_by(2) {
+        let old = map
+            .insert(&(worker, format!("k{i}")), &(i * 10))
+            .expect("replace");
+        assert_eq!(old, Some(i));
+    }
+    for i in (0..1500u64).step_by(3) {
+        assert!(
+            map.remove(&(worker, format!("k{i}")))
+                .expect("remove")
+                .is_some()
+        );
+    }
+    1000
+}
+
+fn expected_value(i: u64) -> Option<u64> {
+    if i.is_multiple_of(3) {
+        None
+    } else if i % 2 == 1 {
+        Some(i * 10)
+    } else {
+        Some(i)
+    }
+}
+
+#[test]
+fn four_workers_on_threads_and_on_processes_fill_one_map() {
+    for mode in modes("four_workers_on_threads_and_on_processes_fill_one_map") {
+        let _dog = Watchdog::start();
+        let map = SharedMap::<(u32, String), u64>::new().expect("map");
+        let mut workers: Vec<_> = (0..4)
+            .map(|worker| Worker::new(mode, churn_own_keys, (map.clone(), worker)))
+            .collect();
+        for worker in &mut workers {
+            worker.start().expect("start");
+        }
+        let left: u64 = workers
+            .iter_mut()
+            .map(|worker| worker.join().expect("join"))
+            .sum();
+        assert_eq!(map.len(), left, "{mode:?}");
+        let all = map.to_hash_map().expect("copy");
+        assert_eq!(all.len() as u64, left, "{mode:?}");
+        for worker in 0..4 {
+            for i in 0..1500u64 {
+                assert_eq!(
+                    all.get(&(worker, format!("k{i}"))).copied(),
+                    expected_value(i),
+                    "{mode:?}: worker {worker}, key {i}"
+                );
+            }
+        }
+        assert_eq!(
+            map.get(&(2, "k7".to_owned())).expect("get"),
+            Some(70),
+            "{mode:?}"
+        );
+        assert_consistent(&map, &format!("{mode:?}"));
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum Shape {
+    Circle(u32),
+    Square { side: u32 },
+    Dot,
+}
+
+#[test]
+fn keys_of_many_types_find_their_values() {
+    let strings = SharedMap::<String, Vec<String>>::new().expect("map");
+    strings
+        .insert(&"späť".to_owned(), &vec!["a".into(), String::new()])
+        .expect("insert");
+    strings.insert(&String::new(), &vec![]).expect("insert");
+    assert_eq!(
+        strings.get(&"späť".to_owned()).expect("get"),
+        Some(vec!["a".to_owned(), String::new()])
+    );
+    assert_eq!(strings.get(&String::new()).expect("get"), Some(vec![]));
+    assert_eq!(strings.get(&"spat".to_owned()).expect("get"), None);
+
+    let integers = SharedMap::<i64, Option<f64>>::new().expect("map");
+    for key in [i64::MIN, -1, 0, 1, 127, 128, i64::MAX] {
+        integers.insert(&key, &Some(0.5)).expect("insert");
+    }
+    integers.insert(&42, &None).expect("insert");
+    assert_eq!(integers.get(&i64::MIN).expect("get"), Some(Some(0.5)));
+    assert_eq!(integers.get(&42).expect("get"), Some(None));
+    assert_eq!(integers.get(&2).expect("get"), None);
+    assert_eq!(integers.len(), 8);
+
+    let tuples = SharedMap::<(u8, String, bool), char>::new().expect("map");
+    tuples.insert(&(1, "a".into(), true), &'x').expect("insert");
+    tuples
+        .insert(&(1, "a".into(), false), &'y')
+        .expect("insert");
+    assert_eq!(tuples.get(&(1, "a".into(), true)).expect("get"), Some('x'));
+    assert_eq!(tuples.get(&(1, "a".into(), false)).expect("get"), Some('y'));
+
+    let structs = SharedMap::<Point, Shape>::new().expect("map");
+    structs
+        .insert(&Point { x: 1, y: -2 }, &Shape::Square { side: 3 })
+        .expect("insert");
+    structs
+        .insert(&Point { x: -2, y: 1 }, &Shape::Dot)
+        .expect("insert");
+    assert_eq!(
+        structs.get(&Point { x: 1, y: -2 }).expect("get"),
+        Some(Shape::Square { side: 3 })
+    );
+    assert_eq!(
+        structs.get(&Point { x: -2, y: 1 }).expect("get"),
+        Some(Shape::Dot)
+    );
+
+    let enums = SharedMap::<Shape, Point>::new().expect("map");
+    enums
+        .insert(&Shape::Circle(1), &Point { x: 0, y: 0 })
+        .expect("insert");
+    assert!(enums.contains_key(&Shape::Circle(1)).expect("contains"));
+    assert!(!enums.contains_key(&Shape::Circle(2)).expect("contains"));
+    assert_consistent(&enums, "enums");
+}
+
+#[test]
+fn keys_are_equal_when_their_encodings_are() {
+    let name = Name::new("encodings");
+    let narrow = SharedMap::<u8, String>::create(&name.0).expect("create");
+    narrow.insert(&5, &"five".to_owned()).expect("insert");
+    // Integers are encoded by value, whatever their width or signedness.
+    let wide = SharedMap::<i64, String>::open(&name.0).expect("open");
+    assert_eq!(wide.get(&5).expect("get").as_deref(), Some("five"));
+    assert_eq!(
+        wide.insert(&5, &"cinq".to_owned())
+            .expect("replace")
+            .as_deref(),
+        Some("five")
+    );
+    assert_eq!(narrow.len(), 1);
+
+    // A struct is encoded as a map of its fields, in order: the map with the same fields in
+    // the same order is the same key.
+    let name = Name::new("structs");
+    let points = SharedMap::<Point, u32>::create(&name.0).expect("create");
+    points.insert(&Point { x: 1, y: 2 }, &12).expect("insert");
+    let maps = SharedMap::<BTreeMap<String, i32>, u32>::open(&name.0).expect("open");
+    let same = BTreeMap::from([("x".to_owned(), 1), ("y".to_owned(), 2)]);
+    assert_eq!(maps.get(&same).expect("get"), Some(12));
+}
+
+#[test]
+fn a_value_of_another_type_is_a_decode_error_naming_the_map() {
+    let name = Name::new("decode");
+    let numbers = SharedMap::<String, u32>::create(&name.0).expect("create");
+    numbers.insert(&"n".to_owned(), &7).expect("insert");
+    let texts = SharedMap::<String, String>::open(&name.0).expect("open");
+    let err = texts
+        .get(&"n".to_owned())
+        .expect_err("a u32 read as a String");
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(err.to_string().contains(&name.0), "{err}");
+    assert!(texts.iter().next().expect("one entry").is_err());
+}
+
+/// Waits until the parent filled the map, then counts the entries it finds.
+fn count_filled((map, filled, count): (SharedMap<u64, String>, Event, u64)) -> u64 {
+    filled.wait();
+    let found = (0..count)
+        .filter(|i| map.get(i).expect("get") == Some(format!("v{i}")))
+        .count();
+    u64::try_from(found).expect("a count")
+}
+
+#[test]
+fn a_map_grows_to_100_000_entries_while_other_processes_have_it_open() {
+    const COUNT: u64 = 100_000;
+    let modes = modes("a_map_grows_to_100_000_entries_while_other_processes_have_it_open");
+    let _dog = Watchdog::start();
+    let map = SharedMap::<u64, String>::new().expect("map");
+    let filled = Event::new().expect("event");
+    // The readers map the segment while it is small, and must follow its growth.
+    let mut readers: Vec<_> = modes[1..]
+        .iter()
+        .map(|&mode| Worker::new(mode, count_filled, (map.clone(), filled.clone(), COUNT)))
+        .collect();
+    for reader in &mut readers {
+        reader.start().expect("start");
+    }
+    let size_before = map.segment().size();
+    for i in 0..COUNT {
+        assert_eq!(map.insert(&i, &format!("v{i}")).expect("insert"), None);
+    }
+    assert!(map.segment().size() > size_before, "the segment grew");
+    filled.set();
+    for reader in &mut readers {
+        assert_eq!(reader.join().expect("join"), COUNT);
+    }
+    assert_eq!(map.len(), COUNT);
+    assert_eq!(
+        map.get(&(COUNT - 1)).expect("get"),
+        Some(format!("v{}", COUNT - 1))
+    );
+    assert_eq!(map.get(&COUNT).expect("get"), None);
+    assert_consistent(&map, "after 100,000 inserts");
+}
+
+#[test]
+fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
+    let map = SharedMap::<u32, String>::new().expect("map");
+    let initial_size = map.segment().size();
+    let value = |round: u32| format!("{round:>1000}");
+    // 20,000 values of 1 KB under 10 keys: 20 MB of replaced entries without compaction, and
+    // about 10 KB of live entries. A compaction runs once the garbage reaches 16 KiB, and the
+    // copy it makes past the end of data fits in the first 64 KiB.
+    for round in 0..20_000u32 {
+        map.insert(&(round % 10), &value(round)).expect("replace");
+    }
+    assert_eq!(map.len(), 10);
+    for key in 0..10u32 {
+        assert_eq!(map.get(&key).expect("get"), Some(value(19_990 + key)));
+    }
+    assert!(
+        map.used_bytes() < 48 << 10,
+        "{} bytes used for 10 KB of entries",
+        map.used_bytes()
+    );
+    assert_eq!(map.segment().size(), initial_size, "the segment never grew");
+    assert_consistent(&map, "after replacing");
+
+    for key in 0..2000u32 {
+        map.insert(&key, &"r".repeat(200)).expect("insert");
+    }
+    let full = map.used_bytes();
+    for key in 0..2000u32 {
+        assert!(map.remove(&key).expect("remove").is_some());
+    }
+    assert!(map.is_empty());
+    assert!(
+        map.used_bytes() < full / 2,
+        "removing every entry left {} of {full} bytes in use",
+        map.used_bytes()
+    );
+    assert_consistent(&map, "after removing");
+    map.clear().expect("clear");
+    assert_eq!(
+        map.used_bytes(),
+        4096 + 16 * 16,
+        "an empty table at the start of the data area"
+    );
+}
+
+#[test]
+fn a_full_map_refuses_an_insert_unchanged_and_can_still_be_cleared() {
+    let name = Name::new("full");
+    let options = SegmentOptions::new()
+        .initial_size(64 << 10)
+        .max_size(64 << 10);
+    let map = SharedMap::<u32, String>::create_with(&name.0, &options).expect("create");
+    let mut inserted = 0;
+    let err = loop {
+        match map.insert(&inserted, &"x".repeat(100)) {
+            Ok(None) => inserted += 1,
+            Ok(Some(_)) => panic!("key {inserted} was there already"),
+            Err(err) => break err,
+        }
+    };
+    assert!(matches!(err, Error::Full { .. }), "{err:?}");
+    assert!(err.to_string().contains(&name.0), "{err}");
+    assert!(inserted > 100, "only {inserted} entries fit in 64 KiB");
+    assert_eq!(
+        map.len(),
+        u64::from(inserted),
+        "the refused insert changed nothing"
+    );
+    assert_eq!(map.get(&inserted).expect("get"), None);
+    assert_consistent(&map, "full");
+    map.clear().expect("clear a full map");
+    assert!(map.is_empty());
+    for key in 0..inserted {
+        map.insert(&key, &"y".repeat(100))
+            .expect("insert after clear");
+    }
+    assert_consistent(&map, "refilled");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A model test against `HashMap`, through two handles (two mappings of the segment)
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u16, Vec<u8>),
+    Remove(u16),
+    Get(u16),
+    ContainsKey(u16),
+    Len,
+    Iter,
+    Clear,
+}
+
+fn op() -> impl Strategy<Value = (bool, Op)> {
+    let key = 0..200u16;
+    let op = prop_oneof![
+        8 => (key.clone(), proptest::collection::vec(any::<u8>(), 0..700))
+            .prop_map(|(k, v)| Op::Insert(k, v)),
+        4 => key.clone().prop_map(Op::Remove),
+        3 => key.clone().prop_map(Op::Get),
+        1 => key.prop_map(Op::ContainsKey),
+        1 => Just(Op::Len),
+        1 => Just(Op::Iter),
+        1 => Just(Op::Clear),
+    ];
+    (any::<bool>(), op)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_shared_map_behaves_like_a_hash_map(ops in proptest::collection::vec(op(), 1..400)) {
+        let name = Name::new("model");
+        let first = SharedMap::<u16, Vec<u8>>::create(&name.0).expect("create");
+        let second = SharedMap::<u16, Vec<u8>>::open(&name.0).expect("open");
+        let mut model = HashMap::new();
+        for (use_second, op) in ops {
+            let map = if use_second { &second } else { &first };
+            match op {
+                Op::Insert(k, v) => {
+                    prop_assert_eq!(map.insert(&k, &v).expect("insert"), model.insert(k, v));
+                }
+                Op::Remove(k) => prop_assert_eq!(map.remove(&k).expect("remove"), model.remove(&k)),
+                Op::Get(k) => prop_assert_eq!(map.get(&k).expect("get"), model.get(&k).cloned()),
+                Op::ContainsKey(k) => {
+                    prop_assert_eq!(map.contains_key(&k).expect("contains"), model.contains_key(&k));
+                }
+                Op::Len => prop_assert_eq!(map.len(), model.len() as u64),
+                Op::Iter => prop_assert_eq!(&map.to_hash_map().expect("copy"), &model),
+                Op::Clear => {
+                    map.clear().expect("clear");
+                    model.clear();
+                }
+            }
+            prop_assert_eq!(map.is_empty(), model.is_empty());
+        }
+        prop_assert_eq!(first.to_hash_map().expect("copy"), model);
+        let report = inspect::verify(first.segment());
+        prop_assert!(report.is_consistent(), "{:#?}", report);
+        prop_assert!(report.notes.is_empty(), "{:#?}", report);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged segments
+
+const KIND_AREA: u64 = 2304;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Random bytes over the map's words, its table and its entries give errors naming the
+    /// segment, or wrong answers, never a panic, a crash or a hang.
+    #[test]
+    fn a_damaged_map_gives_errors_never_a_panic(
+        entries in 0..300u32,
+        damage in proptest::collection::vec(
+            (0..64u64, proptest::collection::vec(any::<u8>(), 1..24)), 1..6),
+        into_words in any::<bool>(),
+    ) {
+        let _dog = Watchdog::start();
+        let name = Name::new("damaged");
+        let options = SegmentOptions::new().max_size(4 << 20);
+        let map = SharedMap::<u32, String>::create_with(&name.0, &options).expect("create");
+        for key in 0..entries {
+            map.insert(&key, &format!("value {key}")).expect("insert");
+        }
+        let used = map.used_bytes();
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm/memspace.{}", name.0))
+            .expect("open the segment's file");
+        for (position, bytes) in damage {
+            // Either the map's own words, or anywhere in its data.
+            let at = if into_words {
+                KIND_AREA + position % 48
+            } else {
+                4096 + (position * 7919) % (used - 4096)
+            };
+            file.seek(SeekFrom::Start(at)).expect("seek");
+            file.write_all(&bytes).expect("write");
+        }
+        let report = inspect::verify(map.segment());
+        prop_assert!(report.problems.len() <= inspect::Report::MAX_PROBLEMS);
+        let named = |result: memspace::Result<()>| match result {
+            Err(Error::Corrupt { name: damaged, .. }) => assert_eq!(damaged.as_str(), name.0),
+            Ok(()) | Err(Error::Decode { .. } | Error::Full { .. }) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        };
+        let _ = map.len();
+        let _ = map.is_empty();
+        named(map.get(&1).map(drop));
+        named(map.contains_key(&entries).map(drop));
+        named(map.to_vec().map(drop));
+        named(map.iter().take(10).try_for_each(|entry| entry.map(drop)));
+        named(map.insert(&1, &"new".to_owned()).map(drop));
+        named(map.insert(&(entries + 1), &"new".to_owned()).map(drop));
+        named(map.remove(&2).map(drop));
+        named(map.clear());
+        let _ = inspect::verify(map.segment());
+        let _ = inspect::info(map.segment());
+    }
+}
+
+#[test]
+fn a_table_word_pointing_outside_the_segment_is_reported_as_damage() {
+    let name = Name::new("table-word");
+    let map = SharedMap::<u32, u32>::create(&name.0).expect("create");
+    map.insert(&1, &1).expect("insert");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/memspace.{}", name.0))
+        .expect("open the segment's file");
+    file.seek(SeekFrom::Start(KIND_AREA)).expect("seek");
+    file.write_all(&(u64::MAX - 63 + 10).to_le_bytes())
+        .expect("write");
+    let err = map.get(&1).expect_err("a table outside the segment");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains(&name.0), "{err}");
+    let report = inspect::verify(map.segment());
+    assert!(!report.is_consistent());
+    assert!(report.problems[0].contains("table"), "{report:?}");
+}
+
+#[test]
+fn record_offsets_at_the_end_of_the_address_space_are_damage_not_a_panic() {
+    let name = Name::new("far-offsets");
+    let map = SharedMap::<u32, u32>::create(&name.0).expect("create");
+    map.insert(&1, &1).expect("insert");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/memspace.{}", name.0))
+        .expect("open the segment's file");
+    // Every record word of the first table (16 slots at the start of the data area).
+    for slot in 0..16 {
+        file.seek(SeekFrom::Start(4096 + 16 * slot + 8))
+            .expect("seek");
+        file.write_all(&(u64::MAX - 7).to_le_bytes())
+            .expect("write");
+    }
+    let err = map.get(&1).expect_err("a record past the segment");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(!inspect::verify(map.segment()).is_consistent());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kills: the steps a child takes, and what the map must hold after each
+
+#[derive(Debug, Clone)]
+enum Step {
+    Insert(u64, String),
+    Remove(u64),
+    Clear,
+}
+
+impl Step {
+    fn apply(&self, map: &SharedMap<u64, String>) {
+        match self {
+            Step::Insert(key, value) => drop(map.insert(key, value).expect("insert")),
+            Step::Remove(key) => drop(map.remove(key).expect("remove")),
+            Step::Clear => map.clear().expect("clear"),
+        }
+    }
+
+    fn model(&self, model: &mut HashMap<u64, String>) {
+        match self {
+            Step::Insert(key, value) => drop(model.insert(*key, value.clone())),
+            Step::Remove(key) => drop(model.remove(key)),
+            Step::Clear => model.clear(),
+        }
+    }
+}
+
+/// Step `index` of the random churn of seed `seed`: mostly inserts (new keys and replaced
+/// ones, values of 0 to 300 bytes), a quarter removes, and a clear now and then. Each step is
+/// a function of its index, so a child can start anywhere, and re-doing a step is harmless.
+fn random_step(seed: u64, index: u64) -> Step {
+    let mut rng = Rng(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let key = rng.below(1500);
+    match rng.below(2000) {
+        0 => Step::Clear,
+        1..=500 => Step::Remove(key),
+        _ => Step::Insert(
+            key,
+            format!("{index}:{}", "x".repeat(rng.below(300) as usize)),
+        ),
+    }
+}
+
+/// The scripts the failpoint tests run, each reaching its failpoints in its own way.
+fn script(name: &str) -> Vec<Step> {
+    let value = |i: u64, len: usize| format!("{i}:{}", "v".repeat(len));
+    let mut steps: Vec<Step> = (0..40)
+        .map(|key| Step::Insert(key, value(key, 20)))
+        .collect();
+    match name {
+        // 40 inserts (the table grows at the 12th and the 23rd), a replace, removes.
+        "change" => {
+            steps.push(Step::Insert(5, value(100, 30)));
+            steps.extend((0..20).map(Step::Remove));
+        }
+        // Replacing one key with 2 KB values until the garbage is worth a compaction.
+        "compact" => steps.extend((0..20).map(|i| Step::Insert(30, value(i, 2000)))),
+        // The first clear finds the start of the data area free (the first table was
+        // outgrown) and puts its empty table there at once; the second, with the map back at
+        // the start, goes through a copy past the end of data.
+        "clear" => steps.push(Step::Clear),
+        other => panic!("no script {other}"),
+    }
+    steps.push(Step::Insert(1000, value(1000, 10)));
+    steps.push(Step::Remove(39));
+    steps.push(Step::Clear);
+    steps.extend((0..30).map(|key| Step::Insert(key, value(key, 50))));
+    steps
+}
+
+/// The child role: opens the map and the step counter, then takes `steps` from where the
+/// counter says, counting each one done.
+fn take_steps(steps: impl Fn(u64) -> Option<Step>) {
+    let map = SharedMap::<u64, String>::open(&std::env::var(MAP).expect("map name"))
+        .expect("open the map");
+    let done = Value::<u64>::open(&std::env::var(DONE).expect("counter name")).expect("counter");
+    let mut index = done.get().expect("counter");
+    while let Some(step) = steps(index) {
+        step.apply(&map);
+        index += 1;
+        done.set(index).expect("count");
+    }
+}
+
+/// What the map may hold after a kill: the model after the steps counted as done, and, if
+/// the step under way may have been committed, after that one too.
+fn check_after_kill(
+    map: &SharedMap<u64, String>,
+    model: &HashMap<u64, String>,
+    under_way: Option<&Step>,
+    context: &str,
+) -> HashMap<u64, String> {
+    // Before anyone takes the lock: the committed structure is whole; counts the dead writer
+    // left stale are notes, not problems.
+    let report = inspect::verify(map.segment());
+    assert!(report.is_consistent(), "{context}: {report:#?}");
+    // `len` sees the change under way (its maker is dead), takes the lock and recounts.
+    let len = map.len();
+    let found = map.to_hash_map().expect("every entry decodes");
+    assert_eq!(len, found.len() as u64, "{context}: len");
+    let mut after = model.clone();
+    if let Some(step) = under_way {
+        step.model(&mut after);
+    }
+    assert!(
+        found == *model || found == after,
+        "{context}: the map holds neither the state before the step under way nor after it \
+         ({} entries; {} before, {} after)",
+        found.len(),
+        model.len(),
+        after.len()
+    );
+    // The map still works, and its counts are right again.
+    assert_eq!(
+        map.insert(&u64::MAX, &"alive".to_owned()).expect("insert"),
+        None
+    );
+    assert_eq!(
+        map.remove(&u64::MAX).expect("remove").as_deref(),
+        Some("alive")
+    );
+    let report = inspect::verify(map.segment());
+    assert!(
+        report.is_consistent() && report.notes.is_empty(),
+        "{context}: after recovery: {report:#?}"
+    );
+    found
+}
+
+#[test]
+fn a_child_killed_at_random_moments_never_loses_an_acknowledged_change() {
+    const TEST: &str = "a_child_killed_at_random_moments_never_loses_an_acknowledged_change";
+    if let Ok(seed) = std::env::var(SCRIPT)
+        && std::env::var(ROLE).as_deref() == Ok("churn")
+    {
+        let seed = seed.parse().expect("seed");
+        return take_steps(|index| Some(random_step(seed, index)));
+    }
+    let _dog = Watchdog::start();
+    let seed = std::env::var("MEMSPACE_TEST_SEED").map_or_else(
+        |_| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+        },
+        |seed| seed.parse().expect("MEMSPACE_TEST_SEED is a number"),
+    );
+    eprintln!("seed {seed} (rerun with MEMSPACE_TEST_SEED={seed})");
+    let (map_name, done_name) = (Name::new("churn"), Name::new("churn-done"));
+    let map = SharedMap::<u64, String>::create(&map_name.0).expect("create");
+    let done = Value::create(&done_name.0, 0u64).expect("counter");
+    let mut rng = Rng(seed | 1);
+    let mut model = HashMap::new();
+    let mut modelled = 0;
+    let seed_text = seed.to_string();
+    for kill in 0..100 {
+        let target = modelled + rng.below(300);
+        let mut child = spawn_child(
+            TEST,
+            "churn",
+            &[
+                (MAP, &map_name.0),
+                (DONE, &done_name.0),
+                (SCRIPT, &seed_text),
+            ],
+        );
+        while done.get().expect("counter") < target {
+            assert!(
+                child.0.try_wait().expect("try_wait").is_none(),
+                "seed {seed}, kill {kill}: the child ended"
+            );
+            std::thread::yield_now();
+        }
+        sigkill(&mut child);
+        let done_now = done.get().expect("counter");
+        for index in modelled..done_now {
+            random_step(seed, index).model(&mut model);
+        }
+        modelled = done_now;
+        check_after_kill(
+            &map,
+            &model,
+            Some(&random_step(seed, modelled)),
+            &format!("seed {seed}, kill {kill} after step {modelled}"),
+        );
+    }
+    assert!(
+        modelled > 1000,
+        "seed {seed}: only {modelled} steps were taken"
+    );
+    // Kills inside the map's lock are what this test is about: most of the child's time is
+    // spent there, so among 100 kills some land there (each does with probability near 1/2).
+    let deaths = map.segment().lock_owner_deaths();
+    eprintln!("seed {seed}: {deaths} of 100 kills landed inside an operation on the map");
+    assert!(
+        deaths > 0,
+        "seed {seed}: no kill landed inside the map's lock"
+    );
+}
+
+/// Whether a kill at a failpoint leaves the step under way out of the map or in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaves {
+    Before,
+    After,
+}
+
+/// Runs `script` in a child until it stops at `point`, kills it there, checks the map is the
+/// map before the step under way (or after it, as `leaves` says), then finishes the script.
+fn kill_at(test: &str, point: &str, script_name: &str, leaves: Leaves) {
+    if std::env::var(ROLE).as_deref() == Ok("script") {
+        let steps = script(&std::env::var(SCRIPT).expect("script name"));
+        return take_steps(|index| steps.get(index as usize).cloned());
+    }
+    let _dog = Watchdog::start();
+    let steps = script(script_name);
+    let (map_name, done_name) = (Name::new("failpoint"), Name::new("failpoint-done"));
+    let map = SharedMap::<u64, String>::create(&map_name.0).expect("create");
+    let done = Value::create(&done_name.0, 0u64).expect("counter");
+    let mut child = spawn_child(
+        test,
+        "script",
+        &[
+            (MAP, &map_name.0),
+            (DONE, &done_name.0),
+            (SCRIPT, script_name),
+            ("MEMSPACE_FAILPOINT", point),
+        ],
+    );
+    let pid = child.0.id();
+    while process_state(pid) != Some('T') {
+        assert!(
+            child.0.try_wait().expect("try_wait").is_none(),
+            "the child finished `{script_name}` without reaching {point}"
+        );
+        std::thread::yield_now();
+    }
+    sigkill(&mut child);
+    let stopped_in = done.get().expect("counter") as usize;
+    let mut model = HashMap::new();
+    for step in &steps[..stopped_in] {
+        step.model(&mut model);
+    }
+    let context = format!("killed at {point} in step {stopped_in} of `{script_name}`");
+    let found = check_after_kill(&map, &model, Some(&steps[stopped_in]), &context);
+    let mut expected = model;
+    if leaves == Leaves::After {
+        steps[stopped_in].model(&mut expected);
+    }
+    assert_eq!(found, expected, "{context}: {leaves:?} the step");
+    // Finish the script here, re-doing the step under way.
+    for step in &steps[stopped_in..] {
+        step.apply(&map);
+        step.model(&mut expected);
+    }
+    assert_eq!(
+        map.to_hash_map().expect("copy"),
+        expected,
+        "{context}: at the end"
+    );
+    assert_consistent(&map, &format!("{context}, at the end"));
+}
+
+macro_rules! kill_tests {
+    ($($test:ident: $point:literal in $script:literal leaves $leaves:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            kill_at(stringify!($test), $point, $script, Leaves::$leaves);
+        }
+    )*};
+}
+
+kill_tests! {
+    a_kill_after_writing_an_entry_leaves_it_out: "map.written" in "change" leaves Before;
+    a_kill_after_committing_a_new_entry_keeps_it: "map.committed" in "change" leaves After;
+    a_kill_after_replacing_a_value_keeps_the_new_one: "map.replaced" in "change" leaves After;
+    a_kill_after_removing_an_entry_keeps_it_removed: "map.removed" in "change" leaves After;
+    a_kill_before_switching_to_a_larger_table_keeps_the_old_one:
+        "map.table_built" in "change" leaves Before;
+    a_kill_after_switching_to_a_larger_table_keeps_every_entry:
+        "map.table_switched" in "change" leaves Before;
+    a_kill_before_switching_to_a_compacted_copy_keeps_the_map:
+        "map.copy_built" in "compact" leaves Before;
+    a_kill_after_switching_to_a_compacted_copy_keeps_every_entry:
+        "map.copy_switched" in "compact" leaves Before;
+    a_kill_after_moving_the_copy_to_the_start_keeps_every_entry:
+        "map.moved" in "compact" leaves Before;
+    a_kill_before_a_clear_commits_keeps_every_entry: "map.copy_built" in "clear" leaves Before;
+    a_kill_after_a_clear_commits_leaves_the_map_empty:
+        "map.copy_switched" in "clear" leaves After;
+    a_kill_after_a_clear_moved_its_table_leaves_the_map_empty:
+        "map.moved" in "clear" leaves After;
+}

@@ -233,6 +233,14 @@ pub(crate) fn parse(
     page_size: u64,
 ) -> Result<HeaderFields, HeaderProblem> {
     if bytes.len() < HEADER_SIZE {
+        // A creator sizes the file before it writes the magic: a short file that has the magic
+        // was cut short after its creation.
+        if bytes.len() >= 8 && u64_at(bytes, 0) == MAGIC {
+            return Err(HeaderProblem::Truncated {
+                file_size,
+                expected: CONTROL_SIZE,
+            });
+        }
         return Err(if bytes.iter().any(|&b| b != 0) {
             HeaderProblem::Foreign
         } else {
@@ -356,6 +364,13 @@ mod tests {
             Err(HeaderProblem::Truncated {
                 file_size: 8192,
                 expected: 65536
+            })
+        );
+        assert_eq!(
+            parse(&valid()[..64], 64, 4096),
+            Err(HeaderProblem::Truncated {
+                file_size: 64,
+                expected: CONTROL_SIZE
             })
         );
     }

@@ -276,8 +276,15 @@ pub(crate) unsafe fn robust_mutex_lock(m: *mut PthreadMutex, wait: Wait) -> Lock
     let rc = match wait {
         // SAFETY: the caller guarantees `m` is a mapped mutex (see `# Safety`).
         Wait::Forever => unsafe { libc::pthread_mutex_lock(m) },
-        // SAFETY: as above.
-        Wait::Never => unsafe { libc::pthread_mutex_trylock(m) },
+        Wait::Never => {
+            // SAFETY: as above.
+            let rc = unsafe { libc::pthread_mutex_trylock(m) };
+            if rc == libc::ENOTRECOVERABLE {
+                // SAFETY: as above.
+                unsafe { release_word_left_by_trylock(m) };
+            }
+            rc
+        }
         Wait::For(timeout) => {
             let deadline = monotonic_deadline(timeout);
             // SAFETY: as above; `deadline` is a valid timespec on the stack.
@@ -292,6 +299,48 @@ pub(crate) unsafe fn robust_mutex_lock(m: *mut PthreadMutex, wait: Wait) -> Lock
         libc::ENOTRECOVERABLE => LockOutcome::Unrecoverable,
         libc::EDEADLK => LockOutcome::Deadlock,
         other => LockOutcome::Invalid(other),
+    }
+}
+
+/// Undoes a glibc slip: `pthread_mutex_trylock` on a robust mutex that is not recoverable
+/// takes the lock word (a compare-and-swap from 0 to the caller's tid), then returns
+/// `ENOTRECOVERABLE` without releasing it (it unlocks only `if (oldval == id)`, and `oldval` is
+/// 0 after that swap; `pthread_mutex_lock` and `pthread_mutex_clocklock` do unlock). Left so,
+/// the word names the calling thread forever: this thread's next `lock` says `EDEADLK`, and
+/// every other thread and process sees the mutex held (`lock` waits forever) instead of
+/// `ENOTRECOVERABLE`. Releases the word if it still names the calling thread, and wakes the
+/// waiters as glibc's unlock would; each then takes the word, sees the mutex unrecoverable and
+/// releases it again.
+///
+/// # Safety
+///
+/// As for [`robust_mutex_lock`].
+unsafe fn release_word_left_by_trylock(m: *mut PthreadMutex) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+    const FUTEX_WAITERS: u32 = 0x8000_0000;
+    // The lock word is the first field of glibc's `pthread_mutex_t` (`__data.__lock`), in the
+    // format of the kernel's robust-futex protocol: owner tid, `FUTEX_WAITERS`,
+    // `FUTEX_OWNER_DIED`.
+    // SAFETY: `m` points to a mapped, aligned `pthread_mutex_t` (see `# Safety`), whose first
+    // four bytes are that word; glibc and the kernel only access it atomically, and an
+    // `AtomicU32` has the layout of a `u32`.
+    let word = unsafe { &*m.cast::<AtomicU32>() };
+    let tid = rustix::thread::gettid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    let mut current = word.load(Ordering::Relaxed);
+    while current & FUTEX_TID_MASK == tid {
+        match word.compare_exchange_weak(current, 0, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => {
+                if current & FUTEX_WAITERS != 0 {
+                    futex_wake(word, u32::MAX);
+                }
+                return;
+            }
+            Err(now) => current = now,
+        }
     }
 }
 

@@ -1,0 +1,532 @@
+//! Robust locks across processes: a holder killed with SIGKILL (the next locker is told, and
+//! repairs), a lock left unrepaired (unrecoverable), a process blocked in `lock()` when the
+//! holder dies, timeouts, poisoning by a panic, relocking in one thread, mutual exclusion, and a
+//! list writer killed inside `push` while it holds the list's lock.
+
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value: that is how workers receive them"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use memspace::spawn::{ExitStatus, JoinError, Process, StartMethod};
+use memspace::sync::{Lock, LockError, Mutex};
+use memspace::{SharedList, Thread, inspect};
+
+use common::{Removal, Running};
+
+/// A short name for what a lock call returned.
+fn label<G>(result: &Result<G, LockError<G>>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(LockError::OwnerDied(_)) => "owner died",
+        Err(LockError::Poisoned(_)) => "poisoned",
+        Err(LockError::WouldBlock { .. }) => "would block",
+        Err(LockError::Timeout { .. }) => "timeout",
+        Err(LockError::Unrecoverable { .. }) => "unrecoverable",
+        Err(LockError::WouldDeadlock { .. }) => "would deadlock",
+        Err(_) => "another error",
+    }
+}
+
+/// Takes the lock, says so through `ready`, and holds it until killed.
+fn hold_until_killed((lock, ready, parent): (Lock, Mutex<u32>, u32)) {
+    let guard = lock.lock();
+    assert_eq!(label(&guard), "ok", "the child takes the free lock");
+    common::set_flag(&ready, 1);
+    common::park_until_killed(parent)
+}
+
+/// A child that holds a lock until killed, and its readiness flag. The flag outlives the child
+/// (fields drop in order), so that the test removes it: a spawned child attaches to it, and an
+/// anonymous segment is removed by its last live user.
+struct Holder {
+    process: Running<(Lock, Mutex<u32>, u32), ()>,
+    _ready: Mutex<u32>,
+}
+
+/// Starts a child (by `method`) that holds `lock` until killed; returns once it holds it.
+fn start_holder(method: StartMethod, lock: &Lock) -> Holder {
+    let ready = common::new_flag();
+    let process = Running::start(
+        Process::new(
+            hold_until_killed,
+            (lock.clone(), ready.clone(), std::process::id()),
+        )
+        .start_method(method),
+    );
+    common::wait_for_flag(&ready, 1, process.pid());
+    Holder {
+        process,
+        _ready: ready,
+    }
+}
+
+/// Kills `holder` with SIGKILL and checks that `join` reports exactly that.
+fn kill_and_join<A, R>(holder: &mut Running<A, R>)
+where
+    A: serde::Serialize + serde::de::DeserializeOwned,
+    R: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let pid = holder.pid();
+    holder.kill();
+    match holder.join() {
+        Err(JoinError::Killed {
+            pid: killed,
+            signal,
+        }) => {
+            assert_eq!((killed, signal), (pid, 9), "killed by SIGKILL");
+        }
+        other => panic!("expected JoinError::Killed {{ signal: 9 }}, got {other:?}"),
+    }
+    assert_eq!(
+        holder.process().exit_status(),
+        Some(ExitStatus::Signaled(9))
+    );
+}
+
+fn owner_death_is_reported_after_kill(method: StartMethod) {
+    let lock = Lock::new().expect("create a lock");
+    let mut started = start_holder(method, &lock);
+    let holder = &mut started.process;
+    let holder_pid = holder.pid();
+    assert!(
+        matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })),
+        "{method}: the live child holds the lock"
+    );
+    assert_eq!(lock.owner(), Some(holder_pid));
+    kill_and_join(holder);
+
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => {
+            assert_eq!(guard.previous_owner_died(), Some(holder_pid));
+            guard.mark_consistent().expect("mark the lock consistent");
+        }
+        other => panic!("{method}: expected OwnerDied, got {}", label(&other)),
+    }
+    assert_eq!(lock.owner_deaths(), 1);
+    // From here on the lock works as if nothing had happened.
+    {
+        let guard = lock.lock().expect("lock after the repair");
+        assert_eq!(guard.previous_owner_died(), None);
+        assert_eq!(lock.owner(), Some(std::process::id()));
+        let lock_in_thread = lock.clone();
+        let elsewhere = std::thread::spawn(move || label(&lock_in_thread.try_lock()));
+        assert_eq!(elsewhere.join().expect("thread"), "would block");
+    }
+    drop(lock.try_lock().expect("try_lock after the repair"));
+    drop(lock.lock().expect("lock again"));
+    // And another process agrees.
+    let mut checker =
+        Running::start(Process::new(try_lock_label, lock.clone()).start_method(method));
+    assert_eq!(checker.join().expect("checker"), "ok");
+    assert_eq!(lock.owner_deaths(), 1);
+}
+
+fn try_lock_label(lock: Lock) -> String {
+    label(&lock.try_lock()).to_owned()
+}
+
+fn lock_label(lock: Lock) -> String {
+    label(&lock.lock()).to_owned()
+}
+
+#[test]
+fn a_lock_whose_forked_holder_is_killed_reports_owner_died_and_then_works() {
+    let _dog = common::Watchdog::start();
+    owner_death_is_reported_after_kill(StartMethod::Fork);
+}
+
+#[test]
+fn a_lock_whose_spawned_holder_is_killed_reports_owner_died_and_then_works() {
+    common::init_spawn("a_lock_whose_spawned_holder_is_killed_reports_owner_died_and_then_works");
+    let _dog = common::Watchdog::start();
+    owner_death_is_reported_after_kill(StartMethod::Spawn);
+}
+
+#[test]
+fn an_owner_died_guard_dropped_without_mark_consistent_leaves_the_lock_unrecoverable() {
+    common::init_spawn(
+        "an_owner_died_guard_dropped_without_mark_consistent_leaves_the_lock_unrecoverable",
+    );
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("unrecoverable");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let mut holder = start_holder(StartMethod::Fork, &lock);
+    kill_and_join(&mut holder.process);
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => drop(guard), // no mark_consistent
+        other => panic!("expected OwnerDied, got {}", label(&other)),
+    }
+    for attempt in 0..2 {
+        match lock.lock() {
+            Err(LockError::Unrecoverable { name }) => assert_eq!(name.as_str(), removal.name()),
+            other => panic!(
+                "attempt {attempt}: expected Unrecoverable, got {}",
+                label(&other)
+            ),
+        }
+    }
+    assert_eq!(label(&lock.try_lock()), "unrecoverable");
+    assert_eq!(
+        label(&lock.try_lock_for(Duration::from_millis(10))),
+        "unrecoverable"
+    );
+    let message = lock.lock().expect_err("an error").to_string();
+    assert!(message.contains(removal.name()), "{message}");
+    // So it is for every process, including one that opens it afresh. (The `try_lock`s above
+    // must not have left it looking held: glibc's trylock used to keep the lock word.)
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let mut other =
+            Running::start(Process::new(every_label, lock.clone()).start_method(method));
+        assert_eq!(
+            other.join().expect("another process"),
+            ["unrecoverable"; 4],
+            "{method}: try_lock, try_lock_for, lock, try_lock"
+        );
+    }
+    assert_eq!(label(&lock.lock()), "unrecoverable");
+}
+
+/// What `try_lock`, `try_lock_for`, `lock` and `try_lock` again return, in this order. The
+/// timed wait is long so that a lock that looks held is reported as a timeout, not a hang.
+fn every_label(lock: Lock) -> Vec<String> {
+    vec![
+        label(&lock.try_lock()).to_owned(),
+        label(&lock.try_lock_for(Duration::from_secs(20))).to_owned(),
+        label(&lock.lock()).to_owned(),
+        label(&lock.try_lock()).to_owned(),
+    ]
+}
+
+/// Says it is about to lock, then blocks in `lock()`; returns what it got and, after an owner
+/// died, the dead owner's pid (after repairing the lock).
+fn lock_and_report((lock, about_to_lock): (Lock, Mutex<u32>)) -> (String, Option<u32>) {
+    common::set_flag(&about_to_lock, 1);
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => {
+            let previous = guard.previous_owner_died();
+            guard.mark_consistent().expect("mark the lock consistent");
+            ("owner died".to_owned(), previous)
+        }
+        other => (label(&other).to_owned(), None),
+    }
+}
+
+fn a_blocked_locker_is_woken_when_the_holder_is_killed(waiter_method: StartMethod) {
+    let lock = Lock::new().expect("create a lock");
+    let mut holder = start_holder(StartMethod::Fork, &lock);
+    let about_to_lock = common::new_flag();
+    let mut waiter = Running::start(
+        Process::new(lock_and_report, (lock.clone(), about_to_lock.clone()))
+            .start_method(waiter_method),
+    );
+    common::wait_for_flag(&about_to_lock, 1, waiter.pid());
+    // It said it is about to lock; once all its threads sleep, it sleeps in `lock()`.
+    while !common::all_threads_sleeping(waiter.pid()) {
+        assert!(!waiter.has_ended(), "the waiter ended instead of blocking");
+        std::thread::yield_now();
+    }
+    assert!(!waiter.has_ended());
+    let holder_pid = holder.process.pid();
+    kill_and_join(&mut holder.process);
+    let (got, previous) = waiter.join().expect("the waiter");
+    assert_eq!(
+        got, "owner died",
+        "{waiter_method}: the blocked waiter is woken and told"
+    );
+    assert_eq!(previous, Some(holder_pid));
+    // The waiter repaired it: the next lock is clean.
+    let guard = lock.lock().expect("lock after the waiter's repair");
+    assert_eq!(guard.previous_owner_died(), None);
+    assert_eq!(lock.owner_deaths(), 1);
+}
+
+#[test]
+fn a_forked_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed() {
+    let _dog = common::Watchdog::start();
+    a_blocked_locker_is_woken_when_the_holder_is_killed(StartMethod::Fork);
+}
+
+#[test]
+fn a_spawned_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed() {
+    common::init_spawn(
+        "a_spawned_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed",
+    );
+    let _dog = common::Watchdog::start();
+    a_blocked_locker_is_woken_when_the_holder_is_killed(StartMethod::Spawn);
+}
+
+/// Takes the lock, sets `flag` to 1, holds the lock until the test sets it to 2, then releases
+/// it and returns.
+fn hold_until_told((lock, flag, parent): (Lock, Mutex<u32>, u32)) -> bool {
+    let guard = lock.lock().expect("the child takes the free lock");
+    common::set_flag(&flag, 1);
+    common::child_wait_for_flag(&flag, 2, parent);
+    drop(guard);
+    true
+}
+
+#[test]
+fn try_lock_for_times_out_while_another_process_holds_the_lock_and_succeeds_once_released() {
+    let _dog = common::Watchdog::start();
+    let lock = Lock::new().expect("create a lock");
+    let flag = common::new_flag();
+    let mut holder = Running::start(Process::new(
+        hold_until_told,
+        (lock.clone(), flag.clone(), std::process::id()),
+    ));
+    common::wait_for_flag(&flag, 1, holder.pid());
+
+    let timeout = Duration::from_millis(100);
+    let started = Instant::now();
+    match lock.try_lock_for(timeout) {
+        Err(LockError::Timeout { name, waited }) => {
+            assert_eq!(name, *lock.name());
+            assert_eq!(waited, timeout);
+        }
+        other => panic!("expected Timeout, got {}", label(&other)),
+    }
+    assert!(
+        started.elapsed() >= timeout,
+        "it waited at least the timeout ({:?})",
+        started.elapsed()
+    );
+    match lock.try_lock() {
+        Err(LockError::WouldBlock { name }) => assert_eq!(name, *lock.name()),
+        other => panic!("expected WouldBlock, got {}", label(&other)),
+    }
+    let message = lock
+        .try_lock_for(Duration::from_millis(1))
+        .expect_err("still held")
+        .to_string();
+    assert!(message.contains(lock.name().as_str()), "{message}");
+
+    common::set_flag(&flag, 2);
+    let guard = lock
+        .try_lock_for(Duration::from_secs(30))
+        .expect("the holder releases the lock");
+    assert_eq!(guard.previous_owner_died(), None);
+    drop(guard);
+    assert!(holder.join().expect("the holder"));
+}
+
+fn panic_holding(lock: Lock) {
+    let _held = lock.lock().expect("lock");
+    panic!("boom while holding the lock");
+}
+
+/// Locks, expecting the poison; clears it.
+fn clear_poison(lock: Lock) -> String {
+    match lock.lock() {
+        Err(LockError::Poisoned(guard)) => {
+            guard.clear_poison();
+            "poisoned".to_owned()
+        }
+        other => label(&other).to_owned(),
+    }
+}
+
+#[test]
+fn a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cleared() {
+    common::init_spawn(
+        "a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cleared",
+    );
+    let _dog = common::Watchdog::start();
+    let lock = Lock::new().expect("create a lock");
+    let mut thread = Thread::new(panic_holding, lock.clone());
+    thread.start().expect("start a thread");
+    match thread.join() {
+        Err(JoinError::Panicked { worker, message }) => {
+            assert_eq!(worker, "thread");
+            assert!(message.contains("boom"), "{message}");
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert!(lock.segment().lock_poisoned());
+    // Here: poisoned, and dropping the guard without clearing leaves it so.
+    match lock.try_lock() {
+        Err(LockError::Poisoned(guard)) => drop(guard),
+        other => panic!("expected Poisoned, got {}", label(&other)),
+    }
+    assert!(lock.segment().lock_poisoned());
+    // In a spawned process, which shares nothing with this one but the segment: poisoned too;
+    // it clears the poison for everyone.
+    let mut other =
+        Running::start(Process::new(clear_poison, lock.clone()).start_method(StartMethod::Spawn));
+    assert_eq!(other.join().expect("the other process"), "poisoned");
+    assert!(!lock.segment().lock_poisoned());
+    let guard = lock.lock().expect("clean after clear_poison");
+    assert_eq!(guard.previous_owner_died(), None);
+    drop(guard);
+    let mut forked = Running::start(Process::new(lock_label, lock.clone()));
+    assert_eq!(forked.join().expect("a forked process"), "ok");
+}
+
+#[test]
+fn a_process_that_panics_holding_the_lock_poisons_it_for_the_parent() {
+    let _dog = common::Watchdog::start();
+    let lock = Lock::new().expect("create a lock");
+    let mut child = Running::start(Process::new(panic_holding, lock.clone()));
+    match child.join() {
+        Err(JoinError::Panicked { message, .. }) => assert!(message.contains("boom"), "{message}"),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    match lock.lock() {
+        Err(LockError::Poisoned(guard)) => guard.clear_poison(),
+        other => panic!("expected Poisoned, got {}", label(&other)),
+    }
+    drop(lock.lock().expect("clean after clear_poison"));
+}
+
+#[test]
+fn locking_again_in_the_same_thread_is_would_deadlock_not_a_hang() {
+    let _dog = common::Watchdog::start();
+    let lock = Lock::new().expect("create a lock");
+    let held = lock.lock().expect("lock");
+    match lock.lock() {
+        Err(LockError::WouldDeadlock { name }) => assert_eq!(name, *lock.name()),
+        other => panic!("expected WouldDeadlock, got {}", label(&other)),
+    }
+    assert_eq!(
+        label(&lock.try_lock_for(Duration::from_secs(30))),
+        "would deadlock"
+    );
+    assert_eq!(
+        label(&lock.try_lock()),
+        "would deadlock",
+        "try_lock by the holder"
+    );
+    drop(held);
+    drop(lock.lock().expect("lock once released"));
+
+    let counter = Mutex::new(0u64).expect("create a mutex");
+    let mut value = counter.lock().expect("lock the mutex");
+    *value = 5;
+    assert!(matches!(
+        counter.lock(),
+        Err(LockError::WouldDeadlock { .. })
+    ));
+    drop(value);
+    assert_eq!(*counter.lock().expect("lock the mutex again"), 5);
+}
+
+const INCREMENTS: u64 = 5_000;
+
+/// Increments the counter `INCREMENTS` times, as a read, a pause and a write: without mutual
+/// exclusion, increments would be lost.
+fn increment(counter: Mutex<u64>) {
+    for _ in 0..INCREMENTS {
+        let mut value = counter.lock().expect("lock the counter");
+        let read = *value;
+        std::hint::spin_loop();
+        std::thread::yield_now();
+        *value = read + 1;
+    }
+}
+
+#[test]
+fn a_mutex_keeps_every_increment_of_four_processes() {
+    common::init_spawn("a_mutex_keeps_every_increment_of_four_processes");
+    let _dog = common::Watchdog::start();
+    let counter = Mutex::new(0u64).expect("create a mutex");
+    let mut workers: Vec<_> = [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::Spawn,
+    ]
+    .into_iter()
+    .map(|method| Running::start(Process::new(increment, counter.clone()).start_method(method)))
+    .collect();
+    for worker in &mut workers {
+        worker.join().expect("a worker");
+    }
+    assert_eq!(*counter.lock().expect("lock the counter"), 4 * INCREMENTS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A list writer killed inside `push`
+
+const KILLED_PUSH_TEST: &str =
+    "a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_and_usable";
+
+fn big(tag: char) -> String {
+    tag.to_string().repeat(200_000)
+}
+
+#[test]
+fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_and_usable() {
+    if let Some((role, segment)) = common::role() {
+        // The child: push one big item; the failpoint in its environment stops it inside.
+        assert_eq!(role, "push");
+        let list = SharedList::<String>::open(&segment).expect("open the list");
+        list.push(&big('x')).expect("push");
+        return;
+    }
+    let _dog = common::Watchdog::start();
+    // Where the writer stops: a block reserved, the file grown, the item written but not
+    // published, the item published but the end of data not advanced.
+    for point in [
+        "list.block_reserved",
+        "grow.allocated",
+        "list.written",
+        "list.published",
+    ] {
+        let removal = Removal::fresh("killedpush");
+        let list = SharedList::<String>::create(removal.name()).expect("create a list");
+        // 512 items fill the first index block: the child's push reserves the second.
+        let before: Vec<String> = (0..512).map(|i| format!("before {i}")).collect();
+        list.extend(&before).expect("extend");
+
+        let mut writer = common::run_role(
+            KILLED_PUSH_TEST,
+            "push",
+            removal.name(),
+            &[("MEMSPACE_FAILPOINT", point)],
+        );
+        writer.wait_until_stopped(point);
+        assert_eq!(
+            list.segment().lock_owner(),
+            Some(writer.pid()),
+            "{point}: the stopped writer holds the list's lock"
+        );
+        let status = writer.kill();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "{point}: {status}"
+        );
+
+        let report = inspect::verify(list.segment());
+        assert!(
+            report.is_consistent(),
+            "{point}, before any repair: {report:?}"
+        );
+        let published = point == "list.published";
+        assert_eq!(list.len(), 512 + u64::from(published), "{point}");
+
+        // The next writer repairs the list and appends; growth still works.
+        list.push(&"after".to_owned()).expect("push after the kill");
+        list.push(&big('y')).expect("a big push after the kill");
+        let mut expected = before;
+        if published {
+            expected.push(big('x'));
+        }
+        expected.extend(["after".to_owned(), big('y')]);
+        let items = list.to_vec().expect("read the list");
+        assert!(
+            items == expected,
+            "{point}: the list after the kill and two pushes"
+        );
+        let report = inspect::verify(list.segment());
+        assert!(
+            report.is_consistent(),
+            "{point}, after the repair: {report:?}"
+        );
+        assert_eq!(list.segment().lock_owner_deaths(), 1, "{point}");
+    }
+}

@@ -1,0 +1,393 @@
+//! Workers: return values, panics, exits and signals come back to `join` from fork- and
+//! spawn-started processes; processes run in pids of their own, threads in this one; `Worker`
+//! runs one function in all three modes; misuse is an error.
+
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value: that is how workers receive them"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use memspace::spawn::{
+    ExitStatus, JoinError, Mode, Process, SpawnError, StartMethod, Thread, Worker,
+};
+use memspace::sync::Lock;
+use serde::{Deserialize, Serialize};
+
+use common::Running;
+
+const BOTH: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Summary {
+    pid: u32,
+    parent: u32,
+    words: Vec<String>,
+    lengths: BTreeMap<String, usize>,
+    longest: Option<String>,
+    ratio: f64,
+}
+
+/// Computes something from its arguments in the worker, with where it ran.
+fn summarise((text, divisor): (String, u32)) -> Summary {
+    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    Summary {
+        pid: std::process::id(),
+        parent: std::os::unix::process::parent_id(),
+        lengths: words.iter().map(|w| (w.clone(), w.len())).collect(),
+        longest: words.iter().max_by_key(|w| w.len()).cloned(),
+        ratio: f64::from(u32::try_from(words.len()).expect("few words")) / f64::from(divisor),
+        words,
+    }
+}
+
+/// Returns `len` bytes: more than a pipe holds, so that `join` must read while the child
+/// writes.
+fn big_result(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn processes_return_their_targets_values_to_join() {
+    common::init_spawn("processes_return_their_targets_values_to_join");
+    let _dog = common::Watchdog::start();
+    let text = "the quick brown fox jumps over the lazy dog".to_owned();
+    for method in BOTH {
+        let mut process =
+            Running::start(Process::new(summarise, (text.clone(), 4)).start_method(method));
+        let pid = process.pid();
+        let summary = process.join().expect("join");
+        assert_eq!(summary.pid, pid, "{method}: it ran in the child");
+        assert_eq!(
+            summary.parent,
+            std::process::id(),
+            "{method}: a child of the test"
+        );
+        assert_eq!(
+            Summary {
+                pid: 0,
+                parent: 0,
+                ..summary
+            },
+            Summary {
+                pid: 0,
+                parent: 0,
+                ..summarise((text.clone(), 4))
+            },
+            "{method}"
+        );
+        assert_eq!(process.process().exit_status(), Some(ExitStatus::Exited(0)));
+        assert_eq!(process.process().exit_code(), Some(0));
+
+        let len = 4 << 20;
+        let mut big = Running::start(Process::new(big_result, len).start_method(method));
+        assert!(
+            big.join().expect("join") == big_result(len),
+            "{method}: 4 MiB came back"
+        );
+    }
+}
+
+fn panic_with(message: String) -> u32 {
+    panic!("worker gave up: {message}");
+}
+
+#[test]
+fn a_panic_in_a_worker_comes_back_as_panicked_with_its_message() {
+    common::init_spawn("a_panic_in_a_worker_comes_back_as_panicked_with_its_message");
+    let _dog = common::Watchdog::start();
+    for method in BOTH {
+        let mut process =
+            Running::start(Process::new(panic_with, format!("{method} #7")).start_method(method));
+        let pid = process.pid();
+        match process.join() {
+            Err(err @ JoinError::Panicked { .. }) => {
+                let JoinError::Panicked {
+                    ref worker,
+                    ref message,
+                } = err
+                else {
+                    unreachable!()
+                };
+                assert_eq!(message, &format!("worker gave up: {method} #7"));
+                assert_eq!(worker, &format!("process {pid}"));
+                assert!(err.to_string().contains("worker gave up"), "{err}");
+            }
+            other => panic!("{method}: expected Panicked, got {other:?}"),
+        }
+        assert_eq!(
+            process.process().exit_status(),
+            Some(ExitStatus::Exited(101)),
+            "{method}: a panicking child exits as Rust's do"
+        );
+    }
+    let mut thread = Thread::new(panic_with, "in a thread".to_owned());
+    thread.start().expect("start a thread");
+    match thread.join() {
+        Err(JoinError::Panicked { worker, message }) => {
+            assert_eq!(worker, "thread");
+            assert_eq!(message, "worker gave up: in a thread");
+        }
+        other => panic!("thread: expected Panicked, got {other:?}"),
+    }
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test is what a user's `std::process::exit` does in a worker"
+)]
+fn exit_with(code: i32) -> u32 {
+    std::process::exit(code)
+}
+
+#[allow(unsafe_code, reason = "`_exit` is the exit that runs nothing at all")]
+fn underscore_exit_with(code: i32) -> u32 {
+    // SAFETY: `_exit` ends the process at once; it has no memory-safety preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+#[test]
+fn a_worker_that_exits_is_reported_with_its_exit_code() {
+    common::init_spawn("a_worker_that_exits_is_reported_with_its_exit_code");
+    let _dog = common::Watchdog::start();
+    for method in BOTH {
+        for (how, target, code) in [
+            ("exit", exit_with as fn(i32) -> u32, 3),
+            ("_exit", underscore_exit_with as fn(i32) -> u32, 4),
+            ("exit(0)", exit_with as fn(i32) -> u32, 0),
+        ] {
+            let mut process = Running::start(Process::new(target, code).start_method(method));
+            let pid = process.pid();
+            match process.join() {
+                Err(err @ JoinError::Exited { .. }) => {
+                    let JoinError::Exited {
+                        pid: exited,
+                        code: reported,
+                    } = err
+                    else {
+                        unreachable!()
+                    };
+                    assert_eq!((exited, reported), (pid, code), "{method} {how}");
+                    assert!(err.to_string().contains(&code.to_string()), "{err}");
+                }
+                other => panic!("{method} {how}({code}): expected Exited, got {other:?}"),
+            }
+            assert_eq!(
+                process.process().exit_status(),
+                Some(ExitStatus::Exited(code))
+            );
+            assert_eq!(process.process().exit_code(), Some(code));
+        }
+    }
+}
+
+fn abort_now((): ()) -> u32 {
+    std::process::abort()
+}
+
+fn sleep_until_killed(parent: u32) -> u32 {
+    common::park_until_killed(parent)
+}
+
+#[test]
+fn a_worker_ended_by_a_signal_is_reported_as_killed() {
+    common::init_spawn("a_worker_ended_by_a_signal_is_reported_as_killed");
+    let _dog = common::Watchdog::start();
+    for method in BOTH {
+        let mut aborted = Running::start(Process::new(abort_now, ()).start_method(method));
+        let pid = aborted.pid();
+        match aborted.join() {
+            Err(err @ JoinError::Killed { .. }) => {
+                assert!(
+                    matches!(err, JoinError::Killed { pid: p, signal: 6 } if p == pid),
+                    "{err:?}"
+                );
+                assert!(err.to_string().contains("SIGABRT"), "{err}");
+            }
+            other => panic!("{method}: expected Killed by SIGABRT, got {other:?}"),
+        }
+        assert_eq!(
+            aborted.process().exit_status(),
+            Some(ExitStatus::Signaled(6))
+        );
+        assert_eq!(aborted.process().exit_code(), None);
+
+        let mut killed = Running::start(
+            Process::new(sleep_until_killed, std::process::id()).start_method(method),
+        );
+        assert!(killed.process().is_running());
+        killed.kill();
+        assert!(matches!(
+            killed.join(),
+            Err(JoinError::Killed { signal: 9, .. })
+        ));
+        assert!(!killed.process().is_running());
+        killed.kill(); // killing a joined worker is a no-op
+    }
+}
+
+/// Where the worker ran: its pid and its parent's.
+fn where_am_i(tag: u32) -> (u32, u32, u32) {
+    (tag, std::process::id(), std::os::unix::process::parent_id())
+}
+
+#[test]
+fn processes_run_in_pids_of_their_own_and_threads_in_the_test_process() {
+    common::init_spawn("processes_run_in_pids_of_their_own_and_threads_in_the_test_process");
+    let _dog = common::Watchdog::start();
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for method in BOTH {
+        let process = Process::new(where_am_i, 1).start_method(method);
+        assert_eq!(process.pid(), None, "no pid before start");
+        let mut process = Running::start(process);
+        let pid = process.pid();
+        assert_ne!(pid, me, "{method}");
+        assert_eq!(process.join().expect("join"), (1, pid, me), "{method}");
+        assert_eq!(
+            process.process().pid(),
+            Some(pid),
+            "the pid stays after join"
+        );
+        pids.push(pid);
+    }
+    assert_ne!(pids[0], pids[1]);
+
+    let mut thread = Thread::new(where_am_i, 2);
+    assert_eq!(thread.pid(), None, "no pid before start");
+    thread.start().expect("start a thread");
+    assert_eq!(thread.pid(), Some(me));
+    let parent = std::os::unix::process::parent_id();
+    assert_eq!(thread.join().expect("join"), (2, me, parent));
+}
+
+/// The same work in every mode: append to a shared list under a lock, return a value computed
+/// from the arguments and where it ran.
+fn shared_work((list, lock, base): (memspace::SharedList<u64>, Lock, u64)) -> (u64, u32) {
+    let _held = lock.lock().expect("lock");
+    list.push(&base).expect("push");
+    (base * 2, std::process::id())
+}
+
+#[test]
+fn a_worker_runs_the_same_function_as_a_thread_and_as_fork_and_spawn_processes() {
+    common::init_spawn(
+        "a_worker_runs_the_same_function_as_a_thread_and_as_fork_and_spawn_processes",
+    );
+    let _dog = common::Watchdog::start();
+    let list = memspace::SharedList::<u64>::new().expect("create a list");
+    let lock = Lock::new().expect("create a lock");
+    let modes = [
+        Mode::Thread,
+        Mode::Process(StartMethod::Fork),
+        Mode::Process(StartMethod::Spawn),
+    ];
+    for (base, mode) in (10u64..).zip(modes) {
+        let mut worker = Worker::new(mode, shared_work, (list.clone(), lock.clone(), base));
+        assert_eq!(worker.pid(), None);
+        worker.start().expect("start");
+        let pid = worker.pid().expect("a started worker has a pid");
+        let (doubled, ran_in) = worker.join().expect("join");
+        assert_eq!(doubled, base * 2, "{mode:?}");
+        assert_eq!(ran_in, pid, "{mode:?}");
+        match mode {
+            Mode::Thread => assert_eq!(pid, std::process::id()),
+            Mode::Process(_) => assert_ne!(pid, std::process::id(), "{mode:?}"),
+        }
+    }
+    assert_eq!(list.to_vec().expect("read"), [10, 11, 12]);
+}
+
+fn nothing((): ()) {}
+
+#[test]
+fn starting_twice_and_joining_unstarted_workers_are_errors() {
+    let _dog = common::Watchdog::start();
+    let mut process = Process::new(nothing, ());
+    assert!(matches!(process.join(), Err(JoinError::NotStarted)));
+    process.start().expect("start");
+    assert!(matches!(process.start(), Err(SpawnError::AlreadyStarted)));
+    process.join().expect("join");
+    assert!(
+        matches!(process.join(), Err(JoinError::NotStarted)),
+        "joined already"
+    );
+
+    let mut thread = Thread::new(nothing, ());
+    assert!(matches!(thread.join(), Err(JoinError::NotStarted)));
+    thread.start().expect("start");
+    assert!(matches!(thread.start(), Err(SpawnError::AlreadyStarted)));
+    thread.join().expect("join");
+}
+
+const NO_INIT_TEST: &str = "the_spawn_start_method_without_init_refuses_to_start";
+
+#[test]
+fn the_spawn_start_method_without_init_refuses_to_start() {
+    // In a fresh process that never called `memspace::init()` or `set_child_args` (a child of
+    // this test, so that no other test in the same process can have called them).
+    if let Some((role, _)) = common::role() {
+        assert_eq!(role, "no-init");
+        let mut process = Process::new(nothing, ()).start_method(StartMethod::Spawn);
+        match process.start() {
+            Err(err @ SpawnError::NotInitialized) => {
+                assert!(err.to_string().contains("memspace::init()"), "{err}");
+                println!("no-init: refused");
+            }
+            other => panic!("expected NotInitialized, got {other:?}"),
+        }
+        // Fork needs no init.
+        let mut forked = Process::new(nothing, ());
+        forked.start().expect("fork without init");
+        forked.join().expect("join");
+        return;
+    }
+    let _dog = common::Watchdog::start();
+    let output = common::run_role_to_end(NO_INIT_TEST, "no-init");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("no-init: refused"),
+        "the child failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn use_lock(lock: Lock) -> bool {
+    lock.try_lock().is_ok()
+}
+
+#[test]
+fn a_spawned_child_that_cannot_reattach_its_arguments_reports_failed() {
+    common::init_spawn("a_spawned_child_that_cannot_reattach_its_arguments_reports_failed");
+    let _dog = common::Watchdog::start();
+    let lock = Lock::new().expect("create a lock");
+    // The lock's name is gone: this process keeps using it, a new process cannot open it.
+    memspace::Segment::remove(lock.name().as_str()).expect("remove the lock's name");
+    let mut child =
+        Running::start(Process::new(use_lock, lock.clone()).start_method(StartMethod::Spawn));
+    let pid = child.pid();
+    match child.join() {
+        Err(err @ JoinError::Failed { .. }) => {
+            let JoinError::Failed {
+                pid: failed,
+                ref message,
+            } = err
+            else {
+                unreachable!()
+            };
+            assert_eq!(failed, pid);
+            assert!(
+                message.contains(lock.name().as_str()) && message.contains("does not exist"),
+                "{message}"
+            );
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    // A forked child needs no name: it inherits the mapping.
+    let mut forked = Running::start(Process::new(use_lock, lock.clone()));
+    assert!(forked.join().expect("join"));
+}

@@ -63,6 +63,11 @@ pub mod spawn;
 pub mod sync;
 mod sys;
 
+/// The README's examples, compiled as doctests so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
+
 pub use crate::collections::SharedList;
 pub use crate::error::{Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};

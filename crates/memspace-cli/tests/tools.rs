@@ -336,3 +336,36 @@ fn inspect_shows_the_state_of_every_synchronisation_kind() {
         "{json}"
     );
 }
+
+#[test]
+fn bench_plot_writes_both_scaling_curves_as_svg() {
+    let dir = std::env::temp_dir().join(format!("memspace-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("scaling.svg");
+    succeed(&[
+        "bench",
+        "--quick",
+        "--no-python",
+        "--plot",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    let svg = std::fs::read_to_string(&path).expect("the plot was written");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert!(
+        svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        3,
+        "two curves against workers, one against size"
+    );
+    assert!(
+        svg.contains("against workers") && svg.contains("against its size"),
+        "{svg}"
+    );
+    assert!(
+        !svg.contains("<i64>") && !svg.contains("<Vec>"),
+        "unescaped text: {svg}"
+    );
+}

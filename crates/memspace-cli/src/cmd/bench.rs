@@ -442,63 +442,94 @@ fn human(value: f64) -> String {
     }
 }
 
-/// Draws throughput against the number of workers, memspace and the baseline.
-fn plot(path: &Path, scaling: &[(u32, f64, f64)]) -> anyhow::Result<()> {
+/// One line of a chart: a label, a colour, whether it is dashed, and its y values.
+struct Series<'a> {
+    label: &'a str,
+    colour: &'a str,
+    dashed: bool,
+    values: Vec<f64>,
+}
+
+/// Escapes text for SVG.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Draws one line chart into `svg`, in a 640 x 400 box whose top edge is at `top`.
+fn chart(
+    svg: &mut String,
+    top: f64,
+    title: &str,
+    x_label: &str,
+    xs: &[f64],
+    series: &[Series<'_>],
+) {
     let (width, height, margin) = (640.0, 400.0, 60.0);
-    let top = scaling
+    let y_max = series
         .iter()
-        .flat_map(|&(_, a, b)| [a, b])
+        .flat_map(|s| s.values.iter().copied())
         .fold(1.0f64, f64::max)
         * 1.1;
-    let workers: Vec<f64> = scaling.iter().map(|&(w, _, _)| f64::from(w)).collect();
-    let max_workers = workers.iter().copied().fold(1.0, f64::max);
-    let x = |w: f64| margin + (w - 1.0) / (max_workers - 1.0).max(1.0) * (width - 2.0 * margin);
-    let y = |v: f64| height - margin - v / top * (height - 2.0 * margin);
-    let line = |values: &dyn Fn(&(u32, f64, f64)) -> f64| {
-        scaling
-            .iter()
-            .map(|s| format!("{:.1},{:.1}", x(f64::from(s.0)), y(values(s))))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let mut svg = String::new();
+    let (x_min, x_max) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let x = |v: f64| margin + (v - x_min) / (x_max - x_min).max(1e-9) * (width - 2.0 * margin);
+    let y = |v: f64| top + height - margin - v / y_max * (height - 2.0 * margin);
+    let (title, x_label) = (escape(title), escape(x_label));
     let _ = write!(
         svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="24" text-anchor="middle" font-size="15">u64 pushes per second against workers</text>
+        r#"<text x="{}" y="{}" text-anchor="middle" font-size="15">{title}</text>
 <line x1="{margin}" y1="{}" x2="{}" y2="{}" stroke="black"/>
-<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{}" stroke="black"/>
-<polyline points="{}" fill="none" stroke="#1f77b4" stroke-width="2"/>
-<polyline points="{}" fill="none" stroke="#ff7f0e" stroke-width="2" stroke-dasharray="6 4"/>
-<text x="{}" y="{}" fill="#1f77b4">SharedVec, processes</text>
-<text x="{}" y="{}" fill="#ff7f0e">Mutex&lt;Vec&gt;, threads</text>
-<text x="{}" y="{}" text-anchor="middle">workers</text>
-"##,
+<line x1="{margin}" y1="{}" x2="{margin}" y2="{}" stroke="black"/>
+<text x="{}" y="{}" text-anchor="middle">{x_label}</text>
+"#,
         width / 2.0,
-        height - margin,
+        top + 24.0,
+        top + height - margin,
         width - margin,
-        height - margin,
-        height - margin,
-        line(&|s| s.1),
-        line(&|s| s.2),
-        width - margin - 150.0,
-        margin + 10.0,
-        width - margin - 150.0,
-        margin + 28.0,
+        top + height - margin,
+        top + margin,
+        top + height - margin,
         width / 2.0,
-        height - 20.0,
+        top + height - 20.0,
     );
-    for &w in &workers {
+    for (i, s) in series.iter().enumerate() {
+        let points: Vec<String> = xs
+            .iter()
+            .zip(&s.values)
+            .map(|(&a, &b)| format!("{:.1},{:.1}", x(a), y(b)))
+            .collect();
+        let dash = if s.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{w}</text>"#,
-            x(w),
-            height - margin + 16.0
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{dash}/>
+<text x="{}" y="{}" fill="{}">{}</text>"#,
+            points.join(" "),
+            s.colour,
+            width - margin - 170.0,
+            top + margin + 10.0 + 18.0 * i as f64,
+            s.colour,
+            escape(s.label),
+        );
+    }
+    for &v in xs {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            x(v),
+            top + height - margin + 16.0,
+            human(v)
         );
     }
     for i in 0..=4 {
-        let v = top * f64::from(i) / 4.0;
+        let v = y_max * f64::from(i) / 4.0;
         let _ = writeln!(
             svg,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
@@ -507,6 +538,70 @@ fn plot(path: &Path, scaling: &[(u32, f64, f64)]) -> anyhow::Result<()> {
             human(v)
         );
     }
+}
+
+/// `SharedList<i64>` pushes per second in one process, measured in tenths as the list grows
+/// to `total` items: `(items in the list, pushes per second)`.
+fn list_size_curve(total: u64) -> anyhow::Result<Vec<(f64, f64)>> {
+    let list = SharedList::<i64>::new()?;
+    let tenth = (total / 10).max(1);
+    let mut curve = Vec::new();
+    for step in 1..=10u64 {
+        let start = Instant::now();
+        for i in 0..tenth {
+            list.push(&i.cast_signed())?;
+        }
+        curve.push((
+            (step * tenth) as f64,
+            per_second(tenth as f64, start.elapsed()),
+        ));
+    }
+    Ok(curve)
+}
+
+/// Draws the two scaling curves: against the number of workers, and against the list's size.
+fn plot(path: &Path, scaling: &[(u32, f64, f64)], by_size: &[(f64, f64)]) -> anyhow::Result<()> {
+    let mut svg = String::from(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="640" height="800" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+"#,
+    );
+    let workers: Vec<f64> = scaling.iter().map(|&(w, _, _)| f64::from(w)).collect();
+    chart(
+        &mut svg,
+        0.0,
+        "u64 pushes per second against workers",
+        "workers",
+        &workers,
+        &[
+            Series {
+                label: "SharedVec, processes",
+                colour: "#1f77b4",
+                dashed: false,
+                values: scaling.iter().map(|s| s.1).collect(),
+            },
+            Series {
+                label: "Mutex<Vec>, threads",
+                colour: "#ff7f0e",
+                dashed: true,
+                values: scaling.iter().map(|s| s.2).collect(),
+            },
+        ],
+    );
+    let sizes: Vec<f64> = by_size.iter().map(|&(n, _)| n).collect();
+    chart(
+        &mut svg,
+        400.0,
+        "SharedList<i64> pushes per second against its size",
+        "items in the list",
+        &sizes,
+        &[Series {
+            label: "SharedList, one process",
+            colour: "#2ca02c",
+            dashed: false,
+            values: by_size.iter().map(|&(_, r)| r).collect(),
+        }],
+    );
     svg.push_str("</svg>\n");
     std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))
 }
@@ -519,7 +614,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let mut progress = Progress {
         step: 0,
-        steps: 9 + usize::from(python) + if args.plot.is_some() { 4 } else { 0 },
+        steps: 9 + usize::from(python) + if args.plot.is_some() { 5 } else { 0 },
         tty: std::io::stderr().is_terminal(),
     };
     let out = measure(&sizes, python, args.quick, &mut progress)?;
@@ -534,7 +629,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 threads_mutex_vec(workers, n),
             ));
         }
-        plot(path, &scaling)?;
+        progress.next("SharedList push against its size");
+        let by_size = list_size_curve(sizes.list_pushes * 4)?;
+        plot(path, &scaling, &by_size)?;
     }
     progress.done();
     if args.json {

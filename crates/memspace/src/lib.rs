@@ -53,6 +53,9 @@
 //! * **Platforms.** Linux with glibc (robust process-shared mutexes, `/dev/shm`,
 //!   `fallocate`). Platform code lives in one module (`sys`) so others can follow.
 
+#[macro_use]
+mod handle;
+
 pub mod collections;
 mod error;
 mod failpoint;

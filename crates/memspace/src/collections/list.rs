@@ -35,8 +35,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{codec, record};
 use crate::error::{Error, Result};
@@ -585,20 +585,7 @@ fn describe(err: &Error) -> String {
     }
 }
 
-impl<T> Serialize for SharedList<T> {
-    /// A list travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for SharedList<T> {
-    /// Reattaches the named list in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        SharedList::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(SharedList<T> where T: Serialize + DeserializeOwned);
 
 /// Iterator over a [`SharedList`]; see [`SharedList::iter`].
 #[derive(Debug)]

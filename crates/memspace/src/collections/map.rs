@@ -113,8 +113,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
+use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{codec, record};
 use crate::error::{Error, OpenError, Result};
@@ -1289,24 +1289,7 @@ where
     }
 }
 
-impl<K, V> Serialize for SharedMap<K, V> {
-    /// A map travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de, K, V> Deserialize<'de> for SharedMap<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
-    /// Reattaches the named map in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        SharedMap::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(SharedMap<K, V> where K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned);
 
 /// The number of entries of the map in `segment`, as stored (no lock: it can be one off while
 /// a writer is in the middle of a change, or died there).

@@ -77,8 +77,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{codec, record};
 use crate::error::{Error, OpenError, Result};
@@ -1398,20 +1398,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
-impl<T> Serialize for Queue<T> {
-    /// A queue travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
-    /// Reattaches the named queue in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        Queue::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(Queue<T> where T: Serialize + DeserializeOwned);
 
 // ---------------------------------------------------------------------------------------------
 // For `inspect`

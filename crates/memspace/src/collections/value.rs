@@ -4,7 +4,6 @@
 use std::fmt;
 
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
 use crate::segment::{Kind, SegmentName};
@@ -147,17 +146,4 @@ impl<T: Pod + Send> Value<T> {
     }
 }
 
-impl<T: Pod> Serialize for Value<T> {
-    /// A value travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.inner.name().as_str())
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Value<T> {
-    /// Reattaches the named value in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        Value::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(Value<T> where T: Pod + Send);

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, OpenError, Result};
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
@@ -329,20 +328,7 @@ impl<T: Pod> SharedVec<T> {
     }
 }
 
-impl<T> Serialize for SharedVec<T> {
-    /// A vector travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de, T: Pod> Deserialize<'de> for SharedVec<T> {
-    /// Reattaches the named vector in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        SharedVec::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(SharedVec<T> where T: Pod);
 
 /// The number of published elements of the vector in `segment`.
 pub(crate) fn len(segment: &Segment) -> u64 {

@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
@@ -362,20 +360,7 @@ impl Barrier {
     }
 }
 
-impl Serialize for Barrier {
-    /// A barrier travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Barrier {
-    /// Reattaches the named barrier in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        Barrier::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(Barrier);
 
 /// What `inspect` shows of a barrier.
 pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {

@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::LockError;
 use crate::error::Result;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
@@ -218,20 +216,7 @@ impl Condvar {
     }
 }
 
-impl Serialize for Condvar {
-    /// A condition variable travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Condvar {
-    /// Reattaches the named condition variable in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        Condvar::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(Condvar);
 
 /// What `inspect` shows of a condition variable.
 pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {

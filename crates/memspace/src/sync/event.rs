@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::error::Result;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::{self, Woken};
@@ -159,20 +157,7 @@ impl Event {
     }
 }
 
-impl Serialize for Event {
-    /// An event travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Event {
-    /// Reattaches the named event in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        Event::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(Event);
 
 /// What `inspect` shows of an event.
 pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {

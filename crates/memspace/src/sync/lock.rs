@@ -4,8 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::{LockError, RawGuard, Recovery, acquire};
 use crate::error::Result;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
@@ -165,20 +163,7 @@ impl Lock {
     }
 }
 
-impl Serialize for Lock {
-    /// A lock travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Lock {
-    /// Reattaches the named lock in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        Lock::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(Lock);
 
 /// Proof that this thread holds a [`Lock`]; releases it when dropped.
 ///

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{LockError, RawGuard, Recovery, acquire, plain};
 use crate::error::Result;
@@ -172,20 +171,7 @@ impl<T: Pod> Mutex<T> {
     }
 }
 
-impl<T: Pod> Serialize for Mutex<T> {
-    /// A mutex travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de, T: Pod> Deserialize<'de> for Mutex<T> {
-    /// Reattaches the named mutex in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        Mutex::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(Mutex<T> where T: Pod);
 
 /// Access to a [`Mutex`]'s value while the lock is held.
 #[must_use = "the lock is released as soon as the guard is dropped"]

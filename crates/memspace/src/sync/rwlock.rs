@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{LockError, RawGuard, acquire, plain};
 use crate::error::Result;
@@ -484,20 +483,7 @@ impl<T: fmt::Debug + Pod> fmt::Debug for RwLockWriteGuard<'_, T> {
     }
 }
 
-impl<T: Pod> Serialize for RwLock<T> {
-    /// A lock travels as a reference: its segment's name.
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.segment.name().as_str())
-    }
-}
-
-impl<'de, T: Pod> Deserialize<'de> for RwLock<T> {
-    /// Reattaches the named lock in this process.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        RwLock::open(&name).map_err(serde::de::Error::custom)
-    }
-}
+serialize_as_name!(RwLock<T> where T: Pod);
 
 /// What `inspect` shows of a reader-writer lock.
 pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {

@@ -92,6 +92,50 @@ pub enum Error {
     /// A worker ended without returning a value.
     #[error(transparent)]
     Join(#[from] JoinError),
+    /// The Redis server of a Redis-backed object could not be reached, or did not answer in
+    /// time. Reads are retried once after reconnecting before this is returned; writes are
+    /// not retried (a write whose answer was lost may have been applied, see `outcome`).
+    #[error(
+        "cannot reach the Redis server `{server}` for `{name}` while {op}{outcome}; is \
+         redis-server running there? start one with `redis-server --port {port}`, or check the URL"
+    )]
+    RedisUnreachable {
+        /// The object.
+        name: SegmentName,
+        /// `HOST:PORT`.
+        server: String,
+        /// The server's port, for the hint.
+        port: String,
+        /// What was being done (`"pushing"`, `"reading"`, ...).
+        op: &'static str,
+        /// Empty, or says that a write may or may not have been applied.
+        outcome: &'static str,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The Redis server answered with an error (for example a key of `name` was changed by
+    /// something other than memspace).
+    #[error(
+        "the Redis server refused {op} on `{name}`; `memspace inspect {name}` shows the object"
+    )]
+    Redis {
+        /// The object.
+        name: SegmentName,
+        /// What was being done.
+        op: &'static str,
+        /// The server's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The operation exists only for shared-memory objects.
+    #[error("`{name}` is a Redis object: {what} exists only for shared-memory objects")]
+    Unsupported {
+        /// The object.
+        name: SegmentName,
+        /// The operation.
+        what: &'static str,
+    },
     /// The operating system refused an operation on a segment.
     #[error("{op} on segment `{name}` failed")]
     Os {

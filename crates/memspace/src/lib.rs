@@ -37,6 +37,9 @@
 //! * [`collections`] has [`SharedList`].
 //! * [`segment`] is the named shared-memory segments everything lives in.
 //! * [`inspect`] has read-only views of segments and [`inspect::verify`].
+//! * [`backend`] says where objects live: shared memory, or a Redis server
+//!   (`redis://HOST:PORT/NAME`) to share them between machines ([`Backend`]).
+//! * [`remote`] lists and removes the objects memspace keeps on a Redis server.
 //!
 //! # Safety model
 //!
@@ -56,10 +59,12 @@
 #[macro_use]
 mod handle;
 
+pub mod backend;
 pub mod collections;
 mod error;
 mod failpoint;
 pub mod inspect;
+mod redis;
 pub mod segment;
 mod shm_safe;
 pub mod spawn;
@@ -71,8 +76,15 @@ mod sys;
 #[doc = include_str!("../../../README.md")]
 struct ReadmeExamples;
 
+pub use crate::backend::Backend;
 pub use crate::collections::SharedList;
 pub use crate::error::{Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};
 pub use crate::spawn::{Process, Thread, init};
 pub use crate::sync::{Lock, Mutex};
+
+/// The objects memspace keeps on a Redis server: list, inspect and remove them by name (what
+/// `memspace ls --redis`, `inspect` and `rm` use).
+pub mod remote {
+    pub use crate::redis::{Listed, describe, list_objects, remove};
+}

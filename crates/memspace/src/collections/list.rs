@@ -41,6 +41,7 @@ use serde::de::DeserializeOwned;
 use super::{codec, record};
 use crate::error::{Error, Result};
 use crate::inspect::Report;
+use crate::redis::{Object, RedisList};
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
 use crate::sync::{RawGuard, lock_and_repair};
@@ -76,6 +77,10 @@ fn locate(index: u64) -> Option<(usize, u64, u64)> {
 /// prints any list as JSON without knowing `T`. Every item carries a CRC-32; a damaged item is
 /// an error, never a wrong value.
 ///
+/// A name `redis://HOST:PORT/NAME` puts the list on a Redis server instead (a Redis list of
+/// the same encoded items; see [`crate::backend`]); every method works the same, except
+/// [`segment`](SharedList::segment).
+///
 /// # Examples
 ///
 /// ```
@@ -91,14 +96,21 @@ fn locate(index: u64) -> Option<(usize, u64, u64)> {
 /// # }
 /// ```
 pub struct SharedList<T> {
-    segment: Arc<Segment>,
+    repr: Repr,
     _items: PhantomData<fn(T) -> T>,
+}
+
+/// Where the list lives.
+#[derive(Clone)]
+enum Repr {
+    Shm(Arc<Segment>),
+    Redis(RedisList),
 }
 
 impl<T> Clone for SharedList<T> {
     fn clone(&self) -> Self {
         SharedList {
-            segment: Arc::clone(&self.segment),
+            repr: self.repr.clone(),
             _items: PhantomData,
         }
     }
@@ -107,27 +119,40 @@ impl<T> Clone for SharedList<T> {
 impl<T> fmt::Debug for SharedList<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedList")
-            .field("name", self.segment.name())
-            .field("len", &self.area().len.load(Ordering::Relaxed))
+            .field("name", self.name())
+            .field("len", &self.len())
             .finish_non_exhaustive()
     }
 }
 
 impl<T> SharedList<T> {
-    fn raw(&self) -> Raw<'_> {
-        Raw {
-            segment: &self.segment,
+    fn shm(segment: Arc<Segment>) -> Self {
+        SharedList {
+            repr: Repr::Shm(segment),
+            _items: PhantomData,
         }
     }
 
-    fn area(&self) -> &ListArea {
-        self.raw().area()
-    }
-
     /// The number of published items.
+    ///
+    /// On Redis this asks the server (retrying after a reconnect) and reads 0 if it cannot be
+    /// reached; [`checked_len`](SharedList::checked_len) reports that instead.
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.area().len.load(Ordering::Acquire)
+        self.checked_len().unwrap_or(0)
+    }
+
+    /// The number of published items, or why the server could not say.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RedisUnreachable`] for a Redis list whose server cannot be reached; never for
+    /// shared memory.
+    pub fn checked_len(&self) -> Result<u64> {
+        match &self.repr {
+            Repr::Shm(segment) => Ok(Raw { segment }.area().len.load(Ordering::Acquire)),
+            Repr::Redis(list) => list.len(),
+        }
     }
 
     /// Whether the list has no items.
@@ -138,30 +163,56 @@ impl<T> SharedList<T> {
 
     /// Bytes of the segment in use: the control page, the index and the records (the segment
     /// itself grows by doubling, so its size can be up to twice this).
+    /// 0 for a Redis list.
     #[must_use]
     pub fn used_bytes(&self) -> u64 {
-        self.area().tail.load(Ordering::Relaxed)
+        match &self.repr {
+            Repr::Shm(segment) => Raw { segment }.area().tail.load(Ordering::Relaxed),
+            Repr::Redis(_) => 0,
+        }
     }
 
-    /// The list's segment name.
+    /// The list's name (`redis://HOST:PORT/NAME` for a Redis list).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        match &self.repr {
+            Repr::Shm(segment) => segment.name(),
+            Repr::Redis(list) => list.object().name(),
+        }
     }
 
     /// The list's segment (identity, size, address in this process).
+    ///
+    /// # Panics
+    ///
+    /// If the list is on Redis, which has no segment: use
+    /// [`as_segment`](SharedList::as_segment) when the backend is not known.
     #[must_use]
     pub fn segment(&self) -> &Segment {
-        &self.segment
+        self.as_segment()
+            .expect("a Redis-backed SharedList has no segment; use `as_segment`")
     }
 
-    /// Removes the list's name from the system (see [`Segment::remove`]).
+    /// The list's segment, or `None` for a Redis list.
+    #[must_use]
+    pub fn as_segment(&self) -> Option<&Segment> {
+        match &self.repr {
+            Repr::Shm(segment) => Some(segment),
+            Repr::Redis(_) => None,
+        }
+    }
+
+    /// Removes the list's name from the system (see [`Segment::remove`]); for a Redis list,
+    /// deletes its keys.
     ///
     /// # Errors
     ///
     /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
     pub fn unlink(&self) -> Result<()> {
-        Ok(self.segment.unlink()?)
+        match &self.repr {
+            Repr::Shm(segment) => Ok(segment.unlink()?),
+            Repr::Redis(list) => list.object().remove(),
+        }
     }
 }
 
@@ -202,11 +253,33 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if it holds something else, or a
     /// header problem.
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::List))?;
-        Ok(SharedList {
-            segment: Arc::new(segment),
-            _items: PhantomData,
-        })
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            return Ok(SharedList {
+                repr: Repr::Redis(RedisList::new(Object::open(&name, Kind::List)?)),
+                _items: PhantomData,
+            });
+        }
+        let segment = Segment::open(&name, Some(Kind::List))?;
+        Ok(Self::shm(Arc::new(segment)))
+    }
+
+    /// Creates the list `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::create`].
+    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::create(&backend.locate(name))
+    }
+
+    /// Opens the list `name` in `backend`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::open`].
+    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::open(&backend.locate(name))
     }
 
     /// A list over an already open segment (for example one opened with
@@ -224,10 +297,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
             }
             .into());
         }
-        Ok(SharedList {
-            segment: Arc::new(segment),
-            _items: PhantomData,
-        })
+        Ok(Self::shm(Arc::new(segment)))
     }
 
     fn create_segment(
@@ -235,6 +305,16 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
+        if name.is_redis() {
+            let init = crate::redis::Init {
+                type_name: std::any::type_name::<T>(),
+                ..Default::default()
+            };
+            return Ok(SharedList {
+                repr: Repr::Redis(RedisList::new(Object::create(name, Kind::List, &init)?)),
+                _items: PhantomData,
+            });
+        }
         let segment = Segment::create(
             name,
             Kind::List,
@@ -251,10 +331,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
                 Ok(())
             },
         )?;
-        Ok(SharedList {
-            segment: Arc::new(segment),
-            _items: PhantomData,
-        })
+        Ok(Self::shm(Arc::new(segment)))
     }
 
     /// Appends `value`.
@@ -266,9 +343,14 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// damaged.
     pub fn push(&self, value: &T) -> Result<()> {
         let payload = self.encode(value)?;
-        let raw = self.raw();
-        let held = raw.lock()?;
-        raw.append(&held, &payload)
+        match &self.repr {
+            Repr::Shm(segment) => {
+                let raw = Raw { segment };
+                let held = raw.lock()?;
+                raw.append(&held, &payload)
+            }
+            Repr::Redis(list) => list.push(&[payload]),
+        }
     }
 
     /// Appends every item of `values` under one acquisition of the lock; other writers'
@@ -287,7 +369,11 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
             .into_iter()
             .map(|value| self.encode(std::borrow::Borrow::borrow(&value)))
             .collect::<Result<Vec<_>>>()?;
-        let raw = self.raw();
+        let segment = match &self.repr {
+            Repr::Shm(segment) => segment,
+            Repr::Redis(list) => return list.push(&payloads),
+        };
+        let raw = Raw { segment };
         let held = raw.lock()?;
         for payload in &payloads {
             raw.append(&held, payload)?;
@@ -302,10 +388,18 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// [`Error::Decode`] if the item is not a `T`; [`Error::Corrupt`] if it fails its checksum
     /// or points outside the segment.
     pub fn get(&self, index: u64) -> Result<Option<T>> {
-        if index >= self.len() {
-            return Ok(None);
-        }
-        let payload = self.raw().read_payload(index)?;
+        let payload = match &self.repr {
+            Repr::Shm(segment) => {
+                if index >= self.len() {
+                    return Ok(None);
+                }
+                Raw { segment }.read_payload(index)?
+            }
+            Repr::Redis(list) => match list.get(index)? {
+                Some(payload) => payload,
+                None => return Ok(None),
+            },
+        };
         codec::decode(&payload)
             .map(Some)
             .map_err(|source| Error::Decode {
@@ -332,11 +426,25 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     ///
     /// As [`SharedList::get`].
     pub fn to_vec(&self) -> Result<Vec<T>> {
+        let segment = match &self.repr {
+            Repr::Shm(segment) => segment,
+            Repr::Redis(list) => {
+                return (0u64..)
+                    .zip(list.all()?)
+                    .map(|(index, payload)| {
+                        codec::decode(&payload).map_err(|source| {
+                            list.object()
+                                .decode_error(index, std::any::type_name::<T>(), source)
+                        })
+                    })
+                    .collect();
+            }
+        };
         let len = self.len();
         (0..len)
             .map(|index| {
                 self.get(index)?
-                    .ok_or_else(|| self.segment.corrupt(format!("item {index} vanished")))
+                    .ok_or_else(|| segment.corrupt(format!("item {index} vanished")))
             })
             .collect()
     }

@@ -119,6 +119,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use super::{codec, record};
 use crate::error::{Error, OpenError, Result};
 use crate::inspect::Report;
+use crate::redis::{Object, RedisMap};
 use crate::segment::{self, DATA_START, Kind, Segment, SegmentName, SegmentOptions};
 use crate::sync::{RawGuard, lock_and_repair};
 
@@ -268,8 +269,15 @@ fn record_size(payload_len: usize) -> u64 {
 /// # }
 /// ```
 pub struct SharedMap<K, V> {
-    segment: Arc<Segment>,
+    repr: Repr,
     _entries: PhantomData<Entries<K, V>>,
+}
+
+/// Where the map lives.
+#[derive(Clone)]
+enum Repr {
+    Shm(Arc<Segment>),
+    Redis(RedisMap),
 }
 
 /// The map stores encodings, never a `K` or a `V`: it is `Send` and `Sync` whatever they are.
@@ -278,7 +286,7 @@ type Entries<K, V> = fn(K, V) -> (K, V);
 impl<K, V> Clone for SharedMap<K, V> {
     fn clone(&self) -> Self {
         SharedMap {
-            segment: Arc::clone(&self.segment),
+            repr: self.repr.clone(),
             _entries: PhantomData,
         }
     }
@@ -287,9 +295,13 @@ impl<K, V> Clone for SharedMap<K, V> {
 impl<K, V> fmt::Debug for SharedMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The count as stored, without the lock: `Debug` must never wait.
+        let len = match &self.repr {
+            Repr::Shm(segment) => Raw { segment }.area().len.load(Ordering::Relaxed),
+            Repr::Redis(map) => map.len().unwrap_or(0),
+        };
         f.debug_struct("SharedMap")
-            .field("name", self.segment.name())
-            .field("len", &self.raw().area().len.load(Ordering::Relaxed))
+            .field("name", self.name())
+            .field("len", &len)
             .finish_non_exhaustive()
     }
 }
@@ -863,9 +875,26 @@ impl<'a> Raw<'a> {
 }
 
 impl<K, V> SharedMap<K, V> {
-    fn raw(&self) -> Raw<'_> {
-        Raw {
-            segment: &self.segment,
+    /// The entries, copied (for the iterators).
+    fn entries(&self) -> Result<Vec<(u64, Entry)>> {
+        match &self.repr {
+            Repr::Shm(segment) => Raw { segment }.entries(),
+            Repr::Redis(map) => Ok((0u64..)
+                .zip(map.all()?)
+                .map(|(index, (key, value))| {
+                    let mut payload = Vec::with_capacity(KEY_LENGTH + key.len() + value.len());
+                    payload.extend_from_slice(&[0; KEY_LENGTH]);
+                    payload.extend_from_slice(&key);
+                    payload.extend_from_slice(&value);
+                    (
+                        index,
+                        Entry {
+                            payload,
+                            key_len: key.len(),
+                        },
+                    )
+                })
+                .collect()),
         }
     }
 
@@ -874,9 +903,29 @@ impl<K, V> SharedMap<K, V> {
     /// Read without the lock, unless a change is under way in another thread or process (or
     /// its maker died in the middle of it): then it waits for the lock, so that the count is
     /// always that of a whole map, before or after each change.
+    ///
+    /// On Redis this asks the server and reads 0 if it cannot be reached;
+    /// [`checked_len`](SharedMap::checked_len) reports that instead.
     #[must_use]
     pub fn len(&self) -> u64 {
-        let raw = self.raw();
+        self.checked_len().unwrap_or(0)
+    }
+
+    /// The number of entries, or why the server could not say.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RedisUnreachable`] for a Redis map whose server cannot be reached; never for
+    /// shared memory.
+    pub fn checked_len(&self) -> Result<u64> {
+        let segment = match &self.repr {
+            Repr::Shm(segment) => segment,
+            Repr::Redis(map) => return map.len(),
+        };
+        Ok(Self::shm_len(Raw { segment }))
+    }
+
+    fn shm_len(raw: Raw<'_>) -> u64 {
         let area = raw.area();
         let before = area.changes.load(Ordering::Acquire);
         if before.is_multiple_of(2) {
@@ -901,30 +950,56 @@ impl<K, V> SharedMap<K, V> {
     /// Bytes of the segment in use: the control page, the table, the entries, and the garbage
     /// of replaced and removed entries not yet compacted away (the segment itself grows by
     /// doubling, so its size can be up to twice this).
+    /// 0 for a Redis map.
     #[must_use]
     pub fn used_bytes(&self) -> u64 {
-        self.raw().area().tail.load(Ordering::Relaxed)
+        match &self.repr {
+            Repr::Shm(segment) => Raw { segment }.area().tail.load(Ordering::Relaxed),
+            Repr::Redis(_) => 0,
+        }
     }
 
-    /// The map's segment name.
+    /// The map's name (`redis://HOST:PORT/NAME` for a Redis map).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        match &self.repr {
+            Repr::Shm(segment) => segment.name(),
+            Repr::Redis(map) => map.object().name(),
+        }
     }
 
     /// The map's segment (identity, size, address in this process).
+    ///
+    /// # Panics
+    ///
+    /// If the map is on Redis, which has no segment: use [`as_segment`](SharedMap::as_segment)
+    /// when the backend is not known.
     #[must_use]
     pub fn segment(&self) -> &Segment {
-        &self.segment
+        self.as_segment()
+            .expect("a Redis-backed SharedMap has no segment; use `as_segment`")
     }
 
-    /// Removes the map's name from the system (see [`Segment::remove`]).
+    /// The map's segment, or `None` for a Redis map.
+    #[must_use]
+    pub fn as_segment(&self) -> Option<&Segment> {
+        match &self.repr {
+            Repr::Shm(segment) => Some(segment),
+            Repr::Redis(_) => None,
+        }
+    }
+
+    /// Removes the map's name from the system (see [`Segment::remove`]); for a Redis map,
+    /// deletes its keys.
     ///
     /// # Errors
     ///
     /// [`OpenError::NotFound`] if it was removed already.
     pub fn unlink(&self) -> Result<()> {
-        Ok(self.segment.unlink()?)
+        match &self.repr {
+            Repr::Shm(segment) => Ok(segment.unlink()?),
+            Repr::Redis(map) => map.object().remove(),
+        }
     }
 }
 
@@ -967,7 +1042,32 @@ where
     /// [`OpenError::NotFound`], [`OpenError::WrongKind`] if it holds something else, or a
     /// header problem.
     pub fn open(name: &str) -> Result<Self> {
-        Self::from_segment(Segment::open(&SegmentName::new(name)?, Some(Kind::Map))?)
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            return Ok(SharedMap {
+                repr: Repr::Redis(RedisMap::new(Object::open(&name, Kind::Map)?)),
+                _entries: PhantomData,
+            });
+        }
+        Self::from_segment(Segment::open(&name, Some(Kind::Map))?)
+    }
+
+    /// Creates the map `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::create`].
+    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::create(&backend.locate(name))
+    }
+
+    /// Opens the map `name` in `backend`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::open`].
+    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::open(&backend.locate(name))
     }
 
     /// A map over an already open segment (for example one opened with
@@ -986,7 +1086,7 @@ where
             .into());
         }
         Ok(SharedMap {
-            segment: Arc::new(segment),
+            repr: Repr::Shm(Arc::new(segment)),
             _entries: PhantomData,
         })
     }
@@ -996,6 +1096,16 @@ where
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
+        if name.is_redis() {
+            let init = crate::redis::Init {
+                type_name: std::any::type_name::<(K, V)>(),
+                ..Default::default()
+            };
+            return Ok(SharedMap {
+                repr: Repr::Redis(RedisMap::new(Object::create(name, Kind::Map, &init)?)),
+                _entries: PhantomData,
+            });
+        }
         let segment = Segment::create(
             name,
             Kind::Map,
@@ -1072,7 +1182,17 @@ where
     /// the entry's slot); [`Error::Corrupt`] if the segment was damaged.
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
         let (payload, key_len) = self.encode_entry(key, value)?;
-        self.raw()
+        let segment = match &self.repr {
+            Repr::Shm(segment) => segment,
+            Repr::Redis(map) => {
+                let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
+                return map
+                    .insert(key, value)?
+                    .map(|old| self.decode(&old, 0))
+                    .transpose();
+            }
+        };
+        Raw { segment }
             .insert(&payload, key_len)?
             .map(|(slot, old)| self.decode(old.value(), slot))
             .transpose()
@@ -1086,10 +1206,13 @@ where
     /// not a `V`; [`Error::Corrupt`] if the segment was damaged.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
-        self.raw()
-            .get(&key)?
-            .map(|(slot, entry)| self.decode(entry.value(), slot))
-            .transpose()
+        match &self.repr {
+            Repr::Shm(segment) => Raw { segment }
+                .get(&key)?
+                .map(|(slot, entry)| self.decode(entry.value(), slot))
+                .transpose(),
+            Repr::Redis(map) => map.get(&key)?.map(|v| self.decode(&v, 0)).transpose(),
+        }
     }
 
     /// Whether `key` has a value.
@@ -1099,7 +1222,10 @@ where
     /// As [`SharedMap::get`], except that the value is not decoded.
     pub fn contains_key(&self, key: &K) -> Result<bool> {
         let key = self.encode_key(key)?;
-        Ok(self.raw().get(&key)?.is_some())
+        match &self.repr {
+            Repr::Shm(segment) => Ok(Raw { segment }.get(&key)?.is_some()),
+            Repr::Redis(map) => map.contains(&key),
+        }
     }
 
     /// Removes `key`; returns its value, if it had one.
@@ -1109,10 +1235,13 @@ where
     /// As [`SharedMap::get`]; a value that is not a `V` is removed all the same.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
-        self.raw()
-            .remove(&key)?
-            .map(|(slot, old)| self.decode(old.value(), slot))
-            .transpose()
+        match &self.repr {
+            Repr::Shm(segment) => Raw { segment }
+                .remove(&key)?
+                .map(|(slot, old)| self.decode(old.value(), slot))
+                .transpose(),
+            Repr::Redis(map) => map.remove(&key)?.map(|v| self.decode(&v, 0)).transpose(),
+        }
     }
 
     /// Removes every entry, and makes the space they took reusable.
@@ -1121,7 +1250,10 @@ where
     ///
     /// [`Error::Corrupt`] if the segment was damaged.
     pub fn clear(&self) -> Result<()> {
-        self.raw().clear()
+        match &self.repr {
+            Repr::Shm(segment) => Raw { segment }.clear(),
+            Repr::Redis(map) => map.clear(),
+        }
     }
 
     /// The entries, in no particular order.
@@ -1188,9 +1320,12 @@ enum Snapshot {
 }
 
 impl Snapshot {
-    fn next(&mut self, raw: Raw<'_>) -> Option<Result<(u64, Entry)>> {
+    fn next(
+        &mut self,
+        entries: impl FnOnce() -> Result<Vec<(u64, Entry)>>,
+    ) -> Option<Result<(u64, Entry)>> {
         if let Snapshot::NotTaken = self {
-            match raw.entries() {
+            match entries() {
                 Ok(entries) => *self = Snapshot::Taken(entries.into_iter()),
                 Err(err) => {
                     *self = Snapshot::Failed;
@@ -1244,7 +1379,7 @@ macro_rules! map_iterator {
                 let $map = self.map;
                 Some(
                     self.snapshot
-                        .next($map.raw())?
+                        .next(|| $map.entries())?
                         .and_then(|($slot, $entry)| $decode),
                 )
             }

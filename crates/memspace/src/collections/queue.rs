@@ -83,6 +83,7 @@ use serde::de::DeserializeOwned;
 use super::{codec, record};
 use crate::error::{Error, OpenError, Result};
 use crate::inspect::Report;
+use crate::redis::{Object, Received, RedisQueue};
 use crate::segment::{self, DATA_START, Kind, Segment, SegmentName, SegmentOptions};
 use crate::sync::{RawGuard, lock_and_repair};
 use crate::sys;
@@ -261,14 +262,21 @@ pub enum QueueError {
 /// # }
 /// ```
 pub struct Queue<T> {
-    segment: Arc<Segment>,
+    repr: Repr,
     _items: PhantomData<fn(T) -> T>,
+}
+
+/// Where the queue lives.
+#[derive(Clone)]
+enum Repr {
+    Shm(Arc<Segment>),
+    Redis(RedisQueue),
 }
 
 impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
         Queue {
-            segment: Arc::clone(&self.segment),
+            repr: self.repr.clone(),
             _items: PhantomData,
         }
     }
@@ -277,7 +285,7 @@ impl<T> Clone for Queue<T> {
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
-            .field("name", self.segment.name())
+            .field("name", self.name())
             .field("len", &self.len())
             .field("capacity", &self.capacity())
             .finish_non_exhaustive()
@@ -854,6 +862,8 @@ pub struct Delivery<'a, T> {
     /// The process that received it: a forked copy of the delivery must not put it back.
     pid: u32,
     settled: bool,
+    /// For a Redis queue: the stream entry and its receiver.
+    remote: Option<Received>,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Delivery<'_, T> {
@@ -907,7 +917,18 @@ impl<T> Delivery<'_, T> {
     ///
     /// Never: the value is present until this call, which consumes the delivery.
     pub fn ack(mut self) -> std::result::Result<T, QueueError> {
-        self.queue.raw().ack(self.seq)?;
+        match (&self.remote, &self.queue.repr) {
+            (Some(item), Repr::Redis(queue)) => {
+                if !queue.ack(item)? {
+                    self.settled = true;
+                    return Err(QueueError::NotInFlight {
+                        name: self.queue.name().clone(),
+                        seq: self.seq,
+                    });
+                }
+            }
+            _ => self.queue.raw().ack(self.seq)?,
+        }
         self.settled = true;
         Ok(self
             .value
@@ -923,7 +944,19 @@ impl<T> Delivery<'_, T> {
     /// As [`Delivery::ack`].
     pub fn nack(mut self) -> std::result::Result<(), QueueError> {
         self.settled = true;
-        self.queue.raw().nack(self.seq)
+        match (&self.remote, &self.queue.repr) {
+            (Some(item), Repr::Redis(queue)) => {
+                if queue.nack(item)? {
+                    Ok(())
+                } else {
+                    Err(QueueError::NotInFlight {
+                        name: self.queue.name().clone(),
+                        seq: self.seq,
+                    })
+                }
+            }
+            _ => self.queue.raw().nack(self.seq),
+        }
     }
 }
 
@@ -931,8 +964,16 @@ impl<T> Drop for Delivery<'_, T> {
     fn drop(&mut self) {
         if !self.settled && self.pid == sys::pid() {
             // If this fails the item is still recorded as ours, and is delivered again once
-            // this process has ended: nothing is lost, so the error can be dropped.
-            let _ = self.queue.raw().nack(self.seq);
+            // this process has ended (or, on Redis, its lease has run out): nothing is lost,
+            // so the error can be dropped.
+            match (&self.remote, &self.queue.repr) {
+                (Some(item), Repr::Redis(queue)) => {
+                    let _ = queue.nack(item);
+                }
+                _ => {
+                    let _ = self.queue.raw().nack(self.seq);
+                }
+            }
         }
     }
 }
@@ -941,9 +982,12 @@ impl<T> Drop for Delivery<'_, T> {
 // The typed handle
 
 impl<T> Queue<T> {
+    /// The shared-memory machinery; only called once the queue is known to be in shared
+    /// memory (every public method dispatches on the backend first).
     fn raw(&self) -> Raw<'_> {
-        Raw {
-            segment: &self.segment,
+        match &self.repr {
+            Repr::Shm(segment) => Raw { segment },
+            Repr::Redis(_) => unreachable!("a Redis queue has no shared-memory machinery"),
         }
     }
 
@@ -952,10 +996,25 @@ impl<T> Queue<T> {
     }
 
     /// Items ready to be received (not counting those in flight). Exact when no operation is
-    /// under way.
+    /// under way. On Redis, 0 if the server cannot be reached (see
+    /// [`checked_len`](Queue::checked_len)); items put back with `nack` count as in flight
+    /// until taken again.
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.area().waiting.load(Ordering::Acquire)
+        self.checked_len().unwrap_or(0)
+    }
+
+    /// Items ready to be received, or why the server could not say.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RedisUnreachable`] for a Redis queue whose server cannot be reached; never for
+    /// shared memory.
+    pub fn checked_len(&self) -> Result<u64> {
+        match &self.repr {
+            Repr::Shm(_) => Ok(self.area().waiting.load(Ordering::Acquire)),
+            Repr::Redis(queue) => queue.len(),
+        }
     }
 
     /// Whether no item is ready to be received.
@@ -967,34 +1026,62 @@ impl<T> Queue<T> {
     /// Items put and not yet acknowledged: ready, or in flight with a receiver.
     #[must_use]
     pub fn unacknowledged(&self) -> u64 {
-        self.area().unacked.load(Ordering::Acquire)
+        match &self.repr {
+            Repr::Shm(_) => self.area().unacked.load(Ordering::Acquire),
+            Repr::Redis(queue) => self.len() + queue.in_flight().unwrap_or(0),
+        }
     }
 
     /// Items in flight: received and not yet acknowledged.
     #[must_use]
     pub fn in_flight(&self) -> u64 {
-        self.unacknowledged().saturating_sub(self.len())
+        match &self.repr {
+            Repr::Shm(_) => self.unacknowledged().saturating_sub(self.len()),
+            Repr::Redis(queue) => queue.in_flight().unwrap_or(0),
+        }
     }
 
     /// The bound on unacknowledged items, if the queue is bounded.
     #[must_use]
     pub fn capacity(&self) -> Option<u64> {
-        match self.area().capacity.load(Ordering::Relaxed) {
+        let capacity = match &self.repr {
+            Repr::Shm(_) => self.area().capacity.load(Ordering::Relaxed),
+            Repr::Redis(queue) => queue.object().capacity(),
+        };
+        match capacity {
             0 => None,
             n => Some(n),
         }
     }
 
-    /// The queue's segment name.
+    /// The queue's name (`redis://HOST:PORT/NAME` for a Redis queue).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        match &self.repr {
+            Repr::Shm(segment) => segment.name(),
+            Repr::Redis(queue) => queue.object().name(),
+        }
     }
 
     /// The queue's segment (identity, size, address in this process).
+    ///
+    /// # Panics
+    ///
+    /// If the queue is on Redis, which has no segment: use [`as_segment`](Queue::as_segment)
+    /// when the backend is not known.
     #[must_use]
     pub fn segment(&self) -> &Segment {
-        &self.segment
+        self.as_segment()
+            .expect("a Redis-backed Queue has no segment; use `as_segment`")
+    }
+
+    /// The queue's segment, or `None` for a Redis queue.
+    #[must_use]
+    pub fn as_segment(&self) -> Option<&Segment> {
+        match &self.repr {
+            Repr::Shm(segment) => Some(segment),
+            Repr::Redis(_) => None,
+        }
     }
 
     /// Removes the queue's name from the system (see [`Segment::remove`]); handles already
@@ -1004,7 +1091,10 @@ impl<T> Queue<T> {
     ///
     /// [`OpenError::NotFound`] if it was removed already.
     pub fn unlink(&self) -> Result<()> {
-        Ok(self.segment.unlink()?)
+        match &self.repr {
+            Repr::Shm(segment) => Ok(segment.unlink()?),
+            Repr::Redis(queue) => queue.object().remove(),
+        }
     }
 }
 
@@ -1107,7 +1197,33 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`OpenError::NotFound`], [`OpenError::WrongKind`] if it holds something else, or a
     /// header problem.
     pub fn open(name: &str) -> Result<Self> {
-        Self::from_segment(Segment::open(&SegmentName::new(name)?, Some(Kind::Queue))?)
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            return Ok(Queue {
+                repr: Repr::Redis(RedisQueue::new(Object::open(&name, Kind::Queue)?)),
+                _items: PhantomData,
+            });
+        }
+        Self::from_segment(Segment::open(&name, Some(Kind::Queue))?)
+    }
+
+    /// Creates the unbounded queue `name` in `backend` (see
+    /// [`Backend::locate`](crate::Backend::locate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::create(&backend.locate(name))
+    }
+
+    /// Opens the queue `name` in `backend`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`].
+    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::open(&backend.locate(name))
     }
 
     /// A queue over an already open segment (for example one opened with
@@ -1126,7 +1242,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .into());
         }
         Ok(Queue {
-            segment: Arc::new(segment),
+            repr: Repr::Shm(Arc::new(segment)),
             _items: PhantomData,
         })
     }
@@ -1137,6 +1253,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
+        if name.is_redis() {
+            let init = crate::redis::Init {
+                type_name: std::any::type_name::<T>(),
+                capacity: if capacity == 0 { 0 } else { capacity },
+                ..Default::default()
+            };
+            return Ok(Queue {
+                repr: Repr::Redis(RedisQueue::new(Object::create(name, Kind::Queue, &init)?)),
+                _items: PhantomData,
+            });
+        }
         let segment = Segment::create(
             name,
             Kind::Queue,
@@ -1176,6 +1303,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> std::result::Result<(), QueueError> {
         // Encoded before anything is locked: a value that cannot be encoded changes nothing.
         let payload = self.encode(value)?;
+        if let Repr::Redis(queue) = &self.repr {
+            return self.put_remote(queue, &payload, timeout);
+        }
         let raw = self.raw();
         let area = raw.area();
         let deadline = deadline(timeout);
@@ -1250,6 +1380,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         &self,
         timeout: Option<Duration>,
     ) -> std::result::Result<Delivery<'_, T>, QueueError> {
+        if let Repr::Redis(queue) = &self.repr {
+            return self.receive_remote(queue, timeout);
+        }
         let raw = self.raw();
         let area = raw.area();
         let deadline = deadline(timeout);
@@ -1269,6 +1402,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     value: None,
                     pid: sys::pid(),
                     settled: false,
+                    remote: None,
                 };
                 match codec::decode(&payload) {
                     Ok(value) => delivery.value = Some(value),
@@ -1383,6 +1517,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`Error::Decode`] if an item is not a `T`; [`Error::Corrupt`] if the segment is damaged.
     pub fn to_vec(&self) -> Result<Vec<T>> {
+        if let Repr::Redis(queue) = &self.repr {
+            return (0u64..)
+                .zip(queue.waiting()?)
+                .map(|(index, payload)| {
+                    codec::decode(&payload).map_err(|source| {
+                        queue
+                            .object()
+                            .decode_error(index, std::any::type_name::<T>(), source)
+                    })
+                })
+                .collect();
+        }
         self.raw()
             .ready_payloads()?
             .into_iter()
@@ -1395,6 +1541,86 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 })
             })
             .collect()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    fn give_up(&self, timeout: Option<Duration>, full: bool) -> QueueError {
+        let name = self.name().clone();
+        match timeout {
+            Some(waited) if !waited.is_zero() => QueueError::Timeout { name, waited },
+            _ if full => QueueError::Full {
+                name,
+                capacity: self.capacity().unwrap_or(0),
+            },
+            _ => QueueError::Empty { name },
+        }
+    }
+
+    /// `put` on Redis: the server checks the bound; a full queue is polled (2 ms, backing off
+    /// to 50 ms) until a place frees up or the timeout passes.
+    fn put_remote(
+        &self,
+        queue: &RedisQueue,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<(), QueueError> {
+        let deadline = deadline(timeout);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if queue.put(payload)? {
+                return Ok(());
+            }
+            match next_sleep(timeout, deadline, Some(pause)) {
+                Next::Sleep(sleep) => std::thread::sleep(sleep.unwrap_or(pause)),
+                Next::GiveUp => return Err(self.give_up(timeout, true)),
+            }
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// `receive` on Redis: the server blocks for at most 100 ms at a time, so that items whose
+    /// lease ran out are looked for in between.
+    fn receive_remote(
+        &self,
+        queue: &RedisQueue,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Delivery<'_, T>, QueueError> {
+        const CHUNK: Duration = Duration::from_millis(100);
+        let deadline = deadline(timeout);
+        loop {
+            let block = match next_sleep(timeout, deadline, Some(CHUNK)) {
+                Next::Sleep(block) => block.filter(|b| !b.is_zero()),
+                Next::GiveUp => None,
+            };
+            if let Some(item) = queue.receive(block)? {
+                let mut delivery = Delivery {
+                    queue: self,
+                    seq: item.seq,
+                    deliveries: item.deliveries,
+                    value: None,
+                    pid: sys::pid(),
+                    settled: false,
+                    remote: None,
+                };
+                let decoded = codec::decode(&item.payload);
+                delivery.remote = Some(item);
+                match decoded {
+                    Ok(value) => delivery.value = Some(value),
+                    // Dropping the delivery puts the item back.
+                    Err(source) => {
+                        return Err(queue
+                            .object()
+                            .decode_error(delivery.seq, std::any::type_name::<T>(), source)
+                            .into());
+                    }
+                }
+                return Ok(delivery);
+            }
+            if let Next::GiveUp = next_sleep(timeout, deadline, Some(CHUNK)) {
+                return Err(self.give_up(timeout, false));
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use bytemuck::Pod;
 
 use crate::error::Result;
+use crate::redis::{Init, Object, RedisValue};
 use crate::segment::{Kind, SegmentName};
 use crate::sync::{LockError, Mutex, MutexGuard};
 
@@ -16,6 +17,10 @@ use crate::sync::{LockError, Mutex, MutexGuard};
 /// (Python's `v.value += 1` does not). If a process is killed while it holds the lock, the next
 /// access carries on with what it left: for a `T` of up to 8 bytes that is the old or the new
 /// value, never a mix; a larger `T` may be half-written, so use a [`Mutex<T>`] to be told.
+///
+/// A name `redis://HOST:PORT/NAME` puts the value on a Redis server, as `T`'s bytes in a
+/// string; `update` is then an optimistic transaction (`WATCH`/`MULTI`/`EXEC`), started again
+/// when another writer got there first, so `change` may run more than once.
 ///
 /// # Examples
 ///
@@ -32,13 +37,22 @@ use crate::sync::{LockError, Mutex, MutexGuard};
 /// # }
 /// ```
 pub struct Value<T> {
-    inner: Mutex<T>,
+    repr: Repr<T>,
+}
+
+/// Where the value lives.
+enum Repr<T> {
+    Shm(Mutex<T>),
+    Redis(RedisValue),
 }
 
 impl<T> Clone for Value<T> {
     fn clone(&self) -> Self {
         Value {
-            inner: self.inner.clone(),
+            repr: match &self.repr {
+                Repr::Shm(inner) => Repr::Shm(inner.clone()),
+                Repr::Redis(value) => Repr::Redis(value.clone()),
+            },
         }
     }
 }
@@ -46,7 +60,7 @@ impl<T> Clone for Value<T> {
 impl<T: Pod + fmt::Debug + Send> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Value")
-            .field("name", self.inner.name())
+            .field("name", self.name())
             .field("value", &self.get().ok())
             .finish()
     }
@@ -60,7 +74,12 @@ impl<T: Pod + Send> Value<T> {
     /// What the system refuses when creating the segment.
     pub fn new(value: T) -> Result<Self> {
         Ok(Value {
-            inner: Mutex::create_segment(&SegmentName::anonymous(), value, true, Kind::Value)?,
+            repr: Repr::Shm(Mutex::create_segment(
+                &SegmentName::anonymous(),
+                value,
+                true,
+                Kind::Value,
+            )?),
         })
     }
 
@@ -71,9 +90,30 @@ impl<T: Pod + Send> Value<T> {
     /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
     /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str, value: T) -> Result<Self> {
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            let init = Init {
+                type_name: std::any::type_name::<T>(),
+                size: size_of::<T>() as u64,
+                value: bytemuck::bytes_of(&value),
+                ..Init::default()
+            };
+            return Ok(Value {
+                repr: Repr::Redis(RedisValue::new(Object::create(&name, Kind::Value, &init)?)),
+            });
+        }
         Ok(Value {
-            inner: Mutex::create_segment(&SegmentName::new(name)?, value, false, Kind::Value)?,
+            repr: Repr::Shm(Mutex::create_segment(&name, value, false, Kind::Value)?),
         })
+    }
+
+    /// Creates the value `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Value::create`].
+    pub fn create_in(backend: &crate::Backend, name: &str, value: T) -> Result<Self> {
+        Self::create(&backend.locate(name), value)
     }
 
     /// Opens the value `name`, checking that it holds a value of `T`'s size.
@@ -84,18 +124,58 @@ impl<T: Pod + Send> Value<T> {
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind),
     /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch).
     pub fn open(name: &str) -> Result<Self> {
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            let object = Object::open(&name, Kind::Value)?;
+            let expected = size_of::<T>() as u64;
+            if object.size() != expected {
+                return Err(crate::OpenError::TypeMismatch {
+                    name,
+                    found: object.type_name().to_owned(),
+                    found_size: object.size(),
+                    expected: std::any::type_name::<T>(),
+                    expected_size: expected,
+                }
+                .into());
+            }
+            return Ok(Value {
+                repr: Repr::Redis(RedisValue::new(object)),
+            });
+        }
         Ok(Value {
-            inner: Mutex::open_kind(&SegmentName::new(name)?, Kind::Value)?,
+            repr: Repr::Shm(Mutex::open_kind(&name, Kind::Value)?),
+        })
+    }
+
+    /// Opens the value `name` in `backend`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Value::open`].
+    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::open(&backend.locate(name))
+    }
+
+    /// Reads `T` from the bytes a Redis value holds.
+    fn from_bytes(value: &RedisValue, bytes: &[u8]) -> Result<T> {
+        bytemuck::try_pod_read_unaligned(bytes).map_err(|_| crate::Error::Corrupt {
+            name: value.object().name().clone(),
+            what: format!(
+                "it holds {} bytes, a `{}` has {}",
+                bytes.len(),
+                std::any::type_name::<T>(),
+                size_of::<T>()
+            ),
         })
     }
 
     /// Takes the lock, carrying on after a holder's death or panic (see the type's docs).
-    fn lock(&self) -> Result<MutexGuard<'_, T>> {
-        match self.inner.lock() {
+    fn lock<'a>(&self, inner: &'a Mutex<T>) -> Result<MutexGuard<'a, T>> {
+        match inner.lock() {
             Ok(guard) => Ok(guard),
             Err(LockError::OwnerDied(guard)) => {
                 guard.mark_consistent().map_err(|source| crate::Error::Os {
-                    name: self.inner.name().clone(),
+                    name: self.name().clone(),
                     op: "pthread_mutex_consistent",
                     source,
                 })?;
@@ -113,36 +193,75 @@ impl<T: Pod + Send> Value<T> {
     ///
     /// # Errors
     ///
-    /// If the lock is damaged.
+    /// If the lock is damaged; on Redis, if the server cannot be reached.
     pub fn get(&self) -> Result<T> {
-        Ok(*self.lock()?)
+        match &self.repr {
+            Repr::Shm(inner) => Ok(*self.lock(inner)?),
+            Repr::Redis(value) => Self::from_bytes(value, &value.get()?),
+        }
     }
 
     /// Replaces the value.
     ///
     /// # Errors
     ///
-    /// If the lock is damaged.
+    /// As [`Value::get`].
     pub fn set(&self, value: T) -> Result<()> {
-        *self.lock()? = value;
+        match &self.repr {
+            Repr::Shm(inner) => *self.lock(inner)? = value,
+            Repr::Redis(remote) => remote.set(bytemuck::bytes_of(&value))?,
+        }
         Ok(())
     }
 
-    /// Changes the value atomically with `change`; returns the new value.
+    /// Changes the value atomically with `change`; returns the new value. On Redis `change`
+    /// may run more than once (see the type's docs).
     ///
     /// # Errors
     ///
-    /// If the lock is damaged.
-    pub fn update(&self, change: impl FnOnce(&mut T)) -> Result<T> {
-        let mut guard = self.lock()?;
-        change(&mut guard);
-        Ok(*guard)
+    /// As [`Value::get`].
+    pub fn update(&self, mut change: impl FnMut(&mut T)) -> Result<T> {
+        match &self.repr {
+            Repr::Shm(inner) => {
+                let mut guard = self.lock(inner)?;
+                change(&mut guard);
+                Ok(*guard)
+            }
+            Repr::Redis(remote) => {
+                let new = remote.update(&mut |bytes| {
+                    // A value of the wrong size is left as it is; `from_bytes` reports it.
+                    match bytemuck::try_pod_read_unaligned::<T>(bytes) {
+                        Ok(mut value) => {
+                            change(&mut value);
+                            bytemuck::bytes_of(&value).to_vec()
+                        }
+                        Err(_) => bytes.to_vec(),
+                    }
+                })?;
+                Self::from_bytes(remote, &new)
+            }
+        }
     }
 
-    /// The value's segment name.
+    /// The value's name (`redis://HOST:PORT/NAME` for a Redis value).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.inner.name()
+        match &self.repr {
+            Repr::Shm(inner) => inner.name(),
+            Repr::Redis(value) => value.object().name(),
+        }
+    }
+
+    /// Removes the value's name (for a Redis value, its keys).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> Result<()> {
+        match &self.repr {
+            Repr::Shm(inner) => Ok(inner.segment.unlink()?),
+            Repr::Redis(value) => value.object().remove(),
+        }
     }
 }
 

@@ -62,7 +62,8 @@ use self::header::{
 };
 pub(crate) use self::mapping::Mapping;
 use self::name::Location;
-pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, SHM_PREFIX, SegmentName};
+pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, SHM_PREFIX, SegmentName};
+pub(crate) use self::name::{RedisLocation, check_server};
 pub use self::users::User;
 pub(crate) use self::users::{Meta, Users};
 pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};
@@ -686,6 +687,7 @@ fn create_object(name: &SegmentName, mode: u32) -> Result<OwnedFd, OpenError> {
         Location::File(path) => {
             sys::file_create(path, mode).map_err(|e| OpenError::from_io(name, "open", e))
         }
+        Location::Redis(_) => Err(not_a_segment(name)),
     }?;
     // The umask narrowed the mode given to open; the caller asked for exactly this one.
     if let Err(e) = sys::set_mode(fd.as_fd(), mode) {
@@ -703,6 +705,7 @@ fn open_object(name: &SegmentName) -> Result<OwnedFd, OpenError> {
         Location::File(path) => {
             sys::file_open(path).map_err(|e| OpenError::from_io(name, "open", e))
         }
+        Location::Redis(_) => Err(not_a_segment(name)),
     }
 }
 
@@ -714,6 +717,16 @@ fn unlink_object(name: &SegmentName) -> Result<(), OpenError> {
         Location::File(path) => {
             std::fs::remove_file(path).map_err(|e| OpenError::from_io(name, "unlink", e))
         }
+        Location::Redis(_) => Err(not_a_segment(name)),
+    }
+}
+
+/// A `redis://` name given to a type that only lives in shared memory.
+fn not_a_segment(name: &SegmentName) -> OpenError {
+    OpenError::InvalidName {
+        name: name.as_str().to_owned(),
+        reason: "only Lock, SharedList, SharedMap, Queue, Value and Event have a Redis backend; \
+                 this object needs a shared-memory name",
     }
 }
 

@@ -15,6 +15,8 @@ pub const SHM_PREFIX: &str = "memspace.";
 pub const MAX_NAME_LEN: usize = 200;
 /// The prefix that makes a name a file path: `file:/var/lib/app/jobs.memspace`.
 pub const FILE_PREFIX: &str = "file:";
+/// The prefix that puts an object on a Redis server: `redis://127.0.0.1:6379/jobs`.
+pub const REDIS_PREFIX: &str = "redis://";
 
 /// A validated segment name.
 ///
@@ -23,6 +25,12 @@ pub const FILE_PREFIX: &str = "file:";
 ///   `/dev/shm`. Gone at reboot.
 /// * `file:PATH`: a regular file at `PATH`, mapped the same way; its content survives a reboot
 ///   (the lock is reset by the first process that opens it after the reboot).
+/// * `redis://HOST:PORT/NAME`: the object `NAME` on a Redis server (see [`crate::backend`]);
+///   `NAME` follows the rules of shared-memory names. Only [`Lock`](crate::sync::Lock),
+///   [`SharedList`](crate::collections::SharedList), [`SharedMap`](crate::collections::SharedMap),
+///   [`Queue`](crate::collections::Queue), [`Value`](crate::collections::Value) and
+///   [`Event`](crate::sync::Event) have a Redis backend. A lock may add `?lease_ms=N`, the
+///   length of its lease.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SegmentName {
     text: String,
@@ -34,6 +42,19 @@ pub(crate) enum Location {
     /// The name given to `shm_open` (`/memspace.NAME`).
     Shm(String),
     File(PathBuf),
+    /// An object on a Redis server.
+    Redis(RedisLocation),
+}
+
+/// Where a Redis-backed object lives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct RedisLocation {
+    /// `HOST:PORT`.
+    pub(crate) server: String,
+    /// The object's flat name, which its keys are made from.
+    pub(crate) object: String,
+    /// `?lease_ms=N` (locks only).
+    pub(crate) lease_ms: Option<u64>,
 }
 
 impl SegmentName {
@@ -59,29 +80,65 @@ impl SegmentName {
                 location: Location::File(PathBuf::from(path)),
             });
         }
-        if name.is_empty() {
-            return Err(invalid("it is empty"));
+        if let Some(rest) = name.strip_prefix(REDIS_PREFIX) {
+            return Self::redis(name, rest);
         }
-        if name.len() > MAX_NAME_LEN {
-            return Err(invalid("it is longer than 200 bytes"));
-        }
-        if name.starts_with('.') {
-            return Err(invalid("it starts with `.`"));
-        }
-        if let Some(bad) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
-            return Err(match bad {
-                '/' => invalid("it contains `/`; names are flat (use `file:PATH` for a file)"),
-                '\0' => invalid("it contains a NUL byte"),
-                _ => invalid("only letters, digits, `.`, `_` and `-` are allowed"),
-            });
-        }
+        check_flat(name).map_err(invalid)?;
         Ok(SegmentName {
             text: name.to_owned(),
             location: Location::Shm(format!("/{SHM_PREFIX}{name}")),
         })
+    }
+
+    /// Checks the part of `redis://HOST:PORT/NAME[?lease_ms=N]` after the scheme.
+    fn redis(name: &str, rest: &str) -> Result<Self, OpenError> {
+        let invalid = |reason| OpenError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        };
+        let Some((server, object)) = rest.split_once('/') else {
+            return Err(invalid(
+                "a Redis name is `redis://HOST:PORT/NAME`: the `/NAME` is missing",
+            ));
+        };
+        check_server(server).map_err(invalid)?;
+        let (object, lease_ms) = match object.split_once('?') {
+            None => (object, None),
+            Some((object, query)) => {
+                let lease = query
+                    .strip_prefix("lease_ms=")
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| {
+                        invalid("the only query a Redis name takes is `?lease_ms=N` with N > 0")
+                    })?;
+                (object, Some(lease))
+            }
+        };
+        check_flat(object).map_err(invalid)?;
+        Ok(SegmentName {
+            text: name.to_owned(),
+            location: Location::Redis(RedisLocation {
+                server: server.to_owned(),
+                object: object.to_owned(),
+                lease_ms,
+            }),
+        })
+    }
+
+    /// The Redis server (`HOST:PORT`) of a `redis://` name.
+    #[must_use]
+    pub fn redis_server(&self) -> Option<&str> {
+        match &self.location {
+            Location::Redis(at) => Some(&at.server),
+            _ => None,
+        }
+    }
+
+    /// Whether this names an object on a Redis server.
+    #[must_use]
+    pub fn is_redis(&self) -> bool {
+        matches!(self.location, Location::Redis(_))
     }
 
     /// A fresh name for an anonymous segment: `anon.PID.SEQUENCE.NONCE`.
@@ -106,13 +163,63 @@ impl SegmentName {
     pub fn file_path(&self) -> Option<&Path> {
         match &self.location {
             Location::File(path) => Some(path),
-            Location::Shm(_) => None,
+            Location::Shm(_) | Location::Redis(_) => None,
+        }
+    }
+
+    /// Where a `redis://` object lives.
+    pub(crate) fn redis_location(&self) -> Option<&RedisLocation> {
+        match &self.location {
+            Location::Redis(at) => Some(at),
+            _ => None,
         }
     }
 
     pub(crate) fn location(&self) -> &Location {
         &self.location
     }
+}
+
+/// Checks a flat name: 1 to 200 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
+fn check_flat(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("it is longer than 200 bytes");
+    }
+    if name.starts_with('.') {
+        return Err("it starts with `.`");
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(match bad {
+            '/' => "it contains `/`; names are flat (use `file:PATH` for a file)",
+            '\0' => "it contains a NUL byte",
+            _ => "only letters, digits, `.`, `_` and `-` are allowed",
+        });
+    }
+    Ok(())
+}
+
+/// Checks `HOST:PORT` of a Redis name.
+pub(crate) fn check_server(server: &str) -> Result<(), &'static str> {
+    let Some((host, port)) = server.rsplit_once(':') else {
+        return Err("a Redis server is `HOST:PORT`, for example `127.0.0.1:6379`");
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
+    {
+        return Err("the Redis host must be a host name or an IP address");
+    }
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err("the Redis port must be a number from 1 to 65535");
+    }
+    Ok(())
 }
 
 impl fmt::Display for SegmentName {
@@ -156,6 +263,29 @@ mod tests {
         let name = SegmentName::new("file:/tmp/x.seg").unwrap();
         assert_eq!(name.file_path(), Some(Path::new("/tmp/x.seg")));
         assert_eq!(name.as_str(), "file:/tmp/x.seg");
+    }
+
+    #[test]
+    fn redis_names_name_a_server_and_an_object() {
+        let name = SegmentName::new("redis://127.0.0.1:6379/jobs").unwrap();
+        assert_eq!(name.redis_server(), Some("127.0.0.1:6379"));
+        assert!(name.is_redis());
+        let leased = SegmentName::new("redis://localhost:7000/l?lease_ms=500").unwrap();
+        assert!(leased.is_redis());
+        for bad in [
+            "redis://127.0.0.1:6379",
+            "redis://127.0.0.1/jobs",
+            "redis://127.0.0.1:0/jobs",
+            "redis://:6379/jobs",
+            "redis://127.0.0.1:6379/a/b",
+            "redis://127.0.0.1:6379/",
+            "redis://127.0.0.1:6379/x?ttl=4",
+        ] {
+            assert!(
+                matches!(SegmentName::new(bad), Err(OpenError::InvalidName { .. })),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]

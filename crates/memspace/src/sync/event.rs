@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::redis::{Object, RedisEvent};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::{self, Woken};
 
@@ -19,6 +20,10 @@ pub(crate) struct EventArea {
 ///
 /// An event has no owner, so nothing is left to recover when a participant dies: a waiter
 /// killed while waiting simply stops waiting, and a setter killed after `set` has set it.
+///
+/// A name `redis://HOST:PORT/NAME` puts the event on a Redis server: waiters then poll it
+/// (every 2 ms, backing off to 50 ms). The methods that cannot return an error retry while
+/// the server is unreachable (see `# Panics`); each has a `checked_` form that reports.
 ///
 /// # Examples
 ///
@@ -36,15 +41,37 @@ pub(crate) struct EventArea {
 /// ```
 #[derive(Clone)]
 pub struct Event {
-    segment: Arc<Segment>,
+    repr: Repr,
+}
+
+/// Where the event lives.
+#[derive(Clone)]
+enum Repr {
+    Shm(Arc<Segment>),
+    Redis(RedisEvent),
 }
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
-            .field("name", self.segment.name())
-            .field("set", &self.is_set())
+            .field("name", self.name())
+            .field("set", &self.checked_is_set().ok())
             .finish()
+    }
+}
+
+/// Retries `attempt` while a Redis server is unreachable; panics after a minute.
+fn retrying<T>(name: &SegmentName, mut attempt: impl FnMut() -> Result<T>) -> T {
+    let started = Instant::now();
+    loop {
+        match attempt() {
+            Ok(value) => return value,
+            Err(err) if started.elapsed() < Duration::from_mins(1) => {
+                let _ = err;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => panic!("event `{name}`: {err}"),
+        }
     }
 }
 
@@ -65,7 +92,32 @@ impl Event {
     /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
     /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str) -> Result<Self> {
-        Self::create_segment(&SegmentName::new(name)?, false)
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            let object = Object::create(&name, Kind::Event, &crate::redis::Init::default())?;
+            return Ok(Event {
+                repr: Repr::Redis(RedisEvent::new(object)),
+            });
+        }
+        Self::create_segment(&name, false)
+    }
+
+    /// Creates the event `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Event::create`].
+    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::create(&backend.locate(name))
+    }
+
+    /// Opens the event `name` in `backend`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Event::open`].
+    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::open(&backend.locate(name))
     }
 
     /// Opens the event `name`.
@@ -75,9 +127,15 @@ impl Event {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound),
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind).
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Event))?;
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            return Ok(Event {
+                repr: Repr::Redis(RedisEvent::new(Object::open(&name, Kind::Event)?)),
+            });
+        }
+        let segment = Segment::open(&name, Some(Kind::Event))?;
         Ok(Event {
-            segment: Arc::new(segment),
+            repr: Repr::Shm(Arc::new(segment)),
         })
     }
 
@@ -97,41 +155,125 @@ impl Event {
             },
         )?;
         Ok(Event {
-            segment: Arc::new(segment),
+            repr: Repr::Shm(Arc::new(segment)),
         })
     }
 
-    fn flag(&self) -> &AtomicU32 {
-        &self.segment.kind_area::<EventArea>().flag
+    fn flag(segment: &Segment) -> &AtomicU32 {
+        &segment.kind_area::<EventArea>().flag
     }
 
     /// Sets the flag and wakes every waiter, in every process.
+    ///
+    /// # Panics
+    ///
+    /// On Redis, if the server stays unreachable for a minute (use
+    /// [`checked_set`](Event::checked_set) to handle that).
     pub fn set(&self) {
-        self.flag().store(1, Ordering::Release);
-        sys::futex_wake(self.flag(), u32::MAX);
+        match &self.repr {
+            Repr::Shm(segment) => {
+                let flag = Self::flag(segment);
+                flag.store(1, Ordering::Release);
+                sys::futex_wake(flag, u32::MAX);
+            }
+            Repr::Redis(_) => retrying(self.name(), || self.checked_set()),
+        }
+    }
+
+    /// Sets the flag, or says why the server could not.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) on Redis; never in shared
+    /// memory.
+    pub fn checked_set(&self) -> Result<()> {
+        match &self.repr {
+            Repr::Shm(_) => {
+                self.set();
+                Ok(())
+            }
+            Repr::Redis(event) => event.store(true),
+        }
     }
 
     /// Clears the flag.
+    ///
+    /// # Panics
+    ///
+    /// As [`Event::set`].
     pub fn clear(&self) {
-        self.flag().store(0, Ordering::Release);
+        match &self.repr {
+            Repr::Shm(segment) => Self::flag(segment).store(0, Ordering::Release),
+            Repr::Redis(event) => retrying(self.name(), || event.store(false)),
+        }
     }
 
     /// Whether the flag is set.
+    ///
+    /// # Panics
+    ///
+    /// As [`Event::set`].
     #[must_use]
     pub fn is_set(&self) -> bool {
-        self.flag().load(Ordering::Acquire) != 0
+        match &self.repr {
+            Repr::Shm(segment) => Self::flag(segment).load(Ordering::Acquire) != 0,
+            Repr::Redis(event) => retrying(self.name(), || event.is_set()),
+        }
+    }
+
+    /// Whether the flag is set, or why the server could not say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Event::checked_set`].
+    pub fn checked_is_set(&self) -> Result<bool> {
+        match &self.repr {
+            Repr::Shm(_) => Ok(self.is_set()),
+            Repr::Redis(event) => event.is_set(),
+        }
     }
 
     /// Waits until the flag is set.
+    ///
+    /// # Panics
+    ///
+    /// As [`Event::set`].
     pub fn wait(&self) {
+        let segment = match &self.repr {
+            Repr::Shm(segment) => segment,
+            Repr::Redis(event) => {
+                retrying(self.name(), || event.wait(None));
+                return;
+            }
+        };
         while !self.is_set() {
-            sys::futex_wait(self.flag(), 0, None);
+            sys::futex_wait(Self::flag(segment), 0, None);
+        }
+    }
+
+    /// Waits at most `timeout` for the flag, or says why the server could not be asked.
+    ///
+    /// # Errors
+    ///
+    /// As [`Event::checked_set`].
+    pub fn checked_wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        match &self.repr {
+            Repr::Shm(_) => Ok(self.wait_timeout(timeout)),
+            Repr::Redis(event) => event.wait(Some(timeout)),
         }
     }
 
     /// Waits at most `timeout` for the flag; returns whether it is set.
+    ///
+    /// # Panics
+    ///
+    /// As [`Event::set`].
     #[must_use = "the result says whether the event was set or the wait timed out"]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let segment = match &self.repr {
+            Repr::Shm(segment) => segment,
+            Repr::Redis(event) => return retrying(self.name(), || event.wait(Some(timeout))),
+        };
         let deadline = Instant::now().checked_add(timeout);
         loop {
             if self.is_set() {
@@ -144,16 +286,31 @@ impl Event {
                 },
                 None => None,
             };
-            if sys::futex_wait(self.flag(), 0, remaining) == Woken::TimedOut {
+            if sys::futex_wait(Self::flag(segment), 0, remaining) == Woken::TimedOut {
                 return self.is_set();
             }
         }
     }
 
-    /// The event's segment name.
+    /// The event's name (`redis://HOST:PORT/NAME` for a Redis event).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        match &self.repr {
+            Repr::Shm(segment) => segment.name(),
+            Repr::Redis(event) => event.object().name(),
+        }
+    }
+
+    /// Removes the event's name (for a Redis event, its keys).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> Result<()> {
+        match &self.repr {
+            Repr::Shm(segment) => Ok(segment.unlink()?),
+            Repr::Redis(event) => event.object().remove(),
+        }
     }
 }
 

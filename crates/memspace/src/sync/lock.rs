@@ -4,8 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use super::{LockError, RawGuard, Recovery, acquire};
 use crate::error::Result;
+use crate::redis::{Lease, Object, RedisLock};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::Wait;
 
@@ -17,6 +20,26 @@ use crate::sys::Wait;
 /// A `Lock` is a handle to a segment. Cloning it, moving it to a thread, or passing it to a
 /// [`Process`](crate::spawn::Process) (serialized as its segment's name) all refer to the same
 /// lock.
+///
+/// # On Redis: a lease with fencing tokens
+///
+/// A name `redis://HOST:PORT/NAME` makes the lock a lease on a Redis key (10 s, or
+/// `?lease_ms=N`), taken with `SET NX PX`, renewed by a thread while the guard lives and
+/// deleted on release only if it is still the holder's. Each acquisition gets a fencing token,
+/// larger than every earlier one ([`LockGuard::fencing_token`]). What it guarantees, and what
+/// not:
+///
+/// * With **one Redis server** and holders that keep renewing, at most one holder at a time.
+///   A holder that is killed (`kill -9`) stops renewing: the next one gets the lock at most
+///   one lease later, with a larger token. There is no `OwnerDied` on Redis: the server cannot
+///   tell a dead holder from an expired lease.
+/// * A holder **paused longer than its lease** (stopped, swapped out, cut off from Redis)
+///   loses the lock while it still runs; [`LockGuard::check`] and [`LockGuard::unlock`] then
+///   report [`LockError::LockLost`], but work it did meanwhile may overlap the next holder's.
+/// * **Replication and failover**: Redis replicates asynchronously, so a replica promoted
+///   after a crash may not know of a lease, and hand the lock to a second holder.
+/// * So for correctness, not just efficiency, pass the **fencing token** to the storage you
+///   write to, and have it refuse tokens smaller than the largest it has seen.
 ///
 /// # Examples
 ///
@@ -35,13 +58,20 @@ use crate::sys::Wait;
 /// ```
 #[derive(Clone)]
 pub struct Lock {
-    segment: Arc<Segment>,
+    repr: Repr,
+}
+
+/// Where the lock lives.
+#[derive(Clone)]
+enum Repr {
+    Shm(Arc<Segment>),
+    Redis(RedisLock),
 }
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
-            .field("name", self.segment.name())
+            .field("name", self.name())
             .field("owner", &self.owner())
             .finish()
     }
@@ -65,7 +95,32 @@ impl Lock {
     /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists) if the name is taken,
     /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str) -> Result<Self> {
-        Self::create_segment(&SegmentName::new(name)?, &Self::options(), false)
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            let object = Object::create(&name, Kind::Lock, &crate::redis::Init::default())?;
+            return Ok(Lock {
+                repr: Repr::Redis(RedisLock::new(object)),
+            });
+        }
+        Self::create_segment(&name, &Self::options(), false)
+    }
+
+    /// Creates the lock `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::create`].
+    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::create(&backend.locate(name))
+    }
+
+    /// Opens the lock `name` in `backend`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::open`].
+    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::open(&backend.locate(name))
     }
 
     /// Opens the existing lock `name`.
@@ -75,9 +130,15 @@ impl Lock {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound), or
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if `name` holds something else.
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Lock))?;
+        let name = SegmentName::new(name)?;
+        if name.is_redis() {
+            return Ok(Lock {
+                repr: Repr::Redis(RedisLock::new(Object::open(&name, Kind::Lock)?)),
+            });
+        }
+        let segment = Segment::open(&name, Some(Kind::Lock))?;
         Ok(Lock {
-            segment: Arc::new(segment),
+            repr: Repr::Shm(Arc::new(segment)),
         })
     }
 
@@ -92,7 +153,7 @@ impl Lock {
     ) -> Result<Self> {
         let segment = Segment::create(name, Kind::Lock, "", options, anonymous, |_| Ok(()))?;
         Ok(Lock {
-            segment: Arc::new(segment),
+            repr: Repr::Shm(Arc::new(segment)),
         })
     }
 
@@ -103,7 +164,8 @@ impl Lock {
     /// * [`LockError::OwnerDied`] with the guard if the previous holder died holding it;
     /// * [`LockError::Poisoned`] with the guard if a holder panicked;
     /// * [`LockError::WouldDeadlock`] if this thread holds it already;
-    /// * [`LockError::Unrecoverable`] or [`LockError::Corrupt`].
+    /// * [`LockError::Unrecoverable`] or [`LockError::Corrupt`];
+    /// * on Redis, [`LockError::Unavailable`] if the server cannot be reached.
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Wait::Forever)
     }
@@ -130,36 +192,143 @@ impl Lock {
     }
 
     fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        acquire(&self.segment, wait, |raw, recovery| LockGuard {
-            lock: self,
-            raw,
-            recovery,
-        })
+        match &self.repr {
+            Repr::Shm(segment) => acquire(segment, wait, |raw, recovery| LockGuard {
+                lock: self,
+                held: Held::Shm { raw, recovery },
+            }),
+            Repr::Redis(lock) => self.acquire_lease(lock, wait),
+        }
+    }
+
+    /// Tries to take the lease until `wait` runs out, sleeping 1 ms between attempts at
+    /// first, backing off to 20 ms.
+    fn acquire_lease(
+        &self,
+        lock: &RedisLock,
+        wait: Wait,
+    ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match lock.try_acquire() {
+                Ok(crate::redis::Attempt::Held(lease)) => {
+                    return Ok(LockGuard {
+                        lock: self,
+                        held: Held::Redis(lease),
+                    });
+                }
+                Ok(crate::redis::Attempt::Busy) => {}
+                Err(err) => return Err(retype(err)),
+            }
+            let name = self.name().clone();
+            let sleep = match wait {
+                Wait::Never => return Err(LockError::WouldBlock { name }),
+                Wait::Forever => pause,
+                Wait::For(limit) => match limit.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => left.min(pause),
+                    _ => {
+                        return Err(LockError::Timeout {
+                            name,
+                            waited: limit,
+                        });
+                    }
+                },
+            };
+            std::thread::sleep(sleep);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
 
     /// The pid recorded as holding the lock, if it is held (informational: it can change at any
-    /// moment, and a holder that died keeps its pid here until the next owner takes over).
+    /// moment, and a holder that died keeps its pid here until the next owner takes over, or,
+    /// on Redis, until its lease expires). `None` also if the Redis server cannot be reached.
     #[must_use]
     pub fn owner(&self) -> Option<u32> {
-        self.segment.lock_slot().owner_pid()
+        match &self.repr {
+            Repr::Shm(segment) => segment.lock_slot().owner_pid(),
+            Repr::Redis(lock) => lock.holder().ok().flatten().map(|(pid, _)| pid),
+        }
     }
 
-    /// How many times a holder died and the lock was taken over.
+    /// How many times a holder died and the lock was taken over (always 0 on Redis, which
+    /// cannot tell a dead holder from an expired lease).
     #[must_use]
     pub fn owner_deaths(&self) -> u32 {
-        self.segment.lock_slot().owner_deaths()
+        match &self.repr {
+            Repr::Shm(segment) => segment.lock_slot().owner_deaths(),
+            Repr::Redis(_) => 0,
+        }
     }
 
-    /// The lock's segment name.
+    /// The lock's name (`redis://HOST:PORT/NAME` for a Redis lock).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        match &self.repr {
+            Repr::Shm(segment) => segment.name(),
+            Repr::Redis(lock) => lock.object().name(),
+        }
     }
 
     /// The lock's segment (identity, size, address in this process).
+    ///
+    /// # Panics
+    ///
+    /// If the lock is on Redis, which has no segment: use [`as_segment`](Lock::as_segment)
+    /// when the backend is not known.
     #[must_use]
     pub fn segment(&self) -> &Segment {
-        &self.segment
+        self.as_segment()
+            .expect("a Redis-backed Lock has no segment; use `as_segment`")
+    }
+
+    /// The lock's segment, or `None` for a Redis lock.
+    #[must_use]
+    pub fn as_segment(&self) -> Option<&Segment> {
+        match &self.repr {
+            Repr::Shm(segment) => Some(segment),
+            Repr::Redis(_) => None,
+        }
+    }
+
+    /// The largest fencing token handed out so far, for a Redis lock (`None` in shared
+    /// memory, which has no tokens, or if the server cannot be reached).
+    #[must_use]
+    pub fn last_fencing_token(&self) -> Option<u64> {
+        match &self.repr {
+            Repr::Shm(_) => None,
+            Repr::Redis(lock) => lock.last_token().ok(),
+        }
+    }
+
+    /// Removes the lock's name (a shared-memory lock: see [`Segment::remove`]; a Redis lock:
+    /// its keys, except the fencing counter, so that tokens keep growing if it is created
+    /// again).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> Result<()> {
+        match &self.repr {
+            Repr::Shm(segment) => Ok(segment.unlink()?),
+            Repr::Redis(lock) => lock.object().remove(),
+        }
+    }
+}
+
+fn retype<G>(err: LockError<()>) -> LockError<G> {
+    match err {
+        LockError::OwnerDied(()) | LockError::Poisoned(()) => LockError::Unavailable {
+            name: SegmentName::anonymous(),
+            detail: "internal: a lease has no owner death".to_owned(),
+        },
+        LockError::WouldBlock { name } => LockError::WouldBlock { name },
+        LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
+        LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
+        LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
+        LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
+        LockError::LockLost { name, token } => LockError::LockLost { name, token },
+        LockError::Unavailable { name, detail } => LockError::Unavailable { name, detail },
     }
 }
 
@@ -168,18 +337,32 @@ serialize_as_name!(Lock);
 /// Proof that this thread holds a [`Lock`]; releases it when dropped.
 ///
 /// The guard is `!Send`: a pthread mutex must be unlocked by the thread that locked it.
+///
+/// For a Redis lock the guard holds a lease, renewed in the background while it lives;
+/// [`check`](LockGuard::check) and [`unlock`](LockGuard::unlock) say whether it was kept.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
-    raw: RawGuard<'a>,
-    recovery: Recovery,
+    held: Held<'a>,
+}
+
+/// What the guard holds.
+enum Held<'a> {
+    Shm {
+        raw: RawGuard<'a>,
+        recovery: Recovery,
+    },
+    Redis(Lease),
 }
 
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard")
-            .field("recovery", &self.recovery)
-            .finish_non_exhaustive()
+        let mut out = f.debug_struct("LockGuard");
+        match &self.held {
+            Held::Shm { recovery, .. } => out.field("recovery", recovery),
+            Held::Redis(lease) => out.field("fencing_token", &lease.token()),
+        };
+        out.finish_non_exhaustive()
     }
 }
 
@@ -191,20 +374,70 @@ impl LockGuard<'_> {
     ///
     /// An I/O error if the lock was not acquired from a dead owner (`EINVAL`).
     pub fn mark_consistent(&self) -> std::io::Result<()> {
-        self.raw.mark_consistent()
+        match &self.held {
+            Held::Shm { raw, .. } => raw.mark_consistent(),
+            Held::Redis(_) => Ok(()),
+        }
     }
 
     /// After [`LockError::Poisoned`]: clears the poison flag for every process.
     pub fn clear_poison(&self) {
-        self.raw.clear_poison();
+        if let Held::Shm { raw, .. } = &self.held {
+            raw.clear_poison();
+        }
     }
 
     /// If this acquisition took over from a holder that died, the pid that held it.
     #[must_use]
     pub fn previous_owner_died(&self) -> Option<u32> {
-        match self.recovery {
-            Recovery::OwnerDied { pid } => Some(pid),
-            Recovery::Clean => None,
+        match &self.held {
+            Held::Shm {
+                recovery: Recovery::OwnerDied { pid },
+                ..
+            } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// The fencing token of a Redis lock's lease: larger than that of every earlier
+    /// acquisition of the lock. Hand it to the storage you write to under the lock, which
+    /// should refuse a token smaller than the largest it has seen (see [`Lock`]). `None` in
+    /// shared memory, where a holder cannot lose the lock while it lives.
+    #[must_use]
+    pub fn fencing_token(&self) -> Option<u64> {
+        match &self.held {
+            Held::Shm { .. } => None,
+            Held::Redis(lease) => Some(lease.token()),
+        }
+    }
+
+    /// Whether this guard still holds the lock: always in shared memory; on Redis, whether the
+    /// lease is still this holder's (asking the server).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::LockLost`] if the lease expired or was taken over;
+    /// [`LockError::Unavailable`] if the server cannot be reached (the lease may still be
+    /// held: the renewal thread keeps trying until it would expire).
+    pub fn check(&self) -> Result<(), LockError<()>> {
+        match &self.held {
+            Held::Shm { .. } => Ok(()),
+            Held::Redis(lease) => lease.check(),
+        }
+    }
+
+    /// Releases the lock, reporting what dropping the guard cannot: on Redis, whether the
+    /// lease was still held.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::LockLost`] if the lease had expired or been taken over before the
+    /// release: someone else may have held the lock meanwhile. [`LockError::Unavailable`] if
+    /// the server cannot be reached (the lease then expires on its own).
+    pub fn unlock(self) -> Result<(), LockError<()>> {
+        match self.held {
+            Held::Shm { .. } => Ok(()),
+            Held::Redis(mut lease) => lease.release(),
         }
     }
 }

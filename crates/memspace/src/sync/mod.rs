@@ -93,6 +93,23 @@ pub enum LockError<G> {
         /// The error number pthread returned.
         errno: i32,
     },
+    /// A Redis lock's lease ran out (or was taken by another holder) before it was released or
+    /// checked: another holder may have held the lock at the same time. Work done under the
+    /// guard must be treated as unprotected; a storage service that checks
+    /// [`fencing_token`](LockGuard::fencing_token)s will have refused writes made with it.
+    LockLost {
+        /// The lock.
+        name: SegmentName,
+        /// The fencing token of the lost lease.
+        token: u64,
+    },
+    /// The Redis server of a Redis lock could not be reached or refused the command.
+    Unavailable {
+        /// The lock.
+        name: SegmentName,
+        /// What happened, and what to do.
+        detail: String,
+    },
 }
 
 impl<G> LockError<G> {
@@ -107,6 +124,8 @@ impl<G> LockError<G> {
             LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
             LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
             LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
+            LockError::LockLost { name, token } => LockError::LockLost { name, token },
+            LockError::Unavailable { name, detail } => LockError::Unavailable { name, detail },
         }
     }
 
@@ -147,6 +166,15 @@ impl<G> fmt::Display for LockError<G> {
                 f,
                 "the mutex of `{name}` is damaged (pthread error {errno}); remove and recreate it"
             ),
+            LockError::LockLost { name, token } => write!(
+                f,
+                "the lease on lock `{name}` (fencing token {token}) expired or was taken over \
+                 before it was released: another holder may have held it too; redo the work \
+                 under a new lock, or use a longer lease (`?lease_ms=N`)"
+            ),
+            LockError::Unavailable { name, detail } => {
+                write!(f, "lock `{name}` is unavailable: {detail}")
+            }
         }
     }
 }
@@ -174,6 +202,16 @@ impl<G> fmt::Debug for LockError<G> {
                 .debug_struct("Corrupt")
                 .field("name", name)
                 .field("errno", errno)
+                .finish(),
+            LockError::LockLost { name, token } => f
+                .debug_struct("LockLost")
+                .field("name", name)
+                .field("token", token)
+                .finish(),
+            LockError::Unavailable { name, detail } => f
+                .debug_struct("Unavailable")
+                .field("name", name)
+                .field("detail", detail)
                 .finish(),
         }
     }

@@ -381,6 +381,8 @@ fn retype<G>(err: LockError<()>) -> LockError<G> {
         LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
         LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
         LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
+        LockError::LockLost { name, token } => LockError::LockLost { name, token },
+        LockError::Unavailable { name, detail } => LockError::Unavailable { name, detail },
         LockError::OwnerDied(()) | LockError::Poisoned(()) => {
             unreachable!("lock_mutex turns owner death and poison into flags")
         }

@@ -1,0 +1,88 @@
+//! [`Backend`]: where an object lives, shared memory (the default, no server) or a Redis
+//! server (to share state between machines).
+//!
+//! The backend is chosen by the name: `jobs` (or `file:PATH`) is shared memory,
+//! `redis://HOST:PORT/jobs` is the object `jobs` on that Redis server. [`Lock`](crate::Lock),
+//! [`SharedList`](crate::SharedList), [`SharedMap`](crate::collections::SharedMap),
+//! [`Queue`](crate::collections::Queue), [`Value`](crate::collections::Value) and
+//! [`Event`](crate::sync::Event) accept both, with the same methods, and a handle to a Redis
+//! object passed to a [`Process`](crate::Process) travels as its URL. A `Backend` value
+//! selects the backend once for several names (`SharedList::open_in(&backend, "jobs")`).
+//!
+//! # What Redis changes
+//!
+//! * **Failures.** Every call is a round trip that can fail: errors name the server and say
+//!   how to start one ([`Error::RedisUnreachable`](crate::Error::RedisUnreachable)). Reads,
+//!   and writes that can be repeated without harm, are retried after reconnecting for up to
+//!   two seconds (so a restart of the server is ridden out); other writes are never replayed,
+//!   and an error says when a write may or may not have been applied. Methods that cannot
+//!   return an error (`len`, `Event::set`) read 0/`false` or retry; each has a `checked_`
+//!   form that reports.
+//! * **Durability** is Redis's: an acknowledged write survives a restart only if the server
+//!   persists it (`appendonly yes`, `appendfsync always` for every write).
+//! * **The lock is a lease** (see [`Lock`](crate::Lock)): it protects a holder only as long as
+//!   the holder renews it, and a Redis failover can hand it to two holders; the fencing token
+//!   on the guard is what a storage service must check.
+//! * **A queue cannot see a dead receiver**: an item in flight longer than the queue's lease
+//!   (30 s, `?lease_ms=N`) is delivered again.
+
+use crate::error::{OpenError, Result};
+use crate::segment::{REDIS_PREFIX, check_server};
+
+/// Where objects live: shared memory, or a Redis server.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> memspace::Result<()> {
+/// use memspace::Backend;
+///
+/// let redis = Backend::redis("redis://127.0.0.1:6379")?;
+/// assert_eq!(redis.locate("jobs"), "redis://127.0.0.1:6379/jobs");
+/// assert_eq!(Backend::SharedMemory.locate("jobs"), "jobs");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// POSIX shared memory on this machine (the default).
+    #[default]
+    SharedMemory,
+    /// A Redis server.
+    Redis {
+        /// `HOST:PORT`.
+        server: String,
+    },
+}
+
+impl Backend {
+    /// The Redis server at `url` (`redis://HOST:PORT`).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::InvalidName`] if `url` is not `redis://HOST:PORT`.
+    pub fn redis(url: &str) -> Result<Self> {
+        let server = url
+            .strip_prefix(REDIS_PREFIX)
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|server| check_server(server).is_ok())
+            .ok_or_else(|| OpenError::InvalidName {
+                name: url.to_owned(),
+                reason: "a Redis server is `redis://HOST:PORT`, for example `redis://127.0.0.1:6379`",
+            })?;
+        Ok(Backend::Redis {
+            server: server.to_owned(),
+        })
+    }
+
+    /// The full name of object `name` in this backend: `name` itself for shared memory,
+    /// `redis://HOST:PORT/name` for Redis.
+    #[must_use]
+    pub fn locate(&self, name: &str) -> String {
+        match self {
+            Backend::SharedMemory => name.to_owned(),
+            Backend::Redis { server } => format!("{REDIS_PREFIX}{server}/{name}"),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! [`Conn`]: one connection to a Redis server, reopened when it breaks, in a forked child, or
+//! after a restart of the server.
+//!
+//! # Retries
+//!
+//! A command that fails because the connection broke is retried only when that is safe:
+//! reads ([`Conn::read`]) are retried after reconnecting, for up to [`RETRY_WINDOW`]; writes
+//! ([`Conn::write`]) are retried only while no byte of them can have reached the server (the
+//! connection could not be opened). A write whose answer was lost is reported as "may or may
+//! not have been applied", never replayed: replaying a push could push twice. Before a write
+//! on a connection that sat idle, a `PING` checks that it still works, so a server restart
+//! between two writes costs a reconnect, not an uncertain write.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::{Connection, RedisError, RedisResult};
+
+use crate::error::{Error, Result};
+use crate::segment::SegmentName;
+use crate::sys;
+
+/// How long reads (and writes that were never sent) keep reconnecting before giving up.
+pub(crate) const RETRY_WINDOW: Duration = Duration::from_secs(2);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one command may wait for its answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection idle this long is pinged before a write is sent on it.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// A connection to one Redis server, shared by the clones of a handle.
+pub(crate) struct Conn {
+    server: String,
+    client: redis::Client,
+    open: Mutex<Option<Open>>,
+}
+
+struct Open {
+    /// The process that opened it: a forked child must not talk on its parent's socket.
+    pid: u32,
+    connection: Connection,
+    last_used: Instant,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `err` means the connection is unusable (as opposed to the server refusing a
+/// command on a working connection).
+pub(crate) fn is_connection_problem(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_unrecoverable_error()
+}
+
+impl Conn {
+    /// A connection to `server` (`HOST:PORT`), opened on first use.
+    pub(crate) fn new(name: &SegmentName, server: &str) -> Result<Self> {
+        let client =
+            redis::Client::open(format!("redis://{server}/")).map_err(|source| Error::Redis {
+                name: name.clone(),
+                op: "parsing the server address",
+                source: Box::new(source),
+            })?;
+        Ok(Conn {
+            server: server.to_owned(),
+            client,
+            open: Mutex::new(None),
+        })
+    }
+
+    /// `HOST:PORT`.
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn connect(&self) -> RedisResult<Open> {
+        let connection = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        connection.set_read_timeout(Some(IO_TIMEOUT))?;
+        connection.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(Open {
+            pid: sys::pid(),
+            connection,
+            last_used: Instant::now(),
+        })
+    }
+
+    /// Runs an idempotent command, reconnecting and retrying while the connection is the
+    /// problem, for up to [`RETRY_WINDOW`].
+    pub(crate) fn read<T>(
+        &self,
+        name: &SegmentName,
+        op: &'static str,
+        mut command: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        self.run(name, op, true, &mut command)
+    }
+
+    /// Runs a command that must not be replayed: retried only while it cannot have been sent.
+    pub(crate) fn write<T>(
+        &self,
+        name: &SegmentName,
+        op: &'static str,
+        mut command: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        self.run(name, op, false, &mut command)
+    }
+
+    fn run<T>(
+        &self,
+        name: &SegmentName,
+        op: &'static str,
+        idempotent: bool,
+        command: &mut dyn FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if open.as_ref().is_some_and(|o| o.pid != sys::pid()) {
+                // Inherited through fork: the socket is the parent's. Forget it without
+                // telling the server anything (dropping only closes this process's copy).
+                *open = None;
+            }
+            if open.is_none() {
+                match self.connect() {
+                    Ok(fresh) => *open = Some(fresh),
+                    Err(err) => {
+                        // Nothing was sent: retrying is safe for reads and writes alike.
+                        if started.elapsed() + pause < RETRY_WINDOW {
+                            std::thread::sleep(pause);
+                            pause = (pause * 2).min(Duration::from_millis(200));
+                            continue;
+                        }
+                        return Err(self.unreachable(name, op, "", err));
+                    }
+                }
+            }
+            let Some(current) = open.as_mut() else {
+                continue;
+            };
+            if !idempotent && current.last_used.elapsed() > IDLE_CHECK {
+                let ping: RedisResult<()> = redis::cmd("PING").query(&mut current.connection);
+                if let Err(err) = ping {
+                    *open = None;
+                    if is_connection_problem(&err) && started.elapsed() < RETRY_WINDOW {
+                        continue;
+                    }
+                    return Err(self.unreachable(name, op, "", err));
+                }
+            }
+            let outcome = command(&mut current.connection);
+            current.last_used = Instant::now();
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(err) if is_connection_problem(&err) => {
+                    *open = None;
+                    if idempotent && started.elapsed() < RETRY_WINDOW {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(200));
+                        continue;
+                    }
+                    let outcome = if idempotent {
+                        ""
+                    } else {
+                        " (the write may or may not have been applied: read the object to find out)"
+                    };
+                    return Err(self.unreachable(name, op, outcome, err));
+                }
+                Err(err) => {
+                    return Err(Error::Redis {
+                        name: name.clone(),
+                        op,
+                        source: Box::new(err),
+                    });
+                }
+            }
+        }
+    }
+
+    fn unreachable(
+        &self,
+        name: &SegmentName,
+        op: &'static str,
+        outcome: &'static str,
+        err: RedisError,
+    ) -> Error {
+        let port = self
+            .server
+            .rsplit_once(':')
+            .map_or("6379", |(_, port)| port)
+            .to_owned();
+        Error::RedisUnreachable {
+            name: name.clone(),
+            server: self.server.clone(),
+            port,
+            op,
+            outcome,
+            source: Box::new(err),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! [`RedisEvent`]: an `Event` as a Redis string, `1` when set. Waiters poll it (every 2 ms at
+//! first, backing off to 50 ms): simple, and it survives a server restart, which a
+//! subscription would not.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Object;
+use crate::error::Result;
+
+/// The Redis side of an `Event`: the string `memspace:{NAME}:items`.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisEvent {
+    object: Arc<Object>,
+    items: String,
+}
+
+impl RedisEvent {
+    pub(crate) fn new(object: Arc<Object>) -> Self {
+        let items = object.key("items");
+        RedisEvent { object, items }
+    }
+
+    pub(crate) fn object(&self) -> &Object {
+        &self.object
+    }
+
+    /// Sets (`true`) or clears the flag. Idempotent, so it is retried like a read.
+    pub(crate) fn store(&self, set: bool) -> Result<()> {
+        let object = &self.object;
+        object.conn().read(object.name(), "setting", |c| {
+            redis::cmd("SET")
+                .arg(&self.items)
+                .arg(if set { "1" } else { "0" })
+                .query::<()>(c)
+        })
+    }
+
+    pub(crate) fn is_set(&self) -> Result<bool> {
+        let object = &self.object;
+        let flag: Option<String> = object.conn().read(object.name(), "reading", |c| {
+            redis::cmd("GET").arg(&self.items).query(c)
+        })?;
+        Ok(flag.as_deref() == Some("1"))
+    }
+
+    /// Waits until the flag is set or `timeout` (if any) passes; returns whether it is set.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if self.is_set()? {
+                return Ok(true);
+            }
+            let sleep = match deadline {
+                None => pause,
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(pause),
+                    _ => return Ok(false),
+                },
+            };
+            std::thread::sleep(sleep);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}

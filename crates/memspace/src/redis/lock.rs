@@ -1,0 +1,316 @@
+//! [`RedisLock`]: a `Lock` as a lease on a Redis key, with fencing tokens.
+//!
+//! * **Acquire**: one script checks that `memspace:{NAME}:items` is absent, takes the next
+//!   fencing token with `INCR memspace:{NAME}:fence` and sets the key to
+//!   `PID:NONCE:TOKEN` with `PX lease`: `SET NX PX` with a token, atomically.
+//! * **Hold**: a thread renews the lease every third of its length with a compare-and-`PEXPIRE`
+//!   script, so a live holder keeps it however long it works. A holder that is killed stops
+//!   renewing, and the lease expires after at most its length.
+//! * **Release**: a compare-and-delete script, so a holder whose lease expired never deletes
+//!   the next holder's lease. If the lease was gone, the release reports
+//!   [`LockError::LockLost`].
+//!
+//! What this does *not* give: mutual exclusion is only as good as the lease. A holder paused
+//! for longer than its lease (a stopped process, a long GC-like stall, a partition from
+//! Redis) loses the lock while it still runs, and a Redis failover with asynchronous
+//! replication can hand the lock to two holders. The fencing token is what makes such
+//! overlaps harmless: it grows with every acquisition, and a storage service that remembers
+//! the largest token it has seen and refuses smaller ones rejects the stale holder's writes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, LazyLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+
+use super::Object;
+use super::conn::is_connection_problem;
+use crate::error::{Error, Result};
+use crate::sync::LockError;
+use crate::sys;
+
+/// How long a lease lasts unless the name says `?lease_ms=N`.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+return token
+",
+    )
+});
+
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+    )
+});
+
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// The Redis side of a `Lock`.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisLock {
+    object: Arc<Object>,
+    lease_key: String,
+    fence_key: String,
+    lease: Duration,
+}
+
+/// What a failed acquisition attempt says.
+pub(crate) enum Attempt {
+    Held(Lease),
+    Busy,
+}
+
+impl RedisLock {
+    pub(crate) fn new(object: Arc<Object>) -> Self {
+        let lease = object
+            .lease_ms()
+            .map_or(DEFAULT_LEASE, Duration::from_millis);
+        RedisLock {
+            lease_key: object.key("items"),
+            fence_key: object.key("fence"),
+            object,
+            lease,
+        }
+    }
+
+    pub(crate) fn object(&self) -> &Object {
+        &self.object
+    }
+
+    fn unavailable(&self, err: &Error) -> LockError<()> {
+        LockError::Unavailable {
+            name: self.object.name().clone(),
+            detail: err.to_string(),
+        }
+    }
+
+    /// One attempt to take the lease.
+    pub(crate) fn try_acquire(&self) -> Result<Attempt, LockError<()>> {
+        static NONCE: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let owner = format!(
+            "{}:{nanos:08x}{:x}",
+            sys::pid(),
+            NONCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let object = &self.object;
+        let token: u64 = object
+            .conn()
+            .write(object.name(), "acquiring", |c| {
+                ACQUIRE
+                    .key(&self.lease_key)
+                    .key(&self.fence_key)
+                    .arg(&owner)
+                    .arg(lease_ms)
+                    .invoke(c)
+            })
+            .map_err(|err| self.unavailable(&err))?;
+        if token == 0 {
+            return Ok(Attempt::Busy);
+        }
+        Ok(Attempt::Held(Lease::start(
+            self.clone(),
+            format!("{owner}:{token}"),
+            token,
+        )))
+    }
+
+    /// The pid and fencing token of the current holder, if the lease is held.
+    pub(crate) fn holder(&self) -> Result<Option<(u32, u64)>> {
+        let object = &self.object;
+        let value: Option<String> =
+            object
+                .conn()
+                .read(object.name(), "reading the holder", |c| {
+                    redis::cmd("GET").arg(&self.lease_key).query(c)
+                })?;
+        Ok(value.and_then(|value| {
+            let mut parts = value.split(':');
+            let pid = parts.next()?.parse().ok()?;
+            let token = parts.nth(1)?.parse().ok()?;
+            Some((pid, token))
+        }))
+    }
+
+    /// The largest fencing token handed out so far (0: none).
+    pub(crate) fn last_token(&self) -> Result<u64> {
+        let object = &self.object;
+        let token: Option<u64> = object
+            .conn()
+            .read(object.name(), "reading the token", |c| {
+                redis::cmd("GET").arg(&self.fence_key).query(c)
+            })?;
+        Ok(token.unwrap_or(0))
+    }
+}
+
+/// A held lease, renewed by a thread until released or dropped.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    lock: RedisLock,
+    value: String,
+    token: u64,
+    lost: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
+    renewer: Option<JoinHandle<()>>,
+}
+
+impl Lease {
+    fn start(lock: RedisLock, value: String, token: u64) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let renewer = {
+            let (lock, value, lost) = (lock.clone(), value.clone(), Arc::clone(&lost));
+            std::thread::Builder::new()
+                .name("memspace-lease".to_owned())
+                .spawn(move || renew(&lock, &value, &lost, &stopped))
+                .ok()
+        };
+        Lease {
+            lock,
+            value,
+            token,
+            lost,
+            stop: Some(stop),
+            renewer,
+        }
+    }
+
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    fn lost(&self) -> LockError<()> {
+        LockError::LockLost {
+            name: self.lock.object.name().clone(),
+            token: self.token,
+        }
+    }
+
+    /// Whether the lease is still this holder's, asking the server.
+    pub(crate) fn check(&self) -> Result<(), LockError<()>> {
+        if self.lost.load(Ordering::Acquire) {
+            return Err(self.lost());
+        }
+        let object = &self.lock.object;
+        let value: Option<String> = object
+            .conn()
+            .read(object.name(), "checking the lease", |c| {
+                redis::cmd("GET").arg(&self.lock.lease_key).query(c)
+            })
+            .map_err(|err| self.lock.unavailable(&err))?;
+        if value.as_deref() == Some(self.value.as_str()) {
+            Ok(())
+        } else {
+            self.lost.store(true, Ordering::Release);
+            Err(self.lost())
+        }
+    }
+
+    fn stop_renewing(&mut self) {
+        drop(self.stop.take());
+        if let Some(renewer) = self.renewer.take() {
+            // A renewer that panicked has nothing left to clean up.
+            let _ = renewer.join();
+        }
+    }
+
+    /// Stops renewing and deletes the lease if it is still this holder's.
+    pub(crate) fn release(&mut self) -> Result<(), LockError<()>> {
+        self.stop_renewing();
+        if self.value.is_empty() {
+            return Ok(());
+        }
+        let value = std::mem::take(&mut self.value);
+        let object = &self.lock.object;
+        // Compare-and-delete can be repeated without harm, so it is retried like a read.
+        let deleted: u64 = object
+            .conn()
+            .read(object.name(), "releasing", |c| {
+                RELEASE.key(&self.lock.lease_key).arg(&value).invoke(c)
+            })
+            .map_err(|err| self.lock.unavailable(&err))?;
+        if deleted == 1 {
+            Ok(())
+        } else {
+            Err(self.lost())
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Drop cannot report: a lease that cannot be released expires on its own.
+        let _ = self.release();
+    }
+}
+
+/// The renewal thread: extends the lease every third of its length until told to stop, and
+/// marks it lost when the server says it is no longer ours, or when it could not be renewed
+/// before it would have expired.
+fn renew(lock: &RedisLock, value: &str, lost: &AtomicBool, stopped: &mpsc::Receiver<()>) {
+    let period = lock.lease / 3;
+    let lease_ms = u64::try_from(lock.lease.as_millis()).unwrap_or(u64::MAX);
+    let mut valid_until = Instant::now() + lock.lease;
+    loop {
+        match stopped.recv_timeout(period) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let asked = Instant::now();
+        let object = &lock.object;
+        let renewed: Result<u64> = object.conn().read(object.name(), "renewing", |c| {
+            RENEW
+                .key(&lock.lease_key)
+                .arg(value)
+                .arg(lease_ms)
+                .invoke(c)
+        });
+        match renewed {
+            Ok(1) => valid_until = asked + lock.lease,
+            Ok(_) => {
+                lost.store(true, Ordering::Release);
+                return;
+            }
+            Err(Error::Redis { source, .. })
+                if source
+                    .downcast_ref::<redis::RedisError>()
+                    .is_some_and(|e| !is_connection_problem(e)) =>
+            {
+                lost.store(true, Ordering::Release);
+                return;
+            }
+            Err(_) => {
+                if Instant::now() >= valid_until {
+                    lost.store(true, Ordering::Release);
+                    return;
+                }
+            }
+        }
+    }
+}

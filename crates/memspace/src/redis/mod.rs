@@ -1,0 +1,448 @@
+//! The Redis backend: [`Lock`](crate::sync::Lock), [`SharedList`](crate::collections::SharedList),
+//! [`SharedMap`](crate::collections::SharedMap), [`Queue`](crate::collections::Queue),
+//! [`Value`](crate::collections::Value) and [`Event`](crate::sync::Event) on a Redis server,
+//! selected by a `redis://HOST:PORT/NAME` name.
+//!
+//! # Keys
+//!
+//! Object `NAME` owns the keys `memspace:{NAME}` (a hash: `kind`, `type`, `size`, `capacity`,
+//! `version`; what `memspace ls --redis` and `inspect` read) and `memspace:{NAME}:items` (the
+//! data, in the native type that fits the kind). A lock also has `memspace:{NAME}:fence`, the
+//! fencing counter, which removing the lock keeps so that tokens never go back; a queue has
+//! `memspace:{NAME}:seq`. The braces are a Redis Cluster hash tag: all keys of one object live
+//! in one slot, so the scripts that touch several of them are valid on a cluster too.
+//!
+//! Items are encoded as in shared memory (`MessagePack`, see `collections::codec`), so the CLI
+//! prints both backends' items alike.
+
+mod conn;
+mod event;
+mod list;
+mod lock;
+mod map;
+mod queue;
+mod value;
+
+use std::sync::{Arc, LazyLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+
+pub(crate) use self::conn::Conn;
+pub(crate) use self::lock::{Attempt, Lease, RedisLock};
+pub(crate) use self::queue::Received;
+
+use crate::error::{Error, OpenError, Result};
+use crate::segment::{Kind, RedisLocation, SegmentName};
+
+/// The layout version of the keys (the `version` field of the meta hash).
+const VERSION: &str = "1";
+/// The consumer group every queue consumer belongs to.
+pub(crate) const GROUP: &str = "memspace";
+
+const KINDS: [Kind; 12] = [
+    Kind::Lock,
+    Kind::Mutex,
+    Kind::List,
+    Kind::Vec,
+    Kind::Map,
+    Kind::Queue,
+    Kind::Value,
+    Kind::Condvar,
+    Kind::Event,
+    Kind::Semaphore,
+    Kind::Barrier,
+    Kind::RwLock,
+];
+
+fn parse_kind(text: &str) -> Option<Kind> {
+    KINDS.into_iter().find(|kind| kind.as_str() == text)
+}
+
+/// Creates the meta hash and the kind's initial data in one step, unless the object exists.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+if ARGV[1] == 'queue' then
+  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[7], '0', 'MKSTREAM')
+elseif ARGV[1] == 'value' then
+  redis.call('SET', KEYS[2], ARGV[5])
+elseif ARGV[1] == 'event' then
+  redis.call('SET', KEYS[2], '0')
+end
+redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'type', ARGV[2], 'size', ARGV[3],
+  'capacity', ARGV[4], 'version', ARGV[6], 'created_ms', ARGV[8])
+return 1
+",
+    )
+});
+
+/// One Redis-backed object: its name, where it lives and a connection to its server.
+#[derive(Debug)]
+pub(crate) struct Object {
+    name: SegmentName,
+    object: String,
+    lease_ms: Option<u64>,
+    conn: Conn,
+    /// The `type` recorded by the creator.
+    type_name: String,
+    /// The `size` recorded by the creator (values only).
+    size: u64,
+    /// The `capacity` recorded by the creator (queues only; 0: unbounded).
+    capacity: u64,
+}
+
+/// What a new object starts with.
+#[derive(Debug, Default)]
+pub(crate) struct Init<'a> {
+    pub(crate) type_name: &'a str,
+    pub(crate) size: u64,
+    pub(crate) capacity: u64,
+    pub(crate) value: &'a [u8],
+}
+
+fn location(name: &SegmentName) -> Result<&RedisLocation> {
+    name.redis_location().ok_or_else(|| {
+        Error::from(OpenError::InvalidName {
+            name: name.as_str().to_owned(),
+            reason: "not a `redis://HOST:PORT/NAME` name",
+        })
+    })
+}
+
+/// The meta hash's key of object `object`.
+pub(crate) fn meta_key(object: &str) -> String {
+    format!("memspace:{{{object}}}")
+}
+
+impl Object {
+    /// Creates `name` as a `kind`.
+    pub(crate) fn create(name: &SegmentName, kind: Kind, init: &Init<'_>) -> Result<Arc<Self>> {
+        let at = location(name)?;
+        let conn = Conn::new(name, &at.server)?;
+        let mut object = Object {
+            name: name.clone(),
+            object: at.object.clone(),
+            lease_ms: at.lease_ms,
+            conn,
+            type_name: init.type_name.to_owned(),
+            size: init.size,
+            capacity: init.capacity,
+        };
+        let created_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let (meta, items, seq) = (object.meta_key(), object.key("items"), object.key("seq"));
+        let made: i64 = object.conn.write(name, "creating", |c| {
+            CREATE
+                .key(&meta)
+                .key(&items)
+                .key(&seq)
+                .arg(kind.as_str())
+                .arg(init.type_name)
+                .arg(init.size)
+                .arg(init.capacity)
+                .arg(init.value)
+                .arg(VERSION)
+                .arg(GROUP)
+                .arg(created_ms.to_string())
+                .invoke(c)
+        })?;
+        if made == 0 {
+            return Err(OpenError::AlreadyExists { name: name.clone() }.into());
+        }
+        object.type_name = init.type_name.to_owned();
+        Ok(Arc::new(object))
+    }
+
+    /// Opens `name`, which must hold a `kind`.
+    pub(crate) fn open(name: &SegmentName, kind: Kind) -> Result<Arc<Self>> {
+        let at = location(name)?;
+        let conn = Conn::new(name, &at.server)?;
+        let meta = meta_key(&at.object);
+        let fields: Vec<Option<String>> = conn.read(name, "opening", |c| {
+            redis::cmd("HMGET")
+                .arg(&meta)
+                .arg("kind")
+                .arg("type")
+                .arg("size")
+                .arg("capacity")
+                .query(c)
+        })?;
+        let field = |i: usize| fields.get(i).cloned().flatten();
+        let Some(found) = field(0) else {
+            return Err(OpenError::NotFound { name: name.clone() }.into());
+        };
+        let Some(found) = parse_kind(&found) else {
+            return Err(OpenError::Corrupt {
+                name: name.clone(),
+                what: format!("its meta record names an unknown kind `{found}`"),
+            }
+            .into());
+        };
+        if found != kind {
+            return Err(OpenError::WrongKind {
+                name: name.clone(),
+                found,
+                expected: kind,
+            }
+            .into());
+        }
+        let number = |i: usize| field(i).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Ok(Arc::new(Object {
+            name: name.clone(),
+            object: at.object.clone(),
+            lease_ms: at.lease_ms,
+            conn,
+            type_name: field(1).unwrap_or_default(),
+            size: number(2),
+            capacity: number(3),
+        }))
+    }
+
+    pub(crate) fn name(&self) -> &SegmentName {
+        &self.name
+    }
+
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    pub(crate) fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub(crate) fn lease_ms(&self) -> Option<u64> {
+        self.lease_ms
+    }
+
+    pub(crate) fn meta_key(&self) -> String {
+        meta_key(&self.object)
+    }
+
+    /// The key `memspace:{NAME}:part`.
+    pub(crate) fn key(&self, part: &str) -> String {
+        format!("memspace:{{{}}}:{part}", self.object)
+    }
+
+    /// Removes the object's keys (all but a lock's fencing counter).
+    pub(crate) fn remove(&self) -> Result<()> {
+        let keys = [self.meta_key(), self.key("items"), self.key("seq")];
+        let removed: i64 = self.conn.write(&self.name, "removing", |c| {
+            redis::cmd("DEL").arg(&keys).query(c)
+        })?;
+        if removed == 0 {
+            return Err(OpenError::NotFound {
+                name: self.name.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Turns a failed decoding of item `index` into an error naming the object.
+    pub(crate) fn decode_error(
+        &self,
+        index: u64,
+        expected: &'static str,
+        source: rmp_serde::decode::Error,
+    ) -> Error {
+        Error::Decode {
+            name: self.name.clone(),
+            index,
+            expected,
+            source,
+        }
+    }
+}
+
+/// An object that `memspace ls --redis` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listed {
+    /// Its full name, `redis://HOST:PORT/NAME`.
+    pub name: String,
+    /// Its kind (`list`, `map`, ...), as recorded by its creator.
+    pub kind: String,
+    /// The item type recorded by its creator.
+    pub type_name: String,
+    /// Items (list, map, queue), or 0.
+    pub len: u64,
+}
+
+/// The memspace objects on the Redis server `url` (`redis://HOST:PORT`), by name.
+///
+/// # Errors
+///
+/// [`Error::RedisUnreachable`] if the server cannot be reached; [`OpenError::InvalidName`]
+/// if `url` is not `redis://HOST:PORT`.
+pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
+    let server = url
+        .strip_prefix(crate::segment::REDIS_PREFIX)
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|server| crate::segment::check_server(server).is_ok())
+        .ok_or_else(|| OpenError::InvalidName {
+            name: url.to_owned(),
+            reason: "a Redis server is `redis://HOST:PORT`, for example `redis://127.0.0.1:6379`",
+        })?;
+    let probe = SegmentName::new(&format!("redis://{server}/ls"))?;
+    let conn = Conn::new(&probe, server)?;
+    let mut metas: Vec<String> = conn.read(&probe, "listing objects", |c| {
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("memspace:{*}")
+                .arg("COUNT")
+                .arg(1000)
+                .query(c)?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    })?;
+    metas.sort();
+    let mut listed = Vec::new();
+    for meta in metas {
+        let Some(object) = meta
+            .strip_prefix("memspace:{")
+            .and_then(|rest| rest.strip_suffix('}'))
+        else {
+            continue;
+        };
+        let items = format!("memspace:{{{object}}}:items");
+        let (kind, type_name): (Option<String>, Option<String>) =
+            conn.read(&probe, "listing objects", |c| {
+                redis::cmd("HMGET")
+                    .arg(&meta)
+                    .arg("kind")
+                    .arg("type")
+                    .query(c)
+            })?;
+        let kind = kind.unwrap_or_default();
+        let len = match kind.as_str() {
+            "list" | "map" | "queue" => {
+                let command = match kind.as_str() {
+                    "list" => "LLEN",
+                    "map" => "HLEN",
+                    _ => "XLEN",
+                };
+                conn.read(&probe, "listing objects", |c| {
+                    redis::cmd(command).arg(&items).query(c)
+                })?
+            }
+            _ => 0,
+        };
+        listed.push(Listed {
+            name: format!("redis://{server}/{object}"),
+            kind,
+            type_name: type_name.unwrap_or_default(),
+            len,
+        });
+    }
+    Ok(listed)
+}
+
+/// Removes the object `name` (`redis://HOST:PORT/NAME`) whatever its kind.
+///
+/// # Errors
+///
+/// [`OpenError::NotFound`] if there is none; [`Error::RedisUnreachable`].
+pub fn remove(name: &str) -> Result<()> {
+    let name = SegmentName::new(name)?;
+    let kind = kind_of(&name)?;
+    Object::open(&name, kind)?.remove()
+}
+
+/// The kind of the object `name`.
+pub(crate) fn kind_of(name: &SegmentName) -> Result<Kind> {
+    let at = location(name)?;
+    let conn = Conn::new(name, &at.server)?;
+    let meta = meta_key(&at.object);
+    let kind: Option<String> = conn.read(name, "opening", |c| {
+        redis::cmd("HGET").arg(&meta).arg("kind").query(c)
+    })?;
+    let kind = kind.ok_or_else(|| OpenError::NotFound { name: name.clone() })?;
+    parse_kind(&kind).ok_or_else(|| {
+        OpenError::Corrupt {
+            name: name.clone(),
+            what: format!("its meta record names an unknown kind `{kind}`"),
+        }
+        .into()
+    })
+}
+
+/// What `memspace inspect` shows of a Redis object: its kind and a few fields.
+///
+/// # Errors
+///
+/// [`OpenError::NotFound`], [`Error::RedisUnreachable`].
+pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
+    let name = SegmentName::new(name)?;
+    let kind = kind_of(&name)?;
+    let object = Object::open(&name, kind)?;
+    let items = object.key("items");
+    let mut fields = vec![
+        ("backend", "redis".to_owned()),
+        ("server", object.conn().server().to_owned()),
+        ("type", object.type_name().to_owned()),
+        ("keys", format!("{} {items}", object.meta_key())),
+    ];
+    let read_len = |command: &'static str| -> Result<u64> {
+        object.conn().read(&name, "inspecting", |c| {
+            redis::cmd(command).arg(&items).query(c)
+        })
+    };
+    match kind {
+        Kind::List => fields.push(("len", read_len("LLEN")?.to_string())),
+        Kind::Map => fields.push(("len", read_len("HLEN")?.to_string())),
+        Kind::Queue => {
+            let queue = queue::RedisQueue::new(Arc::clone(&object));
+            fields.push(("waiting", queue.len()?.to_string()));
+            fields.push(("in flight", queue.in_flight()?.to_string()));
+            let capacity = object.capacity();
+            if capacity > 0 {
+                fields.push(("capacity", capacity.to_string()));
+            }
+        }
+        Kind::Lock => {
+            let lock = RedisLock::new(Arc::clone(&object));
+            let holder = lock.holder()?;
+            fields.push((
+                "held",
+                holder.map_or_else(
+                    || "no".to_owned(),
+                    |(pid, token)| format!("yes, by pid {pid}, fencing token {token}"),
+                ),
+            ));
+            fields.push(("last fencing token", lock.last_token()?.to_string()));
+        }
+        Kind::Event => {
+            let set = event::RedisEvent::new(Arc::clone(&object)).is_set()?;
+            fields.push(("set", if set { "yes" } else { "no" }.to_owned()));
+        }
+        Kind::Value => fields.push(("size", object.size().to_string())),
+        _ => {}
+    }
+    Ok((kind, fields))
+}
+
+pub(crate) use self::event::RedisEvent;
+pub(crate) use self::list::RedisList;
+pub(crate) use self::map::RedisMap;
+pub(crate) use self::queue::RedisQueue;
+pub(crate) use self::value::RedisValue;

@@ -1,0 +1,364 @@
+//! [`RedisQueue`]: a `Queue` as a Redis stream read through one consumer group.
+//!
+//! * `put`: a script checks the bound (`XLEN` counts every unacknowledged item), takes the
+//!   next sequence number (`INCR memspace:{NAME}:seq`) and `XADD`s the item.
+//! * `receive`: first `XAUTOCLAIM` takes over an item that has been in flight longer than the
+//!   queue's lease (its receiver died, or was too slow, or put it back), then `XREADGROUP`
+//!   takes a new one. The stream's delivery counter is [`Delivery::deliveries`].
+//! * `ack`: `XACK` and `XDEL`, only if the item is still in flight with this receiver.
+//! * `nack`: the item's idle time is set far in the past, so the next receive takes it first.
+//!
+//! Unlike shared memory, a Redis queue cannot see whether a receiver on another machine is
+//! alive: an item is redelivered once it has been in flight longer than the lease (30 s, or
+//! `?lease_ms=N` in the name). A receiver slower than that gets
+//! [`QueueError::NotInFlight`](crate::collections::QueueError::NotInFlight) on `ack`, and the
+//! item is processed twice: delivery is at least once.
+//!
+//! [`Delivery::deliveries`]: crate::collections::Delivery::deliveries
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::{Script, Value};
+
+use super::{GROUP, Object};
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// How long an item may be in flight before another receiver takes it over.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The idle time given to a nacked item: far past any lease.
+const PUT_BACK_IDLE_MS: u64 = 1 << 40;
+
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local capacity = tonumber(ARGV[2])
+if capacity > 0 and redis.call('XLEN', KEYS[1]) >= capacity then return 0 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], '*', 'seq', seq, 'v', ARGV[1])
+return seq
+",
+    )
+});
+
+/// Acknowledges an item if it is in flight with this consumer: 1, else 0.
+static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// Puts an item back if it is in flight with this consumer: 1, else 0.
+static NACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
+return 1
+",
+    )
+});
+
+/// Waiting items (the stream's length less the items in flight) and items in flight.
+static COUNTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local n = redis.call('XLEN', KEYS[1])
+local p = redis.call('XPENDING', KEYS[1], ARGV[1])
+return {n - p[1], p[1]}
+",
+    )
+});
+
+/// This process's consumer name in the group: `PID-NONCE` (a forked child gets its own).
+fn consumer() -> String {
+    static NAME: Mutex<Option<(u32, String)>> = Mutex::new(None);
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let pid = sys::pid();
+    let mut name = NAME.lock().unwrap_or_else(PoisonError::into_inner);
+    match &*name {
+        Some((owner, text)) if *owner == pid => text.clone(),
+        _ => {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let text = format!(
+                "{pid}-{nanos:08x}{}",
+                SEQUENCE.fetch_add(1, Ordering::Relaxed)
+            );
+            *name = Some((pid, text.clone()));
+            text
+        }
+    }
+}
+
+/// An item handed out by [`RedisQueue::receive`].
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// The stream entry's id.
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    pub(crate) deliveries: u32,
+    pub(crate) payload: Vec<u8>,
+    /// The consumer that received it.
+    pub(crate) consumer: String,
+}
+
+/// The Redis side of a `Queue`.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisQueue {
+    object: Arc<Object>,
+    items: String,
+    lease: Duration,
+}
+
+/// `[id, [field, value, ...]]` of a stream entry: its id, `seq` and `v`.
+fn entry(value: &Value) -> Option<(String, u64, Vec<u8>)> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    let id = redis::from_redis_value_ref::<String>(parts.first()?).ok()?;
+    let fields: Vec<Vec<u8>> = redis::from_redis_value_ref(parts.get(1)?).ok()?;
+    let mut seq = 0;
+    let mut payload = None;
+    for pair in fields.chunks(2) {
+        if let [field, value] = pair {
+            match field.as_slice() {
+                b"seq" => seq = std::str::from_utf8(value).ok()?.parse().ok()?,
+                b"v" => payload = Some(value.clone()),
+                _ => {}
+            }
+        }
+    }
+    Some((id, seq, payload?))
+}
+
+impl RedisQueue {
+    pub(crate) fn new(object: Arc<Object>) -> Self {
+        let lease = object
+            .lease_ms()
+            .map_or(DEFAULT_LEASE, Duration::from_millis);
+        RedisQueue {
+            items: object.key("items"),
+            object,
+            lease,
+        }
+    }
+
+    pub(crate) fn object(&self) -> &Object {
+        &self.object
+    }
+
+    fn corrupt(&self, what: &str) -> Error {
+        Error::Corrupt {
+            name: self.object.name().clone(),
+            what: what.to_owned(),
+        }
+    }
+
+    /// Appends an item unless the queue is at its capacity; returns whether it was added.
+    pub(crate) fn put(&self, payload: &[u8]) -> Result<bool> {
+        let object = &self.object;
+        let seq: u64 = object.conn().write(object.name(), "putting", |c| {
+            PUT.key(&self.items)
+                .key(object.key("seq"))
+                .arg(payload)
+                .arg(object.capacity())
+                .invoke(c)
+        })?;
+        Ok(seq != 0)
+    }
+
+    /// Takes an item: one whose lease ran out (or that was put back) first, else a new one,
+    /// waiting up to `block` for it.
+    pub(crate) fn receive(&self, block: Option<Duration>) -> Result<Option<Received>> {
+        let consumer = consumer();
+        let object = &self.object;
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let claimed: Value = object.conn().write(object.name(), "receiving", |c| {
+            redis::cmd("XAUTOCLAIM")
+                .arg(&self.items)
+                .arg(GROUP)
+                .arg(&consumer)
+                .arg(lease_ms)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(1)
+                .query(c)
+        })?;
+        if let Value::Array(parts) = &claimed
+            && let Some(Value::Array(entries)) = parts.get(1)
+            && let Some(first) = entries.first()
+        {
+            let (id, seq, payload) =
+                entry(first).ok_or_else(|| self.corrupt("a stream entry has no item"))?;
+            let pending: Value = object.conn().read(object.name(), "receiving", |c| {
+                redis::cmd("XPENDING")
+                    .arg(&self.items)
+                    .arg(GROUP)
+                    .arg(&id)
+                    .arg(&id)
+                    .arg(1)
+                    .query(c)
+            })?;
+            let deliveries = match &pending {
+                Value::Array(rows) => rows.first().and_then(|row| match row {
+                    Value::Array(fields) => fields
+                        .get(3)
+                        .and_then(|count| redis::from_redis_value_ref::<u32>(count).ok()),
+                    _ => None,
+                }),
+                _ => None,
+            }
+            .unwrap_or(2);
+            return Ok(Some(Received {
+                id,
+                seq,
+                deliveries,
+                payload,
+                consumer,
+            }));
+        }
+        let read: Value = object.conn().write(object.name(), "receiving", |c| {
+            let mut command = redis::cmd("XREADGROUP");
+            command
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&consumer)
+                .arg("COUNT")
+                .arg(1);
+            if let Some(block) = block {
+                let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
+                command.arg("BLOCK").arg(ms);
+            }
+            command.arg("STREAMS").arg(&self.items).arg(">").query(c)
+        })?;
+        // [[stream, [[id, fields]]]] (RESP2) or a map stream -> entries (RESP3).
+        let entries = match &read {
+            Value::Nil => return Ok(None),
+            Value::Array(streams) => streams.first().and_then(|s| match s {
+                Value::Array(pair) => pair.get(1),
+                _ => None,
+            }),
+            Value::Map(streams) => streams.first().map(|(_, entries)| entries),
+            _ => None,
+        };
+        let Some(Value::Array(entries)) = entries else {
+            return Ok(None);
+        };
+        let Some(first) = entries.first() else {
+            return Ok(None);
+        };
+        let (id, seq, payload) =
+            entry(first).ok_or_else(|| self.corrupt("a stream entry has no item"))?;
+        Ok(Some(Received {
+            id,
+            seq,
+            deliveries: 1,
+            payload,
+            consumer,
+        }))
+    }
+
+    /// Acknowledges `item`; `false` if it is no longer in flight with its receiver.
+    pub(crate) fn ack(&self, item: &Received) -> Result<bool> {
+        let object = &self.object;
+        // Compare-and-acknowledge can be repeated: retried like a read.
+        let done: u64 = object.conn().read(object.name(), "acknowledging", |c| {
+            ACK.key(&self.items)
+                .arg(GROUP)
+                .arg(&item.id)
+                .arg(&item.consumer)
+                .invoke(c)
+        })?;
+        Ok(done == 1)
+    }
+
+    /// Puts `item` back for the next receiver; `false` if it is no longer in flight with its
+    /// receiver.
+    pub(crate) fn nack(&self, item: &Received) -> Result<bool> {
+        let object = &self.object;
+        let done: u64 = object.conn().read(object.name(), "putting back", |c| {
+            NACK.key(&self.items)
+                .arg(GROUP)
+                .arg(&item.id)
+                .arg(&item.consumer)
+                .arg(PUT_BACK_IDLE_MS)
+                .invoke(c)
+        })?;
+        Ok(done == 1)
+    }
+
+    fn counts(&self) -> Result<(u64, u64)> {
+        let object = &self.object;
+        let counts: Vec<u64> = object.conn().read(object.name(), "counting", |c| {
+            COUNTS.key(&self.items).arg(GROUP).invoke(c)
+        })?;
+        Ok((
+            counts.first().copied().unwrap_or(0),
+            counts.get(1).copied().unwrap_or(0),
+        ))
+    }
+
+    /// Items waiting to be received (items put back count as in flight until taken again).
+    pub(crate) fn len(&self) -> Result<u64> {
+        Ok(self.counts()?.0)
+    }
+
+    /// Items received and not yet acknowledged.
+    pub(crate) fn in_flight(&self) -> Result<u64> {
+        Ok(self.counts()?.1)
+    }
+
+    /// The items not yet delivered, oldest first.
+    pub(crate) fn waiting(&self) -> Result<Vec<Vec<u8>>> {
+        let object = &self.object;
+        let (all, pending): (Value, Value) = object.conn().read(object.name(), "reading", |c| {
+            let all = redis::cmd("XRANGE")
+                .arg(&self.items)
+                .arg("-")
+                .arg("+")
+                .query(c)?;
+            let pending = redis::cmd("XPENDING")
+                .arg(&self.items)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(u32::MAX)
+                .query(c)?;
+            Ok((all, pending))
+        })?;
+        let mut taken = std::collections::HashSet::new();
+        if let Value::Array(rows) = &pending {
+            for row in rows {
+                if let Value::Array(fields) = row
+                    && let Some(id) = fields.first()
+                    && let Ok(id) = redis::from_redis_value_ref::<String>(id)
+                {
+                    taken.insert(id);
+                }
+            }
+        }
+        let mut items = Vec::new();
+        if let Value::Array(entries) = &all {
+            for value in entries {
+                let (id, _, payload) =
+                    entry(value).ok_or_else(|| self.corrupt("a stream entry has no item"))?;
+                if !taken.contains(&id) {
+                    items.push(payload);
+                }
+            }
+        }
+        Ok(items)
+    }
+}

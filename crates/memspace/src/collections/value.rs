@@ -259,7 +259,7 @@ impl<T: Pod + Send> Value<T> {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
     pub fn unlink(&self) -> Result<()> {
         match &self.repr {
-            Repr::Shm(inner) => Ok(inner.segment.unlink()?),
+            Repr::Shm(inner) => Ok(crate::segment::Segment::remove(inner.name().as_str())?),
             Repr::Redis(value) => value.object().remove(),
         }
     }

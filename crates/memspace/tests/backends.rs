@@ -1,0 +1,460 @@
+//! One behaviour suite, two backends: every test here runs once on shared memory and once on a
+//! real `redis-server` (started per test on a free loopback port, see `redis_server/`), through
+//! the same public API. Names are the only difference: `mstest.PID.TAG.N` or
+//! `redis://127.0.0.1:PORT/mstest.PID.TAG.N`.
+
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value: that is how workers receive them"
+)]
+
+mod common;
+mod redis_server;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use memspace::collections::{Queue, QueueError, SharedMap, Value};
+use memspace::segment::Kind;
+use memspace::spawn::{Process, StartMethod};
+use memspace::sync::{Event, LockError};
+use memspace::{Backend, Error, Lock, OpenError, Segment, SharedList};
+use serde::{Deserialize, Serialize};
+
+use common::Running;
+use redis_server::RedisServer;
+
+/// Where a test's objects live, and the names it made (shared-memory ones are removed on drop;
+/// a Redis server takes its data with it).
+struct Fixture {
+    redis: Option<RedisServer>,
+    names: RefCell<Vec<String>>,
+}
+
+impl Fixture {
+    fn shared_memory() -> Self {
+        Fixture {
+            redis: None,
+            names: RefCell::default(),
+        }
+    }
+
+    fn redis() -> Self {
+        Fixture {
+            redis: Some(RedisServer::start()),
+            names: RefCell::default(),
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        match &self.redis {
+            None => Backend::SharedMemory,
+            Some(server) => Backend::redis(&server.url()).expect("the test server's URL"),
+        }
+    }
+
+    /// A fresh object name in this fixture's backend.
+    fn name(&self, tag: &str) -> String {
+        let name = self.backend().locate(&common::unique_name(tag));
+        self.names.borrow_mut().push(name.clone());
+        name
+    }
+
+    fn is_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if self.redis.is_none() {
+            for name in self.names.borrow().iter() {
+                let _ = Segment::remove(name);
+            }
+        }
+    }
+}
+
+/// Generates, for each behaviour, one test on shared memory and one on Redis.
+macro_rules! on_both_backends {
+    ($($behaviour:ident),* $(,)?) => {
+        mod shared_memory {
+            $(
+                #[test]
+                fn $behaviour() {
+                    super::prepare();
+                    let _dog = super::common::Watchdog::start();
+                    super::$behaviour(&super::Fixture::shared_memory());
+                }
+            )*
+        }
+
+        mod redis {
+            $(
+                #[test]
+                fn $behaviour() {
+                    super::prepare();
+                    let _dog = super::common::Watchdog::start();
+                    super::$behaviour(&super::Fixture::redis());
+                }
+            )*
+        }
+    };
+}
+
+/// First statement of every test: spawned children re-run this test only (see
+/// `common::init_spawn`).
+fn prepare() {
+    let test = std::thread::current()
+        .name()
+        .expect("tests run on a thread named after the test")
+        .to_owned();
+    common::init_spawn(&test);
+}
+
+on_both_backends!(
+    a_list_pushes_extends_and_reads_back_in_order,
+    structured_items_come_back_equal_and_other_types_are_decode_errors,
+    names_are_created_once_opened_by_kind_and_removed,
+    a_map_inserts_replaces_removes_and_clears,
+    a_bounded_queue_is_fifo_and_refuses_past_its_capacity,
+    a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once,
+    a_value_updates_atomically_and_checks_its_type,
+    an_event_is_set_cleared_and_waited_for,
+    a_lock_excludes_a_second_holder_until_released,
+    forked_processes_sharing_a_list_under_a_lock_see_every_item,
+    spawned_processes_sharing_a_list_under_a_lock_see_every_item,
+    processes_updating_a_value_lose_no_update,
+    a_queue_hands_each_item_to_exactly_one_of_several_processes,
+);
+
+// ---------------------------------------------------------------------------------------------
+// SharedList
+
+fn a_list_pushes_extends_and_reads_back_in_order(fx: &Fixture) {
+    let name = fx.name("list");
+    let list = SharedList::<i64>::create(&name).expect("create");
+    assert!(list.is_empty());
+    list.push(&0).expect("push");
+    list.extend([1, 2]).expect("extend");
+    assert_eq!(list.to_vec().expect("to_vec"), [0, 1, 2]);
+    assert_eq!(list.len(), 3);
+    assert_eq!(list.checked_len().expect("checked_len"), 3);
+    assert_eq!(list.get(1).expect("get"), Some(1));
+    assert_eq!(list.get(3).expect("get past the end"), None);
+    let iterated: Vec<i64> = list.iter().collect::<Result<_, _>>().expect("iter");
+    assert_eq!(iterated, [0, 1, 2]);
+
+    let other = SharedList::<i64>::open(&name).expect("open");
+    other.push(&3).expect("push through another handle");
+    assert_eq!(list.to_vec().expect("to_vec"), [0, 1, 2, 3]);
+    assert_eq!(other.name().as_str(), name);
+    assert_eq!(list.as_segment().is_some(), !fx.is_redis());
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Job {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+    weight: Option<f64>,
+}
+
+fn structured_items_come_back_equal_and_other_types_are_decode_errors(fx: &Fixture) {
+    let name = fx.name("jobs");
+    let jobs = SharedList::<Job>::create(&name).expect("create");
+    let job = Job {
+        id: 7,
+        name: "resize".into(),
+        tags: vec!["img".into(), "fast".into()],
+        weight: Some(0.5),
+    };
+    jobs.push(&job).expect("push");
+    let same = SharedList::<Job>::open(&name).expect("open");
+    assert_eq!(same.get(0).expect("get"), Some(job));
+
+    let numbers = SharedList::<u32>::open(&name).expect("open as numbers");
+    assert!(
+        matches!(numbers.get(0), Err(Error::Decode { index: 0, .. })),
+        "{:?}",
+        numbers.get(0)
+    );
+    assert!(matches!(numbers.to_vec(), Err(Error::Decode { .. })));
+}
+
+fn names_are_created_once_opened_by_kind_and_removed(fx: &Fixture) {
+    let name = fx.name("kinds");
+    let list = SharedList::<u8>::create(&name).expect("create");
+    assert!(matches!(
+        SharedList::<u8>::create(&name),
+        Err(Error::Open(OpenError::AlreadyExists { .. }))
+    ));
+    match SharedMap::<String, u8>::open(&name) {
+        Err(Error::Open(OpenError::WrongKind {
+            found: Kind::List,
+            expected: Kind::Map,
+            ..
+        })) => {}
+        other => panic!("expected WrongKind, got {other:?}"),
+    }
+    assert!(matches!(
+        Lock::open(&name),
+        Err(Error::Open(OpenError::WrongKind { .. }))
+    ));
+    list.unlink().expect("unlink");
+    assert!(matches!(
+        SharedList::<u8>::open(&name),
+        Err(Error::Open(OpenError::NotFound { .. }))
+    ));
+    // A backend value selects the same objects as a full name.
+    let short = name.rsplit('/').next().expect("a name");
+    let created = SharedList::<u8>::create_in(&fx.backend(), short).expect("create_in");
+    created.push(&9).expect("push");
+    let opened = SharedList::<u8>::open(&name).expect("open by full name");
+    assert_eq!(opened.to_vec().expect("to_vec"), [9]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SharedMap
+
+fn a_map_inserts_replaces_removes_and_clears(fx: &Fixture) {
+    let name = fx.name("map");
+    let ages = SharedMap::<String, u32>::create(&name).expect("create");
+    assert_eq!(ages.insert(&"ada".into(), &36).expect("insert"), None);
+    assert_eq!(ages.insert(&"ada".into(), &37).expect("replace"), Some(36));
+    assert_eq!(ages.insert(&"alan".into(), &41).expect("insert"), None);
+    let same = SharedMap::<String, u32>::open(&name).expect("open");
+    assert_eq!(same.get(&"ada".into()).expect("get"), Some(37));
+    assert!(same.contains_key(&"alan".into()).expect("contains"));
+    assert!(!same.contains_key(&"grace".into()).expect("contains"));
+    assert_eq!(same.len(), 2);
+    let all: HashMap<String, u32> = same.to_hash_map().expect("to_hash_map");
+    assert_eq!(
+        all,
+        HashMap::from([("ada".to_owned(), 37), ("alan".to_owned(), 41)])
+    );
+    let mut keys: Vec<String> = same.keys().collect::<Result<_, _>>().expect("keys");
+    keys.sort();
+    assert_eq!(keys, ["ada", "alan"]);
+    assert_eq!(ages.remove(&"ada".into()).expect("remove"), Some(37));
+    assert_eq!(ages.remove(&"ada".into()).expect("remove again"), None);
+    ages.clear().expect("clear");
+    assert!(same.is_empty());
+    assert_eq!(same.get(&"alan".into()).expect("get"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue
+
+fn a_bounded_queue_is_fifo_and_refuses_past_its_capacity(fx: &Fixture) {
+    let name = fx.name("queue");
+    let jobs = Queue::<String>::create_bounded(&name, 2).expect("create");
+    assert_eq!(jobs.capacity(), Some(2));
+    jobs.put(&"first".into()).expect("put");
+    jobs.put(&"second".into()).expect("put");
+    assert!(matches!(
+        jobs.try_put(&"third".into()),
+        Err(QueueError::Full { capacity: 2, .. })
+    ));
+    assert!(matches!(
+        jobs.put_timeout(&"third".into(), Duration::from_millis(20)),
+        Err(QueueError::Timeout { .. })
+    ));
+    assert_eq!(jobs.to_vec().expect("to_vec"), ["first", "second"]);
+    let same = Queue::<String>::open(&name).expect("open");
+    assert_eq!(same.len(), 2);
+    assert_eq!(same.get().expect("get"), "first");
+    jobs.try_put(&"third".into()).expect("a place is free");
+    assert_eq!(same.get().expect("get"), "second");
+    assert_eq!(same.get().expect("get"), "third");
+    assert!(matches!(same.try_get(), Err(QueueError::Empty { .. })));
+    assert!(matches!(
+        same.get_timeout(Duration::from_millis(20)),
+        Err(QueueError::Timeout { .. })
+    ));
+    assert!(same.is_empty());
+}
+
+fn a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once(fx: &Fixture) {
+    let name = fx.name("redeliver");
+    let queue = Queue::<u32>::create(&name).expect("create");
+    queue.put(&1).expect("put");
+    queue.put(&2).expect("put");
+    let first = queue.receive().expect("receive");
+    assert_eq!((*first.value(), first.deliveries()), (1, 1));
+    assert_eq!(queue.in_flight(), 1);
+    first.nack().expect("nack");
+    let again = queue.receive().expect("receive again");
+    assert_eq!((*again.value(), again.deliveries()), (1, 2));
+    drop(again);
+    let third = queue.receive().expect("receive a third time");
+    assert_eq!((*third.value(), third.deliveries()), (1, 3));
+    let seq_of_first = third.seq();
+    assert_eq!(third.ack().expect("ack"), 1);
+    let second = queue.receive().expect("receive the second item");
+    assert_eq!(*second.value(), 2);
+    assert!(second.seq() > seq_of_first, "seq grows in put order");
+    assert_eq!(second.ack().expect("ack"), 2);
+    assert_eq!((queue.len(), queue.in_flight()), (0, 0));
+    assert!(matches!(queue.try_receive(), Err(QueueError::Empty { .. })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value, Event, Lock
+
+fn a_value_updates_atomically_and_checks_its_type(fx: &Fixture) {
+    let name = fx.name("value");
+    let counter = Value::create(&name, 5u64).expect("create");
+    assert_eq!(counter.get().expect("get"), 5);
+    assert_eq!(counter.update(|v| *v += 1).expect("update"), 6);
+    let same = Value::<u64>::open(&name).expect("open");
+    same.set(41).expect("set");
+    assert_eq!(counter.update(|v| *v += 1).expect("update"), 42);
+    assert!(matches!(
+        Value::<u32>::open(&name),
+        Err(Error::Open(OpenError::TypeMismatch { .. }))
+    ));
+}
+
+fn an_event_is_set_cleared_and_waited_for(fx: &Fixture) {
+    let name = fx.name("event");
+    let ready = Event::create(&name).expect("create");
+    let same = Event::open(&name).expect("open");
+    assert!(!same.is_set());
+    assert!(!same.wait_timeout(Duration::from_millis(10)));
+    let setter = {
+        let ready = ready.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            ready.set();
+        })
+    };
+    same.wait();
+    setter.join().expect("the setter thread");
+    assert!(same.checked_is_set().expect("checked_is_set"));
+    ready.clear();
+    assert!(!same.is_set());
+}
+
+fn a_lock_excludes_a_second_holder_until_released(fx: &Fixture) {
+    let name = fx.name("lock");
+    let lock = Lock::create(&name).expect("create");
+    let other = Lock::open(&name).expect("open");
+    let first_token;
+    {
+        let guard = lock.lock().expect("lock");
+        first_token = guard.fencing_token();
+        assert_eq!(first_token.is_some(), fx.is_redis());
+        assert_eq!(other.owner(), Some(std::process::id()));
+        assert!(matches!(
+            other.try_lock(),
+            Err(LockError::WouldBlock { .. })
+        ));
+        assert!(matches!(
+            other.try_lock_for(Duration::from_millis(30)),
+            Err(LockError::Timeout { .. })
+        ));
+        guard.check().expect("still held");
+    }
+    let guard = other.try_lock().expect("free after the guard is dropped");
+    if fx.is_redis() {
+        assert!(guard.fencing_token() > first_token, "tokens grow");
+        assert_eq!(other.last_fencing_token(), guard.fencing_token());
+    }
+    guard.unlock().expect("unlock");
+    if fx.is_redis() {
+        assert_eq!(lock.owner(), None, "a released lease names no holder");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Across processes
+
+/// The tutorial's worker: pushes 0, 1, 2 under the lock.
+fn push_three((nums, lock): (SharedList<i64>, Lock)) {
+    let _held = lock.lock().expect("lock");
+    for i in 0..3 {
+        nums.push(&i).expect("push");
+    }
+}
+
+fn processes_share_a_list(fx: &Fixture, method: StartMethod) {
+    let nums = SharedList::<i64>::create(&fx.name("nums")).expect("create the list");
+    let lock = Lock::create(&fx.name("numslock")).expect("create the lock");
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| {
+            Running::start(
+                Process::new(push_three, (nums.clone(), lock.clone())).start_method(method),
+            )
+        })
+        .collect();
+    for worker in &mut workers {
+        worker.join().expect("a worker");
+    }
+    assert_eq!(
+        nums.to_vec().expect("to_vec"),
+        [0, 1, 2, 0, 1, 2, 0, 1, 2],
+        "{method}"
+    );
+}
+
+fn forked_processes_sharing_a_list_under_a_lock_see_every_item(fx: &Fixture) {
+    processes_share_a_list(fx, StartMethod::Fork);
+}
+
+fn spawned_processes_sharing_a_list_under_a_lock_see_every_item(fx: &Fixture) {
+    processes_share_a_list(fx, StartMethod::Spawn);
+}
+
+const ADDERS: u64 = 4;
+const ADDS: u64 = 25;
+
+fn add_many(counter: Value<u64>) {
+    for _ in 0..ADDS {
+        counter.update(|v| *v += 1).expect("update");
+    }
+}
+
+fn processes_updating_a_value_lose_no_update(fx: &Fixture) {
+    let counter = Value::create(&fx.name("counter"), 0u64).expect("create");
+    let mut adders: Vec<_> = (0..ADDERS)
+        .map(|_| Running::start(Process::new(add_many, counter.clone())))
+        .collect();
+    for adder in &mut adders {
+        adder.join().expect("an adder");
+    }
+    assert_eq!(counter.get().expect("get"), ADDERS * ADDS);
+}
+
+const ITEMS: u32 = 200;
+
+fn take_until_stop(queue: Queue<u32>) -> Vec<u32> {
+    let mut taken = Vec::new();
+    loop {
+        let item = queue.get().expect("get");
+        if item == u32::MAX {
+            return taken;
+        }
+        taken.push(item);
+    }
+}
+
+fn a_queue_hands_each_item_to_exactly_one_of_several_processes(fx: &Fixture) {
+    let queue = Queue::<u32>::create(&fx.name("work")).expect("create");
+    let mut consumers: Vec<_> = (0..3)
+        .map(|_| Running::start(Process::new(take_until_stop, queue.clone())))
+        .collect();
+    for item in 0..ITEMS {
+        queue.put(&item).expect("put");
+    }
+    for _ in &consumers {
+        queue.put(&u32::MAX).expect("put a stop");
+    }
+    let mut all: Vec<u32> = consumers
+        .iter_mut()
+        .flat_map(|consumer| consumer.join().expect("a consumer"))
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..ITEMS).collect::<Vec<_>>());
+}

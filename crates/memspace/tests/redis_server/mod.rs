@@ -1,0 +1,184 @@
+//! A real `redis-server` for the tests of the Redis backend: started on a free loopback port
+//! with its data in a fresh temporary directory (append-only file, `fsync` on every write, so
+//! that a restart loses nothing acknowledged), stopped and removed on drop.
+//!
+//! A guardian shell kills the server if the test process disappears without dropping it (a
+//! watchdog abort, a SIGKILL), so no test leaves a server running. `scripts/test.sh` installs
+//! Debian's `redis-server` when it is missing and checks that none is left behind.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own subset of the helpers"
+)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Every test server's directory starts with this, so that `scripts/test.sh` can find
+/// leftovers.
+pub(crate) const DIR_PREFIX: &str = "memspace-redis-test.";
+
+/// A running `redis-server`, killed on drop.
+#[derive(Debug)]
+pub(crate) struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    server: Option<Child>,
+    guardian: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a free loopback port")
+        .port()
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut answer = [0u8; 7];
+    stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+}
+
+impl RedisServer {
+    /// Starts a server on a free port.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` is not installed (`scripts/test.sh` installs it) or does not start.
+    pub(crate) fn start() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "{DIR_PREFIX}{}.{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                port: free_port(),
+                dir: dir.clone(),
+                server: None,
+                guardian: None,
+            };
+            if server.launch() {
+                return server;
+            }
+            // Another process took the port between our probe and the server's bind.
+            server.stop();
+        }
+        panic!("redis-server did not start on any of 5 free ports (see its log in {dir:?})");
+    }
+
+    /// Starts `redis-server` on this server's port and directory; whether it answers.
+    fn launch(&mut self) -> bool {
+        let server = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--protected-mode", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot run redis-server ({err}): the Redis tests need Debian's \
+                     redis-server; `bash scripts/test.sh` installs it, or run \
+                     `apt-get install -y redis-server`"
+                )
+            });
+        // Kills the server if this test process is gone without stopping it.
+        let guardian = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "while kill -0 \"$1\" 2>/dev/null && kill -0 \"$2\" 2>/dev/null; do sleep 0.2; done; \
+                 kill -0 \"$1\" 2>/dev/null || kill -9 \"$2\" 2>/dev/null",
+            )
+            .args(["guardian", &std::process::id().to_string(), &server.id().to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .ok();
+        self.server = Some(server);
+        self.guardian = guardian;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if ping(self.port) {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.server.as_mut().map(Child::try_wait) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT/NAME`.
+    pub(crate) fn name(&self, name: &str) -> String {
+        format!("{}/{name}", self.url())
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, no final save) and waits for it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        if let Some(mut guardian) = self.guardian.take() {
+            let _ = guardian.kill();
+            let _ = guardian.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory: it reloads its append-only
+    /// file, so every write it acknowledged is back.
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.launch(),
+            "redis-server did not restart on port {} (see {:?})",
+            self.port,
+            self.dir.join("redis.log")
+        );
+    }
+
+    fn stop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

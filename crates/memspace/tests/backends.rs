@@ -347,14 +347,19 @@ fn a_lock_excludes_a_second_holder_until_released(fx: &Fixture) {
         first_token = guard.fencing_token();
         assert_eq!(first_token.is_some(), fx.is_redis());
         assert_eq!(other.owner(), Some(std::process::id()));
-        assert!(matches!(
-            other.try_lock(),
-            Err(LockError::WouldBlock { .. })
-        ));
-        assert!(matches!(
-            other.try_lock_for(Duration::from_millis(30)),
-            Err(LockError::Timeout { .. })
-        ));
+        // Another thread, since a shared-memory lock tells its own holder `WouldDeadlock`.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert!(matches!(
+                    other.try_lock(),
+                    Err(LockError::WouldBlock { .. })
+                ));
+                assert!(matches!(
+                    other.try_lock_for(Duration::from_millis(30)),
+                    Err(LockError::Timeout { .. })
+                ));
+            });
+        });
         guard.check().expect("still held");
     }
     let guard = other.try_lock().expect("free after the guard is dropped");

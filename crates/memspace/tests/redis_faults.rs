@@ -1,0 +1,245 @@
+//! The Redis backend under faults, against a real `redis-server`: the server is killed
+//! (`SIGKILL`) and restarted while clients work; a lock holder is killed, or stopped for
+//! longer than its lease.
+
+mod common;
+mod redis_server;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use memspace::collections::Queue;
+use memspace::sync::{Event, LockError};
+use memspace::{Error, Lock, SharedList};
+
+use redis_server::RedisServer;
+
+/// Waits until `done` holds, for at most 20 s.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn clients_report_a_killed_server_clearly_and_recover_after_its_restart() {
+    let _dog = common::Watchdog::start();
+    let mut server = RedisServer::start();
+    let name = server.name(&common::unique_name("restart"));
+    let list = SharedList::<u32>::create(&name).expect("create");
+    let queue = Queue::<u32>::create(&server.name("restart-queue")).expect("create a queue");
+    for i in 0..50 {
+        list.push(&i).expect("push");
+    }
+    queue.put(&7).expect("put");
+
+    server.kill();
+    let err = list
+        .push(&50)
+        .expect_err("a push with the server down fails");
+    let text = err.to_string();
+    assert!(matches!(err, Error::RedisUnreachable { .. }), "{err:?}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", server.port()))
+            && text.contains(&format!("redis-server --port {}", server.port())),
+        "the error names the server and says how to start one: {text}"
+    );
+    assert!(matches!(list.get(0), Err(Error::RedisUnreachable { .. })));
+    assert!(list.checked_len().is_err());
+    assert_eq!(list.len(), 0, "len() reads 0 when the server cannot say");
+
+    server.restart();
+    // Everything acknowledged before the kill is back (append-only file, fsync always).
+    assert_eq!(
+        list.to_vec().expect("read after restart"),
+        (0..50).collect::<Vec<_>>()
+    );
+    list.push(&50).expect("push after restart");
+    assert_eq!(list.len(), 51);
+    assert_eq!(queue.get().expect("the queued item survived"), 7);
+    let lock = Lock::create(&server.name("restart-lock")).expect("create a lock");
+    lock.lock()
+        .expect("lock after restart")
+        .unlock()
+        .expect("unlock");
+}
+
+#[test]
+fn no_acknowledged_push_is_lost_when_the_server_is_killed_and_restarted_mid_run() {
+    let _dog = common::Watchdog::start();
+    let mut server = RedisServer::start();
+    let name = server.name(&common::unique_name("midrun"));
+    let list = SharedList::<u32>::create(&name).expect("create");
+    let stop = AtomicBool::new(false);
+    let (acknowledged, uncertain, errors) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let (mut acknowledged, mut uncertain, mut errors) = (Vec::new(), Vec::new(), 0);
+            let mut next = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                match list.push(&next) {
+                    Ok(()) => acknowledged.push(next),
+                    Err(Error::RedisUnreachable { outcome, .. }) => {
+                        errors += 1;
+                        if !outcome.is_empty() {
+                            uncertain.push(next);
+                        }
+                    }
+                    Err(other) => panic!("unexpected error: {other}"),
+                }
+                next += 1;
+            }
+            (acknowledged, uncertain, errors)
+        });
+        wait_until("a few pushes", || list.len() >= 200);
+        server.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        server.restart();
+        let resumed = list.len();
+        wait_until("pushes after the restart", || list.len() >= resumed + 200);
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("the writer")
+    });
+    assert!(errors > 0, "the writer saw the server go away");
+    let stored = list.to_vec().expect("read the list");
+    // Acknowledged pushes are all there, in order; a push whose answer was lost may or may
+    // not be; nothing else is, and nothing twice.
+    let mut expected = acknowledged.iter().peekable();
+    for item in &stored {
+        if expected.peek() == Some(&item) {
+            expected.next();
+        } else {
+            assert!(
+                uncertain.contains(item),
+                "item {item} was stored but neither acknowledged nor uncertain"
+            );
+        }
+    }
+    assert!(
+        expected.peek().is_none(),
+        "acknowledged push {:?} is missing",
+        expected.peek()
+    );
+    let mut unique = stored.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), stored.len(), "an item was stored twice");
+}
+
+/// The lease of the locks below.
+const LEASE_MS: u64 = 400;
+
+/// Child role: takes the lock, reports its token on the list, then waits for the event and
+/// reports what `check` and `unlock` say.
+fn hold_lock_child(base: &str) {
+    let lock = Lock::open(&format!("{base}.lock?lease_ms={LEASE_MS}")).expect("open the lock");
+    let report = SharedList::<String>::open(&format!("{base}.report")).expect("open the report");
+    let resume = Event::open(&format!("{base}.resume")).expect("open the event");
+    let guard = lock.lock().expect("lock");
+    let token = guard.fencing_token().expect("a Redis lock has tokens");
+    report.push(&token.to_string()).expect("report the token");
+    resume.wait();
+    let checked = guard.check();
+    let unlocked = guard.unlock();
+    let outcome = match (checked, unlocked) {
+        (Err(LockError::LockLost { .. }), Err(LockError::LockLost { .. })) => "lost".to_owned(),
+        other => format!("{other:?}"),
+    };
+    report.push(&outcome).expect("report the outcome");
+}
+
+fn lock_fixture(server: &RedisServer) -> (String, Lock, SharedList<String>, Event) {
+    let base = server.name(&common::unique_name("lease"));
+    let lock = Lock::create(&format!("{base}.lock?lease_ms={LEASE_MS}")).expect("create");
+    let report = SharedList::create(&format!("{base}.report")).expect("create the report");
+    let resume = Event::create(&format!("{base}.resume")).expect("create the event");
+    (base, lock, report, resume)
+}
+
+#[test]
+fn a_sigkilled_lock_holder_loses_its_lease_after_the_ttl_and_the_next_owner_gets_a_larger_token() {
+    const TEST: &str = "a_sigkilled_lock_holder_loses_its_lease_after_the_ttl_and_the_next_owner_gets_a_larger_token";
+    if let Some((_, base)) = common::role() {
+        hold_lock_child(&base);
+        return;
+    }
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let (base, lock, report, _resume) = lock_fixture(&server);
+    let mut holder = common::run_role(TEST, "hold", &base, &[]);
+    wait_until("the child to hold the lock", || report.len() == 1);
+    let child_token: u64 = report
+        .get(0)
+        .expect("read")
+        .expect("the token")
+        .parse()
+        .expect("a number");
+    assert_eq!(lock.owner(), Some(holder.pid()));
+    // The holder keeps its lease by renewing it: three leases later it still holds it.
+    std::thread::sleep(Duration::from_millis(3 * LEASE_MS));
+    assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })));
+
+    holder.kill();
+    let killed = Instant::now();
+    let guard = lock
+        .try_lock_for(Duration::from_secs(10))
+        .expect("the lease expires");
+    let waited = killed.elapsed();
+    let token = guard.fencing_token().expect("a token");
+    assert!(
+        token > child_token,
+        "next token {token} > dead holder's {child_token}"
+    );
+    assert!(
+        waited >= Duration::from_millis(LEASE_MS / 4),
+        "the lock was not free before the lease ran out ({waited:?})"
+    );
+    guard.unlock().expect("unlock");
+}
+
+#[test]
+fn a_holder_stopped_past_its_lease_is_told_it_lost_the_lock() {
+    const TEST: &str = "a_holder_stopped_past_its_lease_is_told_it_lost_the_lock";
+    if let Some((_, base)) = common::role() {
+        hold_lock_child(&base);
+        return;
+    }
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let (base, lock, report, resume) = lock_fixture(&server);
+    let holder = common::run_role(TEST, "hold", &base, &[]);
+    wait_until("the child to hold the lock", || report.len() == 1);
+    let child_token: u64 = report
+        .get(0)
+        .expect("read")
+        .expect("the token")
+        .parse()
+        .expect("a number");
+
+    // A pause longer than the lease: the child cannot renew, and the lock passes on.
+    signal(holder.pid(), "-STOP");
+    let guard = lock
+        .try_lock_for(Duration::from_secs(10))
+        .expect("the stopped holder's lease expires");
+    assert!(guard.fencing_token() > Some(child_token));
+    signal(holder.pid(), "-CONT");
+    resume.set();
+    wait_until("the child's verdict", || report.len() == 2);
+    assert_eq!(report.get(1).expect("read").as_deref(), Some("lost"));
+    // The stale holder's release did not remove the new holder's lease.
+    assert_eq!(lock.owner(), Some(std::process::id()));
+    guard.check().expect("the new holder still holds it");
+    guard.unlock().expect("unlock");
+}

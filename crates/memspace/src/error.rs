@@ -93,23 +93,24 @@ pub enum Error {
     #[error(transparent)]
     Join(#[from] JoinError),
     /// The Redis server of a Redis-backed object could not be reached, or did not answer in
-    /// time. Reads are retried once after reconnecting before this is returned; writes are
-    /// not retried (a write whose answer was lost may have been applied, see `outcome`).
+    /// time. Reads are retried for two seconds, reconnecting, before this is returned; writes
+    /// are not replayed once sent (a write whose answer was lost may have been applied: see
+    /// `maybe_applied`).
     #[error(
-        "cannot reach the Redis server `{server}` for `{name}` while {op}{outcome}; is \
-         redis-server running there? start one with `redis-server --port {port}`, or check the URL"
+        "cannot reach the Redis server `{server}` for `{name}` while {op}{}; is redis-server \
+         running there? start one with `redis-server --port {}`, or check the URL",
+        if *.maybe_applied { " (the write may or may not have been applied: read the object to find out)" } else { "" },
+        port_of(.server)
     )]
     RedisUnreachable {
         /// The object.
         name: SegmentName,
         /// `HOST:PORT`.
         server: String,
-        /// The server's port, for the hint.
-        port: String,
-        /// What was being done (`"pushing"`, `"reading"`, ...).
+        /// What was being done (`"pushing"`, `"reading an item"`, ...).
         op: &'static str,
-        /// Empty, or says that a write may or may not have been applied.
-        outcome: &'static str,
+        /// Whether a write was sent and its answer lost: it may or may not have been applied.
+        maybe_applied: bool,
         /// The client's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -147,6 +148,11 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// The port of `HOST:PORT`, for the hint that starts a server there.
+fn port_of(server: &str) -> &str {
+    server.rsplit_once(':').map_or("6379", |(_, port)| port)
 }
 
 impl<G> From<LockError<G>> for Error {

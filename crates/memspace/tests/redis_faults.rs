@@ -92,9 +92,9 @@ fn no_acknowledged_push_is_lost_when_the_server_is_killed_and_restarted_mid_run(
             while !stop.load(Ordering::Relaxed) {
                 match list.push(&next) {
                     Ok(()) => acknowledged.push(next),
-                    Err(Error::RedisUnreachable { outcome, .. }) => {
+                    Err(Error::RedisUnreachable { maybe_applied, .. }) => {
                         errors += 1;
-                        if !outcome.is_empty() {
+                        if maybe_applied {
                             uncertain.push(next);
                         }
                     }

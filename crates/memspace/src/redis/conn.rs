@@ -140,7 +140,7 @@ impl Conn {
                             pause = (pause * 2).min(Duration::from_millis(200));
                             continue;
                         }
-                        return Err(self.unreachable(name, op, "", err));
+                        return Err(self.unreachable(name, op, false, err));
                     }
                 }
             }
@@ -154,7 +154,7 @@ impl Conn {
                     if is_connection_problem(&err) && started.elapsed() < RETRY_WINDOW {
                         continue;
                     }
-                    return Err(self.unreachable(name, op, "", err));
+                    return Err(self.unreachable(name, op, false, err));
                 }
             }
             let outcome = command(&mut current.connection);
@@ -168,12 +168,7 @@ impl Conn {
                         pause = (pause * 2).min(Duration::from_millis(200));
                         continue;
                     }
-                    let outcome = if idempotent {
-                        ""
-                    } else {
-                        " (the write may or may not have been applied: read the object to find out)"
-                    };
-                    return Err(self.unreachable(name, op, outcome, err));
+                    return Err(self.unreachable(name, op, !idempotent, err));
                 }
                 Err(err) => {
                     return Err(Error::Redis {
@@ -190,20 +185,14 @@ impl Conn {
         &self,
         name: &SegmentName,
         op: &'static str,
-        outcome: &'static str,
+        maybe_applied: bool,
         err: RedisError,
     ) -> Error {
-        let port = self
-            .server
-            .rsplit_once(':')
-            .map_or("6379", |(_, port)| port)
-            .to_owned();
         Error::RedisUnreachable {
             name: name.clone(),
             server: self.server.clone(),
-            port,
             op,
-            outcome,
+            maybe_applied,
             source: Box::new(err),
         }
     }

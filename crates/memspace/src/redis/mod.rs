@@ -83,7 +83,8 @@ return 1
 #[derive(Debug)]
 pub(crate) struct Object {
     name: SegmentName,
-    object: String,
+    /// The flat name the keys are made from.
+    base: String,
     lease_ms: Option<u64>,
     conn: Conn,
     /// The `type` recorded by the creator.
@@ -122,9 +123,9 @@ impl Object {
     pub(crate) fn create(name: &SegmentName, kind: Kind, init: &Init<'_>) -> Result<Arc<Self>> {
         let at = location(name)?;
         let conn = Conn::new(name, &at.server)?;
-        let mut object = Object {
+        let object = Object {
             name: name.clone(),
-            object: at.object.clone(),
+            base: at.object.clone(),
             lease_ms: at.lease_ms,
             conn,
             type_name: init.type_name.to_owned(),
@@ -153,7 +154,6 @@ impl Object {
         if made == 0 {
             return Err(OpenError::AlreadyExists { name: name.clone() }.into());
         }
-        object.type_name = init.type_name.to_owned();
         Ok(Arc::new(object))
     }
 
@@ -193,7 +193,7 @@ impl Object {
         let number = |i: usize| field(i).and_then(|s| s.parse().ok()).unwrap_or(0);
         Ok(Arc::new(Object {
             name: name.clone(),
-            object: at.object.clone(),
+            base: at.object.clone(),
             lease_ms: at.lease_ms,
             conn,
             type_name: field(1).unwrap_or_default(),
@@ -227,12 +227,12 @@ impl Object {
     }
 
     pub(crate) fn meta_key(&self) -> String {
-        meta_key(&self.object)
+        meta_key(&self.base)
     }
 
     /// The key `memspace:{NAME}:part`.
     pub(crate) fn key(&self, part: &str) -> String {
-        format!("memspace:{{{}}}:{part}", self.object)
+        format!("memspace:{{{}}}:{part}", self.base)
     }
 
     /// Removes the object's keys (all but a lock's fencing counter).

@@ -42,8 +42,8 @@ pub(crate) enum Location {
     /// The name given to `shm_open` (`/memspace.NAME`).
     Shm(String),
     File(PathBuf),
-    /// An object on a Redis server.
-    Redis(RedisLocation),
+    /// An object on a Redis server (boxed: it is rare, and names travel inside every error).
+    Redis(Box<RedisLocation>),
 }
 
 /// Where a Redis-backed object lives.
@@ -118,11 +118,11 @@ impl SegmentName {
         check_flat(object).map_err(invalid)?;
         Ok(SegmentName {
             text: name.to_owned(),
-            location: Location::Redis(RedisLocation {
+            location: Location::Redis(Box::new(RedisLocation {
                 server: server.to_owned(),
                 object: object.to_owned(),
                 lease_ms,
-            }),
+            })),
         })
     }
 

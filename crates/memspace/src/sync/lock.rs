@@ -215,7 +215,7 @@ impl Lock {
                 Ok(crate::redis::Attempt::Held(lease)) => {
                     return Ok(LockGuard {
                         lock: self,
-                        held: Held::Redis(lease),
+                        held: Held::Redis(Box::new(lease)),
                     });
                 }
                 Ok(crate::redis::Attempt::Busy) => {}
@@ -352,7 +352,8 @@ enum Held<'a> {
         raw: RawGuard<'a>,
         recovery: Recovery,
     },
-    Redis(Lease),
+    /// Boxed: a lease is larger than a pthread guard, and guards travel inside errors.
+    Redis(Box<Lease>),
 }
 
 impl fmt::Debug for LockGuard<'_> {

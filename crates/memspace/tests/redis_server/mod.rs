@@ -77,7 +77,10 @@ impl RedisServer {
             // Another process took the port between our probe and the server's bind.
             server.stop();
         }
-        panic!("redis-server did not start on any of 5 free ports (see its log in {dir:?})");
+        panic!(
+            "redis-server did not start on any of 5 free ports (see its log in {})",
+            dir.display()
+        );
     }
 
     /// Starts `redis-server` on this server's port and directory; whether it answers.
@@ -165,9 +168,9 @@ impl RedisServer {
         self.kill();
         assert!(
             self.launch(),
-            "redis-server did not restart on port {} (see {:?})",
+            "redis-server did not restart on port {} (see {})",
             self.port,
-            self.dir.join("redis.log")
+            self.dir.join("redis.log").display()
         );
     }
 

@@ -23,21 +23,27 @@ pub(crate) enum Command {
     /// Create shared queues, put items in and get them out (items as JSON).
     #[command(subcommand)]
     Queue(QueueCommand),
-    /// Remove segments by name (processes that have them open keep using them).
+    /// Remove segments by name (processes that have them open keep using them), or Redis
+    /// objects by URL (`redis://HOST:PORT/NAME`).
     Rm {
-        /// The segments to remove.
+        /// The segments or Redis objects to remove.
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// List the memspace segments in /dev/shm.
+    /// List the memspace segments in /dev/shm, or the objects memspace keeps on a Redis
+    /// server (`--redis redis://HOST:PORT`).
     Ls {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// List the objects on this Redis server instead of /dev/shm.
+        #[arg(long, value_name = "redis://HOST:PORT")]
+        redis: Option<String>,
     },
-    /// Show a segment's header, lock, users and consistency, and optionally its items.
+    /// Show a segment's header, lock, users and consistency, and optionally its items; or a
+    /// Redis object's kind, keys and state.
     Inspect {
-        /// The segment (`NAME`, or `file:PATH`).
+        /// The segment (`NAME`, or `file:PATH`) or Redis object (`redis://HOST:PORT/NAME`).
         name: String,
         /// Also print the items, as JSON, one per line.
         #[arg(long)]
@@ -63,7 +69,8 @@ pub(crate) enum Command {
     /// Run a command while holding a named cross-process lock (created if missing), like
     /// flock(1); exits with the command's status.
     Lock {
-        /// The lock's name.
+        /// The lock's name, or `redis://HOST:PORT/NAME` for a lease on a Redis server (renewed
+        /// while the command runs).
         name: String,
         /// Give up after this many seconds (exit status 75) instead of waiting forever.
         #[arg(long, value_name = "SECONDS")]
@@ -88,6 +95,13 @@ pub(crate) struct DemoArgs {
     /// How worker processes are started.
     #[arg(long = "start", value_enum, default_value_t = Start::Fork)]
     pub(crate) start: Start,
+    /// The Redis server of `--mode redis`.
+    #[arg(
+        long,
+        value_name = "redis://HOST:PORT",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub(crate) redis: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,6 +112,9 @@ pub(crate) enum DemoMode {
     Process,
     /// Processes share a `SharedList`.
     Shared,
+    /// Processes share a `SharedList` kept on a Redis server (`--redis`); not part of the
+    /// default run, since it needs a server.
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -112,8 +129,9 @@ pub(crate) enum Start {
 pub(crate) enum ListCommand {
     /// Create an empty list; it persists until `memspace rm NAME`.
     Create {
-        /// The list's name (letters, digits, `.`, `_`, `-`), or `file:PATH` for a list kept in
-        /// a file (it survives a reboot).
+        /// The list's name (letters, digits, `.`, `_`, `-`), `file:PATH` for a list kept in a
+        /// file (it survives a reboot), or `redis://HOST:PORT/NAME` for a list on a Redis
+        /// server (`--max-size` and `--mode` do not apply there).
         name: String,
         /// The largest size in bytes the list may grow to.
         #[arg(long)]
@@ -155,7 +173,7 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 pub(crate) enum MapCommand {
     /// Create an empty map; it persists until `memspace rm NAME`.
     Create {
-        /// The map's name, or `file:PATH`.
+        /// The map's name, `file:PATH`, or `redis://HOST:PORT/NAME`.
         name: String,
         /// The largest size in bytes the map may grow to.
         #[arg(long)]
@@ -202,7 +220,7 @@ pub(crate) enum MapCommand {
 pub(crate) enum QueueCommand {
     /// Create an empty queue; it persists until `memspace rm NAME`.
     Create {
-        /// The queue's name, or `file:PATH`.
+        /// The queue's name, `file:PATH`, or `redis://HOST:PORT/NAME`.
         name: String,
         /// Hold at most this many unacknowledged items (unbounded if not given).
         #[arg(long)]
@@ -251,4 +269,8 @@ pub(crate) struct BenchArgs {
     /// Skip the Python baselines even if python3 is on the PATH.
     #[arg(long)]
     pub(crate) no_python: bool,
+    /// Instead, compare shared memory with the Redis server at this URL (list pushes one at a
+    /// time and batched, lock, queue).
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    pub(crate) redis: Option<String>,
 }

@@ -39,7 +39,7 @@ pub(crate) struct Comparison {
 }
 
 impl Comparison {
-    fn throughput(
+    pub(crate) fn throughput(
         scenario: &'static str,
         baseline: &'static str,
         memspace: f64,
@@ -145,7 +145,7 @@ impl Progress {
     }
 }
 
-fn per_second(ops: f64, elapsed: Duration) -> f64 {
+pub(crate) fn per_second(ops: f64, elapsed: Duration) -> f64 {
     ops / elapsed.as_secs_f64().max(1e-9)
 }
 
@@ -414,7 +414,7 @@ fn python_available() -> bool {
 // ---------------------------------------------------------------------------------------------
 // Output
 
-fn print_table(comparisons: &[Comparison]) {
+pub(crate) fn print_table(comparisons: &[Comparison]) {
     println!(
         "{:<22} {:<24} {:>14} {:>14}  {:<12} {:>8}",
         "SCENARIO", "BASELINE", "MEMSPACE", "BASELINE", "UNIT", "RATIO"
@@ -607,6 +607,9 @@ fn plot(path: &Path, scaling: &[(u32, f64, f64)], by_size: &[(f64, f64)]) -> any
 }
 
 pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.redis {
+        return super::bench_redis::run(url, args.quick, args.json);
+    }
     let sizes = Sizes::new(args.quick);
     let python = !args.no_python && python_available();
     if !python && !args.no_python {

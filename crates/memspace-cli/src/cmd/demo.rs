@@ -70,15 +70,14 @@ impl DemoList for SharedList<i64> {
     }
 
     fn address(&self) -> usize {
-        self.segment().base_address()
+        self.as_segment().map_or(0, memspace::Segment::base_address)
     }
 
     fn backing(&self) -> String {
-        format!(
-            "shared segment {}, inode {}",
-            self.name(),
-            self.segment().inode()
-        )
+        match self.as_segment() {
+            Some(segment) => format!("shared segment {}, inode {}", self.name(), segment.inode()),
+            None => format!("Redis list {}", self.name()),
+        }
     }
 }
 
@@ -137,11 +136,22 @@ fn experiment<L: DemoList>(
     workers: u32,
     count: u32,
 ) -> anyhow::Result<Vec<Seen>> {
+    let lock = Lock::new().context("creating the demo's lock")?;
+    experiment_with(nums, &lock, mode, workers, count)
+}
+
+/// [`experiment`] with the given lock.
+fn experiment_with<L: DemoList>(
+    nums: &L,
+    lock: &Lock,
+    mode: Mode,
+    workers: u32,
+    count: u32,
+) -> anyhow::Result<Vec<Seen>> {
     let label = match mode {
         Mode::Thread => "Thread",
         Mode::Process(_) => "Process",
     };
-    let lock = Lock::new().context("creating the demo's lock")?;
     println!("Main {label} : {:#x} ({})", nums.address(), nums.backing());
     let mut seen = Vec::new();
     for i in 0..workers {
@@ -246,6 +256,57 @@ fn run_shared(workers: u32, count: u32, method: StartMethod) -> anyhow::Result<(
     Ok(())
 }
 
+/// Removes the demo's Redis objects however the run ends.
+struct RedisCleanup(Vec<String>);
+
+impl Drop for RedisCleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            // Best effort: the objects are the demo's own, named after its pid.
+            let _ = memspace::remote::remove(name);
+        }
+    }
+}
+
+fn run_redis(workers: u32, count: u32, method: StartMethod, url: &str) -> anyhow::Result<()> {
+    println!("== redis ({method}): {workers} child processes append to a SharedList on {url} ==");
+    let backend = memspace::Backend::redis(url).context("reading --redis")?;
+    let base = format!("demo.{}", std::process::id());
+    let list_name = backend.locate(&base);
+    let lock_name = backend.locate(&format!("{base}.lock"));
+    let nums = match SharedList::<i64>::create(&list_name) {
+        Ok(nums) => nums,
+        Err(memspace::Error::RedisUnreachable { .. }) => {
+            let port = url
+                .rsplit(':')
+                .next()
+                .unwrap_or("6379")
+                .trim_end_matches('/');
+            anyhow::bail!(
+                "no Redis server answers at {url}. Start one with \
+                 `redis-server --port {port} --save '' --appendonly yes` (Debian: \
+                 `apt-get install redis-server`), or point the demo at another with \
+                 `--redis redis://HOST:PORT`"
+            );
+        }
+        Err(err) => return Err(err).context("creating the demo's list on Redis"),
+    };
+    let _cleanup = RedisCleanup(vec![list_name.clone(), lock_name.clone()]);
+    let lock = Lock::create(&lock_name).context("creating the demo's lock on Redis")?;
+    let seen = experiment_with(&nums, &lock, Mode::Process(method), workers, count)?;
+    let all = nums.len() == u64::from(workers * count);
+    println!(
+        "-> memory shared: {} (through Redis). The children (pids {}) opened {} by its URL, \
+         which is how the handle travelled to them, and appended there; the parent reads every \
+         append back from the server. The same code runs with the list in shared memory \
+         (`--mode shared`), or with workers on other machines that reach {url}.",
+        if all { "yes" } else { "NO (unexpected)" },
+        pids(&seen),
+        nums.name(),
+    );
+    Ok(())
+}
+
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let method = match args.start {
         Start::Fork => StartMethod::Fork,
@@ -263,6 +324,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
             DemoMode::Thread => run_threads(args.workers, args.count)?,
             DemoMode::Process => run_processes(args.workers, args.count, method)?,
             DemoMode::Shared => run_shared(args.workers, args.count, method)?,
+            DemoMode::Redis => run_redis(args.workers, args.count, method, &args.redis)?,
         }
     }
     Ok(())

@@ -10,6 +10,9 @@ use super::ls::bytes;
 use super::process;
 
 pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
+    if super::is_redis(name) {
+        return run_redis(name, items, as_json);
+    }
     let segment = inspect::observe(name).with_context(|| format!("inspecting `{name}`"))?;
     let info = inspect::info(&segment);
     let report = inspect::verify(&segment);
@@ -49,6 +52,61 @@ pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> 
         return Ok(());
     }
     print_info(&info, &report);
+    if let Some(values) = values {
+        println!("values");
+        for (index, value) in values.iter().enumerate() {
+            println!("{}", json!({ "index": index, "value": value }));
+        }
+    }
+    Ok(())
+}
+
+/// `inspect redis://HOST:PORT/NAME`: the object's kind, keys and state, and its items.
+fn run_redis(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
+    let (kind, fields) =
+        memspace::remote::describe(name).with_context(|| format!("inspecting `{name}`"))?;
+    let values = if items {
+        let context = || format!("reading the items of `{name}`");
+        match kind.as_str() {
+            "list" => Some(
+                SharedList::<Value>::open(name)
+                    .and_then(|list| list.to_vec())
+                    .with_context(context)?,
+            ),
+            "map" => Some(
+                SharedMap::<Value, Value>::open(name)
+                    .and_then(|map| map.to_vec())
+                    .with_context(context)?
+                    .into_iter()
+                    .map(|(k, v)| Value::Array(vec![k, v]))
+                    .collect(),
+            ),
+            "queue" => Some(
+                Queue::<Value>::open(name)
+                    .and_then(|queue| queue.to_vec())
+                    .with_context(context)?,
+            ),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if as_json {
+        let mut object = json!({ "name": name, "kind": kind.as_str() });
+        for (what, value) in &fields {
+            object[what.replace(' ', "_")] = Value::String(value.clone());
+        }
+        if let Some(values) = values {
+            object["values"] = Value::Array(values);
+        }
+        println!("{}", serde_json::to_string_pretty(&object)?);
+        return Ok(());
+    }
+    println!("{:<18} {name}", "object");
+    println!("{:<18} {}", "kind", kind.as_str());
+    for (what, value) in &fields {
+        println!("{what:<18} {value}");
+    }
     if let Some(values) = values {
         println!("values");
         for (index, value) in values.iter().enumerate() {

@@ -60,7 +60,12 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
             };
             println!("{json}");
         }
-        ListCommand::Len { name } => println!("{}", open(&name)?.len()),
+        ListCommand::Len { name } => println!(
+            "{}",
+            open(&name)?
+                .checked_len()
+                .with_context(|| format!("reading the length of list `{name}`"))?
+        ),
     }
     Ok(())
 }

@@ -53,7 +53,16 @@ pub(crate) fn run(
         .args(&command[1..])
         .status()
         .with_context(|| format!("running `{}`", command[0]))?;
-    drop(guard);
+    // A Redis lease may have run out while the command ran (the command outlived a pause, or
+    // the server was gone for longer than the lease): then another holder may have run at the
+    // same time, which the caller must hear about.
+    match guard.unlock() {
+        Ok(()) => {}
+        Err(err @ LockError::LockLost { .. }) => {
+            return Err(Error::from(err)).with_context(|| format!("holding `{name}`"));
+        }
+        Err(err) => eprintln!("memspace: releasing lock `{name}`: {err}"),
+    }
     let code = match (
         status.code(),
         std::os::unix::process::ExitStatusExt::signal(&status),

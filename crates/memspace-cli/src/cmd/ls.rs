@@ -89,6 +89,50 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `memspace ls --redis URL`: the objects memspace keeps on a Redis server.
+pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
+    let objects =
+        memspace::remote::list_objects(url).with_context(|| format!("listing `{url}`"))?;
+    if json {
+        let array: Vec<serde_json::Value> = objects
+            .iter()
+            .map(|object| {
+                json!({
+                    "name": object.name,
+                    "kind": object.kind,
+                    "type_name": object.type_name,
+                    "items": object.len,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&array)?);
+        return Ok(());
+    }
+    if objects.is_empty() {
+        println!("no memspace objects on {url}");
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "KIND".to_owned(),
+        "ITEMS".to_owned(),
+        "TYPE".to_owned(),
+    ]];
+    for object in &objects {
+        rows.push([
+            object.name.clone(),
+            object.kind.clone(),
+            match object.kind.as_str() {
+                "list" | "map" | "queue" => object.len.to_string(),
+                _ => "-".to_owned(),
+            },
+            object.type_name.clone(),
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
 fn print_table<const N: usize>(rows: &[[String; N]]) {
     let mut widths = [0; N];
     for row in rows {

@@ -72,7 +72,12 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
                 None => bail!("map `{name}` has no key {key}"),
             }
         }
-        MapCommand::Len { name } => println!("{}", open(&name)?.len()),
+        MapCommand::Len { name } => println!(
+            "{}",
+            open(&name)?
+                .checked_len()
+                .with_context(|| format!("reading the length of map `{name}`"))?
+        ),
     }
     Ok(())
 }

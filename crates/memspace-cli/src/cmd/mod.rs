@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod bench_redis;
 mod demo;
 mod gc;
 mod inspect;
@@ -25,10 +26,19 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(command) => return queue::run(command),
         Command::Rm { names } => {
             for name in &names {
-                memspace::Segment::remove(name).with_context(|| format!("removing `{name}`"))?;
+                if is_redis(name) {
+                    memspace::remote::remove(name)
+                } else {
+                    memspace::Segment::remove(name).map_err(memspace::Error::from)
+                }
+                .with_context(|| format!("removing `{name}`"))?;
             }
         }
-        Command::Ls { json } => ls::run(json)?,
+        Command::Ls { json, redis: None } => ls::run(json)?,
+        Command::Ls {
+            json,
+            redis: Some(url),
+        } => ls::run_redis(&url, json)?,
         Command::Inspect { name, items, json } => inspect::run(&name, items, json)?,
         Command::Gc {
             names,
@@ -42,6 +52,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => return lock::run(&name, timeout, &command),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `name` selects the Redis backend (`redis://HOST:PORT/NAME`).
+pub(crate) fn is_redis(name: &str) -> bool {
+    name.starts_with(memspace::segment::REDIS_PREFIX)
 }
 
 /// Formats a process for a table: `1234` or `1234 (dead)`.

@@ -82,7 +82,12 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        QueueCommand::Len { name } => println!("{}", open(&name)?.len()),
+        QueueCommand::Len { name } => println!(
+            "{}",
+            open(&name)?
+                .checked_len()
+                .with_context(|| format!("reading the length of queue `{name}`"))?
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,170 @@
+//! `memspace bench --redis URL`: the same operations on shared memory and on a Redis server,
+//! side by side, in `bench`'s table (`speedup` is how many times faster shared memory is).
+//!
+//! Every scenario runs in one process, one call after another, so each Redis call costs at
+//! least one round trip to the server. The batched scenario appends 100 items per call: one
+//! `RPUSH` of 100 items, one round trip, which is what pipelining buys.
+
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "counts become floating-point rates"
+)]
+
+use std::time::Instant;
+
+use anyhow::Context;
+use memspace::collections::Queue;
+use memspace::{Backend, Lock, SharedList};
+
+use super::bench::{Comparison, per_second, print_table};
+
+/// Items per call in the batched scenario.
+const BATCH: usize = 100;
+
+/// Sizes of the runs: shared memory is so much faster that it gets more operations, for a
+/// comparable measuring time.
+struct Sizes {
+    shm: u64,
+    redis: u64,
+}
+
+/// Removes the bench's objects however the run ends.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            // Best effort: the names are the bench's own, made of its pid.
+            if name.starts_with(memspace::segment::REDIS_PREFIX) {
+                let _ = memspace::remote::remove(name);
+            } else {
+                let _ = memspace::Segment::remove(name);
+            }
+        }
+    }
+}
+
+fn push_one_by_one(list: &SharedList<i64>, n: u64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for i in 0..n {
+        list.push(&i.cast_signed())
+            .with_context(|| format!("pushing to `{}`", list.name()))?;
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+fn push_batched(list: &SharedList<i64>, n: u64) -> anyhow::Result<f64> {
+    let batch: Vec<i64> = (0i64..).take(BATCH).collect();
+    let calls = n.div_ceil(BATCH as u64);
+    let start = Instant::now();
+    for _ in 0..calls {
+        list.extend(&batch)
+            .with_context(|| format!("extending `{}`", list.name()))?;
+    }
+    Ok(per_second((calls * BATCH as u64) as f64, start.elapsed()))
+}
+
+fn lock_unlock(lock: &Lock, n: u64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for _ in 0..n {
+        let guard = lock.lock().map_err(memspace::Error::from)?;
+        guard.unlock().map_err(memspace::Error::from)?;
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+fn put_get(queue: &Queue<i64>, n: u64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for i in 0..n {
+        queue.put(&i.cast_signed())?;
+        queue.get()?;
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+/// The four scenarios on one backend: pushes/s, batched pushes/s, locks/s, put+get/s.
+fn measure(backend: &Backend, n: u64, cleanup: &mut Cleanup) -> anyhow::Result<[f64; 4]> {
+    let base = format!("bench.{}", std::process::id());
+    let name = |what: &str| backend.locate(&format!("{base}.{what}"));
+    let (list_name, batch_name, lock_name, queue_name) =
+        (name("list"), name("batch"), name("lock"), name("queue"));
+    cleanup.0.extend([
+        list_name.clone(),
+        batch_name.clone(),
+        lock_name.clone(),
+        queue_name.clone(),
+    ]);
+    let list =
+        SharedList::<i64>::create(&list_name).with_context(|| format!("creating `{list_name}`"))?;
+    let batched = SharedList::<i64>::create(&batch_name)
+        .with_context(|| format!("creating `{batch_name}`"))?;
+    let lock = Lock::create(&lock_name).with_context(|| format!("creating `{lock_name}`"))?;
+    let queue =
+        Queue::<i64>::create(&queue_name).with_context(|| format!("creating `{queue_name}`"))?;
+    Ok([
+        push_one_by_one(&list, n)?,
+        push_batched(&batched, n * 10)?,
+        lock_unlock(&lock, n / 4)?,
+        put_get(&queue, n / 4)?,
+    ])
+}
+
+pub(crate) fn run(url: &str, quick: bool, json: bool) -> anyhow::Result<()> {
+    let redis = Backend::redis(url).context("reading --redis")?;
+    let sizes = if quick {
+        Sizes {
+            shm: 100_000,
+            redis: 5_000,
+        }
+    } else {
+        Sizes {
+            shm: 400_000,
+            redis: 20_000,
+        }
+    };
+    let mut cleanup = Cleanup(Vec::new());
+    eprintln!("shared memory ...");
+    let shm = measure(&Backend::SharedMemory, sizes.shm, &mut cleanup)?;
+    eprintln!("redis at {url} ...");
+    let remote = measure(&redis, sizes.redis, &mut cleanup)?;
+    let out = vec![
+        Comparison::throughput(
+            "shared_list_push",
+            "redis_list_push",
+            shm[0],
+            remote[0],
+            "pushes/s",
+        ),
+        Comparison::throughput(
+            "shared_list_extend_100",
+            "redis_extend_100",
+            shm[1],
+            remote[1],
+            "pushes/s",
+        ),
+        Comparison::throughput(
+            "lock_uncontended",
+            "redis_lock_lease",
+            shm[2],
+            remote[2],
+            "lock+unlock/s",
+        ),
+        Comparison::throughput(
+            "queue_put_get",
+            "redis_queue_put_get",
+            shm[3],
+            remote[3],
+            "put+get/s",
+        ),
+    ];
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_table(&out);
+        println!(
+            "\nspeedup: how many times faster shared memory is than Redis at {url}; every Redis \
+             call is at least one round trip, a batch of {BATCH} is one round trip"
+        );
+    }
+    Ok(())
+}

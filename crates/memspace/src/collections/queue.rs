@@ -1256,7 +1256,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if name.is_redis() {
             let init = crate::redis::Init {
                 type_name: std::any::type_name::<T>(),
-                capacity: if capacity == 0 { 0 } else { capacity },
+                capacity,
                 ..Default::default()
             };
             return Ok(Queue {

@@ -1,0 +1,190 @@
+//! The CLI against a real `redis-server`: `redis://HOST:PORT/NAME` wherever a name is taken,
+//! `ls --redis`, `inspect`, `rm`, `lock`, `demo --mode redis` and `bench --redis`.
+
+#[path = "../../memspace/tests/redis_server/mod.rs"]
+mod redis_server;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use redis_server::RedisServer;
+
+fn memspace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_memspace"))
+        .args(args)
+        .output()
+        .expect("run memspace")
+}
+
+fn succeed(args: &[&str]) -> String {
+    let output = memspace(args);
+    assert!(
+        output.status.success(),
+        "memspace {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn fail(args: &[&str]) -> String {
+    let output = memspace(args);
+    assert!(
+        !output.status.success(),
+        "memspace {args:?} succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn lists_maps_and_queues_work_by_url_and_show_in_ls_and_inspect() {
+    let server = RedisServer::start();
+    let (list, map, queue) = (
+        server.name("jobs"),
+        server.name("ages"),
+        server.name("work"),
+    );
+    succeed(&["list", "create", &list]);
+    succeed(&["list", "push", &list, "1", "\"two\"", "{\"a\": [3]}"]);
+    assert_eq!(
+        succeed(&["list", "get", &list]).trim(),
+        r#"[1,"two",{"a":[3]}]"#
+    );
+    assert_eq!(succeed(&["list", "get", &list, "1"]).trim(), r#""two""#);
+    assert_eq!(succeed(&["list", "len", &list]).trim(), "3");
+
+    succeed(&["map", "create", &map]);
+    succeed(&["map", "set", &map, "\"ada\"", "36"]);
+    assert_eq!(succeed(&["map", "get", &map, "\"ada\""]).trim(), "36");
+    assert_eq!(succeed(&["map", "remove", &map, "\"ada\""]).trim(), "36");
+    assert_eq!(succeed(&["map", "len", &map]).trim(), "0");
+
+    succeed(&["queue", "create", "--capacity", "5", &queue]);
+    succeed(&["queue", "put", &queue, "7", "8"]);
+    assert_eq!(succeed(&["queue", "len", &queue]).trim(), "2");
+    assert_eq!(succeed(&["queue", "get", &queue]).trim(), "7");
+
+    let listed: Value =
+        serde_json::from_str(&succeed(&["ls", "--redis", &server.url(), "--json"])).expect("JSON");
+    let names: Vec<(&str, &str)> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|o| {
+            (
+                o["name"].as_str().expect("a name"),
+                o["kind"].as_str().expect("a kind"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (map.as_str(), "map"),
+            (list.as_str(), "list"),
+            (queue.as_str(), "queue")
+        ]
+    );
+    let table = succeed(&["ls", "--redis", &server.url()]);
+    assert!(table.contains(&list) && table.contains("list"), "{table}");
+
+    let shown = succeed(&["inspect", &list, "--items"]);
+    assert!(shown.contains("kind               list"), "{shown}");
+    assert!(
+        shown.contains(r#"{"index":2,"value":{"a":[3]}}"#),
+        "{shown}"
+    );
+    let json: Value =
+        serde_json::from_str(&succeed(&["inspect", &queue, "--json", "--items"])).expect("JSON");
+    assert_eq!(json["kind"], "queue");
+    assert_eq!(json["values"], serde_json::json!([8]));
+
+    // A URL that names another kind, or nothing, fails with the reason.
+    let wrong = fail(&["map", "get", &list]);
+    assert!(wrong.contains("holds a list, not a map"), "{wrong}");
+    succeed(&["rm", &list, &map]);
+    let gone = fail(&["list", "get", &list]);
+    assert!(gone.contains("does not exist"), "{gone}");
+    assert!(fail(&["rm", &list]).contains("does not exist"));
+}
+
+#[test]
+fn lock_by_url_runs_the_command_under_a_lease_and_inspect_shows_the_token() {
+    let server = RedisServer::start();
+    let lock = server.name("deploy");
+    assert_eq!(
+        succeed(&["lock", &lock, "--", "echo", "under the lock"]).trim(),
+        "under the lock"
+    );
+    let output = memspace(&["lock", &lock, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(output.status.code(), Some(3), "the command's status");
+    let shown = succeed(&["inspect", &lock]);
+    assert!(shown.contains("held               no"), "{shown}");
+    assert!(shown.contains("last fencing token 2"), "{shown}");
+}
+
+#[test]
+fn a_url_without_a_server_fails_with_how_to_start_one() {
+    // A port nobody listens on: bind one, note it, let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let err = fail(&["list", "len", &format!("{url}/x")]);
+    assert!(
+        err.contains(&format!("redis-server --port {port}")),
+        "{err}"
+    );
+    let err = fail(&["demo", "--mode", "redis", "--redis", &url]);
+    assert!(
+        err.contains("no Redis server answers") && err.contains("apt-get install redis-server"),
+        "{err}"
+    );
+    assert!(fail(&["ls", "--redis", &url]).contains("cannot reach"));
+}
+
+#[test]
+fn demo_mode_redis_shares_a_list_between_processes_and_cleans_up() {
+    let server = RedisServer::start();
+    let out = succeed(&["demo", "--mode", "redis", "--redis", &server.url()]);
+    let last_main = out
+        .lines()
+        .find(|line| line.starts_with("Main Process : ["))
+        .expect("the final list");
+    assert_eq!(
+        last_main, "Main Process : [0, 1, 2, 0, 1, 2, 0, 1, 2]",
+        "{out}"
+    );
+    assert!(out.contains("memory shared: yes (through Redis)"), "{out}");
+    let listed = succeed(&["ls", "--redis", &server.url()]);
+    assert!(listed.contains("no memspace objects"), "{listed}");
+}
+
+#[test]
+fn bench_redis_reports_shared_memory_ahead_of_redis_with_and_without_batching() {
+    let server = RedisServer::start();
+    let out = succeed(&["bench", "--redis", &server.url(), "--quick", "--json"]);
+    let rows: Value = serde_json::from_str(&out).expect("JSON");
+    let rows = rows.as_array().expect("an array");
+    let baselines: Vec<&str> = rows
+        .iter()
+        .map(|row| row["baseline"].as_str().expect("a baseline"))
+        .collect();
+    assert_eq!(
+        baselines,
+        [
+            "redis_list_push",
+            "redis_extend_100",
+            "redis_lock_lease",
+            "redis_queue_put_get"
+        ]
+    );
+    for row in rows {
+        assert!(row["speedup"].as_f64().expect("a ratio") > 0.0, "{row}");
+    }
+    let listed = succeed(&["ls", "--redis", &server.url()]);
+    assert!(listed.contains("no memspace objects"), "{listed}");
+}

@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it and as `.ci/run` runs it after its lint steps.
-# It installs what it needs (cargo-nextest) and fails if a test leaves a segment in /dev/shm.
+# It installs what it needs (cargo-nextest, Debian's redis-server for the Redis backend's tests)
+# and fails if a test leaves a segment in /dev/shm or a test redis-server running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest (the test runner: one process per test, which fork-based tests need)"
   cargo install cargo-nextest --locked
+fi
+
+# The Redis backend's tests start their own redis-server on a free loopback port.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (the Redis backend's tests run against a real server)"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && apt-get install -y -qq redis-server
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq && sudo apt-get install -y -qq redis-server
+  else
+    echo "redis-server is missing and this user cannot install it: run \`apt-get install redis-server\` as root" >&2
+    exit 1
+  fi
+  # Debian starts a system-wide server on 6379; the tests use their own, so it may stay.
 fi
 
 shm_before=$(ls /dev/shm 2>/dev/null | grep '^memspace\.' | sort || true)
@@ -40,4 +55,11 @@ if [ -n "$leaked" ]; then
   printf '  %s\n' $leaked >&2
   exit 1
 fi
-echo "all tests passed; /dev/shm is clean"
+# The test servers' process titles end with memspace-redis-test (see
+# crates/memspace/tests/redis_server); none may outlive its test.
+if pgrep -f 'memspace-redis-test' >/dev/null 2>&1; then
+  echo "the tests left redis-server processes running:" >&2
+  pgrep -af 'memspace-redis-test' >&2
+  exit 1
+fi
+echo "all tests passed; /dev/shm is clean and no test redis-server is left"

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 /// leftovers.
 pub(crate) const DIR_PREFIX: &str = "memspace-redis-test.";
 
+/// The process title of every test server (`ps` shows it; `scripts/test.sh` checks that none
+/// is left once the tests are done).
+pub(crate) const PROCESS_TITLE: &str = "{title} {listen-addr} memspace-redis-test";
+
 /// A running `redis-server`, killed on drop.
 #[derive(Debug)]
 pub(crate) struct RedisServer {
@@ -96,6 +100,8 @@ impl RedisServer {
                 "always",
             ])
             .args(["--protected-mode", "no", "--daemonize", "no"])
+            // What `scripts/test.sh` looks for to find servers a test left running.
+            .args(["--proc-title-template", PROCESS_TITLE])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")

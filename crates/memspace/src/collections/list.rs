@@ -236,7 +236,8 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         Self::create_with(name, &SegmentOptions::new())
     }
 
-    /// Creates the list `name` with `options` (mode, initial and maximum size).
+    /// Creates the list `name` with `options` (mode, initial and maximum size; they do not
+    /// apply to a Redis list).
     ///
     /// # Errors
     ///

@@ -242,6 +242,10 @@ fn record_size(payload_len: usize) -> u64 {
 /// the map as it was before the operation or as it is after it (see the module docs for the
 /// protocol and what a crash leaves behind).
 ///
+/// A name `redis://HOST:PORT/NAME` puts the map on a Redis server instead, as a hash of
+/// encoded keys to encoded values, with the same methods ([`segment`](SharedMap::segment)
+/// aside); iteration copies it with one `HGETALL`.
+///
 /// # Examples
 ///
 /// ```
@@ -1026,7 +1030,8 @@ where
         Self::create_with(name, &SegmentOptions::new())
     }
 
-    /// Creates the map `name` with `options` (mode, initial and maximum size).
+    /// Creates the map `name` with `options` (mode, initial and maximum size; they do not
+    /// apply to a Redis map).
     ///
     /// # Errors
     ///

@@ -218,6 +218,15 @@ pub enum QueueError {
 /// A bounded queue counts items in flight against its capacity: a put waits until an item is
 /// acknowledged, not merely received.
 ///
+/// # On Redis
+///
+/// A name `redis://HOST:PORT/NAME` puts the queue on a Redis server, as a stream read through
+/// a consumer group, with the same methods. One difference: Redis cannot see that a receiver
+/// on another machine died, so an item in flight for longer than the queue's lease (30 s, or
+/// `?lease_ms=N` in the name) is delivered again, and its first receiver's `ack` is then
+/// [`QueueError::NotInFlight`]. Waiting receivers block in the server for 100 ms at a time;
+/// waiting senders of a full bounded queue poll.
+///
 /// # Space
 ///
 /// Items live in a ring whose slots and bytes are reused as items are acknowledged, so a
@@ -1176,7 +1185,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Creates the queue `name`, bounded if `capacity` is given, with `options` (mode, initial
-    /// and largest size).
+    /// and largest size; they do not apply to a Redis queue).
     ///
     /// # Errors
     ///

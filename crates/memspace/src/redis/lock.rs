@@ -99,7 +99,7 @@ impl RedisLock {
         &self.object
     }
 
-    fn unavailable(&self, err: &Error) -> LockError<()> {
+    fn unavailable<G>(&self, err: &Error) -> LockError<G> {
         LockError::Unavailable {
             name: self.object.name().clone(),
             detail: err.to_string(),
@@ -107,7 +107,10 @@ impl RedisLock {
     }
 
     /// One attempt to take the lease.
-    pub(crate) fn try_acquire(&self) -> Result<Attempt, LockError<()>> {
+    ///
+    /// If the connection breaks after the attempt was sent, the lease may have been taken for
+    /// nobody: it then expires after its length, like a dead holder's.
+    pub(crate) fn try_acquire<G>(&self) -> Result<Attempt, LockError<G>> {
         static NONCE: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -219,7 +219,7 @@ impl Lock {
                     });
                 }
                 Ok(crate::redis::Attempt::Busy) => {}
-                Err(err) => return Err(retype(err)),
+                Err(err) => return Err(err),
             }
             let name = self.name().clone();
             let sleep = match wait {
@@ -313,22 +313,6 @@ impl Lock {
             Repr::Shm(segment) => Ok(segment.unlink()?),
             Repr::Redis(lock) => lock.object().remove(),
         }
-    }
-}
-
-fn retype<G>(err: LockError<()>) -> LockError<G> {
-    match err {
-        LockError::OwnerDied(()) | LockError::Poisoned(()) => LockError::Unavailable {
-            name: SegmentName::anonymous(),
-            detail: "internal: a lease has no owner death".to_owned(),
-        },
-        LockError::WouldBlock { name } => LockError::WouldBlock { name },
-        LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
-        LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
-        LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
-        LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
-        LockError::LockLost { name, token } => LockError::LockLost { name, token },
-        LockError::Unavailable { name, detail } => LockError::Unavailable { name, detail },
     }
 }
 

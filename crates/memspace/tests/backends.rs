@@ -120,6 +120,7 @@ on_both_backends!(
     a_map_inserts_replaces_removes_and_clears,
     a_bounded_queue_is_fifo_and_refuses_past_its_capacity,
     a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once,
+    a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones,
     a_value_updates_atomically_and_checks_its_type,
     an_event_is_set_cleared_and_waited_for,
     a_lock_excludes_a_second_holder_until_released,
@@ -298,6 +299,33 @@ fn a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once(fx: &Fixtu
     assert_eq!(second.ack().expect("ack"), 2);
     assert_eq!((queue.len(), queue.in_flight()), (0, 0));
     assert!(matches!(queue.try_receive(), Err(QueueError::Empty { .. })));
+}
+
+fn a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones(fx: &Fixture) {
+    const PER_THREAD: u32 = 50;
+    let queue = Queue::<u32>::create(&fx.name("threads")).expect("create");
+    let list = SharedList::<u32>::create(&fx.name("threadslist")).expect("create a list");
+    std::thread::scope(|scope| {
+        // The receiver blocks first; the others must still get their calls through.
+        let receiver = scope.spawn(|| {
+            (0..2 * PER_THREAD)
+                .map(|_| queue.get().expect("get"))
+                .collect::<Vec<_>>()
+        });
+        for offset in [0, PER_THREAD] {
+            let (queue, list) = (queue.clone(), list.clone());
+            scope.spawn(move || {
+                for item in offset..offset + PER_THREAD {
+                    queue.put(&item).expect("put");
+                    list.push(&item).expect("push");
+                }
+            });
+        }
+        let mut got = receiver.join().expect("the receiver");
+        got.sort_unstable();
+        assert_eq!(got, (0..2 * PER_THREAD).collect::<Vec<_>>());
+    });
+    assert_eq!(list.len(), u64::from(2 * PER_THREAD));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
-//! [`Conn`]: one connection to a Redis server, reopened when it breaks, in a forked child, or
+//! [`Conn`]: connections to a Redis server, reopened when they break, in a forked child, or
 //! after a restart of the server.
+//!
+//! A `Conn` keeps a few idle connections; each command takes one for its duration and gives it
+//! back, so threads sharing a handle run their commands side by side, and one that blocks in
+//! the server (a receiver waiting for an item) holds up nobody else.
 //!
 //! # Retries
 //!
@@ -29,11 +33,15 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection idle this long is pinged before a write is sent on it.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
 
-/// A connection to one Redis server, shared by the clones of a handle.
+/// How many idle connections a `Conn` keeps for later commands.
+const MAX_IDLE: usize = 4;
+
+/// Connections to one Redis server, shared by the clones of a handle.
 pub(crate) struct Conn {
     server: String,
     client: redis::Client,
-    open: Mutex<Option<Open>>,
+    /// Idle connections, most recently used last.
+    idle: Mutex<Vec<Open>>,
 }
 
 struct Open {
@@ -73,13 +81,38 @@ impl Conn {
         Ok(Conn {
             server: server.to_owned(),
             client,
-            open: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
         })
     }
 
     /// `HOST:PORT`.
     pub(crate) fn server(&self) -> &str {
         &self.server
+    }
+
+    /// An idle connection opened by this process, if there is one.
+    fn take(&self) -> Option<Open> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let pid = sys::pid();
+        // Connections inherited through fork are the parent's sockets: forget them without
+        // a word to the server (dropping one only closes this process's copy).
+        idle.retain(|open| open.pid == pid);
+        idle.pop()
+    }
+
+    fn give_back(&self, open: Open) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(open);
+        }
+    }
+
+    /// Drops the idle connections: after one broke, the others are likely broken too.
+    fn forget_idle(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     fn connect(&self) -> RedisResult<Open> {
@@ -123,16 +156,12 @@ impl Conn {
     ) -> Result<T> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(20);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.take();
         loop {
-            if open.as_ref().is_some_and(|o| o.pid != sys::pid()) {
-                // Inherited through fork: the socket is the parent's. Forget it without
-                // telling the server anything (dropping only closes this process's copy).
-                *open = None;
-            }
-            if open.is_none() {
-                match self.connect() {
-                    Ok(fresh) => *open = Some(fresh),
+            let mut current = match open.take() {
+                Some(current) => current,
+                None => match self.connect() {
+                    Ok(fresh) => fresh,
                     Err(err) => {
                         // Nothing was sent: retrying is safe for reads and writes alike.
                         if started.elapsed() + pause < RETRY_WINDOW {
@@ -142,15 +171,14 @@ impl Conn {
                         }
                         return Err(self.unreachable(name, op, false, err));
                     }
-                }
-            }
-            let Some(current) = open.as_mut() else {
-                continue;
+                },
             };
             if !idempotent && current.last_used.elapsed() > IDLE_CHECK {
                 let ping: RedisResult<()> = redis::cmd("PING").query(&mut current.connection);
                 if let Err(err) = ping {
-                    *open = None;
+                    // The connection died while idle (a server restart): a fresh one, and the
+                    // write was never sent.
+                    self.forget_idle();
                     if is_connection_problem(&err) && started.elapsed() < RETRY_WINDOW {
                         continue;
                     }
@@ -160,9 +188,15 @@ impl Conn {
             let outcome = command(&mut current.connection);
             current.last_used = Instant::now();
             match outcome {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.give_back(current);
+                    return Ok(value);
+                }
                 Err(err) if is_connection_problem(&err) => {
-                    *open = None;
+                    // This connection is done for, and the idle ones most likely too (the server
+                    // went away); the next attempt opens a new one.
+                    drop(current);
+                    self.forget_idle();
                     if idempotent && started.elapsed() < RETRY_WINDOW {
                         std::thread::sleep(pause);
                         pause = (pause * 2).min(Duration::from_millis(200));
@@ -171,6 +205,8 @@ impl Conn {
                     return Err(self.unreachable(name, op, !idempotent, err));
                 }
                 Err(err) => {
+                    // The server answered: the connection is fine.
+                    self.give_back(current);
                     return Err(Error::Redis {
                         name: name.clone(),
                         op,

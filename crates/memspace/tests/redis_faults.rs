@@ -138,6 +138,33 @@ fn no_acknowledged_push_is_lost_when_the_server_is_killed_and_restarted_mid_run(
     assert_eq!(unique.len(), stored.len(), "an item was stored twice");
 }
 
+#[test]
+fn a_server_that_stops_answering_is_a_timeout_error_and_the_client_recovers() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let list =
+        SharedList::<u32>::create(&server.name(&common::unique_name("hung"))).expect("create");
+    list.push(&1).expect("push");
+    signal(server.pid(), "-STOP");
+    let asked = Instant::now();
+    let err = list
+        .checked_len()
+        .expect_err("a stopped server does not answer");
+    let waited = asked.elapsed();
+    signal(server.pid(), "-CONT");
+    assert!(matches!(err, Error::RedisUnreachable { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("cannot reach the Redis server"),
+        "{err}"
+    );
+    assert!(
+        waited >= Duration::from_secs(1),
+        "it waited for an answer ({waited:?})"
+    );
+    list.push(&2).expect("push once the server answers again");
+    assert_eq!(list.to_vec().expect("read"), [1, 2]);
+}
+
 /// The lease of the locks below.
 const LEASE_MS: u64 = 400;
 

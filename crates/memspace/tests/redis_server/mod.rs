@@ -151,6 +151,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.server.as_ref().expect("a running server").id()
+    }
+
     /// `redis://127.0.0.1:PORT/NAME`.
     pub(crate) fn name(&self, name: &str) -> String {
         format!("{}/{name}", self.url())

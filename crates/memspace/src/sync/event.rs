@@ -60,14 +60,16 @@ impl fmt::Debug for Event {
     }
 }
 
-/// Retries `attempt` while a Redis server is unreachable; panics after a minute.
+/// How long the methods of a Redis event that cannot return an error keep retrying.
+const RETRY_FOR: Duration = Duration::from_mins(1);
+
+/// Retries `attempt` while a Redis server is unreachable; panics after [`RETRY_FOR`].
 fn retrying<T>(name: &SegmentName, mut attempt: impl FnMut() -> Result<T>) -> T {
     let started = Instant::now();
     loop {
         match attempt() {
             Ok(value) => return value,
-            Err(err) if started.elapsed() < Duration::from_mins(1) => {
-                let _ = err;
+            Err(_) if started.elapsed() < RETRY_FOR => {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(err) => panic!("event `{name}`: {err}"),

@@ -124,6 +124,7 @@ on_both_backends!(
     a_value_updates_atomically_and_checks_its_type,
     an_event_is_set_cleared_and_waited_for,
     a_lock_excludes_a_second_holder_until_released,
+    a_forked_child_is_told_its_parent_holds_the_lock,
     forked_processes_sharing_a_list_under_a_lock_see_every_item,
     spawned_processes_sharing_a_list_under_a_lock_see_every_item,
     processes_updating_a_value_lose_no_update,
@@ -375,7 +376,11 @@ fn a_lock_excludes_a_second_holder_until_released(fx: &Fixture) {
         first_token = guard.fencing_token();
         assert_eq!(first_token.is_some(), fx.is_redis());
         assert_eq!(other.owner(), Some(std::process::id()));
-        // Another thread, since a shared-memory lock tells its own holder `WouldDeadlock`.
+        // The holder itself is told, rather than waiting for itself forever.
+        assert!(matches!(
+            other.try_lock_for(Duration::from_millis(30)),
+            Err(LockError::WouldDeadlock { .. })
+        ));
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 assert!(matches!(
@@ -399,6 +404,27 @@ fn a_lock_excludes_a_second_holder_until_released(fx: &Fixture) {
     if fx.is_redis() {
         assert_eq!(lock.owner(), None, "a released lease names no holder");
     }
+}
+
+/// What a child sees when it tries the lock its parent holds.
+fn try_the_lock(lock: Lock) -> String {
+    match lock.try_lock() {
+        Ok(_) => "acquired".to_owned(),
+        Err(LockError::WouldBlock { .. }) => "would block".to_owned(),
+        Err(other) => format!("{other:?}"),
+    }
+}
+
+fn a_forked_child_is_told_its_parent_holds_the_lock(fx: &Fixture) {
+    let lock = Lock::create(&fx.name("forklock")).expect("create");
+    let guard = lock.lock().expect("lock");
+    let seen =
+        Running::start(Process::new(try_the_lock, lock.clone()).start_method(StartMethod::Fork))
+            .join()
+            .expect("the child");
+    // Not `WouldDeadlock`: the child is another process, whatever it inherited.
+    assert_eq!(seen, "would block");
+    guard.check().expect("still the parent's");
 }
 
 // ---------------------------------------------------------------------------------------------

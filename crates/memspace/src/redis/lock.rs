@@ -17,6 +17,7 @@
 //! overlaps harmless: it grows with every acquisition, and a storage service that remembers
 //! the largest token it has seen and refuses smaller ones rejects the stale holder's writes.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, LazyLock};
@@ -30,6 +31,14 @@ use super::conn::is_connection_problem;
 use crate::error::{Error, Result};
 use crate::sync::LockError;
 use crate::sys;
+
+thread_local! {
+    /// The leases this thread holds (pid, `HOST:PORT` and key): taking one of them again would
+    /// wait forever, since this thread renews it, so it is `WouldDeadlock` as in shared memory.
+    /// A guard never leaves the thread that took it (it is `!Send`); the pid keeps a forked
+    /// child, which inherits a copy of this list, from taking its parent's leases for its own.
+    static HELD: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
 
 /// How long a lease lasts unless the name says `?lease_ms=N`.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
@@ -111,6 +120,12 @@ impl RedisLock {
     /// If the connection breaks after the attempt was sent, the lease may have been taken for
     /// nobody: it then expires after its length, like a dead holder's.
     pub(crate) fn try_acquire<G>(&self) -> Result<Attempt, LockError<G>> {
+        let held_here = self.held_key();
+        if HELD.with_borrow(|held| held.contains(&held_here)) {
+            return Err(LockError::WouldDeadlock {
+                name: self.object.name().clone(),
+            });
+        }
         static NONCE: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -136,11 +151,22 @@ impl RedisLock {
         if token == 0 {
             return Ok(Attempt::Busy);
         }
+        HELD.with_borrow_mut(|held| held.push(held_here));
         Ok(Attempt::Held(Lease::start(
             self.clone(),
             format!("{owner}:{token}"),
             token,
         )))
+    }
+
+    /// What [`HELD`] records for this lock.
+    fn held_key(&self) -> String {
+        format!(
+            "{} {} {}",
+            sys::pid(),
+            self.object.conn().server(),
+            self.lease_key
+        )
     }
 
     /// The pid and fencing token of the current holder, if the lease is held.
@@ -175,6 +201,9 @@ impl RedisLock {
 /// A held lease, renewed by a thread until released or dropped.
 #[derive(Debug)]
 pub(crate) struct Lease {
+    /// The process that took the lease: a copy of the guard inherited through fork must
+    /// neither release the parent's lease nor wait for the parent's renewal thread.
+    pid: u32,
     lock: RedisLock,
     value: String,
     token: u64,
@@ -195,6 +224,7 @@ impl Lease {
                 .ok()
         };
         Lease {
+            pid: sys::pid(),
             lock,
             value,
             token,
@@ -237,18 +267,30 @@ impl Lease {
 
     fn stop_renewing(&mut self) {
         drop(self.stop.take());
+        if self.pid != sys::pid() {
+            // The renewal thread exists only in the parent: joining it here would wait forever.
+            std::mem::forget(self.renewer.take());
+            return;
+        }
         if let Some(renewer) = self.renewer.take() {
             // A renewer that panicked has nothing left to clean up.
             let _ = renewer.join();
         }
     }
 
-    /// Stops renewing and deletes the lease if it is still this holder's.
+    /// Stops renewing and deletes the lease if it is still this holder's. In a forked child
+    /// holding a copy of the guard, does nothing: the lease is the parent's.
     pub(crate) fn release(&mut self) -> Result<(), LockError<()>> {
         self.stop_renewing();
-        if self.value.is_empty() {
+        if self.value.is_empty() || self.pid != sys::pid() {
             return Ok(());
         }
+        let held_here = self.lock.held_key();
+        HELD.with_borrow_mut(|held| {
+            if let Some(at) = held.iter().position(|key| *key == held_here) {
+                held.swap_remove(at);
+            }
+        });
         let value = std::mem::take(&mut self.value);
         let object = &self.lock.object;
         // Compare-and-delete can be repeated without harm, so it is retried like a read.

@@ -120,13 +120,13 @@ impl RedisLock {
     /// If the connection breaks after the attempt was sent, the lease may have been taken for
     /// nobody: it then expires after its length, like a dead holder's.
     pub(crate) fn try_acquire<G>(&self) -> Result<Attempt, LockError<G>> {
+        static NONCE: AtomicU64 = AtomicU64::new(0);
         let held_here = self.held_key();
         if HELD.with_borrow(|held| held.contains(&held_here)) {
             return Err(LockError::WouldDeadlock {
                 name: self.object.name().clone(),
             });
         }
-        static NONCE: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());

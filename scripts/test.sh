@@ -14,9 +14,9 @@ fi
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server (the Redis backend's tests run against a real server)"
   if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq && apt-get install -y -qq redis-server
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
   elif command -v sudo >/dev/null 2>&1; then
-    sudo apt-get update -qq && sudo apt-get install -y -qq redis-server
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
   else
     echo "redis-server is missing and this user cannot install it: run \`apt-get install redis-server\` as root" >&2
     exit 1

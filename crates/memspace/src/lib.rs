@@ -48,10 +48,10 @@
 //!   of the same user can open them. A segment is treated as untrusted input: its header is
 //!   validated on open and every offset is bounds-checked before it is followed, so garbage
 //!   gives an error naming the segment, never out-of-bounds access. A peer with write access
-//!   can still destroy the *data* (or wedge glibc's bookkeeping inside a mutex it corrupts);
-//!   memspace does not defend against a hostile process of your own user.
-//! * **Platforms.** Linux with glibc (robust process-shared mutexes, `/dev/shm`,
-//!   `fallocate`). Platform code lives in one module (`sys`) so others can follow.
+//!   can still destroy the *data* (or hold a lock forever by writing a live thread's id into
+//!   it); memspace does not defend against a hostile process of your own user.
+//! * **Platforms.** Linux (shared futexes, `/proc`, `/dev/shm`, `fallocate`). Platform code
+//!   lives in one module (`sys`) so others can follow.
 
 #[macro_use]
 mod handle;

@@ -96,7 +96,7 @@ impl<T: Pod + Send> Value<T> {
             Err(LockError::OwnerDied(guard)) => {
                 guard.mark_consistent().map_err(|source| crate::Error::Os {
                     name: self.inner.name().clone(),
-                    op: "pthread_mutex_consistent",
+                    op: "mark the lock consistent",
                     source,
                 })?;
                 Ok(guard)

@@ -81,6 +81,7 @@ impl Mapping {
     }
 
     /// Bytes mapped in this process.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.mapped.load(Ordering::Acquire)
     }
@@ -115,6 +116,7 @@ impl Mapping {
     }
 
     /// `start` as a `usize` if `[start, start + len)` is mapped.
+    #[inline]
     fn checked(&self, start: u64, len: usize) -> Option<usize> {
         let start = usize::try_from(start).ok()?;
         let end = start.checked_add(len)?;

@@ -11,8 +11,8 @@
 //! new bytes with `fallocate` (so a full `/dev/shm` is `ENOSPC`, never `SIGBUS`), then publishes
 //! the new size and bumps the generation in the header. Every other process notices a larger
 //! size when it follows an offset beyond its mapping, and maps the new tail in place. Nothing
-//! is ever remapped or moved: addresses stay valid, and the robust mutex in the control page
-//! never changes address while held.
+//! is ever remapped or moved: addresses stay valid, and the lock in the control page never
+//! changes address while threads sleep on it.
 //!
 //! # Who removes a segment
 //!
@@ -268,9 +268,7 @@ impl Segment {
         for (word, value) in self.meta().boot_id.iter().zip(boot) {
             word.store(value, Ordering::Relaxed);
         }
-        self.lock_slot()
-            .init()
-            .map_err(|source| self.os_error("pthread_mutex_init", source))?;
+        self.lock_slot().init();
         init(self)?;
         h.init_state.store(header::STATE_READY, Ordering::Release);
         Ok(())
@@ -362,7 +360,7 @@ impl Segment {
         sys::lock_file(self.fd.as_fd())?;
         if !current(self.meta()) {
             self.users_table().clear();
-            self.lock_slot().reset_after_reboot()?;
+            self.lock_slot().reset_after_reboot();
             for (word, value) in self.meta().boot_id.iter().zip(boot) {
                 word.store(value, Ordering::Release);
             }
@@ -539,6 +537,7 @@ impl Segment {
             .expect("the control page is mapped for the segment's lifetime")
     }
 
+    #[inline]
     pub(crate) fn lock_slot(&self) -> &LockSlot {
         self.map
             .get::<LockSlot>(LOCK_OFFSET)

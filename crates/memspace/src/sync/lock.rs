@@ -104,6 +104,7 @@ impl Lock {
     /// * [`LockError::Poisoned`] with the guard if a holder panicked;
     /// * [`LockError::WouldDeadlock`] if this thread holds it already;
     /// * [`LockError::Unrecoverable`] or [`LockError::Corrupt`].
+    #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Wait::Forever)
     }
@@ -113,6 +114,7 @@ impl Lock {
     /// # Errors
     ///
     /// [`LockError::WouldBlock`] if it is held, otherwise as [`Lock::lock`].
+    #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Wait::Never)
     }
@@ -129,6 +131,7 @@ impl Lock {
         self.acquire(Wait::For(timeout))
     }
 
+    #[inline]
     fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         acquire(&self.segment, wait, |raw, recovery| LockGuard {
             lock: self,
@@ -167,7 +170,8 @@ serialize_as_name!(Lock);
 
 /// Proof that this thread holds a [`Lock`]; releases it when dropped.
 ///
-/// The guard is `!Send`: a pthread mutex must be unlocked by the thread that locked it.
+/// The guard is `!Send`: the lock names the thread that holds it, which must be the one to
+/// release it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,

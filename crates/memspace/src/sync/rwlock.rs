@@ -379,7 +379,7 @@ fn retype<G>(err: LockError<()>) -> LockError<G> {
         LockError::WouldBlock { name } => LockError::WouldBlock { name },
         LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
         LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
-        LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
+        LockError::Corrupt { name, state } => LockError::Corrupt { name, state },
         LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
         LockError::OwnerDied(()) | LockError::Poisoned(()) => {
             unreachable!("lock_mutex turns owner death and poison into flags")

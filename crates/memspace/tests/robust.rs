@@ -670,7 +670,7 @@ fn a_garbage_lock_word_is_taken_over_and_a_garbage_state_is_reported_as_damage()
         }
         other => panic!("expected Corrupt, got {}", label(&other)),
     }
-    let message = lock.lock().err().expect("still damaged").to_string();
+    let message = lock.lock().expect_err("still damaged").to_string();
     assert!(message.contains(removal.name()), "{message}");
     assert!(message.contains("remove and recreate"), "{message}");
 }

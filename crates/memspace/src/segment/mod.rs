@@ -476,6 +476,7 @@ impl Segment {
         self.fields.flags & FLAG_ANONYMOUS != 0
     }
 
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
         self.map
             .get::<Header>(0)
@@ -545,6 +546,7 @@ impl Segment {
     }
 
     /// The kind-specific control words at offset 256.
+    #[inline]
     pub(crate) fn kind_area<T: ShmSafe>(&self) -> &T {
         const { assert!(size_of::<T>() <= (CONTROL_SIZE - KIND_OFFSET) as usize) };
         self.map
@@ -556,11 +558,16 @@ impl Segment {
         &self.map
     }
 
-    /// Records this process as the segment's last writer.
+    /// Records this process as the segment's last writer. The word is written only when it
+    /// changes: writers that alternate take turns at a cache line anyway, but a run of writes
+    /// from one process should not pull the header's line away from readers.
+    #[inline]
     pub(crate) fn note_writer(&self) {
-        self.header()
-            .last_writer_pid
-            .store(sys::pid(), Ordering::Relaxed);
+        let pid = sys::pid();
+        let last = &self.header().last_writer_pid;
+        if last.load(Ordering::Relaxed) != pid {
+            last.store(pid, Ordering::Relaxed);
+        }
     }
 
     /// Makes sure the first `end` bytes are mapped in this process, following growth done by
@@ -597,7 +604,17 @@ impl Segment {
 
     /// Grows the segment so that it holds at least `needed` bytes. Only the holder of the
     /// segment's lock grows it (`_held` proves it), so two growers never race.
-    pub(crate) fn grow_to(&self, needed: u64, _held: &RawGuard<'_>) -> Result<(), Error> {
+    #[inline]
+    pub(crate) fn grow_to(&self, needed: u64, held: &RawGuard<'_>) -> Result<(), Error> {
+        // What this process has mapped is committed: nothing to do (the common case).
+        if needed <= self.map.len() as u64 {
+            return Ok(());
+        }
+        self.grow_or_follow(needed, held)
+    }
+
+    #[inline(never)]
+    fn grow_or_follow(&self, needed: u64, _held: &RawGuard<'_>) -> Result<(), Error> {
         let size = self.size();
         if needed <= size {
             return self.ensure_mapped(needed);

@@ -202,6 +202,7 @@ pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
 /// Takes `segment`'s lock for a structure that repairs itself. After a holder died, `repair`
 /// restores the structure's invariants (holding the lock) and the lock is marked consistent; a
 /// poison flag is cleared, since the structures never panic while they hold their lock.
+#[inline]
 pub(crate) fn lock_and_repair<'a>(
     segment: &'a Segment,
     repair: impl FnOnce(&RawGuard<'a>) -> crate::Result<()>,

@@ -261,6 +261,8 @@ impl LockSlot {
                 }
                 check_after = (check_after * 2).min(CHECK_INTERVAL);
             }
+            // Woken: the holder may be about to release again, as std's mutex bets.
+            spins = SPINS;
         }
     }
 

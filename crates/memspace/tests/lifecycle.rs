@@ -337,8 +337,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
     let name = dir.segment("lock.seg");
     drop(Lock::create(&name).expect("create in a file"));
     // The file as a reboot would leave it: copied while a process holds the lock, so that the
-    // lock word names a thread that no longer exists. (Killing the holder instead would let the
-    // kernel mark the lock as abandoned, which a reboot does not.)
+    // lock word names a thread of an earlier boot.
     let holding = Event::new().expect("event");
     let mut holder = Reaped::start(
         Process::new(hold_file_lock, (name.clone(), holding.clone()))
@@ -375,7 +374,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
         "another process of this boot"
     );
 
-    // The original file, whose holder was killed in this boot: the kernel recovered it.
+    // The original file, whose holder was killed in this boot: the next locker takes over.
     let original = Lock::open(&name).expect("open the original");
     match original.lock() {
         Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),

@@ -178,7 +178,7 @@ fn an_owner_died_guard_dropped_without_mark_consistent_leaves_the_lock_unrecover
     let message = lock.lock().expect_err("an error").to_string();
     assert!(message.contains(removal.name()), "{message}");
     // So it is for every process, including one that opens it afresh. (The `try_lock`s above
-    // must not have left it looking held: glibc's trylock used to keep the lock word.)
+    // must not have left it looking held.)
     for method in [StartMethod::Fork, StartMethod::Spawn] {
         let mut other =
             Running::start(Process::new(every_label, lock.clone()).start_method(method));

@@ -560,9 +560,19 @@ const LOCK_WORD: u64 = 128;
 const LOCK_OWNER_PID: u64 = 132;
 const LOCK_STAMP: u64 = 136;
 const LOCK_STATE: u64 = 144;
+const LOCK_OWNER_NAMESPACE: u64 = 160;
 
-/// Writes the lock slot of segment `name` as if thread `tid` held it, stamped with `start`
-/// (`None`: not stamped yet, as in the instant after a holder takes the word).
+/// This process's pid namespace, as the lock records it (the inode of /proc/self/ns/pid).
+fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid")
+        .expect("stat /proc/self/ns/pid")
+        .ino()
+}
+
+/// Writes the lock slot of segment `name` as if thread `tid` of this pid namespace held it,
+/// stamped with `start` (`None`: not stamped yet, as in the instant after a holder takes the
+/// word).
 fn pretend_held_by(name: &str, tid: u32, start: Option<u64>) {
     use std::os::unix::fs::FileExt;
     let file = std::fs::OpenOptions::new()
@@ -576,6 +586,8 @@ fn pretend_held_by(name: &str, tid: u32, start: Option<u64>) {
         .expect("write the pid");
     file.write_all_at(&stamp.to_le_bytes(), LOCK_STAMP)
         .expect("write the stamp");
+    file.write_all_at(&pid_namespace().to_le_bytes(), LOCK_OWNER_NAMESPACE)
+        .expect("write the namespace");
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
@@ -609,6 +621,21 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
 
     // Not stamped yet: the thread's existence is all a waiter can go on, so it waits.
     pretend_held_by(removal.name(), pid, None);
+    assert_eq!(label(&lock.try_lock()), "would block");
+
+    // Stamped with another start time, but from another pid namespace: its ids mean nothing
+    // here, so it is waited for, never judged.
+    pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
+    {
+        use std::os::unix::fs::FileExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(common::shm_path(removal.name()))
+            .and_then(|file| {
+                file.write_all_at(&(pid_namespace() + 1).to_le_bytes(), LOCK_OWNER_NAMESPACE)
+            })
+            .expect("write another namespace");
+    }
     assert_eq!(label(&lock.try_lock()), "would block");
 
     // Stamped with another start time: the id was reused, the holder that stamped it is dead.

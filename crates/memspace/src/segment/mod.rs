@@ -334,6 +334,8 @@ impl Segment {
 
     /// Claims a slot in the table of users (see the module docs).
     fn attach(&mut self) {
+        self.lock_slot()
+            .note_user_namespace(sys::this_thread().pid_namespace);
         let pid = sys::pid();
         let start_time = sys::process_start_time(pid).unwrap_or(0);
         match self.users_table().attach(pid, start_time) {
@@ -493,6 +495,14 @@ impl Segment {
     #[must_use]
     pub fn untracked_users(&self) -> u32 {
         self.meta().untracked_users.load(Ordering::Relaxed)
+    }
+
+    /// Whether a process from another pid namespace than the creator's (a container sharing
+    /// `/dev/shm`) opened the segment. Its users' pids mean nothing here, so none of them is
+    /// judged dead: the segment is neither removed by its last user here nor by `gc`.
+    #[must_use]
+    pub fn has_foreign_users(&self) -> bool {
+        self.lock_slot().has_foreign_users()
     }
 
     /// The pid holding the segment's lock, if the lock slot records one (it may have died).
@@ -678,7 +688,10 @@ impl Drop for Segment {
         }
         let users = self.users_table();
         users.detach(index, pid);
-        if !self.is_anonymous() || users.list().iter().any(|user| user.alive) {
+        if !self.is_anonymous()
+            || self.has_foreign_users()
+            || users.list().iter().any(|user| user.alive)
+        {
             return;
         }
         // The last user of an anonymous segment removes it, if the name still names our

@@ -6,8 +6,10 @@
 //! once its process is gone (`is_alive`). This is what lets an anonymous segment be removed by
 //! the last of its users, and `memspace gc` remove segments all of whose users are dead.
 //!
-//! Processes in another pid namespace that share `/dev/shm` look dead from here; forked
-//! children inherit their parent's mapping without claiming a slot of their own.
+//! Processes in another pid namespace that share `/dev/shm` would look dead from here (or be
+//! mistaken for someone else): the segment then notes that it has foreign users, and neither its
+//! last user here nor `gc` removes it. Forked children inherit their parent's mapping without
+//! claiming a slot of their own.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

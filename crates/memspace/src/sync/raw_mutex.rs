@@ -17,6 +17,11 @@
 //!   compare-and-swap, so that exactly one waiter takes over, and is told
 //!   [`Recovery::OwnerDied`].
 //!
+//! Thread ids mean something only inside one pid namespace. The holder records its namespace
+//! beside its stamp, and the segment remembers whether any process from another namespace than
+//! its creator's opened it: a holder from another namespace (a container sharing `/dev/shm`)
+//! is never judged dead from here, only waited for; `try_lock_for` bounds that wait.
+//!
 //! After a takeover the lock is *inconsistent* until its new holder calls `mark_consistent`; a
 //! holder that releases it still inconsistent makes it *not recoverable* for everyone, which is
 //! POSIX's rule for robust mutexes: data nobody vouched for is not handed out again.
@@ -82,7 +87,14 @@ pub(crate) struct LockSlot {
     poisoned: AtomicU32,
     /// How many times a holder died and the lock was taken over.
     owner_deaths: AtomicU32,
-    reserved: [AtomicU32; 9],
+    /// 1 once a process from another pid namespace than [`LockSlot::home_namespace`] opened the
+    /// segment: a holder that has not stamped yet may then be one whose id means nothing here.
+    foreign_users: AtomicU32,
+    /// The holder's pid namespace, written before `stamp` (see [`LockSlot::is_dead`]).
+    owner_namespace: AtomicU64,
+    /// The pid namespace of the segment's creator.
+    home_namespace: AtomicU64,
+    reserved: [AtomicU32; 4],
 }
 
 const _: () = assert!(size_of::<LockSlot>() == 64);
@@ -120,6 +132,10 @@ impl LockSlot {
         self.state.store(CONSISTENT, Ordering::Relaxed);
         self.poisoned.store(0, Ordering::Relaxed);
         self.owner_deaths.store(0, Ordering::Relaxed);
+        self.foreign_users.store(0, Ordering::Relaxed);
+        self.owner_namespace.store(0, Ordering::Relaxed);
+        self.home_namespace
+            .store(sys::this_thread().pid_namespace, Ordering::Relaxed);
         for word in &self.reserved {
             word.store(0, Ordering::Relaxed);
         }
@@ -141,6 +157,18 @@ impl LockSlot {
             );
         }
         self.stamp.store(0, Ordering::Release);
+        // Namespaces are numbered afresh at every boot.
+        self.home_namespace
+            .store(sys::this_thread().pid_namespace, Ordering::Relaxed);
+        self.foreign_users.store(0, Ordering::Release);
+    }
+
+    /// Records that a process of pid namespace `namespace` uses the segment (called when it
+    /// opens it, before it can lock).
+    pub(crate) fn note_user_namespace(&self, namespace: u64) {
+        if namespace != self.home_namespace.load(Ordering::Relaxed) {
+            self.foreign_users.store(1, Ordering::SeqCst);
+        }
     }
 
     /// Locks, waiting as `wait` says. The uncontended path is inlined into the caller: one
@@ -148,16 +176,20 @@ impl LockSlot {
     #[inline]
     pub(crate) fn acquire(&self, wait: Wait) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
         let me = sys::this_thread();
+        // AcqRel: a waiter that reads our tid in the word also sees what this process wrote
+        // before locking (`foreign_users`, when it opened the segment).
         let took_over = if self
             .word
-            .compare_exchange(0, me.tid, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, me.tid, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
             false
         } else {
-            self.acquire_contended(me.tid, wait)?
+            self.acquire_contended(me, wait)?
         };
-        self.stamp.store(stamp_of(me), Ordering::Relaxed);
+        self.owner_namespace
+            .store(me.pid_namespace, Ordering::Relaxed);
+        self.stamp.store(stamp_of(me), Ordering::Release);
         let recovery = match self.state.load(Ordering::Acquire) {
             CONSISTENT if !took_over => Recovery::Clean,
             CONSISTENT | INCONSISTENT => {
@@ -191,7 +223,8 @@ impl LockSlot {
     /// The slow path of [`LockSlot::acquire`]: returns once the word holds `tid`, and whether
     /// it was taken from a dead holder.
     #[inline(never)]
-    fn acquire_contended(&self, tid: u32, wait: Wait) -> Result<bool, RawFailure> {
+    fn acquire_contended(&self, me: ThreadStamp, wait: Wait) -> Result<bool, RawFailure> {
+        let tid = me.tid;
         let deadline = match wait {
             Wait::For(timeout) => Some(Instant::now().checked_add(timeout)),
             Wait::Forever | Wait::Never => None,
@@ -218,7 +251,7 @@ impl LockSlot {
             if current == 0 {
                 if self
                     .word
-                    .compare_exchange(0, locked, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, locked, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
                     return Ok(false);
@@ -235,7 +268,7 @@ impl LockSlot {
                 Some(Some(deadline)) => deadline.saturating_duration_since(Instant::now()),
             };
             if remaining.is_zero() {
-                return if self.take_over_if_dead(holder, tid) {
+                return if self.take_over_if_dead(holder, me) {
                     Ok(true)
                 } else if matches!(wait, Wait::Never) {
                     Err(RawFailure::WouldBlock)
@@ -256,7 +289,7 @@ impl LockSlot {
             if sys::futex_wait(&self.word, sleeping_on, Some(remaining.min(check_after)))
                 == Woken::TimedOut
             {
-                if self.take_over_if_dead(holder, tid) {
+                if self.take_over_if_dead(holder, me) {
                     return Ok(true);
                 }
                 check_after = (check_after * 2).min(CHECK_INTERVAL);
@@ -268,32 +301,44 @@ impl LockSlot {
 
     /// If thread `holder` still holds the lock but is dead, makes `tid` the holder (keeping
     /// `WAITERS`: others may sleep) and returns true.
-    fn take_over_if_dead(&self, holder: u32, tid: u32) -> bool {
-        if !self.is_dead(holder) {
+    fn take_over_if_dead(&self, holder: u32, me: ThreadStamp) -> bool {
+        if !self.is_dead(holder, me.pid_namespace) {
             return false;
         }
+        let tid = me.tid;
         let current = self.word.load(Ordering::Relaxed);
         // Another waiter may have taken over (or the word may have been freed) meanwhile; the
         // compare-and-swap from the dead holder's exact value lets only one through.
         current & TID_MASK == holder
             && self
                 .word
-                .compare_exchange(current, tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(current, tid | WAITERS, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
     }
 
-    /// Whether thread `holder`, named by the lock word, is dead.
-    fn is_dead(&self, holder: u32) -> bool {
+    /// Whether thread `holder`, named by the lock word, is dead, as seen from pid namespace
+    /// `here`. A holder whose id belongs to another namespace is never judged: `/proc` here
+    /// cannot see it (or shows someone else under its number), so it counts as alive.
+    fn is_dead(&self, holder: u32, here: u64) -> bool {
+        let stamp = self.stamp.load(Ordering::Acquire);
+        let stamped = stamp >> 32 == u64::from(holder);
+        let judgeable = if stamped {
+            // Written before the stamp, so the stamp's acquire load shows it.
+            self.owner_namespace.load(Ordering::Relaxed) == here
+        } else {
+            // The stamp follows the word by a few instructions; until it names `holder`, its
+            // namespace is known only if every user of the segment shares ours.
+            self.foreign_users.load(Ordering::SeqCst) == 0
+                && self.home_namespace.load(Ordering::Relaxed) == here
+        };
+        if !judgeable {
+            return false;
+        }
         let Some(start) = sys::thread_start_time(holder) else {
             return true; // no such thread, or a zombie
         };
-        let stamp = self.stamp.load(Ordering::Acquire);
-        // The stamp is written a few instructions after the word; until it names `holder`,
-        // the thread's existence is all there is to go on.
         let stamped_start = stamp & u64::from(u32::MAX);
-        stamp >> 32 == u64::from(holder)
-            && stamped_start != 0
-            && stamped_start != start & u64::from(u32::MAX)
+        stamped && stamped_start != 0 && stamped_start != start & u64::from(u32::MAX)
     }
 
     /// Frees the word, waking one waiter (every waiter if the lock is now not recoverable, so
@@ -315,6 +360,10 @@ impl LockSlot {
             1
         };
         sys::futex_wake(&self.word, wake);
+    }
+
+    pub(crate) fn has_foreign_users(&self) -> bool {
+        self.foreign_users.load(Ordering::Relaxed) != 0
     }
 
     /// The pid recorded as holding the lock, if any (informational: see the field's doc).

@@ -232,18 +232,29 @@ fn ask_pid() -> u32 {
     pid
 }
 
-/// A thread as other processes can check on it: its id, and when it started (clock ticks after
-/// boot), which tells a live thread from a later one that reused the id.
+/// A thread as other processes can check on it: its id, when it started (clock ticks after
+/// boot), which tells a live thread from a later one that reused the id, and the pid namespace
+/// in which that id means something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ThreadStamp {
     pub(crate) tid: u32,
     pub(crate) start: u64,
+    pub(crate) pid_namespace: u64,
 }
 
 thread_local! {
     /// The calling thread's stamp and the fork generation it was taken in (tid 0: not yet).
     static THIS_THREAD: std::cell::Cell<(u32, ThreadStamp)> =
-        const { std::cell::Cell::new((0, ThreadStamp { tid: 0, start: 0 })) };
+        const {
+            std::cell::Cell::new((
+                0,
+                ThreadStamp {
+                    tid: 0,
+                    start: 0,
+                    pid_namespace: 0,
+                },
+            ))
+        };
 }
 
 /// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread
@@ -268,9 +279,22 @@ fn stamp_this_thread(generation: u32) -> ThreadStamp {
     // The thread is alive (it is us), so only an unreadable /proc (not mounted) leaves no start
     // time; 0 then means "unknown", and others fall back on the thread's existence alone.
     let start = stat_start_time("/proc/thread-self/stat").unwrap_or(0);
-    let stamp = ThreadStamp { tid, start };
+    let stamp = ThreadStamp {
+        tid,
+        start,
+        pid_namespace: pid_namespace(),
+    };
     THIS_THREAD.set((generation, stamp));
     stamp
+}
+
+/// The calling process's pid namespace (the inode of `/proc/self/ns/pid`; 0 if unreadable).
+/// Thread and process ids mean something only inside one namespace: a process in another one
+/// that shares `/dev/shm` (a container) has ids that `/proc` here does not show, or shows as
+/// someone else.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 /// Which side of a fork the caller is on.

@@ -116,3 +116,47 @@ fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
     let output = memspace(&["lock", "--timeout", "10", &name.0, "--", "true"]);
     assert!(output.status.success(), "once released: {output:?}");
 }
+
+#[test]
+fn a_process_without_proc_waits_for_a_live_holder_and_resets_nothing() {
+    if !is_root() {
+        eprintln!("skipped: a mount namespace needs root");
+        return;
+    }
+    let name = Name(format!("security.{}.no-proc", std::process::id()));
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_memspace"))
+        .args(["lock", &name.0, "--", "sleep", "3"])
+        .spawn()
+        .expect("start the holder");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&memspace(&["inspect", &name.0]).stdout).contains("held by") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Without /proc this process can check neither the holder nor the boot id: it must wait
+    // (and time out), not take the lock over or reset it as if the machine had rebooted.
+    let script = format!(
+        "mount -t tmpfs none /proc && exec {} lock --timeout 1 {} -- true",
+        env!("CARGO_BIN_EXE_memspace"),
+        name.0
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "a process without /proc took a live holder's lock: {output:?}"
+    );
+    let output = memspace(&["lock", "--timeout", "1", &name.0, "--", "true"]);
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "the lock was reset by the process without /proc: {output:?}"
+    );
+    assert!(holder.wait().expect("wait for the holder").success());
+}

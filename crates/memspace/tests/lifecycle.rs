@@ -302,14 +302,16 @@ fn a_file_backed_list_keeps_its_items_across_processes_until_removed() {
 /// see `segment/header.rs`).
 const BOOT_ID: (u64, usize) = (192, 16);
 
-/// Simulates a reboot for the segment file at `path`: erases the boot id it recorded.
-fn erase_boot_id(path: &Path) {
+/// Simulates a reboot for the segment file at `path`: replaces the boot id it recorded by
+/// another one. (Zeros would mean "unknown": a creator that could not read its boot id.)
+fn change_boot_id(path: &Path) {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .expect("open the segment file");
     file.seek(SeekFrom::Start(BOOT_ID.0)).expect("seek");
-    file.write_all(&[0; BOOT_ID.1]).expect("erase the boot id");
+    file.write_all(&[0xab; BOOT_ID.1])
+        .expect("overwrite the boot id");
 }
 
 /// Takes the file-backed lock, says so, and holds it until killed.
@@ -348,7 +350,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
     std::fs::copy(dir.path().join("lock.seg"), &rebooted).expect("copy the file");
     holder.0.kill().expect("SIGKILL");
     let _ = holder.0.join();
-    erase_boot_id(&rebooted);
+    change_boot_id(&rebooted);
     let rebooted_name = dir.segment("rebooted.seg");
 
     let lock = Lock::open(&rebooted_name).expect("open after the 'reboot'");
@@ -419,7 +421,7 @@ fn a_file_backed_list_copied_while_an_append_was_half_done_recovers_after_a_rebo
     let rebooted = dir.path().join("rebooted.seg");
     std::fs::copy(dir.path().join("list.seg"), &rebooted).expect("copy the file");
     writer.kill();
-    erase_boot_id(&rebooted);
+    change_boot_id(&rebooted);
 
     let list =
         SharedList::<String>::open(&dir.segment("rebooted.seg")).expect("open after the 'reboot'");

@@ -701,3 +701,31 @@ fn a_garbage_lock_word_is_taken_over_and_a_garbage_state_is_reported_as_damage()
     assert!(message.contains(removal.name()), "{message}");
     assert!(message.contains("remove and recreate"), "{message}");
 }
+
+/// The calling thread's id, from /proc/thread-self (a link to `PID/task/TID`).
+fn this_thread_id() -> u32 {
+    std::fs::read_link("/proc/thread-self")
+        .expect("read /proc/thread-self")
+        .file_name()
+        .and_then(|tid| tid.to_str()?.parse().ok())
+        .expect("a thread id")
+}
+
+#[test]
+fn a_dead_holder_with_the_lockers_own_thread_id_is_taken_over_not_a_deadlock() {
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("own-id");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let tid = this_thread_id();
+    // A thread that had this thread's id before it, and died holding the lock: same id, but
+    // another start time in the stamp.
+    pretend_held_by(removal.name(), tid, Some(start_time(tid) + 1));
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
+        other => panic!("expected OwnerDied, got {}", label(&other)),
+    }
+    // Held by this thread for real, it is a deadlock again.
+    let held = lock.lock().expect("lock");
+    assert_eq!(label(&lock.try_lock()), "would deadlock");
+    drop(held);
+}

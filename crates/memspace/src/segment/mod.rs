@@ -264,7 +264,9 @@ impl Segment {
             .store(f.created_unix_ms, Ordering::Relaxed);
         h.flags.store(f.flags, Ordering::Relaxed);
         h.store_type_name(&f.type_name);
-        let boot = sys::boot_id();
+        // Zeros when this process cannot read the boot id: "unknown", adopted by the next
+        // opener that can (see `reset_if_from_earlier_boot`).
+        let boot = sys::boot_id().unwrap_or_default();
         for (word, value) in self.meta().boot_id.iter().zip(boot) {
             word.store(value, Ordering::Relaxed);
         }
@@ -348,21 +350,27 @@ impl Segment {
 
     /// If the segment was last initialised during an earlier boot (a `file:` segment after a
     /// reboot), resets its lock and its table of users, once, under an exclusive `flock`.
+    ///
+    /// A process that cannot read the boot id (no `/proc`, no file descriptor left) cannot tell,
+    /// and changes nothing: resetting a lock that a process of this boot holds would hand it to
+    /// a second holder. A segment whose recorded boot id is unknown (zeros: its creator could
+    /// not read it) adopts ours without a reset; a holder left from an earlier boot is then found
+    /// dead by the lock's own check.
     fn reset_if_from_earlier_boot(&self) -> std::io::Result<()> {
-        let boot = sys::boot_id();
-        let current = |meta: &Meta| {
-            meta.boot_id
-                .iter()
-                .zip(boot)
-                .all(|(word, value)| word.load(Ordering::Acquire) == value)
+        let Some(boot) = sys::boot_id() else {
+            return Ok(());
         };
-        if current(self.meta()) {
+        let recorded = |meta: &Meta| meta.boot_id.each_ref().map(|w| w.load(Ordering::Acquire));
+        if recorded(self.meta()) == boot {
             return Ok(());
         }
         sys::lock_file(self.fd.as_fd())?;
-        if !current(self.meta()) {
-            self.users_table().clear();
-            self.lock_slot().reset_after_reboot();
+        let found = recorded(self.meta());
+        if found != boot {
+            if found != [0, 0] {
+                self.users_table().clear();
+                self.lock_slot().reset_after_reboot();
+            }
             for (word, value) in self.meta().boot_id.iter().zip(boot) {
                 word.store(value, Ordering::Release);
             }

@@ -60,16 +60,21 @@ pub(crate) fn users_alive(users: &[User]) -> usize {
     users.iter().filter(|user| user.alive).count()
 }
 
-/// Whether a process with this pid exists (and is not a zombie).
+/// Whether a process with this pid exists (and is not a zombie). Unknown counts as alive.
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    sys::process_start_time(pid).is_some()
+    sys::liveness(pid) != sys::Liveness::Gone
 }
 
-/// Whether the process `pid` that started at `start_time` (0: unknown) still runs.
+/// Whether the process `pid` that started at `start_time` (0: unknown) still runs. What cannot
+/// be read (`/proc` hidden or out of file descriptors) counts as alive: a segment kept too long
+/// is a leak `gc` collects later, one removed under a live user is lost data.
 pub(crate) fn is_alive(pid: u32, start_time: u64) -> bool {
-    match sys::process_start_time(pid) {
-        Some(started) => start_time == 0 || started == start_time,
-        None => false,
+    match sys::liveness(pid) {
+        sys::Liveness::Gone => false,
+        sys::Liveness::Running {
+            start: Some(started),
+        } => start_time == 0 || started == start_time,
+        sys::Liveness::Running { start: None } => true,
     }
 }
 

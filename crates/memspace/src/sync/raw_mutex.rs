@@ -6,16 +6,25 @@
 //! `word` is 0 when the lock is free, and otherwise the holder's thread id, with bit 31
 //! ([`WAITERS`]) set once some thread sleeps on it.
 //!
-//! * **Lock**: one compare-and-swap from 0 to the caller's tid. When that fails, the caller spins
-//!   briefly while the holder works without waiters, then sets `WAITERS` and sleeps on the word
-//!   (a *shared* futex: the kernel keys it by the page, so it reaches other processes).
-//! * **Unlock**: one swap back to 0, and a futex wake if `WAITERS` was set.
-//! * **A holder that died**: a sleeper wakes every [`CHECK_INTERVAL`] (at first sooner) and looks
-//!   the holder up in `/proc`. A holder whose thread is gone, is a zombie, or started at another
-//!   time than the one it stamped into `stamp` (its id now belongs to someone else) is dead. The
-//!   sleeper then swaps the word from the dead holder's value to its own, in one
-//!   compare-and-swap, so that exactly one waiter takes over, and is told
-//!   [`Recovery::OwnerDied`].
+//! * **Lock**: one compare-and-swap from 0 to the caller's tid. When that fails, the caller
+//!   spins briefly while the holder works without waiters, then sets `WAITERS` and sleeps on
+//!   the word (a *shared* futex: the kernel keys it by the page, so it reaches other processes).
+//! * **Unlock**: one compare-and-swap from the caller's tid back to 0; if a waiter set
+//!   `WAITERS`, a swap to 0 and a futex wake. A holder whose word names someone else (it was
+//!   judged dead and taken over) leaves it alone.
+//! * **A holder that died**: a sleeper wakes after [`FIRST_CHECK`], then at least every
+//!   [`CHECK_INTERVAL`], and asks whether the holder lives: the kernel first (signal 0: no such
+//!   task means dead), then `/proc` (a zombie is dead; so is a thread that started at another
+//!   time than the one it stamped into `stamp`, because its id now belongs to someone else).
+//!   Only a definite answer condemns: what cannot be read (`/proc` hidden or missing, no file
+//!   descriptor left) leaves the holder alive. The sleeper first clears the very stamp it
+//!   judged (a compare-and-swap: had the holder released the lock, or a later holder with the
+//!   same id stamped it, the stamp would differ), then takes the word over with a
+//!   compare-and-swap from the value it judged, so that exactly one waiter takes over, and is
+//!   told [`Recovery::OwnerDied`]. A holder that has not stamped yet (it is a few instructions
+//!   past its compare-and-swap, or died there) is condemned only if it is missing at two checks
+//!   in a row with the word unchanged, so that an id freed and reused between a waiter's look
+//!   at the word and its look at the kernel cannot fool it.
 //!
 //! Thread ids mean something only inside one pid namespace. The holder records its namespace
 //! beside its stamp, and the segment remembers whether any process from another namespace than
@@ -48,11 +57,12 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sys::{self, ThreadStamp, Wait, Woken};
+use crate::sys::{self, ThreadStamp, Wait};
 
 /// Set in `word` while at least one thread sleeps (or is about to sleep) on it.
 const WAITERS: u32 = 1 << 31;
-/// The holder's thread id in `word` (Linux caps ids at 2^22).
+/// The holder's thread id in `word`, 0 when free (Linux keeps ids below 2^22; a damaged word's
+/// larger "id" names no thread, and is taken over).
 const TID_MASK: u32 = WAITERS - 1;
 
 /// The protected data is sound.
@@ -62,7 +72,7 @@ const INCONSISTENT: u32 = 1;
 /// A holder released the lock while it was inconsistent: nobody may take it again.
 const NOT_RECOVERABLE: u32 = 2;
 
-/// How often, at most, a sleeping waiter checks whether the holder still lives.
+/// How long, at most, a waiter goes without checking whether the holder still lives.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The first check comes sooner: most waits are short, and a holder killed with `kill -9` is
 /// best noticed at once.
@@ -172,7 +182,7 @@ impl LockSlot {
     }
 
     /// Locks, waiting as `wait` says. The uncontended path is inlined into the caller: one
-    /// compare-and-swap and three stores.
+    /// compare-and-swap, a load and four stores to the same cache line.
     #[inline]
     pub(crate) fn acquire(&self, wait: Wait) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
         let me = sys::this_thread();
@@ -187,8 +197,12 @@ impl LockSlot {
         } else {
             self.acquire_contended(me, wait)?
         };
+        // Before the stamp: a waiter that sees our stamp sees these too.
         self.owner_namespace
             .store(me.pid_namespace, Ordering::Relaxed);
+        // Only the holder writes `owner_pid`: a load and a store, no read-modify-write.
+        let previous_pid = self.owner_pid.load(Ordering::Relaxed);
+        self.owner_pid.store(sys::pid(), Ordering::Relaxed);
         self.stamp.store(stamp_of(me), Ordering::Release);
         let recovery = match self.state.load(Ordering::Acquire) {
             CONSISTENT if !took_over => Recovery::Clean,
@@ -197,36 +211,33 @@ impl LockSlot {
                     self.owner_deaths.fetch_add(1, Ordering::Relaxed);
                     self.state.store(INCONSISTENT, Ordering::Release);
                 }
-                Recovery::OwnerDied {
-                    pid: self.owner_pid.load(Ordering::Relaxed),
-                }
+                Recovery::OwnerDied { pid: previous_pid }
             }
             NOT_RECOVERABLE => {
-                self.release();
+                self.release(me.tid);
                 return Err(RawFailure::Unrecoverable);
             }
             damaged => {
-                self.release();
+                self.release(me.tid);
                 return Err(RawFailure::Damaged(damaged));
             }
         };
-        self.owner_pid.store(sys::pid(), Ordering::Relaxed);
         Ok((
             RawGuard {
                 slot: self,
+                tid: me.tid,
                 _not_send: PhantomData,
             },
             recovery,
         ))
     }
 
-    /// The slow path of [`LockSlot::acquire`]: returns once the word holds `tid`, and whether
+    /// The slow path of [`LockSlot::acquire`]: returns once the word names `me`, and whether
     /// it was taken from a dead holder.
     #[inline(never)]
     fn acquire_contended(&self, me: ThreadStamp, wait: Wait) -> Result<bool, RawFailure> {
-        let tid = me.tid;
         let deadline = match wait {
-            Wait::For(timeout) => Some(Instant::now().checked_add(timeout)),
+            Wait::For(timeout) => Instant::now().checked_add(timeout),
             Wait::Forever | Wait::Never => None,
         };
         let mut spins = if matches!(wait, Wait::Never) {
@@ -234,24 +245,28 @@ impl LockSlot {
         } else {
             SPINS
         };
-        let mut check_after = FIRST_CHECK;
+        let mut check_every = FIRST_CHECK;
+        let mut next_check = Instant::now() + FIRST_CHECK;
         // Once this thread has slept, others may sleep too: it locks with WAITERS set, so that
-        // its unlock wakes the next one.
-        let mut locked = tid;
+        // its unlock wakes the next one; and if it leaves without the lock, it passes on the
+        // wake-up it may have consumed.
+        let mut waiters = 0;
+        // A word whose unstamped holder was missing at the last check (see `is_dead`).
+        let mut suspect = None;
         loop {
-            let mut current = self.word.load(Ordering::Relaxed);
-            while current != 0 && current & WAITERS == 0 && spins > 0 {
+            let mut current = self.word.load(Ordering::Acquire);
+            while current & TID_MASK != 0 && current & WAITERS == 0 && spins > 0 {
                 std::hint::spin_loop();
                 spins -= 1;
-                current = self.word.load(Ordering::Relaxed);
+                current = self.word.load(Ordering::Acquire);
             }
             if self.state.load(Ordering::Acquire) == NOT_RECOVERABLE {
-                return Err(RawFailure::Unrecoverable);
+                return self.give_up(waiters, RawFailure::Unrecoverable);
             }
             if current == 0 {
                 if self
                     .word
-                    .compare_exchange(0, locked, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(0, me.tid | waiters, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
                     return Ok(false);
@@ -259,22 +274,31 @@ impl LockSlot {
                 continue;
             }
             let holder = current & TID_MASK;
-            if holder == tid {
+            if holder == me.tid && self.held_by(me) {
                 return Err(RawFailure::Deadlock);
             }
-            let remaining = match deadline {
-                None if matches!(wait, Wait::Never) => Duration::ZERO,
-                None | Some(None) => check_after,
-                Some(Some(deadline)) => deadline.saturating_duration_since(Instant::now()),
+            let now = Instant::now();
+            let out_of_time = match wait {
+                Wait::Never => true,
+                Wait::Forever => false,
+                Wait::For(_) => deadline.is_some_and(|deadline| now >= deadline),
             };
-            if remaining.is_zero() {
-                return if self.take_over_if_dead(holder, me) {
-                    Ok(true)
-                } else if matches!(wait, Wait::Never) {
-                    Err(RawFailure::WouldBlock)
-                } else {
-                    Err(RawFailure::TimedOut)
-                };
+            if out_of_time || now >= next_check {
+                if self.take_over_if_dead(current, me, &mut suspect) {
+                    return Ok(true);
+                }
+                if out_of_time {
+                    return self.give_up(
+                        waiters,
+                        if matches!(wait, Wait::Never) {
+                            RawFailure::WouldBlock
+                        } else {
+                            RawFailure::TimedOut
+                        },
+                    );
+                }
+                check_every = (check_every * 2).min(CHECK_INTERVAL);
+                next_check = now + check_every;
             }
             let sleeping_on = current | WAITERS;
             if current != sleeping_on
@@ -285,68 +309,136 @@ impl LockSlot {
             {
                 continue;
             }
-            locked = tid | WAITERS;
-            if sys::futex_wait(&self.word, sleeping_on, Some(remaining.min(check_after)))
-                == Woken::TimedOut
-            {
-                if self.take_over_if_dead(holder, me) {
-                    return Ok(true);
-                }
-                check_after = (check_after * 2).min(CHECK_INTERVAL);
-            }
-            // Woken: the holder may be about to release again, as std's mutex bets.
+            waiters = WAITERS;
+            // However the sleep ends (a wake, a signal, the timeout), the loop re-checks the
+            // time: a stream of signals cannot postpone the liveness check.
+            let until = deadline.map_or(next_check, |deadline| deadline.min(next_check));
+            sys::futex_wait(
+                &self.word,
+                sleeping_on,
+                Some(until.saturating_duration_since(now)),
+            );
             spins = SPINS;
         }
     }
 
-    /// If thread `holder` still holds the lock but is dead, makes `tid` the holder (keeping
-    /// `WAITERS`: others may sleep) and returns true.
-    fn take_over_if_dead(&self, holder: u32, me: ThreadStamp) -> bool {
-        if !self.is_dead(holder, me.pid_namespace) {
+    /// Leaves the contended path without the lock. A thread that slept (`waiters` set) may
+    /// have consumed the wake-up meant for the next one in line: it passes one on.
+    fn give_up(&self, waiters: u32, failure: RawFailure) -> Result<bool, RawFailure> {
+        if waiters != 0 {
+            sys::futex_wake(&self.word, 1);
+        }
+        Err(failure)
+    }
+
+    /// Whether the word's holder is the calling thread itself (and not a dead thread, or one of
+    /// another pid namespace, that had the same id).
+    fn held_by(&self, me: ThreadStamp) -> bool {
+        self.stamp.load(Ordering::Acquire) == stamp_of(me)
+            && self.owner_namespace.load(Ordering::Relaxed) == me.pid_namespace
+    }
+
+    /// If the holder named by `observed` still holds the lock and is dead, makes `me` the
+    /// holder (keeping `WAITERS`: others may sleep) and returns true. `suspect` carries, from
+    /// one check to the next, a word whose unstamped holder was missing.
+    fn take_over_if_dead(&self, observed: u32, me: ThreadStamp, suspect: &mut Option<u32>) -> bool {
+        let stamp = self.stamp.load(Ordering::Acquire);
+        if !self.is_dead(
+            observed & TID_MASK,
+            stamp,
+            me.pid_namespace,
+            observed,
+            suspect,
+        ) {
             return false;
         }
-        let tid = me.tid;
-        let current = self.word.load(Ordering::Relaxed);
-        // Another waiter may have taken over (or the word may have been freed) meanwhile; the
-        // compare-and-swap from the dead holder's exact value lets only one through.
-        current & TID_MASK == holder
+        let current = self.word.load(Ordering::Acquire);
+        // The verdict is about the holder whose stamp was judged: clearing that very stamp
+        // proves it still holds (a release clears the stamp, a later holder writes its own),
+        // and keeps anyone from judging the new holder by the dead one's start time should both
+        // have the same id. The compare-and-swaps let one waiter through.
+        current & TID_MASK == observed & TID_MASK
+            && self
+                .stamp
+                .compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
             && self
                 .word
-                .compare_exchange(current, tid | WAITERS, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    current,
+                    me.tid | WAITERS,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 
-    /// Whether thread `holder`, named by the lock word, is dead, as seen from pid namespace
-    /// `here`. A holder whose id belongs to another namespace is never judged: `/proc` here
-    /// cannot see it (or shows someone else under its number), so it counts as alive.
-    fn is_dead(&self, holder: u32, here: u64) -> bool {
-        let stamp = self.stamp.load(Ordering::Acquire);
+    /// Whether thread `holder`, named by the lock word `observed` with `stamp` in the slot, is
+    /// dead, as seen from pid namespace `here`. A holder whose id belongs to another namespace
+    /// is never judged: the kernel and `/proc` here cannot see it (or show someone else under
+    /// its number), so it counts as alive; so does every holder when our own namespace is
+    /// unknown. An unstamped holder is condemned only when found missing twice in a row under
+    /// the same word (`suspect`).
+    fn is_dead(
+        &self,
+        holder: u32,
+        stamp: u64,
+        here: u64,
+        observed: u32,
+        suspect: &mut Option<u32>,
+    ) -> bool {
         let stamped = stamp >> 32 == u64::from(holder);
-        let judgeable = if stamped {
-            // Written before the stamp, so the stamp's acquire load shows it.
-            self.owner_namespace.load(Ordering::Relaxed) == here
-        } else {
-            // The stamp follows the word by a few instructions; until it names `holder`, its
-            // namespace is known only if every user of the segment shares ours.
-            self.foreign_users.load(Ordering::SeqCst) == 0
-                && self.home_namespace.load(Ordering::Relaxed) == here
-        };
+        let judgeable = here != 0
+            && if stamped {
+                // Written before the stamp, so the stamp's acquire load shows it.
+                self.owner_namespace.load(Ordering::Relaxed) == here
+            } else {
+                // The stamp follows the word by a few instructions; until it names `holder`,
+                // its namespace is known only if every user of the segment shares ours.
+                self.foreign_users.load(Ordering::SeqCst) == 0
+                    && self.home_namespace.load(Ordering::Relaxed) == here
+            };
         if !judgeable {
             return false;
         }
-        let Some(start) = sys::thread_start_time(holder) else {
-            return true; // no such thread, or a zombie
-        };
-        let stamped_start = stamp & u64::from(u32::MAX);
-        stamped && stamped_start != 0 && stamped_start != start & u64::from(u32::MAX)
+        match sys::liveness(holder) {
+            sys::Liveness::Gone if stamped => true,
+            sys::Liveness::Gone => {
+                let again = *suspect == Some(observed & TID_MASK);
+                *suspect = Some(observed & TID_MASK);
+                again
+            }
+            sys::Liveness::Running { start: Some(start) } => {
+                let stamped_start = stamp & u64::from(u32::MAX);
+                stamped && stamped_start != 0 && stamped_start != start & u64::from(u32::MAX)
+            }
+            sys::Liveness::Running { start: None } => false,
+        }
     }
 
-    /// Frees the word, waking one waiter (every waiter if the lock is now not recoverable, so
-    /// that each learns it).
+    /// Frees the word, if thread `tid` still holds it, waking one waiter (every waiter if the
+    /// lock is now not recoverable, so that each learns it). A holder that finds the word no
+    /// longer names it (taken over after being judged dead) leaves it alone.
     #[inline]
-    fn release(&self) {
+    fn release(&self, tid: u32) {
         self.owner_pid.store(0, Ordering::Relaxed);
         self.stamp.store(0, Ordering::Relaxed);
+        // Without waiters the word is exactly our tid: one compare-and-swap releases it.
+        if let Err(current) =
+            self.word
+                .compare_exchange(tid, 0, Ordering::Release, Ordering::Relaxed)
+        {
+            self.release_contended(current, tid);
+        }
+    }
+
+    #[inline(never)]
+    fn release_contended(&self, current: u32, tid: u32) {
+        if current & TID_MASK != tid {
+            return; // not ours any more
+        }
+        // Only WAITERS can change under us now, and it may only be added: a swap to 0 frees
+        // the word and tells whether someone sleeps.
         if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
             self.wake_waiter();
         }
@@ -387,6 +479,8 @@ impl LockSlot {
 /// Proof that the calling thread holds a segment's lock; unlocks on drop.
 pub(crate) struct RawGuard<'a> {
     slot: &'a LockSlot,
+    /// The holder's thread id, as in the word.
+    tid: u32,
     /// The word names the locking thread, which must be the one to unlock.
     _not_send: PhantomData<*const ()>,
 }
@@ -429,6 +523,6 @@ impl Drop for RawGuard<'_> {
         if self.slot.state.load(Ordering::Relaxed) == INCONSISTENT {
             self.slot.state.store(NOT_RECOVERABLE, Ordering::Release);
         }
-        self.slot.release();
+        self.slot.release(self.tid);
     }
 }

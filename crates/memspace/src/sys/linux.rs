@@ -278,7 +278,7 @@ fn stamp_this_thread(generation: u32) -> ThreadStamp {
         .unsigned_abs();
     // The thread is alive (it is us), so only an unreadable /proc (not mounted) leaves no start
     // time; 0 then means "unknown", and others fall back on the thread's existence alone.
-    let start = stat_start_time("/proc/thread-self/stat").unwrap_or(0);
+    let start = read_stat("/proc/thread-self/stat").map_or(0, |stat| stat.start);
     let stamp = ThreadStamp {
         tid,
         start,
@@ -403,29 +403,70 @@ pub(crate) fn stop_self() {
     unsafe { libc::raise(libc::SIGSTOP) };
 }
 
-/// Whether a process with this id exists, and its start time (clock ticks after boot, field 22
-/// of `/proc/PID/stat`): together they identify a process even after its pid is reused.
+/// The start time of process `pid` (clock ticks after boot, field 22 of `/proc/PID/stat`),
+/// which together with the pid identifies a process even after its pid is reused; `None` if
+/// it cannot be read (no such process, a zombie, or `/proc` unreadable). For judging whether a
+/// process is dead, use [`liveness`], which tells those cases apart.
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    stat_start_time(&format!("/proc/{pid}/stat"))
+    match read_stat(&format!("/proc/{pid}/stat")) {
+        Some(Stat {
+            zombie: false,
+            start,
+        }) => Some(start),
+        _ => None,
+    }
 }
 
-/// The start time of thread `tid` (of any process), as for [`process_start_time`]: `None` if
-/// no such thread runs. `/proc/TID` resolves thread ids too, though it lists only processes.
-pub(crate) fn thread_start_time(tid: u32) -> Option<u64> {
-    stat_start_time(&format!("/proc/{tid}/stat"))
+/// What can be known, from this pid namespace, about the task (process or thread) `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// No such task, or a zombie: it has ended.
+    Gone,
+    /// It exists; `start` is its start time if `/proc` could be read (`hidepid`, no file
+    /// descriptors left or no `/proc` at all leave it unknown).
+    Running { start: Option<u64> },
 }
 
-fn stat_start_time(path: &str) -> Option<u64> {
+/// Whether task `id` (a pid, or a thread id: both name tasks) still runs. Existence is asked of
+/// the kernel with signal 0, which needs neither `/proc` nor a file descriptor; `/proc` then
+/// tells a zombie from a live task and gives the start time. Only a definite answer is
+/// `Gone`: anything that cannot be read leaves the task running, so that a live holder or
+/// user is never mistaken for a dead one.
+pub(crate) fn liveness(id: u32) -> Liveness {
+    let Some(pid) = i32::try_from(id)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return Liveness::Gone; // 0 or beyond any pid: names no task
+    };
+    // Any other answer than ESRCH (EPERM: it belongs to another user) means it exists.
+    if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(pid) {
+        return Liveness::Gone;
+    }
+    match read_stat(&format!("/proc/{id}/stat")) {
+        Some(Stat { zombie: true, .. }) => Liveness::Gone,
+        Some(Stat { start, .. }) => Liveness::Running { start: Some(start) },
+        None => Liveness::Running { start: None },
+    }
+}
+
+struct Stat {
+    zombie: bool,
+    start: u64,
+}
+
+fn read_stat(path: &str) -> Option<Stat> {
     let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces or ')': skip past the
     // last ')'. Fields after it start with field 3 (the state).
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None; // a zombie has ended; only its exit status remains
-    }
-    fields.nth(22 - 4)?.parse().ok()
+    Some(Stat {
+        // A zombie has ended; only its exit status remains.
+        zombie: state == "Z" || state == "X",
+        start: fields.nth(22 - 4)?.parse().ok()?,
+    })
 }
 
 /// The number of threads in the calling process.
@@ -511,16 +552,21 @@ pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Re
     Ok(done)
 }
 
-/// This boot's identity (`/proc/sys/kernel/random/boot_id`, a UUID) as two integers.
-pub(crate) fn boot_id() -> [u64; 2] {
-    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+/// This boot's identity (`/proc/sys/kernel/random/boot_id`, a UUID) as two integers; `None`
+/// if it cannot be read (no `/proc`, no file descriptor left). Read once per process: it does
+/// not change until the next boot.
+pub(crate) fn boot_id() -> Option<[u64; 2]> {
+    static BOOT_ID: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+    if let Some(id) = BOOT_ID.get() {
+        return Some(*id);
+    }
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let hex: String = text.chars().filter(char::is_ascii_hexdigit).collect();
     let half = |range: std::ops::Range<usize>| {
-        hex.get(range)
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-            .unwrap_or(0)
+        hex.get(range).and_then(|h| u64::from_str_radix(h, 16).ok())
     };
-    [half(0..16), half(16..32)]
+    let id = [half(0..16)?, half(16..32)?];
+    Some(*BOOT_ID.get_or_init(|| id))
 }
 
 /// Takes an exclusive `flock` on `fd`, blocking; released when `fd` is closed or by

@@ -34,6 +34,18 @@ fn memspace_as_nobody(args: &[&str]) -> Output {
         .expect("run setpriv")
 }
 
+/// Waits until `memspace inspect` shows lock `name` held (at most 10 s).
+fn wait_until_held(name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&memspace(&["inspect", name]).stdout).contains("held by") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder of {name} never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 struct Name(String);
 
 impl Drop for Name {
@@ -96,14 +108,7 @@ fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
         .args(["lock", &name.0, "--", "sleep", "3"])
         .spawn()
         .expect("run unshare");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !String::from_utf8_lossy(&memspace(&["inspect", &name.0]).stdout).contains("held by") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the namespaced holder never took the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_held(&name.0);
     let output = memspace(&["lock", "--timeout", "1", &name.0, "--", "true"]);
     assert_eq!(
         output.status.code(),
@@ -128,14 +133,7 @@ fn a_process_without_proc_waits_for_a_live_holder_and_resets_nothing() {
         .args(["lock", &name.0, "--", "sleep", "3"])
         .spawn()
         .expect("start the holder");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !String::from_utf8_lossy(&memspace(&["inspect", &name.0]).stdout).contains("held by") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the holder never took the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_held(&name.0);
     // Without /proc this process can check neither the holder nor the boot id: it must wait
     // (and time out), not take the lock over or reset it as if the machine had rebooted.
     let script = format!(

@@ -1,6 +1,7 @@
-//! Segments are private to their user unless created with a wider mode. The test switches to
-//! the `nobody` user with setpriv(1), which needs root (CI runs as root); elsewhere it says why
-//! it did not run.
+//! Segments are private to their user unless created with a wider mode, and a lock held from
+//! another pid namespace (a container sharing `/dev/shm`) is waited for, never taken over. The
+//! tests switch to the `nobody` user with setpriv(1) and enter a new pid namespace with
+//! unshare(1), which need root (CI runs as root); elsewhere they say why they did not run.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
@@ -31,6 +32,18 @@ fn memspace_as_nobody(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run setpriv")
+}
+
+/// Waits until `memspace inspect` shows lock `name` held (at most 10 s).
+fn wait_until_held(name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&memspace(&["inspect", name]).stdout).contains("held by") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder of {name} never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 struct Name(String);
@@ -78,4 +91,70 @@ fn a_wider_mode_lets_another_user_in() {
     assert!(output.status.success(), "{output:?}");
     let output = memspace(&["list", "get", &name.0]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "[1,2]");
+}
+
+#[test]
+fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
+    if !is_root() {
+        eprintln!("skipped: a new pid namespace needs root");
+        return;
+    }
+    let name = Name(format!("security.{}.namespaced-lock", std::process::id()));
+    // The holder is pid 1 of a namespace of its own: its thread id there names another process
+    // (or none) in this namespace's /proc.
+    let mut holder = Command::new("unshare")
+        .args(["--pid", "--fork", "--"])
+        .arg(env!("CARGO_BIN_EXE_memspace"))
+        .args(["lock", &name.0, "--", "sleep", "3"])
+        .spawn()
+        .expect("run unshare");
+    wait_until_held(&name.0);
+    let output = memspace(&["lock", "--timeout", "1", &name.0, "--", "true"]);
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "the lock was taken from a live holder in another namespace: {output:?}"
+    );
+    let inspect = String::from_utf8_lossy(&memspace(&["inspect", &name.0]).stdout).into_owned();
+    assert!(inspect.contains("another pid namespace"), "{inspect}");
+    assert!(holder.wait().expect("wait for the holder").success());
+    let output = memspace(&["lock", "--timeout", "10", &name.0, "--", "true"]);
+    assert!(output.status.success(), "once released: {output:?}");
+}
+
+#[test]
+fn a_process_without_proc_waits_for_a_live_holder_and_resets_nothing() {
+    if !is_root() {
+        eprintln!("skipped: a mount namespace needs root");
+        return;
+    }
+    let name = Name(format!("security.{}.no-proc", std::process::id()));
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_memspace"))
+        .args(["lock", &name.0, "--", "sleep", "3"])
+        .spawn()
+        .expect("start the holder");
+    wait_until_held(&name.0);
+    // Without /proc this process can check neither the holder nor the boot id: it must wait
+    // (and time out), not take the lock over or reset it as if the machine had rebooted.
+    let script = format!(
+        "mount -t tmpfs none /proc && exec {} lock --timeout 1 {} -- true",
+        env!("CARGO_BIN_EXE_memspace"),
+        name.0
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "a process without /proc took a live holder's lock: {output:?}"
+    );
+    let output = memspace(&["lock", "--timeout", "1", &name.0, "--", "true"]);
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "the lock was reset by the process without /proc: {output:?}"
+    );
+    assert!(holder.wait().expect("wait for the holder").success());
 }

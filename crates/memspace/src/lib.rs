@@ -51,12 +51,12 @@
 //!   of the same user can open them. A segment is treated as untrusted input: its header is
 //!   validated on open and every offset is bounds-checked before it is followed, so garbage
 //!   gives an error naming the segment, never out-of-bounds access. A peer with write access
-//!   can still destroy the *data* (or wedge glibc's bookkeeping inside a mutex it corrupts);
-//!   memspace does not defend against a hostile process of your own user.
+//!   can still destroy the *data* (or hold a lock forever by writing a live thread's id into
+//!   it); memspace does not defend against a hostile process of your own user.
 //! * **Redis-backed objects** (`redis://HOST:PORT/NAME`) have Redis's guarantees, not these:
 //!   the lock is a lease with fencing tokens, and durability is the server's (see [`backend`]).
-//! * **Platforms.** Linux with glibc (robust process-shared mutexes, `/dev/shm`,
-//!   `fallocate`). Platform code lives in one module (`sys`) so others can follow.
+//! * **Platforms.** Linux (shared futexes, `/proc`, `/dev/shm`, `fallocate`). Platform code
+//!   lives in one module (`sys`) so others can follow.
 
 #[macro_use]
 mod handle;

@@ -42,6 +42,8 @@ unsafe impl ShmSafe for crate::segment::Users {}
 // SAFETY: as above.
 unsafe impl ShmSafe for crate::segment::Meta {}
 // SAFETY: `#[repr(C)]`, atomics only.
+unsafe impl ShmSafe for crate::sync::LockSlot {}
+// SAFETY: as above.
 unsafe impl ShmSafe for crate::sync::EventArea {}
 // SAFETY: as above.
 unsafe impl ShmSafe for crate::sync::ValueShape {}

@@ -302,14 +302,16 @@ fn a_file_backed_list_keeps_its_items_across_processes_until_removed() {
 /// see `segment/header.rs`).
 const BOOT_ID: (u64, usize) = (192, 16);
 
-/// Simulates a reboot for the segment file at `path`: erases the boot id it recorded.
-fn erase_boot_id(path: &Path) {
+/// Simulates a reboot for the segment file at `path`: replaces the boot id it recorded by
+/// another one. (Zeros would mean "unknown": a creator that could not read its boot id.)
+fn change_boot_id(path: &Path) {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .expect("open the segment file");
     file.seek(SeekFrom::Start(BOOT_ID.0)).expect("seek");
-    file.write_all(&[0; BOOT_ID.1]).expect("erase the boot id");
+    file.write_all(&[0xab; BOOT_ID.1])
+        .expect("overwrite the boot id");
 }
 
 /// Takes the file-backed lock, says so, and holds it until killed.
@@ -337,8 +339,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
     let name = dir.segment("lock.seg");
     drop(Lock::create(&name).expect("create in a file"));
     // The file as a reboot would leave it: copied while a process holds the lock, so that the
-    // lock word names a thread that no longer exists. (Killing the holder instead would let the
-    // kernel mark the lock as abandoned, which a reboot does not.)
+    // lock word names a thread of an earlier boot.
     let holding = Event::new().expect("event");
     let mut holder = Reaped::start(
         Process::new(hold_file_lock, (name.clone(), holding.clone()))
@@ -349,7 +350,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
     std::fs::copy(dir.path().join("lock.seg"), &rebooted).expect("copy the file");
     holder.0.kill().expect("SIGKILL");
     let _ = holder.0.join();
-    erase_boot_id(&rebooted);
+    change_boot_id(&rebooted);
     let rebooted_name = dir.segment("rebooted.seg");
 
     let lock = Lock::open(&rebooted_name).expect("open after the 'reboot'");
@@ -375,7 +376,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
         "another process of this boot"
     );
 
-    // The original file, whose holder was killed in this boot: the kernel recovered it.
+    // The original file, whose holder was killed in this boot: the next locker takes over.
     let original = Lock::open(&name).expect("open the original");
     match original.lock() {
         Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
@@ -420,7 +421,7 @@ fn a_file_backed_list_copied_while_an_append_was_half_done_recovers_after_a_rebo
     let rebooted = dir.path().join("rebooted.seg");
     std::fs::copy(dir.path().join("list.seg"), &rebooted).expect("copy the file");
     writer.kill();
-    erase_boot_id(&rebooted);
+    change_boot_id(&rebooted);
 
     let list =
         SharedList::<String>::open(&dir.segment("rebooted.seg")).expect("open after the 'reboot'");

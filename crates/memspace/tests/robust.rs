@@ -178,7 +178,7 @@ fn an_owner_died_guard_dropped_without_mark_consistent_leaves_the_lock_unrecover
     let message = lock.lock().expect_err("an error").to_string();
     assert!(message.contains(removal.name()), "{message}");
     // So it is for every process, including one that opens it afresh. (The `try_lock`s above
-    // must not have left it looking held: glibc's trylock used to keep the lock word.)
+    // must not have left it looking held.)
     for method in [StartMethod::Fork, StartMethod::Spawn] {
         let mut other =
             Running::start(Process::new(every_label, lock.clone()).start_method(method));
@@ -529,4 +529,203 @@ fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_
         );
         assert_eq!(list.segment().lock_owner_deaths(), 1, "{point}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// How a waiter tells a dead holder from a live one: the lock word names the holder's thread,
+// and the slot stamps it with the thread's start time (see `src/sync/raw_mutex.rs`).
+
+#[test]
+fn a_thread_that_ends_holding_the_lock_is_a_dead_owner_for_the_next_locker() {
+    let _dog = common::Watchdog::start();
+    let lock = Lock::new().expect("create a lock");
+    let holder = lock.clone();
+    std::thread::spawn(move || std::mem::forget(holder.lock().expect("lock in the thread")))
+        .join()
+        .expect("the thread ends");
+    // The process lives on; only the holding thread is gone.
+    let guard = match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => guard,
+        other => panic!("expected OwnerDied, got {}", label(&other)),
+    };
+    assert_eq!(guard.previous_owner_died(), Some(std::process::id()));
+    guard.mark_consistent().expect("mark consistent");
+    drop(guard);
+    assert_eq!(label(&lock.try_lock()), "ok");
+    assert_eq!(lock.owner_deaths(), 1);
+}
+
+/// The lock slot's words, at offset 128 of the segment (see `src/segment/header.rs`).
+const LOCK_WORD: u64 = 128;
+const LOCK_OWNER_PID: u64 = 132;
+const LOCK_STAMP: u64 = 136;
+const LOCK_STATE: u64 = 144;
+const LOCK_OWNER_NAMESPACE: u64 = 160;
+
+/// This process's pid namespace, as the lock records it (the inode of /proc/self/ns/pid).
+fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid")
+        .expect("stat /proc/self/ns/pid")
+        .ino()
+}
+
+/// Writes the lock slot of segment `name` as if thread `tid` of this pid namespace held it,
+/// stamped with `start` (`None`: not stamped yet, as in the instant after a holder takes the
+/// word).
+fn pretend_held_by(name: &str, tid: u32, start: Option<u64>) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(common::shm_path(name))
+        .expect("open the segment's file");
+    let stamp = start.map_or(0, |start| (u64::from(tid) << 32) | (start & 0xffff_ffff));
+    file.write_all_at(&tid.to_le_bytes(), LOCK_WORD)
+        .expect("write the word");
+    file.write_all_at(&tid.to_le_bytes(), LOCK_OWNER_PID)
+        .expect("write the pid");
+    file.write_all_at(&stamp.to_le_bytes(), LOCK_STAMP)
+        .expect("write the stamp");
+    file.write_all_at(&pid_namespace().to_le_bytes(), LOCK_OWNER_NAMESPACE)
+        .expect("write the namespace");
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read its stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("a command name") + 2..]
+        .split_whitespace()
+        .collect();
+    fields[22 - 3].parse().expect("a start time")
+}
+
+#[test]
+fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("stamp");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("start sleep(1)");
+    let pid = sleeper.id();
+
+    // Stamped with the sleeper's own start time: a live holder.
+    pretend_held_by(removal.name(), pid, Some(start_time(pid)));
+    assert_eq!(label(&lock.try_lock()), "would block");
+    assert_eq!(
+        label(&lock.try_lock_for(Duration::from_millis(300))),
+        "timeout"
+    );
+    assert_eq!(lock.owner(), Some(pid));
+
+    // Not stamped yet: the thread's existence is all a waiter can go on, so it waits.
+    pretend_held_by(removal.name(), pid, None);
+    assert_eq!(label(&lock.try_lock()), "would block");
+
+    // Stamped with another start time, but from another pid namespace: its ids mean nothing
+    // here, so it is waited for, never judged.
+    pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
+    {
+        use std::os::unix::fs::FileExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(common::shm_path(removal.name()))
+            .and_then(|file| {
+                file.write_all_at(&(pid_namespace() + 1).to_le_bytes(), LOCK_OWNER_NAMESPACE)
+            })
+            .expect("write another namespace");
+    }
+    assert_eq!(label(&lock.try_lock()), "would block");
+
+    // Stamped with another start time: the id was reused, the holder that stamped it is dead.
+    pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
+    let guard = match lock.try_lock() {
+        Err(LockError::OwnerDied(guard)) => guard,
+        other => panic!("expected OwnerDied for a reused id, got {}", label(&other)),
+    };
+    assert_eq!(guard.previous_owner_died(), Some(pid));
+    guard.mark_consistent().expect("mark consistent");
+    drop(guard);
+
+    // Unstamped, and then the thread ends: a waiter already blocked takes over.
+    pretend_held_by(removal.name(), pid, None);
+    let waiter = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            let result = lock.lock();
+            let seen = label(&result).to_owned();
+            if let Err(LockError::OwnerDied(guard)) = result {
+                guard.mark_consistent().expect("mark consistent");
+            }
+            seen
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    sleeper.kill().expect("kill sleep(1)");
+    sleeper.wait().expect("reap sleep(1)");
+    assert_eq!(waiter.join().expect("the waiter"), "owner died");
+    assert_eq!(lock.owner_deaths(), 2);
+    assert_eq!(label(&lock.try_lock()), "ok");
+}
+
+#[test]
+fn a_garbage_lock_word_is_taken_over_and_a_garbage_state_is_reported_as_damage() {
+    use std::os::unix::fs::FileExt;
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("garbage-lock");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(common::shm_path(removal.name()))
+        .expect("open the segment's file");
+
+    // A word naming no thread that exists (ids stop at 2^22).
+    file.write_all_at(&0x3fff_fff0u32.to_le_bytes(), LOCK_WORD)
+        .expect("write the word");
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
+        other => panic!("expected OwnerDied, got {}", label(&other)),
+    }
+
+    file.write_all_at(&7u32.to_le_bytes(), LOCK_STATE)
+        .expect("write the state");
+    match lock.lock() {
+        Err(LockError::Corrupt { name, state }) => {
+            assert_eq!(name.as_str(), removal.name());
+            assert_eq!(state, 7);
+        }
+        other => panic!("expected Corrupt, got {}", label(&other)),
+    }
+    let message = lock.lock().expect_err("still damaged").to_string();
+    assert!(message.contains(removal.name()), "{message}");
+    assert!(message.contains("remove and recreate"), "{message}");
+}
+
+/// The calling thread's id, from /proc/thread-self (a link to `PID/task/TID`).
+fn this_thread_id() -> u32 {
+    std::fs::read_link("/proc/thread-self")
+        .expect("read /proc/thread-self")
+        .file_name()
+        .and_then(|tid| tid.to_str()?.parse().ok())
+        .expect("a thread id")
+}
+
+#[test]
+fn a_dead_holder_with_the_lockers_own_thread_id_is_taken_over_not_a_deadlock() {
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("own-id");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let tid = this_thread_id();
+    // A thread that had this thread's id before it, and died holding the lock: same id, but
+    // another start time in the stamp.
+    pretend_held_by(removal.name(), tid, Some(start_time(tid) + 1));
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
+        other => panic!("expected OwnerDied, got {}", label(&other)),
+    }
+    // Held by this thread for real, it is a deadlock again.
+    let held = lock.lock().expect("lock");
+    assert_eq!(label(&lock.try_lock()), "would deadlock");
+    drop(held);
 }

@@ -63,7 +63,7 @@ fn assert_every_open_fails(name: &str, what: &str, expected: impl Fn(&OpenError)
 fn valid_header(kind: u32, size: u64) -> Vec<u8> {
     let mut header = vec![0u8; 4096];
     header[0..8].copy_from_slice(b"MEMSPACE");
-    header[8..12].copy_from_slice(&1u32.to_le_bytes()); // layout version
+    header[8..12].copy_from_slice(&2u32.to_le_bytes()); // layout version
     header[12..16].copy_from_slice(&kind.to_le_bytes());
     header[16..20].copy_from_slice(&2u32.to_le_bytes()); // ready
     header[20..24].copy_from_slice(&4096u32.to_le_bytes()); // control page
@@ -125,7 +125,7 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
                     e,
                     OpenError::VersionMismatch {
                         found: 99,
-                        expected: 1,
+                        expected: 2,
                         ..
                     }
                 )
@@ -187,14 +187,14 @@ fn a_real_segment_rewritten_with_another_layout_version_is_a_version_mismatch() 
         .write(true)
         .open(shm_path(removal.name()))
         .expect("open the segment's file");
-    file.write_all_at(&2u32.to_le_bytes(), 8)
+    file.write_all_at(&1u32.to_le_bytes(), 8)
         .expect("write the version");
-    assert_every_open_fails(removal.name(), "layout v2", |err| {
+    assert_every_open_fails(removal.name(), "layout v1", |err| {
         matches!(
             err,
             OpenError::VersionMismatch {
-                found: 2,
-                expected: 1,
+                found: 1,
+                expected: 2,
                 ..
             }
         )

@@ -77,6 +77,8 @@ impl Comparison {
 
 /// Sizes of the runs.
 struct Sizes {
+    /// How many times the short comparisons run (their medians are reported).
+    rounds: u32,
     vec_pushes: u64,
     list_pushes: u64,
     lock_rounds: u64,
@@ -90,6 +92,7 @@ impl Sizes {
     fn new(quick: bool) -> Self {
         if quick {
             Sizes {
+                rounds: 3,
                 vec_pushes: 250_000,
                 list_pushes: 50_000,
                 lock_rounds: 2_000_000,
@@ -100,6 +103,7 @@ impl Sizes {
             }
         } else {
             Sizes {
+                rounds: 5,
                 vec_pushes: 2_000_000,
                 list_pushes: 250_000,
                 lock_rounds: 20_000_000,
@@ -147,6 +151,28 @@ impl Progress {
 
 pub(crate) fn per_second(ops: f64, elapsed: Duration) -> f64 {
     ops / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// Runs memspace's side and the baseline's side of a comparison `rounds` times, alternating so
+/// that both see the same machine, and returns the median of each: one run of a contended
+/// scenario on 2 cores varies by a factor of two with the scheduler's luck.
+fn median_pair(
+    rounds: u32,
+    mut ours: impl FnMut() -> anyhow::Result<f64>,
+    mut theirs: impl FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<(f64, f64)> {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for _ in 0..rounds {
+        a.push(ours()?);
+        b.push(theirs()?);
+    }
+    Ok((median(&mut a), median(&mut b)))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,7 +246,7 @@ fn shared_list_push(n: u64) -> anyhow::Result<f64> {
     Ok(per_second((4 * n) as f64, elapsed))
 }
 
-fn lock_uncontended(rounds: u64) -> anyhow::Result<(f64, f64)> {
+fn lock_uncontended(rounds: u64) -> anyhow::Result<f64> {
     let lock = Lock::new()?;
     let start = Instant::now();
     for _ in 0..rounds {
@@ -228,14 +254,16 @@ fn lock_uncontended(rounds: u64) -> anyhow::Result<(f64, f64)> {
             lock.lock().map_err(memspace::Error::from)?,
         ));
     }
-    let ours = per_second(rounds as f64, start.elapsed());
+    Ok(per_second(rounds as f64, start.elapsed()))
+}
+
+fn std_mutex_uncontended(rounds: u64) -> f64 {
     let mutex = StdMutex::new(0u64);
     let start = Instant::now();
     for _ in 0..rounds {
         drop(std::hint::black_box(mutex.lock().expect("mutex")));
     }
-    let std = per_second(rounds as f64, start.elapsed());
-    Ok((ours, std))
+    per_second(rounds as f64, start.elapsed())
 }
 
 fn nothing((): ()) {}
@@ -617,7 +645,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let mut progress = Progress {
         step: 0,
-        steps: 9 + usize::from(python) + if args.plot.is_some() { 5 } else { 0 },
+        steps: 8 + usize::from(python) + if args.plot.is_some() { 5 } else { 0 },
         tty: std::io::stderr().is_terminal(),
     };
     let out = measure(&sizes, python, args.quick, &mut progress)?;
@@ -655,10 +683,12 @@ fn measure(
     progress: &mut Progress,
 ) -> anyhow::Result<Vec<Comparison>> {
     let mut out = Vec::new();
-    progress.next("SharedVec<u64> push, 4 processes");
-    let ours = shared_vec_push(4, sizes.vec_pushes)?;
-    progress.next("Mutex<Vec<u64>> push, 4 threads");
-    let theirs = threads_mutex_vec(4, sizes.vec_pushes);
+    progress.next("SharedVec<u64> push, 4 processes, against Mutex<Vec<u64>>, 4 threads");
+    let (ours, theirs) = median_pair(
+        sizes.rounds,
+        || shared_vec_push(4, sizes.vec_pushes),
+        || Ok(threads_mutex_vec(4, sizes.vec_pushes)),
+    )?;
     out.push(Comparison::throughput(
         "shared_vec_push",
         "rust_threads_mutex_vec",
@@ -690,7 +720,11 @@ fn measure(
     }
 
     progress.next("Lock vs std::sync::Mutex, uncontended");
-    let (ours, std) = lock_uncontended(sizes.lock_rounds)?;
+    let (ours, std) = median_pair(
+        sizes.rounds,
+        || lock_uncontended(sizes.lock_rounds),
+        || Ok(std_mutex_uncontended(sizes.lock_rounds)),
+    )?;
     out.push(Comparison::throughput(
         "lock_uncontended",
         "std_mutex",
@@ -699,9 +733,22 @@ fn measure(
         "lock+unlock/s",
     ));
 
+    measure_processes_and_memory(sizes, &mut out, progress)?;
+    Ok(out)
+}
+
+/// The comparisons of process start, slice reads, memory per item and growth.
+fn measure_processes_and_memory(
+    sizes: &Sizes,
+    out: &mut Vec<Comparison>,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
     progress.next("Process start+join, fork");
-    let ours = process_start(StartMethod::Fork, sizes.forks)?;
-    let theirs = raw_fork(sizes.forks)?;
+    let (ours, theirs) = median_pair(
+        sizes.rounds,
+        || process_start(StartMethod::Fork, sizes.forks),
+        || raw_fork(sizes.forks),
+    )?;
     out.push(Comparison::throughput(
         "process_start_fork",
         "raw_fork",
@@ -711,8 +758,11 @@ fn measure(
     ));
 
     progress.next("Process start+join, spawn");
-    let ours = process_start(StartMethod::Spawn, sizes.spawns)?;
-    let theirs = command_spawn(sizes.spawns)?;
+    let (ours, theirs) = median_pair(
+        sizes.rounds,
+        || process_start(StartMethod::Spawn, sizes.spawns),
+        || command_spawn(sizes.spawns),
+    )?;
     out.push(Comparison::throughput(
         "process_start_spawn",
         "command_spawn",
@@ -750,5 +800,5 @@ fn measure(
         early,
         "ms/M items",
     ));
-    Ok(out)
+    Ok(())
 }

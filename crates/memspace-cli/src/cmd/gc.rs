@@ -22,7 +22,11 @@ pub(crate) fn run(only: &[String], dry_run: bool, as_json: bool) -> anyhow::Resu
     for entry in scan(only)? {
         let (name, reason) = match entry {
             Entry::Readable(info) => {
-                if !info.anonymous || info.live_users > 0 || info.untracked_users > 0 {
+                if !info.anonymous
+                    || info.live_users > 0
+                    || info.untracked_users > 0
+                    || info.foreign_users
+                {
                     continue;
                 }
                 let users: Vec<String> = info.users.iter().map(|u| u.pid.to_string()).collect();

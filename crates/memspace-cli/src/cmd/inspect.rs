@@ -161,9 +161,11 @@ fn print_info(info: &inspect::SegmentInfo, report: &inspect::Report) {
         } else {
             format!(": {}", users.join(", "))
         },
-        match info.untracked_users {
-            0 => String::new(),
-            n => format!(" (+{n} untracked)"),
+        match (info.untracked_users, info.foreign_users) {
+            (0, false) => String::new(),
+            (0, true) => " (and some in another pid namespace)".to_owned(),
+            (n, false) => format!(" (+{n} untracked)"),
+            (n, true) => format!(" (+{n} untracked, and some in another pid namespace)"),
         }
     );
     let lock = match (info.lock.owner, info.lock.owner_alive) {

@@ -176,7 +176,7 @@ impl<T: Pod + Send> Value<T> {
             Err(LockError::OwnerDied(guard)) => {
                 guard.mark_consistent().map_err(|source| crate::Error::Os {
                     name: self.name().clone(),
-                    op: "pthread_mutex_consistent",
+                    op: "mark the lock consistent",
                     source,
                 })?;
                 Ok(guard)

@@ -223,6 +223,7 @@ impl<T: Pod> SharedVec<T> {
 
     /// Takes the segment's lock. A pusher that died left nothing to repair: `len` is the only
     /// commit point.
+    #[inline]
     fn lock(&self) -> Result<RawGuard<'_>> {
         lock_and_repair(&self.segment, |_| Ok(()))
     }
@@ -238,6 +239,7 @@ impl<T: Pod> SharedVec<T> {
     /// # Errors
     ///
     /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended).
+    #[inline]
     pub fn push(&self, value: T) -> Result<()> {
         self.extend_from_slice(std::slice::from_ref(&value))
     }
@@ -247,6 +249,7 @@ impl<T: Pod> SharedVec<T> {
     /// # Errors
     ///
     /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended).
+    #[inline]
     pub fn extend_from_slice(&self, values: &[T]) -> Result<()> {
         if values.is_empty() {
             return Ok(());

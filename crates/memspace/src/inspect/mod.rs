@@ -184,6 +184,9 @@ pub struct SegmentInfo {
     pub live_users: usize,
     /// Attachments the table could not record.
     pub untracked_users: u32,
+    /// Whether a process of another pid namespace opened it: its users cannot all be checked
+    /// from here (see [`Segment::has_foreign_users`]).
+    pub foreign_users: bool,
     /// Its lock.
     pub lock: LockInfo,
     /// For a list, vector, map or queue, the number of items.
@@ -220,6 +223,7 @@ pub fn info(segment: &Segment) -> SegmentInfo {
         live_users: users_alive(&users),
         users,
         untracked_users: segment.untracked_users(),
+        foreign_users: segment.has_foreign_users(),
         lock: LockInfo {
             owner,
             owner_alive: owner.map(crate::segment::pid_alive),

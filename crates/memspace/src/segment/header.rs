@@ -3,15 +3,15 @@
 //! ```text
 //! offset  size  what
 //!      0   128  Header        magic, version, kind, state, sizes, creator (never moves)
-//!    128    64  LockSlot      the segment's robust mutex, its owner and poison flag
+//!    128    64  LockSlot      the segment's lock word, its holder, state and poison flag
 //!    192    64  Meta          boot id, count of users the table could not hold
 //!    256  2048  Users         128 slots (pid, start time) of attached processes
 //!   2304  1792  kind area     the collection's own control words (len, index table, ...)
 //!   4096     …  data          records, index blocks, values: grows at the end
 //! ```
 //!
-//! The first page is the *control page*: it is mapped once and never remapped, so the robust
-//! mutex in it keeps its address while held (see `sys`). Every field is an atomic, so a reader
+//! The first page is the *control page*: it is mapped once and never remapped, so the lock in
+//! it keeps its address while threads sleep on it. Every field is an atomic, so a reader
 //! never races a writer non-atomically, even a hostile one; the creator fills the fields, then
 //! publishes them with a release store of `init_state = READY`.
 
@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// `b"MEMSPACE"` read as a little-endian integer.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// The layout this build reads and writes. Bumped on any change to a shared layout.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// Version 2 replaced the robust pthread mutex of the lock slot by memspace's own futex lock.
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// The size of the control page.
 pub(crate) const CONTROL_SIZE: u64 = 4096;
 /// Where the lock slot lives.

@@ -81,6 +81,7 @@ impl Mapping {
     }
 
     /// Bytes mapped in this process.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.mapped.load(Ordering::Acquire)
     }
@@ -115,6 +116,7 @@ impl Mapping {
     }
 
     /// `start` as a `usize` if `[start, start + len)` is mapped.
+    #[inline]
     fn checked(&self, start: u64, len: usize) -> Option<usize> {
         let start = usize::try_from(start).ok()?;
         let end = start.checked_add(len)?;
@@ -122,6 +124,7 @@ impl Mapping {
     }
 
     /// A shared reference to the `T` at `offset`, if it is mapped and aligned.
+    #[inline]
     pub(crate) fn get<T: ShmSafe>(&self, offset: u64) -> Option<&T> {
         let start = self.checked(offset, size_of::<T>())?;
         let ptr = self.base.as_ptr().wrapping_add(start);
@@ -166,6 +169,7 @@ impl Mapping {
     /// No thread of this process may read or write `[offset, offset + data.len())` during the
     /// call: the caller holds the segment's lock and the range is not yet published to readers
     /// (it lies past the collection's published end).
+    #[inline]
     pub(crate) unsafe fn write(&self, offset: u64, data: &[u8]) -> Option<()> {
         let start = self.checked(offset, data.len())?;
         let dst = self.base.as_ptr().wrapping_add(start);

@@ -11,8 +11,8 @@
 //! new bytes with `fallocate` (so a full `/dev/shm` is `ENOSPC`, never `SIGBUS`), then publishes
 //! the new size and bumps the generation in the header. Every other process notices a larger
 //! size when it follows an offset beyond its mapping, and maps the new tail in place. Nothing
-//! is ever remapped or moved: addresses stay valid, and the robust mutex in the control page
-//! never changes address while held.
+//! is ever remapped or moved: addresses stay valid, and the lock in the control page never
+//! changes address while threads sleep on it.
 //!
 //! # Who removes a segment
 //!
@@ -265,13 +265,13 @@ impl Segment {
             .store(f.created_unix_ms, Ordering::Relaxed);
         h.flags.store(f.flags, Ordering::Relaxed);
         h.store_type_name(&f.type_name);
-        let boot = sys::boot_id();
+        // Zeros when this process cannot read the boot id: "unknown", adopted by the next
+        // opener that can (see `reset_if_from_earlier_boot`).
+        let boot = sys::boot_id().unwrap_or_default();
         for (word, value) in self.meta().boot_id.iter().zip(boot) {
             word.store(value, Ordering::Relaxed);
         }
-        self.lock_slot()
-            .init()
-            .map_err(|source| self.os_error("pthread_mutex_init", source))?;
+        self.lock_slot().init();
         init(self)?;
         h.init_state.store(header::STATE_READY, Ordering::Release);
         Ok(())
@@ -337,6 +337,8 @@ impl Segment {
 
     /// Claims a slot in the table of users (see the module docs).
     fn attach(&mut self) {
+        self.lock_slot()
+            .note_user_namespace(sys::this_thread().pid_namespace);
         let pid = sys::pid();
         let start_time = sys::process_start_time(pid).unwrap_or(0);
         match self.users_table().attach(pid, start_time) {
@@ -349,21 +351,27 @@ impl Segment {
 
     /// If the segment was last initialised during an earlier boot (a `file:` segment after a
     /// reboot), resets its lock and its table of users, once, under an exclusive `flock`.
+    ///
+    /// A process that cannot read the boot id (no `/proc`, no file descriptor left) cannot tell,
+    /// and changes nothing: resetting a lock that a process of this boot holds would hand it to
+    /// a second holder. A segment whose recorded boot id is unknown (zeros: its creator could
+    /// not read it) adopts ours without a reset; a holder left from an earlier boot is then found
+    /// dead by the lock's own check.
     fn reset_if_from_earlier_boot(&self) -> std::io::Result<()> {
-        let boot = sys::boot_id();
-        let current = |meta: &Meta| {
-            meta.boot_id
-                .iter()
-                .zip(boot)
-                .all(|(word, value)| word.load(Ordering::Acquire) == value)
+        let Some(boot) = sys::boot_id() else {
+            return Ok(());
         };
-        if current(self.meta()) {
+        let recorded = |meta: &Meta| meta.boot_id.each_ref().map(|w| w.load(Ordering::Acquire));
+        if recorded(self.meta()) == boot {
             return Ok(());
         }
         sys::lock_file(self.fd.as_fd())?;
-        if !current(self.meta()) {
-            self.users_table().clear();
-            self.lock_slot().reset_after_reboot()?;
+        let found = recorded(self.meta());
+        if found != boot {
+            if found != [0, 0] {
+                self.users_table().clear();
+                self.lock_slot().reset_after_reboot();
+            }
             for (word, value) in self.meta().boot_id.iter().zip(boot) {
                 word.store(value, Ordering::Release);
             }
@@ -479,6 +487,7 @@ impl Segment {
         self.fields.flags & FLAG_ANONYMOUS != 0
     }
 
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
         self.map
             .get::<Header>(0)
@@ -495,6 +504,14 @@ impl Segment {
     #[must_use]
     pub fn untracked_users(&self) -> u32 {
         self.meta().untracked_users.load(Ordering::Relaxed)
+    }
+
+    /// Whether a process from another pid namespace than the creator's (a container sharing
+    /// `/dev/shm`) opened the segment. Its users' pids mean nothing here, so none of them is
+    /// judged dead: the segment is neither removed by its last user here nor by `gc`.
+    #[must_use]
+    pub fn has_foreign_users(&self) -> bool {
+        self.lock_slot().has_foreign_users()
     }
 
     /// The pid holding the segment's lock, if the lock slot records one (it may have died).
@@ -540,6 +557,7 @@ impl Segment {
             .expect("the control page is mapped for the segment's lifetime")
     }
 
+    #[inline]
     pub(crate) fn lock_slot(&self) -> &LockSlot {
         self.map
             .get::<LockSlot>(LOCK_OFFSET)
@@ -547,6 +565,7 @@ impl Segment {
     }
 
     /// The kind-specific control words at offset 256.
+    #[inline]
     pub(crate) fn kind_area<T: ShmSafe>(&self) -> &T {
         const { assert!(size_of::<T>() <= (CONTROL_SIZE - KIND_OFFSET) as usize) };
         self.map
@@ -558,11 +577,16 @@ impl Segment {
         &self.map
     }
 
-    /// Records this process as the segment's last writer.
+    /// Records this process as the segment's last writer. The word is written only when it
+    /// changes: writers that alternate take turns at a cache line anyway, but a run of writes
+    /// from one process should not pull the header's line away from readers.
+    #[inline]
     pub(crate) fn note_writer(&self) {
-        self.header()
-            .last_writer_pid
-            .store(sys::pid(), Ordering::Relaxed);
+        let pid = sys::pid();
+        let last = &self.header().last_writer_pid;
+        if last.load(Ordering::Relaxed) != pid {
+            last.store(pid, Ordering::Relaxed);
+        }
     }
 
     /// Makes sure the first `end` bytes are mapped in this process, following growth done by
@@ -599,7 +623,17 @@ impl Segment {
 
     /// Grows the segment so that it holds at least `needed` bytes. Only the holder of the
     /// segment's lock grows it (`_held` proves it), so two growers never race.
-    pub(crate) fn grow_to(&self, needed: u64, _held: &RawGuard<'_>) -> Result<(), Error> {
+    #[inline]
+    pub(crate) fn grow_to(&self, needed: u64, held: &RawGuard<'_>) -> Result<(), Error> {
+        // What this process has mapped is committed: nothing to do (the common case).
+        if needed <= self.map.len() as u64 {
+            return Ok(());
+        }
+        self.grow_or_follow(needed, held)
+    }
+
+    #[inline(never)]
+    fn grow_or_follow(&self, needed: u64, _held: &RawGuard<'_>) -> Result<(), Error> {
         let size = self.size();
         if needed <= size {
             return self.ensure_mapped(needed);
@@ -663,7 +697,10 @@ impl Drop for Segment {
         }
         let users = self.users_table();
         users.detach(index, pid);
-        if !self.is_anonymous() || users.list().iter().any(|user| user.alive) {
+        if !self.is_anonymous()
+            || self.has_foreign_users()
+            || users.list().iter().any(|user| user.alive)
+        {
             return;
         }
         // The last user of an anonymous segment removes it, if the name still names our

@@ -6,8 +6,10 @@
 //! once its process is gone (`is_alive`). This is what lets an anonymous segment be removed by
 //! the last of its users, and `memspace gc` remove segments all of whose users are dead.
 //!
-//! Processes in another pid namespace that share `/dev/shm` look dead from here; forked
-//! children inherit their parent's mapping without claiming a slot of their own.
+//! Processes in another pid namespace that share `/dev/shm` would look dead from here (or be
+//! mistaken for someone else): the segment then notes that it has foreign users, and neither its
+//! last user here nor `gc` removes it. Forked children inherit their parent's mapping without
+//! claiming a slot of their own.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -58,16 +60,21 @@ pub(crate) fn users_alive(users: &[User]) -> usize {
     users.iter().filter(|user| user.alive).count()
 }
 
-/// Whether a process with this pid exists (and is not a zombie).
+/// Whether a process with this pid exists (and is not a zombie). Unknown counts as alive.
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    sys::process_start_time(pid).is_some()
+    sys::liveness(pid) != sys::Liveness::Gone
 }
 
-/// Whether the process `pid` that started at `start_time` (0: unknown) still runs.
+/// Whether the process `pid` that started at `start_time` (0: unknown) still runs. What cannot
+/// be read (`/proc` hidden or out of file descriptors) counts as alive: a segment kept too long
+/// is a leak `gc` collects later, one removed under a live user is lost data.
 pub(crate) fn is_alive(pid: u32, start_time: u64) -> bool {
-    match sys::process_start_time(pid) {
-        Some(started) => start_time == 0 || started == start_time,
-        None => false,
+    match sys::liveness(pid) {
+        sys::Liveness::Gone => false,
+        sys::Liveness::Running {
+            start: Some(started),
+        } => start_time == 0 || started == start_time,
+        sys::Liveness::Running { start: None } => true,
     }
 }
 

@@ -166,6 +166,7 @@ impl Lock {
     /// * [`LockError::WouldDeadlock`] if this thread holds it already;
     /// * [`LockError::Unrecoverable`] or [`LockError::Corrupt`];
     /// * on Redis, [`LockError::Unavailable`] if the server cannot be reached.
+    #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Wait::Forever)
     }
@@ -175,6 +176,7 @@ impl Lock {
     /// # Errors
     ///
     /// [`LockError::WouldBlock`] if it is held, otherwise as [`Lock::lock`].
+    #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Wait::Never)
     }
@@ -191,6 +193,7 @@ impl Lock {
         self.acquire(Wait::For(timeout))
     }
 
+    #[inline]
     fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         match &self.repr {
             Repr::Shm(segment) => acquire(segment, wait, |raw, recovery| LockGuard {
@@ -320,7 +323,8 @@ serialize_as_name!(Lock);
 
 /// Proof that this thread holds a [`Lock`]; releases it when dropped.
 ///
-/// The guard is `!Send`: a pthread mutex must be unlocked by the thread that locked it.
+/// The guard is `!Send`: the lock names the thread that holds it, which must be the one to
+/// release it.
 ///
 /// For a Redis lock the guard holds a lease, renewed in the background while it lives;
 /// [`check`](LockGuard::check) and [`unlock`](LockGuard::unlock) say whether it was kept.
@@ -336,7 +340,7 @@ enum Held<'a> {
         raw: RawGuard<'a>,
         recovery: Recovery,
     },
-    /// Boxed: a lease is larger than a pthread guard, and guards travel inside errors.
+    /// Boxed: a lease is larger than a shared-memory guard, and guards travel inside errors.
     Redis(Box<Lease>),
 }
 

@@ -2,9 +2,10 @@
 //!
 //! # The locking protocol
 //!
-//! Every segment carries one robust, process-shared pthread mutex in its control page. When a
-//! holder dies (a `kill -9`, a crash) the kernel marks the mutex "owner died" and the next
-//! locker acquires it *and* is told: [`LockError::OwnerDied`] carries the guard. The new holder
+//! Every segment carries one lock in its control page: a futex word that names the thread holding
+//! it (see `raw_mutex.rs`). When a holder dies (a `kill -9`, a crash) the next locker finds the
+//! holder gone from `/proc`, takes the lock over *and* is told: [`LockError::OwnerDied`] carries
+//! the guard. The new holder
 //! repairs what the lock protects and calls `mark_consistent()`; if it drops the guard without
 //! doing so, the lock becomes permanently [`LockError::Unrecoverable`] (POSIX's rule: a lock
 //! whose data nobody vouched for must not be handed out again).
@@ -86,12 +87,12 @@ pub enum LockError<G> {
         /// The lock's segment.
         name: SegmentName,
     },
-    /// The mutex in the segment is damaged.
+    /// The lock in the segment is damaged.
     Corrupt {
         /// The lock's segment.
         name: SegmentName,
-        /// The error number pthread returned.
-        errno: i32,
+        /// The lock's state word, which holds a value the protocol never writes.
+        state: u32,
     },
     /// A Redis lock's lease ran out (or was taken by another holder) before it was released or
     /// checked: another holder may have held the lock at the same time. Work done under the
@@ -123,7 +124,7 @@ impl<G> LockError<G> {
             LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
             LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
             LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
-            LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
+            LockError::Corrupt { name, state } => LockError::Corrupt { name, state },
             LockError::LockLost { name, token } => LockError::LockLost { name, token },
             LockError::Unavailable { name, detail } => LockError::Unavailable { name, detail },
         }
@@ -162,9 +163,9 @@ impl<G> fmt::Display for LockError<G> {
                 f,
                 "this thread already holds lock `{name}`; it is not recursive"
             ),
-            LockError::Corrupt { name, errno } => write!(
+            LockError::Corrupt { name, state } => write!(
                 f,
-                "the mutex of `{name}` is damaged (pthread error {errno}); remove and recreate it"
+                "the lock of `{name}` is damaged (state word {state:#x}); remove and recreate it"
             ),
             LockError::LockLost { name, token } => write!(
                 f,
@@ -198,10 +199,10 @@ impl<G> fmt::Debug for LockError<G> {
             LockError::WouldDeadlock { name } => {
                 f.debug_struct("WouldDeadlock").field("name", name).finish()
             }
-            LockError::Corrupt { name, errno } => f
+            LockError::Corrupt { name, state } => f
                 .debug_struct("Corrupt")
                 .field("name", name)
-                .field("errno", errno)
+                .field("state", state)
                 .finish(),
             LockError::LockLost { name, token } => f
                 .debug_struct("LockLost")
@@ -239,6 +240,7 @@ pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
 /// Takes `segment`'s lock for a structure that repairs itself. After a holder died, `repair`
 /// restores the structure's invariants (holding the lock) and the lock is marked consistent; a
 /// poison flag is cleared, since the structures never panic while they hold their lock.
+#[inline]
 pub(crate) fn lock_and_repair<'a>(
     segment: &'a Segment,
     repair: impl FnOnce(&RawGuard<'a>) -> crate::Result<()>,
@@ -248,7 +250,7 @@ pub(crate) fn lock_and_repair<'a>(
         Err(LockError::OwnerDied(held)) => {
             repair(&held)?;
             held.mark_consistent()
-                .map_err(|source| segment.os_error("pthread_mutex_consistent", source))?;
+                .map_err(|source| segment.os_error("mark the lock consistent", source))?;
             Ok(held)
         }
         Err(LockError::Poisoned(held)) => {
@@ -261,6 +263,7 @@ pub(crate) fn lock_and_repair<'a>(
 
 /// Acquires `segment`'s lock and wraps the raw guard into the caller's guard type, mapping the
 /// outcome onto [`LockError`]. Shared by [`Lock`], [`Mutex`] and the collections.
+#[inline]
 pub(crate) fn acquire<'a, G>(
     segment: &'a Segment,
     wait: Wait,
@@ -290,7 +293,7 @@ pub(crate) fn acquire<'a, G>(
                 },
                 RawFailure::Unrecoverable => LockError::Unrecoverable { name },
                 RawFailure::Deadlock => LockError::WouldDeadlock { name },
-                RawFailure::Invalid(errno) => LockError::Corrupt { name, errno },
+                RawFailure::Damaged(state) => LockError::Corrupt { name, state },
             })
         }
     }

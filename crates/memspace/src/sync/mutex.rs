@@ -129,6 +129,7 @@ impl<T: Pod> Mutex<T> {
     /// # Errors
     ///
     /// As [`Lock::lock`](super::Lock::lock).
+    #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.acquire(Wait::Forever)
     }
@@ -138,6 +139,7 @@ impl<T: Pod> Mutex<T> {
     /// # Errors
     ///
     /// As [`Lock::try_lock`](super::Lock::try_lock).
+    #[inline]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         self.acquire(Wait::Never)
     }
@@ -154,6 +156,7 @@ impl<T: Pod> Mutex<T> {
         self.acquire(Wait::For(timeout))
     }
 
+    #[inline]
     fn acquire(&self, wait: Wait) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
         acquire(&self.segment, wait, |raw, recovery| MutexGuard {
             mutex: self,

@@ -379,7 +379,7 @@ fn retype<G>(err: LockError<()>) -> LockError<G> {
         LockError::WouldBlock { name } => LockError::WouldBlock { name },
         LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
         LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
-        LockError::Corrupt { name, errno } => LockError::Corrupt { name, errno },
+        LockError::Corrupt { name, state } => LockError::Corrupt { name, state },
         LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
         LockError::LockLost { name, token } => LockError::LockLost { name, token },
         LockError::Unavailable { name, detail } => LockError::Unavailable { name, detail },

@@ -1,19 +1,13 @@
-//! Linux: POSIX shared memory under `/dev/shm`, address-space reservations, robust
-//! process-shared pthread mutexes, `fork`, pipes and `/proc`.
+//! Linux: POSIX shared memory under `/dev/shm`, address-space reservations, futexes, `fork`,
+//! pipes and `/proc`.
 //!
 //! # Safety
 //!
 //! This file is where raw memory and process state are touched. The invariants it relies on:
 //!
-//! 1. Memory handed to the `robust_mutex_*` functions is a `pthread_mutex_t` that lives in a
-//!    `MAP_SHARED` mapping which stays mapped at the same address for as long as any thread of
-//!    this process holds the mutex. glibc links held robust mutexes into the thread's robust
-//!    list *by address*, and the kernel writes `FUTEX_OWNER_DIED` through that address when the
-//!    thread dies; an unmapped or remapped address would be written to blindly. The segment
-//!    layer keeps every mutex in the first page of a segment and never remaps that page.
-//! 2. Mappings are created inside an address-space reservation owned by one `Mapping` value
+//! 1. Mappings are created inside an address-space reservation owned by one `Mapping` value
 //!    (`segment/mapping.rs`), which alone replaces or releases its pages.
-//! 3. `fork` is only called by `spawn`, which documents for users that the child runs with a
+//! 2. `fork` is only called by `spawn`, which documents for users that the child runs with a
 //!    single thread and must not rely on locks held by other threads at the fork.
 
 #![allow(unsafe_code)]
@@ -21,7 +15,6 @@
 
 use std::ffi::c_int;
 use std::io::{self, Write};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -30,9 +23,6 @@ use std::time::Duration;
 
 use rustix::fs::{FallocateFlags, Mode};
 use rustix::mm::{MapFlags, ProtFlags};
-
-/// The platform's mutex type, placed inside segments.
-pub(crate) type PthreadMutex = libc::pthread_mutex_t;
 
 // ---------------------------------------------------------------------------------------------
 // Shared-memory objects and files
@@ -186,26 +176,7 @@ pub(crate) unsafe fn unmap(at: NonNull<u8>, len: usize) -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Robust process-shared mutexes
-
-/// What a lock attempt on a robust mutex produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LockOutcome {
-    /// The calling thread holds the mutex.
-    Acquired,
-    /// The calling thread holds the mutex; its previous owner died holding it.
-    OwnerDied,
-    /// `try` only: another thread holds it.
-    WouldBlock,
-    /// Timed only: the deadline passed.
-    TimedOut,
-    /// A previous owner died and the mutex was unlocked without being made consistent.
-    Unrecoverable,
-    /// The calling thread already holds it.
-    Deadlock,
-    /// The mutex word is not a robust mutex (the segment was damaged); the errno is kept.
-    Invalid(i32),
-}
+// Lock waits
 
 /// How long a lock attempt may wait.
 #[derive(Debug, Clone, Copy)]
@@ -215,188 +186,20 @@ pub(crate) enum Wait {
     For(Duration),
 }
 
-unsafe extern "C" {
-    // glibc 2.30+: like pthread_mutex_timedlock, on a clock we choose (CLOCK_MONOTONIC, so that
-    // a wall-clock jump neither shortens nor lengthens a timed lock).
-    fn pthread_mutex_clocklock(
-        mutex: *mut libc::pthread_mutex_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> c_int;
-}
-
-/// Initialises a process-shared, robust, error-checking mutex at `m`.
-///
-/// # Safety
-///
-/// `m` must point to writable, suitably aligned memory for a `pthread_mutex_t` in a shared
-/// mapping that no other thread or process uses as a mutex yet (a segment being created).
-pub(crate) unsafe fn robust_mutex_init(m: *mut PthreadMutex) -> io::Result<()> {
-    fn check(rc: c_int, what: &str) -> io::Result<()> {
-        if rc == 0 {
-            return Ok(());
-        }
-        let cause = io::Error::from_raw_os_error(rc);
-        Err(io::Error::new(cause.kind(), format!("{what}: {cause}")))
-    }
-    let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-    // SAFETY: `attr` is a local; pthread_mutexattr_init initialises it before any other use.
-    let rc = unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) };
-    check(rc, "pthread_mutexattr_init")?;
-    let attr = attr.as_mut_ptr();
-    let configure = || -> io::Result<()> {
-        // SAFETY: `attr` was initialised above and is only ours.
-        let rc = unsafe { libc::pthread_mutexattr_setpshared(attr, libc::PTHREAD_PROCESS_SHARED) };
-        check(rc, "pthread_mutexattr_setpshared")?;
-        // SAFETY: as above.
-        let rc = unsafe { libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST) };
-        check(rc, "pthread_mutexattr_setrobust")?;
-        // SAFETY: as above.
-        let rc = unsafe { libc::pthread_mutexattr_settype(attr, libc::PTHREAD_MUTEX_ERRORCHECK) };
-        check(rc, "pthread_mutexattr_settype")?;
-        // SAFETY: the caller guarantees `m` is writable, aligned and unused (see `# Safety`);
-        // `attr` is initialised.
-        let rc = unsafe { libc::pthread_mutex_init(m, attr) };
-        check(rc, "pthread_mutex_init")
-    };
-    let result = configure();
-    // SAFETY: `attr` is initialised and no longer needed; the mutex keeps no reference to it.
-    unsafe { libc::pthread_mutexattr_destroy(attr) };
-    result
-}
-
-/// Locks the robust mutex at `m`, waiting as `wait` says.
-///
-/// # Safety
-///
-/// `m` must point to a mutex initialised by [`robust_mutex_init`] (or memory that claims to
-/// be one: glibc validates the kind and reports `EINVAL`), in a shared mapping that stays at
-/// this address while the calling thread holds the mutex (see the module's `# Safety`).
-pub(crate) unsafe fn robust_mutex_lock(m: *mut PthreadMutex, wait: Wait) -> LockOutcome {
-    let rc = match wait {
-        // SAFETY: the caller guarantees `m` is a mapped mutex (see `# Safety`).
-        Wait::Forever => unsafe { libc::pthread_mutex_lock(m) },
-        Wait::Never => {
-            // SAFETY: as above.
-            let rc = unsafe { libc::pthread_mutex_trylock(m) };
-            if rc == libc::ENOTRECOVERABLE {
-                // SAFETY: as above.
-                unsafe { release_word_left_by_trylock(m) };
-            }
-            rc
-        }
-        Wait::For(timeout) => {
-            let deadline = monotonic_deadline(timeout);
-            // SAFETY: as above; `deadline` is a valid timespec on the stack.
-            unsafe { pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &raw const deadline) }
-        }
-    };
-    match rc {
-        0 => LockOutcome::Acquired,
-        libc::EOWNERDEAD => LockOutcome::OwnerDied,
-        libc::EBUSY => LockOutcome::WouldBlock,
-        libc::ETIMEDOUT => LockOutcome::TimedOut,
-        libc::ENOTRECOVERABLE => LockOutcome::Unrecoverable,
-        libc::EDEADLK => LockOutcome::Deadlock,
-        other => LockOutcome::Invalid(other),
-    }
-}
-
-/// Undoes a glibc slip: `pthread_mutex_trylock` on a robust mutex that is not recoverable
-/// takes the lock word (a compare-and-swap from 0 to the caller's tid), then returns
-/// `ENOTRECOVERABLE` without releasing it (it unlocks only `if (oldval == id)`, and `oldval` is
-/// 0 after that swap; `pthread_mutex_lock` and `pthread_mutex_clocklock` do unlock). Left so,
-/// the word names the calling thread forever: this thread's next `lock` says `EDEADLK`, and
-/// every other thread and process sees the mutex held (`lock` waits forever) instead of
-/// `ENOTRECOVERABLE`. Releases the word if it still names the calling thread, and wakes the
-/// waiters as glibc's unlock would; each then takes the word, sees the mutex unrecoverable and
-/// releases it again.
-///
-/// # Safety
-///
-/// As for [`robust_mutex_lock`].
-unsafe fn release_word_left_by_trylock(m: *mut PthreadMutex) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
-    const FUTEX_WAITERS: u32 = 0x8000_0000;
-    // The lock word is the first field of glibc's `pthread_mutex_t` (`__data.__lock`), in the
-    // format of the kernel's robust-futex protocol: owner tid, `FUTEX_WAITERS`,
-    // `FUTEX_OWNER_DIED`.
-    // SAFETY: `m` points to a mapped, aligned `pthread_mutex_t` (see `# Safety`), whose first
-    // four bytes are that word; glibc and the kernel only access it atomically, and an
-    // `AtomicU32` has the layout of a `u32`.
-    let word = unsafe { &*m.cast::<AtomicU32>() };
-    let tid = rustix::thread::gettid()
-        .as_raw_nonzero()
-        .get()
-        .unsigned_abs();
-    let mut current = word.load(Ordering::Relaxed);
-    while current & FUTEX_TID_MASK == tid {
-        match word.compare_exchange_weak(current, 0, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => {
-                if current & FUTEX_WAITERS != 0 {
-                    futex_wake(word, u32::MAX);
-                }
-                return;
-            }
-            Err(now) => current = now,
-        }
-    }
-}
-
-/// Marks a mutex whose previous owner died as consistent again.
-///
-/// # Safety
-///
-/// The calling thread must hold `m`, acquired with [`LockOutcome::OwnerDied`].
-pub(crate) unsafe fn robust_mutex_consistent(m: *mut PthreadMutex) -> io::Result<()> {
-    // SAFETY: the caller holds the mutex after EOWNERDEAD (see `# Safety`).
-    match unsafe { libc::pthread_mutex_consistent(m) } {
-        0 => Ok(()),
-        rc => Err(io::Error::from_raw_os_error(rc)),
-    }
-}
-
-/// Unlocks the mutex at `m`.
-///
-/// # Safety
-///
-/// The calling thread must hold `m`.
-pub(crate) unsafe fn robust_mutex_unlock(m: *mut PthreadMutex) -> io::Result<()> {
-    // SAFETY: the caller holds the mutex (see `# Safety`).
-    match unsafe { libc::pthread_mutex_unlock(m) } {
-        0 => Ok(()),
-        rc => Err(io::Error::from_raw_os_error(rc)),
-    }
-}
-
-fn monotonic_deadline(timeout: Duration) -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut now) };
-    let nanos = now.tv_nsec + i64::from(timeout.subsec_nanos());
-    let secs = i64::try_from(timeout.as_secs())
-        .unwrap_or(i64::MAX / 2)
-        .saturating_add(now.tv_sec)
-        .saturating_add(nanos / 1_000_000_000);
-    libc::timespec {
-        tv_sec: secs,
-        tv_nsec: nanos % 1_000_000_000,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-// The pid is asked for on every lock acquisition (to record the owner), and `getpid` is a
-// system call: cache it, and forget it in the child of every fork (`pthread_atfork`).
+// The pid and the thread's id are asked for on every lock acquisition (to record the owner),
+// and `getpid` and `gettid` are system calls: cache them, and forget them in the child of every
+// fork (`pthread_atfork`), where the one thread left has new ids.
 static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Counts the forks this process descends from since it started, so that a thread's cached
+/// identity can tell it was made before a fork.
+static FORK_GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 extern "C" fn forget_ids_after_fork() {
     PID.store(0, std::sync::atomic::Ordering::Relaxed);
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn forget_ids_in_fork_children() {
@@ -409,11 +212,17 @@ fn forget_ids_in_fork_children() {
 }
 
 /// The calling process's id.
+#[inline]
 pub(crate) fn pid() -> u32 {
     let cached = PID.load(std::sync::atomic::Ordering::Relaxed);
     if cached != 0 {
         return cached;
     }
+    ask_pid()
+}
+
+#[cold]
+fn ask_pid() -> u32 {
     forget_ids_in_fork_children();
     let pid = rustix::process::getpid()
         .as_raw_nonzero()
@@ -421,6 +230,71 @@ pub(crate) fn pid() -> u32 {
         .unsigned_abs();
     PID.store(pid, std::sync::atomic::Ordering::Relaxed);
     pid
+}
+
+/// A thread as other processes can check on it: its id, when it started (clock ticks after
+/// boot), which tells a live thread from a later one that reused the id, and the pid namespace
+/// in which that id means something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ThreadStamp {
+    pub(crate) tid: u32,
+    pub(crate) start: u64,
+    pub(crate) pid_namespace: u64,
+}
+
+thread_local! {
+    /// The calling thread's stamp and the fork generation it was taken in (tid 0: not yet).
+    static THIS_THREAD: std::cell::Cell<(u32, ThreadStamp)> =
+        const {
+            std::cell::Cell::new((
+                0,
+                ThreadStamp {
+                    tid: 0,
+                    start: 0,
+                    pid_namespace: 0,
+                },
+            ))
+        };
+}
+
+/// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread
+/// asks (and again after a fork), a thread-local read after that.
+#[inline]
+pub(crate) fn this_thread() -> ThreadStamp {
+    let generation = FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed);
+    let (cached_generation, stamp) = THIS_THREAD.get();
+    if stamp.tid != 0 && cached_generation == generation {
+        return stamp;
+    }
+    stamp_this_thread(generation)
+}
+
+#[cold]
+fn stamp_this_thread(generation: u32) -> ThreadStamp {
+    forget_ids_in_fork_children();
+    let tid = rustix::thread::gettid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    // The thread is alive (it is us), so only an unreadable /proc (not mounted) leaves no start
+    // time; 0 then means "unknown", and others fall back on the thread's existence alone.
+    let start = read_stat("/proc/thread-self/stat").map_or(0, |stat| stat.start);
+    let stamp = ThreadStamp {
+        tid,
+        start,
+        pid_namespace: pid_namespace(),
+    };
+    THIS_THREAD.set((generation, stamp));
+    stamp
+}
+
+/// The calling process's pid namespace (the inode of `/proc/self/ns/pid`; 0 if unreadable).
+/// Thread and process ids mean something only inside one namespace: a process in another one
+/// that shares `/dev/shm` (a container) has ids that `/proc` here does not show, or shows as
+/// someone else.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 /// Which side of a fork the caller is on.
@@ -529,19 +403,70 @@ pub(crate) fn stop_self() {
     unsafe { libc::raise(libc::SIGSTOP) };
 }
 
-/// Whether a process with this id exists, and its start time (clock ticks after boot, field 22
-/// of `/proc/PID/stat`): together they identify a process even after its pid is reused.
+/// The start time of process `pid` (clock ticks after boot, field 22 of `/proc/PID/stat`),
+/// which together with the pid identifies a process even after its pid is reused; `None` if
+/// it cannot be read (no such process, a zombie, or `/proc` unreadable). For judging whether a
+/// process is dead, use [`liveness`], which tells those cases apart.
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    match read_stat(&format!("/proc/{pid}/stat")) {
+        Some(Stat {
+            zombie: false,
+            start,
+        }) => Some(start),
+        _ => None,
+    }
+}
+
+/// What can be known, from this pid namespace, about the task (process or thread) `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// No such task, or a zombie: it has ended.
+    Gone,
+    /// It exists; `start` is its start time if `/proc` could be read (`hidepid`, no file
+    /// descriptors left or no `/proc` at all leave it unknown).
+    Running { start: Option<u64> },
+}
+
+/// Whether task `id` (a pid, or a thread id: both name tasks) still runs. Existence is asked of
+/// the kernel with signal 0, which needs neither `/proc` nor a file descriptor; `/proc` then
+/// tells a zombie from a live task and gives the start time. Only a definite answer is
+/// `Gone`: anything that cannot be read leaves the task running, so that a live holder or
+/// user is never mistaken for a dead one.
+pub(crate) fn liveness(id: u32) -> Liveness {
+    let Some(pid) = i32::try_from(id)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return Liveness::Gone; // 0 or beyond any pid: names no task
+    };
+    // Any other answer than ESRCH (EPERM: it belongs to another user) means it exists.
+    if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(pid) {
+        return Liveness::Gone;
+    }
+    match read_stat(&format!("/proc/{id}/stat")) {
+        Some(Stat { zombie: true, .. }) => Liveness::Gone,
+        Some(Stat { start, .. }) => Liveness::Running { start: Some(start) },
+        None => Liveness::Running { start: None },
+    }
+}
+
+struct Stat {
+    zombie: bool,
+    start: u64,
+}
+
+fn read_stat(path: &str) -> Option<Stat> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces or ')': skip past the
     // last ')'. Fields after it start with field 3 (the state).
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None; // a zombie has ended; only its exit status remains
-    }
-    fields.nth(22 - 4)?.parse().ok()
+    Some(Stat {
+        // A zombie has ended; only its exit status remains.
+        zombie: state == "Z" || state == "X",
+        start: fields.nth(22 - 4)?.parse().ok()?,
+    })
 }
 
 /// The number of threads in the calling process.
@@ -627,16 +552,21 @@ pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Re
     Ok(done)
 }
 
-/// This boot's identity (`/proc/sys/kernel/random/boot_id`, a UUID) as two integers.
-pub(crate) fn boot_id() -> [u64; 2] {
-    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+/// This boot's identity (`/proc/sys/kernel/random/boot_id`, a UUID) as two integers; `None`
+/// if it cannot be read (no `/proc`, no file descriptor left). Read once per process: it does
+/// not change until the next boot.
+pub(crate) fn boot_id() -> Option<[u64; 2]> {
+    static BOOT_ID: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+    if let Some(id) = BOOT_ID.get() {
+        return Some(*id);
+    }
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let hex: String = text.chars().filter(char::is_ascii_hexdigit).collect();
     let half = |range: std::ops::Range<usize>| {
-        hex.get(range)
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-            .unwrap_or(0)
+        hex.get(range).and_then(|h| u64::from_str_radix(h, 16).ok())
     };
-    [half(0..16), half(16..32)]
+    let id = [half(0..16)?, half(16..32)?];
+    Some(*BOOT_ID.get_or_init(|| id))
 }
 
 /// Takes an exclusive `flock` on `fd`, blocking; released when `fd` is closed or by

@@ -201,7 +201,7 @@ fn list_errors_name_the_list_and_exit_non_zero() {
     let name = Name::new("errors");
     let output = memspace(&["list", "get", &name.0]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains(&format!("segment `{}` does not exist", name.0)));
+    assert!(stderr(&output).contains(&format!("`{}` does not exist", name.0)));
 
     succeed(&["list", "create", &name.0]);
     let output = memspace(&["list", "create", &name.0]);

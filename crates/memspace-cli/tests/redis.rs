@@ -107,6 +107,7 @@ fn lists_maps_and_queues_work_by_url_and_show_in_ls_and_inspect() {
     succeed(&["rm", &list, &map]);
     let gone = fail(&["list", "get", &list]);
     assert!(gone.contains("does not exist"), "{gone}");
+    assert!(gone.contains("memspace ls --redis redis://"), "{gone}");
     assert!(fail(&["rm", &list]).contains("does not exist"));
 }
 

@@ -164,6 +164,14 @@ impl<G> From<LockError<G>> for Error {
     }
 }
 
+/// Where `memspace` lists the objects that could have been meant by `name`.
+fn where_to_look(name: &SegmentName) -> String {
+    match name.redis_server() {
+        Some(server) => format!("`memspace ls --redis redis://{server}` lists what is there"),
+        None => "`memspace ls` lists segments".to_owned(),
+    }
+}
+
 /// Why a segment could not be created or opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -176,9 +184,10 @@ pub enum OpenError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// No segment has this name.
+    /// No segment (or Redis object) has this name.
     #[error(
-        "segment `{name}` does not exist; check the name (`memspace ls` lists segments) or create it first"
+        "`{name}` does not exist; check the name ({}) or create it first",
+        where_to_look(name)
     )]
     NotFound {
         /// The segment.

@@ -25,7 +25,7 @@ struct PlainList(Arc<StdMutex<Vec<i64>>>);
 trait DemoList: Clone + Serialize + DeserializeOwned + Send + 'static {
     fn append(&self, value: i64);
     fn values(&self) -> Vec<i64>;
-    /// The address of the list in the calling process.
+    /// The address of the list in the calling process (0: it lives elsewhere, on Redis).
     fn address(&self) -> usize;
     /// Where the memory at that address comes from.
     fn backing(&self) -> String;
@@ -81,6 +81,16 @@ impl DemoList for SharedList<i64> {
     }
 }
 
+/// An address as the tutorial prints `id()`, or what stands in for one when the list is not in
+/// this process's memory.
+fn shown(address: usize) -> String {
+    if address == 0 {
+        "no local address".to_owned()
+    } else {
+        format!("{address:#x}")
+    }
+}
+
 /// What a worker reports back: where it saw the list.
 #[derive(Debug, Serialize, Deserialize)]
 struct Seen {
@@ -116,7 +126,11 @@ fn hold(lock: &Lock) -> LockGuard<'_> {
 /// number in the lines printed after each append.
 fn worker<L: DemoList>((nums, i, lock, count, label): Args<L>) -> Seen {
     let guard = hold(&lock); // the console is a shared resource
-    println!("{label} -{i} :  {:#x} ({})", nums.address(), nums.backing());
+    println!(
+        "{label} -{i} :  {} ({})",
+        shown(nums.address()),
+        nums.backing()
+    );
     drop(guard);
     for i in 0..count {
         let _guard = hold(&lock); // the list is a shared resource too
@@ -152,7 +166,11 @@ fn experiment_with<L: DemoList>(
         Mode::Thread => "Thread",
         Mode::Process(_) => "Process",
     };
-    println!("Main {label} : {:#x} ({})", nums.address(), nums.backing());
+    println!(
+        "Main {label} : {} ({})",
+        shown(nums.address()),
+        nums.backing()
+    );
     let mut seen = Vec::new();
     for i in 0..workers {
         let args = (nums.clone(), i, lock.clone(), count, label.to_owned());

@@ -120,6 +120,7 @@ on_both_backends!(
     a_map_inserts_replaces_removes_and_clears,
     a_bounded_queue_is_fifo_and_refuses_past_its_capacity,
     a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once,
+    an_item_put_back_behind_many_in_flight_is_delivered_next,
     a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones,
     a_value_updates_atomically_and_checks_its_type,
     an_event_is_set_cleared_and_waited_for,
@@ -300,6 +301,25 @@ fn a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once(fx: &Fixtu
     assert_eq!(second.ack().expect("ack"), 2);
     assert_eq!((queue.len(), queue.in_flight()), (0, 0));
     assert!(matches!(queue.try_receive(), Err(QueueError::Empty { .. })));
+}
+
+fn an_item_put_back_behind_many_in_flight_is_delivered_next(fx: &Fixture) {
+    // (Redis's XAUTOCLAIM looks at no more than 10 pending entries per call: an item put back
+    // behind more than that must still be found.)
+    let name = fx.name("behind");
+    let queue = Queue::<u32>::create(&name).expect("create");
+    for i in 0..12 {
+        queue.put(&i).expect("put");
+    }
+    let mut held: Vec<_> = (0..11).map(|_| queue.receive().expect("receive")).collect();
+    let last = held.pop().expect("eleven deliveries");
+    assert_eq!(*last.value(), 10);
+    last.nack().expect("nack");
+    let again = queue.try_receive().expect("the put-back item is waiting");
+    assert_eq!((*again.value(), again.deliveries()), (10, 2));
+    let next = queue.try_receive().expect("the twelfth item");
+    assert_eq!(*next.value(), 11);
+    drop((again, next, held));
 }
 
 fn a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones(fx: &Fixture) {

@@ -270,3 +270,56 @@ fn a_holder_stopped_past_its_lease_is_told_it_lost_the_lock() {
     guard.check().expect("the new holder still holds it");
     guard.unlock().expect("unlock");
 }
+
+/// Keeps the server at `url` busy with a script for `busy` (it answers everyone else `BUSY`
+/// meanwhile, once its busy-reply threshold has passed).
+fn keep_busy(url: &str, busy: Duration) -> std::thread::JoinHandle<()> {
+    let client = redis::Client::open(url).expect("a client");
+    let micros = busy.as_micros().to_string();
+    std::thread::spawn(move || {
+        let mut conn = client.get_connection().expect("connect");
+        let _: i64 = redis::cmd("EVAL")
+            .arg(
+                "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] \
+                 while true do local n = redis.call('TIME') \
+                 if n[1] * 1000000 + n[2] - start > tonumber(ARGV[1]) then return 1 end end",
+            )
+            .arg(0)
+            .arg(micros)
+            .query(&mut conn)
+            .expect("the busy script");
+    })
+}
+
+#[test]
+fn a_lease_outlives_a_server_busy_with_a_long_script() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut admin = client.get_connection().expect("connect");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(100)
+        .query(&mut admin)
+        .expect("lower the busy-reply threshold");
+    let name = format!("{}?lease_ms=1500", server.name("busy-lock"));
+    let lock = Lock::create(&name).expect("create the lock");
+    let guard = lock.lock().expect("lock");
+    let token = guard.fencing_token();
+    // The script outlasts the renewals due at 0.5 s and 1 s; the server answers them BUSY.
+    let busy = keep_busy(&server.url(), Duration::from_millis(1200));
+    let other = std::thread::spawn(move || {
+        let lock = Lock::open(&name).expect("open the lock");
+        match lock.try_lock_for(Duration::from_secs(3)) {
+            Err(LockError::Timeout { .. }) => "timeout".to_owned(),
+            Ok(guard) => format!("took it, token {:?}", guard.fencing_token()),
+            Err(other) => format!("{other}"),
+        }
+    });
+    busy.join().expect("the busy script ends");
+    assert_eq!(other.join().expect("the other locker"), "timeout");
+    guard.check().expect("the lease is still ours");
+    assert_eq!(guard.fencing_token(), token);
+    guard.unlock().expect("unlock");
+}

@@ -61,6 +61,13 @@ impl std::fmt::Debug for Conn {
 
 /// Whether `err` means the connection is unusable (as opposed to the server refusing a
 /// command on a working connection).
+/// Whether the server refused the command for now and asks to be asked again: still loading
+/// its data after a restart (`LOADING`), running a long script (`BUSY`), `TRYAGAIN`,
+/// `MASTERDOWN`. Nothing was applied, so reads and writes alike may be retried.
+pub(crate) fn server_asks_to_wait(err: &RedisError) -> bool {
+    matches!(err.retry_method(), redis::RetryMethod::WaitAndRetry) || err.code() == Some("BUSY")
+}
+
 pub(crate) fn is_connection_problem(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_refusal()
@@ -203,6 +210,12 @@ impl Conn {
                         continue;
                     }
                     return Err(self.unreachable(name, op, !idempotent, err));
+                }
+                Err(err) if server_asks_to_wait(&err) && started.elapsed() < RETRY_WINDOW => {
+                    // Refused, not applied: wait and ask again, writes included.
+                    self.give_back(current);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
                 }
                 Err(err) => {
                     // The server answered: the connection is fine.

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::Script;
 
 use super::Object;
-use super::conn::is_connection_problem;
 use crate::error::{Error, Result};
 use crate::sync::LockError;
 use crate::sys;
@@ -66,10 +65,17 @@ return 0
 });
 
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    // Retried after a lost reply, it must not report as lost a release that happened: with
+    // the key gone and the fencing counter still at our token, nobody took the lock after us,
+    // so the first attempt deleted it.
     Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
   return redis.call('DEL', KEYS[1])
+end
+if not v and redis.call('GET', KEYS[2]) == ARGV[2] then
+  return 1
 end
 return 0
 ",
@@ -152,11 +158,18 @@ impl RedisLock {
             return Ok(Attempt::Busy);
         }
         HELD.with_borrow_mut(|held| held.push(held_here));
-        Ok(Attempt::Held(Lease::start(
-            self.clone(),
-            format!("{owner}:{token}"),
-            token,
-        )))
+        let mut lease = Lease::start(self.clone(), format!("{owner}:{token}"), token);
+        if lease.renewer.is_none() {
+            // Unrenewed, the lease would run out under a live holder: give it back.
+            let _ = lease.release();
+            return Err(LockError::Unavailable {
+                name: self.object.name().clone(),
+                detail: "the thread that renews the lease could not be started (the process may \
+                         be out of threads or memory); the lease was released"
+                    .to_owned(),
+            });
+        }
+        Ok(Attempt::Held(lease))
     }
 
     /// What [`HELD`] records for this lock.
@@ -297,7 +310,12 @@ impl Lease {
         let deleted: u64 = object
             .conn()
             .read(object.name(), "releasing", |c| {
-                RELEASE.key(&self.lock.lease_key).arg(&value).invoke(c)
+                RELEASE
+                    .key(&self.lock.lease_key)
+                    .key(&self.lock.fence_key)
+                    .arg(&value)
+                    .arg(self.token)
+                    .invoke(c)
             })
             .map_err(|err| self.lock.unavailable(&err))?;
         if deleted == 1 {
@@ -309,10 +327,18 @@ impl Lease {
 }
 
 impl Drop for Lease {
+    // Out of line, so that the drop glue of a lock guard stays small enough to inline into the
+    // shared-memory fast path.
+    #[inline(never)]
     fn drop(&mut self) {
         // Drop cannot report: a lease that cannot be released expires on its own.
         let _ = self.release();
     }
+}
+
+/// Waits `pause` for the stop signal; true if it came (or its sender is gone).
+fn stopped_within(stopped: &mpsc::Receiver<()>, pause: Duration) -> bool {
+    !matches!(stopped.recv_timeout(pause), Err(RecvTimeoutError::Timeout))
 }
 
 /// The renewal thread: extends the lease every third of its length until told to stop, and
@@ -322,11 +348,10 @@ fn renew(lock: &RedisLock, value: &str, lost: &AtomicBool, stopped: &mpsc::Recei
     let period = lock.lease / 3;
     let lease_ms = u64::try_from(lock.lease.as_millis()).unwrap_or(u64::MAX);
     let mut valid_until = Instant::now() + lock.lease;
+    if stopped_within(stopped, period) {
+        return;
+    }
     loop {
-        match stopped.recv_timeout(period) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
         let asked = Instant::now();
         let object = &lock.object;
         let renewed: Result<u64> = object.conn().read(object.name(), "renewing", |c| {
@@ -336,26 +361,30 @@ fn renew(lock: &RedisLock, value: &str, lost: &AtomicBool, stopped: &mpsc::Recei
                 .arg(lease_ms)
                 .invoke(c)
         });
-        match renewed {
-            Ok(1) => valid_until = asked + lock.lease,
+        let pause = match renewed {
+            Ok(1) => {
+                valid_until = asked + lock.lease;
+                period
+            }
+            // Only the server saying the lease is not ours any more loses it.
             Ok(_) => {
                 lost.store(true, Ordering::Release);
                 return;
             }
-            Err(Error::Redis { source, .. })
-                if source
-                    .downcast_ref::<redis::RedisError>()
-                    .is_some_and(|e| !is_connection_problem(e)) =>
-            {
-                lost.store(true, Ordering::Release);
-                return;
-            }
+            // Any error (the connection, a busy or loading server, a full memory) may pass:
+            // keep trying while the lease may still be valid, and sooner than every third of
+            // it.
             Err(_) => {
-                if Instant::now() >= valid_until {
+                let left = valid_until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
                     lost.store(true, Ordering::Release);
                     return;
                 }
+                (left / 4).min(period)
             }
+        };
+        if stopped_within(stopped, pause) {
+            return;
         }
     }
 }

@@ -31,6 +31,26 @@ pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The idle time given to a nacked item: far past any lease.
 const PUT_BACK_IDLE_MS: u64 = 1 << 40;
 
+/// Claims the oldest item whose lease ran out (or that was put back), in the reply shape of
+/// `XAUTOCLAIM`. `XAUTOCLAIM ... COUNT 1` looks at no more than 10 pending entries per call, so
+/// an item behind 10 others in flight would wait for ever: `XPENDING ... IDLE` filters first.
+/// An entry deleted while pending is dropped from the group's list and the next one is tried.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 10)
+for _, row in ipairs(pending) do
+  local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], row[1])
+  if #claimed > 0 and claimed[1] then
+    return {'0-0', claimed}
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], row[1])
+end
+return {'0-0', {}}
+",
+    )
+});
+
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -186,15 +206,12 @@ impl RedisQueue {
         let object = &self.object;
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let claimed: Value = object.conn().write(object.name(), "receiving", |c| {
-            redis::cmd("XAUTOCLAIM")
-                .arg(&self.items)
+            CLAIM
+                .key(&self.items)
                 .arg(GROUP)
                 .arg(&consumer)
                 .arg(lease_ms)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(1)
-                .query(c)
+                .invoke(c)
         })?;
         if let Value::Array(parts) = &claimed
             && let Some(Value::Array(entries)) = parts.get(1)

@@ -9,7 +9,10 @@ fn uncontended(c: &mut Criterion) {
     let mut group = c.benchmark_group("lock_uncontended");
     let lock = memspace::Lock::new().expect("lock");
     group.bench_function("memspace_lock", |b| {
-        b.iter(|| drop(black_box(lock.lock().expect("lock"))));
+        b.iter(|| {
+            let guard = lock.lock().expect("lock");
+            black_box(&guard);
+        });
     });
     let mutex = memspace::Mutex::new(0u64).expect("mutex");
     group.bench_function("memspace_mutex_increment", |b| {

@@ -17,28 +17,7 @@ pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> 
     let info = inspect::info(&segment);
     let report = inspect::verify(&segment);
     let values = if items {
-        let context = || format!("reading the items of `{name}`");
-        match info.kind {
-            "list" => Some(
-                SharedList::<Value>::from_segment(segment)
-                    .and_then(|list| list.to_vec())
-                    .with_context(context)?,
-            ),
-            "map" => Some(
-                SharedMap::<Value, Value>::from_segment(segment)
-                    .and_then(|map| map.to_vec())
-                    .with_context(context)?
-                    .into_iter()
-                    .map(|(k, v)| Value::Array(vec![k, v]))
-                    .collect(),
-            ),
-            "queue" => Some(
-                Queue::<Value>::from_segment(segment)
-                    .and_then(|queue| queue.to_vec())
-                    .with_context(context)?,
-            ),
-            _ => None,
-        }
+        items_of(info.kind, name, Some(segment))?
     } else {
         None
     };
@@ -66,28 +45,7 @@ fn run_redis(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
     let (kind, fields) =
         memspace::remote::describe(name).with_context(|| format!("inspecting `{name}`"))?;
     let values = if items {
-        let context = || format!("reading the items of `{name}`");
-        match kind.as_str() {
-            "list" => Some(
-                SharedList::<Value>::open(name)
-                    .and_then(|list| list.to_vec())
-                    .with_context(context)?,
-            ),
-            "map" => Some(
-                SharedMap::<Value, Value>::open(name)
-                    .and_then(|map| map.to_vec())
-                    .with_context(context)?
-                    .into_iter()
-                    .map(|(k, v)| Value::Array(vec![k, v]))
-                    .collect(),
-            ),
-            "queue" => Some(
-                Queue::<Value>::open(name)
-                    .and_then(|queue| queue.to_vec())
-                    .with_context(context)?,
-            ),
-            _ => None,
-        }
+        items_of(kind.as_str(), name, None)?
     } else {
         None
     };
@@ -114,6 +72,42 @@ fn run_redis(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The items of the collection `name` of `kind`, as JSON values (`None` for other kinds), read
+/// from `observed` (a segment mapped without joining its users, `inspect::observe`), or else
+/// opened by its URL (a Redis object).
+fn items_of(
+    kind: &str,
+    name: &str,
+    observed: Option<memspace::Segment>,
+) -> anyhow::Result<Option<Vec<Value>>> {
+    let context = || format!("reading the items of `{name}`");
+    let values = match kind {
+        "list" => match observed {
+            Some(segment) => SharedList::<Value>::from_segment(segment),
+            None => SharedList::<Value>::open(name),
+        }
+        .and_then(|list| list.to_vec()),
+        "map" => match observed {
+            Some(segment) => SharedMap::<Value, Value>::from_segment(segment),
+            None => SharedMap::<Value, Value>::open(name),
+        }
+        .and_then(|map| map.to_vec())
+        .map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| Value::Array(vec![k, v]))
+                .collect()
+        }),
+        "queue" => match observed {
+            Some(segment) => Queue::<Value>::from_segment(segment),
+            None => Queue::<Value>::open(name),
+        }
+        .and_then(|queue| queue.to_vec()),
+        _ => return Ok(None),
+    };
+    values.map(Some).with_context(context)
 }
 
 fn print_info(info: &inspect::SegmentInfo, report: &inspect::Report) {

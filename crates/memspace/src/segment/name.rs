@@ -18,6 +18,10 @@ pub const FILE_PREFIX: &str = "file:";
 /// The prefix that puts an object on a Redis server: `redis://127.0.0.1:6379/jobs`.
 pub const REDIS_PREFIX: &str = "redis://";
 
+/// The shortest lease a Redis name may ask for: renewed every third of it, a lease must
+/// outlast several round trips.
+const MIN_LEASE_MS: u64 = 100;
+
 /// A validated segment name.
 ///
 /// * `jobs`: a POSIX shared-memory object, `/dev/shm/memspace.jobs`. 1 to 200 of
@@ -29,8 +33,9 @@ pub const REDIS_PREFIX: &str = "redis://";
 ///   `NAME` follows the rules of shared-memory names. Only [`Lock`](crate::sync::Lock),
 ///   [`SharedList`](crate::collections::SharedList), [`SharedMap`](crate::collections::SharedMap),
 ///   [`Queue`](crate::collections::Queue), [`Value`](crate::collections::Value) and
-///   [`Event`](crate::sync::Event) have a Redis backend. A lock may add `?lease_ms=N`, the
-///   length of its lease.
+///   [`Event`](crate::sync::Event) have a Redis backend. A lock or a queue may add
+///   `?lease_ms=N` (N ≥ 100): the length of a lock's lease, or how long a queue's item may be
+///   in flight before it is delivered again.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SegmentName {
     text: String,
@@ -53,7 +58,7 @@ pub(crate) struct RedisLocation {
     pub(crate) server: String,
     /// The object's flat name, which its keys are made from.
     pub(crate) object: String,
-    /// `?lease_ms=N` (locks only).
+    /// `?lease_ms=N` (locks and queues).
     pub(crate) lease_ms: Option<u64>,
 }
 
@@ -108,9 +113,12 @@ impl SegmentName {
                 let lease = query
                     .strip_prefix("lease_ms=")
                     .and_then(|ms| ms.parse::<u64>().ok())
-                    .filter(|ms| *ms > 0)
+                    .filter(|ms| *ms >= MIN_LEASE_MS)
                     .ok_or_else(|| {
-                        invalid("the only query a Redis name takes is `?lease_ms=N` with N > 0")
+                        invalid(
+                            "the only query a Redis name takes is `?lease_ms=N`, with N at least \
+                             100 (a lease must outlast several round trips to the server)",
+                        )
                     })?;
                 (object, Some(lease))
             }
@@ -280,6 +288,8 @@ mod tests {
             "redis://127.0.0.1:6379/a/b",
             "redis://127.0.0.1:6379/",
             "redis://127.0.0.1:6379/x?ttl=4",
+            "redis://127.0.0.1:6379/x?lease_ms=0",
+            "redis://127.0.0.1:6379/x?lease_ms=99",
         ] {
             assert!(
                 matches!(SegmentName::new(bad), Err(OpenError::InvalidName { .. })),

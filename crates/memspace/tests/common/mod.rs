@@ -373,7 +373,7 @@ pub(crate) fn process_state(pid: u32) -> Option<char> {
     stat_state(&format!("/proc/{pid}/stat"))
 }
 
-fn stat_state(path: &str) -> Option<char> {
+pub(crate) fn stat_state(path: &str) -> Option<char> {
     let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) is in parentheses and may contain anything: skip past it.
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()

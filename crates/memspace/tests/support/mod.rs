@@ -1,7 +1,7 @@
-//! Helpers of the crash and lifecycle tests (`tests/crash.rs`, `tests/lifecycle.rs`): a
-//! cancellable watchdog, unique segment names removed on drop, children killed on drop, the
-//! spawn start method pointed at the running test, `/proc` states, a replayable random
-//! generator, and where the `memspace` CLI binary is.
+//! Helpers of the crash and lifecycle tests (`tests/crash.rs`, `tests/lifecycle.rs`), beside
+//! those they share with the other tests (`tests/common`): children killed on drop, the spawn
+//! start method pointed at the running test, thread states, temporary directories, seeds to
+//! replay a run, and where the `memspace` CLI binary is.
 //!
 //! Cross-process tests re-run the current test binary in a child role (STYLE.md, section 6):
 //! either through memspace's own spawn start method ([`spawn_runs_this_test`]) or through
@@ -16,65 +16,26 @@ use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use memspace::Segment;
 use memspace::spawn::Process;
-use memspace::sync::{LockError, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+// The helpers both sets of tests need (the watchdog, segment names removed on drop, `/proc`
+// states, recovering locks, the replayable generator) are the other tests' own.
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses its own subset of the helpers"
+)]
+pub(crate) use common::{
+    Removal, Rng, Watchdog, lock_recovering, process_state, shm_exists, unique_name,
+};
+
 /// The environment variable that puts a re-run test binary into a child role.
 pub(crate) const ROLE: &str = "MEMSPACE_CRASH_TEST_ROLE";
-
-/// How long a test may run before its watchdog aborts the process.
-pub(crate) const WATCHDOG_LIMIT: Duration = Duration::from_mins(1);
-
-// ---------------------------------------------------------------------------------------------
-// Watchdog
-
-/// Aborts the process if the test has not finished within [`WATCHDOG_LIMIT`]; dropping it (at
-/// the end of the test, or while unwinding from a failure) cancels it, so that under
-/// `cargo test`, where tests share a process, it never fires during a later test.
-#[must_use = "the watchdog is cancelled when dropped"]
-pub(crate) struct Watchdog {
-    done: Arc<(std::sync::Mutex<bool>, Condvar)>,
-}
-
-impl Watchdog {
-    pub(crate) fn start() -> Self {
-        let done = Arc::new((std::sync::Mutex::new(false), Condvar::new()));
-        let flag = Arc::clone(&done);
-        let test = std::thread::current().name().unwrap_or("a test").to_owned();
-        std::thread::Builder::new()
-            .name("watchdog".to_owned())
-            .spawn(move || {
-                let (finished, changed) = &*flag;
-                let finished = finished.lock().unwrap_or_else(PoisonError::into_inner);
-                let (finished, _) = changed
-                    .wait_timeout_while(finished, WATCHDOG_LIMIT, |finished| !*finished)
-                    .unwrap_or_else(PoisonError::into_inner);
-                if !*finished {
-                    eprintln!(
-                        "watchdog: {test} did not finish within {WATCHDOG_LIMIT:?}: aborting"
-                    );
-                    std::process::abort();
-                }
-            })
-            .expect("start the watchdog thread");
-        Watchdog { done }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let (finished, changed) = &*self.done;
-        *finished.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        changed.notify_all();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Child processes
@@ -272,20 +233,9 @@ impl Parent {
     }
 }
 
-/// The state letter of process `pid` (`R`, `S`, `T`, `Z`, ...) from `/proc/PID/stat`.
-pub(crate) fn process_state(pid: u32) -> Option<char> {
-    stat_state(&format!("/proc/{pid}/stat"))
-}
-
 /// The state letter of thread `tid` of process `pid`.
 pub(crate) fn thread_state(pid: u32, tid: u32) -> Option<char> {
-    stat_state(&format!("/proc/{pid}/task/{tid}/stat"))
-}
-
-fn stat_state(path: &str) -> Option<char> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The command name (field 2) is in parentheses and may contain anything: skip past it.
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+    common::stat_state(&format!("/proc/{pid}/task/{tid}/stat"))
 }
 
 /// The calling thread's id (`/proc/thread-self` links to `PID/task/TID`).
@@ -319,50 +269,6 @@ pub(crate) fn wait_until(mut condition: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------------------------
 // Segments and files
 
-/// A segment name unique to this process, test and call (`crashtest.PID.TAG.N`).
-pub(crate) fn unique_name(tag: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "crashtest.{}.{tag}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Removes the segment named on drop (whether or not the test got that far, and whether or
-/// not the segment still exists).
-#[derive(Debug)]
-pub(crate) struct Removal(String);
-
-impl Removal {
-    /// A fresh unique name ([`unique_name`]), removed on drop.
-    pub(crate) fn fresh(tag: &str) -> Self {
-        Removal(unique_name(tag))
-    }
-
-    /// Removes `name` on drop (for anonymous segments, whose names the library chooses).
-    pub(crate) fn of(name: &impl ToString) -> Self {
-        Removal(name.to_string())
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Drop for Removal {
-    fn drop(&mut self) {
-        let _ = Segment::remove(&self.0);
-    }
-}
-
-/// Whether `/dev/shm/memspace.NAME` exists.
-pub(crate) fn shm_exists(name: &str) -> bool {
-    Path::new("/dev/shm")
-        .join(format!("{}{name}", memspace::segment::SHM_PREFIX))
-        .exists()
-}
-
 /// A fresh directory under the system's temporary directory, removed with its content on drop.
 #[derive(Debug)]
 pub(crate) struct TempDir(PathBuf);
@@ -395,54 +301,7 @@ impl Drop for TempDir {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Locks
-
-/// Locks `mutex`, taking over from a holder that died (a killed worker) or panicked.
-pub(crate) fn lock_recovering<T: bytemuck::Pod>(
-    mutex: &Mutex<T>,
-) -> memspace::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(LockError::OwnerDied(guard)) => {
-            guard.mark_consistent().expect("mark the mutex consistent");
-            guard
-        }
-        Err(LockError::Poisoned(guard)) => {
-            guard.clear_poison();
-            guard
-        }
-        Err(other) => panic!("locking {}: {other}", mutex.name()),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Randomness
-
-/// A small deterministic generator (xorshift64), so that a failing run replays from its seed.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        // splitmix64 of the seed: nearby seeds give unrelated streams, and the state is never 0.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number in `0..n`.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
 
 /// The seed in `variable` if set (to replay a run), else one from the clock; printed either way.
 pub(crate) fn seed_from_env(variable: &str) -> u64 {

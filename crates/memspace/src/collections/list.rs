@@ -290,14 +290,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     ///
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not a list.
     pub fn from_segment(segment: Segment) -> Result<Self> {
-        if segment.kind() != Kind::List {
-            return Err(crate::OpenError::WrongKind {
-                name: segment.name().clone(),
-                found: segment.kind(),
-                expected: Kind::List,
-            }
-            .into());
-        }
+        let segment = segment.expecting(Kind::List)?;
         Ok(Self::shm(Arc::new(segment)))
     }
 

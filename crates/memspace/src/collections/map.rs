@@ -117,7 +117,9 @@ use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::{codec, record};
-use crate::error::{Error, OpenError, Result};
+#[cfg(doc)]
+use crate::error::OpenError;
+use crate::error::{Error, Result};
 use crate::inspect::Report;
 use crate::redis::{Object, RedisMap};
 use crate::segment::{self, DATA_START, Kind, Segment, SegmentName, SegmentOptions};
@@ -1082,14 +1084,7 @@ where
     ///
     /// [`OpenError::WrongKind`] if the segment is not a map.
     pub fn from_segment(segment: Segment) -> Result<Self> {
-        if segment.kind() != Kind::Map {
-            return Err(OpenError::WrongKind {
-                name: segment.name().clone(),
-                found: segment.kind(),
-                expected: Kind::Map,
-            }
-            .into());
-        }
+        let segment = segment.expecting(Kind::Map)?;
         Ok(SharedMap {
             repr: Repr::Shm(Arc::new(segment)),
             _entries: PhantomData,

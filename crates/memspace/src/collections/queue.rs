@@ -81,7 +81,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{codec, record};
-use crate::error::{Error, OpenError, Result};
+#[cfg(doc)]
+use crate::error::OpenError;
+use crate::error::{Error, Result};
 use crate::inspect::Report;
 use crate::redis::{Object, Received, RedisQueue};
 use crate::segment::{self, DATA_START, Kind, Segment, SegmentName, SegmentOptions};
@@ -1242,14 +1244,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`OpenError::WrongKind`] if the segment is not a queue.
     pub fn from_segment(segment: Segment) -> Result<Self> {
-        if segment.kind() != Kind::Queue {
-            return Err(OpenError::WrongKind {
-                name: segment.name().clone(),
-                found: segment.kind(),
-                expected: Kind::Queue,
-            }
-            .into());
-        }
+        let segment = segment.expecting(Kind::Queue)?;
         Ok(Queue {
             repr: Repr::Shm(Arc::new(segment)),
             _items: PhantomData,

@@ -169,14 +169,7 @@ impl<T: Pod> SharedVec<T> {
                 "zero-sized elements take no memory to share"
             );
         };
-        if segment.kind() != Kind::Vec {
-            return Err(OpenError::WrongKind {
-                name: segment.name().clone(),
-                found: segment.kind(),
-                expected: Kind::Vec,
-            }
-            .into());
-        }
+        let segment = segment.expecting(Kind::Vec)?;
         let area = segment.kind_area::<VecArea>();
         let size = area.element_size.load(Ordering::Relaxed);
         if size != size_of::<T>() as u64

@@ -432,6 +432,19 @@ impl Segment {
         self.fields.kind
     }
 
+    /// The segment itself if it holds `expected`, for the `from_segment` constructors.
+    pub(crate) fn expecting(self, expected: Kind) -> Result<Self, OpenError> {
+        if self.kind() == expected {
+            Ok(self)
+        } else {
+            Err(OpenError::WrongKind {
+                name: self.name.clone(),
+                found: self.kind(),
+                expected,
+            })
+        }
+    }
+
     /// The committed size in bytes (grows; read live from the header).
     #[must_use]
     pub fn size(&self) -> u64 {

@@ -65,12 +65,8 @@ impl Comparison {
         unit: &'static str,
     ) -> Self {
         Comparison {
-            scenario,
-            baseline,
-            memspace,
-            baseline_value,
-            unit,
             speedup: baseline_value / memspace,
+            ..Self::throughput(scenario, baseline, memspace, baseline_value, unit)
         }
     }
 }
@@ -653,8 +649,8 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         tty: std::io::stderr().is_terminal(),
     };
     let out = measure(&sizes, python, args.quick, &mut progress)?;
+    let mut scaling = Vec::new();
     if let Some(path) = &args.plot {
-        let mut scaling = Vec::new();
         for workers in [1, 2, 4, 8] {
             progress.next(&format!("scaling, {workers} workers"));
             let n = sizes.vec_pushes / 4;
@@ -675,6 +671,15 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         print_table(&out);
         if let Some(path) = &args.plot {
             println!("\nscaling curve written to {}", path.display());
+            println!("WORKERS  SHAREDVEC (PROCESSES)  MUTEX<VEC> (THREADS)  RATIO");
+            for (workers, ours, theirs) in &scaling {
+                println!(
+                    "{workers:>7}  {:>21}  {:>20}  {:>5.2}x",
+                    format!("{:.2} M/s", ours / 1e6),
+                    format!("{:.2} M/s", theirs / 1e6),
+                    ours / theirs
+                );
+            }
         }
     }
     Ok(())

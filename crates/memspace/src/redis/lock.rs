@@ -327,9 +327,6 @@ impl Lease {
 }
 
 impl Drop for Lease {
-    // Out of line, so that the drop glue of a lock guard stays small enough to inline into the
-    // shared-memory fast path.
-    #[inline(never)]
     fn drop(&mut self) {
         // Drop cannot report: a lease that cannot be released expires on its own.
         let _ = self.release();

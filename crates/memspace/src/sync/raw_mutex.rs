@@ -188,8 +188,8 @@ impl LockSlot {
     }
 
     /// Locks, waiting as `wait` says. The uncontended path is inlined into the caller (always:
-    /// the compiler's estimate left it out of line in callers of `Lock::lock`, doubling its
-    /// cost): one compare-and-swap, two loads and four stores to the same cache line.
+    /// the compiler's estimate left it out of line in the CLI's callers of `Lock::lock`): one
+    /// compare-and-swap, two loads and four stores to the same cache line.
     #[allow(
         clippy::inline_always,
         reason = "measured: left to the compiler, callers of `Lock::lock` call it out of line"

@@ -227,7 +227,7 @@ fn gc_keeps_named_segments_and_dry_run_removes_nothing() {
 fn create_orphan_and_park((names, ready): (memspace::SharedList<String>, memspace::sync::Event)) {
     let orphan = memspace::SharedList::<u32>::new().expect("list");
     names.push(&orphan.name().to_string()).expect("report name");
-    ready.set();
+    ready.set().expect("set");
     loop {
         std::thread::park();
     }
@@ -240,7 +240,7 @@ fn gc_removes_an_anonymous_segment_whose_every_user_was_killed() {
     let mut child = memspace::Process::new(create_orphan_and_park, (names.clone(), ready.clone()));
     child.start().expect("start");
     assert!(
-        ready.wait_timeout(Duration::from_mins(1)),
+        ready.wait_timeout(Duration::from_mins(1)).expect("wait"),
         "the child never got ready"
     );
     let orphan = names.get(0).expect("read").expect("a name");
@@ -322,7 +322,7 @@ fn inspect_shows_the_state_of_every_synchronisation_kind() {
     assert_eq!(json["state"]["broken"], "no");
 
     let event = memspace::sync::Event::new().expect("event");
-    event.set();
+    event.set().expect("set");
     assert_eq!(inspect_json(event.name().as_str())["state"]["set"], "yes");
 
     let rwlock = memspace::sync::RwLock::new(0u64).expect("rwlock");

@@ -8,7 +8,12 @@ use memspace::{Lock, Process, SharedList};
 
 fn func((nums, i, lock): (SharedList<i64>, usize, Lock)) {
     let guard = lock.lock().expect("lock"); // the console is a shared resource: take the lock
-    println!("Process -{i} :  {:#x}", nums.segment().base_address());
+    println!(
+        "Process -{i} :  {:#x}",
+        nums.segment()
+            .expect("`new` makes a shared-memory list")
+            .base_address()
+    );
     drop(guard); // release the lock
     for i in 0..3 {
         let _guard = lock.lock().expect("lock"); // nums is shared too: take the lock
@@ -21,7 +26,12 @@ fn main() -> memspace::Result<()> {
     memspace::init();
     let lock = Lock::new()?;
     let nums = SharedList::<i64>::new()?;
-    println!("Main Process : {:#x}", nums.segment().base_address());
+    println!(
+        "Main Process : {:#x}",
+        nums.segment()
+            .expect("`new` makes a shared-memory list")
+            .base_address()
+    );
     for i in 0..3 {
         let mut p = Process::new(func, (nums.clone(), i, lock.clone()));
         p.start()?;

@@ -232,7 +232,7 @@ fn a_damaged_item_fails_its_checksum_instead_of_decoding_wrongly() {
         matches!(&err, Error::Corrupt { what, .. } if what.contains("checksum")),
         "{err:?}"
     );
-    let report = inspect::verify(list.segment());
+    let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(!report.is_consistent());
     assert!(report.problems[0].contains("item 0"), "{report:?}");
 }
@@ -271,7 +271,7 @@ fn a_full_segment_refuses_the_push_and_stays_usable() {
     assert!(matches!(err, Error::Full { .. }), "{err:?}");
     assert!(err.to_string().contains("max_size"), "{err}");
     assert_eq!(list.len(), pushed, "the refused push appended nothing");
-    assert!(inspect::verify(list.segment()).is_consistent());
+    assert!(inspect::verify(list.segment().expect("in shared memory")).is_consistent());
     assert_eq!(list.get(0).expect("read"), Some(item));
 }
 

@@ -24,7 +24,7 @@ use support::{Parent, Reaped, Removal, Rng, Watchdog};
 
 /// How a report of `inspect::verify` reads in an assertion.
 fn verified(list: &SharedList<impl Sized>) -> inspect::Report {
-    let report = inspect::verify(list.segment());
+    let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(
         report.is_consistent(),
         "{} is inconsistent: {report:#?}",
@@ -190,7 +190,7 @@ fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowled
     let words = *support::lock_recovering(&control);
     check_storm_result(&list, &words[ACKS..ACKS + WORKERS as usize], seed);
     assert!(
-        list.segment().generation() > 0,
+        list.segment().expect("in shared memory").generation() > 0,
         "the list never grew during the storm"
     );
     // The lock still works (the first locker repairs what the last kills left), and the new
@@ -206,9 +206,11 @@ fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowled
         "{} kills, {} items, {} kills while holding the list's lock, {} growths to {} bytes",
         kills + WORKERS,
         list.len() - 1,
-        list.segment().lock_owner_deaths(),
-        list.segment().generation(),
-        list.segment().size()
+        list.segment()
+            .expect("in shared memory")
+            .lock_owner_deaths(),
+        list.segment().expect("in shared memory").generation(),
+        list.segment().expect("in shared memory").size()
     );
 }
 
@@ -358,7 +360,7 @@ fn kill_at_failpoint(point: &str, prefill: u64) {
     let report = verified(&list);
     eprintln!("{point}: killed while pushing item {in_flight}: {report:?}");
     if point == "grow.allocated" {
-        let info = inspect::info(list.segment());
+        let info = inspect::info(list.segment().expect("in shared memory"));
         assert!(
             info.file_size > info.size,
             "{point}: the file ({} bytes) should have been extended past the published size ({})",
@@ -393,7 +395,7 @@ fn kill_at_failpoint(point: &str, prefill: u64) {
         report.notes.is_empty(),
         "{point}: notes after the repair: {report:?}"
     );
-    assert_eq!(list.segment().lock_owner(), None);
+    assert_eq!(list.segment().expect("in shared memory").lock_owner(), None);
 }
 
 #[test]
@@ -454,7 +456,7 @@ fn reader((list, passes, stop): (SharedList<Written>, Mutex<u64>, Event)) -> u64
     let mut seen: Vec<(u32, u64)> = Vec::new();
     let mut checked = 0;
     let mut pass = 0u64;
-    while !stop.is_set() {
+    while !stop.is_set().expect("is_set") {
         let check = |index: u64, item: memspace::Result<Written>| {
             let (incarnation, seq, text) = item
                 .unwrap_or_else(|err| panic!("pass {pass}: item {index} could not be read: {err}"));
@@ -539,7 +541,7 @@ fn a_reader_never_sees_an_error_or_a_torn_item_while_writers_are_killed_mid_push
             *support::lock_recovering(&passes) >= pass + 2
         });
     }
-    stop.set();
+    stop.set().expect("set");
     let checked = reading
         .0
         .join()
@@ -555,7 +557,9 @@ fn a_reader_never_sees_an_error_or_a_torn_item_while_writers_are_killed_mid_push
         "{WRITER_KILLS} writers killed; the reader checked {checked} items in {} passes; {} \
          kills landed while holding the list's lock",
         *support::lock_recovering(&passes),
-        list.segment().lock_owner_deaths()
+        list.segment()
+            .expect("in shared memory")
+            .lock_owner_deaths()
     );
 }
 
@@ -585,19 +589,19 @@ fn inspect_verify_finds_no_damage_while_another_process_appends_and_grows_the_li
     writer.wait_until("it appended", || !list.is_empty());
     let mut checks = 0;
     while list.len() < 16_000 {
-        let report = inspect::verify(list.segment());
+        let report = inspect::verify(list.segment().expect("in shared memory"));
         assert!(
             report.is_consistent(),
             "check {checks}, at {} items and {} bytes: {report:#?}",
             list.len(),
-            list.segment().size()
+            list.segment().expect("in shared memory").size()
         );
         checks += 1;
     }
     writer.0.join().expect("the writer appended everything");
     eprintln!(
         "{checks} checks while the list grew {} times",
-        list.segment().generation()
+        list.segment().expect("in shared memory").generation()
     );
     let report = verified(&list);
     assert!(report.notes.is_empty(), "{report:?}");
@@ -610,7 +614,7 @@ fn inspect_verify_finds_no_damage_while_another_process_appends_and_grows_the_li
 fn hold_until_killed((lock, holding): (Lock, Event)) {
     let parent = Parent::here();
     let _held = lock.lock().expect("lock");
-    holding.set();
+    holding.set().expect("set");
     parent.park_until_killed();
 }
 
@@ -618,7 +622,7 @@ fn hold_until_killed((lock, holding): (Lock, Event)) {
 /// the pid the dead holder had, and whether the next acquisition was clean.
 fn block_in_lock((lock, tid, blocking): (Lock, Mutex<u32>, Event)) -> (Option<u32>, bool) {
     *support::lock_recovering(&tid) = support::current_tid();
-    blocking.set();
+    blocking.set().expect("set");
     let previous = match lock.lock() {
         Err(LockError::OwnerDied(guard)) => {
             let previous = guard.previous_owner_died();
@@ -645,12 +649,12 @@ fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed(
         Process::new(hold_until_killed, (lock.clone(), holding.clone()))
             .start_method(StartMethod::Spawn),
     );
-    holder.wait_until("it holds the lock", || holding.is_set());
+    holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
     let mut blocked = Reaped::start(
         Process::new(block_in_lock, (lock.clone(), tid.clone(), blocking.clone()))
             .start_method(StartMethod::Spawn),
     );
-    blocked.wait_until("it is about to lock", || blocking.is_set());
+    blocked.wait_until("it is about to lock", || blocking.is_set().expect("is_set"));
     // Blocked: its thread sleeps (in the futex wait of `lock()`; nothing else can put it to
     // sleep between setting the flag and locking).
     let (pid, tid) = (blocked.pid(), *support::lock_recovering(&tid));
@@ -690,7 +694,7 @@ fn try_lock_for_on_a_lock_held_by_a_live_process_times_out() {
         Process::new(hold_until_killed, (lock.clone(), holding.clone()))
             .start_method(StartMethod::Spawn),
     );
-    holder.wait_until("it holds the lock", || holding.is_set());
+    holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
     match lock.try_lock_for(Duration::from_millis(200)) {
         Err(LockError::Timeout { waited, .. }) => assert_eq!(waited, Duration::from_millis(200)),
         other => panic!("expected a timeout, got {other:?}"),
@@ -747,7 +751,7 @@ fn a_panic_while_holding_a_lock_poisons_it_for_every_process_until_cleared() {
         }
         other => panic!("expected the child's panic, got {other:?}"),
     }
-    assert!(lock.segment().lock_poisoned());
+    assert!(lock.segment().expect("in shared memory").lock_poisoned());
     assert_eq!(in_another_process(&lock), "poisoned");
     match lock.lock() {
         Err(LockError::Poisoned(guard)) => guard.clear_poison(),

@@ -31,7 +31,7 @@ fn live_users(name: &str) -> usize {
 /// to, appends, reads the list and drops it.
 fn keep_open((list, attached, release): (SharedList<u32>, Event, Event)) -> Vec<u32> {
     let parent = Parent::here();
-    attached.set();
+    attached.set().expect("set");
     parent.wait(&release);
     list.push(&2).expect("push after the creator let go");
     list.to_vec().expect("read")
@@ -50,7 +50,7 @@ fn an_anonymous_list_outlives_its_creators_handle_while_a_spawned_child_uses_it(
         Process::new(keep_open, (list.clone(), attached.clone(), release.clone()))
             .start_method(StartMethod::Spawn),
     );
-    child.wait_until("it attached", || attached.is_set());
+    child.wait_until("it attached", || attached.is_set().expect("is_set"));
     assert_eq!(live_users(&name), 2, "the creator and the child");
     drop(list);
     assert!(
@@ -58,7 +58,7 @@ fn an_anonymous_list_outlives_its_creators_handle_while_a_spawned_child_uses_it(
         "the creator's drop removed a segment that a live child still uses"
     );
     assert_eq!(live_users(&name), 1, "the child");
-    release.set();
+    release.set().expect("set");
     assert_eq!(
         child.0.join().expect("the child pushed and let go"),
         [1, 2],
@@ -81,7 +81,7 @@ fn create_and_park((names, created): (SharedList<String>, Event)) {
     names
         .push(&orphan.name().to_string())
         .expect("report the name");
-    created.set();
+    created.set().expect("set");
     parent.park_until_killed();
 }
 
@@ -96,7 +96,7 @@ fn an_anonymous_list_whose_creator_was_killed_stays_until_gc_removes_it() {
         Process::new(create_and_park, (names.clone(), created.clone()))
             .start_method(StartMethod::Spawn),
     );
-    creator.wait_until("it created the list", || created.is_set());
+    creator.wait_until("it created the list", || created.is_set().expect("is_set"));
     let orphan = names
         .get(0)
         .expect("read")
@@ -245,7 +245,7 @@ fn a_forked_child_dropping_its_copy_of_an_anonymous_list_does_not_remove_it() {
         support::shm_exists(&name),
         "a forked child's drop removed its parent's segment"
     );
-    let users = list.segment().users();
+    let users = list.segment().expect("in shared memory").users();
     assert_eq!(users.len(), 1, "only the parent is a user: {users:?}");
     assert_eq!(users[0].pid, std::process::id());
     list.push(&3).expect("the parent still works with it");
@@ -291,7 +291,7 @@ fn a_file_backed_list_keeps_its_items_across_processes_until_removed() {
         again.to_vec().expect("read"),
         ["one", "two", "from a child"]
     );
-    assert!(!again.segment().is_anonymous());
+    assert!(!again.segment().expect("in shared memory").is_anonymous());
     drop(again);
     assert!(path.is_file(), "a file-backed list persists");
     Segment::remove(&name).expect("remove");
@@ -319,7 +319,7 @@ fn hold_file_lock((name, holding): (String, Event)) {
     let parent = Parent::here();
     let lock = Lock::open(&name).expect("open the file lock");
     let _held = lock.lock().expect("lock");
-    holding.set();
+    holding.set().expect("set");
     parent.park_until_killed();
 }
 
@@ -345,7 +345,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
         Process::new(hold_file_lock, (name.clone(), holding.clone()))
             .start_method(StartMethod::Spawn),
     );
-    holder.wait_until("it holds the lock", || holding.is_set());
+    holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
     let rebooted = dir.path().join("rebooted.seg");
     std::fs::copy(dir.path().join("lock.seg"), &rebooted).expect("copy the file");
     holder.0.kill().expect("SIGKILL");
@@ -354,7 +354,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
     let rebooted_name = dir.segment("rebooted.seg");
 
     let lock = Lock::open(&rebooted_name).expect("open after the 'reboot'");
-    let users = lock.segment().users();
+    let users = lock.segment().expect("in shared memory").users();
     assert_eq!(users.len(), 1, "the table of users was reset: {users:?}");
     assert_eq!(users[0].pid, std::process::id());
     let second_handle = Lock::open(&rebooted_name).expect("open again in the same boot");
@@ -431,7 +431,7 @@ fn a_file_backed_list_copied_while_an_append_was_half_done_recovers_after_a_rebo
         "the half-done append is invisible"
     );
     assert_eq!(
-        list.segment().users().len(),
+        list.segment().expect("in shared memory").users().len(),
         1,
         "the table of users was reset"
     );
@@ -442,7 +442,7 @@ fn a_file_backed_list_copied_while_an_append_was_half_done_recovers_after_a_rebo
         list.to_vec().expect("read"),
         ["item 0", "item 1", "after the reboot"]
     );
-    let report = inspect::verify(list.segment());
+    let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     assert!(report.notes.is_empty(), "{report:?}");
     drop(list);
@@ -459,7 +459,7 @@ fn create_named((name, created, exit, me): (String, Event, Event, Mutex<[u64; 2]
     let list = SharedList::<u32>::create(&name).expect("create");
     list.push(&1).expect("push");
     *support::lock_recovering(&me) = [u64::from(std::process::id()), support::own_start_time()];
-    created.set();
+    created.set().expect("set");
     parent.wait(&exit);
 }
 
@@ -482,7 +482,7 @@ fn the_creator_pid_and_start_time_of_a_list_made_by_a_child_are_recorded() {
         )
         .start_method(StartMethod::Spawn),
     );
-    child.wait_until("it created the list", || created.is_set());
+    child.wait_until("it created the list", || created.is_set().expect("is_set"));
     let [pid, start_time] = *support::lock_recovering(&me);
     assert_eq!(pid, u64::from(child.pid()));
     let info = inspect::info(&inspect::observe(removal.name()).expect("observe"));
@@ -490,7 +490,7 @@ fn the_creator_pid_and_start_time_of_a_list_made_by_a_child_are_recorded() {
     assert_eq!(info.creator.start_time, start_time);
     assert!(info.creator.alive, "the creator is running");
     assert_eq!(info.last_writer_pid, child.pid());
-    exit.set();
+    exit.set().expect("set");
     child.0.join().expect("the child exited");
     let info = inspect::info(&inspect::observe(removal.name()).expect("observe"));
     assert_eq!(u64::from(info.creator.pid), pid);

@@ -82,7 +82,7 @@ fn four_writers_lose_and_duplicate_nothing(method: StartMethod) {
     assert_eq!(next, vec![PER_WRITER; WRITERS as usize], "{method}");
     let switches = items.windows(2).filter(|w| w[0].0 != w[1].0).count();
     eprintln!("{method}: the writers' items alternate {switches} times");
-    let report = inspect::verify(list.segment());
+    let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{method}: {report:?}");
 }
 
@@ -142,12 +142,12 @@ fn push_growing((list, progress, parent): (SharedList<Record>, Mutex<u32>, u32))
             list.push(&record(index)).expect("push");
         }
     }
-    list.segment().size()
+    list.segment().expect("in shared memory").size()
 }
 
 fn a_list_grows_while_another_process_reads(method: StartMethod) {
     let list = SharedList::<Record>::new().expect("create a list");
-    let initial_size = list.segment().size();
+    let initial_size = list.segment().expect("in shared memory").size();
     assert_eq!(initial_size, 64 << 10, "a list starts at 64 KiB");
     let progress = common::new_flag();
     let mut writer = Running::start(
@@ -188,14 +188,14 @@ fn a_list_grows_while_another_process_reads(method: StartMethod) {
     let writer_size = writer.join().expect("the writer");
     assert_eq!(big_seen, GROWTH_ITEMS / BIG_EVERY);
     assert_eq!(list.len(), GROWTH_ITEMS);
-    let final_size = list.segment().size();
+    let final_size = list.segment().expect("in shared memory").size();
     assert_eq!(final_size, writer_size, "{method}: both see one size");
     assert!(
         final_size > 256 * initial_size,
         "{method}: the list grew far past its first 64 KiB (to {final_size} bytes)"
     );
-    assert!(list.segment().generation() > 0);
-    let report = inspect::verify(list.segment());
+    assert!(list.segment().expect("in shared memory").generation() > 0);
+    let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{method}: {report:?}");
 }
 
@@ -389,7 +389,7 @@ fn a_list_at_its_maximum_size_reports_full_and_stays_usable_and_unchanged() {
     list.push(&chunk('a')).expect("the first chunk fits");
     list.push(&chunk('b'))
         .expect("the second chunk fits, after growing");
-    assert_eq!(list.segment().size(), max_size);
+    assert_eq!(list.segment().expect("in shared memory").size(), max_size);
 
     let before = list.to_vec().expect("to_vec");
     let used = list.used_bytes();
@@ -416,7 +416,7 @@ fn a_list_at_its_maximum_size_reports_full_and_stays_usable_and_unchanged() {
         "a failed push changes nothing"
     );
     assert_eq!(list.used_bytes(), used);
-    assert_eq!(list.segment().size(), max_size);
+    assert_eq!(list.segment().expect("in shared memory").size(), max_size);
 
     // Small items still fit, and `extend` keeps the items before the one that did not fit.
     list.push(&"small".to_owned()).expect("a small push");
@@ -429,6 +429,6 @@ fn a_list_at_its_maximum_size_reports_full_and_stays_usable_and_unchanged() {
     assert_eq!(list.to_vec().expect("to_vec"), expected);
     let reopened = SharedList::<String>::open(removal.name()).expect("open");
     assert_eq!(reopened.to_vec().expect("to_vec"), expected);
-    let report = inspect::verify(list.segment());
+    let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
 }

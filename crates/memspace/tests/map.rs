@@ -156,7 +156,7 @@ impl Rng {
 }
 
 fn assert_consistent(map: &SharedMap<impl Sized, impl Sized>, context: &str) {
-    let report = inspect::verify(map.segment());
+    let report = inspect::verify(map.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{context}: {report:#?}");
 }
 
@@ -231,7 +231,10 @@ fn a_handle_travels_as_the_maps_name_and_reattaches() {
     assert_eq!(json, format!("\"{}\"", name.0));
     let back: SharedMap<u32, u32> = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back.get(&1).expect("get"), Some(10));
-    assert_eq!(back.segment().inode(), map.segment().inode());
+    assert_eq!(
+        back.segment().expect("in shared memory").inode(),
+        map.segment().expect("in shared memory").inode()
+    );
     assert!(format!("{map:?}").contains(&name.0));
 }
 
@@ -417,7 +420,7 @@ fn a_value_of_another_type_is_a_decode_error_naming_the_map() {
 
 /// Waits until the parent filled the map, then counts the entries it finds.
 fn count_filled((map, filled, count): (SharedMap<u64, String>, Event, u64)) -> u64 {
-    filled.wait();
+    filled.wait().expect("wait");
     let found = (0..count)
         .filter(|i| map.get(i).expect("get") == Some(format!("v{i}")))
         .count();
@@ -439,12 +442,15 @@ fn a_map_grows_to_100_000_entries_while_other_processes_have_it_open() {
     for reader in &mut readers {
         reader.start().expect("start");
     }
-    let size_before = map.segment().size();
+    let size_before = map.segment().expect("in shared memory").size();
     for i in 0..COUNT {
         assert_eq!(map.insert(&i, &format!("v{i}")).expect("insert"), None);
     }
-    assert!(map.segment().size() > size_before, "the segment grew");
-    filled.set();
+    assert!(
+        map.segment().expect("in shared memory").size() > size_before,
+        "the segment grew"
+    );
+    filled.set().expect("set");
     for reader in &mut readers {
         assert_eq!(reader.join().expect("join"), COUNT);
     }
@@ -460,7 +466,7 @@ fn a_map_grows_to_100_000_entries_while_other_processes_have_it_open() {
 #[test]
 fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
     let map = SharedMap::<u32, String>::new().expect("map");
-    let initial_size = map.segment().size();
+    let initial_size = map.segment().expect("in shared memory").size();
     let value = |round: u32| format!("{round:>1000}");
     // 20,000 values of 1 KB under 10 keys: 20 MB of replaced entries without compaction, and
     // about 10 KB of live entries. A compaction runs once the garbage reaches 16 KiB, and the
@@ -477,7 +483,11 @@ fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
         "{} bytes used for 10 KB of entries",
         map.used_bytes()
     );
-    assert_eq!(map.segment().size(), initial_size, "the segment never grew");
+    assert_eq!(
+        map.segment().expect("in shared memory").size(),
+        initial_size,
+        "the segment never grew"
+    );
     assert_consistent(&map, "after replacing");
 
     for key in 0..2000u32 {
@@ -595,7 +605,7 @@ proptest! {
             prop_assert_eq!(map.is_empty(), model.is_empty());
         }
         prop_assert_eq!(first.to_hash_map().expect("copy"), model);
-        let report = inspect::verify(first.segment());
+        let report = inspect::verify(first.segment().expect("in shared memory"));
         prop_assert!(report.is_consistent(), "{:#?}", report);
         prop_assert!(report.notes.is_empty(), "{:#?}", report);
     }
@@ -640,7 +650,7 @@ proptest! {
             file.seek(SeekFrom::Start(at)).expect("seek");
             file.write_all(&bytes).expect("write");
         }
-        let report = inspect::verify(map.segment());
+        let report = inspect::verify(map.segment().expect("in shared memory"));
         prop_assert!(report.problems.len() <= inspect::Report::MAX_PROBLEMS);
         let named = |result: memspace::Result<()>| match result {
             Err(Error::Corrupt { name: damaged, .. }) => assert_eq!(damaged.as_str(), name.0),
@@ -657,8 +667,8 @@ proptest! {
         named(map.insert(&(entries + 1), &"new".to_owned()).map(drop));
         named(map.remove(&2).map(drop));
         named(map.clear());
-        let _ = inspect::verify(map.segment());
-        let _ = inspect::info(map.segment());
+        let _ = inspect::verify(map.segment().expect("in shared memory"));
+        let _ = inspect::info(map.segment().expect("in shared memory"));
     }
 }
 
@@ -677,7 +687,7 @@ fn a_table_word_pointing_outside_the_segment_is_reported_as_damage() {
     let err = map.get(&1).expect_err("a table outside the segment");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains(&name.0), "{err}");
-    let report = inspect::verify(map.segment());
+    let report = inspect::verify(map.segment().expect("in shared memory"));
     assert!(!report.is_consistent());
     assert!(report.problems[0].contains("table"), "{report:?}");
 }
@@ -700,7 +710,7 @@ fn record_offsets_at_the_end_of_the_address_space_are_damage_not_a_panic() {
     }
     let err = map.get(&1).expect_err("a record past the segment");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
-    assert!(!inspect::verify(map.segment()).is_consistent());
+    assert!(!inspect::verify(map.segment().expect("in shared memory")).is_consistent());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -798,7 +808,7 @@ fn check_after_kill(
 ) -> HashMap<u64, String> {
     // Before anyone takes the lock: the committed structure is whole; counts the dead writer
     // left stale are notes, not problems.
-    let report = inspect::verify(map.segment());
+    let report = inspect::verify(map.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{context}: {report:#?}");
     // `len` sees the change under way (its maker is dead), takes the lock and recounts.
     let len = map.len();
@@ -825,7 +835,7 @@ fn check_after_kill(
         map.remove(&u64::MAX).expect("remove").as_deref(),
         Some("alive")
     );
-    let report = inspect::verify(map.segment());
+    let report = inspect::verify(map.segment().expect("in shared memory"));
     assert!(
         report.is_consistent() && report.notes.is_empty(),
         "{context}: after recovery: {report:#?}"
@@ -897,7 +907,7 @@ fn a_child_killed_at_random_moments_never_loses_an_acknowledged_change() {
     );
     // Kills inside the map's lock are what this test is about: most of the child's time is
     // spent there, so among 100 kills some land there (each does with probability near 1/2).
-    let deaths = map.segment().lock_owner_deaths();
+    let deaths = map.segment().expect("in shared memory").lock_owner_deaths();
     eprintln!("seed {seed}: {deaths} of 100 kills landed inside an operation on the map");
     assert!(
         deaths > 0,

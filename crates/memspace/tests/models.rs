@@ -60,7 +60,7 @@ proptest! {
         prop_assert_eq!(list.to_vec().expect("read"), model.clone());
         let iterated: Vec<Item> = list.iter().collect::<Result<_, _>>().expect("iterate");
         prop_assert_eq!(iterated, model);
-        prop_assert!(memspace::inspect::verify(list.segment()).is_consistent());
+        prop_assert!(memspace::inspect::verify(list.segment().expect("in shared memory")).is_consistent());
     }
 
     #[test]

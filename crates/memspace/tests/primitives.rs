@@ -65,20 +65,20 @@ where
 // Event
 
 fn set_event(event: Event) {
-    event.set();
+    event.set().expect("set");
 }
 
 #[test]
 fn an_event_set_by_a_worker_wakes_the_waiter() {
     for mode in modes("an_event_set_by_a_worker_wakes_the_waiter") {
         let event = Event::new().expect("event");
-        assert!(!event.wait_timeout(Duration::ZERO));
-        assert!(!event.wait_timeout(Duration::from_millis(20)));
+        assert!(!event.wait_timeout(Duration::ZERO).expect("wait"));
+        assert!(!event.wait_timeout(Duration::from_millis(20)).expect("wait"));
         run_all(mode, set_event, vec![event.clone()]);
-        event.wait();
-        assert!(event.is_set(), "{mode:?}");
-        event.clear();
-        assert!(!event.is_set());
+        event.wait().expect("wait");
+        assert!(event.is_set().expect("is_set"), "{mode:?}");
+        event.clear().expect("clear");
+        assert!(!event.is_set().expect("is_set"));
     }
 }
 
@@ -235,7 +235,7 @@ impl Permit for memspace::sync::Permit<'_> {
 
 fn hold_permit_forever((semaphore, holding): (Semaphore, Event)) {
     semaphore.acquire().expect("acquire").forget();
-    holding.set();
+    holding.set().expect("set");
     loop {
         std::thread::park();
     }
@@ -248,7 +248,7 @@ fn a_permit_held_by_a_killed_process_comes_back() {
     let holding = Event::new().expect("event");
     let mut holder = Process::new(hold_permit_forever, (semaphore.clone(), holding.clone()));
     holder.start().expect("start");
-    holding.wait();
+    holding.wait().expect("wait");
     assert!(
         semaphore.try_acquire().is_err(),
         "the holder has the only permit"
@@ -379,7 +379,7 @@ fn readers_share_and_writers_exclude() {
 
 fn read_forever((lock, reading): (RwLock<u64>, Event)) {
     let _guard = lock.read().expect("read");
-    reading.set();
+    reading.set().expect("set");
     loop {
         std::thread::park();
     }
@@ -392,7 +392,7 @@ fn a_killed_reader_does_not_keep_writers_out() {
     let reading = Event::new().expect("event");
     let mut reader = Process::new(read_forever, (lock.clone(), reading.clone()));
     reader.start().expect("start");
-    reading.wait();
+    reading.wait().expect("wait");
     assert_eq!(lock.readers(), 1);
     assert!(matches!(
         lock.try_write_for(Duration::from_millis(20)),
@@ -409,7 +409,7 @@ fn a_killed_reader_does_not_keep_writers_out() {
 fn write_forever((lock, writing): (RwLock<u64>, Event)) {
     let mut guard = lock.write().expect("write");
     *guard = 99;
-    writing.set();
+    writing.set().expect("set");
     loop {
         std::thread::park();
     }
@@ -422,7 +422,7 @@ fn a_killed_writer_is_reported_to_readers_until_a_writer_repairs() {
     let writing = Event::new().expect("event");
     let mut writer = Process::new(write_forever, (lock.clone(), writing.clone()));
     writer.start().expect("start");
-    writing.wait();
+    writing.wait().expect("wait");
     writer.kill().expect("SIGKILL");
     let _ = writer.join();
     let Err(LockError::OwnerDied(read)) = lock.read() else {
@@ -516,7 +516,7 @@ fn a_slice_taken_before_growth_stays_valid_after_it() {
 
 fn wait_forever_on_condvar((flag, changed, waiting): (Mutex<u32>, Condvar, Event)) {
     let guard = flag.lock().expect("lock");
-    waiting.set();
+    waiting.set().expect("set");
     let _guard = changed.wait_while(guard, |_| true).expect("wait");
 }
 
@@ -531,7 +531,7 @@ fn a_waiter_killed_while_waiting_does_not_swallow_a_notification() {
         (flag.clone(), changed.clone(), waiting.clone()),
     );
     doomed.start().expect("start");
-    waiting.wait();
+    waiting.wait().expect("wait");
     // The doomed waiter is asleep in the condvar (it released the lock to get there).
     drop(flag.lock().expect("the waiter released the lock"));
     doomed.kill().expect("SIGKILL");

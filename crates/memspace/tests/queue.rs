@@ -425,7 +425,7 @@ fn producers_and_consumers_exchange_every_item_exactly_once_in_order() {
         assert_eq!(distinct.len(), all.len(), "{mode:?}: an item arrived twice");
         assert!(queue.is_empty());
         assert_eq!(queue.unacknowledged(), 0);
-        let report = inspect::verify(queue.segment());
+        let report = inspect::verify(queue.segment().expect("in shared memory"));
         assert!(report.is_consistent(), "{mode:?}: {report:?}");
     }
 }
@@ -435,7 +435,7 @@ fn producers_and_consumers_exchange_every_item_exactly_once_in_order() {
 
 fn get_one((queue, started): (Queue<u64>, Event)) -> u64 {
     exit_with_parent();
-    started.set();
+    started.set().expect("set");
     queue.get().expect("get")
 }
 
@@ -447,7 +447,7 @@ fn a_blocked_get_is_woken_by_a_put_from_another_process() {
     let started = Event::new().expect("event");
     let mut consumer = Process::new(get_one, (queue.clone(), started.clone()));
     consumer.start().expect("start");
-    started.wait();
+    started.wait().expect("wait");
     wait_until_asleep_in_futex(consumer.pid().expect("pid"));
     queue.put(&42).expect("put");
     assert_eq!(consumer.join().expect("join"), 42);
@@ -456,7 +456,7 @@ fn a_blocked_get_is_woken_by_a_put_from_another_process() {
 
 fn put_one((queue, started): (Queue<u64>, Event)) {
     exit_with_parent();
-    started.set();
+    started.set().expect("set");
     queue.put(&2).expect("put");
 }
 
@@ -469,7 +469,7 @@ fn a_blocked_put_is_woken_by_a_get_from_another_process() {
     let started = Event::new().expect("event");
     let mut producer = Process::new(put_one, (queue.clone(), started.clone()));
     producer.start().expect("start");
-    started.wait();
+    started.wait().expect("wait");
     wait_until_asleep_in_futex(producer.pid().expect("pid"));
     assert_eq!(queue.len(), 1, "the blocked put went through");
     assert_eq!(queue.get().expect("get"), 1);
@@ -543,7 +543,7 @@ fn an_item_that_cannot_be_encoded_changes_nothing() {
     queue.put(&Unlucky(2)).expect("put");
     assert_eq!(queue.get().expect("get"), Unlucky(1));
     assert_eq!(queue.get().expect("get"), Unlucky(2));
-    assert!(inspect::verify(queue.segment()).is_consistent());
+    assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -604,7 +604,7 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
         };
         file.write_all_at(&value.to_le_bytes(), at)
             .expect("write garbage");
-        let _ = inspect::verify(queue.segment());
+        let _ = inspect::verify(queue.segment().expect("in shared memory"));
         let results = [
             queue.to_vec().map(drop).map_err(QueueError::from),
             queue.try_receive().and_then(Delivery::ack).map(drop),
@@ -651,12 +651,12 @@ fn a_queue_that_never_drains_reuses_its_space() {
     }
     assert_eq!(held.ack().expect("ack"), item(49_992));
     assert_eq!(queue.len(), 7);
-    let size = queue.segment().size();
+    let size = queue.segment().expect("in shared memory").size();
     assert!(
         size <= 1 << 20,
         "the segment grew to {size} bytes for about 8 KB of items"
     );
-    assert!(inspect::verify(queue.segment()).is_consistent());
+    assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
 }
 
 #[test]
@@ -668,15 +668,15 @@ fn a_long_held_delivery_keeps_later_items_space_until_acknowledged() {
         queue.put(&format!("{i:0100}")).expect("put");
         queue.get().expect("get");
     }
-    let pinned = queue.segment().size();
+    let pinned = queue.segment().expect("in shared memory").size();
     assert_eq!(slow.ack().expect("ack"), "slow job");
     // Everything is acknowledged: the same space serves the next items.
     for i in 0..5000 {
         queue.put(&format!("{i:0100}")).expect("put");
         queue.get().expect("get");
     }
-    assert_eq!(queue.segment().size(), pinned);
-    assert!(inspect::verify(queue.segment()).is_consistent());
+    assert_eq!(queue.segment().expect("in shared memory").size(), pinned);
+    assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -778,7 +778,7 @@ proptest! {
             prop_assert_eq!(queue.unacknowledged(), (ready.len() + held.len()) as u64);
         }
         prop_assert_eq!(queue.to_vec().expect("to_vec"), ready.values().cloned().collect::<Vec<_>>());
-        let report = inspect::verify(queue.segment());
+        let report = inspect::verify(queue.segment().expect("in shared memory"));
         prop_assert!(report.is_consistent(), "{:?}", report);
     }
 }
@@ -790,7 +790,7 @@ fn receive_and_hang((queue, took): (Queue<String>, Event)) {
     exit_with_parent();
     let delivery = queue.receive().expect("receive");
     assert_eq!(delivery.deliveries(), 1);
-    took.set();
+    took.set().expect("set");
     loop {
         std::thread::park();
     }
@@ -813,7 +813,7 @@ fn kill_a_consumer_holding_an_item(queue: &Queue<String>) {
     let took = Event::new().expect("event");
     let mut consumer = Process::new(receive_and_hang, (queue.clone(), took.clone()));
     consumer.start().expect("start");
-    took.wait();
+    took.wait().expect("wait");
     assert_eq!(queue.in_flight(), 1);
     consumer.kill().expect("SIGKILL");
     assert!(matches!(
@@ -831,7 +831,7 @@ fn an_item_taken_by_a_consumer_killed_before_acking_is_delivered_again() {
     queue.put(&"precious".to_owned()).expect("put");
     kill_a_consumer_holding_an_item(&queue);
     assert_eq!((queue.len(), queue.unacknowledged()), (0, 1));
-    let report = inspect::verify(queue.segment());
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     assert!(
         report
@@ -1028,7 +1028,7 @@ fn producers_and_consumers_killed_at_random_lose_no_acknowledged_item() {
         );
         // Checked while the other workers go on (`verify` retries until it reads the queue
         // between two changes, and says so when it never could).
-        let report = inspect::verify(queue.segment());
+        let report = inspect::verify(queue.segment().expect("in shared memory"));
         assert!(
             report.is_consistent(),
             "seed {seed}, kill {kill}: {report:?}"
@@ -1043,7 +1043,7 @@ fn producers_and_consumers_killed_at_random_lose_no_acknowledged_item() {
         worker.kill().expect("SIGKILL");
         let _ = worker.join();
     }
-    let report = inspect::verify(queue.segment());
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "seed {seed}: {report:?}");
     // Drain: items of dead consumers come back; the log records this last consumer too.
     while let Ok(delivery) = queue.try_receive() {
@@ -1063,7 +1063,7 @@ fn producers_and_consumers_killed_at_random_lose_no_acknowledged_item() {
     // The queue still works.
     queue.put(&(9, 9, 9)).expect("put after the storm");
     assert_eq!(queue.get().expect("get"), (9, 9, 9));
-    let report = inspect::verify(queue.segment());
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "seed {seed}: {report:?}");
 }
 
@@ -1155,7 +1155,7 @@ fn kill_at(test: &str, point: &str) {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     // Before anyone repairs it: consistent, perhaps with notes about the dead holder.
-    let report = inspect::verify(queue.segment());
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{point}: {report:?}");
     // `to_vec` takes the lock: the next locker is told the holder died and recounts.
     let ready = queue.to_vec().expect("read after the kill");
@@ -1203,7 +1203,7 @@ fn kill_at(test: &str, point: &str) {
     let mut other = Process::new(put_get_three, name.0.clone());
     other.start().expect("start");
     assert_eq!(other.join().expect("join"), strings(&["x", "y", "z"]));
-    let report = inspect::verify(queue.segment());
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{point}: {report:?}");
     assert!(report.notes.is_empty(), "{point}: {report:?}");
 }

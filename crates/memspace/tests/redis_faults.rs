@@ -177,7 +177,7 @@ fn hold_lock_child(base: &str) {
     let guard = lock.lock().expect("lock");
     let token = guard.fencing_token().expect("a Redis lock has tokens");
     report.push(&token.to_string()).expect("report the token");
-    resume.wait();
+    resume.wait().expect("wait");
     let checked = guard.check();
     let unlocked = guard.unlock();
     let outcome = match (checked, unlocked) {
@@ -262,7 +262,7 @@ fn a_holder_stopped_past_its_lease_is_told_it_lost_the_lock() {
         .expect("the stopped holder's lease expires");
     assert!(guard.fencing_token() > Some(child_token));
     signal(holder.pid(), "-CONT");
-    resume.set();
+    resume.set().expect("set");
     wait_until("the child's verdict", || report.len() == 2);
     assert_eq!(report.get(1).expect("read").as_deref(), Some("lost"));
     // The stale holder's release did not remove the new holder's lease.

@@ -346,19 +346,19 @@ fn a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cl
         }
         other => panic!("expected a panic, got {other:?}"),
     }
-    assert!(lock.segment().lock_poisoned());
+    assert!(lock.segment().expect("in shared memory").lock_poisoned());
     // Here: poisoned, and dropping the guard without clearing leaves it so.
     match lock.try_lock() {
         Err(LockError::Poisoned(guard)) => drop(guard),
         other => panic!("expected Poisoned, got {}", label(&other)),
     }
-    assert!(lock.segment().lock_poisoned());
+    assert!(lock.segment().expect("in shared memory").lock_poisoned());
     // In a spawned process, which shares nothing with this one but the segment: poisoned too;
     // it clears the poison for everyone.
     let mut other =
         Running::start(Process::new(clear_poison, lock.clone()).start_method(StartMethod::Spawn));
     assert_eq!(other.join().expect("the other process"), "poisoned");
-    assert!(!lock.segment().lock_poisoned());
+    assert!(!lock.segment().expect("in shared memory").lock_poisoned());
     let guard = lock.lock().expect("clean after clear_poison");
     assert_eq!(guard.previous_owner_died(), None);
     drop(guard);
@@ -490,7 +490,7 @@ fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_
         );
         writer.wait_until_stopped(point);
         assert_eq!(
-            list.segment().lock_owner(),
+            list.segment().expect("in shared memory").lock_owner(),
             Some(writer.pid()),
             "{point}: the stopped writer holds the list's lock"
         );
@@ -501,7 +501,7 @@ fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_
             "{point}: {status}"
         );
 
-        let report = inspect::verify(list.segment());
+        let report = inspect::verify(list.segment().expect("in shared memory"));
         assert!(
             report.is_consistent(),
             "{point}, before any repair: {report:?}"
@@ -522,12 +522,18 @@ fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_
             items == expected,
             "{point}: the list after the kill and two pushes"
         );
-        let report = inspect::verify(list.segment());
+        let report = inspect::verify(list.segment().expect("in shared memory"));
         assert!(
             report.is_consistent(),
             "{point}, after the repair: {report:?}"
         );
-        assert_eq!(list.segment().lock_owner_deaths(), 1, "{point}");
+        assert_eq!(
+            list.segment()
+                .expect("in shared memory")
+                .lock_owner_deaths(),
+            1,
+            "{point}"
+        );
     }
 }
 

@@ -211,7 +211,7 @@ fn a_truncated_list_segment_is_reported_as_truncated() {
         for i in 0..20 {
             list.push(&format!("{i}").repeat(20_000)).expect("push");
         }
-        list.segment().size()
+        list.segment().expect("in shared memory").size()
     };
     assert!(size >= 512 << 10, "the list grew to {size} bytes");
     let file = std::fs::OpenOptions::new()
@@ -375,7 +375,7 @@ fn damaged_list_data_is_an_error_naming_the_list_never_a_wrong_value_or_a_crash(
                 "{what}: to_vec"
             );
         }
-        let report = inspect::verify(list.segment());
+        let report = inspect::verify(list.segment().expect("in shared memory"));
         assert!(!report.is_consistent(), "{what}: verify finds it");
     }
     // Sanity: the offsets above are where the list keeps what they claim.
@@ -435,7 +435,7 @@ fn headers_of_random_plausible_fields_open_or_fail_without_panicking() {
                 let _ = list.get(index);
             }
             let _ = list.to_vec();
-            let _ = inspect::verify(list.segment());
+            let _ = inspect::verify(list.segment().expect("in shared memory"));
         }
         let _ = round;
     }
@@ -559,7 +559,10 @@ fn an_anonymous_segment_is_removed_when_its_creator_drops_its_last_handle() {
     ];
     let _removals: Vec<Removal> = names.iter().map(Removal::of).collect();
     assert!(names.iter().all(|name| shm_exists(name)));
-    assert!(list.segment().is_anonymous() && lock.segment().is_anonymous());
+    assert!(
+        list.segment().expect("in shared memory").is_anonymous()
+            && lock.segment().expect("in shared memory").is_anonymous()
+    );
     let (list2, lock2, mutex2) = (list.clone(), lock.clone(), mutex.clone());
     drop((list, lock, mutex));
     assert!(
@@ -603,7 +606,11 @@ fn an_anonymous_segment_survives_a_forked_child_dropping_its_copy() {
     let list = SharedList::<i64>::new().expect("create a list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
-    assert_eq!(list.segment().users().len(), 1, "one slot: the test's");
+    assert_eq!(
+        list.segment().expect("in shared memory").users().len(),
+        1,
+        "one slot: the test's"
+    );
     *INHERITED.lock().expect("the static") = Some(list);
     let mut child = Running::start(Process::new(drop_the_inherited_handle, ()));
     assert_eq!(child.join().expect("the child"), (true, true));
@@ -614,7 +621,7 @@ fn an_anonymous_segment_survives_a_forked_child_dropping_its_copy() {
         .take()
         .expect("the test's handle");
     assert_eq!(
-        list.segment().users().len(),
+        list.segment().expect("in shared memory").users().len(),
         1,
         "the test's slot is still there"
     );
@@ -695,7 +702,15 @@ fn a_killed_user_does_not_keep_an_anonymous_segment_alive() {
         .start_method(StartMethod::Spawn),
     );
     common::wait_for_flag(&flag, 1, child.pid());
-    assert_eq!(list.segment().users().iter().filter(|u| u.alive).count(), 2);
+    assert_eq!(
+        list.segment()
+            .expect("in shared memory")
+            .users()
+            .iter()
+            .filter(|u| u.alive)
+            .count(),
+        2
+    );
     child.kill();
     assert!(child.join().is_err(), "killed");
     drop(list);
@@ -707,7 +722,7 @@ fn a_named_segment_persists_after_its_handles_drop_until_removed() {
     let removal = Removal::fresh("named");
     let list = SharedList::<u64>::create(removal.name()).expect("create a list");
     list.extend([1, 2, 3]).expect("extend");
-    assert!(!list.segment().is_anonymous());
+    assert!(!list.segment().expect("in shared memory").is_anonymous());
     drop(list);
     assert!(
         shm_exists(removal.name()),

@@ -70,7 +70,7 @@ fn a_full_file_system_is_a_no_space_error_and_the_list_stays_intact() {
     // Nothing half-done is visible, and everything acknowledged is intact.
     assert_eq!(list.len(), pushed.len() as u64);
     assert_eq!(list.to_vec().expect("read back"), pushed);
-    let report = inspect::verify(list.segment());
+    let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     // A second segment in the full file system cannot be created either.
     let second = format!("file:{}/second.seg", fs.0.display());

@@ -70,11 +70,11 @@ impl DemoList for SharedList<i64> {
     }
 
     fn address(&self) -> usize {
-        self.as_segment().map_or(0, memspace::Segment::base_address)
+        self.segment().map_or(0, memspace::Segment::base_address)
     }
 
     fn backing(&self) -> String {
-        match self.as_segment() {
+        match self.segment() {
             Some(segment) => format!("shared segment {}, inode {}", self.name(), segment.inode()),
             None => format!("Redis list {}", self.name()),
         }
@@ -266,7 +266,9 @@ fn run_shared(workers: u32, count: u32, method: StartMethod) -> anyhow::Result<(
         if all { "yes" } else { "NO (unexpected)" },
         pids(&seen),
         nums.name(),
-        nums.segment().inode(),
+        nums.segment()
+            .expect("`new` makes a shared-memory list")
+            .inode(),
         nums.name(),
         addresses(&seen),
         nums.address(),

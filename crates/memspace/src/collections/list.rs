@@ -181,21 +181,10 @@ impl<T> SharedList<T> {
         }
     }
 
-    /// The list's segment (identity, size, address in this process).
-    ///
-    /// # Panics
-    ///
-    /// If the list is on Redis, which has no segment: use
-    /// [`as_segment`](SharedList::as_segment) when the backend is not known.
+    /// The list's segment (identity, size, address in this process), or `None` for a
+    /// Redis list, which has none.
     #[must_use]
-    pub fn segment(&self) -> &Segment {
-        self.as_segment()
-            .expect("a Redis-backed SharedList has no segment; use `as_segment`")
-    }
-
-    /// The list's segment, or `None` for a Redis list.
-    #[must_use]
-    pub fn as_segment(&self) -> Option<&Segment> {
+    pub fn segment(&self) -> Option<&Segment> {
         match &self.repr {
             Repr::Shm(segment) => Some(segment),
             Repr::Redis(_) => None,

@@ -974,21 +974,10 @@ impl<K, V> SharedMap<K, V> {
         }
     }
 
-    /// The map's segment (identity, size, address in this process).
-    ///
-    /// # Panics
-    ///
-    /// If the map is on Redis, which has no segment: use [`as_segment`](SharedMap::as_segment)
-    /// when the backend is not known.
+    /// The map's segment (identity, size, address in this process), or `None` for a
+    /// Redis map, which has none.
     #[must_use]
-    pub fn segment(&self) -> &Segment {
-        self.as_segment()
-            .expect("a Redis-backed SharedMap has no segment; use `as_segment`")
-    }
-
-    /// The map's segment, or `None` for a Redis map.
-    #[must_use]
-    pub fn as_segment(&self) -> Option<&Segment> {
+    pub fn segment(&self) -> Option<&Segment> {
         match &self.repr {
             Repr::Shm(segment) => Some(segment),
             Repr::Redis(_) => None,

@@ -1074,21 +1074,10 @@ impl<T> Queue<T> {
         }
     }
 
-    /// The queue's segment (identity, size, address in this process).
-    ///
-    /// # Panics
-    ///
-    /// If the queue is on Redis, which has no segment: use [`as_segment`](Queue::as_segment)
-    /// when the backend is not known.
+    /// The queue's segment (identity, size, address in this process), or `None` for a
+    /// Redis queue, which has none.
     #[must_use]
-    pub fn segment(&self) -> &Segment {
-        self.as_segment()
-            .expect("a Redis-backed Queue has no segment; use `as_segment`")
-    }
-
-    /// The queue's segment, or `None` for a Redis queue.
-    #[must_use]
-    pub fn as_segment(&self) -> Option<&Segment> {
+    pub fn segment(&self) -> Option<&Segment> {
         match &self.repr {
             Repr::Shm(segment) => Some(segment),
             Repr::Redis(_) => None,

@@ -22,8 +22,8 @@ pub(crate) struct EventArea {
 /// killed while waiting simply stops waiting, and a setter killed after `set` has set it.
 ///
 /// A name `redis://HOST:PORT/NAME` puts the event on a Redis server: waiters then poll it
-/// (every 2 ms, backing off to 50 ms). The methods that cannot return an error retry while
-/// the server is unreachable (see `# Panics`); each has a `checked_` form that reports.
+/// (every 2 ms, backing off to 50 ms), and every method reports an unreachable server as an
+/// error. In shared memory the methods never fail.
 ///
 /// # Examples
 ///
@@ -33,9 +33,9 @@ pub(crate) struct EventArea {
 /// use memspace::sync::Event;
 ///
 /// let ready = Event::new()?;
-/// assert!(!ready.wait_timeout(Duration::from_millis(1)));
-/// ready.set();
-/// assert!(ready.wait_timeout(Duration::ZERO));
+/// assert!(!ready.wait_timeout(Duration::from_millis(1))?);
+/// ready.set()?;
+/// assert!(ready.wait_timeout(Duration::ZERO)?);
 /// # Ok(())
 /// # }
 /// ```
@@ -55,25 +55,8 @@ impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
             .field("name", self.name())
-            .field("set", &self.checked_is_set().ok())
+            .field("set", &self.is_set().ok())
             .finish()
-    }
-}
-
-/// How long the methods of a Redis event that cannot return an error keep retrying.
-const RETRY_FOR: Duration = Duration::from_mins(1);
-
-/// Retries `attempt` while a Redis server is unreachable; panics after [`RETRY_FOR`].
-fn retrying<T>(name: &SegmentName, mut attempt: impl FnMut() -> Result<T>) -> T {
-    let started = Instant::now();
-    loop {
-        match attempt() {
-            Ok(value) => return value,
-            Err(_) if started.elapsed() < RETRY_FOR => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(err) => panic!("event `{name}`: {err}"),
-        }
     }
 }
 
@@ -167,31 +150,16 @@ impl Event {
 
     /// Sets the flag and wakes every waiter, in every process.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// On Redis, if the server stays unreachable for a minute (use
-    /// [`checked_set`](Event::checked_set) to handle that).
-    pub fn set(&self) {
+    /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) on Redis; never in shared
+    /// memory.
+    pub fn set(&self) -> Result<()> {
         match &self.repr {
             Repr::Shm(segment) => {
                 let flag = Self::flag(segment);
                 flag.store(1, Ordering::Release);
                 sys::futex_wake(flag, u32::MAX);
-            }
-            Repr::Redis(_) => retrying(self.name(), || self.checked_set()),
-        }
-    }
-
-    /// Sets the flag, or says why the server could not.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) on Redis; never in shared
-    /// memory.
-    pub fn checked_set(&self) -> Result<()> {
-        match &self.repr {
-            Repr::Shm(_) => {
-                self.set();
                 Ok(())
             }
             Repr::Redis(event) => event.store(true),
@@ -200,96 +168,77 @@ impl Event {
 
     /// Clears the flag.
     ///
-    /// # Panics
+    /// # Errors
     ///
     /// As [`Event::set`].
-    pub fn clear(&self) {
+    pub fn clear(&self) -> Result<()> {
         match &self.repr {
-            Repr::Shm(segment) => Self::flag(segment).store(0, Ordering::Release),
-            Repr::Redis(event) => retrying(self.name(), || event.store(false)),
+            Repr::Shm(segment) => {
+                Self::flag(segment).store(0, Ordering::Release);
+                Ok(())
+            }
+            Repr::Redis(event) => event.store(false),
         }
     }
 
     /// Whether the flag is set.
     ///
-    /// # Panics
-    ///
-    /// As [`Event::set`].
-    #[must_use]
-    pub fn is_set(&self) -> bool {
-        match &self.repr {
-            Repr::Shm(segment) => Self::flag(segment).load(Ordering::Acquire) != 0,
-            Repr::Redis(event) => retrying(self.name(), || event.is_set()),
-        }
-    }
-
-    /// Whether the flag is set, or why the server could not say.
-    ///
     /// # Errors
     ///
-    /// As [`Event::checked_set`].
-    pub fn checked_is_set(&self) -> Result<bool> {
+    /// As [`Event::set`].
+    pub fn is_set(&self) -> Result<bool> {
         match &self.repr {
-            Repr::Shm(_) => Ok(self.is_set()),
+            Repr::Shm(segment) => Ok(Self::is_set_in(segment)),
             Repr::Redis(event) => event.is_set(),
         }
     }
 
-    /// Waits until the flag is set.
-    ///
-    /// # Panics
-    ///
-    /// As [`Event::set`].
-    pub fn wait(&self) {
-        let segment = match &self.repr {
-            Repr::Shm(segment) => segment,
-            Repr::Redis(event) => {
-                retrying(self.name(), || event.wait(None));
-                return;
-            }
-        };
-        while !self.is_set() {
-            sys::futex_wait(Self::flag(segment), 0, None);
-        }
+    fn is_set_in(segment: &Segment) -> bool {
+        Self::flag(segment).load(Ordering::Acquire) != 0
     }
 
-    /// Waits at most `timeout` for the flag, or says why the server could not be asked.
+    /// Waits until the flag is set.
     ///
     /// # Errors
     ///
-    /// As [`Event::checked_set`].
-    pub fn checked_wait_timeout(&self, timeout: Duration) -> Result<bool> {
+    /// As [`Event::set`]: a Redis waiter reports the server becoming unreachable instead of
+    /// waiting on.
+    pub fn wait(&self) -> Result<()> {
         match &self.repr {
-            Repr::Shm(_) => Ok(self.wait_timeout(timeout)),
-            Repr::Redis(event) => event.wait(Some(timeout)),
+            Repr::Shm(segment) => {
+                while !Self::is_set_in(segment) {
+                    sys::futex_wait(Self::flag(segment), 0, None);
+                }
+                Ok(())
+            }
+            Repr::Redis(event) => event.wait(None).map(drop),
         }
     }
 
     /// Waits at most `timeout` for the flag; returns whether it is set.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// As [`Event::set`].
-    #[must_use = "the result says whether the event was set or the wait timed out"]
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+    /// As [`Event::wait`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         let segment = match &self.repr {
             Repr::Shm(segment) => segment,
-            Repr::Redis(event) => return retrying(self.name(), || event.wait(Some(timeout))),
+            Repr::Redis(event) => return event.wait(Some(timeout)),
         };
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            if self.is_set() {
-                return true;
+            if Self::is_set_in(segment) {
+                return Ok(true);
             }
             let remaining = match deadline {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => Some(left),
-                    _ => return self.is_set(),
+                    _ => return Ok(Self::is_set_in(segment)),
                 },
                 None => None,
             };
             if sys::futex_wait(Self::flag(segment), 0, remaining) == Woken::TimedOut {
-                return self.is_set();
+                return Ok(Self::is_set_in(segment));
             }
         }
     }

@@ -278,21 +278,10 @@ impl Lock {
         }
     }
 
-    /// The lock's segment (identity, size, address in this process).
-    ///
-    /// # Panics
-    ///
-    /// If the lock is on Redis, which has no segment: use [`as_segment`](Lock::as_segment)
-    /// when the backend is not known.
+    /// The lock's segment (identity, size, address in this process), or `None` for a
+    /// Redis lock, which has none.
     #[must_use]
-    pub fn segment(&self) -> &Segment {
-        self.as_segment()
-            .expect("a Redis-backed Lock has no segment; use `as_segment`")
-    }
-
-    /// The lock's segment, or `None` for a Redis lock.
-    #[must_use]
-    pub fn as_segment(&self) -> Option<&Segment> {
+    pub fn segment(&self) -> Option<&Segment> {
         match &self.repr {
             Repr::Shm(segment) => Some(segment),
             Repr::Redis(_) => None,

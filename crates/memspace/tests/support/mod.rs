@@ -227,7 +227,7 @@ impl Parent {
 
     /// Waits for `event`, leaving if the parent is gone.
     pub(crate) fn wait(self, event: &memspace::sync::Event) {
-        while !event.wait_timeout(Duration::from_millis(50)) {
+        while !event.wait_timeout(Duration::from_millis(50)).expect("wait") {
             self.exit_if_gone();
         }
     }

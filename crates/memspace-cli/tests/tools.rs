@@ -260,7 +260,7 @@ fn gc_removes_an_anonymous_segment_whose_every_user_was_killed() {
     assert!(!std::path::Path::new(&format!("/dev/shm/memspace.{orphan}")).exists());
     // Our own anonymous list has a live user (this process): gc leaves it alone.
     assert!(!done.contains(names.name().as_str()), "{done}");
-    assert_eq!(names.len(), 1);
+    assert_eq!(names.len().expect("len"), 1);
 }
 
 #[test]

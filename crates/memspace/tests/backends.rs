@@ -138,12 +138,12 @@ on_both_backends!(
 fn a_list_pushes_extends_and_reads_back_in_order(fx: &Fixture) {
     let name = fx.name("list");
     let list = SharedList::<i64>::create(&name).expect("create");
-    assert!(list.is_empty());
+    assert!(list.is_empty().expect("is_empty"));
     list.push(&0).expect("push");
     list.extend([1, 2]).expect("extend");
     assert_eq!(list.to_vec().expect("to_vec"), [0, 1, 2]);
-    assert_eq!(list.len(), 3);
-    assert_eq!(list.checked_len().expect("checked_len"), 3);
+    assert_eq!(list.len().expect("len"), 3);
+    assert_eq!(list.len().expect("checked_len"), 3);
     assert_eq!(list.get(1).expect("get"), Some(1));
     assert_eq!(list.get(3).expect("get past the end"), None);
     let iterated: Vec<i64> = list.iter().collect::<Result<_, _>>().expect("iter");
@@ -231,7 +231,7 @@ fn a_map_inserts_replaces_removes_and_clears(fx: &Fixture) {
     assert_eq!(same.get(&"ada".into()).expect("get"), Some(37));
     assert!(same.contains_key(&"alan".into()).expect("contains"));
     assert!(!same.contains_key(&"grace".into()).expect("contains"));
-    assert_eq!(same.len(), 2);
+    assert_eq!(same.len().expect("len"), 2);
     let all: HashMap<String, u32> = same.to_hash_map().expect("to_hash_map");
     assert_eq!(
         all,
@@ -243,7 +243,7 @@ fn a_map_inserts_replaces_removes_and_clears(fx: &Fixture) {
     assert_eq!(ages.remove(&"ada".into()).expect("remove"), Some(37));
     assert_eq!(ages.remove(&"ada".into()).expect("remove again"), None);
     ages.clear().expect("clear");
-    assert!(same.is_empty());
+    assert!(same.is_empty().expect("is_empty"));
     assert_eq!(same.get(&"alan".into()).expect("get"), None);
 }
 
@@ -266,7 +266,7 @@ fn a_bounded_queue_is_fifo_and_refuses_past_its_capacity(fx: &Fixture) {
     ));
     assert_eq!(jobs.to_vec().expect("to_vec"), ["first", "second"]);
     let same = Queue::<String>::open(&name).expect("open");
-    assert_eq!(same.len(), 2);
+    assert_eq!(same.len().expect("len"), 2);
     assert_eq!(same.get().expect("get"), "first");
     jobs.try_put(&"third".into()).expect("a place is free");
     assert_eq!(same.get().expect("get"), "second");
@@ -276,7 +276,7 @@ fn a_bounded_queue_is_fifo_and_refuses_past_its_capacity(fx: &Fixture) {
         same.get_timeout(Duration::from_millis(20)),
         Err(QueueError::Timeout { .. })
     ));
-    assert!(same.is_empty());
+    assert!(same.is_empty().expect("is_empty"));
 }
 
 fn a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once(fx: &Fixture) {
@@ -286,7 +286,7 @@ fn a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once(fx: &Fixtu
     queue.put(&2).expect("put");
     let first = queue.receive().expect("receive");
     assert_eq!((*first.value(), first.deliveries()), (1, 1));
-    assert_eq!(queue.in_flight(), 1);
+    assert_eq!(queue.in_flight().expect("in_flight"), 1);
     first.nack().expect("nack");
     let again = queue.receive().expect("receive again");
     assert_eq!((*again.value(), again.deliveries()), (1, 2));
@@ -299,7 +299,13 @@ fn a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once(fx: &Fixtu
     assert_eq!(*second.value(), 2);
     assert!(second.seq() > seq_of_first, "seq grows in put order");
     assert_eq!(second.ack().expect("ack"), 2);
-    assert_eq!((queue.len(), queue.in_flight()), (0, 0));
+    assert_eq!(
+        (
+            queue.len().expect("len"),
+            queue.in_flight().expect("in_flight")
+        ),
+        (0, 0)
+    );
     assert!(matches!(queue.try_receive(), Err(QueueError::Empty { .. })));
 }
 
@@ -346,7 +352,7 @@ fn a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones(f
         got.sort_unstable();
         assert_eq!(got, (0..2 * PER_THREAD).collect::<Vec<_>>());
     });
-    assert_eq!(list.len(), u64::from(2 * PER_THREAD));
+    assert_eq!(list.len().expect("len"), u64::from(2 * PER_THREAD));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,7 +401,7 @@ fn a_lock_excludes_a_second_holder_until_released(fx: &Fixture) {
         let guard = lock.lock().expect("lock");
         first_token = guard.fencing_token();
         assert_eq!(first_token.is_some(), fx.is_redis());
-        assert_eq!(other.owner(), Some(std::process::id()));
+        assert_eq!(other.owner().expect("owner"), Some(std::process::id()));
         // The holder itself is told, rather than waiting for itself forever.
         assert!(matches!(
             other.try_lock_for(Duration::from_millis(30)),
@@ -418,11 +424,18 @@ fn a_lock_excludes_a_second_holder_until_released(fx: &Fixture) {
     let guard = other.try_lock().expect("free after the guard is dropped");
     if fx.is_redis() {
         assert!(guard.fencing_token() > first_token, "tokens grow");
-        assert_eq!(other.last_fencing_token(), guard.fencing_token());
+        assert_eq!(
+            other.last_fencing_token().expect("last_fencing_token"),
+            guard.fencing_token()
+        );
     }
     guard.unlock().expect("unlock");
     if fx.is_redis() {
-        assert_eq!(lock.owner(), None, "a released lease names no holder");
+        assert_eq!(
+            lock.owner().expect("owner"),
+            None,
+            "a released lease names no holder"
+        );
     }
 }
 

@@ -47,7 +47,7 @@ fn poke(name: &str) {
         {
             let _ = list.to_vec();
             let _ = list.get(0);
-            let _ = list.get(list.len().saturating_sub(1));
+            let _ = list.get(list.len().expect("len").saturating_sub(1));
             for item in list.iter().take(64) {
                 let _ = item;
             }
@@ -270,7 +270,11 @@ fn a_full_segment_refuses_the_push_and_stays_usable() {
     };
     assert!(matches!(err, Error::Full { .. }), "{err:?}");
     assert!(err.to_string().contains("max_size"), "{err}");
-    assert_eq!(list.len(), pushed, "the refused push appended nothing");
+    assert_eq!(
+        list.len().expect("len"),
+        pushed,
+        "the refused push appended nothing"
+    );
     assert!(inspect::verify(list.segment().expect("in shared memory")).is_consistent());
     assert_eq!(list.get(0).expect("read"), Some(item));
 }

@@ -61,7 +61,7 @@ fn padding(seed: u64, worker: u32, seq: u64) -> String {
 /// Where an incarnation of `worker` resumes: after the last of its items in the list (pushed
 /// by an earlier incarnation, acknowledged or not).
 fn resume_point(list: &SharedList<Item>, worker: u32) -> u64 {
-    for index in (0..list.len()).rev() {
+    for index in (0..list.len().expect("len")).rev() {
         let (owner, seq, _) = list
             .get(index)
             .expect("a published item decodes")
@@ -198,14 +198,16 @@ fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowled
     list.push(&(99, 0, "after the storm".to_owned()))
         .expect("push after the storm");
     assert_eq!(
-        list.get(list.len() - 1).expect("read").expect("there"),
+        list.get(list.len().expect("len") - 1)
+            .expect("read")
+            .expect("there"),
         (99, 0, "after the storm".to_owned())
     );
     verified(&list);
     eprintln!(
         "{} kills, {} items, {} kills while holding the list's lock, {} growths to {} bytes",
         kills + WORKERS,
-        list.len() - 1,
+        list.len().expect("len") - 1,
         list.segment()
             .expect("in shared memory")
             .lock_owner_deaths(),
@@ -284,7 +286,7 @@ fn failpoint_writer() {
         .expect("open the list");
     let intent = Mutex::<u64>::open(&std::env::var(INTENT_VARIABLE).expect("intent name"))
         .expect("open the intent");
-    let first = list.len();
+    let first = list.len().expect("len");
     for seq in first..first + 100_000 {
         *support::lock_recovering(&intent) = seq;
         list.push(&entry(seq)).expect("push");
@@ -296,7 +298,7 @@ fn failpoint_writer() {
 fn appender() {
     let list = SharedList::<Entry>::open(&std::env::var(LIST_VARIABLE).expect("list name"))
         .expect("open the list");
-    let first = list.len();
+    let first = list.len().expect("len");
     for seq in first..first + 3 {
         list.push(&entry(seq)).expect("push from a second process");
     }
@@ -335,14 +337,14 @@ fn kill_at_failpoint(point: &str, prefill: u64) {
     );
     writer.wait_until_stopped(point);
     let in_flight = *support::lock_recovering(&intent);
-    let stopped_len = list.len();
+    let stopped_len = list.len().expect("len");
     let status = writer.kill();
     assert!(
         support::was_sigkilled(status),
         "{point}: the writer ended with {status}"
     );
     assert_eq!(
-        list.len(),
+        list.len().expect("len"),
         stopped_len,
         "{point}: the kill changed the list"
     );
@@ -381,7 +383,7 @@ fn kill_at_failpoint(point: &str, prefill: u64) {
         status.success(),
         "{point}: the second process failed: {status}"
     );
-    let len = list.len();
+    let len = list.len().expect("len");
     for seq in len..len + 3 {
         list.push(&entry(seq)).expect("push after the kill");
     }
@@ -466,7 +468,7 @@ fn reader((list, passes, stop): (SharedList<Written>, Mutex<u64>, Event)) -> u64
             );
             (incarnation, seq)
         };
-        let len = list.len();
+        let len = list.len().expect("len");
         let read: Vec<(u32, u64)> = if pass.is_multiple_of(2) {
             (0..len)
                 .map(|index| {
@@ -522,13 +524,13 @@ fn a_reader_never_sees_an_error_or_a_torn_item_while_writers_are_killed_mid_push
             .start_method(StartMethod::Spawn),
     );
     for incarnation in 0..WRITER_KILLS {
-        let before = list.len();
+        let before = list.len().expect("len");
         let mut writer = Reaped::start(
             Process::new(killed_writer, (list.clone(), incarnation))
                 .start_method(StartMethod::Spawn),
         );
         // The writer is in its push loop: an item of its own is published.
-        writer.wait_until("it published an item", || list.len() > before);
+        writer.wait_until("it published an item", || list.len().expect("len") > before);
         std::thread::sleep(Duration::from_micros(rng.below(2000)));
         writer.0.kill().expect("SIGKILL");
         match writer.0.join() {
@@ -551,7 +553,7 @@ fn a_reader_never_sees_an_error_or_a_torn_item_while_writers_are_killed_mid_push
         .expect("push after the kills");
     assert_eq!(
         list.to_vec().expect("every item decodes").len() as u64,
-        list.len()
+        list.len().expect("len")
     );
     eprintln!(
         "{WRITER_KILLS} writers killed; the reader checked {checked} items in {} passes; {} \
@@ -586,14 +588,14 @@ fn inspect_verify_finds_no_damage_while_another_process_appends_and_grows_the_li
     let mut writer = Reaped::start(
         Process::new(append_and_grow, (list.clone(), 16_000)).start_method(StartMethod::Spawn),
     );
-    writer.wait_until("it appended", || !list.is_empty());
+    writer.wait_until("it appended", || !list.is_empty().expect("is_empty"));
     let mut checks = 0;
-    while list.len() < 16_000 {
+    while list.len().expect("len") < 16_000 {
         let report = inspect::verify(list.segment().expect("in shared memory"));
         assert!(
             report.is_consistent(),
             "check {checks}, at {} items and {} bytes: {report:#?}",
-            list.len(),
+            list.len().expect("len"),
             list.segment().expect("in shared memory").size()
         );
         checks += 1;
@@ -663,7 +665,7 @@ fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed(
     });
     // A margin, not the ordering (the thread's state is): it stays asleep in the kernel.
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(lock.owner(), Some(holder.pid()));
+    assert_eq!(lock.owner().expect("owner"), Some(holder.pid()));
     holder.0.kill().expect("SIGKILL");
     assert!(matches!(
         holder.0.join(),

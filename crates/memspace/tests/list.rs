@@ -178,7 +178,7 @@ fn a_list_grows_while_another_process_reads(method: StartMethod) {
                 assert!(
                     !writer.has_ended(),
                     "{method}: the writer ended with {} items, the reader at {next}",
-                    list.len()
+                    list.len().expect("len")
                 );
                 std::thread::yield_now();
             }
@@ -187,7 +187,7 @@ fn a_list_grows_while_another_process_reads(method: StartMethod) {
     }
     let writer_size = writer.join().expect("the writer");
     assert_eq!(big_seen, GROWTH_ITEMS / BIG_EVERY);
-    assert_eq!(list.len(), GROWTH_ITEMS);
+    assert_eq!(list.len().expect("len"), GROWTH_ITEMS);
     let final_size = list.segment().expect("in shared memory").size();
     assert_eq!(final_size, writer_size, "{method}: both see one size");
     assert!(
@@ -262,8 +262,8 @@ fn job(id: u64) -> Job {
 fn push_extend_get_iter_and_to_vec_agree() {
     let nums = SharedList::<i64>::new().expect("create a list");
     let _removal = Removal::of(nums.name());
-    assert!(nums.is_empty());
-    assert_eq!(nums.len(), 0);
+    assert!(nums.is_empty().expect("is_empty"));
+    assert_eq!(nums.len().expect("len"), 0);
     assert_eq!(nums.get(0).expect("get"), None);
     assert!(nums.iter().next().is_none());
     assert_eq!(nums.to_vec().expect("to_vec"), Vec::<i64>::new());
@@ -272,8 +272,8 @@ fn push_extend_get_iter_and_to_vec_agree() {
     nums.extend([1, 2]).expect("extend by value");
     nums.extend([3, 4].iter()).expect("extend by reference");
     nums.extend(Vec::<i64>::new()).expect("extend with nothing");
-    assert!(!nums.is_empty());
-    assert_eq!(nums.len(), 5);
+    assert!(!nums.is_empty().expect("is_empty"));
+    assert_eq!(nums.len().expect("len"), 5);
     for i in 0..5 {
         assert_eq!(nums.get(i).expect("get"), i64::try_from(i).ok());
     }
@@ -297,7 +297,7 @@ fn push_extend_get_iter_and_to_vec_agree() {
     other_handle.push(&5).expect("push through a clone");
     assert_eq!(items.next().expect("the new item").expect("readable"), 5);
     assert!(items.next().is_none());
-    assert_eq!(nums.len(), 6);
+    assert_eq!(nums.len().expect("len"), 6);
 }
 
 #[test]
@@ -329,7 +329,11 @@ fn a_list_of_strings_read_as_numbers_is_a_decode_error_naming_the_index() {
         .extend(["zero", "one"].map(str::to_owned))
         .expect("extend");
     let numbers = SharedList::<u64>::open(removal.name()).expect("open as numbers");
-    assert_eq!(numbers.len(), 2, "the items are there, whatever their type");
+    assert_eq!(
+        numbers.len().expect("len"),
+        2,
+        "the items are there, whatever their type"
+    );
 
     match numbers.get(1) {
         Err(err @ Error::Decode { .. }) => {

@@ -168,12 +168,12 @@ fn insert_get_replace_remove_and_clear_behave_as_in_a_hash_map() {
     let name = Name::new("basics");
     let map = SharedMap::<String, i32>::create(&name.0).expect("create");
     let key = |k: &str| k.to_owned();
-    assert!(map.is_empty());
+    assert!(map.is_empty().expect("is_empty"));
     assert_eq!(map.get(&key("a")).expect("get"), None);
     assert_eq!(map.insert(&key("a"), &1).expect("insert"), None);
     assert_eq!(map.insert(&key("b"), &2).expect("insert"), None);
     assert_eq!(map.insert(&key("a"), &3).expect("replace"), Some(1));
-    assert_eq!(map.len(), 2);
+    assert_eq!(map.len().expect("len"), 2);
     assert_eq!(map.get(&key("a")).expect("get"), Some(3));
     assert!(map.contains_key(&key("b")).expect("contains"));
     assert!(!map.contains_key(&key("c")).expect("contains"));
@@ -209,12 +209,12 @@ fn insert_get_replace_remove_and_clear_behave_as_in_a_hash_map() {
 
     assert_eq!(map.remove(&key("a")).expect("remove"), Some(3));
     assert_eq!(map.remove(&key("a")).expect("remove again"), None);
-    assert_eq!(map.len(), 1);
+    assert_eq!(map.len().expect("len"), 1);
     assert_eq!(map.get(&key("a")).expect("get"), None);
     assert_consistent(&map, "after removing");
 
     map.clear().expect("clear");
-    assert!(map.is_empty());
+    assert!(map.is_empty().expect("is_empty"));
     assert_eq!(map.get(&key("b")).expect("get"), None);
     assert_eq!(map.iter().count(), 0);
     assert_eq!(map.insert(&key("b"), &4).expect("insert after clear"), None);
@@ -287,7 +287,7 @@ fn four_workers_on_threads_and_on_processes_fill_one_map() {
             .iter_mut()
             .map(|worker| worker.join().expect("join"))
             .sum();
-        assert_eq!(map.len(), left, "{mode:?}");
+        assert_eq!(map.len().expect("len"), left, "{mode:?}");
         let all = map.to_hash_map().expect("copy");
         assert_eq!(all.len() as u64, left, "{mode:?}");
         for worker in 0..4 {
@@ -343,7 +343,7 @@ fn keys_of_many_types_find_their_values() {
     assert_eq!(integers.get(&i64::MIN).expect("get"), Some(Some(0.5)));
     assert_eq!(integers.get(&42).expect("get"), Some(None));
     assert_eq!(integers.get(&2).expect("get"), None);
-    assert_eq!(integers.len(), 8);
+    assert_eq!(integers.len().expect("len"), 8);
 
     let tuples = SharedMap::<(u8, String, bool), char>::new().expect("map");
     tuples.insert(&(1, "a".into(), true), &'x').expect("insert");
@@ -392,7 +392,7 @@ fn keys_are_equal_when_their_encodings_are() {
             .as_deref(),
         Some("five")
     );
-    assert_eq!(narrow.len(), 1);
+    assert_eq!(narrow.len().expect("len"), 1);
 
     // A struct is encoded as a map of its fields, in order: the map with the same fields in
     // the same order is the same key.
@@ -454,7 +454,7 @@ fn a_map_grows_to_100_000_entries_while_other_processes_have_it_open() {
     for reader in &mut readers {
         assert_eq!(reader.join().expect("join"), COUNT);
     }
-    assert_eq!(map.len(), COUNT);
+    assert_eq!(map.len().expect("len"), COUNT);
     assert_eq!(
         map.get(&(COUNT - 1)).expect("get"),
         Some(format!("v{}", COUNT - 1))
@@ -474,7 +474,7 @@ fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
     for round in 0..20_000u32 {
         map.insert(&(round % 10), &value(round)).expect("replace");
     }
-    assert_eq!(map.len(), 10);
+    assert_eq!(map.len().expect("len"), 10);
     for key in 0..10u32 {
         assert_eq!(map.get(&key).expect("get"), Some(value(19_990 + key)));
     }
@@ -497,7 +497,7 @@ fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
     for key in 0..2000u32 {
         assert!(map.remove(&key).expect("remove").is_some());
     }
-    assert!(map.is_empty());
+    assert!(map.is_empty().expect("is_empty"));
     assert!(
         map.used_bytes() < full / 2,
         "removing every entry left {} of {full} bytes in use",
@@ -531,14 +531,14 @@ fn a_full_map_refuses_an_insert_unchanged_and_can_still_be_cleared() {
     assert!(err.to_string().contains(&name.0), "{err}");
     assert!(inserted > 100, "only {inserted} entries fit in 64 KiB");
     assert_eq!(
-        map.len(),
+        map.len().expect("len"),
         u64::from(inserted),
         "the refused insert changed nothing"
     );
     assert_eq!(map.get(&inserted).expect("get"), None);
     assert_consistent(&map, "full");
     map.clear().expect("clear a full map");
-    assert!(map.is_empty());
+    assert!(map.is_empty().expect("is_empty"));
     for key in 0..inserted {
         map.insert(&key, &"y".repeat(100))
             .expect("insert after clear");
@@ -595,14 +595,14 @@ proptest! {
                 Op::ContainsKey(k) => {
                     prop_assert_eq!(map.contains_key(&k).expect("contains"), model.contains_key(&k));
                 }
-                Op::Len => prop_assert_eq!(map.len(), model.len() as u64),
+                Op::Len => prop_assert_eq!(map.len().expect("len"), model.len() as u64),
                 Op::Iter => prop_assert_eq!(&map.to_hash_map().expect("copy"), &model),
                 Op::Clear => {
                     map.clear().expect("clear");
                     model.clear();
                 }
             }
-            prop_assert_eq!(map.is_empty(), model.is_empty());
+            prop_assert_eq!(map.is_empty().expect("is_empty"), model.is_empty());
         }
         prop_assert_eq!(first.to_hash_map().expect("copy"), model);
         let report = inspect::verify(first.segment().expect("in shared memory"));
@@ -811,7 +811,7 @@ fn check_after_kill(
     let report = inspect::verify(map.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{context}: {report:#?}");
     // `len` sees the change under way (its maker is dead), takes the lock and recounts.
-    let len = map.len();
+    let len = map.len().expect("len");
     let found = map.to_hash_map().expect("every entry decodes");
     assert_eq!(len, found.len() as u64, "{context}: len");
     let mut after = model.clone();

@@ -53,7 +53,7 @@ proptest! {
                 ListOp::Get(index) => {
                     prop_assert_eq!(list.get(index).expect("get"), model.get(index as usize).cloned());
                 }
-                ListOp::Len => prop_assert_eq!(list.len(), model.len() as u64),
+                ListOp::Len => prop_assert_eq!(list.len().expect("len"), model.len() as u64),
                 ListOp::Reopen => list = SharedList::open(name).expect("reopen"),
             }
         }

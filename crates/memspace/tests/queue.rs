@@ -205,7 +205,7 @@ fn a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it() {
         for i in 0..6 {
             queue.put(&i).expect("put");
         }
-        assert_eq!(queue.len(), 6);
+        assert_eq!(queue.len().expect("len"), 6);
         match queue.try_put(&6) {
             Err(err @ QueueError::Full { capacity: 6, .. }) => {
                 assert!(err.to_string().contains(&name.0), "{err}");
@@ -214,7 +214,11 @@ fn a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it() {
         }
         let timeout = Duration::from_millis(30);
         is_timeout_error(queue.put_timeout(&6, timeout), timeout);
-        assert_eq!(queue.len(), 6, "{mode:?}: a refused put changed the queue");
+        assert_eq!(
+            queue.len().expect("len"),
+            6,
+            "{mode:?}: a refused put changed the queue"
+        );
         let mut consumer = Worker::new(mode, drain, (queue.clone(), 6));
         consumer.start().expect("start");
         assert_eq!(
@@ -222,8 +226,8 @@ fn a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it() {
             [0, 1, 2, 3, 4, 5],
             "{mode:?}"
         );
-        assert!(queue.is_empty());
-        assert_eq!(queue.unacknowledged(), 0);
+        assert!(queue.is_empty().expect("is_empty"));
+        assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
         queue.try_put(&7).expect("room again");
     }
 }
@@ -276,22 +280,46 @@ fn len_counts_exactly_the_ready_items_seen_from_every_mode() {
         let mut producer = Worker::new(mode, put_range, (queue.clone(), 0, 1000));
         producer.start().expect("start");
         producer.join().expect("join");
-        assert_eq!(queue.len(), 1000, "{mode:?}");
-        assert_eq!(queue.unacknowledged(), 1000);
+        assert_eq!(queue.len().expect("len"), 1000, "{mode:?}");
+        assert_eq!(queue.unacknowledged().expect("unacknowledged"), 1000);
         let mut consumer = Worker::new(mode, get_count, (queue.clone(), 10));
         consumer.start().expect("start");
         assert_eq!(consumer.join().expect("join"), (0..10).sum());
-        assert_eq!(queue.len(), 990, "{mode:?}");
+        assert_eq!(queue.len().expect("len"), 990, "{mode:?}");
         let held: Vec<_> = (0..3).map(|_| queue.receive().expect("receive")).collect();
-        assert_eq!((queue.len(), queue.in_flight()), (987, 3));
-        assert_eq!(queue.unacknowledged(), 990);
+        assert_eq!(
+            (
+                queue.len().expect("len"),
+                queue.in_flight().expect("in_flight")
+            ),
+            (987, 3)
+        );
+        assert_eq!(queue.unacknowledged().expect("unacknowledged"), 990);
         let mut held = held.into_iter();
         drop(held.next());
-        assert_eq!((queue.len(), queue.in_flight()), (988, 2));
+        assert_eq!(
+            (
+                queue.len().expect("len"),
+                queue.in_flight().expect("in_flight")
+            ),
+            (988, 2)
+        );
         held.next().expect("held").ack().expect("ack");
-        assert_eq!((queue.len(), queue.unacknowledged()), (988, 989));
+        assert_eq!(
+            (
+                queue.len().expect("len"),
+                queue.unacknowledged().expect("unacknowledged")
+            ),
+            (988, 989)
+        );
         drop(held);
-        assert_eq!((queue.len(), queue.unacknowledged()), (989, 989));
+        assert_eq!(
+            (
+                queue.len().expect("len"),
+                queue.unacknowledged().expect("unacknowledged")
+            ),
+            (989, 989)
+        );
     }
 }
 
@@ -314,7 +342,7 @@ fn a_producer_joined_before_the_consumer_drains_does_not_deadlock() {
         producer
             .join()
             .expect("the producer finished without a consumer");
-        assert_eq!(queue.len(), 5000, "{mode:?}");
+        assert_eq!(queue.len().expect("len"), 5000, "{mode:?}");
         for i in 0..5000 {
             let item = queue.get().expect("get");
             assert!(
@@ -322,7 +350,7 @@ fn a_producer_joined_before_the_consumer_drains_does_not_deadlock() {
                 "{mode:?}: {item}"
             );
         }
-        assert!(queue.is_empty());
+        assert!(queue.is_empty().expect("is_empty"));
     }
 }
 
@@ -423,8 +451,8 @@ fn producers_and_consumers_exchange_every_item_exactly_once_in_order() {
         assert_eq!(all.len(), (PRODUCERS * PER_PRODUCER) as usize, "{mode:?}");
         let distinct: HashSet<_> = all.iter().copied().collect();
         assert_eq!(distinct.len(), all.len(), "{mode:?}: an item arrived twice");
-        assert!(queue.is_empty());
-        assert_eq!(queue.unacknowledged(), 0);
+        assert!(queue.is_empty().expect("is_empty"));
+        assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
         let report = inspect::verify(queue.segment().expect("in shared memory"));
         assert!(report.is_consistent(), "{mode:?}: {report:?}");
     }
@@ -451,7 +479,7 @@ fn a_blocked_get_is_woken_by_a_put_from_another_process() {
     wait_until_asleep_in_futex(consumer.pid().expect("pid"));
     queue.put(&42).expect("put");
     assert_eq!(consumer.join().expect("join"), 42);
-    assert_eq!(queue.unacknowledged(), 0);
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
 fn put_one((queue, started): (Queue<u64>, Event)) {
@@ -471,7 +499,7 @@ fn a_blocked_put_is_woken_by_a_get_from_another_process() {
     producer.start().expect("start");
     started.wait().expect("wait");
     wait_until_asleep_in_futex(producer.pid().expect("pid"));
-    assert_eq!(queue.len(), 1, "the blocked put went through");
+    assert_eq!(queue.len().expect("len"), 1, "the blocked put went through");
     assert_eq!(queue.get().expect("get"), 1);
     producer.join().expect("join");
     assert_eq!(queue.get().expect("get"), 2);
@@ -490,16 +518,16 @@ fn a_delivery_dropped_without_ack_goes_back_to_its_place() {
     let second = queue.receive().expect("receive");
     assert_eq!((*first.value(), *second.value()), (1, 2));
     assert_eq!(first.deliveries(), 1);
-    assert_eq!(queue.len(), 1);
+    assert_eq!(queue.len().expect("len"), 1);
     drop(first);
-    assert_eq!(queue.len(), 2);
+    assert_eq!(queue.len().expect("len"), 2);
     // Back before the items put after it.
     let again = queue.receive().expect("receive");
     assert_eq!((*again.value(), again.deliveries()), (1, 2));
     assert_eq!(again.ack().expect("ack"), 1);
     assert_eq!(second.ack().expect("ack"), 2);
     assert_eq!(queue.get().expect("get"), 3);
-    assert_eq!(queue.unacknowledged(), 0);
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
 #[test]
@@ -514,7 +542,7 @@ fn an_item_of_another_type_is_reported_by_name_and_kept() {
         }
         other => panic!("expected a decode error, got {other:?}"),
     }
-    assert_eq!(strings.len(), 1, "the item was lost");
+    assert_eq!(strings.len().expect("len"), 1, "the item was lost");
     assert_eq!(strings.get().expect("get"), "not a number");
 }
 
@@ -539,7 +567,13 @@ fn an_item_that_cannot_be_encoded_changes_nothing() {
         queue.put(&Unlucky(13)),
         Err(QueueError::Other(Error::Encode { .. }))
     ));
-    assert_eq!((queue.len(), queue.unacknowledged()), (1, 1));
+    assert_eq!(
+        (
+            queue.len().expect("len"),
+            queue.unacknowledged().expect("unacknowledged")
+        ),
+        (1, 1)
+    );
     queue.put(&Unlucky(2)).expect("put");
     assert_eq!(queue.get().expect("get"), Unlucky(1));
     assert_eq!(queue.get().expect("get"), Unlucky(2));
@@ -650,7 +684,7 @@ fn a_queue_that_never_drains_reuses_its_space() {
         held = next;
     }
     assert_eq!(held.ack().expect("ack"), item(49_992));
-    assert_eq!(queue.len(), 7);
+    assert_eq!(queue.len().expect("len"), 7);
     let size = queue.segment().expect("in shared memory").size();
     assert!(
         size <= 1 << 20,
@@ -773,9 +807,9 @@ proptest! {
                 }
                 Op::Ack(_) | Op::Drop(_) => {}
             }
-            prop_assert_eq!(queue.len(), ready.len() as u64);
-            prop_assert_eq!(queue.in_flight(), held.len() as u64);
-            prop_assert_eq!(queue.unacknowledged(), (ready.len() + held.len()) as u64);
+            prop_assert_eq!(queue.len().expect("len"), ready.len() as u64);
+            prop_assert_eq!(queue.in_flight().expect("in_flight"), held.len() as u64);
+            prop_assert_eq!(queue.unacknowledged().expect("unacknowledged"), (ready.len() + held.len()) as u64);
         }
         prop_assert_eq!(queue.to_vec().expect("to_vec"), ready.values().cloned().collect::<Vec<_>>());
         let report = inspect::verify(queue.segment().expect("in shared memory"));
@@ -814,7 +848,7 @@ fn kill_a_consumer_holding_an_item(queue: &Queue<String>) {
     let mut consumer = Process::new(receive_and_hang, (queue.clone(), took.clone()));
     consumer.start().expect("start");
     took.wait().expect("wait");
-    assert_eq!(queue.in_flight(), 1);
+    assert_eq!(queue.in_flight().expect("in_flight"), 1);
     consumer.kill().expect("SIGKILL");
     assert!(matches!(
         consumer.join(),
@@ -830,7 +864,13 @@ fn an_item_taken_by_a_consumer_killed_before_acking_is_delivered_again() {
     let queue = Queue::<String>::create(&name.0).expect("create");
     queue.put(&"precious".to_owned()).expect("put");
     kill_a_consumer_holding_an_item(&queue);
-    assert_eq!((queue.len(), queue.unacknowledged()), (0, 1));
+    assert_eq!(
+        (
+            queue.len().expect("len"),
+            queue.unacknowledged().expect("unacknowledged")
+        ),
+        (0, 1)
+    );
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     assert!(
@@ -844,7 +884,7 @@ fn an_item_taken_by_a_consumer_killed_before_acking_is_delivered_again() {
     let mut other = Process::new(receive_and_ack, queue.clone());
     other.start().expect("start");
     assert_eq!(other.join().expect("join"), ("precious".to_owned(), 2));
-    assert_eq!(queue.unacknowledged(), 0);
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
     is_empty_error(queue.try_get(), &name.0);
 }
 
@@ -869,7 +909,7 @@ fn an_item_of_a_killed_consumer_comes_back_within_sixteen_deliveries_on_a_busy_q
         .expect("the item of the killed consumer was lost");
     assert!(position <= 16, "redelivered only as item {position}");
     assert_eq!(got[position].0, 2);
-    assert_eq!(queue.unacknowledged(), 0);
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1053,7 +1093,11 @@ fn producers_and_consumers_killed_at_random_lose_no_acknowledged_item() {
         delivery.ack().expect("ack");
         log.push(&(ACKED, item, deliveries)).expect("log");
     }
-    assert_eq!(queue.unacknowledged(), 0, "seed {seed}");
+    assert_eq!(
+        queue.unacknowledged().expect("unacknowledged"),
+        0,
+        "seed {seed}"
+    );
     let (items, redelivered) = check_storm_log(&log.to_vec().expect("log"));
     eprintln!(
         "{KILLS} kills, {items} items, {redelivered} delivered again after a kill; \
@@ -1174,16 +1218,20 @@ fn kill_at(test: &str, point: &str) {
         // The child took "a" and died holding it.
         "queue.taken" => {
             assert_eq!(ready, strings(&["b", "c"]));
-            assert_eq!(queue.in_flight(), 1);
+            assert_eq!(queue.in_flight().expect("in_flight"), 1);
         }
         "queue.acked" => {
             assert_eq!(ready, strings(&["b", "c"]));
-            assert_eq!(queue.in_flight(), 0, "an acknowledged item is in flight");
+            assert_eq!(
+                queue.in_flight().expect("in_flight"),
+                0,
+                "an acknowledged item is in flight"
+            );
         }
         "queue.returned" => assert_eq!(ready, strings(&PREFILL)),
         other => panic!("unknown failpoint {other}"),
     }
-    assert_eq!(queue.len(), ready.len() as u64);
+    assert_eq!(queue.len().expect("len"), ready.len() as u64);
     let got = drain_all(&queue);
     let expected_a = match point {
         "queue.taken" | "queue.returned" => Some(("a".to_owned(), 2)),
@@ -1196,7 +1244,7 @@ fn kill_at(test: &str, point: &str) {
         "{point}: {got:?}"
     );
     assert_eq!(got.len(), ready.len() + usize::from(point == "queue.taken"));
-    assert_eq!(queue.unacknowledged(), 0);
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
     // The queue works, in this process and in another.
     queue.put(&"after".to_owned()).expect("put after the kill");
     assert_eq!(queue.get().expect("get"), "after");

@@ -97,7 +97,7 @@ fn owner_death_is_reported_after_kill(method: StartMethod) {
         matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })),
         "{method}: the live child holds the lock"
     );
-    assert_eq!(lock.owner(), Some(holder_pid));
+    assert_eq!(lock.owner().expect("owner"), Some(holder_pid));
     kill_and_join(holder);
 
     match lock.lock() {
@@ -112,7 +112,7 @@ fn owner_death_is_reported_after_kill(method: StartMethod) {
     {
         let guard = lock.lock().expect("lock after the repair");
         assert_eq!(guard.previous_owner_died(), None);
-        assert_eq!(lock.owner(), Some(std::process::id()));
+        assert_eq!(lock.owner().expect("owner"), Some(std::process::id()));
         let lock_in_thread = lock.clone();
         let elsewhere = std::thread::spawn(move || label(&lock_in_thread.try_lock()));
         assert_eq!(elsewhere.join().expect("thread"), "would block");
@@ -507,7 +507,11 @@ fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_
             "{point}, before any repair: {report:?}"
         );
         let published = point == "list.published";
-        assert_eq!(list.len(), 512 + u64::from(published), "{point}");
+        assert_eq!(
+            list.len().expect("len"),
+            512 + u64::from(published),
+            "{point}"
+        );
 
         // The next writer repairs the list and appends; growth still works.
         list.push(&"after".to_owned()).expect("push after the kill");
@@ -623,7 +627,7 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
         label(&lock.try_lock_for(Duration::from_millis(300))),
         "timeout"
     );
-    assert_eq!(lock.owner(), Some(pid));
+    assert_eq!(lock.owner().expect("owner"), Some(pid));
 
     // Not stamped yet: the thread's existence is all a waiter can go on, so it waits.
     pretend_held_by(removal.name(), pid, None);

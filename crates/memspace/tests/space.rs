@@ -68,7 +68,7 @@ fn a_full_file_system_is_a_no_space_error_and_the_list_stays_intact() {
     assert!(err.to_string().contains("no space left"), "{err}");
     assert!(!pushed.is_empty());
     // Nothing half-done is visible, and everything acknowledged is intact.
-    assert_eq!(list.len(), pushed.len() as u64);
+    assert_eq!(list.len().expect("len"), pushed.len() as u64);
     assert_eq!(list.to_vec().expect("read back"), pushed);
     let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
@@ -86,7 +86,7 @@ fn a_full_file_system_is_a_no_space_error_and_the_list_stays_intact() {
     // Small items still fit in what is left of the segment's last growth, or fail cleanly.
     match list.push(&"x".to_owned()) {
         Ok(()) => assert_eq!(
-            list.get(list.len() - 1).expect("read"),
+            list.get(list.len().expect("len") - 1).expect("read"),
             Some("x".to_owned())
         ),
         Err(err) => assert!(matches!(err, Error::NoSpace { .. }), "{err:?}"),

@@ -238,7 +238,7 @@ fn shared_list_push(n: u64) -> anyhow::Result<f64> {
         child.join()?;
     }
     let elapsed = start.elapsed();
-    anyhow::ensure!(list.len() == 4 * n, "lost pushes");
+    anyhow::ensure!(list.len()? == 4 * n, "lost pushes");
     Ok(per_second((4 * n) as f64, elapsed))
 }
 

@@ -258,7 +258,10 @@ fn run_shared(workers: u32, count: u32, method: StartMethod) -> anyhow::Result<(
     println!("== shared ({method}): {workers} child processes append to a SharedList ==");
     let nums = SharedList::<i64>::new().context("creating the demo's shared list")?;
     let seen = experiment(&nums, Mode::Process(method), workers, count)?;
-    let all = nums.len() == u64::from(workers * count);
+    let all = nums
+        .len()
+        .context("reading the length of the demo's list")?
+        == u64::from(workers * count);
     println!(
         "-> memory shared: {}. The children (pids {}) attached shared segment {} (inode {}, \
          /dev/shm/memspace.{}) and appended to that memory, mapped at {}; the parent maps it at \
@@ -314,7 +317,10 @@ fn run_redis(workers: u32, count: u32, method: StartMethod, url: &str) -> anyhow
     let _cleanup = RedisCleanup(vec![list_name.clone(), lock_name.clone()]);
     let lock = Lock::create(&lock_name).context("creating the demo's lock on Redis")?;
     let seen = experiment_with(&nums, &lock, Mode::Process(method), workers, count)?;
-    let all = nums.len() == u64::from(workers * count);
+    let all = nums
+        .len()
+        .context("reading the length of the demo's list on Redis")?
+        == u64::from(workers * count);
     println!(
         "-> memory shared: {} (through Redis). The children (pids {}) opened {} by its URL, \
          which is how the handle travelled to them, and appended there; the parent reads every \

@@ -51,6 +51,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
                     None => bail!(
                         "index {index} is out of range: list `{name}` has {} items",
                         list.len()
+                            .with_context(|| format!("reading the length of list `{name}`"))?
                     ),
                 },
                 None => Value::Array(
@@ -63,7 +64,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
         ListCommand::Len { name } => println!(
             "{}",
             open(&name)?
-                .checked_len()
+                .len()
                 .with_context(|| format!("reading the length of list `{name}`"))?
         ),
     }

@@ -75,7 +75,7 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
         MapCommand::Len { name } => println!(
             "{}",
             open(&name)?
-                .checked_len()
+                .len()
                 .with_context(|| format!("reading the length of map `{name}`"))?
         ),
     }

@@ -85,7 +85,7 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
         QueueCommand::Len { name } => println!(
             "{}",
             open(&name)?
-                .checked_len()
+                .len()
                 .with_context(|| format!("reading the length of queue `{name}`"))?
         ),
     }

@@ -120,7 +120,7 @@ impl<T> fmt::Debug for SharedList<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedList")
             .field("name", self.name())
-            .field("len", &self.len())
+            .field("len", &self.len().ok())
             .finish_non_exhaustive()
     }
 }
@@ -133,22 +133,14 @@ impl<T> SharedList<T> {
         }
     }
 
-    /// The number of published items.
-    ///
-    /// On Redis this asks the server (retrying after a reconnect) and reads 0 if it cannot be
-    /// reached; [`checked_len`](SharedList::checked_len) reports that instead.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.checked_len().unwrap_or(0)
-    }
-
-    /// The number of published items, or why the server could not say.
+    /// The number of published items (on Redis, asked of the server, retrying after a
+    /// reconnect).
     ///
     /// # Errors
     ///
     /// [`Error::RedisUnreachable`] for a Redis list whose server cannot be reached; never for
     /// shared memory.
-    pub fn checked_len(&self) -> Result<u64> {
+    pub fn len(&self) -> Result<u64> {
         match &self.repr {
             Repr::Shm(segment) => Ok(Raw { segment }.area().len.load(Ordering::Acquire)),
             Repr::Redis(list) => list.len(),
@@ -156,9 +148,12 @@ impl<T> SharedList<T> {
     }
 
     /// Whether the list has no items.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::len`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 
     /// Bytes of the segment in use: the control page, the index and the records (the segment
@@ -373,7 +368,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     pub fn get(&self, index: u64) -> Result<Option<T>> {
         let payload = match &self.repr {
             Repr::Shm(segment) => {
-                if index >= self.len() {
+                if index >= self.len()? {
                     return Ok(None);
                 }
                 Raw { segment }.read_payload(index)?
@@ -423,7 +418,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
                     .collect();
             }
         };
-        let len = self.len();
+        let len = self.len()?;
         (0..len)
             .map(|index| {
                 self.get(index)?

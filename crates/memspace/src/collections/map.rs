@@ -263,7 +263,7 @@ fn record_size(payload_len: usize) -> u64 {
 /// // Another process would open it by name, as this second handle does.
 /// let same = SharedMap::<String, u32>::open(&name)?;
 /// assert_eq!(same.get(&"ada".into())?, Some(37));
-/// assert_eq!(same.len(), 2);
+/// assert_eq!(same.len()?, 2);
 /// let mut names = same.keys().collect::<memspace::Result<Vec<_>>>()?;
 /// names.sort();
 /// assert_eq!(names, ["ada", "alan"]);
@@ -302,8 +302,8 @@ impl<K, V> fmt::Debug for SharedMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The count as stored, without the lock: `Debug` must never wait.
         let len = match &self.repr {
-            Repr::Shm(segment) => Raw { segment }.area().len.load(Ordering::Relaxed),
-            Repr::Redis(map) => map.len().unwrap_or(0),
+            Repr::Shm(segment) => Some(Raw { segment }.area().len.load(Ordering::Relaxed)),
+            Repr::Redis(map) => map.len().ok(),
         };
         f.debug_struct("SharedMap")
             .field("name", self.name())
@@ -909,21 +909,13 @@ impl<K, V> SharedMap<K, V> {
     /// Read without the lock, unless a change is under way in another thread or process (or
     /// its maker died in the middle of it): then it waits for the lock, so that the count is
     /// always that of a whole map, before or after each change.
-    ///
-    /// On Redis this asks the server and reads 0 if it cannot be reached;
-    /// [`checked_len`](SharedMap::checked_len) reports that instead.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.checked_len().unwrap_or(0)
-    }
-
-    /// The number of entries, or why the server could not say.
+    /// On Redis, the server is asked.
     ///
     /// # Errors
     ///
     /// [`Error::RedisUnreachable`] for a Redis map whose server cannot be reached; never for
     /// shared memory.
-    pub fn checked_len(&self) -> Result<u64> {
+    pub fn len(&self) -> Result<u64> {
         let segment = match &self.repr {
             Repr::Shm(segment) => segment,
             Repr::Redis(map) => return map.len(),
@@ -948,9 +940,12 @@ impl<K, V> SharedMap<K, V> {
     }
 
     /// Whether the map has no entries.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::len`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 
     /// Bytes of the segment in use: the control page, the table, the entries, and the garbage

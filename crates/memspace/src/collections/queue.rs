@@ -262,7 +262,7 @@ pub enum QueueError {
 /// assert_eq!(job.value(), "first");
 /// job.ack()?;
 /// assert_eq!(jobs.get()?, "second"); // receive and acknowledge at once
-/// assert!(jobs.is_empty());
+/// assert!(jobs.is_empty()?);
 ///
 /// let name = format!("doc-queue-{}", std::process::id());
 /// let named = Queue::<u32>::create(&name)?; // persists until removed
@@ -297,7 +297,7 @@ impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
             .field("name", self.name())
-            .field("len", &self.len())
+            .field("len", &self.len().ok())
             .field("capacity", &self.capacity())
             .finish_non_exhaustive()
     }
@@ -1007,21 +1007,13 @@ impl<T> Queue<T> {
     }
 
     /// Items ready to be received (not counting those in flight). Exact when no operation is
-    /// under way. On Redis, 0 if the server cannot be reached (see
-    /// [`checked_len`](Queue::checked_len)); items put back with `nack` count as in flight
-    /// until taken again.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.checked_len().unwrap_or(0)
-    }
-
-    /// Items ready to be received, or why the server could not say.
+    /// under way. On Redis, items put back with `nack` count as in flight until taken again.
     ///
     /// # Errors
     ///
     /// [`Error::RedisUnreachable`] for a Redis queue whose server cannot be reached; never for
     /// shared memory.
-    pub fn checked_len(&self) -> Result<u64> {
+    pub fn len(&self) -> Result<u64> {
         match &self.repr {
             Repr::Shm(_) => Ok(self.area().waiting.load(Ordering::Acquire)),
             Repr::Redis(queue) => queue.len(),
@@ -1029,26 +1021,35 @@ impl<T> Queue<T> {
     }
 
     /// Whether no item is ready to be received.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::len`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 
     /// Items put and not yet acknowledged: ready, or in flight with a receiver.
-    #[must_use]
-    pub fn unacknowledged(&self) -> u64 {
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::len`].
+    pub fn unacknowledged(&self) -> Result<u64> {
         match &self.repr {
-            Repr::Shm(_) => self.area().unacked.load(Ordering::Acquire),
-            Repr::Redis(queue) => self.len() + queue.in_flight().unwrap_or(0),
+            Repr::Shm(_) => Ok(self.area().unacked.load(Ordering::Acquire)),
+            Repr::Redis(queue) => Ok(queue.len()? + queue.in_flight()?),
         }
     }
 
     /// Items in flight: received and not yet acknowledged.
-    #[must_use]
-    pub fn in_flight(&self) -> u64 {
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::len`].
+    pub fn in_flight(&self) -> Result<u64> {
         match &self.repr {
-            Repr::Shm(_) => self.unacknowledged().saturating_sub(self.len()),
-            Repr::Redis(queue) => queue.in_flight().unwrap_or(0),
+            Repr::Shm(_) => Ok(self.unacknowledged()?.saturating_sub(self.len()?)),
+            Repr::Redis(queue) => queue.in_flight(),
         }
     }
 

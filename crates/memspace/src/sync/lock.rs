@@ -72,7 +72,7 @@ impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
             .field("name", self.name())
-            .field("owner", &self.owner())
+            .field("owner", &self.owner().ok().flatten())
             .finish()
     }
 }
@@ -250,12 +250,16 @@ impl Lock {
 
     /// The pid recorded as holding the lock, if it is held (informational: it can change at any
     /// moment, and a holder that died keeps its pid here until the next owner takes over, or,
-    /// on Redis, until its lease expires). `None` also if the Redis server cannot be reached.
-    #[must_use]
-    pub fn owner(&self) -> Option<u32> {
+    /// on Redis, until its lease expires).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) for a Redis lock whose
+    /// server cannot be reached; never in shared memory.
+    pub fn owner(&self) -> Result<Option<u32>> {
         match &self.repr {
-            Repr::Shm(segment) => segment.lock_slot().owner_pid(),
-            Repr::Redis(lock) => lock.holder().ok().flatten().map(|(pid, _)| pid),
+            Repr::Shm(segment) => Ok(segment.lock_slot().owner_pid()),
+            Repr::Redis(lock) => Ok(lock.holder()?.map(|(pid, _)| pid)),
         }
     }
 
@@ -289,12 +293,15 @@ impl Lock {
     }
 
     /// The largest fencing token handed out so far, for a Redis lock (`None` in shared
-    /// memory, which has no tokens, or if the server cannot be reached).
-    #[must_use]
-    pub fn last_fencing_token(&self) -> Option<u64> {
+    /// memory, which has no tokens).
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::owner`].
+    pub fn last_fencing_token(&self) -> Result<Option<u64>> {
         match &self.repr {
-            Repr::Shm(_) => None,
-            Repr::Redis(lock) => lock.last_token().ok(),
+            Repr::Shm(_) => Ok(None),
+            Repr::Redis(lock) => lock.last_token().map(Some),
         }
     }
 

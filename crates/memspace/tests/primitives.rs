@@ -457,6 +457,34 @@ fn ten_workers_adding_fifty_each_make_exactly_five_hundred() {
     }
 }
 
+#[test]
+fn debug_of_a_value_shows_it_when_free_and_never_waits_for_a_holder() {
+    watchdog();
+    let value = Value::new(7u64).expect("value");
+    assert!(format!("{value:?}").contains("value: 7"), "{value:?}");
+    let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let holder = {
+        let value = value.clone();
+        let (held, release) = (held.0, release.1);
+        std::thread::spawn(move || {
+            value
+                .update(|v| {
+                    *v = 8;
+                    held.send(()).expect("tell");
+                    release.recv().expect("wait");
+                })
+                .expect("update")
+        })
+    };
+    held.1.recv().expect("the holder has the lock");
+    // Printed while another thread holds the lock: the value is left out, nothing waits.
+    let shown = format!("{value:?}");
+    assert!(!shown.contains("value:"), "{shown}");
+    release.0.send(()).expect("release");
+    assert_eq!(holder.join().expect("the holder"), 8);
+    assert!(format!("{value:?}").contains("value: 8"), "{value:?}");
+}
+
 fn push_range((vec, worker): (SharedVec<u64>, u64)) {
     for i in 0..10_000 {
         vec.push(worker << 32 | i).expect("push");

@@ -118,10 +118,13 @@ impl<T> Clone for SharedList<T> {
 
 impl<T> fmt::Debug for SharedList<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedList")
-            .field("name", self.name())
-            .field("len", &self.len().ok())
-            .finish_non_exhaustive()
+        // `Debug` never waits: a Redis list shows its name only, not a count from the server.
+        let mut out = f.debug_struct("SharedList");
+        out.field("name", self.name());
+        if let Repr::Shm(segment) = &self.repr {
+            out.field("len", &Raw { segment }.area().len.load(Ordering::Acquire));
+        }
+        out.finish_non_exhaustive()
     }
 }
 

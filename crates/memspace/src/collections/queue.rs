@@ -295,10 +295,13 @@ impl<T> Clone for Queue<T> {
 
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue")
-            .field("name", self.name())
-            .field("len", &self.len().ok())
-            .field("capacity", &self.capacity())
+        // `Debug` never waits: a Redis queue shows no count from the server.
+        let mut out = f.debug_struct("Queue");
+        out.field("name", self.name());
+        if let Repr::Shm(_) = &self.repr {
+            out.field("len", &self.area().waiting.load(Ordering::Acquire));
+        }
+        out.field("capacity", &self.capacity())
             .finish_non_exhaustive()
     }
 }

@@ -53,10 +53,13 @@ enum Repr {
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event")
-            .field("name", self.name())
-            .field("set", &self.is_set().ok())
-            .finish()
+        // `Debug` never waits: a Redis event's flag is not asked of the server.
+        let mut out = f.debug_struct("Event");
+        out.field("name", self.name());
+        if let Repr::Shm(segment) = &self.repr {
+            out.field("set", &Self::is_set_in(segment));
+        }
+        out.finish_non_exhaustive()
     }
 }
 

@@ -114,10 +114,13 @@ impl RedisLock {
         &self.object
     }
 
-    fn unavailable<G>(&self, err: &Error) -> LockError<G> {
+    /// The lock error for a failed command: the command's error is its source, so that the
+    /// server, the operation and the client's complaint stay reachable.
+    fn unavailable<G>(&self, err: Error) -> LockError<G> {
         LockError::Unavailable {
             name: self.object.name().clone(),
-            detail: err.to_string(),
+            detail: "its Redis server did not carry out the request".to_owned(),
+            source: Some(Box::new(err)),
         }
     }
 
@@ -153,13 +156,14 @@ impl RedisLock {
                     .arg(lease_ms)
                     .invoke(c)
             })
-            .map_err(|err| self.unavailable(&err))?;
+            .map_err(|err| self.unavailable(err))?;
         if token == 0 {
             return Ok(Attempt::Busy);
         }
         HELD.with_borrow_mut(|held| held.push(held_here));
-        let mut lease = Lease::start(self.clone(), format!("{owner}:{token}"), token);
-        if lease.renewer.is_none() {
+        let (mut lease, not_renewed) =
+            Lease::start(self.clone(), format!("{owner}:{token}"), token);
+        if let Some(spawn_error) = not_renewed {
             // Unrenewed, the lease would run out under a live holder: give it back.
             let _ = lease.release();
             return Err(LockError::Unavailable {
@@ -167,6 +171,7 @@ impl RedisLock {
                 detail: "the thread that renews the lease could not be started (the process may \
                          be out of threads or memory); the lease was released"
                     .to_owned(),
+                source: Some(Box::new(spawn_error)),
             });
         }
         Ok(Attempt::Held(lease))
@@ -226,17 +231,21 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    fn start(lock: RedisLock, value: String, token: u64) -> Self {
+    /// The lease, and the error that kept its renewal thread from starting, if one did.
+    fn start(lock: RedisLock, value: String, token: u64) -> (Self, Option<std::io::Error>) {
         let lost = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = mpsc::channel::<()>();
-        let renewer = {
+        let spawned = {
             let (lock, value, lost) = (lock.clone(), value.clone(), Arc::clone(&lost));
             std::thread::Builder::new()
                 .name("memspace-lease".to_owned())
                 .spawn(move || renew(&lock, &value, &lost, &stopped))
-                .ok()
         };
-        Lease {
+        let (renewer, not_started) = match spawned {
+            Ok(renewer) => (Some(renewer), None),
+            Err(err) => (None, Some(err)),
+        };
+        let lease = Lease {
             pid: sys::pid(),
             lock,
             value,
@@ -244,7 +253,8 @@ impl Lease {
             lost,
             stop: Some(stop),
             renewer,
-        }
+        };
+        (lease, not_started)
     }
 
     pub(crate) fn token(&self) -> u64 {
@@ -269,7 +279,7 @@ impl Lease {
             .read(object.name(), "checking the lease", |c| {
                 redis::cmd("GET").arg(&self.lock.lease_key).query(c)
             })
-            .map_err(|err| self.lock.unavailable(&err))?;
+            .map_err(|err| self.lock.unavailable(err))?;
         if value.as_deref() == Some(self.value.as_str()) {
             Ok(())
         } else {
@@ -317,7 +327,7 @@ impl Lease {
                     .arg(self.token)
                     .invoke(c)
             })
-            .map_err(|err| self.lock.unavailable(&err))?;
+            .map_err(|err| self.lock.unavailable(err))?;
         if deleted == 1 {
             Ok(())
         } else {

@@ -110,6 +110,9 @@ pub enum LockError<G> {
         name: SegmentName,
         /// What happened, and what to do.
         detail: String,
+        /// The error that made the lock unavailable (a [`crate::Error`] naming the server and
+        /// the operation, whose own source is the Redis client's error), if there was one.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
@@ -126,7 +129,15 @@ impl<G> LockError<G> {
             LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
             LockError::Corrupt { name, state } => LockError::Corrupt { name, state },
             LockError::LockLost { name, token } => LockError::LockLost { name, token },
-            LockError::Unavailable { name, detail } => LockError::Unavailable { name, detail },
+            LockError::Unavailable {
+                name,
+                detail,
+                source,
+            } => LockError::Unavailable {
+                name,
+                detail,
+                source,
+            },
         }
     }
 
@@ -173,7 +184,7 @@ impl<G> fmt::Display for LockError<G> {
                  before it was released: another holder may have held it too; redo the work \
                  under a new lock, or use a longer lease (`?lease_ms=N`)"
             ),
-            LockError::Unavailable { name, detail } => {
+            LockError::Unavailable { name, detail, .. } => {
                 write!(f, "lock `{name}` is unavailable: {detail}")
             }
         }
@@ -209,16 +220,31 @@ impl<G> fmt::Debug for LockError<G> {
                 .field("name", name)
                 .field("token", token)
                 .finish(),
-            LockError::Unavailable { name, detail } => f
+            LockError::Unavailable {
+                name,
+                detail,
+                source,
+            } => f
                 .debug_struct("Unavailable")
                 .field("name", name)
                 .field("detail", detail)
+                .field("source", source)
                 .finish(),
         }
     }
 }
 
-impl<G> std::error::Error for LockError<G> {}
+impl<G> std::error::Error for LockError<G> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::Unavailable {
+                source: Some(source),
+                ..
+            } => Some(&**source),
+            _ => None,
+        }
+    }
+}
 
 /// The kind-specific state `inspect` shows for the synchronisation kinds.
 pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {

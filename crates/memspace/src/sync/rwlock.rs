@@ -382,7 +382,15 @@ fn retype<G>(err: LockError<()>) -> LockError<G> {
         LockError::Corrupt { name, state } => LockError::Corrupt { name, state },
         LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
         LockError::LockLost { name, token } => LockError::LockLost { name, token },
-        LockError::Unavailable { name, detail } => LockError::Unavailable { name, detail },
+        LockError::Unavailable {
+            name,
+            detail,
+            source,
+        } => LockError::Unavailable {
+            name,
+            detail,
+            source,
+        },
         LockError::OwnerDied(()) | LockError::Poisoned(()) => {
             unreachable!("lock_mutex turns owner death and poison into flags")
         }

@@ -7,10 +7,115 @@ mod redis_server;
 
 use std::error::Error as _;
 
-use memspace::sync::LockError;
-use memspace::{Error, Lock};
+use memspace::collections::{Queue, QueueError, SharedMap, Value};
+use memspace::sync::{Event, LockError};
+use memspace::{Error, Lock, OpenError, SharedList};
 
 use redis_server::RedisServer;
+
+/// A connection for writing keys by hand, as an operator with `redis-cli` would.
+fn admin(server: &RedisServer) -> redis::Connection {
+    redis::Client::open(server.url())
+        .expect("a client")
+        .get_connection()
+        .expect("connect")
+}
+
+/// The keys memspace made on `server`, sorted.
+fn memspace_keys(server: &RedisServer) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("memspace:*")
+        .query(&mut admin(server))
+        .expect("KEYS");
+    keys.sort();
+    keys
+}
+
+/// Asserts that `result` is `OpenError::NotFound` for `name`.
+fn assert_not_found<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Error>) {
+    match result {
+        Err(Error::Open(OpenError::NotFound { name: found })) => {
+            assert_eq!(found.as_str(), name, "{what}: the error names the object");
+        }
+        other => panic!("{what} after removal: expected NotFound, got {other:?}"),
+    }
+}
+
+#[test]
+fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let (list_name, map_name, queue_name, value_name, event_name) = (
+        name("list"),
+        name("map"),
+        name("queue"),
+        name("value"),
+        name("event"),
+    );
+    let list = SharedList::<u32>::create(&list_name).expect("create the list");
+    let map = SharedMap::<String, u32>::create(&map_name).expect("create the map");
+    let queue = Queue::<u32>::create(&queue_name).expect("create the queue");
+    let value = Value::create(&value_name, 1u64).expect("create the value");
+    let event = Event::create(&event_name).expect("create the event");
+    list.push(&1).expect("push");
+    map.insert(&"a".to_owned(), &1).expect("insert");
+    queue.put(&1).expect("put");
+
+    // Removed through other handles, as `memspace rm` in another process would.
+    SharedList::<u32>::open(&list_name)
+        .expect("open")
+        .unlink()
+        .expect("unlink");
+    memspace::remote::remove(&map_name).expect("rm the map");
+    memspace::remote::remove(&queue_name).expect("rm the queue");
+    memspace::remote::remove(&value_name).expect("rm the value");
+    memspace::remote::remove(&event_name).expect("rm the event");
+    assert_eq!(memspace_keys(&server), Vec::<String>::new());
+
+    assert_not_found("push", &list_name, list.push(&2));
+    assert_not_found("extend", &list_name, list.extend([3, 4]));
+    let key = "a".to_owned();
+    assert_not_found("insert", &map_name, map.insert(&key, &2));
+    assert_not_found("remove", &map_name, map.remove(&key));
+    assert_not_found("clear", &map_name, map.clear());
+    match queue.put(&2) {
+        Err(QueueError::Other(Error::Open(OpenError::NotFound { name }))) => {
+            assert_eq!(name.as_str(), queue_name);
+        }
+        other => panic!("put after removal: expected NotFound, got {other:?}"),
+    }
+    assert_not_found("set", &value_name, value.set(2));
+    let mut changed = false;
+    assert_not_found(
+        "update",
+        &value_name,
+        value.update(|v| {
+            changed = true;
+            *v += 1;
+        }),
+    );
+    assert!(!changed, "update ran its change on a removed value");
+    assert_not_found("set", &event_name, event.set());
+    assert_not_found("clear", &event_name, event.clear());
+
+    let err = list.push(&5).expect_err("a push after removal");
+    assert!(
+        err.to_string().contains("does not exist"),
+        "the message says the object is gone: {err}"
+    );
+    assert_eq!(
+        memspace_keys(&server),
+        Vec::<String>::new(),
+        "a failed write left a key behind"
+    );
+    // The name can be created afresh, and the new object starts empty.
+    let again = SharedList::<u32>::create(&list_name).expect("create again");
+    assert_eq!(again.to_vec().expect("read"), Vec::<u32>::new());
+    list.push(&6)
+        .expect("the old handle writes to the new object");
+    assert_eq!(again.to_vec().expect("read"), [6]);
+}
 
 #[test]
 fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {

@@ -321,7 +321,8 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     ///
     /// [`Error::Encode`] if `value` cannot be encoded; [`Error::Full`] or [`Error::NoSpace`] if
     /// the segment cannot grow (the list is unchanged); [`Error::Corrupt`] if the segment was
-    /// damaged.
+    /// damaged. On Redis, [`OpenError::NotFound`](crate::OpenError::NotFound) if the list was
+    /// removed (nothing is written), or [`Error::RedisUnreachable`].
     pub fn push(&self, value: &T) -> Result<()> {
         let payload = self.encode(value)?;
         match &self.repr {

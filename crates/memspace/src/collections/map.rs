@@ -1162,7 +1162,9 @@ where
     /// [`Error::Encode`] if the key or value cannot be encoded; [`Error::Full`] or
     /// [`Error::NoSpace`] if the segment cannot grow (the map is unchanged); [`Error::Decode`]
     /// if the replaced value is not a `V` (it is replaced all the same; the error's `index` is
-    /// the entry's slot); [`Error::Corrupt`] if the segment was damaged.
+    /// the entry's slot); [`Error::Corrupt`] if the segment was damaged. On Redis,
+    /// [`OpenError::NotFound`] if the map was removed (nothing is written), or
+    /// [`Error::RedisUnreachable`].
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
         let (payload, key_len) = self.encode_entry(key, value)?;
         let segment = match &self.repr {
@@ -1215,7 +1217,8 @@ where
     ///
     /// # Errors
     ///
-    /// As [`SharedMap::get`]; a value that is not a `V` is removed all the same.
+    /// As [`SharedMap::get`]; a value that is not a `V` is removed all the same. On Redis,
+    /// [`OpenError::NotFound`] if the map was removed.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
         match &self.repr {
@@ -1231,7 +1234,8 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupt`] if the segment was damaged.
+    /// [`Error::Corrupt`] if the segment was damaged. On Redis, [`OpenError::NotFound`] if the
+    /// map was removed.
     pub fn clear(&self) -> Result<()> {
         match &self.repr {
             Repr::Shm(segment) => Raw { segment }.clear(),

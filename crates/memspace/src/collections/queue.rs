@@ -1349,7 +1349,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`QueueError::Other`] with [`Error::Encode`] if `value` cannot be encoded (the queue is
     /// unchanged), [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow, or
-    /// [`Error::Corrupt`] if it is damaged.
+    /// [`Error::Corrupt`] if it is damaged. On Redis, [`OpenError::NotFound`] if the queue was
+    /// removed (nothing is written), or [`Error::RedisUnreachable`].
     pub fn put(&self, value: &T) -> std::result::Result<(), QueueError> {
         self.put_until(value, None)
     }

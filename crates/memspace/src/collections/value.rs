@@ -198,7 +198,9 @@ impl<T: Pod + Send> Value<T> {
     ///
     /// # Errors
     ///
-    /// If the lock is damaged; on Redis, if the server cannot be reached.
+    /// If the lock is damaged; on Redis, if the server cannot be reached, or
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if the value was removed (a write
+    /// then stores nothing).
     pub fn get(&self) -> Result<T> {
         match &self.repr {
             Repr::Shm(inner) => Ok(*self.lock(inner)?),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, RedisError, RedisResult};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OpenError, Result};
 use crate::segment::SegmentName;
 use crate::sys;
 
@@ -216,6 +216,11 @@ impl Conn {
                     self.give_back(current);
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(err) if err.code() == Some(super::REMOVED) => {
+                    // A write script found the object's meta hash gone, and wrote nothing.
+                    self.give_back(current);
+                    return Err(OpenError::NotFound { name: name.clone() }.into());
                 }
                 Err(err) => {
                     // The server answered: the connection is fine.

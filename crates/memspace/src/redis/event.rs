@@ -2,38 +2,59 @@
 //! first, backing off to 50 ms): simple, and it survives a server restart, which a
 //! subscription would not.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use super::Object;
+use redis::Script;
+
+use super::{Object, write_script};
 use crate::error::Result;
+
+/// Sets the flag to `ARGV[1]`, unless the event was removed.
+static STORE: LazyLock<Script> = LazyLock::new(|| {
+    write_script(
+        r"
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+",
+    )
+});
 
 /// The Redis side of an `Event`: the string `memspace:{NAME}:items`.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisEvent {
     object: Arc<Object>,
+    /// The meta hash, which every write checks.
+    meta: String,
     items: String,
 }
 
 impl RedisEvent {
     pub(crate) fn new(object: Arc<Object>) -> Self {
-        let items = object.key("items");
-        RedisEvent { object, items }
+        let (meta, items) = (object.meta_key(), object.key("items"));
+        RedisEvent {
+            object,
+            meta,
+            items,
+        }
     }
 
     pub(crate) fn object(&self) -> &Object {
         &self.object
     }
 
-    /// Sets (`true`) or clears the flag. Idempotent, so it is retried like a read.
+    /// Sets (`true`) or clears the flag, or fails with `OpenError::NotFound` if the event was
+    /// removed. Idempotent, so it is retried like a read.
     pub(crate) fn store(&self, set: bool) -> Result<()> {
         let object = &self.object;
         object.conn().read(object.name(), "setting", |c| {
-            redis::cmd("SET")
-                .arg(&self.items)
+            STORE
+                .key(&self.meta)
+                .key(&self.items)
                 .arg(if set { "1" } else { "0" })
-                .query::<()>(c)
-        })
+                .invoke::<u64>(c)
+        })?;
+        Ok(())
     }
 
     pub(crate) fn is_set(&self) -> Result<bool> {

@@ -1,38 +1,62 @@
 //! [`RedisList`]: a `SharedList` as a Redis list of encoded items (`RPUSH`, `LINDEX`, `LRANGE`).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use super::Object;
+use redis::Script;
+
+use super::{Object, write_script};
 use crate::error::Result;
+
+/// `RPUSH` of every argument, unless the object was removed. Lua's `unpack` takes a few
+/// thousand values at most, so long batches go in slices; the script is one atomic step all
+/// the same, and other writers' items do not interleave.
+static PUSH: LazyLock<Script> = LazyLock::new(|| {
+    write_script(
+        r"
+local len = 0
+for i = 1, #ARGV, 4000 do
+  len = redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+end
+return len
+",
+    )
+});
 
 /// The Redis side of a `SharedList`: encoded items in the list `memspace:{NAME}:items`.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisList {
     object: Arc<Object>,
+    /// The meta hash, which every write checks.
+    meta: String,
     items: String,
 }
 
 impl RedisList {
     pub(crate) fn new(object: Arc<Object>) -> Self {
-        let items = object.key("items");
-        RedisList { object, items }
+        let (meta, items) = (object.meta_key(), object.key("items"));
+        RedisList {
+            object,
+            meta,
+            items,
+        }
     }
 
     pub(crate) fn object(&self) -> &Object {
         &self.object
     }
 
-    /// Appends the payloads in one `RPUSH`: atomic, so other writers' items do not interleave.
+    /// Appends the payloads in one atomic step, or fails with `OpenError::NotFound` if the
+    /// list was removed.
     pub(crate) fn push(&self, payloads: &[Vec<u8>]) -> Result<()> {
         if payloads.is_empty() {
             return Ok(());
         }
         let object = &self.object;
         object.conn().write(object.name(), "pushing", |c| {
-            redis::cmd("RPUSH")
-                .arg(&self.items)
+            PUSH.key(&self.meta)
+                .key(&self.items)
                 .arg(payloads)
-                .query::<u64>(c)
+                .invoke::<u64>(c)
         })?;
         Ok(())
     }

@@ -4,27 +4,37 @@ use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 
-use super::Object;
+use super::{Object, write_script};
 use crate::error::Result;
 
-/// `HSET` that returns the value it replaced, atomically.
+/// `HSET` that returns the value it replaced, atomically, unless the map was removed.
 static REPLACE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    write_script(
         r"
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return old
 ",
     )
 });
 
-/// `HDEL` that returns the value it removed, atomically.
+/// `HDEL` that returns the value it removed, atomically, unless the map was removed.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    write_script(
         r"
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then redis.call('HDEL', KEYS[1], ARGV[1]) end
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then redis.call('HDEL', KEYS[2], ARGV[1]) end
 return old
+",
+    )
+});
+
+/// Deletes the entries, unless the map was removed.
+static CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    write_script(
+        r"
+redis.call('DEL', KEYS[2])
+return 1
 ",
     )
 });
@@ -34,13 +44,19 @@ return old
 #[derive(Debug, Clone)]
 pub(crate) struct RedisMap {
     object: Arc<Object>,
+    /// The meta hash, which every write checks.
+    meta: String,
     items: String,
 }
 
 impl RedisMap {
     pub(crate) fn new(object: Arc<Object>) -> Self {
-        let items = object.key("items");
-        RedisMap { object, items }
+        let (meta, items) = (object.meta_key(), object.key("items"));
+        RedisMap {
+            object,
+            meta,
+            items,
+        }
     }
 
     pub(crate) fn object(&self) -> &Object {
@@ -50,7 +66,12 @@ impl RedisMap {
     pub(crate) fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
         let object = &self.object;
         object.conn().write(object.name(), "inserting", |c| {
-            REPLACE.key(&self.items).arg(key).arg(value).invoke(c)
+            REPLACE
+                .key(&self.meta)
+                .key(&self.items)
+                .arg(key)
+                .arg(value)
+                .invoke(c)
         })
     }
 
@@ -71,14 +92,14 @@ impl RedisMap {
     pub(crate) fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let object = &self.object;
         object.conn().write(object.name(), "removing a key", |c| {
-            TAKE.key(&self.items).arg(key).invoke(c)
+            TAKE.key(&self.meta).key(&self.items).arg(key).invoke(c)
         })
     }
 
     pub(crate) fn clear(&self) -> Result<()> {
         let object = &self.object;
         object.conn().write(object.name(), "clearing", |c| {
-            redis::cmd("DEL").arg(&self.items).query::<u64>(c)
+            CLEAR.key(&self.meta).key(&self.items).invoke::<u64>(c)
         })?;
         Ok(())
     }

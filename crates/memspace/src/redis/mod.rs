@@ -14,6 +14,13 @@
 //!
 //! Items are encoded as in shared memory (`MessagePack`, see `collections::codec`), so the CLI
 //! prints both backends' items alike.
+//!
+//! # Removal
+//!
+//! Removing an object (`unlink`, `memspace rm`) deletes its keys while other handles to it may
+//! still be open. Every write is a script that first checks, atomically with the write, that
+//! the meta hash still exists ([`write_script`]): a write through such a handle fails with
+//! [`OpenError::NotFound`] instead of recreating a data key that no meta hash describes.
 
 mod conn;
 mod event;
@@ -39,6 +46,20 @@ use crate::segment::{Kind, RedisLocation, SegmentName};
 const VERSION: &str = "1";
 /// The consumer group every queue consumer belongs to.
 pub(crate) const GROUP: &str = "memspace";
+/// The error code of a write script that found its object's meta hash gone: the object was
+/// removed while this handle was open. [`Conn`] reports it as [`OpenError::NotFound`].
+pub(crate) const REMOVED: &str = "MEMSPACE_REMOVED";
+
+/// A write script whose keys start with the object's meta hash: `body` runs only while that
+/// hash exists; otherwise the script fails with [`REMOVED`] having written nothing. Checking
+/// inside the script makes the check and the write one atomic step, in one round trip.
+pub(crate) fn write_script(body: &str) -> Script {
+    let guard = format!(
+        "if redis.call('EXISTS', KEYS[1]) == 0 then \
+         return redis.error_reply('{REMOVED} the object was removed') end"
+    );
+    Script::new(&format!("{guard}\n{body}"))
+}
 
 const KINDS: [Kind; 12] = [
     Kind::Lock,

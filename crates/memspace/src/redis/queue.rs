@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{Script, Value};
 
-use super::{GROUP, Object};
+use super::{GROUP, Object, write_script};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -51,13 +51,14 @@ return {'0-0', {}}
     )
 });
 
+/// Appends an item unless the queue is full (0) or was removed; returns its sequence number.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    write_script(
         r"
 local capacity = tonumber(ARGV[2])
-if capacity > 0 and redis.call('XLEN', KEYS[1]) >= capacity then return 0 end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], '*', 'seq', seq, 'v', ARGV[1])
+if capacity > 0 and redis.call('XLEN', KEYS[2]) >= capacity then return 0 end
+local seq = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[2], '*', 'seq', seq, 'v', ARGV[1])
 return seq
 ",
     )
@@ -138,7 +139,11 @@ pub(crate) struct Received {
 #[derive(Debug, Clone)]
 pub(crate) struct RedisQueue {
     object: Arc<Object>,
+    /// The meta hash, which every write checks.
+    meta: String,
     items: String,
+    /// The sequence counter.
+    seq: String,
     lease: Duration,
 }
 
@@ -169,7 +174,9 @@ impl RedisQueue {
             .lease_ms()
             .map_or(DEFAULT_LEASE, Duration::from_millis);
         RedisQueue {
+            meta: object.meta_key(),
             items: object.key("items"),
+            seq: object.key("seq"),
             object,
             lease,
         }
@@ -187,11 +194,13 @@ impl RedisQueue {
     }
 
     /// Appends an item unless the queue is at its capacity; returns whether it was added.
+    /// Fails with `OpenError::NotFound` if the queue was removed.
     pub(crate) fn put(&self, payload: &[u8]) -> Result<bool> {
         let object = &self.object;
         let seq: u64 = object.conn().write(object.name(), "putting", |c| {
-            PUT.key(&self.items)
-                .key(object.key("seq"))
+            PUT.key(&self.meta)
+                .key(&self.items)
+                .key(&self.seq)
                 .arg(payload)
                 .arg(object.capacity())
                 .invoke(c)

@@ -1,22 +1,50 @@
 //! [`RedisValue`]: a `Value<T>` as a Redis string holding `T`'s bytes, updated with
 //! `WATCH`/`MULTI`/`EXEC` so that an update is atomic.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use super::Object;
+use redis::Script;
+
+use super::{Object, write_script};
 use crate::error::Result;
+
+/// Replaces the bytes, unless the value was removed.
+static SET: LazyLock<Script> = LazyLock::new(|| {
+    write_script(
+        r"
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+",
+    )
+});
+
+/// How one optimistic attempt at an update ended.
+enum Attempt {
+    /// The new bytes were stored.
+    Applied(Vec<u8>),
+    /// Another writer changed the value (or removed it) first: nothing was stored.
+    Raced,
+    /// The meta hash is gone: the value was removed, and nothing was stored.
+    Removed,
+}
 
 /// The Redis side of a `Value<T>`: the string `memspace:{NAME}:items`.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisValue {
     object: Arc<Object>,
+    /// The meta hash, which every write checks.
+    meta: String,
     items: String,
 }
 
 impl RedisValue {
     pub(crate) fn new(object: Arc<Object>) -> Self {
-        let items = object.key("items");
-        RedisValue { object, items }
+        let (meta, items) = (object.meta_key(), object.key("items"));
+        RedisValue {
+            object,
+            meta,
+            items,
+        }
     }
 
     pub(crate) fn object(&self) -> &Object {
@@ -28,31 +56,70 @@ impl RedisValue {
         let bytes: Option<Vec<u8>> = object.conn().read(object.name(), "reading", |c| {
             redis::cmd("GET").arg(&self.items).query(c)
         })?;
-        bytes.ok_or_else(|| crate::error::Error::Corrupt {
-            name: object.name().clone(),
-            what: "its value key is missing".to_owned(),
+        match bytes {
+            Some(bytes) => Ok(bytes),
+            None => Err(self.missing()?),
+        }
+    }
+
+    /// Why the value key is missing: `OpenError::NotFound` if the value was removed (its meta
+    /// hash is gone too), else `Error::Corrupt`.
+    fn missing(&self) -> Result<crate::error::Error> {
+        let object = &self.object;
+        let exists: bool = object.conn().read(object.name(), "reading", |c| {
+            redis::cmd("EXISTS").arg(&self.meta).query(c)
+        })?;
+        Ok(if exists {
+            crate::error::Error::Corrupt {
+                name: object.name().clone(),
+                what: "its value key is missing".to_owned(),
+            }
+        } else {
+            crate::error::OpenError::NotFound {
+                name: object.name().clone(),
+            }
+            .into()
         })
     }
 
+    /// Replaces the bytes, or fails with `OpenError::NotFound` if the value was removed.
     pub(crate) fn set(&self, bytes: &[u8]) -> Result<()> {
         let object = &self.object;
         object.conn().write(object.name(), "writing", |c| {
-            redis::cmd("SET").arg(&self.items).arg(bytes).query::<()>(c)
-        })
+            SET.key(&self.meta)
+                .key(&self.items)
+                .arg(bytes)
+                .invoke::<u64>(c)
+        })?;
+        Ok(())
     }
 
     /// Applies `change` to the current bytes and stores the result, unless another writer
-    /// changed the value in between (then it starts again). Returns the new bytes.
+    /// changed the value in between (then it starts again). Returns the new bytes. Fails with
+    /// `OpenError::NotFound`, having stored nothing, if the value was removed.
     ///
     /// Safe to run again after a lost connection: `EXEC` either applied the whole update or
     /// nothing, and a retry re-reads the value first. A lost answer to `EXEC` itself is
-    /// reported, not retried.
+    /// reported, not retried. The meta hash is watched with the value, so a removal between
+    /// the read and `EXEC` makes `EXEC` store nothing, and the next attempt sees it.
     pub(crate) fn update(&self, change: &mut dyn FnMut(&[u8]) -> Vec<u8>) -> Result<Vec<u8>> {
         let object = &self.object;
         loop {
-            let outcome: Option<Vec<u8>> = object.conn().write(object.name(), "updating", |c| {
-                redis::cmd("WATCH").arg(&self.items).query::<()>(c)?;
-                let current: Option<Vec<u8>> = redis::cmd("GET").arg(&self.items).query(c)?;
+            let attempt = object.conn().write(object.name(), "updating", |c| {
+                redis::cmd("WATCH")
+                    .arg(&self.meta)
+                    .arg(&self.items)
+                    .query::<()>(c)?;
+                let (current, exists): (Option<Vec<u8>>, bool) = redis::pipe()
+                    .cmd("GET")
+                    .arg(&self.items)
+                    .cmd("EXISTS")
+                    .arg(&self.meta)
+                    .query(c)?;
+                if !exists {
+                    redis::cmd("UNWATCH").query::<()>(c)?;
+                    return Ok(Attempt::Removed);
+                }
                 let new = change(current.as_deref().unwrap_or_default());
                 let applied: Option<()> = redis::pipe()
                     .atomic()
@@ -61,10 +128,17 @@ impl RedisValue {
                     .arg(&new)
                     .ignore()
                     .query(c)?;
-                Ok(applied.map(|()| new))
+                Ok(applied.map_or(Attempt::Raced, |()| Attempt::Applied(new)))
             })?;
-            if let Some(new) = outcome {
-                return Ok(new);
+            match attempt {
+                Attempt::Applied(new) => return Ok(new),
+                Attempt::Raced => {}
+                Attempt::Removed => {
+                    return Err(crate::error::OpenError::NotFound {
+                        name: object.name().clone(),
+                    }
+                    .into());
+                }
             }
         }
     }

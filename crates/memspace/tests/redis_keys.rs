@@ -31,6 +31,11 @@ fn memspace_keys(server: &RedisServer) -> Vec<String> {
     keys
 }
 
+/// The part of a test name after `redis://HOST:PORT/`: what the keys are made of.
+fn object_of(name: &str) -> &str {
+    name.rsplit('/').next().expect("a name")
+}
+
 /// Asserts that `result` is `OpenError::NotFound` for `name`.
 fn assert_not_found<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Error>) {
     match result {
@@ -115,6 +120,58 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
     list.push(&6)
         .expect("the old handle writes to the new object");
     assert_eq!(again.to_vec().expect("read"), [6]);
+}
+
+#[test]
+fn a_value_update_on_a_missing_key_fails_without_writing() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = server.name(&common::unique_name("value"));
+    let value = Value::create(&name, 7u64).expect("create");
+    let items = format!("memspace:{{{}}}:items", object_of(&name));
+    let () = redis::cmd("DEL")
+        .arg(&items)
+        .query(&mut admin(&server))
+        .map(|_: u64| ())
+        .expect("DEL");
+
+    let mut changed = false;
+    let err = value
+        .update(|v| {
+            changed = true;
+            *v += 1;
+        })
+        .expect_err("an update of a missing value fails");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains(&name), "{err}");
+    assert!(!changed, "the change ran on a value that is not there");
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(&items)
+        .query(&mut admin(&server))
+        .expect("EXISTS");
+    assert_eq!(exists, 0, "the failed update wrote the value key");
+
+    // Bytes of another size: reported, and left as they are. A `SET`, even of the same bytes,
+    // would drop the key's expiry.
+    let () = redis::cmd("SET")
+        .arg(&items)
+        .arg("abc")
+        .arg("EX")
+        .arg(1000)
+        .query(&mut admin(&server))
+        .expect("SET");
+    let err = value
+        .update(|v| *v += 1)
+        .expect_err("3 bytes are not a u64");
+    assert!(err.to_string().contains("3 bytes"), "{err}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&items)
+        .query(&mut admin(&server))
+        .expect("PTTL");
+    assert!(
+        ttl > 0,
+        "the failed update rewrote the value key (PTTL {ttl})"
+    );
 }
 
 #[test]

@@ -236,14 +236,11 @@ impl<T: Pod + Send> Value<T> {
             }
             Repr::Redis(remote) => {
                 let new = remote.update(&mut |bytes| {
-                    // A value of the wrong size is left as it is; `from_bytes` reports it.
-                    match bytemuck::try_pod_read_unaligned::<T>(bytes) {
-                        Ok(mut value) => {
-                            change(&mut value);
-                            bytemuck::bytes_of(&value).to_vec()
-                        }
-                        Err(_) => bytes.to_vec(),
-                    }
+                    // A value of the wrong size is left as it is, unwritten; `from_bytes`
+                    // reports it.
+                    let mut value = bytemuck::try_pod_read_unaligned::<T>(bytes).ok()?;
+                    change(&mut value);
+                    Some(bytemuck::bytes_of(&value).to_vec())
                 })?;
                 Self::from_bytes(remote, &new)
             }

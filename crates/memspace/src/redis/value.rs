@@ -26,6 +26,10 @@ enum Attempt {
     Raced,
     /// The meta hash is gone: the value was removed, and nothing was stored.
     Removed,
+    /// The value key is missing (the meta hash is there): nothing was stored.
+    Missing,
+    /// `change` left the value as it was (it cannot read these bytes): nothing was stored.
+    Declined(Vec<u8>),
 }
 
 /// The Redis side of a `Value<T>`: the string `memspace:{NAME}:items`.
@@ -70,16 +74,21 @@ impl RedisValue {
             redis::cmd("EXISTS").arg(&self.meta).query(c)
         })?;
         Ok(if exists {
-            crate::error::Error::Corrupt {
-                name: object.name().clone(),
-                what: "its value key is missing".to_owned(),
-            }
+            self.missing_key()
         } else {
             crate::error::OpenError::NotFound {
                 name: object.name().clone(),
             }
             .into()
         })
+    }
+
+    /// The value key is missing while the meta hash says the value exists.
+    fn missing_key(&self) -> crate::error::Error {
+        crate::error::Error::Corrupt {
+            name: self.object.name().clone(),
+            what: format!("its value key `{}` is missing", self.items),
+        }
     }
 
     /// Replaces the bytes, or fails with `OpenError::NotFound` if the value was removed.
@@ -95,14 +104,19 @@ impl RedisValue {
     }
 
     /// Applies `change` to the current bytes and stores the result, unless another writer
-    /// changed the value in between (then it starts again). Returns the new bytes. Fails with
-    /// `OpenError::NotFound`, having stored nothing, if the value was removed.
+    /// changed the value in between (then it starts again). Returns the new bytes, or the
+    /// current ones, unwritten, if `change` returns `None`. Fails without storing anything if
+    /// the value was removed (`OpenError::NotFound`) or its key is missing (`Error::Corrupt`):
+    /// `change` does not run then.
     ///
     /// Safe to run again after a lost connection: `EXEC` either applied the whole update or
     /// nothing, and a retry re-reads the value first. A lost answer to `EXEC` itself is
     /// reported, not retried. The meta hash is watched with the value, so a removal between
     /// the read and `EXEC` makes `EXEC` store nothing, and the next attempt sees it.
-    pub(crate) fn update(&self, change: &mut dyn FnMut(&[u8]) -> Vec<u8>) -> Result<Vec<u8>> {
+    pub(crate) fn update(
+        &self,
+        change: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
         let object = &self.object;
         loop {
             let attempt = object.conn().write(object.name(), "updating", |c| {
@@ -116,11 +130,18 @@ impl RedisValue {
                     .cmd("EXISTS")
                     .arg(&self.meta)
                     .query(c)?;
-                if !exists {
+                let Some(current) = current.filter(|_| exists) else {
                     redis::cmd("UNWATCH").query::<()>(c)?;
-                    return Ok(Attempt::Removed);
-                }
-                let new = change(current.as_deref().unwrap_or_default());
+                    return Ok(if exists {
+                        Attempt::Missing
+                    } else {
+                        Attempt::Removed
+                    });
+                };
+                let Some(new) = change(&current) else {
+                    redis::cmd("UNWATCH").query::<()>(c)?;
+                    return Ok(Attempt::Declined(current));
+                };
                 let applied: Option<()> = redis::pipe()
                     .atomic()
                     .cmd("SET")
@@ -131,7 +152,7 @@ impl RedisValue {
                 Ok(applied.map_or(Attempt::Raced, |()| Attempt::Applied(new)))
             })?;
             match attempt {
-                Attempt::Applied(new) => return Ok(new),
+                Attempt::Applied(bytes) | Attempt::Declined(bytes) => return Ok(bytes),
                 Attempt::Raced => {}
                 Attempt::Removed => {
                     return Err(crate::error::OpenError::NotFound {
@@ -139,6 +160,7 @@ impl RedisValue {
                     }
                     .into());
                 }
+                Attempt::Missing => return Err(self.missing_key()),
             }
         }
     }

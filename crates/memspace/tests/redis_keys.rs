@@ -6,6 +6,8 @@ mod common;
 mod redis_server;
 
 use std::error::Error as _;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use memspace::collections::{Queue, QueueError, SharedMap, Value};
 use memspace::sync::{Event, LockError};
@@ -172,6 +174,145 @@ fn a_value_update_on_a_missing_key_fails_without_writing() {
         ttl > 0,
         "the failed update rewrote the value key (PTTL {ttl})"
     );
+}
+
+/// Runs `attempt` on a thread and returns what it returned, or panics if it has not returned
+/// within 10 s (a lock that waits for ever on a key nobody will remove).
+fn within_10_s<T: Send + 'static>(what: &str, attempt: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(attempt());
+    });
+    receiver
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what} is still waiting after 10 s"))
+}
+
+#[test]
+fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = server.name(&common::unique_name("lock"));
+    let lock = Lock::create(&name).expect("create");
+    let key = format!("memspace:{{{}}}:items", object_of(&name));
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("junk")
+        .query(&mut admin(&server))
+        .expect("SET");
+
+    let outcome = within_10_s("lock()", {
+        let name = name.clone();
+        move || match Lock::open(&name).expect("open").lock() {
+            Ok(_) => "acquired".to_owned(),
+            Err(err) => format!("{err:?}\n{err}"),
+        }
+    });
+    assert!(outcome.starts_with("CorruptLease"), "{outcome}");
+    assert!(
+        outcome.contains(&key) && outcome.contains(&format!("memspace rm {name}")),
+        "the error names the key and says how to remove it: {outcome}"
+    );
+    assert!(matches!(
+        lock.try_lock_for(Duration::from_millis(50)),
+        Err(LockError::CorruptLease { .. })
+    ));
+    assert!(matches!(
+        lock.try_lock(),
+        Err(LockError::CorruptLease { .. })
+    ));
+
+    // `inspect` shows what blocks the lock.
+    let (_, fields) = memspace::remote::describe(&name).expect("describe");
+    let held = fields
+        .iter()
+        .find(|(what, _)| *what == "held")
+        .map(|(_, value)| value.as_str());
+    assert_eq!(
+        held,
+        Some(
+            format!(
+                "blocked by the string \"junk\", which memspace did not write; it never \
+                 expires: remove the lock with `memspace rm {name}`"
+            )
+            .as_str()
+        )
+    );
+
+    // What the message says to do works.
+    memspace::remote::remove(&name).expect("rm");
+    let lock = Lock::create(&name).expect("create again");
+    lock.lock().expect("lock").unlock().expect("unlock");
+}
+
+#[test]
+fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = server.name(&common::unique_name("lock"));
+    let lock = Lock::create(&name).expect("create");
+    let key = format!("memspace:{{{}}}:items", object_of(&name));
+    let () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg("x")
+        .query(&mut admin(&server))
+        .map(|_: u64| ())
+        .expect("RPUSH");
+    let outcome = within_10_s("try_lock_for", {
+        let name = name.clone();
+        move || match Lock::open(&name)
+            .expect("open")
+            .try_lock_for(Duration::from_secs(5))
+        {
+            Err(LockError::CorruptLease { .. }) => "corrupt".to_owned(),
+            Err(other) => format!("{other:?}"),
+            Ok(_) => "acquired".to_owned(),
+        }
+    });
+    assert_eq!(outcome, "corrupt");
+
+    // A lease in the form the lock writes, but without its expiry (a holder's lease after a
+    // `PERSIST`): nobody would ever take the lock again.
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("4242:0a1b:7")
+        .query(&mut admin(&server))
+        .expect("SET");
+    let err = lock
+        .try_lock_for(Duration::from_secs(5))
+        .map(drop)
+        .expect_err("a lease that never expires");
+    assert!(matches!(err, LockError::CorruptLease { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("a lease of pid 4242 (fencing token 7)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn junk_with_an_expiry_in_a_lock_key_holds_the_lock_until_it_expires() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = server.name(&common::unique_name("lock"));
+    let lock = Lock::create(&name).expect("create");
+    let key = format!("memspace:{{{}}}:items", object_of(&name));
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("junk")
+        .arg("PX")
+        .arg(600)
+        .query(&mut admin(&server))
+        .expect("SET");
+    assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })));
+    assert!(matches!(
+        lock.try_lock_for(Duration::from_millis(20)),
+        Err(LockError::Timeout { .. })
+    ));
+    let guard = lock
+        .try_lock_for(Duration::from_secs(10))
+        .expect("the junk expires and the lock is free");
+    guard.unlock().expect("unlock");
 }
 
 #[test]

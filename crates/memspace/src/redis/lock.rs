@@ -2,7 +2,11 @@
 //!
 //! * **Acquire**: one script checks that `memspace:{NAME}:items` is absent, takes the next
 //!   fencing token with `INCR memspace:{NAME}:fence` and sets the key to
-//!   `PID:NONCE:TOKEN` with `PX lease`: `SET NX PX` with a token, atomically.
+//!   `PID:NONCE:TOKEN` with `PX lease`: `SET NX PX` with a token, atomically. A key that is
+//!   present and expires is a holder's lease, whatever it holds: the locker waits for it. A
+//!   key that never expires is not one (the lock always sets an expiry) and would never be
+//!   released: the script reports it, and the locker fails with
+//!   [`LockError::CorruptLease`] instead of waiting for ever.
 //! * **Hold**: a thread renews the lease every third of its length with a compare-and-`PEXPIRE`
 //!   script, so a live holder keeps it however long it works. A holder that is killed stops
 //!   renewing, and the lease expires after at most its length.
@@ -42,13 +46,20 @@ thread_local! {
 /// How long a lease lasts unless the name says `?lease_ms=N`.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
+/// Takes the lease: its fencing token; 0 if the key is held (it expires); else, for a key that
+/// never expires, `{TYPE}` or `{'string', VALUE}`.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
-return token
+local found = redis.call('TYPE', KEYS[1]).ok
+if found == 'none' then
+  local token = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+  return token
+end
+if redis.call('PTTL', KEYS[1]) >= 0 then return 0 end
+if found == 'string' then return {found, redis.call('GET', KEYS[1])} end
+return {found}
 ",
     )
 });
@@ -95,6 +106,38 @@ pub(crate) struct RedisLock {
 pub(crate) enum Attempt {
     Held(Lease),
     Busy,
+}
+
+/// The `PID` and `TOKEN` of a lease value `PID:NONCE:TOKEN`, as the lock writes it.
+fn parse_lease(value: &str) -> Option<(u32, u64)> {
+    let mut parts = value.split(':');
+    let pid = parts.next()?.parse().ok()?;
+    let nonce = parts.next()?;
+    let token = parts.next()?.parse().ok()?;
+    let well_formed =
+        parts.next().is_none() && !nonce.is_empty() && nonce.bytes().all(|b| b.is_ascii_hexdigit());
+    well_formed.then_some((pid, token))
+}
+
+/// What a lease key that is not a live lease holds, for messages: a lease without expiry, a
+/// short quote of a string, or the key's type.
+fn describe_found(found: &str, value: Option<&[u8]>) -> String {
+    /// How many characters of a string to quote.
+    const QUOTED: usize = 40;
+    match value {
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(bytes);
+            if let Some((pid, token)) = parse_lease(&text) {
+                return format!("a lease of pid {pid} (fencing token {token})");
+            }
+            let mut quoted: String = text.chars().take(QUOTED).collect();
+            if text.chars().count() > QUOTED {
+                quoted.push_str("...");
+            }
+            format!("the string {quoted:?}")
+        }
+        None => format!("a Redis {found}"),
+    }
 }
 
 impl RedisLock {
@@ -146,7 +189,7 @@ impl RedisLock {
         );
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let object = &self.object;
-        let token: u64 = object
+        let reply: redis::Value = object
             .conn()
             .write(object.name(), "acquiring", |c| {
                 ACQUIRE
@@ -157,9 +200,32 @@ impl RedisLock {
                     .invoke(c)
             })
             .map_err(|err| self.unavailable(err))?;
-        if token == 0 {
-            return Ok(Attempt::Busy);
-        }
+        let token = match reply {
+            redis::Value::Int(0) => return Ok(Attempt::Busy),
+            redis::Value::Int(token) => token.cast_unsigned(),
+            redis::Value::Array(parts) => {
+                let text = |at: usize| {
+                    parts
+                        .get(at)
+                        .and_then(|part| redis::from_redis_value_ref::<Vec<u8>>(part).ok())
+                };
+                let found = text(0).map_or_else(String::new, |bytes| {
+                    String::from_utf8_lossy(&bytes).into_owned()
+                });
+                return Err(LockError::CorruptLease {
+                    name: object.name().clone(),
+                    key: self.lease_key.clone(),
+                    found: describe_found(&found, text(1).as_deref()),
+                });
+            }
+            other => {
+                return Err(LockError::Unavailable {
+                    name: object.name().clone(),
+                    detail: format!("its Redis server answered {other:?} to taking the lease"),
+                    source: None,
+                });
+            }
+        };
         HELD.with_borrow_mut(|held| held.push(held_here));
         let (mut lease, not_renewed) =
             Lease::start(self.clone(), format!("{owner}:{token}"), token);
@@ -196,12 +262,55 @@ impl RedisLock {
                 .read(object.name(), "reading the holder", |c| {
                     redis::cmd("GET").arg(&self.lease_key).query(c)
                 })?;
-        Ok(value.and_then(|value| {
-            let mut parts = value.split(':');
-            let pid = parts.next()?.parse().ok()?;
-            let token = parts.nth(1)?.parse().ok()?;
-            Some((pid, token))
-        }))
+        Ok(value.as_deref().and_then(parse_lease))
+    }
+
+    /// Whether the lease is held and by whom, for `inspect`: also what holds the key if it is
+    /// not a lease of this lock, and whether it expires.
+    pub(crate) fn describe_holder(&self) -> Result<String> {
+        let object = &self.object;
+        let (found, ttl_ms): (String, i64) =
+            object
+                .conn()
+                .read(object.name(), "reading the holder", |c| {
+                    redis::pipe()
+                        .cmd("TYPE")
+                        .arg(&self.lease_key)
+                        .cmd("PTTL")
+                        .arg(&self.lease_key)
+                        .query(c)
+                })?;
+        if found == "none" {
+            return Ok("no".to_owned());
+        }
+        let value: Option<Vec<u8>> = if found == "string" {
+            object
+                .conn()
+                .read(object.name(), "reading the holder", |c| {
+                    redis::cmd("GET").arg(&self.lease_key).query(c)
+                })?
+        } else {
+            None
+        };
+        let lease = value
+            .as_deref()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .and_then(parse_lease);
+        let what = match lease {
+            Some((pid, token)) => format!("yes, by pid {pid}, fencing token {token}"),
+            None => format!(
+                "blocked by {}, which memspace did not write",
+                describe_found(&found, value.as_deref())
+            ),
+        };
+        Ok(if ttl_ms >= 0 {
+            what
+        } else {
+            format!(
+                "{what}; it never expires: remove the lock with `memspace rm {}`",
+                object.name()
+            )
+        })
     }
 
     /// The largest fencing token handed out so far (0: none).

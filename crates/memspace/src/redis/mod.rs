@@ -442,14 +442,7 @@ pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
         }
         Kind::Lock => {
             let lock = RedisLock::new(Arc::clone(&object));
-            let holder = lock.holder()?;
-            fields.push((
-                "held",
-                holder.map_or_else(
-                    || "no".to_owned(),
-                    |(pid, token)| format!("yes, by pid {pid}, fencing token {token}"),
-                ),
-            ));
+            fields.push(("held", lock.describe_holder()?));
             fields.push(("last fencing token", lock.last_token()?.to_string()));
         }
         Kind::Event => {

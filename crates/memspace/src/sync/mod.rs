@@ -104,6 +104,19 @@ pub enum LockError<G> {
         /// The fencing token of the lost lease.
         token: u64,
     },
+    /// A Redis lock's lease key holds something that never expires and that is not a lease
+    /// this lock can wait for (a value written by hand, a key of another type, or a lease
+    /// whose expiry was removed): waiting would never end. Remove the lock with `memspace rm`
+    /// and create it again. (Something that does expire is treated as a holder's lease, and
+    /// waited for until it does.)
+    CorruptLease {
+        /// The lock.
+        name: SegmentName,
+        /// The lease key (`memspace:{NAME}:items`).
+        key: String,
+        /// What it holds.
+        found: String,
+    },
     /// The Redis server of a Redis lock could not be reached or refused the command.
     Unavailable {
         /// The lock.
@@ -129,6 +142,9 @@ impl<G> LockError<G> {
             LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
             LockError::Corrupt { name, state } => LockError::Corrupt { name, state },
             LockError::LockLost { name, token } => LockError::LockLost { name, token },
+            LockError::CorruptLease { name, key, found } => {
+                LockError::CorruptLease { name, key, found }
+            }
             LockError::Unavailable {
                 name,
                 detail,
@@ -184,6 +200,12 @@ impl<G> fmt::Display for LockError<G> {
                  before it was released: another holder may have held it too; redo the work \
                  under a new lock, or use a longer lease (`?lease_ms=N`)"
             ),
+            LockError::CorruptLease { name, key, found } => write!(
+                f,
+                "lock `{name}` cannot be taken: its lease key `{key}` holds {found} and never \
+                 expires, which memspace never leaves; remove the lock with \
+                 `memspace rm {name}` and create it again"
+            ),
             LockError::Unavailable { name, detail, .. } => {
                 write!(f, "lock `{name}` is unavailable: {detail}")
             }
@@ -219,6 +241,12 @@ impl<G> fmt::Debug for LockError<G> {
                 .debug_struct("LockLost")
                 .field("name", name)
                 .field("token", token)
+                .finish(),
+            LockError::CorruptLease { name, key, found } => f
+                .debug_struct("CorruptLease")
+                .field("name", name)
+                .field("key", key)
+                .field("found", found)
                 .finish(),
             LockError::Unavailable {
                 name,

@@ -382,6 +382,9 @@ fn retype<G>(err: LockError<()>) -> LockError<G> {
         LockError::Corrupt { name, state } => LockError::Corrupt { name, state },
         LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
         LockError::LockLost { name, token } => LockError::LockLost { name, token },
+        LockError::CorruptLease { name, key, found } => {
+            LockError::CorruptLease { name, key, found }
+        }
         LockError::Unavailable {
             name,
             detail,

@@ -344,3 +344,83 @@ fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {
         "{cause}"
     );
 }
+
+/// Sets `field` of `name`'s meta hash to `value`, or removes it (`None`).
+fn set_meta_field(server: &RedisServer, name: &str, field: &str, value: Option<&str>) {
+    let meta = format!("memspace:{{{}}}", object_of(name));
+    let mut command = redis::cmd(if value.is_some() { "HSET" } else { "HDEL" });
+    command.arg(&meta).arg(field);
+    if let Some(value) = value {
+        command.arg(value);
+    }
+    let _: u64 = command
+        .query(&mut admin(server))
+        .expect("write the meta hash");
+}
+
+#[test]
+fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let cases: [(&str, Option<&str>); 9] = [
+        ("size", None),
+        ("size", Some("many")),
+        ("capacity", None),
+        ("capacity", Some("-")),
+        ("version", None),
+        ("version", Some("one")),
+        ("kind", None),
+        ("kind", Some("blob")),
+        ("type", None),
+    ];
+    for (field, value) in cases {
+        let name = server.name(&common::unique_name("meta"));
+        SharedList::<u32>::create(&name).expect("create");
+        set_meta_field(&server, &name, field, value);
+        match SharedList::<u32>::open(&name) {
+            Err(Error::Open(err @ OpenError::Corrupt { .. })) => {
+                let text = err.to_string();
+                assert!(
+                    text.contains(&name) && text.contains(&format!("`{field}`")),
+                    "{field} = {value:?}: the error names the object and the field: {text}"
+                );
+            }
+            other => panic!("{field} = {value:?}: expected Corrupt, got {other:?}"),
+        }
+        // What the message says to do works on a damaged object.
+        memspace::remote::remove(&name).expect("rm a damaged object");
+    }
+
+    // A version this build does not know is another layout, not damage.
+    let name = server.name(&common::unique_name("meta"));
+    SharedList::<u32>::create(&name).expect("create");
+    set_meta_field(&server, &name, "version", Some("2"));
+    match SharedList::<u32>::open(&name) {
+        Err(Error::Open(OpenError::VersionMismatch {
+            found: 2,
+            expected: 1,
+            ..
+        })) => {}
+        other => panic!("version 2: expected VersionMismatch, got {other:?}"),
+    }
+
+    // A meta key that is not a hash at all.
+    let name = server.name(&common::unique_name("meta"));
+    let () = redis::cmd("SET")
+        .arg(format!("memspace:{{{}}}", object_of(&name)))
+        .arg("junk")
+        .query(&mut admin(&server))
+        .expect("SET");
+    match SharedList::<u32>::open(&name) {
+        Err(Error::Open(err @ OpenError::Corrupt { .. })) => {
+            assert!(err.to_string().contains("not a hash"), "{err}");
+        }
+        other => panic!("a string meta key: expected Corrupt, got {other:?}"),
+    }
+    memspace::remote::remove(&name).expect("rm a meta key that is not a hash");
+    let meta = format!("memspace:{{{}}}", object_of(&name));
+    assert!(
+        !memspace_keys(&server).contains(&meta),
+        "rm removed the meta key"
+    );
+}

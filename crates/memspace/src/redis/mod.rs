@@ -43,7 +43,7 @@ use crate::error::{Error, OpenError, Result};
 use crate::segment::{Kind, RedisLocation, SegmentName};
 
 /// The layout version of the keys (the `version` field of the meta hash).
-const VERSION: &str = "1";
+const VERSION: u32 = 1;
 /// The consumer group every queue consumer belongs to.
 pub(crate) const GROUP: &str = "memspace";
 /// The error code of a write script that found its object's meta hash gone: the object was
@@ -99,6 +99,106 @@ return 1
 ",
     )
 });
+
+/// Reads a meta hash in one step: `{TYPE}` if the key is not a hash (`none` if it is missing),
+/// else `{'hash', kind, type, size, capacity, version}`, a missing field as nil.
+static READ_META: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local found = redis.call('TYPE', KEYS[1]).ok
+if found ~= 'hash' then return {found} end
+return {found, unpack(redis.call('HMGET', KEYS[1], 'kind', 'type', 'size', 'capacity', 'version'))}
+",
+    )
+});
+
+/// What an object's meta hash records, checked field by field.
+#[derive(Debug)]
+struct Meta {
+    kind: Kind,
+    type_name: String,
+    size: u64,
+    capacity: u64,
+}
+
+/// Reads and checks the meta hash of object `object` (the flat name) on `conn`.
+///
+/// # Errors
+///
+/// [`OpenError::NotFound`] if there is none; [`OpenError::VersionMismatch`] if another layout
+/// version of memspace wrote it; [`OpenError::Corrupt`] naming the field that is missing or
+/// unreadable (or saying that the key is not a hash); what the connection reports.
+fn read_meta(conn: &Conn, name: &SegmentName, object: &str) -> Result<Meta> {
+    let key = meta_key(object);
+    let reply: Vec<Option<Vec<u8>>> =
+        conn.read(name, "opening", |c| READ_META.key(&key).invoke(c))?;
+    let text = |at: usize| {
+        reply
+            .get(at)
+            .cloned()
+            .flatten()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let corrupt = |what: String| -> Error {
+        OpenError::Corrupt {
+            name: name.clone(),
+            what: format!("its meta record `{key}` {what}"),
+        }
+        .into()
+    };
+    match text(0).as_deref() {
+        Some("hash") => {}
+        Some("none") | None => return Err(OpenError::NotFound { name: name.clone() }.into()),
+        Some(other) => return Err(corrupt(format!("is a Redis {other}, not a hash"))),
+    }
+    let field =
+        |at: usize, field: &str| text(at).ok_or_else(|| corrupt(format!("has no `{field}` field")));
+    let number = |at: usize, field_name: &str| -> Result<u64> {
+        let value = field(at, field_name)?;
+        value
+            .parse()
+            .map_err(|_| corrupt(format!("has `{field_name}` = `{value}`, not a number")))
+    };
+    let version = number(5, "version")?;
+    if version != u64::from(VERSION) {
+        return Err(OpenError::VersionMismatch {
+            name: name.clone(),
+            found: u32::try_from(version).unwrap_or(u32::MAX),
+            expected: VERSION,
+        }
+        .into());
+    }
+    let kind = field(1, "kind")?;
+    let kind = parse_kind(&kind).ok_or_else(|| {
+        corrupt(format!(
+            "has `kind` = `{kind}`, which is no kind memspace knows"
+        ))
+    })?;
+    Ok(Meta {
+        kind,
+        type_name: field(2, "type")?,
+        size: number(3, "size")?,
+        capacity: number(4, "capacity")?,
+    })
+}
+
+/// Deletes the keys of object `object` (all but a lock's fencing counter), whatever they hold.
+///
+/// # Errors
+///
+/// [`OpenError::NotFound`] if there were none; what the connection reports.
+fn remove_keys(conn: &Conn, name: &SegmentName, object: &str) -> Result<()> {
+    let keys = [
+        meta_key(object),
+        format!("memspace:{{{object}}}:items"),
+        format!("memspace:{{{object}}}:seq"),
+    ];
+    let removed: i64 = conn.write(name, "removing", |c| redis::cmd("DEL").arg(&keys).query(c))?;
+    if removed == 0 {
+        return Err(OpenError::NotFound { name: name.clone() }.into());
+    }
+    Ok(())
+}
 
 /// One Redis-backed object: its name, where it lives and a connection to its server.
 #[derive(Debug)]
@@ -178,48 +278,27 @@ impl Object {
         Ok(Arc::new(object))
     }
 
-    /// Opens `name`, which must hold a `kind`.
+    /// Opens `name`, which must hold a `kind`, checking its meta hash (see [`read_meta`]).
     pub(crate) fn open(name: &SegmentName, kind: Kind) -> Result<Arc<Self>> {
         let at = location(name)?;
         let conn = Conn::new(name, &at.server)?;
-        let meta = meta_key(&at.object);
-        let fields: Vec<Option<String>> = conn.read(name, "opening", |c| {
-            redis::cmd("HMGET")
-                .arg(&meta)
-                .arg("kind")
-                .arg("type")
-                .arg("size")
-                .arg("capacity")
-                .query(c)
-        })?;
-        let field = |i: usize| fields.get(i).cloned().flatten();
-        let Some(found) = field(0) else {
-            return Err(OpenError::NotFound { name: name.clone() }.into());
-        };
-        let Some(found) = parse_kind(&found) else {
-            return Err(OpenError::Corrupt {
-                name: name.clone(),
-                what: format!("its meta record names an unknown kind `{found}`"),
-            }
-            .into());
-        };
-        if found != kind {
+        let meta = read_meta(&conn, name, &at.object)?;
+        if meta.kind != kind {
             return Err(OpenError::WrongKind {
                 name: name.clone(),
-                found,
+                found: meta.kind,
                 expected: kind,
             }
             .into());
         }
-        let number = |i: usize| field(i).and_then(|s| s.parse().ok()).unwrap_or(0);
         Ok(Arc::new(Object {
             name: name.clone(),
             base: at.object.clone(),
             lease_ms: at.lease_ms,
             conn,
-            type_name: field(1).unwrap_or_default(),
-            size: number(2),
-            capacity: number(3),
+            type_name: meta.type_name,
+            size: meta.size,
+            capacity: meta.capacity,
         }))
     }
 
@@ -258,17 +337,7 @@ impl Object {
 
     /// Removes the object's keys (all but a lock's fencing counter).
     pub(crate) fn remove(&self) -> Result<()> {
-        let keys = [self.meta_key(), self.key("items"), self.key("seq")];
-        let removed: i64 = self.conn.write(&self.name, "removing", |c| {
-            redis::cmd("DEL").arg(&keys).query(c)
-        })?;
-        if removed == 0 {
-            return Err(OpenError::NotFound {
-                name: self.name.clone(),
-            }
-            .into());
-        }
-        Ok(())
+        remove_keys(&self.conn, &self.name, &self.base)
     }
 
     /// Turns a failed decoding of item `index` into an error naming the object.
@@ -378,33 +447,24 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
     Ok(listed)
 }
 
-/// Removes the object `name` (`redis://HOST:PORT/NAME`) whatever its kind.
+/// Removes the object `name` (`redis://HOST:PORT/NAME`) whatever its kind, and whatever
+/// state its keys are in: this is what an error about a damaged object says to do.
 ///
 /// # Errors
 ///
 /// [`OpenError::NotFound`] if there is none; [`Error::RedisUnreachable`].
 pub fn remove(name: &str) -> Result<()> {
     let name = SegmentName::new(name)?;
-    let kind = kind_of(&name)?;
-    Object::open(&name, kind)?.remove()
+    let at = location(&name)?;
+    let conn = Conn::new(&name, &at.server)?;
+    remove_keys(&conn, &name, &at.object)
 }
 
-/// The kind of the object `name`.
+/// The kind of the object `name`, its meta hash checked.
 pub(crate) fn kind_of(name: &SegmentName) -> Result<Kind> {
     let at = location(name)?;
     let conn = Conn::new(name, &at.server)?;
-    let meta = meta_key(&at.object);
-    let kind: Option<String> = conn.read(name, "opening", |c| {
-        redis::cmd("HGET").arg(&meta).arg("kind").query(c)
-    })?;
-    let kind = kind.ok_or_else(|| OpenError::NotFound { name: name.clone() })?;
-    parse_kind(&kind).ok_or_else(|| {
-        OpenError::Corrupt {
-            name: name.clone(),
-            what: format!("its meta record names an unknown kind `{kind}`"),
-        }
-        .into()
-    })
+    Ok(read_meta(&conn, name, &at.object)?.kind)
 }
 
 /// What `memspace inspect` shows of a Redis object: its kind and a few fields.

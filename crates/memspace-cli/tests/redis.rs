@@ -203,3 +203,102 @@ fn bench_redis_reports_shared_memory_beside_redis_with_and_without_batching() {
     let listed = succeed(&["ls", "--redis", &server.url()]);
     assert!(listed.contains("no memspace objects"), "{listed}");
 }
+
+#[test]
+fn ls_lists_every_object_when_some_keys_are_damaged_and_rm_removes_them() {
+    let server = RedisServer::start();
+    let (good, odd, half) = (server.name("jobs"), server.name("odd"), server.name("half"));
+    succeed(&["list", "create", &good]);
+    succeed(&["list", "push", &good, "1"]);
+    // A meta key that is not a hash, and an object whose items key has the wrong type.
+    assert_eq!(server.command(&["SET", "memspace:{odd}", "junk"]), "+OK");
+    assert_eq!(
+        server.command(&[
+            "HSET",
+            "memspace:{half}",
+            "kind",
+            "list",
+            "type",
+            "",
+            "size",
+            "0",
+            "capacity",
+            "0",
+            "version",
+            "1"
+        ]),
+        ":5"
+    );
+    assert_eq!(
+        server.command(&["SET", "memspace:{half}:items", "x"]),
+        "+OK"
+    );
+
+    let table = succeed(&["ls", "--redis", &server.url()]);
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no line for {name} in\n{table}"))
+            .to_owned()
+    };
+    assert!(
+        line(&good).contains("list") && line(&good).contains(" 1 "),
+        "{table}"
+    );
+    assert!(line(&odd).contains("damaged"), "{table}");
+    assert!(line(&half).contains("damaged"), "{table}");
+    assert!(
+        table.contains(&format!(
+            "damaged: {odd}: its meta record `memspace:{{odd}}` is a Redis string, not a hash; \
+             `memspace rm {odd}` removes it"
+        )),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!(
+            "damaged: {half}: its items key `memspace:{{half}}:items` cannot be read as a list"
+        )),
+        "{table}"
+    );
+
+    let listed: Value =
+        serde_json::from_str(&succeed(&["ls", "--redis", &server.url(), "--json"])).expect("JSON");
+    let listed = listed.as_array().expect("an array");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let entry = |name: &str| {
+        listed
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not listed: {listed:?}"))
+    };
+    assert_eq!(entry(&good)["kind"], "list");
+    assert_eq!(entry(&good)["items"], 1);
+    assert!(
+        entry(&odd)["error"]
+            .as_str()
+            .is_some_and(|why| why.contains("not a hash")),
+        "{listed:?}"
+    );
+    assert!(
+        entry(&half)["error"]
+            .as_str()
+            .is_some_and(|why| why.contains("WRONGTYPE")),
+        "{listed:?}"
+    );
+
+    // inspect shows the damage instead of failing on it.
+    let shown = succeed(&["inspect", &half]);
+    assert!(
+        shown.contains("damaged            its keys cannot be read as a list")
+            && shown.contains(&format!("`memspace rm {half}` removes it")),
+        "{shown}"
+    );
+
+    succeed(&["rm", &odd, &half]);
+    let table = succeed(&["ls", "--redis", &server.url()]);
+    assert!(
+        !table.contains("damaged") && table.contains(&good),
+        "{table}"
+    );
+}

@@ -89,20 +89,23 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `memspace ls --redis URL`: the objects memspace keeps on a Redis server.
+/// `memspace ls --redis URL`: the objects memspace keeps on a Redis server. A damaged object
+/// is listed with what is wrong (`"error"` in JSON, as for an unreadable segment), and the
+/// others are listed all the same.
 pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
     let objects =
         memspace::remote::list_objects(url).with_context(|| format!("listing `{url}`"))?;
     if json {
         let array: Vec<serde_json::Value> = objects
             .iter()
-            .map(|object| {
-                json!({
+            .map(|object| match &object.damaged {
+                None => json!({
                     "name": object.name,
                     "kind": object.kind,
                     "type_name": object.type_name,
                     "items": object.len,
-                })
+                }),
+                Some(why) => json!({ "name": object.name, "error": why }),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&array)?);
@@ -119,17 +122,37 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
         "TYPE".to_owned(),
     ]];
     for object in &objects {
-        rows.push([
-            object.name.clone(),
-            object.kind.clone(),
-            match object.kind.as_str() {
-                "list" | "map" | "queue" => object.len.to_string(),
-                _ => "-".to_owned(),
-            },
-            object.type_name.clone(),
-        ]);
+        rows.push(match &object.damaged {
+            None => [
+                object.name.clone(),
+                object.kind.clone(),
+                match object.kind.as_str() {
+                    "list" | "map" | "queue" => object.len.to_string(),
+                    _ => "-".to_owned(),
+                },
+                object.type_name.clone(),
+            ],
+            Some(_) => [
+                object.name.clone(),
+                if object.kind.is_empty() {
+                    "?".to_owned()
+                } else {
+                    object.kind.clone()
+                },
+                "-".to_owned(),
+                "damaged (see below)".to_owned(),
+            ],
+        });
     }
     print_table(&rows);
+    for object in &objects {
+        if let Some(why) = &object.damaged {
+            println!(
+                "damaged: {}: {why}; `memspace rm {}` removes it",
+                object.name, object.name
+            );
+        }
+    }
     Ok(())
 }
 

@@ -368,9 +368,92 @@ pub struct Listed {
     pub type_name: String,
     /// Items (list, map, queue), or 0.
     pub len: u64,
+    /// Why the object cannot be used, if its keys are damaged (its meta hash is missing a
+    /// field or is not a hash, its items key has the wrong type, ...): `kind`, `type_name`
+    /// and `len` are then empty or 0 where they could not be read. `memspace rm` removes it.
+    pub damaged: Option<String>,
 }
 
-/// The memspace objects on the Redis server `url` (`redis://HOST:PORT`), by name.
+/// The text of the deepest cause of `err` (the server's own complaint, for a refused command).
+fn deepest_cause(err: &Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// One object for [`list_objects`]: its meta hash and length, or what is damaged; `None` if
+/// its keys were removed since the scan found them.
+///
+/// # Errors
+///
+/// [`Error::RedisUnreachable`] only: any other failure is the object's, and it is listed as
+/// damaged.
+fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
+    let full = format!("redis://{server}/{object}");
+    let damaged = |kind: String, type_name: String, why: String| {
+        Ok(Some(Listed {
+            name: full.clone(),
+            kind,
+            type_name,
+            len: 0,
+            damaged: Some(why),
+        }))
+    };
+    let name = match SegmentName::new(&full) {
+        Ok(name) => name,
+        Err(err) => return damaged(String::new(), String::new(), err.to_string()),
+    };
+    let meta = match read_meta(conn, &name, object) {
+        Ok(meta) => meta,
+        Err(Error::Open(OpenError::NotFound { .. })) => return Ok(None),
+        Err(err @ Error::RedisUnreachable { .. }) => return Err(err),
+        Err(Error::Open(OpenError::Corrupt { what, .. })) => {
+            return damaged(String::new(), String::new(), what);
+        }
+        Err(err) => return damaged(String::new(), String::new(), err.to_string()),
+    };
+    let (kind, type_name) = (meta.kind.as_str().to_owned(), meta.type_name);
+    let command = match meta.kind {
+        Kind::List => "LLEN",
+        Kind::Map => "HLEN",
+        Kind::Queue => "XLEN",
+        _ => {
+            return Ok(Some(Listed {
+                name: full,
+                kind,
+                type_name,
+                len: 0,
+                damaged: None,
+            }));
+        }
+    };
+    let items = format!("memspace:{{{object}}}:items");
+    match conn.read(&name, "listing objects", |c| {
+        redis::cmd(command).arg(&items).query(c)
+    }) {
+        Ok(len) => Ok(Some(Listed {
+            name: full,
+            kind,
+            type_name,
+            len,
+            damaged: None,
+        })),
+        Err(err @ Error::RedisUnreachable { .. }) => Err(err),
+        Err(err) => {
+            let why = format!(
+                "its items key `{items}` cannot be read as a {kind}: {}",
+                deepest_cause(&err)
+            );
+            damaged(kind, type_name, why)
+        }
+    }
+}
+
+/// The memspace objects on the Redis server `url` (`redis://HOST:PORT`), by name. An object
+/// whose keys are damaged is listed with [`Listed::damaged`] saying how; it does not stop the
+/// listing.
 ///
 /// # Errors
 ///
@@ -414,35 +497,7 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
         else {
             continue;
         };
-        let items = format!("memspace:{{{object}}}:items");
-        let (kind, type_name): (Option<String>, Option<String>) =
-            conn.read(&probe, "listing objects", |c| {
-                redis::cmd("HMGET")
-                    .arg(&meta)
-                    .arg("kind")
-                    .arg("type")
-                    .query(c)
-            })?;
-        let kind = kind.unwrap_or_default();
-        let len = match kind.as_str() {
-            "list" | "map" | "queue" => {
-                let command = match kind.as_str() {
-                    "list" => "LLEN",
-                    "map" => "HLEN",
-                    _ => "XLEN",
-                };
-                conn.read(&probe, "listing objects", |c| {
-                    redis::cmd(command).arg(&items).query(c)
-                })?
-            }
-            _ => 0,
-        };
-        listed.push(Listed {
-            name: format!("redis://{server}/{object}"),
-            kind,
-            type_name: type_name.unwrap_or_default(),
-            len,
-        });
+        listed.extend(list_one(&conn, server, object)?);
     }
     Ok(listed)
 }
@@ -467,11 +522,14 @@ pub(crate) fn kind_of(name: &SegmentName) -> Result<Kind> {
     Ok(read_meta(&conn, name, &at.object)?.kind)
 }
 
-/// What `memspace inspect` shows of a Redis object: its kind and a few fields.
+/// What `memspace inspect` shows of a Redis object: its kind and a few fields. If the data
+/// keys cannot be read as the kind says (a key of another type, written by hand), the fields
+/// end with `damaged`, saying what the server answered.
 ///
 /// # Errors
 ///
-/// [`OpenError::NotFound`], [`Error::RedisUnreachable`].
+/// [`OpenError::NotFound`], [`OpenError::Corrupt`] if the meta hash is damaged,
+/// [`Error::RedisUnreachable`].
 pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
     let name = SegmentName::new(name)?;
     let kind = kind_of(&name)?;
@@ -483,8 +541,30 @@ pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
         ("type", object.type_name().to_owned()),
         ("keys", format!("{} {items}", object.meta_key())),
     ];
+    match describe_state(&object, kind, &mut fields) {
+        Ok(()) => {}
+        Err(err @ Error::RedisUnreachable { .. }) => return Err(err),
+        Err(err) => fields.push((
+            "damaged",
+            format!(
+                "its keys cannot be read as a {}: {}; `memspace rm {name}` removes it",
+                kind.as_str(),
+                deepest_cause(&err)
+            ),
+        )),
+    }
+    Ok((kind, fields))
+}
+
+/// The kind-specific fields of [`describe`].
+fn describe_state(
+    object: &Arc<Object>,
+    kind: Kind,
+    fields: &mut Vec<(&'static str, String)>,
+) -> Result<()> {
+    let items = object.key("items");
     let read_len = |command: &'static str| -> Result<u64> {
-        object.conn().read(&name, "inspecting", |c| {
+        object.conn().read(object.name(), "inspecting", |c| {
             redis::cmd(command).arg(&items).query(c)
         })
     };
@@ -492,7 +572,7 @@ pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
         Kind::List => fields.push(("len", read_len("LLEN")?.to_string())),
         Kind::Map => fields.push(("len", read_len("HLEN")?.to_string())),
         Kind::Queue => {
-            let queue = queue::RedisQueue::new(Arc::clone(&object));
+            let queue = queue::RedisQueue::new(Arc::clone(object));
             fields.push(("waiting", queue.len()?.to_string()));
             fields.push(("in flight", queue.in_flight()?.to_string()));
             let capacity = object.capacity();
@@ -501,18 +581,18 @@ pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
             }
         }
         Kind::Lock => {
-            let lock = RedisLock::new(Arc::clone(&object));
+            let lock = RedisLock::new(Arc::clone(object));
             fields.push(("held", lock.describe_holder()?));
             fields.push(("last fencing token", lock.last_token()?.to_string()));
         }
         Kind::Event => {
-            let set = event::RedisEvent::new(Arc::clone(&object)).is_set()?;
+            let set = event::RedisEvent::new(Arc::clone(object)).is_set()?;
             fields.push(("set", if set { "yes" } else { "no" }.to_owned()));
         }
         Kind::Value => fields.push(("size", object.size().to_string())),
         _ => {}
     }
-    Ok((kind, fields))
+    Ok(())
 }
 
 pub(crate) use self::event::RedisEvent;

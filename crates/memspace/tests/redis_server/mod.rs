@@ -161,6 +161,34 @@ impl RedisServer {
         format!("{}/{name}", self.url())
     }
 
+    /// Sends one command to the server as a new client and returns the first line of its
+    /// answer (`+OK`, `:1`, `-ERR ...`): for tests that write keys by hand, as an operator with
+    /// `redis-cli` would.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be reached.
+    pub(crate) fn command(&self, args: &[&str]) -> String {
+        let mut request = Vec::new();
+        write!(request, "*{}\r\n", args.len()).expect("write to a Vec");
+        for arg in args {
+            write!(request, "${}\r\n{arg}\r\n", arg.len()).expect("write to a Vec");
+        }
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("set a read timeout");
+        stream.write_all(&request).expect("send the command");
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        while !answer.ends_with(b"\r\n") {
+            stream.read_exact(&mut byte).expect("read the answer");
+            answer.push(byte[0]);
+        }
+        String::from_utf8_lossy(&answer).trim_end().to_owned()
+    }
+
     /// Kills the server with SIGKILL (no shutdown, no final save) and waits for it.
     pub(crate) fn kill(&mut self) {
         if let Some(mut server) = self.server.take() {

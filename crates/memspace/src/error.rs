@@ -71,6 +71,23 @@ pub enum Error {
         #[source]
         source: rmp_serde::decode::Error,
     },
+    /// A value of a Redis map was stored intact but does not decode as the requested type. (A
+    /// Redis map has no positions to name, so the error names the key.)
+    #[error(
+        "the value of key {key} in map `{name}` cannot be read as `{expected}`; was it written \
+         with another type?"
+    )]
+    DecodeMapValue {
+        /// The map.
+        name: SegmentName,
+        /// The key, as text (`"ada"`, `[1, 2]`), shortened if it is long.
+        key: String,
+        /// The Rust type it was read as.
+        expected: &'static str,
+        /// The decoder's complaint (boxed: it would make every `Result` larger).
+        #[source]
+        source: Box<rmp_serde::decode::Error>,
+    },
     /// A value could not be encoded for storage (for example a map with non-string keys that
     /// the encoding cannot represent).
     #[error("a value of type `{type_name}` cannot be stored in `{name}`")]

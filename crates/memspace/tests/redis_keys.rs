@@ -424,3 +424,30 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
         "rm removed the meta key"
     );
 }
+
+#[test]
+fn a_map_value_of_another_type_names_its_key() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = server.name(&common::unique_name("map"));
+    let numbers = SharedMap::<String, u32>::create(&name).expect("create");
+    numbers.insert(&"ada".to_owned(), &36).expect("insert");
+    let texts = SharedMap::<String, String>::open(&name).expect("open");
+    let key = "ada".to_owned();
+    for (what, result) in [
+        ("get", texts.get(&key)),
+        ("insert", texts.insert(&key, &"x".to_owned())),
+    ] {
+        let err = result.expect_err("a u32 read as a String");
+        let text = err.to_string();
+        assert!(
+            text.contains("\"ada\"") && text.contains(&name) && !text.contains("item 0"),
+            "{what}: the error names the key: {text}"
+        );
+    }
+    numbers.insert(&"bob".to_owned(), &7).expect("insert");
+    let err = texts
+        .remove(&"bob".to_owned())
+        .expect_err("a u32 read as a String");
+    assert!(err.to_string().contains("\"bob\""), "{err}");
+}

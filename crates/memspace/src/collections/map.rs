@@ -1162,7 +1162,7 @@ where
     /// [`Error::Encode`] if the key or value cannot be encoded; [`Error::Full`] or
     /// [`Error::NoSpace`] if the segment cannot grow (the map is unchanged); [`Error::Decode`]
     /// if the replaced value is not a `V` (it is replaced all the same; the error's `index` is
-    /// the entry's slot); [`Error::Corrupt`] if the segment was damaged. On Redis,
+    /// the entry's slot; on Redis it is [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`] if the segment was damaged. On Redis,
     /// [`OpenError::NotFound`] if the map was removed (nothing is written), or
     /// [`Error::RedisUnreachable`].
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
@@ -1173,7 +1173,7 @@ where
                 let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
                 return map
                     .insert(key, value)?
-                    .map(|old| self.decode(&old, 0))
+                    .map(|old| map.decode_value(key, &old))
                     .transpose();
             }
         };
@@ -1188,7 +1188,7 @@ where
     /// # Errors
     ///
     /// [`Error::Encode`] if the key cannot be encoded; [`Error::Decode`] if the stored value is
-    /// not a `V`; [`Error::Corrupt`] if the segment was damaged.
+    /// not a `V` (on Redis [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`] if the segment was damaged.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
         match &self.repr {
@@ -1196,7 +1196,10 @@ where
                 .get(&key)?
                 .map(|(slot, entry)| self.decode(entry.value(), slot))
                 .transpose(),
-            Repr::Redis(map) => map.get(&key)?.map(|v| self.decode(&v, 0)).transpose(),
+            Repr::Redis(map) => map
+                .get(&key)?
+                .map(|v| map.decode_value(&key, &v))
+                .transpose(),
         }
     }
 
@@ -1226,7 +1229,10 @@ where
                 .remove(&key)?
                 .map(|(slot, old)| self.decode(old.value(), slot))
                 .transpose(),
-            Repr::Redis(map) => map.remove(&key)?.map(|v| self.decode(&v, 0)).transpose(),
+            Repr::Redis(map) => map
+                .remove(&key)?
+                .map(|v| map.decode_value(&key, &v))
+                .transpose(),
         }
     }
 

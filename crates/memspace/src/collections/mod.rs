@@ -11,7 +11,7 @@
 //!   when the consumer that took them dies before acknowledging.
 //! * [`Value<T>`]: one plain value with atomic reads, writes and updates.
 
-mod codec;
+pub(crate) mod codec;
 mod list;
 mod map;
 mod queue;

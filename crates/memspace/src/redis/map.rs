@@ -1,11 +1,17 @@
 //! [`RedisMap`]: a `SharedMap` as a Redis hash whose fields and values are encoded items.
 
+use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use redis::Script;
+use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{Object, write_script};
-use crate::error::Result;
+use crate::collections::codec;
+use crate::error::{Error, Result};
+
+/// How many characters of a key an error message shows.
+const KEY_TEXT_MAX: usize = 60;
 
 /// `HSET` that returns the value it replaced, atomically, unless the map was removed.
 static REPLACE: LazyLock<Script> = LazyLock::new(|| {
@@ -61,6 +67,17 @@ impl RedisMap {
 
     pub(crate) fn object(&self) -> &Object {
         &self.object
+    }
+
+    /// Decodes the value stored under the encoded `key`; if it is not a `T`, the error names
+    /// the key.
+    pub(crate) fn decode_value<T: DeserializeOwned>(&self, key: &[u8], value: &[u8]) -> Result<T> {
+        codec::decode(value).map_err(|source| Error::DecodeMapValue {
+            name: self.object.name().clone(),
+            key: key_text(key),
+            expected: std::any::type_name::<T>(),
+            source: Box::new(source),
+        })
     }
 
     pub(crate) fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -121,5 +138,127 @@ impl RedisMap {
             .read(object.name(), "reading the entries", |c| {
                 redis::cmd("HGETALL").arg(&self.items).query(c)
             })
+    }
+}
+
+/// An encoded key as text for messages: JSON-like (`"ada"`, `[1, 2]`, `{"x": 1}`), cut after
+/// [`KEY_TEXT_MAX`] characters; the bytes in hex if they do not decode at all.
+fn key_text(encoded: &[u8]) -> String {
+    let text = codec::decode::<Shown>(encoded).map_or_else(|_| hex(encoded), |shown| shown.0);
+    if text.chars().count() <= KEY_TEXT_MAX {
+        return text;
+    }
+    let mut cut: String = text.chars().take(KEY_TEXT_MAX).collect();
+    cut.push_str("...");
+    cut
+}
+
+/// `0x` and the bytes in hex.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::from("0x"), |mut text, byte| {
+        let _ = write!(text, "{byte:02x}"); // writing to a String cannot fail
+        text
+    })
+}
+
+/// Any decoded value, rendered as text.
+struct Shown(String);
+
+impl<'de> Deserialize<'de> for Shown {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ShowVisitor).map(Shown)
+    }
+}
+
+struct ShowVisitor;
+
+impl<'de> Visitor<'de> for ShowVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(format!("{v:?}"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(format!("{v:?}"))
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<String, E> {
+        Ok(hex(v))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<String, E> {
+        Ok("null".to_owned())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Ok("null".to_owned())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<String, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<String, A::Error> {
+        let mut parts = Vec::new();
+        while let Some(Shown(part)) = seq.next_element()? {
+            parts.push(part);
+        }
+        Ok(format!("[{}]", parts.join(", ")))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+        let mut parts = Vec::new();
+        while let Some((Shown(key), Shown(value))) = map.next_entry()? {
+            parts.push(format!("{key}: {value}"));
+        }
+        Ok(format!("{{{}}}", parts.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KEY_TEXT_MAX, key_text};
+    use crate::collections::codec;
+
+    fn shown<T: serde::Serialize + ?Sized>(key: &T) -> String {
+        key_text(&codec::encode(key).expect("encode"))
+    }
+
+    #[test]
+    fn keys_are_shown_as_json_like_text() {
+        assert_eq!(shown("ada"), "\"ada\"");
+        assert_eq!(shown(&42u32), "42");
+        assert_eq!(shown(&-3i64), "-3");
+        assert_eq!(shown(&(1u8, "b")), "[1, \"b\"]");
+        assert_eq!(shown(&Some(true)), "true");
+        let map = std::collections::BTreeMap::from([("x", 1.5f64)]);
+        assert_eq!(shown(&map), "{\"x\": 1.5}");
+        assert_eq!(shown(&"k".repeat(100)).chars().count(), KEY_TEXT_MAX + 3);
+        assert_eq!(key_text(&[0xc1]), "0xc1", "a byte MessagePack never uses");
     }
 }

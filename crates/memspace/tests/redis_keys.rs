@@ -125,6 +125,83 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
 }
 
 #[test]
+fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let (queue_name, event_name, lock_name) = (name("queue"), name("event"), name("lock"));
+    let queue = Queue::<u32>::create(&queue_name).expect("create the queue");
+    let event = Event::create(&event_name).expect("create the event");
+    let lock = Lock::create(&lock_name).expect("create the lock");
+
+    // Waiters already blocked when the objects go away end with the error too.
+    let receiver = {
+        let queue = queue.clone();
+        std::thread::spawn(move || queue.get().map_err(|err| err.to_string()))
+    };
+    let waiter = {
+        let event = event.clone();
+        std::thread::spawn(move || event.wait())
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    for removed in [&queue_name, &event_name, &lock_name] {
+        memspace::remote::remove(removed).expect("rm");
+    }
+    let got = receiver.join().expect("the receiver");
+    assert!(
+        got.as_ref()
+            .is_err_and(|err| err.contains("does not exist")),
+        "a receiver blocked on a removed queue: {got:?}"
+    );
+    assert_not_found(
+        "a blocked wait",
+        &event_name,
+        waiter.join().expect("waiter"),
+    );
+
+    match queue.try_get() {
+        Err(QueueError::Other(Error::Open(OpenError::NotFound { name }))) => {
+            assert_eq!(name.as_str(), queue_name);
+        }
+        other => panic!("try_get after removal: expected NotFound, got {other:?}"),
+    }
+    assert_not_found("is_set", &event_name, event.is_set());
+    assert_not_found(
+        "wait_timeout",
+        &event_name,
+        event.wait_timeout(Duration::from_secs(1)),
+    );
+    match lock.try_lock() {
+        Err(LockError::Unavailable {
+            name,
+            detail,
+            source,
+        }) => {
+            assert_eq!(name.as_str(), lock_name);
+            assert!(detail.contains("removed"), "{detail}");
+            let source = source.expect("a source");
+            assert!(
+                matches!(
+                    source.downcast_ref::<Error>(),
+                    Some(Error::Open(OpenError::NotFound { .. }))
+                ),
+                "{source:?}"
+            );
+        }
+        other => panic!("try_lock after removal: expected Unavailable, got {other:?}"),
+    }
+    assert_eq!(
+        memspace_keys(&server)
+            .iter()
+            .filter(|key| !key.ends_with(":fence"))
+            .count(),
+        0,
+        "a read, a wait or a lock attempt recreated a key: {:?}",
+        memspace_keys(&server)
+    );
+}
+
+#[test]
 fn a_value_update_on_a_missing_key_fails_without_writing() {
     let _dog = common::Watchdog::start();
     let server = RedisServer::start();

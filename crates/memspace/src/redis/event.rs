@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use redis::Script;
 
 use super::{Object, write_script};
-use crate::error::Result;
+use crate::error::{Error, OpenError, Result};
 
 /// Sets the flag to `ARGV[1]`, unless the event was removed.
 static STORE: LazyLock<Script> = LazyLock::new(|| {
@@ -57,15 +57,39 @@ impl RedisEvent {
         Ok(())
     }
 
+    /// Whether the flag is set; `OpenError::NotFound` if the event was removed (its flag is
+    /// written at creation and by every store, so only removal, or damage, leaves none).
     pub(crate) fn is_set(&self) -> Result<bool> {
         let object = &self.object;
-        let flag: Option<String> = object.conn().read(object.name(), "reading", |c| {
-            redis::cmd("GET").arg(&self.items).query(c)
-        })?;
-        Ok(flag.as_deref() == Some("1"))
+        let (flag, described): (Option<String>, bool) =
+            object.conn().read(object.name(), "reading", |c| {
+                redis::pipe()
+                    .atomic()
+                    .cmd("GET")
+                    .arg(&self.items)
+                    .cmd("EXISTS")
+                    .arg(&self.meta)
+                    .query(c)
+            })?;
+        match flag {
+            Some(flag) => Ok(flag == "1"),
+            None if !described => Err(OpenError::NotFound {
+                name: object.name().clone(),
+            }
+            .into()),
+            None => Err(Error::Corrupt {
+                name: object.name().clone(),
+                what: format!(
+                    "its flag key `{}` is missing; remove the event with `memspace rm` and \
+                     create it again",
+                    self.items
+                ),
+            }),
+        }
     }
 
     /// Waits until the flag is set or `timeout` (if any) passes; returns whether it is set.
+    /// An event removed meanwhile ends the wait with `OpenError::NotFound`.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut pause = Duration::from_millis(2);

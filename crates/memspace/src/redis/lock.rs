@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 
-use super::Object;
-use crate::error::{Error, Result};
+use super::{Object, write_script};
+use crate::error::{Error, OpenError, Result};
 use crate::sync::LockError;
 use crate::sys;
 
@@ -49,16 +49,16 @@ pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 /// Takes the lease: its fencing token; 0 if the key is held (it expires); else, for a key that
 /// never expires, `{TYPE}` or `{'string', VALUE}`.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    write_script(
         r"
-local found = redis.call('TYPE', KEYS[1]).ok
+local found = redis.call('TYPE', KEYS[2]).ok
 if found == 'none' then
-  local token = redis.call('INCR', KEYS[2])
-  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+  local token = redis.call('INCR', KEYS[3])
+  redis.call('SET', KEYS[2], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
   return token
 end
-if redis.call('PTTL', KEYS[1]) >= 0 then return 0 end
-if found == 'string' then return {found, redis.call('GET', KEYS[1])} end
+if redis.call('PTTL', KEYS[2]) >= 0 then return 0 end
+if found == 'string' then return {found, redis.call('GET', KEYS[2])} end
 return {found}
 ",
     )
@@ -97,6 +97,8 @@ return 0
 #[derive(Debug, Clone)]
 pub(crate) struct RedisLock {
     object: Arc<Object>,
+    /// The meta hash: a lock that was removed is not taken.
+    meta_key: String,
     lease_key: String,
     fence_key: String,
     lease: Duration,
@@ -146,6 +148,7 @@ impl RedisLock {
             .lease_ms()
             .map_or(DEFAULT_LEASE, Duration::from_millis);
         RedisLock {
+            meta_key: object.meta_key(),
             lease_key: object.key("items"),
             fence_key: object.key("fence"),
             object,
@@ -160,9 +163,14 @@ impl RedisLock {
     /// The lock error for a failed command: the command's error is its source, so that the
     /// server, the operation and the client's complaint stay reachable.
     fn unavailable<G>(&self, err: Error) -> LockError<G> {
+        let detail = if matches!(err, Error::Open(OpenError::NotFound { .. })) {
+            "it was removed while this handle was open: create it again"
+        } else {
+            "its Redis server did not carry out the request"
+        };
         LockError::Unavailable {
             name: self.object.name().clone(),
-            detail: "its Redis server did not carry out the request".to_owned(),
+            detail: detail.to_owned(),
             source: Some(Box::new(err)),
         }
     }
@@ -193,6 +201,7 @@ impl RedisLock {
             .conn()
             .write(object.name(), "acquiring", |c| {
                 ACQUIRE
+                    .key(&self.meta_key)
                     .key(&self.lease_key)
                     .key(&self.fence_key)
                     .arg(&owner)

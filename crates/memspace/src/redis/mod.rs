@@ -21,6 +21,9 @@
 //! still be open. Every write is a script that first checks, atomically with the write, that
 //! the meta hash still exists ([`write_script`]): a write through such a handle fails with
 //! [`OpenError::NotFound`] instead of recreating a data key that no meta hash describes.
+//! Taking a lock's lease and claiming a queue's items are such scripts too; a queue receiver
+//! blocked on a deleted stream, and an event whose flag key is gone, check the meta hash to
+//! tell a removal (`NotFound`) from damage.
 
 mod conn;
 mod event;

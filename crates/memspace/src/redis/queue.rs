@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::{Script, Value};
 
 use super::{GROUP, Object, write_script};
-use crate::error::{Error, Result};
+use crate::error::{Error, OpenError, Result};
 use crate::sys;
 
 /// How long an item may be in flight before another receiver takes it over.
@@ -36,15 +36,15 @@ const PUT_BACK_IDLE_MS: u64 = 1 << 40;
 /// an item behind 10 others in flight would wait for ever: `XPENDING ... IDLE` filters first.
 /// An entry deleted while pending is dropped from the group's list and the next one is tried.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    write_script(
         r"
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', 10)
+local pending = redis.call('XPENDING', KEYS[2], ARGV[1], 'IDLE', ARGV[3], '-', '+', 10)
 for _, row in ipairs(pending) do
-  local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], row[1])
+  local claimed = redis.call('XCLAIM', KEYS[2], ARGV[1], ARGV[2], ARGV[3], row[1])
   if #claimed > 0 and claimed[1] then
     return {'0-0', claimed}
   end
-  redis.call('XACK', KEYS[1], ARGV[1], row[1])
+  redis.call('XACK', KEYS[2], ARGV[1], row[1])
 end
 return {'0-0', {}}
 ",
@@ -186,6 +186,33 @@ impl RedisQueue {
         &self.object
     }
 
+    /// Turns the server's "no such stream or group" (`NOGROUP`, or `UNBLOCKED` for a receiver
+    /// whose stream was deleted while it waited) into `OpenError::NotFound` when the queue was
+    /// removed, and into a damaged-queue error when its meta hash is still there.
+    fn explain_missing_group(&self, err: Error) -> Error {
+        let missing = matches!(&err, Error::Redis { source, .. }
+        if source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
+            matches!(e.code(), Some("NOGROUP" | "UNBLOCKED"))
+        }));
+        if !missing {
+            return err;
+        }
+        let object = &self.object;
+        match object.conn().read(object.name(), "receiving", |c| {
+            redis::cmd("EXISTS").arg(&self.meta).query::<bool>(c)
+        }) {
+            Ok(false) => OpenError::NotFound {
+                name: object.name().clone(),
+            }
+            .into(),
+            Ok(true) => self.corrupt(
+                "its stream or its consumer group is missing; remove the queue with \
+                 `memspace rm` and create it again",
+            ),
+            Err(other) => other,
+        }
+    }
+
     fn corrupt(&self, what: &str) -> Error {
         Error::Corrupt {
             name: self.object.name().clone(),
@@ -216,6 +243,7 @@ impl RedisQueue {
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let claimed: Value = object.conn().write(object.name(), "receiving", |c| {
             CLAIM
+                .key(&self.meta)
                 .key(&self.items)
                 .arg(GROUP)
                 .arg(&consumer)
@@ -255,20 +283,23 @@ impl RedisQueue {
                 consumer,
             }));
         }
-        let read: Value = object.conn().write(object.name(), "receiving", |c| {
-            let mut command = redis::cmd("XREADGROUP");
-            command
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&consumer)
-                .arg("COUNT")
-                .arg(1);
-            if let Some(block) = block {
-                let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
-                command.arg("BLOCK").arg(ms);
-            }
-            command.arg("STREAMS").arg(&self.items).arg(">").query(c)
-        })?;
+        let read: Value = object
+            .conn()
+            .write(object.name(), "receiving", |c| {
+                let mut command = redis::cmd("XREADGROUP");
+                command
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&consumer)
+                    .arg("COUNT")
+                    .arg(1);
+                if let Some(block) = block {
+                    let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
+                    command.arg("BLOCK").arg(ms);
+                }
+                command.arg("STREAMS").arg(&self.items).arg(">").query(c)
+            })
+            .map_err(|err| self.explain_missing_group(err))?;
         // [[stream, [[id, fields]]]] (RESP2) or a map stream -> entries (RESP3).
         let entries = match &read {
             Value::Nil => return Ok(None),

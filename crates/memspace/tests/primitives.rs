@@ -485,6 +485,35 @@ fn debug_of_a_value_shows_it_when_free_and_never_waits_for_a_holder() {
     assert!(format!("{value:?}").contains("value: 8"), "{value:?}");
 }
 
+fn hold_value_forever((value, holding): (Value<u64>, Event)) {
+    value
+        .update(|v| {
+            *v = 9;
+            holding.set().expect("set");
+            loop {
+                std::thread::park();
+            }
+        })
+        .expect("update");
+}
+
+#[test]
+fn debug_of_a_value_whose_holder_was_killed_repairs_the_lock_it_takes_over() {
+    watchdog();
+    let value = Value::new(1u64).expect("value");
+    let holding = Event::new().expect("event");
+    let mut holder = Process::new(hold_value_forever, (value.clone(), holding.clone()));
+    holder.start().expect("start");
+    holding.wait().expect("wait");
+    holder.kill().expect("SIGKILL");
+    let _ = holder.join();
+    // Debug takes the dead holder's lock over; dropping it unrepaired would leave the lock
+    // unrecoverable for every process.
+    let shown = format!("{value:?}");
+    assert!(shown.contains("value: 9"), "{shown}");
+    assert_eq!(value.get().expect("the lock is usable after Debug"), 9);
+}
+
 fn push_range((vec, worker): (SharedVec<u64>, u64)) {
     for i in 0..10_000 {
         vec.push(worker << 32 | i).expect("push");

@@ -63,7 +63,7 @@ impl<T: Pod + fmt::Debug + Send> fmt::Debug for Value<T> {
         let mut out = f.debug_struct("Value");
         out.field("name", self.name());
         if let Repr::Shm(inner) = &self.repr
-            && let Ok(guard) = inner.try_lock()
+            && let Ok(guard) = self.recovering(inner.try_lock())
         {
             out.field("value", &*guard);
         }
@@ -176,7 +176,17 @@ impl<T: Pod + Send> Value<T> {
 
     /// Takes the lock, carrying on after a holder's death or panic (see the type's docs).
     fn lock<'a>(&self, inner: &'a Mutex<T>) -> Result<MutexGuard<'a, T>> {
-        match inner.lock() {
+        self.recovering(inner.lock())
+    }
+
+    /// What [`Value::lock`] makes of a locking attempt's outcome: a guard taken over from a
+    /// dead or panicked holder is repaired (dropping it unrepaired would make the lock
+    /// unrecoverable for everyone).
+    fn recovering<'a>(
+        &self,
+        attempt: std::result::Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>,
+    ) -> Result<MutexGuard<'a, T>> {
+        match attempt {
             Ok(guard) => Ok(guard),
             Err(LockError::OwnerDied(guard)) => {
                 guard.mark_consistent().map_err(|source| crate::Error::Os {

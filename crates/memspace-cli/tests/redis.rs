@@ -225,9 +225,11 @@ fn ls_lists_every_object_when_some_keys_are_damaged_and_rm_removes_them() {
             "capacity",
             "0",
             "version",
+            "2",
+            "incarnation",
             "1"
         ]),
-        ":5"
+        ":6"
     );
     assert_eq!(
         server.command(&["SET", "memspace:{half}:items", "x"]),
@@ -286,6 +288,7 @@ fn ls_lists_every_object_when_some_keys_are_damaged_and_rm_removes_them() {
             .is_some_and(|why| why.contains("WRONGTYPE")),
         "{listed:?}"
     );
+    assert_eq!(entry(&half)["damaged"], true);
 
     // inspect shows the damage instead of failing on it.
     let shown = succeed(&["inspect", &half]);
@@ -301,4 +304,32 @@ fn ls_lists_every_object_when_some_keys_are_damaged_and_rm_removes_them() {
         !table.contains("damaged") && table.contains(&good),
         "{table}"
     );
+}
+
+#[test]
+fn ls_shows_an_object_of_another_layout_version_as_unreadable_not_damaged() {
+    let server = RedisServer::start();
+    let newer = server.name("newer");
+    succeed(&["list", "create", &newer]);
+    assert_eq!(
+        server.command(&["HSET", "memspace:{newer}", "version", "3"]),
+        ":0"
+    );
+    let table = succeed(&["ls", "--redis", &server.url()]);
+    assert!(
+        table.contains("unreadable (see below)")
+            && table.contains(&format!("unreadable: {newer}: "))
+            && !table.contains("memspace rm"),
+        "nothing suggests removing it: {table}"
+    );
+    let listed: Value =
+        serde_json::from_str(&succeed(&["ls", "--redis", &server.url(), "--json"])).expect("JSON");
+    assert_eq!(listed[0]["damaged"], false, "{listed}");
+    assert!(
+        listed[0]["error"]
+            .as_str()
+            .is_some_and(|why| why.contains("version")),
+        "{listed}"
+    );
+    succeed(&["rm", &newer]);
 }

@@ -15,9 +15,14 @@
 //!   how to start one ([`Error::RedisUnreachable`](crate::Error::RedisUnreachable)). Reads,
 //!   and writes that can be repeated without harm, are retried after reconnecting for up to
 //!   two seconds (so a restart of the server is ridden out); other writes are never replayed,
-//!   and an error says when a write may or may not have been applied. Methods that cannot
-//!   return an error (`len`, `Event::set`) read 0/`false` or retry; each has a `checked_`
-//!   form that reports.
+//!   and an error says when a write may or may not have been applied. So every method that
+//!   asks the server returns a `Result`, even those that cannot fail in shared memory (`len`,
+//!   `Event::set`); `Debug` never asks.
+//! * **Removal.** Removing an object deletes its keys under the handles still open to it:
+//!   their next write, receive, wait or lock attempt fails with
+//!   [`OpenError::NotFound`], or with
+//!   [`OpenError::Replaced`] once the name was created again, and
+//!   writes nothing. (A shared-memory handle keeps the memory it mapped.)
 //! * **Durability** is Redis's: an acknowledged write survives a restart only if the server
 //!   persists it (`appendonly yes`, `appendfsync always` for every write).
 //! * **The lock is a lease** (see [`Lock`](crate::Lock)): it protects a holder only as long as

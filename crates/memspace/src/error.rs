@@ -210,6 +210,16 @@ pub enum OpenError {
         /// The segment.
         name: SegmentName,
     },
+    /// A Redis object was removed and created again since this handle opened it: the handle
+    /// refers to the object that is gone, and writes nothing into the new one.
+    #[error(
+        "`{name}` was removed and created again since this handle opened it; open it again to \
+         use the new object"
+    )]
+    Replaced {
+        /// The object.
+        name: SegmentName,
+    },
     /// A segment with this name exists already.
     #[error(
         "segment `{name}` already exists; open it instead, or remove it with `memspace rm {name}`"

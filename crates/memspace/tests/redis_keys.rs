@@ -116,12 +116,38 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
         Vec::<String>::new(),
         "a failed write left a key behind"
     );
-    // The name can be created afresh, and the new object starts empty.
+    // The name can be created afresh, and the new object starts empty; the old handle refers
+    // to the object that is gone, and writes nothing into the new one.
     let again = SharedList::<u32>::create(&list_name).expect("create again");
     assert_eq!(again.to_vec().expect("read"), Vec::<u32>::new());
-    list.push(&6)
-        .expect("the old handle writes to the new object");
-    assert_eq!(again.to_vec().expect("read"), [6]);
+    match list.push(&6) {
+        Err(Error::Open(OpenError::Replaced { name })) => assert_eq!(name.as_str(), list_name),
+        other => panic!("push through the old handle: expected Replaced, got {other:?}"),
+    }
+    assert_eq!(again.to_vec().expect("read"), Vec::<u32>::new());
+    // Nor into an object of another kind made under the name: a map's `clear` would
+    // otherwise delete a new queue's stream, and a value's `set` overwrite a new list.
+    let queue_again = Queue::<u32>::create(&map_name).expect("a queue where the map was");
+    queue_again.put(&7).expect("put");
+    assert!(matches!(
+        map.clear(),
+        Err(Error::Open(OpenError::Replaced { .. }))
+    ));
+    assert_eq!(queue_again.get().expect("the queue kept its item"), 7);
+    let list_again = SharedList::<u32>::create(&value_name).expect("a list where the value was");
+    list_again.push(&8).expect("push");
+    assert!(matches!(
+        value.set(9),
+        Err(Error::Open(OpenError::Replaced { .. }))
+    ));
+    assert!(matches!(
+        value.get(),
+        Err(Error::Open(OpenError::Replaced { .. }))
+    ));
+    assert_eq!(list_again.to_vec().expect("read"), [8]);
+    for name in [&list_name, &map_name, &value_name] {
+        memspace::remote::remove(name).expect("rm");
+    }
 }
 
 #[test]
@@ -143,7 +169,17 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
         let event = event.clone();
         std::thread::spawn(move || event.wait())
     };
-    std::thread::sleep(Duration::from_millis(200));
+    // The receiver is blocked in the server once `INFO` counts a blocked client.
+    let mut admin = admin(&server);
+    while !redis::cmd("INFO")
+        .arg("clients")
+        .query::<String>(&mut admin)
+        .expect("INFO")
+        .lines()
+        .any(|line| line.starts_with("blocked_clients:") && line != "blocked_clients:0")
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     for removed in [&queue_name, &event_name, &lock_name] {
         memspace::remote::remove(removed).expect("rm");
     }
@@ -422,6 +458,39 @@ fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {
     );
 }
 
+#[test]
+fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = server.name(&common::unique_name("lock"));
+    let lock = Lock::create(&name).expect("create");
+    let object = object_of(&name);
+    let fence = format!("memspace:{{{object}}}:fence");
+    let () = redis::cmd("SET")
+        .arg(&fence)
+        .arg(-5)
+        .query(&mut admin(&server))
+        .expect("SET");
+    let err = lock.try_lock().map(drop).expect_err("a token below 1");
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
+    let chain = format!("{err}: {}", deepest(&err));
+    assert!(chain.contains("fencing counter"), "{chain}");
+    assert!(
+        !memspace_keys(&server).contains(&format!("memspace:{{{object}}}:items")),
+        "a lease was taken with a token below 1"
+    );
+    memspace::remote::remove(&name).expect("rm");
+}
+
+/// The text of the deepest cause of `err`.
+fn deepest(err: &dyn std::error::Error) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
 /// Sets `field` of `name`'s meta hash to `value`, or removes it (`None`).
 fn set_meta_field(server: &RedisServer, name: &str, field: &str, value: Option<&str>) {
     let meta = format!("memspace:{{{}}}", object_of(name));
@@ -439,7 +508,7 @@ fn set_meta_field(server: &RedisServer, name: &str, field: &str, value: Option<&
 fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
     let _dog = common::Watchdog::start();
     let server = RedisServer::start();
-    let cases: [(&str, Option<&str>); 9] = [
+    let cases: [(&str, Option<&str>); 10] = [
         ("size", None),
         ("size", Some("many")),
         ("capacity", None),
@@ -449,6 +518,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
         ("kind", None),
         ("kind", Some("blob")),
         ("type", None),
+        ("incarnation", None),
     ];
     for (field, value) in cases {
         let name = server.name(&common::unique_name("meta"));
@@ -471,14 +541,14 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
     // A version this build does not know is another layout, not damage.
     let name = server.name(&common::unique_name("meta"));
     SharedList::<u32>::create(&name).expect("create");
-    set_meta_field(&server, &name, "version", Some("2"));
+    set_meta_field(&server, &name, "version", Some("3"));
     match SharedList::<u32>::open(&name) {
         Err(Error::Open(OpenError::VersionMismatch {
-            found: 2,
-            expected: 1,
+            found: 3,
+            expected: 2,
             ..
         })) => {}
-        other => panic!("version 2: expected VersionMismatch, got {other:?}"),
+        other => panic!("version 3: expected VersionMismatch, got {other:?}"),
     }
 
     // A meta key that is not a hash at all.

@@ -89,8 +89,9 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `memspace ls --redis URL`: the objects memspace keeps on a Redis server. A damaged object
-/// is listed with what is wrong (`"error"` in JSON, as for an unreadable segment), and the
+/// `memspace ls --redis URL`: the objects memspace keeps on a Redis server. A damaged object,
+/// or one this build cannot read (another layout version), is listed with what is wrong
+/// (`"error"` in JSON, as for an unreadable segment, with `"damaged"` saying which), and the
 /// others are listed all the same.
 pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
     let objects =
@@ -98,14 +99,16 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
     if json {
         let array: Vec<serde_json::Value> = objects
             .iter()
-            .map(|object| match &object.damaged {
+            .map(|object| match problem(object) {
                 None => json!({
                     "name": object.name,
                     "kind": object.kind,
                     "type_name": object.type_name,
                     "items": object.len,
                 }),
-                Some(why) => json!({ "name": object.name, "error": why }),
+                Some((why, damaged)) => {
+                    json!({ "name": object.name, "error": why, "damaged": damaged })
+                }
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&array)?);
@@ -122,7 +125,7 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
         "TYPE".to_owned(),
     ]];
     for object in &objects {
-        rows.push(match &object.damaged {
+        rows.push(match problem(object) {
             None => [
                 object.name.clone(),
                 object.kind.clone(),
@@ -132,7 +135,7 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
                 },
                 object.type_name.clone(),
             ],
-            Some(_) => [
+            Some((_, damaged)) => [
                 object.name.clone(),
                 if object.kind.is_empty() {
                     "?".to_owned()
@@ -140,20 +143,37 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
                     object.kind.clone()
                 },
                 "-".to_owned(),
-                "damaged (see below)".to_owned(),
+                if damaged {
+                    "damaged (see below)"
+                } else {
+                    "unreadable (see below)"
+                }
+                .to_owned(),
             ],
         });
     }
     print_table(&rows);
     for object in &objects {
-        if let Some(why) = &object.damaged {
-            println!(
+        match problem(object) {
+            Some((why, true)) => println!(
                 "damaged: {}: {why}; `memspace rm {}` removes it",
                 object.name, object.name
-            );
+            ),
+            Some((why, false)) => println!("unreadable: {}: {why}", object.name),
+            None => {}
         }
     }
     Ok(())
+}
+
+/// What is wrong with a listed object, and whether it is damage (which `memspace rm` is the
+/// remedy for) rather than something this build cannot read.
+fn problem(object: &memspace::remote::Listed) -> Option<(&str, bool)> {
+    match (&object.damaged, &object.unreadable) {
+        (Some(why), _) => Some((why, true)),
+        (None, Some(why)) => Some((why, false)),
+        (None, None) => None,
+    }
 }
 
 fn print_table<const N: usize>(rows: &[[String; N]]) {

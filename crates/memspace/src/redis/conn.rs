@@ -222,6 +222,11 @@ impl Conn {
                     self.give_back(current);
                     return Err(OpenError::NotFound { name: name.clone() }.into());
                 }
+                Err(err) if err.code() == Some(super::REPLACED) => {
+                    // A write script found another object under the name, and wrote nothing.
+                    self.give_back(current);
+                    return Err(OpenError::Replaced { name: name.clone() }.into());
+                }
                 Err(err) => {
                     // The server answered: the connection is fine.
                     self.give_back(current);

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use redis::Script;
 
-use super::{Object, write_script};
-use crate::error::{Error, OpenError, Result};
+use super::{Object, checked_script};
+use crate::error::Result;
 
 /// Sets the flag to `ARGV[1]`, unless the event was removed.
 static STORE: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 redis.call('SET', KEYS[2], ARGV[1])
 return 1
@@ -24,19 +24,13 @@ return 1
 #[derive(Debug, Clone)]
 pub(crate) struct RedisEvent {
     object: Arc<Object>,
-    /// The meta hash, which every write checks.
-    meta: String,
     items: String,
 }
 
 impl RedisEvent {
     pub(crate) fn new(object: Arc<Object>) -> Self {
-        let (meta, items) = (object.meta_key(), object.key("items"));
-        RedisEvent {
-            object,
-            meta,
-            items,
-        }
+        let items = object.key("items");
+        RedisEvent { object, items }
     }
 
     pub(crate) fn object(&self) -> &Object {
@@ -48,8 +42,8 @@ impl RedisEvent {
     pub(crate) fn store(&self, set: bool) -> Result<()> {
         let object = &self.object;
         object.conn().read(object.name(), "setting", |c| {
-            STORE
-                .key(&self.meta)
+            object
+                .guarded(&STORE)
                 .key(&self.items)
                 .arg(if set { "1" } else { "0" })
                 .invoke::<u64>(c)
@@ -57,35 +51,11 @@ impl RedisEvent {
         Ok(())
     }
 
-    /// Whether the flag is set; `OpenError::NotFound` if the event was removed (its flag is
-    /// written at creation and by every store, so only removal, or damage, leaves none).
+    /// Whether the flag is set; `OpenError::NotFound` if the event was removed,
+    /// `OpenError::Replaced` if it was created again (its flag is written at creation and by
+    /// every store, so only removal, or damage, leaves none).
     pub(crate) fn is_set(&self) -> Result<bool> {
-        let object = &self.object;
-        let (flag, described): (Option<String>, bool) =
-            object.conn().read(object.name(), "reading", |c| {
-                redis::pipe()
-                    .atomic()
-                    .cmd("GET")
-                    .arg(&self.items)
-                    .cmd("EXISTS")
-                    .arg(&self.meta)
-                    .query(c)
-            })?;
-        match flag {
-            Some(flag) => Ok(flag == "1"),
-            None if !described => Err(OpenError::NotFound {
-                name: object.name().clone(),
-            }
-            .into()),
-            None => Err(Error::Corrupt {
-                name: object.name().clone(),
-                what: format!(
-                    "its flag key `{}` is missing; remove the event with `memspace rm` and \
-                     create it again",
-                    self.items
-                ),
-            }),
-        }
+        Ok(self.object.get_checked("reading", &self.items)? == b"1")
     }
 
     /// Waits until the flag is set or `timeout` (if any) passes; returns whether it is set.

@@ -4,14 +4,14 @@ use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 
-use super::{Object, write_script};
+use super::{Object, checked_script};
 use crate::error::Result;
 
 /// `RPUSH` of every argument, unless the object was removed. Lua's `unpack` takes a few
 /// thousand values at most, so long batches go in slices; the script is one atomic step all
 /// the same, and other writers' items do not interleave.
 static PUSH: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 local len = 0
 for i = 1, #ARGV, 4000 do
@@ -26,19 +26,13 @@ return len
 #[derive(Debug, Clone)]
 pub(crate) struct RedisList {
     object: Arc<Object>,
-    /// The meta hash, which every write checks.
-    meta: String,
     items: String,
 }
 
 impl RedisList {
     pub(crate) fn new(object: Arc<Object>) -> Self {
-        let (meta, items) = (object.meta_key(), object.key("items"));
-        RedisList {
-            object,
-            meta,
-            items,
-        }
+        let items = object.key("items");
+        RedisList { object, items }
     }
 
     pub(crate) fn object(&self) -> &Object {
@@ -53,7 +47,8 @@ impl RedisList {
         }
         let object = &self.object;
         object.conn().write(object.name(), "pushing", |c| {
-            PUSH.key(&self.meta)
+            object
+                .guarded(&PUSH)
                 .key(&self.items)
                 .arg(payloads)
                 .invoke::<u64>(c)

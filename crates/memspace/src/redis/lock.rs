@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 
-use super::{Object, write_script};
+use super::{Object, checked_script};
 use crate::error::{Error, OpenError, Result};
 use crate::sync::LockError;
 use crate::sys;
@@ -46,18 +46,22 @@ thread_local! {
 /// How long a lease lasts unless the name says `?lease_ms=N`.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
-/// Takes the lease: its fencing token; 0 if the key is held (it expires); else, for a key that
+/// Takes the lease: its fencing token; nil if the key is held (it expires); else, for a key that
 /// never expires, `{TYPE}` or `{'string', VALUE}`.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 local found = redis.call('TYPE', KEYS[2]).ok
 if found == 'none' then
   local token = redis.call('INCR', KEYS[3])
+  if token < 1 then
+    return redis.error_reply('MEMSPACE_FENCE the fencing counter ' .. KEYS[3] ..
+      ' was set below 0 by hand; tokens must grow: set it back above the largest token issued')
+  end
   redis.call('SET', KEYS[2], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
   return token
 end
-if redis.call('PTTL', KEYS[2]) >= 0 then return 0 end
+if redis.call('PTTL', KEYS[2]) >= 0 then return false end
 if found == 'string' then return {found, redis.call('GET', KEYS[2])} end
 return {found}
 ",
@@ -97,8 +101,6 @@ return 0
 #[derive(Debug, Clone)]
 pub(crate) struct RedisLock {
     object: Arc<Object>,
-    /// The meta hash: a lock that was removed is not taken.
-    meta_key: String,
     lease_key: String,
     fence_key: String,
     lease: Duration,
@@ -148,7 +150,6 @@ impl RedisLock {
             .lease_ms()
             .map_or(DEFAULT_LEASE, Duration::from_millis);
         RedisLock {
-            meta_key: object.meta_key(),
             lease_key: object.key("items"),
             fence_key: object.key("fence"),
             object,
@@ -163,10 +164,14 @@ impl RedisLock {
     /// The lock error for a failed command: the command's error is its source, so that the
     /// server, the operation and the client's complaint stay reachable.
     fn unavailable<G>(&self, err: Error) -> LockError<G> {
-        let detail = if matches!(err, Error::Open(OpenError::NotFound { .. })) {
-            "it was removed while this handle was open: create it again"
-        } else {
-            "its Redis server did not carry out the request"
+        let detail = match err {
+            Error::Open(OpenError::NotFound { .. }) => {
+                "it was removed while this handle was open: create it again"
+            }
+            Error::Open(OpenError::Replaced { .. }) => {
+                "it was removed and created again while this handle was open: open it again"
+            }
+            _ => "its Redis server did not carry out the request",
         };
         LockError::Unavailable {
             name: self.object.name().clone(),
@@ -200,8 +205,8 @@ impl RedisLock {
         let reply: redis::Value = object
             .conn()
             .write(object.name(), "acquiring", |c| {
-                ACQUIRE
-                    .key(&self.meta_key)
+                object
+                    .guarded(&ACQUIRE)
                     .key(&self.lease_key)
                     .key(&self.fence_key)
                     .arg(&owner)
@@ -210,7 +215,7 @@ impl RedisLock {
             })
             .map_err(|err| self.unavailable(err))?;
         let token = match reply {
-            redis::Value::Int(0) => return Ok(Attempt::Busy),
+            redis::Value::Nil => return Ok(Attempt::Busy),
             redis::Value::Int(token) => token.cast_unsigned(),
             redis::Value::Array(parts) => {
                 let text = |at: usize| {

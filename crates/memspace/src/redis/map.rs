@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 use redis::Script;
 use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{Object, write_script};
+use super::{Object, checked_script};
 use crate::collections::codec;
 use crate::error::{Error, Result};
 
@@ -15,7 +15,7 @@ const KEY_TEXT_MAX: usize = 60;
 
 /// `HSET` that returns the value it replaced, atomically, unless the map was removed.
 static REPLACE: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -26,7 +26,7 @@ return old
 
 /// `HDEL` that returns the value it removed, atomically, unless the map was removed.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old then redis.call('HDEL', KEYS[2], ARGV[1]) end
@@ -37,7 +37,7 @@ return old
 
 /// Deletes the entries, unless the map was removed.
 static CLEAR: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 redis.call('DEL', KEYS[2])
 return 1
@@ -50,19 +50,13 @@ return 1
 #[derive(Debug, Clone)]
 pub(crate) struct RedisMap {
     object: Arc<Object>,
-    /// The meta hash, which every write checks.
-    meta: String,
     items: String,
 }
 
 impl RedisMap {
     pub(crate) fn new(object: Arc<Object>) -> Self {
-        let (meta, items) = (object.meta_key(), object.key("items"));
-        RedisMap {
-            object,
-            meta,
-            items,
-        }
+        let items = object.key("items");
+        RedisMap { object, items }
     }
 
     pub(crate) fn object(&self) -> &Object {
@@ -83,8 +77,8 @@ impl RedisMap {
     pub(crate) fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
         let object = &self.object;
         object.conn().write(object.name(), "inserting", |c| {
-            REPLACE
-                .key(&self.meta)
+            object
+                .guarded(&REPLACE)
                 .key(&self.items)
                 .arg(key)
                 .arg(value)
@@ -109,14 +103,14 @@ impl RedisMap {
     pub(crate) fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let object = &self.object;
         object.conn().write(object.name(), "removing a key", |c| {
-            TAKE.key(&self.meta).key(&self.items).arg(key).invoke(c)
+            object.guarded(&TAKE).key(&self.items).arg(key).invoke(c)
         })
     }
 
     pub(crate) fn clear(&self) -> Result<()> {
         let object = &self.object;
         object.conn().write(object.name(), "clearing", |c| {
-            CLEAR.key(&self.meta).key(&self.items).invoke::<u64>(c)
+            object.guarded(&CLEAR).key(&self.items).invoke::<u64>(c)
         })?;
         Ok(())
     }

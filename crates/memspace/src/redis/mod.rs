@@ -19,7 +19,7 @@
 //!
 //! Removing an object (`unlink`, `memspace rm`) deletes its keys while other handles to it may
 //! still be open. Every write is a script that first checks, atomically with the write, that
-//! the meta hash still exists ([`write_script`]): a write through such a handle fails with
+//! the meta hash still exists ([`checked_script`]): a write through such a handle fails with
 //! [`OpenError::NotFound`] instead of recreating a data key that no meta hash describes.
 //! Taking a lock's lease and claiming a queue's items are such scripts too; a queue receiver
 //! blocked on a deleted stream, and an event whose flag key is gone, check the meta hash to
@@ -36,7 +36,7 @@ mod value;
 use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 
 pub(crate) use self::conn::Conn;
 pub(crate) use self::lock::{Attempt, Lease, RedisLock};
@@ -45,21 +45,33 @@ pub(crate) use self::queue::Received;
 use crate::error::{Error, OpenError, Result};
 use crate::segment::{Kind, RedisLocation, SegmentName};
 
-/// The layout version of the keys (the `version` field of the meta hash).
-const VERSION: u32 = 1;
+/// The layout version of the keys (the `version` field of the meta hash). Version 2 added
+/// the `incarnation` field.
+const VERSION: u32 = 2;
 /// The consumer group every queue consumer belongs to.
 pub(crate) const GROUP: &str = "memspace";
 /// The error code of a write script that found its object's meta hash gone: the object was
 /// removed while this handle was open. [`Conn`] reports it as [`OpenError::NotFound`].
 pub(crate) const REMOVED: &str = "MEMSPACE_REMOVED";
+/// The error code of a write script that found another incarnation in the meta hash: the
+/// object was removed and created again. [`Conn`] reports it as [`OpenError::Replaced`].
+pub(crate) const REPLACED: &str = "MEMSPACE_REPLACED";
 
-/// A write script whose keys start with the object's meta hash: `body` runs only while that
-/// hash exists; otherwise the script fails with [`REMOVED`] having written nothing. Checking
-/// inside the script makes the check and the write one atomic step, in one round trip.
-pub(crate) fn write_script(body: &str) -> Script {
+/// A script that acts only on the object this handle opened (every write, and the reads that
+/// must tell a removal from damage), run through [`Object::guarded`], which passes the object's meta hash as
+/// `KEYS[1]` and the handle's incarnation as an extra first argument. `body` runs only while
+/// the meta hash exists and records that incarnation, and sees `ARGV` without it; otherwise
+/// the script fails with [`REMOVED`] or [`REPLACED`] having written nothing. Checking inside
+/// the script makes the check and the write one atomic step, in one round trip.
+pub(crate) fn checked_script(body: &str) -> Script {
     let guard = format!(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then \
-         return redis.error_reply('{REMOVED} the object was removed') end"
+        "local incarnation = table.remove(ARGV, 1)
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('{REMOVED} the object was removed')
+end
+if redis.call('HGET', KEYS[1], 'incarnation') ~= incarnation then
+  return redis.error_reply('{REPLACED} the object was removed and created again')
+end"
     );
     Script::new(&format!("{guard}\n{body}"))
 }
@@ -97,20 +109,21 @@ elseif ARGV[1] == 'event' then
   redis.call('SET', KEYS[2], '0')
 end
 redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'type', ARGV[2], 'size', ARGV[3],
-  'capacity', ARGV[4], 'version', ARGV[6], 'created_ms', ARGV[8])
+  'capacity', ARGV[4], 'version', ARGV[6], 'created_ms', ARGV[8], 'incarnation', ARGV[9])
 return 1
 ",
     )
 });
 
 /// Reads a meta hash in one step: `{TYPE}` if the key is not a hash (`none` if it is missing),
-/// else `{'hash', kind, type, size, capacity, version}`, a missing field as nil.
+/// else `{'hash', kind, type, size, capacity, version, incarnation}`, a missing field as nil.
 static READ_META: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local found = redis.call('TYPE', KEYS[1]).ok
 if found ~= 'hash' then return {found} end
-return {found, unpack(redis.call('HMGET', KEYS[1], 'kind', 'type', 'size', 'capacity', 'version'))}
+return {found, unpack(redis.call('HMGET', KEYS[1], 'kind', 'type', 'size', 'capacity', 'version',
+  'incarnation'))}
 ",
     )
 });
@@ -122,6 +135,7 @@ struct Meta {
     type_name: String,
     size: u64,
     capacity: u64,
+    incarnation: String,
 }
 
 /// Reads and checks the meta hash of object `object` (the flat name) on `conn`.
@@ -182,6 +196,7 @@ fn read_meta(conn: &Conn, name: &SegmentName, object: &str) -> Result<Meta> {
         type_name: field(2, "type")?,
         size: number(3, "size")?,
         capacity: number(4, "capacity")?,
+        incarnation: field(6, "incarnation")?,
     })
 }
 
@@ -211,6 +226,11 @@ pub(crate) struct Object {
     base: String,
     lease_ms: Option<u64>,
     conn: Conn,
+    /// The meta hash's key.
+    meta: String,
+    /// What tells this object from one made later under the same name (the meta hash's
+    /// `incarnation`, chosen by the creator): every write checks it.
+    incarnation: String,
     /// The `type` recorded by the creator.
     type_name: String,
     /// The `size` recorded by the creator (values only).
@@ -237,6 +257,19 @@ fn location(name: &SegmentName) -> Result<&RedisLocation> {
     })
 }
 
+/// A value no other creation of the same name picks: the creator's pid, the time and a
+/// counter of this process.
+fn new_incarnation(since_epoch: std::time::Duration) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{:x}.{:x}.{:x}.{count:x}",
+        crate::sys::pid(),
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos()
+    )
+}
+
 /// The meta hash's key of object `object`.
 pub(crate) fn meta_key(object: &str) -> String {
     format!("memspace:{{{object}}}")
@@ -247,22 +280,25 @@ impl Object {
     pub(crate) fn create(name: &SegmentName, kind: Kind, init: &Init<'_>) -> Result<Arc<Self>> {
         let at = location(name)?;
         let conn = Conn::new(name, &at.server)?;
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let created_ms = since_epoch.as_millis();
         let object = Object {
             name: name.clone(),
             base: at.object.clone(),
             lease_ms: at.lease_ms,
             conn,
+            meta: meta_key(&at.object),
+            incarnation: new_incarnation(since_epoch),
             type_name: init.type_name.to_owned(),
             size: init.size,
             capacity: init.capacity,
         };
-        let created_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
         let (meta, items, seq) = (object.meta_key(), object.key("items"), object.key("seq"));
         let made: i64 = object.conn.write(name, "creating", |c| {
             CREATE
-                .key(&meta)
+                .key(meta)
                 .key(&items)
                 .key(&seq)
                 .arg(kind.as_str())
@@ -273,6 +309,7 @@ impl Object {
                 .arg(VERSION)
                 .arg(GROUP)
                 .arg(created_ms.to_string())
+                .arg(&object.incarnation)
                 .invoke(c)
         })?;
         if made == 0 {
@@ -299,6 +336,8 @@ impl Object {
             base: at.object.clone(),
             lease_ms: at.lease_ms,
             conn,
+            meta: meta_key(&at.object),
+            incarnation: meta.incarnation,
             type_name: meta.type_name,
             size: meta.size,
             capacity: meta.capacity,
@@ -329,8 +368,63 @@ impl Object {
         self.lease_ms
     }
 
-    pub(crate) fn meta_key(&self) -> String {
-        meta_key(&self.base)
+    pub(crate) fn meta_key(&self) -> &str {
+        &self.meta
+    }
+
+    pub(crate) fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+
+    /// Why a key of this object that should exist does not, given the `incarnation` its meta
+    /// hash holds (`None`: no meta hash): [`OpenError::NotFound`] if the object was removed,
+    /// [`OpenError::Replaced`] if it was created again since this handle opened it, and
+    /// otherwise damage: [`Error::Corrupt`] saying that `key` is missing.
+    pub(crate) fn absence(&self, incarnation: Option<&str>, key: &str) -> Error {
+        match incarnation {
+            None => OpenError::NotFound {
+                name: self.name.clone(),
+            }
+            .into(),
+            Some(found) if found != self.incarnation => OpenError::Replaced {
+                name: self.name.clone(),
+            }
+            .into(),
+            Some(_) => Error::Corrupt {
+                name: self.name.clone(),
+                what: format!("its key `{key}` is missing"),
+            },
+        }
+    }
+
+    /// The incarnation the meta hash holds now (`None`: the object was removed).
+    pub(crate) fn current_incarnation(&self, op: &'static str) -> Result<Option<String>> {
+        self.conn.read(&self.name, op, |c| {
+            redis::cmd("HGET")
+                .arg(&self.meta)
+                .arg("incarnation")
+                .query(c)
+        })
+    }
+
+    /// The string at `key`, checked in the same script to belong to the object this handle
+    /// opened: [`OpenError::NotFound`] if it was removed, [`OpenError::Replaced`] if it was
+    /// created again, [`Error::Corrupt`] if the key is missing.
+    pub(crate) fn get_checked(&self, op: &'static str, key: &str) -> Result<Vec<u8>> {
+        static GET: LazyLock<Script> =
+            LazyLock::new(|| checked_script("return redis.call('GET', KEYS[2])"));
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .read(&self.name, op, |c| self.guarded(&GET).key(key).invoke(c))?;
+        bytes.ok_or_else(|| self.absence(Some(&self.incarnation), key))
+    }
+
+    /// An invocation of the [`checked_script`] `script` for this object: the meta hash as its
+    /// first key and the incarnation as its first argument; the caller adds the rest.
+    pub(crate) fn guarded<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.key(&self.meta);
+        invocation.arg(&self.incarnation);
+        invocation
     }
 
     /// The key `memspace:{NAME}:part`.
@@ -375,6 +469,23 @@ pub struct Listed {
     /// field or is not a hash, its items key has the wrong type, ...): `kind`, `type_name`
     /// and `len` are then empty or 0 where they could not be read. `memspace rm` removes it.
     pub damaged: Option<String>,
+    /// Why the object cannot be read by this build although it need not be damaged (another
+    /// layout version of memspace made it, the server refused a command, its key is not a
+    /// name memspace accepts): nothing suggests removing it.
+    pub unreadable: Option<String>,
+}
+
+/// Whether `err` says that an object's keys are damaged (a meta hash missing a field or
+/// holding an unreadable one, a key of the wrong type), as opposed to unreachable, refused,
+/// or made by another version.
+fn is_damage(err: &Error) -> bool {
+    match err {
+        Error::Open(OpenError::Corrupt { .. }) | Error::Corrupt { .. } => true,
+        Error::Redis { source, .. } => source
+            .downcast_ref::<redis::RedisError>()
+            .is_some_and(|e| e.code() == Some("WRONGTYPE")),
+        _ => false,
+    }
 }
 
 /// The text of the deepest cause of `err` (the server's own complaint, for a refused command).
@@ -395,61 +506,70 @@ fn deepest_cause(err: &Error) -> String {
 /// damaged.
 fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
     let full = format!("redis://{server}/{object}");
-    let damaged = |kind: String, type_name: String, why: String| {
-        Ok(Some(Listed {
-            name: full.clone(),
-            kind,
-            type_name,
-            len: 0,
-            damaged: Some(why),
-        }))
+    let listed = |kind: String, type_name: String, len: u64| Listed {
+        name: full.clone(),
+        kind,
+        type_name,
+        len,
+        damaged: None,
+        unreadable: None,
+    };
+    let unusable = |kind: String, type_name: String, err: Error, why: String| {
+        let mut entry = listed(kind, type_name, 0);
+        if is_damage(&err) {
+            entry.damaged = Some(why);
+        } else {
+            entry.unreadable = Some(why);
+        }
+        Ok(Some(entry))
     };
     let name = match SegmentName::new(&full) {
         Ok(name) => name,
-        Err(err) => return damaged(String::new(), String::new(), err.to_string()),
+        Err(err) => {
+            let mut entry = listed(String::new(), String::new(), 0);
+            entry.unreadable = Some(format!(
+                "{err}; its keys can only be removed by hand (`redis-cli DEL \
+                 'memspace:{{{object}}}' 'memspace:{{{object}}}:items' 'memspace:{{{object}}}:seq'`)"
+            ));
+            return Ok(Some(entry));
+        }
     };
     let meta = match read_meta(conn, &name, object) {
         Ok(meta) => meta,
         Err(Error::Open(OpenError::NotFound { .. })) => return Ok(None),
         Err(err @ Error::RedisUnreachable { .. }) => return Err(err),
-        Err(Error::Open(OpenError::Corrupt { what, .. })) => {
-            return damaged(String::new(), String::new(), what);
+        Err(Error::Open(OpenError::Corrupt { name, what })) => {
+            let err = OpenError::Corrupt {
+                name,
+                what: what.clone(),
+            }
+            .into();
+            return unusable(String::new(), String::new(), err, what);
         }
-        Err(err) => return damaged(String::new(), String::new(), err.to_string()),
+        Err(err) => {
+            let why = err.to_string();
+            return unusable(String::new(), String::new(), err, why);
+        }
     };
     let (kind, type_name) = (meta.kind.as_str().to_owned(), meta.type_name);
     let command = match meta.kind {
         Kind::List => "LLEN",
         Kind::Map => "HLEN",
         Kind::Queue => "XLEN",
-        _ => {
-            return Ok(Some(Listed {
-                name: full,
-                kind,
-                type_name,
-                len: 0,
-                damaged: None,
-            }));
-        }
+        _ => return Ok(Some(listed(kind, type_name, 0))),
     };
     let items = format!("memspace:{{{object}}}:items");
     match conn.read(&name, "listing objects", |c| {
         redis::cmd(command).arg(&items).query(c)
     }) {
-        Ok(len) => Ok(Some(Listed {
-            name: full,
-            kind,
-            type_name,
-            len,
-            damaged: None,
-        })),
+        Ok(len) => Ok(Some(listed(kind, type_name, len))),
         Err(err @ Error::RedisUnreachable { .. }) => Err(err),
         Err(err) => {
             let why = format!(
                 "its items key `{items}` cannot be read as a {kind}: {}",
                 deepest_cause(&err)
             );
-            damaged(kind, type_name, why)
+            unusable(kind, type_name, err, why)
         }
     }
 }
@@ -473,11 +593,11 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
         })?;
     let probe = SegmentName::new(&format!("redis://{server}/ls"))?;
     let conn = Conn::new(&probe, server)?;
-    let mut metas: Vec<String> = conn.read(&probe, "listing objects", |c| {
+    let mut metas: Vec<Vec<u8>> = conn.read(&probe, "listing objects", |c| {
         let mut keys = Vec::new();
         let mut cursor = 0u64;
         loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg("memspace:{*}")
@@ -495,12 +615,29 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
     let mut listed = Vec::new();
     for meta in metas {
         let Some(object) = meta
-            .strip_prefix("memspace:{")
-            .and_then(|rest| rest.strip_suffix('}'))
+            .strip_prefix(b"memspace:{")
+            .and_then(|rest| rest.strip_suffix(b"}"))
         else {
             continue;
         };
-        listed.extend(list_one(&conn, server, object)?);
+        match std::str::from_utf8(object) {
+            Ok(object) => listed.extend(list_one(&conn, server, object)?),
+            Err(_) => listed.push(Listed {
+                name: format!(
+                    "redis://{server}/{}",
+                    String::from_utf8_lossy(object).escape_debug()
+                ),
+                kind: String::new(),
+                type_name: String::new(),
+                len: 0,
+                damaged: None,
+                unreadable: Some(
+                    "its key is not UTF-8 text, so it names no memspace object; remove it with \
+                     `redis-cli` if it is not another program's"
+                        .to_owned(),
+                ),
+            }),
+        }
     }
     Ok(listed)
 }
@@ -546,7 +683,7 @@ pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
     ];
     match describe_state(&object, kind, &mut fields) {
         Ok(()) => {}
-        Err(err @ Error::RedisUnreachable { .. }) => return Err(err),
+        Err(err) if !is_damage(&err) => return Err(err),
         Err(err) => fields.push((
             "damaged",
             format!(

@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{Script, Value};
 
-use super::{GROUP, Object, write_script};
-use crate::error::{Error, OpenError, Result};
+use super::{GROUP, Object, checked_script};
+use crate::error::{Error, Result};
 use crate::sys;
 
 /// How long an item may be in flight before another receiver takes it over.
@@ -36,7 +36,7 @@ const PUT_BACK_IDLE_MS: u64 = 1 << 40;
 /// an item behind 10 others in flight would wait for ever: `XPENDING ... IDLE` filters first.
 /// An entry deleted while pending is dropped from the group's list and the next one is tried.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 local pending = redis.call('XPENDING', KEYS[2], ARGV[1], 'IDLE', ARGV[3], '-', '+', 10)
 for _, row in ipairs(pending) do
@@ -53,7 +53,7 @@ return {'0-0', {}}
 
 /// Appends an item unless the queue is full (0) or was removed; returns its sequence number.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 local capacity = tonumber(ARGV[2])
 if capacity > 0 and redis.call('XLEN', KEYS[2]) >= capacity then return 0 end
@@ -139,8 +139,6 @@ pub(crate) struct Received {
 #[derive(Debug, Clone)]
 pub(crate) struct RedisQueue {
     object: Arc<Object>,
-    /// The meta hash, which every write checks.
-    meta: String,
     items: String,
     /// The sequence counter.
     seq: String,
@@ -174,7 +172,6 @@ impl RedisQueue {
             .lease_ms()
             .map_or(DEFAULT_LEASE, Duration::from_millis);
         RedisQueue {
-            meta: object.meta_key(),
             items: object.key("items"),
             seq: object.key("seq"),
             object,
@@ -187,8 +184,8 @@ impl RedisQueue {
     }
 
     /// Turns the server's "no such stream or group" (`NOGROUP`, or `UNBLOCKED` for a receiver
-    /// whose stream was deleted while it waited) into `OpenError::NotFound` when the queue was
-    /// removed, and into a damaged-queue error when its meta hash is still there.
+    /// whose stream was deleted while it waited) into what it means (see [`Object::absence`]):
+    /// the queue was removed, or created again, or its stream or group is damaged.
     fn explain_missing_group(&self, err: Error) -> Error {
         let missing = matches!(&err, Error::Redis { source, .. }
         if source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
@@ -197,17 +194,10 @@ impl RedisQueue {
         if !missing {
             return err;
         }
-        let object = &self.object;
-        match object.conn().read(object.name(), "receiving", |c| {
-            redis::cmd("EXISTS").arg(&self.meta).query::<bool>(c)
-        }) {
-            Ok(false) => OpenError::NotFound {
-                name: object.name().clone(),
-            }
-            .into(),
-            Ok(true) => self.corrupt(
-                "its stream or its consumer group is missing; remove the queue with \
-                 `memspace rm` and create it again",
+        match self.object.current_incarnation("receiving") {
+            Ok(incarnation) => self.object.absence(
+                incarnation.as_deref(),
+                &format!("{} (or its consumer group `{GROUP}`)", self.items),
             ),
             Err(other) => other,
         }
@@ -225,7 +215,8 @@ impl RedisQueue {
     pub(crate) fn put(&self, payload: &[u8]) -> Result<bool> {
         let object = &self.object;
         let seq: u64 = object.conn().write(object.name(), "putting", |c| {
-            PUT.key(&self.meta)
+            object
+                .guarded(&PUT)
                 .key(&self.items)
                 .key(&self.seq)
                 .arg(payload)
@@ -241,15 +232,18 @@ impl RedisQueue {
         let consumer = consumer();
         let object = &self.object;
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        let claimed: Value = object.conn().write(object.name(), "receiving", |c| {
-            CLAIM
-                .key(&self.meta)
-                .key(&self.items)
-                .arg(GROUP)
-                .arg(&consumer)
-                .arg(lease_ms)
-                .invoke(c)
-        })?;
+        let claimed: Value = object
+            .conn()
+            .write(object.name(), "receiving", |c| {
+                object
+                    .guarded(&CLAIM)
+                    .key(&self.items)
+                    .arg(GROUP)
+                    .arg(&consumer)
+                    .arg(lease_ms)
+                    .invoke(c)
+            })
+            .map_err(|err| self.explain_missing_group(err))?;
         if let Value::Array(parts) = &claimed
             && let Some(Value::Array(entries)) = parts.get(1)
             && let Some(first) = entries.first()
@@ -331,13 +325,16 @@ impl RedisQueue {
     pub(crate) fn ack(&self, item: &Received) -> Result<bool> {
         let object = &self.object;
         // Compare-and-acknowledge can be repeated: retried like a read.
-        let done: u64 = object.conn().read(object.name(), "acknowledging", |c| {
-            ACK.key(&self.items)
-                .arg(GROUP)
-                .arg(&item.id)
-                .arg(&item.consumer)
-                .invoke(c)
-        })?;
+        let done: u64 = object
+            .conn()
+            .read(object.name(), "acknowledging", |c| {
+                ACK.key(&self.items)
+                    .arg(GROUP)
+                    .arg(&item.id)
+                    .arg(&item.consumer)
+                    .invoke(c)
+            })
+            .map_err(|err| self.explain_missing_group(err))?;
         Ok(done == 1)
     }
 
@@ -345,14 +342,17 @@ impl RedisQueue {
     /// receiver.
     pub(crate) fn nack(&self, item: &Received) -> Result<bool> {
         let object = &self.object;
-        let done: u64 = object.conn().read(object.name(), "putting back", |c| {
-            NACK.key(&self.items)
-                .arg(GROUP)
-                .arg(&item.id)
-                .arg(&item.consumer)
-                .arg(PUT_BACK_IDLE_MS)
-                .invoke(c)
-        })?;
+        let done: u64 = object
+            .conn()
+            .read(object.name(), "putting back", |c| {
+                NACK.key(&self.items)
+                    .arg(GROUP)
+                    .arg(&item.id)
+                    .arg(&item.consumer)
+                    .arg(PUT_BACK_IDLE_MS)
+                    .invoke(c)
+            })
+            .map_err(|err| self.explain_missing_group(err))?;
         Ok(done == 1)
     }
 

@@ -5,12 +5,12 @@ use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 
-use super::{Object, write_script};
+use super::{Object, checked_script};
 use crate::error::Result;
 
 /// Replaces the bytes, unless the value was removed.
 static SET: LazyLock<Script> = LazyLock::new(|| {
-    write_script(
+    checked_script(
         r"
 redis.call('SET', KEYS[2], ARGV[1])
 return 1
@@ -24,10 +24,9 @@ enum Attempt {
     Applied(Vec<u8>),
     /// Another writer changed the value (or removed it) first: nothing was stored.
     Raced,
-    /// The meta hash is gone: the value was removed, and nothing was stored.
-    Removed,
-    /// The value key is missing (the meta hash is there): nothing was stored.
-    Missing,
+    /// The value key is missing, or the meta hash is gone or records another incarnation
+    /// (the one found): nothing was stored.
+    Absent(Option<String>),
     /// `change` left the value as it was (it cannot read these bytes): nothing was stored.
     Declined(Vec<u8>),
 }
@@ -36,66 +35,31 @@ enum Attempt {
 #[derive(Debug, Clone)]
 pub(crate) struct RedisValue {
     object: Arc<Object>,
-    /// The meta hash, which every write checks.
-    meta: String,
     items: String,
 }
 
 impl RedisValue {
     pub(crate) fn new(object: Arc<Object>) -> Self {
-        let (meta, items) = (object.meta_key(), object.key("items"));
-        RedisValue {
-            object,
-            meta,
-            items,
-        }
+        let items = object.key("items");
+        RedisValue { object, items }
     }
 
     pub(crate) fn object(&self) -> &Object {
         &self.object
     }
 
+    /// The bytes; `OpenError::NotFound` if the value was removed, `OpenError::Replaced` if it
+    /// was created again, `Error::Corrupt` if its key is missing.
     pub(crate) fn get(&self) -> Result<Vec<u8>> {
-        let object = &self.object;
-        let bytes: Option<Vec<u8>> = object.conn().read(object.name(), "reading", |c| {
-            redis::cmd("GET").arg(&self.items).query(c)
-        })?;
-        match bytes {
-            Some(bytes) => Ok(bytes),
-            None => Err(self.missing()?),
-        }
-    }
-
-    /// Why the value key is missing: `OpenError::NotFound` if the value was removed (its meta
-    /// hash is gone too), else `Error::Corrupt`.
-    fn missing(&self) -> Result<crate::error::Error> {
-        let object = &self.object;
-        let exists: bool = object.conn().read(object.name(), "reading", |c| {
-            redis::cmd("EXISTS").arg(&self.meta).query(c)
-        })?;
-        Ok(if exists {
-            self.missing_key()
-        } else {
-            crate::error::OpenError::NotFound {
-                name: object.name().clone(),
-            }
-            .into()
-        })
-    }
-
-    /// The value key is missing while the meta hash says the value exists.
-    fn missing_key(&self) -> crate::error::Error {
-        crate::error::Error::Corrupt {
-            name: self.object.name().clone(),
-            what: format!("its value key `{}` is missing", self.items),
-        }
+        self.object.get_checked("reading", &self.items)
     }
 
     /// Replaces the bytes, or fails with `OpenError::NotFound` if the value was removed.
     pub(crate) fn set(&self, bytes: &[u8]) -> Result<()> {
         let object = &self.object;
         object.conn().write(object.name(), "writing", |c| {
-            SET.key(&self.meta)
+            object
+                .guarded(&SET)
                 .key(&self.items)
                 .arg(bytes)
                 .invoke::<u64>(c)
@@ -106,8 +70,8 @@ impl RedisValue {
     /// Applies `change` to the current bytes and stores the result, unless another writer
     /// changed the value in between (then it starts again). Returns the new bytes, or the
     /// current ones, unwritten, if `change` returns `None`. Fails without storing anything if
-    /// the value was removed (`OpenError::NotFound`) or its key is missing (`Error::Corrupt`):
-    /// `change` does not run then.
+    /// the value was removed (`OpenError::NotFound`), created again (`OpenError::Replaced`) or
+    /// its key is missing (`Error::Corrupt`): `change` does not run then.
     ///
     /// Safe to run again after a lost connection: `EXEC` either applied the whole update or
     /// nothing, and a retry re-reads the value first. A lost answer to `EXEC` itself is
@@ -121,22 +85,24 @@ impl RedisValue {
         loop {
             let attempt = object.conn().write(object.name(), "updating", |c| {
                 redis::cmd("WATCH")
-                    .arg(&self.meta)
+                    .arg(object.meta_key())
                     .arg(&self.items)
                     .query::<()>(c)?;
-                let (current, exists): (Option<Vec<u8>>, bool) = redis::pipe()
-                    .cmd("GET")
-                    .arg(&self.items)
-                    .cmd("EXISTS")
-                    .arg(&self.meta)
+                // The incarnation first: the key of an object made later under the name may
+                // hold another type, which `GET` would refuse.
+                let incarnation: Option<String> = redis::cmd("HGET")
+                    .arg(object.meta_key())
+                    .arg("incarnation")
                     .query(c)?;
-                let Some(current) = current.filter(|_| exists) else {
-                    redis::cmd("UNWATCH").query::<()>(c)?;
-                    return Ok(if exists {
-                        Attempt::Missing
+                let current: Option<Vec<u8>> =
+                    if incarnation.as_deref() == Some(object.incarnation()) {
+                        redis::cmd("GET").arg(&self.items).query(c)?
                     } else {
-                        Attempt::Removed
-                    });
+                        None
+                    };
+                let Some(current) = current else {
+                    redis::cmd("UNWATCH").query::<()>(c)?;
+                    return Ok(Attempt::Absent(incarnation));
                 };
                 let Some(new) = change(&current) else {
                     redis::cmd("UNWATCH").query::<()>(c)?;
@@ -154,13 +120,9 @@ impl RedisValue {
             match attempt {
                 Attempt::Applied(bytes) | Attempt::Declined(bytes) => return Ok(bytes),
                 Attempt::Raced => {}
-                Attempt::Removed => {
-                    return Err(crate::error::OpenError::NotFound {
-                        name: object.name().clone(),
-                    }
-                    .into());
+                Attempt::Absent(incarnation) => {
+                    return Err(object.absence(incarnation.as_deref(), &self.items));
                 }
-                Attempt::Missing => return Err(self.missing_key()),
             }
         }
     }

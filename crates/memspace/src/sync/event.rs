@@ -155,8 +155,12 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) on Redis; never in shared
-    /// memory.
+    /// Never in shared memory. On Redis,
+    /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) if the server cannot be
+    /// reached; [`OpenError::NotFound`](crate::OpenError::NotFound) if the event was removed,
+    /// [`OpenError::Replaced`](crate::OpenError::Replaced) if it was removed and created again
+    /// since this handle opened it; [`Error::Corrupt`](crate::Error::Corrupt) if its flag key
+    /// is missing.
     pub fn set(&self) -> Result<()> {
         match &self.repr {
             Repr::Shm(segment) => {
@@ -223,6 +227,7 @@ impl Event {
     /// # Errors
     ///
     /// As [`Event::wait`].
+    #[must_use = "the result says whether the event was set or the wait timed out"]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         let segment = match &self.repr {
             Repr::Shm(segment) => segment,

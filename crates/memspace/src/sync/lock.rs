@@ -168,7 +168,9 @@ impl Lock {
     /// * [`LockError::Poisoned`] with the guard if a holder panicked;
     /// * [`LockError::WouldDeadlock`] if this thread holds it already;
     /// * [`LockError::Unrecoverable`] or [`LockError::Corrupt`];
-    /// * on Redis, [`LockError::Unavailable`] if the server cannot be reached.
+    /// * on Redis, [`LockError::Unavailable`] if the server cannot be reached, refuses, or the
+    ///   lock was removed (its source says which), and [`LockError::CorruptLease`] if the
+    ///   lease key holds something that never expires.
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         self.acquire(Wait::Forever)

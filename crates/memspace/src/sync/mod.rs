@@ -117,7 +117,9 @@ pub enum LockError<G> {
         /// What it holds.
         found: String,
     },
-    /// The Redis server of a Redis lock could not be reached or refused the command.
+    /// A Redis lock could not be taken: its server could not be reached or refused the
+    /// command, or the lock was removed (or removed and created again) while this handle was
+    /// open. `detail` says which and what to do; `source` holds the error.
     Unavailable {
         /// The lock.
         name: SegmentName,

@@ -135,9 +135,14 @@ impl<G> LockError<G> {
     /// The same error without its guard (dropping the guard releases the lock).
     #[must_use]
     pub fn without_guard(self) -> LockError<()> {
+        self.map_guard(drop)
+    }
+
+    /// The same error with its guard (if it has one) turned into another by `f`.
+    pub(crate) fn map_guard<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
         match self {
-            LockError::OwnerDied(_) => LockError::OwnerDied(()),
-            LockError::Poisoned(_) => LockError::Poisoned(()),
+            LockError::OwnerDied(guard) => LockError::OwnerDied(f(guard)),
+            LockError::Poisoned(guard) => LockError::Poisoned(f(guard)),
             LockError::WouldBlock { name } => LockError::WouldBlock { name },
             LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
             LockError::Unrecoverable { name } => LockError::Unrecoverable { name },

@@ -375,29 +375,7 @@ impl<T: Pod> RwLock<T> {
 }
 
 fn retype<G>(err: LockError<()>) -> LockError<G> {
-    match err {
-        LockError::WouldBlock { name } => LockError::WouldBlock { name },
-        LockError::Timeout { name, waited } => LockError::Timeout { name, waited },
-        LockError::WouldDeadlock { name } => LockError::WouldDeadlock { name },
-        LockError::Corrupt { name, state } => LockError::Corrupt { name, state },
-        LockError::Unrecoverable { name } => LockError::Unrecoverable { name },
-        LockError::LockLost { name, token } => LockError::LockLost { name, token },
-        LockError::CorruptLease { name, key, found } => {
-            LockError::CorruptLease { name, key, found }
-        }
-        LockError::Unavailable {
-            name,
-            detail,
-            source,
-        } => LockError::Unavailable {
-            name,
-            detail,
-            source,
-        },
-        LockError::OwnerDied(()) | LockError::Poisoned(()) => {
-            unreachable!("lock_mutex turns owner death and poison into flags")
-        }
-    }
+    err.map_guard(|()| unreachable!("lock_mutex turns owner death and poison into flags"))
 }
 
 /// Shared access to an [`RwLock`]'s value.

@@ -459,6 +459,25 @@ fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {
 }
 
 #[test]
+fn a_lease_this_thread_holds_is_would_deadlock_whatever_the_server_is_called() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let object = common::unique_name("lock");
+    let by_address = server.name(&object);
+    let by_host = format!("redis://localhost:{}/{object}", server.port());
+    let lock = Lock::create(&by_address).expect("create");
+    let guard = lock.lock().expect("lock");
+    let same = Lock::open(&by_host).expect("open by host name");
+    assert!(
+        matches!(same.try_lock(), Err(LockError::WouldDeadlock { .. })),
+        "the lease this thread holds, reached through `localhost`"
+    );
+    guard.unlock().expect("unlock");
+    same.lock().expect("free again").unlock().expect("unlock");
+    memspace::remote::remove(&by_address).expect("rm");
+}
+
+#[test]
 fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() {
     let _dog = common::Watchdog::start();
     let server = RedisServer::start();

@@ -22,6 +22,7 @@
 //! the largest token it has seen and refuses smaller ones rejects the stale holder's writes.
 
 use std::cell::RefCell;
+use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, LazyLock};
@@ -101,6 +102,10 @@ return 0
 #[derive(Debug, Clone)]
 pub(crate) struct RedisLock {
     object: Arc<Object>,
+    /// The server as the deadlock check names it: its first resolved address, so that
+    /// `localhost:6379` and `127.0.0.1:6379` are one server (the name as given if it does not
+    /// resolve).
+    server: String,
     lease_key: String,
     fence_key: String,
     lease: Duration,
@@ -149,7 +154,14 @@ impl RedisLock {
         let lease = object
             .lease_ms()
             .map_or(DEFAULT_LEASE, Duration::from_millis);
+        let given = object.conn().server();
+        let server = given
+            .to_socket_addrs()
+            .ok()
+            .and_then(Iterator::min)
+            .map_or_else(|| given.to_owned(), |address| address.to_string());
         RedisLock {
+            server,
             lease_key: object.key("items"),
             fence_key: object.key("fence"),
             object,
@@ -259,12 +271,7 @@ impl RedisLock {
 
     /// What [`HELD`] records for this lock.
     fn held_key(&self) -> String {
-        format!(
-            "{} {} {}",
-            sys::pid(),
-            self.object.conn().server(),
-            self.lease_key
-        )
+        format!("{} {} {}", sys::pid(), self.server, self.lease_key)
     }
 
     /// The pid and fencing token of the current holder, if the lease is held.

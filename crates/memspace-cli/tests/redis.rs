@@ -293,7 +293,7 @@ fn ls_lists_every_object_when_some_keys_are_damaged_and_rm_removes_them() {
     // inspect shows the damage instead of failing on it.
     let shown = succeed(&["inspect", &half]);
     assert!(
-        shown.contains("damaged            its keys cannot be read as a list")
+        shown.contains("damaged            its keys cannot be read as the list it is")
             && shown.contains(&format!("`memspace rm {half}` removes it")),
         "{shown}"
     );

@@ -160,7 +160,8 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
     let event = Event::create(&event_name).expect("create the event");
     let lock = Lock::create(&lock_name).expect("create the lock");
 
-    // Waiters already blocked when the objects go away end with the error too.
+    // A receiver blocked in the server, and an event waiter polling, when the objects go away
+    // end with the error too.
     let receiver = {
         let queue = queue.clone();
         std::thread::spawn(move || queue.get().map_err(|err| err.to_string()))
@@ -235,6 +236,87 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
         "a read, a wait or a lock attempt recreated a key: {:?}",
         memspace_keys(&server)
     );
+}
+
+/// Asserts that `result` is `OpenError::Replaced` for `name`.
+fn assert_replaced<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Error>) {
+    match result {
+        Err(Error::Open(OpenError::Replaced { name: found })) => {
+            assert_eq!(found.as_str(), name, "{what}: the error names the object");
+        }
+        other => panic!("{what} after re-creation: expected Replaced, got {other:?}"),
+    }
+}
+
+#[test]
+fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let (value_name, event_name, lock_name, queue_name) =
+        (name("value"), name("event"), name("lock"), name("queue"));
+    let value = Value::create(&value_name, 1u64).expect("create the value");
+    let event = Event::create(&event_name).expect("create the event");
+    let lock = Lock::create(&lock_name).expect("create the lock");
+    let queue = Queue::<u32>::create(&queue_name).expect("create the queue");
+    queue.put(&1).expect("put");
+    let delivery = queue.receive().expect("receive");
+
+    for gone in [&value_name, &event_name, &lock_name, &queue_name] {
+        memspace::remote::remove(gone).expect("rm");
+    }
+    let new_value = Value::create(&value_name, 10u64).expect("create the value again");
+    let new_event = Event::create(&event_name).expect("create the event again");
+    Lock::create(&lock_name).expect("create the lock again");
+    let new_queue = Queue::<u32>::create(&queue_name).expect("create the queue again");
+    new_queue.put(&2).expect("put into the new queue");
+
+    let mut changed = false;
+    assert_replaced(
+        "update",
+        &value_name,
+        value.update(|v| {
+            changed = true;
+            *v += 1;
+        }),
+    );
+    assert!(!changed, "update ran its change on another object");
+    assert_eq!(new_value.get().expect("get"), 10);
+    assert_replaced("set", &event_name, event.set());
+    assert!(
+        !new_event.is_set().expect("is_set"),
+        "the old handle set the new event"
+    );
+    assert_replaced("is_set", &event_name, event.is_set());
+    match lock.try_lock() {
+        Err(LockError::Unavailable { detail, source, .. }) => {
+            assert!(detail.contains("open it again"), "{detail}");
+            assert!(
+                matches!(
+                    source.as_deref().and_then(|s| s.downcast_ref::<Error>()),
+                    Some(Error::Open(OpenError::Replaced { .. }))
+                ),
+                "{source:?}"
+            );
+        }
+        other => panic!("try_lock after re-creation: expected Unavailable, got {other:?}"),
+    }
+    match delivery.ack() {
+        Err(QueueError::Other(Error::Open(OpenError::Replaced { name }))) => {
+            assert_eq!(name.as_str(), queue_name);
+        }
+        other => panic!("ack after re-creation: expected Replaced, got {other:?}"),
+    }
+    match queue.try_get() {
+        Err(QueueError::Other(Error::Open(OpenError::Replaced { name }))) => {
+            assert_eq!(name.as_str(), queue_name);
+        }
+        other => panic!("try_get after re-creation: expected Replaced, got {other:?}"),
+    }
+    assert_eq!(new_queue.get().expect("the new queue kept its item"), 2);
+    for gone in [&value_name, &event_name, &lock_name, &queue_name] {
+        memspace::remote::remove(gone).expect("rm");
+    }
 }
 
 #[test]
@@ -492,22 +574,23 @@ fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() 
         .expect("SET");
     let err = lock.try_lock().map(drop).expect_err("a token below 1");
     assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
-    let chain = format!("{err}: {}", deepest(&err));
-    assert!(chain.contains("fencing counter"), "{chain}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&fence) && text.contains("redis-cli SET"),
+        "the error names the counter and says how to repair it: {text}"
+    );
+    let err = lock.try_lock().map(drop).expect_err("refused again");
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
+    let counter: i64 = redis::cmd("GET")
+        .arg(&fence)
+        .query(&mut admin(&server))
+        .expect("GET");
+    assert_eq!(counter, -5, "a refused attempt left the counter as it was");
     assert!(
         !memspace_keys(&server).contains(&format!("memspace:{{{object}}}:items")),
         "a lease was taken with a token below 1"
     );
     memspace::remote::remove(&name).expect("rm");
-}
-
-/// The text of the deepest cause of `err`.
-fn deepest(err: &dyn std::error::Error) -> String {
-    let mut cause = err;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
 }
 
 /// Sets `field` of `name`'s meta hash to `value`, or removes it (`None`).

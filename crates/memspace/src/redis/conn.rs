@@ -222,6 +222,15 @@ impl Conn {
                     self.give_back(current);
                     return Err(OpenError::NotFound { name: name.clone() }.into());
                 }
+                Err(err) if err.code() == Some(super::NO_INCARNATION) => {
+                    // A checked script found the meta hash damaged, and wrote nothing.
+                    self.give_back(current);
+                    return Err(OpenError::Corrupt {
+                        name: name.clone(),
+                        what: "its meta record has no `incarnation` field".to_owned(),
+                    }
+                    .into());
+                }
                 Err(err) if err.code() == Some(super::REPLACED) => {
                     // A write script found another object under the name, and wrote nothing.
                     self.give_back(current);

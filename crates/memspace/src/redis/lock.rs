@@ -48,17 +48,18 @@ thread_local! {
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 /// Takes the lease: its fencing token; nil if the key is held (it expires); else, for a key that
-/// never expires, `{TYPE}` or `{'string', VALUE}`.
+/// never expires, `{TYPE}` or `{'string', VALUE}`. A fencing counter that holds no count
+/// (written by hand) is refused before anything is written.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     checked_script(
         r"
 local found = redis.call('TYPE', KEYS[2]).ok
 if found == 'none' then
-  local token = redis.call('INCR', KEYS[3])
-  if token < 1 then
-    return redis.error_reply('MEMSPACE_FENCE the fencing counter ' .. KEYS[3] ..
-      ' was set below 0 by hand; tokens must grow: set it back above the largest token issued')
+  local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if not last or last < 0 then
+    return redis.error_reply('MEMSPACE_FENCE the fencing counter holds no count of tokens')
   end
+  local token = redis.call('INCR', KEYS[3])
   redis.call('SET', KEYS[2], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
   return token
 end
@@ -176,18 +177,31 @@ impl RedisLock {
     /// The lock error for a failed command: the command's error is its source, so that the
     /// server, the operation and the client's complaint stay reachable.
     fn unavailable<G>(&self, err: Error) -> LockError<G> {
+        let fence_damaged = matches!(&err, Error::Redis { source, .. }
+            if source.downcast_ref::<redis::RedisError>()
+                .is_some_and(|e| e.code() == Some("MEMSPACE_FENCE")));
         let detail = match err {
             Error::Open(OpenError::NotFound { .. }) => {
-                "it was removed while this handle was open: create it again"
+                "it was removed while this handle was open: create it again".to_owned()
             }
             Error::Open(OpenError::Replaced { .. }) => {
                 "it was removed and created again while this handle was open: open it again"
+                    .to_owned()
             }
-            _ => "its Redis server did not carry out the request",
+            Error::Open(OpenError::Corrupt { ref what, .. }) => {
+                format!("{what}; `memspace rm {}` removes it", self.object.name())
+            }
+            _ if fence_damaged => format!(
+                "its fencing counter `{}` holds no count of tokens (a negative number or text, \
+                 written by hand): set it to the largest token ever issued (`redis-cli SET {} \
+                 N`), so that tokens keep growing; no lease was taken",
+                self.fence_key, self.fence_key
+            ),
+            _ => "its Redis server did not carry out the request".to_owned(),
         };
         LockError::Unavailable {
             name: self.object.name().clone(),
-            detail: detail.to_owned(),
+            detail,
             source: Some(Box::new(err)),
         }
     }

@@ -6,7 +6,7 @@
 //! # Keys
 //!
 //! Object `NAME` owns the keys `memspace:{NAME}` (a hash: `kind`, `type`, `size`, `capacity`,
-//! `version`; what `memspace ls --redis` and `inspect` read) and `memspace:{NAME}:items` (the
+//! `version`, `created_ms` and `incarnation`; what `memspace ls --redis` and `inspect` read) and `memspace:{NAME}:items` (the
 //! data, in the native type that fits the kind). A lock also has `memspace:{NAME}:fence`, the
 //! fencing counter, which removing the lock keeps so that tokens never go back; a queue has
 //! `memspace:{NAME}:seq`. The braces are a Redis Cluster hash tag: all keys of one object live
@@ -18,12 +18,17 @@
 //! # Removal
 //!
 //! Removing an object (`unlink`, `memspace rm`) deletes its keys while other handles to it may
-//! still be open. Every write is a script that first checks, atomically with the write, that
-//! the meta hash still exists ([`checked_script`]): a write through such a handle fails with
-//! [`OpenError::NotFound`] instead of recreating a data key that no meta hash describes.
-//! Taking a lock's lease and claiming a queue's items are such scripts too; a queue receiver
-//! blocked on a deleted stream, and an event whose flag key is gone, check the meta hash to
-//! tell a removal (`NotFound`) from damage.
+//! still be open, and the name may be created again meanwhile. Each creation draws an
+//! `incarnation`, which every handle reads when it opens the object. Every write is a script
+//! that first checks, atomically with the write, that the meta hash still exists and records
+//! that incarnation ([`checked_script`]): a write through an outdated handle fails with
+//! [`OpenError::NotFound`] (removed) or [`OpenError::Replaced`] (created again) instead of
+//! recreating a data key that no meta hash describes, or writing into another object. Taking
+//! a lock's lease, claiming, acknowledging and putting back a queue's items, and reading a
+//! value or an event's flag are such scripts too; a queue receiver blocked on a deleted stream
+//! asks the same check to tell a removal from damage. Other reads (a list's items, a map's
+//! entries, lengths) are not checked: through an outdated handle they see a removed object
+//! empty, and a new one as it is (or fail with `WRONGTYPE` if it is of another kind).
 
 mod conn;
 mod event;
@@ -56,6 +61,10 @@ pub(crate) const REMOVED: &str = "MEMSPACE_REMOVED";
 /// The error code of a write script that found another incarnation in the meta hash: the
 /// object was removed and created again. [`Conn`] reports it as [`OpenError::Replaced`].
 pub(crate) const REPLACED: &str = "MEMSPACE_REPLACED";
+/// The error code of a checked script that found the meta hash without its `incarnation`
+/// field (damage: the creator always writes it). [`Conn`] reports it as
+/// [`OpenError::Corrupt`].
+pub(crate) const NO_INCARNATION: &str = "MEMSPACE_NO_INCARNATION";
 
 /// A script that acts only on the object this handle opened (every write, and the reads that
 /// must tell a removal from damage), run through [`Object::guarded`], which passes the object's meta hash as
@@ -69,7 +78,11 @@ pub(crate) fn checked_script(body: &str) -> Script {
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('{REMOVED} the object was removed')
 end
-if redis.call('HGET', KEYS[1], 'incarnation') ~= incarnation then
+local found = redis.call('HGET', KEYS[1], 'incarnation')
+if not found then
+  return redis.error_reply('{NO_INCARNATION} the meta record has no incarnation')
+end
+if found ~= incarnation then
   return redis.error_reply('{REPLACED} the object was removed and created again')
 end"
     );
@@ -376,35 +389,22 @@ impl Object {
         &self.incarnation
     }
 
-    /// Why a key of this object that should exist does not, given the `incarnation` its meta
-    /// hash holds (`None`: no meta hash): [`OpenError::NotFound`] if the object was removed,
-    /// [`OpenError::Replaced`] if it was created again since this handle opened it, and
-    /// otherwise damage: [`Error::Corrupt`] saying that `key` is missing.
-    pub(crate) fn absence(&self, incarnation: Option<&str>, key: &str) -> Error {
-        match incarnation {
-            None => OpenError::NotFound {
+    /// Why something of this object that should exist does not (`missing` says what, as
+    /// "its key `K` is missing"): [`OpenError::NotFound`] if the object was removed,
+    /// [`OpenError::Replaced`] if it was created again since this handle opened it, what the
+    /// server answered if it could not be asked, and otherwise damage: [`Error::Corrupt`].
+    pub(crate) fn explain_missing(&self, op: &'static str, missing: String) -> Error {
+        static CHECK: LazyLock<Script> = LazyLock::new(|| checked_script("return 1"));
+        match self
+            .conn
+            .read(&self.name, op, |c| self.guarded(&CHECK).invoke::<i64>(c))
+        {
+            Ok(_) => Error::Corrupt {
                 name: self.name.clone(),
-            }
-            .into(),
-            Some(found) if found != self.incarnation => OpenError::Replaced {
-                name: self.name.clone(),
-            }
-            .into(),
-            Some(_) => Error::Corrupt {
-                name: self.name.clone(),
-                what: format!("its key `{key}` is missing"),
+                what: missing,
             },
+            Err(err) => err,
         }
-    }
-
-    /// The incarnation the meta hash holds now (`None`: the object was removed).
-    pub(crate) fn current_incarnation(&self, op: &'static str) -> Result<Option<String>> {
-        self.conn.read(&self.name, op, |c| {
-            redis::cmd("HGET")
-                .arg(&self.meta)
-                .arg("incarnation")
-                .query(c)
-        })
     }
 
     /// The string at `key`, checked in the same script to belong to the object this handle
@@ -416,7 +416,11 @@ impl Object {
         let bytes: Option<Vec<u8>> = self
             .conn
             .read(&self.name, op, |c| self.guarded(&GET).key(key).invoke(c))?;
-        bytes.ok_or_else(|| self.absence(Some(&self.incarnation), key))
+        // The guard passed: the object is this handle's, and the key's absence is damage.
+        bytes.ok_or_else(|| Error::Corrupt {
+            name: self.name.clone(),
+            what: format!("its key `{key}` is missing"),
+        })
     }
 
     /// An invocation of the [`checked_script`] `script` for this object: the meta hash as its
@@ -483,8 +487,17 @@ fn is_damage(err: &Error) -> bool {
         Error::Open(OpenError::Corrupt { .. }) | Error::Corrupt { .. } => true,
         Error::Redis { source, .. } => source
             .downcast_ref::<redis::RedisError>()
-            .is_some_and(|e| e.code() == Some("WRONGTYPE")),
+            .is_some_and(|e| matches!(e.code(), Some("WRONGTYPE" | "NOGROUP"))),
         _ => false,
+    }
+}
+
+/// What is wrong, for a damage message that adds its own remedy: an error's `what` when it
+/// has one, else the server's complaint.
+fn damage_text(err: &Error) -> String {
+    match err {
+        Error::Open(OpenError::Corrupt { what, .. }) | Error::Corrupt { what, .. } => what.clone(),
+        other => deepest_cause(other),
     }
 }
 
@@ -687,9 +700,9 @@ pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
         Err(err) => fields.push((
             "damaged",
             format!(
-                "its keys cannot be read as a {}: {}; `memspace rm {name}` removes it",
+                "its keys cannot be read as the {} it is: {}; `memspace rm {name}` removes it",
                 kind.as_str(),
-                deepest_cause(&err)
+                damage_text(&err)
             ),
         )),
     }

@@ -66,12 +66,12 @@ return seq
 
 /// Acknowledges an item if it is in flight with this consumer: 1, else 0.
 static ACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    checked_script(
         r"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+local p = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1)
 if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
 return 1
 ",
     )
@@ -79,11 +79,11 @@ return 1
 
 /// Puts an item back if it is in flight with this consumer: 1, else 0.
 static NACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    checked_script(
         r"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+local p = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1)
 if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
+redis.call('XCLAIM', KEYS[2], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
 return 1
 ",
     )
@@ -186,7 +186,7 @@ impl RedisQueue {
     /// Turns the server's "no such stream or group" (`NOGROUP`, or `UNBLOCKED` for a receiver
     /// whose stream was deleted while it waited) into what it means (see [`Object::absence`]):
     /// the queue was removed, or created again, or its stream or group is damaged.
-    fn explain_missing_group(&self, err: Error) -> Error {
+    fn explain_missing_group(&self, op: &'static str, err: Error) -> Error {
         let missing = matches!(&err, Error::Redis { source, .. }
         if source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
             matches!(e.code(), Some("NOGROUP" | "UNBLOCKED"))
@@ -194,13 +194,13 @@ impl RedisQueue {
         if !missing {
             return err;
         }
-        match self.object.current_incarnation("receiving") {
-            Ok(incarnation) => self.object.absence(
-                incarnation.as_deref(),
-                &format!("{} (or its consumer group `{GROUP}`)", self.items),
+        self.object.explain_missing(
+            op,
+            format!(
+                "its stream `{}` or the stream's consumer group `{GROUP}` is missing",
+                self.items
             ),
-            Err(other) => other,
-        }
+        )
     }
 
     fn corrupt(&self, what: &str) -> Error {
@@ -243,7 +243,7 @@ impl RedisQueue {
                     .arg(lease_ms)
                     .invoke(c)
             })
-            .map_err(|err| self.explain_missing_group(err))?;
+            .map_err(|err| self.explain_missing_group("receiving", err))?;
         if let Value::Array(parts) = &claimed
             && let Some(Value::Array(entries)) = parts.get(1)
             && let Some(first) = entries.first()
@@ -293,7 +293,7 @@ impl RedisQueue {
                 }
                 command.arg("STREAMS").arg(&self.items).arg(">").query(c)
             })
-            .map_err(|err| self.explain_missing_group(err))?;
+            .map_err(|err| self.explain_missing_group("receiving", err))?;
         // [[stream, [[id, fields]]]] (RESP2) or a map stream -> entries (RESP3).
         let entries = match &read {
             Value::Nil => return Ok(None),
@@ -328,13 +328,15 @@ impl RedisQueue {
         let done: u64 = object
             .conn()
             .read(object.name(), "acknowledging", |c| {
-                ACK.key(&self.items)
+                object
+                    .guarded(&ACK)
+                    .key(&self.items)
                     .arg(GROUP)
                     .arg(&item.id)
                     .arg(&item.consumer)
                     .invoke(c)
             })
-            .map_err(|err| self.explain_missing_group(err))?;
+            .map_err(|err| self.explain_missing_group("acknowledging", err))?;
         Ok(done == 1)
     }
 
@@ -345,14 +347,16 @@ impl RedisQueue {
         let done: u64 = object
             .conn()
             .read(object.name(), "putting back", |c| {
-                NACK.key(&self.items)
+                object
+                    .guarded(&NACK)
+                    .key(&self.items)
                     .arg(GROUP)
                     .arg(&item.id)
                     .arg(&item.consumer)
                     .arg(PUT_BACK_IDLE_MS)
                     .invoke(c)
             })
-            .map_err(|err| self.explain_missing_group(err))?;
+            .map_err(|err| self.explain_missing_group("putting back", err))?;
         Ok(done == 1)
     }
 

@@ -24,9 +24,9 @@ enum Attempt {
     Applied(Vec<u8>),
     /// Another writer changed the value (or removed it) first: nothing was stored.
     Raced,
-    /// The value key is missing, or the meta hash is gone or records another incarnation
-    /// (the one found): nothing was stored.
-    Absent(Option<String>),
+    /// The value key is missing, or the meta hash is gone or records another incarnation:
+    /// nothing was stored.
+    Absent,
     /// `change` left the value as it was (it cannot read these bytes): nothing was stored.
     Declined(Vec<u8>),
 }
@@ -102,7 +102,7 @@ impl RedisValue {
                     };
                 let Some(current) = current else {
                     redis::cmd("UNWATCH").query::<()>(c)?;
-                    return Ok(Attempt::Absent(incarnation));
+                    return Ok(Attempt::Absent);
                 };
                 let Some(new) = change(&current) else {
                     redis::cmd("UNWATCH").query::<()>(c)?;
@@ -120,8 +120,11 @@ impl RedisValue {
             match attempt {
                 Attempt::Applied(bytes) | Attempt::Declined(bytes) => return Ok(bytes),
                 Attempt::Raced => {}
-                Attempt::Absent(incarnation) => {
-                    return Err(object.absence(incarnation.as_deref(), &self.items));
+                Attempt::Absent => {
+                    return Err(object.explain_missing(
+                        "updating",
+                        format!("its key `{}` is missing", self.items),
+                    ));
                 }
             }
         }

@@ -159,8 +159,9 @@ impl Event {
     /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) if the server cannot be
     /// reached; [`OpenError::NotFound`](crate::OpenError::NotFound) if the event was removed,
     /// [`OpenError::Replaced`](crate::OpenError::Replaced) if it was removed and created again
-    /// since this handle opened it; [`Error::Corrupt`](crate::Error::Corrupt) if its flag key
-    /// is missing.
+    /// since this handle opened it. ([`is_set`](Event::is_set) and the waits also report
+    /// [`Error::Corrupt`](crate::Error::Corrupt) if the flag key is missing; setting or
+    /// clearing writes it anew.)
     pub fn set(&self) -> Result<()> {
         match &self.repr {
             Repr::Shm(segment) => {

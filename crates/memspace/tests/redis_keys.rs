@@ -203,6 +203,8 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
         other => panic!("try_get after removal: expected NotFound, got {other:?}"),
     }
     assert_not_found("is_set", &event_name, event.is_set());
+    assert_not_found("len", &queue_name, queue.len());
+    assert_not_found("to_vec", &queue_name, queue.to_vec());
     assert_not_found(
         "wait_timeout",
         &event_name,
@@ -255,6 +257,11 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
     let name = |tag: &str| server.name(&common::unique_name(tag));
     let (value_name, event_name, lock_name, queue_name) =
         (name("value"), name("event"), name("lock"), name("queue"));
+    let (list_name, map_name) = (name("list"), name("map"));
+    let list = SharedList::<u32>::create(&list_name).expect("create the list");
+    let map = SharedMap::<String, u32>::create(&map_name).expect("create the map");
+    list.push(&1).expect("push");
+    map.insert(&"a".to_owned(), &1).expect("insert");
     let value = Value::create(&value_name, 1u64).expect("create the value");
     let event = Event::create(&event_name).expect("create the event");
     let lock = Lock::create(&lock_name).expect("create the lock");
@@ -262,9 +269,33 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
     queue.put(&1).expect("put");
     let delivery = queue.receive().expect("receive");
 
-    for gone in [&value_name, &event_name, &lock_name, &queue_name] {
+    for gone in [
+        &value_name,
+        &event_name,
+        &lock_name,
+        &queue_name,
+        &list_name,
+        &map_name,
+    ] {
         memspace::remote::remove(gone).expect("rm");
     }
+    // Reads through the old handles of a removed list and map say so.
+    assert_not_found("list len", &list_name, list.len());
+    assert_not_found("list to_vec", &list_name, list.to_vec());
+    assert_not_found("list get", &list_name, list.get(0));
+    assert_not_found("map get", &map_name, map.get(&"a".to_owned()));
+    assert_not_found("map len", &map_name, map.len());
+    // Created again, one as another kind: the old handles read neither.
+    let new_list = SharedList::<u32>::create(&list_name).expect("create the list again");
+    new_list.push(&5).expect("push");
+    Queue::<u32>::create(&map_name).expect("a queue where the map was");
+    assert_replaced("list to_vec", &list_name, list.to_vec());
+    assert_replaced("map to_hash_map", &map_name, map.to_hash_map());
+    assert_replaced(
+        "map contains_key",
+        &map_name,
+        map.contains_key(&"a".to_owned()),
+    );
     let new_value = Value::create(&value_name, 10u64).expect("create the value again");
     let new_event = Event::create(&event_name).expect("create the event again");
     Lock::create(&lock_name).expect("create the lock again");
@@ -314,7 +345,14 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
         other => panic!("try_get after re-creation: expected Replaced, got {other:?}"),
     }
     assert_eq!(new_queue.get().expect("the new queue kept its item"), 2);
-    for gone in [&value_name, &event_name, &lock_name, &queue_name] {
+    for gone in [
+        &value_name,
+        &event_name,
+        &lock_name,
+        &queue_name,
+        &list_name,
+        &map_name,
+    ] {
         memspace::remote::remove(gone).expect("rm");
     }
 }

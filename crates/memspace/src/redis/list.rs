@@ -57,30 +57,23 @@ impl RedisList {
     }
 
     pub(crate) fn len(&self) -> Result<u64> {
-        let object = &self.object;
-        object
-            .conn()
-            .read(object.name(), "reading the length", |c| {
-                redis::cmd("LLEN").arg(&self.items).query(c)
-            })
+        self.object
+            .read_checked("reading the length", &self.items, &[b"LLEN"])
     }
 
     pub(crate) fn get(&self, index: u64) -> Result<Option<Vec<u8>>> {
-        let object = &self.object;
-        object.conn().read(object.name(), "reading an item", |c| {
-            redis::cmd("LINDEX").arg(&self.items).arg(index).query(c)
-        })
+        let index = index.to_string();
+        self.object.read_checked(
+            "reading an item",
+            &self.items,
+            &[b"LINDEX", index.as_bytes()],
+        )
     }
 
     /// Every item, in one `LRANGE`.
     pub(crate) fn all(&self) -> Result<Vec<Vec<u8>>> {
-        let object = &self.object;
-        object.conn().read(object.name(), "reading the items", |c| {
-            redis::cmd("LRANGE")
-                .arg(&self.items)
-                .arg(0)
-                .arg(-1)
-                .query(c)
-        })
+        let mut range = redis::cmd("LRANGE");
+        range.arg(&self.items).arg(0).arg(-1);
+        self.object.read_bulk("reading the items", range)
     }
 }

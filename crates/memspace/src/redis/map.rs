@@ -87,17 +87,13 @@ impl RedisMap {
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let object = &self.object;
-        object.conn().read(object.name(), "looking up a key", |c| {
-            redis::cmd("HGET").arg(&self.items).arg(key).query(c)
-        })
+        self.object
+            .read_checked("looking up a key", &self.items, &[b"HGET", key])
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> Result<bool> {
-        let object = &self.object;
-        object.conn().read(object.name(), "looking up a key", |c| {
-            redis::cmd("HEXISTS").arg(&self.items).arg(key).query(c)
-        })
+        self.object
+            .read_checked("looking up a key", &self.items, &[b"HEXISTS", key])
     }
 
     pub(crate) fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -116,22 +112,15 @@ impl RedisMap {
     }
 
     pub(crate) fn len(&self) -> Result<u64> {
-        let object = &self.object;
-        object
-            .conn()
-            .read(object.name(), "reading the length", |c| {
-                redis::cmd("HLEN").arg(&self.items).query(c)
-            })
+        self.object
+            .read_checked("reading the length", &self.items, &[b"HLEN"])
     }
 
     /// Every entry, in one `HGETALL` (a consistent snapshot).
     pub(crate) fn all(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let object = &self.object;
-        object
-            .conn()
-            .read(object.name(), "reading the entries", |c| {
-                redis::cmd("HGETALL").arg(&self.items).query(c)
-            })
+        let mut all = redis::cmd("HGETALL");
+        all.arg(&self.items);
+        self.object.read_bulk("reading the entries", all)
     }
 }
 

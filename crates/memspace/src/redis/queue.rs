@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{Script, Value};
 
-use super::{GROUP, Object, checked_script};
+use super::{GROUP, Object, checked_script, refused_with};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -91,11 +91,10 @@ return 1
 
 /// Waiting items (the stream's length less the items in flight) and items in flight.
 static COUNTS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    checked_script(
         r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
-local n = redis.call('XLEN', KEYS[1])
-local p = redis.call('XPENDING', KEYS[1], ARGV[1])
+local n = redis.call('XLEN', KEYS[2])
+local p = redis.call('XPENDING', KEYS[2], ARGV[1])
 return {n - p[1], p[1]}
 ",
     )
@@ -188,9 +187,8 @@ impl RedisQueue {
     /// the queue was removed, or created again, or its stream or group is damaged.
     fn explain_missing_group(&self, op: &'static str, err: Error) -> Error {
         let missing = matches!(&err, Error::Redis { source, .. }
-        if source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
-            matches!(e.code(), Some("NOGROUP" | "UNBLOCKED"))
-        }));
+            if source.downcast_ref::<redis::RedisError>()
+                .is_some_and(|e| refused_with(e, &["NOGROUP", "UNBLOCKED"])));
         if !missing {
             return err;
         }
@@ -362,9 +360,16 @@ impl RedisQueue {
 
     fn counts(&self) -> Result<(u64, u64)> {
         let object = &self.object;
-        let counts: Vec<u64> = object.conn().read(object.name(), "counting", |c| {
-            COUNTS.key(&self.items).arg(GROUP).invoke(c)
-        })?;
+        let counts: Vec<u64> = object
+            .conn()
+            .read(object.name(), "counting", |c| {
+                object
+                    .guarded(&COUNTS)
+                    .key(&self.items)
+                    .arg(GROUP)
+                    .invoke(c)
+            })
+            .map_err(|err| self.explain_missing_group("counting", err))?;
         Ok((
             counts.first().copied().unwrap_or(0),
             counts.get(1).copied().unwrap_or(0),
@@ -383,22 +388,25 @@ impl RedisQueue {
 
     /// The items not yet delivered, oldest first.
     pub(crate) fn waiting(&self) -> Result<Vec<Vec<u8>>> {
-        let object = &self.object;
-        let (all, pending): (Value, Value) = object.conn().read(object.name(), "reading", |c| {
-            let all = redis::cmd("XRANGE")
-                .arg(&self.items)
-                .arg("-")
-                .arg("+")
-                .query(c)?;
-            let pending = redis::cmd("XPENDING")
-                .arg(&self.items)
-                .arg(GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(u32::MAX)
-                .query(c)?;
-            Ok((all, pending))
-        })?;
+        let mut range = redis::cmd("XRANGE");
+        range.arg(&self.items).arg("-").arg("+");
+        let mut in_flight = redis::cmd("XPENDING");
+        in_flight
+            .arg(&self.items)
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(u32::MAX);
+        // One transaction: the stream and what is in flight at one moment.
+        let mut answers = self
+            .object
+            .read_checked_bulk("reading", &[range, in_flight])
+            .map_err(|err| self.explain_missing_group("reading", err))?
+            .into_iter();
+        let (all, pending) = (
+            answers.next().unwrap_or(Value::Nil),
+            answers.next().unwrap_or(Value::Nil),
+        );
         let mut taken = std::collections::HashSet::new();
         if let Value::Array(rows) = &pending {
             for row in rows {

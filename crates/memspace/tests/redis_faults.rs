@@ -326,3 +326,35 @@ fn a_lease_outlives_a_server_busy_with_a_long_script() {
     assert_eq!(guard.fencing_token(), token);
     guard.unlock().expect("unlock");
 }
+
+#[test]
+fn reads_wait_out_a_server_busy_with_a_long_script() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).expect("a client");
+    let mut admin = client.get_connection().expect("connect");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(100)
+        .query(&mut admin)
+        .expect("lower the busy-reply threshold");
+    let list = SharedList::<u32>::create(&server.name("busy-list")).expect("create the list");
+    list.extend([1, 2, 3]).expect("extend");
+    let queue = Queue::<u32>::create(&server.name("busy-queue")).expect("create the queue");
+    queue.put(&4).expect("put");
+    let busy = keep_busy(&server.url(), Duration::from_secs(1));
+    // The server answers BUSY once the script has run past the threshold.
+    loop {
+        match redis::cmd("PING").query::<String>(&mut admin) {
+            Err(err) if err.code() == Some("BUSY") => break,
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    // A whole-collection read is a transaction, whose commands the server refuses one by one
+    // while busy: the client waits, as for any read.
+    assert_eq!(list.to_vec().expect("to_vec while busy"), [1, 2, 3]);
+    assert_eq!(queue.to_vec().expect("queue to_vec"), [4]);
+    assert_eq!(list.len().expect("len"), 3);
+    busy.join().expect("the busy script ends");
+}

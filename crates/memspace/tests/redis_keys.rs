@@ -738,3 +738,34 @@ fn a_map_value_of_another_type_names_its_key() {
         .expect_err("a u32 read as a String");
     assert!(err.to_string().contains("\"bob\""), "{err}");
 }
+
+#[test]
+fn a_data_key_of_another_type_is_damage_for_every_read() {
+    let _dog = common::Watchdog::start();
+    let server = RedisServer::start();
+    let name = server.name(&common::unique_name("list"));
+    let list = SharedList::<u32>::create(&name).expect("create");
+    let key = format!("memspace:{{{}}}:items", object_of(&name));
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("x")
+        .query(&mut admin(&server))
+        .expect("SET");
+    for (what, outcome) in [
+        ("len", list.len().map(drop)),
+        ("get", list.get(0).map(drop)),
+        ("to_vec", list.to_vec().map(drop)),
+    ] {
+        match outcome {
+            Err(Error::Corrupt {
+                name: found,
+                what: why,
+            }) => {
+                assert_eq!(found.as_str(), name, "{what}");
+                assert!(why.contains("another type"), "{what}: {why}");
+            }
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+    }
+    memspace::remote::remove(&name).expect("rm");
+}

@@ -81,6 +81,12 @@ fn locate(index: u64) -> Option<(usize, u64, u64)> {
 /// the same encoded items; see [`crate::backend`]); every method works the same, except
 /// [`segment`](SharedList::segment).
 ///
+/// On Redis every method can also fail with
+/// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or with
+/// [`OpenError::NotFound`](crate::OpenError::NotFound) or
+/// [`OpenError::Replaced`](crate::OpenError::Replaced) once the list was removed (or removed and
+/// created again) through another handle (see [`crate::backend`]).
+///
 /// # Examples
 ///
 /// ```
@@ -141,8 +147,10 @@ impl<T> SharedList<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::RedisUnreachable`] for a Redis list whose server cannot be reached; never for
-    /// shared memory.
+    /// Never for shared memory. On Redis, [`Error::RedisUnreachable`] if the server cannot be
+    /// reached, [`OpenError::NotFound`](crate::OpenError::NotFound) or
+    /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the list was removed (or created
+    /// again) since this handle opened it.
     pub fn len(&self) -> Result<u64> {
         match &self.repr {
             Repr::Shm(segment) => Ok(Raw { segment }.area().len.load(Ordering::Acquire)),

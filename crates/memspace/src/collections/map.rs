@@ -248,6 +248,12 @@ fn record_size(payload_len: usize) -> u64 {
 /// encoded keys to encoded values, with the same methods ([`segment`](SharedMap::segment)
 /// aside); iteration copies it with one `HGETALL`.
 ///
+/// On Redis every method can also fail with
+/// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or with
+/// [`OpenError::NotFound`](crate::OpenError::NotFound) or
+/// [`OpenError::Replaced`](crate::OpenError::Replaced) once the map was removed (or removed and
+/// created again) through another handle (see [`crate::backend`]).
+///
 /// # Examples
 ///
 /// ```
@@ -912,8 +918,10 @@ impl<K, V> SharedMap<K, V> {
     ///
     /// # Errors
     ///
-    /// [`Error::RedisUnreachable`] for a Redis map whose server cannot be reached; never for
-    /// shared memory.
+    /// Never for shared memory. On Redis, [`Error::RedisUnreachable`] if the server cannot be
+    /// reached, [`OpenError::NotFound`](crate::OpenError::NotFound) or
+    /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the map was removed (or created
+    /// again) since this handle opened it.
     pub fn len(&self) -> Result<u64> {
         let segment = match &self.repr {
             Repr::Shm(segment) => segment,
@@ -1160,11 +1168,11 @@ where
     /// # Errors
     ///
     /// [`Error::Encode`] if the key or value cannot be encoded; [`Error::Full`] or
-    /// [`Error::NoSpace`] if the segment cannot grow (the map is unchanged); [`Error::Decode`]
-    /// if the replaced value is not a `V` (it is replaced all the same; the error's `index` is
-    /// the entry's slot; on Redis it is [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`] if the segment was damaged. On Redis,
-    /// [`OpenError::NotFound`] if the map was removed (nothing is written), or
-    /// [`Error::RedisUnreachable`].
+    /// [`Error::NoSpace`] if the segment cannot grow (the map is unchanged); [`Error::Decode`] if
+    /// the replaced value is not a `V` (it is replaced all the same; the error's `index` is the
+    /// entry's slot; on Redis it is [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`]
+    /// if the segment was damaged. On Redis, [`OpenError::NotFound`] if the map was removed
+    /// (nothing is written), or [`Error::RedisUnreachable`].
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
         let (payload, key_len) = self.encode_entry(key, value)?;
         let segment = match &self.repr {
@@ -1187,8 +1195,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Encode`] if the key cannot be encoded; [`Error::Decode`] if the stored value is
-    /// not a `V` (on Redis [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`] if the segment was damaged.
+    /// [`Error::Encode`] if the key cannot be encoded; [`Error::Decode`] if the stored value is not
+    /// a `V` (on Redis [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`] if the
+    /// segment was damaged.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
         match &self.repr {

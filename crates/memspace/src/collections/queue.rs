@@ -229,6 +229,12 @@ pub enum QueueError {
 /// [`QueueError::NotInFlight`]. Waiting receivers block in the server for 100 ms at a time;
 /// waiting senders of a full bounded queue poll.
 ///
+/// On Redis every method can also fail with
+/// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or with
+/// [`OpenError::NotFound`](crate::OpenError::NotFound) or
+/// [`OpenError::Replaced`](crate::OpenError::Replaced) once the queue was removed (or removed and
+/// created again) through another handle (see [`crate::backend`]).
+///
 /// # Space
 ///
 /// Items live in a ring whose slots and bytes are reused as items are acknowledged, so a
@@ -1014,8 +1020,10 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::RedisUnreachable`] for a Redis queue whose server cannot be reached; never for
-    /// shared memory.
+    /// Never for shared memory. On Redis, [`Error::RedisUnreachable`] if the server cannot be
+    /// reached, [`OpenError::NotFound`](crate::OpenError::NotFound) or
+    /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the queue was removed (or created
+    /// again) since this handle opened it.
     pub fn len(&self) -> Result<u64> {
         match &self.repr {
             Repr::Shm(_) => Ok(self.area().waiting.load(Ordering::Acquire)),

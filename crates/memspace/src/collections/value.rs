@@ -22,6 +22,12 @@ use crate::sync::{LockError, Mutex, MutexGuard};
 /// string; `update` is then an optimistic transaction (`WATCH`/`MULTI`/`EXEC`), started again
 /// when another writer got there first, so `change` may run more than once.
 ///
+/// On Redis every method can also fail with
+/// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or with
+/// [`OpenError::NotFound`](crate::OpenError::NotFound) or
+/// [`OpenError::Replaced`](crate::OpenError::Replaced) once the value was removed (or removed and
+/// created again) through another handle (see [`crate::backend`]).
+///
 /// # Examples
 ///
 /// ```

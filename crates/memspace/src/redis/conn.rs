@@ -65,7 +65,10 @@ impl std::fmt::Debug for Conn {
 /// its data after a restart (`LOADING`), running a long script (`BUSY`), `TRYAGAIN`,
 /// `MASTERDOWN`. Nothing was applied, so reads and writes alike may be retried.
 pub(crate) fn server_asks_to_wait(err: &RedisError) -> bool {
-    matches!(err.retry_method(), redis::RetryMethod::WaitAndRetry) || err.code() == Some("BUSY")
+    // A transaction's commands are refused one by one, and `EXEC` then aborts it: the codes
+    // are inside.
+    matches!(err.retry_method(), redis::RetryMethod::WaitAndRetry)
+        || super::refused_with(err, &["BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN"])
 }
 
 pub(crate) fn is_connection_problem(err: &RedisError) -> bool {

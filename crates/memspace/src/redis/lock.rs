@@ -290,13 +290,9 @@ impl RedisLock {
 
     /// The pid and fencing token of the current holder, if the lease is held.
     pub(crate) fn holder(&self) -> Result<Option<(u32, u64)>> {
-        let object = &self.object;
         let value: Option<String> =
-            object
-                .conn()
-                .read(object.name(), "reading the holder", |c| {
-                    redis::cmd("GET").arg(&self.lease_key).query(c)
-                })?;
+            self.object
+                .read_checked("reading the holder", &self.lease_key, &[b"GET"])?;
         Ok(value.as_deref().and_then(parse_lease))
     }
 
@@ -350,12 +346,9 @@ impl RedisLock {
 
     /// The largest fencing token handed out so far (0: none).
     pub(crate) fn last_token(&self) -> Result<u64> {
-        let object = &self.object;
-        let token: Option<u64> = object
-            .conn()
-            .read(object.name(), "reading the token", |c| {
-                redis::cmd("GET").arg(&self.fence_key).query(c)
-            })?;
+        let token: Option<u64> =
+            self.object
+                .read_checked("reading the token", &self.fence_key, &[b"GET"])?;
         Ok(token.unwrap_or(0))
     }
 }

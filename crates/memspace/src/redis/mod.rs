@@ -6,11 +6,12 @@
 //! # Keys
 //!
 //! Object `NAME` owns the keys `memspace:{NAME}` (a hash: `kind`, `type`, `size`, `capacity`,
-//! `version`, `created_ms` and `incarnation`; what `memspace ls --redis` and `inspect` read) and `memspace:{NAME}:items` (the
-//! data, in the native type that fits the kind). A lock also has `memspace:{NAME}:fence`, the
-//! fencing counter, which removing the lock keeps so that tokens never go back; a queue has
-//! `memspace:{NAME}:seq`. The braces are a Redis Cluster hash tag: all keys of one object live
-//! in one slot, so the scripts that touch several of them are valid on a cluster too.
+//! `version`, `created_ms` and `incarnation`; what `memspace ls --redis` and `inspect` read) and
+//! `memspace:{NAME}:items` (the data, in the native type that fits the kind). A lock also has
+//! `memspace:{NAME}:fence`, the fencing counter, which removing the lock keeps so that tokens never
+//! go back; a queue has `memspace:{NAME}:seq`. The braces are a Redis Cluster hash tag: all keys of
+//! one object live in one slot, so the scripts that touch several of them are valid on a cluster
+//! too.
 //!
 //! Items are encoded as in shared memory (`MessagePack`, see `collections::codec`), so the CLI
 //! prints both backends' items alike.
@@ -25,7 +26,8 @@
 //! [`OpenError::NotFound`] (removed) or [`OpenError::Replaced`] (created again) instead of
 //! recreating a data key that no meta hash describes, or writing into another object. Taking
 //! a lock's lease, claiming, acknowledging and putting back a queue's items, and every read
-//! through a handle ([`Object::read_checked`]) are such scripts too, so an outdated handle
+//! through a handle of a collection, a value, an event or a lock's holder
+//! ([`Object::read_checked`]) are such scripts too, so an outdated handle
 //! neither reads a removed object as empty nor another object as its own; reads of a whole
 //! collection check the same in a transaction instead ([`Object::read_checked_bulk`]), which
 //! spares their items a trip through Lua. A queue receiver blocked on a deleted stream asks
@@ -67,12 +69,12 @@ pub(crate) const REPLACED: &str = "MEMSPACE_REPLACED";
 /// [`OpenError::Corrupt`].
 pub(crate) const NO_INCARNATION: &str = "MEMSPACE_NO_INCARNATION";
 
-/// A script that acts only on the object this handle opened (every write, and the reads that
-/// must tell a removal from damage), run through [`Object::guarded`], which passes the object's meta hash as
-/// `KEYS[1]` and the handle's incarnation as an extra first argument. `body` runs only while
-/// the meta hash exists and records that incarnation, and sees `ARGV` without it; otherwise
-/// the script fails with [`REMOVED`] or [`REPLACED`] having written nothing. Checking inside
-/// the script makes the check and the write one atomic step, in one round trip.
+/// A script that acts only on the object this handle opened (every write, and the reads that must
+/// tell a removal from damage), run through [`Object::guarded`], which passes the object's meta
+/// hash as `KEYS[1]` and the handle's incarnation as an extra first argument. `body` runs only
+/// while the meta hash exists and records that incarnation, and sees `ARGV` without it; otherwise
+/// the script fails with [`REMOVED`] or [`REPLACED`] having written nothing. Checking inside the
+/// script makes the check and the write one atomic step, in one round trip.
 pub(crate) fn checked_script(body: &str) -> Script {
     let guard = format!(
         "local incarnation = table.remove(ARGV, 1)
@@ -423,15 +425,23 @@ impl Object {
         static READ: LazyLock<Script> = LazyLock::new(|| {
             checked_script("return redis.call(ARGV[1], KEYS[2], unpack(ARGV, 2))")
         });
-        let answer: redis::Value = self.conn.read(&self.name, op, |c| {
+        let answer: Result<redis::Value> = self.conn.read(&self.name, op, |c| {
             let mut invocation = self.guarded(&READ);
             invocation.key(key);
             for part in command {
                 invocation.arg(part);
             }
             invocation.invoke(c)
-        })?;
-        self.parse(op, answer)
+        });
+        match answer {
+            Ok(answer) => self.parse(op, answer),
+            // The guard passed: the object is this handle's, and its key is damaged.
+            Err(err) if is_wrong_type(&err) => Err(Error::Corrupt {
+                name: self.name.clone(),
+                what: format!("its key `{key}` holds another type than its kind's"),
+            }),
+            Err(err) => Err(err),
+        }
     }
 
     /// Runs the read-only `commands`, which may answer with many items, in one transaction
@@ -456,8 +466,12 @@ impl Object {
         });
         let mut answers = match answers {
             Ok(answers) => answers,
-            Err(err) if is_damage(&err) => {
-                return Err(self.explain_missing(op, format!("a key holds another type: {err}")));
+            Err(err) if is_wrong_type(&err) => {
+                let what = format!(
+                    "a key holds another type than its kind's: {}",
+                    damage_text(&err)
+                );
+                return Err(self.explain_missing(op, what));
             }
             Err(err) => return Err(err),
         };
@@ -578,6 +592,13 @@ fn is_damage(err: &Error) -> bool {
             .is_some_and(|e| refused_with(e, &["WRONGTYPE", "NOGROUP"])),
         _ => false,
     }
+}
+
+/// Whether the server refused a command of `err` because a key holds another type.
+fn is_wrong_type(err: &Error) -> bool {
+    matches!(err, Error::Redis { source, .. }
+        if source.downcast_ref::<redis::RedisError>()
+            .is_some_and(|e| refused_with(e, &["WRONGTYPE"])))
 }
 
 /// Whether the server refused a command (or, for a pipeline or transaction, one of its

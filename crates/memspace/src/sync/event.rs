@@ -25,6 +25,12 @@ pub(crate) struct EventArea {
 /// (every 2 ms, backing off to 50 ms), and every method reports an unreachable server as an
 /// error. In shared memory the methods never fail.
 ///
+/// On Redis every method can also fail with
+/// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or with
+/// [`OpenError::NotFound`](crate::OpenError::NotFound) or
+/// [`OpenError::Replaced`](crate::OpenError::Replaced) once the event was removed (or removed and
+/// created again) through another handle (see [`crate::backend`]).
+///
 /// # Examples
 ///
 /// ```

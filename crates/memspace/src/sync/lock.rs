@@ -259,8 +259,11 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) for a Redis lock whose
-    /// server cannot be reached; never in shared memory.
+    /// Never in shared memory. On Redis,
+    /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) if the server cannot be
+    /// reached, [`OpenError::NotFound`](crate::OpenError::NotFound) or
+    /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the lock was removed (or created
+    /// again) since this handle opened it.
     pub fn owner(&self) -> Result<Option<u32>> {
         match &self.repr {
             Repr::Shm(segment) => Ok(segment.lock_slot().owner_pid()),

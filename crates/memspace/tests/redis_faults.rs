@@ -294,9 +294,8 @@ fn keep_busy(url: &str, busy: Duration) -> std::thread::JoinHandle<()> {
     })
 }
 
-#[test]
-fn a_lease_outlives_a_server_busy_with_a_long_script() {
-    let _dog = common::Watchdog::start();
+/// A server that answers BUSY once a script has run for 100 ms, and a connection to it.
+fn server_soon_busy() -> (RedisServer, redis::Connection) {
     let server = RedisServer::start();
     let client = redis::Client::open(server.url()).expect("a client");
     let mut admin = client.get_connection().expect("connect");
@@ -306,6 +305,13 @@ fn a_lease_outlives_a_server_busy_with_a_long_script() {
         .arg(100)
         .query(&mut admin)
         .expect("lower the busy-reply threshold");
+    (server, admin)
+}
+
+#[test]
+fn a_lease_outlives_a_server_busy_with_a_long_script() {
+    let _dog = common::Watchdog::start();
+    let (server, _admin) = server_soon_busy();
     let name = format!("{}?lease_ms=1500", server.name("busy-lock"));
     let lock = Lock::create(&name).expect("create the lock");
     let guard = lock.lock().expect("lock");
@@ -330,15 +336,7 @@ fn a_lease_outlives_a_server_busy_with_a_long_script() {
 #[test]
 fn reads_wait_out_a_server_busy_with_a_long_script() {
     let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let client = redis::Client::open(server.url()).expect("a client");
-    let mut admin = client.get_connection().expect("connect");
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("busy-reply-threshold")
-        .arg(100)
-        .query(&mut admin)
-        .expect("lower the busy-reply threshold");
+    let (server, mut admin) = server_soon_busy();
     let list = SharedList::<u32>::create(&server.name("busy-list")).expect("create the list");
     list.extend([1, 2, 3]).expect("extend");
     let queue = Queue::<u32>::create(&server.name("busy-queue")).expect("create the queue");

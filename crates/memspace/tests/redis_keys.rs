@@ -38,14 +38,35 @@ fn object_of(name: &str) -> &str {
     name.rsplit('/').next().expect("a name")
 }
 
-/// Asserts that `result` is `OpenError::NotFound` for `name`.
+/// Asserts that `result` is `OpenError::NotFound` for `name` (the object was removed).
 fn assert_not_found<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Error>) {
-    match result {
-        Err(Error::Open(OpenError::NotFound { name: found })) => {
+    assert_gone(what, name, result, false);
+}
+
+/// Asserts that `result` is `OpenError::Replaced` for `name` (removed and created again).
+fn assert_replaced<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Error>) {
+    assert_gone(what, name, result, true);
+}
+
+fn assert_gone<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Error>, again: bool) {
+    match (result, again) {
+        (Err(Error::Open(OpenError::NotFound { name: found })), false)
+        | (Err(Error::Open(OpenError::Replaced { name: found })), true) => {
             assert_eq!(found.as_str(), name, "{what}: the error names the object");
         }
-        other => panic!("{what} after removal: expected NotFound, got {other:?}"),
+        (other, _) => {
+            let expected = if again { "Replaced" } else { "NotFound" };
+            panic!("{what}: expected {expected}, got {other:?}");
+        }
     }
+}
+
+/// The crate's error inside a queue's error.
+fn queue_error<T>(result: Result<T, QueueError>) -> Result<T, Error> {
+    result.map_err(|err| match err {
+        QueueError::Other(err) => err,
+        other => panic!("expected a queue error wrapping memspace's, got {other:?}"),
+    })
 }
 
 #[test]
@@ -86,12 +107,7 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
     assert_not_found("insert", &map_name, map.insert(&key, &2));
     assert_not_found("remove", &map_name, map.remove(&key));
     assert_not_found("clear", &map_name, map.clear());
-    match queue.put(&2) {
-        Err(QueueError::Other(Error::Open(OpenError::NotFound { name }))) => {
-            assert_eq!(name.as_str(), queue_name);
-        }
-        other => panic!("put after removal: expected NotFound, got {other:?}"),
-    }
+    assert_not_found("put after removal", &queue_name, queue_error(queue.put(&2)));
     assert_not_found("set", &value_name, value.set(2));
     let mut changed = false;
     assert_not_found(
@@ -196,12 +212,11 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
         waiter.join().expect("waiter"),
     );
 
-    match queue.try_get() {
-        Err(QueueError::Other(Error::Open(OpenError::NotFound { name }))) => {
-            assert_eq!(name.as_str(), queue_name);
-        }
-        other => panic!("try_get after removal: expected NotFound, got {other:?}"),
-    }
+    assert_not_found(
+        "try_get after removal",
+        &queue_name,
+        queue_error(queue.try_get()),
+    );
     assert_not_found("is_set", &event_name, event.is_set());
     assert_not_found("len", &queue_name, queue.len());
     assert_not_found("to_vec", &queue_name, queue.to_vec());
@@ -238,16 +253,6 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
         "a read, a wait or a lock attempt recreated a key: {:?}",
         memspace_keys(&server)
     );
-}
-
-/// Asserts that `result` is `OpenError::Replaced` for `name`.
-fn assert_replaced<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Error>) {
-    match result {
-        Err(Error::Open(OpenError::Replaced { name: found })) => {
-            assert_eq!(found.as_str(), name, "{what}: the error names the object");
-        }
-        other => panic!("{what} after re-creation: expected Replaced, got {other:?}"),
-    }
 }
 
 #[test]
@@ -332,18 +337,16 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
         }
         other => panic!("try_lock after re-creation: expected Unavailable, got {other:?}"),
     }
-    match delivery.ack() {
-        Err(QueueError::Other(Error::Open(OpenError::Replaced { name }))) => {
-            assert_eq!(name.as_str(), queue_name);
-        }
-        other => panic!("ack after re-creation: expected Replaced, got {other:?}"),
-    }
-    match queue.try_get() {
-        Err(QueueError::Other(Error::Open(OpenError::Replaced { name }))) => {
-            assert_eq!(name.as_str(), queue_name);
-        }
-        other => panic!("try_get after re-creation: expected Replaced, got {other:?}"),
-    }
+    assert_replaced(
+        "ack after re-creation",
+        &queue_name,
+        queue_error(delivery.ack()),
+    );
+    assert_replaced(
+        "try_get after re-creation",
+        &queue_name,
+        queue_error(queue.try_get()),
+    );
     assert_eq!(new_queue.get().expect("the new queue kept its item"), 2);
     for gone in [
         &value_name,

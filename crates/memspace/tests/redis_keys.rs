@@ -23,6 +23,13 @@ fn admin(server: &RedisServer) -> redis::Connection {
         .expect("connect")
 }
 
+/// Runs a command by hand, as an operator with `redis-cli` would, and checks that the server
+/// carried it out.
+fn by_hand(server: &RedisServer, command: &[&str]) {
+    let answer = server.command(command);
+    assert!(!answer.starts_with('-'), "{command:?}: {answer}");
+}
+
 /// The keys memspace made on `server`, sorted.
 fn memspace_keys(server: &RedisServer) -> Vec<String> {
     let mut keys: Vec<String> = redis::cmd("KEYS")
@@ -367,11 +374,7 @@ fn a_value_update_on_a_missing_key_fails_without_writing() {
     let name = server.name(&common::unique_name("value"));
     let value = Value::create(&name, 7u64).expect("create");
     let items = format!("memspace:{{{}}}:items", object_of(&name));
-    let () = redis::cmd("DEL")
-        .arg(&items)
-        .query(&mut admin(&server))
-        .map(|_: u64| ())
-        .expect("DEL");
+    by_hand(&server, &["DEL", &items]);
 
     let mut changed = false;
     let err = value
@@ -391,13 +394,7 @@ fn a_value_update_on_a_missing_key_fails_without_writing() {
 
     // Bytes of another size: reported, and left as they are. A `SET`, even of the same bytes,
     // would drop the key's expiry.
-    let () = redis::cmd("SET")
-        .arg(&items)
-        .arg("abc")
-        .arg("EX")
-        .arg(1000)
-        .query(&mut admin(&server))
-        .expect("SET");
+    by_hand(&server, &["SET", &items, "abc", "EX", "1000"]);
     let err = value
         .update(|v| *v += 1)
         .expect_err("3 bytes are not a u64");
@@ -431,11 +428,7 @@ fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
     let name = server.name(&common::unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
     let key = format!("memspace:{{{}}}:items", object_of(&name));
-    let () = redis::cmd("SET")
-        .arg(&key)
-        .arg("junk")
-        .query(&mut admin(&server))
-        .expect("SET");
+    by_hand(&server, &["SET", &key, "junk"]);
 
     let outcome = within_10_s("lock()", {
         let name = name.clone();
@@ -488,12 +481,7 @@ fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
     let name = server.name(&common::unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
     let key = format!("memspace:{{{}}}:items", object_of(&name));
-    let () = redis::cmd("RPUSH")
-        .arg(&key)
-        .arg("x")
-        .query(&mut admin(&server))
-        .map(|_: u64| ())
-        .expect("RPUSH");
+    by_hand(&server, &["RPUSH", &key, "x"]);
     let outcome = within_10_s("try_lock_for", {
         let name = name.clone();
         move || match Lock::open(&name)
@@ -509,11 +497,7 @@ fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
 
     // A lease in the form the lock writes, but without its expiry (a holder's lease after a
     // `PERSIST`): nobody would ever take the lock again.
-    let () = redis::cmd("SET")
-        .arg(&key)
-        .arg("4242:0a1b:7")
-        .query(&mut admin(&server))
-        .expect("SET");
+    by_hand(&server, &["SET", &key, "4242:0a1b:7"]);
     let err = lock
         .try_lock_for(Duration::from_secs(5))
         .map(drop)
@@ -533,13 +517,7 @@ fn junk_with_an_expiry_in_a_lock_key_holds_the_lock_until_it_expires() {
     let name = server.name(&common::unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
     let key = format!("memspace:{{{}}}:items", object_of(&name));
-    let () = redis::cmd("SET")
-        .arg(&key)
-        .arg("junk")
-        .arg("PX")
-        .arg(600)
-        .query(&mut admin(&server))
-        .expect("SET");
+    by_hand(&server, &["SET", &key, "junk", "PX", "600"]);
     assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })));
     assert!(matches!(
         lock.try_lock_for(Duration::from_millis(20)),
@@ -608,11 +586,7 @@ fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() 
     let lock = Lock::create(&name).expect("create");
     let object = object_of(&name);
     let fence = format!("memspace:{{{object}}}:fence");
-    let () = redis::cmd("SET")
-        .arg(&fence)
-        .arg(-5)
-        .query(&mut admin(&server))
-        .expect("SET");
+    by_hand(&server, &["SET", &fence, "-5"]);
     let err = lock.try_lock().map(drop).expect_err("a token below 1");
     assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
     let text = err.to_string();
@@ -749,11 +723,7 @@ fn a_data_key_of_another_type_is_damage_for_every_read() {
     let name = server.name(&common::unique_name("list"));
     let list = SharedList::<u32>::create(&name).expect("create");
     let key = format!("memspace:{{{}}}:items", object_of(&name));
-    let () = redis::cmd("SET")
-        .arg(&key)
-        .arg("x")
-        .query(&mut admin(&server))
-        .expect("SET");
+    by_hand(&server, &["SET", &key, "x"]);
     for (what, outcome) in [
         ("len", list.len().map(drop)),
         ("get", list.get(0).map(drop)),

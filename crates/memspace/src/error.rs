@@ -48,7 +48,7 @@ pub enum Error {
     /// The segment's content breaks an invariant memspace keeps (a peer wrote garbage, or the
     /// file was edited by something else).
     #[error(
-        "segment `{name}` is damaged: {what}; `memspace inspect {name}` shows it, `memspace rm {name}` removes it"
+        "`{name}` is damaged: {what}; `memspace inspect {name}` shows it, `memspace rm {name}` removes it"
     )]
     Corrupt {
         /// The segment.
@@ -221,9 +221,7 @@ pub enum OpenError {
         name: SegmentName,
     },
     /// A segment with this name exists already.
-    #[error(
-        "segment `{name}` already exists; open it instead, or remove it with `memspace rm {name}`"
-    )]
+    #[error("`{name}` already exists; open it instead, or remove it with `memspace rm {name}`")]
     AlreadyExists {
         /// The segment.
         name: SegmentName,
@@ -256,7 +254,7 @@ pub enum OpenError {
     },
     /// The segment was written by an incompatible layout version of this library.
     #[error(
-        "segment `{name}` has layout v{found}, this build reads v{expected}; use a matching memspace version"
+        "`{name}` has layout v{found}, this build reads v{expected}; use a matching memspace version"
     )]
     VersionMismatch {
         /// The segment.
@@ -267,7 +265,7 @@ pub enum OpenError {
         expected: u32,
     },
     /// The segment holds another kind of object than the one asked for.
-    #[error("segment `{name}` holds a {found}, not a {expected}")]
+    #[error("`{name}` holds a {found}, not a {expected}")]
     WrongKind {
         /// The segment.
         name: SegmentName,
@@ -278,7 +276,7 @@ pub enum OpenError {
     },
     /// The segment holds the right kind of object but for another value type.
     #[error(
-        "segment `{name}` holds values of type `{found}` ({found_size} bytes), not `{expected}` ({expected_size} bytes)"
+        "`{name}` holds values of type `{found}` ({found_size} bytes), not `{expected}` ({expected_size} bytes)"
     )]
     TypeMismatch {
         /// The segment.
@@ -305,7 +303,9 @@ pub enum OpenError {
         expected: u64,
     },
     /// The header is inconsistent.
-    #[error("segment `{name}` has a damaged header: {what}; remove it with `memspace rm {name}`")]
+    #[error(
+        "`{name}` is damaged and cannot be opened: {what}; remove it with `memspace rm {name}`"
+    )]
     Corrupt {
         /// The segment.
         name: SegmentName,

@@ -166,7 +166,7 @@ fn a_list_opened_as_a_lock_is_the_wrong_kind() {
     );
     assert_eq!(
         err.to_string(),
-        format!("segment `{}` holds a list, not a lock", name.0)
+        format!("`{}` holds a list, not a lock", name.0)
     );
 }
 

@@ -88,5 +88,5 @@ pub use crate::sync::{Lock, Mutex};
 /// The objects memspace keeps on a Redis server: list, inspect and remove them by name (what
 /// `memspace ls --redis`, `inspect` and `rm` use).
 pub mod remote {
-    pub use crate::redis::{Listed, describe, list_objects, remove};
+    pub use crate::redis::{Listed, Problem, describe, list_objects, remove};
 }

@@ -233,6 +233,29 @@ impl Permit for memspace::sync::Permit<'_> {
     }
 }
 
+/// Starts `target` in a process with `shared` and a readiness event, and returns the process
+/// once the target has set the event (it then holds what it was to hold).
+fn start_until_ready<S>(target: fn((S, Event)), shared: &S) -> Process<(S, Event), ()>
+where
+    S: Clone + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let ready = Event::new().expect("event");
+    let mut process = Process::new(target, (shared.clone(), ready.clone()));
+    process.start().expect("start");
+    ready.wait().expect("wait");
+    process
+}
+
+/// Kills `process` with SIGKILL and reaps it.
+fn kill<A, R>(mut process: Process<A, R>)
+where
+    A: serde::Serialize + serde::de::DeserializeOwned,
+    R: serde::Serialize + serde::de::DeserializeOwned,
+{
+    process.kill().expect("SIGKILL");
+    let _ = process.join();
+}
+
 fn hold_permit_forever((semaphore, holding): (Semaphore, Event)) {
     semaphore.acquire().expect("acquire").forget();
     holding.set().expect("set");
@@ -245,16 +268,12 @@ fn hold_permit_forever((semaphore, holding): (Semaphore, Event)) {
 fn a_permit_held_by_a_killed_process_comes_back() {
     watchdog();
     let semaphore = Semaphore::new(1).expect("semaphore");
-    let holding = Event::new().expect("event");
-    let mut holder = Process::new(hold_permit_forever, (semaphore.clone(), holding.clone()));
-    holder.start().expect("start");
-    holding.wait().expect("wait");
+    let holder = start_until_ready(hold_permit_forever, &semaphore);
     assert!(
         semaphore.try_acquire().is_err(),
         "the holder has the only permit"
     );
-    holder.kill().expect("SIGKILL");
-    let _ = holder.join();
+    kill(holder);
     let permit = semaphore
         .acquire_timeout(Duration::from_secs(10))
         .expect("the dead holder's permit came back");
@@ -336,8 +355,7 @@ fn a_party_killed_while_waiting_breaks_the_barrier() {
     while barrier.waiting() == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    doomed.kill().expect("SIGKILL");
-    let _ = doomed.join();
+    kill(doomed);
     let err = barrier.wait().expect_err("passed with a dead party");
     assert!(matches!(err, BarrierError::PartyDied { .. }), "{err:?}");
     assert!(barrier.is_broken());
@@ -389,17 +407,13 @@ fn read_forever((lock, reading): (RwLock<u64>, Event)) {
 fn a_killed_reader_does_not_keep_writers_out() {
     watchdog();
     let lock = RwLock::new(5u64).expect("rwlock");
-    let reading = Event::new().expect("event");
-    let mut reader = Process::new(read_forever, (lock.clone(), reading.clone()));
-    reader.start().expect("start");
-    reading.wait().expect("wait");
+    let reader = start_until_ready(read_forever, &lock);
     assert_eq!(lock.readers(), 1);
     assert!(matches!(
         lock.try_write_for(Duration::from_millis(20)),
         Err(LockError::Timeout { .. })
     ));
-    reader.kill().expect("SIGKILL");
-    let _ = reader.join();
+    kill(reader);
     *lock
         .try_write_for(Duration::from_secs(10))
         .expect("the dead reader was reaped") = 6;
@@ -419,12 +433,7 @@ fn write_forever((lock, writing): (RwLock<u64>, Event)) {
 fn a_killed_writer_is_reported_to_readers_until_a_writer_repairs() {
     watchdog();
     let lock = RwLock::new(1u64).expect("rwlock");
-    let writing = Event::new().expect("event");
-    let mut writer = Process::new(write_forever, (lock.clone(), writing.clone()));
-    writer.start().expect("start");
-    writing.wait().expect("wait");
-    writer.kill().expect("SIGKILL");
-    let _ = writer.join();
+    kill(start_until_ready(write_forever, &lock));
     let Err(LockError::OwnerDied(read)) = lock.read() else {
         panic!("a reader was not told the writer died");
     };
@@ -501,12 +510,7 @@ fn hold_value_forever((value, holding): (Value<u64>, Event)) {
 fn debug_of_a_value_whose_holder_was_killed_repairs_the_lock_it_takes_over() {
     watchdog();
     let value = Value::new(1u64).expect("value");
-    let holding = Event::new().expect("event");
-    let mut holder = Process::new(hold_value_forever, (value.clone(), holding.clone()));
-    holder.start().expect("start");
-    holding.wait().expect("wait");
-    holder.kill().expect("SIGKILL");
-    let _ = holder.join();
+    kill(start_until_ready(hold_value_forever, &value));
     // Debug takes the dead holder's lock over; dropping it unrepaired would leave the lock
     // unrecoverable for every process.
     let shown = format!("{value:?}");
@@ -591,8 +595,7 @@ fn a_waiter_killed_while_waiting_does_not_swallow_a_notification() {
     waiting.wait().expect("wait");
     // The doomed waiter is asleep in the condvar (it released the lock to get there).
     drop(flag.lock().expect("the waiter released the lock"));
-    doomed.kill().expect("SIGKILL");
-    let _ = doomed.join();
+    kill(doomed);
     // A live waiter now gets the one notification that is sent.
     let arrived = Semaphore::new(0).expect("semaphore");
     let mut live = Process::new(

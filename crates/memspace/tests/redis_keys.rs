@@ -45,6 +45,11 @@ fn object_of(name: &str) -> &str {
     name.rsplit('/').next().expect("a name")
 }
 
+/// The key that holds the data of the object `name` (a lock's lease).
+fn items_key(name: &str) -> String {
+    format!("memspace:{{{}}}:items", object_of(name))
+}
+
 /// Asserts that `result` is `OpenError::NotFound` for `name` (the object was removed).
 fn assert_not_found<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Error>) {
     assert_gone(what, name, result, false);
@@ -373,7 +378,7 @@ fn a_value_update_on_a_missing_key_fails_without_writing() {
     let server = RedisServer::start();
     let name = server.name(&common::unique_name("value"));
     let value = Value::create(&name, 7u64).expect("create");
-    let items = format!("memspace:{{{}}}:items", object_of(&name));
+    let items = items_key(&name);
     by_hand(&server, &["DEL", &items]);
 
     let mut changed = false;
@@ -427,7 +432,7 @@ fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
     let server = RedisServer::start();
     let name = server.name(&common::unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
-    let key = format!("memspace:{{{}}}:items", object_of(&name));
+    let key = items_key(&name);
     by_hand(&server, &["SET", &key, "junk"]);
 
     let outcome = within_10_s("lock()", {
@@ -480,7 +485,7 @@ fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
     let server = RedisServer::start();
     let name = server.name(&common::unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
-    let key = format!("memspace:{{{}}}:items", object_of(&name));
+    let key = items_key(&name);
     by_hand(&server, &["RPUSH", &key, "x"]);
     let outcome = within_10_s("try_lock_for", {
         let name = name.clone();
@@ -516,7 +521,7 @@ fn junk_with_an_expiry_in_a_lock_key_holds_the_lock_until_it_expires() {
     let server = RedisServer::start();
     let name = server.name(&common::unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
-    let key = format!("memspace:{{{}}}:items", object_of(&name));
+    let key = items_key(&name);
     by_hand(&server, &["SET", &key, "junk", "PX", "600"]);
     assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })));
     assert!(matches!(
@@ -602,7 +607,7 @@ fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() 
         .expect("GET");
     assert_eq!(counter, -5, "a refused attempt left the counter as it was");
     assert!(
-        !memspace_keys(&server).contains(&format!("memspace:{{{object}}}:items")),
+        !memspace_keys(&server).contains(&items_key(&name)),
         "a lease was taken with a token below 1"
     );
     memspace::remote::remove(&name).expect("rm");
@@ -722,7 +727,7 @@ fn a_data_key_of_another_type_is_damage_for_every_read() {
     let server = RedisServer::start();
     let name = server.name(&common::unique_name("list"));
     let list = SharedList::<u32>::create(&name).expect("create");
-    let key = format!("memspace:{{{}}}:items", object_of(&name));
+    let key = items_key(&name);
     by_hand(&server, &["SET", &key, "x"]);
     for (what, outcome) in [
         ("len", list.len().map(drop)),

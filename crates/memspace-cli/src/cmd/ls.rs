@@ -99,16 +99,18 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
     if json {
         let array: Vec<serde_json::Value> = objects
             .iter()
-            .map(|object| match problem(object) {
+            .map(|object| match &object.problem {
                 None => json!({
                     "name": object.name,
                     "kind": object.kind,
                     "type_name": object.type_name,
                     "items": object.len,
                 }),
-                Some((why, damaged)) => {
-                    json!({ "name": object.name, "error": why, "damaged": damaged })
-                }
+                Some(problem) => json!({
+                    "name": object.name,
+                    "error": problem.what(),
+                    "damaged": problem.is_damage(),
+                }),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&array)?);
@@ -125,7 +127,7 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
         "TYPE".to_owned(),
     ]];
     for object in &objects {
-        rows.push(match problem(object) {
+        rows.push(match &object.problem {
             None => [
                 object.name.clone(),
                 object.kind.clone(),
@@ -135,7 +137,7 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
                 },
                 object.type_name.clone(),
             ],
-            Some((_, damaged)) => [
+            Some(problem) => [
                 object.name.clone(),
                 if object.kind.is_empty() {
                     "?".to_owned()
@@ -143,7 +145,7 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
                     object.kind.clone()
                 },
                 "-".to_owned(),
-                if damaged {
+                if problem.is_damage() {
                     "damaged (see below)"
                 } else {
                     "unreadable (see below)"
@@ -154,26 +156,18 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
     }
     print_table(&rows);
     for object in &objects {
-        match problem(object) {
-            Some((why, true)) => println!(
-                "damaged: {}: {why}; `memspace rm {}` removes it",
-                object.name, object.name
+        match &object.problem {
+            Some(problem) if problem.is_damage() => println!(
+                "damaged: {}: {}; `memspace rm {}` removes it",
+                object.name,
+                problem.what(),
+                object.name
             ),
-            Some((why, false)) => println!("unreadable: {}: {why}", object.name),
+            Some(problem) => println!("unreadable: {}: {}", object.name, problem.what()),
             None => {}
         }
     }
     Ok(())
-}
-
-/// What is wrong with a listed object, and whether it is damage (which `memspace rm` is the
-/// remedy for) rather than something this build cannot read.
-fn problem(object: &memspace::remote::Listed) -> Option<(&str, bool)> {
-    match (&object.damaged, &object.unreadable) {
-        (Some(why), _) => Some((why, true)),
-        (None, Some(why)) => Some((why, false)),
-        (None, None) => None,
-    }
 }
 
 fn print_table<const N: usize>(rows: &[[String; N]]) {

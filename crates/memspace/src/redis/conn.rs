@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, RedisError, RedisResult};
 
-use crate::error::{Error, OpenError, Result};
+use crate::error::{Error, Result};
 use crate::segment::SegmentName;
 use crate::sys;
 
@@ -220,28 +220,13 @@ impl Conn {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(200));
                 }
-                Err(err) if err.code() == Some(super::REMOVED) => {
-                    // A write script found the object's meta hash gone, and wrote nothing.
-                    self.give_back(current);
-                    return Err(OpenError::NotFound { name: name.clone() }.into());
-                }
-                Err(err) if err.code() == Some(super::NO_INCARNATION) => {
-                    // A checked script found the meta hash damaged, and wrote nothing.
-                    self.give_back(current);
-                    return Err(OpenError::Corrupt {
-                        name: name.clone(),
-                        what: "its meta record has no `incarnation` field".to_owned(),
-                    }
-                    .into());
-                }
-                Err(err) if err.code() == Some(super::REPLACED) => {
-                    // A write script found another object under the name, and wrote nothing.
-                    self.give_back(current);
-                    return Err(OpenError::Replaced { name: name.clone() }.into());
-                }
                 Err(err) => {
                     // The server answered: the connection is fine.
                     self.give_back(current);
+                    // A checked script that refused to run says why, having done nothing.
+                    if let Some(refusal) = super::guard_refusal(&err, name) {
+                        return Err(refusal);
+                    }
                     return Err(Error::Redis {
                         name: name.clone(),
                         op,

@@ -2,23 +2,11 @@
 //! first, backing off to 50 ms): simple, and it survives a server restart, which a
 //! subscription would not.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::Script;
-
-use super::{Object, checked_script};
+use super::{CHECKED_SET, Object};
 use crate::error::Result;
-
-/// Sets the flag to `ARGV[1]`, unless the event was removed.
-static STORE: LazyLock<Script> = LazyLock::new(|| {
-    checked_script(
-        r"
-redis.call('SET', KEYS[2], ARGV[1])
-return 1
-",
-    )
-});
 
 /// The Redis side of an `Event`: the string `memspace:{NAME}:items`.
 #[derive(Debug, Clone)]
@@ -43,7 +31,7 @@ impl RedisEvent {
         let object = &self.object;
         object.conn().read(object.name(), "setting", |c| {
             object
-                .guarded(&STORE)
+                .guarded(&CHECKED_SET)
                 .key(&self.items)
                 .arg(if set { "1" } else { "0" })
                 .invoke::<u64>(c)

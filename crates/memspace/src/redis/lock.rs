@@ -25,13 +25,13 @@ use std::cell::RefCell;
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 
-use super::{Object, checked_script};
+use super::{Object, checked_script, refused};
 use crate::error::{Error, OpenError, Result};
 use crate::sync::LockError;
 use crate::sys;
@@ -105,8 +105,8 @@ pub(crate) struct RedisLock {
     object: Arc<Object>,
     /// The server as the deadlock check names it: its first resolved address, so that
     /// `localhost:6379` and `127.0.0.1:6379` are one server (the name as given if it does not
-    /// resolve).
-    server: String,
+    /// resolve). Resolved at the first acquisition, not when the lock is opened.
+    server: OnceLock<String>,
     lease_key: String,
     fence_key: String,
     lease: Duration,
@@ -155,14 +155,8 @@ impl RedisLock {
         let lease = object
             .lease_ms()
             .map_or(DEFAULT_LEASE, Duration::from_millis);
-        let given = object.conn().server();
-        let server = given
-            .to_socket_addrs()
-            .ok()
-            .and_then(Iterator::min)
-            .map_or_else(|| given.to_owned(), |address| address.to_string());
         RedisLock {
-            server,
+            server: OnceLock::new(),
             lease_key: object.key("items"),
             fence_key: object.key("fence"),
             object,
@@ -177,9 +171,7 @@ impl RedisLock {
     /// The lock error for a failed command: the command's error is its source, so that the
     /// server, the operation and the client's complaint stay reachable.
     fn unavailable<G>(&self, err: Error) -> LockError<G> {
-        let fence_damaged = matches!(&err, Error::Redis { source, .. }
-            if source.downcast_ref::<redis::RedisError>()
-                .is_some_and(|e| e.code() == Some("MEMSPACE_FENCE")));
+        let fence_damaged = refused(&err, &["MEMSPACE_FENCE"]);
         let detail = match err {
             Error::Open(OpenError::NotFound { .. }) => {
                 "it was removed while this handle was open: create it again".to_owned()
@@ -285,7 +277,15 @@ impl RedisLock {
 
     /// What [`HELD`] records for this lock.
     fn held_key(&self) -> String {
-        format!("{} {} {}", sys::pid(), self.server, self.lease_key)
+        let server = self.server.get_or_init(|| {
+            let given = self.object.conn().server();
+            given
+                .to_socket_addrs()
+                .ok()
+                .and_then(Iterator::min)
+                .map_or_else(|| given.to_owned(), |address| address.to_string())
+        });
+        format!("{} {server} {}", sys::pid(), self.lease_key)
     }
 
     /// The pid and fencing token of the current holder, if the lease is held.

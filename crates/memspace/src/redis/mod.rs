@@ -58,16 +58,31 @@ use crate::segment::{Kind, RedisLocation, SegmentName};
 const VERSION: u32 = 2;
 /// The consumer group every queue consumer belongs to.
 pub(crate) const GROUP: &str = "memspace";
-/// The error code of a write script that found its object's meta hash gone: the object was
-/// removed while this handle was open. [`Conn`] reports it as [`OpenError::NotFound`].
-pub(crate) const REMOVED: &str = "MEMSPACE_REMOVED";
-/// The error code of a write script that found another incarnation in the meta hash: the
-/// object was removed and created again. [`Conn`] reports it as [`OpenError::Replaced`].
-pub(crate) const REPLACED: &str = "MEMSPACE_REPLACED";
+/// The error code of a checked script that found its object's meta hash gone: the object was
+/// removed while this handle was open ([`OpenError::NotFound`]).
+const REMOVED: &str = "MEMSPACE_REMOVED";
+/// The error code of a checked script that found another incarnation in the meta hash: the
+/// object was removed and created again ([`OpenError::Replaced`]).
+const REPLACED: &str = "MEMSPACE_REPLACED";
 /// The error code of a checked script that found the meta hash without its `incarnation`
-/// field (damage: the creator always writes it). [`Conn`] reports it as
-/// [`OpenError::Corrupt`].
-pub(crate) const NO_INCARNATION: &str = "MEMSPACE_NO_INCARNATION";
+/// field (damage: the creator always writes it; [`OpenError::Corrupt`]).
+const NO_INCARNATION: &str = "MEMSPACE_NO_INCARNATION";
+
+/// What a [`checked_script`]'s refusal to run means for object `name`, if `err` is one; the
+/// script did nothing. [`Conn`] reports it in place of the server's error.
+pub(crate) fn guard_refusal(err: &redis::RedisError, name: &SegmentName) -> Option<Error> {
+    let name = name.clone();
+    let refusal = match err.code()? {
+        REMOVED => OpenError::NotFound { name },
+        REPLACED => OpenError::Replaced { name },
+        NO_INCARNATION => OpenError::Corrupt {
+            name,
+            what: "its meta record has no `incarnation` field".to_owned(),
+        },
+        _ => return None,
+    };
+    Some(refusal.into())
+}
 
 /// A script that acts only on the object this handle opened (every write, and the reads that must
 /// tell a removal from damage), run through [`Object::guarded`], which passes the object's meta
@@ -110,6 +125,16 @@ const KINDS: [Kind; 12] = [
 fn parse_kind(text: &str) -> Option<Kind> {
     KINDS.into_iter().find(|kind| kind.as_str() == text)
 }
+
+/// Sets the string `KEYS[2]` to `ARGV[1]`, through the guard (a value's bytes, an event's flag).
+pub(crate) static CHECKED_SET: LazyLock<Script> = LazyLock::new(|| {
+    checked_script(
+        r"
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+",
+    )
+});
 
 /// Creates the meta hash and the kind's initial data in one step, unless the object exists.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
@@ -336,18 +361,24 @@ impl Object {
 
     /// Opens `name`, which must hold a `kind`, checking its meta hash (see [`read_meta`]).
     pub(crate) fn open(name: &SegmentName, kind: Kind) -> Result<Arc<Self>> {
-        let at = location(name)?;
-        let conn = Conn::new(name, &at.server)?;
-        let meta = read_meta(&conn, name, &at.object)?;
-        if meta.kind != kind {
+        let (object, found) = Self::open_any(name)?;
+        if found != kind {
             return Err(OpenError::WrongKind {
                 name: name.clone(),
-                found: meta.kind,
+                found,
                 expected: kind,
             }
             .into());
         }
-        Ok(Arc::new(Object {
+        Ok(object)
+    }
+
+    /// Opens `name` whatever it holds, and says what that is.
+    fn open_any(name: &SegmentName) -> Result<(Arc<Self>, Kind)> {
+        let at = location(name)?;
+        let conn = Conn::new(name, &at.server)?;
+        let meta = read_meta(&conn, name, &at.object)?;
+        let object = Object {
             name: name.clone(),
             base: at.object.clone(),
             lease_ms: at.lease_ms,
@@ -357,7 +388,8 @@ impl Object {
             type_name: meta.type_name,
             size: meta.size,
             capacity: meta.capacity,
-        }))
+        };
+        Ok((Arc::new(object), meta.kind))
     }
 
     pub(crate) fn name(&self) -> &SegmentName {
@@ -397,11 +429,8 @@ impl Object {
     /// [`OpenError::Replaced`] if it was created again since this handle opened it, what the
     /// server answered if it could not be asked, and otherwise damage: [`Error::Corrupt`].
     pub(crate) fn explain_missing(&self, op: &'static str, missing: String) -> Error {
-        static CHECK: LazyLock<Script> = LazyLock::new(|| checked_script("return 1"));
-        match self
-            .conn
-            .read(&self.name, op, |c| self.guarded(&CHECK).invoke::<i64>(c))
-        {
+        // The check alone: the command only runs once the guard has passed.
+        match self.read_checked::<i64>(op, &self.meta, &[b"EXISTS"]) {
             Ok(_) => Error::Corrupt {
                 name: self.name.clone(),
                 what: missing,
@@ -513,11 +542,7 @@ impl Object {
     /// opened: [`OpenError::NotFound`] if it was removed, [`OpenError::Replaced`] if it was
     /// created again, [`Error::Corrupt`] if the key is missing.
     pub(crate) fn get_checked(&self, op: &'static str, key: &str) -> Result<Vec<u8>> {
-        static GET: LazyLock<Script> =
-            LazyLock::new(|| checked_script("return redis.call('GET', KEYS[2])"));
-        let bytes: Option<Vec<u8>> = self
-            .conn
-            .read(&self.name, op, |c| self.guarded(&GET).key(key).invoke(c))?;
+        let bytes: Option<Vec<u8>> = self.read_checked(op, key, &[b"GET"])?;
         // The guard passed: the object is this handle's, and the key's absence is damage.
         bytes.ok_or_else(|| Error::Corrupt {
             name: self.name.clone(),
@@ -571,34 +596,59 @@ pub struct Listed {
     pub type_name: String,
     /// Items (list, map, queue), or 0.
     pub len: u64,
-    /// Why the object cannot be used, if its keys are damaged (its meta hash is missing a
-    /// field or is not a hash, its items key has the wrong type, ...): `kind`, `type_name`
-    /// and `len` are then empty or 0 where they could not be read. `memspace rm` removes it.
-    pub damaged: Option<String>,
-    /// Why the object cannot be read by this build although it need not be damaged (another
-    /// layout version of memspace made it, the server refused a command, its key is not a
-    /// name memspace accepts): nothing suggests removing it.
-    pub unreadable: Option<String>,
+    /// Why the object cannot be used, if it cannot: `kind`, `type_name` and `len` are then
+    /// empty or 0 where they could not be read.
+    pub problem: Option<Problem>,
+}
+
+/// Why a listed object cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Its keys are damaged (its meta hash is missing a field or is not a hash, its items key
+    /// has the wrong type, ...); `memspace rm` removes it.
+    Damaged(String),
+    /// This build cannot read it although it need not be damaged (another layout version of
+    /// memspace made it, the server refused a command, its key is not a name memspace
+    /// accepts): nothing suggests removing it.
+    Unreadable(String),
+}
+
+impl Problem {
+    /// What is wrong.
+    #[must_use]
+    pub fn what(&self) -> &str {
+        match self {
+            Problem::Damaged(what) | Problem::Unreadable(what) => what,
+        }
+    }
+
+    /// Whether it is damage, which removing the object is the remedy for.
+    #[must_use]
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Problem::Damaged(_))
+    }
 }
 
 /// Whether `err` says that an object's keys are damaged (a meta hash missing a field or
 /// holding an unreadable one, a key of the wrong type), as opposed to unreachable, refused,
 /// or made by another version.
 fn is_damage(err: &Error) -> bool {
-    match err {
-        Error::Open(OpenError::Corrupt { .. }) | Error::Corrupt { .. } => true,
-        Error::Redis { source, .. } => source
-            .downcast_ref::<redis::RedisError>()
-            .is_some_and(|e| refused_with(e, &["WRONGTYPE", "NOGROUP"])),
-        _ => false,
-    }
+    matches!(
+        err,
+        Error::Open(OpenError::Corrupt { .. }) | Error::Corrupt { .. }
+    ) || refused(err, &["WRONGTYPE", "NOGROUP"])
 }
 
 /// Whether the server refused a command of `err` because a key holds another type.
 fn is_wrong_type(err: &Error) -> bool {
+    refused(err, &["WRONGTYPE"])
+}
+
+/// Whether `err` is the server refusing a command with one of the error `codes`.
+pub(crate) fn refused(err: &Error, codes: &[&str]) -> bool {
     matches!(err, Error::Redis { source, .. }
-        if source.downcast_ref::<redis::RedisError>()
-            .is_some_and(|e| refused_with(e, &["WRONGTYPE"])))
+        if source.downcast_ref::<redis::RedisError>().is_some_and(|e| refused_with(e, codes)))
 }
 
 /// Whether the server refused a command (or, for a pipeline or transaction, one of its
@@ -641,26 +691,25 @@ fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
         kind,
         type_name,
         len,
-        damaged: None,
-        unreadable: None,
+        problem: None,
     };
     let unusable = |kind: String, type_name: String, err: Error, why: String| {
         let mut entry = listed(kind, type_name, 0);
-        if is_damage(&err) {
-            entry.damaged = Some(why);
+        entry.problem = Some(if is_damage(&err) {
+            Problem::Damaged(why)
         } else {
-            entry.unreadable = Some(why);
-        }
+            Problem::Unreadable(why)
+        });
         Ok(Some(entry))
     };
     let name = match SegmentName::new(&full) {
         Ok(name) => name,
         Err(err) => {
             let mut entry = listed(String::new(), String::new(), 0);
-            entry.unreadable = Some(format!(
+            entry.problem = Some(Problem::Unreadable(format!(
                 "{err}; its keys can only be removed by hand (`redis-cli DEL \
                  'memspace:{{{object}}}' 'memspace:{{{object}}}:items' 'memspace:{{{object}}}:seq'`)"
-            ));
+            )));
             return Ok(Some(entry));
         }
     };
@@ -668,16 +717,8 @@ fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
         Ok(meta) => meta,
         Err(Error::Open(OpenError::NotFound { .. })) => return Ok(None),
         Err(err @ Error::RedisUnreachable { .. }) => return Err(err),
-        Err(Error::Open(OpenError::Corrupt { name, what })) => {
-            let err = OpenError::Corrupt {
-                name,
-                what: what.clone(),
-            }
-            .into();
-            return unusable(String::new(), String::new(), err, what);
-        }
         Err(err) => {
-            let why = err.to_string();
+            let why = damage_text(&err);
             return unusable(String::new(), String::new(), err, why);
         }
     };
@@ -705,7 +746,7 @@ fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
 }
 
 /// The memspace objects on the Redis server `url` (`redis://HOST:PORT`), by name. An object
-/// whose keys are damaged is listed with [`Listed::damaged`] saying how; it does not stop the
+/// whose keys are damaged is listed with [`Listed::problem`] saying how; it does not stop the
 /// listing.
 ///
 /// # Errors
@@ -760,12 +801,11 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
                 kind: String::new(),
                 type_name: String::new(),
                 len: 0,
-                damaged: None,
-                unreadable: Some(
+                problem: Some(Problem::Unreadable(
                     "its key is not UTF-8 text, so it names no memspace object; remove it with \
                      `redis-cli` if it is not another program's"
                         .to_owned(),
-                ),
+                )),
             }),
         }
     }
@@ -785,13 +825,6 @@ pub fn remove(name: &str) -> Result<()> {
     remove_keys(&conn, &name, &at.object)
 }
 
-/// The kind of the object `name`, its meta hash checked.
-pub(crate) fn kind_of(name: &SegmentName) -> Result<Kind> {
-    let at = location(name)?;
-    let conn = Conn::new(name, &at.server)?;
-    Ok(read_meta(&conn, name, &at.object)?.kind)
-}
-
 /// What `memspace inspect` shows of a Redis object: its kind and a few fields. If the data
 /// keys cannot be read as the kind says (a key of another type, written by hand), the fields
 /// end with `damaged`, saying what the server answered.
@@ -802,8 +835,7 @@ pub(crate) fn kind_of(name: &SegmentName) -> Result<Kind> {
 /// [`Error::RedisUnreachable`].
 pub fn describe(name: &str) -> Result<(Kind, Vec<(&'static str, String)>)> {
     let name = SegmentName::new(name)?;
-    let kind = kind_of(&name)?;
-    let object = Object::open(&name, kind)?;
+    let (object, kind) = Object::open_any(&name)?;
     let items = object.key("items");
     let mut fields = vec![
         ("backend", "redis".to_owned()),

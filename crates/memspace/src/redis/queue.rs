@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{Script, Value};
 
-use super::{GROUP, Object, checked_script, refused_with};
+use super::{GROUP, Object, checked_script, refused};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -183,13 +183,11 @@ impl RedisQueue {
     }
 
     /// Turns the server's "no such stream or group" (`NOGROUP`, or `UNBLOCKED` for a receiver
-    /// whose stream was deleted while it waited) into what it means (see [`Object::absence`]):
-    /// the queue was removed, or created again, or its stream or group is damaged.
+    /// whose stream was deleted while it waited) into what it means (see
+    /// [`Object::explain_missing`]): the queue was removed, or created again, or its stream or
+    /// group is damaged.
     fn explain_missing_group(&self, op: &'static str, err: Error) -> Error {
-        let missing = matches!(&err, Error::Redis { source, .. }
-            if source.downcast_ref::<redis::RedisError>()
-                .is_some_and(|e| refused_with(e, &["NOGROUP", "UNBLOCKED"])));
-        if !missing {
+        if !refused(&err, &["NOGROUP", "UNBLOCKED"]) {
             return err;
         }
         self.object.explain_missing(
@@ -321,40 +319,39 @@ impl RedisQueue {
 
     /// Acknowledges `item`; `false` if it is no longer in flight with its receiver.
     pub(crate) fn ack(&self, item: &Received) -> Result<bool> {
-        let object = &self.object;
-        // Compare-and-acknowledge can be repeated: retried like a read.
-        let done: u64 = object
-            .conn()
-            .read(object.name(), "acknowledging", |c| {
-                object
-                    .guarded(&ACK)
-                    .key(&self.items)
-                    .arg(GROUP)
-                    .arg(&item.id)
-                    .arg(&item.consumer)
-                    .invoke(c)
-            })
-            .map_err(|err| self.explain_missing_group("acknowledging", err))?;
-        Ok(done == 1)
+        self.settle("acknowledging", &ACK, item, &[])
     }
 
     /// Puts `item` back for the next receiver; `false` if it is no longer in flight with its
     /// receiver.
     pub(crate) fn nack(&self, item: &Received) -> Result<bool> {
+        self.settle("putting back", &NACK, item, &[PUT_BACK_IDLE_MS])
+    }
+
+    /// Runs `script` ([`ACK`] or [`NACK`]) on `item`, with `extra` arguments after the item's
+    /// id and consumer: whether the item was still in flight with its receiver. A compare-and-
+    /// settle can be repeated, so it is retried like a read.
+    fn settle(
+        &self,
+        op: &'static str,
+        script: &Script,
+        item: &Received,
+        extra: &[u64],
+    ) -> Result<bool> {
         let object = &self.object;
         let done: u64 = object
             .conn()
-            .read(object.name(), "putting back", |c| {
-                object
-                    .guarded(&NACK)
+            .read(object.name(), op, |c| {
+                let mut invocation = object.guarded(script);
+                invocation
                     .key(&self.items)
                     .arg(GROUP)
                     .arg(&item.id)
                     .arg(&item.consumer)
-                    .arg(PUT_BACK_IDLE_MS)
-                    .invoke(c)
+                    .arg(extra);
+                invocation.invoke(c)
             })
-            .map_err(|err| self.explain_missing_group("putting back", err))?;
+            .map_err(|err| self.explain_missing_group(op, err))?;
         Ok(done == 1)
     }
 

@@ -1,22 +1,10 @@
 //! [`RedisValue`]: a `Value<T>` as a Redis string holding `T`'s bytes, updated with
 //! `WATCH`/`MULTI`/`EXEC` so that an update is atomic.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use redis::Script;
-
-use super::{Object, checked_script};
+use super::{CHECKED_SET, Object};
 use crate::error::Result;
-
-/// Replaces the bytes, unless the value was removed.
-static SET: LazyLock<Script> = LazyLock::new(|| {
-    checked_script(
-        r"
-redis.call('SET', KEYS[2], ARGV[1])
-return 1
-",
-    )
-});
 
 /// How one optimistic attempt at an update ended.
 enum Attempt {
@@ -59,7 +47,7 @@ impl RedisValue {
         let object = &self.object;
         object.conn().write(object.name(), "writing", |c| {
             object
-                .guarded(&SET)
+                .guarded(&CHECKED_SET)
                 .key(&self.items)
                 .arg(bytes)
                 .invoke::<u64>(c)
@@ -88,34 +76,13 @@ impl RedisValue {
                     .arg(object.meta_key())
                     .arg(&self.items)
                     .query::<()>(c)?;
-                // The incarnation first: the key of an object made later under the name may
-                // hold another type, which `GET` would refuse.
-                let incarnation: Option<String> = redis::cmd("HGET")
-                    .arg(object.meta_key())
-                    .arg("incarnation")
-                    .query(c)?;
-                let current: Option<Vec<u8>> =
-                    if incarnation.as_deref() == Some(object.incarnation()) {
-                        redis::cmd("GET").arg(&self.items).query(c)?
-                    } else {
-                        None
-                    };
-                let Some(current) = current else {
-                    redis::cmd("UNWATCH").query::<()>(c)?;
-                    return Ok(Attempt::Absent);
-                };
-                let Some(new) = change(&current) else {
-                    redis::cmd("UNWATCH").query::<()>(c)?;
-                    return Ok(Attempt::Declined(current));
-                };
-                let applied: Option<()> = redis::pipe()
-                    .atomic()
-                    .cmd("SET")
-                    .arg(&self.items)
-                    .arg(&new)
-                    .ignore()
-                    .query(c)?;
-                Ok(applied.map_or(Attempt::Raced, |()| Attempt::Applied(new)))
+                let attempt = self.attempt(c, change);
+                // `EXEC` ends the watch; any other ending must, or the connection would carry
+                // it back to the pool and into its next transaction.
+                if !matches!(attempt, Ok(Attempt::Applied(_) | Attempt::Raced)) {
+                    let _ = redis::cmd("UNWATCH").query::<()>(c);
+                }
+                attempt
             })?;
             match attempt {
                 Attempt::Applied(bytes) | Attempt::Declined(bytes) => return Ok(bytes),
@@ -128,5 +95,39 @@ impl RedisValue {
                 }
             }
         }
+    }
+
+    /// One attempt of [`RedisValue::update`], under the `WATCH` of the value and its meta hash.
+    fn attempt(
+        &self,
+        c: &mut redis::Connection,
+        change: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> redis::RedisResult<Attempt> {
+        let object = &self.object;
+        // The incarnation first: the key of an object made later under the name may hold
+        // another type, which `GET` would refuse.
+        let incarnation: Option<String> = redis::cmd("HGET")
+            .arg(object.meta_key())
+            .arg("incarnation")
+            .query(c)?;
+        let current: Option<Vec<u8>> = if incarnation.as_deref() == Some(object.incarnation()) {
+            redis::cmd("GET").arg(&self.items).query(c)?
+        } else {
+            None
+        };
+        let Some(current) = current else {
+            return Ok(Attempt::Absent);
+        };
+        let Some(new) = change(&current) else {
+            return Ok(Attempt::Declined(current));
+        };
+        let applied: Option<()> = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&self.items)
+            .arg(&new)
+            .ignore()
+            .query(c)?;
+        Ok(applied.map_or(Attempt::Raced, |()| Attempt::Applied(new)))
     }
 }

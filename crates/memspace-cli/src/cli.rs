@@ -8,6 +8,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Also open segments owned by USER (a user name or uid). By default only your own
+    /// segments are opened: whoever owns a segment can change anything in it.
+    #[arg(long, global = true, value_name = "USER")]
+    pub(crate) trust_owner: Option<String>,
+    /// Also open segments whose mode grants up to these permission bits (octal, default 600):
+    /// every user a segment's mode lets in can change it.
+    #[arg(long, global = true, value_name = "MODE", value_parser = parse_mode)]
+    pub(crate) accept_mode: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -86,11 +86,137 @@ fn a_wider_mode_lets_another_user_in() {
             .status
             .success()
     );
-    assert!(memspace(&["list", "push", &name.0, "1"]).status.success());
-    let output = memspace_as_nobody(&["list", "push", &name.0, "2"]);
+    // Even its creator accepts a mode wider than 0600 only when told to.
+    let output = memspace(&["list", "push", &name.0, "1"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        memspace(&["--accept-mode", "666", "list", "push", &name.0, "1"])
+            .status
+            .success()
+    );
+    let output = memspace_as_nobody(&[
+        "list",
+        "push",
+        &name.0,
+        "2",
+        "--trust-owner",
+        "root",
+        "--accept-mode",
+        "666",
+    ]);
     assert!(output.status.success(), "{output:?}");
-    let output = memspace(&["list", "get", &name.0]);
+    let output = memspace(&["--accept-mode", "666", "list", "get", &name.0]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "[1,2]");
+}
+
+/// The size of `path`, and a digest of its bytes, to see that nothing wrote into it.
+fn fingerprint(path: &str) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(path).expect("read the planted file");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    (bytes.len() as u64, hasher.finish())
+}
+
+#[test]
+fn a_segment_planted_by_another_user_is_refused_unless_its_owner_is_trusted() {
+    if !is_root() {
+        eprintln!("skipped: switching to another user needs root");
+        return;
+    }
+    // `nobody` plants a list, a lock and a file segment, open to everyone, where root will
+    // look for its own.
+    let list = Name(format!("security.{}.planted-list", std::process::id()));
+    let lock = Name(format!("security.{}.planted-lock", std::process::id()));
+    let file = Name(format!(
+        "file:/tmp/memspace-security.{}.planted",
+        std::process::id()
+    ));
+    for (kind, name) in [("list", &list.0), ("queue", &file.0)] {
+        let output = memspace_as_nobody(&[kind, "create", name, "--mode", "666"]);
+        assert!(output.status.success(), "{output:?}");
+    }
+    let output = memspace_as_nobody(&["lock", &lock.0, "--", "true"]);
+    assert!(output.status.success(), "{output:?}");
+    let list_path = format!("/dev/shm/memspace.{}", list.0);
+    let lock_path = format!("/dev/shm/memspace.{}", lock.0);
+    let file_path = file.0.trim_start_matches("file:").to_owned();
+    let before = [&list_path, &lock_path, &file_path].map(|path| fingerprint(path));
+
+    for args in [
+        vec!["list", "push", &list.0, "1"],
+        vec!["list", "len", &list.0],
+        vec!["queue", "put", &file.0, "1"],
+        vec!["lock", &lock.0, "--", "true"],
+    ] {
+        let output = memspace(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?} as root: {output:?}"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("belongs to user 65534") && stderr.contains("--trust-owner 65534"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        [&list_path, &lock_path, &file_path].map(|path| fingerprint(path)),
+        before,
+        "a refused open wrote into the planted segment"
+    );
+    // Trusting the owner is not enough while the mode lets everyone in; both are.
+    let output = memspace(&["--trust-owner", "nobody", "list", "push", &list.0, "1"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mode 0666"));
+    let trusted = ["--trust-owner", "nobody", "--accept-mode", "666"];
+    let output = memspace(&[&trusted[..], &["list", "push", &list.0, "1"]].concat());
+    assert!(output.status.success(), "{output:?}");
+    let output = memspace(&[&trusted[..], &["lock", &lock.0, "--", "true"]].concat());
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn rm_removes_only_memspace_segments() {
+    let dir = std::env::temp_dir().join(format!("memspace-rm.{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("make a directory");
+    let plain = dir.join("notes.txt");
+    std::fs::write(&plain, "not a segment\n").expect("write a plain file");
+    let segment = Name(format!("file:{}", dir.join("list.seg").display()));
+    assert!(memspace(&["list", "create", &segment.0]).status.success());
+    let link = dir.join("link.seg");
+    std::os::unix::fs::symlink(dir.join("list.seg"), &link).expect("make a symbolic link");
+    let planted = format!("security.{}.planted-garbage", std::process::id());
+    let planted_path = format!("/dev/shm/memspace.{planted}");
+    std::fs::write(&planted_path, vec![0xA5u8; 8192]).expect("plant garbage in /dev/shm");
+
+    let refused = [
+        (
+            format!("file:{}", plain.display()),
+            "not a memspace segment",
+        ),
+        (format!("file:{}", link.display()), "a symbolic link"),
+        (format!("file:{}", dir.display()), "not a regular file"),
+        (planted.clone(), "not a memspace segment"),
+    ];
+    for (name, why) in &refused {
+        let output = memspace(&["rm", name]);
+        assert_eq!(output.status.code(), Some(1), "rm {name}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(why) && stderr.contains(name.as_str()),
+            "rm {name}: {stderr}"
+        );
+    }
+    assert!(plain.exists() && link.exists() && dir.join("list.seg").exists());
+    assert!(std::path::Path::new(&planted_path).exists());
+    std::fs::remove_file(&planted_path).expect("remove the planted file");
+
+    let output = memspace(&["rm", &segment.0]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(!dir.join("list.seg").exists());
+    std::fs::remove_dir_all(&dir).expect("remove the directory");
 }
 
 #[test]

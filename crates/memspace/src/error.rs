@@ -234,6 +234,48 @@ pub enum OpenError {
         /// The segment.
         name: SegmentName,
     },
+    /// The segment belongs to another user than this process's effective user. Its owner can
+    /// change anything in it (or hold its lock for ever), so it is opened only when the caller
+    /// trusts that user.
+    #[error(
+        "segment `{name}` belongs to user {owner}, not to you (user {user}): its owner can change \
+         anything in it; open it only if you trust that user (`SegmentOptions::trust_owner({owner})`, \
+         `--trust-owner {owner}` on the command line)"
+    )]
+    UntrustedOwner {
+        /// The segment.
+        name: SegmentName,
+        /// The uid that owns it.
+        owner: u32,
+        /// This process's effective uid.
+        user: u32,
+    },
+    /// The segment's mode lets in more users than the open accepts: any of them can change it.
+    #[error(
+        "segment `{name}` has mode {mode:04o}, which grants more than the {accepted:04o} this open \
+         accepts: every user it lets in can change it; accept it with `SegmentOptions::mode(0o{mode:o})` \
+         (`--accept-mode {mode:o}` on the command line) if you trust them, or narrow it with `chmod`"
+    )]
+    UntrustedMode {
+        /// The segment.
+        name: SegmentName,
+        /// Its permission bits.
+        mode: u32,
+        /// The widest bits the open accepted.
+        accepted: u32,
+    },
+    /// Something other than a regular file is at the segment's name (a symbolic link, a
+    /// directory, a FIFO, a device): memspace neither opens nor removes it.
+    #[error(
+        "`{name}` is {what}, not a segment: memspace opens and removes only the regular files it \
+         creates; leave it alone, or remove it by other means if it is yours"
+    )]
+    NotAFile {
+        /// The name.
+        name: SegmentName,
+        /// What is there (`"a symbolic link"`, ...).
+        what: &'static str,
+    },
     /// The creator has not finished initialising it: it may still be starting, or it died
     /// while creating it.
     #[error(
@@ -246,7 +288,8 @@ pub enum OpenError {
     },
     /// The object exists but was not written by memspace.
     #[error(
-        "`{name}` is not a memspace segment (its header has no memspace signature); leave it alone or remove it with `memspace rm {name}`"
+        "`{name}` is not a memspace segment (its header has no memspace signature): memspace neither \
+         uses nor removes it; leave it alone, or remove it by other means if it is yours"
     )]
     Foreign {
         /// The segment.
@@ -343,6 +386,11 @@ impl OpenError {
             io::ErrorKind::NotFound => OpenError::NotFound { name },
             io::ErrorKind::AlreadyExists => OpenError::AlreadyExists { name },
             io::ErrorKind::PermissionDenied => OpenError::PermissionDenied { name },
+            // ELOOP: the last component is a symbolic link, which segment opens never follow.
+            _ if err.raw_os_error() == Some(crate::sys::ELOOP) => OpenError::NotAFile {
+                name,
+                what: "a symbolic link",
+            },
             _ => OpenError::Os {
                 name,
                 op,

@@ -1,5 +1,8 @@
 //! Handles travel as references: every handle type serializes as its segment's name, and
-//! deserializing one reopens that segment (a child process reattaches the same memory).
+//! deserializing one reopens that segment (a child process reattaches the same memory). A
+//! handle opened with a wider trust than the default (another owner, a wider mode: see
+//! [`SegmentOptions`](crate::SegmentOptions)) carries it after the name, so the child accepts
+//! the segment its parent accepted.
 
 /// Implements `Serialize` (the segment's name, from `name()`) and `Deserialize` (`open` by that
 /// name) for a handle type, under the bounds its `name` and `open` need.
@@ -11,7 +14,7 @@ macro_rules! serialize_as_name {
                 &self,
                 serializer: S,
             ) -> ::std::result::Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.name().as_str())
+                serializer.serialize_str(self.name().to_transport())
             }
         }
 

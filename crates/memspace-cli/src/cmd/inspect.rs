@@ -1,5 +1,7 @@
 //! `memspace inspect NAME`: a segment's header, lock, users, consistency and items.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use memspace::SharedList;
 use memspace::collections::{Queue, SharedMap};
@@ -9,35 +11,51 @@ use serde_json::{Value, json};
 use super::ls::bytes;
 use super::process;
 
-pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
+/// The exit status of `inspect` when the segment was read and `verify` found damage.
+pub(crate) const DAMAGED: u8 = 3;
+
+/// Prints what is known of `name`. Exits 0 if the segment is healthy, [`DAMAGED`] if
+/// `verify` found damage (after printing it), and 1 if it could not be read at all, or its
+/// items could not (for example, their lock stayed held for the observer's whole wait).
+pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<ExitCode> {
     if super::is_redis(name) {
-        return run_redis(name, items, as_json);
+        run_redis(name, items, as_json)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let segment = inspect::observe(name).with_context(|| format!("inspecting `{name}`"))?;
     let info = inspect::info(&segment);
     let report = inspect::verify(&segment);
     let values = if items {
-        items_of(info.kind, name, Some(segment))?
+        items_of(info.kind, name, Some(segment))
     } else {
-        None
+        Ok(None)
     };
     if as_json {
         let mut object = serde_json::to_value(&info)?;
         object["verify"] = serde_json::to_value(&report)?;
-        if let Some(values) = values {
-            object["values"] = Value::Array(values);
+        if let Ok(Some(values)) = &values {
+            object["values"] = Value::Array(values.clone());
         }
         println!("{}", serde_json::to_string_pretty(&object)?);
-        return Ok(());
-    }
-    print_info(&info, &report);
-    if let Some(values) = values {
-        println!("values");
-        for (index, value) in values.iter().enumerate() {
-            println!("{}", json!({ "index": index, "value": value }));
+    } else {
+        print_info(&info, &report);
+        if let Ok(Some(values)) = &values {
+            println!("values");
+            for (index, value) in values.iter().enumerate() {
+                println!("{}", json!({ "index": index, "value": value }));
+            }
         }
     }
-    Ok(())
+    values?;
+    if report.is_consistent() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "memspace: `{name}` is damaged: {} problem(s) found (listed above)",
+            report.problems.len()
+        );
+        Ok(ExitCode::from(DAMAGED))
+    }
 }
 
 /// `inspect redis://HOST:PORT/NAME`: the object's kind, keys and state, and its items.

@@ -72,5 +72,10 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
 }
 
 fn open(name: &str) -> anyhow::Result<SharedList<Value>> {
-    SharedList::open(name).with_context(|| format!("opening list `{name}`"))
+    match super::open_segment(name) {
+        Ok(Some(segment)) => SharedList::from_segment(segment),
+        Ok(None) => SharedList::open(name),
+        Err(err) => Err(err),
+    }
+    .with_context(|| format!("opening list `{name}`"))
 }

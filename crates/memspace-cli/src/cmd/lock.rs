@@ -75,9 +75,13 @@ pub(crate) fn run(
 }
 
 fn open_or_create(name: &str) -> anyhow::Result<Lock> {
-    match Lock::open(name) {
+    let open = || match super::open_segment(name)? {
+        Some(segment) => Lock::from_segment(segment),
+        None => Lock::open(name),
+    };
+    match open() {
         Err(Error::Open(OpenError::NotFound { .. })) => match Lock::create(name) {
-            Err(Error::Open(OpenError::AlreadyExists { .. })) => Lock::open(name),
+            Err(Error::Open(OpenError::AlreadyExists { .. })) => open(),
             other => other,
         },
         other => other,

@@ -1,15 +1,35 @@
 //! `memspace ls`: every memspace segment in /dev/shm, one line each.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
+use memspace::OpenError;
 use memspace::inspect::{self, SegmentInfo};
 use serde_json::json;
 
+use super::inspect::DAMAGED;
 use super::process;
 
 /// What scanning found under one name.
 pub(crate) enum Entry {
     Readable(Box<SegmentInfo>),
-    Unreadable { name: String, error: String },
+    Unreadable {
+        name: String,
+        error: String,
+        /// Whether the error is damage (a corrupt or truncated segment), not an access
+        /// problem or a creation under way.
+        damaged: bool,
+    },
+}
+
+impl Entry {
+    /// Whether the segment is damaged, as far as a look without reading its items tells.
+    fn is_damaged(&self) -> bool {
+        match self {
+            Entry::Readable(info) => info.file_size < info.size,
+            Entry::Unreadable { damaged, .. } => *damaged,
+        }
+    }
 }
 
 /// Observes the memspace segments in /dev/shm (only those named in `only`, if it is not empty).
@@ -24,28 +44,44 @@ pub(crate) fn scan(only: &[String]) -> anyhow::Result<Vec<Entry>> {
             Ok(segment) => Entry::Readable(Box::new(inspect::info(&segment))),
             Err(err) => Entry::Unreadable {
                 name,
+                damaged: matches!(err, OpenError::Corrupt { .. } | OpenError::Truncated { .. }),
                 error: err.to_string(),
             },
         })
         .collect())
 }
 
-pub(crate) fn run(json: bool) -> anyhow::Result<()> {
+/// Lists the segments; exits [`DAMAGED`] if any of them is damaged (a corrupt header, a file
+/// shorter than its committed size), after listing them all.
+pub(crate) fn run(json: bool) -> anyhow::Result<ExitCode> {
     let entries = scan(&[])?;
+    let damaged = entries.iter().filter(|entry| entry.is_damaged()).count();
+    let status = if damaged == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "memspace: {damaged} segment(s) are damaged; `memspace inspect NAME` shows what is wrong"
+        );
+        ExitCode::from(DAMAGED)
+    };
     if json {
         let array: Vec<serde_json::Value> = entries
             .iter()
             .map(|entry| match entry {
                 Entry::Readable(info) => serde_json::to_value(info).unwrap_or_default(),
-                Entry::Unreadable { name, error } => json!({ "name": name, "error": error }),
+                Entry::Unreadable {
+                    name,
+                    error,
+                    damaged,
+                } => json!({ "name": name, "error": error, "damaged": damaged }),
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&array)?);
-        return Ok(());
+        return Ok(status);
     }
     if entries.is_empty() {
         println!("no memspace segments in /dev/shm");
-        return Ok(());
+        return Ok(status);
     }
     let mut rows = vec![[
         "NAME".to_owned(),
@@ -74,7 +110,7 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
                     pid => pid.to_string(),
                 },
             ],
-            Entry::Unreadable { name, error } => [
+            Entry::Unreadable { name, error, .. } => [
                 name.clone(),
                 "?".to_owned(),
                 "-".to_owned(),
@@ -86,7 +122,7 @@ pub(crate) fn run(json: bool) -> anyhow::Result<()> {
         });
     }
     print_table(&rows);
-    Ok(())
+    Ok(status)
 }
 
 /// `memspace ls --redis URL`: the objects memspace keeps on a Redis server. A damaged object,

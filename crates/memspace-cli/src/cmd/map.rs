@@ -13,7 +13,12 @@ fn json(what: &str, text: &str) -> anyhow::Result<Value> {
 }
 
 fn open(name: &str) -> anyhow::Result<SharedMap<Value, Value>> {
-    SharedMap::open(name).with_context(|| format!("opening map `{name}`"))
+    match super::open_segment(name) {
+        Ok(Some(segment)) => SharedMap::from_segment(segment),
+        Ok(None) => SharedMap::open(name),
+        Err(err) => Err(err),
+    }
+    .with_context(|| format!("opening map `{name}`"))
 }
 
 pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {

@@ -12,12 +12,25 @@ mod map;
 mod queue;
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use memspace::{Segment, SegmentOptions};
 
 use crate::cli::{Cli, Command};
 
+/// Which segments this command opens (`--trust-owner`, `--accept-mode`).
+static OPEN_OPTIONS: OnceLock<SegmentOptions> = OnceLock::new();
+
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut options = SegmentOptions::new();
+    if let Some(user) = &cli.trust_owner {
+        options = options.trust_owner(uid_of(user)?);
+    }
+    if let Some(mode) = cli.accept_mode {
+        options = options.mode(mode);
+    }
+    let _ = OPEN_OPTIONS.set(options);
     match cli.command {
         Command::Demo(args) => demo::run(&args)?,
         Command::Bench(args) => bench::run(&args)?,
@@ -34,12 +47,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("removing `{name}`"))?;
             }
         }
-        Command::Ls { json, redis: None } => ls::run(json)?,
+        Command::Ls { json, redis: None } => return ls::run(json),
         Command::Ls {
             json,
             redis: Some(url),
         } => ls::run_redis(&url, json)?,
-        Command::Inspect { name, items, json } => inspect::run(&name, items, json)?,
+        Command::Inspect { name, items, json } => return inspect::run(&name, items, json),
         Command::Gc {
             names,
             dry_run,
@@ -52,6 +65,33 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => return lock::run(&name, timeout, &command),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the segment `name` as the command line's trust allows (`--trust-owner`,
+/// `--accept-mode`), or `None` for a Redis object, which is opened by its URL.
+pub(crate) fn open_segment(name: &str) -> memspace::Result<Option<Segment>> {
+    if is_redis(name) {
+        return Ok(None);
+    }
+    let options = OPEN_OPTIONS.get_or_init(SegmentOptions::new);
+    Ok(Some(options.open(name)?))
+}
+
+/// The uid of `user`: a number, or a name looked up in /etc/passwd.
+fn uid_of(user: &str) -> anyhow::Result<u32> {
+    if let Ok(uid) = user.parse() {
+        return Ok(uid);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    for line in passwd.lines() {
+        let mut fields = line.split(':');
+        if fields.next() == Some(user)
+            && let Some(uid) = fields.nth(1).and_then(|uid| uid.parse().ok())
+        {
+            return Ok(uid);
+        }
+    }
+    bail!("--trust-owner {user}: no such user in /etc/passwd; give a uid instead")
 }
 
 /// Whether `name` selects the Redis backend (`redis://HOST:PORT/NAME`).

@@ -14,7 +14,12 @@ use crate::cli::QueueCommand;
 const TIMED_OUT: u8 = 75;
 
 fn open(name: &str) -> anyhow::Result<Queue<Value>> {
-    Queue::open(name).with_context(|| format!("opening queue `{name}`"))
+    match super::open_segment(name) {
+        Ok(Some(segment)) => Queue::from_segment(segment),
+        Ok(None) => Queue::open(name),
+        Err(err) => Err(err),
+    }
+    .with_context(|| format!("opening queue `{name}`"))
 }
 
 pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {

@@ -13,6 +13,12 @@
 //!    handed out for `&self` stays valid: addresses never move and mapped bytes stay mapped.
 //! 3. `mapped` never exceeds the backing file's size when it is raised (the segment checks
 //!    `fstat` first), so no mapped page lies beyond the end of the file (which would `SIGBUS`).
+//! 4. A peer can still shrink the file afterwards (`ftruncate`). Then an access to a lost page
+//!    raises `SIGBUS`, and the handler `sys::watch_mapping` installs replaces the pages from
+//!    there to the end of the mapping with private zero pages, at the same addresses, and
+//!    marks the mapping [`faulted`](Mapping::faulted). Addresses stay valid (invariant 2
+//!    holds); the bytes are zeros a peer could have written, which invariant-free readers of
+//!    `ShmSafe` data and checksummed copies already tolerate.
 //!
 //! Segment bytes are written by other processes at any time. References are therefore only
 //! formed to [`ShmSafe`] types (atomics and the like); bytes are copied in and out through raw
@@ -32,6 +38,8 @@ use crate::sys;
 pub(crate) struct Mapping {
     base: NonNull<u8>,
     reserved: usize,
+    /// The `SIGBUS` handler's record of this mapping (see `sys::watch_mapping`).
+    watched: sys::WatchedMapping,
     /// Bytes mapped so far; only grows (invariant 2). Read without the lock, raised under it.
     mapped: AtomicUsize,
     /// Serialises `extend` between threads of this process.
@@ -65,6 +73,7 @@ impl Mapping {
         let mapping = Mapping {
             base,
             reserved,
+            watched: sys::watch_mapping(base, 0),
             mapped: AtomicUsize::new(0),
             growing: Mutex::new(()),
         };
@@ -72,6 +81,7 @@ impl Mapping {
         // references yet (invariant 1).
         unsafe { sys::map_shared_fixed(base, len, fd, 0) }?;
         mapping.mapped.store(len, Ordering::Release);
+        sys::set_watched_len(&mapping.watched, len);
         Ok(mapping)
     }
 
@@ -112,7 +122,14 @@ impl Mapping {
         // 2 hands out references below `mapped` only).
         unsafe { sys::map_shared_fixed(at, new_len - old, fd, old as u64) }?;
         self.mapped.store(new_len, Ordering::Release);
+        sys::set_watched_len(&self.watched, new_len);
         Ok(())
+    }
+
+    /// Whether pages of this mapping were replaced by zeros because its file was shrunk under
+    /// it (see invariant 4): what this process sees is then no longer the segment.
+    pub(crate) fn faulted(&self) -> bool {
+        sys::mapping_faulted(&self.watched)
     }
 
     /// `start` as a `usize` if `[start, start + len)` is mapped.
@@ -149,7 +166,8 @@ impl Mapping {
         NonNull::new(ptr)
     }
 
-    /// Copies `out.len()` bytes starting at `offset` into `out`; `None` if they are not mapped.
+    /// Copies `out.len()` bytes starting at `offset` into `out`; `None` if they are not mapped,
+    /// or if the mapping [`faulted`](Mapping::faulted).
     ///
     /// The bytes must not be written concurrently by this process (they may be, by a
     /// misbehaving peer: the copy then yields garbage, which the caller detects by checksum).
@@ -159,10 +177,12 @@ impl Mapping {
         // SAFETY: the source range is mapped (checked) and does not overlap `out`, a Rust
         // buffer outside every mapping; u8 has no alignment or validity requirements.
         unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
-        Some(())
+        // Zeros from pages lost to a shrunk file are not the segment's bytes (invariant 4).
+        (!self.faulted()).then_some(())
     }
 
-    /// Copies `data` into the segment at `offset`; `None` if the range is not mapped.
+    /// Copies `data` into the segment at `offset`; `None` if the range is not mapped, or if the
+    /// mapping [`faulted`](Mapping::faulted).
     ///
     /// # Safety
     ///
@@ -177,12 +197,14 @@ impl Mapping {
         // guarantees nobody in this process accesses it concurrently (see `# Safety`); `data`
         // is a Rust buffer outside every mapping, so the ranges do not overlap.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        Some(())
+        // Bytes written into pages lost to a shrunk file reach no one (invariant 4).
+        (!self.faulted()).then_some(())
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        sys::unwatch_mapping(&self.watched);
         // SAFETY: the reservation is ours (invariant 1) and `&mut self` proves no reference into
         // it remains. Lock guards borrow the segment, so no mutex in it is held through this
         // value. An error here (EINVAL for a bad range) cannot happen for a range we reserved,

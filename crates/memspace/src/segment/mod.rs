@@ -61,7 +61,7 @@ use self::header::{
     USERS_OFFSET,
 };
 pub(crate) use self::mapping::Mapping;
-use self::name::Location;
+use self::name::{Access, Location};
 pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, SHM_PREFIX, SegmentName};
 pub(crate) use self::name::{RedisLocation, check_server};
 pub use self::users::User;
@@ -70,8 +70,26 @@ pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};
 
 /// How long `open` waits for a segment whose creator is still initialising it.
 const INIT_WAIT: Duration = Duration::from_secs(2);
+/// How long an observer (`inspect`, `ls`) waits for a segment's lock before it reports the
+/// lock as held instead of reading what it guards: a holder may keep it for ever (a live
+/// process, or one in another pid namespace that is never judged dead).
+const OBSERVER_LOCK_WAIT: Duration = Duration::from_secs(1);
 
-/// How to create a segment: permissions, first size, largest size.
+/// How to create a segment (permissions, first size, largest size), and which existing
+/// segments an open accepts.
+///
+/// # Whose segments are opened
+///
+/// A segment is written by every process that opens it, and a process that can write it can
+/// change anything in it, hold its lock for ever or hand its readers crafted data. So an open
+/// accepts only a segment that belongs to this process's effective user and whose mode grants
+/// nothing beyond [`mode`](SegmentOptions::mode) (`0600` by default): a segment another user
+/// planted under the name (`/dev/shm` is writable by everyone) is refused with
+/// [`OpenError::UntrustedOwner`], and one that other users may write with
+/// [`OpenError::UntrustedMode`]. A program that shares segments between users says whom it
+/// trusts: [`trust_owner`](SegmentOptions::trust_owner) and a wider `mode`, then
+/// [`open`](SegmentOptions::open). A handle opened that way carries the same trust to the
+/// processes it is passed to.
 ///
 /// # Examples
 ///
@@ -85,6 +103,7 @@ pub struct SegmentOptions {
     mode: u32,
     initial_size: u64,
     max_size: u64,
+    trusted_owner: Option<u32>,
 }
 
 impl Default for SegmentOptions {
@@ -101,14 +120,64 @@ impl SegmentOptions {
             mode: 0o600,
             initial_size: 64 << 10,
             max_size: 64 << 30,
+            trusted_owner: None,
         }
     }
 
-    /// The permission bits of the backing object (`0o600` by default).
+    /// The permission bits of the backing object (`0o600` by default) when creating; when
+    /// opening, the widest bits accepted: a segment whose mode grants anything beyond them is
+    /// refused ([`OpenError::UntrustedMode`]).
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
         self
+    }
+
+    /// Also opens segments owned by user `uid`, not only this process's effective user's.
+    /// Whoever owns a segment can change anything in it: trust only a user you would let
+    /// write into your process's data.
+    #[must_use]
+    pub fn trust_owner(mut self, uid: u32) -> Self {
+        self.trusted_owner = Some(uid);
+        self
+    }
+
+    /// Opens the segment `name` (of any kind) if its owner and mode are accepted (see
+    /// [Whose segments are opened](SegmentOptions#whose-segments-are-opened)); hand it to a
+    /// collection's or lock's `from_segment`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> memspace::Result<()> {
+    /// use memspace::{SegmentOptions, SharedList};
+    ///
+    /// let name = format!("doc-trust-{}", std::process::id());
+    /// let group = SegmentOptions::new().mode(0o660);
+    /// SharedList::<u32>::create_with(&name, &group)?.push(&7)?;
+    /// // A plain `open` accepts mode 0600 at most; this one accepts the group's bits.
+    /// assert!(SharedList::<u32>::open(&name).is_err());
+    /// let list = SharedList::<u32>::from_segment(group.open(&name)?)?;
+    /// assert_eq!(list.to_vec()?, [7]);
+    /// list.unlink()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As the collections' `open`: [`OpenError::NotFound`], [`OpenError::UntrustedOwner`],
+    /// [`OpenError::UntrustedMode`], [`OpenError::Corrupt`], ...
+    pub fn open(&self, name: &str) -> Result<Segment, OpenError> {
+        Segment::open(&SegmentName::new(name)?.with_access(self.access()), None)
+    }
+
+    /// What an open with these options accepts.
+    fn access(&self) -> Access {
+        Access {
+            owner: self.trusted_owner,
+            mode: self.mode,
+        }
     }
 
     /// The size allocated at creation, rounded up to a page (64 KiB by default).
@@ -158,6 +227,9 @@ pub struct Segment {
     /// This handle's slot in the table of users, and the pid that claimed it (a forked child
     /// inherits the handle but not the slot).
     user: Option<(usize, u32)>,
+    /// How long the collections wait for the segment's lock: for ever for a participant, a
+    /// bounded time for an observer.
+    lock_wait: sys::Wait,
 }
 
 impl fmt::Debug for Segment {
@@ -182,10 +254,16 @@ impl Segment {
         init: impl FnOnce(&Segment) -> Result<(), Error>,
     ) -> Result<Self, Error> {
         let (initial, max) = options.sizes();
+        // The handle carries the options' access, so that the processes it is passed to
+        // accept the mode it was created with.
+        let name = &name.clone().with_access(options.access());
         let fd = create_object(name, options.mode)?;
         // From here on, a failure must not leave a half-made object behind.
+        let created = sys::file_info(fd.as_fd()).map(|info| (info.device, info.inode));
         let remove = || {
-            let _ = unlink_object(name);
+            if let Ok(identity) = created {
+                let _ = remove_object(name, Removal::Ours(identity));
+            }
         };
         let built = (|| {
             sys::allocate(fd.as_fd(), 0, initial).map_err(|e| {
@@ -224,6 +302,7 @@ impl Segment {
                 fields,
                 identity,
                 user: None,
+                lock_wait: sys::Wait::Forever,
             })
         })();
         let segment = match built {
@@ -288,6 +367,18 @@ impl Segment {
         participate: bool,
     ) -> Result<Self, OpenError> {
         let fd = open_object(name)?;
+        let info = sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(name, "fstat", e))?;
+        if !info.regular {
+            return Err(OpenError::NotAFile {
+                name: name.clone(),
+                what: "not a regular file",
+            });
+        }
+        // An observer (`inspect`, `ls`, `gc`) looks at any segment it can read, and shows its
+        // owner; a participant writes into it, so it must trust whoever else can.
+        if participate {
+            check_access(name, &info)?;
+        }
         let page = sys::page_size() as u64;
         let started = Instant::now();
         let (fields, identity) = loop {
@@ -325,6 +416,11 @@ impl Segment {
             fields,
             identity,
             user: None,
+            lock_wait: if participate {
+                sys::Wait::Forever
+            } else {
+                sys::Wait::For(OBSERVER_LOCK_WAIT)
+            },
         };
         if participate {
             segment
@@ -384,6 +480,11 @@ impl Segment {
         Self::open_with(name, None, false)
     }
 
+    /// How long the collections wait for this segment's lock (see `OBSERVER_LOCK_WAIT`).
+    pub(crate) fn lock_wait(&self) -> sys::Wait {
+        self.lock_wait
+    }
+
     /// The current size of the backing file.
     pub(crate) fn file_size(&self) -> std::io::Result<u64> {
         sys::file_info(self.fd.as_fd()).map(|info| info.size)
@@ -402,22 +503,32 @@ impl Segment {
     /// Removes the segment `name` from the system. Processes that have it mapped keep using it;
     /// it is freed when the last of them unmaps it.
     ///
+    /// Only a memspace segment is removed: the object at the name is opened without following
+    /// a symbolic link, must be a regular file whose header carries memspace's signature (or,
+    /// in `/dev/shm`, the zeros of a creation that never finished), and is unlinked only if
+    /// the name still names it then. Anything else stays where it is.
+    ///
     /// # Errors
     ///
-    /// [`OpenError::NotFound`] if there is no such segment, [`OpenError::InvalidName`], or
-    /// [`OpenError::PermissionDenied`].
+    /// [`OpenError::NotFound`] if there is no such segment, [`OpenError::InvalidName`],
+    /// [`OpenError::PermissionDenied`], [`OpenError::NotAFile`] for a symbolic link or
+    /// another kind of file, [`OpenError::Foreign`] for a file that is not a segment.
     #[doc(alias = "shm_unlink")]
     pub fn remove(name: &str) -> Result<(), OpenError> {
-        unlink_object(&SegmentName::new(name)?)
+        remove_object(&SegmentName::new(name)?, Removal::Memspace)
     }
 
-    /// Removes this segment's name (see [`Segment::remove`]).
+    /// Removes this segment's name (see [`Segment::remove`]), if it still names this segment.
     ///
     /// # Errors
     ///
-    /// As [`Segment::remove`].
+    /// As [`Segment::remove`]; [`OpenError::NotFound`] also when the name was removed and
+    /// now names another object.
     pub fn unlink(&self) -> Result<(), OpenError> {
-        unlink_object(&self.name)
+        remove_object(
+            &self.name,
+            Removal::Ours((self.identity.device, self.identity.inode)),
+        )
     }
 
     /// The segment's name.
@@ -607,7 +718,7 @@ impl Segment {
     /// size and the file's real size before anything is mapped.
     pub(crate) fn ensure_mapped(&self, end: u64) -> Result<(), Error> {
         if end <= self.map.len() as u64 {
-            return Ok(());
+            return self.check_intact();
         }
         let size = self.size();
         if end > size {
@@ -682,10 +793,40 @@ impl Segment {
     }
 
     pub(crate) fn corrupt(&self, what: String) -> Error {
+        // Whatever looked wrong, a file shrunk under the mapping is the cause to report.
+        if let Err(shrunk) = self.check_intact() {
+            return shrunk;
+        }
         Error::Corrupt {
             name: self.name.clone(),
             what,
         }
+    }
+
+    /// Fails if another process shrank the segment's file while this process had it mapped.
+    ///
+    /// Pages past the new end of the file cannot be read or written any more: an access to
+    /// one would kill the process with `SIGBUS`. memspace catches that fault, gives the
+    /// mapping zero pages in their place (see the crate's safety model), and from then on
+    /// every operation on the segment in this process that reads or writes an item, or takes
+    /// its lock, returns this error instead of using them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] saying that the file was shrunk.
+    pub fn check_intact(&self) -> Result<(), Error> {
+        if !self.map.faulted() {
+            return Ok(());
+        }
+        let now = sys::file_info(self.fd.as_fd())
+            .map_or_else(|_| String::new(), |info| format!(" to {} bytes", info.size));
+        Err(Error::Corrupt {
+            name: self.name.clone(),
+            what: format!(
+                "another process shrank its file{now} while this process had it mapped, so \
+                 data past the new end is lost and nothing written there is kept"
+            ),
+        })
     }
 
     pub(crate) fn os_error(&self, op: &'static str, source: std::io::Error) -> Error {
@@ -719,13 +860,10 @@ impl Drop for Segment {
         // The last user of an anonymous segment removes it, if the name still names our
         // object (someone may have removed it and created another under the same name).
         // Errors are ignored: drop cannot report them, and `memspace gc` collects what is left.
-        if let Ok(fd) = open_object(&self.name)
-            && let Ok(info) = sys::file_info(fd.as_fd())
-            && info.inode == self.identity.inode
-            && info.device == self.identity.device
-        {
-            let _ = unlink_object(&self.name);
-        }
+        let _ = remove_object(
+            &self.name,
+            Removal::Ours((self.identity.device, self.identity.inode)),
+        );
     }
 }
 
@@ -741,10 +879,34 @@ fn create_object(name: &SegmentName, mode: u32) -> Result<OwnedFd, OpenError> {
     }?;
     // The umask narrowed the mode given to open; the caller asked for exactly this one.
     if let Err(e) = sys::set_mode(fd.as_fd(), mode) {
-        let _ = unlink_object(name);
+        if let Ok(info) = sys::file_info(fd.as_fd()) {
+            let _ = remove_object(name, Removal::Ours((info.device, info.inode)));
+        }
         return Err(OpenError::from_io(name, "fchmod", e));
     }
     Ok(fd)
+}
+
+/// Refuses a segment that another user owns or that other users may change, unless the name
+/// carries the caller's trust in them (see [`SegmentOptions`]).
+fn check_access(name: &SegmentName, info: &sys::FileInfo) -> Result<(), OpenError> {
+    let access = name.access();
+    let user = sys::effective_uid();
+    if info.owner_uid != user && Some(info.owner_uid) != access.owner {
+        return Err(OpenError::UntrustedOwner {
+            name: name.clone(),
+            owner: info.owner_uid,
+            user,
+        });
+    }
+    if info.mode & !access.mode != 0 {
+        return Err(OpenError::UntrustedMode {
+            name: name.clone(),
+            mode: info.mode,
+            accepted: access.mode,
+        });
+    }
+    Ok(())
 }
 
 fn open_object(name: &SegmentName) -> Result<OwnedFd, OpenError> {
@@ -759,16 +921,73 @@ fn open_object(name: &SegmentName) -> Result<OwnedFd, OpenError> {
     }
 }
 
-fn unlink_object(name: &SegmentName) -> Result<(), OpenError> {
-    match name.location() {
-        Location::Shm(path) => {
-            sys::shm_unlink(path).map_err(|e| OpenError::from_io(name, "shm_unlink", e))
-        }
-        Location::File(path) => {
-            std::fs::remove_file(path).map_err(|e| OpenError::from_io(name, "unlink", e))
-        }
-        Location::Redis(_) => Err(not_a_segment(name)),
+/// What must be true of the object at a name for [`remove_object`] to unlink it.
+#[derive(Clone, Copy)]
+enum Removal {
+    /// It is a memspace segment (a user asked to remove a name).
+    Memspace,
+    /// It is the object with this device and inode (a handle removes its own segment).
+    Ours((u64, u64)),
+}
+
+/// Unlinks `name` if the object there passes `removal`'s check. The object is opened without
+/// following a symbolic link, through a descriptor of its directory, and unlinked only if the
+/// directory entry still names the object that was checked: a name swapped for something else
+/// in between is not removed.
+fn remove_object(name: &SegmentName, removal: Removal) -> Result<(), OpenError> {
+    let (directory, entry) = match name.location() {
+        Location::Shm(object) => sys::shm_entry(object),
+        Location::File(path) => match (path.parent(), path.file_name()) {
+            (Some(parent), Some(entry)) => (
+                if parent.as_os_str().is_empty() {
+                    ".".into()
+                } else {
+                    parent.to_owned()
+                },
+                entry.to_owned(),
+            ),
+            _ => {
+                return Err(OpenError::NotAFile {
+                    name: name.clone(),
+                    what: "a directory",
+                });
+            }
+        },
+        Location::Redis(_) => return Err(not_a_segment(name)),
+    };
+    let io_error = |op| move |e| OpenError::from_io(name, op, e);
+    let directory = sys::open_directory(&directory).map_err(io_error("open"))?;
+    let fd = sys::open_entry(directory.as_fd(), &entry).map_err(io_error("open"))?;
+    let info = sys::file_info(fd.as_fd()).map_err(io_error("fstat"))?;
+    if !info.regular {
+        return Err(OpenError::NotAFile {
+            name: name.clone(),
+            what: "not a regular file",
+        });
     }
+    let checked = (info.device, info.inode);
+    match removal {
+        Removal::Ours(ours) if ours != checked => {
+            return Err(OpenError::NotFound { name: name.clone() });
+        }
+        Removal::Ours(_) => {}
+        Removal::Memspace => {
+            let mut bytes = [0u8; header::HEADER_SIZE];
+            let got = sys::read_at(fd.as_fd(), &mut bytes, 0).map_err(io_error("pread"))?;
+            let signed = got >= 8 && bytes[..8] == header::MAGIC.to_le_bytes();
+            // A creator that died before writing its header left zeros (or nothing) under a
+            // name in memspace's part of /dev/shm; a file elsewhere could be anybody's.
+            let unfinished =
+                matches!(name.location(), Location::Shm(_)) && bytes[..got].iter().all(|&b| b == 0);
+            if !signed && !unfinished {
+                return Err(OpenError::Foreign { name: name.clone() });
+            }
+        }
+    }
+    if sys::entry_identity(directory.as_fd(), &entry).map_err(io_error("stat"))? != checked {
+        return Err(OpenError::NotFound { name: name.clone() });
+    }
+    sys::unlink_entry(directory.as_fd(), &entry).map_err(io_error("unlink"))
 }
 
 /// A `redis://` name given to a type that only lives in shared memory.

@@ -36,10 +36,68 @@ const MIN_LEASE_MS: u64 = 100;
 ///   [`Event`](crate::sync::Event) have a Redis backend. A lock or a queue may add
 ///   `?lease_ms=N` (N ≥ 100): the length of a lock's lease, or how long a queue's item may be
 ///   in flight before it is delivered again.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct SegmentName {
+    /// The name as the user wrote it, followed, when the handle that carries the name was
+    /// opened or created accepting more than the defaults (another owner, a wider mode), by
+    /// [`ACCESS_SEPARATOR`] and that access: it travels with a handle to a child process,
+    /// which then reopens the segment as its parent did. (Kept in the text rather than in a
+    /// field of its own: names travel inside every error, which must stay small.)
     text: String,
     location: Location,
+}
+
+/// Which segments an open accepts: those owned by this process's effective user or by
+/// `owner`, whose mode grants nothing beyond `mode` (see [`SegmentOptions`]).
+///
+/// [`SegmentOptions`]: crate::SegmentOptions
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Access {
+    /// Another user whose segments are trusted.
+    pub(crate) owner: Option<u32>,
+    /// The widest permission bits accepted.
+    pub(crate) mode: u32,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            owner: None,
+            mode: 0o600,
+        }
+    }
+}
+
+/// Separates a name from the access it carries when a handle travels to a child. A NUL byte
+/// can appear in no name (paths and shared-memory names cannot hold one), so a name a user
+/// typed never splits here.
+const ACCESS_SEPARATOR: char = '\0';
+
+// Names compare as the user wrote them: the access a handle carries is not part of the name.
+impl PartialEq for SegmentName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SegmentName {}
+
+impl std::hash::Hash for SegmentName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for SegmentName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SegmentName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +127,13 @@ impl SegmentName {
     ///
     /// [`OpenError::InvalidName`] saying what is wrong.
     pub fn new(name: &str) -> Result<Self, OpenError> {
+        if let Some((plain, access)) = name.split_once(ACCESS_SEPARATOR) {
+            let access = parse_access(access).ok_or_else(|| OpenError::InvalidName {
+                name: plain.to_owned(),
+                reason: "it contains a NUL byte",
+            })?;
+            return Ok(Self::new(plain)?.with_access(access));
+        }
         let invalid = |reason| OpenError::InvalidName {
             name: name.to_owned(),
             reason,
@@ -163,7 +228,9 @@ impl SegmentName {
     /// The name as the user wrote it.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.text
+        self.text
+            .split_once(ACCESS_SEPARATOR)
+            .map_or(&self.text, |(plain, _)| plain)
     }
 
     /// The file path, for a `file:` segment.
@@ -186,6 +253,44 @@ impl SegmentName {
     pub(crate) fn location(&self) -> &Location {
         &self.location
     }
+
+    /// What an open of this name accepts.
+    pub(crate) fn access(&self) -> Access {
+        self.text
+            .split_once(ACCESS_SEPARATOR)
+            .and_then(|(_, access)| parse_access(access))
+            .unwrap_or_default()
+    }
+
+    /// This name, carrying `access` (kept only if it differs from the default).
+    pub(crate) fn with_access(mut self, access: Access) -> Self {
+        self.text.truncate(self.as_str().len());
+        if access != Access::default() {
+            let Access { owner, mode } = access;
+            let owner = owner.map_or_else(|| "-".to_owned(), |uid| uid.to_string());
+            self.text = format!("{}{ACCESS_SEPARATOR}{owner}:{mode:o}", self.text);
+        }
+        self
+    }
+
+    /// The name as a handle travels: the text, and the access it was opened with if that is
+    /// not the default, so that a child reopens the segment as its parent did.
+    pub(crate) fn to_transport(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Parses the `OWNER:MODE` that [`SegmentName::to_transport`] writes (`OWNER` is `-` for none).
+fn parse_access(text: &str) -> Option<Access> {
+    let (owner, mode) = text.split_once(':')?;
+    let owner = match owner {
+        "-" => None,
+        uid => Some(uid.parse().ok()?),
+    };
+    let mode = u32::from_str_radix(mode, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)?;
+    Some(Access { owner, mode })
 }
 
 /// Checks a flat name: 1 to 200 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
@@ -232,13 +337,13 @@ pub(crate) fn check_server(server: &str) -> Result<(), &'static str> {
 
 impl fmt::Display for SegmentName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for SegmentName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.text, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -296,6 +401,22 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn access_travels_with_a_name_and_is_not_part_of_it() {
+        let plain = SegmentName::new("jobs").unwrap();
+        assert_eq!(plain.to_transport(), "jobs");
+        let access = Access {
+            owner: Some(1000),
+            mode: 0o660,
+        };
+        let trusting = plain.clone().with_access(access);
+        let travelled = SegmentName::new(trusting.to_transport()).unwrap();
+        assert_eq!(travelled.access(), access);
+        assert_eq!(travelled, plain);
+        assert_eq!(travelled.as_str(), "jobs");
+        assert!(SegmentName::new("jobs\0x:y").is_err());
     }
 
     #[test]

@@ -145,6 +145,18 @@ impl Lock {
         })
     }
 
+    /// A lock over an already open segment (for example one opened with
+    /// [`SegmentOptions::open`], which can accept another user's segment).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not a lock.
+    pub fn from_segment(segment: Segment) -> Result<Self> {
+        Ok(Lock {
+            repr: Repr::Shm(Arc::new(segment.expecting(Kind::Lock)?)),
+        })
+    }
+
     fn options() -> SegmentOptions {
         SegmentOptions::control_only()
     }

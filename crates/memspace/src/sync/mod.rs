@@ -306,7 +306,10 @@ pub(crate) fn lock_and_repair<'a>(
     segment: &'a Segment,
     repair: impl FnOnce(&RawGuard<'a>) -> crate::Result<()>,
 ) -> crate::Result<RawGuard<'a>> {
-    match acquire(segment, Wait::Forever, |raw, _| raw) {
+    let acquired = acquire(segment, segment.lock_wait(), |raw, _| raw);
+    // The lock word itself may have been on a page lost to a shrunk file.
+    segment.check_intact()?;
+    match acquired {
         Ok(held) => Ok(held),
         Err(LockError::OwnerDied(held)) => {
             repair(&held)?;

@@ -27,11 +27,26 @@ use rustix::mm::{MapFlags, ProtFlags};
 // ---------------------------------------------------------------------------------------------
 // Shared-memory objects and files
 
+/// Where POSIX shared-memory objects live on Linux.
+const SHM_DIR: &str = "/dev/shm";
+
+/// The path of the shared-memory object `name` (`/memspace.NAME`).
+fn shm_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(SHM_DIR).join(name.trim_start_matches('/'))
+}
+
+/// The flags every open of a segment's object adds, as glibc's `shm_open` does: a symbolic
+/// link planted at the name is refused (`ELOOP`) rather than followed, and a FIFO or device
+/// planted there cannot make the open block.
+fn segment_open_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY
+}
+
 /// Creates a new POSIX shared-memory object; fails with `AlreadyExists` if the name is taken.
 #[doc(alias = "shm_open")]
 pub(crate) fn shm_create(name: &str, mode: u32) -> io::Result<OwnedFd> {
-    let flags = rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR;
-    Ok(rustix::shm::open(name, flags, Mode::from_raw_mode(mode))?)
+    file_create(&shm_path(name), mode)
 }
 
 /// Sets the permission bits of `fd` exactly (the mode given at creation is masked by the
@@ -43,16 +58,62 @@ pub(crate) fn set_mode(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
 
 /// Opens an existing POSIX shared-memory object for reading and writing.
 pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::shm::open(
-        name,
-        rustix::shm::OFlags::RDWR,
+    file_open(&shm_path(name))
+}
+
+/// The directory of the shared-memory object `name`, and the object's entry in it (for
+/// [`open_entry`] and [`unlink_entry`]).
+pub(crate) fn shm_entry(name: &str) -> (std::path::PathBuf, std::ffi::OsString) {
+    (
+        SHM_DIR.into(),
+        name.trim_start_matches('/').to_owned().into(),
+    )
+}
+
+/// Opens directory `path`, to act on one entry in it without resolving the path again.
+pub(crate) fn open_directory(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?)
 }
 
-/// Removes the name of a POSIX shared-memory object; existing mappings stay valid.
-pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
-    Ok(rustix::shm::unlink(name)?)
+/// Opens `entry` of directory `dir` for reading, never following a symbolic link.
+pub(crate) fn open_entry(dir: BorrowedFd<'_>, entry: &std::ffi::OsStr) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    Ok(rustix::fs::openat(
+        dir,
+        entry,
+        OFlags::RDONLY | segment_open_flags(),
+        Mode::empty(),
+    )?)
+}
+
+/// The device and inode `entry` of `dir` names now (a symbolic link is not followed).
+pub(crate) fn entry_identity(
+    dir: BorrowedFd<'_>,
+    entry: &std::ffi::OsStr,
+) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::statat(dir, entry, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Removes `entry` from `dir`.
+#[doc(alias = "unlinkat")]
+pub(crate) fn unlink_entry(dir: BorrowedFd<'_>, entry: &std::ffi::OsStr) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(
+        dir,
+        entry,
+        rustix::fs::AtFlags::empty(),
+    )?)
+}
+
+/// The effective user id of this process: the user whose segments it trusts by default.
+#[doc(alias = "geteuid")]
+pub(crate) fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// What `fstat` says about a segment's backing object.
@@ -63,6 +124,8 @@ pub(crate) struct FileInfo {
     pub(crate) inode: u64,
     pub(crate) owner_uid: u32,
     pub(crate) mode: u32,
+    /// Whether it is a regular file (a shared-memory object is one too).
+    pub(crate) regular: bool,
 }
 
 #[doc(alias = "fstat")]
@@ -74,6 +137,8 @@ pub(crate) fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
         inode: st.st_ino,
         owner_uid: st.st_uid,
         mode: st.st_mode & 0o7777,
+        regular: rustix::fs::FileType::from_raw_mode(st.st_mode)
+            == rustix::fs::FileType::RegularFile,
     })
 }
 
@@ -173,6 +238,204 @@ pub(crate) unsafe fn map_shared_fixed(
 pub(crate) unsafe fn unmap(at: NonNull<u8>, len: usize) -> io::Result<()> {
     // SAFETY: the caller owns the range and will not touch it again (see `# Safety`).
     Ok(unsafe { rustix::mm::munmap(at.as_ptr().cast(), len) }?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults in mappings: a peer that shrinks a segment's file
+
+/// How many mappings the fault handler can watch at once. A slot is 32 bytes, so the table
+/// takes 512 KiB of address space, of which only the pages of used slots are ever touched.
+const WATCHED_MAPPINGS: usize = 16_384;
+
+/// A mapping the `SIGBUS` handler watches: `[base, base + len)` is mapped to a segment's file.
+struct Watched {
+    /// `FREE`, `CLAIMED` (being filled in or emptied: the handler skips it) or `READY`.
+    state: std::sync::atomic::AtomicU32,
+    /// Set by the handler once it replaced pages of this mapping: from then on, what this
+    /// process sees of the segment is no longer the file.
+    faulted: std::sync::atomic::AtomicU32,
+    base: std::sync::atomic::AtomicUsize,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+const FREE: u32 = 0;
+const CLAIMED: u32 = 1;
+const READY: u32 = 2;
+
+static WATCHED: [Watched; WATCHED_MAPPINGS] = [const {
+    Watched {
+        state: std::sync::atomic::AtomicU32::new(FREE),
+        faulted: std::sync::atomic::AtomicU32::new(0),
+        base: std::sync::atomic::AtomicUsize::new(0),
+        len: std::sync::atomic::AtomicUsize::new(0),
+    }
+}; WATCHED_MAPPINGS];
+/// One past the highest slot ever claimed: the handler scans no further.
+static WATCHED_END: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The page size, read once before the handler is installed (the handler may not ask).
+static FAULT_PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The `SIGBUS` action in place before ours, which faults outside our mappings go to.
+static PREVIOUS_SIGBUS: std::sync::OnceLock<PreviousAction> = std::sync::OnceLock::new();
+
+struct PreviousAction(libc::sigaction);
+// SAFETY: a `sigaction` is plain data (a handler address, a mask and flags); it is written once
+// before the handler is installed and only read afterwards.
+unsafe impl Sync for PreviousAction {}
+// SAFETY: as above.
+unsafe impl Send for PreviousAction {}
+
+/// A mapping watched for faults; see [`watch_mapping`].
+#[derive(Debug)]
+pub(crate) struct WatchedMapping(Option<usize>);
+
+/// Starts watching `[base, base + len)`, a shared mapping of a segment's file, for `SIGBUS`.
+///
+/// Accessing a page of a file mapping past the end of the file raises `SIGBUS`, which kills
+/// the process; a peer that shrinks a segment's file (`ftruncate`) makes any reader's next
+/// access to the lost pages do that. The first call installs a handler for `SIGBUS` that, for a
+/// fault inside a watched mapping, maps private zero pages over the rest of the mapping and
+/// marks it [`faulted`](mapping_faulted); the access is then repeated and reads zeros. That is
+/// what a peer writing zeros would have produced, which every reader of a segment already
+/// tolerates (no reference to segment memory assumes more than [`ShmSafe`]); the segment
+/// reports the fault as an error from then on. A fault anywhere else goes to the handler that
+/// was installed before (by default, the process dies as it would have).
+///
+/// If the table of watched mappings is full, the mapping is not watched (the old behaviour).
+///
+/// [`ShmSafe`]: crate::shm_safe::ShmSafe
+pub(crate) fn watch_mapping(base: NonNull<u8>, len: usize) -> WatchedMapping {
+    use std::sync::atomic::Ordering;
+    install_fault_handler();
+    for (index, slot) in WATCHED.iter().enumerate() {
+        if slot
+            .state
+            .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            slot.faulted.store(0, Ordering::Relaxed);
+            slot.base.store(base.as_ptr() as usize, Ordering::Relaxed);
+            slot.len.store(len, Ordering::Relaxed);
+            WATCHED_END.fetch_max(index + 1, Ordering::Release);
+            slot.state.store(READY, Ordering::Release);
+            return WatchedMapping(Some(index));
+        }
+    }
+    WatchedMapping(None)
+}
+
+/// Records that the watched mapping now spans `len` bytes (it grew).
+pub(crate) fn set_watched_len(watched: &WatchedMapping, len: usize) {
+    if let Some(index) = watched.0 {
+        WATCHED[index]
+            .len
+            .store(len, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Whether the handler replaced pages of this mapping (its file was shrunk under it).
+pub(crate) fn mapping_faulted(watched: &WatchedMapping) -> bool {
+    watched.0.is_some_and(|index| {
+        WATCHED[index]
+            .faulted
+            .load(std::sync::atomic::Ordering::Acquire)
+            != 0
+    })
+}
+
+/// Stops watching (before the mapping is unmapped).
+pub(crate) fn unwatch_mapping(watched: &WatchedMapping) {
+    use std::sync::atomic::Ordering;
+    if let Some(index) = watched.0 {
+        let slot = &WATCHED[index];
+        slot.state.store(CLAIMED, Ordering::Release);
+        slot.len.store(0, Ordering::Relaxed);
+        slot.state.store(FREE, Ordering::Release);
+    }
+}
+
+fn install_fault_handler() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        FAULT_PAGE.store(page_size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `sigaction` is plain data, for which zeros are a valid value.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_sigbus as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: as above.
+        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are to live, initialised `sigaction` values; `on_sigbus` has
+        // the three-argument signature that `SA_SIGINFO` calls for and lives for the program.
+        if unsafe { libc::sigaction(libc::SIGBUS, &raw const action, &raw mut previous) } == 0 {
+            let _ = PREVIOUS_SIGBUS.set(PreviousAction(previous));
+        }
+    });
+}
+
+/// The `SIGBUS` handler. It only reads atomics, calls `mmap` and `sigaction` (system calls)
+/// and the previous handler, as a signal handler may.
+extern "C" fn on_sigbus(signal: c_int, info: *mut libc::siginfo_t, context: *mut std::ffi::c_void) {
+    use std::sync::atomic::Ordering;
+    // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler.
+    let details = unsafe { &*info };
+    // SAFETY: for SIGBUS, the union member `si_addr` is the one the kernel filled in: the
+    // faulting address.
+    let address = unsafe { details.si_addr() } as usize;
+    let page = FAULT_PAGE.load(Ordering::Relaxed).max(1);
+    for slot in &WATCHED[..WATCHED_END.load(Ordering::Acquire).min(WATCHED_MAPPINGS)] {
+        if slot.state.load(Ordering::Acquire) != READY {
+            continue;
+        }
+        let base = slot.base.load(Ordering::Relaxed);
+        let end = base.saturating_add(slot.len.load(Ordering::Acquire));
+        if !(base..end).contains(&address) {
+            continue;
+        }
+        let from = address - address % page;
+        // SAFETY: `[from, end)` lies inside a mapping a `Mapping` owns and watches (its slot
+        // is READY); replacing its pages with private zero pages keeps every address valid,
+        // and segment memory is only ever accessed as data any peer may overwrite (see
+        // `watch_mapping`).
+        let replaced = unsafe {
+            rustix::mm::mmap_anonymous(
+                from as *mut std::ffi::c_void,
+                end - from,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::FIXED,
+            )
+        };
+        if replaced.is_ok() {
+            slot.faulted.store(1, Ordering::Release);
+            return;
+        }
+        break;
+    }
+    // Not ours (or the repair failed): what would have happened without us.
+    match PREVIOUS_SIGBUS.get() {
+        Some(PreviousAction(previous))
+            if previous.sa_sigaction != libc::SIG_DFL && previous.sa_sigaction != libc::SIG_IGN =>
+        {
+            if previous.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this
+                // signature; it is called as the kernel would have called it.
+                let handler: extern "C" fn(c_int, *mut libc::siginfo_t, *mut std::ffi::c_void) =
+                    unsafe { std::mem::transmute(previous.sa_sigaction) };
+                handler(signal, info, context);
+            } else {
+                // SAFETY: without SA_SIGINFO a handler takes the signal number only.
+                let handler: extern "C" fn(c_int) =
+                    unsafe { std::mem::transmute(previous.sa_sigaction) };
+                handler(signal);
+            }
+        }
+        _ => {
+            // Restore the default action and return: the access faults again and the process
+            // dies of SIGBUS, as it would have without this handler.
+            // SAFETY: as above, zeros are a valid `sigaction`; SIG_DFL is 0.
+            let default: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: a pointer to a live `sigaction`; sigaction is async-signal-safe.
+            unsafe { libc::sigaction(libc::SIGBUS, &raw const default, std::ptr::null_mut()) };
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -535,6 +798,8 @@ pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
 
 /// `ENOSPC`: no space left on the device.
 pub(crate) const ENOSPC: i32 = libc::ENOSPC;
+/// `ELOOP`: an open with `O_NOFOLLOW` met a symbolic link.
+pub(crate) const ELOOP: i32 = libc::ELOOP;
 
 /// Reads up to `buf.len()` bytes at `offset` without moving the file position; returns how many
 /// were read (fewer at the end of the file).
@@ -585,19 +850,21 @@ pub(crate) fn unlock_file(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock)?)
 }
 
-/// Creates a new regular file for a file-backed segment; fails if it exists.
+/// Creates a new regular file for a file-backed segment; fails if it exists (`O_EXCL` also
+/// refuses a symbolic link at `path`).
 pub(crate) fn file_create(path: &std::path::Path, mode: u32) -> io::Result<OwnedFd> {
     use rustix::fs::OFlags;
-    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC;
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | segment_open_flags();
     Ok(rustix::fs::open(path, flags, Mode::from_raw_mode(mode))?)
 }
 
-/// Opens an existing regular file for reading and writing.
+/// Opens an existing regular file for reading and writing, without following a symbolic link
+/// at `path` itself.
 pub(crate) fn file_open(path: &std::path::Path) -> io::Result<OwnedFd> {
     use rustix::fs::OFlags;
     Ok(rustix::fs::open(
         path,
-        OFlags::RDWR | OFlags::CLOEXEC,
+        OFlags::RDWR | segment_open_flags(),
         Mode::empty(),
     )?)
 }
@@ -628,10 +895,13 @@ pub(crate) fn futex_wait(
     });
     match futex::wait(word, futex::Flags::empty(), expected, timespec.as_ref()) {
         Ok(()) | Err(rustix::io::Errno::INTR) => Woken::Notified,
-        Err(rustix::io::Errno::AGAIN) => Woken::Changed,
+        // EFAULT: the word's page lies past the end of a file a peer shrank; the caller's next
+        // access to it faults, the fault handler replaces the page (see `watch_mapping`), and
+        // the segment reports the damage. Re-check, as after any change of the word.
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::FAULT) => Woken::Changed,
         Err(rustix::io::Errno::TIMEDOUT) => Woken::TimedOut,
-        // EFAULT or EINVAL: the word is ours, mapped and aligned (`Mapping::get` checked), so
-        // this is a bug in memspace, not a condition to handle.
+        // EINVAL: the word is ours, mapped and aligned (`Mapping::get` checked), so this is a
+        // bug in memspace, not a condition to handle.
         Err(e) => panic!("futex wait failed: {e}"),
     }
 }

@@ -82,7 +82,7 @@ fn random_bytes_are_not_a_memspace_segment() {
         let removal = Removal::fresh("garbage");
         let mut bytes = rng.bytes(len);
         bytes[0] |= 1; // not all zero, which would mean "not initialised yet"
-        std::fs::write(shm_path(removal.name()), &bytes).expect("write garbage");
+        common::write_segment_file(removal.name(), &bytes);
         assert_every_open_fails(removal.name(), &format!("{len} random bytes"), |err| {
             matches!(err, OpenError::Foreign { .. })
         });
@@ -98,7 +98,7 @@ fn an_empty_segment_is_one_its_creator_has_not_initialised() {
     let cases = [("zero bytes", vec![]), ("a zero page", vec![0u8; 4096])].map(|(what, bytes)| {
         std::thread::spawn(move || {
             let removal = Removal::fresh("empty");
-            std::fs::write(shm_path(removal.name()), &bytes).expect("write the file");
+            common::write_segment_file(removal.name(), &bytes);
             let err = open_error(SharedList::<u64>::open(removal.name()).expect_err(what));
             assert!(
                 matches!(err, OpenError::NotInitialized { .. }),
@@ -167,14 +167,14 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
         let mut header = valid_header(3, 8192);
         damage(&mut header);
         header.resize(8192, 0);
-        std::fs::write(shm_path(removal.name()), &header).expect("write the segment");
+        common::write_segment_file(removal.name(), &header);
         assert_every_open_fails(removal.name(), what, expected);
     }
     // The same header undamaged opens: the cases above fail for their one damage.
     let removal = Removal::fresh("header");
     let mut header = valid_header(3, 8192);
     header.resize(8192, 0);
-    std::fs::write(shm_path(removal.name()), &header).expect("write the segment");
+    common::write_segment_file(removal.name(), &header);
     let list = SharedList::<u64>::open(removal.name()).expect("an undamaged header opens");
     assert_eq!(list.len().expect("len"), 0);
 }
@@ -422,7 +422,7 @@ fn headers_of_random_plausible_fields_open_or_fail_without_panicking() {
             // A zeroed lock slot, users table and boot id half the time.
             bytes[128..2304].fill(0);
         }
-        std::fs::write(shm_path(removal.name()), &bytes).expect("write the segment");
+        common::write_segment_file(removal.name(), &bytes);
         let Ok(segment) = inspect::observe(removal.name()) else {
             continue;
         };

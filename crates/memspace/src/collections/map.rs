@@ -751,10 +751,14 @@ impl<'a> Raw<'a> {
     fn get(self, key: &[u8]) -> Result<Option<(u64, Entry)>> {
         let _held = self.lock()?;
         let table = self.table()?;
-        Ok(match self.find(table, key, hash(key))? {
+        let found = match self.find(table, key, hash(key))? {
             Probe::Found { index, entry } => Some((index, entry)),
             Probe::Vacant { .. } => None,
-        })
+        };
+        // An absent key may only have looked absent: the table's page may have been lost to a
+        // file shrunk during the lookup (read as zeros).
+        self.segment.check_intact()?;
+        Ok(found)
     }
 
     /// Inserts the entry encoded in `payload` (key length, key, value); returns the slot and

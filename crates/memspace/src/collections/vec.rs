@@ -308,10 +308,13 @@ impl<T: Pod> SharedVec<T> {
     /// As [`SharedVec::as_slice`].
     pub fn get(&self, index: u64) -> Result<Option<T>> {
         let slice = self.as_slice()?;
-        Ok(usize::try_from(index)
+        let element = usize::try_from(index)
             .ok()
             .and_then(|i| slice.get(i))
-            .copied())
+            .copied();
+        // The copy may have read zeros from a page lost to a file shrunk meanwhile.
+        self.segment.check_intact()?;
+        Ok(element)
     }
 
     /// A copy of the published elements.
@@ -320,7 +323,10 @@ impl<T: Pod> SharedVec<T> {
     ///
     /// As [`SharedVec::as_slice`].
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        Ok(self.as_slice()?.to_vec())
+        let elements = self.as_slice()?.to_vec();
+        // As in `get`.
+        self.segment.check_intact()?;
+        Ok(elements)
     }
 }
 

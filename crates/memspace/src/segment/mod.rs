@@ -374,11 +374,7 @@ impl Segment {
                 what: "not a regular file",
             });
         }
-        // An observer (`inspect`, `ls`, `gc`) looks at any segment it can read, and shows its
-        // owner; a participant writes into it, so it must trust whoever else can.
-        if participate {
-            check_access(name, &info)?;
-        }
+
         let page = sys::page_size() as u64;
         let started = Instant::now();
         let (fields, identity) = loop {
@@ -398,6 +394,12 @@ impl Segment {
                 Err(problem) => return Err(problem_to_error(name, problem)),
             }
         };
+        // An observer (`inspect`, `ls`, `gc`) looks at any segment it can read, and shows its
+        // owner; a participant writes into it, so it must trust whoever else can. (The header
+        // was only read, with `pread`: a file that is no segment at all is reported as such.)
+        if participate {
+            check_access(name, &info)?;
+        }
         if let Some(expected) = expected
             && fields.kind != expected
         {

@@ -129,7 +129,7 @@ impl SegmentName {
     pub fn new(name: &str) -> Result<Self, OpenError> {
         if let Some((plain, access)) = name.split_once(ACCESS_SEPARATOR) {
             let access = parse_access(access).ok_or_else(|| OpenError::InvalidName {
-                name: plain.to_owned(),
+                name: name.to_owned(),
                 reason: "it contains a NUL byte",
             })?;
             return Ok(Self::new(plain)?.with_access(access));

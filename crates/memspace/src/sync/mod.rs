@@ -119,7 +119,9 @@ pub enum LockError<G> {
     },
     /// A Redis lock could not be taken: its server could not be reached or refused the
     /// command, or the lock was removed (or removed and created again) while this handle was
-    /// open. `detail` says which and what to do; `source` holds the error.
+    /// open. In shared memory: another process shrank the segment's file under this
+    /// process's mapping (see [`Segment::check_intact`](crate::Segment::check_intact)).
+    /// `detail` says which and what to do; `source` holds the error.
     Unavailable {
         /// The lock.
         name: SegmentName,
@@ -306,10 +308,7 @@ pub(crate) fn lock_and_repair<'a>(
     segment: &'a Segment,
     repair: impl FnOnce(&RawGuard<'a>) -> crate::Result<()>,
 ) -> crate::Result<RawGuard<'a>> {
-    let acquired = acquire(segment, segment.lock_wait(), |raw, _| raw);
-    // The lock word itself may have been on a page lost to a shrunk file.
-    segment.check_intact()?;
-    match acquired {
+    match acquire(segment, segment.lock_wait(), |raw, _| raw) {
         Ok(held) => Ok(held),
         Err(LockError::OwnerDied(held)) => {
             repair(&held)?;
@@ -335,6 +334,17 @@ pub(crate) fn acquire<'a, G>(
 ) -> Result<G, LockError<G>> {
     let slot = segment.lock_slot();
     match slot.acquire(wait) {
+        // The lock word's page may have been lost to a file shrunk under this mapping: what
+        // was taken then is a private copy of the lock, which excludes no one.
+        Ok((raw, _)) if segment.check_intact().is_err() => {
+            drop(raw);
+            let source = segment.check_intact().err().map(|err| Box::new(err) as _);
+            Err(LockError::Unavailable {
+                name: segment.name().clone(),
+                detail: "the segment's file was shrunk under this process's mapping".to_owned(),
+                source,
+            })
+        }
         Ok((raw, recovery)) => {
             let poisoned = slot.is_poisoned();
             let guard = wrap(raw, recovery);

@@ -445,6 +445,21 @@ pub(crate) fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/memspace.{name}"))
 }
 
+/// Writes `bytes` as the backing file of segment `name`, with the mode a segment has (0600), as
+/// a test that crafts a segment by hand needs: a wider mode would be refused on open.
+pub(crate) fn write_segment_file(name: &str, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(shm_path(name))
+        .and_then(|mut file| file.write_all(bytes))
+        .expect("write the segment's file");
+}
+
 /// Whether segment `name` exists.
 pub(crate) fn shm_exists(name: &str) -> bool {
     shm_path(name).exists()

@@ -1,0 +1,259 @@
+//! Whose segments an open accepts, what `Segment::remove` removes, and a file shrunk under a
+//! mapping: another user's segment and a wider mode than asked for are refused unless trusted
+//! (and the trust travels to a spawned child); only memspace segments are removed, never
+//! through a symbolic link; a peer's `ftruncate` is an error in this process, not `SIGBUS`.
+
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "worker targets take their arguments by value: that is how workers receive them"
+)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use memspace::collections::{Queue, SharedMap};
+use memspace::spawn::{Process, StartMethod};
+use memspace::sync::Lock;
+use memspace::{Error, OpenError, Segment, SegmentOptions, SharedList};
+
+use common::{Removal, Running, shm_path};
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .map(|line| line.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn open_error(result: memspace::Result<impl Sized>) -> OpenError {
+    match result {
+        Err(Error::Open(err)) => err,
+        Err(other) => panic!("expected an OpenError, got {other:?}"),
+        Ok(_) => panic!("expected an OpenError, the open succeeded"),
+    }
+}
+
+#[test]
+fn a_mode_wider_than_accepted_is_refused_and_the_creators_trust_travels_to_a_child() {
+    common::init_spawn(
+        "a_mode_wider_than_accepted_is_refused_and_the_creators_trust_travels_to_a_child",
+    );
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("trust-mode");
+    let group = SegmentOptions::new().mode(0o660);
+    let list = SharedList::<u64>::create_with(removal.name(), &group).expect("create");
+    list.push(&1).expect("push");
+
+    let err = open_error(SharedList::<u64>::open(removal.name()));
+    assert!(
+        matches!(
+            err,
+            OpenError::UntrustedMode {
+                mode: 0o660,
+                accepted: 0o600,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(removal.name()) && message.contains("SegmentOptions::mode(0o660)"),
+        "{message}"
+    );
+    let reopened =
+        SharedList::<u64>::from_segment(group.open(removal.name()).expect("accepted mode"))
+            .expect("a list");
+    assert_eq!(reopened.to_vec().expect("read"), [1]);
+
+    // The handle carries the mode it was created with: a spawned child reopens the segment by
+    // name, and accepts it as its parent did.
+    let mut child =
+        Running::start(Process::new(push_two, list.clone()).start_method(StartMethod::Spawn));
+    child.join().expect("the child reopened the list");
+    assert_eq!(list.to_vec().expect("read"), [1, 2]);
+}
+
+fn push_two(list: SharedList<u64>) {
+    list.push(&2).expect("push from the child");
+}
+
+#[test]
+fn a_segment_owned_by_another_user_is_refused_unless_its_owner_is_trusted() {
+    if !is_root() {
+        eprintln!("skipped: giving a segment to another user needs root");
+        return;
+    }
+    // A segment planted by user 65534 (`nobody`), open to everyone, where this process
+    // looks for its own; the CLI's tests plant one as that user itself.
+    let kinds = [Removal::fresh("trust-list"), Removal::fresh("trust-lock")];
+    let everyone = SegmentOptions::new().mode(0o666);
+    SharedList::<u64>::create_with(kinds[0].name(), &everyone).expect("create");
+    let lock = Lock::create(kinds[1].name()).expect("create");
+    drop(lock);
+    for removal in &kinds {
+        let path = shm_path(removal.name());
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    }
+    let before = std::fs::read(shm_path(kinds[0].name())).expect("read");
+
+    let refusals = [
+        (
+            kinds[0].name(),
+            open_error(SharedList::<u64>::open(kinds[0].name())),
+        ),
+        (kinds[1].name(), open_error(Lock::open(kinds[1].name()))),
+        (
+            kinds[0].name(),
+            Segment::open_any(kinds[0].name()).expect_err("open_any"),
+        ),
+    ];
+    for (name, err) in refusals {
+        assert!(
+            matches!(
+                err,
+                OpenError::UntrustedOwner {
+                    owner: 65534,
+                    user: 0,
+                    ..
+                }
+            ),
+            "{name}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(name) && message.contains("trust_owner(65534)"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(shm_path(kinds[0].name())).expect("read"),
+        before,
+        "a refused open wrote into the segment"
+    );
+
+    // Trusting the owner alone still refuses the mode that lets everyone in; both accept it.
+    let owner_only = SegmentOptions::new().trust_owner(65534);
+    assert!(matches!(
+        owner_only.open(kinds[0].name()),
+        Err(OpenError::UntrustedMode { mode: 0o666, .. })
+    ));
+    let trusting = owner_only.mode(0o666);
+    let list = SharedList::<u64>::from_segment(trusting.open(kinds[0].name()).expect("trusted"))
+        .expect("a list");
+    list.push(&5).expect("push into a trusted segment");
+    let lock = Lock::from_segment(trusting.open(kinds[1].name()).expect("trusted")).expect("lock");
+    drop(lock.lock().expect("lock"));
+}
+
+#[test]
+fn remove_refuses_what_is_not_a_memspace_segment() {
+    let dir = std::env::temp_dir().join(format!("memspace-trust.{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("make a directory");
+    let plain = dir.join("passwd");
+    std::fs::write(&plain, "root:x:0:0::/root:/bin/sh\n").expect("write a plain file");
+    let target = dir.join("queue.seg");
+    let queue = Queue::<u64>::create(&format!("file:{}", target.display())).expect("create");
+    let link = dir.join("link.seg");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let planted = Removal::fresh("trust-garbage");
+    common::write_segment_file(planted.name(), &[0x5A; 4096]);
+
+    let plain_name = format!("file:{}", plain.display());
+    assert!(matches!(
+        Segment::remove(&plain_name),
+        Err(OpenError::Foreign { .. })
+    ));
+    let link_name = format!("file:{}", link.display());
+    assert!(matches!(
+        Segment::remove(&link_name),
+        Err(OpenError::NotAFile {
+            what: "a symbolic link",
+            ..
+        })
+    ));
+    // Opening through the link is refused too: a name is never followed to another file.
+    assert!(matches!(
+        open_error(Queue::<u64>::open(&link_name)),
+        OpenError::NotAFile { .. }
+    ));
+    assert!(matches!(
+        Segment::remove(&format!("file:{}", dir.display())),
+        Err(OpenError::NotAFile { .. })
+    ));
+    assert!(matches!(
+        Segment::remove(planted.name()),
+        Err(OpenError::Foreign { .. })
+    ));
+    assert!(plain.exists() && link.exists() && target.exists());
+    assert!(shm_path(planted.name()).exists());
+
+    // A creation that never finished (zeros under a memspace name in /dev/shm) is removable.
+    let unfinished = Removal::fresh("trust-unfinished");
+    common::write_segment_file(unfinished.name(), &[]);
+    Segment::remove(unfinished.name()).expect("remove an unfinished segment");
+    assert!(!shm_path(unfinished.name()).exists());
+
+    queue.unlink().expect("remove the queue");
+    assert!(!target.exists());
+    std::fs::remove_dir_all(&dir).expect("remove the directory");
+}
+
+#[test]
+fn a_file_shrunk_under_a_mapping_is_an_error_not_a_sigbus() {
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("trust-shrunk");
+    let list = SharedList::<String>::create(removal.name()).expect("create");
+    let item = "x".repeat(200);
+    list.extend(std::iter::repeat_n(&item, 2000))
+        .expect("fill several pages");
+    let map_removal = Removal::fresh("trust-shrunk-map");
+    let map = SharedMap::<u64, String>::create(map_removal.name()).expect("create");
+    for key in 0..500 {
+        map.insert(&key, &item).expect("insert");
+    }
+
+    // A peer of the same user shrinks both files to their control page, as `ftruncate` does.
+    for removal in [&removal, &map_removal] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(shm_path(removal.name()))
+            .and_then(|file| file.set_len(4096))
+            .expect("truncate");
+    }
+    // Reading an item on a lost page would have killed this process with SIGBUS.
+    let err = list.get(1999).expect_err("an item past the new end");
+    let message = err.to_string();
+    assert!(
+        message.contains(removal.name()) && message.contains("shrank its file"),
+        "{message}"
+    );
+    assert!(list.to_vec().is_err());
+    assert!(
+        list.push(&item).is_err(),
+        "a write into lost pages reported success"
+    );
+    let segment = list.segment().expect("a shared-memory list");
+    assert!(segment.check_intact().is_err());
+    assert!(map.get(&499).is_err());
+    assert!(map.insert(&1, &item).is_err());
+
+    // The control page itself: a file cut to nothing. Taking the lock would have written into
+    // a page past the end of the file.
+    let lock_removal = Removal::fresh("trust-shrunk-lock");
+    let lock = Lock::create(lock_removal.name()).expect("create");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(lock_removal.name()))
+        .and_then(|file| file.set_len(0))
+        .expect("truncate");
+    let err = lock.lock().map(drop).expect_err("a lock on a lost page");
+    assert!(err.to_string().contains(lock_removal.name()), "{err}");
+}

@@ -284,3 +284,163 @@ fn a_process_without_proc_waits_for_a_live_holder_and_resets_nothing() {
     );
     assert!(holder.wait().expect("wait for the holder").success());
 }
+
+/// Runs `memspace ARGS`, killing it if it has not ended after `limit`: `None` if it hung.
+fn memspace_within(args: &[&str], limit: std::time::Duration) -> Option<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memspace"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run memspace");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait for memspace").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Some(child.wait_with_output().expect("collect the output"))
+}
+
+#[test]
+fn inspect_and_ls_never_wait_for_ever_on_a_held_lock() {
+    let name = Name(format!("security.{}.held-map", std::process::id()));
+    assert!(memspace(&["map", "create", &name.0]).status.success());
+    assert!(
+        memspace(&["map", "set", &name.0, "1", "2"])
+            .status
+            .success()
+    );
+    // The lock word names a live thread (this test's main thread) that never releases it: a
+    // hostile or stuck holder.
+    let path = format!("/dev/shm/memspace.{}", name.0);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open the segment's file");
+    let pid = std::process::id().to_le_bytes();
+    for at in [128, 132] {
+        // The lock word, then the holder's pid beside it.
+        std::os::unix::fs::FileExt::write_at(&file, &pid, at).expect("hold the lock");
+    }
+    let limit = std::time::Duration::from_secs(20);
+    let output = memspace_within(&["inspect", &name.0, "--items"], limit)
+        .expect("inspect --items waited for ever behind the held lock");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("held by {}", std::process::id())) && stdout.contains("verify"),
+        "inspect printed what it could before failing: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&name.0) && stderr.contains("not released"),
+        "{stderr}"
+    );
+    let output = memspace_within(&["ls"], limit).expect("ls waited for ever");
+    assert!(output.status.success(), "{output:?}");
+    for at in [128, 132] {
+        std::os::unix::fs::FileExt::write_at(&file, &[0; 4], at).expect("release");
+    }
+    let output = memspace_within(&["inspect", &name.0, "--items"], limit).expect("inspect");
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn inspect_and_ls_exit_non_zero_on_a_damaged_segment() {
+    let name = Name(format!("security.{}.damaged-list", std::process::id()));
+    assert!(memspace(&["list", "create", &name.0]).status.success());
+    assert!(
+        memspace(&["list", "push", &name.0, "\"zzzzzzzzzzzzzzzz\""])
+            .status
+            .success()
+    );
+    assert!(memspace(&["inspect", &name.0]).status.success());
+    let path = format!("/dev/shm/memspace.{}", name.0);
+    let mut bytes = std::fs::read(&path).expect("read the segment");
+    let at = bytes
+        .windows(16)
+        .position(|window| window == b"zzzzzzzzzzzzzzzz")
+        .expect("the item's bytes");
+    bytes[at] = b'y';
+    std::fs::write(&path, &bytes).expect("damage one item");
+    let output = memspace(&["inspect", &name.0]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("PROBLEMS"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is damaged"));
+
+    // A file cut below its committed size is damage `ls` sees without reading items.
+    let cut = Name(format!("security.{}.cut-list", std::process::id()));
+    assert!(memspace(&["list", "create", &cut.0]).status.success());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/memspace.{}", cut.0))
+        .and_then(|file| file.set_len(8192))
+        .expect("truncate");
+    let output = memspace(&["ls"]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&cut.0));
+}
+
+#[test]
+fn a_peer_shrinking_the_file_never_kills_the_command_line_by_a_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let name = Name(format!("security.{}.shrinking", std::process::id()));
+    assert!(memspace(&["list", "create", &name.0]).status.success());
+    let item = format!("\"{}\"", "x".repeat(500));
+    let items: Vec<&str> = std::iter::repeat_n(item.as_str(), 400).collect();
+    assert!(
+        memspace(&[&["list", "push", &name.0][..], &items].concat())
+            .status
+            .success()
+    );
+    let path = format!("/dev/shm/memspace.{}", name.0);
+    let full = std::fs::metadata(&path).expect("stat").len();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The peer: cuts the file to its control page and grows it back (with zeros), again and
+    // again, while readers run.
+    let peer = {
+        let stop = std::sync::Arc::clone(&stop);
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open the segment's file");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                file.set_len(4096).expect("shrink");
+                std::thread::sleep(std::time::Duration::from_micros(300));
+                file.set_len(full).expect("grow back");
+                std::thread::sleep(std::time::Duration::from_micros(300));
+            }
+        })
+    };
+    let mut failures = 0;
+    for round in 0..150 {
+        let args: &[&str] = if round % 2 == 0 {
+            &["list", "get", &name.0]
+        } else {
+            &["inspect", &name.0, "--items"]
+        };
+        let output = memspace(args);
+        assert_eq!(
+            output.status.signal(),
+            None,
+            "{args:?} died by a signal: {output:?}"
+        );
+        if !output.status.success() {
+            failures += 1;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains(&name.0) && !stderr.contains("panicked"),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    peer.join().expect("the peer");
+    assert!(failures > 0, "the peer never disturbed a reader");
+}

@@ -32,7 +32,10 @@ impl Name {
 
 impl Drop for Name {
     fn drop(&mut self) {
-        let _ = Segment::remove(&self.0);
+        // `Segment::remove` refuses garbage that is no segment: the test removes what it wrote.
+        if Segment::remove(&self.0).is_err() {
+            let _ = std::fs::remove_file(self.path());
+        }
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) enum Command {
     Queue(QueueCommand),
     /// Remove segments by name (processes that have them open keep using them), or Redis
     /// objects by URL (`redis://HOST:PORT/NAME`).
+    ///
+    /// Only memspace segments are removed: a
+    /// symbolic link, a directory or a file without a segment's header stays where it is.
     Rm {
         /// The segments or Redis objects to remove.
         #[arg(required = true)]
@@ -40,6 +43,9 @@ pub(crate) enum Command {
     },
     /// List the memspace segments in /dev/shm, or the objects memspace keeps on a Redis
     /// server (`--redis redis://HOST:PORT`).
+    ///
+    /// Exits 3 if a segment is damaged (a corrupt header,
+    /// a file shorter than its committed size), after listing them all.
     Ls {
         /// Print a JSON array instead of a table.
         #[arg(long)]
@@ -50,6 +56,9 @@ pub(crate) enum Command {
     },
     /// Show a segment's header, lock, users and consistency, and optionally its items; or a
     /// Redis object's kind, keys and state.
+    ///
+    /// Exits 0 if the segment is healthy, 3 if `verify`
+    /// found damage, 1 if it could not be read (waiting at most a second for a held lock).
     Inspect {
         /// The segment (`NAME`, or `file:PATH`) or Redis object (`redis://HOST:PORT/NAME`).
         name: String,

@@ -179,18 +179,27 @@ fn create_honours_mode_and_max_size_and_refuses_an_existing_name() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o640);
+    // Opening a segment whose mode lets others in takes the opener's consent.
+    let err = fail(&["map", "len", name]);
+    assert!(
+        err.contains("mode 0640") && err.contains("--accept-mode 640"),
+        "{err}"
+    );
     let big = format!("\"{}\"", "x".repeat(100_000));
-    let err = fail(&["map", "set", name, "1", &big]);
+    let err = fail(&["--accept-mode", "640", "map", "set", name, "1", &big]);
     assert!(err.contains("full") && err.contains(name), "{err}");
     assert_eq!(
-        succeed(&["map", "len", name]),
+        succeed(&["--accept-mode", "640", "map", "len", name]),
         "0",
         "the refused entry is not there"
     );
-    succeed(&["map", "set", name, "1", "\"fits\""]);
+    succeed(&["--accept-mode", "640", "map", "set", name, "1", "\"fits\""]);
     let err = fail(&["map", "create", name]);
     assert!(err.contains("already exists"), "{err}");
-    assert_eq!(succeed(&["map", "get", name, "1"]), "\"fits\"");
+    assert_eq!(
+        succeed(&["--accept-mode", "640", "map", "get", name, "1"]),
+        "\"fits\""
+    );
     // A bad option is a usage error (clap's exit status 2), and creates nothing.
     let bad = format!("{name}-bad");
     let output = memspace(&["map", "create", &bad, "--mode", "999"]);

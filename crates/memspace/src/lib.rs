@@ -47,12 +47,35 @@
 //!   leaves every lock recoverable ([`sync::LockError::OwnerDied`]) and every collection
 //!   consistent: an append it had not published is invisible, one it had published is
 //!   complete. Nothing acknowledged to a caller is lost.
-//! * **What a misbehaving peer can do.** Segments are created mode `0600`, so only processes
-//!   of the same user can open them. A segment is treated as untrusted input: its header is
-//!   validated on open and every offset is bounds-checked before it is followed, so garbage
-//!   gives an error naming the segment, never out-of-bounds access. A peer with write access
-//!   can still destroy the *data* (or hold a lock forever by writing a live thread's id into
-//!   it); memspace does not defend against a hostile process of your own user.
+//! * **Whose segments are opened.** Segments are created mode `0600`, so only processes of
+//!   the same user can open them. An open accepts only a segment that belongs to this
+//!   process's effective user and whose mode grants nothing beyond what the opener asked for
+//!   (`0600` unless [`SegmentOptions::mode`] says more): a segment another user planted under
+//!   the name (`/dev/shm` is writable by everyone) is refused with
+//!   [`OpenError::UntrustedOwner`], one other users may write with
+//!   [`OpenError::UntrustedMode`], and a symbolic link at the name with
+//!   [`OpenError::NotAFile`]. Trust is explicit ([`SegmentOptions::trust_owner`], the CLI's
+//!   `--trust-owner` and `--accept-mode`) and travels with a handle to the processes it is
+//!   passed to. [`Segment::remove`] and `memspace rm` remove only a memspace segment (a
+//!   regular file with memspace's signature, reached without following a symbolic link).
+//! * **What a misbehaving peer can do** (a process of your own user, or of a user you chose to
+//!   trust). A segment is treated as untrusted input: its header is validated on open, and
+//!   every offset and size read from it is checked before anything is read or written through
+//!   it, so garbage gives an error naming the segment, never out-of-bounds access, a panic or
+//!   a runaway allocation. A peer with write access can still destroy the *data*, write items
+//!   of another type (reported as `Decode` errors, which a reader can skip), or hold a lock
+//!   for ever by writing a live thread's id into it (`try_lock_for` bounds the wait; `inspect`
+//!   and `ls` wait at most a second). A peer that *shrinks* the file (`ftruncate`) takes away
+//!   pages other processes have mapped: an access to one would kill the process with
+//!   `SIGBUS`. memspace installs a `SIGBUS` handler (once, at the first mapping; faults outside
+//!   segments go to the handler that was there before) that gives the lost pages zeros in this
+//!   process and marks the segment; from then on every operation of this process that reads or
+//!   writes an item or takes the segment's lock fails with [`Error::Corrupt`] saying the file
+//!   was shrunk ([`Segment::check_intact`]). What it cannot undo: the data past the new end is
+//!   gone for everyone, a lock-free count read during the shrink may read 0, and a zero-copy
+//!   [`SharedVec`](collections::SharedVec) slice shows zeros (or whatever a peer writes: its
+//!   published elements are only immutable among well-behaved processes). A program that
+//!   installs its own `SIGBUS` handler after memspace's replaces it.
 //! * **Redis-backed objects** (`redis://HOST:PORT/NAME`) have Redis's guarantees, not these:
 //!   the lock is a lease with fencing tokens, and durability is the server's (see [`backend`]).
 //! * **Platforms.** Linux (shared futexes, `/proc`, `/dev/shm`, `fallocate`). Platform code

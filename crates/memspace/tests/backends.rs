@@ -116,6 +116,7 @@ fn prepare() {
 on_both_backends!(
     a_list_pushes_extends_and_reads_back_in_order,
     structured_items_come_back_equal_and_other_types_are_decode_errors,
+    a_list_read_item_by_item_skips_an_item_of_another_type,
     names_are_created_once_opened_by_kind_and_removed,
     a_map_inserts_replaces_removes_and_clears,
     a_bounded_queue_is_fifo_and_refuses_past_its_capacity,
@@ -184,6 +185,39 @@ fn structured_items_come_back_equal_and_other_types_are_decode_errors(fx: &Fixtu
         numbers.get(0)
     );
     assert!(matches!(numbers.to_vec(), Err(Error::Decode { .. })));
+}
+
+fn a_list_read_item_by_item_skips_an_item_of_another_type(fx: &Fixture) {
+    let name = fx.name("skip");
+    let numbers = SharedList::<i64>::create(&name).expect("create");
+    numbers.push(&1).expect("push");
+    SharedList::<String>::open(&name)
+        .expect("open as strings")
+        .push(&"a string".to_owned())
+        .expect("push a string");
+    numbers.push(&3).expect("push");
+
+    assert!(
+        matches!(numbers.to_vec(), Err(Error::Decode { index: 1, .. })),
+        "to_vec stops at the string"
+    );
+    let mut items = numbers.iter();
+    assert_eq!(items.next().map(Result::ok), Some(Some(1)));
+    match items.next() {
+        Some(Err(err @ Error::Decode { index: 1, .. })) => {
+            assert!(err.to_string().contains(&name), "{err}");
+        }
+        other => panic!("expected a decode error for item 1, got {other:?}"),
+    }
+    assert_eq!(
+        items.next().map(Result::ok),
+        Some(Some(3)),
+        "the iteration goes on past the item it cannot decode"
+    );
+    assert!(items.next().is_none());
+    let readable: Vec<i64> = numbers.iter().filter_map(Result::ok).collect();
+    assert_eq!(readable, [1, 3]);
+    assert_eq!(numbers.get(2).expect("get"), Some(3));
 }
 
 fn names_are_created_once_opened_by_kind_and_removed(fx: &Fixture) {

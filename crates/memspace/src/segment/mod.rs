@@ -71,6 +71,10 @@ pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};
 /// How long `open` waits for a segment whose creator is still initialising it.
 const INIT_WAIT: Duration = Duration::from_secs(2);
 
+/// The most bytes of its item type's name a segment records: a longer name is cut at a
+/// character boundary at or before this length (see [`Segment::type_name`]).
+pub const TYPE_NAME_MAX: usize = header::TYPE_NAME_WORDS * 8;
+
 /// How to create a segment: permissions, first size, largest size.
 ///
 /// # Examples
@@ -488,7 +492,8 @@ impl Segment {
         self.header().last_writer_pid.load(Ordering::Relaxed)
     }
 
-    /// The Rust type name recorded by the creator (informational).
+    /// The Rust type name recorded by the creator (informational), cut to at most
+    /// [`TYPE_NAME_MAX`] bytes.
     #[must_use]
     pub fn type_name(&self) -> &str {
         &self.fields.type_name

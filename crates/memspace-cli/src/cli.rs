@@ -164,6 +164,10 @@ pub(crate) enum ListCommand {
         /// The values, each a JSON document (`1`, `-2.5`, `'"text"'`, `'{"a": [1, 2]}'`).
         #[arg(required = true, allow_negative_numbers = true)]
         values: Vec<String>,
+        /// Write even a value that a program using the list's recorded item type (shown by
+        /// `memspace inspect`) could not read back.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the list as a JSON array, or the item at INDEX.
     Get {
@@ -209,6 +213,10 @@ pub(crate) enum MapCommand {
         /// The value, as JSON.
         #[arg(allow_negative_numbers = true)]
         value: String,
+        /// Write even a value that a program using the map's recorded item type (shown by
+        /// `memspace inspect`) could not read back.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the value of KEY, or every entry as a JSON array of [key, value] pairs.
     Get {
@@ -256,6 +264,10 @@ pub(crate) enum QueueCommand {
         /// The values, each a JSON document.
         #[arg(required = true, allow_negative_numbers = true)]
         values: Vec<String>,
+        /// Write even a value that a program using the queue's recorded item type (shown by
+        /// `memspace inspect`) could not read back.
+        #[arg(long)]
+        force: bool,
     },
     /// Take the item at the front and print it as JSON, waiting for one if the queue is empty.
     Get {

@@ -116,11 +116,13 @@ fn prepare() {
 on_both_backends!(
     a_list_pushes_extends_and_reads_back_in_order,
     structured_items_come_back_equal_and_other_types_are_decode_errors,
+    a_list_read_item_by_item_skips_an_item_of_another_type,
     names_are_created_once_opened_by_kind_and_removed,
     a_map_inserts_replaces_removes_and_clears,
     a_bounded_queue_is_fifo_and_refuses_past_its_capacity,
     a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once,
     an_item_put_back_behind_many_in_flight_is_delivered_next,
+    a_receiver_discards_an_item_of_another_type_and_receives_the_next,
     a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones,
     a_value_updates_atomically_and_checks_its_type,
     an_event_is_set_cleared_and_waited_for,
@@ -183,6 +185,39 @@ fn structured_items_come_back_equal_and_other_types_are_decode_errors(fx: &Fixtu
         numbers.get(0)
     );
     assert!(matches!(numbers.to_vec(), Err(Error::Decode { .. })));
+}
+
+fn a_list_read_item_by_item_skips_an_item_of_another_type(fx: &Fixture) {
+    let name = fx.name("skip");
+    let numbers = SharedList::<i64>::create(&name).expect("create");
+    numbers.push(&1).expect("push");
+    SharedList::<String>::open(&name)
+        .expect("open as strings")
+        .push(&"a string".to_owned())
+        .expect("push a string");
+    numbers.push(&3).expect("push");
+
+    assert!(
+        matches!(numbers.to_vec(), Err(Error::Decode { index: 1, .. })),
+        "to_vec stops at the string"
+    );
+    let mut items = numbers.iter();
+    assert_eq!(items.next().map(Result::ok), Some(Some(1)));
+    match items.next() {
+        Some(Err(err @ Error::Decode { index: 1, .. })) => {
+            assert!(err.to_string().contains(&name), "{err}");
+        }
+        other => panic!("expected a decode error for item 1, got {other:?}"),
+    }
+    assert_eq!(
+        items.next().map(Result::ok),
+        Some(Some(3)),
+        "the iteration goes on past the item it cannot decode"
+    );
+    assert!(items.next().is_none());
+    let readable: Vec<i64> = numbers.iter().filter_map(Result::ok).collect();
+    assert_eq!(readable, [1, 3]);
+    assert_eq!(numbers.get(2).expect("get"), Some(3));
 }
 
 fn names_are_created_once_opened_by_kind_and_removed(fx: &Fixture) {
@@ -325,6 +360,82 @@ fn an_item_put_back_behind_many_in_flight_is_delivered_next(fx: &Fixture) {
     let next = queue.try_receive().expect("the twelfth item");
     assert_eq!(*next.value(), 11);
     drop((again, next, held));
+}
+
+fn a_receiver_discards_an_item_of_another_type_and_receives_the_next(fx: &Fixture) {
+    let name = fx.name("undecodable");
+    let numbers = Queue::<u64>::create(&name).expect("create");
+    Queue::<String>::open(&name)
+        .expect("open as strings")
+        .put(&"a string".to_owned())
+        .expect("put a string");
+    numbers.put(&7).expect("put");
+    numbers.put(&8).expect("put");
+
+    // Dropping the error puts the item back in its place: it is the next one again.
+    match numbers.try_receive() {
+        Err(QueueError::Undecodable(item)) => {
+            assert_eq!(item.deliveries(), 1);
+            assert_eq!(item.name().as_str(), name);
+            assert_eq!(item.expected(), "u64");
+            assert_eq!(
+                numbers.in_flight().expect("in_flight"),
+                1,
+                "held by the error"
+            );
+        }
+        other => panic!("expected an undecodable item, got {other:?}"),
+    }
+    if !fx.is_redis() {
+        // (A Redis queue counts an item put back as in flight until it is taken again.)
+        assert_eq!(numbers.len().expect("len"), 3, "put back");
+    }
+
+    // Taken again, it is dead-lettered and discarded; the items behind it then come.
+    let dead_letters = Queue::<String>::new().expect("dead-letter queue");
+    let err = numbers.get().expect_err("the string is still first");
+    let message = err.to_string();
+    assert!(
+        message.contains(&name) && message.contains("`u64`") && message.contains("discard"),
+        "the message names the queue and the type, and says what to do: {message}"
+    );
+    let QueueError::Undecodable(item) = err else {
+        panic!("expected an undecodable item, got {err:?}")
+    };
+    assert_eq!(item.deliveries(), 2);
+    let text: String = item.decode().expect("it is a string");
+    dead_letters.put(&text).expect("dead-letter it");
+    assert!(matches!(
+        item.decode::<u64>(),
+        Err(Error::Decode {
+            expected: "u64",
+            ..
+        })
+    ));
+    let payload = item.payload().to_vec();
+    assert_eq!(item.discard().expect("discard"), payload);
+    assert_eq!(numbers.get().expect("the next item"), 7);
+    assert_eq!(numbers.get().expect("the next item"), 8);
+    assert!(numbers.is_empty().expect("is_empty"));
+    assert_eq!(numbers.unacknowledged().expect("unacknowledged"), 0);
+    assert_eq!(dead_letters.get().expect("the dead letter"), "a string");
+
+    // `nack` puts it back at once, reporting an error if that fails.
+    Queue::<i64>::open(&name)
+        .expect("open as signed numbers")
+        .put(&-1)
+        .expect("put -1");
+    let Err(QueueError::Undecodable(item)) = numbers.try_get() else {
+        panic!("-1 is not a u64")
+    };
+    item.nack().expect("nack");
+    let Err(QueueError::Undecodable(item)) = numbers.try_get() else {
+        panic!("-1 is not a u64")
+    };
+    assert_eq!(item.deliveries(), 2, "put back and taken again");
+    assert_eq!(item.decode::<i64>().expect("an i64"), -1);
+    item.discard().expect("discard");
+    assert!(numbers.is_empty().expect("is_empty"));
 }
 
 fn a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones(fx: &Fixture) {

@@ -537,8 +537,9 @@ fn an_item_of_another_type_is_reported_by_name_and_kept() {
     strings.put(&"not a number".to_owned()).expect("put");
     let numbers = Queue::<u32>::open(&name.0).expect("open");
     match numbers.try_receive() {
-        Err(QueueError::Other(err @ Error::Decode { .. })) => {
+        Err(err @ QueueError::Undecodable(_)) => {
             assert!(err.to_string().contains(&name.0), "{err}");
+            assert_eq!(strings.len().expect("len"), 0, "in flight with the error");
         }
         other => panic!("expected a decode error, got {other:?}"),
     }
@@ -655,6 +656,7 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
                 | Err(
                     QueueError::Empty { .. }
                     | QueueError::Full { .. }
+                    | QueueError::Undecodable(_)
                     | QueueError::Other(Error::Decode { .. } | Error::Full { .. }),
                 ) => intact += 1,
                 Err(other) => panic!("round {round}, garbage {value:#x} at {at}: {other:?}"),

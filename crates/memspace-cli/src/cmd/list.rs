@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use memspace::{SegmentOptions, SharedList};
 use serde_json::Value;
 
+use super::typed::{Part, Target};
 use crate::cli::ListCommand;
 
 pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
@@ -23,7 +24,11 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
             SharedList::<Value>::create_with(&name, &options)
                 .with_context(|| format!("creating list `{name}`"))?;
         }
-        ListCommand::Push { name, values } => {
+        ListCommand::Push {
+            name,
+            values,
+            force,
+        } => {
             let values = values
                 .iter()
                 .enumerate()
@@ -36,8 +41,17 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            open(&name)?
-                .extend(&values)
+            let list = open(&name)?;
+            let target = Target {
+                kind: "list",
+                name: &name,
+                recorded: list.recorded_type_name(),
+                in_shared_memory: list.segment().is_some(),
+            };
+            for value in &values {
+                target.check(Part::Item, value, force)?;
+            }
+            list.extend(&values)
                 .with_context(|| format!("appending to list `{name}`"))?;
         }
         ListCommand::Get { name, index } => {

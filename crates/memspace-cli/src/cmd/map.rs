@@ -5,6 +5,7 @@ use memspace::SegmentOptions;
 use memspace::collections::SharedMap;
 use serde_json::Value;
 
+use super::typed::{Part, Target};
 use crate::cli::MapCommand;
 
 fn json(what: &str, text: &str) -> anyhow::Result<Value> {
@@ -38,10 +39,23 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
             SharedMap::<Value, Value>::create_with(&name, &options)
                 .with_context(|| format!("creating map `{name}`"))?;
         }
-        MapCommand::Set { name, key, value } => {
+        MapCommand::Set {
+            name,
+            key,
+            value,
+            force,
+        } => {
             let (key, value) = (json("key", &key)?, json("value", &value)?);
-            open(&name)?
-                .insert(&key, &value)
+            let map = open(&name)?;
+            let target = Target {
+                kind: "map",
+                name: &name,
+                recorded: map.recorded_type_name(),
+                in_shared_memory: map.segment().is_some(),
+            };
+            target.check(Part::Key, &key, force)?;
+            target.check(Part::Value, &value, force)?;
+            map.insert(&key, &value)
                 .with_context(|| format!("setting {key} in map `{name}`"))?;
         }
         MapCommand::Get { name, key: None } => {

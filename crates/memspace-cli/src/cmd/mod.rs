@@ -10,6 +10,7 @@ mod lock;
 mod ls;
 mod map;
 mod queue;
+mod typed;
 
 use std::process::ExitCode;
 use std::sync::OnceLock;

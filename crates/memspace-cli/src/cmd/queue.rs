@@ -8,6 +8,7 @@ use memspace::SegmentOptions;
 use memspace::collections::{Queue, QueueError};
 use serde_json::Value;
 
+use super::typed::{Part, Target};
 use crate::cli::QueueCommand;
 
 /// The exit status when `--timeout` expires (`EX_TEMPFAIL`).
@@ -40,7 +41,11 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             Queue::<Value>::create_with(&name, capacity, &options)
                 .with_context(|| format!("creating queue `{name}`"))?;
         }
-        QueueCommand::Put { name, values } => {
+        QueueCommand::Put {
+            name,
+            values,
+            force,
+        } => {
             let values = values
                 .iter()
                 .enumerate()
@@ -54,6 +59,15 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let queue = open(&name)?;
+            let target = Target {
+                kind: "queue",
+                name: &name,
+                recorded: queue.recorded_type_name(),
+                in_shared_memory: queue.segment().is_some(),
+            };
+            for value in &values {
+                target.check(Part::Item, value, force)?;
+            }
             for value in &values {
                 queue
                     .put(value)

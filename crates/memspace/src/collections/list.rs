@@ -187,6 +187,20 @@ impl<T> SharedList<T> {
         }
     }
 
+    /// The item type recorded by the list's creator: [`std::any::type_name`] of `T`,
+    /// the type the creator used, which need not be this handle's.
+    ///
+    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
+    /// bytes (see [`Segment::type_name`]); on Redis it is whole. Tools use it to refuse a write
+    /// that a program of the creator's type could not read (`memspace list ...` does).
+    #[must_use]
+    pub fn recorded_type_name(&self) -> &str {
+        match &self.repr {
+            Repr::Shm(segment) => segment.type_name(),
+            Repr::Redis(list) => list.object().type_name(),
+        }
+    }
+
     /// The list's segment (identity, size, address in this process), or `None` for a
     /// Redis list, which has none.
     #[must_use]
@@ -402,6 +416,29 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
 
     /// The published items, in order, as they are when each is reached (items pushed during
     /// the iteration are included).
+    ///
+    /// Each item is read on its own: one that cannot be read ([`Error::Decode`] for an item of
+    /// another type, [`Error::Corrupt`] for a damaged one) is an `Err` in its place, and the
+    /// iteration goes on with the next, so a reader can skip what it cannot decode (where
+    /// [`to_vec`](SharedList::to_vec) stops at the first error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> memspace::Result<()> {
+    /// use memspace::collections::SharedList;
+    ///
+    /// let name = format!("doc-list-iter-{}", std::process::id());
+    /// let numbers = SharedList::<i64>::create(&name)?;
+    /// numbers.push(&1)?;
+    /// SharedList::<String>::open(&name)?.push(&"two".to_owned())?; // another type
+    /// numbers.push(&3)?;
+    /// let readable: Vec<i64> = numbers.iter().filter_map(Result::ok).collect();
+    /// assert_eq!(readable, [1, 3]);
+    /// numbers.unlink()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn iter(&self) -> Iter<'_, T> {
         Iter {

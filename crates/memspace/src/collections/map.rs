@@ -980,6 +980,20 @@ impl<K, V> SharedMap<K, V> {
         }
     }
 
+    /// The item type recorded by the map's creator: [`std::any::type_name`] of `(K, V)`,
+    /// the type the creator used, which need not be this handle's.
+    ///
+    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
+    /// bytes (see [`Segment::type_name`]); on Redis it is whole. Tools use it to refuse a write
+    /// that a program of the creator's type could not read (`memspace map ...` does).
+    #[must_use]
+    pub fn recorded_type_name(&self) -> &str {
+        match &self.repr {
+            Repr::Shm(segment) => segment.type_name(),
+            Repr::Redis(map) => map.object().type_name(),
+        }
+    }
+
     /// The map's segment (identity, size, address in this process), or `None` for a
     /// Redis map, which has none.
     #[must_use]

@@ -185,6 +185,13 @@ pub enum QueueError {
         /// The item's sequence number.
         seq: u64,
     },
+    /// A receive found that the next item is not a `T` (a value of another type was put, by
+    /// a program or by `memspace queue put --force`). The item is in flight with the error:
+    /// [`Undecodable::discard`] removes it for good (after [`Undecodable::payload`] or
+    /// [`Undecodable::decode`] has kept it as a dead letter, if wanted), and dropping the error
+    /// puts it back in its place.
+    #[error(transparent)]
+    Undecodable(Box<Undecodable>),
     /// The segment, the lock or the encoding failed.
     #[error(transparent)]
     Other(#[from] Error),
@@ -999,6 +1006,212 @@ impl<T> Drop for Delivery<'_, T> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Undecodable items
+
+/// An item a receiver took but could not decode as the queue's type, in flight with the
+/// receiving process until it is [`discard`](Undecodable::discard)ed or put back (which
+/// dropping it does). It comes in [`QueueError::Undecodable`].
+///
+/// Without it a receiver of `T` could never get past such an item: putting it back makes it
+/// the next one again.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), memspace::collections::QueueError> {
+/// use memspace::collections::{Queue, QueueError};
+///
+/// let name = format!("doc-undecodable-{}", std::process::id());
+/// let numbers = Queue::<u64>::create(&name)?;
+/// Queue::<String>::open(&name)?.put(&"not a number".to_owned())?;
+/// numbers.put(&7)?;
+///
+/// let dead_letters = Queue::<String>::new()?;
+/// match numbers.get() {
+///     Err(QueueError::Undecodable(item)) => {
+///         dead_letters.put(&item.decode::<String>()?)?; // keep it elsewhere, or not
+///         item.discard()?; // gone from `numbers` for good
+///     }
+///     other => panic!("expected an undecodable item, got {other:?}"),
+/// }
+/// assert_eq!(numbers.get()?, 7);
+/// assert_eq!(dead_letters.get()?, "not a number");
+/// numbers.unlink()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Undecodable {
+    repr: Repr,
+    name: SegmentName,
+    seq: u64,
+    deliveries: u32,
+    expected: &'static str,
+    payload: Vec<u8>,
+    source: rmp_serde::decode::Error,
+    /// The process that received it: a forked copy must not put it back.
+    pid: u32,
+    settled: bool,
+    /// For a Redis queue: the stream entry and its receiver.
+    remote: Option<Received>,
+}
+
+impl fmt::Debug for Undecodable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Undecodable")
+            .field("queue", &self.name)
+            .field("seq", &self.seq)
+            .field("deliveries", &self.deliveries)
+            .field("expected", &self.expected)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "item {} of queue `{}` cannot be read as `{}` (was it put with another type?); it \
+             stays in flight with this error, which puts it back when dropped: call `discard` \
+             on it to remove the item",
+            self.seq, self.name, self.expected
+        )
+    }
+}
+
+impl std::error::Error for Undecodable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl Undecodable {
+    /// The queue.
+    #[must_use]
+    pub fn name(&self) -> &SegmentName {
+        &self.name
+    }
+
+    /// The item's sequence number in its queue (as [`Delivery::seq`]).
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// How many times the item has been handed out, this time included (as
+    /// [`Delivery::deliveries`]).
+    #[must_use]
+    pub fn deliveries(&self) -> u32 {
+        self.deliveries
+    }
+
+    /// The Rust type the receiver expected.
+    #[must_use]
+    pub fn expected(&self) -> &'static str {
+        self.expected
+    }
+
+    /// The item as stored: its `MessagePack` encoding.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Decodes the item as a `U` instead (for example the type another program put it as).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] if it is not a `U` either.
+    pub fn decode<U: DeserializeOwned>(&self) -> Result<U> {
+        codec::decode(&self.payload).map_err(|source| Error::Decode {
+            name: self.name.clone(),
+            index: self.seq,
+            expected: std::any::type_name::<U>(),
+            source,
+        })
+    }
+
+    /// Acknowledges the item without reading it: it leaves the queue for good, and frees a
+    /// place in a bounded queue. Returns its payload.
+    ///
+    /// # Errors
+    ///
+    /// As [`Delivery::ack`]: the item then stays in flight, and goes back to the queue as
+    /// this value is dropped.
+    pub fn discard(mut self) -> std::result::Result<Vec<u8>, QueueError> {
+        self.settle(true)?;
+        Ok(std::mem::take(&mut self.payload))
+    }
+
+    /// Puts the item back now, in its old place (what dropping this value does, with the
+    /// error reported).
+    ///
+    /// # Errors
+    ///
+    /// As [`Delivery::nack`].
+    pub fn nack(mut self) -> std::result::Result<(), QueueError> {
+        self.settled = true;
+        self.settle(false)
+    }
+
+    /// Acknowledges the item (`ack`) or puts it back; marks it settled once that is done.
+    fn settle(&mut self, ack: bool) -> std::result::Result<(), QueueError> {
+        let done = match (&self.remote, &self.repr) {
+            (Some(item), Repr::Redis(queue)) if ack => queue.ack(item)?,
+            (Some(item), Repr::Redis(queue)) => queue.nack(item)?,
+            (_, Repr::Shm(segment)) if ack => Raw { segment }.ack(self.seq).map(|()| true)?,
+            (_, Repr::Shm(segment)) => Raw { segment }.nack(self.seq).map(|()| true)?,
+            (None, Repr::Redis(_)) => false,
+        };
+        self.settled = true;
+        if done {
+            Ok(())
+        } else {
+            Err(QueueError::NotInFlight {
+                name: self.name.clone(),
+                seq: self.seq,
+            })
+        }
+    }
+}
+
+impl Drop for Undecodable {
+    fn drop(&mut self) {
+        if !self.settled && self.pid == sys::pid() {
+            // As for a dropped `Delivery`: if this fails the item is still recorded as ours, and
+            // is delivered again once this process has ended (or its lease has run out).
+            let _ = self.settle(false);
+        }
+    }
+}
+
+impl<T> Queue<T> {
+    /// The error of a receive that took item `seq` and could not decode it as a `T`; the
+    /// item stays in flight with it.
+    fn undecodable(
+        &self,
+        seq: u64,
+        deliveries: u32,
+        payload: Vec<u8>,
+        remote: Option<Received>,
+        source: rmp_serde::decode::Error,
+    ) -> QueueError {
+        QueueError::Undecodable(Box::new(Undecodable {
+            repr: self.repr.clone(),
+            name: self.name().clone(),
+            seq,
+            deliveries,
+            expected: std::any::type_name::<T>(),
+            payload,
+            source,
+            pid: sys::pid(),
+            settled: false,
+            remote,
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The typed handle
 
 impl<T> Queue<T> {
@@ -1083,6 +1296,20 @@ impl<T> Queue<T> {
         match &self.repr {
             Repr::Shm(segment) => segment.name(),
             Repr::Redis(queue) => queue.object().name(),
+        }
+    }
+
+    /// The item type recorded by the queue's creator: [`std::any::type_name`] of `T`,
+    /// the type the creator used, which need not be this handle's.
+    ///
+    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
+    /// bytes (see [`Segment::type_name`]); on Redis it is whole. Tools use it to refuse a write
+    /// that a program of the creator's type could not read (`memspace queue ...` does).
+    #[must_use]
+    pub fn recorded_type_name(&self) -> &str {
+        match &self.repr {
+            Repr::Shm(segment) => segment.type_name(),
+            Repr::Redis(queue) => queue.object().type_name(),
         }
     }
 
@@ -1413,15 +1640,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 match codec::decode(&payload) {
                     Ok(value) => delivery.value = Some(value),
                     Err(source) => {
-                        // Dropping the delivery puts the item back, for a receiver of the
-                        // right type (or `memspace queue get`, which reads any item).
-                        return Err(Error::Decode {
-                            name: self.name().clone(),
-                            index: seq,
-                            expected: std::any::type_name::<T>(),
-                            source,
-                        }
-                        .into());
+                        // The error holds the item in flight now: the caller discards it, or
+                        // dropping the error puts it back.
+                        delivery.settled = true;
+                        return Err(self.undecodable(seq, deliveries, payload, None, source));
                     }
                 }
                 return Ok(delivery);
@@ -1459,9 +1681,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Other`] with [`Error::Decode`] if the next item is not a `T` (it stays in
-    /// the queue, and blocks receivers of `T` until something that reads any item, such as
-    /// `memspace queue get NAME`, takes it), or [`Error::Corrupt`] if the segment is damaged.
+    /// [`QueueError::Undecodable`] if the next item is not a `T`: the item is in flight with
+    /// the error, which [`discard`](Undecodable::discard)s it or, dropped, puts it back (where
+    /// it is the next item again); [`QueueError::Other`] with [`Error::Corrupt`] if the segment
+    /// is damaged.
     pub fn receive(&self) -> std::result::Result<Delivery<'_, T>, QueueError> {
         self.receive_until(None)
     }
@@ -1613,12 +1836,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 delivery.remote = Some(item);
                 match decoded {
                     Ok(value) => delivery.value = Some(value),
-                    // Dropping the delivery puts the item back.
+                    // The error holds the item in flight now (see `receive_until`).
                     Err(source) => {
-                        return Err(queue
-                            .object()
-                            .decode_error(delivery.seq, std::any::type_name::<T>(), source)
-                            .into());
+                        delivery.settled = true;
+                        let mut remote = delivery.remote.take();
+                        let payload = remote
+                            .as_mut()
+                            .map(|item| std::mem::take(&mut item.payload))
+                            .unwrap_or_default();
+                        return Err(self.undecodable(
+                            delivery.seq,
+                            delivery.deliveries,
+                            payload,
+                            remote,
+                            source,
+                        ));
                     }
                 }
                 return Ok(delivery);

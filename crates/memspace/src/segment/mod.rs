@@ -75,6 +75,10 @@ const INIT_WAIT: Duration = Duration::from_secs(2);
 /// process, or one in another pid namespace that is never judged dead).
 const OBSERVER_LOCK_WAIT: Duration = Duration::from_secs(1);
 
+/// The most bytes of its item type's name a segment records: a longer name is cut at a
+/// character boundary at or before this length (see [`Segment::type_name`]).
+pub const TYPE_NAME_MAX: usize = header::TYPE_NAME_WORDS * 8;
+
 /// How to create a segment (permissions, first size, largest size), and which existing
 /// segments an open accepts.
 ///
@@ -601,7 +605,8 @@ impl Segment {
         self.header().last_writer_pid.load(Ordering::Relaxed)
     }
 
-    /// The Rust type name recorded by the creator (informational).
+    /// The Rust type name recorded by the creator (informational), cut to at most
+    /// [`TYPE_NAME_MAX`] bytes.
     #[must_use]
     pub fn type_name(&self) -> &str {
         &self.fields.type_name

@@ -62,8 +62,9 @@ use self::header::{
 };
 pub(crate) use self::mapping::Mapping;
 use self::name::Location;
+pub use self::name::redact_credentials;
 pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, SHM_PREFIX, SegmentName};
-pub(crate) use self::name::{RedisLocation, check_server};
+pub(crate) use self::name::{RedisLocation, server_of_url};
 pub use self::users::User;
 pub(crate) use self::users::{Meta, Users};
 pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};

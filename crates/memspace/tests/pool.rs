@@ -243,8 +243,19 @@ fn a_task_handle_waited_for_with_another_pool_is_an_error_and_still_works_with_i
     let of_a = a.apply_async(square, &9).expect("submit to a");
     assert_eq!(of_a.wait(&mut a).expect("pool a"), Ok(81));
     assert_eq!(of_b.wait(&mut b).expect("pool b"), Ok(25));
-    // Terminated, not joined: pool b's worker, forked while pool a existed, holds a copy of
-    // pool a's task pipe, so joining pool a would wait for pool b's worker to exit first.
     a.terminate();
     b.terminate();
+}
+
+#[test]
+fn joining_a_pool_does_not_wait_for_the_workers_of_another_pool() {
+    // Pool b's worker, forked while pool a existed, holds a copy of pool a's task pipe: the
+    // end of that input alone never came, and joining pool a waited for pool b.
+    let _watchdog = common::Watchdog::start();
+    let mut a = Pool::new(1).expect("pool a");
+    let mut b = Pool::new(1).expect("pool b");
+    assert_eq!(a.apply(square, &3).expect("pool a"), Ok(9));
+    a.join();
+    assert_eq!(b.apply(square, &4).expect("pool b"), Ok(16));
+    b.join();
 }

@@ -422,7 +422,7 @@ impl Pool {
         }
     }
 
-    /// Closes the workers' inputs and waits for them to finish their tasks and exit. Queued
+    /// Asks the workers to exit after their current tasks, and waits for them to. Queued
     /// tasks that were not started are dropped.
     pub fn join(mut self) {
         self.shut_down(false);
@@ -439,7 +439,15 @@ impl Pool {
             if kill {
                 let _ = sys::send_signal(worker.pid, sys::SIGKILL);
             }
-            drop(worker.tasks); // end of input: the worker exits after its current task
+            // An empty frame asks the worker to exit after its current task. The end of input
+            // alone would not do: another pool's worker, or any child forked since this
+            // worker started, may hold a copy of the pipe's writing end. (A worker that is
+            // gone refuses the frame: nothing to ask.)
+            let mut tasks = worker.tasks;
+            if !kill {
+                let _ = child::write_frame(&mut tasks, &[]);
+            }
+            drop(tasks);
             let _ = sys::wait_child(worker.pid);
         }
     }

@@ -333,3 +333,74 @@ fn ls_shows_an_object_of_another_layout_version_as_unreadable_not_damaged() {
     );
     succeed(&["rm", &newer]);
 }
+
+/// Runs `memspace args`, which must fail, and checks that nothing it printed holds the
+/// password; returns what it printed on standard error.
+fn fail_without_password(args: &[&str]) -> String {
+    let output = memspace(args);
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        !output.status.success(),
+        "memspace {args:?} succeeded: {out}"
+    );
+    for printed in [&out, &err] {
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("ter2"),
+            "memspace {args:?} printed the password: {out}{err}"
+        );
+    }
+    err.into_owned()
+}
+
+#[test]
+fn a_password_in_a_redis_url_is_never_printed() {
+    // No server is needed: the URL is refused before any connection.
+    for (name, server) in [
+        (
+            "redis://app:hunter2@127.0.0.1:6379/jobs",
+            "redis://app:hunter2@127.0.0.1:6379",
+        ),
+        (
+            "redis://:hunter2@127.0.0.1:6379/jobs",
+            "redis://:hunter2@127.0.0.1:6379/",
+        ),
+        (
+            "redis://app:hun/ter2@127.0.0.1:6379/jobs",
+            "redis://app:hun/ter2@127.0.0.1:6379",
+        ),
+        (
+            "redis://hunter2@127.0.0.1:6379/jobs",
+            "redis://hunter2@127.0.0.1:6379",
+        ),
+    ] {
+        let message = fail_without_password(&["list", "push", name, "1"]);
+        assert!(
+            message.contains("***") && message.contains("not supported yet"),
+            "{message}"
+        );
+        fail_without_password(&["list", "create", name]);
+        fail_without_password(&["list", "get", name]);
+        fail_without_password(&["map", "get", name, "\"k\""]);
+        fail_without_password(&["queue", "put", name, "1"]);
+        fail_without_password(&["inspect", name]);
+        fail_without_password(&["inspect", "--json", name]);
+        fail_without_password(&["rm", name]);
+        fail_without_password(&["lock", name, "--", "true"]);
+        let message = fail_without_password(&["ls", "--redis", server]);
+        assert!(message.contains("not supported yet"), "{message}");
+        fail_without_password(&["ls", &format!("--redis={server}")]);
+        fail_without_password(&["ls", "--json", "--redis", server]);
+        fail_without_password(&["demo", "--mode", "redis", "--redis", server]);
+        fail_without_password(&["demo", "--mode", "redis", &format!("--redis={server}")]);
+        fail_without_password(&["bench", "--quick", "--redis", server]);
+        // Usage errors quote the argument they refuse.
+        fail_without_password(&["ls", name]);
+        fail_without_password(&["inspect", name, "extra"]);
+        fail_without_password(&["rm", "--bogus", name]);
+        fail_without_password(&["lock", name]);
+        fail_without_password(&["list", "get", name, "not-an-index"]);
+    }
+}

@@ -771,3 +771,160 @@ fn a_panic_while_holding_a_lock_poisons_it_for_every_process_until_cleared() {
         "a panic unlocks: nobody died holding it"
     );
 }
+
+// =============================================================================================
+// 6. A repair that fails leaves the lock recoverable
+
+/// Where, in the segment file's `bytes`, the record of published item `seq` (of the failpoint
+/// tests, `seq` < 128) starts: its payload is the `MessagePack` array `[seq, body]` (`0x92`,
+/// `seq` as a positive fixint, `0xda` and the body's 16-bit length, then the body), after the
+/// record's 8-byte header (payload length, CRC).
+fn record_start(bytes: &[u8], seq: u64) -> usize {
+    let body = body(seq);
+    let found = bytes
+        .windows(9)
+        .position(|window| window == &body.as_bytes()[..9])
+        .expect("the item's body is in the file");
+    let at = found - 5 - 8;
+    let length = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    assert_eq!(
+        (
+            bytes[found - 5],
+            u64::from(bytes[found - 4]),
+            length as usize
+        ),
+        (0x92, seq, body.len() + 5),
+        "item {seq} is not encoded as this test expects"
+    );
+    at
+}
+
+#[test]
+fn a_repair_that_fails_after_a_kill_leaves_the_lock_recoverable_for_the_next_writer() {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+
+    if failpoint_roles() {
+        return;
+    }
+    let _watchdog = Watchdog::start();
+    let list_name = Removal::fresh("failed-repair");
+    let intent_name = Removal::fresh("failed-repair-intent");
+    let list = SharedList::<Entry>::create(list_name.name()).expect("create the list");
+    list.extend((0..3).map(entry)).expect("prefill");
+    let _intent = Mutex::create(intent_name.name(), u64::MAX).expect("create the intent");
+    let mut writer = support::child_in_role(
+        "writer",
+        &[
+            (LIST_VARIABLE, list_name.name()),
+            (INTENT_VARIABLE, intent_name.name()),
+            ("MEMSPACE_FAILPOINT", "list.written"),
+        ],
+    );
+    writer.wait_until_stopped("list.written");
+    let status = writer.kill();
+    assert!(
+        support::was_sigkilled(status),
+        "the writer ended with {status}"
+    );
+
+    // Damage the record the repair reads (the last published item's): its length now reaches
+    // past the segment.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/memspace.{}", list_name.name()))
+        .expect("open the segment's file");
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).expect("read the segment");
+    let at = record_start(&bytes, 2);
+    let length = &bytes[at..at + 4];
+    file.write_all_at(&[0xf0, 0xff, 0xff, 0xff], at as u64)
+        .expect("damage the record");
+
+    // Every writer meanwhile is told the list is damaged, and the lock is not bricked: each is
+    // told the owner died, and tries the repair again.
+    for attempt in 0..2 {
+        let err = list
+            .push(&entry(3))
+            .expect_err("the repair read a damaged record");
+        assert!(
+            matches!(err, memspace::Error::Corrupt { .. }),
+            "attempt {attempt}: {err:?}"
+        );
+    }
+    let mut second = support::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
+    assert!(
+        !second.wait().success(),
+        "another process pushed onto the damaged list"
+    );
+
+    // The damage undone, the next writer repairs the list and pushes.
+    file.write_all_at(length, at as u64)
+        .expect("undo the damage");
+    list.push(&entry(3))
+        .expect("push once the damage is undone");
+    let mut second = support::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
+    let status = second.wait();
+    assert!(status.success(), "the second process failed: {status}");
+    assert_eq!(
+        list.to_vec().expect("every item decodes"),
+        (0..7).map(entry).collect::<Vec<_>>(),
+        "the pushes after the repair are not all there, in order"
+    );
+    let report = verified(&list);
+    assert!(
+        report.notes.is_empty(),
+        "notes after the repair: {report:?}"
+    );
+    assert_eq!(list.segment().expect("in shared memory").lock_owner(), None);
+}
+
+/// Takes the lock after its holder was killed, and releases it unrepaired: reports the pid
+/// `OwnerDied` named.
+fn release_unrepaired(lock: Lock) -> Option<u32> {
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => {
+            let previous = guard.previous_owner_died();
+            guard.unlock_unrepaired();
+            previous
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_lock_released_unrepaired_after_a_kill_tells_the_next_locker_the_owner_died() {
+    support::spawn_runs_this_test();
+    let _watchdog = Watchdog::start();
+    let lock = Lock::new().expect("create the lock");
+    let _lock_removal = Removal::of(lock.name());
+    let holding = Event::new().expect("event");
+    let mut holder = Reaped::start(
+        Process::new(hold_until_killed, (lock.clone(), holding.clone()))
+            .start_method(StartMethod::Spawn),
+    );
+    holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
+    let dead = holder.pid();
+    holder.0.kill().expect("SIGKILL");
+    assert!(matches!(
+        holder.0.join(),
+        Err(JoinError::Killed { signal: 9, .. })
+    ));
+
+    // Another process's repair fails: it releases the lock unrepaired.
+    let mut repairer = Reaped::start(
+        Process::new(release_unrepaired, lock.clone()).start_method(StartMethod::Spawn),
+    );
+    assert_eq!(repairer.0.join().expect("the repairer"), Some(dead));
+    // The next locker is told the same death, and repairs.
+    match lock.lock() {
+        Err(LockError::OwnerDied(guard)) => {
+            assert_eq!(guard.previous_owner_died(), Some(dead));
+            guard.mark_consistent().expect("mark consistent");
+        }
+        other => panic!("expected OwnerDied again, got {other:?}"),
+    }
+    assert!(lock.lock().is_ok(), "repaired, the lock is clean");
+    assert_eq!(lock.owner_deaths(), 1, "one death, reported twice");
+}

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use memspace::spawn::{Pool, StartMethod, TaskError};
+use memspace::spawn::{Pool, SpawnError, StartMethod, TaskError};
+
+mod common;
 
 fn watchdog() {
     std::thread::spawn(|| {
@@ -212,4 +214,48 @@ fn dropping_a_pool_with_a_task_that_never_ends_does_not_hang() {
             "worker {pid} outlived the pool"
         );
     }
+}
+
+#[test]
+fn a_task_handle_waited_for_with_another_pool_is_an_error_and_still_works_with_its_own() {
+    // A foreign handle used to make the other pool spin at 100% CPU forever: the watchdog
+    // turns that hang into a failure.
+    let _watchdog = common::Watchdog::start();
+    let mut a = Pool::new(1).expect("pool a");
+    let mut b = Pool::new(1).expect("pool b");
+    let of_a = a.apply_async(square, &7).expect("submit to a");
+    let err = of_a
+        .wait(&mut b)
+        .expect_err("pool b waited for pool a's task");
+    assert!(
+        matches!(err, SpawnError::ForeignTask { task: 0 }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("another pool"), "{err}");
+
+    // Pool b's own task 0 is not handed over for pool a's task 0, and both pools go on.
+    let of_b = b.apply_async(square, &5).expect("submit to b");
+    let of_a = a.apply_async(square, &8).expect("submit to a");
+    let err = of_a
+        .wait(&mut b)
+        .expect_err("pool b answered for pool a's task 1");
+    assert!(matches!(err, SpawnError::ForeignTask { .. }), "{err:?}");
+    let of_a = a.apply_async(square, &9).expect("submit to a");
+    assert_eq!(of_a.wait(&mut a).expect("pool a"), Ok(81));
+    assert_eq!(of_b.wait(&mut b).expect("pool b"), Ok(25));
+    a.terminate();
+    b.terminate();
+}
+
+#[test]
+fn joining_a_pool_does_not_wait_for_the_workers_of_another_pool() {
+    // Pool b's worker, forked while pool a existed, holds a copy of pool a's task pipe: the
+    // end of that input alone never came, and joining pool a waited for pool b.
+    let _watchdog = common::Watchdog::start();
+    let mut a = Pool::new(1).expect("pool a");
+    let mut b = Pool::new(1).expect("pool b");
+    assert_eq!(a.apply(square, &3).expect("pool a"), Ok(9));
+    a.join();
+    assert_eq!(b.apply(square, &4).expect("pool b"), Ok(16));
+    b.join();
 }

@@ -292,8 +292,9 @@ impl Drop for RedisCleanup {
 }
 
 fn run_redis(workers: u32, count: u32, method: StartMethod, url: &str) -> anyhow::Result<()> {
-    println!("== redis ({method}): {workers} child processes append to a SharedList on {url} ==");
+    // Checked before it is echoed: a URL with a password in it is refused without printing it.
     let backend = memspace::Backend::redis(url).context("reading --redis")?;
+    println!("== redis ({method}): {workers} child processes append to a SharedList on {url} ==");
     let base = format!("demo.{}", std::process::id());
     let list_name = backend.locate(&base);
     let lock_name = backend.locate(&format!("{base}.lock"));

@@ -752,16 +752,10 @@ fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
 /// # Errors
 ///
 /// [`Error::RedisUnreachable`] if the server cannot be reached; [`OpenError::InvalidName`]
-/// if `url` is not `redis://HOST:PORT`.
+/// if `url` is not `redis://HOST:PORT`, or holds a user name or password (not supported yet;
+/// the error hides them).
 pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
-    let server = url
-        .strip_prefix(crate::segment::REDIS_PREFIX)
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|server| crate::segment::check_server(server).is_ok())
-        .ok_or_else(|| OpenError::InvalidName {
-            name: url.to_owned(),
-            reason: "a Redis server is `redis://HOST:PORT`, for example `redis://127.0.0.1:6379`",
-        })?;
+    let server = crate::segment::server_of_url(url)?;
     let probe = SegmentName::new(&format!("redis://{server}/ls"))?;
     let conn = Conn::new(&probe, server)?;
     let mut metas: Vec<Vec<u8>> = conn.read(&probe, "listing objects", |c| {

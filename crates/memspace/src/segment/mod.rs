@@ -61,9 +61,10 @@ use self::header::{
     USERS_OFFSET,
 };
 pub(crate) use self::mapping::Mapping;
+pub use self::name::redact_credentials;
 use self::name::{Access, Location};
 pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, SHM_PREFIX, SegmentName};
-pub(crate) use self::name::{RedisLocation, check_server};
+pub(crate) use self::name::{RedisLocation, server_of_url};
 pub use self::users::User;
 pub(crate) use self::users::{Meta, Users};
 pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};

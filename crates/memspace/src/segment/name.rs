@@ -1,5 +1,6 @@
 //! Segment names: where a segment lives.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,13 +130,13 @@ impl SegmentName {
     pub fn new(name: &str) -> Result<Self, OpenError> {
         if let Some((plain, access)) = name.split_once(ACCESS_SEPARATOR) {
             let access = parse_access(access).ok_or_else(|| OpenError::InvalidName {
-                name: name.to_owned(),
+                name: redact_url(name),
                 reason: "it contains a NUL byte",
             })?;
             return Ok(Self::new(plain)?.with_access(access));
         }
         let invalid = |reason| OpenError::InvalidName {
-            name: name.to_owned(),
+            name: redact_url(name),
             reason,
         };
         if let Some(path) = name.strip_prefix(FILE_PREFIX) {
@@ -163,9 +164,12 @@ impl SegmentName {
     /// Checks the part of `redis://HOST:PORT/NAME[?lease_ms=N]` after the scheme.
     fn redis(name: &str, rest: &str) -> Result<Self, OpenError> {
         let invalid = |reason| OpenError::InvalidName {
-            name: name.to_owned(),
+            name: redact_url(name),
             reason,
         };
+        if rest.contains('@') {
+            return Err(invalid(CREDENTIALS_UNSUPPORTED));
+        }
         let Some((server, object)) = rest.split_once('/') else {
             return Err(invalid(
                 "a Redis name is `redis://HOST:PORT/NAME`: the `/NAME` is missing",
@@ -293,6 +297,67 @@ fn parse_access(text: &str) -> Option<Access> {
     Some(Access { owner, mode })
 }
 
+/// Why a Redis name or URL with a user name or password in it is refused.
+pub(crate) const CREDENTIALS_UNSUPPORTED: &str = "a user name or password in a Redis URL is not supported yet; use a server that needs none \
+     (bound to a private address), and remove the credentials from the URL";
+
+/// `text` with the credentials of every URL in it hidden: `redis://USER:PASSWORD@HOST` becomes
+/// `redis://USER:***@HOST`, and `redis://SECRET@HOST` becomes `redis://***@HOST`. For tools
+/// that echo what a user typed (an error message, a log line): memspace's own errors already
+/// hide them.
+///
+/// Each whitespace-separated word is taken as one URL at most: from its `://` to its last `@`
+/// is the user name and password (a name never contains `@`, so even a password holding a `/`
+/// is hidden whole).
+///
+/// # Examples
+///
+/// ```
+/// use memspace::segment::redact_credentials;
+///
+/// assert_eq!(
+///     redact_credentials("listing `redis://app:hunter2@db:6379`: refused"),
+///     "listing `redis://app:***@db:6379`: refused"
+/// );
+/// assert_eq!(redact_credentials("redis://127.0.0.1:6379/jobs"), "redis://127.0.0.1:6379/jobs");
+/// ```
+#[must_use]
+pub fn redact_credentials(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") || !text.contains('@') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_end);
+        out.push_str(&redact_url(word));
+        let space_end = after
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(after.len());
+        out.push_str(&after[..space_end]);
+        rest = &after[space_end..];
+    }
+    Cow::Owned(out)
+}
+
+/// `url` with the part between its first `://` and its last `@` hidden (see
+/// [`redact_credentials`]); `url` itself if it has no such part.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_owned();
+    };
+    let Some(at) = url[scheme_end..].rfind('@').map(|at| scheme_end + at) else {
+        return url.to_owned();
+    };
+    let credentials = &url[scheme_end..at];
+    let shown = match credentials.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{shown}{}", &url[..scheme_end], &url[at..])
+}
+
 /// Checks a flat name: 1 to 200 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
 fn check_flat(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
@@ -317,8 +382,29 @@ fn check_flat(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The `HOST:PORT` of a Redis server URL `redis://HOST:PORT` (a trailing `/` allowed).
+pub(crate) fn server_of_url(url: &str) -> Result<&str, OpenError> {
+    let invalid = |reason| OpenError::InvalidName {
+        name: redact_url(url),
+        reason,
+    };
+    let server = url
+        .strip_prefix(REDIS_PREFIX)
+        .map(|rest| rest.trim_end_matches('/'))
+        .ok_or_else(|| invalid(SERVER_URL))?;
+    if server.contains('@') {
+        return Err(invalid(CREDENTIALS_UNSUPPORTED));
+    }
+    check_server(server).map_err(|_| invalid(SERVER_URL))?;
+    Ok(server)
+}
+
+/// What a Redis server URL looks like.
+const SERVER_URL: &str =
+    "a Redis server is `redis://HOST:PORT`, for example `redis://127.0.0.1:6379`";
+
 /// Checks `HOST:PORT` of a Redis name.
-pub(crate) fn check_server(server: &str) -> Result<(), &'static str> {
+fn check_server(server: &str) -> Result<(), &'static str> {
     let Some((host, port)) = server.rsplit_once(':') else {
         return Err("a Redis server is `HOST:PORT`, for example `127.0.0.1:6379`");
     };
@@ -417,6 +503,33 @@ mod tests {
         assert_eq!(travelled, plain);
         assert_eq!(travelled.as_str(), "jobs");
         assert!(SegmentName::new("jobs\0x:y").is_err());
+    }
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        for (text, shown) in [
+            ("redis://u:pw@h:1/x", "redis://u:***@h:1/x"),
+            ("redis://:pw@h:1/x", "redis://:***@h:1/x"),
+            ("redis://pw@h:1", "redis://***@h:1"),
+            ("redis://u:p/w@x@h:1/x", "redis://u:***@h:1/x"),
+            (
+                "a `redis://u:pw@h:1/x` b rediss://pw@h c@d",
+                "a `redis://u:***@h:1/x` b rediss://***@h c@d",
+            ),
+        ] {
+            assert_eq!(redact_credentials(text), shown);
+        }
+        for text in ["redis://h:1/x", "a@b", "file:/a@b", ""] {
+            assert!(
+                matches!(redact_credentials(text), Cow::Borrowed(_)),
+                "{text}"
+            );
+        }
+        let err = SegmentName::new("redis://u:pw@h:1/x").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("pw"), "{err:?}");
+        let err = server_of_url("redis://u:pw@h:1").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("pw"), "{err:?}");
+        assert_eq!(server_of_url("redis://h:1/").unwrap(), "h:1");
     }
 
     #[test]

@@ -463,7 +463,8 @@ fn run_spawned(spec: &std::ffi::OsStr) -> Result<i32, String> {
 }
 
 /// A worker's loop: runs every task framed on `tasks` and answers each with a framed outcome,
-/// until `tasks` closes. Returns the exit code of the last task (0 if there was none).
+/// until `tasks` closes or an empty frame asks it to stop. Returns the exit code of the last
+/// task (0 if there was none).
 pub(crate) fn serve(tasks: OwnedFd, results: OwnedFd) -> Result<i32, String> {
     let mut tasks = std::io::BufReader::new(std::fs::File::from(tasks));
     let mut results = std::fs::File::from(results);
@@ -471,6 +472,9 @@ pub(crate) fn serve(tasks: OwnedFd, results: OwnedFd) -> Result<i32, String> {
     while let Some(frame) =
         read_frame(&mut tasks).map_err(|e| format!("reading its task failed: {e}"))?
     {
+        if frame.is_empty() {
+            break; // the pool's request to stop (a task is never empty)
+        }
         let task: Task = rmp_serde::from_slice(&frame)
             .map_err(|e| format!("its task could not be decoded: {e}"))?;
         let (outcome, exit) = task.run()?;

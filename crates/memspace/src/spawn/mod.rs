@@ -95,6 +95,17 @@ pub enum SpawnError {
         #[source]
         source: rmp_serde::encode::Error,
     },
+    /// A [`TaskHandle`] was given to another [`Pool`] than the one whose `apply_async`
+    /// returned it (each pool numbers its tasks from 0: that pool would wait for a task it
+    /// never had, or hand over the result of its own task of the same number).
+    #[error(
+        "task {task} belongs to another pool than the one it was waited for with; wait for it \
+         with the pool whose `apply_async` returned it"
+    )]
+    ForeignTask {
+        /// The task's number in its own pool.
+        task: u64,
+    },
     /// The operating system refused (`fork`, `pipe`, `exec`, `pthread_create`).
     #[error("{op} failed while starting a worker")]
     Os {

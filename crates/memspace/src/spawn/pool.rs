@@ -18,6 +18,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -85,6 +86,9 @@ struct Worker {
 /// # }
 /// ```
 pub struct Pool {
+    /// Unique among the pools of this process and its forks (see `Pool::unique_id`): every
+    /// handle carries it, so that a handle is only honoured by the pool that made it.
+    id: u64,
     method: StartMethod,
     workers: Vec<Worker>,
     queue: VecDeque<(u64, Vec<u8>, u32)>,
@@ -109,6 +113,8 @@ impl fmt::Debug for Pool {
 #[derive(Debug)]
 #[must_use = "a submitted task's result is only collected by waiting for it"]
 pub struct TaskHandle<R> {
+    /// The `id` of the pool that made it: task numbers mean something only in their own pool.
+    pool: u64,
     id: u64,
     _result: PhantomData<fn() -> R>,
 }
@@ -131,6 +137,7 @@ impl Pool {
     /// [`SpawnError::Os`] if a worker cannot be started.
     pub fn with_start_method(workers: usize, method: StartMethod) -> Result<Self, SpawnError> {
         let mut pool = Pool {
+            id: Self::unique_id(),
             method,
             workers: Vec::new(),
             queue: VecDeque::new(),
@@ -144,6 +151,13 @@ impl Pool {
             pool.workers.push(worker);
         }
         Ok(pool)
+    }
+
+    /// A number no other pool of this process has had: the pid (a forked child's pools
+    /// differ from those it inherited) and a count of the pools created in the process.
+    fn unique_id() -> u64 {
+        static CREATED: AtomicU32 = AtomicU32::new(0);
+        (u64::from(std::process::id()) << 32) | u64::from(CREATED.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Runs a task again on another worker, up to `retries` times, when its worker dies (0 by
@@ -207,6 +221,7 @@ impl Pool {
         self.queue.push_back((id, task, 0));
         self.dispatch()?;
         Ok(TaskHandle {
+            pool: self.id,
             id,
             _result: PhantomData,
         })
@@ -407,7 +422,7 @@ impl Pool {
         }
     }
 
-    /// Closes the workers' inputs and waits for them to finish their tasks and exit. Queued
+    /// Asks the workers to exit after their current tasks, and waits for them to. Queued
     /// tasks that were not started are dropped.
     pub fn join(mut self) {
         self.shut_down(false);
@@ -424,7 +439,15 @@ impl Pool {
             if kill {
                 let _ = sys::send_signal(worker.pid, sys::SIGKILL);
             }
-            drop(worker.tasks); // end of input: the worker exits after its current task
+            // An empty frame asks the worker to exit after its current task. The end of input
+            // alone would not do: another pool's worker, or any child forked since this
+            // worker started, may hold a copy of the pipe's writing end. (A worker that is
+            // gone refuses the frame: nothing to ask.)
+            let mut tasks = worker.tasks;
+            if !kill {
+                let _ = child::write_frame(&mut tasks, &[]);
+            }
+            drop(tasks);
             let _ = sys::wait_child(worker.pid);
         }
     }
@@ -451,8 +474,12 @@ impl<R: DeserializeOwned> TaskHandle<R> {
     ///
     /// # Errors
     ///
-    /// [`SpawnError`] if the pool cannot go on (a replacement worker cannot start).
+    /// [`SpawnError::ForeignTask`] at once if `pool` is not the pool that returned this
+    /// handle; [`SpawnError`] if the pool cannot go on (a replacement worker cannot start).
     pub fn wait(self, pool: &mut Pool) -> Result<Result<R, TaskError>, SpawnError> {
+        if self.pool != pool.id {
+            return Err(SpawnError::ForeignTask { task: self.id });
+        }
         Ok(decode(pool.wait_for(self.id)?))
     }
 }

@@ -393,6 +393,19 @@ impl LockGuard<'_> {
         }
     }
 
+    /// After [`LockError::OwnerDied`], when the repair failed: releases the lock without
+    /// declaring the data repaired, and without making the lock unrecoverable (as dropping
+    /// the guard would). The next locker is told [`LockError::OwnerDied`] again, with the
+    /// same pid, and can retry the repair. After a clean acquisition, or once
+    /// [`mark_consistent`](LockGuard::mark_consistent) was called, this is a plain unlock; on
+    /// Redis it releases the lease as dropping the guard does.
+    pub fn unlock_unrepaired(self) {
+        match self.raw {
+            Some(raw) => raw.unlock_unrepaired(),
+            None => drop(self.lease),
+        }
+    }
+
     /// If this acquisition took over from a holder that died, the pid that held it.
     #[must_use]
     pub fn previous_owner_died(&self) -> Option<u32> {

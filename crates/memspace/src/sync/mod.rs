@@ -8,7 +8,9 @@
 //! the guard. The new holder
 //! repairs what the lock protects and calls `mark_consistent()`; if it drops the guard without
 //! doing so, the lock becomes permanently [`LockError::Unrecoverable`] (POSIX's rule: a lock
-//! whose data nobody vouched for must not be handed out again).
+//! whose data nobody vouched for must not be handed out again). A holder whose repair failed
+//! releases the guard with `unlock_unrepaired()`: the lock stays recoverable, and the next
+//! locker is told the owner died and tries again.
 //!
 //! A holder that *panics* unwinds and unlocks normally; its guard marks the lock poisoned in
 //! shared memory first, so that every process sees [`LockError::Poisoned`] until someone calls
@@ -16,7 +18,8 @@
 //!
 //! The collections built on this lock never need the user's help: their data is consistent by
 //! construction (a new item becomes visible with one atomic store), so they repair themselves
-//! and carry on.
+//! and carry on. A repair that fails (damaged data, a transient system error) is the caller's
+//! error; the lock stays recoverable, and the next call repairs again.
 //!
 //! Every blocking call has a timed form (`try_lock_for`) and a non-blocking one (`try_lock`):
 //! robustness covers death, not a holder that hangs.
@@ -60,7 +63,10 @@ use crate::sys::Wait;
 pub enum LockError<G> {
     /// The previous holder died while holding the lock. You hold it now: repair the data it
     /// protects, then call `mark_consistent()` on the guard. Dropping the guard without doing
-    /// so makes the lock unrecoverable.
+    /// so makes the lock unrecoverable; if the repair failed, release the guard with
+    /// `unlock_unrepaired()` instead, and the next locker is told the owner died and repairs
+    /// again. (The collections do this themselves: a failed repair is retried by the next
+    /// call.)
     OwnerDied(G),
     /// A previous holder panicked while holding the lock. You hold it now; call
     /// `clear_poison()` on the guard once the data is known to be sound.
@@ -303,6 +309,11 @@ pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
 /// Takes `segment`'s lock for a structure that repairs itself. After a holder died, `repair`
 /// restores the structure's invariants (holding the lock) and the lock is marked consistent; a
 /// poison flag is cleared, since the structures never panic while they hold their lock.
+///
+/// A repair that fails (a damaged entry, a transient error while mapping) returns its error
+/// and releases the lock still inconsistent: the next locker is told the owner died and tries
+/// the repair again, once the damage is undone or the fault has passed. Dropping the guard
+/// instead would make the lock not recoverable, for good.
 #[inline]
 pub(crate) fn lock_and_repair<'a>(
     segment: &'a Segment,
@@ -311,7 +322,10 @@ pub(crate) fn lock_and_repair<'a>(
     match acquire(segment, segment.lock_wait(), |raw, _| raw) {
         Ok(held) => Ok(held),
         Err(LockError::OwnerDied(held)) => {
-            repair(&held)?;
+            if let Err(err) = repair(&held) {
+                held.unlock_unrepaired();
+                return Err(err);
+            }
             held.mark_consistent()
                 .map_err(|source| segment.os_error("mark the lock consistent", source))?;
             Ok(held)

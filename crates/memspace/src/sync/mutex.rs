@@ -207,6 +207,15 @@ impl<T> MutexGuard<'_, T> {
         self.raw.clear_poison();
     }
 
+    /// After [`LockError::OwnerDied`], when the repair failed: releases the lock without
+    /// declaring the value repaired, and without making the lock unrecoverable (as dropping
+    /// the guard would). The next locker is told [`LockError::OwnerDied`] again, with the
+    /// same pid, and can retry the repair. After a clean acquisition, or once
+    /// [`mark_consistent`](MutexGuard::mark_consistent) was called, this is a plain unlock.
+    pub fn unlock_unrepaired(self) {
+        self.raw.unlock_unrepaired();
+    }
+
     /// If this acquisition took over from a holder that died, the pid that held it.
     #[must_use]
     pub fn previous_owner_died(&self) -> Option<u32> {

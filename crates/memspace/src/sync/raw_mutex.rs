@@ -32,8 +32,11 @@
 //! is never judged dead from here, only waited for; `try_lock_for` bounds that wait.
 //!
 //! After a takeover the lock is *inconsistent* until its new holder calls `mark_consistent`; a
-//! holder that releases it still inconsistent makes it *not recoverable* for everyone, which is
-//! POSIX's rule for robust mutexes: data nobody vouched for is not handed out again.
+//! holder that drops its guard still inconsistent makes it *not recoverable* for everyone, which
+//! is POSIX's rule for robust mutexes: data nobody vouched for is not handed out again. A holder
+//! whose repair failed (damaged data, a transient error) instead releases it with
+//! [`RawGuard::unlock_unrepaired`]: the lock stays inconsistent, and the next locker is told
+//! the owner died and tries the repair again.
 //!
 //! # Why not a robust pthread mutex
 //!
@@ -110,7 +113,11 @@ pub(crate) struct LockSlot {
     owner_namespace: AtomicU64,
     /// The pid namespace of the segment's creator.
     home_namespace: AtomicU64,
-    reserved: [AtomicU32; 4],
+    /// The pid of the holder that died, kept while the lock is free but still inconsistent (a
+    /// repair failed and released it unrepaired), for the next locker's `OwnerDied`; 0 if
+    /// unknown. Written only by a holder.
+    died_pid: AtomicU32,
+    reserved: [AtomicU32; 3],
 }
 
 const _: () = assert!(size_of::<LockSlot>() == 64);
@@ -152,6 +159,7 @@ impl LockSlot {
         self.owner_namespace.store(0, Ordering::Relaxed);
         self.home_namespace
             .store(sys::this_thread().pid_namespace, Ordering::Relaxed);
+        self.died_pid.store(0, Ordering::Relaxed);
         for word in &self.reserved {
             word.store(0, Ordering::Relaxed);
         }
@@ -252,7 +260,14 @@ impl LockSlot {
                     self.owner_deaths.fetch_add(1, Ordering::Relaxed);
                     self.state.store(INCONSISTENT, Ordering::Release);
                 }
-                Recovery::OwnerDied { pid: previous_pid }
+                // Released unrepaired, the lock no longer names the dead holder's pid in
+                // `owner_pid`: `died_pid` kept it.
+                let pid = if !took_over && previous_pid == 0 {
+                    self.died_pid.load(Ordering::Relaxed)
+                } else {
+                    previous_pid
+                };
+                Recovery::OwnerDied { pid }
             }
             NOT_RECOVERABLE => {
                 self.release(me.tid);
@@ -533,6 +548,7 @@ impl RawGuard<'_> {
 
     /// After [`Recovery::OwnerDied`]: declares the protected state repaired.
     pub(crate) fn mark_consistent(&self) -> io::Result<()> {
+        self.slot.died_pid.store(0, Ordering::Relaxed);
         self.slot
             .state
             .compare_exchange(
@@ -552,6 +568,23 @@ impl RawGuard<'_> {
 
     pub(crate) fn clear_poison(&self) {
         self.slot.poisoned.store(0, Ordering::Release);
+    }
+
+    /// Releases the lock without declaring the protected state repaired, and without making
+    /// the lock not recoverable: after [`Recovery::OwnerDied`], it stays inconsistent, so that
+    /// the next locker is told the owner died (with the same pid) and repairs again. For a
+    /// repair that failed: one damaged entry or one transient error must not brick the lock.
+    /// After a clean acquisition, or once marked consistent, this is a plain unlock.
+    pub(crate) fn unlock_unrepaired(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        if std::thread::panicking() {
+            this.slot.poisoned.store(1, Ordering::Release);
+        }
+        if let Recovery::OwnerDied { pid } = this.recovery() {
+            this.slot.died_pid.store(pid, Ordering::Relaxed);
+        }
+        // Not `drop`, which would make an inconsistent lock not recoverable.
+        this.slot.release(this.held as u32);
     }
 }
 

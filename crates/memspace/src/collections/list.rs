@@ -573,11 +573,21 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let segment = self.segment;
         let len = area.len.load(Ordering::Relaxed);
-        let (block, position, capacity) = locate(len).ok_or_else(|| Error::Full {
-            name: self.segment.name().clone(),
-            needed: len.saturating_add(1),
-            max_size: FIRST_BLOCK_ENTRIES * ((1 << INDEX_BLOCKS) - 1),
-        })?;
+        let Some((block, position, capacity)) = locate(len) else {
+            // Every index block full: the most items a list holds. More is damage.
+            let most = FIRST_BLOCK_ENTRIES * ((1 << INDEX_BLOCKS) - 1);
+            return Err(if len == most {
+                Error::Full {
+                    name: self.segment.name().clone(),
+                    needed: len + 1,
+                    max_size: most,
+                }
+            } else {
+                segment.corrupt(format!(
+                    "the list claims {len} items, more than its index can hold ({most})"
+                ))
+            });
+        };
         let mut tail = self.end_of_data(held, len, (block, position))?;
         let block_offset = if let Some(offset) = self.index_block(block)? {
             offset

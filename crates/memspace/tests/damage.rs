@@ -218,12 +218,12 @@ fn a_queue_ring_outside_the_data_area_or_exhausted_sequence_numbers_are_refused(
         backing.refuses(&format!("ring at {damaged}"), || other(queue.try_put(&2)));
     }
     backing.write_u64(KIND_AREA, ring);
-    // `head` and `end` at the last sequence number: the next one does not exist.
+    // An empty window at the last sequence number: the next one does not exist.
     let (head, end) = (
         backing.read_u64(KIND_AREA + 8),
         backing.read_u64(KIND_AREA + 16),
     );
-    backing.write_u64(KIND_AREA + 8, u64::MAX - 1);
+    backing.write_u64(KIND_AREA + 8, u64::MAX);
     backing.write_u64(KIND_AREA + 16, u64::MAX);
     backing.refuses("end sequence number u64::MAX", || other(queue.try_put(&2)));
     backing.write_u64(KIND_AREA + 8, head);

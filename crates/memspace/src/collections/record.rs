@@ -82,7 +82,9 @@ pub(crate) fn payload_len(segment: &Segment, record: u64) -> Result<u64> {
 
 /// The 8-aligned offset just past the record at `record`.
 pub(crate) fn end(segment: &Segment, record: u64) -> Result<u64> {
-    Ok((record + HEADER + payload_len(segment, record)?).next_multiple_of(8))
+    // `payload_len` checked the record first: inside the committed size, nothing overflows.
+    let len = payload_len(segment, record)?;
+    Ok((record + HEADER + len).next_multiple_of(8))
 }
 
 /// Copies out the payload of the record at `record` and checks its CRC.

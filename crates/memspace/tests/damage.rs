@@ -111,7 +111,7 @@ fn a_list_index_block_pointing_into_the_header_is_refused_before_the_push_writes
         assert_eq!(backing.read_u64(40), 0, "{target}: generation changed");
     }
     // Anywhere else outside the data area, or misaligned, is refused as well.
-    for block in [4095, 4097, u64::MAX & !7, 1 << 40] {
+    for block in [4095, 4097, !7, 1 << 40] {
         backing.write_u64(LIST_BLOCKS, block);
         backing.refuses(&format!("index block at {block}"), || {
             list.push(&"d".to_owned())
@@ -184,7 +184,7 @@ fn a_map_table_or_end_of_data_outside_the_data_area_is_refused() {
         backing.read_u64(KIND_AREA + 32),
     );
     // A table of 16 slots (log2 = 4 in the low bits) on the lock word, or past the segment.
-    for damaged in [128 | 4, (1 << 30) | 4, (u64::MAX & !63) | 4] {
+    for damaged in [128 | 4, (1 << 30) | 4, !63 | 4] {
         backing.write_u64(KIND_AREA, damaged);
         backing.refuses(&format!("table word {damaged:#x}"), || {
             map.insert(&"b".to_owned(), &2)
@@ -213,7 +213,7 @@ fn a_queue_ring_outside_the_data_area_or_exhausted_sequence_numbers_are_refused(
     let backing = Backing::of(&name);
     let ring = backing.read_u64(KIND_AREA);
     // The ring on the lock word (64-aligned), or past the segment.
-    for damaged in [128, 2 << 30, u64::MAX & !63] {
+    for damaged in [128, 2 << 30, !63] {
         backing.write_u64(KIND_AREA, damaged);
         backing.refuses(&format!("ring at {damaged}"), || other(queue.try_put(&2)));
     }

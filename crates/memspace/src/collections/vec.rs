@@ -239,7 +239,8 @@ impl<T: Pod> SharedVec<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended).
+    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended);
+    /// [`Error::Corrupt`] if the vector's length was damaged (nothing is written).
     #[inline]
     pub fn push(&self, value: T) -> Result<()> {
         self.extend_from_slice(std::slice::from_ref(&value))
@@ -249,7 +250,8 @@ impl<T: Pod> SharedVec<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended).
+    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended);
+    /// [`Error::Corrupt`] if the vector's length was damaged (nothing is written).
     #[inline]
     pub fn extend_from_slice(&self, values: &[T]) -> Result<()> {
         if values.is_empty() {

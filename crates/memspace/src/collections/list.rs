@@ -547,7 +547,8 @@ impl<'a> Raw<'a> {
                 }
                 None => {
                     return Err(segment.corrupt(format!(
-                        "the list claims {len} items, but its index block {earlier} was never                          reserved"
+                        "the list claims {len} items, but its index block {earlier} was never \
+                         reserved"
                     )));
                 }
             };
@@ -635,7 +636,8 @@ impl<'a> Raw<'a> {
             locate(index).ok_or_else(|| segment.corrupt(format!("index {index} out of range")))?;
         let block_offset = self.index_block(block)?.ok_or_else(|| {
             segment.corrupt(format!(
-                "item {index}: index block {block} was never reserved"
+                "item {index}: index block {block} was never \
+                         reserved"
             ))
         })?;
         // Inside the checked block: no overflow, and mapped.

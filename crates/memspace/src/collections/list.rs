@@ -542,35 +542,115 @@ impl<'a> Raw<'a> {
         Ok(())
     }
 
+    /// The offset of index block `block`, checked to lie whole in the data area (see
+    /// [`Segment::data_range`]), or `None` if it was never reserved. Readers and writers both
+    /// go through here: an offset read from the segment is followed only once it is checked.
+    fn index_block(self, block: usize) -> Result<Option<u64>> {
+        let offset = self.area().blocks[block].load(Ordering::Acquire);
+        if offset == 0 {
+            return Ok(None);
+        }
+        let entries = FIRST_BLOCK_ENTRIES << block;
+        self.segment.data_range(
+            || format!("the list's index block {block}"),
+            offset,
+            8 * entries,
+            8,
+        )?;
+        Ok(Some(offset))
+    }
+
+    /// The end of data, checked against the list's invariants before anything is written
+    /// there: it lies in the data area, inside the committed size, past every index block that
+    /// item `len` (the next one) and the published items use, and past the last published
+    /// record. A damaged `len`, `tail` or block offset is [`Error::Corrupt`], so a writer never
+    /// writes outside the data area, over published data, or grows the segment for a block or
+    /// a position that a valid list would not need. The caller holds the lock.
+    fn end_of_data(
+        self,
+        _held: &RawGuard<'_>,
+        len: u64,
+        (block, position): (usize, u64),
+    ) -> Result<u64> {
+        let segment = self.segment;
+        let tail = self.area().tail.load(Ordering::Relaxed);
+        segment.data_range(|| "the list's end of data".to_owned(), tail, 0, 8)?;
+        for earlier in 0..=block {
+            let end = match self.index_block(earlier)? {
+                Some(offset) => offset + 8 * (FIRST_BLOCK_ENTRIES << earlier),
+                // Blocks are reserved in order, each when its first item is appended.
+                None if earlier == block && position == 0 => {
+                    continue;
+                }
+                None => {
+                    return Err(segment.corrupt(format!(
+                        "the list claims {len} items, but its index block {earlier} was never \
+                         reserved"
+                    )));
+                }
+            };
+            if end > tail {
+                return Err(segment.corrupt(format!(
+                    "the list's index block {earlier} ends at {end}, past its end of data {tail}"
+                )));
+            }
+        }
+        if let Some(last) = len.checked_sub(1) {
+            let end = record::end(segment, self.record_of(last)?).map_err(|e| at_item(e, last))?;
+            if end > tail {
+                return Err(segment.corrupt(format!(
+                    "the list's end of data {tail} lies before the end of item {last} ({end})"
+                )));
+            }
+        }
+        Ok(tail)
+    }
+
     /// Appends one encoded item; the caller holds the lock.
     fn append(self, held: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
         let area = self.area();
         let segment = self.segment;
         let len = area.len.load(Ordering::Relaxed);
-        let (block, position, capacity) = locate(len).ok_or_else(|| Error::Full {
-            name: self.segment.name().clone(),
-            needed: len + 1,
-            max_size: FIRST_BLOCK_ENTRIES * ((1 << INDEX_BLOCKS) - 1),
-        })?;
-        let mut tail = area.tail.load(Ordering::Relaxed);
-        let mut block_offset = area.blocks[block].load(Ordering::Relaxed);
-        if block_offset == 0 {
+        let Some((block, position, capacity)) = locate(len) else {
+            // Every index block full: the most items a list holds. More is damage.
+            let most = FIRST_BLOCK_ENTRIES * ((1 << INDEX_BLOCKS) - 1);
+            return Err(if len == most {
+                Error::Full {
+                    name: self.segment.name().clone(),
+                    needed: len + 1,
+                    max_size: most,
+                }
+            } else {
+                segment.corrupt(format!(
+                    "the list claims {len} items, more than its index can hold ({most})"
+                ))
+            });
+        };
+        let mut tail = self.end_of_data(held, len, (block, position))?;
+        let block_offset = if let Some(offset) = self.index_block(block)? {
+            offset
+        } else {
             // Reserve the next index block; `tail` covers it before anything else happens, so
-            // a later failure in this push cannot hand its bytes to a record.
-            block_offset = tail.next_multiple_of(8);
-            let end = block_offset + 8 * capacity;
+            // a later failure in this push cannot hand its bytes to a record. (`tail` is
+            // checked: inside the committed size, at most 2^46, so nothing overflows.)
+            let offset = tail;
+            let end = offset + 8 * capacity;
             segment.grow_to(end, held)?;
-            area.blocks[block].store(block_offset, Ordering::Release);
+            area.blocks[block].store(offset, Ordering::Release);
             area.tail.store(end, Ordering::Release);
             tail = end;
             crate::failpoint::hit("list.block_reserved");
-        }
+            offset
+        };
         // SAFETY: we hold the lock (`held`) and `tail` is past every published record and
-        // index block (see the module's `# Safety`).
+        // index block (checked by `end_of_data`; see the module's `# Safety`).
         let (record, end) = unsafe { record::write(segment, held, tail, payload) }?;
+        // Inside the block, which `index_block` checked lies in the data area (or which was
+        // just reserved there).
+        let entry_at = block_offset + 8 * position;
         let entry = segment
             .mapping()
-            .get::<AtomicU64>(block_offset + 8 * position)
+            .get::<AtomicU64>(entry_at)
             .ok_or_else(|| {
                 segment.corrupt(format!(
                     "index block {block} at {block_offset} is not mapped"
@@ -591,14 +671,14 @@ impl<'a> Raw<'a> {
         let segment = self.segment;
         let (block, position, _) =
             locate(index).ok_or_else(|| segment.corrupt(format!("index {index} out of range")))?;
-        let block_offset = self.area().blocks[block].load(Ordering::Acquire);
-        if block_offset < DATA_START || !block_offset.is_multiple_of(8) {
-            return Err(segment.corrupt(format!(
-                "item {index}: index block {block} has offset {block_offset}"
-            )));
-        }
+        let block_offset = self.index_block(block)?.ok_or_else(|| {
+            segment.corrupt(format!(
+                "item {index}: index block {block} was never \
+                         reserved"
+            ))
+        })?;
+        // Inside the checked block: no overflow, and mapped.
         let entry_at = block_offset + 8 * position;
-        segment.ensure_mapped(entry_at + 8)?;
         Ok(segment
             .mapping()
             .get::<AtomicU64>(entry_at)

@@ -407,17 +407,12 @@ impl<'a> Raw<'a> {
         let word = self.area().table.load(Ordering::Acquire);
         let table = Table::from_word(word)
             .ok_or_else(|| self.corrupt(format!("the map's table word is {word:#x}")))?;
-        // The size is read from the segment too: bounded by the (validated) maximum, the sum
-        // below cannot overflow.
-        let size = self.segment.size().min(self.segment.max_size());
-        if table.offset < DATA_START || table.offset.saturating_add(table.bytes()) > size {
-            return Err(self.corrupt(format!(
-                "the map's table at {} with {} slots lies outside the data area (the segment \
-                 has {size} bytes)",
-                table.offset, table.capacity
-            )));
-        }
-        self.segment.ensure_mapped(table.end())?;
+        self.segment.data_range(
+            || format!("the map's table of {} slots", table.capacity),
+            table.offset,
+            table.bytes(),
+            TABLE_ALIGN,
+        )?;
         Ok(table)
     }
 
@@ -451,6 +446,9 @@ impl<'a> Raw<'a> {
             bytes: area.bytes.load(Ordering::Relaxed),
             tail: area.tail.load(Ordering::Relaxed),
         };
+        // Writes go at `tail`: in the data area, inside the committed size.
+        self.segment
+            .data_range(|| "the map's end of data".to_owned(), state.tail, 0, 8)?;
         let room = state.tail.checked_sub(DATA_START + table.bytes());
         if state.len > state.used
             || state.used >= table.capacity

@@ -407,9 +407,10 @@ impl<'a> Raw<'a> {
         self.segment.corrupt(what)
     }
 
-    /// A word of the segment at `at` (8-aligned, mapped).
+    /// A word of the segment's data area at `at` (8-aligned, mapped).
     fn word(self, at: u64) -> Result<&'a AtomicU64> {
-        self.segment.ensure_mapped(at.saturating_add(8))?;
+        self.segment
+            .data_range(|| "a ring's word".to_owned(), at, 8, 8)?;
         self.segment
             .mapping()
             .get::<AtomicU64>(at)
@@ -422,9 +423,13 @@ impl<'a> Raw<'a> {
         if at == 0 {
             return Ok(None);
         }
-        if at < DATA_START || !at.is_multiple_of(RING_ALIGN) {
-            return Err(self.corrupt(format!("the queue's ring is at offset {at}")));
-        }
+        let segment = self.segment;
+        segment.data_range(
+            || "the queue's ring".to_owned(),
+            at,
+            RING_HEADER,
+            RING_ALIGN,
+        )?;
         let slots = self.word(at)?.load(Ordering::Relaxed);
         let bytes = self.word(at + 8)?.load(Ordering::Relaxed);
         if !slots.is_power_of_two() || slots > MAX_SLOTS || !bytes.is_multiple_of(8) || bytes == 0 {
@@ -432,15 +437,14 @@ impl<'a> Raw<'a> {
                 "the ring at {at} claims {slots} slots and {bytes} record bytes"
             )));
         }
-        // `slots <= 2^40`, so the product cannot overflow; the sums can, for garbage offsets.
-        let Some((lo, hi)) = at
-            .checked_add(RING_HEADER + slots * ENTRY_SIZE)
-            .and_then(|lo| Some((lo, lo.checked_add(bytes)?)))
-        else {
-            return Err(self.corrupt(format!("the ring at {at} overflows")));
-        };
-        // Past the committed size: `ensure_mapped` reports it as damage.
-        self.segment.ensure_mapped(hi)?;
+        // `slots <= 2^40` and `at` is inside the committed size: no overflow.
+        let lo = at + RING_HEADER + slots * ENTRY_SIZE;
+        let hi = segment.data_range(
+            || format!("the record area of the ring at {at}"),
+            lo,
+            bytes,
+            8,
+        )?;
         Ok(Some(Ring { at, slots, lo, hi }))
     }
 
@@ -460,8 +464,9 @@ impl<'a> Raw<'a> {
             area.end.load(Ordering::Relaxed),
         );
         let slots = ring.map_or(0, |r| r.slots);
+        // `end + 1` is the next sequence number: it must exist.
         match end.checked_sub(head) {
-            Some(live) if live <= slots => Ok((head, end)),
+            Some(live) if live <= slots && end < u64::MAX => Ok((head, end)),
             _ => Err(self.corrupt(format!(
                 "entries {head}..{end} do not fit the ring's {slots} slots"
             ))),

@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::Result;
-use crate::segment::{DATA_START, Segment};
+use crate::segment::Segment;
 use crate::sync::RawGuard;
 
 /// Bytes before a record's payload.
@@ -20,8 +20,12 @@ pub(crate) const HEADER: u64 = 8;
 /// The largest payload: the length field is 32 bits.
 pub(crate) const MAX_PAYLOAD: usize = u32::MAX as usize;
 
-/// Writes `payload` as a record at the first 8-aligned offset at or after `at`, growing the
-/// segment as needed. Returns the record's offset and the 8-aligned offset just past it.
+/// Writes `payload` as a record at `at`, growing the segment as needed. Returns the record's
+/// offset and the 8-aligned offset just past it.
+///
+/// `at` must be 8-aligned, in the data area and inside the committed size (it is checked: a
+/// damaged end of data is [`Error::Corrupt`](crate::Error::Corrupt)), so the segment grows by
+/// at most this record.
 ///
 /// # Safety
 ///
@@ -34,12 +38,11 @@ pub(crate) unsafe fn write(
     payload: &[u8],
 ) -> Result<(u64, u64)> {
     debug_assert!(payload.len() <= MAX_PAYLOAD);
-    // `at` comes from the segment: arithmetic on it is checked.
-    let (record, end) = at
-        .max(DATA_START)
-        .checked_next_multiple_of(8)
-        .and_then(|record| Some((record, record.checked_add(HEADER + payload.len() as u64)?)))
-        .ok_or_else(|| segment.corrupt(format!("the end of data is {at}")))?;
+    // `at` comes from the segment (an end of data, a free position): it must lie in the data
+    // area, inside the committed size, so that the segment grows by this record at most.
+    segment.data_range(|| "the position of a new record".to_owned(), at, 0, 8)?;
+    // Below the committed size (at most 2^46) plus a 32-bit length: no overflow.
+    let (record, end) = (at, at + HEADER + payload.len() as u64);
     segment.grow_to(end, held)?;
     let mut header = [0u8; HEADER as usize];
     header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -60,25 +63,28 @@ pub(crate) unsafe fn write(
 /// offset comes from shared memory: untrusted). Maps the record if another process grew the
 /// segment.
 pub(crate) fn payload_len(segment: &Segment, record: u64) -> Result<u64> {
-    // Below the maximum size (validated on open: at most 2^46), `record + HEADER + len` cannot
-    // overflow.
-    if record < DATA_START || !record.is_multiple_of(8) || record >= segment.max_size() {
-        return Err(segment.corrupt(format!("a record offset is {record}")));
-    }
-    segment.ensure_mapped(record + HEADER)?;
+    let what = || "a record".to_owned();
+    let start = segment.data_range(what, record, HEADER, 8)?;
     let mut header = [0u8; HEADER as usize];
     segment
         .mapping()
         .read(record, &mut header)
         .ok_or_else(|| segment.corrupt(format!("record at {record} is not mapped")))?;
     let len = u64::from(u32::from_le_bytes(header[..4].try_into().expect("4 bytes")));
-    segment.ensure_mapped(record + HEADER + len)?;
+    segment.data_range(
+        || format!("the payload of the record at {record}"),
+        start,
+        len,
+        1,
+    )?;
     Ok(len)
 }
 
 /// The 8-aligned offset just past the record at `record`.
 pub(crate) fn end(segment: &Segment, record: u64) -> Result<u64> {
-    Ok((record + HEADER + payload_len(segment, record)?).next_multiple_of(8))
+    // `payload_len` checked the record first: inside the committed size, nothing overflows.
+    let len = payload_len(segment, record)?;
+    Ok((record + HEADER + len).next_multiple_of(8))
 }
 
 /// Copies out the payload of the record at `record` and checks its CRC.

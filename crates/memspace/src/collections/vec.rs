@@ -221,17 +221,26 @@ impl<T: Pod> SharedVec<T> {
         lock_and_repair(&self.segment, |_| Ok(()))
     }
 
-    fn offset_of(index: u64) -> Option<u64> {
-        index
-            .checked_mul(size_of::<T>() as u64)?
-            .checked_add(DATA_START)
+    /// The end of the first `len` elements (`len` read from the segment), checked to lie in
+    /// the data area inside the committed size, and mapped. Readers and writers both go
+    /// through here: a damaged length is [`Error::Corrupt`], never a slice past the mapping
+    /// nor a push that grows the segment to wherever the length points.
+    fn end_of(&self, len: u64) -> Result<u64> {
+        let what = || format!("the vector's {len} elements");
+        len.checked_mul(size_of::<T>() as u64)
+            .ok_or_else(|| self.segment.corrupt(format!("{} overflow", what())))
+            .and_then(|bytes| {
+                self.segment
+                    .data_range(what, DATA_START, bytes, align_of::<T>() as u64)
+            })
     }
 
     /// Appends `value`.
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended).
+    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended);
+    /// [`Error::Corrupt`] if the vector's length was damaged (nothing is written).
     #[inline]
     pub fn push(&self, value: T) -> Result<()> {
         self.extend_from_slice(std::slice::from_ref(&value))
@@ -241,7 +250,8 @@ impl<T: Pod> SharedVec<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended).
+    /// [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow (nothing is appended);
+    /// [`Error::Corrupt`] if the vector's length was damaged (nothing is written).
     #[inline]
     pub fn extend_from_slice(&self, values: &[T]) -> Result<()> {
         if values.is_empty() {
@@ -250,14 +260,18 @@ impl<T: Pod> SharedVec<T> {
         let held = self.lock()?;
         let area = self.area();
         let len = area.len.load(Ordering::Relaxed);
-        let new_len = len + values.len() as u64;
-        let (at, end) = Self::offset_of(len)
-            .zip(Self::offset_of(new_len))
-            .ok_or_else(|| Error::Full {
-                name: self.name().clone(),
-                needed: u64::MAX,
-                max_size: self.segment.max_size(),
-            })?;
+        let at = self.end_of(len)?;
+        // `at` is inside the committed size (at most 2^46), so the new length and end only
+        // overflow for a slice no segment can hold.
+        let full = || Error::Full {
+            name: self.name().clone(),
+            needed: u64::MAX,
+            max_size: self.segment.max_size(),
+        };
+        let new_len = len.checked_add(values.len() as u64).ok_or_else(full)?;
+        let end = (size_of_val(values) as u64)
+            .checked_add(at)
+            .ok_or_else(full)?;
         self.segment.grow_to(end, &held)?;
         // SAFETY: we hold the lock and `[at, end)` lies past the published length, where no
         // reader looks (see the module's `# Safety`).
@@ -284,9 +298,7 @@ impl<T: Pod> SharedVec<T> {
     /// [`Error::Corrupt`] if the segment's length points past its size.
     pub fn as_slice(&self) -> Result<&[T]> {
         let len = self.len();
-        let end = Self::offset_of(len)
-            .ok_or_else(|| self.segment.corrupt(format!("length {len} overflows")))?;
-        self.segment.ensure_mapped(end)?;
+        self.end_of(len)?;
         let base = self
             .segment
             .mapping()

@@ -753,6 +753,42 @@ impl Segment {
             .map_err(|source| self.os_error("mmap", source))
     }
 
+    /// Checks that `[offset, offset + len)`, a range named by words read from the segment, lies
+    /// in the data area: at or past [`DATA_START`] (never in the control page, whose header,
+    /// lock and table of users no collection writes through an offset), a multiple of `align`,
+    /// and inside the committed size; maps it if another process grew the segment. Returns the
+    /// end of the range.
+    ///
+    /// Readers and writers both check every offset and length they follow with this, so a
+    /// damaged one is an [`Error::Corrupt`] naming `what`: it can neither make a writer write
+    /// outside the data area nor, as an end of data, make it grow the segment by more than
+    /// what it appends there.
+    pub(crate) fn data_range(
+        &self,
+        what: impl FnOnce() -> String,
+        offset: u64,
+        len: u64,
+        align: u64,
+    ) -> Result<u64, Error> {
+        // The committed size is read from the segment too: bound it by the validated maximum.
+        let size = self.size().min(self.fields.max_size);
+        match offset.checked_add(len) {
+            Some(end) if offset >= DATA_START && offset.is_multiple_of(align) && end <= size => {
+                self.ensure_mapped(end)?;
+                Ok(end)
+            }
+            _ => Err(self.corrupt(format!(
+                "{} at {offset} ({len} bytes) lies outside the data area {DATA_START}..{size}{}",
+                what(),
+                if offset.is_multiple_of(align) {
+                    String::new()
+                } else {
+                    format!(" or is not a multiple of {align}")
+                }
+            ))),
+        }
+    }
+
     /// Grows the segment so that it holds at least `needed` bytes. Only the holder of the
     /// segment's lock grows it (`_held` proves it), so two growers never race.
     #[inline]

@@ -364,7 +364,8 @@ impl<T: Pod> RwLock<T> {
             .iter()
             .filter(|s| s.pid.load(Ordering::Acquire) != 0)
             .map(|s| s.readers.load(Ordering::Acquire))
-            .sum()
+            // Counts come from the segment: a damaged one must not overflow.
+            .fold(0, u32::saturating_add)
     }
 
     /// The lock's segment name.

@@ -2,22 +2,12 @@
 //! is corrupted. The test mounts a 1 MiB tmpfs, which needs root (CI runs as root); elsewhere
 //! it says why it did not run.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 use memspace::{Error, OpenError, SharedList, inspect};
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("Uid:"))
-                .map(|line| line.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// A tiny tmpfs, unmounted and removed on drop.
 struct TinyFs(PathBuf);
@@ -34,7 +24,10 @@ impl TinyFs {
             Some(TinyFs(dir))
         } else {
             let _ = std::fs::remove_dir(&dir);
-            assert!(!is_root(), "mounting a tmpfs failed although we are root");
+            assert!(
+                !common::is_root(),
+                "mounting a tmpfs failed although we are root"
+            );
             eprintln!("skipped: mounting a tmpfs needs root");
             None
         }

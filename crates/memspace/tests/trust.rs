@@ -19,18 +19,6 @@ use memspace::{Error, OpenError, Segment, SegmentOptions, SharedList};
 
 use common::{Removal, Running, shm_path};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("Uid:"))
-                .map(|line| line.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn open_error(result: memspace::Result<impl Sized>) -> OpenError {
     match result {
         Err(Error::Open(err)) => err,
@@ -86,7 +74,7 @@ fn push_two(list: SharedList<u64>) {
 
 #[test]
 fn a_segment_owned_by_another_user_is_refused_unless_its_owner_is_trusted() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipped: giving a segment to another user needs root");
         return;
     }

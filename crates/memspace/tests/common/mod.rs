@@ -396,6 +396,19 @@ pub(crate) fn all_threads_sleeping(pid: u32) -> bool {
     any
 }
 
+/// Whether this process runs as root (tests that switch users or mount need it).
+pub(crate) fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .map(|line| line.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Segment names
 

@@ -267,8 +267,8 @@ pub enum OpenError {
     /// Something other than a regular file is at the segment's name (a symbolic link, a
     /// directory, a FIFO, a device): memspace neither opens nor removes it.
     #[error(
-        "`{name}` is {what}, not a segment: memspace opens and removes only the regular files it \
-         creates; leave it alone, or remove it by other means if it is yours"
+        "`{name}` is {what}: memspace opens and removes only the regular files it creates; leave \
+         it alone, or remove it by other means if it is yours"
     )]
     NotAFile {
         /// The name.

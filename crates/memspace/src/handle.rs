@@ -2,7 +2,35 @@
 //! deserializing one reopens that segment (a child process reattaches the same memory). A
 //! handle opened with a wider trust than the default (another owner, a wider mode: see
 //! [`SegmentOptions`](crate::SegmentOptions)) carries it after the name, so the child accepts
-//! the segment its parent accepted.
+//! the segment its parent accepted. Only there: a name is read with its trust only while
+//! [`decoding_from_own_process`] runs, around the bytes a worker and its parent exchange over
+//! their private pipes. Anywhere else (a handle that arrives in a queue, a name in a file), a
+//! name with trust in it is refused, so that whoever can write such bytes cannot widen what
+//! this process opens.
+
+use std::cell::Cell;
+
+thread_local! {
+    static FROM_OWN_PROCESS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `decode` with handles allowed to bring the trust they were opened with (see the
+/// module docs): for the arguments and results a worker and its parent send each other.
+pub(crate) fn decoding_from_own_process<T>(decode: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            FROM_OWN_PROCESS.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(FROM_OWN_PROCESS.with(|flag| flag.replace(true)));
+    decode()
+}
+
+/// Whether a name read now may bring trust (inside [`decoding_from_own_process`]).
+pub(crate) fn trust_may_travel() -> bool {
+    FROM_OWN_PROCESS.with(Cell::get)
+}
 
 /// Implements `Serialize` (the segment's name, from `name()`) and `Deserialize` (`open` by that
 /// name) for a handle type, under the bounds its `name` and `open` need.

@@ -12,10 +12,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use memspace::collections::{Queue, SharedMap};
+use memspace::collections::{Queue, SharedMap, SharedVec};
 use memspace::spawn::{Process, StartMethod};
-use memspace::sync::Lock;
-use memspace::{Error, OpenError, Segment, SegmentOptions, SharedList};
+use memspace::sync::{Event, Lock};
+use memspace::{Error, OpenError, Segment, SegmentOptions, SharedList, inspect};
 
 use common::{Removal, Running, shm_path};
 
@@ -244,4 +244,98 @@ fn a_file_shrunk_under_a_mapping_is_an_error_not_a_sigbus() {
         .expect("truncate");
     let err = lock.lock().map(drop).expect_err("a lock on a lost page");
     assert!(err.to_string().contains(lock_removal.name()), "{err}");
+}
+
+#[test]
+fn trust_comes_only_from_the_program_itself_never_from_a_name_or_an_observer() {
+    let removal = Removal::fresh("trust-smuggled");
+    let group = SegmentOptions::new().mode(0o660);
+    SharedList::<u64>::create_with(removal.name(), &group).expect("create");
+    // A name that brings its own trust, typed or received, is just invalid...
+    let smuggled = format!("{}\u{0}{}:666", removal.name(), std::process::id());
+    assert!(matches!(
+        open_error(SharedList::<u64>::open(&smuggled)),
+        OpenError::InvalidName { .. }
+    ));
+    // ... also as a handle that arrives from elsewhere than a worker's parent or child.
+    let json = serde_json::to_string(&smuggled).expect("json");
+    assert!(serde_json::from_str::<SharedList<u64>>(&json).is_err());
+    // An observer's segment makes a handle only if an open would have accepted it.
+    let observed = inspect::observe(removal.name()).expect("observe");
+    assert!(matches!(
+        open_error(SharedList::<u64>::from_segment(observed)),
+        OpenError::UntrustedMode { .. }
+    ));
+    let observed = group.observe(removal.name()).expect("observe as the group");
+    assert_eq!(
+        SharedList::<u64>::from_segment(observed)
+            .expect("accepted")
+            .len()
+            .expect("len"),
+        0
+    );
+}
+
+#[test]
+fn a_shrunk_file_leaves_the_shared_lock_as_it_was_and_fails_an_event() {
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("trust-shrunk-vec");
+    let vec = SharedVec::<u64>::create(removal.name()).expect("create");
+    vec.extend_from_slice(&[7; 2000])
+        .expect("fill several pages");
+    let path = shm_path(removal.name());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open");
+    file.set_len(4096).expect("truncate to the control page");
+    assert!(vec.get(1000).is_err(), "an element on a lost page");
+    // A repair that failed earlier left the (real, shared) lock inconsistent.
+    let state_at = 144;
+    std::os::unix::fs::FileExt::write_at(&file, &1u32.to_le_bytes(), state_at).expect("write");
+    assert!(vec.push(5).is_err());
+    let mut state = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut state, state_at).expect("read");
+    assert_eq!(
+        u32::from_le_bytes(state),
+        1,
+        "this process's failure made the shared lock unrecoverable for everyone"
+    );
+
+    let event_removal = Removal::fresh("trust-shrunk-event");
+    let event = Event::create(event_removal.name()).expect("create");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(event_removal.name()))
+        .and_then(|file| file.set_len(0))
+        .expect("truncate");
+    assert!(event.set().is_err(), "a set nobody can see");
+    assert!(event.is_set().is_err());
+    assert!(event.wait().is_err(), "a wait on a flag nobody can set");
+}
+
+#[test]
+fn a_sigbus_another_process_sends_does_not_disarm_the_handling_of_lost_pages() {
+    let _dog = common::Watchdog::start();
+    let removal = Removal::fresh("trust-sent-sigbus");
+    let list = SharedList::<String>::create(removal.name()).expect("create");
+    list.extend(std::iter::repeat_n(&"y".repeat(300), 200))
+        .expect("fill several pages");
+    // A SIGBUS another process sends (si_code SI_USER): a Rust program survives it (std's
+    // handler only acts on a stack overflow)...
+    let sent = std::process::Command::new("kill")
+        .args(["-BUS", &std::process::id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    // A pending signal is taken by the next thread to leave the kernel: within a sleep.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // ... and a page lost afterwards is still an error, not a death by SIGBUS.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(removal.name()))
+        .and_then(|file| file.set_len(4096))
+        .expect("truncate");
+    assert!(list.get(199).is_err());
 }

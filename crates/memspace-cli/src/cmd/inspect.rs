@@ -22,7 +22,7 @@ pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<Exit
         run_redis(name, items, as_json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let segment = inspect::observe(name).with_context(|| format!("inspecting `{name}`"))?;
+    let segment = super::observe_segment(name).with_context(|| format!("inspecting `{name}`"))?;
     let info = inspect::info(&segment);
     let report = inspect::verify(&segment);
     let values = if items {

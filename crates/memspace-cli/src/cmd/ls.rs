@@ -68,7 +68,11 @@ pub(crate) fn run(json: bool) -> anyhow::Result<ExitCode> {
         let array: Vec<serde_json::Value> = entries
             .iter()
             .map(|entry| match entry {
-                Entry::Readable(info) => serde_json::to_value(info).unwrap_or_default(),
+                Entry::Readable(info) => {
+                    let mut object = serde_json::to_value(info).unwrap_or_default();
+                    object["damaged"] = entry.is_damaged().into();
+                    object
+                }
                 Entry::Unreadable {
                     name,
                     error,

@@ -78,6 +78,12 @@ pub(crate) fn open_segment(name: &str) -> memspace::Result<Option<Segment>> {
     Ok(Some(options.open(name)?))
 }
 
+/// Observes the segment `name` (as `inspect` does), accepting for the handles made from it the
+/// owners and modes the command line trusts.
+pub(crate) fn observe_segment(name: &str) -> Result<Segment, memspace::OpenError> {
+    OPEN_OPTIONS.get_or_init(SegmentOptions::new).observe(name)
+}
+
 /// The uid of `user`: a number, or a name looked up in /etc/passwd.
 fn uid_of(user: &str) -> anyhow::Result<u32> {
     if let Ok(uid) = user.parse() {

@@ -9,8 +9,9 @@
 //! 1. `base..base + reserved` is an address range this value owns alone, from
 //!    `sys::reserve_address_space`, released only in `Drop`.
 //! 2. `base..base + mapped` is mapped read-write and shared to the backing file, and `mapped`
-//!    only grows. Pages are never unmapped or replaced while the value lives, so a reference
-//!    handed out for `&self` stays valid: addresses never move and mapped bytes stay mapped.
+//!    only grows. Pages are never unmapped while the value lives (only replaced in place, by
+//!    invariant 4), so a reference handed out for `&self` stays valid: addresses never move
+//!    and mapped bytes stay mapped.
 //! 3. `mapped` never exceeds the backing file's size when it is raised (the segment checks
 //!    `fstat` first), so no mapped page lies beyond the end of the file (which would `SIGBUS`).
 //! 4. A peer can still shrink the file afterwards (`ftruncate`). Then an access to a lost page
@@ -73,15 +74,15 @@ impl Mapping {
         let mapping = Mapping {
             base,
             reserved,
-            watched: sys::watch_mapping(base, 0),
+            watched: sys::watch_mapping(base, reserved),
             mapped: AtomicUsize::new(0),
             growing: Mutex::new(()),
         };
         // SAFETY: `[base, base + len)` lies in the reservation just made, which nothing
         // references yet (invariant 1).
         unsafe { sys::map_shared_fixed(base, len, fd, 0) }?;
-        mapping.mapped.store(len, Ordering::Release);
         sys::set_watched_len(&mapping.watched, len);
+        mapping.mapped.store(len, Ordering::Release);
         Ok(mapping)
     }
 
@@ -121,8 +122,9 @@ impl Mapping {
         // `mapped`, so those pages are PROT_NONE and no reference points into them (invariant
         // 2 hands out references below `mapped` only).
         unsafe { sys::map_shared_fixed(at, new_len - old, fd, old as u64) }?;
-        self.mapped.store(new_len, Ordering::Release);
+        // Watched before any thread can learn of the new pages (invariant 4).
         sys::set_watched_len(&self.watched, new_len);
+        self.mapped.store(new_len, Ordering::Release);
         Ok(())
     }
 

@@ -177,6 +177,18 @@ impl SegmentOptions {
         Segment::open(&SegmentName::new(name)?.with_access(self.access()), None)
     }
 
+    /// Opens the segment `name` as an observer, as [`inspect::observe`] does, accepting for
+    /// the handles made from it (`from_segment`) the owners and modes these options accept.
+    ///
+    /// # Errors
+    ///
+    /// As [`inspect::observe`].
+    ///
+    /// [`inspect::observe`]: crate::inspect::observe
+    pub fn observe(&self, name: &str) -> Result<Segment, OpenError> {
+        Segment::open_observer(&SegmentName::new(name)?.with_access(self.access()))
+    }
+
     /// What an open with these options accepts.
     fn access(&self) -> Access {
         Access {
@@ -235,6 +247,9 @@ pub struct Segment {
     /// How long the collections wait for the segment's lock: for ever for a participant, a
     /// bounded time for an observer.
     lock_wait: sys::Wait,
+    /// Opened to be looked at (`inspect`, `ls`): it joined no table of users, and the
+    /// collections over it repair nothing.
+    observer: bool,
 }
 
 impl fmt::Debug for Segment {
@@ -308,6 +323,7 @@ impl Segment {
                 identity,
                 user: None,
                 lock_wait: sys::Wait::Forever,
+                observer: false,
             })
         })();
         let segment = match built {
@@ -394,6 +410,10 @@ impl Segment {
             match header::parse(&bytes[..got], identity.size, page) {
                 Ok(fields) => break (fields, identity),
                 Err(HeaderProblem::NotInitialized) if started.elapsed() < INIT_WAIT => {
+                    // Not worth waiting for if it is not ours to open anyway.
+                    if participate {
+                        check_access(name, &identity)?;
+                    }
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err(problem) => return Err(problem_to_error(name, problem)),
@@ -428,6 +448,7 @@ impl Segment {
             } else {
                 sys::Wait::For(OBSERVER_LOCK_WAIT)
             },
+            observer: !participate,
         };
         if participate {
             segment
@@ -485,6 +506,13 @@ impl Segment {
     /// Opens `name` as an observer (see [`inspect::observe`](crate::inspect::observe)).
     pub(crate) fn open_observer(name: &SegmentName) -> Result<Self, OpenError> {
         Self::open_with(name, None, false)
+    }
+
+    /// Whether this segment was opened as an observer (see [`inspect::observe`]).
+    ///
+    /// [`inspect::observe`]: crate::inspect::observe
+    pub(crate) fn is_observer(&self) -> bool {
+        self.observer
     }
 
     /// How long the collections wait for this segment's lock (see `OBSERVER_LOCK_WAIT`).
@@ -550,8 +578,13 @@ impl Segment {
         self.fields.kind
     }
 
-    /// The segment itself if it holds `expected`, for the `from_segment` constructors.
+    /// The segment itself if it holds `expected`, for the `from_segment` constructors. A handle
+    /// writes, so a segment that was only observed must pass the check an open makes of its
+    /// owner and mode (see [`SegmentOptions`]).
     pub(crate) fn expecting(self, expected: Kind) -> Result<Self, OpenError> {
+        if self.observer {
+            check_access(&self.name, &self.identity)?;
+        }
         if self.kind() == expected {
             Ok(self)
         } else {
@@ -895,6 +928,11 @@ impl Drop for Segment {
         }
         let users = self.users_table();
         users.detach(index, pid);
+        // A table of users lost to a shrunk file reads as empty: nothing tells who still uses
+        // the segment, so it is left for `memspace gc`, which asks the file itself.
+        if self.map.faulted() {
+            return;
+        }
         if !self.is_anonymous()
             || self.has_foreign_users()
             || users.list().iter().any(|user| user.alive)
@@ -981,6 +1019,16 @@ enum Removal {
 fn remove_object(name: &SegmentName, removal: Removal) -> Result<(), OpenError> {
     let (directory, entry) = match name.location() {
         Location::Shm(object) => sys::shm_entry(object),
+        // `/d/seg/` and `/d/seg/.` name no file (an open fails), though `file_name` says `seg`.
+        Location::File(path)
+            if path.as_os_str().as_encoded_bytes().ends_with(b"/")
+                || path.as_os_str().as_encoded_bytes().ends_with(b"/.") =>
+        {
+            return Err(OpenError::NotAFile {
+                name: name.clone(),
+                what: "a directory",
+            });
+        }
         Location::File(path) => match (path.parent(), path.file_name()) {
             (Some(parent), Some(entry)) => (
                 if parent.as_os_str().is_empty() {

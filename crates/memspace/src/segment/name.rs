@@ -129,10 +129,15 @@ impl SegmentName {
     /// [`OpenError::InvalidName`] saying what is wrong.
     pub fn new(name: &str) -> Result<Self, OpenError> {
         if let Some((plain, access)) = name.split_once(ACCESS_SEPARATOR) {
-            let access = parse_access(access).ok_or_else(|| OpenError::InvalidName {
-                name: redact_url(name),
-                reason: "it contains a NUL byte",
-            })?;
+            // Only a handle passed between a worker and its parent brings trust with it
+            // (see `handle.rs`); a NUL byte anywhere else is just invalid.
+            let access = crate::handle::trust_may_travel()
+                .then(|| parse_access(access))
+                .flatten()
+                .ok_or_else(|| OpenError::InvalidName {
+                    name: redact_url(name),
+                    reason: "it contains a NUL byte",
+                })?;
             return Ok(Self::new(plain)?.with_access(access));
         }
         let invalid = |reason| OpenError::InvalidName {
@@ -293,7 +298,7 @@ fn parse_access(text: &str) -> Option<Access> {
     };
     let mode = u32::from_str_radix(mode, 8)
         .ok()
-        .filter(|mode| *mode <= 0o7777)?;
+        .filter(|mode| *mode <= 0o777)?;
     Some(Access { owner, mode })
 }
 
@@ -498,7 +503,11 @@ mod tests {
             mode: 0o660,
         };
         let trusting = plain.clone().with_access(access);
-        let travelled = SegmentName::new(trusting.to_transport()).unwrap();
+        // A name that brings trust is refused, except between a worker and its parent.
+        assert!(SegmentName::new(trusting.to_transport()).is_err());
+        let travelled =
+            crate::handle::decoding_from_own_process(|| SegmentName::new(trusting.to_transport()))
+                .unwrap();
         assert_eq!(travelled.access(), access);
         assert_eq!(travelled, plain);
         assert_eq!(travelled.as_str(), "jobs");

@@ -132,7 +132,7 @@ pub(crate) enum Outcome<R> {
 pub(crate) fn decode_outcome<R: DeserializeOwned>(bytes: &[u8]) -> Option<Outcome<R>> {
     let mut reader = bytes;
     let frame = read_frame(&mut reader).ok()??;
-    rmp_serde::from_slice(&frame).ok()
+    crate::handle::decoding_from_own_process(|| rmp_serde::from_slice(&frame)).ok()
 }
 
 /// Writes `bytes` as one frame: a little-endian `u32` length, then the bytes.
@@ -357,7 +357,7 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(target: usize, args: &[u8]) -> 
     // its offset from exactly this instantiation's `fn(A) -> R`, and `Task::run` checked the
     // fingerprint, so the binary is the same (module `# Safety`, point 2).
     let target = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
-    match rmp_serde::from_slice::<A>(args) {
+    match crate::handle::decoding_from_own_process(|| rmp_serde::from_slice::<A>(args)) {
         Ok(args) => run_to_outcome(target, args),
         Err(e) => encode_outcome(
             &Outcome::<()>::Failed(format!(

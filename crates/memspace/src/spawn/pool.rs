@@ -455,7 +455,7 @@ impl Pool {
 
 fn decode<R: DeserializeOwned>(result: Result<(u32, Vec<u8>), TaskError>) -> Result<R, TaskError> {
     let (pid, bytes) = result?;
-    match rmp_serde::from_slice::<Outcome<R>>(&bytes) {
+    match crate::handle::decoding_from_own_process(|| rmp_serde::from_slice::<Outcome<R>>(&bytes)) {
         Ok(Outcome::Returned(value)) => Ok(value),
         Ok(Outcome::Panicked(message)) => Err(TaskError::Panicked { pid, message }),
         Ok(Outcome::Failed(message)) => Err(TaskError::Failed { pid, message }),

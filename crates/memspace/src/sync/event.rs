@@ -161,7 +161,8 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// Never in shared memory. On Redis,
+    /// In shared memory, [`Error::Corrupt`](crate::Error::Corrupt) if another process shrank
+    /// the segment's file under this process's mapping. On Redis,
     /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable) if the server cannot be
     /// reached; [`OpenError::NotFound`](crate::OpenError::NotFound) if the event was removed,
     /// [`OpenError::Replaced`](crate::OpenError::Replaced) if it was removed and created again
@@ -173,6 +174,8 @@ impl Event {
             Repr::Shm(segment) => {
                 let flag = Self::flag(segment);
                 flag.store(1, Ordering::Release);
+                // The store went nowhere if the flag's page was lost to a shrunk file.
+                segment.check_intact()?;
                 sys::futex_wake(flag, u32::MAX);
                 Ok(())
             }
@@ -189,7 +192,7 @@ impl Event {
         match &self.repr {
             Repr::Shm(segment) => {
                 Self::flag(segment).store(0, Ordering::Release);
-                Ok(())
+                segment.check_intact()
             }
             Repr::Redis(event) => event.store(false),
         }
@@ -202,13 +205,17 @@ impl Event {
     /// As [`Event::set`].
     pub fn is_set(&self) -> Result<bool> {
         match &self.repr {
-            Repr::Shm(segment) => Ok(Self::is_set_in(segment)),
+            Repr::Shm(segment) => Self::is_set_in(segment),
             Repr::Redis(event) => event.is_set(),
         }
     }
 
-    fn is_set_in(segment: &Segment) -> bool {
-        Self::flag(segment).load(Ordering::Acquire) != 0
+    /// Reads the flag; an error if its page was lost to a file shrunk under this process's
+    /// mapping (the zeros read then are nobody's flag, and a futex on them is never woken).
+    fn is_set_in(segment: &Segment) -> Result<bool> {
+        let set = Self::flag(segment).load(Ordering::Acquire) != 0;
+        segment.check_intact()?;
+        Ok(set)
     }
 
     /// Waits until the flag is set.
@@ -220,7 +227,7 @@ impl Event {
     pub fn wait(&self) -> Result<()> {
         match &self.repr {
             Repr::Shm(segment) => {
-                while !Self::is_set_in(segment) {
+                while !Self::is_set_in(segment)? {
                     sys::futex_wait(Self::flag(segment), 0, None);
                 }
                 Ok(())
@@ -242,18 +249,18 @@ impl Event {
         };
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            if Self::is_set_in(segment) {
+            if Self::is_set_in(segment)? {
                 return Ok(true);
             }
             let remaining = match deadline {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(Self::is_set_in(segment)),
+                    _ => return Self::is_set_in(segment),
                 },
                 None => None,
             };
             if sys::futex_wait(Self::flag(segment), 0, remaining) == Woken::TimedOut {
-                return Ok(Self::is_set_in(segment));
+                return Self::is_set_in(segment);
             }
         }
     }

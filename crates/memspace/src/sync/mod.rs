@@ -321,6 +321,17 @@ pub(crate) fn lock_and_repair<'a>(
 ) -> crate::Result<RawGuard<'a>> {
     match acquire(segment, segment.lock_wait(), |raw, _| raw) {
         Ok(held) => Ok(held),
+        // An observer (`inspect`) changes nothing, not even a repair: the next writer does it.
+        Err(LockError::OwnerDied(held)) if segment.is_observer() => {
+            held.unlock_unrepaired();
+            Err(crate::Error::Lock(LockError::Unavailable {
+                name: segment.name().clone(),
+                detail: "its last holder died in the middle of a change, which the next \
+                         writer repairs; an observer changes nothing"
+                    .to_owned(),
+                source: None,
+            }))
+        }
         Err(LockError::OwnerDied(held)) => {
             if let Err(err) = repair(&held) {
                 held.unlock_unrepaired();
@@ -348,10 +359,11 @@ pub(crate) fn acquire<'a, G>(
 ) -> Result<G, LockError<G>> {
     let slot = segment.lock_slot();
     match slot.acquire(wait) {
-        // The lock word's page may have been lost to a file shrunk under this mapping: what
-        // was taken then is a private copy of the lock, which excludes no one.
+        // Pages of the segment were lost to a file shrunk under this mapping. If the lock
+        // word's page was among them, what was taken is a private copy that excludes no one;
+        // if not, it is the real lock, and is released as it was found (consistent or not).
         Ok((raw, _)) if segment.check_intact().is_err() => {
-            drop(raw);
+            raw.unlock_unrepaired();
             let source = segment.check_intact().err().map(|err| Box::new(err) as _);
             Err(LockError::Unavailable {
                 name: segment.name().clone(),

@@ -341,7 +341,8 @@ fn inspect_and_ls_never_wait_for_ever_on_a_held_lock() {
         "{stderr}"
     );
     let output = memspace_within(&["ls"], limit).expect("ls waited for ever");
-    assert!(output.status.success(), "{output:?}");
+    // 3: a test running beside this one may have a damaged segment in /dev/shm.
+    assert!(matches!(output.status.code(), Some(0 | 3)), "{output:?}");
     for at in [128, 132] {
         std::os::unix::fs::FileExt::write_at(&file, &[0; 4], at).expect("release");
     }

@@ -55,8 +55,10 @@
 //!   [`OpenError::UntrustedOwner`], one other users may write with
 //!   [`OpenError::UntrustedMode`], and a symbolic link at the name with
 //!   [`OpenError::NotAFile`]. Trust is explicit ([`SegmentOptions::trust_owner`], the CLI's
-//!   `--trust-owner` and `--accept-mode`) and travels with a handle to the processes it is
-//!   passed to. [`Segment::remove`] and `memspace rm` remove only a memspace segment (a
+//!   `--trust-owner` and `--accept-mode`) and travels with a handle to the worker processes
+//!   it is passed to, and only there: a name that brings trust from anywhere else is refused.
+//!   An observer ([`inspect::observe`]) makes a handle only of a segment an open would
+//!   accept. [`Segment::remove`] and `memspace rm` remove only a memspace segment (a
 //!   regular file with memspace's signature, reached without following a symbolic link).
 //! * **What a misbehaving peer can do** (a process of your own user, or of a user you chose to
 //!   trust). A segment is treated as untrusted input: its header is validated on open, and

@@ -29,18 +29,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
             values,
             force,
         } => {
-            let values = values
-                .iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    serde_json::from_str::<Value>(text).with_context(|| {
-                        format!(
-                            "value {} (`{text}`) is not JSON; quote strings as '\"text\"'",
-                            i + 1
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let values = super::json_values(&values)?;
             let list = open(&name)?;
             let target = Target {
                 kind: "list",

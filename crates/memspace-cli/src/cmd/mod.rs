@@ -101,6 +101,23 @@ fn uid_of(user: &str) -> anyhow::Result<u32> {
     bail!("--trust-owner {user}: no such user in /etc/passwd; give a uid instead")
 }
 
+/// The JSON values given on the command line, in order; an error names the one that is not
+/// JSON.
+pub(crate) fn json_values(texts: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            serde_json::from_str(text).with_context(|| {
+                format!(
+                    "value {} (`{text}`) is not JSON; quote strings as '\"text\"'",
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
 /// Whether `name` selects the Redis backend (`redis://HOST:PORT/NAME`).
 pub(crate) fn is_redis(name: &str) -> bool {
     name.starts_with(memspace::segment::REDIS_PREFIX)

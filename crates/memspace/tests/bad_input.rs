@@ -59,11 +59,15 @@ fn poke(name: &str) {
     let _ = Segment::open_any(name);
 }
 
+/// Writes `bytes` as a segment's file, with a segment's mode (a wider one is refused before
+/// the content is looked at).
 fn write_file(path: &str, bytes: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(path)
         .expect("create segment file");
     file.write_all(bytes).expect("write segment file");

@@ -130,6 +130,7 @@ impl Mapping {
 
     /// Whether pages of this mapping were replaced by zeros because its file was shrunk under
     /// it (see invariant 4): what this process sees is then no longer the segment.
+    #[inline]
     pub(crate) fn faulted(&self) -> bool {
         sys::mapping_faulted(&self.watched)
     }

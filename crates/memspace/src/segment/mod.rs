@@ -891,19 +891,32 @@ impl Segment {
     /// # Errors
     ///
     /// [`Error::Corrupt`] saying that the file was shrunk.
+    #[inline]
     pub fn check_intact(&self) -> Result<(), Error> {
-        if !self.map.faulted() {
+        if self.is_intact() {
             return Ok(());
         }
+        Err(self.shrunk())
+    }
+
+    /// Whether no page of the mapping was lost to a shrunk file (see [`Segment::check_intact`]);
+    /// one load, for the lock's fast path.
+    #[inline]
+    pub(crate) fn is_intact(&self) -> bool {
+        !self.map.faulted()
+    }
+
+    #[cold]
+    fn shrunk(&self) -> Error {
         let now = sys::file_info(self.fd.as_fd())
             .map_or_else(|_| String::new(), |info| format!(" to {} bytes", info.size));
-        Err(Error::Corrupt {
+        Error::Corrupt {
             name: self.name.clone(),
             what: format!(
                 "another process shrank its file{now} while this process had it mapped, so \
                  data past the new end is lost and nothing written there is kept"
             ),
-        })
+        }
     }
 
     pub(crate) fn os_error(&self, op: &'static str, source: std::io::Error) -> Error {

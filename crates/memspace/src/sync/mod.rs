@@ -362,7 +362,7 @@ pub(crate) fn acquire<'a, G>(
         // Pages of the segment were lost to a file shrunk under this mapping. If the lock
         // word's page was among them, what was taken is a private copy that excludes no one;
         // if not, it is the real lock, and is released as it was found (consistent or not).
-        Ok((raw, _)) if segment.check_intact().is_err() => {
+        Ok((raw, _)) if !segment.is_intact() => {
             raw.unlock_unrepaired();
             let source = segment.check_intact().err().map(|err| Box::new(err) as _);
             Err(LockError::Unavailable {

@@ -298,9 +298,16 @@ unsafe impl Sync for SavedAction {}
 // SAFETY: as above.
 unsafe impl Send for SavedAction {}
 
-/// A mapping watched for faults; see [`watch_mapping`].
+/// A mapping watched for faults; see [`watch_mapping`]. Keeps a reference to its slot's
+/// `faulted` word, so that the check on every lock and copy is one load.
 #[derive(Debug)]
-pub(crate) struct WatchedMapping(Option<usize>);
+pub(crate) struct WatchedMapping {
+    slot: Option<usize>,
+    faulted: &'static AtomicU32,
+}
+
+/// The `faulted` word of a mapping the table had no room for: never set.
+static NEVER_FAULTED: AtomicU32 = AtomicU32::new(0);
 
 /// Starts watching `[base, base + reserved)`, a reservation whose front is a shared mapping of
 /// a segment's file ([`set_watched_len`] says how much of it).
@@ -336,10 +343,16 @@ pub(crate) fn watch_mapping(base: NonNull<u8>, reserved: usize) -> WatchedMappin
                 slot.len.store(0, AtomicOrdering::Relaxed);
             });
             WATCHED_END.fetch_max(index + 1, AtomicOrdering::Release);
-            return WatchedMapping(Some(index));
+            return WatchedMapping {
+                slot: Some(index),
+                faulted: &slot.faulted,
+            };
         }
     }
-    WatchedMapping(None)
+    WatchedMapping {
+        slot: None,
+        faulted: &NEVER_FAULTED,
+    }
 }
 
 /// Changes a slot's words with its sequence word odd meanwhile (see [`Watched::sequence`]).
@@ -354,7 +367,7 @@ fn write_slot(slot: &Watched, change: impl FnOnce()) {
 /// the new length is published to other threads, so that no access beyond the watched length
 /// can fault.
 pub(crate) fn set_watched_len(watched: &WatchedMapping, len: usize) {
-    if let Some(index) = watched.0 {
+    if let Some(index) = watched.slot {
         // Growing only moves the end within the same reservation: a handler that reads the
         // old or the new length acts within this mapping either way.
         WATCHED[index].len.store(len, AtomicOrdering::Release);
@@ -362,15 +375,16 @@ pub(crate) fn set_watched_len(watched: &WatchedMapping, len: usize) {
 }
 
 /// Whether the handler replaced pages of this mapping (its file was shrunk under it).
+#[inline]
 pub(crate) fn mapping_faulted(watched: &WatchedMapping) -> bool {
-    watched
-        .0
-        .is_some_and(|index| WATCHED[index].faulted.load(AtomicOrdering::Acquire) != 0)
+    // Relaxed: the thread that faulted sees its own handler's store; another thread sees it
+    // at its next look, as it would see any store of a peer.
+    watched.faulted.load(AtomicOrdering::Relaxed) != 0
 }
 
 /// Stops watching (before the mapping is unmapped).
 pub(crate) fn unwatch_mapping(watched: &WatchedMapping) {
-    if let Some(index) = watched.0 {
+    if let Some(index) = watched.slot {
         let _claiming = WATCHED_CLAIMS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -561,37 +561,39 @@ impl<'a> Raw<'a> {
     }
 
     /// The end of data, checked against the list's invariants before anything is written
-    /// there: it lies in the data area, inside the committed size, past every index block that
-    /// item `len` (the next one) and the published items use, and past the last published
+    /// there: it lies in the data area, inside the committed size, past the index block that
+    /// item `len` (the next one) goes into (blocks are reserved in order, each at the end of
+    /// data, so it ends after every earlier one in a valid list), and past the last published
     /// record. A damaged `len`, `tail` or block offset is [`Error::Corrupt`], so a writer never
-    /// writes outside the data area, over published data, or grows the segment for a block or
-    /// a position that a valid list would not need. The caller holds the lock.
+    /// writes outside the data area, over the block or the record it appends after, or grows
+    /// the segment for a block or a position that a valid list would not need. (An earlier
+    /// block's offset is checked when an item in it is read.) The caller holds the lock.
     fn end_of_data(
         self,
         _held: &RawGuard<'_>,
         len: u64,
         (block, position): (usize, u64),
-    ) -> Result<u64> {
+    ) -> Result<(u64, Option<u64>)> {
         let segment = self.segment;
         let tail = self.area().tail.load(Ordering::Relaxed);
         segment.data_range(|| "the list's end of data".to_owned(), tail, 0, 8)?;
-        for earlier in 0..=block {
-            let end = match self.index_block(earlier)? {
-                Some(offset) => offset + 8 * (FIRST_BLOCK_ENTRIES << earlier),
-                // Blocks are reserved in order, each when its first item is appended.
-                None if earlier == block && position == 0 => {
-                    continue;
-                }
-                None => {
-                    return Err(segment.corrupt(format!(
-                        "the list claims {len} items, but its index block {earlier} was never \
-                         reserved"
-                    )));
-                }
-            };
+        // The block item `len` goes into, or, when that one is still to be reserved (it is the
+        // block's first item), the one before it, which must then be there.
+        let current = self.index_block(block)?;
+        let reached = match current {
+            Some(offset) => Some((block, offset)),
+            None if position == 0 && block == 0 => None,
+            None if position == 0 => match self.index_block(block - 1)? {
+                Some(offset) => Some((block - 1, offset)),
+                None => return Err(self.never_reserved(len, block - 1)),
+            },
+            None => return Err(self.never_reserved(len, block)),
+        };
+        if let Some((reached, offset)) = reached {
+            let end = offset + 8 * (FIRST_BLOCK_ENTRIES << reached);
             if end > tail {
                 return Err(segment.corrupt(format!(
-                    "the list's index block {earlier} ends at {end}, past its end of data {tail}"
+                    "the list's index block {reached} ends at {end}, past its end of data {tail}"
                 )));
             }
         }
@@ -603,7 +605,13 @@ impl<'a> Raw<'a> {
                 )));
             }
         }
-        Ok(tail)
+        Ok((tail, current))
+    }
+
+    fn never_reserved(self, len: u64, block: usize) -> Error {
+        self.segment.corrupt(format!(
+            "the list claims {len} items, but its index block {block} was never reserved"
+        ))
     }
 
     /// Appends one encoded item; the caller holds the lock.
@@ -626,8 +634,8 @@ impl<'a> Raw<'a> {
                 ))
             });
         };
-        let mut tail = self.end_of_data(held, len, (block, position))?;
-        let block_offset = if let Some(offset) = self.index_block(block)? {
+        let (mut tail, current) = self.end_of_data(held, len, (block, position))?;
+        let block_offset = if let Some(offset) = current {
             offset
         } else {
             // Reserve the next index block; `tail` covers it before anything else happens, so

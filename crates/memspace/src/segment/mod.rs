@@ -757,10 +757,17 @@ impl Segment {
     /// Makes sure the first `end` bytes are mapped in this process, following growth done by
     /// other processes. `end` comes from the segment, so it is checked against the committed
     /// size and the file's real size before anything is mapped.
+    #[inline]
     pub(crate) fn ensure_mapped(&self, end: u64) -> Result<(), Error> {
         if end <= self.map.len() as u64 {
             return self.check_intact();
         }
+        self.map_more(end)
+    }
+
+    /// The slow part of [`Segment::ensure_mapped`]: maps growth another process made.
+    #[inline(never)]
+    fn map_more(&self, end: u64) -> Result<(), Error> {
         let size = self.size();
         if end > size {
             return Err(self.corrupt(format!(
@@ -796,6 +803,7 @@ impl Segment {
     /// damaged one is an [`Error::Corrupt`] naming `what`: it can neither make a writer write
     /// outside the data area nor, as an end of data, make it grow the segment by more than
     /// what it appends there.
+    #[inline]
     pub(crate) fn data_range(
         &self,
         what: impl FnOnce() -> String,
@@ -810,16 +818,22 @@ impl Segment {
                 self.ensure_mapped(end)?;
                 Ok(end)
             }
-            _ => Err(self.corrupt(format!(
-                "{} at {offset} ({len} bytes) lies outside the data area {DATA_START}..{size}{}",
-                what(),
-                if offset.is_multiple_of(align) {
-                    String::new()
-                } else {
-                    format!(" or is not a multiple of {align}")
-                }
-            ))),
+            _ => Err(self.outside_data_area(&what(), offset, len, align, size)),
         }
+    }
+
+    /// The error of [`Segment::data_range`], out of the way of the checks' fast path.
+    #[cold]
+    #[inline(never)]
+    fn outside_data_area(&self, what: &str, offset: u64, len: u64, align: u64, size: u64) -> Error {
+        self.corrupt(format!(
+            "{what} at {offset} ({len} bytes) lies outside the data area {DATA_START}..{size}{}",
+            if offset.is_multiple_of(align) {
+                String::new()
+            } else {
+                format!(" or is not a multiple of {align}")
+            }
+        ))
     }
 
     /// Grows the segment so that it holds at least `needed` bytes. Only the holder of the

@@ -620,6 +620,19 @@ fn hold_until_killed((lock, holding): (Lock, Event)) {
     parent.park_until_killed();
 }
 
+/// Starts a spawned process that takes `lock` and holds it until it is killed; returns once
+/// it holds it, with the event it set (keep it until the holder is reaped: the last live user
+/// of an anonymous segment removes it, and the holder is killed).
+fn start_holder(lock: &Lock) -> (Reaped<(Lock, Event), ()>, Event) {
+    let holding = Event::new().expect("event");
+    let mut holder = Reaped::start(
+        Process::new(hold_until_killed, (lock.clone(), holding.clone()))
+            .start_method(StartMethod::Spawn),
+    );
+    holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
+    (holder, holding)
+}
+
 /// Says which thread is about to block, blocks in `lock()`, and reports how the lock came:
 /// the pid the dead holder had, and whether the next acquisition was clean.
 fn block_in_lock((lock, tid, blocking): (Lock, Mutex<u32>, Event)) -> (Option<u32>, bool) {
@@ -644,14 +657,9 @@ fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed(
     let _watchdog = Watchdog::start();
     let lock = Lock::new().expect("create the lock");
     let _lock_removal = Removal::of(lock.name());
-    let holding = Event::new().expect("event");
     let blocking = Event::new().expect("event");
     let tid = Mutex::new(0u32).expect("mutex");
-    let mut holder = Reaped::start(
-        Process::new(hold_until_killed, (lock.clone(), holding.clone()))
-            .start_method(StartMethod::Spawn),
-    );
-    holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
+    let (mut holder, _holding) = start_holder(&lock);
     let mut blocked = Reaped::start(
         Process::new(block_in_lock, (lock.clone(), tid.clone(), blocking.clone()))
             .start_method(StartMethod::Spawn),
@@ -691,12 +699,7 @@ fn try_lock_for_on_a_lock_held_by_a_live_process_times_out() {
     let _watchdog = Watchdog::start();
     let lock = Lock::new().expect("create the lock");
     let _lock_removal = Removal::of(lock.name());
-    let holding = Event::new().expect("event");
-    let mut holder = Reaped::start(
-        Process::new(hold_until_killed, (lock.clone(), holding.clone()))
-            .start_method(StartMethod::Spawn),
-    );
-    holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
+    let (mut holder, _holding) = start_holder(&lock);
     match lock.try_lock_for(Duration::from_millis(200)) {
         Err(LockError::Timeout { waited, .. }) => assert_eq!(waited, Duration::from_millis(200)),
         other => panic!("expected a timeout, got {other:?}"),
@@ -899,12 +902,7 @@ fn a_lock_released_unrepaired_after_a_kill_tells_the_next_locker_the_owner_died(
     let _watchdog = Watchdog::start();
     let lock = Lock::new().expect("create the lock");
     let _lock_removal = Removal::of(lock.name());
-    let holding = Event::new().expect("event");
-    let mut holder = Reaped::start(
-        Process::new(hold_until_killed, (lock.clone(), holding.clone()))
-            .start_method(StartMethod::Spawn),
-    );
-    holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
+    let (mut holder, _holding) = start_holder(&lock);
     let dead = holder.pid();
     holder.0.kill().expect("SIGKILL");
     assert!(matches!(

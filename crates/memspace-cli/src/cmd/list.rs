@@ -37,9 +37,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
                 recorded: list.recorded_type_name(),
                 in_shared_memory: list.segment().is_some(),
             };
-            for value in &values {
-                target.check(Part::Item, value, force)?;
-            }
+            target.check_each(Part::Item, &values, force)?;
             list.extend(&values)
                 .with_context(|| format!("appending to list `{name}`"))?;
         }

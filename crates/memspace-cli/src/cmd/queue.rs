@@ -54,9 +54,7 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
                 recorded: queue.recorded_type_name(),
                 in_shared_memory: queue.segment().is_some(),
             };
-            for value in &values {
-                target.check(Part::Item, value, force)?;
-            }
+            target.check_each(Part::Item, &values, force)?;
             for value in &values {
                 queue
                     .put(value)

@@ -66,6 +66,18 @@ impl Part {
 }
 
 impl Target<'_> {
+    /// [`Target::check`] for each of `values`, before any is written.
+    pub(crate) fn check_each(
+        &self,
+        part: Part,
+        values: &[Value],
+        force: bool,
+    ) -> anyhow::Result<()> {
+        values
+            .iter()
+            .try_for_each(|value| self.check(part, value, force))
+    }
+
     /// Checks that `value`, written as `part`, can be read back as the recorded type.
     ///
     /// # Errors

@@ -244,11 +244,8 @@ pub struct Segment {
     /// This handle's slot in the table of users, and the pid that claimed it (a forked child
     /// inherits the handle but not the slot).
     user: Option<(usize, u32)>,
-    /// How long the collections wait for the segment's lock: for ever for a participant, a
-    /// bounded time for an observer.
-    lock_wait: sys::Wait,
-    /// Opened to be looked at (`inspect`, `ls`): it joined no table of users, and the
-    /// collections over it repair nothing.
+    /// Opened to be looked at (`inspect`, `ls`): it joined no table of users, the collections
+    /// over it repair nothing, and they wait for its lock a bounded time.
     observer: bool,
 }
 
@@ -322,7 +319,6 @@ impl Segment {
                 fields,
                 identity,
                 user: None,
-                lock_wait: sys::Wait::Forever,
                 observer: false,
             })
         })();
@@ -388,19 +384,17 @@ impl Segment {
         participate: bool,
     ) -> Result<Self, OpenError> {
         let fd = open_object(name)?;
-        let info = sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(name, "fstat", e))?;
-        if !info.regular {
+        let fstat = || sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(name, "fstat", e));
+        let mut identity = fstat()?;
+        if !identity.regular {
             return Err(OpenError::NotAFile {
                 name: name.clone(),
                 what: "not a regular file",
             });
         }
-
         let page = sys::page_size() as u64;
         let started = Instant::now();
-        let (fields, identity) = loop {
-            let identity =
-                sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(name, "fstat", e))?;
+        let fields = loop {
             let mut bytes = [0u8; header::HEADER_SIZE];
             let want = usize::try_from(identity.size)
                 .unwrap_or(usize::MAX)
@@ -408,13 +402,14 @@ impl Segment {
             let got = sys::read_at(fd.as_fd(), &mut bytes[..want], 0)
                 .map_err(|e| OpenError::from_io(name, "pread", e))?;
             match header::parse(&bytes[..got], identity.size, page) {
-                Ok(fields) => break (fields, identity),
+                Ok(fields) => break fields,
                 Err(HeaderProblem::NotInitialized) if started.elapsed() < INIT_WAIT => {
                     // Not worth waiting for if it is not ours to open anyway.
                     if participate {
                         check_access(name, &identity)?;
                     }
                     std::thread::sleep(Duration::from_millis(2));
+                    identity = fstat()?;
                 }
                 Err(problem) => return Err(problem_to_error(name, problem)),
             }
@@ -423,7 +418,7 @@ impl Segment {
         // owner; a participant writes into it, so it must trust whoever else can. (The header
         // was only read, with `pread`: a file that is no segment at all is reported as such.)
         if participate {
-            check_access(name, &info)?;
+            check_access(name, &identity)?;
         }
         if let Some(expected) = expected
             && fields.kind != expected
@@ -443,11 +438,6 @@ impl Segment {
             fields,
             identity,
             user: None,
-            lock_wait: if participate {
-                sys::Wait::Forever
-            } else {
-                sys::Wait::For(OBSERVER_LOCK_WAIT)
-            },
             observer: !participate,
         };
         if participate {
@@ -517,7 +507,11 @@ impl Segment {
 
     /// How long the collections wait for this segment's lock (see `OBSERVER_LOCK_WAIT`).
     pub(crate) fn lock_wait(&self) -> sys::Wait {
-        self.lock_wait
+        if self.observer {
+            sys::Wait::For(OBSERVER_LOCK_WAIT)
+        } else {
+            sys::Wait::Forever
+        }
     }
 
     /// The current size of the backing file.

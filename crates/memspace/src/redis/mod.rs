@@ -34,9 +34,7 @@
 //! the same check to tell a removal from damage.
 
 mod conn;
-mod event;
 mod list;
-mod lock;
 mod map;
 mod queue;
 mod value;
@@ -47,7 +45,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redis::{Script, ScriptInvocation};
 
 pub(crate) use self::conn::Conn;
-pub(crate) use self::lock::{Attempt, Lease, RedisLock};
 pub(crate) use self::queue::Received;
 
 use crate::error::{Error, OpenError, Result};
@@ -877,12 +874,12 @@ fn describe_state(
             }
         }
         Kind::Lock => {
-            let lock = RedisLock::new(Arc::clone(object));
+            let lock = crate::sync::RedisLock::new(Arc::clone(object));
             fields.push(("held", lock.describe_holder()?));
             fields.push(("last fencing token", lock.last_token()?.to_string()));
         }
         Kind::Event => {
-            let set = event::RedisEvent::new(Arc::clone(object)).is_set()?;
+            let set = crate::sync::RedisEvent::new(Arc::clone(object)).is_set()?;
             fields.push(("set", if set { "yes" } else { "no" }.to_owned()));
         }
         Kind::Value => fields.push(("size", object.size().to_string())),
@@ -891,7 +888,6 @@ fn describe_state(
     Ok(())
 }
 
-pub(crate) use self::event::RedisEvent;
 pub(crate) use self::list::RedisList;
 pub(crate) use self::map::RedisMap;
 pub(crate) use self::queue::RedisQueue;

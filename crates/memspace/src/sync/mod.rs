@@ -43,6 +43,8 @@ pub(crate) use self::condvar::CondvarArea;
 pub use self::condvar::{Condvar, Relock};
 pub use self::event::Event;
 pub(crate) use self::event::EventArea;
+pub(crate) use self::event::RedisEvent;
+pub(crate) use self::lock::RedisLock;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
 pub(crate) use self::plain::ValueShape;

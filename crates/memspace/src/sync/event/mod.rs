@@ -1,12 +1,16 @@
 //! [`Event`]: a flag that processes wait for, like Python's `multiprocessing.Event`.
 
+mod redis;
+
+pub(crate) use self::redis::RedisEvent;
+
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::redis::{Object, RedisEvent};
+use crate::handle::{Blueprint, Place};
+use crate::redis::Init;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::{self, Woken};
 
@@ -47,14 +51,7 @@ pub(crate) struct EventArea {
 /// ```
 #[derive(Clone)]
 pub struct Event {
-    repr: Repr,
-}
-
-/// Where the event lives.
-#[derive(Clone)]
-enum Repr {
-    Shm(Arc<Segment>),
-    Redis(RedisEvent),
+    place: Place<RedisEvent>,
 }
 
 impl fmt::Debug for Event {
@@ -62,7 +59,7 @@ impl fmt::Debug for Event {
         // `Debug` never waits: a Redis event's flag is not asked of the server.
         let mut out = f.debug_struct("Event");
         out.field("name", self.name());
-        if let Repr::Shm(segment) = &self.repr {
+        if let Place::Shm(segment) = &self.place {
             out.field("set", &Self::is_set_in(segment));
         }
         out.finish_non_exhaustive()
@@ -86,14 +83,7 @@ impl Event {
     /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
     /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str) -> Result<Self> {
-        let name = SegmentName::new(name)?;
-        if name.is_redis() {
-            let object = Object::create(&name, Kind::Event, &crate::redis::Init::default())?;
-            return Ok(Event {
-                repr: Repr::Redis(RedisEvent::new(object)),
-            });
-        }
-        Self::create_segment(&name, false)
+        Self::create_segment(&SegmentName::new(name)?, false)
     }
 
     /// Creates the event `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
@@ -121,36 +111,38 @@ impl Event {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound),
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind).
     pub fn open(name: &str) -> Result<Self> {
-        let name = SegmentName::new(name)?;
-        if name.is_redis() {
-            return Ok(Event {
-                repr: Repr::Redis(RedisEvent::new(Object::open(&name, Kind::Event)?)),
-            });
-        }
-        let segment = Segment::open(&name, Some(Kind::Event))?;
         Ok(Event {
-            repr: Repr::Shm(Arc::new(segment)),
+            place: Place::open(name, Kind::Event)?,
+        })
+    }
+
+    /// An event over an already open segment (for example one opened with
+    /// [`SegmentOptions::open`], which can accept another user's segment).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not an event.
+    pub fn from_segment(segment: Segment) -> Result<Self> {
+        Ok(Event {
+            place: Place::from_segment(segment, Kind::Event)?,
         })
     }
 
     fn create_segment(name: &SegmentName, anonymous: bool) -> Result<Self> {
-        let segment = Segment::create(
-            name,
-            Kind::Event,
-            "",
-            &SegmentOptions::control_only(),
+        let blueprint = Blueprint {
+            kind: Kind::Event,
+            options: &SegmentOptions::control_only(),
             anonymous,
-            |segment| {
-                segment
-                    .kind_area::<EventArea>()
-                    .flag
-                    .store(0, Ordering::Relaxed);
-                Ok(())
-            },
-        )?;
-        Ok(Event {
-            repr: Repr::Shm(Arc::new(segment)),
-        })
+            redis: Init::default(),
+        };
+        let place = Place::create(name, &blueprint, |segment| {
+            segment
+                .kind_area::<EventArea>()
+                .flag
+                .store(0, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok(Event { place })
     }
 
     fn flag(segment: &Segment) -> &AtomicU32 {
@@ -170,8 +162,8 @@ impl Event {
     /// [`Error::Corrupt`](crate::Error::Corrupt) if the flag key is missing; setting or
     /// clearing writes it anew.)
     pub fn set(&self) -> Result<()> {
-        match &self.repr {
-            Repr::Shm(segment) => {
+        match &self.place {
+            Place::Shm(segment) => {
                 let flag = Self::flag(segment);
                 flag.store(1, Ordering::Release);
                 // The store went nowhere if the flag's page was lost to a shrunk file.
@@ -179,7 +171,7 @@ impl Event {
                 sys::futex_wake(flag, u32::MAX);
                 Ok(())
             }
-            Repr::Redis(event) => event.store(true),
+            Place::Redis(event) => event.store(true),
         }
     }
 
@@ -189,12 +181,12 @@ impl Event {
     ///
     /// As [`Event::set`].
     pub fn clear(&self) -> Result<()> {
-        match &self.repr {
-            Repr::Shm(segment) => {
+        match &self.place {
+            Place::Shm(segment) => {
                 Self::flag(segment).store(0, Ordering::Release);
                 segment.check_intact()
             }
-            Repr::Redis(event) => event.store(false),
+            Place::Redis(event) => event.store(false),
         }
     }
 
@@ -204,9 +196,9 @@ impl Event {
     ///
     /// As [`Event::set`].
     pub fn is_set(&self) -> Result<bool> {
-        match &self.repr {
-            Repr::Shm(segment) => Self::is_set_in(segment),
-            Repr::Redis(event) => event.is_set(),
+        match &self.place {
+            Place::Shm(segment) => Self::is_set_in(segment),
+            Place::Redis(event) => event.is_set(),
         }
     }
 
@@ -225,14 +217,14 @@ impl Event {
     /// As [`Event::set`]: a Redis waiter reports the server becoming unreachable instead of
     /// waiting on.
     pub fn wait(&self) -> Result<()> {
-        match &self.repr {
-            Repr::Shm(segment) => {
+        match &self.place {
+            Place::Shm(segment) => {
                 while !Self::is_set_in(segment)? {
                     sys::futex_wait(Self::flag(segment), 0, None);
                 }
                 Ok(())
             }
-            Repr::Redis(event) => event.wait(None).map(drop),
+            Place::Redis(event) => event.wait(None).map(drop),
         }
     }
 
@@ -243,9 +235,9 @@ impl Event {
     /// As [`Event::wait`].
     #[must_use = "the result says whether the event was set or the wait timed out"]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        let segment = match &self.repr {
-            Repr::Shm(segment) => segment,
-            Repr::Redis(event) => return event.wait(Some(timeout)),
+        let segment = match &self.place {
+            Place::Shm(segment) => segment,
+            Place::Redis(event) => return event.wait(Some(timeout)),
         };
         let deadline = Instant::now().checked_add(timeout);
         loop {
@@ -268,10 +260,14 @@ impl Event {
     /// The event's name (`redis://HOST:PORT/NAME` for a Redis event).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        match &self.repr {
-            Repr::Shm(segment) => segment.name(),
-            Repr::Redis(event) => event.object().name(),
-        }
+        self.place.name()
+    }
+
+    /// The event's segment (identity, size, address in this process), or `None` for a
+    /// Redis event, which has none.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
     }
 
     /// Removes the event's name (for a Redis event, its keys).
@@ -280,10 +276,7 @@ impl Event {
     ///
     /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
     pub fn unlink(&self) -> Result<()> {
-        match &self.repr {
-            Repr::Shm(segment) => Ok(segment.unlink()?),
-            Repr::Redis(event) => event.object().remove(),
-        }
+        self.place.unlink()
     }
 }
 

@@ -1,14 +1,18 @@
 //! [`Lock`]: a named, robust, cross-process lock with no data of its own.
 
+mod redis;
+
+pub(crate) use self::redis::{Attempt, Lease, RedisLock};
+
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use std::time::Instant;
 
 use super::{LockError, RawGuard, Recovery, acquire};
 use crate::error::Result;
-use crate::redis::{Lease, Object, RedisLock};
+use crate::handle::{Blueprint, Place};
+use crate::redis::Init;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::Wait;
 
@@ -58,14 +62,7 @@ use crate::sys::Wait;
 /// ```
 #[derive(Clone)]
 pub struct Lock {
-    repr: Repr,
-}
-
-/// Where the lock lives.
-#[derive(Clone)]
-enum Repr {
-    Shm(Arc<Segment>),
-    Redis(RedisLock),
+    place: Place<RedisLock>,
 }
 
 impl fmt::Debug for Lock {
@@ -73,7 +70,7 @@ impl fmt::Debug for Lock {
         // `Debug` never waits: no holder is asked of a Redis server.
         let mut out = f.debug_struct("Lock");
         out.field("name", self.name());
-        if let Repr::Shm(segment) = &self.repr {
+        if let Place::Shm(segment) = &self.place {
             out.field("owner", &segment.lock_slot().owner_pid());
         }
         out.finish_non_exhaustive()
@@ -98,14 +95,7 @@ impl Lock {
     /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists) if the name is taken,
     /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str) -> Result<Self> {
-        let name = SegmentName::new(name)?;
-        if name.is_redis() {
-            let object = Object::create(&name, Kind::Lock, &crate::redis::Init::default())?;
-            return Ok(Lock {
-                repr: Repr::Redis(RedisLock::new(object)),
-            });
-        }
-        Self::create_segment(&name, &Self::options(), false)
+        Self::create_segment(&SegmentName::new(name)?, &Self::options(), false)
     }
 
     /// Creates the lock `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
@@ -133,15 +123,8 @@ impl Lock {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound), or
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if `name` holds something else.
     pub fn open(name: &str) -> Result<Self> {
-        let name = SegmentName::new(name)?;
-        if name.is_redis() {
-            return Ok(Lock {
-                repr: Repr::Redis(RedisLock::new(Object::open(&name, Kind::Lock)?)),
-            });
-        }
-        let segment = Segment::open(&name, Some(Kind::Lock))?;
         Ok(Lock {
-            repr: Repr::Shm(Arc::new(segment)),
+            place: Place::open(name, Kind::Lock)?,
         })
     }
 
@@ -153,7 +136,7 @@ impl Lock {
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not a lock.
     pub fn from_segment(segment: Segment) -> Result<Self> {
         Ok(Lock {
-            repr: Repr::Shm(Arc::new(segment.expecting(Kind::Lock)?)),
+            place: Place::from_segment(segment, Kind::Lock)?,
         })
     }
 
@@ -166,9 +149,14 @@ impl Lock {
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
-        let segment = Segment::create(name, Kind::Lock, "", options, anonymous, |_| Ok(()))?;
+        let blueprint = Blueprint {
+            kind: Kind::Lock,
+            options,
+            anonymous,
+            redis: Init::default(),
+        };
         Ok(Lock {
-            repr: Repr::Shm(Arc::new(segment)),
+            place: Place::create(name, &blueprint, |_| Ok(()))?,
         })
     }
 
@@ -212,13 +200,13 @@ impl Lock {
 
     #[inline]
     fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        match &self.repr {
-            Repr::Shm(segment) => acquire(segment, wait, |raw, _| LockGuard {
+        match &self.place {
+            Place::Shm(segment) => acquire(segment, wait, |raw, _| LockGuard {
                 lock: self,
                 raw: Some(raw),
                 lease: None,
             }),
-            Repr::Redis(lock) => self.acquire_lease(lock, wait),
+            Place::Redis(lock) => self.acquire_lease(lock, wait),
         }
     }
 
@@ -236,14 +224,14 @@ impl Lock {
         let mut pause = Duration::from_millis(1);
         loop {
             match lock.try_acquire() {
-                Ok(crate::redis::Attempt::Held(lease)) => {
+                Ok(Attempt::Held(lease)) => {
                     return Ok(LockGuard {
                         lock: self,
                         raw: None,
                         lease: Some(Box::new(lease)),
                     });
                 }
-                Ok(crate::redis::Attempt::Busy) => {}
+                Ok(Attempt::Busy) => {}
                 Err(err) => return Err(err),
             }
             let name = self.name().clone();
@@ -277,9 +265,9 @@ impl Lock {
     /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the lock was removed (or created
     /// again) since this handle opened it.
     pub fn owner(&self) -> Result<Option<u32>> {
-        match &self.repr {
-            Repr::Shm(segment) => Ok(segment.lock_slot().owner_pid()),
-            Repr::Redis(lock) => Ok(lock.holder()?.map(|(pid, _)| pid)),
+        match &self.place {
+            Place::Shm(segment) => Ok(segment.lock_slot().owner_pid()),
+            Place::Redis(lock) => Ok(lock.holder()?.map(|(pid, _)| pid)),
         }
     }
 
@@ -287,29 +275,23 @@ impl Lock {
     /// cannot tell a dead holder from an expired lease).
     #[must_use]
     pub fn owner_deaths(&self) -> u32 {
-        match &self.repr {
-            Repr::Shm(segment) => segment.lock_slot().owner_deaths(),
-            Repr::Redis(_) => 0,
+        match &self.place {
+            Place::Shm(segment) => segment.lock_slot().owner_deaths(),
+            Place::Redis(_) => 0,
         }
     }
 
     /// The lock's name (`redis://HOST:PORT/NAME` for a Redis lock).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        match &self.repr {
-            Repr::Shm(segment) => segment.name(),
-            Repr::Redis(lock) => lock.object().name(),
-        }
+        self.place.name()
     }
 
     /// The lock's segment (identity, size, address in this process), or `None` for a
     /// Redis lock, which has none.
     #[must_use]
     pub fn segment(&self) -> Option<&Segment> {
-        match &self.repr {
-            Repr::Shm(segment) => Some(segment),
-            Repr::Redis(_) => None,
-        }
+        self.place.segment()
     }
 
     /// The largest fencing token handed out so far, for a Redis lock (`None` in shared
@@ -319,9 +301,9 @@ impl Lock {
     ///
     /// As [`Lock::owner`].
     pub fn last_fencing_token(&self) -> Result<Option<u64>> {
-        match &self.repr {
-            Repr::Shm(_) => Ok(None),
-            Repr::Redis(lock) => lock.last_token().map(Some),
+        match &self.place {
+            Place::Shm(_) => Ok(None),
+            Place::Redis(lock) => lock.last_token().map(Some),
         }
     }
 
@@ -333,10 +315,7 @@ impl Lock {
     ///
     /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
     pub fn unlink(&self) -> Result<()> {
-        match &self.repr {
-            Repr::Shm(segment) => Ok(segment.unlink()?),
-            Repr::Redis(lock) => lock.object().remove(),
-        }
+        self.place.unlink()
     }
 }
 

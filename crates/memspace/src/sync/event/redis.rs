@@ -5,14 +5,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{CHECKED_SET, Object};
 use crate::error::Result;
+use crate::redis::{CHECKED_SET, Object};
 
 /// The Redis side of an `Event`: the string `memspace:{NAME}:items`.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisEvent {
     object: Arc<Object>,
     items: String,
+}
+
+impl crate::handle::RedisEngine for RedisEvent {
+    fn attach(object: Arc<Object>) -> Self {
+        RedisEvent::new(object)
+    }
+
+    fn object(&self) -> &Object {
+        self.object()
+    }
 }
 
 impl RedisEvent {

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 
-use super::{Object, checked_script, refused};
 use crate::error::{Error, OpenError, Result};
+use crate::redis::{Object, checked_script, refused};
 use crate::sync::LockError;
 use crate::sys;
 
@@ -147,6 +147,16 @@ fn describe_found(found: &str, value: Option<&[u8]>) -> String {
             format!("the string {quoted:?}")
         }
         None => format!("a Redis {found}"),
+    }
+}
+
+impl crate::handle::RedisEngine for RedisLock {
+    fn attach(object: Arc<Object>) -> Self {
+        RedisLock::new(object)
+    }
+
+    fn object(&self) -> &Object {
+        self.object()
     }
 }
 

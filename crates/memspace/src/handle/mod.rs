@@ -59,3 +59,7 @@ macro_rules! serialize_as_name {
         }
     };
 }
+
+mod place;
+
+pub(crate) use self::place::{Blueprint, InSegment, NoRedis, Place, RedisEngine};

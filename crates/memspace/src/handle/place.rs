@@ -1,0 +1,195 @@
+//! [`Place`]: where the object behind a handle lives, a shared-memory segment or a Redis
+//! object, and the life cycle every handle has in common: open and create by name, the name,
+//! the creator's type, the segment, removal.
+//!
+//! A public handle type holds a `Place` and delegates these to it; its own methods `match` on
+//! the place to run the kind's shared-memory engine or its Redis engine (the
+//! `redis.rs` beside the kind), the way crossbeam-channel's `Sender` dispatches to its
+//! flavors. A kind without a Redis engine uses [`NoRedis`], which has no values: its handles
+//! are in shared memory by construction, and its `match`es need no Redis arm.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::redis::{Init, Object};
+use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+
+/// Where one handle's object lives.
+///
+/// `S` is the shared-memory side (the segment itself, or a typed view of it such as a
+/// [`Mutex`](crate::Mutex)); `R` is the kind's Redis engine.
+#[derive(Clone)]
+pub(crate) enum Place<R = NoRedis, S = Arc<Segment>> {
+    /// In a segment of this machine's shared memory.
+    Shm(S),
+    /// On a Redis server.
+    Redis(R),
+}
+
+/// The shared-memory side of a [`Place`]: something that lives in one segment.
+pub(crate) trait InSegment {
+    /// The segment it lives in.
+    fn segment(&self) -> &Segment;
+}
+
+impl InSegment for Arc<Segment> {
+    fn segment(&self) -> &Segment {
+        self
+    }
+}
+
+/// A kind's Redis engine: the kind's operations on one Redis [`Object`].
+pub(crate) trait RedisEngine: Sized {
+    /// Whether the kind has a Redis backend at all ([`NoRedis`] says no).
+    const EXISTS: bool = true;
+
+    /// The engine of `object`, which was opened or created as this kind.
+    fn attach(object: Arc<Object>) -> Self;
+
+    /// The object it works on.
+    fn object(&self) -> &Object;
+}
+
+/// The Redis engine of a kind that lives only in shared memory: there is none.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NoRedis {}
+
+impl RedisEngine for NoRedis {
+    const EXISTS: bool = false;
+
+    fn attach(_: Arc<Object>) -> Self {
+        unreachable!("a place of a kind without a Redis backend is only made in shared memory")
+    }
+
+    fn object(&self) -> &Object {
+        match *self {}
+    }
+}
+
+/// How a new object is made: what is recorded of it, and its first contents.
+pub(crate) struct Blueprint<'a> {
+    /// What it is.
+    pub(crate) kind: Kind,
+    /// Mode and sizes of a new segment (not used on Redis).
+    pub(crate) options: &'a SegmentOptions,
+    /// Whether the name is removed as soon as the segment is mapped (an anonymous object).
+    pub(crate) anonymous: bool,
+    /// What a new Redis object records (its `type_name` is recorded by a segment too).
+    pub(crate) redis: Init<'a>,
+}
+
+impl<R: RedisEngine, S: InSegment> Place<R, S> {
+    /// The object's name (`redis://HOST:PORT/NAME` on Redis).
+    pub(crate) fn name(&self) -> &SegmentName {
+        match self {
+            Place::Shm(shm) => shm.segment().name(),
+            Place::Redis(engine) => engine.object().name(),
+        }
+    }
+
+    /// The item type recorded by the object's creator (see `recorded_type_name` on the
+    /// handles).
+    pub(crate) fn recorded_type_name(&self) -> &str {
+        match self {
+            Place::Shm(shm) => shm.segment().type_name(),
+            Place::Redis(engine) => engine.object().type_name(),
+        }
+    }
+
+    /// The object's segment, or `None` on Redis, which has none.
+    pub(crate) fn segment(&self) -> Option<&Segment> {
+        match self {
+            Place::Shm(shm) => Some(shm.segment()),
+            Place::Redis(_) => None,
+        }
+    }
+
+    /// Removes the object's name (see [`Segment::remove`]; on Redis its keys).
+    pub(crate) fn unlink(&self) -> Result<()> {
+        match self {
+            Place::Shm(shm) => Ok(shm.segment().unlink()?),
+            Place::Redis(engine) => engine.object().remove(),
+        }
+    }
+
+    /// Opens the Redis object `name` as a `kind`, if `name` is a Redis name of a kind with a
+    /// Redis backend; `None` for a shared-memory name.
+    pub(crate) fn open_redis(name: &SegmentName, kind: Kind) -> Result<Option<R>> {
+        if R::EXISTS && name.is_redis() {
+            Ok(Some(R::attach(Object::open(name, kind)?)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Creates the Redis object `name` from `blueprint`, if `name` is a Redis name of a kind
+    /// with a Redis backend; `None` for a shared-memory name.
+    pub(crate) fn create_redis(name: &SegmentName, blueprint: &Blueprint<'_>) -> Result<Option<R>> {
+        if R::EXISTS && name.is_redis() {
+            Ok(Some(R::attach(Object::create(
+                name,
+                blueprint.kind,
+                &blueprint.redis,
+            )?)))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+impl<R: RedisEngine> Place<R> {
+    /// Opens the object `name`, which must hold a `kind`.
+    pub(crate) fn open(name: &str, kind: Kind) -> Result<Self> {
+        let name = SegmentName::new(name)?;
+        if let Some(engine) = Self::open_redis(&name, kind)? {
+            return Ok(Place::Redis(engine));
+        }
+        Ok(Place::Shm(Arc::new(Segment::open(&name, Some(kind))?)))
+    }
+
+    /// Creates the object `name` from `blueprint`; `init` gives a new segment its first
+    /// contents (it starts zero-filled).
+    pub(crate) fn create(
+        name: &SegmentName,
+        blueprint: &Blueprint<'_>,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Self> {
+        if let Some(engine) = Self::create_redis(name, blueprint)? {
+            return Ok(Place::Redis(engine));
+        }
+        let segment = Segment::create(
+            name,
+            blueprint.kind,
+            blueprint.redis.type_name,
+            blueprint.options,
+            blueprint.anonymous,
+            init,
+        )?;
+        Ok(Place::Shm(Arc::new(segment)))
+    }
+
+    /// The place of an already open segment, which must hold a `kind` (for the
+    /// `from_segment` constructors).
+    pub(crate) fn from_segment(segment: Segment, kind: Kind) -> Result<Self> {
+        Ok(Place::Shm(Arc::new(segment.expecting(kind)?)))
+    }
+
+    /// The segment, on the shared-memory side.
+    pub(crate) fn shm(&self) -> Option<&Arc<Segment>> {
+        match self {
+            Place::Shm(segment) => Some(segment),
+            Place::Redis(_) => None,
+        }
+    }
+}
+
+impl<S> Place<NoRedis, S> {
+    /// The shared-memory side of a place of a kind without a Redis backend, which has no
+    /// other.
+    pub(crate) fn local(&self) -> &S {
+        match self {
+            Place::Shm(shm) => shm,
+            Place::Redis(never) => match *never {},
+        }
+    }
+}

@@ -35,7 +35,8 @@
 //!   `redis://USER:***@HOST` ([`redact_credentials`](crate::segment::redact_credentials)).
 
 use crate::error::Result;
-use crate::segment::{REDIS_PREFIX, server_of_url};
+use crate::redis::Object;
+use crate::segment::{REDIS_PREFIX, Segment, SegmentName, server_of_url};
 
 /// Where objects live: shared memory, or a Redis server.
 ///
@@ -86,5 +87,25 @@ impl Backend {
             Backend::SharedMemory => name.to_owned(),
             Backend::Redis { server } => format!("{REDIS_PREFIX}{server}/{name}"),
         }
+    }
+}
+
+/// Removes the object `name` from its backend, whatever its kind: a segment of this machine's
+/// shared memory (see [`Segment::remove`]: only a memspace segment is removed), or the keys of
+/// a Redis object (`redis://HOST:PORT/NAME`, whatever state they are in: what an error about
+/// a damaged object says to do; a lock keeps its fencing counter). Handles already open keep
+/// their memory; on Redis their next call fails (see the module docs).
+///
+/// # Errors
+///
+/// [`OpenError::NotFound`](crate::OpenError::NotFound) if there is none,
+/// [`OpenError::InvalidName`](crate::OpenError::InvalidName),
+/// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or what the system refuses.
+pub fn remove(name: &str) -> Result<()> {
+    let name = SegmentName::new(name)?;
+    if name.is_redis() {
+        Object::remove_named(&name)
+    } else {
+        Ok(Segment::remove(name.as_str())?)
     }
 }

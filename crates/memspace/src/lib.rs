@@ -36,10 +36,11 @@
 //! * [`sync`] has the robust cross-process locks [`Lock`] and [`Mutex`].
 //! * [`collections`] has [`SharedList`].
 //! * [`segment`] is the named shared-memory segments everything lives in.
-//! * [`inspect`] has read-only views of segments and [`inspect::verify`].
+//! * [`inspect`] has read-only views of objects ([`inspect::describe`], [`inspect::verify`],
+//!   [`inspect::list_objects`] for a Redis server).
 //! * [`backend`] says where objects live: shared memory, or a Redis server
 //!   (`redis://HOST:PORT/NAME`) to share them between machines ([`Backend`]).
-//! * [`remote`] lists and removes the objects memspace keeps on a Redis server.
+//! * [`remove`] removes an object by name from either backend.
 //!
 //! # Safety model
 //!
@@ -103,15 +104,9 @@ mod sys;
 #[doc = include_str!("../../../README.md")]
 struct ReadmeExamples;
 
-pub use crate::backend::Backend;
+pub use crate::backend::{Backend, remove};
 pub use crate::collections::SharedList;
 pub use crate::error::{Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};
 pub use crate::spawn::{Process, Thread, init};
 pub use crate::sync::{Lock, Mutex};
-
-/// The objects memspace keeps on a Redis server: list, inspect and remove them by name (what
-/// `memspace ls --redis`, `inspect` and `rm` use).
-pub mod remote {
-    pub use crate::redis::{Listed, Problem, describe, list_objects, remove};
-}

@@ -704,15 +704,18 @@ fn a_password_in_a_redis_url_is_refused_without_ever_being_shown() {
         without_password(url, &Lock::create(url).expect_err(url));
         without_password(url, &Segment::remove(url).expect_err(url));
         without_password(url, &memspace::inspect::observe(url).expect_err(url));
-        without_password(url, &memspace::remote::remove(url).expect_err(url));
-        without_password(url, &memspace::remote::describe(url).expect_err(url));
+        without_password(url, &memspace::remove(url).expect_err(url));
+        without_password(
+            url,
+            &memspace::inspect::describe(url, &memspace::SegmentOptions::new()).expect_err(url),
+        );
         let server = &url[..url.rfind('/').expect("a slash")];
         for server in [server.to_owned(), format!("{server}/")] {
             let message = without_password(&server, &Backend::redis(&server).expect_err(&server));
             assert!(message.contains("not supported yet"), "{server}: {message}");
             without_password(
                 &server,
-                &memspace::remote::list_objects(&server).expect_err(&server),
+                &memspace::inspect::list_objects(&server).expect_err(&server),
             );
         }
     }

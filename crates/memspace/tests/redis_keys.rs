@@ -107,10 +107,10 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
         .expect("open")
         .unlink()
         .expect("unlink");
-    memspace::remote::remove(&map_name).expect("rm the map");
-    memspace::remote::remove(&queue_name).expect("rm the queue");
-    memspace::remote::remove(&value_name).expect("rm the value");
-    memspace::remote::remove(&event_name).expect("rm the event");
+    memspace::remove(&map_name).expect("rm the map");
+    memspace::remove(&queue_name).expect("rm the queue");
+    memspace::remove(&value_name).expect("rm the value");
+    memspace::remove(&event_name).expect("rm the event");
     assert_eq!(memspace_keys(&server), Vec::<String>::new());
 
     assert_not_found("push", &list_name, list.push(&2));
@@ -174,7 +174,7 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
     ));
     assert_eq!(list_again.to_vec().expect("read"), [8]);
     for name in [&list_name, &map_name, &value_name] {
-        memspace::remote::remove(name).expect("rm");
+        memspace::remove(name).expect("rm");
     }
 }
 
@@ -210,7 +210,7 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
         std::thread::sleep(Duration::from_millis(5));
     }
     for removed in [&queue_name, &event_name, &lock_name] {
-        memspace::remote::remove(removed).expect("rm");
+        memspace::remove(removed).expect("rm");
     }
     let got = receiver.join().expect("the receiver");
     assert!(
@@ -294,7 +294,7 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
         &list_name,
         &map_name,
     ] {
-        memspace::remote::remove(gone).expect("rm");
+        memspace::remove(gone).expect("rm");
     }
     // Reads through the old handles of a removed list and map say so.
     assert_not_found("list len", &list_name, list.len());
@@ -368,7 +368,7 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
         &list_name,
         &map_name,
     ] {
-        memspace::remote::remove(gone).expect("rm");
+        memspace::remove(gone).expect("rm");
     }
 }
 
@@ -457,7 +457,11 @@ fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
     ));
 
     // `inspect` shows what blocks the lock.
-    let (_, fields) = memspace::remote::describe(&name).expect("describe");
+    let memspace::inspect::Description::Redis { fields, .. } =
+        memspace::inspect::describe(&name, &memspace::SegmentOptions::new()).expect("describe")
+    else {
+        panic!("{name} is described as a Redis object");
+    };
     let held = fields
         .iter()
         .find(|(what, _)| *what == "held")
@@ -474,7 +478,7 @@ fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
     );
 
     // What the message says to do works.
-    memspace::remote::remove(&name).expect("rm");
+    memspace::remove(&name).expect("rm");
     let lock = Lock::create(&name).expect("create again");
     lock.lock().expect("lock").unlock().expect("unlock");
 }
@@ -580,7 +584,7 @@ fn a_lease_this_thread_holds_is_would_deadlock_whatever_the_server_is_called() {
     );
     guard.unlock().expect("unlock");
     same.lock().expect("free again").unlock().expect("unlock");
-    memspace::remote::remove(&by_address).expect("rm");
+    memspace::remove(&by_address).expect("rm");
 }
 
 #[test]
@@ -610,7 +614,7 @@ fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() 
         !memspace_keys(&server).contains(&items_key(&name)),
         "a lease was taken with a token below 1"
     );
-    memspace::remote::remove(&name).expect("rm");
+    memspace::remove(&name).expect("rm");
 }
 
 /// Sets `field` of `name`'s meta hash to `value`, or removes it (`None`).
@@ -657,7 +661,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
             other => panic!("{field} = {value:?}: expected Corrupt, got {other:?}"),
         }
         // What the message says to do works on a damaged object.
-        memspace::remote::remove(&name).expect("rm a damaged object");
+        memspace::remove(&name).expect("rm a damaged object");
     }
 
     // A version this build does not know is another layout, not damage.
@@ -686,7 +690,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
         }
         other => panic!("a string meta key: expected Corrupt, got {other:?}"),
     }
-    memspace::remote::remove(&name).expect("rm a meta key that is not a hash");
+    memspace::remove(&name).expect("rm a meta key that is not a hash");
     let meta = format!("memspace:{{{}}}", object_of(&name));
     assert!(
         !memspace_keys(&server).contains(&meta),
@@ -745,5 +749,5 @@ fn a_data_key_of_another_type_is_damage_for_every_read() {
             other => panic!("{what}: expected Corrupt, got {other:?}"),
         }
     }
-    memspace::remote::remove(&name).expect("rm");
+    memspace::remove(&name).expect("rm");
 }

@@ -36,7 +36,7 @@ impl Drop for Cleanup {
         for name in &self.0 {
             // Best effort: the names are the bench's own, made of its pid.
             if name.starts_with(memspace::segment::REDIS_PREFIX) {
-                let _ = memspace::remote::remove(name);
+                let _ = memspace::remove(name);
             } else {
                 let _ = memspace::Segment::remove(name);
             }

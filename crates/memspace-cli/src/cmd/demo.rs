@@ -286,7 +286,7 @@ impl Drop for RedisCleanup {
     fn drop(&mut self) {
         for name in &self.0 {
             // Best effort: the objects are the demo's own, named after its pid.
-            let _ = memspace::remote::remove(name);
+            let _ = memspace::remove(name);
         }
     }
 }

@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use memspace::SharedList;
 use memspace::collections::{Queue, SharedMap};
-use memspace::inspect;
+use memspace::inspect::{self, Description};
+use memspace::segment::Kind;
 use serde_json::{Value, json};
 
 use super::ls::bytes;
@@ -18,13 +19,20 @@ pub(crate) const DAMAGED: u8 = 3;
 /// `verify` found damage (after printing it), and 1 if it could not be read at all, or its
 /// items could not (for example, their lock stayed held for the observer's whole wait).
 pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<ExitCode> {
-    if super::is_redis(name) {
-        run_redis(name, items, as_json)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let segment = super::observe_segment(name).with_context(|| format!("inspecting `{name}`"))?;
-    let info = inspect::info(&segment);
-    let report = inspect::verify(&segment);
+    let described = inspect::describe(name, super::open_options())
+        .with_context(|| format!("inspecting `{name}`"))?;
+    let (info, report, segment) = match described {
+        Description::Segment {
+            info,
+            report,
+            segment,
+        } => (info, report, segment),
+        Description::Redis { kind, fields } => {
+            run_redis(name, kind, &fields, items, as_json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => bail!("`{name}`: this build of the command cannot show what the library described"),
+    };
     let values = if items {
         items_of(info.kind, name, Some(segment))
     } else {
@@ -59,9 +67,13 @@ pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<Exit
 }
 
 /// `inspect redis://HOST:PORT/NAME`: the object's kind, keys and state, and its items.
-fn run_redis(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
-    let (kind, fields) =
-        memspace::remote::describe(name).with_context(|| format!("inspecting `{name}`"))?;
+fn run_redis(
+    name: &str,
+    kind: Kind,
+    fields: &[(&'static str, String)],
+    items: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let values = if items {
         items_of(kind.as_str(), name, None)?
     } else {
@@ -69,7 +81,7 @@ fn run_redis(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
     };
     if as_json {
         let mut object = json!({ "name": name, "kind": kind.as_str() });
-        for (what, value) in &fields {
+        for (what, value) in fields {
             object[what.replace(' ', "_")] = Value::String(value.clone());
         }
         if let Some(values) = values {
@@ -80,7 +92,7 @@ fn run_redis(name: &str, items: bool, as_json: bool) -> anyhow::Result<()> {
     }
     println!("{:<18} {name}", "object");
     println!("{:<18} {}", "kind", kind.as_str());
-    for (what, value) in &fields {
+    for (what, value) in fields {
         println!("{what:<18} {value}");
     }
     if let Some(values) = values {

@@ -135,7 +135,7 @@ pub(crate) fn run(json: bool) -> anyhow::Result<ExitCode> {
 /// others are listed all the same.
 pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
     let objects =
-        memspace::remote::list_objects(url).with_context(|| format!("listing `{url}`"))?;
+        memspace::inspect::list_objects(url).with_context(|| format!("listing `{url}`"))?;
     if json {
         let array: Vec<serde_json::Value> = objects
             .iter()

@@ -40,12 +40,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(command) => return queue::run(command),
         Command::Rm { names } => {
             for name in &names {
-                if is_redis(name) {
-                    memspace::remote::remove(name)
-                } else {
-                    memspace::Segment::remove(name).map_err(memspace::Error::from)
-                }
-                .with_context(|| format!("removing `{name}`"))?;
+                memspace::remove(name).with_context(|| format!("removing `{name}`"))?;
             }
         }
         Command::Ls { json, redis: None } => return ls::run(json),
@@ -74,14 +69,12 @@ pub(crate) fn open_segment(name: &str) -> memspace::Result<Option<Segment>> {
     if is_redis(name) {
         return Ok(None);
     }
-    let options = OPEN_OPTIONS.get_or_init(SegmentOptions::new);
-    Ok(Some(options.open(name)?))
+    Ok(Some(open_options().open(name)?))
 }
 
-/// Observes the segment `name` (as `inspect` does), accepting for the handles made from it the
-/// owners and modes the command line trusts.
-pub(crate) fn observe_segment(name: &str) -> Result<Segment, memspace::OpenError> {
-    OPEN_OPTIONS.get_or_init(SegmentOptions::new).observe(name)
+/// The owners and modes the command line trusts (`--trust-owner`, `--accept-mode`).
+pub(crate) fn open_options() -> &'static SegmentOptions {
+    OPEN_OPTIONS.get_or_init(SegmentOptions::new)
 }
 
 /// The uid of `user`: a number, or a name looked up in /etc/passwd.

@@ -6,14 +6,18 @@
 //! (so an observer never keeps a segment alive, nor removes one when it is done) and without
 //! resetting a lock left over from an earlier boot.
 
+mod remote;
+
 use std::io;
 
 use serde::Serialize;
 
 use crate::collections;
-use crate::error::OpenError;
+use crate::error::{OpenError, Result as AnyResult};
 use crate::segment::users_alive;
-use crate::segment::{Kind, SHM_PREFIX, Segment, SegmentName, User};
+use crate::segment::{Kind, SHM_PREFIX, Segment, SegmentName, SegmentOptions, User};
+
+pub use self::remote::{Listed, Problem, list_objects};
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -239,4 +243,53 @@ pub fn info(segment: &Segment) -> SegmentInfo {
         },
         state: crate::sync::describe(segment).into_iter().collect(),
     }
+}
+
+/// What [`describe`] tells of one object.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Description {
+    /// A segment of this machine's shared memory: its header, lock and users ([`info`]),
+    /// what [`verify`] found, and the segment itself, observed (mapped without joining its
+    /// users; a handle made of it with `from_segment` reads its items).
+    Segment {
+        /// Its header, lock, users and state.
+        info: Box<SegmentInfo>,
+        /// What `verify` found.
+        report: Report,
+        /// The observed segment.
+        segment: Segment,
+    },
+    /// An object on a Redis server: its kind and a few fields (`backend`, `server`, `type`,
+    /// `keys`, and the kind's state), the last `damaged` if its keys cannot be read as the
+    /// kind says.
+    Redis {
+        /// What it holds.
+        kind: Kind,
+        /// What is known of it, in the order `memspace inspect` prints it.
+        fields: Vec<(&'static str, String)>,
+    },
+}
+
+/// Describes the object `name`, a segment or (`redis://HOST:PORT/NAME`) a Redis object, as
+/// `memspace inspect` shows it. A segment is observed as `options` allow (see
+/// [`SegmentOptions::observe`]).
+///
+/// # Errors
+///
+/// [`OpenError::NotFound`], [`OpenError::InvalidName`], what an observer's open refuses
+/// ([`SegmentOptions::observe`]); for a Redis object, [`OpenError::Corrupt`] if its meta hash
+/// is damaged and [`Error::RedisUnreachable`](crate::Error::RedisUnreachable).
+pub fn describe(name: &str, options: &SegmentOptions) -> AnyResult<Description> {
+    let name = SegmentName::new(name)?;
+    if name.is_redis() {
+        let (kind, fields) = remote::describe(&name)?;
+        return Ok(Description::Redis { kind, fields });
+    }
+    let segment = options.observe(name.as_str())?;
+    Ok(Description::Segment {
+        info: Box::new(info(&segment)),
+        report: verify(&segment),
+        segment,
+    })
 }

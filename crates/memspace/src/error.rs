@@ -8,7 +8,7 @@ use std::io;
 
 use crate::segment::{Kind, SegmentName};
 use crate::spawn::{JoinError, SpawnError};
-use crate::sync::LockError;
+use crate::sync::{LeaseError, LockError, TryLockError};
 
 /// A `Result` whose error is memspace's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -154,6 +154,23 @@ pub enum Error {
         /// The operation.
         what: &'static str,
     },
+    /// A `try_` form found the object's lock held by someone else.
+    #[error("`{name}` is locked by someone else")]
+    WouldBlock {
+        /// The object.
+        name: SegmentName,
+    },
+    /// A timed form waited in vain.
+    #[error("`{name}` was not released within {waited:?}")]
+    Timeout {
+        /// The object.
+        name: SegmentName,
+        /// How long the caller waited.
+        waited: std::time::Duration,
+    },
+    /// A Redis lock's guard lost its lease, or could not tell (see [`LeaseError`]).
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     /// The operating system refused an operation on a segment.
     #[error("{op} on segment `{name}` failed")]
     Os {
@@ -170,6 +187,17 @@ pub enum Error {
 /// The port of `HOST:PORT`, for the hint that starts a server there.
 fn port_of(server: &str) -> &str {
     server.rsplit_once(':').map_or("6379", |(_, port)| port)
+}
+
+impl<G> From<TryLockError<G>> for Error {
+    /// As the conversion of a [`LockError`]: the guard, if any, is dropped.
+    fn from(err: TryLockError<G>) -> Self {
+        match err {
+            TryLockError::WouldBlock { name } => Error::WouldBlock { name },
+            TryLockError::Timeout { name, waited } => Error::Timeout { name, waited },
+            TryLockError::Lock(err) => err.into(),
+        }
+    }
 }
 
 impl<G> From<LockError<G>> for Error {

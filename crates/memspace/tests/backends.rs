@@ -18,7 +18,7 @@ use std::time::Duration;
 use memspace::collections::{Queue, QueueError, SharedMap, Value};
 use memspace::segment::Kind;
 use memspace::spawn::{Process, StartMethod};
-use memspace::sync::{Event, LockError};
+use memspace::sync::{Event, LockError, TryLockError};
 use memspace::{Backend, Error, Lock, OpenError, Segment, SharedList};
 use serde::{Deserialize, Serialize};
 
@@ -515,17 +515,17 @@ fn a_lock_excludes_a_second_holder_until_released(fx: &Fixture) {
         // The holder itself is told, rather than waiting for itself forever.
         assert!(matches!(
             other.try_lock_for(Duration::from_millis(30)),
-            Err(LockError::WouldDeadlock { .. })
+            Err(TryLockError::Lock(LockError::WouldDeadlock { .. }))
         ));
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 assert!(matches!(
                     other.try_lock(),
-                    Err(LockError::WouldBlock { .. })
+                    Err(TryLockError::WouldBlock { .. })
                 ));
                 assert!(matches!(
                     other.try_lock_for(Duration::from_millis(30)),
-                    Err(LockError::Timeout { .. })
+                    Err(TryLockError::Timeout { .. })
                 ));
             });
         });
@@ -553,7 +553,7 @@ fn a_lock_excludes_a_second_holder_until_released(fx: &Fixture) {
 fn try_the_lock(lock: Lock) -> String {
     match lock.try_lock() {
         Ok(_) => "acquired".to_owned(),
-        Err(LockError::WouldBlock { .. }) => "would block".to_owned(),
+        Err(TryLockError::WouldBlock { .. }) => "would block".to_owned(),
         Err(other) => format!("{other:?}"),
     }
 }

@@ -17,7 +17,7 @@ mod support;
 use std::time::Duration;
 
 use memspace::spawn::{JoinError, Process, StartMethod};
-use memspace::sync::{Event, Lock, LockError, Mutex};
+use memspace::sync::{Event, Lock, LockError, Mutex, TryLockError};
 use memspace::{SharedList, inspect};
 
 use support::{Parent, Reaped, Removal, Rng, Watchdog};
@@ -701,10 +701,13 @@ fn try_lock_for_on_a_lock_held_by_a_live_process_times_out() {
     let _lock_removal = Removal::of(lock.name());
     let (mut holder, _holding) = start_holder(&lock);
     match lock.try_lock_for(Duration::from_millis(200)) {
-        Err(LockError::Timeout { waited, .. }) => assert_eq!(waited, Duration::from_millis(200)),
+        Err(TryLockError::Timeout { waited, .. }) => assert_eq!(waited, Duration::from_millis(200)),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })));
+    assert!(matches!(
+        lock.try_lock(),
+        Err(TryLockError::WouldBlock { .. })
+    ));
     assert!(
         support::process_state(holder.pid()).is_some_and(|state| state != 'Z'),
         "the holder is alive throughout"
@@ -712,7 +715,9 @@ fn try_lock_for_on_a_lock_held_by_a_live_process_times_out() {
     holder.0.kill().expect("SIGKILL");
     let _ = holder.0.join();
     match lock.try_lock_for(Duration::from_millis(200)) {
-        Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
+        Err(TryLockError::Lock(LockError::OwnerDied(guard))) => {
+            guard.mark_consistent().expect("mark consistent")
+        }
         other => panic!("expected OwnerDied once the holder is dead, got {other:?}"),
     }
     assert!(lock.try_lock_for(Duration::from_millis(200)).is_ok());

@@ -13,6 +13,7 @@ use memspace::collections::{SharedVec, Value};
 use memspace::spawn::{Mode, Process, StartMethod, Worker};
 use memspace::sync::{
     Barrier, BarrierError, Condvar, Event, LockError, Mutex, RwLock, Semaphore, SemaphoreError,
+    TryLockError,
 };
 
 fn watchdog() {
@@ -386,7 +387,7 @@ fn readers_share_and_writers_exclude() {
             let reader = lock.read().expect("read");
             assert!(matches!(
                 lock.try_write_for(Duration::from_millis(20)),
-                Err(LockError::WouldDeadlock { .. })
+                Err(TryLockError::Lock(LockError::WouldDeadlock { .. }))
             ));
             drop(reader);
         }
@@ -411,7 +412,7 @@ fn a_killed_reader_does_not_keep_writers_out() {
     assert_eq!(lock.readers(), 1);
     assert!(matches!(
         lock.try_write_for(Duration::from_millis(20)),
-        Err(LockError::Timeout { .. })
+        Err(TryLockError::Timeout { .. })
     ));
     kill(reader);
     *lock

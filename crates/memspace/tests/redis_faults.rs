@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use memspace::collections::Queue;
-use memspace::sync::{Event, LockError};
+use memspace::sync::{Event, LeaseError, TryLockError};
 use memspace::{Error, Lock, SharedList};
 
 use redis_server::RedisServer;
@@ -180,7 +180,7 @@ fn hold_lock_child(base: &str) {
     let checked = guard.check();
     let unlocked = guard.unlock();
     let outcome = match (checked, unlocked) {
-        (Err(LockError::LockLost { .. }), Err(LockError::LockLost { .. })) => "lost".to_owned(),
+        (Err(LeaseError::Lost { .. }), Err(LeaseError::Lost { .. })) => "lost".to_owned(),
         other => format!("{other:?}"),
     };
     report.push(&outcome).expect("report the outcome");
@@ -217,7 +217,10 @@ fn a_sigkilled_lock_holder_loses_its_lease_after_the_ttl_and_the_next_owner_gets
     assert_eq!(lock.owner().expect("owner"), Some(holder.pid()));
     // The holder keeps its lease by renewing it: three leases later it still holds it.
     std::thread::sleep(Duration::from_millis(3 * LEASE_MS));
-    assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })));
+    assert!(matches!(
+        lock.try_lock(),
+        Err(TryLockError::WouldBlock { .. })
+    ));
 
     holder.kill();
     let killed = Instant::now();
@@ -321,7 +324,7 @@ fn a_lease_outlives_a_server_busy_with_a_long_script() {
     let other = std::thread::spawn(move || {
         let lock = Lock::open(&name).expect("open the lock");
         match lock.try_lock_for(Duration::from_secs(3)) {
-            Err(LockError::Timeout { .. }) => "timeout".to_owned(),
+            Err(TryLockError::Timeout { .. }) => "timeout".to_owned(),
             Ok(guard) => format!("took it, token {:?}", guard.fencing_token()),
             Err(other) => format!("{other}"),
         }

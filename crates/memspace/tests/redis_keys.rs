@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use memspace::collections::{Queue, QueueError, SharedMap, Value};
-use memspace::sync::{Event, LockError};
+use memspace::sync::{Event, LockError, TryLockError};
 use memspace::{Error, Lock, OpenError, SharedList};
 
 use redis_server::RedisServer;
@@ -238,11 +238,11 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
         event.wait_timeout(Duration::from_secs(1)),
     );
     match lock.try_lock() {
-        Err(LockError::Unavailable {
+        Err(TryLockError::Lock(LockError::Unavailable {
             name,
             detail,
             source,
-        }) => {
+        })) => {
             assert_eq!(name.as_str(), lock_name);
             assert!(detail.contains("removed"), "{detail}");
             let source = source.expect("a source");
@@ -337,7 +337,7 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
     );
     assert_replaced("is_set", &event_name, event.is_set());
     match lock.try_lock() {
-        Err(LockError::Unavailable { detail, source, .. }) => {
+        Err(TryLockError::Lock(LockError::Unavailable { detail, source, .. })) => {
             assert!(detail.contains("open it again"), "{detail}");
             assert!(
                 matches!(
@@ -449,11 +449,11 @@ fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
     );
     assert!(matches!(
         lock.try_lock_for(Duration::from_millis(50)),
-        Err(LockError::CorruptLease { .. })
+        Err(TryLockError::Lock(LockError::CorruptLease { .. }))
     ));
     assert!(matches!(
         lock.try_lock(),
-        Err(LockError::CorruptLease { .. })
+        Err(TryLockError::Lock(LockError::CorruptLease { .. }))
     ));
 
     // `inspect` shows what blocks the lock.
@@ -497,7 +497,7 @@ fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
             .expect("open")
             .try_lock_for(Duration::from_secs(5))
         {
-            Err(LockError::CorruptLease { .. }) => "corrupt".to_owned(),
+            Err(TryLockError::Lock(LockError::CorruptLease { .. })) => "corrupt".to_owned(),
             Err(other) => format!("{other:?}"),
             Ok(_) => "acquired".to_owned(),
         }
@@ -511,7 +511,10 @@ fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
         .try_lock_for(Duration::from_secs(5))
         .map(drop)
         .expect_err("a lease that never expires");
-    assert!(matches!(err, LockError::CorruptLease { .. }), "{err:?}");
+    assert!(
+        matches!(err, TryLockError::Lock(LockError::CorruptLease { .. })),
+        "{err:?}"
+    );
     assert!(
         err.to_string()
             .contains("a lease of pid 4242 (fencing token 7)"),
@@ -527,10 +530,13 @@ fn junk_with_an_expiry_in_a_lock_key_holds_the_lock_until_it_expires() {
     let lock = Lock::create(&name).expect("create");
     let key = items_key(&name);
     by_hand(&server, &["SET", &key, "junk", "PX", "600"]);
-    assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })));
+    assert!(matches!(
+        lock.try_lock(),
+        Err(TryLockError::WouldBlock { .. })
+    ));
     assert!(matches!(
         lock.try_lock_for(Duration::from_millis(20)),
-        Err(LockError::Timeout { .. })
+        Err(TryLockError::Timeout { .. })
     ));
     let guard = lock
         .try_lock_for(Duration::from_secs(10))
@@ -545,7 +551,10 @@ fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {
     let lock = Lock::create(&server.name(&common::unique_name("lock"))).expect("create");
     server.kill();
     let err = lock.try_lock().map(drop).expect_err("no server: no lock");
-    assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
+    assert!(
+        matches!(err, TryLockError::Lock(LockError::Unavailable { .. })),
+        "{err:?}"
+    );
     let cause = err.source().expect("the error has a source");
     let cause = cause
         .downcast_ref::<Error>()
@@ -579,7 +588,10 @@ fn a_lease_this_thread_holds_is_would_deadlock_whatever_the_server_is_called() {
     let guard = lock.lock().expect("lock");
     let same = Lock::open(&by_host).expect("open by host name");
     assert!(
-        matches!(same.try_lock(), Err(LockError::WouldDeadlock { .. })),
+        matches!(
+            same.try_lock(),
+            Err(TryLockError::Lock(LockError::WouldDeadlock { .. }))
+        ),
         "the lease this thread holds, reached through `localhost`"
     );
     guard.unlock().expect("unlock");
@@ -597,14 +609,20 @@ fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() 
     let fence = format!("memspace:{{{object}}}:fence");
     by_hand(&server, &["SET", &fence, "-5"]);
     let err = lock.try_lock().map(drop).expect_err("a token below 1");
-    assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
+    assert!(
+        matches!(err, TryLockError::Lock(LockError::Unavailable { .. })),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(
         text.contains(&fence) && text.contains("redis-cli SET"),
         "the error names the counter and says how to repair it: {text}"
     );
     let err = lock.try_lock().map(drop).expect_err("refused again");
-    assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
+    assert!(
+        matches!(err, TryLockError::Lock(LockError::Unavailable { .. })),
+        "{err:?}"
+    );
     let counter: i64 = redis::cmd("GET")
         .arg(&fence)
         .query(&mut admin(&server))

@@ -13,22 +13,46 @@ mod common;
 use std::time::{Duration, Instant};
 
 use memspace::spawn::{ExitStatus, JoinError, Process, StartMethod};
-use memspace::sync::{Lock, LockError, Mutex};
+use memspace::sync::{Lock, LockError, Mutex, TryLockError};
 use memspace::{SharedList, Thread, inspect};
 
 use common::{Removal, Running};
 
 /// A short name for what a lock call returned.
-fn label<G>(result: &Result<G, LockError<G>>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(LockError::OwnerDied(_)) => "owner died",
-        Err(LockError::Poisoned(_)) => "poisoned",
-        Err(LockError::WouldBlock { .. }) => "would block",
-        Err(LockError::Timeout { .. }) => "timeout",
-        Err(LockError::Unrecoverable { .. }) => "unrecoverable",
-        Err(LockError::WouldDeadlock { .. }) => "would deadlock",
-        Err(_) => "another error",
+fn label(result: &impl Outcome) -> &'static str {
+    result.label()
+}
+
+/// What a lock call returned: a blocking call's outcome or a `try_` call's.
+trait Outcome {
+    fn label(&self) -> &'static str;
+}
+
+impl<G> Outcome for Result<G, LockError<G>> {
+    fn label(&self) -> &'static str {
+        match self {
+            Ok(_) => "ok",
+            Err(LockError::OwnerDied(_)) => "owner died",
+            Err(LockError::Poisoned(_)) => "poisoned",
+            Err(LockError::Unrecoverable { .. }) => "unrecoverable",
+            Err(LockError::WouldDeadlock { .. }) => "would deadlock",
+            Err(_) => "another error",
+        }
+    }
+}
+
+impl<G> Outcome for Result<G, TryLockError<G>> {
+    fn label(&self) -> &'static str {
+        match self {
+            Ok(_) => "ok",
+            Err(TryLockError::WouldBlock { .. }) => "would block",
+            Err(TryLockError::Timeout { .. }) => "timeout",
+            Err(TryLockError::Lock(LockError::OwnerDied(_))) => "owner died",
+            Err(TryLockError::Lock(LockError::Poisoned(_))) => "poisoned",
+            Err(TryLockError::Lock(LockError::Unrecoverable { .. })) => "unrecoverable",
+            Err(TryLockError::Lock(LockError::WouldDeadlock { .. })) => "would deadlock",
+            Err(_) => "another error",
+        }
     }
 }
 
@@ -94,7 +118,7 @@ fn owner_death_is_reported_after_kill(method: StartMethod) {
     let holder = &mut started.process;
     let holder_pid = holder.pid();
     assert!(
-        matches!(lock.try_lock(), Err(LockError::WouldBlock { .. })),
+        matches!(lock.try_lock(), Err(TryLockError::WouldBlock { .. })),
         "{method}: the live child holds the lock"
     );
     assert_eq!(lock.owner().expect("owner"), Some(holder_pid));
@@ -284,7 +308,7 @@ fn try_lock_for_times_out_while_another_process_holds_the_lock_and_succeeds_once
     let timeout = Duration::from_millis(100);
     let started = Instant::now();
     match lock.try_lock_for(timeout) {
-        Err(LockError::Timeout { name, waited }) => {
+        Err(TryLockError::Timeout { name, waited }) => {
             assert_eq!(name, *lock.name());
             assert_eq!(waited, timeout);
         }
@@ -296,7 +320,7 @@ fn try_lock_for_times_out_while_another_process_holds_the_lock_and_succeeds_once
         started.elapsed()
     );
     match lock.try_lock() {
-        Err(LockError::WouldBlock { name }) => assert_eq!(name, *lock.name()),
+        Err(TryLockError::WouldBlock { name }) => assert_eq!(name, *lock.name()),
         other => panic!("expected WouldBlock, got {}", label(&other)),
     }
     let message = lock
@@ -349,7 +373,7 @@ fn a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cl
     assert!(lock.segment().expect("in shared memory").lock_poisoned());
     // Here: poisoned, and dropping the guard without clearing leaves it so.
     match lock.try_lock() {
-        Err(LockError::Poisoned(guard)) => drop(guard),
+        Err(TryLockError::Lock(LockError::Poisoned(guard))) => drop(guard),
         other => panic!("expected Poisoned, got {}", label(&other)),
     }
     assert!(lock.segment().expect("in shared memory").lock_poisoned());
@@ -651,7 +675,7 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
     // Stamped with another start time: the id was reused, the holder that stamped it is dead.
     pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
     let guard = match lock.try_lock() {
-        Err(LockError::OwnerDied(guard)) => guard,
+        Err(TryLockError::Lock(LockError::OwnerDied(guard))) => guard,
         other => panic!("expected OwnerDied for a reused id, got {}", label(&other)),
     };
     assert_eq!(guard.previous_owner_died(), Some(pid));

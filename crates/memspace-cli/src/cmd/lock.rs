@@ -4,7 +4,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use memspace::sync::{Lock, LockError};
+use memspace::sync::{LeaseError, Lock, LockError, TryLockError};
 use memspace::{Error, OpenError};
 
 /// The exit status when `--timeout` expires (`EX_TEMPFAIL`).
@@ -17,7 +17,7 @@ pub(crate) fn run(
 ) -> anyhow::Result<ExitCode> {
     let lock = open_or_create(name)?;
     let acquired = match timeout {
-        None => lock.lock(),
+        None => lock.lock().map_err(TryLockError::Lock),
         Some(seconds) if seconds.is_finite() && seconds >= 0.0 => {
             lock.try_lock_for(Duration::from_secs_f64(seconds))
         }
@@ -25,7 +25,7 @@ pub(crate) fn run(
     };
     let guard = match acquired {
         Ok(guard) => guard,
-        Err(LockError::OwnerDied(guard)) => {
+        Err(TryLockError::Lock(LockError::OwnerDied(guard))) => {
             let who = guard
                 .previous_owner_died()
                 .filter(|pid| *pid != 0)
@@ -38,12 +38,12 @@ pub(crate) fn run(
                 .with_context(|| format!("recovering lock `{name}`"))?;
             guard
         }
-        Err(LockError::Poisoned(guard)) => {
+        Err(TryLockError::Lock(LockError::Poisoned(guard))) => {
             eprintln!("memspace: a previous holder of lock `{name}` panicked; clearing the flag");
             guard.clear_poison();
             guard
         }
-        Err(LockError::Timeout { waited, .. }) => {
+        Err(TryLockError::Timeout { waited, .. }) => {
             eprintln!("memspace: lock `{name}` was not released within {waited:?}");
             return Ok(ExitCode::from(TIMED_OUT));
         }
@@ -58,7 +58,7 @@ pub(crate) fn run(
     // same time, which the caller must hear about.
     match guard.unlock() {
         Ok(()) => {}
-        Err(err @ LockError::LockLost { .. }) => {
+        Err(err @ LeaseError::Lost { .. }) => {
             return Err(Error::from(err)).with_context(|| format!("holding `{name}`"));
         }
         Err(err) => eprintln!("memspace: releasing lock `{name}`: {err}"),

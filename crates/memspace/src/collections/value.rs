@@ -8,7 +8,7 @@ use bytemuck::Pod;
 use crate::error::Result;
 use crate::redis::{Init, Object, RedisValue};
 use crate::segment::{Kind, SegmentName};
-use crate::sync::{LockError, Mutex, MutexGuard};
+use crate::sync::{LockError, Mutex, MutexGuard, TryLockError};
 
 /// A value of plain data (`T: Pod`) shared by threads and processes.
 ///
@@ -182,7 +182,7 @@ impl<T: Pod + Send> Value<T> {
 
     /// Takes the lock, carrying on after a holder's death or panic (see the type's docs).
     fn lock<'a>(&self, inner: &'a Mutex<T>) -> Result<MutexGuard<'a, T>> {
-        self.recovering(inner.lock())
+        self.recovering(inner.lock().map_err(TryLockError::Lock))
     }
 
     /// What [`Value::lock`] makes of a locking attempt's outcome: a guard taken over from a
@@ -190,11 +190,11 @@ impl<T: Pod + Send> Value<T> {
     /// unrecoverable for everyone).
     fn recovering<'a>(
         &self,
-        attempt: std::result::Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>,
+        attempt: std::result::Result<MutexGuard<'a, T>, TryLockError<MutexGuard<'a, T>>>,
     ) -> Result<MutexGuard<'a, T>> {
         match attempt {
             Ok(guard) => Ok(guard),
-            Err(LockError::OwnerDied(guard)) => {
+            Err(TryLockError::Lock(LockError::OwnerDied(guard))) => {
                 guard.mark_consistent().map_err(|source| crate::Error::Os {
                     name: self.name().clone(),
                     op: "mark the lock consistent",
@@ -202,7 +202,7 @@ impl<T: Pod + Send> Value<T> {
                 })?;
                 Ok(guard)
             }
-            Err(LockError::Poisoned(guard)) => {
+            Err(TryLockError::Lock(LockError::Poisoned(guard))) => {
                 guard.clear_poison();
                 Ok(guard)
             }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{LockError, RawGuard, Recovery, acquire, plain};
+use super::{LockError, RawGuard, Recovery, TryLockError, acquire, blocking, plain};
 use crate::error::Result;
 use crate::segment::{Kind, Segment, SegmentName};
 use crate::sys::Wait;
@@ -131,7 +131,7 @@ impl<T: Pod> Mutex<T> {
     /// As [`Lock::lock`](super::Lock::lock).
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        self.acquire(Wait::Forever)
+        blocking(self.acquire(Wait::Forever))
     }
 
     /// Acquires the lock if it is free.
@@ -140,7 +140,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// As [`Lock::try_lock`](super::Lock::try_lock).
     #[inline]
-    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
         self.acquire(Wait::Never)
     }
 
@@ -152,12 +152,12 @@ impl<T: Pod> Mutex<T> {
     pub fn try_lock_for(
         &self,
         timeout: Duration,
-    ) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+    ) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
         self.acquire(Wait::For(timeout))
     }
 
     #[inline]
-    fn acquire(&self, wait: Wait) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+    fn acquire(&self, wait: Wait) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
         acquire(&self.segment, wait, |raw, recovery| MutexGuard {
             mutex: self,
             raw,

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::{LockError, RawGuard, acquire, plain};
+use super::{LockError, RawGuard, TryLockError, acquire, blocking, plain};
 use crate::error::Result;
 use crate::segment::{self, Kind, Segment, SegmentName};
 use crate::sys::{self, Wait};
@@ -161,19 +161,20 @@ impl<T: Pod> RwLock<T> {
     fn lock_mutex(
         &self,
         wait: Wait,
-    ) -> std::result::Result<(RawGuard<'_>, bool, bool), LockError<()>> {
+    ) -> std::result::Result<(RawGuard<'_>, bool, bool), TryLockError<()>> {
         let (raw, poisoned) = match acquire(&self.segment, wait, |raw, _| raw) {
             Ok(raw) => (raw, false),
-            Err(LockError::OwnerDied(raw)) => {
+            Err(TryLockError::Lock(LockError::OwnerDied(raw))) => {
                 self.area().writer_died.store(1, Ordering::Release);
                 if raw.mark_consistent().is_err() {
                     return Err(LockError::Unrecoverable {
                         name: self.segment.name().clone(),
-                    });
+                    }
+                    .into());
                 }
                 (raw, false)
             }
-            Err(LockError::Poisoned(raw)) => (raw, true),
+            Err(TryLockError::Lock(LockError::Poisoned(raw))) => (raw, true),
             Err(other) => return Err(other.without_guard()),
         };
         let died = self.area().writer_died.load(Ordering::Acquire) != 0;
@@ -194,7 +195,7 @@ impl<T: Pod> RwLock<T> {
     fn read_until(
         &self,
         timeout: Option<Duration>,
-    ) -> std::result::Result<RwLockReadGuard<'_, T>, LockError<RwLockReadGuard<'_, T>>> {
+    ) -> std::result::Result<RwLockReadGuard<'_, T>, TryLockError<RwLockReadGuard<'_, T>>> {
         let deadline = Self::deadline(timeout);
         let pid = sys::pid();
         loop {
@@ -205,8 +206,8 @@ impl<T: Pod> RwLock<T> {
                 drop(raw);
                 let guard = RwLockReadGuard { lock: self, pid };
                 return match (died, poisoned) {
-                    (true, _) => Err(LockError::OwnerDied(guard)),
-                    (false, true) => Err(LockError::Poisoned(guard)),
+                    (true, _) => Err(LockError::OwnerDied(guard).into()),
+                    (false, true) => Err(LockError::Poisoned(guard).into()),
                     (false, false) => Ok(guard),
                 };
             }
@@ -217,7 +218,7 @@ impl<T: Pod> RwLock<T> {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => left.min(LIVENESS_INTERVAL),
                     _ => {
-                        return Err(LockError::Timeout {
+                        return Err(TryLockError::Timeout {
                             name: self.segment.name().clone(),
                             waited: timeout.unwrap_or_default(),
                         });
@@ -258,7 +259,7 @@ impl<T: Pod> RwLock<T> {
     fn write_until(
         &self,
         timeout: Option<Duration>,
-    ) -> std::result::Result<RwLockWriteGuard<'_, T>, LockError<RwLockWriteGuard<'_, T>>> {
+    ) -> std::result::Result<RwLockWriteGuard<'_, T>, TryLockError<RwLockWriteGuard<'_, T>>> {
         let deadline = Self::deadline(timeout);
         let pid = sys::pid();
         let mine =
@@ -269,7 +270,8 @@ impl<T: Pod> RwLock<T> {
             // A reader of this process waiting for all readers to leave would wait for itself.
             return Err(LockError::WouldDeadlock {
                 name: self.segment.name().clone(),
-            });
+            }
+            .into());
         }
         let (raw, died, poisoned) = self.lock_mutex(Self::remaining(deadline)).map_err(retype)?;
         loop {
@@ -285,7 +287,7 @@ impl<T: Pod> RwLock<T> {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => left.min(LIVENESS_INTERVAL),
                     _ => {
-                        return Err(LockError::Timeout {
+                        return Err(TryLockError::Timeout {
                             name: self.segment.name().clone(),
                             waited: timeout.unwrap_or_default(),
                         });
@@ -301,8 +303,8 @@ impl<T: Pod> RwLock<T> {
             _borrow: PhantomData,
         };
         match (died, poisoned) {
-            (true, _) => Err(LockError::OwnerDied(guard)),
-            (false, true) => Err(LockError::Poisoned(guard)),
+            (true, _) => Err(LockError::OwnerDied(guard).into()),
+            (false, true) => Err(LockError::Poisoned(guard).into()),
             (false, false) => Ok(guard),
         }
     }
@@ -316,18 +318,18 @@ impl<T: Pod> RwLock<T> {
     pub fn read(
         &self,
     ) -> std::result::Result<RwLockReadGuard<'_, T>, LockError<RwLockReadGuard<'_, T>>> {
-        self.read_until(None)
+        blocking(self.read_until(None))
     }
 
     /// As [`read`](RwLock::read), waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`], and as [`RwLock::read`].
+    /// [`TryLockError::Timeout`], and as [`RwLock::read`] (wrapped in [`TryLockError::Lock`]).
     pub fn try_read_for(
         &self,
         timeout: Duration,
-    ) -> std::result::Result<RwLockReadGuard<'_, T>, LockError<RwLockReadGuard<'_, T>>> {
+    ) -> std::result::Result<RwLockReadGuard<'_, T>, TryLockError<RwLockReadGuard<'_, T>>> {
         self.read_until(Some(timeout))
     }
 
@@ -341,18 +343,18 @@ impl<T: Pod> RwLock<T> {
     pub fn write(
         &self,
     ) -> std::result::Result<RwLockWriteGuard<'_, T>, LockError<RwLockWriteGuard<'_, T>>> {
-        self.write_until(None)
+        blocking(self.write_until(None))
     }
 
     /// As [`write`](RwLock::write), waiting at most `timeout` (for the lock and the readers).
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`], and as [`RwLock::write`].
+    /// [`TryLockError::Timeout`], and as [`RwLock::write`] (wrapped in [`TryLockError::Lock`]).
     pub fn try_write_for(
         &self,
         timeout: Duration,
-    ) -> std::result::Result<RwLockWriteGuard<'_, T>, LockError<RwLockWriteGuard<'_, T>>> {
+    ) -> std::result::Result<RwLockWriteGuard<'_, T>, TryLockError<RwLockWriteGuard<'_, T>>> {
         self.write_until(Some(timeout))
     }
 
@@ -375,7 +377,7 @@ impl<T: Pod> RwLock<T> {
     }
 }
 
-fn retype<G>(err: LockError<()>) -> LockError<G> {
+fn retype<G>(err: TryLockError<()>) -> TryLockError<G> {
     err.map_guard(|()| unreachable!("lock_mutex turns owner death and poison into flags"))
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use super::{LockError, RawGuard, Recovery, acquire};
+use super::{LeaseError, LockError, RawGuard, Recovery, TryLockError, acquire, blocking};
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
 use crate::redis::Init;
@@ -39,7 +39,7 @@ use crate::sys::Wait;
 ///   tell a dead holder from an expired lease.
 /// * A holder **paused longer than its lease** (stopped, swapped out, cut off from Redis)
 ///   loses the lock while it still runs; [`LockGuard::check`] and [`LockGuard::unlock`] then
-///   report [`LockError::LockLost`], but work it did meanwhile may overlap the next holder's.
+///   report [`LeaseError::Lost`], but work it did meanwhile may overlap the next holder's.
 /// * **Replication and failover**: Redis replicates asynchronously, so a replica promoted
 ///   after a crash may not know of a lease, and hand the lock to a second holder.
 /// * So for correctness, not just efficiency, pass the **fencing token** to the storage you
@@ -173,16 +173,17 @@ impl Lock {
     ///   lease key holds something that never expires.
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        self.acquire(Wait::Forever)
+        blocking(self.acquire(Wait::Forever))
     }
 
     /// Acquires the lock if it is free.
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] if it is held, otherwise as [`Lock::lock`].
+    /// [`TryLockError::WouldBlock`] if it is held, otherwise as [`Lock::lock`] (wrapped in
+    /// [`TryLockError::Lock`]).
     #[inline]
-    pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         self.acquire(Wait::Never)
     }
 
@@ -190,16 +191,17 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`] if it was not released in time, otherwise as [`Lock::lock`].
+    /// [`TryLockError::Timeout`] if it was not released in time, otherwise as [`Lock::lock`]
+    /// (wrapped in [`TryLockError::Lock`]).
     pub fn try_lock_for(
         &self,
         timeout: Duration,
-    ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    ) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         self.acquire(Wait::For(timeout))
     }
 
     #[inline]
-    fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         match &self.place {
             Place::Shm(segment) => acquire(segment, wait, |raw, _| LockGuard {
                 lock: self,
@@ -219,7 +221,7 @@ impl Lock {
         &self,
         lock: &RedisLock,
         wait: Wait,
-    ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+    ) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
@@ -232,16 +234,16 @@ impl Lock {
                     });
                 }
                 Ok(Attempt::Busy) => {}
-                Err(err) => return Err(err),
+                Err(err) => return Err(err.into()),
             }
             let name = self.name().clone();
             let sleep = match wait {
-                Wait::Never => return Err(LockError::WouldBlock { name }),
+                Wait::Never => return Err(TryLockError::WouldBlock { name }),
                 Wait::Forever => pause,
                 Wait::For(limit) => match limit.checked_sub(started.elapsed()) {
                     Some(left) if !left.is_zero() => left.min(pause),
                     _ => {
-                        return Err(LockError::Timeout {
+                        return Err(TryLockError::Timeout {
                             name,
                             waited: limit,
                         });
@@ -408,10 +410,10 @@ impl LockGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`LockError::LockLost`] if the lease expired or was taken over;
-    /// [`LockError::Unavailable`] if the server cannot be reached (the lease may still be
+    /// [`LeaseError::Lost`] if the lease expired or was taken over;
+    /// [`LeaseError::Unavailable`] if the server cannot be reached (the lease may still be
     /// held: the renewal thread keeps trying until it would expire).
-    pub fn check(&self) -> Result<(), LockError<()>> {
+    pub fn check(&self) -> Result<(), LeaseError> {
         match &self.lease {
             None => Ok(()),
             Some(lease) => lease.check(),
@@ -423,10 +425,10 @@ impl LockGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`LockError::LockLost`] if the lease had expired or been taken over before the
-    /// release: someone else may have held the lock meanwhile. [`LockError::Unavailable`] if
+    /// [`LeaseError::Lost`] if the lease had expired or been taken over before the
+    /// release: someone else may have held the lock meanwhile. [`LeaseError::Unavailable`] if
     /// the server cannot be reached (the lease then expires on its own).
-    pub fn unlock(self) -> Result<(), LockError<()>> {
+    pub fn unlock(self) -> Result<(), LeaseError> {
         match self.lease {
             None => Ok(()),
             Some(mut lease) => lease.release(),

@@ -12,7 +12,7 @@
 //!   renewing, and the lease expires after at most its length.
 //! * **Release**: a compare-and-delete script, so a holder whose lease expired never deletes
 //!   the next holder's lease. If the lease was gone, the release reports
-//!   [`LockError::LockLost`].
+//!   [`LeaseError::Lost`].
 //!
 //! What this does *not* give: mutual exclusion is only as good as the lease. A holder paused
 //! for longer than its lease (a stopped process, a long GC-like stall, a partition from
@@ -33,7 +33,7 @@ use redis::Script;
 
 use crate::error::{Error, OpenError, Result};
 use crate::redis::{Object, checked_script, refused};
-use crate::sync::LockError;
+use crate::sync::{LeaseError, LockError};
 use crate::sys;
 
 thread_local! {
@@ -181,8 +181,27 @@ impl RedisLock {
     /// The lock error for a failed command: the command's error is its source, so that the
     /// server, the operation and the client's complaint stay reachable.
     fn unavailable<G>(&self, err: Error) -> LockError<G> {
-        let fence_damaged = refused(&err, &["MEMSPACE_FENCE"]);
-        let detail = match err {
+        LockError::Unavailable {
+            name: self.object.name().clone(),
+            detail: self.why_unavailable(&err),
+            source: Some(Box::new(err)),
+        }
+    }
+
+    /// [`RedisLock::unavailable`] for a holder asking after its lease: whether it still holds
+    /// it is unknown.
+    fn lease_unavailable(&self, err: Error) -> LeaseError {
+        LeaseError::Unavailable {
+            name: self.object.name().clone(),
+            detail: self.why_unavailable(&err),
+            source: Some(Box::new(err)),
+        }
+    }
+
+    /// What a failed command means for the lock, and what to do.
+    fn why_unavailable(&self, err: &Error) -> String {
+        let fence_damaged = refused(err, &["MEMSPACE_FENCE"]);
+        match err {
             Error::Open(OpenError::NotFound { .. }) => {
                 "it was removed while this handle was open: create it again".to_owned()
             }
@@ -190,7 +209,7 @@ impl RedisLock {
                 "it was removed and created again while this handle was open: open it again"
                     .to_owned()
             }
-            Error::Open(OpenError::Corrupt { ref what, .. }) => {
+            Error::Open(OpenError::Corrupt { what, .. }) => {
                 format!("{what}; `memspace rm {}` removes it", self.object.name())
             }
             _ if fence_damaged => format!(
@@ -200,11 +219,6 @@ impl RedisLock {
                 self.fence_key, self.fence_key
             ),
             _ => "its Redis server did not carry out the request".to_owned(),
-        };
-        LockError::Unavailable {
-            name: self.object.name().clone(),
-            detail,
-            source: Some(Box::new(err)),
         }
     }
 
@@ -408,15 +422,15 @@ impl Lease {
         self.token
     }
 
-    fn lost(&self) -> LockError<()> {
-        LockError::LockLost {
+    fn lost(&self) -> LeaseError {
+        LeaseError::Lost {
             name: self.lock.object.name().clone(),
             token: self.token,
         }
     }
 
     /// Whether the lease is still this holder's, asking the server.
-    pub(crate) fn check(&self) -> Result<(), LockError<()>> {
+    pub(crate) fn check(&self) -> Result<(), LeaseError> {
         if self.lost.load(Ordering::Acquire) {
             return Err(self.lost());
         }
@@ -426,7 +440,7 @@ impl Lease {
             .read(object.name(), "checking the lease", |c| {
                 redis::cmd("GET").arg(&self.lock.lease_key).query(c)
             })
-            .map_err(|err| self.lock.unavailable(err))?;
+            .map_err(|err| self.lock.lease_unavailable(err))?;
         if value.as_deref() == Some(self.value.as_str()) {
             Ok(())
         } else {
@@ -450,7 +464,7 @@ impl Lease {
 
     /// Stops renewing and deletes the lease if it is still this holder's. In a forked child
     /// holding a copy of the guard, does nothing: the lease is the parent's.
-    pub(crate) fn release(&mut self) -> Result<(), LockError<()>> {
+    pub(crate) fn release(&mut self) -> Result<(), LeaseError> {
         self.stop_renewing();
         if self.value.is_empty() || self.pid != sys::pid() {
             return Ok(());
@@ -474,7 +488,7 @@ impl Lease {
                     .arg(self.token)
                     .invoke(c)
             })
-            .map_err(|err| self.lock.unavailable(err))?;
+            .map_err(|err| self.lock.lease_unavailable(err))?;
         if deleted == 1 {
             Ok(())
         } else {

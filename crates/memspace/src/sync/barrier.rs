@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
+use crate::handle::Place;
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys;
 
@@ -95,13 +96,13 @@ pub enum BarrierError {
 /// ```
 #[derive(Clone)]
 pub struct Barrier {
-    segment: Arc<Segment>,
+    place: Place,
 }
 
 impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Barrier")
-            .field("name", self.segment.name())
+            .field("name", self.place.local().name())
             .field("parties", &self.parties())
             .field("waiting", &self.waiting())
             .field("broken", &self.is_broken())
@@ -142,7 +143,7 @@ impl Barrier {
     pub fn open(name: &str) -> Result<Self> {
         let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Barrier))?;
         Ok(Barrier {
-            segment: Arc::new(segment),
+            place: Place::Shm(Arc::new(segment)),
         })
     }
 
@@ -174,17 +175,17 @@ impl Barrier {
             },
         )?;
         Ok(Barrier {
-            segment: Arc::new(segment),
+            place: Place::Shm(Arc::new(segment)),
         })
     }
 
     fn area(&self) -> &BarrierArea {
-        self.segment.kind_area::<BarrierArea>()
+        self.place.local().kind_area::<BarrierArea>()
     }
 
     /// Takes the state lock; if a holder died, the round's state is unknown: break it.
     fn lock_state(&self) -> Result<RawGuard<'_>> {
-        lock_and_repair(&self.segment, |held| {
+        lock_and_repair(self.place.local(), |held| {
             self.break_locked(held);
             Ok(())
         })
@@ -226,7 +227,7 @@ impl Barrier {
         deadline: Option<(Option<Instant>, Duration)>,
     ) -> std::result::Result<u32, BarrierError> {
         let area = self.area();
-        let name = || self.segment.name().clone();
+        let name = || self.place.local().name().clone();
         let (index, round, resets, mut seen) = {
             let held = self.lock_state()?;
             if area.broken.load(Ordering::Acquire) != 0 {
@@ -356,7 +357,23 @@ impl Barrier {
     /// The barrier's segment name.
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        self.place.name()
+    }
+
+    /// The barrier's segment (identity, size, address in this process); always `Some`: a
+    /// barrier lives only in shared memory.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the barrier's name (see [`Segment::remove`]); handles already open keep working.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> crate::Result<()> {
+        self.place.unlink()
     }
 }
 

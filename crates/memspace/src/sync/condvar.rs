@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::LockError;
 use crate::error::Result;
+use crate::handle::Place;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::{self, Woken};
 
@@ -62,13 +63,13 @@ pub trait Relock<'a>: Sized {
 /// ```
 #[derive(Clone)]
 pub struct Condvar {
-    segment: Arc<Segment>,
+    place: Place,
 }
 
 impl fmt::Debug for Condvar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Condvar")
-            .field("name", self.segment.name())
+            .field("name", self.place.local().name())
             .finish()
     }
 }
@@ -102,7 +103,7 @@ impl Condvar {
     pub fn open(name: &str) -> Result<Self> {
         let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Condvar))?;
         Ok(Condvar {
-            segment: Arc::new(segment),
+            place: Place::Shm(Arc::new(segment)),
         })
     }
 
@@ -116,12 +117,12 @@ impl Condvar {
             |_| Ok(()),
         )?;
         Ok(Condvar {
-            segment: Arc::new(segment),
+            place: Place::Shm(Arc::new(segment)),
         })
     }
 
     fn sequence(&self) -> &AtomicU32 {
-        &self.segment.kind_area::<CondvarArea>().sequence
+        &self.place.local().kind_area::<CondvarArea>().sequence
     }
 
     /// Releases `guard`'s lock, sleeps until notified, and takes the lock again.
@@ -212,7 +213,23 @@ impl Condvar {
     /// The condition variable's segment name.
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        self.place.name()
+    }
+
+    /// The condition variable's segment (identity, size, address in this process); always `Some`: a
+    /// condition variable lives only in shared memory.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the condition variable's name (see [`Segment::remove`]); handles already open keep working.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> crate::Result<()> {
+        self.place.unlink()
     }
 }
 

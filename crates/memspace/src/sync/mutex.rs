@@ -22,6 +22,7 @@ use bytemuck::Pod;
 
 use super::{LockError, RawGuard, Recovery, TryLockError, acquire, blocking, plain};
 use crate::error::Result;
+use crate::handle::Place;
 use crate::segment::{Kind, Segment, SegmentName};
 use crate::sys::Wait;
 
@@ -40,7 +41,7 @@ use crate::sys::Wait;
 /// # }
 /// ```
 pub struct Mutex<T> {
-    segment: Arc<Segment>,
+    place: Place,
     value: NonNull<T>,
     _type: PhantomData<T>,
 }
@@ -54,7 +55,7 @@ unsafe impl<T: Pod + Send> Sync for Mutex<T> {}
 impl<T> Clone for Mutex<T> {
     fn clone(&self) -> Self {
         Mutex {
-            segment: Arc::clone(&self.segment),
+            place: self.place.clone(),
             value: self.value,
             _type: PhantomData,
         }
@@ -64,7 +65,7 @@ impl<T> Clone for Mutex<T> {
 impl<T> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mutex")
-            .field("name", self.segment.name())
+            .field("name", self.place.local().name())
             .field("type", &std::any::type_name::<T>())
             .finish_non_exhaustive()
     }
@@ -118,7 +119,7 @@ impl<T: Pod> Mutex<T> {
 
     fn wrap(segment: Segment, value: NonNull<T>) -> Self {
         Mutex {
-            segment: Arc::new(segment),
+            place: Place::Shm(Arc::new(segment)),
             value,
             _type: PhantomData,
         }
@@ -158,7 +159,7 @@ impl<T: Pod> Mutex<T> {
 
     #[inline]
     fn acquire(&self, wait: Wait) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
-        acquire(&self.segment, wait, |raw, recovery| MutexGuard {
+        acquire(self.place.local(), wait, |raw, recovery| MutexGuard {
             mutex: self,
             raw,
             recovery,
@@ -170,7 +171,23 @@ impl<T: Pod> Mutex<T> {
     /// The mutex's segment name.
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        self.place.name()
+    }
+
+    /// The mutex's segment (identity, size, address in this process); always `Some`: a
+    /// mutex lives only in shared memory.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the mutex's name (see [`Segment::remove`]); handles already open keep working.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> crate::Result<()> {
+        self.place.unlink()
     }
 }
 

@@ -35,6 +35,7 @@ use bytemuck::Pod;
 
 use super::{LockError, RawGuard, TryLockError, acquire, blocking, plain};
 use crate::error::Result;
+use crate::handle::Place;
 use crate::segment::{self, Kind, Segment, SegmentName};
 use crate::sys::{self, Wait};
 
@@ -80,7 +81,7 @@ const _: () = assert!(size_of::<RwLockArea>() <= 1792);
 /// # }
 /// ```
 pub struct RwLock<T> {
-    segment: Arc<Segment>,
+    place: Place,
     value: NonNull<T>,
     _type: PhantomData<T>,
 }
@@ -94,7 +95,7 @@ unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
 impl<T> Clone for RwLock<T> {
     fn clone(&self) -> Self {
         RwLock {
-            segment: Arc::clone(&self.segment),
+            place: self.place.clone(),
             value: self.value,
             _type: PhantomData,
         }
@@ -104,7 +105,7 @@ impl<T> Clone for RwLock<T> {
 impl<T> fmt::Debug for RwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RwLock")
-            .field("name", self.segment.name())
+            .field("name", self.place.local().name())
             .field("type", &std::any::type_name::<T>())
             .finish_non_exhaustive()
     }
@@ -146,14 +147,14 @@ impl<T: Pod> RwLock<T> {
 
     fn wrap(segment: Segment, value: NonNull<T>) -> Self {
         RwLock {
-            segment: Arc::new(segment),
+            place: Place::Shm(Arc::new(segment)),
             value,
             _type: PhantomData,
         }
     }
 
     fn area(&self) -> &RwLockArea {
-        self.segment.kind_area::<RwLockArea>()
+        self.place.local().kind_area::<RwLockArea>()
     }
 
     /// Takes the mutex; an owner death is remembered in `writer_died` (until a writer repairs)
@@ -162,13 +163,13 @@ impl<T: Pod> RwLock<T> {
         &self,
         wait: Wait,
     ) -> std::result::Result<(RawGuard<'_>, bool, bool), TryLockError<()>> {
-        let (raw, poisoned) = match acquire(&self.segment, wait, |raw, _| raw) {
+        let (raw, poisoned) = match acquire(self.place.local(), wait, |raw, _| raw) {
             Ok(raw) => (raw, false),
             Err(TryLockError::Lock(LockError::OwnerDied(raw))) => {
                 self.area().writer_died.store(1, Ordering::Release);
                 if raw.mark_consistent().is_err() {
                     return Err(LockError::Unrecoverable {
-                        name: self.segment.name().clone(),
+                        name: self.place.local().name().clone(),
                     }
                     .into());
                 }
@@ -219,7 +220,7 @@ impl<T: Pod> RwLock<T> {
                     Some(left) if !left.is_zero() => left.min(LIVENESS_INTERVAL),
                     _ => {
                         return Err(TryLockError::Timeout {
-                            name: self.segment.name().clone(),
+                            name: self.place.local().name().clone(),
                             waited: timeout.unwrap_or_default(),
                         });
                     }
@@ -269,7 +270,7 @@ impl<T: Pod> RwLock<T> {
         if mine {
             // A reader of this process waiting for all readers to leave would wait for itself.
             return Err(LockError::WouldDeadlock {
-                name: self.segment.name().clone(),
+                name: self.place.local().name().clone(),
             }
             .into());
         }
@@ -288,7 +289,7 @@ impl<T: Pod> RwLock<T> {
                     Some(left) if !left.is_zero() => left.min(LIVENESS_INTERVAL),
                     _ => {
                         return Err(TryLockError::Timeout {
-                            name: self.segment.name().clone(),
+                            name: self.place.local().name().clone(),
                             waited: timeout.unwrap_or_default(),
                         });
                     }
@@ -373,7 +374,23 @@ impl<T: Pod> RwLock<T> {
     /// The lock's segment name.
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        self.place.name()
+    }
+
+    /// The lock's segment (identity, size, address in this process); always `Some`: a
+    /// lock lives only in shared memory.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the lock's name (see [`Segment::remove`]); handles already open keep working.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> crate::Result<()> {
+        self.place.unlink()
     }
 }
 
@@ -411,7 +428,7 @@ impl<T> Drop for RwLockReadGuard<'_, T> {
         if self.pid != sys::pid() {
             return;
         }
-        let area = self.lock.segment.kind_area::<RwLockArea>();
+        let area = self.lock.place.local().kind_area::<RwLockArea>();
         if let Some(slot) = area
             .slots
             .iter()
@@ -440,7 +457,8 @@ impl<T> RwLockWriteGuard<'_, T> {
     /// After [`LockError::OwnerDied`]: declares the value repaired, for readers and writers.
     pub fn mark_consistent(&self) {
         self.lock
-            .segment
+            .place
+            .local()
             .kind_area::<RwLockArea>()
             .writer_died
             .store(0, Ordering::Release);

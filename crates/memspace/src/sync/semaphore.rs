@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
+use crate::handle::Place;
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys;
 
@@ -103,13 +104,13 @@ pub enum SemaphoreError {
 /// ```
 #[derive(Clone)]
 pub struct Semaphore {
-    segment: Arc<Segment>,
+    place: Place,
 }
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore")
-            .field("name", self.segment.name())
+            .field("name", self.place.local().name())
             .field("value", &self.value())
             .finish()
     }
@@ -156,7 +157,7 @@ impl Semaphore {
     pub fn open(name: &str) -> Result<Self> {
         let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Semaphore))?;
         Ok(Semaphore {
-            segment: Arc::new(segment),
+            place: Place::Shm(Arc::new(segment)),
         })
     }
 
@@ -181,17 +182,17 @@ impl Semaphore {
             },
         )?;
         Ok(Semaphore {
-            segment: Arc::new(segment),
+            place: Place::Shm(Arc::new(segment)),
         })
     }
 
     fn area(&self) -> &SemaphoreArea {
-        self.segment.kind_area::<SemaphoreArea>()
+        self.place.local().kind_area::<SemaphoreArea>()
     }
 
     /// Takes the state lock, repairing the counts if a holder of it died.
     fn lock_state(&self) -> Result<RawGuard<'_>> {
-        lock_and_repair(&self.segment, |held| {
+        lock_and_repair(self.place.local(), |held| {
             self.reap_dead_holders(held);
             let area = self.area();
             let held_total = area
@@ -272,11 +273,11 @@ impl Semaphore {
                     _ => {
                         return Err(if waited.is_zero() {
                             SemaphoreError::WouldBlock {
-                                name: self.segment.name().clone(),
+                                name: self.place.local().name().clone(),
                             }
                         } else {
                             SemaphoreError::Timeout {
-                                name: self.segment.name().clone(),
+                                name: self.place.local().name().clone(),
                                 waited,
                             }
                         });
@@ -345,7 +346,7 @@ impl Semaphore {
             let total = area.total.load(Ordering::Relaxed);
             if total >= bound {
                 return Err(SemaphoreError::OverReleased {
-                    name: self.segment.name().clone(),
+                    name: self.place.local().name().clone(),
                     bound,
                 });
             }
@@ -367,7 +368,23 @@ impl Semaphore {
     /// The semaphore's segment name.
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        self.place.name()
+    }
+
+    /// The semaphore's segment (identity, size, address in this process); always `Some`: a
+    /// semaphore lives only in shared memory.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the semaphore's name (see [`Segment::remove`]); handles already open keep working.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+    pub fn unlink(&self) -> crate::Result<()> {
+        self.place.unlink()
     }
 }
 

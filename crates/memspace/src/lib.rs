@@ -42,6 +42,15 @@
 //!   (`redis://HOST:PORT/NAME`) to share them between machines ([`Backend`]).
 //! * [`remove`] removes an object by name from either backend.
 //!
+//! # Layout
+//!
+//! Layers from the bottom up: `sys` (the platform), [`segment`] (shared memory), `redis`
+//! (the Redis infrastructure, which knows no kind), `handle` (where a handle's object lives,
+//! and its life cycle), the kinds in [`sync`] and [`collections`] (a kind with two backends is
+//! a folder holding its public type, its shared-memory engine and its Redis engine), [`spawn`],
+//! and the views [`inspect`] and [`backend`]. A layer imports only from those below it.
+//! `ARCHITECTURE.md` in the repository is the map, with where a new kind or backend goes.
+//!
 //! # Safety model
 //!
 //! * **What survives a crashed peer.** A process killed at any instruction (SIGKILL included)

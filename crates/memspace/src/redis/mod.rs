@@ -1,7 +1,9 @@
-//! The Redis backend: [`Lock`](crate::sync::Lock), [`SharedList`](crate::collections::SharedList),
-//! [`SharedMap`](crate::collections::SharedMap), [`Queue`](crate::collections::Queue),
-//! [`Value`](crate::collections::Value) and [`Event`](crate::sync::Event) on a Redis server,
-//! selected by a `redis://HOST:PORT/NAME` name.
+//! The Redis infrastructure the kinds' Redis engines share: a connection with retries
+//! (`Conn`), the object protocol ([`Object`]: the meta hash, creation, opening, checked reads,
+//! removal) and the guard every write script runs behind ([`checked_script`]). It knows no
+//! kind: each kind's engine (`redis.rs` in the kind's folder) builds on it, and `inspect`
+//! lists, describes and removes objects with it. An object is selected by a
+//! `redis://HOST:PORT/NAME` name.
 //!
 //! # Keys
 //!

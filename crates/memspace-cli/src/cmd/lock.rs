@@ -75,10 +75,7 @@ pub(crate) fn run(
 }
 
 fn open_or_create(name: &str) -> anyhow::Result<Lock> {
-    let open = || match super::open_segment(name)? {
-        Some(segment) => Lock::from_segment(segment),
-        None => Lock::open(name),
-    };
+    let open = || Lock::open_with(name, super::open_options());
     match open() {
         Err(Error::Open(OpenError::NotFound { .. })) => match Lock::create(name) {
             Err(Error::Open(OpenError::AlreadyExists { .. })) => open(),

@@ -147,6 +147,17 @@ impl<R: RedisEngine> Place<R> {
         Ok(Place::Shm(Arc::new(Segment::open(&name, Some(kind))?)))
     }
 
+    /// Opens the object `name`, which must hold a `kind`, accepting a segment as `options`
+    /// allow (another owner, a wider mode: see [`SegmentOptions::open`]); a Redis object is
+    /// opened by its name alone.
+    pub(crate) fn open_with(name: &str, kind: Kind, options: &SegmentOptions) -> Result<Self> {
+        let name = SegmentName::new(name)?;
+        if let Some(engine) = Self::open_redis(&name, kind)? {
+            return Ok(Place::Redis(engine));
+        }
+        Self::from_segment(options.open(name.as_str())?, kind)
+    }
+
     /// Creates the object `name` from `blueprint`; `init` gives a new segment its first
     /// contents (it starts zero-filled).
     pub(crate) fn create(

@@ -128,6 +128,18 @@ impl Lock {
         })
     }
 
+    /// Opens the existing lock `name`, accepting a segment as `options` allow (another owner,
+    /// a wider mode: see [`SegmentOptions::open`]). A Redis lock is opened by its name alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::open`], and what [`SegmentOptions::open`] refuses.
+    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
+        Ok(Lock {
+            place: Place::open_with(name, Kind::Lock, options)?,
+        })
+    }
+
     /// A lock over an already open segment (for example one opened with
     /// [`SegmentOptions::open`], which can accept another user's segment).
     ///

@@ -1,11 +1,17 @@
 //! The contract a type meets to be read in place from a segment.
 //!
+//! Each type laid out in shared memory implements [`ShmSafe`] beside its definition, with a
+//! `SAFETY` comment saying why it qualifies. Here are only the building blocks: the atomics
+//! and arrays of them. Plain integers (`u32`, `u64`) are deliberately not `ShmSafe`: another
+//! process may write any word of a segment at any time, so a shared reference to a plain
+//! integer there would be a data race; words are read through atomics, or copied out.
+//!
 //! # Safety
 //!
-//! The `unsafe impl`s below are for fixed-width integers, their atomics, and the segment
-//! header (a `#[repr(C)]` struct of atomics), which are
-//! `#[repr(transparent)]` or primitive, valid for every bit pattern, own nothing and need no
-//! `Drop`: exactly what [`ShmSafe`] asks.
+//! The `unsafe impl`s below are for fixed-width atomics, which have the layout of their
+//! integer, are valid for every bit pattern, mutate atomically, own nothing and need no
+//! `Drop`, and for arrays of `ShmSafe` elements, which keep those properties element-wise:
+//! exactly what [`ShmSafe`] asks.
 
 #![allow(unsafe_code)]
 
@@ -23,39 +29,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// * the type needs no `Drop` and owns nothing outside the segment (offsets, not pointers).
 pub(crate) unsafe trait ShmSafe: Sync {}
 
-// SAFETY: primitive fixed-width integers: any bits are valid, no drop, no pointers; shared
-// references to them are only formed over memory nobody mutates non-atomically (header fields
-// written once before the segment is published as ready).
-unsafe impl ShmSafe for u32 {}
-// SAFETY: as for `u32`.
-unsafe impl ShmSafe for u64 {}
 // SAFETY: atomics have the layout of their integer, accept any bits, and mutate atomically.
 unsafe impl ShmSafe for AtomicU32 {}
 // SAFETY: as for `AtomicU32`.
 unsafe impl ShmSafe for AtomicU64 {}
 // SAFETY: arrays of `ShmSafe` elements keep every property element-wise.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
-// SAFETY: `#[repr(C)]`, only fixed-width atomics (any bits valid, atomic mutation, no drop).
-unsafe impl ShmSafe for crate::segment::Header {}
-// SAFETY: `#[repr(C)]` structs of atomics only.
-unsafe impl ShmSafe for crate::segment::Users {}
-// SAFETY: as above.
-unsafe impl ShmSafe for crate::segment::Meta {}
 // SAFETY: `#[repr(C)]`, atomics only.
-unsafe impl ShmSafe for crate::sync::LockSlot {}
-// SAFETY: as above.
-unsafe impl ShmSafe for crate::sync::EventArea {}
-// SAFETY: as above.
-unsafe impl ShmSafe for crate::sync::ValueShape {}
-// SAFETY: as above.
-unsafe impl ShmSafe for crate::sync::CondvarArea {}
-// SAFETY: as above (the holder slots are `#[repr(C)]` atomics too).
-unsafe impl ShmSafe for crate::sync::SemaphoreArea {}
-// SAFETY: as above.
-unsafe impl ShmSafe for crate::sync::BarrierArea {}
-// SAFETY: as above.
-unsafe impl ShmSafe for crate::sync::RwLockArea {}
-// SAFETY: as above.
 unsafe impl ShmSafe for crate::collections::VecArea {}
 // SAFETY: as above.
 unsafe impl ShmSafe for crate::collections::MapArea {}

@@ -17,6 +17,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::shm_safe::ShmSafe;
+
 /// `b"MEMSPACE"` read as a little-endian integer.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// The layout this build reads and writes. Bumped on any change to a shared layout.
@@ -73,6 +75,12 @@ pub(crate) struct Header {
     /// The Rust type name of the items, NUL-padded UTF-8, for `inspect` (informational only).
     pub(crate) type_name: [AtomicU64; TYPE_NAME_WORDS],
 }
+
+// SAFETY: `#[repr(C)]` of fixed-width atomics only, so it has one layout in every process,
+// every bit pattern is a valid value, all mutation is atomic, and it owns nothing and needs
+// no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Header {}
 
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(LOCK_OFFSET as usize >= HEADER_SIZE);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::access::Access;
 use crate::error::OpenError;
 use crate::sys;
 
@@ -46,27 +47,6 @@ pub struct SegmentName {
     /// field of its own: names travel inside every error, which must stay small.)
     text: String,
     location: Location,
-}
-
-/// Which segments an open accepts: those owned by this process's effective user or by
-/// `owner`, whose mode grants nothing beyond `mode` (see [`SegmentOptions`]).
-///
-/// [`SegmentOptions`]: crate::SegmentOptions
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Access {
-    /// Another user whose segments are trusted.
-    pub(crate) owner: Option<u32>,
-    /// The widest permission bits accepted.
-    pub(crate) mode: u32,
-}
-
-impl Default for Access {
-    fn default() -> Self {
-        Access {
-            owner: None,
-            mode: 0o600,
-        }
-    }
 }
 
 /// Separates a name from the access it carries when a handle travels to a child. A NUL byte
@@ -132,7 +112,7 @@ impl SegmentName {
             // Only a handle passed between a worker and its parent brings trust with it
             // (see `handle.rs`); a NUL byte anywhere else is just invalid.
             let access = crate::handle::trust_may_travel()
-                .then(|| parse_access(access))
+                .then(|| Access::decode(access))
                 .flatten()
                 .ok_or_else(|| OpenError::InvalidName {
                     name: redact_url(name),
@@ -267,7 +247,7 @@ impl SegmentName {
     pub(crate) fn access(&self) -> Access {
         self.text
             .split_once(ACCESS_SEPARATOR)
-            .and_then(|(_, access)| parse_access(access))
+            .and_then(|(_, access)| Access::decode(access))
             .unwrap_or_default()
     }
 
@@ -275,9 +255,7 @@ impl SegmentName {
     pub(crate) fn with_access(mut self, access: Access) -> Self {
         self.text.truncate(self.as_str().len());
         if access != Access::default() {
-            let Access { owner, mode } = access;
-            let owner = owner.map_or_else(|| "-".to_owned(), |uid| uid.to_string());
-            self.text = format!("{}{ACCESS_SEPARATOR}{owner}:{mode:o}", self.text);
+            self.text = format!("{}{ACCESS_SEPARATOR}{}", self.text, access.encode());
         }
         self
     }
@@ -287,19 +265,6 @@ impl SegmentName {
     pub(crate) fn to_transport(&self) -> &str {
         &self.text
     }
-}
-
-/// Parses the `OWNER:MODE` that [`SegmentName::to_transport`] writes (`OWNER` is `-` for none).
-fn parse_access(text: &str) -> Option<Access> {
-    let (owner, mode) = text.split_once(':')?;
-    let owner = match owner {
-        "-" => None,
-        uid => Some(uid.parse().ok()?),
-    };
-    let mode = u32::from_str_radix(mode, 8)
-        .ok()
-        .filter(|mode| *mode <= 0o777)?;
-    Some(Access { owner, mode })
 }
 
 /// Why a Redis name or URL with a user name or password in it is refused.
@@ -438,14 +403,33 @@ impl fmt::Debug for SegmentName {
     }
 }
 
+/// A `redis://` name given to a type that only lives in shared memory.
+pub(super) fn not_a_segment(name: &SegmentName) -> OpenError {
+    OpenError::InvalidName {
+        name: name.as_str().to_owned(),
+        reason: "only Lock, SharedList, SharedMap, Queue, Value and Event have a Redis backend; \
+                 this object needs a shared-memory name",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Asserts that every one of `names` is refused as invalid.
+    fn assert_all_invalid(names: &[&str]) {
+        for bad in names {
+            assert!(
+                matches!(SegmentName::new(bad), Err(OpenError::InvalidName { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
     #[test]
     fn names_are_validated() {
         assert!(SegmentName::new("jobs-1.v2_x").is_ok());
-        for bad in [
+        assert_all_invalid(&[
             "",
             ".hidden",
             "a/b",
@@ -454,12 +438,7 @@ mod tests {
             "spa ce",
             "file:",
             &"x".repeat(201),
-        ] {
-            assert!(
-                matches!(SegmentName::new(bad), Err(OpenError::InvalidName { .. })),
-                "{bad:?} accepted"
-            );
-        }
+        ]);
     }
 
     #[test]
@@ -476,7 +455,7 @@ mod tests {
         assert!(name.is_redis());
         let leased = SegmentName::new("redis://localhost:7000/l?lease_ms=500").unwrap();
         assert!(leased.is_redis());
-        for bad in [
+        assert_all_invalid(&[
             "redis://127.0.0.1:6379",
             "redis://127.0.0.1/jobs",
             "redis://127.0.0.1:0/jobs",
@@ -486,12 +465,7 @@ mod tests {
             "redis://127.0.0.1:6379/x?ttl=4",
             "redis://127.0.0.1:6379/x?lease_ms=0",
             "redis://127.0.0.1:6379/x?lease_ms=99",
-        ] {
-            assert!(
-                matches!(SegmentName::new(bad), Err(OpenError::InvalidName { .. })),
-                "{bad:?} accepted"
-            );
-        }
+        ]);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::Segment;
+use crate::shm_safe::ShmSafe;
 use crate::sys;
 
 /// How many attached processes the table tracks.
@@ -40,6 +42,16 @@ pub(crate) struct Meta {
     pub(crate) untracked_users: AtomicU32,
     reserved: [AtomicU32; 11],
 }
+
+// SAFETY: `#[repr(C)]` arrays of `#[repr(C)]` slots of fixed-width atomics: one layout in
+// every process, every bit pattern valid (a slot with garbage reads as some pid, judged alive
+// or dead like any other), atomic mutation only, nothing owned, no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Users {}
+// SAFETY: `#[repr(C)]` of fixed-width atomics only (the boot id, a count, reserved words):
+// every bit pattern valid, atomic mutation only, nothing owned, no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for Meta {}
 
 const _: () = assert!(size_of::<Users>() == 2048);
 const _: () = assert!(size_of::<Meta>() == 64);
@@ -78,6 +90,18 @@ pub(crate) fn is_alive(pid: u32, start_time: u64) -> bool {
     }
 }
 
+impl UserSlot {
+    /// Frees the slot if it still belongs to `pid`. The start time is forgotten first: a
+    /// process that claims the slot next is, until it stores its own, "pid alive, start
+    /// unknown", never mistaken for dead.
+    fn release(&self, pid: u32) {
+        self.start_time.store(0, Ordering::Release);
+        let _ = self
+            .pid
+            .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
 impl Users {
     /// Claims a slot for `pid`; reaps slots of dead processes if the table is full. `None` if
     /// it stays full (the caller is then counted in `Meta::untracked_users`).
@@ -105,12 +129,7 @@ impl Users {
         if let Some(slot) = self.slots.get(index)
             && slot.pid.load(Ordering::Acquire) == pid
         {
-            // Forget the start time first: a process that claims the slot next is, until it
-            // stores its own, "pid alive, start unknown", never mistaken for dead.
-            slot.start_time.store(0, Ordering::Release);
-            let _ = slot
-                .pid
-                .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+            slot.release(pid);
         }
     }
 
@@ -119,11 +138,7 @@ impl Users {
         for slot in &self.slots {
             let pid = slot.pid.load(Ordering::Acquire);
             if pid != 0 && !is_alive(pid, slot.start_time.load(Ordering::Acquire)) {
-                // As in `detach`: forget the dead user's start time before freeing the slot.
-                slot.start_time.store(0, Ordering::Release);
-                let _ = slot
-                    .pid
-                    .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+                slot.release(pid);
             }
         }
     }
@@ -150,5 +165,72 @@ impl Users {
                 })
             })
             .collect()
+    }
+}
+
+impl Segment {
+    /// Claims a slot in the table of users (see the module docs).
+    pub(super) fn attach(&mut self) {
+        self.lock_slot()
+            .note_user_namespace(sys::this_thread().pid_namespace);
+        let pid = sys::pid();
+        let start_time = sys::process_start_time(pid).unwrap_or(0);
+        match self.users_table().attach(pid, start_time) {
+            Some(index) => self.user = Some((index, pid)),
+            None => {
+                self.meta().untracked_users.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The processes recorded as attached to the segment, alive or not.
+    #[must_use]
+    pub fn users(&self) -> Vec<User> {
+        self.users_table().list()
+    }
+
+    /// How many attachments found the table of users full (those are not tracked).
+    #[must_use]
+    pub fn untracked_users(&self) -> u32 {
+        self.meta().untracked_users.load(Ordering::Relaxed)
+    }
+
+    /// Whether a process from another pid namespace than the creator's (a container sharing
+    /// `/dev/shm`) opened the segment. Its users' pids mean nothing here, so none of them is
+    /// judged dead: the segment is neither removed by its last user here nor by `gc`.
+    #[must_use]
+    pub fn has_foreign_users(&self) -> bool {
+        self.lock_slot().has_foreign_users()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Only the process that claimed the slot releases it: after `fork`, a child owns a copy
+        // of its parent's handles, and must neither release the parent's slot nor remove what
+        // the parent still uses.
+        let Some((index, pid)) = self.user else {
+            return;
+        };
+        if pid != sys::pid() {
+            return;
+        }
+        let users = self.users_table();
+        users.detach(index, pid);
+        // A table of users lost to a shrunk file reads as empty: nothing tells who still uses
+        // the segment, so it is left for `memspace gc`, which asks the file itself.
+        if self.map.faulted() {
+            return;
+        }
+        if !self.is_anonymous()
+            || self.has_foreign_users()
+            || users.list().iter().any(|user| user.alive)
+        {
+            return;
+        }
+        // The last user of an anonymous segment removes it, if the name still names our
+        // object (someone may have removed it and created another under the same name).
+        // Errors are ignored: drop cannot report them, and `memspace gc` collects what is left.
+        let _ = self.unlink();
     }
 }

@@ -17,6 +17,7 @@ use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
 use crate::handle::Place;
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
+use crate::shm_safe::ShmSafe;
 use crate::sys;
 
 /// The most parties a barrier can have.
@@ -44,6 +45,12 @@ pub(crate) struct BarrierArea {
     sequence: AtomicU32,
     waiting: [Party; MAX_PARTIES as usize],
 }
+
+// SAFETY: `#[repr(C)]` of fixed-width atomics and an array of `#[repr(C)]` party slots of
+// atomics: one layout in every process, any bits are a valid value, mutation is atomic, and
+// it owns nothing and needs no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for BarrierArea {}
 
 const _: () = assert!(size_of::<BarrierArea>() <= 1792);
 

@@ -19,6 +19,7 @@ use super::LockError;
 use crate::error::Result;
 use crate::handle::Place;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+use crate::shm_safe::ShmSafe;
 use crate::sys::{self, Woken};
 
 #[repr(C)]
@@ -26,6 +27,11 @@ pub(crate) struct CondvarArea {
     /// Bumped by every notification; waiters sleep while it holds the value they read.
     sequence: AtomicU32,
 }
+
+// SAFETY: `#[repr(C)]`, one `AtomicU32`: any bits are a valid value, mutation is atomic, and
+// it owns nothing and needs no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for CondvarArea {}
 
 /// Guards a [`Condvar`] can wait with: it releases the lock while it sleeps and takes it
 /// again before returning. Implemented by [`LockGuard`](super::LockGuard) and

@@ -37,22 +37,16 @@ mod semaphore;
 
 use std::time::Duration;
 
-pub(crate) use self::barrier::BarrierArea;
 pub use self::barrier::{Barrier, BarrierError, MAX_PARTIES};
-pub(crate) use self::condvar::CondvarArea;
 pub use self::condvar::{Condvar, Relock};
 pub use self::error::{LeaseError, LockError, TryLockError};
 pub use self::event::Event;
-pub(crate) use self::event::EventArea;
 pub(crate) use self::event::RedisEvent;
 pub(crate) use self::lock::RedisLock;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
-pub(crate) use self::plain::ValueShape;
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
-pub(crate) use self::rwlock::RwLockArea;
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-pub(crate) use self::semaphore::SemaphoreArea;
 pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
 
 use crate::segment::{Kind, Segment};

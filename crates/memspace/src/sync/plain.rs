@@ -18,6 +18,7 @@ use bytemuck::Pod;
 
 use crate::error::{OpenError, Result};
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+use crate::shm_safe::ShmSafe;
 
 /// The first words of the kind area of every kind that holds one plain value.
 #[repr(C)]
@@ -25,6 +26,10 @@ pub(crate) struct ValueShape {
     size: AtomicU64,
     align: AtomicU64,
 }
+
+// SAFETY: `#[repr(C)]`, two `AtomicU64`s: any bits are a valid value (a size or alignment read
+// from it is checked before use), mutation is atomic, and it owns nothing and needs no `Drop`.
+unsafe impl ShmSafe for ValueShape {}
 
 /// Creates a segment of `kind` holding `value`; `init` sets up the rest of the kind area.
 pub(crate) fn create<T: Pod>(

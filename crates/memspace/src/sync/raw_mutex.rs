@@ -66,6 +66,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::shm_safe::ShmSafe;
 use crate::sys::{self, ThreadStamp, Wait};
 
 /// Set in `word` while at least one thread sleeps (or is about to sleep) on it.
@@ -119,6 +120,12 @@ pub(crate) struct LockSlot {
     died_pid: AtomicU32,
     reserved: [AtomicU32; 3],
 }
+
+// SAFETY: `#[repr(C, align(64))]` of fixed-width atomics only: one layout in every process,
+// any bits are a valid value (the lock protocol treats an unknown state or holder as the
+// corruption it is), mutation is atomic, and it owns nothing and needs no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for LockSlot {}
 
 const _: () = assert!(size_of::<LockSlot>() == 64);
 

@@ -37,6 +37,7 @@ use super::{LockError, RawGuard, TryLockError, acquire, blocking, plain};
 use crate::error::Result;
 use crate::handle::Place;
 use crate::segment::{self, Kind, Segment, SegmentName};
+use crate::shm_safe::ShmSafe;
 use crate::sys::{self, Wait};
 
 /// How many processes can read at once (a reader waits for a free slot).
@@ -61,6 +62,11 @@ pub(crate) struct RwLockArea {
     writer_died: AtomicU32,
     slots: [ReaderSlot; READER_SLOTS],
 }
+
+// SAFETY: `#[repr(C)]` of fixed-width atomics and an array of `#[repr(C)]` reader slots of
+// atomics: one layout in every process, any bits are a valid value, mutation is atomic, and
+// it owns nothing and needs no `Drop`.
+unsafe impl ShmSafe for RwLockArea {}
 
 const _: () = assert!(size_of::<RwLockArea>() <= 1792);
 

@@ -25,6 +25,7 @@ use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
 use crate::handle::Place;
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
+use crate::shm_safe::ShmSafe;
 use crate::sys;
 
 /// How many processes can hold permits at once (more wait until a slot frees).
@@ -51,6 +52,12 @@ pub(crate) struct SemaphoreArea {
     reserved: AtomicU32,
     holders: [HolderSlot; HOLDER_SLOTS],
 }
+
+// SAFETY: `#[repr(C)]` of fixed-width atomics and an array of `#[repr(C)]` holder slots of
+// atomics: one layout in every process, any bits are a valid value, mutation is atomic, and
+// it owns nothing and needs no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for SemaphoreArea {}
 
 const _: () = assert!(size_of::<SemaphoreArea>() <= 1792);
 

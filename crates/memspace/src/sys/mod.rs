@@ -4,7 +4,7 @@
 //! here; today only Linux (glibc or musl) is implemented: the lock sleeps on a shared futex and
 //! checks a holder's life in `/proc`.
 
-#[cfg_attr(target_os = "linux", path = "linux.rs")]
+#[cfg_attr(target_os = "linux", path = "linux/mod.rs")]
 mod imp;
 
 pub(crate) use self::imp::*;

@@ -20,6 +20,11 @@ pub(crate) struct EventArea {
     flag: AtomicU32,
 }
 
+// SAFETY: `#[repr(C)]`, one `AtomicU32`: any bits are a valid value, mutation is atomic, and
+// it owns nothing and needs no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl crate::shm_safe::ShmSafe for EventArea {}
+
 /// A flag shared by threads and processes: [`set`](Event::set) wakes every waiter.
 ///
 /// An event has no owner, so nothing is left to recover when a participant dies: a waiter

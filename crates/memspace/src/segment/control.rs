@@ -1,0 +1,68 @@
+//! The control page as typed views: the header, the lock slot, the table of users, the
+//! metadata block and the kind area, each at its fixed offset (see `header.rs`).
+
+use std::sync::atomic::Ordering;
+
+use super::Segment;
+use super::header::{CONTROL_SIZE, Header, KIND_OFFSET, LOCK_OFFSET, META_OFFSET, USERS_OFFSET};
+use super::mapping::Mapping;
+use super::users::{Meta, Users};
+use crate::shm_safe::ShmSafe;
+use crate::sync::LockSlot;
+use crate::sys;
+
+impl Segment {
+    /// The `T` at `offset` in the control page, which is mapped for the segment's lifetime
+    /// (each offset is a constant of `header.rs`, aligned for its type).
+    #[inline]
+    fn control<T: ShmSafe>(&self, offset: u64) -> &T {
+        self.map
+            .get::<T>(offset)
+            .expect("the control page is mapped for the segment's lifetime")
+    }
+
+    /// The header (magic, version, kind, sizes, creator).
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        self.control(0)
+    }
+
+    /// The table of processes attached to the segment.
+    pub(super) fn users_table(&self) -> &Users {
+        self.control(USERS_OFFSET)
+    }
+
+    /// The metadata block (boot id, untracked users).
+    pub(super) fn meta(&self) -> &Meta {
+        self.control(META_OFFSET)
+    }
+
+    /// The slot of the segment's lock.
+    #[inline]
+    pub(crate) fn lock_slot(&self) -> &LockSlot {
+        self.control(LOCK_OFFSET)
+    }
+
+    /// The kind-specific control words at [`KIND_OFFSET`], up to the end of the control page.
+    #[inline]
+    pub(crate) fn kind_area<T: ShmSafe>(&self) -> &T {
+        const { assert!(size_of::<T>() <= (CONTROL_SIZE - KIND_OFFSET) as usize) };
+        self.control(KIND_OFFSET)
+    }
+
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.map
+    }
+
+    /// Records this process as the segment's last writer. The word is written only when it
+    /// changes: writers that alternate take turns at a cache line anyway, but a run of writes
+    /// from one process should not pull the header's line away from readers.
+    #[inline]
+    pub(crate) fn note_writer(&self) {
+        let pid = sys::pid();
+        let last = &self.header().last_writer_pid;
+        if last.load(Ordering::Relaxed) != pid {
+            last.store(pid, Ordering::Relaxed);
+        }
+    }
+}

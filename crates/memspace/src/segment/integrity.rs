@@ -1,0 +1,112 @@
+//! How a segment reports damage: an offset or length read from it that falls outside the data
+//! area, a file shrunk under this process's mapping, and operating-system errors.
+
+use std::os::fd::AsFd;
+
+use super::Segment;
+use super::header::DATA_START;
+use crate::error::Error;
+use crate::sys;
+
+impl Segment {
+    /// Checks that `[offset, offset + len)`, a range named by words read from the segment, lies
+    /// in the data area: at or past [`DATA_START`] (never in the control page, whose header,
+    /// lock and table of users no collection writes through an offset), a multiple of `align`,
+    /// and inside the committed size; maps it if another process grew the segment. Returns the
+    /// end of the range.
+    ///
+    /// Readers and writers both check every offset and length they follow with this, so a
+    /// damaged one is an [`Error::Corrupt`] naming `what`: it can neither make a writer write
+    /// outside the data area nor, as an end of data, make it grow the segment by more than
+    /// what it appends there.
+    #[inline]
+    pub(crate) fn data_range(
+        &self,
+        what: impl FnOnce() -> String,
+        offset: u64,
+        len: u64,
+        align: u64,
+    ) -> Result<u64, Error> {
+        // The committed size is read from the segment too: bound it by the validated maximum.
+        let size = self.size().min(self.fields.max_size);
+        match offset.checked_add(len) {
+            Some(end) if offset >= DATA_START && offset.is_multiple_of(align) && end <= size => {
+                self.ensure_mapped(end)?;
+                Ok(end)
+            }
+            _ => Err(self.outside_data_area(&what(), offset, len, align, size)),
+        }
+    }
+
+    /// The error of [`Segment::data_range`], out of the way of the checks' fast path.
+    #[cold]
+    #[inline(never)]
+    fn outside_data_area(&self, what: &str, offset: u64, len: u64, align: u64, size: u64) -> Error {
+        self.corrupt(format!(
+            "{what} at {offset} ({len} bytes) lies outside the data area {DATA_START}..{size}{}",
+            if offset.is_multiple_of(align) {
+                String::new()
+            } else {
+                format!(" or is not a multiple of {align}")
+            }
+        ))
+    }
+
+    pub(crate) fn corrupt(&self, what: String) -> Error {
+        // Whatever looked wrong, a file shrunk under the mapping is the cause to report.
+        if let Err(shrunk) = self.check_intact() {
+            return shrunk;
+        }
+        Error::Corrupt {
+            name: self.name.clone(),
+            what,
+        }
+    }
+
+    /// Fails if another process shrank the segment's file while this process had it mapped.
+    ///
+    /// Pages past the new end of the file cannot be read or written any more: an access to
+    /// one would kill the process with `SIGBUS`. memspace catches that fault, gives the
+    /// mapping zero pages in their place (see the crate's safety model), and from then on
+    /// every operation on the segment in this process that reads or writes an item, or takes
+    /// its lock, returns this error instead of using them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] saying that the file was shrunk.
+    #[inline]
+    pub fn check_intact(&self) -> Result<(), Error> {
+        if self.is_intact() {
+            return Ok(());
+        }
+        Err(self.shrunk())
+    }
+
+    /// Whether no page of the mapping was lost to a shrunk file (see [`Segment::check_intact`]);
+    /// one load, for the lock's fast path.
+    #[inline]
+    pub(crate) fn is_intact(&self) -> bool {
+        !self.map.faulted()
+    }
+
+    #[cold]
+    fn shrunk(&self) -> Error {
+        let now = sys::file_info(self.fd.as_fd())
+            .map_or_else(|_| String::new(), |info| format!(" to {} bytes", info.size));
+        Error::Corrupt {
+            name: self.name.clone(),
+            what: format!(
+                "another process shrank its file{now} while this process had it mapped, so \
+                 data past the new end is lost and nothing written there is kept"
+            ),
+        }
+    }
+
+    pub(crate) fn os_error(&self, op: &'static str, source: std::io::Error) -> Error {
+        Error::Os {
+            name: self.name.clone(),
+            op,
+            source,
+        }
+    }
+}

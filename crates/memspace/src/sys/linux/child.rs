@@ -1,0 +1,188 @@
+//! Child processes: `fork`, leaving a child without its parent's destructors, descriptors
+//! handed to a child across `exec`, and waiting for children and pipes.
+//!
+//! # Safety
+//!
+//! `fork` is only called by `spawn`, which documents for users that the child runs with a
+//! single thread and must not rely on locks held by other threads at the fork. Descriptors a
+//! child adopts or closes are owned by nothing else in it (the spawn protocol).
+
+#![allow(unsafe_code)]
+
+use std::ffi::c_int;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Which side of a fork the caller is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forked {
+    Child,
+    Parent(u32),
+}
+
+/// Forks the calling process.
+///
+/// # Safety
+///
+/// In the child only the calling thread exists. Locks held by other threads at the fork stay
+/// held forever in the child, so the caller must run nothing in the child that could wait for
+/// one (the `spawn` module documents this as the contract of the `fork` start method), and
+/// must leave the child with [`exit_now`].
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
+    flush_std_streams();
+    // SAFETY: fork has no memory-safety preconditions of its own; the caller upholds the
+    // single-thread contract of the child (see `# Safety`).
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        child => Ok(Forked::Parent(child.unsigned_abs())),
+    }
+}
+
+/// Flushes stdout and stderr, then ends the process at once with `code`, running no
+/// destructors and no `atexit` handlers: after `fork`, those belong to the parent.
+pub(crate) fn exit_now(code: i32) -> ! {
+    flush_std_streams();
+    // SAFETY: _exit is async-signal-safe and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+fn flush_std_streams() {
+    // Nothing useful can be done if the terminal went away; the exit or fork goes on.
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Waits for the child `pid` to end and reaps it.
+#[doc(alias = "waitpid")]
+pub(crate) fn wait_child(pid: u32) -> io::Result<ExitStatus> {
+    wait_child_inner(pid, 0).map(|status| status.expect("a blocking waitpid returns a status"))
+}
+
+/// Reaps the child `pid` if it has ended, without waiting.
+pub(crate) fn try_wait_child(pid: u32) -> io::Result<Option<ExitStatus>> {
+    wait_child_inner(pid, libc::WNOHANG)
+}
+
+fn wait_child_inner(pid: u32, flags: c_int) -> io::Result<Option<ExitStatus>> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: `status` is a valid, writable int on the stack.
+        let rc = unsafe { libc::waitpid(pid, &raw mut status, flags) };
+        if rc == -1 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(Some(ExitStatus::Exited(libc::WEXITSTATUS(status))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Some(ExitStatus::Signaled(libc::WTERMSIG(status))));
+        }
+    }
+}
+
+/// A pipe whose two ends are closed on `exec`.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Makes `cmd` keep `fds` open across its `exec` (they are `CLOEXEC` in the parent so that no
+/// other child inherits them).
+pub(crate) fn keep_fds_across_exec(cmd: &mut Command, fds: [RawFd; 2]) {
+    let clear = move || -> io::Result<()> {
+        for fd in fds {
+            // SAFETY: fcntl is async-signal-safe; `fd` was open in the parent at fork time and
+            // so is open in this child.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            if flags == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: as above.
+            let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) };
+            if rc == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only calls fcntl, which is async-signal-safe, and allocates nothing,
+    // as `pre_exec` requires of code that runs between fork and exec.
+    unsafe { cmd.pre_exec(clear) };
+}
+
+/// Takes ownership of a file descriptor this process inherited from its memspace parent.
+///
+/// Checks that `fd` is open. The spawn protocol (`spawn::child`) calls it once per descriptor
+/// named in the environment, at the start of `main`, before anything else could own it.
+pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(io::Error::other(format!(
+            "file descriptor {fd} named by the parent is not open"
+        )));
+    }
+    // SAFETY: `fd` is open (checked above) and, per the spawn protocol, owned by nothing else in
+    // this process: the parent created it for this child alone and `init()` adopts it once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(owned)
+}
+
+/// The number of a descriptor, to pass to a child through its environment.
+pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}
+
+/// Waits until at least one of `fds` is readable or closed by its writer; returns which are.
+#[doc(alias = "poll")]
+pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polls: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    loop {
+        match rustix::event::poll(&mut polls, None) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(polls
+        .iter()
+        .map(|p| {
+            p.revents()
+                .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+        })
+        .collect())
+}
+
+/// Closes descriptor `fd` in a forked child.
+///
+/// # Safety
+///
+/// `fd` must be a descriptor whose owning Rust value (a `File`, an `OwnedFd`) will never be
+/// used or dropped in this process again: a child after `fork`, which only runs its task and
+/// leaves with [`exit_now`].
+pub(crate) unsafe fn close_inherited(fd: RawFd) {
+    // SAFETY: the caller guarantees nothing will use or close `fd` again (see `# Safety`);
+    // close has no other preconditions, and its error (EBADF) is harmless here.
+    unsafe { libc::close(fd) };
+}

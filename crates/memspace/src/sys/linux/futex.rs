@@ -1,0 +1,58 @@
+//! Futexes: sleeping while a shared word holds a value, and waking the sleepers, across
+//! processes (no `FUTEX_PRIVATE_FLAG`).
+
+use std::time::Duration;
+
+/// How long a lock attempt may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    Forever,
+    Never,
+    For(Duration),
+}
+
+/// How a [`futex_wait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// Woken by a `futex_wake`, or spuriously: re-check the condition.
+    Notified,
+    /// The word did not hold the expected value: re-check the condition.
+    Changed,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout`. The futex is *shared* (no
+/// `FUTEX_PRIVATE_FLAG`), so wakers in other processes that map the same memory reach it.
+#[doc(alias = "FUTEX_WAIT")]
+pub(crate) fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<Duration>,
+) -> Woken {
+    use rustix::thread::futex;
+    let timespec = timeout.map(|t| futex::Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    match futex::wait(word, futex::Flags::empty(), expected, timespec.as_ref()) {
+        Ok(()) | Err(rustix::io::Errno::INTR) => Woken::Notified,
+        // EFAULT: the word's page lies past the end of a file a peer shrank; the caller's next
+        // access to it faults, the fault handler replaces the page (see `watch_mapping`), and
+        // the segment reports the damage. Re-check, as after any change of the word.
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::FAULT) => Woken::Changed,
+        Err(rustix::io::Errno::TIMEDOUT) => Woken::TimedOut,
+        // EINVAL: the word is ours, mapped and aligned (`Mapping::get` checked), so this is a
+        // bug in memspace, not a condition to handle.
+        Err(e) => panic!("futex wait failed: {e}"),
+    }
+}
+
+/// Wakes at most `count` threads sleeping on `word`, in any process; returns how many woke.
+#[doc(alias = "FUTEX_WAKE")]
+pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usize {
+    use rustix::thread::futex;
+    // The kernel reads the count as a signed int: u32::MAX would be -1 and wake just one.
+    let count = count.min(i32::MAX.unsigned_abs());
+    futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
+}

@@ -1,0 +1,238 @@
+//! Processes and threads: this process's and thread's identity (cached, and forgotten in the
+//! child of a fork), whether another process or thread still runs, the boot, and signals.
+//!
+//! # Safety
+//!
+//! The `unsafe` calls here are `pthread_atfork` with a handler that only stores to atomics,
+//! and `kill` and `raise`, which have no memory-safety preconditions.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+// The pid and the thread's id are asked for on every lock acquisition (to record the owner),
+// and `getpid` and `gettid` are system calls: cache them, and forget them in the child of every
+// fork (`pthread_atfork`), where the one thread left has new ids.
+static PID: AtomicU32 = AtomicU32::new(0);
+/// Counts the forks this process descends from since it started, so that a thread's cached
+/// identity can tell it was made before a fork.
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forget_ids_after_fork() {
+    PID.store(0, Ordering::Relaxed);
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+fn forget_ids_in_fork_children() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe, as the child
+        // of a fork requires; it lives for the whole program (a plain `extern "C" fn`).
+        unsafe { libc::pthread_atfork(None, None, Some(forget_ids_after_fork)) };
+    });
+}
+
+/// The calling process's id.
+#[inline]
+pub(crate) fn pid() -> u32 {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    ask_pid()
+}
+
+#[cold]
+fn ask_pid() -> u32 {
+    forget_ids_in_fork_children();
+    let pid = rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// A thread as other processes can check on it: its id, when it started (clock ticks after
+/// boot), which tells a live thread from a later one that reused the id, and the pid namespace
+/// in which that id means something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ThreadStamp {
+    pub(crate) tid: u32,
+    pub(crate) start: u64,
+    pub(crate) pid_namespace: u64,
+}
+
+thread_local! {
+    /// The calling thread's stamp and the fork generation it was taken in (tid 0: not yet).
+    static THIS_THREAD: std::cell::Cell<(u32, ThreadStamp)> =
+        const {
+            std::cell::Cell::new((
+                0,
+                ThreadStamp {
+                    tid: 0,
+                    start: 0,
+                    pid_namespace: 0,
+                },
+            ))
+        };
+}
+
+/// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread
+/// asks (and again after a fork), a thread-local read after that.
+#[inline]
+pub(crate) fn this_thread() -> ThreadStamp {
+    let generation = FORK_GENERATION.load(Ordering::Relaxed);
+    let (cached_generation, stamp) = THIS_THREAD.get();
+    if stamp.tid != 0 && cached_generation == generation {
+        return stamp;
+    }
+    stamp_this_thread(generation)
+}
+
+#[cold]
+fn stamp_this_thread(generation: u32) -> ThreadStamp {
+    forget_ids_in_fork_children();
+    let tid = rustix::thread::gettid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    // The thread is alive (it is us), so only an unreadable /proc (not mounted) leaves no start
+    // time; 0 then means "unknown", and others fall back on the thread's existence alone.
+    let start = read_stat("/proc/thread-self/stat").map_or(0, |stat| stat.start);
+    let stamp = ThreadStamp {
+        tid,
+        start,
+        pid_namespace: pid_namespace(),
+    };
+    THIS_THREAD.set((generation, stamp));
+    stamp
+}
+
+/// The calling process's pid namespace (the inode of `/proc/self/ns/pid`; 0 if unreadable).
+/// Thread and process ids mean something only inside one namespace: a process in another one
+/// that shares `/dev/shm` (a container) has ids that `/proc` here does not show, or shows as
+/// someone else.
+fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// Sends `signal` to process `pid`.
+pub(crate) fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `SIGKILL`, for callers that must not depend on libc's constants.
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+/// `SIGTERM`.
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+/// Stops the calling process with `SIGSTOP`, sent to the calling *thread* (`raise`), so that
+/// the stop happens before this thread runs another instruction of its own; a signal sent to
+/// the process could be taken by another thread, and this one run on meanwhile.
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+pub(crate) fn stop_self() {
+    // SAFETY: raise has no memory-safety preconditions.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
+/// The start time of process `pid` (clock ticks after boot, field 22 of `/proc/PID/stat`),
+/// which together with the pid identifies a process even after its pid is reused; `None` if
+/// it cannot be read (no such process, a zombie, or `/proc` unreadable). For judging whether a
+/// process is dead, use [`liveness`], which tells those cases apart.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    match read_stat(&format!("/proc/{pid}/stat")) {
+        Some(Stat {
+            zombie: false,
+            start,
+        }) => Some(start),
+        _ => None,
+    }
+}
+
+/// What can be known, from this pid namespace, about the task (process or thread) `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// No such task, or a zombie: it has ended.
+    Gone,
+    /// It exists; `start` is its start time if `/proc` could be read (`hidepid`, no file
+    /// descriptors left or no `/proc` at all leave it unknown).
+    Running { start: Option<u64> },
+}
+
+/// Whether task `id` (a pid, or a thread id: both name tasks) still runs. Existence is asked of
+/// the kernel with signal 0, which needs neither `/proc` nor a file descriptor; `/proc` then
+/// tells a zombie from a live task and gives the start time. Only a definite answer is
+/// `Gone`: anything that cannot be read leaves the task running, so that a live holder or
+/// user is never mistaken for a dead one.
+pub(crate) fn liveness(id: u32) -> Liveness {
+    let Some(pid) = i32::try_from(id)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return Liveness::Gone; // 0 or beyond any pid: names no task
+    };
+    // Any other answer than ESRCH (EPERM: it belongs to another user) means it exists.
+    if let Err(rustix::io::Errno::SRCH) = rustix::process::test_kill_process(pid) {
+        return Liveness::Gone;
+    }
+    match read_stat(&format!("/proc/{id}/stat")) {
+        Some(Stat { zombie: true, .. }) => Liveness::Gone,
+        Some(Stat { start, .. }) => Liveness::Running { start: Some(start) },
+        None => Liveness::Running { start: None },
+    }
+}
+
+struct Stat {
+    zombie: bool,
+    start: u64,
+}
+
+fn read_stat(path: &str) -> Option<Stat> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let mut fields = stat_fields(&stat)?;
+    let state = fields.next()?;
+    Some(Stat {
+        // A zombie has ended; only its exit status remains.
+        zombie: state == "Z" || state == "X",
+        start: fields.nth(22 - 4)?.parse().ok()?,
+    })
+}
+
+/// The fields of a `/proc/.../stat` line from field 3 (the state) on. The command name (field
+/// 2) is in parentheses and may hold spaces or ')': the fields start past the last ')'.
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
+}
+
+/// The number of threads in the calling process.
+pub(crate) fn thread_count() -> usize {
+    // Field 20 of /proc/self/stat: one small read, cheaper than listing /proc/self/task.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat_fields(&stat)?.nth(20 - 3)?.parse().ok())
+        .unwrap_or(1)
+}
+
+/// This boot's identity (`/proc/sys/kernel/random/boot_id`, a UUID) as two integers; `None`
+/// if it cannot be read (no `/proc`, no file descriptor left). Read once per process: it does
+/// not change until the next boot.
+pub(crate) fn boot_id() -> Option<[u64; 2]> {
+    static BOOT_ID: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+    if let Some(id) = BOOT_ID.get() {
+        return Some(*id);
+    }
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let hex: String = text.chars().filter(char::is_ascii_hexdigit).collect();
+    let half = |range: std::ops::Range<usize>| {
+        hex.get(range).and_then(|h| u64::from_str_radix(h, 16).ok())
+    };
+    let id = [half(0..16)?, half(16..32)?];
+    Some(*BOOT_ID.get_or_init(|| id))
+}

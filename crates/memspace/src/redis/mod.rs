@@ -36,7 +36,6 @@
 mod conn;
 mod list;
 mod map;
-mod queue;
 mod value;
 
 use std::sync::{Arc, LazyLock};
@@ -45,7 +44,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redis::{Script, ScriptInvocation};
 
 pub(crate) use self::conn::Conn;
-pub(crate) use self::queue::Received;
 
 use crate::error::{Error, OpenError, Result};
 use crate::segment::{Kind, RedisLocation, SegmentName};
@@ -865,7 +863,7 @@ fn describe_state(
         Kind::List => fields.push(("len", read_len("LLEN")?.to_string())),
         Kind::Map => fields.push(("len", read_len("HLEN")?.to_string())),
         Kind::Queue => {
-            let queue = queue::RedisQueue::new(Arc::clone(object));
+            let queue = crate::collections::RedisQueue::new(Arc::clone(object));
             fields.push(("waiting", queue.len()?.to_string()));
             fields.push(("in flight", queue.in_flight()?.to_string()));
             let capacity = object.capacity();
@@ -890,5 +888,4 @@ fn describe_state(
 
 pub(crate) use self::list::RedisList;
 pub(crate) use self::map::RedisMap;
-pub(crate) use self::queue::RedisQueue;
 pub(crate) use self::value::RedisValue;

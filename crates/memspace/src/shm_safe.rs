@@ -39,7 +39,3 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 unsafe impl ShmSafe for crate::collections::VecArea {}
 // SAFETY: as above.
 unsafe impl ShmSafe for crate::collections::MapArea {}
-// SAFETY: as above.
-unsafe impl ShmSafe for crate::collections::QueueArea {}
-// SAFETY: as above.
-unsafe impl ShmSafe for crate::collections::QueueEntry {}

@@ -24,9 +24,7 @@ pub(crate) use self::list::{len as list_len, verify as verify_list};
 pub(crate) use self::map::{MapArea, len as map_len, verify as verify_map};
 pub use self::map::{MapIter, MapKeys, MapValues, SharedMap};
 pub use self::queue::{Delivery, Queue, QueueError, Undecodable};
-pub(crate) use self::queue::{
-    Entry as QueueEntry, QueueArea, len as queue_len, verify as verify_queue,
-};
+pub(crate) use self::queue::{RedisQueue, len as queue_len, verify as verify_queue};
 pub use self::value::Value;
 pub use self::vec::SharedVec;
 pub(crate) use self::vec::{VecArea, len as vec_len, verify as verify_vec};

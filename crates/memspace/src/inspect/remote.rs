@@ -242,7 +242,7 @@ fn describe_state(
         Kind::List => fields.push(("len", read_len("LLEN")?.to_string())),
         Kind::Map => fields.push(("len", read_len("HLEN")?.to_string())),
         Kind::Queue => {
-            let queue = crate::redis::RedisQueue::new(Arc::clone(object));
+            let queue = crate::collections::RedisQueue::new(Arc::clone(object));
             fields.push(("waiting", queue.len()?.to_string()));
             fields.push(("in flight", queue.in_flight()?.to_string()));
             let capacity = object.capacity();

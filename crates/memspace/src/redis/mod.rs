@@ -39,18 +39,15 @@ mod conn;
 mod list;
 mod map;
 mod object;
-mod queue;
 mod script;
 mod value;
 
 pub(crate) use self::conn::Conn;
 pub(crate) use self::object::{GROUP, Init, Object, read_meta};
-pub(crate) use self::queue::Received;
 pub(crate) use self::script::{
     CHECKED_SET, checked_script, damage_text, deepest_cause, guard_refusal, refused, refused_with,
 };
 
 pub(crate) use self::list::RedisList;
 pub(crate) use self::map::RedisMap;
-pub(crate) use self::queue::RedisQueue;
 pub(crate) use self::value::RedisValue;

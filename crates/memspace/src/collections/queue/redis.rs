@@ -1,4 +1,5 @@
-//! [`RedisQueue`]: a `Queue` as a Redis stream read through one consumer group.
+//! [`RedisQueue`]: the Redis engine of a `Queue`, a Redis stream read through one consumer
+//! group.
 //!
 //! * `put`: a script checks the bound (`XLEN` counts every unacknowledged item), takes the
 //!   next sequence number (`INCR memspace:{NAME}:seq`) and `XADD`s the item.
@@ -14,16 +15,21 @@
 //! [`QueueError::NotInFlight`](crate::collections::QueueError::NotInFlight) on `ack`, and the
 //! item is processed twice: delivery is at least once.
 //!
+//! The blocking calls poll: a receiver blocks in the server for at most 100 ms at a time, so
+//! that it looks for items whose lease ran out in between; a sender of a full bounded queue
+//! asks again every 2 ms, backing off to 50 ms.
+//!
 //! [`Delivery::deliveries`]: crate::collections::Delivery::deliveries
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::{Script, Value};
+use redis::{Script, ScriptInvocation, Value};
 
-use super::{GROUP, Object, checked_script, refused};
+use super::wait::{Next, deadline, next_sleep};
 use crate::error::{Error, Result};
+use crate::redis::{GROUP, Object, checked_script, refused};
 use crate::sys;
 
 /// How long an item may be in flight before another receiver takes it over.
@@ -165,6 +171,16 @@ fn entry(value: &Value) -> Option<(String, u64, Vec<u8>)> {
     Some((id, seq, payload?))
 }
 
+impl crate::handle::RedisEngine for RedisQueue {
+    fn attach(object: Arc<Object>) -> Self {
+        RedisQueue::new(object)
+    }
+
+    fn object(&self) -> &Object {
+        self.object()
+    }
+}
+
 impl RedisQueue {
     pub(crate) fn new(object: Arc<Object>) -> Self {
         let lease = object
@@ -199,10 +215,74 @@ impl RedisQueue {
         )
     }
 
-    fn corrupt(&self, what: &str) -> Error {
-        Error::Corrupt {
+    /// The id, sequence number and payload of a stream entry (see [`entry`]).
+    fn stream_entry(&self, value: &Value) -> Result<(String, u64, Vec<u8>)> {
+        entry(value).ok_or_else(|| Error::Corrupt {
             name: self.object.name().clone(),
-            what: what.to_owned(),
+            what: "a stream entry has no item".to_owned(),
+        })
+    }
+
+    /// Runs `script` on the stream with the group's name as its first argument and what
+    /// `args` adds after it, explaining a missing stream or group (see
+    /// [`RedisQueue::explain_missing_group`]). A script that can be repeated (`retried`) is
+    /// retried like a read.
+    fn on_group<V: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &Script,
+        retried: bool,
+        args: impl Fn(&mut ScriptInvocation<'_>),
+    ) -> Result<V> {
+        let object = &self.object;
+        let run = |c: &mut redis::Connection| {
+            let mut invocation = object.guarded(script);
+            invocation.key(&self.items).arg(GROUP);
+            args(&mut invocation);
+            invocation.invoke(c)
+        };
+        let answer = if retried {
+            object.conn().read(object.name(), op, run)
+        } else {
+            object.conn().write(object.name(), op, run)
+        };
+        answer.map_err(|err| self.explain_missing_group(op, err))
+    }
+
+    /// Appends `payload` (see [`RedisQueue::put`]), polling a full queue until a place frees
+    /// up; `false` once `timeout` has passed first (at once for a zero timeout).
+    pub(crate) fn put_until(&self, payload: &[u8], timeout: Option<Duration>) -> Result<bool> {
+        let deadline = deadline(timeout);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if self.put(payload)? {
+                return Ok(true);
+            }
+            match next_sleep(timeout, deadline, Some(pause)) {
+                Next::Sleep(sleep) => std::thread::sleep(sleep.unwrap_or(pause)),
+                Next::GiveUp => return Ok(false),
+            }
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Takes an item (see [`RedisQueue::receive`]), blocking in the server for at most 100 ms
+    /// at a time, so that items whose lease ran out are looked for in between; `None` once
+    /// `timeout` has passed first (after one look for a zero timeout).
+    pub(crate) fn receive_until(&self, timeout: Option<Duration>) -> Result<Option<Received>> {
+        const CHUNK: Duration = Duration::from_millis(100);
+        let deadline = deadline(timeout);
+        loop {
+            let block = match next_sleep(timeout, deadline, Some(CHUNK)) {
+                Next::Sleep(block) => block.filter(|b| !b.is_zero()),
+                Next::GiveUp => None,
+            };
+            if let Some(item) = self.receive(block)? {
+                return Ok(Some(item));
+            }
+            if let Next::GiveUp = next_sleep(timeout, deadline, Some(CHUNK)) {
+                return Ok(None);
+            }
         }
     }
 
@@ -228,24 +308,14 @@ impl RedisQueue {
         let consumer = consumer();
         let object = &self.object;
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        let claimed: Value = object
-            .conn()
-            .write(object.name(), "receiving", |c| {
-                object
-                    .guarded(&CLAIM)
-                    .key(&self.items)
-                    .arg(GROUP)
-                    .arg(&consumer)
-                    .arg(lease_ms)
-                    .invoke(c)
-            })
-            .map_err(|err| self.explain_missing_group("receiving", err))?;
+        let claimed: Value = self.on_group("receiving", &CLAIM, false, |script| {
+            script.arg(&consumer).arg(lease_ms);
+        })?;
         if let Value::Array(parts) = &claimed
             && let Some(Value::Array(entries)) = parts.get(1)
             && let Some(first) = entries.first()
         {
-            let (id, seq, payload) =
-                entry(first).ok_or_else(|| self.corrupt("a stream entry has no item"))?;
+            let (id, seq, payload) = self.stream_entry(first)?;
             let pending: Value = object.conn().read(object.name(), "receiving", |c| {
                 redis::cmd("XPENDING")
                     .arg(&self.items)
@@ -306,8 +376,7 @@ impl RedisQueue {
         let Some(first) = entries.first() else {
             return Ok(None);
         };
-        let (id, seq, payload) =
-            entry(first).ok_or_else(|| self.corrupt("a stream entry has no item"))?;
+        let (id, seq, payload) = self.stream_entry(first)?;
         Ok(Some(Received {
             id,
             seq,
@@ -338,35 +407,14 @@ impl RedisQueue {
         item: &Received,
         extra: &[u64],
     ) -> Result<bool> {
-        let object = &self.object;
-        let done: u64 = object
-            .conn()
-            .read(object.name(), op, |c| {
-                let mut invocation = object.guarded(script);
-                invocation
-                    .key(&self.items)
-                    .arg(GROUP)
-                    .arg(&item.id)
-                    .arg(&item.consumer)
-                    .arg(extra);
-                invocation.invoke(c)
-            })
-            .map_err(|err| self.explain_missing_group(op, err))?;
+        let done: u64 = self.on_group(op, script, true, |invocation| {
+            invocation.arg(&item.id).arg(&item.consumer).arg(extra);
+        })?;
         Ok(done == 1)
     }
 
     fn counts(&self) -> Result<(u64, u64)> {
-        let object = &self.object;
-        let counts: Vec<u64> = object
-            .conn()
-            .read(object.name(), "counting", |c| {
-                object
-                    .guarded(&COUNTS)
-                    .key(&self.items)
-                    .arg(GROUP)
-                    .invoke(c)
-            })
-            .map_err(|err| self.explain_missing_group("counting", err))?;
+        let counts: Vec<u64> = self.on_group("counting", &COUNTS, true, |_| {})?;
         Ok((
             counts.first().copied().unwrap_or(0),
             counts.get(1).copied().unwrap_or(0),
@@ -418,8 +466,7 @@ impl RedisQueue {
         let mut items = Vec::new();
         if let Value::Array(entries) = &all {
             for value in entries {
-                let (id, _, payload) =
-                    entry(value).ok_or_else(|| self.corrupt("a stream entry has no item"))?;
+                let (id, _, payload) = self.stream_entry(value)?;
                 if !taken.contains(&id) {
                     items.push(payload);
                 }

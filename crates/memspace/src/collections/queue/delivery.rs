@@ -1,0 +1,188 @@
+//! [`Delivery`]: an item in flight with the process that received it, and the [`Claim`] on it
+//! that a delivery and an [`Undecodable`](super::Undecodable) item share: acknowledging it,
+//! putting it back, and putting it back when dropped, on either backend.
+
+use std::fmt;
+
+use super::layout::Raw;
+use super::redis::Received;
+use super::shm::Taken;
+use super::{Queue, QueueError, RedisQueue};
+use crate::handle::Place;
+use crate::sys;
+
+/// This process's hold on an item in flight.
+pub(super) struct Claim {
+    pub(super) seq: u64,
+    pub(super) deliveries: u32,
+    /// The process that received it: a forked copy must not put it back.
+    pid: u32,
+    /// Acknowledged or put back (or no longer this process's to settle).
+    settled: bool,
+    /// For a Redis queue: the stream entry and its receiver.
+    remote: Option<Received>,
+}
+
+impl Claim {
+    /// The claim on an item taken from a segment, and its payload.
+    pub(super) fn shm(taken: Taken) -> (Self, Vec<u8>) {
+        (Self::new(taken.seq, taken.deliveries, None), taken.payload)
+    }
+
+    /// The claim on an item received from a Redis stream, and its payload.
+    pub(super) fn redis(mut item: Received) -> (Self, Vec<u8>) {
+        let payload = std::mem::take(&mut item.payload);
+        (Self::new(item.seq, item.deliveries, Some(item)), payload)
+    }
+
+    fn new(seq: u64, deliveries: u32, remote: Option<Received>) -> Self {
+        Claim {
+            seq,
+            deliveries,
+            pid: sys::pid(),
+            settled: false,
+            remote,
+        }
+    }
+
+    /// Acknowledges the item (`ack`) or puts it back, in the queue at `place`. It counts as
+    /// settled once the backend answered, also when the answer is that the item is no longer
+    /// in flight with its receiver ([`QueueError::NotInFlight`]); an error on the way leaves it
+    /// in flight, to be put back when the claim's owner is dropped.
+    pub(super) fn settle(
+        &mut self,
+        place: &Place<RedisQueue>,
+        ack: bool,
+    ) -> Result<(), QueueError> {
+        let done = match (&self.remote, place) {
+            (Some(item), Place::Redis(queue)) if ack => queue.ack(item)?,
+            (Some(item), Place::Redis(queue)) => queue.nack(item)?,
+            (_, Place::Shm(segment)) if ack => Raw { segment }.ack(self.seq).map(|()| true)?,
+            (_, Place::Shm(segment)) => Raw { segment }.nack(self.seq).map(|()| true)?,
+            (None, Place::Redis(_)) => false,
+        };
+        self.settled = true;
+        if done {
+            Ok(())
+        } else {
+            Err(QueueError::NotInFlight {
+                name: place.name().clone(),
+                seq: self.seq,
+            })
+        }
+    }
+
+    /// Puts the item back now, reporting the error (`nack` on a delivery): settled whatever
+    /// the answer.
+    pub(super) fn put_back(&mut self, place: &Place<RedisQueue>) -> Result<(), QueueError> {
+        self.settled = true;
+        self.settle(place, false)
+    }
+
+    /// What dropping the claim's owner does: puts the item back unless it was settled, or the
+    /// claim is a forked copy.
+    pub(super) fn release(&mut self, place: &Place<RedisQueue>) {
+        if !self.settled && self.pid == sys::pid() {
+            // If this fails the item is still recorded as ours, and is delivered again once
+            // this process has ended (or, on Redis, its lease has run out): nothing is lost,
+            // so the error can be dropped.
+            let _ = self.settle(place, false);
+        }
+    }
+}
+
+/// A received item, in flight until [`ack`](Delivery::ack)ed.
+///
+/// Dropped without an ack, it goes back to the queue in its old place; if its process dies
+/// first, it is delivered again to another receiver (see [`Queue`]'s delivery guarantee).
+#[must_use = "an item that is not acknowledged goes back to the queue"]
+pub struct Delivery<'a, T> {
+    queue: &'a Queue<T>,
+    /// Present until acknowledged.
+    value: Option<T>,
+    claim: Claim,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Delivery<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("queue", self.queue.name())
+            .field("seq", &self.claim.seq)
+            .field("value", &self.value)
+            .field("deliveries", &self.claim.deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, T> Delivery<'a, T> {
+    /// The delivery of `value`, received from `queue` under `claim`.
+    pub(super) fn new(queue: &'a Queue<T>, value: T, claim: Claim) -> Self {
+        Delivery {
+            queue,
+            value: Some(value),
+            claim,
+        }
+    }
+
+    /// The item.
+    ///
+    /// # Panics
+    ///
+    /// Never: the value is only moved out by [`ack`](Delivery::ack), which consumes the
+    /// delivery.
+    pub fn value(&self) -> &T {
+        self.value
+            .as_ref()
+            .expect("the value is present until acknowledged")
+    }
+
+    /// How many times the item has been handed out, this time included: 1 the first time,
+    /// more after a receiver put it back or died holding it (a receiver killed while taking
+    /// it counts too).
+    #[must_use]
+    pub fn deliveries(&self) -> u32 {
+        self.claim.deliveries
+    }
+
+    /// The item's sequence number in its queue (increasing in the order items were put).
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.claim.seq
+    }
+
+    /// Acknowledges the item: it leaves the queue for good, and frees a place in a bounded
+    /// queue. Returns the item.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::NotInFlight`] in a forked child of the receiver; [`QueueError::Other`] if
+    /// the queue's segment is damaged. The item then stays in flight, and goes back to the
+    /// queue when the delivery is dropped (or its receiver ends).
+    ///
+    /// # Panics
+    ///
+    /// Never: the value is present until this call, which consumes the delivery.
+    pub fn ack(mut self) -> Result<T, QueueError> {
+        self.claim.settle(&self.queue.place, true)?;
+        Ok(self
+            .value
+            .take()
+            .expect("the value is present until acknowledged"))
+    }
+
+    /// Puts the item back now, in its old place (what dropping the delivery does, with the
+    /// error reported).
+    ///
+    /// # Errors
+    ///
+    /// As [`Delivery::ack`].
+    pub fn nack(mut self) -> Result<(), QueueError> {
+        self.claim.put_back(&self.queue.place)
+    }
+}
+
+impl<T> Drop for Delivery<'_, T> {
+    fn drop(&mut self) {
+        self.claim.release(&self.queue.place);
+    }
+}

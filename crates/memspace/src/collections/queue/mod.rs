@@ -1,0 +1,586 @@
+//! [`Queue<T>`]: a multi-producer, multi-consumer FIFO queue for threads and processes, bounded
+//! or not, that does not lose an item when the consumer that took it dies.
+//!
+//! The delivery guarantee, the space a queue uses and how calls block are documented on
+//! [`Queue`]. A handle holds a [`Place`] and runs each call on the engine of its backend, the
+//! way crossbeam-channel's `Sender` dispatches to its flavors. The files:
+//!
+//! * `layout.rs`: the queue's words in a segment (kind area, rings, entries) and their
+//!   validated reads;
+//! * `shm.rs`: the shared-memory engine: changes under the segment's robust lock, recovery
+//!   after a holder died, sleeping on futexes;
+//! * `redis.rs`: the Redis engine: a stream read through a consumer group, and its polling;
+//! * `wait.rs`: the deadlines of the timed calls, for both engines;
+//! * `delivery.rs`: [`Delivery`], and the claim on an item in flight that settles it;
+//! * `error.rs`: [`QueueError`], and [`Undecodable`], an item that is not the receiver's type;
+//! * `verify.rs`: what `inspect` reads of a queue's segment, without its lock.
+
+mod delivery;
+mod error;
+mod layout;
+mod redis;
+mod shm;
+mod verify;
+mod wait;
+
+pub use self::delivery::Delivery;
+pub use self::error::{QueueError, Undecodable};
+pub(crate) use self::redis::RedisQueue;
+pub(crate) use self::verify::{len, verify};
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use self::delivery::Claim;
+use self::layout::{QueueArea, Raw};
+use super::{codec, record};
+#[cfg(doc)]
+use crate::error::OpenError;
+use crate::error::{Error, Result};
+use crate::handle::{Blueprint, Place};
+use crate::redis::Init;
+use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+
+/// A multi-producer, multi-consumer FIFO queue shared by threads and processes, bounded or
+/// not, that does not lose an item when the consumer that took it dies.
+///
+/// Items are encoded with `MessagePack` (so `memspace queue get NAME` prints any item as
+/// JSON) and carry a CRC-32. A handle travels to a child process as the queue's name.
+///
+/// # The delivery guarantee
+///
+/// [`Queue::receive`] hands out an item as a [`Delivery`]: the item stays in the queue, marked
+/// as taken by the receiving process (its pid and start time), until the delivery is
+/// acknowledged with [`Delivery::ack`]. In plain words:
+///
+/// * **An acknowledged item is gone for good**: it is never delivered again, and an `ack` that
+///   returned `Ok` is never undone, whoever is killed afterwards.
+/// * **An item is never lost before it is acknowledged.** If the receiver drops the delivery
+///   without acknowledging it, the item goes back at once, in its old place (before the items
+///   put after it). If the receiving process *dies* first (a `kill -9`, a crash), the item is
+///   delivered again to another receiver, with [`Delivery::deliveries`] counting the attempts:
+///   at once when no other item is ready, and at the latest with the 16th item delivered after
+///   the death (a receiver already waiting looks every 50 ms).
+/// * So delivery is **at least once**, and exactly once for receivers that are not killed
+///   between receiving and acknowledging: an item reaches the application twice only if the
+///   first receiver died holding it, and the second delivery says so (`deliveries() > 1`).
+///
+/// [`Queue::get`] receives and acknowledges in one step: *at most once* from the caller's
+/// side. An item it returned is gone from the queue, whatever happens to the caller next.
+///
+/// A bounded queue counts items in flight against its capacity: a put waits until an item is
+/// acknowledged, not merely received.
+///
+/// # On Redis
+///
+/// A name `redis://HOST:PORT/NAME` puts the queue on a Redis server, as a stream read through
+/// a consumer group, with the same methods. One difference: Redis cannot see that a receiver
+/// on another machine died, so an item in flight for longer than the queue's lease (30 s, or
+/// `?lease_ms=N` in the name) is delivered again, and its first receiver's `ack` is then
+/// [`QueueError::NotInFlight`]. Waiting receivers block in the server for 100 ms at a time;
+/// waiting senders of a full bounded queue poll.
+///
+/// On Redis every method can also fail with
+/// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or with
+/// [`OpenError::NotFound`](crate::OpenError::NotFound) or
+/// [`OpenError::Replaced`](crate::OpenError::Replaced) once the queue was removed (or removed and
+/// created again) through another handle (see [`crate::backend`]).
+///
+/// # Space
+///
+/// Items live in a ring whose slots and bytes are reused as items are acknowledged, so a
+/// queue's size follows the most items (and bytes) it held at once, not how many went through
+/// it. A full ring is replaced by one twice as large, and the segment never shrinks; outgrown
+/// rings are not reused, which at most doubles the total. Space is freed in order: an item held
+/// in flight for a long time keeps the space of every item put after it until it is
+/// acknowledged.
+///
+/// # Blocking
+///
+/// [`get`](Queue::get) and [`receive`](Queue::receive) sleep while nothing is ready,
+/// [`put`](Queue::put) while a bounded queue is full, on futexes shared with every process:
+/// no polling, except that a receiver waiting while items are in flight with others looks
+/// every 50 ms whether their takers died. Each has a non-blocking (`try_`) and a timed
+/// (`_timeout`) form. A put wakes every sleeping receiver, not just one: a receiver killed
+/// between being woken and taking the item could otherwise strand it while the others sleep.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), memspace::collections::QueueError> {
+/// use memspace::collections::Queue;
+///
+/// let jobs = Queue::<String>::bounded(2)?; // anonymous: removed with its last handle
+/// jobs.put(&"first".into())?;
+/// jobs.put(&"second".into())?;
+/// assert!(jobs.try_put(&"third".into()).is_err()); // full
+///
+/// let job = jobs.receive()?; // in flight until acknowledged
+/// assert_eq!(job.value(), "first");
+/// job.ack()?;
+/// assert_eq!(jobs.get()?, "second"); // receive and acknowledge at once
+/// assert!(jobs.is_empty()?);
+///
+/// let name = format!("doc-queue-{}", std::process::id());
+/// let named = Queue::<u32>::create(&name)?; // persists until removed
+/// named.put(&7)?;
+/// assert_eq!(Queue::<u32>::open(&name)?.get()?, 7);
+/// named.unlink()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Queue<T> {
+    place: Place<RedisQueue>,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue::at(self.place.clone())
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `Debug` never waits: a Redis queue shows no count from the server.
+        let mut out = f.debug_struct("Queue");
+        out.field("name", self.name());
+        if let Place::Shm(segment) = &self.place {
+            out.field("len", &len(segment));
+        }
+        out.field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Queue<T> {
+    /// The handle of the queue at `place`.
+    fn at(place: Place<RedisQueue>) -> Self {
+        Queue {
+            place,
+            _items: PhantomData,
+        }
+    }
+
+    /// Items ready to be received (not counting those in flight). Exact when no operation is
+    /// under way. On Redis, items put back with `nack` count as in flight until taken again.
+    ///
+    /// # Errors
+    ///
+    /// Never for shared memory. On Redis, [`Error::RedisUnreachable`] if the server cannot be
+    /// reached, [`OpenError::NotFound`](crate::OpenError::NotFound) or
+    /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the queue was removed (or created
+    /// again) since this handle opened it.
+    pub fn len(&self) -> Result<u64> {
+        match &self.place {
+            Place::Shm(segment) => Ok(len(segment)),
+            Place::Redis(queue) => queue.len(),
+        }
+    }
+
+    /// Whether no item is ready to be received.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::len`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Items put and not yet acknowledged: ready, or in flight with a receiver.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::len`].
+    pub fn unacknowledged(&self) -> Result<u64> {
+        match &self.place {
+            Place::Shm(segment) => Ok(Raw { segment }.area().unacked.load(Ordering::Acquire)),
+            Place::Redis(queue) => Ok(queue.len()? + queue.in_flight()?),
+        }
+    }
+
+    /// Items in flight: received and not yet acknowledged.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::len`].
+    pub fn in_flight(&self) -> Result<u64> {
+        match &self.place {
+            Place::Shm(_) => Ok(self.unacknowledged()?.saturating_sub(self.len()?)),
+            Place::Redis(queue) => queue.in_flight(),
+        }
+    }
+
+    /// The bound on unacknowledged items, if the queue is bounded.
+    #[must_use]
+    pub fn capacity(&self) -> Option<u64> {
+        let capacity = match &self.place {
+            Place::Shm(segment) => Raw { segment }.area().capacity.load(Ordering::Relaxed),
+            Place::Redis(queue) => queue.object().capacity(),
+        };
+        match capacity {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// The queue's name (`redis://HOST:PORT/NAME` for a Redis queue).
+    #[must_use]
+    pub fn name(&self) -> &SegmentName {
+        self.place.name()
+    }
+
+    /// The item type recorded by the queue's creator: [`std::any::type_name`] of `T`,
+    /// the type the creator used, which need not be this handle's.
+    ///
+    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
+    /// bytes (see [`Segment::type_name`]); on Redis it is whole. Tools use it to refuse a write
+    /// that a program of the creator's type could not read (`memspace queue ...` does).
+    #[must_use]
+    pub fn recorded_type_name(&self) -> &str {
+        self.place.recorded_type_name()
+    }
+
+    /// The queue's segment (identity, size, address in this process), or `None` for a
+    /// Redis queue, which has none.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the queue's name from the system (see [`Segment::remove`]); handles already
+    /// open keep working.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`] if it was removed already.
+    pub fn unlink(&self) -> Result<()> {
+        self.place.unlink()
+    }
+
+    /// The error of a call that gave up: [`QueueError::Timeout`] after a wait, else `Full` (a
+    /// put) or `Empty` (a receive).
+    fn give_up(&self, timeout: Option<Duration>, full: bool) -> QueueError {
+        let name = self.name().clone();
+        match timeout {
+            Some(waited) if !waited.is_zero() => QueueError::Timeout { name, waited },
+            _ if full => QueueError::Full {
+                name,
+                capacity: self.capacity().unwrap_or(0),
+            },
+            _ => QueueError::Empty { name },
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An anonymous unbounded queue, removed when its last user drops it.
+    ///
+    /// # Errors
+    ///
+    /// What the system refuses when creating the segment.
+    pub fn new() -> Result<Self> {
+        Self::create_segment(&SegmentName::anonymous(), 0, &SegmentOptions::new(), true)
+    }
+
+    /// An anonymous queue holding at most `capacity` unacknowledged items (a capacity of 0 is
+    /// taken as 1).
+    ///
+    /// # Errors
+    ///
+    /// What the system refuses when creating the segment.
+    pub fn bounded(capacity: u64) -> Result<Self> {
+        Self::create_segment(
+            &SegmentName::anonymous(),
+            capacity.max(1),
+            &SegmentOptions::new(),
+            true,
+        )
+    }
+
+    /// Creates the unbounded queue `name`, which persists until removed (`memspace rm NAME`,
+    /// [`Queue::unlink`]).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
+    pub fn create(name: &str) -> Result<Self> {
+        Self::create_with(name, None, &SegmentOptions::new())
+    }
+
+    /// Creates the queue `name` holding at most `capacity` unacknowledged items (0 is taken
+    /// as 1).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create_bounded(name: &str, capacity: u64) -> Result<Self> {
+        Self::create_with(name, Some(capacity), &SegmentOptions::new())
+    }
+
+    /// Creates the queue `name`, bounded if `capacity` is given, with `options` (mode, initial
+    /// and largest size; they do not apply to a Redis queue).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create_with(
+        name: &str,
+        capacity: Option<u64>,
+        options: &SegmentOptions,
+    ) -> Result<Self> {
+        let capacity = capacity.map_or(0, |c| c.max(1));
+        Self::create_segment(&SegmentName::new(name)?, capacity, options, false)
+    }
+
+    /// Opens the queue `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`], [`OpenError::WrongKind`] if it holds something else, or a
+    /// header problem.
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(Queue::at(Place::open(name, Kind::Queue)?))
+    }
+
+    /// Creates the unbounded queue `name` in `backend` (see
+    /// [`Backend::locate`](crate::Backend::locate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::create(&backend.locate(name))
+    }
+
+    /// Opens the queue `name` in `backend`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`].
+    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::open(&backend.locate(name))
+    }
+
+    /// A queue over an already open segment (for example one opened with
+    /// [`inspect::observe`](crate::inspect::observe)).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::WrongKind`] if the segment is not a queue.
+    pub fn from_segment(segment: Segment) -> Result<Self> {
+        Ok(Queue::at(Place::from_segment(segment, Kind::Queue)?))
+    }
+
+    fn create_segment(
+        name: &SegmentName,
+        capacity: u64,
+        options: &SegmentOptions,
+        anonymous: bool,
+    ) -> Result<Self> {
+        let blueprint = Blueprint {
+            kind: Kind::Queue,
+            options,
+            anonymous,
+            redis: Init {
+                type_name: std::any::type_name::<T>(),
+                capacity,
+                ..Default::default()
+            },
+        };
+        let place = Place::create(name, &blueprint, |segment| {
+            // A new object is zero-filled: only the bound needs setting.
+            let area = segment.kind_area::<QueueArea>();
+            area.capacity.store(capacity, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok(Queue::at(place))
+    }
+
+    fn encode(&self, value: &T) -> Result<Vec<u8>> {
+        let payload = codec::encode(value).map_err(|source| Error::Encode {
+            name: self.name().clone(),
+            type_name: std::any::type_name::<T>(),
+            source,
+        })?;
+        if payload.len() > record::MAX_PAYLOAD {
+            return Err(Error::Full {
+                name: self.name().clone(),
+                needed: payload.len() as u64,
+                max_size: record::MAX_PAYLOAD as u64,
+            });
+        }
+        Ok(payload)
+    }
+
+    fn put_until(
+        &self,
+        value: &T,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<(), QueueError> {
+        // Encoded before anything is locked: a value that cannot be encoded changes nothing.
+        let payload = self.encode(value)?;
+        let put = match &self.place {
+            Place::Shm(segment) => Raw { segment }.put_until(&payload, timeout)?,
+            Place::Redis(queue) => queue.put_until(&payload, timeout)?,
+        };
+        if put {
+            Ok(())
+        } else {
+            Err(self.give_up(timeout, true))
+        }
+    }
+
+    /// Appends `value`, waiting while a bounded queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Other`] with [`Error::Encode`] if `value` cannot be encoded (the queue is
+    /// unchanged), [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow, or
+    /// [`Error::Corrupt`] if it is damaged. On Redis, [`OpenError::NotFound`] if the queue was
+    /// removed (nothing is written), or [`Error::RedisUnreachable`].
+    pub fn put(&self, value: &T) -> std::result::Result<(), QueueError> {
+        self.put_until(value, None)
+    }
+
+    /// Appends `value` if a bounded queue has room now.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Full`], or as [`Queue::put`].
+    pub fn try_put(&self, value: &T) -> std::result::Result<(), QueueError> {
+        self.put_until(value, Some(Duration::ZERO))
+    }
+
+    /// Appends `value`, waiting at most `timeout` for room in a bounded queue.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Timeout`] (or [`QueueError::Full`] for a zero timeout), or as
+    /// [`Queue::put`].
+    pub fn put_timeout(&self, value: &T, timeout: Duration) -> std::result::Result<(), QueueError> {
+        self.put_until(value, Some(timeout))
+    }
+
+    fn receive_until(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Delivery<'_, T>, QueueError> {
+        let taken = match &self.place {
+            Place::Shm(segment) => Raw { segment }.receive_until(timeout)?.map(Claim::shm),
+            Place::Redis(queue) => queue.receive_until(timeout)?.map(Claim::redis),
+        };
+        let Some((claim, payload)) = taken else {
+            return Err(self.give_up(timeout, false));
+        };
+        match codec::decode(&payload) {
+            Ok(value) => Ok(Delivery::new(self, value, claim)),
+            // The error holds the item in flight now: the caller discards it, or dropping the
+            // error puts it back.
+            Err(source) => Err(QueueError::Undecodable(Box::new(Undecodable::new(
+                self.place.clone(),
+                std::any::type_name::<T>(),
+                payload,
+                source,
+                claim,
+            )))),
+        }
+    }
+
+    /// Waits for an item and takes it in flight; acknowledge it with [`Delivery::ack`].
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Undecodable`] if the next item is not a `T`: the item is in flight with
+    /// the error, which [`discard`](Undecodable::discard)s it or, dropped, puts it back (where
+    /// it is the next item again); [`QueueError::Other`] with [`Error::Corrupt`] if the segment
+    /// is damaged.
+    pub fn receive(&self) -> std::result::Result<Delivery<'_, T>, QueueError> {
+        self.receive_until(None)
+    }
+
+    /// Takes an item in flight if one is ready.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Empty`], or as [`Queue::receive`].
+    pub fn try_receive(&self) -> std::result::Result<Delivery<'_, T>, QueueError> {
+        self.receive_until(Some(Duration::ZERO))
+    }
+
+    /// Waits at most `timeout` for an item and takes it in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Timeout`] (or [`QueueError::Empty`] for a zero timeout), or as
+    /// [`Queue::receive`].
+    pub fn receive_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<Delivery<'_, T>, QueueError> {
+        self.receive_until(Some(timeout))
+    }
+
+    /// Waits for an item, takes it and acknowledges it (at most once: see [`Queue`]'s delivery
+    /// guarantee).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receive`].
+    pub fn get(&self) -> std::result::Result<T, QueueError> {
+        self.receive()?.ack()
+    }
+
+    /// Takes and acknowledges an item if one is ready.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Empty`], or as [`Queue::receive`].
+    pub fn try_get(&self) -> std::result::Result<T, QueueError> {
+        self.try_receive()?.ack()
+    }
+
+    /// Waits at most `timeout` for an item, takes it and acknowledges it.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Timeout`] (or [`QueueError::Empty`] for a zero timeout), or as
+    /// [`Queue::receive`].
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, QueueError> {
+        self.receive_timeout(timeout)?.ack()
+    }
+
+    /// Copies of the items ready to be received, oldest first (items in flight are left out).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] if an item is not a `T`; [`Error::Corrupt`] if the segment is damaged.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let ready = match &self.place {
+            Place::Shm(segment) => Raw { segment }.ready_payloads()?,
+            // Numbered by position among the waiting items.
+            Place::Redis(queue) => (0u64..).zip(queue.waiting()?).collect(),
+        };
+        ready
+            .iter()
+            .map(|(index, payload)| decode_item(self.name(), *index, payload))
+            .collect()
+    }
+}
+
+serialize_as_name!(Queue<T> where T: Serialize + DeserializeOwned);
+
+/// Decodes item `index` of the queue `name` as a `U`.
+fn decode_item<U: DeserializeOwned>(name: &SegmentName, index: u64, payload: &[u8]) -> Result<U> {
+    codec::decode(payload).map_err(|source| Error::Decode {
+        name: name.clone(),
+        index,
+        expected: std::any::type_name::<U>(),
+        source,
+    })
+}

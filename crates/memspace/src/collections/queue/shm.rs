@@ -1,0 +1,577 @@
+//! The shared-memory engine of [`Queue`](super::Queue): the ring of `layout.rs`, changed under
+//! the segment's robust lock, and the futexes that blocked callers sleep on.
+//!
+//! # Protocol: one store commits each change
+//!
+//! Every operation holds the segment's robust lock, and each change is committed by one
+//! atomic store:
+//!
+//! * **put** writes its record into free ring space and its entry into the free slot `end`,
+//!   then stores `end + 1`;
+//! * **receive** stores `taken` into the entry's state (after writing the taker and counting
+//!   the delivery), **ack** stores `acknowledged`, a dropped delivery stores `ready` again;
+//! * `head` then moves past acknowledged entries (each position it can stop at is consistent),
+//!   freeing their slots and their record space for reuse;
+//! * when the ring has no free slot or no room for the record, a put builds a larger ring past
+//!   the current one, copies the live entries and records into it, and stores its offset into
+//!   `ring`.
+//!
+//! # Recovery
+//!
+//! A process killed before a commit leaves garbage in free space, which nothing points to; one
+//! killed after leaves only the derived words stale. The next locker is told that the owner
+//! died ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)), recounts `waiting` and
+//! `unacked` from the entries, resets `hint` to `head`, checks every live record's bounds,
+//! and marks the lock consistent. Items taken by a dead process are not a lock matter: they
+//! stay taken until a receiver finds their taker dead (pid gone, or reused by a process with
+//! another start time) and delivers them again.
+//!
+//! # Space and blocking
+//!
+//! See [`Queue`](super::Queue). Outgrown rings are never reused, so `verify`, which reads
+//! without the lock, never finds a ring it loaded rewritten under it as another ring. Sleepers
+//! read the futex word under the lock and sleep only while it is unchanged, so a wake-up
+//! between unlocking and sleeping is not lost; `receivers` and `senders` let a put or an ack
+//! skip the wake-up system call when nobody sleeps. A sleeper killed while counted leaves a
+//! count too high, which costs wake-ups, never a lost one.
+//!
+//! # Safety
+//!
+//! The one `unsafe` operation is `record::write`, whose contract is that no published offset
+//! points into the bytes written. It is called under the lock, in two places: in `Raw::put`,
+//! at a position `free_position` found in the ring's free space (outside the records of the
+//! live entries `head..end`, the only ones anybody follows); and in `Raw::grow`, in a new ring
+//! past the end of the current one, which no offset points into until `ring` is stored.
+
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::Duration;
+
+use super::QueueError;
+use super::layout::{
+    DONE, ENTRY_SIZE, Entry, MAX_SLOTS, QueueArea, READY, RING_ALIGN, RING_HEADER, Raw, Ring, TAKEN,
+};
+use super::wait::{Next, deadline, next_sleep};
+use crate::collections::record;
+use crate::error::{Error, Result};
+use crate::segment::{self, DATA_START};
+use crate::sync::{RawGuard, lock_and_repair};
+use crate::sys;
+
+/// Slots of the first ring; each larger ring doubles them.
+const INITIAL_SLOTS: u64 = 64;
+/// Record bytes of the first ring.
+const INITIAL_BYTES: u64 = 8 << 10;
+/// How often a waiting receiver looks for items taken by processes that died meanwhile.
+pub(super) const REDELIVERY_CHECK: Duration = Duration::from_millis(50);
+/// Every this many deliveries, a receiver looks for items of dead takers first even when other
+/// items are ready (it always looks when none is).
+const ORPHAN_SCAN_EVERY: u64 = 16;
+
+/// This process's pid and start time, which identify it as a taker. The start time is read
+/// from `/proc` once per process (a forked child sees another pid and reads its own).
+fn me() -> (u32, u64) {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
+    let pid = sys::pid();
+    if PID.load(Ordering::Acquire) == pid {
+        return (pid, START.load(Ordering::Relaxed));
+    }
+    let start = sys::process_start_time(pid).unwrap_or(0);
+    START.store(start, Ordering::Relaxed);
+    PID.store(pid, Ordering::Release);
+    (pid, start)
+}
+
+/// An item taken under the lock.
+pub(super) struct Taken {
+    pub(super) seq: u64,
+    pub(super) deliveries: u32,
+    pub(super) payload: Vec<u8>,
+}
+
+/// Marks the queue as changing (`changes` odd) for as long as it lives, so that
+/// [`verify`](fn@super::verify) can tell a consistent reading from one that raced a holder of
+/// the lock. A holder killed meanwhile leaves `changes` odd; recovery makes it even again.
+struct Change<'a> {
+    area: &'a QueueArea,
+}
+
+impl<'a> Change<'a> {
+    fn begin(area: &'a QueueArea, _held: &RawGuard<'_>) -> Self {
+        area.changes.fetch_add(1, Ordering::Relaxed);
+        // The odd value is visible before any of the writes that follow.
+        fence(Ordering::Release);
+        Change { area }
+    }
+}
+
+impl Drop for Change<'_> {
+    fn drop(&mut self) {
+        self.area.changes.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The record size of a payload: header, payload, padding to 8.
+fn record_size(payload_len: usize) -> u64 {
+    (record::HEADER + payload_len as u64).next_multiple_of(8)
+}
+
+impl<'a> Raw<'a> {
+    /// Appends `payload`, sleeping while a bounded queue is full; `false` once `timeout` has
+    /// passed first (at once for a zero timeout).
+    pub(super) fn put_until(self, payload: &[u8], timeout: Option<Duration>) -> Result<bool> {
+        let area = self.area();
+        let deadline = deadline(timeout);
+        loop {
+            let guard = self.lock()?;
+            let capacity = area.capacity.load(Ordering::Relaxed);
+            if capacity == 0 || area.unacked.load(Ordering::Relaxed) < capacity {
+                self.put(&guard, payload)?;
+                unlock_and_wake(guard, &area.items, &area.receivers);
+                return Ok(true);
+            }
+            let Next::Sleep(sleep) = next_sleep(timeout, deadline, None) else {
+                return Ok(false);
+            };
+            sleep_on(guard, &area.space, &area.senders, sleep);
+        }
+    }
+
+    /// Takes the next item in flight (see [`Raw::take`]), sleeping while none is ready;
+    /// `None` once `timeout` has passed first (at once for a zero timeout).
+    pub(super) fn receive_until(self, timeout: Option<Duration>) -> Result<Option<Taken>> {
+        let area = self.area();
+        let deadline = deadline(timeout);
+        loop {
+            let guard = self.lock()?;
+            if let Some(taken) = self.take(&guard)? {
+                return Ok(Some(taken));
+            }
+            // Items in flight come back if their taker dies, which wakes nobody: look again
+            // now and then while there are any.
+            let poll = (area.unacked.load(Ordering::Relaxed)
+                > area.waiting.load(Ordering::Relaxed))
+            .then_some(REDELIVERY_CHECK);
+            let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
+                return Ok(None);
+            };
+            sleep_on(guard, &area.items, &area.receivers, sleep);
+        }
+    }
+
+    /// Takes the segment's lock, repairing the queue's derived words if a holder died.
+    fn lock(self) -> Result<RawGuard<'a>> {
+        lock_and_repair(self.segment, |guard| self.recover(guard))
+    }
+
+    /// Recounts the derived words from the committed state (see the module docs).
+    fn recover(self, guard: &RawGuard<'_>) -> Result<()> {
+        let area = self.area();
+        let _change = Change::begin(area, guard);
+        let ring = self.ring()?;
+        let end = area.end.load(Ordering::Relaxed);
+        let head = area.head.load(Ordering::Relaxed).min(end);
+        area.head.store(head, Ordering::Relaxed);
+        let (head, end) = self.window(ring)?;
+        let (mut waiting, mut unacked) = (0, 0);
+        if let Some(ring) = ring {
+            for seq in head..end {
+                let entry = self.entry(ring, seq)?;
+                match entry.state.load(Ordering::Relaxed) {
+                    READY => {
+                        waiting += 1;
+                        unacked += 1;
+                    }
+                    TAKEN => unacked += 1,
+                    DONE => {}
+                    other => return Err(self.corrupt(format!("entry {seq} has state {other}"))),
+                }
+                self.record_end(ring, entry.record.load(Ordering::Relaxed))?;
+            }
+        }
+        area.waiting.store(waiting, Ordering::Relaxed);
+        area.unacked.store(unacked, Ordering::Relaxed);
+        area.hint.store(head, Ordering::Relaxed);
+        // `_change` made `changes` odd, unless a holder killed inside a change had left it odd
+        // already: then one more step, so that it ends even when `_change` is dropped.
+        if area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
+            area.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Moves `head` past acknowledged entries; returns the new head.
+    fn advance_head(self, ring: Ring, head: u64, end: u64) -> Result<u64> {
+        let mut new_head = head;
+        while new_head < end && self.entry(ring, new_head)?.state.load(Ordering::Relaxed) == DONE {
+            new_head += 1;
+        }
+        if new_head != head {
+            self.area().head.store(new_head, Ordering::Relaxed);
+        }
+        Ok(new_head)
+    }
+
+    /// Where a record of `need` bytes fits in the ring's free space, if anywhere.
+    fn free_position(self, ring: Ring, head: u64, end: u64, need: u64) -> Result<Option<u64>> {
+        if need > ring.bytes() {
+            return Ok(None);
+        }
+        if head == end {
+            return Ok(Some(ring.lo));
+        }
+        let first = self.entry(ring, head)?.record.load(Ordering::Relaxed);
+        self.record_end(ring, first)?;
+        let last = self.entry(ring, end - 1)?.record.load(Ordering::Relaxed);
+        let tail = self.record_end(ring, last)?;
+        // Records of `head..end` occupy `[first, tail)`, or `[first, hi)` and `[lo, tail)`
+        // once they wrapped around.
+        Ok(if first < tail {
+            if tail + need <= ring.hi {
+                Some(tail)
+            } else if ring.lo + need <= first {
+                Some(ring.lo)
+            } else {
+                None
+            }
+        } else if tail + need <= first {
+            Some(tail)
+        } else {
+            None
+        })
+    }
+
+    /// Builds a ring with room for one more entry and `need` more record bytes past the
+    /// current one, copies the live entries and records into it, and switches to it.
+    fn grow(
+        self,
+        guard: &RawGuard<'_>,
+        old: Option<Ring>,
+        (head, end): (u64, u64),
+        need: u64,
+    ) -> Result<Ring> {
+        let area = self.area();
+        let segment = self.segment;
+        let full = || Error::Full {
+            name: segment.name().clone(),
+            needed: u64::MAX,
+            max_size: segment.max_size(),
+        };
+        let (mut slots, mut bytes, from) = match old {
+            None => (INITIAL_SLOTS, INITIAL_BYTES, DATA_START),
+            Some(ring) => (ring.slots, ring.bytes(), ring.hi),
+        };
+        while slots <= end - head {
+            slots = slots
+                .checked_mul(2)
+                .filter(|s| *s <= MAX_SLOTS)
+                .ok_or_else(full)?;
+        }
+        let mut live = 0;
+        if let Some(ring) = old {
+            for seq in head..end {
+                let record = self.entry(ring, seq)?.record.load(Ordering::Relaxed);
+                live += self.record_end(ring, record)? - record;
+            }
+        }
+        // At least half of the new ring is free, so that rings are not rebuilt often.
+        let want = (live + need).checked_mul(2).ok_or_else(full)?;
+        while bytes < want {
+            bytes = bytes.checked_mul(2).ok_or_else(full)?;
+        }
+        let at = from.next_multiple_of(RING_ALIGN);
+        let lo = at + RING_HEADER + slots * ENTRY_SIZE;
+        let hi = lo.checked_add(bytes).ok_or_else(full)?;
+        segment.grow_to(hi, guard)?;
+        self.word(at)?.store(slots, Ordering::Relaxed);
+        self.word(at + 8)?.store(bytes, Ordering::Relaxed);
+        let new = Ring { at, slots, lo, hi };
+        let mut position = lo;
+        if let Some(ring) = old {
+            for seq in head..end {
+                let from = self.entry(ring, seq)?;
+                let payload = record::read(segment, from.record.load(Ordering::Relaxed))?;
+                // SAFETY: we hold the lock (`guard`), and `[position, hi)` lies in the new ring,
+                // past the end of the current one, which no offset points into before `ring`
+                // is stored below (module `# Safety`).
+                let (record, next) = unsafe { record::write(segment, guard, position, &payload) }?;
+                position = next;
+                let to = self.entry(new, seq)?;
+                to.record.store(record, Ordering::Relaxed);
+                to.state
+                    .store(from.state.load(Ordering::Relaxed), Ordering::Relaxed);
+                to.deliveries
+                    .store(from.deliveries.load(Ordering::Relaxed), Ordering::Relaxed);
+                to.taker_pid
+                    .store(from.taker_pid.load(Ordering::Relaxed), Ordering::Relaxed);
+                to.taker_start
+                    .store(from.taker_start.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        crate::failpoint::hit("queue.ring_built");
+        // Commit: the new ring, its entries and records happen-before any Acquire load of it.
+        area.ring.store(at, Ordering::Release);
+        Ok(new)
+    }
+
+    /// Appends one encoded item; the caller holds the lock and checked the bound.
+    fn put(self, guard: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
+        let area = self.area();
+        let need = record_size(payload.len());
+        let ring = self.ring()?;
+        let (mut head, end) = self.window(ring)?;
+        let _change = Change::begin(area, guard);
+        let mut at = None;
+        if let Some(current) = ring {
+            head = self.advance_head(current, head, end)?;
+            if end - head < current.slots {
+                at = self.free_position(current, head, end, need)?;
+            }
+        }
+        let (ring, at) = if let (Some(current), Some(at)) = (ring, at) {
+            (current, at)
+        } else {
+            let grown = self.grow(guard, ring, (head, end), need)?;
+            let at = self.free_position(grown, head, end, need)?.ok_or_else(|| {
+                self.corrupt("a freshly built ring has no room for its record".to_owned())
+            })?;
+            (grown, at)
+        };
+        // SAFETY: we hold the lock (`guard`), and `free_position` placed `[at, at + need)` in
+        // the ring's free space, outside every live record (module `# Safety`).
+        let (record, _) = unsafe { record::write(self.segment, guard, at, payload) }?;
+        let entry = self.entry(ring, end)?;
+        entry.record.store(record, Ordering::Relaxed);
+        entry.deliveries.store(0, Ordering::Relaxed);
+        entry.taker_pid.store(0, Ordering::Relaxed);
+        entry.taker_start.store(0, Ordering::Relaxed);
+        entry.state.store(READY, Ordering::Relaxed);
+        crate::failpoint::hit("queue.written");
+        // Commit: the record and the entry happen-before any Acquire load of `end`.
+        area.end.store(end + 1, Ordering::Release);
+        crate::failpoint::hit("queue.committed");
+        area.waiting.fetch_add(1, Ordering::Relaxed);
+        area.unacked.fetch_add(1, Ordering::Relaxed);
+        area.items.fetch_add(1, Ordering::Release);
+        self.segment.note_writer();
+        Ok(())
+    }
+
+    /// The first entry taken by a dead process, if any.
+    fn find_orphan(self, ring: Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
+        let area = self.area();
+        let in_flight = area
+            .unacked
+            .load(Ordering::Relaxed)
+            .saturating_sub(area.waiting.load(Ordering::Relaxed));
+        let (my_pid, my_start) = me();
+        let mut seen = 0;
+        let mut checked: Vec<(u32, u64, bool)> = Vec::new();
+        for seq in head..end {
+            if seen >= in_flight {
+                break;
+            }
+            let entry = self.entry(ring, seq)?;
+            if entry.state.load(Ordering::Relaxed) != TAKEN {
+                continue;
+            }
+            seen += 1;
+            let pid = entry.taker_pid.load(Ordering::Relaxed);
+            let start = entry.taker_start.load(Ordering::Relaxed);
+            if (pid, start) == (my_pid, my_start) {
+                continue;
+            }
+            let alive = if let Some(&(_, _, alive)) =
+                checked.iter().find(|(p, s, _)| (*p, *s) == (pid, start))
+            {
+                alive
+            } else {
+                let alive = segment::process_alive(pid, start);
+                checked.push((pid, start, alive));
+                alive
+            };
+            if !alive {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first ready entry at or after `hint`, moving `hint` up to it.
+    fn find_ready(self, ring: Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
+        let area = self.area();
+        let hint = area.hint.load(Ordering::Relaxed);
+        // Derived, so untrusted: outside the window it is ignored.
+        let from = if (head..=end).contains(&hint) {
+            hint
+        } else {
+            head
+        };
+        for seq in from..end {
+            if self.entry(ring, seq)?.state.load(Ordering::Relaxed) == READY {
+                area.hint.store(seq, Ordering::Relaxed);
+                return Ok(Some(seq));
+            }
+        }
+        area.hint.store(end, Ordering::Relaxed);
+        Ok(None)
+    }
+
+    /// Takes the next item: usually the first ready one; an item of a dead taker when none is
+    /// ready, or every `ORPHAN_SCAN_EVERY` deliveries. `None` if there is nothing to take.
+    fn take(self, guard: &RawGuard<'_>) -> Result<Option<Taken>> {
+        let area = self.area();
+        let Some(ring) = self.ring()? else {
+            return Ok(None);
+        };
+        let window = self.window(Some(ring))?;
+        let _change = Change::begin(area, guard);
+        let ready = self.find_ready(ring, window)?;
+        let orphans_first = ready.is_none_or(|seq| seq.is_multiple_of(ORPHAN_SCAN_EVERY));
+        let orphan = if orphans_first {
+            self.find_orphan(ring, window)?
+        } else {
+            None
+        };
+        let Some(seq) = orphan.or(ready) else {
+            return Ok(None);
+        };
+        let entry = self.entry(ring, seq)?;
+        let was = entry.state.load(Ordering::Relaxed);
+        let record = entry.record.load(Ordering::Relaxed);
+        self.record_end(ring, record)?;
+        let payload = record::read(self.segment, record)?;
+        let (pid, start) = me();
+        entry.taker_start.store(start, Ordering::Relaxed);
+        entry.taker_pid.store(pid, Ordering::Relaxed);
+        // Counted before the commit: a receiver killed in between counts as an attempt, so the
+        // count may overstate deliveries but never hides one.
+        let deliveries = entry.deliveries.load(Ordering::Relaxed).saturating_add(1);
+        entry.deliveries.store(deliveries, Ordering::Relaxed);
+        entry.state.store(TAKEN, Ordering::Release); // commit
+        crate::failpoint::hit("queue.taken");
+        if was == READY {
+            area.waiting.fetch_sub(1, Ordering::Relaxed);
+            area.hint.store(seq + 1, Ordering::Relaxed);
+        }
+        Ok(Some(Taken {
+            seq,
+            deliveries,
+            payload,
+        }))
+    }
+
+    /// The entry of `seq` if this process holds it in flight.
+    fn held_entry(self, seq: u64) -> std::result::Result<(Ring, &'a Entry), QueueError> {
+        let not_in_flight = || QueueError::NotInFlight {
+            name: self.segment.name().clone(),
+            seq,
+        };
+        let ring = self.ring()?.ok_or_else(not_in_flight)?;
+        let (head, end) = self.window(Some(ring))?;
+        if !(head..end).contains(&seq) {
+            return Err(not_in_flight());
+        }
+        let entry = self.entry(ring, seq)?;
+        let taker = (
+            entry.taker_pid.load(Ordering::Relaxed),
+            entry.taker_start.load(Ordering::Relaxed),
+        );
+        if entry.state.load(Ordering::Relaxed) != TAKEN || taker != me() {
+            return Err(not_in_flight());
+        }
+        Ok((ring, entry))
+    }
+
+    /// Acknowledges item `seq`, which this process holds in flight: it leaves the queue for
+    /// good, and a sender waiting for room is woken.
+    pub(super) fn ack(self, seq: u64) -> std::result::Result<(), QueueError> {
+        let area = self.area();
+        let guard = self.lock()?;
+        let (ring, entry) = self.held_entry(seq)?;
+        let change = Change::begin(area, &guard);
+        entry.state.store(DONE, Ordering::Release); // commit
+        crate::failpoint::hit("queue.acked");
+        area.unacked.fetch_sub(1, Ordering::Relaxed);
+        let (head, end) = self.window(Some(ring))?;
+        self.advance_head(ring, head, end)?;
+        area.space.fetch_add(1, Ordering::Release);
+        drop(change);
+        unlock_and_wake(guard, &area.space, &area.senders);
+        Ok(())
+    }
+
+    /// Puts item `seq`, which this process holds in flight, back in its place, and wakes the
+    /// waiting receivers.
+    pub(super) fn nack(self, seq: u64) -> std::result::Result<(), QueueError> {
+        let area = self.area();
+        let guard = self.lock()?;
+        let (_, entry) = self.held_entry(seq)?;
+        let change = Change::begin(area, &guard);
+        entry.state.store(READY, Ordering::Release); // commit
+        crate::failpoint::hit("queue.returned");
+        area.waiting.fetch_add(1, Ordering::Relaxed);
+        if area.hint.load(Ordering::Relaxed) > seq {
+            area.hint.store(seq, Ordering::Relaxed);
+        }
+        area.items.fetch_add(1, Ordering::Release);
+        drop(change);
+        unlock_and_wake(guard, &area.items, &area.receivers);
+        Ok(())
+    }
+
+    /// Copies of the payloads of the ready items, oldest first.
+    pub(super) fn ready_payloads(self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let _held = self.lock()?;
+        let Some(ring) = self.ring()? else {
+            return Ok(Vec::new());
+        };
+        let (head, end) = self.window(Some(ring))?;
+        let mut payloads = Vec::new();
+        for seq in head..end {
+            let entry = self.entry(ring, seq)?;
+            if entry.state.load(Ordering::Relaxed) == READY {
+                let record = entry.record.load(Ordering::Relaxed);
+                self.record_end(ring, record)?;
+                payloads.push((seq, record::read(self.segment, record)?));
+            }
+        }
+        Ok(payloads)
+    }
+}
+
+/// Unlocks, then wakes every sleeper on `word` if `sleepers` (read under the lock) counts any.
+fn unlock_and_wake(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) {
+    let wake = sleepers.load(Ordering::Relaxed) != 0;
+    drop(guard);
+    if wake {
+        sys::futex_wake(word, u32::MAX);
+    }
+}
+
+/// Unlocks and sleeps on `word` for at most `sleep` (`None`: until woken), counted in
+/// `sleepers` meanwhile.
+fn sleep_on(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32, sleep: Option<Duration>) {
+    // Read under the lock: a change after we unlock (a put, an acknowledgement) bumps it, and
+    // the futex then does not sleep.
+    let seen = word.load(Ordering::Relaxed);
+    sleepers.fetch_add(1, Ordering::Relaxed);
+    drop(guard);
+    sys::futex_wait(word, seen, sleep);
+    sleepers.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_sizes_include_the_header_and_padding() {
+        assert_eq!(record_size(0), 8);
+        assert_eq!(record_size(1), 16);
+        assert_eq!(record_size(8), 16);
+        assert_eq!(record_size(9), 24);
+    }
+}

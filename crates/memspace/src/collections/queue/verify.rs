@@ -1,0 +1,192 @@
+//! What `inspect` reads of a queue's segment: how many items are ready, and a check of the
+//! ring and its items, made without the lock while operations go on.
+
+use std::sync::atomic::{Ordering, fence};
+
+use super::layout::{DONE, READY, Raw, Ring, TAKEN};
+use crate::collections::{codec, record};
+use crate::error::Error;
+use crate::inspect::Report;
+use crate::segment::{self, Segment};
+
+/// How often [`verify`] tries to read the queue between two changes.
+const VERIFY_ATTEMPTS: u32 = 16;
+
+/// The number of ready items of the queue in `segment`.
+pub(crate) fn len(segment: &Segment) -> u64 {
+    Raw { segment }.area().waiting.load(Ordering::Acquire)
+}
+
+/// Checks the queue in `segment` without its lock: the ring, every live entry's state and
+/// record (bounds, order, checksum, encoding), the bound and the counters.
+///
+/// Operations may go on meanwhile, in this process or others. The check is retried until it
+/// ran between two changes (`changes` even and unchanged), or while the lock's holder is dead
+/// (nothing changes until the next locker recovers); after [`VERIFY_ATTEMPTS`] tries it gives
+/// up with a note.
+pub(crate) fn verify(segment: &Segment, report: &mut Report) {
+    let raw = Raw { segment };
+    let area = raw.area();
+    for _ in 0..VERIFY_ATTEMPTS {
+        let before = area.changes.load(Ordering::Acquire);
+        let mut found = Report::default();
+        check(raw, &mut found);
+        fence(Ordering::Acquire);
+        let after = area.changes.load(Ordering::Relaxed);
+        let holder_dead = segment
+            .lock_owner()
+            .is_some_and(|pid| !segment::pid_alive(pid));
+        if before == after && (before.is_multiple_of(2) || holder_dead) {
+            for problem in found.problems {
+                report.problem(problem);
+            }
+            for note in found.notes {
+                report.note(note);
+            }
+            report.items_checked += found.items_checked;
+            return;
+        }
+        std::thread::yield_now();
+    }
+    report.note(format!(
+        "the queue changed during each of {VERIFY_ATTEMPTS} attempts to check it; its items \
+         were not checked"
+    ));
+}
+
+fn check(raw: Raw<'_>, report: &mut Report) {
+    let segment = raw.segment;
+    let area = raw.area();
+    let ring = match raw.ring() {
+        Ok(ring) => ring,
+        Err(err) => return report.problem(describe(&err)),
+    };
+    let window = match raw.window(ring) {
+        Ok(window) => window,
+        Err(err) => return report.problem(describe(&err)),
+    };
+    let (waiting, unacked) = match ring {
+        Some(ring) => check_entries(raw, ring, window, report),
+        None => (0, 0),
+    };
+    let capacity = area.capacity.load(Ordering::Relaxed);
+    if capacity != 0 && unacked > capacity {
+        report.problem(format!(
+            "{unacked} items are unacknowledged, more than the capacity {capacity}"
+        ));
+    }
+    let (counted_waiting, counted_unacked) = (
+        area.waiting.load(Ordering::Relaxed),
+        area.unacked.load(Ordering::Relaxed),
+    );
+    if (waiting, unacked) != (counted_waiting, counted_unacked) {
+        let what = format!(
+            "the counters say {counted_waiting} ready and {counted_unacked} unacknowledged, the \
+             entries {waiting} and {unacked}"
+        );
+        if segment.lock_owner().is_some() {
+            report.note(format!(
+                "{what}: a holder of the lock was interrupted; the next locker recounts"
+            ));
+        } else {
+            report.problem(what);
+        }
+    }
+}
+
+/// Checks the live entries and their records; returns how many are ready and unacknowledged.
+fn check_entries(
+    raw: Raw<'_>,
+    ring: Ring,
+    (head, end): (u64, u64),
+    report: &mut Report,
+) -> (u64, u64) {
+    let segment = raw.segment;
+    let (mut waiting, mut unacked) = (0u64, 0u64);
+    let mut first = None;
+    let mut previous_end = None;
+    let mut wrapped = false;
+    let mut orphans = Vec::new();
+    for seq in head..end {
+        if report.is_full() {
+            break;
+        }
+        let entry = match raw.entry(ring, seq) {
+            Ok(entry) => entry,
+            Err(err) => {
+                report.problem(format!("entry {seq}: {}", describe(&err)));
+                continue;
+            }
+        };
+        let state = entry.state.load(Ordering::Acquire);
+        match state {
+            READY => {
+                waiting += 1;
+                unacked += 1;
+            }
+            TAKEN => {
+                unacked += 1;
+                let (pid, start) = (
+                    entry.taker_pid.load(Ordering::Relaxed),
+                    entry.taker_start.load(Ordering::Relaxed),
+                );
+                if !segment::process_alive(pid, start) {
+                    orphans.push(seq);
+                }
+            }
+            DONE => {}
+            other => report.problem(format!("entry {seq} has state {other}")),
+        }
+        let record = entry.record.load(Ordering::Relaxed);
+        let record_end = match raw.record_end(ring, record) {
+            Ok(record_end) => record_end,
+            Err(err) => {
+                report.problem(format!("entry {seq}: {}", describe(&err)));
+                continue;
+            }
+        };
+        // Records follow each other, wrapping around once, never reaching the first.
+        let first = *first.get_or_insert(record);
+        if let Some(previous) = previous_end {
+            if record != previous {
+                if record == ring.lo && !wrapped {
+                    wrapped = true;
+                } else {
+                    report.problem(format!(
+                        "entry {seq}: its record at {record} does not follow the previous one \
+                         (ending at {previous})"
+                    ));
+                }
+            }
+            if wrapped && record_end > first {
+                report.problem(format!(
+                    "entry {seq}: its record at {record} overlaps the oldest one at {first}"
+                ));
+            }
+        }
+        previous_end = Some(record_end);
+        if state == READY || state == TAKEN {
+            match record::read(segment, record) {
+                Ok(payload) if codec::decode::<serde::de::IgnoredAny>(&payload).is_ok() => {}
+                Ok(_) => report.problem(format!("item {seq} is not a well-formed value")),
+                Err(err) => report.problem(format!("item {seq}: {}", describe(&err))),
+            }
+            report.items_checked += 1;
+        }
+    }
+    if let (Some(first), Some(last)) = (orphans.first(), orphans.last()) {
+        report.note(format!(
+            "{} items ({first}..={last}) are in flight with processes that died; they are \
+             delivered again to the next receivers",
+            orphans.len()
+        ));
+    }
+    (waiting, unacked)
+}
+
+fn describe(err: &Error) -> String {
+    match err {
+        Error::Corrupt { what, .. } => what.clone(),
+        other => other.to_string(),
+    }
+}

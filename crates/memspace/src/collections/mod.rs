@@ -29,4 +29,4 @@ pub(crate) use self::queue::{
 };
 pub use self::value::Value;
 pub use self::vec::SharedVec;
-pub(crate) use self::vec::{VecArea, len as vec_len, verify as verify_vec};
+pub(crate) use self::vec::{len as vec_len, verify as verify_vec};

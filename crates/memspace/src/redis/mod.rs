@@ -34,10 +34,8 @@
 //! the same check to tell a removal from damage.
 
 mod conn;
-mod list;
 mod map;
 mod queue;
-mod value;
 
 use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -888,7 +886,5 @@ fn describe_state(
     Ok(())
 }
 
-pub(crate) use self::list::RedisList;
 pub(crate) use self::map::RedisMap;
 pub(crate) use self::queue::RedisQueue;
-pub(crate) use self::value::RedisValue;

@@ -47,7 +47,7 @@ pub(crate) use self::event::RedisEvent;
 pub(crate) use self::lock::RedisLock;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
-pub(crate) use self::plain::ValueShape;
+pub(crate) use self::plain::{ValueShape, expect_type, type_mismatch};
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
 pub(crate) use self::rwlock::RwLockArea;
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};

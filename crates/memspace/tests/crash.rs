@@ -716,7 +716,7 @@ fn try_lock_for_on_a_lock_held_by_a_live_process_times_out() {
     let _ = holder.0.join();
     match lock.try_lock_for(Duration::from_millis(200)) {
         Err(TryLockError::Lock(LockError::OwnerDied(guard))) => {
-            guard.mark_consistent().expect("mark consistent")
+            guard.mark_consistent().expect("mark consistent");
         }
         other => panic!("expected OwnerDied once the holder is dead, got {other:?}"),
     }

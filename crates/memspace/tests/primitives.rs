@@ -544,7 +544,9 @@ fn four_workers_pushing_ten_thousand_each_are_all_there_in_order() {
                 "{mode:?} worker {worker}"
             );
         }
-        assert!(memspace::inspect::verify(vec.segment()).is_consistent());
+        assert!(
+            memspace::inspect::verify(vec.segment().expect("in shared memory")).is_consistent()
+        );
     }
 }
 

@@ -34,7 +34,7 @@ pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<Exit
         _ => bail!("`{name}`: this build of the command cannot show what the library described"),
     };
     let values = if items {
-        items_of(info.kind, name, Some(segment))
+        items_of(info.kind, name, Some(*segment))
     } else {
         Ok(None)
     };

@@ -27,4 +27,4 @@ pub use self::queue::{Delivery, Queue, QueueError, Undecodable};
 pub(crate) use self::queue::{RedisQueue, len as queue_len, verify as verify_queue};
 pub use self::value::Value;
 pub use self::vec::SharedVec;
-pub(crate) use self::vec::{VecArea, len as vec_len, verify as verify_vec};
+pub(crate) use self::vec::{len as vec_len, verify as verify_vec};

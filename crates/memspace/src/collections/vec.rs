@@ -11,7 +11,8 @@
 //!
 //! # Safety
 //!
-//! Two operations are `unsafe`. `Mapping::write` (a push) writes past `len` under the lock,
+//! Two operations are `unsafe`, besides the [`ShmSafe`] promise for the kind area (`VecArea`,
+//! fixed-width atomics). `Mapping::write` (a push) writes past `len` under the lock,
 //! where no reader looks. `std::slice::from_raw_parts` in [`SharedVec::as_slice`] builds a
 //! slice over the published prefix: it is mapped (`ensure_mapped`), aligned (the data area
 //! starts on a page, `T`'s alignment is at most a page and every element is at a multiple of
@@ -22,21 +23,27 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, OpenError, Result};
+use crate::error::{Error, Result};
+use crate::handle::{Blueprint, NoRedis, Place};
+use crate::redis::Init;
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
-use crate::sync::{RawGuard, lock_and_repair};
+use crate::shm_safe::ShmSafe;
+use crate::sync::{RawGuard, expect_type, lock_and_repair};
 
 #[repr(C)]
-pub(crate) struct VecArea {
+struct VecArea {
     len: AtomicU64,
     element_size: AtomicU64,
     element_align: AtomicU64,
 }
+
+// SAFETY: `#[repr(C)]`, fixed-width atomics only: any bits are valid, every change is atomic,
+// nothing to drop.
+unsafe impl ShmSafe for VecArea {}
 
 /// A growable array of `T: Pod` in shared memory, appended to by any thread or process and
 /// read without copying.
@@ -56,14 +63,14 @@ pub(crate) struct VecArea {
 /// # }
 /// ```
 pub struct SharedVec<T> {
-    segment: Arc<Segment>,
+    place: Place<NoRedis>,
     _elements: PhantomData<fn(T) -> T>,
 }
 
 impl<T> Clone for SharedVec<T> {
     fn clone(&self) -> Self {
         SharedVec {
-            segment: Arc::clone(&self.segment),
+            place: self.place.clone(),
             _elements: PhantomData,
         }
     }
@@ -72,15 +79,20 @@ impl<T> Clone for SharedVec<T> {
 impl<T> fmt::Debug for SharedVec<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedVec")
-            .field("name", self.segment.name())
+            .field("name", self.name())
             .field("len", &self.len())
             .finish_non_exhaustive()
     }
 }
 
 impl<T> SharedVec<T> {
+    /// The segment: a vector lives only in shared memory.
+    fn shm(&self) -> &Segment {
+        self.place.local()
+    }
+
     fn area(&self) -> &VecArea {
-        self.segment.kind_area::<VecArea>()
+        self.shm().kind_area::<VecArea>()
     }
 
     /// The number of published elements.
@@ -98,22 +110,45 @@ impl<T> SharedVec<T> {
     /// The vector's segment name.
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        self.segment.name()
+        self.place.name()
     }
 
-    /// The vector's segment.
+    /// The element type recorded by the vector's creator: [`std::any::type_name`] of `T`, the
+    /// type the creator used, which need not be this handle's (it has the same size and
+    /// alignment). Cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX) bytes (see
+    /// [`Segment::type_name`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> memspace::Result<()> {
+    /// use memspace::collections::SharedVec;
+    ///
+    /// let samples = SharedVec::<u64>::new()?;
+    /// assert_eq!(samples.recorded_type_name(), "u64");
+    /// assert!(samples.segment().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
-    pub fn segment(&self) -> &Segment {
-        &self.segment
+    pub fn recorded_type_name(&self) -> &str {
+        self.place.recorded_type_name()
     }
 
-    /// Removes the vector's name from the system.
+    /// The vector's segment (identity, size, address in this process). Always `Some`: a
+    /// vector lives only in shared memory (the `Option` is every handle's).
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the vector's name from the system (see [`Segment::unlink`]).
     ///
     /// # Errors
     ///
-    /// [`OpenError::NotFound`] if it was removed already.
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
     pub fn unlink(&self) -> Result<()> {
-        Ok(self.segment.unlink()?)
+        self.place.unlink()
     }
 }
 
@@ -131,7 +166,8 @@ impl<T: Pod> SharedVec<T> {
     ///
     /// # Errors
     ///
-    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
+    /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
+    /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str) -> Result<Self> {
         Self::create_with(name, &SegmentOptions::new())
     }
@@ -149,10 +185,11 @@ impl<T: Pod> SharedVec<T> {
     ///
     /// # Errors
     ///
-    /// [`OpenError::NotFound`], [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound),
+    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind),
+    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch).
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Vec))?;
-        Self::from_segment(segment)
+        Self::checked(Place::open(name, Kind::Vec)?)
     }
 
     /// A vector over an already open segment (for example one from
@@ -160,34 +197,10 @@ impl<T: Pod> SharedVec<T> {
     ///
     /// # Errors
     ///
-    /// [`OpenError::WrongKind`], [`OpenError::TypeMismatch`].
+    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind),
+    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch).
     pub fn from_segment(segment: Segment) -> Result<Self> {
-        const {
-            assert!(align_of::<T>() <= 4096, "elements start at a page boundary");
-            assert!(
-                size_of::<T>() > 0,
-                "zero-sized elements take no memory to share"
-            );
-        };
-        let segment = segment.expecting(Kind::Vec)?;
-        let area = segment.kind_area::<VecArea>();
-        let size = area.element_size.load(Ordering::Relaxed);
-        if size != size_of::<T>() as u64
-            || area.element_align.load(Ordering::Relaxed) != align_of::<T>() as u64
-        {
-            return Err(OpenError::TypeMismatch {
-                name: segment.name().clone(),
-                found: segment.type_name().to_owned(),
-                found_size: size,
-                expected: std::any::type_name::<T>(),
-                expected_size: size_of::<T>() as u64,
-            }
-            .into());
-        }
-        Ok(SharedVec {
-            segment: Arc::new(segment),
-            _elements: PhantomData,
-        })
+        Self::checked(Place::from_segment(segment, Kind::Vec)?)
     }
 
     fn create_segment(
@@ -195,30 +208,55 @@ impl<T: Pod> SharedVec<T> {
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
-        let segment = Segment::create(
-            name,
-            Kind::Vec,
-            std::any::type_name::<T>(),
+        let blueprint = Blueprint {
+            kind: Kind::Vec,
             options,
             anonymous,
-            |segment| {
-                let area = segment.kind_area::<VecArea>();
-                area.len.store(0, Ordering::Relaxed);
-                area.element_size
-                    .store(size_of::<T>() as u64, Ordering::Relaxed);
-                area.element_align
-                    .store(align_of::<T>() as u64, Ordering::Relaxed);
-                Ok(())
+            redis: Init {
+                type_name: std::any::type_name::<T>(),
+                ..Init::default()
             },
+        };
+        let place = Place::create(name, &blueprint, |segment| {
+            let area = segment.kind_area::<VecArea>();
+            area.len.store(0, Ordering::Relaxed);
+            area.element_size
+                .store(size_of::<T>() as u64, Ordering::Relaxed);
+            area.element_align
+                .store(align_of::<T>() as u64, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Self::checked(place)
+    }
+
+    /// The vector in `place`, once its segment says its elements have `T`'s size and
+    /// alignment.
+    fn checked(place: Place<NoRedis>) -> Result<Self> {
+        const {
+            assert!(align_of::<T>() <= 4096, "elements start at a page boundary");
+            assert!(
+                size_of::<T>() > 0,
+                "zero-sized elements take no memory to share"
+            );
+        };
+        let segment = place.local();
+        let area = segment.kind_area::<VecArea>();
+        expect_type::<T>(
+            segment,
+            area.element_size.load(Ordering::Relaxed),
+            area.element_align.load(Ordering::Relaxed),
         )?;
-        Self::from_segment(segment)
+        Ok(SharedVec {
+            place,
+            _elements: PhantomData,
+        })
     }
 
     /// Takes the segment's lock. A pusher that died left nothing to repair: `len` is the only
     /// commit point.
     #[inline]
     fn lock(&self) -> Result<RawGuard<'_>> {
-        lock_and_repair(&self.segment, |_| Ok(()))
+        lock_and_repair(self.shm(), |_| Ok(()))
     }
 
     /// The end of the first `len` elements (`len` read from the segment), checked to lie in
@@ -226,13 +264,11 @@ impl<T: Pod> SharedVec<T> {
     /// through here: a damaged length is [`Error::Corrupt`], never a slice past the mapping
     /// nor a push that grows the segment to wherever the length points.
     fn end_of(&self, len: u64) -> Result<u64> {
+        let segment = self.shm();
         let what = || format!("the vector's {len} elements");
         len.checked_mul(size_of::<T>() as u64)
-            .ok_or_else(|| self.segment.corrupt(format!("{} overflow", what())))
-            .and_then(|bytes| {
-                self.segment
-                    .data_range(what, DATA_START, bytes, align_of::<T>() as u64)
-            })
+            .ok_or_else(|| segment.corrupt(format!("{} overflow", what())))
+            .and_then(|bytes| segment.data_range(what, DATA_START, bytes, align_of::<T>() as u64))
     }
 
     /// Appends `value`.
@@ -257,6 +293,7 @@ impl<T: Pod> SharedVec<T> {
         if values.is_empty() {
             return Ok(());
         }
+        let segment = self.shm();
         let held = self.lock()?;
         let area = self.area();
         let len = area.len.load(Ordering::Relaxed);
@@ -266,27 +303,20 @@ impl<T: Pod> SharedVec<T> {
         let full = || Error::Full {
             name: self.name().clone(),
             needed: u64::MAX,
-            max_size: self.segment.max_size(),
+            max_size: segment.max_size(),
         };
         let new_len = len.checked_add(values.len() as u64).ok_or_else(full)?;
         let end = (size_of_val(values) as u64)
             .checked_add(at)
             .ok_or_else(full)?;
-        self.segment.grow_to(end, &held)?;
+        segment.grow_to(end, &held)?;
         // SAFETY: we hold the lock and `[at, end)` lies past the published length, where no
         // reader looks (see the module's `# Safety`).
-        unsafe {
-            self.segment
-                .mapping()
-                .write(at, bytemuck::cast_slice(values))
-        }
-        .ok_or_else(|| {
-            self.segment
-                .corrupt(format!("elements at {at} are not mapped"))
-        })?;
+        unsafe { segment.mapping().write(at, bytemuck::cast_slice(values)) }
+            .ok_or_else(|| segment.corrupt(format!("elements at {at} are not mapped")))?;
         crate::failpoint::hit("vec.written");
         area.len.store(new_len, Ordering::Release);
-        self.segment.note_writer();
+        segment.note_writer();
         Ok(())
     }
 
@@ -297,15 +327,15 @@ impl<T: Pod> SharedVec<T> {
     ///
     /// [`Error::Corrupt`] if the segment's length points past its size.
     pub fn as_slice(&self) -> Result<&[T]> {
+        let segment = self.shm();
         let len = self.len();
         self.end_of(len)?;
-        let base = self
-            .segment
+        let base = segment
             .mapping()
             .pointer::<T>(DATA_START)
-            .ok_or_else(|| self.segment.corrupt("the data area is not mapped".into()))?;
-        let len = usize::try_from(len)
-            .map_err(|_| self.segment.corrupt(format!("length {len} overflows")))?;
+            .ok_or_else(|| segment.corrupt("the data area is not mapped".into()))?;
+        let len =
+            usize::try_from(len).map_err(|_| segment.corrupt(format!("length {len} overflows")))?;
         // SAFETY: `ensure_mapped` proved the `len` elements from DATA_START are mapped; `base`
         // is aligned (checked by `pointer`); published elements are never written again and any
         // bits are a valid `T: Pod`; the mapping outlives the borrow of `self` (module
@@ -325,7 +355,7 @@ impl<T: Pod> SharedVec<T> {
             .and_then(|i| slice.get(i))
             .copied();
         // The copy may have read zeros from a page lost to a file shrunk meanwhile.
-        self.segment.check_intact()?;
+        self.shm().check_intact()?;
         Ok(element)
     }
 
@@ -337,7 +367,7 @@ impl<T: Pod> SharedVec<T> {
     pub fn to_vec(&self) -> Result<Vec<T>> {
         let elements = self.as_slice()?.to_vec();
         // As in `get`.
-        self.segment.check_intact()?;
+        self.shm().check_intact()?;
         Ok(elements)
     }
 }

@@ -258,7 +258,7 @@ pub enum Description {
         /// What `verify` found.
         report: Report,
         /// The observed segment.
-        segment: Segment,
+        segment: Box<Segment>,
     },
     /// An object on a Redis server: its kind and a few fields (`backend`, `server`, `type`,
     /// `keys`, and the kind's state), the last `damaged` if its keys cannot be read as the
@@ -290,6 +290,6 @@ pub fn describe(name: &str, options: &SegmentOptions) -> AnyResult<Description> 
     Ok(Description::Segment {
         info: Box::new(info(&segment)),
         report: verify(&segment),
-        segment,
+        segment: Box::new(segment),
     })
 }

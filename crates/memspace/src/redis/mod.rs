@@ -36,11 +36,9 @@
 //! the same check to tell a removal from damage.
 
 mod conn;
-mod list;
 mod map;
 mod object;
 mod script;
-mod value;
 
 pub(crate) use self::conn::Conn;
 pub(crate) use self::object::{GROUP, Init, Object, read_meta};
@@ -48,6 +46,4 @@ pub(crate) use self::script::{
     CHECKED_SET, checked_script, damage_text, deepest_cause, guard_refusal, refused, refused_with,
 };
 
-pub(crate) use self::list::RedisList;
 pub(crate) use self::map::RedisMap;
-pub(crate) use self::value::RedisValue;

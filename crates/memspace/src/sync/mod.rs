@@ -45,6 +45,7 @@ pub(crate) use self::event::RedisEvent;
 pub(crate) use self::lock::RedisLock;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
+pub(crate) use self::plain::{expect_type, type_mismatch};
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::semaphore::{Permit, Semaphore, SemaphoreError};

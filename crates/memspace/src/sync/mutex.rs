@@ -106,6 +106,13 @@ impl<T: Pod> Mutex<T> {
         Ok(Self::wrap(segment, value))
     }
 
+    /// A mutex over an already open segment of `kind` laid out as a mutex and its value
+    /// (shared with `Value<T>`).
+    pub(crate) fn from_kind_segment(segment: Segment, kind: Kind) -> Result<Self> {
+        let (segment, value) = plain::from_segment(segment, kind)?;
+        Ok(Self::wrap(segment, value))
+    }
+
     /// Creates a segment of `kind` laid out as a mutex and its value (shared with `Value<T>`).
     pub(crate) fn create_segment(
         name: &SegmentName,
@@ -192,6 +199,12 @@ impl<T: Pod> Mutex<T> {
 }
 
 serialize_as_name!(Mutex<T> where T: Pod);
+
+impl<T> crate::handle::InSegment for Mutex<T> {
+    fn segment(&self) -> &Segment {
+        self.place.local()
+    }
+}
 
 /// Access to a [`Mutex`]'s value while the lock is held.
 #[must_use = "the lock is released as soon as the guard is dropped"]

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::Pod;
 
-use crate::error::{OpenError, Result};
+use crate::error::{Error, OpenError, Result};
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
 
@@ -69,23 +69,49 @@ pub(crate) fn create<T: Pod>(
 
 /// Opens the segment `name` of `kind`, checking that it holds a `T`.
 pub(crate) fn open<T: Pod>(name: &SegmentName, kind: Kind) -> Result<(Segment, NonNull<T>)> {
-    let segment = Segment::open(name, Some(kind))?;
+    holding(Segment::open(name, Some(kind))?)
+}
+
+/// An already open segment, which must be of `kind` and hold a `T`.
+pub(crate) fn from_segment<T: Pod>(segment: Segment, kind: Kind) -> Result<(Segment, NonNull<T>)> {
+    holding(segment.expecting(kind)?)
+}
+
+/// The segment and its value, once its shape says it holds a `T`.
+fn holding<T: Pod>(segment: Segment) -> Result<(Segment, NonNull<T>)> {
     let shape = segment.kind_area::<ValueShape>();
-    let size = shape.size.load(Ordering::Relaxed);
-    if size != size_of::<T>() as u64
-        || shape.align.load(Ordering::Relaxed) != align_of::<T>() as u64
-    {
-        return Err(OpenError::TypeMismatch {
-            name: segment.name().clone(),
-            found: segment.type_name().to_owned(),
-            found_size: size,
-            expected: std::any::type_name::<T>(),
-            expected_size: size_of::<T>() as u64,
-        }
-        .into());
-    }
+    expect_type::<T>(
+        &segment,
+        shape.size.load(Ordering::Relaxed),
+        shape.align.load(Ordering::Relaxed),
+    )?;
     let value = pointer(&segment)?;
     Ok((segment, value))
+}
+
+/// Checks that the `size` and `align` a segment records for its values or elements are
+/// `T`'s: [`OpenError::TypeMismatch`] otherwise, naming the type its creator recorded.
+pub(crate) fn expect_type<T>(segment: &Segment, size: u64, align: u64) -> Result<()> {
+    if size == size_of::<T>() as u64 && align == align_of::<T>() as u64 {
+        return Ok(());
+    }
+    Err(type_mismatch::<T>(
+        segment.name(),
+        segment.type_name(),
+        size,
+    ))
+}
+
+/// [`OpenError::TypeMismatch`]: `name` holds values of `found` (`found_size` bytes), not `T`.
+pub(crate) fn type_mismatch<T>(name: &SegmentName, found: &str, found_size: u64) -> Error {
+    OpenError::TypeMismatch {
+        name: name.clone(),
+        found: found.to_owned(),
+        found_size,
+        expected: std::any::type_name::<T>(),
+        expected_size: size_of::<T>() as u64,
+    }
+    .into()
 }
 
 fn pointer<T>(segment: &Segment) -> Result<NonNull<T>> {

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{CHECKED_SET, Object};
 use crate::error::Result;
+use crate::handle::RedisEngine;
+use crate::redis::{CHECKED_SET, Object};
 
 /// How one optimistic attempt at an update ended.
 enum Attempt {
@@ -26,16 +27,18 @@ pub(crate) struct RedisValue {
     items: String,
 }
 
-impl RedisValue {
-    pub(crate) fn new(object: Arc<Object>) -> Self {
+impl RedisEngine for RedisValue {
+    fn attach(object: Arc<Object>) -> Self {
         let items = object.key("items");
         RedisValue { object, items }
     }
 
-    pub(crate) fn object(&self) -> &Object {
+    fn object(&self) -> &Object {
         &self.object
     }
+}
 
+impl RedisValue {
     /// The bytes; `OpenError::NotFound` if the value was removed, `OpenError::Replaced` if it
     /// was created again, `Error::Corrupt` if its key is missing.
     pub(crate) fn get(&self) -> Result<Vec<u8>> {

@@ -4,8 +4,9 @@ use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 
-use super::{Object, checked_script};
 use crate::error::Result;
+use crate::handle::RedisEngine;
+use crate::redis::{Object, checked_script};
 
 /// `RPUSH` of every argument, unless the object was removed. Lua's `unpack` takes a few
 /// thousand values at most, so long batches go in slices; the script is one atomic step all
@@ -29,16 +30,18 @@ pub(crate) struct RedisList {
     items: String,
 }
 
-impl RedisList {
-    pub(crate) fn new(object: Arc<Object>) -> Self {
+impl RedisEngine for RedisList {
+    fn attach(object: Arc<Object>) -> Self {
         let items = object.key("items");
         RedisList { object, items }
     }
 
-    pub(crate) fn object(&self) -> &Object {
+    fn object(&self) -> &Object {
         &self.object
     }
+}
 
+impl RedisList {
     /// Appends the payloads in one atomic step, or fails with `OpenError::NotFound` if the
     /// list was removed.
     pub(crate) fn push(&self, payloads: &[Vec<u8>]) -> Result<()> {

@@ -1,14 +1,21 @@
 //! [`Value<T>`]: one plain value in shared memory, read and written atomically, like Python's
 //! `multiprocessing.Value` but with an update that really is atomic.
+//!
+//! In shared memory a value is a [`Mutex<T>`] segment of its own kind; on a Redis server it is
+//! the string that `redis.rs` updates in optimistic transactions.
+
+mod redis;
 
 use std::fmt;
 
 use bytemuck::Pod;
 
+use self::redis::RedisValue;
 use crate::error::Result;
-use crate::redis::{Init, Object, RedisValue};
-use crate::segment::{Kind, SegmentName};
-use crate::sync::{LockError, Mutex, MutexGuard, TryLockError};
+use crate::handle::{Blueprint, Place, RedisEngine};
+use crate::redis::Init;
+use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+use crate::sync::{LockError, Mutex, MutexGuard, TryLockError, type_mismatch};
 
 /// A value of plain data (`T: Pod`) shared by threads and processes.
 ///
@@ -43,22 +50,16 @@ use crate::sync::{LockError, Mutex, MutexGuard, TryLockError};
 /// # }
 /// ```
 pub struct Value<T> {
-    repr: Repr<T>,
+    place: ValuePlace<T>,
 }
 
-/// Where the value lives.
-enum Repr<T> {
-    Shm(Mutex<T>),
-    Redis(RedisValue),
-}
+/// Where a value lives: a [`Mutex<T>`] segment, or a Redis string.
+type ValuePlace<T> = Place<RedisValue, Mutex<T>>;
 
 impl<T> Clone for Value<T> {
     fn clone(&self) -> Self {
         Value {
-            repr: match &self.repr {
-                Repr::Shm(inner) => Repr::Shm(inner.clone()),
-                Repr::Redis(value) => Repr::Redis(value.clone()),
-            },
+            place: self.place.clone(),
         }
     }
 }
@@ -68,7 +69,7 @@ impl<T: Pod + fmt::Debug + Send> fmt::Debug for Value<T> {
         // `Debug` never waits: the value only if its lock is free, and none from a Redis server.
         let mut out = f.debug_struct("Value");
         out.field("name", self.name());
-        if let Repr::Shm(inner) = &self.repr
+        if let Place::Shm(inner) = &self.place
             && let Ok(guard) = self.recovering(inner.try_lock())
         {
             out.field("value", &*guard);
@@ -84,14 +85,7 @@ impl<T: Pod + Send> Value<T> {
     ///
     /// What the system refuses when creating the segment.
     pub fn new(value: T) -> Result<Self> {
-        Ok(Value {
-            repr: Repr::Shm(Mutex::create_segment(
-                &SegmentName::anonymous(),
-                value,
-                true,
-                Kind::Value,
-            )?),
-        })
+        Self::create_place(&SegmentName::anonymous(), value, true)
     }
 
     /// Creates the value `name`; it persists until removed.
@@ -101,21 +95,7 @@ impl<T: Pod + Send> Value<T> {
     /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
     /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
     pub fn create(name: &str, value: T) -> Result<Self> {
-        let name = SegmentName::new(name)?;
-        if name.is_redis() {
-            let init = Init {
-                type_name: std::any::type_name::<T>(),
-                size: size_of::<T>() as u64,
-                value: bytemuck::bytes_of(&value),
-                ..Init::default()
-            };
-            return Ok(Value {
-                repr: Repr::Redis(RedisValue::new(Object::create(&name, Kind::Value, &init)?)),
-            });
-        }
-        Ok(Value {
-            repr: Repr::Shm(Mutex::create_segment(&name, value, false, Kind::Value)?),
-        })
+        Self::create_place(&SegmentName::new(name)?, value, false)
     }
 
     /// Creates the value `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
@@ -136,26 +116,11 @@ impl<T: Pod + Send> Value<T> {
     /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch).
     pub fn open(name: &str) -> Result<Self> {
         let name = SegmentName::new(name)?;
-        if name.is_redis() {
-            let object = Object::open(&name, Kind::Value)?;
-            let expected = size_of::<T>() as u64;
-            if object.size() != expected {
-                return Err(crate::OpenError::TypeMismatch {
-                    name,
-                    found: object.type_name().to_owned(),
-                    found_size: object.size(),
-                    expected: std::any::type_name::<T>(),
-                    expected_size: expected,
-                }
-                .into());
-            }
-            return Ok(Value {
-                repr: Repr::Redis(RedisValue::new(object)),
-            });
-        }
-        Ok(Value {
-            repr: Repr::Shm(Mutex::open_kind(&name, Kind::Value)?),
-        })
+        let place = match ValuePlace::<T>::open_redis(&name, Kind::Value)? {
+            Some(remote) => Place::Redis(Self::checked(remote)?),
+            None => Place::Shm(Mutex::open_kind(&name, Kind::Value)?),
+        };
+        Ok(Value { place })
     }
 
     /// Opens the value `name` in `backend`.
@@ -167,10 +132,75 @@ impl<T: Pod + Send> Value<T> {
         Self::open(&backend.locate(name))
     }
 
+    /// A value over an already open segment (for example one opened with
+    /// [`SegmentOptions::open`], which can accept another user's segment).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not a value,
+    /// [`OpenError::TypeMismatch`](crate::OpenError::TypeMismatch) if it holds another type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> memspace::Result<()> {
+    /// use memspace::SegmentOptions;
+    /// use memspace::collections::Value;
+    ///
+    /// let name = format!("doc-value-from-segment-{}", std::process::id());
+    /// let counter = Value::create(&name, 7u32)?;
+    /// let again = Value::<u32>::from_segment(SegmentOptions::new().open(&name)?)?;
+    /// assert_eq!(again.get()?, 7);
+    /// assert_eq!(again.recorded_type_name(), "u32");
+    /// assert!(again.segment().is_some());
+    /// assert!(Value::<u64>::from_segment(SegmentOptions::new().open(&name)?).is_err());
+    /// counter.unlink()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_segment(segment: Segment) -> Result<Self> {
+        Ok(Value {
+            place: Place::Shm(Mutex::from_kind_segment(segment, Kind::Value)?),
+        })
+    }
+
+    fn create_place(name: &SegmentName, value: T, anonymous: bool) -> Result<Self> {
+        let blueprint = Blueprint {
+            kind: Kind::Value,
+            // Not used: a value's segment is sized to hold the value.
+            options: &SegmentOptions::new(),
+            anonymous,
+            redis: Init {
+                type_name: std::any::type_name::<T>(),
+                size: size_of::<T>() as u64,
+                value: bytemuck::bytes_of(&value),
+                ..Init::default()
+            },
+        };
+        let place = match ValuePlace::<T>::create_redis(name, &blueprint)? {
+            Some(remote) => Place::Redis(remote),
+            None => Place::Shm(Mutex::create_segment(name, value, anonymous, Kind::Value)?),
+        };
+        Ok(Value { place })
+    }
+
+    /// A Redis value, checked to hold values of `T`'s size.
+    fn checked(remote: RedisValue) -> Result<RedisValue> {
+        let object = remote.object();
+        if object.size() != size_of::<T>() as u64 {
+            return Err(type_mismatch::<T>(
+                object.name(),
+                object.type_name(),
+                object.size(),
+            ));
+        }
+        Ok(remote)
+    }
+
     /// Reads `T` from the bytes a Redis value holds.
-    fn from_bytes(value: &RedisValue, bytes: &[u8]) -> Result<T> {
+    fn decode(&self, bytes: &[u8]) -> Result<T> {
         bytemuck::try_pod_read_unaligned(bytes).map_err(|_| crate::Error::Corrupt {
-            name: value.object().name().clone(),
+            name: self.name().clone(),
             what: format!(
                 "it holds {} bytes, a `{}` has {}",
                 bytes.len(),
@@ -218,9 +248,9 @@ impl<T: Pod + Send> Value<T> {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound) if the value was removed (a write
     /// then stores nothing).
     pub fn get(&self) -> Result<T> {
-        match &self.repr {
-            Repr::Shm(inner) => Ok(*self.lock(inner)?),
-            Repr::Redis(value) => Self::from_bytes(value, &value.get()?),
+        match &self.place {
+            Place::Shm(inner) => Ok(*self.lock(inner)?),
+            Place::Redis(value) => self.decode(&value.get()?),
         }
     }
 
@@ -230,9 +260,9 @@ impl<T: Pod + Send> Value<T> {
     ///
     /// As [`Value::get`].
     pub fn set(&self, value: T) -> Result<()> {
-        match &self.repr {
-            Repr::Shm(inner) => *self.lock(inner)? = value,
-            Repr::Redis(remote) => remote.set(bytemuck::bytes_of(&value))?,
+        match &self.place {
+            Place::Shm(inner) => *self.lock(inner)? = value,
+            Place::Redis(remote) => remote.set(bytemuck::bytes_of(&value))?,
         }
         Ok(())
     }
@@ -244,21 +274,21 @@ impl<T: Pod + Send> Value<T> {
     ///
     /// As [`Value::get`].
     pub fn update(&self, mut change: impl FnMut(&mut T)) -> Result<T> {
-        match &self.repr {
-            Repr::Shm(inner) => {
+        match &self.place {
+            Place::Shm(inner) => {
                 let mut guard = self.lock(inner)?;
                 change(&mut guard);
                 Ok(*guard)
             }
-            Repr::Redis(remote) => {
+            Place::Redis(remote) => {
                 let new = remote.update(&mut |bytes| {
-                    // A value of the wrong size is left as it is, unwritten; `from_bytes`
+                    // A value of the wrong size is left as it is, unwritten; `decode`
                     // reports it.
                     let mut value = bytemuck::try_pod_read_unaligned::<T>(bytes).ok()?;
                     change(&mut value);
                     Some(bytemuck::bytes_of(&value).to_vec())
                 })?;
-                Self::from_bytes(remote, &new)
+                self.decode(&new)
             }
         }
     }
@@ -266,22 +296,34 @@ impl<T: Pod + Send> Value<T> {
     /// The value's name (`redis://HOST:PORT/NAME` for a Redis value).
     #[must_use]
     pub fn name(&self) -> &SegmentName {
-        match &self.repr {
-            Repr::Shm(inner) => inner.name(),
-            Repr::Redis(value) => value.object().name(),
-        }
+        self.place.name()
     }
 
-    /// Removes the value's name (for a Redis value, its keys).
+    /// The value type recorded by the value's creator: [`std::any::type_name`] of `T`, the
+    /// type the creator used, which need not be this handle's (it has the same size).
+    ///
+    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
+    /// bytes (see [`Segment::type_name`]); on Redis it is whole.
+    #[must_use]
+    pub fn recorded_type_name(&self) -> &str {
+        self.place.recorded_type_name()
+    }
+
+    /// The value's segment (identity, size, address in this process), or `None` for a
+    /// Redis value, which has none.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the value's name if it still names this value (see [`Segment::unlink`]; for a
+    /// Redis value, its keys).
     ///
     /// # Errors
     ///
     /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
     pub fn unlink(&self) -> Result<()> {
-        match &self.repr {
-            Repr::Shm(inner) => Ok(crate::segment::Segment::remove(inner.name().as_str())?),
-            Repr::Redis(value) => value.object().remove(),
-        }
+        self.place.unlink()
     }
 }
 

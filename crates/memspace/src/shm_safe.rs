@@ -58,8 +58,6 @@ unsafe impl ShmSafe for crate::sync::RwLockArea {}
 // SAFETY: as above.
 unsafe impl ShmSafe for crate::collections::VecArea {}
 // SAFETY: as above.
-unsafe impl ShmSafe for crate::collections::MapArea {}
-// SAFETY: as above.
 unsafe impl ShmSafe for crate::collections::QueueArea {}
 // SAFETY: as above.
 unsafe impl ShmSafe for crate::collections::QueueEntry {}

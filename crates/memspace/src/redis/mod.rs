@@ -35,7 +35,6 @@
 
 mod conn;
 mod list;
-mod map;
 mod queue;
 mod value;
 
@@ -889,6 +888,5 @@ fn describe_state(
 }
 
 pub(crate) use self::list::RedisList;
-pub(crate) use self::map::RedisMap;
 pub(crate) use self::queue::RedisQueue;
 pub(crate) use self::value::RedisValue;

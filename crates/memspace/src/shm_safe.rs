@@ -35,5 +35,3 @@ unsafe impl ShmSafe for AtomicU32 {}
 unsafe impl ShmSafe for AtomicU64 {}
 // SAFETY: arrays of `ShmSafe` elements keep every property element-wise.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
-// SAFETY: `#[repr(C)]`, atomics only.
-unsafe impl ShmSafe for crate::collections::MapArea {}

@@ -21,8 +21,8 @@ mod vec;
 
 pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};
-pub(crate) use self::map::{MapArea, len as map_len, verify as verify_map};
 pub use self::map::{MapIter, MapKeys, MapValues, SharedMap};
+pub(crate) use self::map::{len as map_len, verify as verify_map};
 pub use self::queue::{Delivery, Queue, QueueError, Undecodable};
 pub(crate) use self::queue::{RedisQueue, len as queue_len, verify as verify_queue};
 pub use self::value::Value;

@@ -36,7 +36,6 @@
 //! the same check to tell a removal from damage.
 
 mod conn;
-mod map;
 mod object;
 mod script;
 
@@ -45,5 +44,3 @@ pub(crate) use self::object::{GROUP, Init, Object, read_meta};
 pub(crate) use self::script::{
     CHECKED_SET, checked_script, damage_text, deepest_cause, guard_refusal, refused, refused_with,
 };
-
-pub(crate) use self::map::RedisMap;

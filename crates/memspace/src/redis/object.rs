@@ -474,19 +474,4 @@ impl Object {
     pub(crate) fn remove(&self) -> Result<()> {
         remove_keys(&self.conn, &self.name, &self.base)
     }
-
-    /// Turns a failed decoding of item `index` into an error naming the object.
-    pub(crate) fn decode_error(
-        &self,
-        index: u64,
-        expected: &'static str,
-        source: rmp_serde::decode::Error,
-    ) -> Error {
-        Error::Decode {
-            name: self.name.clone(),
-            index,
-            expected,
-            source,
-        }
-    }
 }

@@ -1,4 +1,5 @@
-//! [`RedisMap`]: a `SharedMap` as a Redis hash whose fields and values are encoded items.
+//! [`RedisMap`]: a `SharedMap` as a Redis hash whose fields and values are encoded items, and
+//! how an encoded key is shown in an error message.
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -6,9 +7,11 @@ use std::sync::{Arc, LazyLock};
 use redis::Script;
 use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{Object, checked_script};
+use super::shm::Entry;
 use crate::collections::codec;
 use crate::error::{Error, Result};
+use crate::handle::RedisEngine;
+use crate::redis::{Object, checked_script};
 
 /// How many characters of a key an error message shows.
 const KEY_TEXT_MAX: usize = 60;
@@ -48,62 +51,82 @@ return 1
 /// The Redis side of a `SharedMap`: the hash `memspace:{NAME}:items`, encoded key to encoded
 /// value.
 #[derive(Debug, Clone)]
-pub(crate) struct RedisMap {
+pub(super) struct RedisMap {
     object: Arc<Object>,
     items: String,
 }
 
-impl RedisMap {
-    pub(crate) fn new(object: Arc<Object>) -> Self {
+impl RedisEngine for RedisMap {
+    fn attach(object: Arc<Object>) -> Self {
         let items = object.key("items");
         RedisMap { object, items }
     }
 
-    pub(crate) fn object(&self) -> &Object {
+    fn object(&self) -> &Object {
         &self.object
     }
+}
 
-    /// Decodes the value stored under the encoded `key`; if it is not a `T`, the error names
-    /// the key.
-    pub(crate) fn decode_value<T: DeserializeOwned>(&self, key: &[u8], value: &[u8]) -> Result<T> {
-        codec::decode(value).map_err(|source| Error::DecodeMapValue {
-            name: self.object.name().clone(),
-            key: key_text(key),
-            expected: std::any::type_name::<T>(),
-            source: Box::new(source),
-        })
+impl RedisMap {
+    /// Decodes the value stored under the encoded `key`, if there is one; if it is not a `T`,
+    /// the error names the key.
+    fn decode_value<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+    ) -> Result<Option<T>> {
+        let Some(value) = value else { return Ok(None) };
+        codec::decode(&value)
+            .map(Some)
+            .map_err(|source| Error::DecodeMapValue {
+                name: self.object.name().clone(),
+                key: key_text(key),
+                expected: std::any::type_name::<T>(),
+                source: Box::new(source),
+            })
     }
 
-    pub(crate) fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// Stores `value` under `key`; returns the value it replaced, decoded.
+    pub(super) fn insert<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<T>> {
         let object = &self.object;
-        object.conn().write(object.name(), "inserting", |c| {
+        let old = object.conn().write(object.name(), "inserting", |c| {
             object
                 .guarded(&REPLACE)
                 .key(&self.items)
                 .arg(key)
                 .arg(value)
                 .invoke(c)
-        })
+        })?;
+        self.decode_value(key, old)
     }
 
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.object
-            .read_checked("looking up a key", &self.items, &[b"HGET", key])
+    /// The value of `key`, decoded.
+    pub(super) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        let value = self
+            .object
+            .read_checked("looking up a key", &self.items, &[b"HGET", key])?;
+        self.decode_value(key, value)
     }
 
-    pub(crate) fn contains(&self, key: &[u8]) -> Result<bool> {
+    pub(super) fn contains(&self, key: &[u8]) -> Result<bool> {
         self.object
             .read_checked("looking up a key", &self.items, &[b"HEXISTS", key])
     }
 
-    pub(crate) fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// Removes `key`; returns its value, decoded.
+    pub(super) fn remove<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         let object = &self.object;
-        object.conn().write(object.name(), "removing a key", |c| {
+        let old = object.conn().write(object.name(), "removing a key", |c| {
             object.guarded(&TAKE).key(&self.items).arg(key).invoke(c)
-        })
+        })?;
+        self.decode_value(key, old)
     }
 
-    pub(crate) fn clear(&self) -> Result<()> {
+    pub(super) fn clear(&self) -> Result<()> {
         let object = &self.object;
         object.conn().write(object.name(), "clearing", |c| {
             object.guarded(&CLEAR).key(&self.items).invoke::<u64>(c)
@@ -111,16 +134,21 @@ impl RedisMap {
         Ok(())
     }
 
-    pub(crate) fn len(&self) -> Result<u64> {
+    pub(super) fn len(&self) -> Result<u64> {
         self.object
             .read_checked("reading the length", &self.items, &[b"HLEN"])
     }
 
-    /// Every entry, in one `HGETALL` (a consistent snapshot).
-    pub(crate) fn all(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// Every entry, in one `HGETALL` (a consistent snapshot), numbered in the order the
+    /// server lists them.
+    pub(super) fn entries(&self) -> Result<Vec<(u64, Entry)>> {
         let mut all = redis::cmd("HGETALL");
         all.arg(&self.items);
-        self.object.read_bulk("reading the entries", all)
+        let all: Vec<(Vec<u8>, Vec<u8>)> = self.object.read_bulk("reading the entries", all)?;
+        Ok((0u64..)
+            .zip(all)
+            .map(|(index, (key, value))| (index, Entry::new(&key, &value)))
+            .collect())
     }
 }
 

@@ -1,0 +1,409 @@
+//! [`SharedMap<K, V>`]: a hash map of serde keys and values in a growable segment, or on a
+//! Redis server.
+//!
+//! The public type holds a [`Place`] and dispatches each method to one of two engines: the
+//! hash table in shared memory (`shm/`: its layout, protocol and crash recovery in `mod.rs`,
+//! the slot table and the hash in `table.rs`, growth, compaction and `clear` in `space.rs`,
+//! `len` and `verify`, which read without the lock, in `verify.rs`) or a Redis hash
+//! (`redis.rs`). Both store keys and values in their `MessagePack` encoding (`codec.rs`). The
+//! iterators are in `iter.rs`.
+
+mod iter;
+mod redis;
+mod shm;
+
+pub use self::iter::{MapIter, MapKeys, MapValues};
+pub(crate) use self::shm::{len, verify};
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use self::redis::RedisMap;
+use self::shm::{Entry, KEY_LENGTH, Raw};
+use super::{codec, record};
+#[cfg(doc)]
+use crate::error::OpenError;
+use crate::error::{Error, Result};
+use crate::handle::{Blueprint, Place};
+use crate::redis::Init;
+use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+
+/// A hash map whose entries live in shared memory, read and changed by any number of threads
+/// and processes at once.
+///
+/// Keys and values are any serde types, stored in their `MessagePack` encoding (so `memspace
+/// map get NAME` prints any map as JSON). Two keys are the same key when their encodings are
+/// equal: integers of every width and signedness with the same value are the same key
+/// (`5u8` and `5i64`), a struct and a map with the same fields in the same order are too, and
+/// `1.0f32` and `1.0f64` are not. Do not use types whose encoding depends on the process, such
+/// as a `HashMap` or `HashSet` with the default `RandomState` (their order differs), as keys:
+/// use a `BTreeMap` or a sorted `Vec`.
+///
+/// Every operation takes the map's robust lock; a process killed in the middle of one leaves
+/// the map as it was before the operation or as it is after it (see the module docs for the
+/// protocol and what a crash leaves behind).
+///
+/// A name `redis://HOST:PORT/NAME` puts the map on a Redis server instead, as a hash of
+/// encoded keys to encoded values, with the same methods ([`segment`](SharedMap::segment)
+/// aside); iteration copies it with one `HGETALL`.
+///
+/// On Redis every method can also fail with
+/// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or with
+/// [`OpenError::NotFound`](crate::OpenError::NotFound) or
+/// [`OpenError::Replaced`](crate::OpenError::Replaced) once the map was removed (or removed and
+/// created again) through another handle (see [`crate::backend`]).
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> memspace::Result<()> {
+/// use memspace::collections::SharedMap;
+///
+/// let name = format!("doc-map-{}", std::process::id());
+/// let ages = SharedMap::<String, u32>::create(&name)?;
+/// assert_eq!(ages.insert(&"ada".into(), &36)?, None);
+/// assert_eq!(ages.insert(&"ada".into(), &37)?, Some(36));
+/// ages.insert(&"alan".into(), &41)?;
+///
+/// // Another process would open it by name, as this second handle does.
+/// let same = SharedMap::<String, u32>::open(&name)?;
+/// assert_eq!(same.get(&"ada".into())?, Some(37));
+/// assert_eq!(same.len()?, 2);
+/// let mut names = same.keys().collect::<memspace::Result<Vec<_>>>()?;
+/// names.sort();
+/// assert_eq!(names, ["ada", "alan"]);
+///
+/// assert_eq!(ages.remove(&"ada".into())?, Some(37));
+/// assert!(!same.contains_key(&"ada".into())?);
+/// ages.unlink()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct SharedMap<K, V> {
+    place: Place<RedisMap>,
+    _entries: PhantomData<Entries<K, V>>,
+}
+
+/// The map stores encodings, never a `K` or a `V`: it is `Send` and `Sync` whatever they are.
+type Entries<K, V> = fn(K, V) -> (K, V);
+
+impl<K, V> Clone for SharedMap<K, V> {
+    fn clone(&self) -> Self {
+        Self::at(self.place.clone())
+    }
+}
+
+impl<K, V> fmt::Debug for SharedMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `Debug` never waits: the count as stored, without the lock, and none from a Redis
+        // server.
+        let mut out = f.debug_struct("SharedMap");
+        out.field("name", self.name());
+        if let Place::Shm(segment) = &self.place {
+            out.field("len", &Raw { segment }.stored_len());
+        }
+        out.finish_non_exhaustive()
+    }
+}
+
+impl<K, V> SharedMap<K, V> {
+    /// The handle of the map at `place`.
+    fn at(place: Place<RedisMap>) -> Self {
+        SharedMap {
+            place,
+            _entries: PhantomData,
+        }
+    }
+
+    /// The number of entries.
+    ///
+    /// Read without the lock, unless a change is under way in another thread or process (or
+    /// its maker died in the middle of it): then it waits for the lock, so that the count is
+    /// always that of a whole map, before or after each change.
+    /// On Redis, the server is asked.
+    ///
+    /// # Errors
+    ///
+    /// Never for shared memory. On Redis, [`Error::RedisUnreachable`] if the server cannot be
+    /// reached, [`OpenError::NotFound`](crate::OpenError::NotFound) or
+    /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the map was removed (or created
+    /// again) since this handle opened it.
+    pub fn len(&self) -> Result<u64> {
+        match &self.place {
+            Place::Shm(segment) => Ok(Raw { segment }.len()),
+            Place::Redis(map) => map.len(),
+        }
+    }
+
+    /// Whether the map has no entries.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::len`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Bytes of the segment in use: the control page, the table, the entries, and the garbage
+    /// of replaced and removed entries not yet compacted away (the segment itself grows by
+    /// doubling, so its size can be up to twice this).
+    /// 0 for a Redis map.
+    #[must_use]
+    pub fn used_bytes(&self) -> u64 {
+        match &self.place {
+            Place::Shm(segment) => Raw { segment }.tail(),
+            Place::Redis(_) => 0,
+        }
+    }
+
+    /// The map's name (`redis://HOST:PORT/NAME` for a Redis map).
+    #[must_use]
+    pub fn name(&self) -> &SegmentName {
+        self.place.name()
+    }
+
+    /// The item type recorded by the map's creator: [`std::any::type_name`] of `(K, V)`,
+    /// the type the creator used, which need not be this handle's.
+    ///
+    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
+    /// bytes (see [`Segment::type_name`]); on Redis it is whole. Tools use it to refuse a write
+    /// that a program of the creator's type could not read (`memspace map ...` does).
+    #[must_use]
+    pub fn recorded_type_name(&self) -> &str {
+        self.place.recorded_type_name()
+    }
+
+    /// The map's segment (identity, size, address in this process), or `None` for a
+    /// Redis map, which has none.
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.place.segment()
+    }
+
+    /// Removes the map's name from the system (see [`Segment::remove`]); for a Redis map,
+    /// deletes its keys.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`] if it was removed already.
+    pub fn unlink(&self) -> Result<()> {
+        self.place.unlink()
+    }
+}
+
+impl<K, V> SharedMap<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// Creates an anonymous map, removed when the last process using it drops its handles.
+    ///
+    /// # Errors
+    ///
+    /// What the system refuses when creating the segment (no space, permissions).
+    pub fn new() -> Result<Self> {
+        Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
+    }
+
+    /// Creates the map `name`, which persists until removed (`memspace rm NAME`).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
+    pub fn create(name: &str) -> Result<Self> {
+        Self::create_with(name, &SegmentOptions::new())
+    }
+
+    /// Creates the map `name` with `options` (mode, initial and maximum size; they do not
+    /// apply to a Redis map).
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::create`].
+    pub fn create_with(name: &str, options: &SegmentOptions) -> Result<Self> {
+        Self::create_segment(&SegmentName::new(name)?, options, false)
+    }
+
+    /// Opens the existing map `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::NotFound`], [`OpenError::WrongKind`] if it holds something else, or a
+    /// header problem.
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(Self::at(Place::open(name, Kind::Map)?))
+    }
+
+    /// Creates the map `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::create`].
+    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::create(&backend.locate(name))
+    }
+
+    /// Opens the map `name` in `backend`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::open`].
+    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
+        Self::open(&backend.locate(name))
+    }
+
+    /// A map over an already open segment (for example one opened with
+    /// [`inspect::observe`](crate::inspect::observe), which does not join its users).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::WrongKind`] if the segment is not a map.
+    pub fn from_segment(segment: Segment) -> Result<Self> {
+        Ok(Self::at(Place::from_segment(segment, Kind::Map)?))
+    }
+
+    fn create_segment(
+        name: &SegmentName,
+        options: &SegmentOptions,
+        anonymous: bool,
+    ) -> Result<Self> {
+        let blueprint = Blueprint {
+            kind: Kind::Map,
+            options,
+            anonymous,
+            redis: Init {
+                type_name: std::any::type_name::<(K, V)>(),
+                ..Init::default()
+            },
+        };
+        Ok(Self::at(Place::create(name, &blueprint, shm::init)?))
+    }
+
+    fn encode_error<T: ?Sized>(&self, source: rmp_serde::encode::Error) -> Error {
+        Error::Encode {
+            name: self.name().clone(),
+            type_name: std::any::type_name::<T>(),
+            source,
+        }
+    }
+
+    fn encode_key(&self, key: &K) -> Result<Vec<u8>> {
+        codec::encode(key).map_err(|source| self.encode_error::<K>(source))
+    }
+
+    /// The record payload of an entry: key length, key, value; and the key's length.
+    fn encode_entry(&self, key: &K, value: &V) -> Result<(Vec<u8>, usize)> {
+        let mut payload = vec![0; KEY_LENGTH];
+        codec::encode_into(&mut payload, key).map_err(|source| self.encode_error::<K>(source))?;
+        let key_len = payload.len() - KEY_LENGTH;
+        codec::encode_into(&mut payload, value).map_err(|source| self.encode_error::<V>(source))?;
+        let too_long = || Error::Full {
+            name: self.name().clone(),
+            needed: payload.len() as u64,
+            max_size: record::MAX_PAYLOAD as u64,
+        };
+        let key_len_word = u32::try_from(key_len).map_err(|_| too_long())?;
+        if payload.len() > record::MAX_PAYLOAD {
+            return Err(too_long());
+        }
+        payload[..KEY_LENGTH].copy_from_slice(&key_len_word.to_le_bytes());
+        Ok((payload, key_len))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8], slot: u64) -> Result<T> {
+        codec::decode(bytes).map_err(|source| Error::Decode {
+            name: self.name().clone(),
+            index: slot,
+            expected: std::any::type_name::<T>(),
+            source,
+        })
+    }
+
+    /// The value of an entry the shared-memory engine found (with its slot), if any, decoded.
+    fn value_of(&self, found: Option<(u64, Entry)>) -> Result<Option<V>> {
+        found
+            .map(|(slot, entry)| self.decode(entry.value(), slot))
+            .transpose()
+    }
+
+    /// Inserts `value` under `key`; returns the value it replaced, if the key had one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the key or value cannot be encoded; [`Error::Full`] or
+    /// [`Error::NoSpace`] if the segment cannot grow (the map is unchanged); [`Error::Decode`] if
+    /// the replaced value is not a `V` (it is replaced all the same; the error's `index` is the
+    /// entry's slot; on Redis it is [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`]
+    /// if the segment was damaged. On Redis, [`OpenError::NotFound`] if the map was removed
+    /// (nothing is written), or [`Error::RedisUnreachable`].
+    pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
+        let (payload, key_len) = self.encode_entry(key, value)?;
+        match &self.place {
+            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len)?),
+            Place::Redis(map) => {
+                let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
+                map.insert(key, value)
+            }
+        }
+    }
+
+    /// The value of `key`, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the key cannot be encoded; [`Error::Decode`] if the stored value is not
+    /// a `V` (on Redis [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`] if the
+    /// segment was damaged.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let key = self.encode_key(key)?;
+        match &self.place {
+            Place::Shm(segment) => self.value_of(Raw { segment }.get(&key)?),
+            Place::Redis(map) => map.get(&key),
+        }
+    }
+
+    /// Whether `key` has a value.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::get`], except that the value is not decoded.
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        let key = self.encode_key(key)?;
+        match &self.place {
+            Place::Shm(segment) => Ok(Raw { segment }.get(&key)?.is_some()),
+            Place::Redis(map) => map.contains(&key),
+        }
+    }
+
+    /// Removes `key`; returns its value, if it had one.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::get`]; a value that is not a `V` is removed all the same. On Redis,
+    /// [`OpenError::NotFound`] if the map was removed.
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        let key = self.encode_key(key)?;
+        match &self.place {
+            Place::Shm(segment) => self.value_of(Raw { segment }.remove(&key)?),
+            Place::Redis(map) => map.remove(&key),
+        }
+    }
+
+    /// Removes every entry, and makes the space they took reusable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the segment was damaged. On Redis, [`OpenError::NotFound`] if the
+    /// map was removed.
+    pub fn clear(&self) -> Result<()> {
+        match &self.place {
+            Place::Shm(segment) => Raw { segment }.clear(),
+            Place::Redis(map) => map.clear(),
+        }
+    }
+}
+
+serialize_as_name!(SharedMap<K, V> where K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned);

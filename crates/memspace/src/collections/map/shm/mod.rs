@@ -1,0 +1,535 @@
+//! A map in shared memory: a hash table of records in the segment's data area, changed under
+//! the segment's robust lock.
+//!
+//! # Layout
+//!
+//! ```text
+//! kind area:  table    offset of the slot table | log2(its capacity)      committed, one word
+//!             len      live entries                                      derived
+//!             used     slots that are not empty: live entries, tombstones  derived
+//!             bytes    bytes of the live entries' records                derived
+//!             tail     first free byte of the data area                  derived
+//!             changes  odd while a holder of the lock changes the map    (for `len`, `verify`)
+//! table:      `capacity` slots of 16 bytes (a power of two, at least 16), 64-byte aligned
+//! slot:       [u64 hash of the key][u64 record: 0 empty, 1 tombstone, else the entry's offset]
+//! record:     [u32 length][u32 CRC-32][u32 key length][key][value][padding to 8]  (record.rs)
+//! ```
+//!
+//! Tables and records are bump-allocated in the data area, below `tail`. Keys and values are
+//! stored in their `MessagePack` encoding (`codec.rs`). The table, and the hash that places a
+//! key in it, are in `table.rs`.
+//!
+//! # Protocol: one store commits each change
+//!
+//! Every operation, readers included, holds the segment's robust lock. Each change becomes
+//! visible with one atomic store:
+//!
+//! * **insert** writes the entry's record at `tail` (nothing points there), then stores its
+//!   offset into the slot: an empty slot or a tombstone for a new key (the slot's hash word is
+//!   written first), the slot of the old entry for an existing key;
+//! * **remove** stores a tombstone into the entry's slot, or *empty* when the next slot is
+//!   empty (no probe sequence goes through such a slot), turning the tombstones just before it
+//!   into empty slots too, one store each;
+//! * **growth**: when an insert into an empty slot would bring live entries and tombstones to
+//!   more than 7/10 of the table, a new table, sized so that the live entries fill at most half
+//!   of it, is built past `tail` from the old one's slots, and one store of the `table` word
+//!   switches every process to it;
+//! * **compaction**: when the garbage below `tail` (replaced and removed records, outgrown
+//!   tables) outweighs the map's live bytes (and is at least 16 KiB), the live entries are
+//!   copied, table and records, past `tail` and the map is switched to the copy; if a second
+//!   copy fits below the first (with room for `clear`'s table after it), it is then copied
+//!   again to the start of the data area and switched to, which makes the space after it free
+//!   again;
+//! * **clear** does the same with no entries, or, when nothing the map points to lies at the
+//!   start of the data area (the map is a compaction's first copy), switches at once to an
+//!   empty table there.
+//!
+//! Growth, compaction and clear are in `space.rs`. The counts (`len`, `used`, `bytes`) and
+//! `tail` are updated after the commit; nothing reads them as truth without the lock but `len`
+//! and `verify` (`verify.rs`).
+//!
+//! # Crash recovery
+//!
+//! A holder killed before a commit leaves bytes past `tail` (or, during the second copy of a
+//! compaction, below the copy in use) that nothing points to; one killed after it leaves the
+//! counts or `tail` stale. The next locker is told the owner died
+//! ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)), recounts `len`, `used` and
+//! `bytes` from the committed table, recomputes `tail` past that table and every record it
+//! points to, and marks the lock consistent (`lock_and_repair`). Every state a holder can be
+//! killed in is therefore either the map before the change or the map after it.
+//!
+//! # Safety
+//!
+//! `MapArea` is [`ShmSafe`]: it is read in place in the segment (its SAFETY comment says why it
+//! may be).
+//!
+//! The one `unsafe` operation is `record::write`, whose contract is that no published offset
+//! points into the bytes written (and so no reader in this process reads them). Every call is
+//! made under the lock, at a position no slot of the committed table points to:
+//!
+//! 1. in an insert and in the first copy of a compaction, at or past `tail`, which lies past
+//!    the committed table and every record it points to (an invariant every change keeps, and
+//!    recovery re-establishes after a crash);
+//! 2. in the second copy of a compaction, below the first copy's table, after the map was
+//!    switched to that copy, whose table and records all lie past it.
+//!
+//! (`clear`'s empty table at the start of the data area is written with atomic stores, and
+//! only when the committed table and every record lie past it.)
+//!
+//! One reader takes no lock: `verify`. Run in a process where another thread compacts or
+//! clears the same map, it can copy bytes of a record that became garbage while they are
+//! rewritten. That copy is a race on plain bytes, as in the queue's `verify`: its result is
+//! discarded, because `changes` moved meanwhile. (`memspace inspect` runs `verify` in a
+//! process of its own.)
+
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+mod space;
+mod table;
+mod verify;
+
+pub(crate) use self::verify::{len, verify};
+
+use self::table::{Table, hash};
+use crate::collections::record;
+use crate::error::{Error, Result};
+use crate::segment::{DATA_START, Segment};
+use crate::shm_safe::ShmSafe;
+use crate::sync::{RawGuard, lock_and_repair};
+
+/// A slot's record word: never used.
+const EMPTY: u64 = 0;
+/// A slot's record word: its entry was removed (probe sequences go on past it).
+const TOMBSTONE: u64 = 1;
+const SLOT_SIZE: u64 = 16;
+const TABLE_ALIGN: u64 = 64;
+const MIN_CAPACITY_LOG2: u64 = 4;
+const MAX_CAPACITY_LOG2: u64 = 40;
+/// Bytes before a record's key: the key's length.
+pub(super) const KEY_LENGTH: usize = 4;
+
+/// The map's words in the segment's kind area (see the module docs).
+#[repr(C)]
+struct MapArea {
+    table: AtomicU64,
+    len: AtomicU64,
+    used: AtomicU64,
+    bytes: AtomicU64,
+    tail: AtomicU64,
+    changes: AtomicU64,
+}
+
+const _: () = assert!(size_of::<MapArea>() == 48);
+
+// SAFETY: `#[repr(C)]` and made of `AtomicU64`s only: the same layout in every process, any
+// bits a valid value (a crashed writer's included), every change atomic, nothing to drop and
+// no pointers (the table is named by an offset).
+unsafe impl ShmSafe for MapArea {}
+
+/// Gives a new map segment its first contents: an empty table at the start of the data area.
+pub(super) fn init(segment: &Segment) -> Result<()> {
+    // The first table is at the start of the data area, in fresh (zeroed) bytes.
+    let table = Table {
+        offset: DATA_START,
+        capacity: 1 << MIN_CAPACITY_LOG2,
+    };
+    segment.ensure_mapped(table.end())?;
+    let area = segment.kind_area::<MapArea>();
+    area.table.store(table.word(), Ordering::Relaxed);
+    area.len.store(0, Ordering::Relaxed);
+    area.used.store(0, Ordering::Relaxed);
+    area.bytes.store(0, Ordering::Relaxed);
+    area.tail.store(table.end(), Ordering::Relaxed);
+    area.changes.store(0, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The bytes a record of `payload_len` bytes takes, padding included.
+fn record_size(payload_len: usize) -> u64 {
+    (record::HEADER + payload_len as u64).next_multiple_of(8)
+}
+
+/// Marks the map as changing (`changes` odd) for as long as it lives. A holder killed meanwhile
+/// leaves `changes` odd; recovery makes it even again.
+struct Change<'a> {
+    area: &'a MapArea,
+}
+
+impl<'a> Change<'a> {
+    fn begin(area: &'a MapArea, _held: &RawGuard<'_>) -> Self {
+        area.changes.fetch_add(1, Ordering::Relaxed);
+        // The odd value is visible before any of the writes that follow.
+        fence(Ordering::Release);
+        Change { area }
+    }
+}
+
+impl Drop for Change<'_> {
+    fn drop(&mut self) {
+        self.area.changes.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The map's words, read and validated under the lock.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    table: Table,
+    len: u64,
+    used: u64,
+    bytes: u64,
+    tail: u64,
+}
+
+/// An entry's record, copied out of the segment (or, on Redis, put together from a key and a
+/// value).
+pub(super) struct Entry {
+    payload: Vec<u8>,
+    key_len: usize,
+}
+
+impl Entry {
+    /// The entry of encoded `key` and `value`, as a record would hold it.
+    pub(super) fn new(key: &[u8], value: &[u8]) -> Self {
+        let mut payload = Vec::with_capacity(KEY_LENGTH + key.len() + value.len());
+        payload.extend_from_slice(&[0; KEY_LENGTH]);
+        payload.extend_from_slice(key);
+        payload.extend_from_slice(value);
+        Entry {
+            payload,
+            key_len: key.len(),
+        }
+    }
+
+    pub(super) fn key(&self) -> &[u8] {
+        &self.payload[KEY_LENGTH..KEY_LENGTH + self.key_len]
+    }
+
+    pub(super) fn value(&self) -> &[u8] {
+        &self.payload[KEY_LENGTH + self.key_len..]
+    }
+
+    fn size(&self) -> u64 {
+        record_size(self.payload.len())
+    }
+}
+
+/// Where a key is, or where it would go.
+enum Probe {
+    Found { index: u64, entry: Entry },
+    Vacant { index: u64 },
+}
+
+/// The map's machinery, independent of the key and value types (shared by every
+/// `SharedMap<K, V>` and by `inspect::verify`).
+#[derive(Clone, Copy)]
+pub(super) struct Raw<'a> {
+    pub(super) segment: &'a Segment,
+}
+
+impl<'a> Raw<'a> {
+    fn area(self) -> &'a MapArea {
+        self.segment.kind_area::<MapArea>()
+    }
+
+    /// The count of entries as stored, read without the lock (it can be one off while a
+    /// writer is in the middle of a change, or died there).
+    pub(super) fn stored_len(self) -> u64 {
+        self.area().len.load(Ordering::Relaxed)
+    }
+
+    /// The first free byte of the data area, as stored.
+    pub(super) fn tail(self) -> u64 {
+        self.area().tail.load(Ordering::Relaxed)
+    }
+
+    fn corrupt(self, what: String) -> Error {
+        self.segment.corrupt(what)
+    }
+
+    /// The committed table, checked to lie in the segment's data area, and mapped.
+    fn table(self) -> Result<Table> {
+        let word = self.area().table.load(Ordering::Acquire);
+        let table = Table::from_word(word)
+            .ok_or_else(|| self.corrupt(format!("the map's table word is {word:#x}")))?;
+        self.segment.data_range(
+            || format!("the map's table of {} slots", table.capacity),
+            table.offset,
+            table.bytes(),
+            TABLE_ALIGN,
+        )?;
+        Ok(table)
+    }
+
+    /// The two words of slot `index` of `table`: the key's hash and the record.
+    fn slot(self, table: Table, index: u64) -> Result<&'a [AtomicU64; 2]> {
+        let at = table.slot(index);
+        self.segment
+            .mapping()
+            .get::<[AtomicU64; 2]>(at)
+            .ok_or_else(|| self.corrupt(format!("the map's slot at {at} is not mapped")))
+    }
+
+    fn record_word(self, table: Table, index: u64) -> Result<&'a AtomicU64> {
+        Ok(&self.slot(table, index)?[1])
+    }
+
+    /// Takes the segment's lock, recounting the map if the previous holder died.
+    fn lock(self) -> Result<RawGuard<'a>> {
+        lock_and_repair(self.segment, |held| self.recover(held))
+    }
+
+    /// Reads the map's words, checking that they describe a possible map. Holding the lock
+    /// (after recovery, if a holder died), they are exact.
+    fn state(self, _held: &RawGuard<'_>) -> Result<State> {
+        let area = self.area();
+        let table = self.table()?;
+        let state = State {
+            table,
+            len: area.len.load(Ordering::Relaxed),
+            used: area.used.load(Ordering::Relaxed),
+            bytes: area.bytes.load(Ordering::Relaxed),
+            tail: area.tail.load(Ordering::Relaxed),
+        };
+        // Writes go at `tail`: in the data area, inside the committed size.
+        self.segment
+            .data_range(|| "the map's end of data".to_owned(), state.tail, 0, 8)?;
+        let room = state.tail.checked_sub(DATA_START + table.bytes());
+        if state.len > state.used
+            || state.used >= table.capacity
+            || !state.tail.is_multiple_of(8)
+            || state.tail < table.end()
+            || state.tail > self.segment.size()
+            || room.is_none_or(|room| state.bytes > room)
+        {
+            return Err(self.corrupt(format!(
+                "the map's counts are impossible: {} entries, {} used slots of {}, {} bytes of \
+                 entries, end of data at {}",
+                state.len, state.used, table.capacity, state.bytes, state.tail
+            )));
+        }
+        Ok(state)
+    }
+
+    /// Recounts the derived words from the committed table, after a holder of the lock died.
+    fn recover(self, _held: &RawGuard<'_>) -> Result<()> {
+        let area = self.area();
+        let table = self.table()?;
+        let (mut len, mut used, mut bytes, mut tail) = (0, 0, 0, table.end());
+        for index in 0..table.capacity {
+            match self.record_word(table, index)?.load(Ordering::Acquire) {
+                EMPTY => {}
+                TOMBSTONE => used += 1,
+                at => {
+                    let end = record::end(self.segment, at)?;
+                    len += 1;
+                    used += 1;
+                    bytes += end - at;
+                    tail = tail.max(end);
+                }
+            }
+        }
+        if tail > self.segment.size() {
+            return Err(self.corrupt(format!(
+                "the map's recovered end of data {tail} lies past the segment's size {}",
+                self.segment.size()
+            )));
+        }
+        area.len.store(len, Ordering::Relaxed);
+        area.used.store(used, Ordering::Relaxed);
+        area.bytes.store(bytes, Ordering::Relaxed);
+        area.tail.store(tail, Ordering::Relaxed);
+        // A holder killed inside a change left `changes` odd: make it even, after the counts.
+        if !area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
+            area.changes.fetch_add(1, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Copies out and checks the entry whose record is at `at`.
+    fn read_entry(self, at: u64) -> Result<Entry> {
+        let payload = record::read(self.segment, at)?;
+        let key_len = payload
+            .first_chunk::<KEY_LENGTH>()
+            .map(|bytes| u32::from_le_bytes(*bytes) as usize)
+            .filter(|&key_len| key_len <= payload.len() - KEY_LENGTH)
+            .ok_or_else(|| {
+                self.corrupt(format!(
+                    "the map entry at {at} has a key longer than the entry"
+                ))
+            })?;
+        Ok(Entry { payload, key_len })
+    }
+
+    /// Looks `key` up in `table`.
+    fn find(self, table: Table, key: &[u8], hash: u64) -> Result<Probe> {
+        let mut vacant = None;
+        for probe in 0..table.capacity {
+            let index = table.home(hash.wrapping_add(probe));
+            let [stored_hash, record] = self.slot(table, index)?;
+            match record.load(Ordering::Acquire) {
+                EMPTY => {
+                    return Ok(Probe::Vacant {
+                        index: vacant.unwrap_or(index),
+                    });
+                }
+                TOMBSTONE => {
+                    vacant.get_or_insert(index);
+                }
+                at => {
+                    if stored_hash.load(Ordering::Relaxed) == hash {
+                        let entry = self.read_entry(at)?;
+                        if entry.key() == key {
+                            return Ok(Probe::Found { index, entry });
+                        }
+                    }
+                }
+            }
+        }
+        vacant
+            .map(|index| Probe::Vacant { index })
+            .ok_or_else(|| self.corrupt("the map's table has no free slot".to_owned()))
+    }
+
+    /// Writes `payload` as a record at `at` (or just after); returns its offset and its end.
+    fn write_record(self, held: &RawGuard<'_>, at: u64, payload: &[u8]) -> Result<(u64, u64)> {
+        // SAFETY: we hold the lock (`held`), and every caller passes a position no slot of the
+        // committed table points to (see the module's `# Safety`: `tail` in `insert` and in
+        // `copy`'s first use, below the copy in use in its second).
+        unsafe { record::write(self.segment, held, at, payload) }
+    }
+
+    /// Looks `key` up; returns its slot and entry.
+    pub(super) fn get(self, key: &[u8]) -> Result<Option<(u64, Entry)>> {
+        let _held = self.lock()?;
+        let table = self.table()?;
+        let found = match self.find(table, key, hash(key))? {
+            Probe::Found { index, entry } => Some((index, entry)),
+            Probe::Vacant { .. } => None,
+        };
+        // An absent key may only have looked absent: the table's page may have been lost to a
+        // file shrunk during the lookup (read as zeros).
+        self.segment.check_intact()?;
+        Ok(found)
+    }
+
+    /// Inserts the entry encoded in `payload` (key length, key, value); returns the slot and
+    /// entry it replaced.
+    pub(super) fn insert(self, payload: &[u8], key_len: usize) -> Result<Option<(u64, Entry)>> {
+        let key = &payload[KEY_LENGTH..KEY_LENGTH + key_len];
+        let hash = hash(key);
+        let held = self.lock()?;
+        let area = self.area();
+        let _change = Change::begin(area, &held);
+        let mut state = self.tidy(&held, self.state(&held)?)?;
+        let mut probe = self.find(state.table, key, hash)?;
+        if let Probe::Vacant { index } = probe
+            && self
+                .record_word(state.table, index)?
+                .load(Ordering::Relaxed)
+                == EMPTY
+            && (state.used + 1) * 10 > state.table.capacity * 7
+        {
+            state = self.regrow(&held, state)?;
+            probe = self.find(state.table, key, hash)?;
+        }
+        let (at, end) = self.write_record(&held, state.tail, payload)?;
+        self.keep_reserve(&held, end)?;
+        area.tail.store(end, Ordering::Relaxed);
+        crate::failpoint::hit("map.written");
+        let size = end - at;
+        let replaced = match probe {
+            Probe::Found { index, entry } => {
+                // Commit: the slot points to the new record instead of the old one.
+                self.record_word(state.table, index)?
+                    .store(at, Ordering::Release);
+                crate::failpoint::hit("map.replaced");
+                let bytes = state.bytes.saturating_sub(entry.size()) + size;
+                area.bytes.store(bytes, Ordering::Relaxed);
+                Some((index, entry))
+            }
+            Probe::Vacant { index } => {
+                let [stored_hash, word] = self.slot(state.table, index)?;
+                let was = word.load(Ordering::Relaxed);
+                stored_hash.store(hash, Ordering::Relaxed);
+                // Commit: the entry exists (its hash is visible with it).
+                word.store(at, Ordering::Release);
+                crate::failpoint::hit("map.committed");
+                area.len.store(state.len + 1, Ordering::Relaxed);
+                if was == EMPTY {
+                    area.used.store(state.used + 1, Ordering::Relaxed);
+                }
+                area.bytes.store(state.bytes + size, Ordering::Relaxed);
+                None
+            }
+        };
+        self.segment.note_writer();
+        Ok(replaced)
+    }
+
+    /// Removes `key`; returns the slot and entry it had.
+    pub(super) fn remove(self, key: &[u8]) -> Result<Option<(u64, Entry)>> {
+        let hash = hash(key);
+        let held = self.lock()?;
+        let area = self.area();
+        let _change = Change::begin(area, &held);
+        let state = self.tidy(&held, self.state(&held)?)?;
+        let Probe::Found { index, entry } = self.find(state.table, key, hash)? else {
+            return Ok(None);
+        };
+        let table = state.table;
+        let mut used = state.used;
+        let word = self.record_word(table, index)?;
+        if self.record_word(table, index + 1)?.load(Ordering::Relaxed) == EMPTY {
+            // No probe sequence goes through a slot followed by an empty one: it can be empty
+            // itself, and so can the tombstones just before it, one store each.
+            word.store(EMPTY, Ordering::Release); // commit
+            used = used.saturating_sub(1);
+            let mut before = index;
+            for _ in 1..table.capacity {
+                before = before.wrapping_sub(1);
+                let word = self.record_word(table, before)?;
+                if word.load(Ordering::Relaxed) != TOMBSTONE {
+                    break;
+                }
+                word.store(EMPTY, Ordering::Release);
+                used = used.saturating_sub(1);
+            }
+        } else {
+            word.store(TOMBSTONE, Ordering::Release); // commit
+        }
+        crate::failpoint::hit("map.removed");
+        // Saturating: counts that are wrong (a damaged segment) must not panic; `verify` says so.
+        area.len
+            .store(state.len.saturating_sub(1), Ordering::Relaxed);
+        area.used.store(used, Ordering::Relaxed);
+        area.bytes
+            .store(state.bytes.saturating_sub(entry.size()), Ordering::Relaxed);
+        self.segment.note_writer();
+        Ok(Some((index, entry)))
+    }
+
+    /// Empties the map and makes its space reusable.
+    pub(super) fn clear(self) -> Result<()> {
+        let held = self.lock()?;
+        let _change = Change::begin(self.area(), &held);
+        self.empty(&held, self.state(&held)?)?;
+        self.segment.note_writer();
+        Ok(())
+    }
+
+    /// Every entry with its slot, read under the lock.
+    pub(super) fn entries(self) -> Result<Vec<(u64, Entry)>> {
+        let _held = self.lock()?;
+        let table = self.table()?;
+        let mut entries = Vec::new();
+        for index in 0..table.capacity {
+            let at = self.record_word(table, index)?.load(Ordering::Acquire);
+            if at > TOMBSTONE {
+                entries.push((index, self.read_entry(at)?));
+            }
+        }
+        Ok(entries)
+    }
+}

@@ -1,0 +1,253 @@
+//! How a map in shared memory makes room: a bigger table when the current one fills up
+//! (growth), a copy of the live entries when the garbage outweighs them (compaction), and an
+//! empty table for `clear`. Each commits with one store of the `table` word (see the protocol
+//! in the parent module).
+//!
+//! # Space
+//!
+//! Replaced and removed entries, and outgrown tables, stay allocated until a compaction, which
+//! runs once they outweigh the live data: a map uses at most about three times the bytes of
+//! its live entries and table, plus 16 KiB. The segment itself never shrinks (it grows by
+//! doubling); compaction and [`SharedMap::clear`](super::SharedMap::clear) make its space
+//! reusable.
+//!
+//! A compaction needs room for its copy past `tail`. A map that reached its segment's maximum
+//! size therefore keeps its garbage until a copy of what is left fits, or until it is cleared:
+//! every change but `clear` leaves room below the maximum for an empty table, so `clear`
+//! always works.
+
+use std::sync::atomic::Ordering;
+
+use super::table::{Table, capacity_for, hash};
+use super::{
+    EMPTY, MAX_CAPACITY_LOG2, MIN_CAPACITY_LOG2, Raw, SLOT_SIZE, State, TABLE_ALIGN, TOMBSTONE,
+};
+use crate::error::{Error, Result};
+use crate::segment::DATA_START;
+use crate::sync::RawGuard;
+
+/// Garbage below this is never worth a compaction.
+const MIN_GARBAGE: u64 = 16 << 10;
+/// Room every change but `clear` leaves below the segment's maximum size, so that `clear` can
+/// always place an empty table past the end of data: a full map can still be cleared.
+const CLEAR_RESERVE: u64 = TABLE_ALIGN + (1 << MIN_CAPACITY_LOG2) * SLOT_SIZE;
+
+impl State {
+    /// Bytes below `tail` that nothing points to.
+    fn garbage(self) -> u64 {
+        self.tail - DATA_START - self.table.bytes() - self.bytes
+    }
+
+    /// Whether the garbage outweighs the live data enough to be worth a compaction.
+    fn wants_compaction(self) -> bool {
+        self.garbage() >= MIN_GARBAGE.max(self.table.bytes() + self.bytes)
+    }
+}
+
+/// A copy of a map's live entries, table and records, that nothing points to yet.
+struct Copied {
+    table: Table,
+    /// The end of its last record (or of its table).
+    end: u64,
+    /// How many entries it holds.
+    len: u64,
+}
+
+impl Raw<'_> {
+    /// A zeroed table of `capacity` slots at the first aligned offset at or after `at`.
+    fn new_table(self, held: &RawGuard<'_>, at: u64, capacity: u64) -> Result<Table> {
+        let table = Table {
+            offset: at.next_multiple_of(TABLE_ALIGN),
+            capacity,
+        };
+        self.segment.grow_to(table.end(), held)?;
+        // The space may have held an earlier table or records (after a compaction).
+        for index in 0..capacity {
+            for word in self.slot(table, index)? {
+                word.store(0, Ordering::Relaxed);
+            }
+        }
+        Ok(table)
+    }
+
+    /// Puts (`hash`, `record`) into the first empty slot of its probe sequence in `table`,
+    /// which nobody else can see yet.
+    fn place(self, table: Table, hash: u64, record: u64) -> Result<()> {
+        for probe in 0..table.capacity {
+            let [stored_hash, word] = self.slot(table, hash.wrapping_add(probe))?;
+            if word.load(Ordering::Relaxed) == EMPTY {
+                stored_hash.store(hash, Ordering::Relaxed);
+                word.store(record, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        Err(self.corrupt("the map has more entries than its counts say".to_owned()))
+    }
+
+    /// Builds a table for at least `len + 1` entries past `tail`, holding the entries of the
+    /// current one (their records stay where they are), and switches to it.
+    pub(super) fn regrow(self, held: &RawGuard<'_>, state: State) -> Result<State> {
+        let capacity = state
+            .len
+            .checked_add(1)
+            .and_then(capacity_for)
+            .ok_or_else(|| self.too_many(state.len))?;
+        let grown = self.new_table(held, state.tail, capacity)?;
+        for index in 0..state.table.capacity {
+            let [stored_hash, word] = self.slot(state.table, index)?;
+            let at = word.load(Ordering::Relaxed);
+            if at > TOMBSTONE {
+                self.place(grown, stored_hash.load(Ordering::Relaxed), at)?;
+            }
+        }
+        self.keep_reserve(held, grown.end())?;
+        crate::failpoint::hit("map.table_built");
+        // Commit: one store switches every process to the new table.
+        let area = self.area();
+        area.table.store(grown.word(), Ordering::Release);
+        crate::failpoint::hit("map.table_switched");
+        area.used.store(state.len, Ordering::Relaxed);
+        area.tail.store(grown.end(), Ordering::Relaxed);
+        Ok(State {
+            table: grown,
+            used: state.len,
+            tail: grown.end(),
+            ..state
+        })
+    }
+
+    /// Makes sure the segment has room for `clear`'s table past `end` (see [`CLEAR_RESERVE`]).
+    pub(super) fn keep_reserve(self, held: &RawGuard<'_>, end: u64) -> Result<()> {
+        self.segment.grow_to(end + CLEAR_RESERVE, held)
+    }
+
+    fn too_many(self, len: u64) -> Error {
+        Error::Full {
+            name: self.segment.name().clone(),
+            needed: len.saturating_add(1).saturating_mul(2 * SLOT_SIZE),
+            max_size: (1 << MAX_CAPACITY_LOG2) * SLOT_SIZE,
+        }
+    }
+
+    /// Copies the live entries of `from` (none if not `keep`), table and records, to `at` and
+    /// after. Nothing points to the copy yet.
+    fn copy(
+        self,
+        held: &RawGuard<'_>,
+        from: Table,
+        at: u64,
+        capacity: u64,
+        keep: bool,
+    ) -> Result<Copied> {
+        let table = self.new_table(held, at, capacity)?;
+        let (mut end, mut len) = (table.end(), 0);
+        if keep {
+            for index in 0..from.capacity {
+                let record = self.record_word(from, index)?.load(Ordering::Relaxed);
+                if record > TOMBSTONE {
+                    let entry = self.read_entry(record)?;
+                    let (copied, copy_end) = self.write_record(held, end, &entry.payload)?;
+                    // The hash is recomputed, not copied: the copy is right even if a stored
+                    // hash was not.
+                    self.place(table, hash(entry.key()), copied)?;
+                    end = copy_end;
+                    len += 1;
+                }
+            }
+        }
+        Ok(Copied { table, end, len })
+    }
+
+    /// Switches the map to `copy` (the commit: one store, after which everything else is
+    /// garbage), stops at `failpoint`, and stores the copy's counts.
+    fn switch_to(self, copy: &Copied, failpoint: &'static str) -> State {
+        self.area()
+            .table
+            .store(copy.table.word(), Ordering::Release);
+        crate::failpoint::hit(failpoint);
+        let state = State {
+            table: copy.table,
+            len: copy.len,
+            used: copy.len,
+            bytes: copy.end - copy.table.end(),
+            tail: copy.end,
+        };
+        let area = self.area();
+        area.len.store(state.len, Ordering::Relaxed);
+        area.used.store(state.used, Ordering::Relaxed);
+        area.bytes.store(state.bytes, Ordering::Relaxed);
+        area.tail.store(state.tail, Ordering::Relaxed);
+        state
+    }
+
+    /// Compacts the map (or, if not `keep`, empties it): see the protocol in the parent
+    /// module. The map is unchanged if the segment cannot grow for the first copy.
+    fn compact(self, held: &RawGuard<'_>, state: State, keep: bool) -> Result<State> {
+        let len = if keep { state.len } else { 0 };
+        let capacity = capacity_for(len).ok_or_else(|| self.too_many(len))?;
+        let far = self.copy(held, state.table, state.tail, capacity, keep)?;
+        crate::failpoint::hit("map.copy_built");
+        // Commit: the map is the copy; everything below it is garbage. (No room is kept for
+        // `clear` past the copy: it lies past the start of the data area, where `clear` puts
+        // its table then.)
+        let state = self.switch_to(&far, "map.copy_switched");
+        // A second copy at the start of the data area frees everything after it. It must end
+        // before the first copy, which it reads, and leave room for `clear` after it.
+        if DATA_START + (far.end - far.table.offset) + CLEAR_RESERVE <= far.table.offset {
+            return self.move_to_start(held, far.table, capacity, true);
+        }
+        Ok(state)
+    }
+
+    /// Copies the entries of `from` (none if not `keep`) to the start of the data area and
+    /// switches to the copy. The caller has checked that nothing the map points to lies
+    /// where the copy goes.
+    fn move_to_start(
+        self,
+        held: &RawGuard<'_>,
+        from: Table,
+        capacity: u64,
+        keep: bool,
+    ) -> Result<State> {
+        let near = self.copy(held, from, DATA_START, capacity, keep)?;
+        Ok(self.switch_to(&near, "map.moved"))
+    }
+
+    /// The lowest offset of the table and of the records it points to.
+    fn lowest_offset(self, table: Table) -> Result<u64> {
+        let mut lowest = table.offset;
+        for index in 0..table.capacity {
+            let at = self.record_word(table, index)?.load(Ordering::Relaxed);
+            if at > TOMBSTONE {
+                lowest = lowest.min(at);
+            }
+        }
+        Ok(lowest)
+    }
+
+    /// Compacts the map if its garbage calls for it. A segment that cannot grow for the copy
+    /// just keeps its garbage (the map is unchanged).
+    pub(super) fn tidy(self, held: &RawGuard<'_>, state: State) -> Result<State> {
+        if !state.wants_compaction() {
+            return Ok(state);
+        }
+        match self.compact(held, state, true) {
+            Ok(state) => Ok(state),
+            // Read again rather than trust `state`: whatever was committed is what counts.
+            Err(Error::Full { .. } | Error::NoSpace { .. }) => self.state(held),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Switches the map to an empty table, and makes the space it took reusable.
+    pub(super) fn empty(self, held: &RawGuard<'_>, state: State) -> Result<State> {
+        let smallest = capacity_for(0).expect("an empty table has a capacity");
+        if self.lowest_offset(state.table)? >= DATA_START + smallest * SLOT_SIZE {
+            // Nothing the map points to lies at the start of the data area (the map is a
+            // compaction's first copy): its empty table goes there at once.
+            self.move_to_start(held, state.table, smallest, false)
+        } else {
+            self.compact(held, state, false)
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Reading a map in shared memory without its lock: [`SharedMap::len`](super::super::SharedMap::len)
+//! and `verify` (for [`inspect::verify`](crate::inspect::verify)), with the checks `verify`
+//! makes.
+//!
+//! # Readers without the lock
+//!
+//! `len` and `verify` read without the lock, guarded by `changes` (a sequence lock): a holder
+//! makes it odd before it changes anything and even when it is done, so a reading between two
+//! equal even values is consistent. `len` falls back to the lock when a change is under way
+//! (or its maker died); `verify` retries, and accepts an odd value only when the holder is dead
+//! (nothing changes until the next locker recovers).
+
+use std::sync::atomic::{Ordering, fence};
+
+use serde::de::IgnoredAny;
+
+use super::table::{Table, hash};
+use super::{EMPTY, Raw, TOMBSTONE};
+use crate::collections::codec;
+use crate::error::Error;
+use crate::inspect::Report;
+use crate::segment::{self, Segment};
+
+/// How often `verify` tries to read the map between two changes.
+const VERIFY_ATTEMPTS: u32 = 16;
+
+impl Raw<'_> {
+    /// The number of entries of a whole map, before or after each change: read without the
+    /// lock unless a change is under way (see the module docs).
+    pub(in crate::collections::map) fn len(self) -> u64 {
+        let area = self.area();
+        let before = area.changes.load(Ordering::Acquire);
+        if before.is_multiple_of(2) {
+            let len = area.len.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            if area.changes.load(Ordering::Relaxed) == before {
+                return len;
+            }
+        }
+        // Under the lock, after any recovery, the count is exact. If the lock cannot be had
+        // (it is damaged), the stored count is the best answer there is.
+        let _held = self.lock();
+        area.len.load(Ordering::Relaxed)
+    }
+}
+
+/// The number of entries of the map in `segment`, as stored (no lock: it can be one off while
+/// a writer is in the middle of a change, or died there).
+pub(crate) fn len(segment: &Segment) -> u64 {
+    Raw { segment }.area().len.load(Ordering::Acquire)
+}
+
+/// Checks a map segment without taking its lock (other processes may change it meanwhile):
+/// the table, every entry's record (bounds, checksum, encoding, stored hash), that every key is
+/// reachable from its home slot and appears once, that records and the table do not overlap,
+/// and the counts. Used by [`inspect::verify`](crate::inspect::verify).
+///
+/// It reads the map between two changes (`changes` even and unchanged), or while the lock's
+/// holder is dead (nothing changes until the next locker recovers); then counts that disagree
+/// with the table are a note (the next locker recounts), not a problem.
+pub(crate) fn verify(segment: &Segment, report: &mut Report) {
+    let raw = Raw { segment };
+    let area = raw.area();
+    for _ in 0..VERIFY_ATTEMPTS {
+        let before = area.changes.load(Ordering::Acquire);
+        let interrupted = !before.is_multiple_of(2);
+        let mut found = Report::default();
+        check(raw, &mut found, interrupted);
+        fence(Ordering::Acquire);
+        let after = area.changes.load(Ordering::Relaxed);
+        let holder_dead = segment
+            .lock_owner()
+            .is_some_and(|pid| !segment::pid_alive(pid));
+        if before == after && (!interrupted || holder_dead) {
+            for problem in found.problems {
+                report.problem(problem);
+            }
+            for note in found.notes {
+                report.note(note);
+            }
+            report.items_checked += found.items_checked;
+            return;
+        }
+        std::thread::yield_now();
+    }
+    report.note(format!(
+        "the map changed during each of {VERIFY_ATTEMPTS} attempts to check it; its entries \
+         were not checked"
+    ));
+}
+
+/// One reading of the map for [`verify`].
+fn check(raw: Raw<'_>, report: &mut Report, interrupted: bool) {
+    let table = match raw.table() {
+        Ok(table) => table,
+        Err(err) => return report.problem(describe(&err)),
+    };
+    let Some(mut census) = census(raw, table, report) else {
+        return;
+    };
+    census.ranges.sort_unstable();
+    for pair in census.ranges.windows(2) {
+        if pair[1].0 < pair[0].1 {
+            report.problem(format!(
+                "the map's data at {}..{} overlaps the data at {}..{}",
+                pair[0].0, pair[0].1, pair[1].0, pair[1].1
+            ));
+        }
+    }
+    census.hashes.sort_unstable();
+    let key_at = |index: u64| {
+        let at = raw.slot(table, index).ok()?[1].load(Ordering::Acquire);
+        Some(raw.read_entry(at).ok()?.key().to_vec())
+    };
+    for pair in census.hashes.windows(2) {
+        let ((hash_a, slot_a), (hash_b, slot_b)) = (pair[0], pair[1]);
+        if hash_a == hash_b && key_at(slot_a).is_some_and(|key| Some(key) == key_at(slot_b)) {
+            report.problem(format!("slots {slot_a} and {slot_b} hold the same key"));
+        }
+    }
+    check_counts(raw, &census, report, interrupted);
+}
+
+/// What [`census`] found in a table.
+#[derive(Debug, Default)]
+struct Census {
+    live: u64,
+    tombstones: u64,
+    bytes: u64,
+    /// The end of the table or of its last record, whichever is later.
+    end: u64,
+    /// The byte ranges of the table and of every record.
+    ranges: Vec<(u64, u64)>,
+    /// The hash of every live key, and its slot.
+    hashes: Vec<(u64, u64)>,
+}
+
+/// Reads every slot of `table` and checks each entry; `None` if the table cannot be read.
+fn census(raw: Raw<'_>, table: Table, report: &mut Report) -> Option<Census> {
+    let mut first_empty = None;
+    for index in 0..table.capacity {
+        match raw.record_word(table, index) {
+            Ok(record) if record.load(Ordering::Acquire) == EMPTY => {
+                first_empty = Some(index);
+                break;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                report.problem(describe(&err));
+                return None;
+            }
+        }
+    }
+    let Some(first_empty) = first_empty else {
+        report.problem(format!(
+            "the map's table has no empty slot among its {} slots",
+            table.capacity
+        ));
+        return None;
+    };
+    let mut census = Census {
+        end: table.end(),
+        ranges: vec![(table.offset, table.end())],
+        ..Census::default()
+    };
+    // Scan from just after an empty slot, so that `last_empty` is always the last empty slot
+    // before the current one: a key can be found if no empty slot lies between its home slot
+    // and its slot.
+    let mut last_empty = first_empty;
+    for step in 1..=table.capacity {
+        if report.is_full() {
+            break;
+        }
+        let index = table.home(first_empty + step);
+        let [stored_hash, record] = match raw.slot(table, index) {
+            Ok(words) => words,
+            Err(err) => {
+                report.problem(describe(&err));
+                return None;
+            }
+        };
+        match record.load(Ordering::Acquire) {
+            EMPTY => last_empty = index,
+            TOMBSTONE => census.tombstones += 1,
+            at => {
+                census.live += 1;
+                report.items_checked += 1;
+                let entry = match raw.read_entry(at) {
+                    Ok(entry) => entry,
+                    Err(err) => {
+                        report.problem(format!("slot {index}: {}", describe(&err)));
+                        continue;
+                    }
+                };
+                let key_hash = hash(entry.key());
+                if key_hash != stored_hash.load(Ordering::Relaxed) {
+                    report.problem(format!(
+                        "slot {index}: the stored hash does not match the entry's key"
+                    ));
+                }
+                let (home, mask) = (table.home(key_hash), table.capacity - 1);
+                if index.wrapping_sub(home) & mask >= index.wrapping_sub(last_empty) & mask {
+                    report.problem(format!(
+                        "slot {index}: its key cannot be found: an empty slot lies between its \
+                         home slot {home} and it"
+                    ));
+                }
+                if codec::decode::<IgnoredAny>(entry.key()).is_err()
+                    || codec::decode::<IgnoredAny>(entry.value()).is_err()
+                {
+                    report.problem(format!(
+                        "slot {index}: the entry's key or value is not a well-formed value"
+                    ));
+                }
+                census.bytes += entry.size();
+                census.end = census.end.max(at + entry.size());
+                census.ranges.push((at, at + entry.size()));
+                census.hashes.push((key_hash, index));
+            }
+        }
+    }
+    Some(census)
+}
+
+/// Compares the map's counts with what the table holds.
+fn check_counts(raw: Raw<'_>, census: &Census, report: &mut Report, interrupted: bool) {
+    let area = raw.area();
+    let (len, used, bytes, tail) = (
+        area.len.load(Ordering::Relaxed),
+        area.used.load(Ordering::Relaxed),
+        area.bytes.load(Ordering::Relaxed),
+        area.tail.load(Ordering::Relaxed),
+    );
+    // Read after `tail`: every growth made before `tail` was stored is seen.
+    let size = raw.segment.size();
+    if tail > size {
+        report.problem(format!(
+            "the map's end of data {tail} lies past the segment's size {size}"
+        ));
+    }
+    let Census {
+        live,
+        tombstones,
+        end,
+        ..
+    } = *census;
+    if len != live || used != live + tombstones || bytes != census.bytes || tail < end {
+        let what = format!(
+            "the counts say {len} entries, {used} used slots, {bytes} bytes, data ending at \
+             {tail}; the table holds {live} entries, {} used slots, {} bytes, ending at {end}",
+            live + tombstones,
+            census.bytes
+        );
+        if interrupted {
+            report.note(format!(
+                "{what}: a writer was interrupted; the next locker recounts"
+            ));
+        } else {
+            report.problem(what);
+        }
+    }
+}
+
+fn describe(err: &Error) -> String {
+    match err {
+        Error::Corrupt { what, .. } => what.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,7 +1,6 @@
 //! One module per subcommand.
 
 mod bench;
-mod bench_redis;
 mod demo;
 mod gc;
 mod inspect;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod collection;
 mod demo;
 mod gc;
 mod inspect;

@@ -1,10 +1,10 @@
 //! `memspace list ...`: shared lists of JSON values from the shell.
 
 use anyhow::{Context, bail};
-use memspace::{SegmentOptions, SharedList};
+use memspace::SharedList;
 use serde_json::Value;
 
-use super::typed::{Part, Target};
+use super::collection::{self, create_options, open};
 use crate::cli::ListCommand;
 
 pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
@@ -14,14 +14,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
             max_size,
             mode,
         } => {
-            let mut options = SegmentOptions::new();
-            if let Some(bytes) = max_size {
-                options = options.max_size(bytes);
-            }
-            if let Some(mode) = mode {
-                options = options.mode(mode);
-            }
-            SharedList::<Value>::create_with(&name, &options)
+            SharedList::<Value>::create_with(&name, &create_options(max_size, mode))
                 .with_context(|| format!("creating list `{name}`"))?;
         }
         ListCommand::Push {
@@ -29,20 +22,13 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
             values,
             force,
         } => {
-            let values = super::json_values(&values)?;
-            let list = open(&name)?;
-            let target = Target {
-                kind: "list",
-                name: &name,
-                recorded: list.recorded_type_name(),
-                in_shared_memory: list.segment().is_some(),
-            };
-            target.check_each(Part::Item, &values, force)?;
+            let (list, values) =
+                collection::open_to_write_items::<SharedList<Value>>(&name, &values, force)?;
             list.extend(&values)
                 .with_context(|| format!("appending to list `{name}`"))?;
         }
         ListCommand::Get { name, index } => {
-            let list = open(&name)?;
+            let list: SharedList<Value> = open(&name)?;
             let json = match index {
                 Some(index) => match list
                     .get(index)
@@ -51,8 +37,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
                     Some(value) => value,
                     None => bail!(
                         "index {index} is out of range: list `{name}` has {} items",
-                        list.len()
-                            .with_context(|| format!("reading the length of list `{name}`"))?
+                        collection::len(&list, &name)?
                     ),
                 },
                 None => Value::Array(
@@ -62,21 +47,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
             };
             println!("{json}");
         }
-        ListCommand::Len { name } => println!(
-            "{}",
-            open(&name)?
-                .len()
-                .with_context(|| format!("reading the length of list `{name}`"))?
-        ),
+        ListCommand::Len { name } => collection::print_len::<SharedList<Value>>(&name)?,
     }
     Ok(())
-}
-
-fn open(name: &str) -> anyhow::Result<SharedList<Value>> {
-    match super::open_segment(name) {
-        Ok(Some(segment)) => SharedList::from_segment(segment),
-        Ok(None) => SharedList::open(name),
-        Err(err) => Err(err),
-    }
-    .with_context(|| format!("opening list `{name}`"))
 }

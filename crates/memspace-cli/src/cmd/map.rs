@@ -1,25 +1,28 @@
 //! `memspace map ...`: shared maps of JSON keys and values from the shell.
 
 use anyhow::{Context, bail};
-use memspace::SegmentOptions;
 use memspace::collections::SharedMap;
 use serde_json::Value;
 
-use super::typed::{Part, Target};
+use super::collection::{self, create_options, open};
+use super::typed::Part;
 use crate::cli::MapCommand;
+
+/// A map of JSON keys to JSON values, as the CLI creates them.
+type JsonMap = SharedMap<Value, Value>;
 
 fn json(what: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text)
         .with_context(|| format!("the {what} `{text}` is not JSON; quote strings as '\"text\"'"))
 }
 
-fn open(name: &str) -> anyhow::Result<SharedMap<Value, Value>> {
-    match super::open_segment(name) {
-        Ok(Some(segment)) => SharedMap::from_segment(segment),
-        Ok(None) => SharedMap::open(name),
-        Err(err) => Err(err),
+/// Prints the value found under `key` in the map `name`, or fails if there was none.
+fn print_found(found: Option<Value>, name: &str, key: &Value) -> anyhow::Result<()> {
+    match found {
+        Some(value) => println!("{value}"),
+        None => bail!("map `{name}` has no key {key}"),
     }
-    .with_context(|| format!("opening map `{name}`"))
+    Ok(())
 }
 
 pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
@@ -29,14 +32,7 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
             max_size,
             mode,
         } => {
-            let mut options = SegmentOptions::new();
-            if let Some(bytes) = max_size {
-                options = options.max_size(bytes);
-            }
-            if let Some(mode) = mode {
-                options = options.mode(mode);
-            }
-            SharedMap::<Value, Value>::create_with(&name, &options)
+            JsonMap::create_with(&name, &create_options(max_size, mode))
                 .with_context(|| format!("creating map `{name}`"))?;
         }
         MapCommand::Set {
@@ -46,20 +42,15 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
             force,
         } => {
             let (key, value) = (json("key", &key)?, json("value", &value)?);
-            let map = open(&name)?;
-            let target = Target {
-                kind: "map",
-                name: &name,
-                recorded: map.recorded_type_name(),
-                in_shared_memory: map.segment().is_some(),
-            };
+            let map: JsonMap = open(&name)?;
+            let target = collection::target(&map, &name);
             target.check(Part::Key, &key, force)?;
             target.check(Part::Value, &value, force)?;
             map.insert(&key, &value)
                 .with_context(|| format!("setting {key} in map `{name}`"))?;
         }
         MapCommand::Get { name, key: None } => {
-            let entries = open(&name)?
+            let entries = open::<JsonMap>(&name)?
                 .to_vec()
                 .with_context(|| format!("reading map `{name}`"))?;
             let pairs: Vec<Value> = entries
@@ -73,30 +64,19 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
             key: Some(key),
         } => {
             let key = json("key", &key)?;
-            match open(&name)?
+            let found = open::<JsonMap>(&name)?
                 .get(&key)
-                .with_context(|| format!("reading {key} in map `{name}`"))?
-            {
-                Some(value) => println!("{value}"),
-                None => bail!("map `{name}` has no key {key}"),
-            }
+                .with_context(|| format!("reading {key} in map `{name}`"))?;
+            print_found(found, &name, &key)?;
         }
         MapCommand::Remove { name, key } => {
             let key = json("key", &key)?;
-            match open(&name)?
+            let found = open::<JsonMap>(&name)?
                 .remove(&key)
-                .with_context(|| format!("removing {key} from map `{name}`"))?
-            {
-                Some(value) => println!("{value}"),
-                None => bail!("map `{name}` has no key {key}"),
-            }
+                .with_context(|| format!("removing {key} from map `{name}`"))?;
+            print_found(found, &name, &key)?;
         }
-        MapCommand::Len { name } => println!(
-            "{}",
-            open(&name)?
-                .len()
-                .with_context(|| format!("reading the length of map `{name}`"))?
-        ),
+        MapCommand::Len { name } => collection::print_len::<JsonMap>(&name)?,
     }
     Ok(())
 }

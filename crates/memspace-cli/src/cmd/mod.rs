@@ -1,7 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
-mod bench_redis;
+mod collection;
 mod demo;
 mod gc;
 mod inspect;

@@ -4,24 +4,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use memspace::SegmentOptions;
 use memspace::collections::{Queue, QueueError};
 use serde_json::Value;
 
-use super::typed::{Part, Target};
+use super::collection::{self, create_options, open};
 use crate::cli::QueueCommand;
 
 /// The exit status when `--timeout` expires (`EX_TEMPFAIL`).
 const TIMED_OUT: u8 = 75;
-
-fn open(name: &str) -> anyhow::Result<Queue<Value>> {
-    match super::open_segment(name) {
-        Ok(Some(segment)) => Queue::from_segment(segment),
-        Ok(None) => Queue::open(name),
-        Err(err) => Err(err),
-    }
-    .with_context(|| format!("opening queue `{name}`"))
-}
 
 pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -31,14 +21,7 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             max_size,
             mode,
         } => {
-            let mut options = SegmentOptions::new();
-            if let Some(bytes) = max_size {
-                options = options.max_size(bytes);
-            }
-            if let Some(mode) = mode {
-                options = options.mode(mode);
-            }
-            Queue::<Value>::create_with(&name, capacity, &options)
+            Queue::<Value>::create_with(&name, capacity, &create_options(max_size, mode))
                 .with_context(|| format!("creating queue `{name}`"))?;
         }
         QueueCommand::Put {
@@ -46,15 +29,8 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             values,
             force,
         } => {
-            let values = super::json_values(&values)?;
-            let queue = open(&name)?;
-            let target = Target {
-                kind: "queue",
-                name: &name,
-                recorded: queue.recorded_type_name(),
-                in_shared_memory: queue.segment().is_some(),
-            };
-            target.check_each(Part::Item, &values, force)?;
+            let (queue, values) =
+                collection::open_to_write_items::<Queue<Value>>(&name, &values, force)?;
             for value in &values {
                 queue
                     .put(value)
@@ -68,7 +44,7 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
                     anyhow::anyhow!("--timeout {seconds} is not a number of seconds")
                 })?),
             };
-            let queue = open(&name)?;
+            let queue: Queue<Value> = open(&name)?;
             let got = match timeout {
                 None => queue.get(),
                 Some(timeout) => queue.get_timeout(timeout),
@@ -88,12 +64,7 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        QueueCommand::Len { name } => println!(
-            "{}",
-            open(&name)?
-                .len()
-                .with_context(|| format!("reading the length of queue `{name}`"))?
-        ),
+        QueueCommand::Len { name } => collection::print_len::<Queue<Value>>(&name)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -285,21 +285,6 @@ pub(crate) fn fork_worker(
     }
 }
 
-/// The cheapest possible child: `fork`, `_exit(0)` in the child, `waitpid` in the parent.
-/// The baseline that [`Process`](super::Process) start-up is measured against.
-///
-/// # Errors
-///
-/// If `fork` or `waitpid` fail.
-#[doc(hidden)]
-pub fn raw_fork_and_wait() -> std::io::Result<()> {
-    // SAFETY: the child does nothing but `exit_now` (module `# Safety`, point 1).
-    match unsafe { sys::fork() }? {
-        sys::Forked::Child => sys::exit_now(0),
-        sys::Forked::Parent(pid) => sys::wait_child(pid).map(drop),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // spawn
 

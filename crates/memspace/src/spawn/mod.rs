@@ -38,8 +38,6 @@ use std::io;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-#[doc(hidden)]
-pub use self::child::raw_fork_and_wait;
 pub use self::child::{init, set_child_args};
 pub use self::pool::{Imap, ImapUnordered, Pool, TaskError, TaskHandle};
 pub use self::process::{ExitStatus, Process};

@@ -1,5 +1,6 @@
 //! `memspace bench --redis URL`: the same operations on shared memory and on a Redis server,
-//! side by side, in `bench`'s table (`speedup` is how many times faster shared memory is).
+//! side by side, in the default run's table (`speedup` is how many times faster shared memory
+//! is).
 //!
 //! Every scenario runs in one process, one call after another, so each Redis call costs at
 //! least one round trip to the server. The batched scenario appends 100 items per call: one
@@ -16,7 +17,8 @@ use anyhow::Context;
 use memspace::collections::Queue;
 use memspace::{Backend, Lock, SharedList};
 
-use super::bench::{Comparison, per_second, print_table};
+use crate::measure::per_second;
+use crate::report::{self, Comparison};
 
 /// Items per call in the batched scenario.
 const BATCH: usize = 100;
@@ -109,6 +111,8 @@ fn measure(backend: &Backend, n: u64, cleanup: &mut Cleanup) -> anyhow::Result<[
     ])
 }
 
+/// Runs the four scenarios on shared memory, then on the Redis server at `url`, and prints
+/// them side by side.
 pub(crate) fn run(url: &str, quick: bool, json: bool) -> anyhow::Result<()> {
     let redis = Backend::redis(url).context("reading --redis")?;
     let sizes = if quick {
@@ -127,40 +131,19 @@ pub(crate) fn run(url: &str, quick: bool, json: bool) -> anyhow::Result<()> {
     let shm = measure(&Backend::SharedMemory, sizes.shm, &mut cleanup)?;
     eprintln!("redis at {url} ...");
     let remote = measure(&redis, sizes.redis, &mut cleanup)?;
-    let out = vec![
-        Comparison::throughput(
-            "shared_list_push",
-            "redis_list_push",
-            shm[0],
-            remote[0],
-            "pushes/s",
-        ),
-        Comparison::throughput(
-            "shared_list_extend_100",
-            "redis_extend_100",
-            shm[1],
-            remote[1],
-            "pushes/s",
-        ),
-        Comparison::throughput(
-            "lock_uncontended",
-            "redis_lock_lease",
-            shm[2],
-            remote[2],
-            "lock+unlock/s",
-        ),
-        Comparison::throughput(
-            "queue_put_get",
-            "redis_queue_put_get",
-            shm[3],
-            remote[3],
-            "put+get/s",
-        ),
+    let names = [
+        ("shared_list_push", "redis_list_push", "pushes/s"),
+        ("shared_list_extend_100", "redis_extend_100", "pushes/s"),
+        ("lock_uncontended", "redis_lock_lease", "lock+unlock/s"),
+        ("queue_put_get", "redis_queue_put_get", "put+get/s"),
     ];
-    if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        print_table(&out);
+    let comparisons: Vec<Comparison> = names
+        .into_iter()
+        .zip(shm.into_iter().zip(remote))
+        .map(|(names, values)| Comparison::throughput(names, values))
+        .collect();
+    report::print(&comparisons, json)?;
+    if !json {
         println!(
             "\nspeedup: how many times faster shared memory is than Redis at {url}; every Redis \
              call is at least one round trip, a batch of {BATCH} is one round trip"

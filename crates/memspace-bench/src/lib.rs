@@ -1,0 +1,93 @@
+//! The harness behind `memspace bench`: memspace against its baselines, side by side, on this
+//! machine.
+//!
+//! Every comparison runs the memspace scenario and its baseline in the same run and reports
+//! their ratio (`speedup`: above 1 means memspace is faster). Python baselines run through
+//! `scripts/bench_baselines.py` when `python3` is on the PATH. With [`Options::redis`], the
+//! same operations run on shared memory and on a Redis server instead.
+//!
+//! The harness runs inside the `memspace` command, and relies on it twice: processes started
+//! with [`StartMethod::Spawn`](memspace::spawn::StartMethod::Spawn) re-execute the running
+//! program, whose `main` calls [`memspace::init`] first, and the baseline of that start runs
+//! the same program with `--version`.
+//!
+//! * `suite`: which comparisons the default run makes, with which sizes
+//! * `workloads`: each scenario and each baseline, timed
+//! * `fork`: the bare `fork` + `waitpid` baseline (the crate's only `unsafe`)
+//! * `python`: the Python baselines, from `scripts/bench_baselines.py`
+//! * `redis`: shared memory against a Redis server
+//! * `measure`: rates and medians
+//! * `report`: the table and the JSON of the results
+//! * `chart`: the SVG scaling curves of `--plot`
+//! * `progress`: the progress line on stderr
+
+mod chart;
+mod fork;
+mod measure;
+mod progress;
+mod python;
+mod redis;
+mod report;
+mod suite;
+mod workloads;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use self::progress::Progress;
+use self::suite::Sizes;
+
+/// What a run measures, and how it prints the results.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Smaller runs, done in well under a minute.
+    pub quick: bool,
+    /// Print a JSON array, one object per comparison, instead of a table.
+    pub json: bool,
+    /// Also measure 1, 2, 4 and 8 workers and draw the scaling curves into this SVG file.
+    pub plot: Option<PathBuf>,
+    /// Skip the Python baselines even if `python3` is on the PATH.
+    pub no_python: bool,
+    /// Instead of the default run, compare shared memory with the Redis server at this URL
+    /// (`redis://HOST:PORT`).
+    pub redis: Option<String>,
+}
+
+/// Measures what `options` asks for and prints the results on stdout; progress goes to
+/// stderr.
+///
+/// # Errors
+///
+/// If a scenario or a baseline fails (a segment cannot be created, a worker process dies, the
+/// Python script fails, the Redis server cannot be reached), or the chart cannot be written.
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    if let Some(url) = &options.redis {
+        return redis::run(url, options.quick, options.json);
+    }
+    let sizes = Sizes::new(options.quick);
+    let python = !options.no_python && python::available();
+    if !python && !options.no_python {
+        eprintln!("python3 is not on the PATH: the Python baselines are skipped");
+    }
+    let mut progress = Progress::new(
+        8 + usize::from(python) + if options.plot.is_some() { 5 } else { 0 },
+        std::io::stderr().is_terminal(),
+    );
+    let comparisons = suite::measure(&sizes, python, options.quick, &mut progress)?;
+    let mut scaling = Vec::new();
+    if let Some(path) = &options.plot {
+        scaling = suite::scaling(&sizes, &mut progress)?;
+        progress.next("SharedList push against its size");
+        let by_size = workloads::list_size_curve(sizes.list_pushes * 4)?;
+        chart::write(path, &scaling, &by_size)?;
+    }
+    progress.done();
+    report::print(&comparisons, options.json)?;
+    if let Some(path) = &options.plot
+        && !options.json
+    {
+        println!("\nscaling curve written to {}", path.display());
+        report::print_scaling(&scaling);
+    }
+    Ok(())
+}

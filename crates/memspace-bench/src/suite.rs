@@ -1,0 +1,175 @@
+//! The default run: which comparisons it makes, in which order, and how large each is.
+
+use memspace::spawn::StartMethod;
+
+use crate::measure::median_pair;
+use crate::progress::Progress;
+use crate::report::{Comparison, Names, Scaling};
+use crate::{fork, python, workloads};
+
+/// Sizes of the runs.
+pub(crate) struct Sizes {
+    /// How many times the short comparisons run (their medians are reported).
+    rounds: u32,
+    vec_pushes: u64,
+    pub(crate) list_pushes: u64,
+    lock_rounds: u64,
+    forks: u32,
+    spawns: u32,
+    read_elements: u64,
+    growth_elements: u64,
+}
+
+impl Sizes {
+    pub(crate) fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                rounds: 3,
+                vec_pushes: 250_000,
+                list_pushes: 50_000,
+                lock_rounds: 2_000_000,
+                forks: 200,
+                spawns: 30,
+                read_elements: 10_000_000,
+                growth_elements: 10_000_000,
+            }
+        } else {
+            Sizes {
+                rounds: 5,
+                vec_pushes: 2_000_000,
+                list_pushes: 250_000,
+                lock_rounds: 20_000_000,
+                forks: 1000,
+                spawns: 200,
+                read_elements: 10_000_000,
+                growth_elements: 100_000_000,
+            }
+        }
+    }
+}
+
+/// The comparisons measured so far, and the progress line that announces each.
+struct Recorder<'a> {
+    rounds: u32,
+    progress: &'a mut Progress,
+    comparisons: Vec<Comparison>,
+}
+
+impl Recorder<'_> {
+    /// Announces `step`, then records the medians of alternating runs of `ours` and `theirs`
+    /// (see [`median_pair`]), rates where more is better.
+    fn median(
+        &mut self,
+        step: &str,
+        names: Names,
+        ours: impl FnMut() -> anyhow::Result<f64>,
+        theirs: impl FnMut() -> anyhow::Result<f64>,
+    ) -> anyhow::Result<()> {
+        self.progress.next(step);
+        let values = median_pair(self.rounds, ours, theirs)?;
+        self.comparisons.push(Comparison::throughput(names, values));
+        Ok(())
+    }
+
+    /// Announces `step`, then records the comparison `measure` makes in one run.
+    fn once(
+        &mut self,
+        step: &str,
+        measure: impl FnOnce() -> anyhow::Result<Comparison>,
+    ) -> anyhow::Result<()> {
+        self.progress.next(step);
+        self.comparisons.push(measure()?);
+        Ok(())
+    }
+}
+
+/// Every comparison of the default run, with the Python baselines if `python`.
+pub(crate) fn measure(
+    sizes: &Sizes,
+    python: bool,
+    quick: bool,
+    progress: &mut Progress,
+) -> anyhow::Result<Vec<Comparison>> {
+    let mut run = Recorder {
+        rounds: sizes.rounds,
+        progress,
+        comparisons: Vec::new(),
+    };
+    run.median(
+        "SharedVec<u64> push, 4 processes, against Mutex<Vec<u64>>, 4 threads",
+        ("shared_vec_push", "rust_threads_mutex_vec", "pushes/s"),
+        || workloads::shared_vec_push(4, sizes.vec_pushes),
+        || Ok(workloads::threads_mutex_vec(4, sizes.vec_pushes)),
+    )?;
+
+    run.progress.next("SharedList<i64> push, 4 processes");
+    let list = workloads::shared_list_push(sizes.list_pushes)?;
+    if python {
+        run.progress.next("Python baselines");
+        let py = python::baselines(quick)?;
+        for (baseline, key) in [
+            ("python_manager_list", "manager_list_append"),
+            ("python_threads_lock", "threads_lock_append"),
+            ("python_shareable_list", "shareable_list_write"),
+        ] {
+            if let Some(value) = py.get(key).and_then(serde_json::Value::as_f64) {
+                let names = ("shared_list_push", baseline, "appends/s");
+                run.comparisons
+                    .push(Comparison::throughput(names, (list, value)));
+            }
+        }
+    }
+
+    run.median(
+        "Lock vs std::sync::Mutex, uncontended",
+        ("lock_uncontended", "std_mutex", "lock+unlock/s"),
+        || workloads::lock_uncontended(sizes.lock_rounds),
+        || Ok(workloads::std_mutex_uncontended(sizes.lock_rounds)),
+    )?;
+    run.median(
+        "Process start+join, fork",
+        ("process_start_fork", "raw_fork", "starts/s"),
+        || workloads::process_start(StartMethod::Fork, sizes.forks),
+        || fork::rate(sizes.forks),
+    )?;
+    run.median(
+        "Process start+join, spawn",
+        ("process_start_spawn", "command_spawn", "starts/s"),
+        || workloads::process_start(StartMethod::Spawn, sizes.spawns),
+        || workloads::command_spawn(sizes.spawns),
+    )?;
+
+    run.once("reading 10 M u64 as a slice", || {
+        let names = ("shared_vec_read", "vec_read", "GB/s");
+        Ok(Comparison::throughput(
+            names,
+            workloads::read_slice(sizes.read_elements)?,
+        ))
+    })?;
+    run.once("SharedList memory per item", || {
+        let names = ("shared_list_memory", "encoded_size", "bytes/item");
+        Ok(Comparison::cost(names, workloads::list_memory(1_000_000)?))
+    })?;
+    run.once("growth: 2 processes push into one SharedVec", || {
+        let names = ("shared_vec_growth", "first_tenth", "ms/M items");
+        let (late, early) = workloads::growth(sizes.growth_elements)?;
+        Ok(Comparison::cost(names, (late, early)))
+    })?;
+    Ok(run.comparisons)
+}
+
+/// The scaling curve of `--plot`: u64 pushes per second from 1, 2, 4 and 8 workers, processes
+/// into a `SharedVec` and threads into a `Mutex<Vec>`.
+pub(crate) fn scaling(sizes: &Sizes, progress: &mut Progress) -> anyhow::Result<Vec<Scaling>> {
+    let n = sizes.vec_pushes / 4;
+    let mut points = Vec::new();
+    for workers in [1, 2, 4, 8] {
+        progress.next(&format!("scaling, {workers} workers"));
+        points.push(Scaling {
+            workers,
+            shared_vec: workloads::shared_vec_push(workers, n)?,
+            mutex_vec: workloads::threads_mutex_vec(workers, n),
+        });
+    }
+    Ok(points)
+}

@@ -1,0 +1,246 @@
+//! The scenarios of the default run and their baselines, each timed on its own: pushes from
+//! processes against pushes from threads, a lock against `std`'s mutex, process starts
+//! against a command spawn, slice reads against a `Vec`'s, memory per item, growth.
+
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_sign_loss,
+    reason = "counts and durations become floating-point rates"
+)]
+
+use std::process::Command;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Instant;
+
+use memspace::collections::SharedVec;
+use memspace::spawn::{Process, StartMethod};
+use memspace::{Lock, SharedList};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::measure::per_second;
+
+/// Starts `workers` processes, each running `target` on arguments of its own from `args`, all
+/// at once, and waits for them all.
+fn in_processes<A>(workers: u32, target: fn(A), args: impl Fn() -> A) -> anyhow::Result<()>
+where
+    A: Serialize + DeserializeOwned,
+{
+    let mut children: Vec<_> = (0..workers).map(|_| Process::new(target, args())).collect();
+    for child in &mut children {
+        child.start()?;
+    }
+    for child in &mut children {
+        child.join()?;
+    }
+    Ok(())
+}
+
+fn push_vec((vec, n): (SharedVec<u64>, u64)) {
+    for i in 0..n {
+        vec.push(i).expect("push");
+    }
+}
+
+/// `workers` processes each push `n` u64 into one `SharedVec`; pushes per second.
+pub(crate) fn shared_vec_push(workers: u32, n: u64) -> anyhow::Result<f64> {
+    let vec = SharedVec::<u64>::new()?;
+    let start = Instant::now();
+    in_processes(workers, push_vec, || (vec.clone(), n))?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(vec.len() == u64::from(workers) * n, "lost pushes");
+    Ok(per_second((u64::from(workers) * n) as f64, elapsed))
+}
+
+/// `workers` threads each push `n` u64 into one `Arc<Mutex<Vec<u64>>>`.
+pub(crate) fn threads_mutex_vec(workers: u32, n: u64) -> f64 {
+    let vec = Arc::new(StdMutex::new(Vec::new()));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..workers)
+        .map(|_| {
+            let vec = Arc::clone(&vec);
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    vec.lock().expect("mutex").push(i);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    per_second((u64::from(workers) * n) as f64, start.elapsed())
+}
+
+fn push_list((list, n): (SharedList<i64>, u64)) {
+    for i in 0..n {
+        list.push(&i.cast_signed()).expect("push");
+    }
+}
+
+/// 4 processes each push `n` i64 into one `SharedList`.
+pub(crate) fn shared_list_push(n: u64) -> anyhow::Result<f64> {
+    let list = SharedList::<i64>::new()?;
+    let start = Instant::now();
+    in_processes(4, push_list, || (list.clone(), n))?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(list.len()? == 4 * n, "lost pushes");
+    Ok(per_second((4 * n) as f64, elapsed))
+}
+
+/// `rounds` lock and unlock pairs of an uncontended `Lock`, per second.
+pub(crate) fn lock_uncontended(rounds: u64) -> anyhow::Result<f64> {
+    let lock = Lock::new()?;
+    let start = Instant::now();
+    // No `black_box` on either side: a lock and an unlock are atomic operations on shared
+    // memory, which the compiler may not remove; passing the guard through `black_box` would
+    // time a copy of the guard through memory, which no caller makes.
+    for _ in 0..rounds {
+        match lock.lock() {
+            Ok(guard) => drop(guard),
+            Err(err) => return Err(memspace::Error::from(err.without_guard()).into()),
+        }
+    }
+    Ok(per_second(rounds as f64, start.elapsed()))
+}
+
+/// `rounds` lock and unlock pairs of an uncontended `std::sync::Mutex`, per second.
+pub(crate) fn std_mutex_uncontended(rounds: u64) -> f64 {
+    let mutex = StdMutex::new(0u64);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        drop(mutex.lock().expect("mutex"));
+    }
+    per_second(rounds as f64, start.elapsed())
+}
+
+fn nothing((): ()) {}
+
+/// `count` processes started by `method` and joined, one after another, that do nothing;
+/// starts per second.
+pub(crate) fn process_start(method: StartMethod, count: u32) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for _ in 0..count {
+        let mut p = Process::new(nothing, ()).start_method(method);
+        p.start()?;
+        p.join()?;
+    }
+    Ok(per_second(f64::from(count), start.elapsed()))
+}
+
+/// `count` runs of this program with `--version`, one after another; starts per second.
+pub(crate) fn command_spawn(count: u32) -> anyhow::Result<f64> {
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    for _ in 0..count {
+        let status = Command::new(&exe).arg("--version").output()?.status;
+        anyhow::ensure!(status.success(), "the baseline child failed");
+    }
+    Ok(per_second(f64::from(count), start.elapsed()))
+}
+
+/// Sums `n` u64 read as a slice of a `SharedVec`, against the same sum over a `Vec`: GB/s.
+pub(crate) fn read_slice(n: u64) -> anyhow::Result<(f64, f64)> {
+    let data: Vec<u64> = (0..n).collect();
+    let vec = SharedVec::<u64>::new()?;
+    vec.extend_from_slice(&data)?;
+    let bytes = (n * 8) as f64;
+    let best = |f: &dyn Fn() -> u64| {
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(f());
+                start.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    let slice = vec.as_slice()?;
+    let ours = best(&|| slice.iter().fold(0u64, |a, b| a.wrapping_add(*b)));
+    let theirs = best(&|| data.iter().fold(0u64, |a, b| a.wrapping_add(*b)));
+    Ok((
+        per_second(bytes, ours) / 1e9,
+        per_second(bytes, theirs) / 1e9,
+    ))
+}
+
+/// Bytes of segment per `SharedList<i64>` item, against the encoded size of the items.
+pub(crate) fn list_memory(n: u64) -> anyhow::Result<(f64, f64)> {
+    let list = SharedList::<i64>::new()?;
+    let items: Vec<i64> = (0..n).map(|i| (i * 7919).cast_signed()).collect();
+    for chunk in items.chunks(10_000) {
+        list.extend(chunk)?;
+    }
+    let encoded: usize = items.iter().map(|i| rmp_encoded_len(*i)).sum();
+    let used = list.used_bytes() as f64;
+    Ok((used / n as f64, encoded as f64 / n as f64))
+}
+
+/// The length of an i64 in `MessagePack` (what `SharedList` stores as each item's payload).
+fn rmp_encoded_len(value: i64) -> usize {
+    match value {
+        -32..=127 => 1,
+        -128..=255 => 2,
+        -32_768..=65_535 => 3,
+        -2_147_483_648..=4_294_967_295 => 5,
+        _ => 9,
+    }
+}
+
+fn grow((vec, n, times): (SharedVec<u64>, u64, SharedVec<u64>)) {
+    let batch: Vec<u64> = (0..65_536).collect();
+    let mut pushed = 0;
+    let tenth = n / 10;
+    let mut mark = Instant::now();
+    while pushed < n {
+        let take = batch.len().min((n - pushed) as usize);
+        vec.extend_from_slice(&batch[..take]).expect("push");
+        pushed += take as u64;
+        if pushed % tenth < take as u64 {
+            times
+                .push(mark.elapsed().as_nanos() as u64)
+                .expect("record");
+            mark = Instant::now();
+        }
+    }
+}
+
+/// Two processes push `n` u64 each in 64 Ki batches; milliseconds per million items in the
+/// last and the first tenth.
+pub(crate) fn growth(n: u64) -> anyhow::Result<(f64, f64)> {
+    let vec = SharedVec::<u64>::new()?;
+    let times = SharedVec::<u64>::new()?;
+    let per_process = n / 2;
+    in_processes(2, grow, || (vec.clone(), per_process, times.clone()))?;
+    anyhow::ensure!(vec.len() == 2 * per_process, "lost pushes");
+    let times = times.to_vec()?;
+    let per_million = |ns: u64| ns as f64 / 1e6 / (per_process as f64 / 10.0 / 1e6);
+    let early = times.iter().take(2).map(|&t| per_million(t)).sum::<f64>() / 2.0;
+    let late = times
+        .iter()
+        .rev()
+        .take(2)
+        .map(|&t| per_million(t))
+        .sum::<f64>()
+        / 2.0;
+    Ok((late, early))
+}
+
+/// `SharedList<i64>` pushes per second in one process, measured in tenths as the list grows
+/// to `total` items: `(items in the list, pushes per second)`.
+pub(crate) fn list_size_curve(total: u64) -> anyhow::Result<Vec<(f64, f64)>> {
+    let list = SharedList::<i64>::new()?;
+    let tenth = (total / 10).max(1);
+    let mut curve = Vec::new();
+    for step in 1..=10u64 {
+        let start = Instant::now();
+        for i in 0..tenth {
+            list.push(&i.cast_signed())?;
+        }
+        curve.push((
+            (step * tenth) as f64,
+            per_second(tenth as f64, start.elapsed()),
+        ));
+    }
+    Ok(curve)
+}

@@ -1,0 +1,123 @@
+//! What `list`, `map` and `queue` share: a collection of JSON values opened by the name given
+//! on the command line, the options of `create`, and what a write checks first.
+
+use anyhow::Context;
+use memspace::collections::{Queue, SharedList, SharedMap};
+use memspace::{Segment, SegmentOptions};
+use serde_json::Value;
+
+use super::typed::{Part, Target};
+
+/// A collection of JSON values that the CLI opens by name.
+pub(crate) trait Collection: Sized {
+    /// `list`, `map` or `queue`, as messages name it.
+    const KIND: &'static str;
+
+    /// Opens the collection kept in `segment`.
+    fn from_segment(segment: Segment) -> memspace::Result<Self>;
+
+    /// Opens the collection `name` where no segment is opened for it (a Redis object).
+    fn open(name: &str) -> memspace::Result<Self>;
+
+    /// The item type its creator recorded.
+    fn recorded_type_name(&self) -> &str;
+
+    /// Its segment, if it lives in shared memory.
+    fn segment(&self) -> Option<&Segment>;
+
+    /// How many items (or entries) it holds.
+    fn len(&self) -> memspace::Result<u64>;
+}
+
+/// Implements [`Collection`] for `$type` by its inherent methods of the same names.
+macro_rules! collection {
+    ($type:ty, $kind:literal) => {
+        impl Collection for $type {
+            const KIND: &'static str = $kind;
+
+            fn from_segment(segment: Segment) -> memspace::Result<Self> {
+                <$type>::from_segment(segment)
+            }
+
+            fn open(name: &str) -> memspace::Result<Self> {
+                <$type>::open(name)
+            }
+
+            fn recorded_type_name(&self) -> &str {
+                <$type>::recorded_type_name(self)
+            }
+
+            fn segment(&self) -> Option<&Segment> {
+                <$type>::segment(self)
+            }
+
+            fn len(&self) -> memspace::Result<u64> {
+                <$type>::len(self)
+            }
+        }
+    };
+}
+
+collection!(SharedList<Value>, "list");
+collection!(SharedMap<Value, Value>, "map");
+collection!(Queue<Value>, "queue");
+
+/// Opens the collection `name` as the command line's trust allows (see
+/// [`open_segment`](super::open_segment)).
+pub(crate) fn open<C: Collection>(name: &str) -> anyhow::Result<C> {
+    match super::open_segment(name) {
+        Ok(Some(segment)) => C::from_segment(segment),
+        Ok(None) => C::open(name),
+        Err(err) => Err(err),
+    }
+    .with_context(|| format!("opening {} `{name}`", C::KIND))
+}
+
+/// The number of items in `collection`, which the command line calls `name`.
+pub(crate) fn len<C: Collection>(collection: &C, name: &str) -> anyhow::Result<u64> {
+    collection
+        .len()
+        .with_context(|| format!("reading the length of {} `{name}`", C::KIND))
+}
+
+/// Opens the collection `name` and prints its number of items.
+pub(crate) fn print_len<C: Collection>(name: &str) -> anyhow::Result<()> {
+    println!("{}", len(&open::<C>(name)?, name)?);
+    Ok(())
+}
+
+/// Opens the collection `name` to write `texts` into it as items: parses each as JSON, and
+/// checks that a program using its recorded item type could read each back (unless `force`),
+/// before any is written.
+pub(crate) fn open_to_write_items<C: Collection>(
+    name: &str,
+    texts: &[String],
+    force: bool,
+) -> anyhow::Result<(C, Vec<Value>)> {
+    let values = super::json_values(texts)?;
+    let collection = open::<C>(name)?;
+    target(&collection, name).check_each(Part::Item, &values, force)?;
+    Ok((collection, values))
+}
+
+/// `collection`, which the command line calls `name`, as the target of a write.
+pub(crate) fn target<'a, C: Collection>(collection: &'a C, name: &'a str) -> Target<'a> {
+    Target {
+        kind: C::KIND,
+        name,
+        recorded: collection.recorded_type_name(),
+        in_shared_memory: collection.segment().is_some(),
+    }
+}
+
+/// The segment options of `create`: `--max-size` and `--mode`, each only if given.
+pub(crate) fn create_options(max_size: Option<u64>, mode: Option<u32>) -> SegmentOptions {
+    let mut options = SegmentOptions::new();
+    if let Some(bytes) = max_size {
+        options = options.max_size(bytes);
+    }
+    if let Some(mode) = mode {
+        options = options.mode(mode);
+    }
+    options
+}

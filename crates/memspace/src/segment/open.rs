@@ -61,6 +61,15 @@ impl Segment {
                     std::thread::sleep(Duration::from_millis(2));
                     identity = fstat()?;
                 }
+                // The file grew between the `fstat` and the read (a peer's growth sizes the
+                // file, then records the size in the header): read it again with the new size.
+                // A file cut short keeps its size, and is reported.
+                Err(HeaderProblem::Truncated { .. })
+                    if started.elapsed() < INIT_WAIT
+                        && fstat()?.size != identity.size =>
+                {
+                    identity = fstat()?;
+                }
                 Err(problem) => return Err(problem_to_error(name, problem)),
             }
         };

@@ -13,11 +13,8 @@ pub(crate) trait Collection: Sized {
     /// `list`, `map` or `queue`, as messages name it.
     const KIND: &'static str;
 
-    /// Opens the collection kept in `segment`.
-    fn from_segment(segment: Segment) -> memspace::Result<Self>;
-
-    /// Opens the collection `name` where no segment is opened for it (a Redis object).
-    fn open(name: &str) -> memspace::Result<Self>;
+    /// Opens the collection `name` of either backend, accepting a segment as `options` allow.
+    fn open_with(name: &str, options: &SegmentOptions) -> memspace::Result<Self>;
 
     /// The item type its creator recorded.
     fn recorded_type_name(&self) -> &str;
@@ -35,12 +32,8 @@ macro_rules! collection {
         impl Collection for $type {
             const KIND: &'static str = $kind;
 
-            fn from_segment(segment: Segment) -> memspace::Result<Self> {
-                <$type>::from_segment(segment)
-            }
-
-            fn open(name: &str) -> memspace::Result<Self> {
-                <$type>::open(name)
+            fn open_with(name: &str, options: &SegmentOptions) -> memspace::Result<Self> {
+                <$type>::open_with(name, options)
             }
 
             fn recorded_type_name(&self) -> &str {
@@ -62,15 +55,11 @@ collection!(SharedList<Value>, "list");
 collection!(SharedMap<Value, Value>, "map");
 collection!(Queue<Value>, "queue");
 
-/// Opens the collection `name` as the command line's trust allows (see
-/// [`open_segment`](super::open_segment)).
+/// Opens the collection `name` as the command line's trust allows (`--trust-owner`,
+/// `--accept-mode`).
 pub(crate) fn open<C: Collection>(name: &str) -> anyhow::Result<C> {
-    match super::open_segment(name) {
-        Ok(Some(segment)) => C::from_segment(segment),
-        Ok(None) => C::open(name),
-        Err(err) => Err(err),
-    }
-    .with_context(|| format!("opening {} `{name}`", C::KIND))
+    C::open_with(name, super::open_options())
+        .with_context(|| format!("opening {} `{name}`", C::KIND))
 }
 
 /// The number of items in `collection`, which the command line calls `name`.

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
-use memspace::{Segment, SegmentOptions};
+use memspace::SegmentOptions;
 
 use crate::cli::{Cli, Command};
 
@@ -63,15 +63,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the segment `name` as the command line's trust allows (`--trust-owner`,
-/// `--accept-mode`), or `None` for a Redis object, which is opened by its URL.
-pub(crate) fn open_segment(name: &str) -> memspace::Result<Option<Segment>> {
-    if is_redis(name) {
-        return Ok(None);
-    }
-    Ok(Some(open_options().open(name)?))
-}
-
 /// The owners and modes the command line trusts (`--trust-owner`, `--accept-mode`).
 pub(crate) fn open_options() -> &'static SegmentOptions {
     OPEN_OPTIONS.get_or_init(SegmentOptions::new)
@@ -109,11 +100,6 @@ pub(crate) fn json_values(texts: &[String]) -> anyhow::Result<Vec<serde_json::Va
             })
         })
         .collect()
-}
-
-/// Whether `name` selects the Redis backend (`redis://HOST:PORT/NAME`).
-pub(crate) fn is_redis(name: &str) -> bool {
-    name.starts_with(memspace::segment::REDIS_PREFIX)
 }
 
 /// Formats a process for a table: `1234` or `1234 (dead)`.

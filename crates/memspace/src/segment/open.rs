@@ -65,8 +65,7 @@ impl Segment {
                 // file, then records the size in the header): read it again with the new size.
                 // A file cut short keeps its size, and is reported.
                 Err(HeaderProblem::Truncated { .. })
-                    if started.elapsed() < INIT_WAIT
-                        && fstat()?.size != identity.size =>
+                    if started.elapsed() < INIT_WAIT && fstat()?.size != identity.size =>
                 {
                     identity = fstat()?;
                 }

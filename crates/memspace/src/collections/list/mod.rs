@@ -199,6 +199,16 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         Ok(Self::at(Place::open(name, Kind::List)?))
     }
 
+    /// Opens the list `name`, accepting a segment as `options` allow (another owner, a wider
+    /// mode: see [`SegmentOptions::open`]); a Redis list is opened by its name alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::open`], and what [`SegmentOptions::open`] refuses.
+    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
+        Ok(Self::at(Place::open_with(name, Kind::List, options)?))
+    }
+
     /// Creates the list `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
     ///
     /// # Errors

@@ -237,6 +237,16 @@ where
         Ok(Self::at(Place::open(name, Kind::Map)?))
     }
 
+    /// Opens the map `name`, accepting a segment as `options` allow (another owner, a wider
+    /// mode: see [`SegmentOptions::open`]); a Redis map is opened by its name alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::open`], and what [`SegmentOptions::open`] refuses.
+    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
+        Ok(Self::at(Place::open_with(name, Kind::Map, options)?))
+    }
+
     /// Creates the map `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
     ///
     /// # Errors

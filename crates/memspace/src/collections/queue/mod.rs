@@ -348,6 +348,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(Queue::at(Place::open(name, Kind::Queue)?))
     }
 
+    /// Opens the queue `name`, accepting a segment as `options` allow (another owner, a wider
+    /// mode: see [`SegmentOptions::open`]); a Redis queue is opened by its name alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`], and what [`SegmentOptions::open`] refuses.
+    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
+        Ok(Self::at(Place::open_with(name, Kind::Queue, options)?))
+    }
+
     /// Creates the unbounded queue `name` in `backend` (see
     /// [`Backend::locate`](crate::Backend::locate)).
     ///

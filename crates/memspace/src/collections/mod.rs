@@ -11,6 +11,7 @@
 //!   when the consumer that took them dies before acknowledging.
 //! * [`Value<T>`]: one plain value with atomic reads, writes and updates.
 
+mod changes;
 pub(crate) mod codec;
 mod list;
 mod map;

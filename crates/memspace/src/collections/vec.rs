@@ -29,7 +29,6 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::handle::{Blueprint, NoRedis, Place};
-use crate::redis::Init;
 use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
 use crate::sync::{RawGuard, expect_type, lock_and_repair};
@@ -107,79 +106,11 @@ impl<T> SharedVec<T> {
         self.len() == 0
     }
 
-    /// The vector's segment name.
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The element type recorded by the vector's creator: [`std::any::type_name`] of `T`, the
-    /// type the creator used, which need not be this handle's (it has the same size and
-    /// alignment). Cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX) bytes (see
-    /// [`Segment::type_name`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> memspace::Result<()> {
-    /// use memspace::collections::SharedVec;
-    ///
-    /// let samples = SharedVec::<u64>::new()?;
-    /// assert_eq!(samples.recorded_type_name(), "u64");
-    /// assert!(samples.segment().is_some());
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn recorded_type_name(&self) -> &str {
-        self.place.recorded_type_name()
-    }
-
-    /// The vector's segment (identity, size, address in this process). Always `Some`: a
-    /// vector lives only in shared memory (the `Option` is every handle's).
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the vector's name from the system (see [`Segment::unlink`]).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("vector", local, typed);
 }
 
 impl<T: Pod> SharedVec<T> {
-    /// Creates an anonymous vector, removed when its last user drops it.
-    ///
-    /// # Errors
-    ///
-    /// What the system refuses when creating the segment.
-    pub fn new() -> Result<Self> {
-        Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
-    }
-
-    /// Creates the vector `name`; it persists until removed.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
-    /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
-    pub fn create(name: &str) -> Result<Self> {
-        Self::create_with(name, &SegmentOptions::new())
-    }
-
-    /// Creates the vector `name` with `options` (mode, initial and maximum size).
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedVec::create`].
-    pub fn create_with(name: &str, options: &SegmentOptions) -> Result<Self> {
-        Self::create_segment(&SegmentName::new(name)?, options, false)
-    }
+    create_constructors!("vector");
 
     /// Opens the vector `name`, checking that its elements have `T`'s size and alignment.
     ///
@@ -208,15 +139,7 @@ impl<T: Pod> SharedVec<T> {
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
-        let blueprint = Blueprint {
-            kind: Kind::Vec,
-            options,
-            anonymous,
-            redis: Init {
-                type_name: std::any::type_name::<T>(),
-                ..Init::default()
-            },
-        };
+        let blueprint = Blueprint::of::<T>(Kind::Vec, options, anonymous);
         let place = Place::create(name, &blueprint, |segment| {
             let area = segment.kind_area::<VecArea>();
             area.len.store(0, Ordering::Relaxed);

@@ -60,6 +60,174 @@ macro_rules! serialize_as_name {
     };
 }
 
+/// Writes out the life-cycle methods every handle shares, each delegating to the handle's
+/// `place` field ([`Place`]): `name`, `segment`, `unlink`, and with `typed` also
+/// `recorded_type_name`. `$noun` names the kind in the docs ("list"); `local` says the kind
+/// lives only in shared memory.
+macro_rules! place_accessors {
+    ($noun:literal, local $(, $typed:ident)?) => {
+        place_accessors!(@with $noun,
+            concat!("The ", $noun, "'s segment (identity, size, address in this process). \
+                Always `Some`: it lives only in shared memory (the `Option` is every handle's)."),
+            concat!("Removes the ", $noun, "'s name (see [`Segment::unlink`](crate::Segment::unlink)); \
+                handles already open keep working."));
+        place_accessors!(@typed $noun $(, $typed)?);
+    };
+    ($noun:literal $(, $typed:ident)?) => {
+        place_accessors!(@with $noun,
+            concat!("The ", $noun, "'s segment (identity, size, address in this process), or \
+                `None` for a Redis ", $noun, ", which has none."),
+            concat!("Removes the ", $noun, "'s name (see [`Segment::unlink`](crate::Segment::unlink)); \
+                handles already open keep working. On Redis: deletes its keys, and the \
+                handles still open fail their next call."));
+        place_accessors!(@typed $noun $(, $typed)?);
+    };
+    (@with $noun:literal, $segment_doc:expr, $unlink_doc:expr) => {
+        #[doc = concat!("The ", $noun, "'s name (`redis://HOST:PORT/NAME` on Redis).")]
+        #[must_use]
+        pub fn name(&self) -> &$crate::segment::SegmentName {
+            self.place.name()
+        }
+
+        #[doc = $segment_doc]
+        #[must_use]
+        pub fn segment(&self) -> Option<&$crate::Segment> {
+            self.place.segment()
+        }
+
+        #[doc = $unlink_doc]
+        ///
+        /// # Errors
+        ///
+        /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
+        pub fn unlink(&self) -> $crate::Result<()> {
+            self.place.unlink()
+        }
+    };
+    (@typed $noun:literal) => {};
+    (@typed $noun:literal, typed) => {
+        #[doc = concat!("The item type recorded by the ", $noun, "'s creator: \
+            [`std::any::type_name`] of the type it used, which need not be this handle's.")]
+        ///
+        /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
+        /// bytes (see [`Segment::type_name`](crate::Segment::type_name)); on Redis it is whole.
+        /// Tools use it to refuse a write that a program of the creator's type could not read
+        /// (the `memspace` commands do).
+        #[must_use]
+        pub fn recorded_type_name(&self) -> &str {
+            self.place.recorded_type_name()
+        }
+    };
+}
+
+/// Writes out the constructors that open a handle by name, for a handle type with a
+/// constructor `at(Place) -> Self`: `open`, `open_with`, `open_in` and `from_segment`, and with
+/// `create_in` also `create_in` (for a type whose `create` takes the name alone).
+macro_rules! open_constructors {
+    ($kind:expr, $noun:literal $(, $create_in:ident)?) => {
+        #[doc = concat!("Opens the existing ", $noun, " `name` (`redis://HOST:PORT/NAME` on a \
+            Redis server).")]
+        ///
+        /// # Errors
+        ///
+        /// [`OpenError::NotFound`](crate::OpenError::NotFound),
+        /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if it holds something else, or a
+        /// header problem.
+        pub fn open(name: &str) -> $crate::Result<Self> {
+            Ok(Self::at($crate::handle::Place::open(name, $kind)?))
+        }
+
+        #[doc = concat!("Opens the ", $noun, " `name`, accepting a segment as `options` allow \
+            (another owner, a wider mode: see [`SegmentOptions::open`](crate::SegmentOptions::open)); \
+            a Redis ", $noun, " is opened by its name alone.")]
+        ///
+        /// # Errors
+        ///
+        /// As `open`, and what [`SegmentOptions::open`](crate::SegmentOptions::open) refuses.
+        pub fn open_with(name: &str, options: &$crate::SegmentOptions) -> $crate::Result<Self> {
+            Ok(Self::at($crate::handle::Place::open_with(name, $kind, options)?))
+        }
+
+        #[doc = concat!("Opens the ", $noun, " `name` in `backend` (see \
+            [`Backend::locate`](crate::Backend::locate)).")]
+        ///
+        /// # Errors
+        ///
+        /// As `open`.
+        pub fn open_in(backend: &$crate::Backend, name: &str) -> $crate::Result<Self> {
+            Self::open(&backend.locate(name))
+        }
+
+        #[doc = concat!("A ", $noun, " over an already open segment (for example one opened with \
+            [`SegmentOptions::open`](crate::SegmentOptions::open), which can accept another \
+            user's segment, or [`inspect::observe`](crate::inspect::observe), which does not \
+            join its users).")]
+        ///
+        /// # Errors
+        ///
+        #[doc = concat!("[`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment \
+            holds no ", $noun, ".")]
+        pub fn from_segment(segment: $crate::Segment) -> $crate::Result<Self> {
+            Ok(Self::at($crate::handle::Place::from_segment(segment, $kind)?))
+        }
+
+        $(open_constructors!(@$create_in $noun);)?
+    };
+    (@create_in $noun:literal) => {
+        #[doc = concat!("Creates the ", $noun, " `name` in `backend` (see \
+            [`Backend::locate`](crate::Backend::locate)).")]
+        ///
+        /// # Errors
+        ///
+        /// As `create`.
+        pub fn create_in(backend: &$crate::Backend, name: &str) -> $crate::Result<Self> {
+            Self::create(&backend.locate(name))
+        }
+    };
+}
+
+/// Writes out the constructors that create a handle's object, for a handle type with a
+/// constructor `create_segment(&SegmentName, &SegmentOptions, anonymous) -> Result<Self>`:
+/// `new` (anonymous), `create` and `create_with` (named).
+macro_rules! create_constructors {
+    ($noun:literal) => {
+        #[doc = concat!("Creates an anonymous ", $noun, ", removed when the last process using \
+            it drops its handles.")]
+        ///
+        /// # Errors
+        ///
+        /// What the system refuses when creating the segment (no space, permissions).
+        pub fn new() -> $crate::Result<Self> {
+            Self::create_segment(
+                &$crate::segment::SegmentName::anonymous(),
+                &$crate::SegmentOptions::new(),
+                true,
+            )
+        }
+
+        #[doc = concat!("Creates the ", $noun, " `name`, which persists until removed \
+            (`memspace rm NAME`, `unlink`).")]
+        ///
+        /// # Errors
+        ///
+        /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
+        /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
+        pub fn create(name: &str) -> $crate::Result<Self> {
+            Self::create_with(name, &$crate::SegmentOptions::new())
+        }
+
+        #[doc = concat!("Creates the ", $noun, " `name` with `options` (mode, initial and \
+            maximum size; they do not apply on Redis).")]
+        ///
+        /// # Errors
+        ///
+        /// As `create`.
+        pub fn create_with(name: &str, options: &$crate::SegmentOptions) -> $crate::Result<Self> {
+            Self::create_segment(&$crate::segment::SegmentName::new(name)?, options, false)
+        }
+    };
+}
+
 mod place;
 
 pub(crate) use self::place::{Blueprint, InSegment, NoRedis, Place, RedisEngine};

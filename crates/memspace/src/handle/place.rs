@@ -78,6 +78,31 @@ pub(crate) struct Blueprint<'a> {
     pub(crate) redis: Init<'a>,
 }
 
+impl<'a> Blueprint<'a> {
+    /// A blueprint of a `kind` whose items are `T`s (the type its creator records).
+    pub(crate) fn of<T: ?Sized>(kind: Kind, options: &'a SegmentOptions, anonymous: bool) -> Self {
+        Blueprint {
+            kind,
+            options,
+            anonymous,
+            redis: Init {
+                type_name: std::any::type_name::<T>(),
+                ..Init::default()
+            },
+        }
+    }
+
+    /// A blueprint of a `kind` that holds no items (a lock, an event).
+    pub(crate) fn untyped(kind: Kind, options: &'a SegmentOptions, anonymous: bool) -> Self {
+        Blueprint {
+            kind,
+            options,
+            anonymous,
+            redis: Init::default(),
+        }
+    }
+}
+
 impl<R: RedisEngine, S: InSegment> Place<R, S> {
     /// The object's name (`redis://HOST:PORT/NAME` on Redis).
     pub(crate) fn name(&self) -> &SegmentName {

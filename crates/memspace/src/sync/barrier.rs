@@ -361,27 +361,7 @@ impl Barrier {
         self.area().broken.load(Ordering::Acquire) != 0
     }
 
-    /// The barrier's segment name.
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The barrier's segment (identity, size, address in this process); always `Some`: a
-    /// barrier lives only in shared memory.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the barrier's name (see [`Segment::remove`]); handles already open keep working.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> crate::Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("barrier", local);
 }
 
 serialize_as_name!(Barrier);

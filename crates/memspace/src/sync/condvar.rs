@@ -216,27 +216,7 @@ impl Condvar {
         sys::futex_wake(self.sequence(), u32::MAX);
     }
 
-    /// The condition variable's segment name.
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The condition variable's segment (identity, size, address in this process); always `Some`: a
-    /// condition variable lives only in shared memory.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the condition variable's name (see [`Segment::remove`]); handles already open keep working.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> crate::Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("condition variable", local);
 }
 
 serialize_as_name!(Condvar);

@@ -175,27 +175,7 @@ impl<T: Pod> Mutex<T> {
         })
     }
 
-    /// The mutex's segment name.
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The mutex's segment (identity, size, address in this process); always `Some`: a
-    /// mutex lives only in shared memory.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the mutex's name (see [`Segment::remove`]); handles already open keep working.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> crate::Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("mutex", local);
 }
 
 serialize_as_name!(Mutex<T> where T: Pod);

@@ -377,27 +377,7 @@ impl<T: Pod> RwLock<T> {
             .fold(0, u32::saturating_add)
     }
 
-    /// The lock's segment name.
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The lock's segment (identity, size, address in this process); always `Some`: a
-    /// lock lives only in shared memory.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the lock's name (see [`Segment::remove`]); handles already open keep working.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> crate::Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("lock", local);
 }
 
 fn retype<G>(err: TryLockError<()>) -> TryLockError<G> {

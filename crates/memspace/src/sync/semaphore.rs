@@ -372,27 +372,7 @@ impl Semaphore {
         self.area().free.load(Ordering::Acquire)
     }
 
-    /// The semaphore's segment name.
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The semaphore's segment (identity, size, address in this process); always `Some`: a
-    /// semaphore lives only in shared memory.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the semaphore's name (see [`Segment::remove`]); handles already open keep working.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> crate::Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("semaphore", local);
 }
 
 /// A permit taken from a [`Semaphore`]; returned when dropped.

@@ -22,8 +22,7 @@ use self::shm::Raw;
 use super::{codec, record};
 use crate::error::{Error, Result};
 use crate::handle::{Blueprint, Place};
-use crate::redis::Init;
-use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+use crate::segment::{Kind, SegmentName, SegmentOptions};
 
 /// A growable list of `T` in shared memory, appended to and read by any number of threads and
 /// processes at once.
@@ -123,134 +122,20 @@ impl<T> SharedList<T> {
         }
     }
 
-    /// The list's name (`redis://HOST:PORT/NAME` for a Redis list).
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The item type recorded by the list's creator: [`std::any::type_name`] of `T`,
-    /// the type the creator used, which need not be this handle's.
-    ///
-    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
-    /// bytes (see [`Segment::type_name`]); on Redis it is whole. Tools use it to refuse a write
-    /// that a program of the creator's type could not read (`memspace list ...` does).
-    #[must_use]
-    pub fn recorded_type_name(&self) -> &str {
-        self.place.recorded_type_name()
-    }
-
-    /// The list's segment (identity, size, address in this process), or `None` for a
-    /// Redis list, which has none.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the list's name from the system (see [`Segment::remove`]); for a Redis list,
-    /// deletes its keys.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("list", typed);
 }
 
 impl<T: Serialize + DeserializeOwned> SharedList<T> {
-    /// Creates an anonymous list, removed when this process drops its last handle to it.
-    ///
-    /// # Errors
-    ///
-    /// What the system refuses when creating the segment (no space, permissions).
-    pub fn new() -> Result<Self> {
-        Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
-    }
+    create_constructors!("list");
 
-    /// Creates the list `name`, which persists until removed (`memspace rm NAME`).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::AlreadyExists`](crate::OpenError::AlreadyExists),
-    /// [`OpenError::InvalidName`](crate::OpenError::InvalidName), or what the system refuses.
-    pub fn create(name: &str) -> Result<Self> {
-        Self::create_with(name, &SegmentOptions::new())
-    }
-
-    /// Creates the list `name` with `options` (mode, initial and maximum size; they do not
-    /// apply to a Redis list).
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedList::create`].
-    pub fn create_with(name: &str, options: &SegmentOptions) -> Result<Self> {
-        Self::create_segment(&SegmentName::new(name)?, options, false)
-    }
-
-    /// Opens the existing list `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound),
-    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if it holds something else, or a
-    /// header problem.
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(Self::at(Place::open(name, Kind::List)?))
-    }
-
-    /// Opens the list `name`, accepting a segment as `options` allow (another owner, a wider
-    /// mode: see [`SegmentOptions::open`]); a Redis list is opened by its name alone.
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedList::open`], and what [`SegmentOptions::open`] refuses.
-    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
-        Ok(Self::at(Place::open_with(name, Kind::List, options)?))
-    }
-
-    /// Creates the list `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedList::create`].
-    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::create(&backend.locate(name))
-    }
-
-    /// Opens the list `name` in `backend`.
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedList::open`].
-    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::open(&backend.locate(name))
-    }
-
-    /// A list over an already open segment (for example one opened with
-    /// [`inspect::observe`](crate::inspect::observe), which does not join its users).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not a list.
-    pub fn from_segment(segment: Segment) -> Result<Self> {
-        Ok(Self::at(Place::from_segment(segment, Kind::List)?))
-    }
+    open_constructors!(Kind::List, "list", create_in);
 
     fn create_segment(
         name: &SegmentName,
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
-        let blueprint = Blueprint {
-            kind: Kind::List,
-            options,
-            anonymous,
-            redis: Init {
-                type_name: std::any::type_name::<T>(),
-                ..Init::default()
-            },
-        };
+        let blueprint = Blueprint::of::<T>(Kind::List, options, anonymous);
         let place = Place::create(name, &blueprint, |segment| {
             Raw::new(segment).init();
             Ok(())

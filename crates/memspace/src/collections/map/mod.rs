@@ -28,8 +28,7 @@ use super::{codec, record};
 use crate::error::OpenError;
 use crate::error::{Error, Result};
 use crate::handle::{Blueprint, Place};
-use crate::redis::Init;
-use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+use crate::segment::{Kind, SegmentName, SegmentOptions};
 
 /// A hash map whose entries live in shared memory, read and changed by any number of threads
 /// and processes at once.
@@ -159,39 +158,7 @@ impl<K, V> SharedMap<K, V> {
         }
     }
 
-    /// The map's name (`redis://HOST:PORT/NAME` for a Redis map).
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The item type recorded by the map's creator: [`std::any::type_name`] of `(K, V)`,
-    /// the type the creator used, which need not be this handle's.
-    ///
-    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
-    /// bytes (see [`Segment::type_name`]); on Redis it is whole. Tools use it to refuse a write
-    /// that a program of the creator's type could not read (`memspace map ...` does).
-    #[must_use]
-    pub fn recorded_type_name(&self) -> &str {
-        self.place.recorded_type_name()
-    }
-
-    /// The map's segment (identity, size, address in this process), or `None` for a
-    /// Redis map, which has none.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the map's name from the system (see [`Segment::remove`]); for a Redis map,
-    /// deletes its keys.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`] if it was removed already.
-    pub fn unlink(&self) -> Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("map", typed);
 }
 
 impl<K, V> SharedMap<K, V>
@@ -199,96 +166,16 @@ where
     K: Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
 {
-    /// Creates an anonymous map, removed when the last process using it drops its handles.
-    ///
-    /// # Errors
-    ///
-    /// What the system refuses when creating the segment (no space, permissions).
-    pub fn new() -> Result<Self> {
-        Self::create_segment(&SegmentName::anonymous(), &SegmentOptions::new(), true)
-    }
+    create_constructors!("map");
 
-    /// Creates the map `name`, which persists until removed (`memspace rm NAME`).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::AlreadyExists`], [`OpenError::InvalidName`], or what the system refuses.
-    pub fn create(name: &str) -> Result<Self> {
-        Self::create_with(name, &SegmentOptions::new())
-    }
-
-    /// Creates the map `name` with `options` (mode, initial and maximum size; they do not
-    /// apply to a Redis map).
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedMap::create`].
-    pub fn create_with(name: &str, options: &SegmentOptions) -> Result<Self> {
-        Self::create_segment(&SegmentName::new(name)?, options, false)
-    }
-
-    /// Opens the existing map `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`], [`OpenError::WrongKind`] if it holds something else, or a
-    /// header problem.
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(Self::at(Place::open(name, Kind::Map)?))
-    }
-
-    /// Opens the map `name`, accepting a segment as `options` allow (another owner, a wider
-    /// mode: see [`SegmentOptions::open`]); a Redis map is opened by its name alone.
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedMap::open`], and what [`SegmentOptions::open`] refuses.
-    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
-        Ok(Self::at(Place::open_with(name, Kind::Map, options)?))
-    }
-
-    /// Creates the map `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedMap::create`].
-    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::create(&backend.locate(name))
-    }
-
-    /// Opens the map `name` in `backend`.
-    ///
-    /// # Errors
-    ///
-    /// As [`SharedMap::open`].
-    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::open(&backend.locate(name))
-    }
-
-    /// A map over an already open segment (for example one opened with
-    /// [`inspect::observe`](crate::inspect::observe), which does not join its users).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::WrongKind`] if the segment is not a map.
-    pub fn from_segment(segment: Segment) -> Result<Self> {
-        Ok(Self::at(Place::from_segment(segment, Kind::Map)?))
-    }
+    open_constructors!(Kind::Map, "map", create_in);
 
     fn create_segment(
         name: &SegmentName,
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
-        let blueprint = Blueprint {
-            kind: Kind::Map,
-            options,
-            anonymous,
-            redis: Init {
-                type_name: std::any::type_name::<(K, V)>(),
-                ..Init::default()
-            },
-        };
+        let blueprint = Blueprint::of::<(K, V)>(Kind::Map, options, anonymous);
         Ok(Self::at(Place::create(name, &blueprint, shm::init)?))
     }
 

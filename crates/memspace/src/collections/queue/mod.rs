@@ -43,8 +43,7 @@ use super::{codec, record};
 use crate::error::OpenError;
 use crate::error::{Error, Result};
 use crate::handle::{Blueprint, Place};
-use crate::redis::Init;
-use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+use crate::segment::{Kind, SegmentName, SegmentOptions};
 
 /// A multi-producer, multi-consumer FIFO queue shared by threads and processes, bounded or
 /// not, that does not lose an item when the consumer that took it dies.
@@ -229,39 +228,7 @@ impl<T> Queue<T> {
         }
     }
 
-    /// The queue's name (`redis://HOST:PORT/NAME` for a Redis queue).
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The item type recorded by the queue's creator: [`std::any::type_name`] of `T`,
-    /// the type the creator used, which need not be this handle's.
-    ///
-    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
-    /// bytes (see [`Segment::type_name`]); on Redis it is whole. Tools use it to refuse a write
-    /// that a program of the creator's type could not read (`memspace queue ...` does).
-    #[must_use]
-    pub fn recorded_type_name(&self) -> &str {
-        self.place.recorded_type_name()
-    }
-
-    /// The queue's segment (identity, size, address in this process), or `None` for a
-    /// Redis queue, which has none.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the queue's name from the system (see [`Segment::remove`]); handles already
-    /// open keep working.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`] if it was removed already.
-    pub fn unlink(&self) -> Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("queue", typed);
 
     /// The error of a call that gave up: [`QueueError::Timeout`] after a wait, else `Full` (a
     /// put) or `Empty` (a receive).
@@ -338,54 +305,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Self::create_segment(&SegmentName::new(name)?, capacity, options, false)
     }
 
-    /// Opens the queue `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`], [`OpenError::WrongKind`] if it holds something else, or a
-    /// header problem.
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(Queue::at(Place::open(name, Kind::Queue)?))
-    }
-
-    /// Opens the queue `name`, accepting a segment as `options` allow (another owner, a wider
-    /// mode: see [`SegmentOptions::open`]); a Redis queue is opened by its name alone.
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::open`], and what [`SegmentOptions::open`] refuses.
-    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
-        Ok(Self::at(Place::open_with(name, Kind::Queue, options)?))
-    }
-
-    /// Creates the unbounded queue `name` in `backend` (see
-    /// [`Backend::locate`](crate::Backend::locate)).
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::create`].
-    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::create(&backend.locate(name))
-    }
-
-    /// Opens the queue `name` in `backend`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::open`].
-    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::open(&backend.locate(name))
-    }
-
-    /// A queue over an already open segment (for example one opened with
-    /// [`inspect::observe`](crate::inspect::observe)).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::WrongKind`] if the segment is not a queue.
-    pub fn from_segment(segment: Segment) -> Result<Self> {
-        Ok(Queue::at(Place::from_segment(segment, Kind::Queue)?))
-    }
+    open_constructors!(Kind::Queue, "queue", create_in);
 
     fn create_segment(
         name: &SegmentName,
@@ -393,16 +313,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
-        let blueprint = Blueprint {
-            kind: Kind::Queue,
-            options,
-            anonymous,
-            redis: Init {
-                type_name: std::any::type_name::<T>(),
-                capacity,
-                ..Default::default()
-            },
-        };
+        let mut blueprint = Blueprint::of::<T>(Kind::Queue, options, anonymous);
+        blueprint.redis.capacity = capacity;
         let place = Place::create(name, &blueprint, |segment| {
             // A new object is zero-filled: only the bound needs setting.
             let area = segment.kind_area::<QueueArea>();

@@ -45,14 +45,15 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::QueueError;
 use super::layout::{
-    DONE, ENTRY_SIZE, Entry, MAX_SLOTS, QueueArea, READY, RING_ALIGN, RING_HEADER, Raw, Ring, TAKEN,
+    DONE, ENTRY_SIZE, Entry, MAX_SLOTS, READY, RING_ALIGN, RING_HEADER, Raw, Ring, TAKEN,
 };
 use super::wait::{Next, deadline, next_sleep};
+use crate::collections::changes::Change;
 use crate::collections::record;
 use crate::error::{Error, Result};
 use crate::segment::{self, DATA_START};
@@ -89,28 +90,6 @@ pub(super) struct Taken {
     pub(super) seq: u64,
     pub(super) deliveries: u32,
     pub(super) payload: Vec<u8>,
-}
-
-/// Marks the queue as changing (`changes` odd) for as long as it lives, so that
-/// [`verify`](fn@super::verify) can tell a consistent reading from one that raced a holder of
-/// the lock. A holder killed meanwhile leaves `changes` odd; recovery makes it even again.
-struct Change<'a> {
-    area: &'a QueueArea,
-}
-
-impl<'a> Change<'a> {
-    fn begin(area: &'a QueueArea, _held: &RawGuard<'_>) -> Self {
-        area.changes.fetch_add(1, Ordering::Relaxed);
-        // The odd value is visible before any of the writes that follow.
-        fence(Ordering::Release);
-        Change { area }
-    }
-}
-
-impl Drop for Change<'_> {
-    fn drop(&mut self) {
-        self.area.changes.fetch_add(1, Ordering::Release);
-    }
 }
 
 /// The record size of a payload: header, payload, padding to 8.
@@ -169,7 +148,7 @@ impl<'a> Raw<'a> {
     /// Recounts the derived words from the committed state (see the module docs).
     fn recover(self, guard: &RawGuard<'_>) -> Result<()> {
         let area = self.area();
-        let _change = Change::begin(area, guard);
+        let _change = Change::begin(&area.changes, guard);
         let ring = self.ring()?;
         let end = area.end.load(Ordering::Relaxed);
         let head = area.head.load(Ordering::Relaxed).min(end);
@@ -322,7 +301,7 @@ impl<'a> Raw<'a> {
         let need = record_size(payload.len());
         let ring = self.ring()?;
         let (mut head, end) = self.window(ring)?;
-        let _change = Change::begin(area, guard);
+        let _change = Change::begin(&area.changes, guard);
         let mut at = None;
         if let Some(current) = ring {
             head = self.advance_head(current, head, end)?;
@@ -427,7 +406,7 @@ impl<'a> Raw<'a> {
             return Ok(None);
         };
         let window = self.window(Some(ring))?;
-        let _change = Change::begin(area, guard);
+        let _change = Change::begin(&area.changes, guard);
         let ready = self.find_ready(ring, window)?;
         let orphans_first = ready.is_none_or(|seq| seq.is_multiple_of(ORPHAN_SCAN_EVERY));
         let orphan = if orphans_first {
@@ -491,7 +470,7 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let guard = self.lock()?;
         let (ring, entry) = self.held_entry(seq)?;
-        let change = Change::begin(area, &guard);
+        let change = Change::begin(&area.changes, &guard);
         entry.state.store(DONE, Ordering::Release); // commit
         crate::failpoint::hit("queue.acked");
         area.unacked.fetch_sub(1, Ordering::Relaxed);
@@ -509,7 +488,7 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let guard = self.lock()?;
         let (_, entry) = self.held_entry(seq)?;
-        let change = Change::begin(area, &guard);
+        let change = Change::begin(&area.changes, &guard);
         entry.state.store(READY, Ordering::Release); // commit
         crate::failpoint::hit("queue.returned");
         area.waiting.fetch_add(1, Ordering::Relaxed);

@@ -1,16 +1,14 @@
 //! What `inspect` reads of a queue's segment: how many items are ready, and a check of the
 //! ring and its items, made without the lock while operations go on.
 
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 
 use super::layout::{DONE, READY, Raw, Ring, TAKEN};
+use crate::collections::changes::verify_between_changes;
 use crate::collections::{codec, record};
 use crate::error::Error;
 use crate::inspect::Report;
 use crate::segment::{self, Segment};
-
-/// How often [`verify`] tries to read the queue between two changes.
-const VERIFY_ATTEMPTS: u32 = 16;
 
 /// The number of ready items of the queue in `segment`.
 pub(crate) fn len(segment: &Segment) -> u64 {
@@ -22,36 +20,17 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 ///
 /// Operations may go on meanwhile, in this process or others. The check is retried until it
 /// ran between two changes (`changes` even and unchanged), or while the lock's holder is dead
-/// (nothing changes until the next locker recovers); after [`VERIFY_ATTEMPTS`] tries it gives
-/// up with a note.
+/// (nothing changes until the next locker recovers); after a few tries it gives up
+/// with a note.
 pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     let raw = Raw { segment };
-    let area = raw.area();
-    for _ in 0..VERIFY_ATTEMPTS {
-        let before = area.changes.load(Ordering::Acquire);
-        let mut found = Report::default();
-        check(raw, &mut found);
-        fence(Ordering::Acquire);
-        let after = area.changes.load(Ordering::Relaxed);
-        let holder_dead = segment
-            .lock_owner()
-            .is_some_and(|pid| !segment::pid_alive(pid));
-        if before == after && (before.is_multiple_of(2) || holder_dead) {
-            for problem in found.problems {
-                report.problem(problem);
-            }
-            for note in found.notes {
-                report.note(note);
-            }
-            report.items_checked += found.items_checked;
-            return;
-        }
-        std::thread::yield_now();
-    }
-    report.note(format!(
-        "the queue changed during each of {VERIFY_ATTEMPTS} attempts to check it; its items \
-         were not checked"
-    ));
+    verify_between_changes(
+        segment,
+        &raw.area().changes,
+        ("the queue", "items"),
+        report,
+        |found, _| check(raw, found),
+    );
 }
 
 fn check(raw: Raw<'_>, report: &mut Report) {

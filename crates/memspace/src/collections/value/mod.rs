@@ -293,38 +293,7 @@ impl<T: Pod + Send> Value<T> {
         }
     }
 
-    /// The value's name (`redis://HOST:PORT/NAME` for a Redis value).
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The value type recorded by the value's creator: [`std::any::type_name`] of `T`, the
-    /// type the creator used, which need not be this handle's (it has the same size).
-    ///
-    /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
-    /// bytes (see [`Segment::type_name`]); on Redis it is whole.
-    #[must_use]
-    pub fn recorded_type_name(&self) -> &str {
-        self.place.recorded_type_name()
-    }
-
-    /// The value's segment (identity, size, address in this process), or `None` for a
-    /// Redis value, which has none.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the value's name if it still names this value (see [`Segment::unlink`]; for a
-    /// Redis value, its keys).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("value", typed);
 }
 
 serialize_as_name!(Value<T> where T: Pod + Send);

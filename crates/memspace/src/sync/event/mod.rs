@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
-use crate::redis::Init;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::{self, Woken};
 
@@ -91,55 +90,16 @@ impl Event {
         Self::create_segment(&SegmentName::new(name)?, false)
     }
 
-    /// Creates the event `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
-    ///
-    /// # Errors
-    ///
-    /// As [`Event::create`].
-    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::create(&backend.locate(name))
+    /// The event at `place`.
+    fn at(place: Place<RedisEvent>) -> Self {
+        Event { place }
     }
 
-    /// Opens the event `name` in `backend`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Event::open`].
-    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::open(&backend.locate(name))
-    }
-
-    /// Opens the event `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound),
-    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind).
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(Event {
-            place: Place::open(name, Kind::Event)?,
-        })
-    }
-
-    /// An event over an already open segment (for example one opened with
-    /// [`SegmentOptions::open`], which can accept another user's segment).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not an event.
-    pub fn from_segment(segment: Segment) -> Result<Self> {
-        Ok(Event {
-            place: Place::from_segment(segment, Kind::Event)?,
-        })
-    }
+    open_constructors!(Kind::Event, "event", create_in);
 
     fn create_segment(name: &SegmentName, anonymous: bool) -> Result<Self> {
-        let blueprint = Blueprint {
-            kind: Kind::Event,
-            options: &SegmentOptions::control_only(),
-            anonymous,
-            redis: Init::default(),
-        };
+        let options = SegmentOptions::control_only();
+        let blueprint = Blueprint::untyped(Kind::Event, &options, anonymous);
         let place = Place::create(name, &blueprint, |segment| {
             segment
                 .kind_area::<EventArea>()
@@ -262,27 +222,7 @@ impl Event {
         }
     }
 
-    /// The event's name (`redis://HOST:PORT/NAME` for a Redis event).
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The event's segment (identity, size, address in this process), or `None` for a
-    /// Redis event, which has none.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
-
-    /// Removes the event's name (for a Redis event, its keys).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> Result<()> {
-        self.place.unlink()
-    }
+    place_accessors!("event");
 }
 
 serialize_as_name!(Event);

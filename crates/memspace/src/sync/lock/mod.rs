@@ -12,8 +12,7 @@ use std::time::Instant;
 use super::{LeaseError, LockError, RawGuard, Recovery, TryLockError, acquire, blocking};
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
-use crate::redis::Init;
-use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+use crate::segment::{Kind, SegmentName, SegmentOptions};
 use crate::sys::Wait;
 
 /// A lock shared by threads and processes, that survives the death of its holder.
@@ -30,8 +29,9 @@ use crate::sys::Wait;
 /// A name `redis://HOST:PORT/NAME` makes the lock a lease on a Redis key (10 s, or
 /// `?lease_ms=N`), taken with `SET NX PX`, renewed by a thread while the guard lives and
 /// deleted on release only if it is still the holder's. Each acquisition gets a fencing token,
-/// larger than every earlier one ([`LockGuard::fencing_token`]). What it guarantees, and what
-/// not:
+/// larger than every earlier one ([`LockGuard::fencing_token`]); removing the lock
+/// ([`Lock::unlink`], `memspace rm`) keeps its fencing counter, so that tokens keep growing if
+/// it is created again. What it guarantees, and what not:
 ///
 /// * With **one Redis server** and holders that keep renewing, at most one holder at a time.
 ///   A holder that is killed (`kill -9`) stops renewing: the next one gets the lock at most
@@ -98,59 +98,12 @@ impl Lock {
         Self::create_segment(&SegmentName::new(name)?, &Self::options(), false)
     }
 
-    /// Creates the lock `name` in `backend` (see [`Backend::locate`](crate::Backend::locate)).
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::create`].
-    pub fn create_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::create(&backend.locate(name))
+    /// The lock at `place`.
+    fn at(place: Place<RedisLock>) -> Self {
+        Lock { place }
     }
 
-    /// Opens the lock `name` in `backend`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::open`].
-    pub fn open_in(backend: &crate::Backend, name: &str) -> Result<Self> {
-        Self::open(&backend.locate(name))
-    }
-
-    /// Opens the existing lock `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound), or
-    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if `name` holds something else.
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(Lock {
-            place: Place::open(name, Kind::Lock)?,
-        })
-    }
-
-    /// Opens the existing lock `name`, accepting a segment as `options` allow (another owner,
-    /// a wider mode: see [`SegmentOptions::open`]). A Redis lock is opened by its name alone.
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::open`], and what [`SegmentOptions::open`] refuses.
-    pub fn open_with(name: &str, options: &SegmentOptions) -> Result<Self> {
-        Ok(Lock {
-            place: Place::open_with(name, Kind::Lock, options)?,
-        })
-    }
-
-    /// A lock over an already open segment (for example one opened with
-    /// [`SegmentOptions::open`], which can accept another user's segment).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::WrongKind`](crate::OpenError::WrongKind) if the segment is not a lock.
-    pub fn from_segment(segment: Segment) -> Result<Self> {
-        Ok(Lock {
-            place: Place::from_segment(segment, Kind::Lock)?,
-        })
-    }
+    open_constructors!(Kind::Lock, "lock", create_in);
 
     fn options() -> SegmentOptions {
         SegmentOptions::control_only()
@@ -161,12 +114,7 @@ impl Lock {
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
-        let blueprint = Blueprint {
-            kind: Kind::Lock,
-            options,
-            anonymous,
-            redis: Init::default(),
-        };
+        let blueprint = Blueprint::untyped(Kind::Lock, options, anonymous);
         Ok(Lock {
             place: Place::create(name, &blueprint, |_| Ok(()))?,
         })
@@ -295,18 +243,7 @@ impl Lock {
         }
     }
 
-    /// The lock's name (`redis://HOST:PORT/NAME` for a Redis lock).
-    #[must_use]
-    pub fn name(&self) -> &SegmentName {
-        self.place.name()
-    }
-
-    /// The lock's segment (identity, size, address in this process), or `None` for a
-    /// Redis lock, which has none.
-    #[must_use]
-    pub fn segment(&self) -> Option<&Segment> {
-        self.place.segment()
-    }
+    place_accessors!("lock");
 
     /// The largest fencing token handed out so far, for a Redis lock (`None` in shared
     /// memory, which has no tokens).
@@ -319,17 +256,6 @@ impl Lock {
             Place::Shm(_) => Ok(None),
             Place::Redis(lock) => lock.last_token().map(Some),
         }
-    }
-
-    /// Removes the lock's name (a shared-memory lock: see [`Segment::remove`]; a Redis lock:
-    /// its keys, except the fencing counter, so that tokens keep growing if it is created
-    /// again).
-    ///
-    /// # Errors
-    ///
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound) if it was removed already.
-    pub fn unlink(&self) -> Result<()> {
-        self.place.unlink()
     }
 }
 

@@ -84,7 +84,7 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 mod space;
 mod table;
@@ -93,6 +93,7 @@ mod verify;
 pub(crate) use self::verify::{len, verify};
 
 use self::table::{Table, hash};
+use crate::collections::changes::Change;
 use crate::collections::record;
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
@@ -149,27 +150,6 @@ pub(super) fn init(segment: &Segment) -> Result<()> {
 /// The bytes a record of `payload_len` bytes takes, padding included.
 fn record_size(payload_len: usize) -> u64 {
     (record::HEADER + payload_len as u64).next_multiple_of(8)
-}
-
-/// Marks the map as changing (`changes` odd) for as long as it lives. A holder killed meanwhile
-/// leaves `changes` odd; recovery makes it even again.
-struct Change<'a> {
-    area: &'a MapArea,
-}
-
-impl<'a> Change<'a> {
-    fn begin(area: &'a MapArea, _held: &RawGuard<'_>) -> Self {
-        area.changes.fetch_add(1, Ordering::Relaxed);
-        // The odd value is visible before any of the writes that follow.
-        fence(Ordering::Release);
-        Change { area }
-    }
-}
-
-impl Drop for Change<'_> {
-    fn drop(&mut self) {
-        self.area.changes.fetch_add(1, Ordering::Release);
-    }
 }
 
 /// The map's words, read and validated under the lock.
@@ -421,7 +401,7 @@ impl<'a> Raw<'a> {
         let hash = hash(key);
         let held = self.lock()?;
         let area = self.area();
-        let _change = Change::begin(area, &held);
+        let _change = Change::begin(&area.changes, &held);
         let mut state = self.tidy(&held, self.state(&held)?)?;
         let mut probe = self.find(state.table, key, hash)?;
         if let Probe::Vacant { index } = probe
@@ -473,7 +453,7 @@ impl<'a> Raw<'a> {
         let hash = hash(key);
         let held = self.lock()?;
         let area = self.area();
-        let _change = Change::begin(area, &held);
+        let _change = Change::begin(&area.changes, &held);
         let state = self.tidy(&held, self.state(&held)?)?;
         let Probe::Found { index, entry } = self.find(state.table, key, hash)? else {
             return Ok(None);
@@ -513,7 +493,7 @@ impl<'a> Raw<'a> {
     /// Empties the map and makes its space reusable.
     pub(super) fn clear(self) -> Result<()> {
         let held = self.lock()?;
-        let _change = Change::begin(self.area(), &held);
+        let _change = Change::begin(&self.area().changes, &held);
         self.empty(&held, self.state(&held)?)?;
         self.segment.note_writer();
         Ok(())

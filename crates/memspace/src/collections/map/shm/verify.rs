@@ -16,13 +16,11 @@ use serde::de::IgnoredAny;
 
 use super::table::{Table, hash};
 use super::{EMPTY, Raw, TOMBSTONE};
+use crate::collections::changes::verify_between_changes;
 use crate::collections::codec;
 use crate::error::Error;
 use crate::inspect::Report;
-use crate::segment::{self, Segment};
-
-/// How often `verify` tries to read the map between two changes.
-const VERIFY_ATTEMPTS: u32 = 16;
+use crate::segment::Segment;
 
 impl Raw<'_> {
     /// The number of entries of a whole map, before or after each change: read without the
@@ -60,33 +58,13 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 /// with the table are a note (the next locker recounts), not a problem.
 pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     let raw = Raw { segment };
-    let area = raw.area();
-    for _ in 0..VERIFY_ATTEMPTS {
-        let before = area.changes.load(Ordering::Acquire);
-        let interrupted = !before.is_multiple_of(2);
-        let mut found = Report::default();
-        check(raw, &mut found, interrupted);
-        fence(Ordering::Acquire);
-        let after = area.changes.load(Ordering::Relaxed);
-        let holder_dead = segment
-            .lock_owner()
-            .is_some_and(|pid| !segment::pid_alive(pid));
-        if before == after && (!interrupted || holder_dead) {
-            for problem in found.problems {
-                report.problem(problem);
-            }
-            for note in found.notes {
-                report.note(note);
-            }
-            report.items_checked += found.items_checked;
-            return;
-        }
-        std::thread::yield_now();
-    }
-    report.note(format!(
-        "the map changed during each of {VERIFY_ATTEMPTS} attempts to check it; its entries \
-         were not checked"
-    ));
+    verify_between_changes(
+        segment,
+        &raw.area().changes,
+        ("the map", "entries"),
+        report,
+        |found, interrupted| check(raw, found, interrupted),
+    );
 }
 
 /// One reading of the map for [`verify`].

@@ -228,6 +228,22 @@ macro_rules! create_constructors {
     };
 }
 
+/// Implements [`RedisEngine`] for a kind's Redis engine that is its object alone (a struct
+/// whose one field is `object: Arc<Object>`).
+macro_rules! redis_engine {
+    ($engine:ident) => {
+        impl $crate::handle::RedisEngine for $engine {
+            fn attach(object: ::std::sync::Arc<$crate::redis::Object>) -> Self {
+                $engine { object }
+            }
+
+            fn object(&self) -> &$crate::redis::Object {
+                &self.object
+            }
+        }
+    };
+}
+
 mod place;
 
 pub(crate) use self::place::{Blueprint, InSegment, NoRedis, Place, RedisEngine};

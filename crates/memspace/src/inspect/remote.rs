@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, OpenError, Result};
+use crate::handle::RedisEngine;
 use crate::redis::{Conn, Object, damage_text, deepest_cause, read_meta, refused};
 use crate::segment::{Kind, SegmentName};
 
@@ -256,7 +257,8 @@ fn describe_state(
             fields.push(("last fencing token", lock.last_token()?.to_string()));
         }
         Kind::Event => {
-            let set = crate::sync::RedisEvent::new(Arc::clone(object)).is_set()?;
+            let set =
+                <crate::sync::RedisEvent as RedisEngine>::attach(Arc::clone(object)).is_set()?;
             fields.push(("set", if set { "yes" } else { "no" }.to_owned()));
         }
         Kind::Value => fields.push(("size", object.size().to_string())),

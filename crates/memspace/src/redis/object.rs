@@ -168,6 +168,8 @@ pub(crate) struct Object {
     conn: Conn,
     /// The meta hash's key.
     meta: String,
+    /// The data's key (`memspace:{NAME}:items`).
+    items: String,
     /// What tells this object from one made later under the same name (the meta hash's
     /// `incarnation`, chosen by the creator): every write checks it.
     incarnation: String,
@@ -224,22 +226,19 @@ impl Object {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let created_ms = since_epoch.as_millis();
-        let object = Object {
-            name: name.clone(),
-            base: at.object.clone(),
-            lease_ms: at.lease_ms,
-            conn,
-            meta: meta_key(&at.object),
-            incarnation: new_incarnation(since_epoch),
+        let meta = Meta {
+            kind,
             type_name: init.type_name.to_owned(),
             size: init.size,
             capacity: init.capacity,
+            incarnation: new_incarnation(since_epoch),
         };
-        let (meta, items, seq) = (object.meta_key(), object.key("items"), object.key("seq"));
+        let object = Object::assemble(name, at, conn, meta);
+        let seq = object.key("seq");
         let made: i64 = object.conn.write(name, "creating", |c| {
             CREATE
-                .key(meta)
-                .key(&items)
+                .key(object.meta_key())
+                .key(object.items_key())
                 .key(&seq)
                 .arg(kind.as_str())
                 .arg(init.type_name)
@@ -277,22 +276,34 @@ impl Object {
         let at = location(name)?;
         let conn = Conn::new(name, &at.server)?;
         let meta = read_meta(&conn, name, &at.object)?;
-        let object = Object {
+        let kind = meta.kind;
+        let object = Object::assemble(name, at, conn, meta);
+        Ok((Arc::new(object), kind))
+    }
+
+    /// The object `name` at `at`, as its meta hash describes it.
+    fn assemble(name: &SegmentName, at: &RedisLocation, conn: Conn, meta: Meta) -> Self {
+        Object {
             name: name.clone(),
             base: at.object.clone(),
             lease_ms: at.lease_ms,
             conn,
             meta: meta_key(&at.object),
+            items: format!("memspace:{{{}}}:items", at.object),
             incarnation: meta.incarnation,
             type_name: meta.type_name,
             size: meta.size,
             capacity: meta.capacity,
-        };
-        Ok((Arc::new(object), meta.kind))
+        }
     }
 
     pub(crate) fn name(&self) -> &SegmentName {
         &self.name
+    }
+
+    /// The key of the object's data, `memspace:{NAME}:items`.
+    pub(crate) fn items_key(&self) -> &str {
+        &self.items
     }
 
     pub(crate) fn conn(&self) -> &Conn {

@@ -5,7 +5,6 @@ use std::sync::{Arc, LazyLock};
 use redis::Script;
 
 use crate::error::Result;
-use crate::handle::RedisEngine;
 use crate::redis::{Object, checked_script};
 
 /// `RPUSH` of every argument, unless the object was removed. Lua's `unpack` takes a few
@@ -27,19 +26,9 @@ return len
 #[derive(Debug, Clone)]
 pub(crate) struct RedisList {
     object: Arc<Object>,
-    items: String,
 }
 
-impl RedisEngine for RedisList {
-    fn attach(object: Arc<Object>) -> Self {
-        let items = object.key("items");
-        RedisList { object, items }
-    }
-
-    fn object(&self) -> &Object {
-        &self.object
-    }
-}
+redis_engine!(RedisList);
 
 impl RedisList {
     /// Appends the payloads in one atomic step, or fails with `OpenError::NotFound` if the
@@ -52,7 +41,7 @@ impl RedisList {
         object.conn().write(object.name(), "pushing", |c| {
             object
                 .guarded(&PUSH)
-                .key(&self.items)
+                .key(self.object.items_key())
                 .arg(payloads)
                 .invoke::<u64>(c)
         })?;
@@ -61,14 +50,14 @@ impl RedisList {
 
     pub(crate) fn len(&self) -> Result<u64> {
         self.object
-            .read_checked("reading the length", &self.items, &[b"LLEN"])
+            .read_checked("reading the length", self.object.items_key(), &[b"LLEN"])
     }
 
     pub(crate) fn get(&self, index: u64) -> Result<Option<Vec<u8>>> {
         let index = index.to_string();
         self.object.read_checked(
             "reading an item",
-            &self.items,
+            self.object.items_key(),
             &[b"LINDEX", index.as_bytes()],
         )
     }
@@ -76,7 +65,7 @@ impl RedisList {
     /// Every item, in one `LRANGE`.
     pub(crate) fn all(&self) -> Result<Vec<Vec<u8>>> {
         let mut range = redis::cmd("LRANGE");
-        range.arg(&self.items).arg(0).arg(-1);
+        range.arg(self.object.items_key()).arg(0).arg(-1);
         self.object.read_bulk("reading the items", range)
     }
 }

@@ -10,7 +10,6 @@ use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, Se
 use super::shm::Entry;
 use crate::collections::codec;
 use crate::error::{Error, Result};
-use crate::handle::RedisEngine;
 use crate::redis::{Object, checked_script};
 
 /// How many characters of a key an error message shows.
@@ -53,19 +52,9 @@ return 1
 #[derive(Debug, Clone)]
 pub(super) struct RedisMap {
     object: Arc<Object>,
-    items: String,
 }
 
-impl RedisEngine for RedisMap {
-    fn attach(object: Arc<Object>) -> Self {
-        let items = object.key("items");
-        RedisMap { object, items }
-    }
-
-    fn object(&self) -> &Object {
-        &self.object
-    }
-}
+redis_engine!(RedisMap);
 
 impl RedisMap {
     /// Decodes the value stored under the encoded `key`, if there is one; if it is not a `T`,
@@ -96,7 +85,7 @@ impl RedisMap {
         let old = object.conn().write(object.name(), "inserting", |c| {
             object
                 .guarded(&REPLACE)
-                .key(&self.items)
+                .key(self.object.items_key())
                 .arg(key)
                 .arg(value)
                 .invoke(c)
@@ -106,22 +95,31 @@ impl RedisMap {
 
     /// The value of `key`, decoded.
     pub(super) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        let value = self
-            .object
-            .read_checked("looking up a key", &self.items, &[b"HGET", key])?;
+        let value = self.object.read_checked(
+            "looking up a key",
+            self.object.items_key(),
+            &[b"HGET", key],
+        )?;
         self.decode_value(key, value)
     }
 
     pub(super) fn contains(&self, key: &[u8]) -> Result<bool> {
-        self.object
-            .read_checked("looking up a key", &self.items, &[b"HEXISTS", key])
+        self.object.read_checked(
+            "looking up a key",
+            self.object.items_key(),
+            &[b"HEXISTS", key],
+        )
     }
 
     /// Removes `key`; returns its value, decoded.
     pub(super) fn remove<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         let object = &self.object;
         let old = object.conn().write(object.name(), "removing a key", |c| {
-            object.guarded(&TAKE).key(&self.items).arg(key).invoke(c)
+            object
+                .guarded(&TAKE)
+                .key(self.object.items_key())
+                .arg(key)
+                .invoke(c)
         })?;
         self.decode_value(key, old)
     }
@@ -129,21 +127,24 @@ impl RedisMap {
     pub(super) fn clear(&self) -> Result<()> {
         let object = &self.object;
         object.conn().write(object.name(), "clearing", |c| {
-            object.guarded(&CLEAR).key(&self.items).invoke::<u64>(c)
+            object
+                .guarded(&CLEAR)
+                .key(self.object.items_key())
+                .invoke::<u64>(c)
         })?;
         Ok(())
     }
 
     pub(super) fn len(&self) -> Result<u64> {
         self.object
-            .read_checked("reading the length", &self.items, &[b"HLEN"])
+            .read_checked("reading the length", self.object.items_key(), &[b"HLEN"])
     }
 
     /// Every entry, in one `HGETALL` (a consistent snapshot), numbered in the order the
     /// server lists them.
     pub(super) fn entries(&self) -> Result<Vec<(u64, Entry)>> {
         let mut all = redis::cmd("HGETALL");
-        all.arg(&self.items);
+        all.arg(self.object.items_key());
         let all: Vec<(Vec<u8>, Vec<u8>)> = self.object.read_bulk("reading the entries", all)?;
         Ok((0u64..)
             .zip(all)

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::handle::RedisEngine;
 use crate::redis::{CHECKED_SET, Object};
 
 /// How one optimistic attempt at an update ended.
@@ -24,25 +23,15 @@ enum Attempt {
 #[derive(Debug, Clone)]
 pub(crate) struct RedisValue {
     object: Arc<Object>,
-    items: String,
 }
 
-impl RedisEngine for RedisValue {
-    fn attach(object: Arc<Object>) -> Self {
-        let items = object.key("items");
-        RedisValue { object, items }
-    }
-
-    fn object(&self) -> &Object {
-        &self.object
-    }
-}
+redis_engine!(RedisValue);
 
 impl RedisValue {
     /// The bytes; `OpenError::NotFound` if the value was removed, `OpenError::Replaced` if it
     /// was created again, `Error::Corrupt` if its key is missing.
     pub(crate) fn get(&self) -> Result<Vec<u8>> {
-        self.object.get_checked("reading", &self.items)
+        self.object.get_checked("reading", self.object.items_key())
     }
 
     /// Replaces the bytes, or fails with `OpenError::NotFound` if the value was removed.
@@ -51,7 +40,7 @@ impl RedisValue {
         object.conn().write(object.name(), "writing", |c| {
             object
                 .guarded(&CHECKED_SET)
-                .key(&self.items)
+                .key(self.object.items_key())
                 .arg(bytes)
                 .invoke::<u64>(c)
         })?;
@@ -77,7 +66,7 @@ impl RedisValue {
             let attempt = object.conn().write(object.name(), "updating", |c| {
                 redis::cmd("WATCH")
                     .arg(object.meta_key())
-                    .arg(&self.items)
+                    .arg(self.object.items_key())
                     .query::<()>(c)?;
                 let attempt = self.attempt(c, change);
                 // `EXEC` ends the watch; any other ending must, or the connection would carry
@@ -93,7 +82,7 @@ impl RedisValue {
                 Attempt::Absent => {
                     return Err(object.explain_missing(
                         "updating",
-                        format!("its key `{}` is missing", self.items),
+                        format!("its key `{}` is missing", self.object.items_key()),
                     ));
                 }
             }
@@ -114,7 +103,7 @@ impl RedisValue {
             .arg("incarnation")
             .query(c)?;
         let current: Option<Vec<u8>> = if incarnation.as_deref() == Some(object.incarnation()) {
-            redis::cmd("GET").arg(&self.items).query(c)?
+            redis::cmd("GET").arg(self.object.items_key()).query(c)?
         } else {
             None
         };
@@ -127,7 +116,7 @@ impl RedisValue {
         let applied: Option<()> = redis::pipe()
             .atomic()
             .cmd("SET")
-            .arg(&self.items)
+            .arg(self.object.items_key())
             .arg(&new)
             .ignore()
             .query(c)?;

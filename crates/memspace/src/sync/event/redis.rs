@@ -12,29 +12,11 @@ use crate::redis::{CHECKED_SET, Object};
 #[derive(Debug, Clone)]
 pub(crate) struct RedisEvent {
     object: Arc<Object>,
-    items: String,
 }
 
-impl crate::handle::RedisEngine for RedisEvent {
-    fn attach(object: Arc<Object>) -> Self {
-        RedisEvent::new(object)
-    }
-
-    fn object(&self) -> &Object {
-        self.object()
-    }
-}
+redis_engine!(RedisEvent);
 
 impl RedisEvent {
-    pub(crate) fn new(object: Arc<Object>) -> Self {
-        let items = object.key("items");
-        RedisEvent { object, items }
-    }
-
-    pub(crate) fn object(&self) -> &Object {
-        &self.object
-    }
-
     /// Sets (`true`) or clears the flag, or fails with `OpenError::NotFound` if the event was
     /// removed. Idempotent, so it is retried like a read.
     pub(crate) fn store(&self, set: bool) -> Result<()> {
@@ -42,7 +24,7 @@ impl RedisEvent {
         object.conn().read(object.name(), "setting", |c| {
             object
                 .guarded(&CHECKED_SET)
-                .key(&self.items)
+                .key(self.object.items_key())
                 .arg(if set { "1" } else { "0" })
                 .invoke::<u64>(c)
         })?;
@@ -53,7 +35,10 @@ impl RedisEvent {
     /// `OpenError::Replaced` if it was created again (its flag is written at creation and by
     /// every store, so only removal, or damage, leaves none).
     pub(crate) fn is_set(&self) -> Result<bool> {
-        Ok(self.object.get_checked("reading", &self.items)? == b"1")
+        Ok(self
+            .object
+            .get_checked("reading", self.object.items_key())?
+            == b"1")
     }
 
     /// Waits until the flag is set or `timeout` (if any) passes; returns whether it is set.

@@ -33,10 +33,10 @@ pub enum Error {
         /// The largest size the segment may have.
         max_size: u64,
     },
-    /// The system has no memory (or `/dev/shm`, or the file system) left to grow the segment.
-    /// Nothing was written; the segment is unchanged.
+    /// The system has no memory (or `/dev/shm`, or the file system) left to create the segment
+    /// or to grow it. Nothing was written; a segment that existed is unchanged.
     #[error(
-        "no space left to grow segment `{name}` to {needed} bytes; free space in its file system \
+        "no space left for segment `{name}` to have {needed} bytes; free space in its file system \
          (`df -h /dev/shm`, `memspace ls`) and retry"
     )]
     NoSpace {
@@ -45,8 +45,8 @@ pub enum Error {
         /// The size the operation needed.
         needed: u64,
     },
-    /// The segment's content breaks an invariant memspace keeps (a peer wrote garbage, or the
-    /// file was edited by something else).
+    /// The object breaks an invariant memspace keeps: a segment's header or content (a peer
+    /// wrote garbage, or the file was edited by something else), or a Redis object's keys.
     #[error(
         "`{name}` is damaged: {what}; `memspace inspect {name}` shows it, `memspace rm {name}` removes it"
     )]
@@ -373,53 +373,24 @@ pub enum OpenError {
         /// The size the header claims.
         expected: u64,
     },
-    /// The header is inconsistent.
-    #[error(
-        "`{name}` is damaged and cannot be opened: {what}; remove it with `memspace rm {name}`"
-    )]
-    Corrupt {
-        /// The segment.
-        name: SegmentName,
-        /// What is wrong.
-        what: String,
-    },
-    /// There is no memory or space left to create the segment.
-    #[error(
-        "no space left to create segment `{name}` ({size} bytes); free space in /dev/shm (`df -h /dev/shm`, `memspace ls`)"
-    )]
-    NoSpace {
-        /// The segment.
-        name: SegmentName,
-        /// The size that was asked for.
-        size: u64,
-    },
-    /// The operating system refused.
-    #[error("{op} on segment `{name}` failed")]
-    Os {
-        /// The segment.
-        name: SegmentName,
-        /// The call that failed.
-        op: &'static str,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
-    },
 }
 
-impl OpenError {
-    /// Maps an `io::Error` from `op` on `name` to the most specific variant.
+impl Error {
+    /// Maps an `io::Error` from `op` on `name` to the most specific error: the ones that say
+    /// why a name could not be opened are [`OpenError`]s, anything else is [`Error::Os`].
     pub(crate) fn from_io(name: &SegmentName, op: &'static str, err: io::Error) -> Self {
         let name = name.clone();
         match err.kind() {
-            io::ErrorKind::NotFound => OpenError::NotFound { name },
-            io::ErrorKind::AlreadyExists => OpenError::AlreadyExists { name },
-            io::ErrorKind::PermissionDenied => OpenError::PermissionDenied { name },
+            io::ErrorKind::NotFound => OpenError::NotFound { name }.into(),
+            io::ErrorKind::AlreadyExists => OpenError::AlreadyExists { name }.into(),
+            io::ErrorKind::PermissionDenied => OpenError::PermissionDenied { name }.into(),
             // ELOOP: the last component is a symbolic link, which segment opens never follow.
             _ if err.raw_os_error() == Some(crate::sys::ELOOP) => OpenError::NotAFile {
                 name,
                 what: "a symbolic link",
-            },
-            _ => OpenError::Os {
+            }
+            .into(),
+            _ => Error::Os {
                 name,
                 op,
                 source: err,

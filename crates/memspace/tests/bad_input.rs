@@ -78,7 +78,10 @@ fn garbage_is_refused_as_foreign_naming_the_segment() {
     let name = Name::new("garbage");
     write_file(&name.path(), &[0xA5; 8192]);
     let err = Segment::open_any(&name.0).expect_err("garbage opened");
-    assert!(matches!(err, OpenError::Foreign { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Open(OpenError::Foreign { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&name.0), "{err}");
     let err = SharedList::<u64>::open(&name.0).expect_err("garbage opened as a list");
     assert!(
@@ -92,7 +95,10 @@ fn an_empty_file_is_not_initialised() {
     let name = Name::new("empty");
     write_file(&name.path(), &[]);
     let err = Segment::open_any(&name.0).expect_err("empty file opened");
-    assert!(matches!(err, OpenError::NotInitialized { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Open(OpenError::NotInitialized { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("memspace rm"), "{err}");
 }
 
@@ -134,7 +140,10 @@ fn another_layout_version_is_refused() {
     file.write_all(&99u32.to_le_bytes()).expect("write version");
     let err = Segment::open_any(&name.0).expect_err("future version opened");
     assert!(
-        matches!(err, OpenError::VersionMismatch { found: 99, .. }),
+        matches!(
+            err,
+            Error::Open(OpenError::VersionMismatch { found: 99, .. })
+        ),
         "{err:?}"
     );
 }
@@ -153,13 +162,16 @@ fn a_header_whose_sizes_point_outside_the_file_is_refused() {
     file.write_all(&(1u64 << 30).to_le_bytes())
         .expect("write size");
     let err = Segment::open_any(&name.0).expect_err("oversized header opened");
-    assert!(matches!(err, OpenError::Truncated { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Open(OpenError::Truncated { .. })),
+        "{err:?}"
+    );
     // A size that is not a page multiple is damage, not truncation.
     file.seek(SeekFrom::Start(32)).expect("seek");
     file.write_all(&12_345u64.to_le_bytes())
         .expect("write size");
     let err = Segment::open_any(&name.0).expect_err("odd size opened");
-    assert!(matches!(err, OpenError::Corrupt { .. }), "{err:?}");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
 }
 
 #[test]

@@ -211,7 +211,7 @@ fn a_named_list_persists_after_every_user_exits_and_gc_leaves_it_alone() {
     assert!(!support::shm_exists(&name));
     assert!(matches!(
         Segment::remove(&name),
-        Err(OpenError::NotFound { .. })
+        Err(memspace::Error::Open(OpenError::NotFound { .. }))
     ));
     assert!(matches!(
         SharedList::<u32>::open(&name),

@@ -669,7 +669,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
         SharedList::<u32>::create(&name).expect("create");
         set_meta_field(&server, &name, field, value);
         match SharedList::<u32>::open(&name) {
-            Err(Error::Open(err @ OpenError::Corrupt { .. })) => {
+            Err(err @ Error::Corrupt { .. }) => {
                 let text = err.to_string();
                 assert!(
                     text.contains(&name) && text.contains(&format!("`{field}`")),
@@ -703,7 +703,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
         .query(&mut admin(&server))
         .expect("SET");
     match SharedList::<u32>::open(&name) {
-        Err(Error::Open(err @ OpenError::Corrupt { .. })) => {
+        Err(err @ Error::Corrupt { .. }) => {
             assert!(err.to_string().contains("not a hash"), "{err}");
         }
         other => panic!("a string meta key: expected Corrupt, got {other:?}"),

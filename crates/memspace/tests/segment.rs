@@ -28,25 +28,19 @@ fn open_error(err: Error) -> OpenError {
 }
 
 /// Opens `name` in every way there is; returns each way's error (or `None` if it opened).
-fn open_every_way(name: &str) -> Vec<(&'static str, Option<OpenError>)> {
+fn open_every_way(name: &str) -> Vec<(&'static str, Option<Error>)> {
     vec![
         ("Segment::open_any", Segment::open_any(name).err()),
         ("inspect::observe", inspect::observe(name).err()),
-        (
-            "SharedList::open",
-            SharedList::<u64>::open(name).err().map(open_error),
-        ),
-        ("Lock::open", Lock::open(name).err().map(open_error)),
-        (
-            "Mutex::open",
-            Mutex::<u64>::open(name).err().map(open_error),
-        ),
+        ("SharedList::open", SharedList::<u64>::open(name).err()),
+        ("Lock::open", Lock::open(name).err()),
+        ("Mutex::open", Mutex::<u64>::open(name).err()),
     ]
 }
 
 /// Asserts that every way of opening `name` fails with an error that `expected` accepts and
 /// whose message names the segment.
-fn assert_every_open_fails(name: &str, what: &str, expected: impl Fn(&OpenError) -> bool) {
+fn assert_every_open_fails(name: &str, what: &str, expected: impl Fn(&Error) -> bool) {
     for (way, err) in open_every_way(name) {
         let err = err.unwrap_or_else(|| panic!("{what}: {way} opened it"));
         assert!(expected(&err), "{what}: {way} gave {err:?}");
@@ -84,7 +78,7 @@ fn random_bytes_are_not_a_memspace_segment() {
         bytes[0] |= 1; // not all zero, which would mean "not initialised yet"
         common::write_segment_file(removal.name(), &bytes);
         assert_every_open_fails(removal.name(), &format!("{len} random bytes"), |err| {
-            matches!(err, OpenError::Foreign { .. })
+            matches!(err, Error::Open(OpenError::Foreign { .. }))
         });
         assert!(shm_exists(removal.name()), "a foreign object is left alone");
     }
@@ -115,7 +109,7 @@ fn an_empty_segment_is_one_its_creator_has_not_initialised() {
 
 #[test]
 fn headers_with_bad_fields_are_reported_not_trusted() {
-    type Case = (&'static str, fn(&mut Vec<u8>), fn(&OpenError) -> bool);
+    type Case = (&'static str, fn(&mut Vec<u8>), fn(&Error) -> bool);
     let cases: [Case; 7] = [
         (
             "another layout version",
@@ -123,43 +117,43 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
             |e| {
                 matches!(
                     e,
-                    OpenError::VersionMismatch {
+                    Error::Open(OpenError::VersionMismatch {
                         found: 99,
                         expected: 2,
                         ..
-                    }
+                    })
                 )
             },
         ),
         (
             "an unknown kind",
             |h| h[12..16].copy_from_slice(&77u32.to_le_bytes()),
-            |e| matches!(e, OpenError::Corrupt { what, .. } if what.contains("77")),
+            |e| matches!(e, Error::Corrupt { what, .. } if what.contains("77")),
         ),
         (
             "an unknown state",
             |h| h[16..20].copy_from_slice(&9u32.to_le_bytes()),
-            |e| matches!(e, OpenError::Corrupt { .. }),
+            |e| matches!(e, Error::Corrupt { .. }),
         ),
         (
             "another control page size",
             |h| h[20..24].copy_from_slice(&512u32.to_le_bytes()),
-            |e| matches!(e, OpenError::Corrupt { .. }),
+            |e| matches!(e, Error::Corrupt { .. }),
         ),
         (
             "a size that is no page multiple",
             |h| h[32..40].copy_from_slice(&5000u64.to_le_bytes()),
-            |e| matches!(e, OpenError::Corrupt { .. }),
+            |e| matches!(e, Error::Corrupt { .. }),
         ),
         (
             "a size past the maximum",
             |h| h[32..40].copy_from_slice(&(1u64 << 31).to_le_bytes()),
-            |e| matches!(e, OpenError::Corrupt { .. }),
+            |e| matches!(e, Error::Corrupt { .. }),
         ),
         (
             "a maximum of 2^64 - 1",
             |h| h[24..32].copy_from_slice(&u64::MAX.to_le_bytes()),
-            |e| matches!(e, OpenError::Corrupt { .. }),
+            |e| matches!(e, Error::Corrupt { .. }),
         ),
     ];
     for (what, damage, expected) in cases {
@@ -192,11 +186,11 @@ fn a_real_segment_rewritten_with_another_layout_version_is_a_version_mismatch() 
     assert_every_open_fails(removal.name(), "layout v1", |err| {
         matches!(
             err,
-            OpenError::VersionMismatch {
+            Error::Open(OpenError::VersionMismatch {
                 found: 1,
                 expected: 2,
                 ..
-            }
+            })
         )
     });
     let message = Lock::open(removal.name()).expect_err("v2").to_string();
@@ -228,7 +222,7 @@ fn a_truncated_list_segment_is_reported_as_truncated() {
         assert_every_open_fails(removal.name(), &format!("{short} bytes"), |err| {
             matches!(
                 err,
-                OpenError::Truncated { file_size, expected: needed, .. }
+                Error::Open(OpenError::Truncated { file_size, expected: needed, .. })
                     if *file_size == short && *needed == expected
             )
         });
@@ -473,8 +467,14 @@ fn invalid_names_are_refused_by_every_constructor() {
                 "Mutex::create",
                 Mutex::create(bad, 0u64).err().map(open_error),
             ),
-            ("Segment::open_any", Segment::open_any(bad).err()),
-            ("Segment::remove", Segment::remove(bad).err()),
+            (
+                "Segment::open_any",
+                Segment::open_any(bad).err().map(open_error),
+            ),
+            (
+                "Segment::remove",
+                Segment::remove(bad).err().map(open_error),
+            ),
         ];
         for (way, err) in refusals {
             match err {
@@ -535,10 +535,10 @@ fn creating_a_name_twice_is_already_exists_and_leaves_the_first_alone() {
 fn opening_or_removing_a_missing_name_is_not_found() {
     let missing = common::unique_name("missing");
     assert_every_open_fails(&missing, "a missing segment", |err| {
-        matches!(err, OpenError::NotFound { .. })
+        matches!(err, Error::Open(OpenError::NotFound { .. }))
     });
     match Segment::remove(&missing) {
-        Err(OpenError::NotFound { name }) => assert_eq!(name.as_str(), missing),
+        Err(Error::Open(OpenError::NotFound { name })) => assert_eq!(name.as_str(), missing),
         other => panic!("expected NotFound, got {other:?}"),
     }
     assert!(!shm_exists(&missing), "looking created nothing");
@@ -751,6 +751,6 @@ fn a_named_segment_persists_after_its_handles_drop_until_removed() {
     ));
     assert!(matches!(
         Segment::remove(removal.name()),
-        Err(OpenError::NotFound { .. })
+        Err(Error::Open(OpenError::NotFound { .. }))
     ));
 }

@@ -75,7 +75,7 @@ pub(crate) fn run(only: &[String], dry_run: bool, as_json: bool) -> anyhow::Resu
 fn abandoned_while_created(name: &str) -> bool {
     if !matches!(
         memspace::inspect::observe(name),
-        Err(OpenError::NotInitialized { .. })
+        Err(memspace::Error::Open(OpenError::NotInitialized { .. }))
     ) {
         return false;
     }

@@ -44,7 +44,11 @@ pub(crate) fn scan(only: &[String]) -> anyhow::Result<Vec<Entry>> {
             Ok(segment) => Entry::Readable(Box::new(inspect::info(&segment))),
             Err(err) => Entry::Unreadable {
                 name,
-                damaged: matches!(err, OpenError::Corrupt { .. } | OpenError::Truncated { .. }),
+                damaged: matches!(
+                    err,
+                    memspace::Error::Corrupt { .. }
+                        | memspace::Error::Open(OpenError::Truncated { .. })
+                ),
                 error: err.to_string(),
             },
         })

@@ -13,7 +13,9 @@ use std::io;
 use serde::Serialize;
 
 use crate::collections;
-use crate::error::{OpenError, Result as AnyResult};
+#[cfg(doc)]
+use crate::error::{Error, OpenError};
+use crate::error::Result;
 use crate::segment::users_alive;
 use crate::segment::{Kind, SHM_PREFIX, Segment, SegmentName, SegmentOptions, User};
 
@@ -110,7 +112,7 @@ pub fn verify(segment: &Segment) -> Report {
 /// # Errors
 ///
 /// As [`Segment::open_any`].
-pub fn observe(name: &str) -> Result<Segment, OpenError> {
+pub fn observe(name: &str) -> Result<Segment> {
     Segment::open_observer(&SegmentName::new(name)?)
 }
 
@@ -278,9 +280,9 @@ pub enum Description {
 /// # Errors
 ///
 /// [`OpenError::NotFound`], [`OpenError::InvalidName`], what an observer's open refuses
-/// ([`SegmentOptions::observe`]); for a Redis object, [`OpenError::Corrupt`] if its meta hash
-/// is damaged and [`Error::RedisUnreachable`](crate::Error::RedisUnreachable).
-pub fn describe(name: &str, options: &SegmentOptions) -> AnyResult<Description> {
+/// ([`SegmentOptions::observe`]); for a Redis object, [`Error::Corrupt`] if its meta hash
+/// is damaged and [`Error::RedisUnreachable`].
+pub fn describe(name: &str, options: &SegmentOptions) -> Result<Description> {
     let name = SegmentName::new(name)?;
     if name.is_redis() {
         let (kind, fields) = remote::describe(&name)?;

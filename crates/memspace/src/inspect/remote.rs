@@ -59,10 +59,7 @@ impl Problem {
 /// holding an unreadable one, a key of the wrong type), as opposed to unreachable, refused,
 /// or made by another version.
 fn is_damage(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::Open(OpenError::Corrupt { .. }) | Error::Corrupt { .. }
-    ) || refused(err, &["WRONGTYPE", "NOGROUP"])
+    matches!(err, Error::Corrupt { .. }) || refused(err, &["WRONGTYPE", "NOGROUP"])
 }
 
 /// One object for [`list_objects`]: its meta hash and length, or what is damaged; `None` if
@@ -200,7 +197,7 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
 ///
 /// # Errors
 ///
-/// [`OpenError::NotFound`], [`OpenError::Corrupt`] if the meta hash is damaged,
+/// [`OpenError::NotFound`], [`Error::Corrupt`](crate::Error::Corrupt) if the meta hash is damaged,
 /// [`Error::RedisUnreachable`].
 pub(crate) fn describe(name: &SegmentName) -> Result<(Kind, Vec<(&'static str, String)>)> {
     let name = name.clone();

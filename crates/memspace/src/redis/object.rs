@@ -83,7 +83,7 @@ pub(crate) struct Meta {
 /// # Errors
 ///
 /// [`OpenError::NotFound`] if there is none; [`OpenError::VersionMismatch`] if another layout
-/// version of memspace wrote it; [`OpenError::Corrupt`] naming the field that is missing or
+/// version of memspace wrote it; [`Error::Corrupt`](crate::Error::Corrupt) naming the field that is missing or
 /// unreadable (or saying that the key is not a hash); what the connection reports.
 pub(crate) fn read_meta(conn: &Conn, name: &SegmentName, object: &str) -> Result<Meta> {
     let key = meta_key(object);
@@ -96,12 +96,9 @@ pub(crate) fn read_meta(conn: &Conn, name: &SegmentName, object: &str) -> Result
             .flatten()
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     };
-    let corrupt = |what: String| -> Error {
-        OpenError::Corrupt {
-            name: name.clone(),
-            what: format!("its meta record `{key}` {what}"),
-        }
-        .into()
+    let corrupt = |what: String| Error::Corrupt {
+        name: name.clone(),
+        what: format!("its meta record `{key}` {what}"),
     };
     match text(0).as_deref() {
         Some("hash") => {}

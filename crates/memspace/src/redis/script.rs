@@ -15,7 +15,7 @@ const REMOVED: &str = "MEMSPACE_REMOVED";
 /// object was removed and created again ([`OpenError::Replaced`]).
 const REPLACED: &str = "MEMSPACE_REPLACED";
 /// The error code of a checked script that found the meta hash without its `incarnation`
-/// field (damage: the creator always writes it; [`OpenError::Corrupt`]).
+/// field (damage: the creator always writes it; [`Error::Corrupt`](crate::Error::Corrupt)).
 const NO_INCARNATION: &str = "MEMSPACE_NO_INCARNATION";
 
 /// What a [`checked_script`]'s refusal to run means for object `name`, if `err` is one; the
@@ -25,10 +25,12 @@ pub(crate) fn guard_refusal(err: &redis::RedisError, name: &SegmentName) -> Opti
     let refusal = match err.code()? {
         REMOVED => OpenError::NotFound { name },
         REPLACED => OpenError::Replaced { name },
-        NO_INCARNATION => OpenError::Corrupt {
-            name,
-            what: "its meta record has no `incarnation` field".to_owned(),
-        },
+        NO_INCARNATION => {
+            return Some(Error::Corrupt {
+                name,
+                what: "its meta record has no `incarnation` field".to_owned(),
+            });
+        }
         _ => return None,
     };
     Some(refusal.into())
@@ -90,7 +92,7 @@ pub(crate) fn refused_with(err: &redis::RedisError, codes: &[&str]) -> bool {
 /// has one, else the server's complaint.
 pub(crate) fn damage_text(err: &Error) -> String {
     match err {
-        Error::Open(OpenError::Corrupt { what, .. }) | Error::Corrupt { what, .. } => what.clone(),
+        Error::Corrupt { what, .. } => what.clone(),
         other => deepest_cause(other),
     }
 }

@@ -11,7 +11,7 @@ use super::name::{Location, not_a_segment};
 use super::options::SegmentOptions;
 use super::removal::{Removal, remove_object};
 use super::{Segment, SegmentName};
-use crate::error::{Error, OpenError};
+use crate::error::Error;
 use crate::sys;
 
 impl Segment {
@@ -40,18 +40,18 @@ impl Segment {
         let built = (|| {
             sys::allocate(fd.as_fd(), 0, initial).map_err(|e| {
                 if e.raw_os_error() == Some(sys::ENOSPC) {
-                    OpenError::NoSpace {
+                    Error::NoSpace {
                         name: name.clone(),
-                        size: initial,
+                        needed: initial,
                     }
                 } else {
-                    OpenError::from_io(name, "fallocate", e)
+                    Error::from_io(name, "fallocate", e)
                 }
             })?;
             let identity =
-                sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(name, "fstat", e))?;
+                sys::file_info(fd.as_fd()).map_err(|e| Error::from_io(name, "fstat", e))?;
             let map = Mapping::new(fd.as_fd(), max as usize, initial as usize)
-                .map_err(|e| OpenError::from_io(name, "mmap", e))?;
+                .map_err(|e| Error::from_io(name, "mmap", e))?;
             let pid = sys::pid();
             let fields = HeaderFields {
                 kind,
@@ -120,22 +120,22 @@ impl Segment {
     }
 }
 
-fn create_object(name: &SegmentName, mode: u32) -> Result<OwnedFd, OpenError> {
+fn create_object(name: &SegmentName, mode: u32) -> Result<OwnedFd, Error> {
     let fd = match name.location() {
         Location::Shm(path) => {
-            sys::shm_create(path, mode).map_err(|e| OpenError::from_io(name, "shm_open", e))
+            sys::shm_create(path, mode).map_err(|e| Error::from_io(name, "shm_open", e))
         }
         Location::File(path) => {
-            sys::file_create(path, mode).map_err(|e| OpenError::from_io(name, "open", e))
+            sys::file_create(path, mode).map_err(|e| Error::from_io(name, "open", e))
         }
-        Location::Redis(_) => Err(not_a_segment(name)),
+        Location::Redis(_) => Err(not_a_segment(name).into()),
     }?;
     // The umask narrowed the mode given to open; the caller asked for exactly this one.
     if let Err(e) = sys::set_mode(fd.as_fd(), mode) {
         if let Ok(info) = sys::file_info(fd.as_fd()) {
             let _ = remove_object(name, Removal::of(&info));
         }
-        return Err(OpenError::from_io(name, "fchmod", e));
+        return Err(Error::from_io(name, "fchmod", e));
     }
     Ok(fd)
 }

@@ -12,7 +12,7 @@ use super::mapping::Mapping;
 use super::name::{Location, not_a_segment};
 use super::users::Meta;
 use super::{Segment, SegmentName};
-use crate::error::OpenError;
+use crate::error::{Error, OpenError};
 use crate::sys;
 
 /// How long `open` waits for a segment whose creator is still initialising it.
@@ -24,7 +24,7 @@ const OBSERVER_LOCK_WAIT: Duration = Duration::from_secs(1);
 
 impl Segment {
     /// Opens the segment `name`, checking its header and, if given, its kind.
-    pub(crate) fn open(name: &SegmentName, expected: Option<Kind>) -> Result<Self, OpenError> {
+    pub(crate) fn open(name: &SegmentName, expected: Option<Kind>) -> Result<Self, Error> {
         Self::open_with(name, expected, true)
     }
 
@@ -32,15 +32,16 @@ impl Segment {
         name: &SegmentName,
         expected: Option<Kind>,
         participate: bool,
-    ) -> Result<Self, OpenError> {
+    ) -> Result<Self, Error> {
         let fd = open_object(name)?;
-        let fstat = || sys::file_info(fd.as_fd()).map_err(|e| OpenError::from_io(name, "fstat", e));
+        let fstat = || sys::file_info(fd.as_fd()).map_err(|e| Error::from_io(name, "fstat", e));
         let mut identity = fstat()?;
         if !identity.regular {
             return Err(OpenError::NotAFile {
                 name: name.clone(),
                 what: "not a regular file",
-            });
+            }
+            .into());
         }
         let page = sys::page_size() as u64;
         let started = Instant::now();
@@ -50,7 +51,7 @@ impl Segment {
                 .unwrap_or(usize::MAX)
                 .min(bytes.len());
             let got = sys::read_at(fd.as_fd(), &mut bytes[..want], 0)
-                .map_err(|e| OpenError::from_io(name, "pread", e))?;
+                .map_err(|e| Error::from_io(name, "pread", e))?;
             match header::parse(&bytes[..got], identity.size, page) {
                 Ok(fields) => break fields,
                 Err(HeaderProblem::NotInitialized) if started.elapsed() < INIT_WAIT => {
@@ -85,15 +86,16 @@ impl Segment {
                 name: name.clone(),
                 found: fields.kind,
                 expected,
-            });
+            }
+            .into());
         }
         let map = Mapping::new(fd.as_fd(), fields.max_size as usize, fields.size as usize)
-            .map_err(|e| OpenError::from_io(name, "mmap", e))?;
+            .map_err(|e| Error::from_io(name, "mmap", e))?;
         let mut segment = Segment::assemble(name, fd, map, fields, identity, !participate);
         if participate {
             segment
                 .reset_if_from_earlier_boot()
-                .map_err(|e| OpenError::from_io(name, "flock", e))?;
+                .map_err(|e| Error::from_io(name, "flock", e))?;
             segment.attach();
         }
         Ok(segment)
@@ -130,7 +132,7 @@ impl Segment {
     }
 
     /// Opens `name` as an observer (see [`inspect::observe`](crate::inspect::observe)).
-    pub(crate) fn open_observer(name: &SegmentName) -> Result<Self, OpenError> {
+    pub(crate) fn open_observer(name: &SegmentName) -> Result<Self, Error> {
         Self::open_with(name, None, false)
     }
 
@@ -156,14 +158,14 @@ impl Segment {
     ///
     /// [`OpenError`] if the name is invalid, the segment does not exist or is not readable, or
     /// its header is not a valid memspace header.
-    pub fn open_any(name: &str) -> Result<Self, OpenError> {
+    pub fn open_any(name: &str) -> Result<Self, Error> {
         Segment::open(&SegmentName::new(name)?, None)
     }
 
     /// The segment itself if it holds `expected`, for the `from_segment` constructors. A handle
     /// writes, so a segment that was only observed must pass the check an open makes of its
     /// owner and mode (see [`SegmentOptions`]).
-    pub(crate) fn expecting(self, expected: Kind) -> Result<Self, OpenError> {
+    pub(crate) fn expecting(self, expected: Kind) -> Result<Self, Error> {
         if self.observer {
             check_access(&self.name, &self.identity)?;
         }
@@ -174,37 +176,36 @@ impl Segment {
                 name: self.name.clone(),
                 found: self.kind(),
                 expected,
-            })
+            }
+            .into())
         }
     }
 }
 
-fn open_object(name: &SegmentName) -> Result<OwnedFd, OpenError> {
+fn open_object(name: &SegmentName) -> Result<OwnedFd, Error> {
     match name.location() {
-        Location::Shm(path) => {
-            sys::shm_open(path).map_err(|e| OpenError::from_io(name, "shm_open", e))
-        }
-        Location::File(path) => {
-            sys::file_open(path).map_err(|e| OpenError::from_io(name, "open", e))
-        }
-        Location::Redis(_) => Err(not_a_segment(name)),
+        Location::Shm(path) => sys::shm_open(path).map_err(|e| Error::from_io(name, "shm_open", e)),
+        Location::File(path) => sys::file_open(path).map_err(|e| Error::from_io(name, "open", e)),
+        Location::Redis(_) => Err(not_a_segment(name).into()),
     }
 }
 
-fn problem_to_error(name: &SegmentName, problem: HeaderProblem) -> OpenError {
+fn problem_to_error(name: &SegmentName, problem: HeaderProblem) -> Error {
     let name = name.clone();
     match problem {
-        HeaderProblem::NotInitialized => OpenError::NotInitialized { name },
-        HeaderProblem::Foreign => OpenError::Foreign { name },
+        HeaderProblem::UnknownKind(kind) => Error::Corrupt {
+            name,
+            what: format!("unknown kind {kind}"),
+        },
+        HeaderProblem::Corrupt(what) => Error::Corrupt { name, what },
+        HeaderProblem::NotInitialized => OpenError::NotInitialized { name }.into(),
+        HeaderProblem::Foreign => OpenError::Foreign { name }.into(),
         HeaderProblem::Version(found) => OpenError::VersionMismatch {
             name,
             found,
             expected: header::LAYOUT_VERSION,
-        },
-        HeaderProblem::UnknownKind(kind) => OpenError::Corrupt {
-            name,
-            what: format!("unknown kind {kind}"),
-        },
+        }
+        .into(),
         HeaderProblem::Truncated {
             file_size,
             expected,
@@ -212,7 +213,7 @@ fn problem_to_error(name: &SegmentName, problem: HeaderProblem) -> OpenError {
             name,
             file_size,
             expected,
-        },
-        HeaderProblem::Corrupt(what) => OpenError::Corrupt { name, what },
+        }
+        .into(),
     }
 }

@@ -4,6 +4,8 @@
 use super::access::Access;
 use super::header::{CONTROL_SIZE, MAX_RESERVATION};
 use super::{Segment, SegmentName};
+use crate::error::Error;
+#[cfg(doc)]
 use crate::error::OpenError;
 use crate::sys;
 
@@ -99,8 +101,8 @@ impl SegmentOptions {
     /// # Errors
     ///
     /// As the collections' `open`: [`OpenError::NotFound`], [`OpenError::UntrustedOwner`],
-    /// [`OpenError::UntrustedMode`], [`OpenError::Corrupt`], ...
-    pub fn open(&self, name: &str) -> Result<Segment, OpenError> {
+    /// [`OpenError::UntrustedMode`], [`Error::Corrupt`], ...
+    pub fn open(&self, name: &str) -> Result<Segment, Error> {
         Segment::open(&SegmentName::new(name)?.with_access(self.access()), None)
     }
 
@@ -112,7 +114,7 @@ impl SegmentOptions {
     /// As [`inspect::observe`].
     ///
     /// [`inspect::observe`]: crate::inspect::observe
-    pub fn observe(&self, name: &str) -> Result<Segment, OpenError> {
+    pub fn observe(&self, name: &str) -> Result<Segment, Error> {
         Segment::open_observer(&SegmentName::new(name)?.with_access(self.access()))
     }
 

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use super::header;
 use super::name::{Location, not_a_segment};
 use super::{Segment, SegmentName};
-use crate::error::OpenError;
+use crate::error::{Error, OpenError};
 use crate::sys;
 
 impl Segment {
@@ -24,7 +24,7 @@ impl Segment {
     /// [`OpenError::PermissionDenied`], [`OpenError::NotAFile`] for a symbolic link or
     /// another kind of file, [`OpenError::Foreign`] for a file that is not a segment.
     #[doc(alias = "shm_unlink")]
-    pub fn remove(name: &str) -> Result<(), OpenError> {
+    pub fn remove(name: &str) -> Result<(), Error> {
         remove_object(&SegmentName::new(name)?, Removal::Memspace)
     }
 
@@ -34,7 +34,7 @@ impl Segment {
     ///
     /// As [`Segment::remove`]; [`OpenError::NotFound`] also when the name was removed and
     /// now names another object.
-    pub fn unlink(&self) -> Result<(), OpenError> {
+    pub fn unlink(&self) -> Result<(), Error> {
         remove_object(&self.name, Removal::of(&self.identity))
     }
 }
@@ -59,7 +59,7 @@ impl Removal {
 /// following a symbolic link, through a descriptor of its directory, and unlinked only if the
 /// directory entry still names the object that was checked: a name swapped for something else
 /// in between is not removed.
-pub(super) fn remove_object(name: &SegmentName, removal: Removal) -> Result<(), OpenError> {
+pub(super) fn remove_object(name: &SegmentName, removal: Removal) -> Result<(), Error> {
     let (directory, entry) = match name.location() {
         Location::Shm(object) => sys::shm_entry(object),
         // `/d/seg/` and `/d/seg/.` name no file (an open fails), though `file_name` says `seg`.
@@ -70,7 +70,8 @@ pub(super) fn remove_object(name: &SegmentName, removal: Removal) -> Result<(), 
             return Err(OpenError::NotAFile {
                 name: name.clone(),
                 what: "a directory",
-            });
+            }
+            .into());
         }
         Location::File(path) => match (path.parent(), path.file_name()) {
             (Some(parent), Some(entry)) => (
@@ -85,12 +86,13 @@ pub(super) fn remove_object(name: &SegmentName, removal: Removal) -> Result<(), 
                 return Err(OpenError::NotAFile {
                     name: name.clone(),
                     what: "a directory",
-                });
+                }
+                .into());
             }
         },
-        Location::Redis(_) => return Err(not_a_segment(name)),
+        Location::Redis(_) => return Err(not_a_segment(name).into()),
     };
-    let io_error = |op| move |e| OpenError::from_io(name, op, e);
+    let io_error = |op| move |e| Error::from_io(name, op, e);
     let directory = sys::open_directory(&directory).map_err(io_error("open"))?;
     let fd = sys::open_entry(directory.as_fd(), &entry).map_err(io_error("open"))?;
     let info = sys::file_info(fd.as_fd()).map_err(io_error("fstat"))?;
@@ -98,12 +100,13 @@ pub(super) fn remove_object(name: &SegmentName, removal: Removal) -> Result<(), 
         return Err(OpenError::NotAFile {
             name: name.clone(),
             what: "not a regular file",
-        });
+        }
+        .into());
     }
     let checked = (info.device, info.inode);
     match removal {
         Removal::Ours(ours) if ours != checked => {
-            return Err(OpenError::NotFound { name: name.clone() });
+            return Err(OpenError::NotFound { name: name.clone() }.into());
         }
         Removal::Ours(_) => {}
         Removal::Memspace => {
@@ -115,12 +118,12 @@ pub(super) fn remove_object(name: &SegmentName, removal: Removal) -> Result<(), 
             let unfinished =
                 matches!(name.location(), Location::Shm(_)) && bytes[..got].iter().all(|&b| b == 0);
             if !signed && !unfinished {
-                return Err(OpenError::Foreign { name: name.clone() });
+                return Err(OpenError::Foreign { name: name.clone() }.into());
             }
         }
     }
     if sys::entry_identity(directory.as_fd(), &entry).map_err(io_error("stat"))? != checked {
-        return Err(OpenError::NotFound { name: name.clone() });
+        return Err(OpenError::NotFound { name: name.clone() }.into());
     }
     sys::unlink_entry(directory.as_fd(), &entry).map_err(io_error("unlink"))
 }

@@ -209,7 +209,7 @@ impl RedisLock {
                 "it was removed and created again while this handle was open: open it again"
                     .to_owned()
             }
-            Error::Open(OpenError::Corrupt { what, .. }) => {
+            Error::Corrupt { what, .. } => {
                 format!("{what}; `memspace rm {}` removes it", self.object.name())
             }
             _ if fence_damaged => format!(

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use crate::inspect::Report;
+use crate::segment::Report;
 use crate::segment::{self, Segment};
 use crate::sync::RawGuard;
 

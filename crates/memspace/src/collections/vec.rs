@@ -303,7 +303,7 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 }
 
 /// Checks that the published elements lie inside the segment.
-pub(crate) fn verify(segment: &Segment, report: &mut crate::inspect::Report) {
+pub(crate) fn verify(segment: &Segment, report: &mut crate::segment::Report) {
     let area = segment.kind_area::<VecArea>();
     let len = area.len.load(Ordering::Acquire);
     let size = area.element_size.load(Ordering::Relaxed);

@@ -8,29 +8,7 @@
 //! name with trust in it is refused, so that whoever can write such bytes cannot widen what
 //! this process opens.
 
-use std::cell::Cell;
-
-thread_local! {
-    static FROM_OWN_PROCESS: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `decode` with handles allowed to bring the trust they were opened with (see the
-/// module docs): for the arguments and results a worker and its parent send each other.
-pub(crate) fn decoding_from_own_process<T>(decode: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            FROM_OWN_PROCESS.with(|flag| flag.set(self.0));
-        }
-    }
-    let _reset = Reset(FROM_OWN_PROCESS.with(|flag| flag.replace(true)));
-    decode()
-}
-
-/// Whether a name read now may bring trust (inside [`decoding_from_own_process`]).
-pub(crate) fn trust_may_travel() -> bool {
-    FROM_OWN_PROCESS.with(Cell::get)
-}
+pub(crate) use crate::segment::decoding_from_own_process;
 
 /// Implements `Serialize` (the segment's name, from `name()`) and `Deserialize` (`open` by that
 /// name) for a handle type, under the bounds its `name` and `open` need.

@@ -11,6 +11,7 @@
 use super::SegmentName;
 use crate::error::OpenError;
 use crate::sys;
+use std::cell::Cell;
 
 /// Which segments an open accepts: those owned by this process's effective user or by
 /// `owner`, whose mode grants nothing beyond `mode` (see [`SegmentOptions`]).
@@ -75,4 +76,26 @@ pub(super) fn check_access(name: &SegmentName, info: &sys::FileInfo) -> Result<(
         });
     }
     Ok(())
+}
+
+thread_local! {
+    static FROM_OWN_PROCESS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `decode` with handles allowed to bring the trust they were opened with (see the
+/// docs of `handle`): for the arguments and results a worker and its parent send each other.
+pub(crate) fn decoding_from_own_process<T>(decode: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            FROM_OWN_PROCESS.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(FROM_OWN_PROCESS.with(|flag| flag.replace(true)));
+    decode()
+}
+
+/// Whether a name read now may bring trust (inside [`decoding_from_own_process`]).
+pub(crate) fn trust_may_travel() -> bool {
+    FROM_OWN_PROCESS.with(Cell::get)
 }

@@ -3,12 +3,12 @@
 
 use std::sync::atomic::Ordering;
 
+use super::LockSlot;
 use super::Segment;
 use super::header::{CONTROL_SIZE, Header, KIND_OFFSET, LOCK_OFFSET, META_OFFSET, USERS_OFFSET};
 use super::mapping::Mapping;
 use super::users::{Meta, Users};
 use crate::shm_safe::ShmSafe;
-use crate::sync::LockSlot;
 use crate::sys;
 
 impl Segment {

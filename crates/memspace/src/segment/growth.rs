@@ -4,9 +4,9 @@
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
+use super::RawGuard;
 use super::Segment;
 use crate::error::Error;
-use crate::sync::RawGuard;
 use crate::sys;
 
 impl Segment {

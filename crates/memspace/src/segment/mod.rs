@@ -49,7 +49,9 @@ mod mapping;
 mod name;
 mod open;
 mod options;
+mod raw_mutex;
 mod removal;
+mod report;
 mod users;
 
 use std::fmt;
@@ -58,6 +60,7 @@ use std::sync::atomic::Ordering;
 
 use crate::sys;
 
+pub(crate) use self::access::{decoding_from_own_process, trust_may_travel};
 use self::header::FLAG_ANONYMOUS;
 pub use self::header::Kind;
 pub(crate) use self::header::{DATA_START, HeaderFields};
@@ -66,6 +69,8 @@ pub use self::name::redact_credentials;
 pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, SHM_PREFIX, SegmentName};
 pub(crate) use self::name::{RedisLocation, server_of_url};
 pub use self::options::SegmentOptions;
+pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
+pub use self::report::Report;
 pub use self::users::User;
 pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};
 

@@ -111,7 +111,7 @@ impl SegmentName {
         if let Some((plain, access)) = name.split_once(ACCESS_SEPARATOR) {
             // Only a handle passed between a worker and its parent brings trust with it
             // (see `handle.rs`); a NUL byte anywhere else is just invalid.
-            let access = crate::handle::trust_may_travel()
+            let access = super::trust_may_travel()
                 .then(|| Access::decode(access))
                 .flatten()
                 .ok_or_else(|| OpenError::InvalidName {
@@ -480,7 +480,7 @@ mod tests {
         // A name that brings trust is refused, except between a worker and its parent.
         assert!(SegmentName::new(trusting.to_transport()).is_err());
         let travelled =
-            crate::handle::decoding_from_own_process(|| SegmentName::new(trusting.to_transport()))
+            crate::segment::decoding_from_own_process(|| SegmentName::new(trusting.to_transport()))
                 .unwrap();
         assert_eq!(travelled.access(), access);
         assert_eq!(travelled, plain);

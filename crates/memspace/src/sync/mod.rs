@@ -31,7 +31,6 @@ mod event;
 mod lock;
 mod mutex;
 mod plain;
-mod raw_mutex;
 mod rwlock;
 mod semaphore;
 
@@ -46,9 +45,9 @@ pub(crate) use self::lock::RedisLock;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
 pub(crate) use self::plain::{expect_type, type_mismatch};
-pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
+pub(crate) use crate::segment::{RawFailure, RawGuard, Recovery};
 
 use crate::segment::{Kind, Segment};
 use crate::sys::Wait;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use super::shm::{FIRST_BLOCK_ENTRIES, Raw};
 use crate::collections::record;
 use crate::error::Error;
-use crate::inspect::Report;
+use crate::segment::Report;
 use crate::segment::{DATA_START, Segment};
 
 /// The number of published items of the list in `segment`.

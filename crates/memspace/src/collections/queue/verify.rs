@@ -7,7 +7,7 @@ use super::layout::{DONE, READY, Raw, Ring, TAKEN};
 use crate::collections::changes::verify_between_changes;
 use crate::collections::{codec, record};
 use crate::error::Error;
-use crate::inspect::Report;
+use crate::segment::Report;
 use crate::segment::{self, Segment};
 
 /// The number of ready items of the queue in `segment`.

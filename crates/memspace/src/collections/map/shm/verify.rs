@@ -19,7 +19,7 @@ use super::{EMPTY, Raw, TOMBSTONE};
 use crate::collections::changes::verify_between_changes;
 use crate::collections::codec;
 use crate::error::Error;
-use crate::inspect::Report;
+use crate::segment::Report;
 use crate::segment::Segment;
 
 impl Raw<'_> {

@@ -1,42 +1,9 @@
 //! The CLI against a real `redis-server`: `redis://HOST:PORT/NAME` wherever a name is taken,
 //! `ls --redis`, `inspect`, `rm`, `lock`, `demo --mode redis` and `bench --redis`.
 
-#[path = "../../memspace/tests/redis_server/mod.rs"]
-mod redis_server;
-
-use std::process::{Command, Output};
-
+use memspace_testkit::cli::{fail, memspace, succeed};
+use memspace_testkit::redis_server::RedisServer;
 use serde_json::Value;
-
-use redis_server::RedisServer;
-
-fn memspace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memspace"))
-        .args(args)
-        .output()
-        .expect("run memspace")
-}
-
-fn succeed(args: &[&str]) -> String {
-    let output = memspace(args);
-    assert!(
-        output.status.success(),
-        "memspace {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn fail(args: &[&str]) -> String {
-    let output = memspace(args);
-    assert!(
-        !output.status.success(),
-        "memspace {args:?} succeeded: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 #[test]
 fn lists_maps_and_queues_work_by_url_and_show_in_ls_and_inspect() {

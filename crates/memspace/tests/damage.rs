@@ -6,15 +6,13 @@
 //! Each test damages one field with a raw write to the segment's file, as a hostile peer
 //! would, while a handle to the collection is open.
 
-mod common;
-
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 
 use memspace::collections::{Queue, QueueError, SharedMap, SharedVec, Value};
 use memspace::{Error, SegmentOptions, SharedList};
-
-use common::{Removal, Watchdog, shm_path};
+use memspace_testkit::names::shm_path;
+use memspace_testkit::{Removal, Watchdog};
 
 /// Where a collection's own control words start (`segment/header.rs`).
 const KIND_AREA: u64 = 2304;

@@ -2,9 +2,6 @@
 //! `redis-server`: an object removed while handles to it are open, a lock's key or an object's
 //! meta hash written by hand, a map value of another type; and what its errors carry.
 
-mod common;
-mod redis_server;
-
 use std::error::Error as _;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -13,7 +10,8 @@ use memspace::collections::{Queue, QueueError, SharedMap, Value};
 use memspace::sync::{Event, LockError};
 use memspace::{Error, Lock, OpenError, SharedList};
 
-use redis_server::RedisServer;
+use memspace_testkit::redis_server::RedisServer;
+use memspace_testkit::{Watchdog, unique_name};
 
 /// A connection for writing keys by hand, as an operator with `redis-cli` would.
 fn admin(server: &RedisServer) -> redis::Connection {
@@ -83,9 +81,9 @@ fn queue_error<T>(result: Result<T, QueueError>) -> Result<T, Error> {
 
 #[test]
 fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let name = |tag: &str| server.name(&unique_name(tag));
     let (list_name, map_name, queue_name, value_name, event_name) = (
         name("list"),
         name("map"),
@@ -180,9 +178,9 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
 
 #[test]
 fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let name = |tag: &str| server.name(&unique_name(tag));
     let (queue_name, event_name, lock_name) = (name("queue"), name("event"), name("lock"));
     let queue = Queue::<u32>::create(&queue_name).expect("create the queue");
     let event = Event::create(&event_name).expect("create the event");
@@ -269,9 +267,9 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
 
 #[test]
 fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let name = |tag: &str| server.name(&unique_name(tag));
     let (value_name, event_name, lock_name, queue_name) =
         (name("value"), name("event"), name("lock"), name("queue"));
     let (list_name, map_name) = (name("list"), name("map"));
@@ -374,9 +372,9 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
 
 #[test]
 fn a_value_update_on_a_missing_key_fails_without_writing() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = server.name(&common::unique_name("value"));
+    let name = server.name(&unique_name("value"));
     let value = Value::create(&name, 7u64).expect("create");
     let items = items_key(&name);
     by_hand(&server, &["DEL", &items]);
@@ -428,9 +426,9 @@ fn within_10_s<T: Send + 'static>(what: &str, attempt: impl FnOnce() -> T + Send
 
 #[test]
 fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = server.name(&common::unique_name("lock"));
+    let name = server.name(&unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
     let key = items_key(&name);
     by_hand(&server, &["SET", &key, "junk"]);
@@ -481,9 +479,9 @@ fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
 
 #[test]
 fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = server.name(&common::unique_name("lock"));
+    let name = server.name(&unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
     let key = items_key(&name);
     by_hand(&server, &["RPUSH", &key, "x"]);
@@ -517,9 +515,9 @@ fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
 
 #[test]
 fn junk_with_an_expiry_in_a_lock_key_holds_the_lock_until_it_expires() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = server.name(&common::unique_name("lock"));
+    let name = server.name(&unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
     let key = items_key(&name);
     by_hand(&server, &["SET", &key, "junk", "PX", "600"]);
@@ -536,9 +534,9 @@ fn junk_with_an_expiry_in_a_lock_key_holds_the_lock_until_it_expires() {
 
 #[test]
 fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let mut server = RedisServer::start();
-    let lock = Lock::create(&server.name(&common::unique_name("lock"))).expect("create");
+    let lock = Lock::create(&server.name(&unique_name("lock"))).expect("create");
     server.kill();
     let err = lock.try_lock().map(drop).expect_err("no server: no lock");
     assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
@@ -566,9 +564,9 @@ fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {
 
 #[test]
 fn a_lease_this_thread_holds_is_would_deadlock_whatever_the_server_is_called() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let object = common::unique_name("lock");
+    let object = unique_name("lock");
     let by_address = server.name(&object);
     let by_host = format!("redis://localhost:{}/{object}", server.port());
     let lock = Lock::create(&by_address).expect("create");
@@ -585,9 +583,9 @@ fn a_lease_this_thread_holds_is_would_deadlock_whatever_the_server_is_called() {
 
 #[test]
 fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = server.name(&common::unique_name("lock"));
+    let name = server.name(&unique_name("lock"));
     let lock = Lock::create(&name).expect("create");
     let object = object_of(&name);
     let fence = format!("memspace:{{{object}}}:fence");
@@ -628,7 +626,7 @@ fn set_meta_field(server: &RedisServer, name: &str, field: &str, value: Option<&
 
 #[test]
 fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
     let cases: [(&str, Option<&str>); 10] = [
         ("size", None),
@@ -643,7 +641,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
         ("incarnation", None),
     ];
     for (field, value) in cases {
-        let name = server.name(&common::unique_name("meta"));
+        let name = server.name(&unique_name("meta"));
         SharedList::<u32>::create(&name).expect("create");
         set_meta_field(&server, &name, field, value);
         match SharedList::<u32>::open(&name) {
@@ -661,7 +659,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
     }
 
     // A version this build does not know is another layout, not damage.
-    let name = server.name(&common::unique_name("meta"));
+    let name = server.name(&unique_name("meta"));
     SharedList::<u32>::create(&name).expect("create");
     set_meta_field(&server, &name, "version", Some("3"));
     match SharedList::<u32>::open(&name) {
@@ -674,7 +672,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
     }
 
     // A meta key that is not a hash at all.
-    let name = server.name(&common::unique_name("meta"));
+    let name = server.name(&unique_name("meta"));
     let () = redis::cmd("SET")
         .arg(format!("memspace:{{{}}}", object_of(&name)))
         .arg("junk")
@@ -696,9 +694,9 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
 
 #[test]
 fn a_map_value_of_another_type_names_its_key() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = server.name(&common::unique_name("map"));
+    let name = server.name(&unique_name("map"));
     let numbers = SharedMap::<String, u32>::create(&name).expect("create");
     numbers.insert(&"ada".to_owned(), &36).expect("insert");
     let texts = SharedMap::<String, String>::open(&name).expect("open");
@@ -723,9 +721,9 @@ fn a_map_value_of_another_type_names_its_key() {
 
 #[test]
 fn a_data_key_of_another_type_is_damage_for_every_read() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let server = RedisServer::start();
-    let name = server.name(&common::unique_name("list"));
+    let name = server.name(&unique_name("list"));
     let list = SharedList::<u32>::create(&name).expect("create");
     let key = items_key(&name);
     by_hand(&server, &["SET", &key, "x"]);

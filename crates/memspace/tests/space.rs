@@ -2,12 +2,11 @@
 //! is corrupted. The test mounts a 1 MiB tmpfs, which needs root (CI runs as root); elsewhere
 //! it says why it did not run.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
 use memspace::{Error, OpenError, SharedList, inspect};
+use memspace_testkit::procfs;
 
 /// A tiny tmpfs, unmounted and removed on drop.
 struct TinyFs(PathBuf);
@@ -25,7 +24,7 @@ impl TinyFs {
         } else {
             let _ = std::fs::remove_dir(&dir);
             assert!(
-                !common::is_root(),
+                !procfs::is_root(),
                 "mounting a tmpfs failed although we are root"
             );
             eprintln!("skipped: mounting a tmpfs needs root");

@@ -8,16 +8,14 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
 use memspace::collections::{Queue, SharedMap, SharedVec};
 use memspace::spawn::{Process, StartMethod};
 use memspace::sync::{Event, Lock};
 use memspace::{Error, OpenError, Segment, SegmentOptions, SharedList, inspect};
-
-use common::{Removal, Running, shm_path};
+use memspace_testkit::names::shm_path;
+use memspace_testkit::{Removal, Running, Watchdog, names, procfs};
 
 fn open_error(result: memspace::Result<impl Sized>) -> OpenError {
     match result {
@@ -29,10 +27,7 @@ fn open_error(result: memspace::Result<impl Sized>) -> OpenError {
 
 #[test]
 fn a_mode_wider_than_accepted_is_refused_and_the_creators_trust_travels_to_a_child() {
-    common::init_spawn(
-        "a_mode_wider_than_accepted_is_refused_and_the_creators_trust_travels_to_a_child",
-    );
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let removal = Removal::fresh("trust-mode");
     let group = SegmentOptions::new().mode(0o660);
     let list = SharedList::<u64>::create_with(removal.name(), &group).expect("create");
@@ -74,7 +69,7 @@ fn push_two(list: SharedList<u64>) {
 
 #[test]
 fn a_segment_owned_by_another_user_is_refused_unless_its_owner_is_trusted() {
-    if !common::is_root() {
+    if !procfs::is_root() {
         eprintln!("skipped: giving a segment to another user needs root");
         return;
     }
@@ -152,7 +147,7 @@ fn remove_refuses_what_is_not_a_memspace_segment() {
     let link = dir.join("link.seg");
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
     let planted = Removal::fresh("trust-garbage");
-    common::write_segment_file(planted.name(), &[0x5A; 4096]);
+    names::write_segment_file(planted.name(), &[0x5A; 4096]);
 
     let plain_name = format!("file:{}", plain.display());
     assert!(matches!(
@@ -185,7 +180,7 @@ fn remove_refuses_what_is_not_a_memspace_segment() {
 
     // A creation that never finished (zeros under a memspace name in /dev/shm) is removable.
     let unfinished = Removal::fresh("trust-unfinished");
-    common::write_segment_file(unfinished.name(), &[]);
+    names::write_segment_file(unfinished.name(), &[]);
     Segment::remove(unfinished.name()).expect("remove an unfinished segment");
     assert!(!shm_path(unfinished.name()).exists());
 
@@ -196,7 +191,7 @@ fn remove_refuses_what_is_not_a_memspace_segment() {
 
 #[test]
 fn a_file_shrunk_under_a_mapping_is_an_error_not_a_sigbus() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("trust-shrunk");
     let list = SharedList::<String>::create(removal.name()).expect("create");
     let item = "x".repeat(200);
@@ -278,7 +273,7 @@ fn trust_comes_only_from_the_program_itself_never_from_a_name_or_an_observer() {
 
 #[test]
 fn a_shrunk_file_leaves_the_shared_lock_as_it_was_and_fails_an_event() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("trust-shrunk-vec");
     let vec = SharedVec::<u64>::create(removal.name()).expect("create");
     vec.extend_from_slice(&[7; 2000])
@@ -317,7 +312,7 @@ fn a_shrunk_file_leaves_the_shared_lock_as_it_was_and_fails_an_event() {
 
 #[test]
 fn a_sigbus_another_process_sends_does_not_disarm_the_handling_of_lost_pages() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("trust-sent-sigbus");
     let list = SharedList::<String>::create(removal.name()).expect("create");
     list.extend(std::iter::repeat_n(&"y".repeat(300), 200))

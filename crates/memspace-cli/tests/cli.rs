@@ -2,7 +2,7 @@
 
 use memspace::spawn::StartMethod;
 use memspace_testkit::Removal;
-use memspace_testkit::cli::{memspace, stderr, succeed};
+use memspace_testkit::cli::{create, memspace, stderr, succeed};
 
 /// The lines of one demo run, with the line that ends the tutorial's output and the verdict.
 fn demo(args: &[&str]) -> Vec<String> {
@@ -26,12 +26,20 @@ fn threads_share_the_list() {
     assert!(lines.contains(&"Thread -2 :  [0, 1, 2, 0, 1, 2, 0, 1, 2]".to_owned()));
 }
 
-#[test]
-fn forked_processes_append_to_copies() {
-    let lines = demo(&["--mode", "process", "--start", "fork"]);
+/// The lines of a demo of processes appending to plain lists, started by `start`, and its
+/// verdict, checked to say that the parent's list stayed empty and nothing was shared.
+fn demo_of_copies(start: &str) -> (Vec<String>, String) {
+    let lines = demo(&["--mode", "process", "--start", start]);
     let (last, verdict) = tutorial_end(&lines);
     assert_eq!(last, "Main Process : []");
     assert!(verdict.starts_with("-> memory shared: no."), "{verdict}");
+    let verdict = verdict.to_owned();
+    (lines, verdict)
+}
+
+#[test]
+fn forked_processes_append_to_copies() {
+    let (lines, verdict) = demo_of_copies("fork");
     // Every child starts from an empty copy: each prints [0], [0, 1], [0, 1, 2].
     for line in [
         "Process -0 :  [0]",
@@ -50,10 +58,7 @@ fn forked_processes_append_to_copies() {
 
 #[test]
 fn spawned_processes_append_to_copies() {
-    let lines = demo(&["--mode", "process", "--start", "spawn"]);
-    let (last, verdict) = tutorial_end(&lines);
-    assert_eq!(last, "Main Process : []");
-    assert!(verdict.starts_with("-> memory shared: no."), "{verdict}");
+    let (lines, _) = demo_of_copies("spawn");
     assert_eq!(
         lines
             .iter()
@@ -125,8 +130,7 @@ fn bad_demo_arguments_are_refused() {
 
 #[test]
 fn list_commands_round_trip_json() {
-    let name = Removal::fresh("roundtrip");
-    succeed(&["list", "create", name.name()]);
+    let name = create("list", "roundtrip");
     succeed(&[
         "list",
         "push",
@@ -148,8 +152,7 @@ fn list_commands_round_trip_json() {
 
 #[test]
 fn a_list_pushed_from_the_cli_is_read_by_the_library() {
-    let name = Removal::fresh("library");
-    succeed(&["list", "create", name.name()]);
+    let name = create("list", "library");
     succeed(&["list", "push", name.name(), "5", "-7", "9"]);
     let list = memspace::SharedList::<i64>::open(name.name()).expect("open");
     assert_eq!(list.to_vec().expect("read"), [5, -7, 9]);
@@ -191,8 +194,7 @@ fn list_errors_name_the_list_and_exit_non_zero() {
 
 #[test]
 fn rm_removes_and_reports_missing_segments() {
-    let name = Removal::fresh("rm");
-    succeed(&["list", "create", name.name()]);
+    let name = create("list", "rm");
     succeed(&["rm", name.name()]);
     let output = memspace(&["rm", name.name()]);
     assert_eq!(output.status.code(), Some(1));

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use memspace::collections::SharedMap;
 use memspace_testkit::Removal;
-use memspace_testkit::cli::{fail_without_result, memspace, succeed};
+use memspace_testkit::cli::{create, fail_without_result, memspace, succeed};
 use serde_json::{Value, json};
 
 /// `memspace map get NAME` as a sorted list of `[key, value]` pairs.
@@ -28,9 +28,8 @@ fn all_pairs(name: &str) -> Vec<(Value, Value)> {
 
 #[test]
 fn set_get_remove_and_len_speak_json() {
-    let name = Removal::fresh("json");
+    let name = create("map", "json");
     let name = name.name();
-    succeed(&["map", "create", name]);
     assert_eq!(succeed(&["map", "len", name]), "0");
     succeed(&["map", "set", name, r#""ada""#, "36"]);
     succeed(&["map", "set", name, "-7", r#"{"x": [1, 2.5, null]}"#]);
@@ -54,9 +53,8 @@ fn set_get_remove_and_len_speak_json() {
 
 #[test]
 fn get_without_a_key_prints_every_entry_as_a_key_value_pair() {
-    let name = Removal::fresh("all");
+    let name = create("map", "all");
     let name = name.name();
-    succeed(&["map", "create", name]);
     assert_eq!(succeed(&["map", "get", name]), "[]");
     for i in 0..50 {
         succeed(&["map", "set", name, &format!("\"k{i:02}\""), &i.to_string()]);
@@ -70,9 +68,8 @@ fn get_without_a_key_prints_every_entry_as_a_key_value_pair() {
 
 #[test]
 fn a_missing_key_is_an_error_naming_the_key_and_the_map() {
-    let name = Removal::fresh("missing");
+    let name = create("map", "missing");
     let name = name.name();
-    succeed(&["map", "create", name]);
     succeed(&["map", "set", name, "1", "\"one\""]);
     for command in ["get", "remove"] {
         let err = fail_without_result(&["map", command, name, r#""nope""#]);
@@ -86,9 +83,8 @@ fn a_missing_key_is_an_error_naming_the_key_and_the_map() {
 
 #[test]
 fn a_key_or_value_that_is_not_json_is_refused_with_a_hint() {
-    let name = Removal::fresh("not-json");
+    let name = create("map", "not-json");
     let name = name.name();
-    succeed(&["map", "create", name]);
     let err = fail_without_result(&["map", "set", name, "ada", "36"]);
     assert!(
         err.contains("`ada` is not JSON") && err.contains("quote"),
@@ -149,9 +145,8 @@ fn create_honours_mode_and_max_size_and_refuses_an_existing_name() {
 
 #[test]
 fn a_map_made_by_the_cli_is_shared_with_the_library_both_ways() {
-    let name = Removal::fresh("library");
+    let name = create("map", "library");
     let name = name.name();
-    succeed(&["map", "create", name]);
     succeed(&["map", "set", name, "\"k\"", "5"]);
     succeed(&["map", "set", name, "\"point\"", r#"{"x": 1, "y": -2}"#]);
     let numbers = SharedMap::<String, u32>::open(name).expect("open");
@@ -172,9 +167,8 @@ fn a_map_made_by_the_cli_is_shared_with_the_library_both_ways() {
 
 #[test]
 fn map_commands_on_another_kind_say_what_it_holds() {
-    let name = Removal::fresh("kind");
+    let name = create("list", "kind");
     let name = name.name();
-    succeed(&["list", "create", name]);
     let err = fail_without_result(&["map", "get", name, "1"]);
     assert!(err.contains("holds a list, not a map"), "{err}");
     let err = fail_without_result(&["map", "len", &format!("{name}-absent")]);
@@ -183,9 +177,8 @@ fn map_commands_on_another_kind_say_what_it_holds() {
 
 #[test]
 fn inspect_items_prints_a_maps_entries() {
-    let name = Removal::fresh("inspect");
+    let name = create("map", "inspect");
     let name = name.name();
-    succeed(&["map", "create", name]);
     succeed(&["map", "set", name, "\"a\"", "1"]);
     succeed(&["map", "set", name, "\"b\"", "[2]"]);
     succeed(&["map", "remove", name, "\"a\""]);

@@ -5,13 +5,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use memspace::collections::{Queue, QueueError};
-use memspace_testkit::cli::{command, fail_with, succeed};
+use memspace_testkit::cli::{command, create, fail_with, succeed};
 use memspace_testkit::{Removal, Watchdog, procfs};
 
 #[test]
 fn queue_put_get_and_len_speak_json_in_order() {
-    let name = Removal::fresh("json");
-    succeed(&["queue", "create", name.name()]);
+    let name = create("queue", "json");
     succeed(&["queue", "put", name.name(), "1", "\"two\"", "[3]"]);
     succeed(&["queue", "put", name.name(), r#"{"four":null}"#]);
     assert_eq!(succeed(&["queue", "len", name.name()]), "4");
@@ -28,8 +27,7 @@ fn queue_put_get_and_len_speak_json_in_order() {
 
 #[test]
 fn a_get_that_times_out_says_so_and_exits_non_zero() {
-    let name = Removal::fresh("timeout");
-    succeed(&["queue", "create", name.name()]);
+    let name = create("queue", "timeout");
     let stderr = fail_with(&["queue", "get", name.name(), "--timeout", "0.05"], 75);
     assert!(
         stderr.contains("stayed empty") && stderr.contains(name.name()),
@@ -74,8 +72,7 @@ fn queue_create_sets_the_mode_it_is_given() {
 #[test]
 fn a_blocked_get_returns_when_another_process_puts() {
     let _dog = Watchdog::start();
-    let name = Removal::fresh("block");
-    succeed(&["queue", "create", name.name()]);
+    let name = create("queue", "block");
     let getter = command(&["queue", "get", name.name()])
         .stdout(Stdio::piped())
         .spawn()
@@ -92,8 +89,7 @@ fn a_blocked_get_returns_when_another_process_puts() {
 
 #[test]
 fn inspect_items_shows_the_waiting_items_in_order() {
-    let name = Removal::fresh("inspect");
-    succeed(&["queue", "create", name.name()]);
+    let name = create("queue", "inspect");
     succeed(&[
         "queue",
         "put",
@@ -129,8 +125,7 @@ fn inspect_items_shows_the_waiting_items_in_order() {
 
 #[test]
 fn invalid_json_puts_nothing() {
-    let name = Removal::fresh("invalid");
-    succeed(&["queue", "create", name.name()]);
+    let name = create("queue", "invalid");
     let stderr = fail_with(&["queue", "put", name.name(), "1", "not json"], 1);
     assert!(stderr.contains("value 2"), "{stderr}");
     assert_eq!(succeed(&["queue", "len", name.name()]), "0");

@@ -1,8 +1,8 @@
 //! The CLI against a real `redis-server`: `redis://HOST:PORT/NAME` wherever a name is taken,
 //! `ls --redis`, `inspect`, `rm`, `lock`, `demo --mode redis` and `bench --redis`.
 
-use memspace_testkit::cli::{fail, memspace, succeed};
-use memspace_testkit::redis_server::RedisServer;
+use memspace_testkit::cli::{fail, memspace, stderr, stdout, succeed};
+use memspace_testkit::redis_server::{RedisServer, assert_hides_password};
 use serde_json::Value;
 
 #[test]
@@ -305,21 +305,14 @@ fn ls_shows_an_object_of_another_layout_version_as_unreadable_not_damaged() {
 /// password; returns what it printed on standard error.
 fn fail_without_password(args: &[&str]) -> String {
     let output = memspace(args);
-    let (out, err) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
+    let (out, err) = (stdout(&output), stderr(&output));
     assert!(
         !output.status.success(),
         "memspace {args:?} succeeded: {out}"
     );
-    for printed in [&out, &err] {
-        assert!(
-            !printed.contains("hunter2") && !printed.contains("ter2"),
-            "memspace {args:?} printed the password: {out}{err}"
-        );
-    }
-    err.into_owned()
+    assert_hides_password(&format!("memspace {args:?}"), &out);
+    assert_hides_password(&format!("memspace {args:?}"), &err);
+    err
 }
 
 #[test]

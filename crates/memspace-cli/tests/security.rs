@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use memspace_testkit::Removal;
 use memspace_testkit::cli::{binary, command, memspace};
-use memspace_testkit::procfs::is_root;
+use memspace_testkit::names::TempDir;
+use memspace_testkit::procfs::skip_without_root;
 
 fn memspace_as_nobody(args: &[&str]) -> Output {
     Command::new("setpriv")
@@ -33,8 +34,7 @@ fn wait_until_held(name: &str) {
 
 #[test]
 fn another_user_cannot_open_a_segment_created_with_the_default_mode() {
-    if !is_root() {
-        eprintln!("skipped: switching to another user needs root");
+    if skip_without_root("switching to another user") {
         return;
     }
     let name = Removal::fresh("private");
@@ -53,8 +53,7 @@ fn another_user_cannot_open_a_segment_created_with_the_default_mode() {
 
 #[test]
 fn a_wider_mode_lets_another_user_in() {
-    if !is_root() {
-        eprintln!("skipped: switching to another user needs root");
+    if skip_without_root("switching to another user") {
         return;
     }
     let name = Removal::fresh("shared");
@@ -97,8 +96,7 @@ fn fingerprint(path: &str) -> (u64, u64) {
 
 #[test]
 fn a_segment_planted_by_another_user_is_refused_unless_its_owner_is_trusted() {
-    if !is_root() {
-        eprintln!("skipped: switching to another user needs root");
+    if skip_without_root("switching to another user") {
         return;
     }
     // `nobody` plants a list, a lock and a file segment, open to everyone, where root will
@@ -156,8 +154,8 @@ fn a_segment_planted_by_another_user_is_refused_unless_its_owner_is_trusted() {
 
 #[test]
 fn rm_removes_only_memspace_segments() {
-    let dir = std::env::temp_dir().join(format!("memspace-rm.{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("make a directory");
+    let temp = TempDir::new("rm");
+    let dir = temp.path();
     let plain = dir.join("notes.txt");
     std::fs::write(&plain, "not a segment\n").expect("write a plain file");
     let segment = Removal::of(&format!("file:{}", dir.join("list.seg").display()));
@@ -197,13 +195,12 @@ fn rm_removes_only_memspace_segments() {
     let output = memspace(&["rm", segment.name()]);
     assert!(output.status.success(), "{output:?}");
     assert!(!dir.join("list.seg").exists());
-    std::fs::remove_dir_all(&dir).expect("remove the directory");
+    std::fs::remove_dir_all(dir).expect("remove the directory");
 }
 
 #[test]
 fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
-    if !is_root() {
-        eprintln!("skipped: a new pid namespace needs root");
+    if skip_without_root("a new pid namespace") {
         return;
     }
     let name = Removal::fresh("namespaced-lock");
@@ -231,8 +228,7 @@ fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
 
 #[test]
 fn a_process_without_proc_waits_for_a_live_holder_and_resets_nothing() {
-    if !is_root() {
-        eprintln!("skipped: a mount namespace needs root");
+    if skip_without_root("a mount namespace") {
         return;
     }
     let name = Removal::fresh("no-proc");
@@ -296,15 +292,11 @@ fn inspect_and_ls_never_wait_for_ever_on_a_held_lock() {
     );
     // The lock word names a live thread (this test's main thread) that never releases it: a
     // hostile or stuck holder.
-    let path = format!("/dev/shm/memspace.{}", name.name());
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open the segment's file");
+    let file = name.file();
     let pid = std::process::id().to_le_bytes();
     for at in [128, 132] {
         // The lock word, then the holder's pid beside it.
-        std::os::unix::fs::FileExt::write_at(&file, &pid, at).expect("hold the lock");
+        file.write(at, &pid);
     }
     let limit = std::time::Duration::from_secs(20);
     let output = memspace_within(&["inspect", name.name(), "--items"], limit)
@@ -324,7 +316,7 @@ fn inspect_and_ls_never_wait_for_ever_on_a_held_lock() {
     // 3: a test running beside this one may have a damaged segment in /dev/shm.
     assert!(matches!(output.status.code(), Some(0 | 3)), "{output:?}");
     for at in [128, 132] {
-        std::os::unix::fs::FileExt::write_at(&file, &[0; 4], at).expect("release");
+        file.write(at, &[0; 4]);
     }
     let output = memspace_within(&["inspect", name.name(), "--items"], limit).expect("inspect");
     assert!(output.status.success(), "{output:?}");
@@ -340,14 +332,9 @@ fn inspect_and_ls_exit_non_zero_on_a_damaged_segment() {
             .success()
     );
     assert!(memspace(&["inspect", name.name()]).status.success());
-    let path = format!("/dev/shm/memspace.{}", name.name());
-    let mut bytes = std::fs::read(&path).expect("read the segment");
-    let at = bytes
-        .windows(16)
-        .position(|window| window == b"zzzzzzzzzzzzzzzz")
-        .expect("the item's bytes");
-    bytes[at] = b'y';
-    std::fs::write(&path, &bytes).expect("damage one item");
+    let file = name.file();
+    let at = file.find(b"zzzzzzzzzzzzzzzz").expect("the item's bytes");
+    file.write(at, b"y");
     let output = memspace(&["inspect", name.name()]);
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("PROBLEMS"));
@@ -356,11 +343,7 @@ fn inspect_and_ls_exit_non_zero_on_a_damaged_segment() {
     // A file cut below its committed size is damage `ls` sees without reading items.
     let cut = Removal::fresh("cut-list");
     assert!(memspace(&["list", "create", cut.name()]).status.success());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm/memspace.{}", cut.name()))
-        .and_then(|file| file.set_len(8192))
-        .expect("truncate");
+    cut.file().set_len(8192);
     let output = memspace(&["ls"]);
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains(cut.name()));
@@ -378,23 +361,18 @@ fn a_peer_shrinking_the_file_never_kills_the_command_line_by_a_signal() {
             .status
             .success()
     );
-    let path = format!("/dev/shm/memspace.{}", name.name());
-    let full = std::fs::metadata(&path).expect("stat").len();
+    let file = name.file();
+    let full = file.len();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The peer: cuts the file to its control page and grows it back (with zeros), again and
     // again, while readers run.
     let peer = {
         let stop = std::sync::Arc::clone(&stop);
-        let path = path.clone();
         std::thread::spawn(move || {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .expect("open the segment's file");
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                file.set_len(4096).expect("shrink");
+                file.set_len(4096);
                 std::thread::sleep(std::time::Duration::from_micros(300));
-                file.set_len(full).expect("grow back");
+                file.set_len(full);
                 std::thread::sleep(std::time::Duration::from_micros(300));
             }
         })

@@ -4,7 +4,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use memspace_testkit::children::wait_until;
-use memspace_testkit::cli::{command, memspace, succeed};
+use memspace_testkit::cli::{command, create, memspace, succeed};
+use memspace_testkit::names::TempDir;
 use memspace_testkit::{ChildGuard, Removal};
 use serde_json::Value;
 
@@ -58,8 +59,7 @@ fn ls_lists_segments_with_kind_items_and_creator() {
 
 #[test]
 fn inspect_shows_the_header_the_lock_and_the_items() {
-    let name = Removal::fresh("inspect");
-    succeed(&["list", "create", name.name()]);
+    let name = create("list", "inspect");
     succeed(&["list", "push", name.name(), r#"{"job":1}"#, r#""two""#]);
     let text = succeed(&["inspect", name.name(), "--items"]);
     assert!(text.contains("kind         list"), "{text}");
@@ -142,8 +142,7 @@ fn lock_reports_a_holder_that_was_killed_and_takes_over() {
 
 #[test]
 fn gc_keeps_named_segments_and_dry_run_removes_nothing() {
-    let name = Removal::fresh("gc-named");
-    succeed(&["list", "create", name.name()]);
+    let name = create("list", "gc-named");
     // Other tests run at the same time and may own orphans of their own: name ours.
     let out = succeed(&["gc", "--dry-run", "--json", name.name()]);
     let planned: Value = serde_json::from_str(&out).expect("JSON");
@@ -279,9 +278,8 @@ fn inspect_shows_the_state_of_every_synchronisation_kind() {
 
 #[test]
 fn bench_plot_writes_both_scaling_curves_as_svg() {
-    let dir = std::env::temp_dir().join(format!("memspace-plot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("scaling.svg");
+    let dir = TempDir::new("plot");
+    let path = dir.path().join("scaling.svg");
     succeed(&[
         "bench",
         "--quick",
@@ -290,7 +288,6 @@ fn bench_plot_writes_both_scaling_curves_as_svg() {
         path.to_str().expect("utf-8 path"),
     ]);
     let svg = std::fs::read_to_string(&path).expect("the plot was written");
-    std::fs::remove_dir_all(&dir).expect("clean up");
     assert!(
         svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"),
         "{svg}"

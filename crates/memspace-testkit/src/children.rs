@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
-use memspace::spawn::{JoinError, Process};
+use memspace::spawn::{JoinError, Process, StartMethod};
 use memspace::sync::Event;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -48,7 +48,7 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     while !condition() {
         assert!(
             started.elapsed() < WAIT_LIMIT,
-            "gave up waiting until {what}"
+            "waited {WAIT_LIMIT:?} in vain for: {what}"
         );
         pace();
     }
@@ -83,6 +83,25 @@ where
         let pid = process.pid().expect("a started process has a pid");
         watchdog::watch_child(pid);
         Running { process, pid }
+    }
+
+    /// Starts `target(args)` in a process started by `method`.
+    ///
+    /// # Panics
+    ///
+    /// If it does not start.
+    pub fn start_by(method: StartMethod, target: fn(A) -> R, args: A) -> Self {
+        Running::start(Process::new(target, args).start_method(method))
+    }
+
+    /// Starts `target(args)` in a spawned process (a fresh run of this test binary, see
+    /// [`start_test`](crate::start_test)).
+    ///
+    /// # Panics
+    ///
+    /// If it does not start.
+    pub fn spawn(target: fn(A) -> R, args: A) -> Self {
+        Running::start_by(StartMethod::Spawn, target, args)
     }
 
     /// The process's pid.

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use crate::names::Removal;
+
 /// The `memspace` command of the same build profile as this test binary, if it was built.
 ///
 /// `MEMSPACE_CLI=PATH` names another binary. Otherwise: nextest's `NEXTEST_BIN_EXE_memspace`
@@ -72,6 +74,18 @@ pub fn succeed(args: &[&str]) -> String {
         stderr(&output)
     );
     stdout(&output).trim().to_owned()
+}
+
+/// A fresh segment name (removed on drop) on which `memspace KIND create NAME` made a `kind`
+/// (`list`, `map`, `queue`).
+///
+/// # Panics
+///
+/// If the command fails.
+pub fn create(kind: &str, tag: &str) -> Removal {
+    let name = Removal::fresh(tag);
+    succeed(&[kind, "create", name.name()]);
+    name
 }
 
 /// Runs `memspace args`, expecting it to fail; returns its standard error.

@@ -10,7 +10,7 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`watchdog`] | the [`Watchdog`] that aborts a hung test, and what it cleans up first |
-//! | [`names`] | unique segment names, removed on drop ([`Removal`]); files and directories |
+//! | [`names`] | unique segment names, removed on drop ([`Removal`]); their files, directories |
 //! | [`roles`] | re-running this test binary: the spawn start method, child roles |
 //! | [`children`] | processes killed on drop ([`Running`], [`ChildGuard`]), orphan checks |
 //! | [`procfs`] | process and thread states from `/proc` |

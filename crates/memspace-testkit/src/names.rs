@@ -1,6 +1,8 @@
 //! Segment names and files of a test: each test gets names of its own (pid, tag, counter),
 //! removed when the test ends, whether it passed or failed.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -45,6 +47,11 @@ impl Removal {
     /// The backing file of the segment in `/dev/shm`.
     pub fn path(&self) -> PathBuf {
         shm_path(&self.0)
+    }
+
+    /// The backing file, opened to read and write it.
+    pub fn file(&self) -> SegmentFile {
+        SegmentFile::open(&self.path())
     }
 }
 
@@ -95,6 +102,111 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
         .open(path)
         .and_then(|mut file| file.write_all(bytes))
         .expect("write the segment's file");
+}
+
+/// A segment's backing file, to read and write its bytes as a hostile peer (or a stray tool)
+/// would, behind the library's back.
+#[derive(Debug)]
+pub struct SegmentFile(File);
+
+impl SegmentFile {
+    /// Opens the file at `path` to read and write it.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot be opened.
+    pub fn open(path: &Path) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|err| panic!("open the segment's file {}: {err}", path.display()));
+        SegmentFile(file)
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.0
+    }
+
+    /// The file's size.
+    ///
+    /// # Panics
+    ///
+    /// If `fstat` fails.
+    pub fn len(&self) -> u64 {
+        self.0.metadata().expect("fstat the segment's file").len()
+    }
+
+    /// Cuts the file to `len` bytes, or extends it with zeros.
+    ///
+    /// # Panics
+    ///
+    /// If `ftruncate` fails.
+    pub fn set_len(&self, len: u64) {
+        self.0.set_len(len).expect("truncate the segment's file");
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Everything in the file.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot be read.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.read(0, usize::try_from(self.len()).expect("a file in memory"))
+    }
+
+    /// `len` bytes at offset `at`.
+    ///
+    /// # Panics
+    ///
+    /// If they cannot be read.
+    pub fn read(&self, at: u64, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        self.0
+            .read_exact_at(&mut bytes, at)
+            .expect("read the segment's file");
+        bytes
+    }
+
+    /// Where `needle` first stands in the file, if anywhere.
+    pub fn find(&self, needle: &[u8]) -> Option<u64> {
+        self.bytes()
+            .windows(needle.len())
+            .position(|window| window == needle)
+            .map(|at| at as u64)
+    }
+
+    /// The little-endian `u64` at offset `at`.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot be read.
+    pub fn read_u64(&self, at: u64) -> u64 {
+        let bytes = self.read(at, 8);
+        u64::from_le_bytes(bytes.try_into().expect("eight bytes"))
+    }
+
+    /// Writes `bytes` at offset `at`.
+    ///
+    /// # Panics
+    ///
+    /// If they cannot be written.
+    pub fn write(&self, at: u64, bytes: &[u8]) {
+        self.0
+            .write_all_at(bytes, at)
+            .expect("write the segment's file");
+    }
+
+    /// Writes `value` as a little-endian `u64` at offset `at`.
+    pub fn write_u64(&self, at: u64, value: u64) {
+        self.write(at, &value.to_le_bytes());
+    }
 }
 
 /// A fresh directory under the system's temporary directory, removed with its content on drop.

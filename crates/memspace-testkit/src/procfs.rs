@@ -76,6 +76,16 @@ pub fn own_start_time() -> u64 {
         .expect("field 22 of /proc/self/stat")
 }
 
+/// Whether a test must be skipped because this process is not root and the test needs root
+/// for `what`; says so on standard error when it must.
+pub fn skip_without_root(what: &str) -> bool {
+    let skip = !is_root();
+    if skip {
+        eprintln!("skipped: {what} needs root");
+    }
+    skip
+}
+
 /// Whether this process runs as root (tests that switch users or mount need it).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::names::unique_name;
+use crate::watchdog::Watchdog;
 
 /// Every test server's directory starts with this, so that `scripts/test.sh` can find
 /// leftovers.
@@ -22,6 +23,26 @@ pub const DIR_PREFIX: &str = "memspace-redis-test.";
 /// The process title of every test server (`ps` shows it; `scripts/test.sh` checks that none
 /// is left once the tests are done).
 pub const PROCESS_TITLE: &str = "{title} {listen-addr} memspace-redis-test";
+
+/// Asserts that `shown` holds nothing of the password the tests put in URLs, `hunter2`: not
+/// even its end, which a URL with a `/` in it (`hun/ter2`) would leave. `what` is what showed
+/// it.
+///
+/// # Panics
+///
+/// If it holds some.
+pub fn assert_hides_password(what: &str, shown: &str) {
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("ter2"),
+        "{what} shows the password: {shown}"
+    );
+}
+
+/// First statement of a test against a server of its own: the test's [`Watchdog`] (keep it
+/// until the end of the test) and its server.
+pub fn start_test() -> (Watchdog, RedisServer) {
+    (Watchdog::start(), RedisServer::start())
+}
 
 /// A running `redis-server`, killed on drop.
 #[derive(Debug)]

@@ -18,6 +18,7 @@ use memspace::sync::{Event, LockError};
 use memspace::{Backend, Error, Lock, OpenError, Segment, SharedList};
 use memspace_testkit::Running;
 use memspace_testkit::backends::Fixture;
+use memspace_testkit::redis_server::assert_hides_password;
 use serde::{Deserialize, Serialize};
 
 memspace_testkit::on_both_backends!(
@@ -468,10 +469,9 @@ fn try_the_lock(lock: Lock) -> String {
 fn a_forked_child_is_told_its_parent_holds_the_lock(fx: &Fixture) {
     let lock = Lock::create(&fx.name("forklock")).expect("create");
     let guard = lock.lock().expect("lock");
-    let seen =
-        Running::start(Process::new(try_the_lock, lock.clone()).start_method(StartMethod::Fork))
-            .join()
-            .expect("the child");
+    let seen = Running::start_by(StartMethod::Fork, try_the_lock, lock.clone())
+        .join()
+        .expect("the child");
     // Not `WouldDeadlock`: the child is another process, whatever it inherited.
     assert_eq!(seen, "would block");
     guard.check().expect("still the parent's");
@@ -492,11 +492,7 @@ fn processes_share_a_list(fx: &Fixture, method: StartMethod) {
     let nums = SharedList::<i64>::create(&fx.name("nums")).expect("create the list");
     let lock = Lock::create(&fx.name("numslock")).expect("create the lock");
     let mut workers: Vec<_> = (0..3)
-        .map(|_| {
-            Running::start(
-                Process::new(push_three, (nums.clone(), lock.clone())).start_method(method),
-            )
-        })
+        .map(|_| Running::start_by(method, push_three, (nums.clone(), lock.clone())))
         .collect();
     for worker in &mut workers {
         worker.join().expect("a worker");
@@ -586,11 +582,7 @@ fn without_password(what: &str, err: &(dyn std::error::Error + 'static)) -> Stri
         shown.push(format!("{cause} {cause:?}"));
         source = cause.source();
     }
-    let shown = shown.join(" ");
-    assert!(
-        !shown.contains("hunter2") && !shown.contains("ter2"),
-        "{what} shows the password: {shown}"
-    );
+    assert_hides_password(what, &shown.join(" "));
     err.to_string()
 }
 

@@ -3,9 +3,6 @@
 //! (SIGSEGV, SIGBUS) or a hang. The property tests stand in for a fuzzer (cargo-fuzz needs a
 //! nightly toolchain): random bytes, and valid segments with random bytes overwritten.
 
-use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
-
 use memspace::inspect;
 use memspace::{Error, OpenError, Segment, SegmentOptions, SharedList};
 use memspace_testkit::{Removal, names};
@@ -61,11 +58,7 @@ fn a_truncated_list_is_refused() {
     let list = SharedList::<String>::create(name.name()).expect("create");
     list.extend(["a", "b"].map(String::from)).expect("push");
     drop(list);
-    OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .and_then(|f| f.set_len(4096))
-        .expect("truncate");
+    name.file().set_len(4096);
     let err = SharedList::<String>::open(name.name()).expect_err("truncated list opened");
     assert!(
         matches!(
@@ -84,13 +77,7 @@ fn a_truncated_list_is_refused() {
 fn another_layout_version_is_refused() {
     let name = Removal::fresh("version");
     drop(SharedList::<u8>::create(name.name()).expect("create"));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.path())
-        .expect("open");
-    file.seek(SeekFrom::Start(8)).expect("seek");
-    file.write_all(&99u32.to_le_bytes()).expect("write version");
+    name.file().write(8, &99u32.to_le_bytes());
     let err = Segment::open_any(name.name()).expect_err("future version opened");
     assert!(
         matches!(err, OpenError::VersionMismatch { found: 99, .. }),
@@ -102,21 +89,13 @@ fn another_layout_version_is_refused() {
 fn a_header_whose_sizes_point_outside_the_file_is_refused() {
     let name = Removal::fresh("sizes");
     drop(SharedList::<u8>::create(name.name()).expect("create"));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.path())
-        .expect("open");
+    let file = name.file();
     // The committed size (offset 32) claims 1 GiB: more than the file holds.
-    file.seek(SeekFrom::Start(32)).expect("seek");
-    file.write_all(&(1u64 << 30).to_le_bytes())
-        .expect("write size");
+    file.write_u64(32, 1 << 30);
     let err = Segment::open_any(name.name()).expect_err("oversized header opened");
     assert!(matches!(err, OpenError::Truncated { .. }), "{err:?}");
     // A size that is not a page multiple is damage, not truncation.
-    file.seek(SeekFrom::Start(32)).expect("seek");
-    file.write_all(&12_345u64.to_le_bytes())
-        .expect("write size");
+    file.write_u64(32, 12_345);
     let err = Segment::open_any(name.name()).expect_err("odd size opened");
     assert!(matches!(err, OpenError::Corrupt { .. }), "{err:?}");
 }
@@ -177,22 +156,9 @@ fn a_damaged_item_fails_its_checksum_instead_of_decoding_wrongly() {
     let list = SharedList::<String>::create(name.name()).expect("create");
     list.push(&"abcdefgh".to_owned()).expect("push");
     // Find the payload in the file and change one letter.
-    let mut bytes = Vec::new();
-    OpenOptions::new()
-        .read(true)
-        .open(name.path())
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .expect("read");
-    let at = bytes
-        .windows(8)
-        .position(|w| w == b"abcdefgh")
-        .expect("payload in file");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .expect("open");
-    file.seek(SeekFrom::Start(at as u64)).expect("seek");
-    file.write_all(b"X").expect("write");
+    let file = name.file();
+    let at = file.find(b"abcdefgh").expect("payload in file");
+    file.write(at, b"X");
     let err = list.get(0).expect_err("damaged item read");
     assert!(
         matches!(&err, Error::Corrupt { what, .. } if what.contains("checksum")),
@@ -262,21 +228,14 @@ proptest! {
     ) {
         let name = Removal::fresh("header-over-random");
         drop(SharedList::<u8>::create(name.name()).expect("create"));
-        let mut bytes = Vec::new();
-        OpenOptions::new()
-            .read(true)
-            .open(name.path())
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .expect("read");
+        let mut bytes = name.file().bytes();
         // Keep the header (and the lock), replace everything after it, including the list's
         // control words, with random bytes.
         bytes.truncate(256);
         bytes.extend_from_slice(&tail);
         bytes.resize(bytes.len().max(64 << 10), 0);
         names::write_file(&name.path(), &bytes);
-        let mut file = OpenOptions::new().write(true).open(name.path()).expect("open");
-        file.seek(SeekFrom::Start(2304)).expect("seek");
-        file.write_all(&len.to_le_bytes()).expect("write len");
+        name.file().write_u64(2304, len);
         poke(name.name());
     }
 
@@ -290,12 +249,7 @@ proptest! {
             list.push(&(i, "z".repeat((i % 50) as usize))).expect("push");
         }
         drop(list);
-        let mut bytes = Vec::new();
-        OpenOptions::new()
-            .read(true)
-            .open(name.path())
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .expect("read");
+        let mut bytes = name.file().bytes();
         for (at, value) in flips {
             let at = at % bytes.len();
             // Leave the lock slot alone: inspection never locks, so keep the damage to what a

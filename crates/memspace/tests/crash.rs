@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use memspace::spawn::{JoinError, Process, StartMethod};
+use memspace::spawn::JoinError;
 use memspace::sync::{Event, Lock, LockError, Mutex};
 use memspace::{SharedList, inspect};
 
@@ -132,12 +132,8 @@ fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowled
     let list = SharedList::<Item>::new().expect("create the list");
     let _list_removal = Removal::of(list.name());
     let control = Control::new([0; 8]).expect("create the control words");
-    let start = |worker: u32| {
-        Running::start(
-            Process::new(storm_worker, (list.clone(), control.clone(), worker, seed))
-                .start_method(StartMethod::Spawn),
-        )
-    };
+    let start =
+        |worker: u32| Running::spawn(storm_worker, (list.clone(), control.clone(), worker, seed));
     let mut workers: Vec<_> = (0..WORKERS).map(start).collect();
     let mut kills = 0;
     while kills < KILLS {
@@ -518,16 +514,10 @@ fn a_reader_never_sees_an_error_or_a_torn_item_while_writers_are_killed_mid_push
     let _list_removal = Removal::of(list.name());
     let passes = Mutex::new(0u64).expect("create the pass counter");
     let stop = Event::new().expect("create the stop flag");
-    let mut reading = Running::start(
-        Process::new(reader, (list.clone(), passes.clone(), stop.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut reading = Running::spawn(reader, (list.clone(), passes.clone(), stop.clone()));
     for incarnation in 0..WRITER_KILLS {
         let before = list.len().expect("len");
-        let mut writer = Running::start(
-            Process::new(killed_writer, (list.clone(), incarnation))
-                .start_method(StartMethod::Spawn),
-        );
+        let mut writer = Running::spawn(killed_writer, (list.clone(), incarnation));
         // The writer is in its push loop: an item of its own is published.
         writer.wait_until("it published an item", || list.len().expect("len") > before);
         std::thread::sleep(Duration::from_micros(rng.below(2000)));
@@ -582,9 +572,7 @@ fn inspect_verify_finds_no_damage_while_another_process_appends_and_grows_the_li
     let _watchdog = memspace_testkit::start_test();
     let list = SharedList::<Written>::new().expect("create the list");
     let _list_removal = Removal::of(list.name());
-    let mut writer = Running::start(
-        Process::new(append_and_grow, (list.clone(), 16_000)).start_method(StartMethod::Spawn),
-    );
+    let mut writer = Running::spawn(append_and_grow, (list.clone(), 16_000));
     writer.wait_until("it appended", || !list.is_empty().expect("is_empty"));
     let mut checks = 0;
     while list.len().expect("len") < 16_000 {
@@ -622,10 +610,7 @@ fn hold_until_killed((lock, holding): (Lock, Event)) {
 /// of an anonymous segment removes it, and the holder is killed).
 fn start_holder(lock: &Lock) -> (Running<(Lock, Event), ()>, Event) {
     let holding = Event::new().expect("event");
-    let mut holder = Running::start(
-        Process::new(hold_until_killed, (lock.clone(), holding.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut holder = Running::spawn(hold_until_killed, (lock.clone(), holding.clone()));
     holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
     (holder, holding)
 }
@@ -656,10 +641,7 @@ fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed(
     let blocking = Event::new().expect("event");
     let tid = Mutex::new(0u32).expect("mutex");
     let (mut holder, _holding) = start_holder(&lock);
-    let mut blocked = Running::start(
-        Process::new(block_in_lock, (lock.clone(), tid.clone(), blocking.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut blocked = Running::spawn(block_in_lock, (lock.clone(), tid.clone(), blocking.clone()));
     blocked.wait_until("it is about to lock", || blocking.is_set().expect("is_set"));
     // Blocked: its thread sleeps (in the futex wait of `lock()`; nothing else can put it to
     // sleep between setting the flag and locking).
@@ -731,8 +713,7 @@ fn lock_state(lock: Lock) -> String {
 }
 
 fn in_another_process(lock: &Lock) -> String {
-    let mut child =
-        Running::start(Process::new(lock_state, lock.clone()).start_method(StartMethod::Spawn));
+    let mut child = Running::spawn(lock_state, lock.clone());
     child.join().expect("the child reports the lock's state")
 }
 
@@ -741,9 +722,7 @@ fn a_panic_while_holding_a_lock_poisons_it_for_every_process_until_cleared() {
     let _watchdog = memspace_testkit::start_test();
     let lock = Lock::new().expect("create the lock");
     let _lock_removal = Removal::of(lock.name());
-    let mut panicking = Running::start(
-        Process::new(panic_while_holding, lock.clone()).start_method(StartMethod::Spawn),
-    );
+    let mut panicking = Running::spawn(panic_while_holding, lock.clone());
     match panicking.join() {
         Err(JoinError::Panicked { message, .. }) => {
             assert!(message.contains("deliberate panic"), "{message}");
@@ -798,9 +777,6 @@ fn record_start(bytes: &[u8], seq: u64) -> usize {
 
 #[test]
 fn a_repair_that_fails_after_a_kill_leaves_the_lock_recoverable_for_the_next_writer() {
-    use std::io::Read;
-    use std::os::unix::fs::FileExt;
-
     if failpoint_roles() {
         return;
     }
@@ -824,17 +800,11 @@ fn a_repair_that_fails_after_a_kill_leaves_the_lock_recoverable_for_the_next_wri
 
     // Damage the record the repair reads (the last published item's): its length now reaches
     // past the segment.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/memspace.{}", list_name.name()))
-        .expect("open the segment's file");
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).expect("read the segment");
+    let file = list_name.file();
+    let bytes = file.bytes();
     let at = record_start(&bytes, 2);
     let length = &bytes[at..at + 4];
-    file.write_all_at(&[0xf0, 0xff, 0xff, 0xff], at as u64)
-        .expect("damage the record");
+    file.write(at as u64, &[0xf0, 0xff, 0xff, 0xff]);
 
     // Every writer meanwhile is told the list is damaged, and the lock is not bricked: each is
     // told the owner died, and tries the repair again.
@@ -854,8 +824,7 @@ fn a_repair_that_fails_after_a_kill_leaves_the_lock_recoverable_for_the_next_wri
     );
 
     // The damage undone, the next writer repairs the list and pushes.
-    file.write_all_at(length, at as u64)
-        .expect("undo the damage");
+    file.write(at as u64, length);
     list.push(&entry(3))
         .expect("push once the damage is undone");
     let mut second = roles::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
@@ -901,9 +870,7 @@ fn a_lock_released_unrepaired_after_a_kill_tells_the_next_locker_the_owner_died(
     ));
 
     // Another process's repair fails: it releases the lock unrepaired.
-    let mut repairer = Running::start(
-        Process::new(release_unrepaired, lock.clone()).start_method(StartMethod::Spawn),
-    );
+    let mut repairer = Running::spawn(release_unrepaired, lock.clone());
     assert_eq!(repairer.join().expect("the repairer"), Some(dead));
     // The next locker is told the same death, and repairs.
     match lock.lock() {

@@ -6,12 +6,9 @@
 //! Each test damages one field with a raw write to the segment's file, as a hostile peer
 //! would, while a handle to the collection is open.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
-
 use memspace::collections::{Queue, QueueError, SharedMap, SharedVec, Value};
 use memspace::{Error, SegmentOptions, SharedList};
-use memspace_testkit::names::shm_path;
+use memspace_testkit::names::SegmentFile;
 use memspace_testkit::{Removal, Watchdog};
 
 /// Where a collection's own control words start (`segment/header.rs`).
@@ -23,41 +20,31 @@ const LIST_BLOCKS: u64 = KIND_AREA + 16;
 
 /// A segment's backing file, to damage and to watch.
 struct Backing {
-    file: File,
+    file: SegmentFile,
 }
 
 impl Backing {
     fn of(name: &Removal) -> Self {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(shm_path(name.name()))
-            .expect("open the segment's file");
-        Backing { file }
+        Backing { file: name.file() }
     }
 
     fn read_u64(&self, at: u64) -> u64 {
-        let mut bytes = [0; 8];
-        self.file.read_exact_at(&mut bytes, at).expect("pread");
-        u64::from_le_bytes(bytes)
+        self.file.read_u64(at)
     }
 
     fn write_u64(&self, at: u64, value: u64) {
-        self.file
-            .write_all_at(&value.to_le_bytes(), at)
-            .expect("pwrite");
+        self.file.write_u64(at, value);
     }
 
     /// The header, the lock slot, the segment's metadata and its table of users: everything
     /// in the control page before the collection's own words.
     fn control_page(&self) -> Vec<u8> {
-        let mut bytes = vec![0; usize::try_from(KIND_AREA).expect("small")];
-        self.file.read_exact_at(&mut bytes, 0).expect("pread");
-        bytes
+        self.file
+            .read(0, usize::try_from(KIND_AREA).expect("small"))
     }
 
     fn size(&self) -> u64 {
-        self.file.metadata().expect("fstat").len()
+        self.file.len()
     }
 
     /// Runs `write`, which must fail as damage naming `field`, and checks that it changed
@@ -250,7 +237,7 @@ fn a_value_whose_segment_has_no_room_for_it_is_refused_on_open() {
     // Committed and maximum size of one page: the control page, no room for the value.
     backing.write_u64(24, 4096);
     backing.write_u64(32, 4096);
-    backing.file.set_len(4096).expect("truncate");
+    backing.file.set_len(4096);
     let control = backing.control_page();
     let err = Value::<u64>::open(name.name()).expect_err("a value without room opened");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");

@@ -9,15 +9,14 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use memspace::spawn::{JoinError, Process, StartMethod};
+use memspace::spawn::{JoinError, StartMethod};
 use memspace::sync::{Event, Lock, LockError, Mutex};
 use memspace::{OpenError, Segment, SharedList, inspect};
 
 use memspace_testkit::flags::lock_recovering;
-use memspace_testkit::names::{TempDir, shm_exists};
+use memspace_testkit::names::{SegmentFile, TempDir, shm_exists};
 use memspace_testkit::{Parent, Removal, Running, Watchdog, cli, procfs, roles};
 
 fn live_users(name: &str) -> usize {
@@ -45,10 +44,7 @@ fn an_anonymous_list_outlives_its_creators_handle_while_a_spawned_child_uses_it(
     let _removal = Removal::of(&name);
     list.push(&1).expect("push");
     let (attached, release) = (Event::new().expect("event"), Event::new().expect("event"));
-    let mut child = Running::start(
-        Process::new(keep_open, (list.clone(), attached.clone(), release.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut child = Running::spawn(keep_open, (list.clone(), attached.clone(), release.clone()));
     child.wait_until("it attached", || attached.is_set().expect("is_set"));
     assert_eq!(live_users(&name), 2, "the creator and the child");
     drop(list);
@@ -90,10 +86,7 @@ fn an_anonymous_list_whose_creator_was_killed_stays_until_gc_removes_it() {
     let names = SharedList::<String>::new().expect("create the list of names");
     let _names_removal = Removal::of(names.name());
     let created = Event::new().expect("event");
-    let mut creator = Running::start(
-        Process::new(create_and_park, (names.clone(), created.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut creator = Running::spawn(create_and_park, (names.clone(), created.clone()));
     creator.wait_until("it created the list", || created.is_set().expect("is_set"));
     let orphan = names
         .get(0)
@@ -171,8 +164,7 @@ fn a_named_list_persists_after_every_user_exits_and_gc_leaves_it_alone() {
     let name = removal.name().to_owned();
     let list = SharedList::<u32>::create(&name).expect("create");
     list.push(&1).expect("push");
-    let mut child =
-        Running::start(Process::new(open_and_push, name.clone()).start_method(StartMethod::Spawn));
+    let mut child = Running::spawn(open_and_push, name.clone());
     child.join().expect("the child pushed");
     drop(list);
     assert!(shm_exists(&name), "a named list vanished with its users");
@@ -227,9 +219,7 @@ fn a_forked_child_dropping_its_copy_of_an_anonymous_list_does_not_remove_it() {
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
     list.push(&1).expect("push");
-    let mut child = Running::start(
-        Process::new(push_and_drop_the_copy, list.clone()).start_method(StartMethod::Fork),
-    );
+    let mut child = Running::start_by(StartMethod::Fork, push_and_drop_the_copy, list.clone());
     let child_pid = child.join().expect("the forked child ran");
     assert_ne!(child_pid, std::process::id());
     assert!(
@@ -267,9 +257,7 @@ fn a_file_backed_list_keeps_its_items_across_processes_until_removed() {
         .expect("push");
     drop(list);
     assert!(path.is_file(), "the file is on disk");
-    let mut child = Running::start(
-        Process::new(read_and_append, name.clone()).start_method(StartMethod::Spawn),
-    );
+    let mut child = Running::spawn(read_and_append, name.clone());
     assert_eq!(
         child.join().expect("the child read the file"),
         ["one", "two"]
@@ -293,13 +281,7 @@ const BOOT_ID: (u64, usize) = (192, 16);
 /// Simulates a reboot for the segment file at `path`: replaces the boot id it recorded by
 /// another one. (Zeros would mean "unknown": a creator that could not read its boot id.)
 fn change_boot_id(path: &Path) {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open the segment file");
-    file.seek(SeekFrom::Start(BOOT_ID.0)).expect("seek");
-    file.write_all(&[0xab; BOOT_ID.1])
-        .expect("overwrite the boot id");
+    SegmentFile::open(path).write(BOOT_ID.0, &[0xab; BOOT_ID.1]);
 }
 
 /// Takes the file-backed lock, says so, and holds it until killed.
@@ -328,10 +310,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
     // The file as a reboot would leave it: copied while a process holds the lock, so that the
     // lock word names a thread of an earlier boot.
     let holding = Event::new().expect("event");
-    let mut holder = Running::start(
-        Process::new(hold_file_lock, (name.clone(), holding.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut holder = Running::spawn(hold_file_lock, (name.clone(), holding.clone()));
     holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
     let rebooted = dir.path().join("rebooted.seg");
     std::fs::copy(dir.path().join("lock.seg"), &rebooted).expect("copy the file");
@@ -354,9 +333,7 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
         "the reset is reported once, not once per opener"
     );
     assert!(lock.lock().is_ok());
-    let mut other = Running::start(
-        Process::new(lock_elsewhere, rebooted_name.clone()).start_method(StartMethod::Spawn),
-    );
+    let mut other = Running::spawn(lock_elsewhere, rebooted_name.clone());
     assert_eq!(
         other.join().expect("join"),
         "clean",
@@ -456,17 +433,14 @@ fn the_creator_pid_and_start_time_of_a_list_made_by_a_child_are_recorded() {
     let removal = Removal::fresh("creator");
     let (created, exit) = (Event::new().expect("event"), Event::new().expect("event"));
     let me = Mutex::new([0u64; 2]).expect("mutex");
-    let mut child = Running::start(
-        Process::new(
-            create_named,
-            (
-                removal.name().to_owned(),
-                created.clone(),
-                exit.clone(),
-                me.clone(),
-            ),
-        )
-        .start_method(StartMethod::Spawn),
+    let mut child = Running::spawn(
+        create_named,
+        (
+            removal.name().to_owned(),
+            created.clone(),
+            exit.clone(),
+            me.clone(),
+        ),
     );
     child.wait_until("it created the list", || created.is_set().expect("is_set"));
     let [pid, start_time] = *lock_recovering(&me);

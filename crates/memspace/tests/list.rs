@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use memspace::spawn::{Process, StartMethod};
+use memspace::spawn::StartMethod;
 use memspace::sync::Mutex;
 use memspace::{Error, SegmentOptions, SharedList, inspect};
 use memspace_testkit::{Removal, Running, flags};
@@ -39,9 +39,10 @@ fn four_processes_pushing_ten_thousand_items_each_lose_and_duplicate_nothing(met
     let parent = std::process::id();
     let mut writers: Vec<_> = (0..WRITERS)
         .map(|worker| {
-            Running::start(
-                Process::new(push_many, (list.clone(), start.clone(), worker, parent))
-                    .start_method(method),
+            Running::start_by(
+                method,
+                push_many,
+                (list.clone(), start.clone(), worker, parent),
             )
         })
         .collect();
@@ -136,12 +137,10 @@ fn a_list_grows_far_past_64_kib_while_the_parent_reads_what_a_child_pushes(metho
     let initial_size = list.segment().expect("in shared memory").size();
     assert_eq!(initial_size, 64 << 10, "a list starts at 64 KiB");
     let progress = flags::new_flag();
-    let mut writer = Running::start(
-        Process::new(
-            push_growing,
-            (list.clone(), progress.clone(), std::process::id()),
-        )
-        .start_method(method),
+    let mut writer = Running::start_by(
+        method,
+        push_growing,
+        (list.clone(), progress.clone(), std::process::id()),
     );
     let mut next = 0;
     let mut big_seen = 0;

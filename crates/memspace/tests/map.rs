@@ -13,8 +13,6 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
 
 use memspace::collections::{SharedMap, Value};
 use memspace::spawn::{Mode, StartMethod, Worker};
@@ -520,10 +518,7 @@ proptest! {
             map.insert(&key, &format!("value {key}")).expect("insert");
         }
         let used = map.used_bytes();
-        let mut file = OpenOptions::new()
-            .write(true)
-            .open(name.path())
-            .expect("open the segment's file");
+        let file = name.file();
         for (position, bytes) in damage {
             // Either the map's own words, or anywhere in its data.
             let at = if into_words {
@@ -531,8 +526,7 @@ proptest! {
             } else {
                 4096 + (position * 7919) % (used - 4096)
             };
-            file.seek(SeekFrom::Start(at)).expect("seek");
-            file.write_all(&bytes).expect("write");
+            file.write(at, &bytes);
         }
         let report = inspect::verify(map.segment().expect("in shared memory"));
         prop_assert!(report.problems.len() <= inspect::Report::MAX_PROBLEMS);
@@ -561,13 +555,7 @@ fn a_table_word_pointing_outside_the_segment_is_reported_as_damage() {
     let name = Removal::fresh("table-word");
     let map = SharedMap::<u32, u32>::create(name.name()).expect("create");
     map.insert(&1, &1).expect("insert");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .expect("open the segment's file");
-    file.seek(SeekFrom::Start(KIND_AREA)).expect("seek");
-    file.write_all(&(u64::MAX - 63 + 10).to_le_bytes())
-        .expect("write");
+    name.file().write_u64(KIND_AREA, u64::MAX - 63 + 10);
     let err = map.get(&1).expect_err("a table outside the segment");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains(name.name()), "{err}");
@@ -581,16 +569,10 @@ fn record_offsets_at_the_end_of_the_address_space_are_damage_not_a_panic() {
     let name = Removal::fresh("far-offsets");
     let map = SharedMap::<u32, u32>::create(name.name()).expect("create");
     map.insert(&1, &1).expect("insert");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .expect("open the segment's file");
+    let file = name.file();
     // Every record word of the first table (16 slots at the start of the data area).
     for slot in 0..16 {
-        file.seek(SeekFrom::Start(4096 + 16 * slot + 8))
-            .expect("seek");
-        file.write_all(&(u64::MAX - 7).to_le_bytes())
-            .expect("write");
+        file.write_u64(4096 + 16 * slot + 8, u64::MAX - 7);
     }
     let err = map.get(&1).expect_err("a record past the segment");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");

@@ -476,7 +476,6 @@ const QUEUE_WORDS: u64 = 10;
 
 #[test]
 fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
-    use std::os::unix::fs::FileExt;
     let mut rng = Rng::new(seed_from_env("MEMSPACE_QUEUE_SEED"));
     let mut next_random = move || rng.next_u64();
     let name = Removal::fresh("garbage");
@@ -491,17 +490,12 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
     }
     let held = queue.receive().expect("receive");
     held.nack().expect("nack");
-    let path = name.path();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("open the segment's file");
-    let pristine = std::fs::read(&path).expect("read the segment");
+    let file = name.file();
+    let pristine = file.bytes();
     let data_end = pristine.len() as u64;
     let (mut corrupt, mut intact) = (0, 0);
     for round in 0..300 {
-        file.write_all_at(&pristine, 0).expect("restore");
+        file.write(0, &pristine);
         // One word of garbage: in the queue's words or anywhere in its data.
         let at = if round % 2 == 0 {
             KIND_AREA + 8 * (next_random() % QUEUE_WORDS)
@@ -515,8 +509,7 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
             3 => next_random() % 64,
             _ => next_random(),
         };
-        file.write_all_at(&value.to_le_bytes(), at)
-            .expect("write garbage");
+        file.write_u64(at, value);
         let _ = inspect::verify(queue.segment().expect("in shared memory"));
         let results = [
             queue.to_vec().map(drop).map_err(QueueError::from),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use memspace::spawn::{ExitStatus, JoinError, Process, StartMethod};
 use memspace::sync::{Lock, LockError, Mutex};
 use memspace::{SharedList, Thread, inspect};
+use memspace_testkit::names::SegmentFile;
 use memspace_testkit::{Parent, Removal, Running, Watchdog, flags, names, procfs, roles};
 
 /// A short name for what a lock call returned.
@@ -48,12 +49,10 @@ struct Holder {
 /// Starts a child (by `method`) that holds `lock` until killed; returns once it holds it.
 fn start_holder(method: StartMethod, lock: &Lock) -> Holder {
     let ready = flags::new_flag();
-    let process = Running::start(
-        Process::new(
-            hold_until_killed,
-            (lock.clone(), ready.clone(), std::process::id()),
-        )
-        .start_method(method),
+    let process = Running::start_by(
+        method,
+        hold_until_killed,
+        (lock.clone(), ready.clone(), std::process::id()),
     );
     flags::wait_for_flag(&ready, 1, process.pid());
     Holder {
@@ -117,8 +116,7 @@ fn a_lock_whose_holder_is_killed_reports_owner_died_and_then_works(method: Start
     drop(lock.try_lock().expect("try_lock after the repair"));
     drop(lock.lock().expect("lock again"));
     // And another process agrees.
-    let mut checker =
-        Running::start(Process::new(try_lock_label, lock.clone()).start_method(method));
+    let mut checker = Running::start_by(method, try_lock_label, lock.clone());
     assert_eq!(checker.join().expect("checker"), "ok");
     assert_eq!(lock.owner_deaths(), 1);
 }
@@ -165,8 +163,7 @@ fn an_owner_died_guard_dropped_without_mark_consistent_leaves_the_lock_unrecover
     // So it is for every process, including one that opens it afresh. (The `try_lock`s above
     // must not have left it looking held.)
     for method in [StartMethod::Fork, StartMethod::Spawn] {
-        let mut other =
-            Running::start(Process::new(every_label, lock.clone()).start_method(method));
+        let mut other = Running::start_by(method, every_label, lock.clone());
         assert_eq!(
             other.join().expect("another process"),
             ["unrecoverable"; 4],
@@ -207,9 +204,10 @@ fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed(
     let lock = Lock::new().expect("create a lock");
     let mut holder = start_holder(StartMethod::Fork, &lock);
     let about_to_lock = flags::new_flag();
-    let mut waiter = Running::start(
-        Process::new(lock_and_report, (lock.clone(), about_to_lock.clone()))
-            .start_method(waiter_method),
+    let mut waiter = Running::start_by(
+        waiter_method,
+        lock_and_report,
+        (lock.clone(), about_to_lock.clone()),
     );
     flags::wait_for_flag(&about_to_lock, 1, waiter.pid());
     // It said it is about to lock; once all its threads sleep, it sleeps in `lock()`.
@@ -328,8 +326,7 @@ fn a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cl
     assert!(lock.segment().expect("in shared memory").lock_poisoned());
     // In a spawned process, which shares nothing with this one but the segment: poisoned too;
     // it clears the poison for everyone.
-    let mut other =
-        Running::start(Process::new(clear_poison, lock.clone()).start_method(StartMethod::Spawn));
+    let mut other = Running::spawn(clear_poison, lock.clone());
     assert_eq!(other.join().expect("the other process"), "poisoned");
     assert!(!lock.segment().expect("in shared memory").lock_poisoned());
     let guard = lock.lock().expect("clean after clear_poison");
@@ -412,7 +409,7 @@ fn a_mutex_keeps_every_increment_of_four_processes() {
         StartMethod::Spawn,
     ]
     .into_iter()
-    .map(|method| Running::start(Process::new(increment, counter.clone()).start_method(method)))
+    .map(|method| Running::start_by(method, increment, counter.clone()))
     .collect();
     for worker in &mut workers {
         worker.join().expect("a worker");
@@ -554,20 +551,12 @@ fn pid_namespace() -> u64 {
 /// stamped with `start` (`None`: not stamped yet, as in the instant after a holder takes the
 /// word).
 fn pretend_held_by(name: &str, tid: u32, start: Option<u64>) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(names::shm_path(name))
-        .expect("open the segment's file");
+    let file = SegmentFile::open(&names::shm_path(name));
     let stamp = start.map_or(0, |start| (u64::from(tid) << 32) | (start & 0xffff_ffff));
-    file.write_all_at(&tid.to_le_bytes(), LOCK_WORD)
-        .expect("write the word");
-    file.write_all_at(&tid.to_le_bytes(), LOCK_OWNER_PID)
-        .expect("write the pid");
-    file.write_all_at(&stamp.to_le_bytes(), LOCK_STAMP)
-        .expect("write the stamp");
-    file.write_all_at(&pid_namespace().to_le_bytes(), LOCK_OWNER_NAMESPACE)
-        .expect("write the namespace");
+    file.write(LOCK_WORD, &tid.to_le_bytes());
+    file.write(LOCK_OWNER_PID, &tid.to_le_bytes());
+    file.write_u64(LOCK_STAMP, stamp);
+    file.write_u64(LOCK_OWNER_NAMESPACE, pid_namespace());
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
@@ -606,16 +595,9 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
     // Stamped with another start time, but from another pid namespace: its ids mean nothing
     // here, so it is waited for, never judged.
     pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
-    {
-        use std::os::unix::fs::FileExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(names::shm_path(removal.name()))
-            .and_then(|file| {
-                file.write_all_at(&(pid_namespace() + 1).to_le_bytes(), LOCK_OWNER_NAMESPACE)
-            })
-            .expect("write another namespace");
-    }
+    removal
+        .file()
+        .write_u64(LOCK_OWNER_NAMESPACE, pid_namespace() + 1);
     assert_eq!(label(&lock.try_lock()), "would block");
 
     // Stamped with another start time: the id was reused, the holder that stamped it is dead.
@@ -651,25 +633,19 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
 
 #[test]
 fn a_garbage_lock_word_is_taken_over_and_a_garbage_state_is_reported_as_damage() {
-    use std::os::unix::fs::FileExt;
     let _dog = Watchdog::start();
     let removal = Removal::fresh("garbage-lock");
     let lock = Lock::create(removal.name()).expect("create a lock");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(names::shm_path(removal.name()))
-        .expect("open the segment's file");
+    let file = removal.file();
 
     // A word naming no thread that exists (ids stop at 2^22).
-    file.write_all_at(&0x3fff_fff0u32.to_le_bytes(), LOCK_WORD)
-        .expect("write the word");
+    file.write(LOCK_WORD, &0x3fff_fff0u32.to_le_bytes());
     match lock.lock() {
         Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
         other => panic!("expected OwnerDied, got {}", label(&other)),
     }
 
-    file.write_all_at(&7u32.to_le_bytes(), LOCK_STATE)
-        .expect("write the state");
+    file.write(LOCK_STATE, &7u32.to_le_bytes());
     match lock.lock() {
         Err(LockError::Corrupt { name, state }) => {
             assert_eq!(name.as_str(), removal.name());

@@ -8,10 +8,8 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-use std::os::unix::fs::FileExt;
-
 use memspace::segment::Kind;
-use memspace::spawn::{Process, StartMethod};
+use memspace::spawn::Process;
 use memspace::sync::{Lock, Mutex};
 use memspace::{Error, OpenError, Segment, SharedList, inspect};
 use memspace_testkit::names::{shm_exists, shm_path};
@@ -181,12 +179,7 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
 fn a_real_segment_rewritten_with_another_layout_version_is_a_version_mismatch() {
     let removal = Removal::fresh("version");
     drop(Lock::create(removal.name()).expect("create a lock"));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(shm_path(removal.name()))
-        .expect("open the segment's file");
-    file.write_all_at(&1u32.to_le_bytes(), 8)
-        .expect("write the version");
+    removal.file().write(8, &1u32.to_le_bytes());
     assert_every_open_fails(removal.name(), "layout v1", |err| {
         matches!(
             err,
@@ -212,17 +205,14 @@ fn a_truncated_list_segment_is_reported_as_truncated() {
         list.segment().expect("in shared memory").size()
     };
     assert!(size >= 512 << 10, "the list grew to {size} bytes");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(shm_path(removal.name()))
-        .expect("open the segment's file");
+    let file = removal.file();
     for (short, expected) in [
         (size / 2, size),
         (size - 4096, size),
         (4096, size),
         (64, 4096),
     ] {
-        file.set_len(short).expect("truncate the file");
+        file.set_len(short);
         assert_every_open_fails(removal.name(), &format!("{short} bytes"), |err| {
             matches!(
                 err,
@@ -353,11 +343,7 @@ fn damaged_list_data_is_an_error_naming_the_list_never_a_wrong_value_or_a_crash(
         let list = SharedList::<String>::create(removal.name()).expect("create a list");
         list.extend(["first", "second", "third"].map(str::to_owned))
             .expect("extend");
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(shm_path(removal.name()))
-            .expect("open the segment's file");
-        file.write_all_at(&bytes, offset).expect("damage the list");
+        removal.file().write(offset, &bytes);
         for reader in [
             list.clone(),
             SharedList::<String>::open(removal.name()).expect("open the damaged list"),
@@ -380,18 +366,14 @@ fn damaged_list_data_is_an_error_naming_the_list_never_a_wrong_value_or_a_crash(
     let removal = Removal::fresh("layout");
     let list = SharedList::<String>::create(removal.name()).expect("create a list");
     list.push(&"x".to_owned()).expect("push");
-    let file = std::fs::File::open(shm_path(removal.name())).expect("open the file");
-    let mut word = [0u8; 8];
-    file.read_exact_at(&mut word, LIST_LEN).expect("read");
-    assert_eq!(u64::from_le_bytes(word), 1, "len");
-    file.read_exact_at(&mut word, FIRST_ENTRY).expect("read");
+    let file = removal.file();
+    assert_eq!(file.read_u64(LIST_LEN), 1, "len");
     assert_eq!(
-        u64::from_le_bytes(word),
+        file.read_u64(FIRST_ENTRY),
         FIRST_PAYLOAD - 8,
         "the first entry"
     );
-    file.read_exact_at(&mut word, LIST_BLOCK_1).expect("read");
-    assert_eq!(u64::from_le_bytes(word), 0, "no second index block yet");
+    assert_eq!(file.read_u64(LIST_BLOCK_1), 0, "no second index block yet");
 }
 
 #[test]
@@ -635,18 +617,29 @@ fn an_anonymous_segment_survives_a_spawned_child_attaching_and_detaching() {
     let list = SharedList::<i64>::new().expect("create a list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
-    let mut child = Running::start(
-        Process::new(drop_handle_and_look, list.clone()).start_method(StartMethod::Spawn),
-    );
+    let mut child = Running::spawn(drop_handle_and_look, list.clone());
     assert_eq!(child.join().expect("the child"), (true, true));
     assert_eq!(list.to_vec().expect("read"), [7]);
     drop(list);
     assert!(!shm_exists(&name));
 }
 
+/// What a spawned user of a list gets: the list, its flag, and the test's pid.
+type User = (SharedList<i64>, Mutex<u32>, u32);
+
+/// Starts `user` in a spawned child on `list`; returns once it said (`flag` at 1) it attached.
+fn start_user<R>(user: fn(User) -> R, list: &SharedList<i64>, flag: &Mutex<u32>) -> Running<User, R>
+where
+    R: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let child = Running::spawn(user, (list.clone(), flag.clone(), std::process::id()));
+    flags::wait_for_flag(flag, 1, child.pid());
+    child
+}
+
 /// Attaches, says so, waits until the test dropped its handle, then drops its own; returns
 /// whether the segment existed before and after that.
-fn outlive_the_creator((list, flag, parent): (SharedList<i64>, Mutex<u32>, u32)) -> (bool, bool) {
+fn outlive_the_creator((list, flag, parent): User) -> (bool, bool) {
     flags::set_flag(&flag, 1);
     flags::child_wait_for_flag(&flag, 2, parent);
     drop_handle_and_look(list)
@@ -659,14 +652,7 @@ fn the_last_user_of_an_anonymous_segment_removes_it_even_if_it_did_not_create_it
     let list = SharedList::<i64>::new().expect("create a list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
-    let mut child = Running::start(
-        Process::new(
-            outlive_the_creator,
-            (list.clone(), flag.clone(), std::process::id()),
-        )
-        .start_method(StartMethod::Spawn),
-    );
-    flags::wait_for_flag(&flag, 1, child.pid());
+    let mut child = start_user(outlive_the_creator, &list, &flag);
     drop(list);
     assert!(shm_exists(&name), "an attached child keeps it");
     flags::set_flag(&flag, 2);
@@ -674,7 +660,7 @@ fn the_last_user_of_an_anonymous_segment_removes_it_even_if_it_did_not_create_it
     assert!(!shm_exists(&name));
 }
 
-fn attach_and_park((list, flag, parent): (SharedList<i64>, Mutex<u32>, u32)) {
+fn attach_and_park((list, flag, parent): User) {
     list.push(&1).expect("push");
     flags::set_flag(&flag, 1);
     Parent::from(parent).park_until_killed()
@@ -687,14 +673,7 @@ fn a_killed_user_does_not_keep_an_anonymous_segment_alive() {
     let list = SharedList::<i64>::new().expect("create a list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
-    let mut child = Running::start(
-        Process::new(
-            attach_and_park,
-            (list.clone(), flag.clone(), std::process::id()),
-        )
-        .start_method(StartMethod::Spawn),
-    );
-    flags::wait_for_flag(&flag, 1, child.pid());
+    let mut child = start_user(attach_and_park, &list, &flag);
     assert_eq!(
         list.segment()
             .expect("in shared memory")

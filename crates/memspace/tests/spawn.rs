@@ -56,8 +56,7 @@ fn big_result(len: usize) -> Vec<u8> {
 
 fn processes_return_their_targets_values_to_join(method: StartMethod) {
     let text = "the quick brown fox jumps over the lazy dog".to_owned();
-    let mut process =
-        Running::start(Process::new(summarise, (text.clone(), 4)).start_method(method));
+    let mut process = Running::start_by(method, summarise, (text.clone(), 4));
     let pid = process.pid();
     let summary = process.join().expect("join");
     assert_eq!(summary.pid, pid, "{method}: it ran in the child");
@@ -83,7 +82,7 @@ fn processes_return_their_targets_values_to_join(method: StartMethod) {
     assert_eq!(process.process().exit_code(), Some(0));
 
     let len = 4 << 20;
-    let mut big = Running::start(Process::new(big_result, len).start_method(method));
+    let mut big = Running::start_by(method, big_result, len);
     assert!(
         big.join().expect("join") == big_result(len),
         "{method}: 4 MiB came back"
@@ -107,8 +106,7 @@ fn a_panic_in_a_worker_comes_back_as_panicked_with_its_message(mode: Mode) {
         }
         return;
     };
-    let mut process =
-        Running::start(Process::new(panic_with, format!("{method} #7")).start_method(method));
+    let mut process = Running::start_by(method, panic_with, format!("{method} #7"));
     let pid = process.pid();
     match process.join() {
         Err(err @ JoinError::Panicked { .. }) => {
@@ -152,7 +150,7 @@ fn a_worker_that_exits_is_reported_with_its_exit_code(method: StartMethod) {
         ("_exit", underscore_exit_with as fn(i32) -> u32, 4),
         ("exit(0)", exit_with as fn(i32) -> u32, 0),
     ] {
-        let mut process = Running::start(Process::new(target, code).start_method(method));
+        let mut process = Running::start_by(method, target, code);
         let pid = process.pid();
         match process.join() {
             Err(err @ JoinError::Exited { .. }) => {
@@ -185,7 +183,7 @@ fn sleep_until_killed(parent: u32) -> u32 {
 }
 
 fn a_worker_ended_by_a_signal_is_reported_as_killed(method: StartMethod) {
-    let mut aborted = Running::start(Process::new(abort_now, ()).start_method(method));
+    let mut aborted = Running::start_by(method, abort_now, ());
     let pid = aborted.pid();
     match aborted.join() {
         Err(err @ JoinError::Killed { .. }) => {
@@ -203,8 +201,7 @@ fn a_worker_ended_by_a_signal_is_reported_as_killed(method: StartMethod) {
     );
     assert_eq!(aborted.process().exit_code(), None);
 
-    let mut killed =
-        Running::start(Process::new(sleep_until_killed, std::process::id()).start_method(method));
+    let mut killed = Running::start_by(method, sleep_until_killed, std::process::id());
     assert!(killed.process().is_running());
     killed.kill();
     assert!(matches!(
@@ -346,8 +343,7 @@ fn a_spawned_child_that_cannot_reattach_its_arguments_reports_failed() {
     let lock = Lock::new().expect("create a lock");
     // The lock's name is gone: this process keeps using it, a new process cannot open it.
     memspace::Segment::remove(lock.name().as_str()).expect("remove the lock's name");
-    let mut child =
-        Running::start(Process::new(use_lock, lock.clone()).start_method(StartMethod::Spawn));
+    let mut child = Running::spawn(use_lock, lock.clone());
     let pid = child.pid();
     match child.join() {
         Err(err @ JoinError::Failed { .. }) => {

@@ -78,19 +78,21 @@ fn other<T>(outcome: Result<T, QueueError>) -> Result<T, Error> {
     })
 }
 
-fn list_with_items(name: &Removal) -> SharedList<String> {
+/// A list named after `tag` holding three items, and its backing file; the name goes with
+/// them, to remove the list on drop.
+fn list_with_items(tag: &str) -> (Removal, SharedList<String>, Backing) {
+    let name = Removal::fresh(tag);
     let list = SharedList::<String>::create(name.name()).expect("create");
     list.extend(["a", "b", "c"].map(String::from))
         .expect("push");
-    list
+    let backing = Backing::of(&name);
+    (name, list, backing)
 }
 
 #[test]
 fn a_list_index_block_pointing_into_the_header_is_refused_before_the_push_writes() {
     let _dog = Watchdog::start();
-    let name = Removal::fresh("damage-list-header");
-    let list = list_with_items(&name);
-    let backing = Backing::of(&name);
+    let (_name, list, backing) = list_with_items("damage-list-header");
     // With 3 items the next entry is the block's 4th: the block at 16 puts it at 40, the
     // header's generation field; at 104, on the lock word at 128.
     for (block, target) in [(16, "the generation field"), (104, "the lock word")] {
@@ -113,9 +115,7 @@ fn a_list_index_block_pointing_into_the_header_is_refused_before_the_push_writes
 #[test]
 fn a_list_end_of_data_at_two_gib_does_not_grow_the_segment() {
     let _dog = Watchdog::start();
-    let name = Removal::fresh("damage-list-tail");
-    let list = list_with_items(&name);
-    let backing = Backing::of(&name);
+    let (_name, list, backing) = list_with_items("damage-list-tail");
     let tail = backing.read_u64(LIST_TAIL);
     // 2 GiB: below the default maximum size, far past the committed size. Then the other
     // impossible ends of data: inside the control page, before the published items, unaligned.
@@ -133,9 +133,7 @@ fn a_list_end_of_data_at_two_gib_does_not_grow_the_segment() {
 #[test]
 fn a_list_length_beyond_its_index_blocks_does_not_reserve_a_block() {
     let _dog = Watchdog::start();
-    let name = Removal::fresh("damage-list-len");
-    let list = list_with_items(&name);
-    let backing = Backing::of(&name);
+    let (_name, list, backing) = list_with_items("damage-list-len");
     // The first item of index block 10 (4 MiB of entries): blocks 1 to 9 were never reserved.
     // Then lengths in blocks that do not exist, and the largest ones.
     for len in [512 * 1023, 512 * 1023 + 5, 600, u64::MAX - 1, u64::MAX] {

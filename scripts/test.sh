@@ -56,7 +56,7 @@ if [ -n "$leaked" ]; then
   exit 1
 fi
 # The test servers' process titles end with memspace-redis-test (see
-# crates/memspace/tests/redis_server); none may outlive its test.
+# crates/memspace-testkit/src/redis_server.rs); none may outlive its test.
 if pgrep -f 'memspace-redis-test' >/dev/null 2>&1; then
   echo "the tests left redis-server processes running:" >&2
   pgrep -af 'memspace-redis-test' >&2

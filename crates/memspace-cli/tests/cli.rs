@@ -1,53 +1,8 @@
 //! Drives the `memspace` binary as a user would.
 
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-
-fn memspace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memspace"))
-        .args(args)
-        .output()
-        .expect("run memspace")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn succeed(args: &[&str]) -> String {
-    let output = memspace(args);
-    assert!(
-        output.status.success(),
-        "memspace {args:?} failed: {}{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    stdout(&output)
-}
-
-/// A unique list name, removed on drop.
-struct Name(String);
-
-impl Name {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        Name(format!(
-            "cli-test.{}.{test}.{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = memspace(&["rm", &self.0]);
-    }
-}
+use memspace::spawn::StartMethod;
+use memspace_testkit::Removal;
+use memspace_testkit::cli::{create, memspace, stderr, succeed};
 
 /// The lines of one demo run, with the line that ends the tutorial's output and the verdict.
 fn demo(args: &[&str]) -> Vec<String> {
@@ -71,12 +26,20 @@ fn threads_share_the_list() {
     assert!(lines.contains(&"Thread -2 :  [0, 1, 2, 0, 1, 2, 0, 1, 2]".to_owned()));
 }
 
-#[test]
-fn forked_processes_append_to_copies() {
-    let lines = demo(&["--mode", "process", "--start", "fork"]);
+/// The lines of a demo of processes appending to plain lists, started by `start`, and its
+/// verdict, checked to say that the parent's list stayed empty and nothing was shared.
+fn demo_of_copies(start: &str) -> (Vec<String>, String) {
+    let lines = demo(&["--mode", "process", "--start", start]);
     let (last, verdict) = tutorial_end(&lines);
     assert_eq!(last, "Main Process : []");
     assert!(verdict.starts_with("-> memory shared: no."), "{verdict}");
+    let verdict = verdict.to_owned();
+    (lines, verdict)
+}
+
+#[test]
+fn forked_processes_append_to_copies() {
+    let (lines, verdict) = demo_of_copies("fork");
     // Every child starts from an empty copy: each prints [0], [0, 1], [0, 1, 2].
     for line in [
         "Process -0 :  [0]",
@@ -95,10 +58,7 @@ fn forked_processes_append_to_copies() {
 
 #[test]
 fn spawned_processes_append_to_copies() {
-    let lines = demo(&["--mode", "process", "--start", "spawn"]);
-    let (last, verdict) = tutorial_end(&lines);
-    assert_eq!(last, "Main Process : []");
-    assert!(verdict.starts_with("-> memory shared: no."), "{verdict}");
+    let (lines, _) = demo_of_copies("spawn");
     assert_eq!(
         lines
             .iter()
@@ -108,24 +68,25 @@ fn spawned_processes_append_to_copies() {
     );
 }
 
-#[test]
-fn processes_share_a_shared_list_with_fork_and_spawn() {
-    for start in ["fork", "spawn"] {
-        let lines = demo(&["--mode", "shared", "--start", start]);
-        let (last, verdict) = tutorial_end(&lines);
-        assert_eq!(
-            last, "Main Process : [0, 1, 2, 0, 1, 2, 0, 1, 2]",
-            "{start}"
-        );
-        assert!(
-            verdict.starts_with("-> memory shared: yes."),
-            "{start}: {verdict}"
-        );
-        assert!(
-            lines.iter().any(|l| l.contains("shared segment anon.")),
-            "{lines:?}"
-        );
-    }
+fn processes_share_a_shared_list(start: StartMethod) {
+    let lines = demo(&["--mode", "shared", "--start", &start.to_string()]);
+    let (last, verdict) = tutorial_end(&lines);
+    assert_eq!(
+        last, "Main Process : [0, 1, 2, 0, 1, 2, 0, 1, 2]",
+        "{start}"
+    );
+    assert!(
+        verdict.starts_with("-> memory shared: yes."),
+        "{start}: {verdict}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("shared segment anon.")),
+        "{lines:?}"
+    );
+}
+
+memspace_testkit::per_mode! {
+    processes_share_a_shared_list: fork, spawn;
 }
 
 #[test]
@@ -169,42 +130,43 @@ fn bad_demo_arguments_are_refused() {
 
 #[test]
 fn list_commands_round_trip_json() {
-    let name = Name::new("roundtrip");
-    succeed(&["list", "create", &name.0]);
+    let name = create("list", "roundtrip");
     succeed(&[
         "list",
         "push",
-        &name.0,
+        name.name(),
         "1",
         "\"two\"",
         r#"{"three":[3,3.5,null,true]}"#,
     ]);
-    assert_eq!(succeed(&["list", "len", &name.0]).trim(), "3");
+    assert_eq!(succeed(&["list", "len", name.name()]).trim(), "3");
     assert_eq!(
-        succeed(&["list", "get", &name.0]).trim(),
+        succeed(&["list", "get", name.name()]).trim(),
         r#"[1,"two",{"three":[3,3.5,null,true]}]"#
     );
-    assert_eq!(succeed(&["list", "get", &name.0, "1"]).trim(), r#""two""#);
+    assert_eq!(
+        succeed(&["list", "get", name.name(), "1"]).trim(),
+        r#""two""#
+    );
 }
 
 #[test]
 fn a_list_pushed_from_the_cli_is_read_by_the_library() {
-    let name = Name::new("library");
-    succeed(&["list", "create", &name.0]);
-    succeed(&["list", "push", &name.0, "5", "-7", "9"]);
-    let list = memspace::SharedList::<i64>::open(&name.0).expect("open");
+    let name = create("list", "library");
+    succeed(&["list", "push", name.name(), "5", "-7", "9"]);
+    let list = memspace::SharedList::<i64>::open(name.name()).expect("open");
     assert_eq!(list.to_vec().expect("read"), [5, -7, 9]);
 }
 
 #[test]
 fn list_errors_name_the_list_and_exit_non_zero() {
-    let name = Name::new("errors");
-    let output = memspace(&["list", "get", &name.0]);
+    let name = Removal::fresh("errors");
+    let output = memspace(&["list", "get", name.name()]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains(&format!("`{}` does not exist", name.0)));
+    assert!(stderr(&output).contains(&format!("`{}` does not exist", name.name())));
 
-    succeed(&["list", "create", &name.0]);
-    let output = memspace(&["list", "create", &name.0]);
+    succeed(&["list", "create", name.name()]);
+    let output = memspace(&["list", "create", name.name()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("already exists"),
@@ -212,16 +174,16 @@ fn list_errors_name_the_list_and_exit_non_zero() {
         stderr(&output)
     );
 
-    let output = memspace(&["list", "push", &name.0, "not json"]);
+    let output = memspace(&["list", "push", name.name(), "not json"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("is not JSON"));
     assert_eq!(
-        succeed(&["list", "len", &name.0]).trim(),
+        succeed(&["list", "len", name.name()]).trim(),
         "0",
         "a bad value appends nothing"
     );
 
-    let output = memspace(&["list", "get", &name.0, "0"]);
+    let output = memspace(&["list", "get", name.name(), "0"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("out of range"));
 
@@ -232,10 +194,9 @@ fn list_errors_name_the_list_and_exit_non_zero() {
 
 #[test]
 fn rm_removes_and_reports_missing_segments() {
-    let name = Name::new("rm");
-    succeed(&["list", "create", &name.0]);
-    succeed(&["rm", &name.0]);
-    let output = memspace(&["rm", &name.0]);
+    let name = create("list", "rm");
+    succeed(&["rm", name.name()]);
+    let output = memspace(&["rm", name.name()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("does not exist"));
 }

@@ -3,72 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use memspace::collections::SharedMap;
+use memspace_testkit::Removal;
+use memspace_testkit::cli::{create, fail_without_result, memspace, succeed};
 use serde_json::{Value, json};
-
-fn memspace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memspace"))
-        .args(args)
-        .output()
-        .expect("run memspace")
-}
-
-/// Runs `memspace args`, expecting success; returns its standard output, trimmed.
-fn succeed(args: &[&str]) -> String {
-    let output = memspace(args);
-    assert!(
-        output.status.success(),
-        "memspace {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Runs `memspace args`, expecting it to fail with exit status 1 and print nothing on standard
-/// output; returns its standard error.
-fn fail(args: &[&str]) -> String {
-    let output = memspace(args);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "memspace {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.stdout.is_empty(),
-        "memspace {args:?} printed a result"
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A unique segment name (pid, test, counter), removed when dropped, also when the test fails.
-struct Name(String);
-
-impl Name {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        Name(format!(
-            "cli-map.{}.{test}.{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = memspace::Segment::remove(&self.0);
-    }
-}
 
 /// `memspace map get NAME` as a sorted list of `[key, value]` pairs.
 fn all_pairs(name: &str) -> Vec<(Value, Value)> {
@@ -89,9 +28,8 @@ fn all_pairs(name: &str) -> Vec<(Value, Value)> {
 
 #[test]
 fn set_get_remove_and_len_speak_json() {
-    let name = Name::new("json");
-    let name = name.as_str();
-    succeed(&["map", "create", name]);
+    let name = create("map", "json");
+    let name = name.name();
     assert_eq!(succeed(&["map", "len", name]), "0");
     succeed(&["map", "set", name, r#""ada""#, "36"]);
     succeed(&["map", "set", name, "-7", r#"{"x": [1, 2.5, null]}"#]);
@@ -115,9 +53,8 @@ fn set_get_remove_and_len_speak_json() {
 
 #[test]
 fn get_without_a_key_prints_every_entry_as_a_key_value_pair() {
-    let name = Name::new("all");
-    let name = name.as_str();
-    succeed(&["map", "create", name]);
+    let name = create("map", "all");
+    let name = name.name();
     assert_eq!(succeed(&["map", "get", name]), "[]");
     for i in 0..50 {
         succeed(&["map", "set", name, &format!("\"k{i:02}\""), &i.to_string()]);
@@ -131,12 +68,11 @@ fn get_without_a_key_prints_every_entry_as_a_key_value_pair() {
 
 #[test]
 fn a_missing_key_is_an_error_naming_the_key_and_the_map() {
-    let name = Name::new("missing");
-    let name = name.as_str();
-    succeed(&["map", "create", name]);
+    let name = create("map", "missing");
+    let name = name.name();
     succeed(&["map", "set", name, "1", "\"one\""]);
     for command in ["get", "remove"] {
-        let err = fail(&["map", command, name, r#""nope""#]);
+        let err = fail_without_result(&["map", command, name, r#""nope""#]);
         assert!(
             err.contains(name) && err.contains(r#""nope""#),
             "{command}: {err}"
@@ -147,24 +83,23 @@ fn a_missing_key_is_an_error_naming_the_key_and_the_map() {
 
 #[test]
 fn a_key_or_value_that_is_not_json_is_refused_with_a_hint() {
-    let name = Name::new("not-json");
-    let name = name.as_str();
-    succeed(&["map", "create", name]);
-    let err = fail(&["map", "set", name, "ada", "36"]);
+    let name = create("map", "not-json");
+    let name = name.name();
+    let err = fail_without_result(&["map", "set", name, "ada", "36"]);
     assert!(
         err.contains("`ada` is not JSON") && err.contains("quote"),
         "{err}"
     );
-    let err = fail(&["map", "set", name, "\"ada\"", "{"]);
+    let err = fail_without_result(&["map", "set", name, "\"ada\"", "{"]);
     assert!(err.contains("value `{` is not JSON"), "{err}");
-    fail(&["map", "get", name, "ada"]);
+    fail_without_result(&["map", "get", name, "ada"]);
     assert_eq!(succeed(&["map", "len", name]), "0");
 }
 
 #[test]
 fn create_honours_mode_and_max_size_and_refuses_an_existing_name() {
-    let name = Name::new("options");
-    let name = name.as_str();
+    let name = Removal::fresh("options");
+    let name = name.name();
     succeed(&[
         "map",
         "create",
@@ -180,13 +115,13 @@ fn create_honours_mode_and_max_size_and_refuses_an_existing_name() {
         .mode();
     assert_eq!(mode & 0o777, 0o640);
     // Opening a segment whose mode lets others in takes the opener's consent.
-    let err = fail(&["map", "len", name]);
+    let err = fail_without_result(&["map", "len", name]);
     assert!(
         err.contains("mode 0640") && err.contains("--accept-mode 640"),
         "{err}"
     );
     let big = format!("\"{}\"", "x".repeat(100_000));
-    let err = fail(&["--accept-mode", "640", "map", "set", name, "1", &big]);
+    let err = fail_without_result(&["--accept-mode", "640", "map", "set", name, "1", &big]);
     assert!(err.contains("full") && err.contains(name), "{err}");
     assert_eq!(
         succeed(&["--accept-mode", "640", "map", "len", name]),
@@ -194,7 +129,7 @@ fn create_honours_mode_and_max_size_and_refuses_an_existing_name() {
         "the refused entry is not there"
     );
     succeed(&["--accept-mode", "640", "map", "set", name, "1", "\"fits\""]);
-    let err = fail(&["map", "create", name]);
+    let err = fail_without_result(&["map", "create", name]);
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(
         succeed(&["--accept-mode", "640", "map", "get", name, "1"]),
@@ -210,9 +145,8 @@ fn create_honours_mode_and_max_size_and_refuses_an_existing_name() {
 
 #[test]
 fn a_map_made_by_the_cli_is_shared_with_the_library_both_ways() {
-    let name = Name::new("library");
-    let name = name.as_str();
-    succeed(&["map", "create", name]);
+    let name = create("map", "library");
+    let name = name.name();
     succeed(&["map", "set", name, "\"k\"", "5"]);
     succeed(&["map", "set", name, "\"point\"", r#"{"x": 1, "y": -2}"#]);
     let numbers = SharedMap::<String, u32>::open(name).expect("open");
@@ -233,20 +167,18 @@ fn a_map_made_by_the_cli_is_shared_with_the_library_both_ways() {
 
 #[test]
 fn map_commands_on_another_kind_say_what_it_holds() {
-    let name = Name::new("kind");
-    let name = name.as_str();
-    succeed(&["list", "create", name]);
-    let err = fail(&["map", "get", name, "1"]);
+    let name = create("list", "kind");
+    let name = name.name();
+    let err = fail_without_result(&["map", "get", name, "1"]);
     assert!(err.contains("holds a list, not a map"), "{err}");
-    let err = fail(&["map", "len", &format!("{name}-absent")]);
+    let err = fail_without_result(&["map", "len", &format!("{name}-absent")]);
     assert!(err.contains("does not exist"), "{err}");
 }
 
 #[test]
 fn inspect_items_prints_a_maps_entries() {
-    let name = Name::new("inspect");
-    let name = name.as_str();
-    succeed(&["map", "create", name]);
+    let name = create("map", "inspect");
+    let name = name.name();
     succeed(&["map", "set", name, "\"a\"", "1"]);
     succeed(&["map", "set", name, "\"b\"", "[2]"]);
     succeed(&["map", "remove", name, "\"a\""]);

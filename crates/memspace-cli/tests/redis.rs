@@ -1,42 +1,9 @@
 //! The CLI against a real `redis-server`: `redis://HOST:PORT/NAME` wherever a name is taken,
 //! `ls --redis`, `inspect`, `rm`, `lock`, `demo --mode redis` and `bench --redis`.
 
-#[path = "../../memspace/tests/redis_server/mod.rs"]
-mod redis_server;
-
-use std::process::{Command, Output};
-
+use memspace_testkit::cli::{fail, memspace, stderr, stdout, succeed};
+use memspace_testkit::redis_server::{RedisServer, assert_hides_password};
 use serde_json::Value;
-
-use redis_server::RedisServer;
-
-fn memspace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memspace"))
-        .args(args)
-        .output()
-        .expect("run memspace")
-}
-
-fn succeed(args: &[&str]) -> String {
-    let output = memspace(args);
-    assert!(
-        output.status.success(),
-        "memspace {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn fail(args: &[&str]) -> String {
-    let output = memspace(args);
-    assert!(
-        !output.status.success(),
-        "memspace {args:?} succeeded: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 #[test]
 fn lists_maps_and_queues_work_by_url_and_show_in_ls_and_inspect() {
@@ -338,21 +305,14 @@ fn ls_shows_an_object_of_another_layout_version_as_unreadable_not_damaged() {
 /// password; returns what it printed on standard error.
 fn fail_without_password(args: &[&str]) -> String {
     let output = memspace(args);
-    let (out, err) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
+    let (out, err) = (stdout(&output), stderr(&output));
     assert!(
         !output.status.success(),
         "memspace {args:?} succeeded: {out}"
     );
-    for printed in [&out, &err] {
-        assert!(
-            !printed.contains("hunter2") && !printed.contains("ter2"),
-            "memspace {args:?} printed the password: {out}{err}"
-        );
-    }
-    err.into_owned()
+    assert_hides_password(&format!("memspace {args:?}"), &out);
+    assert_hides_password(&format!("memspace {args:?}"), &err);
+    err
 }
 
 #[test]

@@ -6,29 +6,15 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("Uid:"))
-                .map(|line| line.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn memspace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memspace"))
-        .args(args)
-        .output()
-        .expect("run memspace")
-}
+use memspace_testkit::Removal;
+use memspace_testkit::cli::{binary, command, memspace};
+use memspace_testkit::names::TempDir;
+use memspace_testkit::procfs::skip_without_root;
 
 fn memspace_as_nobody(args: &[&str]) -> Output {
     Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_memspace"))
+        .arg(binary())
         .args(args)
         .output()
         .expect("run setpriv")
@@ -46,58 +32,48 @@ fn wait_until_held(name: &str) {
     }
 }
 
-struct Name(String);
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = memspace(&["rm", &self.0]);
-    }
-}
-
 #[test]
 fn another_user_cannot_open_a_segment_created_with_the_default_mode() {
-    if !is_root() {
-        eprintln!("skipped: switching to another user needs root");
+    if skip_without_root("switching to another user") {
         return;
     }
-    let name = Name(format!("security.{}.private", std::process::id()));
-    assert!(memspace(&["list", "create", &name.0]).status.success());
-    let mode = std::fs::metadata(format!("/dev/shm/memspace.{}", name.0))
+    let name = Removal::fresh("private");
+    assert!(memspace(&["list", "create", name.name()]).status.success());
+    let mode = std::fs::metadata(format!("/dev/shm/memspace.{}", name.name()))
         .expect("segment file")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let output = memspace_as_nobody(&["list", "len", &name.0]);
+    let output = memspace_as_nobody(&["list", "len", name.name()]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("permission denied"), "{stderr}");
-    assert!(stderr.contains(&name.0), "{stderr}");
+    assert!(stderr.contains(name.name()), "{stderr}");
 }
 
 #[test]
 fn a_wider_mode_lets_another_user_in() {
-    if !is_root() {
-        eprintln!("skipped: switching to another user needs root");
+    if skip_without_root("switching to another user") {
         return;
     }
-    let name = Name(format!("security.{}.shared", std::process::id()));
+    let name = Removal::fresh("shared");
     assert!(
-        memspace(&["list", "create", &name.0, "--mode", "666"])
+        memspace(&["list", "create", name.name(), "--mode", "666"])
             .status
             .success()
     );
     // Even its creator accepts a mode wider than 0600 only when told to.
-    let output = memspace(&["list", "push", &name.0, "1"]);
+    let output = memspace(&["list", "push", name.name(), "1"]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(
-        memspace(&["--accept-mode", "666", "list", "push", &name.0, "1"])
+        memspace(&["--accept-mode", "666", "list", "push", name.name(), "1"])
             .status
             .success()
     );
     let output = memspace_as_nobody(&[
         "list",
         "push",
-        &name.0,
+        name.name(),
         "2",
         "--trust-owner",
         "root",
@@ -105,7 +81,7 @@ fn a_wider_mode_lets_another_user_in() {
         "666",
     ]);
     assert!(output.status.success(), "{output:?}");
-    let output = memspace(&["--accept-mode", "666", "list", "get", &name.0]);
+    let output = memspace(&["--accept-mode", "666", "list", "get", name.name()]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "[1,2]");
 }
 
@@ -120,34 +96,33 @@ fn fingerprint(path: &str) -> (u64, u64) {
 
 #[test]
 fn a_segment_planted_by_another_user_is_refused_unless_its_owner_is_trusted() {
-    if !is_root() {
-        eprintln!("skipped: switching to another user needs root");
+    if skip_without_root("switching to another user") {
         return;
     }
     // `nobody` plants a list, a lock and a file segment, open to everyone, where root will
     // look for its own.
-    let list = Name(format!("security.{}.planted-list", std::process::id()));
-    let lock = Name(format!("security.{}.planted-lock", std::process::id()));
-    let file = Name(format!(
+    let list = Removal::fresh("planted-list");
+    let lock = Removal::fresh("planted-lock");
+    let file = Removal::of(&format!(
         "file:/tmp/memspace-security.{}.planted",
         std::process::id()
     ));
-    for (kind, name) in [("list", &list.0), ("queue", &file.0)] {
+    for (kind, name) in [("list", list.name()), ("queue", file.name())] {
         let output = memspace_as_nobody(&[kind, "create", name, "--mode", "666"]);
         assert!(output.status.success(), "{output:?}");
     }
-    let output = memspace_as_nobody(&["lock", &lock.0, "--", "true"]);
+    let output = memspace_as_nobody(&["lock", lock.name(), "--", "true"]);
     assert!(output.status.success(), "{output:?}");
-    let list_path = format!("/dev/shm/memspace.{}", list.0);
-    let lock_path = format!("/dev/shm/memspace.{}", lock.0);
-    let file_path = file.0.trim_start_matches("file:").to_owned();
+    let list_path = format!("/dev/shm/memspace.{}", list.name());
+    let lock_path = format!("/dev/shm/memspace.{}", lock.name());
+    let file_path = file.name().trim_start_matches("file:").to_owned();
     let before = [&list_path, &lock_path, &file_path].map(|path| fingerprint(path));
 
     for args in [
-        vec!["list", "push", &list.0, "1"],
-        vec!["list", "len", &list.0],
-        vec!["queue", "put", &file.0, "1"],
-        vec!["lock", &lock.0, "--", "true"],
+        vec!["list", "push", list.name(), "1"],
+        vec!["list", "len", list.name()],
+        vec!["queue", "put", file.name(), "1"],
+        vec!["lock", lock.name(), "--", "true"],
     ] {
         let output = memspace(&args);
         assert_eq!(
@@ -167,24 +142,28 @@ fn a_segment_planted_by_another_user_is_refused_unless_its_owner_is_trusted() {
         "a refused open wrote into the planted segment"
     );
     // Trusting the owner is not enough while the mode lets everyone in; both are.
-    let output = memspace(&["--trust-owner", "nobody", "list", "push", &list.0, "1"]);
+    let output = memspace(&["--trust-owner", "nobody", "list", "push", list.name(), "1"]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("mode 0666"));
     let trusted = ["--trust-owner", "nobody", "--accept-mode", "666"];
-    let output = memspace(&[&trusted[..], &["list", "push", &list.0, "1"]].concat());
+    let output = memspace(&[&trusted[..], &["list", "push", list.name(), "1"]].concat());
     assert!(output.status.success(), "{output:?}");
-    let output = memspace(&[&trusted[..], &["lock", &lock.0, "--", "true"]].concat());
+    let output = memspace(&[&trusted[..], &["lock", lock.name(), "--", "true"]].concat());
     assert!(output.status.success(), "{output:?}");
 }
 
 #[test]
 fn rm_removes_only_memspace_segments() {
-    let dir = std::env::temp_dir().join(format!("memspace-rm.{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("make a directory");
+    let temp = TempDir::new("rm");
+    let dir = temp.path();
     let plain = dir.join("notes.txt");
     std::fs::write(&plain, "not a segment\n").expect("write a plain file");
-    let segment = Name(format!("file:{}", dir.join("list.seg").display()));
-    assert!(memspace(&["list", "create", &segment.0]).status.success());
+    let segment = Removal::of(&format!("file:{}", dir.join("list.seg").display()));
+    assert!(
+        memspace(&["list", "create", segment.name()])
+            .status
+            .success()
+    );
     let link = dir.join("link.seg");
     std::os::unix::fs::symlink(dir.join("list.seg"), &link).expect("make a symbolic link");
     let planted = format!("security.{}.planted-garbage", std::process::id());
@@ -213,59 +192,57 @@ fn rm_removes_only_memspace_segments() {
     assert!(std::path::Path::new(&planted_path).exists());
     std::fs::remove_file(&planted_path).expect("remove the planted file");
 
-    let output = memspace(&["rm", &segment.0]);
+    let output = memspace(&["rm", segment.name()]);
     assert!(output.status.success(), "{output:?}");
     assert!(!dir.join("list.seg").exists());
-    std::fs::remove_dir_all(&dir).expect("remove the directory");
+    std::fs::remove_dir_all(dir).expect("remove the directory");
 }
 
 #[test]
 fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
-    if !is_root() {
-        eprintln!("skipped: a new pid namespace needs root");
+    if skip_without_root("a new pid namespace") {
         return;
     }
-    let name = Name(format!("security.{}.namespaced-lock", std::process::id()));
+    let name = Removal::fresh("namespaced-lock");
     // The holder is pid 1 of a namespace of its own: its thread id there names another process
     // (or none) in this namespace's /proc.
     let mut holder = Command::new("unshare")
         .args(["--pid", "--fork", "--"])
-        .arg(env!("CARGO_BIN_EXE_memspace"))
-        .args(["lock", &name.0, "--", "sleep", "3"])
+        .arg(binary())
+        .args(["lock", name.name(), "--", "sleep", "3"])
         .spawn()
         .expect("run unshare");
-    wait_until_held(&name.0);
-    let output = memspace(&["lock", "--timeout", "1", &name.0, "--", "true"]);
+    wait_until_held(name.name());
+    let output = memspace(&["lock", "--timeout", "1", name.name(), "--", "true"]);
     assert_eq!(
         output.status.code(),
         Some(75),
         "the lock was taken from a live holder in another namespace: {output:?}"
     );
-    let inspect = String::from_utf8_lossy(&memspace(&["inspect", &name.0]).stdout).into_owned();
+    let inspect = String::from_utf8_lossy(&memspace(&["inspect", name.name()]).stdout).into_owned();
     assert!(inspect.contains("another pid namespace"), "{inspect}");
     assert!(holder.wait().expect("wait for the holder").success());
-    let output = memspace(&["lock", "--timeout", "10", &name.0, "--", "true"]);
+    let output = memspace(&["lock", "--timeout", "10", name.name(), "--", "true"]);
     assert!(output.status.success(), "once released: {output:?}");
 }
 
 #[test]
 fn a_process_without_proc_waits_for_a_live_holder_and_resets_nothing() {
-    if !is_root() {
-        eprintln!("skipped: a mount namespace needs root");
+    if skip_without_root("a mount namespace") {
         return;
     }
-    let name = Name(format!("security.{}.no-proc", std::process::id()));
-    let mut holder = Command::new(env!("CARGO_BIN_EXE_memspace"))
-        .args(["lock", &name.0, "--", "sleep", "3"])
+    let name = Removal::fresh("no-proc");
+    let mut holder = command(&[])
+        .args(["lock", name.name(), "--", "sleep", "3"])
         .spawn()
         .expect("start the holder");
-    wait_until_held(&name.0);
+    wait_until_held(name.name());
     // Without /proc this process can check neither the holder nor the boot id: it must wait
     // (and time out), not take the lock over or reset it as if the machine had rebooted.
     let script = format!(
         "mount -t tmpfs none /proc && exec {} lock --timeout 1 {} -- true",
-        env!("CARGO_BIN_EXE_memspace"),
-        name.0
+        binary().display(),
+        name.name()
     );
     let output = Command::new("unshare")
         .args(["--mount", "--", "sh", "-c", &script])
@@ -276,7 +253,7 @@ fn a_process_without_proc_waits_for_a_live_holder_and_resets_nothing() {
         Some(75),
         "a process without /proc took a live holder's lock: {output:?}"
     );
-    let output = memspace(&["lock", "--timeout", "1", &name.0, "--", "true"]);
+    let output = memspace(&["lock", "--timeout", "1", name.name(), "--", "true"]);
     assert_eq!(
         output.status.code(),
         Some(75),
@@ -287,8 +264,7 @@ fn a_process_without_proc_waits_for_a_live_holder_and_resets_nothing() {
 
 /// Runs `memspace ARGS`, killing it if it has not ended after `limit`: `None` if it hung.
 fn memspace_within(args: &[&str], limit: std::time::Duration) -> Option<Output> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memspace"))
-        .args(args)
+    let mut child = command(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -307,27 +283,23 @@ fn memspace_within(args: &[&str], limit: std::time::Duration) -> Option<Output> 
 
 #[test]
 fn inspect_and_ls_never_wait_for_ever_on_a_held_lock() {
-    let name = Name(format!("security.{}.held-map", std::process::id()));
-    assert!(memspace(&["map", "create", &name.0]).status.success());
+    let name = Removal::fresh("held-map");
+    assert!(memspace(&["map", "create", name.name()]).status.success());
     assert!(
-        memspace(&["map", "set", &name.0, "1", "2"])
+        memspace(&["map", "set", name.name(), "1", "2"])
             .status
             .success()
     );
     // The lock word names a live thread (this test's main thread) that never releases it: a
     // hostile or stuck holder.
-    let path = format!("/dev/shm/memspace.{}", name.0);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open the segment's file");
+    let file = name.file();
     let pid = std::process::id().to_le_bytes();
     for at in [128, 132] {
         // The lock word, then the holder's pid beside it.
-        std::os::unix::fs::FileExt::write_at(&file, &pid, at).expect("hold the lock");
+        file.write(at, &pid);
     }
     let limit = std::time::Duration::from_secs(20);
-    let output = memspace_within(&["inspect", &name.0, "--items"], limit)
+    let output = memspace_within(&["inspect", name.name(), "--items"], limit)
         .expect("inspect --items waited for ever behind the held lock");
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -337,84 +309,70 @@ fn inspect_and_ls_never_wait_for_ever_on_a_held_lock() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&name.0) && stderr.contains("not released"),
+        stderr.contains(name.name()) && stderr.contains("not released"),
         "{stderr}"
     );
     let output = memspace_within(&["ls"], limit).expect("ls waited for ever");
     // 3: a test running beside this one may have a damaged segment in /dev/shm.
     assert!(matches!(output.status.code(), Some(0 | 3)), "{output:?}");
     for at in [128, 132] {
-        std::os::unix::fs::FileExt::write_at(&file, &[0; 4], at).expect("release");
+        file.write(at, &[0; 4]);
     }
-    let output = memspace_within(&["inspect", &name.0, "--items"], limit).expect("inspect");
+    let output = memspace_within(&["inspect", name.name(), "--items"], limit).expect("inspect");
     assert!(output.status.success(), "{output:?}");
 }
 
 #[test]
 fn inspect_and_ls_exit_non_zero_on_a_damaged_segment() {
-    let name = Name(format!("security.{}.damaged-list", std::process::id()));
-    assert!(memspace(&["list", "create", &name.0]).status.success());
+    let name = Removal::fresh("damaged-list");
+    assert!(memspace(&["list", "create", name.name()]).status.success());
     assert!(
-        memspace(&["list", "push", &name.0, "\"zzzzzzzzzzzzzzzz\""])
+        memspace(&["list", "push", name.name(), "\"zzzzzzzzzzzzzzzz\""])
             .status
             .success()
     );
-    assert!(memspace(&["inspect", &name.0]).status.success());
-    let path = format!("/dev/shm/memspace.{}", name.0);
-    let mut bytes = std::fs::read(&path).expect("read the segment");
-    let at = bytes
-        .windows(16)
-        .position(|window| window == b"zzzzzzzzzzzzzzzz")
-        .expect("the item's bytes");
-    bytes[at] = b'y';
-    std::fs::write(&path, &bytes).expect("damage one item");
-    let output = memspace(&["inspect", &name.0]);
+    assert!(memspace(&["inspect", name.name()]).status.success());
+    let file = name.file();
+    let at = file.find(b"zzzzzzzzzzzzzzzz").expect("the item's bytes");
+    file.write(at, b"y");
+    let output = memspace(&["inspect", name.name()]);
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("PROBLEMS"));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is damaged"));
 
     // A file cut below its committed size is damage `ls` sees without reading items.
-    let cut = Name(format!("security.{}.cut-list", std::process::id()));
-    assert!(memspace(&["list", "create", &cut.0]).status.success());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm/memspace.{}", cut.0))
-        .and_then(|file| file.set_len(8192))
-        .expect("truncate");
+    let cut = Removal::fresh("cut-list");
+    assert!(memspace(&["list", "create", cut.name()]).status.success());
+    cut.file().set_len(8192);
     let output = memspace(&["ls"]);
     assert_eq!(output.status.code(), Some(3), "{output:?}");
-    assert!(String::from_utf8_lossy(&output.stdout).contains(&cut.0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(cut.name()));
 }
 
 #[test]
 fn a_peer_shrinking_the_file_never_kills_the_command_line_by_a_signal() {
     use std::os::unix::process::ExitStatusExt;
-    let name = Name(format!("security.{}.shrinking", std::process::id()));
-    assert!(memspace(&["list", "create", &name.0]).status.success());
+    let name = Removal::fresh("shrinking");
+    assert!(memspace(&["list", "create", name.name()]).status.success());
     let item = format!("\"{}\"", "x".repeat(500));
     let items: Vec<&str> = std::iter::repeat_n(item.as_str(), 400).collect();
     assert!(
-        memspace(&[&["list", "push", &name.0][..], &items].concat())
+        memspace(&[&["list", "push", name.name()][..], &items].concat())
             .status
             .success()
     );
-    let path = format!("/dev/shm/memspace.{}", name.0);
-    let full = std::fs::metadata(&path).expect("stat").len();
+    let file = name.file();
+    let full = file.len();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The peer: cuts the file to its control page and grows it back (with zeros), again and
     // again, while readers run.
     let peer = {
         let stop = std::sync::Arc::clone(&stop);
-        let path = path.clone();
         std::thread::spawn(move || {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .expect("open the segment's file");
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                file.set_len(4096).expect("shrink");
+                file.set_len(4096);
                 std::thread::sleep(std::time::Duration::from_micros(300));
-                file.set_len(full).expect("grow back");
+                file.set_len(full);
                 std::thread::sleep(std::time::Duration::from_micros(300));
             }
         })
@@ -422,9 +380,9 @@ fn a_peer_shrinking_the_file_never_kills_the_command_line_by_a_signal() {
     let mut failures = 0;
     for round in 0..150 {
         let args: &[&str] = if round % 2 == 0 {
-            &["list", "get", &name.0]
+            &["list", "get", name.name()]
         } else {
-            &["inspect", &name.0, "--items"]
+            &["inspect", name.name(), "--items"]
         };
         let output = memspace(args);
         assert_eq!(
@@ -436,7 +394,7 @@ fn a_peer_shrinking_the_file_never_kills_the_command_line_by_a_signal() {
             failures += 1;
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(
-                stderr.contains(&name.0) && !stderr.contains("panicked"),
+                stderr.contains(name.name()) && !stderr.contains("panicked"),
                 "{args:?}: {stderr}"
             );
         }

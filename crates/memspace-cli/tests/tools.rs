@@ -1,31 +1,13 @@
 //! `ls`, `inspect`, `gc` and `lock`, driven as a user would, with real processes killed.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
+use memspace_testkit::children::wait_until;
+use memspace_testkit::cli::{command, create, memspace, succeed};
+use memspace_testkit::names::TempDir;
+use memspace_testkit::{ChildGuard, Removal};
 use serde_json::Value;
-
-fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_memspace"));
-    command.args(args);
-    command
-}
-
-fn memspace(args: &[&str]) -> Output {
-    command(args).output().expect("run memspace")
-}
-
-fn succeed(args: &[&str]) -> String {
-    let output = memspace(args);
-    assert!(
-        output.status.success(),
-        "memspace {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// The output of `memspace ls ARGS`, which exits 0, or 3 when a segment is damaged: tests
 /// running beside this one leave damaged segments in /dev/shm for a while.
@@ -38,65 +20,22 @@ fn ls(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A unique segment name, removed on drop.
-struct Name(String);
-
-impl Name {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        Name(format!(
-            "cli-tools.{}.{test}.{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = memspace(&["rm", &self.0]);
-    }
-}
-
-/// Kills the child on drop, so that a failing test leaves no process behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        drop(self.0.stdin.take()); // the command under the lock sees end of input and exits
-    }
-}
-
 fn inspect_json(name: &str) -> Value {
     serde_json::from_str(&succeed(&["inspect", name, "--json"])).expect("inspect --json is JSON")
 }
 
-/// Waits (at most a minute: a watchdog, not a timing assertion) until `probe` is true.
-fn wait_until(what: &str, mut probe: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !probe() {
-        assert!(
-            start.elapsed() < Duration::from_mins(1),
-            "gave up waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn ls_lists_segments_with_kind_items_and_creator() {
-    let list = Name::new("ls-list");
-    let lock = Name::new("ls-lock");
-    succeed(&["list", "create", &list.0]);
-    succeed(&["list", "push", &list.0, "1", "2", "3"]);
-    succeed(&["lock", &lock.0, "--", "true"]);
+    let list = Removal::fresh("ls-list");
+    let lock = Removal::fresh("ls-lock");
+    succeed(&["list", "create", list.name()]);
+    succeed(&["list", "push", list.name(), "1", "2", "3"]);
+    succeed(&["lock", lock.name(), "--", "true"]);
     let table = ls(&[]);
     let row = table
         .lines()
-        .find(|line| line.starts_with(&format!("{} ", list.0)))
-        .unwrap_or_else(|| panic!("{} not in\n{table}", list.0));
+        .find(|line| line.starts_with(&format!("{} ", list.name())))
+        .unwrap_or_else(|| panic!("{} not in\n{table}", list.name()));
     assert!(row.contains(" list "), "{row}");
     assert!(row.contains(" 3 "), "{row}");
     assert!(
@@ -112,18 +51,17 @@ fn ls_lists_segments_with_kind_items_and_creator() {
             .unwrap_or_else(|| panic!("{name} not in {json}"))
             .clone()
     };
-    assert_eq!(find(&list.0)["kind"], "list");
-    assert_eq!(find(&list.0)["items"], 3);
-    assert_eq!(find(&lock.0)["kind"], "lock");
-    assert_eq!(find(&lock.0)["items"], Value::Null);
+    assert_eq!(find(list.name())["kind"], "list");
+    assert_eq!(find(list.name())["items"], 3);
+    assert_eq!(find(lock.name())["kind"], "lock");
+    assert_eq!(find(lock.name())["items"], Value::Null);
 }
 
 #[test]
 fn inspect_shows_the_header_the_lock_and_the_items() {
-    let name = Name::new("inspect");
-    succeed(&["list", "create", &name.0]);
-    succeed(&["list", "push", &name.0, r#"{"job":1}"#, r#""two""#]);
-    let text = succeed(&["inspect", &name.0, "--items"]);
+    let name = create("list", "inspect");
+    succeed(&["list", "push", name.name(), r#"{"job":1}"#, r#""two""#]);
+    let text = succeed(&["inspect", name.name(), "--items"]);
     assert!(text.contains("kind         list"), "{text}");
     assert!(text.contains("items        2"), "{text}");
     assert!(text.contains("lock         free"), "{text}");
@@ -132,7 +70,7 @@ fn inspect_shows_the_header_the_lock_and_the_items() {
         "{text}"
     );
     assert!(text.contains(r#"{"index":0,"value":{"job":1}}"#), "{text}");
-    let json = inspect_json(&name.0);
+    let json = inspect_json(name.name());
     assert_eq!(json["items"], 2);
     assert_eq!(json["anonymous"], false);
     assert_eq!(json["verify"]["problems"], Value::Array(vec![]));
@@ -143,60 +81,51 @@ fn inspect_shows_the_header_the_lock_and_the_items() {
 
 #[test]
 fn lock_runs_the_command_and_passes_its_exit_status() {
-    let name = Name::new("lock-status");
-    let output = memspace(&["lock", &name.0, "--", "sh", "-c", "echo inside; exit 7"]);
+    let name = Removal::fresh("lock-status");
+    let output = memspace(&["lock", name.name(), "--", "sh", "-c", "echo inside; exit 7"]);
     assert_eq!(output.status.code(), Some(7));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "inside\n");
-    let output = memspace(&["lock", &name.0, "--", "no-such-program-anywhere"]);
+    let output = memspace(&["lock", name.name(), "--", "no-such-program-anywhere"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no-such-program-anywhere"));
 }
 
-#[test]
-fn lock_excludes_a_second_holder_until_the_first_is_done() {
-    let name = Name::new("lock-exclusion");
-    let holder = Running(
-        // `cat` holds the lock until its input closes: when this test drops the holder, even
-        // after killing `memspace`, no process is left behind.
-        command(&["lock", &name.0, "--", "cat"])
+/// Starts `memspace lock NAME -- cat`, which holds the lock until its input closes (when the
+/// test drops the holder, even after killing `memspace`, no process is left behind); returns
+/// once it holds the lock.
+fn start_holder(name: &str) -> ChildGuard {
+    let holder = ChildGuard::spawn(
+        command(&["lock", name, "--", "cat"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start holder"),
+            .stderr(Stdio::null()),
     );
+    let pid = holder.pid();
     wait_until("the holder holds the lock", || {
-        memspace(&["inspect", &name.0, "--json"]).status.success()
-            && inspect_json(&name.0)["lock"]["owner"] == holder.0.id()
+        memspace(&["inspect", name, "--json"]).status.success()
+            && inspect_json(name)["lock"]["owner"] == pid
     });
-    let output = memspace(&["lock", &name.0, "--timeout", "0.2", "--", "true"]);
+    holder
+}
+
+#[test]
+fn lock_excludes_a_second_holder_until_the_first_is_done() {
+    let name = Removal::fresh("lock-exclusion");
+    let _holder = start_holder(name.name());
+    let output = memspace(&["lock", name.name(), "--timeout", "0.2", "--", "true"]);
     assert_eq!(output.status.code(), Some(75), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("was not released within"));
 }
 
 #[test]
 fn lock_reports_a_holder_that_was_killed_and_takes_over() {
-    let name = Name::new("lock-kill");
-    let mut holder = Running(
-        // `cat` holds the lock until its input closes: when this test drops the holder, even
-        // after killing `memspace`, no process is left behind.
-        command(&["lock", &name.0, "--", "cat"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start holder"),
-    );
-    let pid = holder.0.id();
-    wait_until("the holder holds the lock", || {
-        memspace(&["inspect", &name.0, "--json"]).status.success()
-            && inspect_json(&name.0)["lock"]["owner"] == pid
-    });
-    holder.0.kill().expect("SIGKILL the holder");
-    holder.0.wait().expect("reap the holder");
-    let text = succeed(&["inspect", &name.0]);
+    let name = Removal::fresh("lock-kill");
+    let mut holder = start_holder(name.name());
+    let pid = holder.pid();
+    holder.kill();
+    let text = succeed(&["inspect", name.name()]);
     assert!(text.contains("which is dead"), "{text}");
-    let output = memspace(&["lock", &name.0, "--", "echo", "recovered"]);
+    let output = memspace(&["lock", name.name(), "--", "echo", "recovered"]);
     assert!(output.status.success(), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -205,30 +134,29 @@ fn lock_reports_a_holder_that_was_killed_and_takes_over() {
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout), "recovered\n");
     // The next holder finds a healthy lock.
-    let output = memspace(&["lock", &name.0, "--", "true"]);
+    let output = memspace(&["lock", name.name(), "--", "true"]);
     assert!(output.status.success());
     assert!(output.stderr.is_empty(), "{output:?}");
-    assert_eq!(inspect_json(&name.0)["lock"]["owner_deaths"], 1);
+    assert_eq!(inspect_json(name.name())["lock"]["owner_deaths"], 1);
 }
 
 #[test]
 fn gc_keeps_named_segments_and_dry_run_removes_nothing() {
-    let name = Name::new("gc-named");
-    succeed(&["list", "create", &name.0]);
+    let name = create("list", "gc-named");
     // Other tests run at the same time and may own orphans of their own: name ours.
-    let out = succeed(&["gc", "--dry-run", "--json", &name.0]);
+    let out = succeed(&["gc", "--dry-run", "--json", name.name()]);
     let planned: Value = serde_json::from_str(&out).expect("JSON");
     assert!(
         planned
             .as_array()
             .expect("array")
             .iter()
-            .all(|entry| entry["name"] != name.0.as_str()),
+            .all(|entry| entry["name"] != name.name()),
         "gc would remove a named segment: {out}"
     );
-    let done = succeed(&["gc", &name.0]);
+    let done = succeed(&["gc", name.name()]);
     assert!(done.contains("nothing to remove"), "{done}");
-    assert_eq!(succeed(&["list", "len", &name.0]).trim(), "0");
+    assert_eq!(succeed(&["list", "len", name.name()]).trim(), "0");
 }
 
 #[allow(
@@ -350,9 +278,8 @@ fn inspect_shows_the_state_of_every_synchronisation_kind() {
 
 #[test]
 fn bench_plot_writes_both_scaling_curves_as_svg() {
-    let dir = std::env::temp_dir().join(format!("memspace-plot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("scaling.svg");
+    let dir = TempDir::new("plot");
+    let path = dir.path().join("scaling.svg");
     succeed(&[
         "bench",
         "--quick",
@@ -361,7 +288,6 @@ fn bench_plot_writes_both_scaling_curves_as_svg() {
         path.to_str().expect("utf-8 path"),
     ]);
     let svg = std::fs::read_to_string(&path).expect("the plot was written");
-    std::fs::remove_dir_all(&dir).expect("clean up");
     assert!(
         svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"),
         "{svg}"

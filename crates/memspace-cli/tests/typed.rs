@@ -2,46 +2,16 @@
 //! created with its own item type: a value the program could not read back is refused, naming
 //! the object, its type and the value, unless `--force`; on shared memory and on Redis.
 
-#[path = "../../memspace/tests/redis_server/mod.rs"]
-mod redis_server;
-
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use memspace::collections::{Queue, QueueError, SharedMap};
-use memspace::{Error, Segment, SharedList};
+use memspace::{Error, SharedList};
+use memspace_testkit::backends::Fixture;
+use memspace_testkit::cli::{fail_with, succeed};
 use serde::{Deserialize, Serialize};
-
-use redis_server::RedisServer;
-
-fn memspace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_memspace"))
-        .args(args)
-        .output()
-        .expect("run memspace")
-}
-
-fn succeed(args: &[&str]) {
-    let output = memspace(args);
-    assert!(
-        output.status.success(),
-        "memspace {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// Runs `memspace args`, expecting it to be refused; returns its standard error, checked to
 /// name the object, the recorded type and the value, and to mention `--force`.
 fn refused(args: &[&str], object: &str, recorded: &str, value: &str) -> String {
-    let output = memspace(args);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "memspace {args:?} was not refused: {}{stderr}",
-        String::from_utf8_lossy(&output.stdout),
-    );
+    let stderr = fail_with(args, 1);
     for needed in [object, &format!("`{recorded}`"), value, "--force"] {
         assert!(
             stderr.contains(needed),
@@ -51,60 +21,13 @@ fn refused(args: &[&str], object: &str, recorded: &str, value: &str) -> String {
     stderr
 }
 
-/// Where a test's collections live: shared memory (names removed on drop) or a Redis server.
-struct Place {
-    redis: Option<RedisServer>,
-    names: Vec<String>,
-}
-
-impl Place {
-    fn shared_memory() -> Self {
-        Place {
-            redis: None,
-            names: Vec::new(),
-        }
-    }
-
-    fn redis() -> Self {
-        Place {
-            redis: Some(RedisServer::start()),
-            names: Vec::new(),
-        }
-    }
-
-    fn name(&mut self, tag: &str) -> String {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let flat = format!(
-            "cli-typed.{}.{tag}.{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let name = match &self.redis {
-            Some(server) => server.name(&flat),
-            None => flat,
-        };
-        self.names.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        if self.redis.is_none() {
-            for name in &self.names {
-                let _ = Segment::remove(name);
-            }
-        }
-    }
-}
-
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Job {
     id: u64,
     name: String,
 }
 
-fn a_list_of_numbers_takes_numbers_only(place: &mut Place) {
+fn a_list_of_numbers_takes_numbers_only(place: &Fixture) {
     let name = place.name("numbers");
     let numbers = SharedList::<i64>::create(&name).expect("create a list of i64");
     succeed(&["list", "push", &name, "7", "-8"]);
@@ -128,7 +51,7 @@ fn a_list_of_numbers_takes_numbers_only(place: &mut Place) {
     );
 }
 
-fn a_queue_of_unsigned_numbers_refuses_a_negative_one(place: &mut Place) {
+fn a_queue_of_unsigned_numbers_refuses_a_negative_one(place: &Fixture) {
     let name = place.name("unsigned");
     let queue = Queue::<u64>::create(&name).expect("create a queue of u64");
     refused(&["queue", "put", &name, "1", "-1"], &name, "u64", "-1");
@@ -152,7 +75,7 @@ fn a_queue_of_unsigned_numbers_refuses_a_negative_one(place: &mut Place) {
     }
 }
 
-fn a_map_checks_keys_and_values_against_their_types(place: &mut Place) {
+fn a_map_checks_keys_and_values_against_their_types(place: &Fixture) {
     let name = place.name("ages");
     let recorded = std::any::type_name::<(String, u32)>();
     let ages = SharedMap::<String, u32>::create(&name).expect("create a map");
@@ -182,7 +105,7 @@ fn a_map_checks_keys_and_values_against_their_types(place: &mut Place) {
     assert_eq!(ages.len().expect("len"), 2, "--force wrote it");
 }
 
-fn a_list_of_a_programs_own_type_is_refused_unless_forced(place: &mut Place) {
+fn a_list_of_a_programs_own_type_is_refused_unless_forced(place: &Fixture) {
     let name = place.name("jobs");
     let recorded = std::any::type_name::<Job>();
     let jobs = SharedList::<Job>::create(&name).expect("create a list of jobs");
@@ -199,7 +122,7 @@ fn a_list_of_a_programs_own_type_is_refused_unless_forced(place: &mut Place) {
     );
 }
 
-fn the_clis_own_collections_take_any_value(place: &mut Place) {
+fn the_clis_own_collections_take_any_value(place: &Fixture) {
     let (list, map, queue) = (place.name("list"), place.name("map"), place.name("queue"));
     succeed(&["list", "create", &list]);
     succeed(&["list", "push", &list, "1", "\"two\"", "[3]", "null"]);
@@ -211,30 +134,7 @@ fn the_clis_own_collections_take_any_value(place: &mut Place) {
     succeed(&["queue", "put", &queue, "-1", "\"x\"", "{}"]);
 }
 
-/// Generates, for each behaviour, one test on shared memory and one on Redis.
-macro_rules! on_both_backends {
-    ($($behaviour:ident),* $(,)?) => {
-        mod shared_memory {
-            $(
-                #[test]
-                fn $behaviour() {
-                    super::$behaviour(&mut super::Place::shared_memory());
-                }
-            )*
-        }
-
-        mod redis {
-            $(
-                #[test]
-                fn $behaviour() {
-                    super::$behaviour(&mut super::Place::redis());
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+memspace_testkit::on_both_backends!(
     a_list_of_numbers_takes_numbers_only,
     a_queue_of_unsigned_numbers_refuses_a_negative_one,
     a_map_checks_keys_and_values_against_their_types,

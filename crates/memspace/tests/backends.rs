@@ -1,17 +1,13 @@
 //! One behaviour suite, two backends: every test here runs once on shared memory and once on a
-//! real `redis-server` (started per test on a free loopback port, see `redis_server/`), through
-//! the same public API. Names are the only difference: `mstest.PID.TAG.N` or
-//! `redis://127.0.0.1:PORT/mstest.PID.TAG.N`.
+//! real `redis-server` (started per test on a free loopback port, see
+//! `memspace_testkit::backends`), through the same public API. Names are the only difference:
+//! `mstest.PID.TAG.N` or `redis://127.0.0.1:PORT/mstest.PID.TAG.N`.
 
 #![allow(
     clippy::needless_pass_by_value,
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod common;
-mod redis_server;
-
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -20,100 +16,12 @@ use memspace::segment::Kind;
 use memspace::spawn::{Process, StartMethod};
 use memspace::sync::{Event, LockError, TryLockError};
 use memspace::{Backend, Error, Lock, OpenError, Segment, SharedList};
+use memspace_testkit::Running;
+use memspace_testkit::backends::Fixture;
+use memspace_testkit::redis_server::assert_hides_password;
 use serde::{Deserialize, Serialize};
 
-use common::Running;
-use redis_server::RedisServer;
-
-/// Where a test's objects live, and the names it made (shared-memory ones are removed on drop;
-/// a Redis server takes its data with it).
-struct Fixture {
-    redis: Option<RedisServer>,
-    names: RefCell<Vec<String>>,
-}
-
-impl Fixture {
-    fn shared_memory() -> Self {
-        Fixture {
-            redis: None,
-            names: RefCell::default(),
-        }
-    }
-
-    fn redis() -> Self {
-        Fixture {
-            redis: Some(RedisServer::start()),
-            names: RefCell::default(),
-        }
-    }
-
-    fn backend(&self) -> Backend {
-        match &self.redis {
-            None => Backend::SharedMemory,
-            Some(server) => Backend::redis(&server.url()).expect("the test server's URL"),
-        }
-    }
-
-    /// A fresh object name in this fixture's backend.
-    fn name(&self, tag: &str) -> String {
-        let name = self.backend().locate(&common::unique_name(tag));
-        self.names.borrow_mut().push(name.clone());
-        name
-    }
-
-    fn is_redis(&self) -> bool {
-        self.redis.is_some()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if self.redis.is_none() {
-            for name in self.names.borrow().iter() {
-                let _ = Segment::remove(name);
-            }
-        }
-    }
-}
-
-/// Generates, for each behaviour, one test on shared memory and one on Redis.
-macro_rules! on_both_backends {
-    ($($behaviour:ident),* $(,)?) => {
-        mod shared_memory {
-            $(
-                #[test]
-                fn $behaviour() {
-                    super::prepare();
-                    let _dog = super::common::Watchdog::start();
-                    super::$behaviour(&super::Fixture::shared_memory());
-                }
-            )*
-        }
-
-        mod redis {
-            $(
-                #[test]
-                fn $behaviour() {
-                    super::prepare();
-                    let _dog = super::common::Watchdog::start();
-                    super::$behaviour(&super::Fixture::redis());
-                }
-            )*
-        }
-    };
-}
-
-/// First statement of every test: spawned children re-run this test only (see
-/// `common::init_spawn`).
-fn prepare() {
-    let test = std::thread::current()
-        .name()
-        .expect("tests run on a thread named after the test")
-        .to_owned();
-    common::init_spawn(&test);
-}
-
-on_both_backends!(
+memspace_testkit::on_both_backends!(
     a_list_pushes_extends_and_reads_back_in_order,
     structured_items_come_back_equal_and_other_types_are_decode_errors,
     a_list_read_item_by_item_skips_an_item_of_another_type,
@@ -561,10 +469,9 @@ fn try_the_lock(lock: Lock) -> String {
 fn a_forked_child_is_told_its_parent_holds_the_lock(fx: &Fixture) {
     let lock = Lock::create(&fx.name("forklock")).expect("create");
     let guard = lock.lock().expect("lock");
-    let seen =
-        Running::start(Process::new(try_the_lock, lock.clone()).start_method(StartMethod::Fork))
-            .join()
-            .expect("the child");
+    let seen = Running::start_by(StartMethod::Fork, try_the_lock, lock.clone())
+        .join()
+        .expect("the child");
     // Not `WouldDeadlock`: the child is another process, whatever it inherited.
     assert_eq!(seen, "would block");
     guard.check().expect("still the parent's");
@@ -585,11 +492,7 @@ fn processes_share_a_list(fx: &Fixture, method: StartMethod) {
     let nums = SharedList::<i64>::create(&fx.name("nums")).expect("create the list");
     let lock = Lock::create(&fx.name("numslock")).expect("create the lock");
     let mut workers: Vec<_> = (0..3)
-        .map(|_| {
-            Running::start(
-                Process::new(push_three, (nums.clone(), lock.clone())).start_method(method),
-            )
-        })
+        .map(|_| Running::start_by(method, push_three, (nums.clone(), lock.clone())))
         .collect();
     for worker in &mut workers {
         worker.join().expect("a worker");
@@ -679,11 +582,7 @@ fn without_password(what: &str, err: &(dyn std::error::Error + 'static)) -> Stri
         shown.push(format!("{cause} {cause:?}"));
         source = cause.source();
     }
-    let shown = shown.join(" ");
-    assert!(
-        !shown.contains("hunter2") && !shown.contains("ter2"),
-        "{what} shows the password: {shown}"
-    );
+    assert_hides_password(what, &shown.join(" "));
     err.to_string()
 }
 

@@ -12,15 +12,16 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod support;
-
 use std::time::Duration;
 
-use memspace::spawn::{JoinError, Process, StartMethod};
+use memspace::spawn::JoinError;
 use memspace::sync::{Event, Lock, LockError, Mutex, TryLockError};
 use memspace::{SharedList, inspect};
 
-use support::{Parent, Reaped, Removal, Rng, Watchdog};
+use memspace_testkit::children::was_sigkilled;
+use memspace_testkit::flags::lock_recovering;
+use memspace_testkit::rng::seed_from_env;
+use memspace_testkit::{Parent, Removal, Rng, Running, Watchdog, procfs, roles};
 
 /// How a report of `inspect::verify` reads in an assertion.
 fn verified(list: &SharedList<impl Sized>) -> inspect::Report {
@@ -91,7 +92,7 @@ fn storm_worker((list, control, worker, seed): (SharedList<Item>, Control, u32, 
     let w = worker as usize;
     let mut next = resume_point(&list, worker);
     let (acknowledged, mut burst) = {
-        let words = support::lock_recovering(&control);
+        let words = lock_recovering(&control);
         (words[ACKS + w], words[BURSTS + w])
     };
     assert!(
@@ -106,7 +107,7 @@ fn storm_worker((list, control, worker, seed): (SharedList<Item>, Control, u32, 
             .expect("push");
         // Acknowledged: from here on the item must survive anything.
         let asked = {
-            let mut words = support::lock_recovering(&control);
+            let mut words = lock_recovering(&control);
             words[ACKS + w] = next + 1;
             words[BURSTS + w]
         };
@@ -125,37 +126,32 @@ fn storm_worker((list, control, worker, seed): (SharedList<Item>, Control, u32, 
 
 #[test]
 fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowledged_push() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
-    let seed = support::seed_from_env(SEED_VARIABLE);
+    let _watchdog = memspace_testkit::start_test();
+    let seed = seed_from_env(SEED_VARIABLE);
     let mut rng = Rng::new(seed);
     let list = SharedList::<Item>::new().expect("create the list");
     let _list_removal = Removal::of(list.name());
     let control = Control::new([0; 8]).expect("create the control words");
-    let start = |worker: u32| {
-        Reaped::start(
-            Process::new(storm_worker, (list.clone(), control.clone(), worker, seed))
-                .start_method(StartMethod::Spawn),
-        )
-    };
+    let start =
+        |worker: u32| Running::spawn(storm_worker, (list.clone(), control.clone(), worker, seed));
     let mut workers: Vec<_> = (0..WORKERS).map(start).collect();
     let mut kills = 0;
     while kills < KILLS {
         let victim = rng.below(u64::from(WORKERS)) as usize;
         let acked = {
-            let mut words = support::lock_recovering(&control);
+            let mut words = lock_recovering(&control);
             words[BURSTS + victim] += 1;
             words[ACKS + victim]
         };
         // The victim acknowledged a push after the request: it is in its push loop (not
         // starting up), pushing flat out.
         workers[victim].wait_until("it acknowledged a push", || {
-            support::lock_recovering(&control)[ACKS + victim] > acked
+            lock_recovering(&control)[ACKS + victim] > acked
         });
         // 0 to 3 ms, short ones more often (a release build pushes in about a microsecond).
         std::thread::sleep(Duration::from_micros(rng.below(3001) >> rng.below(6)));
-        workers[victim].0.kill().expect("SIGKILL");
-        match workers[victim].0.join() {
+        workers[victim].kill();
+        match workers[victim].join() {
             Err(JoinError::Killed { signal: 9, .. }) => {}
             other => panic!("seed {seed}: worker {victim} ended on its own: {other:?}"),
         }
@@ -172,7 +168,7 @@ fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowled
     }
     // The last kills, of every worker in the middle of its pushes.
     let acked: Vec<u64> = {
-        let mut words = support::lock_recovering(&control);
+        let mut words = lock_recovering(&control);
         (0..WORKERS as usize)
             .map(|w| {
                 words[BURSTS + w] += 1;
@@ -182,12 +178,12 @@ fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowled
     };
     for (w, worker) in workers.iter_mut().enumerate() {
         worker.wait_until("it acknowledged a push", || {
-            support::lock_recovering(&control)[ACKS + w] > acked[w]
+            lock_recovering(&control)[ACKS + w] > acked[w]
         });
-        worker.0.kill().expect("SIGKILL");
-        let _ = worker.0.join();
+        worker.kill();
+        let _ = worker.join();
     }
-    let words = *support::lock_recovering(&control);
+    let words = *lock_recovering(&control);
     check_storm_result(&list, &words[ACKS..ACKS + WORKERS as usize], seed);
     assert!(
         list.segment().expect("in shared memory").generation() > 0,
@@ -288,7 +284,7 @@ fn failpoint_writer() {
         .expect("open the intent");
     let first = list.len().expect("len");
     for seq in first..first + 100_000 {
-        *support::lock_recovering(&intent) = seq;
+        *lock_recovering(&intent) = seq;
         list.push(&entry(seq)).expect("push");
     }
     panic!("the failpoint was never reached");
@@ -305,7 +301,7 @@ fn appender() {
 }
 
 fn failpoint_roles() -> bool {
-    match support::role().as_deref() {
+    match roles::role().as_deref() {
         Some("writer") => failpoint_writer(),
         Some("appender") => appender(),
         Some(other) => panic!("unknown role {other}"),
@@ -327,7 +323,7 @@ fn kill_at_failpoint(point: &str, prefill: u64) {
     let list = SharedList::<Entry>::create(list_name.name()).expect("create the list");
     list.extend((0..prefill).map(entry)).expect("prefill");
     let intent = Mutex::create(intent_name.name(), u64::MAX).expect("create the intent");
-    let mut writer = support::child_in_role(
+    let mut writer = roles::child_in_role(
         "writer",
         &[
             (LIST_VARIABLE, list_name.name()),
@@ -336,11 +332,11 @@ fn kill_at_failpoint(point: &str, prefill: u64) {
         ],
     );
     writer.wait_until_stopped(point);
-    let in_flight = *support::lock_recovering(&intent);
+    let in_flight = *lock_recovering(&intent);
     let stopped_len = list.len().expect("len");
     let status = writer.kill();
     assert!(
-        support::was_sigkilled(status),
+        was_sigkilled(status),
         "{point}: the writer ended with {status}"
     );
     assert_eq!(
@@ -377,7 +373,7 @@ fn kill_at_failpoint(point: &str, prefill: u64) {
     );
 
     // Another process takes the lock first (and repairs the list), then this one.
-    let mut second = support::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
+    let mut second = roles::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
     let status = second.wait();
     assert!(
         status.success(),
@@ -503,7 +499,7 @@ fn reader((list, passes, stop): (SharedList<Written>, Mutex<u64>, Event)) -> u64
         }
         checked += read.len() as u64;
         pass += 1;
-        *support::lock_recovering(&passes) = pass;
+        *lock_recovering(&passes) = pass;
         parent.exit_if_gone();
     }
     checked
@@ -511,41 +507,33 @@ fn reader((list, passes, stop): (SharedList<Written>, Mutex<u64>, Event)) -> u64
 
 #[test]
 fn a_reader_never_sees_an_error_or_a_torn_item_while_writers_are_killed_mid_push() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
-    let seed = support::seed_from_env("MEMSPACE_READER_SEED");
+    let _watchdog = memspace_testkit::start_test();
+    let seed = seed_from_env("MEMSPACE_READER_SEED");
     let mut rng = Rng::new(seed);
     let list = SharedList::<Written>::new().expect("create the list");
     let _list_removal = Removal::of(list.name());
     let passes = Mutex::new(0u64).expect("create the pass counter");
     let stop = Event::new().expect("create the stop flag");
-    let mut reading = Reaped::start(
-        Process::new(reader, (list.clone(), passes.clone(), stop.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut reading = Running::spawn(reader, (list.clone(), passes.clone(), stop.clone()));
     for incarnation in 0..WRITER_KILLS {
         let before = list.len().expect("len");
-        let mut writer = Reaped::start(
-            Process::new(killed_writer, (list.clone(), incarnation))
-                .start_method(StartMethod::Spawn),
-        );
+        let mut writer = Running::spawn(killed_writer, (list.clone(), incarnation));
         // The writer is in its push loop: an item of its own is published.
         writer.wait_until("it published an item", || list.len().expect("len") > before);
         std::thread::sleep(Duration::from_micros(rng.below(2000)));
-        writer.0.kill().expect("SIGKILL");
-        match writer.0.join() {
+        writer.kill();
+        match writer.join() {
             Err(JoinError::Killed { signal: 9, .. }) => {}
             other => panic!("seed {seed}: writer {incarnation} ended on its own: {other:?}"),
         }
         // The reader finishes a whole pass over what the killed writer left.
-        let pass = *support::lock_recovering(&passes);
+        let pass = *lock_recovering(&passes);
         reading.wait_until("it read the list once more", || {
-            *support::lock_recovering(&passes) >= pass + 2
+            *lock_recovering(&passes) >= pass + 2
         });
     }
     stop.set().expect("set");
     let checked = reading
-        .0
         .join()
         .unwrap_or_else(|err| panic!("seed {seed}: the reader failed: {err}"));
     verified(&list);
@@ -558,7 +546,7 @@ fn a_reader_never_sees_an_error_or_a_torn_item_while_writers_are_killed_mid_push
     eprintln!(
         "{WRITER_KILLS} writers killed; the reader checked {checked} items in {} passes; {} \
          kills landed while holding the list's lock",
-        *support::lock_recovering(&passes),
+        *lock_recovering(&passes),
         list.segment()
             .expect("in shared memory")
             .lock_owner_deaths()
@@ -581,13 +569,10 @@ fn inspect_verify_finds_no_damage_while_another_process_appends_and_grows_the_li
     // The crash tests run `verify` while workers append; it must not mistake an append or a
     // growth that happens during the check for damage (it once compared the end of data with
     // the size it had read before the segment grew).
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let list = SharedList::<Written>::new().expect("create the list");
     let _list_removal = Removal::of(list.name());
-    let mut writer = Reaped::start(
-        Process::new(append_and_grow, (list.clone(), 16_000)).start_method(StartMethod::Spawn),
-    );
+    let mut writer = Running::spawn(append_and_grow, (list.clone(), 16_000));
     writer.wait_until("it appended", || !list.is_empty().expect("is_empty"));
     let mut checks = 0;
     while list.len().expect("len") < 16_000 {
@@ -600,7 +585,7 @@ fn inspect_verify_finds_no_damage_while_another_process_appends_and_grows_the_li
         );
         checks += 1;
     }
-    writer.0.join().expect("the writer appended everything");
+    writer.join().expect("the writer appended everything");
     eprintln!(
         "{checks} checks while the list grew {} times",
         list.segment().expect("in shared memory").generation()
@@ -623,12 +608,9 @@ fn hold_until_killed((lock, holding): (Lock, Event)) {
 /// Starts a spawned process that takes `lock` and holds it until it is killed; returns once
 /// it holds it, with the event it set (keep it until the holder is reaped: the last live user
 /// of an anonymous segment removes it, and the holder is killed).
-fn start_holder(lock: &Lock) -> (Reaped<(Lock, Event), ()>, Event) {
+fn start_holder(lock: &Lock) -> (Running<(Lock, Event), ()>, Event) {
     let holding = Event::new().expect("event");
-    let mut holder = Reaped::start(
-        Process::new(hold_until_killed, (lock.clone(), holding.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut holder = Running::spawn(hold_until_killed, (lock.clone(), holding.clone()));
     holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
     (holder, holding)
 }
@@ -636,7 +618,7 @@ fn start_holder(lock: &Lock) -> (Reaped<(Lock, Event), ()>, Event) {
 /// Says which thread is about to block, blocks in `lock()`, and reports how the lock came:
 /// the pid the dead holder had, and whether the next acquisition was clean.
 fn block_in_lock((lock, tid, blocking): (Lock, Mutex<u32>, Event)) -> (Option<u32>, bool) {
-    *support::lock_recovering(&tid) = support::current_tid();
+    *lock_recovering(&tid) = procfs::current_tid();
     blocking.set().expect("set");
     let previous = match lock.lock() {
         Err(LockError::OwnerDied(guard)) => {
@@ -653,33 +635,29 @@ fn block_in_lock((lock, tid, blocking): (Lock, Mutex<u32>, Event)) -> (Option<u3
 
 #[test]
 fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let lock = Lock::new().expect("create the lock");
     let _lock_removal = Removal::of(lock.name());
     let blocking = Event::new().expect("event");
     let tid = Mutex::new(0u32).expect("mutex");
     let (mut holder, _holding) = start_holder(&lock);
-    let mut blocked = Reaped::start(
-        Process::new(block_in_lock, (lock.clone(), tid.clone(), blocking.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut blocked = Running::spawn(block_in_lock, (lock.clone(), tid.clone(), blocking.clone()));
     blocked.wait_until("it is about to lock", || blocking.is_set().expect("is_set"));
     // Blocked: its thread sleeps (in the futex wait of `lock()`; nothing else can put it to
     // sleep between setting the flag and locking).
-    let (pid, tid) = (blocked.pid(), *support::lock_recovering(&tid));
+    let (pid, tid) = (blocked.pid(), *lock_recovering(&tid));
     blocked.wait_until("it sleeps in lock()", || {
-        support::thread_state(pid, tid) == Some('S')
+        procfs::thread_state(pid, tid) == Some('S')
     });
     // A margin, not the ordering (the thread's state is): it stays asleep in the kernel.
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(lock.owner().expect("owner"), Some(holder.pid()));
-    holder.0.kill().expect("SIGKILL");
+    holder.kill();
     assert!(matches!(
-        holder.0.join(),
+        holder.join(),
         Err(JoinError::Killed { signal: 9, .. })
     ));
-    let (previous, clean) = blocked.0.join().expect("the blocked locker was woken");
+    let (previous, clean) = blocked.join().expect("the blocked locker was woken");
     assert_eq!(
         previous,
         Some(holder.pid()),
@@ -695,8 +673,7 @@ fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed(
 
 #[test]
 fn try_lock_for_on_a_lock_held_by_a_live_process_times_out() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let lock = Lock::new().expect("create the lock");
     let _lock_removal = Removal::of(lock.name());
     let (mut holder, _holding) = start_holder(&lock);
@@ -709,11 +686,11 @@ fn try_lock_for_on_a_lock_held_by_a_live_process_times_out() {
         Err(TryLockError::WouldBlock { .. })
     ));
     assert!(
-        support::process_state(holder.pid()).is_some_and(|state| state != 'Z'),
+        procfs::process_state(holder.pid()).is_some_and(|state| state != 'Z'),
         "the holder is alive throughout"
     );
-    holder.0.kill().expect("SIGKILL");
-    let _ = holder.0.join();
+    holder.kill();
+    let _ = holder.join();
     match lock.try_lock_for(Duration::from_millis(200)) {
         Err(TryLockError::Lock(LockError::OwnerDied(guard))) => {
             guard.mark_consistent().expect("mark consistent");
@@ -741,21 +718,17 @@ fn lock_state(lock: Lock) -> String {
 }
 
 fn in_another_process(lock: &Lock) -> String {
-    let mut child =
-        Reaped::start(Process::new(lock_state, lock.clone()).start_method(StartMethod::Spawn));
-    child.0.join().expect("the child reports the lock's state")
+    let mut child = Running::spawn(lock_state, lock.clone());
+    child.join().expect("the child reports the lock's state")
 }
 
 #[test]
 fn a_panic_while_holding_a_lock_poisons_it_for_every_process_until_cleared() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let lock = Lock::new().expect("create the lock");
     let _lock_removal = Removal::of(lock.name());
-    let mut panicking = Reaped::start(
-        Process::new(panic_while_holding, lock.clone()).start_method(StartMethod::Spawn),
-    );
-    match panicking.0.join() {
+    let mut panicking = Running::spawn(panic_while_holding, lock.clone());
+    match panicking.join() {
         Err(JoinError::Panicked { message, .. }) => {
             assert!(message.contains("deliberate panic"), "{message}");
         }
@@ -809,9 +782,6 @@ fn record_start(bytes: &[u8], seq: u64) -> usize {
 
 #[test]
 fn a_repair_that_fails_after_a_kill_leaves_the_lock_recoverable_for_the_next_writer() {
-    use std::io::Read;
-    use std::os::unix::fs::FileExt;
-
     if failpoint_roles() {
         return;
     }
@@ -821,7 +791,7 @@ fn a_repair_that_fails_after_a_kill_leaves_the_lock_recoverable_for_the_next_wri
     let list = SharedList::<Entry>::create(list_name.name()).expect("create the list");
     list.extend((0..3).map(entry)).expect("prefill");
     let _intent = Mutex::create(intent_name.name(), u64::MAX).expect("create the intent");
-    let mut writer = support::child_in_role(
+    let mut writer = roles::child_in_role(
         "writer",
         &[
             (LIST_VARIABLE, list_name.name()),
@@ -831,24 +801,15 @@ fn a_repair_that_fails_after_a_kill_leaves_the_lock_recoverable_for_the_next_wri
     );
     writer.wait_until_stopped("list.written");
     let status = writer.kill();
-    assert!(
-        support::was_sigkilled(status),
-        "the writer ended with {status}"
-    );
+    assert!(was_sigkilled(status), "the writer ended with {status}");
 
     // Damage the record the repair reads (the last published item's): its length now reaches
     // past the segment.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/memspace.{}", list_name.name()))
-        .expect("open the segment's file");
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).expect("read the segment");
+    let file = list_name.file();
+    let bytes = file.bytes();
     let at = record_start(&bytes, 2);
     let length = &bytes[at..at + 4];
-    file.write_all_at(&[0xf0, 0xff, 0xff, 0xff], at as u64)
-        .expect("damage the record");
+    file.write(at as u64, &[0xf0, 0xff, 0xff, 0xff]);
 
     // Every writer meanwhile is told the list is damaged, and the lock is not bricked: each is
     // told the owner died, and tries the repair again.
@@ -861,18 +822,17 @@ fn a_repair_that_fails_after_a_kill_leaves_the_lock_recoverable_for_the_next_wri
             "attempt {attempt}: {err:?}"
         );
     }
-    let mut second = support::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
+    let mut second = roles::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
     assert!(
         !second.wait().success(),
         "another process pushed onto the damaged list"
     );
 
     // The damage undone, the next writer repairs the list and pushes.
-    file.write_all_at(length, at as u64)
-        .expect("undo the damage");
+    file.write(at as u64, length);
     list.push(&entry(3))
         .expect("push once the damage is undone");
-    let mut second = support::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
+    let mut second = roles::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
     let status = second.wait();
     assert!(status.success(), "the second process failed: {status}");
     assert_eq!(
@@ -903,23 +863,20 @@ fn release_unrepaired(lock: Lock) -> Option<u32> {
 
 #[test]
 fn a_lock_released_unrepaired_after_a_kill_tells_the_next_locker_the_owner_died() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let lock = Lock::new().expect("create the lock");
     let _lock_removal = Removal::of(lock.name());
     let (mut holder, _holding) = start_holder(&lock);
     let dead = holder.pid();
-    holder.0.kill().expect("SIGKILL");
+    holder.kill();
     assert!(matches!(
-        holder.0.join(),
+        holder.join(),
         Err(JoinError::Killed { signal: 9, .. })
     ));
 
     // Another process's repair fails: it releases the lock unrepaired.
-    let mut repairer = Reaped::start(
-        Process::new(release_unrepaired, lock.clone()).start_method(StartMethod::Spawn),
-    );
-    assert_eq!(repairer.0.join().expect("the repairer"), Some(dead));
+    let mut repairer = Running::spawn(release_unrepaired, lock.clone());
+    assert_eq!(repairer.join().expect("the repairer"), Some(dead));
     // The next locker is told the same death, and repairs.
     match lock.lock() {
         Err(LockError::OwnerDied(guard)) => {

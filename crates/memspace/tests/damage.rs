@@ -6,15 +6,10 @@
 //! Each test damages one field with a raw write to the segment's file, as a hostile peer
 //! would, while a handle to the collection is open.
 
-mod common;
-
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
-
 use memspace::collections::{Queue, QueueError, SharedMap, SharedVec, Value};
 use memspace::{Error, SegmentOptions, SharedList};
-
-use common::{Removal, Watchdog, shm_path};
+use memspace_testkit::names::SegmentFile;
+use memspace_testkit::{Removal, Watchdog};
 
 /// Where a collection's own control words start (`segment/header.rs`).
 const KIND_AREA: u64 = 2304;
@@ -25,41 +20,31 @@ const LIST_BLOCKS: u64 = KIND_AREA + 16;
 
 /// A segment's backing file, to damage and to watch.
 struct Backing {
-    file: File,
+    file: SegmentFile,
 }
 
 impl Backing {
     fn of(name: &Removal) -> Self {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(shm_path(name.name()))
-            .expect("open the segment's file");
-        Backing { file }
+        Backing { file: name.file() }
     }
 
     fn read_u64(&self, at: u64) -> u64 {
-        let mut bytes = [0; 8];
-        self.file.read_exact_at(&mut bytes, at).expect("pread");
-        u64::from_le_bytes(bytes)
+        self.file.read_u64(at)
     }
 
     fn write_u64(&self, at: u64, value: u64) {
-        self.file
-            .write_all_at(&value.to_le_bytes(), at)
-            .expect("pwrite");
+        self.file.write_u64(at, value);
     }
 
     /// The header, the lock slot, the segment's metadata and its table of users: everything
     /// in the control page before the collection's own words.
     fn control_page(&self) -> Vec<u8> {
-        let mut bytes = vec![0; usize::try_from(KIND_AREA).expect("small")];
-        self.file.read_exact_at(&mut bytes, 0).expect("pread");
-        bytes
+        self.file
+            .read(0, usize::try_from(KIND_AREA).expect("small"))
     }
 
     fn size(&self) -> u64 {
-        self.file.metadata().expect("fstat").len()
+        self.file.len()
     }
 
     /// Runs `write`, which must fail as damage naming `field`, and checks that it changed
@@ -93,19 +78,21 @@ fn other<T>(outcome: Result<T, QueueError>) -> Result<T, Error> {
     })
 }
 
-fn list_with_items(name: &Removal) -> SharedList<String> {
+/// A list named after `tag` holding three items, and its backing file; the name goes with
+/// them, to remove the list on drop.
+fn list_with_items(tag: &str) -> (Removal, SharedList<String>, Backing) {
+    let name = Removal::fresh(tag);
     let list = SharedList::<String>::create(name.name()).expect("create");
     list.extend(["a", "b", "c"].map(String::from))
         .expect("push");
-    list
+    let backing = Backing::of(&name);
+    (name, list, backing)
 }
 
 #[test]
 fn a_list_index_block_pointing_into_the_header_is_refused_before_the_push_writes() {
     let _dog = Watchdog::start();
-    let name = Removal::fresh("damage-list-header");
-    let list = list_with_items(&name);
-    let backing = Backing::of(&name);
+    let (_name, list, backing) = list_with_items("damage-list-header");
     // With 3 items the next entry is the block's 4th: the block at 16 puts it at 40, the
     // header's generation field; at 104, on the lock word at 128.
     for (block, target) in [(16, "the generation field"), (104, "the lock word")] {
@@ -128,9 +115,7 @@ fn a_list_index_block_pointing_into_the_header_is_refused_before_the_push_writes
 #[test]
 fn a_list_end_of_data_at_two_gib_does_not_grow_the_segment() {
     let _dog = Watchdog::start();
-    let name = Removal::fresh("damage-list-tail");
-    let list = list_with_items(&name);
-    let backing = Backing::of(&name);
+    let (_name, list, backing) = list_with_items("damage-list-tail");
     let tail = backing.read_u64(LIST_TAIL);
     // 2 GiB: below the default maximum size, far past the committed size. Then the other
     // impossible ends of data: inside the control page, before the published items, unaligned.
@@ -148,9 +133,7 @@ fn a_list_end_of_data_at_two_gib_does_not_grow_the_segment() {
 #[test]
 fn a_list_length_beyond_its_index_blocks_does_not_reserve_a_block() {
     let _dog = Watchdog::start();
-    let name = Removal::fresh("damage-list-len");
-    let list = list_with_items(&name);
-    let backing = Backing::of(&name);
+    let (_name, list, backing) = list_with_items("damage-list-len");
     // The first item of index block 10 (4 MiB of entries): blocks 1 to 9 were never reserved.
     // Then lengths in blocks that do not exist, and the largest ones.
     for len in [512 * 1023, 512 * 1023 + 5, 600, u64::MAX - 1, u64::MAX] {
@@ -252,7 +235,7 @@ fn a_value_whose_segment_has_no_room_for_it_is_refused_on_open() {
     // Committed and maximum size of one page: the control page, no room for the value.
     backing.write_u64(24, 4096);
     backing.write_u64(32, 4096);
-    backing.file.set_len(4096).expect("truncate");
+    backing.file.set_len(4096);
     let control = backing.control_page();
     let err = Value::<u64>::open(name.name()).expect_err("a value without room opened");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");

@@ -12,13 +12,12 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod common;
-
 use std::sync::{Arc, Mutex as StdMutex};
 
 use memspace::spawn::{Mode, StartMethod, Worker};
 use memspace::sync::Lock;
 use memspace::{SharedList, Thread};
+use memspace_testkit::Watchdog;
 
 type Plain = Arc<StdMutex<Vec<i64>>>;
 
@@ -75,7 +74,7 @@ fn assert_ran_in_three_children(results: &[(u32, Vec<i64>)], mode: Mode) {
     assert_eq!(pids.len(), 3, "{mode:?}: three processes, three pids");
 }
 
-fn plain_list_in_processes(method: StartMethod) {
+fn processes_append_to_their_own_copy_of_a_plain_list(method: StartMethod) {
     let mode = Mode::Process(method);
     let lock = Lock::new().expect("create a lock");
     let nums: Plain = Arc::default();
@@ -95,7 +94,7 @@ fn plain_list_in_processes(method: StartMethod) {
     }
 }
 
-fn shared_list_in_processes(method: StartMethod) {
+fn processes_appending_to_a_shared_list_give_the_threads_result(method: StartMethod) {
     let mode = Mode::Process(method);
     let lock = Lock::new().expect("create a lock");
     let nums = SharedList::<i64>::new().expect("create a list");
@@ -109,7 +108,7 @@ fn shared_list_in_processes(method: StartMethod) {
 
 #[test]
 fn threads_appending_to_a_plain_list_all_append_to_the_parents_list() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let lock = Lock::new().expect("create a lock");
     let nums: Plain = Arc::default();
     let results = three_in_a_row(Mode::Thread, append_plain, &(Arc::clone(&nums), lock));
@@ -122,22 +121,13 @@ fn threads_appending_to_a_plain_list_all_append_to_the_parents_list() {
     assert_eq!(seen, [&ALL[..3], &ALL[..6], &ALL[..]], "one list, shared");
 }
 
-#[test]
-fn fork_started_processes_append_to_their_own_copy_of_a_plain_list() {
-    let _dog = common::Watchdog::start();
-    plain_list_in_processes(StartMethod::Fork);
-}
-
-#[test]
-fn spawn_started_processes_append_to_their_own_copy_of_a_plain_list() {
-    common::init_spawn("spawn_started_processes_append_to_their_own_copy_of_a_plain_list");
-    let _dog = common::Watchdog::start();
-    plain_list_in_processes(StartMethod::Spawn);
+memspace_testkit::per_mode! {
+    processes_append_to_their_own_copy_of_a_plain_list: fork, spawn;
 }
 
 #[test]
 fn threads_appending_to_a_shared_list_give_the_tutorials_result() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let lock = Lock::new().expect("create a lock");
     let nums = SharedList::<i64>::new().expect("create a list");
     for _ in 0..3 {
@@ -148,17 +138,6 @@ fn threads_appending_to_a_shared_list_give_the_tutorials_result() {
     assert_eq!(nums.to_vec().expect("read the list"), ALL);
 }
 
-#[test]
-fn fork_started_processes_appending_to_a_shared_list_give_the_threads_result() {
-    let _dog = common::Watchdog::start();
-    shared_list_in_processes(StartMethod::Fork);
-}
-
-#[test]
-fn spawn_started_processes_appending_to_a_shared_list_give_the_threads_result() {
-    common::init_spawn(
-        "spawn_started_processes_appending_to_a_shared_list_give_the_threads_result",
-    );
-    let _dog = common::Watchdog::start();
-    shared_list_in_processes(StartMethod::Spawn);
+memspace_testkit::per_mode! {
+    processes_appending_to_a_shared_list_give_the_threads_result: fork, spawn;
 }

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use memspace::spawn::{Process, StartMethod};
+use memspace_testkit::roles;
 
 fn nothing((): ()) {}
 
 #[test]
 fn forking_a_process_that_runs_other_threads_warns_once() {
-    if std::env::var("MEMSPACE_TUTORIAL_ROLE").is_ok() {
+    if roles::role().is_some() {
         // Child role: make sure another thread runs, then fork twice.
         let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_secs(5)));
         for _ in 0..2 {
@@ -20,18 +21,12 @@ fn forking_a_process_that_runs_other_threads_warns_once() {
         return;
     }
     let run = |silence: bool| {
-        let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
-        command
-            .args([
-                "--exact",
-                "forking_a_process_that_runs_other_threads_warns_once",
-                "--nocapture",
-            ])
-            .env("MEMSPACE_TUTORIAL_ROLE", "child");
-        if silence {
-            command.env("MEMSPACE_FORK_WARNING", "0");
-        }
-        let output = command.output().expect("run child");
+        let env: &[(&str, &str)] = if silence {
+            &[("MEMSPACE_FORK_WARNING", "0")]
+        } else {
+            &[]
+        };
+        let output = roles::run_role_to_end("child", env);
         assert!(output.status.success(), "{output:?}");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };

@@ -26,8 +26,6 @@
 //! replays the run whose seed is `S` (printed at the start), and `MEMSPACE_FUZZ_CASE=C` replays
 //! the single case whose seed is `C` (printed for each failure).
 
-mod common;
-
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -36,8 +34,8 @@ use std::time::Duration;
 use memspace::collections::{Queue, SharedMap, SharedVec, Value};
 use memspace::sync::{Barrier, Condvar, Event, Lock, Mutex, RwLock, Semaphore};
 use memspace::{Segment, SharedList, inspect};
-
-use common::{Rng, Watchdog, shm_path, unique_name};
+use memspace_testkit::names::shm_path;
+use memspace_testkit::{Rng, Watchdog, names, unique_name};
 
 /// Cases run by default: enough to find the easy bugs in a few seconds of a debug build.
 const DEFAULT_CASES: u64 = 4000;
@@ -513,7 +511,7 @@ fn run_case(seed: u64, samples: &[(Sample, Vec<u8>)]) -> Result<bool, String> {
     let path = shm_path(&name);
     // Written whole before anything maps it: no truncation under a mapping here. Mode 0600,
     // as a segment has: a wider one would be refused before anything is read.
-    common::write_segment_file(&name, &bytes);
+    names::write_segment_file(&name, &bytes);
     let before = bytes.len() as u64;
     let measured = reset_peak_memory();
     let (_, rss_before) = memory();

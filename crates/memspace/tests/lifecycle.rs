@@ -9,16 +9,15 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod support;
-
-use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use memspace::spawn::{JoinError, Process, StartMethod};
+use memspace::spawn::{JoinError, StartMethod};
 use memspace::sync::{Event, Lock, LockError, Mutex};
 use memspace::{OpenError, Segment, SharedList, inspect};
 
-use support::{Parent, Reaped, Removal, TempDir, Watchdog};
+use memspace_testkit::flags::lock_recovering;
+use memspace_testkit::names::{SegmentFile, TempDir, shm_exists};
+use memspace_testkit::{Parent, Removal, Running, Watchdog, cli, procfs, roles};
 
 fn live_users(name: &str) -> usize {
     inspect::info(&inspect::observe(name).expect("observe the segment")).live_users
@@ -39,33 +38,29 @@ fn keep_open((list, attached, release): (SharedList<u32>, Event, Event)) -> Vec<
 
 #[test]
 fn an_anonymous_list_outlives_its_creators_handle_while_a_spawned_child_uses_it() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let list = SharedList::<u32>::new().expect("create the list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
     list.push(&1).expect("push");
     let (attached, release) = (Event::new().expect("event"), Event::new().expect("event"));
-    let mut child = Reaped::start(
-        Process::new(keep_open, (list.clone(), attached.clone(), release.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut child = Running::spawn(keep_open, (list.clone(), attached.clone(), release.clone()));
     child.wait_until("it attached", || attached.is_set().expect("is_set"));
     assert_eq!(live_users(&name), 2, "the creator and the child");
     drop(list);
     assert!(
-        support::shm_exists(&name),
+        shm_exists(&name),
         "the creator's drop removed a segment that a live child still uses"
     );
     assert_eq!(live_users(&name), 1, "the child");
     release.set().expect("set");
     assert_eq!(
-        child.0.join().expect("the child pushed and let go"),
+        child.join().expect("the child pushed and let go"),
         [1, 2],
         "the child kept using the list after its creator let go"
     );
     assert!(
-        !support::shm_exists(&name),
+        !shm_exists(&name),
         "the last user's drop did not remove the segment"
     );
 }
@@ -87,28 +82,24 @@ fn create_and_park((names, created): (SharedList<String>, Event)) {
 
 #[test]
 fn an_anonymous_list_whose_creator_was_killed_stays_until_gc_removes_it() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let names = SharedList::<String>::new().expect("create the list of names");
     let _names_removal = Removal::of(names.name());
     let created = Event::new().expect("event");
-    let mut creator = Reaped::start(
-        Process::new(create_and_park, (names.clone(), created.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut creator = Running::spawn(create_and_park, (names.clone(), created.clone()));
     creator.wait_until("it created the list", || created.is_set().expect("is_set"));
     let orphan = names
         .get(0)
         .expect("read")
         .expect("the child reported a name");
     let _orphan_removal = Removal::of(&orphan);
-    creator.0.kill().expect("SIGKILL");
+    creator.kill();
     assert!(matches!(
-        creator.0.join(),
+        creator.join(),
         Err(JoinError::Killed { signal: 9, .. })
     ));
     assert!(
-        support::shm_exists(&orphan),
+        shm_exists(&orphan),
         "nobody could remove it: its only user was killed"
     );
     let info = inspect::info(&inspect::observe(&orphan).expect("observe"));
@@ -123,39 +114,36 @@ fn an_anonymous_list_whose_creator_was_killed_stays_until_gc_removes_it() {
     assert!(!info.creator.alive);
     assert_eq!(info.items, Some(1));
 
-    let Some(cli) = support::cli_binary() else {
+    let Some(binary) = cli::find_binary() else {
         // Run through scripts/test.sh (`cargo nextest run --workspace`), which builds the CLI
         // first; here the library's view of gc's rule is all that can be checked.
         eprintln!("NOTE: no memspace CLI binary next to the test binary; gc not exercised");
         Segment::remove(&orphan).expect("remove as gc would");
-        assert!(!support::shm_exists(&orphan));
+        assert!(!shm_exists(&orphan));
         return;
     };
-    eprintln!("using the CLI at {}", cli.display());
+    eprintln!("using the CLI at {}", binary.display());
     // A dry run over all of /dev/shm (it removes nothing, so other tests are not disturbed)...
-    let planned = support::run_cli(&cli, &["gc", "--dry-run"]);
+    let planned = cli::succeed(&["gc", "--dry-run"]);
     assert!(
         planned.contains(&format!("would remove {orphan}:")),
         "gc --dry-run does not list {orphan}:\n{planned}"
     );
-    assert!(support::shm_exists(&orphan), "a dry run removed it");
+    assert!(shm_exists(&orphan), "a dry run removed it");
     assert!(
         !planned.contains(names.name().as_str()),
         "gc --dry-run would remove a list this process still uses:\n{planned}"
     );
     // ... and a real one limited to our segments (another test's orphans are its own business).
     let only_ours = [orphan.as_str(), names.name().as_str()];
-    let done = support::run_cli(&cli, &[&["gc"][..], &only_ours[..]].concat());
+    let done = cli::succeed(&[&["gc"][..], &only_ours[..]].concat());
     assert!(
         done.contains(&format!("removed {orphan}:")),
         "gc did not remove {orphan}:\n{done}"
     );
-    assert!(!support::shm_exists(&orphan));
-    assert!(
-        support::shm_exists(names.name().as_str()),
-        "gc removed a live list"
-    );
-    let again = support::run_cli(&cli, &[&["gc"][..], &only_ours[..]].concat());
+    assert!(!shm_exists(&orphan));
+    assert!(shm_exists(names.name().as_str()), "gc removed a live list");
+    let again = cli::succeed(&[&["gc"][..], &only_ours[..]].concat());
     assert_eq!(again.trim(), "nothing to remove");
 }
 
@@ -171,20 +159,15 @@ fn open_and_push(name: String) {
 
 #[test]
 fn a_named_list_persists_after_every_user_exits_and_gc_leaves_it_alone() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let removal = Removal::fresh("named");
     let name = removal.name().to_owned();
     let list = SharedList::<u32>::create(&name).expect("create");
     list.push(&1).expect("push");
-    let mut child =
-        Reaped::start(Process::new(open_and_push, name.clone()).start_method(StartMethod::Spawn));
-    child.0.join().expect("the child pushed");
+    let mut child = Running::spawn(open_and_push, name.clone());
+    child.join().expect("the child pushed");
     drop(list);
-    assert!(
-        support::shm_exists(&name),
-        "a named list vanished with its users"
-    );
+    assert!(shm_exists(&name), "a named list vanished with its users");
     let info = inspect::info(&inspect::observe(&name).expect("observe"));
     assert!(!info.anonymous);
     assert!(
@@ -192,15 +175,15 @@ fn a_named_list_persists_after_every_user_exits_and_gc_leaves_it_alone() {
         "every user detached: {:?}",
         info.users
     );
-    if let Some(cli) = support::cli_binary() {
-        let planned = support::run_cli(&cli, &["gc", "--dry-run"]);
+    if cli::find_binary().is_some() {
+        let planned = cli::succeed(&["gc", "--dry-run"]);
         assert!(
             !planned.contains(&name),
             "gc would remove a named list:\n{planned}"
         );
-        let done = support::run_cli(&cli, &["gc", &name]);
+        let done = cli::succeed(&["gc", &name]);
         assert_eq!(done.trim(), "nothing to remove");
-        assert!(support::shm_exists(&name));
+        assert!(shm_exists(&name));
     } else {
         eprintln!("NOTE: no memspace CLI binary next to the test binary; gc not exercised");
     }
@@ -208,7 +191,7 @@ fn a_named_list_persists_after_every_user_exits_and_gc_leaves_it_alone() {
     assert_eq!(again.to_vec().expect("read"), [1, 2]);
     drop(again);
     Segment::remove(&name).expect("remove");
-    assert!(!support::shm_exists(&name));
+    assert!(!shm_exists(&name));
     assert!(matches!(
         Segment::remove(&name),
         Err(memspace::Error::Open(OpenError::NotFound { .. }))
@@ -236,13 +219,11 @@ fn a_forked_child_dropping_its_copy_of_an_anonymous_list_does_not_remove_it() {
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
     list.push(&1).expect("push");
-    let mut child = Reaped::start(
-        Process::new(push_and_drop_the_copy, list.clone()).start_method(StartMethod::Fork),
-    );
-    let child_pid = child.0.join().expect("the forked child ran");
+    let mut child = Running::start_by(StartMethod::Fork, push_and_drop_the_copy, list.clone());
+    let child_pid = child.join().expect("the forked child ran");
     assert_ne!(child_pid, std::process::id());
     assert!(
-        support::shm_exists(&name),
+        shm_exists(&name),
         "a forked child's drop removed its parent's segment"
     );
     let users = list.segment().expect("in shared memory").users();
@@ -251,10 +232,7 @@ fn a_forked_child_dropping_its_copy_of_an_anonymous_list_does_not_remove_it() {
     list.push(&3).expect("the parent still works with it");
     assert_eq!(list.to_vec().expect("read"), [1, 2, 3]);
     drop(list);
-    assert!(
-        !support::shm_exists(&name),
-        "the parent, its last user, removed it"
-    );
+    assert!(!shm_exists(&name), "the parent, its last user, removed it");
 }
 
 // =============================================================================================
@@ -270,8 +248,7 @@ fn read_and_append(name: String) -> Vec<String> {
 
 #[test]
 fn a_file_backed_list_keeps_its_items_across_processes_until_removed() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let dir = TempDir::new("file-list");
     let name = dir.segment("list.seg");
     let path = dir.path().join("list.seg");
@@ -280,10 +257,9 @@ fn a_file_backed_list_keeps_its_items_across_processes_until_removed() {
         .expect("push");
     drop(list);
     assert!(path.is_file(), "the file is on disk");
-    let mut child =
-        Reaped::start(Process::new(read_and_append, name.clone()).start_method(StartMethod::Spawn));
+    let mut child = Running::spawn(read_and_append, name.clone());
     assert_eq!(
-        child.0.join().expect("the child read the file"),
+        child.join().expect("the child read the file"),
         ["one", "two"]
     );
     let again = SharedList::<String>::open(&name).expect("reopen");
@@ -305,13 +281,7 @@ const BOOT_ID: (u64, usize) = (192, 16);
 /// Simulates a reboot for the segment file at `path`: replaces the boot id it recorded by
 /// another one. (Zeros would mean "unknown": a creator that could not read its boot id.)
 fn change_boot_id(path: &Path) {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open the segment file");
-    file.seek(SeekFrom::Start(BOOT_ID.0)).expect("seek");
-    file.write_all(&[0xab; BOOT_ID.1])
-        .expect("overwrite the boot id");
+    SegmentFile::open(path).write(BOOT_ID.0, &[0xab; BOOT_ID.1]);
 }
 
 /// Takes the file-backed lock, says so, and holds it until killed.
@@ -333,23 +303,19 @@ fn lock_elsewhere(name: String) -> String {
 
 #[test]
 fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let dir = TempDir::new("file-lock");
     let name = dir.segment("lock.seg");
     drop(Lock::create(&name).expect("create in a file"));
     // The file as a reboot would leave it: copied while a process holds the lock, so that the
     // lock word names a thread of an earlier boot.
     let holding = Event::new().expect("event");
-    let mut holder = Reaped::start(
-        Process::new(hold_file_lock, (name.clone(), holding.clone()))
-            .start_method(StartMethod::Spawn),
-    );
+    let mut holder = Running::spawn(hold_file_lock, (name.clone(), holding.clone()));
     holder.wait_until("it holds the lock", || holding.is_set().expect("is_set"));
     let rebooted = dir.path().join("rebooted.seg");
     std::fs::copy(dir.path().join("lock.seg"), &rebooted).expect("copy the file");
-    holder.0.kill().expect("SIGKILL");
-    let _ = holder.0.join();
+    holder.kill();
+    let _ = holder.join();
     change_boot_id(&rebooted);
     let rebooted_name = dir.segment("rebooted.seg");
 
@@ -367,11 +333,9 @@ fn a_file_backed_lock_held_at_a_reboot_reports_owner_died_once_then_works() {
         "the reset is reported once, not once per opener"
     );
     assert!(lock.lock().is_ok());
-    let mut other = Reaped::start(
-        Process::new(lock_elsewhere, rebooted_name.clone()).start_method(StartMethod::Spawn),
-    );
+    let mut other = Running::spawn(lock_elsewhere, rebooted_name.clone());
     assert_eq!(
-        other.0.join().expect("join"),
+        other.join().expect("join"),
         "clean",
         "another process of this boot"
     );
@@ -401,7 +365,7 @@ const FILE_LIST: &str = "MEMSPACE_LIFECYCLE_FILE_LIST";
 
 #[test]
 fn a_file_backed_list_copied_while_an_append_was_half_done_recovers_after_a_reboot() {
-    if support::role().as_deref() == Some("writer") {
+    if roles::role().as_deref() == Some("writer") {
         return file_writer();
     }
     let _watchdog = Watchdog::start();
@@ -413,7 +377,7 @@ fn a_file_backed_list_copied_while_an_append_was_half_done_recovers_after_a_rebo
     drop(list);
     // A writer stops holding the lock with an unpublished record written: the file as a reboot
     // at that moment would leave it.
-    let mut writer = support::child_in_role(
+    let mut writer = roles::child_in_role(
         "writer",
         &[(FILE_LIST, &name), ("MEMSPACE_FAILPOINT", "list.written")],
     );
@@ -458,32 +422,28 @@ fn create_named((name, created, exit, me): (String, Event, Event, Mutex<[u64; 2]
     let parent = Parent::here();
     let list = SharedList::<u32>::create(&name).expect("create");
     list.push(&1).expect("push");
-    *support::lock_recovering(&me) = [u64::from(std::process::id()), support::own_start_time()];
+    *lock_recovering(&me) = [u64::from(std::process::id()), procfs::own_start_time()];
     created.set().expect("set");
     parent.wait(&exit);
 }
 
 #[test]
 fn the_creator_pid_and_start_time_of_a_list_made_by_a_child_are_recorded() {
-    support::spawn_runs_this_test();
-    let _watchdog = Watchdog::start();
+    let _watchdog = memspace_testkit::start_test();
     let removal = Removal::fresh("creator");
     let (created, exit) = (Event::new().expect("event"), Event::new().expect("event"));
     let me = Mutex::new([0u64; 2]).expect("mutex");
-    let mut child = Reaped::start(
-        Process::new(
-            create_named,
-            (
-                removal.name().to_owned(),
-                created.clone(),
-                exit.clone(),
-                me.clone(),
-            ),
-        )
-        .start_method(StartMethod::Spawn),
+    let mut child = Running::spawn(
+        create_named,
+        (
+            removal.name().to_owned(),
+            created.clone(),
+            exit.clone(),
+            me.clone(),
+        ),
     );
     child.wait_until("it created the list", || created.is_set().expect("is_set"));
-    let [pid, start_time] = *support::lock_recovering(&me);
+    let [pid, start_time] = *lock_recovering(&me);
     assert_eq!(pid, u64::from(child.pid()));
     let info = inspect::info(&inspect::observe(removal.name()).expect("observe"));
     assert_eq!(u64::from(info.creator.pid), pid);
@@ -491,7 +451,7 @@ fn the_creator_pid_and_start_time_of_a_list_made_by_a_child_are_recorded() {
     assert!(info.creator.alive, "the creator is running");
     assert_eq!(info.last_writer_pid, child.pid());
     exit.set().expect("set");
-    child.0.join().expect("the child exited");
+    child.join().expect("the child exited");
     let info = inspect::info(&inspect::observe(removal.name()).expect("observe"));
     assert_eq!(u64::from(info.creator.pid), pid);
     assert_eq!(info.creator.start_time, start_time);

@@ -7,17 +7,14 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use memspace::spawn::{Process, StartMethod};
+use memspace::spawn::StartMethod;
 use memspace::sync::Mutex;
 use memspace::{Error, SegmentOptions, SharedList, inspect};
+use memspace_testkit::{Removal, Running, flags};
 use serde::{Deserialize, Serialize};
-
-use common::{Removal, Running};
 
 // ---------------------------------------------------------------------------------------------
 // Four writers at once
@@ -29,37 +26,38 @@ const GO: u32 = 1_000;
 
 /// Says it is ready, waits for the start signal, then pushes `(worker, 0..PER_WRITER)`.
 fn push_many((list, start, worker, parent): (SharedList<(u32, u32)>, Mutex<u32>, u32, u32)) {
-    common::add_to_flag(&start, 1);
-    common::child_wait_for_flag(&start, GO, parent);
+    flags::add_to_flag(&start, 1);
+    flags::child_wait_for_flag(&start, GO, parent);
     for seq in 0..PER_WRITER {
         list.push(&(worker, seq)).expect("push");
     }
 }
 
-fn four_writers_lose_and_duplicate_nothing(method: StartMethod) {
+fn four_processes_pushing_ten_thousand_items_each_lose_and_duplicate_nothing(method: StartMethod) {
     let list = SharedList::<(u32, u32)>::new().expect("create a list");
-    let start = common::new_flag();
+    let start = flags::new_flag();
     let parent = std::process::id();
     let mut writers: Vec<_> = (0..WRITERS)
         .map(|worker| {
-            Running::start(
-                Process::new(push_many, (list.clone(), start.clone(), worker, parent))
-                    .start_method(method),
+            Running::start_by(
+                method,
+                push_many,
+                (list.clone(), start.clone(), worker, parent),
             )
         })
         .collect();
     // Let them go together, so that their pushes interleave.
     for writer in &writers {
-        common::wait_for_flag(&start, 1, writer.pid());
+        flags::wait_for_flag(&start, 1, writer.pid());
     }
-    while common::read_flag(&start) < WRITERS {
+    while flags::read_flag(&start) < WRITERS {
         assert!(
             !writers.iter().any(Running::has_ended),
             "a writer ended before the start"
         );
         std::thread::yield_now();
     }
-    common::set_flag(&start, GO);
+    flags::set_flag(&start, GO);
     for writer in &mut writers {
         writer.join().expect("a writer");
     }
@@ -86,19 +84,8 @@ fn four_writers_lose_and_duplicate_nothing(method: StartMethod) {
     assert!(report.is_consistent(), "{method}: {report:?}");
 }
 
-#[test]
-fn four_fork_processes_pushing_ten_thousand_items_each_lose_and_duplicate_nothing() {
-    let _dog = common::Watchdog::start();
-    four_writers_lose_and_duplicate_nothing(StartMethod::Fork);
-}
-
-#[test]
-fn four_spawn_processes_pushing_ten_thousand_items_each_lose_and_duplicate_nothing() {
-    common::init_spawn(
-        "four_spawn_processes_pushing_ten_thousand_items_each_lose_and_duplicate_nothing",
-    );
-    let _dog = common::Watchdog::start();
-    four_writers_lose_and_duplicate_nothing(StartMethod::Spawn);
+memspace_testkit::per_mode! {
+    four_processes_pushing_ten_thousand_items_each_lose_and_duplicate_nothing: fork, spawn;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +124,7 @@ fn push_growing((list, progress, parent): (SharedList<Record>, Mutex<u32>, u32))
     let per_round = GROWTH_ITEMS / GROWTH_ROUNDS;
     for round in 0..GROWTH_ROUNDS {
         let start = round * per_round;
-        common::child_wait_for_flag(&progress, start as u32, parent);
+        flags::child_wait_for_flag(&progress, start as u32, parent);
         for index in start..start + per_round {
             list.push(&record(index)).expect("push");
         }
@@ -145,17 +132,15 @@ fn push_growing((list, progress, parent): (SharedList<Record>, Mutex<u32>, u32))
     list.segment().expect("in shared memory").size()
 }
 
-fn a_list_grows_while_another_process_reads(method: StartMethod) {
+fn a_list_grows_far_past_64_kib_while_the_parent_reads_what_a_child_pushes(method: StartMethod) {
     let list = SharedList::<Record>::new().expect("create a list");
     let initial_size = list.segment().expect("in shared memory").size();
     assert_eq!(initial_size, 64 << 10, "a list starts at 64 KiB");
-    let progress = common::new_flag();
-    let mut writer = Running::start(
-        Process::new(
-            push_growing,
-            (list.clone(), progress.clone(), std::process::id()),
-        )
-        .start_method(method),
+    let progress = flags::new_flag();
+    let mut writer = Running::start_by(
+        method,
+        push_growing,
+        (list.clone(), progress.clone(), std::process::id()),
     );
     let mut next = 0;
     let mut big_seen = 0;
@@ -171,7 +156,7 @@ fn a_list_grows_while_another_process_reads(method: StartMethod) {
                 assert_eq!(item, record(next), "{method}: item {next}");
                 next += 1;
                 if next % 1_000 == 0 || next == GROWTH_ITEMS {
-                    common::set_flag(&progress, next as u32);
+                    flags::set_flag(&progress, next as u32);
                 }
             }
             Ok(None) => {
@@ -199,19 +184,8 @@ fn a_list_grows_while_another_process_reads(method: StartMethod) {
     assert!(report.is_consistent(), "{method}: {report:?}");
 }
 
-#[test]
-fn a_list_grows_far_past_64_kib_while_the_parent_reads_what_a_forked_child_pushes() {
-    let _dog = common::Watchdog::start();
-    a_list_grows_while_another_process_reads(StartMethod::Fork);
-}
-
-#[test]
-fn a_list_grows_far_past_64_kib_while_the_parent_reads_what_a_spawned_child_pushes() {
-    common::init_spawn(
-        "a_list_grows_far_past_64_kib_while_the_parent_reads_what_a_spawned_child_pushes",
-    );
-    let _dog = common::Watchdog::start();
-    a_list_grows_while_another_process_reads(StartMethod::Spawn);
+memspace_testkit::per_mode! {
+    a_list_grows_far_past_64_kib_while_the_parent_reads_what_a_child_pushes: fork, spawn;
 }
 
 // ---------------------------------------------------------------------------------------------

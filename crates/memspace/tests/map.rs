@@ -13,22 +13,16 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
-use std::process::{Child, Command};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use memspace::collections::{SharedMap, Value};
 use memspace::spawn::{Mode, StartMethod, Worker};
 use memspace::sync::Event;
-use memspace::{Error, Segment, SegmentOptions, inspect};
+use memspace::{Error, SegmentOptions, inspect};
+use memspace_testkit::rng::seed_from_env;
+use memspace_testkit::{Removal, Rng, Watchdog, roles};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// The environment variable that puts a re-run of this binary into a child role.
-const ROLE: &str = "MEMSPACE_MAP_TEST_ROLE";
 /// The map a child in a role works on.
 const MAP: &str = "MEMSPACE_MAP_TEST_MAP";
 /// The `Value<u64>` where a child in a role counts the steps it completed.
@@ -38,122 +32,6 @@ const SCRIPT: &str = "MEMSPACE_MAP_TEST_SCRIPT";
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-/// Aborts the test process if the test has not finished after a minute (a hang is a failure,
-/// not a stuck CI job). Dropping it at the end of the test stops it.
-struct Watchdog(Arc<(std::sync::Mutex<bool>, Condvar)>);
-
-impl Watchdog {
-    fn start() -> Self {
-        let done = Arc::new((std::sync::Mutex::new(false), Condvar::new()));
-        let flag = Arc::clone(&done);
-        let test = std::thread::current().name().unwrap_or("a test").to_owned();
-        std::thread::spawn(move || {
-            let (finished, wake) = &*flag;
-            let finished = finished.lock().unwrap_or_else(PoisonError::into_inner);
-            let (finished, _) = wake
-                .wait_timeout_while(finished, Duration::from_mins(1), |finished| !*finished)
-                .unwrap_or_else(PoisonError::into_inner);
-            if !*finished {
-                eprintln!("watchdog: {test} did not finish within a minute: aborting");
-                std::process::abort();
-            }
-        });
-        Watchdog(done)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let (finished, wake) = &*self.0;
-        *finished.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_all();
-    }
-}
-
-/// A unique segment name (pid, test, counter), removed when dropped, also when the test fails.
-struct Name(String);
-
-impl Name {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        Name(format!(
-            "map-test.{}.{test}.{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = Segment::remove(&self.0);
-    }
-}
-
-/// A child process, killed and reaped when dropped (so that a failing test leaves none behind).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Prepares a test that runs workers in every mode: spawned children re-run this very test
-/// (`--exact`), where `init` runs their target and exits. Returns the modes.
-fn modes(test: &str) -> [Mode; 3] {
-    memspace::init();
-    memspace::spawn::set_child_args([
-        std::env::current_exe()
-            .expect("test binary")
-            .into_os_string(),
-        "--exact".into(),
-        test.into(),
-        "--nocapture".into(),
-    ]);
-    [
-        Mode::Thread,
-        Mode::Process(StartMethod::Fork),
-        Mode::Process(StartMethod::Spawn),
-    ]
-}
-
-/// Starts this test binary again, running only `test`, in the child role `role`.
-fn spawn_child(test: &str, role: &str, envs: &[(&str, &str)]) -> ChildGuard {
-    let mut command = Command::new(std::env::current_exe().expect("test binary"));
-    command
-        .args(["--exact", test, "--nocapture"])
-        .env(ROLE, role);
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    ChildGuard(command.spawn().expect("start child test process"))
-}
-
-/// The state letter of process `pid` (`R`, `S`, `T`, `Z`, ...), `None` once reaped.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')').next()?.trim_start().chars().next()
-}
-
-fn sigkill(child: &mut ChildGuard) {
-    child.0.kill().expect("SIGKILL");
-    child.0.wait().expect("reap the child");
-}
-
-/// A small deterministic generator (xorshift64*), so that a failing seed can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 fn assert_consistent(map: &SharedMap<impl Sized, impl Sized>, context: &str) {
     let report = inspect::verify(map.segment().expect("in shared memory"));
@@ -165,8 +43,8 @@ fn assert_consistent(map: &SharedMap<impl Sized, impl Sized>, context: &str) {
 
 #[test]
 fn insert_get_replace_remove_and_clear_behave_as_in_a_hash_map() {
-    let name = Name::new("basics");
-    let map = SharedMap::<String, i32>::create(&name.0).expect("create");
+    let name = Removal::fresh("basics");
+    let map = SharedMap::<String, i32>::create(name.name()).expect("create");
     let key = |k: &str| k.to_owned();
     assert!(map.is_empty().expect("is_empty"));
     assert_eq!(map.get(&key("a")).expect("get"), None);
@@ -224,18 +102,18 @@ fn insert_get_replace_remove_and_clear_behave_as_in_a_hash_map() {
 
 #[test]
 fn a_handle_travels_as_the_maps_name_and_reattaches() {
-    let name = Name::new("serde");
-    let map = SharedMap::<u32, u32>::create(&name.0).expect("create");
+    let name = Removal::fresh("serde");
+    let map = SharedMap::<u32, u32>::create(name.name()).expect("create");
     map.insert(&1, &10).expect("insert");
     let json = serde_json::to_string(&map).expect("serialize");
-    assert_eq!(json, format!("\"{}\"", name.0));
+    assert_eq!(json, format!("\"{}\"", name.name()));
     let back: SharedMap<u32, u32> = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back.get(&1).expect("get"), Some(10));
     assert_eq!(
         back.segment().expect("in shared memory").inode(),
         map.segment().expect("in shared memory").inode()
     );
-    assert!(format!("{map:?}").contains(&name.0));
+    assert!(format!("{map:?}").contains(name.name()));
 }
 
 /// Fills keys `(worker, "k0")..` with inserts, replaces and removes; returns how many it left.
@@ -262,6 +140,10 @@ fn churn_own_keys((map, worker): (SharedMap<(u32, String), u64>, u32)) -> u64 {
     1000
 }
 
+memspace_testkit::per_mode! {
+    four_workers_on_threads_and_on_processes_fill_one_map: thread, fork, spawn;
+}
+
 fn expected_value(i: u64) -> Option<u64> {
     if i.is_multiple_of(3) {
         None
@@ -272,40 +154,37 @@ fn expected_value(i: u64) -> Option<u64> {
     }
 }
 
-#[test]
-fn four_workers_on_threads_and_on_processes_fill_one_map() {
-    for mode in modes("four_workers_on_threads_and_on_processes_fill_one_map") {
-        let _dog = Watchdog::start();
-        let map = SharedMap::<(u32, String), u64>::new().expect("map");
-        let mut workers: Vec<_> = (0..4)
-            .map(|worker| Worker::new(mode, churn_own_keys, (map.clone(), worker)))
-            .collect();
-        for worker in &mut workers {
-            worker.start().expect("start");
-        }
-        let left: u64 = workers
-            .iter_mut()
-            .map(|worker| worker.join().expect("join"))
-            .sum();
-        assert_eq!(map.len().expect("len"), left, "{mode:?}");
-        let all = map.to_hash_map().expect("copy");
-        assert_eq!(all.len() as u64, left, "{mode:?}");
-        for worker in 0..4 {
-            for i in 0..1500u64 {
-                assert_eq!(
-                    all.get(&(worker, format!("k{i}"))).copied(),
-                    expected_value(i),
-                    "{mode:?}: worker {worker}, key {i}"
-                );
-            }
-        }
-        assert_eq!(
-            map.get(&(2, "k7".to_owned())).expect("get"),
-            Some(70),
-            "{mode:?}"
-        );
-        assert_consistent(&map, &format!("{mode:?}"));
+fn four_workers_on_threads_and_on_processes_fill_one_map(mode: Mode) {
+    let _dog = Watchdog::start();
+    let map = SharedMap::<(u32, String), u64>::new().expect("map");
+    let mut workers: Vec<_> = (0..4)
+        .map(|worker| Worker::new(mode, churn_own_keys, (map.clone(), worker)))
+        .collect();
+    for worker in &mut workers {
+        worker.start().expect("start");
     }
+    let left: u64 = workers
+        .iter_mut()
+        .map(|worker| worker.join().expect("join"))
+        .sum();
+    assert_eq!(map.len().expect("len"), left, "{mode:?}");
+    let all = map.to_hash_map().expect("copy");
+    assert_eq!(all.len() as u64, left, "{mode:?}");
+    for worker in 0..4 {
+        for i in 0..1500u64 {
+            assert_eq!(
+                all.get(&(worker, format!("k{i}"))).copied(),
+                expected_value(i),
+                "{mode:?}: worker {worker}, key {i}"
+            );
+        }
+    }
+    assert_eq!(
+        map.get(&(2, "k7".to_owned())).expect("get"),
+        Some(70),
+        "{mode:?}"
+    );
+    assert_consistent(&map, &format!("{mode:?}"));
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -380,11 +259,11 @@ fn keys_of_many_types_find_their_values() {
 
 #[test]
 fn keys_are_equal_when_their_encodings_are() {
-    let name = Name::new("encodings");
-    let narrow = SharedMap::<u8, String>::create(&name.0).expect("create");
+    let name = Removal::fresh("encodings");
+    let narrow = SharedMap::<u8, String>::create(name.name()).expect("create");
     narrow.insert(&5, &"five".to_owned()).expect("insert");
     // Integers are encoded by value, whatever their width or signedness.
-    let wide = SharedMap::<i64, String>::open(&name.0).expect("open");
+    let wide = SharedMap::<i64, String>::open(name.name()).expect("open");
     assert_eq!(wide.get(&5).expect("get").as_deref(), Some("five"));
     assert_eq!(
         wide.insert(&5, &"cinq".to_owned())
@@ -396,25 +275,25 @@ fn keys_are_equal_when_their_encodings_are() {
 
     // A struct is encoded as a map of its fields, in order: the map with the same fields in
     // the same order is the same key.
-    let name = Name::new("structs");
-    let points = SharedMap::<Point, u32>::create(&name.0).expect("create");
+    let name = Removal::fresh("structs");
+    let points = SharedMap::<Point, u32>::create(name.name()).expect("create");
     points.insert(&Point { x: 1, y: 2 }, &12).expect("insert");
-    let maps = SharedMap::<BTreeMap<String, i32>, u32>::open(&name.0).expect("open");
+    let maps = SharedMap::<BTreeMap<String, i32>, u32>::open(name.name()).expect("open");
     let same = BTreeMap::from([("x".to_owned(), 1), ("y".to_owned(), 2)]);
     assert_eq!(maps.get(&same).expect("get"), Some(12));
 }
 
 #[test]
 fn a_value_of_another_type_is_a_decode_error_naming_the_map() {
-    let name = Name::new("decode");
-    let numbers = SharedMap::<String, u32>::create(&name.0).expect("create");
+    let name = Removal::fresh("decode");
+    let numbers = SharedMap::<String, u32>::create(name.name()).expect("create");
     numbers.insert(&"n".to_owned(), &7).expect("insert");
-    let texts = SharedMap::<String, String>::open(&name.0).expect("open");
+    let texts = SharedMap::<String, String>::open(name.name()).expect("open");
     let err = texts
         .get(&"n".to_owned())
         .expect_err("a u32 read as a String");
     assert!(matches!(err, Error::Decode { .. }), "{err:?}");
-    assert!(err.to_string().contains(&name.0), "{err}");
+    assert!(err.to_string().contains(name.name()), "{err}");
     assert!(texts.iter().next().expect("one entry").is_err());
 }
 
@@ -430,12 +309,15 @@ fn count_filled((map, filled, count): (SharedMap<u64, String>, Event, u64)) -> u
 #[test]
 fn a_map_grows_to_100_000_entries_while_other_processes_have_it_open() {
     const COUNT: u64 = 100_000;
-    let modes = modes("a_map_grows_to_100_000_entries_while_other_processes_have_it_open");
-    let _dog = Watchdog::start();
+    let _dog = memspace_testkit::start_test();
+    let modes = [
+        Mode::Process(StartMethod::Fork),
+        Mode::Process(StartMethod::Spawn),
+    ];
     let map = SharedMap::<u64, String>::new().expect("map");
     let filled = Event::new().expect("event");
     // The readers map the segment while it is small, and must follow its growth.
-    let mut readers: Vec<_> = modes[1..]
+    let mut readers: Vec<_> = modes
         .iter()
         .map(|&mode| Worker::new(mode, count_filled, (map.clone(), filled.clone(), COUNT)))
         .collect();
@@ -514,11 +396,11 @@ fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
 
 #[test]
 fn a_full_map_refuses_an_insert_unchanged_and_can_still_be_cleared() {
-    let name = Name::new("full");
+    let name = Removal::fresh("full");
     let options = SegmentOptions::new()
         .initial_size(64 << 10)
         .max_size(64 << 10);
-    let map = SharedMap::<u32, String>::create_with(&name.0, &options).expect("create");
+    let map = SharedMap::<u32, String>::create_with(name.name(), &options).expect("create");
     let mut inserted = 0;
     let err = loop {
         match map.insert(&inserted, &"x".repeat(100)) {
@@ -528,7 +410,7 @@ fn a_full_map_refuses_an_insert_unchanged_and_can_still_be_cleared() {
         }
     };
     assert!(matches!(err, Error::Full { .. }), "{err:?}");
-    assert!(err.to_string().contains(&name.0), "{err}");
+    assert!(err.to_string().contains(name.name()), "{err}");
     assert!(inserted > 100, "only {inserted} entries fit in 64 KiB");
     assert_eq!(
         map.len().expect("len"),
@@ -580,9 +462,9 @@ proptest! {
 
     #[test]
     fn a_shared_map_behaves_like_a_hash_map(ops in proptest::collection::vec(op(), 1..400)) {
-        let name = Name::new("model");
-        let first = SharedMap::<u16, Vec<u8>>::create(&name.0).expect("create");
-        let second = SharedMap::<u16, Vec<u8>>::open(&name.0).expect("open");
+        let name = Removal::fresh("model");
+        let first = SharedMap::<u16, Vec<u8>>::create(name.name()).expect("create");
+        let second = SharedMap::<u16, Vec<u8>>::open(name.name()).expect("open");
         let mut model = HashMap::new();
         for (use_second, op) in ops {
             let map = if use_second { &second } else { &first };
@@ -629,17 +511,14 @@ proptest! {
         into_words in any::<bool>(),
     ) {
         let _dog = Watchdog::start();
-        let name = Name::new("damaged");
+        let name = Removal::fresh("damaged");
         let options = SegmentOptions::new().max_size(4 << 20);
-        let map = SharedMap::<u32, String>::create_with(&name.0, &options).expect("create");
+        let map = SharedMap::<u32, String>::create_with(name.name(), &options).expect("create");
         for key in 0..entries {
             map.insert(&key, &format!("value {key}")).expect("insert");
         }
         let used = map.used_bytes();
-        let mut file = OpenOptions::new()
-            .write(true)
-            .open(format!("/dev/shm/memspace.{}", name.0))
-            .expect("open the segment's file");
+        let file = name.file();
         for (position, bytes) in damage {
             // Either the map's own words, or anywhere in its data.
             let at = if into_words {
@@ -647,13 +526,12 @@ proptest! {
             } else {
                 4096 + (position * 7919) % (used - 4096)
             };
-            file.seek(SeekFrom::Start(at)).expect("seek");
-            file.write_all(&bytes).expect("write");
+            file.write(at, &bytes);
         }
         let report = inspect::verify(map.segment().expect("in shared memory"));
         prop_assert!(report.problems.len() <= inspect::Report::MAX_PROBLEMS);
         let named = |result: memspace::Result<()>| match result {
-            Err(Error::Corrupt { name: damaged, .. }) => assert_eq!(damaged.as_str(), name.0),
+            Err(Error::Corrupt { name: damaged, .. }) => assert_eq!(damaged.as_str(), name.name()),
             Ok(()) | Err(Error::Decode { .. } | Error::Full { .. }) => {}
             Err(other) => panic!("unexpected error: {other:?}"),
         };
@@ -674,19 +552,13 @@ proptest! {
 
 #[test]
 fn a_table_word_pointing_outside_the_segment_is_reported_as_damage() {
-    let name = Name::new("table-word");
-    let map = SharedMap::<u32, u32>::create(&name.0).expect("create");
+    let name = Removal::fresh("table-word");
+    let map = SharedMap::<u32, u32>::create(name.name()).expect("create");
     map.insert(&1, &1).expect("insert");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm/memspace.{}", name.0))
-        .expect("open the segment's file");
-    file.seek(SeekFrom::Start(KIND_AREA)).expect("seek");
-    file.write_all(&(u64::MAX - 63 + 10).to_le_bytes())
-        .expect("write");
+    name.file().write_u64(KIND_AREA, u64::MAX - 63 + 10);
     let err = map.get(&1).expect_err("a table outside the segment");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains(&name.0), "{err}");
+    assert!(err.to_string().contains(name.name()), "{err}");
     let report = inspect::verify(map.segment().expect("in shared memory"));
     assert!(!report.is_consistent());
     assert!(report.problems[0].contains("table"), "{report:?}");
@@ -694,19 +566,13 @@ fn a_table_word_pointing_outside_the_segment_is_reported_as_damage() {
 
 #[test]
 fn record_offsets_at_the_end_of_the_address_space_are_damage_not_a_panic() {
-    let name = Name::new("far-offsets");
-    let map = SharedMap::<u32, u32>::create(&name.0).expect("create");
+    let name = Removal::fresh("far-offsets");
+    let map = SharedMap::<u32, u32>::create(name.name()).expect("create");
     map.insert(&1, &1).expect("insert");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm/memspace.{}", name.0))
-        .expect("open the segment's file");
+    let file = name.file();
     // Every record word of the first table (16 slots at the start of the data area).
     for slot in 0..16 {
-        file.seek(SeekFrom::Start(4096 + 16 * slot + 8))
-            .expect("seek");
-        file.write_all(&(u64::MAX - 7).to_le_bytes())
-            .expect("write");
+        file.write_u64(4096 + 16 * slot + 8, u64::MAX - 7);
     }
     let err = map.get(&1).expect_err("a record past the segment");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
@@ -745,7 +611,7 @@ impl Step {
 /// ones, values of 0 to 300 bytes), a quarter removes, and a clear now and then. Each step is
 /// a function of its index, so a child can start anywhere, and re-doing a step is harmless.
 fn random_step(seed: u64, index: u64) -> Step {
-    let mut rng = Rng(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let key = rng.below(1500);
     match rng.below(2000) {
         0 => Step::Clear,
@@ -845,50 +711,39 @@ fn check_after_kill(
 
 #[test]
 fn a_child_killed_at_random_moments_never_loses_an_acknowledged_change() {
-    const TEST: &str = "a_child_killed_at_random_moments_never_loses_an_acknowledged_change";
     if let Ok(seed) = std::env::var(SCRIPT)
-        && std::env::var(ROLE).as_deref() == Ok("churn")
+        && roles::role().as_deref() == Some("churn")
     {
         let seed = seed.parse().expect("seed");
         return take_steps(|index| Some(random_step(seed, index)));
     }
     let _dog = Watchdog::start();
-    let seed = std::env::var("MEMSPACE_TEST_SEED").map_or_else(
-        |_| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-        },
-        |seed| seed.parse().expect("MEMSPACE_TEST_SEED is a number"),
-    );
-    eprintln!("seed {seed} (rerun with MEMSPACE_TEST_SEED={seed})");
-    let (map_name, done_name) = (Name::new("churn"), Name::new("churn-done"));
-    let map = SharedMap::<u64, String>::create(&map_name.0).expect("create");
-    let done = Value::create(&done_name.0, 0u64).expect("counter");
-    let mut rng = Rng(seed | 1);
+    let seed = seed_from_env("MEMSPACE_TEST_SEED");
+    let (map_name, done_name) = (Removal::fresh("churn"), Removal::fresh("churn-done"));
+    let map = SharedMap::<u64, String>::create(map_name.name()).expect("create");
+    let done = Value::create(done_name.name(), 0u64).expect("counter");
+    let mut rng = Rng::new(seed);
     let mut model = HashMap::new();
     let mut modelled = 0;
     let seed_text = seed.to_string();
     for kill in 0..100 {
         let target = modelled + rng.below(300);
-        let mut child = spawn_child(
-            TEST,
+        let mut child = roles::child_in_role(
             "churn",
             &[
-                (MAP, &map_name.0),
-                (DONE, &done_name.0),
+                (MAP, map_name.name()),
+                (DONE, done_name.name()),
                 (SCRIPT, &seed_text),
             ],
         );
         while done.get().expect("counter") < target {
             assert!(
-                child.0.try_wait().expect("try_wait").is_none(),
+                !child.has_ended(),
                 "seed {seed}, kill {kill}: the child ended"
             );
             std::thread::yield_now();
         }
-        sigkill(&mut child);
+        child.kill();
         let done_now = done.get().expect("counter");
         for index in modelled..done_now {
             random_step(seed, index).model(&mut model);
@@ -924,35 +779,30 @@ enum Leaves {
 
 /// Runs `script` in a child until it stops at `point`, kills it there, checks the map is the
 /// map before the step under way (or after it, as `leaves` says), then finishes the script.
-fn kill_at(test: &str, point: &str, script_name: &str, leaves: Leaves) {
-    if std::env::var(ROLE).as_deref() == Ok("script") {
+fn kill_at(point: &str, script_name: &str, leaves: Leaves) {
+    if roles::role().as_deref() == Some("script") {
         let steps = script(&std::env::var(SCRIPT).expect("script name"));
         return take_steps(|index| steps.get(index as usize).cloned());
     }
     let _dog = Watchdog::start();
     let steps = script(script_name);
-    let (map_name, done_name) = (Name::new("failpoint"), Name::new("failpoint-done"));
-    let map = SharedMap::<u64, String>::create(&map_name.0).expect("create");
-    let done = Value::create(&done_name.0, 0u64).expect("counter");
-    let mut child = spawn_child(
-        test,
+    let (map_name, done_name) = (
+        Removal::fresh("failpoint"),
+        Removal::fresh("failpoint-done"),
+    );
+    let map = SharedMap::<u64, String>::create(map_name.name()).expect("create");
+    let done = Value::create(done_name.name(), 0u64).expect("counter");
+    let mut child = roles::child_in_role(
         "script",
         &[
-            (MAP, &map_name.0),
-            (DONE, &done_name.0),
+            (MAP, map_name.name()),
+            (DONE, done_name.name()),
             (SCRIPT, script_name),
             ("MEMSPACE_FAILPOINT", point),
         ],
     );
-    let pid = child.0.id();
-    while process_state(pid) != Some('T') {
-        assert!(
-            child.0.try_wait().expect("try_wait").is_none(),
-            "the child finished `{script_name}` without reaching {point}"
-        );
-        std::thread::yield_now();
-    }
-    sigkill(&mut child);
+    child.wait_until_stopped(point);
+    child.kill();
     let stopped_in = done.get().expect("counter") as usize;
     let mut model = HashMap::new();
     for step in &steps[..stopped_in] {
@@ -982,7 +832,7 @@ macro_rules! kill_tests {
     ($($test:ident: $point:literal in $script:literal leaves $leaves:ident;)*) => {$(
         #[test]
         fn $test() {
-            kill_at(stringify!($test), $point, $script, Leaves::$leaves);
+            kill_at($point, $script, Leaves::$leaves);
         }
     )*};
 }

@@ -3,6 +3,7 @@
 
 use memspace::SharedList;
 use memspace::collections::SharedVec;
+use memspace_testkit::Removal;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -35,8 +36,8 @@ proptest! {
 
     #[test]
     fn a_shared_list_behaves_like_a_vec(ops in proptest::collection::vec(list_op(), 1..120)) {
-        let name = Remove(format!("models.{}.list.{}", std::process::id(), rand_suffix()));
-        let name = &name.0;
+        let removal = Removal::fresh("list");
+        let name = removal.name();
         let mut list = SharedList::<Item>::create(name).expect("create");
         let mut model: Vec<Item> = Vec::new();
         for op in ops {
@@ -83,20 +84,5 @@ proptest! {
         if let Some(last) = model.last() {
             prop_assert_eq!(vec.get(model.len() as u64 - 1).expect("get"), Some(*last));
         }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Removes the named segment when dropped, even if the case failed.
-struct Remove(String);
-
-impl Drop for Remove {
-    fn drop(&mut self) {
-        let _ = memspace::Segment::remove(&self.0);
     }
 }

@@ -5,16 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use memspace::spawn::{Pool, SpawnError, StartMethod, TaskError};
-
-mod common;
-
-fn watchdog() {
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_mins(1));
-        eprintln!("watchdog: the test hung");
-        std::process::abort();
-    });
-}
+use memspace_testkit::Watchdog;
 
 fn square(x: u64) -> u64 {
     x * x
@@ -39,7 +30,7 @@ fn panic_on(x: u64) -> u64 {
 
 #[test]
 fn map_returns_results_in_input_order() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(3).expect("pool");
     let squares: Vec<u64> = pool
         .map(square, 0..50)
@@ -53,7 +44,7 @@ fn map_returns_results_in_input_order() {
 
 #[test]
 fn tasks_run_in_the_workers_not_in_the_parent() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(2).expect("pool");
     let workers: HashSet<u32> = pool.worker_pids().into_iter().collect();
     let pids: HashSet<u32> = pool
@@ -68,7 +59,7 @@ fn tasks_run_in_the_workers_not_in_the_parent() {
 
 #[test]
 fn a_worker_that_dies_fails_its_task_and_is_replaced() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(2).expect("pool");
     let results = pool.map(crash_on, 0..8).expect("map");
     for (x, result) in (0u64..).zip(&results) {
@@ -89,7 +80,7 @@ fn a_worker_that_dies_fails_its_task_and_is_replaced() {
 
 #[test]
 fn a_killed_worker_is_replaced_while_others_go_on() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(2).expect("pool");
     let before = pool.worker_pids();
     // SIGKILL an idle worker from outside: the next task sent to it is not lost.
@@ -119,7 +110,7 @@ fn a_killed_worker_is_replaced_while_others_go_on() {
 
 #[test]
 fn a_panicking_task_is_reported_and_its_worker_survives() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(1).expect("pool");
     let worker = pool.worker_pids()[0];
     let results = pool.map(panic_on, 0..4).expect("map");
@@ -139,7 +130,7 @@ fn a_panicking_task_is_reported_and_its_worker_survives() {
 
 #[test]
 fn retries_run_a_task_again_after_its_worker_died() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(2).expect("pool").retries(2);
     // crash_on(3) crashes every time: two retries, then reported.
     let results = pool.map(crash_on, [3, 4]).expect("map");
@@ -150,7 +141,7 @@ fn retries_run_a_task_again_after_its_worker_died() {
 
 #[test]
 fn imap_unordered_yields_every_index_once() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(3).expect("pool");
     let mut seen: Vec<(usize, u64)> = pool
         .imap_unordered(square, 0..30)
@@ -169,7 +160,7 @@ fn imap_unordered_yields_every_index_once() {
 
 #[test]
 fn apply_async_collects_results_later() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(2).expect("pool");
     let a = pool.apply_async(square, &3).expect("submit");
     let b = pool.apply_async(square, &4).expect("submit");
@@ -179,16 +170,7 @@ fn apply_async_collects_results_later() {
 
 #[test]
 fn a_spawn_started_pool_works_the_same() {
-    memspace::init();
-    memspace::spawn::set_child_args([
-        std::env::current_exe()
-            .expect("test binary")
-            .into_os_string(),
-        "--exact".into(),
-        "a_spawn_started_pool_works_the_same".into(),
-        "--nocapture".into(),
-    ]);
-    watchdog();
+    let _dog = memspace_testkit::start_test();
     let mut pool = Pool::with_start_method(2, StartMethod::Spawn).expect("pool");
     let results = pool.map(crash_on, 0..6).expect("map");
     assert_eq!(results[5], Ok(105));
@@ -203,7 +185,7 @@ fn sleep_forever(_: u32) -> u32 {
 
 #[test]
 fn dropping_a_pool_with_a_task_that_never_ends_does_not_hang() {
-    watchdog();
+    let _dog = Watchdog::start();
     let mut pool = Pool::new(2).expect("pool");
     let pids = pool.worker_pids();
     let _never = pool.apply_async(sleep_forever, &1).expect("submit");
@@ -220,7 +202,7 @@ fn dropping_a_pool_with_a_task_that_never_ends_does_not_hang() {
 fn a_task_handle_waited_for_with_another_pool_is_an_error_and_still_works_with_its_own() {
     // A foreign handle used to make the other pool spin at 100% CPU forever: the watchdog
     // turns that hang into a failure.
-    let _watchdog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let mut a = Pool::new(1).expect("pool a");
     let mut b = Pool::new(1).expect("pool b");
     let of_a = a.apply_async(square, &7).expect("submit to a");
@@ -251,7 +233,7 @@ fn a_task_handle_waited_for_with_another_pool_is_an_error_and_still_works_with_i
 fn joining_a_pool_does_not_wait_for_the_workers_of_another_pool() {
     // Pool b's worker, forked while pool a existed, holds a copy of pool a's task pipe: the
     // end of that input alone never came, and joining pool a waited for pool b.
-    let _watchdog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let mut a = Pool::new(1).expect("pool a");
     let mut b = Pool::new(1).expect("pool b");
     assert_eq!(a.apply(square, &3).expect("pool a"), Ok(9));

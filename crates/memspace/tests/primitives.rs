@@ -10,38 +10,22 @@
 use std::time::Duration;
 
 use memspace::collections::{SharedVec, Value};
-use memspace::spawn::{Mode, Process, StartMethod, Worker};
+use memspace::spawn::{Mode, Process, Worker};
 use memspace::sync::{
     Barrier, BarrierError, Condvar, Event, LockError, Mutex, RwLock, Semaphore, SemaphoreError,
     TryLockError,
 };
+use memspace_testkit::{Removal, Watchdog};
 
-fn watchdog() {
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_mins(1));
-        eprintln!("watchdog: the test hung");
-        std::process::abort();
-    });
-}
-
-/// The three ways to run a worker. A spawned child re-runs this test binary with only the
-/// calling test (whose first statement, `modes`, calls `init`, which runs the worker).
-fn modes(test: &str) -> [Mode; 3] {
-    memspace::init();
-    memspace::spawn::set_child_args([
-        std::env::current_exe()
-            .expect("test binary")
-            .into_os_string(),
-        "--exact".into(),
-        test.into(),
-        "--nocapture".into(),
-    ]);
-    watchdog();
-    [
-        Mode::Thread,
-        Mode::Process(StartMethod::Fork),
-        Mode::Process(StartMethod::Spawn),
-    ]
+memspace_testkit::per_mode! {
+    an_event_set_by_a_worker_wakes_the_waiter: thread, fork, spawn;
+    wait_while_sees_a_counter_another_worker_increments: thread, fork, spawn;
+    notify_all_wakes_every_waiter: thread, fork, spawn;
+    semaphore_counts_permits_across_workers: thread, fork, spawn;
+    parties_pass_a_barrier_in_lockstep: thread, fork, spawn;
+    readers_share_and_writers_exclude: thread, fork, spawn;
+    ten_workers_adding_fifty_each_make_exactly_five_hundred: thread, fork, spawn;
+    four_workers_pushing_ten_thousand_each_are_all_there_in_order: thread, fork, spawn;
 }
 
 fn run_all<A, R>(mode: Mode, target: fn(A) -> R, args: Vec<A>) -> Vec<R>
@@ -69,18 +53,15 @@ fn set_event(event: Event) {
     event.set().expect("set");
 }
 
-#[test]
-fn an_event_set_by_a_worker_wakes_the_waiter() {
-    for mode in modes("an_event_set_by_a_worker_wakes_the_waiter") {
-        let event = Event::new().expect("event");
-        assert!(!event.wait_timeout(Duration::ZERO).expect("wait"));
-        assert!(!event.wait_timeout(Duration::from_millis(20)).expect("wait"));
-        run_all(mode, set_event, vec![event.clone()]);
-        event.wait().expect("wait");
-        assert!(event.is_set().expect("is_set"), "{mode:?}");
-        event.clear().expect("clear");
-        assert!(!event.is_set().expect("is_set"));
-    }
+fn an_event_set_by_a_worker_wakes_the_waiter(mode: Mode) {
+    let event = Event::new().expect("event");
+    assert!(!event.wait_timeout(Duration::ZERO).expect("wait"));
+    assert!(!event.wait_timeout(Duration::from_millis(20)).expect("wait"));
+    run_all(mode, set_event, vec![event.clone()]);
+    event.wait().expect("wait");
+    assert!(event.is_set().expect("is_set"), "{mode:?}");
+    event.clear().expect("clear");
+    assert!(!event.is_set().expect("is_set"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -93,20 +74,17 @@ fn count_and_notify((counter, changed): (Mutex<u32>, Condvar)) {
     }
 }
 
-#[test]
-fn wait_while_sees_a_counter_another_worker_increments() {
-    for mode in modes("wait_while_sees_a_counter_another_worker_increments") {
-        let counter = Mutex::new(0u32).expect("mutex");
-        let changed = Condvar::new().expect("condvar");
-        let mut worker = Worker::new(mode, count_and_notify, (counter.clone(), changed.clone()));
-        worker.start().expect("start");
-        let guard = changed
-            .wait_while(counter.lock().expect("lock"), |g| **g < 4)
-            .expect("wait");
-        assert_eq!(*guard, 4, "{mode:?}");
-        drop(guard);
-        worker.join().expect("join");
-    }
+fn wait_while_sees_a_counter_another_worker_increments(mode: Mode) {
+    let counter = Mutex::new(0u32).expect("mutex");
+    let changed = Condvar::new().expect("condvar");
+    let mut worker = Worker::new(mode, count_and_notify, (counter.clone(), changed.clone()));
+    worker.start().expect("start");
+    let guard = changed
+        .wait_while(counter.lock().expect("lock"), |g| **g < 4)
+        .expect("wait");
+    assert_eq!(*guard, 4, "{mode:?}");
+    drop(guard);
+    worker.join().expect("join");
 }
 
 #[test]
@@ -130,32 +108,29 @@ fn wait_for_go((flag, changed, arrived): (Mutex<u32>, Condvar, Semaphore)) -> u3
     *guard
 }
 
-#[test]
-fn notify_all_wakes_every_waiter() {
-    for mode in modes("notify_all_wakes_every_waiter") {
-        let flag = Mutex::new(0u32).expect("mutex");
-        let changed = Condvar::new().expect("condvar");
-        let arrived = Semaphore::new(0).expect("semaphore");
-        let mut workers: Vec<_> = (0..3)
-            .map(|_| {
-                Worker::new(
-                    mode,
-                    wait_for_go,
-                    (flag.clone(), changed.clone(), arrived.clone()),
-                )
-            })
-            .collect();
-        for w in &mut workers {
-            w.start().expect("start");
-        }
-        for _ in 0..3 {
-            arrived.acquire().expect("arrived").forget();
-        }
-        *flag.lock().expect("lock") = 7;
-        changed.notify_all();
-        for w in &mut workers {
-            assert_eq!(w.join().expect("join"), 7, "{mode:?}");
-        }
+fn notify_all_wakes_every_waiter(mode: Mode) {
+    let flag = Mutex::new(0u32).expect("mutex");
+    let changed = Condvar::new().expect("condvar");
+    let arrived = Semaphore::new(0).expect("semaphore");
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| {
+            Worker::new(
+                mode,
+                wait_for_go,
+                (flag.clone(), changed.clone(), arrived.clone()),
+            )
+        })
+        .collect();
+    for w in &mut workers {
+        w.start().expect("start");
+    }
+    for _ in 0..3 {
+        arrived.acquire().expect("arrived").forget();
+    }
+    *flag.lock().expect("lock") = 7;
+    changed.notify_all();
+    for w in &mut workers {
+        assert_eq!(w.join().expect("join"), 7, "{mode:?}");
     }
 }
 
@@ -167,30 +142,27 @@ fn take_one(semaphore: Semaphore) -> u64 {
     semaphore.value()
 }
 
-#[test]
-fn semaphore_counts_permits_across_workers() {
-    for mode in modes("semaphore_counts_permits_across_workers") {
-        let semaphore = Semaphore::new(2).expect("semaphore");
-        let left = run_all(mode, take_one, vec![semaphore.clone()]);
-        assert_eq!(left, [1]);
-        // A permit forgotten by a worker *thread* of this process is still held; one forgotten
-        // by a child process that has exited comes back when someone finds none free.
-        let a = semaphore.acquire().expect("acquire");
-        match mode {
-            Mode::Thread => assert!(matches!(
-                semaphore.try_acquire(),
-                Err(SemaphoreError::WouldBlock { .. })
-            )),
-            Mode::Process(_) => {
-                let b = semaphore
-                    .try_acquire()
-                    .expect("the dead child's permit came back");
-                drop(b);
-            }
+fn semaphore_counts_permits_across_workers(mode: Mode) {
+    let semaphore = Semaphore::new(2).expect("semaphore");
+    let left = run_all(mode, take_one, vec![semaphore.clone()]);
+    assert_eq!(left, [1]);
+    // A permit forgotten by a worker *thread* of this process is still held; one forgotten
+    // by a child process that has exited comes back when someone finds none free.
+    let a = semaphore.acquire().expect("acquire");
+    match mode {
+        Mode::Thread => assert!(matches!(
+            semaphore.try_acquire(),
+            Err(SemaphoreError::WouldBlock { .. })
+        )),
+        Mode::Process(_) => {
+            let b = semaphore
+                .try_acquire()
+                .expect("the dead child's permit came back");
+            drop(b);
         }
-        drop(a);
-        semaphore.release().expect("release");
     }
+    drop(a);
+    semaphore.release().expect("release");
 }
 
 #[test]
@@ -267,7 +239,7 @@ fn hold_permit_forever((semaphore, holding): (Semaphore, Event)) {
 
 #[test]
 fn a_permit_held_by_a_killed_process_comes_back() {
-    watchdog();
+    let _dog = Watchdog::start();
     let semaphore = Semaphore::new(1).expect("semaphore");
     let holder = start_until_ready(hold_permit_forever, &semaphore);
     assert!(
@@ -290,27 +262,24 @@ fn cross_barrier((barrier, rounds): (Barrier, u32)) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn parties_pass_a_barrier_in_lockstep() {
-    for mode in modes("parties_pass_a_barrier_in_lockstep") {
-        let barrier = Barrier::new(4).expect("barrier");
-        let mut workers: Vec<_> = (0..3)
-            .map(|_| Worker::new(mode, cross_barrier, (barrier.clone(), 10)))
-            .collect();
-        for w in &mut workers {
-            w.start().expect("start");
-        }
-        let mine = cross_barrier((barrier.clone(), 10));
-        let mut theirs: Vec<Vec<u32>> = workers
-            .iter_mut()
-            .map(|w| w.join().expect("join"))
-            .collect();
-        theirs.push(mine);
-        for round in 0..10 {
-            let mut indices: Vec<u32> = theirs.iter().map(|v| v[round]).collect();
-            indices.sort_unstable();
-            assert_eq!(indices, [0, 1, 2, 3], "{mode:?} round {round}");
-        }
+fn parties_pass_a_barrier_in_lockstep(mode: Mode) {
+    let barrier = Barrier::new(4).expect("barrier");
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| Worker::new(mode, cross_barrier, (barrier.clone(), 10)))
+        .collect();
+    for w in &mut workers {
+        w.start().expect("start");
+    }
+    let mine = cross_barrier((barrier.clone(), 10));
+    let mut theirs: Vec<Vec<u32>> = workers
+        .iter_mut()
+        .map(|w| w.join().expect("join"))
+        .collect();
+    theirs.push(mine);
+    for round in 0..10 {
+        let mut indices: Vec<u32> = theirs.iter().map(|v| v[round]).collect();
+        indices.sort_unstable();
+        assert_eq!(indices, [0, 1, 2, 3], "{mode:?} round {round}");
     }
 }
 
@@ -323,7 +292,7 @@ fn wait_at_barrier(barrier: Barrier) -> String {
 
 #[test]
 fn abort_and_timeout_break_the_barrier_and_reset_repairs_it() {
-    watchdog();
+    let _dog = Watchdog::start();
     let barrier = Barrier::new(2).expect("barrier");
     let err = barrier
         .wait_timeout(Duration::from_millis(20))
@@ -349,7 +318,7 @@ fn wait_at_barrier_forever(barrier: Barrier) {
 
 #[test]
 fn a_party_killed_while_waiting_breaks_the_barrier() {
-    watchdog();
+    let _dog = Watchdog::start();
     let barrier = Barrier::new(3).expect("barrier");
     let mut doomed = Process::new(wait_at_barrier_forever, barrier.clone());
     doomed.start().expect("start");
@@ -372,28 +341,25 @@ fn read_twice((lock, both): (RwLock<[u64; 4]>, Barrier)) -> u64 {
     guard.iter().sum()
 }
 
-#[test]
-fn readers_share_and_writers_exclude() {
-    for mode in modes("readers_share_and_writers_exclude") {
-        let lock = RwLock::new([1u64, 2, 3, 4]).expect("rwlock");
-        let both = Barrier::new(2).expect("barrier");
-        let sums = run_all(
-            mode,
-            read_twice,
-            vec![(lock.clone(), both.clone()), (lock.clone(), both.clone())],
-        );
-        assert_eq!(sums, [10, 10], "{mode:?}");
-        {
-            let reader = lock.read().expect("read");
-            assert!(matches!(
-                lock.try_write_for(Duration::from_millis(20)),
-                Err(TryLockError::Lock(LockError::WouldDeadlock { .. }))
-            ));
-            drop(reader);
-        }
-        lock.write().expect("write")[0] = 10;
-        assert_eq!(lock.read().expect("read")[0], 10);
+fn readers_share_and_writers_exclude(mode: Mode) {
+    let lock = RwLock::new([1u64, 2, 3, 4]).expect("rwlock");
+    let both = Barrier::new(2).expect("barrier");
+    let sums = run_all(
+        mode,
+        read_twice,
+        vec![(lock.clone(), both.clone()), (lock.clone(), both.clone())],
+    );
+    assert_eq!(sums, [10, 10], "{mode:?}");
+    {
+        let reader = lock.read().expect("read");
+        assert!(matches!(
+            lock.try_write_for(Duration::from_millis(20)),
+            Err(TryLockError::Lock(LockError::WouldDeadlock { .. }))
+        ));
+        drop(reader);
     }
+    lock.write().expect("write")[0] = 10;
+    assert_eq!(lock.read().expect("read")[0], 10);
 }
 
 fn read_forever((lock, reading): (RwLock<u64>, Event)) {
@@ -406,7 +372,7 @@ fn read_forever((lock, reading): (RwLock<u64>, Event)) {
 
 #[test]
 fn a_killed_reader_does_not_keep_writers_out() {
-    watchdog();
+    let _dog = Watchdog::start();
     let lock = RwLock::new(5u64).expect("rwlock");
     let reader = start_until_ready(read_forever, &lock);
     assert_eq!(lock.readers(), 1);
@@ -432,7 +398,7 @@ fn write_forever((lock, writing): (RwLock<u64>, Event)) {
 
 #[test]
 fn a_killed_writer_is_reported_to_readers_until_a_writer_repairs() {
-    watchdog();
+    let _dog = Watchdog::start();
     let lock = RwLock::new(1u64).expect("rwlock");
     kill(start_until_ready(write_forever, &lock));
     let Err(LockError::OwnerDied(read)) = lock.read() else {
@@ -458,18 +424,15 @@ fn add_fifty(counter: Value<u64>) {
     }
 }
 
-#[test]
-fn ten_workers_adding_fifty_each_make_exactly_five_hundred() {
-    for mode in modes("ten_workers_adding_fifty_each_make_exactly_five_hundred") {
-        let counter = Value::new(0u64).expect("value");
-        run_all(mode, add_fifty, vec![counter.clone(); 10]);
-        assert_eq!(counter.get().expect("get"), 500, "{mode:?}");
-    }
+fn ten_workers_adding_fifty_each_make_exactly_five_hundred(mode: Mode) {
+    let counter = Value::new(0u64).expect("value");
+    run_all(mode, add_fifty, vec![counter.clone(); 10]);
+    assert_eq!(counter.get().expect("get"), 500, "{mode:?}");
 }
 
 #[test]
 fn debug_of_a_value_shows_it_when_free_and_never_waits_for_a_holder() {
-    watchdog();
+    let _dog = Watchdog::start();
     let value = Value::new(7u64).expect("value");
     assert!(format!("{value:?}").contains("value: 7"), "{value:?}");
     let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
@@ -509,7 +472,7 @@ fn hold_value_forever((value, holding): (Value<u64>, Event)) {
 
 #[test]
 fn debug_of_a_value_whose_holder_was_killed_repairs_the_lock_it_takes_over() {
-    watchdog();
+    let _dog = Watchdog::start();
     let value = Value::new(1u64).expect("value");
     kill(start_until_ready(hold_value_forever, &value));
     // Debug takes the dead holder's lock over; dropping it unrepaired would leave the lock
@@ -525,37 +488,33 @@ fn push_range((vec, worker): (SharedVec<u64>, u64)) {
     }
 }
 
-#[test]
-fn four_workers_pushing_ten_thousand_each_are_all_there_in_order() {
-    for mode in modes("four_workers_pushing_ten_thousand_each_are_all_there_in_order") {
-        let vec = SharedVec::<u64>::new().expect("vec");
-        run_all(mode, push_range, (0..4).map(|w| (vec.clone(), w)).collect());
-        let all = vec.as_slice().expect("slice");
-        assert_eq!(all.len(), 40_000, "{mode:?}");
-        for worker in 0..4u64 {
-            let mine: Vec<u64> = all
-                .iter()
-                .filter(|v| *v >> 32 == worker)
-                .map(|v| v & 0xffff_ffff)
-                .collect();
-            assert_eq!(
-                mine,
-                (0..10_000).collect::<Vec<_>>(),
-                "{mode:?} worker {worker}"
-            );
-        }
-        assert!(
-            memspace::inspect::verify(vec.segment().expect("in shared memory")).is_consistent()
+fn four_workers_pushing_ten_thousand_each_are_all_there_in_order(mode: Mode) {
+    let vec = SharedVec::<u64>::new().expect("vec");
+    run_all(mode, push_range, (0..4).map(|w| (vec.clone(), w)).collect());
+    let all = vec.as_slice().expect("slice");
+    assert_eq!(all.len(), 40_000, "{mode:?}");
+    for worker in 0..4u64 {
+        let mine: Vec<u64> = all
+            .iter()
+            .filter(|v| *v >> 32 == worker)
+            .map(|v| v & 0xffff_ffff)
+            .collect();
+        assert_eq!(
+            mine,
+            (0..10_000).collect::<Vec<_>>(),
+            "{mode:?} worker {worker}"
         );
     }
+    assert!(memspace::inspect::verify(vec.segment().expect("in shared memory")).is_consistent());
 }
 
 #[test]
 fn a_shared_vec_of_another_element_type_is_refused() {
-    let name = format!("primitives.{}.vec-type", std::process::id());
-    let vec = SharedVec::<u32>::create(&name).expect("create");
+    let removal = Removal::fresh("vec-type");
+    let name = removal.name();
+    let vec = SharedVec::<u32>::create(name).expect("create");
     vec.push(1).expect("push");
-    let err = SharedVec::<u64>::open(&name).expect_err("u32 elements opened as u64");
+    let err = SharedVec::<u64>::open(name).expect_err("u32 elements opened as u64");
     assert!(
         matches!(
             err,
@@ -586,7 +545,7 @@ fn wait_forever_on_condvar((flag, changed, waiting): (Mutex<u32>, Condvar, Event
 
 #[test]
 fn a_waiter_killed_while_waiting_does_not_swallow_a_notification() {
-    watchdog();
+    let _dog = Watchdog::start();
     let flag = Mutex::new(0u32).expect("mutex");
     let changed = Condvar::new().expect("condvar");
     let waiting = Event::new().expect("event");

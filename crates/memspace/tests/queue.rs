@@ -12,109 +12,23 @@
 )]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use memspace::collections::{Delivery, Queue, QueueError, SharedList};
-use memspace::spawn::{JoinError, Mode, Process, StartMethod, Worker};
+use memspace::spawn::{JoinError, Mode, Process, Worker};
 use memspace::sync::Event;
-use memspace::{Error, Segment, inspect};
+use memspace::{Error, inspect};
+use memspace_testkit::rng::seed_from_env;
+use memspace_testkit::{Removal, Rng, Watchdog, procfs, roles};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
 
-/// The environment variable that puts a re-run of this binary into a child role.
-const ROLE: &str = "MEMSPACE_QUEUE_TEST_ROLE";
 /// The queue a child in a role works on.
 const QUEUE: &str = "MEMSPACE_QUEUE_TEST_QUEUE";
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-/// Aborts the test process if the test has not finished after a minute (a hang is a failure,
-/// not a stuck CI job). Dropping it at the end of the test stops it.
-struct Watchdog(Arc<(std::sync::Mutex<bool>, Condvar)>);
-
-impl Watchdog {
-    fn start() -> Self {
-        let done = Arc::new((std::sync::Mutex::new(false), Condvar::new()));
-        let flag = Arc::clone(&done);
-        let test = std::thread::current().name().unwrap_or("a test").to_owned();
-        std::thread::spawn(move || {
-            let (finished, wake) = &*flag;
-            let finished = finished.lock().unwrap_or_else(PoisonError::into_inner);
-            let (finished, _) = wake
-                .wait_timeout_while(finished, Duration::from_mins(1), |finished| !*finished)
-                .unwrap_or_else(PoisonError::into_inner);
-            if !*finished {
-                eprintln!("watchdog: {test} did not finish within a minute: aborting");
-                for name in live_names().iter() {
-                    let _ = Segment::remove(name);
-                }
-                std::process::abort();
-            }
-        });
-        Watchdog(done)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let (finished, wake) = &*self.0;
-        *finished.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_all();
-    }
-}
-
-/// A unique segment name (pid, test, counter), removed when dropped, also when the test fails.
-struct Name(String);
-
-impl Name {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "queue-test.{}.{test}.{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        live_names().push(name.clone());
-        Name(name)
-    }
-}
-
-/// The names of this process's tests not yet removed: the watchdog removes them before it
-/// aborts (an abort runs no destructor).
-fn live_names() -> std::sync::MutexGuard<'static, Vec<String>> {
-    static NAMES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    NAMES.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        live_names().retain(|name| *name != self.0);
-        let _ = Segment::remove(&self.0);
-    }
-}
-
-/// Prepares a test that runs workers in every mode: spawned children re-run this very test
-/// (`--exact`), where `init` runs their target and exits. Returns the modes.
-fn modes(test: &str) -> [Mode; 3] {
-    memspace::init();
-    memspace::spawn::set_child_args([
-        std::env::current_exe()
-            .expect("test binary")
-            .into_os_string(),
-        "--exact".into(),
-        test.into(),
-        "--nocapture".into(),
-    ]);
-    [
-        Mode::Thread,
-        Mode::Process(StartMethod::Fork),
-        Mode::Process(StartMethod::Spawn),
-    ]
-}
 
 /// In a worker process: aborts it once the test process that started it is gone, so that a
 /// failed or aborted test leaves no worker running (workers block or loop forever by design).
@@ -139,38 +53,23 @@ fn exit_with_parent() {
     });
 }
 
-/// The seed of a randomised test: `MEMSPACE_QUEUE_SEED` to replay a failure, else the clock.
-fn seed() -> u64 {
-    std::env::var("MEMSPACE_QUEUE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-}
-
-/// The state letter of process `pid` (`R`, `S`, `T`, `Z`, ...), `None` once reaped.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')').next()?.trim_start().chars().next()
-}
-
 /// Waits until the single-threaded child `pid` sleeps in a futex wait: it is blocked in the
 /// queue, not on its way there. (It cannot be waiting for the queue's lock: nobody holds it.)
 fn wait_until_asleep_in_futex(pid: u32) {
-    loop {
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        if process_state(pid) == Some('S') && wchan.contains("futex") {
-            return;
-        }
+    while !procfs::asleep_in_futex(pid) {
         assert!(
-            !matches!(process_state(pid), None | Some('Z')),
+            !procfs::has_ended(pid),
             "child {pid} ended instead of blocking"
         );
         std::thread::yield_now();
     }
+}
+
+memspace_testkit::per_mode! {
+    a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it: thread, fork, spawn;
+    len_counts_exactly_the_ready_items_seen_from_every_mode: thread, fork, spawn;
+    a_producer_joined_before_the_consumer_drains_does_not_deadlock: thread, fork, spawn;
+    producers_and_consumers_exchange_every_item_exactly_once_in_order: thread, fork, spawn;
 }
 
 fn is_empty_error(result: Result<impl std::fmt::Debug, QueueError>, name: &str) {
@@ -195,41 +94,38 @@ fn drain((queue, count): (Queue<u32>, u32)) -> Vec<u32> {
     (0..count).map(|_| queue.get().expect("get")).collect()
 }
 
-#[test]
-fn a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it() {
-    for mode in modes("a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it") {
-        let _dog = Watchdog::start();
-        let name = Name::new("bounded");
-        let queue = Queue::<u32>::create_bounded(&name.0, 6).expect("create");
-        assert_eq!(queue.capacity(), Some(6));
-        for i in 0..6 {
-            queue.put(&i).expect("put");
-        }
-        assert_eq!(queue.len().expect("len"), 6);
-        match queue.try_put(&6) {
-            Err(err @ QueueError::Full { capacity: 6, .. }) => {
-                assert!(err.to_string().contains(&name.0), "{err}");
-            }
-            other => panic!("{mode:?}: expected Full, got {other:?}"),
-        }
-        let timeout = Duration::from_millis(30);
-        is_timeout_error(queue.put_timeout(&6, timeout), timeout);
-        assert_eq!(
-            queue.len().expect("len"),
-            6,
-            "{mode:?}: a refused put changed the queue"
-        );
-        let mut consumer = Worker::new(mode, drain, (queue.clone(), 6));
-        consumer.start().expect("start");
-        assert_eq!(
-            consumer.join().expect("join"),
-            [0, 1, 2, 3, 4, 5],
-            "{mode:?}"
-        );
-        assert!(queue.is_empty().expect("is_empty"));
-        assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
-        queue.try_put(&7).expect("room again");
+fn a_bounded_queue_refuses_a_seventh_item_until_a_consumer_drains_it(mode: Mode) {
+    let _dog = Watchdog::start();
+    let name = Removal::fresh("bounded");
+    let queue = Queue::<u32>::create_bounded(name.name(), 6).expect("create");
+    assert_eq!(queue.capacity(), Some(6));
+    for i in 0..6 {
+        queue.put(&i).expect("put");
     }
+    assert_eq!(queue.len().expect("len"), 6);
+    match queue.try_put(&6) {
+        Err(err @ QueueError::Full { capacity: 6, .. }) => {
+            assert!(err.to_string().contains(name.name()), "{err}");
+        }
+        other => panic!("{mode:?}: expected Full, got {other:?}"),
+    }
+    let timeout = Duration::from_millis(30);
+    is_timeout_error(queue.put_timeout(&6, timeout), timeout);
+    assert_eq!(
+        queue.len().expect("len"),
+        6,
+        "{mode:?}: a refused put changed the queue"
+    );
+    let mut consumer = Worker::new(mode, drain, (queue.clone(), 6));
+    consumer.start().expect("start");
+    assert_eq!(
+        consumer.join().expect("join"),
+        [0, 1, 2, 3, 4, 5],
+        "{mode:?}"
+    );
+    assert!(queue.is_empty().expect("is_empty"));
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+    queue.try_put(&7).expect("room again");
 }
 
 #[test]
@@ -245,16 +141,16 @@ fn put_timeout_zero_on_a_full_queue_is_full_not_timeout() {
 #[test]
 fn an_empty_queue_reports_empty_at_once_and_timeout_after_waiting() {
     let _dog = Watchdog::start();
-    let name = Name::new("empty");
-    let queue = Queue::<u32>::create(&name.0).expect("create");
-    is_empty_error(queue.try_get(), &name.0);
-    is_empty_error(queue.try_receive(), &name.0);
-    is_empty_error(queue.get_timeout(Duration::ZERO), &name.0);
+    let name = Removal::fresh("empty");
+    let queue = Queue::<u32>::create(name.name()).expect("create");
+    is_empty_error(queue.try_get(), name.name());
+    is_empty_error(queue.try_receive(), name.name());
+    is_empty_error(queue.get_timeout(Duration::ZERO), name.name());
     let timeout = Duration::from_millis(200);
     is_timeout_error(queue.get_timeout(timeout), timeout);
     is_timeout_error(queue.receive_timeout(timeout), timeout);
     let err = queue.get_timeout(timeout).expect_err("timeout");
-    assert!(err.to_string().contains(&name.0), "{err}");
+    assert!(err.to_string().contains(name.name()), "{err}");
     // The queue is still usable afterwards.
     queue.put(&5).expect("put");
     assert_eq!(queue.get_timeout(timeout).expect("get"), 5);
@@ -272,55 +168,52 @@ fn get_count((queue, count): (Queue<u32>, u32)) -> u32 {
     (0..count).map(|_| queue.get().expect("get")).sum()
 }
 
-#[test]
-fn len_counts_exactly_the_ready_items_seen_from_every_mode() {
-    for mode in modes("len_counts_exactly_the_ready_items_seen_from_every_mode") {
-        let _dog = Watchdog::start();
-        let queue = Queue::<u32>::new().expect("queue");
-        let mut producer = Worker::new(mode, put_range, (queue.clone(), 0, 1000));
-        producer.start().expect("start");
-        producer.join().expect("join");
-        assert_eq!(queue.len().expect("len"), 1000, "{mode:?}");
-        assert_eq!(queue.unacknowledged().expect("unacknowledged"), 1000);
-        let mut consumer = Worker::new(mode, get_count, (queue.clone(), 10));
-        consumer.start().expect("start");
-        assert_eq!(consumer.join().expect("join"), (0..10).sum());
-        assert_eq!(queue.len().expect("len"), 990, "{mode:?}");
-        let held: Vec<_> = (0..3).map(|_| queue.receive().expect("receive")).collect();
-        assert_eq!(
-            (
-                queue.len().expect("len"),
-                queue.in_flight().expect("in_flight")
-            ),
-            (987, 3)
-        );
-        assert_eq!(queue.unacknowledged().expect("unacknowledged"), 990);
-        let mut held = held.into_iter();
-        drop(held.next());
-        assert_eq!(
-            (
-                queue.len().expect("len"),
-                queue.in_flight().expect("in_flight")
-            ),
-            (988, 2)
-        );
-        held.next().expect("held").ack().expect("ack");
-        assert_eq!(
-            (
-                queue.len().expect("len"),
-                queue.unacknowledged().expect("unacknowledged")
-            ),
-            (988, 989)
-        );
-        drop(held);
-        assert_eq!(
-            (
-                queue.len().expect("len"),
-                queue.unacknowledged().expect("unacknowledged")
-            ),
-            (989, 989)
-        );
-    }
+fn len_counts_exactly_the_ready_items_seen_from_every_mode(mode: Mode) {
+    let _dog = Watchdog::start();
+    let queue = Queue::<u32>::new().expect("queue");
+    let mut producer = Worker::new(mode, put_range, (queue.clone(), 0, 1000));
+    producer.start().expect("start");
+    producer.join().expect("join");
+    assert_eq!(queue.len().expect("len"), 1000, "{mode:?}");
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 1000);
+    let mut consumer = Worker::new(mode, get_count, (queue.clone(), 10));
+    consumer.start().expect("start");
+    assert_eq!(consumer.join().expect("join"), (0..10).sum());
+    assert_eq!(queue.len().expect("len"), 990, "{mode:?}");
+    let held: Vec<_> = (0..3).map(|_| queue.receive().expect("receive")).collect();
+    assert_eq!(
+        (
+            queue.len().expect("len"),
+            queue.in_flight().expect("in_flight")
+        ),
+        (987, 3)
+    );
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 990);
+    let mut held = held.into_iter();
+    drop(held.next());
+    assert_eq!(
+        (
+            queue.len().expect("len"),
+            queue.in_flight().expect("in_flight")
+        ),
+        (988, 2)
+    );
+    held.next().expect("held").ack().expect("ack");
+    assert_eq!(
+        (
+            queue.len().expect("len"),
+            queue.unacknowledged().expect("unacknowledged")
+        ),
+        (988, 989)
+    );
+    drop(held);
+    assert_eq!(
+        (
+            queue.len().expect("len"),
+            queue.unacknowledged().expect("unacknowledged")
+        ),
+        (989, 989)
+    );
 }
 
 fn put_big_strings((queue, count): (Queue<String>, u32)) {
@@ -332,26 +225,23 @@ fn put_big_strings((queue, count): (Queue<String>, u32)) {
     }
 }
 
-#[test]
-fn a_producer_joined_before_the_consumer_drains_does_not_deadlock() {
-    for mode in modes("a_producer_joined_before_the_consumer_drains_does_not_deadlock") {
-        let _dog = Watchdog::start();
-        let queue = Queue::<String>::new().expect("queue");
-        let mut producer = Worker::new(mode, put_big_strings, (queue.clone(), 5000));
-        producer.start().expect("start");
-        producer
-            .join()
-            .expect("the producer finished without a consumer");
-        assert_eq!(queue.len().expect("len"), 5000, "{mode:?}");
-        for i in 0..5000 {
-            let item = queue.get().expect("get");
-            assert!(
-                item.starts_with(&format!("item {i:05} ")),
-                "{mode:?}: {item}"
-            );
-        }
-        assert!(queue.is_empty().expect("is_empty"));
+fn a_producer_joined_before_the_consumer_drains_does_not_deadlock(mode: Mode) {
+    let _dog = Watchdog::start();
+    let queue = Queue::<String>::new().expect("queue");
+    let mut producer = Worker::new(mode, put_big_strings, (queue.clone(), 5000));
+    producer.start().expect("start");
+    producer
+        .join()
+        .expect("the producer finished without a consumer");
+    assert_eq!(queue.len().expect("len"), 5000, "{mode:?}");
+    for i in 0..5000 {
+        let item = queue.get().expect("get");
+        assert!(
+            item.starts_with(&format!("item {i:05} ")),
+            "{mode:?}: {item}"
+        );
     }
+    assert!(queue.is_empty().expect("is_empty"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,67 +285,64 @@ fn consume((queue, consumer): (Queue<Tagged>, u32)) -> Consumed {
     }
 }
 
-#[test]
-fn producers_and_consumers_exchange_every_item_exactly_once_in_order() {
+fn producers_and_consumers_exchange_every_item_exactly_once_in_order(mode: Mode) {
     const PRODUCERS: u32 = 4;
     const PER_PRODUCER: u32 = 5000;
     const CONSUMERS: u32 = 3;
-    for mode in modes("producers_and_consumers_exchange_every_item_exactly_once_in_order") {
-        let _dog = Watchdog::start();
-        let name = Name::new("mpmc");
-        let queue = Queue::<Tagged>::create_bounded(&name.0, 64).expect("create");
-        let mut consumers: Vec<Worker<_, Consumed>> = (0..CONSUMERS)
-            .map(|c| Worker::new(mode, consume, (queue.clone(), c)))
-            .collect();
-        let mut producers: Vec<Worker<_, ()>> = (0..PRODUCERS)
-            .map(|p| Worker::new(mode, produce, (queue.clone(), p, PER_PRODUCER)))
-            .collect();
-        for worker in &mut consumers {
-            worker.start().expect("start consumer");
-        }
-        for worker in &mut producers {
-            worker.start().expect("start producer");
-        }
-        for worker in &mut producers {
-            worker.join().expect("producer");
-        }
-        for _ in 0..CONSUMERS {
-            queue.put(&None).expect("sentinel");
-        }
-        let results: Vec<_> = consumers
-            .iter_mut()
-            .map(|worker| worker.join().expect("consumer"))
-            .collect();
-        let put_back: HashSet<(u32, u32)> = results
-            .iter()
-            .flat_map(|(_, put_back)| put_back.iter().copied())
-            .collect();
-        assert!(!put_back.is_empty(), "{mode:?}: nothing was put back");
-        let mut all = Vec::new();
-        for (got, _) in results {
-            // FIFO: each producer's items reach any one consumer in the order they were put
-            // (an item put back may come later, to anyone).
-            for producer in 0..PRODUCERS {
-                let seqs: Vec<u32> = got
-                    .iter()
-                    .filter(|item| item.0 == producer && !put_back.contains(item))
-                    .map(|(_, seq)| *seq)
-                    .collect();
-                assert!(
-                    seqs.is_sorted_by(|a, b| a < b),
-                    "{mode:?}: producer {producer}'s items out of order: {seqs:?}"
-                );
-            }
-            all.extend(got);
-        }
-        assert_eq!(all.len(), (PRODUCERS * PER_PRODUCER) as usize, "{mode:?}");
-        let distinct: HashSet<_> = all.iter().copied().collect();
-        assert_eq!(distinct.len(), all.len(), "{mode:?}: an item arrived twice");
-        assert!(queue.is_empty().expect("is_empty"));
-        assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
-        let report = inspect::verify(queue.segment().expect("in shared memory"));
-        assert!(report.is_consistent(), "{mode:?}: {report:?}");
+    let _dog = Watchdog::start();
+    let name = Removal::fresh("mpmc");
+    let queue = Queue::<Tagged>::create_bounded(name.name(), 64).expect("create");
+    let mut consumers: Vec<Worker<_, Consumed>> = (0..CONSUMERS)
+        .map(|c| Worker::new(mode, consume, (queue.clone(), c)))
+        .collect();
+    let mut producers: Vec<Worker<_, ()>> = (0..PRODUCERS)
+        .map(|p| Worker::new(mode, produce, (queue.clone(), p, PER_PRODUCER)))
+        .collect();
+    for worker in &mut consumers {
+        worker.start().expect("start consumer");
     }
+    for worker in &mut producers {
+        worker.start().expect("start producer");
+    }
+    for worker in &mut producers {
+        worker.join().expect("producer");
+    }
+    for _ in 0..CONSUMERS {
+        queue.put(&None).expect("sentinel");
+    }
+    let results: Vec<_> = consumers
+        .iter_mut()
+        .map(|worker| worker.join().expect("consumer"))
+        .collect();
+    let put_back: HashSet<(u32, u32)> = results
+        .iter()
+        .flat_map(|(_, put_back)| put_back.iter().copied())
+        .collect();
+    assert!(!put_back.is_empty(), "{mode:?}: nothing was put back");
+    let mut all = Vec::new();
+    for (got, _) in results {
+        // FIFO: each producer's items reach any one consumer in the order they were put
+        // (an item put back may come later, to anyone).
+        for producer in 0..PRODUCERS {
+            let seqs: Vec<u32> = got
+                .iter()
+                .filter(|item| item.0 == producer && !put_back.contains(item))
+                .map(|(_, seq)| *seq)
+                .collect();
+            assert!(
+                seqs.is_sorted_by(|a, b| a < b),
+                "{mode:?}: producer {producer}'s items out of order: {seqs:?}"
+            );
+        }
+        all.extend(got);
+    }
+    assert_eq!(all.len(), (PRODUCERS * PER_PRODUCER) as usize, "{mode:?}");
+    let distinct: HashSet<_> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), all.len(), "{mode:?}: an item arrived twice");
+    assert!(queue.is_empty().expect("is_empty"));
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{mode:?}: {report:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,8 +356,7 @@ fn get_one((queue, started): (Queue<u64>, Event)) -> u64 {
 
 #[test]
 fn a_blocked_get_is_woken_by_a_put_from_another_process() {
-    memspace::init();
-    let _dog = Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let queue = Queue::<u64>::new().expect("queue");
     let started = Event::new().expect("event");
     let mut consumer = Process::new(get_one, (queue.clone(), started.clone()));
@@ -490,8 +376,7 @@ fn put_one((queue, started): (Queue<u64>, Event)) {
 
 #[test]
 fn a_blocked_put_is_woken_by_a_get_from_another_process() {
-    memspace::init();
-    let _dog = Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let queue = Queue::<u64>::bounded(1).expect("queue");
     queue.put(&1).expect("put");
     let started = Event::new().expect("event");
@@ -532,13 +417,13 @@ fn a_delivery_dropped_without_ack_goes_back_to_its_place() {
 
 #[test]
 fn an_item_of_another_type_is_reported_by_name_and_kept() {
-    let name = Name::new("types");
-    let strings = Queue::<String>::create(&name.0).expect("create");
+    let name = Removal::fresh("types");
+    let strings = Queue::<String>::create(name.name()).expect("create");
     strings.put(&"not a number".to_owned()).expect("put");
-    let numbers = Queue::<u32>::open(&name.0).expect("open");
+    let numbers = Queue::<u32>::open(name.name()).expect("open");
     match numbers.try_receive() {
         Err(err @ QueueError::Undecodable(_)) => {
-            assert!(err.to_string().contains(&name.0), "{err}");
+            assert!(err.to_string().contains(name.name()), "{err}");
             assert_eq!(strings.len().expect("len"), 0, "in flight with the error");
         }
         other => panic!("expected a decode error, got {other:?}"),
@@ -591,18 +476,10 @@ const QUEUE_WORDS: u64 = 10;
 
 #[test]
 fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
-    use std::os::unix::fs::FileExt;
-    let seed = seed();
-    eprintln!("seed = {seed} (replay with MEMSPACE_QUEUE_SEED={seed})");
-    let mut random = seed | 1;
-    let mut next_random = move || {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        random
-    };
-    let name = Name::new("garbage");
-    let queue = Queue::<String>::create(&name.0).expect("create");
+    let mut rng = Rng::new(seed_from_env("MEMSPACE_QUEUE_SEED"));
+    let mut next_random = move || rng.next_u64();
+    let name = Removal::fresh("garbage");
+    let queue = Queue::<String>::create(name.name()).expect("create");
     for i in 0..40 {
         queue
             .put(&format!("{i}{}", "w".repeat(i * 37)))
@@ -613,17 +490,12 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
     }
     let held = queue.receive().expect("receive");
     held.nack().expect("nack");
-    let path = format!("/dev/shm/{}{}", memspace::segment::SHM_PREFIX, name.0);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("open the segment's file");
-    let pristine = std::fs::read(&path).expect("read the segment");
+    let file = name.file();
+    let pristine = file.bytes();
     let data_end = pristine.len() as u64;
     let (mut corrupt, mut intact) = (0, 0);
     for round in 0..300 {
-        file.write_all_at(&pristine, 0).expect("restore");
+        file.write(0, &pristine);
         // One word of garbage: in the queue's words or anywhere in its data.
         let at = if round % 2 == 0 {
             KIND_AREA + 8 * (next_random() % QUEUE_WORDS)
@@ -637,8 +509,7 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
             3 => next_random() % 64,
             _ => next_random(),
         };
-        file.write_all_at(&value.to_le_bytes(), at)
-            .expect("write garbage");
+        file.write_u64(at, value);
         let _ = inspect::verify(queue.segment().expect("in shared memory"));
         let results = [
             queue.to_vec().map(drop).map_err(QueueError::from),
@@ -649,7 +520,7 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
         for result in results {
             match result {
                 Err(QueueError::Other(Error::Corrupt { name: damaged, .. })) => {
-                    assert_eq!(damaged.as_str(), name.0);
+                    assert_eq!(damaged.as_str(), name.name());
                     corrupt += 1;
                 }
                 Ok(())
@@ -860,10 +731,9 @@ fn kill_a_consumer_holding_an_item(queue: &Queue<String>) {
 
 #[test]
 fn an_item_taken_by_a_consumer_killed_before_acking_is_delivered_again() {
-    memspace::init();
-    let _dog = Watchdog::start();
-    let name = Name::new("redeliver");
-    let queue = Queue::<String>::create(&name.0).expect("create");
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("redeliver");
+    let queue = Queue::<String>::create(name.name()).expect("create");
     queue.put(&"precious".to_owned()).expect("put");
     kill_a_consumer_holding_an_item(&queue);
     assert_eq!(
@@ -887,13 +757,12 @@ fn an_item_taken_by_a_consumer_killed_before_acking_is_delivered_again() {
     other.start().expect("start");
     assert_eq!(other.join().expect("join"), ("precious".to_owned(), 2));
     assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
-    is_empty_error(queue.try_get(), &name.0);
+    is_empty_error(queue.try_get(), name.name());
 }
 
 #[test]
 fn an_item_of_a_killed_consumer_comes_back_within_sixteen_deliveries_on_a_busy_queue() {
-    memspace::init();
-    let _dog = Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let queue = Queue::<String>::new().expect("queue");
     queue.put(&"precious".to_owned()).expect("put");
     kill_a_consumer_holding_an_item(&queue);
@@ -1021,20 +890,13 @@ fn check_storm_log(log: &[LogLine]) -> (usize, usize) {
 #[test]
 fn producers_and_consumers_killed_at_random_lose_no_acknowledged_item() {
     const KILLS: u32 = 100;
-    memspace::init();
-    let _dog = Watchdog::start();
-    let seed = seed();
-    eprintln!("seed = {seed} (replay with MEMSPACE_QUEUE_SEED={seed})");
-    let mut random = seed | 1;
-    let mut next_random = move |below: u64| {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        random % below
-    };
-    let (queue_name, log_name) = (Name::new("storm"), Name::new("storm-log"));
-    let queue = Queue::<Item>::create_bounded(&queue_name.0, 32).expect("create");
-    let log = SharedList::<LogLine>::create(&log_name.0).expect("log");
+    let _dog = memspace_testkit::start_test();
+    let seed = seed_from_env("MEMSPACE_QUEUE_SEED");
+    let mut rng = Rng::new(seed);
+    let mut next_random = move |below: u64| rng.below(below);
+    let (queue_name, log_name) = (Removal::fresh("storm"), Removal::fresh("storm-log"));
+    let queue = Queue::<Item>::create_bounded(queue_name.name(), 32).expect("create");
+    let log = SharedList::<LogLine>::create(log_name.name()).expect("log");
     // Workers 0 and 1 produce, 2 and 3 consume.
     let mut incarnations = [0u32; 4];
     let start = |worker: usize, incarnation: u32| -> Process<_, ()> {
@@ -1142,26 +1004,6 @@ fn child_role(point: &str) {
     panic!("the failpoint {point} was never reached");
 }
 
-fn stop_child_at(test: &str, point: &str, queue: &str) -> Child {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", test, "--nocapture"])
-        .env(ROLE, point)
-        .env(QUEUE, queue)
-        .env("MEMSPACE_FAILPOINT", point)
-        .spawn()
-        .expect("start child");
-    loop {
-        match process_state(child.id()) {
-            Some('T') => return child,
-            Some('Z') | None => {
-                let status = child.wait().expect("wait");
-                panic!("the child ended ({status}) before reaching {point}");
-            }
-            _ => std::thread::yield_now(),
-        }
-    }
-}
-
 /// Receives everything, acknowledging it: `(item, deliveries)` in the order received.
 fn drain_all(queue: &Queue<String>) -> Vec<(String, u32)> {
     let mut got = Vec::new();
@@ -1186,20 +1028,22 @@ fn put_get_three(name: String) -> Vec<String> {
 }
 
 /// Stops a child at `point`, kills it there, and checks what the queue holds afterwards.
-fn kill_at(test: &str, point: &str) {
-    memspace::init();
-    if let Ok(point) = std::env::var(ROLE) {
+fn kill_at(point: &str) {
+    if let Some(point) = roles::role() {
         return child_role(&point);
     }
-    let _dog = Watchdog::start();
-    let name = Name::new(point);
-    let queue = Queue::<String>::create(&name.0).expect("create");
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh(point);
+    let queue = Queue::<String>::create(name.name()).expect("create");
     for item in PREFILL {
         queue.put(&item.to_owned()).expect("prefill");
     }
-    let mut child = stop_child_at(test, point, &name.0);
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    let mut child = roles::child_in_role(
+        point,
+        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", point)],
+    );
+    child.wait_until_stopped(point);
+    child.kill();
     // Before anyone repairs it: consistent, perhaps with notes about the dead holder.
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{point}: {report:?}");
@@ -1250,7 +1094,7 @@ fn kill_at(test: &str, point: &str) {
     // The queue works, in this process and in another.
     queue.put(&"after".to_owned()).expect("put after the kill");
     assert_eq!(queue.get().expect("get"), "after");
-    let mut other = Process::new(put_get_three, name.0.clone());
+    let mut other = Process::new(put_get_three, name.name().to_owned());
     other.start().expect("start");
     assert_eq!(other.join().expect("join"), strings(&["x", "y", "z"]));
     let report = inspect::verify(queue.segment().expect("in shared memory"));
@@ -1260,58 +1104,37 @@ fn kill_at(test: &str, point: &str) {
 
 #[test]
 fn a_kill_after_a_put_wrote_its_item_leaves_nothing_visible() {
-    kill_at(
-        "a_kill_after_a_put_wrote_its_item_leaves_nothing_visible",
-        "queue.written",
-    );
+    kill_at("queue.written");
 }
 
 #[test]
 fn a_kill_after_a_put_committed_keeps_the_item_and_recounts() {
-    kill_at(
-        "a_kill_after_a_put_committed_keeps_the_item_and_recounts",
-        "queue.committed",
-    );
+    kill_at("queue.committed");
 }
 
 #[test]
 fn a_kill_after_a_larger_ring_was_built_keeps_the_old_one() {
-    kill_at(
-        "a_kill_after_a_larger_ring_was_built_keeps_the_old_one",
-        "queue.ring_built",
-    );
+    kill_at("queue.ring_built");
 }
 
 #[test]
 fn a_kill_while_a_put_grows_the_segment_keeps_every_item() {
-    kill_at(
-        "a_kill_while_a_put_grows_the_segment_keeps_every_item",
-        "grow.allocated",
-    );
+    kill_at("grow.allocated");
 }
 
 #[test]
 fn a_kill_after_an_item_was_taken_delivers_it_again() {
-    kill_at(
-        "a_kill_after_an_item_was_taken_delivers_it_again",
-        "queue.taken",
-    );
+    kill_at("queue.taken");
 }
 
 #[test]
 fn a_kill_after_an_ack_committed_never_delivers_the_item_again() {
-    kill_at(
-        "a_kill_after_an_ack_committed_never_delivers_the_item_again",
-        "queue.acked",
-    );
+    kill_at("queue.acked");
 }
 
 #[test]
 fn a_kill_after_a_delivery_was_put_back_keeps_it_ready() {
-    kill_at(
-        "a_kill_after_a_delivery_was_put_back_keeps_it_ready",
-        "queue.returned",
-    );
+    kill_at("queue.returned");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,9 +2,6 @@
 //! (`SIGKILL`) and restarted while clients work; a lock holder is killed, or stopped for
 //! longer than its lease.
 
-mod common;
-mod redis_server;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,19 +10,9 @@ use memspace::collections::Queue;
 use memspace::sync::{Event, LeaseError, TryLockError};
 use memspace::{Error, Lock, SharedList};
 
-use redis_server::RedisServer;
-
-/// Waits until `done` holds, for at most 20 s.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use memspace_testkit::children::wait_until;
+use memspace_testkit::redis_server::{self, RedisServer};
+use memspace_testkit::{ChildGuard, Watchdog, roles};
 
 fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
@@ -37,9 +24,8 @@ fn signal(pid: u32, signal: &str) {
 
 #[test]
 fn clients_report_a_killed_server_clearly_and_recover_after_its_restart() {
-    let _dog = common::Watchdog::start();
-    let mut server = RedisServer::start();
-    let name = server.name(&common::unique_name("restart"));
+    let (_dog, mut server) = redis_server::start_test();
+    let name = server.unique_name("restart");
     let list = SharedList::<u32>::create(&name).expect("create");
     let queue = Queue::<u32>::create(&server.name("restart-queue")).expect("create a queue");
     for i in 0..50 {
@@ -79,9 +65,8 @@ fn clients_report_a_killed_server_clearly_and_recover_after_its_restart() {
 
 #[test]
 fn no_acknowledged_push_is_lost_when_the_server_is_killed_and_restarted_mid_run() {
-    let _dog = common::Watchdog::start();
-    let mut server = RedisServer::start();
-    let name = server.name(&common::unique_name("midrun"));
+    let (_dog, mut server) = redis_server::start_test();
+    let name = server.unique_name("midrun");
     let list = SharedList::<u32>::create(&name).expect("create");
     let stop = AtomicBool::new(false);
     let (acknowledged, uncertain, errors) = std::thread::scope(|scope| {
@@ -141,10 +126,8 @@ fn no_acknowledged_push_is_lost_when_the_server_is_killed_and_restarted_mid_run(
 
 #[test]
 fn a_server_that_stops_answering_is_a_timeout_error_and_the_client_recovers() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let list =
-        SharedList::<u32>::create(&server.name(&common::unique_name("hung"))).expect("create");
+    let (_dog, server) = redis_server::start_test();
+    let list = SharedList::<u32>::create(&server.unique_name("hung")).expect("create");
     list.push(&1).expect("push");
     signal(server.pid(), "-STOP");
     let asked = Instant::now();
@@ -186,34 +169,36 @@ fn hold_lock_child(base: &str) {
     report.push(&outcome).expect("report the outcome");
 }
 
-fn lock_fixture(server: &RedisServer) -> (String, Lock, SharedList<String>, Event) {
-    let base = server.name(&common::unique_name("lease"));
+/// A lock on `server` taken by a child in role `hold`; returns once the child holds it: the
+/// lock, the child's report (its fencing token first), the event that lets it go on, the
+/// child, and its token.
+fn held_by_a_child(server: &RedisServer) -> (Lock, SharedList<String>, Event, ChildGuard, u64) {
+    let base = server.unique_name("lease");
     let lock = Lock::create(&format!("{base}.lock?lease_ms={LEASE_MS}")).expect("create");
-    let report = SharedList::create(&format!("{base}.report")).expect("create the report");
+    let report =
+        SharedList::<String>::create(&format!("{base}.report")).expect("create the report");
     let resume = Event::create(&format!("{base}.resume")).expect("create the event");
-    (base, lock, report, resume)
-}
-
-#[test]
-fn a_sigkilled_lock_holder_loses_its_lease_after_the_ttl_and_the_next_owner_gets_a_larger_token() {
-    const TEST: &str = "a_sigkilled_lock_holder_loses_its_lease_after_the_ttl_and_the_next_owner_gets_a_larger_token";
-    if let Some((_, base)) = common::role() {
-        hold_lock_child(&base);
-        return;
-    }
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let (base, lock, report, _resume) = lock_fixture(&server);
-    let mut holder = common::run_role(TEST, "hold", &base, &[]);
+    let holder = roles::child_in_role("hold", &[(roles::SEGMENT, &base)]);
     wait_until("the child to hold the lock", || {
         report.len().expect("len") == 1
     });
-    let child_token: u64 = report
+    let token = report
         .get(0)
         .expect("read")
         .expect("the token")
         .parse()
         .expect("a number");
+    (lock, report, resume, holder, token)
+}
+
+#[test]
+fn a_sigkilled_lock_holder_loses_its_lease_after_the_ttl_and_the_next_owner_gets_a_larger_token() {
+    if roles::role().is_some() {
+        hold_lock_child(&roles::role_segment());
+        return;
+    }
+    let (_dog, server) = redis_server::start_test();
+    let (lock, _report, _resume, mut holder, child_token) = held_by_a_child(&server);
     assert_eq!(lock.owner().expect("owner"), Some(holder.pid()));
     // The holder keeps its lease by renewing it: three leases later it still holds it.
     std::thread::sleep(Duration::from_millis(3 * LEASE_MS));
@@ -242,24 +227,12 @@ fn a_sigkilled_lock_holder_loses_its_lease_after_the_ttl_and_the_next_owner_gets
 
 #[test]
 fn a_holder_stopped_past_its_lease_is_told_it_lost_the_lock() {
-    const TEST: &str = "a_holder_stopped_past_its_lease_is_told_it_lost_the_lock";
-    if let Some((_, base)) = common::role() {
-        hold_lock_child(&base);
+    if roles::role().is_some() {
+        hold_lock_child(&roles::role_segment());
         return;
     }
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let (base, lock, report, resume) = lock_fixture(&server);
-    let holder = common::run_role(TEST, "hold", &base, &[]);
-    wait_until("the child to hold the lock", || {
-        report.len().expect("len") == 1
-    });
-    let child_token: u64 = report
-        .get(0)
-        .expect("read")
-        .expect("the token")
-        .parse()
-        .expect("a number");
+    let (_dog, server) = redis_server::start_test();
+    let (lock, report, resume, holder, child_token) = held_by_a_child(&server);
 
     // A pause longer than the lease: the child cannot renew, and the lock passes on.
     signal(holder.pid(), "-STOP");
@@ -313,7 +286,7 @@ fn server_soon_busy() -> (RedisServer, redis::Connection) {
 
 #[test]
 fn a_lease_outlives_a_server_busy_with_a_long_script() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let (server, _admin) = server_soon_busy();
     let name = format!("{}?lease_ms=1500", server.name("busy-lock"));
     let lock = Lock::create(&name).expect("create the lock");
@@ -338,7 +311,7 @@ fn a_lease_outlives_a_server_busy_with_a_long_script() {
 
 #[test]
 fn reads_wait_out_a_server_busy_with_a_long_script() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let (server, mut admin) = server_soon_busy();
     let list = SharedList::<u32>::create(&server.name("busy-list")).expect("create the list");
     list.extend([1, 2, 3]).expect("extend");

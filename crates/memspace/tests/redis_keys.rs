@@ -2,9 +2,6 @@
 //! `redis-server`: an object removed while handles to it are open, a lock's key or an object's
 //! meta hash written by hand, a map value of another type; and what its errors carry.
 
-mod common;
-mod redis_server;
-
 use std::error::Error as _;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -13,7 +10,8 @@ use memspace::collections::{Queue, QueueError, SharedMap, Value};
 use memspace::sync::{Event, LockError, TryLockError};
 use memspace::{Error, Lock, OpenError, SharedList};
 
-use redis_server::RedisServer;
+use memspace_testkit::redis_server::{self, RedisServer};
+use memspace_testkit::unique_name;
 
 /// A connection for writing keys by hand, as an operator with `redis-cli` would.
 fn admin(server: &RedisServer) -> redis::Connection {
@@ -73,6 +71,22 @@ fn assert_gone<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, Err
     }
 }
 
+/// Asserts that `update` through `value`, whose object `name` is gone (removed, or created
+/// `again`), fails as [`assert_gone`] expects and never runs its change on `what`.
+fn assert_update_gone(value: &Value<u64>, name: &str, again: bool, what: &str) {
+    let mut changed = false;
+    assert_gone(
+        "update",
+        name,
+        value.update(|v| {
+            changed = true;
+            *v += 1;
+        }),
+        again,
+    );
+    assert!(!changed, "update ran its change on {what}");
+}
+
 /// The crate's error inside a queue's error.
 fn queue_error<T>(result: Result<T, QueueError>) -> Result<T, Error> {
     result.map_err(|err| match err {
@@ -83,9 +97,8 @@ fn queue_error<T>(result: Result<T, QueueError>) -> Result<T, Error> {
 
 #[test]
 fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let (_dog, server) = redis_server::start_test();
+    let name = |tag: &str| server.unique_name(tag);
     let (list_name, map_name, queue_name, value_name, event_name) = (
         name("list"),
         name("map"),
@@ -121,16 +134,7 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
     assert_not_found("clear", &map_name, map.clear());
     assert_not_found("put after removal", &queue_name, queue_error(queue.put(&2)));
     assert_not_found("set", &value_name, value.set(2));
-    let mut changed = false;
-    assert_not_found(
-        "update",
-        &value_name,
-        value.update(|v| {
-            changed = true;
-            *v += 1;
-        }),
-    );
-    assert!(!changed, "update ran its change on a removed value");
+    assert_update_gone(&value, &value_name, false, "a removed value");
     assert_not_found("set", &event_name, event.set());
     assert_not_found("clear", &event_name, event.clear());
 
@@ -180,9 +184,8 @@ fn writes_through_handles_of_a_removed_object_fail_and_recreate_no_key() {
 
 #[test]
 fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let (_dog, server) = redis_server::start_test();
+    let name = |tag: &str| server.unique_name(tag);
     let (queue_name, event_name, lock_name) = (name("queue"), name("event"), name("lock"));
     let queue = Queue::<u32>::create(&queue_name).expect("create the queue");
     let event = Event::create(&event_name).expect("create the event");
@@ -269,9 +272,8 @@ fn reads_waits_and_locks_on_a_removed_object_say_it_was_removed() {
 
 #[test]
 fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = |tag: &str| server.name(&common::unique_name(tag));
+    let (_dog, server) = redis_server::start_test();
+    let name = |tag: &str| server.unique_name(tag);
     let (value_name, event_name, lock_name, queue_name) =
         (name("value"), name("event"), name("lock"), name("queue"));
     let (list_name, map_name) = (name("list"), name("map"));
@@ -286,14 +288,15 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
     queue.put(&1).expect("put");
     let delivery = queue.receive().expect("receive");
 
-    for gone in [
+    let all = [
         &value_name,
         &event_name,
         &lock_name,
         &queue_name,
         &list_name,
         &map_name,
-    ] {
+    ];
+    for gone in all {
         memspace::remove(gone).expect("rm");
     }
     // Reads through the old handles of a removed list and map say so.
@@ -319,16 +322,7 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
     let new_queue = Queue::<u32>::create(&queue_name).expect("create the queue again");
     new_queue.put(&2).expect("put into the new queue");
 
-    let mut changed = false;
-    assert_replaced(
-        "update",
-        &value_name,
-        value.update(|v| {
-            changed = true;
-            *v += 1;
-        }),
-    );
-    assert!(!changed, "update ran its change on another object");
+    assert_update_gone(&value, &value_name, true, "another object");
     assert_eq!(new_value.get().expect("get"), 10);
     assert_replaced("set", &event_name, event.set());
     assert!(
@@ -360,23 +354,15 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
         queue_error(queue.try_get()),
     );
     assert_eq!(new_queue.get().expect("the new queue kept its item"), 2);
-    for gone in [
-        &value_name,
-        &event_name,
-        &lock_name,
-        &queue_name,
-        &list_name,
-        &map_name,
-    ] {
+    for gone in all {
         memspace::remove(gone).expect("rm");
     }
 }
 
 #[test]
 fn a_value_update_on_a_missing_key_fails_without_writing() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = server.name(&common::unique_name("value"));
+    let (_dog, server) = redis_server::start_test();
+    let name = server.unique_name("value");
     let value = Value::create(&name, 7u64).expect("create");
     let items = items_key(&name);
     by_hand(&server, &["DEL", &items]);
@@ -414,12 +400,26 @@ fn a_value_update_on_a_missing_key_fails_without_writing() {
     );
 }
 
-/// Runs `attempt` on a thread and returns what it returned, or panics if it has not returned
-/// within 10 s (a lock that waits for ever on a key nobody will remove).
-fn within_10_s<T: Send + 'static>(what: &str, attempt: impl FnOnce() -> T + Send + 'static) -> T {
+/// A lock on `server`: its name, a handle to it, and the key of its lease.
+fn new_lock(server: &RedisServer) -> (String, Lock, String) {
+    let name = server.unique_name("lock");
+    let lock = Lock::create(&name).expect("create");
+    let key = items_key(&name);
+    (name, lock, key)
+}
+
+/// Runs `attempt` on a thread, with a fresh handle to lock `name`, and returns what it
+/// returned, or panics if it has not returned within 10 s (a lock that waits for ever on a key
+/// nobody will remove).
+fn within_10_s(
+    what: &str,
+    name: &str,
+    attempt: impl FnOnce(&Lock) -> String + Send + 'static,
+) -> String {
+    let name = name.to_owned();
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = sender.send(attempt());
+        let _ = sender.send(attempt(&Lock::open(&name).expect("open")));
     });
     receiver
         .recv_timeout(Duration::from_secs(10))
@@ -428,19 +428,13 @@ fn within_10_s<T: Send + 'static>(what: &str, attempt: impl FnOnce() -> T + Send
 
 #[test]
 fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = server.name(&common::unique_name("lock"));
-    let lock = Lock::create(&name).expect("create");
-    let key = items_key(&name);
+    let (_dog, server) = redis_server::start_test();
+    let (name, lock, key) = new_lock(&server);
     by_hand(&server, &["SET", &key, "junk"]);
 
-    let outcome = within_10_s("lock()", {
-        let name = name.clone();
-        move || match Lock::open(&name).expect("open").lock() {
-            Ok(_) => "acquired".to_owned(),
-            Err(err) => format!("{err:?}\n{err}"),
-        }
+    let outcome = within_10_s("lock()", &name, |lock| match lock.lock() {
+        Ok(_) => "acquired".to_owned(),
+        Err(err) => format!("{err:?}\n{err}"),
     });
     assert!(outcome.starts_with("CorruptLease"), "{outcome}");
     assert!(
@@ -485,18 +479,11 @@ fn junk_without_expiry_in_a_lock_key_is_reported_naming_the_key_and_the_fix() {
 
 #[test]
 fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = server.name(&common::unique_name("lock"));
-    let lock = Lock::create(&name).expect("create");
-    let key = items_key(&name);
+    let (_dog, server) = redis_server::start_test();
+    let (name, lock, key) = new_lock(&server);
     by_hand(&server, &["RPUSH", &key, "x"]);
-    let outcome = within_10_s("try_lock_for", {
-        let name = name.clone();
-        move || match Lock::open(&name)
-            .expect("open")
-            .try_lock_for(Duration::from_secs(5))
-        {
+    let outcome = within_10_s("try_lock_for", &name, |lock| {
+        match lock.try_lock_for(Duration::from_secs(5)) {
             Err(TryLockError::Lock(LockError::CorruptLease { .. })) => "corrupt".to_owned(),
             Err(other) => format!("{other:?}"),
             Ok(_) => "acquired".to_owned(),
@@ -524,11 +511,8 @@ fn a_lock_key_of_another_type_is_reported_and_a_lease_made_persistent_too() {
 
 #[test]
 fn junk_with_an_expiry_in_a_lock_key_holds_the_lock_until_it_expires() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = server.name(&common::unique_name("lock"));
-    let lock = Lock::create(&name).expect("create");
-    let key = items_key(&name);
+    let (_dog, server) = redis_server::start_test();
+    let (_, lock, key) = new_lock(&server);
     by_hand(&server, &["SET", &key, "junk", "PX", "600"]);
     assert!(matches!(
         lock.try_lock(),
@@ -546,9 +530,8 @@ fn junk_with_an_expiry_in_a_lock_key_holds_the_lock_until_it_expires() {
 
 #[test]
 fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {
-    let _dog = common::Watchdog::start();
-    let mut server = RedisServer::start();
-    let lock = Lock::create(&server.name(&common::unique_name("lock"))).expect("create");
+    let (_dog, mut server) = redis_server::start_test();
+    let lock = Lock::create(&server.unique_name("lock")).expect("create");
     server.kill();
     let err = lock.try_lock().map(drop).expect_err("no server: no lock");
     assert!(
@@ -579,9 +562,8 @@ fn an_unavailable_lock_keeps_the_redis_error_as_its_source() {
 
 #[test]
 fn a_lease_this_thread_holds_is_would_deadlock_whatever_the_server_is_called() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let object = common::unique_name("lock");
+    let (_dog, server) = redis_server::start_test();
+    let object = unique_name("lock");
     let by_address = server.name(&object);
     let by_host = format!("redis://localhost:{}/{object}", server.port());
     let lock = Lock::create(&by_address).expect("create");
@@ -601,9 +583,8 @@ fn a_lease_this_thread_holds_is_would_deadlock_whatever_the_server_is_called() {
 
 #[test]
 fn a_fencing_counter_set_below_zero_by_hand_is_reported_and_no_lease_is_taken() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = server.name(&common::unique_name("lock"));
+    let (_dog, server) = redis_server::start_test();
+    let name = server.unique_name("lock");
     let lock = Lock::create(&name).expect("create");
     let object = object_of(&name);
     let fence = format!("memspace:{{{object}}}:fence");
@@ -650,8 +631,7 @@ fn set_meta_field(server: &RedisServer, name: &str, field: &str, value: Option<&
 
 #[test]
 fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
+    let (_dog, server) = redis_server::start_test();
     let cases: [(&str, Option<&str>); 10] = [
         ("size", None),
         ("size", Some("many")),
@@ -665,7 +645,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
         ("incarnation", None),
     ];
     for (field, value) in cases {
-        let name = server.name(&common::unique_name("meta"));
+        let name = server.unique_name("meta");
         SharedList::<u32>::create(&name).expect("create");
         set_meta_field(&server, &name, field, value);
         match SharedList::<u32>::open(&name) {
@@ -683,7 +663,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
     }
 
     // A version this build does not know is another layout, not damage.
-    let name = server.name(&common::unique_name("meta"));
+    let name = server.unique_name("meta");
     SharedList::<u32>::create(&name).expect("create");
     set_meta_field(&server, &name, "version", Some("3"));
     match SharedList::<u32>::open(&name) {
@@ -696,7 +676,7 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
     }
 
     // A meta key that is not a hash at all.
-    let name = server.name(&common::unique_name("meta"));
+    let name = server.unique_name("meta");
     let () = redis::cmd("SET")
         .arg(format!("memspace:{{{}}}", object_of(&name)))
         .arg("junk")
@@ -718,9 +698,8 @@ fn a_damaged_meta_hash_is_reported_naming_the_object_and_the_field() {
 
 #[test]
 fn a_map_value_of_another_type_names_its_key() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = server.name(&common::unique_name("map"));
+    let (_dog, server) = redis_server::start_test();
+    let name = server.unique_name("map");
     let numbers = SharedMap::<String, u32>::create(&name).expect("create");
     numbers.insert(&"ada".to_owned(), &36).expect("insert");
     let texts = SharedMap::<String, String>::open(&name).expect("open");
@@ -745,9 +724,8 @@ fn a_map_value_of_another_type_names_its_key() {
 
 #[test]
 fn a_data_key_of_another_type_is_damage_for_every_read() {
-    let _dog = common::Watchdog::start();
-    let server = RedisServer::start();
-    let name = server.name(&common::unique_name("list"));
+    let (_dog, server) = redis_server::start_test();
+    let name = server.unique_name("list");
     let list = SharedList::<u32>::create(&name).expect("create");
     let key = items_key(&name);
     by_hand(&server, &["SET", &key, "x"]);

@@ -8,15 +8,13 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use memspace::spawn::{ExitStatus, JoinError, Process, StartMethod};
 use memspace::sync::{Lock, LockError, Mutex, TryLockError};
 use memspace::{SharedList, Thread, inspect};
-
-use common::{Removal, Running};
+use memspace_testkit::names::SegmentFile;
+use memspace_testkit::{Parent, Removal, Running, Watchdog, flags, names, procfs, roles};
 
 /// A short name for what a lock call returned.
 fn label(result: &impl Outcome) -> &'static str {
@@ -60,8 +58,8 @@ impl<G> Outcome for Result<G, TryLockError<G>> {
 fn hold_until_killed((lock, ready, parent): (Lock, Mutex<u32>, u32)) {
     let guard = lock.lock();
     assert_eq!(label(&guard), "ok", "the child takes the free lock");
-    common::set_flag(&ready, 1);
-    common::park_until_killed(parent)
+    flags::set_flag(&ready, 1);
+    Parent::from(parent).park_until_killed()
 }
 
 /// A child that holds a lock until killed, and its readiness flag. The flag outlives the child
@@ -74,15 +72,13 @@ struct Holder {
 
 /// Starts a child (by `method`) that holds `lock` until killed; returns once it holds it.
 fn start_holder(method: StartMethod, lock: &Lock) -> Holder {
-    let ready = common::new_flag();
-    let process = Running::start(
-        Process::new(
-            hold_until_killed,
-            (lock.clone(), ready.clone(), std::process::id()),
-        )
-        .start_method(method),
+    let ready = flags::new_flag();
+    let process = Running::start_by(
+        method,
+        hold_until_killed,
+        (lock.clone(), ready.clone(), std::process::id()),
     );
-    common::wait_for_flag(&ready, 1, process.pid());
+    flags::wait_for_flag(&ready, 1, process.pid());
     Holder {
         process,
         _ready: ready,
@@ -112,7 +108,7 @@ where
     );
 }
 
-fn owner_death_is_reported_after_kill(method: StartMethod) {
+fn a_lock_whose_holder_is_killed_reports_owner_died_and_then_works(method: StartMethod) {
     let lock = Lock::new().expect("create a lock");
     let mut started = start_holder(method, &lock);
     let holder = &mut started.process;
@@ -144,8 +140,7 @@ fn owner_death_is_reported_after_kill(method: StartMethod) {
     drop(lock.try_lock().expect("try_lock after the repair"));
     drop(lock.lock().expect("lock again"));
     // And another process agrees.
-    let mut checker =
-        Running::start(Process::new(try_lock_label, lock.clone()).start_method(method));
+    let mut checker = Running::start_by(method, try_lock_label, lock.clone());
     assert_eq!(checker.join().expect("checker"), "ok");
     assert_eq!(lock.owner_deaths(), 1);
 }
@@ -158,25 +153,13 @@ fn lock_label(lock: Lock) -> String {
     label(&lock.lock()).to_owned()
 }
 
-#[test]
-fn a_lock_whose_forked_holder_is_killed_reports_owner_died_and_then_works() {
-    let _dog = common::Watchdog::start();
-    owner_death_is_reported_after_kill(StartMethod::Fork);
-}
-
-#[test]
-fn a_lock_whose_spawned_holder_is_killed_reports_owner_died_and_then_works() {
-    common::init_spawn("a_lock_whose_spawned_holder_is_killed_reports_owner_died_and_then_works");
-    let _dog = common::Watchdog::start();
-    owner_death_is_reported_after_kill(StartMethod::Spawn);
+memspace_testkit::per_mode! {
+    a_lock_whose_holder_is_killed_reports_owner_died_and_then_works: fork, spawn;
 }
 
 #[test]
 fn an_owner_died_guard_dropped_without_mark_consistent_leaves_the_lock_unrecoverable() {
-    common::init_spawn(
-        "an_owner_died_guard_dropped_without_mark_consistent_leaves_the_lock_unrecoverable",
-    );
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let removal = Removal::fresh("unrecoverable");
     let lock = Lock::create(removal.name()).expect("create a lock");
     let mut holder = start_holder(StartMethod::Fork, &lock);
@@ -204,8 +187,7 @@ fn an_owner_died_guard_dropped_without_mark_consistent_leaves_the_lock_unrecover
     // So it is for every process, including one that opens it afresh. (The `try_lock`s above
     // must not have left it looking held.)
     for method in [StartMethod::Fork, StartMethod::Spawn] {
-        let mut other =
-            Running::start(Process::new(every_label, lock.clone()).start_method(method));
+        let mut other = Running::start_by(method, every_label, lock.clone());
         assert_eq!(
             other.join().expect("another process"),
             ["unrecoverable"; 4],
@@ -229,7 +211,7 @@ fn every_label(lock: Lock) -> Vec<String> {
 /// Says it is about to lock, then blocks in `lock()`; returns what it got and, after an owner
 /// died, the dead owner's pid (after repairing the lock).
 fn lock_and_report((lock, about_to_lock): (Lock, Mutex<u32>)) -> (String, Option<u32>) {
-    common::set_flag(&about_to_lock, 1);
+    flags::set_flag(&about_to_lock, 1);
     match lock.lock() {
         Err(LockError::OwnerDied(guard)) => {
             let previous = guard.previous_owner_died();
@@ -240,17 +222,20 @@ fn lock_and_report((lock, about_to_lock): (Lock, Mutex<u32>)) -> (String, Option
     }
 }
 
-fn a_blocked_locker_is_woken_when_the_holder_is_killed(waiter_method: StartMethod) {
+fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed(
+    waiter_method: StartMethod,
+) {
     let lock = Lock::new().expect("create a lock");
     let mut holder = start_holder(StartMethod::Fork, &lock);
-    let about_to_lock = common::new_flag();
-    let mut waiter = Running::start(
-        Process::new(lock_and_report, (lock.clone(), about_to_lock.clone()))
-            .start_method(waiter_method),
+    let about_to_lock = flags::new_flag();
+    let mut waiter = Running::start_by(
+        waiter_method,
+        lock_and_report,
+        (lock.clone(), about_to_lock.clone()),
     );
-    common::wait_for_flag(&about_to_lock, 1, waiter.pid());
+    flags::wait_for_flag(&about_to_lock, 1, waiter.pid());
     // It said it is about to lock; once all its threads sleep, it sleeps in `lock()`.
-    while !common::all_threads_sleeping(waiter.pid()) {
+    while !procfs::all_threads_sleeping(waiter.pid()) {
         assert!(!waiter.has_ended(), "the waiter ended instead of blocking");
         std::thread::yield_now();
     }
@@ -269,41 +254,30 @@ fn a_blocked_locker_is_woken_when_the_holder_is_killed(waiter_method: StartMetho
     assert_eq!(lock.owner_deaths(), 1);
 }
 
-#[test]
-fn a_forked_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed() {
-    let _dog = common::Watchdog::start();
-    a_blocked_locker_is_woken_when_the_holder_is_killed(StartMethod::Fork);
-}
-
-#[test]
-fn a_spawned_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed() {
-    common::init_spawn(
-        "a_spawned_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed",
-    );
-    let _dog = common::Watchdog::start();
-    a_blocked_locker_is_woken_when_the_holder_is_killed(StartMethod::Spawn);
+memspace_testkit::per_mode! {
+    a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed: fork, spawn;
 }
 
 /// Takes the lock, sets `flag` to 1, holds the lock until the test sets it to 2, then releases
 /// it and returns.
 fn hold_until_told((lock, flag, parent): (Lock, Mutex<u32>, u32)) -> bool {
     let guard = lock.lock().expect("the child takes the free lock");
-    common::set_flag(&flag, 1);
-    common::child_wait_for_flag(&flag, 2, parent);
+    flags::set_flag(&flag, 1);
+    flags::child_wait_for_flag(&flag, 2, parent);
     drop(guard);
     true
 }
 
 #[test]
 fn try_lock_for_times_out_while_another_process_holds_the_lock_and_succeeds_once_released() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let lock = Lock::new().expect("create a lock");
-    let flag = common::new_flag();
+    let flag = flags::new_flag();
     let mut holder = Running::start(Process::new(
         hold_until_told,
         (lock.clone(), flag.clone(), std::process::id()),
     ));
-    common::wait_for_flag(&flag, 1, holder.pid());
+    flags::wait_for_flag(&flag, 1, holder.pid());
 
     let timeout = Duration::from_millis(100);
     let started = Instant::now();
@@ -329,7 +303,7 @@ fn try_lock_for_times_out_while_another_process_holds_the_lock_and_succeeds_once
         .to_string();
     assert!(message.contains(lock.name().as_str()), "{message}");
 
-    common::set_flag(&flag, 2);
+    flags::set_flag(&flag, 2);
     let guard = lock
         .try_lock_for(Duration::from_secs(30))
         .expect("the holder releases the lock");
@@ -356,10 +330,7 @@ fn clear_poison(lock: Lock) -> String {
 
 #[test]
 fn a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cleared() {
-    common::init_spawn(
-        "a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cleared",
-    );
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let lock = Lock::new().expect("create a lock");
     let mut thread = Thread::new(panic_holding, lock.clone());
     thread.start().expect("start a thread");
@@ -379,8 +350,7 @@ fn a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cl
     assert!(lock.segment().expect("in shared memory").lock_poisoned());
     // In a spawned process, which shares nothing with this one but the segment: poisoned too;
     // it clears the poison for everyone.
-    let mut other =
-        Running::start(Process::new(clear_poison, lock.clone()).start_method(StartMethod::Spawn));
+    let mut other = Running::spawn(clear_poison, lock.clone());
     assert_eq!(other.join().expect("the other process"), "poisoned");
     assert!(!lock.segment().expect("in shared memory").lock_poisoned());
     let guard = lock.lock().expect("clean after clear_poison");
@@ -392,7 +362,7 @@ fn a_thread_that_panics_holding_the_lock_poisons_it_for_other_processes_until_cl
 
 #[test]
 fn a_process_that_panics_holding_the_lock_poisons_it_for_the_parent() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let lock = Lock::new().expect("create a lock");
     let mut child = Running::start(Process::new(panic_holding, lock.clone()));
     match child.join() {
@@ -408,7 +378,7 @@ fn a_process_that_panics_holding_the_lock_poisons_it_for_the_parent() {
 
 #[test]
 fn locking_again_in_the_same_thread_is_would_deadlock_not_a_hang() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let lock = Lock::new().expect("create a lock");
     let held = lock.lock().expect("lock");
     match lock.lock() {
@@ -454,8 +424,7 @@ fn increment(counter: Mutex<u64>) {
 
 #[test]
 fn a_mutex_keeps_every_increment_of_four_processes() {
-    common::init_spawn("a_mutex_keeps_every_increment_of_four_processes");
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let counter = Mutex::new(0u64).expect("create a mutex");
     let mut workers: Vec<_> = [
         StartMethod::Fork,
@@ -464,7 +433,7 @@ fn a_mutex_keeps_every_increment_of_four_processes() {
         StartMethod::Spawn,
     ]
     .into_iter()
-    .map(|method| Running::start(Process::new(increment, counter.clone()).start_method(method)))
+    .map(|method| Running::start_by(method, increment, counter.clone()))
     .collect();
     for worker in &mut workers {
         worker.join().expect("a worker");
@@ -475,23 +444,20 @@ fn a_mutex_keeps_every_increment_of_four_processes() {
 // ---------------------------------------------------------------------------------------------
 // A list writer killed inside `push`
 
-const KILLED_PUSH_TEST: &str =
-    "a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_and_usable";
-
 fn big(tag: char) -> String {
     tag.to_string().repeat(200_000)
 }
 
 #[test]
 fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_and_usable() {
-    if let Some((role, segment)) = common::role() {
+    if let Some(role) = roles::role() {
         // The child: push one big item; the failpoint in its environment stops it inside.
         assert_eq!(role, "push");
-        let list = SharedList::<String>::open(&segment).expect("open the list");
+        let list = SharedList::<String>::open(&roles::role_segment()).expect("open the list");
         list.push(&big('x')).expect("push");
         return;
     }
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     // Where the writer stops: a block reserved, the file grown, the item written but not
     // published, the item published but the end of data not advanced.
     for point in [
@@ -506,11 +472,12 @@ fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_
         let before: Vec<String> = (0..512).map(|i| format!("before {i}")).collect();
         list.extend(&before).expect("extend");
 
-        let mut writer = common::run_role(
-            KILLED_PUSH_TEST,
+        let mut writer = roles::child_in_role(
             "push",
-            removal.name(),
-            &[("MEMSPACE_FAILPOINT", point)],
+            &[
+                (roles::SEGMENT, removal.name()),
+                ("MEMSPACE_FAILPOINT", point),
+            ],
         );
         writer.wait_until_stopped(point);
         assert_eq!(
@@ -571,7 +538,7 @@ fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_
 
 #[test]
 fn a_thread_that_ends_holding_the_lock_is_a_dead_owner_for_the_next_locker() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let lock = Lock::new().expect("create a lock");
     let holder = lock.clone();
     std::thread::spawn(move || std::mem::forget(holder.lock().expect("lock in the thread")))
@@ -608,20 +575,12 @@ fn pid_namespace() -> u64 {
 /// stamped with `start` (`None`: not stamped yet, as in the instant after a holder takes the
 /// word).
 fn pretend_held_by(name: &str, tid: u32, start: Option<u64>) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(common::shm_path(name))
-        .expect("open the segment's file");
+    let file = SegmentFile::open(&names::shm_path(name));
     let stamp = start.map_or(0, |start| (u64::from(tid) << 32) | (start & 0xffff_ffff));
-    file.write_all_at(&tid.to_le_bytes(), LOCK_WORD)
-        .expect("write the word");
-    file.write_all_at(&tid.to_le_bytes(), LOCK_OWNER_PID)
-        .expect("write the pid");
-    file.write_all_at(&stamp.to_le_bytes(), LOCK_STAMP)
-        .expect("write the stamp");
-    file.write_all_at(&pid_namespace().to_le_bytes(), LOCK_OWNER_NAMESPACE)
-        .expect("write the namespace");
+    file.write(LOCK_WORD, &tid.to_le_bytes());
+    file.write(LOCK_OWNER_PID, &tid.to_le_bytes());
+    file.write_u64(LOCK_STAMP, stamp);
+    file.write_u64(LOCK_OWNER_NAMESPACE, pid_namespace());
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
@@ -635,7 +594,7 @@ fn start_time(pid: u32) -> u64 {
 
 #[test]
 fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("stamp");
     let lock = Lock::create(removal.name()).expect("create a lock");
     let mut sleeper = std::process::Command::new("sleep")
@@ -660,16 +619,9 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
     // Stamped with another start time, but from another pid namespace: its ids mean nothing
     // here, so it is waited for, never judged.
     pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
-    {
-        use std::os::unix::fs::FileExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(common::shm_path(removal.name()))
-            .and_then(|file| {
-                file.write_all_at(&(pid_namespace() + 1).to_le_bytes(), LOCK_OWNER_NAMESPACE)
-            })
-            .expect("write another namespace");
-    }
+    removal
+        .file()
+        .write_u64(LOCK_OWNER_NAMESPACE, pid_namespace() + 1);
     assert_eq!(label(&lock.try_lock()), "would block");
 
     // Stamped with another start time: the id was reused, the holder that stamped it is dead.
@@ -705,25 +657,19 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
 
 #[test]
 fn a_garbage_lock_word_is_taken_over_and_a_garbage_state_is_reported_as_damage() {
-    use std::os::unix::fs::FileExt;
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("garbage-lock");
     let lock = Lock::create(removal.name()).expect("create a lock");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(common::shm_path(removal.name()))
-        .expect("open the segment's file");
+    let file = removal.file();
 
     // A word naming no thread that exists (ids stop at 2^22).
-    file.write_all_at(&0x3fff_fff0u32.to_le_bytes(), LOCK_WORD)
-        .expect("write the word");
+    file.write(LOCK_WORD, &0x3fff_fff0u32.to_le_bytes());
     match lock.lock() {
         Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),
         other => panic!("expected OwnerDied, got {}", label(&other)),
     }
 
-    file.write_all_at(&7u32.to_le_bytes(), LOCK_STATE)
-        .expect("write the state");
+    file.write(LOCK_STATE, &7u32.to_le_bytes());
     match lock.lock() {
         Err(LockError::Corrupt { name, state }) => {
             assert_eq!(name.as_str(), removal.name());
@@ -747,7 +693,7 @@ fn this_thread_id() -> u32 {
 
 #[test]
 fn a_dead_holder_with_the_lockers_own_thread_id_is_taken_over_not_a_deadlock() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("own-id");
     let lock = Lock::create(removal.name()).expect("create a lock");
     let tid = this_thread_id();

@@ -8,16 +8,12 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod common;
-
-use std::os::unix::fs::FileExt;
-
 use memspace::segment::Kind;
-use memspace::spawn::{Process, StartMethod};
+use memspace::spawn::Process;
 use memspace::sync::{Lock, Mutex};
 use memspace::{Error, OpenError, Segment, SharedList, inspect};
-
-use common::{Removal, Running, shm_exists, shm_path};
+use memspace_testkit::names::{shm_exists, shm_path};
+use memspace_testkit::{Parent, Removal, Rng, Running, Watchdog, flags, names, unique_name};
 
 /// The `OpenError` inside `err`.
 fn open_error(err: Error) -> OpenError {
@@ -71,12 +67,12 @@ fn valid_header(kind: u32, size: u64) -> Vec<u8> {
 
 #[test]
 fn random_bytes_are_not_a_memspace_segment() {
-    let mut rng = common::Rng::from_env();
+    let mut rng = Rng::from_env();
     for len in [1, 7, 100, 127, 128, 4096, 65536, 1 << 20] {
         let removal = Removal::fresh("garbage");
         let mut bytes = rng.bytes(len);
         bytes[0] |= 1; // not all zero, which would mean "not initialised yet"
-        common::write_segment_file(removal.name(), &bytes);
+        names::write_segment_file(removal.name(), &bytes);
         assert_every_open_fails(removal.name(), &format!("{len} random bytes"), |err| {
             matches!(err, Error::Open(OpenError::Foreign { .. }))
         });
@@ -92,7 +88,7 @@ fn an_empty_segment_is_one_its_creator_has_not_initialised() {
     let cases = [("zero bytes", vec![]), ("a zero page", vec![0u8; 4096])].map(|(what, bytes)| {
         std::thread::spawn(move || {
             let removal = Removal::fresh("empty");
-            common::write_segment_file(removal.name(), &bytes);
+            names::write_segment_file(removal.name(), &bytes);
             let err = open_error(SharedList::<u64>::open(removal.name()).expect_err(what));
             assert!(
                 matches!(err, OpenError::NotInitialized { .. }),
@@ -161,14 +157,14 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
         let mut header = valid_header(3, 8192);
         damage(&mut header);
         header.resize(8192, 0);
-        common::write_segment_file(removal.name(), &header);
+        names::write_segment_file(removal.name(), &header);
         assert_every_open_fails(removal.name(), what, expected);
     }
     // The same header undamaged opens: the cases above fail for their one damage.
     let removal = Removal::fresh("header");
     let mut header = valid_header(3, 8192);
     header.resize(8192, 0);
-    common::write_segment_file(removal.name(), &header);
+    names::write_segment_file(removal.name(), &header);
     let list = SharedList::<u64>::open(removal.name()).expect("an undamaged header opens");
     assert_eq!(list.len().expect("len"), 0);
 }
@@ -177,12 +173,7 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
 fn a_real_segment_rewritten_with_another_layout_version_is_a_version_mismatch() {
     let removal = Removal::fresh("version");
     drop(Lock::create(removal.name()).expect("create a lock"));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(shm_path(removal.name()))
-        .expect("open the segment's file");
-    file.write_all_at(&1u32.to_le_bytes(), 8)
-        .expect("write the version");
+    removal.file().write(8, &1u32.to_le_bytes());
     assert_every_open_fails(removal.name(), "layout v1", |err| {
         matches!(
             err,
@@ -208,17 +199,14 @@ fn a_truncated_list_segment_is_reported_as_truncated() {
         list.segment().expect("in shared memory").size()
     };
     assert!(size >= 512 << 10, "the list grew to {size} bytes");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(shm_path(removal.name()))
-        .expect("open the segment's file");
+    let file = removal.file();
     for (short, expected) in [
         (size / 2, size),
         (size - 4096, size),
         (4096, size),
         (64, 4096),
     ] {
-        file.set_len(short).expect("truncate the file");
+        file.set_len(short);
         assert_every_open_fails(removal.name(), &format!("{short} bytes"), |err| {
             matches!(
                 err,
@@ -349,11 +337,7 @@ fn damaged_list_data_is_an_error_naming_the_list_never_a_wrong_value_or_a_crash(
         let list = SharedList::<String>::create(removal.name()).expect("create a list");
         list.extend(["first", "second", "third"].map(str::to_owned))
             .expect("extend");
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(shm_path(removal.name()))
-            .expect("open the segment's file");
-        file.write_all_at(&bytes, offset).expect("damage the list");
+        removal.file().write(offset, &bytes);
         for reader in [
             list.clone(),
             SharedList::<String>::open(removal.name()).expect("open the damaged list"),
@@ -376,29 +360,25 @@ fn damaged_list_data_is_an_error_naming_the_list_never_a_wrong_value_or_a_crash(
     let removal = Removal::fresh("layout");
     let list = SharedList::<String>::create(removal.name()).expect("create a list");
     list.push(&"x".to_owned()).expect("push");
-    let file = std::fs::File::open(shm_path(removal.name())).expect("open the file");
-    let mut word = [0u8; 8];
-    file.read_exact_at(&mut word, LIST_LEN).expect("read");
-    assert_eq!(u64::from_le_bytes(word), 1, "len");
-    file.read_exact_at(&mut word, FIRST_ENTRY).expect("read");
+    let file = removal.file();
+    assert_eq!(file.read_u64(LIST_LEN), 1, "len");
     assert_eq!(
-        u64::from_le_bytes(word),
+        file.read_u64(FIRST_ENTRY),
         FIRST_PAYLOAD - 8,
         "the first entry"
     );
-    file.read_exact_at(&mut word, LIST_BLOCK_1).expect("read");
-    assert_eq!(u64::from_le_bytes(word), 0, "no second index block yet");
+    assert_eq!(file.read_u64(LIST_BLOCK_1), 0, "no second index block yet");
 }
 
 #[test]
 fn headers_of_random_plausible_fields_open_or_fail_without_panicking() {
-    let mut rng = common::Rng::from_env();
+    let mut rng = Rng::from_env();
     let page = 4096u64;
     let mut opened = 0;
     for round in 0..300 {
         let removal = Removal::fresh("fuzz");
         let file_size = [1, 2, 3, 16][rng.below(4) as usize] * page;
-        let pick = |rng: &mut common::Rng| match rng.below(6) {
+        let pick = |rng: &mut Rng| match rng.below(6) {
             0 => 0,
             1 => page,
             2 => 2 * page,
@@ -416,7 +396,7 @@ fn headers_of_random_plausible_fields_open_or_fail_without_panicking() {
             // A zeroed lock slot, users table and boot id half the time.
             bytes[128..2304].fill(0);
         }
-        common::write_segment_file(removal.name(), &bytes);
+        names::write_segment_file(removal.name(), &bytes);
         let Ok(segment) = inspect::observe(removal.name()) else {
             continue;
         };
@@ -492,7 +472,7 @@ fn invalid_names_are_refused_by_every_constructor() {
     }
     assert!(!std::path::Path::new("/dev/shm/memspace.a").exists());
     // 200 bytes is the longest valid name.
-    let mut longest = common::unique_name("long");
+    let mut longest = unique_name("long");
     longest.push('.');
     while longest.len() < 200 {
         longest.push('x');
@@ -533,7 +513,7 @@ fn creating_a_name_twice_is_already_exists_and_leaves_the_first_alone() {
 
 #[test]
 fn opening_or_removing_a_missing_name_is_not_found() {
-    let missing = common::unique_name("missing");
+    let missing = unique_name("missing");
     assert_every_open_fails(&missing, "a missing segment", |err| {
         matches!(err, Error::Open(OpenError::NotFound { .. }))
     });
@@ -602,7 +582,7 @@ fn drop_the_inherited_handle((): ()) -> (bool, bool) {
 
 #[test]
 fn an_anonymous_segment_survives_a_forked_child_dropping_its_copy() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let list = SharedList::<i64>::new().expect("create a list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
@@ -633,75 +613,67 @@ fn an_anonymous_segment_survives_a_forked_child_dropping_its_copy() {
 
 #[test]
 fn an_anonymous_segment_survives_a_spawned_child_attaching_and_detaching() {
-    common::init_spawn("an_anonymous_segment_survives_a_spawned_child_attaching_and_detaching");
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let list = SharedList::<i64>::new().expect("create a list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
-    let mut child = Running::start(
-        Process::new(drop_handle_and_look, list.clone()).start_method(StartMethod::Spawn),
-    );
+    let mut child = Running::spawn(drop_handle_and_look, list.clone());
     assert_eq!(child.join().expect("the child"), (true, true));
     assert_eq!(list.to_vec().expect("read"), [7]);
     drop(list);
     assert!(!shm_exists(&name));
 }
 
+/// What a spawned user of a list gets: the list, its flag, and the test's pid.
+type User = (SharedList<i64>, Mutex<u32>, u32);
+
+/// Starts `user` in a spawned child on `list`; returns once it said (`flag` at 1) it attached.
+fn start_user<R>(user: fn(User) -> R, list: &SharedList<i64>, flag: &Mutex<u32>) -> Running<User, R>
+where
+    R: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let child = Running::spawn(user, (list.clone(), flag.clone(), std::process::id()));
+    flags::wait_for_flag(flag, 1, child.pid());
+    child
+}
+
 /// Attaches, says so, waits until the test dropped its handle, then drops its own; returns
 /// whether the segment existed before and after that.
-fn outlive_the_creator((list, flag, parent): (SharedList<i64>, Mutex<u32>, u32)) -> (bool, bool) {
-    common::set_flag(&flag, 1);
-    common::child_wait_for_flag(&flag, 2, parent);
+fn outlive_the_creator((list, flag, parent): User) -> (bool, bool) {
+    flags::set_flag(&flag, 1);
+    flags::child_wait_for_flag(&flag, 2, parent);
     drop_handle_and_look(list)
 }
 
 #[test]
 fn the_last_user_of_an_anonymous_segment_removes_it_even_if_it_did_not_create_it() {
-    common::init_spawn(
-        "the_last_user_of_an_anonymous_segment_removes_it_even_if_it_did_not_create_it",
-    );
-    let _dog = common::Watchdog::start();
-    let flag = common::new_flag();
+    let _dog = memspace_testkit::start_test();
+    let flag = flags::new_flag();
     let list = SharedList::<i64>::new().expect("create a list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
-    let mut child = Running::start(
-        Process::new(
-            outlive_the_creator,
-            (list.clone(), flag.clone(), std::process::id()),
-        )
-        .start_method(StartMethod::Spawn),
-    );
-    common::wait_for_flag(&flag, 1, child.pid());
+    let mut child = start_user(outlive_the_creator, &list, &flag);
     drop(list);
     assert!(shm_exists(&name), "an attached child keeps it");
-    common::set_flag(&flag, 2);
+    flags::set_flag(&flag, 2);
     assert_eq!(child.join().expect("the child"), (true, false));
     assert!(!shm_exists(&name));
 }
 
-fn attach_and_park((list, flag, parent): (SharedList<i64>, Mutex<u32>, u32)) {
+fn attach_and_park((list, flag, parent): User) {
     list.push(&1).expect("push");
-    common::set_flag(&flag, 1);
-    common::park_until_killed(parent)
+    flags::set_flag(&flag, 1);
+    Parent::from(parent).park_until_killed()
 }
 
 #[test]
 fn a_killed_user_does_not_keep_an_anonymous_segment_alive() {
-    common::init_spawn("a_killed_user_does_not_keep_an_anonymous_segment_alive");
-    let _dog = common::Watchdog::start();
-    let flag = common::new_flag();
+    let _dog = memspace_testkit::start_test();
+    let flag = flags::new_flag();
     let list = SharedList::<i64>::new().expect("create a list");
     let name = list.name().to_string();
     let _removal = Removal::of(&name);
-    let mut child = Running::start(
-        Process::new(
-            attach_and_park,
-            (list.clone(), flag.clone(), std::process::id()),
-        )
-        .start_method(StartMethod::Spawn),
-    );
-    common::wait_for_flag(&flag, 1, child.pid());
+    let mut child = start_user(attach_and_park, &list, &flag);
     assert_eq!(
         list.segment()
             .expect("in shared memory")

@@ -2,30 +2,27 @@
 //! is corrupted. The test mounts a 1 MiB tmpfs, which needs root (CI runs as root); elsewhere
 //! it says why it did not run.
 
-mod common;
-
-use std::path::PathBuf;
 use std::process::Command;
 
 use memspace::{Error, SharedList, inspect};
+use memspace_testkit::names::TempDir;
+use memspace_testkit::procfs;
 
-/// A tiny tmpfs, unmounted and removed on drop.
-struct TinyFs(PathBuf);
+/// A tiny tmpfs, unmounted on drop (and its mount point removed).
+struct TinyFs(TempDir);
 
 impl TinyFs {
     fn mount(test: &str, size: &str) -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!("memspace-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create mount point");
+        let dir = TempDir::new(test);
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
+            .arg(dir.path())
             .status();
         if status.is_ok_and(|s| s.success()) {
             Some(TinyFs(dir))
         } else {
-            let _ = std::fs::remove_dir(&dir);
             assert!(
-                !common::is_root(),
+                !procfs::is_root(),
                 "mounting a tmpfs failed although we are root"
             );
             eprintln!("skipped: mounting a tmpfs needs root");
@@ -36,8 +33,7 @@ impl TinyFs {
 
 impl Drop for TinyFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
+        let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
 
@@ -46,7 +42,7 @@ fn a_full_file_system_is_a_no_space_error_and_the_list_stays_intact() {
     let Some(fs) = TinyFs::mount("nospace", "1m") else {
         return;
     };
-    let name = format!("file:{}/list.seg", fs.0.display());
+    let name = fs.0.segment("list.seg");
     let list = SharedList::<String>::create(&name).expect("create in the tiny file system");
     let mut pushed = Vec::new();
     let err = loop {
@@ -66,11 +62,11 @@ fn a_full_file_system_is_a_no_space_error_and_the_list_stays_intact() {
     let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     // A second segment in the full file system cannot be created either.
-    let second = format!("file:{}/second.seg", fs.0.display());
+    let second = fs.0.segment("second.seg");
     let err = SharedList::<u8>::create(&second).expect_err("created in a full file system");
     assert!(matches!(err, Error::NoSpace { .. }), "{err:?}");
     assert!(
-        !fs.0.join("second.seg").exists(),
+        !fs.0.path().join("second.seg").exists(),
         "the failed creation left its file behind"
     );
     // Small items still fit in what is left of the segment's last growth, or fail cleanly.

@@ -7,19 +7,23 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use memspace::spawn::{
     ExitStatus, JoinError, Mode, Process, SpawnError, StartMethod, Thread, Worker,
 };
 use memspace::sync::Lock;
+use memspace_testkit::{Parent, Running, Watchdog, roles};
 use serde::{Deserialize, Serialize};
 
-use common::Running;
-
 const BOTH: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
+
+memspace_testkit::per_mode! {
+    processes_return_their_targets_values_to_join: fork, spawn;
+    a_panic_in_a_worker_comes_back_as_panicked_with_its_message: thread, fork, spawn;
+    a_worker_that_exits_is_reported_with_its_exit_code: fork, spawn;
+    a_worker_ended_by_a_signal_is_reported_as_killed: fork, spawn;
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Summary {
@@ -50,89 +54,80 @@ fn big_result(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-#[test]
-fn processes_return_their_targets_values_to_join() {
-    common::init_spawn("processes_return_their_targets_values_to_join");
-    let _dog = common::Watchdog::start();
+fn processes_return_their_targets_values_to_join(method: StartMethod) {
     let text = "the quick brown fox jumps over the lazy dog".to_owned();
-    for method in BOTH {
-        let mut process =
-            Running::start(Process::new(summarise, (text.clone(), 4)).start_method(method));
-        let pid = process.pid();
-        let summary = process.join().expect("join");
-        assert_eq!(summary.pid, pid, "{method}: it ran in the child");
-        assert_eq!(
-            summary.parent,
-            std::process::id(),
-            "{method}: a child of the test"
-        );
-        assert_eq!(
-            Summary {
-                pid: 0,
-                parent: 0,
-                ..summary
-            },
-            Summary {
-                pid: 0,
-                parent: 0,
-                ..summarise((text.clone(), 4))
-            },
-            "{method}"
-        );
-        assert_eq!(process.process().exit_status(), Some(ExitStatus::Exited(0)));
-        assert_eq!(process.process().exit_code(), Some(0));
+    let mut process = Running::start_by(method, summarise, (text.clone(), 4));
+    let pid = process.pid();
+    let summary = process.join().expect("join");
+    assert_eq!(summary.pid, pid, "{method}: it ran in the child");
+    assert_eq!(
+        summary.parent,
+        std::process::id(),
+        "{method}: a child of the test"
+    );
+    assert_eq!(
+        Summary {
+            pid: 0,
+            parent: 0,
+            ..summary
+        },
+        Summary {
+            pid: 0,
+            parent: 0,
+            ..summarise((text.clone(), 4))
+        },
+        "{method}"
+    );
+    assert_eq!(process.process().exit_status(), Some(ExitStatus::Exited(0)));
+    assert_eq!(process.process().exit_code(), Some(0));
 
-        let len = 4 << 20;
-        let mut big = Running::start(Process::new(big_result, len).start_method(method));
-        assert!(
-            big.join().expect("join") == big_result(len),
-            "{method}: 4 MiB came back"
-        );
-    }
+    let len = 4 << 20;
+    let mut big = Running::start_by(method, big_result, len);
+    assert!(
+        big.join().expect("join") == big_result(len),
+        "{method}: 4 MiB came back"
+    );
 }
 
 fn panic_with(message: String) -> u32 {
     panic!("worker gave up: {message}");
 }
 
-#[test]
-fn a_panic_in_a_worker_comes_back_as_panicked_with_its_message() {
-    common::init_spawn("a_panic_in_a_worker_comes_back_as_panicked_with_its_message");
-    let _dog = common::Watchdog::start();
-    for method in BOTH {
-        let mut process =
-            Running::start(Process::new(panic_with, format!("{method} #7")).start_method(method));
-        let pid = process.pid();
-        match process.join() {
-            Err(err @ JoinError::Panicked { .. }) => {
-                let JoinError::Panicked {
-                    ref worker,
-                    ref message,
-                } = err
-                else {
-                    unreachable!()
-                };
-                assert_eq!(message, &format!("worker gave up: {method} #7"));
-                assert_eq!(worker, &format!("process {pid}"));
-                assert!(err.to_string().contains("worker gave up"), "{err}");
+fn a_panic_in_a_worker_comes_back_as_panicked_with_its_message(mode: Mode) {
+    let Mode::Process(method) = mode else {
+        let mut thread = Thread::new(panic_with, "in a thread".to_owned());
+        thread.start().expect("start a thread");
+        match thread.join() {
+            Err(JoinError::Panicked { worker, message }) => {
+                assert_eq!(worker, "thread");
+                assert_eq!(message, "worker gave up: in a thread");
             }
-            other => panic!("{method}: expected Panicked, got {other:?}"),
+            other => panic!("thread: expected Panicked, got {other:?}"),
         }
-        assert_eq!(
-            process.process().exit_status(),
-            Some(ExitStatus::Exited(101)),
-            "{method}: a panicking child exits as Rust's do"
-        );
-    }
-    let mut thread = Thread::new(panic_with, "in a thread".to_owned());
-    thread.start().expect("start a thread");
-    match thread.join() {
-        Err(JoinError::Panicked { worker, message }) => {
-            assert_eq!(worker, "thread");
-            assert_eq!(message, "worker gave up: in a thread");
+        return;
+    };
+    let mut process = Running::start_by(method, panic_with, format!("{method} #7"));
+    let pid = process.pid();
+    match process.join() {
+        Err(err @ JoinError::Panicked { .. }) => {
+            let JoinError::Panicked {
+                ref worker,
+                ref message,
+            } = err
+            else {
+                unreachable!()
+            };
+            assert_eq!(message, &format!("worker gave up: {method} #7"));
+            assert_eq!(worker, &format!("process {pid}"));
+            assert!(err.to_string().contains("worker gave up"), "{err}");
         }
-        other => panic!("thread: expected Panicked, got {other:?}"),
+        other => panic!("{method}: expected Panicked, got {other:?}"),
     }
+    assert_eq!(
+        process.process().exit_status(),
+        Some(ExitStatus::Exited(101)),
+        "{method}: a panicking child exits as Rust's do"
+    );
 }
 
 #[allow(
@@ -149,38 +144,33 @@ fn underscore_exit_with(code: i32) -> u32 {
     unsafe { libc::_exit(code) }
 }
 
-#[test]
-fn a_worker_that_exits_is_reported_with_its_exit_code() {
-    common::init_spawn("a_worker_that_exits_is_reported_with_its_exit_code");
-    let _dog = common::Watchdog::start();
-    for method in BOTH {
-        for (how, target, code) in [
-            ("exit", exit_with as fn(i32) -> u32, 3),
-            ("_exit", underscore_exit_with as fn(i32) -> u32, 4),
-            ("exit(0)", exit_with as fn(i32) -> u32, 0),
-        ] {
-            let mut process = Running::start(Process::new(target, code).start_method(method));
-            let pid = process.pid();
-            match process.join() {
-                Err(err @ JoinError::Exited { .. }) => {
-                    let JoinError::Exited {
-                        pid: exited,
-                        code: reported,
-                    } = err
-                    else {
-                        unreachable!()
-                    };
-                    assert_eq!((exited, reported), (pid, code), "{method} {how}");
-                    assert!(err.to_string().contains(&code.to_string()), "{err}");
-                }
-                other => panic!("{method} {how}({code}): expected Exited, got {other:?}"),
+fn a_worker_that_exits_is_reported_with_its_exit_code(method: StartMethod) {
+    for (how, target, code) in [
+        ("exit", exit_with as fn(i32) -> u32, 3),
+        ("_exit", underscore_exit_with as fn(i32) -> u32, 4),
+        ("exit(0)", exit_with as fn(i32) -> u32, 0),
+    ] {
+        let mut process = Running::start_by(method, target, code);
+        let pid = process.pid();
+        match process.join() {
+            Err(err @ JoinError::Exited { .. }) => {
+                let JoinError::Exited {
+                    pid: exited,
+                    code: reported,
+                } = err
+                else {
+                    unreachable!()
+                };
+                assert_eq!((exited, reported), (pid, code), "{method} {how}");
+                assert!(err.to_string().contains(&code.to_string()), "{err}");
             }
-            assert_eq!(
-                process.process().exit_status(),
-                Some(ExitStatus::Exited(code))
-            );
-            assert_eq!(process.process().exit_code(), Some(code));
+            other => panic!("{method} {how}({code}): expected Exited, got {other:?}"),
         }
+        assert_eq!(
+            process.process().exit_status(),
+            Some(ExitStatus::Exited(code))
+        );
+        assert_eq!(process.process().exit_code(), Some(code));
     }
 }
 
@@ -189,44 +179,37 @@ fn abort_now((): ()) -> u32 {
 }
 
 fn sleep_until_killed(parent: u32) -> u32 {
-    common::park_until_killed(parent)
+    Parent::from(parent).park_until_killed()
 }
 
-#[test]
-fn a_worker_ended_by_a_signal_is_reported_as_killed() {
-    common::init_spawn("a_worker_ended_by_a_signal_is_reported_as_killed");
-    let _dog = common::Watchdog::start();
-    for method in BOTH {
-        let mut aborted = Running::start(Process::new(abort_now, ()).start_method(method));
-        let pid = aborted.pid();
-        match aborted.join() {
-            Err(err @ JoinError::Killed { .. }) => {
-                assert!(
-                    matches!(err, JoinError::Killed { pid: p, signal: 6 } if p == pid),
-                    "{err:?}"
-                );
-                assert!(err.to_string().contains("SIGABRT"), "{err}");
-            }
-            other => panic!("{method}: expected Killed by SIGABRT, got {other:?}"),
+fn a_worker_ended_by_a_signal_is_reported_as_killed(method: StartMethod) {
+    let mut aborted = Running::start_by(method, abort_now, ());
+    let pid = aborted.pid();
+    match aborted.join() {
+        Err(err @ JoinError::Killed { .. }) => {
+            assert!(
+                matches!(err, JoinError::Killed { pid: p, signal: 6 } if p == pid),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("SIGABRT"), "{err}");
         }
-        assert_eq!(
-            aborted.process().exit_status(),
-            Some(ExitStatus::Signaled(6))
-        );
-        assert_eq!(aborted.process().exit_code(), None);
-
-        let mut killed = Running::start(
-            Process::new(sleep_until_killed, std::process::id()).start_method(method),
-        );
-        assert!(killed.process().is_running());
-        killed.kill();
-        assert!(matches!(
-            killed.join(),
-            Err(JoinError::Killed { signal: 9, .. })
-        ));
-        assert!(!killed.process().is_running());
-        killed.kill(); // killing a joined worker is a no-op
+        other => panic!("{method}: expected Killed by SIGABRT, got {other:?}"),
     }
+    assert_eq!(
+        aborted.process().exit_status(),
+        Some(ExitStatus::Signaled(6))
+    );
+    assert_eq!(aborted.process().exit_code(), None);
+
+    let mut killed = Running::start_by(method, sleep_until_killed, std::process::id());
+    assert!(killed.process().is_running());
+    killed.kill();
+    assert!(matches!(
+        killed.join(),
+        Err(JoinError::Killed { signal: 9, .. })
+    ));
+    assert!(!killed.process().is_running());
+    killed.kill(); // killing a joined worker is a no-op
 }
 
 /// Where the worker ran: its pid and its parent's.
@@ -236,8 +219,7 @@ fn where_am_i(tag: u32) -> (u32, u32, u32) {
 
 #[test]
 fn processes_run_in_pids_of_their_own_and_threads_in_the_test_process() {
-    common::init_spawn("processes_run_in_pids_of_their_own_and_threads_in_the_test_process");
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let me = std::process::id();
     let mut pids = Vec::new();
     for method in BOTH {
@@ -274,10 +256,7 @@ fn shared_work((list, lock, base): (memspace::SharedList<u64>, Lock, u64)) -> (u
 
 #[test]
 fn a_worker_runs_the_same_function_as_a_thread_and_as_fork_and_spawn_processes() {
-    common::init_spawn(
-        "a_worker_runs_the_same_function_as_a_thread_and_as_fork_and_spawn_processes",
-    );
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let list = memspace::SharedList::<u64>::new().expect("create a list");
     let lock = Lock::new().expect("create a lock");
     let modes = [
@@ -305,7 +284,7 @@ fn nothing((): ()) {}
 
 #[test]
 fn starting_twice_and_joining_unstarted_workers_are_errors() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let mut process = Process::new(nothing, ());
     assert!(matches!(process.join(), Err(JoinError::NotStarted)));
     process.start().expect("start");
@@ -323,13 +302,11 @@ fn starting_twice_and_joining_unstarted_workers_are_errors() {
     thread.join().expect("join");
 }
 
-const NO_INIT_TEST: &str = "the_spawn_start_method_without_init_refuses_to_start";
-
 #[test]
 fn the_spawn_start_method_without_init_refuses_to_start() {
     // In a fresh process that never called `memspace::init()` or `set_child_args` (a child of
     // this test, so that no other test in the same process can have called them).
-    if let Some((role, _)) = common::role() {
+    if let Some(role) = roles::role() {
         assert_eq!(role, "no-init");
         let mut process = Process::new(nothing, ()).start_method(StartMethod::Spawn);
         match process.start() {
@@ -345,8 +322,8 @@ fn the_spawn_start_method_without_init_refuses_to_start() {
         forked.join().expect("join");
         return;
     }
-    let _dog = common::Watchdog::start();
-    let output = common::run_role_to_end(NO_INIT_TEST, "no-init");
+    let _dog = Watchdog::start();
+    let output = roles::run_role_to_end("no-init", &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains("no-init: refused"),
@@ -362,13 +339,11 @@ fn use_lock(lock: Lock) -> bool {
 
 #[test]
 fn a_spawned_child_that_cannot_reattach_its_arguments_reports_failed() {
-    common::init_spawn("a_spawned_child_that_cannot_reattach_its_arguments_reports_failed");
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let lock = Lock::new().expect("create a lock");
     // The lock's name is gone: this process keeps using it, a new process cannot open it.
     memspace::Segment::remove(lock.name().as_str()).expect("remove the lock's name");
-    let mut child =
-        Running::start(Process::new(use_lock, lock.clone()).start_method(StartMethod::Spawn));
+    let mut child = Running::spawn(use_lock, lock.clone());
     let pid = child.pid();
     match child.join() {
         Err(err @ JoinError::Failed { .. }) => {

@@ -8,16 +8,13 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
 use memspace::collections::{Queue, SharedMap, SharedVec};
-use memspace::spawn::{Process, StartMethod};
 use memspace::sync::{Event, Lock};
 use memspace::{Error, OpenError, Segment, SegmentOptions, SharedList, inspect};
-
-use common::{Removal, Running, shm_path};
+use memspace_testkit::names::{TempDir, shm_path};
+use memspace_testkit::{Removal, Running, Watchdog, names, procfs};
 
 fn open_error(result: memspace::Result<impl Sized>) -> OpenError {
     match result {
@@ -29,10 +26,7 @@ fn open_error(result: memspace::Result<impl Sized>) -> OpenError {
 
 #[test]
 fn a_mode_wider_than_accepted_is_refused_and_the_creators_trust_travels_to_a_child() {
-    common::init_spawn(
-        "a_mode_wider_than_accepted_is_refused_and_the_creators_trust_travels_to_a_child",
-    );
-    let _dog = common::Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let removal = Removal::fresh("trust-mode");
     let group = SegmentOptions::new().mode(0o660);
     let list = SharedList::<u64>::create_with(removal.name(), &group).expect("create");
@@ -62,8 +56,7 @@ fn a_mode_wider_than_accepted_is_refused_and_the_creators_trust_travels_to_a_chi
 
     // The handle carries the mode it was created with: a spawned child reopens the segment by
     // name, and accepts it as its parent did.
-    let mut child =
-        Running::start(Process::new(push_two, list.clone()).start_method(StartMethod::Spawn));
+    let mut child = Running::spawn(push_two, list.clone());
     child.join().expect("the child reopened the list");
     assert_eq!(list.to_vec().expect("read"), [1, 2]);
 }
@@ -74,8 +67,7 @@ fn push_two(list: SharedList<u64>) {
 
 #[test]
 fn a_segment_owned_by_another_user_is_refused_unless_its_owner_is_trusted() {
-    if !common::is_root() {
-        eprintln!("skipped: giving a segment to another user needs root");
+    if procfs::skip_without_root("giving a segment to another user") {
         return;
     }
     // A segment planted by user 65534 (`nobody`), open to everyone, where this process
@@ -143,8 +135,8 @@ fn a_segment_owned_by_another_user_is_refused_unless_its_owner_is_trusted() {
 
 #[test]
 fn remove_refuses_what_is_not_a_memspace_segment() {
-    let dir = std::env::temp_dir().join(format!("memspace-trust.{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("make a directory");
+    let temp = TempDir::new("trust");
+    let dir = temp.path();
     let plain = dir.join("passwd");
     std::fs::write(&plain, "root:x:0:0::/root:/bin/sh\n").expect("write a plain file");
     let target = dir.join("queue.seg");
@@ -152,7 +144,7 @@ fn remove_refuses_what_is_not_a_memspace_segment() {
     let link = dir.join("link.seg");
     std::os::unix::fs::symlink(&target, &link).expect("symlink");
     let planted = Removal::fresh("trust-garbage");
-    common::write_segment_file(planted.name(), &[0x5A; 4096]);
+    names::write_segment_file(planted.name(), &[0x5A; 4096]);
 
     let plain_name = format!("file:{}", plain.display());
     assert!(matches!(
@@ -185,18 +177,18 @@ fn remove_refuses_what_is_not_a_memspace_segment() {
 
     // A creation that never finished (zeros under a memspace name in /dev/shm) is removable.
     let unfinished = Removal::fresh("trust-unfinished");
-    common::write_segment_file(unfinished.name(), &[]);
+    names::write_segment_file(unfinished.name(), &[]);
     Segment::remove(unfinished.name()).expect("remove an unfinished segment");
     assert!(!shm_path(unfinished.name()).exists());
 
     queue.unlink().expect("remove the queue");
     assert!(!target.exists());
-    std::fs::remove_dir_all(&dir).expect("remove the directory");
+    std::fs::remove_dir_all(dir).expect("remove the directory");
 }
 
 #[test]
 fn a_file_shrunk_under_a_mapping_is_an_error_not_a_sigbus() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("trust-shrunk");
     let list = SharedList::<String>::create(removal.name()).expect("create");
     let item = "x".repeat(200);
@@ -210,11 +202,7 @@ fn a_file_shrunk_under_a_mapping_is_an_error_not_a_sigbus() {
 
     // A peer of the same user shrinks both files to their control page, as `ftruncate` does.
     for removal in [&removal, &map_removal] {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(shm_path(removal.name()))
-            .and_then(|file| file.set_len(4096))
-            .expect("truncate");
+        removal.file().set_len(4096);
     }
     // Reading an item on a lost page would have killed this process with SIGBUS.
     let err = list.get(1999).expect_err("an item past the new end");
@@ -237,11 +225,7 @@ fn a_file_shrunk_under_a_mapping_is_an_error_not_a_sigbus() {
     // a page past the end of the file.
     let lock_removal = Removal::fresh("trust-shrunk-lock");
     let lock = Lock::create(lock_removal.name()).expect("create");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(shm_path(lock_removal.name()))
-        .and_then(|file| file.set_len(0))
-        .expect("truncate");
+    lock_removal.file().set_len(0);
     let err = lock.lock().map(drop).expect_err("a lock on a lost page");
     assert!(err.to_string().contains(lock_removal.name()), "{err}");
 }
@@ -278,38 +262,28 @@ fn trust_comes_only_from_the_program_itself_never_from_a_name_or_an_observer() {
 
 #[test]
 fn a_shrunk_file_leaves_the_shared_lock_as_it_was_and_fails_an_event() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("trust-shrunk-vec");
     let vec = SharedVec::<u64>::create(removal.name()).expect("create");
     vec.extend_from_slice(&[7; 2000])
         .expect("fill several pages");
-    let path = shm_path(removal.name());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("open");
-    file.set_len(4096).expect("truncate to the control page");
+    let file = removal.file();
+    file.set_len(4096);
     assert!(vec.get(1000).is_err(), "an element on a lost page");
     // A repair that failed earlier left the (real, shared) lock inconsistent.
     let state_at = 144;
-    std::os::unix::fs::FileExt::write_at(&file, &1u32.to_le_bytes(), state_at).expect("write");
+    file.write(state_at, &1u32.to_le_bytes());
     assert!(vec.push(5).is_err());
-    let mut state = [0u8; 4];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut state, state_at).expect("read");
+    let state = file.read(state_at, 4);
     assert_eq!(
-        u32::from_le_bytes(state),
+        u32::from_le_bytes(state.try_into().expect("four bytes")),
         1,
         "this process's failure made the shared lock unrecoverable for everyone"
     );
 
     let event_removal = Removal::fresh("trust-shrunk-event");
     let event = Event::create(event_removal.name()).expect("create");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(shm_path(event_removal.name()))
-        .and_then(|file| file.set_len(0))
-        .expect("truncate");
+    event_removal.file().set_len(0);
     assert!(event.set().is_err(), "a set nobody can see");
     assert!(event.is_set().is_err());
     assert!(event.wait().is_err(), "a wait on a flag nobody can set");
@@ -317,7 +291,7 @@ fn a_shrunk_file_leaves_the_shared_lock_as_it_was_and_fails_an_event() {
 
 #[test]
 fn a_sigbus_another_process_sends_does_not_disarm_the_handling_of_lost_pages() {
-    let _dog = common::Watchdog::start();
+    let _dog = Watchdog::start();
     let removal = Removal::fresh("trust-sent-sigbus");
     let list = SharedList::<String>::create(removal.name()).expect("create");
     list.extend(std::iter::repeat_n(&"y".repeat(300), 200))
@@ -332,10 +306,6 @@ fn a_sigbus_another_process_sends_does_not_disarm_the_handling_of_lost_pages() {
     // A pending signal is taken by the next thread to leave the kernel: within a sleep.
     std::thread::sleep(std::time::Duration::from_millis(200));
     // ... and a page lost afterwards is still an error, not a death by SIGBUS.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(shm_path(removal.name()))
-        .and_then(|file| file.set_len(4096))
-        .expect("truncate");
+    removal.file().set_len(4096);
     assert!(list.get(199).is_err());
 }

@@ -6,11 +6,6 @@
 //! watchdog abort, a SIGKILL), so no test leaves a server running. `scripts/test.sh` installs
 //! Debian's `redis-server` when it is missing and checks that none is left behind.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses its own subset of the helpers"
-)]
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -18,17 +13,40 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::names::unique_name;
+use crate::watchdog::Watchdog;
+
 /// Every test server's directory starts with this, so that `scripts/test.sh` can find
 /// leftovers.
-pub(crate) const DIR_PREFIX: &str = "memspace-redis-test.";
+pub const DIR_PREFIX: &str = "memspace-redis-test.";
 
 /// The process title of every test server (`ps` shows it; `scripts/test.sh` checks that none
 /// is left once the tests are done).
-pub(crate) const PROCESS_TITLE: &str = "{title} {listen-addr} memspace-redis-test";
+pub const PROCESS_TITLE: &str = "{title} {listen-addr} memspace-redis-test";
+
+/// Asserts that `shown` holds nothing of the password the tests put in URLs, `hunter2`: not
+/// even its end, which a URL with a `/` in it (`hun/ter2`) would leave. `what` is what showed
+/// it.
+///
+/// # Panics
+///
+/// If it holds some.
+pub fn assert_hides_password(what: &str, shown: &str) {
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("ter2"),
+        "{what} shows the password: {shown}"
+    );
+}
+
+/// First statement of a test against a server of its own: the test's [`Watchdog`] (keep it
+/// until the end of the test) and its server.
+pub fn start_test() -> (Watchdog, RedisServer) {
+    (Watchdog::start(), RedisServer::start())
+}
 
 /// A running `redis-server`, killed on drop.
 #[derive(Debug)]
-pub(crate) struct RedisServer {
+pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     server: Option<Child>,
@@ -60,7 +78,7 @@ impl RedisServer {
     /// # Panics
     ///
     /// If `redis-server` is not installed (`scripts/test.sh` installs it) or does not start.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}.{}",
@@ -143,22 +161,32 @@ impl RedisServer {
     }
 
     /// `redis://127.0.0.1:PORT`.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub(crate) fn port(&self) -> u16 {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The server's pid.
-    pub(crate) fn pid(&self) -> u32 {
+    ///
+    /// # Panics
+    ///
+    /// If it was killed.
+    pub fn pid(&self) -> u32 {
         self.server.as_ref().expect("a running server").id()
     }
 
     /// `redis://127.0.0.1:PORT/NAME`.
-    pub(crate) fn name(&self, name: &str) -> String {
+    pub fn name(&self, name: &str) -> String {
         format!("{}/{name}", self.url())
+    }
+
+    /// A fresh object name on this server: `redis://127.0.0.1:PORT/`[`unique_name`]`(tag)`.
+    pub fn unique_name(&self, tag: &str) -> String {
+        self.name(&unique_name(tag))
     }
 
     /// Sends one command to the server as a new client and returns the first line of its
@@ -168,7 +196,7 @@ impl RedisServer {
     /// # Panics
     ///
     /// If the server cannot be reached.
-    pub(crate) fn command(&self, args: &[&str]) -> String {
+    pub fn command(&self, args: &[&str]) -> String {
         let mut request = Vec::new();
         write!(request, "*{}\r\n", args.len()).expect("write to a Vec");
         for arg in args {
@@ -190,7 +218,7 @@ impl RedisServer {
     }
 
     /// Kills the server with SIGKILL (no shutdown, no final save) and waits for it.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut server) = self.server.take() {
             let _ = server.kill();
             let _ = server.wait();
@@ -203,7 +231,11 @@ impl RedisServer {
 
     /// Starts the server again on the same port and directory: it reloads its append-only
     /// file, so every write it acknowledged is back.
-    pub(crate) fn restart(&mut self) {
+    ///
+    /// # Panics
+    ///
+    /// If it does not start again.
+    pub fn restart(&mut self) {
         self.kill();
         assert!(
             self.launch(),

@@ -233,6 +233,16 @@ impl ChildGuard {
         procfs::has_ended(self.pid())
     }
 
+    /// Lets a child stopped at a failpoint go on (`SIGCONT`).
+    pub fn resume(&self) {
+        if let Some(pid) = i32::try_from(self.pid())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+        }
+    }
+
     /// Waits until the child stopped itself at a failpoint (state `T`).
     ///
     /// # Panics

@@ -7,6 +7,7 @@
 //!
 //! | name | where |
 //! | --- | --- |
+//! | `open.sized` | an open read the file's size, not yet its header |
 //! | `grow.allocated` | a segment's file was extended, its new size not yet published |
 //! | `list.block_reserved` | a new index block was reserved, no record written yet |
 //! | `list.written` | a record and its index entry were written, not yet published |

@@ -300,10 +300,19 @@ fn appender() {
     }
 }
 
+/// Child role `opener`: opens the list (stopped at `open.sized` by its parent, which grows the
+/// list meanwhile) and reads its length.
+fn opener() {
+    let list = SharedList::<Entry>::open(&std::env::var(LIST_VARIABLE).expect("list name"))
+        .expect("open the list while it grows");
+    list.len().expect("len");
+}
+
 fn failpoint_roles() -> bool {
     match roles::role().as_deref() {
         Some("writer") => failpoint_writer(),
         Some("appender") => appender(),
+        Some("opener") => opener(),
         Some(other) => panic!("unknown role {other}"),
         None => return false,
     }
@@ -887,4 +896,36 @@ fn a_lock_released_unrepaired_after_a_kill_tells_the_next_locker_the_owner_died(
     }
     assert!(lock.lock().is_ok(), "repaired, the lock is clean");
     assert_eq!(lock.owner_deaths(), 1, "one death, reported twice");
+}
+
+#[test]
+fn an_open_that_reads_a_header_grown_since_it_sized_the_file_opens_it() {
+    if failpoint_roles() {
+        return;
+    }
+    let _watchdog = Watchdog::start();
+    let list_name = Removal::fresh("growing");
+    let list = SharedList::<Entry>::create(list_name.name()).expect("create the list");
+    let mut opener = roles::child_in_role(
+        "opener",
+        &[
+            (LIST_VARIABLE, list_name.name()),
+            ("MEMSPACE_FAILPOINT", "open.sized"),
+        ],
+    );
+    // The opener has the file's size and not yet the header: grow the segment under it.
+    opener.wait_until_stopped("open.sized");
+    let segment = list.segment().expect("in shared memory");
+    let size = segment.size();
+    let mut seq = 0;
+    while segment.size() == size {
+        list.push(&entry(seq)).expect("push");
+        seq += 1;
+    }
+    opener.resume();
+    let status = opener.wait();
+    assert!(
+        status.success(),
+        "an open that raced a growth failed ({status}) instead of reading the new size"
+    );
 }

@@ -36,6 +36,7 @@ impl Segment {
         let fd = open_object(name)?;
         let fstat = || sys::file_info(fd.as_fd()).map_err(|e| Error::from_io(name, "fstat", e));
         let mut identity = fstat()?;
+        crate::failpoint::hit("open.sized");
         if !identity.regular {
             return Err(OpenError::NotAFile {
                 name: name.clone(),

@@ -6,9 +6,10 @@
 
 use std::io;
 
+use crate::collections::QueueError;
 use crate::segment::{Kind, SegmentName};
-use crate::spawn::{JoinError, SpawnError};
-use crate::sync::{LeaseError, LockError, TryLockError};
+use crate::spawn::{JoinError, SpawnError, TaskError};
+use crate::sync::{BarrierError, LeaseError, LockError, SemaphoreError, TryLockError};
 
 /// A `Result` whose error is memspace's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -171,6 +172,19 @@ pub enum Error {
     /// A Redis lock's guard lost its lease, or could not tell (see [`LeaseError`]).
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// A queue operation's own failure (full, empty, timed out, an item not in flight, an item
+    /// that does not decode): see [`QueueError`].
+    #[error(transparent)]
+    Queue(Box<QueueError>),
+    /// A semaphore operation's own failure: see [`SemaphoreError`].
+    #[error(transparent)]
+    Semaphore(Box<SemaphoreError>),
+    /// A barrier operation's own failure: see [`BarrierError`].
+    #[error(transparent)]
+    Barrier(Box<BarrierError>),
+    /// A pool's task failed: see [`TaskError`].
+    #[error(transparent)]
+    Task(#[from] TaskError),
     /// The operating system refused an operation on a segment.
     #[error("{op} on segment `{name}` failed")]
     Os {
@@ -188,6 +202,25 @@ pub enum Error {
 fn port_of(server: &str) -> &str {
     server.rsplit_once(':').map_or("6379", |(_, port)| port)
 }
+
+/// `From` for an operation's error type whose `Other` variant holds an [`Error`]: that one is
+/// unwrapped, the rest are kept boxed in `$variant`.
+macro_rules! from_operation_error {
+    ($type:ident, $variant:ident) => {
+        impl From<$type> for Error {
+            fn from(err: $type) -> Self {
+                match err {
+                    $type::Other(err) => err,
+                    other => Error::$variant(Box::new(other)),
+                }
+            }
+        }
+    };
+}
+
+from_operation_error!(QueueError, Queue);
+from_operation_error!(SemaphoreError, Semaphore);
+from_operation_error!(BarrierError, Barrier);
 
 impl<G> From<TryLockError<G>> for Error {
     /// As the conversion of a [`LockError`]: the guard, if any, is dropped.

@@ -570,3 +570,46 @@ fn a_waiter_killed_while_waiting_does_not_swallow_a_notification() {
     changed.notify_one();
     assert_eq!(live.join().expect("the live waiter woke"), 3);
 }
+
+#[test]
+fn every_operation_error_converts_into_error_with_question_mark() {
+    fn empty_queue() -> memspace::Result<u32> {
+        Ok(memspace::collections::Queue::<u32>::new()?.try_get()?)
+    }
+    fn no_permit() -> memspace::Result<()> {
+        let permits = Semaphore::new(0)?;
+        permits.try_acquire()?;
+        Ok(())
+    }
+    fn busy_lock() -> memspace::Result<()> {
+        let lock = memspace::Lock::new()?;
+        let _held = lock.lock()?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| lock.try_lock().map(drop).map_err(memspace::Error::from))
+                .join()
+                .expect("the thread")
+        })
+    }
+    assert!(
+        matches!(
+            empty_queue(),
+            Err(memspace::Error::Queue(err)) if matches!(*err, memspace::collections::QueueError::Empty { .. })
+        ),
+        "{:?}",
+        empty_queue()
+    );
+    assert!(
+        matches!(
+            no_permit(),
+            Err(memspace::Error::Semaphore(err)) if matches!(*err, SemaphoreError::WouldBlock { .. })
+        ),
+        "{:?}",
+        no_permit()
+    );
+    assert!(
+        matches!(busy_lock(), Err(memspace::Error::WouldBlock { .. })),
+        "{:?}",
+        busy_lock()
+    );
+}

@@ -578,7 +578,7 @@ fn every_operation_error_converts_into_error_with_question_mark() {
     }
     fn no_permit() -> memspace::Result<()> {
         let permits = Semaphore::new(0)?;
-        permits.try_acquire()?;
+        let _permit = permits.try_acquire()?;
         Ok(())
     }
     fn busy_lock() -> memspace::Result<()> {

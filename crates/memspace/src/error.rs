@@ -49,7 +49,8 @@ pub enum Error {
     /// The object breaks an invariant memspace keeps: a segment's header or content (a peer
     /// wrote garbage, or the file was edited by something else), or a Redis object's keys.
     #[error(
-        "`{name}` is damaged: {what}; `memspace inspect {name}` shows it, `memspace rm {name}` removes it"
+        "`{name}` is damaged: {what}; `memspace rm {name}` removes it (`memspace inspect {name}` \
+         shows what of it can still be read)"
     )]
     Corrupt {
         /// The segment.
@@ -156,13 +157,14 @@ pub enum Error {
         what: &'static str,
     },
     /// A `try_` form found the object's lock held by someone else.
-    #[error("`{name}` is locked by someone else")]
+    #[error("the lock of `{name}` is held by someone else")]
     WouldBlock {
         /// The object.
         name: SegmentName,
     },
-    /// A timed form waited in vain.
-    #[error("`{name}` was not released within {waited:?}")]
+    /// A timed form waited in vain for the object's lock, or an observer (`inspect`) gave up
+    /// its bounded wait for it.
+    #[error("the lock of `{name}` was not released within {waited:?}")]
     Timeout {
         /// The object.
         name: SegmentName,

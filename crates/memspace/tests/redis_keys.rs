@@ -354,6 +354,13 @@ fn handles_opened_before_a_name_was_created_again_leave_the_new_object_alone() {
         queue_error(queue.try_get()),
     );
     assert_eq!(new_queue.get().expect("the new queue kept its item"), 2);
+    // Removing through an old handle leaves the new object alone too.
+    assert_replaced("list unlink", &list_name, list.unlink());
+    assert_replaced("value unlink", &value_name, value.unlink());
+    assert_replaced("event unlink", &event_name, event.unlink());
+    assert_replaced("queue unlink", &queue_name, queue.unlink());
+    assert_eq!(new_list.to_vec().expect("the new list is still there"), [5]);
+    assert_eq!(new_value.get().expect("the new value is still there"), 10);
     for gone in all {
         memspace::remove(gone).expect("rm");
     }

@@ -110,7 +110,7 @@ impl<T> SharedVec<T> {
 }
 
 impl<T: Pod> SharedVec<T> {
-    create_constructors!("vector");
+    create_constructors!("vector", local);
 
     /// Opens the vector `name`, checking that its elements have `T`'s size and alignment.
     ///

@@ -45,23 +45,27 @@ macro_rules! serialize_as_name {
 macro_rules! place_accessors {
     ($noun:literal, local $(, $typed:ident)?) => {
         place_accessors!(@with $noun,
+            concat!("The ", $noun, "'s segment name."),
             concat!("The ", $noun, "'s segment (identity, size, address in this process). \
                 Always `Some`: it lives only in shared memory (the `Option` is every handle's)."),
-            concat!("Removes the ", $noun, "'s name (see [`Segment::unlink`](crate::Segment::unlink)); \
-                handles already open keep working."));
-        place_accessors!(@typed $noun $(, $typed)?);
+            concat!("Removes the ", $noun, "'s name while it still names this ", $noun, "'s \
+                segment (see [`Segment::unlink`](crate::Segment::unlink)); handles already \
+                open keep working."));
+        place_accessors!(@typed $noun, "" $(, $typed)?);
     };
     ($noun:literal $(, $typed:ident)?) => {
         place_accessors!(@with $noun,
+            concat!("The ", $noun, "'s name (`redis://HOST:PORT/NAME` for a Redis ", $noun, ")."),
             concat!("The ", $noun, "'s segment (identity, size, address in this process), or \
                 `None` for a Redis ", $noun, ", which has none."),
-            concat!("Removes the ", $noun, "'s name (see [`Segment::unlink`](crate::Segment::unlink)); \
-                handles already open keep working. On Redis: deletes its keys, and the \
-                handles still open fail their next call."));
-        place_accessors!(@typed $noun $(, $typed)?);
+            concat!("Removes the ", $noun, "'s name while it still names this ", $noun, "'s \
+                segment (see [`Segment::unlink`](crate::Segment::unlink)); handles already \
+                open keep working. A Redis ", $noun, ": deletes its keys, and the handles \
+                still open fail their next call."));
+        place_accessors!(@typed $noun, " On Redis it is whole." $(, $typed)?);
     };
-    (@with $noun:literal, $segment_doc:expr, $unlink_doc:expr) => {
-        #[doc = concat!("The ", $noun, "'s name (`redis://HOST:PORT/NAME` on Redis).")]
+    (@with $noun:literal, $name_doc:expr, $segment_doc:expr, $unlink_doc:expr) => {
+        #[doc = $name_doc]
         #[must_use]
         pub fn name(&self) -> &$crate::segment::SegmentName {
             self.place.name()
@@ -82,15 +86,16 @@ macro_rules! place_accessors {
             self.place.unlink()
         }
     };
-    (@typed $noun:literal) => {};
-    (@typed $noun:literal, typed) => {
+    (@typed $noun:literal, $redis_note:literal) => {};
+    (@typed $noun:literal, $redis_note:literal, typed) => {
         #[doc = concat!("The item type recorded by the ", $noun, "'s creator: \
             [`std::any::type_name`] of the type it used, which need not be this handle's.")]
         ///
-        /// In shared memory the name is cut at [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX)
-        /// bytes (see [`Segment::type_name`](crate::Segment::type_name)); on Redis it is whole.
-        /// Tools use it to refuse a write that a program of the creator's type could not read
-        /// (the `memspace` commands do).
+        #[doc = concat!("In shared memory the name is cut at \
+            [`TYPE_NAME_MAX`](crate::segment::TYPE_NAME_MAX) bytes (see \
+            [`Segment::type_name`](crate::Segment::type_name)).", $redis_note, " Tools use it \
+            to refuse a write that a program of the creator's type could not read (the \
+            `memspace` commands do).")]
         #[must_use]
         pub fn recorded_type_name(&self) -> &str {
             self.place.recorded_type_name()
@@ -168,7 +173,15 @@ macro_rules! open_constructors {
 /// constructor `create_segment(&SegmentName, &SegmentOptions, anonymous) -> Result<Self>`:
 /// `new` (anonymous), `create` and `create_with` (named).
 macro_rules! create_constructors {
+    ($noun:literal, local) => {
+        create_constructors!(@with $noun, concat!("Creates the ", $noun, " `name` with `options` \
+            (mode, initial and maximum size)."));
+    };
     ($noun:literal) => {
+        create_constructors!(@with $noun, concat!("Creates the ", $noun, " `name` with `options` \
+            (mode, initial and maximum size; they do not apply on Redis)."));
+    };
+    (@with $noun:literal, $create_with_doc:expr) => {
         #[doc = concat!("Creates an anonymous ", $noun, ", removed when the last process using \
             it drops its handles.")]
         ///
@@ -194,8 +207,7 @@ macro_rules! create_constructors {
             Self::create_with(name, &$crate::SegmentOptions::new())
         }
 
-        #[doc = concat!("Creates the ", $noun, " `name` with `options` (mode, initial and \
-            maximum size; they do not apply on Redis).")]
+        #[doc = $create_with_doc]
         ///
         /// # Errors
         ///

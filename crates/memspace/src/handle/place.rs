@@ -129,7 +129,7 @@ impl<R: RedisEngine, S: InSegment> Place<R, S> {
         }
     }
 
-    /// Removes the object's name (see [`Segment::remove`]; on Redis its keys).
+    /// Removes the object's name (see [`Segment::unlink`]; on Redis its keys).
     pub(crate) fn unlink(&self) -> Result<()> {
         match self {
             Place::Shm(shm) => Ok(shm.segment().unlink()?),
@@ -180,7 +180,9 @@ impl<R: RedisEngine> Place<R> {
         if let Some(engine) = Self::open_redis(&name, kind)? {
             return Ok(Place::Redis(engine));
         }
-        Self::from_segment(options.open(name.as_str())?, kind)
+        Ok(Place::Shm(Arc::new(
+            options.open_kind(name.as_str(), kind)?,
+        )))
     }
 
     /// Creates the object `name` from `blueprint`; `init` gives a new segment its first

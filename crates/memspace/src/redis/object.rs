@@ -142,7 +142,7 @@ pub(crate) fn read_meta(conn: &Conn, name: &SegmentName, object: &str) -> Result
 /// # Errors
 ///
 /// [`OpenError::NotFound`] if there were none; what the connection reports.
-pub(crate) fn remove_keys(conn: &Conn, name: &SegmentName, object: &str) -> Result<()> {
+fn remove_keys(conn: &Conn, name: &SegmentName, object: &str) -> Result<()> {
     let keys = [
         meta_key(object),
         format!("memspace:{{{object}}}:items"),
@@ -478,8 +478,19 @@ impl Object {
         remove_keys(&conn, name, &at.object)
     }
 
-    /// Removes the object's keys (all but a lock's fencing counter).
+    /// Removes the object's keys (all but a lock's fencing counter) if it is still the object
+    /// this handle opened: [`OpenError::NotFound`] if it was removed, [`OpenError::Replaced`]
+    /// if it was created again since (that object is left alone).
     pub(crate) fn remove(&self) -> Result<()> {
-        remove_keys(&self.conn, &self.name, &self.base)
+        static REMOVE: LazyLock<Script> =
+            LazyLock::new(|| checked_script("return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])"));
+        let seq = self.key("seq");
+        self.conn.write(&self.name, "removing", |c| {
+            self.guarded(&REMOVE)
+                .key(&self.items)
+                .key(&seq)
+                .invoke::<i64>(c)
+        })?;
+        Ok(())
     }
 }

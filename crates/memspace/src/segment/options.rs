@@ -3,7 +3,7 @@
 
 use super::access::Access;
 use super::header::{CONTROL_SIZE, MAX_RESERVATION};
-use super::{Segment, SegmentName};
+use super::{Kind, Segment, SegmentName};
 use crate::error::Error;
 #[cfg(doc)]
 use crate::error::OpenError;
@@ -104,6 +104,15 @@ impl SegmentOptions {
     /// [`OpenError::UntrustedMode`], [`Error::Corrupt`], ...
     pub fn open(&self, name: &str) -> Result<Segment, Error> {
         Segment::open(&SegmentName::new(name)?.with_access(self.access()), None)
+    }
+
+    /// [`SegmentOptions::open`], refusing a segment of another kind than `expected` before it is
+    /// mapped (for the handles' `open_with`).
+    pub(crate) fn open_kind(&self, name: &str, expected: Kind) -> Result<Segment, Error> {
+        Segment::open(
+            &SegmentName::new(name)?.with_access(self.access()),
+            Some(expected),
+        )
     }
 
     /// Opens the segment `name` as an observer, as [`inspect::observe`] does, accepting for

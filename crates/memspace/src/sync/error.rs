@@ -195,8 +195,9 @@ impl<G> std::error::Error for LockError<G> {
     }
 }
 
-/// Why a `try_` or timed acquisition (`try_lock`, `try_lock_for`, `try_read`, ...) did not
-/// return a guard.
+/// Why a `try_` or timed acquisition (`try_lock`, `try_lock_for`, `try_read_for`, ...) did
+/// not return a guard.
+#[non_exhaustive]
 pub enum TryLockError<G> {
     /// `try_lock`: someone else holds the lock.
     WouldBlock {

@@ -4,8 +4,8 @@
 //!
 //! # Safety
 //!
-//! [`write`] copies into the segment with `Mapping::write`, whose contract is that no thread
-//! of this process accesses the range meanwhile. [`write`] passes that duty on to its caller
+//! [`write`](fn@write) copies into the segment with `Mapping::write`, whose contract is that no thread
+//! of this process accesses the range meanwhile. [`write`](fn@write) passes that duty on to its caller
 //! (see its `# Safety`): collections call it under the segment's lock, at or past their end of
 //! data, where no published offset points.
 

@@ -1,6 +1,7 @@
-//! Read-only, validating views of segments: what `memspace ls` and `memspace inspect` print,
-//! and [`verify`], which checks a segment's invariants (the crash tests run it after every
-//! kill).
+//! Read-only, validating views of objects: what `memspace ls` and `memspace inspect` print
+//! ([`info`] of a segment, [`describe`] of a segment or a Redis object, [`list_objects`] of a
+//! Redis server), and [`verify`], which checks a segment's invariants (the crash tests run it
+//! after every kill).
 //!
 //! Inspecting never changes a segment: [`observe`] maps it without joining its table of users
 //! (so an observer never keeps a segment alive, nor removes one when it is done) and without
@@ -53,7 +54,7 @@ pub fn verify(segment: &Segment) -> Report {
     if segment.lock_poisoned() {
         report.note("the lock is poisoned: a holder panicked while holding it".to_owned());
     }
-    // Each kind adds its own structural checks here as it gets them.
+    // The kind's own structural checks.
     match segment.kind() {
         Kind::List => collections::verify_list(segment, &mut report),
         Kind::Vec => collections::verify_vec(segment, &mut report),

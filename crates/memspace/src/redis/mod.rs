@@ -25,7 +25,8 @@
 //! `incarnation`, which every handle reads when it opens the object. Every write is a script
 //! that first checks, atomically with the write, that the meta hash still exists and records
 //! that incarnation ([`checked_script`]): a write through an outdated handle fails with
-//! [`OpenError::NotFound`] (removed) or [`OpenError::Replaced`] (created again) instead of
+//! [`OpenError::NotFound`](crate::OpenError::NotFound) (removed) or
+//! [`OpenError::Replaced`](crate::OpenError::Replaced) (created again) instead of
 //! recreating a data key that no meta hash describes, or writing into another object. Taking
 //! a lock's lease, claiming, acknowledging and putting back a queue's items, and every read
 //! through a handle of a collection, a value, an event or a lock's holder

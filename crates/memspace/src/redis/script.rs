@@ -19,7 +19,7 @@ const REPLACED: &str = "MEMSPACE_REPLACED";
 const NO_INCARNATION: &str = "MEMSPACE_NO_INCARNATION";
 
 /// What a [`checked_script`]'s refusal to run means for object `name`, if `err` is one; the
-/// script did nothing. [`Conn`] reports it in place of the server's error.
+/// script did nothing. [`Conn`](super::Conn) reports it in place of the server's error.
 pub(crate) fn guard_refusal(err: &redis::RedisError, name: &SegmentName) -> Option<Error> {
     let name = name.clone();
     let refusal = match err.code()? {
@@ -37,7 +37,7 @@ pub(crate) fn guard_refusal(err: &redis::RedisError, name: &SegmentName) -> Opti
 }
 
 /// A script that acts only on the object this handle opened (every write, and the reads that must
-/// tell a removal from damage), run through [`Object::guarded`], which passes the object's meta
+/// tell a removal from damage), run through [`Object::guarded`](super::Object::guarded), which passes the object's meta
 /// hash as `KEYS[1]` and the handle's incarnation as an extra first argument. `body` runs only
 /// while the meta hash exists and records that incarnation, and sees `ARGV` without it; otherwise
 /// the script fails with [`REMOVED`] or [`REPLACED`] having written nothing. Checking inside the

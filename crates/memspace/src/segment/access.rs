@@ -57,7 +57,7 @@ impl Access {
 }
 
 /// Refuses a segment that another user owns or that other users may change, unless the name
-/// carries the caller's trust in them (see [`SegmentOptions`]).
+/// carries the caller's trust in them (see [`SegmentOptions`](crate::SegmentOptions)).
 pub(super) fn check_access(name: &SegmentName, info: &sys::FileInfo) -> Result<(), OpenError> {
     let access = name.access();
     let user = sys::effective_uid();

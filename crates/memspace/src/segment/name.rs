@@ -110,7 +110,8 @@ impl SegmentName {
     pub fn new(name: &str) -> Result<Self, OpenError> {
         if let Some((plain, access)) = name.split_once(ACCESS_SEPARATOR) {
             // Only a handle passed between a worker and its parent brings trust with it
-            // (see `handle.rs`); a NUL byte anywhere else is just invalid.
+            // (see `decoding_from_own_process` in `access.rs`); a NUL byte anywhere else is
+            // just invalid.
             let access = super::trust_may_travel()
                 .then(|| Access::decode(access))
                 .flatten()

@@ -157,15 +157,16 @@ impl Segment {
     ///
     /// # Errors
     ///
-    /// [`OpenError`] if the name is invalid, the segment does not exist or is not readable, or
-    /// its header is not a valid memspace header.
+    /// [`OpenError`] if the name is invalid, the segment does not exist, is not readable, is not
+    /// a memspace segment or is truncated; [`Error::Corrupt`] if its header is damaged;
+    /// [`Error::Os`] if the system refuses.
     pub fn open_any(name: &str) -> Result<Self, Error> {
         Segment::open(&SegmentName::new(name)?, None)
     }
 
     /// The segment itself if it holds `expected`, for the `from_segment` constructors. A handle
     /// writes, so a segment that was only observed must pass the check an open makes of its
-    /// owner and mode (see [`SegmentOptions`]).
+    /// owner and mode (see [`SegmentOptions`](crate::SegmentOptions)).
     pub(crate) fn expecting(self, expected: Kind) -> Result<Self, Error> {
         if self.observer {
             check_access(&self.name, &self.identity)?;

@@ -26,14 +26,14 @@ pub const MAX_PARTIES: u32 = 64;
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(50);
 
 #[repr(C)]
-pub(crate) struct Party {
+struct Party {
     pid: AtomicU32,
     reserved: AtomicU32,
     start_time: AtomicU64,
 }
 
 #[repr(C)]
-pub(crate) struct BarrierArea {
+struct BarrierArea {
     parties: AtomicU32,
     arrived: AtomicU32,
     /// Bumped when the barrier trips.

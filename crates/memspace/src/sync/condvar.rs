@@ -23,7 +23,7 @@ use crate::shm_safe::ShmSafe;
 use crate::sys::{self, Woken};
 
 #[repr(C)]
-pub(crate) struct CondvarArea {
+struct CondvarArea {
     /// Bumped by every notification; waiters sleep while it holds the value they read.
     sequence: AtomicU32,
 }

@@ -3,7 +3,7 @@
 //! # The locking protocol
 //!
 //! Every segment carries one lock in its control page: a futex word that names the thread holding
-//! it (see `raw_mutex.rs`). When a holder dies (a `kill -9`, a crash) the next locker finds the
+//! it (see `segment/raw_mutex.rs`). When a holder dies (a `kill -9`, a crash) the next locker finds the
 //! holder gone from `/proc`, takes the lock over *and* is told: [`LockError::OwnerDied`] carries
 //! the guard. The new holder
 //! repairs what the lock protects and calls `mark_consistent()`; if it drops the guard without
@@ -47,7 +47,8 @@ pub use self::mutex::{Mutex, MutexGuard};
 pub(crate) use self::plain::{expect_type, type_mismatch};
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
-pub(crate) use crate::segment::{RawFailure, RawGuard, Recovery};
+use crate::segment::RawFailure;
+pub(crate) use crate::segment::{RawGuard, Recovery};
 
 use crate::segment::{Kind, Segment};
 use crate::sys::Wait;

@@ -46,14 +46,14 @@ pub(crate) const READER_SLOTS: usize = 64;
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(50);
 
 #[repr(C)]
-pub(crate) struct ReaderSlot {
+struct ReaderSlot {
     pid: AtomicU32,
     readers: AtomicU32,
     start_time: AtomicU64,
 }
 
 #[repr(C)]
-pub(crate) struct RwLockArea {
+struct RwLockArea {
     /// Size and alignment of the value (`plain::ValueShape`).
     shape: [AtomicU64; 2],
     /// Bumped whenever a slot empties; waiting writers sleep on it.

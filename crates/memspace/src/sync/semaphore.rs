@@ -34,7 +34,7 @@ pub(crate) const HOLDER_SLOTS: usize = 64;
 const REAP_INTERVAL: Duration = Duration::from_millis(50);
 
 #[repr(C)]
-pub(crate) struct HolderSlot {
+struct HolderSlot {
     pid: AtomicU32,
     reserved: AtomicU32,
     start_time: AtomicU64,
@@ -42,7 +42,7 @@ pub(crate) struct HolderSlot {
 }
 
 #[repr(C)]
-pub(crate) struct SemaphoreArea {
+struct SemaphoreArea {
     free: AtomicU64,
     total: AtomicU64,
     /// `total` may never exceed it (`u64::MAX`: unbounded).

@@ -14,7 +14,7 @@ use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::{self, Woken};
 
 #[repr(C)]
-pub(crate) struct EventArea {
+struct EventArea {
     /// 0: clear, 1: set. Waiters sleep on this word.
     flag: AtomicU32,
 }

@@ -2,7 +2,8 @@
 
 mod redis;
 
-pub(crate) use self::redis::{Attempt, Lease, RedisLock};
+pub(crate) use self::redis::RedisLock;
+use self::redis::{Attempt, Lease};
 
 use std::fmt;
 use std::time::Duration;
@@ -82,8 +83,9 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`Error::Open`](crate::Error::Open) if `/dev/shm` refuses the segment (no space,
-    /// permissions).
+    /// What the system refuses when creating the segment: [`Error::NoSpace`](crate::Error::NoSpace),
+    /// [`OpenError::PermissionDenied`](crate::OpenError::PermissionDenied),
+    /// [`Error::Os`](crate::Error::Os).
     pub fn new() -> Result<Self> {
         Self::create_segment(&SegmentName::anonymous(), &Self::options(), true)
     }

@@ -103,7 +103,8 @@ static NEVER_FAULTED: AtomicU32 = AtomicU32::new(0);
 /// `SharedVec` slice) changes under it as it would under such a peer: the library reports the
 /// fault at its next read or write, and a program that must not see it should copy.
 ///
-/// If the table of watched mappings is full, the mapping is not watched (the old behaviour).
+/// If the table of watched mappings is full, the mapping is not watched: a shrink of its file
+/// then kills the process with `SIGBUS`, as it would without the handler.
 pub(crate) fn watch_mapping(base: NonNull<u8>, reserved: usize) -> WatchedMapping {
     install_fault_handler();
     let _claiming = WATCHED_CLAIMS

@@ -14,42 +14,21 @@ use crate::segment::{Kind, RedisLocation, SegmentName};
 /// The layout version of the keys (the `version` field of the meta hash). Version 2 added
 /// the `incarnation` field.
 const VERSION: u32 = 2;
-/// The consumer group every queue consumer belongs to.
-pub(crate) const GROUP: &str = "memspace";
-const KINDS: [Kind; 12] = [
-    Kind::Lock,
-    Kind::Mutex,
-    Kind::List,
-    Kind::Vec,
-    Kind::Map,
-    Kind::Queue,
-    Kind::Value,
-    Kind::Condvar,
-    Kind::Event,
-    Kind::Semaphore,
-    Kind::Barrier,
-    Kind::RwLock,
-];
 
-fn parse_kind(text: &str) -> Option<Kind> {
-    KINDS.into_iter().find(|kind| kind.as_str() == text)
-}
-
-/// Creates the meta hash and the kind's initial data in one step, unless the object exists.
+/// Creates the meta hash and the object's first data (see [`FirstData`]) in one step, unless
+/// the object exists.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
-if ARGV[1] == 'queue' then
-  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[7], '0', 'MKSTREAM')
-elseif ARGV[1] == 'value' then
-  redis.call('SET', KEYS[2], ARGV[5])
-elseif ARGV[1] == 'event' then
-  redis.call('SET', KEYS[2], '0')
+if ARGV[5] == 'stream' then
+  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[6], '0', 'MKSTREAM')
+elseif ARGV[5] == 'string' then
+  redis.call('SET', KEYS[2], ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'type', ARGV[2], 'size', ARGV[3],
-  'capacity', ARGV[4], 'version', ARGV[6], 'created_ms', ARGV[8], 'incarnation', ARGV[9])
+  'capacity', ARGV[4], 'version', ARGV[7], 'created_ms', ARGV[8], 'incarnation', ARGV[9])
 return 1
 ",
     )
@@ -123,7 +102,7 @@ pub(crate) fn read_meta(conn: &Conn, name: &SegmentName, object: &str) -> Result
         .into());
     }
     let kind = field(1, "kind")?;
-    let kind = parse_kind(&kind).ok_or_else(|| {
+    let kind = Kind::from_name(&kind).ok_or_else(|| {
         corrupt(format!(
             "has `kind` = `{kind}`, which is no kind memspace knows"
         ))
@@ -178,13 +157,33 @@ pub(crate) struct Object {
     capacity: u64,
 }
 
-/// What a new object starts with.
+/// What a new object records in its meta hash, and its first data.
 #[derive(Debug, Default)]
 pub(crate) struct Init<'a> {
+    /// The item type its creator used.
     pub(crate) type_name: &'a str,
+    /// The size of its one value (a `Value<T>`'s `T`), or 0.
     pub(crate) size: u64,
+    /// Its bound (a bounded queue's), or 0.
     pub(crate) capacity: u64,
-    pub(crate) value: &'a [u8],
+    /// What its data key holds at first.
+    pub(crate) first: FirstData<'a>,
+}
+
+/// What an object's data key (`memspace:{NAME}:items`) holds when it is created. A kind whose
+/// data is a list or a hash starts with none: Redis makes those at the first write.
+#[derive(Debug, Default)]
+pub(crate) enum FirstData<'a> {
+    /// No key.
+    #[default]
+    Nothing,
+    /// A string of these bytes.
+    String(&'a [u8]),
+    /// An empty stream with this consumer group.
+    Stream {
+        /// The group's name.
+        group: &'a str,
+    },
 }
 
 fn location(name: &SegmentName) -> Result<&RedisLocation> {
@@ -241,9 +240,17 @@ impl Object {
                 .arg(init.type_name)
                 .arg(init.size)
                 .arg(init.capacity)
-                .arg(init.value)
+                .arg(match init.first {
+                    FirstData::Nothing => "",
+                    FirstData::String(_) => "string",
+                    FirstData::Stream { .. } => "stream",
+                })
+                .arg(match init.first {
+                    FirstData::Nothing => &b""[..],
+                    FirstData::String(bytes) => bytes,
+                    FirstData::Stream { group } => group.as_bytes(),
+                })
                 .arg(VERSION)
-                .arg(GROUP)
                 .arg(created_ms.to_string())
                 .arg(&object.incarnation)
                 .invoke(c)

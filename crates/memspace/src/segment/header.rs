@@ -170,6 +170,13 @@ impl Kind {
         })
     }
 
+    /// The kind named `text` (as [`Kind::as_str`] writes it).
+    pub(crate) fn from_name(text: &str) -> Option<Self> {
+        (1..=12)
+            .filter_map(Kind::from_raw)
+            .find(|kind| kind.as_str() == text)
+    }
+
     /// The kind's name as the CLI prints it.
     #[must_use]
     pub fn as_str(self) -> &'static str {

@@ -43,6 +43,7 @@ use super::{codec, record};
 use crate::error::OpenError;
 use crate::error::{Error, Result};
 use crate::handle::{Blueprint, Place};
+use crate::redis::FirstData;
 use crate::segment::{Kind, SegmentName, SegmentOptions};
 
 /// A multi-producer, multi-consumer FIFO queue shared by threads and processes, bounded or
@@ -315,6 +316,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> Result<Self> {
         let mut blueprint = Blueprint::of::<T>(Kind::Queue, options, anonymous);
         blueprint.redis.capacity = capacity;
+        blueprint.redis.first = FirstData::Stream {
+            group: redis::GROUP,
+        };
         let place = Place::create(name, &blueprint, |segment| {
             // A new object is zero-filled: only the bound needs setting.
             let area = segment.kind_area::<QueueArea>();

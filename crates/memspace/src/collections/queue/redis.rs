@@ -29,11 +29,13 @@ use redis::{Script, ScriptInvocation, Value};
 
 use super::wait::{Next, deadline, next_sleep};
 use crate::error::{Error, Result};
-use crate::redis::{GROUP, Object, checked_script, refused};
+use crate::redis::{Object, checked_script, refused};
 use crate::sys;
 
 /// How long an item may be in flight before another receiver takes it over.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The consumer group every consumer of a queue belongs to.
+pub(crate) const GROUP: &str = "memspace";
 /// The idle time given to a nacked item: far past any lease.
 const PUT_BACK_IDLE_MS: u64 = 1 << 40;
 

@@ -13,7 +13,7 @@ use bytemuck::Pod;
 use self::redis::RedisValue;
 use crate::error::Result;
 use crate::handle::{Blueprint, Place, RedisEngine};
-use crate::redis::Init;
+use crate::redis::{FirstData, Init};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sync::{LockError, Mutex, MutexGuard, TryLockError, type_mismatch};
 
@@ -173,7 +173,7 @@ impl<T: Pod + Send> Value<T> {
             redis: Init {
                 type_name: std::any::type_name::<T>(),
                 size: size_of::<T>() as u64,
-                value: bytemuck::bytes_of(&value),
+                first: FirstData::String(bytemuck::bytes_of(&value)),
                 ..Init::default()
             },
         };

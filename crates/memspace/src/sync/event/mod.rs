@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
+use crate::redis::FirstData;
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::{self, Woken};
 
@@ -99,7 +100,9 @@ impl Event {
 
     fn create_segment(name: &SegmentName, anonymous: bool) -> Result<Self> {
         let options = SegmentOptions::control_only();
-        let blueprint = Blueprint::untyped(Kind::Event, &options, anonymous);
+        let mut blueprint = Blueprint::untyped(Kind::Event, &options, anonymous);
+        // The flag, clear.
+        blueprint.redis.first = FirstData::String(b"0");
         let place = Place::create(name, &blueprint, |segment| {
             segment
                 .kind_area::<EventArea>()

@@ -9,13 +9,12 @@
 //! since the round's state is then unknown).
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
-use crate::handle::Place;
+use crate::handle::{Blueprint, Place};
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
 use crate::sys;
@@ -148,9 +147,8 @@ impl Barrier {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound),
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind).
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Barrier))?;
         Ok(Barrier {
-            place: Place::Shm(Arc::new(segment)),
+            place: Place::open(name, Kind::Barrier)?,
         })
     }
 
@@ -167,23 +165,16 @@ impl Barrier {
             }
             .into());
         }
-        let segment = Segment::create(
-            name,
-            Kind::Barrier,
-            "",
-            &SegmentOptions::control_only(),
-            anonymous,
-            |segment| {
-                segment
-                    .kind_area::<BarrierArea>()
-                    .parties
-                    .store(parties, Ordering::Relaxed);
-                Ok(())
-            },
-        )?;
-        Ok(Barrier {
-            place: Place::Shm(Arc::new(segment)),
-        })
+        let options = SegmentOptions::control_only();
+        let blueprint = Blueprint::untyped(Kind::Barrier, &options, anonymous);
+        let place = Place::create(name, &blueprint, |segment| {
+            segment
+                .kind_area::<BarrierArea>()
+                .parties
+                .store(parties, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok(Barrier { place })
     }
 
     fn area(&self) -> &BarrierArea {

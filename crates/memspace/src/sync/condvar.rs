@@ -11,13 +11,12 @@
 //! Waits may wake spuriously: re-check the condition, or use [`Condvar::wait_while`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::LockError;
 use crate::error::Result;
-use crate::handle::Place;
+use crate::handle::{Blueprint, Place};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
 use crate::sys::{self, Woken};
@@ -107,24 +106,16 @@ impl Condvar {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound),
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind).
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Condvar))?;
         Ok(Condvar {
-            place: Place::Shm(Arc::new(segment)),
+            place: Place::open(name, Kind::Condvar)?,
         })
     }
 
     fn create_segment(name: &SegmentName, anonymous: bool) -> Result<Self> {
-        let segment = Segment::create(
-            name,
-            Kind::Condvar,
-            "",
-            &SegmentOptions::control_only(),
-            anonymous,
-            |_| Ok(()),
-        )?;
-        Ok(Condvar {
-            place: Place::Shm(Arc::new(segment)),
-        })
+        let options = SegmentOptions::control_only();
+        let blueprint = Blueprint::untyped(Kind::Condvar, &options, anonymous);
+        let place = Place::create(name, &blueprint, |_| Ok(()))?;
+        Ok(Condvar { place })
     }
 
     fn sequence(&self) -> &AtomicU32 {

@@ -17,13 +17,12 @@
 //! Waiters sleep on a futex sequence word bumped by every release.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{RawGuard, lock_and_repair};
 use crate::error::{Error, Result};
-use crate::handle::Place;
+use crate::handle::{Blueprint, Place};
 use crate::segment::{self, Kind, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
 use crate::sys;
@@ -162,9 +161,8 @@ impl Semaphore {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound),
     /// [`OpenError::WrongKind`](crate::OpenError::WrongKind).
     pub fn open(name: &str) -> Result<Self> {
-        let segment = Segment::open(&SegmentName::new(name)?, Some(Kind::Semaphore))?;
         Ok(Semaphore {
-            place: Place::Shm(Arc::new(segment)),
+            place: Place::open(name, Kind::Semaphore)?,
         })
     }
 
@@ -174,23 +172,16 @@ impl Semaphore {
         bound: u64,
         anonymous: bool,
     ) -> Result<Self> {
-        let segment = Segment::create(
-            name,
-            Kind::Semaphore,
-            "",
-            &SegmentOptions::control_only(),
-            anonymous,
-            |segment| {
-                let area = segment.kind_area::<SemaphoreArea>();
-                area.free.store(permits, Ordering::Relaxed);
-                area.total.store(permits, Ordering::Relaxed);
-                area.bound.store(bound, Ordering::Relaxed);
-                Ok(())
-            },
-        )?;
-        Ok(Semaphore {
-            place: Place::Shm(Arc::new(segment)),
-        })
+        let options = SegmentOptions::control_only();
+        let blueprint = Blueprint::untyped(Kind::Semaphore, &options, anonymous);
+        let place = Place::create(name, &blueprint, |segment| {
+            let area = segment.kind_area::<SemaphoreArea>();
+            area.free.store(permits, Ordering::Relaxed);
+            area.total.store(permits, Ordering::Relaxed);
+            area.bound.store(bound, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok(Semaphore { place })
     }
 
     fn area(&self) -> &SemaphoreArea {

@@ -1,5 +1,6 @@
 //! `memspace inspect NAME`: a segment's header, lock, users, consistency and items.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -38,19 +39,20 @@ pub(crate) fn run(name: &str, items: bool, as_json: bool) -> anyhow::Result<Exit
     } else {
         Ok(None)
     };
+    let mut out = super::out();
     if as_json {
         let mut object = serde_json::to_value(&info)?;
         object["verify"] = serde_json::to_value(&report)?;
         if let Ok(Some(values)) = &values {
             object["values"] = Value::Array(values.clone());
         }
-        println!("{}", serde_json::to_string_pretty(&object)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&object)?)?;
     } else {
-        print_info(&info, &report);
+        print_info(&mut out, &info, &report)?;
         if let Ok(Some(values)) = &values {
-            println!("values");
+            writeln!(out, "values")?;
             for (index, value) in values.iter().enumerate() {
-                println!("{}", json!({ "index": index, "value": value }));
+                writeln!(out, "{}", json!({ "index": index, "value": value }))?;
             }
         }
     }
@@ -79,6 +81,7 @@ fn run_redis(
     } else {
         None
     };
+    let mut out = super::out();
     if as_json {
         let mut object = json!({ "name": name, "kind": kind.as_str() });
         for (what, value) in fields {
@@ -87,18 +90,18 @@ fn run_redis(
         if let Some(values) = values {
             object["values"] = Value::Array(values);
         }
-        println!("{}", serde_json::to_string_pretty(&object)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&object)?)?;
         return Ok(());
     }
-    println!("{:<18} {name}", "object");
-    println!("{:<18} {}", "kind", kind.as_str());
+    writeln!(out, "{:<18} {name}", "object")?;
+    writeln!(out, "{:<18} {}", "kind", kind.as_str())?;
     for (what, value) in fields {
-        println!("{what:<18} {value}");
+        writeln!(out, "{what:<18} {value}")?;
     }
     if let Some(values) = values {
-        println!("values");
+        writeln!(out, "values")?;
         for (index, value) in values.iter().enumerate() {
-            println!("{}", json!({ "index": index, "value": value }));
+            writeln!(out, "{}", json!({ "index": index, "value": value }))?;
         }
     }
     Ok(())
@@ -140,43 +143,51 @@ fn items_of(
     values.map(Some).with_context(context)
 }
 
-fn print_info(info: &inspect::SegmentInfo, report: &inspect::Report) {
+fn print_info(
+    out: &mut impl Write,
+    info: &inspect::SegmentInfo,
+    report: &inspect::Report,
+) -> io::Result<()> {
     let anonymous = if info.anonymous {
         "anonymous: removed by its last user"
     } else {
         "named: persists until `memspace rm`"
     };
-    println!("segment      {} ({anonymous})", info.name);
-    println!("kind         {}", info.kind);
+    writeln!(out, "segment      {} ({anonymous})", info.name)?;
+    writeln!(out, "kind         {}", info.kind)?;
     if !info.type_name.is_empty() {
-        println!("type         {}", info.type_name);
+        writeln!(out, "type         {}", info.type_name)?;
     }
     if let Some(n) = info.items {
-        println!("items        {n}");
+        writeln!(out, "items        {n}")?;
     }
-    println!(
+    writeln!(
+        out,
         "size         {} committed, {} in the file, at most {}; grown {} times",
         bytes(info.size),
         bytes(info.file_size),
         bytes(info.max_size),
         info.generation
-    );
-    println!("inode        {}", info.inode);
-    println!(
+    )?;
+    writeln!(out, "inode        {}", info.inode)?;
+    writeln!(
+        out,
         "creator      {} (start time {}, created at {} ms after the epoch)",
         process(info.creator.pid, info.creator.alive),
         info.creator.start_time,
         info.created_unix_ms
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "last writer  {}",
         match info.last_writer_pid {
             0 => "none yet".to_owned(),
             pid => pid.to_string(),
         }
-    );
+    )?;
     let users: Vec<String> = info.users.iter().map(|u| process(u.pid, u.alive)).collect();
-    println!(
+    writeln!(
+        out,
         "users        {} alive of {} recorded{}{}",
         info.live_users,
         info.users.len(),
@@ -191,7 +202,7 @@ fn print_info(info: &inspect::SegmentInfo, report: &inspect::Report) {
             (n, false) => format!(" (+{n} untracked)"),
             (n, true) => format!(" (+{n} untracked, and some in another pid namespace)"),
         }
-    );
+    )?;
     let lock = match (info.lock.owner, info.lock.owner_alive) {
         (None, _) => "free".to_owned(),
         (Some(pid), Some(false)) => {
@@ -199,30 +210,34 @@ fn print_info(info: &inspect::SegmentInfo, report: &inspect::Report) {
         }
         (Some(pid), _) => format!("held by {pid}"),
     };
-    println!(
+    writeln!(
+        out,
         "lock         {lock}{}; {} owner deaths recovered",
         if info.lock.poisoned { ", poisoned" } else { "" },
         info.lock.owner_deaths
-    );
+    )?;
     for (what, value) in &info.state {
-        println!("{what:<12} {value}");
+        writeln!(out, "{what:<12} {value}")?;
     }
     if report.is_consistent() {
-        println!(
+        writeln!(
+            out,
             "verify       consistent ({} items checked)",
             report.items_checked
-        );
+        )?;
     } else {
-        println!(
+        writeln!(
+            out,
             "verify       {} PROBLEMS ({} items checked)",
             report.problems.len(),
             report.items_checked
-        );
+        )?;
         for problem in &report.problems {
-            println!("  problem: {problem}");
+            writeln!(out, "  problem: {problem}")?;
         }
     }
     for note in &report.notes {
-        println!("  note: {note}");
+        writeln!(out, "  note: {note}")?;
     }
+    Ok(())
 }

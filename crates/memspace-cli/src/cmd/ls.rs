@@ -1,5 +1,6 @@
 //! `memspace ls`: every memspace segment in /dev/shm, one line each.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -68,6 +69,7 @@ pub(crate) fn run(json: bool) -> anyhow::Result<ExitCode> {
         );
         ExitCode::from(DAMAGED)
     };
+    let mut out = super::out();
     if json {
         let array: Vec<serde_json::Value> = entries
             .iter()
@@ -84,11 +86,11 @@ pub(crate) fn run(json: bool) -> anyhow::Result<ExitCode> {
                 } => json!({ "name": name, "error": error, "damaged": damaged }),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&array)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&array)?)?;
         return Ok(status);
     }
     if entries.is_empty() {
-        println!("no memspace segments in /dev/shm");
+        writeln!(out, "no memspace segments in /dev/shm")?;
         return Ok(status);
     }
     let mut rows = vec![[
@@ -129,7 +131,7 @@ pub(crate) fn run(json: bool) -> anyhow::Result<ExitCode> {
             ],
         });
     }
-    print_table(&rows);
+    print_table(&mut out, &rows)?;
     Ok(status)
 }
 
@@ -140,6 +142,7 @@ pub(crate) fn run(json: bool) -> anyhow::Result<ExitCode> {
 pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
     let objects =
         memspace::inspect::list_objects(url).with_context(|| format!("listing `{url}`"))?;
+    let mut out = super::out();
     if json {
         let array: Vec<serde_json::Value> = objects
             .iter()
@@ -157,11 +160,11 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
                 }),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&array)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&array)?)?;
         return Ok(());
     }
     if objects.is_empty() {
-        println!("no memspace objects on {url}");
+        writeln!(out, "no memspace objects on {url}")?;
         return Ok(());
     }
     let mut rows = vec![[
@@ -198,23 +201,24 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
             ],
         });
     }
-    print_table(&rows);
+    print_table(&mut out, &rows)?;
     for object in &objects {
         match &object.problem {
-            Some(problem) if problem.is_damage() => println!(
+            Some(problem) if problem.is_damage() => writeln!(
+                out,
                 "damaged: {}: {}; `memspace rm {}` removes it",
                 object.name,
                 problem.what(),
                 object.name
-            ),
-            Some(problem) => println!("unreadable: {}: {}", object.name, problem.what()),
+            )?,
+            Some(problem) => writeln!(out, "unreadable: {}: {}", object.name, problem.what())?,
             None => {}
         }
     }
     Ok(())
 }
 
-fn print_table<const N: usize>(rows: &[[String; N]]) {
+fn print_table<const N: usize>(out: &mut impl Write, rows: &[[String; N]]) -> io::Result<()> {
     let mut widths = [0; N];
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -228,8 +232,9 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect::<Vec<_>>()
             .join("  ");
-        println!("{}", line.trim_end());
+        writeln!(out, "{}", line.trim_end())?;
     }
+    Ok(())
 }
 
 /// `65536` as `64 KiB`.

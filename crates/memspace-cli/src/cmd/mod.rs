@@ -12,6 +12,7 @@ mod map;
 mod queue;
 mod typed;
 
+use std::io;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
@@ -61,6 +62,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => return lock::run(&name, timeout, &command),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Standard output, for a command's results: write with `writeln!(out, ...)?` and return the
+/// error. A write into a pipe whose reader has gone (`memspace ls | head -1`) fails with
+/// [`io::ErrorKind::BrokenPipe`], which `main` turns into a quiet exit with status 0, where
+/// `println!` would panic.
+pub(crate) fn out() -> io::StdoutLock<'static> {
+    io::stdout().lock()
 }
 
 /// The owners and modes the command line trusts (`--trust-owner`, `--accept-mode`).

@@ -1,0 +1,66 @@
+//! The command as a shell user meets it: output into a pipe its reader closes, `rm` of several
+//! names, sizes with units, shell completions.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+
+use memspace_testkit::cli::{command, create, stderr, succeed};
+
+/// A list of `n` numbers, far more output than a pipe holds (64 KiB) when printed.
+fn long_list(tag: &str, n: usize) -> memspace_testkit::Removal {
+    let name = create("list", tag);
+    let values: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    for chunk in values.chunks(5_000) {
+        let mut args = vec!["list", "push", name.name()];
+        args.extend(chunk.iter().map(String::as_str));
+        succeed(&args);
+    }
+    name
+}
+
+/// Runs `memspace args` with its output into a pipe, reads the first `bytes` bytes (or the
+/// first line if `bytes` is `None`), closes the pipe as `head` does, and checks that the
+/// command then ended quietly: no panic (status 101), nothing on standard error.
+fn read_then_close(args: &[&str], bytes: Option<usize>) {
+    let mut child = command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run memspace");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout piped"));
+    let read = match bytes {
+        Some(n) => {
+            let mut start = vec![0; n];
+            reader.read_exact(&mut start).expect("read the first bytes");
+            String::from_utf8_lossy(&start).into_owned()
+        }
+        None => {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read the first line");
+            line
+        }
+    };
+    assert!(!read.is_empty(), "memspace {args:?} printed nothing");
+    drop(reader);
+    let output = child.wait_with_output().expect("wait for memspace");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "memspace {args:?} into a closed pipe: {}",
+        stderr(&output)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "memspace {args:?} into a closed pipe said: {}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let list = long_list("pipe", 20_000);
+    read_then_close(&["inspect", list.name(), "--items"], None);
+    read_then_close(&["inspect", list.name(), "--items", "--json"], None);
+    // One long line, printed with `println!`.
+    read_then_close(&["list", "get", list.name()], Some(10));
+}

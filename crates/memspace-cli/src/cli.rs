@@ -36,10 +36,15 @@ pub(crate) enum Command {
     ///
     /// Only memspace segments are removed: a
     /// symbolic link, a directory or a file without a segment's header stays where it is.
+    /// Every name is tried; each one that could not be removed is reported, and the exit
+    /// status is then 1.
     Rm {
         /// The segments or Redis objects to remove.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Ignore names that do not exist, as `rm -f` does (other failures still count).
+        #[arg(short, long)]
+        force: bool,
     },
     /// List the memspace segments in /dev/shm, or the objects memspace keeps on a Redis
     /// server (`--redis redis://HOST:PORT`).

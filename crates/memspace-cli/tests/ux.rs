@@ -4,7 +4,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
 
-use memspace_testkit::cli::{command, create, stderr, succeed};
+use memspace_testkit::cli::{command, create, memspace, stderr, succeed};
+use memspace_testkit::names::shm_exists;
 
 /// A list of `n` numbers, far more output than a pipe holds (64 KiB) when printed.
 fn long_list(tag: &str, n: usize) -> memspace_testkit::Removal {
@@ -63,4 +64,43 @@ fn output_into_a_closed_pipe_ends_quietly() {
     read_then_close(&["inspect", list.name(), "--items", "--json"], None);
     // One long line, printed with `println!`.
     read_then_close(&["list", "get", list.name()], Some(10));
+}
+
+#[test]
+fn rm_removes_every_name_it_can_and_reports_the_others() {
+    let first = create("list", "rm-first");
+    let missing = memspace_testkit::Removal::fresh("rm-missing");
+    let last = create("map", "rm-last");
+    let output = memspace(&["rm", first.name(), missing.name(), last.name()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(!shm_exists(first.name()), "the name before the missing one");
+    assert!(!shm_exists(last.name()), "the name after the missing one");
+    let said = stderr(&output);
+    assert_eq!(said.lines().count(), 1, "one line per failure: {said}");
+    assert!(
+        said.contains(&format!("`{}` does not exist", missing.name())),
+        "{said}"
+    );
+}
+
+#[test]
+fn rm_force_ignores_missing_names_only() {
+    let present = create("list", "rmf-present");
+    let missing = memspace_testkit::Removal::fresh("rmf-missing");
+    for flag in ["-f", "--force"] {
+        let output = memspace(&["rm", flag, missing.name()]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert!(output.stderr.is_empty(), "{}", stderr(&output));
+    }
+    let output = memspace(&["rm", "-f", missing.name(), present.name()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!shm_exists(present.name()));
+    // Not a missing name: an invalid one still fails, and is reported.
+    let output = memspace(&["rm", "-f", "../etc", missing.name()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("not a valid segment name"),
+        "{}",
+        stderr(&output)
+    );
 }

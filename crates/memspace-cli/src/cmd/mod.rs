@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 use memspace::SegmentOptions;
+use memspace::segment::redact_credentials;
 
 use crate::cli::{Cli, Command};
 
@@ -39,11 +40,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(command) => list::run(command)?,
         Command::Map(command) => map::run(command)?,
         Command::Queue(command) => return queue::run(command),
-        Command::Rm { names } => {
-            for name in &names {
-                memspace::remove(name).with_context(|| format!("removing `{name}`"))?;
-            }
-        }
+        Command::Rm { names, force } => return Ok(rm(&names, force)),
         Command::Ls { json, redis: None } => return ls::run(json),
         Command::Ls {
             json,
@@ -62,6 +59,33 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => return lock::run(&name, timeout, &command),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes each of `names`, going on past one that cannot be removed: each failure is reported
+/// on standard error, and the status is 1 if any failed. With `force`, a name that does not
+/// exist is no failure (as `rm -f`).
+fn rm(names: &[String], force: bool) -> ExitCode {
+    let mut failed = 0;
+    for name in names {
+        match memspace::remove(name) {
+            Ok(()) => {}
+            Err(memspace::Error::Open(memspace::OpenError::NotFound { .. })) if force => {}
+            Err(err) => {
+                failed += 1;
+                // A Redis URL may hold a password.
+                eprintln!(
+                    "memspace: error: removing `{}`: {}",
+                    redact_credentials(name),
+                    redact_credentials(&err.to_string())
+                );
+            }
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Standard output, for a command's results: write with `writeln!(out, ...)?` and return the

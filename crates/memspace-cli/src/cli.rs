@@ -155,8 +155,9 @@ pub(crate) enum ListCommand {
         /// file (it survives a reboot), or `redis://HOST:PORT/NAME` for a list on a Redis
         /// server (`--max-size` and `--mode` do not apply there).
         name: String,
-        /// The largest size in bytes the list may grow to.
-        #[arg(long)]
+        /// The largest size the list may grow to: bytes, or a number with a unit (`64KiB`,
+        /// `512M`, `1.5G`; `--help` says more).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, long_help = MAX_SIZE_HELP)]
         max_size: Option<u64>,
         /// The permission bits, in octal (default 600: this user only).
         #[arg(long, value_parser = parse_mode)]
@@ -195,14 +196,95 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("`{text}` is not an octal mode such as 600 or 640"))
 }
 
+/// `--max-size` in `--help`.
+const MAX_SIZE_HELP: &str = "The largest size the segment may grow to (64 GiB if not given). \
+Bytes (`65536`), or a number with a unit, as in `dd` and `truncate`: K, M, G, T (and KiB, MiB, \
+GiB, TiB) are powers of 1024; KB, MB, GB, TB are powers of 1000; `1.5M` and `64 KiB` are \
+accepted. At least 8 KiB (a segment's control page and one page of data), at most 64 TiB; \
+rounded up to whole pages.";
+
+/// The smallest `--max-size`: the library's smallest segment, its control page and one more.
+pub(crate) const MIN_MAX_SIZE: u64 = 8 << 10;
+
+/// The largest `--max-size`: the address space the library reserves at most for a segment.
+pub(crate) const MAX_MAX_SIZE: u64 = 64 << 40;
+
+/// Parses a `--max-size`: bytes, or a number (a decimal fraction allowed) and a unit
+/// (`64KiB`, `512M`, `1.5 GB`; see [`MAX_SIZE_HELP`]), from [`MIN_MAX_SIZE`] to [`MAX_MAX_SIZE`].
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let bytes = size_in_bytes(text)?;
+    if bytes < MIN_MAX_SIZE {
+        return Err(format!(
+            "{bytes} bytes is less than the smallest segment, 8 KiB ({MIN_MAX_SIZE} bytes)"
+        ));
+    }
+    if bytes > MAX_MAX_SIZE {
+        return Err(format!(
+            "{bytes} bytes is more than the largest segment, 64 TiB ({MAX_MAX_SIZE} bytes)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `text` (`4096`, `64KiB`, `1.5M`, `2 GB`) as a whole number of bytes.
+fn size_in_bytes(text: &str) -> Result<u64, String> {
+    let invalid = |why: &str| {
+        format!(
+            "`{text}` is not a size: {why}; give bytes (`65536`) or a unit (`64KiB`, `512M`, `1G`)"
+        )
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let multiplier: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(invalid(
+                "the unit is not one of K, M, G, T, KiB ... TiB, KB ... TB",
+            ));
+        }
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(invalid("it has no number"));
+    }
+    if fraction.contains('.') {
+        return Err(invalid("it has two decimal points"));
+    }
+    // digits / 10^places, times the unit, computed exactly.
+    let digits: String = [whole, fraction].concat();
+    let too_large = || invalid("it is too large");
+    let digits: u128 = digits.parse().map_err(|_| too_large())?;
+    let places = u32::try_from(fraction.len()).map_err(|_| too_large())?;
+    let scale = 10u128.checked_pow(places).ok_or_else(too_large)?;
+    let scaled = digits
+        .checked_mul(u128::from(multiplier))
+        .ok_or_else(too_large)?;
+    if scaled % scale != 0 {
+        return Err(invalid("it is not a whole number of bytes"));
+    }
+    u64::try_from(scaled / scale).map_err(|_| too_large())
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum MapCommand {
     /// Create an empty map; it persists until `memspace rm NAME`.
     Create {
         /// The map's name, `file:PATH`, or `redis://HOST:PORT/NAME`.
         name: String,
-        /// The largest size in bytes the map may grow to.
-        #[arg(long)]
+        /// The largest size the map may grow to: bytes, or a number with a unit (`64KiB`,
+        /// `512M`, `1.5G`; `--help` says more).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, long_help = MAX_SIZE_HELP)]
         max_size: Option<u64>,
         /// The permission bits, in octal (default 600: this user only).
         #[arg(long, value_parser = parse_mode)]
@@ -255,8 +337,9 @@ pub(crate) enum QueueCommand {
         /// Hold at most this many unacknowledged items (unbounded if not given).
         #[arg(long)]
         capacity: Option<u64>,
-        /// The largest size in bytes the queue may grow to.
-        #[arg(long)]
+        /// The largest size the queue may grow to: bytes, or a number with a unit (`64KiB`,
+        /// `512M`, `1.5G`; `--help` says more).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, long_help = MAX_SIZE_HELP)]
         max_size: Option<u64>,
         /// The permission bits, in octal (default 600: this user only).
         #[arg(long, value_parser = parse_mode)]
@@ -307,4 +390,72 @@ pub(crate) struct BenchArgs {
     /// time and batched, lock, queue).
     #[arg(long, value_name = "redis://HOST:PORT")]
     pub(crate) redis: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_MAX_SIZE, MIN_MAX_SIZE, parse_size, size_in_bytes};
+
+    #[test]
+    fn sizes_with_units() {
+        for (text, bytes) in [
+            ("4096", 4096),
+            ("0", 0),
+            ("64KiB", 64 << 10),
+            ("64K", 64 << 10),
+            ("64k", 64 << 10),
+            ("64 KiB", 64 << 10),
+            ("512M", 512 << 20),
+            ("512MiB", 512 << 20),
+            ("1G", 1 << 30),
+            ("1gib", 1 << 30),
+            ("2T", 2 << 40),
+            ("64KB", 64_000),
+            ("5MB", 5_000_000),
+            ("1GB", 1_000_000_000),
+            ("1TB", 1_000_000_000_000),
+            ("1.5MiB", 3 << 19),
+            ("1.5M", 3 << 19),
+            ("0.5K", 512),
+            (".5K", 512),
+            ("2.K", 2048),
+            ("100B", 100),
+        ] {
+            assert_eq!(size_in_bytes(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn sizes_that_are_not_sizes() {
+        for (text, why) in [
+            ("", "no number"),
+            ("K", "no number"),
+            (".", "no number"),
+            ("1.2.3K", "two decimal points"),
+            ("1.1", "not a whole number of bytes"),
+            ("0.0001K", "not a whole number of bytes"),
+            ("12X", "the unit is not one of"),
+            ("-1K", "the unit is not one of"),
+            ("1e3", "the unit is not one of"),
+            ("64KiBs", "the unit is not one of"),
+            ("99999999999999999999999999999999999999999", "too large"),
+            ("20000000T", "too large"),
+        ] {
+            let err = size_in_bytes(text).expect_err(text);
+            assert!(err.contains(why), "{text}: {err}");
+            assert!(err.contains(&format!("`{text}`")), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn max_size_is_between_the_smallest_and_the_largest_segment() {
+        assert_eq!(parse_size("8K"), Ok(MIN_MAX_SIZE));
+        assert_eq!(parse_size("64T"), Ok(MAX_MAX_SIZE));
+        let err = parse_size("10").expect_err("10 bytes");
+        assert!(err.contains("8 KiB (8192 bytes)"), "{err}");
+        let err = parse_size("8191").expect_err("8191 bytes");
+        assert!(err.contains("less than the smallest"), "{err}");
+        let err = parse_size("65T").expect_err("65 TiB");
+        assert!(err.contains("more than the largest"), "{err}");
+    }
 }

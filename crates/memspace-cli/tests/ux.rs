@@ -104,3 +104,45 @@ fn rm_force_ignores_missing_names_only() {
         stderr(&output)
     );
 }
+
+/// The largest size `memspace inspect --json` reports for `name`.
+fn max_size_of(name: &str) -> u64 {
+    let info: serde_json::Value =
+        serde_json::from_str(&succeed(&["inspect", name, "--json"])).expect("JSON");
+    info["max_size"].as_u64().expect("max_size")
+}
+
+#[test]
+fn max_size_takes_a_unit() {
+    for (kind, size, bytes) in [
+        ("list", "64KiB", 64 << 10),
+        ("map", "1M", 1 << 20),
+        ("queue", "1.5 MiB", 3 << 19),
+    ] {
+        let name = memspace_testkit::Removal::fresh(&format!("size-{kind}"));
+        succeed(&[kind, "create", name.name(), "--max-size", size]);
+        assert_eq!(max_size_of(name.name()), bytes, "{kind} --max-size {size}");
+    }
+}
+
+#[test]
+fn max_size_below_the_smallest_segment_is_refused() {
+    let name = memspace_testkit::Removal::fresh("size-small");
+    for size in ["10", "4K"] {
+        let output = memspace(&["list", "create", name.name(), "--max-size", size]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        let said = stderr(&output);
+        assert!(said.contains("--max-size"), "names the flag: {said}");
+        assert!(
+            said.contains("8 KiB (8192 bytes)"),
+            "names the minimum: {said}"
+        );
+        assert!(
+            !shm_exists(name.name()),
+            "--max-size {size} created the list"
+        );
+    }
+    let output = memspace(&["list", "create", name.name(), "--max-size", "12X"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("`12X` is not a size"));
+}

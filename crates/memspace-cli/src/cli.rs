@@ -101,6 +101,16 @@ pub(crate) enum Command {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+    /// Print the script that completes memspace's subcommands and flags in SHELL.
+    ///
+    /// bash: `memspace completions bash > ~/.local/share/bash-completion/completions/memspace`;
+    /// zsh: `memspace completions zsh > ~/.zfunc/_memspace` (with `~/.zfunc` in `fpath`);
+    /// fish: `memspace completions fish > ~/.config/fish/completions/memspace.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -146,3 +146,26 @@ fn max_size_below_the_smallest_segment_is_refused() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("`12X` is not a size"));
 }
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    let bash = succeed(&["completions", "bash"]);
+    assert!(bash.contains("memspace"), "{bash}");
+    for subcommand in ["inspect", "completions", "--max-size"] {
+        assert!(bash.contains(subcommand), "bash completes {subcommand}");
+    }
+    let syntax = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .output();
+    if let Ok(syntax) = syntax {
+        assert!(syntax.status.success(), "bash -n: {}", stderr(&syntax));
+    }
+    assert!(succeed(&["completions", "zsh"]).starts_with("#compdef memspace"));
+    assert!(succeed(&["completions", "fish"]).contains("complete -c memspace"));
+    let output = memspace(&["completions", "tcsh"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}

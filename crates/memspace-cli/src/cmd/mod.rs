@@ -12,11 +12,12 @@ mod map;
 mod queue;
 mod typed;
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
+use clap::CommandFactory;
 use memspace::SegmentOptions;
 use memspace::segment::redact_credentials;
 
@@ -57,6 +58,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timeout,
             command,
         } => return lock::run(&name, timeout, &command),
+        Command::Completions { shell } => completions(shell)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -86,6 +88,15 @@ fn rm(names: &[String], force: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Prints the completion script of `shell`.
+fn completions(shell: clap_complete::Shell) -> io::Result<()> {
+    // Generated in memory (clap_complete panics on a failed write), then written through
+    // `out()`, which reports a closed pipe.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "memspace", &mut script);
+    out().write_all(&script)
 }
 
 /// Standard output, for a command's results: write with `writeln!(out, ...)?` and return the

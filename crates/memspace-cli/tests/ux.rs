@@ -29,17 +29,14 @@ fn read_then_close(args: &[&str], bytes: Option<usize>) {
         .spawn()
         .expect("run memspace");
     let mut reader = BufReader::new(child.stdout.take().expect("stdout piped"));
-    let read = match bytes {
-        Some(n) => {
-            let mut start = vec![0; n];
-            reader.read_exact(&mut start).expect("read the first bytes");
-            String::from_utf8_lossy(&start).into_owned()
-        }
-        None => {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("read the first line");
-            line
-        }
+    let read = if let Some(n) = bytes {
+        let mut start = vec![0; n];
+        reader.read_exact(&mut start).expect("read the first bytes");
+        String::from_utf8_lossy(&start).into_owned()
+    } else {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read the first line");
+        line
     };
     assert!(!read.is_empty(), "memspace {args:?} printed nothing");
     drop(reader);

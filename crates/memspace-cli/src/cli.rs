@@ -258,6 +258,9 @@ pub(crate) enum QueueCommand {
         mode: Option<u32>,
     },
     /// Put JSON values at the back, in order, waiting while a bounded queue is full.
+    ///
+    /// With `--timeout`, exits 75 when a value found no room in time, after saying how many
+    /// values were put before it.
     Put {
         /// The queue's name.
         name: String,
@@ -268,6 +271,10 @@ pub(crate) enum QueueCommand {
         /// `memspace inspect`) could not read back.
         #[arg(long)]
         force: bool,
+        /// Wait at most this many seconds for room for each value in a bounded queue (exit
+        /// status 75 if there was none) instead of waiting forever.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
     /// Take the item at the front and print it as JSON, waiting for one if the queue is empty.
     Get {

@@ -28,22 +28,19 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             name,
             values,
             force,
+            timeout,
         } => {
+            let timeout = seconds(timeout)?;
             let (queue, values) =
                 collection::open_to_write_items::<Queue<Value>>(&name, &values, force)?;
-            for value in &values {
-                queue
-                    .put(value)
-                    .with_context(|| format!("putting into queue `{name}`"))?;
+            for (put, value) in values.iter().enumerate() {
+                if let Some(code) = put_one(&queue, &name, value, timeout, put)? {
+                    return Ok(code);
+                }
             }
         }
         QueueCommand::Get { name, timeout } => {
-            let timeout = match timeout {
-                None => None,
-                Some(seconds) => Some(Duration::try_from_secs_f64(seconds).map_err(|_| {
-                    anyhow::anyhow!("--timeout {seconds} is not a number of seconds")
-                })?),
-            };
+            let timeout = seconds(timeout)?;
             let queue: Queue<Value> = open(&name)?;
             let got = match timeout {
                 None => queue.get(),
@@ -67,4 +64,44 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
         QueueCommand::Len { name } => collection::print_len::<Queue<Value>>(&name)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--timeout SECONDS` as a duration.
+fn seconds(timeout: Option<f64>) -> anyhow::Result<Option<Duration>> {
+    timeout
+        .map(|seconds| {
+            Duration::try_from_secs_f64(seconds)
+                .map_err(|_| anyhow::anyhow!("--timeout {seconds} is not a number of seconds"))
+        })
+        .transpose()
+}
+
+/// Puts `value` into `queue` (called `name`), waiting at most `timeout` for room if given;
+/// `put` values were put before it. Returns the exit status if the wait timed out.
+fn put_one(
+    queue: &Queue<Value>,
+    name: &str,
+    value: &Value,
+    timeout: Option<Duration>,
+    put: usize,
+) -> anyhow::Result<Option<ExitCode>> {
+    let result = match timeout {
+        None => queue.put(value),
+        Some(timeout) => queue.put_timeout(value, timeout),
+    };
+    match result {
+        Ok(()) => Ok(None),
+        Err(QueueError::Timeout { .. } | QueueError::Full { .. }) => {
+            let waited = timeout.unwrap_or_default();
+            eprintln!(
+                "memspace: queue `{name}` stayed full for {waited:?}; {put} value{} put before \
+                 giving up",
+                if put == 1 { " was" } else { "s were" }
+            );
+            Ok(Some(ExitCode::from(TIMED_OUT)))
+        }
+        Err(err) => Err(err).with_context(|| {
+            format!("putting into queue `{name}` ({put} values were put before this one)")
+        }),
+    }
 }

@@ -158,10 +158,15 @@ pub(crate) enum ListCommand {
         mode: Option<u32>,
     },
     /// Append JSON values, all under one lock acquisition.
+    ///
+    /// With `-`, the values are read from standard input, one JSON document per line (blank
+    /// lines are skipped). All are read and checked before any is appended: a line that is
+    /// not JSON is an error naming its number, and nothing is appended.
     Push {
         /// The list's name.
         name: String,
-        /// The values, each a JSON document (`1`, `-2.5`, `'"text"'`, `'{"a": [1, 2]}'`).
+        /// The values, each a JSON document (`1`, `-2.5`, `'"text"'`, `'{"a": [1, 2]}'`), or
+        /// `-` to read them from standard input.
         #[arg(required = true, allow_negative_numbers = true)]
         values: Vec<String>,
         /// Write even a value that a program using the list's recorded item type (shown by
@@ -261,10 +266,15 @@ pub(crate) enum QueueCommand {
     ///
     /// With `--timeout`, exits 75 when a value found no room in time, after saying how many
     /// values were put before it.
+    ///
+    /// With `-`, the values are read from standard input, one JSON document per line (blank
+    /// lines are skipped), and each is put as soon as it is read. A line that is not JSON is
+    /// an error naming its number (exit 1): the values of the lines before it were put, none
+    /// after it.
     Put {
         /// The queue's name.
         name: String,
-        /// The values, each a JSON document.
+        /// The values, each a JSON document, or `-` to read them from standard input.
         #[arg(required = true, allow_negative_numbers = true)]
         values: Vec<String>,
         /// Write even a value that a program using the queue's recorded item type (shown by

@@ -5,6 +5,7 @@ use memspace::SharedList;
 use serde_json::Value;
 
 use super::collection::{self, create_options, open};
+use super::typed::Part;
 use crate::cli::ListCommand;
 
 pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
@@ -22,8 +23,13 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
             values,
             force,
         } => {
-            let (list, values) =
-                collection::open_to_write_items::<SharedList<Value>>(&name, &values, force)?;
+            let (list, values) = if collection::from_stdin(&values)? {
+                let list: SharedList<Value> = open(&name)?;
+                let values = read_stdin(&list, &name, force)?;
+                (list, values)
+            } else {
+                collection::open_to_write_items::<SharedList<Value>>(&name, &values, force)?
+            };
             list.extend(&values)
                 .with_context(|| format!("appending to list `{name}`"))?;
         }
@@ -50,4 +56,19 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
         ListCommand::Len { name } => collection::print_len::<SharedList<Value>>(&name)?,
     }
     Ok(())
+}
+
+/// The values on standard input for `list push NAME -`, each checked against the recorded item
+/// type of `list` (unless `force`); an error before any is appended.
+fn read_stdin(list: &SharedList<Value>, name: &str, force: bool) -> anyhow::Result<Vec<Value>> {
+    let target = collection::target(list, name);
+    let mut values = Vec::new();
+    for line in collection::stdin_values() {
+        let (number, value) = line.with_context(|| format!("appended nothing to list `{name}`"))?;
+        target.check(Part::Item, &value, force).with_context(|| {
+            format!("appended nothing to list `{name}`: line {number} of standard input")
+        })?;
+        values.push(value);
+    }
+    Ok(values)
 }

@@ -8,6 +8,7 @@ use memspace::collections::{Queue, QueueError};
 use serde_json::Value;
 
 use super::collection::{self, create_options, open};
+use super::typed::Part;
 use crate::cli::QueueCommand;
 
 /// The exit status when `--timeout` expires (`EX_TEMPFAIL`).
@@ -31,6 +32,9 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             timeout,
         } => {
             let timeout = seconds(timeout)?;
+            if collection::from_stdin(&values)? {
+                return put_stdin(&open(&name)?, &name, force, timeout);
+            }
             let (queue, values) =
                 collection::open_to_write_items::<Queue<Value>>(&name, &values, force)?;
             for (put, value) in values.iter().enumerate() {
@@ -104,4 +108,26 @@ fn put_one(
             format!("putting into queue `{name}` ({put} values were put before this one)")
         }),
     }
+}
+
+/// `queue put NAME -`: puts each value on standard input as it is read, so that consumers may
+/// start on the first while later ones are still coming.
+fn put_stdin(
+    queue: &Queue<Value>,
+    name: &str,
+    force: bool,
+    timeout: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let target = collection::target(queue, name);
+    for (put, line) in collection::stdin_values().enumerate() {
+        let (number, value) =
+            line.with_context(|| format!("stopped after putting {put} values"))?;
+        target.check(Part::Item, &value, force).with_context(|| {
+            format!("stopped at line {number} of standard input after putting {put} values")
+        })?;
+        if let Some(code) = put_one(queue, name, &value, timeout, put)? {
+            return Ok(code);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -294,6 +294,35 @@ pub(crate) enum QueueCommand {
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
     },
+    /// Feed items to a command, one at a time: each goes to COMMAND as one line of JSON on its
+    /// standard input, and is acknowledged if the command exits 0, else put back in its place
+    /// for the next receiver (at least once: an item is gone only once a command succeeded).
+    ///
+    /// Waits for each item. Runs the command COUNT times (an item put back and received again
+    /// counts again), or for ever. The command sees `MEMSPACE_DELIVERIES`: how many times its
+    /// item has been handed out, 1 the first time. If this process is killed while the command
+    /// runs, the item goes to another receiver.
+    ///
+    /// Exits with the status of the last command that failed (128 + N for a command killed by
+    /// signal N), if one did; else 75 if `--timeout` expired before COUNT items came (with
+    /// `--forever`, a timeout is the normal end); else 0. A command that cannot be started is
+    /// an error (exit 1), its item put back.
+    Work {
+        /// The queue's name.
+        name: String,
+        /// How many items to receive.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+        /// Receive items until killed, or until the queue stayed empty for `--timeout`.
+        #[arg(long, conflicts_with = "count")]
+        forever: bool,
+        /// Stop when no item came within this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+        /// The command and its arguments, after `--`.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
     /// Print the number of items waiting.
     Len {
         /// The queue's name.

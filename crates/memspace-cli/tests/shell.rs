@@ -2,11 +2,13 @@
 //! read from standard input, and `queue work`, which feeds items to a command.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use memspace_testkit::Removal;
+use memspace::collections::Queue;
 use memspace_testkit::cli::{command, create, fail_with, stderr, succeed};
+use memspace_testkit::{Removal, unique_name};
 
 /// Runs `memspace args` with `input` on its standard input, through a pipe, to its end.
 fn with_stdin(args: &[&str], input: &str) -> Output {
@@ -114,4 +116,128 @@ fn queue_put_reads_values_from_stdin_until_a_line_that_is_not_json() {
     assert_eq!(succeed(&["queue", "len", other.name()]), "2");
     assert_eq!(succeed(&["queue", "get", other.name()]), "\"a\"");
     assert_eq!(succeed(&["queue", "get", other.name()]), "\"b\"");
+}
+
+/// A fresh directory for a test's files, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(unique_name(tag));
+        std::fs::create_dir(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Items in flight on the queue `name`, as the library sees them.
+fn in_flight(name: &str) -> u64 {
+    Queue::<serde_json::Value>::open(name)
+        .expect("open the queue")
+        .in_flight()
+        .expect("in flight")
+}
+
+/// A shell script for `queue work`: fails (exit 7) the first time it runs, then appends its item
+/// and `MEMSPACE_DELIVERIES` to `done` in `dir`.
+fn fails_once(dir: &TempDir) -> String {
+    let dir = dir.0.display();
+    format!(
+        r#"read -r item; if [ ! -e "{dir}/failed" ]; then touch "{dir}/failed"; exit 7; fi; echo "$item $MEMSPACE_DELIVERIES" >> "{dir}/done""#
+    )
+}
+
+#[test]
+fn queue_work_puts_back_the_item_of_a_failed_command_and_acknowledges_the_others() {
+    let _dog = memspace_testkit::start_test();
+    let name = create("queue", "work");
+    let dir = TempDir::new("work");
+    succeed(&[
+        "queue",
+        "put",
+        name.name(),
+        "\"one\"",
+        "\"two\"",
+        "\"three\"",
+    ]);
+    let script = fails_once(&dir);
+    let args = [
+        "queue",
+        "work",
+        name.name(),
+        "--count",
+        "4",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    // Four runs: "one" fails and goes back to the front, then all three succeed. The status
+    // is the failed run's.
+    let stderr = fail_with(&args, 7);
+    assert!(
+        stderr.contains("went back") && stderr.contains(name.name()),
+        "{stderr}"
+    );
+    let done = std::fs::read_to_string(dir.0.join("done")).expect("read done");
+    assert_eq!(done, "\"one\" 2\n\"two\" 1\n\"three\" 1\n");
+    assert_eq!(succeed(&["queue", "len", name.name()]), "0");
+    assert_eq!(in_flight(name.name()), 0);
+}
+
+#[test]
+fn queue_work_stops_on_its_timeout() {
+    let _dog = memspace_testkit::start_test();
+    let name = create("queue", "work-timeout");
+    let dir = TempDir::new("work-timeout");
+    let done = dir.0.join("done");
+    let script = format!("cat >> '{}'", done.display());
+    succeed(&["queue", "put", name.name(), "1", "2"]);
+    // --count 3 with two items: both are processed, then the timeout ends it with 75.
+    let work = |more: &[&str]| {
+        let mut args = vec!["queue", "work", name.name(), "--timeout", "0.2"];
+        args.extend_from_slice(more);
+        args.extend_from_slice(&["--", "sh", "-c", &script]);
+        args.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    let args = work(&["--count", "3"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stderr = fail_with(&args, 75);
+    assert!(stderr.contains("2 of 3 items"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&done).expect("read"), "1\n2\n");
+    // --forever: drains the queue, and the timeout is its normal end.
+    succeed(&["queue", "put", name.name(), "3"]);
+    let args = work(&["--forever"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    succeed(&args);
+    assert_eq!(std::fs::read_to_string(&done).expect("read"), "1\n2\n3\n");
+    assert_eq!(in_flight(name.name()), 0);
+}
+
+#[test]
+fn queue_work_puts_back_the_item_of_a_command_that_cannot_start() {
+    let _dog = memspace_testkit::start_test();
+    let name = create("queue", "work-missing");
+    succeed(&["queue", "put", name.name(), "1"]);
+    let stderr = fail_with(
+        &[
+            "queue",
+            "work",
+            name.name(),
+            "--",
+            "/nonexistent/memspace-test-command",
+        ],
+        1,
+    );
+    assert!(
+        stderr.contains("went back") && stderr.contains("/nonexistent/memspace-test-command"),
+        "{stderr}"
+    );
+    assert_eq!(succeed(&["queue", "len", name.name()]), "1");
+    assert_eq!(in_flight(name.name()), 0);
 }

@@ -1,6 +1,7 @@
 //! `memspace queue ...`: shared queues of JSON items from the shell.
 
-use std::process::ExitCode;
+use std::io::Write;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -64,6 +65,16 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
                     return Err(err).with_context(|| format!("getting from queue `{name}`"));
                 }
             }
+        }
+        QueueCommand::Work {
+            name,
+            count,
+            forever,
+            timeout,
+            command,
+        } => {
+            let count = (!forever).then_some(count);
+            return work(&open(&name)?, &name, count, seconds(timeout)?, &command);
         }
         QueueCommand::Len { name } => collection::print_len::<Queue<Value>>(&name)?,
     }
@@ -130,4 +141,101 @@ fn put_stdin(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `queue work`: receives `count` items (for ever if `None`) from `queue`, called `name`, and
+/// runs `command` on each, acknowledging the item if the command succeeds and putting it back
+/// otherwise. Returns the exit status `queue work --help` describes.
+fn work(
+    queue: &Queue<Value>,
+    name: &str,
+    count: Option<u64>,
+    timeout: Option<Duration>,
+    command: &[String],
+) -> anyhow::Result<ExitCode> {
+    let mut failed = None;
+    let mut received = 0;
+    while count.is_none_or(|count| received < count) {
+        let received_now = match timeout {
+            None => queue.receive(),
+            Some(timeout) => queue.receive_timeout(timeout),
+        };
+        let delivery = match received_now {
+            Ok(delivery) => delivery,
+            Err(QueueError::Timeout { .. } | QueueError::Empty { .. }) => {
+                // With `--forever`, the normal end.
+                if let Some(count) = count {
+                    let waited = timeout.unwrap_or_default();
+                    eprintln!(
+                        "memspace: queue `{name}` stayed empty for {waited:?}; {received} of \
+                         {count} items received"
+                    );
+                    if failed.is_none() {
+                        return Ok(ExitCode::from(TIMED_OUT));
+                    }
+                }
+                break;
+            }
+            Err(err) => return Err(err).with_context(|| format!("receiving from queue `{name}`")),
+        };
+        received += 1;
+        // Dropped on an error: the item goes back.
+        let status =
+            run_on(command, delivery.value(), delivery.deliveries()).with_context(|| {
+                format!(
+                    "running `{}`; the item went back to queue `{name}`",
+                    command[0]
+                )
+            })?;
+        if status.success() {
+            delivery
+                .ack()
+                .with_context(|| format!("acknowledging an item of queue `{name}`"))?;
+        } else {
+            let code = exit_code(status);
+            eprintln!(
+                "memspace: `{}` failed ({status}); the item went back to queue `{name}`",
+                command[0]
+            );
+            delivery
+                .nack()
+                .with_context(|| format!("putting an item back into queue `{name}`"))?;
+            failed = Some(code);
+        }
+    }
+    Ok(failed.map_or(ExitCode::SUCCESS, ExitCode::from))
+}
+
+/// Runs `command` with `item` as one line of JSON on its standard input, and
+/// `MEMSPACE_DELIVERIES` set to `deliveries`; waits for its end.
+fn run_on(command: &[String], item: &Value, deliveries: u32) -> std::io::Result<ExitStatus> {
+    let mut child = Command::new(&command[0])
+        .args(&command[1..])
+        .env("MEMSPACE_DELIVERIES", deliveries.to_string())
+        .stdin(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its input closes the pipe: not an error.
+        match writeln!(stdin, "{item}") {
+            Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("memspace: writing the item to `{}`: {err}", command[0]);
+            }
+            _ => {}
+        }
+    }
+    child.wait()
+}
+
+/// The exit status that reports `status` as a shell would: its code, or 128 + the signal that
+/// killed it.
+fn exit_code(status: ExitStatus) -> u8 {
+    let code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    };
+    u8::try_from(code).unwrap_or(1)
 }

@@ -178,8 +178,9 @@ pub(crate) enum ListCommand {
     Get {
         /// The list's name.
         name: String,
-        /// The item's position, from 0.
-        index: Option<u64>,
+        /// The item's position: from 0 at the front, or from -1 (the last item) at the back.
+        #[arg(allow_negative_numbers = true)]
+        index: Option<i64>,
     },
     /// Print the number of items.
     Len {
@@ -224,6 +225,8 @@ pub(crate) enum MapCommand {
         force: bool,
     },
     /// Print the value of KEY, or every entry as a JSON array of [key, value] pairs.
+    ///
+    /// Exits 4 if the map has no KEY (1 for other errors).
     Get {
         /// The map's name.
         name: String,
@@ -232,6 +235,8 @@ pub(crate) enum MapCommand {
         key: Option<String>,
     },
     /// Remove KEY and print its value.
+    ///
+    /// Exits 4 if the map has no KEY (1 for other errors).
     Remove {
         /// The map's name.
         name: String,

@@ -62,7 +62,7 @@ fn a_put_into_a_full_queue_gives_up_after_its_timeout() {
 fn list_push_reads_ten_thousand_values_from_stdin() {
     let _dog = memspace_testkit::start_test();
     let name = create("list", "stdin");
-    let mut input: String = (0..10_000).map(|i| format!("{i}\n")).collect();
+    let mut input: String = (0..10_000).map(|i| i.to_string() + "\n").collect();
     input.push_str("\n   \n{\"last\": [true, null]}"); // blank lines; no final newline
     let output = with_stdin(&["list", "push", name.name(), "-"], &input);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -96,7 +96,10 @@ fn a_line_that_is_not_json_appends_nothing_to_a_list() {
 fn queue_put_reads_values_from_stdin_until_a_line_that_is_not_json() {
     let _dog = memspace_testkit::start_test();
     let name = create("queue", "stdin");
-    let input: String = (0..10_000).map(|i| format!("[{i}]\n\n")).collect();
+    let input = (0..10_000)
+        .map(|i| format!("[{i}]"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
     let output = with_stdin(&["queue", "put", name.name(), "-"], &input);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(succeed(&["queue", "len", name.name()]), "10000");
@@ -240,4 +243,36 @@ fn queue_work_puts_back_the_item_of_a_command_that_cannot_start() {
     );
     assert_eq!(succeed(&["queue", "len", name.name()]), "1");
     assert_eq!(in_flight(name.name()), 0);
+}
+
+#[test]
+fn list_get_counts_negative_indexes_from_the_end() {
+    let name = create("list", "negative");
+    let stderr = fail_with(&["list", "get", name.name(), "-1"], 1);
+    assert!(
+        stderr.contains("out of range") && stderr.contains("0 items"),
+        "{stderr}"
+    );
+    succeed(&["list", "push", name.name(), "10", "20", "30"]);
+    assert_eq!(succeed(&["list", "get", name.name(), "-1"]), "30");
+    assert_eq!(succeed(&["list", "get", name.name(), "-3"]), "10");
+    assert_eq!(succeed(&["list", "get", name.name(), "0"]), "10");
+    let stderr = fail_with(&["list", "get", name.name(), "-4"], 1);
+    assert!(stderr.contains("index -4 is out of range"), "{stderr}");
+    let stderr = fail_with(&["list", "get", name.name(), "3"], 1);
+    assert!(stderr.contains("index 3 is out of range"), "{stderr}");
+}
+
+#[test]
+fn map_get_of_a_missing_key_exits_4() {
+    let name = create("map", "missing-key");
+    succeed(&["map", "set", name.name(), "\"a\"", "1"]);
+    let stderr = fail_with(&["map", "get", name.name(), "\"b\""], 4);
+    assert!(stderr.contains("has no key \"b\""), "{stderr}");
+    let stderr = fail_with(&["map", "remove", name.name(), "\"b\""], 4);
+    assert!(stderr.contains("has no key"), "{stderr}");
+    // Other errors stay 1: a map that does not exist, a key that is not JSON.
+    fail_with(&["map", "get", &format!("{}-absent", name.name()), "1"], 1);
+    fail_with(&["map", "get", name.name(), "b"], 1);
+    assert_eq!(succeed(&["map", "get", name.name(), "\"a\""]), "1");
 }

@@ -1,6 +1,6 @@
 //! `memspace list ...`: shared lists of JSON values from the shell.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use memspace::SharedList;
 use serde_json::Value;
 
@@ -36,16 +36,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
         ListCommand::Get { name, index } => {
             let list: SharedList<Value> = open(&name)?;
             let json = match index {
-                Some(index) => match list
-                    .get(index)
-                    .with_context(|| format!("reading item {index} of list `{name}`"))?
-                {
-                    Some(value) => value,
-                    None => bail!(
-                        "index {index} is out of range: list `{name}` has {} items",
-                        collection::len(&list, &name)?
-                    ),
-                },
+                Some(index) => item(&list, &name, index)?,
                 None => Value::Array(
                     list.to_vec()
                         .with_context(|| format!("reading list `{name}`"))?,
@@ -71,4 +62,26 @@ fn read_stdin(list: &SharedList<Value>, name: &str, force: bool) -> anyhow::Resu
         values.push(value);
     }
     Ok(values)
+}
+
+/// The item at `index` of `list`, called `name`: from 0 at the front, from -1 at the back
+/// (counted from the end as it was when read: a list only grows).
+fn item(list: &SharedList<Value>, name: &str, index: i64) -> anyhow::Result<Value> {
+    let out_of_range =
+        |len: u64| anyhow::anyhow!("index {index} is out of range: list `{name}` has {len} items");
+    let position = match u64::try_from(index) {
+        Ok(position) => position,
+        Err(_) => {
+            let len = collection::len(list, name)?;
+            len.checked_sub(index.unsigned_abs())
+                .ok_or_else(|| out_of_range(len))?
+        }
+    };
+    match list
+        .get(position)
+        .with_context(|| format!("reading item {index} of list `{name}`"))?
+    {
+        Some(value) => Ok(value),
+        None => Err(out_of_range(collection::len(list, name)?)),
+    }
 }

@@ -69,13 +69,12 @@ fn read_stdin(list: &SharedList<Value>, name: &str, force: bool) -> anyhow::Resu
 fn item(list: &SharedList<Value>, name: &str, index: i64) -> anyhow::Result<Value> {
     let out_of_range =
         |len: u64| anyhow::anyhow!("index {index} is out of range: list `{name}` has {len} items");
-    let position = match u64::try_from(index) {
-        Ok(position) => position,
-        Err(_) => {
-            let len = collection::len(list, name)?;
-            len.checked_sub(index.unsigned_abs())
-                .ok_or_else(|| out_of_range(len))?
-        }
+    let position = if let Ok(position) = u64::try_from(index) {
+        position
+    } else {
+        let len = collection::len(list, name)?;
+        len.checked_sub(index.unsigned_abs())
+            .ok_or_else(|| out_of_range(len))?
     };
     match list
         .get(position)

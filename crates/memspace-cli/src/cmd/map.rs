@@ -24,15 +24,12 @@ const NOT_FOUND: u8 = 4;
 /// Prints the value found under `key` in the map `name`; if there was none, says so and
 /// returns [`NOT_FOUND`].
 fn print_found(found: Option<Value>, name: &str, key: &Value) -> ExitCode {
-    match found {
-        Some(value) => {
-            println!("{value}");
-            ExitCode::SUCCESS
-        }
-        None => {
-            eprintln!("memspace: map `{name}` has no key {key}");
-            ExitCode::from(NOT_FOUND)
-        }
+    if let Some(value) = found {
+        println!("{value}");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("memspace: map `{name}` has no key {key}");
+        ExitCode::from(NOT_FOUND)
     }
 }
 

@@ -174,10 +174,15 @@ pub(crate) enum ListCommand {
         mode: Option<u32>,
     },
     /// Append JSON values, all under one lock acquisition.
+    ///
+    /// With `-`, the values are read from standard input, one JSON document per line (blank
+    /// lines are skipped). All are read and checked before any is appended: a line that is
+    /// not JSON is an error naming its number, and nothing is appended.
     Push {
         /// The list's name.
         name: String,
-        /// The values, each a JSON document (`1`, `-2.5`, `'"text"'`, `'{"a": [1, 2]}'`).
+        /// The values, each a JSON document (`1`, `-2.5`, `'"text"'`, `'{"a": [1, 2]}'`), or
+        /// `-` to read them from standard input.
         #[arg(required = true, allow_negative_numbers = true)]
         values: Vec<String>,
         /// Write even a value that a program using the list's recorded item type (shown by
@@ -189,8 +194,9 @@ pub(crate) enum ListCommand {
     Get {
         /// The list's name.
         name: String,
-        /// The item's position, from 0.
-        index: Option<u64>,
+        /// The item's position: from 0 at the front, or from -1 (the last item) at the back.
+        #[arg(allow_negative_numbers = true)]
+        index: Option<i64>,
     },
     /// Print the number of items.
     Len {
@@ -316,6 +322,8 @@ pub(crate) enum MapCommand {
         force: bool,
     },
     /// Print the value of KEY, or every entry as a JSON array of [key, value] pairs.
+    ///
+    /// Exits 4 if the map has no KEY (1 for other errors).
     Get {
         /// The map's name.
         name: String,
@@ -324,6 +332,8 @@ pub(crate) enum MapCommand {
         key: Option<String>,
     },
     /// Remove KEY and print its value.
+    ///
+    /// Exits 4 if the map has no KEY (1 for other errors).
     Remove {
         /// The map's name.
         name: String,
@@ -356,16 +366,28 @@ pub(crate) enum QueueCommand {
         mode: Option<u32>,
     },
     /// Put JSON values at the back, in order, waiting while a bounded queue is full.
+    ///
+    /// With `--timeout`, exits 75 when a value found no room in time, after saying how many
+    /// values were put before it.
+    ///
+    /// With `-`, the values are read from standard input, one JSON document per line (blank
+    /// lines are skipped), and each is put as soon as it is read. A line that is not JSON is
+    /// an error naming its number (exit 1): the values of the lines before it were put, none
+    /// after it.
     Put {
         /// The queue's name.
         name: String,
-        /// The values, each a JSON document.
+        /// The values, each a JSON document, or `-` to read them from standard input.
         #[arg(required = true, allow_negative_numbers = true)]
         values: Vec<String>,
         /// Write even a value that a program using the queue's recorded item type (shown by
         /// `memspace inspect`) could not read back.
         #[arg(long)]
         force: bool,
+        /// Wait at most this many seconds for room for each value in a bounded queue (exit
+        /// status 75 if there was none) instead of waiting forever.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
     },
     /// Take the item at the front and print it as JSON, waiting for one if the queue is empty.
     Get {
@@ -374,6 +396,35 @@ pub(crate) enum QueueCommand {
         /// Give up after this many seconds (exit status 75) instead of waiting forever.
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
+    },
+    /// Feed items to a command, one at a time: each goes to COMMAND as one line of JSON on its
+    /// standard input, and is acknowledged if the command exits 0, else put back in its place
+    /// for the next receiver (at least once: an item is gone only once a command succeeded).
+    ///
+    /// Waits for each item. Runs the command COUNT times (an item put back and received again
+    /// counts again), or for ever. The command sees `MEMSPACE_DELIVERIES`: how many times its
+    /// item has been handed out, 1 the first time. If this process is killed while the command
+    /// runs, the item goes to another receiver.
+    ///
+    /// Exits with the status of the last command that failed (128 + N for a command killed by
+    /// signal N), if one did; else 75 if `--timeout` expired before COUNT items came (with
+    /// `--forever`, a timeout is the normal end); else 0. A command that cannot be started is
+    /// an error (exit 1), its item put back.
+    Work {
+        /// The queue's name.
+        name: String,
+        /// How many items to receive.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+        /// Receive items until killed, or until the queue stayed empty for `--timeout`.
+        #[arg(long, conflicts_with = "count")]
+        forever: bool,
+        /// Stop when no item came within this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+        /// The command and its arguments, after `--`.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
     },
     /// Print the number of items waiting.
     Len {

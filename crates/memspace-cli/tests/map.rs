@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use memspace::collections::SharedMap;
 use memspace_testkit::Removal;
-use memspace_testkit::cli::{create, fail_without_result, memspace, succeed};
+use memspace_testkit::cli::{create, fail_with, fail_without_result, memspace, succeed};
 use serde_json::{Value, json};
 
 /// `memspace map get NAME` as a sorted list of `[key, value]` pairs.
@@ -72,7 +72,7 @@ fn a_missing_key_is_an_error_naming_the_key_and_the_map() {
     let name = name.name();
     succeed(&["map", "set", name, "1", "\"one\""]);
     for command in ["get", "remove"] {
-        let err = fail_without_result(&["map", command, name, r#""nope""#]);
+        let err = fail_with(&["map", command, name, r#""nope""#], 4);
         assert!(
             err.contains(name) && err.contains(r#""nope""#),
             "{command}: {err}"

@@ -1,12 +1,14 @@
 //! What `list`, `map` and `queue` share: a collection of JSON values opened by the name given
 //! on the command line, the options of `create`, and what a write checks first.
 
-use anyhow::Context;
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
 use memspace::collections::{Queue, SharedList, SharedMap};
 use memspace::{Segment, SegmentOptions};
 use serde_json::Value;
 
-use super::typed::{Part, Target};
+use super::typed::{Part, Target, shorten};
 
 /// A collection of JSON values that the CLI opens by name.
 pub(crate) trait Collection: Sized {
@@ -109,4 +111,54 @@ pub(crate) fn create_options(max_size: Option<u64>, mode: Option<u32>) -> Segmen
         options = options.mode(mode);
     }
     options
+}
+
+/// Whether the values on the command line are `-`: read them from standard input.
+///
+/// # Errors
+///
+/// If `-` is given with other values.
+pub(crate) fn from_stdin(texts: &[String]) -> anyhow::Result<bool> {
+    match texts {
+        [only] if only == "-" => Ok(true),
+        _ if texts.iter().any(|text| text == "-") => {
+            bail!("`-` (read the values from standard input) must be the only value")
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The JSON values on standard input, one per line, with their line numbers (from 1); blank
+/// lines are skipped. An item is an error if the line cannot be read or is not JSON; the
+/// caller stops there.
+pub(crate) fn stdin_values() -> impl Iterator<Item = anyhow::Result<(usize, Value)>> {
+    std::io::stdin()
+        .lock()
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let number = i + 1;
+            let line = match line {
+                Ok(line) => line,
+                Err(err) => {
+                    return Some(
+                        Err(err)
+                            .with_context(|| format!("reading line {number} of standard input")),
+                    );
+                }
+            };
+            if line.trim().is_empty() {
+                return None;
+            }
+            Some(
+                serde_json::from_str(&line)
+                    .with_context(|| {
+                        format!(
+                            "line {number} of standard input (`{}`) is not JSON",
+                            shorten(&line)
+                        )
+                    })
+                    .map(|value| (number, value)),
+            )
+        })
 }

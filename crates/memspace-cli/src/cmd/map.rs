@@ -1,6 +1,8 @@
 //! `memspace map ...`: shared maps of JSON keys and values from the shell.
 
-use anyhow::{Context, bail};
+use std::process::ExitCode;
+
+use anyhow::Context;
 use memspace::collections::SharedMap;
 use serde_json::Value;
 
@@ -16,16 +18,22 @@ fn json(what: &str, text: &str) -> anyhow::Result<Value> {
         .with_context(|| format!("the {what} `{text}` is not JSON; quote strings as '\"text\"'"))
 }
 
-/// Prints the value found under `key` in the map `name`, or fails if there was none.
-fn print_found(found: Option<Value>, name: &str, key: &Value) -> anyhow::Result<()> {
-    match found {
-        Some(value) => println!("{value}"),
-        None => bail!("map `{name}` has no key {key}"),
+/// The exit status of `get` and `remove` when the map has no such key.
+const NOT_FOUND: u8 = 4;
+
+/// Prints the value found under `key` in the map `name`; if there was none, says so and
+/// returns [`NOT_FOUND`].
+fn print_found(found: Option<Value>, name: &str, key: &Value) -> ExitCode {
+    if let Some(value) = found {
+        println!("{value}");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("memspace: map `{name}` has no key {key}");
+        ExitCode::from(NOT_FOUND)
     }
-    Ok(())
 }
 
-pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: MapCommand) -> anyhow::Result<ExitCode> {
     match command {
         MapCommand::Create {
             name,
@@ -67,16 +75,16 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<()> {
             let found = open::<JsonMap>(&name)?
                 .get(&key)
                 .with_context(|| format!("reading {key} in map `{name}`"))?;
-            print_found(found, &name, &key)?;
+            return Ok(print_found(found, &name, &key));
         }
         MapCommand::Remove { name, key } => {
             let key = json("key", &key)?;
             let found = open::<JsonMap>(&name)?
                 .remove(&key)
                 .with_context(|| format!("removing {key} from map `{name}`"))?;
-            print_found(found, &name, &key)?;
+            return Ok(print_found(found, &name, &key));
         }
         MapCommand::Len { name } => collection::print_len::<JsonMap>(&name)?,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

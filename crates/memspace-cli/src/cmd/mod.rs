@@ -39,7 +39,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&args)?,
         Command::Bench(args) => bench::run(&args)?,
         Command::List(command) => list::run(command)?,
-        Command::Map(command) => map::run(command)?,
+        Command::Map(command) => return map::run(command),
         Command::Queue(command) => return queue::run(command),
         Command::Rm { names, force } => return Ok(rm(&names, force)),
         Command::Ls { json, redis: None } => return ls::run(json),

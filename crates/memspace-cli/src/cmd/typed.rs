@@ -155,7 +155,7 @@ impl Target<'_> {
 }
 
 /// A value for an error message: whole if short, else its start.
-fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     const MAX: usize = 60;
     if text.len() <= MAX {
         return text.to_owned();

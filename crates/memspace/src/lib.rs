@@ -49,7 +49,8 @@
 //!   atomically).
 //! * [`segment`] is the named shared-memory segments everything lives in.
 //! * [`inspect`] has read-only views of objects ([`inspect::describe`], [`inspect::verify`],
-//!   [`inspect::list_objects`] for a Redis server).
+//!   [`inspect::list_objects`] for a Redis server), and [`inspect::gc`], which removes the
+//!   segments nobody can use any more (as `memspace gc` does), for a supervisor's start.
 //! * [`backend`] says where objects live: shared memory, or a Redis server
 //!   (`redis://HOST:PORT/NAME`) to share them between machines ([`Backend`]).
 //! * [`remove`] removes an object by name from either backend.

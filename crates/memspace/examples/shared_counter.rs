@@ -6,6 +6,10 @@
 
 use memspace::{Process, Value};
 
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "a worker's target takes its arguments by value: that is how workers receive them"
+)]
 fn count(counter: Value<u64>) {
     for _ in 0..1000 {
         counter.update(|n| *n += 1).expect("update the counter");

@@ -45,6 +45,19 @@ for example in tutorial_threads tutorial_processes; do
   esac
 done
 
+# The other examples: each prints a line a run must end with.
+for check in "job_queue|jobs: 20, sum of squares: 2870" "shared_counter|counter: 4000"; do
+  example=${check%%|*} want=${check#*|}
+  out=$(cargo run --release --quiet -p memspace --example "$example")
+  last=$(printf '%s\n' "$out" | tail -n 1)
+  if [ "$last" = "$want" ]; then
+    echo "example $example: $last"
+  else
+    printf 'example %s ended with %s, not %s\n%s\n' "$example" "$last" "$want" "$out" >&2
+    exit 1
+  fi
+done
+
 # Benchmarks are built, never timed, here.
 cargo bench --workspace --no-run
 

@@ -32,12 +32,25 @@
 //!
 //! # Modules
 //!
-//! * [`spawn`] runs work: [`Thread`], [`Process`] (start methods `fork` and `spawn`), [`init`].
-//! * [`sync`] has the robust cross-process locks [`Lock`] and [`Mutex`].
-//! * [`collections`] has [`SharedList`].
+//! The crate root re-exports every type a program names (handles, their errors and guards), so
+//! `use memspace::{Queue, Pool, Semaphore};` is enough; each module also exports its own, with
+//! the iterators and the rarer types.
+//!
+//! * [`spawn`] runs work: [`Thread`], [`Process`] (start methods `fork` and `spawn`,
+//!   [`StartMethod`]), [`Worker`] (either, chosen by a [`Mode`]), [`Pool`] (worker processes
+//!   that take tasks in turn, a dead one replaced), [`init`].
+//! * [`sync`] has the robust cross-process locks [`Lock`], [`Mutex`] and [`RwLock`], and
+//!   [`Event`], [`Condvar`], [`Semaphore`] and [`Barrier`]; their errors are [`LockError`],
+//!   [`TryLockError`], [`LeaseError`] (a Redis lock's lease), [`SemaphoreError`] and
+//!   [`BarrierError`].
+//! * [`collections`] has [`SharedList`] (append-only list), [`SharedVec`] (plain elements,
+//!   read as a slice), [`SharedMap`] (hash map), [`Queue`] (FIFO whose items come back when
+//!   their consumer dies; [`Delivery`], [`QueueError`]) and [`Value`] (one value, updated
+//!   atomically).
 //! * [`segment`] is the named shared-memory segments everything lives in.
 //! * [`inspect`] has read-only views of objects ([`inspect::describe`], [`inspect::verify`],
-//!   [`inspect::list_objects`] for a Redis server).
+//!   [`inspect::list_objects`] for a Redis server), and [`inspect::gc`], which removes the
+//!   segments nobody can use any more (as `memspace gc` does), for a supervisor's start.
 //! * [`backend`] says where objects live: shared memory, or a Redis server
 //!   (`redis://HOST:PORT/NAME`) to share them between machines ([`Backend`]).
 //! * [`remove`] removes an object by name from either backend.
@@ -85,7 +98,7 @@
 //!   writes an item or takes the segment's lock fails with [`Error::Corrupt`] saying the file
 //!   was shrunk ([`Segment::check_intact`]). What it cannot undo: the data past the new end is
 //!   gone for everyone, a lock-free count read during the shrink may read 0, and a zero-copy
-//!   [`SharedVec`](collections::SharedVec) slice shows zeros (or whatever a peer writes: its
+//!   [`SharedVec`] slice shows zeros (or whatever a peer writes: its
 //!   published elements are only immutable among well-behaved processes). A program that
 //!   installs its own `SIGBUS` handler after memspace's replaces it.
 //! * **Redis-backed objects** (`redis://HOST:PORT/NAME`) have Redis's guarantees, not these:
@@ -114,8 +127,16 @@ mod sys;
 struct ReadmeExamples;
 
 pub use crate::backend::{Backend, remove};
-pub use crate::collections::SharedList;
+pub use crate::collections::{
+    Delivery, Queue, QueueError, SharedList, SharedMap, SharedVec, Value,
+};
 pub use crate::error::{Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};
-pub use crate::spawn::{Process, Thread, init};
-pub use crate::sync::{Lock, Mutex};
+pub use crate::spawn::{
+    JoinError, Mode, Pool, Process, SpawnError, StartMethod, TaskError, Thread, Worker, init,
+};
+pub use crate::sync::{
+    Barrier, BarrierError, Condvar, Event, LeaseError, Lock, LockError, LockGuard, Mutex,
+    MutexGuard, Permit, RwLock, RwLockReadGuard, RwLockWriteGuard, Semaphore, SemaphoreError,
+    TryLockError,
+};

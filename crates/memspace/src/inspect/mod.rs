@@ -3,10 +3,14 @@
 //! Redis server), and [`verify`], which checks a segment's invariants (the crash tests run it
 //! after every kill).
 //!
+//! [`gc`] is the one function here that changes anything: it removes the segments nobody can use
+//! any more (what `memspace gc` does), for a supervisor to clean up at start.
+//!
 //! Inspecting never changes a segment: [`observe`] maps it without joining its table of users
 //! (so an observer never keeps a segment alive, nor removes one when it is done) and without
 //! resetting a lock left over from an earlier boot.
 
+mod gc;
 mod remote;
 
 use std::io;
@@ -20,6 +24,7 @@ use crate::error::{Error, OpenError};
 use crate::segment::users_alive;
 use crate::segment::{Kind, SHM_PREFIX, Segment, SegmentName, SegmentOptions, User};
 
+pub use self::gc::{Abandoned, Collected, UNFINISHED_AGE, gc};
 pub use self::remote::{Listed, Problem, list_objects};
 pub use crate::segment::Report;
 

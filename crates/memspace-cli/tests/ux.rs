@@ -166,3 +166,49 @@ fn completions_print_a_script_for_each_shell() {
         "an unknown shell is a usage error"
     );
 }
+
+#[test]
+fn inspect_shows_when_a_segment_was_created_as_a_date() {
+    let list = create("list", "created");
+    let before = std::time::SystemTime::now();
+    let shown = succeed(&["inspect", list.name()]);
+    let line = shown
+        .lines()
+        .find(|line| line.starts_with("creator"))
+        .unwrap_or_else(|| panic!("no creator line in {shown}"));
+    // `created YYYY-MM-DD HH:MM:SS.mmm UTC`, in this year.
+    let year = 1970
+        + before
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_secs()
+            / 31_556_952;
+    let date = line
+        .split("created ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no creation date in {line:?}"));
+    assert!(date.ends_with(" UTC"), "{line:?}");
+    assert!(
+        date.starts_with(&format!("{year}-")) || date.starts_with(&format!("{}-", year + 1)),
+        "{line:?}"
+    );
+    // `--json` keeps the milliseconds.
+    let json: serde_json::Value =
+        serde_json::from_str(&succeed(&["inspect", list.name(), "--json"])).expect("JSON");
+    assert!(
+        json["created_unix_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_full_segment_names_the_flag_that_makes_a_larger_one() {
+    let list = memspace_testkit::Removal::fresh("full");
+    succeed(&["list", "create", list.name(), "--max-size", "8KiB"]);
+    let big = format!("\"{}\"", "x".repeat(16 << 10));
+    let message = memspace_testkit::cli::fail(&["list", "push", list.name(), &big]);
+    assert!(
+        message.contains("is full") && message.contains("--max-size"),
+        "{message}"
+    );
+}

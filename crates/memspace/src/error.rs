@@ -24,7 +24,8 @@ pub enum Error {
     /// The segment reached the largest size it was created to grow to.
     #[error(
         "segment `{name}` is full: it needs {needed} bytes and was created to grow to at most \
-         {max_size}; create it with a larger `SegmentOptions::max_size`"
+         {max_size}; create it with a larger `SegmentOptions::max_size` (`--max-size` of \
+         `memspace list|map|queue create`)"
     )]
     Full {
         /// The segment.

@@ -172,10 +172,10 @@ fn print_info(
     writeln!(out, "inode        {}", info.inode)?;
     writeln!(
         out,
-        "creator      {} (start time {}, created at {} ms after the epoch)",
+        "creator      {} (start time {}), created {}",
         process(info.creator.pid, info.creator.alive),
         info.creator.start_time,
-        info.created_unix_ms
+        utc_date(info.created_unix_ms)
     )?;
     writeln!(
         out,
@@ -240,4 +240,41 @@ fn print_info(
         writeln!(out, "  note: {note}")?;
     }
     Ok(())
+}
+
+/// `ms` milliseconds after the Unix epoch as a UTC date and time, `2026-12-04 16:00:31.123 UTC`
+/// (the proleptic Gregorian calendar; `--json` keeps the milliseconds).
+fn utc_date(ms: u64) -> String {
+    let (days, ms_of_day) = (ms / 86_400_000, ms % 86_400_000);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`), in eras of
+    // 400 years that start on 0000-03-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    let (hours, minutes) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+    let (seconds, millis) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02} {hours:02}:{minutes:02}:{seconds:02}.{millis:03} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date;
+
+    #[test]
+    fn milliseconds_after_the_epoch_read_as_utc_dates() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc_date(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
+        assert_eq!(utc_date(1_796_400_031_123), "2026-12-04 16:00:31.123 UTC");
+    }
 }

@@ -63,15 +63,7 @@ pub(crate) fn run(
         }
         Err(err) => eprintln!("memspace: releasing lock `{name}`: {err}"),
     }
-    let code = match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => 1,
-    };
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(ExitCode::from(super::exit_code(status)))
 }
 
 fn open_or_create(name: &str) -> anyhow::Result<Lock> {

@@ -154,3 +154,17 @@ pub(crate) fn process(pid: u32, alive: bool) -> String {
         format!("{pid} (dead)")
     }
 }
+
+/// The exit status that reports `status` as a shell would: its code, or 128 + the signal that
+/// killed it.
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> u8 {
+    let code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    };
+    u8::try_from(code).unwrap_or(1)
+}

@@ -192,7 +192,7 @@ fn work(
                 .ack()
                 .with_context(|| format!("acknowledging an item of queue `{name}`"))?;
         } else {
-            let code = exit_code(status);
+            let code = super::exit_code(status);
             eprintln!(
                 "memspace: `{}` failed ({status}); the item went back to queue `{name}`",
                 command[0]
@@ -224,18 +224,4 @@ fn run_on(command: &[String], item: &Value, deliveries: u32) -> std::io::Result<
         }
     }
     child.wait()
-}
-
-/// The exit status that reports `status` as a shell would: its code, or 128 + the signal that
-/// killed it.
-fn exit_code(status: ExitStatus) -> u8 {
-    let code = match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => 1,
-    };
-    u8::try_from(code).unwrap_or(1)
 }

@@ -83,28 +83,61 @@ fn create_and_park((names, created): (SharedList<String>, Event)) {
     parent.park_until_killed();
 }
 
-#[test]
-fn an_anonymous_list_whose_creator_was_killed_stays_until_gc_removes_it() {
-    let _watchdog = memspace_testkit::start_test();
+/// An anonymous list whose only user, a child, was killed (`SIGKILL`) after creating it; the
+/// list of names the child reported it in and the event it set stay with the test, and all
+/// three names are removed when it ends.
+struct Orphan {
+    name: String,
+    /// The killed creator's pid.
+    creator: u32,
+    names: SharedList<String>,
+    created: Event,
+    _removals: [Removal; 3],
+}
+
+fn orphan_of_a_killed_creator() -> Orphan {
     let names = SharedList::<String>::new().expect("create the list of names");
-    let _names_removal = Removal::of(names.name());
     let created = Event::new().expect("event");
     let mut creator = Running::spawn(create_and_park, (names.clone(), created.clone()));
     creator.wait_until("it created the list", || created.is_set().expect("is_set"));
-    let orphan = names
+    let name = names
         .get(0)
         .expect("read")
         .expect("the child reported a name");
-    let _orphan_removal = Removal::of(&orphan);
+    let removals = [
+        Removal::of(names.name()),
+        Removal::of(created.name()),
+        Removal::of(&name),
+    ];
+    let pid = creator.pid();
     creator.kill();
     assert!(matches!(
         creator.join(),
         Err(JoinError::Killed { signal: 9, .. })
     ));
     assert!(
-        shm_exists(&orphan),
+        shm_exists(&name),
         "nobody could remove it: its only user was killed"
     );
+    Orphan {
+        name,
+        creator: pid,
+        names,
+        created,
+        _removals: removals,
+    }
+}
+
+#[test]
+fn an_anonymous_list_whose_creator_was_killed_stays_until_gc_removes_it() {
+    let _watchdog = memspace_testkit::start_test();
+    let Orphan {
+        name: orphan,
+        creator,
+        names,
+        created: _,
+        _removals,
+    } = orphan_of_a_killed_creator();
     let info = inspect::info(&inspect::observe(&orphan).expect("observe"));
     assert_eq!(info.live_users, 0);
     assert_eq!(
@@ -112,7 +145,7 @@ fn an_anonymous_list_whose_creator_was_killed_stays_until_gc_removes_it() {
         1,
         "the killed creator's slot is left behind"
     );
-    assert_eq!(info.users[0].pid, creator.pid());
+    assert_eq!(info.users[0].pid, creator);
     assert!(info.anonymous);
     assert!(!info.creator.alive);
     assert_eq!(info.items, Some(1));
@@ -470,26 +503,13 @@ fn the_creator_pid_and_start_time_of_a_list_made_by_a_child_are_recorded() {
 #[test]
 fn gc_reports_and_removes_an_anonymous_list_whose_only_user_was_killed() {
     let _watchdog = memspace_testkit::start_test();
-    let names = SharedList::<String>::new().expect("create the list of names");
-    let _names_removal = Removal::of(names.name());
-    let created = Event::new().expect("event");
-    let _created_removal = Removal::of(created.name());
-    let mut creator = Running::spawn(create_and_park, (names.clone(), created.clone()));
-    creator.wait_until("it created the list", || created.is_set().expect("is_set"));
-    let orphan = names
-        .get(0)
-        .expect("read")
-        .expect("the child reported a name");
-    let _orphan_removal = Removal::of(&orphan);
-    creator.kill();
-    assert!(matches!(
-        creator.join(),
-        Err(JoinError::Killed { signal: 9, .. })
-    ));
-    assert!(
-        shm_exists(&orphan),
-        "nobody could remove it: its only user was killed"
-    );
+    let Orphan {
+        name: orphan,
+        creator,
+        names,
+        created,
+        _removals,
+    } = orphan_of_a_killed_creator();
     let file_size = std::fs::metadata(shm_path(&orphan)).expect("stat").len();
 
     // Other tests run at the same time and may own orphans of their own: name ours.
@@ -509,12 +529,12 @@ fn gc_reports_and_removes_an_anonymous_list_whose_only_user_was_killed() {
     assert_eq!(
         plan.reason,
         Abandoned::UsersDead {
-            pids: vec![creator.pid()]
+            pids: vec![creator]
         }
     );
     assert_eq!(
         plan.reason.to_string(),
-        format!("anonymous, and every user is dead ({})", creator.pid())
+        format!("anonymous, and every user is dead ({creator})")
     );
     assert_eq!(plan.size, file_size);
     assert!(plan.size > 0);

@@ -216,11 +216,11 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 const MAX_SIZE_HELP: &str = "The largest size the segment may grow to (64 GiB if not given). \
 Bytes (`65536`), or a number with a unit, as in `dd` and `truncate`: K, M, G, T (and KiB, MiB, \
 GiB, TiB) are powers of 1024; KB, MB, GB, TB are powers of 1000; `1.5M` and `64 KiB` are \
-accepted. At least 8 KiB (a segment's control page and one page of data), at most 64 TiB; \
+accepted. At least 12 KiB (a segment's two control pages and one page of data), at most 64 TiB; \
 rounded up to whole pages.";
 
-/// The smallest `--max-size`: the library's smallest segment, its control page and one more.
-pub(crate) const MIN_MAX_SIZE: u64 = 8 << 10;
+/// The smallest `--max-size`: the library's smallest segment.
+pub(crate) const MIN_MAX_SIZE: u64 = memspace::segment::MIN_SIZE;
 
 /// The largest `--max-size`: the address space the library reserves at most for a segment.
 pub(crate) const MAX_MAX_SIZE: u64 = 64 << 40;
@@ -231,7 +231,8 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let bytes = size_in_bytes(text)?;
     if bytes < MIN_MAX_SIZE {
         return Err(format!(
-            "{bytes} bytes is less than the smallest segment, 8 KiB ({MIN_MAX_SIZE} bytes)"
+            "{bytes} bytes is less than the smallest segment, {} KiB ({MIN_MAX_SIZE} bytes)",
+            MIN_MAX_SIZE >> 10
         ));
     }
     if bytes > MAX_MAX_SIZE {
@@ -510,11 +511,11 @@ mod tests {
 
     #[test]
     fn max_size_is_between_the_smallest_and_the_largest_segment() {
-        assert_eq!(parse_size("8K"), Ok(MIN_MAX_SIZE));
+        assert_eq!(parse_size("12K"), Ok(MIN_MAX_SIZE));
         assert_eq!(parse_size("64T"), Ok(MAX_MAX_SIZE));
         let err = parse_size("10").expect_err("10 bytes");
-        assert!(err.contains("8 KiB (8192 bytes)"), "{err}");
-        let err = parse_size("8191").expect_err("8191 bytes");
+        assert!(err.contains("12 KiB (12288 bytes)"), "{err}");
+        let err = parse_size("12287").expect_err("12287 bytes");
         assert!(err.contains("less than the smallest"), "{err}");
         let err = parse_size("65T").expect_err("65 TiB");
         assert!(err.contains("more than the largest"), "{err}");

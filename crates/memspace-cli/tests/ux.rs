@@ -131,7 +131,7 @@ fn max_size_below_the_smallest_segment_is_refused() {
         let said = stderr(&output);
         assert!(said.contains("--max-size"), "names the flag: {said}");
         assert!(
-            said.contains("8 KiB (8192 bytes)"),
+            said.contains("12 KiB (12288 bytes)"),
             "names the minimum: {said}"
         );
         assert!(
@@ -204,7 +204,7 @@ fn inspect_shows_when_a_segment_was_created_as_a_date() {
 #[test]
 fn a_full_segment_names_the_flag_that_makes_a_larger_one() {
     let list = memspace_testkit::Removal::fresh("full");
-    succeed(&["list", "create", list.name(), "--max-size", "8KiB"]);
+    succeed(&["list", "create", list.name(), "--max-size", "12KiB"]);
     let big = format!("\"{}\"", "x".repeat(16 << 10));
     let message = memspace_testkit::cli::fail(&["list", "push", list.name(), &big]);
     assert!(

@@ -389,7 +389,7 @@ fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
     map.clear().expect("clear");
     assert_eq!(
         map.used_bytes(),
-        4096 + 16 * 16,
+        8192 + 16 * 16,
         "an empty table at the start of the data area"
     );
 }
@@ -524,7 +524,7 @@ proptest! {
             let at = if into_words {
                 KIND_AREA + position % 48
             } else {
-                4096 + (position * 7919) % (used - 4096)
+                8192 + (position * 7919) % (used - 8192)
             };
             file.write(at, &bytes);
         }
@@ -572,7 +572,7 @@ fn record_offsets_at_the_end_of_the_address_space_are_damage_not_a_panic() {
     let file = name.file();
     // Every record word of the first table (16 slots at the start of the data area).
     for slot in 0..16 {
-        file.write_u64(4096 + 16 * slot + 8, u64::MAX - 7);
+        file.write_u64(8192 + 16 * slot + 8, u64::MAX - 7);
     }
     let err = map.get(&1).expect_err("a record past the segment");
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");

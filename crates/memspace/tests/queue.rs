@@ -500,7 +500,7 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
         let at = if round % 2 == 0 {
             KIND_AREA + 8 * (next_random() % QUEUE_WORDS)
         } else {
-            (4096 + next_random() % (data_end - 4096)) & !7
+            (8192 + next_random() % (data_end - 8192)) & !7
         };
         let value = match next_random() % 5 {
             0 => 0,

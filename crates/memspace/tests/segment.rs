@@ -51,12 +51,12 @@ fn assert_every_open_fails(name: &str, what: &str, expected: impl Fn(&Error) -> 
 /// A header that passes validation, for a segment of `file_size` bytes (see
 /// `src/segment/header.rs` for the layout).
 fn valid_header(kind: u32, size: u64) -> Vec<u8> {
-    let mut header = vec![0u8; 4096];
+    let mut header = vec![0u8; 8192];
     header[0..8].copy_from_slice(b"MEMSPACE");
-    header[8..12].copy_from_slice(&2u32.to_le_bytes()); // layout version
+    header[8..12].copy_from_slice(&3u32.to_le_bytes()); // layout version
     header[12..16].copy_from_slice(&kind.to_le_bytes());
     header[16..20].copy_from_slice(&2u32.to_le_bytes()); // ready
-    header[20..24].copy_from_slice(&4096u32.to_le_bytes()); // control page
+    header[20..24].copy_from_slice(&8192u32.to_le_bytes()); // control pages
     header[24..32].copy_from_slice(&(1u64 << 30).to_le_bytes()); // max size
     header[32..40].copy_from_slice(&size.to_le_bytes());
     header
@@ -115,7 +115,7 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
                     e,
                     Error::Open(OpenError::VersionMismatch {
                         found: 99,
-                        expected: 2,
+                        expected: 3,
                         ..
                     })
                 )
@@ -154,16 +154,16 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
     ];
     for (what, damage, expected) in cases {
         let removal = Removal::fresh("header");
-        let mut header = valid_header(3, 8192);
+        let mut header = valid_header(3, 12288);
         damage(&mut header);
-        header.resize(8192, 0);
+        header.resize(12288, 0);
         names::write_segment_file(removal.name(), &header);
         assert_every_open_fails(removal.name(), what, expected);
     }
     // The same header undamaged opens: the cases above fail for their one damage.
     let removal = Removal::fresh("header");
-    let mut header = valid_header(3, 8192);
-    header.resize(8192, 0);
+    let mut header = valid_header(3, 12288);
+    header.resize(12288, 0);
     names::write_segment_file(removal.name(), &header);
     let list = SharedList::<u64>::open(removal.name()).expect("an undamaged header opens");
     assert_eq!(list.len().expect("len"), 0);
@@ -179,13 +179,13 @@ fn a_real_segment_rewritten_with_another_layout_version_is_a_version_mismatch() 
             err,
             Error::Open(OpenError::VersionMismatch {
                 found: 1,
-                expected: 2,
+                expected: 3,
                 ..
             })
         )
     });
-    let message = Lock::open(removal.name()).expect_err("v2").to_string();
-    assert!(message.contains("v2"), "{message}");
+    let message = Lock::open(removal.name()).expect_err("v3").to_string();
+    assert!(message.contains("v3"), "{message}");
 }
 
 #[test]
@@ -203,8 +203,8 @@ fn a_truncated_list_segment_is_reported_as_truncated() {
     for (short, expected) in [
         (size / 2, size),
         (size - 4096, size),
-        (4096, size),
-        (64, 4096),
+        (8192, size),
+        (64, 8192),
     ] {
         file.set_len(short);
         assert_every_open_fails(removal.name(), &format!("{short} bytes"), |err| {
@@ -300,11 +300,45 @@ fn a_segment_opened_as_another_kind_is_the_wrong_kind() {
 
 /// Offsets in the list's control words (`src/collections/list.rs`, `src/segment/header.rs`):
 /// the kind area starts at 2304 with `len`, `tail` and 40 index-block offsets; the first index
-/// block (512 entries) starts at 4096 and the first record right after it, at 8192.
+/// block (512 entries) starts at 8192, after the two control pages, and the first record right
+/// after it, at 12288.
 const LIST_LEN: u64 = 2304;
 const LIST_BLOCK_1: u64 = 2304 + 16 + 8;
-const FIRST_ENTRY: u64 = 4096;
-const FIRST_PAYLOAD: u64 = 8192 + 8;
+const FIRST_ENTRY: u64 = 8192;
+const FIRST_PAYLOAD: u64 = 12288 + 8;
+
+/// Where a segment keeps its item type's name (`src/segment/header.rs`): a length, 4 bytes of
+/// padding, then up to 4088 bytes of UTF-8, in the second control page.
+const TYPE_NAME: u64 = 4096;
+
+#[test]
+fn a_long_type_name_is_recorded_whole_and_a_hostile_one_is_clamped() {
+    type Long = Vec<Option<(String, std::collections::BTreeMap<u64, Vec<Option<String>>>)>>;
+    let removal = Removal::fresh("type-name");
+    let list = SharedList::<Long>::create(removal.name()).expect("create");
+    let whole = std::any::type_name::<Long>();
+    assert!(whole.len() > 100, "{whole}");
+    let opened = Segment::open_any(removal.name()).expect("open");
+    assert_eq!(opened.type_name(), whole);
+    assert_eq!(list.recorded_type_name(), whole);
+    drop((list, opened));
+
+    // A length past the page, and bytes that are not UTF-8: read as far as the page goes, with
+    // replacement characters, never past it.
+    let file = removal.file();
+    file.write(TYPE_NAME, &u32::MAX.to_le_bytes());
+    file.write(TYPE_NAME + 8, &[0xff; 16]);
+    let name = Segment::open_any(removal.name())
+        .expect("open")
+        .type_name()
+        .to_owned();
+    assert_eq!(
+        name.len(),
+        4088 - 16 + 16 * '\u{fffd}'.len_utf8(),
+        "{name:.80}"
+    );
+    assert!(name.starts_with('\u{fffd}'), "{name:.80}");
+}
 
 #[test]
 fn damaged_list_data_is_an_error_naming_the_list_never_a_wrong_value_or_a_crash() {

@@ -1,24 +1,26 @@
-//! The control page as typed views: the header, the lock slot, the table of users, the
+//! The control pages as typed views: the header, the lock slot, the table of users, the
 //! metadata block and the kind area, each at its fixed offset (see `header.rs`).
 
 use std::sync::atomic::Ordering;
 
 use super::LockSlot;
 use super::Segment;
-use super::header::{CONTROL_SIZE, Header, KIND_OFFSET, LOCK_OFFSET, META_OFFSET, USERS_OFFSET};
+use super::header::{
+    Header, KIND_OFFSET, LOCK_OFFSET, META_OFFSET, TYPE_NAME_OFFSET, TypeName, USERS_OFFSET,
+};
 use super::mapping::Mapping;
 use super::users::{Meta, Users};
 use crate::shm_safe::ShmSafe;
 use crate::sys;
 
 impl Segment {
-    /// The `T` at `offset` in the control page, which is mapped for the segment's lifetime
+    /// The `T` at `offset` in the control pages, which are mapped for the segment's lifetime
     /// (each offset is a constant of `header.rs`, aligned for its type).
     #[inline]
     fn control<T: ShmSafe>(&self, offset: u64) -> &T {
         self.map
             .get::<T>(offset)
-            .expect("the control page is mapped for the segment's lifetime")
+            .expect("the control pages are mapped for the segment's lifetime")
     }
 
     /// The header (magic, version, kind, sizes, creator).
@@ -43,11 +45,16 @@ impl Segment {
         self.control(LOCK_OFFSET)
     }
 
-    /// The kind-specific control words at [`KIND_OFFSET`], up to the end of the control page.
+    /// The kind-specific control words at [`KIND_OFFSET`], up to the type name's page.
     #[inline]
     pub(crate) fn kind_area<T: ShmSafe>(&self) -> &T {
-        const { assert!(size_of::<T>() <= (CONTROL_SIZE - KIND_OFFSET) as usize) };
+        const { assert!(size_of::<T>() <= (TYPE_NAME_OFFSET - KIND_OFFSET) as usize) };
         self.control(KIND_OFFSET)
+    }
+
+    /// The block that records the item type's name.
+    pub(super) fn type_name_block(&self) -> &TypeName {
+        self.control(TYPE_NAME_OFFSET)
     }
 
     pub(crate) fn mapping(&self) -> &Mapping {

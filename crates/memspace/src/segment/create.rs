@@ -65,9 +65,11 @@ impl Segment {
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 flags: if anonymous { FLAG_ANONYMOUS } else { 0 },
                 last_writer_pid: 0,
-                type_name: type_name.to_owned(),
             };
-            Ok::<_, Error>(Segment::assemble(name, fd, map, fields, identity, false))
+            let type_name = header::cut_type_name(type_name).to_owned();
+            Ok::<_, Error>(Segment::assemble(
+                name, fd, map, fields, type_name, identity, false,
+            ))
         })();
         let mut segment = match built {
             Ok(segment) => segment,
@@ -106,7 +108,7 @@ impl Segment {
         h.created_unix_ms
             .store(f.created_unix_ms, Ordering::Relaxed);
         h.flags.store(f.flags, Ordering::Relaxed);
-        h.store_type_name(&f.type_name);
+        self.type_name_block().store(&self.type_name);
         // Zeros when this process cannot read the boot id: "unknown", adopted by the next
         // opener that can (see `reset_if_from_earlier_boot`).
         let boot = sys::boot_id().unwrap_or_default();

@@ -7,11 +7,12 @@
 //!    192    64  Meta          boot id, count of users the table could not hold
 //!    256  2048  Users         128 slots (pid, start time) of attached processes
 //!   2304  1792  kind area     the collection's own control words (len, index table, ...)
-//!   4096     …  data          records, index blocks, values: grows at the end
+//!   4096  4096  TypeName      the item type's Rust name, for tools (length, then UTF-8)
+//!   8192     …  data          records, index blocks, values: grows at the end
 //! ```
 //!
-//! The first page is the *control page*: it is mapped once and never remapped, so the lock in
-//! it keeps its address while threads sleep on it. Every field is an atomic, so a reader
+//! The first two pages are the *control pages*: they are mapped once and never remapped, so
+//! the lock in them keeps its address while threads sleep on it. Every field is an atomic, so a reader
 //! never races a writer non-atomically, even a hostile one; the creator fills the fields, then
 //! publishes them with a release store of `init_state = READY`.
 
@@ -22,10 +23,11 @@ use crate::shm_safe::ShmSafe;
 /// `b"MEMSPACE"` read as a little-endian integer.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// The layout this build reads and writes. Bumped on any change to a shared layout.
-/// Version 2 replaced the robust pthread mutex of the lock slot by memspace's own futex lock.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
-/// The size of the control page.
-pub(crate) const CONTROL_SIZE: u64 = 4096;
+/// Version 2 replaced the robust pthread mutex of the lock slot by memspace's own futex lock;
+/// version 3 moved the type name out of the header into a page of its own.
+pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// The size of the control pages.
+pub(crate) const CONTROL_SIZE: u64 = 8192;
 /// Where the lock slot lives.
 pub(crate) const LOCK_OFFSET: u64 = 128;
 /// Where the segment's metadata lives.
@@ -34,6 +36,8 @@ pub(crate) const META_OFFSET: u64 = 192;
 pub(crate) const USERS_OFFSET: u64 = 256;
 /// Where the kind-specific control words live.
 pub(crate) const KIND_OFFSET: u64 = 2304;
+/// Where the item type's name lives: the second control page.
+pub(crate) const TYPE_NAME_OFFSET: u64 = 4096;
 /// The first byte of the data area.
 pub(crate) const DATA_START: u64 = CONTROL_SIZE;
 /// The largest `max_size` a segment may declare (64 TiB: half the `x86_64` user address space).
@@ -45,8 +49,10 @@ pub(crate) const HEADER_SIZE: usize = 128;
 pub(crate) const STATE_INITIALIZING: u32 = 1;
 pub(crate) const STATE_READY: u32 = 2;
 
-/// Bytes of the type name kept for `inspect`.
-pub(crate) const TYPE_NAME_WORDS: usize = 6;
+/// Words of type name bytes in [`TypeName`].
+const TYPE_NAME_WORDS: usize = 511;
+/// The most bytes of a type name a segment keeps.
+pub(crate) const TYPE_NAME_BYTES: usize = TYPE_NAME_WORDS * 8;
 
 /// The header at offset 0. All fields are little-endian atomics (`x86_64` and `aarch64` are both
 /// little-endian; a big-endian peer would fail the magic check).
@@ -72,8 +78,8 @@ pub(crate) struct Header {
     pub(crate) created_unix_ms: AtomicU64,
     pub(crate) last_writer_pid: AtomicU32,
     pub(crate) reserved: AtomicU32,
-    /// The Rust type name of the items, NUL-padded UTF-8, for `inspect` (informational only).
-    pub(crate) type_name: [AtomicU64; TYPE_NAME_WORDS],
+    /// Layout 2 kept the type name here; layout 3 keeps it in [`TypeName`].
+    pub(crate) reserved_words: [AtomicU64; 6],
 }
 
 // SAFETY: `#[repr(C)]` of fixed-width atomics only, so it has one layout in every process,
@@ -89,18 +95,58 @@ const _: () = assert!(LOCK_OFFSET as usize >= HEADER_SIZE);
 /// creator's handles are dropped (or by `memspace gc` once the creator is dead).
 pub(crate) const FLAG_ANONYMOUS: u32 = 1;
 
-impl Header {
-    pub(crate) fn store_type_name(&self, name: &str) {
-        let mut bytes = [0u8; TYPE_NAME_WORDS * 8];
-        let mut end = name.len().min(bytes.len());
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
+/// The Rust type name of the items, for `inspect` and for the CLI's choice of a type
+/// (informational only: nothing trusts it). `len` bytes of UTF-8 in `bytes`, as little-endian
+/// words.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct TypeName {
+    len: AtomicU32,
+    reserved: AtomicU32,
+    bytes: [AtomicU64; TYPE_NAME_WORDS],
+}
+
+// SAFETY: `#[repr(C)]` of fixed-width atomics only: one layout in every process, every bit
+// pattern a valid value (a length past the end is clamped when read), atomic mutation only,
+// nothing owned, no `Drop`.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for TypeName {}
+
+const _: () = assert!(size_of::<TypeName>() == (CONTROL_SIZE - TYPE_NAME_OFFSET) as usize);
+
+/// `name` cut at a character boundary to at most [`TYPE_NAME_BYTES`], as a segment records it.
+pub(crate) fn cut_type_name(name: &str) -> &str {
+    let mut end = name.len().min(TYPE_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+impl TypeName {
+    /// Records `name`, cut as [`cut_type_name`] does.
+    pub(crate) fn store(&self, name: &str) {
+        let end = cut_type_name(name).len();
+        let mut bytes = [0u8; TYPE_NAME_BYTES];
         bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
-        for (word, chunk) in self.type_name.iter().zip(bytes.chunks_exact(8)) {
+        for (word, chunk) in self.bytes.iter().zip(bytes.chunks_exact(8)) {
             let chunk: [u8; 8] = chunk.try_into().expect("chunks_exact(8)");
             word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
         }
+        self.len.store(end as u32, Ordering::Relaxed);
+    }
+
+    /// The recorded name. A segment is untrusted input: a length past the block is clamped and
+    /// bytes that are not UTF-8 are replaced.
+    pub(crate) fn load(&self) -> String {
+        let len = (self.len.load(Ordering::Relaxed) as usize).min(TYPE_NAME_BYTES);
+        let bytes: Vec<u8> = self
+            .bytes
+            .iter()
+            .flat_map(|word| word.load(Ordering::Relaxed).to_le_bytes())
+            .take(len)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
@@ -215,7 +261,6 @@ pub(crate) struct HeaderFields {
     pub(crate) created_unix_ms: u64,
     pub(crate) flags: u32,
     pub(crate) last_writer_pid: u32,
-    pub(crate) type_name: String,
 }
 
 /// What is wrong with a header.
@@ -290,7 +335,7 @@ pub(crate) fn parse(
     let control_size = u64::from(u32_at(bytes, 20));
     if control_size != CONTROL_SIZE {
         return Err(HeaderProblem::Corrupt(format!(
-            "control page size {control_size}, expected {CONTROL_SIZE}"
+            "control pages size {control_size}, expected {CONTROL_SIZE}"
         )));
     }
     let max_size = u64_at(bytes, 24);
@@ -312,11 +357,6 @@ pub(crate) fn parse(
             expected: size,
         });
     }
-    let name_bytes = &bytes[80..80 + TYPE_NAME_WORDS * 8];
-    let name_end = name_bytes
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(name_bytes.len());
     Ok(HeaderFields {
         kind,
         max_size,
@@ -327,7 +367,6 @@ pub(crate) fn parse(
         creator_start_time: u64_at(bytes, 56),
         created_unix_ms: u64_at(bytes, 64),
         last_writer_pid: u32_at(bytes, 72),
-        type_name: String::from_utf8_lossy(&name_bytes[..name_end]).into_owned(),
     })
 }
 
@@ -344,7 +383,6 @@ mod tests {
         b[20..24].copy_from_slice(&(CONTROL_SIZE as u32).to_le_bytes());
         b[24..32].copy_from_slice(&(1u64 << 30).to_le_bytes());
         b[32..40].copy_from_slice(&65536u64.to_le_bytes());
-        b[80..85].copy_from_slice(b"i64\0\0");
         b
     }
 
@@ -353,7 +391,6 @@ mod tests {
         let fields = parse(&valid(), 65536, 4096).unwrap();
         assert_eq!(fields.kind, Kind::List);
         assert_eq!(fields.size, 65536);
-        assert_eq!(fields.type_name, "i64");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::sys;
 
 impl Segment {
     /// Checks that `[offset, offset + len)`, a range named by words read from the segment, lies
-    /// in the data area: at or past [`DATA_START`] (never in the control page, whose header,
+    /// in the data area: at or past [`DATA_START`] (never in the control pages, whose header,
     /// lock and table of users no collection writes through an offset), a multiple of `align`,
     /// and inside the committed size; maps it if another process grew the segment. Returns the
     /// end of the range.

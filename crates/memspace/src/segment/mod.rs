@@ -74,9 +74,13 @@ pub use self::report::Report;
 pub use self::users::User;
 pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};
 
+/// The smallest segment, in bytes: its two control pages and one page of data. A smaller
+/// [`SegmentOptions::max_size`] or [`SegmentOptions::initial_size`] is raised to it.
+pub const MIN_SIZE: u64 = header::CONTROL_SIZE + 4096;
+
 /// The most bytes of its item type's name a segment records: a longer name is cut at a
 /// character boundary at or before this length (see [`Segment::type_name`]).
-pub const TYPE_NAME_MAX: usize = header::TYPE_NAME_WORDS * 8;
+pub const TYPE_NAME_MAX: usize = header::TYPE_NAME_BYTES;
 
 /// A mapped segment: the shared object, its header, its lock and its data area.
 ///
@@ -87,6 +91,8 @@ pub struct Segment {
     fd: OwnedFd,
     map: Mapping,
     fields: HeaderFields,
+    /// The item type's name, as recorded by the creator (read once, at open).
+    type_name: String,
     identity: sys::FileInfo,
     /// This handle's slot in the table of users, and the pid that claimed it (a forked child
     /// inherits the handle but not the slot).
@@ -108,13 +114,15 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
-    /// A handle over the object `fd` names, mapped as `map`, whose header says `fields`; it
-    /// joins the table of users later, if it participates (observers never do).
+    /// A handle over the object `fd` names, mapped as `map`, whose header says `fields` and
+    /// whose items are `type_name`; it joins the table of users later, if it participates
+    /// (observers never do).
     fn assemble(
         name: &SegmentName,
         fd: OwnedFd,
         map: Mapping,
         fields: HeaderFields,
+        type_name: String,
         identity: sys::FileInfo,
         observer: bool,
     ) -> Self {
@@ -123,6 +131,7 @@ impl Segment {
             fd,
             map,
             fields,
+            type_name,
             identity,
             user: None,
             observer,
@@ -188,7 +197,7 @@ impl Segment {
     /// [`TYPE_NAME_MAX`] bytes.
     #[must_use]
     pub fn type_name(&self) -> &str {
-        &self.fields.type_name
+        &self.type_name
     }
 
     /// Whether the segment is removed when its creator's handles are dropped.

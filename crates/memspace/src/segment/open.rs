@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::access::check_access;
-use super::header::{self, HeaderProblem, Kind};
+use super::header::{self, HeaderProblem, Kind, TYPE_NAME_OFFSET, TypeName};
 use super::mapping::Mapping;
 use super::name::{Location, not_a_segment};
 use super::users::Meta;
@@ -92,7 +92,12 @@ impl Segment {
         }
         let map = Mapping::new(fd.as_fd(), fields.max_size as usize, fields.size as usize)
             .map_err(|e| Error::from_io(name, "mmap", e))?;
-        let mut segment = Segment::assemble(name, fd, map, fields, identity, !participate);
+        let type_name = map
+            .get::<TypeName>(TYPE_NAME_OFFSET)
+            .expect("the control pages are mapped")
+            .load();
+        let mut segment =
+            Segment::assemble(name, fd, map, fields, type_name, identity, !participate);
         if participate {
             segment
                 .reset_if_from_earlier_boot()

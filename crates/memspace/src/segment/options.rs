@@ -1,8 +1,9 @@
 //! [`SegmentOptions`]: how a segment is created (mode, first and largest size) and which
 //! existing segments an open accepts.
 
+use super::MIN_SIZE;
 use super::access::Access;
-use super::header::{CONTROL_SIZE, MAX_RESERVATION};
+use super::header::MAX_RESERVATION;
 use super::{Kind, Segment, SegmentName};
 use crate::error::Error;
 #[cfg(doc)]
@@ -150,21 +151,21 @@ impl SegmentOptions {
         self
     }
 
-    /// The smallest segment: the control page and one spare page, for objects whose state fits
-    /// in the kind area (locks, events, semaphores, ...).
+    /// The smallest segment ([`MIN_SIZE`]), for objects whose state fits in the kind area
+    /// (locks, events, semaphores, ...).
     pub(crate) fn control_only() -> Self {
         SegmentOptions::new().initial_size(0).max_size(0)
     }
 
-    /// The first and the largest size, whole pages, at least the control page and a spare
-    /// one, and at most [`MAX_RESERVATION`].
+    /// The first and the largest size, whole pages, at least [`MIN_SIZE`] and at most
+    /// [`MAX_RESERVATION`].
     pub(super) fn sizes(&self) -> (u64, u64) {
         let page = sys::page_size() as u64;
-        let max = self.max_size.clamp(CONTROL_SIZE * 2, MAX_RESERVATION);
+        let max = self.max_size.clamp(MIN_SIZE, MAX_RESERVATION);
         let max = max.next_multiple_of(page).min(MAX_RESERVATION);
         let initial = self
             .initial_size
-            .clamp(CONTROL_SIZE * 2, max)
+            .clamp(MIN_SIZE, max)
             .next_multiple_of(page)
             .min(max);
         (initial, max)

@@ -111,7 +111,7 @@ impl<T> SharedList<T> {
         Ok(self.len()? == 0)
     }
 
-    /// Bytes of the segment in use: the control page, the index and the records (the segment
+    /// Bytes of the segment in use: the control pages, the index and the records (the segment
     /// itself grows by doubling, so its size can be up to twice this).
     /// 0 for a Redis list.
     #[must_use]

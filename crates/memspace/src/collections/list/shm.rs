@@ -96,7 +96,7 @@ impl<'a> Raw<'a> {
         self.area().len.load(Ordering::Acquire)
     }
 
-    /// Bytes of the segment in use: the control page, the index and the records.
+    /// Bytes of the segment in use: the control pages, the index and the records.
     pub(super) fn used_bytes(self) -> u64 {
         self.area().tail.load(Ordering::Relaxed)
     }

@@ -146,7 +146,7 @@ impl<K, V> SharedMap<K, V> {
         Ok(self.len()? == 0)
     }
 
-    /// Bytes of the segment in use: the control page, the table, the entries, and the garbage
+    /// Bytes of the segment in use: the control pages, the table, the entries, and the garbage
     /// of replaced and removed entries not yet compacted away (the segment itself grows by
     /// doubling, so its size can be up to twice this).
     /// 0 for a Redis map.

@@ -59,8 +59,33 @@ fn output_into_a_closed_pipe_ends_quietly() {
     let list = long_list("pipe", 20_000);
     read_then_close(&["inspect", list.name(), "--items"], None);
     read_then_close(&["inspect", list.name(), "--items", "--json"], None);
-    // One long line, printed with `println!`.
+    // One long line.
     read_then_close(&["list", "get", list.name()], Some(10));
+    // Workers that print, in threads and in child processes.
+    read_then_close(&["demo", "--mode", "thread"], None);
+    read_then_close(&["demo", "--mode", "shared", "--count", "2000"], None);
+}
+
+#[test]
+fn an_item_got_into_a_closed_pipe_goes_back_to_the_queue() {
+    let queue = create("queue", "pipe-queue");
+    let mut child = command(&["queue", "get", queue.name(), "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run memspace");
+    // The reader goes away before anything is printed; then the item arrives.
+    drop(child.stdout.take());
+    succeed(&["queue", "put", queue.name(), "{\"job\": 7}"]);
+    let output = child.wait_with_output().expect("wait for memspace");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(output.stderr.is_empty(), "{}", stderr(&output));
+    assert_eq!(succeed(&["queue", "len", queue.name()]).trim(), "1");
+    assert_eq!(
+        succeed(&["queue", "get", queue.name()]).trim(),
+        "{\"job\":7}",
+        "the item that could not be printed"
+    );
 }
 
 #[test]

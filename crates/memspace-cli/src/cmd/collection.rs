@@ -1,7 +1,7 @@
 //! What `list`, `map` and `queue` share: a collection of JSON values opened by the name given
 //! on the command line, the options of `create`, and what a write checks first.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 use anyhow::{Context, bail};
 use memspace::collections::{Queue, SharedList, SharedMap};
@@ -73,7 +73,8 @@ pub(crate) fn len<C: Collection>(collection: &C, name: &str) -> anyhow::Result<u
 
 /// Opens the collection `name` and prints its number of items.
 pub(crate) fn print_len<C: Collection>(name: &str) -> anyhow::Result<()> {
-    println!("{}", len(&open::<C>(name)?, name)?);
+    let len = len(&open::<C>(name)?, name)?;
+    writeln!(super::out(), "{len}")?;
     Ok(())
 }
 

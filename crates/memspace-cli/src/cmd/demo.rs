@@ -6,6 +6,7 @@
 //! worker change.
 
 use std::fmt::Write as _;
+use std::io::{self, Write as _};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 
 use anyhow::Context;
@@ -98,6 +99,26 @@ struct Seen {
     address: usize,
 }
 
+/// A worker's output was closed (`memspace demo | head`): it stopped, and so does the demo,
+/// quietly.
+#[derive(Debug, Serialize, Deserialize)]
+struct OutputClosed;
+
+impl From<OutputClosed> for io::Error {
+    fn from(_: OutputClosed) -> Self {
+        io::Error::from(io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Prints `line` for a worker; a closed output stops the worker, any other failure to write
+/// is ignored (the demo's lines are its only output, and the list is checked at the end).
+fn say(line: std::fmt::Arguments<'_>) -> Result<(), OutputClosed> {
+    match writeln!(super::out(), "{line}") {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(OutputClosed),
+        _ => Ok(()),
+    }
+}
+
 /// The arguments of a worker: the list, its number, the lock, how many values, and the word
 /// the tutorial prints ("Thread" or "Process").
 type Args<L> = (L, u32, Lock, u32, String);
@@ -124,23 +145,23 @@ fn hold(lock: &Lock) -> LockGuard<'_> {
 
 /// The tutorial's `func`. As in the tutorial, the loop variable `i` shadows the worker's
 /// number in the lines printed after each append.
-fn worker<L: DemoList>((nums, i, lock, count, label): Args<L>) -> Seen {
+fn worker<L: DemoList>((nums, i, lock, count, label): Args<L>) -> Result<Seen, OutputClosed> {
     let guard = hold(&lock); // the console is a shared resource
-    println!(
+    say(format_args!(
         "{label} -{i} :  {} ({})",
         shown(nums.address()),
         nums.backing()
-    );
+    ))?;
     drop(guard);
     for i in 0..count {
         let _guard = hold(&lock); // the list is a shared resource too
         nums.append(i64::from(i));
-        println!("{label} -{i} :  {:?}", nums.values());
+        say(format_args!("{label} -{i} :  {:?}", nums.values()))?;
     }
-    Seen {
+    Ok(Seen {
         pid: std::process::id(),
         address: nums.address(),
-    }
+    })
 }
 
 /// Runs `workers` workers one after another on `nums`; returns what each saw.
@@ -166,11 +187,12 @@ fn experiment_with<L: DemoList>(
         Mode::Thread => "Thread",
         Mode::Process(_) => "Process",
     };
-    println!(
+    writeln!(
+        super::out(),
         "Main {label} : {} ({})",
         shown(nums.address()),
         nums.backing()
-    );
+    )?;
     let mut seen = Vec::new();
     for i in 0..workers {
         let args = (nums.clone(), i, lock.clone(), count, label.to_owned());
@@ -178,9 +200,10 @@ fn experiment_with<L: DemoList>(
         worker
             .start()
             .with_context(|| format!("starting worker {i}"))?;
-        seen.push(worker.join().with_context(|| format!("worker {i}"))?);
+        let saw = worker.join().with_context(|| format!("worker {i}"))?;
+        seen.push(saw.map_err(io::Error::from)?);
     }
-    println!("Main {label} : {:?}", nums.values());
+    writeln!(super::out(), "Main {label} : {:?}", nums.values())?;
     Ok(seen)
 }
 
@@ -202,24 +225,29 @@ fn pids(seen: &[Seen]) -> String {
 }
 
 fn run_threads(workers: u32, count: u32) -> anyhow::Result<()> {
-    println!("== thread: {workers} threads append to one plain list ==");
+    writeln!(
+        super::out(),
+        "== thread: {workers} threads append to one plain list =="
+    )?;
     let nums = PlainList::default();
     let seen = experiment(&nums, Mode::Thread, workers, count)?;
     let all = nums.values().len() == (workers * count) as usize;
-    println!(
+    writeln!(
+        super::out(),
         "-> memory shared: {}. The threads all ran in process {} and appended to the list at {:#x}: \
          threads share their process's address space.",
         if all { "yes" } else { "NO (unexpected)" },
         std::process::id(),
         seen.first().map_or(nums.address(), |s| s.address),
-    );
+    )?;
     Ok(())
 }
 
 fn run_processes(workers: u32, count: u32, method: StartMethod) -> anyhow::Result<()> {
-    println!(
+    writeln!(
+        super::out(),
         "== process ({method}): {workers} child processes append to a plain list passed as an argument =="
-    );
+    )?;
     let nums = PlainList::default();
     let seen = experiment(&nums, Mode::Process(method), workers, count)?;
     let parent = nums.values();
@@ -241,7 +269,8 @@ fn run_processes(workers: u32, count: u32, method: StartMethod) -> anyhow::Resul
             addresses(&seen)
         ),
     };
-    println!(
+    writeln!(
+        super::out(),
         "-> memory shared: {}. Each child (pids {}) appended to its own copy of the list, so the \
          parent's list is {parent:?}; {how}.",
         if parent.is_empty() {
@@ -250,19 +279,23 @@ fn run_processes(workers: u32, count: u32, method: StartMethod) -> anyhow::Resul
             "YES (unexpected)"
         },
         pids(&seen),
-    );
+    )?;
     Ok(())
 }
 
 fn run_shared(workers: u32, count: u32, method: StartMethod) -> anyhow::Result<()> {
-    println!("== shared ({method}): {workers} child processes append to a SharedList ==");
+    writeln!(
+        super::out(),
+        "== shared ({method}): {workers} child processes append to a SharedList =="
+    )?;
     let nums = SharedList::<i64>::new().context("creating the demo's shared list")?;
     let seen = experiment(&nums, Mode::Process(method), workers, count)?;
     let all = nums
         .len()
         .context("reading the length of the demo's list")?
         == u64::from(workers * count);
-    println!(
+    writeln!(
+        super::out(),
         "-> memory shared: {}. The children (pids {}) attached shared segment {} (inode {}, \
          /dev/shm/memspace.{}) and appended to that memory, mapped at {}; the parent maps it at \
          {:#x} and sees every append: the handle travelled as a reference, not a copy.",
@@ -275,7 +308,7 @@ fn run_shared(workers: u32, count: u32, method: StartMethod) -> anyhow::Result<(
         nums.name(),
         addresses(&seen),
         nums.address(),
-    );
+    )?;
     Ok(())
 }
 
@@ -294,7 +327,10 @@ impl Drop for RedisCleanup {
 fn run_redis(workers: u32, count: u32, method: StartMethod, url: &str) -> anyhow::Result<()> {
     // Checked before it is echoed: a URL with a password in it is refused without printing it.
     let backend = memspace::Backend::redis(url).context("reading --redis")?;
-    println!("== redis ({method}): {workers} child processes append to a SharedList on {url} ==");
+    writeln!(
+        super::out(),
+        "== redis ({method}): {workers} child processes append to a SharedList on {url} =="
+    )?;
     let base = format!("demo.{}", std::process::id());
     let list_name = backend.locate(&base);
     let lock_name = backend.locate(&format!("{base}.lock"));
@@ -322,7 +358,8 @@ fn run_redis(workers: u32, count: u32, method: StartMethod, url: &str) -> anyhow
         .len()
         .context("reading the length of the demo's list on Redis")?
         == u64::from(workers * count);
-    println!(
+    writeln!(
+        super::out(),
         "-> memory shared: {} (through Redis). The children (pids {}) opened {} by its URL, \
          which is how the handle travelled to them, and appended there; the parent reads every \
          append back from the server. The same code runs with the list in shared memory \
@@ -330,7 +367,7 @@ fn run_redis(workers: u32, count: u32, method: StartMethod, url: &str) -> anyhow
         if all { "yes" } else { "NO (unexpected)" },
         pids(&seen),
         nums.name(),
-    );
+    )?;
     Ok(())
 }
 
@@ -345,7 +382,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     for (n, mode) in modes.into_iter().enumerate() {
         if n > 0 {
-            println!();
+            writeln!(super::out())?;
         }
         match mode {
             DemoMode::Thread => run_threads(args.workers, args.count)?,

@@ -8,6 +8,8 @@
 //!
 //! Named segments are kept: like files, they persist until removed with `memspace rm`.
 
+use std::io::Write;
+
 use anyhow::Context;
 use serde_json::json;
 
@@ -15,6 +17,7 @@ pub(crate) fn run(only: &[String], dry_run: bool, as_json: bool) -> anyhow::Resu
     let only: Vec<&str> = only.iter().map(String::as_str).collect();
     let names = (!only.is_empty()).then_some(only.as_slice());
     let collected = memspace::inspect::gc(names, dry_run).context("reading /dev/shm")?;
+    let mut out = super::out();
     if as_json {
         let array: Vec<serde_json::Value> = collected
             .iter()
@@ -27,19 +30,19 @@ pub(crate) fn run(only: &[String], dry_run: bool, as_json: bool) -> anyhow::Resu
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&array)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&array)?)?;
         return Ok(());
     }
     for c in &collected {
         let (name, reason) = (&c.name, &c.reason);
         match &c.error {
-            None if dry_run => println!("would remove {name}: {reason}"),
-            None => println!("removed {name}: {reason}"),
+            None if dry_run => writeln!(out, "would remove {name}: {reason}")?,
+            None => writeln!(out, "removed {name}: {reason}")?,
             Some(err) => eprintln!("memspace: could not remove {name}: {err}"),
         }
     }
     if collected.is_empty() {
-        println!("nothing to remove");
+        writeln!(out, "nothing to remove")?;
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `memspace list ...`: shared lists of JSON values from the shell.
 
+use std::io::Write;
+
 use anyhow::Context;
 use memspace::SharedList;
 use serde_json::Value;
@@ -42,7 +44,7 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
                         .with_context(|| format!("reading list `{name}`"))?,
                 ),
             };
-            println!("{json}");
+            writeln!(super::out(), "{json}")?;
         }
         ListCommand::Len { name } => collection::print_len::<SharedList<Value>>(&name)?,
     }

@@ -1,5 +1,6 @@
 //! `memspace map ...`: shared maps of JSON keys and values from the shell.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -23,13 +24,13 @@ const NOT_FOUND: u8 = 4;
 
 /// Prints the value found under `key` in the map `name`; if there was none, says so and
 /// returns [`NOT_FOUND`].
-fn print_found(found: Option<Value>, name: &str, key: &Value) -> ExitCode {
+fn print_found(found: Option<Value>, name: &str, key: &Value) -> std::io::Result<ExitCode> {
     if let Some(value) = found {
-        println!("{value}");
-        ExitCode::SUCCESS
+        writeln!(super::out(), "{value}")?;
+        Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("memspace: map `{name}` has no key {key}");
-        ExitCode::from(NOT_FOUND)
+        Ok(ExitCode::from(NOT_FOUND))
     }
 }
 
@@ -65,7 +66,7 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .map(|(k, v)| Value::Array(vec![k, v]))
                 .collect();
-            println!("{}", Value::Array(pairs));
+            writeln!(super::out(), "{}", Value::Array(pairs))?;
         }
         MapCommand::Get {
             name,
@@ -75,14 +76,14 @@ pub(crate) fn run(command: MapCommand) -> anyhow::Result<ExitCode> {
             let found = open::<JsonMap>(&name)?
                 .get(&key)
                 .with_context(|| format!("reading {key} in map `{name}`"))?;
-            return Ok(print_found(found, &name, &key));
+            return Ok(print_found(found, &name, &key)?);
         }
         MapCommand::Remove { name, key } => {
             let key = json("key", &key)?;
             let found = open::<JsonMap>(&name)?
                 .remove(&key)
                 .with_context(|| format!("removing {key} from map `{name}`"))?;
-            return Ok(print_found(found, &name, &key));
+            return Ok(print_found(found, &name, &key)?);
         }
         MapCommand::Len { name } => collection::print_len::<JsonMap>(&name)?,
     }

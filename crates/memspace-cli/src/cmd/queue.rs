@@ -48,11 +48,20 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             let timeout = seconds(timeout)?;
             let queue: Queue<Value> = open(&name)?;
             let got = match timeout {
-                None => queue.get(),
-                Some(timeout) => queue.get_timeout(timeout),
+                None => queue.receive(),
+                Some(timeout) => queue.receive_timeout(timeout),
             };
             match got {
-                Ok(value) => println!("{value}"),
+                // Acknowledged once printed: an item that could not be written out (a closed
+                // pipe) goes back when its delivery is dropped.
+                Ok(delivery) => {
+                    let mut out = super::out();
+                    writeln!(out, "{}", delivery.value())?;
+                    out.flush()?;
+                    delivery
+                        .ack()
+                        .with_context(|| format!("acknowledging an item of queue `{name}`"))?;
+                }
                 Err(QueueError::Timeout { waited, .. }) => {
                     eprintln!("memspace: queue `{name}` stayed empty for {waited:?}");
                     return Ok(ExitCode::from(TIMED_OUT));

@@ -105,12 +105,21 @@
 //!   the lock is a lease with fencing tokens, and durability is the server's (see [`backend`]).
 //! * **Platforms.** Linux (shared futexes, `/proc`, `/dev/shm`, `fallocate`). Platform code
 //!   lives in one module (`sys`) so others can follow.
+//!
+//! # Diagnostics
+//!
+//! The library prints nothing of its own. Its two diagnostics, a warning when a process with
+//! several threads forks (`MEMSPACE_FORK_WARNING=0` silences it) and the reason a worker
+//! process stops when it cannot read its task, go through the [`log`] crate with target
+//! `memspace`; a program that has installed no logger gets them on standard error instead,
+//! so that they are never lost.
 
 #[macro_use]
 mod handle;
 
 pub mod backend;
 pub mod collections;
+mod diag;
 mod error;
 mod failpoint;
 pub mod inspect;

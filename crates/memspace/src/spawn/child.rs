@@ -113,7 +113,9 @@ pub fn init() {
     let code = match run_spawned(&spec) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("memspace: this process was started as a spawned worker but {message}");
+            crate::diag::error(format_args!(
+                "this process was started as a spawned worker but {message}"
+            ));
             PROTOCOL_EXIT
         }
     };
@@ -198,8 +200,8 @@ fn report(bytes: &[u8], results: OwnedFd) {
 // ---------------------------------------------------------------------------------------------
 // fork
 
-/// Says once per process, on stderr, that forking a process with other threads is risky
-/// (`MEMSPACE_FORK_WARNING=0` silences it).
+/// Warns once per process that forking a process with other threads is risky (through `log`,
+/// or on stderr without a logger; `MEMSPACE_FORK_WARNING=0` silences it).
 fn warn_if_threaded() {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if WARNED.load(Ordering::Relaxed) {
@@ -210,13 +212,13 @@ fn warn_if_threaded() {
         && std::env::var_os("MEMSPACE_FORK_WARNING").is_none_or(|v| v != "0")
         && !WARNED.swap(true, Ordering::Relaxed)
     {
-        eprintln!(
-            "memspace: warning: process {} forks while it runs {threads} threads; only the \
-             forking thread exists in the child, and a lock another thread holds stays locked \
-             there forever. Start workers before other threads, or use StartMethod::Spawn \
-             (MEMSPACE_FORK_WARNING=0 silences this)",
+        crate::diag::warn(format_args!(
+            "process {} forks while it runs {threads} threads; only the forking thread exists \
+             in the child, and a lock another thread holds stays locked there forever. Start \
+             workers before other threads, or use StartMethod::Spawn (MEMSPACE_FORK_WARNING=0 \
+             silences this)",
             sys::pid()
-        );
+        ));
     }
 }
 
@@ -271,7 +273,7 @@ pub(crate) fn fork_worker(
             let code = match serve(tasks_read, results_write) {
                 Ok(code) => code,
                 Err(message) => {
-                    eprintln!("memspace: a pool worker stopped: {message}");
+                    crate::diag::error(format_args!("a pool worker stopped: {message}"));
                     PROTOCOL_EXIT
                 }
             };
@@ -433,7 +435,7 @@ pub(crate) fn spawn_worker() -> Result<((u32, std::fs::File), OwnedFd), SpawnErr
     Ok(((child.id(), std::fs::File::from(args_write)), results_read))
 }
 
-/// In a spawned child: reads the payload and runs it. Errors are reported on stderr.
+/// In a spawned child: reads the payload and runs it. An error is its caller's to report.
 fn run_spawned(spec: &std::ffi::OsStr) -> Result<i32, String> {
     let spec = spec
         .to_str()

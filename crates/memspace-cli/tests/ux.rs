@@ -237,3 +237,46 @@ fn a_full_segment_names_the_flag_that_makes_a_larger_one() {
         "{message}"
     );
 }
+
+/// The subcommands `memspace [GROUP] --help` lists, `help` aside.
+fn subcommands(group: &[&str]) -> Vec<String> {
+    let mut args = group.to_vec();
+    args.push("--help");
+    let help = succeed(&args);
+    help.lines()
+        .skip_while(|line| line.trim() != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|command| *command != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_readme_lists_every_command_of_the_help() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md at the workspace root");
+    let section = readme
+        .split("## The command line")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the README's command-line section");
+    let commands = subcommands(&[]);
+    assert!(commands.len() >= 10, "{commands:?}");
+    for command in commands {
+        let nested = subcommands(&[&command]);
+        if nested.is_empty() {
+            assert!(
+                section.contains(&format!("memspace {command} ")),
+                "the README's command line does not show `memspace {command}`"
+            );
+        }
+        for sub in nested {
+            assert!(
+                section.contains(&format!("memspace {command} {sub} ")),
+                "the README's command line does not show `memspace {command} {sub}`"
+            );
+        }
+    }
+}

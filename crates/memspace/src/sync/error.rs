@@ -124,7 +124,8 @@ impl<G> fmt::Display for LockError<G> {
             LockError::Unrecoverable { name } => write!(
                 f,
                 "lock `{name}` is unrecoverable: a holder died and the next one released it \
-                 without calling `mark_consistent()`; remove and recreate it"
+                 without calling `mark_consistent()`; remove and recreate it (`memspace rm \
+                 {name}` from a shell)"
             ),
             LockError::WouldDeadlock { name } => write!(
                 f,
@@ -132,7 +133,8 @@ impl<G> fmt::Display for LockError<G> {
             ),
             LockError::Corrupt { name, state } => write!(
                 f,
-                "the lock of `{name}` is damaged (state word {state:#x}); remove and recreate it"
+                "the lock of `{name}` is damaged (state word {state:#x}); remove and recreate it \
+                 (`memspace rm {name}` from a shell)"
             ),
             LockError::CorruptLease { name, key, found } => write!(
                 f,

@@ -38,7 +38,7 @@ for example in tutorial_threads tutorial_processes; do
   last=$(printf '%s\n' "$out" | tail -n 1)
   case "$last" in
     "Main Thread : [0, 1, 2, 0, 1, 2, 0, 1, 2]"|"Main Process : [0, 1, 2, 0, 1, 2, 0, 1, 2]")
-      echo "example $example: $last" ;;
+      echo "example $run: $last" ;;
     *)
       printf 'example %s ended with %s\n%s\n' "$example" "$last" "$out" >&2
       exit 1 ;;
@@ -46,17 +46,37 @@ for example in tutorial_threads tutorial_processes; do
 done
 
 # The other examples: each prints a line a run must end with.
-for check in "job_queue|jobs: 20, sum of squares: 2870" "shared_counter|counter: 4000"; do
-  example=${check%%|*} want=${check#*|}
-  out=$(cargo run --release --quiet -p memspace --example "$example")
+# The map cache runs twice: its map in shared memory, then on a Redis server of its own.
+redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+for check in "job_queue|jobs: 20, sum of squares: 2870" "shared_counter|counter: 4000" \
+    "map_cache|keys: 300, sum of lengths: 14167" \
+    "map_cache redis://127.0.0.1:$redis_port|keys: 300, sum of lengths: 14167"; do
+  run=${check%%|*} want=${check#*|}
+  example=${run%% *} args=${run#"$example"}
+  # shellcheck disable=SC2086 # the arguments are words
+  out=$(cargo run --release --quiet -p memspace --example "$example" -- $args)
   last=$(printf '%s\n' "$out" | tail -n 1)
   if [ "$last" = "$want" ]; then
-    echo "example $example: $last"
+    echo "example $run: $last"
   else
-    printf 'example %s ended with %s, not %s\n%s\n' "$example" "$last" "$want" "$out" >&2
+    printf 'example %s ended with %s, not %s\n%s\n' "$run" "$last" "$want" "$out" >&2
     exit 1
   fi
 done
+if [ -n "$(redis-cli -p "$redis_port" --scan)" ]; then
+  echo "the map cache example left keys on its Redis server" >&2
+  exit 1
+fi
+kill "$redis_pid"
+wait "$redis_pid" 2>/dev/null || true
+trap - EXIT
 
 # Benchmarks are built, never timed, here.
 cargo bench --workspace --no-run

@@ -215,10 +215,48 @@ fn chart(
         top + 24.0,
         escape(title)
     );
-    // The legend, in a row under the title.
+    legend(svg, top + 48.0, series);
+    // Grid lines and tick labels.
+    for &v in &y_ticks {
+        let py = y(v * per_unit);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{py:.1}" x2="{right}" y2="{py:.1}" stroke="#e0e0e0"/>
+<text class="tick-y" x="{:.1}" y="{:.1}" text-anchor="end">{v:.y_decimals$}</text>"##,
+            left - 6.0,
+            py + 4.0,
+        );
+    }
+    for &v in &x_ticks {
+        let px = x(v * x_axis.per_unit);
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{px:.1}" y1="{bottom}" x2="{px:.1}" y2="{}" stroke="black"/>
+<text class="tick-x" x="{px:.1}" y="{:.1}" text-anchor="middle">{v:.x_decimals$}</text>"#,
+            bottom + 5.0,
+            bottom + 19.0,
+        );
+    }
+    // The axes and their names.
+    let _ = writeln!(
+        svg,
+        r#"<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/>
+<line x1="{left}" y1="{plot_top}" x2="{left}" y2="{bottom}" stroke="black"/>
+<text x="{}" y="{}" text-anchor="middle">{}</text>
+<text x="20" y="{mid_y}" text-anchor="middle" transform="rotate(-90 20 {mid_y})">{}</text>"#,
+        f64::midpoint(left, right),
+        bottom + 40.0,
+        escape(x_axis.name),
+        escape(y_name),
+    );
+    curves(svg, xs, series, x, y);
+    let _ = writeln!(svg, "</g>");
+}
+
+/// The legend of `series`, in a row whose baseline is at `ly`.
+fn legend(svg: &mut String, ly: f64, series: &[Series<'_>]) {
     for (i, s) in series.iter().enumerate() {
-        let lx = left + 230.0 * i as f64;
-        let ly = top + 48.0;
+        let lx = LEFT + 230.0 * i as f64;
         let dash = if s.dashed {
             r#" stroke-dasharray="6 4""#
         } else {
@@ -237,40 +275,16 @@ fn chart(
             escape(s.label),
         );
     }
-    // Grid lines and tick labels.
-    for &v in &y_ticks {
-        let py = y(v * per_unit);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{left}" y1="{py:.1}" x2="{right}" y2="{py:.1}" stroke="#e0e0e0"/>
-<text class="tick-y" x="{:.1}" y="{:.1}" text-anchor="end">{v:.y_decimals$}</text>"##,
-            left - 6.0,
-            py + 4.0,
-        );
-    }
-    for &v in &x_ticks {
-        let px = x(v * x_axis.per_unit);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{px:.1}" y1="{bottom}" x2="{px:.1}" y2="{}" stroke="black"/>
-<text class="tick-x" x="{px:.1}" y="{:.1}" text-anchor="middle">{v:.x_decimals$}</text>"##,
-            bottom + 5.0,
-            bottom + 19.0,
-        );
-    }
-    // The axes and their names.
-    let _ = writeln!(
-        svg,
-        r#"<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/>
-<line x1="{left}" y1="{plot_top}" x2="{left}" y2="{bottom}" stroke="black"/>
-<text x="{}" y="{}" text-anchor="middle">{}</text>
-<text x="20" y="{mid_y}" text-anchor="middle" transform="rotate(-90 20 {mid_y})">{}</text>"#,
-        f64::midpoint(left, right),
-        bottom + 40.0,
-        escape(x_axis.name),
-        escape(y_name),
-    );
-    // The curves, with a dot on each measured point.
+}
+
+/// The lines of `series` at `xs`, placed by `x` and `y`, with a dot on each measured point.
+fn curves(
+    svg: &mut String,
+    xs: &[f64],
+    series: &[Series<'_>],
+    x: impl Fn(f64) -> f64,
+    y: impl Fn(f64) -> f64,
+) {
     for s in series {
         let points: Vec<(f64, f64)> = xs
             .iter()
@@ -300,7 +314,6 @@ fn chart(
             );
         }
     }
-    let _ = writeln!(svg, "</g>");
 }
 
 #[cfg(test)]

@@ -156,7 +156,7 @@ struct Text {
     anchor: String,
     turned: bool,
     class: String,
-    text: String,
+    content: String,
 }
 
 /// The value of the attribute `name` in the tag `tag`.
@@ -186,7 +186,7 @@ fn texts(svg: &str) -> Vec<Text> {
                 anchor: attribute(tag, "text-anchor").unwrap_or("start").to_owned(),
                 turned: attribute(tag, "transform").is_some(),
                 class: attribute(tag, "class").unwrap_or_default().to_owned(),
-                text: text
+                content: text
                     .replace("&lt;", "<")
                     .replace("&gt;", ">")
                     .replace("&amp;", "&"),
@@ -263,15 +263,23 @@ fn bench_plot_draws_round_ticks_and_units_inside_the_canvas_and_json_has_the_poi
         !svg.contains("<i64>") && !svg.contains("<Vec>"),
         "unescaped text: {svg}"
     );
+    check_labels_inside_the_canvas(&svg);
+
+    check_ticks_and_units(&svg);
+}
+
+/// Checks that `svg` has a `viewBox` of its size, and that every label lies inside it.
+fn check_labels_inside_the_canvas(svg: &str) {
     let root = &svg[..svg.find('>').expect("the root tag")];
     let (width, height) = (number(root, "width"), number(root, "height"));
     assert_eq!(
         attribute(root, "viewBox"),
         Some(format!("0 0 {width} {height}").as_str())
     );
-    for t in texts(&svg) {
+    for t in texts(svg) {
         // Glyphs are at most about 0.6 em wide, and rise at most 1 em above the baseline.
-        let length = t.text.chars().count() as f64 * t.size * 0.6;
+        let length =
+            f64::from(u32::try_from(t.content.chars().count()).unwrap_or(u32::MAX)) * t.size * 0.6;
         let (along, across) = if t.turned { (t.y, t.x) } else { (t.x, t.y) };
         let (from, to) = match t.anchor.as_str() {
             "middle" => (along - length / 2.0, along + length / 2.0),
@@ -288,7 +296,11 @@ fn bench_plot_draws_round_ticks_and_units_inside_the_canvas_and_json_has_the_poi
             "{t:?} is not inside the {width} x {height} canvas"
         );
     }
+}
 
+/// Checks both charts of `svg`: round ticks on both axes, the rate axis from 0, units named,
+/// whole workers.
+fn check_ticks_and_units(svg: &str) {
     let charts: Vec<&str> = svg.split(r#"<g class="chart">"#).skip(1).collect();
     assert_eq!(charts.len(), 2, "against workers, against size");
     assert_eq!(
@@ -302,14 +314,18 @@ fn bench_plot_draws_round_ticks_and_units_inside_the_canvas_and_json_has_the_poi
             texts
                 .iter()
                 .filter(|t| t.class == class)
-                .map(|t| t.text.parse().unwrap_or_else(|_| panic!("a number: {t:?}")))
+                .map(|t| {
+                    t.content
+                        .parse()
+                        .unwrap_or_else(|_| panic!("a number: {t:?}"))
+                })
                 .collect()
         };
         let (x, y) = (ticks("tick-x"), ticks("tick-y"));
         assert!(round_ticks(&x), "x ticks {x:?}");
         assert!(round_ticks(&y), "y ticks {y:?}");
-        assert_eq!(y[0], 0.0, "the rate axis starts at 0: {y:?}");
-        let names: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
+        assert!(y[0].abs() < 1e-12, "the rate axis starts at 0: {y:?}");
+        let names: Vec<&str> = texts.iter().map(|t| t.content.as_str()).collect();
         assert!(
             names.iter().any(|n| n.ends_with("pushes/s")),
             "no rate unit in {names:?}"

@@ -346,7 +346,7 @@ mod tests {
         let (values, _) = ticks(1.0, 64.0, true);
         assert_eq!(values, vec![0.0, 20.0, 40.0, 60.0, 80.0]);
         let (values, decimals) = ticks(0.0, 0.53, false);
-        assert_eq!(values.len(), 7);
+        assert_eq!(values.len(), 4);
         assert_eq!(decimals, 1);
     }
 }

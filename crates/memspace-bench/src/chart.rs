@@ -324,7 +324,7 @@ mod tests {
     fn steps_are_one_two_or_five_times_a_power_of_ten() {
         for (span, step) in [
             (7.0, 2.0),
-            (25.3, 5.0),
+            (25.3, 10.0),
             (0.9, 0.2),
             (180.0, 50.0),
             (1.0, 0.2),

@@ -3,7 +3,7 @@
 //!
 //! Every comparison runs the memspace scenario and its baseline in the same run and reports
 //! their ratio (`speedup`: above 1 means memspace is faster). Python baselines run through
-//! `scripts/bench_baselines.py` when `python3` is on the PATH. With [`Options::redis`], the
+//! `bench_baselines.py`, compiled into the program, when `python3` is on the PATH. With [`Options::redis`], the
 //! same operations run on shared memory and on a Redis server instead.
 //!
 //! The harness runs inside the `memspace` command, and relies on it twice: processes started
@@ -14,7 +14,7 @@
 //! * `suite`: which comparisons the default run makes, with which sizes
 //! * `workloads`: each scenario and each baseline, timed
 //! * `fork`: the bare `fork` + `waitpid` baseline (the crate's only `unsafe`)
-//! * `python`: the Python baselines, from `scripts/bench_baselines.py`
+//! * `python`: the Python baselines, from `bench_baselines.py` (written to a temporary file)
 //! * `redis`: shared memory against a Redis server
 //! * `measure`: rates and medians
 //! * `report`: the table and the JSON of the results
@@ -42,7 +42,8 @@ use self::suite::Sizes;
 pub struct Options {
     /// Smaller runs, done in well under a minute.
     pub quick: bool,
-    /// Print a JSON array, one object per comparison, instead of a table.
+    /// Print a JSON array, one object per comparison, instead of a table; with `plot`, the
+    /// array ends with the points of the scaling curve (objects with a `workers` field).
     pub json: bool,
     /// Also measure 1, 2, 4 and 8 workers and draw the scaling curves into this SVG file.
     pub plot: Option<PathBuf>,
@@ -82,7 +83,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         chart::write(path, &scaling, &by_size)?;
     }
     progress.done();
-    report::print(&comparisons, options.json)?;
+    report::print(&comparisons, &scaling, options.json)?;
     if let Some(path) = &options.plot
         && !options.json
     {

@@ -142,7 +142,7 @@ pub(crate) fn run(url: &str, quick: bool, json: bool) -> anyhow::Result<()> {
         .zip(shm.into_iter().zip(remote))
         .map(|(names, values)| Comparison::throughput(names, values))
         .collect();
-    report::print(&comparisons, json)?;
+    report::print(&comparisons, &[], json)?;
     if !json {
         println!(
             "\nspeedup: how many times faster shared memory is than Redis at {url}; every Redis \

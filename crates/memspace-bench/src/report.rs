@@ -16,6 +16,10 @@ pub(crate) struct Comparison {
     unit: &'static str,
     /// How many times better memspace is than the baseline (above 1: better).
     speedup: f64,
+    /// How many workers (processes for memspace, threads for the baseline) pushed: only on
+    /// the points of the scaling curve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<u32>,
 }
 
 impl Comparison {
@@ -31,6 +35,7 @@ impl Comparison {
             baseline_value,
             unit,
             speedup: memspace / baseline_value,
+            workers: None,
         }
     }
 
@@ -53,10 +58,36 @@ pub(crate) struct Scaling {
     pub(crate) mutex_vec: f64,
 }
 
-/// Prints `comparisons` as a table, or as a JSON array if `json`.
-pub(crate) fn print(comparisons: &[Comparison], json: bool) -> anyhow::Result<()> {
+impl Scaling {
+    /// The point as a comparison of `--json`: scenario `shared_vec_push_scaling` against
+    /// `rust_threads_mutex_vec_scaling`, with its number of workers.
+    fn comparison(&self) -> Comparison {
+        let names = (
+            "shared_vec_push_scaling",
+            "rust_threads_mutex_vec_scaling",
+            "pushes/s",
+        );
+        Comparison {
+            workers: Some(self.workers),
+            ..Comparison::throughput(names, (self.shared_vec, self.mutex_vec))
+        }
+    }
+}
+
+/// Prints `comparisons` as a table, or as a JSON array if `json`; the JSON array ends with the
+/// points of the scaling curve (`scaling`, empty without `--plot`), which have `workers`.
+pub(crate) fn print(
+    comparisons: &[Comparison],
+    scaling: &[Scaling],
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(comparisons)?);
+        let all: Vec<Comparison> = comparisons
+            .iter()
+            .cloned()
+            .chain(scaling.iter().map(Scaling::comparison))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         print_table(comparisons);
     }

@@ -13,6 +13,8 @@ pub(crate) struct Sizes {
     rounds: u32,
     vec_pushes: u64,
     pub(crate) list_pushes: u64,
+    /// Pushes by each worker at each point of the scaling curve.
+    scaling_pushes: u64,
     lock_rounds: u64,
     forks: u32,
     spawns: u32,
@@ -27,6 +29,7 @@ impl Sizes {
                 rounds: 3,
                 vec_pushes: 250_000,
                 list_pushes: 50_000,
+                scaling_pushes: 100_000,
                 lock_rounds: 2_000_000,
                 forks: 200,
                 spawns: 30,
@@ -38,6 +41,7 @@ impl Sizes {
                 rounds: 5,
                 vec_pushes: 2_000_000,
                 list_pushes: 250_000,
+                scaling_pushes: 1_000_000,
                 lock_rounds: 20_000_000,
                 forks: 1000,
                 spawns: 200,
@@ -159,16 +163,23 @@ pub(crate) fn measure(
 }
 
 /// The scaling curve of `--plot`: u64 pushes per second from 1, 2, 4 and 8 workers, processes
-/// into a `SharedVec` and threads into a `Mutex<Vec>`.
+/// into a `SharedVec` and threads into a `Mutex<Vec>`, each the median of alternating rounds.
+/// Each point is timed from the moment every worker has started (see
+/// [`workloads::shared_vec_push_started`]), so that it shows pushes, not process starts.
 pub(crate) fn scaling(sizes: &Sizes, progress: &mut Progress) -> anyhow::Result<Vec<Scaling>> {
-    let n = sizes.vec_pushes / 4;
+    let n = sizes.scaling_pushes;
     let mut points = Vec::new();
     for workers in [1, 2, 4, 8] {
         progress.next(&format!("scaling, {workers} workers"));
+        let (shared_vec, mutex_vec) = median_pair(
+            sizes.rounds,
+            || workloads::shared_vec_push_started(workers, n),
+            || Ok(workloads::threads_mutex_vec_started(workers, n)),
+        )?;
         points.push(Scaling {
             workers,
-            shared_vec: workloads::shared_vec_push(workers, n)?,
-            mutex_vec: workloads::threads_mutex_vec(workers, n),
+            shared_vec,
+            mutex_vec,
         });
     }
     Ok(points)

@@ -9,12 +9,12 @@
 )]
 
 use std::process::Command;
-use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Instant;
+use std::sync::{Arc, Barrier as StdBarrier, Mutex as StdMutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memspace::collections::SharedVec;
 use memspace::spawn::{Process, StartMethod};
-use memspace::{Lock, SharedList};
+use memspace::{Barrier, Lock, SharedList};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -70,6 +70,84 @@ pub(crate) fn threads_mutex_vec(workers: u32, n: u64) -> f64 {
         thread.join().expect("thread");
     }
     per_second((u64::from(workers) * n) as f64, start.elapsed())
+}
+
+/// How long a worker of the scaling curve waits for the others to start before it gives up
+/// (the barrier then breaks, and every worker fails instead of waiting forever).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Nanoseconds since the Unix epoch: a clock that processes can compare (an `Instant` is
+/// private to its process).
+fn wall_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Waits for every worker to start, pushes `n` u64, and returns when it started and ended its
+/// pushes ([`wall_nanos`]).
+fn push_vec_started((vec, n, ready): (SharedVec<u64>, u64, Barrier)) -> (u64, u64) {
+    ready.wait_timeout(START_TIMEOUT).expect("start barrier");
+    let start = wall_nanos();
+    for i in 0..n {
+        vec.push(i).expect("push");
+    }
+    (start, wall_nanos())
+}
+
+/// As [`shared_vec_push`], timed over the pushes only: every process starts, then waits on a
+/// barrier for the others; the clock runs from the first process leaving the barrier to the
+/// last one ending its pushes. A process start (about a millisecond) is therefore not
+/// counted, however few the pushes.
+pub(crate) fn shared_vec_push_started(workers: u32, n: u64) -> anyhow::Result<f64> {
+    let vec = SharedVec::<u64>::new()?;
+    let ready = Barrier::new(workers)?;
+    let mut children: Vec<_> = (0..workers)
+        .map(|_| Process::new(push_vec_started, (vec.clone(), n, ready.clone())))
+        .collect();
+    for child in &mut children {
+        child.start()?;
+    }
+    let mut spans = Vec::new();
+    for child in &mut children {
+        spans.push(child.join()?);
+    }
+    anyhow::ensure!(vec.len() == u64::from(workers) * n, "lost pushes");
+    let first = spans.iter().map(|s| s.0).min().unwrap_or_default();
+    let last = spans.iter().map(|s| s.1).max().unwrap_or_default();
+    let elapsed = Duration::from_nanos(last.saturating_sub(first));
+    Ok(per_second((u64::from(workers) * n) as f64, elapsed))
+}
+
+/// As [`threads_mutex_vec`], timed as [`shared_vec_push_started`]: from the first thread
+/// leaving a barrier that every started thread reaches to the last one ending its pushes.
+pub(crate) fn threads_mutex_vec_started(workers: u32, n: u64) -> f64 {
+    let vec = Arc::new(StdMutex::new(Vec::new()));
+    let ready = Arc::new(StdBarrier::new(workers as usize));
+    let threads: Vec<_> = (0..workers)
+        .map(|_| {
+            let (vec, ready) = (Arc::clone(&vec), Arc::clone(&ready));
+            std::thread::spawn(move || {
+                ready.wait();
+                let start = Instant::now();
+                for i in 0..n {
+                    vec.lock().expect("mutex").push(i);
+                }
+                (start, Instant::now())
+            })
+        })
+        .collect();
+    let spans: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().expect("thread"))
+        .collect();
+    let first = spans.iter().map(|s| s.0).min();
+    let last = spans.iter().map(|s| s.1).max();
+    let elapsed = match (first, last) {
+        (Some(first), Some(last)) => last.duration_since(first),
+        _ => Duration::ZERO,
+    };
+    per_second((u64::from(workers) * n) as f64, elapsed)
 }
 
 fn push_list((list, n): (SharedList<i64>, u64)) {

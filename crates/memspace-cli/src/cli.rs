@@ -439,10 +439,12 @@ pub(crate) struct BenchArgs {
     /// Smaller runs: done in well under a minute.
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Print a JSON array, one object per comparison.
+    /// Print a JSON array, one object per comparison (with --plot, also one per point of the
+    /// scaling curve, with its number of workers).
     #[arg(long)]
     pub(crate) json: bool,
-    /// Also measure 1, 2, 4 and 8 workers and draw the scaling curve into this SVG file.
+    /// Also measure 1, 2, 4 and 8 workers, timed once all have started, and draw the scaling
+    /// curve into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) plot: Option<std::path::PathBuf>,
     /// Skip the Python baselines even if python3 is on the PATH.

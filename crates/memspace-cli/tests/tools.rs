@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use memspace_testkit::children::wait_until;
 use memspace_testkit::cli::{command, create, memspace, succeed};
-use memspace_testkit::names::TempDir;
 use memspace_testkit::{ChildGuard, Removal};
 use serde_json::Value;
 
@@ -203,45 +202,6 @@ fn gc_removes_an_anonymous_segment_whose_every_user_was_killed() {
 }
 
 #[test]
-fn bench_quick_json_reports_every_comparison_with_its_ratio() {
-    let out = succeed(&["bench", "--quick", "--json", "--no-python"]);
-    let json: Value = serde_json::from_str(&out).expect("JSON");
-    let rows = json.as_array().expect("an array");
-    let scenarios: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
-    for expected in [
-        "shared_vec_push",
-        "lock_uncontended",
-        "process_start_fork",
-        "process_start_spawn",
-    ] {
-        assert!(
-            scenarios.contains(&expected),
-            "{expected} missing from {out}"
-        );
-    }
-    for row in rows {
-        for field in ["memspace", "baseline_value", "speedup"] {
-            assert!(
-                row[field].as_f64().is_some_and(|v| v > 0.0),
-                "{field} in {row}"
-            );
-        }
-        assert!(
-            row["baseline"].is_string() && row["unit"].is_string(),
-            "{row}"
-        );
-        let ratio =
-            row["memspace"].as_f64().unwrap_or(0.0) / row["baseline_value"].as_f64().unwrap_or(1.0);
-        let speedup = row["speedup"].as_f64().unwrap_or(0.0);
-        assert!(
-            (ratio - speedup).abs() < 1e-6 * ratio.max(1.0)
-                || (1.0 / ratio - speedup).abs() < 1e-6 * speedup.max(1.0),
-            "speedup is not the ratio: {row}"
-        );
-    }
-}
-
-#[test]
 fn inspect_shows_the_state_of_every_synchronisation_kind() {
     let semaphore = memspace::sync::Semaphore::bounded(3).expect("semaphore");
     let _permit = semaphore.acquire().expect("acquire");
@@ -273,36 +233,5 @@ fn inspect_shows_the_state_of_every_synchronisation_kind() {
             .as_str()
             .is_some_and(|r| r.contains("reads (1)")),
         "{json}"
-    );
-}
-
-#[test]
-fn bench_plot_writes_both_scaling_curves_as_svg() {
-    let dir = TempDir::new("plot");
-    let path = dir.path().join("scaling.svg");
-    succeed(&[
-        "bench",
-        "--quick",
-        "--no-python",
-        "--plot",
-        path.to_str().expect("utf-8 path"),
-    ]);
-    let svg = std::fs::read_to_string(&path).expect("the plot was written");
-    assert!(
-        svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"),
-        "{svg}"
-    );
-    assert_eq!(
-        svg.matches("<polyline").count(),
-        3,
-        "two curves against workers, one against size"
-    );
-    assert!(
-        svg.contains("against workers") && svg.contains("against its size"),
-        "{svg}"
-    );
-    assert!(
-        !svg.contains("<i64>") && !svg.contains("<Vec>"),
-        "unescaped text: {svg}"
     );
 }

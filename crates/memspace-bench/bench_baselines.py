@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """The Python baselines of `memspace bench`: appends per second with Python's own tools.
 
+`memspace bench` carries this file inside the program and runs it from a temporary copy; it
+also runs on its own: `python3 crates/memspace-bench/bench_baselines.py [--quick]`.
+
 Prints one JSON object:
   threads_lock_append   4 threads appending to one list under a threading.Lock
   manager_list_append   4 processes appending to a Manager().list()

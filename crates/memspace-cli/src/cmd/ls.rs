@@ -33,12 +33,9 @@ impl Entry {
     }
 }
 
-/// Observes the memspace segments in /dev/shm (only those named in `only`, if it is not empty).
-pub(crate) fn scan(only: &[String]) -> anyhow::Result<Vec<Entry>> {
-    let mut names = inspect::shm_segment_names().context("reading /dev/shm")?;
-    if !only.is_empty() {
-        names.retain(|name| only.contains(name));
-    }
+/// Observes the memspace segments in /dev/shm.
+fn scan() -> anyhow::Result<Vec<Entry>> {
+    let names = inspect::shm_segment_names().context("reading /dev/shm")?;
     Ok(names
         .into_iter()
         .map(|name| match inspect::observe(&name) {
@@ -59,7 +56,7 @@ pub(crate) fn scan(only: &[String]) -> anyhow::Result<Vec<Entry>> {
 /// Lists the segments; exits [`DAMAGED`] if any of them is damaged (a corrupt header, a file
 /// shorter than its committed size), after listing them all.
 pub(crate) fn run(json: bool) -> anyhow::Result<ExitCode> {
-    let entries = scan(&[])?;
+    let entries = scan()?;
     let damaged = entries.iter().filter(|entry| entry.is_damaged()).count();
     let status = if damaged == 0 {
         ExitCode::SUCCESS

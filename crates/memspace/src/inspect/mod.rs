@@ -1,6 +1,6 @@
 //! Read-only, validating views of objects: what `memspace ls` and `memspace inspect` print
-//! ([`info`] of a segment, [`describe`] of a segment or a Redis object, [`list_objects`] of a
-//! Redis server), and [`verify`], which checks a segment's invariants (the crash tests run it
+//! ([`info`] of a segment, [`describe`] of a segment or a Redis object, `list_objects` of a
+//! Redis server with the `redis` feature), and [`verify`], which checks a segment's invariants (the crash tests run it
 //! after every kill).
 //!
 //! [`gc`] is the one function here that changes anything: it removes the segments nobody can use

@@ -26,6 +26,11 @@ fi
 
 shm_before=$(ls /dev/shm 2>/dev/null | grep '^memspace\.' | sort || true)
 
+# Shared memory alone (`default-features = false`, no Redis client): the library builds, and
+# its unit tests pass, among them the one that a Redis name is refused with how to enable it.
+cargo build -p memspace --no-default-features
+cargo nextest run -p memspace --no-default-features --lib
+
 # Debug, then release: lock bugs like to hide in optimised code.
 cargo nextest run --workspace
 cargo nextest run --workspace --release

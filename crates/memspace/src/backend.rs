@@ -35,6 +35,7 @@
 //!   `redis://USER:***@HOST` ([`redact_credentials`](crate::segment::redact_credentials)).
 
 use crate::error::Result;
+#[cfg(feature = "redis")]
 use crate::redis::Object;
 use crate::segment::{REDIS_PREFIX, Segment, SegmentName, server_of_url};
 
@@ -103,9 +104,65 @@ impl Backend {
 /// [`Error::RedisUnreachable`](crate::Error::RedisUnreachable), or what the system refuses.
 pub fn remove(name: &str) -> Result<()> {
     let name = SegmentName::new(name)?;
+    // Without the `redis` feature the segment side refuses a Redis name.
+    #[cfg(feature = "redis")]
     if name.is_redis() {
-        Object::remove_named(&name)
-    } else {
-        Ok(Segment::remove(name.as_str())?)
+        return Object::remove_named(&name);
+    }
+    Segment::remove(name.as_str())
+}
+
+#[cfg(all(test, not(feature = "redis")))]
+mod tests {
+    use crate::collections::{Queue, SharedList, SharedMap, SharedVec, Value};
+    use crate::sync::{Event, Lock, Mutex};
+    use crate::{Error, OpenError, Result, SegmentOptions, inspect};
+
+    const NAME: &str = "redis://127.0.0.1:1/x";
+
+    /// Asserts that `outcome` is the error of a build without the Redis backend, naming the
+    /// object and saying how to turn the backend on.
+    fn assert_redis_disabled<T>(what: &str, outcome: Result<T>) {
+        let Err(err) = outcome else {
+            panic!("{what} of `{NAME}` succeeded in a build without the `redis` feature");
+        };
+        assert!(
+            matches!(&err, Error::Open(OpenError::RedisDisabled { name }) if name.as_str() == NAME),
+            "{what}: {err:?}"
+        );
+        let message = err.to_string();
+        for part in [
+            NAME,
+            "built without its `redis` feature",
+            r#"features = ["redis"]"#,
+        ] {
+            assert!(message.contains(part), "{what}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_redis_name_is_refused_with_how_to_enable_the_backend() {
+        assert_redis_disabled("Lock::open", Lock::open(NAME));
+        assert_redis_disabled("Lock::create", Lock::create(NAME));
+        assert_redis_disabled("SharedList::open", SharedList::<i64>::open(NAME));
+        assert_redis_disabled("SharedList::create", SharedList::<i64>::create(NAME));
+        assert_redis_disabled(
+            "SharedList::open_with",
+            SharedList::<i64>::open_with(NAME, &SegmentOptions::new()),
+        );
+        assert_redis_disabled("SharedMap::open", SharedMap::<String, i64>::open(NAME));
+        assert_redis_disabled("Queue::create", Queue::<i64>::create(NAME));
+        assert_redis_disabled("Value::open", Value::<u32>::open(NAME));
+        assert_redis_disabled("Value::create", Value::create(NAME, 1u32));
+        assert_redis_disabled("Event::open", Event::open(NAME));
+        // Kinds that live only in shared memory say the same: no build has them on Redis,
+        // but this one has no Redis names at all.
+        assert_redis_disabled("SharedVec::open", SharedVec::<u32>::open(NAME));
+        assert_redis_disabled("Mutex::open", Mutex::<u32>::open(NAME));
+        assert_redis_disabled("remove", super::remove(NAME));
+        assert_redis_disabled(
+            "inspect::describe",
+            inspect::describe(NAME, &SegmentOptions::new()),
+        );
     }
 }

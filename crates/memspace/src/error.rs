@@ -265,6 +265,18 @@ pub enum OpenError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The name is a Redis object's (`redis://HOST:PORT/NAME`), and this memspace was built
+    /// without its `redis` feature, so it has no Redis backend. (The variant exists either
+    /// way, so that code matching on it builds with and without the feature.)
+    #[error(
+        "`{name}` is a Redis object, and this memspace was built without its `redis` feature, \
+         which is its Redis backend; enable it with `features = [\"redis\"]` on memspace in \
+         Cargo.toml (it is a default feature: `default-features = false` turns it off)"
+    )]
+    RedisDisabled {
+        /// The object.
+        name: SegmentName,
+    },
     /// No segment (or Redis object) has this name.
     #[error(
         "`{name}` does not exist; check the name ({}) or create it first",

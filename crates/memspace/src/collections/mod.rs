@@ -24,8 +24,10 @@ pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};
 pub use self::map::{MapIter, MapKeys, MapValues, SharedMap};
 pub(crate) use self::map::{len as map_len, verify as verify_map};
+#[cfg(feature = "redis")]
+pub(crate) use self::queue::RedisQueue;
 pub use self::queue::{Delivery, Queue, QueueError, Undecodable};
-pub(crate) use self::queue::{RedisQueue, len as queue_len, verify as verify_queue};
+pub(crate) use self::queue::{len as queue_len, verify as verify_queue};
 pub use self::value::Value;
 pub use self::vec::SharedVec;
 pub(crate) use self::vec::{len as vec_len, verify as verify_vec};

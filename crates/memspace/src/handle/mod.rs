@@ -220,6 +220,7 @@ macro_rules! create_constructors {
 
 /// Implements [`RedisEngine`] for a kind's Redis engine that is its object alone (a struct
 /// whose one field is `object: Arc<Object>`).
+#[cfg(feature = "redis")]
 macro_rules! redis_engine {
     ($engine:ident) => {
         impl $crate::handle::RedisEngine for $engine {
@@ -236,4 +237,6 @@ macro_rules! redis_engine {
 
 mod place;
 
-pub(crate) use self::place::{Blueprint, InSegment, NoRedis, Place, RedisEngine};
+#[cfg(feature = "redis")]
+pub(crate) use self::place::RedisEngine;
+pub(crate) use self::place::{Blueprint, InSegment, NoRedis, Place};

@@ -7,10 +7,19 @@
 //! `redis.rs` beside the kind), the way crossbeam-channel's `Sender` dispatches to its
 //! flavors. A kind without a Redis engine uses [`NoRedis`], which has no values: its handles
 //! are in shared memory by construction, and its `match`es need no Redis arm.
+//!
+//! Without the `redis` feature no kind has a Redis engine: each kind's `redis.rs` is not
+//! built, its engine's name stands for [`NoRedis`], and its Redis arms are left out with
+//! `#[cfg(feature = "redis")]`. The kinds match on [`Place::as_ref`], which then holds a
+//! `NoRedis` by value, so a `match` without its Redis arm is still exhaustive; the
+//! one `match` on the uninhabited engine is in `as_ref`. A Redis name then reaches the
+//! shared-memory side, which refuses it with
+//! [`OpenError::RedisDisabled`](crate::OpenError::RedisDisabled).
 
 use std::sync::Arc;
 
 use crate::error::Result;
+#[cfg(feature = "redis")]
 use crate::redis::{Init, Object};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 
@@ -38,7 +47,8 @@ impl InSegment for Arc<Segment> {
     }
 }
 
-/// A kind's Redis engine: the kind's operations on one Redis [`Object`].
+/// A kind's Redis engine: the kind's operations on one Redis `Object`.
+#[cfg(feature = "redis")]
 pub(crate) trait RedisEngine: Sized {
     /// Whether the kind has a Redis backend at all ([`NoRedis`] says no).
     const EXISTS: bool = true;
@@ -50,10 +60,18 @@ pub(crate) trait RedisEngine: Sized {
     fn object(&self) -> &Object;
 }
 
+/// Without the `redis` feature the only engine is [`NoRedis`], which has no values.
+#[cfg(not(feature = "redis"))]
+pub(crate) trait RedisEngine: Sized {
+    /// An engine cannot exist: no place holds one.
+    fn absent(&self) -> !;
+}
+
 /// The Redis engine of a kind that lives only in shared memory: there is none.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum NoRedis {}
 
+#[cfg(feature = "redis")]
 impl RedisEngine for NoRedis {
     const EXISTS: bool = false;
 
@@ -66,6 +84,13 @@ impl RedisEngine for NoRedis {
     }
 }
 
+#[cfg(not(feature = "redis"))]
+impl RedisEngine for NoRedis {
+    fn absent(&self) -> ! {
+        match *self {}
+    }
+}
+
 /// How a new object is made: what is recorded of it, and its first contents.
 pub(crate) struct Blueprint<'a> {
     /// What it is.
@@ -74,7 +99,11 @@ pub(crate) struct Blueprint<'a> {
     pub(crate) options: &'a SegmentOptions,
     /// Whether the name is removed as soon as the segment is mapped (an anonymous object).
     pub(crate) anonymous: bool,
-    /// What a new Redis object records (its `type_name` is recorded by a segment too).
+    /// The item type its creator used, recorded by both backends (empty for a kind that holds
+    /// no items).
+    pub(crate) type_name: &'a str,
+    /// What else a new Redis object records, and its first data.
+    #[cfg(feature = "redis")]
     pub(crate) redis: Init<'a>,
 }
 
@@ -82,13 +111,8 @@ impl<'a> Blueprint<'a> {
     /// A blueprint of a `kind` whose items are `T`s (the type its creator records).
     pub(crate) fn of<T: ?Sized>(kind: Kind, options: &'a SegmentOptions, anonymous: bool) -> Self {
         Blueprint {
-            kind,
-            options,
-            anonymous,
-            redis: Init {
-                type_name: std::any::type_name::<T>(),
-                ..Init::default()
-            },
+            type_name: std::any::type_name::<T>(),
+            ..Self::untyped(kind, options, anonymous)
         }
     }
 
@@ -98,7 +122,30 @@ impl<'a> Blueprint<'a> {
             kind,
             options,
             anonymous,
+            type_name: "",
+            #[cfg(feature = "redis")]
             redis: Init::default(),
+        }
+    }
+}
+
+impl<R: RedisEngine, S> Place<R, S> {
+    /// The place, borrowed, for a `match`: `Place::Shm(&shm)` or `Place::Redis(&engine)`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn as_ref(&self) -> Place<&R, &S> {
+        match self {
+            Place::Shm(shm) => Place::Shm(shm),
+            Place::Redis(engine) => Place::Redis(engine),
+        }
+    }
+
+    /// The place, borrowed, for a `match`. Without the `redis` feature its Redis side is a
+    /// [`NoRedis`] by value, which has no values, so a `match` needs no Redis arm.
+    #[cfg(not(feature = "redis"))]
+    pub(crate) fn as_ref(&self) -> Place<NoRedis, &S> {
+        match self {
+            Place::Shm(shm) => Place::Shm(shm),
+            Place::Redis(engine) => engine.absent(),
         }
     }
 }
@@ -106,8 +153,9 @@ impl<'a> Blueprint<'a> {
 impl<R: RedisEngine, S: InSegment> Place<R, S> {
     /// The object's name (`redis://HOST:PORT/NAME` on Redis).
     pub(crate) fn name(&self) -> &SegmentName {
-        match self {
+        match self.as_ref() {
             Place::Shm(shm) => shm.segment().name(),
+            #[cfg(feature = "redis")]
             Place::Redis(engine) => engine.object().name(),
         }
     }
@@ -115,30 +163,34 @@ impl<R: RedisEngine, S: InSegment> Place<R, S> {
     /// The item type recorded by the object's creator (see `recorded_type_name` on the
     /// handles).
     pub(crate) fn recorded_type_name(&self) -> &str {
-        match self {
+        match self.as_ref() {
             Place::Shm(shm) => shm.segment().type_name(),
+            #[cfg(feature = "redis")]
             Place::Redis(engine) => engine.object().type_name(),
         }
     }
 
     /// The object's segment, or `None` on Redis, which has none.
     pub(crate) fn segment(&self) -> Option<&Segment> {
-        match self {
+        match self.as_ref() {
             Place::Shm(shm) => Some(shm.segment()),
+            #[cfg(feature = "redis")]
             Place::Redis(_) => None,
         }
     }
 
     /// Removes the object's name (see [`Segment::unlink`]; on Redis its keys).
     pub(crate) fn unlink(&self) -> Result<()> {
-        match self {
+        match self.as_ref() {
             Place::Shm(shm) => Ok(shm.segment().unlink()?),
+            #[cfg(feature = "redis")]
             Place::Redis(engine) => engine.object().remove(),
         }
     }
 
     /// Opens the Redis object `name` as a `kind`, if `name` is a Redis name of a kind with a
     /// Redis backend; `None` for a shared-memory name.
+    #[cfg(feature = "redis")]
     pub(crate) fn open_redis(name: &SegmentName, kind: Kind) -> Result<Option<R>> {
         if R::EXISTS && name.is_redis() {
             Ok(Some(R::attach(Object::open(name, kind)?)))
@@ -147,18 +199,34 @@ impl<R: RedisEngine, S: InSegment> Place<R, S> {
         }
     }
 
+    /// Without the `redis` feature, always `None`: the shared-memory side refuses a Redis
+    /// name.
+    #[cfg(not(feature = "redis"))]
+    pub(crate) fn open_redis(_: &SegmentName, _: Kind) -> Result<Option<R>> {
+        Ok(None)
+    }
+
     /// Creates the Redis object `name` from `blueprint`, if `name` is a Redis name of a kind
     /// with a Redis backend; `None` for a shared-memory name.
+    #[cfg(feature = "redis")]
     pub(crate) fn create_redis(name: &SegmentName, blueprint: &Blueprint<'_>) -> Result<Option<R>> {
         if R::EXISTS && name.is_redis() {
             Ok(Some(R::attach(Object::create(
                 name,
                 blueprint.kind,
+                blueprint.type_name,
                 &blueprint.redis,
             )?)))
         } else {
             Ok(None)
         }
+    }
+
+    /// Without the `redis` feature, always `None`: the shared-memory side refuses a Redis
+    /// name.
+    #[cfg(not(feature = "redis"))]
+    pub(crate) fn create_redis(_: &SegmentName, _: &Blueprint<'_>) -> Result<Option<R>> {
+        Ok(None)
     }
 }
 
@@ -198,7 +266,7 @@ impl<R: RedisEngine> Place<R> {
         let segment = Segment::create(
             name,
             blueprint.kind,
-            blueprint.redis.type_name,
+            blueprint.type_name,
             blueprint.options,
             blueprint.anonymous,
             init,
@@ -214,8 +282,9 @@ impl<R: RedisEngine> Place<R> {
 
     /// The segment, on the shared-memory side.
     pub(crate) fn shm(&self) -> Option<&Arc<Segment>> {
-        match self {
+        match self.as_ref() {
             Place::Shm(segment) => Some(segment),
+            #[cfg(feature = "redis")]
             Place::Redis(_) => None,
         }
     }

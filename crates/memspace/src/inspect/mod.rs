@@ -1,6 +1,6 @@
 //! Read-only, validating views of objects: what `memspace ls` and `memspace inspect` print
-//! ([`info`] of a segment, [`describe`] of a segment or a Redis object, [`list_objects`] of a
-//! Redis server), and [`verify`], which checks a segment's invariants (the crash tests run it
+//! ([`info`] of a segment, [`describe`] of a segment or a Redis object, `list_objects` of a
+//! Redis server with the `redis` feature), and [`verify`], which checks a segment's invariants (the crash tests run it
 //! after every kill).
 //!
 //! [`gc`] is the one function here that changes anything: it removes the segments nobody can use
@@ -11,6 +11,7 @@
 //! resetting a lock left over from an earlier boot.
 
 mod gc;
+#[cfg(feature = "redis")]
 mod remote;
 
 use std::io;
@@ -25,6 +26,7 @@ use crate::segment::users_alive;
 use crate::segment::{Kind, SHM_PREFIX, Segment, SegmentName, SegmentOptions, User};
 
 pub use self::gc::{Abandoned, Collected, UNFINISHED_AGE, gc};
+#[cfg(feature = "redis")]
 pub use self::remote::{Listed, Problem, list_objects};
 pub use crate::segment::Report;
 
@@ -248,6 +250,8 @@ pub enum Description {
 /// is damaged and [`Error::RedisUnreachable`].
 pub fn describe(name: &str, options: &SegmentOptions) -> Result<Description> {
     let name = SegmentName::new(name)?;
+    // Without the `redis` feature the observer's open refuses a Redis name.
+    #[cfg(feature = "redis")]
     if name.is_redis() {
         let (kind, fields) = remote::describe(&name)?;
         return Ok(Description::Redis { kind, fields });

@@ -12,6 +12,7 @@ use crate::segment::{Kind, SegmentName};
 /// An object that `memspace ls --redis` lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct Listed {
     /// Its full name, `redis://HOST:PORT/NAME`.
     pub name: String,
@@ -29,6 +30,7 @@ pub struct Listed {
 /// Why a listed object cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub enum Problem {
     /// Its keys are damaged (its meta hash is missing a field or is not a hash, its items key
     /// has the wrong type, ...); `memspace rm` removes it.
@@ -139,6 +141,7 @@ fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
 /// [`Error::RedisUnreachable`] if the server cannot be reached; [`OpenError::InvalidName`]
 /// if `url` is not `redis://HOST:PORT`, or holds a user name or password (not supported yet;
 /// the error hides them).
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
     let server = crate::segment::server_of_url(url)?;
     let probe = SegmentName::new(&format!("redis://{server}/ls"))?;

@@ -157,11 +157,10 @@ pub(crate) struct Object {
     capacity: u64,
 }
 
-/// What a new object records in its meta hash, and its first data.
+/// What a new object records in its meta hash besides its kind and item type, and its first
+/// data.
 #[derive(Debug, Default)]
 pub(crate) struct Init<'a> {
-    /// The item type its creator used.
-    pub(crate) type_name: &'a str,
     /// The size of its one value (a `Value<T>`'s `T`), or 0.
     pub(crate) size: u64,
     /// Its bound (a bounded queue's), or 0.
@@ -214,8 +213,13 @@ pub(crate) fn meta_key(object: &str) -> String {
 }
 
 impl Object {
-    /// Creates `name` as a `kind`.
-    pub(crate) fn create(name: &SegmentName, kind: Kind, init: &Init<'_>) -> Result<Arc<Self>> {
+    /// Creates `name` as a `kind` of items of `type_name` (the type its creator used).
+    pub(crate) fn create(
+        name: &SegmentName,
+        kind: Kind,
+        type_name: &str,
+        init: &Init<'_>,
+    ) -> Result<Arc<Self>> {
         let at = location(name)?;
         let conn = Conn::new(name, &at.server)?;
         let since_epoch = SystemTime::now()
@@ -224,7 +228,7 @@ impl Object {
         let created_ms = since_epoch.as_millis();
         let meta = Meta {
             kind,
-            type_name: init.type_name.to_owned(),
+            type_name: type_name.to_owned(),
             size: init.size,
             capacity: init.capacity,
             incarnation: new_incarnation(since_epoch),
@@ -237,7 +241,7 @@ impl Object {
                 .key(object.items_key())
                 .key(&seq)
                 .arg(kind.as_str())
-                .arg(init.type_name)
+                .arg(type_name)
                 .arg(init.size)
                 .arg(init.capacity)
                 .arg(match init.first {

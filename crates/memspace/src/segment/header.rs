@@ -216,7 +216,8 @@ impl Kind {
         })
     }
 
-    /// The kind named `text` (as [`Kind::as_str`] writes it).
+    /// The kind named `text` (as [`Kind::as_str`] writes it; a Redis object records it so).
+    #[cfg(feature = "redis")]
     pub(crate) fn from_name(text: &str) -> Option<Self> {
         (1..=12)
             .filter_map(Kind::from_raw)

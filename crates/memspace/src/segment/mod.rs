@@ -65,9 +65,11 @@ use self::header::FLAG_ANONYMOUS;
 pub use self::header::Kind;
 pub(crate) use self::header::{DATA_START, HeaderFields};
 pub(crate) use self::mapping::Mapping;
+#[cfg(feature = "redis")]
+pub(crate) use self::name::RedisLocation;
 pub use self::name::redact_credentials;
+pub(crate) use self::name::server_of_url;
 pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, SHM_PREFIX, SegmentName};
-pub(crate) use self::name::{RedisLocation, server_of_url};
 pub use self::options::SegmentOptions;
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
 pub use self::report::Report;

@@ -233,6 +233,7 @@ impl SegmentName {
     }
 
     /// Where a `redis://` object lives.
+    #[cfg(feature = "redis")]
     pub(crate) fn redis_location(&self) -> Option<&RedisLocation> {
         match &self.location {
             Location::Redis(at) => Some(at),
@@ -404,8 +405,12 @@ impl fmt::Debug for SegmentName {
     }
 }
 
-/// A `redis://` name given to a type that only lives in shared memory.
+/// A `redis://` name given to a type that only lives in shared memory, or to any type when
+/// memspace was built without its `redis` feature.
 pub(super) fn not_a_segment(name: &SegmentName) -> OpenError {
+    if !cfg!(feature = "redis") {
+        return OpenError::RedisDisabled { name: name.clone() };
+    }
     OpenError::InvalidName {
         name: name.as_str().to_owned(),
         reason: "only Lock, SharedList, SharedMap, Queue, Value and Event have a Redis backend; \

@@ -40,11 +40,15 @@ pub use self::barrier::{Barrier, BarrierError, MAX_PARTIES};
 pub use self::condvar::{Condvar, Relock};
 pub use self::error::{LeaseError, LockError, TryLockError};
 pub use self::event::Event;
+#[cfg(feature = "redis")]
 pub(crate) use self::event::RedisEvent;
+#[cfg(feature = "redis")]
 pub(crate) use self::lock::RedisLock;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
-pub(crate) use self::plain::{expect_type, type_mismatch};
+pub(crate) use self::plain::expect_type;
+#[cfg(feature = "redis")]
+pub(crate) use self::plain::type_mismatch;
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
 use crate::segment::RawFailure;

@@ -5,6 +5,7 @@
 //! shared memory (index blocks and checksummed records, repaired after a writer's death),
 //! `redis.rs` in a Redis list; `verify.rs` is what `inspect` reads of a list segment.
 
+#[cfg(feature = "redis")]
 mod redis;
 mod shm;
 mod verify;
@@ -17,10 +18,13 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "redis")]
 use self::redis::RedisList;
 use self::shm::Raw;
 use super::{codec, record};
 use crate::error::{Error, Result};
+#[cfg(not(feature = "redis"))]
+use crate::handle::NoRedis as RedisList;
 use crate::handle::{Blueprint, Place};
 use crate::segment::{Kind, SegmentName, SegmentOptions};
 
@@ -96,8 +100,9 @@ impl<T> SharedList<T> {
     /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the list was removed (or created
     /// again) since this handle opened it.
     pub fn len(&self) -> Result<u64> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Ok(Raw::new(segment).len()),
+            #[cfg(feature = "redis")]
             Place::Redis(list) => list.len(),
         }
     }
@@ -116,8 +121,9 @@ impl<T> SharedList<T> {
     /// 0 for a Redis list.
     #[must_use]
     pub fn used_bytes(&self) -> u64 {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Raw::new(segment).used_bytes(),
+            #[cfg(feature = "redis")]
             Place::Redis(_) => 0,
         }
     }
@@ -177,7 +183,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// Appends encoded items, in shared memory under one acquisition of the lock (taken even
     /// for none: it repairs what a dead writer left), on Redis in one atomic step.
     fn append(&self, payloads: &[Vec<u8>]) -> Result<()> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => {
                 let raw = Raw::new(segment);
                 let held = raw.lock()?;
@@ -185,6 +191,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
                     .iter()
                     .try_for_each(|payload| raw.append(&held, payload))
             }
+            #[cfg(feature = "redis")]
             Place::Redis(list) => list.push(payloads),
         }
     }
@@ -196,13 +203,14 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// [`Error::Decode`] if the item is not a `T`; [`Error::Corrupt`] if it fails its checksum
     /// or points outside the segment.
     pub fn get(&self, index: u64) -> Result<Option<T>> {
-        let payload = match &self.place {
+        let payload = match self.place.as_ref() {
             Place::Shm(segment) => {
                 if index >= self.len()? {
                     return Ok(None);
                 }
                 Raw::new(segment).read_payload(index)?
             }
+            #[cfg(feature = "redis")]
             Place::Redis(list) => match list.get(index)? {
                 Some(payload) => payload,
                 None => return Ok(None),
@@ -250,8 +258,9 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     ///
     /// As [`SharedList::get`].
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        let segment = match &self.place {
+        let segment = match self.place.as_ref() {
             Place::Shm(segment) => segment,
+            #[cfg(feature = "redis")]
             Place::Redis(list) => {
                 return (0u64..)
                     .zip(list.all()?)

@@ -75,8 +75,9 @@ where
 impl<K, V> SharedMap<K, V> {
     /// The entries, copied (for the iterators).
     fn entries(&self) -> Result<Vec<(u64, Entry)>> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Raw { segment }.entries(),
+            #[cfg(feature = "redis")]
             Place::Redis(map) => map.entries(),
         }
     }

@@ -9,6 +9,7 @@
 //! iterators are in `iter.rs`.
 
 mod iter;
+#[cfg(feature = "redis")]
 mod redis;
 mod shm;
 
@@ -21,12 +22,15 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "redis")]
 use self::redis::RedisMap;
 use self::shm::{Entry, KEY_LENGTH, Raw};
 use super::{codec, record};
 #[cfg(doc)]
 use crate::error::OpenError;
 use crate::error::{Error, Result};
+#[cfg(not(feature = "redis"))]
+use crate::handle::NoRedis as RedisMap;
 use crate::handle::{Blueprint, Place};
 use crate::segment::{Kind, SegmentName, SegmentOptions};
 
@@ -131,8 +135,9 @@ impl<K, V> SharedMap<K, V> {
     /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the map was removed (or created
     /// again) since this handle opened it.
     pub fn len(&self) -> Result<u64> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Ok(Raw { segment }.len()),
+            #[cfg(feature = "redis")]
             Place::Redis(map) => map.len(),
         }
     }
@@ -152,8 +157,9 @@ impl<K, V> SharedMap<K, V> {
     /// 0 for a Redis map.
     #[must_use]
     pub fn used_bytes(&self) -> u64 {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Raw { segment }.tail(),
+            #[cfg(feature = "redis")]
             Place::Redis(_) => 0,
         }
     }
@@ -238,8 +244,9 @@ where
     /// (nothing is written), or [`Error::RedisUnreachable`].
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
         let (payload, key_len) = self.encode_entry(key, value)?;
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len)?),
+            #[cfg(feature = "redis")]
             Place::Redis(map) => {
                 let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
                 map.insert(key, value)
@@ -256,8 +263,9 @@ where
     /// segment was damaged.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => self.value_of(Raw { segment }.get(&key)?),
+            #[cfg(feature = "redis")]
             Place::Redis(map) => map.get(&key),
         }
     }
@@ -269,8 +277,9 @@ where
     /// As [`SharedMap::get`], except that the value is not decoded.
     pub fn contains_key(&self, key: &K) -> Result<bool> {
         let key = self.encode_key(key)?;
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Ok(Raw { segment }.get(&key)?.is_some()),
+            #[cfg(feature = "redis")]
             Place::Redis(map) => map.contains(&key),
         }
     }
@@ -283,8 +292,9 @@ where
     /// [`OpenError::NotFound`] if the map was removed.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let key = self.encode_key(key)?;
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => self.value_of(Raw { segment }.remove(&key)?),
+            #[cfg(feature = "redis")]
             Place::Redis(map) => map.remove(&key),
         }
     }
@@ -296,8 +306,9 @@ where
     /// [`Error::Corrupt`] if the segment was damaged. On Redis, [`OpenError::NotFound`] if the
     /// map was removed.
     pub fn clear(&self) -> Result<()> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Raw { segment }.clear(),
+            #[cfg(feature = "redis")]
             Place::Redis(map) => map.clear(),
         }
     }

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::layout::Raw;
+#[cfg(feature = "redis")]
 use super::redis::Received;
 use super::shm::Taken;
 use super::{Queue, QueueError, RedisQueue};
@@ -20,28 +21,33 @@ pub(super) struct Claim {
     /// Acknowledged or put back (or no longer this process's to settle).
     settled: bool,
     /// For a Redis queue: the stream entry and its receiver.
+    #[cfg(feature = "redis")]
     remote: Option<Received>,
 }
 
 impl Claim {
     /// The claim on an item taken from a segment, and its payload.
     pub(super) fn shm(taken: Taken) -> (Self, Vec<u8>) {
-        (Self::new(taken.seq, taken.deliveries, None), taken.payload)
+        (Self::new(taken.seq, taken.deliveries), taken.payload)
     }
 
     /// The claim on an item received from a Redis stream, and its payload.
+    #[cfg(feature = "redis")]
     pub(super) fn redis(mut item: Received) -> (Self, Vec<u8>) {
         let payload = std::mem::take(&mut item.payload);
-        (Self::new(item.seq, item.deliveries, Some(item)), payload)
+        let mut claim = Self::new(item.seq, item.deliveries);
+        claim.remote = Some(item);
+        (claim, payload)
     }
 
-    fn new(seq: u64, deliveries: u32, remote: Option<Received>) -> Self {
+    fn new(seq: u64, deliveries: u32) -> Self {
         Claim {
             seq,
             deliveries,
             pid: sys::pid(),
             settled: false,
-            remote,
+            #[cfg(feature = "redis")]
+            remote: None,
         }
     }
 
@@ -54,12 +60,15 @@ impl Claim {
         place: &Place<RedisQueue>,
         ack: bool,
     ) -> Result<(), QueueError> {
-        let done = match (&self.remote, place) {
-            (Some(item), Place::Redis(queue)) if ack => queue.ack(item)?,
-            (Some(item), Place::Redis(queue)) => queue.nack(item)?,
-            (_, Place::Shm(segment)) if ack => Raw { segment }.ack(self.seq).map(|()| true)?,
-            (_, Place::Shm(segment)) => Raw { segment }.nack(self.seq).map(|()| true)?,
-            (None, Place::Redis(_)) => false,
+        let done = match place.as_ref() {
+            Place::Shm(segment) if ack => Raw { segment }.ack(self.seq).map(|()| true)?,
+            Place::Shm(segment) => Raw { segment }.nack(self.seq).map(|()| true)?,
+            #[cfg(feature = "redis")]
+            Place::Redis(queue) => match &self.remote {
+                Some(item) if ack => queue.ack(item)?,
+                Some(item) => queue.nack(item)?,
+                None => false,
+            },
         };
         self.settled = true;
         if done {

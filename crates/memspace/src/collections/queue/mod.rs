@@ -18,6 +18,7 @@
 mod delivery;
 mod error;
 mod layout;
+#[cfg(feature = "redis")]
 mod redis;
 mod shm;
 mod verify;
@@ -25,8 +26,11 @@ mod wait;
 
 pub use self::delivery::Delivery;
 pub use self::error::{QueueError, Undecodable};
+#[cfg(feature = "redis")]
 pub(crate) use self::redis::RedisQueue;
 pub(crate) use self::verify::{len, verify};
+#[cfg(not(feature = "redis"))]
+pub(crate) use crate::handle::NoRedis as RedisQueue;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -43,7 +47,8 @@ use super::{codec, record};
 use crate::error::OpenError;
 use crate::error::{Error, Result};
 use crate::handle::{Blueprint, Place};
-use crate::redis::FirstData;
+#[cfg(feature = "redis")]
+use crate::redis::{FirstData, Init};
 use crate::segment::{Kind, SegmentName, SegmentOptions};
 
 /// A multi-producer, multi-consumer FIFO queue shared by threads and processes, bounded or
@@ -177,8 +182,9 @@ impl<T> Queue<T> {
     /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the queue was removed (or created
     /// again) since this handle opened it.
     pub fn len(&self) -> Result<u64> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Ok(len(segment)),
+            #[cfg(feature = "redis")]
             Place::Redis(queue) => queue.len(),
         }
     }
@@ -198,8 +204,9 @@ impl<T> Queue<T> {
     ///
     /// As [`Queue::len`].
     pub fn unacknowledged(&self) -> Result<u64> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Ok(Raw { segment }.area().unacked.load(Ordering::Acquire)),
+            #[cfg(feature = "redis")]
             Place::Redis(queue) => Ok(queue.len()? + queue.in_flight()?),
         }
     }
@@ -210,8 +217,9 @@ impl<T> Queue<T> {
     ///
     /// As [`Queue::len`].
     pub fn in_flight(&self) -> Result<u64> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(_) => Ok(self.unacknowledged()?.saturating_sub(self.len()?)),
+            #[cfg(feature = "redis")]
             Place::Redis(queue) => queue.in_flight(),
         }
     }
@@ -219,8 +227,9 @@ impl<T> Queue<T> {
     /// The bound on unacknowledged items, if the queue is bounded.
     #[must_use]
     pub fn capacity(&self) -> Option<u64> {
-        let capacity = match &self.place {
+        let capacity = match self.place.as_ref() {
             Place::Shm(segment) => Raw { segment }.area().capacity.load(Ordering::Relaxed),
+            #[cfg(feature = "redis")]
             Place::Redis(queue) => queue.object().capacity(),
         };
         match capacity {
@@ -314,10 +323,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         options: &SegmentOptions,
         anonymous: bool,
     ) -> Result<Self> {
-        let mut blueprint = Blueprint::of::<T>(Kind::Queue, options, anonymous);
-        blueprint.redis.capacity = capacity;
-        blueprint.redis.first = FirstData::Stream {
-            group: redis::GROUP,
+        let blueprint = Blueprint {
+            #[cfg(feature = "redis")]
+            redis: Init {
+                capacity,
+                first: FirstData::Stream {
+                    group: redis::GROUP,
+                },
+                ..Init::default()
+            },
+            ..Blueprint::of::<T>(Kind::Queue, options, anonymous)
         };
         let place = Place::create(name, &blueprint, |segment| {
             // A new object is zero-filled: only the bound needs setting.
@@ -351,8 +366,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> std::result::Result<(), QueueError> {
         // Encoded before anything is locked: a value that cannot be encoded changes nothing.
         let payload = self.encode(value)?;
-        let put = match &self.place {
+        let put = match self.place.as_ref() {
             Place::Shm(segment) => Raw { segment }.put_until(&payload, timeout)?,
+            #[cfg(feature = "redis")]
             Place::Redis(queue) => queue.put_until(&payload, timeout)?,
         };
         if put {
@@ -397,8 +413,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         &self,
         timeout: Option<Duration>,
     ) -> std::result::Result<Delivery<'_, T>, QueueError> {
-        let taken = match &self.place {
+        let taken = match self.place.as_ref() {
             Place::Shm(segment) => Raw { segment }.receive_until(timeout)?.map(Claim::shm),
+            #[cfg(feature = "redis")]
             Place::Redis(queue) => queue.receive_until(timeout)?.map(Claim::redis),
         };
         let Some((claim, payload)) = taken else {
@@ -487,9 +504,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`Error::Decode`] if an item is not a `T`; [`Error::Corrupt`] if the segment is damaged.
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        let ready = match &self.place {
+        let ready = match self.place.as_ref() {
             Place::Shm(segment) => Raw { segment }.ready_payloads()?,
             // Numbered by position among the waiting items.
+            #[cfg(feature = "redis")]
             Place::Redis(queue) => (0u64..).zip(queue.waiting()?).collect(),
         };
         ready

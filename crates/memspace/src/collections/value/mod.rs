@@ -4,18 +4,23 @@
 //! In shared memory a value is a [`Mutex<T>`] segment of its own kind; on a Redis server it is
 //! the string that `redis.rs` updates in optimistic transactions.
 
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::fmt;
 
 use bytemuck::Pod;
 
+#[cfg(feature = "redis")]
 use self::redis::RedisValue;
 use crate::error::Result;
-use crate::handle::{Blueprint, Place, RedisEngine};
+#[cfg(not(feature = "redis"))]
+use crate::handle::NoRedis as RedisValue;
+use crate::handle::{Blueprint, Place};
+#[cfg(feature = "redis")]
 use crate::redis::{FirstData, Init};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
-use crate::sync::{LockError, Mutex, MutexGuard, TryLockError, type_mismatch};
+use crate::sync::{LockError, Mutex, MutexGuard, TryLockError};
 
 /// A value of plain data (`T: Pod`) shared by threads and processes.
 ///
@@ -117,6 +122,7 @@ impl<T: Pod + Send> Value<T> {
     pub fn open(name: &str) -> Result<Self> {
         let name = SegmentName::new(name)?;
         let place = match ValuePlace::<T>::open_redis(&name, Kind::Value)? {
+            #[cfg(feature = "redis")]
             Some(remote) => Place::Redis(Self::checked(remote)?),
             None => Place::Shm(Mutex::open_kind(&name, Kind::Value)?),
         };
@@ -170,14 +176,16 @@ impl<T: Pod + Send> Value<T> {
             // Not used: a value's segment is sized to hold the value.
             options: &SegmentOptions::new(),
             anonymous,
+            type_name: std::any::type_name::<T>(),
+            #[cfg(feature = "redis")]
             redis: Init {
-                type_name: std::any::type_name::<T>(),
                 size: size_of::<T>() as u64,
                 first: FirstData::String(bytemuck::bytes_of(&value)),
                 ..Init::default()
             },
         };
         let place = match ValuePlace::<T>::create_redis(name, &blueprint)? {
+            #[cfg(feature = "redis")]
             Some(remote) => Place::Redis(remote),
             None => Place::Shm(Mutex::create_segment(name, value, anonymous, Kind::Value)?),
         };
@@ -185,7 +193,11 @@ impl<T: Pod + Send> Value<T> {
     }
 
     /// A Redis value, checked to hold values of `T`'s size.
+    #[cfg(feature = "redis")]
     fn checked(remote: RedisValue) -> Result<RedisValue> {
+        use crate::handle::RedisEngine;
+        use crate::sync::type_mismatch;
+
         let object = remote.object();
         if object.size() != size_of::<T>() as u64 {
             return Err(type_mismatch::<T>(
@@ -198,6 +210,7 @@ impl<T: Pod + Send> Value<T> {
     }
 
     /// Reads `T` from the bytes a Redis value holds.
+    #[cfg(feature = "redis")]
     fn decode(&self, bytes: &[u8]) -> Result<T> {
         bytemuck::try_pod_read_unaligned(bytes).map_err(|_| crate::Error::Corrupt {
             name: self.name().clone(),
@@ -248,8 +261,9 @@ impl<T: Pod + Send> Value<T> {
     /// [`OpenError::NotFound`](crate::OpenError::NotFound) if the value was removed (a write
     /// then stores nothing).
     pub fn get(&self) -> Result<T> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(inner) => Ok(*self.lock(inner)?),
+            #[cfg(feature = "redis")]
             Place::Redis(value) => self.decode(&value.get()?),
         }
     }
@@ -260,8 +274,9 @@ impl<T: Pod + Send> Value<T> {
     ///
     /// As [`Value::get`].
     pub fn set(&self, value: T) -> Result<()> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(inner) => *self.lock(inner)? = value,
+            #[cfg(feature = "redis")]
             Place::Redis(remote) => remote.set(bytemuck::bytes_of(&value))?,
         }
         Ok(())
@@ -274,12 +289,13 @@ impl<T: Pod + Send> Value<T> {
     ///
     /// As [`Value::get`].
     pub fn update(&self, mut change: impl FnMut(&mut T)) -> Result<T> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(inner) => {
                 let mut guard = self.lock(inner)?;
                 change(&mut guard);
                 Ok(*guard)
             }
+            #[cfg(feature = "redis")]
             Place::Redis(remote) => {
                 let new = remote.update(&mut |bytes| {
                     // A value of the wrong size is left as it is, unwritten; `decode`

@@ -1,8 +1,12 @@
 //! [`Event`]: a flag that processes wait for, like Python's `multiprocessing.Event`.
 
+#[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "redis")]
 pub(crate) use self::redis::RedisEvent;
+#[cfg(not(feature = "redis"))]
+pub(crate) use crate::handle::NoRedis as RedisEvent;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
-use crate::redis::FirstData;
+#[cfg(feature = "redis")]
+use crate::redis::{FirstData, Init};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 use crate::sys::{self, Woken};
 
@@ -100,9 +105,15 @@ impl Event {
 
     fn create_segment(name: &SegmentName, anonymous: bool) -> Result<Self> {
         let options = SegmentOptions::control_only();
-        let mut blueprint = Blueprint::untyped(Kind::Event, &options, anonymous);
-        // The flag, clear.
-        blueprint.redis.first = FirstData::String(b"0");
+        let blueprint = Blueprint {
+            // The flag, clear.
+            #[cfg(feature = "redis")]
+            redis: Init {
+                first: FirstData::String(b"0"),
+                ..Init::default()
+            },
+            ..Blueprint::untyped(Kind::Event, &options, anonymous)
+        };
         let place = Place::create(name, &blueprint, |segment| {
             segment
                 .kind_area::<EventArea>()
@@ -130,7 +141,7 @@ impl Event {
     /// [`Error::Corrupt`](crate::Error::Corrupt) if the flag key is missing; setting or
     /// clearing writes it anew.)
     pub fn set(&self) -> Result<()> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => {
                 let flag = Self::flag(segment);
                 flag.store(1, Ordering::Release);
@@ -139,6 +150,7 @@ impl Event {
                 sys::futex_wake(flag, u32::MAX);
                 Ok(())
             }
+            #[cfg(feature = "redis")]
             Place::Redis(event) => event.store(true),
         }
     }
@@ -149,11 +161,12 @@ impl Event {
     ///
     /// As [`Event::set`].
     pub fn clear(&self) -> Result<()> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => {
                 Self::flag(segment).store(0, Ordering::Release);
                 segment.check_intact()
             }
+            #[cfg(feature = "redis")]
             Place::Redis(event) => event.store(false),
         }
     }
@@ -164,8 +177,9 @@ impl Event {
     ///
     /// As [`Event::set`].
     pub fn is_set(&self) -> Result<bool> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Self::is_set_in(segment),
+            #[cfg(feature = "redis")]
             Place::Redis(event) => event.is_set(),
         }
     }
@@ -185,13 +199,14 @@ impl Event {
     /// As [`Event::set`]: a Redis waiter reports the server becoming unreachable instead of
     /// waiting on.
     pub fn wait(&self) -> Result<()> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => {
                 while !Self::is_set_in(segment)? {
                     sys::futex_wait(Self::flag(segment), 0, None);
                 }
                 Ok(())
             }
+            #[cfg(feature = "redis")]
             Place::Redis(event) => event.wait(None).map(drop),
         }
     }
@@ -203,8 +218,9 @@ impl Event {
     /// As [`Event::wait`].
     #[must_use = "the result says whether the event was set or the wait timed out"]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        let segment = match &self.place {
+        let segment = match self.place.as_ref() {
             Place::Shm(segment) => segment,
+            #[cfg(feature = "redis")]
             Place::Redis(event) => return event.wait(Some(timeout)),
         };
         let deadline = Instant::now().checked_add(timeout);

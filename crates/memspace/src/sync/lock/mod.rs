@@ -1,13 +1,19 @@
 //! [`Lock`]: a named, robust, cross-process lock with no data of its own.
 
+#[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "redis")]
 pub(crate) use self::redis::RedisLock;
+#[cfg(feature = "redis")]
 use self::redis::{Attempt, Lease};
+#[cfg(not(feature = "redis"))]
+use crate::handle::NoRedis as RedisLock;
 
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use std::time::Instant;
 
 use super::{LeaseError, LockError, RawGuard, Recovery, TryLockError, acquire, blocking};
@@ -164,12 +170,13 @@ impl Lock {
 
     #[inline]
     fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => acquire(segment, wait, |raw, _| LockGuard {
                 lock: self,
                 raw: Some(raw),
                 lease: None,
             }),
+            #[cfg(feature = "redis")]
             Place::Redis(lock) => self.acquire_lease(lock, wait),
         }
     }
@@ -177,6 +184,7 @@ impl Lock {
     /// Tries to take the lease until `wait` runs out, sleeping 1 ms between attempts at
     /// first, backing off to 20 ms. Out of line: a network round trip dwarfs a call, and the
     /// shared-memory path stays small enough to inline.
+    #[cfg(feature = "redis")]
     #[cold]
     #[inline(never)]
     fn acquire_lease(
@@ -229,8 +237,9 @@ impl Lock {
     /// [`OpenError::Replaced`](crate::OpenError::Replaced) if the lock was removed (or created
     /// again) since this handle opened it.
     pub fn owner(&self) -> Result<Option<u32>> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => Ok(segment.lock_slot().owner_pid()),
+            #[cfg(feature = "redis")]
             Place::Redis(lock) => Ok(lock.holder()?.map(|(pid, _)| pid)),
         }
     }
@@ -239,8 +248,9 @@ impl Lock {
     /// cannot tell a dead holder from an expired lease).
     #[must_use]
     pub fn owner_deaths(&self) -> u32 {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(segment) => segment.lock_slot().owner_deaths(),
+            #[cfg(feature = "redis")]
             Place::Redis(_) => 0,
         }
     }
@@ -254,14 +264,35 @@ impl Lock {
     ///
     /// As [`Lock::owner`].
     pub fn last_fencing_token(&self) -> Result<Option<u64>> {
-        match &self.place {
+        match self.place.as_ref() {
             Place::Shm(_) => Ok(None),
+            #[cfg(feature = "redis")]
             Place::Redis(lock) => lock.last_token().map(Some),
         }
     }
 }
 
 serialize_as_name!(Lock);
+
+/// Without the `redis` feature a guard never holds a lease: this stands in for the Redis
+/// lease, and has no values, so a guard's `lease` is always `None`.
+#[cfg(not(feature = "redis"))]
+enum Lease {}
+
+#[cfg(not(feature = "redis"))]
+impl Lease {
+    fn token(&self) -> u64 {
+        match *self {}
+    }
+
+    fn check(&self) -> Result<(), LeaseError> {
+        match *self {}
+    }
+
+    fn release(&mut self) -> Result<(), LeaseError> {
+        match *self {}
+    }
+}
 
 /// Proof that this thread holds a [`Lock`]; releases it when dropped.
 ///

@@ -171,6 +171,7 @@ pub(super) struct Entry {
 
 impl Entry {
     /// The entry of encoded `key` and `value`, as a record would hold it.
+    #[cfg(feature = "redis")]
     pub(super) fn new(key: &[u8], value: &[u8]) -> Self {
         let mut payload = Vec::with_capacity(KEY_LENGTH + key.len() + value.len());
         payload.extend_from_slice(&[0; KEY_LENGTH]);

@@ -280,3 +280,23 @@ fn the_readme_lists_every_command_of_the_help() {
         }
     }
 }
+
+#[test]
+fn inspect_and_ls_show_an_array_a_program_made() {
+    let name = memspace_testkit::Removal::fresh("array-inspect");
+    let array = memspace::SharedArray::<u16>::create_from(name.name(), &[3, 1, 4]).expect("array");
+    let shown = succeed(&["inspect", name.name()]);
+    assert!(shown.contains("array"), "{shown}");
+    assert!(shown.contains("u16"), "{shown}");
+    let info: serde_json::Value =
+        serde_json::from_str(&succeed(&["inspect", name.name(), "--json"])).expect("JSON");
+    assert_eq!(info["kind"], "array", "{info}");
+    assert_eq!(info["items"], 3, "{info}");
+    let listed = succeed(&["ls"]);
+    assert!(listed.contains(name.name()), "{listed}");
+    let items: serde_json::Value =
+        serde_json::from_str(&succeed(&["inspect", name.name(), "--items", "--json"]))
+            .expect("JSON");
+    assert_eq!(items["values"], serde_json::json!([3, 1, 4]), "{items}");
+    drop(array);
+}

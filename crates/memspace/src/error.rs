@@ -91,6 +91,26 @@ pub enum Error {
         #[source]
         source: Box<rmp_serde::decode::Error>,
     },
+    /// An index past the end of an array or list.
+    #[error("index {index} is out of range for `{name}`, which has {len} elements")]
+    IndexOutOfRange {
+        /// The array or list.
+        name: SegmentName,
+        /// The index asked for.
+        index: u64,
+        /// The number of elements.
+        len: u64,
+    },
+    /// A slice of another length than the array it is copied into.
+    #[error("`{name}` has {len} elements; a slice of {given} cannot be copied into it")]
+    LengthMismatch {
+        /// The array.
+        name: SegmentName,
+        /// Its number of elements.
+        len: u64,
+        /// The slice's.
+        given: u64,
+    },
     /// A value could not be encoded for storage (for example a map with non-string keys that
     /// the encoding cannot represent).
     #[error("a value of type `{type_name}` cannot be stored in `{name}`")]

@@ -44,7 +44,8 @@
 //!   [`TryLockError`], [`LeaseError`] (a Redis lock's lease), [`SemaphoreError`] and
 //!   [`BarrierError`].
 //! * [`collections`] has [`SharedList`] (append-only list), [`SharedVec`] (plain elements,
-//!   read as a slice), [`SharedMap`] (hash map), [`Queue`] (FIFO whose items come back when
+//!   read as a slice), [`SharedArray`] (a fixed number of numbers, each updated atomically),
+//!   [`SharedMap`] (hash map), [`Queue`] (FIFO whose items come back when
 //!   their consumer dies; [`Delivery`], [`QueueError`]) and [`Value`] (one value, updated
 //!   atomically).
 //! * [`segment`] is the named shared-memory segments everything lives in.
@@ -157,7 +158,7 @@ struct ReadmeExamples;
 
 pub use crate::backend::{Backend, remove};
 pub use crate::collections::{
-    Delivery, Queue, QueueError, SharedList, SharedMap, SharedVec, Value,
+    Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedVec, Value,
 };
 pub use crate::error::{Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};

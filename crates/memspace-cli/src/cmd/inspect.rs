@@ -138,9 +138,37 @@ fn items_of(
             None => Queue::<Value>::open(name),
         }
         .and_then(|queue| queue.to_vec()),
+        "array" => match observed {
+            Some(segment) => array_items(segment),
+            None => return Ok(None),
+        },
         _ => return Ok(None),
     };
     values.map(Some).with_context(context)
+}
+
+/// The elements of the array in `segment`, by the element type its creator recorded (one of
+/// the ten number types an array can hold).
+fn array_items(segment: memspace::Segment) -> memspace::Result<Vec<Value>> {
+    fn read<T: memspace::collections::Element + Into<Value>>(
+        segment: memspace::Segment,
+    ) -> memspace::Result<Vec<Value>> {
+        let array = memspace::SharedArray::<T>::from_segment(segment)?;
+        Ok(array.to_vec().into_iter().map(Into::into).collect())
+    }
+    match segment.type_name() {
+        "i8" => read::<i8>(segment),
+        "u8" => read::<u8>(segment),
+        "i16" => read::<i16>(segment),
+        "u16" => read::<u16>(segment),
+        "i32" => read::<i32>(segment),
+        "u32" => read::<u32>(segment),
+        "i64" => read::<i64>(segment),
+        "u64" => read::<u64>(segment),
+        "f32" => read::<f32>(segment),
+        // An unknown name is opened as `f64`, which reports the mismatch.
+        _ => read::<f64>(segment),
+    }
 }
 
 fn print_info(

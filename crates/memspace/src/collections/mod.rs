@@ -11,6 +11,7 @@
 //!   when the consumer that took them dies before acknowledging.
 //! * [`Value<T>`]: one plain value with atomic reads, writes and updates.
 
+mod array;
 mod changes;
 pub(crate) mod codec;
 mod list;
@@ -20,6 +21,8 @@ mod record;
 mod value;
 mod vec;
 
+pub use self::array::{ArrayGuard, Element, Integer, SharedArray};
+pub(crate) use self::array::{len as array_len, verify as verify_array};
 pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};
 pub use self::map::{MapIter, MapKeys, MapValues, SharedMap};

@@ -65,6 +65,7 @@ pub fn verify(segment: &Segment) -> Report {
     match segment.kind() {
         Kind::List => collections::verify_list(segment, &mut report),
         Kind::Vec => collections::verify_vec(segment, &mut report),
+        Kind::Array => collections::verify_array(segment, &mut report),
         Kind::Map => collections::verify_map(segment, &mut report),
         Kind::Queue => collections::verify_queue(segment, &mut report),
         _ => {}
@@ -205,6 +206,7 @@ pub fn info(segment: &Segment) -> SegmentInfo {
         items: match segment.kind() {
             Kind::List => Some(collections::list_len(segment)),
             Kind::Vec => Some(collections::vec_len(segment)),
+            Kind::Array => Some(collections::array_len(segment)),
             Kind::Map => Some(collections::map_len(segment)),
             Kind::Queue => Some(collections::queue_len(segment)),
             _ => None,

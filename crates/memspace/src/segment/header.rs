@@ -178,6 +178,8 @@ pub enum Kind {
     Barrier,
     /// An `RwLock<T>`.
     RwLock,
+    /// A `SharedArray<T>`: a fixed number of numbers, each kept in an atomic.
+    Array,
 }
 
 impl Kind {
@@ -195,6 +197,7 @@ impl Kind {
             Kind::Semaphore => 10,
             Kind::Barrier => 11,
             Kind::RwLock => 12,
+            Kind::Array => 13,
         }
     }
 
@@ -212,6 +215,7 @@ impl Kind {
             10 => Kind::Semaphore,
             11 => Kind::Barrier,
             12 => Kind::RwLock,
+            13 => Kind::Array,
             _ => return None,
         })
     }
@@ -219,7 +223,7 @@ impl Kind {
     /// The kind named `text` (as [`Kind::as_str`] writes it; a Redis object records it so).
     #[cfg(feature = "redis")]
     pub(crate) fn from_name(text: &str) -> Option<Self> {
-        (1..=12)
+        (1..=13)
             .filter_map(Kind::from_raw)
             .find(|kind| kind.as_str() == text)
     }
@@ -240,6 +244,7 @@ impl Kind {
             Kind::Semaphore => "semaphore",
             Kind::Barrier => "barrier",
             Kind::RwLock => "rwlock",
+            Kind::Array => "array",
         }
     }
 }

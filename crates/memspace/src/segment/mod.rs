@@ -63,7 +63,7 @@ use crate::sys;
 pub(crate) use self::access::{decoding_from_own_process, trust_may_travel};
 use self::header::FLAG_ANONYMOUS;
 pub use self::header::Kind;
-pub(crate) use self::header::{DATA_START, HeaderFields};
+pub(crate) use self::header::{DATA_START, HeaderFields, MAX_RESERVATION};
 pub(crate) use self::mapping::Mapping;
 #[cfg(feature = "redis")]
 pub(crate) use self::name::RedisLocation;

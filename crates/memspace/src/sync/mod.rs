@@ -46,9 +46,7 @@ pub(crate) use self::event::RedisEvent;
 pub(crate) use self::lock::RedisLock;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
-pub(crate) use self::plain::expect_type;
-#[cfg(feature = "redis")]
-pub(crate) use self::plain::type_mismatch;
+pub(crate) use self::plain::{expect_type, type_mismatch};
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
 use crate::segment::RawFailure;

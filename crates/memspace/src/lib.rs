@@ -46,8 +46,8 @@
 //! * [`collections`] has [`SharedList`] (append-only list), [`SharedVec`] (plain elements,
 //!   read as a slice), [`SharedArray`] (a fixed number of numbers, each updated atomically),
 //!   [`SharedMap`] (hash map), [`Queue`] (FIFO whose items come back when
-//!   their consumer dies; [`Delivery`], [`QueueError`]) and [`Value`] (one value, updated
-//!   atomically).
+//!   their consumer dies; [`Delivery`], [`QueueError`]), [`Value`] (one plain value, updated
+//!   atomically) and [`SharedValue`] (one value of any serde type).
 //! * [`segment`] is the named shared-memory segments everything lives in.
 //! * [`inspect`] has read-only views of objects ([`inspect::describe`], [`inspect::verify`],
 //!   `inspect::list_objects` for a Redis server), and [`inspect::gc`], which removes the
@@ -158,7 +158,7 @@ struct ReadmeExamples;
 
 pub use crate::backend::{Backend, remove};
 pub use crate::collections::{
-    Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedVec, Value,
+    Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedValue, SharedVec, Value,
 };
 pub use crate::error::{Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};

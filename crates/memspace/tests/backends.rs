@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use memspace::collections::{Queue, QueueError, SharedMap, Value};
+use memspace::collections::{Queue, QueueError, SharedMap, SharedValue, Value};
 use memspace::segment::Kind;
 use memspace::spawn::{Process, StartMethod};
 use memspace::sync::{Event, LockError, TryLockError};
@@ -39,6 +39,8 @@ memspace_testkit::on_both_backends!(
     forked_processes_sharing_a_list_under_a_lock_see_every_item,
     spawned_processes_sharing_a_list_under_a_lock_see_every_item,
     processes_updating_a_value_lose_no_update,
+    a_shared_value_of_a_struct_is_read_replaced_and_updated,
+    processes_updating_a_shared_value_lose_no_update,
     a_queue_hands_each_item_to_exactly_one_of_several_processes,
 );
 
@@ -530,6 +532,77 @@ fn processes_updating_a_value_lose_no_update(fx: &Fixture) {
         adder.join().expect("an adder");
     }
     assert_eq!(counter.get().expect("get"), ADDERS * ADDS);
+}
+
+/// A struct, as `Manager().Value` holds any object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Status {
+    stage: String,
+    done: Vec<u32>,
+}
+
+fn a_shared_value_of_a_struct_is_read_replaced_and_updated(fx: &Fixture) {
+    let name = fx.name("status");
+    let first = Status {
+        stage: "start".to_owned(),
+        done: vec![],
+    };
+    let status = SharedValue::create(&name, &first).expect("create");
+    assert_eq!(status.get().expect("get"), first);
+    let same = SharedValue::<Status>::open(&name).expect("open");
+    // Values of every size, so that a replacement moves around in the segment.
+    for round in 0..50u32 {
+        let stage = "x".repeat((round as usize * 37) % 900);
+        same.set(&Status {
+            stage: stage.clone(),
+            done: (0..round).collect(),
+        })
+        .expect("set");
+        assert_eq!(status.get().expect("get").stage, stage);
+    }
+    let updated = status
+        .update(|s| {
+            "end".clone_into(&mut s.stage);
+            s.done.push(99);
+        })
+        .expect("update");
+    assert_eq!(updated.stage, "end");
+    assert_eq!(same.get().expect("get"), updated);
+    // Another type: a decode error naming the value, never a wrong value.
+    let err = SharedValue::<u64>::open(&name)
+        .expect("open: the type is checked when read")
+        .get()
+        .expect_err("a Status is no u64");
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(err.to_string().contains(&name), "{err}");
+    if let Some(segment) = status.segment() {
+        assert!(
+            segment.size() <= 64 << 10,
+            "50 replacements of at most 1 KB took {} bytes",
+            segment.size()
+        );
+    }
+}
+
+fn append_many(log: SharedValue<Vec<u64>>) {
+    for i in 0..ADDS {
+        log.update(|v| v.push(i)).expect("update");
+    }
+}
+
+fn processes_updating_a_shared_value_lose_no_update(fx: &Fixture) {
+    let log = SharedValue::create(&fx.name("log"), &Vec::<u64>::new()).expect("create");
+    let mut appenders: Vec<_> = (0..ADDERS)
+        .map(|_| Running::start(Process::new(append_many, log.clone())))
+        .collect();
+    for appender in &mut appenders {
+        appender.join().expect("an appender");
+    }
+    let mut all = log.get().expect("get");
+    assert_eq!(all.len() as u64, ADDERS * ADDS);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len() as u64, ADDS, "each appender's items, none lost");
 }
 
 const ITEMS: u32 = 200;

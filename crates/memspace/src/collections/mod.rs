@@ -18,6 +18,7 @@ mod list;
 mod map;
 mod queue;
 mod record;
+mod shared_value;
 mod value;
 mod vec;
 
@@ -31,6 +32,8 @@ pub(crate) use self::map::{len as map_len, verify as verify_map};
 pub(crate) use self::queue::RedisQueue;
 pub use self::queue::{Delivery, Queue, QueueError, Undecodable};
 pub(crate) use self::queue::{len as queue_len, verify as verify_queue};
+pub use self::shared_value::SharedValue;
+pub(crate) use self::shared_value::verify as verify_shared_value;
 pub use self::value::Value;
 pub use self::vec::SharedVec;
 pub(crate) use self::vec::{len as vec_len, verify as verify_vec};

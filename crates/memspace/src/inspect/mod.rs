@@ -66,6 +66,7 @@ pub fn verify(segment: &Segment) -> Report {
         Kind::List => collections::verify_list(segment, &mut report),
         Kind::Vec => collections::verify_vec(segment, &mut report),
         Kind::Array => collections::verify_array(segment, &mut report),
+        Kind::SharedValue => collections::verify_shared_value(segment, &mut report),
         Kind::Map => collections::verify_map(segment, &mut report),
         Kind::Queue => collections::verify_queue(segment, &mut report),
         _ => {}

@@ -180,6 +180,8 @@ pub enum Kind {
     RwLock,
     /// A `SharedArray<T>`: a fixed number of numbers, each kept in an atomic.
     Array,
+    /// A `SharedValue<T>`: one value of any serde type.
+    SharedValue,
 }
 
 impl Kind {
@@ -198,6 +200,7 @@ impl Kind {
             Kind::Barrier => 11,
             Kind::RwLock => 12,
             Kind::Array => 13,
+            Kind::SharedValue => 14,
         }
     }
 
@@ -216,6 +219,7 @@ impl Kind {
             11 => Kind::Barrier,
             12 => Kind::RwLock,
             13 => Kind::Array,
+            14 => Kind::SharedValue,
             _ => return None,
         })
     }
@@ -223,7 +227,7 @@ impl Kind {
     /// The kind named `text` (as [`Kind::as_str`] writes it; a Redis object records it so).
     #[cfg(feature = "redis")]
     pub(crate) fn from_name(text: &str) -> Option<Self> {
-        (1..=13)
+        (1..=14)
             .filter_map(Kind::from_raw)
             .find(|kind| kind.as_str() == text)
     }
@@ -245,6 +249,7 @@ impl Kind {
             Kind::Barrier => "barrier",
             Kind::RwLock => "rwlock",
             Kind::Array => "array",
+            Kind::SharedValue => "shared_value",
         }
     }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use bytemuck::Pod;
 
 #[cfg(feature = "redis")]
-use self::redis::RedisValue;
+pub(super) use self::redis::RedisValue;
 use crate::error::Result;
 #[cfg(not(feature = "redis"))]
 use crate::handle::NoRedis as RedisValue;

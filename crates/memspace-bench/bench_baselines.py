@@ -8,13 +8,17 @@ Prints one JSON object:
   threads_lock_append   4 threads appending to one list under a threading.Lock
   manager_list_append   4 processes appending to a Manager().list()
   shareable_list_write  4 processes writing a ShareableList under a multiprocessing.Lock
+  array_locked_add      4 processes each adding 1 to its own element of one
+                        multiprocessing.Array("q") under the array's lock (`arr[i] += 1`
+                        is a read and a write, each taking the lock: the lock makes the pair
+                        atomic, as SharedArray's fetch_add is)
 """
 
 import json
 import sys
 import threading
 import time
-from multiprocessing import Lock, Manager, Process
+from multiprocessing import Array, Lock, Manager, Process
 from multiprocessing.shared_memory import ShareableList
 
 WORKERS = 4
@@ -86,6 +90,25 @@ def shareable_list_write(n):
     return WORKERS * n / elapsed
 
 
+def _array_work(arr, n, slot):
+    for _ in range(n):
+        with arr.get_lock():
+            arr[slot] += 1
+
+
+def array_locked_add(n):
+    arr = Array("q", WORKERS)
+    procs = [Process(target=_array_work, args=(arr, n, w)) for w in range(WORKERS)]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - start
+    assert list(arr) == [n] * WORKERS
+    return WORKERS * n / elapsed
+
+
 def main():
     quick = "--quick" in sys.argv
     scale = 1 if quick else 4
@@ -95,6 +118,7 @@ def main():
                 "threads_lock_append": threads_lock_append(50_000 * scale),
                 "manager_list_append": manager_list_append(2_000 * scale),
                 "shareable_list_write": shareable_list_write(20_000 * scale),
+                "array_locked_add": array_locked_add(20_000 * scale),
             }
         )
     )

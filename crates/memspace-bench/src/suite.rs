@@ -13,6 +13,7 @@ pub(crate) struct Sizes {
     rounds: u32,
     vec_pushes: u64,
     pub(crate) list_pushes: u64,
+    array_adds: u64,
     /// Pushes by each worker at each point of the scaling curve.
     scaling_pushes: u64,
     lock_rounds: u64,
@@ -29,6 +30,7 @@ impl Sizes {
                 rounds: 3,
                 vec_pushes: 250_000,
                 list_pushes: 50_000,
+                array_adds: 250_000,
                 scaling_pushes: 100_000,
                 lock_rounds: 2_000_000,
                 forks: 200,
@@ -41,6 +43,7 @@ impl Sizes {
                 rounds: 5,
                 vec_pushes: 2_000_000,
                 list_pushes: 250_000,
+                array_adds: 2_000_000,
                 scaling_pushes: 1_000_000,
                 lock_rounds: 20_000_000,
                 forks: 1000,
@@ -109,17 +112,46 @@ pub(crate) fn measure(
     run.progress.next("SharedList<i64> push, 4 processes");
     let list = workloads::shared_list_push(sizes.list_pushes)?;
     if python {
+        // Measured only for its comparison with Python's `Array`.
+        run.progress.next("SharedArray<u64> fetch_add, 4 processes");
+        let array = workloads::shared_array_add(sizes.array_adds)?;
         run.progress.next("Python baselines");
         let py = python::baselines(quick)?;
-        for (baseline, key) in [
-            ("python_manager_list", "manager_list_append"),
-            ("python_threads_lock", "threads_lock_append"),
-            ("python_shareable_list", "shareable_list_write"),
-        ] {
+        let rows = [
+            (
+                "shared_list_push",
+                list,
+                "python_manager_list",
+                "manager_list_append",
+                "appends/s",
+            ),
+            (
+                "shared_list_push",
+                list,
+                "python_threads_lock",
+                "threads_lock_append",
+                "appends/s",
+            ),
+            (
+                "shared_list_push",
+                list,
+                "python_shareable_list",
+                "shareable_list_write",
+                "appends/s",
+            ),
+            (
+                "shared_array_add",
+                array,
+                "python_array_locked_add",
+                "array_locked_add",
+                "adds/s",
+            ),
+        ];
+        for (scenario, ours, baseline, key, unit) in rows {
             if let Some(value) = py.get(key).and_then(serde_json::Value::as_f64) {
-                let names = ("shared_list_push", baseline, "appends/s");
+                let names = (scenario, baseline, unit);
                 run.comparisons
-                    .push(Comparison::throughput(names, (list, value)));
+                    .push(Comparison::throughput(names, (ours, value)));
             }
         }
     }

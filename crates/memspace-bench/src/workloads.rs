@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memspace::collections::SharedVec;
 use memspace::spawn::{Process, StartMethod};
-use memspace::{Barrier, Lock, SharedList};
+use memspace::{Barrier, Lock, SharedArray, SharedList};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -163,6 +163,29 @@ pub(crate) fn shared_list_push(n: u64) -> anyhow::Result<f64> {
     in_processes(4, push_list, || (list.clone(), n))?;
     let elapsed = start.elapsed();
     anyhow::ensure!(list.len()? == 4 * n, "lost pushes");
+    Ok(per_second((4 * n) as f64, elapsed))
+}
+
+fn add_to_slot((array, slot, n): (SharedArray<u64>, u64, u64)) {
+    for _ in 0..n {
+        array.fetch_add(slot, 1).expect("add");
+    }
+}
+
+/// 4 processes each add 1 to an element of their own of one `SharedArray<u64>`, `n` times
+/// (the elements share a cache line, as those of Python's `Array` do); additions per second,
+/// process starts included.
+pub(crate) fn shared_array_add(n: u64) -> anyhow::Result<f64> {
+    let array = SharedArray::<u64>::new(4)?;
+    let next_slot = std::cell::Cell::new(0);
+    let start = Instant::now();
+    in_processes(4, add_to_slot, || {
+        let slot = next_slot.get();
+        next_slot.set(slot + 1);
+        (array.clone(), slot, n)
+    })?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(array.to_vec() == [n; 4], "lost additions");
     Ok(per_second((4 * n) as f64, elapsed))
 }
 

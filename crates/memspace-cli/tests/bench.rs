@@ -114,6 +114,7 @@ fn bench_installed_elsewhere_runs_the_python_baselines_from_a_private_temporary_
         "python_manager_list",
         "python_threads_lock",
         "python_shareable_list",
+        "python_array_locked_add",
     ] {
         assert!(
             baselines.contains(&expected),

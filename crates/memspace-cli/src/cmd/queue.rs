@@ -86,6 +86,37 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             return work(&open(&name)?, &name, count, seconds(timeout)?, &command);
         }
         QueueCommand::Len { name } => collection::print_len::<Queue<Value>>(&name)?,
+        QueueCommand::Join { name, timeout } => {
+            let timeout = seconds(timeout)?;
+            let queue: Queue<Value> = open(&name)?;
+            let joined = match timeout {
+                None => queue.join(),
+                Some(timeout) => queue.join_timeout(timeout),
+            };
+            match joined {
+                Ok(()) => {}
+                Err(QueueError::Timeout { waited, .. }) => {
+                    let left = queue
+                        .unacknowledged()
+                        .map_or_else(|_| "some".to_owned(), |n| n.to_string());
+                    eprintln!(
+                        "memspace: queue `{name}`: {left} items were still unacknowledged after \
+                         {waited:?}"
+                    );
+                    return Ok(ExitCode::from(TIMED_OUT));
+                }
+                Err(err) => return Err(err).with_context(|| format!("joining queue `{name}`")),
+            }
+        }
+        QueueCommand::Close { name, immediate } => {
+            let queue: Queue<Value> = open(&name)?;
+            let closed = if immediate {
+                queue.close_immediately()
+            } else {
+                queue.close()
+            };
+            closed.with_context(|| format!("closing queue `{name}`"))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -171,6 +202,14 @@ fn work(
         };
         let delivery = match received_now {
             Ok(delivery) => delivery,
+            Err(QueueError::Closed { .. }) if count.is_none() || failed.is_some() => break,
+            Err(QueueError::Closed { .. }) => {
+                eprintln!(
+                    "memspace: queue `{name}` was closed; {received} of {} items received",
+                    count.unwrap_or_default()
+                );
+                return Ok(ExitCode::from(TIMED_OUT));
+            }
             Err(QueueError::Timeout { .. } | QueueError::Empty { .. }) => {
                 // With `--forever`, the normal end.
                 if let Some(count) = count {

@@ -2,7 +2,7 @@
 //! item put has been acknowledged (by `ack`, `get` or `task_done`) in other threads and
 //! processes, `task_done` never counts an item twice nor below zero, `close` wakes blocked
 //! getters and putters in other processes with `QueueError::Closed`, `close_immediately`
-//! discards what waits, and a worker SIGKILLed holding an item while a `join` waits leaves the
+//! discards what waits, and a worker killed (SIGKILL) holding an item while a `join` waits leaves the
 //! join to return once another worker did the item. On shared memory and on Redis, in
 //! threads, forked and spawned processes.
 //!

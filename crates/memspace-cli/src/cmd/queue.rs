@@ -87,26 +87,7 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
         }
         QueueCommand::Len { name } => collection::print_len::<Queue<Value>>(&name)?,
         QueueCommand::Join { name, timeout } => {
-            let timeout = seconds(timeout)?;
-            let queue: Queue<Value> = open(&name)?;
-            let joined = match timeout {
-                None => queue.join(),
-                Some(timeout) => queue.join_timeout(timeout),
-            };
-            match joined {
-                Ok(()) => {}
-                Err(QueueError::Timeout { waited, .. }) => {
-                    let left = queue
-                        .unacknowledged()
-                        .map_or_else(|_| "some".to_owned(), |n| n.to_string());
-                    eprintln!(
-                        "memspace: queue `{name}`: {left} items were still unacknowledged after \
-                         {waited:?}"
-                    );
-                    return Ok(ExitCode::from(TIMED_OUT));
-                }
-                Err(err) => return Err(err).with_context(|| format!("joining queue `{name}`")),
-            }
+            return join(&open(&name)?, &name, seconds(timeout)?);
         }
         QueueCommand::Close { name, immediate } => {
             let queue: Queue<Value> = open(&name)?;
@@ -119,6 +100,29 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `queue join`: waits until every item of `queue`, called `name`, is acknowledged, at most
+/// `timeout` if given (exit status 75 once it passed).
+fn join(queue: &Queue<Value>, name: &str, timeout: Option<Duration>) -> anyhow::Result<ExitCode> {
+    let joined = match timeout {
+        None => queue.join(),
+        Some(timeout) => queue.join_timeout(timeout),
+    };
+    match joined {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(QueueError::Timeout { waited, .. }) => {
+            let left = queue
+                .unacknowledged()
+                .map_or_else(|_| "some".to_owned(), |n| n.to_string());
+            eprintln!(
+                "memspace: queue `{name}`: {left} items were still unacknowledged after \
+                 {waited:?}"
+            );
+            Ok(ExitCode::from(TIMED_OUT))
+        }
+        Err(err) => Err(err).with_context(|| format!("joining queue `{name}`")),
+    }
 }
 
 /// `--timeout SECONDS` as a duration.

@@ -410,7 +410,8 @@ pub(crate) enum QueueCommand {
     /// Exits with the status of the last command that failed (128 + N for a command killed by
     /// signal N), if one did; else 75 if `--timeout` expired before COUNT items came (with
     /// `--forever`, a timeout is the normal end); else 0. A command that cannot be started is
-    /// an error (exit 1), its item put back.
+    /// an error (exit 1), its item put back. A queue closed with `queue close` ends the work
+    /// once no item is left (exit status as above, 75 only if COUNT items did not come).
     Work {
         /// The queue's name.
         name: String,
@@ -431,6 +432,28 @@ pub(crate) enum QueueCommand {
     Len {
         /// The queue's name.
         name: String,
+    },
+    /// Wait until every item put has been acknowledged (by `queue get`, `queue work` or a
+    /// program), as Python's `JoinableQueue.join()`.
+    ///
+    /// Exits 0 at once if nothing is unacknowledged; with `--timeout`, exits 75 if items were
+    /// still unacknowledged when it expired, after saying how many.
+    Join {
+        /// The queue's name.
+        name: String,
+        /// Give up after this many seconds (exit status 75) instead of waiting forever.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+    },
+    /// Close the queue for good, as Python's `Queue.shutdown()`: puts fail from now on, and
+    /// receivers (`queue get`, `queue work`, programs) take the items left, then stop.
+    Close {
+        /// The queue's name.
+        name: String,
+        /// Also discard the items waiting, and make receivers stop at once
+        /// (`shutdown(immediate=True)`).
+        #[arg(long)]
+        immediate: bool,
     },
 }
 

@@ -143,3 +143,74 @@ fn queue_commands_on_a_missing_queue_or_another_kind_fail_clearly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn queue_join_waits_until_every_item_is_acknowledged_and_exits_75_on_timeout() {
+    let _dog = Watchdog::start();
+    let name = create("queue", "join");
+    succeed(&["queue", "join", name.name()]);
+    succeed(&["queue", "put", name.name(), "1", "2"]);
+    let stderr = fail_with(&["queue", "join", name.name(), "--timeout", "0.05"], 75);
+    assert!(
+        stderr.contains(name.name()) && stderr.contains("2 items were still unacknowledged"),
+        "{stderr}"
+    );
+    let mut joiner = command(&["queue", "join", name.name()])
+        .spawn()
+        .expect("start joiner");
+    // Blocked in the queue: only the acknowledgements below can end it.
+    while !procfs::asleep_in_futex(joiner.id()) {
+        std::thread::yield_now();
+    }
+    let queue = Queue::<u32>::open(name.name()).expect("open");
+    let first = queue.receive().expect("receive").into_task();
+    assert_eq!(first, 1);
+    assert_eq!(succeed(&["queue", "get", name.name()]), "2");
+    assert!(
+        joiner.try_wait().expect("try_wait").is_none(),
+        "the join ended with an item in flight"
+    );
+    queue.task_done().expect("task_done");
+    assert!(joiner.wait().expect("joiner").success());
+}
+
+#[test]
+fn queue_close_wakes_a_blocked_get_refuses_puts_and_ends_workers() {
+    let _dog = Watchdog::start();
+    let name = create("queue", "close");
+    let getter = command(&["queue", "get", name.name()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start getter");
+    while !procfs::asleep_in_futex(getter.id()) {
+        std::thread::yield_now();
+    }
+    succeed(&["queue", "close", name.name()]);
+    let output = getter.wait_with_output().expect("getter");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(name.name()) && stderr.contains("closed"),
+        "{stderr}"
+    );
+    let stderr = fail_with(&["queue", "put", name.name(), "1"], 1);
+    assert!(stderr.contains("is closed"), "{stderr}");
+    succeed(&["queue", "join", name.name()]);
+
+    // A plain close leaves the items for the workers, which then end; an immediate one
+    // discards them.
+    let work = create("queue", "close-work");
+    succeed(&["queue", "put", work.name(), "1", "2"]);
+    succeed(&["queue", "close", work.name()]);
+    succeed(&["queue", "work", work.name(), "--forever", "--", "true"]);
+    assert_eq!(succeed(&["queue", "len", work.name()]), "0");
+    succeed(&["queue", "join", work.name()]);
+    let dropped = create("queue", "close-now");
+    succeed(&["queue", "put", dropped.name(), "1", "2"]);
+    succeed(&["queue", "close", dropped.name(), "--immediate"]);
+    assert_eq!(succeed(&["queue", "len", dropped.name()]), "0");
+    succeed(&["queue", "join", dropped.name(), "--timeout", "5"]);
+    let stderr = fail_with(&["queue", "get", dropped.name()], 1);
+    assert!(stderr.contains("is closed"), "{stderr}");
+}

@@ -86,8 +86,43 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
             return work(&open(&name)?, &name, count, seconds(timeout)?, &command);
         }
         QueueCommand::Len { name } => collection::print_len::<Queue<Value>>(&name)?,
+        QueueCommand::Join { name, timeout } => {
+            return join(&open(&name)?, &name, seconds(timeout)?);
+        }
+        QueueCommand::Close { name, immediate } => {
+            let queue: Queue<Value> = open(&name)?;
+            let closed = if immediate {
+                queue.close_immediately()
+            } else {
+                queue.close()
+            };
+            closed.with_context(|| format!("closing queue `{name}`"))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `queue join`: waits until every item of `queue`, called `name`, is acknowledged, at most
+/// `timeout` if given (exit status 75 once it passed).
+fn join(queue: &Queue<Value>, name: &str, timeout: Option<Duration>) -> anyhow::Result<ExitCode> {
+    let joined = match timeout {
+        None => queue.join(),
+        Some(timeout) => queue.join_timeout(timeout),
+    };
+    match joined {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(QueueError::Timeout { waited, .. }) => {
+            let left = queue
+                .unacknowledged()
+                .map_or_else(|_| "some".to_owned(), |n| n.to_string());
+            eprintln!(
+                "memspace: queue `{name}`: {left} items were still unacknowledged after \
+                 {waited:?}"
+            );
+            Ok(ExitCode::from(TIMED_OUT))
+        }
+        Err(err) => Err(err).with_context(|| format!("joining queue `{name}`")),
+    }
 }
 
 /// `--timeout SECONDS` as a duration.
@@ -171,6 +206,14 @@ fn work(
         };
         let delivery = match received_now {
             Ok(delivery) => delivery,
+            Err(QueueError::Closed { .. }) if count.is_none() || failed.is_some() => break,
+            Err(QueueError::Closed { .. }) => {
+                eprintln!(
+                    "memspace: queue `{name}` was closed; {received} of {} items received",
+                    count.unwrap_or_default()
+                );
+                return Ok(ExitCode::from(TIMED_OUT));
+            }
             Err(QueueError::Timeout { .. } | QueueError::Empty { .. }) => {
                 // With `--forever`, the normal end.
                 if let Some(count) = count {

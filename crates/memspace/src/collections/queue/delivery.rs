@@ -88,6 +88,12 @@ impl Claim {
         self.settle(place, false)
     }
 
+    /// Leaves the item in flight with this process: dropping the claim's owner no longer puts
+    /// it back.
+    pub(super) fn keep(&mut self) {
+        self.settled = true;
+    }
+
     /// What dropping the claim's owner does: puts the item back unless it was settled, or the
     /// claim is a forked copy.
     pub(super) fn release(&mut self, place: &Place<RedisQueue>) {
@@ -177,6 +183,22 @@ impl<'a, T> Delivery<'a, T> {
             .value
             .take()
             .expect("the value is present until acknowledged"))
+    }
+
+    /// Returns the item and leaves it in flight with this process, to be marked done later
+    /// by [`Queue::task_done`] (Python's `JoinableQueue.get()` then `task_done()`). Until
+    /// then it counts as unfinished for [`Queue::join`]; if this process dies first, the
+    /// item is delivered again to another receiver, as any item in flight.
+    ///
+    /// # Panics
+    ///
+    /// Never: the value is present until this call, which consumes the delivery.
+    #[must_use = "the item stays in flight until `task_done`"]
+    pub fn into_task(mut self) -> T {
+        self.claim.keep();
+        self.value
+            .take()
+            .expect("the value is present until acknowledged")
     }
 
     /// Puts the item back now, in its old place (what dropping the delivery does, with the

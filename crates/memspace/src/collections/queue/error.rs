@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-#[cfg(doc)]
-use super::Delivery;
 use super::delivery::Claim;
+#[cfg(doc)]
+use super::{Delivery, Queue};
 use super::{RedisQueue, decode_item};
 use crate::error::{Error, Result};
 use crate::handle::Place;
@@ -55,6 +55,29 @@ pub enum QueueError {
         name: SegmentName,
         /// The item's sequence number.
         seq: u64,
+    },
+    /// The queue was closed ([`Queue::close`]): a put fails, and so does a receive once
+    /// nothing is left unacknowledged (at once after [`Queue::close_immediately`]). Waiting
+    /// senders and receivers are woken with it.
+    #[error(
+        "queue `{name}` is closed: it takes no more items, and hands out none once the last \
+         one is acknowledged; create the queue again to reuse its name"
+    )]
+    Closed {
+        /// The queue.
+        name: SegmentName,
+    },
+    /// [`Queue::task_done`] in a process that holds no item in flight: every item it received
+    /// was acknowledged already (by [`Queue::get`], which acknowledges at once, by
+    /// [`Delivery::ack`], or by earlier `task_done` calls), or taken over by another receiver.
+    #[error(
+        "queue `{name}`: task_done was called more times than this process took items; it marks \
+         done an item received with `receive` and kept with `Delivery::into_task` (`get` \
+         already marks its item done)"
+    )]
+    NoTaskInFlight {
+        /// The queue.
+        name: SegmentName,
     },
     /// A receive found that the next item is not a `T` (a value of another type was put, by
     /// a program or by `memspace queue put --force`). The item is in flight with the error:

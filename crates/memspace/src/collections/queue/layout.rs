@@ -13,7 +13,9 @@
 //!             changes    odd while a holder of the lock changes the queue  (for `verify`)
 //!             items      futex word, bumped when an item becomes ready
 //!             space      futex word, bumped when an item is acknowledged
-//!             receivers, senders   how many threads sleep on `items` / `space`
+//!             receivers, senders   how many threads sleep on `items` / `space` (senders
+//!                        and joiners)
+//!             closed     0 open, 1 closed, 2 closed immediately            committed
 //! ring:       [u64 slots][u64 bytes][16 reserved][slots entries][bytes of records]
 //! entry:      [u64 record][u32 state][u32 deliveries][u32 taker pid][u32][u64 taker start]
 //! record:     [u32 length][u32 CRC-32][payload][padding to 8]  (record.rs)
@@ -46,6 +48,14 @@ pub(super) const READY: u32 = 1;
 pub(super) const TAKEN: u32 = 2;
 pub(super) const DONE: u32 = 3;
 
+/// `closed`: puts and receives go on.
+pub(super) const OPEN: u32 = 0;
+/// `closed`: puts fail; receives fail once nothing is left unacknowledged.
+pub(super) const CLOSED: u32 = 1;
+/// `closed`: puts and receives fail; the ready items were discarded, and so is an item put
+/// back or left behind by a dead receiver.
+pub(super) const CLOSED_NOW: u32 = 2;
+
 /// The queue's words in the segment's kind area (see the module docs).
 #[repr(C)]
 pub(super) struct QueueArea {
@@ -61,6 +71,10 @@ pub(super) struct QueueArea {
     pub(super) space: AtomicU32,
     pub(super) receivers: AtomicU32,
     pub(super) senders: AtomicU32,
+    /// [`OPEN`], [`CLOSED`] or [`CLOSED_NOW`]. Zero in a segment made before queues could be
+    /// closed, where the word was unused and zero-filled: such a queue reads as open.
+    pub(super) closed: AtomicU32,
+    pub(super) reserved: AtomicU32,
 }
 
 /// One slot of a ring (see the module docs).
@@ -75,7 +89,7 @@ pub(super) struct Entry {
 }
 
 const _: () = assert!(size_of::<Entry>() == ENTRY_SIZE as usize);
-const _: () = assert!(size_of::<QueueArea>() == 80);
+const _: () = assert!(size_of::<QueueArea>() == 88);
 
 // SAFETY: `#[repr(C)]` with only fixed-width atomics, so its layout is the same in every
 // process (pinned by the size assertion above), every bit pattern is a value, all mutation is

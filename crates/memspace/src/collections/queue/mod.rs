@@ -96,6 +96,39 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// [`OpenError::Replaced`](crate::OpenError::Replaced) once the queue was removed (or removed and
 /// created again) through another handle (see [`crate::backend`]).
 ///
+/// # Waiting for the work to be done: `join`
+///
+/// [`Queue::join`] waits until every item ever put has been **done**, which here means
+/// acknowledged: by [`Delivery::ack`], by [`get`](Queue::get) (which acknowledges at once),
+/// or by [`Queue::task_done`]. Python's `JoinableQueue` counts `put` against `task_done`; the
+/// same count here is [`Queue::unacknowledged`], kept by the queue itself, so it can never go
+/// below zero nor count an item twice:
+///
+/// | Python `JoinableQueue` | memspace |
+/// | --- | --- |
+/// | `item = q.get()` ... `q.task_done()` | `let d = q.receive()?;` ... `d.ack()?` |
+/// | the same, the item kept by value | `let item = q.receive()?.into_task();` ... `q.task_done()?` |
+/// | `q.join()` | `q.join()?` ([`join_timeout`](Queue::join_timeout) to give up) |
+///
+/// `task_done` acknowledges the oldest item in flight with the calling process (threads of a
+/// process share them, as Python's count is shared); called when the process holds none it
+/// fails with [`QueueError::NoTaskInFlight`], as Python's raises `ValueError`. An item taken
+/// with `get` is done already: the work on it is not waited for, so a program whose `join`
+/// must wait for the work receives and acknowledges after it. A worker killed before it
+/// acknowledged leaves its item unfinished: it is delivered again, and done when another
+/// worker acknowledges it, so a `join` neither hangs on it nor returns before it is done.
+///
+/// # Closing
+///
+/// [`Queue::close`] is Python 3.13's `Queue.shutdown()`: every handle's `put` fails with
+/// [`QueueError::Closed`] from then on, including senders waiting for room (woken at once);
+/// receivers go on taking the items left, and fail with `Closed` once nothing is left
+/// unacknowledged (while items are in flight with others they wait, since one may come back
+/// from a receiver that dies). [`Queue::close_immediately`] is `shutdown(immediate=True)`:
+/// the ready items are discarded and every receive fails at once; items in flight can still
+/// be acknowledged, and are discarded if put back or if their receiver dies, so that `join`
+/// returns. A closed queue stays closed until it is removed.
+///
 /// # Space
 ///
 /// Items live in a ring whose slots and bytes are reused as items are acknowledged, so a
@@ -108,9 +141,10 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// # Blocking
 ///
 /// [`get`](Queue::get) and [`receive`](Queue::receive) sleep while nothing is ready,
-/// [`put`](Queue::put) while a bounded queue is full, on futexes shared with every process:
-/// no polling, except that a receiver waiting while items are in flight with others looks
-/// every 50 ms whether their takers died. Each has a non-blocking (`try_`) and a timed
+/// [`put`](Queue::put) while a bounded queue is full, [`join`](Queue::join) while items are
+/// unacknowledged, on futexes shared with every process: no polling, except that a receiver
+/// waiting while items are in flight with others looks every 50 ms whether their takers died
+/// (and so does a `join` after an immediate close). Each has a non-blocking (`try_`) and a timed
 /// (`_timeout`) form. A put wakes every sleeping receiver, not just one: a receiver killed
 /// between being woken and taking the item could otherwise strand it while the others sleep.
 ///
@@ -239,6 +273,112 @@ impl<T> Queue<T> {
     }
 
     place_accessors!("queue", typed);
+
+    /// Marks done the oldest item this process holds in flight (Python's
+    /// `JoinableQueue.task_done()`): it is acknowledged, as by [`Delivery::ack`]. Meant for
+    /// items kept with [`Delivery::into_task`]; see [`Queue`]'s section on `join`.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::NoTaskInFlight`] if this process holds no item in flight (nothing was
+    /// counted); [`QueueError::Other`] if the segment is damaged. On Redis, also if an item
+    /// was in flight longer than the lease: it was taken over by another receiver.
+    pub fn task_done(&self) -> std::result::Result<(), QueueError> {
+        let done = match self.place.as_ref() {
+            Place::Shm(segment) => return Raw { segment }.ack_oldest(),
+            #[cfg(feature = "redis")]
+            Place::Redis(queue) => queue.ack_oldest()?,
+        };
+        if done {
+            Ok(())
+        } else {
+            Err(QueueError::NoTaskInFlight {
+                name: self.name().clone(),
+            })
+        }
+    }
+
+    fn join_until(&self, timeout: Option<Duration>) -> std::result::Result<(), QueueError> {
+        let joined = match self.place.as_ref() {
+            Place::Shm(segment) => Raw { segment }.join_until(timeout)?,
+            #[cfg(feature = "redis")]
+            Place::Redis(queue) => queue.join_until(timeout)?,
+        };
+        if joined {
+            Ok(())
+        } else {
+            Err(QueueError::Timeout {
+                name: self.name().clone(),
+                waited: timeout.unwrap_or_default(),
+            })
+        }
+    }
+
+    /// Waits until every item put has been done: acknowledged, by any process (Python's
+    /// `JoinableQueue.join()`; see [`Queue`]'s section on `join`). Returns at once if nothing
+    /// is unacknowledged.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Other`] if the segment is damaged. On Redis, as [`Queue::len`].
+    pub fn join(&self) -> std::result::Result<(), QueueError> {
+        self.join_until(None)
+    }
+
+    /// Waits at most `timeout` until every item put has been done (see [`Queue::join`]).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Timeout`] if items are still unacknowledged after `timeout`, or as
+    /// [`Queue::join`].
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), QueueError> {
+        self.join_until(Some(timeout))
+    }
+
+    /// Closes the queue for every handle (Python 3.13's `Queue.shutdown()`): puts fail with
+    /// [`QueueError::Closed`], receivers take what is left and then fail with it, and every
+    /// waiting sender and receiver is woken (see [`Queue`]'s section on closing). Closing a
+    /// closed queue changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the segment is damaged; on Redis, as [`Queue::len`].
+    pub fn close(&self) -> Result<()> {
+        self.close_with(false)
+    }
+
+    /// Closes the queue and discards its ready items (Python 3.13's
+    /// `Queue.shutdown(immediate=True)`): puts and receives fail with [`QueueError::Closed`]
+    /// from now on; items in flight can still be acknowledged, and are discarded if put back
+    /// or if their receiver dies, so that [`Queue::join`] returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::close`].
+    pub fn close_immediately(&self) -> Result<()> {
+        self.close_with(true)
+    }
+
+    fn close_with(&self, immediately: bool) -> Result<()> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => Raw { segment }.close(immediately),
+            #[cfg(feature = "redis")]
+            Place::Redis(queue) => queue.close(immediately),
+        }
+    }
+
+    /// Whether the queue was closed ([`Queue::close`] or [`Queue::close_immediately`]).
+    ///
+    /// # Errors
+    ///
+    /// Never for shared memory; on Redis, as [`Queue::len`].
+    pub fn is_closed(&self) -> Result<bool> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => Ok(Raw { segment }.closed().is_some()),
+            #[cfg(feature = "redis")]
+            Place::Redis(queue) => Ok(queue.closed()?.is_some()),
+        }
+    }
 
     /// The error of a call that gave up: [`QueueError::Timeout`] after a wait, else `Full` (a
     /// put) or `Empty` (a receive).
@@ -382,6 +522,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
+    /// [`QueueError::Closed`] once the queue was closed (also while waiting for room);
     /// [`QueueError::Other`] with [`Error::Encode`] if `value` cannot be encoded (the queue is
     /// unchanged), [`Error::Full`] or [`Error::NoSpace`] if the segment cannot grow, or
     /// [`Error::Corrupt`] if it is damaged. On Redis, [`OpenError::NotFound`] if the queue was
@@ -439,7 +580,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Undecodable`] if the next item is not a `T`: the item is in flight with
+    /// [`QueueError::Closed`] once the queue was closed and nothing is left unacknowledged
+    /// (at once after [`Queue::close_immediately`]); [`QueueError::Undecodable`] if the next item is not a `T`: the item is in flight with
     /// the error, which [`discard`](Undecodable::discard)s it or, dropped, puts it back (where
     /// it is the next item again); [`QueueError::Other`] with [`Error::Corrupt`] if the segment
     /// is damaged.

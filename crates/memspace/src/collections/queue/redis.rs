@@ -8,6 +8,10 @@
 //!   takes a new one. The stream's delivery counter is [`Delivery::deliveries`].
 //! * `ack`: `XACK` and `XDEL`, only if the item is still in flight with this receiver.
 //! * `nack`: the item's idle time is set far in the past, so the next receive takes it first.
+//! * `task_done`: `XACK` and `XDEL` of the oldest item in flight with this process's consumer.
+//! * `join`: polls until the stream is empty (every item acknowledged).
+//! * `close`: the field `closed` of the meta hash (1, or 2 for an immediate close, which also
+//!   deletes the entries not in flight); `put` and `receive` check it in their scripts.
 //!
 //! Unlike shared memory, a Redis queue cannot see whether a receiver on another machine is
 //! alive: an item is redelivered once it has been in flight longer than the lease (30 s, or
@@ -17,7 +21,8 @@
 //!
 //! The blocking calls poll: a receiver blocks in the server for at most 100 ms at a time, so
 //! that it looks for items whose lease ran out in between; a sender of a full bounded queue
-//! asks again every 2 ms, backing off to 50 ms.
+//! asks again every 2 ms, backing off to 50 ms, and so does a joiner. A close is noticed by
+//! a waiter at its next poll.
 //!
 //! [`Delivery::deliveries`]: crate::collections::Delivery::deliveries
 
@@ -27,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{Script, ScriptInvocation, Value};
 
+use super::QueueError;
 use super::wait::{Next, deadline, next_sleep};
 use crate::error::{Error, Result};
 use crate::redis::{Object, checked_script, refused};
@@ -43,9 +49,16 @@ const PUT_BACK_IDLE_MS: u64 = 1 << 40;
 /// `XAUTOCLAIM`. `XAUTOCLAIM ... COUNT 1` looks at no more than 10 pending entries per call, so
 /// an item behind 10 others in flight would wait for ever: `XPENDING ... IDLE` filters first.
 /// An entry deleted while pending is dropped from the group's list and the next one is tried.
+///
+/// On a closed queue it answers `{'closed', {}}` instead: at once after an immediate close,
+/// else once the stream is empty (nothing is left unacknowledged).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     checked_script(
         r"
+local closed = redis.call('HGET', KEYS[1], 'closed')
+if closed == '2' or (closed and redis.call('XLEN', KEYS[2]) == 0) then
+  return {'closed', {}}
+end
 local pending = redis.call('XPENDING', KEYS[2], ARGV[1], 'IDLE', ARGV[3], '-', '+', 10)
 for _, row in ipairs(pending) do
   local claimed = redis.call('XCLAIM', KEYS[2], ARGV[1], ARGV[2], ARGV[3], row[1])
@@ -59,10 +72,12 @@ return {'0-0', {}}
     )
 });
 
-/// Appends an item unless the queue is full (0) or was removed; returns its sequence number.
+/// Appends an item unless the queue is full (0), closed (-1) or was removed; returns its
+/// sequence number.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     checked_script(
         r"
+if redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return -1 end
 local capacity = tonumber(ARGV[2])
 if capacity > 0 and redis.call('XLEN', KEYS[2]) >= capacity then return 0 end
 local seq = redis.call('INCR', KEYS[3])
@@ -85,16 +100,90 @@ return 1
     )
 });
 
-/// Puts an item back if it is in flight with this consumer: 1, else 0.
+/// Puts an item back if it is in flight with this consumer: 1, else 0. After an immediate
+/// close the item is discarded instead.
 static NACK: LazyLock<Script> = LazyLock::new(|| {
     checked_script(
         r"
 local p = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[2], ARGV[2], 1)
 if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+if redis.call('HGET', KEYS[1], 'closed') == '2' then
+  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[2], ARGV[2])
+  return 1
+end
 redis.call('XCLAIM', KEYS[2], ARGV[1], ARGV[3], 0, ARGV[2], 'IDLE', ARGV[4], 'JUSTID')
 return 1
 ",
     )
+});
+
+/// Acknowledges the oldest item in flight with consumer `ARGV[2]` (`task_done`): 1, or 0 if
+/// it holds none.
+static ACK_OLDEST: LazyLock<Script> = LazyLock::new(|| {
+    checked_script(
+        r"
+local p = redis.call('XPENDING', KEYS[2], ARGV[1], '-', '+', 1, ARGV[2])
+if #p == 0 then return 0 end
+redis.call('XACK', KEYS[2], ARGV[1], p[1][1])
+redis.call('XDEL', KEYS[2], p[1][1])
+return 1
+",
+    )
+});
+
+/// Discards the entries in flight for at least `ARGV[2]` ms (a lease, or more): their
+/// receivers died or gave up, and after an immediate close nobody takes them again.
+const DISCARD_EXPIRED: &str = r"
+local function discard_expired(idle)
+  local rows = redis.call('XPENDING', KEYS[2], ARGV[1], 'IDLE', idle, '-', '+', 1000)
+  for _, row in ipairs(rows) do
+    redis.call('XACK', KEYS[2], ARGV[1], row[1])
+    redis.call('XDEL', KEYS[2], row[1])
+  end
+end
+";
+
+/// Closes the queue: the meta field `closed` becomes `ARGV[3]` (1, or 2 for an immediate
+/// close, which a later plain close does not undo). An immediate close also discards the
+/// entries not in flight (ready ones) and those whose lease (`ARGV[2]` ms) ran out, and the
+/// ones put back.
+static CLOSE: LazyLock<Script> = LazyLock::new(|| {
+    checked_script(&format!(
+        r"{DISCARD_EXPIRED}
+if redis.call('HGET', KEYS[1], 'closed') ~= '2' then
+  redis.call('HSET', KEYS[1], 'closed', ARGV[3])
+end
+if ARGV[3] == '2' then
+  local taken = {{}}
+  local n = redis.call('XLEN', KEYS[2])
+  for _, row in ipairs(redis.call('XPENDING', KEYS[2], ARGV[1], '-', '+', n + 1)) do
+    taken[row[1]] = true
+  end
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+    if not taken[entry[1]] then redis.call('XDEL', KEYS[2], entry[1]) end
+  end
+  discard_expired(ARGV[2])
+end
+return 1
+"
+    ))
+});
+
+/// How many items are unacknowledged (the stream's length), after discarding, on a queue
+/// closed immediately, the items whose lease (`ARGV[2]` ms) ran out.
+static UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
+    checked_script(&format!(
+        r"{DISCARD_EXPIRED}
+if redis.call('HGET', KEYS[1], 'closed') == '2' then discard_expired(ARGV[2]) end
+return redis.call('XLEN', KEYS[2])
+"
+    ))
+});
+
+/// The meta field `closed`: 0 open, 1 closed, 2 closed immediately.
+static CLOSED_STATE: LazyLock<Script> = LazyLock::new(|| {
+    checked_script("return tonumber(redis.call('HGET', KEYS[1], 'closed') or '0')")
 });
 
 /// Waiting items (the stream's length less the items in flight) and items in flight.
@@ -251,9 +340,25 @@ impl RedisQueue {
         answer.map_err(|err| self.explain_missing_group(op, err))
     }
 
+    /// [`QueueError::Closed`] for this queue.
+    fn closed_error(&self) -> QueueError {
+        QueueError::Closed {
+            name: self.object.name().clone(),
+        }
+    }
+
+    /// The lease in milliseconds, as the scripts take it.
+    fn lease_ms(&self) -> u64 {
+        u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Appends `payload` (see [`RedisQueue::put`]), polling a full queue until a place frees
     /// up; `false` once `timeout` has passed first (at once for a zero timeout).
-    pub(crate) fn put_until(&self, payload: &[u8], timeout: Option<Duration>) -> Result<bool> {
+    pub(crate) fn put_until(
+        &self,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<bool, QueueError> {
         let deadline = deadline(timeout);
         let mut pause = Duration::from_millis(2);
         loop {
@@ -271,7 +376,10 @@ impl RedisQueue {
     /// Takes an item (see [`RedisQueue::receive`]), blocking in the server for at most 100 ms
     /// at a time, so that items whose lease ran out are looked for in between; `None` once
     /// `timeout` has passed first (after one look for a zero timeout).
-    pub(crate) fn receive_until(&self, timeout: Option<Duration>) -> Result<Option<Received>> {
+    pub(crate) fn receive_until(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Option<Received>, QueueError> {
         const CHUNK: Duration = Duration::from_millis(100);
         let deadline = deadline(timeout);
         loop {
@@ -288,11 +396,67 @@ impl RedisQueue {
         }
     }
 
-    /// Appends an item unless the queue is at its capacity; returns whether it was added.
-    /// Fails with `OpenError::NotFound` if the queue was removed.
-    pub(crate) fn put(&self, payload: &[u8]) -> Result<bool> {
+    /// Waits until no item is left unacknowledged, polling every 2 ms backing off to 50 ms;
+    /// `false` once `timeout` has passed first. After an immediate close, items whose lease
+    /// ran out are discarded meanwhile.
+    pub(crate) fn join_until(&self, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = deadline(timeout);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let lease = self.lease_ms();
+            let unfinished: u64 = self.on_group("joining", &UNFINISHED, true, |script| {
+                script.arg(lease);
+            })?;
+            if unfinished == 0 {
+                return Ok(true);
+            }
+            match next_sleep(timeout, deadline, Some(pause)) {
+                Next::Sleep(sleep) => std::thread::sleep(sleep.unwrap_or(pause)),
+                Next::GiveUp => return Ok(false),
+            }
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Closes the queue, immediately or not (see [`CLOSE`]). Waiters notice within their
+    /// polling interval.
+    pub(crate) fn close(&self, immediately: bool) -> Result<()> {
+        let lease = self.lease_ms();
+        let _: u64 = self.on_group("closing", &CLOSE, false, |script| {
+            script.arg(lease).arg(if immediately { 2 } else { 1 });
+        })?;
+        Ok(())
+    }
+
+    /// Whether the queue was closed: `Some(true)` immediately.
+    pub(crate) fn closed(&self) -> Result<Option<bool>> {
         let object = &self.object;
-        let seq: u64 = object.conn().write(object.name(), "putting", |c| {
+        let state: u64 = object.conn().read(object.name(), "reading", |c| {
+            object.guarded(&CLOSED_STATE).invoke(c)
+        })?;
+        Ok(match state {
+            0 => None,
+            1 => Some(false),
+            _ => Some(true),
+        })
+    }
+
+    /// Acknowledges the oldest item in flight with this process (`task_done`): `false` if it
+    /// holds none.
+    pub(crate) fn ack_oldest(&self) -> Result<bool> {
+        let consumer = consumer();
+        let done: u64 = self.on_group("marking done", &ACK_OLDEST, false, |script| {
+            script.arg(&consumer);
+        })?;
+        Ok(done == 1)
+    }
+
+    /// Appends an item unless the queue is at its capacity; returns whether it was added.
+    /// Fails with `OpenError::NotFound` if the queue was removed, [`QueueError::Closed`] if it
+    /// was closed.
+    pub(crate) fn put(&self, payload: &[u8]) -> std::result::Result<bool, QueueError> {
+        let object = &self.object;
+        let seq: i64 = object.conn().write(object.name(), "putting", |c| {
             object
                 .guarded(&PUT)
                 .key(&self.items)
@@ -301,18 +465,32 @@ impl RedisQueue {
                 .arg(object.capacity())
                 .invoke(c)
         })?;
+        if seq < 0 {
+            return Err(self.closed_error());
+        }
         Ok(seq != 0)
     }
 
     /// Takes an item: one whose lease ran out (or that was put back) first, else a new one,
     /// waiting up to `block` for it.
-    pub(crate) fn receive(&self, block: Option<Duration>) -> Result<Option<Received>> {
+    /// [`QueueError::Closed`] if the queue was closed (see [`CLAIM`]).
+    pub(crate) fn receive(
+        &self,
+        block: Option<Duration>,
+    ) -> std::result::Result<Option<Received>, QueueError> {
         let consumer = consumer();
         let object = &self.object;
-        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let lease_ms = self.lease_ms();
         let claimed: Value = self.on_group("receiving", &CLAIM, false, |script| {
             script.arg(&consumer).arg(lease_ms);
         })?;
+        if let Value::Array(parts) = &claimed
+            && parts.first().is_some_and(|tag| {
+                redis::from_redis_value_ref::<String>(tag).is_ok_and(|t| t == "closed")
+            })
+        {
+            return Err(self.closed_error());
+        }
         if let Value::Array(parts) = &claimed
             && let Some(Value::Array(entries)) = parts.get(1)
             && let Some(first) = entries.first()

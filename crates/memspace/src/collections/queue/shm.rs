@@ -26,6 +26,14 @@
 //! stay taken until a receiver finds their taker dead (pid gone, or reused by a process with
 //! another start time) and delivers them again.
 //!
+//! # Closing and joining
+//!
+//! `closed` is committed by one store under the lock; an immediate close then marks the ready
+//! entries acknowledged (each a commit of its own, as an `ack`), so a close killed half-way
+//! leaves a closed queue with some ready items left, which receivers do not take and the next
+//! joiner discards. A joiner sleeps on `space` with the senders, since only an
+//! acknowledgement can end its wait; a close bumps and wakes both futex words.
+//!
 //! # Space and blocking
 //!
 //! See [`Queue`](super::Queue). Outgrown rings are never reused, so `verify`, which reads
@@ -50,7 +58,8 @@ use std::time::Duration;
 
 use super::QueueError;
 use super::layout::{
-    DONE, ENTRY_SIZE, Entry, MAX_SLOTS, READY, RING_ALIGN, RING_HEADER, Raw, Ring, TAKEN,
+    CLOSED, CLOSED_NOW, DONE, ENTRY_SIZE, Entry, MAX_SLOTS, OPEN, READY, RING_ALIGN, RING_HEADER,
+    Raw, Ring, TAKEN,
 };
 use super::wait::{Next, deadline, next_sleep};
 use crate::collections::changes::Change;
@@ -98,13 +107,28 @@ fn record_size(payload_len: usize) -> u64 {
 }
 
 impl<'a> Raw<'a> {
+    /// [`QueueError::Closed`] for this queue.
+    fn closed_error(self) -> QueueError {
+        QueueError::Closed {
+            name: self.segment.name().clone(),
+        }
+    }
+
     /// Appends `payload`, sleeping while a bounded queue is full; `false` once `timeout` has
-    /// passed first (at once for a zero timeout).
-    pub(super) fn put_until(self, payload: &[u8], timeout: Option<Duration>) -> Result<bool> {
+    /// passed first (at once for a zero timeout), [`QueueError::Closed`] once the queue is
+    /// closed.
+    pub(super) fn put_until(
+        self,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<bool, QueueError> {
         let area = self.area();
         let deadline = deadline(timeout);
         loop {
             let guard = self.lock()?;
+            if area.closed.load(Ordering::Relaxed) != OPEN {
+                return Err(self.closed_error());
+            }
             let capacity = area.capacity.load(Ordering::Relaxed);
             if capacity == 0 || area.unacked.load(Ordering::Relaxed) < capacity {
                 self.put(&guard, payload)?;
@@ -120,23 +144,142 @@ impl<'a> Raw<'a> {
 
     /// Takes the next item in flight (see [`Raw::take`]), sleeping while none is ready;
     /// `None` once `timeout` has passed first (at once for a zero timeout).
-    pub(super) fn receive_until(self, timeout: Option<Duration>) -> Result<Option<Taken>> {
+    /// [`QueueError::Closed`] at once if the queue was closed immediately, and once nothing
+    /// is left unacknowledged if it was closed: until then an item in flight with another
+    /// receiver may come back, put back or left by a receiver that died.
+    pub(super) fn receive_until(
+        self,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Option<Taken>, QueueError> {
         let area = self.area();
         let deadline = deadline(timeout);
         loop {
             let guard = self.lock()?;
+            let closed = area.closed.load(Ordering::Relaxed);
+            if closed == CLOSED_NOW {
+                return Err(self.closed_error());
+            }
             if let Some(taken) = self.take(&guard)? {
                 return Ok(Some(taken));
             }
+            let unacked = area.unacked.load(Ordering::Relaxed);
+            if closed != OPEN && unacked == 0 {
+                return Err(self.closed_error());
+            }
             // Items in flight come back if their taker dies, which wakes nobody: look again
             // now and then while there are any.
-            let poll = (area.unacked.load(Ordering::Relaxed)
-                > area.waiting.load(Ordering::Relaxed))
-            .then_some(REDELIVERY_CHECK);
+            let poll = (unacked > area.waiting.load(Ordering::Relaxed)).then_some(REDELIVERY_CHECK);
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
                 return Ok(None);
             };
             sleep_on(guard, &area.items, &area.receivers, sleep);
+        }
+    }
+
+    /// Waits until no item is left unacknowledged; `false` once `timeout` has passed first.
+    /// After an immediate close, items in flight with processes that died are discarded
+    /// meanwhile (no receiver would take them again), looking every `REDELIVERY_CHECK`.
+    pub(super) fn join_until(self, timeout: Option<Duration>) -> Result<bool> {
+        let area = self.area();
+        let deadline = deadline(timeout);
+        loop {
+            let guard = self.lock()?;
+            let poll = if area.closed.load(Ordering::Relaxed) == CLOSED_NOW {
+                let _change = Change::begin(&area.changes, &guard);
+                self.discard_ready()?;
+                self.discard_orphans()?;
+                Some(REDELIVERY_CHECK)
+            } else {
+                None
+            };
+            if area.unacked.load(Ordering::Relaxed) == 0 {
+                return Ok(true);
+            }
+            let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
+                return Ok(false);
+            };
+            // An acknowledgement bumps `space`; joiners sleep there with the senders.
+            sleep_on(guard, &area.space, &area.senders, sleep);
+        }
+    }
+
+    /// Closes the queue (see [`CLOSED`] and [`CLOSED_NOW`]; an immediate close is not undone
+    /// by a later plain one) and wakes every sleeper. An immediate close discards the ready
+    /// items and those in flight with dead processes.
+    pub(super) fn close(self, immediately: bool) -> Result<()> {
+        let area = self.area();
+        let guard = self.lock()?;
+        let change = Change::begin(&area.changes, &guard);
+        let state = if immediately { CLOSED_NOW } else { CLOSED };
+        if area.closed.load(Ordering::Relaxed) != CLOSED_NOW {
+            area.closed.store(state, Ordering::Release); // commit
+        }
+        crate::failpoint::hit("queue.closed");
+        if immediately {
+            self.discard_ready()?;
+            self.discard_orphans()?;
+        }
+        area.items.fetch_add(1, Ordering::Release);
+        area.space.fetch_add(1, Ordering::Release);
+        drop(change);
+        self.segment.note_writer();
+        drop(guard);
+        // Unconditionally: a sleeper counted in neither word must not be missed here.
+        sys::futex_wake(&area.items, u32::MAX);
+        sys::futex_wake(&area.space, u32::MAX);
+        Ok(())
+    }
+
+    /// Whether the queue was closed: `Some(true)` immediately.
+    pub(super) fn closed(self) -> Option<bool> {
+        match self.area().closed.load(Ordering::Acquire) {
+            OPEN => None,
+            CLOSED => Some(false),
+            _ => Some(true),
+        }
+    }
+
+    /// Discards the ready items (an immediate close); the caller holds the lock, inside a
+    /// change.
+    fn discard_ready(self) -> Result<()> {
+        let area = self.area();
+        let Some(ring) = self.ring()? else {
+            return Ok(());
+        };
+        let (head, end) = self.window(Some(ring))?;
+        let mut discarded = 0;
+        for seq in head..end {
+            let entry = self.entry(ring, seq)?;
+            if entry.state.load(Ordering::Relaxed) == READY {
+                entry.state.store(DONE, Ordering::Release); // commit, as an `ack`
+                discarded += 1;
+            }
+        }
+        area.waiting.store(0, Ordering::Relaxed);
+        let unacked = area.unacked.load(Ordering::Relaxed);
+        area.unacked
+            .store(unacked.saturating_sub(discarded), Ordering::Relaxed);
+        area.hint.store(end, Ordering::Relaxed);
+        self.advance_head(ring, head, end)?;
+        Ok(())
+    }
+
+    /// Discards the items in flight with processes that died (after an immediate close); the
+    /// caller holds the lock, inside a change.
+    fn discard_orphans(self) -> Result<()> {
+        let area = self.area();
+        let Some(ring) = self.ring()? else {
+            return Ok(());
+        };
+        loop {
+            let window = self.window(Some(ring))?;
+            let Some(seq) = self.find_orphan(ring, window)? else {
+                return Ok(());
+            };
+            self.entry(ring, seq)?.state.store(DONE, Ordering::Release);
+            area.unacked.fetch_sub(1, Ordering::Relaxed);
+            self.advance_head(ring, window.0, window.1)?;
+            area.space.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -467,27 +610,71 @@ impl<'a> Raw<'a> {
     /// Acknowledges item `seq`, which this process holds in flight: it leaves the queue for
     /// good, and a sender waiting for room is woken.
     pub(super) fn ack(self, seq: u64) -> std::result::Result<(), QueueError> {
-        let area = self.area();
         let guard = self.lock()?;
         let (ring, entry) = self.held_entry(seq)?;
+        self.acknowledge(guard, ring, entry);
+        Ok(())
+    }
+
+    /// Acknowledges the oldest item this process holds in flight (`task_done`);
+    /// [`QueueError::NoTaskInFlight`] if it holds none.
+    pub(super) fn ack_oldest(self) -> std::result::Result<(), QueueError> {
+        let guard = self.lock()?;
+        if let Some(ring) = self.ring()? {
+            let (head, end) = self.window(Some(ring))?;
+            for seq in head..end {
+                let entry = self.entry(ring, seq)?;
+                let taker = (
+                    entry.taker_pid.load(Ordering::Relaxed),
+                    entry.taker_start.load(Ordering::Relaxed),
+                );
+                if entry.state.load(Ordering::Relaxed) == TAKEN && taker == me() {
+                    self.acknowledge(guard, ring, entry);
+                    return Ok(());
+                }
+            }
+        }
+        Err(QueueError::NoTaskInFlight {
+            name: self.segment.name().clone(),
+        })
+    }
+
+    /// Commits the acknowledgement of `entry`, which this process holds in flight, unlocks
+    /// and wakes the senders and joiners (and the receivers of a closed queue, which wait for
+    /// nothing to be left unacknowledged).
+    fn acknowledge(self, guard: RawGuard<'_>, ring: Ring, entry: &Entry) {
+        let area = self.area();
         let change = Change::begin(&area.changes, &guard);
         entry.state.store(DONE, Ordering::Release); // commit
         crate::failpoint::hit("queue.acked");
         area.unacked.fetch_sub(1, Ordering::Relaxed);
-        let (head, end) = self.window(Some(ring))?;
-        self.advance_head(ring, head, end)?;
+        if let Ok((head, end)) = self.window(Some(ring)) {
+            // Moving `head` is housekeeping: a failure here leaves it for the next put.
+            let _ = self.advance_head(ring, head, end);
+        }
         area.space.fetch_add(1, Ordering::Release);
+        let closed = area.closed.load(Ordering::Relaxed) != OPEN;
+        if closed {
+            area.items.fetch_add(1, Ordering::Release);
+        }
         drop(change);
+        let wake_receivers = closed && area.receivers.load(Ordering::Relaxed) != 0;
         unlock_and_wake(guard, &area.space, &area.senders);
-        Ok(())
+        if wake_receivers {
+            sys::futex_wake(&area.items, u32::MAX);
+        }
     }
 
     /// Puts item `seq`, which this process holds in flight, back in its place, and wakes the
-    /// waiting receivers.
+    /// waiting receivers; after an immediate close it is discarded instead.
     pub(super) fn nack(self, seq: u64) -> std::result::Result<(), QueueError> {
         let area = self.area();
         let guard = self.lock()?;
-        let (_, entry) = self.held_entry(seq)?;
+        let (ring, entry) = self.held_entry(seq)?;
+        if area.closed.load(Ordering::Relaxed) == CLOSED_NOW {
+            self.acknowledge(guard, ring, entry);
+            return Ok(());
+        }
         let change = Change::begin(&area.changes, &guard);
         entry.state.store(READY, Ordering::Release); // commit
         crate::failpoint::hit("queue.returned");

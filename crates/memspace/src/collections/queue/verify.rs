@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::layout::{DONE, READY, Raw, Ring, TAKEN};
+use super::layout::{CLOSED_NOW, DONE, READY, Raw, Ring, TAKEN};
 use crate::collections::changes::verify_between_changes;
 use crate::collections::{codec, record};
 use crate::error::Error;
@@ -48,6 +48,12 @@ fn check(raw: Raw<'_>, report: &mut Report) {
         Some(ring) => check_entries(raw, ring, window, report),
         None => (0, 0),
     };
+    let closed = area.closed.load(Ordering::Relaxed);
+    if closed > CLOSED_NOW {
+        report.problem(format!(
+            "its closed word is {closed}, neither open (0), closed (1) nor closed immediately (2)"
+        ));
+    }
     let capacity = area.capacity.load(Ordering::Relaxed);
     if capacity != 0 && unacked > capacity {
         report.problem(format!(

@@ -178,6 +178,9 @@ pub enum Kind {
     Barrier,
     /// An `RwLock<T>`.
     RwLock,
+    /// An [`RLock`](crate::sync::RLock): a robust mutex that its holder thread may take again,
+    /// and its depth.
+    RLock,
 }
 
 impl Kind {
@@ -195,6 +198,7 @@ impl Kind {
             Kind::Semaphore => 10,
             Kind::Barrier => 11,
             Kind::RwLock => 12,
+            Kind::RLock => 13,
         }
     }
 
@@ -212,6 +216,7 @@ impl Kind {
             10 => Kind::Semaphore,
             11 => Kind::Barrier,
             12 => Kind::RwLock,
+            13 => Kind::RLock,
             _ => return None,
         })
     }
@@ -219,7 +224,7 @@ impl Kind {
     /// The kind named `text` (as [`Kind::as_str`] writes it; a Redis object records it so).
     #[cfg(feature = "redis")]
     pub(crate) fn from_name(text: &str) -> Option<Self> {
-        (1..=12)
+        (1..=13)
             .filter_map(Kind::from_raw)
             .find(|kind| kind.as_str() == text)
     }
@@ -240,6 +245,7 @@ impl Kind {
             Kind::Semaphore => "semaphore",
             Kind::Barrier => "barrier",
             Kind::RwLock => "rwlock",
+            Kind::RLock => "rlock",
         }
     }
 }

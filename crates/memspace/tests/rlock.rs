@@ -143,10 +143,13 @@ fn add_under_the_rlock((lock, counter, rounds): (RLock, Value<u64>, u32)) -> u32
     deepest
 }
 
+/// A worker running [`add_under_the_rlock`].
+type Adder = Worker<(RLock, Value<u64>, u32), u32>;
+
 fn an_rlock_held_twice_by_each_worker_excludes_the_others(mode: Mode) {
     let lock = RLock::new().expect("rlock");
     let counter = Value::new(0u64).expect("value");
-    let mut workers: Vec<Worker<(RLock, Value<u64>, u32), u32>> = (0..4)
+    let mut workers: Vec<Adder> = (0..4)
         .map(|_| {
             Worker::new(
                 mode,

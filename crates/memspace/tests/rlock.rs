@@ -112,10 +112,13 @@ fn an_rlock_is_a_kind_of_its_own_and_not_on_redis() {
         Lock::open(removal.name()),
         Err(Error::Open(OpenError::WrongKind { .. }))
     ));
-    assert_eq!(
-        lock.segment().expect("segment").kind(),
-        memspace::segment::Kind::RLock
-    );
+    let segment = lock.segment().expect("segment");
+    assert_eq!(segment.kind(), memspace::segment::Kind::RLock);
+    let _outer = lock.lock().expect("lock");
+    let _inner = lock.lock().expect("lock again");
+    let info = memspace::inspect::info(segment);
+    assert_eq!(info.state.get("depth").map(String::as_str), Some("2"));
+    assert!(memspace::inspect::verify(segment).is_consistent());
     let refused = RLock::create("redis://127.0.0.1:1/rlock").expect_err("no RLock on Redis");
     let text = refused.to_string();
     assert!(
@@ -298,4 +301,36 @@ fn a_lock_acquired_by_a_process_is_released_only_by_it_and_its_death_is_owner_di
     lock.release().expect("release");
     assert_eq!(lock.owner_deaths(), 1);
     drop(lock.lock().expect("clean again"));
+}
+
+/// In a process's main thread (whose id is the pid, which a process's hold records): takes
+/// `lock` with `acquire`, then asks for it again both ways; returns what each said, and whether
+/// this ran on the main thread.
+fn acquire_twice_on_the_main_thread(lock: Lock) -> (bool, String, String) {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    let main = link
+        .to_string_lossy()
+        .ends_with(&format!("/task/{}", std::process::id()));
+    lock.acquire().expect("acquire");
+    let again = try_label(lock.acquire_timeout(Duration::from_millis(30))).to_owned();
+    let guard = try_label(lock.try_lock_for(Duration::from_millis(30))).to_owned();
+    lock.release().expect("release");
+    (main, again, guard)
+}
+
+#[test]
+fn the_main_thread_of_a_process_holding_a_lock_waits_for_a_release_rather_than_deadlock() {
+    let _dog = memspace_testkit::start_test();
+    let lock = Lock::new().expect("lock");
+    // A forked child runs its target on its only thread, its main thread.
+    let mut child = Running::start_by(
+        StartMethod::Fork,
+        acquire_twice_on_the_main_thread,
+        lock.clone(),
+    );
+    let (main, again, guard) = child.join().expect("child");
+    assert!(main, "the target ran on the child's main thread");
+    // Another thread could release the process's hold: waiting is right, as in Python.
+    assert_eq!((again.as_str(), guard.as_str()), ("timeout", "timeout"));
+    drop(lock.try_lock().expect("released by the child"));
 }

@@ -163,6 +163,12 @@ pub(crate) fn measure(
         || Ok(workloads::std_mutex_uncontended(sizes.lock_rounds)),
     )?;
     run.median(
+        "RLock vs std::sync::Mutex, uncontended",
+        ("rlock_uncontended", "std_mutex", "lock+unlock/s"),
+        || workloads::rlock_uncontended(sizes.lock_rounds),
+        || Ok(workloads::std_mutex_uncontended(sizes.lock_rounds)),
+    )?;
+    run.median(
         "Process start+join, fork",
         ("process_start_fork", "raw_fork", "starts/s"),
         || workloads::process_start(StartMethod::Fork, sizes.forks),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memspace::collections::SharedVec;
 use memspace::spawn::{Process, StartMethod};
-use memspace::{Barrier, Lock, SharedArray, SharedList};
+use memspace::{Barrier, Lock, RLock, SharedArray, SharedList};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -196,6 +196,20 @@ pub(crate) fn lock_uncontended(rounds: u64) -> anyhow::Result<f64> {
     // No `black_box` on either side: a lock and an unlock are atomic operations on shared
     // memory, which the compiler may not remove; passing the guard through `black_box` would
     // time a copy of the guard through memory, which no caller makes.
+    for _ in 0..rounds {
+        match lock.lock() {
+            Ok(guard) => drop(guard),
+            Err(err) => return Err(memspace::Error::from(err.without_guard()).into()),
+        }
+    }
+    Ok(per_second(rounds as f64, start.elapsed()))
+}
+
+/// `rounds` lock and unlock pairs of an uncontended `RLock` (outermost level: each takes and
+/// frees the lock), per second.
+pub(crate) fn rlock_uncontended(rounds: u64) -> anyhow::Result<f64> {
+    let lock = RLock::new()?;
+    let start = Instant::now();
     for _ in 0..rounds {
         match lock.lock() {
             Ok(guard) => drop(guard),

@@ -167,6 +167,6 @@ pub use crate::spawn::{
 };
 pub use crate::sync::{
     Barrier, BarrierError, Condvar, Event, LeaseError, Lock, LockError, LockGuard, Mutex,
-    MutexGuard, Permit, RwLock, RwLockReadGuard, RwLockWriteGuard, Semaphore, SemaphoreError,
-    TryLockError,
+    MutexGuard, Permit, RLock, RLockGuard, ReleaseError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    Semaphore, SemaphoreError, TryLockError,
 };

@@ -178,6 +178,9 @@ pub enum Kind {
     Barrier,
     /// An `RwLock<T>`.
     RwLock,
+    /// An [`RLock`](crate::sync::RLock): a robust mutex that its holder thread may take again,
+    /// and its depth.
+    RLock,
     /// A `SharedArray<T>`: a fixed number of numbers, each kept in an atomic.
     Array,
     /// A `SharedValue<T>`: one value of any serde type.
@@ -199,8 +202,9 @@ impl Kind {
             Kind::Semaphore => 10,
             Kind::Barrier => 11,
             Kind::RwLock => 12,
-            Kind::Array => 13,
-            Kind::SharedValue => 14,
+            Kind::RLock => 13,
+            Kind::Array => 14,
+            Kind::SharedValue => 15,
         }
     }
 
@@ -218,8 +222,9 @@ impl Kind {
             10 => Kind::Semaphore,
             11 => Kind::Barrier,
             12 => Kind::RwLock,
-            13 => Kind::Array,
-            14 => Kind::SharedValue,
+            13 => Kind::RLock,
+            14 => Kind::Array,
+            15 => Kind::SharedValue,
             _ => return None,
         })
     }
@@ -227,7 +232,7 @@ impl Kind {
     /// The kind named `text` (as [`Kind::as_str`] writes it; a Redis object records it so).
     #[cfg(feature = "redis")]
     pub(crate) fn from_name(text: &str) -> Option<Self> {
-        (1..=14)
+        (1..=15)
             .filter_map(Kind::from_raw)
             .find(|kind| kind.as_str() == text)
     }
@@ -248,6 +253,7 @@ impl Kind {
             Kind::Semaphore => "semaphore",
             Kind::Barrier => "barrier",
             Kind::RwLock => "rwlock",
+            Kind::RLock => "rlock",
             Kind::Array => "array",
             Kind::SharedValue => "shared_value",
         }

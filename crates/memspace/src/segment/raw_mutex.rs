@@ -57,6 +57,23 @@
 //! signal 0 and a read of `/proc`): polling `try_lock` in a tight loop on a held lock costs
 //! microseconds per attempt, not nanoseconds.
 //!
+//! # Held by a process
+//!
+//! A guard's lock is held by a thread, and only that thread releases it. A binding that offers
+//! Python's `lock.acquire()` ... `lock.release()` needs a lock that any thread of the process
+//! may release, and that stays held when the thread that took it exits. Such an acquisition
+//! ([`LockSlot::acquire_for_process`]) names the process instead: the word holds the pid,
+//! which is the id of the main thread, and the stamp is the main thread's (the process's
+//! start time) with [`PROCESS_HELD`] set. Waiters judge it exactly as a thread's hold: it is
+//! dead when the process is (its main thread ending ends a Rust or Python program). The mark
+//! keeps the main thread from mistaking the process's hold for its own (its stamp never has
+//! it), so that a thread of the holding process that locks again waits for a release by
+//! another thread rather than failing with a deadlock. The release
+//! ([`LockSlot::release_for_process`]) clears the stamp with a compare-and-swap first, so that
+//! of two threads releasing at once exactly one frees the lock. No per-thread state is left
+//! behind by either: this lock uses no kernel robust list, so a release from another thread
+//! than the acquiring one has nothing to unlink.
+//!
 //! All words are atomics, so a damaged slot is a wrong number, never undefined behaviour: a
 //! garbage `word` names a thread that does not exist (and is taken over), a garbage `state`
 //! is reported as a damaged lock.
@@ -71,6 +88,9 @@ use crate::sys::{self, ThreadStamp, Wait};
 
 /// Set in `word` while at least one thread sleeps (or is about to sleep) on it.
 const WAITERS: u32 = 1 << 31;
+/// Set in `stamp` (above the holder's id) when the holder is a process, not one of its threads
+/// (see the module docs).
+const PROCESS_HELD: u64 = 1 << 63;
 /// The holder's thread id in `word`, 0 when free (Linux keeps ids below 2^22; a damaged word's
 /// larger "id" names no thread, and is taken over).
 const TID_MASK: u32 = WAITERS - 1;
@@ -211,7 +231,33 @@ impl LockSlot {
     )]
     #[inline(always)]
     pub(crate) fn acquire(&self, wait: Wait) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
-        let me = sys::this_thread();
+        self.acquire_as(sys::this_thread(), 0, wait)
+    }
+
+    /// Locks for the calling process rather than the calling thread (see the module docs):
+    /// the returned guard must not be dropped (forget it); any thread of the process releases
+    /// the lock with [`LockSlot::release_for_process`]. A thread of the process that already
+    /// holds it this way waits for that release instead of failing with `Deadlock`.
+    pub(crate) fn acquire_for_process(
+        &self,
+        wait: Wait,
+    ) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
+        self.acquire_as(sys::this_process(), PROCESS_HELD, wait)
+    }
+
+    /// Locks for `me`, stamping it with `mark` (0 for a thread, [`PROCESS_HELD`] for a
+    /// process).
+    #[allow(
+        clippy::inline_always,
+        reason = "the body of `acquire`, inlined for the same reason"
+    )]
+    #[inline(always)]
+    fn acquire_as(
+        &self,
+        me: ThreadStamp,
+        mark: u64,
+        wait: Wait,
+    ) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
         // AcqRel: a waiter that reads our tid in the word also sees what this process wrote
         // before locking (`foreign_users`, when it opened the segment).
         let took_over = if self
@@ -221,7 +267,7 @@ impl LockSlot {
         {
             false
         } else {
-            self.acquire_contended(me, wait)?
+            self.acquire_contended(me, mark, wait)?
         };
         // Before the stamp: a waiter that sees our stamp sees these too.
         self.owner_namespace
@@ -229,7 +275,7 @@ impl LockSlot {
         // Only the holder writes `owner_pid`: a load and a store, no read-modify-write.
         let previous_pid = self.owner_pid.load(Ordering::Relaxed);
         self.owner_pid.store(sys::pid(), Ordering::Relaxed);
-        self.stamp.store(stamp_of(me), Ordering::Release);
+        self.stamp.store(stamp_of(me) | mark, Ordering::Release);
         let state = self.state.load(Ordering::Acquire);
         if took_over || state != CONSISTENT {
             return self.acquired_after_a_death(me, took_over, state, previous_pid);
@@ -291,7 +337,12 @@ impl LockSlot {
     /// The slow path of [`LockSlot::acquire`]: returns once the word names `me`, and whether
     /// it was taken from a dead holder.
     #[inline(never)]
-    fn acquire_contended(&self, me: ThreadStamp, wait: Wait) -> Result<bool, RawFailure> {
+    fn acquire_contended(
+        &self,
+        me: ThreadStamp,
+        mark: u64,
+        wait: Wait,
+    ) -> Result<bool, RawFailure> {
         let deadline = match wait {
             Wait::For(timeout) => Instant::now().checked_add(timeout),
             Wait::Forever | Wait::Never => None,
@@ -330,7 +381,9 @@ impl LockSlot {
                 continue;
             }
             let holder = current & TID_MASK;
-            if holder == me.tid && self.held_by(me) {
+            // A process's hold may be released by any of its threads: waiting for it is not a
+            // deadlock.
+            if holder == me.tid && mark == 0 && self.held_by(me) {
                 return Err(RawFailure::Deadlock);
             }
             let now = Instant::now();
@@ -443,7 +496,8 @@ impl LockSlot {
         observed: u32,
         suspect: &mut Option<u32>,
     ) -> bool {
-        let stamped = stamp >> 32 == u64::from(holder);
+        // A process's stamp carries `PROCESS_HELD` above the id.
+        let stamped = (stamp & !PROCESS_HELD) >> 32 == u64::from(holder);
         let judgeable = here != 0
             && if stamped {
                 // Written before the stamp, so the stamp's acquire load shows it.
@@ -508,6 +562,69 @@ impl LockSlot {
             1
         };
         sys::futex_wake(&self.word, wake);
+    }
+
+    /// A guard for the lock the calling thread holds (taken with [`LockSlot::acquire`]), or
+    /// `None` if it does not hold it. For a reentrant lock, whose nested guards share one hold:
+    /// the guard that brings the depth to zero adopts the hold and drops it.
+    pub(crate) fn held_by_current_thread(&self) -> Option<RawGuard<'_>> {
+        let me = sys::this_thread();
+        // Only this thread writes its own id into the word and its stamp; a dead thread that had
+        // the same id left another start time in the stamp.
+        (self.word.load(Ordering::Relaxed) & TID_MASK == me.tid && self.held_by(me))
+            .then(|| self.guard(me, Recovery::Clean))
+    }
+
+    /// Whether the calling process holds the lock through [`LockSlot::acquire_for_process`].
+    pub(crate) fn is_held_by_this_process(&self) -> bool {
+        let me = sys::this_process();
+        self.word.load(Ordering::Acquire) & TID_MASK == me.tid
+            && self.stamp.load(Ordering::Acquire) == stamp_of(me) | PROCESS_HELD
+    }
+
+    /// After [`Recovery::OwnerDied`] of an acquisition for the process: declares the state
+    /// repaired. Fails if the process does not hold the lock, or it is consistent.
+    pub(crate) fn mark_consistent_for_process(&self) -> io::Result<()> {
+        if !self.is_held_by_this_process() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the lock is not held by this process (through `acquire`)",
+            ));
+        }
+        self.guard(sys::this_process(), Recovery::Clean)
+            .forget_after(RawGuard::mark_consistent)
+    }
+
+    /// Releases a lock held by the calling process (taken with
+    /// [`LockSlot::acquire_for_process`]), from any of its threads, as dropping a guard does
+    /// (a lock still inconsistent becomes not recoverable). Returns false, changing nothing,
+    /// if the process does not hold it (it is free, held by another process or by a thread's
+    /// guard, or another thread released it first).
+    pub(crate) fn release_for_process(&self) -> bool {
+        let me = sys::this_process();
+        if self.word.load(Ordering::Acquire) & TID_MASK != me.tid {
+            return false;
+        }
+        // Clearing the stamp first makes the release once-only: of two threads releasing at
+        // once, one wins the compare-and-swap; the other finds the stamp changed and leaves the
+        // word (which a new holder may already have taken) alone.
+        if self
+            .stamp
+            .compare_exchange(
+                stamp_of(me) | PROCESS_HELD,
+                0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        if self.state.load(Ordering::Relaxed) == INCONSISTENT {
+            self.state.store(NOT_RECOVERABLE, Ordering::Release);
+        }
+        self.release(me.tid);
+        true
     }
 
     pub(crate) fn has_foreign_users(&self) -> bool {
@@ -575,6 +692,13 @@ impl RawGuard<'_> {
 
     pub(crate) fn clear_poison(&self) {
         self.slot.poisoned.store(0, Ordering::Release);
+    }
+
+    /// Runs `f` on the guard, then forgets it: the lock stays held. For a hold the guard does
+    /// not own (a process's, or a reentrant lock's inner level).
+    pub(crate) fn forget_after<T>(self, f: impl FnOnce(&Self) -> T) -> T {
+        let this = std::mem::ManuallyDrop::new(self);
+        f(&this)
     }
 
     /// Releases the lock without declaring the protected state repaired, and without making

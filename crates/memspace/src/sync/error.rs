@@ -2,7 +2,8 @@
 //! `LockResult` from `TryLockResult`: [`LockError`] for a blocking acquisition (`lock`, `read`,
 //! `write`), which cannot report a lock that is busy; [`TryLockError`] for the forms that give
 //! up (`try_lock`, `try_lock_for`, ...), which wraps it; [`LeaseError`] for what only a Redis
-//! lock's guard can report, a lease lost while it was held.
+//! lock's guard can report, a lease lost while it was held; [`ReleaseError`] for a release
+//! without a guard (`Lock::release`, `RLock::release`).
 
 use std::fmt;
 use std::time::Duration;
@@ -321,4 +322,44 @@ pub enum LeaseError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+}
+
+/// Why a release without a guard ([`Lock::release`](super::Lock::release),
+/// [`RLock::release`](super::RLock::release)) failed. Python raises `RuntimeError` for the
+/// first two.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// A [`Lock`](super::Lock) this process does not hold through
+    /// [`acquire`](super::Lock::acquire): it is free, another process holds it, a guard holds
+    /// it, or another thread released it first.
+    #[error("lock `{name}` is not held by this process ({}); release only what `acquire` took", holder_text(*.owner, "a guard in this process holds it"))]
+    NotHeld {
+        /// The lock.
+        name: SegmentName,
+        /// The pid recorded as holding it, if anyone does.
+        owner: Option<u32>,
+    },
+    /// An [`RLock`](super::RLock) the calling thread does not hold: only its owner thread may
+    /// release it, as in Python.
+    #[error("reentrant lock `{name}` is not held by this thread ({}); only the thread that acquired it may release it", holder_text(*.owner, "another thread of this process holds it"))]
+    NotOwner {
+        /// The lock.
+        name: SegmentName,
+        /// The pid recorded as holding it, if anyone does.
+        owner: Option<u32>,
+    },
+    /// On Redis: the lease was lost before the release, or the server could not be reached.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+}
+
+/// Who holds a lock, for a message; `here` says how the calling process can hold it without
+/// being its holder.
+fn holder_text(owner: Option<u32>, here: &str) -> String {
+    match owner {
+        None => "it is free".to_owned(),
+        Some(pid) if pid == std::process::id() => here.to_owned(),
+        Some(pid) => format!("pid {pid} holds it"),
+    }
 }

@@ -31,6 +31,7 @@ mod event;
 mod lock;
 mod mutex;
 mod plain;
+mod rlock;
 mod rwlock;
 mod semaphore;
 
@@ -38,7 +39,7 @@ use std::time::Duration;
 
 pub use self::barrier::{Barrier, BarrierError, MAX_PARTIES};
 pub use self::condvar::{Condvar, Relock};
-pub use self::error::{LeaseError, LockError, TryLockError};
+pub use self::error::{LeaseError, LockError, ReleaseError, TryLockError};
 pub use self::event::Event;
 #[cfg(feature = "redis")]
 pub(crate) use self::event::RedisEvent;
@@ -47,6 +48,7 @@ pub(crate) use self::lock::RedisLock;
 pub use self::lock::{Lock, LockGuard};
 pub use self::mutex::{Mutex, MutexGuard};
 pub(crate) use self::plain::{expect_type, type_mismatch};
+pub use self::rlock::{RLock, RLockGuard};
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
 use crate::segment::RawFailure;
@@ -62,6 +64,7 @@ pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
         Kind::Condvar => condvar::describe(segment),
         Kind::Semaphore => semaphore::describe(segment),
         Kind::Barrier => barrier::describe(segment),
+        Kind::RLock => rlock::describe(segment),
         Kind::RwLock => {
             let mut state = plain::describe(segment);
             state.extend(rwlock::describe(segment));
@@ -125,8 +128,35 @@ pub(crate) fn acquire<'a, G>(
     wait: Wait,
     wrap: impl FnOnce(RawGuard<'a>, Recovery) -> G,
 ) -> Result<G, TryLockError<G>> {
+    finish_acquire(segment, wait, segment.lock_slot().acquire(wait), wrap)
+}
+
+/// As [`acquire`], for the calling process rather than the calling thread (see
+/// `segment/raw_mutex.rs`): `wrap` must forget the raw guard, and the lock is released with
+/// `LockSlot::release_for_process`.
+pub(crate) fn acquire_for_process<'a, G>(
+    segment: &'a Segment,
+    wait: Wait,
+    wrap: impl FnOnce(RawGuard<'a>, Recovery) -> G,
+) -> Result<G, TryLockError<G>> {
+    finish_acquire(
+        segment,
+        wait,
+        segment.lock_slot().acquire_for_process(wait),
+        wrap,
+    )
+}
+
+/// The outcome of an acquisition of `segment`'s lock as [`acquire`] describes it.
+#[inline]
+fn finish_acquire<'a, G>(
+    segment: &'a Segment,
+    wait: Wait,
+    taken: Result<(RawGuard<'a>, Recovery), RawFailure>,
+    wrap: impl FnOnce(RawGuard<'a>, Recovery) -> G,
+) -> Result<G, TryLockError<G>> {
     let slot = segment.lock_slot();
-    match slot.acquire(wait) {
+    match taken {
         // Pages of the segment were lost to a file shrunk under this mapping. If the lock
         // word's page was among them, what was taken is a private copy that excludes no one;
         // if not, it is the real lock, and is released as it was found (consistent or not).

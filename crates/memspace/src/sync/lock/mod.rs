@@ -16,7 +16,10 @@ use std::time::Duration;
 #[cfg(feature = "redis")]
 use std::time::Instant;
 
-use super::{LeaseError, LockError, RawGuard, Recovery, TryLockError, acquire, blocking};
+use super::{
+    LeaseError, LockError, RawGuard, Recovery, ReleaseError, TryLockError, acquire,
+    acquire_for_process, blocking,
+};
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
 use crate::segment::{Kind, SegmentName, SegmentOptions};
@@ -141,7 +144,7 @@ impl Lock {
     ///   lease key holds something that never expires.
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        blocking(self.acquire(Wait::Forever))
+        blocking(self.acquire_guard(Wait::Forever))
     }
 
     /// Acquires the lock if it is free.
@@ -152,7 +155,7 @@ impl Lock {
     /// [`TryLockError::Lock`]).
     #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        self.acquire(Wait::Never)
+        self.acquire_guard(Wait::Never)
     }
 
     /// Waits at most `timeout` for the lock (measured on the monotonic clock).
@@ -165,11 +168,11 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        self.acquire(Wait::For(timeout))
+        self.acquire_guard(Wait::For(timeout))
     }
 
     #[inline]
-    fn acquire(&self, wait: Wait) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+    fn acquire_guard(&self, wait: Wait) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         match self.place.as_ref() {
             Place::Shm(segment) => acquire(segment, wait, |raw, _| LockGuard {
                 lock: self,
@@ -177,7 +180,138 @@ impl Lock {
                 lease: None,
             }),
             #[cfg(feature = "redis")]
-            Place::Redis(lock) => self.acquire_lease(lock, wait),
+            Place::Redis(lock) => self.acquire_lease(lock, wait, false),
+        }
+    }
+
+    /// Blocks until the lock is acquired, for the calling process rather than for a guard:
+    /// the lock stays held until [`release`](Lock::release), which any thread of the process
+    /// may call, even after the acquiring thread has exited. For bindings that offer Python's
+    /// `lock.acquire()` ... `lock.release()` across calls; in Rust, prefer
+    /// [`lock`](Lock::lock), whose guard cannot be forgotten.
+    ///
+    /// The hold belongs to the process: another thread of it that calls `acquire` (or
+    /// [`lock`](Lock::lock)) waits until a `release`, as with Python's `Lock`, rather than
+    /// failing with [`LockError::WouldDeadlock`]. The process's death releases it as a
+    /// holder's death does: in shared memory the next locker is told
+    /// [`LockError::OwnerDied`]; on Redis the lease (kept by the process, and renewed by a
+    /// thread until `release`) expires. Only the death of the process counts: the main
+    /// thread is the one whose liveness others check, so a program whose main thread exits
+    /// while other threads go on (which neither Rust nor Python programs do) loses the lock
+    /// to the next locker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use memspace::sync::Lock;
+    ///
+    /// let lock = Lock::new()?;
+    /// lock.acquire()?;
+    /// // Released by another thread, as Python's locks allow.
+    /// std::thread::scope(|s| s.spawn(|| lock.release()).join().unwrap())?;
+    /// assert!(lock.release().is_err()); // not held any more
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::lock`], without a guard: after [`LockError::OwnerDied`] and
+    /// [`LockError::Poisoned`] the lock *is* held. After `OwnerDied`, repair the data and
+    /// call [`mark_consistent`](Lock::mark_consistent) before `release`, or the lock becomes
+    /// unrecoverable, as when a guard is dropped unrepaired.
+    pub fn acquire(&self) -> Result<(), LockError<()>> {
+        blocking(self.acquire_held(Wait::Forever))
+    }
+
+    /// [`acquire`](Lock::acquire) if the lock is free.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] if it is held, otherwise as [`Lock::acquire`].
+    pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
+        self.acquire_held(Wait::Never)
+    }
+
+    /// [`acquire`](Lock::acquire), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::Timeout`] if it was not released in time, otherwise as
+    /// [`Lock::acquire`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), TryLockError<()>> {
+        self.acquire_held(Wait::For(timeout))
+    }
+
+    fn acquire_held(&self, wait: Wait) -> Result<(), TryLockError<()>> {
+        match self.place.as_ref() {
+            // The raw guard is forgotten: the lock names the process, and `release` frees it.
+            Place::Shm(segment) => {
+                acquire_for_process(segment, wait, |raw, _| std::mem::forget(raw))
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis(lock) => {
+                let keep = |mut guard: LockGuard<'_>| {
+                    if let Some(lease) = guard.lease.take() {
+                        lock.keep_for_process(*lease);
+                    }
+                };
+                self.acquire_lease(lock, wait, true)
+                    .map(keep)
+                    .map_err(|err| err.map_guard(keep))
+            }
+        }
+    }
+
+    /// Releases the lock taken with [`acquire`](Lock::acquire) by this process, from any of
+    /// its threads.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::NotHeld`] if this process does not hold it through `acquire` (it is
+    /// free, another process holds it, a guard holds it, or another thread released it
+    /// already), naming the recorded owner; Python raises `RuntimeError` there. On Redis,
+    /// [`ReleaseError::Lease`] if the lease expired before the release (someone else may
+    /// have held the lock meanwhile) or the server could not be reached (the lease then
+    /// expires on its own).
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => {
+                let slot = segment.lock_slot();
+                if slot.release_for_process() {
+                    Ok(())
+                } else {
+                    Err(ReleaseError::NotHeld {
+                        name: self.name().clone(),
+                        owner: slot.owner_pid(),
+                    })
+                }
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis(lock) => match lock.release_for_process() {
+                Some(released) => released.map_err(ReleaseError::from),
+                None => Err(ReleaseError::NotHeld {
+                    name: self.name().clone(),
+                    owner: lock.holder().ok().flatten().map(|(pid, _)| pid),
+                }),
+            },
+        }
+    }
+
+    /// After [`acquire`](Lock::acquire) reported [`LockError::OwnerDied`]: declares the
+    /// protected data repaired, so that the lock stays usable after
+    /// [`release`](Lock::release). On Redis, which has no `OwnerDied`, does nothing.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error (`InvalidInput`) if this process does not hold the lock through
+    /// `acquire`, or the lock was not taken over from a holder that died.
+    pub fn mark_consistent(&self) -> std::io::Result<()> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => segment.lock_slot().mark_consistent_for_process(),
+            #[cfg(feature = "redis")]
+            Place::Redis(_) => Ok(()),
         }
     }
 
@@ -191,11 +325,17 @@ impl Lock {
         &self,
         lock: &RedisLock,
         wait: Wait,
+        for_process: bool,
     ) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match lock.try_acquire() {
+            let attempt = if for_process {
+                lock.try_acquire_for_process()
+            } else {
+                lock.try_acquire()
+            };
+            match attempt {
                 Ok(Attempt::Held(lease)) => {
                     return Ok(LockGuard {
                         lock: self,

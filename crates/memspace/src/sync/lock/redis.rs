@@ -44,6 +44,12 @@ thread_local! {
     static HELD: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The leases taken with `Lock::acquire`, which belong to the process rather than to a guard
+/// (keyed as [`HELD`] is, by pid, server and key): any thread of the process releases one with
+/// `Lock::release`, and it is renewed until then. A forked child inherits copies, which its
+/// pid keeps it from releasing (and [`Lease`] from renewing or deleting).
+static PROCESS_LEASES: std::sync::Mutex<Vec<(String, Lease)>> = std::sync::Mutex::new(Vec::new());
+
 /// How long a lease lasts unless the name says `?lease_ms=N`.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
@@ -227,9 +233,44 @@ impl RedisLock {
     /// If the connection breaks after the attempt was sent, the lease may have been taken for
     /// nobody: it then expires after its length, like a dead holder's.
     pub(crate) fn try_acquire<G>(&self) -> Result<Attempt, LockError<G>> {
+        self.try_take(true)
+    }
+
+    /// One attempt to take the lease for the calling process (`Lock::acquire`): no deadlock
+    /// check, since another thread may release it; keep the lease with
+    /// [`RedisLock::keep_for_process`].
+    pub(crate) fn try_acquire_for_process<G>(&self) -> Result<Attempt, LockError<G>> {
+        self.try_take(false)
+    }
+
+    /// Keeps `lease`, taken with [`RedisLock::try_acquire_for_process`], until
+    /// [`RedisLock::release_for_process`].
+    pub(crate) fn keep_for_process(&self, lease: Lease) {
+        let key = self.held_key();
+        PROCESS_LEASES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((key, lease));
+    }
+
+    /// Releases the lease this process took with `Lock::acquire`: `None` if it holds none.
+    pub(crate) fn release_for_process(&self) -> Option<Result<(), LeaseError>> {
+        let key = self.held_key();
+        let mut lease = {
+            let mut leases = PROCESS_LEASES
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let at = leases.iter().position(|(held, _)| *held == key)?;
+            leases.swap_remove(at).1
+        };
+        // Outside the table's lock: a release is a round trip to the server.
+        Some(lease.release())
+    }
+
+    fn try_take<G>(&self, for_thread: bool) -> Result<Attempt, LockError<G>> {
         static NONCE: AtomicU64 = AtomicU64::new(0);
         let held_here = self.held_key();
-        if HELD.with_borrow(|held| held.contains(&held_here)) {
+        if for_thread && HELD.with_borrow(|held| held.contains(&held_here)) {
             return Err(LockError::WouldDeadlock {
                 name: self.object.name().clone(),
             });
@@ -282,7 +323,9 @@ impl RedisLock {
                 });
             }
         };
-        HELD.with_borrow_mut(|held| held.push(held_here));
+        if for_thread {
+            HELD.with_borrow_mut(|held| held.push(held_here));
+        }
         let (mut lease, not_renewed) =
             Lease::start(self.clone(), format!("{owner}:{token}"), token);
         if let Some(spawn_error) = not_renewed {

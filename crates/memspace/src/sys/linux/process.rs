@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 // The pid and the thread's id are asked for on every lock acquisition (to record the owner),
 // and `getpid` and `gettid` are system calls: cache them, and forget them in the child of every
@@ -108,6 +108,31 @@ fn stamp_this_thread(generation: u32) -> ThreadStamp {
     };
     THIS_THREAD.set((generation, stamp));
     stamp
+}
+
+/// The calling process as a lock holder: the stamp of its main thread (whose id is the pid,
+/// and whose start time is the process's), which stays alive as long as the process does,
+/// whichever of its threads asks. A read of `/proc/self/stat` the first time a process asks
+/// (and again after a fork), two atomic loads after that.
+pub(crate) fn this_process() -> ThreadStamp {
+    static START: AtomicU64 = AtomicU64::new(0);
+    /// The pid `START` was read for: a forked child has another pid, and reads its own.
+    static START_OF: AtomicU32 = AtomicU32::new(0);
+    let pid = pid();
+    let start = if START_OF.load(Ordering::Acquire) == pid {
+        START.load(Ordering::Relaxed)
+    } else {
+        // 0 (unknown) only without /proc, as for a thread's stamp.
+        let start = read_stat("/proc/self/stat").map_or(0, |stat| stat.start);
+        START.store(start, Ordering::Relaxed);
+        START_OF.store(pid, Ordering::Release);
+        start
+    };
+    ThreadStamp {
+        tid: pid,
+        start,
+        pid_namespace: this_thread().pid_namespace,
+    }
 }
 
 /// The calling process's pid namespace (the inode of `/proc/self/ns/pid`; 0 if unreadable).

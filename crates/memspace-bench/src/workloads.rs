@@ -185,7 +185,7 @@ pub(crate) fn shared_array_add(n: u64) -> anyhow::Result<f64> {
         (array.clone(), slot, n)
     })?;
     let elapsed = start.elapsed();
-    anyhow::ensure!(array.to_vec() == [n; 4], "lost additions");
+    anyhow::ensure!(array.to_vec()? == [n; 4], "lost additions");
     Ok(per_second((4 * n) as f64, elapsed))
 }
 

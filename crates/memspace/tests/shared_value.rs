@@ -115,3 +115,27 @@ fn readers_see_only_whole_values_while_writers_are_killed_at_random() {
     let size = value.segment().expect("in shared memory").size();
     assert!(size <= 64 << 10, "values of at most 3 KB took {size} bytes");
 }
+
+#[test]
+fn replacing_values_of_every_size_keeps_the_segment_bounded() {
+    let name = Removal::fresh("value-space");
+    let value = SharedValue::create(name.name(), &String::new()).expect("create");
+    let segment_size = || value.segment().expect("in shared memory").size();
+    // Orders that push a new record past the current one: a large value, a small one (which
+    // goes before it), then large ones that fit neither before the current record nor where
+    // the first one was. A record goes past the current one only while that one starts less
+    // than a largest value into the data, so nothing reaches past three largest values.
+    let mib = 1 << 20;
+    let mut written = 0;
+    for round in 0..44 {
+        let len = [mib, 8, mib + 16, mib + 32, 100, mib / 2][round % 6];
+        value.set(&"x".repeat(len)).expect("set");
+        assert_eq!(value.get().expect("get").len(), len);
+        written += len;
+    }
+    let size = segment_size();
+    assert!(
+        size <= 4 * mib as u64 + 8192,
+        "{size} bytes after {written} bytes of values of at most 1 MiB"
+    );
+}

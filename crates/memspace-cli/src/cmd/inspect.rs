@@ -154,7 +154,7 @@ fn array_items(segment: memspace::Segment) -> memspace::Result<Vec<Value>> {
         segment: memspace::Segment,
     ) -> memspace::Result<Vec<Value>> {
         let array = memspace::SharedArray::<T>::from_segment(segment)?;
-        Ok(array.to_vec().into_iter().map(Into::into).collect())
+        Ok(array.to_vec()?.into_iter().map(Into::into).collect())
     }
     match segment.type_name() {
         "i8" => read::<i8>(segment),

@@ -19,21 +19,21 @@
 //!
 //! # Safety
 //!
-//! One operation is `unsafe`, besides the [`ShmSafe`] promise for the kind area
-//! (`ArrayArea`, fixed-width atomics): `std::slice::from_raw_parts` in `atoms`, which views
-//! the `len` elements from the data area's start as a slice of atomics. The range is mapped
-//! and inside the segment (`Segment::data_range`, checked when the handle is made, and the
-//! segment never shrinks under a well-behaved process: a hostile shrink is caught by the
-//! `SIGBUS` handler, see the crate's safety model), aligned (the data area starts on a page,
-//! and an atomic's alignment is its size), every bit pattern is a valid atomic, and every
-//! access goes through the atomics, so no process races a non-atomic access. The slice
-//! borrows the handle, which keeps the mapping alive.
+//! Besides the [`ShmSafe`] promise for the kind area (`ArrayArea`, fixed-width atomics), the
+//! handle keeps a pointer to its first element, and `atoms` views the `len` elements from
+//! there as a slice of atomics (`std::slice::from_raw_parts`). When the handle is made, the
+//! range is checked to lie in the segment and to be mapped (`Segment::data_range`), and the
+//! pointer to be aligned (`Mapping::pointer`); mapped bytes never move nor unmap while the
+//! segment lives (a hostile shrink of the file is caught by the `SIGBUS` handler, which keeps
+//! the pages mapped: see the crate's safety model), and the handle holds the segment. Every
+//! bit pattern is a valid atomic, and every access goes through the atomics, so no process
+//! races a non-atomic access. The same facts make the handle `Send` and `Sync`.
 
 #![allow(unsafe_code)]
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Deref;
+use std::ptr::NonNull;
 use std::sync::atomic::{
     AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering,
 };
@@ -44,7 +44,9 @@ use crate::error::{Error, Result};
 use crate::handle::{Blueprint, NoRedis, Place};
 use crate::segment::{DATA_START, Kind, RawGuard, Recovery, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
-use crate::sync::{LockError, TryLockError, acquire, blocking, expect_type, type_mismatch};
+use crate::sync::{
+    LockError, TryLockError, acquire, blocking, expect_type, lock_and_repair, type_mismatch,
+};
 use crate::sys::Wait;
 
 #[repr(C)]
@@ -52,64 +54,58 @@ struct ArrayArea {
     len: AtomicU64,
     element_size: AtomicU64,
     element_align: AtomicU64,
+    /// The element type, as Python's `array` typecode (`b'q'` for `i64`, `b'd'` for `f64`).
+    typecode: AtomicU64,
 }
 
 // SAFETY: `#[repr(C)]`, fixed-width atomics only: any bits are valid, every change is atomic,
 // nothing to drop.
 unsafe impl ShmSafe for ArrayArea {}
 
+const _: () = assert!(size_of::<ArrayArea>() == 32);
+
 mod sealed {
-    pub trait Sealed {}
+    /// What an [`Element`](super::Element) is made of: the atomic it is kept in, its typecode
+    /// and its atomic operations. Private, so that no other type can be an element, and none
+    /// of it is public API.
+    pub trait Sealed: Sized {
+        /// The atomic an element is kept in: the same size as `Self`, at least its alignment.
+        type Atom: Sync;
+        /// Python's `array` typecode of the type.
+        const TYPECODE: u8;
+        fn load(atom: &Self::Atom) -> Self;
+        fn store(atom: &Self::Atom, value: Self);
+        fn swap(atom: &Self::Atom, value: Self) -> Self;
+        /// Writes `new` if the element is `current` (a float: has the same bits).
+        fn compare_exchange(atom: &Self::Atom, current: Self, new: Self) -> Result<Self, Self>;
+    }
+
+    /// The atomic additions of an [`Integer`](super::Integer) (wrapping).
+    pub trait SealedInteger: Sealed {
+        fn fetch_add(atom: &Self::Atom, value: Self) -> Self;
+        fn fetch_sub(atom: &Self::Atom, value: Self) -> Self;
+    }
 }
+
+use self::sealed::{Sealed, SealedInteger};
 
 /// A number a [`SharedArray`] can hold: the integers of 8 to 64 bits (Python's typecodes `b`,
-/// `B`, `h`, `H`, `i`, `I`, `l`, `L`, `q`, `Q`) and `f32`, `f64` (`f`, `d`).
-///
-/// Each is kept as the std atomic of its width ([`Element::Atom`]); a float as the bits of its
-/// IEEE value.
-pub trait Element: Pod + sealed::Sealed {
-    /// The atomic an element is kept in: the same size and alignment as `Self`.
-    type Atom: Sync;
-
-    /// Reads the element.
-    #[doc(hidden)]
-    fn load(atom: &Self::Atom) -> Self;
-
-    /// Writes the element.
-    #[doc(hidden)]
-    fn store(atom: &Self::Atom, value: Self);
-
-    /// Writes the element and returns the one it replaced.
-    #[doc(hidden)]
-    fn swap(atom: &Self::Atom, value: Self) -> Self;
-
-    /// Writes `new` if the element is `current` (for floats: has the same bits).
-    #[doc(hidden)]
-    fn compare_exchange(
-        atom: &Self::Atom,
-        current: Self,
-        new: Self,
-    ) -> std::result::Result<Self, Self>;
-}
+/// `B`, `h`, `H`, `i`, `I`, `q`, `Q`) and `f32`, `f64` (`f`, `d`). Each is kept as the std
+/// atomic of its width; a float as the bits of its IEEE value.
+pub trait Element: Pod + Sealed {}
 
 /// An integer [`Element`]: it also has atomic additions and subtractions, which wrap around
 /// at the type's bounds as the machine's do (and as a C integer in Python's `Array` does).
-pub trait Integer: Element {
-    /// Adds `value`, returns the element before.
-    #[doc(hidden)]
-    fn fetch_add(atom: &Self::Atom, value: Self) -> Self;
-
-    /// Subtracts `value`, returns the element before.
-    #[doc(hidden)]
-    fn fetch_sub(atom: &Self::Atom, value: Self) -> Self;
-}
+pub trait Integer: Element + SealedInteger {}
 
 macro_rules! integer_elements {
-    ($($int:ty => $atom:ty),+) => {$(
-        impl sealed::Sealed for $int {}
+    ($($int:ty => $atom:ty, $code:literal);+) => {$(
+        const _: () = assert!(size_of::<$int>() == size_of::<$atom>());
+        const _: () = assert!(align_of::<$int>() <= align_of::<$atom>());
 
-        impl Element for $int {
+        impl Sealed for $int {
             type Atom = $atom;
+            const TYPECODE: u8 = $code;
 
             fn load(atom: &$atom) -> Self {
                 atom.load(Ordering::Acquire)
@@ -132,7 +128,7 @@ macro_rules! integer_elements {
             }
         }
 
-        impl Integer for $int {
+        impl SealedInteger for $int {
             fn fetch_add(atom: &$atom, value: Self) -> Self {
                 atom.fetch_add(value, Ordering::AcqRel)
             }
@@ -141,20 +137,25 @@ macro_rules! integer_elements {
                 atom.fetch_sub(value, Ordering::AcqRel)
             }
         }
+
+        impl Element for $int {}
+        impl Integer for $int {}
     )+};
 }
 
 integer_elements!(
-    i8 => AtomicI8, u8 => AtomicU8, i16 => AtomicI16, u16 => AtomicU16,
-    i32 => AtomicI32, u32 => AtomicU32, i64 => AtomicI64, u64 => AtomicU64
+    i8 => AtomicI8, b'b'; u8 => AtomicU8, b'B'; i16 => AtomicI16, b'h'; u16 => AtomicU16, b'H';
+    i32 => AtomicI32, b'i'; u32 => AtomicU32, b'I'; i64 => AtomicI64, b'q'; u64 => AtomicU64, b'Q'
 );
 
 macro_rules! float_elements {
-    ($($float:ty => $atom:ty),+) => {$(
-        impl sealed::Sealed for $float {}
+    ($($float:ty => $atom:ty, $code:literal);+) => {$(
+        const _: () = assert!(size_of::<$float>() == size_of::<$atom>());
+        const _: () = assert!(align_of::<$float>() <= align_of::<$atom>());
 
-        impl Element for $float {
+        impl Sealed for $float {
             type Atom = $atom;
+            const TYPECODE: u8 = $code;
 
             fn load(atom: &$atom) -> Self {
                 <$float>::from_bits(atom.load(Ordering::Acquire))
@@ -183,21 +184,12 @@ macro_rules! float_elements {
                 .map_err(<$float>::from_bits)
             }
         }
+
+        impl Element for $float {}
     )+};
 }
 
-float_elements!(f32 => AtomicU32, f64 => AtomicU64);
-
-// Every atom has its element's layout, which `atoms` relies on.
-const _: () = {
-    macro_rules! same_layout {
-        ($($t:ty),+) => {$(
-            assert!(size_of::<$t>() == size_of::<<$t as Element>::Atom>());
-            assert!(align_of::<$t>() <= align_of::<<$t as Element>::Atom>());
-        )+};
-    }
-    same_layout!(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64);
-};
+float_elements!(f32 => AtomicU32, b'f'; f64 => AtomicU64, b'd');
 
 /// A fixed-length array of numbers in shared memory, read and written element by element
 /// with atomic operations by any thread or process: Python's `multiprocessing.Array`.
@@ -218,31 +210,39 @@ const _: () = {
 /// let hits = SharedArray::<u64>::new(4)?;
 /// hits.fetch_add(2, 5)?;
 /// hits.set(0, 1)?;
-/// assert_eq!(hits.to_vec(), [1, 0, 5, 0]);
+/// assert_eq!(hits.to_vec()?, [1, 0, 5, 0]);
 /// // Several elements at once, excluding other holders of the lock:
 /// let held = hits.lock().expect("lock");
-/// let total: u64 = held.to_vec().iter().sum();
-/// held.fill(0);
+/// let total: u64 = held.to_vec()?.iter().sum();
+/// held.fill(0)?;
 /// held.set(3, total)?;
 /// drop(held);
-/// assert_eq!(hits.to_vec(), [0, 0, 0, 6]);
+/// assert_eq!(hits.to_vec()?, [0, 0, 0, 6]);
 /// # Ok(())
 /// # }
 /// ```
-pub struct SharedArray<T> {
+pub struct SharedArray<T: Element> {
     place: Place<NoRedis>,
+    /// The first element, in the mapping `place` holds (see the module's `# Safety`).
+    first: NonNull<T::Atom>,
     /// The number of elements, read from the segment and checked to fit it once, when the
     /// handle was made: the length never changes.
     len: usize,
-    _elements: PhantomData<fn(T) -> T>,
 }
 
-impl<T> Clone for SharedArray<T> {
+// SAFETY: the handle holds an `Arc` of its segment and a pointer to atomics in that
+// segment's mapping, which stay mapped while the segment lives and are only read and written
+// atomically through `&` (module `# Safety`).
+unsafe impl<T: Element> Send for SharedArray<T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: Element> Sync for SharedArray<T> {}
+
+impl<T: Element> Clone for SharedArray<T> {
     fn clone(&self) -> Self {
         SharedArray {
             place: self.place.clone(),
+            first: self.first,
             len: self.len,
-            _elements: PhantomData,
         }
     }
 }
@@ -256,7 +256,7 @@ impl<T: Element + fmt::Debug> fmt::Debug for SharedArray<T> {
     }
 }
 
-impl<T> SharedArray<T> {
+impl<T: Element> SharedArray<T> {
     /// The segment: an array lives only in shared memory.
     fn shm(&self) -> &Segment {
         self.place.local()
@@ -374,7 +374,9 @@ impl<T: Element> SharedArray<T> {
         let largest = crate::segment::MAX_RESERVATION;
         let too_long = || Error::Full {
             name: name.clone(),
-            needed: len.saturating_mul(size_of::<T>() as u64),
+            needed: len
+                .saturating_mul(size_of::<T>() as u64)
+                .saturating_add(DATA_START),
             max_size: largest,
         };
         let size = len
@@ -391,8 +393,14 @@ impl<T: Element> SharedArray<T> {
                 .store(size_of::<T>() as u64, Ordering::Relaxed);
             area.element_align
                 .store(align_of::<T>() as u64, Ordering::Relaxed);
+            area.typecode
+                .store(u64::from(T::TYPECODE), Ordering::Relaxed);
             if let Some(values) = values {
-                for (atom, &value) in atoms::<T>(segment, len)?.iter().zip(values) {
+                let (first, len) = elements::<T>(segment, len)?;
+                // SAFETY: `elements` checked the range (module `# Safety`); the segment lives
+                // through this closure.
+                let atoms = unsafe { std::slice::from_raw_parts(first.as_ptr(), len) };
+                for (atom, &value) in atoms.iter().zip(values) {
                     T::store(atom, value);
                 }
             }
@@ -404,7 +412,10 @@ impl<T: Element> SharedArray<T> {
     /// The array in `place`, once its segment says it holds `T`s and its elements fit it.
     fn checked(place: Place<NoRedis>) -> Result<Self> {
         const {
-            assert!(align_of::<T>() <= 4096, "elements start at a page boundary");
+            assert!(
+                DATA_START.is_multiple_of(align_of::<T>() as u64),
+                "elements start at the data area"
+            );
         };
         let segment = place.local();
         let area = segment.kind_area::<ArrayArea>();
@@ -413,26 +424,23 @@ impl<T: Element> SharedArray<T> {
             area.element_size.load(Ordering::Relaxed),
             area.element_align.load(Ordering::Relaxed),
         )?;
-        if segment.type_name() != std::any::type_name::<T>() {
+        // Same size, another type (`u32` and `f32`): the typecode tells them apart.
+        if area.typecode.load(Ordering::Relaxed) != u64::from(T::TYPECODE) {
             return Err(type_mismatch::<T>(
                 segment.name(),
                 segment.type_name(),
                 size_of::<T>() as u64,
             ));
         }
-        let len = area.len.load(Ordering::Relaxed);
-        let count = atoms::<T>(segment, len)?.len();
-        Ok(SharedArray {
-            place,
-            len: count,
-            _elements: PhantomData,
-        })
+        let (first, len) = elements::<T>(segment, area.len.load(Ordering::Relaxed))?;
+        Ok(SharedArray { place, first, len })
     }
 
     /// The elements, as the atomics they are kept in.
     fn atoms(&self) -> &[T::Atom] {
-        atoms::<T>(self.shm(), self.len as u64)
-            .expect("the elements were checked to lie in the mapping when the handle was made")
+        // SAFETY: `first` and `len` were checked when the handle was made, and the handle
+        // holds the mapping (module `# Safety`).
+        unsafe { std::slice::from_raw_parts(self.first.as_ptr(), self.len) }
     }
 
     /// The atomic of element `index`.
@@ -500,17 +508,27 @@ impl<T: Element> SharedArray<T> {
 
     /// Every element written with `value`, one after another (a reader may see some written
     /// and others not yet: hold the [`lock`](SharedArray::lock) on both sides to exclude that).
-    pub fn fill(&self, value: T) {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the segment's file was shrunk under this process.
+    pub fn fill(&self, value: T) -> Result<()> {
         for atom in self.atoms() {
             T::store(atom, value);
         }
-        self.shm().note_writer();
+        self.wrote()
     }
 
     /// A copy of the elements, read one after another.
-    #[must_use]
-    pub fn to_vec(&self) -> Vec<T> {
-        self.atoms().iter().map(T::load).collect()
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the segment's file was shrunk under this process (the copy
+    /// would hold zeros).
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let values = self.atoms().iter().map(T::load).collect();
+        self.shm().check_intact()?;
+        Ok(values)
     }
 
     /// Writes `values` over the elements, one after another.
@@ -567,6 +585,18 @@ impl<T: Element> SharedArray<T> {
         self.acquire(Wait::Never)
     }
 
+    /// As [`SharedArray::lock`], but gives up with [`TryLockError::Timeout`] after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedArray::lock`], and `Timeout`.
+    pub fn try_lock_for(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        self.acquire(Wait::For(timeout))
+    }
+
     fn acquire(
         &self,
         wait: Wait,
@@ -587,19 +617,12 @@ impl<T: Element> SharedArray<T> {
     ///
     /// If the lock cannot be had (a damaged lock word, for example).
     pub fn with_lock<R>(&self, update: impl FnOnce(&ArrayGuard<'_, T>) -> R) -> Result<R> {
-        let guard = match self.lock() {
-            Ok(guard) => guard,
-            Err(LockError::OwnerDied(guard)) => {
-                guard
-                    .mark_consistent()
-                    .map_err(|source| self.shm().os_error("mark the lock consistent", source))?;
-                guard
-            }
-            Err(LockError::Poisoned(guard)) => {
-                guard.clear_poison();
-                guard
-            }
-            Err(other) => return Err(other.into()),
+        // Nothing to repair: the holder's elements stay as they are.
+        let raw = lock_and_repair(self.shm(), |_| Ok(()))?;
+        let guard = ArrayGuard {
+            array: self,
+            raw,
+            recovery: Recovery::Clean,
         };
         Ok(update(&guard))
     }
@@ -633,38 +656,35 @@ impl<T: Integer> SharedArray<T> {
 
 serialize_as_name!(SharedArray<T> where T: Element);
 
-/// The `len` elements of `T` from the start of `segment`'s data area, as atomics: checked to
-/// lie in the segment and mapped.
-fn atoms<T: Element>(segment: &Segment, len: u64) -> Result<&[T::Atom]> {
+/// The first of the `len` elements of `T` from the start of `segment`'s data area, and their
+/// number: checked to lie in the segment, mapped, and aligned for `T::Atom` (see the module's
+/// `# Safety`).
+fn elements<T: Element>(segment: &Segment, len: u64) -> Result<(NonNull<T::Atom>, usize)> {
     let what = || format!("the array's {len} elements");
     let bytes = len
         .checked_mul(size_of::<T>() as u64)
         .ok_or_else(|| segment.corrupt(format!("{} overflow", what())))?;
-    segment.data_range(what, DATA_START, bytes, align_of::<T>() as u64)?;
+    segment.data_range(what, DATA_START, bytes, align_of::<T::Atom>() as u64)?;
     let count =
         usize::try_from(len).map_err(|_| segment.corrupt(format!("{} overflow", what())))?;
-    let base = segment
+    let first = segment
         .mapping()
         .pointer::<T::Atom>(DATA_START)
         .ok_or_else(|| segment.corrupt("the data area is not mapped".into()))?;
-    // SAFETY: `data_range` proved the `count` elements from DATA_START mapped and inside the
-    // segment; `base` is aligned (checked by `pointer`); every bit pattern is a valid atomic
-    // and every access is atomic; the slice borrows `segment`, whose mapping outlives it
-    // (module `# Safety`).
-    Ok(unsafe { std::slice::from_raw_parts(base.as_ptr(), count) })
+    Ok((first, count))
 }
 
 /// The array held under its lock: dereferences to the [`SharedArray`], whose operations it
 /// makes part of one update no other holder interleaves with. The lock is released when the
 /// guard is dropped.
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct ArrayGuard<'a, T> {
+pub struct ArrayGuard<'a, T: Element> {
     array: &'a SharedArray<T>,
     raw: RawGuard<'a>,
     recovery: Recovery,
 }
 
-impl<T> fmt::Debug for ArrayGuard<'_, T> {
+impl<T: Element> fmt::Debug for ArrayGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArrayGuard")
             .field("array", self.array.name())
@@ -673,7 +693,7 @@ impl<T> fmt::Debug for ArrayGuard<'_, T> {
     }
 }
 
-impl<T> Deref for ArrayGuard<'_, T> {
+impl<T: Element> Deref for ArrayGuard<'_, T> {
     type Target = SharedArray<T>;
 
     fn deref(&self) -> &SharedArray<T> {
@@ -681,7 +701,16 @@ impl<T> Deref for ArrayGuard<'_, T> {
     }
 }
 
-impl<T> ArrayGuard<'_, T> {
+impl<T: Element> ArrayGuard<'_, T> {
+    /// If this acquisition took over from a holder that died, the pid that held it.
+    #[must_use]
+    pub fn previous_owner_died(&self) -> Option<u32> {
+        match self.recovery {
+            Recovery::OwnerDied { pid } => Some(pid),
+            Recovery::Clean => None,
+        }
+    }
+
     /// After [`LockError::OwnerDied`]: declares the elements set right.
     ///
     /// # Errors

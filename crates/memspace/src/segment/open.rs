@@ -92,6 +92,13 @@ impl Segment {
         }
         let map = Mapping::new(fd.as_fd(), fields.max_size as usize, fields.size as usize)
             .map_err(|e| Error::from_io(name, "mmap", e))?;
+        // `parse` saw READY in bytes read with `pread`; an acquire load of the same word
+        // through the mapping orders this process's reads of what the creator wrote before it
+        // (the type name, the kind area).
+        map.get::<header::Header>(0)
+            .expect("the control pages are mapped")
+            .init_state
+            .load(Ordering::Acquire);
         let type_name = map
             .get::<TypeName>(TYPE_NAME_OFFSET)
             .expect("the control pages are mapped")

@@ -284,17 +284,18 @@ impl<T> Queue<T> {
     /// counted); [`QueueError::Other`] if the segment is damaged. On Redis, also if an item
     /// was in flight longer than the lease: it was taken over by another receiver.
     pub fn task_done(&self) -> std::result::Result<(), QueueError> {
-        let done = match self.place.as_ref() {
-            Place::Shm(segment) => return Raw { segment }.ack_oldest(),
+        match self.place.as_ref() {
+            Place::Shm(segment) => Raw { segment }.ack_oldest(),
             #[cfg(feature = "redis")]
-            Place::Redis(queue) => queue.ack_oldest()?,
-        };
-        if done {
-            Ok(())
-        } else {
-            Err(QueueError::NoTaskInFlight {
-                name: self.name().clone(),
-            })
+            Place::Redis(queue) => {
+                if queue.ack_oldest()? {
+                    Ok(())
+                } else {
+                    Err(QueueError::NoTaskInFlight {
+                        name: self.name().clone(),
+                    })
+                }
+            }
         }
     }
 

@@ -16,10 +16,13 @@
 //! then stores its offset in `current` with one release store. A writer killed before that
 //! store left bytes nobody points to, which the next writer overwrites; one killed after it
 //! finished. Either way the value is the old one or the new one, and the next locker has
-//! nothing to repair. The space in use stays under the two largest values plus a page.
+//! nothing to repair. A new record goes past the current one only when it does not fit
+//! before it, that is while the current one starts less than a largest value into the data
+//! area: so nothing reaches past three largest values, and the segment (which grows by
+//! doubling and never shrinks) stays under six.
 //!
-//! Readers take the lock too: a record is overwritten once it stops being current, so a
-//! reader without the lock could read one half replaced.
+//! Readers take the lock too, `inspect`'s check included: a record is overwritten once it
+//! stops being current, so a reader without the lock could read one half replaced.
 //!
 //! # Safety
 //!
@@ -35,7 +38,11 @@ use crate::collections::record;
 use crate::error::Result;
 use crate::segment::{DATA_START, Segment};
 use crate::shm_safe::ShmSafe;
-use crate::sync::{RawGuard, lock_and_repair};
+use crate::sync::{LockError, RawGuard, TryLockError, acquire, lock_and_repair};
+use crate::sys::Wait;
+
+/// How long `verify` waits for the lock before it gives up checking.
+const VERIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[repr(C)]
 struct ValueArea {
@@ -99,22 +106,26 @@ impl<'a> Raw<'a> {
     }
 }
 
-/// Checks that the current record lies in the segment and its checksum holds. It reads
-/// without the lock: a record replaced twice while it was read may have been overwritten, so
-/// a failure counts only if the value stayed current meanwhile.
+/// Checks that the current record lies in the segment and its checksum holds, holding the
+/// lock (a record stops being current before it is overwritten). It repairs nothing: a lock
+/// taken from a dead holder is released as it was found, for the next writer to take over.
 pub(crate) fn verify(segment: &Segment, report: &mut crate::segment::Report) {
-    let current = Raw::new(segment).current();
-    for _ in 0..3 {
-        let at = current.load(Ordering::Acquire);
-        let read = record::read(segment, at);
-        if current.load(Ordering::Acquire) != at {
-            continue;
-        }
-        match read {
+    let check = |report: &mut crate::segment::Report| {
+        let at = Raw::new(segment).current().load(Ordering::Acquire);
+        match record::read(segment, at) {
             Ok(_) => report.items_checked += 1,
             Err(err) => report.problem(format!("the value's record at {at}: {err}")),
         }
-        return;
+    };
+    match acquire(segment, Wait::For(VERIFY_WAIT), |raw, _| raw) {
+        Ok(held) => {
+            check(report);
+            drop(held);
+        }
+        Err(TryLockError::Lock(LockError::OwnerDied(held) | LockError::Poisoned(held))) => {
+            check(report);
+            held.unlock_unrepaired();
+        }
+        Err(err) => report.note(format!("the value's record was not checked: {err}")),
     }
-    report.note("the value changed under every read; not checked".to_owned());
 }

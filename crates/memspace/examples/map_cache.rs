@@ -15,7 +15,11 @@ fn collatz_length(mut n: u64) -> u64 {
     std::thread::sleep(std::time::Duration::from_millis(1));
     let mut steps = 0;
     while n != 1 {
-        n = if n.is_multiple_of(2) { n / 2 } else { 3 * n + 1 };
+        n = if n.is_multiple_of(2) {
+            n / 2
+        } else {
+            3 * n + 1
+        };
         steps += 1;
     }
     steps
@@ -65,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let numbers = (1..=300).cycle().skip(worker * 75).take(300).collect();
         (cache.clone(), numbers)
     });
-    let mut pool = Pool::new(workers)?;
+    let pool = Pool::new(workers)?;
     for (worker, share) in pool.map(work, shares)?.into_iter().enumerate() {
         let (found, computed) = share?;
         println!("worker {worker}: {found} found in the cache, {computed} computed");

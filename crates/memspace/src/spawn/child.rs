@@ -424,8 +424,9 @@ mod sealed {
 /// A function of several arguments that [`Pool::starmap`](super::Pool::starmap) calls with the
 /// items of a tuple: `fn(A, B) -> R` with `(A, B)` inputs, up to six arguments.
 ///
-/// Implemented for function pointers: name a function as one (`add as fn(_, _) -> _`), as
-/// Rust only coerces a function to a pointer where the pointer type is already known.
+/// Implemented for function pointers: name a function as one with its types
+/// (`add as fn(u64, u64) -> u64`), as Rust only turns a function into a pointer where the
+/// pointer type is known.
 pub trait StarTarget<Args>: sealed::Sealed<Args> + Copy {
     /// What the function returns.
     type Output: Serialize + DeserializeOwned;

@@ -699,8 +699,9 @@ impl Pool {
 
     /// Runs `target` with the items of each input tuple as its arguments, as Python's
     /// `starmap`: `starmap(add, [(1, 2), (3, 4)])` runs `add(1, 2)` and `add(3, 4)`. Functions
-    /// of two to six arguments; pass one as a function pointer, `add as fn(_, _) -> _`, so
-    /// that its arity is known.
+    /// of two to six arguments, named as a function pointer with its types,
+    /// `add as fn(u64, u64) -> u64` (Rust turns a function into a pointer only where the
+    /// pointer type is known).
     ///
     /// # Examples
     ///
@@ -711,7 +712,7 @@ impl Pool {
     /// fn power(base: u64, exponent: u32) -> u64 { base.pow(exponent) }
     ///
     /// let pool = Pool::new(2)?;
-    /// let powers = pool.starmap(power as fn(_, _) -> _, [(2, 10), (3, 2)])?;
+    /// let powers = pool.starmap(power as fn(u64, u32) -> u64, [(2, 10), (3, 2)])?;
     /// assert_eq!(powers, [Ok(1024), Ok(9)]);
     /// # Ok(())
     /// # }

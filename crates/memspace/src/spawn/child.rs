@@ -600,13 +600,12 @@ pub(crate) fn serve(tasks: OwnedFd, results: OwnedFd) -> Result<i32, String> {
             }
             Order::Run(batch) => {
                 for task in batch {
-                    let outcome = match &initializer_failed {
-                        Some(failed) => failed.clone(),
-                        None => {
-                            let (outcome, exit) = task.run()?;
-                            code = exit;
-                            outcome
-                        }
+                    let outcome = if let Some(failed) = &initializer_failed {
+                        failed.clone()
+                    } else {
+                        let (outcome, exit) = task.run()?;
+                        code = exit;
+                        outcome
                     };
                     if write_frame(&mut results, &outcome).is_err() {
                         return Ok(code); // the parent is gone: nobody to work for

@@ -1,16 +1,21 @@
 //! [`Pool`]: worker processes that run tasks, and survive losing one.
 //!
 //! Each worker is a child process (started by `fork` or `spawn`) serving tasks framed on a pipe
-//! of its own and answering on another: one task at a time, so the pool always knows which
-//! task each worker runs. A worker that dies (killed, crashed, `exit` in the task) closes its
-//! answer pipe; the pool sees the end of input at once, reaps the worker, reports that task as
-//! [`TaskError::WorkerDied`] (or runs it again on another worker, up to
-//! [`Pool::retries`] times) and starts a replacement. Nothing waits forever for a dead worker,
-//! which is how Python's `multiprocessing.Pool` hangs.
+//! of its own and answering on another, one frame per task, in order. A worker is sent one
+//! chunk of tasks at a time (one task, unless [`PoolOptions::chunksize`] says more), so the
+//! pool always knows which task each worker runs: the first of its chunk not answered yet. A
+//! worker that dies (killed, crashed, `exit` in the task) closes its answer pipe; the pool
+//! sees the end of input at once, reaps the worker, reports that task as
+//! [`TaskError::WorkerDied`] (or runs it again on another worker, up to [`Pool::retries`]
+//! times), queues the rest of its chunk again and starts a replacement. Nothing waits forever
+//! for a dead worker, which is how Python's `multiprocessing.Pool` hangs.
 //!
 //! Tasks are functions `fn(A) -> R` with serializable arguments and results, like
-//! [`Process`](super::Process) targets. The pool is driven by the calling thread: results are
-//! collected while `map`, `imap` or [`TaskHandle::wait`] run.
+//! [`Process`](super::Process) targets. The pool has no thread of its own: the threads that
+//! wait for results drive it. One of them at a time polls the busy workers' answer pipes
+//! without holding the pool's lock; the others sleep on a condition variable until it has
+//! collected answers, and a thread that sends a task to an idle worker meanwhile wakes the
+//! poller through a pipe so that it polls that worker too.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -568,6 +573,30 @@ impl Pool {
         }
     }
 
+    /// Drives the pool until task `id` is done and takes its result; `Ok(None)` if `deadline`
+    /// passed first.
+    fn take(&self, id: u64, deadline: Option<Instant>) -> Result<Option<Finished>, SpawnError> {
+        loop {
+            let Some(mut state) =
+                self.drive_until(|state| state.done.contains_key(&id), deadline)?
+            else {
+                return Ok(None);
+            };
+            if let Some(finished) = state.done.remove(&id) {
+                return Ok(Some(finished));
+            }
+        }
+    }
+
+    /// As [`Pool::take`] without a deadline.
+    fn take_waiting(&self, id: u64) -> Result<Finished, SpawnError> {
+        loop {
+            if let Some(finished) = self.take(id, None)? {
+                return Ok(finished);
+            }
+        }
+    }
+
     /// One round of driving: sends queued work, polls the busy workers without holding the
     /// lock (until one answers or dies, or `deadline`), and collects what they said.
     fn drive_once<'a>(
@@ -904,6 +933,20 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// [`ready`](TaskHandle::ready), wait for it with or without a timeout, and collect its result
 /// with [`wait`](TaskHandle::wait). It borrows its pool, so it cannot outlive it or be waited
 /// for with another. Dropping it throws the result away when it comes.
+///
+/// ```compile_fail,E0505
+/// # fn main() -> Result<(), memspace::spawn::SpawnError> {
+/// use memspace::spawn::Pool;
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = Pool::new(1)?;
+/// let handle = pool.apply_async(square, &3)?;
+/// pool.join(); // refused: the handle borrows the pool
+/// let _ = handle.wait();
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a submitted task's result is only collected by waiting for it"]
 pub struct TaskHandle<'pool, R> {
     pool: &'pool Pool,
@@ -928,13 +971,9 @@ impl<R: DeserializeOwned> TaskHandle<'_, R> {
     /// [`SpawnError`] if the pool cannot go on (a replacement worker cannot start); the task's
     /// own failure is the inner [`TaskError`].
     pub fn wait(mut self) -> Result<Result<R, TaskError>, SpawnError> {
-        let id = self.id;
-        let mut state = self
-            .pool
-            .drive_until(|state| state.done.contains_key(&id), None)?
-            .expect("a wait without a deadline ends with the task done");
+        let finished = self.pool.take_waiting(self.id)?;
         self.collected = true;
-        Ok(decode(state.done.remove(&id).expect("checked done")))
+        Ok(decode(finished))
     }
 
     /// Waits at most `timeout` for the task to finish (Python's `wait(timeout)`); whether it
@@ -1024,16 +1063,14 @@ impl<R: DeserializeOwned> MapHandle<'_, R> {
     ///
     /// As [`TaskHandle::wait`].
     pub fn wait(mut self) -> Result<Vec<Result<R, TaskError>>, SpawnError> {
-        let mut state = self
-            .pool
-            .drive_until(Self::all_done(&self.ids), None)?
-            .expect("a wait without a deadline ends with the tasks done");
-        self.collected = true;
-        Ok(self
+        let results = self
             .ids
             .clone()
-            .map(|id| decode(state.done.remove(&id).expect("checked done")))
-            .collect())
+            .map(|id| self.pool.take_waiting(id).map(decode))
+            .collect::<Result<Vec<_>, _>>();
+        // On an error the pool is broken; what was not taken is thrown away by `drop`.
+        self.collected = results.is_ok();
+        results
     }
 
     /// Waits at most `timeout` for every task to finish; whether they did.
@@ -1108,14 +1145,10 @@ impl<R: DeserializeOwned> Imap<'_, R> {
         if self.ids.is_empty() {
             return None;
         }
-        let waited = self.pool.drive_until(
-            |state| state.done.contains_key(&id),
-            deadline_after(timeout),
-        );
-        Some(waited.map(|state| {
-            let mut state = state?;
+        Some(self.pool.take(id, deadline_after(timeout)).map(|finished| {
+            let finished = finished?;
             self.ids.start += 1;
-            Some(decode(state.done.remove(&id).expect("checked done")))
+            Some(decode(finished))
         }))
     }
 }
@@ -1128,15 +1161,10 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
         if self.ids.is_empty() {
             return None;
         }
-        Some(
-            self.pool
-                .drive_until(|state| state.done.contains_key(&id), None)
-                .map(|state| {
-                    let mut state = state.expect("a wait without a deadline ends with it done");
-                    self.ids.start += 1;
-                    decode(state.done.remove(&id).expect("checked done"))
-                }),
-        )
+        Some(self.pool.take_waiting(id).map(|finished| {
+            self.ids.start += 1;
+            decode(finished)
+        }))
     }
 }
 

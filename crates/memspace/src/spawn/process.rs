@@ -260,7 +260,7 @@ where
 
 /// Reads what the pipe holds now (it was polled readable) onto `into`; 0 at its end.
 fn read_some(pipe: &mut File, into: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut buffer = [0u8; 64 * 1024];
+    let mut buffer = [0u8; 16 * 1024];
     loop {
         match pipe.read(&mut buffer) {
             Ok(n) => {

@@ -422,7 +422,11 @@ impl Pool {
             state.queue.push_back(queued);
         }
         let ids = first..state.next_task;
-        self.dispatch(&mut state)?;
+        if let Err(err) = self.dispatch(&mut state) {
+            // No handle is returned for them: their results would never be collected.
+            state.abandoned.extend(ids);
+            return Err(err);
+        }
         if state.driving && !state.wake_pending {
             // The driving thread polls the workers that were busy when it started: tell it to
             // look again. (If the byte cannot be written, it sees the new work after its next

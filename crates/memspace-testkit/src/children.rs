@@ -129,6 +129,19 @@ where
         result
     }
 
+    /// Joins the process if it ends within `timeout` (`Ok(None)` if it still runs).
+    ///
+    /// # Errors
+    ///
+    /// How the process ended, if not by returning.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<R>, JoinError> {
+        let result = self.process.join_timeout(timeout);
+        if !matches!(result, Ok(None)) {
+            watchdog::forget_child(self.pid);
+        }
+        result
+    }
+
     /// The process.
     pub fn process(&self) -> &Process<A, R> {
         &self.process

@@ -48,6 +48,12 @@ pub fn asleep_in_futex(pid: u32) -> bool {
     process_state(pid) == Some('S') && wchan.contains("futex")
 }
 
+/// Where thread `tid` of process `pid` sleeps in the kernel (`/proc/PID/task/TID/wchan`, such
+/// as `poll_schedule_timeout` or `futex_wait_queue`); empty if `/proc` does not tell.
+pub fn thread_wchan(pid: u32, tid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default()
+}
+
 /// The calling thread's id (`/proc/thread-self` links to `PID/task/TID`).
 ///
 /// # Panics

@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for n in 1..=20 {
         jobs.put(&n)?;
     }
-    let mut pool = Pool::new(4)?;
+    let pool = Pool::new(4)?;
     let shares = pool.map(work, (0..4).map(|_| (jobs.clone(), results.clone())))?;
     for (worker, share) in shares.into_iter().enumerate() {
         println!("worker {worker} did {} jobs", share?);

@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let numbers = (1..=300).cycle().skip(worker * 75).take(300).collect();
         (cache.clone(), numbers)
     });
-    let mut pool = Pool::new(workers)?;
+    let pool = Pool::new(workers)?;
     for (worker, share) in pool.map(work, shares)?.into_iter().enumerate() {
         let (found, computed) = share?;
         println!("worker {worker}: {found} found in the cache, {computed} computed");

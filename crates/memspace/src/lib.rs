@@ -38,7 +38,7 @@
 //!
 //! * [`spawn`] runs work: [`Thread`], [`Process`] (start methods `fork` and `spawn`,
 //!   [`StartMethod`]), [`Worker`] (either, chosen by a [`Mode`]), [`Pool`] (worker processes
-//!   that take tasks in turn, a dead one replaced), [`init`].
+//!   that take tasks in turn, a dead one replaced; [`PoolOptions`] to start one), [`init`].
 //! * [`sync`] has the robust cross-process locks [`Lock`], [`Mutex`] and [`RwLock`], and
 //!   [`Event`], [`Condvar`], [`Semaphore`] and [`Barrier`]; their errors are [`LockError`],
 //!   [`TryLockError`], [`LeaseError`] (a Redis lock's lease), [`SemaphoreError`] and
@@ -163,7 +163,8 @@ pub use crate::collections::{
 pub use crate::error::{Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};
 pub use crate::spawn::{
-    JoinError, Mode, Pool, Process, SpawnError, StartMethod, TaskError, Thread, Worker, init,
+    JoinError, Mode, Pool, PoolOptions, Process, SpawnError, StartMethod, TaskError, Thread,
+    Worker, init,
 };
 pub use crate::sync::{
     Barrier, BarrierError, Condvar, Event, LeaseError, Lock, LockError, LockGuard, Mutex,

@@ -8,12 +8,14 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
+use std::time::Duration;
+
 use memspace::segment::Kind;
 use memspace::spawn::Process;
 use memspace::sync::{Lock, Mutex};
-use memspace::{Error, OpenError, Segment, SharedList, inspect};
+use memspace::{Error, OpenError, Segment, SegmentOptions, SharedList, inspect};
 use memspace_testkit::names::{shm_exists, shm_path};
-use memspace_testkit::{Parent, Removal, Rng, Running, Watchdog, flags, names, unique_name};
+use memspace_testkit::{Parent, Removal, Rng, Running, Watchdog, flags, names, roles, unique_name};
 
 /// The `OpenError` inside `err`.
 fn open_error(err: Error) -> OpenError {
@@ -759,4 +761,46 @@ fn a_named_segment_persists_after_its_handles_drop_until_removed() {
         Segment::remove(removal.name()),
         Err(Error::Open(OpenError::NotFound { .. }))
     ));
+}
+
+#[test]
+fn a_write_with_a_lock_timeout_gives_up_while_a_live_process_holds_the_lock() {
+    if let Some(role) = roles::role() {
+        assert_eq!(role, "holder");
+        let list = SharedList::<u64>::open(&roles::role_segment()).expect("open the list");
+        // Stops at the failpoint, holding the lock, until the test resumes it.
+        list.push(&1).expect("push");
+        return;
+    }
+    let _dog = Watchdog::start();
+    let name = Removal::fresh("lock-timeout");
+    let patient = SegmentOptions::new().lock_timeout(Duration::from_millis(30));
+    let list = SharedList::<u64>::create_with(name.name(), &patient).expect("create the list");
+    let opened = SharedList::<u64>::open_with(name.name(), &patient).expect("open the list");
+    let mut holder = roles::child_in_role(
+        "holder",
+        &[
+            (roles::SEGMENT, name.name()),
+            ("MEMSPACE_FAILPOINT", "list.written"),
+        ],
+    );
+    holder.wait_until_stopped("list.written");
+    // The holder is alive (stopped): without the option these pushes would wait for it.
+    for (how, handle) in [
+        ("created", &list),
+        ("opened", &opened),
+        ("cloned", &list.clone()),
+    ] {
+        let err = handle.push(&2).expect_err("the lock is held");
+        assert!(
+            matches!(err, Error::Timeout { waited, .. } if waited >= Duration::from_millis(30)),
+            "{how}: {err:?}"
+        );
+        assert!(err.to_string().contains(name.name()), "{how}: {err}");
+    }
+    assert_eq!(list.to_vec().expect("read without the lock"), [0u64; 0]);
+    holder.resume();
+    assert!(holder.wait().success(), "the holder finished its push");
+    list.push(&2).expect("push once the lock is free");
+    assert_eq!(list.to_vec().expect("read"), [1, 2]);
 }

@@ -8,12 +8,14 @@
 )]
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use memspace::spawn::{
     ExitStatus, JoinError, Mode, Process, SpawnError, StartMethod, Thread, Worker,
 };
-use memspace::sync::Lock;
-use memspace_testkit::{Parent, Running, Watchdog, roles};
+use memspace::sync::{Event, Lock};
+use memspace_testkit::children::{sigkill, wait_until};
+use memspace_testkit::{Parent, Removal, Running, Watchdog, roles};
 use serde::{Deserialize, Serialize};
 
 const BOTH: [StartMethod; 2] = [StartMethod::Fork, StartMethod::Spawn];
@@ -23,6 +25,9 @@ memspace_testkit::per_mode! {
     a_panic_in_a_worker_comes_back_as_panicked_with_its_message: thread, fork, spawn;
     a_worker_that_exits_is_reported_with_its_exit_code: fork, spawn;
     a_worker_ended_by_a_signal_is_reported_as_killed: fork, spawn;
+    a_join_with_a_timeout_gives_up_while_the_worker_runs_and_a_later_join_succeeds: thread, fork, spawn;
+    a_process_that_exited_is_not_running_before_it_is_joined: fork, spawn;
+    a_process_killed_by_sigkill_is_not_running_before_it_is_joined: fork, spawn;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -365,4 +370,102 @@ fn a_spawned_child_that_cannot_reattach_its_arguments_reports_failed() {
     // A forked child needs no name: it inherits the mapping.
     let mut forked = Running::start(Process::new(use_lock, lock.clone()));
     assert!(forked.join().expect("join"));
+}
+
+/// Returns `value` once `go` is set.
+fn answer_when_told((go, value): (Event, u64)) -> u64 {
+    go.wait().expect("wait for the go");
+    value
+}
+
+fn a_join_with_a_timeout_gives_up_while_the_worker_runs_and_a_later_join_succeeds(mode: Mode) {
+    let name = Removal::fresh("join-timeout");
+    let go = Event::create(name.name()).expect("create an event");
+    let mut worker = Worker::new(mode, answer_when_told, (go.clone(), 42));
+    worker.start().expect("start");
+    // The worker cannot end before `go` is set: each timed join must give up.
+    for timeout in [
+        Duration::ZERO,
+        Duration::from_millis(1),
+        Duration::from_millis(30),
+    ] {
+        assert!(
+            matches!(worker.join_timeout(timeout), Ok(None)),
+            "{mode:?}: a join of {timeout:?} returned while the worker waits"
+        );
+        assert!(worker.is_running(), "{mode:?}");
+    }
+    go.set().expect("set");
+    assert_eq!(worker.join().expect("join"), 42, "{mode:?}");
+    assert!(!worker.is_running(), "{mode:?}");
+
+    // A timed join returns the result as soon as the worker ends.
+    go.clear().expect("clear");
+    go.set().expect("set");
+    let mut worker = Worker::new(mode, answer_when_told, (go, 7));
+    worker.start().expect("start");
+    let value = loop {
+        if let Some(value) = worker
+            .join_timeout(Duration::from_secs(1))
+            .expect("join_timeout")
+        {
+            break value;
+        }
+    };
+    assert_eq!(value, 7, "{mode:?}");
+    assert!(
+        matches!(
+            worker.join_timeout(Duration::ZERO),
+            Err(JoinError::NotStarted)
+        ),
+        "{mode:?}: joined already"
+    );
+}
+
+fn a_process_that_exited_is_not_running_before_it_is_joined(method: StartMethod) {
+    let mut process = Running::start_by(method, big_result, 1 << 10);
+    let pid = process.pid();
+    // Once it ended it is not running, before any join (it used to count as running until
+    // joined); looking does not reap it: it stays a zombie and join still has its result.
+    wait_until("the child is seen as not running", || {
+        !process.process().is_running()
+    });
+    assert_eq!(
+        memspace_testkit::procfs::process_state(pid),
+        Some('Z'),
+        "{method}"
+    );
+    assert!(!process.process().is_running(), "{method}");
+    assert_eq!(
+        process.join().expect("join"),
+        big_result(1 << 10),
+        "{method}"
+    );
+    assert_eq!(process.process().exit_code(), Some(0));
+}
+
+fn a_process_killed_by_sigkill_is_not_running_before_it_is_joined(method: StartMethod) {
+    let mut process = Running::start_by(method, sleep_until_killed, std::process::id());
+    let pid = process.pid();
+    assert!(process.process().is_running(), "{method}");
+    assert!(matches!(
+        process.join_timeout(Duration::from_millis(5)),
+        Ok(None)
+    ));
+    sigkill(pid); // from outside, as `kill -9` would
+    wait_until("the killed child is seen as not running", || {
+        !process.process().is_running()
+    });
+    assert_eq!(
+        memspace_testkit::procfs::process_state(pid),
+        Some('Z'),
+        "{method}"
+    );
+    assert!(
+        matches!(
+            process.join_timeout(Duration::from_secs(30)),
+            Err(JoinError::Killed { signal: 9, .. })
+        ),
+        "{method}"
+    );
 }

@@ -67,9 +67,10 @@ impl Segment {
                 last_writer_pid: 0,
             };
             let type_name = header::cut_type_name(type_name).to_owned();
-            Ok::<_, Error>(Segment::assemble(
-                name, fd, map, fields, type_name, identity, false,
-            ))
+            Ok::<_, Error>(
+                Segment::assemble(name, fd, map, fields, type_name, identity, false)
+                    .with_lock_timeout(options.lock_wait_limit()),
+            )
         })();
         let mut segment = match built {
             Ok(segment) => segment,

@@ -102,6 +102,9 @@ pub struct Segment {
     /// Opened to be looked at (`inspect`, `ls`): it joined no table of users, the collections
     /// over it repair nothing, and they wait for its lock a bounded time.
     observer: bool,
+    /// How long a collection's write through this handle waits for the segment's lock
+    /// ([`SegmentOptions::lock_timeout`]); `None`: as long as a live process holds it.
+    lock_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Segment {
@@ -137,6 +140,7 @@ impl Segment {
             identity,
             user: None,
             observer,
+            lock_timeout: None,
         }
     }
 

@@ -156,13 +156,22 @@ impl Segment {
         self.observer
     }
 
-    /// How long the collections wait for this segment's lock (see `OBSERVER_LOCK_WAIT`).
+    /// How long the collections wait for this segment's lock (see `OBSERVER_LOCK_WAIT` and
+    /// [`SegmentOptions::lock_timeout`](crate::SegmentOptions::lock_timeout)).
     pub(crate) fn lock_wait(&self) -> sys::Wait {
-        if self.observer {
-            sys::Wait::For(OBSERVER_LOCK_WAIT)
-        } else {
-            sys::Wait::Forever
+        match (self.observer, self.lock_timeout) {
+            (true, Some(timeout)) => sys::Wait::For(timeout.min(OBSERVER_LOCK_WAIT)),
+            (true, None) => sys::Wait::For(OBSERVER_LOCK_WAIT),
+            (false, Some(timeout)) => sys::Wait::For(timeout),
+            (false, None) => sys::Wait::Forever,
         }
+    }
+
+    /// Bounds the collections' wait for this segment's lock (see
+    /// [`SegmentOptions::lock_timeout`](crate::SegmentOptions::lock_timeout)).
+    pub(crate) fn with_lock_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// Opens the segment `name` whatever its kind (for tools such as `memspace inspect`).

@@ -39,6 +39,7 @@ pub struct SegmentOptions {
     initial_size: u64,
     max_size: u64,
     trusted_owner: Option<u32>,
+    lock_timeout: Option<std::time::Duration>,
 }
 
 impl Default for SegmentOptions {
@@ -56,6 +57,7 @@ impl SegmentOptions {
             initial_size: 64 << 10,
             max_size: 64 << 30,
             trusted_owner: None,
+            lock_timeout: None,
         }
     }
 
@@ -74,6 +76,38 @@ impl SegmentOptions {
     #[must_use]
     pub fn trust_owner(mut self, uid: u32) -> Self {
         self.trusted_owner = Some(uid);
+        self
+    }
+
+    /// Bounds how long a write of a collection made with these options (`push`, `insert`,
+    /// `put`, `update`, ...) waits for the segment's lock: past `timeout` it fails with
+    /// [`Error::Timeout`] and changes nothing. Without it, a write waits as long as a live
+    /// process holds the lock (one that died is detected and its change repaired at once).
+    ///
+    /// It applies to the handles opened or created with these options, and to their clones; a
+    /// handle sent to another process waits there without bound unless that process opens it
+    /// with its own options. Redis objects take no lock: their writes are single atomic steps.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> memspace::Result<()> {
+    /// use std::time::Duration;
+    /// use memspace::{SegmentOptions, SharedList};
+    ///
+    /// let name = format!("doc-lock-timeout-{}", std::process::id());
+    /// let patient = SegmentOptions::new().lock_timeout(Duration::from_millis(200));
+    /// let list = SharedList::<u32>::create_with(&name, &patient)?;
+    /// list.push(&1)?; // an `Error::Timeout` if another process held the lock for 200 ms
+    /// let reader = SharedList::<u32>::open_with(&name, &patient)?;
+    /// assert_eq!(reader.to_vec()?, [1]);
+    /// list.unlink()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = Some(timeout);
         self
     }
 
@@ -104,16 +138,20 @@ impl SegmentOptions {
     /// As the collections' `open`: [`OpenError::NotFound`], [`OpenError::UntrustedOwner`],
     /// [`OpenError::UntrustedMode`], [`Error::Corrupt`], ...
     pub fn open(&self, name: &str) -> Result<Segment, Error> {
-        Segment::open(&SegmentName::new(name)?.with_access(self.access()), None)
+        Ok(
+            Segment::open(&SegmentName::new(name)?.with_access(self.access()), None)?
+                .with_lock_timeout(self.lock_timeout),
+        )
     }
 
     /// [`SegmentOptions::open`], refusing a segment of another kind than `expected` before it is
     /// mapped (for the handles' `open_with`).
     pub(crate) fn open_kind(&self, name: &str, expected: Kind) -> Result<Segment, Error> {
-        Segment::open(
+        Ok(Segment::open(
             &SegmentName::new(name)?.with_access(self.access()),
             Some(expected),
-        )
+        )?
+        .with_lock_timeout(self.lock_timeout))
     }
 
     /// Opens the segment `name` as an observer, as [`inspect::observe`] does, accepting for
@@ -125,7 +163,15 @@ impl SegmentOptions {
     ///
     /// [`inspect::observe`]: crate::inspect::observe
     pub fn observe(&self, name: &str) -> Result<Segment, Error> {
-        Segment::open_observer(&SegmentName::new(name)?.with_access(self.access()))
+        Ok(
+            Segment::open_observer(&SegmentName::new(name)?.with_access(self.access()))?
+                .with_lock_timeout(self.lock_timeout),
+        )
+    }
+
+    /// The bound on a write's wait for the lock ([`SegmentOptions::lock_timeout`]).
+    pub(super) fn lock_wait_limit(&self) -> Option<std::time::Duration> {
+        self.lock_timeout
     }
 
     /// What an open with these options accepts.

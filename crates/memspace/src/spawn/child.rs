@@ -165,7 +165,7 @@ pub(crate) fn read_frame(input: &mut impl Read) -> std::io::Result<Option<Vec<u8
 
 /// Runs the target, catching a panic; returns the encoded outcome and the exit code a child
 /// should end with.
-fn run_to_outcome<A, R: Serialize>(target: fn(A) -> R, args: A) -> (Vec<u8>, i32) {
+fn run_to_outcome<A, R: Serialize>(target: impl FnOnce(A) -> R, args: A) -> (Vec<u8>, i32) {
     match catch_unwind(AssertUnwindSafe(|| target(args))) {
         Ok(value) => encode_outcome(&Outcome::Returned(value), 0),
         Err(payload) => encode_outcome(
@@ -309,6 +309,14 @@ pub(crate) struct Task {
 
 type Trampoline = fn(usize, &[u8]) -> (Vec<u8>, i32);
 
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("args", &format_args!("{} bytes", self.args.len()))
+            .finish_non_exhaustive()
+    }
+}
+
 #[inline(never)]
 fn anchor() -> u32 {
     0x6d65_6d73
@@ -374,11 +382,20 @@ impl Task {
         })
     }
 
-    /// The task as bytes, to frame onto a worker's input.
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, SpawnError> {
-        rmp_serde::to_vec(self).map_err(|source| SpawnError::Encode {
-            type_name: "task",
-            source,
+    /// Packs `target(args...)`, the items of the tuple `args` as its arguments.
+    pub(crate) fn starred<F: StarTarget<T>, T: Serialize>(
+        target: F,
+        args: &T,
+    ) -> Result<Self, SpawnError> {
+        let (target, trampoline) = target.addresses();
+        Ok(Task {
+            fingerprint: fingerprint(),
+            trampoline: offset_of(trampoline),
+            target: offset_of(target),
+            args: rmp_serde::to_vec(args).map_err(|source| SpawnError::Encode {
+                type_name: std::any::type_name::<T>(),
+                source,
+            })?,
         })
     }
 
@@ -396,12 +413,88 @@ impl Task {
     }
 }
 
+mod sealed {
+    /// Implemented only by this module's function-pointer types.
+    pub trait Sealed<Args> {
+        /// The function's address and that of the trampoline that calls it with `Args`.
+        fn addresses(self) -> (usize, usize);
+    }
+}
+
+/// A function of several arguments that [`Pool::starmap`](super::Pool::starmap) calls with the
+/// items of a tuple: `fn(A, B) -> R` with `(A, B)` inputs, up to six arguments.
+///
+/// Implemented for function pointers: name a function as one with its types
+/// (`add as fn(u64, u64) -> u64`), as Rust only turns a function into a pointer where the
+/// pointer type is known.
+pub trait StarTarget<Args>: sealed::Sealed<Args> + Copy {
+    /// What the function returns.
+    type Output: Serialize + DeserializeOwned;
+}
+
+macro_rules! star_targets {
+    ($($trampoline:ident: $($arg:ident),+;)+) => {$(
+        /// Runs in the worker: decodes the arguments as a tuple, calls `target` with its items.
+        fn $trampoline<$($arg: DeserializeOwned,)+ R: Serialize>(
+            target: usize,
+            args: &[u8],
+        ) -> (Vec<u8>, i32) {
+            // SAFETY: `target` is the address of a `fn($($arg),+) -> R` in this binary:
+            // `Task::starred` computed its offset from exactly this instantiation's function
+            // type (see `Sealed::addresses` below), and `Task::run` checked the fingerprint,
+            // so the binary is the same (module `# Safety`, point 2).
+            let target = unsafe { std::mem::transmute::<usize, fn($($arg),+) -> R>(target) };
+            match crate::handle::decoding_from_own_process(|| {
+                rmp_serde::from_slice::<($($arg,)+)>(args)
+            }) {
+                #[allow(non_snake_case, reason = "the items are named after their types")]
+                Ok(($($arg,)+)) => run_to_outcome(|()| target($($arg),+), ()),
+                Err(e) => encode_outcome(
+                    &Outcome::<()>::Failed(format!(
+                        "its arguments could not be decoded as `{}`: {e}",
+                        std::any::type_name::<($($arg,)+)>()
+                    )),
+                    PROTOCOL_EXIT,
+                ),
+            }
+        }
+
+        impl<$($arg,)+ R> sealed::Sealed<($($arg,)+)> for fn($($arg),+) -> R
+        where
+            $($arg: Serialize + DeserializeOwned,)+
+            R: Serialize + DeserializeOwned,
+        {
+            fn addresses(self) -> (usize, usize) {
+                let trampoline: Trampoline = $trampoline::<$($arg,)+ R>;
+                (self as usize, trampoline as usize)
+            }
+        }
+
+        impl<$($arg,)+ R> StarTarget<($($arg,)+)> for fn($($arg),+) -> R
+        where
+            $($arg: Serialize + DeserializeOwned,)+
+            R: Serialize + DeserializeOwned,
+        {
+            type Output = R;
+        }
+    )+};
+}
+
+star_targets! {
+    trampoline2: A, B;
+    trampoline3: A, B, C;
+    trampoline4: A, B, C, D;
+    trampoline5: A, B, C, D, E;
+    trampoline6: A, B, C, D, E, G;
+}
+
 /// Re-executes this program as a child that runs `target(args)`.
 pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
     target: fn(A) -> R,
     args: &A,
 ) -> Result<(u32, OwnedFd), SpawnError> {
-    let task = Task::new(target, args)?.encode()?;
+    let task = Task::new(target, args)?;
+    let task = encode_order(&Order::Run(vec![&task]))?;
     let ((pid, mut tasks), results) = spawn_worker()?;
     // A child that dies before reading makes this write fail (EPIPE; Rust ignores SIGPIPE);
     // `join` then reports how it ended. Closing our end tells the child it has one task only.
@@ -449,25 +542,76 @@ fn run_spawned(spec: &std::ffi::OsStr) -> Result<i32, String> {
     serve(read, write)
 }
 
+/// What a worker is told in one frame (an empty frame asks it to stop).
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Order<T> {
+    /// Run this once, before any task: the pool's initializer.
+    Init(T),
+    /// Run these tasks in order, answering each with a frame as soon as it is done.
+    Run(Vec<T>),
+}
+
+/// Encodes an order for a worker.
+pub(crate) fn encode_order(order: &Order<&Task>) -> Result<Vec<u8>, SpawnError> {
+    rmp_serde::to_vec(order).map_err(|source| SpawnError::Encode {
+        type_name: "task",
+        source,
+    })
+}
+
+/// Why an encoded outcome is not a returned value, if it is not.
+fn failure_of(outcome: &[u8]) -> Option<String> {
+    match rmp_serde::from_slice::<Outcome<serde::de::IgnoredAny>>(outcome) {
+        Ok(Outcome::Returned(_)) => None,
+        Ok(Outcome::Panicked(message)) => Some(format!("it panicked: {message}")),
+        Ok(Outcome::Failed(message)) => Some(message),
+        Err(e) => Some(format!("its outcome could not be decoded: {e}")),
+    }
+}
+
 /// A worker's loop: runs every task framed on `tasks` and answers each with a framed outcome,
 /// until `tasks` closes or an empty frame asks it to stop. Returns the exit code of the last
 /// task (0 if there was none).
+///
+/// If the initializer fails, the worker stays and answers every task with that failure: a pool
+/// whose workers died of it would start new ones forever.
 pub(crate) fn serve(tasks: OwnedFd, results: OwnedFd) -> Result<i32, String> {
     let mut tasks = std::io::BufReader::new(std::fs::File::from(tasks));
     let mut results = std::fs::File::from(results);
     let mut code = 0;
+    let mut initializer_failed = None;
     while let Some(frame) =
         read_frame(&mut tasks).map_err(|e| format!("reading its task failed: {e}"))?
     {
         if frame.is_empty() {
-            break; // the pool's request to stop (a task is never empty)
+            break; // the pool's request to stop (an order is never empty)
         }
-        let task: Task = rmp_serde::from_slice(&frame)
+        let order: Order<Task> = rmp_serde::from_slice(&frame)
             .map_err(|e| format!("its task could not be decoded: {e}"))?;
-        let (outcome, exit) = task.run()?;
-        code = exit;
-        if write_frame(&mut results, &outcome).is_err() {
-            break; // the parent is gone: nobody to work for
+        match order {
+            Order::Init(initializer) => {
+                let (outcome, _) = initializer.run()?;
+                initializer_failed = failure_of(&outcome).map(|why| {
+                    rmp_serde::to_vec(&Outcome::<()>::Failed(format!(
+                        "the pool's initializer failed in this worker, which runs no task: {why}"
+                    )))
+                    .unwrap_or_default()
+                });
+            }
+            Order::Run(batch) => {
+                for task in batch {
+                    let outcome = if let Some(failed) = &initializer_failed {
+                        failed.clone()
+                    } else {
+                        let (outcome, exit) = task.run()?;
+                        code = exit;
+                        outcome
+                    };
+                    if write_frame(&mut results, &outcome).is_err() {
+                        return Ok(code); // the parent is gone: nobody to work for
+                    }
+                }
+            }
         }
     }
     Ok(code)

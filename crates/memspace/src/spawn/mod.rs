@@ -38,8 +38,8 @@ use std::io;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use self::child::{init, set_child_args};
-pub use self::pool::{Imap, ImapUnordered, Pool, TaskError, TaskHandle};
+pub use self::child::{StarTarget, init, set_child_args};
+pub use self::pool::{Imap, ImapUnordered, MapHandle, Pool, PoolOptions, TaskError, TaskHandle};
 pub use self::process::{ExitStatus, Process};
 pub use self::thread::Thread;
 
@@ -93,16 +93,15 @@ pub enum SpawnError {
         #[source]
         source: rmp_serde::encode::Error,
     },
-    /// A [`TaskHandle`] was given to another [`Pool`] than the one whose `apply_async`
-    /// returned it (each pool numbers its tasks from 0: that pool would wait for a task it
-    /// never had, or hand over the result of its own task of the same number).
+    /// [`TaskHandle::successful`] or [`MapHandle::successful`] was asked before every task
+    /// finished (Python raises `ValueError` there); wait for them first, or ask `ready()`.
     #[error(
-        "task {task} belongs to another pool than the one it was waited for with; wait for it \
-         with the pool whose `apply_async` returned it"
+        "{tasks} task(s) have not finished, so whether they succeeded is not known yet; wait \
+         for them first, or ask `ready()`"
     )]
-    ForeignTask {
-        /// The task's number in its own pool.
-        task: u64,
+    NotReady {
+        /// How many tasks had not finished.
+        tasks: usize,
     },
     /// The operating system refused (`fork`, `pipe`, `exec`, `pthread_create`).
     #[error("{op} failed while starting a worker")]
@@ -223,6 +222,28 @@ where
         match self {
             Worker::Thread(t) => t.join(),
             Worker::Process(p) => p.join(),
+        }
+    }
+
+    /// Waits at most `timeout` for the worker: `Ok(None)` if it still runs then.
+    ///
+    /// # Errors
+    ///
+    /// As [`Thread::join_timeout`] or [`Process::join_timeout`].
+    pub fn join_timeout(&mut self, timeout: std::time::Duration) -> Result<Option<R>, JoinError> {
+        match self {
+            Worker::Thread(t) => t.join_timeout(timeout),
+            Worker::Process(p) => p.join_timeout(timeout),
+        }
+    }
+
+    /// Whether the worker was started and has not ended (a process that ended counts as ended
+    /// before it is joined).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        match self {
+            Worker::Thread(t) => t.is_running(),
+            Worker::Process(p) => p.is_running(),
         }
     }
 

@@ -2,8 +2,10 @@
 //! program.
 
 use std::fmt;
+use std::fs::File;
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,8 +25,19 @@ pub enum ExitStatus {
 
 enum State {
     NotStarted,
-    Running { pid: u32, results: OwnedFd },
-    Joined { pid: u32, status: ExitStatus },
+    Running {
+        pid: u32,
+        /// The results pipe, until its end of input.
+        results: Option<File>,
+        /// Readable once the child ended (where the kernel has pidfds).
+        ended: Option<OwnedFd>,
+        /// What the child sent so far: kept across timed-out joins.
+        received: Vec<u8>,
+    },
+    Joined {
+        pid: u32,
+        status: ExitStatus,
+    },
 }
 
 /// Runs `target(args)` in a child process.
@@ -111,7 +124,12 @@ where
             StartMethod::Fork => child::fork_and_run(self.target, args)?,
             StartMethod::Spawn => child::spawn_and_run(self.target, &args)?,
         };
-        self.state = State::Running { pid, results };
+        self.state = State::Running {
+            pid,
+            results: Some(File::from(results)),
+            ended: sys::child_end_notifier(pid),
+            received: Vec::new(),
+        };
         Ok(())
     }
 
@@ -125,34 +143,101 @@ where
     /// * [`JoinError::Failed`] if it could not decode its arguments or encode its result;
     /// * [`JoinError::NotStarted`].
     pub fn join(&mut self) -> Result<R, JoinError> {
-        let (pid, results) = match std::mem::replace(&mut self.state, State::NotStarted) {
-            State::Running { pid, results } => (pid, results),
-            other => {
-                self.state = other;
-                return Err(JoinError::NotStarted);
-            }
+        match self.join_until(None)? {
+            Some(value) => Ok(value),
+            None => unreachable!("a join without a deadline waits until the child ends"),
+        }
+    }
+
+    /// Waits at most `timeout` for the child to end: `Ok(None)` if it still runs then, as
+    /// Python's `Process.join(timeout)`. The child is not disturbed; join it again later.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn main() -> memspace::Result<()> {
+    /// use std::time::Duration;
+    /// use memspace::spawn::Process;
+    ///
+    /// fn slow(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// let mut p = Process::new(slow, 500);
+    /// p.start()?;
+    /// if p.join_timeout(Duration::from_millis(10))?.is_none() {
+    ///     println!("still running");
+    /// }
+    /// assert_eq!(p.join()?, 500);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Process::join`], once the child has ended.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<R>, JoinError> {
+        // A timeout too large for an `Instant` (centuries) is no timeout.
+        self.join_until(Instant::now().checked_add(timeout))
+    }
+
+    fn join_until(&mut self, deadline: Option<Instant>) -> Result<Option<R>, JoinError> {
+        let State::Running {
+            pid,
+            results,
+            ended,
+            received,
+        } = &mut self.state
+        else {
+            return Err(JoinError::NotStarted);
         };
-        // Read to the end first: a child blocked writing a large result to a full pipe would
-        // never exit, and we would wait for it forever.
-        let mut bytes = Vec::new();
-        let read = std::fs::File::from(results).read_to_end(&mut bytes);
-        let status = match sys::wait_child(pid) {
-            Ok(sys::ExitStatus::Exited(code)) => ExitStatus::Exited(code),
-            Ok(sys::ExitStatus::Signaled(signal)) => ExitStatus::Signaled(signal),
-            Err(source) => {
-                return Err(JoinError::Os {
-                    op: "waitpid",
-                    source,
-                });
+        let pid = *pid;
+        let os = |op| move |source| JoinError::Os { op, source };
+        // Read while waiting: a child blocked writing a large result to a full pipe would never
+        // exit, and we would wait for it forever.
+        loop {
+            let Some(pipe) = results.as_mut() else {
+                if let Some(ended) = ended.as_ref() {
+                    // The child closed its pipe; it is about to end, or ended.
+                    let ready =
+                        sys::wait_readable(&[ended.as_fd()], deadline).map_err(os("poll"))?;
+                    if !ready[0] {
+                        return Ok(None);
+                    }
+                }
+                break;
+            };
+            let ready = {
+                let mut fds = vec![pipe.as_fd()];
+                fds.extend(ended.as_ref().map(AsFd::as_fd));
+                sys::wait_readable(&fds, deadline).map_err(os("poll"))?
+            };
+            if ready.iter().all(|ready| !ready) {
+                return Ok(None);
             }
+            if ready[0] && read_some(pipe, received).map_err(os("read"))? == 0 {
+                *results = None;
+                continue;
+            }
+            if ready.get(1) == Some(&true) {
+                // The child ended. What it wrote is in the pipe; anything more would come from
+                // a process it started, which we do not wait for.
+                while sys::wait_readable(&[pipe.as_fd()], Some(Instant::now()))
+                    .map_err(os("poll"))?[0]
+                    && read_some(pipe, received).map_err(os("read"))? != 0
+                {}
+                break;
+            }
+        }
+        let bytes = std::mem::take(received);
+        let status = match sys::wait_child(pid).map_err(os("waitpid"))? {
+            sys::ExitStatus::Exited(code) => ExitStatus::Exited(code),
+            sys::ExitStatus::Signaled(signal) => ExitStatus::Signaled(signal),
         };
         self.state = State::Joined { pid, status };
-        read.map_err(|source| JoinError::Os { op: "read", source })?;
         if let ExitStatus::Signaled(signal) = status {
             return Err(JoinError::Killed { pid, signal });
         }
         match child::decode_outcome::<R>(&bytes) {
-            Some(Outcome::Returned(value)) => Ok(value),
+            Some(Outcome::Returned(value)) => Ok(Some(value)),
             Some(Outcome::Panicked(message)) => Err(JoinError::Panicked {
                 worker: format!("process {pid}"),
                 message,
@@ -169,6 +254,21 @@ where
                 ExitStatus::Exited(code) => JoinError::Exited { pid, code },
                 ExitStatus::Signaled(signal) => JoinError::Killed { pid, signal },
             }),
+        }
+    }
+}
+
+/// Reads what the pipe holds now (it was polled readable) onto `into`; 0 at its end.
+fn read_some(pipe: &mut File, into: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match pipe.read(&mut buffer) {
+            Ok(n) => {
+                into.extend_from_slice(&buffer[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -201,11 +301,17 @@ impl<A, R> Process<A, R> {
         }
     }
 
-    /// Whether the child was started and has not been joined. (A child that ended but was not
-    /// joined yet is a zombie and counts as alive until joined.)
+    /// Whether the child was started and has not ended, as Python's `Process.is_alive()`.
+    ///
+    /// A child that ended is not running even before it is joined: this looks without
+    /// reaping it, so [`join`](Process::join) still returns its result. A child that some other
+    /// code reaped (with `waitpid(-1)`) is not running either.
     #[must_use]
     pub fn is_running(&self) -> bool {
-        matches!(self.state, State::Running { .. })
+        match self.state {
+            State::Running { pid, .. } => !sys::child_has_ended(pid).unwrap_or(true),
+            _ => false,
+        }
     }
 
     /// Sends `SIGKILL` to the child: it ends at once, running no destructors. Join it next.

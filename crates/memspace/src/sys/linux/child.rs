@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::Instant;
 
 /// Which side of a fork the caller is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,16 +151,30 @@ pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
     fd.as_fd().as_raw_fd()
 }
 
-/// Waits until at least one of `fds` is readable or closed by its writer; returns which are.
+/// Waits until at least one of `fds` is readable or closed by its writer, or until `deadline`
+/// passes (never, for `None`); returns which are (all `false` when the deadline passed). A
+/// deadline already past polls once without waiting.
 #[doc(alias = "poll")]
-pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
-    use rustix::event::{PollFd, PollFlags};
+pub(crate) fn wait_readable(
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<Instant>,
+) -> io::Result<Vec<bool>> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
     let mut polls: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(fd, PollFlags::IN))
         .collect();
     loop {
-        match rustix::event::poll(&mut polls, None) {
+        // Recomputed after every interruption, so that a signal does not extend the wait.
+        let timeout = deadline.map(|deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A wait too long for a timespec (centuries) is the same as none.
+            Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
+        });
+        match rustix::event::poll(&mut polls, timeout.as_ref()) {
             Ok(_) => break,
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
@@ -172,6 +187,35 @@ pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
                 .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
         })
         .collect())
+}
+
+/// Whether the child `pid` has ended, without reaping it: it stays a zombie until
+/// [`wait_child`] collects its status.
+#[doc(alias = "waitid")]
+pub(crate) fn child_has_ended(pid: u32) -> io::Result<bool> {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| io::Error::other("pid out of range"))?;
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    loop {
+        match rustix::process::waitid(WaitId::Pid(pid), options) {
+            Ok(status) => return Ok(status.is_some()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A descriptor that becomes readable when the child `pid` ends (before it is reaped), or
+/// `None` where the kernel has no `pidfd_open` (before Linux 5.3).
+#[doc(alias = "pidfd_open")]
+pub(crate) fn child_end_notifier(pid: u32) -> Option<OwnedFd> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
 }
 
 /// Closes descriptor `fd` in a forked child.

@@ -91,6 +91,16 @@ pub enum Error {
         #[source]
         source: Box<rmp_serde::decode::Error>,
     },
+    /// An index lies past the end of a list (Python's `IndexError`); nothing was changed.
+    #[error("index {index} is out of range for `{name}`, which has {len} items")]
+    IndexOutOfRange {
+        /// The list.
+        name: SegmentName,
+        /// The index asked for.
+        index: u64,
+        /// The list's length when it was asked.
+        len: u64,
+    },
     /// A value could not be encoded for storage (for example a map with non-string keys that
     /// the encoding cannot represent).
     #[error("a value of type `{type_name}` cannot be stored in `{name}`")]

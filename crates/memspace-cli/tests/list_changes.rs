@@ -39,7 +39,10 @@ fn list_set_pop_and_remove_change_the_list_in_place(fx: &Fixture) {
     }
     assert_eq!(succeed(&["list", "pop", &name]).trim(), r#"{"two":2}"#);
     let stderr = fail_with(&["list", "pop", &name], 1);
-    assert!(stderr.contains("empty") && stderr.contains(&name), "{stderr}");
+    assert!(
+        stderr.contains("empty") && stderr.contains(&name),
+        "{stderr}"
+    );
     let stderr = fail_with(&["list", "set", &name, "0", "not json"], 1);
     assert!(stderr.contains("is not JSON"), "{stderr}");
 }
@@ -57,7 +60,10 @@ fn list_set_checks_the_recorded_item_type(fx: &Fixture) {
     assert_eq!(numbers.to_vec().expect("to_vec"), [7, 2]);
     succeed(&["list", "set", "--force", &name, "1", "\"a string\""]);
     assert!(numbers.get(1).is_err(), "--force wrote it");
-    assert_eq!(succeed(&["list", "remove", &name, "1"]).trim(), "\"a string\"");
+    assert_eq!(
+        succeed(&["list", "remove", &name, "1"]).trim(),
+        "\"a string\""
+    );
     assert_eq!(numbers.to_vec().expect("to_vec"), [7]);
 }
 

@@ -15,7 +15,11 @@ fn collatz_length(mut n: u64) -> u64 {
     std::thread::sleep(std::time::Duration::from_millis(1));
     let mut steps = 0;
     while n != 1 {
-        n = if n.is_multiple_of(2) { n / 2 } else { 3 * n + 1 };
+        n = if n.is_multiple_of(2) {
+            n / 2
+        } else {
+            3 * n + 1
+        };
         steps += 1;
     }
     steps

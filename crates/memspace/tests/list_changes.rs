@@ -114,16 +114,22 @@ fn every_change_matches_a_vec(fx: &Fixture) {
 
     assert_eq!(list.remove(0).expect("remove the first"), model.remove(0));
     assert_eq!(list.remove(3).expect("remove one"), model.remove(3));
-    let last = model.len() as u64 - 1;
-    assert_eq!(list.remove(last).expect("remove the last"), model.remove(last as usize));
+    let final_index = model.len() as u64 - 1;
+    assert_eq!(
+        list.remove(final_index).expect("remove the last"),
+        model.remove(final_index as usize)
+    );
     check(&model, "remove");
     assert_out_of_range(list.remove(6), &name, 6, 6);
 
-    assert_eq!(list.swap_remove(1).expect("swap_remove"), model.swap_remove(1));
-    let last = model.len() as u64 - 1;
     assert_eq!(
-        list.swap_remove(last).expect("swap_remove the last"),
-        model.swap_remove(last as usize)
+        list.swap_remove(1).expect("swap_remove"),
+        model.swap_remove(1)
+    );
+    let final_index = model.len() as u64 - 1;
+    assert_eq!(
+        list.swap_remove(final_index).expect("swap_remove the last"),
+        model.swap_remove(final_index as usize)
     );
     check(&model, "swap_remove");
     assert_out_of_range(list.swap_remove(4), &name, 4, 4);
@@ -142,18 +148,25 @@ fn every_change_matches_a_vec(fx: &Fixture) {
     other.clear().expect("clear");
     model.clear();
     check(&model, "clear");
-    list.extend((50..1100).map(text)).expect("extend past one index block");
+    list.extend((50..1100).map(text))
+        .expect("extend past one index block");
     model.extend((50..1100).map(text));
     list.insert(3, &text(2000)).expect("insert across blocks");
     model.insert(3, text(2000));
-    assert_eq!(list.remove(600).expect("remove across blocks"), model.remove(600));
+    assert_eq!(
+        list.remove(600).expect("remove across blocks"),
+        model.remove(600)
+    );
     check(&model, "changes across index blocks");
 
     // An item of another type is an error, and in shared memory stays in place.
     let numbers = SharedList::<u64>::open(&name).expect("open as numbers");
     assert!(matches!(numbers.pop(), Err(Error::Decode { .. })));
     if !fx.is_redis() {
-        assert!(matches!(numbers.remove(0), Err(Error::Decode { index: 0, .. })));
+        assert!(matches!(
+            numbers.remove(0),
+            Err(Error::Decode { index: 0, .. })
+        ));
         check(&model, "failed decodes");
     }
 }
@@ -190,7 +203,10 @@ fn replaced_and_removed_items_leave_bounded_garbage_and_readers_see_every_value(
                 model[index as usize] = value;
             }
             2 => {
-                assert_eq!(list.remove(index).expect("remove"), model.remove(index as usize));
+                assert_eq!(
+                    list.remove(index).expect("remove"),
+                    model.remove(index as usize)
+                );
                 list.insert(index, &value).expect("insert");
                 model.insert(index as usize, value);
             }
@@ -343,9 +359,17 @@ fn apply_to_list(list: &SharedList<i64>, op: &Op) -> Outcome {
 /// One worker: applies its operations in order, each under the lock, and records it in the
 /// log (`(worker, step, outcome)`) before letting go, so the log's order is the order they
 /// were applied in.
-fn apply_logged(
-    (list, log, lock, worker, ops): (SharedList<i64>, SharedList<(u32, u32, Outcome)>, Lock, u32, Vec<Op>),
-) {
+/// What a worker of the property test gets: the list, the log, the lock, its number and its
+/// operations.
+type Plan = (
+    SharedList<i64>,
+    SharedList<(u32, u32, Outcome)>,
+    Lock,
+    u32,
+    Vec<Op>,
+);
+
+fn apply_logged((list, log, lock, worker, ops): Plan) {
     for (step, op) in ops.iter().enumerate() {
         let _held = lock.lock().expect("lock");
         let outcome = apply_to_list(&list, op);
@@ -363,51 +387,67 @@ fn random_operations_from_several_workers_match_a_vec_replayed_in_their_order(mo
     let workers = proptest::collection::vec(proptest::collection::vec(op(), 0..40), 1..4);
     let initial = proptest::collection::vec(any::<i64>(), 0..10);
     runner
-        .run(&(initial, workers, 0..3usize), |(initial, plans, rounds)| {
-            let list = SharedList::<i64>::new().expect("create");
-            let log = SharedList::<(u32, u32, Outcome)>::new().expect("create the log");
-            let lock = Lock::new().expect("create the lock");
-            list.extend(&initial).expect("extend");
-            let mut model = initial.clone();
-            // Several rounds of the same plans: the model is compared after each join.
-            for round in 0..=rounds {
-                log.clear().expect("clear the log");
-                let mut running: Vec<_> = plans
-                    .iter()
-                    .enumerate()
-                    .map(|(worker, ops)| {
-                        let mut w = Worker::new(
-                            mode,
-                            apply_logged,
-                            (list.clone(), log.clone(), lock.clone(), worker as u32, ops.clone()),
+        .run(
+            &(initial, workers, 0..3usize),
+            |(initial, plans, rounds)| {
+                let list = SharedList::<i64>::new().expect("create");
+                let log = SharedList::<(u32, u32, Outcome)>::new().expect("create the log");
+                let lock = Lock::new().expect("create the lock");
+                list.extend(&initial).expect("extend");
+                let mut model = initial.clone();
+                // Several rounds of the same plans: the model is compared after each join.
+                for round in 0..=rounds {
+                    log.clear().expect("clear the log");
+                    let mut running: Vec<_> = plans
+                        .iter()
+                        .enumerate()
+                        .map(|(worker, ops)| {
+                            let mut w = Worker::new(
+                                mode,
+                                apply_logged,
+                                (
+                                    list.clone(),
+                                    log.clone(),
+                                    lock.clone(),
+                                    worker as u32,
+                                    ops.clone(),
+                                ),
+                            );
+                            w.start().expect("start a worker");
+                            w
+                        })
+                        .collect();
+                    for worker in &mut running {
+                        worker.join().expect("a worker");
+                    }
+                    let entries = log.to_vec().expect("read the log");
+                    let mut next = vec![0u32; plans.len()];
+                    for (worker, step, outcome) in entries {
+                        let w = worker as usize;
+                        prop_assert_eq!(step, next[w], "worker {}'s steps out of order", worker);
+                        next[w] += 1;
+                        let expected = apply_to_model(&mut model, &plans[w][step as usize]);
+                        prop_assert_eq!(
+                            outcome,
+                            expected,
+                            "round {}, worker {} step {}",
+                            round,
+                            worker,
+                            step
                         );
-                        w.start().expect("start a worker");
-                        w
-                    })
-                    .collect();
-                for worker in &mut running {
-                    worker.join().expect("a worker");
+                    }
+                    let planned: Vec<u32> = plans.iter().map(|ops| ops.len() as u32).collect();
+                    prop_assert_eq!(next, planned, "every step was logged once");
+                    prop_assert_eq!(list.to_vec().expect("to_vec"), model.clone());
+                    assert_consistent(&list, &format!("{mode:?}, round {round}"));
                 }
-                let entries = log.to_vec().expect("read the log");
-                let mut next = vec![0u32; plans.len()];
-                for (worker, step, outcome) in entries {
-                    let w = worker as usize;
-                    prop_assert_eq!(step, next[w], "worker {}'s steps out of order", worker);
-                    next[w] += 1;
-                    let expected = apply_to_model(&mut model, &plans[w][step as usize]);
-                    prop_assert_eq!(outcome, expected, "round {}, worker {} step {}", round, worker, step);
+                for name in [list.name().as_str(), log.name().as_str()] {
+                    let _ = memspace::Segment::remove(name);
                 }
-                let planned: Vec<u32> = plans.iter().map(|ops| ops.len() as u32).collect();
-                prop_assert_eq!(next, planned, "every step was logged once");
-                prop_assert_eq!(list.to_vec().expect("to_vec"), model.clone());
-                assert_consistent(&list, &format!("{mode:?}, round {round}"));
-            }
-            for name in [list.name().as_str(), log.name().as_str()] {
-                let _ = memspace::Segment::remove(name);
-            }
-            let _ = lock.unlink();
-            Ok(())
-        })
+                let _ = lock.unlink();
+                Ok(())
+            },
+        )
         .unwrap_or_else(|failure| panic!("{mode:?}: {failure}"));
 }
 
@@ -455,7 +495,10 @@ fn watch((list, stop): (SharedList<u64>, Event)) -> u64 {
         let items = list.to_vec().expect("a reader never fails");
         let mut seen = std::collections::HashSet::new();
         for item in &items {
-            assert!(seen.insert(*item), "a snapshot holds {item:#x} twice: {items:x?}");
+            assert!(
+                seen.insert(*item),
+                "a snapshot holds {item:#x} twice: {items:x?}"
+            );
         }
         list.last().expect("a reader never fails");
         snapshots += 1;

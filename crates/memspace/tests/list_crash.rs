@@ -1,6 +1,6 @@
 //! Changes of a `SharedList` killed at every step: a process stopped at a failpoint inside
 //! `set`, `insert`, `remove`, `swap_remove`, `pop`, `truncate`, `clear` and a compaction (the
-//! test build has the `failpoints` feature; see `crash.rs`) and SIGKILLed there, while reader
+//! test build has the `failpoints` feature; see `crash.rs`) and killed (SIGKILL) there, while reader
 //! processes read the list. The list must then equal the state before the change or the
 //! state after it (exactly the one the failpoint's place implies), no acknowledged change may
 //! be lost, the readers never fail and never see a state no writer published, and the next
@@ -32,7 +32,10 @@ fn item(value: u64) -> Item {
     let letter = char::from(b'a' + (value % 26) as u8);
     (
         value,
-        format!("{value}:{}", letter.to_string().repeat(200 + (value * 53 % 500) as usize)),
+        format!(
+            "{value}:{}",
+            letter.to_string().repeat(200 + (value * 53 % 500) as usize)
+        ),
     )
 }
 
@@ -114,7 +117,8 @@ fn appender() {
     let list = SharedList::<Item>::open(&std::env::var(LIST_VARIABLE).expect("list name"))
         .expect("open the list");
     for value in 0..3 {
-        list.push(&item(10_000 + value)).expect("push from a second process");
+        list.push(&item(10_000 + value))
+            .expect("push from a second process");
     }
 }
 
@@ -187,13 +191,18 @@ fn kill_at(op: &str, point: &str, after: bool) {
     let passes: Vec<Mutex<u64>> = (0..2)
         .map(|_| Mutex::new(0).expect("a pass counter"))
         .collect();
-    let stop = Event::new().expect("create the stop flag");
+    let stop_readers = Event::new().expect("create the stop flag");
     let mut readers: Vec<_> = passes
         .iter()
         .map(|passes| {
             Running::spawn(
                 reader,
-                (list.clone(), op.to_owned(), passes.clone(), stop.clone()),
+                (
+                    list.clone(),
+                    op.to_owned(),
+                    passes.clone(),
+                    stop_readers.clone(),
+                ),
             )
         })
         .collect();
@@ -209,11 +218,17 @@ fn kill_at(op: &str, point: &str, after: bool) {
     changer.wait_until_stopped(point);
     let step = *lock_recovering(&intent);
     let status = changer.kill();
-    assert!(was_sigkilled(status), "{op} at {point}: the changer ended with {status}");
+    assert!(
+        was_sigkilled(status),
+        "{op} at {point}: the changer ended with {status}"
+    );
 
     // Exactly the state the failpoint's place implies; every earlier step is there.
-    let expected = states(op)
-        .swap_remove(if after { step as usize + 1 } else { step as usize });
+    let expected = states(op).swap_remove(if after {
+        step as usize + 1
+    } else {
+        step as usize
+    });
     assert_eq!(
         list.to_vec().expect("every item decodes"),
         expected,
@@ -226,7 +241,7 @@ fn kill_at(op: &str, point: &str, after: bool) {
             *lock_recovering(passes) >= pass + 2
         });
     }
-    stop.set().expect("stop the readers");
+    stop_readers.set().expect("stop the readers");
     for reading in &mut readers {
         let passes = reading
             .join()
@@ -239,7 +254,10 @@ fn kill_at(op: &str, point: &str, after: bool) {
     // Another process takes the lock (repairing what is left), then this one.
     let mut second = roles::child_in_role("appender", &[(LIST_VARIABLE, list_name.name())]);
     let status = second.wait();
-    assert!(status.success(), "{op} at {point}: the second process failed: {status}");
+    assert!(
+        status.success(),
+        "{op} at {point}: the second process failed: {status}"
+    );
     list.push(&item(20_000)).expect("push after the kill");
     let mut expected = expected;
     expected.extend((10_000..10_003).map(item));

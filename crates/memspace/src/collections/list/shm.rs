@@ -64,7 +64,8 @@
 //! (a torn or reclaimed one fails its checksum or moves `version`, and `version` is checked
 //! before a checksum failure is reported as damage). A reader that keeps finding `version` odd
 //! looks every few milliseconds whether the lock's holder died, and if so takes the lock
-//! itself, which repairs the list; one whose reads keep being overtaken by changes takes the
+//! itself, which repairs the list (if nobody holds the lock, the odd word is damage: an
+//! [`Error::Corrupt`]); one whose reads keep being overtaken by changes takes the
 //! lock once and reads under it, so no writer can starve it.
 //!
 //! # Space
@@ -327,7 +328,8 @@ impl<'a> Raw<'a> {
         area.live.store(live, Ordering::Relaxed);
         let version = area.version.load(Ordering::Relaxed);
         if !version.is_multiple_of(2) {
-            area.version.store(version.wrapping_add(1), Ordering::Release);
+            area.version
+                .store(version.wrapping_add(1), Ordering::Release);
         }
         Ok(())
     }
@@ -552,8 +554,9 @@ impl<'a> Raw<'a> {
     /// blocks are there already). The caller holds the lock.
     fn checked_tail(self, held: &RawGuard<'_>, len: u64) -> Result<u64> {
         let last = locate(len.saturating_sub(1)).ok_or_else(|| {
-            self.segment
-                .corrupt(format!("the list claims {len} items, more than its index holds"))
+            self.segment.corrupt(format!(
+                "the list claims {len} items, more than its index holds"
+            ))
         })?;
         // `end_of_data` checks the block of the item it is given, which exists here.
         let (tail, _) = self.end_of_data(held, len, (last.0, last.1))?;
@@ -779,7 +782,8 @@ impl<'a> Raw<'a> {
             return Ok(());
         }
         if keep == 0 {
-            return self.clear(held);
+            self.clear(held);
+            return Ok(());
         }
         let mut bytes = 0;
         for index in keep..len {
@@ -798,7 +802,7 @@ impl<'a> Raw<'a> {
     }
 
     /// Removes every item and frees all the space the list took; the caller holds the lock.
-    pub(super) fn clear(self, held: &RawGuard<'_>) -> Result<()> {
+    pub(super) fn clear(self, held: &RawGuard<'_>) {
         let area = self.area();
         {
             let _change = Change::begin(&area.version, held);
@@ -813,7 +817,6 @@ impl<'a> Raw<'a> {
             area.live.store(0, Ordering::Relaxed);
         }
         self.segment.note_writer();
-        Ok(())
     }
 
     /// Compacts the list if its garbage outweighs its live bytes (see "Space" in the module
@@ -873,7 +876,10 @@ impl<'a> Raw<'a> {
             self.segment
                 .mapping()
                 .get::<AtomicU64>(entry_at)
-                .ok_or_else(|| self.segment.corrupt(format!("copied entry {index} not mapped")))?
+                .ok_or_else(|| {
+                    self.segment
+                        .corrupt(format!("copied entry {index} not mapped"))
+                })?
                 .store(record, Ordering::Relaxed);
             live += record_end - record;
             end = record_end;
@@ -990,10 +996,10 @@ impl<'a> Raw<'a> {
             if before.is_multiple_of(2) {
                 let window = Window { version, before };
                 let result = read(self, &window);
-                if window.unchanged() {
-                    if let Some(found) = result.transpose() {
-                        return found;
-                    }
+                if window.unchanged()
+                    && let Some(found) = result.transpose()
+                {
+                    return found;
                 }
                 overtaken += 1;
                 if overtaken >= OVERTAKEN {
@@ -1024,8 +1030,8 @@ impl<'a> Raw<'a> {
     /// Waits a little before a reader tries again, having found `version` at `seen`: spins,
     /// then yields, then naps. Every few milliseconds of naps it looks at the lock: if its
     /// holder died, it takes the lock, which repairs the list; if nobody holds it at two looks
-    /// in a row while `version` stays at the same odd value, no change is under way and the
-    /// odd word is damage.
+    /// in a row (one nap apart) while `version` stays at the same odd value, no change is under
+    /// way and the odd word is damage.
     fn back_off(self, waits: &mut Waits, seen: u64) -> Result<()> {
         waits.count = waits.count.saturating_add(1);
         if waits.count < SPINS {
@@ -1034,7 +1040,10 @@ impl<'a> Raw<'a> {
             std::thread::yield_now();
         } else {
             std::thread::sleep(NAP);
-            if !(waits.count - YIELDS).is_multiple_of(NAPS_PER_LOOK) || seen.is_multiple_of(2) {
+            // After a look that found nobody holding the lock, the next nap looks again.
+            let look =
+                (waits.count - YIELDS).is_multiple_of(NAPS_PER_LOOK) || waits.unheld.is_some();
+            if !look || seen.is_multiple_of(2) {
                 return Ok(());
             }
             match self.segment.lock_owner() {

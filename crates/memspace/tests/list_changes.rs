@@ -510,7 +510,9 @@ fn workers_changing_one_list_without_a_lock_lose_duplicate_and_tear_nothing(mode
     let list = SharedList::<u64>::new().expect("create");
     let _removal = Removal::of(list.name());
     // Initial items carry values no worker uses.
-    let initial: Vec<u64> = (0..50).map(|i| (1 << 40) + i).collect();
+    // Many, so that moving the entries after an insert or a remove takes a while: a reader
+    // that did not check the sequence word would catch one half done.
+    let initial: Vec<u64> = (0..3000).map(|i| (1 << 40) + i).collect();
     list.extend(&initial).expect("extend");
     let stop = Event::new().expect("create the stop flag");
     let mut reader = Worker::new(mode, watch, (list.clone(), stop.clone()));

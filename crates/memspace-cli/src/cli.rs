@@ -203,6 +203,35 @@ pub(crate) enum ListCommand {
         /// The list's name.
         name: String,
     },
+    /// Replace the item at INDEX by a JSON value.
+    Set {
+        /// The list's name.
+        name: String,
+        /// The item's position: from 0 at the front, or from -1 (the last item) at the back.
+        #[arg(allow_negative_numbers = true)]
+        index: i64,
+        /// The new value, a JSON document.
+        #[arg(allow_negative_numbers = true)]
+        value: String,
+        /// Write even a value that a program using the list's recorded item type (shown by
+        /// `memspace inspect`) could not read back.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the last item and print it as JSON (an error if the list is empty).
+    Pop {
+        /// The list's name.
+        name: String,
+    },
+    /// Remove the item at INDEX, moving the items after it one place down, and print it as
+    /// JSON.
+    Remove {
+        /// The list's name.
+        name: String,
+        /// The item's position: from 0 at the front, or from -1 (the last item) at the back.
+        #[arg(allow_negative_numbers = true)]
+        index: i64,
+    },
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

@@ -91,14 +91,15 @@ pub enum Error {
         #[source]
         source: Box<rmp_serde::decode::Error>,
     },
-    /// An index past the end of an array or list.
-    #[error("index {index} is out of range for `{name}`, which has {len} elements")]
+    /// An index lies past the end of a list or an array (Python's `IndexError`); nothing was
+    /// changed.
+    #[error("index {index} is out of range for `{name}`, which has {len} items")]
     IndexOutOfRange {
-        /// The array or list.
+        /// The list or array.
         name: SegmentName,
         /// The index asked for.
         index: u64,
-        /// The number of elements.
+        /// Its length when it was asked.
         len: u64,
     },
     /// A slice of another length than the array it is copied into.

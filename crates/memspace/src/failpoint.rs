@@ -12,6 +12,20 @@
 //! | `list.block_reserved` | a new index block was reserved, no record written yet |
 //! | `list.written` | a record and its index entry were written, not yet published |
 //! | `list.published` | an item was published, the end of data not yet advanced |
+//! | `list.set_written` | a set's new record was written past the end of data, not yet in its entry |
+//! | `list.set_switched` | a set's entry points to the new record, the sequence word still odd |
+//! | `list.insert_written` | an insert's record was written past the end of data, no journal yet |
+//! | `list.insert_journaled` | an insert's journal was committed, no entry moved yet |
+//! | `list.remove_journaled` | a remove's (or swap-remove's) journal was committed, no entry moved yet |
+//! | `list.moving` | an insert, remove or swap-remove moved an entry and recorded its progress |
+//! | `list.moved_all` | an insert, remove or swap-remove stored the new length, the journal not yet cleared |
+//! | `list.popped` | a pop stored the shorter length, the sequence word still odd |
+//! | `list.truncated` | a truncate stored the shorter length, the sequence word still odd |
+//! | `list.cleared` | a clear stored the length 0, the index blocks not yet released |
+//! | `list.copy_built` | a compaction's copy (index blocks and records) was built past the end of data, not yet switched to |
+//! | `list.copy_switched` | the list was switched to the compacted copy, the sequence word still odd |
+//! | `list.near_copy_built` | a second copy was built at the start of the data area, not yet switched to |
+//! | `list.near_copy_switched` | the list was switched to the second copy, the sequence word still odd |
 //! | `map.written` | an entry's record was written past the end of data, not yet in a slot |
 //! | `map.committed` | a new entry was stored in its slot, the counts not yet updated |
 //! | `map.replaced` | an existing key's slot was pointed at its new record, the counts not yet updated |

@@ -43,7 +43,7 @@
 //!   [`Event`], [`Condvar`], [`Semaphore`] and [`Barrier`]; their errors are [`LockError`],
 //!   [`TryLockError`], [`LeaseError`] (a Redis lock's lease), [`SemaphoreError`] and
 //!   [`BarrierError`].
-//! * [`collections`] has [`SharedList`] (append-only list), [`SharedVec`] (plain elements,
+//! * [`collections`] has [`SharedList`] (mutable list), [`SharedVec`] (plain elements,
 //!   read as a slice), [`SharedArray`] (a fixed number of numbers, each updated atomically),
 //!   [`SharedMap`] (hash map), [`Queue`] (FIFO whose items come back when
 //!   their consumer dies; [`Delivery`], [`QueueError`]), [`Value`] (one plain value, updated

@@ -47,6 +47,38 @@ pub(crate) fn run(command: ListCommand) -> anyhow::Result<()> {
             writeln!(super::out(), "{json}")?;
         }
         ListCommand::Len { name } => collection::print_len::<SharedList<Value>>(&name)?,
+        ListCommand::Set {
+            name,
+            index,
+            value,
+            force,
+        } => {
+            let (list, mut values) = collection::open_to_write_items::<SharedList<Value>>(
+                &name,
+                std::slice::from_ref(&value),
+                force,
+            )?;
+            let value = values.pop().context("one value")?;
+            let position = position(&list, &name, index)?;
+            list.set(position, &value)
+                .with_context(|| format!("setting item {index} of list `{name}`"))?;
+        }
+        ListCommand::Pop { name } => {
+            let list: SharedList<Value> = open(&name)?;
+            let value = list
+                .pop()
+                .with_context(|| format!("popping from list `{name}`"))?
+                .with_context(|| format!("list `{name}` is empty: there is nothing to pop"))?;
+            writeln!(super::out(), "{value}")?;
+        }
+        ListCommand::Remove { name, index } => {
+            let list: SharedList<Value> = open(&name)?;
+            let position = position(&list, &name, index)?;
+            let value = list
+                .remove(position)
+                .with_context(|| format!("removing item {index} of list `{name}`"))?;
+            writeln!(super::out(), "{value}")?;
+        }
     }
     Ok(())
 }
@@ -66,23 +98,29 @@ fn read_stdin(list: &SharedList<Value>, name: &str, force: bool) -> anyhow::Resu
     Ok(values)
 }
 
-/// The item at `index` of `list`, called `name`: from 0 at the front, from -1 at the back
-/// (counted from the end as it was when read: a list only grows).
+/// The position of `index` in `list`, called `name`: from 0 at the front, from -1 at the back
+/// (counted from the end as it was when read: a change by another process meanwhile can make
+/// it another item, or out of range).
+fn position(list: &SharedList<Value>, name: &str, index: i64) -> anyhow::Result<u64> {
+    if let Ok(position) = u64::try_from(index) {
+        return Ok(position);
+    }
+    let len = collection::len(list, name)?;
+    len.checked_sub(index.unsigned_abs())
+        .ok_or_else(|| out_of_range(name, index, len))
+}
+
+fn out_of_range(name: &str, index: i64, len: u64) -> anyhow::Error {
+    anyhow::anyhow!("index {index} is out of range: list `{name}` has {len} items")
+}
+
+/// The item at `index` of `list`, called `name` (see [`position`]).
 fn item(list: &SharedList<Value>, name: &str, index: i64) -> anyhow::Result<Value> {
-    let out_of_range =
-        |len: u64| anyhow::anyhow!("index {index} is out of range: list `{name}` has {len} items");
-    let position = if let Ok(position) = u64::try_from(index) {
-        position
-    } else {
-        let len = collection::len(list, name)?;
-        len.checked_sub(index.unsigned_abs())
-            .ok_or_else(|| out_of_range(len))?
-    };
     match list
-        .get(position)
+        .get(position(list, name, index)?)
         .with_context(|| format!("reading item {index} of list `{name}`"))?
     {
         Some(value) => Ok(value),
-        None => Err(out_of_range(collection::len(list, name)?)),
+        None => Err(out_of_range(name, index, collection::len(list, name)?)),
     }
 }

@@ -1,8 +1,9 @@
 //! Collections that live in shared memory: every thread and process that opens one sees the
 //! same items.
 //!
-//! * [`SharedList<T>`]: append-only, growable list of serde values (variable size), readable
-//!   without a lock, appended under the segment's robust lock.
+//! * [`SharedList<T>`]: growable, mutable list of serde values (variable size), readable
+//!   without a lock, changed under the segment's robust lock, each change atomic across a
+//!   crash.
 //! * [`SharedVec<T>`]: growable array of plain fixed-size elements, read as a slice without
 //!   copying: the fast path for numbers.
 //! * [`SharedMap<K, V>`]: hash map of serde keys and values, deterministic hashing, growth

@@ -1,9 +1,11 @@
-//! [`SharedList<T>`]: an append-only list of serde values, in a growable segment or on a Redis
+//! [`SharedList<T>`]: a mutable list of serde values, in a growable segment or on a Redis
 //! server.
 //!
 //! The public type dispatches each operation to where the list lives: `shm.rs` keeps it in
-//! shared memory (index blocks and checksummed records, repaired after a writer's death),
-//! `redis.rs` in a Redis list; `verify.rs` is what `inspect` reads of a list segment.
+//! shared memory (index blocks and checksummed records, read without a lock through a
+//! sequence word, changed under the segment's lock with a journal that recovery rolls
+//! forward after a writer's death), `redis.rs` in a Redis list; `verify.rs` is what `inspect`
+//! reads of a list segment.
 
 #[cfg(feature = "redis")]
 mod redis;
@@ -28,8 +30,24 @@ use crate::handle::NoRedis as RedisList;
 use crate::handle::{Blueprint, Place};
 use crate::segment::{Kind, SegmentName, SegmentOptions};
 
-/// A growable list of `T` in shared memory, appended to and read by any number of threads and
-/// processes at once.
+/// A growable, mutable list of `T` in shared memory, changed and read by any number of threads
+/// and processes at once (Python's `Manager().list()`).
+///
+/// Writers take the segment's lock; readers ([`get`](SharedList::get),
+/// [`to_vec`](SharedList::to_vec), [`len`](SharedList::len), ...) take none, and see the list as
+/// some writer left it, never in the middle of a change. Every change is atomic even if its
+/// process is killed: the list is then as before the change or as after it, and the next
+/// writer finishes what was left. Appends are the fast path (one record and one store); a
+/// [`set`](SharedList::set), [`pop`](SharedList::pop) or [`truncate`](SharedList::truncate) is
+/// a few stores more, an [`insert`](SharedList::insert) or [`remove`](SharedList::remove) in
+/// the middle moves the index entries after it (O(n) words, not the items). Space of replaced
+/// and removed items is reclaimed: the list uses at most about three times the bytes of its
+/// items, plus 16 KiB.
+///
+/// Indexes count from the front; an index past the end is [`Error::IndexOutOfRange`] (Python's
+/// `IndexError`), never a panic. From the end, [`last`](SharedList::last) reads and
+/// [`pop`](SharedList::pop) removes: they pick the last item atomically, where `len() - 1`
+/// computed first could be stale by the time it is used.
 ///
 /// Items are stored in `MessagePack` (a self-describing encoding), so `memspace list get NAME`
 /// prints any list as JSON without knowing `T`. Every item carries a CRC-32; a damaged item is
@@ -56,6 +74,12 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// nums.extend([1, 2])?;
 /// assert_eq!(nums.to_vec()?, [0, 1, 2]);
 /// assert_eq!(nums.get(1)?, Some(1));
+/// nums.set(0, &10)?;
+/// nums.insert(1, &5)?;
+/// assert_eq!(nums.remove(2)?, 1);
+/// assert_eq!(nums.pop()?, Some(2));
+/// assert_eq!(nums.to_vec()?, [10, 5]);
+/// assert!(matches!(nums.set(7, &0), Err(memspace::Error::IndexOutOfRange { index: 7, len: 2, .. })));
 /// # Ok(())
 /// # }
 /// ```
@@ -204,23 +228,165 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// or points outside the segment.
     pub fn get(&self, index: u64) -> Result<Option<T>> {
         let payload = match self.place.as_ref() {
-            Place::Shm(segment) => {
-                if index >= self.len()? {
-                    return Ok(None);
+            Place::Shm(segment) => Raw::new(segment).get(index)?,
+            #[cfg(feature = "redis")]
+            Place::Redis(list) => list.get(index)?,
+        };
+        payload
+            .map(|payload| self.decode(index, &payload))
+            .transpose()
+    }
+
+    /// The last item, or `None` if the list is empty: one read, so the item is the last one at
+    /// some moment even while other processes push and pop.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::get`].
+    pub fn last(&self) -> Result<Option<T>> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => Raw::new(segment)
+                .last()?
+                .map(|(index, payload)| self.decode(index, &payload))
+                .transpose(),
+            #[cfg(feature = "redis")]
+            Place::Redis(list) => match list.last()? {
+                Some(payload) => {
+                    let index = list.len().unwrap_or(1).saturating_sub(1);
+                    self.decode(index, &payload).map(Some)
                 }
-                Raw::new(segment).read_payload(index)?
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Replaces the item at `index` by `value` (Python's `items[index] = value`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] if `index` is not below the length (nothing is written);
+    /// otherwise as [`SharedList::push`].
+    pub fn set(&self, index: u64, value: &T) -> Result<()> {
+        let payload = self.encode(value)?;
+        match self.place.as_ref() {
+            Place::Shm(segment) => {
+                let raw = Raw::new(segment);
+                raw.set(&raw.lock()?, index, &payload)
             }
             #[cfg(feature = "redis")]
-            Place::Redis(list) => match list.get(index)? {
-                Some(payload) => payload,
-                None => return Ok(None),
-            },
-        };
-        self.decode(index, &payload).map(Some)
+            Place::Redis(list) => list.set(index, &payload),
+        }
+    }
+
+    /// Inserts `value` at `index` (at most the length; at the length it appends), moving the
+    /// items from there one place up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] if `index` is past the length (nothing is written);
+    /// otherwise as [`SharedList::push`].
+    pub fn insert(&self, index: u64, value: &T) -> Result<()> {
+        let payload = self.encode(value)?;
+        match self.place.as_ref() {
+            Place::Shm(segment) => {
+                let raw = Raw::new(segment);
+                raw.insert(&raw.lock()?, index, &payload)
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis(list) => list.insert(index, &payload),
+        }
+    }
+
+    /// Removes and returns the item at `index`, moving the items after it one place down
+    /// (Python's `items.pop(index)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] if `index` is not below the length; [`Error::Decode`] if the
+    /// item is not a `T` (in shared memory it is then left in place; on Redis it was removed);
+    /// [`Error::Corrupt`] if the segment was damaged; on Redis as [`SharedList::push`].
+    pub fn remove(&self, index: u64) -> Result<T> {
+        self.take_at(index, false)
+    }
+
+    /// Removes and returns the item at `index`, putting the last item in its place: O(1), but
+    /// the order of the items changes.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::remove`].
+    pub fn swap_remove(&self, index: u64) -> Result<T> {
+        self.take_at(index, true)
+    }
+
+    fn take_at(&self, index: u64, swap: bool) -> Result<T> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => {
+                let raw = Raw::new(segment);
+                raw.remove(&raw.lock()?, index, swap, |payload| {
+                    self.decode(index, &payload)
+                })
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis(list) => self.decode(index, &list.remove(index, swap)?),
+        }
+    }
+
+    /// Removes and returns the last item, or `None` if the list is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::remove`].
+    pub fn pop(&self) -> Result<Option<T>> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => {
+                let raw = Raw::new(segment);
+                let held = raw.lock()?;
+                let len = raw.len();
+                raw.pop(&held, |payload| {
+                    self.decode(len.saturating_sub(1), &payload)
+                })
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis(list) => list
+                .pop()?
+                .map(|payload| {
+                    let index = list.len().unwrap_or(0);
+                    self.decode(index, &payload)
+                })
+                .transpose(),
+        }
+    }
+
+    /// Keeps the first `len` items and removes the rest (nothing if the list is not longer).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the segment was damaged; on Redis as [`SharedList::push`].
+    pub fn truncate(&self, len: u64) -> Result<()> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => {
+                let raw = Raw::new(segment);
+                raw.truncate(&raw.lock()?, len)
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis(list) => list.truncate(len),
+        }
+    }
+
+    /// Removes every item; in shared memory the space they took is free again at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedList::truncate`].
+    pub fn clear(&self) -> Result<()> {
+        self.truncate(0)
     }
 
     /// The published items, in order, as they are when each is reached (items pushed during
-    /// the iteration are included).
+    /// the iteration are included; an item inserted or removed before the iterator's position
+    /// meanwhile shifts the items after it, as for Python's list iterator; use
+    /// [`to_vec`](SharedList::to_vec) for a copy taken at one moment).
     ///
     /// Each item is read on its own: one that cannot be read ([`Error::Decode`] for an item of
     /// another type, [`Error::Corrupt`] for a damaged one) is an `Err` in its place, and the
@@ -252,28 +418,20 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         }
     }
 
-    /// A copy of the items published when the call starts.
+    /// A copy of the items as they are at one moment (between two changes).
     ///
     /// # Errors
     ///
     /// As [`SharedList::get`].
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        let segment = match self.place.as_ref() {
-            Place::Shm(segment) => segment,
+        let payloads = match self.place.as_ref() {
+            Place::Shm(segment) => Raw::new(segment).all()?,
             #[cfg(feature = "redis")]
-            Place::Redis(list) => {
-                return (0u64..)
-                    .zip(list.all()?)
-                    .map(|(index, payload)| self.decode(index, &payload))
-                    .collect();
-            }
+            Place::Redis(list) => list.all()?,
         };
-        let len = self.len()?;
-        (0..len)
-            .map(|index| {
-                self.get(index)?
-                    .ok_or_else(|| segment.corrupt(format!("item {index} vanished")))
-            })
+        (0u64..)
+            .zip(payloads)
+            .map(|(index, payload)| self.decode(index, &payload))
             .collect()
     }
 

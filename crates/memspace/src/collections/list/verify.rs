@@ -2,26 +2,60 @@
 
 use std::sync::atomic::Ordering;
 
-use super::shm::{FIRST_BLOCK_ENTRIES, Raw};
+use super::shm::{FIRST_BLOCK_ENTRIES, OP_INSERT, OP_NONE, OP_REMOVE, OP_SWAP_REMOVE, Raw};
+use crate::collections::changes::verify_between_changes;
 use crate::collections::record;
 use crate::error::Error;
-use crate::segment::Report;
-use crate::segment::{DATA_START, Segment};
+use crate::segment::{DATA_START, Report, Segment};
 
 /// The number of published items of the list in `segment`.
 pub(crate) fn len(segment: &Segment) -> u64 {
     Raw::new(segment).len()
 }
 
-/// Checks a list segment without taking its lock (appends may go on meanwhile): the index
-/// blocks, every published record (bounds, order, checksum, well-formed encoding) and the
-/// recorded end of data. Used by [`inspect::verify`](crate::inspect::verify).
+/// Checks a list segment without taking its lock (changes may go on meanwhile): the index
+/// blocks, every published record (bounds, checksum, well-formed encoding, no two overlapping),
+/// the journal of a change its holder died in, and the recorded end of data. It keeps only a
+/// reading made between two changes (see `changes::verify_between_changes`); appends, which
+/// do not count as changes, only add items it does not look at. Used by
+/// [`inspect::verify`](crate::inspect::verify).
 pub(crate) fn verify(segment: &Segment, report: &mut Report) {
+    let area = Raw::new(segment).area();
+    verify_between_changes(
+        segment,
+        &area.version,
+        ("the list", "items"),
+        report,
+        |found, interrupted| check(segment, found, interrupted),
+    );
+}
+
+/// One reading of the list; `interrupted` says that its last holder died in a change.
+fn check(segment: &Segment, report: &mut Report, interrupted: bool) {
     let raw = Raw::new(segment);
     let area = raw.area();
     let len = area.len.load(Ordering::Acquire);
-    let mut block_ends = 0;
-    let mut previous_block_end = DATA_START;
+    let op = area.journal.op.load(Ordering::Acquire);
+    let mid_move = interrupted && op != OP_NONE;
+    if interrupted {
+        let what = match op {
+            OP_NONE => "a change",
+            OP_INSERT => "an insert",
+            OP_REMOVE => "a remove",
+            OP_SWAP_REMOVE => "a swap-remove",
+            _ => "an unknown operation",
+        };
+        report.note(format!(
+            "a holder of the lock died in {what}; the next locker finishes it"
+        ));
+    } else if op != OP_NONE {
+        report.problem(format!(
+            "its journal records operation {op}, but no change is under way"
+        ));
+    }
+    // Every referenced range: index blocks and records, to find overlaps.
+    let mut ranges: Vec<(u64, u64, String)> = Vec::new();
+    let mut block_ends = DATA_START;
     for (block, offset) in area.blocks.iter().enumerate() {
         let offset = offset.load(Ordering::Acquire);
         if offset == 0 {
@@ -31,16 +65,15 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
         // Appends go on meanwhile: compare with the size read after the offset (a block is
         // grown for before its offset is published).
         let size = segment.size();
-        if offset < previous_block_end || !offset.is_multiple_of(8) || end > size {
+        if offset < DATA_START || !offset.is_multiple_of(8) || end > size {
             report.problem(format!(
-                "index block {block} at {offset}..{end} overlaps an earlier block or lies outside \
-                 the segment ({size} bytes)"
+                "index block {block} at {offset}..{end} lies outside the data area ({size} bytes)"
             ));
         }
-        previous_block_end = end;
         block_ends = block_ends.max(end);
+        ranges.push((offset, end, format!("index block {block}")));
     }
-    let mut previous_end = DATA_START;
+    let mut record_ends = DATA_START;
     for index in 0..len {
         if report.is_full() {
             break;
@@ -55,12 +88,8 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
                 continue;
             }
         };
-        if record < previous_end {
-            report.problem(format!(
-                "item {index}: record at {record} overlaps the previous item (ending at {previous_end})"
-            ));
-        }
-        previous_end = record_end;
+        record_ends = record_ends.max(record_end);
+        ranges.push((record, record_end, format!("item {index}")));
         match raw.read_payload(index) {
             Ok(payload) => {
                 if rmp_serde::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
@@ -73,10 +102,22 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
         }
         report.items_checked += 1;
     }
+    // In the middle of moving entries one entry is there twice: the next locker fixes that.
+    if !mid_move {
+        ranges.sort_unstable_by_key(|&(start, end, _)| (start, end));
+        for pair in ranges.windows(2) {
+            let ((_, end, first), (start, _, second)) = (&pair[0], &pair[1]);
+            if start < end && !report.is_full() {
+                report.problem(format!(
+                    "{second} at {start} overlaps {first} (ending at {end})"
+                ));
+            }
+        }
+    }
     let tail = area.tail.load(Ordering::Acquire);
     // Read after `tail`: every growth a writer made before advancing `tail` is seen.
     let size = segment.size();
-    let needed = previous_end.max(block_ends);
+    let needed = record_ends.max(block_ends);
     // A writer may have finished between loading `tail` and looking for a holder: look again.
     if tail < needed && area.tail.load(Ordering::Acquire) < needed {
         if segment.lock_owner().is_some() {

@@ -8,6 +8,8 @@ Prints one JSON object:
   threads_lock_append   4 threads appending to one list under a threading.Lock
   manager_list_append   4 processes appending to a Manager().list()
   shareable_list_write  4 processes writing a ShareableList under a multiprocessing.Lock
+  manager_list_set      4 processes each replacing items of a Manager().list() of 1000
+  manager_list_pop      4 processes each popping items off one Manager().list()
   array_locked_add      4 processes each adding 1 to its own element of one
                         multiprocessing.Array("q") under the array's lock (`arr[i] += 1`
                         is a read and a write, each taking the lock: the lock makes the pair
@@ -59,6 +61,44 @@ def manager_list_append(n):
             p.join()
         elapsed = time.perf_counter() - start
         assert len(nums) == WORKERS * n
+    return WORKERS * n / elapsed
+
+
+def _manager_set_work(nums, n, w):
+    for i in range(n):
+        nums[(i * 7 + w * 251) % 1000] = i
+
+
+def manager_list_set(n):
+    with Manager() as manager:
+        nums = manager.list([0] * 1000)
+        procs = [Process(target=_manager_set_work, args=(nums, n, w)) for w in range(WORKERS)]
+        start = time.perf_counter()
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        elapsed = time.perf_counter() - start
+        assert len(nums) == 1000
+    return WORKERS * n / elapsed
+
+
+def _manager_pop_work(nums, n):
+    for _ in range(n):
+        nums.pop()
+
+
+def manager_list_pop(n):
+    with Manager() as manager:
+        nums = manager.list(range(WORKERS * n))
+        procs = [Process(target=_manager_pop_work, args=(nums, n)) for _ in range(WORKERS)]
+        start = time.perf_counter()
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        elapsed = time.perf_counter() - start
+        assert len(nums) == 0
     return WORKERS * n / elapsed
 
 
@@ -118,6 +158,8 @@ def main():
                 "threads_lock_append": threads_lock_append(50_000 * scale),
                 "manager_list_append": manager_list_append(2_000 * scale),
                 "shareable_list_write": shareable_list_write(20_000 * scale),
+                "manager_list_set": manager_list_set(2_000 * scale),
+                "manager_list_pop": manager_list_pop(2_000 * scale),
                 "array_locked_add": array_locked_add(20_000 * scale),
             }
         )

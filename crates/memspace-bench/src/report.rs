@@ -23,6 +23,11 @@ pub(crate) struct Comparison {
 }
 
 impl Comparison {
+    /// memspace's figure.
+    pub(crate) fn memspace(&self) -> f64 {
+        self.memspace
+    }
+
     /// For units where more is better (operations per second, bytes per second).
     pub(crate) fn throughput(
         (scenario, baseline, unit): Names,

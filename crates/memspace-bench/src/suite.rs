@@ -111,49 +111,22 @@ pub(crate) fn measure(
 
     run.progress.next("SharedList<i64> push, 4 processes");
     let list = workloads::shared_list_push(sizes.list_pushes)?;
+    run.median(
+        "SharedList<i64> set, 4 processes, against Mutex<Vec<i64>>, 4 threads",
+        ("shared_list_set", "rust_threads_mutex_vec_set", "sets/s"),
+        || workloads::shared_list_set(sizes.list_pushes),
+        || Ok(workloads::threads_mutex_vec_set(sizes.list_pushes)),
+    )?;
+    let set = run.comparisons.last().map_or(0.0, Comparison::memspace);
+    run.median(
+        "SharedList<i64> pop, 4 processes, against Mutex<Vec<i64>>, 4 threads",
+        ("shared_list_pop", "rust_threads_mutex_vec_pop", "pops/s"),
+        || workloads::shared_list_pop(sizes.list_pushes),
+        || Ok(workloads::threads_mutex_vec_pop(sizes.list_pushes)),
+    )?;
+    let pop = run.comparisons.last().map_or(0.0, Comparison::memspace);
     if python {
-        // Measured only for its comparison with Python's `Array`.
-        run.progress.next("SharedArray<u64> fetch_add, 4 processes");
-        let array = workloads::shared_array_add(sizes.array_adds)?;
-        run.progress.next("Python baselines");
-        let py = python::baselines(quick)?;
-        let rows = [
-            (
-                "shared_list_push",
-                list,
-                "python_manager_list",
-                "manager_list_append",
-                "appends/s",
-            ),
-            (
-                "shared_list_push",
-                list,
-                "python_threads_lock",
-                "threads_lock_append",
-                "appends/s",
-            ),
-            (
-                "shared_list_push",
-                list,
-                "python_shareable_list",
-                "shareable_list_write",
-                "appends/s",
-            ),
-            (
-                "shared_array_add",
-                array,
-                "python_array_locked_add",
-                "array_locked_add",
-                "adds/s",
-            ),
-        ];
-        for (scenario, ours, baseline, key, unit) in rows {
-            if let Some(value) = py.get(key).and_then(serde_json::Value::as_f64) {
-                let names = (scenario, baseline, unit);
-                run.comparisons
-                    .push(Comparison::throughput(names, (ours, value)));
-            }
-        }
+        python_rows(&mut run, sizes, quick, [list, set, pop])?;
     }
 
     run.median(
@@ -198,6 +171,74 @@ pub(crate) fn measure(
         Ok(Comparison::cost(names, (late, early)))
     })?;
     Ok(run.comparisons)
+}
+
+/// The comparisons with Python's own tools (`bench_baselines.py`): memspace's list `push`,
+/// `set` and `pop` rates (`list`, as measured above), and `SharedArray` additions, measured
+/// here for them alone.
+fn python_rows(
+    run: &mut Recorder<'_>,
+    sizes: &Sizes,
+    quick: bool,
+    [list, set, pop]: [f64; 3],
+) -> anyhow::Result<()> {
+    // Measured only for its comparison with Python's `Array`.
+    run.progress.next("SharedArray<u64> fetch_add, 4 processes");
+    let array = workloads::shared_array_add(sizes.array_adds)?;
+    run.progress.next("Python baselines");
+    let py = python::baselines(quick)?;
+    let rows = [
+        (
+            "shared_list_push",
+            list,
+            "python_manager_list",
+            "manager_list_append",
+            "appends/s",
+        ),
+        (
+            "shared_list_push",
+            list,
+            "python_threads_lock",
+            "threads_lock_append",
+            "appends/s",
+        ),
+        (
+            "shared_list_push",
+            list,
+            "python_shareable_list",
+            "shareable_list_write",
+            "appends/s",
+        ),
+        (
+            "shared_list_set",
+            set,
+            "python_manager_list_set",
+            "manager_list_set",
+            "sets/s",
+        ),
+        (
+            "shared_list_pop",
+            pop,
+            "python_manager_list_pop",
+            "manager_list_pop",
+            "pops/s",
+        ),
+        (
+            "shared_array_add",
+            array,
+            "python_array_locked_add",
+            "array_locked_add",
+            "adds/s",
+        ),
+    ];
+    for (scenario, ours, baseline, key, unit) in rows {
+        if let Some(value) = py.get(key).and_then(serde_json::Value::as_f64) {
+            let names = (scenario, baseline, unit);
+            run.comparisons
+                .push(Comparison::throughput(names, (ours, value)));
+        }
+    }
+    Ok(())
 }
 
 /// The scaling curve of `--plot`: u64 pushes per second from 1, 2, 4 and 8 workers, processes

@@ -166,6 +166,99 @@ pub(crate) fn shared_list_push(n: u64) -> anyhow::Result<f64> {
     Ok(per_second((4 * n) as f64, elapsed))
 }
 
+/// The length of the list the `set` scenarios write into.
+const SET_SLOTS: u64 = 1000;
+
+/// The index of write `i` of worker `w` in a scenario of `set`s: spread over the list.
+fn set_slot(w: u64, i: u64) -> u64 {
+    (i * 7 + w * 251) % SET_SLOTS
+}
+
+fn set_list((list, w, n): (SharedList<i64>, u64, u64)) {
+    for i in 0..n {
+        list.set(set_slot(w, i), &i.cast_signed()).expect("set");
+    }
+}
+
+/// 4 processes each replace `n` items of one `SharedList<i64>` of 1000 items (spread over
+/// it), process starts included; sets per second.
+pub(crate) fn shared_list_set(n: u64) -> anyhow::Result<f64> {
+    let list = SharedList::<i64>::new()?;
+    list.extend((0..SET_SLOTS).map(u64::cast_signed))?;
+    let next = std::cell::Cell::new(0);
+    let start = Instant::now();
+    in_processes(4, set_list, || {
+        let w = next.get();
+        next.set(w + 1);
+        (list.clone(), w, n)
+    })?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(list.len()? == SET_SLOTS, "sets changed the length");
+    Ok(per_second((4 * n) as f64, elapsed))
+}
+
+/// The baseline of [`shared_list_set`]: 4 threads each replace `n` items of one
+/// `Mutex<Vec<i64>>` of 1000 items, thread starts included.
+pub(crate) fn threads_mutex_vec_set(n: u64) -> f64 {
+    let vec = Arc::new(StdMutex::new(vec![0i64; SET_SLOTS as usize]));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let vec = Arc::clone(&vec);
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    vec.lock().expect("mutex")[set_slot(w, i) as usize] = i.cast_signed();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    per_second((4 * n) as f64, start.elapsed())
+}
+
+fn pop_list((list, n): (SharedList<i64>, u64)) {
+    for _ in 0..n {
+        list.pop().expect("pop").expect("an item to pop");
+    }
+}
+
+/// 4 processes each pop `n` items off one `SharedList<i64>` of `4 n` (filled before the
+/// clock starts), process starts included; pops per second.
+pub(crate) fn shared_list_pop(n: u64) -> anyhow::Result<f64> {
+    let list = SharedList::<i64>::new()?;
+    list.extend((0..4 * n).map(u64::cast_signed))?;
+    let start = Instant::now();
+    in_processes(4, pop_list, || (list.clone(), n))?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(list.is_empty()?, "items left after the pops");
+    Ok(per_second((4 * n) as f64, elapsed))
+}
+
+/// The baseline of [`shared_list_pop`]: 4 threads each pop `n` items off one
+/// `Mutex<Vec<i64>>` of `4 n`, thread starts included.
+pub(crate) fn threads_mutex_vec_pop(n: u64) -> f64 {
+    let vec = Arc::new(StdMutex::new(
+        (0..4 * n).map(u64::cast_signed).collect::<Vec<_>>(),
+    ));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let vec = Arc::clone(&vec);
+            std::thread::spawn(move || {
+                for _ in 0..n {
+                    vec.lock().expect("mutex").pop().expect("an item to pop");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    per_second((4 * n) as f64, start.elapsed())
+}
+
 fn add_to_slot((array, slot, n): (SharedArray<u64>, u64, u64)) {
     for _ in 0..n {
         array.fetch_add(slot, 1).expect("add");

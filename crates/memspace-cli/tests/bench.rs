@@ -115,6 +115,8 @@ fn bench_installed_elsewhere_runs_the_python_baselines_from_a_private_temporary_
         "python_threads_lock",
         "python_shareable_list",
         "python_array_locked_add",
+        "python_manager_list_set",
+        "python_manager_list_pop",
     ] {
         assert!(
             baselines.contains(&expected),

@@ -17,7 +17,7 @@
 //! [`start_test`](crate::start_test) does (spawned children re-run that one test), then calls
 //! the behaviour.
 
-use memspace::spawn::{Mode, StartMethod};
+use memspace::spawn::{Mode, StartMethod, Worker};
 
 /// What a behaviour takes to say where its workers run: a [`Mode`], or a [`StartMethod`] for a
 /// behaviour of processes only.
@@ -77,4 +77,28 @@ macro_rules! per_mode {
             )+
         }
     )*};
+}
+
+/// Starts one worker in `mode` per element of `args`, all at once, running `target` on it,
+/// and returns their results in order.
+///
+/// # Panics
+///
+/// If a worker cannot start, or fails (its panic or its kill is in the message).
+pub fn run_all<A, R>(mode: Mode, target: fn(A) -> R, args: Vec<A>) -> Vec<R>
+where
+    A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let mut workers: Vec<Worker<A, R>> = args
+        .into_iter()
+        .map(|a| Worker::new(mode, target, a))
+        .collect();
+    for worker in &mut workers {
+        worker.start().expect("start worker");
+    }
+    workers
+        .iter_mut()
+        .map(|w| w.join().unwrap_or_else(|e| panic!("{mode:?} worker: {e}")))
+        .collect()
 }

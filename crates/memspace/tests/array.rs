@@ -7,9 +7,10 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-use memspace::spawn::{Mode, StartMethod, Worker};
+use memspace::spawn::{Mode, StartMethod};
 use memspace::sync::{LockError, Mutex};
 use memspace::{Error, OpenError, SharedArray, inspect};
+use memspace_testkit::modes::run_all;
 use memspace_testkit::{Parent, Removal, Running, flags};
 
 memspace_testkit::per_mode! {
@@ -232,22 +233,4 @@ fn a_holder_killed_in_the_middle_of_an_update_is_reported_to_the_next_locker() {
     drop(guard);
     assert_eq!(array.to_vec().expect("to_vec"), [50, 50]);
     assert!(array.lock().is_ok(), "repaired: a clean lock again");
-}
-
-fn run_all<A, R>(mode: Mode, target: fn(A) -> R, args: Vec<A>) -> Vec<R>
-where
-    A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-{
-    let mut workers: Vec<Worker<A, R>> = args
-        .into_iter()
-        .map(|a| Worker::new(mode, target, a))
-        .collect();
-    for worker in &mut workers {
-        worker.start().expect("start worker");
-    }
-    workers
-        .iter_mut()
-        .map(|w| w.join().unwrap_or_else(|e| panic!("{mode:?} worker: {e}")))
-        .collect()
 }

@@ -15,6 +15,7 @@ use memspace::sync::{
     Barrier, BarrierError, Condvar, Event, LockError, Mutex, RwLock, Semaphore, SemaphoreError,
     TryLockError,
 };
+use memspace_testkit::modes::run_all;
 use memspace_testkit::{Removal, Watchdog};
 
 memspace_testkit::per_mode! {
@@ -26,24 +27,6 @@ memspace_testkit::per_mode! {
     readers_share_and_writers_exclude: thread, fork, spawn;
     ten_workers_adding_fifty_each_make_exactly_five_hundred: thread, fork, spawn;
     four_workers_pushing_ten_thousand_each_are_all_there_in_order: thread, fork, spawn;
-}
-
-fn run_all<A, R>(mode: Mode, target: fn(A) -> R, args: Vec<A>) -> Vec<R>
-where
-    A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-{
-    let mut workers: Vec<Worker<A, R>> = args
-        .into_iter()
-        .map(|a| Worker::new(mode, target, a))
-        .collect();
-    for worker in &mut workers {
-        worker.start().expect("start worker");
-    }
-    workers
-        .iter_mut()
-        .map(|w| w.join().unwrap_or_else(|e| panic!("{mode:?} worker: {e}")))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -741,16 +741,7 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 /// Checks that the elements lie inside the segment.
 pub(crate) fn verify(segment: &Segment, report: &mut crate::segment::Report) {
     let area = segment.kind_area::<ArrayArea>();
-    let len = area.len.load(Ordering::Relaxed);
-    let size = area.element_size.load(Ordering::Relaxed);
-    match len
-        .checked_mul(size)
-        .and_then(|bytes| bytes.checked_add(DATA_START))
-    {
-        Some(end) if end <= segment.size() => {}
-        _ => report.problem(format!(
-            "{len} elements of {size} bytes do not fit the segment's {} bytes",
-            segment.size()
-        )),
-    }
+    let (len, size) = (&area.len, &area.element_size);
+    let (len, size) = (len.load(Ordering::Relaxed), size.load(Ordering::Relaxed));
+    super::vec::verify_elements(segment, len, size, report);
 }

@@ -306,7 +306,22 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 pub(crate) fn verify(segment: &Segment, report: &mut crate::segment::Report) {
     let area = segment.kind_area::<VecArea>();
     let len = area.len.load(Ordering::Acquire);
-    let size = area.element_size.load(Ordering::Relaxed);
+    verify_elements(
+        segment,
+        len,
+        area.element_size.load(Ordering::Relaxed),
+        report,
+    );
+}
+
+/// Checks that `len` elements of `size` bytes from the data area's start lie inside the
+/// segment (a vector's, an array's).
+pub(super) fn verify_elements(
+    segment: &Segment,
+    len: u64,
+    size: u64,
+    report: &mut crate::segment::Report,
+) {
     match len
         .checked_mul(size)
         .and_then(|bytes| bytes.checked_add(DATA_START))

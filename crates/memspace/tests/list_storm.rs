@@ -58,7 +58,7 @@ fn change(seed: u64, k: u64, len: u64) -> Change {
         0 => Change::Clear,
         1..=2 if len > 10 => Change::Truncate(len / 2),
         _ if len < 20 => {
-            if roll % 2 == 0 {
+            if roll.is_multiple_of(2) {
                 Change::Push
             } else {
                 Change::Insert(rng.below(len + 1))

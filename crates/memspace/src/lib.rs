@@ -39,10 +39,11 @@
 //! * [`spawn`] runs work: [`Thread`], [`Process`] (start methods `fork` and `spawn`,
 //!   [`StartMethod`]), [`Worker`] (either, chosen by a [`Mode`]), [`Pool`] (worker processes
 //!   that take tasks in turn, a dead one replaced; [`PoolOptions`] to start one), [`init`].
-//! * [`sync`] has the robust cross-process locks [`Lock`], [`Mutex`] and [`RwLock`], and
-//!   [`Event`], [`Condvar`], [`Semaphore`] and [`Barrier`]; their errors are [`LockError`],
-//!   [`TryLockError`], [`LeaseError`] (a Redis lock's lease), [`SemaphoreError`] and
-//!   [`BarrierError`].
+//! * [`sync`] has the robust cross-process locks [`Lock`] (with guards, or a raw
+//!   `acquire`/`release` held by the process), [`RLock`] (reentrant), [`Mutex`] and
+//!   [`RwLock`], and [`Event`], [`Condvar`], [`Semaphore`] and [`Barrier`]; their errors are
+//!   [`LockError`], [`TryLockError`], [`LeaseError`] (a Redis lock's lease),
+//!   [`ReleaseError`], [`SemaphoreError`] and [`BarrierError`].
 //! * [`collections`] has [`SharedList`] (mutable list), [`SharedVec`] (plain elements,
 //!   read as a slice), [`SharedArray`] (a fixed number of numbers, each updated atomically),
 //!   [`SharedMap`] (hash map), [`Queue`] (FIFO whose items come back when

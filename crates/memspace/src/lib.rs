@@ -159,7 +159,8 @@ struct ReadmeExamples;
 
 pub use crate::backend::{Backend, remove};
 pub use crate::collections::{
-    Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedValue, SharedVec, Value,
+    ArrayGuard, Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedValue,
+    SharedVec, Value,
 };
 pub use crate::error::{Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};

@@ -43,7 +43,7 @@ for example in tutorial_threads tutorial_processes; do
   last=$(printf '%s\n' "$out" | tail -n 1)
   case "$last" in
     "Main Thread : [0, 1, 2, 0, 1, 2, 0, 1, 2]"|"Main Process : [0, 1, 2, 0, 1, 2, 0, 1, 2]")
-      echo "example $run: $last" ;;
+      echo "example $example: $last" ;;
     *)
       printf 'example %s ended with %s\n%s\n' "$example" "$last" "$out" >&2
       exit 1 ;;

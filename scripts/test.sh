@@ -83,6 +83,14 @@ kill "$redis_pid"
 wait "$redis_pid" 2>/dev/null || true
 trap - EXIT
 
+# The Python package (crates/memspace-py): built with maturin into a venv of its own, its tests
+# run against real processes; the CLI reads a list Python wrote.
+cargo build --release --quiet -p memspace-cli
+python3 -m venv target/py-venv
+target/py-venv/bin/pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=8,<10"
+target/py-venv/bin/pip install --quiet --disable-pip-version-check ./crates/memspace-py
+MEMSPACE_BIN="$PWD/target/release/memspace" target/py-venv/bin/python -m pytest -q -p no:cacheprovider crates/memspace-py/tests
+
 # Benchmarks are built, never timed, here.
 cargo bench --workspace --no-run
 

@@ -1,0 +1,185 @@
+"""Shared memory for Python processes: the objects of ``multiprocessing`` (``Lock``, ``RLock``,
+``Queue``, ``JoinableQueue``, ``Value``) and a ``SharedList`` that behaves as a ``list``, in
+memspace's robust shared memory.
+
+Every object pickles as a reference to its segment, so it can be passed to
+``multiprocessing.Process``, ``Pool`` and ``ProcessPoolExecutor`` under any start method. An
+object made with ``Kind()`` is anonymous: removed when the last process using it exits. One made
+with ``Kind.create("name")`` persists until removed; ``Kind.open("name")`` opens it
+(``redis://HOST:PORT/NAME`` puts it on a Redis server).
+
+Items are stored in MessagePack, as the Rust crate stores them: ``None``, ``bool``, ``int`` (64
+bits), ``float``, ``str``, ``bytes``, and lists, tuples (read back as lists) and dicts of them,
+readable from Rust (``SharedList<serde_json::Value>``) and ``memspace list get NAME``. Anything
+else is pickled into a MessagePack extension (type ``PICKLE_EXT_TYPE``), readable only from
+Python.
+
+A process killed while holding a ``Lock`` never blocks the others: the next ``acquire`` takes
+the lock and raises ``OwnerDied`` with the lock held. Repair what the lock protects, call
+``lock.mark_consistent()``, then ``lock.release()``::
+
+    try:
+        lock.acquire()
+    except memspace.OwnerDied:
+        repair()
+        lock.mark_consistent()
+    try:
+        ...
+    finally:
+        lock.release()
+
+Blocking calls release the GIL and wait in slices of 50 ms, so Ctrl-C interrupts them.
+"""
+
+from collections.abc import MutableSequence
+
+from . import _memspace
+from ._memspace import PICKLE_EXT_TYPE, Lock, OwnerDied, Queue, RLock, Value
+
+__all__ = [
+    "JoinableQueue",
+    "Lock",
+    "OwnerDied",
+    "PICKLE_EXT_TYPE",
+    "Queue",
+    "RLock",
+    "SharedList",
+    "Value",
+]
+
+
+def JoinableQueue(maxsize=0):  # noqa: N802 (named as multiprocessing's class)
+    """A ``Queue`` whose ``get`` keeps the item unfinished until ``task_done()``, which
+    ``join()`` waits for (``multiprocessing.JoinableQueue``)."""
+    return Queue(maxsize, joinable=True)
+
+
+class SharedList(MutableSequence):
+    """A list in shared memory: ``collections.abc.MutableSequence`` with indexing, slicing,
+    negative indices, ``append``, ``extend``, ``insert``, ``pop``, ``remove``, ``len``,
+    iteration and ``==`` with a list. Each call is atomic; a sequence of calls is not (hold a
+    ``Lock`` around it)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, iterable=()):
+        self._raw = _memspace.SharedList()
+        if iterable:
+            self._raw.extend(iterable)
+
+    @classmethod
+    def _wrap(cls, raw):
+        self = cls.__new__(cls)
+        self._raw = raw
+        return self
+
+    @classmethod
+    def create(cls, name):
+        """Creates the list ``name`` (``FileExistsError`` if it exists)."""
+        return cls._wrap(_memspace.SharedList.create(name))
+
+    @classmethod
+    def open(cls, name):
+        """Opens the existing list ``name`` (``FileNotFoundError`` if there is none)."""
+        return cls._wrap(_memspace.SharedList.open(name))
+
+    @property
+    def name(self):
+        """The list's name."""
+        return self._raw.name
+
+    def unlink(self):
+        """Removes the list's name; processes that have it open keep using it."""
+        self._raw.unlink()
+
+    def __reduce__(self):
+        return (_rebuild, ("SharedList", self._raw.transport()))
+
+    def __len__(self):
+        return len(self._raw)
+
+    def _index(self, index, for_insert=False):
+        n = len(self._raw)
+        if index < 0:
+            index += n
+        if for_insert:
+            return min(max(index, 0), n)
+        if not 0 <= index < n:
+            raise IndexError("list index out of range")
+        return index
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._raw.to_list()[index]
+        return self._raw.get(self._index(index.__index__()))
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            items = self._raw.to_list()
+            items[index] = value
+            self._replace(items)
+        else:
+            self._raw.set(self._index(index.__index__()), value)
+
+    def __delitem__(self, index):
+        if isinstance(index, slice):
+            items = self._raw.to_list()
+            del items[index]
+            self._replace(items)
+        else:
+            self._raw.remove_at(self._index(index.__index__()))
+
+    def _replace(self, items):
+        self._raw.clear()
+        self._raw.extend(items)
+
+    def insert(self, index, value):
+        self._raw.insert(self._index(index.__index__(), for_insert=True), value)
+
+    def append(self, value):
+        self._raw.append(value)
+
+    def extend(self, values):
+        self._raw.extend(list(values))
+
+    def pop(self, index=-1):
+        if index == -1:
+            return self._raw.pop()
+        return self._raw.remove_at(self._index(index.__index__()))
+
+    def clear(self):
+        self._raw.clear()
+
+    def copy(self):
+        """The items, as a plain list."""
+        return self._raw.to_list()
+
+    def __iter__(self):
+        return iter(self._raw.to_list())
+
+    def __eq__(self, other):
+        if isinstance(other, SharedList):
+            other = other.copy()
+        if isinstance(other, list):
+            return self._raw.to_list() == other
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return repr(self._raw.to_list())
+
+
+_OPENERS = {
+    "Lock": Lock.open,
+    "RLock": RLock.open,
+    "Queue": Queue.open,
+    "JoinableQueue": lambda name: Queue.open(name, joinable=True),
+    "Value": Value.reopen,
+    "SharedList": SharedList.open,
+}
+
+
+def _rebuild(kind, *args):
+    """Reopens a pickled object by the name it travelled as."""
+    return _OPENERS[kind](*args)

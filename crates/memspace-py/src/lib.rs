@@ -1,0 +1,27 @@
+//! The `memspace._memspace` extension module: memspace's locks, lists, queues and values for
+//! Python, with Python's names and protocols. The `memspace` package (python/memspace) wraps
+//! it: `SharedList` becomes a `collections.abc.MutableSequence` there, and every object
+//! pickles as a reference to its segment.
+
+mod convert;
+mod errors;
+mod list;
+mod lock;
+mod queue;
+mod value;
+mod wait;
+
+use pyo3::prelude::*;
+
+/// The module: its classes and exceptions.
+#[pymodule]
+fn _memspace(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<lock::Lock>()?;
+    m.add_class::<lock::RLock>()?;
+    m.add_class::<list::SharedList>()?;
+    m.add_class::<queue::Queue>()?;
+    m.add_class::<value::Value>()?;
+    m.add("OwnerDied", m.py().get_type::<errors::OwnerDied>())?;
+    m.add("PICKLE_EXT_TYPE", convert::PICKLE_EXT)?;
+    Ok(())
+}

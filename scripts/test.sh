@@ -86,6 +86,14 @@ trap - EXIT
 # The Python package (crates/memspace-py): built with maturin into a venv of its own, its tests
 # run against real processes; the CLI reads a list Python wrote.
 cargo build --release --quiet -p memspace-cli
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  echo "installing python3-venv (the Python package's tests run in a virtual environment)"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+  fi
+fi
 python3 -m venv target/py-venv
 target/py-venv/bin/pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=8,<10"
 target/py-venv/bin/pip install --quiet --disable-pip-version-check ./crates/memspace-py

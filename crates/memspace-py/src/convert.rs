@@ -71,6 +71,48 @@ fn to_value_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     Ok(Value::Ext(PICKLE_EXT, pickled.as_bytes().to_vec()))
 }
 
+/// `obj` as a `SharedDict` key: as [`to_value`], with Python's equal keys made one key (`True`
+/// and `1.0` are the key `1`, `-0.0` is `0`), since the map compares keys by their encoding;
+/// `TypeError` for an unhashable key.
+pub(crate) fn to_key(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    // A dict's keys are hashable: a list or a dict is refused with Python's `TypeError`.
+    obj.hash()?;
+    if let Ok(b) = obj.cast_exact::<PyBool>() {
+        return Ok(Value::from(i64::from(b.is_true())));
+    }
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        let v = f.value();
+        // Exactly representable integers only: `2.0**63` is not an i64.
+        if v.fract() == 0.0 && v >= -(2f64.powi(63)) && v < 2f64.powi(63) {
+            #[allow(clippy::cast_possible_truncation)]
+            return Ok(Value::from(v as i64));
+        }
+    }
+    if let Ok(t) = obj.cast_exact::<PyTuple>() {
+        return t
+            .iter()
+            .map(|item| to_key(&item))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    to_value(obj)
+}
+
+/// A stored key as a Python object: as [`to_py`], with arrays read back as tuples, so that the
+/// key is hashable.
+pub(crate) fn key_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        Value::Array(items) => {
+            let items = items
+                .iter()
+                .map(|item| key_to_py(py, item))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(PyTuple::new(py, items)?.into_any())
+        }
+        other => to_py(py, other),
+    }
+}
+
 /// A stored value as a Python object.
 pub(crate) fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {

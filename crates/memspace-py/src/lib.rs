@@ -4,6 +4,7 @@
 //! pickles as a reference to its segment.
 
 mod convert;
+mod dict;
 mod errors;
 mod list;
 mod lock;
@@ -19,6 +20,7 @@ fn _memspace(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lock::Lock>()?;
     m.add_class::<lock::RLock>()?;
     m.add_class::<list::SharedList>()?;
+    m.add_class::<dict::SharedDict>()?;
     m.add_class::<queue::Queue>()?;
     m.add_class::<value::Value>()?;
     m.add("OwnerDied", m.py().get_type::<errors::OwnerDied>())?;

@@ -1,5 +1,6 @@
 """Shared memory for Python processes: the objects of ``multiprocessing`` (``Lock``, ``RLock``,
-``Queue``, ``JoinableQueue``, ``Value``) and a ``SharedList`` that behaves as a ``list``, in
+``Queue``, ``JoinableQueue``, ``Value``), a ``SharedList`` that behaves as a ``list`` and a
+``SharedDict`` that behaves as a ``dict``, in
 memspace's robust shared memory.
 
 Every object pickles as a reference to its segment, so it can be passed to
@@ -31,7 +32,7 @@ the lock and raises ``OwnerDied`` with the lock held. Repair what the lock prote
 Blocking calls release the GIL and wait in slices of 50 ms, so Ctrl-C interrupts them.
 """
 
-from collections.abc import MutableSequence
+from collections.abc import MutableMapping, MutableSequence
 
 from . import _memspace
 from ._memspace import PICKLE_EXT_TYPE, Lock, OwnerDied, Queue, RLock, Value
@@ -43,6 +44,7 @@ __all__ = [
     "PICKLE_EXT_TYPE",
     "Queue",
     "RLock",
+    "SharedDict",
     "SharedList",
     "Value",
 ]
@@ -170,6 +172,118 @@ class SharedList(MutableSequence):
         return repr(self._raw.to_list())
 
 
+_MISSING = object()
+
+
+class SharedDict(MutableMapping):
+    """A dict in shared memory: ``collections.abc.MutableMapping`` with ``d[k]``,
+    ``d[k] = v``, ``del d[k]``, ``get``, ``pop``, ``setdefault``, ``update``, ``clear``,
+    ``len``, ``in``, iteration over the keys and ``==`` with a dict. ``keys()``, ``items()``
+    and ``values()`` are views of a copy read at once. Each call is atomic; a sequence of calls
+    (``setdefault``, ``update``, ``d[k] += 1``) is not (hold a ``Lock`` around it).
+
+    Keys are stored as items are, and compared by their stored form: keys Python holds equal
+    are one key (``1``, ``1.0`` and ``True`` are the key ``1``, read back as ``1``); tuples are
+    read back as tuples. A key stored pickled (an instance of a class, a ``frozenset``) is the
+    same key only where it pickles to the same bytes, which a ``frozenset`` of strings does not
+    across processes: prefer keys of the built-in types. Entries come in no particular order."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, *args, **kwargs):
+        self._raw = _memspace.SharedDict()
+        if args or kwargs:
+            self.update(*args, **kwargs)
+
+    @classmethod
+    def _wrap(cls, raw):
+        self = cls.__new__(cls)
+        self._raw = raw
+        return self
+
+    @classmethod
+    def create(cls, name):
+        """Creates the dict ``name`` (``FileExistsError`` if it exists)."""
+        return cls._wrap(_memspace.SharedDict.create(name))
+
+    @classmethod
+    def open(cls, name):
+        """Opens the existing dict ``name`` (``FileNotFoundError`` if there is none)."""
+        return cls._wrap(_memspace.SharedDict.open(name))
+
+    @property
+    def name(self):
+        """The dict's name."""
+        return self._raw.name
+
+    def unlink(self):
+        """Removes the dict's name; processes that have it open keep using it."""
+        self._raw.unlink()
+
+    def __reduce__(self):
+        return (_rebuild, ("SharedDict", self._raw.transport()))
+
+    def __len__(self):
+        return len(self._raw)
+
+    def __getitem__(self, key):
+        return self._raw.get_item(key)
+
+    def __setitem__(self, key, value):
+        self._raw.set_item(key, value)
+
+    def __delitem__(self, key):
+        self._raw.remove(key)
+
+    def __contains__(self, key):
+        return self._raw.contains(key)
+
+    def __iter__(self):
+        return iter(self._raw.keys_list())
+
+    def get(self, key, default=None):
+        try:
+            return self._raw.get_item(key)
+        except KeyError:
+            return default
+
+    def pop(self, key, default=_MISSING):
+        try:
+            return self._raw.remove(key)
+        except KeyError:
+            if default is _MISSING:
+                raise
+            return default
+
+    def clear(self):
+        self._raw.clear()
+
+    def copy(self):
+        """The entries, read at once, as a plain dict."""
+        return self._raw.to_dict()
+
+    def keys(self):
+        return self.copy().keys()
+
+    def items(self):
+        return self.copy().items()
+
+    def values(self):
+        return self.copy().values()
+
+    def __eq__(self, other):
+        if isinstance(other, SharedDict):
+            other = other.copy()
+        if isinstance(other, dict):
+            return self.copy() == other
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"SharedDict({self.copy()!r})"
+
+
 _OPENERS = {
     "Lock": Lock.open,
     "RLock": RLock.open,
@@ -177,6 +291,7 @@ _OPENERS = {
     "JoinableQueue": lambda name: Queue.open(name, joinable=True),
     "Value": Value.reopen,
     "SharedList": SharedList.open,
+    "SharedDict": SharedDict.open,
 }
 
 

@@ -1,0 +1,154 @@
+//! The storage under `memspace.SharedDict`: a memspace `SharedMap` of MessagePack keys and
+//! values. Keys are converted by [`to_key`], so that keys Python holds equal (`1`, `1.0`,
+//! `True`) are one key, and read back with tuples as tuples. The Python class
+//! (python/memspace/__init__.py) adds the `MutableMapping` protocol.
+
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use rmpv::Value;
+
+use crate::convert::{key_to_py, to_key, to_py, to_value};
+use crate::errors;
+use crate::lock::transport;
+
+type Inner = memspace::SharedMap<Value, Value>;
+
+/// A dict in shared memory.
+#[pyclass(module = "memspace._memspace", frozen)]
+pub(crate) struct SharedDict {
+    inner: Inner,
+}
+
+fn wrap(result: memspace::Result<Inner>) -> PyResult<SharedDict> {
+    result
+        .map(|inner| SharedDict { inner })
+        .map_err(|e| errors::to_py(&e))
+}
+
+fn missing(key: &Bound<'_, PyAny>) -> PyErr {
+    PyKeyError::new_err(key.clone().unbind())
+}
+
+#[pymethods]
+impl SharedDict {
+    /// An anonymous dict, removed when the last process using it exits.
+    #[new]
+    fn new() -> PyResult<Self> {
+        wrap(Inner::new())
+    }
+
+    /// Creates the dict `name` (`FileExistsError` if it exists).
+    #[staticmethod]
+    fn create(name: &str) -> PyResult<Self> {
+        wrap(Inner::create(name))
+    }
+
+    /// Opens the existing dict `name` (`FileNotFoundError` if there is none).
+    #[staticmethod]
+    fn open(name: &str) -> PyResult<Self> {
+        wrap(Inner::open(name))
+    }
+
+    /// The name it travels as to another process.
+    fn transport(&self) -> PyResult<String> {
+        transport(&self.inner)
+    }
+
+    /// The dict's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name().as_str().to_owned()
+    }
+
+    /// Removes the dict's name (processes that have it open keep it).
+    fn unlink(&self) -> PyResult<()> {
+        self.inner.unlink().map_err(|e| errors::to_py(&e))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        let len = py
+            .detach(|| self.inner.len())
+            .map_err(|e| errors::to_py(&e))?;
+        Ok(usize::try_from(len).unwrap_or(usize::MAX))
+    }
+
+    /// The value of `key` (`KeyError` if it has none).
+    fn get_item<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let k = to_key(key)?;
+        match py.detach(|| self.inner.get(&k)) {
+            Ok(Some(value)) => to_py(py, &value),
+            Ok(None) => Err(missing(key)),
+            Err(e) => Err(errors::to_py(&e)),
+        }
+    }
+
+    /// Sets the value of `key`.
+    fn set_item(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let (k, v) = (to_key(key)?, to_value(value)?);
+        py.detach(|| self.inner.insert(&k, &v))
+            .map(drop)
+            .map_err(|e| errors::to_py(&e))
+    }
+
+    /// Removes `key` and returns its value (`KeyError` if it has none).
+    fn remove<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let k = to_key(key)?;
+        match py.detach(|| self.inner.remove(&k)) {
+            Ok(Some(value)) => to_py(py, &value),
+            Ok(None) => Err(missing(key)),
+            Err(e) => Err(errors::to_py(&e)),
+        }
+    }
+
+    /// Whether `key` has a value.
+    fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let k = to_key(key)?;
+        py.detach(|| self.inner.contains_key(&k))
+            .map_err(|e| errors::to_py(&e))
+    }
+
+    /// Removes every entry.
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.clear())
+            .map_err(|e| errors::to_py(&e))
+    }
+
+    /// Every entry, read at once, as a plain dict.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let entries = py
+            .detach(|| self.inner.to_vec())
+            .map_err(|e| errors::to_py(&e))?;
+        let dict = PyDict::new(py);
+        for (k, v) in &entries {
+            dict.set_item(key_to_py(py, k)?, to_py(py, v)?)?;
+        }
+        Ok(dict)
+    }
+
+    /// Every key, read at once, as a list.
+    fn keys_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let keys = py
+            .detach(|| self.inner.keys().collect::<memspace::Result<Vec<_>>>())
+            .map_err(|e| errors::to_py(&e))?;
+        let list = PyList::empty(py);
+        for k in &keys {
+            list.append(key_to_py(py, k)?)?;
+        }
+        Ok(list)
+    }
+
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let name = transport(&self.inner)?;
+        crate::lock::reduce(py, "SharedDict", [name.into_pyobject(py)?.into_any()])
+    }
+}

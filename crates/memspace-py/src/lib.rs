@@ -9,6 +9,7 @@ mod errors;
 mod list;
 mod lock;
 mod queue;
+mod sync;
 mod value;
 mod wait;
 
@@ -23,6 +24,10 @@ fn _memspace(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<dict::SharedDict>()?;
     m.add_class::<queue::Queue>()?;
     m.add_class::<value::Value>()?;
+    m.add_class::<sync::Event>()?;
+    m.add_class::<sync::Semaphore>()?;
+    m.add_class::<sync::Barrier>()?;
+    m.add_class::<sync::Condition>()?;
     m.add("OwnerDied", m.py().get_type::<errors::OwnerDied>())?;
     m.add("PICKLE_EXT_TYPE", convert::PICKLE_EXT)?;
     Ok(())

@@ -118,3 +118,229 @@ def test_shared_dict_by_name(unique_name):
     d.unlink()
     with pytest.raises(FileNotFoundError):
         memspace.SharedDict.open(name)
+
+
+def _wait_and_report(event, out, go):
+    out.put(("waiting", os.getpid()))
+    out.put(("woke", event.wait(60), go.is_set()))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_event_wakes_waiting_processes(method):
+    ctx = mp.get_context(method)
+    event, go, out = memspace.Event(), memspace.Event(), memspace.Queue()
+    assert not event.is_set() and event.wait(0.05) is False and event.wait(0) is False
+    waiters = [ctx.Process(target=_wait_and_report, args=(event, out, go)) for _ in range(3)]
+    for w in waiters:
+        w.start()
+    assert sorted(out.get(timeout=60)[1] for _ in waiters) == sorted(w.pid for w in waiters)
+    go.set()
+    event.set()
+    assert [out.get(timeout=60) for _ in waiters] == [["woke", True, True]] * 3
+    for w in waiters:
+        w.join(60)
+        assert w.exitcode == 0
+    assert event.is_set() and event.wait() is True
+    event.clear()
+    assert not event.is_set()
+    assert pickle.loads(pickle.dumps(event)).name == event.name
+
+
+def _hold_permit(sem, inside, peak, lock, n):
+    for _ in range(n):
+        with sem:
+            with lock:
+                inside.value += 1
+                peak.value = max(peak.value, inside.value)
+            time.sleep(0.001)
+            with lock:
+                inside.value -= 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_semaphore_admits_at_most_its_value(method):
+    ctx = mp.get_context(method)
+    sem, lock = memspace.Semaphore(2), memspace.Lock()
+    inside, peak = memspace.Value("i", 0), memspace.Value("i", 0)
+    workers = [ctx.Process(target=_hold_permit, args=(sem, inside, peak, lock, 30)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    assert peak.value == 2 and inside.value == 0 and sem.get_value() == 2
+
+
+def test_semaphore_follows_threading():
+    sem = memspace.Semaphore(1)
+    assert sem.acquire() is True
+    assert sem.acquire(False) is False
+    assert sem.acquire(timeout=0.05) is False
+    with pytest.raises(ValueError):
+        sem.acquire(False, 1)
+    sem.release()
+    sem.release()  # an unbounded semaphore grows
+    assert sem.get_value() == 2
+    with pytest.raises(ValueError):
+        memspace.Semaphore(-1)
+    bounded = memspace.BoundedSemaphore(2)
+    with bounded:
+        assert bounded.get_value() == 1
+    with pytest.raises(ValueError):
+        bounded.release()
+    assert bounded.acquire(block=False) and bounded.get_value() == 1
+
+
+def _take_and_die(sem, ready):
+    sem.acquire()
+    ready.set()
+    time.sleep(600)
+
+
+def test_permit_of_a_killed_holder_comes_back():
+    ctx = mp.get_context("spawn")
+    sem, ready = memspace.BoundedSemaphore(1), memspace.Event()
+    holder = ctx.Process(target=_take_and_die, args=(sem, ready))
+    holder.start()
+    assert ready.wait(60)
+    assert not sem.acquire(timeout=0.1)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join()
+    assert sem.acquire(timeout=30)
+    sem.release()
+
+
+def _meet(barrier, out, rounds):
+    for r in range(rounds):
+        out.put((r, barrier.wait()))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_barrier_releases_parties_together(method):
+    ctx = mp.get_context(method)
+    barrier, out = memspace.Barrier(3), memspace.Queue()
+    assert barrier.parties == 3 and barrier.n_waiting == 0 and not barrier.broken
+    parties = [ctx.Process(target=_meet, args=(barrier, out, 5)) for _ in range(3)]
+    for p in parties:
+        p.start()
+    got = [out.get(timeout=60) for _ in range(15)]
+    for p in parties:
+        p.join(60)
+        assert p.exitcode == 0
+    for r in range(5):
+        assert sorted(i for rr, i in got if rr == r) == [0, 1, 2]
+    # Rounds happen in order: no party starts round r+1 before all ended round r.
+    assert [rr for rr, _ in got] == sorted(rr for rr, _ in got)
+
+
+def _wait_broken(barrier, out):
+    try:
+        barrier.wait()
+        out.put("passed")
+    except threading.BrokenBarrierError:
+        out.put("broken")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_barrier_breaks_on_timeout_and_abort(method):
+    ctx = mp.get_context(method)
+    barrier, out = memspace.Barrier(3, timeout=30), memspace.Queue()
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait(timeout=0.05)
+    assert barrier.broken
+    barrier.reset()
+    assert not barrier.broken
+    waiter = ctx.Process(target=_wait_broken, args=(barrier, out))
+    waiter.start()
+    while barrier.n_waiting != 1:
+        time.sleep(0.01)
+    barrier.abort()
+    assert out.get(timeout=60) == "broken"
+    waiter.join(60)
+    assert barrier.broken
+    with pytest.raises(threading.BrokenBarrierError):
+        barrier.wait()
+    with pytest.raises(ValueError):
+        memspace.Barrier(0)
+    copy = pickle.loads(pickle.dumps(barrier))
+    assert copy.timeout == 30 and copy.broken
+
+
+def _consume(cond, items, out, n):
+    for _ in range(n):
+        with cond:
+            assert cond.wait_for(lambda: len(items) > 0, timeout=60)
+            out.put(items.pop(0))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_condition_hands_items_to_waiting_processes(method):
+    ctx = mp.get_context(method)
+    cond, items, out = memspace.Condition(), memspace.SharedList(), memspace.Queue()
+    consumers = [ctx.Process(target=_consume, args=(cond, items, out, 10)) for _ in range(2)]
+    for c in consumers:
+        c.start()
+    for i in range(20):
+        with cond:
+            items.append(i)
+            cond.notify()
+    assert sorted(out.get(timeout=60) for _ in range(20)) == list(range(20))
+    for c in consumers:
+        c.join(60)
+        assert c.exitcode == 0
+
+
+def test_condition_follows_threading():
+    lock = memspace.Lock()
+    cond = memspace.Condition(lock)
+    assert cond.lock.name == lock.name
+    with pytest.raises(RuntimeError):
+        cond.notify()
+    with pytest.raises(RuntimeError):
+        cond.wait(0)
+    with cond:
+        assert lock.locked()
+        assert cond.wait(0.05) is False
+        assert lock.locked()
+        assert cond.wait_for(lambda: 0, timeout=0.05) == 0
+        cond.notify_all()
+    assert not lock.locked()
+    # A thread notified while another waits.
+    woke = []
+
+    def waiter():
+        with cond:
+            woke.append(cond.wait(60))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    while not woke:
+        with cond:
+            cond.notify()
+        time.sleep(0.01)
+    t.join()
+    assert woke == [True]
+
+
+@pytest.mark.parametrize("call", ["event", "semaphore", "barrier", "condition"])
+def test_ctrl_c_interrupts_a_blocked_wait(call):
+    program = (
+        "import memspace, signal, sys, threading\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "ev, sem, bar, cond = memspace.Event(), memspace.Semaphore(0), memspace.Barrier(2), memspace.Condition()\n"
+        "wait = {'event': ev.wait, 'semaphore': sem.acquire, 'barrier': bar.wait, 'condition': cond.wait}[sys.argv[1]]\n"
+        "if sys.argv[1] == 'condition':\n"
+        "    cond.acquire()\n"
+        "print('waiting', flush=True)\n"
+        "try:\n"
+        "    wait()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', bar.broken, cond.lock.locked(), flush=True)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", program, call], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "waiting\n"
+    time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=30)
+    assert out == f"interrupted {call == 'barrier'} {call == 'condition'}\n"
+    assert child.returncode == 0

@@ -29,21 +29,43 @@ the lock and raises ``OwnerDied`` with the lock held. Repair what the lock prote
     finally:
         lock.release()
 
+``Event``, ``Semaphore``, ``BoundedSemaphore``, ``Barrier`` (without ``action``) and
+``Condition`` (with a ``memspace.Lock``: a ``Condition`` needs a lock any thread of the holding
+process can release) follow ``multiprocessing``'s; a broken ``Barrier`` raises
+``threading.BrokenBarrierError``. A semaphore's permit held by a process that dies comes back,
+and a party that dies waiting at a barrier breaks it.
+
 Blocking calls release the GIL and wait in slices of 50 ms, so Ctrl-C interrupts them.
 """
 
 from collections.abc import MutableMapping, MutableSequence
 
 from . import _memspace
-from ._memspace import PICKLE_EXT_TYPE, Lock, OwnerDied, Queue, RLock, Value
+from ._memspace import (
+    PICKLE_EXT_TYPE,
+    Barrier,
+    Condition,
+    Event,
+    Lock,
+    OwnerDied,
+    Queue,
+    RLock,
+    Semaphore,
+    Value,
+)
 
 __all__ = [
+    "Barrier",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
     "JoinableQueue",
     "Lock",
     "OwnerDied",
     "PICKLE_EXT_TYPE",
     "Queue",
     "RLock",
+    "Semaphore",
     "SharedDict",
     "SharedList",
     "Value",
@@ -54,6 +76,12 @@ def JoinableQueue(maxsize=0):  # noqa: N802 (named as multiprocessing's class)
     """A ``Queue`` whose ``get`` keeps the item unfinished until ``task_done()``, which
     ``join()`` waits for (``multiprocessing.JoinableQueue``)."""
     return Queue(maxsize, joinable=True)
+
+
+def BoundedSemaphore(value=1):  # noqa: N802 (named as multiprocessing's class)
+    """A ``Semaphore`` that raises ``ValueError`` when released more often than acquired
+    (``multiprocessing.BoundedSemaphore``)."""
+    return Semaphore(value, bounded=True)
 
 
 class SharedList(MutableSequence):
@@ -292,6 +320,10 @@ _OPENERS = {
     "Value": Value.reopen,
     "SharedList": SharedList.open,
     "SharedDict": SharedDict.open,
+    "Event": Event.open,
+    "Semaphore": Semaphore.open,
+    "Barrier": Barrier.open,
+    "Condition": Condition.open,
 }
 
 

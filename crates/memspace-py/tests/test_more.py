@@ -344,3 +344,25 @@ def test_ctrl_c_interrupts_a_blocked_wait(call):
     out, _ = child.communicate(timeout=30)
     assert out == f"interrupted {call == 'barrier'} {call == 'condition'}\n"
     assert child.returncode == 0
+
+
+def test_python_m_memspace_runs_the_command(unique_name):
+    binary = _memspace_bin()
+    name = unique_name("cli")
+    items = memspace.SharedDict.create(name)
+    env = dict(os.environ, MEMSPACE_BIN=binary)
+    ls = subprocess.run([sys.executable, "-m", "memspace", "ls"], capture_output=True, text=True, env=env, timeout=60)
+    direct = subprocess.run([binary, "ls"], capture_output=True, text=True, timeout=60)
+    assert ls.returncode == direct.returncode == 0
+    assert name in ls.stdout
+    bad = subprocess.run([sys.executable, "-m", "memspace", "no-such-command"], capture_output=True, env=env, timeout=60)
+    wrong = subprocess.run([binary, "no-such-command"], capture_output=True, timeout=60)
+    assert bad.returncode == wrong.returncode != 0
+    items.unlink()
+
+
+def test_python_m_memspace_without_the_command():
+    env = dict(os.environ, MEMSPACE_BIN="/nonexistent/memspace")
+    run = subprocess.run([sys.executable, "-m", "memspace", "ls"], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 127
+    assert "MEMSPACE_BIN" in run.stderr and "cargo install" in run.stderr

@@ -26,6 +26,16 @@ from multiprocessing.shared_memory import ShareableList
 WORKERS = 4
 
 
+def _run(procs):
+    """Starts the processes, waits for them all; returns the seconds it took."""
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - start
+
+
 def threads_lock_append(n):
     nums, lock = [], threading.Lock()
 
@@ -54,12 +64,7 @@ def manager_list_append(n):
     with Manager() as manager:
         nums = manager.list()
         procs = [Process(target=_manager_work, args=(nums, n)) for _ in range(WORKERS)]
-        start = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - start
+        elapsed = _run(procs)
         assert len(nums) == WORKERS * n
     return WORKERS * n / elapsed
 
@@ -73,12 +78,7 @@ def manager_list_set(n):
     with Manager() as manager:
         nums = manager.list([0] * 1000)
         procs = [Process(target=_manager_set_work, args=(nums, n, w)) for w in range(WORKERS)]
-        start = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - start
+        elapsed = _run(procs)
         assert len(nums) == 1000
     return WORKERS * n / elapsed
 
@@ -92,12 +92,7 @@ def manager_list_pop(n):
     with Manager() as manager:
         nums = manager.list(range(WORKERS * n))
         procs = [Process(target=_manager_pop_work, args=(nums, n)) for _ in range(WORKERS)]
-        start = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - start
+        elapsed = _run(procs)
         assert len(nums) == 0
     return WORKERS * n / elapsed
 
@@ -118,12 +113,7 @@ def shareable_list_write(n):
             Process(target=_shareable_work, args=(shared.shm.name, lock, n, w))
             for w in range(WORKERS)
         ]
-        start = time.perf_counter()
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - start
+        elapsed = _run(procs)
     finally:
         shared.shm.close()
         shared.shm.unlink()
@@ -139,12 +129,7 @@ def _array_work(arr, n, slot):
 def array_locked_add(n):
     arr = Array("q", WORKERS)
     procs = [Process(target=_array_work, args=(arr, n, w)) for w in range(WORKERS)]
-    start = time.perf_counter()
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    elapsed = time.perf_counter() - start
+    elapsed = _run(procs)
     assert list(arr) == [n] * WORKERS
     return WORKERS * n / elapsed
 

@@ -1,6 +1,7 @@
 """SharedDict, Event, Semaphore, BoundedSemaphore, Barrier and Condition against real
-processes, and `python -m memspace`."""
+processes, `python -m memspace` and `python -m memspace.bench`."""
 
+import json
 import multiprocessing as mp
 import os
 import pickle
@@ -366,3 +367,25 @@ def test_python_m_memspace_without_the_command():
     run = subprocess.run([sys.executable, "-m", "memspace", "ls"], capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 127
     assert "MEMSPACE_BIN" in run.stderr and "cargo install" in run.stderr
+
+
+def test_python_m_memspace_bench_quick_json_has_every_row():
+    run = subprocess.run(
+        [sys.executable, "-m", "memspace.bench", "--quick", "--json"], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    expected = {
+        ("list_append", "Manager().list()"),
+        ("list_append", "ShareableList + mp.Lock"),
+        ("dict_set", "Manager().dict()"),
+        ("dict_get", "Manager().dict()"),
+        ("queue_put_get", "multiprocessing.Queue"),
+        ("lock_uncontended", "multiprocessing.Lock"),
+    }
+    got = {(r["scenario"], r["baseline"]) for r in rows}
+    assert expected <= got, f"missing rows: {sorted(expected - got)}"
+    assert got - expected <= {("queue_put_get", "faster_fifo.Queue")}
+    for r in rows:
+        assert r["memspace"] > 0 and r["baseline_rate"] > 0 and r["ratio"] > 0, r
+        assert r["unit"].endswith("/s")

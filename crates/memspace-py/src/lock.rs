@@ -63,6 +63,13 @@ pub(crate) fn acquire_with(
             Slice::Again => Ok(false),
         };
     }
+    // A free lock is taken at once, holding the GIL: the wait below releases it for every
+    // slice, which costs more than the acquisition itself.
+    match outcome(try_now()) {
+        Slice::Done(Ok(())) => return Ok(true),
+        Slice::Done(Err(err)) => return Err(err),
+        Slice::Again => {}
+    }
     let deadline = Deadline::from_seconds(Some(timeout), true)?;
     let got = wait::wait(py, deadline, |slice| outcome(try_for(slice)), |e| e)?;
     Ok(got.is_some())

@@ -84,18 +84,13 @@ def BoundedSemaphore(value=1):  # noqa: N802 (named as multiprocessing's class)
     return Semaphore(value, bounded=True)
 
 
-class SharedList(MutableSequence):
-    """A list in shared memory: ``collections.abc.MutableSequence`` with indexing, slicing,
-    negative indices, ``append``, ``extend``, ``insert``, ``pop``, ``remove``, ``len``,
-    iteration and ``==`` with a list. Each call is atomic; a sequence of calls is not (hold a
-    ``Lock`` around it)."""
+class _Named:
+    """What a shared collection's wrapper does with its handle (`_raw`, an object of the
+    extension class `_memspace.<_KIND>`): the named constructors, the name, removal, pickling
+    as a reference, and the length."""
 
-    __slots__ = ("_raw",)
-
-    def __init__(self, iterable=()):
-        self._raw = _memspace.SharedList()
-        if iterable:
-            self._raw.extend(iterable)
+    __slots__ = ()
+    _KIND = ""
 
     @classmethod
     def _wrap(cls, raw):
@@ -105,28 +100,43 @@ class SharedList(MutableSequence):
 
     @classmethod
     def create(cls, name):
-        """Creates the list ``name`` (``FileExistsError`` if it exists)."""
-        return cls._wrap(_memspace.SharedList.create(name))
+        """Creates the object ``name`` (``FileExistsError`` if it exists)."""
+        return cls._wrap(getattr(_memspace, cls._KIND).create(name))
 
     @classmethod
     def open(cls, name):
-        """Opens the existing list ``name`` (``FileNotFoundError`` if there is none)."""
-        return cls._wrap(_memspace.SharedList.open(name))
+        """Opens the existing object ``name`` (``FileNotFoundError`` if there is none)."""
+        return cls._wrap(getattr(_memspace, cls._KIND).open(name))
 
     @property
     def name(self):
-        """The list's name."""
+        """The object's name."""
         return self._raw.name
 
     def unlink(self):
-        """Removes the list's name; processes that have it open keep using it."""
+        """Removes the object's name; processes that have it open keep using it."""
         self._raw.unlink()
 
     def __reduce__(self):
-        return (_rebuild, ("SharedList", self._raw.transport()))
+        return (_rebuild, (self._KIND, self._raw.transport()))
 
     def __len__(self):
         return len(self._raw)
+
+
+class SharedList(_Named, MutableSequence):
+    """A list in shared memory: ``collections.abc.MutableSequence`` with indexing, slicing,
+    negative indices, ``append``, ``extend``, ``insert``, ``pop``, ``remove``, ``len``,
+    iteration and ``==`` with a list. Each call is atomic; a sequence of calls is not (hold a
+    ``Lock`` around it)."""
+
+    __slots__ = ("_raw",)
+    _KIND = "SharedList"
+
+    def __init__(self, iterable=()):
+        self._raw = _memspace.SharedList()
+        if iterable:
+            self._raw.extend(iterable)
 
     def _index(self, index, for_insert=False):
         n = len(self._raw)
@@ -203,7 +213,7 @@ class SharedList(MutableSequence):
 _MISSING = object()
 
 
-class SharedDict(MutableMapping):
+class SharedDict(_Named, MutableMapping):
     """A dict in shared memory: ``collections.abc.MutableMapping`` with ``d[k]``,
     ``d[k] = v``, ``del d[k]``, ``get``, ``pop``, ``setdefault``, ``update``, ``clear``,
     ``len``, ``in``, iteration over the keys and ``==`` with a dict. ``keys()``, ``items()``
@@ -217,42 +227,12 @@ class SharedDict(MutableMapping):
     across processes: prefer keys of the built-in types. Entries come in no particular order."""
 
     __slots__ = ("_raw",)
+    _KIND = "SharedDict"
 
     def __init__(self, *args, **kwargs):
         self._raw = _memspace.SharedDict()
         if args or kwargs:
             self.update(*args, **kwargs)
-
-    @classmethod
-    def _wrap(cls, raw):
-        self = cls.__new__(cls)
-        self._raw = raw
-        return self
-
-    @classmethod
-    def create(cls, name):
-        """Creates the dict ``name`` (``FileExistsError`` if it exists)."""
-        return cls._wrap(_memspace.SharedDict.create(name))
-
-    @classmethod
-    def open(cls, name):
-        """Opens the existing dict ``name`` (``FileNotFoundError`` if there is none)."""
-        return cls._wrap(_memspace.SharedDict.open(name))
-
-    @property
-    def name(self):
-        """The dict's name."""
-        return self._raw.name
-
-    def unlink(self):
-        """Removes the dict's name; processes that have it open keep using it."""
-        self._raw.unlink()
-
-    def __reduce__(self):
-        return (_rebuild, ("SharedDict", self._raw.transport()))
-
-    def __len__(self):
-        return len(self._raw)
 
     def __getitem__(self, key):
         return self._raw.get_item(key)

@@ -95,7 +95,7 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   fi
 fi
 python3 -m venv target/py-venv
-target/py-venv/bin/pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=8,<10"
+target/py-venv/bin/pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=8,<10" "numpy>=1.26"
 target/py-venv/bin/pip install --quiet --disable-pip-version-check ./crates/memspace-py
 MEMSPACE_BIN="$PWD/target/release/memspace" target/py-venv/bin/python -m pytest -q -p no:cacheprovider crates/memspace-py/tests
 

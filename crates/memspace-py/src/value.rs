@@ -2,12 +2,11 @@
 //! typecode's type, with its own `RLock` for `get_lock()` (each read and write of `.value` is
 //! atomic by itself; `with v.get_lock(): v.value += 1` makes a read-modify-write atomic).
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::errors;
 use crate::lock::{RLock, reduce, transport};
+use crate::{errors, typecode};
 
 macro_rules! typed {
     ($($code:literal => $variant:ident($t:ty)),+ $(,)?) => {
@@ -71,21 +70,20 @@ macro_rules! typed {
                     $(Typed::$variant(v) => v.name().as_str(),)+
                 }
             }
+
+            fn unlink(&self) -> PyResult<()> {
+                match self {
+                    $(Typed::$variant(v) => v.unlink().map_err(|e| errors::to_py(&e)),)+
+                }
+            }
         }
     };
 }
 
-typed! {
-    "b" => I8(i8), "B" => U8(u8), "h" => I16(i16), "H" => U16(u16),
-    "i" => I32(i32), "I" => U32(u32), "l" => Long(i64), "L" => ULong(u64),
-    "q" => I64(i64), "Q" => U64(u64), "f" => F32(f32), "d" => F64(f64),
-}
+typecode::with_typecodes!(typed);
 
 fn unknown(code: &str) -> PyErr {
-    PyValueError::new_err(format!(
-        "unknown typecode {code:?}: memspace's Value takes one of {:?} (as the array module)",
-        Typed::CODES
-    ))
+    typecode::unknown("Value", code, Typed::CODES)
 }
 
 /// One number shared by processes, as `multiprocessing.Value`.
@@ -127,13 +125,20 @@ impl Value {
         value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let zero = 0i64.into_pyobject(py)?.into_any();
-        let lock = Py::new(py, RLock::create(&lock_name(name))?)?;
         let value = Typed::new(typecode, Some(name), value.unwrap_or(&zero))?;
-        Ok(Self {
-            typecode: typecode.to_owned(),
-            value,
-            lock,
-        })
+        let lock = RLock::create(&lock_name(name)).and_then(|lock| Py::new(py, lock));
+        match lock {
+            Ok(lock) => Ok(Self {
+                typecode: typecode.to_owned(),
+                value,
+                lock,
+            }),
+            Err(err) => {
+                // Without its lock the value is of no use: take its name back.
+                let _ = value.unlink();
+                Err(err)
+            }
+        }
     }
 
     /// Opens the existing value `name` of `typecode`.
@@ -198,6 +203,13 @@ impl Value {
     #[getter]
     fn name(&self) -> &str {
         self.value.name()
+    }
+
+    /// Removes the names of the value and of its lock (processes that have them open keep
+    /// them).
+    fn unlink(&self) -> PyResult<()> {
+        self.value.unlink()?;
+        self.lock.get().unlink()
     }
 
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {

@@ -1,5 +1,5 @@
 """Shared memory for Python processes: the objects of ``multiprocessing`` (``Lock``, ``RLock``,
-``Queue``, ``JoinableQueue``, ``Value``), a ``SharedList`` that behaves as a ``list`` and a
+``Queue``, ``JoinableQueue``, ``Value``, ``Array``), a ``SharedList`` that behaves as a ``list`` and a
 ``SharedDict`` that behaves as a ``dict``, in
 memspace's robust shared memory.
 
@@ -43,6 +43,7 @@ from collections.abc import MutableMapping, MutableSequence
 from . import _memspace
 from ._memspace import (
     PICKLE_EXT_TYPE,
+    Array,
     Barrier,
     Condition,
     Event,
@@ -55,6 +56,7 @@ from ._memspace import (
 )
 
 __all__ = [
+    "Array",
     "Barrier",
     "BoundedSemaphore",
     "Condition",
@@ -298,6 +300,7 @@ _OPENERS = {
     "Queue": Queue.open,
     "JoinableQueue": lambda name: Queue.open(name, joinable=True),
     "Value": Value.reopen,
+    "Array": Array.reopen,
     "SharedList": SharedList.open,
     "SharedDict": SharedDict.open,
     "Event": Event.open,

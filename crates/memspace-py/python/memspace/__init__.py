@@ -29,9 +29,9 @@ the lock and raises ``OwnerDied`` with the lock held. Repair what the lock prote
     finally:
         lock.release()
 
-``Event``, ``Semaphore``, ``BoundedSemaphore``, ``Barrier`` (without ``action``) and
-``Condition`` (with a ``memspace.Lock``: a ``Condition`` needs a lock any thread of the holding
-process can release) follow ``multiprocessing``'s; a broken ``Barrier`` raises
+``Event``, ``Semaphore``, ``BoundedSemaphore``, ``Barrier`` (with an ``action`` for an
+anonymous one) and ``Condition`` (with a ``memspace.RLock``, its own by default, or a
+``memspace.Lock``) follow ``multiprocessing``'s; a broken ``Barrier`` raises
 ``threading.BrokenBarrierError``. A semaphore's permit held by a process that dies comes back,
 and a party that dies waiting at a barrier breaks it.
 
@@ -306,6 +306,7 @@ _OPENERS = {
     "Event": Event.open,
     "Semaphore": Semaphore.open,
     "Barrier": Barrier.open,
+    "Barrier with action": Barrier.reopen,
     "Condition": Condition.open,
 }
 

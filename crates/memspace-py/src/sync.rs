@@ -147,6 +147,11 @@ impl Event {
         self.inner.name().as_str().to_owned()
     }
 
+    /// Removes the event's name (processes that have it open keep it).
+    fn unlink(&self) -> PyResult<()> {
+        self.inner.unlink().map_err(|e| errors::to_py(&e))
+    }
+
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let name = transport(&self.inner)?;
         reduce(py, "Event", [name.into_pyobject(py)?.into_any()])
@@ -266,6 +271,11 @@ impl Semaphore {
     #[getter]
     fn name(&self) -> String {
         self.inner.name().as_str().to_owned()
+    }
+
+    /// Removes the semaphore's name (processes that have it open keep it).
+    fn unlink(&self) -> PyResult<()> {
+        self.inner.unlink().map_err(|e| errors::to_py(&e))
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -492,6 +502,11 @@ impl Barrier {
     #[getter]
     fn name(&self) -> String {
         self.inner.name().as_str().to_owned()
+    }
+
+    /// Removes the barrier's name (processes that have it open keep it).
+    fn unlink(&self) -> PyResult<()> {
+        self.inner.unlink().map_err(|e| errors::to_py(&e))
     }
 
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {

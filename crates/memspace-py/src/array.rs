@@ -25,10 +25,10 @@ use std::ptr;
 use pyo3::exceptions::{PyBufferError, PyIndexError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PySlice, PyTuple};
+use pyo3::types::{PyList, PySlice};
 
-use crate::lock::{RLock, reduce, transport};
-use crate::{errors, typecode};
+use crate::errors;
+use crate::typecode::{self, WithLock};
 
 macro_rules! arrays {
     ($($code:literal => $variant:ident($t:ty)),+ $(,)?) => {
@@ -36,6 +36,8 @@ macro_rules! arrays {
         enum Typed {
             $($variant(memspace::SharedArray<$t>),)+
         }
+
+        typecode::impl_typed!(Typed, SharedArray, "Array", $($code => $variant),+);
 
         impl Typed {
             const CODES: &'static str = concat!($($code),+);
@@ -65,16 +67,7 @@ macro_rules! arrays {
                         };
                         made.map(Typed::$variant).map_err(|e| errors::to_py(&e))
                     })+
-                    _ => Err(unknown(code)),
-                }
-            }
-
-            fn open(code: &str, name: &str) -> PyResult<Self> {
-                match code {
-                    $($code => memspace::SharedArray::open(name)
-                        .map(Typed::$variant)
-                        .map_err(|e| errors::to_py(&e)),)+
-                    _ => Err(unknown(code)),
+                    _ => Err(typecode::unknown("Array", code, Self::CODES)),
                 }
             }
 
@@ -114,24 +107,6 @@ macro_rules! arrays {
                     })+
                 }
             }
-
-            fn transport(&self) -> PyResult<String> {
-                match self {
-                    $(Typed::$variant(a) => transport(a),)+
-                }
-            }
-
-            fn name(&self) -> &str {
-                match self {
-                    $(Typed::$variant(a) => a.name().as_str(),)+
-                }
-            }
-
-            fn unlink(&self) -> PyResult<()> {
-                match self {
-                    $(Typed::$variant(a) => a.unlink().map_err(|e| errors::to_py(&e)),)+
-                }
-            }
         }
 
         /// The buffer format of `code`: the typecode itself, as `struct` reads it.
@@ -154,40 +129,28 @@ macro_rules! arrays {
 
 typecode::with_typecodes!(arrays);
 
-fn unknown(code: &str) -> PyErr {
-    typecode::unknown("Array", code, Typed::CODES)
-}
-
 /// A fixed-length array of numbers shared by processes, as `multiprocessing.Array`.
 #[pyclass(module = "memspace._memspace", frozen)]
 pub(crate) struct Array {
-    typecode: String,
-    array: Typed,
-    lock: Py<RLock>,
+    inner: WithLock<Typed>,
     /// The one dimension a buffer view reports, kept here for the view to point at.
     shape: [ffi::Py_ssize_t; 1],
     /// The distance between elements a buffer view reports.
     strides: [ffi::Py_ssize_t; 1],
 }
 
-/// The name of a named array's lock.
-fn lock_name(name: &str) -> String {
-    format!("{name}.lock")
-}
-
 impl Array {
-    fn build(typecode: &str, array: Typed, lock: Py<RLock>) -> PyResult<Self> {
+    fn build(inner: WithLock<Typed>) -> PyResult<Self> {
         let size = |n: usize| {
             ffi::Py_ssize_t::try_from(n)
                 .map_err(|_| PyValueError::new_err("the array is too long for a buffer view"))
         };
-        let shape = [size(array.len())?];
-        let strides = [size(array.itemsize())?];
-        size(array.len().saturating_mul(array.itemsize()))?;
+        let (len, itemsize) = (inner.typed.len(), inner.typed.itemsize());
+        let shape = [size(len)?];
+        let strides = [size(itemsize)?];
+        size(len.saturating_mul(itemsize))?;
         Ok(Self {
-            typecode: typecode.to_owned(),
-            array,
-            lock,
+            inner,
             shape,
             strides,
         })
@@ -195,7 +158,7 @@ impl Array {
 
     /// `index` as a position in `0..len`, counting from the end when negative.
     fn position(&self, index: isize) -> PyResult<usize> {
-        let len = self.array.len();
+        let len = self.inner.typed.len();
         let from_end = index < 0;
         let at = if from_end {
             len.checked_sub(index.unsigned_abs())
@@ -208,7 +171,7 @@ impl Array {
 
     /// The positions a slice selects.
     fn positions(&self, slice: &Bound<'_, PySlice>) -> PyResult<Vec<usize>> {
-        let len = isize::try_from(self.array.len()).unwrap_or(isize::MAX);
+        let len = isize::try_from(self.inner.typed.len()).unwrap_or(isize::MAX);
         let indices = slice.indices(len)?;
         let mut at = indices.start;
         let mut out = Vec::with_capacity(indices.slicelength);
@@ -220,8 +183,7 @@ impl Array {
     }
 }
 
-#[pymethods]
-impl Array {
+typecode::with_lock_pymethods!(Array, "array", {
     /// An anonymous array of `typecode` ('i', 'd', ...): `size_or_initializer` zeros, or the
     /// numbers of a sequence.
     #[new]
@@ -231,7 +193,7 @@ impl Array {
         size_or_initializer: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let array = Typed::new(typecode, None, size_or_initializer)?;
-        Self::build(typecode, array, Py::new(py, RLock::new()?)?)
+        Self::build(WithLock::anonymous(py, typecode, array)?)
     }
 
     /// Creates the array `name` (and its lock `name.lock`).
@@ -243,32 +205,17 @@ impl Array {
         size_or_initializer: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let array = Typed::new(typecode, Some(name), size_or_initializer)?;
-        let lock = RLock::create(&lock_name(name)).and_then(|lock| Py::new(py, lock));
-        match lock {
-            Ok(lock) => Self::build(typecode, array, lock),
-            Err(err) => {
-                // Without its lock the array is of no use: take its name back.
-                let _ = array.unlink();
-                Err(err)
-            }
-        }
-    }
-
-    /// Opens the existing array `name` of `typecode`.
-    #[staticmethod]
-    fn open(py: Python<'_>, name: &str, typecode: &str) -> PyResult<Self> {
-        Self::reopen(py, typecode, name, &lock_name(name))
+        Self::build(WithLock::named(py, name, typecode, array)?)
     }
 
     /// Opens an array and its lock by the names they travel as.
     #[staticmethod]
     fn reopen(py: Python<'_>, typecode: &str, array: &str, lock: &str) -> PyResult<Self> {
-        let array = Typed::open(typecode, array)?;
-        Self::build(typecode, array, Py::new(py, RLock::open(lock)?)?)
+        Self::build(WithLock::reopen(py, typecode, array, lock)?)
     }
 
     fn __len__(&self) -> usize {
-        self.array.len()
+        self.inner.typed.len()
     }
 
     /// `a[i]` (negative from the end), or a list for `a[i:j:k]`.
@@ -281,11 +228,11 @@ impl Array {
             let items = self
                 .positions(slice)?
                 .into_iter()
-                .map(|at| self.array.get(py, at))
+                .map(|at| self.inner.typed.get(py, at))
                 .collect::<PyResult<Vec<_>>>()?;
             return Ok(PyList::new(py, items)?.into_any());
         }
-        self.array.get(py, self.position(index.extract()?)?)
+        self.inner.typed.get(py, self.position(index.extract()?)?)
     }
 
     /// `a[i] = v`, or `a[i:j:k] = values` with as many values as the slice selects.
@@ -304,15 +251,17 @@ impl Array {
             return at
                 .into_iter()
                 .zip(&values)
-                .try_for_each(|(at, value)| self.array.set(at, value));
+                .try_for_each(|(at, value)| self.inner.typed.set(at, value));
         }
-        self.array.set(self.position(index.extract()?)?, value)
+        self.inner
+            .typed
+            .set(self.position(index.extract()?)?, value)
     }
 
     /// The elements, as a list (read one by one: hold `get_lock()` for a consistent copy).
     fn tolist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let items = (0..self.array.len())
-            .map(|at| self.array.get(py, at))
+        let items = (0..self.inner.typed.len())
+            .map(|at| self.inner.typed.get(py, at))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }
@@ -330,50 +279,6 @@ impl Array {
             .call1((slf,))
     }
 
-    /// The lock that makes several accesses atomic together.
-    fn get_lock(&self, py: Python<'_>) -> Py<RLock> {
-        self.lock.clone_ref(py)
-    }
-
-    /// `get_lock().acquire(...)`.
-    #[pyo3(signature = (block = true, timeout = -1.0))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: f64) -> PyResult<bool> {
-        self.lock.get().acquire(py, block, timeout)
-    }
-
-    /// `get_lock().release()`.
-    fn release(&self) -> PyResult<()> {
-        self.lock.get().release()
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, true, -1.0)
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release()
-    }
-
-    /// The typecode.
-    #[getter]
-    fn typecode(&self) -> &str {
-        &self.typecode
-    }
-
-    /// The array's name.
-    #[getter]
-    fn name(&self) -> &str {
-        self.array.name()
-    }
-
-    /// Removes the names of the array and of its lock (processes that have them open keep
-    /// them).
-    fn unlink(&self) -> PyResult<()> {
-        self.array.unlink()?;
-        self.lock.get().unlink()
-    }
-
     /// Exposes the elements to `memoryview`, numpy and other buffer consumers, writable.
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
@@ -385,14 +290,14 @@ impl Array {
         }
         let this = slf.get();
         let wants = |flag: c_int| flags & flag == flag;
-        let format = format(&this.typecode);
+        let format = format(&this.inner.typecode);
         // SAFETY: `view` is the non-null `Py_buffer` Python passes for this call to fill. The
         // pointers put in it stay valid until the view is released, because the view holds a
         // strong reference to `slf` (module `# Safety`); the format string is static, and
         // Python never writes through `format`, `shape` or `strides`.
         unsafe {
             (*view).obj = slf.clone().into_any().into_ptr();
-            (*view).buf = this.array.first();
+            (*view).buf = this.inner.typed.first();
             (*view).len = this.shape[0] * this.strides[0];
             (*view).readonly = 0;
             (*view).itemsize = this.strides[0];
@@ -418,24 +323,11 @@ impl Array {
         Ok(())
     }
 
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let lock = transport(self.lock.get().handle())?;
-        reduce(
-            py,
-            "Array",
-            [
-                self.typecode.clone().into_pyobject(py)?.into_any(),
-                self.array.transport()?.into_pyobject(py)?.into_any(),
-                lock.into_pyobject(py)?.into_any(),
-            ],
-        )
-    }
-
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "<memspace.Array({:?}, {})>",
-            self.typecode,
+            self.inner.typecode,
             self.tolist(py)?.repr()?
         ))
     }
-}
+});

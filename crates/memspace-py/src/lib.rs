@@ -4,6 +4,7 @@
 //! pickles as a reference to its segment.
 
 mod array;
+mod collection;
 mod convert;
 mod dict;
 mod errors;

@@ -110,14 +110,42 @@ fn stamp_this_thread(generation: u32) -> ThreadStamp {
     stamp
 }
 
+thread_local! {
+    /// The calling process's stamp as this thread last took it, and the fork generation it
+    /// was taken in (tid 0: not yet).
+    static THIS_PROCESS: std::cell::Cell<(u32, ThreadStamp)> =
+        const {
+            std::cell::Cell::new((
+                0,
+                ThreadStamp {
+                    tid: 0,
+                    start: 0,
+                    pid_namespace: 0,
+                },
+            ))
+        };
+}
+
 /// The calling process as a lock holder: the stamp of its main thread (whose id is the pid,
 /// and whose start time is the process's), which stays alive as long as the process does,
 /// whichever of its threads asks. A read of `/proc/self/stat` the first time a process asks
-/// (and again after a fork), two atomic loads after that.
+/// (and again after a fork), a thread-local read after that.
+#[inline]
 pub(crate) fn this_process() -> ThreadStamp {
+    let generation = FORK_GENERATION.load(Ordering::Relaxed);
+    let (cached_generation, stamp) = THIS_PROCESS.get();
+    if stamp.tid != 0 && cached_generation == generation {
+        return stamp;
+    }
+    stamp_this_process(generation)
+}
+
+#[cold]
+fn stamp_this_process(generation: u32) -> ThreadStamp {
     static START: AtomicU64 = AtomicU64::new(0);
     /// The pid `START` was read for: a forked child has another pid, and reads its own.
     static START_OF: AtomicU32 = AtomicU32::new(0);
+    forget_ids_in_fork_children();
     let pid = pid();
     let start = if START_OF.load(Ordering::Acquire) == pid {
         START.load(Ordering::Relaxed)
@@ -128,11 +156,13 @@ pub(crate) fn this_process() -> ThreadStamp {
         START_OF.store(pid, Ordering::Release);
         start
     };
-    ThreadStamp {
+    let stamp = ThreadStamp {
         tid: pid,
         start,
         pid_namespace: this_thread().pid_namespace,
-    }
+    };
+    THIS_PROCESS.set((generation, stamp));
+    stamp
 }
 
 /// The calling process's pid namespace (the inode of `/proc/self/ns/pid`; 0 if unreadable).

@@ -268,7 +268,16 @@ fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
 
 /// The number of threads in the calling process.
 pub(crate) fn thread_count() -> usize {
-    // Field 20 of /proc/self/stat: one small read, cheaper than listing /proc/self/task.
+    use std::os::unix::fs::MetadataExt;
+    // procfs counts a process's threads into the link count of its `task` directory (two
+    // links of its own, one a thread): one `statx`, where reading /proc/self/stat takes four
+    // system calls and makes the kernel format fifty fields.
+    if let Ok(task) = std::fs::metadata("/proc/self/task")
+        && let Some(threads) = task.nlink().checked_sub(2).filter(|&n| n > 0)
+    {
+        return usize::try_from(threads).unwrap_or(usize::MAX);
+    }
+    // Field 20 of /proc/self/stat.
     std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|stat| stat_fields(&stat)?.nth(20 - 3)?.parse().ok())
@@ -290,4 +299,35 @@ pub(crate) fn boot_id() -> Option<[u64; 2]> {
     };
     let id = [half(0..16)?, half(16..32)?];
     Some(*BOOT_ID.get_or_init(|| id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_count;
+
+    #[test]
+    fn thread_count_sees_a_thread_start_and_end() {
+        // Other tests of this binary may run threads of their own meanwhile: compare the
+        // count seen inside a new thread, while it surely runs, with the count after it ended,
+        // read from `/proc/self/stat` as well.
+        let (started, stop) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                started.wait();
+                stop.wait();
+            });
+            started.wait();
+            let with = thread_count();
+            let stat: usize = std::fs::read_to_string("/proc/self/stat")
+                .ok()
+                .and_then(|stat| super::stat_fields(&stat)?.nth(20 - 3)?.parse().ok())
+                .expect("/proc/self/stat");
+            assert!(with >= 2, "{with} threads while two surely run");
+            assert!(
+                with.abs_diff(stat) <= 8,
+                "{with} against /proc/self/stat's {stat}"
+            );
+            stop.wait();
+        });
+    }
 }

@@ -156,6 +156,17 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The Redis server of `name` does not let memspace in: a password is missing or wrong,
+    /// the ACL user is refused, or may not run what memspace needs (see [`AuthProblem`]).
+    #[error("the Redis server `{server}` refused `{name}`: {problem}")]
+    RedisAuth {
+        /// The object.
+        name: SegmentName,
+        /// `HOST:PORT`, or the path of a unix socket.
+        server: String,
+        /// What it refused.
+        problem: AuthProblem,
+    },
     /// The Redis server answered with an error (for example a key of `name` was changed by
     /// something other than memspace).
     #[error(
@@ -266,10 +277,61 @@ impl<G> From<LockError<G>> for Error {
     }
 }
 
+/// Why a Redis server does not let memspace in ([`Error::RedisAuth`]). None of them shows a
+/// password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthProblem {
+    /// The server needs a password (`requirepass`, or an ACL default user with one), and the
+    /// URL gives none.
+    #[error(
+        "it needs a password, and the URL gives none; write `:PASSWORD@` before the host in \
+         the URL (`USER:PASSWORD@` for an ACL user, `pass=PASSWORD` on a unix socket), or set \
+         MEMSPACE_REDIS_PASSWORD"
+    )]
+    PasswordMissing,
+    /// The password of the default user is wrong.
+    #[error("the password is wrong; check it against the server's `requirepass`")]
+    WrongPassword,
+    /// The URL gives a password, and the server's default user needs none.
+    #[error(
+        "the URL gives a password, and the server needs none; remove it from the URL (or \
+         unset MEMSPACE_REDIS_PASSWORD)"
+    )]
+    PasswordNotNeeded,
+    /// The ACL user does not exist, is disabled, or its password is wrong: Redis answers the
+    /// three alike.
+    #[error(
+        "user `{user}` does not exist, is disabled, or its password is wrong (Redis does not \
+         say which); check the URL against `ACL LIST` on the server"
+    )]
+    UserRefused {
+        /// The user name of the URL.
+        user: String,
+    },
+    /// The user logged in, and may not run a command or touch a key memspace needs.
+    #[error(
+        "user `{user}` is not allowed to do what memspace needs ({what}); allow it memspace's \
+         keys and commands, for example `ACL SETUSER {user} ~memspace:* +@all`"
+    )]
+    NotPermitted {
+        /// The user name (`default` for the default user).
+        user: String,
+        /// What the server said.
+        what: String,
+    },
+    /// The server has no database with the URL's number (see its `databases` setting).
+    #[error("it has no database {db} (see its `databases` setting); use another number")]
+    NoSuchDatabase {
+        /// The database number of the URL.
+        db: u32,
+    },
+}
+
 /// Where `memspace` lists the objects that could have been meant by `name`.
 fn where_to_look(name: &SegmentName) -> String {
     match name.redis_server() {
-        Some(server) => format!("`memspace ls --redis redis://{server}` lists what is there"),
+        Some(server) => format!("`memspace ls --redis {server}` lists what is there"),
         None => "`memspace ls` lists segments".to_owned(),
     }
 }
@@ -285,6 +347,20 @@ pub enum OpenError {
         name: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A file that `MEMSPACE_REDIS_CA`, `MEMSPACE_REDIS_CERT` or `MEMSPACE_REDIS_KEY` names
+    /// for a `rediss://` name cannot be used.
+    #[error("`{name}` needs TLS, and {variable}{} cannot be used: {problem}",
+        if .path.as_os_str().is_empty() { String::new() } else { format!(" = `{}`", .path.display()) })]
+    TlsFile {
+        /// The object.
+        name: SegmentName,
+        /// The environment variable.
+        variable: &'static str,
+        /// The file it names (empty if it is not set).
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
     },
     /// The name is a Redis object's (`redis://HOST:PORT/NAME`), and this memspace was built
     /// without its `redis` feature, so it has no Redis backend. (The variant exists either

@@ -162,7 +162,7 @@ pub use crate::collections::{
     ArrayGuard, Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedValue,
     SharedVec, Value,
 };
-pub use crate::error::{Error, OpenError, Result};
+pub use crate::error::{AuthProblem, Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};
 pub use crate::spawn::{
     JoinError, Mode, Pool, PoolOptions, Process, SpawnError, StartMethod, TaskError, Thread,

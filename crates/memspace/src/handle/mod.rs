@@ -20,7 +20,7 @@ macro_rules! serialize_as_name {
                 &self,
                 serializer: S,
             ) -> ::std::result::Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.name().to_transport())
+                serializer.serialize_str(&self.name().to_transport())
             }
         }
 

@@ -130,6 +130,12 @@ pub(crate) enum Outcome<R> {
     Failed(String),
 }
 
+/// Encodes what a worker and its parent send each other over their private pipes: handles to
+/// Redis objects travel with their passwords (and nowhere else: see `to_transport`).
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    crate::segment::encoding_for_own_process(|| rmp_serde::to_vec(value))
+}
+
 /// Decodes the first frame of what a child sent back.
 pub(crate) fn decode_outcome<R: DeserializeOwned>(bytes: &[u8]) -> Option<Outcome<R>> {
     let mut reader = bytes;
@@ -176,7 +182,7 @@ fn run_to_outcome<A, R: Serialize>(target: impl FnOnce(A) -> R, args: A) -> (Vec
 }
 
 fn encode_outcome<R: Serialize>(outcome: &Outcome<R>, code: i32) -> (Vec<u8>, i32) {
-    match rmp_serde::to_vec(outcome) {
+    match encode(outcome) {
         Ok(bytes) => (bytes, code),
         Err(e) => {
             let failed = Outcome::<()>::Failed(format!(
@@ -375,7 +381,7 @@ impl Task {
             fingerprint: fingerprint(),
             trampoline: offset_of(trampoline as usize),
             target: offset_of(target as usize),
-            args: rmp_serde::to_vec(args).map_err(|source| SpawnError::Encode {
+            args: encode(args).map_err(|source| SpawnError::Encode {
                 type_name: std::any::type_name::<A>(),
                 source,
             })?,
@@ -392,7 +398,7 @@ impl Task {
             fingerprint: fingerprint(),
             trampoline: offset_of(trampoline),
             target: offset_of(target),
-            args: rmp_serde::to_vec(args).map_err(|source| SpawnError::Encode {
+            args: encode(args).map_err(|source| SpawnError::Encode {
                 type_name: std::any::type_name::<T>(),
                 source,
             })?,
@@ -553,7 +559,7 @@ pub(crate) enum Order<T> {
 
 /// Encodes an order for a worker.
 pub(crate) fn encode_order(order: &Order<&Task>) -> Result<Vec<u8>, SpawnError> {
-    rmp_serde::to_vec(order).map_err(|source| SpawnError::Encode {
+    encode(order).map_err(|source| SpawnError::Encode {
         type_name: "task",
         source,
     })

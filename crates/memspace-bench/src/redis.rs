@@ -132,6 +132,11 @@ pub(crate) fn run(url: &str, quick: bool, json: bool) -> anyhow::Result<()> {
         }
     };
     let mut cleanup = Cleanup(Vec::new());
+    // A server that cannot be reached or refuses the login fails the run before the shared
+    // memory half is measured.
+    let probe = redis.locate(&format!("bench.{}.probe", std::process::id()));
+    cleanup.0.push(probe.clone());
+    SharedList::<i64>::create(&probe).with_context(|| format!("trying the Redis server {url}"))?;
     eprintln!("shared memory ...");
     let shm = measure(&Backend::SharedMemory, sizes.shm, &mut cleanup)?;
     eprintln!("redis at {url} ...");

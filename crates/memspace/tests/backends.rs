@@ -15,7 +15,7 @@ use memspace::collections::{Queue, QueueError, SharedMap, SharedValue, Value};
 use memspace::segment::Kind;
 use memspace::spawn::{Process, StartMethod};
 use memspace::sync::{Event, LockError, TryLockError};
-use memspace::{Backend, Error, Lock, OpenError, Segment, SharedList};
+use memspace::{Error, Lock, OpenError, SharedList};
 use memspace_testkit::Running;
 use memspace_testkit::backends::Fixture;
 use serde::{Deserialize, Serialize};

@@ -308,22 +308,27 @@ fn push_and_report(list: SharedList<u64>) -> (String, String, Vec<u64>) {
 fn a_spawned_child_gets_a_handle_without_the_password_on_its_command_line() {
     let _dog = start_test();
     let server = password_server();
-    let name = format!("{}/{}", server.url_as(":hunter2"), unique_name("child"));
-    let list = SharedList::<u64>::create(&name).expect("create");
-    for method in [StartMethod::Spawn, StartMethod::Fork] {
-        let mut child = Running::start_by(method, push_and_report, list.clone());
-        // While it runs, as `ps` would see it.
-        let seen_by_ps = std::fs::read(format!("/proc/{}/cmdline", child.pid()))
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default();
-        assert_hides_password("the child's command line seen by ps", &seen_by_ps);
-        let (cmdline, environ, items) = child.join().expect("the child");
-        assert_hides_password(&format!("{method} child's command line"), &cmdline);
-        assert_hides_password(&format!("{method} child's environment"), &environ);
-        assert!(items.contains(&42), "{method}: {items:?}");
+    // One name with the password written in it, one as shown (`***`), made by a backend.
+    let written = format!("{}/{}", server.url_as(":hunter2"), unique_name("child"));
+    let backend = Backend::redis(&server.url_as("default:hunter2")).expect("backend");
+    let shown = backend.locate(&unique_name("child"));
+    for name in [written, shown] {
+        let list = SharedList::<u64>::create(&name).expect("create");
+        for method in [StartMethod::Spawn, StartMethod::Fork] {
+            let mut child = Running::start_by(method, push_and_report, list.clone());
+            // While it runs, as `ps` would see it.
+            let seen_by_ps = std::fs::read(format!("/proc/{}/cmdline", child.pid()))
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            assert_hides_password("the child's command line seen by ps", &seen_by_ps);
+            let (cmdline, environ, items) = child.join().expect("the child");
+            assert_hides_password(&format!("{method} child's command line"), &cmdline);
+            assert_hides_password(&format!("{method} child's environment"), &environ);
+            assert!(items.contains(&42), "{method}: {items:?}");
+        }
+        assert_eq!(list.to_vec().expect("read"), [42, 42]);
+        list.unlink().expect("remove");
     }
-    assert_eq!(list.to_vec().expect("read"), [42, 42]);
-    list.unlink().expect("remove");
 }
 
 #[test]

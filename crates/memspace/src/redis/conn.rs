@@ -278,6 +278,11 @@ impl Conn {
         // The client selects the database as it logs in, and reports a refusal with the
         // server's words after its own.
         let text = err.to_string();
+        // A client that has not logged in may only send short commands: a longer one (a
+        // script) is refused as a protocol error, and the connection closed.
+        if text.contains("unauthenticated") {
+            return Some(auth(AuthProblem::PasswordMissing));
+        }
         if text.contains("refused to switch database") {
             if text.contains("NOAUTH") || text.contains("Authentication required") {
                 return Some(auth(AuthProblem::PasswordMissing));

@@ -154,7 +154,17 @@ pub(crate) fn parse_name(name: &str) -> Result<Parsed, &'static str> {
     let object = parts.object.clone().ok_or(NAME_MISSING)?;
     super::name::check_flat(&object)?;
     let server = parts.server()?;
-    let written = parts.password_written.then(|| Secret(name.to_owned()));
+    let written = if parts.password_written {
+        Some(Secret(name.to_owned()))
+    } else if parts.password.is_some() {
+        // A `***` this process knows the password of: a child over its pipe gets it written.
+        server
+            .password
+            .as_ref()
+            .map(|password| Secret(with_password(&parts.shown, password)))
+    } else {
+        None
+    };
     Ok(Parsed {
         location: RedisLocation {
             server,
@@ -492,6 +502,30 @@ fn parse_lease(query: &str) -> Result<u64, &'static str> {
         )
 }
 
+/// `shown` (a URL as shown) with `password` written where it shows `***`.
+fn with_password(shown: &str, password: &Secret) -> String {
+    let encoded = encode(password.expose());
+    let (marker, replacement) = if shown.starts_with(REDIS_UNIX_PREFIX) {
+        ("pass=***", format!("pass={encoded}"))
+    } else {
+        (":***@", format!(":{encoded}@"))
+    };
+    shown.replacen(marker, &replacement, 1)
+}
+
+/// Percent-encodes every byte of `text` but the unreserved ones (`A-Z a-z 0-9 - . _ ~`).
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Percent-decodes a user name, password or object name.
 fn decode(text: &str) -> Result<String, &'static str> {
     const BAD: &str = "a `%` in a Redis URL must start a percent-encoded byte (`%40` for `@`), \
@@ -669,13 +703,17 @@ mod tests {
             again.location.server.password.as_ref().map(Secret::expose),
             Some("tiger/7")
         );
-        assert!(again.location.written.is_none());
         // Another user on that server has no remembered password.
         assert_eq!(
             parse_name("redis://other:***@remembered.example:1/a").err(),
             Some(PASSWORD_HIDDEN)
         );
-        // Only a handle sent to a child over its pipe carries the password.
+        // Only a handle sent to a child over its pipe carries the password, written or
+        // remembered.
+        assert_eq!(transport(&again.shown, &again.location), again.shown);
+        let sent =
+            encoding_for_own_process(|| transport(&again.shown, &again.location).into_owned());
+        assert_eq!(sent, "redis://pwuser:tiger%2F7@remembered.example:1/a");
         assert_eq!(transport(&written.shown, &written.location), written.shown);
         let sent =
             encoding_for_own_process(|| transport(&written.shown, &written.location).into_owned());

@@ -158,7 +158,7 @@ pub enum Error {
     },
     /// The Redis server of `name` does not let memspace in: a password is missing or wrong,
     /// the ACL user is refused, or may not run what memspace needs (see [`AuthProblem`]).
-    #[error("the Redis server `{server}` refused `{name}`: {problem}")]
+    #[error("cannot log in to the Redis server `{server}` for `{name}`: {problem}")]
     RedisAuth {
         /// The object.
         name: SegmentName,
@@ -319,6 +319,25 @@ pub enum AuthProblem {
         user: String,
         /// What the server said.
         what: String,
+    },
+    /// The server's TLS certificate is not signed by a CA this client trusts (or is not for
+    /// this host, or has expired).
+    #[error(
+        "its TLS certificate is not trusted ({why}); if a private CA signed it, name the CA's \
+         PEM file in MEMSPACE_REDIS_CA"
+    )]
+    CertificateNotTrusted {
+        /// What TLS found wrong (`UnknownIssuer`, `NotValidForName`, `Expired`).
+        why: String,
+    },
+    /// The server asks for a client certificate, and got none it trusts.
+    #[error(
+        "it asks for a client certificate signed by its CA ({why}); name the certificate's PEM \
+         file in MEMSPACE_REDIS_CERT and its private key's in MEMSPACE_REDIS_KEY"
+    )]
+    ClientCertificateRefused {
+        /// The TLS alert the server sent (`CertificateRequired`, `UnknownCA`).
+        why: String,
     },
     /// The server has no database with the URL's number (see its `databases` setting).
     #[error("it has no database {db} (see its `databases` setting); use another number")]

@@ -63,6 +63,11 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// The first part of an error's text that the client repeats (`UnknownIssuer: UnknownIssuer`).
+fn first_part(text: &str) -> String {
+    text.split(':').next().unwrap_or(text).trim().to_owned()
+}
+
 /// Whether `err` means the connection is unusable (as opposed to the server refusing a
 /// command on a working connection).
 /// Whether the server refused the command for now and asks to be asked again: still loading
@@ -278,6 +283,20 @@ impl Conn {
         // The client selects the database as it logs in, and reports a refusal with the
         // server's words after its own.
         let text = err.to_string();
+        // TLS: the client refused the server's certificate, or the server wants one of the
+        // client's that it did not get (or did not trust).
+        if let Some(why) = text.split("invalid peer certificate: ").nth(1) {
+            return Some(auth(AuthProblem::CertificateNotTrusted {
+                why: first_part(why),
+            }));
+        }
+        if let Some(why) = text.split("received fatal alert: ").nth(1)
+            && why.contains("Certificate")
+        {
+            return Some(auth(AuthProblem::ClientCertificateRefused {
+                why: first_part(why),
+            }));
+        }
         // A client that has not logged in may only send short commands: a longer one (a
         // script) is refused as a protocol error, and the connection closed.
         if text.contains("unauthenticated") {

@@ -121,24 +121,23 @@ impl RedisServer {
         if options.tls {
             make_certificates(&dir);
         }
+        let mut server = RedisServer {
+            port: 0,
+            dir,
+            options,
+            server: None,
+            guardian: None,
+        };
         for _ in 0..5 {
-            let mut server = RedisServer {
-                port: free_port(),
-                dir: dir.clone(),
-                options: options.clone(),
-                server: None,
-                guardian: None,
-            };
+            server.port = free_port();
             if server.launch() {
                 return server;
             }
             // Another process took the port between our probe and the server's bind.
             server.stop();
         }
-        panic!(
-            "redis-server did not start on any of 5 free ports (see its log in {})",
-            dir.display()
-        );
+        let log = std::fs::read_to_string(server.dir.join("redis.log")).unwrap_or_default();
+        panic!("redis-server did not start on any of 5 free ports; its log:\n{log}");
     }
 
     /// Starts `redis-server` on this server's port and directory; whether it answers.

@@ -164,8 +164,8 @@ pub enum Error {
         name: SegmentName,
         /// `HOST:PORT`, or the path of a unix socket.
         server: String,
-        /// What it refused.
-        problem: AuthProblem,
+        /// What it refused (boxed: it would make every `Result` larger).
+        problem: Box<AuthProblem>,
     },
     /// The Redis server answered with an error (for example a key of `name` was changed by
     /// something other than memspace).
@@ -369,16 +369,13 @@ pub enum OpenError {
     },
     /// A file that `MEMSPACE_REDIS_CA`, `MEMSPACE_REDIS_CERT` or `MEMSPACE_REDIS_KEY` names
     /// for a `rediss://` name cannot be used.
-    #[error("`{name}` needs TLS, and {variable}{} cannot be used: {problem}",
-        if .path.as_os_str().is_empty() { String::new() } else { format!(" = `{}`", .path.display()) })]
+    #[error("`{name}` needs TLS, and {variable} cannot be used: {problem}")]
     TlsFile {
         /// The object.
         name: SegmentName,
         /// The environment variable.
         variable: &'static str,
-        /// The file it names (empty if it is not set).
-        path: std::path::PathBuf,
-        /// What is wrong.
+        /// What is wrong, naming the file.
         problem: String,
     },
     /// The name is a Redis object's (`redis://HOST:PORT/NAME`), and this memspace was built

@@ -48,7 +48,7 @@ fn auth_problem<T>(what: &str, outcome: memspace::Result<T>) -> AuthProblem {
     };
     let message = without_password(what, &err);
     match err {
-        Error::RedisAuth { problem, .. } => problem,
+        Error::RedisAuth { problem, .. } => *problem,
         other => panic!("{what}: not an authentication error: {message} ({other:?})"),
     }
 }
@@ -99,13 +99,10 @@ fn a_password_server_takes_the_right_password_and_says_which_is_missing_or_wrong
         message.contains(&server.url()) && !message.contains("`ls`"),
         "{message}"
     );
-    assert!(matches!(
-        listing,
-        Error::RedisAuth {
-            problem: AuthProblem::PasswordMissing,
-            ..
-        }
-    ));
+    assert!(
+        matches!(&listing, Error::RedisAuth { problem, .. } if **problem == AuthProblem::PasswordMissing),
+        "{listing:?}"
+    );
     list.unlink().expect("remove");
 }
 
@@ -383,7 +380,7 @@ fn the_same_name_in_two_databases_is_two_objects() {
     let in_one = SharedList::<u64>::create(&format!("{}/1/{object}", server.url())).expect("db 1");
     let in_two = SharedList::<u64>::create(&format!("{}/2/{object}", server.url())).expect("db 2");
     in_one.push(&1).expect("push to db 1");
-    in_two.extend(&[2, 2]).expect("push to db 2");
+    in_two.extend([2, 2]).expect("push to db 2");
     assert_eq!(in_one.to_vec().expect("db 1"), [1]);
     assert_eq!(in_two.to_vec().expect("db 2"), [2, 2]);
     // Database 0 holds neither; a single path segment is an object, digits or not.

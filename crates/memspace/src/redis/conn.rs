@@ -257,7 +257,7 @@ impl Conn {
         let auth = |problem| Error::RedisAuth {
             name: name.clone(),
             server: self.server.clone(),
-            problem,
+            problem: Box::new(problem),
         };
         let user = || {
             self.target

@@ -64,13 +64,11 @@ pub(crate) fn client(name: &SegmentName, server: &RedisServer) -> Result<redis::
     if tls {
         return tls_client(name, info);
     }
-    Ok(
-        redis::Client::open(info).map_err(|source| crate::Error::Redis {
-            name: name.clone(),
-            op: "preparing a connection",
-            source: Box::new(source),
-        })?,
-    )
+    redis::Client::open(info).map_err(|source| crate::Error::Redis {
+        name: name.clone(),
+        op: "preparing a connection",
+        source: Box::new(source),
+    })
 }
 
 #[cfg(not(feature = "redis-tls"))]
@@ -90,18 +88,17 @@ fn tls_client(name: &SegmentName, info: ConnectionInfo) -> Result<redis::Client>
         let Some(path) = std::env::var_os(variable) else {
             return Ok(None);
         };
+        let shown = std::path::Path::new(&path).display().to_string();
         let bytes = std::fs::read(&path).map_err(|source| OpenError::TlsFile {
             name: name.clone(),
             variable,
-            path: path.clone().into(),
-            problem: source.to_string(),
+            problem: format!("reading `{shown}`: {source}"),
         })?;
         if !bytes.windows(11).any(|window| window == b"-----BEGIN ") {
             return Err(OpenError::TlsFile {
                 name: name.clone(),
                 variable,
-                path: path.into(),
-                problem: "it holds no PEM block (`-----BEGIN …`)".to_owned(),
+                problem: format!("`{shown}` holds no PEM block (`-----BEGIN …`)"),
             }
             .into());
         }
@@ -122,7 +119,6 @@ fn tls_client(name: &SegmentName, info: ConnectionInfo) -> Result<redis::Client>
                 } else {
                     CERT_ENV
                 },
-                path: std::path::PathBuf::new(),
                 problem: format!(
                     "a client certificate needs both {CERT_ENV} (the certificate) and {KEY_ENV} \
                      (its private key)"

@@ -146,7 +146,7 @@ pub enum Error {
     RedisUnreachable {
         /// The object.
         name: SegmentName,
-        /// `HOST:PORT`.
+        /// `HOST:PORT`, or the path of a unix socket.
         server: String,
         /// What was being done (`"pushing"`, `"reading an item"`, ...).
         op: &'static str,

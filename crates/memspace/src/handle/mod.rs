@@ -6,7 +6,8 @@
 //! [`decoding_from_own_process`] runs, around the bytes a worker and its parent exchange over
 //! their private pipes. Anywhere else (a handle that arrives in a queue, a name in a file), a
 //! name with trust in it is refused, so that whoever can write such bytes cannot widen what
-//! this process opens.
+//! this process opens. The password of a Redis name travels the same way: written out only
+//! over those pipes (`encoding_for_own_process`), and shown as `***` everywhere else.
 
 pub(crate) use crate::segment::decoding_from_own_process;
 

@@ -140,3 +140,26 @@ fn tls_client(name: &SegmentName, info: ConnectionInfo) -> Result<redis::Client>
         source: Box::new(source),
     })
 }
+
+#[cfg(all(test, not(feature = "redis-tls")))]
+mod tests {
+    use crate::collections::SharedList;
+    use crate::{Error, OpenError};
+
+    #[test]
+    fn a_tls_name_without_the_tls_feature_says_how_to_turn_it_on() {
+        // Refused before any connection: no server is needed.
+        let name = "rediss://app:hunter2@127.0.0.1:1/jobs";
+        let err = SharedList::<u64>::open(name).expect_err("a TLS name without TLS");
+        let message = err.to_string();
+        assert!(
+            matches!(err, Error::Open(OpenError::InvalidName { .. })),
+            "{message}"
+        );
+        assert!(
+            message.contains("redis-tls") && message.contains("app:***@"),
+            "{message}"
+        );
+        assert!(!format!("{message} {err:?}").contains("hunter2"), "{err:?}");
+    }
+}

@@ -448,3 +448,101 @@ fn databases_and_unix_sockets_keep_objects_apart_in_the_commands() {
     );
     succeed(&["rm", &one, &by_socket]);
 }
+
+/// The command lines of the spawned workers whose parent is `parent`: processes that were
+/// started with the spawn start method's variable in their environment (a child caught
+/// between its fork and its exec still shows its parent's command line, and an ended one
+/// none).
+fn children_command_lines(parent: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID ...`: the command name may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        let worker = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|environ| environ.windows(15).any(|w| w == b"MEMSPACE_SPAWN="));
+        if ppid == Some(parent)
+            && worker
+            && let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && !cmdline.is_empty()
+        {
+            found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    found
+}
+
+#[test]
+fn children_the_demo_spawns_never_show_the_password_on_their_command_line() {
+    let server = password_server();
+    let base = server.url_as(":hunter2");
+    // The parent's command line holds the password, as the user typed it; its children's,
+    // which re-run the program, must not.
+    // The demo prints the list after every append: into a file, which never fills up as a
+    // pipe nobody reads would.
+    let out_path =
+        std::env::temp_dir().join(format!("{}.demo-out", memspace_testkit::unique_name("pw")));
+    let out_file = std::fs::File::create(&out_path).expect("create the demo's output file");
+    let demo = command(&[
+        "demo",
+        "--mode",
+        "redis",
+        "--redis",
+        &base,
+        "--start",
+        "spawn",
+        "--workers",
+        "3",
+        "--count",
+        "100",
+    ])
+    .stdout(out_file)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start the demo");
+    let parent = demo.id();
+    let mut seen = Vec::new();
+    let mut demo = Some(demo);
+    while let Some(mut running) = demo.take() {
+        seen.extend(children_command_lines(parent));
+        if running.try_wait().expect("poll the demo").is_none() {
+            demo = Some(running);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            continue;
+        }
+        let output = running.wait_with_output().expect("the demo's output");
+        let printed = std::fs::read_to_string(&out_path).expect("read the demo's output");
+        let _ = std::fs::remove_file(&out_path);
+        assert!(
+            output.status.success(),
+            "the demo failed: {}",
+            stderr(&output)
+        );
+        assert_hides_password("the demo's errors", &stderr(&output));
+        assert_hides_password("the demo's output", &printed);
+        assert!(printed.contains("memory shared: yes"), "{printed}");
+    }
+    assert!(
+        !seen.is_empty(),
+        "no child of the demo was seen while it ran"
+    );
+    for cmdline in &seen {
+        assert!(cmdline.contains("demo"), "{cmdline}");
+        assert_hides_password("a spawned child's command line", cmdline);
+    }
+}

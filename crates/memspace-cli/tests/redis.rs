@@ -470,13 +470,13 @@ fn children_command_lines(parent: u32) -> Vec<String> {
             continue;
         };
         // `PID (COMM) STATE PPID ...`: the command name may hold spaces and parentheses.
-        let ppid = stat
+        let parent_of = stat
             .rsplit_once(')')
             .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|ppid| ppid.parse::<u32>().ok());
+            .and_then(|field| field.parse::<u32>().ok());
         let worker = std::fs::read(format!("/proc/{pid}/environ"))
             .is_ok_and(|environ| environ.windows(15).any(|w| w == b"MEMSPACE_SPAWN="));
-        if ppid == Some(parent)
+        if parent_of == Some(parent)
             && worker
             && let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
             && !cmdline.is_empty()

@@ -65,7 +65,9 @@
 //! started by fork keeps its password in the child's copy of memory; one sent to a spawned
 //! child travels, password and all, through the pipe only that child reads. A handle
 //! serialized anywhere else (pushed to a queue, written to a file) carries the name as shown:
-//! whoever reads it there needs the password of their own.
+//! whoever reads it there needs the password of their own. Such a handle, read back as data,
+//! opens with a password the reading process already used with that server and user, never
+//! with [`PASSWORD_ENV`]: whoever wrote the data chose the server it names.
 //!
 //! A refused login is an [`Error::RedisAuth`](crate::Error::RedisAuth) saying which
 //! [`AuthProblem`](crate::AuthProblem): the password missing, wrong or not needed, the ACL

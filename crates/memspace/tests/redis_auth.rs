@@ -415,3 +415,42 @@ fn the_same_name_in_two_databases_is_two_objects() {
     in_one.unlink().expect("remove in db 1");
     in_two.unlink().expect("remove in db 2");
 }
+
+/// In a child whose environment holds the password: a name opened by the program takes it,
+/// the same name received as a handle (data anyone could have written) does not.
+fn open_with_the_environment_password_but_not_a_received_handle() {
+    let name = memspace_testkit::roles::role_segment();
+    let list = SharedList::<u64>::open(&name).expect("open with MEMSPACE_REDIS_PASSWORD");
+    assert_eq!(list.to_vec().expect("read"), [3]);
+    let received = serde_json::to_string(&name).expect("a handle as data");
+    let err = serde_json::from_str::<SharedList<u64>>(&received)
+        .expect_err("a received handle logged in with the environment's password");
+    assert!(err.to_string().contains("needs a password"), "{err}");
+}
+
+#[test]
+fn a_received_handle_does_not_take_the_environment_password_to_the_server_it_names() {
+    if memspace_testkit::roles::role().is_some() {
+        return open_with_the_environment_password_but_not_a_received_handle();
+    }
+    let _dog = start_test();
+    let server = password_server();
+    let object = unique_name("received");
+    let list = SharedList::<u64>::create(&format!("{}/{object}", server.url_as(":hunter2")))
+        .expect("create");
+    list.push(&3).expect("push");
+    let name = server.name(&object);
+    let child = memspace_testkit::roles::run_role_to_end(
+        "received",
+        &[
+            (memspace_testkit::roles::SEGMENT, &name),
+            (memspace::backend::PASSWORD_ENV, PASSWORD),
+        ],
+    );
+    assert!(
+        child.status.success(),
+        "the child failed: {}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    list.unlink().expect("remove");
+}

@@ -71,10 +71,10 @@ pub(crate) use self::name::server_of_url;
 pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, SHM_PREFIX, SegmentName};
 pub use self::options::SegmentOptions;
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
-pub(crate) use self::redis_name::encoding_for_own_process;
 #[cfg(feature = "redis")]
 pub(crate) use self::redis_name::{Endpoint, RedisLocation, RedisServer};
 pub use self::redis_name::{PASSWORD_ENV, REDIS_PREFIX, REDIS_TLS_PREFIX, REDIS_UNIX_PREFIX};
+pub(crate) use self::redis_name::{encoding_for_own_process, opening_received_name};
 pub use self::report::Report;
 pub use self::users::User;
 pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};

@@ -577,10 +577,36 @@ fn remembered(key: &str) -> Option<Secret> {
 }
 
 fn password_from_env() -> Option<Secret> {
+    if RECEIVED.with(Cell::get) {
+        return None;
+    }
     std::env::var(PASSWORD_ENV)
         .ok()
         .filter(|password| !password.is_empty())
         .map(Secret)
+}
+
+thread_local! {
+    static RECEIVED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `open` on a handle's name that arrived as data (deserialized from a queue item, a
+/// file): the password in [`PASSWORD_ENV`] is not sent to the server such a name names, which
+/// whoever wrote the data chose. A `***` there is still the password this process used with
+/// that very server and user. Names a worker and its parent send each other over their pipes
+/// are this program's own, and open as usual.
+pub(crate) fn opening_received_name<T>(open: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            RECEIVED.with(|flag| flag.set(self.0));
+        }
+    }
+    if super::trust_may_travel() {
+        return open();
+    }
+    let _reset = Reset(RECEIVED.with(|flag| flag.replace(true)));
+    open()
 }
 
 // ---------------------------------------------------------------------------------------------

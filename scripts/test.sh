@@ -24,6 +24,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
   # Debian starts a system-wide server on 6379; the tests use their own, so it may stay.
 fi
 
+# The TLS tests (`rediss://`) make their CA and certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "installing openssl (the Redis TLS tests make their certificates with it)"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+  fi
+fi
+
 shm_before=$(ls /dev/shm 2>/dev/null | grep '^memspace\.' | sort || true)
 
 # Shared memory alone (`default-features = false`, no Redis client): the library builds, and

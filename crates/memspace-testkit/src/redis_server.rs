@@ -2,6 +2,10 @@
 //! with its data in a fresh temporary directory (append-only file, `fsync` on every write, so
 //! that a restart loses nothing acknowledged), stopped and removed on drop.
 //!
+//! [`RedisServer::start_with`] starts one as production servers are set up: a password
+//! (`requirepass`), ACL users, a unix socket, TLS only (with a CA, server and client
+//! certificates that `openssl` makes for it in its directory).
+//!
 //! A guardian shell kills the server if the test process disappears without dropping it (a
 //! watchdog abort, a SIGKILL), so no test leaves a server running. `scripts/test.sh` installs
 //! Debian's `redis-server` when it is missing and checks that none is left behind.
@@ -44,11 +48,29 @@ pub fn start_test() -> (Watchdog, RedisServer) {
     (Watchdog::start(), RedisServer::start())
 }
 
+/// How a test server is set up beyond the defaults (see [`RedisServer::start_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// `requirepass`: the default user's password.
+    pub requirepass: Option<String>,
+    /// ACL users, each `(name, password, key pattern)`: `("app", "hunter2", "~memspace:*")`
+    /// lets `app` run every command on memspace's keys.
+    pub users: Vec<(String, String, String)>,
+    /// Also listen on a unix socket ([`RedisServer::socket`]).
+    pub unix_socket: bool,
+    /// Listen with TLS only, on [`RedisServer::port`], with certificates made for the test
+    /// ([`RedisServer::tls_file`]).
+    pub tls: bool,
+    /// With `tls`: refuse a client without a certificate signed by the test's CA.
+    pub tls_client_certificates: bool,
+}
+
 /// A running `redis-server`, killed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    options: ServerOptions,
     server: Option<Child>,
     guardian: Option<Child>,
 }
@@ -79,6 +101,16 @@ impl RedisServer {
     ///
     /// If `redis-server` is not installed (`scripts/test.sh` installs it) or does not start.
     pub fn start() -> Self {
+        Self::start_with(ServerOptions::default())
+    }
+
+    /// Starts a server set up as `options` say, on a free port.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` (or, for TLS, `openssl`) is not installed (`scripts/test.sh`
+    /// installs them) or the server does not start.
+    pub fn start_with(options: ServerOptions) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}.{}",
@@ -86,29 +118,65 @@ impl RedisServer {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
+        if options.tls {
+            make_certificates(&dir);
+        }
+        let mut server = RedisServer {
+            port: 0,
+            dir,
+            options,
+            server: None,
+            guardian: None,
+        };
         for _ in 0..5 {
-            let mut server = RedisServer {
-                port: free_port(),
-                dir: dir.clone(),
-                server: None,
-                guardian: None,
-            };
+            server.port = free_port();
             if server.launch() {
                 return server;
             }
             // Another process took the port between our probe and the server's bind.
             server.stop();
         }
-        panic!(
-            "redis-server did not start on any of 5 free ports (see its log in {})",
-            dir.display()
-        );
+        let log = std::fs::read_to_string(server.dir.join("redis.log")).unwrap_or_default();
+        panic!("redis-server did not start on any of 5 free ports; its log:\n{log}");
     }
 
     /// Starts `redis-server` on this server's port and directory; whether it answers.
     fn launch(&mut self) -> bool {
-        let server = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let log = self.dir.join("redis.log");
+        let logged_before = std::fs::read_to_string(&log).map_or(0, |text| text.len());
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1"]);
+        if self.options.tls {
+            let file = |name: &str| self.dir.join(name).display().to_string();
+            command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &file("server.crt")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.crt")])
+                .args([
+                    "--tls-auth-clients",
+                    if self.options.tls_client_certificates {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                ]);
+        } else {
+            command.args(["--port", &self.port.to_string()]);
+        }
+        if let Some(password) = &self.options.requirepass {
+            command.args(["--requirepass", password]);
+        }
+        for (user, password, keys) in &self.options.users {
+            command.args(["--user", user, "on", &format!(">{password}"), keys, "+@all"]);
+        }
+        if self.options.unix_socket {
+            command
+                .arg("--unixsocket")
+                .arg(self.socket())
+                .args(["--unixsocketperm", "700"]);
+        }
+        let server = command
             .args([
                 "--save",
                 "",
@@ -149,7 +217,14 @@ impl RedisServer {
         self.guardian = guardian;
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
-            if ping(self.port) {
+            // A server that needs a password or TLS answers no plain PING: its log says when
+            // it is ready.
+            let ready = std::fs::read_to_string(&log).is_ok_and(|text| {
+                text.get(logged_before..)
+                    .is_some_and(|new| new.contains("Ready to accept connections"))
+            });
+            if ready && (self.options.tls || self.options.requirepass.is_some() || ping(self.port))
+            {
                 return true;
             }
             if let Some(Ok(Some(_))) = self.server.as_mut().map(Child::try_wait) {
@@ -160,9 +235,28 @@ impl RedisServer {
         false
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://CREDENTIALS@127.0.0.1:PORT` (`rediss://` for a TLS server): `credentials` is
+    /// `USER:PASSWORD` or `:PASSWORD`, percent-encoded.
+    pub fn url_as(&self, credentials: &str) -> String {
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{credentials}@127.0.0.1:{}", self.port)
+    }
+
+    /// The path of its unix socket (with [`ServerOptions::unix_socket`]).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    /// A file of its TLS setup (with [`ServerOptions::tls`]): `ca.crt`, `client.crt`,
+    /// `client.key`, `other-ca.crt` (a CA that signed nothing of this server's).
+    pub fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// The port it listens on.
@@ -202,12 +296,35 @@ impl RedisServer {
         for arg in args {
             write!(request, "${}\r\n{arg}\r\n", arg.len()).expect("write to a Vec");
         }
+        if let Some(password) = &self.options.requirepass {
+            // Logged in on the same connection first; its `+OK` is read before the answer.
+            let mut auth = Vec::new();
+            write!(
+                auth,
+                "*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n",
+                password.len()
+            )
+            .expect("write to a Vec");
+            auth.extend(request);
+            request = auth;
+        }
         let mut stream =
             TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the server");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("set a read timeout");
         stream.write_all(&request).expect("send the command");
+        if self.options.requirepass.is_some() {
+            let mut byte = [0u8; 1];
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                stream
+                    .read_exact(&mut byte)
+                    .expect("read the answer to AUTH");
+                line.push(byte[0]);
+            }
+            assert_eq!(line, b"+OK\r\n", "the test server refused its own password");
+        }
         let mut answer = Vec::new();
         let mut byte = [0u8; 1];
         while !answer.ends_with(b"\r\n") {
@@ -247,6 +364,89 @@ impl RedisServer {
 
     fn stop(&mut self) {
         self.kill();
+    }
+}
+
+/// Makes, in `dir`, a CA (`ca.crt`, `ca.key`), a certificate for `127.0.0.1` and `localhost`
+/// signed by it (`server.crt`, `server.key`), a client certificate signed by it
+/// (`client.crt`, `client.key`), and another CA that signed nothing (`other-ca.crt`).
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot run openssl ({err}): the TLS tests make their certificates with it; \
+                     `bash scripts/test.sh` installs it, or run `apt-get install -y openssl`"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (crt, pem_key, subject) = (
+            format!("{ca}.crt"),
+            format!("{ca}.key"),
+            format!("/CN=memspace test {ca}"),
+        );
+        let mut args = vec!["req", "-x509"];
+        args.extend(key);
+        args.extend([
+            "-keyout", &pem_key, "-out", &crt, "-days", "2", "-subj", &subject,
+        ]);
+        args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(&args);
+    }
+    for (who, extensions) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        let (crt, pem_key, csr, ext) = (
+            format!("{who}.crt"),
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.ext"),
+        );
+        std::fs::write(dir.join(&ext), extensions).expect("write the certificate's extensions");
+        let subject = format!("/CN=memspace test {who}");
+        let mut args = vec!["req"];
+        args.extend(key);
+        args.extend(["-keyout", &pem_key, "-out", &csr, "-subj", &subject]);
+        openssl(&args);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
     }
 }
 

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use crate::error::{Error, OpenError, Result};
 use crate::handle::RedisEngine;
 use crate::redis::{Conn, Object, damage_text, deepest_cause, read_meta, refused};
-use crate::segment::{Kind, SegmentName};
+use crate::segment::{Kind, RedisServer, SegmentName};
 
 /// An object that `memspace ls --redis` lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct Listed {
-    /// Its full name, `redis://HOST:PORT/NAME`.
+    /// Its full name, `redis://HOST:PORT/NAME` (a password shown as `***`).
     pub name: String,
     /// Its kind (`list`, `map`, ...), as recorded by its creator.
     pub kind: String,
@@ -71,8 +71,8 @@ fn is_damage(err: &Error) -> bool {
 ///
 /// [`Error::RedisUnreachable`] only: any other failure is the object's, and it is listed as
 /// damaged.
-fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
-    let full = format!("redis://{server}/{object}");
+fn list_one(conn: &Conn, server: &RedisServer, object: &str) -> Result<Option<Listed>> {
+    let full = server.locate(object);
     let listed = |kind: String, type_name: String, len: u64| Listed {
         name: full.clone(),
         kind,
@@ -132,20 +132,21 @@ fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
     }
 }
 
-/// The memspace objects on the Redis server `url` (`redis://HOST:PORT`), by name. An object
-/// whose keys are damaged is listed with [`Listed::problem`] saying how; it does not stop the
-/// listing.
+/// The memspace objects on the Redis server `url` (`redis://HOST:PORT[/DB]`, or another
+/// server URL: see [Redis names](crate::backend#redis-names)), by name. An object whose keys
+/// are damaged is listed with [`Listed::problem`] saying how; it does not stop the listing.
 ///
 /// # Errors
 ///
-/// [`Error::RedisUnreachable`] if the server cannot be reached; [`OpenError::InvalidName`]
-/// if `url` is not `redis://HOST:PORT`, or holds a user name or password (not supported yet;
-/// the error hides them).
+/// [`Error::RedisUnreachable`] if the server cannot be reached;
+/// [`Error::RedisAuth`] if it refuses the login; [`OpenError::InvalidName`] if `url` is not a
+/// server URL (the error hides its password).
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
     let server = crate::segment::server_of_url(url)?;
-    let probe = SegmentName::new(&format!("redis://{server}/ls"))?;
-    let conn = Conn::new(&probe, server)?;
+    // Errors name the server: the URL as given, its password hidden.
+    let probe = SegmentName::server(&server);
+    let conn = Conn::new(&probe, &server)?;
     let mut metas: Vec<Vec<u8>> = conn.read(&probe, "listing objects", |c| {
         let mut keys = Vec::new();
         let mut cursor = 0u64;
@@ -174,12 +175,9 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
             continue;
         };
         match std::str::from_utf8(object) {
-            Ok(object) => listed.extend(list_one(&conn, server, object)?),
+            Ok(object) => listed.extend(list_one(&conn, &server, object)?),
             Err(_) => listed.push(Listed {
-                name: format!(
-                    "redis://{server}/{}",
-                    String::from_utf8_lossy(object).escape_debug()
-                ),
+                name: server.locate(&String::from_utf8_lossy(object).escape_debug().to_string()),
                 kind: String::new(),
                 type_name: String::new(),
                 len: 0,

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, RedisError, RedisResult};
 
-use crate::error::{Error, Result};
-use crate::segment::SegmentName;
+use super::target;
+use crate::error::{AuthProblem, Error, Result};
+use crate::segment::{RedisServer, SegmentName};
 use crate::sys;
 
 /// How long reads (and writes that were never sent) keep reconnecting before giving up.
@@ -38,7 +39,10 @@ const MAX_IDLE: usize = 4;
 
 /// Connections to one Redis server, shared by the clones of a handle.
 pub(crate) struct Conn {
+    /// Where it is, for messages: `HOST:PORT` or the socket's path.
     server: String,
+    /// The server as the name gives it: what a refused login is diagnosed with.
+    target: RedisServer,
     client: redis::Client,
     /// Idle connections, most recently used last.
     idle: Mutex<Vec<Open>>,
@@ -57,6 +61,11 @@ impl std::fmt::Debug for Conn {
             .field("server", &self.server)
             .finish_non_exhaustive()
     }
+}
+
+/// The first part of an error's text that the client repeats (`UnknownIssuer: UnknownIssuer`).
+fn first_part(text: &str) -> String {
+    text.split(':').next().unwrap_or(text).trim().to_owned()
 }
 
 /// Whether `err` means the connection is unusable (as opposed to the server refusing a
@@ -80,22 +89,17 @@ pub(crate) fn is_connection_problem(err: &RedisError) -> bool {
 }
 
 impl Conn {
-    /// A connection to `server` (`HOST:PORT`), opened on first use.
-    pub(crate) fn new(name: &SegmentName, server: &str) -> Result<Self> {
-        let client =
-            redis::Client::open(format!("redis://{server}/")).map_err(|source| Error::Redis {
-                name: name.clone(),
-                op: "parsing the server address",
-                source: Box::new(source),
-            })?;
+    /// A connection to `server`, the server of `name`, opened on first use.
+    pub(crate) fn new(name: &SegmentName, server: &RedisServer) -> Result<Self> {
         Ok(Conn {
-            server: server.to_owned(),
-            client,
+            server: server.address(),
+            target: server.clone(),
+            client: target::client(name, server)?,
             idle: Mutex::new(Vec::new()),
         })
     }
 
-    /// `HOST:PORT`.
+    /// `HOST:PORT`, or the path of a unix socket.
     pub(crate) fn server(&self) -> &str {
         &self.server
     }
@@ -173,6 +177,9 @@ impl Conn {
                 None => match self.connect() {
                     Ok(fresh) => fresh,
                     Err(err) => {
+                        if let Some(refusal) = self.refused_login(name, &err) {
+                            return Err(refusal);
+                        }
                         // Nothing was sent: retrying is safe for reads and writes alike.
                         if started.elapsed() + pause < RETRY_WINDOW {
                             std::thread::sleep(pause);
@@ -191,6 +198,9 @@ impl Conn {
                     self.forget_idle();
                     if is_connection_problem(&err) && started.elapsed() < RETRY_WINDOW {
                         continue;
+                    }
+                    if let Some(refusal) = self.refused_login(name, &err) {
+                        return Err(refusal);
                     }
                     return Err(self.unreachable(name, op, false, err));
                 }
@@ -223,6 +233,9 @@ impl Conn {
                 Err(err) => {
                     // The server answered: the connection is fine.
                     self.give_back(current);
+                    if let Some(refusal) = self.refused_login(name, &err) {
+                        return Err(refusal);
+                    }
                     // A checked script that refused to run says why, having done nothing.
                     if let Some(refusal) = super::guard_refusal(&err, name) {
                         return Err(refusal);
@@ -234,6 +247,95 @@ impl Conn {
                     });
                 }
             }
+        }
+    }
+
+    /// The error to report if `err` says the server does not let this client in: a
+    /// password missing or refused, a user refused, a command its ACL user may not run, a
+    /// database it does not have.
+    fn refused_login(&self, name: &SegmentName, err: &RedisError) -> Option<Error> {
+        let auth = |problem| Error::RedisAuth {
+            name: name.clone(),
+            server: self.server.clone(),
+            problem: Box::new(problem),
+        };
+        let user = || {
+            self.target
+                .user
+                .clone()
+                .unwrap_or_else(|| "default".to_owned())
+        };
+        if err.kind() == redis::ErrorKind::AuthenticationFailed {
+            return Some(auth(self.diagnose_refused_password(name)));
+        }
+        if super::refused_with(err, &["NOAUTH"]) {
+            return Some(auth(AuthProblem::PasswordMissing));
+        }
+        if super::refused_with(err, &["NOPERM"]) {
+            return Some(auth(AuthProblem::NotPermitted {
+                user: user(),
+                what: err
+                    .detail()
+                    .unwrap_or("run a command memspace needs")
+                    .to_owned(),
+            }));
+        }
+        // The client selects the database as it logs in, and reports a refusal with the
+        // server's words after its own.
+        let text = err.to_string();
+        // TLS: the client refused the server's certificate, or the server wants one of the
+        // client's that it did not get (or did not trust).
+        if let Some(why) = text.split("invalid peer certificate: ").nth(1) {
+            return Some(auth(AuthProblem::CertificateNotTrusted {
+                why: first_part(why),
+            }));
+        }
+        if let Some(why) = text.split("received fatal alert: ").nth(1)
+            && why.contains("Certificate")
+        {
+            return Some(auth(AuthProblem::ClientCertificateRefused {
+                why: first_part(why),
+            }));
+        }
+        // A client that has not logged in may only send short commands: a longer one (a
+        // script) is refused as a protocol error, and the connection closed.
+        if text.contains("unauthenticated") {
+            return Some(auth(AuthProblem::PasswordMissing));
+        }
+        if text.contains("refused to switch database") {
+            if text.contains("NOAUTH") || text.contains("Authentication required") {
+                return Some(auth(AuthProblem::PasswordMissing));
+            }
+            if text.contains("NOPERM") || text.contains("no permissions") {
+                return Some(auth(AuthProblem::NotPermitted {
+                    user: user(),
+                    what: format!("select database {}", self.target.db),
+                }));
+            }
+            return Some(auth(AuthProblem::NoSuchDatabase { db: self.target.db }));
+        }
+        None
+    }
+
+    /// Why the server refused the password: for a user, Redis does not say whether the user
+    /// or the password is wrong; for the default user, a login without any password tells
+    /// whether the server needs one.
+    fn diagnose_refused_password(&self, name: &SegmentName) -> AuthProblem {
+        if let Some(user) = &self.target.user {
+            return AuthProblem::UserRefused { user: user.clone() };
+        }
+        let mut bare = self.target.clone();
+        bare.password = None;
+        let needs_none = target::client(name, &bare)
+            .ok()
+            .and_then(|client| client.get_connection_with_timeout(CONNECT_TIMEOUT).ok())
+            .is_some_and(|mut connection| {
+                redis::cmd("PING").query::<String>(&mut connection).is_ok()
+            });
+        if needs_none {
+            AuthProblem::PasswordNotNeeded
+        } else {
+            AuthProblem::WrongPassword
         }
     }
 

@@ -39,6 +39,7 @@
 mod conn;
 mod object;
 mod script;
+mod target;
 
 pub(crate) use self::conn::Conn;
 pub(crate) use self::object::{FirstData, Init, Object, read_meta};

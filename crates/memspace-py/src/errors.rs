@@ -1,6 +1,6 @@
 //! memspace's errors as Python exceptions: the built-in class that fits (a missing object is a
 //! `FileNotFoundError`, an existing one a `FileExistsError`, an unreachable Redis server a
-//! `ConnectionError`), `RuntimeError` otherwise, with
+//! `ConnectionError`, a refused login a `PermissionError`), `RuntimeError` otherwise, with
 //! memspace's message, which names the object and says what to do.
 
 use memspace::sync::{LockError, ReleaseError};
@@ -31,6 +31,7 @@ pub(crate) fn to_py(err: &Error) -> PyErr {
         Error::Encode { .. } => PyValueError::new_err(text),
         Error::Lock(lock) => lock_to_py(lock),
         Error::RedisUnreachable { .. } => PyConnectionError::new_err(text),
+        Error::RedisAuth { .. } => PyPermissionError::new_err(text),
         _ => PyRuntimeError::new_err(text),
     }
 }

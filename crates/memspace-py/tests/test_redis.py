@@ -4,6 +4,7 @@ several processes."""
 
 import multiprocessing as mp
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -28,21 +29,24 @@ def _answers(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            reply = s.recv(64)
+            # A server with a password answers NOAUTH: it is up all the same.
+            return reply.startswith(b"+PONG") or b"NOAUTH" in reply
     except OSError:
         return False
 
 
-@pytest.fixture(scope="module")
-def redis_url():
+def _server(password=None):
+    """A private redis-server on a free loopback port; yields its port."""
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("no redis-server: scripts/test.sh installs it")
     with tempfile.TemporaryDirectory(prefix="memspace-py-redis-") as workdir:
         port = _free_port()
+        auth = ["--requirepass", password] if password else []
         proc = subprocess.Popen(
             [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", workdir],
+             "--dir", workdir, *auth],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
@@ -51,10 +55,24 @@ def redis_url():
                 assert proc.poll() is None, "redis-server exited"
                 assert time.monotonic() < deadline, "redis-server did not answer"
                 time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}"
+            yield port
         finally:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    for port in _server():
+        yield f"redis://127.0.0.1:{port}"
+
+
+PASSWORD = "py-s3cret-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def redis_port_with_password():
+    yield from _server(PASSWORD)
 
 
 def _name(url, tag):
@@ -108,3 +126,34 @@ def test_names_on_redis_give_python_errors(redis_url):
         memspace.SharedList.open(name)
     with pytest.raises(ConnectionError, match="redis-server"):
         memspace.SharedList.open("redis://127.0.0.1:1/nothing-listens-here")
+
+
+def _append_in_child(items, value):
+    items.append(value)
+
+
+# (A forkserver's children take the environment the server started with: the password must be
+# in it before the first process starts, which this module's other tests have done already.)
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_redis_password_is_never_shown_and_reaches_children(redis_port_with_password, method, monkeypatch):
+    port = redis_port_with_password
+    monkeypatch.delenv("MEMSPACE_REDIS_PASSWORD", raising=False)
+    name = f"redis://:{PASSWORD}@127.0.0.1:{port}/pytest-auth-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    items = memspace.SharedList.create(name)
+    try:
+        shown = [items.name, repr(items), str(pickle.dumps(items)), str(pickle.dumps(items._raw.transport()))]
+        assert all(PASSWORD not in text for text in shown), shown
+        with pytest.raises(PermissionError) as refused:
+            memspace.SharedList.open(name.replace(PASSWORD, "wrong-password"))
+        assert "password" in str(refused.value) and PASSWORD not in str(refused.value)
+        ctx = mp.get_context(method)
+        if method != "fork":
+            # A child that starts afresh learns the password from its environment.
+            monkeypatch.setenv("MEMSPACE_REDIS_PASSWORD", PASSWORD)
+        child = ctx.Process(target=_append_in_child, args=(items, method))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert items == [method]
+    finally:
+        items.unlink()

@@ -64,35 +64,53 @@ pub(crate) struct ThreadStamp {
     pub(crate) pid_namespace: u64,
 }
 
+/// A stamp cached by each thread for one fork generation: a forked child, whose ids differ,
+/// takes its own.
+struct CachedStamp(std::cell::Cell<(u32, ThreadStamp)>);
+
+impl CachedStamp {
+    /// Nothing cached yet (tid 0).
+    const fn empty() -> Self {
+        CachedStamp(std::cell::Cell::new((
+            0,
+            ThreadStamp {
+                tid: 0,
+                start: 0,
+                pid_namespace: 0,
+            },
+        )))
+    }
+
+    /// The cached stamp, or the one `take` gives for this generation, cached.
+    #[inline]
+    fn get_or(&self, take: fn() -> ThreadStamp) -> ThreadStamp {
+        let generation = FORK_GENERATION.load(Ordering::Relaxed);
+        let (cached_generation, stamp) = self.0.get();
+        if stamp.tid != 0 && cached_generation == generation {
+            return stamp;
+        }
+        let stamp = take();
+        self.0.set((generation, stamp));
+        stamp
+    }
+}
+
 thread_local! {
-    /// The calling thread's stamp and the fork generation it was taken in (tid 0: not yet).
-    static THIS_THREAD: std::cell::Cell<(u32, ThreadStamp)> =
-        const {
-            std::cell::Cell::new((
-                0,
-                ThreadStamp {
-                    tid: 0,
-                    start: 0,
-                    pid_namespace: 0,
-                },
-            ))
-        };
+    /// The calling thread's stamp.
+    static THIS_THREAD: CachedStamp = const { CachedStamp::empty() };
+    /// The calling process's stamp, as this thread took it.
+    static THIS_PROCESS: CachedStamp = const { CachedStamp::empty() };
 }
 
 /// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread
 /// asks (and again after a fork), a thread-local read after that.
 #[inline]
 pub(crate) fn this_thread() -> ThreadStamp {
-    let generation = FORK_GENERATION.load(Ordering::Relaxed);
-    let (cached_generation, stamp) = THIS_THREAD.get();
-    if stamp.tid != 0 && cached_generation == generation {
-        return stamp;
-    }
-    stamp_this_thread(generation)
+    THIS_THREAD.with(|cached| cached.get_or(stamp_this_thread))
 }
 
 #[cold]
-fn stamp_this_thread(generation: u32) -> ThreadStamp {
+fn stamp_this_thread() -> ThreadStamp {
     forget_ids_in_fork_children();
     let tid = rustix::thread::gettid()
         .as_raw_nonzero()
@@ -101,29 +119,11 @@ fn stamp_this_thread(generation: u32) -> ThreadStamp {
     // The thread is alive (it is us), so only an unreadable /proc (not mounted) leaves no start
     // time; 0 then means "unknown", and others fall back on the thread's existence alone.
     let start = read_stat("/proc/thread-self/stat").map_or(0, |stat| stat.start);
-    let stamp = ThreadStamp {
+    ThreadStamp {
         tid,
         start,
         pid_namespace: pid_namespace(),
-    };
-    THIS_THREAD.set((generation, stamp));
-    stamp
-}
-
-thread_local! {
-    /// The calling process's stamp as this thread last took it, and the fork generation it
-    /// was taken in (tid 0: not yet).
-    static THIS_PROCESS: std::cell::Cell<(u32, ThreadStamp)> =
-        const {
-            std::cell::Cell::new((
-                0,
-                ThreadStamp {
-                    tid: 0,
-                    start: 0,
-                    pid_namespace: 0,
-                },
-            ))
-        };
+    }
 }
 
 /// The calling process as a lock holder: the stamp of its main thread (whose id is the pid,
@@ -132,16 +132,11 @@ thread_local! {
 /// (and again after a fork), a thread-local read after that.
 #[inline]
 pub(crate) fn this_process() -> ThreadStamp {
-    let generation = FORK_GENERATION.load(Ordering::Relaxed);
-    let (cached_generation, stamp) = THIS_PROCESS.get();
-    if stamp.tid != 0 && cached_generation == generation {
-        return stamp;
-    }
-    stamp_this_process(generation)
+    THIS_PROCESS.with(|cached| cached.get_or(stamp_this_process))
 }
 
 #[cold]
-fn stamp_this_process(generation: u32) -> ThreadStamp {
+fn stamp_this_process() -> ThreadStamp {
     static START: AtomicU64 = AtomicU64::new(0);
     /// The pid `START` was read for: a forked child has another pid, and reads its own.
     static START_OF: AtomicU32 = AtomicU32::new(0);
@@ -156,13 +151,11 @@ fn stamp_this_process(generation: u32) -> ThreadStamp {
         START_OF.store(pid, Ordering::Release);
         start
     };
-    let stamp = ThreadStamp {
+    ThreadStamp {
         tid: pid,
         start,
         pid_namespace: this_thread().pid_namespace,
-    };
-    THIS_PROCESS.set((generation, stamp));
-    stamp
+    }
 }
 
 /// The calling process's pid namespace (the inode of `/proc/self/ns/pid`; 0 if unreadable).

@@ -177,8 +177,8 @@ fn back_off<G>(
     } else {
         std::thread::sleep(NAP);
         // After a look that found nobody holding the lock, the next nap looks again.
-        let look = (waits.count - YIELDS).is_multiple_of(NAPS_PER_LOOK) || waits.unheld.is_some();
-        if !look || seen.is_multiple_of(2) {
+        let due = (waits.count - YIELDS).is_multiple_of(NAPS_PER_LOOK) || waits.unheld.is_some();
+        if !due || seen.is_multiple_of(2) {
             return Ok(());
         }
         match segment.lock_owner() {

@@ -83,7 +83,8 @@ impl Latencies {
 
     fn note_slow(&mut self, slow: (u64, u64)) {
         self.slowest.push(slow);
-        self.slowest.sort_unstable_by_key(|slow| std::cmp::Reverse(slow.0));
+        self.slowest
+            .sort_unstable_by_key(|slow| std::cmp::Reverse(slow.0));
         self.slowest.truncate(SLOWEST);
     }
 

@@ -237,7 +237,7 @@ fn list_growth(items: u64) -> anyhow::Result<Growth> {
 /// Measures both growths and prints them as a table, or as a JSON array.
 pub(crate) fn run(quick: bool, json: bool) -> anyhow::Result<()> {
     let (keys, items) = if quick {
-        (1_000_000, 2_000_000)
+        (250_000, 1_000_000)
     } else {
         (10_000_000, 100_000_000)
     };

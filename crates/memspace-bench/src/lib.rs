@@ -62,7 +62,7 @@ pub struct Options {
     pub redis: Option<String>,
     /// Instead of the default run, measure how long inserts take while a map grows to 10 M
     /// keys and a list to 100 M items, two processes inserting (p50, p99.9 and the longest);
-    /// with `quick`, to 1 M keys and 2 M items.
+    /// with `quick`, to 250 000 keys and 1 M items.
     pub growth: bool,
 }
 

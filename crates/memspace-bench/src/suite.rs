@@ -40,8 +40,8 @@ impl Sizes {
                 spawns: 30,
                 read_elements: 10_000_000,
                 growth_elements: 10_000_000,
-                map_gets: 1_000_000,
-                map_inserts: 200_000,
+                map_gets: 200_000,
+                map_inserts: 50_000,
             }
         } else {
             Sizes {

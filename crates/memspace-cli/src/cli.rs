@@ -511,7 +511,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "redis://HOST:PORT")]
     pub(crate) redis: Option<String>,
     /// Instead, measure insert latencies (p50, p99.9, longest) while two processes grow a map
-    /// to 10 M keys and a list to 100 M items (with --quick: 1 M keys, 2 M items).
+    /// to 10 M keys and a list to 100 M items (with --quick: 250 000 keys, 1 M items).
     #[arg(long, conflicts_with = "redis")]
     pub(crate) growth: bool,
 }

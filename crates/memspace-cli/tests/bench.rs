@@ -41,6 +41,17 @@ fn check_rows(rows: &[Value], out: &str) {
     }
 }
 
+/// The baselines of every run, Python or not.
+const RUST_BASELINES: [&str; 7] = [
+    "rust_threads_mutex_vec",
+    "std_mutex",
+    "raw_fork",
+    "command_spawn",
+    "shared_map_get_1_process",
+    "rwlock_hash_map_get",
+    "mutex_hash_map_insert",
+];
+
 #[test]
 fn bench_installed_elsewhere_runs_the_python_baselines_from_a_private_temporary_file() {
     // The program alone in a directory of its own, run from another directory.
@@ -94,15 +105,7 @@ fn bench_installed_elsewhere_runs_the_python_baselines_from_a_private_temporary_
     let rows = json.as_array().expect("an array");
     check_rows(rows, &out);
     let baselines: Vec<&str> = rows.iter().filter_map(|r| r["baseline"].as_str()).collect();
-    for expected in [
-        "rust_threads_mutex_vec",
-        "std_mutex",
-        "raw_fork",
-        "command_spawn",
-        "shared_map_get_1_process",
-        "rwlock_hash_map_get",
-        "mutex_hash_map_insert",
-    ] {
+    for expected in RUST_BASELINES {
         assert!(
             baselines.contains(&expected),
             "{expected} missing from {out}"

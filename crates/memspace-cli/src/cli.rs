@@ -489,6 +489,10 @@ pub(crate) enum QueueCommand {
     },
 }
 
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each is a switch of the command line, independent of the others"
+)]
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
     /// Smaller runs: done in well under a minute.
@@ -509,6 +513,10 @@ pub(crate) struct BenchArgs {
     /// time and batched, lock, queue).
     #[arg(long, value_name = "redis://HOST:PORT")]
     pub(crate) redis: Option<String>,
+    /// Instead, measure insert latencies (p50, p99.9, longest) while two processes grow a map
+    /// to 10 M keys and a list to 100 M items (with --quick: 250 000 keys, 1 M items).
+    #[arg(long, conflicts_with = "redis")]
+    pub(crate) growth: bool,
 }
 
 #[cfg(test)]

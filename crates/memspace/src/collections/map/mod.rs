@@ -45,9 +45,12 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// as a `HashMap` or `HashSet` with the default `RandomState` (their order differs), as keys:
 /// use a `BTreeMap` or a sorted `Vec`.
 ///
-/// Every operation takes the map's robust lock; a process killed in the middle of one leaves
-/// the map as it was before the operation or as it is after it (see the module docs for the
-/// protocol and what a crash leaves behind).
+/// Every change takes the map's robust lock; a process killed in the middle of one leaves
+/// the map as it was before the change or as it is after it (see the module docs for the
+/// protocol and what a crash leaves behind). [`get`](SharedMap::get),
+/// [`contains_key`](SharedMap::contains_key) and [`len`](SharedMap::len) take no lock: they
+/// read optimistically and read again if a change overlapped, so readers in many processes
+/// do not wait for one another, and see each change whole or not at all.
 ///
 /// A name `redis://HOST:PORT/NAME` puts the map on a Redis server instead, as a hash of
 /// encoded keys to encoded values, with the same methods ([`segment`](SharedMap::segment)
@@ -255,6 +258,11 @@ where
     }
 
     /// The value of `key`, if it has one.
+    ///
+    /// Read without the lock: a change made meanwhile by another thread or process makes it
+    /// read again (after a few overlapping changes it reads under the lock, so a stream of
+    /// writes cannot starve it), and a holder of the lock killed in the middle of a change is
+    /// recovered from as by a writer.
     ///
     /// # Errors
     ///

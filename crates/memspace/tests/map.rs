@@ -437,6 +437,7 @@ fn a_full_map_refuses_an_insert_unchanged_and_can_still_be_cleared() {
 #[derive(Debug, Clone)]
 enum Op {
     Insert(u16, Vec<u8>),
+    InsertIfAbsent(u16, Vec<u8>),
     Remove(u16),
     Get(u16),
     ContainsKey(u16),
@@ -450,6 +451,8 @@ fn op() -> impl Strategy<Value = (bool, Op)> {
     let op = prop_oneof![
         8 => (key.clone(), proptest::collection::vec(any::<u8>(), 0..700))
             .prop_map(|(k, v)| Op::Insert(k, v)),
+        3 => (key.clone(), proptest::collection::vec(any::<u8>(), 0..700))
+            .prop_map(|(k, v)| Op::InsertIfAbsent(k, v)),
         4 => key.clone().prop_map(Op::Remove),
         3 => key.clone().prop_map(Op::Get),
         1 => key.prop_map(Op::ContainsKey),
@@ -474,6 +477,11 @@ proptest! {
             match op {
                 Op::Insert(k, v) => {
                     prop_assert_eq!(map.insert(&k, &v).expect("insert"), model.insert(k, v));
+                }
+                Op::InsertIfAbsent(k, v) => {
+                    let kept = model.get(&k).cloned();
+                    model.entry(k).or_insert_with(|| v.clone());
+                    prop_assert_eq!(map.insert_if_absent(&k, &v).expect("insert_if_absent"), kept);
                 }
                 Op::Remove(k) => prop_assert_eq!(map.remove(&k).expect("remove"), model.remove(&k)),
                 Op::Get(k) => prop_assert_eq!(map.get(&k).expect("get"), model.get(&k).cloned()),

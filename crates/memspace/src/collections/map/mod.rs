@@ -248,11 +248,32 @@ where
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
         let (payload, key_len) = self.encode_entry(key, value)?;
         match self.place.as_ref() {
-            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len)?),
+            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len, true)?),
             #[cfg(feature = "redis")]
             Place::Redis(map) => {
                 let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
                 map.insert(key, value)
+            }
+        }
+    }
+
+    /// Inserts `value` under `key` unless the key has a value already, in one atomic step;
+    /// returns the value the key had, or `None` if `value` was inserted. Python's
+    /// `dict.setdefault`, and the way for several processes to agree on one value for a key:
+    /// whichever inserts first, every caller gets that value back.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::insert`]; a value found that is not a `V` is [`Error::Decode`] (the map
+    /// is unchanged).
+    pub fn insert_if_absent(&self, key: &K, value: &V) -> Result<Option<V>> {
+        let (payload, key_len) = self.encode_entry(key, value)?;
+        match self.place.as_ref() {
+            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len, false)?),
+            #[cfg(feature = "redis")]
+            Place::Redis(map) => {
+                let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
+                map.insert_if_absent(key, value)
             }
         }
     }

@@ -473,12 +473,27 @@ impl<'a> Raw<'a> {
     }
 
     /// Inserts the entry encoded in `payload` (key length, key, value); returns the slot and
-    /// entry it replaced.
-    pub(super) fn insert(self, payload: &[u8], key_len: usize) -> Result<Option<(u64, Entry)>> {
+    /// entry it replaced. With `replace` false, a key that has an entry keeps it, and that is
+    /// the slot and entry returned.
+    pub(super) fn insert(
+        self,
+        payload: &[u8],
+        key_len: usize,
+        replace: bool,
+    ) -> Result<Option<(u64, Entry)>> {
         let key = &payload[KEY_LENGTH..KEY_LENGTH + key_len];
         let hash = hash(key);
         let held = self.lock()?;
         let area = self.area();
+        if !replace {
+            // Looked up before the change begins: readers need not retry for nothing.
+            let state = self.tidy(&held, self.state(&held)?)?;
+            if let Probe::Found { index, entry } =
+                self.find_locked(&held, state.table, key, hash)?
+            {
+                return Ok(Some((index, entry)));
+            }
+        }
         let _change = Change::begin(&area.changes, &held);
         let mut state = self.tidy(&held, self.state(&held)?)?;
         let mut probe = self.find_locked(&held, state.table, key, hash)?;

@@ -306,6 +306,7 @@ def test_condition_follows_threading():
         assert lock.locked()
         assert cond.wait_for(lambda: 0, timeout=0.05) == 0
         cond.notify_all()
+        cond.notify(sys.maxsize)
     assert not lock.locked()
     # A thread notified while another waits.
     woke = []

@@ -485,18 +485,13 @@ impl<'a> Raw<'a> {
         let hash = hash(key);
         let held = self.lock()?;
         let area = self.area();
-        if !replace {
-            // Looked up before the change begins: readers need not retry for nothing.
-            let state = self.tidy(&held, self.state(&held)?)?;
-            if let Probe::Found { index, entry } =
-                self.find_locked(&held, state.table, key, hash)?
-            {
-                return Ok(Some((index, entry)));
-            }
-        }
+        // Begun before `tidy`, which may compact the map under lock-free readers.
         let _change = Change::begin(&area.changes, &held);
         let mut state = self.tidy(&held, self.state(&held)?)?;
         let mut probe = self.find_locked(&held, state.table, key, hash)?;
+        if !replace && let Probe::Found { index, entry } = probe {
+            return Ok(Some((index, entry)));
+        }
         if let Probe::Vacant { index } = probe
             && self
                 .record_word(state.table, index)?

@@ -118,6 +118,14 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// acknowledged leaves its item unfinished: it is delivered again, and done when another
 /// worker acknowledges it, so a `join` neither hangs on it nor returns before it is done.
 ///
+/// # Batches
+///
+/// [`Queue::put_many`] appends several items as one change (a process killed meanwhile leaves
+/// all of them or none), [`Queue::get_many`] takes and acknowledges up to a number of ready
+/// items, and [`Queue::receive_many`] takes them in flight as [`Deliveries`], acknowledged
+/// together. Each takes the lock once for the whole batch (on Redis: one script for a put or
+/// an acknowledgement), which makes it several times faster per item than single calls.
+///
 /// # Closing
 ///
 /// [`Queue::close`] is Python 3.13's `Queue.shutdown()`: every handle's `put` fails with
@@ -142,7 +150,9 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 ///
 /// [`get`](Queue::get) and [`receive`](Queue::receive) sleep while nothing is ready,
 /// [`put`](Queue::put) while a bounded queue is full, [`join`](Queue::join) while items are
-/// unacknowledged, on futexes shared with every process: no polling, except that a receiver
+/// unacknowledged, on futexes shared with every process (a receiver or sender first spins for
+/// a few microseconds, which spares a sleep and a wake-up when its partner process is running
+/// on another core): no polling, except that a receiver
 /// waiting while items are in flight with others looks every 50 ms whether their takers died
 /// (and so does a `join` after an immediate close). Each has a non-blocking (`try_`) and a timed
 /// (`_timeout`) form. A put wakes every sleeping receiver, not just one: a receiver killed
@@ -639,20 +649,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// The error for the refused item of a shared-memory receive, which holds it in flight.
     fn refused(&self, refused: shm::Taken) -> QueueError {
-        let (claim, payload) = Claim::shm(refused);
-        match codec::decode::<T>(&payload) {
-            Err(source) => self.undecodable(payload, source, claim),
-            // Refused, so not decodable: a decoding that succeeds now found a changed item,
-            // which cannot be (it is in flight with this process). Put it back.
-            Ok(_) => {
-                let mut claim = claim;
-                claim.release(&self.place);
-                QueueError::Other(Error::Corrupt {
-                    name: self.name().clone(),
-                    what: "an item changed while in flight".to_owned(),
-                })
-            }
+        let (mut claim, payload) = Claim::shm(refused);
+        if let Err(source) = codec::decode::<T>(&payload) {
+            return self.undecodable(payload, source, claim);
         }
+        // Refused, so not decodable: a decoding that succeeds now found a changed item, which
+        // cannot be (it is in flight with this process). Put it back.
+        claim.release(&self.place);
+        QueueError::Other(Error::Corrupt {
+            name: self.name().clone(),
+            what: "an item changed while in flight".to_owned(),
+        })
     }
 
     /// Takes up to `max` items (at least one, waiting for it) and, if `ack`, acknowledges

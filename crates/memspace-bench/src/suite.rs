@@ -218,7 +218,7 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
         ),
         "a producer process puts u64 items, this process takes them: batched, put_many of 64 \
          and get_many of up to 256 (each batch acknowledged under one lock), against one put \
-         and one get per item; a get that finds nothing spins briefly, then sleeps on a futex; \
+         and one get per item; a get that finds nothing sleeps on a futex until a put wakes it; \
          timed from the first item received to the last",
         || queues::two_processes_batched(n),
         || queues::two_processes(n),
@@ -239,7 +239,7 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
             "Queue<u64> between two processes, against iceoryx2 publish-subscribe",
             ("queue_two_processes", "iceoryx2_pubsub", "items/s"),
             "a producer process sends u64 items one at a time, this process receives them one \
-             at a time: Queue put and get (acknowledged; get spins, then sleeps on a futex), \
+             at a time: Queue put and get (acknowledged; an empty get sleeps on a futex), \
              against iceoryx2 publish-subscribe (loan_uninit, write_payload, send; safe \
              overflow off, a subscriber buffer of 256, the publisher retrying while it is \
              full; the subscriber busy-polls receive); timed from the first item received to \

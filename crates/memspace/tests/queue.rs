@@ -1288,6 +1288,16 @@ fn consume_numbers((queue, count): (Queue<u64>, u64)) -> u64 {
 fn throughput_of_one_producer_and_one_consumer_process() {
     const COUNT: u64 = 1_000_000;
     memspace::init();
+    let queue = Queue::<u64>::new().expect("queue");
+    let started = Instant::now();
+    for i in 0..COUNT {
+        queue.put(&i).expect("put");
+        std::hint::black_box(queue.get().expect("get"));
+    }
+    eprintln!(
+        "one process: {:.0} ns per put+get",
+        started.elapsed().as_nanos() as f64 / COUNT as f64
+    );
     for capacity in [None, Some(1024)] {
         let queue = match capacity {
             Some(capacity) => Queue::<u64>::bounded(capacity),

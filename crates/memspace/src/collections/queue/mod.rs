@@ -150,9 +150,7 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 ///
 /// [`get`](Queue::get) and [`receive`](Queue::receive) sleep while nothing is ready,
 /// [`put`](Queue::put) while a bounded queue is full, [`join`](Queue::join) while items are
-/// unacknowledged, on futexes shared with every process (a receiver or sender first spins for
-/// a few microseconds, which spares a sleep and a wake-up when its partner process is running
-/// on another core): no polling, except that a receiver
+/// unacknowledged, on futexes shared with every process: no polling, except that a receiver
 /// waiting while items are in flight with others looks every 50 ms whether their takers died
 /// (and so does a `join` after an immediate close). Each has a non-blocking (`try_`) and a timed
 /// (`_timeout`) form. A put wakes every sleeping receiver, not just one: a receiver killed

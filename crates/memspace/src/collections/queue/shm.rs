@@ -78,10 +78,6 @@ pub(super) const REDELIVERY_CHECK: Duration = Duration::from_millis(50);
 /// Every this many deliveries, a receiver looks for items of dead takers first even when other
 /// items are ready (it always looks when none is).
 const ORPHAN_SCAN_EVERY: u64 = 16;
-/// How many times a waiting sender or receiver spins ([`spin_on`]) before it sleeps.
-const SLEEP_AFTER_SPINS: u32 = 1;
-/// How many `spin_loop` rounds one spin lasts at most (some microseconds).
-const SPIN_LIMIT: u32 = 2000;
 
 /// This process's pid and start time, which identify it as a taker. The start time is read
 /// from `/proc` once per process (a forked child sees another pid and reads its own).
@@ -173,7 +169,6 @@ impl<'a> Raw<'a> {
                 capacity,
             });
         }
-        let mut spins = SLEEP_AFTER_SPINS;
         loop {
             let guard = self.lock()?;
             if area.closed.load(Ordering::Relaxed) != OPEN {
@@ -187,11 +182,6 @@ impl<'a> Raw<'a> {
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, None) else {
                 return Ok(false);
             };
-            if spins > 0 {
-                spins -= 1;
-                spin_on(guard, &area.space);
-                continue;
-            }
             sleep_on(guard, &area.space, &area.senders, sleep);
         }
     }
@@ -213,7 +203,6 @@ impl<'a> Raw<'a> {
     ) -> std::result::Result<Option<Received>, QueueError> {
         let area = self.area();
         let deadline = deadline(timeout);
-        let mut spins = SLEEP_AFTER_SPINS;
         loop {
             let guard = self.lock()?;
             let closed = area.closed.load(Ordering::Relaxed);
@@ -241,11 +230,6 @@ impl<'a> Raw<'a> {
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
                 return Ok(None);
             };
-            if spins > 0 {
-                spins -= 1;
-                spin_on(guard, &area.items);
-                continue;
-            }
             sleep_on(guard, &area.items, &area.receivers, sleep);
         }
     }
@@ -909,20 +893,6 @@ fn unlock_and_wake(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) 
     drop(guard);
     if wake {
         sys::futex_wake(word, u32::MAX);
-    }
-}
-
-/// Unlocks and spins until `word` changes, at most [`SPIN_LIMIT`] times: a partner process
-/// running on another core usually changes it within microseconds, far sooner than a futex
-/// sleep and wake-up (two system calls and a context switch) would let this one go on.
-fn spin_on(guard: RawGuard<'_>, word: &AtomicU32) {
-    let seen = word.load(Ordering::Relaxed);
-    drop(guard);
-    for _ in 0..SPIN_LIMIT {
-        if word.load(Ordering::Relaxed) != seen {
-            return;
-        }
-        std::hint::spin_loop();
     }
 }
 

@@ -567,6 +567,34 @@ fn a_queue_that_never_drains_reuses_its_space() {
 }
 
 #[test]
+fn batches_of_varying_sizes_wrap_around_the_ring_and_come_back_intact() {
+    let queue = Queue::<String>::new().expect("queue");
+    let mut model = std::collections::VecDeque::new();
+    let mut rng = Rng::new(seed_from_env("MEMSPACE_QUEUE_SEED"));
+    let mut next = 0u32;
+    // Each round puts a batch of 1 to 40 items of 0 to 300 bytes and takes a batch of 1 to
+    // 50: the records wrap around the ring's end again and again, in the middle of batches.
+    for round in 0..2_000 {
+        let batch: Vec<String> = (0..1 + rng.below(40))
+            .map(|_| {
+                next += 1;
+                format!("{next:08}{}", "z".repeat(rng.below(300) as usize))
+            })
+            .collect();
+        queue.put_many(&batch).expect("put_many");
+        model.extend(batch);
+        let want = 1 + rng.below(50) as usize;
+        let got = queue.get_many(want).expect("get_many");
+        let expected: Vec<String> = model.drain(..want.min(model.len())).collect();
+        assert_eq!(got, expected, "round {round}");
+    }
+    assert_eq!(queue.to_vec().expect("to_vec"), Vec::from(model));
+    let size = queue.segment().expect("in shared memory").size();
+    assert!(size <= 4 << 20, "the segment grew to {size} bytes");
+    assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
+}
+
+#[test]
 fn a_long_held_delivery_keeps_later_items_space_until_acknowledged() {
     let queue = Queue::<String>::new().expect("queue");
     queue.put(&"slow job".to_owned()).expect("put");
@@ -1296,6 +1324,16 @@ fn throughput_of_one_producer_and_one_consumer_process() {
     }
     eprintln!(
         "one process: {:.0} ns per put+get",
+        started.elapsed().as_nanos() as f64 / COUNT as f64
+    );
+    let batch: Vec<u64> = (0..64).collect();
+    let started = Instant::now();
+    for _ in 0..COUNT / 64 {
+        queue.put_many(&batch).expect("put_many");
+        std::hint::black_box(queue.get_many(64).expect("get_many"));
+    }
+    eprintln!(
+        "one process, batches of 64: {:.0} ns per item put and got",
         started.elapsed().as_nanos() as f64 / COUNT as f64
     );
     for capacity in [None, Some(1024)] {

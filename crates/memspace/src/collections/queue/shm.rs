@@ -120,6 +120,29 @@ pub(super) struct Received {
     pub(super) refused: Option<Taken>,
 }
 
+/// Where a record of `need` bytes fits in `ring` whose live records start at `first` and end
+/// at `tail` (8-aligned), if anywhere.
+fn fit(ring: Ring, first: u64, tail: u64, need: u64) -> Option<u64> {
+    if need > ring.bytes() {
+        return None;
+    }
+    // Records of the live entries occupy `[first, tail)`, or `[first, hi)` and `[lo, tail)`
+    // once they wrapped around.
+    if first < tail {
+        if tail + need <= ring.hi {
+            Some(tail)
+        } else if ring.lo + need <= first {
+            Some(ring.lo)
+        } else {
+            None
+        }
+    } else if tail + need <= first {
+        Some(tail)
+    } else {
+        None
+    }
+}
+
 /// Adds `n` to a count only holders of the lock change: a plain load and store, cheaper than
 /// a locked read-modify-write.
 fn bump(word: &AtomicU64, n: u64) {
@@ -406,21 +429,7 @@ impl<'a> Raw<'a> {
         self.record_end(ring, first)?;
         let last = self.entry(ring, end - 1)?.record.load(Ordering::Relaxed);
         let tail = self.record_end(ring, last)?;
-        // Records of `head..end` occupy `[first, tail)`, or `[first, hi)` and `[lo, tail)`
-        // once they wrapped around.
-        Ok(if first < tail {
-            if tail + need <= ring.hi {
-                Some(tail)
-            } else if ring.lo + need <= first {
-                Some(ring.lo)
-            } else {
-                None
-            }
-        } else if tail + need <= first {
-            Some(tail)
-        } else {
-            None
-        })
+        Ok(fit(ring, first, tail, need))
     }
 
     /// Builds a ring with room for one more entry and `need` more record bytes past the
@@ -509,13 +518,19 @@ impl<'a> Raw<'a> {
         // Entries `end..next` are written and not yet committed: nobody but this call follows
         // them, and a grown ring copies them along with the live ones.
         let mut next = end;
+        // Where the live records start and end in the current ring, once this call wrote one:
+        // the next record's place follows from them without reading the entries again.
+        let mut span: Option<(u64, u64)> = None;
         for payload in payloads {
             let need = record_size(payload.len());
             let mut at = None;
             if let Some(current) = ring
                 && next - head < current.slots
             {
-                at = self.free_position(current, head, next, need)?;
+                at = match span {
+                    Some((first, tail)) => fit(current, first, tail, need),
+                    None => self.free_position(current, head, next, need)?,
+                };
             }
             let (current, at) = if let (Some(current), Some(at)) = (ring, at) {
                 (current, at)
@@ -527,12 +542,20 @@ impl<'a> Raw<'a> {
                         self.corrupt("a freshly built ring has no room for its record".to_owned())
                     })?;
                 ring = Some(grown);
+                span = None;
                 (grown, at)
             };
-            // SAFETY: we hold the lock (`guard`), and `free_position` placed `[at, at + need)`
-            // in the ring's free space, outside every live record and every record this call
-            // wrote before (module `# Safety`).
-            let (record, _) = unsafe { record::write(self.segment, guard, at, payload) }?;
+            // SAFETY: we hold the lock (`guard`), and `free_position` (or `fit`, from the
+            // bounds of the live records that `free_position` checked and this call extended)
+            // placed `[at, at + need)` in the ring's free space, outside every live record and
+            // every record this call wrote before (module `# Safety`).
+            let (record, after) = unsafe { record::write(self.segment, guard, at, payload) }?;
+            let first = match span {
+                Some((first, _)) => first,
+                None if head == next => record,
+                None => self.entry(current, head)?.record.load(Ordering::Relaxed),
+            };
+            span = Some((first, after));
             let entry = self.entry(current, next)?;
             entry.record.store(record, Ordering::Relaxed);
             entry.deliveries.store(0, Ordering::Relaxed);

@@ -575,7 +575,7 @@ fn batches_of_varying_sizes_wrap_around_the_ring_and_come_back_intact() {
     // Each round puts a batch of 1 to 40 items of 0 to 300 bytes and takes a batch of 1 to
     // 50: the records wrap around the ring's end again and again, in the middle of batches.
     for round in 0..2_000 {
-        let batch: Vec<String> = (0..1 + rng.below(40))
+        let batch: Vec<String> = (0..=rng.below(40))
             .map(|_| {
                 next += 1;
                 format!("{next:08}{}", "z".repeat(rng.below(300) as usize))

@@ -268,6 +268,7 @@ impl Claims {
 
     /// Keeps only the first `n` items; the claims on the others are handed back (for a
     /// receiver that could not decode them), to be put back.
+    #[cfg(feature = "redis")]
     pub(super) fn split_off(&mut self, n: usize) -> Claims {
         Claims {
             items: self.items.split_off(n.min(self.items.len())),

@@ -15,6 +15,9 @@
 //! * `workloads`: each scenario and each baseline, timed
 //! * `map`: the map's lookups and inserts against `std`'s maps
 //! * `growth`: `--growth`, insert latencies while a map and a list grow to millions of items
+//! * `queues`: the queue's scenarios, in one process and between two
+//! * `ipc`: the other inter-process channels the queue is compared with (`ipc-channel`,
+//!   iceoryx2), built with the feature `ipc-baselines`
 //! * `fork`: the bare `fork` + `waitpid` baseline (the crate's only `unsafe`)
 //! * `python`: the Python baselines, from `bench_baselines.py` (written to a temporary file)
 //! * `redis`: shared memory against a Redis server
@@ -27,9 +30,12 @@ mod chart;
 mod fork;
 mod growth;
 mod map;
+#[cfg(feature = "ipc-baselines")]
+mod ipc;
 mod measure;
 mod progress;
 mod python;
+mod queues;
 mod redis;
 mod report;
 mod suite;
@@ -86,7 +92,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         eprintln!("python3 is not on the PATH: the Python baselines are skipped");
     }
     let mut progress = Progress::new(
-        13 + 2 * usize::from(python) + if options.plot.is_some() { 5 } else { 0 },
+        15 + 3 * usize::from(cfg!(feature = "ipc-baselines"))
+            + 2 * usize::from(python)
+            + if options.plot.is_some() { 5 } else { 0 },
         std::io::stderr().is_terminal(),
     );
     let comparisons = suite::measure(&sizes, python, options.quick, &mut progress)?;

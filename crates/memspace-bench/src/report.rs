@@ -20,6 +20,10 @@ pub(crate) struct Comparison {
     /// the points of the scaling curve.
     #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<u32>,
+    /// What exactly both sides do (payload, batching, who waits how), where the names alone
+    /// do not say it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'static str>,
 }
 
 impl Comparison {
@@ -41,6 +45,15 @@ impl Comparison {
             unit,
             speedup: memspace / baseline_value,
             workers: None,
+            description: None,
+        }
+    }
+
+    /// The comparison with `description` (see the field).
+    pub(crate) fn described(self, description: &'static str) -> Self {
+        Comparison {
+            description: Some(description),
+            ..self
         }
     }
 
@@ -114,6 +127,16 @@ fn print_table(comparisons: &[Comparison]) {
             c.unit,
             c.speedup
         );
+    }
+    let described: Vec<_> = comparisons
+        .iter()
+        .filter_map(|c| Some((c.scenario, c.baseline, c.description?)))
+        .collect();
+    if !described.is_empty() {
+        println!();
+        for (scenario, baseline, description) in described {
+            println!("{scenario} against {baseline}: {description}");
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use memspace::spawn::StartMethod;
 use crate::measure::median_pair;
 use crate::progress::Progress;
 use crate::report::{Comparison, Names, Scaling};
-use crate::{fork, map, python, workloads};
+use crate::{fork, map, python, queues, workloads};
 
 /// Sizes of the runs.
 pub(crate) struct Sizes {
@@ -24,6 +24,8 @@ pub(crate) struct Sizes {
     /// Lookups by each reader, and inserts, of the map's comparisons.
     map_gets: u64,
     map_inserts: u64,
+    /// Items of each queue scenario.
+    queue_items: u64,
 }
 
 impl Sizes {
@@ -42,6 +44,7 @@ impl Sizes {
                 growth_elements: 10_000_000,
                 map_gets: 200_000,
                 map_inserts: 50_000,
+                queue_items: 200_000,
             }
         } else {
             Sizes {
@@ -57,6 +60,7 @@ impl Sizes {
                 growth_elements: 100_000_000,
                 map_gets: 5_000_000,
                 map_inserts: 1_000_000,
+                queue_items: 500_000,
             }
         }
     }
@@ -82,6 +86,23 @@ impl Recorder<'_> {
         self.progress.next(step);
         let values = median_pair(self.rounds, ours, theirs)?;
         self.comparisons.push(Comparison::throughput(names, values));
+        Ok(())
+    }
+
+    /// As [`Recorder::median`], with a description of the scenario (see
+    /// [`Comparison::described`]).
+    fn median_described(
+        &mut self,
+        step: &str,
+        names: Names,
+        description: &'static str,
+        ours: impl FnMut() -> anyhow::Result<f64>,
+        theirs: impl FnMut() -> anyhow::Result<f64>,
+    ) -> anyhow::Result<()> {
+        self.median(step, names, ours, theirs)?;
+        if let Some(last) = self.comparisons.pop() {
+            self.comparisons.push(last.described(description));
+        }
         Ok(())
     }
 
@@ -184,6 +205,8 @@ pub(crate) fn measure(
         || workloads::command_spawn(sizes.spawns),
     )?;
 
+    queue_rows(&mut run, sizes)?;
+
     run.once("reading 10 M u64 as a slice", || {
         let names = ("shared_vec_read", "vec_read", "GB/s");
         Ok(Comparison::throughput(
@@ -201,6 +224,70 @@ pub(crate) fn measure(
         Ok(Comparison::cost(names, (late, early)))
     })?;
     Ok(run.comparisons)
+}
+
+/// The queue's comparisons: in one process against `std::sync::mpsc`, batches against single
+/// items between two processes, and (with the feature `ipc-baselines`) single items between
+/// two processes against `ipc-channel` and iceoryx2.
+fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
+    let n = sizes.queue_items;
+    run.median_described(
+        "Queue<u64> put+get in one process, against std::sync::mpsc",
+        ("queue_put_get", "std_mpsc", "put+get/s"),
+        "one thread: put(u64) then get() (received and acknowledged at once) on an unbounded \
+         queue, against send(u64) then recv() on std::sync::mpsc::channel",
+        || queues::put_get_in_process(n),
+        || queues::mpsc_in_process(n),
+    )?;
+    run.median_described(
+        "Queue<u64> between two processes: batches against single items",
+        (
+            "queue_two_processes_batched",
+            "queue_two_processes",
+            "items/s",
+        ),
+        "a producer process puts u64 items, this process takes them: batched, put_many of 64 \
+         and get_many of up to 256 (each batch acknowledged under one lock), against one put \
+         and one get per item; a get that finds nothing sleeps on a futex until a put wakes it; \
+         timed from the first item received to the last",
+        || queues::two_processes_batched(n),
+        || queues::two_processes(n),
+    )?;
+    #[cfg(feature = "ipc-baselines")]
+    {
+        run.median_described(
+            "Queue<u64> between two processes, against ipc-channel",
+            ("queue_two_processes", "ipc_channel", "items/s"),
+            "a producer process sends u64 items one at a time, this process receives them one \
+             at a time, blocking: Queue put and get (acknowledged), against ipc-channel \
+             IpcSender<u64>::send and IpcReceiver::recv (a Unix socket); timed from the first \
+             item received to the last",
+            || queues::two_processes(n),
+            || crate::ipc::ipc_channel(n),
+        )?;
+        run.median_described(
+            "Queue<u64> between two processes, against iceoryx2 publish-subscribe",
+            ("queue_two_processes", "iceoryx2_pubsub", "items/s"),
+            "a producer process sends u64 items one at a time, this process receives them one \
+             at a time: Queue put and get (acknowledged; an empty get sleeps on a futex), \
+             against iceoryx2 publish-subscribe (loan_uninit, write_payload, send; safe \
+             overflow off, a subscriber buffer of 256, the publisher retrying while it is \
+             full; the subscriber busy-polls receive); timed from the first item received to \
+             the last",
+            || queues::two_processes(n),
+            || crate::ipc::iceoryx2_publish_subscribe(n),
+        )?;
+        run.median_described(
+            "Queue<u64> batches between two processes, against iceoryx2 publish-subscribe",
+            ("queue_two_processes_batched", "iceoryx2_pubsub", "items/s"),
+            "as queue_two_processes against iceoryx2_pubsub, with memspace's items put 64 per \
+             put_many and taken up to 256 per get_many; iceoryx2 still sends one sample per \
+             item (zero-copy, no batching API for single values)",
+            || queues::two_processes_batched(n),
+            || crate::ipc::iceoryx2_publish_subscribe(n),
+        )?;
+    }
+    Ok(())
 }
 
 /// The comparisons with Python's own tools (`bench_baselines.py`): memspace's list `push`,

@@ -36,7 +36,8 @@
 //! | `map.copy_switched` | the map was switched to the compacted copy, the counts not yet updated |
 //! | `map.moved` | the map was switched to a second copy at the start of the data area, the end of data not yet lowered |
 //! | `queue.ring_built` | a larger ring was built and filled, not yet switched to |
-//! | `queue.written` | an item's record and entry were written, not yet committed |
+//! | `queue.batch_first_written` | a batch put (`put_many`) wrote its first item's record and entry, not yet the others |
+//! | `queue.written` | an item's (or a batch's) records and entries were written, not yet committed |
 //! | `queue.committed` | an item was committed (`end` stored), the counters not yet updated |
 //! | `queue.taken` | an item was marked taken, the counters not yet updated |
 //! | `queue.acked` | an item was marked acknowledged, the counters and `head` not yet updated |

@@ -42,6 +42,8 @@ memspace_testkit::on_both_backends!(
     a_shared_value_of_a_struct_is_read_replaced_and_updated,
     processes_updating_a_shared_value_lose_no_update,
     a_queue_hands_each_item_to_exactly_one_of_several_processes,
+    a_queue_puts_and_takes_batches_in_order_and_settles_them_together,
+    batches_put_by_one_process_reach_another_exactly_once_and_in_order,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -264,6 +266,102 @@ fn a_bounded_queue_is_fifo_and_refuses_past_its_capacity(fx: &Fixture) {
         Err(QueueError::Timeout { .. })
     ));
     assert!(same.is_empty().expect("is_empty"));
+}
+
+fn a_queue_puts_and_takes_batches_in_order_and_settles_them_together(fx: &Fixture) {
+    let name = fx.name("batches");
+    let queue = Queue::<u64>::create(&name).expect("create");
+    queue.put_many(&[]).expect("an empty batch");
+    queue
+        .put_many(&(0..10).collect::<Vec<_>>())
+        .expect("put_many");
+    queue.put(&10).expect("put");
+    assert_eq!(queue.len().expect("len"), 11);
+    assert_eq!(queue.get_many(4).expect("get_many"), [0, 1, 2, 3]);
+    let batch = queue.receive_many(5).expect("receive_many");
+    assert_eq!(batch.values(), [4, 5, 6, 7, 8]);
+    assert_eq!(batch.len(), 5);
+    assert!(batch.deliveries().all(|d| d == 1));
+    assert_eq!(queue.in_flight().expect("in_flight"), 5);
+    // Dropped: back in their places, before the items put after them.
+    drop(batch);
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 7);
+    let batch = queue.receive_many(100).expect("receive_many");
+    assert_eq!(batch.values(), [4, 5, 6, 7, 8, 9, 10]);
+    assert!(batch.deliveries().eq([2, 2, 2, 2, 2, 1, 1]));
+    let seqs: Vec<u64> = batch.seqs().collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(batch.ack().expect("ack"), [4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+    assert!(matches!(
+        queue.try_get_many(3),
+        Err(QueueError::Empty { .. })
+    ));
+    // A bounded queue takes a batch only whole, and never one larger than its capacity.
+    let bounded_name = fx.name("bounded-batches");
+    let bounded = Queue::<u64>::create_bounded(&bounded_name, 4).expect("create");
+    assert!(matches!(
+        bounded.put_many(&[1, 2, 3, 4, 5]),
+        Err(QueueError::Full { capacity: 4, .. })
+    ));
+    bounded.put_many(&[1, 2, 3]).expect("put_many");
+    assert_eq!(bounded.len().expect("len"), 3);
+    let batch = bounded.receive_many(2).expect("receive_many");
+    batch.nack().expect("nack");
+    assert_eq!(bounded.get_many(10).expect("get_many"), [1, 2, 3]);
+    // A batch stops before an item of another type, which the next receive reports.
+    Queue::<String>::open(&name)
+        .expect("open")
+        .put(&"not a number".to_owned())
+        .expect("put");
+    queue.put_many(&[20, 21]).expect("put_many");
+    Queue::<String>::open(&name)
+        .expect("open")
+        .put(&"not a number".to_owned())
+        .expect("put");
+    match queue.get_many(10) {
+        Err(QueueError::Undecodable(item)) => {
+            item.discard().expect("discard");
+        }
+        other => panic!("expected an undecodable item, got {other:?}"),
+    }
+    assert_eq!(queue.get_many(10).expect("get_many"), [20, 21]);
+    assert!(matches!(
+        queue.get_many(10),
+        Err(QueueError::Undecodable(_))
+    ));
+}
+
+fn put_batches((name, batches): (String, u64)) {
+    let queue = Queue::<u64>::open(&name).expect("open");
+    for b in 0..batches {
+        queue
+            .put_many(&(b * 10..b * 10 + 10).collect::<Vec<_>>())
+            .expect("put_many");
+    }
+}
+
+fn batches_put_by_one_process_reach_another_exactly_once_and_in_order(fx: &Fixture) {
+    let name = fx.name("batch-processes");
+    let queue = Queue::<u64>::create(&name).expect("create");
+    let mut producer = Running::start(Process::new(put_batches, (name, 50)));
+    let mut got = Vec::new();
+    while got.len() < 500 {
+        if got.len() % 2 == 0 {
+            got.extend(queue.get_many(7).expect("get_many"));
+        } else {
+            got.extend(
+                queue
+                    .receive_many(13)
+                    .expect("receive_many")
+                    .ack()
+                    .expect("ack"),
+            );
+        }
+    }
+    producer.join().expect("producer");
+    assert_eq!(got, (0..500).collect::<Vec<_>>());
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
 fn a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once(fx: &Fixture) {

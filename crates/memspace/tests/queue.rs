@@ -567,6 +567,34 @@ fn a_queue_that_never_drains_reuses_its_space() {
 }
 
 #[test]
+fn batches_of_varying_sizes_wrap_around_the_ring_and_come_back_intact() {
+    let queue = Queue::<String>::new().expect("queue");
+    let mut model = std::collections::VecDeque::new();
+    let mut rng = Rng::new(seed_from_env("MEMSPACE_QUEUE_SEED"));
+    let mut next = 0u32;
+    // Each round puts a batch of 1 to 40 items of 0 to 300 bytes and takes a batch of 1 to
+    // 50: the records wrap around the ring's end again and again, in the middle of batches.
+    for round in 0..2_000 {
+        let batch: Vec<String> = (0..=rng.below(40))
+            .map(|_| {
+                next += 1;
+                format!("{next:08}{}", "z".repeat(rng.below(300) as usize))
+            })
+            .collect();
+        queue.put_many(&batch).expect("put_many");
+        model.extend(batch);
+        let want = 1 + rng.below(50) as usize;
+        let got = queue.get_many(want).expect("get_many");
+        let expected: Vec<String> = model.drain(..want.min(model.len())).collect();
+        assert_eq!(got, expected, "round {round}");
+    }
+    assert_eq!(queue.to_vec().expect("to_vec"), Vec::from(model));
+    let size = queue.segment().expect("in shared memory").size();
+    assert!(size <= 4 << 20, "the segment grew to {size} bytes");
+    assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
+}
+
+#[test]
 fn a_long_held_delivery_keeps_later_items_space_until_acknowledged() {
     let queue = Queue::<String>::new().expect("queue");
     queue.put(&"slow job".to_owned()).expect("put");
@@ -1138,6 +1166,136 @@ fn a_kill_after_a_delivery_was_put_back_keeps_it_ready() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Kills in the middle of batches
+
+/// In the child role `role`: a batch operation on the queue named in the environment, which
+/// the failpoint the parent armed stops half-way.
+fn batch_child_role(role: &str) {
+    exit_with_parent();
+    let queue = Queue::<String>::open(&std::env::var(QUEUE).expect("queue name")).expect("open");
+    match role {
+        "batch.put" => queue
+            .put_many(&strings(&["x", "y", "z"]))
+            .expect("put_many"),
+        "batch.ack" => {
+            let batch = queue.receive_many(3).expect("receive_many");
+            assert_eq!(batch.values(), strings(&["a", "b", "c"]));
+            batch.ack().expect("ack");
+        }
+        other => panic!("no batch role {other}"),
+    }
+    panic!("the failpoint of {role} was never reached");
+}
+
+/// Starts a child in `role` that stops at `point`, and kills it there.
+fn kill_batch_child_at(role: &str, point: &str, queue: &Removal) {
+    let mut child = roles::child_in_role(
+        role,
+        &[(QUEUE, queue.name()), ("MEMSPACE_FAILPOINT", point)],
+    );
+    child.wait_until_stopped(point);
+    child.kill();
+}
+
+#[test]
+fn a_kill_in_the_middle_of_a_batch_put_leaves_none_of_the_batch_visible() {
+    if let Some(role) = roles::role() {
+        return batch_child_role(&role);
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("batch-put");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    queue.put_many(&strings(&PREFILL)).expect("prefill");
+    kill_batch_child_at("batch.put", "queue.batch_first_written", &name);
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+    // The first item of the batch was written, not committed: none of the batch is there.
+    assert_eq!(
+        queue.to_vec().expect("read after the kill"),
+        strings(&PREFILL)
+    );
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 3);
+    // The queue works on, and a whole batch goes in after the torn one.
+    queue.put_many(&strings(&["d", "e"])).expect("put_many");
+    assert_eq!(
+        queue.get_many(10).expect("get_many"),
+        strings(&["a", "b", "c", "d", "e"])
+    );
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(
+        report.is_consistent() && report.notes.is_empty(),
+        "{report:?}"
+    );
+}
+
+fn receive_batch_and_hang((queue, took): (Queue<String>, Event)) {
+    exit_with_parent();
+    let batch = queue.receive_many(10).expect("receive_many");
+    assert!(batch.deliveries().all(|d| d == 1));
+    took.set().expect("set");
+    loop {
+        std::thread::park();
+    }
+    #[allow(
+        unreachable_code,
+        reason = "the deliveries must live until the process is killed"
+    )]
+    drop(batch);
+}
+
+#[test]
+fn a_batch_taken_by_a_process_killed_before_its_ack_is_delivered_again_whole_and_in_order() {
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("batch-get");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    queue.put_many(&strings(&PREFILL)).expect("put_many");
+    let took = Event::new().expect("event");
+    let mut consumer = Process::new(receive_batch_and_hang, (queue.clone(), took.clone()));
+    consumer.start().expect("start");
+    took.wait().expect("wait");
+    assert_eq!(queue.in_flight().expect("in_flight"), 3);
+    consumer.kill().expect("SIGKILL");
+    assert!(matches!(
+        consumer.join(),
+        Err(JoinError::Killed { signal: 9, .. })
+    ));
+    // Nothing else is ready, so the items of the dead receiver come back at once.
+    let again = queue.receive_many(10).expect("receive_many");
+    assert_eq!(again.values(), strings(&["a", "b", "c"]));
+    assert_eq!(again.deliveries().collect::<Vec<_>>(), [2, 2, 2]);
+    assert_eq!(again.ack().expect("ack").len(), 3);
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+    is_empty_error(queue.try_get(), name.name());
+}
+
+#[test]
+fn a_kill_in_the_middle_of_a_batch_ack_never_delivers_an_acknowledged_item_again() {
+    if let Some(role) = roles::role() {
+        return batch_child_role(&role);
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("batch-ack");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    queue.put_many(&strings(&PREFILL)).expect("put_many");
+    // Stopped right after the first acknowledgement of the batch was committed.
+    kill_batch_child_at("batch.ack", "queue.acked", &name);
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+    // `to_vec` takes the lock: the next locker is told the holder died and recounts. Nothing
+    // is ready: "a" is acknowledged, "b" and "c" in flight with the dead process.
+    assert!(queue.to_vec().expect("read after the kill").is_empty());
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 2);
+    let got = drain_all(&queue);
+    assert_eq!(
+        got,
+        [("b".to_owned(), 2), ("c".to_owned(), 2)],
+        "the acknowledged item came back, or an unacknowledged one was lost"
+    );
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Throughput (not a test: `cargo test --release --test queue -- --ignored --nocapture`)
 
 fn produce_numbers((queue, count): (Queue<u64>, u64)) {
@@ -1158,6 +1316,26 @@ fn consume_numbers((queue, count): (Queue<u64>, u64)) -> u64 {
 fn throughput_of_one_producer_and_one_consumer_process() {
     const COUNT: u64 = 1_000_000;
     memspace::init();
+    let queue = Queue::<u64>::new().expect("queue");
+    let started = Instant::now();
+    for i in 0..COUNT {
+        queue.put(&i).expect("put");
+        std::hint::black_box(queue.get().expect("get"));
+    }
+    eprintln!(
+        "one process: {:.0} ns per put+get",
+        started.elapsed().as_nanos() as f64 / COUNT as f64
+    );
+    let batch: Vec<u64> = (0..64).collect();
+    let started = Instant::now();
+    for _ in 0..COUNT / 64 {
+        queue.put_many(&batch).expect("put_many");
+        std::hint::black_box(queue.get_many(64).expect("get_many"));
+    }
+    eprintln!(
+        "one process, batches of 64: {:.0} ns per item put and got",
+        started.elapsed().as_nanos() as f64 / COUNT as f64
+    );
     for capacity in [None, Some(1024)] {
         let queue = match capacity {
             Some(capacity) => Queue::<u64>::bounded(capacity),

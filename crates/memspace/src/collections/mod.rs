@@ -31,7 +31,7 @@ pub use self::map::{MapIter, MapKeys, MapValues, SharedMap};
 pub(crate) use self::map::{len as map_len, verify as verify_map};
 #[cfg(feature = "redis")]
 pub(crate) use self::queue::RedisQueue;
-pub use self::queue::{Delivery, Queue, QueueError, Undecodable};
+pub use self::queue::{Deliveries, Delivery, Queue, QueueError, Undecodable};
 pub(crate) use self::queue::{len as queue_len, verify as verify_queue};
 pub use self::shared_value::SharedValue;
 pub(crate) use self::shared_value::verify as verify_shared_value;

@@ -89,17 +89,26 @@ pub(crate) fn end(segment: &Segment, record: u64) -> Result<u64> {
 
 /// Copies out the payload of the record at `record` and checks its CRC.
 pub(crate) fn read(segment: &Segment, record: u64) -> Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    read_into(segment, record, &mut payload)?;
+    Ok(payload)
+}
+
+/// Copies the payload of the record at `record` into `payload` (replacing what it held) and
+/// checks its CRC: [`read`] without an allocation when `payload` has room already.
+pub(crate) fn read_into(segment: &Segment, record: u64, payload: &mut Vec<u8>) -> Result<()> {
     let len = payload_len(segment, record)?;
     let mut header = [0u8; HEADER as usize];
-    let mut payload = vec![0u8; len as usize];
+    payload.clear();
+    payload.resize(len as usize, 0);
     segment
         .mapping()
         .read(record, &mut header)
-        .and_then(|()| segment.mapping().read(record + HEADER, &mut payload))
+        .and_then(|()| segment.mapping().read(record + HEADER, payload))
         .ok_or_else(|| segment.corrupt(format!("record at {record} is not mapped")))?;
     let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    if crc32fast::hash(&payload) != stored {
+    if crc32fast::hash(payload) != stored {
         return Err(segment.corrupt(format!("record at {record} fails its checksum")));
     }
-    Ok(payload)
+    Ok(())
 }

@@ -24,7 +24,7 @@ mod shm;
 mod verify;
 mod wait;
 
-pub use self::delivery::Delivery;
+pub use self::delivery::{Deliveries, Delivery};
 pub use self::error::{QueueError, Undecodable};
 #[cfg(feature = "redis")]
 pub(crate) use self::redis::RedisQueue;
@@ -40,7 +40,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use self::delivery::Claim;
+use self::delivery::{Claim, Claims};
 use self::layout::{QueueArea, Raw};
 use super::{codec, record};
 #[cfg(doc)]
@@ -117,6 +117,14 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// must wait for the work receives and acknowledges after it. A worker killed before it
 /// acknowledged leaves its item unfinished: it is delivered again, and done when another
 /// worker acknowledges it, so a `join` neither hangs on it nor returns before it is done.
+///
+/// # Batches
+///
+/// [`Queue::put_many`] appends several items as one change (a process killed meanwhile leaves
+/// all of them or none), [`Queue::get_many`] takes and acknowledges up to a number of ready
+/// items, and [`Queue::receive_many`] takes them in flight as [`Deliveries`], acknowledged
+/// together. Each takes the lock once for the whole batch (on Redis: one script for a put or
+/// an acknowledgement), which makes it several times faster per item than single calls.
 ///
 /// # Closing
 ///
@@ -484,20 +492,58 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(Queue::at(place))
     }
 
-    fn encode(&self, value: &T) -> Result<Vec<u8>> {
-        let payload = codec::encode(value).map_err(|source| Error::Encode {
+    /// Appends the encoding of `value` to `out`: an error if it cannot be encoded, or is
+    /// larger than a record can hold.
+    fn encode_into(&self, out: &mut Vec<u8>, value: &T) -> Result<()> {
+        let before = out.len();
+        codec::encode_into(out, value).map_err(|source| Error::Encode {
             name: self.name().clone(),
             type_name: std::any::type_name::<T>(),
             source,
         })?;
-        if payload.len() > record::MAX_PAYLOAD {
+        let len = out.len() - before;
+        if len > record::MAX_PAYLOAD {
             return Err(Error::Full {
                 name: self.name().clone(),
-                needed: payload.len() as u64,
+                needed: len as u64,
                 max_size: record::MAX_PAYLOAD as u64,
             });
         }
-        Ok(payload)
+        Ok(())
+    }
+
+    /// Encodes `values` one after the other into a buffer of this thread (kept between calls,
+    /// so that a put allocates nothing) and runs `put` on their payloads. Encoded before
+    /// anything is locked: a value that cannot be encoded changes nothing.
+    fn with_payloads<R>(
+        &self,
+        values: &[T],
+        put: impl FnOnce(&[&[u8]]) -> std::result::Result<R, QueueError>,
+    ) -> std::result::Result<R, QueueError> {
+        thread_local! {
+            static ENCODED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        // Taken out while in use: a nested put (from a `Serialize` impl) gets its own.
+        let mut buffer = ENCODED.take();
+        buffer.clear();
+        let mut ends = Vec::with_capacity(values.len());
+        for value in values {
+            self.encode_into(&mut buffer, value)?;
+            ends.push(buffer.len());
+        }
+        let mut start = 0;
+        let payloads: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let payload = &buffer[start..end];
+                start = end;
+                payload
+            })
+            .collect();
+        let answer = put(&payloads);
+        drop(payloads);
+        ENCODED.set(buffer);
+        answer
     }
 
     fn put_until(
@@ -505,13 +551,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         value: &T,
         timeout: Option<Duration>,
     ) -> std::result::Result<(), QueueError> {
-        // Encoded before anything is locked: a value that cannot be encoded changes nothing.
-        let payload = self.encode(value)?;
-        let put = match self.place.as_ref() {
-            Place::Shm(segment) => Raw { segment }.put_until(&payload, timeout)?,
-            #[cfg(feature = "redis")]
-            Place::Redis(queue) => queue.put_until(&payload, timeout)?,
-        };
+        let put = self.with_payloads(std::slice::from_ref(value), |payloads| {
+            match self.place.as_ref() {
+                Place::Shm(segment) => Raw { segment }.put_until(payloads, timeout),
+                #[cfg(feature = "redis")]
+                Place::Redis(queue) => queue.put_until(payloads[0], timeout),
+            }
+        })?;
         if put {
             Ok(())
         } else {
@@ -556,7 +602,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         timeout: Option<Duration>,
     ) -> std::result::Result<Delivery<'_, T>, QueueError> {
         let taken = match self.place.as_ref() {
-            Place::Shm(segment) => Raw { segment }.receive_until(timeout)?.map(Claim::shm),
+            Place::Shm(segment) => {
+                let mut decoder = Decoder::<T>::default();
+                let received =
+                    Raw { segment }.receive_until(timeout, 1, false, &mut |p| decoder.accept(p))?;
+                let Some(received) = received else {
+                    return Err(self.give_up(timeout, false));
+                };
+                if let (Some(value), Some(&(seq, deliveries))) =
+                    (decoder.values.pop(), received.taken.first())
+                {
+                    return Ok(Delivery::new(self, value, Claim::shm_item(seq, deliveries)));
+                }
+                received.refused.map(Claim::shm)
+            }
             #[cfg(feature = "redis")]
             Place::Redis(queue) => queue.receive_until(timeout)?.map(Claim::redis),
         };
@@ -565,15 +624,168 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         };
         match codec::decode(&payload) {
             Ok(value) => Ok(Delivery::new(self, value, claim)),
-            // The error holds the item in flight now: the caller discards it, or dropping the
-            // error puts it back.
-            Err(source) => Err(QueueError::Undecodable(Box::new(Undecodable::new(
-                self.place.clone(),
-                std::any::type_name::<T>(),
-                payload,
-                source,
-                claim,
-            )))),
+            Err(source) => Err(self.undecodable(payload, source, claim)),
+        }
+    }
+
+    /// The error holding an item that is not a `T` in flight: the caller discards it, or
+    /// dropping the error puts it back.
+    fn undecodable(
+        &self,
+        payload: Vec<u8>,
+        source: rmp_serde::decode::Error,
+        claim: Claim,
+    ) -> QueueError {
+        QueueError::Undecodable(Box::new(Undecodable::new(
+            self.place.clone(),
+            std::any::type_name::<T>(),
+            payload,
+            source,
+            claim,
+        )))
+    }
+
+    /// The error for the refused item of a shared-memory receive, which holds it in flight.
+    fn refused(&self, refused: shm::Taken) -> QueueError {
+        let (mut claim, payload) = Claim::shm(refused);
+        if let Err(source) = codec::decode::<T>(&payload) {
+            return self.undecodable(payload, source, claim);
+        }
+        // Refused, so not decodable: a decoding that succeeds now found a changed item, which
+        // cannot be (it is in flight with this process). Put it back.
+        claim.release(&self.place);
+        QueueError::Other(Error::Corrupt {
+            name: self.name().clone(),
+            what: "an item changed while in flight".to_owned(),
+        })
+    }
+
+    /// Takes up to `max` items (at least one, waiting for it) and, if `ack`, acknowledges
+    /// them at once (else they are in flight under the returned claims). Stops before an item
+    /// that is not a `T`; that item is [`QueueError::Undecodable`] if it is the first.
+    fn receive_many_until(
+        &self,
+        timeout: Option<Duration>,
+        max: usize,
+        ack: bool,
+    ) -> std::result::Result<(Vec<T>, Claims), QueueError> {
+        match self.place.as_ref() {
+            Place::Shm(segment) => {
+                let mut decoder = Decoder::<T>::default();
+                let received = Raw { segment }
+                    .receive_until(timeout, max, ack, &mut |p| decoder.accept(p))?
+                    .ok_or_else(|| self.give_up(timeout, false))?;
+                let claims = Claims::shm(received.taken);
+                match received.refused {
+                    Some(refused) if decoder.values.is_empty() => Err(self.refused(refused)),
+                    refused => {
+                        // Put back now: the next receive reports it.
+                        if let Some(refused) = refused {
+                            Claim::shm(refused).0.release(&self.place);
+                        }
+                        Ok((decoder.values, claims))
+                    }
+                }
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis(queue) => {
+                let received = queue
+                    .receive_many_until(timeout, max.max(1))?
+                    .filter(|r| !r.is_empty())
+                    .ok_or_else(|| self.give_up(timeout, false))?;
+                let (mut claims, payloads) = Claims::redis(received);
+                let mut values = Vec::with_capacity(payloads.len());
+                for payload in &payloads {
+                    match codec::decode(payload) {
+                        Ok(value) => values.push(value),
+                        Err(source) if values.is_empty() => {
+                            // The first: reported with its claim, the rest put back.
+                            let mut rest = claims.split_off(1);
+                            rest.release(&self.place);
+                            let first = claims.into_single();
+                            return Err(self.undecodable(payload.clone(), source, first));
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut rest = claims.split_off(values.len());
+                rest.release(&self.place);
+                if ack {
+                    claims.settle(&self.place, true)?;
+                }
+                Ok((values, claims))
+            }
+        }
+    }
+
+    /// Appends every item of `values`, in order, as one change: a process killed meanwhile
+    /// leaves all of them in the queue or none. On a bounded queue it waits until there is
+    /// room for all of them. One lock for the whole batch (one script on Redis), so it is
+    /// much faster than a `put` per item.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Full`] at once if a bounded queue's capacity is smaller than the batch;
+    /// else as [`Queue::put`] (nothing is put if any value cannot be encoded).
+    pub fn put_many(&self, values: &[T]) -> std::result::Result<(), QueueError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let put = self.with_payloads(values, |payloads| match self.place.as_ref() {
+            Place::Shm(segment) => Raw { segment }.put_until(payloads, None),
+            #[cfg(feature = "redis")]
+            Place::Redis(queue) => queue.put_many_until(payloads, None),
+        })?;
+        if put {
+            Ok(())
+        } else {
+            Err(self.give_up(None, true))
+        }
+    }
+
+    /// Waits for an item, then takes up to `max` ready items (at least one) in flight, under
+    /// one lock; acknowledge them all at once with [`Deliveries::ack`]. A batch stops before
+    /// an item that is not a `T` (the next receive reports it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receive`].
+    pub fn receive_many(&self, max: usize) -> std::result::Result<Deliveries<'_, T>, QueueError> {
+        let (values, claims) = self.receive_many_until(None, max, false)?;
+        Ok(Deliveries::new(self, values, claims))
+    }
+
+    /// Waits for an item, then takes and acknowledges up to `max` ready items (at least
+    /// one), under one lock (at most once, as [`Queue::get`]). A batch stops before an item
+    /// that is not a `T` (the next receive reports it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receive`].
+    pub fn get_many(&self, max: usize) -> std::result::Result<Vec<T>, QueueError> {
+        Ok(self.receive_many_until(None, max, true)?.0)
+    }
+
+    /// Takes and acknowledges up to `max` ready items, if any is ready (see
+    /// [`Queue::get_many`]).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Empty`], or as [`Queue::receive`].
+    pub fn try_get_many(&self, max: usize) -> std::result::Result<Vec<T>, QueueError> {
+        Ok(self.receive_many_until(Some(Duration::ZERO), max, true)?.0)
+    }
+
+    /// Receives and acknowledges one item: on shared memory under one lock, the item decoded
+    /// before its acknowledgement is committed.
+    fn get_until(&self, timeout: Option<Duration>) -> std::result::Result<T, QueueError> {
+        match self.place.as_ref() {
+            Place::Shm(_) => {
+                let (mut values, _) = self.receive_many_until(timeout, 1, true)?;
+                values.pop().ok_or_else(|| self.give_up(timeout, false))
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis(_) => self.receive_until(timeout)?.ack(),
         }
     }
 
@@ -619,7 +831,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// As [`Queue::receive`].
     pub fn get(&self) -> std::result::Result<T, QueueError> {
-        self.receive()?.ack()
+        self.get_until(None)
     }
 
     /// Takes and acknowledges an item if one is ready.
@@ -628,7 +840,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`QueueError::Empty`], or as [`Queue::receive`].
     pub fn try_get(&self) -> std::result::Result<T, QueueError> {
-        self.try_receive()?.ack()
+        self.get_until(Some(Duration::ZERO))
     }
 
     /// Waits at most `timeout` for an item, takes it and acknowledges it.
@@ -638,7 +850,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`QueueError::Timeout`] (or [`QueueError::Empty`] for a zero timeout), or as
     /// [`Queue::receive`].
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, QueueError> {
-        self.receive_timeout(timeout)?.ack()
+        self.get_until(Some(timeout))
     }
 
     /// Copies of the items ready to be received, oldest first (items in flight are left out).
@@ -661,6 +873,30 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 }
 
 serialize_as_name!(Queue<T> where T: Serialize + DeserializeOwned);
+
+/// Decodes the payloads a shared-memory receive offers under the lock, keeping the values.
+struct Decoder<T> {
+    values: Vec<T>,
+}
+
+impl<T> Default for Decoder<T> {
+    fn default() -> Self {
+        Decoder { values: Vec::new() }
+    }
+}
+
+impl<T: DeserializeOwned> Decoder<T> {
+    /// Whether `payload` is a `T` (kept if so).
+    fn accept(&mut self, payload: &[u8]) -> bool {
+        match codec::decode(payload) {
+            Ok(value) => {
+                self.values.push(value);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
 
 /// Decodes item `index` of the queue `name` as a `U`.
 fn decode_item<U: DeserializeOwned>(name: &SegmentName, index: u64, payload: &[u8]) -> Result<U> {

@@ -3,9 +3,13 @@
 //!
 //! * `put`: a script checks the bound (`XLEN` counts every unacknowledged item), takes the
 //!   next sequence number (`INCR memspace:{NAME}:seq`) and `XADD`s the item.
-//! * `receive`: first `XAUTOCLAIM` takes over an item that has been in flight longer than the
-//!   queue's lease (its receiver died, or was too slow, or put it back), then `XREADGROUP`
-//!   takes a new one. The stream's delivery counter is [`Delivery::deliveries`].
+//! * `receive`: first a script takes over items that have been in flight longer than the
+//!   queue's lease (their receiver died, or was too slow, or put them back), else `XREADGROUP`
+//!   takes new ones (`COUNT` of a batch). The stream's delivery counter is
+//!   [`Delivery::deliveries`].
+//! * `put_many`: one script checks the bound for the whole batch and `XADD`s every item.
+//! * `ack` of a batch: one script `XACK`s and `XDEL`s every item still in flight with its
+//!   receiver.
 //! * `ack`: `XACK` and `XDEL`, only if the item is still in flight with this receiver.
 //! * `nack`: the item's idle time is set far in the past, so the next receive takes it first.
 //! * `task_done`: `XACK` and `XDEL` of the oldest item in flight with this process's consumer.
@@ -45,10 +49,11 @@ pub(crate) const GROUP: &str = "memspace";
 /// The idle time given to a nacked item: far past any lease.
 const PUT_BACK_IDLE_MS: u64 = 1 << 40;
 
-/// Claims the oldest item whose lease ran out (or that was put back), in the reply shape of
-/// `XAUTOCLAIM`. `XAUTOCLAIM ... COUNT 1` looks at no more than 10 pending entries per call, so
-/// an item behind 10 others in flight would wait for ever: `XPENDING ... IDLE` filters first.
-/// An entry deleted while pending is dropped from the group's list and the next one is tried.
+/// Claims the oldest items whose lease ran out (or that were put back), at most `ARGV[4]`, in
+/// the reply shape of `XAUTOCLAIM`. `XAUTOCLAIM ... COUNT 1` looks at no more than 10 pending
+/// entries per call, so an item behind 10 others in flight would wait for ever: `XPENDING ...
+/// IDLE` filters first. An entry deleted while pending is dropped from the group's list and the
+/// next one is tried.
 ///
 /// On a closed queue it answers `{'closed', {}}` instead: at once after an immediate close,
 /// else once the stream is empty (nothing is left unacknowledged).
@@ -59,15 +64,19 @@ local closed = redis.call('HGET', KEYS[1], 'closed')
 if closed == '2' or (closed and redis.call('XLEN', KEYS[2]) == 0) then
   return {'closed', {}}
 end
-local pending = redis.call('XPENDING', KEYS[2], ARGV[1], 'IDLE', ARGV[3], '-', '+', 10)
+local max = tonumber(ARGV[4])
+local pending = redis.call('XPENDING', KEYS[2], ARGV[1], 'IDLE', ARGV[3], '-', '+', math.max(max, 10))
+local taken = {}
 for _, row in ipairs(pending) do
   local claimed = redis.call('XCLAIM', KEYS[2], ARGV[1], ARGV[2], ARGV[3], row[1])
   if #claimed > 0 and claimed[1] then
-    return {'0-0', claimed}
+    taken[#taken + 1] = claimed[1]
+    if #taken >= max then break end
+  else
+    redis.call('XACK', KEYS[2], ARGV[1], row[1])
   end
-  redis.call('XACK', KEYS[2], ARGV[1], row[1])
 end
-return {'0-0', {}}
+return {'0-0', taken}
 ",
     )
 });
@@ -83,6 +92,46 @@ if capacity > 0 and redis.call('XLEN', KEYS[2]) >= capacity then return 0 end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[2], '*', 'seq', seq, 'v', ARGV[1])
 return seq
+",
+    )
+});
+
+/// Appends the items `ARGV[3..]` unless the queue has no room for all of them (0), is closed
+/// (-1) or was removed; returns the last sequence number.
+static PUT_MANY: LazyLock<Script> = LazyLock::new(|| {
+    checked_script(
+        r"
+if redis.call('HEXISTS', KEYS[1], 'closed') == 1 then return -1 end
+local capacity = tonumber(ARGV[2])
+local n = #ARGV - 2
+if capacity > 0 and redis.call('XLEN', KEYS[2]) + n > capacity then return 0 end
+local seq = 0
+for i = 3, #ARGV do
+  seq = redis.call('INCR', KEYS[3])
+  redis.call('XADD', KEYS[2], '*', 'seq', seq, 'v', ARGV[i])
+end
+return seq
+",
+    )
+});
+
+/// Acknowledges the items `ARGV[3..]` that are in flight with consumer `ARGV[2]`: for each,
+/// 1 if it was, else 0.
+static ACK_MANY: LazyLock<Script> = LazyLock::new(|| {
+    checked_script(
+        r"
+local done = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[2], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 0 or p[1][2] ~= ARGV[2] then
+    done[#done + 1] = 0
+  else
+    redis.call('XACK', KEYS[2], ARGV[1], ARGV[i])
+    redis.call('XDEL', KEYS[2], ARGV[i])
+    done[#done + 1] = 1
+  end
+end
+return done
 ",
     )
 });
@@ -380,6 +429,18 @@ impl RedisQueue {
         &self,
         timeout: Option<Duration>,
     ) -> std::result::Result<Option<Received>, QueueError> {
+        Ok(self
+            .receive_many_until(timeout, 1)?
+            .and_then(|mut items| items.pop()))
+    }
+
+    /// Takes up to `max` items (see [`RedisQueue::receive`]) as [`RedisQueue::receive_until`]
+    /// takes one.
+    pub(crate) fn receive_many_until(
+        &self,
+        timeout: Option<Duration>,
+        max: usize,
+    ) -> std::result::Result<Option<Vec<Received>>, QueueError> {
         const CHUNK: Duration = Duration::from_millis(100);
         let deadline = deadline(timeout);
         loop {
@@ -387,8 +448,9 @@ impl RedisQueue {
                 Next::Sleep(block) => block.filter(|b| !b.is_zero()),
                 Next::GiveUp => None,
             };
-            if let Some(item) = self.receive(block)? {
-                return Ok(Some(item));
+            let items = self.receive(block, max)?;
+            if !items.is_empty() {
+                return Ok(Some(items));
             }
             if let Next::GiveUp = next_sleep(timeout, deadline, Some(CHUNK)) {
                 return Ok(None);
@@ -451,6 +513,51 @@ impl RedisQueue {
         Ok(done == 1)
     }
 
+    /// Appends `payloads` in one script, all or none, polling a bounded queue until it has
+    /// room for all of them (as [`RedisQueue::put_until`]); `false` once `timeout` has passed
+    /// first.
+    pub(crate) fn put_many_until(
+        &self,
+        payloads: &[&[u8]],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<bool, QueueError> {
+        let object = &self.object;
+        let capacity = object.capacity();
+        if capacity != 0 && payloads.len() as u64 > capacity {
+            return Err(QueueError::Full {
+                name: object.name().clone(),
+                capacity,
+            });
+        }
+        let deadline = deadline(timeout);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let seq: i64 = object.conn().write(object.name(), "putting", |c| {
+                let mut invocation = object.guarded(&PUT_MANY);
+                invocation
+                    .key(&self.items)
+                    .key(&self.seq)
+                    .arg(0)
+                    .arg(capacity);
+                for payload in payloads {
+                    invocation.arg(*payload);
+                }
+                invocation.invoke(c)
+            })?;
+            if seq < 0 {
+                return Err(self.closed_error());
+            }
+            if seq != 0 {
+                return Ok(true);
+            }
+            match next_sleep(timeout, deadline, Some(pause)) {
+                Next::Sleep(sleep) => std::thread::sleep(sleep.unwrap_or(pause)),
+                Next::GiveUp => return Ok(false),
+            }
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
     /// Appends an item unless the queue is at its capacity; returns whether it was added.
     /// Fails with `OpenError::NotFound` if the queue was removed, [`QueueError::Closed`] if it
     /// was closed.
@@ -477,12 +584,13 @@ impl RedisQueue {
     pub(crate) fn receive(
         &self,
         block: Option<Duration>,
-    ) -> std::result::Result<Option<Received>, QueueError> {
+        max: usize,
+    ) -> std::result::Result<Vec<Received>, QueueError> {
         let consumer = consumer();
         let object = &self.object;
         let lease_ms = self.lease_ms();
         let claimed: Value = self.on_group("receiving", &CLAIM, false, |script| {
-            script.arg(&consumer).arg(lease_ms);
+            script.arg(&consumer).arg(lease_ms).arg(max.max(1));
         })?;
         if let Value::Array(parts) = &claimed
             && parts.first().is_some_and(|tag| {
@@ -493,36 +601,65 @@ impl RedisQueue {
         }
         if let Value::Array(parts) = &claimed
             && let Some(Value::Array(entries)) = parts.get(1)
-            && let Some(first) = entries.first()
+            && !entries.is_empty()
         {
-            let (id, seq, payload) = self.stream_entry(first)?;
+            let entries = entries
+                .iter()
+                .map(|value| self.stream_entry(value))
+                .collect::<Result<Vec<_>>>()?;
+            let (first, last) = (&entries[0].0, &entries[entries.len() - 1].0);
+            // The delivery counts, in one call: `[id, consumer, idle, deliveries]` rows.
             let pending: Value = object.conn().read(object.name(), "receiving", |c| {
                 redis::cmd("XPENDING")
                     .arg(&self.items)
                     .arg(GROUP)
-                    .arg(&id)
-                    .arg(&id)
-                    .arg(1)
+                    .arg(first)
+                    .arg(last)
+                    .arg(entries.len().max(1) * 4)
+                    .arg(&consumer)
                     .query(c)
             })?;
-            let deliveries = match &pending {
-                Value::Array(rows) => rows.first().and_then(|row| match row {
-                    Value::Array(fields) => fields
-                        .get(3)
-                        .and_then(|count| redis::from_redis_value_ref::<u32>(count).ok()),
-                    _ => None,
-                }),
-                _ => None,
+            let mut counts = std::collections::HashMap::new();
+            if let Value::Array(rows) = &pending {
+                for row in rows {
+                    if let Value::Array(fields) = row
+                        && let (Some(id), Some(count)) = (fields.first(), fields.get(3))
+                        && let (Ok(id), Ok(count)) = (
+                            redis::from_redis_value_ref::<String>(id),
+                            redis::from_redis_value_ref::<u32>(count),
+                        )
+                    {
+                        counts.insert(id, count);
+                    }
+                }
             }
-            .unwrap_or(2);
-            return Ok(Some(Received {
-                id,
-                seq,
-                deliveries,
-                payload,
-                consumer,
-            }));
+            let mut items: Vec<Received> = entries
+                .into_iter()
+                .map(|(id, seq, payload)| Received {
+                    deliveries: counts.get(&id).copied().unwrap_or(2),
+                    id,
+                    seq,
+                    payload,
+                    consumer: consumer.clone(),
+                })
+                .collect();
+            // Room left in the batch: new items too, without waiting for them.
+            if items.len() < max {
+                items.extend(self.read_new(&consumer, None, max - items.len())?);
+            }
+            return Ok(items);
         }
+        self.read_new(&consumer, block, max)
+    }
+
+    /// Takes up to `max` items never delivered (`XREADGROUP`), waiting up to `block` for one.
+    fn read_new(
+        &self,
+        consumer: &str,
+        block: Option<Duration>,
+        max: usize,
+    ) -> std::result::Result<Vec<Received>, QueueError> {
+        let object = &self.object;
         let read: Value = object
             .conn()
             .write(object.name(), "receiving", |c| {
@@ -530,9 +667,9 @@ impl RedisQueue {
                 command
                     .arg("GROUP")
                     .arg(GROUP)
-                    .arg(&consumer)
+                    .arg(consumer)
                     .arg("COUNT")
-                    .arg(1);
+                    .arg(max.max(1));
                 if let Some(block) = block {
                     let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
                     command.arg("BLOCK").arg(ms);
@@ -542,7 +679,7 @@ impl RedisQueue {
             .map_err(|err| self.explain_missing_group("receiving", err))?;
         // [[stream, [[id, fields]]]] (RESP2) or a map stream -> entries (RESP3).
         let entries = match &read {
-            Value::Nil => return Ok(None),
+            Value::Nil => return Ok(Vec::new()),
             Value::Array(streams) => streams.first().and_then(|s| match s {
                 Value::Array(pair) => pair.get(1),
                 _ => None,
@@ -551,19 +688,42 @@ impl RedisQueue {
             _ => None,
         };
         let Some(Value::Array(entries)) = entries else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        let Some(first) = entries.first() else {
-            return Ok(None);
+        entries
+            .iter()
+            .map(|value| {
+                let (id, seq, payload) = self.stream_entry(value)?;
+                Ok(Received {
+                    id,
+                    seq,
+                    deliveries: 1,
+                    payload,
+                    consumer: consumer.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map_err(QueueError::from)
+    }
+
+    /// Acknowledges `items` in one script: for each, whether it was still in flight with its
+    /// receiver (and is now acknowledged).
+    pub(crate) fn ack_many(&self, items: &[Received]) -> Result<Vec<bool>> {
+        let Some(first) = items.first() else {
+            return Ok(Vec::new());
         };
-        let (id, seq, payload) = self.stream_entry(first)?;
-        Ok(Some(Received {
-            id,
-            seq,
-            deliveries: 1,
-            payload,
-            consumer,
-        }))
+        let done: Vec<u64> = self.on_group("acknowledging", &ACK_MANY, true, |invocation| {
+            invocation.arg(&first.consumer);
+            for item in items {
+                invocation.arg(&item.id);
+            }
+        })?;
+        Ok(done.into_iter().map(|d| d == 1).collect())
+    }
+
+    /// Puts `items` back, one script each (see [`RedisQueue::nack`]).
+    pub(crate) fn nack_many(&self, items: &[Received]) -> Result<Vec<bool>> {
+        items.iter().map(|item| self.nack(item)).collect()
     }
 
     /// Acknowledges `item`; `false` if it is no longer in flight with its receiver.

@@ -94,11 +94,70 @@ fn me() -> (u32, u64) {
     (pid, start)
 }
 
-/// An item taken under the lock.
+/// An item taken in flight under the lock, with its payload.
 pub(super) struct Taken {
     pub(super) seq: u64,
     pub(super) deliveries: u32,
     pub(super) payload: Vec<u8>,
+}
+
+thread_local! {
+    /// The buffer a receive copies payloads into, kept between calls so that a receive
+    /// allocates nothing (taken out while in use, so a nested call just allocates its own).
+    static PAYLOAD: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// What one receive took under the lock.
+#[derive(Default)]
+pub(super) struct Received {
+    /// Items accepted (decoded by the caller).
+    pub(super) accepted: usize,
+    /// Of those, acknowledged at once.
+    pub(super) acked: usize,
+    /// Of those, taken in flight: sequence number and deliveries, in the order taken.
+    pub(super) taken: Vec<(u64, u32)>,
+    /// The item refused (not decodable), taken in flight; it ended the batch.
+    pub(super) refused: Option<Taken>,
+}
+
+/// Where a record of `need` bytes fits in `ring` whose live records start at `first` and end
+/// at `tail` (8-aligned), if anywhere.
+fn fit(ring: Ring, first: u64, tail: u64, need: u64) -> Option<u64> {
+    if need > ring.bytes() {
+        return None;
+    }
+    // Records of the live entries occupy `[first, tail)`, or `[first, hi)` and `[lo, tail)`
+    // once they wrapped around.
+    if first < tail {
+        if tail + need <= ring.hi {
+            Some(tail)
+        } else if ring.lo + need <= first {
+            Some(ring.lo)
+        } else {
+            None
+        }
+    } else if tail + need <= first {
+        Some(tail)
+    } else {
+        None
+    }
+}
+
+/// Adds `n` to a count only holders of the lock change: a plain load and store, cheaper than
+/// a locked read-modify-write.
+fn bump(word: &AtomicU64, n: u64) {
+    word.store(
+        word.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// Subtracts `n` from a count only holders of the lock change (see [`bump`]); never below 0.
+fn unbump(word: &AtomicU64, n: u64) {
+    word.store(
+        word.load(Ordering::Relaxed).saturating_sub(n),
+        Ordering::Relaxed,
+    );
 }
 
 /// The record size of a payload: header, payload, padding to 8.
@@ -114,24 +173,32 @@ impl<'a> Raw<'a> {
         }
     }
 
-    /// Appends `payload`, sleeping while a bounded queue is full; `false` once `timeout` has
-    /// passed first (at once for a zero timeout), [`QueueError::Closed`] once the queue is
-    /// closed.
+    /// Appends `payloads` (one item each, committed together: all or none), sleeping while a
+    /// bounded queue has no room for all of them; `false` once `timeout` has passed first (at
+    /// once for a zero timeout), [`QueueError::Closed`] once the queue is closed.
+    /// [`QueueError::Full`] at once if there are more payloads than the queue's capacity.
     pub(super) fn put_until(
         self,
-        payload: &[u8],
+        payloads: &[&[u8]],
         timeout: Option<Duration>,
     ) -> std::result::Result<bool, QueueError> {
         let area = self.area();
         let deadline = deadline(timeout);
+        let count = payloads.len() as u64;
+        let capacity = area.capacity.load(Ordering::Relaxed);
+        if capacity != 0 && count > capacity {
+            return Err(QueueError::Full {
+                name: self.segment.name().clone(),
+                capacity,
+            });
+        }
         loop {
             let guard = self.lock()?;
             if area.closed.load(Ordering::Relaxed) != OPEN {
                 return Err(self.closed_error());
             }
-            let capacity = area.capacity.load(Ordering::Relaxed);
-            if capacity == 0 || area.unacked.load(Ordering::Relaxed) < capacity {
-                self.put(&guard, payload)?;
+            if capacity == 0 || area.unacked.load(Ordering::Relaxed) + count <= capacity {
+                self.put(&guard, payloads)?;
                 unlock_and_wake(guard, &area.items, &area.receivers);
                 return Ok(true);
             }
@@ -142,15 +209,21 @@ impl<'a> Raw<'a> {
         }
     }
 
-    /// Takes the next item in flight (see [`Raw::take`]), sleeping while none is ready;
-    /// `None` once `timeout` has passed first (at once for a zero timeout).
-    /// [`QueueError::Closed`] at once if the queue was closed immediately, and once nothing
-    /// is left unacknowledged if it was closed: until then an item in flight with another
-    /// receiver may come back, put back or left by a receiver that died.
+    /// Takes up to `max` items (at least one) under one lock (see [`Raw::take`]), sleeping
+    /// while none is ready; `None` once `timeout` has passed first (at once for a zero
+    /// timeout). Each payload is offered to `accept` under the lock: an accepted item is
+    /// acknowledged at once if `ack`, else taken in flight; the first refused one is taken in
+    /// flight and ends the batch. [`QueueError::Closed`] at once if the queue was closed
+    /// immediately, and once nothing is left unacknowledged if it was closed: until then an
+    /// item in flight with another receiver may come back, put back or left by a receiver that
+    /// died.
     pub(super) fn receive_until(
         self,
         timeout: Option<Duration>,
-    ) -> std::result::Result<Option<Taken>, QueueError> {
+        max: usize,
+        ack: bool,
+        accept: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> std::result::Result<Option<Received>, QueueError> {
         let area = self.area();
         let deadline = deadline(timeout);
         loop {
@@ -159,8 +232,16 @@ impl<'a> Raw<'a> {
             if closed == CLOSED_NOW {
                 return Err(self.closed_error());
             }
-            if let Some(taken) = self.take(&guard)? {
-                return Ok(Some(taken));
+            let change = Change::begin(&area.changes, &guard);
+            let ring = self.ring()?;
+            let received = self.take(ring, max.max(1), ack, accept)?;
+            let closed_now = received.acked > 0 && self.finish_acks(ring);
+            drop(change);
+            if received.accepted > 0 || received.refused.is_some() {
+                if received.acked > 0 {
+                    self.wake_after_acks(guard, closed_now);
+                }
+                return Ok(Some(received));
             }
             let unacked = area.unacked.load(Ordering::Relaxed);
             if closed != OPEN && unacked == 0 {
@@ -348,21 +429,7 @@ impl<'a> Raw<'a> {
         self.record_end(ring, first)?;
         let last = self.entry(ring, end - 1)?.record.load(Ordering::Relaxed);
         let tail = self.record_end(ring, last)?;
-        // Records of `head..end` occupy `[first, tail)`, or `[first, hi)` and `[lo, tail)`
-        // once they wrapped around.
-        Ok(if first < tail {
-            if tail + need <= ring.hi {
-                Some(tail)
-            } else if ring.lo + need <= first {
-                Some(ring.lo)
-            } else {
-                None
-            }
-        } else if tail + need <= first {
-            Some(tail)
-        } else {
-            None
-        })
+        Ok(fit(ring, first, tail, need))
     }
 
     /// Builds a ring with room for one more entry and `need` more record bytes past the
@@ -438,45 +505,81 @@ impl<'a> Raw<'a> {
         Ok(new)
     }
 
-    /// Appends one encoded item; the caller holds the lock and checked the bound.
-    fn put(self, guard: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
+    /// Appends encoded items, committed together by one store of `end`; the caller holds the
+    /// lock and checked the bound.
+    fn put(self, guard: &RawGuard<'_>, payloads: &[&[u8]]) -> Result<()> {
         let area = self.area();
-        let need = record_size(payload.len());
-        let ring = self.ring()?;
+        let mut ring = self.ring()?;
         let (mut head, end) = self.window(ring)?;
         let _change = Change::begin(&area.changes, guard);
-        let mut at = None;
         if let Some(current) = ring {
             head = self.advance_head(current, head, end)?;
-            if end - head < current.slots {
-                at = self.free_position(current, head, end, need)?;
+        }
+        // Entries `end..next` are written and not yet committed: nobody but this call follows
+        // them, and a grown ring copies them along with the live ones.
+        let mut next = end;
+        // Where the live records start and end in the current ring, once this call wrote one:
+        // the next record's place follows from them without reading the entries again.
+        let mut span: Option<(u64, u64)> = None;
+        for payload in payloads {
+            let need = record_size(payload.len());
+            let mut at = None;
+            if let Some(current) = ring
+                && next - head < current.slots
+            {
+                at = match span {
+                    Some((first, tail)) => fit(current, first, tail, need),
+                    None => self.free_position(current, head, next, need)?,
+                };
+            }
+            let (current, at) = if let (Some(current), Some(at)) = (ring, at) {
+                (current, at)
+            } else {
+                let grown = self.grow(guard, ring, (head, next), need)?;
+                let at = self
+                    .free_position(grown, head, next, need)?
+                    .ok_or_else(|| {
+                        self.corrupt("a freshly built ring has no room for its record".to_owned())
+                    })?;
+                ring = Some(grown);
+                span = None;
+                (grown, at)
+            };
+            // SAFETY: we hold the lock (`guard`), and `free_position` (or `fit`, from the
+            // bounds of the live records that `free_position` checked and this call extended)
+            // placed `[at, at + need)` in the ring's free space, outside every live record and
+            // every record this call wrote before (module `# Safety`).
+            let (record, after) = unsafe { record::write(self.segment, guard, at, payload) }?;
+            let first = match span {
+                Some((first, _)) => first,
+                None if head == next => record,
+                None => self.entry(current, head)?.record.load(Ordering::Relaxed),
+            };
+            span = Some((first, after));
+            let entry = self.entry(current, next)?;
+            entry.record.store(record, Ordering::Relaxed);
+            entry.deliveries.store(0, Ordering::Relaxed);
+            entry.taker_pid.store(0, Ordering::Relaxed);
+            entry.taker_start.store(0, Ordering::Relaxed);
+            entry.state.store(READY, Ordering::Relaxed);
+            next += 1;
+            if next == end + 1 && payloads.len() > 1 {
+                crate::failpoint::hit("queue.batch_first_written");
             }
         }
-        let (ring, at) = if let (Some(current), Some(at)) = (ring, at) {
-            (current, at)
-        } else {
-            let grown = self.grow(guard, ring, (head, end), need)?;
-            let at = self.free_position(grown, head, end, need)?.ok_or_else(|| {
-                self.corrupt("a freshly built ring has no room for its record".to_owned())
-            })?;
-            (grown, at)
-        };
-        // SAFETY: we hold the lock (`guard`), and `free_position` placed `[at, at + need)` in
-        // the ring's free space, outside every live record (module `# Safety`).
-        let (record, _) = unsafe { record::write(self.segment, guard, at, payload) }?;
-        let entry = self.entry(ring, end)?;
-        entry.record.store(record, Ordering::Relaxed);
-        entry.deliveries.store(0, Ordering::Relaxed);
-        entry.taker_pid.store(0, Ordering::Relaxed);
-        entry.taker_start.store(0, Ordering::Relaxed);
-        entry.state.store(READY, Ordering::Relaxed);
         crate::failpoint::hit("queue.written");
-        // Commit: the record and the entry happen-before any Acquire load of `end`.
-        area.end.store(end + 1, Ordering::Release);
+        // Commit: the records and the entries happen-before any Acquire load of `end`.
+        area.end.store(next, Ordering::Release);
         crate::failpoint::hit("queue.committed");
-        area.waiting.fetch_add(1, Ordering::Relaxed);
-        area.unacked.fetch_add(1, Ordering::Relaxed);
-        area.items.fetch_add(1, Ordering::Release);
+        let added = next - end;
+        // Under the lock, which every writer of these words holds: plain stores, no locked
+        // read-modify-write.
+        bump(&area.waiting, added);
+        bump(&area.unacked, added);
+        area.items.store(
+            area.items.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
         self.segment.note_writer();
         Ok(())
     }
@@ -541,15 +644,9 @@ impl<'a> Raw<'a> {
         Ok(None)
     }
 
-    /// Takes the next item: usually the first ready one; an item of a dead taker when none is
-    /// ready, or every `ORPHAN_SCAN_EVERY` deliveries. `None` if there is nothing to take.
-    fn take(self, guard: &RawGuard<'_>) -> Result<Option<Taken>> {
-        let area = self.area();
-        let Some(ring) = self.ring()? else {
-            return Ok(None);
-        };
-        let window = self.window(Some(ring))?;
-        let _change = Change::begin(&area.changes, guard);
+    /// The next item to take: usually the first ready one; an item of a dead taker when none
+    /// is ready, or every `ORPHAN_SCAN_EVERY` deliveries.
+    fn next_to_take(self, ring: Ring, window: (u64, u64)) -> Result<Option<u64>> {
         let ready = self.find_ready(ring, window)?;
         let orphans_first = ready.is_none_or(|seq| seq.is_multiple_of(ORPHAN_SCAN_EVERY));
         let orphan = if orphans_first {
@@ -557,32 +654,109 @@ impl<'a> Raw<'a> {
         } else {
             None
         };
-        let Some(seq) = orphan.or(ready) else {
-            return Ok(None);
+        Ok(orphan.or(ready))
+    }
+
+    /// Takes up to `max` items (see [`Raw::next_to_take`]), offering each payload to `accept`:
+    /// an accepted item is acknowledged (`ack`: its state goes straight to acknowledged, one
+    /// commit) or taken in flight; the first refused one is taken in flight and ends the
+    /// batch. The caller holds the lock, inside a change, and calls [`Raw::finish_acks`] if
+    /// any was acknowledged.
+    fn take(
+        self,
+        ring: Option<Ring>,
+        max: usize,
+        ack: bool,
+        accept: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Received> {
+        let area = self.area();
+        let mut received = Received::default();
+        let Some(ring) = ring else {
+            return Ok(received);
         };
-        let entry = self.entry(ring, seq)?;
-        let was = entry.state.load(Ordering::Relaxed);
-        let record = entry.record.load(Ordering::Relaxed);
-        self.record_end(ring, record)?;
-        let payload = record::read(self.segment, record)?;
+        let window = self.window(Some(ring))?;
         let (pid, start) = me();
-        entry.taker_start.store(start, Ordering::Relaxed);
-        entry.taker_pid.store(pid, Ordering::Relaxed);
-        // Counted before the commit: a receiver killed in between counts as an attempt, so the
-        // count may overstate deliveries but never hides one.
-        let deliveries = entry.deliveries.load(Ordering::Relaxed).saturating_add(1);
-        entry.deliveries.store(deliveries, Ordering::Relaxed);
-        entry.state.store(TAKEN, Ordering::Release); // commit
-        crate::failpoint::hit("queue.taken");
-        if was == READY {
-            area.waiting.fetch_sub(1, Ordering::Relaxed);
-            area.hint.store(seq + 1, Ordering::Relaxed);
+        let mut payload = PAYLOAD.take();
+        while received.accepted < max {
+            let Some(seq) = self.next_to_take(ring, window)? else {
+                break;
+            };
+            let entry = self.entry(ring, seq)?;
+            let was = entry.state.load(Ordering::Relaxed);
+            let record = entry.record.load(Ordering::Relaxed);
+            self.record_end(ring, record)?;
+            record::read_into(self.segment, record, &mut payload)?;
+            let accepted = accept(&payload);
+            // Counted before the commit: a receiver killed in between counts as an attempt, so
+            // the count may overstate deliveries but never hides one.
+            let deliveries = entry.deliveries.load(Ordering::Relaxed).saturating_add(1);
+            entry.deliveries.store(deliveries, Ordering::Relaxed);
+            if accepted && ack {
+                entry.state.store(DONE, Ordering::Release); // commit
+                crate::failpoint::hit("queue.acked");
+                unbump(&area.unacked, 1);
+                received.acked += 1;
+            } else {
+                entry.taker_start.store(start, Ordering::Relaxed);
+                entry.taker_pid.store(pid, Ordering::Relaxed);
+                entry.state.store(TAKEN, Ordering::Release); // commit
+                crate::failpoint::hit("queue.taken");
+            }
+            if was == READY {
+                unbump(&area.waiting, 1);
+                area.hint.store(seq + 1, Ordering::Relaxed);
+            }
+            if !accepted {
+                received.refused = Some(Taken {
+                    seq,
+                    deliveries,
+                    payload: std::mem::take(&mut payload),
+                });
+                break;
+            }
+            received.accepted += 1;
+            if !ack {
+                received.taken.push((seq, deliveries));
+            }
         }
-        Ok(Some(Taken {
-            seq,
-            deliveries,
-            payload,
-        }))
+        PAYLOAD.set(payload);
+        Ok(received)
+    }
+
+    /// After acknowledgements, inside their change: moves `head` and bumps the futex words
+    /// (`space`, and `items` on a closed queue, whose receivers wait for nothing to be left
+    /// unacknowledged). Returns whether the queue is closed.
+    fn finish_acks(self, ring: Option<Ring>) -> bool {
+        let area = self.area();
+        if let Some(ring) = ring
+            && let Ok((head, end)) = self.window(Some(ring))
+        {
+            // Moving `head` is housekeeping: a failure here leaves it for the next put.
+            let _ = self.advance_head(ring, head, end);
+        }
+        area.space.store(
+            area.space.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
+        let closed = area.closed.load(Ordering::Relaxed) != OPEN;
+        if closed {
+            area.items.store(
+                area.items.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Release,
+            );
+        }
+        closed
+    }
+
+    /// Unlocks after acknowledgements and wakes the senders and joiners, and the receivers of
+    /// a `closed` queue.
+    fn wake_after_acks(self, guard: RawGuard<'_>, closed: bool) {
+        let area = self.area();
+        let wake_receivers = closed && area.receivers.load(Ordering::Relaxed) != 0;
+        unlock_and_wake(guard, &area.space, &area.senders);
+        if wake_receivers {
+            sys::futex_wake(&area.items, u32::MAX);
+        }
     }
 
     /// The entry of `seq` if this process holds it in flight.
@@ -607,13 +781,39 @@ impl<'a> Raw<'a> {
         Ok((ring, entry))
     }
 
-    /// Acknowledges item `seq`, which this process holds in flight: it leaves the queue for
-    /// good, and a sender waiting for room is woken.
-    pub(super) fn ack(self, seq: u64) -> std::result::Result<(), QueueError> {
+    /// Acknowledges items `seqs`, which this process holds in flight, under one lock: they
+    /// leave the queue for good (each by a commit of its own), and a sender waiting for room
+    /// is woken. [`QueueError::NotInFlight`] names the first that this process does not hold,
+    /// once the others are acknowledged.
+    pub(super) fn ack(self, seqs: &[u64]) -> std::result::Result<(), QueueError> {
+        let area = self.area();
         let guard = self.lock()?;
-        let (ring, entry) = self.held_entry(seq)?;
-        self.acknowledge(guard, ring, entry);
-        Ok(())
+        let mut missing = None;
+        let mut acked = 0;
+        let mut closed = false;
+        {
+            let _change = Change::begin(&area.changes, &guard);
+            for &seq in seqs {
+                match self.held_entry(seq) {
+                    Ok((_, entry)) => {
+                        entry.state.store(DONE, Ordering::Release); // commit
+                        crate::failpoint::hit("queue.acked");
+                        unbump(&area.unacked, 1);
+                        acked += 1;
+                    }
+                    Err(err) => {
+                        missing.get_or_insert(err);
+                    }
+                }
+            }
+            if acked > 0 {
+                closed = self.finish_acks(self.ring()?);
+            }
+        }
+        if acked > 0 {
+            self.wake_after_acks(guard, closed);
+        }
+        missing.map_or(Ok(()), Err)
     }
 
     /// Acknowledges the oldest item this process holds in flight (`task_done`);
@@ -639,53 +839,55 @@ impl<'a> Raw<'a> {
         })
     }
 
-    /// Commits the acknowledgement of `entry`, which this process holds in flight, unlocks
-    /// and wakes the senders and joiners (and the receivers of a closed queue, which wait for
-    /// nothing to be left unacknowledged).
+    /// Commits the acknowledgement of `entry` (in `ring`), which this process holds in
+    /// flight, unlocks and wakes (see [`Raw::wake_after_acks`]).
     fn acknowledge(self, guard: RawGuard<'_>, ring: Ring, entry: &Entry) {
         let area = self.area();
-        let change = Change::begin(&area.changes, &guard);
-        entry.state.store(DONE, Ordering::Release); // commit
-        crate::failpoint::hit("queue.acked");
-        area.unacked.fetch_sub(1, Ordering::Relaxed);
-        if let Ok((head, end)) = self.window(Some(ring)) {
-            // Moving `head` is housekeeping: a failure here leaves it for the next put.
-            let _ = self.advance_head(ring, head, end);
-        }
-        area.space.fetch_add(1, Ordering::Release);
-        let closed = area.closed.load(Ordering::Relaxed) != OPEN;
-        if closed {
-            area.items.fetch_add(1, Ordering::Release);
-        }
-        drop(change);
-        let wake_receivers = closed && area.receivers.load(Ordering::Relaxed) != 0;
-        unlock_and_wake(guard, &area.space, &area.senders);
-        if wake_receivers {
-            sys::futex_wake(&area.items, u32::MAX);
-        }
+        let closed = {
+            let _change = Change::begin(&area.changes, &guard);
+            entry.state.store(DONE, Ordering::Release); // commit
+            crate::failpoint::hit("queue.acked");
+            unbump(&area.unacked, 1);
+            self.finish_acks(Some(ring))
+        };
+        self.wake_after_acks(guard, closed);
     }
 
-    /// Puts item `seq`, which this process holds in flight, back in its place, and wakes the
-    /// waiting receivers; after an immediate close it is discarded instead.
-    pub(super) fn nack(self, seq: u64) -> std::result::Result<(), QueueError> {
+    /// Puts items `seqs`, which this process holds in flight, back in their places under one
+    /// lock, and wakes the waiting receivers; after an immediate close they are discarded
+    /// instead. [`QueueError::NotInFlight`] names the first that this process does not hold,
+    /// once the others are put back.
+    pub(super) fn nack(self, seqs: &[u64]) -> std::result::Result<(), QueueError> {
         let area = self.area();
         let guard = self.lock()?;
-        let (ring, entry) = self.held_entry(seq)?;
         if area.closed.load(Ordering::Relaxed) == CLOSED_NOW {
-            self.acknowledge(guard, ring, entry);
-            return Ok(());
+            drop(guard);
+            return self.ack(seqs);
         }
+        let mut missing = None;
         let change = Change::begin(&area.changes, &guard);
-        entry.state.store(READY, Ordering::Release); // commit
-        crate::failpoint::hit("queue.returned");
-        area.waiting.fetch_add(1, Ordering::Relaxed);
-        if area.hint.load(Ordering::Relaxed) > seq {
-            area.hint.store(seq, Ordering::Relaxed);
+        for &seq in seqs {
+            let entry = match self.held_entry(seq) {
+                Ok((_, entry)) => entry,
+                Err(err) => {
+                    missing.get_or_insert(err);
+                    continue;
+                }
+            };
+            entry.state.store(READY, Ordering::Release); // commit
+            crate::failpoint::hit("queue.returned");
+            bump(&area.waiting, 1);
+            if area.hint.load(Ordering::Relaxed) > seq {
+                area.hint.store(seq, Ordering::Relaxed);
+            }
         }
-        area.items.fetch_add(1, Ordering::Release);
+        area.items.store(
+            area.items.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
         drop(change);
         unlock_and_wake(guard, &area.items, &area.receivers);
-        Ok(())
+        missing.map_or(Ok(()), Err)
     }
 
     /// Copies of the payloads of the ready items, oldest first.

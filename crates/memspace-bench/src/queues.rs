@@ -1,0 +1,118 @@
+//! The queue's scenarios: `u64` items put and got with their acknowledgement, in one process
+//! against `std::sync::mpsc`, and between two processes, one item per call or in batches.
+//! The baselines of other inter-process channels are in `ipc.rs`.
+//!
+//! Between two processes a producer process (started by fork) puts `n` items and this process
+//! receives them; the clock runs from the first item received to the last, so that no process
+//! start is counted, on either side of a comparison.
+
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "counts and durations become floating-point rates"
+)]
+
+use std::time::Instant;
+
+use memspace::collections::Queue;
+use memspace::spawn::Process;
+
+use crate::measure::per_second;
+
+/// Items per `put_many` in the batched scenario.
+pub(crate) const PUT_BATCH: usize = 64;
+/// Most items per `get_many` in the batched scenario.
+pub(crate) const GET_BATCH: usize = 256;
+
+/// `n` rounds of a `put` then a `get` of a `u64` on one queue in this process; put+get per
+/// second.
+pub(crate) fn put_get_in_process(n: u64) -> anyhow::Result<f64> {
+    let queue = Queue::<u64>::new()?;
+    let start = Instant::now();
+    for i in 0..n {
+        queue.put(&i)?;
+        std::hint::black_box(queue.get()?);
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+/// The baseline of [`put_get_in_process`]: `n` rounds of a `send` then a `recv` on a
+/// `std::sync::mpsc::channel`.
+pub(crate) fn mpsc_in_process(n: u64) -> anyhow::Result<f64> {
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let start = Instant::now();
+    for i in 0..n {
+        tx.send(i)?;
+        std::hint::black_box(rx.recv()?);
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+fn produce((queue, n): (Queue<u64>, u64)) {
+    for i in 0..n {
+        queue.put(&i).expect("put");
+    }
+}
+
+fn produce_batches((queue, n): (Queue<u64>, u64)) {
+    let mut next = 0;
+    let mut batch = Vec::with_capacity(PUT_BATCH);
+    while next < n {
+        batch.clear();
+        batch.extend(next..(next + PUT_BATCH as u64).min(n));
+        queue.put_many(&batch).expect("put_many");
+        next += batch.len() as u64;
+    }
+}
+
+/// Receives `n` items with `receive` (one `get`, or one `get_many`, per call), timed from the
+/// first to the last; checks their sum.
+fn receive_timed(
+    n: u64,
+    mut receive: impl FnMut(&mut Vec<u64>) -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    let mut items = Vec::new();
+    let mut sum = 0u64;
+    let mut got = 0;
+    let mut start = None;
+    while got < n {
+        items.clear();
+        receive(&mut items)?;
+        start.get_or_insert_with(Instant::now);
+        got += items.len() as u64;
+        sum = items.iter().fold(sum, |a, b| a.wrapping_add(*b));
+    }
+    let elapsed = start.map(|s| s.elapsed()).unwrap_or_default();
+    anyhow::ensure!(sum == n * (n - 1) / 2, "items lost or changed on the way");
+    // The first call's items were received before the clock started.
+    Ok(per_second((n - 1) as f64, elapsed))
+}
+
+/// A producer process puts `n` `u64` one `put` at a time into an unbounded queue; this process
+/// takes them one `get` at a time (received and acknowledged in one step; a `get` that finds
+/// nothing sleeps on a futex until a put wakes it). Items per second.
+pub(crate) fn two_processes(n: u64) -> anyhow::Result<f64> {
+    let queue = Queue::<u64>::new()?;
+    let mut producer = Process::new(produce, (queue.clone(), n));
+    producer.start()?;
+    let rate = receive_timed(n, |items| {
+        items.push(queue.get()?);
+        Ok(())
+    })?;
+    producer.join()?;
+    Ok(rate)
+}
+
+/// As [`two_processes`] with batches: the producer puts [`PUT_BATCH`] items per `put_many`,
+/// this process takes up to [`GET_BATCH`] per `get_many` (each batch received and
+/// acknowledged under one lock).
+pub(crate) fn two_processes_batched(n: u64) -> anyhow::Result<f64> {
+    let queue = Queue::<u64>::new()?;
+    let mut producer = Process::new(produce_batches, (queue.clone(), n));
+    producer.start()?;
+    let rate = receive_timed(n, |items| {
+        items.extend(queue.get_many(GET_BATCH)?);
+        Ok(())
+    })?;
+    producer.join()?;
+    Ok(rate)
+}

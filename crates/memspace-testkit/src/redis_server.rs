@@ -49,11 +49,13 @@ pub fn start_test() -> (Watchdog, RedisServer) {
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    /// Further `redis-server` arguments (a cluster node's, a replica's).
+    extra: Vec<String>,
     server: Option<Child>,
     guardian: Option<Child>,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("bind a free loopback port")
@@ -79,6 +81,16 @@ impl RedisServer {
     ///
     /// If `redis-server` is not installed (`scripts/test.sh` installs it) or does not start.
     pub fn start() -> Self {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// Starts a server on a free port with the further arguments `extra` gives for that port
+    /// (`--cluster-enabled yes`, `--replicaof ...`).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_with(extra: impl Fn(u16) -> Vec<String>) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}.{}",
@@ -87,9 +99,11 @@ impl RedisServer {
         ));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         for _ in 0..5 {
+            let port = free_port();
             let mut server = RedisServer {
-                port: free_port(),
+                port,
                 dir: dir.clone(),
+                extra: extra(port),
                 server: None,
                 guardian: None,
             };
@@ -124,6 +138,7 @@ impl RedisServer {
             .arg(&self.dir)
             .arg("--logfile")
             .arg(self.dir.join("redis.log"))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -187,6 +202,32 @@ impl RedisServer {
     /// A fresh object name on this server: `redis://127.0.0.1:PORT/`[`unique_name`]`(tag)`.
     pub fn unique_name(&self, tag: &str) -> String {
         self.name(&unique_name(tag))
+    }
+
+    /// The directory it keeps its files in.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Runs `redis-cli` against this server with `args` and returns what it printed: for
+    /// answers of more than one line (`CLUSTER NODES`, `INFO`).
+    ///
+    /// # Panics
+    ///
+    /// If `redis-cli` cannot be run or fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli (installed with redis-server)");
+        assert!(
+            output.status.success(),
+            "redis-cli {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Sends one command to the server as a new client and returns the first line of its

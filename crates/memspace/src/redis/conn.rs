@@ -1,5 +1,5 @@
 //! [`Conn`]: connections to a Redis server, reopened when they break, in a forked child, or
-//! after a restart of the server.
+//! after a restart of the server, and sent where a Redis Cluster redirects them.
 //!
 //! A `Conn` keeps a few idle connections; each command takes one for its duration and gives it
 //! back, so threads sharing a handle run their commands side by side, and one that blocks in
@@ -14,11 +14,35 @@
 //! not have been applied", never replayed: replaying a push could push twice. Before a write
 //! on a connection that sat idle, a `PING` checks that it still works, so a server restart
 //! between two writes costs a reconnect, not an uncertain write.
+//!
+//! # Redis Cluster
+//!
+//! Nothing is configured: a `Conn` talks to the node its name gives, and follows the
+//! redirections a cluster node answers with. All keys of one object share one hash slot (see
+//! the module docs of `redis`), so every command, script and transaction of an object runs on
+//! the one node that serves its slot, on a plain connection (a [`Link`]):
+//!
+//! * `MOVED SLOT HOST:PORT`: the slot lives on another node. The command was not carried out,
+//!   so it is sent again to that node, writes included, and later commands go there first.
+//! * `ASK SLOT HOST:PORT`: the slot is being migrated and this key has already left. The
+//!   command is sent again, once, to that node on a fresh connection preceded by `ASKING`
+//!   (every command of it: a transaction's `WATCH`, reads and `EXEC` alike).
+//! * `TRYAGAIN`: during the migration some keys of the command are on each side; nothing was
+//!   carried out, so it is asked again after a pause, like `BUSY` or `LOADING`.
+//!
+//! A closure given to [`Conn::read`] or [`Conn::write`] runs again from its first command after
+//! a redirection, so a transaction's `WATCH` is always on the node that runs its `EXEC`. If the
+//! node stops answering (a failover), the next connection goes to the name's node or to one
+//! a redirection named, which redirects again once the cluster has promoted a replica.
+//!
+//! The redirections are followed here rather than by the `redis` crate's `ClusterConnection`
+//! because that one sends a command again after its connection broke, which would apply a
+//! write twice when only the answer was lost.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::{Connection, RedisError, RedisResult};
+use redis::{Connection, ConnectionLike, RedisError, RedisResult, Value};
 
 use crate::error::{Error, Result};
 use crate::segment::SegmentName;
@@ -35,20 +59,113 @@ const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 /// How many idle connections a `Conn` keeps for later commands.
 const MAX_IDLE: usize = 4;
+/// How many redirections one command follows before giving up (a cluster that keeps sending
+/// it around is reconfiguring, or misconfigured).
+const MAX_REDIRECTIONS: u32 = 16;
 
-/// Connections to one Redis server, shared by the clones of a handle.
+/// Connections to one Redis server, or to the nodes of a Redis Cluster that serve one
+/// object's slot, shared by the clones of a handle.
 pub(crate) struct Conn {
+    /// The server the name gives (`HOST:PORT`).
     server: String,
-    client: redis::Client,
+    /// Where commands go: the node the last `MOVED` named (or the name's server), and the
+    /// nodes redirections named so far, to try when that one stops answering.
+    route: Mutex<Route>,
     /// Idle connections, most recently used last.
     idle: Mutex<Vec<Open>>,
+}
+
+/// Where a [`Conn`] sends its commands.
+#[derive(Debug, Default)]
+struct Route {
+    /// The node that served the object's slot at the last redirection (`None`: the name's
+    /// server).
+    node: Option<String>,
+    /// Every node a redirection named, to fall back on when `node` stops answering.
+    known: Vec<String>,
 }
 
 struct Open {
     /// The process that opened it: a forked child must not talk on its parent's socket.
     pid: u32,
-    connection: Connection,
+    /// The node it is connected to (`HOST:PORT`).
+    node: String,
+    link: Link,
     last_used: Instant,
+}
+
+/// One connection to one server or cluster node, as the commands of a [`Conn`] see it.
+///
+/// After an `ASK` redirection it precedes every command with `ASKING`, which a node importing
+/// a slot requires before it serves a key of that slot (for a transaction, before `MULTI`:
+/// the server keeps the permission until `EXEC`).
+pub(crate) struct Link {
+    connection: Connection,
+    asking: bool,
+}
+
+impl Link {
+    fn ask(&mut self) -> RedisResult<()> {
+        if self.asking {
+            let answer = self
+                .connection
+                .req_packed_command(b"*1\r\n$6\r\nASKING\r\n")?;
+            answer.extract_error()?;
+        }
+        Ok(())
+    }
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        self.ask()?;
+        self.connection.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        self.ask()?;
+        self.connection.req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.connection.get_db()
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.connection.check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        self.connection.is_open()
+    }
+}
+
+/// A redirection a cluster node answered with (see the module docs).
+#[derive(Debug, PartialEq, Eq)]
+enum Redirect {
+    /// The slot lives on this node now.
+    Moved(String),
+    /// This key of a slot being migrated is on this node already.
+    Ask(String),
+}
+
+/// The redirection `err` carries: the error itself, or one command's inside a pipeline or an
+/// aborted transaction.
+fn redirect_of(err: &RedisError) -> Option<Redirect> {
+    let errors = err.clone().into_server_errors()?;
+    errors.iter().find_map(|(_, error)| {
+        let node = error.details()?.split_ascii_whitespace().nth(1)?.to_owned();
+        match error.code() {
+            "MOVED" => Some(Redirect::Moved(node)),
+            "ASK" => Some(Redirect::Ask(node)),
+            _ => None,
+        }
+    })
 }
 
 impl std::fmt::Debug for Conn {
@@ -82,15 +199,15 @@ pub(crate) fn is_connection_problem(err: &RedisError) -> bool {
 impl Conn {
     /// A connection to `server` (`HOST:PORT`), opened on first use.
     pub(crate) fn new(name: &SegmentName, server: &str) -> Result<Self> {
-        let client =
-            redis::Client::open(format!("redis://{server}/")).map_err(|source| Error::Redis {
-                name: name.clone(),
-                op: "parsing the server address",
-                source: Box::new(source),
-            })?;
+        // Checked now, so that connecting later fails only for reasons of the network.
+        client_for(server).map_err(|source| Error::Redis {
+            name: name.clone(),
+            op: "parsing the server address",
+            source: Box::new(source),
+        })?;
         Ok(Conn {
             server: server.to_owned(),
-            client,
+            route: Mutex::new(Route::default()),
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -102,15 +219,21 @@ impl Conn {
 
     /// An idle connection opened by this process, if there is one.
     fn take(&self) -> Option<Open> {
+        let node = self.node();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let pid = sys::pid();
         // Connections inherited through fork are the parent's sockets: forget them without
-        // a word to the server (dropping one only closes this process's copy).
-        idle.retain(|open| open.pid == pid);
+        // a word to the server (dropping one only closes this process's copy). Those to a
+        // node that a redirection replaced would only be redirected.
+        idle.retain(|open| open.pid == pid && open.node == node);
         idle.pop()
     }
 
     fn give_back(&self, open: Open) {
+        // A connection that asks for a slot being migrated serves one command only.
+        if open.link.asking {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push(open);
@@ -125,13 +248,43 @@ impl Conn {
             .clear();
     }
 
-    fn connect(&self) -> RedisResult<Open> {
-        let connection = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    /// The node commands go to now.
+    fn node(&self) -> String {
+        let route = self.route.lock().unwrap_or_else(PoisonError::into_inner);
+        route.node.clone().unwrap_or_else(|| self.server.clone())
+    }
+
+    /// Sends later commands to `node`, which a `MOVED` named.
+    fn moved_to(&self, node: &str) {
+        let mut route = self.route.lock().unwrap_or_else(PoisonError::into_inner);
+        route.node = (node != self.server).then(|| node.to_owned());
+        if !route.known.iter().any(|known| known == node) {
+            route.known.push(node.to_owned());
+        }
+    }
+
+    /// After `failed` could not be reached: the next node to try (the name's server, then
+    /// those redirections named, in turn).
+    fn next_node(&self, failed: &str) {
+        let mut route = self.route.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut candidates = std::iter::once(self.server.clone())
+            .chain(route.known.iter().cloned())
+            .collect::<Vec<_>>();
+        candidates.dedup();
+        let at = candidates.iter().position(|node| node == failed);
+        let next = at.map_or(0, |at| (at + 1) % candidates.len());
+        route.node = Some(candidates.swap_remove(next)).filter(|node| *node != self.server);
+    }
+
+    /// A fresh connection to `node`; `asking`: after an `ASK` redirection.
+    fn connect(&self, node: &str, asking: bool) -> RedisResult<Open> {
+        let connection = client_for(node)?.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         connection.set_read_timeout(Some(IO_TIMEOUT))?;
         connection.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(Open {
             pid: sys::pid(),
-            connection,
+            node: node.to_owned(),
+            link: Link { connection, asking },
             last_used: Instant::now(),
         })
     }
@@ -142,7 +295,7 @@ impl Conn {
         &self,
         name: &SegmentName,
         op: &'static str,
-        mut command: impl FnMut(&mut Connection) -> RedisResult<T>,
+        mut command: impl FnMut(&mut Link) -> RedisResult<T>,
     ) -> Result<T> {
         self.run(name, op, true, &mut command)
     }
@@ -152,7 +305,7 @@ impl Conn {
         &self,
         name: &SegmentName,
         op: &'static str,
-        mut command: impl FnMut(&mut Connection) -> RedisResult<T>,
+        mut command: impl FnMut(&mut Link) -> RedisResult<T>,
     ) -> Result<T> {
         self.run(name, op, false, &mut command)
     }
@@ -162,29 +315,44 @@ impl Conn {
         name: &SegmentName,
         op: &'static str,
         idempotent: bool,
-        command: &mut dyn FnMut(&mut Connection) -> RedisResult<T>,
+        command: &mut dyn FnMut(&mut Link) -> RedisResult<T>,
     ) -> Result<T> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(20);
         let mut open = self.take();
+        // The node an `ASK` named: the next attempt goes there, once.
+        let mut ask: Option<String> = None;
+        let mut redirections = 0;
         loop {
-            let mut current = match open.take() {
-                Some(current) => current,
-                None => match self.connect() {
-                    Ok(fresh) => fresh,
-                    Err(err) => {
-                        // Nothing was sent: retrying is safe for reads and writes alike.
-                        if started.elapsed() + pause < RETRY_WINDOW {
-                            std::thread::sleep(pause);
-                            pause = (pause * 2).min(Duration::from_millis(200));
-                            continue;
-                        }
-                        return Err(self.unreachable(name, op, false, err));
+            let asking = ask.take();
+            let mut current = match (open.take(), &asking) {
+                (Some(current), None) => current,
+                (idle, _) => {
+                    if let Some(idle) = idle {
+                        self.give_back(idle);
                     }
-                },
+                    let node = asking.clone().unwrap_or_else(|| self.node());
+                    match self.connect(&node, asking.is_some()) {
+                        Ok(fresh) => fresh,
+                        Err(err) => {
+                            if asking.is_none() {
+                                // A cluster node that failed: try another one, which
+                                // redirects to the node that took over its slots.
+                                self.next_node(&node);
+                            }
+                            // Nothing was sent: retrying is safe for reads and writes alike.
+                            if started.elapsed() + pause < RETRY_WINDOW {
+                                std::thread::sleep(pause);
+                                pause = (pause * 2).min(Duration::from_millis(200));
+                                continue;
+                            }
+                            return Err(self.unreachable(name, op, false, err));
+                        }
+                    }
+                }
             };
             if !idempotent && current.last_used.elapsed() > IDLE_CHECK {
-                let ping: RedisResult<()> = redis::cmd("PING").query(&mut current.connection);
+                let ping: RedisResult<()> = redis::cmd("PING").query(&mut current.link);
                 if let Err(err) = ping {
                     // The connection died while idle (a server restart): a fresh one, and the
                     // write was never sent.
@@ -195,45 +363,65 @@ impl Conn {
                     return Err(self.unreachable(name, op, false, err));
                 }
             }
-            let outcome = command(&mut current.connection);
+            let outcome = command(&mut current.link);
             current.last_used = Instant::now();
-            match outcome {
+            let err = match outcome {
                 Ok(value) => {
                     self.give_back(current);
                     return Ok(value);
                 }
-                Err(err) if is_connection_problem(&err) => {
-                    // This connection is done for, and the idle ones most likely too (the server
-                    // went away); the next attempt opens a new one.
-                    drop(current);
-                    self.forget_idle();
-                    if idempotent && started.elapsed() < RETRY_WINDOW {
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(200));
-                        continue;
-                    }
-                    return Err(self.unreachable(name, op, !idempotent, err));
-                }
-                Err(err) if server_asks_to_wait(&err) && started.elapsed() < RETRY_WINDOW => {
-                    // Refused, not applied: wait and ask again, writes included.
-                    self.give_back(current);
+                Err(err) => err,
+            };
+            if is_connection_problem(&err) {
+                // This connection is done for, and the idle ones most likely too (the server
+                // went away); the next attempt opens a new one.
+                drop(current);
+                self.forget_idle();
+                if idempotent && started.elapsed() < RETRY_WINDOW {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(200));
+                    continue;
                 }
-                Err(err) => {
-                    // The server answered: the connection is fine.
-                    self.give_back(current);
-                    // A checked script that refused to run says why, having done nothing.
-                    if let Some(refusal) = super::guard_refusal(&err, name) {
-                        return Err(refusal);
-                    }
-                    return Err(Error::Redis {
-                        name: name.clone(),
-                        op,
-                        source: Box::new(err),
-                    });
-                }
+                return Err(self.unreachable(name, op, !idempotent, err));
             }
+            if let Some(redirect) = redirect_of(&err)
+                && redirections < MAX_REDIRECTIONS
+            {
+                // The command was not carried out (nor, in a transaction, any of the others):
+                // sent again, writes included, from the closure's first command.
+                redirections += 1;
+                match redirect {
+                    Redirect::Moved(node) => {
+                        // Connected to a node that no longer serves the slot, like the idle ones.
+                        drop(current);
+                        self.forget_idle();
+                        self.moved_to(&node);
+                    }
+                    Redirect::Ask(node) => {
+                        self.give_back(current);
+                        ask = Some(node);
+                    }
+                }
+                continue;
+            }
+            if server_asks_to_wait(&err) && started.elapsed() < RETRY_WINDOW {
+                // Refused, not applied: wait and ask again, writes included.
+                self.give_back(current);
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+                continue;
+            }
+            // The server answered: the connection is fine.
+            self.give_back(current);
+            // A checked script that refused to run says why, having done nothing.
+            if let Some(refusal) = super::guard_refusal(&err, name) {
+                return Err(refusal);
+            }
+            return Err(Error::Redis {
+                name: name.clone(),
+                op,
+                source: Box::new(err),
+            });
         }
     }
 
@@ -251,5 +439,35 @@ impl Conn {
             maybe_applied,
             source: Box::new(err),
         }
+    }
+}
+
+/// A client for `HOST:PORT`.
+fn client_for(node: &str) -> RedisResult<redis::Client> {
+    redis::Client::open(format!("redis://{node}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirections_are_read_from_errors_and_aborted_transactions() {
+        let parse = |reply: &[u8]| -> RedisError {
+            match redis::parse_redis_value(reply) {
+                Ok(Value::ServerError(err)) => err.into(),
+                other => panic!("not an error: {other:?}"),
+            }
+        };
+        assert_eq!(
+            redirect_of(&parse(b"-MOVED 3999 127.0.0.1:6381\r\n")),
+            Some(Redirect::Moved("127.0.0.1:6381".to_owned()))
+        );
+        assert_eq!(
+            redirect_of(&parse(b"-ASK 3999 10.0.0.2:7000\r\n")),
+            Some(Redirect::Ask("10.0.0.2:7000".to_owned()))
+        );
+        assert_eq!(redirect_of(&parse(b"-TRYAGAIN keys moving\r\n")), None);
+        assert_eq!(redirect_of(&parse(b"-ERR wrong\r\n")), None);
     }
 }

@@ -40,7 +40,7 @@ mod conn;
 mod object;
 mod script;
 
-pub(crate) use self::conn::Conn;
+pub(crate) use self::conn::{Conn, Link};
 pub(crate) use self::object::{FirstData, Init, Object, read_meta};
 pub(crate) use self::script::{
     CHECKED_SET, checked_script, damage_text, deepest_cause, guard_refusal, refused, refused_with,

@@ -371,7 +371,9 @@ impl RedisLock {
             object
                 .conn()
                 .read(object.name(), "reading the holder", |c| {
+                    // A transaction: after an `ASK`, `ASKING` before it covers both commands.
                     redis::pipe()
+                        .atomic()
                         .cmd("TYPE")
                         .arg(&self.lease_key)
                         .cmd("PTTL")

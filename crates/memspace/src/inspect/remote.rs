@@ -132,21 +132,9 @@ fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
     }
 }
 
-/// The memspace objects on the Redis server `url` (`redis://HOST:PORT`), by name. An object
-/// whose keys are damaged is listed with [`Listed::problem`] saying how; it does not stop the
-/// listing.
-///
-/// # Errors
-///
-/// [`Error::RedisUnreachable`] if the server cannot be reached; [`OpenError::InvalidName`]
-/// if `url` is not `redis://HOST:PORT`, or holds a user name or password (not supported yet;
-/// the error hides them).
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
-    let server = crate::segment::server_of_url(url)?;
-    let probe = SegmentName::new(&format!("redis://{server}/ls"))?;
-    let conn = Conn::new(&probe, server)?;
-    let mut metas: Vec<Vec<u8>> = conn.read(&probe, "listing objects", |c| {
+/// The meta hash keys (`memspace:{NAME}`) on the server or cluster node `conn` talks to.
+fn scan_metas(conn: &Conn, probe: &SegmentName) -> Result<Vec<Vec<u8>>> {
+    conn.read(probe, "listing objects", |c| {
         let mut keys = Vec::new();
         let mut cursor = 0u64;
         loop {
@@ -163,10 +151,95 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
             }
             cursor = next;
         }
+    })
+}
+
+/// The servers that hold keys: `server` itself, or, if it is a node of a Redis Cluster
+/// (`cluster_enabled:1` in `INFO cluster`), every master that serves slots (`CLUSTER
+/// SLOTS`), as `HOST:PORT`.
+fn masters(conn: &Conn, probe: &SegmentName, server: &str) -> Result<Vec<String>> {
+    let info: String = conn.read(probe, "listing objects", |c| {
+        redis::cmd("INFO").arg("cluster").query(c)
     })?;
+    if !info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+        return Ok(vec![server.to_owned()]);
+    }
+    let slots: redis::Value = conn.read(probe, "listing the cluster's masters", |c| {
+        redis::cmd("CLUSTER").arg("SLOTS").query(c)
+    })?;
+    // [[first slot, last slot, [host, port, id, ...], replicas...], ...]; an empty host means
+    // the node that answered does not know its own address: the one we reached it by.
+    let seed_host = server.rsplit_once(':').map_or(server, |(host, _)| host);
+    let mut masters: Vec<String> = Vec::new();
+    if let redis::Value::Array(ranges) = slots {
+        for range in ranges {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let Some(redis::Value::Array(master)) = parts.get(2) else {
+                continue;
+            };
+            let host = master
+                .first()
+                .and_then(|host| redis::from_redis_value_ref::<String>(host).ok())
+                .filter(|host| !host.is_empty() && host != "?")
+                .unwrap_or_else(|| seed_host.to_owned());
+            let Some(port) = master
+                .get(1)
+                .and_then(|port| redis::from_redis_value_ref::<u16>(port).ok())
+            else {
+                continue;
+            };
+            let node = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            if !masters.contains(&node) {
+                masters.push(node);
+            }
+        }
+    }
+    if masters.is_empty() {
+        // A cluster with no slots assigned holds no keys; scan the node itself anyway.
+        masters.push(server.to_owned());
+    }
+    Ok(masters)
+}
+
+/// The memspace objects on the Redis server `url` (`redis://HOST:PORT`), by name; if it is a
+/// node of a Redis Cluster, those on every master of the cluster. An object whose keys are
+/// damaged is listed with [`Listed::problem`] saying how; it does not stop the
+/// listing.
+///
+/// # Errors
+///
+/// [`Error::RedisUnreachable`] if the server cannot be reached; [`OpenError::InvalidName`]
+/// if `url` is not `redis://HOST:PORT`, or holds a user name or password (not supported yet;
+/// the error hides them).
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
+    let server = crate::segment::server_of_url(url)?;
+    let probe = SegmentName::new(&format!("redis://{server}/ls"))?;
+    let conn = Conn::new(&probe, server)?;
+    // On a cluster, each master holds the keys of its slots: every one is scanned, and its
+    // objects are read on it.
+    let mut nodes = Vec::new();
+    let mut metas = Vec::new();
+    for node in masters(&conn, &probe, server)? {
+        let node_conn = Conn::new(&probe, &node)?;
+        metas.extend(
+            scan_metas(&node_conn, &probe)?
+                .into_iter()
+                .map(|meta| (meta, nodes.len())),
+        );
+        nodes.push(node_conn);
+    }
     metas.sort();
+    metas.dedup_by(|a, b| a.0 == b.0);
     let mut listed = Vec::new();
-    for meta in metas {
+    for (meta, node) in metas {
+        let conn = &nodes[node];
         let Some(object) = meta
             .strip_prefix(b"memspace:{")
             .and_then(|rest| rest.strip_suffix(b"}"))
@@ -174,7 +247,7 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
             continue;
         };
         match std::str::from_utf8(object) {
-            Ok(object) => listed.extend(list_one(&conn, server, object)?),
+            Ok(object) => listed.extend(list_one(conn, server, object)?),
             Err(_) => listed.push(Listed {
                 name: format!(
                     "redis://{server}/{}",

@@ -30,6 +30,25 @@
 //!   on the guard is what a storage service must check.
 //! * **A queue cannot see a dead receiver**: an item in flight longer than the queue's lease
 //!   (30 s, `?lease_ms=N`) is delivered again.
+//! * **Redis Cluster** is detected, not configured: `redis://HOST:PORT/NAME` may name any
+//!   node, which redirects each object's commands to the master that serves it (`MOVED`, and
+//!   `ASK` or `TRYAGAIN` while its slot moves to another master; both are followed, and a write
+//!   is sent again only when the node said it did not carry it out). All keys of one object
+//!   share one hash slot, so each object lives on one master and its scripts and transactions
+//!   stay atomic; objects spread over the masters, and `memspace ls --redis` lists them all.
+//!   What the lock guarantees on a cluster is what it guarantees on that one master:
+//!   * its lease and its fencing counter live in one slot, so on one master at a time: taking
+//!     the lease, drawing the next token and releasing are each one atomic script there, and
+//!     tokens grow by one per acquisition;
+//!   * moving the slot to another master (a resharding) moves the lease with its expiry and
+//!     the counter with its value; while the keys are split between the two, taking the lock
+//!     is refused by the cluster (`TRYAGAIN`) and retried for up to two seconds, then fails
+//!     with [`LockError::Unavailable`](crate::sync::LockError::Unavailable): never taken twice;
+//!   * a **failover** of that master is not covered: replication is asynchronous, so a replica
+//!     promoted after its master crashed may have missed the last acquisitions, and hand the
+//!     lock to a second holder **with a token already handed out**. The fencing token only grows
+//!     as long as every master that serves the slot received every earlier acquisition: no
+//!     failover, or one to a replica that was up to date (`WAIT`, `min-replicas-to-write`).
 //! * **No credentials yet.** A URL with a user name or password (`redis://USER:PASSWORD@HOST`)
 //!   is refused; the error, like every error, `Debug` output and CLI message, shows it as
 //!   `redis://USER:***@HOST` ([`redact_credentials`](crate::segment::redact_credentials)).

@@ -44,26 +44,19 @@ memspace_testkit::on_both_backends!(
     a_queue_hands_each_item_to_exactly_one_of_several_processes,
 );
 
-// The same behaviours on a three-master Redis Cluster, every name given through one node.
+// Every kind, the lock, and processes sharing them, on a three-master Redis Cluster, every
+// name given through one node (most objects live on another, which it redirects to).
 memspace_testkit::on_a_redis_cluster_too!(
     a_list_pushes_extends_and_reads_back_in_order,
-    structured_items_come_back_equal_and_other_types_are_decode_errors,
-    a_list_read_item_by_item_skips_an_item_of_another_type,
     names_are_created_once_opened_by_kind_and_removed,
     a_map_inserts_replaces_removes_and_clears,
     a_bounded_queue_is_fifo_and_refuses_past_its_capacity,
     a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once,
-    an_item_put_back_behind_many_in_flight_is_delivered_next,
-    a_receiver_discards_an_item_of_another_type_and_receives_the_next,
     a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones,
     a_value_updates_atomically_and_checks_its_type,
     an_event_is_set_cleared_and_waited_for,
     a_lock_excludes_a_second_holder_until_released,
-    a_forked_child_is_told_its_parent_holds_the_lock,
     forked_processes_sharing_a_list_under_a_lock_see_every_item,
-    spawned_processes_sharing_a_list_under_a_lock_see_every_item,
-    processes_updating_a_value_lose_no_update,
-    a_shared_value_of_a_struct_is_read_replaced_and_updated,
     processes_updating_a_shared_value_lose_no_update,
     a_queue_hands_each_item_to_exactly_one_of_several_processes,
 );

@@ -167,6 +167,25 @@ fn no_acknowledged_push_is_lost_while_its_slot_moves_to_another_master() {
         );
     }
 
+    let (acknowledged, uncertain) = read_log(&logged);
+    let stored = list.to_vec().expect("read the list");
+    println!(
+        "{} pushes acknowledged, {} uncertain, {} stored; {} reads meanwhile",
+        acknowledged.len(),
+        uncertain.len(),
+        stored.len(),
+        reads.load(Ordering::Relaxed)
+    );
+    assert_acknowledged_kept(&acknowledged, &uncertain, &stored);
+}
+
+/// The pushes a writer logged (see [`writer_child`]): those acknowledged, and those that may
+/// or may not have been applied.
+///
+/// # Panics
+///
+/// If a push failed otherwise.
+fn read_log(logged: &str) -> (Vec<u64>, Vec<u64>) {
     let (mut acknowledged, mut uncertain) = (Vec::new(), Vec::new());
     for line in logged.lines() {
         let (what, rest) = line.split_once(' ').expect("a log line");
@@ -178,21 +197,17 @@ fn no_acknowledged_push_is_lost_while_its_slot_moves_to_another_master() {
         match what {
             "a" => acknowledged.push(item),
             "u" => uncertain.push(item),
-            _ => panic!("push {item} failed while the slot moved: {line}"),
+            _ => panic!("push {item} failed: {line}"),
         }
     }
-    let stored = list.to_vec().expect("read the list");
-    println!(
-        "{} pushes acknowledged, {} uncertain, {} stored; {} reads meanwhile",
-        acknowledged.len(),
-        uncertain.len(),
-        stored.len(),
-        reads.load(Ordering::Relaxed)
-    );
-    // Acknowledged pushes are all there, in order; an uncertain one may or may not be;
-    // nothing else is, and nothing twice.
+    (acknowledged, uncertain)
+}
+
+/// Asserts that `stored` holds every acknowledged push, in order, an uncertain one or not,
+/// nothing else, and nothing twice.
+fn assert_acknowledged_kept(acknowledged: &[u64], uncertain: &[u64], stored: &[u64]) {
     let mut expected = acknowledged.iter().peekable();
-    for item in &stored {
+    for item in stored {
         if expected.peek() == Some(&item) {
             expected.next();
         } else {

@@ -277,7 +277,7 @@ impl Conn {
     }
 
     /// A fresh connection to `node`; `asking`: after an `ASK` redirection.
-    fn connect(&self, node: &str, asking: bool) -> RedisResult<Open> {
+    fn connect(node: &str, asking: bool) -> RedisResult<Open> {
         let connection = client_for(node)?.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         connection.set_read_timeout(Some(IO_TIMEOUT))?;
         connection.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -332,7 +332,7 @@ impl Conn {
                         self.give_back(idle);
                     }
                     let node = asking.clone().unwrap_or_else(|| self.node());
-                    match self.connect(&node, asking.is_some()) {
+                    match Self::connect(&node, asking.is_some()) {
                         Ok(fresh) => fresh,
                         Err(err) => {
                             if asking.is_none() {

@@ -51,6 +51,8 @@ pub struct RedisServer {
     dir: PathBuf,
     /// Further `redis-server` arguments (a cluster node's, a replica's).
     extra: Vec<String>,
+    /// A sentinel's configuration file (which it rewrites): the server runs as a sentinel.
+    sentinel_config: Option<PathBuf>,
     server: Option<Child>,
     guardian: Option<Child>,
 }
@@ -91,6 +93,37 @@ impl RedisServer {
     ///
     /// As [`RedisServer::start`].
     pub fn start_with(extra: impl Fn(u16) -> Vec<String>) -> Self {
+        Self::start_inner(|port, _| (None, extra(port)))
+    }
+
+    /// Starts a Redis Sentinel on a free port that monitors the primary on `primary_port`
+    /// under the name `service`, with quorum 2, and deems it down after 1 s without an answer.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_sentinel(primary_port: u16, service: &str) -> Self {
+        Self::start_inner(|_, dir| {
+            let config = dir.join("sentinel.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "sentinel monitor {service} 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds {service} 1000\n\
+                     sentinel failover-timeout {service} 5000\n\
+                     sentinel parallel-syncs {service} 1\n"
+                ),
+            )
+            .expect("write the sentinel's configuration");
+            (Some(config), Vec::new())
+        })
+    }
+
+    /// Starts a server whose configuration file (a sentinel's) and further arguments `launch`
+    /// gives for its port and directory.
+    fn start_inner(
+        launch: impl Fn(u16, &std::path::Path) -> (Option<PathBuf>, Vec<String>),
+    ) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}.{}",
@@ -100,10 +133,12 @@ impl RedisServer {
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         for _ in 0..5 {
             let port = free_port();
+            let (sentinel_config, extra) = launch(port, &dir);
             let mut server = RedisServer {
                 port,
                 dir: dir.clone(),
-                extra: extra(port),
+                extra,
+                sentinel_config,
                 server: None,
                 guardian: None,
             };
@@ -121,7 +156,12 @@ impl RedisServer {
 
     /// Starts `redis-server` on this server's port and directory; whether it answers.
     fn launch(&mut self) -> bool {
-        let server = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(config) = &self.sentinel_config {
+            // The configuration file comes first.
+            command.arg(config).arg("--sentinel");
+        }
+        let server = command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--save",

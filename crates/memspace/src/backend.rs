@@ -49,6 +49,15 @@
 //!     lock to a second holder **with a token already handed out**. The fencing token only grows
 //!     as long as every master that serves the slot received every earlier acquisition: no
 //!     failover, or one to a replica that was up to date (`WAIT`, `min-replicas-to-write`).
+//! * **Redis Sentinel**: `redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE/NAME` puts the
+//!   object on the primary the sentinels name for `SERVICE`, and each new connection asks them
+//!   again, so a failover is followed once the sentinels have promoted a replica (calls made
+//!   meanwhile fail as with a server that is down). Replication stays asynchronous: a push the
+//!   old primary acknowledged just before it died may be missing on the promoted replica (the
+//!   last ones, never one in between). The lock waits for a replica to confirm each
+//!   acquisition (`WAIT`) before it hands out its fencing token, and refuses to hand one out
+//!   unconfirmed ([`LockError::Unavailable`](crate::sync::LockError::Unavailable)), so tokens
+//!   keep growing across failovers; a primary without a connected replica cannot be locked.
 //! * **No credentials yet.** A URL with a user name or password (`redis://USER:PASSWORD@HOST`)
 //!   is refused; the error, like every error, `Debug` output and CLI message, shows it as
 //!   `redis://USER:***@HOST` ([`redact_credentials`](crate::segment::redact_credentials)).

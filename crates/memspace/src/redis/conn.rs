@@ -35,6 +35,13 @@
 //! node stops answering (a failover), the next connection goes to the name's node or to one
 //! a redirection named, which redirects again once the cluster has promoted a replica.
 //!
+//! # Redis Sentinel
+//!
+//! For a `redis+sentinel://` name, each new connection asks the sentinels which server is the
+//! primary of the service now (and checks its `ROLE`): after a failover, the first connection
+//! that breaks is replaced by one to the promoted replica. [`Conn::is_replicated`] tells the
+//! lock to wait for a replica to confirm an acquisition (see `sync/lock/redis.rs`).
+//!
 //! The redirections are followed here rather than by the `redis` crate's `ClusterConnection`
 //! because that one sends a command again after its connection broke, which would apply a
 //! write twice when only the answer was lost.
@@ -45,7 +52,7 @@ use std::time::{Duration, Instant};
 use redis::{Connection, ConnectionLike, RedisError, RedisResult, Value};
 
 use crate::error::{Error, Result};
-use crate::segment::SegmentName;
+use crate::segment::{RedisLocation, SegmentName};
 use crate::sys;
 
 /// How long reads (and writes that were never sent) keep reconnecting before giving up.
@@ -66,8 +73,10 @@ const MAX_REDIRECTIONS: u32 = 16;
 /// Connections to one Redis server, or to the nodes of a Redis Cluster that serve one
 /// object's slot, shared by the clones of a handle.
 pub(crate) struct Conn {
-    /// The server the name gives (`HOST:PORT`).
+    /// The server the name gives (`HOST:PORT`), or its sentinels (`HOST:PORT,HOST:PORT...`).
     server: String,
+    /// For a `redis+sentinel://` name: the client that asks the sentinels for the primary.
+    sentinel: Option<Mutex<redis::sentinel::SentinelClient>>,
     /// Where commands go: the node the last `MOVED` named (or the name's server), and the
     /// nodes redirections named so far, to try when that one stops answering.
     route: Mutex<Route>,
@@ -207,9 +216,46 @@ impl Conn {
         })?;
         Ok(Conn {
             server: server.to_owned(),
+            sentinel: None,
             route: Mutex::new(Route::default()),
             idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A connection to where the name puts its object: a server, a cluster through one of
+    /// its nodes, or the primary that sentinels name.
+    pub(crate) fn for_location(name: &SegmentName, at: &RedisLocation) -> Result<Self> {
+        let Some(service) = &at.sentinel_service else {
+            return Self::new(name, &at.server);
+        };
+        let sentinels: Vec<String> = at
+            .server
+            .split(',')
+            .map(|sentinel| format!("redis://{sentinel}/"))
+            .collect();
+        let client = redis::sentinel::SentinelClient::build(
+            sentinels,
+            service.clone(),
+            None,
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map_err(|source| Error::Redis {
+            name: name.clone(),
+            op: "parsing the sentinels' addresses",
+            source: Box::new(source),
+        })?;
+        Ok(Conn {
+            server: at.server.clone(),
+            sentinel: Some(Mutex::new(client)),
+            route: Mutex::new(Route::default()),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whether the object lives on a primary that sentinels watch, with replicas that take
+    /// over after a failover: a write that must survive one waits for a replica (`WAIT`).
+    pub(crate) fn is_replicated(&self) -> bool {
+        self.sentinel.is_some()
     }
 
     /// `HOST:PORT`.
@@ -277,8 +323,16 @@ impl Conn {
     }
 
     /// A fresh connection to `node`; `asking`: after an `ASK` redirection.
-    fn connect(node: &str, asking: bool) -> RedisResult<Open> {
-        let connection = client_for(node)?.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    fn connect(&self, node: &str, asking: bool) -> RedisResult<Open> {
+        let client = match &self.sentinel {
+            // The primary now: the sentinels say which server it is, and it says it is one.
+            Some(sentinel) => sentinel
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_client()?,
+            None => client_for(node)?,
+        };
+        let connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         connection.set_read_timeout(Some(IO_TIMEOUT))?;
         connection.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(Open {
@@ -332,7 +386,7 @@ impl Conn {
                         self.give_back(idle);
                     }
                     let node = asking.clone().unwrap_or_else(|| self.node());
-                    match Self::connect(&node, asking.is_some()) {
+                    match self.connect(&node, asking.is_some()) {
                         Ok(fresh) => fresh,
                         Err(err) => {
                             if asking.is_none() {

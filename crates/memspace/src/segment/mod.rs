@@ -69,7 +69,9 @@ pub(crate) use self::mapping::Mapping;
 pub(crate) use self::name::RedisLocation;
 pub use self::name::redact_credentials;
 pub(crate) use self::name::server_of_url;
-pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, SHM_PREFIX, SegmentName};
+pub use self::name::{
+    FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, REDIS_SENTINEL_PREFIX, SHM_PREFIX, SegmentName,
+};
 pub use self::options::SegmentOptions;
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
 pub use self::report::Report;

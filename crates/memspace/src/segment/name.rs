@@ -19,6 +19,10 @@ pub const MAX_NAME_LEN: usize = 200;
 pub const FILE_PREFIX: &str = "file:";
 /// The prefix that puts an object on a Redis server: `redis://127.0.0.1:6379/jobs`.
 pub const REDIS_PREFIX: &str = "redis://";
+/// The prefix that puts an object on the primary a group of Redis Sentinels names, following
+/// it through failovers: `redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/jobs`
+/// (the sentinels, the service name they monitor, the object).
+pub const REDIS_SENTINEL_PREFIX: &str = "redis+sentinel://";
 
 /// The shortest lease a Redis name may ask for: renewed every third of it, a lease must
 /// outlast several round trips.
@@ -99,6 +103,9 @@ pub(crate) struct RedisLocation {
     pub(crate) object: String,
     /// `?lease_ms=N` (locks and queues).
     pub(crate) lease_ms: Option<u64>,
+    /// For a `redis+sentinel://` name, the service name the sentinels in `server` (then
+    /// `HOST:PORT,HOST:PORT...`) monitor: the object lives on its primary.
+    pub(crate) sentinel_service: Option<String>,
 }
 
 impl SegmentName {
@@ -140,6 +147,9 @@ impl SegmentName {
         if let Some(rest) = name.strip_prefix(REDIS_PREFIX) {
             return Self::redis(name, rest);
         }
+        if let Some(rest) = name.strip_prefix(REDIS_SENTINEL_PREFIX) {
+            return Self::redis_sentinel(name, rest);
+        }
         check_flat(name).map_err(invalid)?;
         Ok(SegmentName {
             text: name.to_owned(),
@@ -162,29 +172,53 @@ impl SegmentName {
             ));
         };
         check_server(server).map_err(invalid)?;
-        let (object, lease_ms) = match object.split_once('?') {
-            None => (object, None),
-            Some((object, query)) => {
-                let lease = query
-                    .strip_prefix("lease_ms=")
-                    .and_then(|ms| ms.parse::<u64>().ok())
-                    .filter(|ms| *ms >= MIN_LEASE_MS)
-                    .ok_or_else(|| {
-                        invalid(
-                            "the only query a Redis name takes is `?lease_ms=N`, with N at least \
-                             100 (a lease must outlast several round trips to the server)",
-                        )
-                    })?;
-                (object, Some(lease))
-            }
-        };
-        check_flat(object).map_err(invalid)?;
+        let (object, lease_ms) = object_and_lease(object).map_err(invalid)?;
         Ok(SegmentName {
             text: name.to_owned(),
             location: Location::Redis(Box::new(RedisLocation {
                 server: server.to_owned(),
                 object: object.to_owned(),
                 lease_ms,
+                sentinel_service: None,
+            })),
+        })
+    }
+
+    /// Checks the part of `redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE/NAME[?lease_ms=N]`
+    /// after the scheme.
+    fn redis_sentinel(name: &str, rest: &str) -> Result<Self, OpenError> {
+        let invalid = |reason| OpenError::InvalidName {
+            name: redact_url(name),
+            reason,
+        };
+        if rest.contains('@') {
+            return Err(invalid(CREDENTIALS_UNSUPPORTED));
+        }
+        let (sentinels, service, object) = rest
+            .split_once('/')
+            .and_then(|(sentinels, rest)| {
+                let (service, object) = rest.split_once('/')?;
+                Some((sentinels, service, object))
+            })
+            .ok_or_else(|| {
+                invalid(
+                    "a Redis Sentinel name is `redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE/\
+                     NAME`: the sentinels, the name of the primary they monitor, the object",
+                )
+            })?;
+        for sentinel in sentinels.split(',') {
+            check_server(sentinel).map_err(invalid)?;
+        }
+        check_flat(service)
+            .map_err(|_| invalid("the service name of a Redis Sentinel name is not a flat name"))?;
+        let (object, lease_ms) = object_and_lease(object).map_err(invalid)?;
+        Ok(SegmentName {
+            text: name.to_owned(),
+            location: Location::Redis(Box::new(RedisLocation {
+                server: sentinels.to_owned(),
+                object: object.to_owned(),
+                lease_ms,
+                sentinel_service: Some(service.to_owned()),
             })),
         })
     }
@@ -375,6 +409,26 @@ pub(crate) fn server_of_url(url: &str) -> Result<&str, OpenError> {
 const SERVER_URL: &str =
     "a Redis server is `redis://HOST:PORT`, for example `redis://127.0.0.1:6379`";
 
+/// The object and its lease in the `NAME[?lease_ms=N]` of a Redis name.
+fn object_and_lease(object: &str) -> Result<(&str, Option<u64>), &'static str> {
+    let (object, lease_ms) = match object.split_once('?') {
+        None => (object, None),
+        Some((object, query)) => {
+            let lease = query
+                .strip_prefix("lease_ms=")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|ms| *ms >= MIN_LEASE_MS)
+                .ok_or(
+                    "the only query a Redis name takes is `?lease_ms=N`, with N at least 100 (a \
+                     lease must outlast several round trips to the server)",
+                )?;
+            (object, Some(lease))
+        }
+    };
+    check_flat(object)?;
+    Ok((object, lease_ms))
+}
+
 /// Checks `HOST:PORT` of a Redis name.
 fn check_server(server: &str) -> Result<(), &'static str> {
     let Some((host, port)) = server.rsplit_once(':') else {
@@ -471,6 +525,28 @@ mod tests {
             "redis://127.0.0.1:6379/x?ttl=4",
             "redis://127.0.0.1:6379/x?lease_ms=0",
             "redis://127.0.0.1:6379/x?lease_ms=99",
+        ]);
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn sentinel_names_name_sentinels_a_service_and_an_object() {
+        let name = SegmentName::new(
+            "redis+sentinel://127.0.0.1:26379,h2:26380/mymaster/jobs?lease_ms=500",
+        )
+        .unwrap();
+        assert!(name.is_redis());
+        let at = name.redis_location().unwrap();
+        assert_eq!(at.server, "127.0.0.1:26379,h2:26380");
+        assert_eq!(at.sentinel_service.as_deref(), Some("mymaster"));
+        assert_eq!((at.object.as_str(), at.lease_ms), ("jobs", Some(500)));
+        assert_all_invalid(&[
+            "redis+sentinel://127.0.0.1:26379/jobs",
+            "redis+sentinel://127.0.0.1:26379/mymaster/",
+            "redis+sentinel://127.0.0.1:26379,/mymaster/jobs",
+            "redis+sentinel://127.0.0.1/mymaster/jobs",
+            "redis+sentinel://u:p@127.0.0.1:26379/mymaster/jobs",
+            "redis+sentinel://127.0.0.1:26379/my/master/jobs",
         ]);
     }
 

@@ -1,0 +1,458 @@
+//! The Redis backend on Redis as it is deployed, all real processes each test starts:
+//!
+//! * a three-master Redis Cluster (`redis-cli --cluster create`): objects named through one
+//!   node spread over every master and are all listed; a slot moved to another master while a
+//!   writer process pushes loses no acknowledged item. (The behaviour suite of every kind and
+//!   the lock runs on a cluster too: `tests/backends.rs`, `redis_cluster::*`.)
+//! * a primary, a replica and three sentinels (`redis+sentinel://`): the primary is killed
+//!   while a writer process pushes and a lock is held; the writer goes on once the replica is
+//!   promoted, what was lost is stated against what was acknowledged, and the lock's fencing
+//!   token keeps growing.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use memspace::inspect::list_objects;
+use memspace::sync::LockError;
+use memspace::{Error, Lock, SharedList};
+use memspace_testkit::children::wait_until;
+use memspace_testkit::redis_cluster::RedisCluster;
+use memspace_testkit::redis_server::RedisServer;
+use memspace_testkit::{Watchdog, roles, unique_name};
+
+/// The flat object name of a Redis name (what its keys are made from).
+fn object_of(name: &str) -> &str {
+    name.rsplit_once('/').expect("a Redis name").1
+}
+
+#[test]
+fn objects_named_through_one_node_spread_over_every_master_and_are_all_listed() {
+    let _dog = Watchdog::start();
+    let cluster = RedisCluster::start();
+    let base = unique_name("spread");
+    let names: Vec<String> = (0..100)
+        .map(|i| format!("{}/{base}.{i}", cluster.url()))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let list = SharedList::<u64>::create(name).expect("create through the first node");
+        list.push(&(i as u64)).expect("push");
+    }
+    let masters: BTreeSet<usize> = names
+        .iter()
+        .map(|name| cluster.node_of_object(object_of(name)))
+        .collect();
+    assert_eq!(
+        masters.len(),
+        3,
+        "100 objects land on all three masters: {masters:?}"
+    );
+
+    let listed: Vec<_> = list_objects(&cluster.url())
+        .expect("list through the first node")
+        .into_iter()
+        .filter(|listed| listed.name.contains(&base))
+        .collect();
+    let mut shown: Vec<String> = listed.iter().map(|listed| listed.name.clone()).collect();
+    shown.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(
+        shown, expected,
+        "every object is listed once, by the name given"
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|listed| listed.kind == "list" && listed.len == 1 && listed.problem.is_none()),
+        "{listed:?}"
+    );
+    // Through another node, the same objects.
+    let through_third = list_objects(&cluster.nodes()[2].url()).expect("list through node 2");
+    assert_eq!(
+        through_third
+            .iter()
+            .filter(|listed| listed.name.contains(&base))
+            .count(),
+        100
+    );
+}
+
+/// What the writer child logs for each push: `a N` acknowledged, `u N` may or may not have
+/// been applied, `n N` not applied (the server could not be reached), `e N ERROR` any other
+/// failure.
+fn writer_child() {
+    let name = roles::role_segment();
+    let log_path = PathBuf::from(std::env::var("MEMSPACE_TEST_LOG").expect("a log path"));
+    let stop = log_path.with_extension("stop");
+    let list = SharedList::<u64>::open(&name).expect("open the list");
+    let mut log = std::fs::File::create(&log_path).expect("create the log");
+    let mut next = 0u64;
+    while !stop.exists() {
+        let line = match list.push(&next) {
+            Ok(()) => format!("a {next}"),
+            Err(Error::RedisUnreachable { maybe_applied, .. }) => {
+                // While no server answers, no need to log a line a millisecond.
+                std::thread::sleep(Duration::from_millis(20));
+                format!("{} {next}", if maybe_applied { "u" } else { "n" })
+            }
+            Err(err) => format!("e {next} {err}"),
+        };
+        writeln!(log, "{line}").expect("log");
+        next += 1;
+    }
+    log.flush().expect("flush the log");
+}
+
+#[test]
+fn no_acknowledged_push_is_lost_while_its_slot_moves_to_another_master() {
+    if roles::role().is_some() {
+        writer_child();
+        return;
+    }
+    let _dog = Watchdog::start();
+    let cluster = RedisCluster::start();
+    let name = cluster.unique_name("migrate");
+    let object = object_of(&name).to_owned();
+    let list = SharedList::<u64>::create(&name).expect("create");
+    let slot = cluster.slot_of(&format!("memspace:{{{object}}}"));
+    let from = cluster.owner_of_slot(slot);
+    let to = (from + 1) % 3;
+
+    let log = std::env::temp_dir().join(format!("{}.log", unique_name("migrate-writer")));
+    let stop = log.with_extension("stop");
+    let log_text = log.to_str().expect("a UTF-8 path").to_owned();
+    let mut writer = roles::child_in_role(
+        "writer",
+        &[(roles::SEGMENT, &name), ("MEMSPACE_TEST_LOG", &log_text)],
+    );
+    wait_until("the writer's first pushes", || {
+        list.len().expect("len") >= 200
+    });
+
+    // Reads through another handle all along: they follow the same redirections.
+    let moving = AtomicBool::new(true);
+    let reads = AtomicU64::new(0);
+    let reader_list = SharedList::<u64>::open(&name).expect("open");
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            while moving.load(Ordering::Relaxed) {
+                reader_list.len().expect("len while the slot moves");
+                reader_list.get(0).expect("get while the slot moves");
+                reads.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // A pause after each key: the writer meets the slot with keys on both sides
+        // (`TRYAGAIN`), with its keys moved (`ASK`), and moved (`MOVED`).
+        cluster.migrate_slot(slot, from, to, Duration::from_millis(300));
+        let moved = list.len().expect("len after the move");
+        wait_until("pushes after the move", || {
+            list.len().expect("len") >= moved + 200
+        });
+        moving.store(false, Ordering::Relaxed);
+        reader.join().expect("the reader");
+    });
+    std::fs::write(&stop, b"").expect("tell the writer to stop");
+    let status = writer.wait();
+    let logged = std::fs::read_to_string(&log).expect("read the writer's log");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&stop);
+    assert!(status.success(), "the writer ended with {status}");
+    assert_eq!(cluster.owner_of_slot(slot), to, "the slot moved");
+    assert!(
+        cluster.keys_in_slot(to, slot).len() >= 2,
+        "the list's keys are on the new master"
+    );
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    // The old master answered every kind of redirection the clients had to follow.
+    let errors = cluster.nodes()[from].cli(&["INFO", "errorstats"]);
+    println!("the old master's error replies: {}", errors.trim());
+    for code in ["TRYAGAIN", "ASK", "MOVED"] {
+        assert!(
+            errors.contains(&format!("errorstat_{code}:count=")),
+            "the clients met {code}: {errors}"
+        );
+    }
+
+    let (acknowledged, uncertain) = read_log(&logged);
+    let stored = list.to_vec().expect("read the list");
+    println!(
+        "{} pushes acknowledged, {} uncertain, {} stored; {} reads meanwhile",
+        acknowledged.len(),
+        uncertain.len(),
+        stored.len(),
+        reads.load(Ordering::Relaxed)
+    );
+    assert_acknowledged_kept(&acknowledged, &uncertain, &stored);
+}
+
+/// The pushes a writer logged (see [`writer_child`]): those acknowledged, and those that may
+/// or may not have been applied.
+///
+/// # Panics
+///
+/// If a push failed otherwise.
+fn read_log(logged: &str) -> (Vec<u64>, Vec<u64>) {
+    let (mut acknowledged, mut uncertain) = (Vec::new(), Vec::new());
+    for line in logged.lines() {
+        let (what, rest) = line.split_once(' ').expect("a log line");
+        let item: u64 = rest
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a number");
+        match what {
+            "a" => acknowledged.push(item),
+            "u" => uncertain.push(item),
+            "n" => {}
+            _ => panic!("push {item} failed: {line}"),
+        }
+    }
+    (acknowledged, uncertain)
+}
+
+/// Asserts that `stored` holds every acknowledged push, in order, an uncertain one or not,
+/// nothing else, and nothing twice.
+fn assert_acknowledged_kept(acknowledged: &[u64], uncertain: &[u64], stored: &[u64]) {
+    let mut expected = acknowledged.iter().peekable();
+    for item in stored {
+        if expected.peek() == Some(&item) {
+            expected.next();
+        } else {
+            assert!(
+                uncertain.contains(item),
+                "item {item} was stored but neither acknowledged nor uncertain"
+            );
+        }
+    }
+    assert!(
+        expected.peek().is_none(),
+        "acknowledged push {:?} is missing",
+        expected.peek()
+    );
+    let unique: BTreeSet<_> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "an item was stored twice");
+}
+
+/// The service name the sentinels of the test below monitor.
+const SERVICE: &str = "memspace-primary";
+
+/// What a failover did to a writer's acknowledged pushes: those missing from `stored` (which
+/// holds nothing else that was not uncertain, nothing twice, in order) form one run of
+/// consecutive acknowledged pushes, the last ones the dead primary acknowledged before its
+/// replica had them; everything acknowledged before and after the run is there. Returns the
+/// run.
+fn lost_in_one_run(acknowledged: &[u64], uncertain: &[u64], stored: &[u64]) -> Vec<u64> {
+    let kept: BTreeSet<u64> = stored.iter().copied().collect();
+    assert_eq!(kept.len(), stored.len(), "an item was stored twice");
+    for item in stored {
+        assert!(
+            acknowledged.contains(item) || uncertain.contains(item),
+            "item {item} was stored but neither acknowledged nor uncertain"
+        );
+    }
+    let in_order: Vec<u64> = stored
+        .iter()
+        .copied()
+        .filter(|item| !uncertain.contains(item))
+        .collect();
+    let present: Vec<u64> = acknowledged
+        .iter()
+        .copied()
+        .filter(|item| kept.contains(item))
+        .collect();
+    assert_eq!(
+        in_order, present,
+        "the stored items are in the order acknowledged"
+    );
+    let missing: Vec<usize> = (0..acknowledged.len())
+        .filter(|at| !kept.contains(&acknowledged[*at]))
+        .collect();
+    if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+        assert_eq!(
+            last - first + 1,
+            missing.len(),
+            "the lost pushes are one run of consecutive acknowledged pushes: {:?}",
+            missing
+                .iter()
+                .map(|at| acknowledged[*at])
+                .collect::<Vec<_>>()
+        );
+    }
+    missing.iter().map(|at| acknowledged[*at]).collect()
+}
+
+/// A primary, its replica and three sentinels that monitor it as [`SERVICE`], all ready (the
+/// replica in sync, the sentinels aware of each other and of the replica); and the
+/// `redis+sentinel://.../SERVICE/OBJECT` name of `object` through them.
+fn primary_replica_and_sentinels(
+    object: &str,
+) -> (RedisServer, RedisServer, String, Vec<RedisServer>) {
+    let primary = RedisServer::start();
+    let primary_port = primary.port().to_string();
+    let replica = RedisServer::start_with(|_| {
+        vec![
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary_port.clone(),
+        ]
+    });
+    wait_until("the replica to follow the primary", || {
+        replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    });
+    let sentinels: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start_sentinel(primary.port(), SERVICE))
+        .collect();
+    let replica_port = replica.port().to_string();
+    wait_until("the sentinels to know each other and the replica", || {
+        sentinels.iter().all(|sentinel| {
+            sentinel
+                .cli(&["SENTINEL", "CKQUORUM", SERVICE])
+                .contains("OK 3 usable")
+                && sentinel
+                    .cli(&["SENTINEL", "REPLICAS", SERVICE])
+                    .contains(&replica_port)
+        })
+    });
+    let addresses: Vec<String> = sentinels
+        .iter()
+        .map(|sentinel| format!("127.0.0.1:{}", sentinel.port()))
+        .collect();
+    let base = format!(
+        "redis+sentinel://{}/{SERVICE}/{object}",
+        addresses.join(",")
+    );
+    (primary, replica, base, sentinels)
+}
+
+/// Takes the lock `lock_name` after its primary failed over to `replica`: refused while the
+/// promoted replica has no replica to confirm it, then, once the old `primary` is back as its
+/// replica, taken. Returns the token.
+fn lock_after_the_failover(
+    lock_name: &str,
+    primary: &mut RedisServer,
+    replica: &RedisServer,
+) -> u64 {
+    let second = Lock::open(lock_name).expect("open the lock");
+    // The promoted replica has no replica of its own: no acquisition can be confirmed, so
+    // none is handed out.
+    match second.lock() {
+        Err(LockError::Unavailable { detail, .. }) => {
+            assert!(detail.contains("no replica confirmed"), "{detail}");
+        }
+        Ok(guard) => panic!(
+            "token {:?} handed out with no replica to confirm it",
+            guard.fencing_token()
+        ),
+        Err(other) => panic!("{other:?}"),
+    }
+    // The old primary comes back, and the sentinels make it a replica of the new one.
+    primary.restart();
+    wait_until("the old primary to follow the promoted replica", || {
+        replica
+            .cli(&["INFO", "replication"])
+            .contains("state=online")
+    });
+    let guard = second.lock().expect("lock after the failover");
+    guard.fencing_token().expect("a token")
+}
+
+#[test]
+fn after_a_failover_the_writer_goes_on_and_the_fencing_token_keeps_growing() {
+    if roles::role().is_some() {
+        writer_child();
+        return;
+    }
+    let _dog = Watchdog::start();
+    let (mut primary, replica, base, sentinels) =
+        primary_replica_and_sentinels(&unique_name("failover"));
+    let replica_port = replica.port().to_string();
+    let name = format!("{base}.list");
+    let lock_name = format!("{base}.lock?lease_ms=1000");
+    let list = SharedList::<u64>::create(&name).expect("create through the sentinels");
+    let lock = Lock::create(&lock_name).expect("create the lock");
+
+    let log = std::env::temp_dir().join(format!("{}.log", unique_name("failover-writer")));
+    let stop = log.with_extension("stop");
+    let log_text = log.to_str().expect("a UTF-8 path").to_owned();
+    let (first_token, second_token, holder_kept) = std::thread::scope(|scope| {
+        let (token_tx, token_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let lock = &lock;
+        let holder = scope.spawn(move || {
+            let guard = lock.lock().expect("lock before the failover");
+            token_tx
+                .send(guard.fencing_token().expect("a Redis lock has tokens"))
+                .expect("send the token");
+            go_rx.recv().expect("the go-ahead");
+            guard.check().is_ok()
+        });
+        let first_token = token_rx.recv().expect("the holder's token");
+        let mut writer = roles::child_in_role(
+            "writer",
+            &[(roles::SEGMENT, &name), ("MEMSPACE_TEST_LOG", &log_text)],
+        );
+        wait_until("the writer's first pushes", || {
+            list.len().unwrap_or(0) >= 200
+        });
+        primary.kill();
+        wait_until("the sentinels to promote the replica", || {
+            sentinels[0]
+                .cli(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE])
+                .contains(&replica_port)
+        });
+        let mut promoted = None;
+        wait_until("the list to answer on the promoted replica", || {
+            promoted = list.len().ok();
+            promoted.is_some()
+        });
+        let promoted = promoted.expect("a length");
+        wait_until("the writer to go on after the failover", || {
+            list.len().unwrap_or(0) >= promoted + 200
+        });
+        std::fs::write(&stop, b"").expect("tell the writer to stop");
+        let status = writer.wait();
+        assert!(status.success(), "the writer ended with {status}");
+        go_tx.send(()).expect("let the holder go");
+        let holder_kept = holder.join().expect("the holder");
+        let second_token = lock_after_the_failover(&lock_name, &mut primary, &replica);
+        (first_token, second_token, holder_kept)
+    });
+    let logged = std::fs::read_to_string(&log).expect("read the writer's log");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&stop);
+    let (acknowledged, uncertain) = read_log(&logged);
+    let not_applied = logged.lines().filter(|line| line.starts_with("n ")).count();
+    let stored = list.to_vec().expect("read the list on the new primary");
+    let lost_pushes = lost_in_one_run(&acknowledged, &uncertain, &stored);
+    println!(
+        "failover: {} pushes acknowledged, {} lost {lost_pushes:?}, {} uncertain ({} of them stored), \
+         {not_applied} refused while no primary answered; lock tokens {first_token} before, \
+         {second_token} after; the holder's lease {} the failover",
+        acknowledged.len(),
+        lost_pushes.len(),
+        uncertain.len(),
+        uncertain
+            .iter()
+            .filter(|item| stored.contains(item))
+            .count(),
+        if holder_kept {
+            "survived"
+        } else {
+            "was lost in"
+        },
+    );
+    assert!(
+        acknowledged.len() >= 400,
+        "the writer pushed before and after the failover"
+    );
+    assert!(
+        second_token > first_token,
+        "the fencing token grows across the failover: {first_token} then {second_token}"
+    );
+}

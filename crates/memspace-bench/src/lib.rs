@@ -52,6 +52,9 @@ pub struct Options {
     /// Instead of the default run, compare shared memory with the Redis server at this URL
     /// (`redis://HOST:PORT`).
     pub redis: Option<String>,
+    /// With `redis`, also compare pushes to 30 objects from 6 threads on the Redis Cluster
+    /// this node (`redis://HOST:PORT`) belongs to with the same on the `redis` server.
+    pub redis_cluster: Option<String>,
 }
 
 /// Measures what `options` asks for and prints the results on stdout; progress goes to
@@ -63,7 +66,12 @@ pub struct Options {
 /// Python script fails, the Redis server cannot be reached), or the chart cannot be written.
 pub fn run(options: &Options) -> anyhow::Result<()> {
     if let Some(url) = &options.redis {
-        return redis::run(url, options.quick, options.json);
+        return redis::run(
+            url,
+            options.redis_cluster.as_deref(),
+            options.quick,
+            options.json,
+        );
     }
     let sizes = Sizes::new(options.quick);
     let python = !options.no_python && python::available();

@@ -506,6 +506,10 @@ pub(crate) struct BenchArgs {
     /// time and batched, lock, queue).
     #[arg(long, value_name = "redis://HOST:PORT")]
     pub(crate) redis: Option<String>,
+    /// With --redis, also push to 30 objects from 6 threads on the Redis Cluster this node
+    /// belongs to, against the same on the --redis server.
+    #[arg(long, value_name = "redis://HOST:PORT", requires = "redis")]
+    pub(crate) redis_cluster: Option<String>,
 }
 
 #[cfg(test)]

@@ -10,5 +10,6 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         plot: args.plot.clone(),
         no_python: args.no_python,
         redis: args.redis.clone(),
+        redis_cluster: args.redis_cluster.clone(),
     })
 }

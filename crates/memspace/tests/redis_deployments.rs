@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use memspace::inspect::list_objects;
-use memspace::sync::LockError;
+use memspace::sync::{LockError, TryLockError};
 use memspace::{Error, Lock, SharedList};
 use memspace_testkit::children::wait_until;
 use memspace_testkit::redis_cluster::RedisCluster;
@@ -455,4 +455,82 @@ fn after_a_failover_the_writer_goes_on_and_the_fencing_token_keeps_growing() {
         second_token > first_token,
         "the fencing token grows across the failover: {first_token} then {second_token}"
     );
+}
+
+/// The hash slot Redis Cluster gives the keys of object `object` (`memspace:{OBJECT}...`):
+/// CRC16 (XMODEM) of the hash tag, modulo 16384.
+fn slot_of_object(object: &str) -> u16 {
+    let mut crc: u16 = 0;
+    for byte in object.bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 == 0 {
+                crc << 1
+            } else {
+                (crc << 1) ^ 0x1021
+            };
+        }
+    }
+    crc % 16384
+}
+
+#[test]
+fn a_lock_held_while_its_slot_moves_keeps_out_everyone_else_and_its_tokens_keep_growing() {
+    let _dog = Watchdog::start();
+    let cluster = RedisCluster::start();
+    let base = unique_name("moving-lock");
+    let lock_name = format!("{}/{base}?lease_ms=900", cluster.url());
+    let slot = slot_of_object(&base);
+    assert_eq!(slot, cluster.slot_of(&format!("memspace:{{{base}}}")));
+    let lock = Lock::create(&lock_name).expect("create the lock");
+    // Its fencing counter exists from the first acquisition on.
+    drop(lock.lock().expect("lock once"));
+    let from = cluster.owner_of_slot(slot);
+    let to = (from + 1) % 3;
+
+    let moving = AtomicBool::new(true);
+    let (refused, kept_out) = (AtomicU64::new(0), AtomicU64::new(0));
+    let guard = lock.lock().expect("lock before the move");
+    let first = guard.fencing_token().expect("a token");
+    std::thread::scope(|scope| {
+        let contender = scope.spawn(|| {
+            let other = Lock::open(&lock_name).expect("open the lock");
+            while moving.load(Ordering::Relaxed) {
+                match other.try_lock() {
+                    Err(TryLockError::WouldBlock { .. }) => {
+                        kept_out.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The cluster refuses while the lock's keys are on both sides.
+                    Err(TryLockError::Lock(LockError::Unavailable { .. })) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(guard) => panic!("taken while held, with token {:?}", guard.fencing_token()),
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+        });
+        // Three keys (meta, lease, fencing counter), each moved alone: several renewals
+        // of the lease happen while they are split.
+        cluster.migrate_slot(slot, from, to, Duration::from_millis(400));
+        moving.store(false, Ordering::Relaxed);
+        contender.join().expect("the contender");
+    });
+    assert_eq!(cluster.owner_of_slot(slot), to, "the slot moved");
+    assert!(
+        kept_out.load(Ordering::Relaxed) > 0,
+        "the contender tried while the lock was held"
+    );
+    guard
+        .check()
+        .expect("the lease moved with its slot and is still the holder's");
+    guard.unlock().expect("unlock on the new master");
+    let after = lock.lock().expect("lock after the move");
+    let second = after.fencing_token().expect("a token");
+    println!(
+        "tokens {first} then {second}; the contender was kept out {} times and refused {} times \
+         while the keys were split",
+        kept_out.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed)
+    );
+    assert!(second > first, "tokens grow: {first} then {second}");
 }

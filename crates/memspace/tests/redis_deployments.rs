@@ -2,7 +2,8 @@
 //!
 //! * a three-master Redis Cluster (`redis-cli --cluster create`): objects named through one
 //!   node spread over every master and are all listed; a slot moved to another master while a
-//!   writer process pushes loses no acknowledged item. (The behaviour suite of every kind and
+//!   writer process pushes loses no acknowledged item; a lock held while its slot moves keeps
+//!   everyone else out and its tokens keep growing. (The behaviour suite of every kind and
 //!   the lock runs on a cluster too: `tests/backends.rs`, `redis_cluster::*`.)
 //! * a primary, a replica and three sentinels (`redis+sentinel://`): the primary is killed
 //!   while a writer process pushes and a lock is held; the writer goes on once the replica is

@@ -326,11 +326,11 @@ impl Conn {
     fn connect(&self, node: &str, asking: bool) -> RedisResult<Open> {
         let client = match &self.sentinel {
             // The primary now: the sentinels say which server it is, and it says it is one.
-            Some(sentinel) => sentinel
+            Some(sentinel) if !asking => sentinel
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get_client()?,
-            None => client_for(node)?,
+            _ => client_for(node)?,
         };
         let connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         connection.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -442,8 +442,14 @@ impl Conn {
                 && redirections < MAX_REDIRECTIONS
             {
                 // The command was not carried out (nor, in a transaction, any of the others):
-                // sent again, writes included, from the closure's first command.
+                // sent again, writes included, from the closure's first command. Nodes that
+                // keep sending it on disagree about the slot for now (a migration ending):
+                // give them a moment.
                 redirections += 1;
+                if redirections > 2 {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
                 match redirect {
                     Redirect::Moved(node) => {
                         // Connected to a node that no longer serves the slot, like the idle ones.

@@ -1,5 +1,5 @@
-//! A private Redis Cluster for the tests of the Redis backend: three masters without
-//! replicas, each a [`RedisServer`] (`--cluster-enabled yes`) on free loopback ports with its
+//! A private Redis Cluster for the tests of the Redis backend: three masters, without
+//! replicas or with one each, each node a [`RedisServer`] (`--cluster-enabled yes`) on free loopback ports with its
 //! own temporary directory, joined with `redis-cli --cluster create`; stopped, and the
 //! directories removed, on drop.
 //!
@@ -45,7 +45,18 @@ impl RedisCluster {
     ///
     /// If `redis-server` or `redis-cli` is missing, or the cluster does not form.
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
+        Self::start_with_replicas(0)
+    }
+
+    /// Starts a cluster of three masters with `replicas` replicas each: nodes 0 to 2 are the
+    /// masters. A master that fails is replaced by its replica after the node timeout (2 s).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::start`].
+    pub fn start_with_replicas(replicas: usize) -> Self {
+        let count = 3 * (1 + replicas);
+        let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
                 RedisServer::start_with(|_| {
                     [
@@ -55,6 +66,9 @@ impl RedisCluster {
                         "nodes.conf",
                         "--cluster-node-timeout",
                         "2000",
+                        // A replica syncs at once, not 5 s after it asked.
+                        "--repl-diskless-sync-delay",
+                        "0",
                         // The bus port: PORT + 10000 could be taken, or past 65535.
                         "--cluster-port",
                         &free_port().to_string(),
@@ -71,7 +85,7 @@ impl RedisCluster {
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .expect("run redis-cli --cluster create");
@@ -82,10 +96,18 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stderr)
         );
         let cluster = RedisCluster { nodes };
+        let known = format!("cluster_known_nodes:{count}");
         wait_until("the cluster to be up on every node", || {
             cluster.nodes.iter().all(|node| {
                 let info = node.cli(&["CLUSTER", "INFO"]);
-                info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
+                info.contains("cluster_state:ok") && info.contains(&known)
+            })
+        });
+        // A replica that never synchronised would not take over from its master.
+        wait_until("every replica to follow its master", || {
+            cluster.nodes[3..].iter().all(|node| {
+                node.cli(&["INFO", "replication"])
+                    .contains("master_link_status:up")
             })
         });
         cluster
@@ -94,6 +116,11 @@ impl RedisCluster {
     /// Its nodes.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// Kills node `node` with SIGKILL (see [`RedisServer::kill`]).
+    pub fn kill_node(&mut self, node: usize) {
+        self.nodes[node].kill();
     }
 
     /// `redis://127.0.0.1:PORT` of its first node.
@@ -140,11 +167,17 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("no node serves slot {slot}"))
     }
 
-    /// Each node's own slot ranges.
+    /// Each node's own slot ranges (none for a node that was killed, or a replica).
     pub fn owners(&self) -> Vec<Vec<(u16, u16)>> {
         self.nodes
             .iter()
-            .map(|node| own_slots(&node.cli(&["CLUSTER", "NODES"])))
+            .map(|node| {
+                if node.is_running() {
+                    own_slots(&node.cli(&["CLUSTER", "NODES"]))
+                } else {
+                    Vec::new()
+                }
+            })
             .collect()
     }
 
@@ -211,8 +244,9 @@ impl RedisCluster {
         // other in a loop.
         ok(to, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
         ok(from, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
-        let other = 3 - from - to;
-        ok(other, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
+        for other in (0..3).filter(|node| ![from, to].contains(node)) {
+            ok(other, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
+        }
     }
 }
 

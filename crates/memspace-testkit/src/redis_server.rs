@@ -225,6 +225,11 @@ impl RedisServer {
         self.port
     }
 
+    /// Whether it runs (it was not killed, or was restarted).
+    pub fn is_running(&self) -> bool {
+        self.server.is_some()
+    }
+
     /// The server's pid.
     ///
     /// # Panics

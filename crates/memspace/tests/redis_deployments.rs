@@ -3,7 +3,9 @@
 //! * a three-master Redis Cluster (`redis-cli --cluster create`): objects named through one
 //!   node spread over every master and are all listed; a slot moved to another master while a
 //!   writer process pushes loses no acknowledged item; a lock held while its slot moves keeps
-//!   everyone else out and its tokens keep growing. (The behaviour suite of every kind and
+//!   everyone else out and its tokens keep growing; with a replica per master, a master
+//!   killed while a writer pushes is replaced and the writer goes on, what was lost stated
+//!   against what was acknowledged. (The behaviour suite of every kind and
 //!   the lock runs on a cluster too: `tests/backends.rs`, `redis_cluster::*`.)
 //! * a primary, a replica and three sentinels (`redis+sentinel://`): the primary is killed
 //!   while a writer process pushes and a lock is held; the writer goes on once the replica is
@@ -100,12 +102,30 @@ fn writer_child() {
                 std::thread::sleep(Duration::from_millis(20));
                 format!("{} {next}", if maybe_applied { "u" } else { "n" })
             }
+            // A cluster without a master for the slot (until its replica takes over)
+            // refuses: nothing was applied.
+            Err(err) if refused_as_cluster_down(&err) => {
+                std::thread::sleep(Duration::from_millis(20));
+                format!("n {next}")
+            }
             Err(err) => format!("e {next} {err}"),
         };
         writeln!(log, "{line}").expect("log");
         next += 1;
     }
     log.flush().expect("flush the log");
+}
+
+/// Whether `err` is a cluster refusing a command because a slot has no master (`CLUSTERDOWN`).
+fn refused_as_cluster_down(err: &Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(err);
+    while let Some(now) = cause {
+        if now.to_string().contains("CLUSTERDOWN") {
+            return true;
+        }
+        cause = now.source();
+    }
+    false
 }
 
 #[test]
@@ -534,4 +554,71 @@ fn a_lock_held_while_its_slot_moves_keeps_out_everyone_else_and_its_tokens_keep_
         refused.load(Ordering::Relaxed)
     );
     assert!(second > first, "tokens grow: {first} then {second}");
+}
+
+#[test]
+fn a_writer_goes_on_after_a_cluster_master_fails_over_to_its_replica() {
+    if roles::role().is_some() {
+        writer_child();
+        return;
+    }
+    let _dog = Watchdog::start();
+    let mut cluster = RedisCluster::start_with_replicas(1);
+    // An object of another master than the node its name gives, which stays up.
+    let (name, master) = loop {
+        let name = cluster.unique_name("cluster-failover");
+        let master = cluster.node_of_object(object_of(&name));
+        if master != 0 {
+            break (name, master);
+        }
+    };
+    let slot = cluster.slot_of(&format!("memspace:{{{}}}", object_of(&name)));
+    let list = SharedList::<u64>::create(&name).expect("create");
+    let log = std::env::temp_dir().join(format!("{}.log", unique_name("cluster-failover")));
+    let stop = log.with_extension("stop");
+    let log_text = log.to_str().expect("a UTF-8 path").to_owned();
+    let mut writer = roles::child_in_role(
+        "writer",
+        &[(roles::SEGMENT, &name), ("MEMSPACE_TEST_LOG", &log_text)],
+    );
+    wait_until("the writer's first pushes", || {
+        list.len().unwrap_or(0) >= 200
+    });
+    cluster.kill_node(master);
+    wait_until("a replica to take over the slot", || {
+        cluster.owners().iter().enumerate().any(|(node, ranges)| {
+            node != master
+                && ranges
+                    .iter()
+                    .any(|(first, last)| (*first..=*last).contains(&slot))
+        })
+    });
+    let mut promoted = None;
+    wait_until("the list to answer on the promoted replica", || {
+        promoted = list.len().ok();
+        promoted.is_some()
+    });
+    let promoted = promoted.expect("a length");
+    wait_until("the writer to go on after the failover", || {
+        list.len().unwrap_or(0) >= promoted + 200
+    });
+    std::fs::write(&stop, b"").expect("tell the writer to stop");
+    let status = writer.wait();
+    let logged = std::fs::read_to_string(&log).expect("read the writer's log");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&stop);
+    assert!(status.success(), "the writer ended with {status}");
+    let (acknowledged, uncertain) = read_log(&logged);
+    let stored = list
+        .to_vec()
+        .expect("read the list on the promoted replica");
+    let lost_pushes = lost_in_one_run(&acknowledged, &uncertain, &stored);
+    println!(
+        "cluster failover: {} pushes acknowledged, {} lost {lost_pushes:?}, {} uncertain, {} \
+         refused while the slot had no master",
+        acknowledged.len(),
+        lost_pushes.len(),
+        uncertain.len(),
+        logged.lines().filter(|line| line.starts_with("n ")).count()
+    );
 }

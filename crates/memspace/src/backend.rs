@@ -36,7 +36,13 @@
 //!   is sent again only when the node said it did not carry it out). All keys of one object
 //!   share one hash slot, so each object lives on one master and its scripts and transactions
 //!   stay atomic; objects spread over the masters, and `memspace ls --redis` lists them all.
-//!   What the lock guarantees on a cluster is what it guarantees on that one master:
+//!   A **failover** of a master (its replica promoted after it died) is followed: the next
+//!   connection goes to a node that redirects to the new master. Until the cluster has
+//!   promoted it, calls fail, with [`Error::RedisUnreachable`](crate::Error::RedisUnreachable)
+//!   or with the cluster's `CLUSTERDOWN` refusal ([`Error::Redis`](crate::Error::Redis),
+//!   nothing applied), and a push the old master acknowledged just before it died may be
+//!   missing (the last ones). What the lock guarantees on a cluster is what it guarantees on
+//!   the one master of its slot:
 //!   * its lease and its fencing counter live in one slot, so on one master at a time: taking
 //!     the lease, drawing the next token and releasing are each one atomic script there, and
 //!     tokens grow by one per acquisition;
@@ -44,11 +50,11 @@
 //!     the counter with its value; while the keys are split between the two, taking the lock
 //!     is refused by the cluster (`TRYAGAIN`) and retried for up to two seconds, then fails
 //!     with [`LockError::Unavailable`](crate::sync::LockError::Unavailable): never taken twice;
-//!   * a **failover** of that master is not covered: replication is asynchronous, so a replica
-//!     promoted after its master crashed may have missed the last acquisitions, and hand the
-//!     lock to a second holder **with a token already handed out**. The fencing token only grows
-//!     as long as every master that serves the slot received every earlier acquisition: no
-//!     failover, or one to a replica that was up to date (`WAIT`, `min-replicas-to-write`).
+//!   * a failover is not covered: replication is asynchronous, so a replica promoted after its
+//!     master crashed may have missed the last acquisitions, and hand the lock to a second
+//!     holder **with a token already handed out**. The fencing token only grows as long as
+//!     every master that serves the slot received every earlier acquisition: no failover, or
+//!     one to a replica that was up to date (`WAIT`, `min-replicas-to-write`).
 //! * **Redis Sentinel**: `redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE/NAME` puts the
 //!   object on the primary the sentinels name for `SERVICE`, and each new connection asks them
 //!   again, so a failover is followed once the sentinels have promoted a replica (calls made

@@ -108,7 +108,7 @@ fn writer_child() {
                 std::thread::sleep(Duration::from_millis(20));
                 format!("n {next}")
             }
-            Err(err) => format!("e {next} {err}"),
+            Err(err) => format!("e {next} {err:?}"),
         };
         writeln!(log, "{line}").expect("log");
         next += 1;
@@ -120,7 +120,9 @@ fn writer_child() {
 fn refused_as_cluster_down(err: &Error) -> bool {
     let mut cause: Option<&dyn std::error::Error> = Some(err);
     while let Some(now) = cause {
-        if now.to_string().contains("CLUSTERDOWN") {
+        if let Some(redis) = now.downcast_ref::<redis::RedisError>()
+            && redis.code() == Some("CLUSTERDOWN")
+        {
             return true;
         }
         cause = now.source();

@@ -268,6 +268,14 @@ impl<G> From<LockError<G>> for Error {
 
 /// Where `memspace` lists the objects that could have been meant by `name`.
 fn where_to_look(name: &SegmentName) -> String {
+    if name
+        .as_str()
+        .starts_with(crate::segment::REDIS_SENTINEL_PREFIX)
+    {
+        return "`memspace ls --redis redis://HOST:PORT` with the primary the sentinels name \
+                lists what is there"
+            .to_owned();
+    }
     match name.redis_server() {
         Some(server) => format!("`memspace ls --redis redis://{server}` lists what is there"),
         None => "`memspace ls` lists segments".to_owned(),

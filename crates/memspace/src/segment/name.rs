@@ -223,7 +223,8 @@ impl SegmentName {
         })
     }
 
-    /// The Redis server (`HOST:PORT`) of a `redis://` name.
+    /// The Redis server (`HOST:PORT`) of a `redis://` name; the sentinels
+    /// (`HOST:PORT,HOST:PORT...`) of a `redis+sentinel://` name.
     #[must_use]
     pub fn redis_server(&self) -> Option<&str> {
         match &self.location {

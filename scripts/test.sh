@@ -24,6 +24,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
   # Debian starts a system-wide server on 6379; the tests use their own, so it may stay.
 fi
 
+# The TLS tests (`rediss://`) make their CA and certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "installing openssl (the Redis TLS tests make their certificates with it)"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+  fi
+fi
+
 shm_before=$(ls /dev/shm 2>/dev/null | grep '^memspace\.' | sort || true)
 
 # Shared memory alone (`default-features = false`, no Redis client): the library builds, and
@@ -95,7 +105,7 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   fi
 fi
 python3 -m venv target/py-venv
-target/py-venv/bin/pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=8,<10"
+target/py-venv/bin/pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=8,<10" "numpy>=1.26"
 target/py-venv/bin/pip install --quiet --disable-pip-version-check ./crates/memspace-py
 MEMSPACE_BIN="$PWD/target/release/memspace" target/py-venv/bin/python -m pytest -q -p no:cacheprovider crates/memspace-py/tests
 

@@ -47,7 +47,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for name in &self.0 {
             // Best effort: the names are the bench's own, made of its pid.
-            if name.starts_with(memspace::segment::REDIS_PREFIX) {
+            if memspace::segment::SegmentName::new(name).is_ok_and(|name| name.is_redis()) {
                 let _ = memspace::remove(name);
             } else {
                 let _ = memspace::Segment::remove(name);
@@ -174,6 +174,11 @@ pub(crate) fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     let redis = Backend::redis(url).context("reading --redis")?;
+    // The URL as shown: its password hidden.
+    let url = match &redis {
+        Backend::Redis { server } => server.clone(),
+        _ => unreachable!("Backend::redis gives a Redis backend"),
+    };
     let sizes = if quick {
         Sizes {
             shm: 100_000,
@@ -186,6 +191,11 @@ pub(crate) fn run(
         }
     };
     let mut cleanup = Cleanup(Vec::new());
+    // A server that cannot be reached or refuses the login fails the run before the shared
+    // memory half is measured.
+    let probe = redis.locate(&format!("bench.{}.probe", std::process::id()));
+    cleanup.0.push(probe.clone());
+    SharedList::<i64>::create(&probe).with_context(|| format!("trying the Redis server {url}"))?;
     eprintln!("shared memory ...");
     let shm = measure(&Backend::SharedMemory, sizes.shm, &mut cleanup)?;
     eprintln!("redis at {url} ...");

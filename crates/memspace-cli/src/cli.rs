@@ -55,7 +55,10 @@ pub(crate) enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
-        /// List the objects on this Redis server instead of /dev/shm.
+        /// List the objects on this Redis server instead of /dev/shm: `redis://HOST[:PORT][/DB]`,
+        /// with `USER:PASSWORD@` before the host to log in (or the password in
+        /// `MEMSPACE_REDIS_PASSWORD`, which `ps` does not show), `rediss://` for TLS, or
+        /// `unix:///PATH[?db=N]`.
         #[arg(long, value_name = "redis://HOST:PORT")]
         redis: Option<String>,
     },

@@ -1,9 +1,9 @@
 //! The CLI against a real `redis-server`: `redis://HOST:PORT/NAME` wherever a name is taken,
 //! `ls --redis`, `inspect`, `rm`, `lock`, `demo --mode redis` and `bench --redis`.
 
-use memspace_testkit::cli::{fail, memspace, stderr, stdout, succeed};
+use memspace_testkit::cli::{command, fail, memspace, stderr, stdout, succeed};
 use memspace_testkit::redis_cluster::RedisCluster;
-use memspace_testkit::redis_server::{RedisServer, assert_hides_password};
+use memspace_testkit::redis_server::{RedisServer, ServerOptions, assert_hides_password};
 use serde_json::Value;
 
 #[test]
@@ -343,52 +343,234 @@ fn fail_without_password(args: &[&str]) -> String {
     err
 }
 
+/// Runs `memspace args` with `env`, which must succeed, and checks that nothing it printed
+/// holds the password; returns its standard output.
+fn succeed_without_password(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = command(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run memspace");
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert!(
+        output.status.success(),
+        "memspace {args:?} failed: {out}{err}"
+    );
+    assert_hides_password(&format!("memspace {args:?}"), &out);
+    assert_hides_password(&format!("memspace {args:?}"), &err);
+    out
+}
+
+/// A server whose default user needs the password `hunter2`.
+fn password_server() -> RedisServer {
+    RedisServer::start_with(ServerOptions {
+        requirepass: Some("hunter2".to_owned()),
+        ..ServerOptions::default()
+    })
+}
+
 #[test]
-fn a_password_in_a_redis_url_is_never_printed() {
-    // No server is needed: the URL is refused before any connection.
-    for (name, server) in [
-        (
-            "redis://app:hunter2@127.0.0.1:6379/jobs",
-            "redis://app:hunter2@127.0.0.1:6379",
-        ),
-        (
-            "redis://:hunter2@127.0.0.1:6379/jobs",
-            "redis://:hunter2@127.0.0.1:6379/",
-        ),
-        (
-            "redis://app:hun/ter2@127.0.0.1:6379/jobs",
-            "redis://app:hun/ter2@127.0.0.1:6379",
-        ),
-        (
-            "redis://hunter2@127.0.0.1:6379/jobs",
-            "redis://hunter2@127.0.0.1:6379",
-        ),
+fn every_command_takes_a_password_in_the_url_and_never_prints_it() {
+    let server = password_server();
+    let object = memspace_testkit::unique_name("pw");
+    for (base, env) in [
+        (server.url_as(":hunter2"), &[][..]),
+        (server.url_as("default:hun%74er2"), &[][..]),
+        // The password from the environment, as `redis-cli` takes REDISCLI_AUTH.
+        (server.url(), &[("MEMSPACE_REDIS_PASSWORD", "hunter2")][..]),
     ] {
-        let message = fail_without_password(&["list", "push", name, "1"]);
+        let name = format!("{base}/{object}");
+        let run = |args: &[&str]| succeed_without_password(args, env);
+        run(&["list", "create", &name]);
+        run(&["list", "push", &name, "1", "2"]);
+        assert_eq!(run(&["list", "get", &name]).trim(), "[1,2]");
+        let listed = run(&["ls", "--redis", &base]);
+        assert!(listed.contains(&object), "{listed}");
+        run(&["ls", "--json", "--redis", &base]);
+        let shown = run(&["inspect", &name, "--items"]);
+        assert!(shown.contains("kind               list"), "{shown}");
+        run(&["inspect", "--json", &name]);
+        run(&["lock", &format!("{name}.lock"), "--", "true"]);
+        run(&["rm", &name, &format!("{name}.lock")]);
+        let demo = run(&[
+            "demo", "--mode", "redis", "--redis", &base, "--start", "spawn",
+        ]);
+        assert!(demo.contains("memory shared: yes"), "{demo}");
+    }
+}
+
+#[test]
+fn a_missing_or_wrong_password_is_named_and_never_printed() {
+    let server = password_server();
+    let object = memspace_testkit::unique_name("pw");
+    // What a password-protected server used to answer: an object named `ls`, and NOAUTH.
+    let missing = fail_without_password(&["ls", "--redis", &server.url()]);
+    assert!(missing.contains("needs a password"), "{missing}");
+    assert!(
+        !missing.contains("`ls`") && !missing.contains("NOAUTH"),
+        "{missing}"
+    );
+    let wrong_base = server.url_as("app:hun/ter2");
+    for (base, says) in [
+        (server.url_as(":hunter3"), "password is wrong"),
+        (wrong_base.clone(), "user `app` does not exist"),
+        (server.url(), "needs a password"),
+    ] {
+        let name = format!("{base}/{object}");
+        for args in [
+            &["list", "create", &name][..],
+            &["list", "get", &name],
+            &["map", "get", &name, "\"k\""],
+            &["queue", "put", &name, "1"],
+            &["inspect", &name],
+            &["inspect", "--json", &name],
+            &["rm", &name],
+            &["lock", &name, "--", "true"],
+            &["ls", "--redis", &base],
+            &["ls", &format!("--redis={base}")],
+            &["ls", "--json", "--redis", &base],
+            &["demo", "--mode", "redis", "--redis", &base],
+            &["bench", "--quick", "--redis", &base],
+        ] {
+            let message = fail_without_password(args);
+            assert!(message.contains(says), "memspace {args:?}: {message}");
+        }
+    }
+    // Usage errors quote the argument they refuse.
+    let name = format!("{wrong_base}/{object}");
+    fail_without_password(&["ls", &name]);
+    fail_without_password(&["inspect", &name, "extra"]);
+    fail_without_password(&["rm", "--bogus", &name]);
+    fail_without_password(&["lock", &name]);
+    fail_without_password(&["list", "get", &name, "not-an-index"]);
+    fail_without_password(&["list", "get", &format!("{wrong_base}/a/b/c")]);
+    fail_without_password(&["ls", "--redis", "unix:///nowhere.sock?pass=hunter2"]);
+}
+
+#[test]
+fn databases_and_unix_sockets_keep_objects_apart_in_the_commands() {
+    let server = RedisServer::start_with(ServerOptions {
+        unix_socket: true,
+        ..ServerOptions::default()
+    });
+    let object = memspace_testkit::unique_name("db");
+    let (one, two) = (
+        format!("{}/1/{object}", server.url()),
+        format!("{}/2/{object}", server.url()),
+    );
+    succeed(&["list", "create", &one]);
+    succeed(&["list", "create", &two]);
+    succeed(&["list", "push", &one, "1"]);
+    succeed(&["list", "push", &two, "2", "2"]);
+    assert_eq!(succeed(&["list", "get", &one]), "[1]");
+    assert_eq!(succeed(&["list", "get", &two]), "[2,2]");
+    let listed = succeed(&["ls", "--redis", &format!("{}/2", server.url())]);
+    assert!(listed.contains(&two) && !listed.contains(&one), "{listed}");
+    assert!(succeed(&["ls", "--redis", &server.url()]).contains("no memspace objects"));
+    let socket = server.socket().display().to_string();
+    let by_socket = format!("unix://{socket}?db=2&name={object}");
+    assert_eq!(succeed(&["list", "get", &by_socket]), "[2,2]");
+    let listed = succeed(&["ls", "--redis", &format!("unix://{socket}?db=1")]);
+    assert!(
+        listed.contains(&format!("unix://{socket}?db=1&name={object}")),
+        "{listed}"
+    );
+    succeed(&["rm", &one, &by_socket]);
+}
+
+/// The command lines of the spawned workers whose parent is `parent`: processes that were
+/// started with the spawn start method's variable in their environment (a child caught
+/// between its fork and its exec still shows its parent's command line, and an ended one
+/// none).
+fn children_command_lines(parent: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID ...`: the command name may hold spaces and parentheses.
+        let parent_of = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|field| field.parse::<u32>().ok());
+        let worker = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|environ| environ.windows(15).any(|w| w == b"MEMSPACE_SPAWN="));
+        if parent_of == Some(parent)
+            && worker
+            && let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && !cmdline.is_empty()
+        {
+            found.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    found
+}
+
+#[test]
+fn children_the_demo_spawns_never_show_the_password_on_their_command_line() {
+    let server = password_server();
+    let base = server.url_as(":hunter2");
+    // The parent's command line holds the password, as the user typed it; its children's,
+    // which re-run the program, must not.
+    // The demo prints the list after every append: into a file, which never fills up as a
+    // pipe nobody reads would.
+    let out_path =
+        std::env::temp_dir().join(format!("{}.demo-out", memspace_testkit::unique_name("pw")));
+    let out_file = std::fs::File::create(&out_path).expect("create the demo's output file");
+    let demo = command(&[
+        "demo",
+        "--mode",
+        "redis",
+        "--redis",
+        &base,
+        "--start",
+        "spawn",
+        "--workers",
+        "3",
+        "--count",
+        "100",
+    ])
+    .stdout(out_file)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start the demo");
+    let parent = demo.id();
+    let mut seen = Vec::new();
+    let mut demo = Some(demo);
+    while let Some(mut running) = demo.take() {
+        seen.extend(children_command_lines(parent));
+        if running.try_wait().expect("poll the demo").is_none() {
+            demo = Some(running);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            continue;
+        }
+        let output = running.wait_with_output().expect("the demo's output");
+        let printed = std::fs::read_to_string(&out_path).expect("read the demo's output");
+        let _ = std::fs::remove_file(&out_path);
         assert!(
-            message.contains("***") && message.contains("not supported yet"),
-            "{message}"
+            output.status.success(),
+            "the demo failed: {}",
+            stderr(&output)
         );
-        fail_without_password(&["list", "create", name]);
-        fail_without_password(&["list", "get", name]);
-        fail_without_password(&["map", "get", name, "\"k\""]);
-        fail_without_password(&["queue", "put", name, "1"]);
-        fail_without_password(&["inspect", name]);
-        fail_without_password(&["inspect", "--json", name]);
-        fail_without_password(&["rm", name]);
-        fail_without_password(&["lock", name, "--", "true"]);
-        let message = fail_without_password(&["ls", "--redis", server]);
-        assert!(message.contains("not supported yet"), "{message}");
-        fail_without_password(&["ls", &format!("--redis={server}")]);
-        fail_without_password(&["ls", "--json", "--redis", server]);
-        fail_without_password(&["demo", "--mode", "redis", "--redis", server]);
-        fail_without_password(&["demo", "--mode", "redis", &format!("--redis={server}")]);
-        fail_without_password(&["bench", "--quick", "--redis", server]);
-        // Usage errors quote the argument they refuse.
-        fail_without_password(&["ls", name]);
-        fail_without_password(&["inspect", name, "extra"]);
-        fail_without_password(&["rm", "--bogus", name]);
-        fail_without_password(&["lock", name]);
-        fail_without_password(&["list", "get", name, "not-an-index"]);
+        assert_hides_password("the demo's errors", &stderr(&output));
+        assert_hides_password("the demo's output", &printed);
+        assert!(printed.contains("memory shared: yes"), "{printed}");
+    }
+    assert!(
+        !seen.is_empty(),
+        "no child of the demo was seen while it ran"
+    );
+    for cmdline in &seen {
+        assert!(cmdline.contains("demo"), "{cmdline}");
+        assert_hides_password("a spawned child's command line", cmdline);
     }
 }

@@ -5,12 +5,11 @@
 
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList};
 use rmpv::Value;
 
 use crate::convert::{key_to_py, to_key, to_py, to_value};
-use crate::errors;
-use crate::lock::transport;
+use crate::{collection, errors};
 
 type Inner = memspace::SharedMap<Value, Value>;
 
@@ -20,59 +19,11 @@ pub(crate) struct SharedDict {
     inner: Inner,
 }
 
-fn wrap(result: memspace::Result<Inner>) -> PyResult<SharedDict> {
-    result
-        .map(|inner| SharedDict { inner })
-        .map_err(|e| errors::to_py(&e))
-}
-
 fn missing(key: &Bound<'_, PyAny>) -> PyErr {
     PyKeyError::new_err(key.clone().unbind())
 }
 
-#[pymethods]
-impl SharedDict {
-    /// An anonymous dict, removed when the last process using it exits.
-    #[new]
-    fn new() -> PyResult<Self> {
-        wrap(Inner::new())
-    }
-
-    /// Creates the dict `name` (`FileExistsError` if it exists).
-    #[staticmethod]
-    fn create(name: &str) -> PyResult<Self> {
-        wrap(Inner::create(name))
-    }
-
-    /// Opens the existing dict `name` (`FileNotFoundError` if there is none).
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        wrap(Inner::open(name))
-    }
-
-    /// The name it travels as to another process.
-    fn transport(&self) -> PyResult<String> {
-        transport(&self.inner)
-    }
-
-    /// The dict's name.
-    #[getter]
-    fn name(&self) -> String {
-        self.inner.name().as_str().to_owned()
-    }
-
-    /// Removes the dict's name (processes that have it open keep it).
-    fn unlink(&self) -> PyResult<()> {
-        self.inner.unlink().map_err(|e| errors::to_py(&e))
-    }
-
-    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        let len = py
-            .detach(|| self.inner.len())
-            .map_err(|e| errors::to_py(&e))?;
-        Ok(usize::try_from(len).unwrap_or(usize::MAX))
-    }
-
+collection::collection_pymethods!(SharedDict, Inner, "dict", {
     /// The value of `key` (`KeyError` if it has none).
     fn get_item<'py>(
         &self,
@@ -146,9 +97,4 @@ impl SharedDict {
         }
         Ok(list)
     }
-
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let name = transport(&self.inner)?;
-        crate::lock::reduce(py, "SharedDict", [name.into_pyobject(py)?.into_any()])
-    }
-}
+});

@@ -1,13 +1,14 @@
 //! memspace's errors as Python exceptions: the built-in class that fits (a missing object is a
-//! `FileNotFoundError`, an existing one a `FileExistsError`), `RuntimeError` otherwise, with
+//! `FileNotFoundError`, an existing one a `FileExistsError`, an unreachable Redis server a
+//! `ConnectionError`, a refused login a `PermissionError`), `RuntimeError` otherwise, with
 //! memspace's message, which names the object and says what to do.
 
 use memspace::sync::{LockError, ReleaseError};
 use memspace::{Error, OpenError};
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyIndexError, PyPermissionError, PyRuntimeError,
-    PyTimeoutError, PyValueError,
+    PyConnectionError, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyPermissionError,
+    PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -29,6 +30,8 @@ pub(crate) fn to_py(err: &Error) -> PyErr {
         Error::Timeout { .. } => PyTimeoutError::new_err(text),
         Error::Encode { .. } => PyValueError::new_err(text),
         Error::Lock(lock) => lock_to_py(lock),
+        Error::RedisUnreachable { .. } => PyConnectionError::new_err(text),
+        Error::RedisAuth { .. } => PyPermissionError::new_err(text),
         _ => PyRuntimeError::new_err(text),
     }
 }

@@ -3,6 +3,8 @@
 //! it: `SharedList` becomes a `collections.abc.MutableSequence` there, and every object
 //! pickles as a reference to its segment.
 
+mod array;
+mod collection;
 mod convert;
 mod dict;
 mod errors;
@@ -10,6 +12,7 @@ mod list;
 mod lock;
 mod queue;
 mod sync;
+mod typecode;
 mod value;
 mod wait;
 
@@ -24,6 +27,7 @@ fn _memspace(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<dict::SharedDict>()?;
     m.add_class::<queue::Queue>()?;
     m.add_class::<value::Value>()?;
+    m.add_class::<array::Array>()?;
     m.add_class::<sync::Event>()?;
     m.add_class::<sync::Semaphore>()?;
     m.add_class::<sync::Barrier>()?;

@@ -8,8 +8,7 @@ use pyo3::types::PyList;
 use rmpv::Value;
 
 use crate::convert::{to_py, to_value};
-use crate::errors;
-use crate::lock::transport;
+use crate::{collection, errors};
 
 type Inner = memspace::SharedList<Value>;
 
@@ -19,55 +18,7 @@ pub(crate) struct SharedList {
     inner: Inner,
 }
 
-fn wrap(result: memspace::Result<Inner>) -> PyResult<SharedList> {
-    result
-        .map(|inner| SharedList { inner })
-        .map_err(|e| errors::to_py(&e))
-}
-
-#[pymethods]
-impl SharedList {
-    /// An anonymous list, removed when the last process using it exits.
-    #[new]
-    fn new() -> PyResult<Self> {
-        wrap(Inner::new())
-    }
-
-    /// Creates the list `name` (`FileExistsError` if it exists).
-    #[staticmethod]
-    fn create(name: &str) -> PyResult<Self> {
-        wrap(Inner::create(name))
-    }
-
-    /// Opens the existing list `name` (`FileNotFoundError` if there is none).
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        wrap(Inner::open(name))
-    }
-
-    /// The name it travels as to another process.
-    fn transport(&self) -> PyResult<String> {
-        transport(&self.inner)
-    }
-
-    /// The list's name.
-    #[getter]
-    fn name(&self) -> String {
-        self.inner.name().as_str().to_owned()
-    }
-
-    /// Removes the list's name (processes that have it open keep it).
-    fn unlink(&self) -> PyResult<()> {
-        self.inner.unlink().map_err(|e| errors::to_py(&e))
-    }
-
-    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        let len = py
-            .detach(|| self.inner.len())
-            .map_err(|e| errors::to_py(&e))?;
-        Ok(usize::try_from(len).unwrap_or(usize::MAX))
-    }
-
+collection::collection_pymethods!(SharedList, Inner, "list", {
     /// The item at `index` (`IndexError` past the end).
     fn get<'py>(&self, py: Python<'py>, index: u64) -> PyResult<Bound<'py, PyAny>> {
         match py.detach(|| self.inner.get(index)) {
@@ -148,4 +99,4 @@ impl SharedList {
         }
         Ok(list)
     }
-}
+});

@@ -158,6 +158,11 @@ macro_rules! py_lock {
                 self.inner.name().as_str().to_owned()
             }
 
+            /// Removes the lock's name (processes that have it open keep it).
+            pub(crate) fn unlink(&self) -> PyResult<()> {
+                self.inner.unlink().map_err(|e| errors::to_py(&e))
+            }
+
             fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
                 self.acquire(py, true, -1.0)
             }

@@ -211,6 +211,11 @@ impl Queue {
         self.inner.name().as_str().to_owned()
     }
 
+    /// Removes the queue's name (processes that have it open keep it).
+    fn unlink(&self) -> PyResult<()> {
+        self.inner.unlink().map_err(|e| errors::to_py(&e))
+    }
+
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let kind = if self.joinable {
             "JoinableQueue"

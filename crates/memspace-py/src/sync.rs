@@ -2,18 +2,17 @@
 //! `multiprocessing`'s (and `threading`'s) classes on memspace's. Every blocking call waits
 //! through [`crate::wait`]: the GIL released, Ctrl-C raising `KeyboardInterrupt`.
 //!
-//! A barrier's or a condition's wait cannot be cut into slices (a barrier's timeout breaks
-//! it; a condition's wait reads the notification counter once, before it releases the lock),
-//! so it runs whole in a thread of its own while the calling thread waits for its result in
-//! slices. Interrupted, the calling thread ends that wait first (it aborts the barrier, as
-//! `threading.Barrier` does when a wait raises, or wakes the condition's waiters, a spurious
-//! wakeup they re-check), so the lock is held again when `KeyboardInterrupt` is raised.
+//! A barrier's wait cannot be cut into slices (its timeout breaks it), so it runs whole in a
+//! thread of its own while the calling thread waits for its result in slices. Interrupted,
+//! the calling thread aborts the barrier first, as `threading.Barrier` does when a wait
+//! raises. A condition's wait is cut into slices: it waits on a ticket of the condition
+//! variable (`Condvar::ticket`), which no notification sent after it was taken can miss.
 
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use memspace::sync::{BarrierError, LockError, Relock, SemaphoreError};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use memspace::sync::{BarrierError, SemaphoreError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -148,6 +147,11 @@ impl Event {
         self.inner.name().as_str().to_owned()
     }
 
+    /// Removes the event's name (processes that have it open keep it).
+    fn unlink(&self) -> PyResult<()> {
+        self.inner.unlink().map_err(|e| errors::to_py(&e))
+    }
+
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let name = transport(&self.inner)?;
         reduce(py, "Event", [name.into_pyobject(py)?.into_any()])
@@ -269,6 +273,11 @@ impl Semaphore {
         self.inner.name().as_str().to_owned()
     }
 
+    /// Removes the semaphore's name (processes that have it open keep it).
+    fn unlink(&self) -> PyResult<()> {
+        self.inner.unlink().map_err(|e| errors::to_py(&e))
+    }
+
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
         self.acquire(py, true, None)
     }
@@ -292,12 +301,46 @@ impl Semaphore {
     }
 }
 
-/// A barrier for `parties` processes (1 to 64), as `multiprocessing.Barrier` (without
-/// `action`): a party that times out, is interrupted or dies breaks it for all.
+/// A barrier for `parties` processes (1 to 64), as `multiprocessing.Barrier`: a party that
+/// times out, is interrupted or dies breaks it for all.
+///
+/// With an `action`, the parties pass a second barrier after the first: the last to arrive
+/// at the first calls the action, then joins the others at the second, so that no party
+/// leaves `wait` before the action is done. An action that raises breaks both.
 #[pyclass(module = "memspace._memspace", frozen)]
 pub(crate) struct Barrier {
     inner: memspace::sync::Barrier,
     timeout: Option<f64>,
+    action: Option<Action>,
+}
+
+/// A barrier's action and the barrier its parties wait at while it runs.
+struct Action {
+    call: Py<PyAny>,
+    after: memspace::sync::Barrier,
+}
+
+/// Waits at `barrier` for at most `limit`; Ctrl-C breaks it, as `threading.Barrier` does
+/// when a wait raises.
+fn wait_at(
+    py: Python<'_>,
+    barrier: &memspace::sync::Barrier,
+    limit: Option<Duration>,
+) -> PyResult<u32> {
+    let waiting = barrier.clone();
+    let result = in_thread(
+        py,
+        move || match limit {
+            None => waiting.wait(),
+            Some(limit) => waiting.wait_timeout(limit),
+        },
+        || {
+            // Only a damaged segment fails to abort; the waiting thread then ends on its
+            // own deadline or when the barrier trips.
+            let _ = barrier.abort();
+        },
+    )?;
+    result.map_err(barrier_err)
 }
 
 fn barrier_err(err: BarrierError) -> PyErr {
@@ -321,14 +364,32 @@ fn party_count(parties: i64) -> PyResult<u32> {
 
 #[pymethods]
 impl Barrier {
-    /// An anonymous barrier for `parties` parties; `timeout` is the default of `wait`.
+    /// An anonymous barrier for `parties` parties; `action`, if given, is called by one party
+    /// once all have arrived and before any leaves (it travels to other processes pickled,
+    /// by reference for a function); `timeout` is the default of `wait`.
     #[new]
     #[pyo3(signature = (parties, action = None, timeout = None))]
     fn new(parties: i64, action: Option<Bound<'_, PyAny>>, timeout: Option<f64>) -> PyResult<Self> {
-        refuse_action(action.as_ref())?;
-        memspace::sync::Barrier::new(party_count(parties)?)
-            .map(|inner| Self { inner, timeout })
-            .map_err(barrier_err)
+        let parties = party_count(parties)?;
+        let inner = memspace::sync::Barrier::new(parties).map_err(barrier_err)?;
+        let action = match action.filter(|a| !a.is_none()) {
+            None => None,
+            Some(call) if call.is_callable() => Some(Action {
+                call: call.unbind(),
+                after: memspace::sync::Barrier::new(parties).map_err(barrier_err)?,
+            }),
+            Some(other) => {
+                return Err(PyTypeError::new_err(format!(
+                    "a barrier's action must be callable, not {}",
+                    other.get_type().name()?
+                )));
+            }
+        };
+        Ok(Self {
+            inner,
+            timeout,
+            action,
+        })
     }
 
     /// Creates the barrier `name` (`FileExistsError` if it exists).
@@ -336,7 +397,11 @@ impl Barrier {
     #[pyo3(signature = (name, parties, timeout = None))]
     fn create(name: &str, parties: i64, timeout: Option<f64>) -> PyResult<Self> {
         memspace::sync::Barrier::create(name, party_count(parties)?)
-            .map(|inner| Self { inner, timeout })
+            .map(|inner| Self {
+                inner,
+                timeout,
+                action: None,
+            })
             .map_err(barrier_err)
     }
 
@@ -345,8 +410,26 @@ impl Barrier {
     #[pyo3(signature = (name, timeout = None))]
     fn open(name: &str, timeout: Option<f64>) -> PyResult<Self> {
         memspace::sync::Barrier::open(name)
-            .map(|inner| Self { inner, timeout })
+            .map(|inner| Self {
+                inner,
+                timeout,
+                action: None,
+            })
             .map_err(|e| errors::to_py(&e))
+    }
+
+    /// Reopens a barrier with an action by the names it travelled as.
+    #[staticmethod]
+    fn reopen(name: &str, timeout: Option<f64>, after: &str, action: Py<PyAny>) -> PyResult<Self> {
+        let open = |name| memspace::sync::Barrier::open(name).map_err(|e| errors::to_py(&e));
+        Ok(Self {
+            inner: open(name)?,
+            timeout,
+            action: Some(Action {
+                call: action,
+                after: open(after)?,
+            }),
+        })
     }
 
     /// Waits until every party has called `wait`, at most `timeout` seconds (default: the
@@ -355,31 +438,39 @@ impl Barrier {
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u32> {
         let limit = duration(timeout.or(self.timeout))?;
-        let barrier = self.inner.clone();
-        let result = in_thread(
-            py,
-            move || match limit {
-                None => barrier.wait(),
-                Some(limit) => barrier.wait_timeout(limit),
-            },
-            || {
-                // Only a damaged segment fails to abort; the waiting thread then ends on its
-                // own deadline or when the barrier trips.
-                let _ = self.inner.abort();
-            },
-        )?;
-        result.map_err(barrier_err)
+        let end = limit.and_then(|limit| Instant::now().checked_add(limit));
+        let index = wait_at(py, &self.inner, limit)?;
+        let Some(action) = &self.action else {
+            return Ok(index);
+        };
+        if index + 1 == self.inner.parties()
+            && let Err(err) = action.call.call0(py)
+        {
+            // As `threading.Barrier`: the parties waiting for the action learn it failed.
+            let _ = action.after.abort();
+            let _ = self.inner.abort();
+            return Err(err);
+        }
+        let left = end.map(|end| end.saturating_duration_since(Instant::now()));
+        wait_at(py, &action.after, limit.and(left))?;
+        Ok(index)
     }
 
     /// Breaks the barrier: waiting and later `wait` calls raise `BrokenBarrierError` until
     /// `reset()`.
     fn abort(&self) -> PyResult<()> {
+        if let Some(action) = &self.action {
+            action.after.abort().map_err(|e| errors::to_py(&e))?;
+        }
         self.inner.abort().map_err(|e| errors::to_py(&e))
     }
 
     /// Returns the barrier to its empty, unbroken state; parties waiting now raise
     /// `BrokenBarrierError`.
     fn reset(&self) -> PyResult<()> {
+        if let Some(action) = &self.action {
+            action.after.reset().map_err(|e| errors::to_py(&e))?;
+        }
         self.inner.reset().map_err(|e| errors::to_py(&e))
     }
 
@@ -398,7 +489,7 @@ impl Barrier {
     /// Whether the barrier is broken.
     #[getter]
     fn broken(&self) -> bool {
-        self.inner.is_broken()
+        self.inner.is_broken() || self.action.as_ref().is_some_and(|a| a.after.is_broken())
     }
 
     /// The default timeout of `wait`, in seconds.
@@ -413,16 +504,27 @@ impl Barrier {
         self.inner.name().as_str().to_owned()
     }
 
+    /// Removes the barrier's name (processes that have it open keep it).
+    fn unlink(&self) -> PyResult<()> {
+        self.inner.unlink().map_err(|e| errors::to_py(&e))
+    }
+
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let name = transport(&self.inner)?;
-        reduce(
-            py,
-            "Barrier",
-            [
-                name.into_pyobject(py)?.into_any(),
-                self.timeout.into_pyobject(py)?.into_any(),
-            ],
-        )
+        let name = transport(&self.inner)?.into_pyobject(py)?.into_any();
+        let timeout = self.timeout.into_pyobject(py)?.into_any();
+        match &self.action {
+            None => reduce(py, "Barrier", [name, timeout]),
+            Some(action) => reduce(
+                py,
+                "Barrier with action",
+                [
+                    name,
+                    timeout,
+                    transport(&action.after)?.into_pyobject(py)?.into_any(),
+                    action.call.bind(py).clone(),
+                ],
+            ),
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -440,94 +542,104 @@ impl Barrier {
     }
 }
 
-fn refuse_action(action: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-    match action {
-        Some(a) if !a.is_none() => Err(PyValueError::new_err(
-            "memspace.Barrier takes no action: call it after `wait()` in the party that gets 0",
-        )),
-        _ => Ok(()),
+/// A condition's lock: a `memspace.Lock`, held by a process, or a `memspace.RLock`, held by a
+/// thread at some depth.
+enum CondLock {
+    Lock(Py<crate::lock::Lock>),
+    RLock(Py<crate::lock::RLock>),
+}
+
+impl CondLock {
+    fn from_py(lock: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(lock) = lock.cast::<crate::lock::Lock>() {
+            return Ok(Self::Lock(lock.clone().unbind()));
+        }
+        if let Ok(lock) = lock.cast::<crate::lock::RLock>() {
+            return Ok(Self::RLock(lock.clone().unbind()));
+        }
+        Err(PyTypeError::new_err(format!(
+            "a memspace.Condition takes a memspace.Lock or a memspace.RLock, not {}: its lock \
+             must be one other processes can see",
+            lock.get_type().name()?
+        )))
     }
-}
 
-/// The lock of a [`Condition`] as a guard the condition variable releases and takes again:
-/// the process holds the lock (`Lock.acquire`), and keeps holding it after the wait.
-struct Held<'a> {
-    lock: &'a HeldLock,
-}
-
-/// A condition's lock, and the error taking it again met, which [`Relock`] cannot carry
-/// without a guard.
-struct HeldLock {
-    lock: memspace::Lock,
-    failure: Mutex<Option<String>>,
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        // Dropped by the condition variable before it sleeps: the wait releases the lock.
-        if let Err(e) = self.lock.lock.release() {
-            *self
-                .lock
-                .failure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+    fn object<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match self {
+            Self::Lock(lock) => lock.bind(py).clone().into_any(),
+            Self::RLock(lock) => lock.bind(py).clone().into_any(),
         }
     }
-}
 
-impl<'a> Relock<'a> for Held<'a> {
-    type Owner = HeldLock;
-
-    fn owner(&self) -> &'a HeldLock {
-        self.lock
+    fn acquire(&self, py: Python<'_>, block: bool, timeout: f64) -> PyResult<bool> {
+        match self {
+            Self::Lock(lock) => lock.get().acquire(py, block, timeout),
+            Self::RLock(lock) => lock.get().acquire(py, block, timeout),
+        }
     }
 
-    fn lock_again(owner: &'a HeldLock) -> Result<Self, LockError<Self>> {
-        match owner.lock.acquire() {
-            Ok(()) => Ok(Held { lock: owner }),
-            Err(LockError::OwnerDied(())) => Err(LockError::OwnerDied(Held { lock: owner })),
-            Err(LockError::Poisoned(())) => Err(LockError::Poisoned(Held { lock: owner })),
-            Err(other) => {
-                *owner
-                    .failure
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(other.to_string());
-                Err(LockError::Unrecoverable {
-                    name: owner.lock.name().clone(),
-                })
+    fn release(&self) -> PyResult<()> {
+        match self {
+            Self::Lock(lock) => lock.get().release(),
+            Self::RLock(lock) => lock.get().release(),
+        }
+    }
+
+    /// Whether the caller holds the lock: this process for a `Lock`, this thread for an
+    /// `RLock`.
+    fn is_mine(&self) -> PyResult<bool> {
+        match self {
+            Self::Lock(lock) => {
+                let owner = lock.get().handle().owner().map_err(|e| errors::to_py(&e))?;
+                Ok(owner == Some(std::process::id()))
+            }
+            Self::RLock(lock) => Ok(lock.get().handle().is_held_by_current_thread()),
+        }
+    }
+
+    /// Releases the lock whole (every level of an `RLock`); returns how many levels
+    /// [`restore`](Self::restore) takes again.
+    fn release_all(&self) -> PyResult<u32> {
+        let levels = match self {
+            Self::Lock(_) => 1,
+            Self::RLock(lock) => lock.get().handle().depth(),
+        };
+        for _ in 0..levels {
+            self.release()?;
+        }
+        Ok(levels)
+    }
+
+    /// Takes the lock again at `levels`, waiting as long as it takes. If its holder died
+    /// meanwhile, the lock is taken at every level all the same and `OwnerDied` raised.
+    fn restore(&self, py: Python<'_>, levels: u32) -> PyResult<()> {
+        let mut died = None;
+        for _ in 0..levels {
+            match self.acquire(py, true, -1.0) {
+                Ok(_) => {}
+                Err(err) if err.is_instance_of::<errors::OwnerDied>(py) => died = Some(err),
+                Err(err) => return Err(err),
             }
         }
+        died.map_or(Ok(()), Err)
     }
-}
-
-/// How a condition's wait ended.
-enum Woke {
-    /// Notified (or a spurious wakeup): `true`, or timed out: `false`; the lock held.
-    Held(bool),
-    /// The lock's previous holder died: the lock is held, and `OwnerDied` raised.
-    OwnerDied,
-    /// The lock could not be released or taken again.
-    Failed(String),
 }
 
 /// A condition variable shared by processes, as `multiprocessing.Condition`, with a
-/// `memspace.Lock` (its own if none is given).
+/// `memspace.RLock` (its own if none is given) or a `memspace.Lock`.
+///
+/// A wait takes a ticket of the condition variable while the lock is held, releases the lock
+/// whole, and waits on the ticket in slices: a notification sent once the ticket was taken is
+/// never missed, and Ctrl-C ends the wait between two slices, once the lock is held again.
 #[pyclass(module = "memspace._memspace", frozen)]
 pub(crate) struct Condition {
     condvar: memspace::sync::Condvar,
-    lock: Py<crate::lock::Lock>,
+    lock: CondLock,
 }
 
 impl Condition {
-    fn check_held(&self, py: Python<'_>, what: &str) -> PyResult<()> {
-        let owner = self
-            .lock
-            .bind(py)
-            .get()
-            .handle()
-            .owner()
-            .map_err(|e| errors::to_py(&e))?;
-        if owner == Some(std::process::id()) {
+    fn check_held(&self, what: &str) -> PyResult<()> {
+        if self.lock.is_mine()? {
             Ok(())
         } else {
             Err(PyRuntimeError::new_err(format!(
@@ -539,13 +651,14 @@ impl Condition {
 
 #[pymethods]
 impl Condition {
-    /// A condition with `lock` (a `memspace.Lock`), or a new anonymous lock.
+    /// A condition with `lock` (a `memspace.RLock` or `memspace.Lock`), or a new anonymous
+    /// `RLock`.
     #[new]
     #[pyo3(signature = (lock = None))]
-    fn new(py: Python<'_>, lock: Option<Py<crate::lock::Lock>>) -> PyResult<Self> {
+    fn new(py: Python<'_>, lock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let lock = match lock {
-            Some(lock) => lock,
-            None => Py::new(py, crate::lock::Lock::new()?)?,
+            Some(lock) if !lock.is_none() => CondLock::from_py(lock)?,
+            _ => CondLock::RLock(Py::new(py, crate::lock::RLock::new()?)?),
         };
         memspace::sync::Condvar::new()
             .map(|condvar| Self { condvar, lock })
@@ -554,7 +667,8 @@ impl Condition {
 
     /// Reopens a condition from its condition variable's name and its lock.
     #[staticmethod]
-    fn open(name: &str, lock: Py<crate::lock::Lock>) -> PyResult<Self> {
+    fn open(name: &str, lock: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let lock = CondLock::from_py(lock)?;
         memspace::sync::Condvar::open(name)
             .map(|condvar| Self { condvar, lock })
             .map_err(|e| errors::to_py(&e))
@@ -562,19 +676,19 @@ impl Condition {
 
     /// The condition's lock.
     #[getter]
-    fn lock(&self, py: Python<'_>) -> Py<crate::lock::Lock> {
-        self.lock.clone_ref(py)
+    fn lock<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.lock.object(py)
     }
 
     /// Takes the lock, as `Lock.acquire`.
     #[pyo3(signature = (block = true, timeout = -1.0))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: f64) -> PyResult<bool> {
-        self.lock.bind(py).get().acquire(py, block, timeout)
+        self.lock.acquire(py, block, timeout)
     }
 
     /// Releases the lock.
-    fn release(&self, py: Python<'_>) -> PyResult<()> {
-        self.lock.bind(py).get().release()
+    fn release(&self) -> PyResult<()> {
+        self.lock.release()
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -582,67 +696,37 @@ impl Condition {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release(py)
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release()
     }
 
-    /// Releases the lock (which this process must hold), waits until notified or `timeout`
-    /// seconds pass, and takes the lock again; returns `False` if the wait timed out. Wakeups
-    /// may be spurious: re-check the condition, or use `wait_for`.
+    /// Releases the lock (which the caller must hold, at any depth), waits until notified or
+    /// `timeout` seconds pass, and takes the lock again as it was held; returns `False` if
+    /// the wait timed out. Wakeups may be spurious: re-check the condition, or use
+    /// `wait_for`.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        self.check_held(py, "wait")?;
-        let limit = duration(timeout)?;
-        let held = HeldLock {
-            lock: self.lock.bind(py).get().handle().clone(),
-            failure: Mutex::new(None),
-        };
-        let condvar = self.condvar.clone();
-        let woke = in_thread(
+        self.check_held("wait")?;
+        let deadline = Deadline::from_seconds(timeout.map(|t| t.max(0.0)), false)?;
+        let ticket = self.condvar.ticket();
+        let levels = self.lock.release_all()?;
+        let condvar = &self.condvar;
+        let waited = wait::wait(
             py,
-            move || {
-                let guard = Held { lock: &held };
-                let result = match limit {
-                    None => condvar.wait(guard).map(|g| (g, false)),
-                    Some(limit) => condvar.wait_timeout(guard, limit),
-                };
-                let failure = held
-                    .failure
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take();
-                match (result, failure) {
-                    (Ok((guard, timed_out)), None) => {
-                        // The lock stays held, by the process, for the caller.
-                        std::mem::forget(guard);
-                        Woke::Held(!timed_out)
-                    }
-                    (Err(LockError::OwnerDied(guard)), None) => {
-                        std::mem::forget(guard);
-                        Woke::OwnerDied
-                    }
-                    (Ok((guard, _)), Some(failure)) => {
-                        std::mem::forget(guard);
-                        Woke::Failed(failure)
-                    }
-                    (Err(err), failure) => {
-                        if let Some(guard) = err.into_guard() {
-                            std::mem::forget(guard);
-                        }
-                        Woke::Failed(failure.unwrap_or_else(|| "the lock failed".into()))
-                    }
+            deadline,
+            |slice| {
+                if condvar.wait_ticket(ticket, Some(slice)) {
+                    Slice::Done(Ok(()))
+                } else {
+                    Slice::Again
                 }
             },
-            || self.condvar.notify_all(),
-        )?;
-        match woke {
-            Woke::Held(notified) => Ok(notified),
-            Woke::OwnerDied => Err(errors::OwnerDied::new_err(
-                "the previous holder of the condition's lock died while holding it; the lock \
-                 is held now: repair the data, call `lock.mark_consistent()`",
-            )),
-            Woke::Failed(text) => Err(PyRuntimeError::new_err(text)),
-        }
+            |never: std::convert::Infallible| match never {},
+        );
+        // Held again whatever ended the wait, as `threading.Condition` does.
+        let restored = self.lock.restore(py, levels);
+        let notified = waited?.is_some();
+        restored.map(|()| notified)
     }
 
     /// Waits until `predicate()` is true, at most `timeout` seconds in all; returns its last
@@ -675,8 +759,8 @@ impl Condition {
 
     /// Wakes up to `n` waiters (the lock must be held).
     #[pyo3(signature = (n = 1))]
-    fn notify(&self, py: Python<'_>, n: u64) -> PyResult<()> {
-        self.check_held(py, "notify")?;
+    fn notify(&self, n: u64) -> PyResult<()> {
+        self.check_held("notify")?;
         for _ in 0..n {
             self.condvar.notify_one();
         }
@@ -684,8 +768,8 @@ impl Condition {
     }
 
     /// Wakes every waiter (the lock must be held).
-    fn notify_all(&self, py: Python<'_>) -> PyResult<()> {
-        self.check_held(py, "notify")?;
+    fn notify_all(&self) -> PyResult<()> {
+        self.check_held("notify")?;
         self.condvar.notify_all();
         Ok(())
     }
@@ -701,10 +785,7 @@ impl Condition {
         reduce(
             py,
             "Condition",
-            [
-                name.into_pyobject(py)?.into_any(),
-                self.lock.clone_ref(py).into_bound(py).into_any(),
-            ],
+            [name.into_pyobject(py)?.into_any(), self.lock.object(py)],
         )
     }
 }

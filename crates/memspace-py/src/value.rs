@@ -2,12 +2,10 @@
 //! typecode's type, with its own `RLock` for `get_lock()` (each read and write of `.value` is
 //! atomic by itself; `with v.get_lock(): v.value += 1` makes a read-modify-write atomic).
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
 use crate::errors;
-use crate::lock::{RLock, reduce, transport};
+use crate::typecode::{self, WithLock};
 
 macro_rules! typed {
     ($($code:literal => $variant:ident($t:ty)),+ $(,)?) => {
@@ -15,6 +13,8 @@ macro_rules! typed {
         enum Typed {
             $($variant(memspace::Value<$t>),)+
         }
+
+        typecode::impl_typed!(Typed, Value, "Value", $($code => $variant),+);
 
         impl Typed {
             const CODES: &'static str = concat!($($code),+);
@@ -29,16 +29,7 @@ macro_rules! typed {
                         };
                         made.map(Typed::$variant).map_err(|e| errors::to_py(&e))
                     })+
-                    _ => Err(unknown(code)),
-                }
-            }
-
-            fn open(code: &str, name: &str) -> PyResult<Self> {
-                match code {
-                    $($code => memspace::Value::open(name)
-                        .map(Typed::$variant)
-                        .map_err(|e| errors::to_py(&e)),)+
-                    _ => Err(unknown(code)),
+                    _ => Err(typecode::unknown("Value", code, Self::CODES)),
                 }
             }
 
@@ -59,62 +50,27 @@ macro_rules! typed {
                     })+
                 }
             }
-
-            fn transport(&self) -> PyResult<String> {
-                match self {
-                    $(Typed::$variant(v) => transport(v),)+
-                }
-            }
-
-            fn name(&self) -> &str {
-                match self {
-                    $(Typed::$variant(v) => v.name().as_str(),)+
-                }
-            }
         }
     };
 }
 
-typed! {
-    "b" => I8(i8), "B" => U8(u8), "h" => I16(i16), "H" => U16(u16),
-    "i" => I32(i32), "I" => U32(u32), "l" => Long(i64), "L" => ULong(u64),
-    "q" => I64(i64), "Q" => U64(u64), "f" => F32(f32), "d" => F64(f64),
-}
-
-fn unknown(code: &str) -> PyErr {
-    PyValueError::new_err(format!(
-        "unknown typecode {code:?}: memspace's Value takes one of {:?} (as the array module)",
-        Typed::CODES
-    ))
-}
+typecode::with_typecodes!(typed);
 
 /// One number shared by processes, as `multiprocessing.Value`.
 #[pyclass(module = "memspace._memspace", frozen)]
 pub(crate) struct Value {
-    typecode: String,
-    value: Typed,
-    lock: Py<RLock>,
+    inner: WithLock<Typed>,
 }
 
-/// The name of a named value's lock.
-fn lock_name(name: &str) -> String {
-    format!("{name}.lock")
-}
-
-#[pymethods]
-impl Value {
+typecode::with_lock_pymethods!(Value, "value", {
     /// An anonymous value of `typecode` ('i', 'd', ...) holding `value`.
     #[new]
     #[pyo3(signature = (typecode, value = None))]
     fn new(py: Python<'_>, typecode: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let zero = 0i64.into_pyobject(py)?.into_any();
         let value = Typed::new(typecode, None, value.unwrap_or(&zero))?;
-        let lock = Py::new(py, RLock::new()?)?;
-        Ok(Self {
-            typecode: typecode.to_owned(),
-            value,
-            lock,
-        })
+        let inner = WithLock::anonymous(py, typecode, value)?;
+        Ok(Self { inner })
     }
 
     /// Creates the value `name` (and its lock `name.lock`).
@@ -127,97 +83,34 @@ impl Value {
         value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let zero = 0i64.into_pyobject(py)?.into_any();
-        let lock = Py::new(py, RLock::create(&lock_name(name))?)?;
         let value = Typed::new(typecode, Some(name), value.unwrap_or(&zero))?;
-        Ok(Self {
-            typecode: typecode.to_owned(),
-            value,
-            lock,
-        })
-    }
-
-    /// Opens the existing value `name` of `typecode`.
-    #[staticmethod]
-    fn open(py: Python<'_>, name: &str, typecode: &str) -> PyResult<Self> {
-        Self::reopen(py, typecode, name, &lock_name(name))
+        let inner = WithLock::named(py, name, typecode, value)?;
+        Ok(Self { inner })
     }
 
     /// Opens a value and its lock by the names they travel as.
     #[staticmethod]
     fn reopen(py: Python<'_>, typecode: &str, value: &str, lock: &str) -> PyResult<Self> {
-        Ok(Self {
-            typecode: typecode.to_owned(),
-            value: Typed::open(typecode, value)?,
-            lock: Py::new(py, RLock::open(lock)?)?,
-        })
+        let inner = WithLock::reopen(py, typecode, value, lock)?;
+        Ok(Self { inner })
     }
 
     /// The value.
     #[getter(value)]
     fn get_value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.value.get(py)
+        self.inner.typed.get(py)
     }
 
     #[setter(value)]
     fn set_value(&self, py: Python<'_>, new: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.value.set(py, new)
-    }
-
-    /// The lock that makes several accesses atomic together.
-    fn get_lock(&self, py: Python<'_>) -> Py<RLock> {
-        self.lock.clone_ref(py)
-    }
-
-    /// `get_lock().acquire(...)`.
-    #[pyo3(signature = (block = true, timeout = -1.0))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: f64) -> PyResult<bool> {
-        self.lock.get().acquire(py, block, timeout)
-    }
-
-    /// `get_lock().release()`.
-    fn release(&self) -> PyResult<()> {
-        self.lock.get().release()
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, true, -1.0)
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release()
-    }
-
-    /// The typecode.
-    #[getter]
-    fn typecode(&self) -> &str {
-        &self.typecode
-    }
-
-    /// The value's name.
-    #[getter]
-    fn name(&self) -> &str {
-        self.value.name()
-    }
-
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let lock = transport(self.lock.get().handle())?;
-        reduce(
-            py,
-            "Value",
-            [
-                self.typecode.clone().into_pyobject(py)?.into_any(),
-                self.value.transport()?.into_pyobject(py)?.into_any(),
-                lock.into_pyobject(py)?.into_any(),
-            ],
-        )
+        self.inner.typed.set(py, new)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "<memspace.Value({:?}, {})>",
-            self.typecode,
-            self.value.get(py)?.repr()?
+            self.inner.typecode,
+            self.inner.typed.get(py)?.repr()?
         ))
     }
-}
+});

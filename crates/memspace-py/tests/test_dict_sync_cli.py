@@ -7,6 +7,7 @@ import os
 import pickle
 import random
 import signal
+import functools
 import subprocess
 import sys
 import threading
@@ -389,3 +390,95 @@ def test_python_m_memspace_bench_quick_json_has_every_row():
     for r in rows:
         assert r["memspace"] > 0 and r["baseline_rate"] > 0 and r["ratio"] > 0, r
         assert r["unit"].endswith("/s")
+
+
+def _consume_reentrant(cond, items, out, n):
+    for _ in range(n):
+        with cond:
+            with cond:
+                assert cond.wait_for(lambda: len(items) > 0, timeout=60)
+                out.put(items.pop(0))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_condition_waits_with_an_rlock_held_twice(method):
+    ctx = mp.get_context(method)
+    lock = memspace.RLock()
+    cond, items, out = memspace.Condition(lock), memspace.SharedList(), memspace.Queue()
+    assert memspace.Condition().lock.__class__ is memspace.RLock
+    consumers = [ctx.Process(target=_consume_reentrant, args=(cond, items, out, 5)) for _ in range(2)]
+    for c in consumers:
+        c.start()
+    for i in range(10):
+        with cond:
+            items.append(i)
+            cond.notify()
+    assert sorted(out.get(timeout=60) for _ in range(10)) == list(range(10))
+    for c in consumers:
+        c.join(60)
+        assert c.exitcode == 0
+    # The wait released both levels and took both back.
+    with cond:
+        with cond:
+            assert cond.wait(0.01) is False
+            assert lock.locked()
+        assert lock.locked()
+    assert not lock.locked()
+    with pytest.raises(TypeError, match="memspace.Lock or a memspace.RLock"):
+        memspace.Condition(threading.Lock())
+
+
+def _count_round(counter):
+    with counter.get_lock():
+        counter.value += 1
+
+
+def _meet_with_action(barrier, counter, seen, rounds):
+    for _ in range(rounds):
+        barrier.wait(60)
+        # The action of this round ran before any party left the barrier.
+        seen.append(counter.value)
+        barrier.wait(60)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_barrier_action_runs_once_per_round_before_any_party_leaves(method):
+    ctx = mp.get_context(method)
+    counter, seen = memspace.Value("i", 0), memspace.SharedList()
+    barrier = memspace.Barrier(3, action=functools.partial(_count_round, counter))
+    parties = [ctx.Process(target=_meet_with_action, args=(barrier, counter, seen, 4)) for _ in range(3)]
+    for p in parties:
+        p.start()
+    for p in parties:
+        p.join(60)
+        assert p.exitcode == 0
+    # Two waits per round, each running the action once.
+    assert counter.value == 8
+    assert sorted(seen) == sorted([1, 3, 5, 7] * 3)
+
+
+def _fail():
+    raise ValueError("the action failed")
+
+
+def test_a_failing_barrier_action_breaks_the_barrier():
+    barrier = memspace.Barrier(2, action=_fail)
+    other = []
+    t = threading.Thread(target=lambda: other.append(_wait_or_broken(barrier)))
+    t.start()
+    first = _wait_or_broken(barrier)
+    t.join()
+    assert sorted([first, other[0]], key=str) == sorted(["ValueError", "broken"], key=str)
+    assert barrier.broken
+    with pytest.raises(TypeError, match="callable"):
+        memspace.Barrier(2, action=3)
+
+
+def _wait_or_broken(barrier):
+    try:
+        barrier.wait(30)
+        return "passed"
+    except threading.BrokenBarrierError:
+        return "broken"
+    except ValueError:
+        return "ValueError"

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::children::wait_until;
 use crate::names::unique_name;
-use crate::redis_server::{RedisServer, free_port};
+use crate::redis_server::{RedisServer, ServerOptions};
 
 /// A running three-master Redis Cluster.
 #[derive(Debug)]
@@ -55,26 +55,22 @@ impl RedisCluster {
     ///
     /// As [`RedisCluster::start`].
     pub fn start_with_replicas(replicas: usize) -> Self {
+        Self::start_with(replicas, &ServerOptions::default())
+    }
+
+    /// Starts a cluster of three masters with `replicas` replicas each, every node set up as
+    /// `options` say (a password: `requirepass` with the same `primary_password`).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::start`].
+    pub fn start_with(replicas: usize, options: &ServerOptions) -> Self {
         let count = 3 * (1 + replicas);
         let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
-                RedisServer::start_with(|_| {
-                    [
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "2000",
-                        // A replica syncs at once, not 5 s after it asked.
-                        "--repl-diskless-sync-delay",
-                        "0",
-                        // The bus port: PORT + 10000 could be taken, or past 65535.
-                        "--cluster-port",
-                        &free_port().to_string(),
-                    ]
-                    .map(str::to_owned)
-                    .to_vec()
+                RedisServer::start_with(ServerOptions {
+                    cluster: true,
+                    ..options.clone()
                 })
             })
             .collect();
@@ -82,7 +78,11 @@ impl RedisCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port()))
             .collect();
-        let created = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(password) = &options.requirepass {
+            create.env("REDISCLI_AUTH", password);
+        }
+        let created = create
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])

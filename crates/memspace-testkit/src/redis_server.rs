@@ -2,6 +2,12 @@
 //! with its data in a fresh temporary directory (append-only file, `fsync` on every write, so
 //! that a restart loses nothing acknowledged), stopped and removed on drop.
 //!
+//! [`RedisServer::start_with`] starts one as production servers are set up: a password
+//! (`requirepass`), ACL users, a unix socket, TLS only (with a CA, server and client
+//! certificates that `openssl` makes for it in its directory), and as the parts of a
+//! replicated deployment: a node of a Redis Cluster (see `redis_cluster`), a replica, a
+//! Redis Sentinel.
+//!
 //! A guardian shell kills the server if the test process disappears without dropping it (a
 //! watchdog abort, a SIGKILL), so no test leaves a server running. `scripts/test.sh` installs
 //! Debian's `redis-server` when it is missing and checks that none is left behind.
@@ -44,20 +50,50 @@ pub fn start_test() -> (Watchdog, RedisServer) {
     (Watchdog::start(), RedisServer::start())
 }
 
+/// The configuration file of a server that runs as a sentinel, in its directory.
+const SENTINEL_CONFIG: &str = "sentinel.conf";
+
+/// How a test server is set up beyond the defaults (see [`RedisServer::start_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// `requirepass`: the default user's password.
+    pub requirepass: Option<String>,
+    /// ACL users, each `(name, password, key pattern)`: `("app", "hunter2", "~memspace:*")`
+    /// lets `app` run every command on memspace's keys.
+    pub users: Vec<(String, String, String)>,
+    /// Also listen on a unix socket ([`RedisServer::socket`]).
+    pub unix_socket: bool,
+    /// Listen with TLS only, on [`RedisServer::port`], with certificates made for the test
+    /// ([`RedisServer::tls_file`]).
+    pub tls: bool,
+    /// With `tls`: refuse a client without a certificate signed by the test's CA.
+    pub tls_client_certificates: bool,
+    /// Run as a node of a Redis Cluster (`--cluster-enabled yes`, a node timeout of 2 s, a
+    /// cluster bus on a free port of its own, kept across restarts).
+    pub cluster: bool,
+    /// Run as a replica of the server on this loopback port (`--replicaof`).
+    pub replica_of: Option<u16>,
+    /// Run as a Redis Sentinel that monitors the primary on this loopback port under this
+    /// service name, with quorum 2, and deems it down after 1 s without an answer.
+    pub sentinel_of: Option<(u16, String)>,
+    /// The password a replica (or a cluster node's replica) or a sentinel logs in to its
+    /// primary with (`masterauth`, `sentinel auth-pass`).
+    pub primary_password: Option<String>,
+}
+
 /// A running `redis-server`, killed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
-    /// Further `redis-server` arguments (a cluster node's, a replica's).
-    extra: Vec<String>,
-    /// A sentinel's configuration file (which it rewrites): the server runs as a sentinel.
-    sentinel_config: Option<PathBuf>,
+    options: ServerOptions,
+    /// The cluster bus port of a cluster node.
+    cluster_port: Option<u16>,
     server: Option<Child>,
     guardian: Option<Child>,
 }
 
-pub(crate) fn free_port() -> u16 {
+fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("bind a free loopback port")
@@ -83,47 +119,16 @@ impl RedisServer {
     ///
     /// If `redis-server` is not installed (`scripts/test.sh` installs it) or does not start.
     pub fn start() -> Self {
-        Self::start_with(|_| Vec::new())
+        Self::start_with(ServerOptions::default())
     }
 
-    /// Starts a server on a free port with the further arguments `extra` gives for that port
-    /// (`--cluster-enabled yes`, `--replicaof ...`).
+    /// Starts a server set up as `options` say, on a free port.
     ///
     /// # Panics
     ///
-    /// As [`RedisServer::start`].
-    pub fn start_with(extra: impl Fn(u16) -> Vec<String>) -> Self {
-        Self::start_inner(|port, _| (None, extra(port)))
-    }
-
-    /// Starts a Redis Sentinel on a free port that monitors the primary on `primary_port`
-    /// under the name `service`, with quorum 2, and deems it down after 1 s without an answer.
-    ///
-    /// # Panics
-    ///
-    /// As [`RedisServer::start`].
-    pub fn start_sentinel(primary_port: u16, service: &str) -> Self {
-        Self::start_inner(|_, dir| {
-            let config = dir.join("sentinel.conf");
-            std::fs::write(
-                &config,
-                format!(
-                    "sentinel monitor {service} 127.0.0.1 {primary_port} 2\n\
-                     sentinel down-after-milliseconds {service} 1000\n\
-                     sentinel failover-timeout {service} 5000\n\
-                     sentinel parallel-syncs {service} 1\n"
-                ),
-            )
-            .expect("write the sentinel's configuration");
-            (Some(config), Vec::new())
-        })
-    }
-
-    /// Starts a server whose configuration file (a sentinel's) and further arguments `launch`
-    /// gives for its port and directory.
-    fn start_inner(
-        launch: impl Fn(u16, &std::path::Path) -> (Option<PathBuf>, Vec<String>),
-    ) -> Self {
+    /// If `redis-server` (or, for TLS, `openssl`) is not installed (`scripts/test.sh`
+    /// installs them) or the server does not start.
+    pub fn start_with(options: ServerOptions) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "{DIR_PREFIX}{}.{}",
@@ -131,38 +136,109 @@ impl RedisServer {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
+        if options.tls {
+            make_certificates(&dir);
+        }
+        if let Some((primary_port, service)) = &options.sentinel_of {
+            // A sentinel rewrites its configuration file: written once, kept across restarts.
+            std::fs::write(
+                dir.join(SENTINEL_CONFIG),
+                format!(
+                    "sentinel monitor {service} 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds {service} 1000\n\
+                     sentinel failover-timeout {service} 5000\n\
+                     sentinel parallel-syncs {service} 1\n{}",
+                    options
+                        .primary_password
+                        .as_ref()
+                        .map(|password| format!("sentinel auth-pass {service} {password}\n"))
+                        .unwrap_or_default()
+                ),
+            )
+            .expect("write the sentinel's configuration");
+        }
+        let mut server = RedisServer {
+            port: 0,
+            dir,
+            options,
+            cluster_port: None,
+            server: None,
+            guardian: None,
+        };
         for _ in 0..5 {
-            let port = free_port();
-            let (sentinel_config, extra) = launch(port, &dir);
-            let mut server = RedisServer {
-                port,
-                dir: dir.clone(),
-                extra,
-                sentinel_config,
-                server: None,
-                guardian: None,
-            };
+            server.port = free_port();
+            // The bus port: PORT + 10000 could be taken, or past 65535.
+            server.cluster_port = server.options.cluster.then(free_port);
             if server.launch() {
                 return server;
             }
             // Another process took the port between our probe and the server's bind.
             server.stop();
         }
-        panic!(
-            "redis-server did not start on any of 5 free ports (see its log in {})",
-            dir.display()
-        );
+        let log = std::fs::read_to_string(server.dir.join("redis.log")).unwrap_or_default();
+        panic!("redis-server did not start on any of 5 free ports; its log:\n{log}");
     }
 
     /// Starts `redis-server` on this server's port and directory; whether it answers.
     fn launch(&mut self) -> bool {
+        let log = self.dir.join("redis.log");
+        let logged_before = std::fs::read_to_string(&log).map_or(0, |text| text.len());
         let mut command = Command::new("redis-server");
-        if let Some(config) = &self.sentinel_config {
+        if self.options.sentinel_of.is_some() {
             // The configuration file comes first.
-            command.arg(config).arg("--sentinel");
+            command
+                .arg(self.dir.join(SENTINEL_CONFIG))
+                .arg("--sentinel");
+        }
+        command.args(["--bind", "127.0.0.1"]);
+        if self.options.tls {
+            let file = |name: &str| self.dir.join(name).display().to_string();
+            command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &file("server.crt")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.crt")])
+                .args([
+                    "--tls-auth-clients",
+                    if self.options.tls_client_certificates {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                ]);
+        } else {
+            command.args(["--port", &self.port.to_string()]);
+        }
+        if let Some(password) = &self.options.requirepass {
+            command.args(["--requirepass", password]);
+        }
+        for (user, password, keys) in &self.options.users {
+            command.args(["--user", user, "on", &format!(">{password}"), keys, "+@all"]);
+        }
+        if self.options.unix_socket {
+            command
+                .arg("--unixsocket")
+                .arg(self.socket())
+                .args(["--unixsocketperm", "700"]);
+        }
+        if let Some(cluster_port) = self.cluster_port {
+            command
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", "2000"])
+                .args(["--cluster-port", &cluster_port.to_string()])
+                // A replica syncs at once, not 5 s after it asked.
+                .args(["--repl-diskless-sync-delay", "0"]);
+        }
+        if let Some(password) = &self.options.primary_password
+            && self.options.sentinel_of.is_none()
+        {
+            command.args(["--masterauth", password]);
+        }
+        if let Some(primary_port) = self.options.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary_port.to_string()]);
         }
         let server = command
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--save",
                 "",
@@ -178,7 +254,6 @@ impl RedisServer {
             .arg(&self.dir)
             .arg("--logfile")
             .arg(self.dir.join("redis.log"))
-            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -204,7 +279,16 @@ impl RedisServer {
         self.guardian = guardian;
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
-            if ping(self.port) {
+            // A server that needs a password or TLS answers no plain PING: its log says when
+            // it is ready.
+            let ready = std::fs::read_to_string(&log).is_ok_and(|text| {
+                text.get(logged_before..)
+                    .is_some_and(|new| new.contains("Ready to accept connections"))
+            });
+            // A sentinel logs no such line, and answers a plain PING.
+            let ready = ready || self.options.sentinel_of.is_some();
+            if ready && (self.options.tls || self.options.requirepass.is_some() || ping(self.port))
+            {
                 return true;
             }
             if let Some(Ok(Some(_))) = self.server.as_mut().map(Child::try_wait) {
@@ -215,9 +299,28 @@ impl RedisServer {
         false
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://CREDENTIALS@127.0.0.1:PORT` (`rediss://` for a TLS server): `credentials` is
+    /// `USER:PASSWORD` or `:PASSWORD`, percent-encoded.
+    pub fn url_as(&self, credentials: &str) -> String {
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{credentials}@127.0.0.1:{}", self.port)
+    }
+
+    /// The path of its unix socket (with [`ServerOptions::unix_socket`]).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    /// A file of its TLS setup (with [`ServerOptions::tls`]): `ca.crt`, `client.crt`,
+    /// `client.key`, `other-ca.crt` (a CA that signed nothing of this server's).
+    pub fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// The port it listens on.
@@ -261,7 +364,12 @@ impl RedisServer {
     ///
     /// If `redis-cli` cannot be run or fails.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
+        let mut command = Command::new("redis-cli");
+        if let Some(password) = &self.options.requirepass {
+            // Kept off the command line, as `redis-cli` advises.
+            command.env("REDISCLI_AUTH", password);
+        }
+        let output = command
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
             .stdin(Stdio::null())
@@ -288,12 +396,35 @@ impl RedisServer {
         for arg in args {
             write!(request, "${}\r\n{arg}\r\n", arg.len()).expect("write to a Vec");
         }
+        if let Some(password) = &self.options.requirepass {
+            // Logged in on the same connection first; its `+OK` is read before the answer.
+            let mut auth = Vec::new();
+            write!(
+                auth,
+                "*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n",
+                password.len()
+            )
+            .expect("write to a Vec");
+            auth.extend(request);
+            request = auth;
+        }
         let mut stream =
             TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the server");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("set a read timeout");
         stream.write_all(&request).expect("send the command");
+        if self.options.requirepass.is_some() {
+            let mut byte = [0u8; 1];
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                stream
+                    .read_exact(&mut byte)
+                    .expect("read the answer to AUTH");
+                line.push(byte[0]);
+            }
+            assert_eq!(line, b"+OK\r\n", "the test server refused its own password");
+        }
         let mut answer = Vec::new();
         let mut byte = [0u8; 1];
         while !answer.ends_with(b"\r\n") {
@@ -333,6 +464,89 @@ impl RedisServer {
 
     fn stop(&mut self) {
         self.kill();
+    }
+}
+
+/// Makes, in `dir`, a CA (`ca.crt`, `ca.key`), a certificate for `127.0.0.1` and `localhost`
+/// signed by it (`server.crt`, `server.key`), a client certificate signed by it
+/// (`client.crt`, `client.key`), and another CA that signed nothing (`other-ca.crt`).
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot run openssl ({err}): the TLS tests make their certificates with it; \
+                     `bash scripts/test.sh` installs it, or run `apt-get install -y openssl`"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (crt, pem_key, subject) = (
+            format!("{ca}.crt"),
+            format!("{ca}.key"),
+            format!("/CN=memspace test {ca}"),
+        );
+        let mut args = vec!["req", "-x509"];
+        args.extend(key);
+        args.extend([
+            "-keyout", &pem_key, "-out", &crt, "-days", "2", "-subj", &subject,
+        ]);
+        args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(&args);
+    }
+    for (who, extensions) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        let (crt, pem_key, csr, ext) = (
+            format!("{who}.crt"),
+            format!("{who}.key"),
+            format!("{who}.csr"),
+            format!("{who}.ext"),
+        );
+        std::fs::write(dir.join(&ext), extensions).expect("write the certificate's extensions");
+        let subject = format!("/CN=memspace test {who}");
+        let mut args = vec!["req"];
+        args.extend(key);
+        args.extend(["-keyout", &pem_key, "-out", &csr, "-subj", &subject]);
+        openssl(&args);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
     }
 }
 

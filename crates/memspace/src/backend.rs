@@ -2,7 +2,8 @@
 //! server (to share state between machines).
 //!
 //! The backend is chosen by the name: `jobs` (or `file:PATH`) is shared memory,
-//! `redis://HOST:PORT/jobs` is the object `jobs` on that Redis server. [`Lock`](crate::Lock),
+//! `redis://HOST:PORT/jobs` is the object `jobs` on that Redis server (see [Redis
+//! names](#redis-names) for every form). [`Lock`](crate::Lock),
 //! [`SharedList`](crate::SharedList), [`SharedMap`](crate::collections::SharedMap),
 //! [`Queue`](crate::collections::Queue), [`Value`](crate::collections::Value) and
 //! [`Event`](crate::sync::Event) accept both, with the same methods, and a handle to a Redis
@@ -36,6 +37,9 @@
 //!   is sent again only when the node said it did not carry it out). All keys of one object
 //!   share one hash slot, so each object lives on one master and its scripts and transactions
 //!   stay atomic; objects spread over the masters, and `memspace ls --redis` lists them all.
+//!   Every node is logged in to with the name's user, password and TLS settings. A cluster
+//!   has database 0 only: a name with another database is refused with
+//!   [`Error::RedisAuth`](crate::Error::RedisAuth) (`ClusterHasNoDatabase`).
 //!   A **failover** of a master (its replica promoted after it died) is followed: the next
 //!   connection goes to a node that redirects to the new master. Until the cluster has
 //!   promoted it, calls fail, with [`Error::RedisUnreachable`](crate::Error::RedisUnreachable)
@@ -55,8 +59,9 @@
 //!     holder **with a token already handed out**. The fencing token only grows as long as
 //!     every master that serves the slot received every earlier acquisition: no failover, or
 //!     one to a replica that was up to date (`WAIT`, `min-replicas-to-write`).
-//! * **Redis Sentinel**: `redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE/NAME` puts the
-//!   object on the primary the sentinels name for `SERVICE`, and each new connection asks them
+//! * **Redis Sentinel**: `redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE/NAME`
+//!   puts the object on the primary the sentinels name for `SERVICE` (logged in to with the
+//!   user and password; the sentinels are asked without; database 0, no TLS), and each new connection asks them
 //!   again, so a failover is followed once the sentinels have promoted a replica (calls made
 //!   meanwhile fail as with a server that is down). Replication stays asynchronous: a push the
 //!   old primary acknowledged just before it died may be missing on the promoted replica (the
@@ -64,14 +69,70 @@
 //!   acquisition (`WAIT`) before it hands out its fencing token, and refuses to hand one out
 //!   unconfirmed ([`LockError::Unavailable`](crate::sync::LockError::Unavailable)), so tokens
 //!   keep growing across failovers; a primary without a connected replica cannot be locked.
-//! * **No credentials yet.** A URL with a user name or password (`redis://USER:PASSWORD@HOST`)
-//!   is refused; the error, like every error, `Debug` output and CLI message, shows it as
-//!   `redis://USER:***@HOST` ([`redact_credentials`](crate::segment::redact_credentials)).
+//!
+//! # Redis names
+//!
+//! | name | the object `jobs` … |
+//! | --- | --- |
+//! | `redis://10.0.0.5:6379/jobs` | on the server at `10.0.0.5:6379`, database 0 |
+//! | `redis://10.0.0.5/jobs` | the same: the port is 6379 unless given |
+//! | `redis://10.0.0.5/2/jobs` | in database 2 |
+//! | `redis://:s3cret@10.0.0.5/jobs` | logging in with the password `s3cret` (`requirepass`) |
+//! | `redis://app:s3cret@10.0.0.5/jobs` | logging in as the ACL user `app` |
+//! | `rediss://app:s3cret@db.example.com:6380/jobs` | over TLS (the `redis-tls` feature) |
+//! | `unix:///run/redis/redis.sock?name=jobs` | through a unix socket |
+//! | `unix:///run/redis/redis.sock?name=jobs&db=2&user=app&pass=s3cret` | the same, database 2, as `app` |
+//! | `redis+sentinel://app:s3cret@10.0.0.5:26379,10.0.0.6:26379/mymaster/jobs` | on the primary the sentinels name for `mymaster`, as `app` |
+//!
+//! **Database or object?** After the host, the path is one segment, the object, or two, a
+//! database number (digits only) and then the object: `redis://h/7` is the object `7` in
+//! database 0, and `redis://h/2/7` the object `7` in database 2. The same name in two
+//! databases is two objects. A server URL, which names no object ([`Backend::redis`],
+//! `memspace ls --redis`), is `redis://HOST[:PORT][/DB]`: there a single segment is the
+//! database. A lock or a queue may add `?lease_ms=N` (`&lease_ms=N` on a unix socket). A user
+//! name or password holding `:`, `@`, `/`, `?`, `&`, `#` or `%` is percent-encoded (`p%40ss`
+//! for `p@ss`).
+//!
+//! **Passwords are never shown.** A name shows its password as `***`: in its `Display` and
+//! `Debug`, in every error, in what `memspace ls`, `inspect` and `demo` print
+//! (`redis://app:***@10.0.0.5/jobs`). Such a shown name opens the same object again in the
+//! same process (and its forked children): a `***` password is the one this process last
+//! logged in with as that user on that server. A URL without a password takes the one in
+//! [`PASSWORD_ENV`] (`MEMSPACE_REDIS_PASSWORD`) if it is set, as `redis-cli` does with
+//! `REDISCLI_AUTH`: a command line holding a password is visible to every user of the
+//! machine (`ps`), the environment only to the same user. A handle sent to a child process
+//! started by fork keeps its password in the child's copy of memory; one sent to a spawned
+//! child travels, password and all, through the pipe only that child reads. A handle
+//! serialized anywhere else (pushed to a queue, written to a file) carries the name as shown:
+//! whoever reads it there needs the password of their own. Such a handle, read back as data,
+//! opens with a password the reading process already used with that server and user, never
+//! with [`PASSWORD_ENV`]: whoever wrote the data chose the server it names.
+//!
+//! A refused login is an [`Error::RedisAuth`](crate::Error::RedisAuth) saying which
+//! [`AuthProblem`](crate::AuthProblem): the password missing, wrong or not needed, the ACL
+//! user refused, a command or key the user may not use, a database the server lacks.
+//!
+//! **TLS.** A `rediss://` name checks the server's certificate against the system's roots, or
+//! against the CA certificates in the PEM file that [`CA_ENV`] (`MEMSPACE_REDIS_CA`) names; a
+//! server that asks for a client certificate gets the one in the PEM files [`CERT_ENV`] and
+//! [`KEY_ENV`] name. It needs the `redis-tls` feature (not a default of the library; the
+//! `memspace` command has it).
 
 use crate::error::Result;
 #[cfg(feature = "redis")]
 use crate::redis::Object;
-use crate::segment::{REDIS_PREFIX, Segment, SegmentName, server_of_url};
+pub use crate::segment::PASSWORD_ENV;
+use crate::segment::{Segment, SegmentName, server_of_url};
+
+/// The environment variable naming a PEM file with the CA certificates a `rediss://` server's
+/// certificate must be signed by (instead of the system's roots).
+pub const CA_ENV: &str = "MEMSPACE_REDIS_CA";
+/// The environment variable naming a PEM file with the client certificate to present to a
+/// `rediss://` server that asks for one (`tls-auth-clients yes`).
+pub const CERT_ENV: &str = "MEMSPACE_REDIS_CERT";
+/// The environment variable naming a PEM file with the private key of [`CERT_ENV`]'s
+/// certificate.
+pub const KEY_ENV: &str = "MEMSPACE_REDIS_KEY";
 
 /// Where objects live: shared memory, or a Redis server.
 ///
@@ -84,6 +145,13 @@ use crate::segment::{REDIS_PREFIX, Segment, SegmentName, server_of_url};
 /// let redis = Backend::redis("redis://127.0.0.1:6379")?;
 /// assert_eq!(redis.locate("jobs"), "redis://127.0.0.1:6379/jobs");
 /// assert_eq!(Backend::SharedMemory.locate("jobs"), "jobs");
+///
+/// // Database 2, as the ACL user `app`: the password is never shown, and the name as shown
+/// // opens the object in this process.
+/// let app = Backend::redis("redis://app:s3cret@127.0.0.1:6379/2")?;
+/// assert_eq!(app.locate("jobs"), "redis://app:***@127.0.0.1:6379/2/jobs");
+/// let socket = Backend::redis("unix:///run/redis/redis.sock?db=2")?;
+/// assert_eq!(socket.locate("jobs"), "unix:///run/redis/redis.sock?db=2&name=jobs");
 /// # Ok(())
 /// # }
 /// ```
@@ -95,39 +163,51 @@ pub enum Backend {
     SharedMemory,
     /// A Redis server.
     Redis {
-        /// `HOST:PORT`.
+        /// The server's URL, its password shown as `***`: `redis://HOST:PORT[/DB]`,
+        /// `rediss://…` or `unix:///PATH[?db=N]`.
         server: String,
     },
 }
 
 impl Backend {
-    /// The Redis server at `url` (`redis://HOST:PORT`).
+    /// The Redis server at `url`: `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`,
+    /// `rediss://…` or `unix:///PATH[?db=N…]` (see [Redis names](self#redis-names)). A
+    /// password in it is remembered by this process, so that the names [`locate`](Self::locate)
+    /// gives, which show it as `***`, open the objects.
     ///
     /// # Errors
     ///
-    /// [`OpenError::InvalidName`](crate::OpenError::InvalidName) if `url` is not `redis://HOST:PORT`, or holds a user name or
-    /// password (not supported yet; the error hides them).
+    /// [`OpenError::InvalidName`](crate::OpenError::InvalidName) if `url` is not such a URL
+    /// (the error hides its password).
     pub fn redis(url: &str) -> Result<Self> {
         let server = server_of_url(url)?;
         Ok(Backend::Redis {
-            server: server.to_owned(),
+            server: server.shown,
         })
     }
 
     /// The full name of object `name` in this backend: `name` itself for shared memory,
-    /// `redis://HOST:PORT/name` for Redis.
+    /// `redis://HOST:PORT/name` for Redis (`unix:///PATH?name=name` on a unix socket), its
+    /// password shown as `***`.
     #[must_use]
     pub fn locate(&self, name: &str) -> String {
         match self {
             Backend::SharedMemory => name.to_owned(),
-            Backend::Redis { server } => format!("{REDIS_PREFIX}{server}/{name}"),
+            Backend::Redis { server } => {
+                if server.starts_with(crate::segment::REDIS_UNIX_PREFIX) {
+                    let separator = if server.contains('?') { '&' } else { '?' };
+                    format!("{server}{separator}name={name}")
+                } else {
+                    format!("{server}/{name}")
+                }
+            }
         }
     }
 }
 
 /// Removes the object `name` from its backend, whatever its kind: a segment of this machine's
 /// shared memory (see [`Segment::remove`]: only a memspace segment is removed), or the keys of
-/// a Redis object (`redis://HOST:PORT/NAME`, whatever state they are in: what an error about
+/// a Redis object (`redis://HOST:PORT/NAME` and the other Redis names, whatever state they are in: what an error about
 /// a damaged object says to do; a lock keeps its fencing counter). Handles already open keep
 /// their memory; on Redis their next call fails (see the module docs).
 ///

@@ -146,7 +146,7 @@ pub enum Error {
     RedisUnreachable {
         /// The object.
         name: SegmentName,
-        /// `HOST:PORT`.
+        /// `HOST:PORT`, or the path of a unix socket.
         server: String,
         /// What was being done (`"pushing"`, `"reading an item"`, ...).
         op: &'static str,
@@ -155,6 +155,17 @@ pub enum Error {
         /// The client's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The Redis server of `name` does not let memspace in: a password is missing or wrong,
+    /// the ACL user is refused, or may not run what memspace needs (see [`AuthProblem`]).
+    #[error("cannot log in to the Redis server `{server}` for `{name}`: {problem}")]
+    RedisAuth {
+        /// The object.
+        name: SegmentName,
+        /// `HOST:PORT`, or the path of a unix socket.
+        server: String,
+        /// What it refused (boxed: it would make every `Result` larger).
+        problem: Box<AuthProblem>,
     },
     /// The Redis server answered with an error (for example a key of `name` was changed by
     /// something other than memspace).
@@ -266,6 +277,86 @@ impl<G> From<LockError<G>> for Error {
     }
 }
 
+/// Why a Redis server does not let memspace in ([`Error::RedisAuth`]). None of them shows a
+/// password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthProblem {
+    /// The server needs a password (`requirepass`, or an ACL default user with one), and the
+    /// URL gives none.
+    #[error(
+        "it needs a password, and the URL gives none; write `:PASSWORD@` before the host in \
+         the URL (`USER:PASSWORD@` for an ACL user, `pass=PASSWORD` on a unix socket), or set \
+         MEMSPACE_REDIS_PASSWORD"
+    )]
+    PasswordMissing,
+    /// The password of the default user is wrong.
+    #[error("the password is wrong; check it against the server's `requirepass`")]
+    WrongPassword,
+    /// The URL gives a password, and the server's default user needs none.
+    #[error(
+        "the URL gives a password, and the server needs none; remove it from the URL (or \
+         unset MEMSPACE_REDIS_PASSWORD)"
+    )]
+    PasswordNotNeeded,
+    /// The ACL user does not exist, is disabled, or its password is wrong: Redis answers the
+    /// three alike.
+    #[error(
+        "user `{user}` does not exist, is disabled, or its password is wrong (Redis does not \
+         say which); check the URL against `ACL LIST` on the server"
+    )]
+    UserRefused {
+        /// The user name of the URL.
+        user: String,
+    },
+    /// The user logged in, and may not run a command or touch a key memspace needs.
+    #[error(
+        "user `{user}` is not allowed to do what memspace needs ({what}); allow it memspace's \
+         keys and commands, for example `ACL SETUSER {user} ~memspace:* +@all`"
+    )]
+    NotPermitted {
+        /// The user name (`default` for the default user).
+        user: String,
+        /// What the server said.
+        what: String,
+    },
+    /// The server's TLS certificate is not signed by a CA this client trusts (or is not for
+    /// this host, or has expired).
+    #[error(
+        "its TLS certificate is not trusted ({why}); if a private CA signed it, name the CA's \
+         PEM file in MEMSPACE_REDIS_CA"
+    )]
+    CertificateNotTrusted {
+        /// What TLS found wrong (`UnknownIssuer`, `NotValidForName`, `Expired`).
+        why: String,
+    },
+    /// The server asks for a client certificate, and got none it trusts.
+    #[error(
+        "it asks for a client certificate signed by its CA ({why}); name the certificate's PEM \
+         file in MEMSPACE_REDIS_CERT and its private key's in MEMSPACE_REDIS_KEY"
+    )]
+    ClientCertificateRefused {
+        /// The TLS alert the server sent (`CertificateRequired`, `UnknownCA`).
+        why: String,
+    },
+    /// The server has no database with the URL's number (see its `databases` setting).
+    #[error("it has no database {db} (see its `databases` setting); use another number")]
+    NoSuchDatabase {
+        /// The database number of the URL.
+        db: u32,
+    },
+    /// The server is a node of a Redis Cluster, which has database 0 only, and the URL names
+    /// another.
+    #[error(
+        "it is a node of a Redis Cluster, which has only database 0; drop the database {db} \
+         from the name (`redis://HOST:PORT/NAME`)"
+    )]
+    ClusterHasNoDatabase {
+        /// The database number of the URL.
+        db: u32,
+    },
+}
+
 /// Where `memspace` lists the objects that could have been meant by `name`.
 fn where_to_look(name: &SegmentName) -> String {
     if name
@@ -277,7 +368,7 @@ fn where_to_look(name: &SegmentName) -> String {
             .to_owned();
     }
     match name.redis_server() {
-        Some(server) => format!("`memspace ls --redis redis://{server}` lists what is there"),
+        Some(server) => format!("`memspace ls --redis {server}` lists what is there"),
         None => "`memspace ls` lists segments".to_owned(),
     }
 }
@@ -293,6 +384,17 @@ pub enum OpenError {
         name: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A file that `MEMSPACE_REDIS_CA`, `MEMSPACE_REDIS_CERT` or `MEMSPACE_REDIS_KEY` names
+    /// for a `rediss://` name cannot be used.
+    #[error("`{name}` needs TLS, and {variable} cannot be used: {problem}")]
+    TlsFile {
+        /// The object.
+        name: SegmentName,
+        /// The environment variable.
+        variable: &'static str,
+        /// What is wrong, naming the file.
+        problem: String,
     },
     /// The name is a Redis object's (`redis://HOST:PORT/NAME`), and this memspace was built
     /// without its `redis` feature, so it has no Redis backend. (The variant exists either

@@ -64,6 +64,10 @@
 //!   memory alone, and a clean build compiles 22 crates instead of 61 (`cargo tree -p memspace
 //!   -e normal` lists 32 lines instead of 115); a Redis name is then refused with
 //!   [`OpenError::RedisDisabled`], which says how to turn the feature on.
+//! * `redis-tls`: `rediss://` names, Redis over TLS (rustls, with its `ring` provider), with
+//!   a private CA and a client certificate (see [Redis names](backend#redis-names)). Not a
+//!   default: it adds a TLS stack; the `memspace` command turns it on. Without it a
+//!   `rediss://` name is refused with an error that says how to turn it on.
 //! * `failpoints`: named points where the crash tests freeze a process to kill it there;
 //!   inert unless the `MEMSPACE_FAILPOINT` environment variable names one.
 //!
@@ -162,7 +166,7 @@ pub use crate::collections::{
     ArrayGuard, Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedValue,
     SharedVec, Value,
 };
-pub use crate::error::{Error, OpenError, Result};
+pub use crate::error::{AuthProblem, Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};
 pub use crate::spawn::{
     JoinError, Mode, Pool, PoolOptions, Process, SpawnError, StartMethod, TaskError, Thread,

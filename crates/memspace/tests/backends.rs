@@ -15,10 +15,9 @@ use memspace::collections::{Queue, QueueError, SharedMap, SharedValue, Value};
 use memspace::segment::Kind;
 use memspace::spawn::{Process, StartMethod};
 use memspace::sync::{Event, LockError, TryLockError};
-use memspace::{Backend, Error, Lock, OpenError, Segment, SharedList};
+use memspace::{Error, Lock, OpenError, SharedList};
 use memspace_testkit::Running;
 use memspace_testkit::backends::Fixture;
-use memspace_testkit::redis_server::assert_hides_password;
 use serde::{Deserialize, Serialize};
 
 memspace_testkit::on_both_backends!(
@@ -652,68 +651,4 @@ fn a_queue_hands_each_item_to_exactly_one_of_several_processes(fx: &Fixture) {
         .collect();
     all.sort_unstable();
     assert_eq!(all, (0..ITEMS).collect::<Vec<_>>());
-}
-
-/// Names with a password in their URL (one with a `/` in the password, one with the user name
-/// only, one without a user name), each holding `hunter2`.
-const WITH_PASSWORDS: [&str; 4] = [
-    "redis://app:hunter2@127.0.0.1:6379/jobs",
-    "redis://:hunter2@127.0.0.1:6379/jobs?lease_ms=500",
-    "redis://app:hun/ter2@127.0.0.1:6379/jobs",
-    "redis://hunter2@127.0.0.1:6379/jobs",
-];
-
-/// Checks that neither the `Display` (with its sources) nor the `Debug` of `err` holds the
-/// password, and returns the `Display`.
-fn without_password(what: &str, err: &(dyn std::error::Error + 'static)) -> String {
-    let mut shown = vec![format!("{err} {err:?}")];
-    let mut source = err.source();
-    while let Some(cause) = source {
-        shown.push(format!("{cause} {cause:?}"));
-        source = cause.source();
-    }
-    assert_hides_password(what, &shown.join(" "));
-    err.to_string()
-}
-
-#[test]
-fn a_password_in_a_redis_url_is_refused_without_ever_being_shown() {
-    for url in WITH_PASSWORDS {
-        let message = without_password(url, &SharedList::<u64>::open(url).expect_err(url));
-        assert!(
-            message.contains("***") && message.contains("not supported yet"),
-            "{url}: {message}"
-        );
-        without_password(url, &SharedList::<u64>::create(url).expect_err(url));
-        without_password(url, &SharedMap::<String, u64>::open(url).expect_err(url));
-        without_password(url, &Queue::<u64>::open(url).expect_err(url));
-        without_password(url, &Value::<u64>::open(url).expect_err(url));
-        without_password(url, &Event::open(url).expect_err(url));
-        without_password(url, &Lock::open(url).expect_err(url));
-        without_password(url, &Lock::create(url).expect_err(url));
-        without_password(url, &Segment::remove(url).expect_err(url));
-        without_password(url, &memspace::inspect::observe(url).expect_err(url));
-        without_password(url, &memspace::remove(url).expect_err(url));
-        without_password(
-            url,
-            &memspace::inspect::describe(url, &memspace::SegmentOptions::new()).expect_err(url),
-        );
-        let server = &url[..url.rfind('/').expect("a slash")];
-        for server in [server.to_owned(), format!("{server}/")] {
-            let message = without_password(&server, &Backend::redis(&server).expect_err(&server));
-            assert!(message.contains("not supported yet"), "{server}: {message}");
-            without_password(
-                &server,
-                &memspace::inspect::list_objects(&server).expect_err(&server),
-            );
-        }
-    }
-    // Other schemes and misplaced URLs are refused as invalid names, the password hidden too.
-    for name in [
-        "rediss://app:hunter2@127.0.0.1:6379/jobs",
-        " redis://app:hunter2@127.0.0.1:6379/jobs",
-        "jobs redis://app:hunter2@127.0.0.1:6379/jobs",
-    ] {
-        without_password(name, &SharedList::<u64>::open(name).expect_err(name));
-    }
 }

@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use memspace::inspect::list_objects;
 use memspace::sync::{LockError, TryLockError};
-use memspace::{Error, Lock, SharedList};
+use memspace::{AuthProblem, Error, Lock, SharedList};
 use memspace_testkit::children::wait_until;
 use memspace_testkit::redis_cluster::RedisCluster;
-use memspace_testkit::redis_server::RedisServer;
+use memspace_testkit::redis_server::{RedisServer, ServerOptions, assert_hides_password};
 use memspace_testkit::{Watchdog, roles, unique_name};
 
 /// The flat object name of a Redis name (what its keys are made from).
@@ -82,6 +82,84 @@ fn objects_named_through_one_node_spread_over_every_master_and_are_all_listed() 
             .count(),
         100
     );
+}
+
+/// Every node of a cluster with a password, and every master it redirects to.
+fn with_password() -> ServerOptions {
+    ServerOptions {
+        requirepass: Some("hunter2".to_owned()),
+        primary_password: Some("hunter2".to_owned()),
+        ..ServerOptions::default()
+    }
+}
+
+#[test]
+fn every_master_of_a_cluster_is_logged_in_to_with_the_names_password() {
+    let _dog = Watchdog::start();
+    let cluster = RedisCluster::start_with(0, &with_password());
+    let url = cluster.nodes()[0].url_as(":hunter2");
+    let base = unique_name("login");
+    let names: Vec<String> = (0..30).map(|i| format!("{url}/{base}.{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        // Most live on another master than the first node: reached through its `MOVED`,
+        // logged in to with the same password.
+        let list = SharedList::<u64>::create(name).expect("create through the first node");
+        list.push(&(i as u64)).expect("push");
+        assert_hides_password("a name", &format!("{} {list:?}", list.name()));
+        let again = SharedList::<u64>::open(name).expect("open again");
+        assert_eq!(again.get(0).expect("get"), Some(i as u64));
+    }
+    let masters: BTreeSet<usize> = names
+        .iter()
+        .map(|name| cluster.node_of_object(object_of(name)))
+        .collect();
+    assert_eq!(
+        masters.len(),
+        3,
+        "objects on all three masters: {masters:?}"
+    );
+    let listed: Vec<_> = list_objects(&url)
+        .expect("list every master")
+        .into_iter()
+        .filter(|listed| listed.name.contains(&base))
+        .collect();
+    assert_eq!(listed.len(), names.len(), "{listed:?}");
+    for entry in &listed {
+        assert_hides_password("a listed name", &entry.name);
+        assert!(entry.problem.is_none() && entry.len == 1, "{entry:?}");
+    }
+
+    // Without the password, a refused login (not an unreachable cluster).
+    let bare = format!("{}/{base}.0", cluster.url());
+    match SharedList::<u64>::open(&bare) {
+        Err(Error::RedisAuth { problem, .. }) => {
+            assert_eq!(*problem, AuthProblem::PasswordMissing);
+        }
+        other => panic!("open without the password: {other:?}"),
+    }
+}
+
+#[test]
+fn a_name_with_a_database_on_a_cluster_is_refused_saying_a_cluster_has_only_database_0() {
+    let _dog = Watchdog::start();
+    let cluster = RedisCluster::start_with(0, &with_password());
+    let name = format!(
+        "{}/2/{}",
+        cluster.nodes()[0].url_as(":hunter2"),
+        unique_name("db")
+    );
+    let err = SharedList::<u64>::create(&name).expect_err("database 2 on a cluster");
+    let message = err.to_string();
+    assert!(
+        matches!(&err, Error::RedisAuth { problem, .. }
+            if **problem == AuthProblem::ClusterHasNoDatabase { db: 2 }),
+        "{err:?}"
+    );
+    assert!(
+        message.contains("Redis Cluster") && message.contains("only database 0"),
+        "{message}"
+    );
+    assert_hides_password("the error", &format!("{message} {err:?}"));
 }
 
 /// What the writer child logs for each push: `a N` acknowledged, `u N` may or may not have
@@ -314,14 +392,21 @@ fn lost_in_one_run(acknowledged: &[u64], uncertain: &[u64], stored: &[u64]) -> V
 fn primary_replica_and_sentinels(
     object: &str,
 ) -> (RedisServer, RedisServer, String, Vec<RedisServer>) {
-    let primary = RedisServer::start();
-    let primary_port = primary.port().to_string();
-    let replica = RedisServer::start_with(|_| {
-        vec![
-            "--replicaof".to_owned(),
-            "127.0.0.1".to_owned(),
-            primary_port.clone(),
-        ]
+    deployment_with_sentinels(object, &ServerOptions::default(), "")
+}
+
+/// [`primary_replica_and_sentinels`] with the primary and its replica set up as `options`
+/// say (the sentinels log in to them with its `primary_password`), and `credentials`
+/// (`USER:PASSWORD@`) in the name.
+fn deployment_with_sentinels(
+    object: &str,
+    options: &ServerOptions,
+    credentials: &str,
+) -> (RedisServer, RedisServer, String, Vec<RedisServer>) {
+    let primary = RedisServer::start_with(options.clone());
+    let replica = RedisServer::start_with(ServerOptions {
+        replica_of: Some(primary.port()),
+        ..options.clone()
     });
     wait_until("the replica to follow the primary", || {
         replica
@@ -329,7 +414,13 @@ fn primary_replica_and_sentinels(
             .contains("master_link_status:up")
     });
     let sentinels: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start_sentinel(primary.port(), SERVICE))
+        .map(|_| {
+            RedisServer::start_with(ServerOptions {
+                sentinel_of: Some((primary.port(), SERVICE.to_owned())),
+                primary_password: options.primary_password.clone(),
+                ..ServerOptions::default()
+            })
+        })
         .collect();
     let replica_port = replica.port().to_string();
     wait_until("the sentinels to know each other and the replica", || {
@@ -347,10 +438,45 @@ fn primary_replica_and_sentinels(
         .map(|sentinel| format!("127.0.0.1:{}", sentinel.port()))
         .collect();
     let base = format!(
-        "redis+sentinel://{}/{SERVICE}/{object}",
+        "redis+sentinel://{credentials}{}/{SERVICE}/{object}",
         addresses.join(",")
     );
     (primary, replica, base, sentinels)
+}
+
+#[test]
+fn a_sentinel_name_logs_in_to_the_primary_with_its_password_and_never_shows_it() {
+    let _dog = Watchdog::start();
+    let object = unique_name("sentinel-login");
+    let (_primary, _replica, base, _sentinels) =
+        deployment_with_sentinels(&object, &with_password(), ":hunter2@");
+    let list = SharedList::<u64>::create(&base).expect("create through the sentinels");
+    list.push(&7).expect("push");
+    assert_eq!(
+        SharedList::<u64>::open(&base)
+            .expect("open again")
+            .get(0)
+            .expect("get"),
+        Some(7)
+    );
+    assert_hides_password("a sentinel name", &format!("{} {list:?}", list.name()));
+
+    let wrong = base.replace(":hunter2@", ":wrongpass@");
+    let err = SharedList::<u64>::open(&wrong).expect_err("a wrong password");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        matches!(&err, Error::RedisAuth { problem, .. }
+            if **problem == AuthProblem::WrongPassword),
+        "{shown}"
+    );
+    assert!(!shown.contains("wrongpass"), "{shown}");
+    let bare = base.replace(":hunter2@", "");
+    match SharedList::<u64>::open(&bare) {
+        Err(Error::RedisAuth { problem, .. }) => {
+            assert_eq!(*problem, AuthProblem::PasswordMissing);
+        }
+        other => panic!("open without the password: {other:?}"),
+    }
 }
 
 /// Takes the lock `lock_name` after its primary failed over to `replica`: refused while the

@@ -275,6 +275,9 @@ fn a_lock_acquired_by_a_process_is_released_only_by_it_and_its_death_is_owner_di
     method: StartMethod,
 ) {
     let lock = Lock::new().expect("lock");
+    // This process's stamp, cached by the acquisition, must not pass to a forked child.
+    lock.acquire().expect("acquire before starting the holder");
+    lock.release().expect("release before starting the holder");
     let ready = flags::new_flag();
     let mut holder = Running::start_by(
         method,

@@ -327,6 +327,8 @@ impl Drop for RedisCleanup {
 fn run_redis(workers: u32, count: u32, method: StartMethod, url: &str) -> anyhow::Result<()> {
     // Checked before it is echoed: a URL with a password in it is refused without printing it.
     let backend = memspace::Backend::redis(url).context("reading --redis")?;
+    // From here on the URL as shown: its password hidden.
+    let url = &*super::shown(url);
     writeln!(
         super::out(),
         "== redis ({method}): {workers} child processes append to a SharedList on {url} =="

@@ -83,7 +83,7 @@ fn run_redis(
     };
     let mut out = super::out();
     if as_json {
-        let mut object = json!({ "name": name, "kind": kind.as_str() });
+        let mut object = json!({ "name": super::shown(name), "kind": kind.as_str() });
         for (what, value) in fields {
             object[what.replace(' ', "_")] = Value::String(value.clone());
         }
@@ -93,7 +93,7 @@ fn run_redis(
         writeln!(out, "{}", serde_json::to_string_pretty(&object)?)?;
         return Ok(());
     }
-    writeln!(out, "{:<18} {name}", "object")?;
+    writeln!(out, "{:<18} {}", "object", super::shown(name))?;
     writeln!(out, "{:<18} {}", "kind", kind.as_str())?;
     for (what, value) in fields {
         writeln!(out, "{what:<18} {value}")?;

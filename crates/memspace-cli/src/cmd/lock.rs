@@ -31,7 +31,8 @@ pub(crate) fn run(
                 .filter(|pid| *pid != 0)
                 .map_or_else(String::new, |pid| format!(" (pid {pid})"));
             eprintln!(
-                "memspace: the previous holder of lock `{name}`{who} died while holding it; taking over"
+                "memspace: the previous holder of lock `{name}`{who} died while holding it; taking over",
+                name = super::shown(name)
             );
             guard
                 .mark_consistent()
@@ -39,12 +40,18 @@ pub(crate) fn run(
             guard
         }
         Err(TryLockError::Lock(LockError::Poisoned(guard))) => {
-            eprintln!("memspace: a previous holder of lock `{name}` panicked; clearing the flag");
+            eprintln!(
+                "memspace: a previous holder of lock `{name}` panicked; clearing the flag",
+                name = super::shown(name)
+            );
             guard.clear_poison();
             guard
         }
         Err(TryLockError::Timeout { waited, .. }) => {
-            eprintln!("memspace: lock `{name}` was not released within {waited:?}");
+            eprintln!(
+                "memspace: lock `{name}` was not released within {waited:?}",
+                name = super::shown(name)
+            );
             return Ok(ExitCode::from(TIMED_OUT));
         }
         Err(err) => return Err(Error::from(err)).with_context(|| format!("locking `{name}`")),
@@ -61,7 +68,10 @@ pub(crate) fn run(
         Err(err @ LeaseError::Lost { .. }) => {
             return Err(Error::from(err)).with_context(|| format!("holding `{name}`"));
         }
-        Err(err) => eprintln!("memspace: releasing lock `{name}`: {err}"),
+        Err(err) => eprintln!(
+            "memspace: releasing lock `{name}`: {err}",
+            name = super::shown(name)
+        ),
     }
     Ok(ExitCode::from(super::exit_code(status)))
 }

@@ -161,7 +161,7 @@ pub(crate) fn run_redis(url: &str, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if objects.is_empty() {
-        writeln!(out, "no memspace objects on {url}")?;
+        writeln!(out, "no memspace objects on {}", super::shown(url))?;
         return Ok(());
     }
     let mut rows = vec![[

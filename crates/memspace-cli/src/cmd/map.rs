@@ -29,7 +29,10 @@ fn print_found(found: Option<Value>, name: &str, key: &Value) -> std::io::Result
         writeln!(super::out(), "{value}")?;
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("memspace: map `{name}` has no key {key}");
+        eprintln!(
+            "memspace: map `{name}` has no key {key}",
+            name = super::shown(name)
+        );
         Ok(ExitCode::from(NOT_FOUND))
     }
 }

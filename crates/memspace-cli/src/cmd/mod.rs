@@ -107,6 +107,11 @@ pub(crate) fn out() -> io::StdoutLock<'static> {
     io::stdout().lock()
 }
 
+/// `name` as the command shows it: a Redis name's password hidden (`redis://app:***@HOST`).
+pub(crate) fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    memspace::segment::redact_credentials(name)
+}
+
 /// The owners and modes the command line trusts (`--trust-owner`, `--accept-mode`).
 pub(crate) fn open_options() -> &'static SegmentOptions {
     OPEN_OPTIONS.get_or_init(SegmentOptions::new)

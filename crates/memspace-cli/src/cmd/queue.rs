@@ -63,11 +63,17 @@ pub(crate) fn run(command: QueueCommand) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("acknowledging an item of queue `{name}`"))?;
                 }
                 Err(QueueError::Timeout { waited, .. }) => {
-                    eprintln!("memspace: queue `{name}` stayed empty for {waited:?}");
+                    eprintln!(
+                        "memspace: queue `{name}` stayed empty for {waited:?}",
+                        name = super::shown(&name)
+                    );
                     return Ok(ExitCode::from(TIMED_OUT));
                 }
                 Err(QueueError::Empty { .. }) => {
-                    eprintln!("memspace: queue `{name}` is empty");
+                    eprintln!(
+                        "memspace: queue `{name}` is empty",
+                        name = super::shown(&name)
+                    );
                     return Ok(ExitCode::from(TIMED_OUT));
                 }
                 Err(err) => {
@@ -117,7 +123,8 @@ fn join(queue: &Queue<Value>, name: &str, timeout: Option<Duration>) -> anyhow::
                 .map_or_else(|_| "some".to_owned(), |n| n.to_string());
             eprintln!(
                 "memspace: queue `{name}`: {left} items were still unacknowledged after \
-                 {waited:?}"
+                 {waited:?}",
+                name = super::shown(name)
             );
             Ok(ExitCode::from(TIMED_OUT))
         }
@@ -155,7 +162,8 @@ fn put_one(
             eprintln!(
                 "memspace: queue `{name}` stayed full for {waited:?}; {put} value{} put before \
                  giving up",
-                if put == 1 { " was" } else { "s were" }
+                if put == 1 { " was" } else { "s were" },
+                name = super::shown(name)
             );
             Ok(Some(ExitCode::from(TIMED_OUT)))
         }
@@ -210,7 +218,8 @@ fn work(
             Err(QueueError::Closed { .. }) => {
                 eprintln!(
                     "memspace: queue `{name}` was closed; {received} of {} items received",
-                    count.unwrap_or_default()
+                    count.unwrap_or_default(),
+                    name = super::shown(name)
                 );
                 return Ok(ExitCode::from(TIMED_OUT));
             }
@@ -220,7 +229,8 @@ fn work(
                     let waited = timeout.unwrap_or_default();
                     eprintln!(
                         "memspace: queue `{name}` stayed empty for {waited:?}; {received} of \
-                         {count} items received"
+                         {count} items received",
+                        name = super::shown(name)
                     );
                     if failed.is_none() {
                         return Ok(ExitCode::from(TIMED_OUT));
@@ -247,7 +257,8 @@ fn work(
             let code = super::exit_code(status);
             eprintln!(
                 "memspace: `{}` failed ({status}); the item went back to queue `{name}`",
-                command[0]
+                command[0],
+                name = super::shown(name)
             );
             delivery
                 .nack()

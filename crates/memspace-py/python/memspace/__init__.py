@@ -1,5 +1,5 @@
 """Shared memory for Python processes: the objects of ``multiprocessing`` (``Lock``, ``RLock``,
-``Queue``, ``JoinableQueue``, ``Value``), a ``SharedList`` that behaves as a ``list`` and a
+``Queue``, ``JoinableQueue``, ``Value``, ``Array``), a ``SharedList`` that behaves as a ``list`` and a
 ``SharedDict`` that behaves as a ``dict``, in
 memspace's robust shared memory.
 
@@ -29,9 +29,9 @@ the lock and raises ``OwnerDied`` with the lock held. Repair what the lock prote
     finally:
         lock.release()
 
-``Event``, ``Semaphore``, ``BoundedSemaphore``, ``Barrier`` (without ``action``) and
-``Condition`` (with a ``memspace.Lock``: a ``Condition`` needs a lock any thread of the holding
-process can release) follow ``multiprocessing``'s; a broken ``Barrier`` raises
+``Event``, ``Semaphore``, ``BoundedSemaphore``, ``Barrier`` (with an ``action`` for an
+anonymous one) and ``Condition`` (with a ``memspace.RLock``, its own by default, or a
+``memspace.Lock``) follow ``multiprocessing``'s; a broken ``Barrier`` raises
 ``threading.BrokenBarrierError``. A semaphore's permit held by a process that dies comes back,
 and a party that dies waiting at a barrier breaks it.
 
@@ -43,6 +43,7 @@ from collections.abc import MutableMapping, MutableSequence
 from . import _memspace
 from ._memspace import (
     PICKLE_EXT_TYPE,
+    Array,
     Barrier,
     Condition,
     Event,
@@ -55,6 +56,7 @@ from ._memspace import (
 )
 
 __all__ = [
+    "Array",
     "Barrier",
     "BoundedSemaphore",
     "Condition",
@@ -298,11 +300,13 @@ _OPENERS = {
     "Queue": Queue.open,
     "JoinableQueue": lambda name: Queue.open(name, joinable=True),
     "Value": Value.reopen,
+    "Array": Array.reopen,
     "SharedList": SharedList.open,
     "SharedDict": SharedDict.open,
     "Event": Event.open,
     "Semaphore": Semaphore.open,
     "Barrier": Barrier.open,
+    "Barrier with action": Barrier.reopen,
     "Condition": Condition.open,
 }
 

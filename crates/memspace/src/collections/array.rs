@@ -274,6 +274,21 @@ impl<T: Element> SharedArray<T> {
         self.len == 0
     }
 
+    /// A pointer to the first element, for code that reads and writes the elements in place
+    /// rather than through the handle: Python's buffer protocol (`memoryview`,
+    /// `numpy.frombuffer`), a C library, a SIMD loop.
+    ///
+    /// The [`len`](Self::len) elements lie one after another from there, aligned for `T`. They
+    /// stay mapped while any clone of this handle lives (the pointer must not be used after
+    /// the last one is dropped), and other threads and processes change them at any moment:
+    /// dereferencing the pointer is `unsafe`, and a plain (non-atomic) read may race a write.
+    /// Reads and writes of one element through the handle are atomic; through the pointer
+    /// they are whatever the caller's code makes them.
+    #[must_use]
+    pub fn as_ptr(&self) -> *mut T {
+        self.first.as_ptr().cast::<T>()
+    }
+
     place_accessors!("array", local, typed);
 }
 

@@ -6,7 +6,10 @@
 //! [`decoding_from_own_process`] runs, around the bytes a worker and its parent exchange over
 //! their private pipes. Anywhere else (a handle that arrives in a queue, a name in a file), a
 //! name with trust in it is refused, so that whoever can write such bytes cannot widen what
-//! this process opens.
+//! this process opens. The password of a Redis name travels the same way: written out only
+//! over those pipes (`encoding_for_own_process`), and shown as `***` everywhere else; a
+//! handle's name that arrives from anywhere else does not get `MEMSPACE_REDIS_PASSWORD` sent
+//! to the server it names (`opening_received_name`).
 
 pub(crate) use crate::segment::decoding_from_own_process;
 
@@ -20,7 +23,7 @@ macro_rules! serialize_as_name {
                 &self,
                 serializer: S,
             ) -> ::std::result::Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.name().to_transport())
+                serializer.serialize_str(&self.name().to_transport())
             }
         }
 
@@ -32,7 +35,8 @@ macro_rules! serialize_as_name {
                 deserializer: D,
             ) -> ::std::result::Result<Self, D::Error> {
                 let name = <String as ::serde::Deserialize>::deserialize(deserializer)?;
-                Self::open(&name).map_err(::serde::de::Error::custom)
+                $crate::segment::opening_received_name(|| Self::open(&name))
+                    .map_err(::serde::de::Error::custom)
             }
         }
     };

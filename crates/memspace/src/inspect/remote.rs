@@ -7,14 +7,14 @@ use std::sync::Arc;
 use crate::error::{Error, OpenError, Result};
 use crate::handle::RedisEngine;
 use crate::redis::{Conn, Object, damage_text, deepest_cause, read_meta, refused};
-use crate::segment::{Kind, SegmentName};
+use crate::segment::{Endpoint, Kind, RedisServer, SegmentName};
 
 /// An object that `memspace ls --redis` lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct Listed {
-    /// Its full name, `redis://HOST:PORT/NAME`.
+    /// Its full name, `redis://HOST:PORT/NAME` (a password shown as `***`).
     pub name: String,
     /// Its kind (`list`, `map`, ...), as recorded by its creator.
     pub kind: String,
@@ -71,8 +71,8 @@ fn is_damage(err: &Error) -> bool {
 ///
 /// [`Error::RedisUnreachable`] only: any other failure is the object's, and it is listed as
 /// damaged.
-fn list_one(conn: &Conn, server: &str, object: &str) -> Result<Option<Listed>> {
-    let full = format!("redis://{server}/{object}");
+fn list_one(conn: &Conn, server: &RedisServer, object: &str) -> Result<Option<Listed>> {
+    let full = server.locate(object);
     let listed = |kind: String, type_name: String, len: u64| Listed {
         name: full.clone(),
         kind,
@@ -156,21 +156,24 @@ fn scan_metas(conn: &Conn, probe: &SegmentName) -> Result<Vec<Vec<u8>>> {
 
 /// The servers that hold keys: `server` itself, or, if it is a node of a Redis Cluster
 /// (`cluster_enabled:1` in `INFO cluster`), every master that serves slots (`CLUSTER
-/// SLOTS`), as `HOST:PORT`.
-fn masters(conn: &Conn, probe: &SegmentName, server: &str) -> Result<Vec<String>> {
+/// SLOTS`), each logged in to as `server` is.
+fn masters(conn: &Conn, probe: &SegmentName, server: &RedisServer) -> Result<Vec<RedisServer>> {
     let info: String = conn.read(probe, "listing objects", |c| {
         redis::cmd("INFO").arg("cluster").query(c)
     })?;
     if !info.lines().any(|line| line.trim() == "cluster_enabled:1") {
-        return Ok(vec![server.to_owned()]);
+        return Ok(vec![server.clone()]);
     }
     let slots: redis::Value = conn.read(probe, "listing the cluster's masters", |c| {
         redis::cmd("CLUSTER").arg("SLOTS").query(c)
     })?;
     // [[first slot, last slot, [host, port, id, ...], replicas...], ...]; an empty host means
     // the node that answered does not know its own address: the one we reached it by.
-    let seed_host = server.rsplit_once(':').map_or(server, |(host, _)| host);
-    let mut masters: Vec<String> = Vec::new();
+    let seed_host = match &server.endpoint {
+        Endpoint::Tcp { host, .. } => host.as_str(),
+        Endpoint::Unix(_) => "127.0.0.1",
+    };
+    let mut masters: Vec<RedisServer> = Vec::new();
     if let redis::Value::Array(ranges) = slots {
         for range in ranges {
             let redis::Value::Array(parts) = range else {
@@ -190,11 +193,7 @@ fn masters(conn: &Conn, probe: &SegmentName, server: &str) -> Result<Vec<String>
             else {
                 continue;
             };
-            let node = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
+            let node = crate::redis::at_node(server, &host, port);
             if !masters.contains(&node) {
                 masters.push(node);
             }
@@ -202,31 +201,33 @@ fn masters(conn: &Conn, probe: &SegmentName, server: &str) -> Result<Vec<String>
     }
     if masters.is_empty() {
         // A cluster with no slots assigned holds no keys; scan the node itself anyway.
-        masters.push(server.to_owned());
+        masters.push(server.clone());
     }
     Ok(masters)
 }
 
-/// The memspace objects on the Redis server `url` (`redis://HOST:PORT`), by name; if it is a
-/// node of a Redis Cluster, those on every master of the cluster. An object whose keys are
-/// damaged is listed with [`Listed::problem`] saying how; it does not stop the
-/// listing.
+/// The memspace objects on the Redis server `url` (`redis://HOST:PORT[/DB]`, or another
+/// server URL: see [Redis names](crate::backend#redis-names)), by name; if it is a node of a
+/// Redis Cluster, those on every master of the cluster (logged in to with the URL's
+/// credentials). An object whose keys are damaged is listed with [`Listed::problem`] saying
+/// how; it does not stop the listing.
 ///
 /// # Errors
 ///
-/// [`Error::RedisUnreachable`] if the server cannot be reached; [`OpenError::InvalidName`]
-/// if `url` is not `redis://HOST:PORT`, or holds a user name or password (not supported yet;
-/// the error hides them).
+/// [`Error::RedisUnreachable`] if the server cannot be reached;
+/// [`Error::RedisAuth`] if it refuses the login; [`OpenError::InvalidName`] if `url` is not a
+/// server URL (the error hides its password).
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
     let server = crate::segment::server_of_url(url)?;
-    let probe = SegmentName::new(&format!("redis://{server}/ls"))?;
-    let conn = Conn::new(&probe, server)?;
+    // Errors name the server: the URL as given, its password hidden.
+    let probe = SegmentName::server(&server);
+    let conn = Conn::new(&probe, &server)?;
     // On a cluster, each master holds the keys of its slots: every one is scanned, and its
     // objects are read on it.
     let mut nodes = Vec::new();
     let mut metas = Vec::new();
-    for node in masters(&conn, &probe, server)? {
+    for node in masters(&conn, &probe, &server)? {
         let node_conn = Conn::new(&probe, &node)?;
         metas.extend(
             scan_metas(&node_conn, &probe)?
@@ -247,12 +248,9 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
             continue;
         };
         match std::str::from_utf8(object) {
-            Ok(object) => listed.extend(list_one(conn, server, object)?),
+            Ok(object) => listed.extend(list_one(conn, &server, object)?),
             Err(_) => listed.push(Listed {
-                name: format!(
-                    "redis://{server}/{}",
-                    String::from_utf8_lossy(object).escape_debug()
-                ),
+                name: server.locate(&String::from_utf8_lossy(object).escape_debug().to_string()),
                 kind: String::new(),
                 type_name: String::new(),
                 len: 0,

@@ -42,6 +42,14 @@
 //! that breaks is replaced by one to the promoted replica. [`Conn::is_replicated`] tells the
 //! lock to wait for a replica to confirm an acquisition (see `sync/lock/redis.rs`).
 //!
+//! # Logging in
+//!
+//! A cluster node a redirection names, and the primary the sentinels name, are logged in to
+//! as the name's server is: the same user, password and TLS settings, only the address
+//! differs. A cluster has database 0 only: a name with another database is refused with
+//! [`AuthProblem::ClusterHasNoDatabase`]. The sentinels themselves are asked without
+//! credentials. Messages name a node by its address, never its password.
+//!
 //! The redirections are followed here rather than by the `redis` crate's `ClusterConnection`
 //! because that one sends a command again after its connection broke, which would apply a
 //! write twice when only the answer was lost.
@@ -51,8 +59,9 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, ConnectionLike, RedisError, RedisResult, Value};
 
-use crate::error::{Error, Result};
-use crate::segment::{RedisLocation, SegmentName};
+use super::target;
+use crate::error::{AuthProblem, Error, Result};
+use crate::segment::{RedisLocation, RedisServer, SegmentName};
 use crate::sys;
 
 /// How long reads (and writes that were never sent) keep reconnecting before giving up.
@@ -73,8 +82,14 @@ const MAX_REDIRECTIONS: u32 = 16;
 /// Connections to one Redis server, or to the nodes of a Redis Cluster that serve one
 /// object's slot, shared by the clones of a handle.
 pub(crate) struct Conn {
-    /// The server the name gives (`HOST:PORT`), or its sentinels (`HOST:PORT,HOST:PORT...`).
+    /// Where the name's server is, for messages: `HOST:PORT`, the socket's path, or the
+    /// sentinels (`HOST:PORT,HOST:PORT...`).
     server: String,
+    /// The server as the name gives it: how every connection logs in (to the name's server,
+    /// a cluster node, the primary), and what a refused login is diagnosed with.
+    target: RedisServer,
+    /// A client for the name's server.
+    client: redis::Client,
     /// For a `redis+sentinel://` name: the client that asks the sentinels for the primary.
     sentinel: Option<Mutex<redis::sentinel::SentinelClient>>,
     /// Where commands go: the node the last `MOVED` named (or the name's server), and the
@@ -97,7 +112,8 @@ struct Route {
 struct Open {
     /// The process that opened it: a forked child must not talk on its parent's socket.
     pid: u32,
-    /// The node it is connected to (`HOST:PORT`).
+    /// The node it is connected to (`HOST:PORT`, or the name's server as [`Conn::server`]
+    /// gives it).
     node: String,
     link: Link,
     last_used: Instant,
@@ -185,6 +201,11 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// The first part of an error's text that the client repeats (`UnknownIssuer: UnknownIssuer`).
+fn first_part(text: &str) -> String {
+    text.split(':').next().unwrap_or(text).trim().to_owned()
+}
+
 /// Whether `err` means the connection is unusable (as opposed to the server refusing a
 /// command on a working connection).
 /// Whether the server refused the command for now and asks to be asked again: still loading
@@ -206,16 +227,13 @@ pub(crate) fn is_connection_problem(err: &RedisError) -> bool {
 }
 
 impl Conn {
-    /// A connection to `server` (`HOST:PORT`), opened on first use.
-    pub(crate) fn new(name: &SegmentName, server: &str) -> Result<Self> {
-        // Checked now, so that connecting later fails only for reasons of the network.
-        client_for(server).map_err(|source| Error::Redis {
-            name: name.clone(),
-            op: "parsing the server address",
-            source: Box::new(source),
-        })?;
+    /// A connection to `server`, the server of `name` (or a node of its cluster), opened on
+    /// first use.
+    pub(crate) fn new(name: &SegmentName, server: &RedisServer) -> Result<Self> {
         Ok(Conn {
-            server: server.to_owned(),
+            server: server.address(),
+            target: server.clone(),
+            client: target::client(name, server)?,
             sentinel: None,
             route: Mutex::new(Route::default()),
             idle: Mutex::new(Vec::new()),
@@ -225,18 +243,22 @@ impl Conn {
     /// A connection to where the name puts its object: a server, a cluster through one of
     /// its nodes, or the primary that sentinels name.
     pub(crate) fn for_location(name: &SegmentName, at: &RedisLocation) -> Result<Self> {
-        let Some(service) = &at.sentinel_service else {
+        let Some(sentinels) = &at.sentinels else {
             return Self::new(name, &at.server);
         };
-        let sentinels: Vec<String> = at
-            .server
-            .split(',')
-            .map(|sentinel| format!("redis://{sentinel}/"))
+        let addresses: Vec<redis::ConnectionAddr> = sentinels
+            .nodes
+            .iter()
+            .map(|(host, port)| redis::ConnectionAddr::Tcp(host.clone(), *port))
             .collect();
+        // The primary is logged in to with the name's user and password; the sentinels are
+        // asked without.
+        let primary = redis::sentinel::SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(target::login(&at.server));
         let client = redis::sentinel::SentinelClient::build(
-            sentinels,
-            service.clone(),
-            None,
+            addresses,
+            sentinels.service.clone(),
+            Some(primary),
             redis::sentinel::SentinelServerType::Master,
         )
         .map_err(|source| Error::Redis {
@@ -245,7 +267,9 @@ impl Conn {
             source: Box::new(source),
         })?;
         Ok(Conn {
-            server: at.server.clone(),
+            server: sentinels.shown.clone(),
+            target: at.server.clone(),
+            client: target::client(name, &at.server)?,
             sentinel: Some(Mutex::new(client)),
             route: Mutex::new(Route::default()),
             idle: Mutex::new(Vec::new()),
@@ -258,7 +282,7 @@ impl Conn {
         self.sentinel.is_some()
     }
 
-    /// `HOST:PORT`.
+    /// `HOST:PORT`, the path of a unix socket, or the sentinels (`HOST:PORT,HOST:PORT...`).
     pub(crate) fn server(&self) -> &str {
         &self.server
     }
@@ -322,16 +346,40 @@ impl Conn {
         route.node = Some(candidates.swap_remove(next)).filter(|node| *node != self.server);
     }
 
+    /// A client for `node`: the name's server, or a cluster node a redirection named
+    /// (`HOST:PORT`), logged in to as the name's server is.
+    fn client_for(&self, name: &SegmentName, node: &str) -> Result<RedisResult<redis::Client>> {
+        if node == self.server {
+            return Ok(Ok(self.client.clone()));
+        }
+        let Some((host, port)) = node
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        else {
+            return Ok(Err(RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a cluster node's address in a redirection is not HOST:PORT",
+                node.to_owned(),
+            ))));
+        };
+        let at = target::at_node(&self.target, host, port);
+        target::client(name, &at).map(Ok)
+    }
+
     /// A fresh connection to `node`; `asking`: after an `ASK` redirection.
-    fn connect(&self, node: &str, asking: bool) -> RedisResult<Open> {
+    fn connect(&self, name: &SegmentName, node: &str, asking: bool) -> Result<RedisResult<Open>> {
         let client = match &self.sentinel {
             // The primary now: the sentinels say which server it is, and it says it is one.
             Some(sentinel) if !asking => sentinel
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .get_client()?,
-            _ => client_for(node)?,
+                .get_client(),
+            _ => self.client_for(name, node)?,
         };
+        Ok(client.and_then(|client| self.open(node, asking, &client)))
+    }
+
+    fn open(&self, node: &str, asking: bool, client: &redis::Client) -> RedisResult<Open> {
         let connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         connection.set_read_timeout(Some(IO_TIMEOUT))?;
         connection.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -386,9 +434,12 @@ impl Conn {
                         self.give_back(idle);
                     }
                     let node = asking.clone().unwrap_or_else(|| self.node());
-                    match self.connect(&node, asking.is_some()) {
+                    match self.connect(name, &node, asking.is_some())? {
                         Ok(fresh) => fresh,
                         Err(err) => {
+                            if let Some(refusal) = self.refused_login(name, &err) {
+                                return Err(refusal);
+                            }
                             if asking.is_none() {
                                 // A cluster node that failed: try another one, which
                                 // redirects to the node that took over its slots.
@@ -413,6 +464,9 @@ impl Conn {
                     self.forget_idle();
                     if is_connection_problem(&err) && started.elapsed() < RETRY_WINDOW {
                         continue;
+                    }
+                    if let Some(refusal) = self.refused_login(name, &err) {
+                        return Err(refusal);
                     }
                     return Err(self.unreachable(name, op, false, err));
                 }
@@ -473,6 +527,9 @@ impl Conn {
             }
             // The server answered: the connection is fine.
             self.give_back(current);
+            if let Some(refusal) = self.refused_login(name, &err) {
+                return Err(refusal);
+            }
             // A checked script that refused to run says why, having done nothing.
             if let Some(refusal) = super::guard_refusal(&err, name) {
                 return Err(refusal);
@@ -482,6 +539,105 @@ impl Conn {
                 op,
                 source: Box::new(err),
             });
+        }
+    }
+
+    /// The error to report if `err` says the server does not let this client in: a
+    /// password missing or refused, a user refused, a command its ACL user may not run, a
+    /// database it does not have.
+    fn refused_login(&self, name: &SegmentName, err: &RedisError) -> Option<Error> {
+        let auth = |problem| Error::RedisAuth {
+            name: name.clone(),
+            server: self.server.clone(),
+            problem: Box::new(problem),
+        };
+        let user = || {
+            self.target
+                .user
+                .clone()
+                .unwrap_or_else(|| "default".to_owned())
+        };
+        if err.kind() == redis::ErrorKind::AuthenticationFailed {
+            return Some(auth(self.diagnose_refused_password(name)));
+        }
+        if super::refused_with(err, &["NOAUTH"]) {
+            return Some(auth(AuthProblem::PasswordMissing));
+        }
+        if super::refused_with(err, &["NOPERM"]) {
+            return Some(auth(AuthProblem::NotPermitted {
+                user: user(),
+                what: err
+                    .detail()
+                    .unwrap_or("run a command memspace needs")
+                    .to_owned(),
+            }));
+        }
+        // The client selects the database as it logs in, and reports a refusal with the
+        // server's words after its own.
+        let text = err.to_string();
+        // TLS: the client refused the server's certificate, or the server wants one of the
+        // client's that it did not get (or did not trust).
+        if let Some(why) = text.split("invalid peer certificate: ").nth(1) {
+            return Some(auth(AuthProblem::CertificateNotTrusted {
+                why: first_part(why),
+            }));
+        }
+        if let Some(why) = text.split("received fatal alert: ").nth(1)
+            && why.contains("Certificate")
+        {
+            return Some(auth(AuthProblem::ClientCertificateRefused {
+                why: first_part(why),
+            }));
+        }
+        // A client that has not logged in may only send short commands: a longer one (a
+        // script) is refused as a protocol error, and the connection closed.
+        if text.contains("unauthenticated") {
+            return Some(auth(AuthProblem::PasswordMissing));
+        }
+        if text.contains("refused to switch database") {
+            if text.contains("NOAUTH") || text.contains("Authentication required") {
+                return Some(auth(AuthProblem::PasswordMissing));
+            }
+            if text.contains("NOPERM") || text.contains("no permissions") {
+                return Some(auth(AuthProblem::NotPermitted {
+                    user: user(),
+                    what: format!("select database {}", self.target.db),
+                }));
+            }
+            if text.contains("cluster mode") {
+                // `SELECT` of any database but 0, on a cluster node.
+                return Some(auth(AuthProblem::ClusterHasNoDatabase {
+                    db: self.target.db,
+                }));
+            }
+            return Some(auth(AuthProblem::NoSuchDatabase { db: self.target.db }));
+        }
+        None
+    }
+
+    /// Why the server refused the password: for a user, Redis does not say whether the user
+    /// or the password is wrong; for the default user, a login without any password tells
+    /// whether the server needs one.
+    fn diagnose_refused_password(&self, name: &SegmentName) -> AuthProblem {
+        if let Some(user) = &self.target.user {
+            return AuthProblem::UserRefused { user: user.clone() };
+        }
+        if self.sentinel.is_some() {
+            // The address logged in to is the sentinels' choice, not the name's.
+            return AuthProblem::WrongPassword;
+        }
+        let mut bare = self.target.clone();
+        bare.password = None;
+        let needs_none = target::client(name, &bare)
+            .ok()
+            .and_then(|client| client.get_connection_with_timeout(CONNECT_TIMEOUT).ok())
+            .is_some_and(|mut connection| {
+                redis::cmd("PING").query::<String>(&mut connection).is_ok()
+            });
+        if needs_none {
+            AuthProblem::PasswordNotNeeded
+        } else {
+            AuthProblem::WrongPassword
         }
     }
 
@@ -500,11 +656,6 @@ impl Conn {
             source: Box::new(err),
         }
     }
-}
-
-/// A client for `HOST:PORT`.
-fn client_for(node: &str) -> RedisResult<redis::Client> {
-    redis::Client::open(format!("redis://{node}/"))
 }
 
 #[cfg(test)]

@@ -41,9 +41,11 @@
 mod conn;
 mod object;
 mod script;
+mod target;
 
 pub(crate) use self::conn::{Conn, Link};
 pub(crate) use self::object::{FirstData, Init, Object, read_meta};
 pub(crate) use self::script::{
     CHECKED_SET, checked_script, damage_text, deepest_cause, guard_refusal, refused, refused_with,
 };
+pub(crate) use self::target::at_node;

@@ -189,7 +189,7 @@ fn location(name: &SegmentName) -> Result<&RedisLocation> {
     name.redis_location().ok_or_else(|| {
         Error::from(OpenError::InvalidName {
             name: name.as_str().to_owned(),
-            reason: "not a `redis://HOST:PORT/NAME` name",
+            reason: "not a Redis name (`redis://HOST:PORT/NAME`)",
         })
     })
 }

@@ -18,7 +18,7 @@ impl Segment {
     /// Readers and writers both check every offset and length they follow with this, so a
     /// damaged one is an [`Error::Corrupt`] naming `what`: it can neither make a writer write
     /// outside the data area nor, as an end of data, make it grow the segment by more than
-    /// what it appends there.
+    /// what it appends there. `align` is a power of two (an alignment).
     #[inline]
     pub(crate) fn data_range(
         &self,
@@ -28,9 +28,12 @@ impl Segment {
         align: u64,
     ) -> Result<u64, Error> {
         // The committed size is read from the segment too: bound it by the validated maximum.
+        debug_assert!(align.is_power_of_two(), "an alignment of {align}");
         let size = self.size().min(self.fields.max_size);
+        // A mask, not a division: `align` is rarely a constant here.
+        let aligned = offset & (align - 1) == 0;
         match offset.checked_add(len) {
-            Some(end) if offset >= DATA_START && offset.is_multiple_of(align) && end <= size => {
+            Some(end) if offset >= DATA_START && aligned && end <= size => {
                 self.ensure_mapped(end)?;
                 Ok(end)
             }

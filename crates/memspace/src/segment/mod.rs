@@ -50,6 +50,7 @@ mod name;
 mod open;
 mod options;
 mod raw_mutex;
+mod redis_name;
 mod removal;
 mod report;
 mod users;
@@ -65,15 +66,17 @@ use self::header::FLAG_ANONYMOUS;
 pub use self::header::Kind;
 pub(crate) use self::header::{DATA_START, HeaderFields, MAX_RESERVATION};
 pub(crate) use self::mapping::Mapping;
-#[cfg(feature = "redis")]
-pub(crate) use self::name::RedisLocation;
 pub use self::name::redact_credentials;
 pub(crate) use self::name::server_of_url;
-pub use self::name::{
-    FILE_PREFIX, MAX_NAME_LEN, REDIS_PREFIX, REDIS_SENTINEL_PREFIX, SHM_PREFIX, SegmentName,
-};
+pub use self::name::{FILE_PREFIX, MAX_NAME_LEN, SHM_PREFIX, SegmentName};
 pub use self::options::SegmentOptions;
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
+#[cfg(feature = "redis")]
+pub(crate) use self::redis_name::{Endpoint, RedisLocation, RedisServer};
+pub use self::redis_name::{
+    PASSWORD_ENV, REDIS_PREFIX, REDIS_SENTINEL_PREFIX, REDIS_TLS_PREFIX, REDIS_UNIX_PREFIX,
+};
+pub(crate) use self::redis_name::{encoding_for_own_process, opening_received_name};
 pub use self::report::Report;
 pub use self::users::User;
 pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};

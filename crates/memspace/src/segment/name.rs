@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::access::Access;
+use super::redis_name::{self, HIDDEN, RedisLocation, RedisServer, is_redis_url};
 use crate::error::OpenError;
 use crate::sys;
 
@@ -17,16 +18,6 @@ pub const SHM_PREFIX: &str = "memspace.";
 pub const MAX_NAME_LEN: usize = 200;
 /// The prefix that makes a name a file path: `file:/var/lib/app/jobs.memspace`.
 pub const FILE_PREFIX: &str = "file:";
-/// The prefix that puts an object on a Redis server: `redis://127.0.0.1:6379/jobs`.
-pub const REDIS_PREFIX: &str = "redis://";
-/// The prefix that puts an object on the primary a group of Redis Sentinels names, following
-/// it through failovers: `redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/jobs`
-/// (the sentinels, the service name they monitor, the object).
-pub const REDIS_SENTINEL_PREFIX: &str = "redis+sentinel://";
-
-/// The shortest lease a Redis name may ask for: renewed every third of it, a lease must
-/// outlast several round trips.
-const MIN_LEASE_MS: u64 = 100;
 
 /// A validated segment name.
 ///
@@ -35,16 +26,18 @@ const MIN_LEASE_MS: u64 = 100;
 ///   `/dev/shm`. Gone at reboot.
 /// * `file:PATH`: a regular file at `PATH`, mapped the same way; its content survives a reboot
 ///   (the lock is reset by the first process that opens it after the reboot).
-/// * `redis://HOST:PORT/NAME`: the object `NAME` on a Redis server (see [`crate::backend`]);
-///   `NAME` follows the rules of shared-memory names. Only [`Lock`](crate::sync::Lock),
+/// * `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]/NAME`, `rediss://…` (TLS) or
+///   `unix:///PATH/redis.sock?name=NAME`: the object `NAME` on a Redis server (see
+///   [`crate::backend`] for every form); `NAME` follows the rules of shared-memory names, and
+///   the name shows its password as `***`. Only [`Lock`](crate::sync::Lock),
 ///   [`SharedList`](crate::collections::SharedList), [`SharedMap`](crate::collections::SharedMap),
 ///   [`Queue`](crate::collections::Queue), [`Value`](crate::collections::Value) and
 ///   [`Event`](crate::sync::Event) have a Redis backend. A lock or a queue may add
-///   `?lease_ms=N` (N ≥ 100): the length of a lock's lease, or how long a queue's item may be
+///   `?lease_ms=N` (`&lease_ms=N` on a unix socket; N ≥ 100): the length of a lock's lease, or how long a queue's item may be
 ///   in flight before it is delivered again.
 #[derive(Clone)]
 pub struct SegmentName {
-    /// The name as the user wrote it, followed, when the handle that carries the name was
+    /// The name as the user wrote it (a Redis name's password hidden), followed, when the handle that carries the name was
     /// opened or created accepting more than the defaults (another owner, a wider mode), by
     /// [`ACCESS_SEPARATOR`] and that access: it travels with a handle to a child process,
     /// which then reopens the segment as its parent did. (Kept in the text rather than in a
@@ -94,20 +87,6 @@ pub(crate) enum Location {
     Redis(Box<RedisLocation>),
 }
 
-/// Where a Redis-backed object lives.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct RedisLocation {
-    /// `HOST:PORT`.
-    pub(crate) server: String,
-    /// The object's flat name, which its keys are made from.
-    pub(crate) object: String,
-    /// `?lease_ms=N` (locks and queues).
-    pub(crate) lease_ms: Option<u64>,
-    /// For a `redis+sentinel://` name, the service name the sentinels in `server` (then
-    /// `HOST:PORT,HOST:PORT...`) monitor: the object lives on its primary.
-    pub(crate) sentinel_service: Option<String>,
-}
-
 impl SegmentName {
     /// Checks `name`.
     ///
@@ -144,11 +123,8 @@ impl SegmentName {
                 location: Location::File(PathBuf::from(path)),
             });
         }
-        if let Some(rest) = name.strip_prefix(REDIS_PREFIX) {
-            return Self::redis(name, rest);
-        }
-        if let Some(rest) = name.strip_prefix(REDIS_SENTINEL_PREFIX) {
-            return Self::redis_sentinel(name, rest);
+        if is_redis_url(name) {
+            return Self::redis(name);
         }
         check_flat(name).map_err(invalid)?;
         Ok(SegmentName {
@@ -157,78 +133,40 @@ impl SegmentName {
         })
     }
 
-    /// Checks the part of `redis://HOST:PORT/NAME[?lease_ms=N]` after the scheme.
-    fn redis(name: &str, rest: &str) -> Result<Self, OpenError> {
-        let invalid = |reason| OpenError::InvalidName {
+    /// Checks a Redis name (see [`crate::backend`]).
+    fn redis(name: &str) -> Result<Self, OpenError> {
+        let parsed = redis_name::parse_name(name).map_err(|reason| OpenError::InvalidName {
             name: redact_url(name),
             reason,
-        };
-        if rest.contains('@') {
-            return Err(invalid(CREDENTIALS_UNSUPPORTED));
-        }
-        let Some((server, object)) = rest.split_once('/') else {
-            return Err(invalid(
-                "a Redis name is `redis://HOST:PORT/NAME`: the `/NAME` is missing",
-            ));
-        };
-        check_server(server).map_err(invalid)?;
-        let (object, lease_ms) = object_and_lease(object).map_err(invalid)?;
+        })?;
         Ok(SegmentName {
-            text: name.to_owned(),
-            location: Location::Redis(Box::new(RedisLocation {
-                server: server.to_owned(),
-                object: object.to_owned(),
-                lease_ms,
-                sentinel_service: None,
-            })),
+            text: parsed.shown,
+            location: Location::Redis(Box::new(parsed.location)),
         })
     }
 
-    /// Checks the part of `redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE/NAME[?lease_ms=N]`
-    /// after the scheme.
-    fn redis_sentinel(name: &str, rest: &str) -> Result<Self, OpenError> {
-        let invalid = |reason| OpenError::InvalidName {
-            name: redact_url(name),
-            reason,
-        };
-        if rest.contains('@') {
-            return Err(invalid(CREDENTIALS_UNSUPPORTED));
-        }
-        let (sentinels, service, object) = rest
-            .split_once('/')
-            .and_then(|(sentinels, rest)| {
-                let (service, object) = rest.split_once('/')?;
-                Some((sentinels, service, object))
-            })
-            .ok_or_else(|| {
-                invalid(
-                    "a Redis Sentinel name is `redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE/\
-                     NAME`: the sentinels, the name of the primary they monitor, the object",
-                )
-            })?;
-        for sentinel in sentinels.split(',') {
-            check_server(sentinel).map_err(invalid)?;
-        }
-        check_flat(service)
-            .map_err(|_| invalid("the service name of a Redis Sentinel name is not a flat name"))?;
-        let (object, lease_ms) = object_and_lease(object).map_err(invalid)?;
-        Ok(SegmentName {
-            text: name.to_owned(),
+    /// A name for the Redis server `server` itself, shown as its URL: what errors of
+    /// server-wide operations (`memspace ls --redis`) name. It names no object.
+    #[cfg(feature = "redis")]
+    pub(crate) fn server(server: &RedisServer) -> Self {
+        SegmentName {
+            text: server.shown.clone(),
             location: Location::Redis(Box::new(RedisLocation {
-                server: sentinels.to_owned(),
-                object: object.to_owned(),
-                lease_ms,
-                sentinel_service: Some(service.to_owned()),
+                server: server.clone(),
+                object: String::new(),
+                lease_ms: None,
+                written: None,
+                sentinels: None,
             })),
-        })
+        }
     }
 
-    /// The Redis server (`HOST:PORT`) of a `redis://` name; the sentinels
-    /// (`HOST:PORT,HOST:PORT...`) of a `redis+sentinel://` name.
+    /// The URL of the Redis server of a Redis name, its password hidden and without the
+    /// object: `redis://127.0.0.1:6379`, `rediss://app:***@db.example.com/2`.
     #[must_use]
     pub fn redis_server(&self) -> Option<&str> {
         match &self.location {
-            Location::Redis(at) => Some(&at.server),
+            Location::Redis(at) => Some(&at.server.shown),
             _ => None,
         }
     }
@@ -250,7 +188,8 @@ impl SegmentName {
             .expect("anonymous names are valid")
     }
 
-    /// The name as the user wrote it.
+    /// The name as the user wrote it, a Redis name's password shown as `***` (see
+    /// [`crate::backend`]: the same process can open the name as shown).
     #[must_use]
     pub fn as_str(&self) -> &str {
         self.text
@@ -298,18 +237,21 @@ impl SegmentName {
     }
 
     /// The name as a handle travels: the text, and the access it was opened with if that is
-    /// not the default, so that a child reopens the segment as its parent did.
-    pub(crate) fn to_transport(&self) -> &str {
-        &self.text
+    /// not the default, so that a child reopens the segment as its parent did. A Redis name
+    /// carries its password only to a child over their private pipe (see
+    /// `encoding_for_own_process`), and is shown everywhere else.
+    pub(crate) fn to_transport(&self) -> Cow<'_, str> {
+        match &self.location {
+            Location::Redis(at) => redis_name::transport(&self.text, at),
+            _ => Cow::Borrowed(&self.text),
+        }
     }
 }
 
-/// Why a Redis name or URL with a user name or password in it is refused.
-pub(crate) const CREDENTIALS_UNSUPPORTED: &str = "a user name or password in a Redis URL is not supported yet; use a server that needs none \
-     (bound to a private address), and remove the credentials from the URL";
-
 /// `text` with the credentials of every URL in it hidden: `redis://USER:PASSWORD@HOST` becomes
-/// `redis://USER:***@HOST`, and `redis://SECRET@HOST` becomes `redis://***@HOST`. For tools
+/// `redis://USER:***@HOST`, `redis://SECRET@HOST` becomes `redis://***@HOST` (a lone word
+/// there may be a password typed in the wrong place), and `pass=PASSWORD` in a URL's query
+/// becomes `pass=***`. For tools
 /// that echo what a user typed (an error message, a log line): memspace's own errors already
 /// hide them.
 ///
@@ -330,7 +272,7 @@ pub(crate) const CREDENTIALS_UNSUPPORTED: &str = "a user name or password in a R
 /// ```
 #[must_use]
 pub fn redact_credentials(text: &str) -> Cow<'_, str> {
-    if !text.contains("://") || !text.contains('@') {
+    if !text.contains("://") || !(text.contains('@') || text.contains("pass=")) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
@@ -348,12 +290,20 @@ pub fn redact_credentials(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `url` with the part between its first `://` and its last `@` hidden (see
-/// [`redact_credentials`]); `url` itself if it has no such part.
+/// `url` with the part between its first `://` and its last `@` hidden, and the value of a
+/// `pass=` in its query (see [`redact_credentials`]); `url` itself if it has neither.
 pub(crate) fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
         return url.to_owned();
     };
+    if let Some(pass) = url.find("?pass=").or_else(|| url.find("&pass=")) {
+        let value = pass + "?pass=".len();
+        let end = url[value..].find('&').map_or(url.len(), |end| value + end);
+        let (before, after) = (&url[..pass], &url[end..]);
+        let key = &url[pass..value];
+        // Neither side holds this `pass=` any more; the rest may hold another.
+        return format!("{}{key}{HIDDEN}{}", redact_url(before), redact_url(after));
+    }
     let Some(at) = url[scheme_end..].rfind('@').map(|at| scheme_end + at) else {
         return url.to_owned();
     };
@@ -366,7 +316,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// Checks a flat name: 1 to 200 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
-fn check_flat(name: &str) -> Result<(), &'static str> {
+pub(super) fn check_flat(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("it is empty");
     }
@@ -389,63 +339,12 @@ fn check_flat(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The `HOST:PORT` of a Redis server URL `redis://HOST:PORT` (a trailing `/` allowed).
-pub(crate) fn server_of_url(url: &str) -> Result<&str, OpenError> {
-    let invalid = |reason| OpenError::InvalidName {
+/// The Redis server of the URL `url` (see [`crate::backend`]).
+pub(crate) fn server_of_url(url: &str) -> Result<RedisServer, OpenError> {
+    redis_name::parse_server(url).map_err(|reason| OpenError::InvalidName {
         name: redact_url(url),
         reason,
-    };
-    let server = url
-        .strip_prefix(REDIS_PREFIX)
-        .map(|rest| rest.trim_end_matches('/'))
-        .ok_or_else(|| invalid(SERVER_URL))?;
-    if server.contains('@') {
-        return Err(invalid(CREDENTIALS_UNSUPPORTED));
-    }
-    check_server(server).map_err(|_| invalid(SERVER_URL))?;
-    Ok(server)
-}
-
-/// What a Redis server URL looks like.
-const SERVER_URL: &str =
-    "a Redis server is `redis://HOST:PORT`, for example `redis://127.0.0.1:6379`";
-
-/// The object and its lease in the `NAME[?lease_ms=N]` of a Redis name.
-fn object_and_lease(object: &str) -> Result<(&str, Option<u64>), &'static str> {
-    let (object, lease_ms) = match object.split_once('?') {
-        None => (object, None),
-        Some((object, query)) => {
-            let lease = query
-                .strip_prefix("lease_ms=")
-                .and_then(|ms| ms.parse::<u64>().ok())
-                .filter(|ms| *ms >= MIN_LEASE_MS)
-                .ok_or(
-                    "the only query a Redis name takes is `?lease_ms=N`, with N at least 100 (a \
-                     lease must outlast several round trips to the server)",
-                )?;
-            (object, Some(lease))
-        }
-    };
-    check_flat(object)?;
-    Ok((object, lease_ms))
-}
-
-/// Checks `HOST:PORT` of a Redis name.
-fn check_server(server: &str) -> Result<(), &'static str> {
-    let Some((host, port)) = server.rsplit_once(':') else {
-        return Err("a Redis server is `HOST:PORT`, for example `127.0.0.1:6379`");
-    };
-    if host.is_empty()
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
-    {
-        return Err("the Redis host must be a host name or an IP address");
-    }
-    if port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err("the Redis port must be a number from 1 to 65535");
-    }
-    Ok(())
+    })
 }
 
 impl fmt::Display for SegmentName {
@@ -512,20 +411,24 @@ mod tests {
     #[test]
     fn redis_names_name_a_server_and_an_object() {
         let name = SegmentName::new("redis://127.0.0.1:6379/jobs").unwrap();
-        assert_eq!(name.redis_server(), Some("127.0.0.1:6379"));
+        assert_eq!(name.redis_server(), Some("redis://127.0.0.1:6379"));
         assert!(name.is_redis());
         let leased = SegmentName::new("redis://localhost:7000/l?lease_ms=500").unwrap();
         assert!(leased.is_redis());
         assert_all_invalid(&[
             "redis://127.0.0.1:6379",
-            "redis://127.0.0.1/jobs",
             "redis://127.0.0.1:0/jobs",
             "redis://:6379/jobs",
             "redis://127.0.0.1:6379/a/b",
+            "redis://127.0.0.1:6379/1/a/b",
             "redis://127.0.0.1:6379/",
             "redis://127.0.0.1:6379/x?ttl=4",
             "redis://127.0.0.1:6379/x?lease_ms=0",
             "redis://127.0.0.1:6379/x?lease_ms=99",
+            "unix://relative.sock?name=x",
+            "unix:///run/redis.sock",
+            "unix:///run/redis.sock?name=x&name=y",
+            "unix:///run/redis.sock?name=x&color=red",
         ]);
     }
 
@@ -538,16 +441,39 @@ mod tests {
         .unwrap();
         assert!(name.is_redis());
         let at = name.redis_location().unwrap();
-        assert_eq!(at.server, "127.0.0.1:26379,h2:26380");
-        assert_eq!(at.sentinel_service.as_deref(), Some("mymaster"));
+        let sentinels = at.sentinels.as_ref().unwrap();
+        assert_eq!(
+            sentinels.nodes,
+            [("127.0.0.1".to_owned(), 26379), ("h2".to_owned(), 26380)]
+        );
+        assert_eq!(sentinels.service, "mymaster");
         assert_eq!((at.object.as_str(), at.lease_ms), ("jobs", Some(500)));
+        assert_eq!(at.server.db, 0);
+        assert_eq!(
+            name.redis_server(),
+            Some("redis+sentinel://127.0.0.1:26379,h2:26380/mymaster")
+        );
+        // Credentials are the primary's, shown hidden.
+        let with_login =
+            SegmentName::new("redis+sentinel://app:s3cret@127.0.0.1:26379/mymaster/jobs").unwrap();
+        assert_eq!(
+            with_login.as_str(),
+            "redis+sentinel://app:***@127.0.0.1:26379/mymaster/jobs"
+        );
+        let server = &with_login.redis_location().unwrap().server;
+        assert_eq!(server.user.as_deref(), Some("app"));
+        assert_eq!(
+            server.password.as_ref().map(|secret| secret.expose()),
+            Some("s3cret")
+        );
+        assert!(!format!("{with_login:?}").contains("s3cret"));
         assert_all_invalid(&[
             "redis+sentinel://127.0.0.1:26379/jobs",
             "redis+sentinel://127.0.0.1:26379/mymaster/",
             "redis+sentinel://127.0.0.1:26379,/mymaster/jobs",
             "redis+sentinel://127.0.0.1/mymaster/jobs",
-            "redis+sentinel://u:p@127.0.0.1:26379/mymaster/jobs",
             "redis+sentinel://127.0.0.1:26379/my/master/jobs",
+            "redis+sentinel://127.0.0.1:26379/2/mymaster/jobs",
         ]);
     }
 
@@ -561,10 +487,11 @@ mod tests {
         };
         let trusting = plain.clone().with_access(access);
         // A name that brings trust is refused, except between a worker and its parent.
-        assert!(SegmentName::new(trusting.to_transport()).is_err());
-        let travelled =
-            crate::segment::decoding_from_own_process(|| SegmentName::new(trusting.to_transport()))
-                .unwrap();
+        assert!(SegmentName::new(&trusting.to_transport()).is_err());
+        let travelled = crate::segment::decoding_from_own_process(|| {
+            SegmentName::new(&trusting.to_transport())
+        })
+        .unwrap();
         assert_eq!(travelled.access(), access);
         assert_eq!(travelled, plain);
         assert_eq!(travelled.as_str(), "jobs");
@@ -591,11 +518,19 @@ mod tests {
                 "{text}"
             );
         }
-        let err = SegmentName::new("redis://u:pw@h:1/x").unwrap_err();
+        let err = SegmentName::new("redis://u:pw@h:1/a/b/c").unwrap_err();
         assert!(!format!("{err} {err:?}").contains("pw"), "{err:?}");
-        let err = server_of_url("redis://u:pw@h:1").unwrap_err();
+        let err = server_of_url("redis://u:pw@h:1/x/y").unwrap_err();
         assert!(!format!("{err} {err:?}").contains("pw"), "{err:?}");
-        assert_eq!(server_of_url("redis://h:1/").unwrap(), "h:1");
+        assert_eq!(server_of_url("redis://h:1/").unwrap().shown, "redis://h:1");
+        assert_eq!(
+            redact_credentials("unix:///s.sock?user=app&pass=pw&name=x"),
+            "unix:///s.sock?user=app&pass=***&name=x"
+        );
+        assert_eq!(
+            redact_credentials("unix:///s.sock?pass=pw"),
+            "unix:///s.sock?pass=***"
+        );
     }
 
     #[test]

@@ -533,6 +533,12 @@ impl LockSlot {
     fn release(&self, tid: u32) {
         self.owner_pid.store(0, Ordering::Relaxed);
         self.stamp.store(0, Ordering::Relaxed);
+        self.free_word(tid);
+    }
+
+    /// Frees the word held by `tid`, waking a waiter if one sleeps.
+    #[inline]
+    fn free_word(&self, tid: u32) {
         // Without waiters the word is exactly our tid: one compare-and-swap releases it.
         if let Err(current) =
             self.word
@@ -623,7 +629,9 @@ impl LockSlot {
         if self.state.load(Ordering::Relaxed) == INCONSISTENT {
             self.state.store(NOT_RECOVERABLE, Ordering::Release);
         }
-        self.release(me.tid);
+        // The stamp is clear already: the rest of `release`.
+        self.owner_pid.store(0, Ordering::Relaxed);
+        self.free_word(me.tid);
         true
     }
 

@@ -56,8 +56,22 @@ fn child_args() -> Option<Vec<OsString>> {
     ARGS.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
+/// `arg` with the password of every URL in it hidden (`redis://app:***@HOST`): a spawned
+/// child's command line, which `ps` shows every user, never repeats one. The child runs its
+/// target from [`init`], before reading any argument.
+fn hide_passwords(arg: OsString) -> OsString {
+    match arg.to_str() {
+        Some(text) => match crate::segment::redact_credentials(text) {
+            std::borrow::Cow::Borrowed(_) => arg,
+            std::borrow::Cow::Owned(hidden) => hidden.into(),
+        },
+        None => arg,
+    }
+}
+
 /// Replaces the command line that [`StartMethod::Spawn`](super::StartMethod::Spawn) children
-/// are started with (by default the parent's own, recorded by [`init`]); the first item is the
+/// are started with (by default the parent's own, recorded by [`init`], with the password of
+/// every URL in it shown as `***`); the first item is the
 /// program name (`argv[0]`). The program's `main` must still call [`init`] first.
 ///
 /// Test harnesses need this: a test that spawns re-runs its test binary, and should run only
@@ -81,8 +95,8 @@ where
 /// Prepares this program for memspace's spawn start method. Call it as the first statement of
 /// `main`.
 ///
-/// In a normal run it records the command line (the spawn start method re-executes the
-/// program with it) and returns at once. In a child started by
+/// In a normal run it records the command line, its passwords hidden (the spawn start method
+/// re-executes the program with it) and returns at once. In a child started by
 /// [`StartMethod::Spawn`](super::StartMethod::Spawn) it runs the requested target with its
 /// arguments, reports the result to the parent and exits: it does not return.
 ///
@@ -100,7 +114,7 @@ pub fn init() {
     {
         let mut args = ARGS.lock().unwrap_or_else(PoisonError::into_inner);
         if args.is_none() {
-            *args = Some(std::env::args_os().collect());
+            *args = Some(std::env::args_os().map(hide_passwords).collect());
         }
     }
     let Some(spec) = std::env::var_os(ENV) else {
@@ -128,6 +142,12 @@ pub(crate) enum Outcome<R> {
     Returned(R),
     Panicked(String),
     Failed(String),
+}
+
+/// Encodes what a worker and its parent send each other over their private pipes: handles to
+/// Redis objects travel with their passwords (and nowhere else: see `to_transport`).
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    crate::segment::encoding_for_own_process(|| rmp_serde::to_vec(value))
 }
 
 /// Decodes the first frame of what a child sent back.
@@ -176,7 +196,7 @@ fn run_to_outcome<A, R: Serialize>(target: impl FnOnce(A) -> R, args: A) -> (Vec
 }
 
 fn encode_outcome<R: Serialize>(outcome: &Outcome<R>, code: i32) -> (Vec<u8>, i32) {
-    match rmp_serde::to_vec(outcome) {
+    match encode(outcome) {
         Ok(bytes) => (bytes, code),
         Err(e) => {
             let failed = Outcome::<()>::Failed(format!(
@@ -375,7 +395,7 @@ impl Task {
             fingerprint: fingerprint(),
             trampoline: offset_of(trampoline as usize),
             target: offset_of(target as usize),
-            args: rmp_serde::to_vec(args).map_err(|source| SpawnError::Encode {
+            args: encode(args).map_err(|source| SpawnError::Encode {
                 type_name: std::any::type_name::<A>(),
                 source,
             })?,
@@ -392,7 +412,7 @@ impl Task {
             fingerprint: fingerprint(),
             trampoline: offset_of(trampoline),
             target: offset_of(target),
-            args: rmp_serde::to_vec(args).map_err(|source| SpawnError::Encode {
+            args: encode(args).map_err(|source| SpawnError::Encode {
                 type_name: std::any::type_name::<T>(),
                 source,
             })?,
@@ -553,7 +573,7 @@ pub(crate) enum Order<T> {
 
 /// Encodes an order for a worker.
 pub(crate) fn encode_order(order: &Order<&Task>) -> Result<Vec<u8>, SpawnError> {
-    rmp_serde::to_vec(order).map_err(|source| SpawnError::Encode {
+    encode(order).map_err(|source| SpawnError::Encode {
         type_name: "task",
         source,
     })

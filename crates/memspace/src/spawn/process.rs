@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -195,8 +194,9 @@ where
         // exit, and we would wait for it forever.
         loop {
             let Some(pipe) = results.as_mut() else {
-                if let Some(ended) = ended.as_ref() {
-                    // The child closed its pipe; it is about to end, or ended.
+                // The child closed its pipe; it is about to end, or ended. Without a deadline,
+                // `waitpid` below waits for that.
+                if let (Some(ended), Some(_)) = (ended.as_ref(), deadline) {
                     let ready =
                         sys::wait_readable(&[ended.as_fd()], deadline).map_err(os("poll"))?;
                     if !ready[0] {
@@ -260,17 +260,7 @@ where
 
 /// Reads what the pipe holds now (it was polled readable) onto `into`; 0 at its end.
 fn read_some(pipe: &mut File, into: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut buffer = [0u8; 16 * 1024];
-    loop {
-        match pipe.read(&mut buffer) {
-            Ok(n) => {
-                into.extend_from_slice(&buffer[..n]);
-                return Ok(n);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    sys::read_appending(pipe.as_fd(), into, 16 * 1024)
 }
 
 impl<A, R> Process<A, R> {

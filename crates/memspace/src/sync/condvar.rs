@@ -195,6 +195,47 @@ impl Condvar {
         Ok((guard, false))
     }
 
+    /// Starts a wait in two steps, for a lock that is not a [`Relock`] guard (one held by
+    /// another API, or released in several steps, as a reentrant lock at depth 3): take the
+    /// ticket while holding the lock, release the lock, then [`wait_ticket`]. A notification
+    /// sent after the ticket was taken ends that wait, even one sent before the wait began.
+    ///
+    /// [`wait_ticket`]: Condvar::wait_ticket
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> memspace::Result<()> {
+    /// use std::time::Duration;
+    /// use memspace::sync::Condvar;
+    ///
+    /// let changed = Condvar::new()?;
+    /// let ticket = changed.ticket();
+    /// assert!(!changed.wait_ticket(ticket, Some(Duration::from_millis(1))));
+    /// // A notification between the ticket and the wait is not lost.
+    /// changed.notify_one();
+    /// assert!(changed.wait_ticket(ticket, Some(Duration::from_secs(60))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.sequence().load(Ordering::Acquire))
+    }
+
+    /// Sleeps until a notification sent after `ticket` was taken, or until `timeout` passes
+    /// (`None`: no limit). Returns whether it was notified; it may also return `true` on a
+    /// spurious wakeup, so re-check the condition under the lock. A ticket may be waited on
+    /// again, in slices: a notification that came between two slices ends the next at once.
+    #[must_use = "a wait may end spuriously: re-check the condition"]
+    pub fn wait_ticket(&self, ticket: Ticket, timeout: Option<Duration>) -> bool {
+        if self.sequence().load(Ordering::Acquire) != ticket.0 {
+            return true;
+        }
+        sys::futex_wait(self.sequence(), ticket.0, timeout) != Woken::TimedOut
+            || self.sequence().load(Ordering::Acquire) != ticket.0
+    }
+
     /// Wakes one waiter, in any process.
     pub fn notify_one(&self) {
         self.sequence().fetch_add(1, Ordering::Release);
@@ -211,6 +252,10 @@ impl Condvar {
 }
 
 serialize_as_name!(Condvar);
+
+/// The moment a two-step wait began: see [`Condvar::ticket`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(u32);
 
 /// What `inspect` shows of a condition variable.
 pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {

@@ -38,7 +38,7 @@ mod semaphore;
 use std::time::Duration;
 
 pub use self::barrier::{Barrier, BarrierError, MAX_PARTIES};
-pub use self::condvar::{Condvar, Relock};
+pub use self::condvar::{Condvar, Relock, Ticket};
 pub use self::error::{LeaseError, LockError, ReleaseError, TryLockError};
 pub use self::event::Event;
 #[cfg(feature = "redis")]

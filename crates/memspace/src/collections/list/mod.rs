@@ -182,7 +182,16 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// damaged. On Redis, [`OpenError::NotFound`](crate::OpenError::NotFound) if the list was
     /// removed (nothing is written), or [`Error::RedisUnreachable`].
     pub fn push(&self, value: &T) -> Result<()> {
-        self.append(&[self.encode(value)?])
+        match self.place.as_ref() {
+            Place::Shm(segment) => codec::with_scratch(|payload| {
+                self.encode_into(payload, value)?;
+                let raw = Raw::new(segment);
+                let held = raw.lock()?;
+                raw.append(&held, payload)
+            }),
+            #[cfg(feature = "redis")]
+            Place::Redis(list) => list.push(&[self.encode(value)?]),
+        }
     }
 
     /// Appends every item of `values` under one acquisition of the lock; other writers'
@@ -445,7 +454,14 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     }
 
     fn encode(&self, value: &T) -> Result<Vec<u8>> {
-        let payload = codec::encode(value).map_err(|source| Error::Encode {
+        let mut payload = Vec::new();
+        self.encode_into(&mut payload, value)?;
+        Ok(payload)
+    }
+
+    /// Encodes `value` into `payload` (empty), checking that it fits a record.
+    fn encode_into(&self, payload: &mut Vec<u8>, value: &T) -> Result<()> {
+        codec::encode_into(payload, value).map_err(|source| Error::Encode {
             name: self.name().clone(),
             type_name: std::any::type_name::<T>(),
             source,
@@ -457,7 +473,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
                 max_size: record::MAX_PAYLOAD as u64,
             });
         }
-        Ok(payload)
+        Ok(())
     }
 }
 

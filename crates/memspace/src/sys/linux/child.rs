@@ -42,18 +42,19 @@ pub(crate) unsafe fn fork() -> io::Result<Forked> {
     }
 }
 
-/// Flushes stdout and stderr, then ends the process at once with `code`, running no
-/// destructors and no `atexit` handlers: after `fork`, those belong to the parent.
+/// Flushes stdout, then ends the process at once with `code`, running no destructors and no
+/// `atexit` handlers: after `fork`, those belong to the parent.
 pub(crate) fn exit_now(code: i32) -> ! {
     flush_std_streams();
     // SAFETY: _exit is async-signal-safe and has no preconditions.
     unsafe { libc::_exit(code) }
 }
 
+/// Flushes stdout's buffer, so that neither side of a fork writes what the other already
+/// wrote. (Stderr has no buffer.)
 fn flush_std_streams() {
     // Nothing useful can be done if the terminal went away; the exit or fork goes on.
     let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
 }
 
 /// How a child process ended.
@@ -95,6 +96,26 @@ fn wait_child_inner(pid: u32, flags: c_int) -> io::Result<Option<ExitStatus>> {
         }
         if libc::WIFSIGNALED(status) {
             return Ok(Some(ExitStatus::Signaled(libc::WTERMSIG(status))));
+        }
+    }
+}
+
+/// Reads what `fd` has (`at_most` bytes or more) onto the end of `into`; returns how many
+/// bytes came, 0 at end of file. The bytes go straight into the vector's spare room: a buffer
+/// on the stack would be written afresh after each fork, which costs the parent a page fault
+/// per page of it while a forked child shares the pages.
+pub(crate) fn read_appending(
+    fd: BorrowedFd<'_>,
+    into: &mut Vec<u8>,
+    at_most: usize,
+) -> io::Result<usize> {
+    into.reserve(at_most);
+    loop {
+        // `spare_capacity` adds what was read to the vector's length.
+        match rustix::io::read(fd, rustix::buffer::spare_capacity(into)) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }

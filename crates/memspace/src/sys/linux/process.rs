@@ -64,35 +64,53 @@ pub(crate) struct ThreadStamp {
     pub(crate) pid_namespace: u64,
 }
 
+/// A stamp cached by each thread for one fork generation: a forked child, whose ids differ,
+/// takes its own.
+struct CachedStamp(std::cell::Cell<(u32, ThreadStamp)>);
+
+impl CachedStamp {
+    /// Nothing cached yet (tid 0).
+    const fn empty() -> Self {
+        CachedStamp(std::cell::Cell::new((
+            0,
+            ThreadStamp {
+                tid: 0,
+                start: 0,
+                pid_namespace: 0,
+            },
+        )))
+    }
+
+    /// The cached stamp, or the one `take` gives for this generation, cached.
+    #[inline]
+    fn get_or(&self, take: fn() -> ThreadStamp) -> ThreadStamp {
+        let generation = FORK_GENERATION.load(Ordering::Relaxed);
+        let (cached_generation, stamp) = self.0.get();
+        if stamp.tid != 0 && cached_generation == generation {
+            return stamp;
+        }
+        let stamp = take();
+        self.0.set((generation, stamp));
+        stamp
+    }
+}
+
 thread_local! {
-    /// The calling thread's stamp and the fork generation it was taken in (tid 0: not yet).
-    static THIS_THREAD: std::cell::Cell<(u32, ThreadStamp)> =
-        const {
-            std::cell::Cell::new((
-                0,
-                ThreadStamp {
-                    tid: 0,
-                    start: 0,
-                    pid_namespace: 0,
-                },
-            ))
-        };
+    /// The calling thread's stamp.
+    static THIS_THREAD: CachedStamp = const { CachedStamp::empty() };
+    /// The calling process's stamp, as this thread took it.
+    static THIS_PROCESS: CachedStamp = const { CachedStamp::empty() };
 }
 
 /// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread
 /// asks (and again after a fork), a thread-local read after that.
 #[inline]
 pub(crate) fn this_thread() -> ThreadStamp {
-    let generation = FORK_GENERATION.load(Ordering::Relaxed);
-    let (cached_generation, stamp) = THIS_THREAD.get();
-    if stamp.tid != 0 && cached_generation == generation {
-        return stamp;
-    }
-    stamp_this_thread(generation)
+    THIS_THREAD.with(|cached| cached.get_or(stamp_this_thread))
 }
 
 #[cold]
-fn stamp_this_thread(generation: u32) -> ThreadStamp {
+fn stamp_this_thread() -> ThreadStamp {
     forget_ids_in_fork_children();
     let tid = rustix::thread::gettid()
         .as_raw_nonzero()
@@ -101,23 +119,28 @@ fn stamp_this_thread(generation: u32) -> ThreadStamp {
     // The thread is alive (it is us), so only an unreadable /proc (not mounted) leaves no start
     // time; 0 then means "unknown", and others fall back on the thread's existence alone.
     let start = read_stat("/proc/thread-self/stat").map_or(0, |stat| stat.start);
-    let stamp = ThreadStamp {
+    ThreadStamp {
         tid,
         start,
         pid_namespace: pid_namespace(),
-    };
-    THIS_THREAD.set((generation, stamp));
-    stamp
+    }
 }
 
 /// The calling process as a lock holder: the stamp of its main thread (whose id is the pid,
 /// and whose start time is the process's), which stays alive as long as the process does,
 /// whichever of its threads asks. A read of `/proc/self/stat` the first time a process asks
-/// (and again after a fork), two atomic loads after that.
+/// (and again after a fork), a thread-local read after that.
+#[inline]
 pub(crate) fn this_process() -> ThreadStamp {
+    THIS_PROCESS.with(|cached| cached.get_or(stamp_this_process))
+}
+
+#[cold]
+fn stamp_this_process() -> ThreadStamp {
     static START: AtomicU64 = AtomicU64::new(0);
     /// The pid `START` was read for: a forked child has another pid, and reads its own.
     static START_OF: AtomicU32 = AtomicU32::new(0);
+    forget_ids_in_fork_children();
     let pid = pid();
     let start = if START_OF.load(Ordering::Acquire) == pid {
         START.load(Ordering::Relaxed)
@@ -238,7 +261,16 @@ fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
 
 /// The number of threads in the calling process.
 pub(crate) fn thread_count() -> usize {
-    // Field 20 of /proc/self/stat: one small read, cheaper than listing /proc/self/task.
+    use std::os::unix::fs::MetadataExt;
+    // procfs counts a process's threads into the link count of its `task` directory (two
+    // links of its own, one a thread): one `statx`, where reading /proc/self/stat takes four
+    // system calls and makes the kernel format fifty fields.
+    if let Ok(task) = std::fs::metadata("/proc/self/task")
+        && let Some(threads) = task.nlink().checked_sub(2).filter(|&n| n > 0)
+    {
+        return usize::try_from(threads).unwrap_or(usize::MAX);
+    }
+    // Field 20 of /proc/self/stat.
     std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|stat| stat_fields(&stat)?.nth(20 - 3)?.parse().ok())
@@ -260,4 +292,35 @@ pub(crate) fn boot_id() -> Option<[u64; 2]> {
     };
     let id = [half(0..16)?, half(16..32)?];
     Some(*BOOT_ID.get_or_init(|| id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_count;
+
+    #[test]
+    fn thread_count_sees_a_thread_start_and_end() {
+        // Other tests of this binary may run threads of their own meanwhile: compare the
+        // count seen inside a new thread, while it surely runs, with the count after it ended,
+        // read from `/proc/self/stat` as well.
+        let (started, stop) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                started.wait();
+                stop.wait();
+            });
+            started.wait();
+            let with = thread_count();
+            let stat: usize = std::fs::read_to_string("/proc/self/stat")
+                .ok()
+                .and_then(|stat| super::stat_fields(&stat)?.nth(20 - 3)?.parse().ok())
+                .expect("/proc/self/stat");
+            assert!(with >= 2, "{with} threads while two surely run");
+            assert!(
+                with.abs_diff(stat) <= 8,
+                "{with} against /proc/self/stat's {stat}"
+            );
+            stop.wait();
+        });
+    }
 }

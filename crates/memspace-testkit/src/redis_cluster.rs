@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::children::wait_until;
 use crate::names::unique_name;
-use crate::redis_server::{RedisServer, ServerOptions};
+use crate::redis_server::{RedisServer, Role, ServerOptions};
 
 /// A running three-master Redis Cluster.
 #[derive(Debug)]
@@ -69,7 +69,7 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
                 RedisServer::start_with(ServerOptions {
-                    cluster: true,
+                    role: Role::ClusterNode,
                     ..options.clone()
                 })
             })

@@ -68,17 +68,27 @@ pub struct ServerOptions {
     pub tls: bool,
     /// With `tls`: refuse a client without a certificate signed by the test's CA.
     pub tls_client_certificates: bool,
-    /// Run as a node of a Redis Cluster (`--cluster-enabled yes`, a node timeout of 2 s, a
-    /// cluster bus on a free port of its own, kept across restarts).
-    pub cluster: bool,
-    /// Run as a replica of the server on this loopback port (`--replicaof`).
-    pub replica_of: Option<u16>,
-    /// Run as a Redis Sentinel that monitors the primary on this loopback port under this
-    /// service name, with quorum 2, and deems it down after 1 s without an answer.
-    pub sentinel_of: Option<(u16, String)>,
+    /// What it is in a deployment: a server of its own, a cluster node, a replica, a sentinel.
+    pub role: Role,
     /// The password a replica (or a cluster node's replica) or a sentinel logs in to its
     /// primary with (`masterauth`, `sentinel auth-pass`).
     pub primary_password: Option<String>,
+}
+
+/// What a test server is in a deployment ([`ServerOptions::role`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Role {
+    /// A server of its own.
+    #[default]
+    Server,
+    /// A node of a Redis Cluster (`--cluster-enabled yes`, a node timeout of 2 s, a cluster
+    /// bus on a free port of its own, kept across restarts); see `redis_cluster`.
+    ClusterNode,
+    /// A replica of the server on this loopback port (`--replicaof`).
+    ReplicaOf(u16),
+    /// A Redis Sentinel that monitors the primary on this loopback port under this service
+    /// name, with quorum 2, and deems it down after 1 s without an answer.
+    SentinelOf(u16, String),
 }
 
 /// A running `redis-server`, killed on drop.
@@ -139,7 +149,7 @@ impl RedisServer {
         if options.tls {
             make_certificates(&dir);
         }
-        if let Some((primary_port, service)) = &options.sentinel_of {
+        if let Role::SentinelOf(primary_port, service) = &options.role {
             // A sentinel rewrites its configuration file: written once, kept across restarts.
             std::fs::write(
                 dir.join(SENTINEL_CONFIG),
@@ -168,7 +178,7 @@ impl RedisServer {
         for _ in 0..5 {
             server.port = free_port();
             // The bus port: PORT + 10000 could be taken, or past 65535.
-            server.cluster_port = server.options.cluster.then(free_port);
+            server.cluster_port = (server.options.role == Role::ClusterNode).then(free_port);
             if server.launch() {
                 return server;
             }
@@ -179,12 +189,9 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 free ports; its log:\n{log}");
     }
 
-    /// Starts `redis-server` on this server's port and directory; whether it answers.
-    fn launch(&mut self) -> bool {
-        let log = self.dir.join("redis.log");
-        let logged_before = std::fs::read_to_string(&log).map_or(0, |text| text.len());
-        let mut command = Command::new("redis-server");
-        if self.options.sentinel_of.is_some() {
+    /// Adds the arguments `options` asks for to `command` (`redis-server`).
+    fn add_options(&self, command: &mut Command) {
+        if let Role::SentinelOf(..) = self.options.role {
             // The configuration file comes first.
             command
                 .arg(self.dir.join(SENTINEL_CONFIG))
@@ -230,14 +237,24 @@ impl RedisServer {
                 // A replica syncs at once, not 5 s after it asked.
                 .args(["--repl-diskless-sync-delay", "0"]);
         }
-        if let Some(password) = &self.options.primary_password
-            && self.options.sentinel_of.is_none()
-        {
+        match &self.options.role {
+            Role::Server | Role::ClusterNode => {}
+            Role::ReplicaOf(primary_port) => {
+                command.args(["--replicaof", "127.0.0.1", &primary_port.to_string()]);
+            }
+            Role::SentinelOf(..) => return,
+        }
+        if let Some(password) = &self.options.primary_password {
             command.args(["--masterauth", password]);
         }
-        if let Some(primary_port) = self.options.replica_of {
-            command.args(["--replicaof", "127.0.0.1", &primary_port.to_string()]);
-        }
+    }
+
+    /// Starts `redis-server` on this server's port and directory; whether it answers.
+    fn launch(&mut self) -> bool {
+        let log = self.dir.join("redis.log");
+        let logged_before = std::fs::read_to_string(&log).map_or(0, |text| text.len());
+        let mut command = Command::new("redis-server");
+        self.add_options(&mut command);
         let server = command
             .args([
                 "--save",
@@ -286,7 +303,7 @@ impl RedisServer {
                     .is_some_and(|new| new.contains("Ready to accept connections"))
             });
             // A sentinel logs no such line, and answers a plain PING.
-            let ready = ready || self.options.sentinel_of.is_some();
+            let ready = ready || matches!(self.options.role, Role::SentinelOf(..));
             if ready && (self.options.tls || self.options.requirepass.is_some() || ping(self.port))
             {
                 return true;

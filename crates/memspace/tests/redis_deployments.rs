@@ -24,7 +24,7 @@ use memspace::sync::{LockError, TryLockError};
 use memspace::{AuthProblem, Error, Lock, SharedList};
 use memspace_testkit::children::wait_until;
 use memspace_testkit::redis_cluster::RedisCluster;
-use memspace_testkit::redis_server::{RedisServer, ServerOptions, assert_hides_password};
+use memspace_testkit::redis_server::{RedisServer, Role, ServerOptions, assert_hides_password};
 use memspace_testkit::{Watchdog, roles, unique_name};
 
 /// The flat object name of a Redis name (what its keys are made from).
@@ -130,8 +130,8 @@ fn every_master_of_a_cluster_is_logged_in_to_with_the_names_password() {
     }
 
     // Without the password, a refused login (not an unreachable cluster).
-    let bare = format!("{}/{base}.0", cluster.url());
-    match SharedList::<u64>::open(&bare) {
+    let without_password = format!("{}/{base}.0", cluster.url());
+    match SharedList::<u64>::open(&without_password) {
         Err(Error::RedisAuth { problem, .. }) => {
             assert_eq!(*problem, AuthProblem::PasswordMissing);
         }
@@ -405,7 +405,7 @@ fn deployment_with_sentinels(
 ) -> (RedisServer, RedisServer, String, Vec<RedisServer>) {
     let primary = RedisServer::start_with(options.clone());
     let replica = RedisServer::start_with(ServerOptions {
-        replica_of: Some(primary.port()),
+        role: Role::ReplicaOf(primary.port()),
         ..options.clone()
     });
     wait_until("the replica to follow the primary", || {
@@ -416,7 +416,7 @@ fn deployment_with_sentinels(
     let sentinels: Vec<RedisServer> = (0..3)
         .map(|_| {
             RedisServer::start_with(ServerOptions {
-                sentinel_of: Some((primary.port(), SERVICE.to_owned())),
+                role: Role::SentinelOf(primary.port(), SERVICE.to_owned()),
                 primary_password: options.primary_password.clone(),
                 ..ServerOptions::default()
             })
@@ -470,8 +470,8 @@ fn a_sentinel_name_logs_in_to_the_primary_with_its_password_and_never_shows_it()
         "{shown}"
     );
     assert!(!shown.contains("wrongpass"), "{shown}");
-    let bare = base.replace(":hunter2@", "");
-    match SharedList::<u64>::open(&bare) {
+    let without_password = base.replace(":hunter2@", "");
+    match SharedList::<u64>::open(&without_password) {
         Err(Error::RedisAuth { problem, .. }) => {
             assert_eq!(*problem, AuthProblem::PasswordMissing);
         }

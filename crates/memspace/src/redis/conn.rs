@@ -129,6 +129,21 @@ pub(crate) struct Link {
     asking: bool,
 }
 
+impl Open {
+    /// A fresh connection to `node` through `client`; `asking`: after an `ASK` redirection.
+    fn new(node: &str, asking: bool, client: &redis::Client) -> RedisResult<Self> {
+        let connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        connection.set_read_timeout(Some(IO_TIMEOUT))?;
+        connection.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(Open {
+            pid: sys::pid(),
+            node: node.to_owned(),
+            link: Link { connection, asking },
+            last_used: Instant::now(),
+        })
+    }
+}
+
 impl Link {
     fn ask(&mut self) -> RedisResult<()> {
         if self.asking {
@@ -366,7 +381,9 @@ impl Conn {
         target::client(name, &at).map(Ok)
     }
 
-    /// A fresh connection to `node`; `asking`: after an `ASK` redirection.
+    /// A fresh connection to `node`; `asking`: after an `ASK` redirection. The outer error is
+    /// final (a refused login, certificates that cannot be read); the inner one, that the node
+    /// could not be reached, after which the next attempt goes to another known node.
     fn connect(&self, name: &SegmentName, node: &str, asking: bool) -> Result<RedisResult<Open>> {
         let client = match &self.sentinel {
             // The primary now: the sentinels say which server it is, and it says it is one.
@@ -376,19 +393,18 @@ impl Conn {
                 .get_client(),
             _ => self.client_for(name, node)?,
         };
-        Ok(client.and_then(|client| self.open(node, asking, &client)))
-    }
-
-    fn open(&self, node: &str, asking: bool, client: &redis::Client) -> RedisResult<Open> {
-        let connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        connection.set_read_timeout(Some(IO_TIMEOUT))?;
-        connection.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(Open {
-            pid: sys::pid(),
-            node: node.to_owned(),
-            link: Link { connection, asking },
-            last_used: Instant::now(),
-        })
+        let opened = client.and_then(|client| Open::new(node, asking, &client));
+        if let Err(err) = &opened {
+            if let Some(refusal) = self.refused_login(name, err) {
+                return Err(refusal);
+            }
+            if !asking {
+                // A cluster node that failed: try another one, which redirects to the node
+                // that took over its slots.
+                self.next_node(node);
+            }
+        }
+        Ok(opened)
     }
 
     /// Runs an idempotent command, reconnecting and retrying while the connection is the
@@ -437,14 +453,6 @@ impl Conn {
                     match self.connect(name, &node, asking.is_some())? {
                         Ok(fresh) => fresh,
                         Err(err) => {
-                            if let Some(refusal) = self.refused_login(name, &err) {
-                                return Err(refusal);
-                            }
-                            if asking.is_none() {
-                                // A cluster node that failed: try another one, which
-                                // redirects to the node that took over its slots.
-                                self.next_node(&node);
-                            }
                             // Nothing was sent: retrying is safe for reads and writes alike.
                             if started.elapsed() + pause < RETRY_WINDOW {
                                 std::thread::sleep(pause);

@@ -463,7 +463,7 @@ mod tests {
         let server = &with_login.redis_location().unwrap().server;
         assert_eq!(server.user.as_deref(), Some("app"));
         assert_eq!(
-            server.password.as_ref().map(|secret| secret.expose()),
+            server.password.as_ref().map(redis_name::Secret::expose),
             Some("s3cret")
         );
         assert!(!format!("{with_login:?}").contains("s3cret"));

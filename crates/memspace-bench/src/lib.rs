@@ -13,6 +13,8 @@
 //!
 //! * `suite`: which comparisons the default run makes, with which sizes
 //! * `workloads`: each scenario and each baseline, timed
+//! * `map`: the map's lookups and inserts against `std`'s maps
+//! * `growth`: `--growth`, insert latencies while a map and a list grow to millions of items
 //! * `fork`: the bare `fork` + `waitpid` baseline (the crate's only `unsafe`)
 //! * `python`: the Python baselines, from `bench_baselines.py` (written to a temporary file)
 //! * `redis`: shared memory against a Redis server
@@ -23,6 +25,8 @@
 
 mod chart;
 mod fork;
+mod growth;
+mod map;
 mod measure;
 mod progress;
 mod python;
@@ -38,6 +42,10 @@ use self::progress::Progress;
 use self::suite::Sizes;
 
 /// What a run measures, and how it prints the results.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each is a switch of the command line, independent of the others"
+)]
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Smaller runs, done in well under a minute.
@@ -55,6 +63,10 @@ pub struct Options {
     /// With `redis`, also compare pushes to 30 objects from 6 threads on the Redis Cluster
     /// this node (`redis://HOST:PORT`) belongs to with the same on the `redis` server.
     pub redis_cluster: Option<String>,
+    /// Instead of the default run, measure how long inserts take while a map grows to 10 M
+    /// keys and a list to 100 M items, two processes inserting (p50, p99.9 and the longest);
+    /// with `quick`, to 250 000 keys and 1 M items.
+    pub growth: bool,
 }
 
 /// Measures what `options` asks for and prints the results on stdout; progress goes to
@@ -73,13 +85,16 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             options.json,
         );
     }
+    if options.growth {
+        return growth::run(options.quick, options.json);
+    }
     let sizes = Sizes::new(options.quick);
     let python = !options.no_python && python::available();
     if !python && !options.no_python {
         eprintln!("python3 is not on the PATH: the Python baselines are skipped");
     }
     let mut progress = Progress::new(
-        10 + 2 * usize::from(python) + if options.plot.is_some() { 5 } else { 0 },
+        13 + 2 * usize::from(python) + if options.plot.is_some() { 5 } else { 0 },
         std::io::stderr().is_terminal(),
     );
     let comparisons = suite::measure(&sizes, python, options.quick, &mut progress)?;

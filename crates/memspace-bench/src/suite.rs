@@ -5,7 +5,7 @@ use memspace::spawn::StartMethod;
 use crate::measure::median_pair;
 use crate::progress::Progress;
 use crate::report::{Comparison, Names, Scaling};
-use crate::{fork, python, workloads};
+use crate::{fork, map, python, workloads};
 
 /// Sizes of the runs.
 pub(crate) struct Sizes {
@@ -21,6 +21,9 @@ pub(crate) struct Sizes {
     spawns: u32,
     read_elements: u64,
     growth_elements: u64,
+    /// Lookups by each reader, and inserts, of the map's comparisons.
+    map_gets: u64,
+    map_inserts: u64,
 }
 
 impl Sizes {
@@ -37,6 +40,8 @@ impl Sizes {
                 spawns: 30,
                 read_elements: 10_000_000,
                 growth_elements: 10_000_000,
+                map_gets: 200_000,
+                map_inserts: 50_000,
             }
         } else {
             Sizes {
@@ -50,6 +55,8 @@ impl Sizes {
                 spawns: 200,
                 read_elements: 10_000_000,
                 growth_elements: 100_000_000,
+                map_gets: 5_000_000,
+                map_inserts: 1_000_000,
             }
         }
     }
@@ -128,6 +135,29 @@ pub(crate) fn measure(
     if python {
         python_rows(&mut run, sizes, quick, [list, set, pop])?;
     }
+
+    run.median(
+        "SharedMap<u64, u64> get, 2 processes against 1 process",
+        (
+            "shared_map_get_2_processes",
+            "shared_map_get_1_process",
+            "gets/s",
+        ),
+        || map::get_processes(2, sizes.map_gets),
+        || map::get_processes(1, sizes.map_gets),
+    )?;
+    run.median(
+        "SharedMap<u64, u64> get against RwLock<HashMap<u64, u64>>, one thread",
+        ("shared_map_get", "rwlock_hash_map_get", "gets/s"),
+        || map::get_one_thread(sizes.map_gets),
+        || Ok(map::rwlock_hash_map_get(sizes.map_gets)),
+    )?;
+    run.median(
+        "SharedMap<u64, u64> insert against Mutex<HashMap<u64, u64>>, one thread",
+        ("shared_map_insert", "mutex_hash_map_insert", "inserts/s"),
+        || map::insert_one_thread(sizes.map_inserts),
+        || Ok(map::mutex_hash_map_insert(sizes.map_inserts)),
+    )?;
 
     run.median(
         "Lock vs std::sync::Mutex, uncontended",

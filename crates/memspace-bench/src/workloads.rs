@@ -74,11 +74,11 @@ pub(crate) fn threads_mutex_vec(workers: u32, n: u64) -> f64 {
 
 /// How long a worker of the scaling curve waits for the others to start before it gives up
 /// (the barrier then breaks, and every worker fails instead of waiting forever).
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Nanoseconds since the Unix epoch: a clock that processes can compare (an `Instant` is
 /// private to its process).
-fn wall_nanos() -> u64 {
+pub(crate) fn wall_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

@@ -489,6 +489,10 @@ pub(crate) enum QueueCommand {
     },
 }
 
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each is a switch of the command line, independent of the others"
+)]
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
     /// Smaller runs: done in well under a minute.
@@ -513,6 +517,10 @@ pub(crate) struct BenchArgs {
     /// belongs to, against the same on the --redis server.
     #[arg(long, value_name = "redis://HOST:PORT", requires = "redis")]
     pub(crate) redis_cluster: Option<String>,
+    /// Instead, measure insert latencies (p50, p99.9, longest) while two processes grow a map
+    /// to 10 M keys and a list to 100 M items (with --quick: 250 000 keys, 1 M items).
+    #[arg(long, conflicts_with = "redis")]
+    pub(crate) growth: bool,
 }
 
 #[cfg(test)]

@@ -41,6 +41,17 @@ fn check_rows(rows: &[Value], out: &str) {
     }
 }
 
+/// The baselines of every run, Python or not.
+const RUST_BASELINES: [&str; 7] = [
+    "rust_threads_mutex_vec",
+    "std_mutex",
+    "raw_fork",
+    "command_spawn",
+    "shared_map_get_1_process",
+    "rwlock_hash_map_get",
+    "mutex_hash_map_insert",
+];
+
 #[test]
 fn bench_installed_elsewhere_runs_the_python_baselines_from_a_private_temporary_file() {
     // The program alone in a directory of its own, run from another directory.
@@ -94,12 +105,7 @@ fn bench_installed_elsewhere_runs_the_python_baselines_from_a_private_temporary_
     let rows = json.as_array().expect("an array");
     check_rows(rows, &out);
     let baselines: Vec<&str> = rows.iter().filter_map(|r| r["baseline"].as_str()).collect();
-    for expected in [
-        "rust_threads_mutex_vec",
-        "std_mutex",
-        "raw_fork",
-        "command_spawn",
-    ] {
+    for expected in RUST_BASELINES {
         assert!(
             baselines.contains(&expected),
             "{expected} missing from {out}"
@@ -163,6 +169,36 @@ struct Text {
 }
 
 /// The value of the attribute `name` in the tag `tag`.
+#[test]
+fn bench_growth_reports_insert_latencies_of_a_growing_map_and_list() {
+    let output = succeed(&["bench", "--growth", "--quick", "--json"]);
+    let json: Value = serde_json::from_str(&output).expect("JSON");
+    let rows = json.as_array().expect("an array");
+    let scenarios: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
+    assert_eq!(
+        scenarios,
+        ["shared_map_insert_growth", "shared_list_push_growth"],
+        "{output}"
+    );
+    for row in rows {
+        let field = |name: &str| {
+            row[name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name} in {row}"))
+        };
+        assert!(field("items") >= 100_000, "{row}");
+        assert!(
+            0 < field("p50_ns") && field("p50_ns") <= field("p99_9_ns"),
+            "{row}"
+        );
+        assert!(field("p99_9_ns") <= field("max_ns"), "{row}");
+        assert!(field("used_bytes") > 8 * field("items"), "{row}");
+        let slowest = row["slowest"].as_array().expect("the slowest inserts");
+        assert!(!slowest.is_empty(), "{row}");
+        assert_eq!(slowest[0][0].as_u64(), Some(field("max_ns")), "{row}");
+    }
+}
+
 fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
     let len = tag[start..].find('"')?;

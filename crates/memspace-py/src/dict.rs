@@ -51,6 +51,21 @@ collection::collection_pymethods!(SharedDict, Inner, "dict", {
             .map_err(|e| errors::to_py(&e))
     }
 
+    /// The value of `key`, set to `default` first if it had none, in one atomic step.
+    fn setdefault<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (k, v) = (to_key(key)?, to_value(default)?);
+        match py.detach(|| self.inner.insert_if_absent(&k, &v)) {
+            Ok(Some(kept)) => to_py(py, &kept),
+            Ok(None) => Ok(default.clone()),
+            Err(e) => Err(errors::to_py(&e)),
+        }
+    }
+
     /// Removes `key` and returns its value (`KeyError` if it has none).
     fn remove<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let k = to_key(key)?;

@@ -610,15 +610,23 @@ impl CondLock {
         Ok(levels)
     }
 
-    /// Takes the lock again at `levels`, waiting as long as it takes. If its holder died
-    /// meanwhile, the lock is taken at every level all the same and `OwnerDied` raised.
+    /// Takes the lock again at `levels`, waiting as long as it takes, whatever signal comes
+    /// meanwhile (as `threading.Condition` does: the caller's `with` block must find the lock
+    /// held). If its holder died meanwhile, the lock is taken at every level all the same and
+    /// `OwnerDied` raised.
     fn restore(&self, py: Python<'_>, levels: u32) -> PyResult<()> {
+        let take = || match self {
+            Self::Lock(lock) => lock.get().handle().acquire(),
+            Self::RLock(lock) => lock.get().handle().acquire(),
+        };
         let mut died = None;
         for _ in 0..levels {
-            match self.acquire(py, true, -1.0) {
-                Ok(_) => {}
-                Err(err) if err.is_instance_of::<errors::OwnerDied>(py) => died = Some(err),
-                Err(err) => return Err(err),
+            match py.detach(take) {
+                Ok(()) => {}
+                Err(err @ memspace::sync::LockError::OwnerDied(())) => {
+                    died = Some(errors::lock_to_py(&err));
+                }
+                Err(err) => return Err(errors::lock_to_py(&err)),
             }
         }
         died.map_or(Ok(()), Err)
@@ -724,9 +732,16 @@ impl Condition {
             |never: std::convert::Infallible| match never {},
         );
         // Held again whatever ended the wait, as `threading.Condition` does.
-        let restored = self.lock.restore(py, levels);
-        let notified = waited?.is_some();
-        restored.map(|()| notified)
+        match (waited, self.lock.restore(py, levels)) {
+            (Ok(notified), Ok(())) => Ok(notified.is_some()),
+            (Ok(_), Err(restoring)) => Err(restoring),
+            (Err(interrupted), Ok(())) => Err(interrupted),
+            // The lock is held, its holder died: that must not be lost behind the interrupt.
+            (Err(interrupted), Err(died)) => {
+                died.set_cause(py, Some(interrupted));
+                Err(died)
+            }
+        }
     }
 
     /// Waits until `predicate()` is true, at most `timeout` seconds in all; returns its last
@@ -757,13 +772,13 @@ impl Condition {
         Ok(result)
     }
 
-    /// Wakes up to `n` waiters (the lock must be held).
+    /// Wakes up to `n` waiters (the lock must be held). A waiter between two slices of its
+    /// wait wakes too, as from a spurious wakeup: wait in a loop that checks the condition,
+    /// or with `wait_for`, as `threading`'s documentation advises.
     #[pyo3(signature = (n = 1))]
     fn notify(&self, n: u64) -> PyResult<()> {
         self.check_held("notify")?;
-        for _ in 0..n {
-            self.condvar.notify_one();
-        }
+        self.condvar.notify(u32::try_from(n).unwrap_or(u32::MAX));
         Ok(())
     }
 

@@ -15,6 +15,9 @@ macro_rules! with_typecodes {
 
 pub(crate) use with_typecodes;
 
+// 'l' and 'L' are a C `long`, stored as 64 bits: true on 64-bit Linux, which memspace runs on.
+const _: () = assert!(size_of::<std::ffi::c_long>() == 8);
+
 /// The error for a typecode not in the list `known`.
 pub(crate) fn unknown(what: &str, code: &str, known: &str) -> pyo3::PyErr {
     pyo3::exceptions::PyValueError::new_err(format!(

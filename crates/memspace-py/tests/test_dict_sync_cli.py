@@ -306,6 +306,7 @@ def test_condition_follows_threading():
         assert lock.locked()
         assert cond.wait_for(lambda: 0, timeout=0.05) == 0
         cond.notify_all()
+        cond.notify(sys.maxsize)
     assert not lock.locked()
     # A thread notified while another waits.
     woke = []
@@ -482,3 +483,26 @@ def _wait_or_broken(barrier):
         return "broken"
     except ValueError:
         return "ValueError"
+
+
+def _claim(d, out, go):
+    go.wait(60)
+    out.put((os.getpid(), d.setdefault("leader", os.getpid())))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_setdefault_is_atomic_across_processes(method):
+    ctx = mp.get_context(method)
+    d, out, go = memspace.SharedDict(), memspace.Queue(), memspace.Event()
+    assert d.setdefault("k", [1]) == [1] and d.setdefault("k", [2]) == [1]
+    assert d.setdefault("none") is None and "none" in d
+    claimants = [ctx.Process(target=_claim, args=(d, out, go)) for _ in range(4)]
+    for c in claimants:
+        c.start()
+    go.set()
+    got = [out.get(timeout=60) for _ in claimants]
+    for c in claimants:
+        c.join(60)
+    leader = d["leader"]
+    assert leader in [pid for pid, _ in got]
+    assert all(held == leader for _, held in got), got

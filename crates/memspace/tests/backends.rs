@@ -26,6 +26,7 @@ memspace_testkit::on_both_backends!(
     a_list_read_item_by_item_skips_an_item_of_another_type,
     names_are_created_once_opened_by_kind_and_removed,
     a_map_inserts_replaces_removes_and_clears,
+    processes_racing_to_insert_a_key_if_absent_all_get_the_first_value,
     a_bounded_queue_is_fifo_and_refuses_past_its_capacity,
     a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once,
     an_item_put_back_behind_many_in_flight_is_delivered_next,
@@ -205,6 +206,49 @@ fn a_map_inserts_replaces_removes_and_clears(fx: &Fixture) {
     ages.clear().expect("clear");
     assert!(same.is_empty().expect("is_empty"));
     assert_eq!(same.get(&"alan".into()).expect("get"), None);
+}
+
+/// Claims `key` for this process with `insert_if_absent`; returns this process's pid and the
+/// value the key holds afterwards.
+fn claim((map, key, ready): (SharedMap<String, u32>, String, Event)) -> (u32, u32) {
+    ready.wait().expect("wait for the start");
+    let me = std::process::id();
+    let held = map.insert_if_absent(&key, &me).expect("insert_if_absent");
+    (me, held.unwrap_or(me))
+}
+
+fn processes_racing_to_insert_a_key_if_absent_all_get_the_first_value(fx: &Fixture) {
+    let map = SharedMap::<String, u32>::create(&fx.name("claims")).expect("create");
+    assert_eq!(
+        map.insert_if_absent(&"mine".into(), &1).expect("insert"),
+        None
+    );
+    assert_eq!(
+        map.insert_if_absent(&"mine".into(), &2).expect("kept"),
+        Some(1)
+    );
+    assert_eq!(map.get(&"mine".into()).expect("get"), Some(1));
+    let go = Event::create(&fx.name("go")).expect("event");
+    let mut claimants: Vec<_> = (0..4)
+        .map(|_| {
+            Running::start(Process::new(
+                claim,
+                (map.clone(), "leader".to_owned(), go.clone()),
+            ))
+        })
+        .collect();
+    go.set().expect("start the race");
+    let results: Vec<(u32, u32)> = claimants
+        .iter_mut()
+        .map(|c| c.join().expect("a claimant"))
+        .collect();
+    let leader = map.get(&"leader".into()).expect("get").expect("a leader");
+    assert!(results.iter().any(|&(pid, _)| pid == leader), "{results:?}");
+    assert!(
+        results.iter().all(|&(_, held)| held == leader),
+        "{results:?}"
+    );
+    assert_eq!(map.len().expect("len"), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

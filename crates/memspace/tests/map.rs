@@ -2,7 +2,8 @@
 //! growth to 100,000 entries while other processes have the map open, space that follows what
 //! the map holds, a model test against `HashMap`, damaged segments, and real SIGKILLs: a child
 //! changing the map killed at random moments, and killed at every failpoint of insert, remove,
-//! growth, compaction and clear.
+//! growth, compaction and clear, while readers look keys up without the lock and check that
+//! every value they get is one a writer committed.
 //!
 //! Events are ordered through shared memory (events, counters in segments, `/proc` states of
 //! the children), never by sleeping; no test asserts how long anything took.
@@ -12,14 +13,16 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use memspace::collections::{SharedMap, Value};
 use memspace::spawn::{Mode, StartMethod, Worker};
-use memspace::sync::Event;
+use memspace::sync::{Event, Mutex};
 use memspace::{Error, SegmentOptions, inspect};
+use memspace_testkit::flags::lock_recovering;
 use memspace_testkit::rng::seed_from_env;
-use memspace_testkit::{Removal, Rng, Watchdog, roles};
+use memspace_testkit::{Parent, Removal, Rng, Running, Watchdog, roles};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -434,6 +437,7 @@ fn a_full_map_refuses_an_insert_unchanged_and_can_still_be_cleared() {
 #[derive(Debug, Clone)]
 enum Op {
     Insert(u16, Vec<u8>),
+    InsertIfAbsent(u16, Vec<u8>),
     Remove(u16),
     Get(u16),
     ContainsKey(u16),
@@ -447,6 +451,8 @@ fn op() -> impl Strategy<Value = (bool, Op)> {
     let op = prop_oneof![
         8 => (key.clone(), proptest::collection::vec(any::<u8>(), 0..700))
             .prop_map(|(k, v)| Op::Insert(k, v)),
+        3 => (key.clone(), proptest::collection::vec(any::<u8>(), 0..700))
+            .prop_map(|(k, v)| Op::InsertIfAbsent(k, v)),
         4 => key.clone().prop_map(Op::Remove),
         3 => key.clone().prop_map(Op::Get),
         1 => key.prop_map(Op::ContainsKey),
@@ -471,6 +477,11 @@ proptest! {
             match op {
                 Op::Insert(k, v) => {
                     prop_assert_eq!(map.insert(&k, &v).expect("insert"), model.insert(k, v));
+                }
+                Op::InsertIfAbsent(k, v) => {
+                    let kept = model.get(&k).cloned();
+                    model.entry(k).or_insert_with(|| v.clone());
+                    prop_assert_eq!(map.insert_if_absent(&k, &v).expect("insert_if_absent"), kept);
                 }
                 Op::Remove(k) => prop_assert_eq!(map.remove(&k).expect("remove"), model.remove(&k)),
                 Op::Get(k) => prop_assert_eq!(map.get(&k).expect("get"), model.get(&k).cloned()),
@@ -726,36 +737,43 @@ fn a_child_killed_at_random_moments_never_loses_an_acknowledged_change() {
     let mut model = HashMap::new();
     let mut modelled = 0;
     let seed_text = seed.to_string();
-    for kill in 0..100 {
-        let target = modelled + rng.below(300);
-        let mut child = roles::child_in_role(
-            "churn",
-            &[
-                (MAP, map_name.name()),
-                (DONE, done_name.name()),
-                (SCRIPT, &seed_text),
-            ],
-        );
-        while done.get().expect("counter") < target {
-            assert!(
-                !child.has_ended(),
-                "seed {seed}, kill {kill}: the child ended"
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| read_committed_values(&map, &done, seed, &stop));
+        for kill in 0..100 {
+            let target = modelled + rng.below(300);
+            let mut child = roles::child_in_role(
+                "churn",
+                &[
+                    (MAP, map_name.name()),
+                    (DONE, done_name.name()),
+                    (SCRIPT, &seed_text),
+                ],
             );
-            std::thread::yield_now();
+            while done.get().expect("counter") < target {
+                assert!(
+                    !child.has_ended(),
+                    "seed {seed}, kill {kill}: the child ended"
+                );
+                std::thread::yield_now();
+            }
+            child.kill();
+            let done_now = done.get().expect("counter");
+            for index in modelled..done_now {
+                random_step(seed, index).model(&mut model);
+            }
+            modelled = done_now;
+            check_after_kill(
+                &map,
+                &model,
+                Some(&random_step(seed, modelled)),
+                &format!("seed {seed}, kill {kill} after step {modelled}"),
+            );
         }
-        child.kill();
-        let done_now = done.get().expect("counter");
-        for index in modelled..done_now {
-            random_step(seed, index).model(&mut model);
-        }
-        modelled = done_now;
-        check_after_kill(
-            &map,
-            &model,
-            Some(&random_step(seed, modelled)),
-            &format!("seed {seed}, kill {kill} after step {modelled}"),
-        );
-    }
+        stop.store(true, Ordering::Relaxed);
+        let reads = reader.join().expect("the reader");
+        eprintln!("seed {seed}: {reads} lookups without the lock through 100 kills");
+    });
     assert!(
         modelled > 1000,
         "seed {seed}: only {modelled} steps were taken"
@@ -768,6 +786,119 @@ fn a_child_killed_at_random_moments_never_loses_an_acknowledged_change() {
         deaths > 0,
         "seed {seed}: no kill landed inside the map's lock"
     );
+}
+
+/// Until `stop`, looks random keys of the churn of `seed` up without the lock while children
+/// changing the map are killed: every value found must be whole and the very value some step
+/// of the churn inserted under that key, a step already taken or under way (never one of a
+/// later step). Returns how many lookups it made.
+fn read_committed_values(
+    map: &SharedMap<u64, String>,
+    done: &Value<u64>,
+    seed: u64,
+    stop: &AtomicBool,
+) -> u64 {
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let mut reads = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let key = rng.below(1500);
+        let found = map.get(&key).unwrap_or_else(|err| {
+            panic!("seed {seed}: get({key}) while writers are killed: {err}")
+        });
+        let taken = done.get().expect("counter");
+        if let Some(value) = found {
+            let index: u64 = value
+                .split_once(':')
+                .and_then(|(index, _)| index.parse().ok())
+                .unwrap_or_else(|| panic!("seed {seed}: key {key} holds a torn value {value:?}"));
+            assert!(
+                matches!(random_step(seed, index), Step::Insert(k, ref v) if k == key && *v == value),
+                "seed {seed}: key {key} holds {value:?}, which step {index} did not insert"
+            );
+            // The step that wrote it was taken, or under way, when the value was read.
+            assert!(
+                index <= taken,
+                "seed {seed}: key {key} holds the value of step {index}, but only {taken} steps \
+                 were taken"
+            );
+        }
+        reads += 1;
+    }
+    reads
+}
+
+/// A reader process of the failpoint tests: until `stop`, looks every key of `script_name` up
+/// without the lock, again and again. Each value found (or its absence) must be that key's in
+/// one of the script's states, never in a state earlier than one it already saw. Counts
+/// passes in `passes`.
+fn script_reader(
+    (map, script_name, passes, stop): (SharedMap<u64, String>, String, Mutex<u64>, Event),
+) -> u64 {
+    let parent = Parent::here();
+    let steps = script(&script_name);
+    let mut states = vec![HashMap::new()];
+    for step in &steps {
+        let mut next = states.last().expect("a state").clone();
+        step.model(&mut next);
+        states.push(next);
+    }
+    let keys: BTreeSet<u64> = states.iter().flat_map(HashMap::keys).copied().collect();
+    let (mut at, mut pass) = (0, 0);
+    while !stop.is_set().expect("is_set") {
+        for &key in &keys {
+            let found = map
+                .get(&key)
+                .unwrap_or_else(|err| panic!("pass {pass}: get({key}) failed: {err}"));
+            at += states[at..]
+                .iter()
+                .position(|state| state.get(&key) == found.as_ref())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "pass {pass}: key {key} holds {found:?}, which it holds in no state at or \
+                         after state {at} of `{script_name}`"
+                    )
+                });
+        }
+        pass += 1;
+        *lock_recovering(&passes) = pass;
+        parent.exit_if_gone();
+    }
+    pass
+}
+
+#[test]
+fn lookups_do_not_wait_for_a_process_holding_the_map_lock() {
+    if roles::role().as_deref() == Some("lister") {
+        let map = SharedMap::<u64, String>::open(&std::env::var(MAP).expect("map name"))
+            .expect("open the map");
+        drop(map.to_vec().expect("copy the map"));
+        panic!("the failpoint was never reached");
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("held");
+    let map = SharedMap::<u64, String>::create(name.name()).expect("create");
+    for key in 0..100 {
+        map.insert(&key, &key.to_string()).expect("insert");
+    }
+    // The child copies the map under its lock, and stops there holding it.
+    let mut lister = roles::child_in_role(
+        "lister",
+        &[(MAP, name.name()), ("MEMSPACE_FAILPOINT", "map.listed")],
+    );
+    lister.wait_until_stopped("map.listed");
+    let segment = map.segment().expect("in shared memory");
+    assert_eq!(segment.lock_owner(), Some(lister.pid()));
+    for key in 0..100 {
+        assert_eq!(map.get(&key).expect("get"), Some(key.to_string()));
+    }
+    assert!(!map.contains_key(&100).expect("contains_key"));
+    assert_eq!(map.len().expect("len"), 100);
+    assert_eq!(
+        segment.lock_owner(),
+        Some(lister.pid()),
+        "the lock changed hands"
+    );
+    lister.kill();
 }
 
 /// Whether a kill at a failpoint leaves the step under way out of the map or in it.
@@ -784,7 +915,7 @@ fn kill_at(point: &str, script_name: &str, leaves: Leaves) {
         let steps = script(&std::env::var(SCRIPT).expect("script name"));
         return take_steps(|index| steps.get(index as usize).cloned());
     }
-    let _dog = Watchdog::start();
+    let _dog = memspace_testkit::start_test();
     let steps = script(script_name);
     let (map_name, done_name) = (
         Removal::fresh("failpoint"),
@@ -792,6 +923,25 @@ fn kill_at(point: &str, script_name: &str, leaves: Leaves) {
     );
     let map = SharedMap::<u64, String>::create(map_name.name()).expect("create");
     let done = Value::create(done_name.name(), 0u64).expect("counter");
+    // Two processes look keys up without the lock throughout.
+    let passes: Vec<Mutex<u64>> = (0..2)
+        .map(|_| Mutex::new(0).expect("a pass counter"))
+        .collect();
+    let stop_readers = Event::new().expect("create the stop flag");
+    let mut readers: Vec<_> = passes
+        .iter()
+        .map(|passes| {
+            Running::spawn(
+                script_reader,
+                (
+                    map.clone(),
+                    script_name.to_owned(),
+                    passes.clone(),
+                    stop_readers.clone(),
+                ),
+            )
+        })
+        .collect();
     let mut child = roles::child_in_role(
         "script",
         &[
@@ -803,6 +953,14 @@ fn kill_at(point: &str, script_name: &str, leaves: Leaves) {
     );
     child.wait_until_stopped(point);
     child.kill();
+    // The readers read on past the dead writer (taking the lock to recover from its death if
+    // they find its change under way): two more passes each.
+    for (reading, passes) in readers.iter_mut().zip(&passes) {
+        let pass = *lock_recovering(passes);
+        reading.wait_until("it looked every key up twice more", || {
+            *lock_recovering(passes) >= pass + 2
+        });
+    }
     let stopped_in = done.get().expect("counter") as usize;
     let mut model = HashMap::new();
     for step in &steps[..stopped_in] {
@@ -825,6 +983,13 @@ fn kill_at(point: &str, script_name: &str, leaves: Leaves) {
         expected,
         "{context}: at the end"
     );
+    stop_readers.set().expect("stop the readers");
+    for reading in &mut readers {
+        let passes = reading
+            .join()
+            .unwrap_or_else(|err| panic!("{context}: a reader failed: {err}"));
+        assert!(passes > 0, "{context}: a reader made no pass");
+    }
     assert_consistent(&map, &format!("{context}, at the end"));
 }
 

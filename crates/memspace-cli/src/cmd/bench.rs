@@ -11,5 +11,6 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         no_python: args.no_python,
         redis: args.redis.clone(),
         redis_cluster: args.redis_cluster.clone(),
+        growth: args.growth,
     })
 }

@@ -219,8 +219,9 @@ class SharedDict(_Named, MutableMapping):
     """A dict in shared memory: ``collections.abc.MutableMapping`` with ``d[k]``,
     ``d[k] = v``, ``del d[k]``, ``get``, ``pop``, ``setdefault``, ``update``, ``clear``,
     ``len``, ``in``, iteration over the keys and ``==`` with a dict. ``keys()``, ``items()``
-    and ``values()`` are views of a copy read at once. Each call is atomic; a sequence of calls
-    (``setdefault``, ``update``, ``d[k] += 1``) is not (hold a ``Lock`` around it).
+    and ``values()`` are views of a copy read at once. Each call is atomic, ``setdefault``
+    included; a sequence of calls (``update``, ``d[k] += 1``) is not (hold a ``Lock`` around
+    it).
 
     Keys are stored as items are, and compared by their stored form: keys Python holds equal
     are one key (``1``, ``1.0`` and ``True`` are the key ``1``, read back as ``1``); tuples are
@@ -256,6 +257,11 @@ class SharedDict(_Named, MutableMapping):
             return self._raw.get_item(key)
         except KeyError:
             return default
+
+    def setdefault(self, key, default=None):
+        """``d[key]``, set to ``default`` first if ``key`` has no value, in one atomic step:
+        of several processes calling it at once, one sets the value and all get it."""
+        return self._raw.setdefault(key, default)
 
     def pop(self, key, default=_MISSING):
         try:

@@ -1,12 +1,30 @@
-//! The change counter of a structure that `inspect` checks without its lock (the map, the
-//! queue): writers mark each change (the counter is odd while one is under way), and a checker
-//! keeps only a reading made between two changes.
+//! The change counter (a sequence lock) of a structure read without its lock (the list's and
+//! the map's readers, and `inspect` for the map and the queue): writers mark each change (the
+//! counter is odd while one is under way), and a reader keeps only what it read between two
+//! changes.
+//!
+//! [`read_stable`] is the readers' loop, shared by the list and the map: read with the counter
+//! even, check it did not move, otherwise back off and read again; take the lock when the
+//! holder died (which repairs the structure) or when changes keep overtaking the read.
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::time::Duration;
 
+use crate::error::Result;
 use crate::segment::Report;
 use crate::segment::{self, Segment};
 use crate::sync::RawGuard;
+
+/// How many times a reader retries at once (spinning) before it yields, and yields before it
+/// sleeps.
+const SPINS: u32 = 64;
+const YIELDS: u32 = 128;
+/// How long a reader sleeps between tries once it stopped spinning and yielding.
+const NAP: Duration = Duration::from_micros(50);
+/// Every this many naps, a reader looks whether the lock's holder died.
+const NAPS_PER_LOOK: u32 = 64;
+/// After this many reads overtaken by changes, a reader reads under the lock.
+const OVERTAKEN: u32 = 32;
 
 /// How often [`verify_between_changes`] tries to read the structure between two changes.
 const VERIFY_ATTEMPTS: u32 = 16;
@@ -71,4 +89,119 @@ pub(crate) fn verify_between_changes(
         "{what} changed during each of {VERIFY_ATTEMPTS} attempts to check it; its {parts} \
          were not checked"
     ));
+}
+
+/// A reader's view of the change counter from the start of its read: whether it still holds.
+pub(crate) struct Window<'a> {
+    changes: &'a AtomicU64,
+    before: u64,
+}
+
+impl Window<'_> {
+    /// Whether no change began since the read started: what was read so far was published
+    /// (and, if it was copied from bytes a writer reuses, not overwritten meanwhile).
+    #[inline]
+    pub(crate) fn unchanged(&self) -> bool {
+        fence(Ordering::Acquire);
+        self.changes.load(Ordering::Relaxed) == self.before
+    }
+}
+
+/// Runs `read` between two changes of the structure whose counter is `changes`, in `segment`:
+/// until it ran with the counter even and unchanged, and returned `Some` (`None`: it saw its
+/// window close). What it found (an error included) counts only then. `lock` takes the
+/// structure's lock, repairing it if its holder died.
+///
+/// While a change is under way it spins, then yields, then naps; every few milliseconds of
+/// naps it looks whether the lock's holder died, and if so takes the lock (which repairs the
+/// structure); if nobody holds the lock at two looks in a row while the counter stays at the
+/// same odd value, the odd counter is damage. A read overtaken by changes [`OVERTAKEN`] times
+/// is made under the lock, so no writer can starve a reader.
+#[inline]
+pub(crate) fn read_stable<'a, R, G>(
+    segment: &'a Segment,
+    changes: &'a AtomicU64,
+    lock: impl Fn() -> Result<G>,
+    mut read: impl FnMut(&Window<'a>) -> Result<Option<R>>,
+) -> Result<R> {
+    let (mut waits, mut overtaken) = (Waits::default(), 0u32);
+    loop {
+        let before = changes.load(Ordering::Acquire);
+        if before.is_multiple_of(2) {
+            let window = Window { changes, before };
+            let result = read(&window);
+            if window.unchanged()
+                && let Some(found) = result.transpose()
+            {
+                return found;
+            }
+            overtaken += 1;
+            if overtaken >= OVERTAKEN {
+                return read_locked(segment, changes, &lock, read);
+            }
+        }
+        back_off(segment, &lock, &mut waits, before)?;
+    }
+}
+
+/// Runs `read` under the lock, where nothing changes.
+#[cold]
+fn read_locked<'a, R, G>(
+    segment: &'a Segment,
+    changes: &'a AtomicU64,
+    lock: impl Fn() -> Result<G>,
+    mut read: impl FnMut(&Window<'a>) -> Result<Option<R>>,
+) -> Result<R> {
+    let _held = lock()?;
+    let window = Window {
+        changes,
+        before: changes.load(Ordering::Relaxed),
+    };
+    read(&window)?.ok_or_else(|| segment.corrupt("it changed while its lock was held".to_owned()))
+}
+
+/// Waits a little before a reader tries again, having found the counter at `seen` (see
+/// [`read_stable`]).
+#[cold]
+fn back_off<G>(
+    segment: &Segment,
+    lock: impl Fn() -> Result<G>,
+    waits: &mut Waits,
+    seen: u64,
+) -> Result<()> {
+    waits.count = waits.count.saturating_add(1);
+    if waits.count < SPINS {
+        std::hint::spin_loop();
+    } else if waits.count < YIELDS {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(NAP);
+        // After a look that found nobody holding the lock, the next nap looks again.
+        let due = (waits.count - YIELDS).is_multiple_of(NAPS_PER_LOOK) || waits.unheld.is_some();
+        if !due || seen.is_multiple_of(2) {
+            return Ok(());
+        }
+        match segment.lock_owner() {
+            Some(pid) if !segment::pid_alive(pid) => drop(lock()?),
+            Some(_) => waits.unheld = None,
+            // A holder makes the counter odd only while it holds the lock, with its pid
+            // recorded, and even again before it lets go.
+            None if waits.unheld == Some(seen) => {
+                return Err(segment.corrupt(
+                    "its sequence word says a change is under way, but nobody holds its lock"
+                        .to_owned(),
+                ));
+            }
+            None => waits.unheld = Some(seen),
+        }
+    }
+    Ok(())
+}
+
+/// How long a reader has waited (see [`back_off`]).
+#[derive(Default)]
+struct Waits {
+    count: u32,
+    /// The odd counter at the last look that found nobody holding the lock.
+    unheld: Option<u64>,
 }

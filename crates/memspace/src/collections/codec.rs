@@ -19,25 +19,23 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 }
 
 /// Runs `use_it` with an empty buffer of this thread's, kept from one call to the next so that
-/// encoding one item allocates nothing: a push encodes into it. A call made while the buffer
-/// is in use (a `Serialize` impl that pushes) gets a buffer of its own; a buffer grown past
-/// 64 KiB is let go afterwards, so that one large item does not hold memory for ever.
+/// encoding one item allocates nothing: a push encodes into it. The buffer is taken out of the
+/// thread-local while `use_it` runs, so a call made meanwhile (a `Serialize` impl that pushes,
+/// or a destructor running after the thread-local is gone) gets a fresh one; a buffer grown
+/// past 64 KiB is let go afterwards, so that one large item does not hold memory for ever.
 pub(crate) fn with_scratch<R>(use_it: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     const KEPT: usize = 64 * 1024;
     thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     }
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut buffer) => {
-            buffer.clear();
-            let result = use_it(&mut buffer);
-            if buffer.capacity() > KEPT {
-                *buffer = Vec::new();
-            }
-            result
-        }
-        Err(_) => use_it(&mut Vec::new()),
-    })
+    let mut buffer = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+    buffer.clear();
+    let result = use_it(&mut buffer);
+    if buffer.capacity() <= KEPT {
+        // Gone only while the thread exits: the buffer is dropped then.
+        let _ = SCRATCH.try_with(|scratch| scratch.set(buffer));
+    }
+    result
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {

@@ -225,7 +225,7 @@ fn report(bytes: &[u8], results: OwnedFd) {
 fn warn_if_threaded() {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if WARNED.load(Ordering::Relaxed) {
-        return; // said once; counting threads costs a directory read per fork
+        return; // said once; counting threads costs a system call per fork
     }
     let threads = sys::thread_count();
     if threads > 1

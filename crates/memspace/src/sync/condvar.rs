@@ -238,14 +238,20 @@ impl Condvar {
 
     /// Wakes one waiter, in any process.
     pub fn notify_one(&self) {
+        self.notify(1);
+    }
+
+    /// Wakes up to `n` sleeping waiters, in any processes. (A waiter that took its ticket but
+    /// is not asleep yet, as a [`wait_ticket`](Condvar::wait_ticket) between two slices, wakes
+    /// too, as from a spurious wakeup.)
+    pub fn notify(&self, n: u32) {
         self.sequence().fetch_add(1, Ordering::Release);
-        sys::futex_wake(self.sequence(), 1);
+        sys::futex_wake(self.sequence(), n);
     }
 
     /// Wakes every waiter, in every process.
     pub fn notify_all(&self) {
-        self.sequence().fetch_add(1, Ordering::Release);
-        sys::futex_wake(self.sequence(), u32::MAX);
+        self.notify(u32::MAX);
     }
 
     place_accessors!("condition variable", local);

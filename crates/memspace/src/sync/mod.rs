@@ -134,6 +134,7 @@ pub(crate) fn acquire<'a, G>(
 /// As [`acquire`], for the calling process rather than the calling thread (see
 /// `segment/raw_mutex.rs`): `wrap` must forget the raw guard, and the lock is released with
 /// `LockSlot::release_for_process`.
+#[inline]
 pub(crate) fn acquire_for_process<'a, G>(
     segment: &'a Segment,
     wait: Wait,

@@ -118,12 +118,11 @@
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
-use std::time::Duration;
 
-use crate::collections::changes::Change;
+use crate::collections::changes::{self, Change, Window};
 use crate::collections::record;
 use crate::error::{Error, Result};
-use crate::segment::{DATA_START, Segment, pid_alive};
+use crate::segment::{DATA_START, Segment};
 use crate::shm_safe::ShmSafe;
 use crate::sync::{RawGuard, lock_and_repair};
 
@@ -141,17 +140,6 @@ pub(super) const OP_INSERT: u64 = 1;
 pub(super) const OP_REMOVE: u64 = 2;
 /// The journal's `op`: a swap-remove of the item at `index`.
 pub(super) const OP_SWAP_REMOVE: u64 = 3;
-
-/// How many times a reader retries at once (spinning) before it yields, and yields before it
-/// sleeps.
-const SPINS: u32 = 64;
-const YIELDS: u32 = 128;
-/// How long a reader sleeps between tries once it stopped spinning and yielding.
-const NAP: Duration = Duration::from_micros(50);
-/// Every this many naps, a reader looks whether the lock's holder died.
-const NAPS_PER_LOOK: u32 = 64;
-/// After this many reads overtaken by changes, a reader reads under the lock.
-const OVERTAKEN: u32 = 32;
 
 /// The list's words in the segment's kind area (see the module docs).
 #[repr(C)]
@@ -196,20 +184,6 @@ fn blocks_for(len: u64) -> usize {
     match len.checked_sub(1).and_then(locate) {
         Some((block, _, _)) => block + 1,
         None => 0,
-    }
-}
-
-/// A reader's view of `version` from the start of its read: whether it still holds.
-pub(super) struct Window<'a> {
-    version: &'a AtomicU64,
-    before: u64,
-}
-
-impl Window<'_> {
-    /// Whether no change began since the read started: what was read so far is published.
-    pub(super) fn unchanged(&self) -> bool {
-        fence(Ordering::Acquire);
-        self.version.load(Ordering::Relaxed) == self.before
     }
 }
 
@@ -982,95 +956,19 @@ impl<'a> Raw<'a> {
         })
     }
 
-    /// Runs `read` between two changes (see "Readers" in the module docs): until it ran with
-    /// `version` even and unchanged, and returned `Some` (`None`: it saw its window close).
-    /// What it found (an error included) counts only then.
+    /// Runs `read` between two changes (see "Readers" in the module docs and
+    /// [`changes::read_stable`]).
     fn read_stable<R>(
         self,
         mut read: impl FnMut(Raw<'a>, &Window<'a>) -> Result<Option<R>>,
     ) -> Result<R> {
-        let version = &self.area().version;
-        let (mut waits, mut overtaken) = (Waits::default(), 0u32);
-        loop {
-            let before = version.load(Ordering::Acquire);
-            if before.is_multiple_of(2) {
-                let window = Window { version, before };
-                let result = read(self, &window);
-                if window.unchanged()
-                    && let Some(found) = result.transpose()
-                {
-                    return found;
-                }
-                overtaken += 1;
-                if overtaken >= OVERTAKEN {
-                    return self.read_locked(read);
-                }
-            }
-            self.back_off(&mut waits, before)?;
-        }
+        changes::read_stable(
+            self.segment,
+            &self.area().version,
+            || self.lock(),
+            |window| read(self, window),
+        )
     }
-
-    /// Runs `read` under the lock, where nothing changes.
-    fn read_locked<R>(
-        self,
-        mut read: impl FnMut(Raw<'a>, &Window<'a>) -> Result<Option<R>>,
-    ) -> Result<R> {
-        let _held = self.lock()?;
-        let version = &self.area().version;
-        let window = Window {
-            version,
-            before: version.load(Ordering::Relaxed),
-        };
-        read(self, &window)?.ok_or_else(|| {
-            self.segment
-                .corrupt("it changed while its lock was held".to_owned())
-        })
-    }
-
-    /// Waits a little before a reader tries again, having found `version` at `seen`: spins,
-    /// then yields, then naps. Every few milliseconds of naps it looks at the lock: if its
-    /// holder died, it takes the lock, which repairs the list; if nobody holds it at two looks
-    /// in a row (one nap apart) while `version` stays at the same odd value, no change is under
-    /// way and the odd word is damage.
-    fn back_off(self, waits: &mut Waits, seen: u64) -> Result<()> {
-        waits.count = waits.count.saturating_add(1);
-        if waits.count < SPINS {
-            std::hint::spin_loop();
-        } else if waits.count < YIELDS {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(NAP);
-            // After a look that found nobody holding the lock, the next nap looks again.
-            let look =
-                (waits.count - YIELDS).is_multiple_of(NAPS_PER_LOOK) || waits.unheld.is_some();
-            if !look || seen.is_multiple_of(2) {
-                return Ok(());
-            }
-            match self.segment.lock_owner() {
-                Some(pid) if !pid_alive(pid) => drop(self.lock()?),
-                Some(_) => waits.unheld = None,
-                // A holder makes `version` odd only while it holds the lock, with its pid
-                // recorded, and even again before it lets go.
-                None if waits.unheld == Some(seen) => {
-                    return Err(self.segment.corrupt(
-                        "its sequence word says a change is under way, but nobody holds its \
-                         lock"
-                            .to_owned(),
-                    ));
-                }
-                None => waits.unheld = Some(seen),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// How long a reader has waited (see `Raw::back_off`).
-#[derive(Default)]
-struct Waits {
-    count: u32,
-    /// The odd `version` at the last look that found nobody holding the lock.
-    unheld: Option<u64>,
 }
 
 /// Adds to a counter changed only under the lock.

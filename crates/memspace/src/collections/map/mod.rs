@@ -45,9 +45,12 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// as a `HashMap` or `HashSet` with the default `RandomState` (their order differs), as keys:
 /// use a `BTreeMap` or a sorted `Vec`.
 ///
-/// Every operation takes the map's robust lock; a process killed in the middle of one leaves
-/// the map as it was before the operation or as it is after it (see the module docs for the
-/// protocol and what a crash leaves behind).
+/// Every change takes the map's robust lock; a process killed in the middle of one leaves
+/// the map as it was before the change or as it is after it (see the module docs for the
+/// protocol and what a crash leaves behind). [`get`](SharedMap::get),
+/// [`contains_key`](SharedMap::contains_key) and [`len`](SharedMap::len) take no lock: they
+/// read optimistically and read again if a change overlapped, so readers in many processes
+/// do not wait for one another, and see each change whole or not at all.
 ///
 /// A name `redis://HOST:PORT/NAME` puts the map on a Redis server instead, as a hash of
 /// encoded keys to encoded values, with the same methods ([`segment`](SharedMap::segment)
@@ -245,7 +248,7 @@ where
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
         let (payload, key_len) = self.encode_entry(key, value)?;
         match self.place.as_ref() {
-            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len)?),
+            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len, true)?),
             #[cfg(feature = "redis")]
             Place::Redis(map) => {
                 let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
@@ -254,7 +257,33 @@ where
         }
     }
 
+    /// Inserts `value` under `key` unless the key has a value already, in one atomic step;
+    /// returns the value the key had, or `None` if `value` was inserted. Python's
+    /// `dict.setdefault`, and the way for several processes to agree on one value for a key:
+    /// whichever inserts first, every caller gets that value back.
+    ///
+    /// # Errors
+    ///
+    /// As [`SharedMap::insert`]; a value found that is not a `V` is [`Error::Decode`] (the map
+    /// is unchanged).
+    pub fn insert_if_absent(&self, key: &K, value: &V) -> Result<Option<V>> {
+        let (payload, key_len) = self.encode_entry(key, value)?;
+        match self.place.as_ref() {
+            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len, false)?),
+            #[cfg(feature = "redis")]
+            Place::Redis(map) => {
+                let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
+                map.insert_if_absent(key, value)
+            }
+        }
+    }
+
     /// The value of `key`, if it has one.
+    ///
+    /// Read without the lock: a change made meanwhile by another thread or process makes it
+    /// read again (after a few overlapping changes it reads under the lock, so a stream of
+    /// writes cannot starve it), and a holder of the lock killed in the middle of a change is
+    /// recovered from as by a writer.
     ///
     /// # Errors
     ///

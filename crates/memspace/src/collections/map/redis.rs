@@ -26,6 +26,18 @@ return old
     )
 });
 
+/// `HSETNX` that returns the value the key has already, if any, atomically, unless the map was
+/// removed.
+static KEEP: LazyLock<Script> = LazyLock::new(|| {
+    checked_script(
+        r"
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if not old then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return old
+",
+    )
+});
+
 /// `HDEL` that returns the value it removed, atomically, unless the map was removed.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     checked_script(
@@ -85,6 +97,24 @@ impl RedisMap {
         let old = object.conn().write(object.name(), "inserting", |c| {
             object
                 .guarded(&REPLACE)
+                .key(self.object.items_key())
+                .arg(key)
+                .arg(value)
+                .invoke(c)
+        })?;
+        self.decode_value(key, old)
+    }
+
+    /// Stores `value` under `key` unless the key has a value; returns that value, decoded.
+    pub(super) fn insert_if_absent<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<T>> {
+        let object = &self.object;
+        let old = object.conn().write(object.name(), "inserting", |c| {
+            object
+                .guarded(&KEEP)
                 .key(self.object.items_key())
                 .arg(key)
                 .arg(value)

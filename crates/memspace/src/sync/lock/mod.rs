@@ -230,6 +230,7 @@ impl Lock {
     /// # Errors
     ///
     /// [`TryLockError::WouldBlock`] if it is held, otherwise as [`Lock::acquire`].
+    #[inline]
     pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
         self.acquire_held(Wait::Never)
     }
@@ -244,6 +245,7 @@ impl Lock {
         self.acquire_held(Wait::For(timeout))
     }
 
+    #[inline]
     fn acquire_held(&self, wait: Wait) -> Result<(), TryLockError<()>> {
         match self.place.as_ref() {
             // The raw guard is forgotten: the lock names the process, and `release` frees it.

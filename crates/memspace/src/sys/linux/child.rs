@@ -100,16 +100,16 @@ fn wait_child_inner(pid: u32, flags: c_int) -> io::Result<Option<ExitStatus>> {
     }
 }
 
-/// Reads what `fd` has (`at_most` bytes or more) onto the end of `into`; returns how many
-/// bytes came, 0 at end of file. The bytes go straight into the vector's spare room: a buffer
-/// on the stack would be written afresh after each fork, which costs the parent a page fault
-/// per page of it while a forked child shares the pages.
+/// Reads what `fd` has onto the end of `into`, into its spare room (made at least `room`
+/// bytes first); returns how many bytes came, 0 at end of file. A buffer on the stack instead
+/// would be written afresh after each fork, which costs the parent a page fault per page of
+/// it while a forked child shares the pages.
 pub(crate) fn read_appending(
     fd: BorrowedFd<'_>,
     into: &mut Vec<u8>,
-    at_most: usize,
+    room: usize,
 ) -> io::Result<usize> {
-    into.reserve(at_most);
+    into.reserve(room);
     loop {
         // `spare_capacity` adds what was read to the vector's length.
         match rustix::io::read(fd, rustix::buffer::spare_capacity(into)) {

@@ -262,9 +262,9 @@ fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
 /// The number of threads in the calling process.
 pub(crate) fn thread_count() -> usize {
     use std::os::unix::fs::MetadataExt;
-    // procfs counts a process's threads into the link count of its `task` directory (two
-    // links of its own, one a thread): one `statx`, where reading /proc/self/stat takes four
-    // system calls and makes the kernel format fifty fields.
+    // procfs gives a process's `task` directory a link count of 2 plus one per thread: one
+    // `statx`, where reading /proc/self/stat takes four system calls and makes the kernel
+    // format fifty fields.
     if let Ok(task) = std::fs::metadata("/proc/self/task")
         && let Some(threads) = task.nlink().checked_sub(2).filter(|&n| n > 0)
     {

@@ -21,8 +21,9 @@
 //!
 //! # Protocol: one store commits each change
 //!
-//! Every operation, readers included, holds the segment's robust lock. Each change becomes
-//! visible with one atomic store:
+//! Every change holds the segment's robust lock, and marks itself in `changes` (odd while it
+//! is under way: a sequence lock for readers, see below). Each change becomes visible with one
+//! atomic store:
 //!
 //! * **insert** writes the entry's record at `tail` (nothing points there), then stores its
 //!   offset into the slot: an empty slot or a tombstone for a new key (the slot's hash word is
@@ -47,6 +48,25 @@
 //! Growth, compaction and clear are in `space.rs`. The counts (`len`, `used`, `bytes`) and
 //! `tail` are updated after the commit; nothing reads them as truth without the lock but `len`
 //! and `verify` (`verify.rs`).
+//!
+//! # Readers: no lock, a sequence lock
+//!
+//! A lookup (`get`, and so `contains_key`) takes no lock. It loads `changes` (Acquire), and if
+//! it is even reads the `table` word, probes the slots and copies out the record of a slot
+//! whose hash matches, then loads `changes` again after an Acquire fence: it keeps what it
+//! found only if `changes` did not move; otherwise it reads again, as the list's readers do
+//! (`changes::read_stable`: spins, yields, naps; takes the lock if the holder died, which
+//! repairs the map, or after 32 reads overtaken by changes). A reading kept was made while no
+//! change was under way, so it is a map some writer committed whole.
+//!
+//! Everything read before the second load is untrusted until then: the `table` word is
+//! checked to lie in the data area (mapping growth another process made, in this process's
+//! reserved address range: addresses never move), a record offset and its length are checked
+//! against the committed size before a byte is copied, a length is trusted for an allocation
+//! only after `changes` was checked, a probe looks at `changes` every 64 slots and never goes
+//! past the table's capacity, and a checksum failure or any other error counts only if
+//! `changes` did not move. A reader thus never faults, never loops for ever, and never returns
+//! a value no writer committed.
 //!
 //! # Crash recovery
 //!
@@ -76,11 +96,13 @@
 //! (`clear`'s empty table at the start of the data area is written with atomic stores, and
 //! only when the committed table and every record lie past it.)
 //!
-//! One reader takes no lock: `verify`. Run in a process where another thread compacts or
-//! clears the same map, it can copy bytes of a record that became garbage while they are
-//! rewritten. That copy is a race on plain bytes, as in the queue's `verify`: its result is
-//! discarded, because `changes` moved meanwhile. (`memspace inspect` runs `verify` in a
-//! process of its own.)
+//! Two readers take no lock: `get` and `verify`. Run in a process where another thread
+//! compacts, clears or inserts into the same map, they can copy bytes of a record that became
+//! garbage while they are rewritten (a compaction's second copy, or a write past a `tail` a
+//! compaction lowered). That copy is a race on plain bytes, as in the list's readers and the
+//! queue's `verify`: its result is discarded, because `changes` moved meanwhile (every change
+//! makes `changes` odd and issues a release fence before it writes anything, so a reader that
+//! saw any byte it wrote sees the new `changes` after its acquire fence).
 
 #![allow(unsafe_code)]
 
@@ -93,7 +115,7 @@ mod verify;
 pub(crate) use self::verify::{len, verify};
 
 use self::table::{Table, hash};
-use crate::collections::changes::Change;
+use crate::collections::changes::{self, Change, Window};
 use crate::collections::record;
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
@@ -108,6 +130,8 @@ const SLOT_SIZE: u64 = 16;
 const TABLE_ALIGN: u64 = 64;
 const MIN_CAPACITY_LOG2: u64 = 4;
 const MAX_CAPACITY_LOG2: u64 = 40;
+/// How many slots a reader without the lock probes between two looks at `changes`.
+const PROBES_PER_LOOK: u64 = 64;
 /// Bytes before a record's key: the key's length.
 pub(super) const KEY_LENGTH: usize = 4;
 
@@ -343,34 +367,77 @@ impl<'a> Raw<'a> {
         Ok(Entry { payload, key_len })
     }
 
-    /// Looks `key` up in `table`.
-    fn find(self, table: Table, key: &[u8], hash: u64) -> Result<Probe> {
+    /// Copies out the entry whose record is at `at` for a reader without the lock: `None` if
+    /// `window` closed before its payload was allocated for (the record may be garbage, its
+    /// length anything up to the segment's size).
+    fn read_entry_in(self, window: &Window<'_>, at: u64) -> Result<Option<Entry>> {
+        record::payload_len(self.segment, at)?;
+        if !window.unchanged() {
+            return Ok(None);
+        }
+        self.read_entry(at).map(Some)
+    }
+
+    /// Looks `key` up in `table`, under the lock (`window` is `None`), or without it: then
+    /// `None` if `window` closed (what was read may be garbage).
+    fn find(
+        self,
+        table: Table,
+        key: &[u8],
+        hash: u64,
+        window: Option<&Window<'_>>,
+    ) -> Result<Option<Probe>> {
         let mut vacant = None;
         for probe in 0..table.capacity {
+            // A table read without the lock can be garbage: a long probe looks now and then
+            // whether it still reads the map.
+            if probe % PROBES_PER_LOOK == PROBES_PER_LOOK - 1
+                && window.is_some_and(|window| !window.unchanged())
+            {
+                return Ok(None);
+            }
             let index = table.home(hash.wrapping_add(probe));
             let [stored_hash, record] = self.slot(table, index)?;
             match record.load(Ordering::Acquire) {
                 EMPTY => {
-                    return Ok(Probe::Vacant {
+                    return Ok(Some(Probe::Vacant {
                         index: vacant.unwrap_or(index),
-                    });
+                    }));
                 }
                 TOMBSTONE => {
                     vacant.get_or_insert(index);
                 }
                 at => {
                     if stored_hash.load(Ordering::Relaxed) == hash {
-                        let entry = self.read_entry(at)?;
+                        let entry = match window {
+                            None => self.read_entry(at)?,
+                            Some(window) => match self.read_entry_in(window, at)? {
+                                Some(entry) => entry,
+                                None => return Ok(None),
+                            },
+                        };
                         if entry.key() == key {
-                            return Ok(Probe::Found { index, entry });
+                            return Ok(Some(Probe::Found { index, entry }));
                         }
                     }
                 }
             }
         }
         vacant
-            .map(|index| Probe::Vacant { index })
+            .map(|index| Some(Probe::Vacant { index }))
             .ok_or_else(|| self.corrupt("the map's table has no free slot".to_owned()))
+    }
+
+    /// Looks `key` up in `table`, under the lock.
+    fn find_locked(
+        self,
+        _held: &RawGuard<'_>,
+        table: Table,
+        key: &[u8],
+        hash: u64,
+    ) -> Result<Probe> {
+        self.find(table, key, hash, None)?
+            .ok_or_else(|| self.corrupt("it changed while its lock was held".to_owned()))
     }
 
     /// Writes `payload` as a record at `at` (or just after); returns its offset and its end.
@@ -381,14 +448,24 @@ impl<'a> Raw<'a> {
         unsafe { record::write(self.segment, held, at, payload) }
     }
 
-    /// Looks `key` up; returns its slot and entry.
+    /// Looks `key` up, without the lock (see "Readers" in the module docs); returns its slot
+    /// and entry.
     pub(super) fn get(self, key: &[u8]) -> Result<Option<(u64, Entry)>> {
-        let _held = self.lock()?;
-        let table = self.table()?;
-        let found = match self.find(table, key, hash(key))? {
-            Probe::Found { index, entry } => Some((index, entry)),
-            Probe::Vacant { .. } => None,
-        };
+        let hash = hash(key);
+        let found = changes::read_stable(
+            self.segment,
+            &self.area().changes,
+            || self.lock(),
+            |window| {
+                let table = self.table()?;
+                Ok(self
+                    .find(table, key, hash, Some(window))?
+                    .map(|probe| match probe {
+                        Probe::Found { index, entry } => Some((index, entry)),
+                        Probe::Vacant { .. } => None,
+                    }))
+            },
+        )?;
         // An absent key may only have looked absent: the table's page may have been lost to a
         // file shrunk during the lookup (read as zeros).
         self.segment.check_intact()?;
@@ -396,15 +473,25 @@ impl<'a> Raw<'a> {
     }
 
     /// Inserts the entry encoded in `payload` (key length, key, value); returns the slot and
-    /// entry it replaced.
-    pub(super) fn insert(self, payload: &[u8], key_len: usize) -> Result<Option<(u64, Entry)>> {
+    /// entry it replaced. With `replace` false, a key that has an entry keeps it, and that is
+    /// the slot and entry returned.
+    pub(super) fn insert(
+        self,
+        payload: &[u8],
+        key_len: usize,
+        replace: bool,
+    ) -> Result<Option<(u64, Entry)>> {
         let key = &payload[KEY_LENGTH..KEY_LENGTH + key_len];
         let hash = hash(key);
         let held = self.lock()?;
         let area = self.area();
+        // Begun before `tidy`, which may compact the map under lock-free readers.
         let _change = Change::begin(&area.changes, &held);
         let mut state = self.tidy(&held, self.state(&held)?)?;
-        let mut probe = self.find(state.table, key, hash)?;
+        let mut probe = self.find_locked(&held, state.table, key, hash)?;
+        if !replace && let Probe::Found { index, entry } = probe {
+            return Ok(Some((index, entry)));
+        }
         if let Probe::Vacant { index } = probe
             && self
                 .record_word(state.table, index)?
@@ -413,7 +500,7 @@ impl<'a> Raw<'a> {
             && (state.used + 1) * 10 > state.table.capacity * 7
         {
             state = self.regrow(&held, state)?;
-            probe = self.find(state.table, key, hash)?;
+            probe = self.find_locked(&held, state.table, key, hash)?;
         }
         let (at, end) = self.write_record(&held, state.tail, payload)?;
         self.keep_reserve(&held, end)?;
@@ -456,7 +543,7 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let _change = Change::begin(&area.changes, &held);
         let state = self.tidy(&held, self.state(&held)?)?;
-        let Probe::Found { index, entry } = self.find(state.table, key, hash)? else {
+        let Probe::Found { index, entry } = self.find_locked(&held, state.table, key, hash)? else {
             return Ok(None);
         };
         let table = state.table;
@@ -511,6 +598,7 @@ impl<'a> Raw<'a> {
                 entries.push((index, self.read_entry(at)?));
             }
         }
+        crate::failpoint::hit("map.listed");
         Ok(entries)
     }
 }

@@ -1,0 +1,108 @@
+//! The map's scenarios: lookups from one and from two processes, a lookup against
+//! `RwLock<HashMap>`'s from one thread, and inserts against `Mutex<HashMap>`'s.
+
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "counts become floating-point rates"
+)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::{Mutex as StdMutex, RwLock};
+use std::time::{Duration, Instant};
+
+use memspace::Barrier;
+use memspace::collections::SharedMap;
+use memspace::spawn::Process;
+
+use crate::measure::per_second;
+use crate::workloads::{START_TIMEOUT, wall_nanos};
+
+/// Keys in the map the lookups read (as in the criterion benchmark `map_u64`).
+pub(crate) const KEYS: u64 = 10_000;
+
+/// The key of the `i`th lookup: every key in turn, in a scattered order.
+fn key(i: u64) -> u64 {
+    i.wrapping_mul(7919) % KEYS
+}
+
+/// A map of [`KEYS`] keys, each its own value.
+fn filled() -> anyhow::Result<SharedMap<u64, u64>> {
+    let map = SharedMap::<u64, u64>::new()?;
+    for k in 0..KEYS {
+        map.insert(&k, &k)?;
+    }
+    Ok(map)
+}
+
+/// Waits for every reader to start, looks `n` keys up, and returns when it started and ended.
+fn look_up((map, n, ready): (SharedMap<u64, u64>, u64, Barrier)) -> (u64, u64) {
+    ready.wait_timeout(START_TIMEOUT).expect("start barrier");
+    let start = wall_nanos();
+    for i in 0..n {
+        let found = map.get(&key(i)).expect("get");
+        assert_eq!(found, Some(key(i)), "a lookup found the wrong value");
+    }
+    (start, wall_nanos())
+}
+
+/// `readers` processes each look `n` keys up in one map, timed from the first leaving a
+/// start barrier to the last ending: lookups per second, all processes together.
+pub(crate) fn get_processes(readers: u32, n: u64) -> anyhow::Result<f64> {
+    let map = filled()?;
+    let ready = Barrier::new(readers)?;
+    let mut children: Vec<_> = (0..readers)
+        .map(|_| Process::new(look_up, (map.clone(), n, ready.clone())))
+        .collect();
+    for child in &mut children {
+        child.start()?;
+    }
+    let mut spans = Vec::new();
+    for child in &mut children {
+        spans.push(child.join()?);
+    }
+    let first = spans.iter().map(|s| s.0).min().unwrap_or_default();
+    let last = spans.iter().map(|s| s.1).max().unwrap_or_default();
+    let elapsed = Duration::from_nanos(last.saturating_sub(first));
+    Ok(per_second((u64::from(readers) * n) as f64, elapsed))
+}
+
+/// `n` lookups in a `SharedMap` from this thread: lookups per second.
+pub(crate) fn get_one_thread(n: u64) -> anyhow::Result<f64> {
+    let map = filled()?;
+    let start = Instant::now();
+    for i in 0..n {
+        black_box(map.get(&key(i))?);
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+/// `n` lookups in an `RwLock<HashMap<u64, u64>>` from this thread, each under a read lock.
+pub(crate) fn rwlock_hash_map_get(n: u64) -> f64 {
+    let map = RwLock::new((0..KEYS).map(|k| (k, k)).collect::<HashMap<u64, u64>>());
+    let start = Instant::now();
+    for i in 0..n {
+        black_box(map.read().expect("rwlock").get(&key(i)).copied());
+    }
+    per_second(n as f64, start.elapsed())
+}
+
+/// `n` inserts (new keys, then replaced values) into a new `SharedMap` from this thread.
+pub(crate) fn insert_one_thread(n: u64) -> anyhow::Result<f64> {
+    let map = SharedMap::<u64, u64>::new()?;
+    let start = Instant::now();
+    for i in 0..n {
+        map.insert(&key(i), &i)?;
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+/// As [`insert_one_thread`], into a `Mutex<HashMap<u64, u64>>`.
+pub(crate) fn mutex_hash_map_insert(n: u64) -> f64 {
+    let map = StdMutex::new(HashMap::new());
+    let start = Instant::now();
+    for i in 0..n {
+        black_box(map.lock().expect("mutex").insert(key(i), i));
+    }
+    per_second(n as f64, start.elapsed())
+}

@@ -66,6 +66,9 @@ pub struct Options {
     /// Instead of the default run, compare shared memory with the Redis server at this URL
     /// (`redis://HOST:PORT`).
     pub redis: Option<String>,
+    /// With `redis`, also compare pushes to 30 objects from 6 threads on the Redis Cluster
+    /// this node (`redis://HOST:PORT`) belongs to with the same on the `redis` server.
+    pub redis_cluster: Option<String>,
     /// Instead of the default run, measure how long inserts take while a map grows to 10 M
     /// keys and a list to 100 M items, two processes inserting (p50, p99.9 and the longest);
     /// with `quick`, to 250 000 keys and 1 M items.
@@ -81,7 +84,12 @@ pub struct Options {
 /// Python script fails, the Redis server cannot be reached), or the chart cannot be written.
 pub fn run(options: &Options) -> anyhow::Result<()> {
     if let Some(url) = &options.redis {
-        return redis::run(url, options.quick, options.json);
+        return redis::run(
+            url,
+            options.redis_cluster.as_deref(),
+            options.quick,
+            options.json,
+        );
     }
     if options.growth {
         return growth::run(options.quick, options.json);

@@ -5,6 +5,11 @@
 //! Every scenario runs in one process, one call after another, so each Redis call costs at
 //! least one round trip to the server. The batched scenario appends 100 items per call: one
 //! `RPUSH` of 100 items, one round trip, which is what pipelining buys.
+//!
+//! With a Redis Cluster (`--redis-cluster`), one more row: [`SPREAD_THREADS`] threads push to
+//! [`SPREAD_OBJECTS`] lists, each thread to its own, on the cluster (whose masters serve a
+//! third of the lists each) and on the `--redis` server, side by side (`speedup` is then how
+//! many times faster the cluster is).
 
 #![allow(
     clippy::cast_precision_loss,
@@ -22,6 +27,11 @@ use crate::report::{self, Comparison};
 
 /// Items per call in the batched scenario.
 const BATCH: usize = 100;
+/// Lists of the spread scenario.
+const SPREAD_OBJECTS: usize = 30;
+/// Threads of the spread scenario, each pushing to `SPREAD_OBJECTS / SPREAD_THREADS` lists in
+/// turn.
+const SPREAD_THREADS: usize = 6;
 
 /// Sizes of the runs: shared memory is so much faster that it gets more operations, for a
 /// comparable measuring time.
@@ -84,6 +94,50 @@ fn put_get(queue: &Queue<i64>, n: u64) -> anyhow::Result<f64> {
     Ok(per_second(n as f64, start.elapsed()))
 }
 
+/// Pushes/s of [`SPREAD_THREADS`] threads pushing `n` items in all to [`SPREAD_OBJECTS`]
+/// lists on `backend`, each thread to its own lists in turn.
+fn push_spread(backend: &Backend, n: u64, cleanup: &mut Cleanup) -> anyhow::Result<f64> {
+    let base = format!("bench.{}.spread", std::process::id());
+    let mut lists = Vec::new();
+    for i in 0..SPREAD_OBJECTS {
+        let name = backend.locate(&format!("{base}.{i}"));
+        cleanup.0.push(name.clone());
+        lists.push(SharedList::<i64>::create(&name).with_context(|| format!("creating `{name}`"))?);
+    }
+    let per_thread = n / SPREAD_THREADS as u64;
+    let start = std::sync::Barrier::new(SPREAD_THREADS + 1);
+    let elapsed = std::thread::scope(|scope| -> anyhow::Result<std::time::Duration> {
+        let workers: Vec<_> = (0..SPREAD_THREADS)
+            .map(|t| {
+                let mine: Vec<&SharedList<i64>> =
+                    lists.iter().skip(t).step_by(SPREAD_THREADS).collect();
+                let start = &start;
+                scope.spawn(move || -> anyhow::Result<()> {
+                    start.wait();
+                    for i in 0..per_thread {
+                        let list = mine[usize::try_from(i).unwrap_or(0) % mine.len()];
+                        list.push(&i.cast_signed())
+                            .with_context(|| format!("pushing to `{}`", list.name()))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a pushing thread panicked"))??;
+        }
+        Ok(began.elapsed())
+    })?;
+    Ok(per_second(
+        (per_thread * SPREAD_THREADS as u64) as f64,
+        elapsed,
+    ))
+}
+
 /// The four scenarios on one backend: pushes/s, batched pushes/s, locks/s, put+get/s.
 fn measure(backend: &Backend, n: u64, cleanup: &mut Cleanup) -> anyhow::Result<[f64; 4]> {
     let base = format!("bench.{}", std::process::id());
@@ -113,7 +167,12 @@ fn measure(backend: &Backend, n: u64, cleanup: &mut Cleanup) -> anyhow::Result<[
 
 /// Runs the four scenarios on shared memory, then on the Redis server at `url`, and prints
 /// them side by side.
-pub(crate) fn run(url: &str, quick: bool, json: bool) -> anyhow::Result<()> {
+pub(crate) fn run(
+    url: &str,
+    cluster_url: Option<&str>,
+    quick: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let redis = Backend::redis(url).context("reading --redis")?;
     // The URL as shown: its password hidden.
     let url = match &redis {
@@ -147,17 +206,41 @@ pub(crate) fn run(url: &str, quick: bool, json: bool) -> anyhow::Result<()> {
         ("lock_uncontended", "redis_lock_lease", "lock+unlock/s"),
         ("queue_put_get", "redis_queue_put_get", "put+get/s"),
     ];
-    let comparisons: Vec<Comparison> = names
+    let mut comparisons: Vec<Comparison> = names
         .into_iter()
         .zip(shm.into_iter().zip(remote))
         .map(|(names, values)| Comparison::throughput(names, values))
         .collect();
+    if let Some(cluster_url) = cluster_url {
+        let cluster = Backend::redis(cluster_url).context("reading --redis-cluster")?;
+        eprintln!("{SPREAD_OBJECTS} lists from {SPREAD_THREADS} threads at {url} ...");
+        let one_server = push_spread(&redis, sizes.redis, &mut cleanup)?;
+        eprintln!(
+            "{SPREAD_OBJECTS} lists from {SPREAD_THREADS} threads on the cluster at {cluster_url} ..."
+        );
+        let on_cluster = push_spread(&cluster, sizes.redis, &mut cleanup)?;
+        comparisons.push(Comparison::throughput(
+            (
+                "cluster_push_30_lists",
+                "one_server_push_30_lists",
+                "pushes/s",
+            ),
+            (on_cluster, one_server),
+        ));
+    }
     report::print(&comparisons, &[], json)?;
     if !json {
         println!(
             "\nspeedup: how many times faster shared memory is than Redis at {url}; every Redis \
              call is at least one round trip, a batch of {BATCH} is one round trip"
         );
+        if let Some(cluster_url) = cluster_url {
+            println!(
+                "cluster_push_30_lists: how many times faster the Redis Cluster at {cluster_url} \
+                 takes pushes to {SPREAD_OBJECTS} lists from {SPREAD_THREADS} threads than the \
+                 one server at {url}"
+            );
+        }
     }
     Ok(())
 }

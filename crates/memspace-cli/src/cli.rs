@@ -513,6 +513,10 @@ pub(crate) struct BenchArgs {
     /// time and batched, lock, queue).
     #[arg(long, value_name = "redis://HOST:PORT")]
     pub(crate) redis: Option<String>,
+    /// With --redis, also push to 30 objects from 6 threads on the Redis Cluster this node
+    /// belongs to, against the same on the --redis server.
+    #[arg(long, value_name = "redis://HOST:PORT", requires = "redis")]
+    pub(crate) redis_cluster: Option<String>,
     /// Instead, measure insert latencies (p50, p99.9, longest) while two processes grow a map
     /// to 10 M keys and a list to 100 M items (with --quick: 250 000 keys, 1 M items).
     #[arg(long, conflicts_with = "redis")]

@@ -2,6 +2,7 @@
 //! `ls --redis`, `inspect`, `rm`, `lock`, `demo --mode redis` and `bench --redis`.
 
 use memspace_testkit::cli::{command, fail, memspace, stderr, stdout, succeed};
+use memspace_testkit::redis_cluster::RedisCluster;
 use memspace_testkit::redis_server::{RedisServer, ServerOptions, assert_hides_password};
 use serde_json::Value;
 
@@ -132,9 +133,18 @@ fn demo_mode_redis_shares_a_list_between_processes_and_cleans_up() {
 }
 
 #[test]
-fn bench_redis_reports_shared_memory_beside_redis_with_and_without_batching() {
+fn bench_redis_reports_shared_memory_beside_redis_with_and_without_batching_and_a_cluster() {
     let server = RedisServer::start();
-    let out = succeed(&["bench", "--redis", &server.url(), "--quick", "--json"]);
+    let cluster = RedisCluster::start();
+    let out = succeed(&[
+        "bench",
+        "--redis",
+        &server.url(),
+        "--redis-cluster",
+        &cluster.url(),
+        "--quick",
+        "--json",
+    ]);
     let rows: Value = serde_json::from_str(&out).expect("JSON");
     let rows = rows.as_array().expect("an array");
     let baselines: Vec<&str> = rows
@@ -147,7 +157,8 @@ fn bench_redis_reports_shared_memory_beside_redis_with_and_without_batching() {
             "redis_list_push",
             "redis_extend_100",
             "redis_lock_lease",
-            "redis_queue_put_get"
+            "redis_queue_put_get",
+            "one_server_push_30_lists"
         ]
     );
     // Speed is for the benchmark to show, not for a test to assert: the test checks that each
@@ -167,8 +178,25 @@ fn bench_redis_reports_shared_memory_beside_redis_with_and_without_batching() {
             "{row}"
         );
     }
-    let listed = succeed(&["ls", "--redis", &server.url()]);
-    assert!(listed.contains("no memspace objects"), "{listed}");
+    // The bench removes its objects, on every master too.
+    for url in [server.url(), cluster.url()] {
+        let listed = succeed(&["ls", "--redis", &url]);
+        assert!(listed.contains("no memspace objects"), "{url}: {listed}");
+    }
+}
+
+#[test]
+fn ls_redis_through_one_node_of_a_cluster_lists_the_objects_of_every_master() {
+    let cluster = RedisCluster::start();
+    for i in 0..30 {
+        succeed(&[
+            "list",
+            "create",
+            &cluster.nodes()[0].name(&format!("spread.{i}")),
+        ]);
+    }
+    let listed = succeed(&["ls", "--redis", &cluster.nodes()[1].url()]);
+    assert_eq!(listed.matches("spread.").count(), 30, "{listed}");
 }
 
 #[test]

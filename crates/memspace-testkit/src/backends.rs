@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use memspace::{Backend, Segment};
 
 use crate::names::unique_name;
+use crate::redis_cluster::RedisCluster;
 use crate::redis_server::RedisServer;
 
 /// Where a test's objects live, and the names it made (shared-memory ones are removed on drop;
@@ -15,6 +16,7 @@ use crate::redis_server::RedisServer;
 #[derive(Debug)]
 pub struct Fixture {
     redis: Option<RedisServer>,
+    cluster: Option<RedisCluster>,
     names: RefCell<Vec<String>>,
 }
 
@@ -23,6 +25,7 @@ impl Fixture {
     pub fn shared_memory() -> Self {
         Fixture {
             redis: None,
+            cluster: None,
             names: RefCell::default(),
         }
     }
@@ -31,6 +34,17 @@ impl Fixture {
     pub fn redis() -> Self {
         Fixture {
             redis: Some(RedisServer::start()),
+            cluster: None,
+            names: RefCell::default(),
+        }
+    }
+
+    /// Objects on a three-master Redis Cluster of their own, named through its first node:
+    /// most of them live on another node, which the first one redirects to.
+    pub fn redis_cluster() -> Self {
+        Fixture {
+            redis: None,
+            cluster: Some(RedisCluster::start()),
             names: RefCell::default(),
         }
     }
@@ -41,10 +55,12 @@ impl Fixture {
     ///
     /// If the test server's URL is refused.
     pub fn backend(&self) -> Backend {
-        match &self.redis {
-            None => Backend::SharedMemory,
-            Some(server) => Backend::redis(&server.url()).expect("the test server's URL"),
-        }
+        let url = match (&self.redis, &self.cluster) {
+            (Some(server), _) => server.url(),
+            (None, Some(cluster)) => cluster.url(),
+            (None, None) => return Backend::SharedMemory,
+        };
+        Backend::redis(&url).expect("the test server's URL")
     }
 
     /// A fresh object name in this fixture's backend.
@@ -56,13 +72,13 @@ impl Fixture {
 
     /// Whether the objects are on Redis.
     pub fn is_redis(&self) -> bool {
-        self.redis.is_some()
+        self.redis.is_some() || self.cluster.is_some()
     }
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        if self.redis.is_none() {
+        if !self.is_redis() {
             for name in self.names.borrow().iter() {
                 let _ = Segment::remove(name);
             }
@@ -92,6 +108,24 @@ macro_rules! on_both_backends {
                 fn $behaviour() {
                     let _watchdog = $crate::start_test();
                     super::$behaviour(&$crate::backends::Fixture::redis());
+                }
+            )*
+        }
+    };
+}
+
+/// Generates, for each behaviour (a function of `&Fixture`), one more test on a three-master
+/// Redis Cluster (`redis_cluster::BEHAVIOUR`), named through one node. Each starts as
+/// [`start_test`](crate::start_test) does.
+#[macro_export]
+macro_rules! on_a_redis_cluster_too {
+    ($($behaviour:ident),* $(,)?) => {
+        mod redis_cluster {
+            $(
+                #[test]
+                fn $behaviour() {
+                    let _watchdog = $crate::start_test();
+                    super::$behaviour(&$crate::backends::Fixture::redis_cluster());
                 }
             )*
         }

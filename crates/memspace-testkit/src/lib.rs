@@ -18,6 +18,7 @@
 //! | [`modes`] | one test per thread / fork / spawn mode ([`per_mode!`]) |
 //! | [`backends`] | one test per backend, shared memory and Redis ([`on_both_backends!`]) |
 //! | [`redis_server`] | a real `redis-server` per test |
+//! | [`redis_cluster`] | a real three-master Redis Cluster, and moving a slot by hand |
 //! | [`rng`] | a replayable random generator |
 //! | [`cli`] | running the `memspace` command |
 
@@ -33,6 +34,7 @@ pub mod flags;
 pub mod modes;
 pub mod names;
 pub mod procfs;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod rng;
 pub mod roles;

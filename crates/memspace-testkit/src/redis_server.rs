@@ -4,7 +4,9 @@
 //!
 //! [`RedisServer::start_with`] starts one as production servers are set up: a password
 //! (`requirepass`), ACL users, a unix socket, TLS only (with a CA, server and client
-//! certificates that `openssl` makes for it in its directory).
+//! certificates that `openssl` makes for it in its directory), and as the parts of a
+//! replicated deployment: a node of a Redis Cluster (see `redis_cluster`), a replica, a
+//! Redis Sentinel.
 //!
 //! A guardian shell kills the server if the test process disappears without dropping it (a
 //! watchdog abort, a SIGKILL), so no test leaves a server running. `scripts/test.sh` installs
@@ -48,6 +50,9 @@ pub fn start_test() -> (Watchdog, RedisServer) {
     (Watchdog::start(), RedisServer::start())
 }
 
+/// The configuration file of a server that runs as a sentinel, in its directory.
+const SENTINEL_CONFIG: &str = "sentinel.conf";
+
 /// How a test server is set up beyond the defaults (see [`RedisServer::start_with`]).
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -63,6 +68,27 @@ pub struct ServerOptions {
     pub tls: bool,
     /// With `tls`: refuse a client without a certificate signed by the test's CA.
     pub tls_client_certificates: bool,
+    /// What it is in a deployment: a server of its own, a cluster node, a replica, a sentinel.
+    pub role: Role,
+    /// The password a replica (or a cluster node's replica) or a sentinel logs in to its
+    /// primary with (`masterauth`, `sentinel auth-pass`).
+    pub primary_password: Option<String>,
+}
+
+/// What a test server is in a deployment ([`ServerOptions::role`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Role {
+    /// A server of its own.
+    #[default]
+    Server,
+    /// A node of a Redis Cluster (`--cluster-enabled yes`, a node timeout of 2 s, a cluster
+    /// bus on a free port of its own, kept across restarts); see `redis_cluster`.
+    ClusterNode,
+    /// A replica of the server on this loopback port (`--replicaof`).
+    ReplicaOf(u16),
+    /// A Redis Sentinel that monitors the primary on this loopback port under this service
+    /// name, with quorum 2, and deems it down after 1 s without an answer.
+    SentinelOf(u16, String),
 }
 
 /// A running `redis-server`, killed on drop.
@@ -71,6 +97,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     options: ServerOptions,
+    /// The cluster bus port of a cluster node.
+    cluster_port: Option<u16>,
     server: Option<Child>,
     guardian: Option<Child>,
 }
@@ -121,15 +149,36 @@ impl RedisServer {
         if options.tls {
             make_certificates(&dir);
         }
+        if let Role::SentinelOf(primary_port, service) = &options.role {
+            // A sentinel rewrites its configuration file: written once, kept across restarts.
+            std::fs::write(
+                dir.join(SENTINEL_CONFIG),
+                format!(
+                    "sentinel monitor {service} 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds {service} 1000\n\
+                     sentinel failover-timeout {service} 5000\n\
+                     sentinel parallel-syncs {service} 1\n{}",
+                    options
+                        .primary_password
+                        .as_ref()
+                        .map(|password| format!("sentinel auth-pass {service} {password}\n"))
+                        .unwrap_or_default()
+                ),
+            )
+            .expect("write the sentinel's configuration");
+        }
         let mut server = RedisServer {
             port: 0,
             dir,
             options,
+            cluster_port: None,
             server: None,
             guardian: None,
         };
         for _ in 0..5 {
             server.port = free_port();
+            // The bus port: PORT + 10000 could be taken, or past 65535.
+            server.cluster_port = (server.options.role == Role::ClusterNode).then(free_port);
             if server.launch() {
                 return server;
             }
@@ -140,11 +189,14 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 free ports; its log:\n{log}");
     }
 
-    /// Starts `redis-server` on this server's port and directory; whether it answers.
-    fn launch(&mut self) -> bool {
-        let log = self.dir.join("redis.log");
-        let logged_before = std::fs::read_to_string(&log).map_or(0, |text| text.len());
-        let mut command = Command::new("redis-server");
+    /// Adds the arguments `options` asks for to `command` (`redis-server`).
+    fn add_options(&self, command: &mut Command) {
+        if let Role::SentinelOf(..) = self.options.role {
+            // The configuration file comes first.
+            command
+                .arg(self.dir.join(SENTINEL_CONFIG))
+                .arg("--sentinel");
+        }
         command.args(["--bind", "127.0.0.1"]);
         if self.options.tls {
             let file = |name: &str| self.dir.join(name).display().to_string();
@@ -176,6 +228,33 @@ impl RedisServer {
                 .arg(self.socket())
                 .args(["--unixsocketperm", "700"]);
         }
+        if let Some(cluster_port) = self.cluster_port {
+            command
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", "2000"])
+                .args(["--cluster-port", &cluster_port.to_string()])
+                // A replica syncs at once, not 5 s after it asked.
+                .args(["--repl-diskless-sync-delay", "0"]);
+        }
+        match &self.options.role {
+            Role::Server | Role::ClusterNode => {}
+            Role::ReplicaOf(primary_port) => {
+                command.args(["--replicaof", "127.0.0.1", &primary_port.to_string()]);
+            }
+            Role::SentinelOf(..) => return,
+        }
+        if let Some(password) = &self.options.primary_password {
+            command.args(["--masterauth", password]);
+        }
+    }
+
+    /// Starts `redis-server` on this server's port and directory; whether it answers.
+    fn launch(&mut self) -> bool {
+        let log = self.dir.join("redis.log");
+        let logged_before = std::fs::read_to_string(&log).map_or(0, |text| text.len());
+        let mut command = Command::new("redis-server");
+        self.add_options(&mut command);
         let server = command
             .args([
                 "--save",
@@ -223,6 +302,8 @@ impl RedisServer {
                 text.get(logged_before..)
                     .is_some_and(|new| new.contains("Ready to accept connections"))
             });
+            // A sentinel logs no such line, and answers a plain PING.
+            let ready = ready || matches!(self.options.role, Role::SentinelOf(..));
             if ready && (self.options.tls || self.options.requirepass.is_some() || ping(self.port))
             {
                 return true;
@@ -264,6 +345,11 @@ impl RedisServer {
         self.port
     }
 
+    /// Whether it runs (it was not killed, or was restarted).
+    pub fn is_running(&self) -> bool {
+        self.server.is_some()
+    }
+
     /// The server's pid.
     ///
     /// # Panics
@@ -281,6 +367,37 @@ impl RedisServer {
     /// A fresh object name on this server: `redis://127.0.0.1:PORT/`[`unique_name`]`(tag)`.
     pub fn unique_name(&self, tag: &str) -> String {
         self.name(&unique_name(tag))
+    }
+
+    /// The directory it keeps its files in.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Runs `redis-cli` against this server with `args` and returns what it printed: for
+    /// answers of more than one line (`CLUSTER NODES`, `INFO`).
+    ///
+    /// # Panics
+    ///
+    /// If `redis-cli` cannot be run or fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        if let Some(password) = &self.options.requirepass {
+            // Kept off the command line, as `redis-cli` advises.
+            command.env("REDISCLI_AUTH", password);
+        }
+        let output = command
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli (installed with redis-server)");
+        assert!(
+            output.status.success(),
+            "redis-cli {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Sends one command to the server as a new client and returns the first line of its

@@ -31,6 +31,44 @@
 //!   on the guard is what a storage service must check.
 //! * **A queue cannot see a dead receiver**: an item in flight longer than the queue's lease
 //!   (30 s, `?lease_ms=N`) is delivered again.
+//! * **Redis Cluster** is detected, not configured: `redis://HOST:PORT/NAME` may name any
+//!   node, which redirects each object's commands to the master that serves it (`MOVED`, and
+//!   `ASK` or `TRYAGAIN` while its slot moves to another master; both are followed, and a write
+//!   is sent again only when the node said it did not carry it out). All keys of one object
+//!   share one hash slot, so each object lives on one master and its scripts and transactions
+//!   stay atomic; objects spread over the masters, and `memspace ls --redis` lists them all.
+//!   Every node is logged in to with the name's user, password and TLS settings. A cluster
+//!   has database 0 only: a name with another database is refused with
+//!   [`Error::RedisAuth`](crate::Error::RedisAuth) (`ClusterHasNoDatabase`).
+//!   A **failover** of a master (its replica promoted after it died) is followed: the next
+//!   connection goes to a node that redirects to the new master. Until the cluster has
+//!   promoted it, calls fail, with [`Error::RedisUnreachable`](crate::Error::RedisUnreachable)
+//!   or with the cluster's `CLUSTERDOWN` refusal ([`Error::Redis`](crate::Error::Redis),
+//!   nothing applied), and a push the old master acknowledged just before it died may be
+//!   missing (the last ones). What the lock guarantees on a cluster is what it guarantees on
+//!   the one master of its slot:
+//!   * its lease and its fencing counter live in one slot, so on one master at a time: taking
+//!     the lease, drawing the next token and releasing are each one atomic script there, and
+//!     tokens grow by one per acquisition;
+//!   * moving the slot to another master (a resharding) moves the lease with its expiry and
+//!     the counter with its value; while the keys are split between the two, taking the lock
+//!     is refused by the cluster (`TRYAGAIN`) and retried for up to two seconds, then fails
+//!     with [`LockError::Unavailable`](crate::sync::LockError::Unavailable): never taken twice;
+//!   * a failover is not covered: replication is asynchronous, so a replica promoted after its
+//!     master crashed may have missed the last acquisitions, and hand the lock to a second
+//!     holder **with a token already handed out**. The fencing token only grows as long as
+//!     every master that serves the slot received every earlier acquisition: no failover, or
+//!     one to a replica that was up to date (`WAIT`, `min-replicas-to-write`).
+//! * **Redis Sentinel**: `redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE/NAME`
+//!   puts the object on the primary the sentinels name for `SERVICE` (logged in to with the
+//!   user and password; the sentinels are asked without; database 0, no TLS), and each new connection asks them
+//!   again, so a failover is followed once the sentinels have promoted a replica (calls made
+//!   meanwhile fail as with a server that is down). Replication stays asynchronous: a push the
+//!   old primary acknowledged just before it died may be missing on the promoted replica (the
+//!   last ones, never one in between). The lock waits for a replica to confirm each
+//!   acquisition (`WAIT`) before it hands out its fencing token, and refuses to hand one out
+//!   unconfirmed ([`LockError::Unavailable`](crate::sync::LockError::Unavailable)), so tokens
+//!   keep growing across failovers; a primary without a connected replica cannot be locked.
 //!
 //! # Redis names
 //!
@@ -44,6 +82,7 @@
 //! | `rediss://app:s3cret@db.example.com:6380/jobs` | over TLS (the `redis-tls` feature) |
 //! | `unix:///run/redis/redis.sock?name=jobs` | through a unix socket |
 //! | `unix:///run/redis/redis.sock?name=jobs&db=2&user=app&pass=s3cret` | the same, database 2, as `app` |
+//! | `redis+sentinel://app:s3cret@10.0.0.5:26379,10.0.0.6:26379/mymaster/jobs` | on the primary the sentinels name for `mymaster`, as `app` |
 //!
 //! **Database or object?** After the host, the path is one segment, the object, or two, a
 //! database number (digits only) and then the object: `redis://h/7` is the object `7` in

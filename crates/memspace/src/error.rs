@@ -345,10 +345,28 @@ pub enum AuthProblem {
         /// The database number of the URL.
         db: u32,
     },
+    /// The server is a node of a Redis Cluster, which has database 0 only, and the URL names
+    /// another.
+    #[error(
+        "it is a node of a Redis Cluster, which has only database 0; drop the database {db} \
+         from the name (`redis://HOST:PORT/NAME`)"
+    )]
+    ClusterHasNoDatabase {
+        /// The database number of the URL.
+        db: u32,
+    },
 }
 
 /// Where `memspace` lists the objects that could have been meant by `name`.
 fn where_to_look(name: &SegmentName) -> String {
+    if name
+        .as_str()
+        .starts_with(crate::segment::REDIS_SENTINEL_PREFIX)
+    {
+        return "`memspace ls --redis redis://HOST:PORT` with the primary the sentinels name \
+                lists what is there"
+            .to_owned();
+    }
     match name.redis_server() {
         Some(server) => format!("`memspace ls --redis {server}` lists what is there"),
         None => "`memspace ls` lists segments".to_owned(),

@@ -46,6 +46,23 @@ memspace_testkit::on_both_backends!(
     batches_put_by_one_process_reach_another_exactly_once_and_in_order,
 );
 
+// Every kind, the lock, and processes sharing them, on a three-master Redis Cluster, every
+// name given through one node (most objects live on another, which it redirects to).
+memspace_testkit::on_a_redis_cluster_too!(
+    a_list_pushes_extends_and_reads_back_in_order,
+    names_are_created_once_opened_by_kind_and_removed,
+    a_map_inserts_replaces_removes_and_clears,
+    a_bounded_queue_is_fifo_and_refuses_past_its_capacity,
+    a_queue_item_put_back_or_dropped_is_delivered_again_and_acked_once,
+    a_receiver_waiting_in_one_thread_gets_what_other_threads_put_through_clones,
+    a_value_updates_atomically_and_checks_its_type,
+    an_event_is_set_cleared_and_waited_for,
+    a_lock_excludes_a_second_holder_until_released,
+    forked_processes_sharing_a_list_under_a_lock_see_every_item,
+    processes_updating_a_shared_value_lose_no_update,
+    a_queue_hands_each_item_to_exactly_one_of_several_processes,
+);
+
 // ---------------------------------------------------------------------------------------------
 // SharedList
 

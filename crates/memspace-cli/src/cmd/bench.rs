@@ -10,6 +10,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         plot: args.plot.clone(),
         no_python: args.no_python,
         redis: args.redis.clone(),
+        redis_cluster: args.redis_cluster.clone(),
         growth: args.growth,
     })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, OpenError, Result};
 use crate::handle::RedisEngine;
 use crate::redis::{Conn, Object, damage_text, deepest_cause, read_meta, refused};
-use crate::segment::{Kind, RedisServer, SegmentName};
+use crate::segment::{Endpoint, Kind, RedisServer, SegmentName};
 
 /// An object that `memspace ls --redis` lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,22 +132,9 @@ fn list_one(conn: &Conn, server: &RedisServer, object: &str) -> Result<Option<Li
     }
 }
 
-/// The memspace objects on the Redis server `url` (`redis://HOST:PORT[/DB]`, or another
-/// server URL: see [Redis names](crate::backend#redis-names)), by name. An object whose keys
-/// are damaged is listed with [`Listed::problem`] saying how; it does not stop the listing.
-///
-/// # Errors
-///
-/// [`Error::RedisUnreachable`] if the server cannot be reached;
-/// [`Error::RedisAuth`] if it refuses the login; [`OpenError::InvalidName`] if `url` is not a
-/// server URL (the error hides its password).
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
-    let server = crate::segment::server_of_url(url)?;
-    // Errors name the server: the URL as given, its password hidden.
-    let probe = SegmentName::server(&server);
-    let conn = Conn::new(&probe, &server)?;
-    let mut metas: Vec<Vec<u8>> = conn.read(&probe, "listing objects", |c| {
+/// The meta hash keys (`memspace:{NAME}`) on the server or cluster node `conn` talks to.
+fn scan_metas(conn: &Conn, probe: &SegmentName) -> Result<Vec<Vec<u8>>> {
+    conn.read(probe, "listing objects", |c| {
         let mut keys = Vec::new();
         let mut cursor = 0u64;
         loop {
@@ -164,10 +151,96 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
             }
             cursor = next;
         }
+    })
+}
+
+/// The servers that hold keys: `server` itself, or, if it is a node of a Redis Cluster
+/// (`cluster_enabled:1` in `INFO cluster`), every master that serves slots (`CLUSTER
+/// SLOTS`), each logged in to as `server` is.
+fn masters(conn: &Conn, probe: &SegmentName, server: &RedisServer) -> Result<Vec<RedisServer>> {
+    let info: String = conn.read(probe, "listing objects", |c| {
+        redis::cmd("INFO").arg("cluster").query(c)
     })?;
+    if !info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+        return Ok(vec![server.clone()]);
+    }
+    let slots: redis::Value = conn.read(probe, "listing the cluster's masters", |c| {
+        redis::cmd("CLUSTER").arg("SLOTS").query(c)
+    })?;
+    // [[first slot, last slot, [host, port, id, ...], replicas...], ...]; an empty host means
+    // the node that answered does not know its own address: the one we reached it by.
+    let seed_host = match &server.endpoint {
+        Endpoint::Tcp { host, .. } => host.as_str(),
+        Endpoint::Unix(_) => "127.0.0.1",
+    };
+    let mut masters: Vec<RedisServer> = Vec::new();
+    if let redis::Value::Array(ranges) = slots {
+        for range in ranges {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let Some(redis::Value::Array(master)) = parts.get(2) else {
+                continue;
+            };
+            let host = master
+                .first()
+                .and_then(|host| redis::from_redis_value_ref::<String>(host).ok())
+                .filter(|host| !host.is_empty() && host != "?")
+                .unwrap_or_else(|| seed_host.to_owned());
+            let Some(port) = master
+                .get(1)
+                .and_then(|port| redis::from_redis_value_ref::<u16>(port).ok())
+            else {
+                continue;
+            };
+            let node = crate::redis::at_node(server, &host, port);
+            if !masters.contains(&node) {
+                masters.push(node);
+            }
+        }
+    }
+    if masters.is_empty() {
+        // A cluster with no slots assigned holds no keys; scan the node itself anyway.
+        masters.push(server.clone());
+    }
+    Ok(masters)
+}
+
+/// The memspace objects on the Redis server `url` (`redis://HOST:PORT[/DB]`, or another
+/// server URL: see [Redis names](crate::backend#redis-names)), by name; if it is a node of a
+/// Redis Cluster, those on every master of the cluster (logged in to with the URL's
+/// credentials). An object whose keys are damaged is listed with [`Listed::problem`] saying
+/// how; it does not stop the listing.
+///
+/// # Errors
+///
+/// [`Error::RedisUnreachable`] if the server cannot be reached;
+/// [`Error::RedisAuth`] if it refuses the login; [`OpenError::InvalidName`] if `url` is not a
+/// server URL (the error hides its password).
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
+    let server = crate::segment::server_of_url(url)?;
+    // Errors name the server: the URL as given, its password hidden.
+    let probe = SegmentName::server(&server);
+    let conn = Conn::new(&probe, &server)?;
+    // On a cluster, each master holds the keys of its slots: every one is scanned, and its
+    // objects are read on it.
+    let mut nodes = Vec::new();
+    let mut metas = Vec::new();
+    for node in masters(&conn, &probe, &server)? {
+        let node_conn = Conn::new(&probe, &node)?;
+        metas.extend(
+            scan_metas(&node_conn, &probe)?
+                .into_iter()
+                .map(|meta| (meta, nodes.len())),
+        );
+        nodes.push(node_conn);
+    }
     metas.sort();
+    metas.dedup_by(|a, b| a.0 == b.0);
     let mut listed = Vec::new();
-    for meta in metas {
+    for (meta, node) in metas {
+        let conn = &nodes[node];
         let Some(object) = meta
             .strip_prefix(b"memspace:{")
             .and_then(|rest| rest.strip_suffix(b"}"))
@@ -175,7 +248,7 @@ pub fn list_objects(url: &str) -> Result<Vec<Listed>> {
             continue;
         };
         match std::str::from_utf8(object) {
-            Ok(object) => listed.extend(list_one(&conn, &server, object)?),
+            Ok(object) => listed.extend(list_one(conn, &server, object)?),
             Err(_) => listed.push(Listed {
                 name: server.locate(&String::from_utf8_lossy(object).escape_debug().to_string()),
                 kind: String::new(),

@@ -3,7 +3,9 @@
 //! removal) and the guard every write script runs behind ([`checked_script`]). It knows no
 //! kind: each kind's engine (`redis.rs` in the kind's folder) builds on it, and `inspect`
 //! lists, describes and removes objects with it. An object is selected by a
-//! `redis://HOST:PORT/NAME` name.
+//! `redis://HOST:PORT/NAME` name (a server, or any node of a Redis Cluster, which redirects to
+//! the master of the object's slot), or a `redis+sentinel://HOST:PORT,.../SERVICE/NAME` name
+//! (the primary that sentinels name): see `conn.rs`.
 //!
 //! # Keys
 //!
@@ -13,7 +15,7 @@
 //! `memspace:{NAME}:fence`, the fencing counter, which removing the lock keeps so that tokens never
 //! go back; a queue has `memspace:{NAME}:seq`. The braces are a Redis Cluster hash tag: all keys of
 //! one object live in one slot, so the scripts that touch several of them are valid on a cluster
-//! too.
+//! too, and run on the one master that serves the slot. No key lives outside an object's tag.
 //!
 //! Items are encoded as in shared memory (`MessagePack`, see `collections::codec`), so the CLI
 //! prints both backends' items alike.
@@ -41,8 +43,9 @@ mod object;
 mod script;
 mod target;
 
-pub(crate) use self::conn::Conn;
+pub(crate) use self::conn::{Conn, Link};
 pub(crate) use self::object::{FirstData, Init, Object, read_meta};
 pub(crate) use self::script::{
     CHECKED_SET, checked_script, damage_text, deepest_cause, guard_refusal, refused, refused_with,
 };
+pub(crate) use self::target::at_node;

@@ -221,7 +221,7 @@ impl Object {
         init: &Init<'_>,
     ) -> Result<Arc<Self>> {
         let at = location(name)?;
-        let conn = Conn::new(name, &at.server)?;
+        let conn = Conn::for_location(name, at)?;
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -282,7 +282,7 @@ impl Object {
     /// Opens `name` whatever it holds, and says what that is.
     pub(crate) fn open_any(name: &SegmentName) -> Result<(Arc<Self>, Kind)> {
         let at = location(name)?;
-        let conn = Conn::new(name, &at.server)?;
+        let conn = Conn::for_location(name, at)?;
         let meta = read_meta(&conn, name, &at.object)?;
         let kind = meta.kind;
         let object = Object::assemble(name, at, conn, meta);
@@ -485,7 +485,7 @@ impl Object {
     /// (all but a lock's fencing counter), without opening it.
     pub(crate) fn remove_named(name: &SegmentName) -> Result<()> {
         let at = location(name)?;
-        let conn = Conn::new(name, &at.server)?;
+        let conn = Conn::for_location(name, at)?;
         remove_keys(&conn, name, &at.object)
     }
 

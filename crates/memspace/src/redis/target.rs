@@ -37,6 +37,15 @@ fn connection_info(server: &RedisServer) -> ConnectionInfo {
         },
         Endpoint::Unix(path) => ConnectionAddr::Unix(path.clone()),
     };
+    // Infallible for a `ConnectionAddr`: it only wraps it.
+    let info = addr
+        .into_connection_info()
+        .expect("a ConnectionAddr converts to a ConnectionInfo");
+    info.set_redis_settings(login(server))
+}
+
+/// How the client logs in to `server`, wherever it is: the database, the user, the password.
+pub(crate) fn login(server: &RedisServer) -> RedisConnectionInfo {
     let mut redis = RedisConnectionInfo::default().set_db(i64::from(server.db));
     if let Some(user) = &server.user {
         redis = redis.set_username(user);
@@ -44,11 +53,25 @@ fn connection_info(server: &RedisServer) -> ConnectionInfo {
     if let Some(password) = &server.password {
         redis = redis.set_password(password.expose());
     }
-    // Infallible for a `ConnectionAddr`: it only wraps it.
-    let info = addr
-        .into_connection_info()
-        .expect("a ConnectionAddr converts to a ConnectionInfo");
-    info.set_redis_settings(redis)
+    redis
+}
+
+/// `server` as reached at `HOST:PORT` instead, a node of its Redis Cluster that a redirection
+/// named: the same database, user, password and TLS (a node reached over a unix socket
+/// redirects to plain TCP ones).
+pub(crate) fn at_node(server: &RedisServer, host: &str, port: u16) -> RedisServer {
+    let tls = matches!(server.endpoint, Endpoint::Tcp { tls: true, .. });
+    RedisServer {
+        endpoint: Endpoint::Tcp {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            tls,
+        },
+        ..server.clone()
+    }
 }
 
 /// A client for `server`, the server of `name`.

@@ -73,7 +73,9 @@ pub use self::options::SegmentOptions;
 pub(crate) use self::raw_mutex::{LockSlot, RawFailure, RawGuard, Recovery};
 #[cfg(feature = "redis")]
 pub(crate) use self::redis_name::{Endpoint, RedisLocation, RedisServer};
-pub use self::redis_name::{PASSWORD_ENV, REDIS_PREFIX, REDIS_TLS_PREFIX, REDIS_UNIX_PREFIX};
+pub use self::redis_name::{
+    PASSWORD_ENV, REDIS_PREFIX, REDIS_SENTINEL_PREFIX, REDIS_TLS_PREFIX, REDIS_UNIX_PREFIX,
+};
 pub(crate) use self::redis_name::{encoding_for_own_process, opening_received_name};
 pub use self::report::Report;
 pub use self::users::User;

@@ -156,6 +156,7 @@ impl SegmentName {
                 object: String::new(),
                 lease_ms: None,
                 written: None,
+                sentinels: None,
             })),
         }
     }
@@ -428,6 +429,51 @@ mod tests {
             "unix:///run/redis.sock",
             "unix:///run/redis.sock?name=x&name=y",
             "unix:///run/redis.sock?name=x&color=red",
+        ]);
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn sentinel_names_name_sentinels_a_service_and_an_object() {
+        let name = SegmentName::new(
+            "redis+sentinel://127.0.0.1:26379,h2:26380/mymaster/jobs?lease_ms=500",
+        )
+        .unwrap();
+        assert!(name.is_redis());
+        let at = name.redis_location().unwrap();
+        let sentinels = at.sentinels.as_ref().unwrap();
+        assert_eq!(
+            sentinels.nodes,
+            [("127.0.0.1".to_owned(), 26379), ("h2".to_owned(), 26380)]
+        );
+        assert_eq!(sentinels.service, "mymaster");
+        assert_eq!((at.object.as_str(), at.lease_ms), ("jobs", Some(500)));
+        assert_eq!(at.server.db, 0);
+        assert_eq!(
+            name.redis_server(),
+            Some("redis+sentinel://127.0.0.1:26379,h2:26380/mymaster")
+        );
+        // Credentials are the primary's, shown hidden.
+        let with_login =
+            SegmentName::new("redis+sentinel://app:s3cret@127.0.0.1:26379/mymaster/jobs").unwrap();
+        assert_eq!(
+            with_login.as_str(),
+            "redis+sentinel://app:***@127.0.0.1:26379/mymaster/jobs"
+        );
+        let server = &with_login.redis_location().unwrap().server;
+        assert_eq!(server.user.as_deref(), Some("app"));
+        assert_eq!(
+            server.password.as_ref().map(redis_name::Secret::expose),
+            Some("s3cret")
+        );
+        assert!(!format!("{with_login:?}").contains("s3cret"));
+        assert_all_invalid(&[
+            "redis+sentinel://127.0.0.1:26379/jobs",
+            "redis+sentinel://127.0.0.1:26379/mymaster/",
+            "redis+sentinel://127.0.0.1:26379,/mymaster/jobs",
+            "redis+sentinel://127.0.0.1/mymaster/jobs",
+            "redis+sentinel://127.0.0.1:26379/my/master/jobs",
+            "redis+sentinel://127.0.0.1:26379/2/mymaster/jobs",
         ]);
     }
 

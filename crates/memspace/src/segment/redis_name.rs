@@ -14,6 +14,10 @@
 //! * `unix:///PATH/redis.sock?name=NAME[&db=DB][&user=USER][&pass=PASSWORD]`: a server on a
 //!   unix socket; the object and the rest are query parameters, as `redis-rs` spells them for
 //!   this form.
+//! * `redis+sentinel://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]/SERVICE/NAME`: the object
+//!   `NAME` on the primary that the Redis Sentinels at `HOST:PORT,...` name for `SERVICE`,
+//!   logged in there as `USER` with `PASSWORD` (the sentinels themselves are asked without
+//!   credentials). Such a name has neither a database (the primary's database 0) nor TLS.
 //!
 //! A user name or password holding `:`, `@`, `/`, `?`, `&`, `#` or `%` is percent-encoded
 //! (`p%40ss` for `p@ss`), as in any URL.
@@ -42,6 +46,10 @@ pub const REDIS_PREFIX: &str = "redis://";
 pub const REDIS_TLS_PREFIX: &str = "rediss://";
 /// The prefix of a Redis name on a unix socket: `unix:///run/redis/redis.sock?name=jobs`.
 pub const REDIS_UNIX_PREFIX: &str = "unix://";
+/// The prefix of a name on the primary that a group of Redis Sentinels names, following it
+/// through failovers: `redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/jobs` (the
+/// sentinels, the service name they monitor, the object).
+pub const REDIS_SENTINEL_PREFIX: &str = "redis+sentinel://";
 /// The environment variable that gives the password of a Redis URL that holds none (as
 /// `REDISCLI_AUTH` does for `redis-cli`), so that it need not be on a command line.
 pub const PASSWORD_ENV: &str = "MEMSPACE_REDIS_PASSWORD";
@@ -56,9 +64,14 @@ const MIN_LEASE_MS: u64 = 100;
 
 /// Whether `name` starts like a Redis name or server URL.
 pub(crate) fn is_redis_url(name: &str) -> bool {
-    [REDIS_PREFIX, REDIS_TLS_PREFIX, REDIS_UNIX_PREFIX]
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
+    [
+        REDIS_PREFIX,
+        REDIS_TLS_PREFIX,
+        REDIS_UNIX_PREFIX,
+        REDIS_SENTINEL_PREFIX,
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
 }
 
 /// A password: shown as `***` by `Debug`, and without `Display`.
@@ -140,6 +153,20 @@ pub(crate) struct RedisLocation {
     /// The name as written, password and all, when it held one: what a handle sends to a
     /// child over their private pipe.
     pub(crate) written: Option<Secret>,
+    /// For a `redis+sentinel://` name: the sentinels that name the primary, which `server`'s
+    /// user, password and database log in to (its endpoint is the first sentinel's).
+    pub(crate) sentinels: Option<Sentinels>,
+}
+
+/// The sentinels of a `redis+sentinel://` name and the service they monitor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Sentinels {
+    /// `HOST` and `PORT` of each sentinel, as written (an IPv6 address without brackets).
+    pub(crate) nodes: Vec<(String, u16)>,
+    /// The name of the primary they monitor.
+    pub(crate) service: String,
+    /// `HOST:PORT,HOST:PORT...`, for messages.
+    pub(crate) shown: String,
 }
 
 /// A parsed Redis name: its location, and the text it is shown as.
@@ -150,7 +177,12 @@ pub(crate) struct Parsed {
 
 /// Parses the Redis name `name` (see the module docs).
 pub(crate) fn parse_name(name: &str) -> Result<Parsed, &'static str> {
-    let parts = split(name)?;
+    let (parts, sentinels) = if name.starts_with(REDIS_SENTINEL_PREFIX) {
+        let (parts, sentinels) = split_sentinel(name)?;
+        (parts, Some(sentinels))
+    } else {
+        (split(name)?, None)
+    };
     let object = parts.object.clone().ok_or(NAME_MISSING)?;
     super::name::check_flat(&object)?;
     let server = parts.server()?;
@@ -171,6 +203,7 @@ pub(crate) fn parse_name(name: &str) -> Result<Parsed, &'static str> {
             object,
             lease_ms: parts.lease_ms,
             written,
+            sentinels,
         },
         shown: parts.shown,
     })
@@ -249,31 +282,7 @@ fn split(url: &str) -> Result<Parts<'_>, &'static str> {
         tls,
         ..Parts::default()
     };
-    // A password may hold any character, even unencoded: the credentials end at the last `@`
-    // (a host, a database and an object name hold none).
-    let (credentials, rest) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let shown_credentials = match credentials {
-        None => String::new(),
-        Some(credentials) => {
-            let (user, password) = match credentials.split_once(':') {
-                Some((user, password)) => (user, Some(password)),
-                None => (credentials, None),
-            };
-            if !user.is_empty() {
-                parts.user = Some(decode(user)?);
-            }
-            match password {
-                Some(password) => {
-                    parts.set_password(password)?;
-                    format!("{user}:{HIDDEN}@")
-                }
-                None => format!("{user}@"),
-            }
-        }
-    };
+    let (shown_credentials, rest) = parts.take_credentials(rest)?;
     let (rest, query) = match rest.split_once('?') {
         Some((rest, query)) => (rest, Some(query)),
         None => (rest, None),
@@ -311,6 +320,61 @@ fn split(url: &str) -> Result<Parts<'_>, &'static str> {
         None => format!("{scheme}{shown_credentials}{rest}"),
     };
     Ok(parts)
+}
+
+/// What a Redis Sentinel name looks like.
+const SENTINEL_NAME: &str = "a Redis Sentinel name is `redis+sentinel://[USER:PASSWORD@]HOST:PORT\
+     [,HOST:PORT...]/SERVICE/NAME`: the sentinels, the name of the primary they monitor, the \
+     object (on database 0, without TLS)";
+
+/// Splits a `redis+sentinel://` name: the credentials (for the primary), the sentinels, the
+/// service, the object and the lease.
+fn split_sentinel(url: &str) -> Result<(Parts<'_>, Sentinels), &'static str> {
+    let rest = url
+        .strip_prefix(REDIS_SENTINEL_PREFIX)
+        .ok_or(SENTINEL_NAME)?;
+    let mut parts = Parts {
+        scheme: REDIS_SENTINEL_PREFIX,
+        ..Parts::default()
+    };
+    let (shown_credentials, rest) = parts.take_credentials(rest)?;
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let (listed, path) = rest.split_once('/').ok_or(SENTINEL_NAME)?;
+    let (service, object) = path.split_once('/').ok_or(SENTINEL_NAME)?;
+    super::name::check_flat(service)
+        .map_err(|_| "the service name of a Redis Sentinel name is not a flat name")?;
+    let mut nodes = Vec::new();
+    for (index, sentinel) in listed.split(',').enumerate() {
+        let (host, port_text) = split_host(sentinel)?;
+        let port = port_text
+            .and_then(|port| port.parse::<u16>().ok())
+            .filter(|port| *port != 0)
+            .ok_or("each sentinel of a Redis Sentinel name is `HOST:PORT`, PORT from 1 to 65535")?;
+        if index == 0 {
+            // The password `***` stands for is looked up by the first sentinel.
+            (parts.host, parts.port) = (host, port_text);
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        nodes.push((host.to_owned(), port));
+    }
+    parts.path = vec![service, object];
+    parts.object = Some(object.to_owned());
+    if let Some(query) = query {
+        parts.lease_ms = Some(parse_lease(query)?);
+    }
+    parts.shown = match query {
+        Some(query) => format!("{REDIS_SENTINEL_PREFIX}{shown_credentials}{rest}?{query}"),
+        None => format!("{REDIS_SENTINEL_PREFIX}{shown_credentials}{rest}"),
+    };
+    let sentinels = Sentinels {
+        nodes,
+        service: service.to_owned(),
+        shown: listed.to_owned(),
+    };
+    Ok((parts, sentinels))
 }
 
 /// Splits the part after `unix://`: `/PATH?QUERY`.
@@ -351,6 +415,32 @@ const UNIX_QUERY: &str = "a Redis unix socket name is `unix:///PATH?name=NAME`, 
      `&db=N`, `&user=USER`, `&pass=PASSWORD` and `&lease_ms=N`, each once";
 
 impl Parts<'_> {
+    /// Takes the `USER[:PASSWORD]@` at the start of `rest` (the part after the scheme):
+    /// returns them as shown (the password hidden) and what follows them.
+    fn take_credentials<'r>(&mut self, rest: &'r str) -> Result<(String, &'r str), &'static str> {
+        // A password may hold any character, even unencoded: the credentials end at the last
+        // `@` (a host, a database and an object name hold none).
+        let Some(at) = rest.rfind('@') else {
+            return Ok((String::new(), rest));
+        };
+        let (credentials, rest) = (&rest[..at], &rest[at + 1..]);
+        let (user, password) = match credentials.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (credentials, None),
+        };
+        if !user.is_empty() {
+            self.user = Some(decode(user)?);
+        }
+        let shown = match password {
+            Some(password) => {
+                self.set_password(password)?;
+                format!("{user}:{HIDDEN}@")
+            }
+            None => format!("{user}@"),
+        };
+        Ok((shown, rest))
+    }
+
     /// Records the password written as `written` (percent-encoded): `***` asks for the one
     /// this process remembers.
     fn set_password(&mut self, written: &str) -> Result<(), &'static str> {

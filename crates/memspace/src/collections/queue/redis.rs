@@ -375,7 +375,7 @@ impl RedisQueue {
         args: impl Fn(&mut ScriptInvocation<'_>),
     ) -> Result<V> {
         let object = &self.object;
-        let run = |c: &mut redis::Connection| {
+        let run = |c: &mut crate::redis::Link| {
             let mut invocation = object.guarded(script);
             invocation.key(&self.items).arg(GROUP);
             args(&mut invocation);

@@ -92,7 +92,7 @@ impl RedisValue {
     /// One attempt of [`RedisValue::update`], under the `WATCH` of the value and its meta hash.
     fn attempt(
         &self,
-        c: &mut redis::Connection,
+        c: &mut crate::redis::Link,
         change: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> redis::RedisResult<Attempt> {
         let object = &self.object;

@@ -14,6 +14,14 @@
 //!   the next holder's lease. If the lease was gone, the release reports
 //!   [`LeaseError::Lost`].
 //!
+//! * **Behind Redis Sentinel** (a `redis+sentinel://` name), an acquisition also waits for
+//!   a replica to confirm it (`WAIT 1`, a quarter of the lease, at most a second) before its
+//!   token is handed out; unconfirmed, the lease is given back and the locker fails with
+//!   [`LockError::Unavailable`]. Sentinel promotes the replica that has replicated the most,
+//!   so after a failover of the primary the fencing counter is at least at every token handed
+//!   out, and tokens keep growing. (The lease itself may still be missing on the promoted
+//!   replica if a renewal was lost; the token is what stays ordered.)
+//!
 //! What this does *not* give: mutual exclusion is only as good as the lease. A holder paused
 //! for longer than its lease (a stopped process, a long GC-like stall, a partition from
 //! Redis) loses the lock while it still runs, and a Redis failover with asynchronous
@@ -285,18 +293,47 @@ impl RedisLock {
         );
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let object = &self.object;
-        let reply: redis::Value = object
+        // Behind sentinels, a replica confirms the acquisition before its token is handed out
+        // (see the module docs); it has a quarter of the lease, up to a second, to do so.
+        let replica_wait_ms = (lease_ms / 4).clamp(10, 1000);
+        let (reply, confirmed): (redis::Value, bool) = object
             .conn()
             .write(object.name(), "acquiring", |c| {
-                object
+                let reply: redis::Value = object
                     .guarded(&ACQUIRE)
                     .key(&self.lease_key)
                     .key(&self.fence_key)
                     .arg(&owner)
                     .arg(lease_ms)
-                    .invoke(c)
+                    .invoke(c)?;
+                if !matches!(reply, redis::Value::Int(_)) || !object.conn().is_replicated() {
+                    return Ok((reply, true));
+                }
+                let replicas: i64 = redis::cmd("WAIT").arg(1).arg(replica_wait_ms).query(c)?;
+                Ok((reply, replicas >= 1))
             })
             .map_err(|err| self.unavailable(err))?;
+        if let (redis::Value::Int(token), false) = (&reply, confirmed) {
+            // Unconfirmed, the token could be handed out again after a failover: the lease is
+            // given back (if that fails too, it expires) and the token never used.
+            let _: Result<u64> = object.conn().read(object.name(), "releasing", |c| {
+                RELEASE
+                    .key(&self.lease_key)
+                    .key(&self.fence_key)
+                    .arg(format!("{owner}:{token}"))
+                    .arg(*token)
+                    .invoke(c)
+            });
+            return Err(LockError::Unavailable {
+                name: object.name().clone(),
+                detail: format!(
+                    "no replica confirmed taking the lease within {replica_wait_ms} ms, so a \
+                     failover could hand its fencing token {token} out again; the lease was \
+                     given back: try again once the primary's replicas are connected"
+                ),
+                source: None,
+            });
+        }
         let token = match reply {
             redis::Value::Nil => return Ok(Attempt::Busy),
             redis::Value::Int(token) => token.cast_unsigned(),
@@ -371,7 +408,9 @@ impl RedisLock {
             object
                 .conn()
                 .read(object.name(), "reading the holder", |c| {
+                    // A transaction: after an `ASK`, `ASKING` before it covers both commands.
                     redis::pipe()
+                        .atomic()
                         .cmd("TYPE")
                         .arg(&self.lease_key)
                         .cmd("PTTL")

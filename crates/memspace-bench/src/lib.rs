@@ -29,9 +29,9 @@
 mod chart;
 mod fork;
 mod growth;
-mod map;
 #[cfg(feature = "ipc-baselines")]
 mod ipc;
+mod map;
 mod measure;
 mod progress;
 mod python;

@@ -64,49 +64,51 @@ pub(crate) struct ThreadStamp {
     pub(crate) pid_namespace: u64,
 }
 
-/// A stamp cached by each thread for one fork generation: a forked child, whose ids differ,
-/// takes its own.
-struct CachedStamp(std::cell::Cell<(u32, ThreadStamp)>);
+/// A stamp cached by each thread for one fork generation (tid 0: none yet): a forked child,
+/// whose ids differ, takes its own.
+type CachedStamp = std::cell::Cell<(u32, ThreadStamp)>;
 
-impl CachedStamp {
-    /// Nothing cached yet (tid 0).
-    const fn empty() -> Self {
-        CachedStamp(std::cell::Cell::new((
-            0,
-            ThreadStamp {
-                tid: 0,
-                start: 0,
-                pid_namespace: 0,
-            },
-        )))
-    }
-
-    /// The cached stamp, or the one `take` gives for this generation, cached.
-    #[inline]
-    fn get_or(&self, take: fn() -> ThreadStamp) -> ThreadStamp {
-        let generation = FORK_GENERATION.load(Ordering::Relaxed);
-        let (cached_generation, stamp) = self.0.get();
-        if stamp.tid != 0 && cached_generation == generation {
-            return stamp;
-        }
-        let stamp = take();
-        self.0.set((generation, stamp));
-        stamp
-    }
-}
+const NO_STAMP: (u32, ThreadStamp) = (
+    0,
+    ThreadStamp {
+        tid: 0,
+        start: 0,
+        pid_namespace: 0,
+    },
+);
 
 thread_local! {
     /// The calling thread's stamp.
-    static THIS_THREAD: CachedStamp = const { CachedStamp::empty() };
+    static THIS_THREAD: CachedStamp = const { std::cell::Cell::new(NO_STAMP) };
     /// The calling process's stamp, as this thread took it.
-    static THIS_PROCESS: CachedStamp = const { CachedStamp::empty() };
+    static THIS_PROCESS: CachedStamp = const { std::cell::Cell::new(NO_STAMP) };
+}
+
+/// The stamp `cache` holds for this fork generation, or the one `take` gives, cached.
+#[allow(
+    clippy::inline_always,
+    reason = "on every lock's fast path, which must stay a thread-local read"
+)]
+#[inline(always)]
+fn cached(
+    cache: &'static std::thread::LocalKey<CachedStamp>,
+    take: impl FnOnce() -> ThreadStamp,
+) -> ThreadStamp {
+    let generation = FORK_GENERATION.load(Ordering::Relaxed);
+    let (cached_generation, stamp) = cache.get();
+    if stamp.tid != 0 && cached_generation == generation {
+        return stamp;
+    }
+    let stamp = take();
+    cache.set((generation, stamp));
+    stamp
 }
 
 /// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread
 /// asks (and again after a fork), a thread-local read after that.
 #[inline]
 pub(crate) fn this_thread() -> ThreadStamp {
-    THIS_THREAD.with(|cached| cached.get_or(stamp_this_thread))
+    cached(&THIS_THREAD, stamp_this_thread)
 }
 
 #[cold]
@@ -132,7 +134,7 @@ fn stamp_this_thread() -> ThreadStamp {
 /// (and again after a fork), a thread-local read after that.
 #[inline]
 pub(crate) fn this_process() -> ThreadStamp {
-    THIS_PROCESS.with(|cached| cached.get_or(stamp_this_process))
+    cached(&THIS_PROCESS, stamp_this_process)
 }
 
 #[cold]

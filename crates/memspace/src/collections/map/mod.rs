@@ -246,15 +246,7 @@ where
     /// if the segment was damaged. On Redis, [`OpenError::NotFound`] if the map was removed
     /// (nothing is written), or [`Error::RedisUnreachable`].
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
-        let (payload, key_len) = self.encode_entry(key, value)?;
-        match self.place.as_ref() {
-            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len, true)?),
-            #[cfg(feature = "redis")]
-            Place::Redis(map) => {
-                let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
-                map.insert(key, value)
-            }
-        }
+        self.store(key, value, true)
     }
 
     /// Inserts `value` under `key` unless the key has a value already, in one atomic step;
@@ -267,13 +259,21 @@ where
     /// As [`SharedMap::insert`]; a value found that is not a `V` is [`Error::Decode`] (the map
     /// is unchanged).
     pub fn insert_if_absent(&self, key: &K, value: &V) -> Result<Option<V>> {
+        self.store(key, value, false)
+    }
+
+    /// [`insert`](Self::insert) with `replace`, [`insert_if_absent`](Self::insert_if_absent)
+    /// without.
+    fn store(&self, key: &K, value: &V, replace: bool) -> Result<Option<V>> {
         let (payload, key_len) = self.encode_entry(key, value)?;
         match self.place.as_ref() {
-            Place::Shm(segment) => self.value_of(Raw { segment }.insert(&payload, key_len, false)?),
+            Place::Shm(segment) => {
+                self.value_of(Raw { segment }.insert(&payload, key_len, replace)?)
+            }
             #[cfg(feature = "redis")]
             Place::Redis(map) => {
                 let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
-                map.insert_if_absent(key, value)
+                map.insert(key, value, replace)
             }
         }
     }

@@ -87,34 +87,19 @@ impl RedisMap {
             })
     }
 
-    /// Stores `value` under `key`; returns the value it replaced, decoded.
+    /// Stores `value` under `key` (with `replace`, over the value it has; without, only if
+    /// it has none); returns the value the key had, decoded.
     pub(super) fn insert<T: DeserializeOwned>(
         &self,
         key: &[u8],
         value: &[u8],
+        replace: bool,
     ) -> Result<Option<T>> {
         let object = &self.object;
+        let script: &Script = if replace { &REPLACE } else { &KEEP };
         let old = object.conn().write(object.name(), "inserting", |c| {
             object
-                .guarded(&REPLACE)
-                .key(self.object.items_key())
-                .arg(key)
-                .arg(value)
-                .invoke(c)
-        })?;
-        self.decode_value(key, old)
-    }
-
-    /// Stores `value` under `key` unless the key has a value; returns that value, decoded.
-    pub(super) fn insert_if_absent<T: DeserializeOwned>(
-        &self,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<Option<T>> {
-        let object = &self.object;
-        let old = object.conn().write(object.name(), "inserting", |c| {
-            object
-                .guarded(&KEEP)
+                .guarded(script)
                 .key(self.object.items_key())
                 .arg(key)
                 .arg(value)

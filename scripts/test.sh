@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it and as `.ci/run` runs it after its lint steps.
-# It installs what it needs (cargo-nextest, Debian's redis-server for the Redis backend's tests)
-# and fails if a test leaves a segment in /dev/shm or a test redis-server running.
+# It installs what it needs (cargo-nextest; Debian's redis-server, openssl and python3-venv;
+# maturin, pytest and numpy in a venv) and fails if a test leaves a segment in /dev/shm or a
+# test redis-server running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,29 +11,26 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# The Redis backend's tests start their own redis-server on a free loopback port.
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "installing redis-server (the Redis backend's tests run against a real server)"
+# Installs the Debian package $1, which the tests need for $2.
+install_debian_package() {
+  echo "installing $1 ($2)"
   if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"
   elif command -v sudo >/dev/null 2>&1; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"
   else
-    echo "redis-server is missing and this user cannot install it: run \`apt-get install redis-server\` as root" >&2
+    echo "$1 is missing and this user cannot install it: run \`apt-get install $1\` as root" >&2
     exit 1
   fi
-  # Debian starts a system-wide server on 6379; the tests use their own, so it may stay.
-fi
+}
 
+# The Redis backend's tests start their own redis-server on a free loopback port. (Debian
+# starts a system-wide server on 6379; the tests use their own, so it may stay.)
+command -v redis-server >/dev/null 2>&1 ||
+  install_debian_package redis-server "the Redis backend's tests run against a real server"
 # The TLS tests (`rediss://`) make their CA and certificates with openssl.
-if ! command -v openssl >/dev/null 2>&1; then
-  echo "installing openssl (the Redis TLS tests make their certificates with it)"
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
-  fi
-fi
+command -v openssl >/dev/null 2>&1 ||
+  install_debian_package openssl "the Redis TLS tests make their certificates with it"
 
 shm_before=$(ls /dev/shm 2>/dev/null | grep '^memspace\.' | sort || true)
 
@@ -96,14 +94,8 @@ trap - EXIT
 # The Python package (crates/memspace-py): built with maturin into a venv of its own, its tests
 # run against real processes; the CLI reads a list Python wrote.
 cargo build --release --quiet -p memspace-cli
-if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-  echo "installing python3-venv (the Python package's tests run in a virtual environment)"
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-  fi
-fi
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
+  install_debian_package python3-venv "the Python package's tests run in a virtual environment"
 python3 -m venv target/py-venv
 target/py-venv/bin/pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" "pytest>=8,<10" "numpy>=1.26"
 target/py-venv/bin/pip install --quiet --disable-pip-version-check ./crates/memspace-py

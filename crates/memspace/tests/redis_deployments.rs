@@ -507,9 +507,24 @@ fn lock_after_the_failover(
             .cli(&["INFO", "replication"])
             .contains("state=online")
     });
-    let guard = second.lock().expect("lock after the failover");
+    // A replica just online may not confirm in time on a loaded machine: the error says to
+    // try again, which is what a user does.
+    let tried = Instant::now();
+    let guard = loop {
+        match second.lock() {
+            Ok(guard) => break guard,
+            Err(LockError::Unavailable { detail, .. })
+                if detail.contains("no replica confirmed")
+                    && tried.elapsed() < WAIT_FOR_REPLICA => {}
+            Err(other) => panic!("lock after the failover: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     guard.fencing_token().expect("a token")
 }
+
+/// How long the lock may be refused after the old primary came back as a replica.
+const WAIT_FOR_REPLICA: Duration = Duration::from_secs(20);
 
 #[test]
 fn after_a_failover_the_writer_goes_on_and_the_fencing_token_keeps_growing() {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use memspace::collections::{Delivery, Queue, QueueError, SharedList};
-use memspace::spawn::{JoinError, Mode, Process, Worker};
+use memspace::spawn::{JoinError, Mode, Process, StartMethod, Worker};
 use memspace::sync::Event;
 use memspace::{Error, inspect};
 use memspace_testkit::rng::seed_from_env;
@@ -564,6 +564,32 @@ fn a_queue_that_never_drains_reuses_its_space() {
         "the segment grew to {size} bytes for about 8 KB of items"
     );
     assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
+}
+
+/// A handle keeps the ring it validated between calls; another process growing the queue into
+/// a new ring must not leave it reading or writing the old one.
+#[test]
+fn a_handle_follows_a_ring_that_another_process_outgrew() {
+    let _dog = memspace_testkit::start_test();
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let queue = Queue::<u32>::new().expect("queue");
+        queue.put(&0).expect("put");
+        assert_eq!(queue.get().expect("get"), 0);
+        queue.put(&1).expect("put");
+        let before = queue.segment().expect("in shared memory").size();
+        // Far more than the first ring's 64 slots: the producer builds larger rings.
+        let mut producer =
+            Process::new(put_range, (queue.clone(), 2, 5_000)).start_method(method);
+        producer.start().expect("start");
+        producer.join().expect("join");
+        assert!(queue.segment().expect("in shared memory").size() > before);
+        queue.put(&5_000).expect("put after the growth");
+        for i in 1..=5_000 {
+            assert_eq!(queue.get().expect("get"), i, "{method:?}");
+        }
+        assert!(queue.is_empty().expect("is_empty"));
+        assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
+    }
 }
 
 #[test]

@@ -63,6 +63,12 @@ pub(crate) unsafe fn write(
 /// offset comes from shared memory: untrusted). Maps the record if another process grew the
 /// segment.
 pub(crate) fn payload_len(segment: &Segment, record: u64) -> Result<u64> {
+    header(segment, record).map(|(len, _)| len)
+}
+
+/// The header of the record at `record`, checked as [`payload_len`] says: the payload's length
+/// and its stored CRC-32.
+fn header(segment: &Segment, record: u64) -> Result<(u64, u32)> {
     let what = || "a record".to_owned();
     let start = segment.data_range(what, record, HEADER, 8)?;
     let mut header = [0u8; HEADER as usize];
@@ -77,7 +83,10 @@ pub(crate) fn payload_len(segment: &Segment, record: u64) -> Result<u64> {
         len,
         1,
     )?;
-    Ok(len)
+    Ok((
+        len,
+        u32::from_le_bytes(header[4..].try_into().expect("4 bytes")),
+    ))
 }
 
 /// The 8-aligned offset just past the record at `record`.
@@ -95,20 +104,19 @@ pub(crate) fn read(segment: &Segment, record: u64) -> Result<Vec<u8>> {
 }
 
 /// Copies the payload of the record at `record` into `payload` (replacing what it held) and
-/// checks its CRC: [`read`] without an allocation when `payload` has room already.
-pub(crate) fn read_into(segment: &Segment, record: u64, payload: &mut Vec<u8>) -> Result<()> {
-    let len = payload_len(segment, record)?;
-    let mut header = [0u8; HEADER as usize];
+/// checks its CRC: [`read`] without an allocation when `payload` has room already. Returns the
+/// 8-aligned offset just past the record, as [`end`].
+pub(crate) fn read_into(segment: &Segment, record: u64, payload: &mut Vec<u8>) -> Result<u64> {
+    let (len, stored) = header(segment, record)?;
     payload.clear();
     payload.resize(len as usize, 0);
     segment
         .mapping()
-        .read(record, &mut header)
-        .and_then(|()| segment.mapping().read(record + HEADER, payload))
+        .read(record + HEADER, payload)
         .ok_or_else(|| segment.corrupt(format!("record at {record} is not mapped")))?;
-    let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
     if crc32fast::hash(payload) != stored {
         return Err(segment.corrupt(format!("record at {record} fails its checksum")));
     }
-    Ok(())
+    // `header` checked the record: inside the committed size, nothing overflows.
+    Ok((record + HEADER + len).next_multiple_of(8))
 }

@@ -57,7 +57,7 @@ mod users;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sys;
 
@@ -110,6 +110,9 @@ pub struct Segment {
     /// How long a collection's write through this handle waits for the segment's lock
     /// ([`SegmentOptions::lock_timeout`]); `None`: as long as a live process holds it.
     lock_timeout: Option<std::time::Duration>,
+    /// Offsets a collection validated once and keeps for its next calls (see
+    /// [`Segment::validated`]).
+    validated: [AtomicU64; 4],
 }
 
 impl fmt::Debug for Segment {
@@ -146,7 +149,18 @@ impl Segment {
             user: None,
             observer,
             lock_timeout: None,
+            validated: Default::default(),
         }
+    }
+
+    /// Words of this handle's own memory, not of the segment, where a collection keeps the
+    /// offsets of a structure it validated (the queue: its current ring), so that the next
+    /// call that finds the same structure need not check it again. Only holders of the
+    /// segment's lock read and write them, which orders them between threads. Values
+    /// validated once stay safe to follow: the mapping never shrinks under a handle (a file
+    /// shrunk by another process is caught by [`Segment::check_intact`]).
+    pub(crate) fn validated(&self) -> &[AtomicU64; 4] {
+        &self.validated
     }
 
     /// The segment's name.

@@ -36,6 +36,7 @@ use crate::collections::record;
 use crate::error::{Error, Result};
 use crate::segment::Segment;
 use crate::shm_safe::ShmSafe;
+use crate::sync::RawGuard;
 
 /// The most slots a ring can have.
 pub(super) const MAX_SLOTS: u64 = 1 << 40;
@@ -179,6 +180,30 @@ impl<'a> Raw<'a> {
         Ok(Some(Ring { at, slots, lo, hi }))
     }
 
+    /// [`Raw::ring`] for a holder of the lock: a ring this handle validated before is taken
+    /// from [`Segment::validated`] instead of being checked again. Rings are never rebuilt in
+    /// place (a larger one goes past the current one), so an offset names one ring for good.
+    pub(super) fn ring_held(self, _held: &RawGuard<'_>) -> Result<Option<Ring>> {
+        let at = self.area().ring.load(Ordering::Acquire);
+        let [known, slots, lo, hi] = self.segment.validated();
+        if at != 0 && known.load(Ordering::Relaxed) == at {
+            return Ok(Some(Ring {
+                at,
+                slots: slots.load(Ordering::Relaxed),
+                lo: lo.load(Ordering::Relaxed),
+                hi: hi.load(Ordering::Relaxed),
+            }));
+        }
+        let ring = self.ring()?;
+        if let Some(ring) = ring {
+            slots.store(ring.slots, Ordering::Relaxed);
+            lo.store(ring.lo, Ordering::Relaxed);
+            hi.store(ring.hi, Ordering::Relaxed);
+            known.store(ring.at, Ordering::Relaxed);
+        }
+        Ok(ring)
+    }
+
     pub(super) fn entry(self, ring: Ring, seq: u64) -> Result<&'a Entry> {
         let at = ring.entry_offset(seq);
         self.segment
@@ -207,13 +232,21 @@ impl<'a> Raw<'a> {
     /// The offset just past the record at `record`, which must lie inside the ring's record
     /// area.
     pub(super) fn record_end(self, ring: Ring, record: u64) -> Result<u64> {
+        self.in_ring(ring, record, record.saturating_add(record::HEADER))?;
+        let end = record::end(self.segment, record)?;
+        self.in_ring(ring, record, end)?;
+        Ok(end)
+    }
+
+    /// Checks that the record at `record`, which ends at `end`, lies inside the ring's record
+    /// area; returns `end`.
+    pub(super) fn in_ring(self, ring: Ring, record: u64, end: u64) -> Result<u64> {
         if record < ring.lo || record >= ring.hi || !record.is_multiple_of(8) {
             return Err(self.corrupt(format!(
                 "a record offset {record} lies outside the ring's records {}..{}",
                 ring.lo, ring.hi
             )));
         }
-        let end = record::end(self.segment, record)?;
         if end > ring.hi {
             return Err(self.corrupt(format!(
                 "the record at {record} runs past the ring's end {}",

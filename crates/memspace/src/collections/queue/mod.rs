@@ -526,24 +526,42 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // Taken out while in use: a nested put (from a `Serialize` impl) gets its own.
         let mut buffer = ENCODED.take();
         buffer.clear();
-        let mut ends = Vec::with_capacity(values.len());
-        for value in values {
-            self.encode_into(&mut buffer, value)?;
-            ends.push(buffer.len());
-        }
-        let mut start = 0;
-        let payloads: Vec<&[u8]> = ends
-            .iter()
-            .map(|&end| {
-                let payload = &buffer[start..end];
-                start = end;
-                payload
-            })
-            .collect();
-        let answer = put(&payloads);
-        drop(payloads);
+        let encoded = self
+            .encode_all(&mut buffer, values)
+            .map_err(QueueError::from);
+        let answer = encoded.and_then(|ends| {
+            if let [_] = values {
+                // One item, the common case: no list of payloads to allocate.
+                return put(&[buffer.as_slice()]);
+            }
+            let mut start = 0;
+            let payloads: Vec<&[u8]> = ends
+                .iter()
+                .map(|&end| {
+                    let payload = &buffer[start..end];
+                    start = end;
+                    payload
+                })
+                .collect();
+            put(&payloads)
+        });
         ENCODED.set(buffer);
         answer
+    }
+
+    /// Encodes `values` one after the other into `buffer`; returns where each ends (nothing
+    /// for a single value, which ends at the buffer's end).
+    fn encode_all(&self, buffer: &mut Vec<u8>, values: &[T]) -> Result<Vec<usize>> {
+        if let [value] = values {
+            self.encode_into(buffer, value)?;
+            return Ok(Vec::new());
+        }
+        let mut ends = Vec::with_capacity(values.len());
+        for value in values {
+            self.encode_into(buffer, value)?;
+            ends.push(buffer.len());
+        }
+        Ok(ends)
     }
 
     fn put_until(
@@ -780,9 +798,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// before its acknowledgement is committed.
     fn get_until(&self, timeout: Option<Duration>) -> std::result::Result<T, QueueError> {
         match self.place.as_ref() {
-            Place::Shm(_) => {
-                let (mut values, _) = self.receive_many_until(timeout, 1, true)?;
-                values.pop().ok_or_else(|| self.give_up(timeout, false))
+            Place::Shm(segment) => {
+                // One item: decoded into place, no list of values to allocate.
+                let mut value = None;
+                let received = Raw { segment }
+                    .receive_until(timeout, 1, true, &mut |payload| {
+                        value = codec::decode(payload).ok();
+                        value.is_some()
+                    })?
+                    .ok_or_else(|| self.give_up(timeout, false))?;
+                match (value, received.refused) {
+                    (Some(value), _) => Ok(value),
+                    (None, Some(refused)) => Err(self.refused(refused)),
+                    (None, None) => Err(self.give_up(timeout, false)),
+                }
             }
             #[cfg(feature = "redis")]
             Place::Redis(_) => self.receive_until(timeout)?.ack(),

@@ -233,7 +233,7 @@ impl<'a> Raw<'a> {
                 return Err(self.closed_error());
             }
             let change = Change::begin(&area.changes, &guard);
-            let ring = self.ring()?;
+            let ring = self.ring_held(&guard)?;
             let received = self.take(ring, max.max(1), ack, accept)?;
             let closed_now = received.acked > 0 && self.finish_acks(ring);
             drop(change);
@@ -509,7 +509,7 @@ impl<'a> Raw<'a> {
     /// lock and checked the bound.
     fn put(self, guard: &RawGuard<'_>, payloads: &[&[u8]]) -> Result<()> {
         let area = self.area();
-        let mut ring = self.ring()?;
+        let mut ring = self.ring_held(guard)?;
         let (mut head, end) = self.window(ring)?;
         let _change = Change::begin(&area.changes, guard);
         if let Some(current) = ring {
@@ -684,8 +684,8 @@ impl<'a> Raw<'a> {
             let entry = self.entry(ring, seq)?;
             let was = entry.state.load(Ordering::Relaxed);
             let record = entry.record.load(Ordering::Relaxed);
-            self.record_end(ring, record)?;
-            record::read_into(self.segment, record, &mut payload)?;
+            let end = record::read_into(self.segment, record, &mut payload)?;
+            self.in_ring(ring, record, end)?;
             let accepted = accept(&payload);
             // Counted before the commit: a receiver killed in between counts as an attempt, so
             // the count may overstate deliveries but never hides one.
@@ -759,13 +759,17 @@ impl<'a> Raw<'a> {
         }
     }
 
-    /// The entry of `seq` if this process holds it in flight.
-    fn held_entry(self, seq: u64) -> std::result::Result<(Ring, &'a Entry), QueueError> {
+    /// The entry of `seq` in `ring` (the current one) if this process holds it in flight.
+    fn held_entry(
+        self,
+        ring: Option<Ring>,
+        seq: u64,
+    ) -> std::result::Result<(Ring, &'a Entry), QueueError> {
         let not_in_flight = || QueueError::NotInFlight {
             name: self.segment.name().clone(),
             seq,
         };
-        let ring = self.ring()?.ok_or_else(not_in_flight)?;
+        let ring = ring.ok_or_else(not_in_flight)?;
         let (head, end) = self.window(Some(ring))?;
         if !(head..end).contains(&seq) {
             return Err(not_in_flight());
@@ -793,8 +797,9 @@ impl<'a> Raw<'a> {
         let mut closed = false;
         {
             let _change = Change::begin(&area.changes, &guard);
+            let ring = self.ring_held(&guard)?;
             for &seq in seqs {
-                match self.held_entry(seq) {
+                match self.held_entry(ring, seq) {
                     Ok((_, entry)) => {
                         entry.state.store(DONE, Ordering::Release); // commit
                         crate::failpoint::hit("queue.acked");
@@ -807,7 +812,7 @@ impl<'a> Raw<'a> {
                 }
             }
             if acked > 0 {
-                closed = self.finish_acks(self.ring()?);
+                closed = self.finish_acks(ring);
             }
         }
         if acked > 0 {
@@ -820,7 +825,7 @@ impl<'a> Raw<'a> {
     /// [`QueueError::NoTaskInFlight`] if it holds none.
     pub(super) fn ack_oldest(self) -> std::result::Result<(), QueueError> {
         let guard = self.lock()?;
-        if let Some(ring) = self.ring()? {
+        if let Some(ring) = self.ring_held(&guard)? {
             let (head, end) = self.window(Some(ring))?;
             for seq in head..end {
                 let entry = self.entry(ring, seq)?;
@@ -866,8 +871,9 @@ impl<'a> Raw<'a> {
         }
         let mut missing = None;
         let change = Change::begin(&area.changes, &guard);
+        let ring = self.ring_held(&guard)?;
         for &seq in seqs {
-            let entry = match self.held_entry(seq) {
+            let entry = match self.held_entry(ring, seq) {
                 Ok((_, entry)) => entry,
                 Err(err) => {
                     missing.get_or_insert(err);

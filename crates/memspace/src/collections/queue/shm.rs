@@ -61,7 +61,7 @@ use super::layout::{
     CLOSED, CLOSED_NOW, DONE, ENTRY_SIZE, Entry, MAX_SLOTS, OPEN, READY, RING_ALIGN, RING_HEADER,
     Raw, Ring, TAKEN,
 };
-use super::wait::{Next, deadline, next_sleep};
+use super::wait::{Next, deadline, next_sleep, spin_while};
 use crate::collections::changes::Change;
 use crate::collections::record;
 use crate::error::{Error, Result};
@@ -192,6 +192,7 @@ impl<'a> Raw<'a> {
                 capacity,
             });
         }
+        let mut spun = false;
         loop {
             let guard = self.lock()?;
             if area.closed.load(Ordering::Relaxed) != OPEN {
@@ -205,6 +206,16 @@ impl<'a> Raw<'a> {
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, None) else {
                 return Ok(false);
             };
+            // As a receiver does (see `receive_until`): room made within microseconds is met
+            // without sleeping.
+            if !spun {
+                spun = true;
+                let seen = area.space.load(Ordering::Relaxed);
+                drop(guard);
+                spin_while(&area.space, seen);
+                continue;
+            }
+            spun = false;
             sleep_on(guard, &area.space, &area.senders, sleep);
         }
     }
@@ -226,6 +237,7 @@ impl<'a> Raw<'a> {
     ) -> std::result::Result<Option<Received>, QueueError> {
         let area = self.area();
         let deadline = deadline(timeout);
+        let mut spun = false;
         loop {
             let guard = self.lock()?;
             let closed = area.closed.load(Ordering::Relaxed);
@@ -253,6 +265,16 @@ impl<'a> Raw<'a> {
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
                 return Ok(None);
             };
+            if !spun {
+                // A put coming within microseconds is met without sleeping; looked for once
+                // per wait, then the lock is taken again and the queue read afresh.
+                spun = true;
+                let seen = area.items.load(Ordering::Relaxed);
+                drop(guard);
+                spin_while(&area.items, seen);
+                continue;
+            }
+            spun = false;
             sleep_on(guard, &area.items, &area.receivers, sleep);
         }
     }

@@ -83,8 +83,10 @@ fn other<T>(outcome: Result<T, QueueError>) -> Result<T, Error> {
 fn list_with_items(tag: &str) -> (Removal, SharedList<String>, Backing) {
     let name = Removal::fresh(tag);
     let list = SharedList::<String>::create(name.name()).expect("create");
-    list.extend(["a", "b", "c"].map(String::from))
-        .expect("push");
+    list.extend(["a", "b"].map(String::from)).expect("extend");
+    // The last change a single push: a handle's next push then takes the list as its last
+    // push left it, unless the words that push checked moved (damage included).
+    list.push(&"c".to_owned()).expect("push");
     let backing = Backing::of(&name);
     (name, list, backing)
 }

@@ -578,8 +578,7 @@ fn a_handle_follows_a_ring_that_another_process_outgrew() {
         queue.put(&1).expect("put");
         let before = queue.segment().expect("in shared memory").size();
         // Far more than the first ring's 64 slots: the producer builds larger rings.
-        let mut producer =
-            Process::new(put_range, (queue.clone(), 2, 5_000)).start_method(method);
+        let mut producer = Process::new(put_range, (queue.clone(), 2, 5_000)).start_method(method);
         producer.start().expect("start");
         producer.join().expect("join");
         assert!(queue.segment().expect("in shared memory").size() > before);

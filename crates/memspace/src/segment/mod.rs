@@ -154,8 +154,9 @@ impl Segment {
     }
 
     /// Words of this handle's own memory, not of the segment, where a collection keeps the
-    /// offsets of a structure it validated (the queue: its current ring), so that the next
-    /// call that finds the same structure need not check it again. Only holders of the
+    /// offsets of a structure it validated (the queue: its current ring; the list: the state
+    /// its last append left), so that the next call that finds the same structure need not
+    /// check it again. Only holders of the
     /// segment's lock read and write them, which orders them between threads. Values
     /// validated once stay safe to follow: the mapping never shrinks under a handle (a file
     /// shrunk by another process is caught by [`Segment::check_intact`]).

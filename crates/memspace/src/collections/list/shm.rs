@@ -400,6 +400,36 @@ impl<'a> Raw<'a> {
         Ok((tail, current))
     }
 
+    /// The end of data and the offset of index block `block` if the list is as this handle's
+    /// last append left it: the same length and end of data, and `block` the block it
+    /// appended into, at the same offset. That append checked them (through
+    /// [`Raw::end_of_data`]) and then ended the data with its own record, so they hold again
+    /// without reading the last record back. Any other change of a list moves its length or
+    /// its end of data. Kept in [`Segment::validated`](crate::Segment), under the lock.
+    #[inline]
+    fn as_left(self, len: u64, block: usize) -> Option<(u64, Option<u64>)> {
+        let area = self.area();
+        let [left_len, left_tail, left_block, left_offset] = self.segment.validated();
+        let tail = area.tail.load(Ordering::Relaxed);
+        let offset = area.blocks[block].load(Ordering::Acquire);
+        let as_left = len != 0
+            && left_len.load(Ordering::Relaxed) == len
+            && left_tail.load(Ordering::Relaxed) == tail
+            && left_block.load(Ordering::Relaxed) == block as u64
+            && left_offset.load(Ordering::Relaxed) == offset;
+        as_left.then_some((tail, Some(offset)))
+    }
+
+    /// Notes how this handle's append left the list, for [`Raw::as_left`].
+    #[inline]
+    fn leave(self, len: u64, tail: u64, block: usize, offset: u64) {
+        let [left_len, left_tail, left_block, left_offset] = self.segment.validated();
+        left_len.store(len, Ordering::Relaxed);
+        left_tail.store(tail, Ordering::Relaxed);
+        left_block.store(block as u64, Ordering::Relaxed);
+        left_offset.store(offset, Ordering::Relaxed);
+    }
+
     fn never_reserved(self, len: u64, block: usize) -> Error {
         self.segment.corrupt(format!(
             "the list claims {len} items, but its index block {block} was never reserved"
@@ -407,8 +437,13 @@ impl<'a> Raw<'a> {
     }
 
     /// The entry of position `len` (the next item's), its index block reserved at the end of
-    /// data if it was not yet, and the end of data after that. The caller holds the lock.
-    fn next_entry(self, held: &RawGuard<'_>, len: u64) -> Result<(&'a AtomicU64, u64)> {
+    /// data if it was not yet, and the end of data after that; with the entry's block and
+    /// that block's offset. The caller holds the lock.
+    fn next_entry(
+        self,
+        held: &RawGuard<'_>,
+        len: u64,
+    ) -> Result<(&'a AtomicU64, u64, (usize, u64))> {
         let area = self.area();
         let segment = self.segment;
         let Some((block, position, capacity)) = locate(len) else {
@@ -426,7 +461,10 @@ impl<'a> Raw<'a> {
                 ))
             });
         };
-        let (mut tail, current) = self.end_of_data(held, len, (block, position))?;
+        let (mut tail, current) = match self.as_left(len, block) {
+            Some(left) => left,
+            None => self.end_of_data(held, len, (block, position))?,
+        };
         let block_offset = if let Some(offset) = current {
             offset
         } else {
@@ -454,11 +492,12 @@ impl<'a> Raw<'a> {
                     "index block {block} at {block_offset} is not mapped"
                 ))
             })?;
-        Ok((entry, tail))
+        Ok((entry, tail, (block, block_offset)))
     }
 
     /// Writes `payload` as a record at `at`, which nothing published points to, and returns
     /// its offset and end. The caller holds the lock.
+    #[inline]
     fn write_record(self, held: &RawGuard<'_>, at: u64, payload: &[u8]) -> Result<(u64, u64)> {
         // A reader still copying garbage here (it followed an entry before a change made this
         // garbage) must find `version` moved once it sees any byte written below: the change
@@ -475,7 +514,7 @@ impl<'a> Raw<'a> {
     pub(super) fn append(self, held: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
         let area = self.area();
         let len = area.len.load(Ordering::Relaxed);
-        let (entry, tail) = self.next_entry(held, len)?;
+        let (entry, tail, (block, offset)) = self.next_entry(held, len)?;
         let (record, end) = self.write_record(held, tail, payload)?;
         entry.store(record, Ordering::Relaxed);
         crate::failpoint::hit("list.written");
@@ -485,6 +524,7 @@ impl<'a> Raw<'a> {
         area.tail.store(end, Ordering::Release);
         add(&area.live, end - record);
         self.segment.note_writer();
+        self.leave(len + 1, end, block, offset);
         Ok(())
     }
 
@@ -549,7 +589,7 @@ impl<'a> Raw<'a> {
             return self.append(held, payload);
         }
         // Position `len` gets the last item: its block is reserved first, as for an append.
-        let (_, tail) = self.next_entry(held, len)?;
+        let (_, tail, _) = self.next_entry(held, len)?;
         // Every entry that moves is checked before the first move.
         self.check_entries(index, len + 1)?;
         let (record, end) = self.write_record(held, tail, payload)?;

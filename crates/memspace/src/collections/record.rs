@@ -107,7 +107,23 @@ pub(crate) fn read(segment: &Segment, record: u64) -> Result<Vec<u8>> {
 /// checks its CRC: [`read`] without an allocation when `payload` has room already. Returns the
 /// 8-aligned offset just past the record, as [`end`].
 pub(crate) fn read_into(segment: &Segment, record: u64, payload: &mut Vec<u8>) -> Result<u64> {
+    read_into_if(segment, record, payload, || true).map(Option::unwrap_or_default)
+}
+
+/// [`read_into`] for a reader without the lock: once the header is checked, and before the
+/// payload is allocated for, `go_on` says whether to copy it (`None` if not). A record read
+/// without the lock may be garbage, its length anything up to the segment's size: `go_on`
+/// checks that the structure did not change under the reader first.
+pub(crate) fn read_into_if(
+    segment: &Segment,
+    record: u64,
+    payload: &mut Vec<u8>,
+    go_on: impl FnOnce() -> bool,
+) -> Result<Option<u64>> {
     let (len, stored) = header(segment, record)?;
+    if !go_on() {
+        return Ok(None);
+    }
     payload.clear();
     payload.resize(len as usize, 0);
     segment
@@ -118,5 +134,5 @@ pub(crate) fn read_into(segment: &Segment, record: u64, payload: &mut Vec<u8>) -
         return Err(segment.corrupt(format!("record at {record} fails its checksum")));
     }
     // `header` checked the record: inside the committed size, nothing overflows.
-    Ok((record + HEADER + len).next_multiple_of(8))
+    Ok(Some((record + HEADER + len).next_multiple_of(8)))
 }

@@ -200,6 +200,15 @@ where
         codec::encode(key).map_err(|source| self.encode_error::<K>(source))
     }
 
+    /// Runs `look_up` on `key` encoded into this thread's scratch buffer: a lookup allocates
+    /// nothing for its key.
+    fn with_key<R>(&self, key: &K, look_up: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+        codec::with_scratch(|buffer| {
+            codec::encode_into(buffer, key).map_err(|source| self.encode_error::<K>(source))?;
+            look_up(buffer)
+        })
+    }
+
     /// The record payload of an entry: key length, key, value; and the key's length.
     fn encode_entry(&self, key: &K, value: &V) -> Result<(Vec<u8>, usize)> {
         let mut payload = vec![0; KEY_LENGTH];
@@ -291,11 +300,13 @@ where
     /// a `V` (on Redis [`Error::DecodeMapValue`], naming the key); [`Error::Corrupt`] if the
     /// segment was damaged.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let key = self.encode_key(key)?;
         match self.place.as_ref() {
-            Place::Shm(segment) => self.value_of(Raw { segment }.get(&key)?),
+            Place::Shm(segment) => {
+                let found = self.with_key(key, |key| Raw { segment }.get(key))?;
+                self.value_of(found)
+            }
             #[cfg(feature = "redis")]
-            Place::Redis(map) => map.get(&key),
+            Place::Redis(map) => map.get(&self.encode_key(key)?),
         }
     }
 
@@ -305,11 +316,12 @@ where
     ///
     /// As [`SharedMap::get`], except that the value is not decoded.
     pub fn contains_key(&self, key: &K) -> Result<bool> {
-        let key = self.encode_key(key)?;
         match self.place.as_ref() {
-            Place::Shm(segment) => Ok(Raw { segment }.get(&key)?.is_some()),
+            Place::Shm(segment) => Ok(self
+                .with_key(key, |key| Raw { segment }.get(key))?
+                .is_some()),
             #[cfg(feature = "redis")]
-            Place::Redis(map) => map.contains(&key),
+            Place::Redis(map) => map.contains(&self.encode_key(key)?),
         }
     }
 

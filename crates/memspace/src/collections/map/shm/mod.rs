@@ -220,6 +220,34 @@ impl Entry {
     }
 }
 
+thread_local! {
+    /// The buffer an entry read from the map is copied into, kept between lookups so that a
+    /// `get` allocates nothing: taken while an [`Entry`] holds it, given back when it drops (a
+    /// second entry alive meanwhile gets a buffer of its own).
+    static ENTRY_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// This thread's kept buffer for an entry (see [`ENTRY_BUFFER`]), or a new one.
+fn entry_buffer() -> Vec<u8> {
+    ENTRY_BUFFER
+        .try_with(std::cell::Cell::take)
+        .unwrap_or_default()
+}
+
+/// The most bytes of an entry's buffer kept for the next lookup: one large entry does not
+/// hold its memory for ever.
+const ENTRY_BUFFER_KEPT: usize = 64 * 1024;
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if self.payload.capacity() <= ENTRY_BUFFER_KEPT {
+            let buffer = std::mem::take(&mut self.payload);
+            // Gone only while the thread exits: the buffer is dropped then.
+            let _ = ENTRY_BUFFER.try_with(|kept| kept.set(buffer));
+        }
+    }
+}
+
 /// Where a key is, or where it would go.
 enum Probe {
     Found { index: u64, entry: Entry },
@@ -354,7 +382,24 @@ impl<'a> Raw<'a> {
 
     /// Copies out and checks the entry whose record is at `at`.
     fn read_entry(self, at: u64) -> Result<Entry> {
-        let payload = record::read(self.segment, at)?;
+        let mut payload = entry_buffer();
+        record::read_into(self.segment, at, &mut payload)?;
+        self.entry_from(at, payload)
+    }
+
+    /// Copies out the entry whose record is at `at` for a reader without the lock: `None` if
+    /// `window` closed before its payload was allocated for (the record may be garbage, its
+    /// length anything up to the segment's size).
+    fn read_entry_in(self, window: &Window<'_>, at: u64) -> Result<Option<Entry>> {
+        let mut payload = entry_buffer();
+        if record::read_into_if(self.segment, at, &mut payload, || window.unchanged())?.is_none() {
+            return Ok(None);
+        }
+        self.entry_from(at, payload).map(Some)
+    }
+
+    /// The entry whose record at `at` holds `payload`, its key length checked.
+    fn entry_from(self, at: u64, payload: Vec<u8>) -> Result<Entry> {
         let key_len = payload
             .first_chunk::<KEY_LENGTH>()
             .map(|bytes| u32::from_le_bytes(*bytes) as usize)
@@ -365,17 +410,6 @@ impl<'a> Raw<'a> {
                 ))
             })?;
         Ok(Entry { payload, key_len })
-    }
-
-    /// Copies out the entry whose record is at `at` for a reader without the lock: `None` if
-    /// `window` closed before its payload was allocated for (the record may be garbage, its
-    /// length anything up to the segment's size).
-    fn read_entry_in(self, window: &Window<'_>, at: u64) -> Result<Option<Entry>> {
-        record::payload_len(self.segment, at)?;
-        if !window.unchanged() {
-            return Ok(None);
-        }
-        self.read_entry(at).map(Some)
     }
 
     /// Looks `key` up in `table`, under the lock (`window` is `None`), or without it: then

@@ -92,6 +92,50 @@ fn processes_return_their_targets_values_to_join(method: StartMethod) {
         big.join().expect("join") == big_result(len),
         "{method}: 4 MiB came back"
     );
+    // Around the size a forked child frames on its stack (512 bytes with the length).
+    for len in [0, 1, 490, 500, 505, 506, 507, 508, 509, 510, 520, 4096] {
+        let mut result = Running::start_by(method, big_result, len);
+        assert!(
+            result.join().expect("join") == big_result(len),
+            "{method}: {len} bytes came back"
+        );
+    }
+}
+
+/// A result whose encoding fails in the worker.
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be encoded",
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unencodable)
+    }
+}
+
+fn unencodable((): ()) -> Unencodable {
+    Unencodable
+}
+
+#[test]
+fn a_result_that_cannot_be_encoded_comes_back_as_failed_naming_its_type() {
+    let _dog = memspace_testkit::start_test();
+    for method in BOTH {
+        let mut process = Running::start_by(method, unencodable, ());
+        match process.join() {
+            Err(JoinError::Failed { message, .. }) => assert!(
+                message.contains("Unencodable") && message.contains("refuses to be encoded"),
+                "{method}: {message}"
+            ),
+            other => panic!("{method}: expected Failed, got {:?}", other.map(|_| ())),
+        }
+    }
 }
 
 fn panic_with(message: String) -> u32 {

@@ -152,9 +152,10 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode
 
 /// Decodes the first frame of what a child sent back.
 pub(crate) fn decode_outcome<R: DeserializeOwned>(bytes: &[u8]) -> Option<Outcome<R>> {
-    let mut reader = bytes;
-    let frame = read_frame(&mut reader).ok()??;
-    crate::handle::decoding_from_own_process(|| rmp_serde::from_slice(&frame)).ok()
+    // In place: the frame is not copied out.
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let frame = rest.get(..u32::from_le_bytes(*len) as usize)?;
+    crate::handle::decoding_from_own_process(|| rmp_serde::from_slice(frame)).ok()
 }
 
 /// Writes `bytes` as one frame: a little-endian `u32` length, then the bytes.
@@ -217,6 +218,41 @@ fn report(bytes: &[u8], results: OwnedFd) {
     let _ = write_frame(&mut std::fs::File::from(results), bytes);
 }
 
+/// The most bytes of a frame a forked child builds on its stack.
+const STACK_FRAME: usize = 512;
+
+/// Runs `target` in a forked child, sends its outcome to the parent and returns the exit code.
+/// A small returned value is framed on the stack and sent with one `write`: every page a
+/// forked child writes is copied for it first, and the heap's pages (the allocator's state, a
+/// buffer) would be copied for nothing but this frame.
+fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: OwnedFd) -> i32 {
+    let outcome = match catch_unwind(AssertUnwindSafe(|| target(args))) {
+        Ok(value) => Outcome::Returned(value),
+        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
+    };
+    let code = if matches!(outcome, Outcome::Returned(_)) {
+        0
+    } else {
+        PANIC_EXIT
+    };
+    let mut frame = [0u8; STACK_FRAME];
+    let mut payload = std::io::Cursor::new(&mut frame[4..]);
+    let encoded = crate::segment::encoding_for_own_process(|| {
+        rmp_serde::encode::write(&mut payload, &outcome)
+    });
+    // A value too large for the stack frame, or one that cannot be encoded (which the general
+    // path reports), goes the general way.
+    let len = payload.position();
+    if let (Ok(()), Ok(len)) = (encoded, u32::try_from(len)) {
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        let _ = std::fs::File::from(results).write_all(&frame[..4 + len as usize]);
+        return code;
+    }
+    let (bytes, code) = encode_outcome(&outcome, code);
+    report(&bytes, results);
+    code
+}
+
 // ---------------------------------------------------------------------------------------------
 // fork
 
@@ -256,9 +292,7 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
     match unsafe { sys::fork() }.map_err(os("fork"))? {
         sys::Forked::Child => {
             drop(read);
-            let (bytes, code) = run_to_outcome(target, args);
-            report(&bytes, write);
-            sys::exit_now(code)
+            sys::exit_now(run_and_report(target, args, write))
         }
         sys::Forked::Parent(pid) => {
             // The child owns its copy of `args`; ours is dropped here, as a moved value would be.

@@ -119,6 +119,9 @@ where
             return Err(SpawnError::AlreadyStarted);
         }
         let args = self.args.take().ok_or(SpawnError::AlreadyStarted)?;
+        // Allocated before the child starts: after a fork, every page this process writes is
+        // copied first, and a buffer allocated then would touch the allocator's pages too.
+        let received = Vec::with_capacity(RESULT_ROOM);
         let (pid, results) = match self.method {
             StartMethod::Fork => child::fork_and_run(self.target, args)?,
             StartMethod::Spawn => child::spawn_and_run(self.target, &args)?,
@@ -127,7 +130,7 @@ where
             pid,
             results: Some(File::from(results)),
             ended: sys::child_end_notifier(pid),
-            received: Vec::new(),
+            received,
         };
         Ok(())
     }
@@ -197,31 +200,30 @@ where
                 // The child closed its pipe; it is about to end, or ended. Without a deadline,
                 // `waitpid` below waits for that.
                 if let (Some(ended), Some(_)) = (ended.as_ref(), deadline) {
-                    let ready =
-                        sys::wait_readable(&[ended.as_fd()], deadline).map_err(os("poll"))?;
-                    if !ready[0] {
+                    let (ready, _) = sys::wait_readable_two(ended.as_fd(), None, deadline)
+                        .map_err(os("poll"))?;
+                    if !ready {
                         return Ok(None);
                     }
                 }
                 break;
             };
-            let ready = {
-                let mut fds = vec![pipe.as_fd()];
-                fds.extend(ended.as_ref().map(AsFd::as_fd));
-                sys::wait_readable(&fds, deadline).map_err(os("poll"))?
-            };
-            if ready.iter().all(|ready| !ready) {
+            let (readable, child_ended) =
+                sys::wait_readable_two(pipe.as_fd(), ended.as_ref().map(AsFd::as_fd), deadline)
+                    .map_err(os("poll"))?;
+            if !readable && !child_ended {
                 return Ok(None);
             }
-            if ready[0] && read_some(pipe, received).map_err(os("read"))? == 0 {
+            if readable && read_some(pipe, received).map_err(os("read"))? == 0 {
                 *results = None;
                 continue;
             }
-            if ready.get(1) == Some(&true) {
+            if child_ended {
                 // The child ended. What it wrote is in the pipe; anything more would come from
                 // a process it started, which we do not wait for.
-                while sys::wait_readable(&[pipe.as_fd()], Some(Instant::now()))
-                    .map_err(os("poll"))?[0]
+                while sys::wait_readable_two(pipe.as_fd(), None, Some(Instant::now()))
+                    .map_err(os("poll"))?
+                    .0
                     && read_some(pipe, received).map_err(os("read"))? != 0
                 {}
                 break;
@@ -260,8 +262,17 @@ where
 
 /// Reads what the pipe holds now (it was polled readable) onto `into`; 0 at its end.
 fn read_some(pipe: &mut File, into: &mut Vec<u8>) -> std::io::Result<usize> {
-    sys::read_appending(pipe.as_fd(), into, 16 * 1024)
+    // Into the room reserved at the start while it lasts, then in larger steps.
+    let room = if into.len() < RESULT_ROOM {
+        RESULT_ROOM - into.len()
+    } else {
+        16 * 1024
+    };
+    sys::read_appending(pipe.as_fd(), into, room)
 }
+
+/// Bytes reserved for a child's result before it starts: a small result fits.
+const RESULT_ROOM: usize = 512;
 
 impl<A, R> Process<A, R> {
     /// The child's pid, once started.

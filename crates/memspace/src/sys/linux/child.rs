@@ -9,6 +9,7 @@
 
 #![allow(unsafe_code)]
 
+use rustix::event::{PollFd, PollFlags};
 use std::ffi::c_int;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -180,11 +181,33 @@ pub(crate) fn wait_readable(
     fds: &[BorrowedFd<'_>],
     deadline: Option<Instant>,
 ) -> io::Result<Vec<bool>> {
-    use rustix::event::{PollFd, PollFlags, Timespec};
     let mut polls: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(fd, PollFlags::IN))
         .collect();
+    poll_until(&mut polls, deadline)?;
+    Ok(polls.iter().map(readable).collect())
+}
+
+/// [`wait_readable`] for one descriptor and perhaps a second, allocating nothing (a process
+/// joining a child it forked writes as few pages as it can: each is copied first).
+pub(crate) fn wait_readable_two(
+    first: BorrowedFd<'_>,
+    second: Option<BorrowedFd<'_>>,
+    deadline: Option<Instant>,
+) -> io::Result<(bool, bool)> {
+    let mut polls = [
+        PollFd::new(&first, PollFlags::IN),
+        PollFd::new(second.as_ref().unwrap_or(&first), PollFlags::IN),
+    ];
+    let count = if second.is_some() { 2 } else { 1 };
+    poll_until(&mut polls[..count], deadline)?;
+    Ok((readable(&polls[0]), count == 2 && readable(&polls[1])))
+}
+
+/// Polls `polls` until one is ready or `deadline` passes, through interruptions.
+fn poll_until(polls: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<()> {
+    use rustix::event::Timespec;
     loop {
         // Recomputed after every interruption, so that a signal does not extend the wait.
         let timeout = deadline.map(|deadline| {
@@ -195,19 +218,18 @@ pub(crate) fn wait_readable(
                 tv_nsec: 0,
             })
         });
-        match rustix::event::poll(&mut polls, timeout.as_ref()) {
-            Ok(_) => break,
+        match rustix::event::poll(polls, timeout.as_ref()) {
+            Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(polls
-        .iter()
-        .map(|p| {
-            p.revents()
-                .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
-        })
-        .collect())
+}
+
+/// Whether a polled descriptor is readable or closed by its writer.
+fn readable(poll: &PollFd<'_>) -> bool {
+    poll.revents()
+        .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
 }
 
 /// Whether the child `pid` has ended, without reaping it: it stays a zombie until

@@ -239,6 +239,18 @@ impl<'a> Raw<'a> {
         let deadline = deadline(timeout);
         let mut spun = false;
         loop {
+            if !spun && timeout != Some(Duration::ZERO) {
+                // Nothing ready, by a look without the lock (derived words, so only a hint):
+                // spin for a put before locking at all. A streaming receiver then takes the
+                // lock once per item, not once to find nothing and once to take it.
+                let seen = area.items.load(Ordering::Acquire);
+                if area.waiting.load(Ordering::Relaxed) == 0
+                    && area.closed.load(Ordering::Relaxed) == OPEN
+                {
+                    spun = true;
+                    spin_while(&area.items, seen);
+                }
+            }
             let guard = self.lock()?;
             let closed = area.closed.load(Ordering::Relaxed);
             if closed == CLOSED_NOW {

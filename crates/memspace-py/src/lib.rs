@@ -8,6 +8,7 @@ mod collection;
 mod convert;
 mod dict;
 mod errors;
+mod handle;
 mod list;
 mod lock;
 mod queue;

@@ -2,7 +2,9 @@
 """The Python baselines of `memspace bench`: appends per second with Python's own tools.
 
 `memspace bench` carries this file inside the program and runs it from a temporary copy; it
-also runs on its own: `python3 crates/memspace-bench/bench_baselines.py [--quick]`.
+also runs on its own: `python3 crates/memspace-bench/bench_baselines.py [--quick]`. The Python
+package carries it too, as the module `memspace._baselines`, for `python -m memspace.bench`:
+it imports nothing but the standard library.
 
 Prints one JSON object:
   threads_lock_append   4 threads appending to one list under a threading.Lock
@@ -17,23 +19,28 @@ Prints one JSON object:
 """
 
 import json
+import multiprocessing
 import sys
 import threading
 import time
-from multiprocessing import Array, Lock, Manager, Process
+from multiprocessing import Array, Manager, Process
 from multiprocessing.shared_memory import ShareableList
 
 WORKERS = 4
 
 
-def _run(procs):
+def run(procs):
     """Starts the processes, waits for them all; returns the seconds it took."""
     start = time.perf_counter()
     for p in procs:
         p.start()
     for p in procs:
         p.join()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    for p in procs:
+        if p.exitcode != 0:
+            raise RuntimeError(f"a benchmark worker exited with code {p.exitcode}")
+    return elapsed
 
 
 def threads_lock_append(n):
@@ -64,7 +71,7 @@ def manager_list_append(n):
     with Manager() as manager:
         nums = manager.list()
         procs = [Process(target=_manager_work, args=(nums, n)) for _ in range(WORKERS)]
-        elapsed = _run(procs)
+        elapsed = run(procs)
         assert len(nums) == WORKERS * n
     return WORKERS * n / elapsed
 
@@ -78,7 +85,7 @@ def manager_list_set(n):
     with Manager() as manager:
         nums = manager.list([0] * 1000)
         procs = [Process(target=_manager_set_work, args=(nums, n, w)) for w in range(WORKERS)]
-        elapsed = _run(procs)
+        elapsed = run(procs)
         assert len(nums) == 1000
     return WORKERS * n / elapsed
 
@@ -92,7 +99,7 @@ def manager_list_pop(n):
     with Manager() as manager:
         nums = manager.list(range(WORKERS * n))
         procs = [Process(target=_manager_pop_work, args=(nums, n)) for _ in range(WORKERS)]
-        elapsed = _run(procs)
+        elapsed = run(procs)
         assert len(nums) == 0
     return WORKERS * n / elapsed
 
@@ -105,15 +112,18 @@ def _shareable_work(name, lock, n, slot):
     shared.shm.close()
 
 
-def shareable_list_write(n):
+def shareable_list_write(n, ctx=multiprocessing):
+    """Processes and the lock come from `ctx`: a context of `multiprocessing`, or the module
+    itself for the default start method."""
     shared = ShareableList([0] * WORKERS)
-    lock = Lock()
+    lock = ctx.Lock()
     try:
         procs = [
-            Process(target=_shareable_work, args=(shared.shm.name, lock, n, w))
+            ctx.Process(target=_shareable_work, args=(shared.shm.name, lock, n, w))
             for w in range(WORKERS)
         ]
-        elapsed = _run(procs)
+        elapsed = run(procs)
+        assert list(shared) == [n - 1] * WORKERS
     finally:
         shared.shm.close()
         shared.shm.unlink()
@@ -129,7 +139,7 @@ def _array_work(arr, n, slot):
 def array_locked_add(n):
     arr = Array("q", WORKERS)
     procs = [Process(target=_array_work, args=(arr, n, w)) for w in range(WORKERS)]
-    elapsed = _run(procs)
+    elapsed = run(procs)
     assert list(arr) == [n] * WORKERS
     return WORKERS * n / elapsed
 

@@ -9,14 +9,13 @@
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::{Mutex as StdMutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use memspace::Barrier;
 use memspace::collections::SharedMap;
-use memspace::spawn::Process;
 
 use crate::measure::per_second;
-use crate::workloads::{START_TIMEOUT, wall_nanos};
+use crate::workloads::{after_barrier, in_processes_from_barrier};
 
 /// Keys in the map the lookups read (as in the criterion benchmark `map_u64`).
 pub(crate) const KEYS: u64 = 10_000;
@@ -35,35 +34,22 @@ fn filled() -> anyhow::Result<SharedMap<u64, u64>> {
     Ok(map)
 }
 
-/// Waits for every reader to start, looks `n` keys up, and returns when it started and ended.
+/// Looks `n` keys up once every reader has started ([`after_barrier`]).
 fn look_up((map, n, ready): (SharedMap<u64, u64>, u64, Barrier)) -> (u64, u64) {
-    ready.wait_timeout(START_TIMEOUT).expect("start barrier");
-    let start = wall_nanos();
-    for i in 0..n {
-        let found = map.get(&key(i)).expect("get");
-        assert_eq!(found, Some(key(i)), "a lookup found the wrong value");
-    }
-    (start, wall_nanos())
+    after_barrier(&ready, || {
+        for i in 0..n {
+            let found = map.get(&key(i)).expect("get");
+            assert_eq!(found, Some(key(i)), "a lookup found the wrong value");
+        }
+    })
 }
 
 /// `readers` processes each look `n` keys up in one map, timed from the first leaving a
 /// start barrier to the last ending: lookups per second, all processes together.
 pub(crate) fn get_processes(readers: u32, n: u64) -> anyhow::Result<f64> {
     let map = filled()?;
-    let ready = Barrier::new(readers)?;
-    let mut children: Vec<_> = (0..readers)
-        .map(|_| Process::new(look_up, (map.clone(), n, ready.clone())))
-        .collect();
-    for child in &mut children {
-        child.start()?;
-    }
-    let mut spans = Vec::new();
-    for child in &mut children {
-        spans.push(child.join()?);
-    }
-    let first = spans.iter().map(|s| s.0).min().unwrap_or_default();
-    let last = spans.iter().map(|s| s.1).max().unwrap_or_default();
-    let elapsed = Duration::from_nanos(last.saturating_sub(first));
+    let elapsed =
+        in_processes_from_barrier(readers, look_up, |ready| (map.clone(), n, ready.clone()))?;
     Ok(per_second((u64::from(readers) * n) as f64, elapsed))
 }
 

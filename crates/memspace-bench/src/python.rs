@@ -3,7 +3,9 @@
 //!
 //! The script is compiled into the program, so that `memspace bench` runs them wherever it is
 //! installed: each run writes it to a private temporary file, runs `python3` on that file,
-//! and removes it.
+//! and removes it. The Python package (crates/memspace-py) carries the same text as its
+//! module `memspace._baselines`, for `python -m memspace.bench`: the script imports nothing
+//! but the standard library.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};

@@ -21,19 +21,25 @@ use serde::de::DeserializeOwned;
 use crate::measure::per_second;
 
 /// Starts `workers` processes, each running `target` on arguments of its own from `args`, all
-/// at once, and waits for them all.
-fn in_processes<A>(workers: u32, target: fn(A), args: impl Fn() -> A) -> anyhow::Result<()>
+/// at once, and waits for them all; returns what each returned.
+fn in_processes<A, R>(
+    workers: u32,
+    target: fn(A) -> R,
+    args: impl Fn() -> A,
+) -> anyhow::Result<Vec<R>>
 where
     A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
 {
     let mut children: Vec<_> = (0..workers).map(|_| Process::new(target, args())).collect();
     for child in &mut children {
         child.start()?;
     }
+    let mut results = Vec::with_capacity(children.len());
     for child in &mut children {
-        child.join()?;
+        results.push(child.join()?);
     }
-    Ok(())
+    Ok(results)
 }
 
 fn push_vec((vec, n): (SharedVec<u64>, u64)) {
@@ -84,38 +90,51 @@ pub(crate) fn wall_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Waits for every worker to start, pushes `n` u64, and returns when it started and ended its
-/// pushes ([`wall_nanos`]).
-fn push_vec_started((vec, n, ready): (SharedVec<u64>, u64, Barrier)) -> (u64, u64) {
+/// In a worker of [`in_processes_from_barrier`]: waits at `ready` for every worker to start,
+/// runs `work`, and returns when it started and ended it ([`wall_nanos`]).
+pub(crate) fn after_barrier(ready: &Barrier, work: impl FnOnce()) -> (u64, u64) {
     ready.wait_timeout(START_TIMEOUT).expect("start barrier");
     let start = wall_nanos();
-    for i in 0..n {
-        vec.push(i).expect("push");
-    }
+    work();
     (start, wall_nanos())
 }
 
-/// As [`shared_vec_push`], timed over the pushes only: every process starts, then waits on a
-/// barrier for the others; the clock runs from the first process leaving the barrier to the
-/// last one ending its pushes. A process start (about a millisecond) is therefore not
-/// counted, however few the pushes.
-pub(crate) fn shared_vec_push_started(workers: u32, n: u64) -> anyhow::Result<f64> {
-    let vec = SharedVec::<u64>::new()?;
+/// Starts `workers` processes, each running `target` on arguments of its own that `args`
+/// makes with the start barrier, and waits for them all. Each worker waits at the barrier for
+/// the others, then works, and returns when it started and ended ([`after_barrier`]); the
+/// time returned runs from the first leaving the barrier to the last ending, so that a process
+/// start (about a millisecond) is not counted, however short the work.
+pub(crate) fn in_processes_from_barrier<A>(
+    workers: u32,
+    target: fn(A) -> (u64, u64),
+    args: impl Fn(&Barrier) -> A,
+) -> anyhow::Result<Duration>
+where
+    A: Serialize + DeserializeOwned,
+{
     let ready = Barrier::new(workers)?;
-    let mut children: Vec<_> = (0..workers)
-        .map(|_| Process::new(push_vec_started, (vec.clone(), n, ready.clone())))
-        .collect();
-    for child in &mut children {
-        child.start()?;
-    }
-    let mut spans = Vec::new();
-    for child in &mut children {
-        spans.push(child.join()?);
-    }
-    anyhow::ensure!(vec.len() == u64::from(workers) * n, "lost pushes");
+    let spans = in_processes(workers, target, || args(&ready))?;
     let first = spans.iter().map(|s| s.0).min().unwrap_or_default();
     let last = spans.iter().map(|s| s.1).max().unwrap_or_default();
-    let elapsed = Duration::from_nanos(last.saturating_sub(first));
+    Ok(Duration::from_nanos(last.saturating_sub(first)))
+}
+
+/// Pushes `n` u64 once every worker has started ([`after_barrier`]).
+fn push_vec_started((vec, n, ready): (SharedVec<u64>, u64, Barrier)) -> (u64, u64) {
+    after_barrier(&ready, || {
+        for i in 0..n {
+            vec.push(i).expect("push");
+        }
+    })
+}
+
+/// As [`shared_vec_push`], timed over the pushes only ([`in_processes_from_barrier`]).
+pub(crate) fn shared_vec_push_started(workers: u32, n: u64) -> anyhow::Result<f64> {
+    let vec = SharedVec::<u64>::new()?;
+    let elapsed = in_processes_from_barrier(workers, push_vec_started, |ready| {
+        (vec.clone(), n, ready.clone())
+    })?;
+    anyhow::ensure!(vec.len() == u64::from(workers) * n, "lost pushes");
     Ok(per_second((u64::from(workers) * n) as f64, elapsed))
 }
 

@@ -16,8 +16,7 @@ macro_rules! collection_pymethods {
             }
         }
 
-        #[pyo3::pymethods]
-        impl $class {
+        $crate::handle::named_pymethods!($what; #[pyo3::pymethods] impl $class {
             #[doc = concat!("An anonymous ", $what, ", removed when the last process using it exits.")]
             #[new]
             fn new() -> PyResult<Self> {
@@ -40,20 +39,7 @@ macro_rules! collection_pymethods {
 
             /// The name it travels as to another process.
             fn transport(&self) -> PyResult<String> {
-                $crate::lock::transport(&self.inner)
-            }
-
-            #[doc = concat!("The ", $what, "'s name.")]
-            #[getter]
-            fn name(&self) -> String {
-                self.inner.name().as_str().to_owned()
-            }
-
-            #[doc = concat!(
-                "Removes the ", $what, "'s name (processes that have it open keep it)."
-            )]
-            fn unlink(&self) -> PyResult<()> {
-                self.inner.unlink().map_err(|e| $crate::errors::to_py(&e))
+                $crate::handle::transport(&self.inner)
             }
 
             fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
@@ -64,7 +50,7 @@ macro_rules! collection_pymethods {
             }
 
             $($methods)*
-        }
+        });
     };
 }
 

@@ -8,6 +8,7 @@ mod collection;
 mod convert;
 mod dict;
 mod errors;
+mod handle;
 mod list;
 mod lock;
 mod queue;
@@ -34,5 +35,10 @@ fn _memspace(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::Condition>()?;
     m.add("OwnerDied", m.py().get_type::<errors::OwnerDied>())?;
     m.add("PICKLE_EXT_TYPE", convert::PICKLE_EXT)?;
+    // The baselines of `memspace bench`, which `memspace._baselines` runs as its own code.
+    m.add(
+        "BASELINES_SCRIPT",
+        include_str!("../../memspace-bench/bench_baselines.py"),
+    )?;
     Ok(())
 }

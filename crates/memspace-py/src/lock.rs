@@ -13,30 +13,6 @@ use pyo3::types::PyTuple;
 use crate::errors::{self, lock_to_py, release_to_py};
 use crate::wait::{self, Deadline, Slice};
 
-/// The name a handle travels as (its segment's name, with the access it was opened with), to
-/// reopen it in another process.
-pub(crate) fn transport<T: serde::Serialize>(handle: &T) -> PyResult<String> {
-    match serde_json::to_value(handle) {
-        Ok(serde_json::Value::String(name)) => Ok(name),
-        other => Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
-            "a handle's name could not be taken for pickling: {other:?}"
-        ))),
-    }
-}
-
-/// `(memspace._rebuild, (kind, args...))`: what `__reduce__` returns, so that unpickling
-/// reopens the object by name.
-pub(crate) fn reduce<'py>(
-    py: Python<'py>,
-    kind: &str,
-    args: impl IntoIterator<Item = Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let rebuild = py.import("memspace")?.getattr("_rebuild")?;
-    let mut all = vec![kind.into_pyobject(py)?.into_any()];
-    all.extend(args);
-    PyTuple::new(py, [rebuild, PyTuple::new(py, all)?.into_any()])
-}
-
 /// Waits for `try_for` in slices, as Python's `acquire(block, timeout)`.
 pub(crate) fn acquire_with(
     py: Python<'_>,
@@ -83,107 +59,94 @@ macro_rules! py_lock {
             inner: $rust,
         }
 
-        #[pymethods]
-        impl $py_name {
-            /// An anonymous lock, removed when the last process using it exits.
-            #[new]
-            pub(crate) fn new() -> PyResult<Self> {
-                <$rust>::new()
-                    .map(|inner| Self { inner })
-                    .map_err(|e| errors::to_py(&e))
-            }
+        $crate::handle::handle_pymethods! {
+            "lock", kind = $kind;
+            #[pymethods]
+            impl $py_name {
+                /// An anonymous lock, removed when the last process using it exits.
+                #[new]
+                pub(crate) fn new() -> PyResult<Self> {
+                    <$rust>::new()
+                        .map(|inner| Self { inner })
+                        .map_err(|e| errors::to_py(&e))
+                }
 
-            /// Creates the lock `name` (`FileExistsError` if it exists).
-            #[staticmethod]
-            pub(crate) fn create(name: &str) -> PyResult<Self> {
-                <$rust>::create(name)
-                    .map(|inner| Self { inner })
-                    .map_err(|e| errors::to_py(&e))
-            }
+                /// Creates the lock `name` (`FileExistsError` if it exists).
+                #[staticmethod]
+                pub(crate) fn create(name: &str) -> PyResult<Self> {
+                    <$rust>::create(name)
+                        .map(|inner| Self { inner })
+                        .map_err(|e| errors::to_py(&e))
+                }
 
-            /// Opens the existing lock `name` (`FileNotFoundError` if there is none).
-            #[staticmethod]
-            pub(crate) fn open(name: &str) -> PyResult<Self> {
-                <$rust>::open(name)
-                    .map(|inner| Self { inner })
-                    .map_err(|e| errors::to_py(&e))
-            }
+                /// Opens the existing lock `name` (`FileNotFoundError` if there is none).
+                #[staticmethod]
+                pub(crate) fn open(name: &str) -> PyResult<Self> {
+                    <$rust>::open(name)
+                        .map(|inner| Self { inner })
+                        .map_err(|e| errors::to_py(&e))
+                }
 
-            /// Takes the lock, waiting at most `timeout` seconds (-1: for ever) if `block`.
-            /// Returns whether it was taken. Raises `OwnerDied`, with the lock taken, if its
-            /// previous holder died holding it.
-            #[pyo3(signature = (block = true, timeout = -1.0))]
-            pub(crate) fn acquire(
-                &self,
-                py: Python<'_>,
-                block: bool,
-                timeout: f64,
-            ) -> PyResult<bool> {
-                acquire_with(
-                    py,
-                    block,
-                    timeout,
-                    || self.inner.try_acquire(),
-                    |slice| self.inner.acquire_timeout(slice),
-                )
-            }
+                /// Takes the lock, waiting at most `timeout` seconds (-1: for ever) if `block`.
+                /// Returns whether it was taken. Raises `OwnerDied`, with the lock taken, if its
+                /// previous holder died holding it.
+                #[pyo3(signature = (block = true, timeout = -1.0))]
+                pub(crate) fn acquire(
+                    &self,
+                    py: Python<'_>,
+                    block: bool,
+                    timeout: f64,
+                ) -> PyResult<bool> {
+                    acquire_with(
+                        py,
+                        block,
+                        timeout,
+                        || self.inner.try_acquire(),
+                        |slice| self.inner.acquire_timeout(slice),
+                    )
+                }
 
-            /// Releases the lock (`RuntimeError` if it is not held here).
-            pub(crate) fn release(&self) -> PyResult<()> {
-                self.inner.release().map_err(|e| release_to_py(&e))
-            }
+                /// Releases the lock (`RuntimeError` if it is not held here).
+                pub(crate) fn release(&self) -> PyResult<()> {
+                    self.inner.release().map_err(|e| release_to_py(&e))
+                }
 
-            /// Whether some process holds the lock.
-            fn locked(&self) -> PyResult<bool> {
-                Ok(self.owner()?.is_some())
-            }
+                /// Whether some process holds the lock.
+                fn locked(&self) -> PyResult<bool> {
+                    Ok(self.owner()?.is_some())
+                }
 
-            /// After `OwnerDied`: declares the protected data repaired, so that the lock
-            /// stays usable after `release()`.
-            fn mark_consistent(&self) -> PyResult<()> {
-                self.inner
-                    .mark_consistent()
-                    .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
-            }
+                /// After `OwnerDied`: declares the protected data repaired, so that the lock
+                /// stays usable after `release()`.
+                fn mark_consistent(&self) -> PyResult<()> {
+                    self.inner
+                        .mark_consistent()
+                        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+                }
 
-            /// How many times a holder died and the lock was taken over.
-            #[getter]
-            fn owner_deaths(&self) -> u32 {
-                self.inner.owner_deaths()
-            }
+                /// How many times a holder died and the lock was taken over.
+                #[getter]
+                fn owner_deaths(&self) -> u32 {
+                    self.inner.owner_deaths()
+                }
 
-            /// The lock's name.
-            #[getter]
-            fn name(&self) -> String {
-                self.inner.name().as_str().to_owned()
-            }
+                fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+                    self.acquire(py, true, -1.0)
+                }
 
-            /// Removes the lock's name (processes that have it open keep it).
-            pub(crate) fn unlink(&self) -> PyResult<()> {
-                self.inner.unlink().map_err(|e| errors::to_py(&e))
-            }
+                #[pyo3(signature = (*_args))]
+                fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+                    self.release()
+                }
 
-            fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-                self.acquire(py, true, -1.0)
-            }
-
-            #[pyo3(signature = (*_args))]
-            fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-                self.release()
-            }
-
-            fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-                let name = transport(&self.inner)?;
-                reduce(py, $kind, [name.into_pyobject(py)?.into_any()])
-            }
-
-            fn __repr__(&self) -> PyResult<String> {
-                Ok(format!(
-                    "<memspace.{} {:?} locked={}>",
-                    $kind,
-                    self.inner.name().as_str(),
-                    if self.locked()? { "True" } else { "False" }
-                ))
+                fn __repr__(&self) -> PyResult<String> {
+                    Ok(format!(
+                        "<memspace.{} {:?} locked={}>",
+                        $kind,
+                        self.inner.name().as_str(),
+                        if self.locked()? { "True" } else { "False" }
+                    ))
+                }
             }
         }
 

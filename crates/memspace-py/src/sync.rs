@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::errors;
-use crate::lock::{reduce, transport};
+use crate::handle::{self, reduce, transport};
 use crate::wait::{self, Deadline, Slice};
 
 pyo3::import_exception!(threading, BrokenBarrierError);
@@ -85,85 +85,72 @@ pub(crate) struct Event {
     inner: memspace::sync::Event,
 }
 
-#[pymethods]
-impl Event {
-    /// An anonymous event, cleared, removed when the last process using it exits.
-    #[new]
-    fn new() -> PyResult<Self> {
-        memspace::sync::Event::new()
-            .map(|inner| Self { inner })
-            .map_err(|e| errors::to_py(&e))
-    }
-
-    /// Creates the event `name` (`FileExistsError` if it exists).
-    #[staticmethod]
-    fn create(name: &str) -> PyResult<Self> {
-        memspace::sync::Event::create(name)
-            .map(|inner| Self { inner })
-            .map_err(|e| errors::to_py(&e))
-    }
-
-    /// Opens the existing event `name` (`FileNotFoundError` if there is none).
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        memspace::sync::Event::open(name)
-            .map(|inner| Self { inner })
-            .map_err(|e| errors::to_py(&e))
-    }
-
-    /// Sets the flag and wakes every waiter.
-    fn set(&self) -> PyResult<()> {
-        self.inner.set().map_err(|e| errors::to_py(&e))
-    }
-
-    /// Clears the flag.
-    fn clear(&self) -> PyResult<()> {
-        self.inner.clear().map_err(|e| errors::to_py(&e))
-    }
-
-    /// Whether the flag is set.
-    fn is_set(&self) -> PyResult<bool> {
-        self.inner.is_set().map_err(|e| errors::to_py(&e))
-    }
-
-    /// Waits until the flag is set, at most `timeout` seconds; returns whether it is.
-    #[pyo3(signature = (timeout = None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let deadline = Deadline::from_seconds(timeout.map(|t| t.max(0.0)), false)?;
-        let attempt = |slice| match self.inner.wait_timeout(slice) {
-            Ok(true) => Slice::Done(Ok(())),
-            Ok(false) => Slice::Again,
-            Err(e) => Slice::Done(Err(e)),
-        };
-        if wait::wait(py, deadline, attempt, |e| errors::to_py(&e))?.is_some() {
-            return Ok(true);
+handle::handle_pymethods! {
+    "event", kind = "Event";
+    #[pymethods]
+    impl Event {
+        /// An anonymous event, cleared, removed when the last process using it exits.
+        #[new]
+        fn new() -> PyResult<Self> {
+            memspace::sync::Event::new()
+                .map(|inner| Self { inner })
+                .map_err(|e| errors::to_py(&e))
         }
-        self.is_set()
-    }
 
-    /// The event's name.
-    #[getter]
-    fn name(&self) -> String {
-        self.inner.name().as_str().to_owned()
-    }
+        /// Creates the event `name` (`FileExistsError` if it exists).
+        #[staticmethod]
+        fn create(name: &str) -> PyResult<Self> {
+            memspace::sync::Event::create(name)
+                .map(|inner| Self { inner })
+                .map_err(|e| errors::to_py(&e))
+        }
 
-    /// Removes the event's name (processes that have it open keep it).
-    fn unlink(&self) -> PyResult<()> {
-        self.inner.unlink().map_err(|e| errors::to_py(&e))
-    }
+        /// Opens the existing event `name` (`FileNotFoundError` if there is none).
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            memspace::sync::Event::open(name)
+                .map(|inner| Self { inner })
+                .map_err(|e| errors::to_py(&e))
+        }
 
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let name = transport(&self.inner)?;
-        reduce(py, "Event", [name.into_pyobject(py)?.into_any()])
-    }
+        /// Sets the flag and wakes every waiter.
+        fn set(&self) -> PyResult<()> {
+            self.inner.set().map_err(|e| errors::to_py(&e))
+        }
 
-    fn __repr__(&self) -> PyResult<String> {
-        Ok(format!(
-            "<memspace.Event {:?} set={}>",
-            self.inner.name().as_str(),
-            if self.is_set()? { "True" } else { "False" }
-        ))
-    }
+        /// Clears the flag.
+        fn clear(&self) -> PyResult<()> {
+            self.inner.clear().map_err(|e| errors::to_py(&e))
+        }
+
+        /// Whether the flag is set.
+        fn is_set(&self) -> PyResult<bool> {
+            self.inner.is_set().map_err(|e| errors::to_py(&e))
+        }
+
+        /// Waits until the flag is set, at most `timeout` seconds; returns whether it is.
+        #[pyo3(signature = (timeout = None))]
+        fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+            let deadline = Deadline::from_seconds(timeout.map(|t| t.max(0.0)), false)?;
+            let attempt = |slice| match self.inner.wait_timeout(slice) {
+                Ok(true) => Slice::Done(Ok(())),
+                Ok(false) => Slice::Again,
+                Err(e) => Slice::Done(Err(e)),
+            };
+            if wait::wait(py, deadline, attempt, |e| errors::to_py(&e))?.is_some() {
+                return Ok(true);
+            }
+            self.is_set()
+        }
+
+        fn __repr__(&self) -> PyResult<String> {
+            Ok(format!(
+                "<memspace.Event {:?} set={}>",
+                self.inner.name().as_str(),
+                if self.is_set()? { "True" } else { "False" }
+            ))
+        }
+}
 }
 
 /// A counting semaphore shared by processes, as `multiprocessing.Semaphore` (bounded:
@@ -187,118 +174,107 @@ fn semaphore_err(err: SemaphoreError) -> PyErr {
     }
 }
 
-#[pymethods]
-impl Semaphore {
-    /// An anonymous semaphore with `value` permits; `bounded` refuses releases beyond them.
-    #[new]
-    #[pyo3(signature = (value = 1, *, bounded = false))]
-    fn new(value: i64, bounded: bool) -> PyResult<Self> {
-        let n = permits(value)?;
-        let inner = if bounded {
-            memspace::sync::Semaphore::bounded(n)
-        } else {
-            memspace::sync::Semaphore::new(n)
-        };
-        inner
-            .map(|inner| Self { inner })
-            .map_err(|e| errors::to_py(&e))
-    }
+handle::handle_pymethods! {
+    "semaphore", kind = "Semaphore";
+    #[pymethods]
+    impl Semaphore {
+        /// An anonymous semaphore with `value` permits; `bounded` refuses releases beyond them.
+        #[new]
+        #[pyo3(signature = (value = 1, *, bounded = false))]
+        fn new(value: i64, bounded: bool) -> PyResult<Self> {
+            let n = permits(value)?;
+            let inner = if bounded {
+                memspace::sync::Semaphore::bounded(n)
+            } else {
+                memspace::sync::Semaphore::new(n)
+            };
+            inner
+                .map(|inner| Self { inner })
+                .map_err(|e| errors::to_py(&e))
+        }
 
-    /// Creates the semaphore `name` (`FileExistsError` if it exists).
-    #[staticmethod]
-    #[pyo3(signature = (name, value = 1, *, bounded = false))]
-    fn create(name: &str, value: i64, bounded: bool) -> PyResult<Self> {
-        memspace::sync::Semaphore::create(name, permits(value)?, bounded)
-            .map(|inner| Self { inner })
-            .map_err(|e| errors::to_py(&e))
-    }
+        /// Creates the semaphore `name` (`FileExistsError` if it exists).
+        #[staticmethod]
+        #[pyo3(signature = (name, value = 1, *, bounded = false))]
+        fn create(name: &str, value: i64, bounded: bool) -> PyResult<Self> {
+            memspace::sync::Semaphore::create(name, permits(value)?, bounded)
+                .map(|inner| Self { inner })
+                .map_err(|e| errors::to_py(&e))
+        }
 
-    /// Opens the existing semaphore `name` (`FileNotFoundError` if there is none).
-    #[staticmethod]
-    fn open(name: &str) -> PyResult<Self> {
-        memspace::sync::Semaphore::open(name)
-            .map(|inner| Self { inner })
-            .map_err(|e| errors::to_py(&e))
-    }
+        /// Opens the existing semaphore `name` (`FileNotFoundError` if there is none).
+        #[staticmethod]
+        fn open(name: &str) -> PyResult<Self> {
+            memspace::sync::Semaphore::open(name)
+                .map(|inner| Self { inner })
+                .map_err(|e| errors::to_py(&e))
+        }
 
-    /// Takes a permit, waiting at most `timeout` seconds (`None`: for ever) if `block`;
-    /// returns whether it was taken.
-    #[pyo3(signature = (block = true, timeout = None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        if !block {
-            if timeout.is_some() {
-                return Err(PyValueError::new_err(
-                    "can't specify timeout for non-blocking acquire",
-                ));
+        /// Takes a permit, waiting at most `timeout` seconds (`None`: for ever) if `block`;
+        /// returns whether it was taken.
+        #[pyo3(signature = (block = true, timeout = None))]
+        fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+            if !block {
+                if timeout.is_some() {
+                    return Err(PyValueError::new_err(
+                        "can't specify timeout for non-blocking acquire",
+                    ));
+                }
+                return match self.inner.try_acquire() {
+                    Ok(permit) => {
+                        permit.forget();
+                        Ok(true)
+                    }
+                    Err(SemaphoreError::WouldBlock { .. }) => Ok(false),
+                    Err(e) => Err(semaphore_err(e)),
+                };
             }
-            return match self.inner.try_acquire() {
+            let deadline = Deadline::from_seconds(timeout.map(|t| t.max(0.0)), false)?;
+            let attempt = |slice| match self.inner.acquire_timeout(slice) {
                 Ok(permit) => {
                     permit.forget();
-                    Ok(true)
+                    Slice::Done(Ok(()))
                 }
-                Err(SemaphoreError::WouldBlock { .. }) => Ok(false),
-                Err(e) => Err(semaphore_err(e)),
+                Err(SemaphoreError::Timeout { .. } | SemaphoreError::WouldBlock { .. }) => {
+                    Slice::Again
+                }
+                Err(e) => Slice::Done(Err(e)),
             };
+            Ok(wait::wait(py, deadline, attempt, semaphore_err)?.is_some())
         }
-        let deadline = Deadline::from_seconds(timeout.map(|t| t.max(0.0)), false)?;
-        let attempt = |slice| match self.inner.acquire_timeout(slice) {
-            Ok(permit) => {
-                permit.forget();
-                Slice::Done(Ok(()))
+
+        /// Returns `n` permits (`ValueError` for a bounded semaphore all of whose permits are
+        /// free).
+        #[pyo3(signature = (n = 1))]
+        fn release(&self, n: u64) -> PyResult<()> {
+            for _ in 0..n {
+                self.inner.release().map_err(semaphore_err)?;
             }
-            Err(SemaphoreError::Timeout { .. } | SemaphoreError::WouldBlock { .. }) => Slice::Again,
-            Err(e) => Slice::Done(Err(e)),
-        };
-        Ok(wait::wait(py, deadline, attempt, semaphore_err)?.is_some())
-    }
-
-    /// Returns `n` permits (`ValueError` for a bounded semaphore all of whose permits are
-    /// free).
-    #[pyo3(signature = (n = 1))]
-    fn release(&self, n: u64) -> PyResult<()> {
-        for _ in 0..n {
-            self.inner.release().map_err(semaphore_err)?;
+            Ok(())
         }
-        Ok(())
-    }
 
-    /// The number of free permits.
-    fn get_value(&self) -> u64 {
-        self.inner.value()
-    }
-
-    /// The semaphore's name.
-    #[getter]
-    fn name(&self) -> String {
-        self.inner.name().as_str().to_owned()
-    }
-
-    /// Removes the semaphore's name (processes that have it open keep it).
-    fn unlink(&self) -> PyResult<()> {
-        self.inner.unlink().map_err(|e| errors::to_py(&e))
-    }
-
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, true, None)
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.release(1)
-    }
-
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let name = transport(&self.inner)?;
-        reduce(py, "Semaphore", [name.into_pyobject(py)?.into_any()])
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "<memspace.Semaphore {:?} value={}>",
-            self.inner.name().as_str(),
+        /// The number of free permits.
+        fn get_value(&self) -> u64 {
             self.inner.value()
-        )
-    }
+        }
+
+        fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+            self.acquire(py, true, None)
+        }
+
+        #[pyo3(signature = (*_args))]
+        fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+            self.release(1)
+        }
+
+        fn __repr__(&self) -> String {
+            format!(
+                "<memspace.Semaphore {:?} value={}>",
+                self.inner.name().as_str(),
+                self.inner.value()
+            )
+        }
+}
 }
 
 /// A barrier for `parties` processes (1 to 64), as `multiprocessing.Barrier`: a party that
@@ -362,184 +338,186 @@ fn party_count(parties: i64) -> PyResult<u32> {
         })
 }
 
-#[pymethods]
 impl Barrier {
-    /// An anonymous barrier for `parties` parties; `action`, if given, is called by one party
-    /// once all have arrived and before any leaves (it travels to other processes pickled,
-    /// by reference for a function); `timeout` is the default of `wait`.
-    #[new]
-    #[pyo3(signature = (parties, action = None, timeout = None))]
-    fn new(parties: i64, action: Option<Bound<'_, PyAny>>, timeout: Option<f64>) -> PyResult<Self> {
-        let parties = party_count(parties)?;
-        let inner = memspace::sync::Barrier::new(parties).map_err(barrier_err)?;
-        let action = match action.filter(|a| !a.is_none()) {
-            None => None,
-            Some(call) if call.is_callable() => Some(Action {
-                call: call.unbind(),
-                after: memspace::sync::Barrier::new(parties).map_err(barrier_err)?,
-            }),
-            Some(other) => {
-                return Err(PyTypeError::new_err(format!(
-                    "a barrier's action must be callable, not {}",
-                    other.get_type().name()?
-                )));
-            }
-        };
-        Ok(Self {
-            inner,
-            timeout,
-            action,
-        })
-    }
-
-    /// Creates the barrier `name` (`FileExistsError` if it exists).
-    #[staticmethod]
-    #[pyo3(signature = (name, parties, timeout = None))]
-    fn create(name: &str, parties: i64, timeout: Option<f64>) -> PyResult<Self> {
-        memspace::sync::Barrier::create(name, party_count(parties)?)
-            .map(|inner| Self {
-                inner,
-                timeout,
-                action: None,
-            })
-            .map_err(barrier_err)
-    }
-
-    /// Opens the existing barrier `name` (`FileNotFoundError` if there is none).
-    #[staticmethod]
-    #[pyo3(signature = (name, timeout = None))]
-    fn open(name: &str, timeout: Option<f64>) -> PyResult<Self> {
-        memspace::sync::Barrier::open(name)
-            .map(|inner| Self {
-                inner,
-                timeout,
-                action: None,
-            })
-            .map_err(|e| errors::to_py(&e))
-    }
-
-    /// Reopens a barrier with an action by the names it travelled as.
-    #[staticmethod]
-    fn reopen(name: &str, timeout: Option<f64>, after: &str, action: Py<PyAny>) -> PyResult<Self> {
-        let open = |name| memspace::sync::Barrier::open(name).map_err(|e| errors::to_py(&e));
-        Ok(Self {
-            inner: open(name)?,
-            timeout,
-            action: Some(Action {
-                call: action,
-                after: open(after)?,
-            }),
-        })
-    }
-
-    /// Waits until every party has called `wait`, at most `timeout` seconds (default: the
-    /// barrier's); returns this party's arrival index (0 to `parties - 1`). Raises
-    /// `threading.BrokenBarrierError` if the barrier is or becomes broken, or times out.
-    #[pyo3(signature = (timeout = None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u32> {
-        let limit = duration(timeout.or(self.timeout))?;
-        let end = limit.and_then(|limit| Instant::now().checked_add(limit));
-        let index = wait_at(py, &self.inner, limit)?;
-        let Some(action) = &self.action else {
-            return Ok(index);
-        };
-        if index + 1 == self.inner.parties()
-            && let Err(err) = action.call.call0(py)
-        {
-            // As `threading.Barrier`: the parties waiting for the action learn it failed.
-            let _ = action.after.abort();
-            let _ = self.inner.abort();
-            return Err(err);
-        }
-        let left = end.map(|end| end.saturating_duration_since(Instant::now()));
-        wait_at(py, &action.after, limit.and(left))?;
-        Ok(index)
-    }
-
-    /// Breaks the barrier: waiting and later `wait` calls raise `BrokenBarrierError` until
-    /// `reset()`.
-    fn abort(&self) -> PyResult<()> {
-        if let Some(action) = &self.action {
-            action.after.abort().map_err(|e| errors::to_py(&e))?;
-        }
-        self.inner.abort().map_err(|e| errors::to_py(&e))
-    }
-
-    /// Returns the barrier to its empty, unbroken state; parties waiting now raise
-    /// `BrokenBarrierError`.
-    fn reset(&self) -> PyResult<()> {
-        if let Some(action) = &self.action {
-            action.after.reset().map_err(|e| errors::to_py(&e))?;
-        }
-        self.inner.reset().map_err(|e| errors::to_py(&e))
-    }
-
-    /// How many parties must arrive.
-    #[getter]
-    fn parties(&self) -> u32 {
-        self.inner.parties()
-    }
-
-    /// How many parties are waiting now.
-    #[getter]
-    fn n_waiting(&self) -> u32 {
-        self.inner.waiting()
-    }
-
-    /// Whether the barrier is broken.
-    #[getter]
-    fn broken(&self) -> bool {
-        self.inner.is_broken() || self.action.as_ref().is_some_and(|a| a.after.is_broken())
-    }
-
-    /// The default timeout of `wait`, in seconds.
-    #[getter]
-    fn timeout(&self) -> Option<f64> {
-        self.timeout
-    }
-
-    /// The barrier's name.
-    #[getter]
-    fn name(&self) -> String {
-        self.inner.name().as_str().to_owned()
-    }
-
-    /// Removes the barrier's name (processes that have it open keep it).
-    fn unlink(&self) -> PyResult<()> {
-        self.inner.unlink().map_err(|e| errors::to_py(&e))
-    }
-
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let name = transport(&self.inner)?.into_pyobject(py)?.into_any();
+    /// What pickling hands `memspace._rebuild` after the name: the default timeout, and with
+    /// an action, the second barrier's name and the action.
+    fn rebuild<'py>(&self, py: Python<'py>) -> PyResult<handle::Rebuild<'py>> {
         let timeout = self.timeout.into_pyobject(py)?.into_any();
-        match &self.action {
-            None => reduce(py, "Barrier", [name, timeout]),
-            Some(action) => reduce(
-                py,
+        Ok(match &self.action {
+            None => ("Barrier", vec![timeout]),
+            Some(action) => (
                 "Barrier with action",
-                [
-                    name,
+                vec![
                     timeout,
                     transport(&action.after)?.into_pyobject(py)?.into_any(),
                     action.call.bind(py).clone(),
                 ],
             ),
-        }
+        })
     }
+}
 
-    fn __repr__(&self) -> String {
-        format!(
-            "<memspace.Barrier {:?} parties={} waiting={} broken={}>",
-            self.inner.name().as_str(),
-            self.inner.parties(),
-            self.inner.waiting(),
-            if self.inner.is_broken() {
-                "True"
-            } else {
-                "False"
+handle::handle_pymethods! {
+    "barrier", rebuild = rebuild;
+    #[pymethods]
+    impl Barrier {
+        /// An anonymous barrier for `parties` parties; `action`, if given, is called by one party
+        /// once all have arrived and before any leaves (it travels to other processes pickled,
+        /// by reference for a function); `timeout` is the default of `wait`.
+        #[new]
+        #[pyo3(signature = (parties, action = None, timeout = None))]
+        fn new(
+            parties: i64,
+            action: Option<Bound<'_, PyAny>>,
+            timeout: Option<f64>,
+        ) -> PyResult<Self> {
+            let parties = party_count(parties)?;
+            let inner = memspace::sync::Barrier::new(parties).map_err(barrier_err)?;
+            let action = match action.filter(|a| !a.is_none()) {
+                None => None,
+                Some(call) if call.is_callable() => Some(Action {
+                    call: call.unbind(),
+                    after: memspace::sync::Barrier::new(parties).map_err(barrier_err)?,
+                }),
+                Some(other) => {
+                    return Err(PyTypeError::new_err(format!(
+                        "a barrier's action must be callable, not {}",
+                        other.get_type().name()?
+                    )));
+                }
+            };
+            Ok(Self {
+                inner,
+                timeout,
+                action,
+            })
+        }
+
+        /// Creates the barrier `name` (`FileExistsError` if it exists).
+        #[staticmethod]
+        #[pyo3(signature = (name, parties, timeout = None))]
+        fn create(name: &str, parties: i64, timeout: Option<f64>) -> PyResult<Self> {
+            memspace::sync::Barrier::create(name, party_count(parties)?)
+                .map(|inner| Self {
+                    inner,
+                    timeout,
+                    action: None,
+                })
+                .map_err(barrier_err)
+        }
+
+        /// Opens the existing barrier `name` (`FileNotFoundError` if there is none).
+        #[staticmethod]
+        #[pyo3(signature = (name, timeout = None))]
+        fn open(name: &str, timeout: Option<f64>) -> PyResult<Self> {
+            memspace::sync::Barrier::open(name)
+                .map(|inner| Self {
+                    inner,
+                    timeout,
+                    action: None,
+                })
+                .map_err(|e| errors::to_py(&e))
+        }
+
+        /// Reopens a barrier with an action by the names it travelled as.
+        #[staticmethod]
+        fn reopen(
+            name: &str,
+            timeout: Option<f64>,
+            after: &str,
+            action: Py<PyAny>,
+        ) -> PyResult<Self> {
+            let open = |name| memspace::sync::Barrier::open(name).map_err(|e| errors::to_py(&e));
+            Ok(Self {
+                inner: open(name)?,
+                timeout,
+                action: Some(Action {
+                    call: action,
+                    after: open(after)?,
+                }),
+            })
+        }
+
+        /// Waits until every party has called `wait`, at most `timeout` seconds (default: the
+        /// barrier's); returns this party's arrival index (0 to `parties - 1`). Raises
+        /// `threading.BrokenBarrierError` if the barrier is or becomes broken, or times out.
+        #[pyo3(signature = (timeout = None))]
+        fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u32> {
+            let limit = duration(timeout.or(self.timeout))?;
+            let end = limit.and_then(|limit| Instant::now().checked_add(limit));
+            let index = wait_at(py, &self.inner, limit)?;
+            let Some(action) = &self.action else {
+                return Ok(index);
+            };
+            if index + 1 == self.inner.parties()
+                && let Err(err) = action.call.call0(py)
+            {
+                // As `threading.Barrier`: the parties waiting for the action learn it failed.
+                let _ = action.after.abort();
+                let _ = self.inner.abort();
+                return Err(err);
             }
-        )
-    }
+            let left = end.map(|end| end.saturating_duration_since(Instant::now()));
+            wait_at(py, &action.after, limit.and(left))?;
+            Ok(index)
+        }
+
+        /// Breaks the barrier: waiting and later `wait` calls raise `BrokenBarrierError` until
+        /// `reset()`.
+        fn abort(&self) -> PyResult<()> {
+            if let Some(action) = &self.action {
+                action.after.abort().map_err(|e| errors::to_py(&e))?;
+            }
+            self.inner.abort().map_err(|e| errors::to_py(&e))
+        }
+
+        /// Returns the barrier to its empty, unbroken state; parties waiting now raise
+        /// `BrokenBarrierError`.
+        fn reset(&self) -> PyResult<()> {
+            if let Some(action) = &self.action {
+                action.after.reset().map_err(|e| errors::to_py(&e))?;
+            }
+            self.inner.reset().map_err(|e| errors::to_py(&e))
+        }
+
+        /// How many parties must arrive.
+        #[getter]
+        fn parties(&self) -> u32 {
+            self.inner.parties()
+        }
+
+        /// How many parties are waiting now.
+        #[getter]
+        fn n_waiting(&self) -> u32 {
+            self.inner.waiting()
+        }
+
+        /// Whether the barrier is broken.
+        #[getter]
+        fn broken(&self) -> bool {
+            self.inner.is_broken() || self.action.as_ref().is_some_and(|a| a.after.is_broken())
+        }
+
+        /// The default timeout of `wait`, in seconds.
+        #[getter]
+        fn timeout(&self) -> Option<f64> {
+            self.timeout
+        }
+
+        fn __repr__(&self) -> String {
+            format!(
+                "<memspace.Barrier {:?} parties={} waiting={} broken={}>",
+                self.inner.name().as_str(),
+                self.inner.parties(),
+                self.inner.waiting(),
+                if self.inner.is_broken() {
+                    "True"
+                } else {
+                    "False"
+                }
+            )
+        }
+}
 }
 
 /// A condition's lock: a `memspace.Lock`, held by a process, or a `memspace.RLock`, held by a

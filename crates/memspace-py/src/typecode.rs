@@ -112,8 +112,8 @@ impl<T: Typed> WithLock<T> {
         kind: &str,
     ) -> pyo3::PyResult<pyo3::Bound<'py, pyo3::types::PyTuple>> {
         use pyo3::IntoPyObject;
-        let lock = crate::lock::transport(self.lock.get().handle())?;
-        crate::lock::reduce(
+        let lock = crate::handle::transport(self.lock.get().handle())?;
+        crate::handle::reduce(
             py,
             kind,
             [
@@ -228,7 +228,7 @@ macro_rules! impl_typed {
 
             fn transport(&self) -> PyResult<String> {
                 match self {
-                    $($enum::$variant(handle) => $crate::lock::transport(handle),)+
+                    $($enum::$variant(handle) => $crate::handle::transport(handle),)+
                 }
             }
         }

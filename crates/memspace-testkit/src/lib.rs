@@ -19,6 +19,7 @@
 //! | [`backends`] | one test per backend, shared memory and Redis ([`on_both_backends!`]) |
 //! | [`redis_server`] | a real `redis-server` per test |
 //! | [`redis_cluster`] | a real three-master Redis Cluster, and moving a slot by hand |
+//! | [`writer`] | a child that pushes onto a list while a test breaks its server, and its log |
 //! | [`rng`] | a replayable random generator |
 //! | [`cli`] | running the `memspace` command |
 
@@ -39,6 +40,7 @@ pub mod redis_server;
 pub mod rng;
 pub mod roles;
 pub mod watchdog;
+pub mod writer;
 
 pub use children::{ChildGuard, Parent, Running};
 pub use names::{Removal, unique_name};

@@ -13,8 +13,6 @@
 //!   token keeps growing.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -25,6 +23,7 @@ use memspace::{AuthProblem, Error, Lock, SharedList};
 use memspace_testkit::children::wait_until;
 use memspace_testkit::redis_cluster::RedisCluster;
 use memspace_testkit::redis_server::{RedisServer, Role, ServerOptions, assert_hides_password};
+use memspace_testkit::writer::{self, Pushes, Writer};
 use memspace_testkit::{Watchdog, roles, unique_name};
 
 /// The flat object name of a Redis name (what its keys are made from).
@@ -162,38 +161,6 @@ fn a_name_with_a_database_on_a_cluster_is_refused_saying_a_cluster_has_only_data
     assert_hides_password("the error", &format!("{message} {err:?}"));
 }
 
-/// What the writer child logs for each push: `a N` acknowledged, `u N` may or may not have
-/// been applied, `n N` not applied (the server could not be reached), `e N ERROR` any other
-/// failure.
-fn writer_child() {
-    let name = roles::role_segment();
-    let log_path = PathBuf::from(std::env::var("MEMSPACE_TEST_LOG").expect("a log path"));
-    let stop = log_path.with_extension("stop");
-    let list = SharedList::<u64>::open(&name).expect("open the list");
-    let mut log = std::fs::File::create(&log_path).expect("create the log");
-    let mut next = 0u64;
-    while !stop.exists() {
-        let line = match list.push(&next) {
-            Ok(()) => format!("a {next}"),
-            Err(Error::RedisUnreachable { maybe_applied, .. }) => {
-                // While no server answers, no need to log a line a millisecond.
-                std::thread::sleep(Duration::from_millis(20));
-                format!("{} {next}", if maybe_applied { "u" } else { "n" })
-            }
-            // A cluster without a master for the slot (until its replica takes over)
-            // refuses: nothing was applied.
-            Err(err) if refused_as_cluster_down(&err) => {
-                std::thread::sleep(Duration::from_millis(20));
-                format!("n {next}")
-            }
-            Err(err) => format!("e {next} {err:?}"),
-        };
-        writeln!(log, "{line}").expect("log");
-        next += 1;
-    }
-    log.flush().expect("flush the log");
-}
-
 /// Whether `err` is a cluster refusing a command because a slot has no master (`CLUSTERDOWN`).
 fn refused_as_cluster_down(err: &Error) -> bool {
     let mut cause: Option<&dyn std::error::Error> = Some(err);
@@ -211,7 +178,7 @@ fn refused_as_cluster_down(err: &Error) -> bool {
 #[test]
 fn no_acknowledged_push_is_lost_while_its_slot_moves_to_another_master() {
     if roles::role().is_some() {
-        writer_child();
+        writer::run_child(refused_as_cluster_down);
         return;
     }
     let _dog = Watchdog::start();
@@ -223,13 +190,7 @@ fn no_acknowledged_push_is_lost_while_its_slot_moves_to_another_master() {
     let from = cluster.owner_of_slot(slot);
     let to = (from + 1) % 3;
 
-    let log = std::env::temp_dir().join(format!("{}.log", unique_name("migrate-writer")));
-    let stop = log.with_extension("stop");
-    let log_text = log.to_str().expect("a UTF-8 path").to_owned();
-    let mut writer = roles::child_in_role(
-        "writer",
-        &[(roles::SEGMENT, &name), ("MEMSPACE_TEST_LOG", &log_text)],
-    );
+    let writer = Writer::start(&name, "migrate-writer");
     wait_until("the writer's first pushes", || {
         list.len().expect("len") >= 200
     });
@@ -256,12 +217,7 @@ fn no_acknowledged_push_is_lost_while_its_slot_moves_to_another_master() {
         moving.store(false, Ordering::Relaxed);
         reader.join().expect("the reader");
     });
-    std::fs::write(&stop, b"").expect("tell the writer to stop");
-    let status = writer.wait();
-    let logged = std::fs::read_to_string(&log).expect("read the writer's log");
-    let _ = std::fs::remove_file(&log);
-    let _ = std::fs::remove_file(&stop);
-    assert!(status.success(), "the writer ended with {status}");
+    let pushes = writer.stop();
     assert_eq!(cluster.owner_of_slot(slot), to, "the slot moved");
     assert!(
         cluster.keys_in_slot(to, slot).len() >= 2,
@@ -278,64 +234,15 @@ fn no_acknowledged_push_is_lost_while_its_slot_moves_to_another_master() {
         );
     }
 
-    let (acknowledged, uncertain) = read_log(&logged);
     let stored = list.to_vec().expect("read the list");
     println!(
         "{} pushes acknowledged, {} uncertain, {} stored; {} reads meanwhile",
-        acknowledged.len(),
-        uncertain.len(),
+        pushes.acknowledged.len(),
+        pushes.uncertain.len(),
         stored.len(),
         reads.load(Ordering::Relaxed)
     );
-    assert_acknowledged_kept(&acknowledged, &uncertain, &stored);
-}
-
-/// The pushes a writer logged (see [`writer_child`]): those acknowledged, and those that may
-/// or may not have been applied.
-///
-/// # Panics
-///
-/// If a push failed otherwise.
-fn read_log(logged: &str) -> (Vec<u64>, Vec<u64>) {
-    let (mut acknowledged, mut uncertain) = (Vec::new(), Vec::new());
-    for line in logged.lines() {
-        let (what, rest) = line.split_once(' ').expect("a log line");
-        let item: u64 = rest
-            .split(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .expect("a number");
-        match what {
-            "a" => acknowledged.push(item),
-            "u" => uncertain.push(item),
-            "n" => {}
-            _ => panic!("push {item} failed: {line}"),
-        }
-    }
-    (acknowledged, uncertain)
-}
-
-/// Asserts that `stored` holds every acknowledged push, in order, an uncertain one or not,
-/// nothing else, and nothing twice.
-fn assert_acknowledged_kept(acknowledged: &[u64], uncertain: &[u64], stored: &[u64]) {
-    let mut expected = acknowledged.iter().peekable();
-    for item in stored {
-        if expected.peek() == Some(&item) {
-            expected.next();
-        } else {
-            assert!(
-                uncertain.contains(item),
-                "item {item} was stored but neither acknowledged nor uncertain"
-            );
-        }
-    }
-    assert!(
-        expected.peek().is_none(),
-        "acknowledged push {:?} is missing",
-        expected.peek()
-    );
-    let unique: BTreeSet<_> = stored.iter().collect();
-    assert_eq!(unique.len(), stored.len(), "an item was stored twice");
+    pushes.assert_kept_in(&stored);
 }
 
 /// The service name the sentinels of the test below monitor.
@@ -346,7 +253,12 @@ const SERVICE: &str = "memspace-primary";
 /// consecutive acknowledged pushes, the last ones the dead primary acknowledged before its
 /// replica had them; everything acknowledged before and after the run is there. Returns the
 /// run.
-fn lost_in_one_run(acknowledged: &[u64], uncertain: &[u64], stored: &[u64]) -> Vec<u64> {
+fn lost_in_one_run(pushes: &Pushes, stored: &[u64]) -> Vec<u64> {
+    let Pushes {
+        acknowledged,
+        uncertain,
+        ..
+    } = pushes;
     let kept: BTreeSet<u64> = stored.iter().copied().collect();
     assert_eq!(kept.len(), stored.len(), "an item was stored twice");
     for item in stored {
@@ -529,7 +441,7 @@ const WAIT_FOR_REPLICA: Duration = Duration::from_secs(20);
 #[test]
 fn after_a_failover_the_writer_goes_on_and_the_fencing_token_keeps_growing() {
     if roles::role().is_some() {
-        writer_child();
+        writer::run_child(refused_as_cluster_down);
         return;
     }
     let _dog = Watchdog::start();
@@ -541,10 +453,7 @@ fn after_a_failover_the_writer_goes_on_and_the_fencing_token_keeps_growing() {
     let list = SharedList::<u64>::create(&name).expect("create through the sentinels");
     let lock = Lock::create(&lock_name).expect("create the lock");
 
-    let log = std::env::temp_dir().join(format!("{}.log", unique_name("failover-writer")));
-    let stop = log.with_extension("stop");
-    let log_text = log.to_str().expect("a UTF-8 path").to_owned();
-    let (first_token, second_token, holder_kept) = std::thread::scope(|scope| {
+    let (pushes, first_token, second_token, holder_kept) = std::thread::scope(|scope| {
         let (token_tx, token_rx) = mpsc::channel();
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let lock = &lock;
@@ -557,10 +466,7 @@ fn after_a_failover_the_writer_goes_on_and_the_fencing_token_keeps_growing() {
             guard.check().is_ok()
         });
         let first_token = token_rx.recv().expect("the holder's token");
-        let mut writer = roles::child_in_role(
-            "writer",
-            &[(roles::SEGMENT, &name), ("MEMSPACE_TEST_LOG", &log_text)],
-        );
+        let writer = Writer::start(&name, "failover-writer");
         wait_until("the writer's first pushes", || {
             list.len().unwrap_or(0) >= 200
         });
@@ -579,32 +485,27 @@ fn after_a_failover_the_writer_goes_on_and_the_fencing_token_keeps_growing() {
         wait_until("the writer to go on after the failover", || {
             list.len().unwrap_or(0) >= promoted + 200
         });
-        std::fs::write(&stop, b"").expect("tell the writer to stop");
-        let status = writer.wait();
-        assert!(status.success(), "the writer ended with {status}");
+        let pushes = writer.stop();
         go_tx.send(()).expect("let the holder go");
         let holder_kept = holder.join().expect("the holder");
         let second_token = lock_after_the_failover(&lock_name, &mut primary, &replica);
-        (first_token, second_token, holder_kept)
+        (pushes, first_token, second_token, holder_kept)
     });
-    let logged = std::fs::read_to_string(&log).expect("read the writer's log");
-    let _ = std::fs::remove_file(&log);
-    let _ = std::fs::remove_file(&stop);
-    let (acknowledged, uncertain) = read_log(&logged);
-    let not_applied = logged.lines().filter(|line| line.starts_with("n ")).count();
     let stored = list.to_vec().expect("read the list on the new primary");
-    let lost_pushes = lost_in_one_run(&acknowledged, &uncertain, &stored);
+    let lost_pushes = lost_in_one_run(&pushes, &stored);
     println!(
         "failover: {} pushes acknowledged, {} lost {lost_pushes:?}, {} uncertain ({} of them stored), \
-         {not_applied} refused while no primary answered; lock tokens {first_token} before, \
+         {} refused while no primary answered; lock tokens {first_token} before, \
          {second_token} after; the holder's lease {} the failover",
-        acknowledged.len(),
+        pushes.acknowledged.len(),
         lost_pushes.len(),
-        uncertain.len(),
-        uncertain
+        pushes.uncertain.len(),
+        pushes
+            .uncertain
             .iter()
             .filter(|item| stored.contains(item))
             .count(),
+        pushes.not_applied,
         if holder_kept {
             "survived"
         } else {
@@ -612,7 +513,7 @@ fn after_a_failover_the_writer_goes_on_and_the_fencing_token_keeps_growing() {
         },
     );
     assert!(
-        acknowledged.len() >= 400,
+        pushes.acknowledged.len() >= 400,
         "the writer pushed before and after the failover"
     );
     assert!(
@@ -702,7 +603,7 @@ fn a_lock_held_while_its_slot_moves_keeps_out_everyone_else_and_its_tokens_keep_
 #[test]
 fn a_writer_goes_on_after_a_cluster_master_fails_over_to_its_replica() {
     if roles::role().is_some() {
-        writer_child();
+        writer::run_child(refused_as_cluster_down);
         return;
     }
     let _dog = Watchdog::start();
@@ -717,13 +618,7 @@ fn a_writer_goes_on_after_a_cluster_master_fails_over_to_its_replica() {
     };
     let slot = cluster.slot_of(&format!("memspace:{{{}}}", object_of(&name)));
     let list = SharedList::<u64>::create(&name).expect("create");
-    let log = std::env::temp_dir().join(format!("{}.log", unique_name("cluster-failover")));
-    let stop = log.with_extension("stop");
-    let log_text = log.to_str().expect("a UTF-8 path").to_owned();
-    let mut writer = roles::child_in_role(
-        "writer",
-        &[(roles::SEGMENT, &name), ("MEMSPACE_TEST_LOG", &log_text)],
-    );
+    let writer = Writer::start(&name, "cluster-failover");
     wait_until("the writer's first pushes", || {
         list.len().unwrap_or(0) >= 200
     });
@@ -752,23 +647,17 @@ fn a_writer_goes_on_after_a_cluster_master_fails_over_to_its_replica() {
     wait_until("the writer to go on after the failover", || {
         list.len().unwrap_or(0) >= promoted + 200
     });
-    std::fs::write(&stop, b"").expect("tell the writer to stop");
-    let status = writer.wait();
-    let logged = std::fs::read_to_string(&log).expect("read the writer's log");
-    let _ = std::fs::remove_file(&log);
-    let _ = std::fs::remove_file(&stop);
-    assert!(status.success(), "the writer ended with {status}");
-    let (acknowledged, uncertain) = read_log(&logged);
+    let pushes = writer.stop();
     let stored = list
         .to_vec()
         .expect("read the list on the promoted replica");
-    let lost_pushes = lost_in_one_run(&acknowledged, &uncertain, &stored);
+    let lost_pushes = lost_in_one_run(&pushes, &stored);
     println!(
         "cluster failover: {} pushes acknowledged, {} lost {lost_pushes:?}, {} uncertain, {} \
          refused while the slot had no master",
-        acknowledged.len(),
+        pushes.acknowledged.len(),
         lost_pushes.len(),
-        uncertain.len(),
-        logged.lines().filter(|line| line.starts_with("n ")).count()
+        pushes.uncertain.len(),
+        pushes.not_applied
     );
 }

@@ -30,28 +30,13 @@ import multiprocessing
 import statistics
 import sys
 import time
-from multiprocessing.shared_memory import ShareableList
 
 import memspace
 
-WORKERS = 4
+from ._baselines import WORKERS, run, shareable_list_write
 
 _METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 _CTX = multiprocessing.get_context(_METHOD)
-
-
-def _run(procs):
-    """Starts the processes, waits for them all; returns the seconds it took."""
-    start = time.perf_counter()
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    elapsed = time.perf_counter() - start
-    for p in procs:
-        if p.exitcode != 0:
-            raise RuntimeError(f"a benchmark worker exited with code {p.exitcode}")
-    return elapsed
 
 
 def _append_work(nums, n):
@@ -61,7 +46,7 @@ def _append_work(nums, n):
 
 def list_append_memspace(n):
     nums = memspace.SharedList()
-    elapsed = _run([_CTX.Process(target=_append_work, args=(nums, n)) for _ in range(WORKERS)])
+    elapsed = run([_CTX.Process(target=_append_work, args=(nums, n)) for _ in range(WORKERS)])
     assert len(nums) == WORKERS * n
     return WORKERS * n / elapsed
 
@@ -69,34 +54,13 @@ def list_append_memspace(n):
 def list_append_manager(n):
     with _CTX.Manager() as manager:
         nums = manager.list()
-        elapsed = _run([_CTX.Process(target=_append_work, args=(nums, n)) for _ in range(WORKERS)])
+        elapsed = run([_CTX.Process(target=_append_work, args=(nums, n)) for _ in range(WORKERS)])
         assert len(nums) == WORKERS * n
     return WORKERS * n / elapsed
 
 
-def _shareable_work(name, lock, n, slot):
-    shared = ShareableList(name=name)
-    for i in range(n):
-        with lock:
-            shared[slot] = i
-    shared.shm.close()
-
-
 def list_write_shareable(n):
-    shared = ShareableList([0] * WORKERS)
-    lock = _CTX.Lock()
-    try:
-        elapsed = _run(
-            [
-                _CTX.Process(target=_shareable_work, args=(shared.shm.name, lock, n, w))
-                for w in range(WORKERS)
-            ]
-        )
-        assert list(shared) == [n - 1] * WORKERS
-    finally:
-        shared.shm.close()
-        shared.shm.unlink()
-    return WORKERS * n / elapsed
+    return shareable_list_write(n, _CTX)
 
 
 def _dict_set_work(d, n, w):
@@ -110,13 +74,13 @@ def _dict_get_work(d, n, w):
 
 
 def _dict_set(d, n):
-    elapsed = _run([_CTX.Process(target=_dict_set_work, args=(d, n, w)) for w in range(WORKERS)])
+    elapsed = run([_CTX.Process(target=_dict_set_work, args=(d, n, w)) for w in range(WORKERS)])
     assert len(d) == WORKERS * n
     return WORKERS * n / elapsed
 
 
 def _dict_get(d, n):
-    elapsed = _run([_CTX.Process(target=_dict_get_work, args=(d, n, w)) for w in range(WORKERS)])
+    elapsed = run([_CTX.Process(target=_dict_get_work, args=(d, n, w)) for w in range(WORKERS)])
     return WORKERS * n / elapsed
 
 

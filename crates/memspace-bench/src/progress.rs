@@ -26,7 +26,8 @@ impl Progress {
     pub(crate) fn next(&mut self, what: &str) {
         self.step += 1;
         let bar_width = 24;
-        let filled = bar_width * (self.step - 1) / self.steps;
+        // Full, not past it, should a run take more steps than announced.
+        let filled = (bar_width * (self.step - 1) / self.steps.max(1)).min(bar_width);
         let line = format!(
             "[{}{}] {}/{} {what}",
             "#".repeat(filled),

@@ -89,7 +89,8 @@ fn receive_timed(
 
 /// A producer process puts `n` `u64` one `put` at a time into an unbounded queue; this process
 /// takes them one `get` at a time (received and acknowledged in one step; a `get` that finds
-/// nothing sleeps on a futex until a put wakes it). Items per second.
+/// nothing spins for an adaptive budget, then sleeps on a futex until a put wakes it). Items
+/// per second.
 pub(crate) fn two_processes(n: u64) -> anyhow::Result<f64> {
     let queue = Queue::<u64>::new()?;
     let mut producer = Process::new(produce, (queue.clone(), n));

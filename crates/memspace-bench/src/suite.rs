@@ -137,6 +137,17 @@ pub(crate) fn measure(
         || Ok(workloads::threads_mutex_vec(4, sizes.vec_pushes)),
     )?;
 
+    run.median(
+        "SharedList<i64> push against SharedVec<u64> push, one process",
+        (
+            "shared_list_push_one_process",
+            "shared_vec_push_one_process",
+            "pushes/s",
+        ),
+        || workloads::shared_list_push_one_process(sizes.list_pushes),
+        || workloads::shared_vec_push_one_process(sizes.list_pushes),
+    )?;
+
     run.progress.next("SharedList<i64> push, 4 processes");
     let list = workloads::shared_list_push(sizes.list_pushes)?;
     run.median(
@@ -248,8 +259,8 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
         ),
         "a producer process puts u64 items, this process takes them: batched, put_many of 64 \
          and get_many of up to 256 (each batch acknowledged under one lock), against one put \
-         and one get per item; a get that finds nothing sleeps on a futex until a put wakes it; \
-         timed from the first item received to the last",
+         and one get per item; a get that finds nothing spins for an adaptive budget, then \
+         sleeps on a futex until a put wakes it; timed from the first item received to the last",
         || queues::two_processes_batched(n),
         || queues::two_processes(n),
     )?;

@@ -185,6 +185,32 @@ pub(crate) fn shared_list_push(n: u64) -> anyhow::Result<f64> {
     Ok(per_second((4 * n) as f64, elapsed))
 }
 
+/// `n` pushes of an `i64` into a new `SharedList` from this thread, per second (the list's
+/// growth included, as a user's pushes pay it).
+pub(crate) fn shared_list_push_one_process(n: u64) -> anyhow::Result<f64> {
+    let list = SharedList::<i64>::new()?;
+    let start = Instant::now();
+    for i in 0..n {
+        list.push(&i.cast_signed())?;
+    }
+    let elapsed = start.elapsed();
+    anyhow::ensure!(list.len()? == n, "lost pushes");
+    Ok(per_second(n as f64, elapsed))
+}
+
+/// `n` pushes of a `u64` into a new `SharedVec` from this thread, per second (its growth
+/// included).
+pub(crate) fn shared_vec_push_one_process(n: u64) -> anyhow::Result<f64> {
+    let vec = SharedVec::<u64>::new()?;
+    let start = Instant::now();
+    for i in 0..n {
+        vec.push(i)?;
+    }
+    let elapsed = start.elapsed();
+    anyhow::ensure!(vec.len() == n, "lost pushes");
+    Ok(per_second(n as f64, elapsed))
+}
+
 /// The length of the list the `set` scenarios write into.
 const SET_SLOTS: u64 = 1000;
 

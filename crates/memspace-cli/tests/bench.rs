@@ -42,8 +42,9 @@ fn check_rows(rows: &[Value], out: &str) {
 }
 
 /// The baselines of every run, Python or not.
-const RUST_BASELINES: [&str; 7] = [
+const RUST_BASELINES: [&str; 8] = [
     "rust_threads_mutex_vec",
+    "shared_vec_push_one_process",
     "std_mutex",
     "raw_fork",
     "command_spawn",

@@ -280,8 +280,8 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
             "Queue<u64> between two processes, against iceoryx2 publish-subscribe",
             ("queue_two_processes", "iceoryx2_pubsub", "items/s"),
             "a producer process sends u64 items one at a time, this process receives them one \
-             at a time: Queue put and get (acknowledged; an empty get spins, then sleeps on a futex), \
-             against iceoryx2 publish-subscribe (loan_uninit, write_payload, send; safe \
+             at a time: Queue put and get (acknowledged; an empty get spins, then sleeps on a \
+             futex), against iceoryx2 publish-subscribe (loan_uninit, write_payload, send; safe \
              overflow off, a subscriber buffer of 256, the publisher retrying while it is \
              full; the subscriber busy-polls receive); timed from the first item received to \
              the last",

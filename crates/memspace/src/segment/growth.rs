@@ -1,5 +1,24 @@
 //! Growth: the holder of a segment's lock extends its file and publishes the new size; every
 //! process maps growth made by others when it follows an offset past its mapping.
+//!
+//! # Bounded steps, ahead of the writers
+//!
+//! The committed size is always backed by `fallocate` (a full file system is
+//! [`Error::NoSpace`] on the write that needed the space, never `SIGBUS` later), and
+//! `fallocate` takes time in proportion to the bytes it allocates (on tmpfs about a
+//! millisecond per MiB). Growing by doubling when a write needs more would make one write
+//! pay for half the segment. Instead every growth allocates at most [`GROWTH_STEP`] more
+//! than the write in hand needs, and growth starts early: once a write reaches past half the
+//! committed size, the segment grows by one step (or doubles, while it is smaller than a
+//! step), so the committed size stays about twice what the writers use. A collection that
+//! reserves a large range at once (the list's next index block, a third of its bytes; the
+//! map's next table) then finds it already committed, and no write waits for more than the
+//! bytes it writes itself plus one step.
+//!
+//! A step is a growth like any other: allocate, then publish the size (a process killed in
+//! between leaves a file longer than the committed size, which the next growth allocates
+//! again). A step that finds the file system full is skipped, and the write goes on with the
+//! space already committed; only the bytes the write itself needs are an error.
 
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
@@ -8,6 +27,10 @@ use super::RawGuard;
 use super::Segment;
 use crate::error::Error;
 use crate::sys;
+
+/// The most bytes one growth allocates beyond what the write that grows the segment needs:
+/// about 2 ms of `fallocate` on tmpfs.
+pub(crate) const GROWTH_STEP: u64 = 2 << 20;
 
 impl Segment {
     /// Makes sure the first `end` bytes are mapped in this process, following growth done by
@@ -49,12 +72,15 @@ impl Segment {
             .map_err(|source| self.os_error("mmap", source))
     }
 
-    /// Grows the segment so that it holds at least `needed` bytes. Only the holder of the
-    /// segment's lock grows it (`_held` proves it), so two growers never race.
+    /// Makes sure the segment holds at least `needed` bytes, committed (allocated) and mapped
+    /// in this process, and grows it one step ahead of the writers when `needed` passes half
+    /// the committed size (see the module docs). Only the holder of the segment's lock grows
+    /// it (`held` proves it), so two growers never race.
     #[inline]
     pub(crate) fn grow_to(&self, needed: u64, held: &RawGuard<'_>) -> Result<(), Error> {
-        // What this process has mapped is committed: nothing to do (the common case).
-        if needed <= self.map.len() as u64 {
+        // Below this, the bytes are mapped and no step ahead is due (the common case). It is a
+        // lower bound: the committed size only grows, whoever grows it.
+        if needed <= self.quiet_below.load(Ordering::Relaxed) {
             return Ok(());
         }
         self.grow_or_follow(needed, held)
@@ -63,9 +89,6 @@ impl Segment {
     #[inline(never)]
     fn grow_or_follow(&self, needed: u64, _held: &RawGuard<'_>) -> Result<(), Error> {
         let size = self.size();
-        if needed <= size {
-            return self.ensure_mapped(needed);
-        }
         let max = self.fields.max_size;
         if needed > max {
             return Err(Error::Full {
@@ -74,25 +97,87 @@ impl Segment {
                 max_size: max,
             });
         }
+        if needed <= size && !step_due(needed, size, max) {
+            return self.mapped_and_quiet(needed, size, quiet_limit(size, max));
+        }
         let page = sys::page_size() as u64;
-        let new_size = needed
-            .max(size.saturating_mul(2))
+        let required = needed.next_multiple_of(page).min(max);
+        let step = size
+            .saturating_add(size.min(GROWTH_STEP))
             .next_multiple_of(page)
             .min(max);
-        sys::allocate(self.fd.as_fd(), size, new_size).map_err(|source| {
+        let new_size = required.max(step);
+        match self.allocate(size, new_size) {
+            Ok(()) => {}
+            // The step ahead does not fit: go on with what is committed, and try again when
+            // the segment next has to grow.
+            Err(Error::NoSpace { .. }) if needed <= size => {
+                return self.mapped_and_quiet(needed, size, size);
+            }
+            // Only what this write needs, then: the full file system is its error.
+            Err(Error::NoSpace { .. }) if required < new_size && required > size => {
+                self.allocate(size, required)?;
+                return self.publish_size(needed, required, required);
+            }
+            Err(err) => return Err(err),
+        }
+        self.publish_size(needed, new_size, quiet_limit(new_size, max))
+    }
+
+    /// Allocates the file's bytes `[from, to)`; a full file system is [`Error::NoSpace`].
+    fn allocate(&self, from: u64, to: u64) -> Result<(), Error> {
+        sys::allocate(self.fd.as_fd(), from, to).map_err(|source| {
             if source.raw_os_error() == Some(sys::ENOSPC) {
                 Error::NoSpace {
                     name: self.name.clone(),
-                    needed: new_size,
+                    needed: to,
                 }
             } else {
                 self.os_error("fallocate", source)
             }
-        })?;
+        })
+    }
+
+    /// Publishes `new_size`, whose bytes are allocated, then maps the first `needed` bytes.
+    fn publish_size(&self, needed: u64, new_size: u64, quiet: u64) -> Result<(), Error> {
         crate::failpoint::hit("grow.allocated");
         let header = self.header();
         header.size.store(new_size, Ordering::Release);
         header.generation.fetch_add(1, Ordering::Release);
-        self.ensure_mapped(needed)
+        self.mapped_and_quiet(needed, new_size, quiet)
+    }
+
+    /// Maps the first `needed` bytes, and lets later writes below `quiet` (at most the
+    /// committed size and what is mapped) skip growth.
+    fn mapped_and_quiet(&self, needed: u64, size: u64, quiet: u64) -> Result<(), Error> {
+        self.ensure_mapped(needed)?;
+        let quiet = quiet.min(size).min(self.map.len() as u64);
+        self.quiet_below.fetch_max(quiet, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Whether a write reaching `needed` in a segment of `size` committed bytes (at most `max`)
+/// should grow it one step ahead: it reaches past half the committed size.
+fn step_due(needed: u64, size: u64, max: u64) -> bool {
+    size < max && needed > size / 2
+}
+
+/// Below which writes need no growth once `size` bytes are committed.
+fn quiet_limit(size: u64, max: u64) -> u64 {
+    if size >= max { size } else { size / 2 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_is_due_past_half_the_committed_size_below_the_maximum() {
+        assert!(!step_due(100, 200, 1000));
+        assert!(step_due(101, 200, 1000));
+        assert!(!step_due(199, 200, 200));
+        assert_eq!(quiet_limit(200, 1000), 100);
+        assert_eq!(quiet_limit(200, 200), 200);
     }
 }

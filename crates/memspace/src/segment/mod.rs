@@ -9,7 +9,9 @@
 //! segment (`PROT_NONE`, `MAP_NORESERVE`: no memory is committed) and maps the file into the
 //! front of that reservation. Growth happens under the segment's lock: the grower allocates the
 //! new bytes with `fallocate` (so a full `/dev/shm` is `ENOSPC`, never `SIGBUS`), then publishes
-//! the new size and bumps the generation in the header. Every other process notices a larger
+//! the new size and bumps the generation in the header. It grows in bounded steps, ahead of
+//! the writers, so that no write waits for the allocation of more than it writes plus one step
+//! (see `growth.rs`). Every other process notices a larger
 //! size when it follows an offset beyond its mapping, and maps the new tail in place. Nothing
 //! is ever remapped or moved: addresses stay valid, and the lock in the control page never
 //! changes address while threads sleep on it.
@@ -57,7 +59,7 @@ mod users;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sys;
 
@@ -110,6 +112,9 @@ pub struct Segment {
     /// How long a collection's write through this handle waits for the segment's lock
     /// ([`SegmentOptions::lock_timeout`]); `None`: as long as a live process holds it.
     lock_timeout: Option<std::time::Duration>,
+    /// Writes that end at or below this many bytes need no growth: they are committed and
+    /// mapped here, and no step ahead is due (see `growth.rs`). Raised by this process only.
+    quiet_below: AtomicU64,
 }
 
 impl fmt::Debug for Segment {
@@ -146,6 +151,7 @@ impl Segment {
             user: None,
             observer,
             lock_timeout: None,
+            quiet_below: AtomicU64::new(0),
         }
     }
 

@@ -8,17 +8,18 @@
 //! `fallocate` takes time in proportion to the bytes it allocates (on tmpfs about a
 //! millisecond per MiB). Growing by doubling when a write needs more would make one write
 //! pay for half the segment. Instead every growth allocates at most [`GROWTH_STEP`] more
-//! than the write in hand needs, and growth starts early: once a write reaches past half the
-//! committed size, the segment grows by one step (or doubles, while it is smaller than a
-//! step), so the committed size stays about twice what the writers use. A collection that
-//! reserves a large range at once (the list's next index block, a third of its bytes; the
-//! map's next table) then finds it already committed, and no write waits for more than the
-//! bytes it writes itself plus one step.
+//! than the write in hand needs (a segment smaller than the step doubles), and a segment of
+//! [`AHEAD_FROM`] or more grows early: once a write reaches past half its committed size, the
+//! segment grows by one step, so the committed size stays about twice what the writers use. A
+//! collection that reserves a large range at once (the list's next index block, a third of its
+//! bytes; the map's next table) then finds it already committed, and no write waits for more
+//! than the bytes it writes itself plus one step. A smaller segment grows only when a write
+//! needs more, so that small segments stay small.
 //!
 //! A step is a growth like any other: allocate, then publish the size (a process killed in
 //! between leaves a file longer than the committed size, which the next growth allocates
-//! again). A step that finds the file system full is skipped, and the write goes on with the
-//! space already committed; only the bytes the write itself needs are an error.
+//! again). A step ahead that finds the file system full is skipped, and the write goes on in
+//! the space already committed; only the bytes the write itself needs are an error.
 
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
@@ -31,6 +32,9 @@ use crate::sys;
 /// The most bytes one growth allocates beyond what the write that grows the segment needs:
 /// about 2 ms of `fallocate` on tmpfs.
 pub(crate) const GROWTH_STEP: u64 = 2 << 20;
+/// From this committed size on, a segment grows ahead of its writers (below it, only when a
+/// write needs more, so that small segments stay small).
+pub(crate) const AHEAD_FROM: u64 = 4 * GROWTH_STEP;
 
 impl Segment {
     /// Makes sure the first `end` bytes are mapped in this process, following growth done by
@@ -158,14 +162,19 @@ impl Segment {
 }
 
 /// Whether a write reaching `needed` in a segment of `size` committed bytes (at most `max`)
-/// should grow it one step ahead: it reaches past half the committed size.
+/// should grow it one step ahead: it reaches past half the committed size of a segment that
+/// grows ahead.
 fn step_due(needed: u64, size: u64, max: u64) -> bool {
-    size < max && needed > size / 2
+    (AHEAD_FROM..max).contains(&size) && needed > size / 2
 }
 
 /// Below which writes need no growth once `size` bytes are committed.
 fn quiet_limit(size: u64, max: u64) -> u64 {
-    if size >= max { size } else { size / 2 }
+    if (AHEAD_FROM..max).contains(&size) {
+        size / 2
+    } else {
+        size
+    }
 }
 
 #[cfg(test)]
@@ -173,11 +182,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_step_is_due_past_half_the_committed_size_below_the_maximum() {
-        assert!(!step_due(100, 200, 1000));
-        assert!(step_due(101, 200, 1000));
-        assert!(!step_due(199, 200, 200));
-        assert_eq!(quiet_limit(200, 1000), 100);
-        assert_eq!(quiet_limit(200, 200), 200);
+    fn a_step_is_due_past_half_the_committed_size_of_a_large_segment_below_its_maximum() {
+        let (size, max) = (AHEAD_FROM, 4 * AHEAD_FROM);
+        assert!(!step_due(size / 2, size, max));
+        assert!(step_due(size / 2 + 1, size, max));
+        assert!(!step_due(size - 1, size, size), "at the maximum");
+        assert!(!step_due(size / 2 - 1, size / 2, max), "a small segment");
+        assert_eq!(quiet_limit(size, max), size / 2);
+        assert_eq!(quiet_limit(size, size), size);
+        assert_eq!(quiet_limit(size / 2, max), size / 2);
     }
 }

@@ -22,7 +22,7 @@
 //! the space already committed; only the bytes the write itself needs are an error.
 
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::RawGuard;
 use super::Segment;
@@ -32,6 +32,11 @@ use crate::sys;
 /// The most bytes one growth allocates beyond what the write that grows the segment needs:
 /// about 2 ms of `fallocate` on tmpfs.
 pub(crate) const GROWTH_STEP: u64 = 2 << 20;
+/// How far a write must reach past the one that took a step ahead before this process takes
+/// the next: steps are spread over the writes, at most four times as fast as they use the
+/// space, so that after a large range reserved at once the next writes do not take step after
+/// step while the other processes wait for the lock.
+const STEP_PACE: u64 = GROWTH_STEP / 4;
 /// From this committed size on, a segment grows ahead of its writers (below it, only when a
 /// write needs more, so that small segments stay small).
 pub(crate) const AHEAD_FROM: u64 = 4 * GROWTH_STEP;
@@ -82,9 +87,7 @@ impl Segment {
     /// it (`held` proves it), so two growers never race.
     #[inline]
     pub(crate) fn grow_to(&self, needed: u64, held: &RawGuard<'_>) -> Result<(), Error> {
-        // Below this, the bytes are mapped and no step ahead is due (the common case). It is a
-        // lower bound: the committed size only grows, whoever grows it.
-        if needed <= self.quiet_below.load(Ordering::Relaxed) {
+        if needed <= self.pace.quiet_below.load(Ordering::Relaxed) {
             return Ok(());
         }
         self.grow_or_follow(needed, held)
@@ -101,8 +104,10 @@ impl Segment {
                 max_size: max,
             });
         }
-        if needed <= size && !step_due(needed, size, max) {
-            return self.mapped_and_quiet(needed, size, quiet_limit(size, max));
+        let paced_until = self.pace.paced_until.load(Ordering::Relaxed);
+        if needed <= size && !(step_due(needed, size, max) && needed > paced_until) {
+            let quiet = quiet_limit(size, max).max(paced_until);
+            return self.mapped_and_quiet(needed, size, quiet);
         }
         let page = sys::page_size() as u64;
         let required = needed.next_multiple_of(page).min(max);
@@ -125,7 +130,9 @@ impl Segment {
             }
             Err(err) => return Err(err),
         }
-        self.publish_size(needed, new_size, quiet_limit(new_size, max))
+        let paced_until = needed.saturating_add(STEP_PACE);
+        self.pace.paced_until.store(paced_until, Ordering::Relaxed);
+        self.publish_size(needed, new_size, quiet_limit(new_size, max).max(paced_until))
     }
 
     /// Allocates the file's bytes `[from, to)`; a full file system is [`Error::NoSpace`].
@@ -156,9 +163,22 @@ impl Segment {
     fn mapped_and_quiet(&self, needed: u64, size: u64, quiet: u64) -> Result<(), Error> {
         self.ensure_mapped(needed)?;
         let quiet = quiet.min(size).min(self.map.len() as u64);
-        self.quiet_below.fetch_max(quiet, Ordering::Relaxed);
+        self.pace.quiet_below.store(quiet, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// One process's record of when a segment next needs its growth path. Only the holder of the
+/// segment's lock reads or changes it beyond the first load of `quiet_below`.
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    /// Writes that end at or below this need no growth: their bytes are committed and mapped
+    /// in this process, and no step ahead is due. The committed size only grows, whoever grows
+    /// it, so this stays true however stale it is.
+    quiet_below: AtomicU64,
+    /// This process takes no step ahead for a write that ends at or below this (see
+    /// [`STEP_PACE`]).
+    paced_until: AtomicU64,
 }
 
 /// Whether a write reaching `needed` in a segment of `size` committed bytes (at most `max`)

@@ -59,7 +59,7 @@ mod users;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::sys;
 
@@ -112,9 +112,8 @@ pub struct Segment {
     /// How long a collection's write through this handle waits for the segment's lock
     /// ([`SegmentOptions::lock_timeout`]); `None`: as long as a live process holds it.
     lock_timeout: Option<std::time::Duration>,
-    /// Writes that end at or below this many bytes need no growth: they are committed and
-    /// mapped here, and no step ahead is due (see `growth.rs`). Raised by this process only.
-    quiet_below: AtomicU64,
+    /// When this process's writes next need the growth path (see `growth.rs`).
+    pace: growth::Pace,
 }
 
 impl fmt::Debug for Segment {
@@ -151,7 +150,7 @@ impl Segment {
             user: None,
             observer,
             lock_timeout: None,
-            quiet_below: AtomicU64::new(0),
+            pace: growth::Pace::default(),
         }
     }
 

@@ -425,11 +425,11 @@ fn a_list_grows_in_spread_out_steps_of_at_most_2_mib_even_where_it_reserves_a_4_
     // steps that restore the room ahead afterwards are spread over the following pushes, not
     // taken one per push while other processes wait for the lock. (Each growth bumps the
     // generation, so the batches below tell how many growths their size change took.)
+    const ITEMS: i64 = 600_000;
+    const BATCH: i64 = 1_000;
     let removal = Removal::fresh("steps");
     let list = SharedList::<i64>::create(removal.name()).expect("create a list");
     let segment = list.segment().expect("in shared memory");
-    const ITEMS: i64 = 600_000;
-    const BATCH: i64 = 1_000;
     let (mut size, mut generation) = (segment.size(), segment.generation());
     for batch in 0..ITEMS / BATCH {
         list.extend((batch * BATCH..(batch + 1) * BATCH).map(|i| i * 3))

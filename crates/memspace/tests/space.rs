@@ -106,7 +106,10 @@ fn only_a_push_whose_own_bytes_do_not_fit_is_a_no_space_error() {
         "the list stopped at {used} bytes in a 1.5 MiB file system"
     );
     assert_eq!(list.len().expect("len"), pushed as u64);
-    assert_eq!(list.get(pushed as u64 - 1).expect("read"), Some("s".repeat(1000)));
+    assert_eq!(
+        list.get(pushed as u64 - 1).expect("read"),
+        Some("s".repeat(1000))
+    );
     let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     drop(list);

@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::sys;
 
 /// The most bytes one growth allocates beyond what the write that grows the segment needs:
-/// about 2 ms of `fallocate` on tmpfs.
+/// about a millisecond of `fallocate` on tmpfs, a few on a loaded machine.
 pub(crate) const GROWTH_STEP: u64 = 2 << 20;
 /// How far a write must reach past the one that took a step ahead before this process takes
 /// the next: steps are spread over the writes, at most four times as fast as they use the
@@ -104,6 +104,11 @@ impl Segment {
                 max_size: max,
             });
         }
+        if size > max {
+            return Err(self.corrupt(format!(
+                "the committed size {size} exceeds the maximum {max}"
+            )));
+        }
         let paced_until = self.pace.paced_until.load(Ordering::Relaxed);
         if needed <= size && !(step_due(needed, size, max) && needed > paced_until) {
             let quiet = quiet_limit(size, max).max(paced_until);
@@ -132,7 +137,11 @@ impl Segment {
         }
         let paced_until = needed.saturating_add(STEP_PACE);
         self.pace.paced_until.store(paced_until, Ordering::Relaxed);
-        self.publish_size(needed, new_size, quiet_limit(new_size, max).max(paced_until))
+        self.publish_size(
+            needed,
+            new_size,
+            quiet_limit(new_size, max).max(paced_until),
+        )
     }
 
     /// Allocates the file's bytes `[from, to)`; a full file system is [`Error::NoSpace`].
@@ -168,8 +177,8 @@ impl Segment {
     }
 }
 
-/// One process's record of when a segment next needs its growth path. Only the holder of the
-/// segment's lock reads or changes it beyond the first load of `quiet_below`.
+/// One process's record of when a segment next needs its growth path, read and changed by the
+/// holder of the segment's lock.
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
     /// Writes that end at or below this need no growth: their bytes are committed and mapped

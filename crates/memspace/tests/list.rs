@@ -410,3 +410,54 @@ fn a_list_at_its_maximum_size_reports_full_and_stays_usable_and_unchanged() {
     let report = inspect::verify(list.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Growth in bounded steps
+
+/// The most a growth commits beyond what the write in hand needs (`GROWTH_STEP`).
+const GROWTH_STEP: u64 = 2 << 20;
+
+#[test]
+fn a_list_grows_in_spread_out_steps_of_at_most_2_mib_even_where_it_reserves_a_4_mib_index_block() {
+    // Items 523 776 on go into index block 10, which holds 512 << 10 entries (4 MiB) and is
+    // reserved whole by the push of its first item. The segment must already hold it then: no
+    // growth commits more than one step, however large the range a push reserves, and the
+    // steps that restore the room ahead afterwards are spread over the following pushes, not
+    // taken one per push while other processes wait for the lock. (Each growth bumps the
+    // generation, so the batches below tell how many growths their size change took.)
+    const ITEMS: i64 = 600_000;
+    const BATCH: i64 = 1_000;
+    let removal = Removal::fresh("steps");
+    let list = SharedList::<i64>::create(removal.name()).expect("create a list");
+    let segment = list.segment().expect("in shared memory");
+    let (mut size, mut generation) = (segment.size(), segment.generation());
+    for batch in 0..ITEMS / BATCH {
+        list.extend((batch * BATCH..(batch + 1) * BATCH).map(|i| i * 3))
+            .expect("extend");
+        let (now, now_generation) = (segment.size(), segment.generation());
+        let growths = now_generation - generation;
+        // From 8 MiB on the segment grows ahead of its writers (a smaller one grows when a
+        // push needs more), and a batch of 24 KB takes at most one step.
+        assert!(
+            size < 8 << 20 || growths <= 1,
+            "{growths} growths in the batch of pushes that ended at {} items",
+            (batch + 1) * BATCH
+        );
+        assert!(
+            now - size <= growths * GROWTH_STEP,
+            "at {} items the segment grew from {size} to {now} bytes in {growths} growths",
+            (batch + 1) * BATCH
+        );
+        (size, generation) = (now, now_generation);
+    }
+    assert_eq!(list.len().expect("len"), ITEMS as u64);
+    // Committed ahead, but not far ahead: about twice what the list uses.
+    let used = list.used_bytes();
+    assert!(
+        size <= 2 * used + GROWTH_STEP,
+        "{size} bytes committed for {used} used"
+    );
+    assert_eq!(list.get(523_776).expect("get"), Some(523_776 * 3));
+    let report = inspect::verify(segment);
+    assert!(report.is_consistent(), "{report:?}");
+}

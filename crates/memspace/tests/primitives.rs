@@ -509,6 +509,42 @@ fn a_shared_vec_of_another_element_type_is_refused() {
 }
 
 #[test]
+fn a_shared_vec_grows_in_steps_of_at_most_2_mib_taken_ahead_of_its_pushes() {
+    // 20 MiB of elements, 32 KiB a batch. From 8 MiB on the segment grows ahead of the
+    // writers: a batch never finds the room it needs missing, takes at most one step, and no
+    // growth commits more than 2 MiB (doubling would commit 8 MiB at once at 8 MiB).
+    const STEP: u64 = 2 << 20;
+    let vec = SharedVec::<u64>::new().expect("vec");
+    let segment = vec.segment().expect("in shared memory");
+    let batch = vec![5_u64; 4096];
+    let (mut size, mut generation) = (segment.size(), segment.generation());
+    while vec.len() < 20 << 17 {
+        vec.extend_from_slice(&batch).expect("push a batch");
+        let (now, now_generation) = (segment.size(), segment.generation());
+        let growths = now_generation - generation;
+        assert!(
+            now - size <= growths * STEP,
+            "at {} elements the segment grew from {size} to {now} bytes in {growths} growths",
+            vec.len()
+        );
+        if size >= 8 << 20 {
+            assert!(
+                growths <= 1,
+                "{growths} growths in one batch at {size} bytes"
+            );
+            assert!(
+                8 * vec.len() + 8192 <= size,
+                "a batch at {} elements did not fit the {size} bytes committed before it",
+                vec.len()
+            );
+        }
+        (size, generation) = (now, now_generation);
+    }
+    assert_eq!(vec.get(vec.len() - 1).expect("read"), Some(5));
+    assert!(memspace::inspect::verify(segment).is_consistent());
+}
+
+#[test]
 fn a_slice_taken_before_growth_stays_valid_after_it() {
     let vec = SharedVec::<u64>::new().expect("vec");
     vec.extend_from_slice(&[7; 100]).expect("push");

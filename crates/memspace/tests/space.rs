@@ -80,3 +80,38 @@ fn a_full_file_system_is_a_no_space_error_and_the_list_stays_intact() {
     drop(list);
     memspace::Segment::remove(&name).expect("remove");
 }
+
+#[test]
+fn only_a_push_whose_own_bytes_do_not_fit_is_a_no_space_error() {
+    // The segment grows ahead of its writers: a step ahead that does not fit is skipped, and
+    // the pushes go on in the space left. In a 1.5 MiB file system a list that doubled would
+    // stop near 1 MiB (its growth to 2 MiB cannot fit); this one fills the file system.
+    let Some(fs) = TinyFs::mount("nospacestep", "1536k") else {
+        return;
+    };
+    let name = fs.0.segment("list.seg");
+    let list = SharedList::<String>::create(&name).expect("create in the tiny file system");
+    let mut pushed = 0_usize;
+    let err = loop {
+        match list.push(&"s".repeat(1000)) {
+            Ok(()) => pushed += 1,
+            Err(err) => break err,
+        }
+        assert!(pushed < 10_000, "a 1.5 MiB file system took 10 MB");
+    };
+    assert!(matches!(err, Error::NoSpace { .. }), "{err:?}");
+    let used = list.used_bytes();
+    assert!(
+        used > 1280 << 10,
+        "the list stopped at {used} bytes in a 1.5 MiB file system"
+    );
+    assert_eq!(list.len().expect("len"), pushed as u64);
+    assert_eq!(
+        list.get(pushed as u64 - 1).expect("read"),
+        Some("s".repeat(1000))
+    );
+    let report = inspect::verify(list.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+    drop(list);
+    memspace::Segment::remove(&name).expect("remove");
+}

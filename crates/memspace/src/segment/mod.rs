@@ -9,7 +9,9 @@
 //! segment (`PROT_NONE`, `MAP_NORESERVE`: no memory is committed) and maps the file into the
 //! front of that reservation. Growth happens under the segment's lock: the grower allocates the
 //! new bytes with `fallocate` (so a full `/dev/shm` is `ENOSPC`, never `SIGBUS`), then publishes
-//! the new size and bumps the generation in the header. Every other process notices a larger
+//! the new size and bumps the generation in the header. It grows in bounded steps, ahead of
+//! the writers, so that no write waits for the allocation of more than it writes plus one step
+//! (see `growth.rs`). Every other process notices a larger
 //! size when it follows an offset beyond its mapping, and maps the new tail in place. Nothing
 //! is ever remapped or moved: addresses stay valid, and the lock in the control page never
 //! changes address while threads sleep on it.
@@ -113,6 +115,8 @@ pub struct Segment {
     /// Offsets a collection validated once and keeps for its next calls (see
     /// [`Segment::validated`]).
     validated: [AtomicU64; 4],
+    /// When this process's writes next need the growth path (see `growth.rs`).
+    pace: growth::Pace,
 }
 
 impl fmt::Debug for Segment {
@@ -150,6 +154,7 @@ impl Segment {
             observer,
             lock_timeout: None,
             validated: Default::default(),
+            pace: growth::Pace::default(),
         }
     }
 

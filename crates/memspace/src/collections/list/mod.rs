@@ -141,7 +141,7 @@ impl<T> SharedList<T> {
     }
 
     /// Bytes of the segment in use: the control pages, the index and the records (the segment
-    /// itself grows by doubling, so its size can be up to twice this).
+    /// itself grows ahead of its writers, so its size can be about twice this).
     /// 0 for a Redis list.
     #[must_use]
     pub fn used_bytes(&self) -> u64 {

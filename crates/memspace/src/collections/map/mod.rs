@@ -155,8 +155,8 @@ impl<K, V> SharedMap<K, V> {
     }
 
     /// Bytes of the segment in use: the control pages, the table, the entries, and the garbage
-    /// of replaced and removed entries not yet compacted away (the segment itself grows by
-    /// doubling, so its size can be up to twice this).
+    /// of replaced and removed entries not yet compacted away (the segment itself grows ahead
+    /// of its writers, so its size can be about twice this).
     /// 0 for a Redis map.
     #[must_use]
     pub fn used_bytes(&self) -> u64 {

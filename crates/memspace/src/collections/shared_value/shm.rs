@@ -18,8 +18,8 @@
 //! finished. Either way the value is the old one or the new one, and the next locker has
 //! nothing to repair. A new record goes past the current one only when it does not fit
 //! before it, that is while the current one starts less than a largest value into the data
-//! area: so nothing reaches past three largest values, and the segment (which grows by
-//! doubling and never shrinks) stays under six.
+//! area: so nothing reaches past three largest values, and the segment (which grows ahead to
+//! about twice what its writers reach, and never shrinks) stays under about six.
 //!
 //! Readers take the lock too, `inspect`'s check included: a record is overwritten once it
 //! stops being current, so a reader without the lock could read one half replaced.

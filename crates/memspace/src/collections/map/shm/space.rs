@@ -7,8 +7,8 @@
 //!
 //! Replaced and removed entries, and outgrown tables, stay allocated until a compaction, which
 //! runs once they outweigh the live data: a map uses at most about three times the bytes of
-//! its live entries and table, plus 16 KiB. The segment itself never shrinks (it grows by
-//! doubling); compaction and [`SharedMap::clear`](crate::collections::SharedMap::clear) make its space
+//! its live entries and table, plus 16 KiB. The segment itself never shrinks (it grows ahead
+//! of its writers, to about twice what they reach); compaction and [`SharedMap::clear`](crate::collections::SharedMap::clear) make its space
 //! reusable.
 //!
 //! A compaction needs room for its copy past `tail`. A map that reached its segment's maximum

@@ -147,6 +147,25 @@ fn a_list_length_beyond_its_index_blocks_does_not_reserve_a_block() {
 }
 
 #[test]
+fn a_last_entry_pointing_at_the_end_of_data_is_refused_before_the_push_writes() {
+    let _dog = Watchdog::start();
+    let (_name, list, backing) = list_with_items("damage-list-entry");
+    // The third item's entry, in index block 0, pointed at the end of data: zero bytes there
+    // read as an empty record whose checksum holds, which the next push would write over.
+    let block = backing.read_u64(LIST_BLOCKS);
+    let tail = backing.read_u64(LIST_TAIL);
+    let entry = block + 8 * 2;
+    let record = backing.read_u64(entry);
+    backing.write_u64(entry, tail);
+    backing.refuses("the last entry at the end of data", "end of data", || {
+        list.push(&"d".to_owned())
+    });
+    backing.write_u64(entry, record);
+    list.push(&"d".to_owned()).expect("push once repaired");
+    assert_eq!(list.to_vec().expect("read"), ["a", "b", "c", "d"]);
+}
+
+#[test]
 fn a_vec_length_past_the_segment_does_not_grow_it_or_overflow() {
     let _dog = Watchdog::start();
     let name = Removal::fresh("damage-vec");

@@ -107,23 +107,37 @@ pub(crate) fn read(segment: &Segment, record: u64) -> Result<Vec<u8>> {
 /// checks its CRC: [`read`] without an allocation when `payload` has room already. Returns the
 /// 8-aligned offset just past the record, as [`end`].
 pub(crate) fn read_into(segment: &Segment, record: u64, payload: &mut Vec<u8>) -> Result<u64> {
-    read_into_if(segment, record, payload, || true).map(Option::unwrap_or_default)
+    let (len, stored) = header(segment, record)?;
+    copy_payload(segment, record, (len, stored), payload)
 }
 
-/// [`read_into`] for a reader without the lock: once the header is checked, and before the
-/// payload is allocated for, `go_on` says whether to copy it (`None` if not). A record read
-/// without the lock may be garbage, its length anything up to the segment's size: `go_on`
-/// checks that the structure did not change under the reader first.
+/// [`read_into`] for a reader that must look at a record's extent before it allocates for it:
+/// once the header is checked, `go_on` is given the offset just past the record and says
+/// whether to copy it (`None` if not). A record read without the lock may be garbage, its
+/// length anything up to the segment's size: `go_on` checks that the structure did not change
+/// under the reader, or that the record lies where it should.
 pub(crate) fn read_into_if(
     segment: &Segment,
     record: u64,
     payload: &mut Vec<u8>,
-    go_on: impl FnOnce() -> bool,
+    go_on: impl FnOnce(u64) -> bool,
 ) -> Result<Option<u64>> {
     let (len, stored) = header(segment, record)?;
-    if !go_on() {
+    // `header` checked the record: inside the committed size, nothing overflows.
+    if !go_on((record + HEADER + len).next_multiple_of(8)) {
         return Ok(None);
     }
+    copy_payload(segment, record, (len, stored), payload).map(Some)
+}
+
+/// Copies the payload of the record at `record`, whose checked header says `len` and `stored`
+/// (its CRC), into `payload`; returns the offset just past the record.
+fn copy_payload(
+    segment: &Segment,
+    record: u64,
+    (len, stored): (u64, u32),
+    payload: &mut Vec<u8>,
+) -> Result<u64> {
     payload.clear();
     payload.resize(len as usize, 0);
     segment
@@ -134,5 +148,5 @@ pub(crate) fn read_into_if(
         return Err(segment.corrupt(format!("record at {record} fails its checksum")));
     }
     // `header` checked the record: inside the committed size, nothing overflows.
-    Ok(Some((record + HEADER + len).next_multiple_of(8)))
+    Ok((record + HEADER + len).next_multiple_of(8))
 }

@@ -112,11 +112,27 @@ pub struct Segment {
     /// How long a collection's write through this handle waits for the segment's lock
     /// ([`SegmentOptions::lock_timeout`]); `None`: as long as a live process holds it.
     lock_timeout: Option<std::time::Duration>,
-    /// Offsets a collection validated once and keeps for its next calls (see
-    /// [`Segment::validated`]).
-    validated: [AtomicU64; 4],
+    /// What a collection remembers of a structure it checked (see [`Segment::memo`]).
+    memo: Memo,
     /// When this process's writes next need the growth path (see `growth.rs`).
     pace: growth::Pace,
+}
+
+/// What a collection remembers, in a handle's own memory (not the segment's), of a structure
+/// of the segment it checked, so that its next call that finds the same structure need not
+/// check it again: the queue its current ring, the list the state its last push left. Each
+/// collection gives the four words its own meaning. Only holders of the segment's lock read
+/// and write them, which orders them between the threads of a process. A structure checked
+/// once stays safe to follow: the mapping never shrinks under a handle (a file shrunk by
+/// another process is caught by [`Segment::check_intact`]).
+#[derive(Debug, Default)]
+pub(crate) struct Memo([AtomicU64; 4]);
+
+impl Memo {
+    /// The four words.
+    pub(crate) fn words(&self) -> &[AtomicU64; 4] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Segment {
@@ -153,20 +169,14 @@ impl Segment {
             user: None,
             observer,
             lock_timeout: None,
-            validated: Default::default(),
+            memo: Memo::default(),
             pace: growth::Pace::default(),
         }
     }
 
-    /// Words of this handle's own memory, not of the segment, where a collection keeps the
-    /// offsets of a structure it validated (the queue: its current ring; the list: the state
-    /// its last append left), so that the next call that finds the same structure need not
-    /// check it again. Only holders of the
-    /// segment's lock read and write them, which orders them between threads. Values
-    /// validated once stay safe to follow: the mapping never shrinks under a handle (a file
-    /// shrunk by another process is caught by [`Segment::check_intact`]).
-    pub(crate) fn validated(&self) -> &[AtomicU64; 4] {
-        &self.validated
+    /// What a collection remembers of a structure of this segment it checked (see [`Memo`]).
+    pub(crate) fn memo(&self) -> &Memo {
+        &self.memo
     }
 
     /// The segment's name.

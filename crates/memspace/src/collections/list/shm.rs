@@ -401,33 +401,46 @@ impl<'a> Raw<'a> {
     }
 
     /// The end of data and the offset of index block `block` if the list is as this handle's
-    /// last append left it: the same length and end of data, and `block` the block it
-    /// appended into, at the same offset. That append checked them (through
-    /// [`Raw::end_of_data`]) and then ended the data with its own record, so they hold again
-    /// without reading the last record back. Any other change of a list moves its length or
-    /// its end of data. Kept in [`Segment::validated`](crate::Segment), under the lock.
+    /// last append left it: the same length and end of data, `block` the block it appended
+    /// into, at the same offset, and the last entry naming the record it wrote. That append
+    /// checked them (through [`Raw::end_of_data`]) and then ended the data with its own
+    /// record, so they hold again without reading the last record back. Any other change of a
+    /// list moves its length, its end of data or its last entry. Remembered in the segment's
+    /// [`Memo`](crate::segment::Memo) (length, end of data, block offset, record), under the
+    /// lock.
     #[inline]
     fn as_left(self, len: u64, block: usize) -> Option<(u64, Option<u64>)> {
         let area = self.area();
-        let [left_len, left_tail, left_block, left_offset] = self.segment.validated();
+        let [left_len, left_tail, left_offset, left_record] = self.segment.memo().words();
         let tail = area.tail.load(Ordering::Relaxed);
+        if len == 0
+            || left_len.load(Ordering::Relaxed) != len
+            || left_tail.load(Ordering::Relaxed) != tail
+        {
+            return None;
+        }
+        let (last_block, last_position, _) = locate(len - 1)?;
         let offset = area.blocks[block].load(Ordering::Acquire);
-        let as_left = len != 0
-            && left_len.load(Ordering::Relaxed) == len
-            && left_tail.load(Ordering::Relaxed) == tail
-            && left_block.load(Ordering::Relaxed) == block as u64
-            && left_offset.load(Ordering::Relaxed) == offset;
-        as_left.then_some((tail, Some(offset)))
+        if last_block != block || left_offset.load(Ordering::Relaxed) != offset {
+            return None;
+        }
+        // Inside the block that append checked (or reserved): no overflow.
+        let last = self
+            .segment
+            .mapping()
+            .get::<AtomicU64>(offset + 8 * last_position)?;
+        (last.load(Ordering::Relaxed) == left_record.load(Ordering::Relaxed))
+            .then_some((tail, Some(offset)))
     }
 
-    /// Notes how this handle's append left the list, for [`Raw::as_left`].
+    /// Remembers how this handle's append left the list, for [`Raw::as_left`].
     #[inline]
-    fn leave(self, len: u64, tail: u64, block: usize, offset: u64) {
-        let [left_len, left_tail, left_block, left_offset] = self.segment.validated();
+    fn leave(self, len: u64, tail: u64, offset: u64, record: u64) {
+        let [left_len, left_tail, left_offset, left_record] = self.segment.memo().words();
         left_len.store(len, Ordering::Relaxed);
         left_tail.store(tail, Ordering::Relaxed);
-        left_block.store(block as u64, Ordering::Relaxed);
         left_offset.store(offset, Ordering::Relaxed);
+        left_record.store(record, Ordering::Relaxed);
     }
 
     fn never_reserved(self, len: u64, block: usize) -> Error {
@@ -437,13 +450,9 @@ impl<'a> Raw<'a> {
     }
 
     /// The entry of position `len` (the next item's), its index block reserved at the end of
-    /// data if it was not yet, and the end of data after that; with the entry's block and
-    /// that block's offset. The caller holds the lock.
-    fn next_entry(
-        self,
-        held: &RawGuard<'_>,
-        len: u64,
-    ) -> Result<(&'a AtomicU64, u64, (usize, u64))> {
+    /// data if it was not yet, and the end of data after that; with that block's offset. The
+    /// caller holds the lock.
+    fn next_entry(self, held: &RawGuard<'_>, len: u64) -> Result<(&'a AtomicU64, u64, u64)> {
         let area = self.area();
         let segment = self.segment;
         let Some((block, position, capacity)) = locate(len) else {
@@ -492,7 +501,7 @@ impl<'a> Raw<'a> {
                     "index block {block} at {block_offset} is not mapped"
                 ))
             })?;
-        Ok((entry, tail, (block, block_offset)))
+        Ok((entry, tail, block_offset))
     }
 
     /// Writes `payload` as a record at `at`, which nothing published points to, and returns
@@ -514,7 +523,7 @@ impl<'a> Raw<'a> {
     pub(super) fn append(self, held: &RawGuard<'_>, payload: &[u8]) -> Result<()> {
         let area = self.area();
         let len = area.len.load(Ordering::Relaxed);
-        let (entry, tail, (block, offset)) = self.next_entry(held, len)?;
+        let (entry, tail, offset) = self.next_entry(held, len)?;
         let (record, end) = self.write_record(held, tail, payload)?;
         entry.store(record, Ordering::Relaxed);
         crate::failpoint::hit("list.written");
@@ -524,7 +533,7 @@ impl<'a> Raw<'a> {
         area.tail.store(end, Ordering::Release);
         add(&area.live, end - record);
         self.segment.note_writer();
-        self.leave(len + 1, end, block, offset);
+        self.leave(len + 1, end, offset, record);
         Ok(())
     }
 

@@ -180,12 +180,13 @@ impl<'a> Raw<'a> {
         Ok(Some(Ring { at, slots, lo, hi }))
     }
 
-    /// [`Raw::ring`] for a holder of the lock: a ring this handle validated before is taken
-    /// from [`Segment::validated`] instead of being checked again. Rings are never rebuilt in
+    /// [`Raw::ring`] for a holder of the lock: a ring this handle checked before is taken
+    /// from its [`Memo`](crate::segment::Memo) (the ring's offset, slots, and record area)
+    /// instead of being checked again. Rings are never rebuilt in
     /// place (a larger one goes past the current one), so an offset names one ring for good.
     pub(super) fn ring_held(self, _held: &RawGuard<'_>) -> Result<Option<Ring>> {
         let at = self.area().ring.load(Ordering::Acquire);
-        let [known, slots, lo, hi] = self.segment.validated();
+        let [known, slots, lo, hi] = self.segment.memo().words();
         if at != 0 && known.load(Ordering::Relaxed) == at {
             return Ok(Some(Ring {
                 at,
@@ -232,28 +233,38 @@ impl<'a> Raw<'a> {
     /// The offset just past the record at `record`, which must lie inside the ring's record
     /// area.
     pub(super) fn record_end(self, ring: Ring, record: u64) -> Result<u64> {
-        self.in_ring(ring, record, record.saturating_add(record::HEADER))?;
+        self.starts_in_ring(ring, record)?;
         let end = record::end(self.segment, record)?;
-        self.in_ring(ring, record, end)?;
-        Ok(end)
+        self.ends_in_ring(ring, record, end)
     }
 
-    /// Checks that the record at `record`, which ends at `end`, lies inside the ring's record
-    /// area; returns `end`.
-    pub(super) fn in_ring(self, ring: Ring, record: u64, end: u64) -> Result<u64> {
+    /// Checks that a record offset lies inside the ring's record area, 8-aligned.
+    pub(super) fn starts_in_ring(self, ring: Ring, record: u64) -> Result<()> {
         if record < ring.lo || record >= ring.hi || !record.is_multiple_of(8) {
             return Err(self.corrupt(format!(
                 "a record offset {record} lies outside the ring's records {}..{}",
                 ring.lo, ring.hi
             )));
         }
+        Ok(())
+    }
+
+    /// Checks that the record at `record`, which ends at `end`, does not run past the ring's
+    /// record area; returns `end`.
+    pub(super) fn ends_in_ring(self, ring: Ring, record: u64, end: u64) -> Result<u64> {
         if end > ring.hi {
-            return Err(self.corrupt(format!(
-                "the record at {record} runs past the ring's end {}",
-                ring.hi
-            )));
+            return Err(self.past_ring_end(ring, record));
         }
         Ok(end)
+    }
+
+    /// The damage of a record that runs past the ring's record area.
+    #[cold]
+    pub(super) fn past_ring_end(self, ring: Ring, record: u64) -> Error {
+        self.corrupt(format!(
+            "the record at {record} runs past the ring's end {}",
+            ring.hi
+        ))
     }
 }
 

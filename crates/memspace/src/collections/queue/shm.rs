@@ -206,16 +206,9 @@ impl<'a> Raw<'a> {
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, None) else {
                 return Ok(false);
             };
-            // As a receiver does (see `receive_until`): room made within microseconds is met
-            // without sleeping.
-            if !spun {
-                spun = true;
-                let seen = area.space.load(Ordering::Relaxed);
-                drop(guard);
-                spin_while(&area.space, seen);
+            let Some(guard) = spin_before_sleep(&mut spun, guard, &area.space, deadline) else {
                 continue;
-            }
-            spun = false;
+            };
             sleep_on(guard, &area.space, &area.senders, sleep);
         }
     }
@@ -248,7 +241,7 @@ impl<'a> Raw<'a> {
                     && area.closed.load(Ordering::Relaxed) == OPEN
                 {
                     spun = true;
-                    spin_while(&area.items, seen);
+                    spin_while(&area.items, seen, deadline);
                 }
             }
             let guard = self.lock()?;
@@ -277,16 +270,9 @@ impl<'a> Raw<'a> {
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
                 return Ok(None);
             };
-            if !spun {
-                // A put coming within microseconds is met without sleeping; looked for once
-                // per wait, then the lock is taken again and the queue read afresh.
-                spun = true;
-                let seen = area.items.load(Ordering::Relaxed);
-                drop(guard);
-                spin_while(&area.items, seen);
+            let Some(guard) = spin_before_sleep(&mut spun, guard, &area.items, deadline) else {
                 continue;
-            }
-            spun = false;
+            };
             sleep_on(guard, &area.items, &area.receivers, sleep);
         }
     }
@@ -718,8 +704,13 @@ impl<'a> Raw<'a> {
             let entry = self.entry(ring, seq)?;
             let was = entry.state.load(Ordering::Relaxed);
             let record = entry.record.load(Ordering::Relaxed);
-            let end = record::read_into(self.segment, record, &mut payload)?;
-            self.in_ring(ring, record, end)?;
+            // Checked to lie in the ring before it is copied: a damaged record could claim a
+            // length up to the segment's size.
+            self.starts_in_ring(ring, record)?;
+            let in_ring = |end| end <= ring.hi;
+            if record::read_into_if(self.segment, record, &mut payload, in_ring)?.is_none() {
+                return Err(self.past_ring_end(ring, record).into());
+            }
             let accepted = accept(&payload);
             // Counted before the commit: a receiver killed in between counts as an attempt, so
             // the count may overstate deliveries but never hides one.
@@ -957,6 +948,27 @@ fn unlock_and_wake(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) 
     if wake {
         sys::futex_wake(word, u32::MAX);
     }
+}
+
+/// Once per wait, before its sleep: unlocks and spins while `word` is unchanged (see
+/// [`spin_while`]), and the caller takes the lock and reads the queue again (`None`); the next
+/// time, hands the guard back for the sleep (and the wait after it spins again). A put or an
+/// acknowledgement coming within microseconds is met without a sleep and a wake-up.
+fn spin_before_sleep<'g>(
+    spun: &mut bool,
+    guard: RawGuard<'g>,
+    word: &AtomicU32,
+    deadline: Option<std::time::Instant>,
+) -> Option<RawGuard<'g>> {
+    if *spun {
+        *spun = false;
+        return Some(guard);
+    }
+    *spun = true;
+    let seen = word.load(Ordering::Relaxed);
+    drop(guard);
+    spin_while(word, seen, deadline);
+    None
 }
 
 /// Unlocks and sleeps on `word` for at most `sleep` (`None`: until woken), counted in

@@ -1,35 +1,46 @@
 //! When a blocking call of either engine stops waiting: the deadline of the caller's timeout,
 //! and how long each sleep before it may last.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Rounds of [`spin_while`] at first, at least and at most. A round is one `spin_loop` hint
-/// and one load: the most is some microseconds, less than a futex sleep and wake-up cost.
-const SPIN_START: u32 = 1 << 8;
-const SPIN_LEAST: u32 = 1 << 4;
-const SPIN_MOST: u32 = 1 << 11;
+/// How long [`spin_while`] spins at first, in nanoseconds: about what a futex sleep and its
+/// wake-up cost the two sides together.
+const SPIN_START: u64 = 4_000;
+/// The least a budget shrinks to, so that it can grow again once spinning pays.
+const SPIN_LEAST: u64 = 500;
+/// The most a budget grows to.
+const SPIN_MOST: u64 = 20_000;
+/// Rounds of `spin_loop` between two looks at the clock.
+const ROUNDS_PER_LOOK: u32 = 32;
 
-/// This process's budget of rounds for [`spin_while`]: doubled each time a spin saw the
-/// change, halved each time it did not, so that spinning goes on only while it pays (the
-/// other side runs on another core and answers within the budget) and stops costing a core
-/// when it does not (an idle queue, or more runnable threads than cores).
-static SPIN_BUDGET: AtomicU32 = AtomicU32::new(SPIN_START);
+/// This process's budget for [`spin_while`], in nanoseconds: doubled each time a spin saw the
+/// change, halved each time it did not, so that spinning goes on only while it pays (the other
+/// side runs on another core and answers within the budget) and stops costing a core when it
+/// does not (an idle queue, or more runnable threads than cores).
+static SPIN_BUDGET: AtomicU64 = AtomicU64::new(SPIN_START);
 
-/// Spins while `word` still holds `seen`, at most this process's budget of rounds; whether it
-/// changed meanwhile. For a caller about to sleep on `word`, who unlocked first: a change
-/// seen here saves the sleep and the other side's wake-up system call.
-pub(super) fn spin_while(word: &AtomicU32, seen: u32) -> bool {
+/// Spins while `word` still holds `seen`, for at most this process's budget and never past
+/// `deadline`. For a caller about to sleep on `word`, who unlocked first: a change seen here
+/// saves the sleep and the other side's wake-up system call.
+pub(super) fn spin_while(word: &AtomicU32, seen: u32, deadline: Option<Instant>) {
     let budget = SPIN_BUDGET.load(Ordering::Relaxed);
-    for _ in 0..budget {
-        if word.load(Ordering::Relaxed) != seen {
-            SPIN_BUDGET.store((budget * 2).min(SPIN_MOST), Ordering::Relaxed);
-            return true;
+    let start = Instant::now();
+    let until = start + Duration::from_nanos(budget);
+    let until = deadline.map_or(until, |deadline| deadline.min(until));
+    loop {
+        for _ in 0..ROUNDS_PER_LOOK {
+            if word.load(Ordering::Relaxed) != seen {
+                SPIN_BUDGET.store((budget * 2).min(SPIN_MOST), Ordering::Relaxed);
+                return;
+            }
+            std::hint::spin_loop();
         }
-        std::hint::spin_loop();
+        if Instant::now() >= until {
+            break;
+        }
     }
     SPIN_BUDGET.store((budget / 2).max(SPIN_LEAST), Ordering::Relaxed);
-    false
 }
 
 /// When a timed call gives up (`None`: never, also for a timeout too large to represent).

@@ -392,7 +392,7 @@ impl<'a> Raw<'a> {
     /// length anything up to the segment's size).
     fn read_entry_in(self, window: &Window<'_>, at: u64) -> Result<Option<Entry>> {
         let mut payload = entry_buffer();
-        if record::read_into_if(self.segment, at, &mut payload, || window.unchanged())?.is_none() {
+        if record::read_into_if(self.segment, at, &mut payload, |_| window.unchanged())?.is_none() {
             return Ok(None);
         }
         self.entry_from(at, payload).map(Some)

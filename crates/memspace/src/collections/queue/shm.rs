@@ -709,7 +709,7 @@ impl<'a> Raw<'a> {
             self.starts_in_ring(ring, record)?;
             let in_ring = |end| end <= ring.hi;
             if record::read_into_if(self.segment, record, &mut payload, in_ring)?.is_none() {
-                return Err(self.past_ring_end(ring, record).into());
+                return Err(self.past_ring_end(ring, record));
             }
             let accepted = accept(&payload);
             // Counted before the commit: a receiver killed in between counts as an attempt, so

@@ -187,29 +187,35 @@ pub(crate) fn read_frame(input: &mut impl Read) -> std::io::Result<Option<Vec<u8
 /// Runs the target, catching a panic; returns the encoded outcome and the exit code a child
 /// should end with.
 fn run_to_outcome<A, R: Serialize>(target: impl FnOnce(A) -> R, args: A) -> (Vec<u8>, i32) {
+    let (outcome, code) = catch_outcome(target, args);
+    encode_outcome(&outcome, code)
+}
+
+/// Runs the target, catching a panic: what it returned or the panic's message, and the exit
+/// code a child should end with.
+fn catch_outcome<A, R>(target: impl FnOnce(A) -> R, args: A) -> (Outcome<R>, i32) {
     match catch_unwind(AssertUnwindSafe(|| target(args))) {
-        Ok(value) => encode_outcome(&Outcome::Returned(value), 0),
-        Err(payload) => encode_outcome(
-            &Outcome::<R>::Panicked(panic_message(&*payload)),
-            PANIC_EXIT,
-        ),
+        Ok(value) => (Outcome::Returned(value), 0),
+        Err(payload) => (Outcome::Panicked(panic_message(&*payload)), PANIC_EXIT),
     }
 }
 
 fn encode_outcome<R: Serialize>(outcome: &Outcome<R>, code: i32) -> (Vec<u8>, i32) {
     match encode(outcome) {
         Ok(bytes) => (bytes, code),
-        Err(e) => {
-            let failed = Outcome::<()>::Failed(format!(
-                "its result of type `{}` could not be serialized: {e}",
-                std::any::type_name::<R>()
-            ));
-            (
-                rmp_serde::to_vec(&failed).unwrap_or_default(),
-                PROTOCOL_EXIT,
-            )
-        }
+        Err(e) => (
+            rmp_serde::to_vec(&unencodable::<R>(&e)).unwrap_or_default(),
+            PROTOCOL_EXIT,
+        ),
     }
+}
+
+/// The outcome reported when a result of type `R` could not be encoded.
+fn unencodable<R>(error: &rmp_serde::encode::Error) -> Outcome<()> {
+    Outcome::Failed(format!(
+        "its result of type `{}` could not be serialized: {error}",
+        std::any::type_name::<R>()
+    ))
 }
 
 /// Writes an outcome to the parent as one frame. If the parent is gone there is nobody to
@@ -221,36 +227,79 @@ fn report(bytes: &[u8], results: OwnedFd) {
 /// The most bytes of a frame a forked child builds on its stack.
 const STACK_FRAME: usize = 512;
 
-/// Runs `target` in a forked child, sends its outcome to the parent and returns the exit code.
-/// A small returned value is framed on the stack and sent with one `write`: every page a
-/// forked child writes is copied for it first, and the heap's pages (the allocator's state, a
-/// buffer) would be copied for nothing but this frame.
-fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: OwnedFd) -> i32 {
-    let outcome = match catch_unwind(AssertUnwindSafe(|| target(args))) {
-        Ok(value) => Outcome::Returned(value),
-        Err(payload) => Outcome::Panicked(panic_message(&*payload)),
-    };
-    let code = if matches!(outcome, Outcome::Returned(_)) {
-        0
-    } else {
-        PANIC_EXIT
-    };
-    let mut frame = [0u8; STACK_FRAME];
-    let mut payload = std::io::Cursor::new(&mut frame[4..]);
-    let encoded = crate::segment::encoding_for_own_process(|| {
-        rmp_serde::encode::write(&mut payload, &outcome)
-    });
-    // A value too large for the stack frame, or one that cannot be encoded (which the general
-    // path reports), goes the general way.
-    let len = payload.position();
-    if let (Ok(()), Ok(len)) = (encoded, u32::try_from(len)) {
+/// A frame (a little-endian `u32` length, then the payload) built on the stack while it
+/// fits and moved to the heap when it outgrows it, so that a payload is encoded once.
+struct Frame {
+    stack: [u8; STACK_FRAME],
+    /// Bytes used of `stack`, the length's 4 included.
+    used: usize,
+    /// The whole frame once it outgrew the stack (then `stack` is unused).
+    heap: Vec<u8>,
+}
+
+impl Frame {
+    fn new() -> Self {
+        Frame {
+            stack: [0; STACK_FRAME],
+            used: 4,
+            heap: Vec::new(),
+        }
+    }
+
+    /// The frame, its length written; `None` for a payload of 4 GiB or more.
+    fn finish(&mut self) -> Option<&[u8]> {
+        let frame = if self.heap.is_empty() {
+            &mut self.stack[..self.used]
+        } else {
+            &mut self.heap[..]
+        };
+        let len = u32::try_from(frame.len() - 4).ok()?;
         frame[..4].copy_from_slice(&len.to_le_bytes());
-        let _ = std::fs::File::from(results).write_all(&frame[..4 + len as usize]);
+        Some(frame)
+    }
+}
+
+impl Write for Frame {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.heap.is_empty() && self.used + bytes.len() <= STACK_FRAME {
+            self.stack[self.used..self.used + bytes.len()].copy_from_slice(bytes);
+            self.used += bytes.len();
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.stack[..self.used]);
+            }
+            self.heap.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `target` in a forked child, sends its outcome to the parent and returns the exit code.
+/// A small outcome is framed on the stack and sent with one `write`: every page a forked child
+/// writes is copied for it first, and the heap's pages (the allocator's state, a buffer) would
+/// be copied for nothing but this frame.
+fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: OwnedFd) -> i32 {
+    let (outcome, mut code) = catch_outcome(target, args);
+    let mut frame = Frame::new();
+    let encoded =
+        crate::segment::encoding_for_own_process(|| rmp_serde::encode::write(&mut frame, &outcome));
+    if let Err(e) = encoded {
+        frame = Frame::new();
+        let _ = rmp_serde::encode::write(&mut frame, &unencodable::<R>(&e));
+        code = PROTOCOL_EXIT;
+    }
+    if let Some(bytes) = frame.finish() {
+        let _ = std::fs::File::from(results).write_all(bytes);
         return code;
     }
-    let (bytes, code) = encode_outcome(&outcome, code);
-    report(&bytes, results);
-    code
+    let failed =
+        Outcome::<()>::Failed("its result is 4 GiB or more, which cannot be sent".to_owned());
+    report(&rmp_serde::to_vec(&failed).unwrap_or_default(), results);
+    PROTOCOL_EXIT
 }
 
 // ---------------------------------------------------------------------------------------------

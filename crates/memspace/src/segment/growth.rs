@@ -56,16 +56,10 @@ impl Segment {
     /// The slow part of [`Segment::ensure_mapped`]: maps growth another process made.
     #[inline(never)]
     fn map_more(&self, end: u64) -> Result<(), Error> {
-        let size = self.size();
+        let size = self.checked_size()?;
         if end > size {
             return Err(self.corrupt(format!(
                 "an offset points to byte {end}, past the committed size {size}"
-            )));
-        }
-        if size > self.fields.max_size {
-            return Err(self.corrupt(format!(
-                "the committed size {size} exceeds the maximum {}",
-                self.fields.max_size
             )));
         }
         let file =
@@ -95,7 +89,6 @@ impl Segment {
 
     #[inline(never)]
     fn grow_or_follow(&self, needed: u64, _held: &RawGuard<'_>) -> Result<(), Error> {
-        let size = self.size();
         let max = self.fields.max_size;
         if needed > max {
             return Err(Error::Full {
@@ -104,11 +97,7 @@ impl Segment {
                 max_size: max,
             });
         }
-        if size > max {
-            return Err(self.corrupt(format!(
-                "the committed size {size} exceeds the maximum {max}"
-            )));
-        }
+        let size = self.checked_size()?;
         let paced_until = self.pace.paced_until.load(Ordering::Relaxed);
         if needed <= size && !(step_due(needed, size, max) && needed > paced_until) {
             let quiet = quiet_limit(size, max).max(paced_until);
@@ -142,6 +131,18 @@ impl Segment {
             new_size,
             quiet_limit(new_size, max).max(paced_until),
         )
+    }
+
+    /// The committed size, which the header holds: damage if it exceeds the maximum.
+    fn checked_size(&self) -> Result<u64, Error> {
+        let size = self.size();
+        if size > self.fields.max_size {
+            return Err(self.corrupt(format!(
+                "the committed size {size} exceeds the maximum {}",
+                self.fields.max_size
+            )));
+        }
+        Ok(size)
     }
 
     /// Allocates the file's bytes `[from, to)`; a full file system is [`Error::NoSpace`].

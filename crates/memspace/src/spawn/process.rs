@@ -200,7 +200,7 @@ where
                 // The child closed its pipe; it is about to end, or ended. Without a deadline,
                 // `waitpid` below waits for that.
                 if let (Some(ended), Some(_)) = (ended.as_ref(), deadline) {
-                    let (ready, _) = sys::wait_readable_two(ended.as_fd(), None, deadline)
+                    let (ready, _) = sys::wait_readable_pair(ended.as_fd(), None, deadline)
                         .map_err(os("poll"))?;
                     if !ready {
                         return Ok(None);
@@ -209,7 +209,7 @@ where
                 break;
             };
             let (readable, child_ended) =
-                sys::wait_readable_two(pipe.as_fd(), ended.as_ref().map(AsFd::as_fd), deadline)
+                sys::wait_readable_pair(pipe.as_fd(), ended.as_ref().map(AsFd::as_fd), deadline)
                     .map_err(os("poll"))?;
             if !readable && !child_ended {
                 return Ok(None);
@@ -221,7 +221,7 @@ where
             if child_ended {
                 // The child ended. What it wrote is in the pipe; anything more would come from
                 // a process it started, which we do not wait for.
-                while sys::wait_readable_two(pipe.as_fd(), None, Some(Instant::now()))
+                while sys::wait_readable_pair(pipe.as_fd(), None, Some(Instant::now()))
                     .map_err(os("poll"))?
                     .0
                     && read_some(pipe, received).map_err(os("read"))? != 0

@@ -191,7 +191,7 @@ pub(crate) fn wait_readable(
 
 /// [`wait_readable`] for one descriptor and perhaps a second, allocating nothing (a process
 /// joining a child it forked writes as few pages as it can: each is copied first).
-pub(crate) fn wait_readable_two(
+pub(crate) fn wait_readable_pair(
     first: BorrowedFd<'_>,
     second: Option<BorrowedFd<'_>>,
     deadline: Option<Instant>,

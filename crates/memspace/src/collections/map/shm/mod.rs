@@ -116,7 +116,7 @@ pub(crate) use self::verify::{len, verify};
 
 use self::table::{Table, hash};
 use crate::collections::changes::{self, Change, Window};
-use crate::collections::record;
+use crate::collections::{codec, record};
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
 use crate::shm_safe::ShmSafe;
@@ -227,24 +227,9 @@ thread_local! {
     static ENTRY_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// This thread's kept buffer for an entry (see [`ENTRY_BUFFER`]), or a new one.
-fn entry_buffer() -> Vec<u8> {
-    ENTRY_BUFFER
-        .try_with(std::cell::Cell::take)
-        .unwrap_or_default()
-}
-
-/// The most bytes of an entry's buffer kept for the next lookup: one large entry does not
-/// hold its memory for ever.
-const ENTRY_BUFFER_KEPT: usize = 64 * 1024;
-
 impl Drop for Entry {
     fn drop(&mut self) {
-        if self.payload.capacity() <= ENTRY_BUFFER_KEPT {
-            let buffer = std::mem::take(&mut self.payload);
-            // Gone only while the thread exits: the buffer is dropped then.
-            let _ = ENTRY_BUFFER.try_with(|kept| kept.set(buffer));
-        }
+        codec::keep(&ENTRY_BUFFER, std::mem::take(&mut self.payload));
     }
 }
 
@@ -382,7 +367,7 @@ impl<'a> Raw<'a> {
 
     /// Copies out and checks the entry whose record is at `at`.
     fn read_entry(self, at: u64) -> Result<Entry> {
-        let mut payload = entry_buffer();
+        let mut payload = codec::take_kept(&ENTRY_BUFFER);
         record::read_into(self.segment, at, &mut payload)?;
         self.entry_from(at, payload)
     }
@@ -391,7 +376,7 @@ impl<'a> Raw<'a> {
     /// `window` closed before its payload was allocated for (the record may be garbage, its
     /// length anything up to the segment's size).
     fn read_entry_in(self, window: &Window<'_>, at: u64) -> Result<Option<Entry>> {
-        let mut payload = entry_buffer();
+        let mut payload = codec::take_kept(&ENTRY_BUFFER);
         if record::read_into_if(self.segment, at, &mut payload, |_| window.unchanged())?.is_none() {
             return Ok(None);
         }

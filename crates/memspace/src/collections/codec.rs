@@ -27,11 +27,13 @@ pub(crate) type KeptBuffer = std::thread::LocalKey<std::cell::Cell<Vec<u8>>>;
 
 /// Takes the buffer kept in `slot` (an empty one if there is none, or while the thread
 /// exits). Taken out while in use, so a nested use gets a fresh one.
+#[inline]
 pub(crate) fn take_kept(slot: &'static KeptBuffer) -> Vec<u8> {
     slot.try_with(std::cell::Cell::take).unwrap_or_default()
 }
 
 /// Keeps `buffer` in `slot` for the next use, unless it grew past [`KEPT`].
+#[inline]
 pub(crate) fn keep(slot: &'static KeptBuffer, buffer: Vec<u8>) {
     if buffer.capacity() <= KEPT {
         // Gone only while the thread exits: the buffer is dropped then.

@@ -132,6 +132,7 @@ pub(crate) fn read_into_if(
 
 /// Copies the payload of the record at `record`, whose checked header says `len` and `stored`
 /// (its CRC), into `payload`; returns the offset just past the record.
+#[inline]
 fn copy_payload(
     segment: &Segment,
     record: u64,

@@ -118,25 +118,15 @@ impl Recorder<'_> {
     }
 }
 
-/// Every comparison of the default run, with the Python baselines if `python`.
-pub(crate) fn measure(
+/// The `SharedList` rows: a push against a `SharedVec` push in one process, then sets and pops
+/// from 4 processes against `Mutex<Vec>` from 4 threads, and the Python baselines of the three
+/// if `python`.
+fn list_rows(
+    run: &mut Recorder<'_>,
     sizes: &Sizes,
     python: bool,
     quick: bool,
-    progress: &mut Progress,
-) -> anyhow::Result<Vec<Comparison>> {
-    let mut run = Recorder {
-        rounds: sizes.rounds,
-        progress,
-        comparisons: Vec::new(),
-    };
-    run.median(
-        "SharedVec<u64> push, 4 processes, against Mutex<Vec<u64>>, 4 threads",
-        ("shared_vec_push", "rust_threads_mutex_vec", "pushes/s"),
-        || workloads::shared_vec_push(4, sizes.vec_pushes),
-        || Ok(workloads::threads_mutex_vec(4, sizes.vec_pushes)),
-    )?;
-
+) -> anyhow::Result<()> {
     run.median(
         "SharedList<i64> push against SharedVec<u64> push, one process",
         (
@@ -165,8 +155,31 @@ pub(crate) fn measure(
     )?;
     let pop = run.comparisons.last().map_or(0.0, Comparison::memspace);
     if python {
-        python_rows(&mut run, sizes, quick, [list, set, pop])?;
+        python_rows(run, sizes, quick, [list, set, pop])?;
     }
+    Ok(())
+}
+
+/// Every comparison of the default run, with the Python baselines if `python`.
+pub(crate) fn measure(
+    sizes: &Sizes,
+    python: bool,
+    quick: bool,
+    progress: &mut Progress,
+) -> anyhow::Result<Vec<Comparison>> {
+    let mut run = Recorder {
+        rounds: sizes.rounds,
+        progress,
+        comparisons: Vec::new(),
+    };
+    run.median(
+        "SharedVec<u64> push, 4 processes, against Mutex<Vec<u64>>, 4 threads",
+        ("shared_vec_push", "rust_threads_mutex_vec", "pushes/s"),
+        || workloads::shared_vec_push(4, sizes.vec_pushes),
+        || Ok(workloads::threads_mutex_vec(4, sizes.vec_pushes)),
+    )?;
+
+    list_rows(&mut run, sizes, python, quick)?;
 
     run.median(
         "SharedMap<u64, u64> get, 2 processes against 1 process",

@@ -627,6 +627,16 @@ fn a_writer_goes_on_after_a_cluster_master_fails_over_to_its_replica() {
         list.len().unwrap_or(0) >= 200
     });
     step("the writer pushed 200 items");
+    // Replication is asynchronous: a master killed before its replica has the list's keys
+    // takes the list with it, and the promoted replica answers that it does not exist. The
+    // test is about a writer going on across a failover, so the replica catches up first
+    // (pushes made after this may still be lost, which `lost_in_one_run` reports).
+    let replicated = cluster.nodes()[master].command(&["WAIT", "1", "10000"]);
+    assert_eq!(
+        replicated, ":1",
+        "the replica did not catch up with its master"
+    );
+    step("its replica caught up");
     cluster.kill_node(master);
     step("its master is killed");
     wait_until("a replica to take over the slot", || {

@@ -73,6 +73,8 @@ pub struct ServerOptions {
     /// The password a replica (or a cluster node's replica) or a sentinel logs in to its
     /// primary with (`masterauth`, `sentinel auth-pass`).
     pub primary_password: Option<String>,
+    /// Listen on this port rather than a free one (the address a killed server left).
+    pub port: Option<u16>,
 }
 
 /// What a test server is in a deployment ([`ServerOptions::role`]).
@@ -176,7 +178,7 @@ impl RedisServer {
             guardian: None,
         };
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = server.options.port.unwrap_or_else(free_port);
             // The bus port: PORT + 10000 could be taken, or past 65535.
             server.cluster_port = (server.options.role == Role::ClusterNode).then(free_port);
             if server.launch() {

@@ -233,6 +233,32 @@ pub(crate) fn server_asks_to_wait(err: &RedisError) -> bool {
         || super::refused_with(err, &["BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN"])
 }
 
+/// Checks that the server at `node`, which a redirection named, is a cluster node. A node
+/// that died leaves its address free, and another server may take it: one that is not part of
+/// the cluster would answer for the slot's keys as if the object did not exist, and never
+/// redirect. Such a server is unreachable as far as the cluster goes (an error the caller
+/// treats as a node that stopped answering). Any other answer, an ACL refusal included,
+/// accepts the node.
+fn is_cluster_node(node: &str, link: &mut Link) -> RedisResult<()> {
+    match redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query::<Value>(&mut link.connection)
+    {
+        Err(err)
+            if err
+                .detail()
+                .is_some_and(|d| d.contains("cluster support disabled")) =>
+        {
+            Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                format!("{node} is not a node of the cluster any more: {err}"),
+            )))
+        }
+        Err(err) if is_connection_problem(&err) => Err(err),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn is_connection_problem(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_refusal()
@@ -393,7 +419,14 @@ impl Conn {
                 .get_client(),
             _ => self.client_for(name, node)?,
         };
-        let opened = client.and_then(|client| Open::new(node, asking, &client));
+        let mut opened = client.and_then(|client| Open::new(node, asking, &client));
+        if node != self.server
+            && self.sentinel.is_none()
+            && let Ok(open) = &mut opened
+            && let Err(err) = is_cluster_node(node, &mut open.link)
+        {
+            opened = Err(err);
+        }
         if let Err(err) = &opened {
             if let Some(refusal) = self.refused_login(name, err) {
                 return Err(refusal);

@@ -600,37 +600,32 @@ fn a_lock_held_while_its_slot_moves_keeps_out_everyone_else_and_its_tokens_keep_
     assert!(second > first, "tokens grow: {first} then {second}");
 }
 
-/// A cluster master dies, and a server outside the cluster takes its address (on one machine,
-/// another program's server on the port it left): a client that knew the dead master must
-/// not take that server's empty answers for the object's, but find the promoted replica.
-#[test]
-fn a_server_outside_the_cluster_at_a_dead_masters_address_is_not_taken_for_it() {
-    let _dog = Watchdog::start();
-    let mut cluster = RedisCluster::start_with_replicas(1);
-    let (name, master) = loop {
-        let name = cluster.unique_name("cluster-impostor");
+/// A unique name whose object lives on a master other than node 0, the node the name gives
+/// (which stays up when that master is killed): the name, the master and the object's slot.
+fn name_on_another_master(cluster: &RedisCluster, tag: &str) -> (String, usize, u16) {
+    loop {
+        let name = cluster.unique_name(tag);
         let master = cluster.node_of_object(object_of(&name));
         if master != 0 {
-            break (name, master);
+            let slot = cluster.slot_of(&format!("memspace:{{{}}}", object_of(&name)));
+            return (name, master, slot);
         }
-    };
-    let slot = cluster.slot_of(&format!("memspace:{{{}}}", object_of(&name)));
-    let list = SharedList::<u64>::create(&name).expect("create");
-    list.extend(0..100u64).expect("extend");
-    // This handle now talks to the master; its replica has every item.
-    assert_eq!(list.len().expect("len"), 100);
+    }
+}
+
+/// Waits until the replica of `master` has every write made so far (`WAIT 1`): replication is
+/// asynchronous, and a master killed before its replica has an object's keys takes the object
+/// with it (the promoted replica answers that it does not exist).
+fn replica_catches_up(cluster: &RedisCluster, master: usize) {
     let replicated = cluster.nodes()[master].command(&["WAIT", "1", "10000"]);
     assert_eq!(
         replicated, ":1",
         "the replica did not catch up with its master"
     );
-    let port = cluster.nodes()[master].port();
-    cluster.kill_node(master);
-    let impostor = RedisServer::start_with(ServerOptions {
-        port: Some(port),
-        ..ServerOptions::default()
-    });
-    assert_eq!(impostor.port(), port);
+}
+
+/// Waits until a node other than the killed `master` owns `slot`.
+fn wait_until_taken_over(cluster: &RedisCluster, master: usize, slot: u16) {
     wait_until("a replica to take over the slot", || {
         cluster.owners().iter().enumerate().any(|(node, ranges)| {
             node != master
@@ -639,6 +634,29 @@ fn a_server_outside_the_cluster_at_a_dead_masters_address_is_not_taken_for_it() 
                     .any(|(first, last)| (*first..=*last).contains(&slot))
         })
     });
+}
+
+/// A cluster master dies, and a server outside the cluster takes its address (on one machine,
+/// another program's server on the port it left): a client that knew the dead master must
+/// not take that server's empty answers for the object's, but find the promoted replica.
+#[test]
+fn a_server_outside_the_cluster_at_a_dead_masters_address_is_not_taken_for_it() {
+    let _dog = Watchdog::start();
+    let mut cluster = RedisCluster::start_with_replicas(1);
+    let (name, master, slot) = name_on_another_master(&cluster, "cluster-impostor");
+    let list = SharedList::<u64>::create(&name).expect("create");
+    list.extend(0..100u64).expect("extend");
+    // This handle now talks to the master; its replica has every item.
+    assert_eq!(list.len().expect("len"), 100);
+    replica_catches_up(&cluster, master);
+    let port = cluster.nodes()[master].port();
+    cluster.kill_node(master);
+    let impostor = RedisServer::start_with(ServerOptions {
+        port: Some(port),
+        ..ServerOptions::default()
+    });
+    assert_eq!(impostor.port(), port);
+    wait_until_taken_over(&cluster, master, slot);
     // Until the other nodes learn of the promotion they may still redirect to the old
     // address; then the list answers from the promoted replica.
     let mut answered = None;
@@ -671,41 +689,21 @@ fn a_writer_goes_on_after_a_cluster_master_fails_over_to_its_replica() {
     let step = |what: &str| eprintln!("{:>6.2?} {what}", began.elapsed());
     let mut cluster = RedisCluster::start_with_replicas(1);
     step("the cluster runs");
-    // An object of another master than the node its name gives, which stays up.
-    let (name, master) = loop {
-        let name = cluster.unique_name("cluster-failover");
-        let master = cluster.node_of_object(object_of(&name));
-        if master != 0 {
-            break (name, master);
-        }
-    };
-    let slot = cluster.slot_of(&format!("memspace:{{{}}}", object_of(&name)));
+    let (name, master, slot) = name_on_another_master(&cluster, "cluster-failover");
     let list = SharedList::<u64>::create(&name).expect("create");
     let writer = Writer::start(&name, "cluster-failover");
     wait_until("the writer's first pushes", || {
         list.len().unwrap_or(0) >= 200
     });
     step("the writer pushed 200 items");
-    // Replication is asynchronous: a master killed before its replica has the list's keys
-    // takes the list with it, and the promoted replica answers that it does not exist. The
-    // test is about a writer going on across a failover, so the replica catches up first
-    // (pushes made after this may still be lost, which `lost_in_one_run` reports).
-    let replicated = cluster.nodes()[master].command(&["WAIT", "1", "10000"]);
-    assert_eq!(
-        replicated, ":1",
-        "the replica did not catch up with its master"
-    );
+    // The test is about a writer going on across a failover, not about asynchronous
+    // replication: the replica catches up first (pushes made after this may still be lost,
+    // which `lost_in_one_run` reports).
+    replica_catches_up(&cluster, master);
     step("its replica caught up");
     cluster.kill_node(master);
     step("its master is killed");
-    wait_until("a replica to take over the slot", || {
-        cluster.owners().iter().enumerate().any(|(node, ranges)| {
-            node != master
-                && ranges
-                    .iter()
-                    .any(|(first, last)| (*first..=*last).contains(&slot))
-        })
-    });
+    wait_until_taken_over(&cluster, master, slot);
     step("a replica owns the slot");
     // The other nodes learn of the promotion by gossip, later on a loaded machine: until then
     // a node may redirect to the dead master, or refuse with CLUSTERDOWN. Bounded below the

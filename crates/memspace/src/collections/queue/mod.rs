@@ -524,38 +524,36 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             static ENCODED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
         }
         // Taken out while in use: a nested put (from a `Serialize` impl) gets its own.
-        let mut buffer = ENCODED.take();
+        let mut buffer = codec::take_kept(&ENCODED);
         buffer.clear();
-        let encoded = self
-            .encode_all(&mut buffer, values)
-            .map_err(QueueError::from);
-        let answer = encoded.and_then(|ends| {
-            if let [_] = values {
-                // One item, the common case: no list of payloads to allocate.
-                return put(&[buffer.as_slice()]);
-            }
-            let mut start = 0;
-            let payloads: Vec<&[u8]> = ends
-                .iter()
-                .map(|&end| {
-                    let payload = &buffer[start..end];
-                    start = end;
-                    payload
-                })
-                .collect();
-            put(&payloads)
-        });
-        ENCODED.set(buffer);
+        let answer = match values {
+            // One item, the common case: no lists of ends and payloads to allocate.
+            [value] => self
+                .encode_into(&mut buffer, value)
+                .map_err(QueueError::from)
+                .and_then(|()| put(&[buffer.as_slice()])),
+            _ => self
+                .encode_each(&mut buffer, values)
+                .map_err(QueueError::from)
+                .and_then(|ends| {
+                    let mut start = 0;
+                    let payloads: Vec<&[u8]> = ends
+                        .iter()
+                        .map(|&end| {
+                            let payload = &buffer[start..end];
+                            start = end;
+                            payload
+                        })
+                        .collect();
+                    put(&payloads)
+                }),
+        };
+        codec::keep(&ENCODED, buffer);
         answer
     }
 
-    /// Encodes `values` one after the other into `buffer`; returns where each ends (nothing
-    /// for a single value, which ends at the buffer's end).
-    fn encode_all(&self, buffer: &mut Vec<u8>, values: &[T]) -> Result<Vec<usize>> {
-        if let [value] = values {
-            self.encode_into(buffer, value)?;
-            return Ok(Vec::new());
-        }
+    /// Encodes `values` one after the other into `buffer`; returns where each ends.
+    fn encode_each(&self, buffer: &mut Vec<u8>, values: &[T]) -> Result<Vec<usize>> {
         let mut ends = Vec::with_capacity(values.len());
         for value in values {
             self.encode_into(buffer, value)?;

@@ -63,7 +63,7 @@ use super::layout::{
 };
 use super::wait::{Next, deadline, next_sleep, spin_while};
 use crate::collections::changes::Change;
-use crate::collections::record;
+use crate::collections::{codec, record};
 use crate::error::{Error, Result};
 use crate::segment::{self, DATA_START};
 use crate::sync::{RawGuard, lock_and_repair};
@@ -696,7 +696,7 @@ impl<'a> Raw<'a> {
         };
         let window = self.window(Some(ring))?;
         let (pid, start) = me();
-        let mut payload = PAYLOAD.take();
+        let mut payload = codec::take_kept(&PAYLOAD);
         while received.accepted < max {
             let Some(seq) = self.next_to_take(ring, window)? else {
                 break;
@@ -744,7 +744,7 @@ impl<'a> Raw<'a> {
                 received.taken.push((seq, deliveries));
             }
         }
-        PAYLOAD.set(payload);
+        codec::keep(&PAYLOAD, payload);
         Ok(received)
     }
 

@@ -504,6 +504,79 @@ proptest! {
     }
 }
 
+/// A long random churn through two handles over a key range that widens as it goes: the
+/// table is outgrown again and again (from 1 024 slots on, by moving the entries over the
+/// inserts that follow), so inserts, replaces, removes and lookups meet keys in both tables of
+/// a migration. Every answer is `HashMap`'s, and the map checks whole (`inspect::verify`) every
+/// 251 steps, in the middle of migrations too.
+#[test]
+fn a_map_moving_its_entries_to_a_larger_table_behaves_like_a_hash_map() {
+    let _dog = Watchdog::start();
+    let seed = seed_from_env("MEMSPACE_TEST_SEED");
+    let mut rng = Rng::new(seed);
+    let name = Removal::fresh("migrating");
+    let first = SharedMap::<u32, u64>::create(name.name()).expect("create");
+    let second = SharedMap::<u32, u64>::open(name.name()).expect("open");
+    let mut model = HashMap::new();
+    let mut largest = 0;
+    for step in 0..40_000u64 {
+        largest = largest.max(model.len());
+        let map = if rng.below(2) == 0 { &first } else { &second };
+        let key = rng.below((500 + step / 6).min(6000)) as u32;
+        let context = || format!("seed {seed}, step {step}, key {key}");
+        match rng.below(100) {
+            0..=59 => assert_eq!(
+                map.insert(&key, &step).expect("insert"),
+                model.insert(key, step),
+                "{}: insert",
+                context()
+            ),
+            60..=69 => {
+                let kept = model.get(&key).copied();
+                model.entry(key).or_insert(step);
+                assert_eq!(
+                    map.insert_if_absent(&key, &step).expect("insert_if_absent"),
+                    kept,
+                    "{}: insert_if_absent",
+                    context()
+                );
+            }
+            70..=84 => assert_eq!(
+                map.remove(&key).expect("remove"),
+                model.remove(&key),
+                "{}: remove",
+                context()
+            ),
+            85..=98 => assert_eq!(
+                map.get(&key).expect("get"),
+                model.get(&key).copied(),
+                "{}: get",
+                context()
+            ),
+            _ if rng.below(400) == 0 => {
+                map.clear().expect("clear");
+                model.clear();
+            }
+            _ => assert_eq!(
+                map.len().expect("len"),
+                model.len() as u64,
+                "{}: len",
+                context()
+            ),
+        }
+        if step % 251 == 0 {
+            let report = inspect::verify(first.segment().expect("in shared memory"));
+            assert!(
+                report.is_consistent() && report.notes.is_empty(),
+                "{}: {report:#?}",
+                context()
+            );
+        }
+    }
+    assert_eq!(second.to_hash_map().expect("copy"), model, "seed {seed}");
+    assert!(largest > 3000, "seed {seed}: the map stayed small");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Damaged segments
 
@@ -533,7 +606,7 @@ proptest! {
         for (position, bytes) in damage {
             // Either the map's own words, or anywhere in its data.
             let at = if into_words {
-                KIND_AREA + position % 48
+                KIND_AREA + position % 72
             } else {
                 8192 + (position * 7919) % (used - 8192)
             };
@@ -652,6 +725,16 @@ fn script(name: &str) -> Vec<Step> {
         // outgrown) and puts its empty table there at once; the second, with the map back at
         // the start, goes through a copy past the end of data.
         "clear" => steps.push(Step::Clear),
+        // 760 more inserts: the 717th outgrows the table of 1 024 slots, and the map moves
+        // its entries to a table of 2 048 over the next 128 inserts. Meanwhile a key still in
+        // the old table is replaced (moved first) and another removed; 240 inserts finish the
+        // migration.
+        "migrate" => {
+            steps.extend((40..800).map(|key| Step::Insert(key, value(key, 20))));
+            steps.push(Step::Insert(5, value(2000, 30)));
+            steps.push(Step::Remove(6));
+            steps.extend((800..1040).map(|key| Step::Insert(key, value(key, 20))));
+        }
         other => panic!("no script {other}"),
     }
     steps.push(Step::Insert(1000, value(1000, 10)));
@@ -1022,4 +1105,16 @@ kill_tests! {
         "map.copy_switched" in "clear" leaves After;
     a_kill_after_a_clear_moved_its_table_leaves_the_map_empty:
         "map.moved" in "clear" leaves After;
+    a_kill_before_a_migration_switches_tables_keeps_the_old_one:
+        "map.migration_named" in "migrate" leaves Before;
+    a_kill_after_a_migration_switched_tables_keeps_every_entry:
+        "map.migration_begun" in "migrate" leaves Before;
+    a_kill_between_placing_an_entry_and_passing_it_over_keeps_it_once:
+        "map.entry_placed" in "migrate" leaves Before;
+    a_kill_after_moving_an_entry_to_replace_it_keeps_the_old_value:
+        "map.entry_moved" in "migrate" leaves Before;
+    a_kill_after_removing_an_entry_of_the_old_table_keeps_it_removed:
+        "map.removed_from_old" in "migrate" leaves After;
+    a_kill_after_a_migration_ends_keeps_every_entry:
+        "map.migration_done" in "migrate" leaves Before;
 }

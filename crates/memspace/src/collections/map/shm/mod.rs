@@ -130,6 +130,11 @@ const SLOT_SIZE: u64 = 16;
 const TABLE_ALIGN: u64 = 64;
 const MIN_CAPACITY_LOG2: u64 = 4;
 const MAX_CAPACITY_LOG2: u64 = 40;
+/// Tables of at least this many slots are outgrown by a migration spread over the inserts
+/// that follow (smaller ones are rebuilt in one go).
+const MIGRATE_FROM: u64 = 1 << 10;
+/// How many slots of an old table each insert moves during a migration.
+const MOVES_PER_INSERT: u64 = 8;
 /// How many slots a reader without the lock probes between two looks at `changes`.
 const PROBES_PER_LOOK: u64 = 64;
 /// Bytes before a record's key: the key's length.
@@ -144,9 +149,15 @@ struct MapArea {
     bytes: AtomicU64,
     tail: AtomicU64,
     changes: AtomicU64,
+    /// The table whose entries are being moved into `table` (its word), or 0.
+    old: AtomicU64,
+    /// How many slots of `old`, from the first, were moved.
+    moved: AtomicU64,
+    /// No byte of the data area at or past this was ever written: it is still zero.
+    clean: AtomicU64,
 }
 
-const _: () = assert!(size_of::<MapArea>() == 48);
+const _: () = assert!(size_of::<MapArea>() == 72);
 
 // SAFETY: `#[repr(C)]` and made of `AtomicU64`s only: the same layout in every process, any
 // bits a valid value (a crashed writer's included), every change atomic, nothing to drop and
@@ -168,6 +179,9 @@ pub(super) fn init(segment: &Segment) -> Result<()> {
     area.bytes.store(0, Ordering::Relaxed);
     area.tail.store(table.end(), Ordering::Relaxed);
     area.changes.store(0, Ordering::Relaxed);
+    area.old.store(0, Ordering::Relaxed);
+    area.moved.store(0, Ordering::Relaxed);
+    area.clean.store(table.end(), Ordering::Relaxed);
     Ok(())
 }
 
@@ -176,11 +190,21 @@ fn record_size(payload_len: usize) -> u64 {
     (record::HEADER + payload_len as u64).next_multiple_of(8)
 }
 
+/// A table whose entries are being moved into the map's `table`, and how many of its slots,
+/// from the first, were moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Migration {
+    old: Table,
+    moved: u64,
+}
+
 /// The map's words, read and validated under the lock.
 #[derive(Debug, Clone, Copy)]
 struct State {
     table: Table,
+    migration: Option<Migration>,
     len: u64,
+    /// Slots of `table` that are not empty.
     used: u64,
     bytes: u64,
     tail: u64,
@@ -235,7 +259,16 @@ impl Drop for Entry {
 
 /// Where a key is, or where it would go.
 enum Probe {
+    /// In slot `index` of the table.
     Found { index: u64, entry: Entry },
+    /// In slot `index` of the old table of a migration, not moved yet; `vacant` is the slot of
+    /// the table it goes to.
+    Old {
+        index: u64,
+        entry: Entry,
+        vacant: u64,
+    },
+    /// Nowhere: its slot in the table would be `index`.
     Vacant { index: u64 },
 }
 
@@ -268,16 +301,39 @@ impl<'a> Raw<'a> {
 
     /// The committed table, checked to lie in the segment's data area, and mapped.
     fn table(self) -> Result<Table> {
-        let word = self.area().table.load(Ordering::Acquire);
+        self.checked_table(self.area().table.load(Ordering::Acquire), "table")
+    }
+
+    /// The table a table word names, checked to lie in the segment's data area, and mapped.
+    fn checked_table(self, word: u64, which: &str) -> Result<Table> {
         let table = Table::from_word(word)
-            .ok_or_else(|| self.corrupt(format!("the map's table word is {word:#x}")))?;
+            .ok_or_else(|| self.corrupt(format!("the map's {which} word is {word:#x}")))?;
         self.segment.data_range(
-            || format!("the map's table of {} slots", table.capacity),
+            || format!("the map's {which} of {} slots", table.capacity),
             table.offset,
             table.bytes(),
             TABLE_ALIGN,
         )?;
         Ok(table)
+    }
+
+    /// The migration under way, if any: its old table checked as [`Raw::table`] checks the
+    /// table, and its count of moved slots against that table.
+    fn migration(self) -> Result<Option<Migration>> {
+        let area = self.area();
+        let word = area.old.load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(None);
+        }
+        let old = self.checked_table(word, "old table")?;
+        let moved = area.moved.load(Ordering::Acquire);
+        if moved > old.capacity {
+            return Err(self.corrupt(format!(
+                "{moved} slots of the map's old table of {} were moved",
+                old.capacity
+            )));
+        }
+        Ok(Some(Migration { old, moved }))
     }
 
     /// The two words of slot `index` of `table`: the key's hash and the record.
@@ -303,37 +359,49 @@ impl<'a> Raw<'a> {
     fn state(self, _held: &RawGuard<'_>) -> Result<State> {
         let area = self.area();
         let table = self.table()?;
+        let migration = self.migration()?;
         let state = State {
             table,
+            migration,
             len: area.len.load(Ordering::Relaxed),
             used: area.used.load(Ordering::Relaxed),
             bytes: area.bytes.load(Ordering::Relaxed),
             tail: area.tail.load(Ordering::Relaxed),
         };
+        let clean = area.clean.load(Ordering::Relaxed);
         // Writes go at `tail`: in the data area, inside the committed size.
         self.segment
             .data_range(|| "the map's end of data".to_owned(), state.tail, 0, 8)?;
-        let room = state.tail.checked_sub(DATA_START + table.bytes());
-        if state.len > state.used
-            || state.used >= table.capacity
+        let room = state.tail.checked_sub(DATA_START + state.table_bytes());
+        let old_end = migration.map_or(0, |m| m.old.end());
+        if state.used >= table.capacity
+            || (migration.is_none() && state.len > state.used)
             || !state.tail.is_multiple_of(8)
             || state.tail < table.end()
+            || state.tail < old_end
             || state.tail > self.segment.size()
+            || clean < state.tail
             || room.is_none_or(|room| state.bytes > room)
         {
             return Err(self.corrupt(format!(
                 "the map's counts are impossible: {} entries, {} used slots of {}, {} bytes of \
-                 entries, end of data at {}",
-                state.len, state.used, table.capacity, state.bytes, state.tail
+                 entries, end of data at {}, written up to {}",
+                state.len, state.used, table.capacity, state.bytes, state.tail, clean
             )));
         }
         Ok(state)
     }
 
-    /// Recounts the derived words from the committed table, after a holder of the lock died.
+    /// Recounts the derived words from the committed tables, after a holder of the lock died.
     fn recover(self, _held: &RawGuard<'_>) -> Result<()> {
         let area = self.area();
         let table = self.table()?;
+        let mut migration = self.migration()?;
+        if migration.is_some_and(|m| m.old == table) {
+            // Killed between naming the old table and switching to the new one: no migration.
+            area.old.store(0, Ordering::Release);
+            migration = None;
+        }
         let (mut len, mut used, mut bytes, mut tail) = (0, 0, 0, table.end());
         for index in 0..table.capacity {
             match self.record_word(table, index)?.load(Ordering::Acquire) {
@@ -348,6 +416,26 @@ impl<'a> Raw<'a> {
                 }
             }
         }
+        if let Some(Migration { old, moved }) = migration {
+            tail = tail.max(old.end());
+            for index in moved..old.capacity {
+                let [stored_hash, word] = self.slot(old, index)?;
+                let at = word.load(Ordering::Acquire);
+                if at <= TOMBSTONE {
+                    continue;
+                }
+                if self.holds(table, stored_hash.load(Ordering::Relaxed), at)? {
+                    // Killed between placing the entry in the table and passing it over here:
+                    // it is the table's now.
+                    word.store(TOMBSTONE, Ordering::Release);
+                    continue;
+                }
+                let end = record::end(self.segment, at)?;
+                len += 1;
+                bytes += end - at;
+                tail = tail.max(end);
+            }
+        }
         if tail > self.segment.size() {
             return Err(self.corrupt(format!(
                 "the map's recovered end of data {tail} lies past the segment's size {}",
@@ -358,11 +446,29 @@ impl<'a> Raw<'a> {
         area.used.store(used, Ordering::Relaxed);
         area.bytes.store(bytes, Ordering::Relaxed);
         area.tail.store(tail, Ordering::Relaxed);
+        if area.clean.load(Ordering::Relaxed) < tail {
+            area.clean.store(tail, Ordering::Relaxed);
+        }
         // A holder killed inside a change left `changes` odd: make it even, after the counts.
         if !area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
             area.changes.fetch_add(1, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Whether `table` has a slot holding the record at `at` under `hash`.
+    fn holds(self, table: Table, hash: u64, at: u64) -> Result<bool> {
+        for probe in 0..table.capacity {
+            let [stored_hash, word] = self.slot(table, hash.wrapping_add(probe))?;
+            match word.load(Ordering::Acquire) {
+                EMPTY => return Ok(false),
+                record if record == at && stored_hash.load(Ordering::Relaxed) == hash => {
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
     }
 
     /// Copies out and checks the entry whose record is at `at`.
@@ -398,13 +504,15 @@ impl<'a> Raw<'a> {
     }
 
     /// Looks `key` up in `table`, under the lock (`window` is `None`), or without it: then
-    /// `None` if `window` closed (what was read may be garbage).
+    /// `None` if `window` closed (what was read may be garbage). Entries in the slots below
+    /// `moved` are passed over (in an old table, they were moved to the new one).
     fn find(
         self,
         table: Table,
         key: &[u8],
         hash: u64,
         window: Option<&Window<'_>>,
+        moved: u64,
     ) -> Result<Option<Probe>> {
         let mut vacant = None;
         for probe in 0..table.capacity {
@@ -427,7 +535,7 @@ impl<'a> Raw<'a> {
                     vacant.get_or_insert(index);
                 }
                 at => {
-                    if stored_hash.load(Ordering::Relaxed) == hash {
+                    if index >= moved && stored_hash.load(Ordering::Relaxed) == hash {
                         let entry = match window {
                             None => self.read_entry(at)?,
                             Some(window) => match self.read_entry_in(window, at)? {
@@ -447,20 +555,50 @@ impl<'a> Raw<'a> {
             .ok_or_else(|| self.corrupt("the map's table has no free slot".to_owned()))
     }
 
-    /// Looks `key` up in `table`, under the lock.
+    /// Looks `key` up in `table` (passing over the slots below `moved`), under the lock.
     fn find_locked(
         self,
         _held: &RawGuard<'_>,
         table: Table,
         key: &[u8],
         hash: u64,
+        moved: u64,
     ) -> Result<Probe> {
-        self.find(table, key, hash, None)?
+        self.find(table, key, hash, None, moved)?
             .ok_or_else(|| self.corrupt("it changed while its lock was held".to_owned()))
+    }
+
+    /// Looks `key` up under the lock: in the table, then in the slots of a migration's old
+    /// table that were not moved yet.
+    fn locate(self, held: &RawGuard<'_>, state: &State, key: &[u8], hash: u64) -> Result<Probe> {
+        let probe = self.find_locked(held, state.table, key, hash, 0)?;
+        let (Probe::Vacant { index: vacant }, Some(Migration { old, moved })) =
+            (&probe, state.migration)
+        else {
+            return Ok(probe);
+        };
+        Ok(match self.find_locked(held, old, key, hash, moved)? {
+            Probe::Found { index, entry } => Probe::Old {
+                index,
+                entry,
+                vacant: *vacant,
+            },
+            _ => probe,
+        })
+    }
+
+    /// Records that bytes up to `end` of the data area are written (or about to be): the
+    /// space past `clean` is known to be zero, which spares a new table the zeroing.
+    fn written_up_to(self, end: u64) {
+        let clean = &self.area().clean;
+        if end > clean.load(Ordering::Relaxed) {
+            clean.store(end, Ordering::Relaxed);
+        }
     }
 
     /// Writes `payload` as a record at `at` (or just after); returns its offset and its end.
     fn write_record(self, held: &RawGuard<'_>, at: u64, payload: &[u8]) -> Result<(u64, u64)> {
+        self.written_up_to(at.saturating_add(record_size(payload.len())));
         // SAFETY: we hold the lock (`held`), and every caller passes a position no slot of the
         // committed table points to (see the module's `# Safety`: `tail` in `insert` and in
         // `copy`'s first use, below the copy in use in its second).
@@ -477,12 +615,22 @@ impl<'a> Raw<'a> {
             || self.lock(),
             |window| {
                 let table = self.table()?;
-                Ok(self
-                    .find(table, key, hash, Some(window))?
-                    .map(|probe| match probe {
-                        Probe::Found { index, entry } => Some((index, entry)),
-                        Probe::Vacant { .. } => None,
-                    }))
+                let migration = self.migration()?;
+                let found = match self.find(table, key, hash, Some(window), 0)? {
+                    None => return Ok(None),
+                    Some(Probe::Found { index, entry }) => Some((index, entry)),
+                    Some(_) => match migration {
+                        None => None,
+                        Some(Migration { old, moved }) => {
+                            match self.find(old, key, hash, Some(window), moved)? {
+                                None => return Ok(None),
+                                Some(Probe::Found { index, entry }) => Some((index, entry)),
+                                Some(_) => None,
+                            }
+                        }
+                    },
+                };
+                Ok(Some(found))
             },
         )?;
         // An absent key may only have looked absent: the table's page may have been lost to a
@@ -507,8 +655,9 @@ impl<'a> Raw<'a> {
         // Begun before `tidy`, which may compact the map under lock-free readers.
         let _change = Change::begin(&area.changes, &held);
         let mut state = self.tidy(&held, self.state(&held)?)?;
-        let mut probe = self.find_locked(&held, state.table, key, hash)?;
-        if !replace && let Probe::Found { index, entry } = probe {
+        state = self.migrate(&held, state, MOVES_PER_INSERT)?;
+        let mut probe = self.locate(&held, &state, key, hash)?;
+        if !replace && let Probe::Found { index, entry } | Probe::Old { index, entry, .. } = probe {
             return Ok(Some((index, entry)));
         }
         if let Probe::Vacant { index } = probe
@@ -519,7 +668,20 @@ impl<'a> Raw<'a> {
             && (state.used + 1) * 10 > state.table.capacity * 7
         {
             state = self.regrow(&held, state)?;
-            probe = self.find_locked(&held, state.table, key, hash)?;
+            probe = self.locate(&held, &state, key, hash)?;
+        }
+        if let Probe::Old {
+            index,
+            entry,
+            vacant,
+        } = probe
+        {
+            // The entry moves to the table first, so that its replacement goes there.
+            state = self.move_entry(state, index, vacant)?;
+            probe = Probe::Found {
+                index: vacant,
+                entry,
+            };
         }
         let (at, end) = self.write_record(&held, state.tail, payload)?;
         self.keep_reserve(&held, end)?;
@@ -536,6 +698,7 @@ impl<'a> Raw<'a> {
                 area.bytes.store(bytes, Ordering::Relaxed);
                 Some((index, entry))
             }
+            Probe::Old { .. } => unreachable!("an old table's entry was moved above"),
             Probe::Vacant { index } => {
                 let [stored_hash, word] = self.slot(state.table, index)?;
                 let was = word.load(Ordering::Relaxed);
@@ -562,8 +725,24 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let _change = Change::begin(&area.changes, &held);
         let state = self.tidy(&held, self.state(&held)?)?;
-        let Probe::Found { index, entry } = self.find_locked(&held, state.table, key, hash)? else {
-            return Ok(None);
+        let (index, entry) = match self.locate(&held, &state, key, hash)? {
+            Probe::Vacant { .. } => return Ok(None),
+            Probe::Found { index, entry } => (index, entry),
+            Probe::Old { index, entry, .. } => {
+                let old = state.migration.map(|m| m.old);
+                let old =
+                    old.ok_or_else(|| self.corrupt("it changed under its lock".to_owned()))?;
+                // Commit: an old table is only ever read, so a tombstone will do.
+                self.record_word(old, index)?
+                    .store(TOMBSTONE, Ordering::Release);
+                crate::failpoint::hit("map.removed_from_old");
+                area.len
+                    .store(state.len.saturating_sub(1), Ordering::Relaxed);
+                area.bytes
+                    .store(state.bytes.saturating_sub(entry.size()), Ordering::Relaxed);
+                self.segment.note_writer();
+                return Ok(Some((index, entry)));
+            }
         };
         let table = state.table;
         let mut used = state.used;
@@ -611,10 +790,16 @@ impl<'a> Raw<'a> {
         let _held = self.lock()?;
         let table = self.table()?;
         let mut entries = Vec::new();
-        for index in 0..table.capacity {
-            let at = self.record_word(table, index)?.load(Ordering::Acquire);
-            if at > TOMBSTONE {
-                entries.push((index, self.read_entry(at)?));
+        let mut tables = vec![(table, 0)];
+        if let Some(Migration { old, moved }) = self.migration()? {
+            tables.push((old, moved));
+        }
+        for (table, moved) in tables {
+            for index in moved..table.capacity {
+                let at = self.record_word(table, index)?.load(Ordering::Acquire);
+                if at > TOMBSTONE {
+                    entries.push((index, self.read_entry(at)?));
+                }
             }
         }
         crate::failpoint::hit("map.listed");

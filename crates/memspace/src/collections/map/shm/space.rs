@@ -20,7 +20,8 @@ use std::sync::atomic::Ordering;
 
 use super::table::{Table, capacity_for, hash};
 use super::{
-    EMPTY, MAX_CAPACITY_LOG2, MIN_CAPACITY_LOG2, Raw, SLOT_SIZE, State, TABLE_ALIGN, TOMBSTONE,
+    EMPTY, MAX_CAPACITY_LOG2, MIGRATE_FROM, MIN_CAPACITY_LOG2, MOVES_PER_INSERT, Migration, Raw,
+    SLOT_SIZE, State, TABLE_ALIGN, TOMBSTONE,
 };
 use crate::error::{Error, Result};
 use crate::segment::DATA_START;
@@ -33,14 +34,20 @@ const MIN_GARBAGE: u64 = 16 << 10;
 const CLEAR_RESERVE: u64 = TABLE_ALIGN + (1 << MIN_CAPACITY_LOG2) * SLOT_SIZE;
 
 impl State {
+    /// The bytes of the table, and of a migration's old table.
+    pub(super) fn table_bytes(self) -> u64 {
+        self.table.bytes() + self.migration.map_or(0, |m| m.old.bytes())
+    }
+
     /// Bytes below `tail` that nothing points to.
     fn garbage(self) -> u64 {
-        self.tail - DATA_START - self.table.bytes() - self.bytes
+        // `Raw::state` checked that the tables and the live bytes fit below `tail`.
+        self.tail - DATA_START - self.table_bytes() - self.bytes
     }
 
     /// Whether the garbage outweighs the live data enough to be worth a compaction.
     fn wants_compaction(self) -> bool {
-        self.garbage() >= MIN_GARBAGE.max(self.table.bytes() + self.bytes)
+        self.garbage() >= MIN_GARBAGE.max(self.table_bytes() + self.bytes)
     }
 }
 
@@ -61,12 +68,16 @@ impl Raw<'_> {
             capacity,
         };
         self.segment.grow_to(table.end(), held)?;
-        // The space may have held an earlier table or records (after a compaction).
-        for index in 0..capacity {
+        // Space that was written before (after a compaction, a `clear`, or by a holder that
+        // died) may hold an earlier table or records; the space past it is still zero.
+        let clean = self.area().clean.load(Ordering::Relaxed);
+        let dirty = clean.saturating_sub(table.offset).div_ceil(SLOT_SIZE);
+        for index in 0..capacity.min(dirty) {
             for word in self.slot(table, index)? {
                 word.store(0, Ordering::Relaxed);
             }
         }
+        self.written_up_to(table.end());
         Ok(table)
     }
 
@@ -84,15 +95,41 @@ impl Raw<'_> {
         Err(self.corrupt("the map has more entries than its counts say".to_owned()))
     }
 
-    /// Builds a table for at least `len + 1` entries past `tail`, holding the entries of the
-    /// current one (their records stay where they are), and switches to it.
+    /// Builds a table for at least `len + 1` entries past `tail` and switches to it: a small
+    /// table's entries are placed in it at once, a large one's are moved over the inserts that
+    /// follow (see "Growth" in the parent module). A migration still under way is finished
+    /// first.
     pub(super) fn regrow(self, held: &RawGuard<'_>, state: State) -> Result<State> {
+        let state = self.migrate(held, state, u64::MAX)?;
         let capacity = state
             .len
             .checked_add(1)
             .and_then(capacity_for)
             .ok_or_else(|| self.too_many(state.len))?;
         let grown = self.new_table(held, state.tail, capacity)?;
+        let area = self.area();
+        if state.table.capacity >= MIGRATE_FROM {
+            self.keep_reserve(held, grown.end())?;
+            area.moved.store(0, Ordering::Relaxed);
+            area.old.store(state.table.word(), Ordering::Release);
+            crate::failpoint::hit("map.migration_named");
+            // Commit: every process looks keys up in the new table, then in the old one.
+            area.table.store(grown.word(), Ordering::Release);
+            crate::failpoint::hit("map.migration_begun");
+            area.used.store(0, Ordering::Relaxed);
+            area.tail.store(grown.end(), Ordering::Relaxed);
+            let state = State {
+                table: grown,
+                migration: Some(Migration {
+                    old: state.table,
+                    moved: 0,
+                }),
+                used: 0,
+                tail: grown.end(),
+                ..state
+            };
+            return self.migrate(held, state, MOVES_PER_INSERT);
+        }
         for index in 0..state.table.capacity {
             let [stored_hash, word] = self.slot(state.table, index)?;
             let at = word.load(Ordering::Relaxed);
@@ -103,7 +140,6 @@ impl Raw<'_> {
         self.keep_reserve(held, grown.end())?;
         crate::failpoint::hit("map.table_built");
         // Commit: one store switches every process to the new table.
-        let area = self.area();
         area.table.store(grown.word(), Ordering::Release);
         crate::failpoint::hit("map.table_switched");
         area.used.store(state.len, Ordering::Relaxed);
@@ -114,6 +150,61 @@ impl Raw<'_> {
             tail: grown.end(),
             ..state
         })
+    }
+
+    /// Moves the entries of the next `slots` slots of a migration's old table (if a migration
+    /// is under way) into the table, and ends the migration when none is left.
+    pub(super) fn migrate(self, _held: &RawGuard<'_>, state: State, slots: u64) -> Result<State> {
+        let Some(Migration { old, moved }) = state.migration else {
+            return Ok(state);
+        };
+        let area = self.area();
+        let end = moved.saturating_add(slots).min(old.capacity);
+        let mut used = state.used;
+        for index in moved..end {
+            let [stored_hash, word] = self.slot(old, index)?;
+            let at = word.load(Ordering::Relaxed);
+            if at > TOMBSTONE {
+                self.place(state.table, stored_hash.load(Ordering::Relaxed), at)?;
+                used += 1;
+                crate::failpoint::hit("map.entry_placed");
+            }
+            // Commit: readers pass the slot over; the entry is the table's.
+            area.moved.store(index + 1, Ordering::Release);
+        }
+        area.used.store(used, Ordering::Relaxed);
+        let migration = if end == old.capacity {
+            // Commit: the old table is garbage.
+            area.old.store(0, Ordering::Release);
+            crate::failpoint::hit("map.migration_done");
+            None
+        } else {
+            Some(Migration { old, moved: end })
+        };
+        Ok(State {
+            migration,
+            used,
+            ..state
+        })
+    }
+
+    /// Moves the entry in slot `index` of a migration's old table, not moved yet, to slot
+    /// `vacant` of the table, which its probe sequence reaches first.
+    pub(super) fn move_entry(self, state: State, index: u64, vacant: u64) -> Result<State> {
+        let old = state.migration.map(|m| m.old);
+        let old = old.ok_or_else(|| self.corrupt("it has no old table to move from".into()))?;
+        let [old_hash, old_word] = self.slot(old, index)?;
+        let [stored_hash, word] = self.slot(state.table, vacant)?;
+        let was = word.load(Ordering::Relaxed);
+        stored_hash.store(old_hash.load(Ordering::Relaxed), Ordering::Relaxed);
+        // Commit: the entry is the table's (a holder killed before the next store leaves the
+        // same record in both tables, which recovery passes over in the old one).
+        word.store(old_word.load(Ordering::Relaxed), Ordering::Release);
+        crate::failpoint::hit("map.entry_moved");
+        old_word.store(TOMBSTONE, Ordering::Release);
+        let used = state.used + u64::from(was == EMPTY);
+        self.area().used.store(used, Ordering::Relaxed);
+        Ok(State { used, ..state })
     }
 
     /// Makes sure the segment has room for `clear`'s table past `end` (see [`CLEAR_RESERVE`]).
@@ -167,6 +258,7 @@ impl Raw<'_> {
         crate::failpoint::hit(failpoint);
         let state = State {
             table: copy.table,
+            migration: None,
             len: copy.len,
             used: copy.len,
             bytes: copy.end - copy.table.end(),
@@ -231,6 +323,7 @@ impl Raw<'_> {
         if !state.wants_compaction() {
             return Ok(state);
         }
+        let state = self.migrate(held, state, u64::MAX)?;
         match self.compact(held, state, true) {
             Ok(state) => Ok(state),
             // Read again rather than trust `state`: whatever was committed is what counts.
@@ -241,6 +334,7 @@ impl Raw<'_> {
 
     /// Switches the map to an empty table, and makes the space it took reusable.
     pub(super) fn empty(self, held: &RawGuard<'_>, state: State) -> Result<State> {
+        let state = self.migrate(held, state, u64::MAX)?;
         let smallest = capacity_for(0).expect("an empty table has a capacity");
         if self.lowest_offset(state.table)? >= DATA_START + smallest * SLOT_SIZE {
             // Nothing the map points to lies at the start of the data area (the map is a

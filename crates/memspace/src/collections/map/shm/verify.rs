@@ -10,12 +10,14 @@
 //! (or its maker died); `verify` retries, and accepts an odd value only when the holder is dead
 //! (nothing changes until the next locker recovers).
 
+use std::collections::HashSet;
+use std::fmt;
 use std::sync::atomic::{Ordering, fence};
 
 use serde::de::IgnoredAny;
 
 use super::table::{Table, hash};
-use super::{EMPTY, Raw, TOMBSTONE};
+use super::{EMPTY, Migration, Raw, TOMBSTONE};
 use crate::collections::changes::verify_between_changes;
 use crate::collections::codec;
 use crate::error::Error;
@@ -69,15 +71,42 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
 
 /// One reading of the map for [`verify`].
 fn check(raw: Raw<'_>, report: &mut Report, interrupted: bool) {
-    let table = match raw.table() {
-        Ok(table) => table,
+    let (table, migration) = match raw.table().and_then(|t| Ok((t, raw.migration()?))) {
+        Ok(tables) => tables,
         Err(err) => return report.problem(describe(&err)),
     };
-    let Some(mut census) = census(raw, table, report) else {
+    let Some(mut found) = census(raw, table, 0, None, report) else {
         return;
     };
-    census.ranges.sort_unstable();
-    for pair in census.ranges.windows(2) {
+    // `used` counts the table's slots only.
+    found.used = found.live + found.tombstones;
+    if let Some(Migration { old, moved }) = migration {
+        let records: HashSet<u64> = found.hashes.iter().map(|live| live.record).collect();
+        let Some(old) = census(raw, old, moved, Some(&records), report) else {
+            return;
+        };
+        if old.shared > 0 {
+            let what = format!(
+                "{} entries of the old table are in the new one too",
+                old.shared
+            );
+            if interrupted {
+                report.note(format!(
+                    "{what}: a writer moving them was interrupted; the next locker passes them \
+                     over"
+                ));
+            } else {
+                report.problem(what);
+            }
+        }
+        found.live += old.live;
+        found.bytes += old.bytes;
+        found.end = found.end.max(old.end);
+        found.ranges.extend(old.ranges);
+        found.hashes.extend(old.hashes);
+    }
+    found.ranges.sort_unstable();
+    for pair in found.ranges.windows(2) {
         if pair[1].0 < pair[0].1 {
             report.problem(format!(
                 "the map's data at {}..{} overlaps the data at {}..{}",
@@ -85,18 +114,15 @@ fn check(raw: Raw<'_>, report: &mut Report, interrupted: bool) {
             ));
         }
     }
-    census.hashes.sort_unstable();
-    let key_at = |index: u64| {
-        let at = raw.slot(table, index).ok()?[1].load(Ordering::Acquire);
-        Some(raw.read_entry(at).ok()?.key().to_vec())
-    };
-    for pair in census.hashes.windows(2) {
-        let ((hash_a, slot_a), (hash_b, slot_b)) = (pair[0], pair[1]);
-        if hash_a == hash_b && key_at(slot_a).is_some_and(|key| Some(key) == key_at(slot_b)) {
-            report.problem(format!("slots {slot_a} and {slot_b} hold the same key"));
+    found.hashes.sort_unstable();
+    let key_at = |at: u64| Some(raw.read_entry(at).ok()?.key().to_vec());
+    for pair in found.hashes.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.hash == b.hash && key_at(a.record).is_some_and(|key| Some(key) == key_at(b.record)) {
+            report.problem(format!("{a} and {b} hold the same key"));
         }
     }
-    check_counts(raw, &census, report, interrupted);
+    check_counts(raw, &found, report, interrupted);
 }
 
 /// What [`census`] found in a table.
@@ -104,17 +130,47 @@ fn check(raw: Raw<'_>, report: &mut Report, interrupted: bool) {
 struct Census {
     live: u64,
     tombstones: u64,
+    /// Slots of the map's table that are not empty.
+    used: u64,
+    /// Entries of an old table whose record the map's table holds too.
+    shared: u64,
     bytes: u64,
     /// The end of the table or of its last record, whichever is later.
     end: u64,
     /// The byte ranges of the table and of every record.
     ranges: Vec<(u64, u64)>,
-    /// The hash of every live key, and its slot.
-    hashes: Vec<(u64, u64)>,
+    /// Every live entry, by the hash of its key.
+    hashes: Vec<Live>,
+}
+
+/// A live entry [`census`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Live {
+    hash: u64,
+    /// Its slot, and whether that is in a migration's old table.
+    old: bool,
+    slot: u64,
+    record: u64,
+}
+
+impl fmt::Display for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let table = if self.old { "old table's " } else { "" };
+        write!(f, "{table}slot {}", self.slot)
+    }
 }
 
 /// Reads every slot of `table` and checks each entry; `None` if the table cannot be read.
-fn census(raw: Raw<'_>, table: Table, report: &mut Report) -> Option<Census> {
+/// For a migration's old table, `in_table` holds the records of the map's table: the entries
+/// in slots below `moved` (moved) are passed over, and so are the ones whose record the table
+/// holds too (counted as `shared`).
+fn census(
+    raw: Raw<'_>,
+    table: Table,
+    moved: u64,
+    in_table: Option<&HashSet<u64>>,
+    report: &mut Report,
+) -> Option<Census> {
     let mut first_empty = None;
     for index in 0..table.capacity {
         match raw.record_word(table, index) {
@@ -160,6 +216,8 @@ fn census(raw: Raw<'_>, table: Table, report: &mut Report) -> Option<Census> {
         match record.load(Ordering::Acquire) {
             EMPTY => last_empty = index,
             TOMBSTONE => census.tombstones += 1,
+            _ if index < moved => {}
+            at if in_table.is_some_and(|records| records.contains(&at)) => census.shared += 1,
             at => {
                 census.live += 1;
                 report.items_checked += 1;
@@ -193,7 +251,12 @@ fn census(raw: Raw<'_>, table: Table, report: &mut Report) -> Option<Census> {
                 census.bytes += entry.size();
                 census.end = census.end.max(at + entry.size());
                 census.ranges.push((at, at + entry.size()));
-                census.hashes.push((key_hash, index));
+                census.hashes.push(Live {
+                    hash: key_hash,
+                    old: in_table.is_some(),
+                    slot: index,
+                    record: at,
+                });
             }
         }
     }
@@ -216,18 +279,12 @@ fn check_counts(raw: Raw<'_>, census: &Census, report: &mut Report, interrupted:
             "the map's end of data {tail} lies past the segment's size {size}"
         ));
     }
-    let Census {
-        live,
-        tombstones,
-        end,
-        ..
-    } = *census;
-    if len != live || used != live + tombstones || bytes != census.bytes || tail < end {
+    let Census { live, end, .. } = *census;
+    if len != live || used != census.used || bytes != census.bytes || tail < end {
         let what = format!(
             "the counts say {len} entries, {used} used slots, {bytes} bytes, data ending at \
-             {tail}; the table holds {live} entries, {} used slots, {} bytes, ending at {end}",
-            live + tombstones,
-            census.bytes
+             {tail}; the tables hold {live} entries, {} used slots, {} bytes, ending at {end}",
+            census.used, census.bytes
         );
         if interrupted {
             report.note(format!(

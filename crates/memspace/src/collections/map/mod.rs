@@ -52,6 +52,12 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// read optimistically and read again if a change overlapped, so readers in many processes
 /// do not wait for one another, and see each change whole or not at all.
 ///
+/// A map that outgrows its table does not rebuild it in one insert: from 1 024 slots on, it
+/// moves its entries into the larger table a few at a time, over the inserts that follow, so
+/// that no insert pays for the whole map (at 10 M keys, the longest insert went from 0.2 to
+/// 0.4 s to the scale of a scheduler's time slice). A `clear`, and a compaction of replaced and
+/// removed entries, still take time in proportion to the map.
+///
 /// A name `redis://HOST:PORT/NAME` puts the map on a Redis server instead, as a hash of
 /// encoded keys to encoded values, with the same methods ([`segment`](SharedMap::segment)
 /// aside); iteration copies it with one `HGETALL`.

@@ -5,11 +5,14 @@
 //!
 //! ```text
 //! kind area:  table    offset of the slot table | log2(its capacity)      committed, one word
-//!             len      live entries                                      derived
-//!             used     slots that are not empty: live entries, tombstones  derived
+//!             len      live entries (of both tables during a migration)  derived
+//!             used     slots of `table` that are not empty: live, tombstones  derived
 //!             bytes    bytes of the live entries' records                derived
 //!             tail     first free byte of the data area                  derived
 //!             changes  odd while a holder of the lock changes the map    (for `len`, `verify`)
+//!             old      the table being moved into `table`, as `table`; 0: none   committed
+//!             moved    slots of `old`, from the first, already moved      committed
+//!             clean    no byte of the data area at or past it was ever written
 //! table:      `capacity` slots of 16 bytes (a power of two, at least 16), 64-byte aligned
 //! slot:       [u64 hash of the key][u64 record: 0 empty, 1 tombstone, else the entry's offset]
 //! record:     [u32 length][u32 CRC-32][u32 key length][key][value][padding to 8]  (record.rs)
@@ -33,8 +36,22 @@
 //!   into empty slots too, one store each;
 //! * **growth**: when an insert into an empty slot would bring live entries and tombstones to
 //!   more than 7/10 of the table, a new table, sized so that the live entries fill at most half
-//!   of it, is built past `tail` from the old one's slots, and one store of the `table` word
-//!   switches every process to it;
+//!   of it, is placed past `tail`. A small table (under 1 024 slots) is copied into it at once,
+//!   and one store of the `table` word switches every process to it. A larger one would make
+//!   one insert pay for every entry (a table of 16 M slots took 0.2 to 0.8 s), so the map
+//!   *migrates* instead: it stores the current table into `old` (`moved` 0), then switches
+//!   `table` to the new one; from then on each insert first moves the entries of the next 8
+//!   slots of the old table (each placed in the table by its stored hash, then `moved`
+//!   advanced past its slot), and the insert that moves the last one stores 0 into `old`. A
+//!   table of `C` slots is thus empty after `C / 8` inserts, before the new one is 7/10 full
+//!   (sized so that the entries to move fill at most half of it, it is at most 5/8 full when
+//!   the migration ends). Meanwhile a key is
+//!   looked up in the table, then in the slots of `old` at or past `moved`; an insert that
+//!   replaces a key found in `old` first moves its entry (placed in the table, then a tombstone
+//!   left in `old`), and a remove of such a key leaves a tombstone in `old`. An old table is
+//!   never written otherwise, so its probe sequences stay whole. The new table needs zeroing
+//!   only below `clean` (space a compaction, a `clear` or a dead writer wrote before): past
+//!   it, the segment's bytes are still the zeros the file was extended with;
 //! * **compaction**: when the garbage below `tail` (replaced and removed records, outgrown
 //!   tables) outweighs the map's live bytes (and is at least 16 KiB), the live entries are
 //!   copied, table and records, past `tail` and the map is switched to the copy; if a second
@@ -52,8 +69,8 @@
 //! # Readers: no lock, a sequence lock
 //!
 //! A lookup (`get`, and so `contains_key`) takes no lock. It loads `changes` (Acquire), and if
-//! it is even reads the `table` word, probes the slots and copies out the record of a slot
-//! whose hash matches, then loads `changes` again after an Acquire fence: it keeps what it
+//! it is even reads the `table` word (and `old` and `moved`), probes the slots (of the table,
+//! then of the old table) and copies out the record of a slot whose hash matches, then loads `changes` again after an Acquire fence: it keeps what it
 //! found only if `changes` did not move; otherwise it reads again, as the list's readers do
 //! (`changes::read_stable`: spins, yields, naps; takes the lock if the holder died, which
 //! repairs the map, or after 32 reads overtaken by changes). A reading kept was made while no
@@ -74,9 +91,14 @@
 //! compaction, below the copy in use) that nothing points to; one killed after it leaves the
 //! counts or `tail` stale. The next locker is told the owner died
 //! ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)), recounts `len`, `used` and
-//! `bytes` from the committed table, recomputes `tail` past that table and every record it
-//! points to, and marks the lock consistent (`lock_and_repair`). Every state a holder can be
-//! killed in is therefore either the map before the change or the map after it.
+//! `bytes` from the committed tables, recomputes `tail` past them and every record they point
+//! to, raises `clean` to `tail` if it was lower, and marks the lock consistent
+//! (`lock_and_repair`). A migration adds two states to repair: `old` naming the table itself
+//! (killed between the two stores that begin a migration) means no migration, and an entry of
+//! `old`, not passed over, whose record the table holds too (killed between placing an entry
+//! and advancing `moved`, or between placing it and leaving its tombstone) is the table's:
+//! recovery leaves a tombstone in `old`. Every state a holder can be killed in is therefore
+//! either the map before the change or the map after it.
 //!
 //! # Safety
 //!
@@ -85,13 +107,14 @@
 //!
 //! The one `unsafe` operation is `record::write`, whose contract is that no published offset
 //! points into the bytes written (and so no reader in this process reads them). Every call is
-//! made under the lock, at a position no slot of the committed table points to:
+//! made under the lock, at a position no slot of the committed tables points to:
 //!
 //! 1. in an insert and in the first copy of a compaction, at or past `tail`, which lies past
-//!    the committed table and every record it points to (an invariant every change keeps, and
-//!    recovery re-establishes after a crash);
+//!    the committed tables and every record they point to (an invariant every change keeps,
+//!    and recovery re-establishes after a crash);
 //! 2. in the second copy of a compaction, below the first copy's table, after the map was
-//!    switched to that copy, whose table and records all lie past it.
+//!    switched to that copy, whose table and records all lie past it (a compaction first
+//!    finishes a migration under way, so no old table remains).
 //!
 //! (`clear`'s empty table at the start of the data area is written with atomic stores, and
 //! only when the committed table and every record lie past it.)

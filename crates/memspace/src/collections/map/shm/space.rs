@@ -1,7 +1,9 @@
 //! How a map in shared memory makes room: a bigger table when the current one fills up
-//! (growth), a copy of the live entries when the garbage outweighs them (compaction), and an
-//! empty table for `clear`. Each commits with one store of the `table` word (see the protocol
-//! in the parent module).
+//! (growth, at once or by a migration spread over the inserts that follow), a copy of the live
+//! entries when the garbage outweighs them (compaction), and an empty table for `clear`. Each
+//! commits with one store of the `table` word, and each step of a migration with one store of
+//! `moved` (see the protocol in the parent module). A compaction and a `clear` first finish a
+//! migration under way: they copy from one table.
 //!
 //! # Space
 //!

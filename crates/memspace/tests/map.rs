@@ -725,15 +725,15 @@ fn script(name: &str) -> Vec<Step> {
         // outgrown) and puts its empty table there at once; the second, with the map back at
         // the start, goes through a copy past the end of data.
         "clear" => steps.push(Step::Clear),
-        // 760 more inserts: the 717th outgrows the table of 1 024 slots, and the map moves
-        // its entries to a table of 2 048 over the next 128 inserts. Meanwhile a key still in
-        // the old table is replaced (moved first) and another removed; 240 inserts finish the
-        // migration.
+        // 677 more inserts: the last (the 717th key) outgrows the table of 1 024 slots, and
+        // the map moves its entries to a table of 2 048 over the next 16 inserts (64 slots
+        // each). Right away a key still in the old table is replaced (moved first) and another
+        // removed; 323 inserts then finish the migration.
         "migrate" => {
-            steps.extend((40..800).map(|key| Step::Insert(key, value(key, 20))));
+            steps.extend((40..717).map(|key| Step::Insert(key, value(key, 20))));
             steps.push(Step::Insert(5, value(2000, 30)));
             steps.push(Step::Remove(6));
-            steps.extend((800..1040).map(|key| Step::Insert(key, value(key, 20))));
+            steps.extend((717..1040).map(|key| Step::Insert(key, value(key, 20))));
         }
         other => panic!("no script {other}"),
     }

@@ -53,7 +53,7 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// do not wait for one another, and see each change whole or not at all.
 ///
 /// A map that outgrows its table does not rebuild it in one insert: from 1 024 slots on, it
-/// moves its entries into the larger table a few at a time, over the inserts that follow, so
+/// moves its entries into the larger table 64 slots at a time, over the inserts that follow, so
 /// that no insert pays for the whole map (at 10 M keys, the longest insert went from 0.2 to
 /// 0.4 s to the scale of a scheduler's time slice). A `clear`, and a compaction of replaced and
 /// removed entries, still take time in proportion to the map.
@@ -215,12 +215,13 @@ where
         })
     }
 
-    /// The record payload of an entry: key length, key, value; and the key's length.
-    fn encode_entry(&self, key: &K, value: &V) -> Result<(Vec<u8>, usize)> {
-        let mut payload = vec![0; KEY_LENGTH];
-        codec::encode_into(&mut payload, key).map_err(|source| self.encode_error::<K>(source))?;
+    /// Appends the record payload of an entry to the empty `payload`: key length, key, value;
+    /// returns the key's length.
+    fn encode_entry(&self, payload: &mut Vec<u8>, key: &K, value: &V) -> Result<usize> {
+        payload.extend_from_slice(&[0; KEY_LENGTH]);
+        codec::encode_into(payload, key).map_err(|source| self.encode_error::<K>(source))?;
         let key_len = payload.len() - KEY_LENGTH;
-        codec::encode_into(&mut payload, value).map_err(|source| self.encode_error::<V>(source))?;
+        codec::encode_into(payload, value).map_err(|source| self.encode_error::<V>(source))?;
         let too_long = || Error::Full {
             name: self.name().clone(),
             needed: payload.len() as u64,
@@ -231,7 +232,7 @@ where
             return Err(too_long());
         }
         payload[..KEY_LENGTH].copy_from_slice(&key_len_word.to_le_bytes());
-        Ok((payload, key_len))
+        Ok(key_len)
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8], slot: u64) -> Result<T> {
@@ -279,18 +280,21 @@ where
 
     /// [`insert`](Self::insert) with `replace`, [`insert_if_absent`](Self::insert_if_absent)
     /// without.
+    /// The entry is encoded into this thread's scratch buffer: a store allocates nothing for it.
     fn store(&self, key: &K, value: &V, replace: bool) -> Result<Option<V>> {
-        let (payload, key_len) = self.encode_entry(key, value)?;
-        match self.place.as_ref() {
-            Place::Shm(segment) => {
-                self.value_of(Raw { segment }.insert(&payload, key_len, replace)?)
+        codec::with_scratch(|payload| {
+            let key_len = self.encode_entry(payload, key, value)?;
+            match self.place.as_ref() {
+                Place::Shm(segment) => {
+                    self.value_of(Raw { segment }.insert(payload, key_len, replace)?)
+                }
+                #[cfg(feature = "redis")]
+                Place::Redis(map) => {
+                    let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
+                    map.insert(key, value, replace)
+                }
             }
-            #[cfg(feature = "redis")]
-            Place::Redis(map) => {
-                let (key, value) = payload[KEY_LENGTH..].split_at(key_len);
-                map.insert(key, value, replace)
-            }
-        }
+        })
     }
 
     /// The value of `key`, if it has one.

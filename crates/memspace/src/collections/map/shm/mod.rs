@@ -43,8 +43,10 @@
 //!   `table` to the new one; from then on each insert first moves the entries of the next 64
 //!   slots of the old table (each placed in the table by its stored hash, then `moved`
 //!   advanced past its slot), and the insert that moves the last one stores 0 into `old`. A
-//!   table of `C` slots is thus empty after `C / 64` inserts, long before the new one is 7/10
-//!   full (sized so that the entries to move fill at most half of it). An insert's share is
+//!   table of `C` slots is thus empty after `C / 64` inserts, before the new one is 7/10 full:
+//!   it is sized so that the live entries and one entry per insert of the migration fill at
+//!   most half of it (a table filled by tombstones, with few live entries, still leaves room
+//!   for those inserts). An insert's share is
 //!   at most 64 slots read in order and about 45 entries placed, a few microseconds; the
 //!   migration's whole cost is the rebuild's. Meanwhile a key is
 //!   looked up in the table, then in the slots of `old` at or past `moved`; an insert that
@@ -483,15 +485,16 @@ impl<'a> Raw<'a> {
         Ok(())
     }
 
-    /// Whether `table` has a slot holding the record at `at` under `hash`.
+    /// Whether the probe sequence of `hash` in `table` has a slot holding the record at `at`
+    /// (a record belongs to one entry: its offset alone identifies it).
     fn holds(self, table: Table, hash: u64, at: u64) -> Result<bool> {
         for probe in 0..table.capacity {
-            let [stored_hash, word] = self.slot(table, hash.wrapping_add(probe))?;
-            match word.load(Ordering::Acquire) {
+            match self
+                .record_word(table, hash.wrapping_add(probe))?
+                .load(Ordering::Acquire)
+            {
                 EMPTY => return Ok(false),
-                record if record == at && stored_hash.load(Ordering::Relaxed) == hash => {
-                    return Ok(true);
-                }
+                record if record == at => return Ok(true),
                 _ => {}
             }
         }
@@ -831,5 +834,73 @@ impl<'a> Raw<'a> {
         }
         crate::failpoint::hit("map.listed");
         Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table::hash;
+    use crate::collections::{SharedMap, codec};
+
+    /// For each home slot of `range` in a table of `capacity` slots, a `u64` key whose
+    /// encoding hashes there.
+    fn keys_homed_at(range: std::ops::Range<u64>, capacity: u64) -> Vec<u64> {
+        let mut found = vec![None; usize::try_from(range.end - range.start).expect("small")];
+        let mut missing = found.len();
+        for key in 0u64.. {
+            let home = hash(&codec::encode(&key).expect("encode")) & (capacity - 1);
+            if let Some(index) = home.checked_sub(range.start)
+                && let Some(slot @ None) = found.get_mut(index as usize)
+            {
+                *slot = Some(key);
+                missing -= 1;
+                if missing == 0 {
+                    break;
+                }
+            }
+        }
+        found.into_iter().map(|key| key.expect("found")).collect()
+    }
+
+    /// A table of 4 096 slots filled to 7/10 by tombstones around 30 live entries at its end
+    /// migrates to a table sized for those 30 and for the inserts the migration lasts: every
+    /// insert meanwhile finds room, and every entry stays.
+    #[test]
+    fn a_migration_from_a_table_of_tombstones_has_room_for_every_insert_it_lasts() {
+        const CAPACITY: u64 = 4096;
+        // 2 866 keys in one run of slots (placed at their homes), one under 7/10 of the table.
+        let run = keys_homed_at(CAPACITY - 2866..CAPACITY, CAPACITY);
+        let map = SharedMap::<u64, Vec<u8>>::new().expect("create");
+        let big = vec![7u8; 4096]; // so that the removes leave too little garbage to compact
+        let (removed, kept) = run.split_at(run.len() - 30);
+        for key in removed {
+            map.insert(key, &Vec::new()).expect("insert");
+        }
+        for key in kept {
+            map.insert(key, &big).expect("insert");
+        }
+        // Each removed entry is followed by an occupied slot: each leaves a tombstone.
+        for key in removed {
+            assert!(map.remove(key).expect("remove").is_some());
+        }
+        assert_eq!(map.len().expect("len"), 30);
+        // Keys homed before the run, where the slots are empty: the second outgrows the table.
+        for (i, key) in keys_homed_at(0..200, CAPACITY).into_iter().enumerate() {
+            assert_eq!(
+                map.insert(&key, &vec![1])
+                    .expect("insert during the migration"),
+                None,
+                "insert {i}"
+            );
+            assert_eq!(map.get(&key).expect("get"), Some(vec![1]));
+        }
+        for key in kept {
+            assert_eq!(map.get(key).expect("get").as_ref(), Some(&big));
+        }
+        let report = crate::inspect::verify(map.segment().expect("in shared memory"));
+        assert!(
+            report.is_consistent() && report.notes.is_empty(),
+            "{report:#?}"
+        );
     }
 }

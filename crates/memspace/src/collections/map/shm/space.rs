@@ -90,7 +90,8 @@ impl Raw<'_> {
             let [stored_hash, word] = self.slot(table, hash.wrapping_add(probe))?;
             if word.load(Ordering::Relaxed) == EMPTY {
                 stored_hash.store(hash, Ordering::Relaxed);
-                word.store(record, Ordering::Relaxed);
+                // After the hash: a slot naming a record always has its hash.
+                word.store(record, Ordering::Release);
                 return Ok(());
             }
         }
@@ -103,14 +104,23 @@ impl Raw<'_> {
     /// first.
     pub(super) fn regrow(self, held: &RawGuard<'_>, state: State) -> Result<State> {
         let state = self.migrate(held, state, u64::MAX)?;
+        let migrating = state.table.capacity >= MIGRATE_FROM;
+        // A migration's table holds, besides the entries moved, one entry per insert until
+        // it ends: sized for all of them, it is never outgrown before the old table is empty
+        // (however few entries are live among the tombstones that filled the old one).
+        let during = if migrating {
+            state.table.capacity.div_ceil(MOVES_PER_INSERT)
+        } else {
+            0
+        };
         let capacity = state
             .len
-            .checked_add(1)
+            .checked_add(1 + during)
             .and_then(capacity_for)
             .ok_or_else(|| self.too_many(state.len))?;
         let grown = self.new_table(held, state.tail, capacity)?;
         let area = self.area();
-        if state.table.capacity >= MIGRATE_FROM {
+        if migrating {
             self.keep_reserve(held, grown.end())?;
             area.moved.store(0, Ordering::Relaxed);
             area.old.store(state.table.word(), Ordering::Release);

@@ -279,6 +279,14 @@ fn check_counts(raw: Raw<'_>, census: &Census, report: &mut Report, interrupted:
             "the map's end of data {tail} lies past the segment's size {size}"
         ));
     }
+    let clean = area.clean.load(Ordering::Relaxed);
+    if clean < tail.max(census.end) {
+        // Space past `clean` is taken for zeros by the next table placed there.
+        report.problem(format!(
+            "the map's mark of written bytes {clean} lies below its data, which ends at {}",
+            tail.max(census.end)
+        ));
+    }
     let Census { live, end, .. } = *census;
     if len != live || used != census.used || bytes != census.bytes || tail < end {
         let what = format!(

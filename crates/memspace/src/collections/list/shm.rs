@@ -119,7 +119,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use crate::collections::changes::{self, Change, Window};
+use crate::collections::changes::{self, Change, Window, count_down, count_up};
 use crate::collections::record;
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
@@ -485,7 +485,7 @@ impl<'a> Raw<'a> {
             segment.grow_to(end, held)?;
             area.blocks[block].store(offset, Ordering::Release);
             area.tail.store(end, Ordering::Release);
-            add(&area.live, 8 * capacity);
+            count_up(&area.live, 8 * capacity);
             tail = end;
             crate::failpoint::hit("list.block_reserved");
             offset
@@ -531,7 +531,7 @@ impl<'a> Raw<'a> {
         area.len.store(len + 1, Ordering::Release);
         crate::failpoint::hit("list.published");
         area.tail.store(end, Ordering::Release);
-        add(&area.live, end - record);
+        count_up(&area.live, end - record);
         self.segment.note_writer();
         self.leave(len + 1, end, offset, record);
         Ok(())
@@ -566,8 +566,8 @@ impl<'a> Raw<'a> {
             crate::failpoint::hit("list.set_switched");
         }
         area.tail.store(end, Ordering::Release);
-        add(&area.live, end - record);
-        sub(&area.live, old_end - old);
+        count_up(&area.live, end - record);
+        count_down(&area.live, old_end - old);
         self.segment.note_writer();
         self.tidy(held)
     }
@@ -610,7 +610,7 @@ impl<'a> Raw<'a> {
             self.finish_insert(held)?;
         }
         area.tail.store(end, Ordering::Release);
-        add(&area.live, end - record);
+        count_up(&area.live, end - record);
         self.segment.note_writer();
         Ok(())
     }
@@ -747,7 +747,7 @@ impl<'a> Raw<'a> {
                 self.finish_remove(held)?;
             }
         }
-        sub(&area.live, bytes);
+        count_down(&area.live, bytes);
         self.segment.note_writer();
         self.tidy(held)?;
         Ok(taken)
@@ -786,7 +786,7 @@ impl<'a> Raw<'a> {
             area.len.store(last, Ordering::Release);
             crate::failpoint::hit("list.popped");
         }
-        sub(&area.live, bytes);
+        count_down(&area.live, bytes);
         // The last record written (no set or block since): its space is free again at once.
         if record + bytes == area.tail.load(Ordering::Relaxed) {
             area.tail.store(record, Ordering::Release);
@@ -819,7 +819,7 @@ impl<'a> Raw<'a> {
             area.len.store(keep, Ordering::Release);
             crate::failpoint::hit("list.truncated");
         }
-        sub(&area.live, bytes);
+        count_down(&area.live, bytes);
         self.segment.note_writer();
         self.tidy(held)
     }
@@ -1018,22 +1018,6 @@ impl<'a> Raw<'a> {
             |window| read(self, window),
         )
     }
-}
-
-/// Adds to a counter changed only under the lock.
-fn add(counter: &AtomicU64, bytes: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).saturating_add(bytes),
-        Ordering::Relaxed,
-    );
-}
-
-/// Subtracts from a counter changed only under the lock.
-fn sub(counter: &AtomicU64, bytes: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).saturating_sub(bytes),
-        Ordering::Relaxed,
-    );
 }
 
 /// Prefixes a damage report with the item it concerns.

@@ -75,6 +75,7 @@ fn checksum(payload: &[u8]) -> u32 {
 ///
 /// The caller holds the segment's lock (`held`) and no published offset of its collection
 /// points into `[at, end)`: readers in this process cannot be reading those bytes.
+#[inline]
 pub(crate) unsafe fn write(
     segment: &Segment,
     held: &RawGuard<'_>,

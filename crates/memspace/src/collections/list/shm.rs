@@ -246,6 +246,7 @@ impl<'a> Raw<'a> {
 
     /// Takes the segment's lock, repairing the list if the previous holder died, or if a
     /// holder left a change unfinished (it failed in the middle, which only damage causes).
+    #[inline]
     pub(super) fn lock(self) -> Result<RawGuard<'a>> {
         let held = lock_and_repair(self.segment, |held| self.recover(held))?;
         let area = self.area();
@@ -454,7 +455,11 @@ impl<'a> Raw<'a> {
     ///
     /// When the list is as this handle's last append left it (see [`Raw::as_left`]), in line;
     /// otherwise through the checks of [`Raw::end_of_data`], out of line.
-    #[inline]
+    #[allow(
+        clippy::inline_always,
+        reason = "measured: left to the compiler, the append called it out of line"
+    )]
+    #[inline(always)]
     fn next_entry(self, held: &RawGuard<'_>, len: u64) -> Result<(&'a AtomicU64, u64, u64)> {
         if let Some((block, position, _)) = locate(len)
             && let Some((tail, offset)) = self.as_left(len, (block, position))

@@ -20,48 +20,19 @@ pub(crate) const HEADER: u64 = 8;
 /// The largest payload: the length field is 32 bits.
 pub(crate) const MAX_PAYLOAD: usize = u32::MAX as usize;
 
-/// Payloads shorter than this are summed a byte at a time by [`checksum`].
-const SMALL: usize = 16;
-
-/// The CRC-32 table (the IEEE polynomial, reflected) for one byte at a time.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let mut crc = byte as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[byte] = crc;
-        byte += 1;
-    }
-    table
-};
-
-/// The CRC-32 (IEEE, as zlib and `crc32fast` compute it) of a record's payload. A payload of
-/// a few bytes (a number, a short string) is summed a byte at a time from a table: for those,
-/// `crc32fast`'s setup on each call (it picks a routine for the processor) costs more than
-/// the bytes.
+/// The CRC-32 (IEEE, as zlib computes it) of a record's payload, by `crc32fast`. Its hasher
+/// picks a routine for the processor when it is made, which for a payload of a few bytes (a
+/// number, a short string) costs more than the bytes: one is made per process and copied.
 #[allow(
     clippy::inline_always,
     reason = "measured: left to the compiler, a record's write called it out of line"
 )]
 #[inline(always)]
 fn checksum(payload: &[u8]) -> u32 {
-    if payload.len() >= SMALL {
-        return crc32fast::hash(payload);
-    }
-    let mut crc = !0u32;
-    for &byte in payload {
-        crc = CRC_TABLE[usize::from(crc as u8 ^ byte)] ^ (crc >> 8);
-    }
-    !crc
+    static HASHER: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    let mut hasher = HASHER.get_or_init(crc32fast::Hasher::new).clone();
+    hasher.update(payload);
+    hasher.finalize()
 }
 
 /// Writes `payload` as a record at `at`, growing the segment as needed. Returns the record's
@@ -199,12 +170,13 @@ fn copy_payload(
 
 #[cfg(test)]
 mod tests {
-    use super::{SMALL, checksum};
+    use super::checksum;
 
     #[test]
-    fn the_checksum_of_short_and_long_payloads_is_crc32() {
-        let bytes: Vec<u8> = (0..200u32).map(|i| (i * 151 + 7) as u8).collect();
-        for len in 0..=4 * SMALL {
+    fn the_checksum_made_from_a_copied_hasher_is_crc32() {
+        let bytes: Vec<u8> = (0..300u32).map(|i| (i * 151 + 7) as u8).collect();
+        // Short payloads, and past the lengths where crc32fast changes its routine.
+        for len in 0..=200 {
             for start in [0, 1, 13] {
                 let payload = &bytes[start..start + len];
                 assert_eq!(checksum(payload), crc32fast::hash(payload), "{len} bytes");

@@ -176,9 +176,10 @@ mod tests {
             },
             |_| -> crate::error::Result<()> { panic!("nothing was encoded") },
         );
-        assert!(
-            matches!(&result, Err(Error::Encode { source, .. }) if source.to_string().contains("refused")),
-            "{result:?}"
+        let refused = matches!(
+            &result,
+            Err(Error::Encode { source, .. }) if source.to_string().contains("refused")
         );
+        assert!(refused, "{result:?}");
     }
 }

@@ -60,6 +60,32 @@ fn step(changes: &AtomicU64, order: Ordering) {
     changes.store(changes.load(Ordering::Relaxed).wrapping_add(1), order);
 }
 
+/// Adds `n` to a count that only holders of the structure's lock change (a queue's waiting and
+/// unacknowledged items, a list's live bytes); saturating, so that a damaged count cannot
+/// overflow.
+///
+/// A plain load and a store step it, as [`Change`] steps its counter: no locked
+/// read-modify-write, which costs more than the rest of a small change. That is enough
+/// because every writer holds the lock, so no other write falls between the load and the
+/// store; a reader without the lock sees the old count or the new one, never a mix, and a
+/// reader that needs the count to agree with the rest of the structure keeps only what it read
+/// between two changes (the change counter even and unmoved, see [`read_stable`]).
+pub(crate) fn count_up(count: &AtomicU64, n: u64) {
+    count.store(
+        count.load(Ordering::Relaxed).saturating_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// Subtracts `n` from a count that only holders of the structure's lock change (see
+/// [`count_up`]); never below 0, so that a damaged count cannot wrap to a huge one.
+pub(crate) fn count_down(count: &AtomicU64, n: u64) {
+    count.store(
+        count.load(Ordering::Relaxed).saturating_sub(n),
+        Ordering::Relaxed,
+    );
+}
+
 /// Runs `check` (which is told whether a change was under way when it started) until it read
 /// the structure between two changes (`changes` even and unchanged), or while the lock's holder
 /// is dead (nothing changes until the next locker recovers), and adds what it found to

@@ -27,7 +27,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -158,16 +158,33 @@ pub(crate) fn decode_outcome<R: DeserializeOwned>(bytes: &[u8]) -> Option<Outcom
     crate::handle::decoding_from_own_process(|| rmp_serde::from_slice(frame)).ok()
 }
 
-/// Writes `bytes` as one frame: a little-endian `u32` length, then the bytes.
-pub(crate) fn write_frame(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(bytes.len()).map_err(|_| {
+/// Sends `payload` as one frame: a little-endian `u32` length, then the payload. Every frame
+/// a parent or a child sends goes through here: the length and the payload leave together in
+/// one `writev`, so a task or a result costs one system call, and the loop resumes a write a
+/// signal cut short (a frame larger than the pipe's buffer may be taken in parts).
+pub(crate) fn write_frame(out: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(payload.len()).map_err(|_| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "a task or result larger than 4 GiB cannot be sent",
+            "a task or result of 4 GiB or more cannot be sent",
         )
     })?;
-    out.write_all(&len.to_le_bytes())?;
-    out.write_all(bytes)?;
+    let len = len.to_le_bytes();
+    let mut parts = [IoSlice::new(&len), IoSlice::new(payload)];
+    let mut left = &mut parts[..];
+    while !left.is_empty() {
+        match out.write_vectored(left) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "the reader took no more of the frame",
+                ));
+            }
+            Ok(written) => IoSlice::advance_slices(&mut left, written),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     out.flush()
 }
 
@@ -224,44 +241,41 @@ fn report(bytes: &[u8], results: OwnedFd) {
     let _ = write_frame(&mut std::fs::File::from(results), bytes);
 }
 
-/// The most bytes of a frame a forked child builds on its stack.
-const STACK_FRAME: usize = 512;
+/// The most bytes of an outcome a forked child encodes on its stack.
+const STACK_OUTCOME: usize = 512;
 
-/// A frame (a little-endian `u32` length, then the payload) built on the stack while it
-/// fits and moved to the heap when it outgrows it, so that a payload is encoded once.
-struct Frame {
-    stack: [u8; STACK_FRAME],
-    /// Bytes used of `stack`, the length's 4 included.
+/// An encoding buffer on the stack while its bytes fit and moved to the heap when they outgrow
+/// it, so that a payload is encoded once (and sent with [`write_frame`]).
+struct StackFirst {
+    stack: [u8; STACK_OUTCOME],
+    /// Bytes used of `stack`.
     used: usize,
-    /// The whole frame once it outgrew the stack (then `stack` is unused).
+    /// All the bytes once they outgrew the stack (then `stack` is unused).
     heap: Vec<u8>,
 }
 
-impl Frame {
+impl StackFirst {
     fn new() -> Self {
-        Frame {
-            stack: [0; STACK_FRAME],
-            used: 4,
+        StackFirst {
+            stack: [0; STACK_OUTCOME],
+            used: 0,
             heap: Vec::new(),
         }
     }
 
-    /// The frame, its length written; `None` for a payload of 4 GiB or more.
-    fn finish(&mut self) -> Option<&[u8]> {
-        let frame = if self.heap.is_empty() {
-            &mut self.stack[..self.used]
+    /// The bytes written so far.
+    fn bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.stack[..self.used]
         } else {
-            &mut self.heap[..]
-        };
-        let len = u32::try_from(frame.len() - 4).ok()?;
-        frame[..4].copy_from_slice(&len.to_le_bytes());
-        Some(frame)
+            &self.heap
+        }
     }
 }
 
-impl Write for Frame {
+impl Write for StackFirst {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if self.heap.is_empty() && self.used + bytes.len() <= STACK_FRAME {
+        if self.heap.is_empty() && self.used + bytes.len() <= STACK_OUTCOME {
             self.stack[self.used..self.used + bytes.len()].copy_from_slice(bytes);
             self.used += bytes.len();
         } else {
@@ -279,21 +293,22 @@ impl Write for Frame {
 }
 
 /// Runs `target` in a forked child, sends its outcome to the parent and returns the exit code.
-/// A small outcome is framed on the stack and sent with one `write`: every page a forked child
-/// writes is copied for it first, and the heap's pages (the allocator's state, a buffer) would
-/// be copied for nothing but this frame.
+/// A small outcome is encoded on the stack: every page a forked child writes is copied for it
+/// first, and the heap's pages (the allocator's state, a buffer) would be copied for nothing
+/// but this frame.
 fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: OwnedFd) -> i32 {
     let (outcome, mut code) = catch_outcome(target, args);
-    let mut frame = Frame::new();
-    let encoded =
-        crate::segment::encoding_for_own_process(|| rmp_serde::encode::write(&mut frame, &outcome));
-    if let Err(e) = encoded {
-        frame = Frame::new();
-        let _ = rmp_serde::encode::write(&mut frame, &unencodable::<R>(&e));
+    let mut encoded = StackFirst::new();
+    let written = crate::segment::encoding_for_own_process(|| {
+        rmp_serde::encode::write(&mut encoded, &outcome)
+    });
+    if let Err(e) = written {
+        encoded = StackFirst::new();
+        let _ = rmp_serde::encode::write(&mut encoded, &unencodable::<R>(&e));
         code = PROTOCOL_EXIT;
     }
-    if let Some(bytes) = frame.finish() {
-        let _ = std::fs::File::from(results).write_all(bytes);
+    if u32::try_from(encoded.bytes().len()).is_ok() {
+        report(encoded.bytes(), results);
         return code;
     }
     let failed =
@@ -718,4 +733,109 @@ pub(crate) fn serve(tasks: OwnedFd, results: OwnedFd) -> Result<i32, String> {
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{IoSlice, Write};
+
+    use super::{read_frame, write_frame};
+    use crate::sys;
+
+    /// A writer that records each call, taking at most `limit` bytes of it (a pipe whose
+    /// reader is slow, or a write cut short by a signal), and refusing the first call with
+    /// `EINTR` when `interrupt` is set.
+    struct Recorder {
+        limit: usize,
+        interrupt: bool,
+        calls: usize,
+        bytes: Vec<u8>,
+    }
+
+    impl Recorder {
+        fn new(limit: usize) -> Self {
+            Recorder {
+                limit,
+                interrupt: false,
+                calls: 0,
+                bytes: Vec::new(),
+            }
+        }
+    }
+
+    impl Write for Recorder {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(bytes)])
+        }
+
+        fn write_vectored(&mut self, parts: &[IoSlice<'_>]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if std::mem::take(&mut self.interrupt) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let mut room = self.limit;
+            for part in parts {
+                let taken = part.len().min(room);
+                self.bytes.extend_from_slice(&part[..taken]);
+                room -= taken;
+            }
+            Ok(self.limit - room)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut frame = u32::try_from(payload.len()).unwrap().to_le_bytes().to_vec();
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    #[test]
+    fn a_frame_is_sent_with_one_write() {
+        for payload in [&b""[..], b"x", &[7; 3000]] {
+            let mut out = Recorder::new(usize::MAX);
+            write_frame(&mut out, payload).unwrap();
+            assert_eq!(out.calls, 1, "a {}-byte frame", payload.len());
+            assert_eq!(out.bytes, framed(payload));
+        }
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_resumed_where_it_stopped() {
+        let payload: Vec<u8> = (0..1000u32).map(|i| i.to_le_bytes()[0]).collect();
+        for limit in [1, 3, 4, 5, 999] {
+            let mut out = Recorder::new(limit);
+            out.interrupt = true;
+            write_frame(&mut out, &payload).unwrap();
+            assert_eq!(out.bytes, framed(&payload), "at most {limit} bytes a write");
+        }
+    }
+
+    #[test]
+    fn a_frame_larger_than_a_pipe_crosses_it_whole() {
+        let (read, write) = sys::pipe().unwrap();
+        // Larger than a pipe's 64 KiB buffer: the reader must drain it while it is written.
+        let big: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+        let reader = std::thread::spawn(move || {
+            let mut input = std::fs::File::from(read);
+            let mut frames = Vec::new();
+            while let Some(frame) = read_frame(&mut input).unwrap() {
+                frames.push(frame);
+            }
+            frames
+        });
+        let mut out = std::fs::File::from(write);
+        write_frame(&mut out, &big).unwrap();
+        write_frame(&mut out, b"after").unwrap();
+        write_frame(&mut out, b"").unwrap();
+        drop(out);
+        let frames = reader.join().unwrap();
+        assert_eq!(frames.len(), 3);
+        assert!(frames[0] == big, "the large frame arrived changed");
+        assert_eq!(frames[1], b"after");
+        assert!(frames[2].is_empty());
+    }
 }

@@ -183,12 +183,16 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// removed (nothing is written), or [`Error::RedisUnreachable`].
     pub fn push(&self, value: &T) -> Result<()> {
         match self.place.as_ref() {
-            Place::Shm(segment) => codec::with_scratch(|payload| {
-                self.encode_into(payload, value)?;
-                let raw = Raw::new(segment);
-                let held = raw.lock()?;
-                raw.append(&held, payload)
-            }),
+            Place::Shm(segment) => codec::with_encoded(
+                value,
+                |source| self.encode_error(source),
+                |payload| {
+                    self.check_size(payload)?;
+                    let raw = Raw::new(segment);
+                    let held = raw.lock()?;
+                    raw.append(&held, payload)
+                },
+            ),
             #[cfg(feature = "redis")]
             Place::Redis(list) => list.push(&[self.encode(value)?]),
         }
@@ -461,11 +465,23 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
 
     /// Encodes `value` into `payload` (empty), checking that it fits a record.
     fn encode_into(&self, payload: &mut Vec<u8>, value: &T) -> Result<()> {
-        codec::encode_into(payload, value).map_err(|source| Error::Encode {
+        codec::encode_into(payload, value).map_err(|source| self.encode_error(source))?;
+        self.check_size(payload)
+    }
+
+    /// The error for an item that could not be encoded.
+    #[cold]
+    fn encode_error(&self, source: rmp_serde::encode::Error) -> Error {
+        Error::Encode {
             name: self.name().clone(),
             type_name: std::any::type_name::<T>(),
             source,
-        })?;
+        }
+    }
+
+    /// Checks that an encoded item fits a record.
+    #[inline]
+    fn check_size(&self, payload: &[u8]) -> Result<()> {
         if payload.len() > record::MAX_PAYLOAD {
             return Err(Error::Full {
                 name: self.name().clone(),

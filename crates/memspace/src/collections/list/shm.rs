@@ -119,7 +119,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use crate::collections::changes::{self, Change, Window};
+use crate::collections::changes::{self, Change, Window, count_down, count_up};
 use crate::collections::record;
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
@@ -246,6 +246,7 @@ impl<'a> Raw<'a> {
 
     /// Takes the segment's lock, repairing the list if the previous holder died, or if a
     /// holder left a change unfinished (it failed in the middle, which only damage causes).
+    #[inline]
     pub(super) fn lock(self) -> Result<RawGuard<'a>> {
         let held = lock_and_repair(self.segment, |held| self.recover(held))?;
         let area = self.area();
@@ -401,36 +402,35 @@ impl<'a> Raw<'a> {
     }
 
     /// The end of data and the offset of index block `block` if the list is as this handle's
-    /// last append left it: the same length and end of data, `block` the block it appended
-    /// into, at the same offset, and the last entry naming the record it wrote. That append
-    /// checked them (through [`Raw::end_of_data`]) and then ended the data with its own
-    /// record, so they hold again without reading the last record back. Any other change of a
-    /// list moves its length, its end of data or its last entry. Remembered in the segment's
-    /// [`Memo`](crate::segment::Memo) (length, end of data, block offset, record), under the
-    /// lock.
+    /// last append left it: the same length and end of data, the next item in the same block
+    /// as the last one (`position` past 0), that block at the same offset, and the last entry
+    /// naming the record it wrote. That append checked them (through [`Raw::end_of_data`]) and
+    /// then ended the data with its own record, so they hold again without reading the last
+    /// record back. Any other change of a list moves its length, its end of data or its last
+    /// entry. Remembered in the segment's [`Memo`](crate::segment::Memo) (length, end of data,
+    /// block offset, record), under the lock.
     #[inline]
-    fn as_left(self, len: u64, block: usize) -> Option<(u64, Option<u64>)> {
+    fn as_left(self, len: u64, (block, position): (usize, u64)) -> Option<(u64, u64)> {
         let area = self.area();
         let [left_len, left_tail, left_offset, left_record] = self.segment.memo().words();
         let tail = area.tail.load(Ordering::Relaxed);
-        if len == 0
+        if position == 0
             || left_len.load(Ordering::Relaxed) != len
             || left_tail.load(Ordering::Relaxed) != tail
         {
             return None;
         }
-        let (last_block, last_position, _) = locate(len - 1)?;
         let offset = area.blocks[block].load(Ordering::Acquire);
-        if last_block != block || left_offset.load(Ordering::Relaxed) != offset {
+        if left_offset.load(Ordering::Relaxed) != offset {
             return None;
         }
         // Inside the block that append checked (or reserved): no overflow.
         let last = self
             .segment
             .mapping()
-            .get::<AtomicU64>(offset + 8 * last_position)?;
+            .get::<AtomicU64>(offset + 8 * (position - 1))?;
         (last.load(Ordering::Relaxed) == left_record.load(Ordering::Relaxed))
-            .then_some((tail, Some(offset)))
+            .then_some((tail, offset))
     }
 
     /// Remembers how this handle's append left the list, for [`Raw::as_left`].
@@ -452,7 +452,32 @@ impl<'a> Raw<'a> {
     /// The entry of position `len` (the next item's), its index block reserved at the end of
     /// data if it was not yet, and the end of data after that; with that block's offset. The
     /// caller holds the lock.
+    ///
+    /// When the list is as this handle's last append left it (see [`Raw::as_left`]), in line;
+    /// otherwise through the checks of [`Raw::end_of_data`], out of line.
+    #[allow(
+        clippy::inline_always,
+        reason = "measured: left to the compiler, the append called it out of line"
+    )]
+    #[inline(always)]
     fn next_entry(self, held: &RawGuard<'_>, len: u64) -> Result<(&'a AtomicU64, u64, u64)> {
+        if let Some((block, position, _)) = locate(len)
+            && let Some((tail, offset)) = self.as_left(len, (block, position))
+            // Inside the block, which the append that left it checked lies in the data area.
+            && let Some(entry) = self.segment.mapping().get::<AtomicU64>(offset + 8 * position)
+        {
+            return Ok((entry, tail, offset));
+        }
+        self.next_entry_checked(held, len)
+    }
+
+    /// [`Raw::next_entry`] after checking the end of data and the index block.
+    #[inline(never)]
+    fn next_entry_checked(
+        self,
+        held: &RawGuard<'_>,
+        len: u64,
+    ) -> Result<(&'a AtomicU64, u64, u64)> {
         let area = self.area();
         let segment = self.segment;
         let Some((block, position, capacity)) = locate(len) else {
@@ -470,10 +495,7 @@ impl<'a> Raw<'a> {
                 ))
             });
         };
-        let (mut tail, current) = match self.as_left(len, block) {
-            Some(left) => left,
-            None => self.end_of_data(held, len, (block, position))?,
-        };
+        let (mut tail, current) = self.end_of_data(held, len, (block, position))?;
         let block_offset = if let Some(offset) = current {
             offset
         } else {
@@ -485,7 +507,7 @@ impl<'a> Raw<'a> {
             segment.grow_to(end, held)?;
             area.blocks[block].store(offset, Ordering::Release);
             area.tail.store(end, Ordering::Release);
-            add(&area.live, 8 * capacity);
+            count_up(&area.live, 8 * capacity);
             tail = end;
             crate::failpoint::hit("list.block_reserved");
             offset
@@ -531,7 +553,7 @@ impl<'a> Raw<'a> {
         area.len.store(len + 1, Ordering::Release);
         crate::failpoint::hit("list.published");
         area.tail.store(end, Ordering::Release);
-        add(&area.live, end - record);
+        count_up(&area.live, end - record);
         self.segment.note_writer();
         self.leave(len + 1, end, offset, record);
         Ok(())
@@ -566,8 +588,8 @@ impl<'a> Raw<'a> {
             crate::failpoint::hit("list.set_switched");
         }
         area.tail.store(end, Ordering::Release);
-        add(&area.live, end - record);
-        sub(&area.live, old_end - old);
+        count_up(&area.live, end - record);
+        count_down(&area.live, old_end - old);
         self.segment.note_writer();
         self.tidy(held)
     }
@@ -610,7 +632,7 @@ impl<'a> Raw<'a> {
             self.finish_insert(held)?;
         }
         area.tail.store(end, Ordering::Release);
-        add(&area.live, end - record);
+        count_up(&area.live, end - record);
         self.segment.note_writer();
         Ok(())
     }
@@ -747,7 +769,7 @@ impl<'a> Raw<'a> {
                 self.finish_remove(held)?;
             }
         }
-        sub(&area.live, bytes);
+        count_down(&area.live, bytes);
         self.segment.note_writer();
         self.tidy(held)?;
         Ok(taken)
@@ -786,7 +808,7 @@ impl<'a> Raw<'a> {
             area.len.store(last, Ordering::Release);
             crate::failpoint::hit("list.popped");
         }
-        sub(&area.live, bytes);
+        count_down(&area.live, bytes);
         // The last record written (no set or block since): its space is free again at once.
         if record + bytes == area.tail.load(Ordering::Relaxed) {
             area.tail.store(record, Ordering::Release);
@@ -819,7 +841,7 @@ impl<'a> Raw<'a> {
             area.len.store(keep, Ordering::Release);
             crate::failpoint::hit("list.truncated");
         }
-        sub(&area.live, bytes);
+        count_down(&area.live, bytes);
         self.segment.note_writer();
         self.tidy(held)
     }
@@ -1018,22 +1040,6 @@ impl<'a> Raw<'a> {
             |window| read(self, window),
         )
     }
-}
-
-/// Adds to a counter changed only under the lock.
-fn add(counter: &AtomicU64, bytes: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).saturating_add(bytes),
-        Ordering::Relaxed,
-    );
-}
-
-/// Subtracts from a counter changed only under the lock.
-fn sub(counter: &AtomicU64, bytes: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).saturating_sub(bytes),
-        Ordering::Relaxed,
-    );
 }
 
 /// Prefixes a damage report with the item it concerns.

@@ -62,7 +62,7 @@ use super::layout::{
     Raw, Ring, TAKEN,
 };
 use super::wait::{Next, deadline, next_sleep, spin_while};
-use crate::collections::changes::Change;
+use crate::collections::changes::{Change, count_down, count_up};
 use crate::collections::{codec, record};
 use crate::error::{Error, Result};
 use crate::segment::{self, DATA_START};
@@ -141,23 +141,6 @@ fn fit(ring: Ring, first: u64, tail: u64, need: u64) -> Option<u64> {
     } else {
         None
     }
-}
-
-/// Adds `n` to a count only holders of the lock change: a plain load and store, cheaper than
-/// a locked read-modify-write.
-fn bump(word: &AtomicU64, n: u64) {
-    word.store(
-        word.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
-}
-
-/// Subtracts `n` from a count only holders of the lock change (see [`bump`]); never below 0.
-fn unbump(word: &AtomicU64, n: u64) {
-    word.store(
-        word.load(Ordering::Relaxed).saturating_sub(n),
-        Ordering::Relaxed,
-    );
 }
 
 /// The record size of a payload: header, payload, padding to 8.
@@ -357,9 +340,7 @@ impl<'a> Raw<'a> {
             }
         }
         area.waiting.store(0, Ordering::Relaxed);
-        let unacked = area.unacked.load(Ordering::Relaxed);
-        area.unacked
-            .store(unacked.saturating_sub(discarded), Ordering::Relaxed);
+        count_down(&area.unacked, discarded);
         area.hint.store(end, Ordering::Relaxed);
         self.advance_head(ring, head, end)?;
         Ok(())
@@ -378,7 +359,7 @@ impl<'a> Raw<'a> {
                 return Ok(());
             };
             self.entry(ring, seq)?.state.store(DONE, Ordering::Release);
-            area.unacked.fetch_sub(1, Ordering::Relaxed);
+            count_down(&area.unacked, 1);
             self.advance_head(ring, window.0, window.1)?;
             area.space.fetch_add(1, Ordering::Release);
         }
@@ -594,8 +575,8 @@ impl<'a> Raw<'a> {
         let added = next - end;
         // Under the lock, which every writer of these words holds: plain stores, no locked
         // read-modify-write.
-        bump(&area.waiting, added);
-        bump(&area.unacked, added);
+        count_up(&area.waiting, added);
+        count_up(&area.unacked, added);
         area.items.store(
             area.items.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Release,
@@ -719,7 +700,7 @@ impl<'a> Raw<'a> {
             if accepted && ack {
                 entry.state.store(DONE, Ordering::Release); // commit
                 crate::failpoint::hit("queue.acked");
-                unbump(&area.unacked, 1);
+                count_down(&area.unacked, 1);
                 received.acked += 1;
             } else {
                 entry.taker_start.store(start, Ordering::Relaxed);
@@ -728,7 +709,7 @@ impl<'a> Raw<'a> {
                 crate::failpoint::hit("queue.taken");
             }
             if was == READY {
-                unbump(&area.waiting, 1);
+                count_down(&area.waiting, 1);
                 area.hint.store(seq + 1, Ordering::Relaxed);
             }
             if !accepted {
@@ -828,7 +809,7 @@ impl<'a> Raw<'a> {
                     Ok((_, entry)) => {
                         entry.state.store(DONE, Ordering::Release); // commit
                         crate::failpoint::hit("queue.acked");
-                        unbump(&area.unacked, 1);
+                        count_down(&area.unacked, 1);
                         acked += 1;
                     }
                     Err(err) => {
@@ -877,7 +858,7 @@ impl<'a> Raw<'a> {
             let _change = Change::begin(&area.changes, &guard);
             entry.state.store(DONE, Ordering::Release); // commit
             crate::failpoint::hit("queue.acked");
-            unbump(&area.unacked, 1);
+            count_down(&area.unacked, 1);
             self.finish_acks(Some(ring))
         };
         self.wake_after_acks(guard, closed);
@@ -907,7 +888,7 @@ impl<'a> Raw<'a> {
             };
             entry.state.store(READY, Ordering::Release); // commit
             crate::failpoint::hit("queue.returned");
-            bump(&area.waiting, 1);
+            count_up(&area.waiting, 1);
             if area.hint.load(Ordering::Relaxed) > seq {
                 area.hint.store(seq, Ordering::Relaxed);
             }

@@ -12,8 +12,10 @@
 //! [`AHEAD_FROM`] or more grows early: once a write reaches past half its committed size, the
 //! segment grows by one step, so the committed size stays about twice what the writers use. A
 //! collection that reserves a large range at once (the list's next index block, a third of its
-//! bytes; the map's next table) then finds it already committed, and no write waits for more
-//! than the bytes it writes itself plus one step. A smaller segment grows only when a write
+//! bytes) then finds it already committed, and no write waits for more than the bytes it
+//! writes itself plus one step. A range larger than what the writes before it add (a map's next
+//! table, twice its current one, against records of a few dozen bytes) is committed ahead by
+//! the collection itself, a step at a time as its writes advance ([`Segment::commit_toward`]). A smaller segment grows only when a write
 //! needs more, so that small segments stay small.
 //!
 //! A step is a growth like any other: allocate, then publish the size (a process killed in
@@ -37,6 +39,11 @@ pub(crate) const GROWTH_STEP: u64 = 2 << 20;
 /// space, so that after a large range reserved at once the next writes do not take step after
 /// step while the other processes wait for the lock.
 const STEP_PACE: u64 = GROWTH_STEP / 4;
+/// How far a write must reach past the one that took a step toward a range reserved later
+/// ([`Segment::commit_toward`]) before this process takes the next: such a range can be
+/// several times what the writes before it add (a map's next table against its small
+/// records), so these steps come thirty-two times as fast as the writes use the space.
+const TOWARD_PACE: u64 = GROWTH_STEP / 32;
 /// From this committed size on, a segment grows ahead of its writers (below it, only when a
 /// write needs more, so that small segments stay small).
 pub(crate) const AHEAD_FROM: u64 = 4 * GROWTH_STEP;
@@ -133,6 +140,41 @@ impl Segment {
         )
     }
 
+    /// Commits room ahead for a range a collection will reserve whole later (the map's next
+    /// table), one step at a time: while `target` lies past the committed size, a write that
+    /// ends at `at`, [`TOWARD_PACE`] past the one that took this process's last such step,
+    /// takes one more step toward it. The range then finds its bytes committed, instead of one write
+    /// waiting for all of them. A step that finds the file system full is skipped (the write
+    /// that needs the bytes reports it).
+    pub(crate) fn commit_toward(
+        &self,
+        at: u64,
+        target: u64,
+        _held: &RawGuard<'_>,
+    ) -> Result<(), Error> {
+        let max = self.fields.max_size;
+        let size = self.checked_size()?;
+        if target.min(max) <= size || at <= self.pace.toward_until.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let page = sys::page_size() as u64;
+        let new_size = size
+            .saturating_add(GROWTH_STEP)
+            .min(target)
+            .next_multiple_of(page)
+            .min(max);
+        match self.allocate(size, new_size) {
+            Ok(()) => {}
+            Err(Error::NoSpace { .. }) => return Ok(()),
+            Err(err) => return Err(err),
+        }
+        self.pace
+            .toward_until
+            .store(at.saturating_add(TOWARD_PACE), Ordering::Relaxed);
+        let paced_until = self.pace.paced_until.load(Ordering::Relaxed);
+        self.publish_size(at, new_size, quiet_limit(new_size, max).max(paced_until))
+    }
+
     /// The committed size, which the header holds: damage if it exceeds the maximum.
     fn checked_size(&self) -> Result<u64, Error> {
         let size = self.size();
@@ -189,6 +231,9 @@ pub(crate) struct Pace {
     /// This process takes no step ahead for a write that ends at or below this (see
     /// [`STEP_PACE`]).
     paced_until: AtomicU64,
+    /// This process takes no step toward a range reserved later for a write that ends at or
+    /// below this (see [`TOWARD_PACE`]).
+    toward_until: AtomicU64,
 }
 
 /// Whether a write reaching `needed` in a segment of `size` committed bytes (at most `max`)

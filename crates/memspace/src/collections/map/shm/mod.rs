@@ -715,6 +715,12 @@ impl<'a> Raw<'a> {
         }
         let (at, end) = self.write_record(&held, state.tail, payload)?;
         self.keep_reserve(&held, end)?;
+        if state.table.capacity >= MIGRATE_FROM && state.used * 10 > state.table.capacity * 4 {
+            // The next table, twice this one, will be placed past the end of data in one go:
+            // from 4/10 full on, its bytes are committed a step at a time.
+            let next = end.saturating_add(2 * state.table.bytes());
+            self.segment.commit_toward(end, next, &held)?;
+        }
         area.tail.store(end, Ordering::Relaxed);
         crate::failpoint::hit("map.written");
         let size = end - at;

@@ -645,28 +645,39 @@ impl<'a> Raw<'a> {
             || self.lock(),
             |window| {
                 let table = self.table()?;
-                let migration = self.migration()?;
-                let found = match self.find(table, key, hash, Some(window), 0)? {
-                    None => return Ok(None),
-                    Some(Probe::Found { index, entry }) => Some((index, entry)),
-                    Some(_) => match migration {
-                        None => None,
-                        Some(Migration { old, moved }) => {
-                            match self.find(old, key, hash, Some(window), moved)? {
-                                None => return Ok(None),
-                                Some(Probe::Found { index, entry }) => Some((index, entry)),
-                                Some(_) => None,
-                            }
-                        }
-                    },
-                };
-                Ok(Some(found))
+                Ok(match self.find(table, key, hash, Some(window), 0)? {
+                    None => None,
+                    Some(Probe::Found { index, entry }) => Some(Some((index, entry))),
+                    // Read in the same window as the table: a migration under way then, or
+                    // none.
+                    Some(_) if self.area().old.load(Ordering::Acquire) == 0 => Some(None),
+                    Some(_) => self.get_from_old(key, hash, window)?,
+                })
             },
         )?;
         // An absent key may only have looked absent: the table's page may have been lost to a
         // file shrunk during the lookup (read as zeros).
         self.segment.check_intact()?;
         Ok(found)
+    }
+
+    /// The part of [`Raw::get`] a migration adds: `key`, absent from the table, looked up in
+    /// the slots of the old table not moved yet (`None` if `window` closed).
+    #[cold]
+    fn get_from_old(
+        self,
+        key: &[u8],
+        hash: u64,
+        window: &Window<'_>,
+    ) -> Result<Option<Option<(u64, Entry)>>> {
+        let Some(Migration { old, moved }) = self.migration()? else {
+            return Ok(Some(None));
+        };
+        Ok(match self.find(old, key, hash, Some(window), moved)? {
+            None => None,
+            Some(Probe::Found { index, entry }) => Some(Some((index, entry))),
+            Some(_) => Some(None),
+        })
     }
 
     /// Inserts the entry encoded in `payload` (key length, key, value); returns the slot and

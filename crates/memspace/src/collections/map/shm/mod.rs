@@ -651,7 +651,11 @@ impl<'a> Raw<'a> {
                     // Read in the same window as the table: a migration under way then, or
                     // none.
                     Some(_) if self.area().old.load(Ordering::Acquire) == 0 => Some(None),
-                    Some(_) => self.get_from_old(key, hash, window)?,
+                    Some(_) => match self.find_in_old(key, hash, window)? {
+                        None => None,
+                        Some(Probe::Found { index, entry }) => Some(Some((index, entry))),
+                        Some(_) => Some(None),
+                    },
                 })
             },
         )?;
@@ -662,22 +666,15 @@ impl<'a> Raw<'a> {
     }
 
     /// The part of [`Raw::get`] a migration adds: `key`, absent from the table, looked up in
-    /// the slots of the old table not moved yet (`None` if `window` closed).
+    /// the slots of the old table not moved yet, as [`Raw::find`] does (`None` if `window`
+    /// closed).
     #[cold]
-    fn get_from_old(
-        self,
-        key: &[u8],
-        hash: u64,
-        window: &Window<'_>,
-    ) -> Result<Option<Option<(u64, Entry)>>> {
-        let Some(Migration { old, moved }) = self.migration()? else {
-            return Ok(Some(None));
-        };
-        Ok(match self.find(old, key, hash, Some(window), moved)? {
-            None => None,
-            Some(Probe::Found { index, entry }) => Some(Some((index, entry))),
-            Some(_) => Some(None),
-        })
+    fn find_in_old(self, key: &[u8], hash: u64, window: &Window<'_>) -> Result<Option<Probe>> {
+        match self.migration()? {
+            Some(Migration { old, moved }) => self.find(old, key, hash, Some(window), moved),
+            // No migration after all: the window closed since `old` was read.
+            None => Ok(None),
+        }
     }
 
     /// Inserts the entry encoded in `payload` (key length, key, value); returns the slot and

@@ -708,19 +708,20 @@ impl<'a> Raw<'a> {
             state = self.regrow(&held, state)?;
             probe = self.locate(&held, &state, key, hash)?;
         }
-        if let Probe::Old {
-            index,
-            entry,
-            vacant,
-        } = probe
-        {
-            // The entry moves to the table first, so that its replacement goes there.
-            state = self.move_entry(state, index, vacant)?;
-            probe = Probe::Found {
-                index: vacant,
+        // The slot of the table the entry goes to, and the entry it replaces there.
+        let (index, replacing) = match probe {
+            Probe::Found { index, entry } => (index, Some(entry)),
+            Probe::Old {
+                index,
                 entry,
-            };
-        }
+                vacant,
+            } => {
+                // The entry moves to the table first, so that its replacement goes there.
+                state = self.move_entry(state, index, vacant)?;
+                (vacant, Some(entry))
+            }
+            Probe::Vacant { index } => (index, None),
+        };
         let (at, end) = self.write_record(&held, state.tail, payload)?;
         self.keep_reserve(&held, end)?;
         if state.table.capacity >= MIGRATE_FROM && state.used * 10 > state.table.capacity * 4 {
@@ -732,31 +733,27 @@ impl<'a> Raw<'a> {
         area.tail.store(end, Ordering::Relaxed);
         crate::failpoint::hit("map.written");
         let size = end - at;
-        let replaced = match probe {
-            Probe::Found { index, entry } => {
-                // Commit: the slot points to the new record instead of the old one.
-                self.record_word(state.table, index)?
-                    .store(at, Ordering::Release);
-                crate::failpoint::hit("map.replaced");
-                let bytes = state.bytes.saturating_sub(entry.size()) + size;
-                area.bytes.store(bytes, Ordering::Relaxed);
-                Some((index, entry))
+        let replaced = if let Some(entry) = replacing {
+            // Commit: the slot points to the new record instead of the old one.
+            self.record_word(state.table, index)?
+                .store(at, Ordering::Release);
+            crate::failpoint::hit("map.replaced");
+            let bytes = state.bytes.saturating_sub(entry.size()) + size;
+            area.bytes.store(bytes, Ordering::Relaxed);
+            Some((index, entry))
+        } else {
+            let [stored_hash, word] = self.slot(state.table, index)?;
+            let was = word.load(Ordering::Relaxed);
+            stored_hash.store(hash, Ordering::Relaxed);
+            // Commit: the entry exists (its hash is visible with it).
+            word.store(at, Ordering::Release);
+            crate::failpoint::hit("map.committed");
+            area.len.store(state.len + 1, Ordering::Relaxed);
+            if was == EMPTY {
+                area.used.store(state.used + 1, Ordering::Relaxed);
             }
-            Probe::Old { .. } => unreachable!("an old table's entry was moved above"),
-            Probe::Vacant { index } => {
-                let [stored_hash, word] = self.slot(state.table, index)?;
-                let was = word.load(Ordering::Relaxed);
-                stored_hash.store(hash, Ordering::Relaxed);
-                // Commit: the entry exists (its hash is visible with it).
-                word.store(at, Ordering::Release);
-                crate::failpoint::hit("map.committed");
-                area.len.store(state.len + 1, Ordering::Relaxed);
-                if was == EMPTY {
-                    area.used.store(state.used + 1, Ordering::Relaxed);
-                }
-                area.bytes.store(state.bytes + size, Ordering::Relaxed);
-                None
-            }
+            area.bytes.store(state.bytes + size, Ordering::Relaxed);
+            None
         };
         self.segment.note_writer();
         Ok(replaced)

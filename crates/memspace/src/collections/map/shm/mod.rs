@@ -287,9 +287,10 @@ impl Drop for Entry {
 enum Probe {
     /// In slot `index` of the table.
     Found { index: u64, entry: Entry },
-    /// In slot `index` of the old table of a migration, not moved yet; `vacant` is the slot of
+    /// In slot `index` of a migration's `old` table, not moved yet; `vacant` is the slot of
     /// the table it goes to.
     Old {
+        old: Table,
         index: u64,
         entry: Entry,
         vacant: u64,
@@ -609,6 +610,7 @@ impl<'a> Raw<'a> {
         };
         Ok(match self.find_locked(held, old, key, hash, moved)? {
             Probe::Found { index, entry } => Probe::Old {
+                old,
                 index,
                 entry,
                 vacant: *vacant,
@@ -712,12 +714,13 @@ impl<'a> Raw<'a> {
         let (index, replacing) = match probe {
             Probe::Found { index, entry } => (index, Some(entry)),
             Probe::Old {
+                old,
                 index,
                 entry,
                 vacant,
             } => {
                 // The entry moves to the table first, so that its replacement goes there.
-                state = self.move_entry(state, index, vacant)?;
+                state = self.move_entry(state, old, index, vacant)?;
                 (vacant, Some(entry))
             }
             Probe::Vacant { index } => (index, None),
@@ -769,10 +772,9 @@ impl<'a> Raw<'a> {
         let (index, entry) = match self.locate(&held, &state, key, hash)? {
             Probe::Vacant { .. } => return Ok(None),
             Probe::Found { index, entry } => (index, entry),
-            Probe::Old { index, entry, .. } => {
-                let old = state.migration.map(|m| m.old);
-                let old =
-                    old.ok_or_else(|| self.corrupt("it changed under its lock".to_owned()))?;
+            Probe::Old {
+                old, index, entry, ..
+            } => {
                 // Commit: an old table is only ever read, so a tombstone will do.
                 self.record_word(old, index)?
                     .store(TOMBSTONE, Ordering::Release);

@@ -200,11 +200,15 @@ impl Raw<'_> {
         })
     }
 
-    /// Moves the entry in slot `index` of a migration's old table, not moved yet, to slot
+    /// Moves the entry in slot `index` of a migration's `old` table, not moved yet, to slot
     /// `vacant` of the table, which its probe sequence reaches first.
-    pub(super) fn move_entry(self, state: State, index: u64, vacant: u64) -> Result<State> {
-        let old = state.migration.map(|m| m.old);
-        let old = old.ok_or_else(|| self.corrupt("it has no old table to move from".into()))?;
+    pub(super) fn move_entry(
+        self,
+        state: State,
+        old: Table,
+        index: u64,
+        vacant: u64,
+    ) -> Result<State> {
         let [old_hash, old_word] = self.slot(old, index)?;
         let [stored_hash, word] = self.slot(state.table, vacant)?;
         let was = word.load(Ordering::Relaxed);

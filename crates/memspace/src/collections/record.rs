@@ -155,7 +155,8 @@ fn copy_payload(
     (len, stored): (u64, u32),
     payload: &mut Vec<u8>,
 ) -> Result<u64> {
-    payload.clear();
+    // Resized, not cleared first: a buffer kept from a payload of the same size (the next
+    // number, the next key) is not zero-filled again before it is overwritten.
     payload.resize(len as usize, 0);
     segment
         .mapping()

@@ -205,15 +205,23 @@ impl<'a> Raw<'a> {
         Ok(ring)
     }
 
+    #[inline]
     pub(super) fn entry(self, ring: Ring, seq: u64) -> Result<&'a Entry> {
         let at = ring.entry_offset(seq);
-        self.segment
-            .mapping()
-            .get::<Entry>(at)
-            .ok_or_else(|| self.corrupt(format!("entry {seq} at {at} is not mapped")))
+        match self.segment.mapping().get::<Entry>(at) {
+            Some(entry) => Ok(entry),
+            None => Err(self.unmapped_entry(seq, at)),
+        }
     }
 
-    /// `head` and `end`, checked against each other and the ring.
+    #[cold]
+    fn unmapped_entry(self, seq: u64, at: u64) -> Error {
+        self.corrupt(format!("entry {seq} at {at} is not mapped"))
+    }
+
+    /// `head` and `end`, checked against each other and the ring. Inline, its error out of
+    /// line: every put and receive reads it, some twice.
+    #[inline]
     pub(super) fn window(self, ring: Option<Ring>) -> Result<(u64, u64)> {
         let area = self.area();
         let (head, end) = (
@@ -224,10 +232,15 @@ impl<'a> Raw<'a> {
         // `end + 1` is the next sequence number: it must exist.
         match end.checked_sub(head) {
             Some(live) if live <= slots && end < u64::MAX => Ok((head, end)),
-            _ => Err(self.corrupt(format!(
-                "entries {head}..{end} do not fit the ring's {slots} slots"
-            ))),
+            _ => Err(self.bad_window(head, end, slots)),
         }
+    }
+
+    #[cold]
+    fn bad_window(self, head: u64, end: u64, slots: u64) -> Error {
+        self.corrupt(format!(
+            "entries {head}..{end} do not fit the ring's {slots} slots"
+        ))
     }
 
     /// The offset just past the record at `record`, which must lie inside the ring's record

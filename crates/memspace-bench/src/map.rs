@@ -1,5 +1,6 @@
-//! The map's scenarios: lookups from one and from two processes, a lookup against
-//! `RwLock<HashMap>`'s from one thread, and inserts against `Mutex<HashMap>`'s.
+//! The maps' scenarios: lookups from one and from two processes, a lookup against
+//! `RwLock<HashMap>`'s from one thread, and inserts against `Mutex<HashMap>`'s; the same
+//! lookups and inserts for `SharedPodMap`.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -12,7 +13,7 @@ use std::sync::{Mutex as StdMutex, RwLock};
 use std::time::Instant;
 
 use memspace::Barrier;
-use memspace::collections::SharedMap;
+use memspace::collections::{SharedMap, SharedPodMap};
 
 use crate::measure::per_second;
 use crate::workloads::{after_barrier, in_processes_from_barrier};
@@ -59,6 +60,30 @@ pub(crate) fn get_one_thread(n: u64) -> anyhow::Result<f64> {
     let start = Instant::now();
     for i in 0..n {
         black_box(map.get(&key(i))?);
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+/// `n` lookups in a `SharedPodMap<u64, u64>` of [`KEYS`] keys from this thread: lookups per
+/// second.
+pub(crate) fn pod_get_one_thread(n: u64) -> anyhow::Result<f64> {
+    let map = SharedPodMap::<u64, u64>::new()?;
+    for k in 0..KEYS {
+        map.insert(k, k)?;
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        black_box(map.get(&key(i))?);
+    }
+    Ok(per_second(n as f64, start.elapsed()))
+}
+
+/// As [`insert_one_thread`], into a new `SharedPodMap<u64, u64>`.
+pub(crate) fn pod_insert_one_thread(n: u64) -> anyhow::Result<f64> {
+    let map = SharedPodMap::<u64, u64>::new()?;
+    let start = Instant::now();
+    for i in 0..n {
+        map.insert(key(i), i)?;
     }
     Ok(per_second(n as f64, start.elapsed()))
 }

@@ -203,6 +203,22 @@ pub(crate) fn measure(
         || map::insert_one_thread(sizes.map_inserts),
         || Ok(map::mutex_hash_map_insert(sizes.map_inserts)),
     )?;
+    run.median(
+        "SharedPodMap<u64, u64> get against RwLock<HashMap<u64, u64>>, one thread",
+        ("shared_pod_map_get", "rwlock_hash_map_get", "gets/s"),
+        || map::pod_get_one_thread(sizes.map_gets),
+        || Ok(map::rwlock_hash_map_get(sizes.map_gets)),
+    )?;
+    run.median(
+        "SharedPodMap<u64, u64> insert against Mutex<HashMap<u64, u64>>, one thread",
+        (
+            "shared_pod_map_insert",
+            "mutex_hash_map_insert",
+            "inserts/s",
+        ),
+        || map::pod_insert_one_thread(sizes.map_inserts),
+        || Ok(map::mutex_hash_map_insert(sizes.map_inserts)),
+    )?;
 
     run.median(
         "Lock vs std::sync::Mutex, uncontended",

@@ -163,8 +163,8 @@ struct ReadmeExamples;
 
 pub use crate::backend::{Backend, remove};
 pub use crate::collections::{
-    ArrayGuard, Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedValue,
-    SharedVec, Value,
+    ArrayGuard, Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedPodMap,
+    SharedValue, SharedVec, Value,
 };
 pub use crate::error::{AuthProblem, Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};

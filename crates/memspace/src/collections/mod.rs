@@ -8,6 +8,8 @@
 //!   copying: the fast path for numbers.
 //! * [`SharedMap<K, V>`]: hash map of serde keys and values, deterministic hashing, growth
 //!   while attached.
+//! * [`SharedPodMap<K, V>`]: hash map of plain fixed-size keys and values kept in its slots,
+//!   looked up without a lock: the fast path for maps of numbers.
 //! * [`Queue<T>`]: multi-producer, multi-consumer FIFO, bounded or not, whose items come back
 //!   when the consumer that took them dies before acknowledging.
 //! * [`Value<T>`]: one plain value with atomic reads, writes and updates.
@@ -17,6 +19,7 @@ mod changes;
 pub(crate) mod codec;
 mod list;
 mod map;
+mod pod_map;
 mod queue;
 mod record;
 mod shared_value;
@@ -29,6 +32,8 @@ pub use self::list::{Iter, SharedList};
 pub(crate) use self::list::{len as list_len, verify as verify_list};
 pub use self::map::{MapIter, MapKeys, MapValues, SharedMap};
 pub(crate) use self::map::{len as map_len, verify as verify_map};
+pub use self::pod_map::SharedPodMap;
+pub(crate) use self::pod_map::{len as pod_map_len, verify as verify_pod_map};
 #[cfg(feature = "redis")]
 pub(crate) use self::queue::RedisQueue;
 pub use self::queue::{Deliveries, Delivery, Queue, QueueError, Undecodable};

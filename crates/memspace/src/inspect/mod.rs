@@ -68,6 +68,7 @@ pub fn verify(segment: &Segment) -> Report {
         Kind::Array => collections::verify_array(segment, &mut report),
         Kind::SharedValue => collections::verify_shared_value(segment, &mut report),
         Kind::Map => collections::verify_map(segment, &mut report),
+        Kind::PodMap => collections::verify_pod_map(segment, &mut report),
         Kind::Queue => collections::verify_queue(segment, &mut report),
         _ => {}
     }
@@ -209,6 +210,7 @@ pub fn info(segment: &Segment) -> SegmentInfo {
             Kind::Vec => Some(collections::vec_len(segment)),
             Kind::Array => Some(collections::array_len(segment)),
             Kind::Map => Some(collections::map_len(segment)),
+            Kind::PodMap => Some(collections::pod_map_len(segment)),
             Kind::Queue => Some(collections::queue_len(segment)),
             _ => None,
         },

@@ -187,6 +187,9 @@ pub enum Kind {
     Array,
     /// A `SharedValue<T>`: one value of any serde type.
     SharedValue,
+    /// A `SharedPodMap<K, V>`: a hash map of plain fixed-size keys and values, kept in its
+    /// slots.
+    PodMap,
 }
 
 impl Kind {
@@ -207,6 +210,7 @@ impl Kind {
             Kind::RLock => 13,
             Kind::Array => 14,
             Kind::SharedValue => 15,
+            Kind::PodMap => 16,
         }
     }
 
@@ -227,6 +231,7 @@ impl Kind {
             13 => Kind::RLock,
             14 => Kind::Array,
             15 => Kind::SharedValue,
+            16 => Kind::PodMap,
             _ => return None,
         })
     }
@@ -234,7 +239,7 @@ impl Kind {
     /// The kind named `text` (as [`Kind::as_str`] writes it; a Redis object records it so).
     #[cfg(feature = "redis")]
     pub(crate) fn from_name(text: &str) -> Option<Self> {
-        (1..=15)
+        (1..=16)
             .filter_map(Kind::from_raw)
             .find(|kind| kind.as_str() == text)
     }
@@ -258,6 +263,7 @@ impl Kind {
             Kind::RLock => "rlock",
             Kind::Array => "array",
             Kind::SharedValue => "shared_value",
+            Kind::PodMap => "pod_map",
         }
     }
 }

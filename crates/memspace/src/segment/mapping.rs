@@ -31,7 +31,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::shm_safe::ShmSafe;
 use crate::sys;
@@ -160,6 +160,21 @@ impl Mapping {
         // aligned (checked above); `T: ShmSafe` makes a shared reference sound while other
         // processes write: any bits are valid and mutation is atomic.
         Some(unsafe { &*ptr.cast::<T>() })
+    }
+
+    /// The `n` words at `offset`, if they are mapped and `offset` is 8-aligned: a run of
+    /// atomics that every process may read and write while others do (a plain-value map's
+    /// slots).
+    #[inline]
+    pub(crate) fn words(&self, offset: u64, n: usize) -> Option<&[AtomicU64]> {
+        self.checked(offset, n.checked_mul(8)?)?;
+        let first = self.pointer::<AtomicU64>(offset)?;
+        // SAFETY: `checked` proved the `8 * n` bytes from `offset` lie in the mapped range,
+        // which stays mapped at this address while `self` lives (invariant 2); `pointer`
+        // checked the first word is mapped and aligned, so every word is; `AtomicU64` accepts
+        // any bits and all its accesses are atomic, so a shared slice is sound while other
+        // processes write the words.
+        Some(unsafe { std::slice::from_raw_parts(first.as_ptr(), n) })
     }
 
     /// A pointer to the `T` at `offset`, if it is mapped and aligned. Dereferencing it is the

@@ -1,0 +1,870 @@
+//! The engine of [`SharedPodMap`](super::SharedPodMap): its words in the segment, lookups
+//! without the lock, and the changes made under it. It knows keys and values as bytes of the
+//! sizes the segment records, so `inspect` checks a map without knowing its types.
+//!
+//! # Layout
+//!
+//! ```text
+//! kind area:  table    offset of the table | log2 of its capacity        committed
+//!             len      live entries                                     derived
+//!             used     live entries and removed slots                   derived
+//!             changes  odd while a holder of the lock changes the map   (sequence lock)
+//!             journal  0, or 1 + the slot a replace is rewriting        committed
+//!             key_size, key_align, value_size, value_align              fixed at creation
+//! data area:  [journal: the value a replace overwrites][tables ...]
+//! slot:       [tag][key words][value words], every one a u64
+//! ```
+//!
+//! A slot's tag is 0 (empty), 1 (removed) or the key's hash with the top bit set (live). Keys
+//! and values are stored as their bytes in little-endian words, the last one zero-padded. Keys
+//! are placed by linear probing from their hash (see [`hash`]); a table is at most 7/10 full,
+//! counting removed slots.
+//!
+//! # Crash safety
+//!
+//! Every change is made under the segment's robust lock and commits with one store:
+//!
+//! * a new key: its key and value words go into a vacant slot, then the slot's tag is stored;
+//! * a replace: the old value is copied to the journal and `journal` names the slot, then the
+//!   new value is written and `journal` cleared (the commit). Recovery copies an interrupted
+//!   replace's journal back: the old value stays;
+//! * a remove: the slot's tag becomes removed (or empty, when the next slot is empty);
+//! * growth, and `clear`: a new table is built beside the current one (at the start of the
+//!   table area if it fits before the current one, else after it), then `table` is switched.
+//!
+//! `len` and `used` are recounted by the recovery that follows a holder's death, which also
+//! makes `changes` even again.
+//!
+//! # Readers
+//!
+//! Lookups take no lock: they read between two changes (`changes` even and unmoved; see
+//! `changes.rs`), every word with an atomic load, so a slot that a writer rewrites meanwhile
+//! is read whole or the read is made again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::collections::changes::{self, Change, Window, count_down, count_up};
+use crate::error::{Error, Result};
+use crate::segment::{DATA_START, Segment};
+use crate::shm_safe::ShmSafe;
+use crate::sync::{RawGuard, lock_and_repair};
+
+/// A slot's tag: never used, so a probe ends here.
+const EMPTY: u64 = 0;
+/// A slot's tag: its entry was removed; probes go past it.
+const REMOVED: u64 = 1;
+/// The bit set in the tag of a live slot (the rest is the key's hash).
+const LIVE: u64 = 1 << 63;
+
+const MIN_CAPACITY_LOG2: u64 = 4;
+const MAX_CAPACITY_LOG2: u64 = 40;
+/// Tables start at a multiple of this, which leaves the low bits of the `table` word for the
+/// log2 of the capacity.
+const TABLE_ALIGN: u64 = 64;
+/// The largest key and value together, in bytes: a slot is one cache line or a few, not
+/// kilobytes.
+pub(super) const MAX_ENTRY_BYTES: usize = 1024;
+/// A lookup without the lock looks this many slots between checks that its window still holds:
+/// a table read while it was rebuilt can be garbage, with no empty slot to end a probe.
+const PROBES_PER_LOOK: u64 = 64;
+
+/// The map's words in the segment's kind area (see the module docs).
+#[repr(C)]
+pub(super) struct PodMapArea {
+    table: AtomicU64,
+    pub(super) len: AtomicU64,
+    used: AtomicU64,
+    pub(super) changes: AtomicU64,
+    journal: AtomicU64,
+    pub(super) key_size: AtomicU64,
+    pub(super) key_align: AtomicU64,
+    pub(super) value_size: AtomicU64,
+    pub(super) value_align: AtomicU64,
+}
+
+// SAFETY: `#[repr(C)]`, fixed-width atomics only: one layout in every process, any bits are a
+// value (every word is checked before it is followed), mutation is atomic, nothing to drop.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for PodMapArea {}
+
+/// How many words a key and a value take, from their sizes in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Shape {
+    key_bytes: usize,
+    value_bytes: usize,
+    key_words: usize,
+    value_words: usize,
+}
+
+impl Shape {
+    /// The shape of keys of `key_bytes` and values of `value_bytes`, if a map can hold them.
+    pub(super) fn new(key_bytes: u64, value_bytes: u64) -> Option<Self> {
+        let key_bytes = usize::try_from(key_bytes).ok()?;
+        let value_bytes = usize::try_from(value_bytes).ok()?;
+        (key_bytes > 0 && key_bytes.checked_add(value_bytes)? <= MAX_ENTRY_BYTES).then_some(Shape {
+            key_bytes,
+            value_bytes,
+            key_words: key_bytes.div_ceil(8),
+            value_words: value_bytes.div_ceil(8),
+        })
+    }
+
+    fn slot_words(self) -> usize {
+        1 + self.key_words + self.value_words
+    }
+
+    fn slot_bytes(self) -> u64 {
+        self.slot_words() as u64 * 8
+    }
+
+    /// The bytes the journal takes at the start of the data area: room for one value, rounded
+    /// up so that tables start aligned.
+    fn journal_bytes(self) -> u64 {
+        (self.value_words as u64 * 8)
+            .next_multiple_of(TABLE_ALIGN)
+            .max(TABLE_ALIGN)
+    }
+
+    fn tables_start(self) -> u64 {
+        DATA_START + self.journal_bytes()
+    }
+}
+
+/// A table, as the `table` word names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Table {
+    offset: u64,
+    capacity: u64,
+}
+
+impl Table {
+    fn from_word(word: u64) -> Option<Self> {
+        let log2 = word % TABLE_ALIGN;
+        (MIN_CAPACITY_LOG2..=MAX_CAPACITY_LOG2)
+            .contains(&log2)
+            .then(|| Table {
+                offset: word - log2,
+                capacity: 1 << log2,
+            })
+    }
+
+    fn word(self) -> u64 {
+        self.offset | u64::from(self.capacity.trailing_zeros())
+    }
+}
+
+/// A table checked to lie in the data area and mapped, with its words: every slot of it can be
+/// read without another check.
+#[derive(Clone, Copy)]
+struct Slots<'a> {
+    offset: u64,
+    capacity: u64,
+    words: &'a [AtomicU64],
+    /// Words per slot.
+    width: usize,
+}
+
+impl<'a> Slots<'a> {
+    /// Slot `index` (taken modulo the capacity).
+    #[inline]
+    fn slot(self, index: u64) -> &'a [AtomicU64] {
+        // `words` holds `capacity * width` words: the masked index's slot lies inside.
+        let start = (index & (self.capacity - 1)) as usize * self.width;
+        &self.words[start..start + self.width]
+    }
+
+    fn mask(self) -> u64 {
+        self.capacity - 1
+    }
+
+    fn table(self) -> Table {
+        Table {
+            offset: self.offset,
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// The capacity of a table for `live` entries: they fill at most half of it.
+fn capacity_for(live: u64) -> Option<u64> {
+    let capacity = live
+        .checked_mul(2)?
+        .max(1 << MIN_CAPACITY_LOG2)
+        .checked_next_power_of_two()?;
+    (capacity <= 1 << MAX_CAPACITY_LOG2).then_some(capacity)
+}
+
+/// The hash of a key's bytes, word by word, then `MurmurHash3`'s 64-bit finaliser. No seed and
+/// no per-process state: every process places a key in the same slot, in every run.
+#[inline]
+pub(super) fn hash(key: &[u8]) -> u64 {
+    let mut hash = 0x9e37_79b9_7f4a_7c15_u64 ^ key.len() as u64;
+    for chunk in key.chunks(8) {
+        hash = (hash ^ word_of(chunk)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 32;
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+/// Up to 8 bytes as a little-endian word, zero-padded. (A whole word is one load; copying a
+/// chunk of unknown length into a buffer instead called `memcpy`, a third of a lookup.)
+#[inline]
+fn word_of(chunk: &[u8]) -> u64 {
+    if let Ok(bytes) = <[u8; 8]>::try_from(chunk) {
+        return u64::from_le_bytes(bytes);
+    }
+    chunk
+        .iter()
+        .rev()
+        .fold(0, |word, &byte| (word << 8) | u64::from(byte))
+}
+
+/// Stores `bytes` into `words`, 8 to a word.
+#[inline]
+fn store_bytes(words: &[AtomicU64], bytes: &[u8]) {
+    for (word, chunk) in words.iter().zip(bytes.chunks(8)) {
+        word.store(word_of(chunk), Ordering::Relaxed);
+    }
+}
+
+/// Loads `out.len()` bytes from `words`.
+#[inline]
+pub(super) fn load_bytes(words: &[AtomicU64], out: &mut [u8]) {
+    for (word, chunk) in words.iter().zip(out.chunks_mut(8)) {
+        let bytes = word.load(Ordering::Relaxed).to_le_bytes();
+        if let Ok(whole) = <&mut [u8; 8]>::try_from(&mut *chunk) {
+            *whole = bytes;
+        } else {
+            for (to, from) in chunk.iter_mut().zip(bytes) {
+                *to = from;
+            }
+        }
+    }
+}
+
+/// Whether `words` hold `bytes`.
+#[inline]
+fn holds(words: &[AtomicU64], bytes: &[u8]) -> bool {
+    words
+        .iter()
+        .zip(bytes.chunks(8))
+        .all(|(word, chunk)| word.load(Ordering::Relaxed) == word_of(chunk))
+}
+
+/// Where a key is, or where it would go.
+enum Probe {
+    /// In slot `index`.
+    Found(u64),
+    /// Nowhere: it would go in slot `index`, which is empty (`fresh`) or removed.
+    Vacant { index: u64, fresh: bool },
+    /// Nowhere, and the table has no vacant slot on its probe sequence.
+    Full,
+    /// A lookup without the lock saw its window close.
+    Interrupted,
+}
+
+/// The map in one segment, its keys and values of `shape`.
+#[derive(Clone, Copy)]
+pub(super) struct Raw<'a> {
+    pub(super) segment: &'a Segment,
+    pub(super) shape: Shape,
+}
+
+impl<'a> Raw<'a> {
+    pub(super) fn area(self) -> &'a PodMapArea {
+        self.segment.kind_area::<PodMapArea>()
+    }
+
+    /// Sets up the map's words in a segment being created.
+    pub(super) fn init(self, key_align: u64, value_align: u64) -> Result<()> {
+        let area = self.area();
+        area.key_size
+            .store(self.shape.key_bytes as u64, Ordering::Relaxed);
+        area.key_align.store(key_align, Ordering::Relaxed);
+        area.value_size
+            .store(self.shape.value_bytes as u64, Ordering::Relaxed);
+        area.value_align.store(value_align, Ordering::Relaxed);
+        area.len.store(0, Ordering::Relaxed);
+        area.used.store(0, Ordering::Relaxed);
+        area.changes.store(0, Ordering::Relaxed);
+        area.journal.store(0, Ordering::Relaxed);
+        let table = Table {
+            offset: self.shape.tables_start(),
+            capacity: 1 << MIN_CAPACITY_LOG2,
+        };
+        self.segment.ensure_mapped(self.end_of(table)?)?;
+        // A new segment's data area reads as zeros: every slot is empty.
+        area.table.store(table.word(), Ordering::Release);
+        Ok(())
+    }
+
+    fn corrupt(self, what: String) -> Error {
+        self.segment.corrupt(what)
+    }
+
+    /// The end of `table`'s slots, if it lies in the data area past the journal.
+    fn end_of(self, table: Table) -> Result<u64> {
+        let bytes = table
+            .capacity
+            .checked_mul(self.shape.slot_bytes())
+            .ok_or_else(|| self.bad_table(table.word()))?;
+        if table.offset < self.shape.tables_start() {
+            return Err(self.bad_table(table.word()));
+        }
+        self.segment.data_range(
+            || format!("the map's table of {} slots", table.capacity),
+            table.offset,
+            bytes,
+            TABLE_ALIGN,
+        )
+    }
+
+    /// The committed table, checked to lie in the data area past the journal, and mapped. A
+    /// table word this handle checked before is not checked again (the handle's
+    /// [`Memo`](crate::segment::Memo) keeps the last one, a single word read and written whole):
+    /// its table stays inside the segment, which never shrinks under a mapping.
+    #[allow(
+        clippy::inline_always,
+        reason = "measured: left to the compiler, a lookup called it and returned its result through memory"
+    )]
+    #[inline(always)]
+    fn table(self) -> Result<Slots<'a>> {
+        let word = self.area().table.load(Ordering::Acquire);
+        let table = Table::from_word(word).ok_or_else(|| self.bad_table(word))?;
+        let known = &self.segment.memo().words()[0];
+        if known.load(Ordering::Relaxed) != word {
+            self.end_of(table)?;
+            known.store(word, Ordering::Relaxed);
+        }
+        self.slots(table)
+    }
+
+    /// The words of `table`, which was checked ([`Raw::end_of`]).
+    #[allow(
+        clippy::inline_always,
+        reason = "measured: left to the compiler, a lookup called it and returned its result through memory"
+    )]
+    #[inline(always)]
+    fn slots(self, table: Table) -> Result<Slots<'a>> {
+        let width = self.shape.slot_words();
+        let words = usize::try_from(table.capacity)
+            .ok()
+            .and_then(|capacity| capacity.checked_mul(width))
+            .and_then(|n| self.segment.mapping().words(table.offset, n))
+            .ok_or_else(|| self.unmapped(table.offset))?;
+        Ok(Slots {
+            offset: table.offset,
+            capacity: table.capacity,
+            words,
+            width,
+        })
+    }
+
+    #[cold]
+    fn bad_table(self, word: u64) -> Error {
+        self.corrupt(format!("the map's table word is {word:#x}"))
+    }
+
+    #[cold]
+    fn unmapped(self, at: u64) -> Error {
+        self.corrupt(format!("the map's slot at {at} is not mapped"))
+    }
+
+    fn key_words(self, slot: &'a [AtomicU64]) -> &'a [AtomicU64] {
+        &slot[1..=self.shape.key_words]
+    }
+
+    fn value_words(self, slot: &'a [AtomicU64]) -> &'a [AtomicU64] {
+        &slot[1 + self.shape.key_words..]
+    }
+
+    /// The journal's words, at the start of the data area.
+    fn journal(self) -> Result<&'a [AtomicU64]> {
+        self.segment.ensure_mapped(self.shape.tables_start())?;
+        self.segment
+            .mapping()
+            .words(DATA_START, self.shape.value_words)
+            .ok_or_else(|| self.unmapped(DATA_START))
+    }
+
+    #[cold]
+    fn bad_tag(self, index: u64, tag: u64) -> Error {
+        self.corrupt(format!("slot {index} of the map has the tag {tag:#x}"))
+    }
+
+    /// Looks `key` (hashed to `hash`) up in `table`: under the lock (`window` is `None`), or
+    /// without it, when a long probe looks now and then whether its window still holds.
+    #[allow(
+        clippy::inline_always,
+        reason = "measured: left to the compiler, a lookup called it and returned its result through memory"
+    )]
+    #[inline(always)]
+    fn probe(
+        self,
+        table: Slots<'_>,
+        key: &[u8],
+        hash: u64,
+        window: Option<&Window<'_>>,
+    ) -> Result<Probe> {
+        let wanted = hash | LIVE;
+        let mut vacant = None;
+        for probe in 0..table.capacity {
+            if probe % PROBES_PER_LOOK == PROBES_PER_LOOK - 1
+                && window.is_some_and(|window| !window.unchanged())
+            {
+                return Ok(Probe::Interrupted);
+            }
+            let index = hash.wrapping_add(probe) & table.mask();
+            let slot = table.slot(index);
+            match slot[0].load(Ordering::Acquire) {
+                EMPTY => {
+                    return Ok(match vacant {
+                        Some(index) => Probe::Vacant {
+                            index,
+                            fresh: false,
+                        },
+                        None => Probe::Vacant { index, fresh: true },
+                    });
+                }
+                REMOVED => {
+                    vacant.get_or_insert(index);
+                }
+                tag if tag == wanted && holds(self.key_words(slot), key) => {
+                    return Ok(Probe::Found(index));
+                }
+                tag if tag & LIVE != 0 => {}
+                tag => return Err(self.bad_tag(index, tag)),
+            }
+        }
+        Ok(match vacant {
+            Some(index) => Probe::Vacant {
+                index,
+                fresh: false,
+            },
+            None => Probe::Full,
+        })
+    }
+
+    /// Takes the segment's lock, recovering the map if the previous holder died.
+    fn lock(self) -> Result<RawGuard<'a>> {
+        lock_and_repair(self.segment, |held| self.recover(held))
+    }
+
+    /// Puts back the value of a replace that a dead holder left half-written, and recounts the
+    /// derived words (see the module docs).
+    fn recover(self, held: &RawGuard<'_>) -> Result<()> {
+        let area = self.area();
+        let _change = Change::begin(&area.changes, held);
+        let table = self.table()?;
+        let journal = area.journal.load(Ordering::Acquire);
+        if journal != 0 {
+            let index = journal - 1;
+            if index >= table.capacity {
+                return Err(self.corrupt(format!(
+                    "the map's journal names slot {index} of a table of {}",
+                    table.capacity
+                )));
+            }
+            let saved = self.journal()?;
+            for (word, old) in self.value_words(table.slot(index)).iter().zip(saved) {
+                word.store(old.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            area.journal.store(0, Ordering::Release);
+        }
+        let (live, removed) = self.census(table)?;
+        area.len.store(live, Ordering::Relaxed);
+        area.used.store(live + removed, Ordering::Relaxed);
+        // `_change` made `changes` odd, unless a holder killed inside a change had left it odd
+        // already: then one more step, so that it ends even when `_change` is dropped.
+        if area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
+            area.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// How many slots of `table` are live and how many removed.
+    fn census(self, table: Slots<'_>) -> Result<(u64, u64)> {
+        let (mut live, mut removed) = (0, 0);
+        for index in 0..table.capacity {
+            match table.slot(index)[0].load(Ordering::Relaxed) {
+                EMPTY => {}
+                REMOVED => removed += 1,
+                tag if tag & LIVE != 0 => live += 1,
+                tag => return Err(self.bad_tag(index, tag)),
+            }
+        }
+        Ok((live, removed))
+    }
+
+    /// The value of `key`, copied into `out`, without the lock: `false` if the key is absent.
+    pub(super) fn get(self, key: &[u8], out: &mut [u8]) -> Result<bool> {
+        let hash = hash(key);
+        let area = self.area();
+        let found = changes::read_stable(
+            self.segment,
+            &area.changes,
+            || self.lock(),
+            |window| {
+                let table = self.table()?;
+                Ok(match self.probe(table, key, hash, Some(window))? {
+                    Probe::Interrupted => None,
+                    Probe::Found(index) => {
+                        load_bytes(self.value_words(table.slot(index)), out);
+                        Some(true)
+                    }
+                    Probe::Vacant { .. } | Probe::Full => Some(false),
+                })
+            },
+        )?;
+        // An absent key may only have looked absent: the table's page may have been lost to a
+        // file shrunk during the lookup (read as zeros).
+        self.segment.check_intact()?;
+        Ok(found)
+    }
+
+    /// The number of live entries, read between two changes.
+    pub(super) fn len(self) -> Result<u64> {
+        let area = self.area();
+        changes::read_stable(
+            self.segment,
+            &area.changes,
+            || self.lock(),
+            |_| Ok(Some(area.len.load(Ordering::Relaxed))),
+        )
+    }
+
+    /// Every live entry, as `(key words, value words)`, read between two changes: `each` is
+    /// given `None` whenever the read starts (again), then every entry.
+    pub(super) fn entries(
+        self,
+        mut each: impl FnMut(Option<(&[AtomicU64], &[AtomicU64])>),
+    ) -> Result<()> {
+        let area = self.area();
+        changes::read_stable(
+            self.segment,
+            &area.changes,
+            || self.lock(),
+            |window| {
+                each(None);
+                let table = self.table()?;
+                for index in 0..table.capacity {
+                    if index % PROBES_PER_LOOK == 0 && !window.unchanged() {
+                        return Ok(None);
+                    }
+                    let slot = table.slot(index);
+                    if slot[0].load(Ordering::Acquire) & LIVE != 0 {
+                        each(Some((self.key_words(slot), self.value_words(slot))));
+                    }
+                }
+                Ok(Some(()))
+            },
+        )?;
+        self.segment.check_intact()
+    }
+
+    /// Maps `key` to `value`; if it had a value, copies it into `old` and returns `true`.
+    pub(super) fn insert(self, key: &[u8], value: &[u8], old: &mut [u8]) -> Result<bool> {
+        let hash = hash(key);
+        let held = self.lock()?;
+        let area = self.area();
+        let _change = Change::begin(&area.changes, &held);
+        let mut table = self.table()?;
+        let mut probe = self.probe(table, key, hash, None)?;
+        if let Probe::Found(index) = probe {
+            self.replace(table.slot(index), index, value, old)?;
+            return Ok(true);
+        }
+        let used = area.used.load(Ordering::Relaxed);
+        let grows = match probe {
+            Probe::Vacant { fresh, .. } => fresh && (used + 1) * 10 > table.capacity * 7,
+            _ => true,
+        };
+        if grows {
+            let live = area.len.load(Ordering::Relaxed);
+            let capacity = capacity_for(live + 1).ok_or_else(|| Error::Full {
+                name: self.segment.name().clone(),
+                needed: u64::MAX,
+                max_size: self.segment.max_size(),
+            })?;
+            table = self.rebuild(&held, table, capacity, true)?;
+            probe = self.probe(table, key, hash, None)?;
+        }
+        let Probe::Vacant { index, fresh } = probe else {
+            return Err(self.corrupt("a freshly built table has no room for a key".to_owned()));
+        };
+        let slot = table.slot(index);
+        store_bytes(self.key_words(slot), key);
+        store_bytes(self.value_words(slot), value);
+        crate::failpoint::hit("pod_map.written");
+        slot[0].store(hash | LIVE, Ordering::Release); // commit
+        crate::failpoint::hit("pod_map.committed");
+        count_up(&area.len, 1);
+        if fresh {
+            count_up(&area.used, 1);
+        }
+        self.segment.note_writer();
+        Ok(false)
+    }
+
+    /// Replaces the value in `slot` (slot `index`), journaled (see the module docs); the old
+    /// value goes into `old`.
+    fn replace(self, slot: &[AtomicU64], index: u64, value: &[u8], old: &mut [u8]) -> Result<()> {
+        let area = self.area();
+        let words = self.value_words(slot);
+        let journal = self.journal()?;
+        for (saved, word) in journal.iter().zip(words) {
+            saved.store(word.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        load_bytes(words, old);
+        area.journal.store(index + 1, Ordering::Release);
+        crate::failpoint::hit("pod_map.journaled");
+        store_bytes(words, value);
+        crate::failpoint::hit("pod_map.value_written");
+        area.journal.store(0, Ordering::Release); // commit
+        self.segment.note_writer();
+        Ok(())
+    }
+
+    /// Removes `key`; if it had a value, copies it into `old` and returns `true`.
+    pub(super) fn remove(self, key: &[u8], old: &mut [u8]) -> Result<bool> {
+        let hash = hash(key);
+        let held = self.lock()?;
+        let area = self.area();
+        let _change = Change::begin(&area.changes, &held);
+        let table = self.table()?;
+        let Probe::Found(index) = self.probe(table, key, hash, None)? else {
+            return Ok(false);
+        };
+        let slot = table.slot(index);
+        load_bytes(self.value_words(slot), old);
+        // A slot followed by an empty one ends no probe sequence that goes on: it may be empty
+        // again, which keeps removed slots from piling up.
+        let next = table.slot(index + 1)[0].load(Ordering::Relaxed);
+        let tag = if next == EMPTY { EMPTY } else { REMOVED };
+        slot[0].store(tag, Ordering::Release); // commit
+        crate::failpoint::hit("pod_map.removed");
+        count_down(&area.len, 1);
+        if tag == EMPTY {
+            count_down(&area.used, 1);
+        }
+        self.segment.note_writer();
+        Ok(true)
+    }
+
+    /// Removes every entry: the map switches to a new, empty table.
+    pub(super) fn clear(self) -> Result<()> {
+        let held = self.lock()?;
+        let area = self.area();
+        let _change = Change::begin(&area.changes, &held);
+        let table = self.table()?;
+        self.rebuild(&held, table, 1 << MIN_CAPACITY_LOG2, false)?;
+        self.segment.note_writer();
+        Ok(())
+    }
+
+    /// Builds a table of `capacity` slots holding the live entries of `table` (none unless
+    /// `keep`), at the start of the table area if it fits before `table`, else just past it;
+    /// then switches the map to it (see the module docs).
+    fn rebuild(
+        self,
+        held: &RawGuard<'_>,
+        table: Slots<'a>,
+        capacity: u64,
+        keep: bool,
+    ) -> Result<Slots<'a>> {
+        let area = self.area();
+        let bytes = capacity
+            .checked_mul(self.shape.slot_bytes())
+            .ok_or_else(|| self.corrupt(format!("a table of {capacity} slots overflows")))?;
+        let start = self.shape.tables_start();
+        let offset = if start + bytes <= table.offset {
+            start
+        } else {
+            // The current table was checked: its end is inside the committed size.
+            (table.offset + table.capacity * self.shape.slot_bytes()).next_multiple_of(TABLE_ALIGN)
+        };
+        let new = Table { offset, capacity };
+        let end = offset.checked_add(bytes).ok_or_else(|| Error::Full {
+            name: self.segment.name().clone(),
+            needed: u64::MAX,
+            max_size: self.segment.max_size(),
+        })?;
+        self.segment.grow_to(end, held)?;
+        self.end_of(new)?;
+        let new = self.slots(new)?;
+        // The new table's place may hold an earlier table: empty every slot first.
+        for index in 0..capacity {
+            new.slot(index)[0].store(EMPTY, Ordering::Relaxed);
+        }
+        let mut live = 0;
+        if keep {
+            for index in 0..table.capacity {
+                let slot = table.slot(index);
+                let tag = slot[0].load(Ordering::Relaxed);
+                if tag & LIVE == 0 {
+                    if tag > REMOVED {
+                        return Err(self.bad_tag(index, tag));
+                    }
+                    continue;
+                }
+                let target = self.vacant_slot(new, tag)?;
+                for (to, from) in target[1..].iter().zip(&slot[1..]) {
+                    to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                target[0].store(tag, Ordering::Relaxed);
+                live += 1;
+            }
+        }
+        crate::failpoint::hit("pod_map.table_built");
+        // Commit: the new table's slots happen-before any Acquire load of the word.
+        area.table.store(new.table().word(), Ordering::Release);
+        crate::failpoint::hit("pod_map.table_switched");
+        area.len.store(live, Ordering::Relaxed);
+        area.used.store(live, Ordering::Relaxed);
+        Ok(new)
+    }
+
+    /// The first empty slot of `table` on the probe sequence of a key tagged `tag`.
+    fn vacant_slot(self, table: Slots<'a>, tag: u64) -> Result<&'a [AtomicU64]> {
+        for probe in 0..table.capacity {
+            let slot = table.slot(tag.wrapping_add(probe));
+            if slot[0].load(Ordering::Relaxed) == EMPTY {
+                return Ok(slot);
+            }
+        }
+        Err(self.corrupt("a table being built has no empty slot left".to_owned()))
+    }
+}
+
+/// What `inspect` checks of a map (see `verify.rs`): the parts of the engine it reads.
+pub(super) struct Census {
+    pub(super) capacity: u64,
+    pub(super) live: u64,
+    pub(super) removed: u64,
+    pub(super) len: u64,
+    pub(super) used: u64,
+    pub(super) journal: u64,
+    /// Problems found slot by slot.
+    pub(super) problems: Vec<String>,
+}
+
+impl Raw<'_> {
+    /// Reads every slot of the committed table and checks each live one: a valid tag, the hash
+    /// of its key, reachable from its home slot without an empty slot between, and no key
+    /// twice.
+    pub(super) fn check(self) -> Result<Census> {
+        let area = self.area();
+        let table = self.table()?;
+        let mut census = Census {
+            capacity: table.capacity,
+            live: 0,
+            removed: 0,
+            len: area.len.load(Ordering::Relaxed),
+            used: area.used.load(Ordering::Relaxed),
+            journal: area.journal.load(Ordering::Relaxed),
+            problems: Vec::new(),
+        };
+        let mut keys = std::collections::HashSet::new();
+        let mut key = vec![0u8; self.shape.key_bytes];
+        for index in 0..table.capacity {
+            let slot = table.slot(index);
+            match slot[0].load(Ordering::Relaxed) {
+                EMPTY => {}
+                REMOVED => census.removed += 1,
+                tag if tag & LIVE != 0 => {
+                    census.live += 1;
+                    load_bytes(self.key_words(slot), &mut key);
+                    let hash = hash(&key);
+                    if hash | LIVE != tag {
+                        census
+                            .problems
+                            .push(format!("slot {index}'s key does not hash to its tag"));
+                        continue;
+                    }
+                    if !keys.insert(key.clone()) {
+                        census
+                            .problems
+                            .push(format!("slot {index} holds a key another slot holds"));
+                    }
+                    let home = hash & table.mask();
+                    let distance = index.wrapping_sub(home) & table.mask();
+                    for step in 0..distance {
+                        if table.slot(home + step)[0].load(Ordering::Relaxed) == EMPTY {
+                            census.problems.push(format!(
+                                "slot {index}'s key is past an empty slot: lookups miss it"
+                            ));
+                            break;
+                        }
+                    }
+                }
+                tag => census.problems.push(self.bad_tag(index, tag).to_string()),
+            }
+        }
+        Ok(census)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_word_holds_its_offset_and_capacity() {
+        let table = Table {
+            offset: 8192 + 64,
+            capacity: 1 << 10,
+        };
+        assert_eq!(Table::from_word(table.word()), Some(table));
+        assert_eq!(
+            Table::from_word(8192 + 64 + 3),
+            None,
+            "too small a capacity"
+        );
+        assert_eq!(
+            Table::from_word(8192 + 64 + 41),
+            None,
+            "too large a capacity"
+        );
+    }
+
+    #[test]
+    fn shapes_count_whole_words_and_refuse_what_a_slot_cannot_hold() {
+        let shape = Shape::new(8, 12).expect("a shape");
+        assert_eq!((shape.key_words, shape.value_words), (1, 2));
+        assert_eq!(shape.slot_bytes(), 32);
+        assert_eq!(shape.journal_bytes(), 64);
+        assert_eq!(Shape::new(8, 0).map(Shape::slot_words), Some(2));
+        assert!(Shape::new(0, 8).is_none(), "keys take room");
+        assert!(Shape::new(1000, 100).is_none(), "too large a slot");
+    }
+
+    #[test]
+    fn words_carry_bytes_both_ways_and_pad_with_zeros() {
+        let words: Vec<AtomicU64> = (0..2).map(|_| AtomicU64::new(u64::MAX)).collect();
+        let bytes: Vec<u8> = (1..=11).collect();
+        store_bytes(&words, &bytes);
+        assert_eq!(words[1].load(Ordering::Relaxed), 0x000b_0a09);
+        let mut out = [0u8; 11];
+        load_bytes(&words, &mut out);
+        assert_eq!(out.as_slice(), bytes.as_slice());
+        assert!(holds(&words, &bytes));
+        assert!(!holds(&words, &[1; 11]));
+    }
+
+    #[test]
+    fn the_hash_depends_on_every_byte_and_on_the_length() {
+        let base = hash(&[0; 12]);
+        for at in 0..12 {
+            let mut key = [0u8; 12];
+            key[at] = 1;
+            assert_ne!(hash(&key), base, "byte {at}");
+        }
+        assert_ne!(hash(&[0; 8]), hash(&[0; 4]));
+        // The same in every run: placement in a table other processes share depends on it.
+        assert_eq!(hash(&7u64.to_le_bytes()), hash(&7u64.to_le_bytes()));
+    }
+}

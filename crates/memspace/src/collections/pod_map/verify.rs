@@ -1,0 +1,78 @@
+//! What `inspect` checks of a [`SharedPodMap`](super::SharedPodMap), knowing it only by the
+//! key and value sizes its segment records.
+
+use std::sync::atomic::Ordering;
+
+use super::shm::{PodMapArea, Raw, Shape};
+use crate::collections::changes::verify_between_changes;
+use crate::segment::{Report, Segment};
+
+/// The number of entries of the map in `segment` (as last counted by a writer).
+pub(crate) fn len(segment: &Segment) -> u64 {
+    segment
+        .kind_area::<PodMapArea>()
+        .len
+        .load(Ordering::Acquire)
+}
+
+/// Checks the map's table slot by slot, between two changes (see [`Raw::check`]).
+pub(crate) fn verify(segment: &Segment, report: &mut Report) {
+    let area = segment.kind_area::<PodMapArea>();
+    let (key_size, value_size) = (
+        area.key_size.load(Ordering::Relaxed),
+        area.value_size.load(Ordering::Relaxed),
+    );
+    let Some(shape) = Shape::new(key_size, value_size) else {
+        report.problem(format!(
+            "the map records keys of {key_size} bytes and values of {value_size}, which no map \
+             holds"
+        ));
+        return;
+    };
+    let raw = Raw { segment, shape };
+    verify_between_changes(
+        segment,
+        &area.changes,
+        ("the map", "slots"),
+        report,
+        |found, interrupted| {
+            let census = match raw.check() {
+                Ok(census) => census,
+                Err(err) => {
+                    found.problem(err.to_string());
+                    return;
+                }
+            };
+            for problem in census.problems {
+                found.problem(problem);
+            }
+            found.items_checked += census.live;
+            if interrupted {
+                if census.journal != 0 {
+                    found.note(format!(
+                        "a replace of slot {} was interrupted; the next writer puts the old \
+                         value back",
+                        census.journal - 1
+                    ));
+                }
+                return;
+            }
+            if census.journal != 0 {
+                found.problem(format!(
+                    "the journal names slot {} outside a change",
+                    census.journal - 1
+                ));
+            }
+            if census.len != census.live || census.used != census.live + census.removed {
+                found.problem(format!(
+                    "the map counts {} entries and {} used slots, its table of {} holds {} and {}",
+                    census.len,
+                    census.used,
+                    census.capacity,
+                    census.live,
+                    census.live + census.removed
+                ));
+            }
+        },
+    );
+}

@@ -25,6 +25,8 @@ use memspace_testkit::{Parent, Removal, Rng, Running, roles};
 const MAP: &str = "MEMSPACE_POD_MAP_TEST_MAP";
 /// The `Value<u64>` where a child in a role counts the steps it completed.
 const DONE: &str = "MEMSPACE_POD_MAP_TEST_DONE";
+/// The name of the script a child in a role runs.
+const SCRIPT: &str = "MEMSPACE_POD_MAP_TEST_SCRIPT";
 
 /// Where the map's table word lies in its segment file (the kind area's first word).
 const TABLE_WORD: u64 = 2304;
@@ -272,22 +274,46 @@ impl Step {
     }
 }
 
-/// 20 new keys (the table grows at the 12th), a replace, a remove, the removed key again.
-fn script() -> Vec<Step> {
-    let mut steps: Vec<Step> = (0..20).map(|key| Step::Insert(key, key)).collect();
-    steps.push(Step::Insert(3, 300));
-    steps.push(Step::Remove(5));
-    steps.push(Step::Insert(5, 500));
+/// The scripts the failpoint tests run, each reaching its failpoints in its own way.
+fn script(name: &str) -> Vec<Step> {
+    // The table is rebuilt at the 12th key, the 23rd, ... and at the 718th starts migrating
+    // from 1 024 slots to 2 048, 64 old slots moved per insert.
+    let fill = |keys: std::ops::Range<u64>| keys.map(|key| Step::Insert(key, key));
+    let mut steps: Vec<Step> = fill(0..20).collect();
+    match name {
+        // A rebuild, a replace, a remove, the removed key again.
+        "change" => {
+            steps.push(Step::Insert(3, 300));
+            steps.push(Step::Remove(5));
+            steps.push(Step::Insert(5, 500));
+        }
+        // Right after the migration starts, keys still in the old table are replaced (each
+        // copied over with its new value), then inserts finish the migration.
+        "migrate" => {
+            steps.extend(fill(20..718));
+            steps.extend((5..16).map(|key| Step::Insert(key, 1000 + key)));
+            steps.extend(fill(718..1100));
+        }
+        // As "migrate", with removes of keys still in the old table.
+        "migrate_remove" => {
+            steps.extend(fill(20..718));
+            steps.extend((5..16).map(Step::Remove));
+            steps.extend(fill(718..1100));
+        }
+        other => panic!("no script {other}"),
+    }
     steps
 }
 
 /// A reader process: until `stop`, looks every key of the script up without the lock. Each
 /// value found must be whole and one the key holds in some state of the script. Counts passes
 /// in `passes`.
-fn script_reader((map, passes, stop): (SharedPodMap<u64, [u64; 2]>, Mutex<u64>, Event)) -> u64 {
+fn script_reader(
+    (map, script_name, passes, stop): (SharedPodMap<u64, [u64; 2]>, String, Mutex<u64>, Event),
+) -> u64 {
     let parent = Parent::here();
     let mut allowed: HashMap<u64, HashSet<[u64; 2]>> = HashMap::new();
-    for step in script() {
+    for step in script(&script_name) {
         if let Step::Insert(key, v) = step {
             allowed.entry(key).or_default().insert(value(v));
         }
@@ -318,23 +344,24 @@ enum Leaves {
     After,
 }
 
-/// Runs the script in a child until it stops at `point`, kills it there, checks the map is
+/// Runs `script_name` in a child until it stops at `point`, kills it there, checks the map is
 /// the map before the step under way (or after it, as `leaves` says), then finishes the
 /// script.
-fn kill_at(point: &str, leaves: Leaves) {
+fn kill_at(point: &str, script_name: &str, leaves: Leaves) {
     if roles::role().as_deref() == Some("script") {
         let map = SharedPodMap::<u64, [u64; 2]>::open(&std::env::var(MAP).expect("map name"))
             .expect("open the map");
         let done =
             Value::<u64>::open(&std::env::var(DONE).expect("counter name")).expect("counter");
-        for (index, step) in script().into_iter().enumerate() {
+        let steps = script(&std::env::var(SCRIPT).expect("script name"));
+        for (index, step) in steps.into_iter().enumerate() {
             step.apply(&map);
             done.set(index as u64 + 1).expect("count");
         }
         return;
     }
     let _dog = memspace_testkit::start_test();
-    let steps = script();
+    let steps = script(script_name);
     let (map_name, done_name) = (
         Removal::fresh("pod-failpoint"),
         Removal::fresh("pod-failpoint-done"),
@@ -350,7 +377,12 @@ fn kill_at(point: &str, leaves: Leaves) {
         .map(|passes| {
             Running::spawn(
                 script_reader,
-                (map.clone(), passes.clone(), stop_readers.clone()),
+                (
+                    map.clone(),
+                    script_name.to_owned(),
+                    passes.clone(),
+                    stop_readers.clone(),
+                ),
             )
         })
         .collect();
@@ -359,6 +391,7 @@ fn kill_at(point: &str, leaves: Leaves) {
         &[
             (MAP, map_name.name()),
             (DONE, done_name.name()),
+            (SCRIPT, script_name),
             ("MEMSPACE_FAILPOINT", point),
         ],
     );
@@ -373,7 +406,7 @@ fn kill_at(point: &str, leaves: Leaves) {
         });
     }
     let stopped_in = done.get().expect("counter") as usize;
-    let context = format!("killed at {point} in step {stopped_in}");
+    let context = format!("killed at {point} in step {stopped_in} of `{script_name}`");
     let mut expected = HashMap::new();
     for step in &steps[..stopped_in] {
         step.model(&mut expected);
@@ -413,23 +446,36 @@ fn kill_at(point: &str, leaves: Leaves) {
 }
 
 macro_rules! kill_tests {
-    ($($test:ident: $point:literal leaves $leaves:ident;)*) => {$(
+    ($($test:ident: $point:literal in $script:literal leaves $leaves:ident;)*) => {$(
         #[test]
         fn $test() {
-            kill_at($point, Leaves::$leaves);
+            kill_at($point, $script, Leaves::$leaves);
         }
     )*};
 }
 
 kill_tests! {
-    a_kill_after_writing_a_new_entry_leaves_it_out: "pod_map.written" leaves Before;
-    a_kill_after_committing_a_new_entry_keeps_it: "pod_map.committed" leaves After;
-    a_kill_after_journaling_a_replace_keeps_the_old_value: "pod_map.journaled" leaves Before;
+    a_kill_after_writing_a_new_entry_leaves_it_out: "pod_map.written" in "change" leaves Before;
+    a_kill_after_committing_a_new_entry_keeps_it: "pod_map.committed" in "change" leaves After;
+    a_kill_after_journaling_a_replace_keeps_the_old_value:
+        "pod_map.journaled" in "change" leaves Before;
     a_kill_after_writing_a_replacing_value_keeps_the_old_one:
-        "pod_map.value_written" leaves Before;
-    a_kill_after_removing_an_entry_keeps_it_removed: "pod_map.removed" leaves After;
+        "pod_map.value_written" in "change" leaves Before;
+    a_kill_after_removing_an_entry_keeps_it_removed: "pod_map.removed" in "change" leaves After;
     a_kill_before_switching_to_a_larger_table_keeps_the_old_one:
-        "pod_map.table_built" leaves Before;
+        "pod_map.table_built" in "change" leaves Before;
     a_kill_after_switching_to_a_larger_table_keeps_every_entry:
-        "pod_map.table_switched" leaves Before;
+        "pod_map.table_switched" in "change" leaves Before;
+    a_kill_before_a_migration_switches_tables_keeps_the_old_one:
+        "pod_map.migration_named" in "migrate" leaves Before;
+    a_kill_after_a_migration_switched_tables_keeps_every_entry:
+        "pod_map.migration_begun" in "migrate" leaves Before;
+    a_kill_after_moving_an_entry_keeps_it_once:
+        "pod_map.entry_moved" in "migrate" leaves Before;
+    a_kill_after_copying_a_replaced_key_out_of_the_old_table_keeps_the_new_value:
+        "pod_map.removed_from_old" in "migrate" leaves After;
+    a_kill_after_removing_a_key_from_the_old_table_keeps_it_removed:
+        "pod_map.removed_from_old" in "migrate_remove" leaves After;
+    a_kill_after_a_migration_ends_keeps_every_entry:
+        "pod_map.migration_done" in "migrate" leaves Before;
 }

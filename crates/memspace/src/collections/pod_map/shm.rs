@@ -1,16 +1,20 @@
-//! The engine of [`SharedPodMap`](super::SharedPodMap): its words in the segment, lookups
-//! without the lock, and the changes made under it. It knows keys and values as bytes of the
-//! sizes the segment records, so `inspect` checks a map without knowing its types.
+//! The engine of [`SharedPodMap`](super::SharedPodMap): its words in the segment and the
+//! lookups made without the lock (the changes made under it are in `write.rs`). It knows keys
+//! and values as bytes of the sizes the segment records, so `inspect` checks a map without
+//! knowing its types.
 //!
 //! # Layout
 //!
 //! ```text
 //! kind area:  table    offset of the table | log2 of its capacity        committed
-//!             len      live entries                                     derived
-//!             used     live entries and removed slots                   derived
+//!             len      live keys                                        derived
+//!             used     live and removed slots of the table              derived
 //!             changes  odd while a holder of the lock changes the map   (sequence lock)
 //!             journal  0, or 1 + the slot a replace is rewriting        committed
 //!             key_size, key_align, value_size, value_align              fixed at creation
+//!             old      0, or the table a migration moves entries from   committed
+//!             moved    slots of `old` whose entries were moved          committed
+//!             clean    past it, the data area was never written         derived
 //! data area:  [journal: the value a replace overwrites][tables ...]
 //! slot:       [tag][key words][value words], every one a u64
 //! ```
@@ -19,6 +23,21 @@
 //! and values are stored as their bytes in little-endian words, the last one zero-padded. Keys
 //! are placed by linear probing from their hash (see [`hash`]); a table is at most 7/10 full,
 //! counting removed slots.
+//!
+//! # Growth
+//!
+//! A table of fewer than [`MIGRATE_FROM`] slots is rebuilt in one step: a new table is built
+//! beside it, then `table` is switched. A larger one migrates: a new table, empty, becomes
+//! `table` and the current one `old`; every insert then first moves the entries of the next
+//! [`MOVES_PER_INSERT`] slots of `old` (each placed in `table`, then `moved` advanced past
+//! them), and the insert that moves the last one clears `old`. Until then lookups look in
+//! `table`, then in the slots of `old` at or past `moved`. A key written meanwhile is written
+//! in `table` (a key still in `old` is copied over first); a key removed meanwhile is removed
+//! from `old` too, before `table`. An entry can so be in both tables, after a kill or a
+//! replace: the one in `table` is the key's, and a migration step finds it there and moves
+//! nothing. The new table holds the live keys and one more per insert the migration lasts, so
+//! it is not outgrown before `old` is empty; its bytes are committed ahead, a step at a time,
+//! from when the table is 4/10 full, and past `clean` they need no zeroing.
 //!
 //! # Crash safety
 //!
@@ -29,11 +48,15 @@
 //!   new value is written and `journal` cleared (the commit). Recovery copies an interrupted
 //!   replace's journal back: the old value stays;
 //! * a remove: the slot's tag becomes removed (or empty, when the next slot is empty);
-//! * growth, and `clear`: a new table is built beside the current one (at the start of the
-//!   table area if it fits before the current one, else after it), then `table` is switched.
+//! * a rebuild, and `clear` (which finishes a migration first): a new table is built beside
+//!   the current one (at the start of the table area if it fits before the current one, else
+//!   after it), then `table` is switched;
+//! * a migration's start: `old` is named, then `table` switched; its steps: an entry placed in
+//!   `table`, then `moved` stored.
 //!
-//! `len` and `used` are recounted by the recovery that follows a holder's death, which also
-//! makes `changes` even again.
+//! Recovery after a holder's death puts back an interrupted replace, ends a migration that
+//! did not start (`old` naming `table`), recounts `len` and `used` (a key in both tables
+//! counted once), raises `clean` past both tables, and makes `changes` even again.
 //!
 //! # Readers
 //!
@@ -43,11 +66,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::collections::changes::{self, Change, Window, count_down, count_up};
+use crate::collections::changes::{self, Window};
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
 use crate::shm_safe::ShmSafe;
-use crate::sync::{RawGuard, lock_and_repair};
+
+mod write;
 
 /// A slot's tag: never used, so a probe ends here.
 const EMPTY: u64 = 0;
@@ -57,6 +81,10 @@ const REMOVED: u64 = 1;
 const LIVE: u64 = 1 << 63;
 
 const MIN_CAPACITY_LOG2: u64 = 4;
+/// Tables of this many slots or more migrate instead of being rebuilt in one step.
+pub(super) const MIGRATE_FROM: u64 = 1024;
+/// Slots of the old table each insert moves during a migration.
+pub(super) const MOVES_PER_INSERT: u64 = 64;
 const MAX_CAPACITY_LOG2: u64 = 40;
 /// Tables start at a multiple of this, which leaves the low bits of the `table` word for the
 /// log2 of the capacity.
@@ -71,15 +99,18 @@ const PROBES_PER_LOOK: u64 = 64;
 /// The map's words in the segment's kind area (see the module docs).
 #[repr(C)]
 pub(super) struct PodMapArea {
-    table: AtomicU64,
+    pub(super) table: AtomicU64,
     pub(super) len: AtomicU64,
-    used: AtomicU64,
+    pub(super) used: AtomicU64,
     pub(super) changes: AtomicU64,
-    journal: AtomicU64,
+    pub(super) journal: AtomicU64,
     pub(super) key_size: AtomicU64,
     pub(super) key_align: AtomicU64,
     pub(super) value_size: AtomicU64,
     pub(super) value_align: AtomicU64,
+    pub(super) old: AtomicU64,
+    pub(super) moved: AtomicU64,
+    pub(super) clean: AtomicU64,
 }
 
 // SAFETY: `#[repr(C)]`, fixed-width atomics only: one layout in every process, any bits are a
@@ -182,6 +213,12 @@ impl<'a> Slots<'a> {
             offset: self.offset,
             capacity: self.capacity,
         }
+    }
+
+    /// The first byte past the table.
+    fn end(self) -> u64 {
+        // Checked when the slots were made: inside the committed size.
+        self.offset + self.words.len() as u64 * 8
     }
 }
 
@@ -292,12 +329,16 @@ impl<'a> Raw<'a> {
         area.used.store(0, Ordering::Relaxed);
         area.changes.store(0, Ordering::Relaxed);
         area.journal.store(0, Ordering::Relaxed);
+        area.old.store(0, Ordering::Relaxed);
+        area.moved.store(0, Ordering::Relaxed);
         let table = Table {
             offset: self.shape.tables_start(),
             capacity: 1 << MIN_CAPACITY_LOG2,
         };
-        self.segment.ensure_mapped(self.end_of(table)?)?;
+        let end = self.end_of(table)?;
+        self.segment.ensure_mapped(end)?;
         // A new segment's data area reads as zeros: every slot is empty.
+        area.clean.store(end, Ordering::Relaxed);
         area.table.store(table.word(), Ordering::Release);
         Ok(())
     }
@@ -396,8 +437,10 @@ impl<'a> Raw<'a> {
         self.corrupt(format!("slot {index} of the map has the tag {tag:#x}"))
     }
 
-    /// Looks `key` (hashed to `hash`) up in `table`: under the lock (`window` is `None`), or
-    /// without it, when a long probe looks now and then whether its window still holds.
+    /// Looks up, in `table`, the key hashed to `hash` whose words `matches`: under the lock
+    /// (`window` is `None`), or without it, when a long probe looks now and then whether its
+    /// window still holds. Live slots below `moved` are passed over (in a migration's old
+    /// table, their entries were moved); an empty slot ends the probe.
     #[allow(
         clippy::inline_always,
         reason = "measured: left to the compiler, a lookup called it and returned its result through memory"
@@ -406,9 +449,10 @@ impl<'a> Raw<'a> {
     fn probe(
         self,
         table: Slots<'_>,
-        key: &[u8],
         hash: u64,
         window: Option<&Window<'_>>,
+        moved: u64,
+        matches: impl Fn(&[AtomicU64]) -> bool,
     ) -> Result<Probe> {
         let wanted = hash | LIVE;
         let mut vacant = None;
@@ -433,7 +477,7 @@ impl<'a> Raw<'a> {
                 REMOVED => {
                     vacant.get_or_insert(index);
                 }
-                tag if tag == wanted && holds(self.key_words(slot), key) => {
+                tag if tag == wanted && index >= moved && matches(self.key_words(slot)) => {
                     return Ok(Probe::Found(index));
                 }
                 tag if tag & LIVE != 0 => {}
@@ -449,55 +493,30 @@ impl<'a> Raw<'a> {
         })
     }
 
-    /// Takes the segment's lock, recovering the map if the previous holder died.
-    fn lock(self) -> Result<RawGuard<'a>> {
-        lock_and_repair(self.segment, |held| self.recover(held))
-    }
-
-    /// Puts back the value of a replace that a dead holder left half-written, and recounts the
-    /// derived words (see the module docs).
-    fn recover(self, held: &RawGuard<'_>) -> Result<()> {
+    /// The migration under way, if any: its old table checked as [`Raw::table`] checks the
+    /// table, and its count of moved slots against that table.
+    fn migration(self) -> Result<Option<Migration<'a>>> {
         let area = self.area();
-        let _change = Change::begin(&area.changes, held);
-        let table = self.table()?;
-        let journal = area.journal.load(Ordering::Acquire);
-        if journal != 0 {
-            let index = journal - 1;
-            if index >= table.capacity {
-                return Err(self.corrupt(format!(
-                    "the map's journal names slot {index} of a table of {}",
-                    table.capacity
-                )));
-            }
-            let saved = self.journal()?;
-            for (word, old) in self.value_words(table.slot(index)).iter().zip(saved) {
-                word.store(old.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-            area.journal.store(0, Ordering::Release);
+        let word = area.old.load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(None);
         }
-        let (live, removed) = self.census(table)?;
-        area.len.store(live, Ordering::Relaxed);
-        area.used.store(live + removed, Ordering::Relaxed);
-        // `_change` made `changes` odd, unless a holder killed inside a change had left it odd
-        // already: then one more step, so that it ends even when `_change` is dropped.
-        if area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
-            area.changes.fetch_add(1, Ordering::Relaxed);
+        let table = Table::from_word(word).ok_or_else(|| self.bad_old(word))?;
+        self.end_of(table)?;
+        let old = self.slots(table)?;
+        let moved = area.moved.load(Ordering::Acquire);
+        if moved > old.capacity {
+            return Err(self.corrupt(format!(
+                "{moved} slots of the map's old table of {} were moved",
+                old.capacity
+            )));
         }
-        Ok(())
+        Ok(Some(Migration { old, moved }))
     }
 
-    /// How many slots of `table` are live and how many removed.
-    fn census(self, table: Slots<'_>) -> Result<(u64, u64)> {
-        let (mut live, mut removed) = (0, 0);
-        for index in 0..table.capacity {
-            match table.slot(index)[0].load(Ordering::Relaxed) {
-                EMPTY => {}
-                REMOVED => removed += 1,
-                tag if tag & LIVE != 0 => live += 1,
-                tag => return Err(self.bad_tag(index, tag)),
-            }
-        }
-        Ok((live, removed))
+    #[cold]
+    fn bad_old(self, word: u64) -> Error {
+        self.corrupt(format!("the map's old table word is {word:#x}"))
     }
 
     /// The value of `key`, copied into `out`, without the lock: `false` if the key is absent.
@@ -510,14 +529,28 @@ impl<'a> Raw<'a> {
             || self.lock(),
             |window| {
                 let table = self.table()?;
-                Ok(match self.probe(table, key, hash, Some(window))? {
-                    Probe::Interrupted => None,
-                    Probe::Found(index) => {
-                        load_bytes(self.value_words(table.slot(index)), out);
-                        Some(true)
+                let slot = match self
+                    .probe(table, hash, Some(window), 0, |words| holds(words, key))?
+                {
+                    Probe::Interrupted => return Ok(None),
+                    Probe::Found(index) => table.slot(index),
+                    // Read in the same window as the table: a migration under way then, or none.
+                    Probe::Vacant { .. } | Probe::Full if area.old.load(Ordering::Acquire) == 0 => {
+                        return Ok(Some(false));
                     }
-                    Probe::Vacant { .. } | Probe::Full => Some(false),
-                })
+                    Probe::Vacant { .. } | Probe::Full => {
+                        match self.find_in_old(key, hash, window)? {
+                            Probe::Interrupted => return Ok(None),
+                            Probe::Found(index) => match self.migration()? {
+                                Some(migration) => migration.old.slot(index),
+                                None => return Ok(None),
+                            },
+                            Probe::Vacant { .. } | Probe::Full => return Ok(Some(false)),
+                        }
+                    }
+                };
+                load_bytes(self.value_words(slot), out);
+                Ok(Some(true))
             },
         )?;
         // An absent key may only have looked absent: the table's page may have been lost to a
@@ -526,7 +559,20 @@ impl<'a> Raw<'a> {
         Ok(found)
     }
 
-    /// The number of live entries, read between two changes.
+    /// The part of [`Raw::get`] a migration adds: `key`, absent from the table, looked up in
+    /// the slots of the old table not moved yet (`Interrupted` if `window` closed, or if the
+    /// migration ended since `old` was read).
+    #[cold]
+    fn find_in_old(self, key: &[u8], hash: u64, window: &Window<'_>) -> Result<Probe> {
+        match self.migration()? {
+            Some(Migration { old, moved }) => {
+                self.probe(old, hash, Some(window), moved, |words| holds(words, key))
+            }
+            None => Ok(Probe::Interrupted),
+        }
+    }
+
+    /// The number of live keys, read between two changes.
     pub(super) fn len(self) -> Result<u64> {
         let area = self.area();
         changes::read_stable(
@@ -538,7 +584,8 @@ impl<'a> Raw<'a> {
     }
 
     /// Every live entry, as `(key words, value words)`, read between two changes: `each` is
-    /// given `None` whenever the read starts (again), then every entry.
+    /// given `None` whenever the read starts (again), then every entry (during a migration,
+    /// the old table's entries not in the table too).
     pub(super) fn entries(
         self,
         mut each: impl FnMut(Option<(&[AtomicU64], &[AtomicU64])>),
@@ -560,184 +607,49 @@ impl<'a> Raw<'a> {
                         each(Some((self.key_words(slot), self.value_words(slot))));
                     }
                 }
+                if area.old.load(Ordering::Acquire) == 0 {
+                    return Ok(Some(()));
+                }
+                let Some(Migration { old, moved }) = self.migration()? else {
+                    return Ok(None);
+                };
+                for index in moved..old.capacity {
+                    if index % PROBES_PER_LOOK == 0 && !window.unchanged() {
+                        return Ok(None);
+                    }
+                    let slot = old.slot(index);
+                    let tag = slot[0].load(Ordering::Acquire);
+                    if tag & LIVE == 0 {
+                        continue;
+                    }
+                    let key = self.key_words(slot);
+                    match self.probe(table, tag, Some(window), 0, |words| same(words, key))? {
+                        Probe::Interrupted => return Ok(None),
+                        Probe::Found(_) => {}
+                        Probe::Vacant { .. } | Probe::Full => {
+                            each(Some((key, self.value_words(slot))));
+                        }
+                    }
+                }
                 Ok(Some(()))
             },
         )?;
         self.segment.check_intact()
     }
+}
 
-    /// Maps `key` to `value`; if it had a value, copies it into `old` and returns `true`.
-    pub(super) fn insert(self, key: &[u8], value: &[u8], old: &mut [u8]) -> Result<bool> {
-        let hash = hash(key);
-        let held = self.lock()?;
-        let area = self.area();
-        let _change = Change::begin(&area.changes, &held);
-        let mut table = self.table()?;
-        let mut probe = self.probe(table, key, hash, None)?;
-        if let Probe::Found(index) = probe {
-            self.replace(table.slot(index), index, value, old)?;
-            return Ok(true);
-        }
-        let used = area.used.load(Ordering::Relaxed);
-        let grows = match probe {
-            Probe::Vacant { fresh, .. } => fresh && (used + 1) * 10 > table.capacity * 7,
-            _ => true,
-        };
-        if grows {
-            let live = area.len.load(Ordering::Relaxed);
-            let capacity = capacity_for(live + 1).ok_or_else(|| Error::Full {
-                name: self.segment.name().clone(),
-                needed: u64::MAX,
-                max_size: self.segment.max_size(),
-            })?;
-            table = self.rebuild(&held, table, capacity, true)?;
-            probe = self.probe(table, key, hash, None)?;
-        }
-        let Probe::Vacant { index, fresh } = probe else {
-            return Err(self.corrupt("a freshly built table has no room for a key".to_owned()));
-        };
-        let slot = table.slot(index);
-        store_bytes(self.key_words(slot), key);
-        store_bytes(self.value_words(slot), value);
-        crate::failpoint::hit("pod_map.written");
-        slot[0].store(hash | LIVE, Ordering::Release); // commit
-        crate::failpoint::hit("pod_map.committed");
-        count_up(&area.len, 1);
-        if fresh {
-            count_up(&area.used, 1);
-        }
-        self.segment.note_writer();
-        Ok(false)
-    }
+/// A migration under way: its old table, and how many of its slots were moved.
+#[derive(Clone, Copy)]
+struct Migration<'a> {
+    old: Slots<'a>,
+    moved: u64,
+}
 
-    /// Replaces the value in `slot` (slot `index`), journaled (see the module docs); the old
-    /// value goes into `old`.
-    fn replace(self, slot: &[AtomicU64], index: u64, value: &[u8], old: &mut [u8]) -> Result<()> {
-        let area = self.area();
-        let words = self.value_words(slot);
-        let journal = self.journal()?;
-        for (saved, word) in journal.iter().zip(words) {
-            saved.store(word.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        load_bytes(words, old);
-        area.journal.store(index + 1, Ordering::Release);
-        crate::failpoint::hit("pod_map.journaled");
-        store_bytes(words, value);
-        crate::failpoint::hit("pod_map.value_written");
-        area.journal.store(0, Ordering::Release); // commit
-        self.segment.note_writer();
-        Ok(())
-    }
-
-    /// Removes `key`; if it had a value, copies it into `old` and returns `true`.
-    pub(super) fn remove(self, key: &[u8], old: &mut [u8]) -> Result<bool> {
-        let hash = hash(key);
-        let held = self.lock()?;
-        let area = self.area();
-        let _change = Change::begin(&area.changes, &held);
-        let table = self.table()?;
-        let Probe::Found(index) = self.probe(table, key, hash, None)? else {
-            return Ok(false);
-        };
-        let slot = table.slot(index);
-        load_bytes(self.value_words(slot), old);
-        // A slot followed by an empty one ends no probe sequence that goes on: it may be empty
-        // again, which keeps removed slots from piling up.
-        let next = table.slot(index + 1)[0].load(Ordering::Relaxed);
-        let tag = if next == EMPTY { EMPTY } else { REMOVED };
-        slot[0].store(tag, Ordering::Release); // commit
-        crate::failpoint::hit("pod_map.removed");
-        count_down(&area.len, 1);
-        if tag == EMPTY {
-            count_down(&area.used, 1);
-        }
-        self.segment.note_writer();
-        Ok(true)
-    }
-
-    /// Removes every entry: the map switches to a new, empty table.
-    pub(super) fn clear(self) -> Result<()> {
-        let held = self.lock()?;
-        let area = self.area();
-        let _change = Change::begin(&area.changes, &held);
-        let table = self.table()?;
-        self.rebuild(&held, table, 1 << MIN_CAPACITY_LOG2, false)?;
-        self.segment.note_writer();
-        Ok(())
-    }
-
-    /// Builds a table of `capacity` slots holding the live entries of `table` (none unless
-    /// `keep`), at the start of the table area if it fits before `table`, else just past it;
-    /// then switches the map to it (see the module docs).
-    fn rebuild(
-        self,
-        held: &RawGuard<'_>,
-        table: Slots<'a>,
-        capacity: u64,
-        keep: bool,
-    ) -> Result<Slots<'a>> {
-        let area = self.area();
-        let bytes = capacity
-            .checked_mul(self.shape.slot_bytes())
-            .ok_or_else(|| self.corrupt(format!("a table of {capacity} slots overflows")))?;
-        let start = self.shape.tables_start();
-        let offset = if start + bytes <= table.offset {
-            start
-        } else {
-            // The current table was checked: its end is inside the committed size.
-            (table.offset + table.capacity * self.shape.slot_bytes()).next_multiple_of(TABLE_ALIGN)
-        };
-        let new = Table { offset, capacity };
-        let end = offset.checked_add(bytes).ok_or_else(|| Error::Full {
-            name: self.segment.name().clone(),
-            needed: u64::MAX,
-            max_size: self.segment.max_size(),
-        })?;
-        self.segment.grow_to(end, held)?;
-        self.end_of(new)?;
-        let new = self.slots(new)?;
-        // The new table's place may hold an earlier table: empty every slot first.
-        for index in 0..capacity {
-            new.slot(index)[0].store(EMPTY, Ordering::Relaxed);
-        }
-        let mut live = 0;
-        if keep {
-            for index in 0..table.capacity {
-                let slot = table.slot(index);
-                let tag = slot[0].load(Ordering::Relaxed);
-                if tag & LIVE == 0 {
-                    if tag > REMOVED {
-                        return Err(self.bad_tag(index, tag));
-                    }
-                    continue;
-                }
-                let target = self.vacant_slot(new, tag)?;
-                for (to, from) in target[1..].iter().zip(&slot[1..]) {
-                    to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
-                target[0].store(tag, Ordering::Relaxed);
-                live += 1;
-            }
-        }
-        crate::failpoint::hit("pod_map.table_built");
-        // Commit: the new table's slots happen-before any Acquire load of the word.
-        area.table.store(new.table().word(), Ordering::Release);
-        crate::failpoint::hit("pod_map.table_switched");
-        area.len.store(live, Ordering::Relaxed);
-        area.used.store(live, Ordering::Relaxed);
-        Ok(new)
-    }
-
-    /// The first empty slot of `table` on the probe sequence of a key tagged `tag`.
-    fn vacant_slot(self, table: Slots<'a>, tag: u64) -> Result<&'a [AtomicU64]> {
-        for probe in 0..table.capacity {
-            let slot = table.slot(tag.wrapping_add(probe));
-            if slot[0].load(Ordering::Relaxed) == EMPTY {
-                return Ok(slot);
-            }
-        }
-        Err(self.corrupt("a table being built has no empty slot left".to_owned()))
-    }
+/// Whether two runs of words are equal.
+fn same(a: &[AtomicU64], b: &[AtomicU64]) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(a, b)| a.load(Ordering::Relaxed) == b.load(Ordering::Relaxed))
 }
 
 /// What `inspect` checks of a map (see `verify.rs`): the parts of the engine it reads.
@@ -745,6 +657,8 @@ pub(super) struct Census {
     pub(super) capacity: u64,
     pub(super) live: u64,
     pub(super) removed: u64,
+    /// During a migration: the old table's live keys not moved yet and not in the table.
+    pub(super) old_only: u64,
     pub(super) len: u64,
     pub(super) used: u64,
     pub(super) journal: u64,
@@ -753,9 +667,9 @@ pub(super) struct Census {
 }
 
 impl Raw<'_> {
-    /// Reads every slot of the committed table and checks each live one: a valid tag, the hash
-    /// of its key, reachable from its home slot without an empty slot between, and no key
-    /// twice.
+    /// Reads every slot of the committed table (and of a migration's old table) and checks
+    /// each live one: a valid tag, the hash of its key, reachable from its home slot without
+    /// an empty slot between, and no key twice in one table.
     pub(super) fn check(self) -> Result<Census> {
         let area = self.area();
         let table = self.table()?;
@@ -763,48 +677,81 @@ impl Raw<'_> {
             capacity: table.capacity,
             live: 0,
             removed: 0,
+            old_only: 0,
             len: area.len.load(Ordering::Relaxed),
             used: area.used.load(Ordering::Relaxed),
             journal: area.journal.load(Ordering::Relaxed),
             problems: Vec::new(),
         };
+        let (live, removed) = self.check_table(table, 0, &mut census.problems, "");
+        (census.live, census.removed) = (live, removed);
+        if let Some(Migration { old, moved }) = self.migration()? {
+            self.check_table(old, moved, &mut census.problems, "old ");
+            for index in moved..old.capacity {
+                let slot = old.slot(index);
+                let tag = slot[0].load(Ordering::Relaxed);
+                if tag & LIVE == 0 {
+                    continue;
+                }
+                let key = self.key_words(slot);
+                if !matches!(
+                    self.probe(table, tag, None, 0, |words| same(words, key))?,
+                    Probe::Found(_)
+                ) {
+                    census.old_only += 1;
+                }
+            }
+        }
+        Ok(census)
+    }
+
+    /// [`Raw::check`] of one table, from slot `from` on (what a migration did not move yet);
+    /// returns its live and removed slots.
+    fn check_table(
+        self,
+        table: Slots<'_>,
+        from: u64,
+        problems: &mut Vec<String>,
+        which: &str,
+    ) -> (u64, u64) {
+        let (mut live, mut removed) = (0, 0);
         let mut keys = std::collections::HashSet::new();
         let mut key = vec![0u8; self.shape.key_bytes];
-        for index in 0..table.capacity {
+        for index in from..table.capacity {
             let slot = table.slot(index);
             match slot[0].load(Ordering::Relaxed) {
                 EMPTY => {}
-                REMOVED => census.removed += 1,
+                REMOVED => removed += 1,
                 tag if tag & LIVE != 0 => {
-                    census.live += 1;
+                    live += 1;
                     load_bytes(self.key_words(slot), &mut key);
                     let hash = hash(&key);
                     if hash | LIVE != tag {
-                        census
-                            .problems
-                            .push(format!("slot {index}'s key does not hash to its tag"));
+                        problems.push(format!(
+                            "{which}slot {index}'s key does not hash to its tag"
+                        ));
                         continue;
                     }
                     if !keys.insert(key.clone()) {
-                        census
-                            .problems
-                            .push(format!("slot {index} holds a key another slot holds"));
+                        problems.push(format!(
+                            "{which}slot {index} holds a key another slot holds"
+                        ));
                     }
                     let home = hash & table.mask();
                     let distance = index.wrapping_sub(home) & table.mask();
                     for step in 0..distance {
                         if table.slot(home + step)[0].load(Ordering::Relaxed) == EMPTY {
-                            census.problems.push(format!(
-                                "slot {index}'s key is past an empty slot: lookups miss it"
+                            problems.push(format!(
+                                "{which}slot {index}'s key is past an empty slot: lookups miss it"
                             ));
                             break;
                         }
                     }
                 }
-                tag => census.problems.push(self.bad_tag(index, tag).to_string()),
+                tag => problems.push(self.bad_tag(index, tag).to_string()),
             }
         }
-        Ok(census)
+        (live, removed)
     }
 }
 

@@ -63,13 +63,14 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
                     census.journal - 1
                 ));
             }
-            if census.len != census.live || census.used != census.live + census.removed {
+            let keys = census.live + census.old_only;
+            if census.len != keys || census.used != census.live + census.removed {
                 found.problem(format!(
-                    "the map counts {} entries and {} used slots, its table of {} holds {} and {}",
+                    "the map counts {} keys and {} used slots, its tables hold {keys} keys and \
+                     its table of {} slots {} used",
                     census.len,
                     census.used,
                     census.capacity,
-                    census.live,
                     census.live + census.removed
                 ));
             }

@@ -1,6 +1,6 @@
 //! `memspace bench --growth`: how long single inserts take while a structure grows to
-//! millions of items, two processes inserting at once: a `SharedMap<u64, u64>` to 10 M keys
-//! and a `SharedList<i64>` to 100 M items. Every insert is timed; the report gives the median,
+//! millions of items, two processes inserting at once: a `SharedMap<u64, u64>` and a
+//! `SharedPodMap<u64, u64>` to 10 M keys, and a `SharedList<i64>` to 100 M items. Every insert is timed; the report gives the median,
 //! the 99.9th percentile and the longest, and how many took more than 10 ms (the pauses of
 //! growth: a larger table built, the segment extended).
 //!
@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use memspace::collections::SharedMap;
+use memspace::collections::{SharedMap, SharedPodMap};
 use memspace::spawn::Process;
 use memspace::{Barrier, SharedList};
 use serde::Serialize;
@@ -152,6 +152,18 @@ fn map_inserter((map, worker, n, ready): (SharedMap<u64, u64>, u64, u64, Barrier
     latencies.sent()
 }
 
+fn pod_map_inserter((map, worker, n, ready): (SharedPodMap<u64, u64>, u64, u64, Barrier)) -> Sent {
+    ready.wait_timeout(START_TIMEOUT).expect("start barrier");
+    let mut latencies = Latencies::new();
+    for i in 0..n {
+        let key = 2 * i + worker;
+        let start = Instant::now();
+        map.insert(key, key).expect("insert");
+        latencies.record(start.elapsed(), 2 * i);
+    }
+    latencies.sent()
+}
+
 fn list_pusher((list, n, ready): (SharedList<i64>, u64, Barrier)) -> Sent {
     ready.wait_timeout(START_TIMEOUT).expect("start barrier");
     let mut latencies = Latencies::new();
@@ -217,6 +229,25 @@ fn map_growth(keys: u64) -> anyhow::Result<Growth> {
     ))
 }
 
+/// Two processes insert `keys` keys into a new plain-value map, half each. Its "used" bytes
+/// are the segment's committed size: a plain-value map has no garbage to tell apart.
+fn pod_map_growth(keys: u64) -> anyhow::Result<Growth> {
+    let map = SharedPodMap::<u64, u64>::new()?;
+    let ready = Barrier::new(2)?;
+    let workers = (0..2)
+        .map(|worker| {
+            Process::new(
+                pod_map_inserter,
+                (map.clone(), worker, keys / 2, ready.clone()),
+            )
+        })
+        .collect();
+    let measured = run_workers(workers)?;
+    anyhow::ensure!(map.len()? == keys / 2 * 2, "lost inserts");
+    let size = map.segment().map_or(0, memspace::Segment::size);
+    Ok(report("shared_pod_map_insert_growth", keys, measured, size))
+}
+
 /// Two processes push `items` items into a new list, half each.
 fn list_growth(items: u64) -> anyhow::Result<Growth> {
     let list = SharedList::<i64>::new()?;
@@ -243,20 +274,22 @@ pub(crate) fn run(quick: bool, json: bool) -> anyhow::Result<()> {
     };
     eprintln!("growing a SharedMap<u64, u64> to {keys} keys from 2 processes");
     let map = map_growth(keys)?;
+    eprintln!("growing a SharedPodMap<u64, u64> to {keys} keys from 2 processes");
+    let pod_map = pod_map_growth(keys)?;
     eprintln!("growing a SharedList<i64> to {items} items from 2 processes");
     let list = list_growth(items)?;
-    let rows = [map, list];
+    let rows = [map, pod_map, list];
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     println!(
-        "{:<26} {:>11} {:>9} {:>10} {:>10} {:>8} {:>8} {:>10}",
+        "{:<30} {:>11} {:>9} {:>10} {:>10} {:>8} {:>8} {:>10}",
         "scenario", "items", "p50 ns", "p99.9 ns", "max ms", ">10 ms", "seconds", "MiB used"
     );
     for row in &rows {
         println!(
-            "{:<26} {:>11} {:>9} {:>10} {:>10.2} {:>8} {:>8.1} {:>10.0}",
+            "{:<30} {:>11} {:>9} {:>10} {:>10.2} {:>8} {:>8.1} {:>10.0}",
             row.scenario,
             row.items,
             row.p50_ns,

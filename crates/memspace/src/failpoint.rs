@@ -42,6 +42,19 @@
 //! | `queue.taken` | an item was marked taken, the counters not yet updated |
 //! | `queue.acked` | an item was marked acknowledged, the counters and `head` not yet updated |
 //! | `queue.returned` | a dropped delivery's item was marked ready again, the counters not yet updated |
+//! | `pod_map.written` | a plain-value map's entry was written into a vacant slot, its tag not yet stored |
+//! | `pod_map.committed` | a new entry's tag was stored, the counts not yet updated |
+//! | `pod_map.journaled` | a replace saved the old value in the journal and named the slot, the new value not yet written |
+//! | `pod_map.value_written` | a replace wrote the new value, the journal not yet cleared |
+//! | `pod_map.removed` | an entry's tag was stored as removed, the counts not yet updated |
+//! | `pod_map.removed_from_old` | during a migration, a key's copy in the old table was marked removed (after its new value was placed, for a replace) |
+//! | `pod_map.table_built` | a rebuilt (or cleared) table was built beside the current one, not yet switched to |
+//! | `pod_map.table_switched` | the map was switched to the rebuilt table, the counts not yet updated |
+//! | `pod_map.migration_named` | a migration named the current table `old`, `table` not yet switched |
+//! | `pod_map.migration_begun` | a migration switched `table` to the new, empty table |
+//! | `pod_map.entry_moved` | a migration step placed an entry in the new table, `moved` not yet advanced |
+//! | `pod_map.migration_done` | a migration moved its last slot and cleared `old` |
+//! | `pod_map.recovering` | a locker began recovering the map after a holder's death, nothing repaired yet |
 //! | `vec.written` | elements were written past the published length, not yet published |
 
 #[cfg(feature = "failpoints")]

@@ -12,7 +12,7 @@
     reason = "worker targets take their arguments by value: that is how workers receive them"
 )]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use memspace::collections::{SharedPodMap, Value};
 use memspace::sync::{Event, Mutex};
@@ -256,6 +256,7 @@ fn value(v: u64) -> [u64; 2] {
 enum Step {
     Insert(u64, u64),
     Remove(u64),
+    Clear,
 }
 
 impl Step {
@@ -263,6 +264,7 @@ impl Step {
         match self {
             Step::Insert(key, v) => drop(map.insert(key, value(v)).expect("insert")),
             Step::Remove(key) => drop(map.remove(&key).expect("remove")),
+            Step::Clear => map.clear().expect("clear"),
         }
     }
 
@@ -270,6 +272,7 @@ impl Step {
         match self {
             Step::Insert(key, v) => drop(model.insert(key, value(v))),
             Step::Remove(key) => drop(model.remove(&key)),
+            Step::Clear => model.clear(),
         }
     }
 }
@@ -279,6 +282,13 @@ fn script(name: &str) -> Vec<Step> {
     // The table is rebuilt at the 12th key, the 23rd, ... and at the 718th starts migrating
     // from 1 024 slots to 2 048, 64 old slots moved per insert.
     let fill = |keys: std::ops::Range<u64>| keys.map(|key| Step::Insert(key, key));
+    if name == "clear" {
+        // 10 keys fit the first table: the clear is the first rebuild.
+        let mut steps: Vec<Step> = fill(0..10).collect();
+        steps.push(Step::Clear);
+        steps.extend(fill(10..30));
+        return steps;
+    }
     let mut steps: Vec<Step> = fill(0..20).collect();
     match name {
         // A rebuild, a replace, a remove, the removed key again.
@@ -306,30 +316,36 @@ fn script(name: &str) -> Vec<Step> {
 }
 
 /// A reader process: until `stop`, looks every key of the script up without the lock. Each
-/// value found must be whole and one the key holds in some state of the script. Counts passes
-/// in `passes`.
+/// value found (or its absence) must be the key's in one of the script's states, never in a
+/// state earlier than one it already saw: a value seen, then undone, fails. Counts passes in
+/// `passes`.
 fn script_reader(
     (map, script_name, passes, stop): (SharedPodMap<u64, [u64; 2]>, String, Mutex<u64>, Event),
 ) -> u64 {
     let parent = Parent::here();
-    let mut allowed: HashMap<u64, HashSet<[u64; 2]>> = HashMap::new();
-    for step in script(&script_name) {
-        if let Step::Insert(key, v) = step {
-            allowed.entry(key).or_default().insert(value(v));
-        }
+    let steps = script(&script_name);
+    let mut states = vec![HashMap::new()];
+    for step in &steps {
+        let mut next = states.last().expect("a state").clone();
+        step.model(&mut next);
+        states.push(next);
     }
-    let mut pass = 0;
+    let keys: BTreeSet<u64> = states.iter().flat_map(HashMap::keys).copied().collect();
+    let (mut at, mut pass) = (0, 0);
     while !stop.is_set().expect("is_set") {
-        for (key, values) in &allowed {
-            if let Some(found) = map
+        for key in &keys {
+            let found = map
                 .get(key)
-                .unwrap_or_else(|err| panic!("pass {pass}: get({key}) failed: {err}"))
-            {
-                assert!(
-                    values.contains(&found),
-                    "pass {pass}: key {key} holds {found:?}, a value it never held"
-                );
-            }
+                .unwrap_or_else(|err| panic!("pass {pass}: get({key}) failed: {err}"));
+            at += states[at..]
+                .iter()
+                .position(|state| state.get(key) == found.as_ref())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "pass {pass}: key {key} holds {found:?}, which it holds in no state at or \
+                         after state {at} of `{script_name}`"
+                    )
+                });
         }
         pass += 1;
         *lock_recovering(&passes) = pass;
@@ -478,4 +494,85 @@ kill_tests! {
         "pod_map.removed_from_old" in "migrate_remove" leaves After;
     a_kill_after_a_migration_ends_keeps_every_entry:
         "pod_map.migration_done" in "migrate" leaves Before;
+    a_kill_before_a_clear_switches_tables_keeps_every_entry:
+        "pod_map.table_built" in "clear" leaves Before;
+    a_kill_after_a_clear_switched_tables_leaves_the_map_empty:
+        "pod_map.table_switched" in "clear" leaves After;
+}
+
+/// A replace killed after writing its new value leaves its journal for the next locker; that
+/// locker killed in the middle of its recovery must leave the replace still undone for
+/// lookups without the lock, until a third process's recovery puts the old value back.
+#[test]
+fn a_kill_inside_a_recovery_never_shows_an_uncommitted_value() {
+    let open = || {
+        SharedPodMap::<u64, [u64; 2]>::open(&std::env::var(MAP).expect("map name"))
+            .expect("open the map")
+    };
+    match roles::role().as_deref() {
+        Some("replace") => {
+            open().insert(3, value(300)).expect("replace");
+            return;
+        }
+        Some("recover") => {
+            open().insert(100, value(100)).expect("insert");
+            return;
+        }
+        _ => {}
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("pod-recovery-kill");
+    let map = SharedPodMap::<u64, [u64; 2]>::create(name.name()).expect("create");
+    map.insert(3, value(3)).expect("insert");
+    for (role, point) in [
+        ("replace", "pod_map.value_written"),
+        ("recover", "pod_map.recovering"),
+    ] {
+        let mut child =
+            roles::child_in_role(role, &[(MAP, name.name()), ("MEMSPACE_FAILPOINT", point)]);
+        child.wait_until_stopped(point);
+        child.kill();
+    }
+    // The lookup finds the map's change under way and its holder dead: it takes the lock,
+    // which recovers, and reads the old value.
+    assert_eq!(map.get(&3).expect("get"), Some(value(3)));
+    assert_eq!(map.get(&100).expect("get"), None);
+    assert_eq!(map.len().expect("len"), 1);
+    assert_eq!(
+        map.segment().expect("in shared memory").lock_owner_deaths(),
+        2
+    );
+    assert_consistent(&map, "after two kills");
+}
+
+/// `len` and `used` are derived words a damaged segment can hold anything in: an insert
+/// neither panics on them nor sizes a table from them.
+#[test]
+fn damaged_counts_are_neither_a_panic_nor_a_huge_table() {
+    const LEN_WORD: u64 = TABLE_WORD + 16;
+    const USED_WORD: u64 = TABLE_WORD + 24;
+    for word in [LEN_WORD, USED_WORD] {
+        let name = Removal::fresh("pod-counts");
+        let map = SharedPodMap::<u64, u64>::create(name.name()).expect("create");
+        for key in 0..5 {
+            map.insert(key, key).expect("insert");
+        }
+        write_at(&name, word, &u64::MAX.to_le_bytes());
+        // The next inserts grow the table (with a damaged `used`, at once).
+        for key in 5..30 {
+            map.insert(key, key).expect("insert over damaged counts");
+        }
+        let size = map.segment().expect("in shared memory").size();
+        assert!(
+            size < 1 << 20,
+            "word {word}: the segment grew to {size} bytes"
+        );
+        for key in 0..30 {
+            assert_eq!(
+                map.get(&key).expect("get"),
+                Some(key),
+                "word {word}: key {key}"
+            );
+        }
+    }
 }

@@ -48,6 +48,23 @@ impl<'a> Change<'a> {
     }
 }
 
+impl<'a> Change<'a> {
+    /// Starts the change of a recovery, under the lock of a holder that died: continues the
+    /// change the dead holder left under way (the counter odd: it stays odd for the whole
+    /// repair, so that no reader takes half-repaired words for a state of the structure), or
+    /// starts one. A recovery that fails should [`forget`](std::mem::forget) its change: the
+    /// counter then stays odd, and readers wait for the next locker's repair (or, with nobody
+    /// holding the lock, report the damage) instead of reading what the failed repair left.
+    pub(crate) fn recovering(changes: &'a AtomicU64, held: &RawGuard<'_>) -> Self {
+        if changes.load(Ordering::Relaxed).is_multiple_of(2) {
+            return Change::begin(changes, held);
+        }
+        // The repair's writes come after the odd value in this thread's order too.
+        fence(Ordering::Release);
+        Change { changes }
+    }
+}
+
 impl Drop for Change<'_> {
     fn drop(&mut self) {
         // The writes of the change happen-before the even value.

@@ -120,9 +120,12 @@ pub struct Segment {
 
 /// What a collection remembers, in a handle's own memory (not the segment's), of a structure
 /// of the segment it checked, so that its next call that finds the same structure need not
-/// check it again: the queue its current ring, the list the state its last push left. Each
-/// collection gives the four words its own meaning. Only holders of the segment's lock read
-/// and write them, which orders them between the threads of a process. A structure checked
+/// check it again: the queue its current ring, the list the state its last push left, the
+/// plain-value map its table word. Each collection gives the four words its own meaning. Only
+/// holders of the segment's lock read and write them, which orders them between the threads
+/// of a process; except the plain-value map's one word, which its lookups read without the
+/// lock (stored with Release once the table is checked, loaded with Acquire, compared whole).
+/// A structure checked
 /// once stays safe to follow: the mapping never shrinks under a handle (a file shrunk by
 /// another process is caught by [`Segment::check_intact`]).
 #[derive(Debug, Default)]

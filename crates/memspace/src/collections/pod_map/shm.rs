@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! kind area:  table    offset of the table | log2 of its capacity        committed
+//!             seed     the hash's seed                                  fixed at creation
 //!             len      live keys                                        derived
 //!             used     live and removed slots of the table              derived
 //!             changes  odd while a holder of the lock changes the map   (sequence lock)
@@ -100,6 +101,7 @@ const PROBES_PER_LOOK: u64 = 64;
 #[repr(C)]
 pub(super) struct PodMapArea {
     pub(super) table: AtomicU64,
+    pub(super) seed: AtomicU64,
     pub(super) len: AtomicU64,
     pub(super) used: AtomicU64,
     pub(super) changes: AtomicU64,
@@ -231,11 +233,13 @@ fn capacity_for(live: u64) -> Option<u64> {
     (capacity <= 1 << MAX_CAPACITY_LOG2).then_some(capacity)
 }
 
-/// The hash of a key's bytes, word by word, then `MurmurHash3`'s 64-bit finaliser. No seed and
-/// no per-process state: every process places a key in the same slot, in every run.
+/// The hash of a key's bytes from the map's `seed`, word by word, then `MurmurHash3`'s 64-bit
+/// finaliser. No per-process state: every process places a key in the same slot. The seed,
+/// drawn when the map is made, keeps whoever picks the keys (and cannot read the segment)
+/// from choosing keys that all probe the same slots.
 #[inline]
-pub(super) fn hash(key: &[u8]) -> u64 {
-    let mut hash = 0x9e37_79b9_7f4a_7c15_u64 ^ key.len() as u64;
+pub(super) fn hash(seed: u64, key: &[u8]) -> u64 {
+    let mut hash = seed ^ 0x9e37_79b9_7f4a_7c15 ^ key.len() as u64;
     for chunk in key.chunks(8) {
         hash = (hash ^ word_of(chunk)).wrapping_mul(0xff51_afd7_ed55_8ccd);
         hash ^= hash >> 32;
@@ -245,6 +249,12 @@ pub(super) fn hash(key: &[u8]) -> u64 {
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     hash ^ (hash >> 33)
+}
+
+/// A seed no one can guess: from the standard library's randomly keyed hasher.
+fn fresh_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
 /// Up to 8 bytes as a little-endian word, zero-padded. (A whole word is one load; copying a
@@ -331,6 +341,7 @@ impl<'a> Raw<'a> {
         area.journal.store(0, Ordering::Relaxed);
         area.old.store(0, Ordering::Relaxed);
         area.moved.store(0, Ordering::Relaxed);
+        area.seed.store(fresh_seed(), Ordering::Relaxed);
         let table = Table {
             offset: self.shape.tables_start(),
             capacity: 1 << MIN_CAPACITY_LOG2,
@@ -365,9 +376,12 @@ impl<'a> Raw<'a> {
     }
 
     /// The committed table, checked to lie in the data area past the journal, and mapped. A
-    /// table word this handle checked before is not checked again (the handle's
-    /// [`Memo`](crate::segment::Memo) keeps the last one, a single word read and written whole):
-    /// its table stays inside the segment, which never shrinks under a mapping.
+    /// table word this handle checked before is not checked again: the handle's
+    /// [`Memo`](crate::segment::Memo) keeps the last one (one word, stored with Release once
+    /// its table was checked, loaded with Acquire, compared whole), whose table stays inside
+    /// the segment, which never shrinks under a mapping. Its slots are still looked up in the
+    /// mapping, which another thread may have extended for it: not mapped here yet, the table
+    /// is checked again, which maps it.
     #[allow(
         clippy::inline_always,
         reason = "measured: left to the compiler, a lookup called it and returned its result through memory"
@@ -375,29 +389,47 @@ impl<'a> Raw<'a> {
     #[inline(always)]
     fn table(self) -> Result<Slots<'a>> {
         let word = self.area().table.load(Ordering::Acquire);
-        let table = Table::from_word(word).ok_or_else(|| self.bad_table(word))?;
-        let known = &self.segment.memo().words()[0];
-        if known.load(Ordering::Relaxed) != word {
-            self.end_of(table)?;
-            known.store(word, Ordering::Relaxed);
+        if self.segment.memo().words()[0].load(Ordering::Acquire) == word
+            && let Some(table) = Table::from_word(word)
+            && let Some(slots) = self.mapped_slots(table)
+        {
+            return Ok(slots);
         }
-        self.slots(table)
+        self.checked_table(word)
+    }
+
+    /// [`Raw::table`] without the shortcut: the table word checked in full.
+    fn table_checked(self) -> Result<Slots<'a>> {
+        self.checked_table(self.area().table.load(Ordering::Acquire))
+    }
+
+    fn checked_table(self, word: u64) -> Result<Slots<'a>> {
+        let table = Table::from_word(word).ok_or_else(|| self.bad_table(word))?;
+        self.end_of(table)?;
+        let slots = self.slots(table)?;
+        self.segment.memo().words()[0].store(word, Ordering::Release);
+        Ok(slots)
     }
 
     /// The words of `table`, which was checked ([`Raw::end_of`]).
+    fn slots(self, table: Table) -> Result<Slots<'a>> {
+        self.mapped_slots(table)
+            .ok_or_else(|| self.unmapped(table.offset))
+    }
+
+    /// The words of `table`, if they are mapped in this process.
     #[allow(
         clippy::inline_always,
         reason = "measured: left to the compiler, a lookup called it and returned its result through memory"
     )]
     #[inline(always)]
-    fn slots(self, table: Table) -> Result<Slots<'a>> {
+    fn mapped_slots(self, table: Table) -> Option<Slots<'a>> {
         let width = self.shape.slot_words();
         let words = usize::try_from(table.capacity)
             .ok()
             .and_then(|capacity| capacity.checked_mul(width))
-            .and_then(|n| self.segment.mapping().words(table.offset, n))
-            .ok_or_else(|| self.unmapped(table.offset))?;
-        Ok(Slots {
+            .and_then(|n| self.segment.mapping().words(table.offset, n))?;
+        Some(Slots {
             offset: table.offset,
             capacity: table.capacity,
             words,
@@ -521,8 +553,8 @@ impl<'a> Raw<'a> {
 
     /// The value of `key`, copied into `out`, without the lock: `false` if the key is absent.
     pub(super) fn get(self, key: &[u8], out: &mut [u8]) -> Result<bool> {
-        let hash = hash(key);
         let area = self.area();
+        let hash = hash(area.seed.load(Ordering::Relaxed), key);
         let found = changes::read_stable(
             self.segment,
             &area.changes,
@@ -706,7 +738,9 @@ impl Raw<'_> {
     }
 
     /// [`Raw::check`] of one table, from slot `from` on (what a migration did not move yet);
-    /// returns its live and removed slots.
+    /// returns its live and removed slots. One pass, starting after an empty slot: a key is
+    /// reachable when its home slot lies in the run of non-empty slots that ends at its own
+    /// (so a crafted table cannot make the check quadratic).
     fn check_table(
         self,
         table: Slots<'_>,
@@ -715,17 +749,33 @@ impl Raw<'_> {
         which: &str,
     ) -> (u64, u64) {
         let (mut live, mut removed) = (0, 0);
+        let seed = self.area().seed.load(Ordering::Relaxed);
         let mut keys = std::collections::HashSet::new();
         let mut key = vec![0u8; self.shape.key_bytes];
-        for index in from..table.capacity {
+        let tag_of = |index: u64| table.slot(index)[0].load(Ordering::Relaxed);
+        // Without an empty slot every home is reachable: the run is the whole table.
+        let first_empty = (0..table.capacity).find(|&index| tag_of(index) == EMPTY);
+        let (start, mut run) = match first_empty {
+            Some(empty) => (empty + 1, 0),
+            None => (0, table.capacity),
+        };
+        for step in 0..table.capacity {
+            let index = start.wrapping_add(step) & table.mask();
             let slot = table.slot(index);
-            match slot[0].load(Ordering::Relaxed) {
+            let tag = slot[0].load(Ordering::Relaxed);
+            if first_empty.is_some() {
+                run = if tag == EMPTY { 0 } else { run + 1 };
+            }
+            if index < from {
+                continue;
+            }
+            match tag {
                 EMPTY => {}
                 REMOVED => removed += 1,
                 tag if tag & LIVE != 0 => {
                     live += 1;
                     load_bytes(self.key_words(slot), &mut key);
-                    let hash = hash(&key);
+                    let hash = hash(seed, &key);
                     if hash | LIVE != tag {
                         problems.push(format!(
                             "{which}slot {index}'s key does not hash to its tag"
@@ -737,15 +787,11 @@ impl Raw<'_> {
                             "{which}slot {index} holds a key another slot holds"
                         ));
                     }
-                    let home = hash & table.mask();
-                    let distance = index.wrapping_sub(home) & table.mask();
-                    for step in 0..distance {
-                        if table.slot(home + step)[0].load(Ordering::Relaxed) == EMPTY {
-                            problems.push(format!(
-                                "{which}slot {index}'s key is past an empty slot: lookups miss it"
-                            ));
-                            break;
-                        }
+                    let distance = index.wrapping_sub(hash) & table.mask();
+                    if distance >= run {
+                        problems.push(format!(
+                            "{which}slot {index}'s key is past an empty slot: lookups miss it"
+                        ));
                     }
                 }
                 tag => problems.push(self.bad_tag(index, tag).to_string()),
@@ -804,14 +850,15 @@ mod tests {
 
     #[test]
     fn the_hash_depends_on_every_byte_and_on_the_length() {
-        let base = hash(&[0; 12]);
+        let base = hash(1, &[0; 12]);
         for at in 0..12 {
             let mut key = [0u8; 12];
             key[at] = 1;
-            assert_ne!(hash(&key), base, "byte {at}");
+            assert_ne!(hash(1, &key), base, "byte {at}");
         }
-        assert_ne!(hash(&[0; 8]), hash(&[0; 4]));
+        assert_ne!(hash(1, &[0; 8]), hash(1, &[0; 4]));
+        assert_ne!(hash(1, &[0; 8]), hash(2, &[0; 8]), "the seed");
         // The same in every run: placement in a table other processes share depends on it.
-        assert_eq!(hash(&7u64.to_le_bytes()), hash(&7u64.to_le_bytes()));
+        assert_eq!(hash(1, &7u64.to_le_bytes()), hash(1, &7u64.to_le_bytes()));
     }
 }

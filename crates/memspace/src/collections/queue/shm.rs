@@ -370,10 +370,22 @@ impl<'a> Raw<'a> {
         lock_and_repair(self.segment, |guard| self.recover(guard))
     }
 
-    /// Recounts the derived words from the committed state (see the module docs).
+    /// Recounts the derived words from the committed state (see the module docs), inside the
+    /// change a dead holder left under way or a change of its own, so that `inspect`'s check
+    /// without the lock never reads half-recounted words. A recount that fails leaves the
+    /// change under way, for the next locker's.
     fn recover(self, guard: &RawGuard<'_>) -> Result<()> {
+        let change = Change::recovering(&self.area().changes, guard);
+        let recounted = self.recount();
+        if recounted.is_err() {
+            std::mem::forget(change);
+        }
+        recounted
+    }
+
+    /// The recount of [`Raw::recover`].
+    fn recount(self) -> Result<()> {
         let area = self.area();
-        let _change = Change::begin(&area.changes, guard);
         let ring = self.ring()?;
         let end = area.end.load(Ordering::Relaxed);
         let head = area.head.load(Ordering::Relaxed).min(end);
@@ -398,11 +410,6 @@ impl<'a> Raw<'a> {
         area.waiting.store(waiting, Ordering::Relaxed);
         area.unacked.store(unacked, Ordering::Relaxed);
         area.hint.store(head, Ordering::Relaxed);
-        // `_change` made `changes` odd, unless a holder killed inside a change had left it odd
-        // already: then one more step, so that it ends even when `_change` is dropped.
-        if area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
-            area.changes.fetch_add(1, Ordering::Relaxed);
-        }
         Ok(())
     }
 

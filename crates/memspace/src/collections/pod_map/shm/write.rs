@@ -1,7 +1,7 @@
 //! The changes to a plain-value map, each under the segment's lock and committed by one store,
 //! the recovery after a holder's death, and growth (see the parent module's docs).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use super::{
     EMPTY, LIVE, MIGRATE_FROM, MIN_CAPACITY_LOG2, MOVES_PER_INSERT, Migration, Probe, REMOVED, Raw,
@@ -17,11 +17,23 @@ impl<'a> Raw<'a> {
         lock_and_repair(self.segment, |held| self.recover(held))
     }
 
-    /// Repairs what a dead holder left (see the parent module's docs).
+    /// Repairs what a dead holder left (see the parent module's docs), inside the change the
+    /// holder left under way, or a change of its own: readers never see a half-repaired map.
     fn recover(self, held: &RawGuard<'_>) -> Result<()> {
+        let change = Change::recovering(&self.area().changes, held);
+        crate::failpoint::hit("pod_map.recovering");
+        let repaired = self.repair();
+        if repaired.is_err() {
+            // The change stays under way: readers wait for the next locker's repair.
+            std::mem::forget(change);
+        }
+        repaired
+    }
+
+    /// The repairs of [`Raw::recover`].
+    fn repair(self) -> Result<()> {
         let area = self.area();
-        let _change = Change::begin(&area.changes, held);
-        let table = self.table()?;
+        let table = self.table_checked()?;
         // `old` naming the table itself: the migration's switch did not happen.
         if area.old.load(Ordering::Relaxed) == table.table().word() {
             area.old.store(0, Ordering::Release);
@@ -52,11 +64,6 @@ impl<'a> Raw<'a> {
         area.used.store(live + removed, Ordering::Relaxed);
         if area.clean.load(Ordering::Relaxed) < clean {
             area.clean.store(clean, Ordering::Relaxed);
-        }
-        // `_change` made `changes` odd, unless a holder killed inside a change had left it odd
-        // already: then one more step, so that it ends even when `_change` is dropped.
-        if area.changes.load(Ordering::Relaxed).is_multiple_of(2) {
-            area.changes.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -105,9 +112,9 @@ impl<'a> Raw<'a> {
         value: &[u8],
         old: &mut [u8],
     ) -> Result<bool> {
-        let hash = hash(key);
         let held = self.lock()?;
         let area = self.area();
+        let hash = hash(area.seed.load(Ordering::Relaxed), key);
         let _change = Change::begin(&area.changes, &held);
         let mut table = self.table()?;
         let mut migration = self.migration()?;
@@ -141,7 +148,10 @@ impl<'a> Raw<'a> {
         }
         let used = area.used.load(Ordering::Relaxed);
         let grows = match probe {
-            Probe::Vacant { fresh, .. } => fresh && (used + 1) * 10 > table.capacity * 7,
+            // `used` is derived (a damaged one must not overflow): at most the capacity.
+            Probe::Vacant { fresh, .. } => {
+                fresh && (used.min(table.capacity) + 1) * 10 > table.capacity * 7
+            }
             _ => true,
         };
         if grows {
@@ -191,6 +201,10 @@ impl<'a> Raw<'a> {
         }
         load_bytes(words, old);
         area.journal.store(index + 1, Ordering::Release);
+        // The journal is named before any word of the new value is written, in this thread's
+        // order too: a kill between them then leaves a journal to write back. (A Release
+        // store keeps earlier writes before it, not later ones.)
+        fence(Ordering::Release);
         crate::failpoint::hit("pod_map.journaled");
         store_bytes(words, value);
         crate::failpoint::hit("pod_map.value_written");
@@ -207,9 +221,9 @@ impl<'a> Raw<'a> {
         key: &[u8],
         old: &mut [u8],
     ) -> Result<bool> {
-        let hash = hash(key);
         let held = self.lock()?;
         let area = self.area();
+        let hash = hash(area.seed.load(Ordering::Relaxed), key);
         let _change = Change::begin(&area.changes, &held);
         let table = self.table()?;
         let found = match self.probe(table, hash, None, 0, |words| holds(words, key))? {
@@ -269,7 +283,9 @@ impl<'a> Raw<'a> {
     /// rebuilt at once, a large one starts migrating to one twice as large. Returns the table
     /// to insert into.
     fn grow(self, held: &RawGuard<'_>, table: Slots<'a>) -> Result<Slots<'a>> {
-        let live = self.area().len.load(Ordering::Relaxed);
+        // `len` is derived: a damaged one must size no table past what the current one can
+        // hold. (With no migration under way, the table holds every key.)
+        let live = self.area().len.load(Ordering::Relaxed).min(table.capacity);
         if table.capacity < MIGRATE_FROM {
             let capacity = capacity_for(live + 1).ok_or_else(|| self.full())?;
             return self.rebuild(held, table, capacity, true);
@@ -409,11 +425,11 @@ impl<'a> Raw<'a> {
     /// all of them at once.
     fn commit_ahead(self, held: &RawGuard<'_>, table: Slots<'_>) -> Result<()> {
         let used = self.area().used.load(Ordering::Relaxed);
-        if table.capacity < MIGRATE_FROM || used * 10 <= table.capacity * 4 {
+        if table.capacity < MIGRATE_FROM || used.min(table.capacity) * 10 <= table.capacity * 4 {
             return Ok(());
         }
         let next = table.end().saturating_add(2 * (table.end() - table.offset));
-        let at = table.offset + used * self.shape.slot_bytes();
+        let at = table.offset + used.min(table.capacity) * self.shape.slot_bytes();
         self.segment.commit_toward(at, next, held)
     }
 

@@ -46,7 +46,8 @@
 //!   [`ReleaseError`], [`SemaphoreError`] and [`BarrierError`].
 //! * [`collections`] has [`SharedList`] (mutable list), [`SharedVec`] (plain elements,
 //!   read as a slice), [`SharedArray`] (a fixed number of numbers, each updated atomically),
-//!   [`SharedMap`] (hash map), [`Queue`] (FIFO whose items come back when
+//!   [`SharedMap`] (hash map), [`SharedPodMap`] (hash map of plain keys and values, kept in
+//!   its slots: the fast path for numbers), [`Queue`] (FIFO whose items come back when
 //!   their consumer dies; [`Delivery`], [`QueueError`]), [`Value`] (one plain value, updated
 //!   atomically) and [`SharedValue`] (one value of any serde type).
 //! * [`segment`] is the named shared-memory segments everything lives in.

@@ -64,13 +64,38 @@ pub(crate) fn get_one_thread(n: u64) -> anyhow::Result<f64> {
     Ok(per_second(n as f64, start.elapsed()))
 }
 
-/// `n` lookups in a `SharedPodMap<u64, u64>` of [`KEYS`] keys from this thread: lookups per
-/// second.
-pub(crate) fn pod_get_one_thread(n: u64) -> anyhow::Result<f64> {
+/// A plain-value map of [`KEYS`] keys, each its own value.
+fn pod_filled() -> anyhow::Result<SharedPodMap<u64, u64>> {
     let map = SharedPodMap::<u64, u64>::new()?;
     for k in 0..KEYS {
         map.insert(k, k)?;
     }
+    Ok(map)
+}
+
+/// As [`look_up`], in a plain-value map.
+fn pod_look_up((map, n, ready): (SharedPodMap<u64, u64>, u64, Barrier)) -> (u64, u64) {
+    after_barrier(&ready, || {
+        for i in 0..n {
+            let found = map.get(&key(i)).expect("get");
+            assert_eq!(found, Some(key(i)), "a lookup found the wrong value");
+        }
+    })
+}
+
+/// As [`get_processes`], in a plain-value map.
+pub(crate) fn pod_get_processes(readers: u32, n: u64) -> anyhow::Result<f64> {
+    let map = pod_filled()?;
+    let elapsed = in_processes_from_barrier(readers, pod_look_up, |ready| {
+        (map.clone(), n, ready.clone())
+    })?;
+    Ok(per_second((u64::from(readers) * n) as f64, elapsed))
+}
+
+/// `n` lookups in a `SharedPodMap<u64, u64>` of [`KEYS`] keys from this thread: lookups per
+/// second.
+pub(crate) fn pod_get_one_thread(n: u64) -> anyhow::Result<f64> {
+    let map = pod_filled()?;
     let start = Instant::now();
     for i in 0..n {
         black_box(map.get(&key(i))?);

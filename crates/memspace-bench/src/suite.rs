@@ -181,44 +181,7 @@ pub(crate) fn measure(
 
     list_rows(&mut run, sizes, python, quick)?;
 
-    run.median(
-        "SharedMap<u64, u64> get, 2 processes against 1 process",
-        (
-            "shared_map_get_2_processes",
-            "shared_map_get_1_process",
-            "gets/s",
-        ),
-        || map::get_processes(2, sizes.map_gets),
-        || map::get_processes(1, sizes.map_gets),
-    )?;
-    run.median(
-        "SharedMap<u64, u64> get against RwLock<HashMap<u64, u64>>, one thread",
-        ("shared_map_get", "rwlock_hash_map_get", "gets/s"),
-        || map::get_one_thread(sizes.map_gets),
-        || Ok(map::rwlock_hash_map_get(sizes.map_gets)),
-    )?;
-    run.median(
-        "SharedMap<u64, u64> insert against Mutex<HashMap<u64, u64>>, one thread",
-        ("shared_map_insert", "mutex_hash_map_insert", "inserts/s"),
-        || map::insert_one_thread(sizes.map_inserts),
-        || Ok(map::mutex_hash_map_insert(sizes.map_inserts)),
-    )?;
-    run.median(
-        "SharedPodMap<u64, u64> get against RwLock<HashMap<u64, u64>>, one thread",
-        ("shared_pod_map_get", "rwlock_hash_map_get", "gets/s"),
-        || map::pod_get_one_thread(sizes.map_gets),
-        || Ok(map::rwlock_hash_map_get(sizes.map_gets)),
-    )?;
-    run.median(
-        "SharedPodMap<u64, u64> insert against Mutex<HashMap<u64, u64>>, one thread",
-        (
-            "shared_pod_map_insert",
-            "mutex_hash_map_insert",
-            "inserts/s",
-        ),
-        || map::pod_insert_one_thread(sizes.map_inserts),
-        || Ok(map::mutex_hash_map_insert(sizes.map_inserts)),
-    )?;
+    map_rows(&mut run, sizes)?;
 
     run.median(
         "Lock vs std::sync::Mutex, uncontended",
@@ -264,6 +227,60 @@ pub(crate) fn measure(
         Ok(Comparison::cost(names, (late, early)))
     })?;
     Ok(run.comparisons)
+}
+
+/// The maps' comparisons: `SharedMap` and `SharedPodMap` lookups from two processes against
+/// one, and lookups and inserts against `RwLock<HashMap>` and `Mutex<HashMap>`.
+fn map_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
+    run.median(
+        "SharedMap<u64, u64> get, 2 processes against 1 process",
+        (
+            "shared_map_get_2_processes",
+            "shared_map_get_1_process",
+            "gets/s",
+        ),
+        || map::get_processes(2, sizes.map_gets),
+        || map::get_processes(1, sizes.map_gets),
+    )?;
+    run.median(
+        "SharedMap<u64, u64> get against RwLock<HashMap<u64, u64>>, one thread",
+        ("shared_map_get", "rwlock_hash_map_get", "gets/s"),
+        || map::get_one_thread(sizes.map_gets),
+        || Ok(map::rwlock_hash_map_get(sizes.map_gets)),
+    )?;
+    run.median(
+        "SharedMap<u64, u64> insert against Mutex<HashMap<u64, u64>>, one thread",
+        ("shared_map_insert", "mutex_hash_map_insert", "inserts/s"),
+        || map::insert_one_thread(sizes.map_inserts),
+        || Ok(map::mutex_hash_map_insert(sizes.map_inserts)),
+    )?;
+    run.median(
+        "SharedPodMap<u64, u64> get, 2 processes against 1 process",
+        (
+            "shared_pod_map_get_2_processes",
+            "shared_pod_map_get_1_process",
+            "gets/s",
+        ),
+        || map::pod_get_processes(2, sizes.map_gets),
+        || map::pod_get_processes(1, sizes.map_gets),
+    )?;
+    run.median(
+        "SharedPodMap<u64, u64> get against RwLock<HashMap<u64, u64>>, one thread",
+        ("shared_pod_map_get", "rwlock_hash_map_get", "gets/s"),
+        || map::pod_get_one_thread(sizes.map_gets),
+        || Ok(map::rwlock_hash_map_get(sizes.map_gets)),
+    )?;
+    run.median(
+        "SharedPodMap<u64, u64> insert against Mutex<HashMap<u64, u64>>, one thread",
+        (
+            "shared_pod_map_insert",
+            "mutex_hash_map_insert",
+            "inserts/s",
+        ),
+        || map::pod_insert_one_thread(sizes.map_inserts),
+        || Ok(map::mutex_hash_map_insert(sizes.map_inserts)),
+    )?;
+    Ok(())
 }
 
 /// The queue's comparisons: in one process against `std::sync::mpsc`, batches against single

@@ -47,6 +47,7 @@
 //! | `pod_map.journaled` | a replace saved the old value in the journal and named the slot, the new value not yet written |
 //! | `pod_map.value_written` | a replace wrote the new value, the journal not yet cleared |
 //! | `pod_map.removed` | an entry's tag was stored as removed, the counts not yet updated |
+//! | `pod_map.placed_over_old` | during a migration, a replace placed a key still in the old table in the new one, with its new value; the old copy not yet marked removed |
 //! | `pod_map.removed_from_old` | during a migration, a key's copy in the old table was marked removed (after its new value was placed, for a replace) |
 //! | `pod_map.table_built` | a rebuilt (or cleared) table was built beside the current one, not yet switched to |
 //! | `pod_map.table_switched` | the map was switched to the rebuilt table, the counts not yet updated |

@@ -279,8 +279,8 @@ impl Step {
 
 /// The scripts the failpoint tests run, each reaching its failpoints in its own way.
 fn script(name: &str) -> Vec<Step> {
-    // The table is rebuilt at the 12th key, the 23rd, ... and at the 718th starts migrating
-    // from 1 024 slots to 2 048, 64 old slots moved per insert.
+    // The table is rebuilt at the 12th key, the 23rd, ... and at the 717th (step 716) starts
+    // migrating from 1 024 slots to 2 048, 64 old slots moved per insert (to step 732).
     let fill = |keys: std::ops::Range<u64>| keys.map(|key| Step::Insert(key, key));
     if name == "clear" {
         // 10 keys fit the first table: the clear is the first rebuild.
@@ -307,6 +307,14 @@ fn script(name: &str) -> Vec<Step> {
         // As "migrate", with removes of keys still in the old table.
         "migrate_remove" => {
             steps.extend(fill(20..718));
+            steps.extend((5..16).map(Step::Remove));
+            steps.extend(fill(718..1100));
+        }
+        // Keys still in the old table replaced (each copied over with its new value), then
+        // removed while the migration has not reached their old slots, then inserts finish it.
+        "migrate_replace_remove" => {
+            steps.extend(fill(20..718));
+            steps.extend((5..16).map(|key| Step::Insert(key, 1000 + key)));
             steps.extend((5..16).map(Step::Remove));
             steps.extend(fill(718..1100));
         }
@@ -492,6 +500,12 @@ kill_tests! {
         "pod_map.removed_from_old" in "migrate" leaves After;
     a_kill_after_removing_a_key_from_the_old_table_keeps_it_removed:
         "pod_map.removed_from_old" in "migrate_remove" leaves After;
+    a_kill_between_copying_a_replaced_key_and_removing_it_from_the_old_table_keeps_the_new_value:
+        "pod_map.placed_over_old" in "migrate_replace_remove" leaves After;
+    a_kill_after_removing_a_replaced_key_from_the_old_table_then_removes_leave_it_removed:
+        "pod_map.removed_from_old" in "migrate_replace_remove" leaves After;
+    a_kill_after_moving_an_entry_then_removes_leave_it_removed:
+        "pod_map.entry_moved" in "migrate_replace_remove" leaves Before;
     a_kill_after_a_migration_ends_keeps_every_entry:
         "pod_map.migration_done" in "migrate" leaves Before;
     a_kill_before_a_clear_switches_tables_keeps_every_entry:
@@ -574,5 +588,98 @@ fn damaged_counts_are_neither_a_panic_nor_a_huge_table() {
                 "word {word}: key {key}"
             );
         }
+    }
+}
+
+/// Where the map's `old` and `moved` words lie (the kind area's 11th and 12th words).
+const OLD_WORD: u64 = TABLE_WORD + 10 * 8;
+const MOVED_WORD: u64 = TABLE_WORD + 11 * 8;
+
+#[test]
+fn damaged_migration_words_are_damage_not_a_panic() {
+    use std::os::unix::fs::FileExt;
+    let name = Removal::fresh("pod-old-word");
+    let map = SharedPodMap::<u64, u64>::create(name.name()).expect("create");
+    map.insert(1, 1).expect("insert");
+    let mut table = [0u8; 8];
+    name.file()
+        .file()
+        .read_exact_at(&mut table, TABLE_WORD)
+        .expect("read the table word");
+    let table = u64::from_le_bytes(table);
+    // Garbage, a table far past the segment, too small a capacity, and the table itself with
+    // more slots moved than it has.
+    for (old, moved) in [
+        (u64::MAX, 0u64),
+        ((1 << 40) | 0xa, 0),
+        (0x3, 0),
+        (table, 1 << 20),
+    ] {
+        write_at(&name, OLD_WORD, &old.to_le_bytes());
+        write_at(&name, MOVED_WORD, &moved.to_le_bytes());
+        let get = map.get(&2).expect_err("a damaged old word");
+        assert!(
+            matches!(get, Error::Corrupt { .. }),
+            "{old:#x}/{moved}: {get:?}"
+        );
+        let insert = map.insert(2, 2).expect_err("a damaged old word");
+        assert!(
+            matches!(insert, Error::Corrupt { .. }),
+            "{old:#x}/{moved}: {insert:?}"
+        );
+        assert!(
+            !inspect::verify(map.segment().expect("in shared memory")).is_consistent(),
+            "{old:#x}/{moved}"
+        );
+    }
+}
+
+/// Seeds whose key spaces keep the table around 1 024 slots under churn: migrations (some to a
+/// table of the same size, when removed slots filled the old one) with removes, replaces and
+/// clears under way, checked against `HashMap` at every step, and by `verify` now and then.
+#[test]
+fn churn_through_migrations_behaves_like_a_hash_map() {
+    let first = seed_from_env("MEMSPACE_POD_MAP_SEED");
+    for round in 0..12u64 {
+        let seed = first.wrapping_add(round);
+        let name = Removal::fresh("pod-churn");
+        let map = SharedPodMap::<u64, [u64; 2]>::create(name.name()).expect("create");
+        let mut model = HashMap::new();
+        let mut rng = Rng::new(seed);
+        let space = [900u64, 1100, 1500, 3000][(round % 4) as usize];
+        for step in 0..12_000u64 {
+            let key = rng.below(space);
+            let context = format!("seed {seed}, step {step}");
+            match rng.below(10_000) {
+                0..=2 => {
+                    map.clear().expect("clear");
+                    model.clear();
+                }
+                3..=4500 => assert_eq!(
+                    map.remove(&key).expect("remove"),
+                    model.remove(&key),
+                    "{context}: remove {key}"
+                ),
+                4501..=5000 => assert_eq!(
+                    map.get(&key).expect("get"),
+                    model.get(&key).copied(),
+                    "{context}: get {key}"
+                ),
+                _ => assert_eq!(
+                    map.insert(key, [step, key]).expect("insert"),
+                    model.insert(key, [step, key]),
+                    "{context}: insert {key}"
+                ),
+            }
+            if step % 1009 == 0 {
+                assert_eq!(map.len().expect("len"), model.len() as u64, "{context}");
+                assert_consistent(&map, &context);
+            }
+        }
+        assert_eq!(
+            sorted(map.to_vec().expect("entries")),
+            model.into_iter().collect::<BTreeMap<_, _>>(),
+            "seed {seed}: at the end"
+        );
     }
 }

@@ -694,6 +694,9 @@ pub(super) struct Census {
     pub(super) len: u64,
     pub(super) used: u64,
     pub(super) journal: u64,
+    /// The `clean` mark, and the end of the last of the tables, which it must not be below.
+    pub(super) clean: u64,
+    pub(super) tables_end: u64,
     /// Problems found slot by slot.
     pub(super) problems: Vec<String>,
 }
@@ -713,11 +716,14 @@ impl Raw<'_> {
             len: area.len.load(Ordering::Relaxed),
             used: area.used.load(Ordering::Relaxed),
             journal: area.journal.load(Ordering::Relaxed),
+            clean: area.clean.load(Ordering::Relaxed),
+            tables_end: table.end(),
             problems: Vec::new(),
         };
         let (live, removed) = self.check_table(table, 0, &mut census.problems, "");
         (census.live, census.removed) = (live, removed);
         if let Some(Migration { old, moved }) = self.migration()? {
+            census.tables_end = census.tables_end.max(old.end());
             self.check_table(old, moved, &mut census.problems, "old ");
             for index in moved..old.capacity {
                 let slot = old.slot(index);

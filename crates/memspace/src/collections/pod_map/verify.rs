@@ -46,6 +46,14 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
             for problem in census.problems {
                 found.problem(problem);
             }
+            // A new table is zeroed only below `clean`: below a table's end, it would find
+            // that table's tags.
+            if census.clean < census.tables_end {
+                found.problem(format!(
+                    "the map's clean mark {} lies below its tables' end {}",
+                    census.clean, census.tables_end
+                ));
+            }
             found.items_checked += census.live;
             if interrupted {
                 if census.journal != 0 {

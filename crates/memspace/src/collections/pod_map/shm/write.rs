@@ -141,6 +141,7 @@ impl<'a> Raw<'a> {
             if fresh {
                 count_up(&area.used, 1);
             }
+            crate::failpoint::hit("pod_map.placed_over_old");
             source[0].store(REMOVED, Ordering::Release);
             crate::failpoint::hit("pod_map.removed_from_old");
             self.segment.note_writer();
@@ -165,13 +166,14 @@ impl<'a> Raw<'a> {
         let Probe::Vacant { index, fresh } = probe else {
             return Err(self.no_room());
         };
+        // Before the commit: an insert that fails here has changed nothing.
+        self.commit_ahead(&held, table)?;
         self.place(table.slot(index), hash, key, value);
         crate::failpoint::hit("pod_map.committed");
         count_up(&area.len, 1);
         if fresh {
             count_up(&area.used, 1);
         }
-        self.commit_ahead(&held, table)?;
         self.segment.note_writer();
         Ok(false)
     }
@@ -324,11 +326,12 @@ impl<'a> Raw<'a> {
                 continue;
             }
             let key = self.key_words(slot);
-            // Already in the table: placed before a kill, or written there since.
-            let Probe::Vacant { index: to, fresh } =
-                self.probe(table, tag, None, 0, |words| same(words, key))?
-            else {
-                continue;
+            let (to, fresh) = match self.probe(table, tag, None, 0, |words| same(words, key))? {
+                Probe::Vacant { index, fresh } => (index, fresh),
+                // Already in the table: placed before a kill, or written there since.
+                Probe::Found(_) => continue,
+                // Only a damaged count sizes a table the old one's entries do not fit.
+                Probe::Full | Probe::Interrupted => return Err(self.no_room()),
             };
             let target = table.slot(to);
             for (into, from) in target[1..].iter().zip(&slot[1..]) {
@@ -407,7 +410,8 @@ impl<'a> Raw<'a> {
         let new = Table { offset, capacity };
         self.end_of(new)?;
         let new = self.slots(new)?;
-        let clean = area.clean.load(Ordering::Relaxed);
+        // `clean` is derived: never below what the current table wrote.
+        let clean = area.clean.load(Ordering::Relaxed).max(table.end());
         if offset < clean {
             let dirty = (clean.min(end) - offset).div_ceil(self.shape.slot_bytes());
             for index in 0..dirty {

@@ -92,8 +92,11 @@ fn processes_return_their_targets_values_to_join(method: StartMethod) {
         big.join().expect("join") == big_result(len),
         "{method}: 4 MiB came back"
     );
-    // Around the size a forked child frames on its stack (512 bytes with the length).
-    for len in [0, 1, 490, 500, 505, 506, 507, 508, 509, 510, 520, 4096] {
+    // Around the size a forked child frames on its stack and `join` reads onto its own (512
+    // bytes with the length), and a pipe's buffer (64 KiB).
+    for len in [
+        0, 1, 490, 500, 505, 506, 507, 508, 509, 510, 520, 4096, 65_530, 65_536, 300_000,
+    ] {
         let mut result = Running::start_by(method, big_result, len);
         assert!(
             result.join().expect("join") == big_result(len),
@@ -379,6 +382,34 @@ fn the_spawn_start_method_without_init_refuses_to_start() {
         "the child failed ({}):\n{stdout}\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn print_unfinished_line(text: String) {
+    print!("{text}");
+}
+
+#[test]
+fn a_forked_child_writes_its_unfinished_line_and_not_its_parents_again() {
+    // In a child of this test, whose stdout is a pipe the test reads.
+    if let Some(role) = roles::role() {
+        assert_eq!(role, "print");
+        print!("parent,");
+        for word in ["first,", "second"] {
+            let mut child = Process::new(print_unfinished_line, word.to_owned());
+            child.start().expect("start");
+            child.join().expect("join");
+        }
+        println!(",end");
+        return;
+    }
+    let _dog = Watchdog::start();
+    let output = roles::run_role_to_end("print", &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("parent,first,second,end\n"),
+        "each line once, in order:\n{stdout}"
     );
 }
 

@@ -28,7 +28,7 @@
 
 use std::ffi::OsString;
 use std::io::{IoSlice, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Command;
@@ -155,7 +155,20 @@ pub(crate) fn decode_outcome<R: DeserializeOwned>(bytes: &[u8]) -> Option<Outcom
     // In place: the frame is not copied out.
     let (len, rest) = bytes.split_first_chunk::<4>()?;
     let frame = rest.get(..u32::from_le_bytes(*len) as usize)?;
+    if size_of::<R>() == 0 {
+        // A result of no size carries no handle, so it needs none of the trust that decoding
+        // grants, and this thread writes no thread-local (after a fork, each page written is
+        // faulted in first).
+        return rmp_serde::from_slice(frame).ok();
+    }
     crate::handle::decoding_from_own_process(|| rmp_serde::from_slice(frame)).ok()
+}
+
+/// The length of the first frame of `bytes` with its header, if `bytes` holds all of it.
+pub(crate) fn frame_len(bytes: &[u8]) -> Option<usize> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    (rest.len() >= len).then_some(4 + len)
 }
 
 /// Sends `payload` as one frame: a little-endian `u32` length, then the payload. Every frame
@@ -236,9 +249,10 @@ fn unencodable<R>(error: &rmp_serde::encode::Error) -> Outcome<()> {
 }
 
 /// Writes an outcome to the parent as one frame. If the parent is gone there is nobody to
-/// tell; the exit code still says what happened.
-fn report(bytes: &[u8], results: OwnedFd) {
-    let _ = write_frame(&mut std::fs::File::from(results), bytes);
+/// tell; the exit code still says what happened. The pipe is left to the exit to close: the
+/// parent stops reading once the frame is whole.
+fn report(bytes: &[u8], results: &OwnedFd) {
+    let _ = write_frame(&mut sys::FdWriter(results.as_fd()), bytes);
 }
 
 /// The most bytes of an outcome a forked child encodes on its stack.
@@ -296,7 +310,7 @@ impl Write for StackFirst {
 /// A small outcome is encoded on the stack: every page a forked child writes is copied for it
 /// first, and the heap's pages (the allocator's state, a buffer) would be copied for nothing
 /// but this frame.
-fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: OwnedFd) -> i32 {
+fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: &OwnedFd) -> i32 {
     let (outcome, mut code) = catch_outcome(target, args);
     let mut encoded = StackFirst::new();
     let written = crate::segment::encoding_for_own_process(|| {
@@ -322,6 +336,10 @@ fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: OwnedFd
 
 /// Warns once per process that forking a process with other threads is risky (through `log`,
 /// or on stderr without a logger; `MEMSPACE_FORK_WARNING=0` silences it).
+///
+/// Called by the parent just after the fork (the fork leaves its threads as they were): the
+/// count's system call then runs while the child starts, and the warning is written by the
+/// parent alone.
 fn warn_if_threaded() {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if WARNED.load(Ordering::Relaxed) {
@@ -348,23 +366,31 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
     target: fn(A) -> R,
     args: A,
 ) -> Result<(u32, OwnedFd), SpawnError> {
-    warn_if_threaded();
     let os = |op| move |source| SpawnError::Os { op, source };
     let (read, write) = sys::pipe().map_err(os("pipe"))?;
     // SAFETY: the child branch below only runs the target and leaves with `exit_now`; it never
     // returns into our callers' frames (module `# Safety`, point 1).
     match unsafe { sys::fork() }.map_err(os("fork"))? {
-        sys::Forked::Child => {
-            drop(read);
-            sys::exit_now(run_and_report(target, args, write))
-        }
+        sys::Forked::Child => run_forked(target, args, read, &write),
         sys::Forked::Parent(pid) => {
             // The child owns its copy of `args`; ours is dropped here, as a moved value would be.
             drop(write);
             drop(args);
+            warn_if_threaded();
             Ok((pid, read))
         }
     }
+}
+
+/// The child's side of [`fork_and_run`]. Not inlined there: its frame (the outcome's buffer)
+/// would make the parent's deeper too, and the parent writes a page of stack more after each
+/// fork.
+#[inline(never)]
+fn run_forked<A, R: Serialize>(target: fn(A) -> R, args: A, read: OwnedFd, write: &OwnedFd) -> ! {
+    // Closed so that a write to a parent that died fails instead of blocking; `write` stays
+    // open until the exit.
+    sys::close(read);
+    sys::exit_now(run_and_report(target, args, write))
 }
 
 /// Forks a worker that serves the tasks framed on its input until the input closes (see
@@ -373,7 +399,6 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
 pub(crate) fn fork_worker(
     inherited: &[std::os::fd::RawFd],
 ) -> Result<((u32, std::fs::File), OwnedFd), SpawnError> {
-    warn_if_threaded();
     let os = |op| move |source| SpawnError::Os { op, source };
     let (tasks_read, tasks_write) = sys::pipe().map_err(os("pipe"))?;
     let (results_read, results_write) = sys::pipe().map_err(os("pipe"))?;
@@ -400,6 +425,7 @@ pub(crate) fn fork_worker(
         sys::Forked::Parent(pid) => {
             drop(tasks_read);
             drop(results_write);
+            warn_if_threaded();
             Ok(((pid, std::fs::File::from(tasks_write)), results_read))
         }
     }
@@ -827,11 +853,12 @@ mod tests {
             }
             frames
         });
-        let mut out = std::fs::File::from(write);
+        // As a forked child sends its outcome.
+        let mut out = sys::FdWriter(std::os::fd::AsFd::as_fd(&write));
         write_frame(&mut out, &big).unwrap();
         write_frame(&mut out, b"after").unwrap();
         write_frame(&mut out, b"").unwrap();
-        drop(out);
+        drop(write);
         let frames = reader.join().unwrap();
         assert_eq!(frames.len(), 3);
         assert!(frames[0] == big, "the large frame arrived changed");

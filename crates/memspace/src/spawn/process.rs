@@ -119,9 +119,6 @@ where
             return Err(SpawnError::AlreadyStarted);
         }
         let args = self.args.take().ok_or(SpawnError::AlreadyStarted)?;
-        // Allocated before the child starts: after a fork, every page this process writes is
-        // copied first, and a buffer allocated then would touch the allocator's pages too.
-        let received = Vec::with_capacity(RESULT_ROOM);
         let (pid, results) = match self.method {
             StartMethod::Fork => child::fork_and_run(self.target, args)?,
             StartMethod::Spawn => child::spawn_and_run(self.target, &args)?,
@@ -130,7 +127,10 @@ where
             pid,
             results: Some(File::from(results)),
             ended: sys::child_end_notifier(pid),
-            received,
+            // Allocated only for a result that does not fit on `join`'s stack: after a fork,
+            // every page this process writes is copied (or at least faulted) first, and the
+            // allocator's pages are among them.
+            received: Vec::new(),
         };
         Ok(())
     }
@@ -193,12 +193,16 @@ where
         };
         let pid = *pid;
         let os = |op| move |source| JoinError::Os { op, source };
+        // A small result is read onto the stack, in pages the start has written already since
+        // the fork, and decoded there; the heap is touched only for a larger one.
+        let mut first = [0u8; RESULT_ROOM];
+        let mut first_len = 0;
         // Read while waiting: a child blocked writing a large result to a full pipe would never
         // exit, and we would wait for it forever.
         loop {
             let Some(pipe) = results.as_mut() else {
-                // The child closed its pipe; it is about to end, or ended. Without a deadline,
-                // `waitpid` below waits for that.
+                // The child closed its pipe or sent its whole result; it is about to end, or
+                // ended. Without a deadline, `waitpid` below waits for that.
                 if let (Some(ended), Some(_)) = (ended.as_ref(), deadline) {
                     let (ready, _) = sys::wait_readable_pair(ended.as_fd(), None, deadline)
                         .map_err(os("poll"))?;
@@ -214,9 +218,29 @@ where
             if !readable && !child_ended {
                 return Ok(None);
             }
-            if readable && read_some(pipe, received).map_err(os("read"))? == 0 {
-                *results = None;
-                continue;
+            if readable {
+                let read = if received.is_empty() && deadline.is_none() {
+                    let read = sys::read(pipe.as_fd(), &mut first).map_err(os("read"))?;
+                    if child::frame_len(&first[..read]).is_some() {
+                        first_len = read;
+                    } else {
+                        // More is coming: gathered on the heap.
+                        received.extend_from_slice(&first[..read]);
+                    }
+                    read
+                } else {
+                    read_some(pipe, received).map_err(os("read"))?
+                };
+                if read == 0 {
+                    *results = None;
+                    continue;
+                }
+                if first_len > 0 || child::frame_len(received).is_some() {
+                    // The whole result is here and the child sends nothing more: only its exit
+                    // is left to wait for, without a wake-up for its end of the pipe closing.
+                    *results = None;
+                    continue;
+                }
             }
             if child_ended {
                 // The child ended. What it wrote is in the pipe; anything more would come from
@@ -229,40 +253,54 @@ where
                 break;
             }
         }
-        let bytes = std::mem::take(received);
+        let gathered = std::mem::take(received);
+        let bytes = if first_len > 0 {
+            &first[..first_len]
+        } else {
+            &gathered[..]
+        };
         let status = match sys::wait_child(pid).map_err(os("waitpid"))? {
             sys::ExitStatus::Exited(code) => ExitStatus::Exited(code),
             sys::ExitStatus::Signaled(signal) => ExitStatus::Signaled(signal),
         };
         self.state = State::Joined { pid, status };
-        if let ExitStatus::Signaled(signal) = status {
-            return Err(JoinError::Killed { pid, signal });
-        }
-        match child::decode_outcome::<R>(&bytes) {
-            Some(Outcome::Returned(value)) => Ok(Some(value)),
-            Some(Outcome::Panicked(message)) => Err(JoinError::Panicked {
-                worker: format!("process {pid}"),
-                message,
-            }),
-            Some(Outcome::Failed(message)) => Err(JoinError::Failed { pid, message }),
-            None => Err(match status {
-                ExitStatus::Exited(code) if !bytes.is_empty() => JoinError::Failed {
-                    pid,
-                    message: format!(
-                        "its result could not be decoded as `{}` (exit code {code})",
-                        std::any::type_name::<R>()
-                    ),
-                },
-                ExitStatus::Exited(code) => JoinError::Exited { pid, code },
-                ExitStatus::Signaled(signal) => JoinError::Killed { pid, signal },
-            }),
-        }
+        outcome(pid, status, bytes)
+    }
+}
+
+/// What `join` returns for a child `pid` that ended with `status` and sent `bytes`.
+fn outcome<R: DeserializeOwned>(
+    pid: u32,
+    status: ExitStatus,
+    bytes: &[u8],
+) -> Result<Option<R>, JoinError> {
+    if let ExitStatus::Signaled(signal) = status {
+        return Err(JoinError::Killed { pid, signal });
+    }
+    match child::decode_outcome::<R>(bytes) {
+        Some(Outcome::Returned(value)) => Ok(Some(value)),
+        Some(Outcome::Panicked(message)) => Err(JoinError::Panicked {
+            worker: format!("process {pid}"),
+            message,
+        }),
+        Some(Outcome::Failed(message)) => Err(JoinError::Failed { pid, message }),
+        None => Err(match status {
+            ExitStatus::Exited(code) if !bytes.is_empty() => JoinError::Failed {
+                pid,
+                message: format!(
+                    "its result could not be decoded as `{}` (exit code {code})",
+                    std::any::type_name::<R>()
+                ),
+            },
+            ExitStatus::Exited(code) => JoinError::Exited { pid, code },
+            ExitStatus::Signaled(signal) => JoinError::Killed { pid, signal },
+        }),
     }
 }
 
 /// Reads what the pipe holds now (it was polled readable) onto `into`; 0 at its end.
 fn read_some(pipe: &mut File, into: &mut Vec<u8>) -> std::io::Result<usize> {
-    // Into the room reserved at the start while it lasts, then in larger steps.
+    // In small steps while the result is small, then in larger ones.
     let room = if into.len() < RESULT_ROOM {
         RESULT_ROOM - into.len()
     } else {
@@ -271,7 +309,7 @@ fn read_some(pipe: &mut File, into: &mut Vec<u8>) -> std::io::Result<usize> {
     sys::read_appending(pipe.as_fd(), into, room)
 }
 
-/// Bytes reserved for a child's result before it starts: a small result fits.
+/// Bytes of a child's result read onto the stack: a small result fits.
 const RESULT_ROOM: usize = 512;
 
 impl<A, R> Process<A, R> {

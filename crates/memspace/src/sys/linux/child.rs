@@ -12,7 +12,7 @@
 use rustix::event::{PollFd, PollFlags};
 use std::ffi::c_int;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Instant;
@@ -32,6 +32,7 @@ pub(crate) enum Forked {
 /// held forever in the child, so the caller must run nothing in the child that could wait for
 /// one (the `spawn` module documents this as the contract of the `fork` start method), and
 /// must leave the child with [`exit_now`].
+#[inline]
 pub(crate) unsafe fn fork() -> io::Result<Forked> {
     flush_std_streams();
     // SAFETY: fork has no memory-safety preconditions of its own; the caller upholds the
@@ -118,6 +119,44 @@ pub(crate) fn read_appending(
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Reads what `fd` has into `into`; returns how many bytes came, 0 at end of file.
+pub(crate) fn read(fd: BorrowedFd<'_>, into: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::read(fd, &mut *into) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Closes `fd` with the system call itself. Dropping an `OwnedFd` calls libc's `close`, whose
+/// code a forked child has to fault in first.
+pub(crate) fn close(fd: OwnedFd) {
+    // SAFETY: `fd` is owned and consumed here, so nothing else uses or closes the descriptor.
+    unsafe { rustix::io::close(fd.into_raw_fd()) };
+}
+
+/// Writes to a descriptor with the system calls themselves (`std`'s `File` calls libc's
+/// `write` and `writev`, whose code a forked child has to fault in first), and leaves it open
+/// when dropped.
+#[derive(Debug)]
+pub(crate) struct FdWriter<'fd>(pub(crate) BorrowedFd<'fd>);
+
+impl Write for FdWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        Ok(rustix::io::write(self.0, bytes)?)
+    }
+
+    fn write_vectored(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(rustix::io::writev(self.0, parts)?)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

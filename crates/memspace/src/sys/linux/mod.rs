@@ -21,9 +21,9 @@ mod memory;
 mod process;
 
 pub(crate) use self::child::{
-    ExitStatus, Forked, adopt_inherited_fd, child_end_notifier, child_has_ended, close_inherited,
-    exit_now, fork, keep_fds_across_exec, pipe, raw, read_appending, try_wait_child, wait_child,
-    wait_readable, wait_readable_pair,
+    ExitStatus, FdWriter, Forked, adopt_inherited_fd, child_end_notifier, child_has_ended, close,
+    close_inherited, exit_now, fork, keep_fds_across_exec, pipe, raw, read, read_appending,
+    try_wait_child, wait_child, wait_readable, wait_readable_pair,
 };
 pub(crate) use self::fault::{
     WatchedMapping, mapping_faulted, set_watched_len, unwatch_mapping, watch_mapping,

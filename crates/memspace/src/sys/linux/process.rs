@@ -4,7 +4,8 @@
 //! # Safety
 //!
 //! The `unsafe` calls here are `pthread_atfork` with a handler that only stores to atomics,
-//! and `kill` and `raise`, which have no memory-safety preconditions.
+//! `kill` and `raise`, which have no memory-safety preconditions, and `dlsym` for glibc's
+//! `__libc_single_threaded`, a `char` that lives as long as the process and is only read.
 
 #![allow(unsafe_code)]
 
@@ -262,8 +263,14 @@ fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
 }
 
 /// The number of threads in the calling process.
+///
+/// A process that has never started a thread through the C library (as `std::thread` does) has
+/// one, and is told so without a system call where the C library keeps count (glibc 2.32 on).
 pub(crate) fn thread_count() -> usize {
     use std::os::unix::fs::MetadataExt;
+    if never_threaded() {
+        return 1;
+    }
     // procfs gives a process's `task` directory a link count of 2 plus one per thread: one
     // `statx`, where reading /proc/self/stat takes four system calls and makes the kernel
     // format fifty fields.
@@ -277,6 +284,30 @@ pub(crate) fn thread_count() -> usize {
         .ok()
         .and_then(|stat| stat_fields(&stat)?.nth(20 - 3)?.parse().ok())
         .unwrap_or(1)
+}
+
+/// Whether the C library says that this process has never started a thread: glibc's
+/// `__libc_single_threaded`, which `pthread_create` clears before the first thread exists and
+/// which stays clear. `false` where there is no such flag (musl, glibc before 2.32).
+fn never_threaded() -> bool {
+    /// The flag's address, or null.
+    struct Flag(*const libc::c_char);
+    // SAFETY: the address of a static of the C library, valid for the whole program, through
+    // which this module only reads.
+    unsafe impl Send for Flag {}
+    // SAFETY: as above.
+    unsafe impl Sync for Flag {}
+    static FLAG: std::sync::OnceLock<Flag> = std::sync::OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name only looks the name up.
+        let address =
+            unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+        Flag(address.cast())
+    });
+    // SAFETY: a non-null `flag.0` is the address of glibc's `char __libc_single_threaded`, which
+    // lives as long as the process (see `Flag`). Only the creation of a thread writes it, from 1
+    // to 0: while it is 1, no other thread exists to write it as we read.
+    !flag.0.is_null() && unsafe { flag.0.read_volatile() } != 0
 }
 
 /// This boot's identity (`/proc/sys/kernel/random/boot_id`, a UUID) as two integers; `None`

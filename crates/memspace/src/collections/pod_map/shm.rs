@@ -464,6 +464,23 @@ impl<'a> Raw<'a> {
             .ok_or_else(|| self.unmapped(DATA_START))
     }
 
+    /// The live slots of `table` in `range`, each with its index and tag; a tag that no
+    /// writer stores is damage.
+    fn live_slots(
+        self,
+        table: Slots<'a>,
+        range: std::ops::Range<u64>,
+    ) -> impl Iterator<Item = Result<(u64, &'a [AtomicU64], u64)>> {
+        range.filter_map(move |index| {
+            let slot = table.slot(index);
+            match slot[0].load(Ordering::Relaxed) {
+                tag if tag & LIVE != 0 => Some(Ok((index, slot, tag))),
+                EMPTY | REMOVED => None,
+                tag => Some(Err(self.bad_tag(index, tag))),
+            }
+        })
+    }
+
     #[cold]
     fn bad_tag(self, index: u64, tag: u64) -> Error {
         self.corrupt(format!("slot {index} of the map has the tag {tag:#x}"))

@@ -83,17 +83,10 @@ impl<'a> Raw<'a> {
     }
 
     /// The live keys of `old`'s slots from `moved` on that `table` does not hold.
-    fn old_only(self, table: Slots<'_>, old: Slots<'_>, moved: u64) -> Result<u64> {
+    fn old_only(self, table: Slots<'_>, old: Slots<'a>, moved: u64) -> Result<u64> {
         let mut count = 0;
-        for index in moved..old.capacity {
-            let slot = old.slot(index);
-            let tag = slot[0].load(Ordering::Relaxed);
-            if tag & LIVE == 0 {
-                if tag > REMOVED {
-                    return Err(self.bad_tag(index, tag));
-                }
-                continue;
-            }
+        for live in self.live_slots(old, moved..old.capacity) {
+            let (_, slot, tag) = live?;
             let key = self.key_words(slot);
             if !matches!(
                 self.probe(table, tag, None, 0, |words| same(words, key))?,
@@ -316,15 +309,8 @@ impl<'a> Raw<'a> {
     ) -> Result<Option<Migration<'a>>> {
         let area = self.area();
         let end = moved.saturating_add(budget).min(old.capacity);
-        for index in moved..end {
-            let slot = old.slot(index);
-            let tag = slot[0].load(Ordering::Relaxed);
-            if tag & LIVE == 0 {
-                if tag > REMOVED {
-                    return Err(self.bad_tag(index, tag));
-                }
-                continue;
-            }
+        for live in self.live_slots(old, moved..end) {
+            let (_, slot, tag) = live?;
             let key = self.key_words(slot);
             let (to, fresh) = match self.probe(table, tag, None, 0, |words| same(words, key))? {
                 Probe::Vacant { index, fresh } => (index, fresh),
@@ -365,15 +351,8 @@ impl<'a> Raw<'a> {
         let new = self.new_table(held, table, capacity)?;
         let mut live = 0;
         if keep {
-            for index in 0..table.capacity {
-                let slot = table.slot(index);
-                let tag = slot[0].load(Ordering::Relaxed);
-                if tag & LIVE == 0 {
-                    if tag > REMOVED {
-                        return Err(self.bad_tag(index, tag));
-                    }
-                    continue;
-                }
+            for live_slot in self.live_slots(table, 0..table.capacity) {
+                let (_, slot, tag) = live_slot?;
                 let target = self.vacant_slot(new, tag)?;
                 for (to, from) in target[1..].iter().zip(&slot[1..]) {
                     to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);

@@ -42,13 +42,14 @@ fn check_rows(rows: &[Value], out: &str) {
 }
 
 /// The baselines of every run, Python or not.
-const RUST_BASELINES: [&str; 8] = [
+const RUST_BASELINES: [&str; 9] = [
     "rust_threads_mutex_vec",
     "shared_vec_push_one_process",
     "std_mutex",
     "raw_fork",
     "command_spawn",
     "shared_map_get_1_process",
+    "shared_pod_map_get_1_process",
     "rwlock_hash_map_get",
     "mutex_hash_map_insert",
 ];
@@ -178,7 +179,11 @@ fn bench_growth_reports_insert_latencies_of_a_growing_map_and_list() {
     let scenarios: Vec<&str> = rows.iter().filter_map(|r| r["scenario"].as_str()).collect();
     assert_eq!(
         scenarios,
-        ["shared_map_insert_growth", "shared_list_push_growth"],
+        [
+            "shared_map_insert_growth",
+            "shared_pod_map_insert_growth",
+            "shared_list_push_growth"
+        ],
         "{output}"
     );
     for row in rows {

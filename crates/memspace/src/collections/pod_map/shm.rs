@@ -55,9 +55,11 @@
 //! * a migration's start: `old` is named, then `table` switched; its steps: an entry placed in
 //!   `table`, then `moved` stored.
 //!
-//! Recovery after a holder's death puts back an interrupted replace, ends a migration that
-//! did not start (`old` naming `table`), recounts `len` and `used` (a key in both tables
-//! counted once), raises `clean` past both tables, and makes `changes` even again.
+//! Recovery after a holder's death runs inside the change the holder left under way (or a
+//! change of its own), so that readers wait until it is done: it puts back an interrupted
+//! replace, ends a migration that did not start (`old` naming `table`), recounts `len` and
+//! `used` (a key in both tables counted once) and raises `clean` past both tables. A
+//! recovery that fails leaves the change under way, for the next locker's.
 //!
 //! # Readers
 //!

@@ -23,6 +23,7 @@ mod pod_map;
 mod queue;
 mod record;
 mod shared_value;
+mod table_word;
 mod value;
 mod vec;
 

@@ -70,6 +70,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::collections::changes::{self, Window};
+use crate::collections::table_word::{MIN_CAPACITY_LOG2, TABLE_ALIGN, Table, capacity_for};
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
 use crate::shm_safe::ShmSafe;
@@ -83,15 +84,10 @@ const REMOVED: u64 = 1;
 /// The bit set in the tag of a live slot (the rest is the key's hash).
 const LIVE: u64 = 1 << 63;
 
-const MIN_CAPACITY_LOG2: u64 = 4;
 /// Tables of this many slots or more migrate instead of being rebuilt in one step.
 pub(super) const MIGRATE_FROM: u64 = 1024;
 /// Slots of the old table each insert moves during a migration.
 pub(super) const MOVES_PER_INSERT: u64 = 64;
-const MAX_CAPACITY_LOG2: u64 = 40;
-/// Tables start at a multiple of this, which leaves the low bits of the `table` word for the
-/// log2 of the capacity.
-const TABLE_ALIGN: u64 = 64;
 /// The largest key and value together, in bytes: a slot is one cache line or a few, not
 /// kilobytes.
 pub(super) const MAX_ENTRY_BYTES: usize = 1024;
@@ -165,29 +161,6 @@ impl Shape {
     }
 }
 
-/// A table, as the `table` word names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Table {
-    offset: u64,
-    capacity: u64,
-}
-
-impl Table {
-    fn from_word(word: u64) -> Option<Self> {
-        let log2 = word % TABLE_ALIGN;
-        (MIN_CAPACITY_LOG2..=MAX_CAPACITY_LOG2)
-            .contains(&log2)
-            .then(|| Table {
-                offset: word - log2,
-                capacity: 1 << log2,
-            })
-    }
-
-    fn word(self) -> u64 {
-        self.offset | u64::from(self.capacity.trailing_zeros())
-    }
-}
-
 /// A table checked to lie in the data area and mapped, with its words: every slot of it can be
 /// read without another check.
 #[derive(Clone, Copy)]
@@ -224,15 +197,6 @@ impl<'a> Slots<'a> {
         // Checked when the slots were made: inside the committed size.
         self.offset + self.words.len() as u64 * 8
     }
-}
-
-/// The capacity of a table for `live` entries: they fill at most half of it.
-fn capacity_for(live: u64) -> Option<u64> {
-    let capacity = live
-        .checked_mul(2)?
-        .max(1 << MIN_CAPACITY_LOG2)
-        .checked_next_power_of_two()?;
-    (capacity <= 1 << MAX_CAPACITY_LOG2).then_some(capacity)
 }
 
 /// The hash of a key's bytes from the map's `seed`, word by word, then `MurmurHash3`'s 64-bit
@@ -591,12 +555,9 @@ impl<'a> Raw<'a> {
                     }
                     Probe::Vacant { .. } | Probe::Full => {
                         match self.find_in_old(key, hash, window)? {
-                            Probe::Interrupted => return Ok(None),
-                            Probe::Found(index) => match self.migration()? {
-                                Some(migration) => migration.old.slot(index),
-                                None => return Ok(None),
-                            },
-                            Probe::Vacant { .. } | Probe::Full => return Ok(Some(false)),
+                            InOld::Found(slot) => slot,
+                            InOld::Absent => return Ok(Some(false)),
+                            InOld::Interrupted => return Ok(None),
                         }
                     }
                 };
@@ -614,13 +575,17 @@ impl<'a> Raw<'a> {
     /// the slots of the old table not moved yet (`Interrupted` if `window` closed, or if the
     /// migration ended since `old` was read).
     #[cold]
-    fn find_in_old(self, key: &[u8], hash: u64, window: &Window<'_>) -> Result<Probe> {
-        match self.migration()? {
-            Some(Migration { old, moved }) => {
-                self.probe(old, hash, Some(window), moved, |words| holds(words, key))
-            }
-            None => Ok(Probe::Interrupted),
-        }
+    fn find_in_old(self, key: &[u8], hash: u64, window: &Window<'_>) -> Result<InOld<'a>> {
+        let Some(Migration { old, moved }) = self.migration()? else {
+            return Ok(InOld::Interrupted);
+        };
+        Ok(
+            match self.probe(old, hash, Some(window), moved, |words| holds(words, key))? {
+                Probe::Interrupted => InOld::Interrupted,
+                Probe::Found(index) => InOld::Found(old.slot(index)),
+                Probe::Vacant { .. } | Probe::Full => InOld::Absent,
+            },
+        )
     }
 
     /// The number of live keys, read between two changes.
@@ -687,6 +652,15 @@ impl<'a> Raw<'a> {
         )?;
         self.segment.check_intact()
     }
+}
+
+/// What a lookup without the lock found in a migration's old table.
+enum InOld<'a> {
+    /// The key's slot.
+    Found(&'a [AtomicU64]),
+    Absent,
+    /// The read's window closed.
+    Interrupted,
 }
 
 /// A migration under way: its old table, and how many of its slots were moved.
@@ -829,25 +803,6 @@ impl Raw<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_table_word_holds_its_offset_and_capacity() {
-        let table = Table {
-            offset: 8192 + 64,
-            capacity: 1 << 10,
-        };
-        assert_eq!(Table::from_word(table.word()), Some(table));
-        assert_eq!(
-            Table::from_word(8192 + 64 + 3),
-            None,
-            "too small a capacity"
-        );
-        assert_eq!(
-            Table::from_word(8192 + 64 + 41),
-            None,
-            "too large a capacity"
-        );
-    }
 
     #[test]
     fn shapes_count_whole_words_and_refuse_what_a_slot_cannot_hold() {

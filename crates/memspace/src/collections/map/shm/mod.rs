@@ -142,6 +142,7 @@ pub(crate) use self::verify::{len, verify};
 
 use self::table::{Table, hash};
 use crate::collections::changes::{self, Change, Window};
+use crate::collections::table_word::{MAX_CAPACITY_LOG2, MIN_CAPACITY_LOG2, TABLE_ALIGN};
 use crate::collections::{codec, record};
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
@@ -153,9 +154,6 @@ const EMPTY: u64 = 0;
 /// A slot's record word: its entry was removed (probe sequences go on past it).
 const TOMBSTONE: u64 = 1;
 const SLOT_SIZE: u64 = 16;
-const TABLE_ALIGN: u64 = 64;
-const MIN_CAPACITY_LOG2: u64 = 4;
-const MAX_CAPACITY_LOG2: u64 = 40;
 /// Tables of at least this many slots are outgrown by a migration spread over the inserts
 /// that follow (smaller ones are rebuilt in one go).
 const MIGRATE_FROM: u64 = 1 << 10;

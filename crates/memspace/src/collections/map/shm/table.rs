@@ -12,31 +12,11 @@
 //! computes the same hash for the same key, in every run. Collisions are resolved by linear
 //! probing, and two keys are the same key exactly when their encodings are equal.
 
-use super::{MAX_CAPACITY_LOG2, MIN_CAPACITY_LOG2, SLOT_SIZE, TABLE_ALIGN};
+use super::SLOT_SIZE;
+pub(super) use crate::collections::table_word::{Table, capacity_for};
 
-/// A slot table, as decoded from the `table` word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Table {
-    pub(super) offset: u64,
-    pub(super) capacity: u64,
-}
-
+/// What the map's engine knows of a table beyond its word: where its slots lie.
 impl Table {
-    /// The table a `table` word names, if its capacity is one a map can have.
-    pub(super) fn from_word(word: u64) -> Option<Self> {
-        let log2 = word % TABLE_ALIGN;
-        (MIN_CAPACITY_LOG2..=MAX_CAPACITY_LOG2)
-            .contains(&log2)
-            .then(|| Table {
-                offset: word - log2,
-                capacity: 1 << log2,
-            })
-    }
-
-    pub(super) fn word(self) -> u64 {
-        self.offset | u64::from(self.capacity.trailing_zeros())
-    }
-
     pub(super) fn bytes(self) -> u64 {
         self.capacity * SLOT_SIZE
     }
@@ -54,15 +34,6 @@ impl Table {
     pub(super) fn home(self, hash: u64) -> u64 {
         hash & (self.capacity - 1)
     }
-}
-
-/// The capacity of a table for `live` entries: they fill at most half of it.
-pub(super) fn capacity_for(live: u64) -> Option<u64> {
-    let capacity = live
-        .checked_mul(2)?
-        .max(1 << MIN_CAPACITY_LOG2)
-        .checked_next_power_of_two()?;
-    (capacity <= 1 << MAX_CAPACITY_LOG2).then_some(capacity)
 }
 
 /// The hash of a key's encoding: FNV-1a (64 bits), then `MurmurHash3`'s 64-bit finaliser.
@@ -87,17 +58,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_table_word_packs_offset_and_capacity() {
-        let table = Table {
-            offset: 4096 + 640,
-            capacity: 1 << 10,
-        };
-        assert_eq!(Table::from_word(table.word()), Some(table));
-        assert_eq!(Table::from_word(4096 + 3), None, "fewer than 16 slots");
-        assert_eq!(Table::from_word(4096 + 41), None, "more than 2^40 slots");
-    }
-
-    #[test]
     fn hashing_is_fnv1a_then_the_murmur3_finaliser() {
         // Fixed values: a change here changes where every existing map keeps its keys.
         assert_eq!(hash(b""), 0xefd0_1f60_ba99_2926);
@@ -111,15 +71,5 @@ mod tests {
             .map(|high| hash(&[high << 4, 0x01]) & 15)
             .collect();
         assert!(homes.len() > 4, "{homes:?}");
-    }
-
-    #[test]
-    fn a_table_holds_its_entries_at_half_load_at_most() {
-        assert_eq!(capacity_for(0), Some(16));
-        assert_eq!(capacity_for(8), Some(16));
-        assert_eq!(capacity_for(9), Some(32));
-        assert_eq!(capacity_for(1 << 39), Some(1 << 40));
-        assert_eq!(capacity_for((1 << 39) + 1), None);
-        assert_eq!(capacity_for(u64::MAX), None);
     }
 }

@@ -48,7 +48,8 @@
 //!   read as a slice), [`SharedArray`] (a fixed number of numbers, each updated atomically),
 //!   [`SharedMap`] (hash map), [`SharedPodMap`] (hash map of plain keys and values, kept in
 //!   its slots: the fast path for numbers), [`Queue`] (FIFO whose items come back when
-//!   their consumer dies; [`Delivery`], [`QueueError`]), [`Value`] (one plain value, updated
+//!   their consumer dies; [`Delivery`], [`QueueError`]), [`PodQueue`] (bounded FIFO ring
+//!   of plain items, put and taken without a lock), [`Value`] (one plain value, updated
 //!   atomically) and [`SharedValue`] (one value of any serde type).
 //! * [`segment`] is the named shared-memory segments everything lives in.
 //! * [`inspect`] has read-only views of objects ([`inspect::describe`], [`inspect::verify`],
@@ -164,8 +165,8 @@ struct ReadmeExamples;
 
 pub use crate::backend::{Backend, remove};
 pub use crate::collections::{
-    ArrayGuard, Delivery, Queue, QueueError, SharedArray, SharedList, SharedMap, SharedPodMap,
-    SharedValue, SharedVec, Value,
+    ArrayGuard, Delivery, PodQueue, Queue, QueueError, SharedArray, SharedList, SharedMap,
+    SharedPodMap, SharedValue, SharedVec, Value,
 };
 pub use crate::error::{AuthProblem, Error, OpenError, Result};
 pub use crate::segment::{Segment, SegmentOptions};

@@ -12,6 +12,8 @@
 //!   looked up without a lock: the fast path for maps of numbers.
 //! * [`Queue<T>`]: multi-producer, multi-consumer FIFO, bounded or not, whose items come back
 //!   when the consumer that took them dies before acknowledging.
+//! * [`PodQueue<T>`]: bounded multi-producer, multi-consumer FIFO ring of plain fixed-size
+//!   items, put and taken without a lock: the fast path for queues of numbers.
 //! * [`Value<T>`]: one plain value with atomic reads, writes and updates.
 
 mod array;
@@ -20,12 +22,15 @@ pub(crate) mod codec;
 mod list;
 mod map;
 mod pod_map;
+mod pod_queue;
 mod queue;
 mod record;
 mod shared_value;
 mod table_word;
 mod value;
 mod vec;
+mod wait;
+mod words;
 
 pub use self::array::{ArrayGuard, Element, Integer, SharedArray};
 pub(crate) use self::array::{len as array_len, verify as verify_array};
@@ -35,6 +40,8 @@ pub use self::map::{MapIter, MapKeys, MapValues, SharedMap};
 pub(crate) use self::map::{len as map_len, verify as verify_map};
 pub use self::pod_map::SharedPodMap;
 pub(crate) use self::pod_map::{len as pod_map_len, verify as verify_pod_map};
+pub use self::pod_queue::PodQueue;
+pub(crate) use self::pod_queue::{len as pod_queue_len, verify as verify_pod_queue};
 #[cfg(feature = "redis")]
 pub(crate) use self::queue::RedisQueue;
 pub use self::queue::{Deliveries, Delivery, Queue, QueueError, Undecodable};

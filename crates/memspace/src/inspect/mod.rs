@@ -69,6 +69,7 @@ pub fn verify(segment: &Segment) -> Report {
         Kind::SharedValue => collections::verify_shared_value(segment, &mut report),
         Kind::Map => collections::verify_map(segment, &mut report),
         Kind::PodMap => collections::verify_pod_map(segment, &mut report),
+        Kind::PodQueue => collections::verify_pod_queue(segment, &mut report),
         Kind::Queue => collections::verify_queue(segment, &mut report),
         _ => {}
     }
@@ -211,6 +212,7 @@ pub fn info(segment: &Segment) -> SegmentInfo {
             Kind::Array => Some(collections::array_len(segment)),
             Kind::Map => Some(collections::map_len(segment)),
             Kind::PodMap => Some(collections::pod_map_len(segment)),
+            Kind::PodQueue => Some(collections::pod_queue_len(segment)),
             Kind::Queue => Some(collections::queue_len(segment)),
             _ => None,
         },

@@ -190,6 +190,9 @@ pub enum Kind {
     /// A `SharedPodMap<K, V>`: a hash map of plain fixed-size keys and values, kept in its
     /// slots.
     PodMap,
+    /// A `PodQueue<T>`: a bounded FIFO ring of plain fixed-size items, put and taken without
+    /// the segment's lock.
+    PodQueue,
 }
 
 impl Kind {
@@ -211,6 +214,7 @@ impl Kind {
             Kind::Array => 14,
             Kind::SharedValue => 15,
             Kind::PodMap => 16,
+            Kind::PodQueue => 17,
         }
     }
 
@@ -232,6 +236,7 @@ impl Kind {
             14 => Kind::Array,
             15 => Kind::SharedValue,
             16 => Kind::PodMap,
+            17 => Kind::PodQueue,
             _ => return None,
         })
     }
@@ -264,6 +269,7 @@ impl Kind {
             Kind::Array => "array",
             Kind::SharedValue => "shared_value",
             Kind::PodMap => "pod_map",
+            Kind::PodQueue => "pod_queue",
         }
     }
 }

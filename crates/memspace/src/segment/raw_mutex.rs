@@ -639,6 +639,16 @@ impl LockSlot {
         self.foreign_users.load(Ordering::Relaxed) != 0
     }
 
+    /// Whether a pid read from the segment names, in this process's pid namespace, the process
+    /// that wrote it: every user of the segment shares the namespace of its creator, and so
+    /// does this process.
+    pub(crate) fn pids_are_ours(&self) -> bool {
+        let here = sys::this_thread().pid_namespace;
+        here != 0
+            && self.foreign_users.load(Ordering::SeqCst) == 0
+            && self.home_namespace.load(Ordering::Relaxed) == here
+    }
+
     /// The pid recorded as holding the lock, if any (informational: see the field's doc).
     pub(crate) fn owner_pid(&self) -> Option<u32> {
         match self.owner_pid.load(Ordering::Relaxed) {

@@ -10,7 +10,6 @@
 //! * `shm.rs`: the shared-memory engine: changes under the segment's robust lock, recovery
 //!   after a holder died, sleeping on futexes;
 //! * `redis.rs`: the Redis engine: a stream read through a consumer group, and its polling;
-//! * `wait.rs`: the deadlines of the timed calls, for both engines;
 //! * `delivery.rs`: [`Delivery`], and the claim on an item in flight that settles it;
 //! * `error.rs`: [`QueueError`], and [`Undecodable`], an item that is not the receiver's type;
 //! * `verify.rs`: what `inspect` reads of a queue's segment, without its lock.
@@ -22,7 +21,6 @@ mod layout;
 mod redis;
 mod shm;
 mod verify;
-mod wait;
 
 pub use self::delivery::{Deliveries, Delivery};
 pub use self::error::{QueueError, Undecodable};

@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::{Script, ScriptInvocation, Value};
 
 use super::QueueError;
-use super::wait::{Next, deadline, next_sleep};
+use crate::collections::wait::{Next, deadline, next_sleep};
 use crate::error::{Error, Result};
 use crate::redis::{Object, checked_script, refused};
 use crate::sys;

@@ -61,7 +61,7 @@ use super::layout::{
     CLOSED, CLOSED_NOW, DONE, ENTRY_SIZE, Entry, MAX_SLOTS, OPEN, READY, RING_ALIGN, RING_HEADER,
     Raw, Ring, TAKEN,
 };
-use super::wait::{Next, deadline, next_sleep, spin_while};
+use crate::collections::wait::{Next, deadline, next_sleep, spin_while};
 use crate::collections::changes::{Change, count_down, count_up};
 use crate::collections::{codec, record};
 use crate::error::{Error, Result};

@@ -1,5 +1,6 @@
-//! When a blocking call of either engine stops waiting: the deadline of the caller's timeout,
-//! and how long each sleep before it may last.
+//! When a blocking call of a queue stops waiting (`Queue`'s engines and `PodQueue`): the
+//! deadline of the caller's timeout, how long each sleep before it may last, and how long to
+//! spin before sleeping.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,15 +25,22 @@ static SPIN_BUDGET: AtomicU64 = AtomicU64::new(SPIN_START);
 /// `deadline`. For a caller about to sleep on `word`, who unlocked first: a change seen here
 /// saves the sleep and the other side's wake-up system call.
 pub(super) fn spin_while(word: &AtomicU32, seen: u32, deadline: Option<Instant>) {
+    spin_until(|| word.load(Ordering::Relaxed) != seen, deadline);
+}
+
+/// Spins until `changed` says so, for at most this process's budget (see [`SPIN_BUDGET`]) and
+/// never past `deadline`; returns whether it did.
+#[inline]
+pub(super) fn spin_until(changed: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
     let budget = SPIN_BUDGET.load(Ordering::Relaxed);
     let start = Instant::now();
     let until = start + Duration::from_nanos(budget);
     let until = deadline.map_or(until, |deadline| deadline.min(until));
     loop {
         for _ in 0..ROUNDS_PER_LOOK {
-            if word.load(Ordering::Relaxed) != seen {
+            if changed() {
                 SPIN_BUDGET.store((budget * 2).min(SPIN_MOST), Ordering::Relaxed);
-                return;
+                return true;
             }
             std::hint::spin_loop();
         }
@@ -41,6 +49,7 @@ pub(super) fn spin_while(word: &AtomicU32, seen: u32, deadline: Option<Instant>)
         }
     }
     SPIN_BUDGET.store((budget / 2).max(SPIN_LEAST), Ordering::Relaxed);
+    false
 }
 
 /// When a timed call gives up (`None`: never, also for a timeout too large to represent).
@@ -78,7 +87,9 @@ pub(super) fn next_sleep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collections::queue::shm::REDELIVERY_CHECK;
+
+    /// A bound on each sleep, as a queue's redelivery check gives.
+    const REDELIVERY_CHECK: Duration = Duration::from_millis(50);
 
     #[test]
     fn next_sleep_gives_up_only_after_a_deadline() {

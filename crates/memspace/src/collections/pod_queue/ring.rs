@@ -1,0 +1,905 @@
+//! The engine of [`PodQueue`](super::PodQueue): its words in the segment, and the puts and
+//! gets made on them without the segment's lock. It knows items as bytes of the size the
+//! segment records, so `inspect` checks a queue without knowing its type.
+//!
+//! # Layout
+//!
+//! ```text
+//! kind area:  fixed     capacity (a power of two), item size and alignment, closed
+//!             tail      the next position a put claims                 (a 128-byte line)
+//!             head      the next position a get takes                  (a 128-byte line)
+//!             getters   the futex word getters sleep on                (a 128-byte line)
+//!             putters   the futex word putters sleep on                (a 128-byte line)
+//! data area:  capacity slots of [state][item words], every one a u64
+//! ```
+//!
+//! Positions count every put since the queue was made; position `p` lives in slot
+//! `p mod capacity`, in its `p / capacity`th *lap*. Producers touch `tail`, consumers `head`,
+//! each on a line of its own, so the two sides share only the slots they hand over.
+//!
+//! # A slot's state word
+//!
+//! `lap (40 bits) | owner pid (22 bits) | phase (2 bits)`, for the position of that lap:
+//!
+//! ```text
+//! EMPTY(lap)            free for the position of `lap`
+//!   -> WRITING(lap, pid)  claimed by a put of process `pid`      (compare-and-swap)
+//!   -> FULL(lap)          the item is ready                       (store)
+//!   -> READING(lap, pid)  taken by a get of process `pid`        (compare-and-swap)
+//!   -> EMPTY(lap + 1)     done: free for the position one lap on  (store)
+//! ```
+//!
+//! Only a claim is contended, and it is a compare-and-swap on the slot itself: exactly one
+//! put wins a free slot and exactly one get a full one. The state names the claimant, so that
+//! a slot whose claimant died is recognised and its claim settled (below).
+//!
+//! * **A put** claims the slot of `tail` and stores `tail + 1` at once: the next put claims
+//!   the next slot while this one writes (nobody else moves `tail` past a slot being written,
+//!   so the store cannot go backwards). It then writes the item and stores `FULL`.
+//! * **A get** claims the slot of `head`, copies the item out, stores `EMPTY(lap + 1)`, then
+//!   advances `head`. Gets go one at a time: a get finding the slot of `head` being read waits
+//!   for that get to finish, so that a get killed half-way is found at `head` by the next.
+//! * A call that finds its position done already (its `tail` or `head` was read before
+//!   another call moved it) moves it on, with a compare-and-swap, and looks again.
+//!
+//! # Crash safety
+//!
+//! A put or a get killed at any instruction leaves a slot claimed by a dead process, or
+//! nothing:
+//!
+//! * **A put killed before its `FULL`**: its item was never put (the put did not return).
+//!   Whoever waits on the slot (the next get at `head`, or the next put at `tail` if the dead
+//!   one had not yet moved it) and finds its owner dead stores `EMPTY(lap + 1)`: the position
+//!   is skipped, and the queue goes on.
+//! * **A get killed before its `EMPTY(lap + 1)`**: the item is still whole in the slot (a get
+//!   only reads it) and the get did not return it. The next get at `head` finds the owner
+//!   dead, takes the claim over (a compare-and-swap from the very word it judged) and returns
+//!   the item itself: no item is lost or returned twice.
+//! * **Killed after its last store** (`tail` or `head` not yet moved): the next call finds the
+//!   position done and moves it on.
+//!
+//! An owner is judged dead as the segment's lock judges its holder: the kernel says no such
+//! process exists, or it is a zombie. A waiter looks after spinning in vain, then at growing
+//! intervals; only a definite answer condemns, and only when every user of the segment
+//! shares this process's pid namespace (a pid from a container means someone else here). A
+//! claimant whose pid was reused by the time a waiter looks is waited for until that process
+//! ends: Linux hands pids out in turn, so this takes a full cycle of `pid_max` within a few
+//! milliseconds.
+//!
+//! # Sleeping and waking
+//!
+//! A get that finds nothing ready spins for a while (the adaptive budget of `wait.rs`), then
+//! sleeps on `getters`: it sets the word's `SLEEPERS` bit, looks at the slot once more, and
+//! sleeps if nothing changed. A put stores its `FULL` with a sequentially consistent store,
+//! then reads `getters`: only if the bit is set does it clear it, bump the word and wake the
+//! sleepers (a system call). Either the put sees the bit or the get sees the item, never
+//! neither. Puts waiting for room sleep on `putters` the same way, woken by gets. A sleeper
+//! killed leaves the bit set: the next waker clears it, so it costs one needless wake-up.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::collections::queue::QueueError;
+use crate::collections::wait::{deadline, spin_until};
+use crate::collections::words::{load_bytes, store_bytes};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::segment::{DATA_START, Segment};
+use crate::shm_safe::ShmSafe;
+use crate::sys::{self, Wait};
+
+/// The largest item, in bytes: a slot is a cache line or a few, not kilobytes.
+pub(super) const MAX_ITEM_BYTES: usize = 1024;
+/// The most slots a queue has (the lap field stays meaningful far beyond any run).
+pub(super) const MAX_CAPACITY: u64 = 1 << 32;
+
+/// Phases of a slot's state word.
+const EMPTY: u64 = 0;
+const WRITING: u64 = 1;
+const FULL: u64 = 2;
+const READING: u64 = 3;
+const PHASE_MASK: u64 = 3;
+const OWNER_SHIFT: u32 = 2;
+/// Linux keeps pids below 2^22 (`PID_MAX_LIMIT` on 64-bit systems).
+const OWNER_MASK: u64 = (1 << 22) - 1;
+const LAP_SHIFT: u32 = 24;
+const LAP_MASK: u64 = (1 << 40) - 1;
+
+/// Set in a futex word while someone sleeps, or is about to, on it.
+const SLEEPERS: u32 = 1;
+
+/// The first pause of a call waiting on a slot another process is writing or reading, after
+/// its spin; each pause doubles up to [`LONGEST_PAUSE`], and a look at the claimant's life
+/// follows each.
+const FIRST_PAUSE: Duration = Duration::from_micros(50);
+const LONGEST_PAUSE: Duration = Duration::from_millis(100);
+
+/// Keeps what it holds on a 128-byte line of its own (the pair of 64-byte lines that x86
+/// fetches together), so that producers and consumers do not take each other's lines.
+#[repr(C, align(128))]
+pub(super) struct Line<T>(pub(super) T);
+
+/// The queue's words in the segment's kind area (see the module docs).
+#[repr(C)]
+pub(super) struct PodQueueArea {
+    pub(super) fixed: Line<Fixed>,
+    pub(super) tail: Line<AtomicU64>,
+    pub(super) head: Line<AtomicU64>,
+    pub(super) getters: Line<AtomicU32>,
+    pub(super) putters: Line<AtomicU32>,
+}
+
+/// What is set when the queue is made, and the closed mark.
+#[repr(C)]
+pub(super) struct Fixed {
+    pub(super) capacity: AtomicU64,
+    pub(super) item_size: AtomicU64,
+    pub(super) item_align: AtomicU64,
+    /// 1 once [`Ring::close`] ran.
+    pub(super) closed: AtomicU64,
+}
+
+// SAFETY: `#[repr(C)]` structs of fixed-width atomics, aligned to 128 bytes (the kind area's
+// offset is a multiple of 128): one layout in every process, any bits are a value (every word
+// is checked before it is followed), mutation is atomic, nothing to drop.
+#[allow(unsafe_code)]
+unsafe impl ShmSafe for PodQueueArea {}
+
+/// A queue's dimensions: slots and item size, checked once when a handle is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Shape {
+    capacity_log2: u32,
+    item_bytes: usize,
+}
+
+impl Shape {
+    /// The shape of a queue of `capacity` slots (a power of two) of items of `item_bytes`.
+    pub(super) fn new(capacity: u64, item_bytes: u64) -> Option<Self> {
+        let item_bytes = usize::try_from(item_bytes).ok()?;
+        (capacity.is_power_of_two() && capacity <= MAX_CAPACITY && item_bytes <= MAX_ITEM_BYTES)
+            .then_some(Shape {
+                capacity_log2: capacity.trailing_zeros(),
+                item_bytes,
+            })
+    }
+
+    pub(super) fn capacity(self) -> u64 {
+        1 << self.capacity_log2
+    }
+
+    fn slot_words(self) -> usize {
+        1 + self.item_bytes.div_ceil(8)
+    }
+
+    /// The bytes the slots take.
+    pub(super) fn ring_bytes(self) -> u64 {
+        self.capacity() * self.slot_words() as u64 * 8
+    }
+
+    fn lap(self, position: u64) -> u64 {
+        (position >> self.capacity_log2) & LAP_MASK
+    }
+}
+
+/// A slot's state word.
+fn state(lap: u64, owner: u32, phase: u64) -> u64 {
+    ((lap & LAP_MASK) << LAP_SHIFT) | ((u64::from(owner) & OWNER_MASK) << OWNER_SHIFT) | phase
+}
+
+/// What a slot's state says of the position a call looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// Free for the position.
+    Free,
+    /// The position is being written by a put of this process.
+    Writing(u32),
+    /// The position's item is ready.
+    Ready,
+    /// The position's item is being read by a get of this process.
+    Reading(u32),
+    /// The position is done: its item was taken, or its put skipped.
+    Done,
+    /// The slot still holds the position one lap before (written, ready or being read).
+    Previous,
+    /// Anything else: the position was read before the queue moved on, or the slot is
+    /// damaged.
+    Unexpected,
+}
+
+fn classify(word: u64, lap: u64) -> Seen {
+    let phase = word & PHASE_MASK;
+    let owner = ((word >> OWNER_SHIFT) & OWNER_MASK) as u32;
+    let ahead = (word >> LAP_SHIFT).wrapping_sub(lap) & LAP_MASK;
+    match (ahead, phase, owner) {
+        (0, EMPTY, 0) => Seen::Free,
+        (0, WRITING, pid) if pid != 0 => Seen::Writing(pid),
+        (0, FULL, 0) => Seen::Ready,
+        (0, READING, pid) if pid != 0 => Seen::Reading(pid),
+        (1, EMPTY, 0) => Seen::Done,
+        (LAP_MASK, WRITING | READING, pid) if pid != 0 => Seen::Previous,
+        (LAP_MASK, FULL, 0) => Seen::Previous,
+        _ => Seen::Unexpected,
+    }
+}
+
+/// What a state word says, for `inspect` and errors.
+pub(super) fn describe(word: u64) -> String {
+    let lap = word >> LAP_SHIFT;
+    let owner = (word >> OWNER_SHIFT) & OWNER_MASK;
+    match word & PHASE_MASK {
+        EMPTY => format!("empty for lap {lap}"),
+        WRITING => format!("being written by pid {owner} in lap {lap}"),
+        FULL => format!("ready in lap {lap}"),
+        _ => format!("being read by pid {owner} in lap {lap}"),
+    }
+}
+
+/// The queue in one segment, its slots checked to be mapped.
+#[derive(Clone, Copy)]
+pub(super) struct Ring<'a> {
+    pub(super) segment: &'a Segment,
+    area: &'a PodQueueArea,
+    slots: &'a [AtomicU64],
+    shape: Shape,
+}
+
+/// How a wait on a slot that another call holds ended.
+enum Waited {
+    /// The slot's state changed, or a wake-up came: look again.
+    Changed,
+    /// Its claimant is dead.
+    OwnerDead,
+}
+
+impl<'a> Ring<'a> {
+    /// The queue of `shape` in `segment`.
+    pub(super) fn new(segment: &'a Segment, shape: Shape) -> Result<Self> {
+        let area = segment.kind_area::<PodQueueArea>();
+        let n = usize::try_from(shape.capacity())
+            .ok()
+            .and_then(|capacity| capacity.checked_mul(shape.slot_words()));
+        let slots = n
+            .and_then(|n| segment.mapping().words(DATA_START, n))
+            .ok_or_else(|| {
+                segment.corrupt(format!(
+                    "the queue's {} slots are not mapped",
+                    shape.capacity()
+                ))
+            })?;
+        Ok(Ring {
+            segment,
+            area,
+            slots,
+            shape,
+        })
+    }
+
+    /// Sets up the words of a queue being created (the slots start zero: empty for lap 0).
+    pub(super) fn init(segment: &Segment, shape: Shape, item_align: u64) -> Result<()> {
+        let area = segment.kind_area::<PodQueueArea>();
+        segment.data_range(
+            || "the queue's slots".to_owned(),
+            DATA_START,
+            shape.ring_bytes(),
+            8,
+        )?;
+        let fixed = &area.fixed.0;
+        fixed.item_size
+            .store(shape.item_bytes as u64, Ordering::Relaxed);
+        fixed.item_align.store(item_align, Ordering::Relaxed);
+        fixed.capacity.store(shape.capacity(), Ordering::Release);
+        Ok(())
+    }
+
+    /// The slot of `position`: its state word, then the item's words.
+    #[inline]
+    fn slot(self, position: u64) -> &'a [AtomicU64] {
+        let width = self.shape.slot_words();
+        // `slots` holds `capacity * width` words: the masked position's slot lies inside.
+        let start = (position & (self.shape.capacity() - 1)) as usize * width;
+        &self.slots[start..start + width]
+    }
+
+    /// The calling process as a claimant.
+    #[inline]
+    fn me() -> u32 {
+        let pid = sys::pid();
+        debug_assert!(u64::from(pid) <= OWNER_MASK, "pid {pid} beyond Linux's limit");
+        pid
+    }
+
+    pub(super) fn capacity(self) -> u64 {
+        self.shape.capacity()
+    }
+
+    pub(super) fn is_closed(self) -> bool {
+        self.area.fixed.0.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Marks the queue closed and wakes every sleeper, so that each learns it.
+    pub(super) fn close(self) {
+        self.area.fixed.0.closed.store(1, Ordering::SeqCst);
+        for word in [&self.area.getters.0, &self.area.putters.0] {
+            word.fetch_add(2, Ordering::SeqCst);
+            sys::futex_wake(word, u32::MAX);
+        }
+    }
+
+    #[cold]
+    fn queue_error(self, error: Error) -> QueueError {
+        QueueError::Other(error)
+    }
+
+    #[cold]
+    fn damaged(self, position: u64, word: u64) -> QueueError {
+        self.queue_error(self.segment.corrupt(format!(
+            "the queue's slot {} is {} ({word:#x}), which position {position} cannot be",
+            position & (self.capacity() - 1),
+            describe(word)
+        )))
+    }
+
+    /// Puts `count` items, the bytes of `items` (`item_bytes` each, so empty for zero-sized
+    /// items), in order; waits for room as `wait` says. Returns how many it put: all of them,
+    /// or fewer with the error that stopped it.
+    pub(super) fn put(
+        self,
+        items: &[u8],
+        count: usize,
+        wait: Wait,
+    ) -> (usize, Result<(), QueueError>) {
+        let size = self.shape.item_bytes;
+        debug_assert_eq!(items.len(), count * size);
+        let deadline = match wait {
+            Wait::For(timeout) => deadline(Some(timeout)),
+            _ => None,
+        };
+        let mut put = 0;
+        while put < count {
+            let item = |index: usize| &items[(put + index) * size..(put + index + 1) * size];
+            match self.put_run(count - put, item, wait, deadline) {
+                Ok(n) => put += n,
+                Err(error) => return (put, Err(error)),
+            }
+        }
+        (put, Ok(()))
+    }
+
+    /// Claims up to `count` consecutive free slots from `tail` (at least one, waiting as
+    /// `wait` says), writes the items into them and publishes them in order. Returns how many.
+    fn put_run<'i>(
+        self,
+        count: usize,
+        item: impl Fn(usize) -> &'i [u8],
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<usize, QueueError> {
+        let me = Self::me();
+        let tail = &self.area.tail.0;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let position = tail.load(Ordering::Acquire);
+            let slot = self.slot(position);
+            let lap = self.shape.lap(position);
+            let word = slot[0].load(Ordering::Acquire);
+            match classify(word, lap) {
+                Seen::Free => {
+                    if self.is_closed() {
+                        return Err(QueueError::Closed {
+                            name: self.segment.name().clone(),
+                        });
+                    }
+                    if slot[0]
+                        .compare_exchange(
+                            word,
+                            state(lap, me, WRITING),
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let claimed = self.claim_more(position, count, me);
+                    failpoint::hit("pod_queue.claimed");
+                    // Nobody moves `tail` off a slot being written: this store is the only
+                    // change it sees until then.
+                    tail.store(position.wrapping_add(claimed as u64), Ordering::Relaxed);
+                    self.fill(position, claimed, &item);
+                    return Ok(claimed);
+                }
+                Seen::Ready | Seen::Reading(_) | Seen::Done => {
+                    let _ = tail.compare_exchange(
+                        position,
+                        position.wrapping_add(1),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
+                Seen::Writing(owner) => {
+                    if tail.load(Ordering::Acquire) != position {
+                        continue;
+                    }
+                    // Another put claimed the slot and is about to move `tail`.
+                    match self.wait_on_claim(slot, word, owner, None, wait, deadline, &mut pause)? {
+                        Waited::Changed => {}
+                        Waited::OwnerDead => self.skip(position, word),
+                    }
+                }
+                Seen::Previous => {
+                    if self.is_closed() {
+                        return Err(QueueError::Closed {
+                            name: self.segment.name().clone(),
+                        });
+                    }
+                    self.wait_for(&self.area.putters.0, slot, word, wait, deadline, || {
+                        QueueError::Full {
+                            name: self.segment.name().clone(),
+                            capacity: self.capacity(),
+                        }
+                    })?;
+                }
+                Seen::Unexpected => {
+                    if tail.load(Ordering::Acquire) == position {
+                        return Err(self.damaged(position, word));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims, after `first`, the free slots that follow it, up to `count` in all; returns
+    /// how many it holds. No other put claims them: they lie past `tail`, which still names
+    /// `first`.
+    fn claim_more(self, first: u64, count: usize, me: u32) -> usize {
+        let mut claimed = 1;
+        while claimed < count && (claimed as u64) < self.capacity() {
+            let position = first.wrapping_add(claimed as u64);
+            let lap = self.shape.lap(position);
+            let free = state(lap, 0, EMPTY);
+            if self.slot(position)[0]
+                .compare_exchange(
+                    free,
+                    state(lap, me, WRITING),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                break;
+            }
+            claimed += 1;
+        }
+        claimed
+    }
+
+    /// Writes `count` claimed slots from `first` and publishes them in order, then wakes the
+    /// getters if one sleeps.
+    fn fill<'i>(self, first: u64, count: usize, item: &impl Fn(usize) -> &'i [u8]) {
+        for index in 0..count {
+            let position = first.wrapping_add(index as u64);
+            let slot = self.slot(position);
+            store_bytes(&slot[1..], item(index));
+            failpoint::hit("pod_queue.written");
+            let ready = state(self.shape.lap(position), 0, FULL);
+            if index + 1 == count {
+                // Sequentially consistent: ordered before the look at `getters` below.
+                slot[0].store(ready, Ordering::SeqCst);
+            } else {
+                slot[0].store(ready, Ordering::Release);
+            }
+        }
+        failpoint::hit("pod_queue.published");
+        wake(&self.area.getters.0);
+    }
+
+    /// Settles the claim `word` on the slot of `position`, whose put died: the position is
+    /// skipped. Then moves `tail` past it if the put died before moving it, and wakes the
+    /// getters waiting at it.
+    fn skip(self, position: u64, word: u64) {
+        let lap = self.shape.lap(position);
+        if self.slot(position)[0]
+            .compare_exchange(
+                word,
+                state(lap.wrapping_add(1), 0, EMPTY),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            let _ = self.area.tail.0.compare_exchange(
+                position,
+                position.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            wake_all(&self.area.getters.0);
+        }
+    }
+
+    /// Takes up to `max` items (at least one, waiting as `wait` says) into `out`, each
+    /// `item_bytes` (nothing is written for zero-sized items); returns how many.
+    pub(super) fn get(
+        self,
+        max: usize,
+        mut out: impl FnMut(&[AtomicU64]),
+        wait: Wait,
+    ) -> Result<usize, QueueError> {
+        let deadline = match wait {
+            Wait::For(timeout) => deadline(Some(timeout)),
+            _ => None,
+        };
+        let me = Self::me();
+        let head = &self.area.head.0;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let position = head.load(Ordering::Acquire);
+            let slot = self.slot(position);
+            let lap = self.shape.lap(position);
+            let word = slot[0].load(Ordering::Acquire);
+            match classify(word, lap) {
+                Seen::Ready => {
+                    if slot[0]
+                        .compare_exchange(
+                            word,
+                            state(lap, me, READING),
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                    {
+                        return Ok(self.take(position, max, me, &mut out));
+                    }
+                }
+                Seen::Done => {
+                    let _ = head.compare_exchange(
+                        position,
+                        position.wrapping_add(1),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
+                Seen::Reading(owner) => {
+                    // Another get is reading it; gets go one at a time.
+                    match self.wait_on_claim(slot, word, owner, None, wait, deadline, &mut pause)? {
+                        Waited::Changed => {}
+                        Waited::OwnerDead => {
+                            failpoint::hit("pod_queue.taking_over");
+                            if slot[0]
+                                .compare_exchange(
+                                    word,
+                                    state(lap, me, READING),
+                                    Ordering::AcqRel,
+                                    Ordering::Relaxed,
+                                )
+                                .is_ok()
+                            {
+                                return Ok(self.take(position, max, me, &mut out));
+                            }
+                        }
+                    }
+                }
+                Seen::Writing(owner) => {
+                    let getters = Some(&self.area.getters.0);
+                    match self.wait_on_claim(slot, word, owner, getters, wait, deadline, &mut pause)? {
+                        Waited::Changed => {}
+                        Waited::OwnerDead => self.skip(position, word),
+                    }
+                }
+                Seen::Free => {
+                    if self.is_closed() {
+                        return Err(QueueError::Closed {
+                            name: self.segment.name().clone(),
+                        });
+                    }
+                    self.wait_for(&self.area.getters.0, slot, word, wait, deadline, || {
+                        QueueError::Empty {
+                            name: self.segment.name().clone(),
+                        }
+                    })?;
+                }
+                Seen::Previous | Seen::Unexpected => {
+                    if head.load(Ordering::Acquire) == position {
+                        return Err(self.damaged(position, word));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Having claimed the slot of `first` (at `head`), claims the ready slots after it, up to
+    /// `max` in all, hands each item to `out`, frees the slots in order and moves `head` past
+    /// them. Returns how many.
+    fn take(
+        self,
+        first: u64,
+        max: usize,
+        me: u32,
+        out: &mut impl FnMut(&[AtomicU64]),
+    ) -> usize {
+        let mut taken = 1;
+        while taken < max && (taken as u64) < self.capacity() {
+            let position = first.wrapping_add(taken as u64);
+            let lap = self.shape.lap(position);
+            if self.slot(position)[0]
+                .compare_exchange(
+                    state(lap, 0, FULL),
+                    state(lap, me, READING),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                break;
+            }
+            taken += 1;
+        }
+        failpoint::hit("pod_queue.claimed_to_read");
+        for index in 0..taken {
+            let position = first.wrapping_add(index as u64);
+            let slot = self.slot(position);
+            out(&slot[1..]);
+            failpoint::hit("pod_queue.read");
+            let done = state(self.shape.lap(position).wrapping_add(1), 0, EMPTY);
+            if index + 1 == taken {
+                // Sequentially consistent: ordered before the look at `putters` below.
+                slot[0].store(done, Ordering::SeqCst);
+            } else {
+                slot[0].store(done, Ordering::Release);
+            }
+        }
+        failpoint::hit("pod_queue.freed");
+        // Only this get moves `head` off the slots it held; a get that found the first freed
+        // may have moved it on already, and past them.
+        self.area
+            .head
+            .0
+            .fetch_max(first.wrapping_add(taken as u64), Ordering::AcqRel);
+        wake(&self.area.putters.0);
+        taken
+    }
+
+    /// Waits, as `wait` says, for the slot whose state is `word` (nothing ready, or no room)
+    /// to change: spins, then sleeps on `word_to_sleep_on` until a waker bumps it. `blocked`
+    /// is the error of a call that may not wait.
+    fn wait_for(
+        self,
+        sleep_on: &AtomicU32,
+        slot: &[AtomicU64],
+        word: u64,
+        wait: Wait,
+        deadline: Option<Instant>,
+        blocked: impl FnOnce() -> QueueError,
+    ) -> Result<(), QueueError> {
+        let changed = || slot[0].load(Ordering::Acquire) != word;
+        if matches!(wait, Wait::Never) {
+            return Err(blocked());
+        }
+        if spin_until(changed, deadline) {
+            return Ok(());
+        }
+        let timeout = match (wait, deadline) {
+            (Wait::For(_), Some(deadline)) => {
+                match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(self.timed_out(wait)),
+                }
+            }
+            _ => None,
+        };
+        sleep(sleep_on, || slot[0].load(Ordering::SeqCst) == word, timeout);
+        Ok(())
+    }
+
+    /// Waits on a slot that a call of process `owner` claimed (its state `word`): spins, then
+    /// pauses (on `sleep_on` if a waker bumps it when the claim ends, else in `nanosleep`),
+    /// each pause followed by a look at the owner's life.
+    #[allow(clippy::too_many_arguments)]
+    fn wait_on_claim(
+        self,
+        slot: &[AtomicU64],
+        word: u64,
+        owner: u32,
+        sleep_on: Option<&AtomicU32>,
+        wait: Wait,
+        deadline: Option<Instant>,
+        pause: &mut Duration,
+    ) -> Result<Waited, QueueError> {
+        let changed = || slot[0].load(Ordering::Acquire) != word;
+        if spin_until(changed, deadline) {
+            return Ok(Waited::Changed);
+        }
+        if self.owner_dead(owner) && slot[0].load(Ordering::Acquire) == word {
+            return Ok(Waited::OwnerDead);
+        }
+        let mut nap = *pause;
+        match (wait, deadline) {
+            (Wait::Never, _) => {
+                return Err(match sleep_on {
+                    Some(_) => QueueError::Empty {
+                        name: self.segment.name().clone(),
+                    },
+                    None if slot[0].load(Ordering::Relaxed) & PHASE_MASK == READING => {
+                        QueueError::Empty {
+                            name: self.segment.name().clone(),
+                        }
+                    }
+                    None => QueueError::Full {
+                        name: self.segment.name().clone(),
+                        capacity: self.capacity(),
+                    },
+                });
+            }
+            (Wait::For(_), Some(deadline)) => {
+                match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => nap = nap.min(left),
+                    _ => return Err(self.timed_out(wait)),
+                }
+            }
+            _ => {}
+        }
+        match sleep_on {
+            Some(word_to_sleep_on) => sleep(
+                word_to_sleep_on,
+                || slot[0].load(Ordering::SeqCst) == word,
+                Some(nap),
+            ),
+            None => std::thread::sleep(nap),
+        }
+        *pause = (*pause * 2).min(LONGEST_PAUSE);
+        Ok(Waited::Changed)
+    }
+
+    /// Whether process `pid` is definitely gone, as seen from here (see the module docs).
+    fn owner_dead(self, pid: u32) -> bool {
+        self.segment.lock_slot().pids_are_ours() && sys::liveness(pid) == sys::Liveness::Gone
+    }
+
+    #[cold]
+    fn timed_out(self, wait: Wait) -> QueueError {
+        QueueError::Timeout {
+            name: self.segment.name().clone(),
+            waited: match wait {
+                Wait::For(timeout) => timeout,
+                _ => Duration::ZERO,
+            },
+        }
+    }
+
+    /// The state word and the item words of every slot, for `inspect`, with `head` and `tail`.
+    pub(super) fn snapshot(self) -> (u64, u64, Vec<u64>) {
+        let head = self.area.head.0.load(Ordering::Acquire);
+        let tail = self.area.tail.0.load(Ordering::Acquire);
+        let states = (0..self.capacity())
+            .map(|index| self.slot(index)[0].load(Ordering::Acquire))
+            .collect();
+        (head, tail, states)
+    }
+
+    /// The lap of `position`.
+    pub(super) fn lap(self, position: u64) -> u64 {
+        self.shape.lap(position)
+    }
+}
+
+/// The process a state word names as its claimant (`None` for a free or ready slot), or
+/// `Err` for a word no put or get stores.
+pub(super) fn claimant(word: u64) -> std::result::Result<Option<u32>, ()> {
+    let owner = ((word >> OWNER_SHIFT) & OWNER_MASK) as u32;
+    match (word & PHASE_MASK, owner) {
+        (EMPTY | FULL, 0) => Ok(None),
+        (WRITING | READING, pid) if pid != 0 => Ok(Some(pid)),
+        _ => Err(()),
+    }
+}
+
+pub(super) fn is_ready(word: u64) -> bool {
+    word & PHASE_MASK == FULL
+}
+
+pub(super) fn is_reading(word: u64) -> bool {
+    word & PHASE_MASK == READING
+}
+
+/// What is wrong with a slot holding `word` for `position`, read while the queue stood still:
+/// `None` if it fits. A position before the tail (`claimed`) has been claimed: its slot is
+/// being written, ready, being read or done. One at or after the tail is free, claimed by a
+/// put that has not moved the tail yet, or skipped.
+pub(super) fn fits(ring: Ring<'_>, word: u64, position: u64, claimed: bool) -> Option<&'static str> {
+    let seen = classify(word, ring.lap(position));
+    let fits = match seen {
+        Seen::Writing(_) | Seen::Done => true,
+        Seen::Ready | Seen::Reading(_) => claimed,
+        Seen::Free => !claimed,
+        Seen::Previous | Seen::Unexpected => false,
+    };
+    (!fits).then_some(if claimed {
+        "was put: it is being written, ready, being read or taken"
+    } else {
+        "is not put yet: its slot is free or being claimed"
+    })
+}
+
+/// Copies an item's words into `out`.
+pub(super) fn copy_item(words: &[AtomicU64], out: &mut [u8]) {
+    load_bytes(words, out);
+}
+
+/// Sleeps on `word` while `still` holds, at most `timeout`: sets [`SLEEPERS`], then looks
+/// (with `still`, a sequentially consistent load) and sleeps only if nothing changed.
+fn sleep(word: &AtomicU32, still: impl Fn() -> bool, timeout: Option<Duration>) {
+    let seen = word.fetch_or(SLEEPERS, Ordering::SeqCst) | SLEEPERS;
+    if still() {
+        sys::futex_wait(word, seen, timeout);
+    }
+}
+
+/// Wakes the sleepers on `word`, if its [`SLEEPERS`] bit says there are any: clears the bit,
+/// bumps the word and wakes them all (each looks again, and sleeps again if it must).
+#[inline]
+fn wake(word: &AtomicU32) {
+    if word.load(Ordering::SeqCst) & SLEEPERS != 0 {
+        wake_all(word);
+    }
+}
+
+#[cold]
+fn wake_all(word: &AtomicU32) {
+    let mut seen = word.load(Ordering::SeqCst);
+    loop {
+        match word.compare_exchange_weak(
+            seen,
+            (seen & !SLEEPERS).wrapping_add(2),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break,
+            Err(now) => seen = now,
+        }
+    }
+    sys::futex_wake(word, u32::MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_read_back_relative_to_a_position() {
+        let lap = 7;
+        assert_eq!(classify(state(lap, 0, EMPTY), lap), Seen::Free);
+        assert_eq!(classify(state(lap, 42, WRITING), lap), Seen::Writing(42));
+        assert_eq!(classify(state(lap, 0, FULL), lap), Seen::Ready);
+        assert_eq!(classify(state(lap, 42, READING), lap), Seen::Reading(42));
+        assert_eq!(classify(state(lap + 1, 0, EMPTY), lap), Seen::Done);
+        assert_eq!(classify(state(lap - 1, 0, FULL), lap), Seen::Previous);
+        assert_eq!(classify(state(lap - 1, 9, READING), lap), Seen::Previous);
+        assert_eq!(classify(state(lap - 1, 9, WRITING), lap), Seen::Previous);
+        // A free slot of the lap before, and claims without an owner, are damage.
+        assert_eq!(classify(state(lap - 1, 0, EMPTY), lap), Seen::Unexpected);
+        assert_eq!(classify(state(lap, 0, WRITING), lap), Seen::Unexpected);
+        assert_eq!(classify(state(lap, 3, FULL), lap), Seen::Unexpected);
+        assert_eq!(classify(state(lap + 2, 0, EMPTY), lap), Seen::Unexpected);
+    }
+
+    #[test]
+    fn laps_wrap_around_their_forty_bits() {
+        let last = LAP_MASK;
+        assert_eq!(classify(state(0, 0, EMPTY), last), Seen::Done);
+        assert_eq!(classify(state(last, 0, FULL), 0), Seen::Previous);
+        let shape = Shape::new(1024, 8).expect("a shape");
+        assert_eq!(shape.lap(1024 * (LAP_MASK + 1) + 5), 0);
+    }
+
+    #[test]
+    fn shapes_hold_powers_of_two_and_bounded_items() {
+        let shape = Shape::new(8, 12).expect("a shape");
+        assert_eq!((shape.capacity(), shape.slot_words()), (8, 3));
+        assert_eq!(shape.ring_bytes(), 8 * 24);
+        assert!(Shape::new(6, 8).is_none());
+        assert!(Shape::new(0, 8).is_none());
+        assert!(Shape::new(8, 2000).is_none());
+        assert!(Shape::new(MAX_CAPACITY * 2, 8).is_none());
+        assert_eq!(Shape::new(4, 0).map(Shape::slot_words), Some(1));
+    }
+}

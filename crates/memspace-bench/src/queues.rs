@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use memspace::collections::Queue;
+use memspace::collections::{PodQueue, Queue};
 use memspace::spawn::Process;
 
 use crate::measure::per_second;
@@ -23,14 +23,65 @@ pub(crate) const PUT_BATCH: usize = 64;
 /// Most items per `get_many` in the batched scenario.
 pub(crate) const GET_BATCH: usize = 256;
 
-/// `n` rounds of a `put` then a `get` of a `u64` on one queue in this process; put+get per
-/// second.
-pub(crate) fn put_get_in_process(n: u64) -> anyhow::Result<f64> {
-    let queue = Queue::<u64>::new()?;
+/// Slots of the `PodQueue` in its scenarios (the `Queue` is unbounded).
+pub(crate) const POD_CAPACITY: u64 = 4096;
+
+/// What the scenarios do with a queue of `u64`: [`Queue`] or [`PodQueue`].
+pub(crate) trait BenchQueue: Clone + serde::Serialize + serde::de::DeserializeOwned {
+    /// A new anonymous queue.
+    fn make() -> anyhow::Result<Self>;
+    fn put_one(&self, item: u64) -> anyhow::Result<()>;
+    fn put_batch(&self, items: &[u64]) -> anyhow::Result<()>;
+    fn get_one(&self) -> anyhow::Result<u64>;
+    fn get_batch(&self, max: usize, into: &mut Vec<u64>) -> anyhow::Result<()>;
+}
+
+impl BenchQueue for Queue<u64> {
+    fn make() -> anyhow::Result<Self> {
+        Ok(Queue::new()?)
+    }
+    fn put_one(&self, item: u64) -> anyhow::Result<()> {
+        Ok(self.put(&item)?)
+    }
+    fn put_batch(&self, items: &[u64]) -> anyhow::Result<()> {
+        Ok(self.put_many(items)?)
+    }
+    fn get_one(&self) -> anyhow::Result<u64> {
+        Ok(self.get()?)
+    }
+    fn get_batch(&self, max: usize, into: &mut Vec<u64>) -> anyhow::Result<()> {
+        into.extend(self.get_many(max)?);
+        Ok(())
+    }
+}
+
+impl BenchQueue for PodQueue<u64> {
+    fn make() -> anyhow::Result<Self> {
+        Ok(PodQueue::new(POD_CAPACITY)?)
+    }
+    fn put_one(&self, item: u64) -> anyhow::Result<()> {
+        Ok(self.put(item)?)
+    }
+    fn put_batch(&self, items: &[u64]) -> anyhow::Result<()> {
+        Ok(self.put_many(items)?)
+    }
+    fn get_one(&self) -> anyhow::Result<u64> {
+        Ok(self.get()?)
+    }
+    fn get_batch(&self, max: usize, into: &mut Vec<u64>) -> anyhow::Result<()> {
+        into.extend(self.get_many(max)?);
+        Ok(())
+    }
+}
+
+/// `n` rounds of a `put` then a `get` of a `u64` on one queue `Q` in this process; put+get
+/// per second.
+pub(crate) fn put_get_in_process<Q: BenchQueue>(n: u64) -> anyhow::Result<f64> {
+    let queue = Q::make()?;
     let start = Instant::now();
     for i in 0..n {
-        queue.put(&i)?;
-        std::hint::black_box(queue.get()?);
+        queue.put_one(i)?;
+        std::hint::black_box(queue.get_one()?);
     }
     Ok(per_second(n as f64, start.elapsed()))
 }
@@ -47,23 +98,22 @@ pub(crate) fn mpsc_in_process(n: u64) -> anyhow::Result<f64> {
     Ok(per_second(n as f64, start.elapsed()))
 }
 
-fn produce((queue, n): (Queue<u64>, u64)) {
+fn produce<Q: BenchQueue>((queue, n): (Q, u64)) {
     for i in 0..n {
-        queue.put(&i).expect("put");
+        queue.put_one(i).expect("put");
     }
 }
 
-fn produce_batches((queue, n): (Queue<u64>, u64)) {
+fn produce_batches<Q: BenchQueue>((queue, n): (Q, u64)) {
     let mut next = 0;
     let mut batch = Vec::with_capacity(PUT_BATCH);
     while next < n {
         batch.clear();
         batch.extend(next..(next + PUT_BATCH as u64).min(n));
-        queue.put_many(&batch).expect("put_many");
+        queue.put_batch(&batch).expect("put_many");
         next += batch.len() as u64;
     }
 }
-
 /// Receives `n` items with `receive` (one `get`, or one `get_many`, per call), timed from the
 /// first to the last; checks their sum.
 fn receive_timed(
@@ -87,16 +137,15 @@ fn receive_timed(
     Ok(per_second((n - 1) as f64, elapsed))
 }
 
-/// A producer process puts `n` `u64` one `put` at a time into an unbounded queue; this process
-/// takes them one `get` at a time (received and acknowledged in one step; a `get` that finds
-/// nothing spins for an adaptive budget, then sleeps on a futex until a put wakes it). Items
-/// per second.
-pub(crate) fn two_processes(n: u64) -> anyhow::Result<f64> {
-    let queue = Queue::<u64>::new()?;
-    let mut producer = Process::new(produce, (queue.clone(), n));
+/// A producer process puts `n` `u64` one `put` at a time into a queue `Q`; this process
+/// takes them one `get` at a time (a `get` that finds nothing spins for an adaptive budget,
+/// then sleeps on a futex until a put wakes it). Items per second.
+pub(crate) fn two_processes<Q: BenchQueue>(n: u64) -> anyhow::Result<f64> {
+    let queue = Q::make()?;
+    let mut producer = Process::new(produce::<Q>, (queue.clone(), n));
     producer.start()?;
     let rate = receive_timed(n, |items| {
-        items.push(queue.get()?);
+        items.push(queue.get_one()?);
         Ok(())
     })?;
     producer.join()?;
@@ -104,16 +153,12 @@ pub(crate) fn two_processes(n: u64) -> anyhow::Result<f64> {
 }
 
 /// As [`two_processes`] with batches: the producer puts [`PUT_BATCH`] items per `put_many`,
-/// this process takes up to [`GET_BATCH`] per `get_many` (each batch received and
-/// acknowledged under one lock).
-pub(crate) fn two_processes_batched(n: u64) -> anyhow::Result<f64> {
-    let queue = Queue::<u64>::new()?;
-    let mut producer = Process::new(produce_batches, (queue.clone(), n));
+/// this process takes up to [`GET_BATCH`] per `get_many`.
+pub(crate) fn two_processes_batched<Q: BenchQueue>(n: u64) -> anyhow::Result<f64> {
+    let queue = Q::make()?;
+    let mut producer = Process::new(produce_batches::<Q>, (queue.clone(), n));
     producer.start()?;
-    let rate = receive_timed(n, |items| {
-        items.extend(queue.get_many(GET_BATCH)?);
-        Ok(())
-    })?;
+    let rate = receive_timed(n, |items| queue.get_batch(GET_BATCH, items))?;
     producer.join()?;
     Ok(rate)
 }

@@ -1,5 +1,6 @@
 //! The default run: which comparisons it makes, in which order, and how large each is.
 
+use memspace::collections::{PodQueue, Queue};
 use memspace::spawn::StartMethod;
 
 use crate::measure::median_pair;
@@ -293,7 +294,7 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
         ("queue_put_get", "std_mpsc", "put+get/s"),
         "one thread: put(u64) then get() (received and acknowledged at once) on an unbounded \
          queue, against send(u64) then recv() on std::sync::mpsc::channel",
-        || queues::put_get_in_process(n),
+        || queues::put_get_in_process::<Queue<u64>>(n),
         || queues::mpsc_in_process(n),
     )?;
     run.median_described(
@@ -307,11 +308,55 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
          and get_many of up to 256 (each batch acknowledged under one lock), against one put \
          and one get per item; a get that finds nothing spins for an adaptive budget, then \
          sleeps on a futex until a put wakes it; timed from the first item received to the last",
-        || queues::two_processes_batched(n),
-        || queues::two_processes(n),
+        || queues::two_processes_batched::<Queue<u64>>(n),
+        || queues::two_processes::<Queue<u64>>(n),
+    )?;
+    run.median_described(
+        "PodQueue<u64> put+get in one process, against std::sync::mpsc",
+        ("pod_queue_put_get", "std_mpsc", "put+get/s"),
+        "one thread: put(u64) then get() on a PodQueue of 4096 slots, against send(u64) then \
+         recv() on std::sync::mpsc::channel",
+        || queues::put_get_in_process::<PodQueue<u64>>(n),
+        || queues::mpsc_in_process(n),
+    )?;
+    run.median_described(
+        "PodQueue<u64> between two processes, against Queue<u64>",
+        ("pod_queue_two_processes", "queue_two_processes", "items/s"),
+        "a producer process puts u64 items one put at a time, this process takes them one get \
+         at a time: a PodQueue of 4096 slots (a put that finds it full, or a get that finds it \
+         empty, spins for an adaptive budget, then sleeps on a futex), against an unbounded \
+         Queue; timed from the first item received to the last",
+        || queues::two_processes::<PodQueue<u64>>(n),
+        || queues::two_processes::<Queue<u64>>(n),
+    )?;
+    run.median_described(
+        "PodQueue<u64> between two processes: batches against single items",
+        (
+            "pod_queue_two_processes_batched",
+            "pod_queue_two_processes",
+            "items/s",
+        ),
+        "as pod_queue_two_processes, with put_many of 64 and get_many of up to 256 against one \
+         put and one get per item",
+        || queues::two_processes_batched::<PodQueue<u64>>(n),
+        || queues::two_processes::<PodQueue<u64>>(n),
     )?;
     #[cfg(feature = "ipc-baselines")]
     {
+        run.median_described(
+            "PodQueue<u64> between two processes, against iceoryx2 publish-subscribe",
+            ("pod_queue_two_processes", "iceoryx2_pubsub", "items/s"),
+            "as queue_two_processes against iceoryx2_pubsub, with a PodQueue of 4096 slots",
+            || queues::two_processes::<PodQueue<u64>>(n),
+            || crate::ipc::iceoryx2_publish_subscribe(n),
+        )?;
+        run.median_described(
+            "PodQueue<u64> between two processes, against ipc-channel",
+            ("pod_queue_two_processes", "ipc_channel", "items/s"),
+            "as queue_two_processes against ipc_channel, with a PodQueue of 4096 slots",
+            || queues::two_processes::<PodQueue<u64>>(n),
+            || crate::ipc::ipc_channel(n),
+        )?;
         run.median_described(
             "Queue<u64> between two processes, against ipc-channel",
             ("queue_two_processes", "ipc_channel", "items/s"),
@@ -319,7 +364,7 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
              at a time, blocking: Queue put and get (acknowledged), against ipc-channel \
              IpcSender<u64>::send and IpcReceiver::recv (a Unix socket); timed from the first \
              item received to the last",
-            || queues::two_processes(n),
+            || queues::two_processes::<Queue<u64>>(n),
             || crate::ipc::ipc_channel(n),
         )?;
         run.median_described(
@@ -331,7 +376,7 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
              overflow off, a subscriber buffer of 256, the publisher retrying while it is \
              full; the subscriber busy-polls receive); timed from the first item received to \
              the last",
-            || queues::two_processes(n),
+            || queues::two_processes::<Queue<u64>>(n),
             || crate::ipc::iceoryx2_publish_subscribe(n),
         )?;
         run.median_described(
@@ -340,7 +385,7 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
             "as queue_two_processes against iceoryx2_pubsub, with memspace's items put 64 per \
              put_many and taken up to 256 per get_many; iceoryx2 still sends one sample per \
              item (zero-copy, no batching API for single values)",
-            || queues::two_processes_batched(n),
+            || queues::two_processes_batched::<Queue<u64>>(n),
             || crate::ipc::iceoryx2_publish_subscribe(n),
         )?;
     }

@@ -70,8 +70,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::collections::changes::{self, Window};
-pub(super) use crate::collections::words::{holds, load_bytes, store_bytes, word_of};
 use crate::collections::table_word::{MIN_CAPACITY_LOG2, TABLE_ALIGN, Table, capacity_for};
+pub(super) use crate::collections::words::{holds, load_bytes, store_bytes, word_of};
 use crate::error::{Error, Result};
 use crate::segment::{DATA_START, Segment};
 use crate::shm_safe::ShmSafe;

@@ -255,9 +255,8 @@ impl<T: Pod> PodQueue<T> {
     fn checked(place: Place<NoRedis>) -> Result<Self> {
         let segment = place.local();
         let fixed = &segment.kind_area::<PodQueueArea>().fixed.0;
-        let load = |word: &std::sync::atomic::AtomicU64| {
-            word.load(std::sync::atomic::Ordering::Acquire)
-        };
+        let load =
+            |word: &std::sync::atomic::AtomicU64| word.load(std::sync::atomic::Ordering::Acquire);
         expect_type::<T>(segment, load(&fixed.item_size), load(&fixed.item_align))?;
         let capacity = load(&fixed.capacity);
         let shape = Shape::new(capacity, Self::item_bytes()).ok_or_else(|| {

@@ -39,8 +39,9 @@
 //! * **A get** claims the slot of `head`, copies the item out, stores `EMPTY(lap + 1)`, then
 //!   advances `head`. Gets go one at a time: a get finding the slot of `head` being read waits
 //!   for that get to finish, so that a get killed half-way is found at `head` by the next.
-//! * A call that finds its position done already (its `tail` or `head` was read before
-//!   another call moved it) moves it on, with a compare-and-swap, and looks again.
+//! * A call that finds its position done already moves it on, with a compare-and-swap, and
+//!   looks again: its `tail` or `head` was read before another call moved it, or a get freed
+//!   the slot (and a put may have claimed it for the next lap) and has not moved `head` yet.
 //!
 //! # Crash safety
 //!
@@ -82,7 +83,7 @@ use std::time::{Duration, Instant};
 use crate::collections::queue::QueueError;
 use crate::collections::wait::{deadline, spin_until};
 use crate::collections::words::{load_bytes, store_bytes};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::failpoint;
 use crate::segment::{DATA_START, Segment};
 use crate::shm_safe::ShmSafe;
@@ -199,6 +200,9 @@ enum Seen {
     Reading(u32),
     /// The position is done: its item was taken, or its put skipped.
     Done,
+    /// The position is done, and the slot was claimed again for the position one lap on: a
+    /// get frees its slot before it moves `head`, and a put may refill the slot meanwhile.
+    Later,
     /// The slot still holds the position one lap before (written, ready or being read).
     Previous,
     /// Anything else: the position was read before the queue moved on, or the slot is
@@ -216,6 +220,8 @@ fn classify(word: u64, lap: u64) -> Seen {
         (0, FULL, 0) => Seen::Ready,
         (0, READING, pid) if pid != 0 => Seen::Reading(pid),
         (1, EMPTY, 0) => Seen::Done,
+        (1, WRITING | READING, pid) if pid != 0 => Seen::Later,
+        (1, FULL, 0) => Seen::Later,
         (LAP_MASK, WRITING | READING, pid) if pid != 0 => Seen::Previous,
         (LAP_MASK, FULL, 0) => Seen::Previous,
         _ => Seen::Unexpected,
@@ -284,7 +290,8 @@ impl<'a> Ring<'a> {
             8,
         )?;
         let fixed = &area.fixed.0;
-        fixed.item_size
+        fixed
+            .item_size
             .store(shape.item_bytes as u64, Ordering::Relaxed);
         fixed.item_align.store(item_align, Ordering::Relaxed);
         fixed.capacity.store(shape.capacity(), Ordering::Release);
@@ -304,7 +311,10 @@ impl<'a> Ring<'a> {
     #[inline]
     fn me() -> u32 {
         let pid = sys::pid();
-        debug_assert!(u64::from(pid) <= OWNER_MASK, "pid {pid} beyond Linux's limit");
+        debug_assert!(
+            u64::from(pid) <= OWNER_MASK,
+            "pid {pid} beyond Linux's limit"
+        );
         pid
     }
 
@@ -326,13 +336,8 @@ impl<'a> Ring<'a> {
     }
 
     #[cold]
-    fn queue_error(self, error: Error) -> QueueError {
-        QueueError::Other(error)
-    }
-
-    #[cold]
     fn damaged(self, position: u64, word: u64) -> QueueError {
-        self.queue_error(self.segment.corrupt(format!(
+        QueueError::Other(self.segment.corrupt(format!(
             "the queue's slot {} is {} ({word:#x}), which position {position} cannot be",
             position & (self.capacity() - 1),
             describe(word)
@@ -408,7 +413,7 @@ impl<'a> Ring<'a> {
                     self.fill(position, claimed, &item);
                     return Ok(claimed);
                 }
-                Seen::Ready | Seen::Reading(_) | Seen::Done => {
+                Seen::Ready | Seen::Reading(_) | Seen::Done | Seen::Later => {
                     let _ = tail.compare_exchange(
                         position,
                         position.wrapping_add(1),
@@ -551,7 +556,7 @@ impl<'a> Ring<'a> {
                         return Ok(self.take(position, max, me, &mut out));
                     }
                 }
-                Seen::Done => {
+                Seen::Done | Seen::Later => {
                     let _ = head.compare_exchange(
                         position,
                         position.wrapping_add(1),
@@ -581,7 +586,9 @@ impl<'a> Ring<'a> {
                 }
                 Seen::Writing(owner) => {
                     let getters = Some(&self.area.getters.0);
-                    match self.wait_on_claim(slot, word, owner, getters, wait, deadline, &mut pause)? {
+                    match self
+                        .wait_on_claim(slot, word, owner, getters, wait, deadline, &mut pause)?
+                    {
                         Waited::Changed => {}
                         Waited::OwnerDead => self.skip(position, word),
                     }
@@ -610,13 +617,7 @@ impl<'a> Ring<'a> {
     /// Having claimed the slot of `first` (at `head`), claims the ready slots after it, up to
     /// `max` in all, hands each item to `out`, frees the slots in order and moves `head` past
     /// them. Returns how many.
-    fn take(
-        self,
-        first: u64,
-        max: usize,
-        me: u32,
-        out: &mut impl FnMut(&[AtomicU64]),
-    ) -> usize {
+    fn take(self, first: u64, max: usize, me: u32, out: &mut impl FnMut(&[AtomicU64])) -> usize {
         let mut taken = 1;
         while taken < max && (taken as u64) < self.capacity() {
             let position = first.wrapping_add(taken as u64);
@@ -805,11 +806,16 @@ pub(super) fn is_reading(word: u64) -> bool {
 /// `None` if it fits. A position before the tail (`claimed`) has been claimed: its slot is
 /// being written, ready, being read or done. One at or after the tail is free, claimed by a
 /// put that has not moved the tail yet, or skipped.
-pub(super) fn fits(ring: Ring<'_>, word: u64, position: u64, claimed: bool) -> Option<&'static str> {
+pub(super) fn fits(
+    ring: Ring<'_>,
+    word: u64,
+    position: u64,
+    claimed: bool,
+) -> Option<&'static str> {
     let seen = classify(word, ring.lap(position));
     let fits = match seen {
         Seen::Writing(_) | Seen::Done => true,
-        Seen::Ready | Seen::Reading(_) => claimed,
+        Seen::Ready | Seen::Reading(_) | Seen::Later => claimed,
         Seen::Free => !claimed,
         Seen::Previous | Seen::Unexpected => false,
     };
@@ -872,6 +878,8 @@ mod tests {
         assert_eq!(classify(state(lap, 0, FULL), lap), Seen::Ready);
         assert_eq!(classify(state(lap, 42, READING), lap), Seen::Reading(42));
         assert_eq!(classify(state(lap + 1, 0, EMPTY), lap), Seen::Done);
+        assert_eq!(classify(state(lap + 1, 0, FULL), lap), Seen::Later);
+        assert_eq!(classify(state(lap + 1, 4, WRITING), lap), Seen::Later);
         assert_eq!(classify(state(lap - 1, 0, FULL), lap), Seen::Previous);
         assert_eq!(classify(state(lap - 1, 9, READING), lap), Seen::Previous);
         assert_eq!(classify(state(lap - 1, 9, WRITING), lap), Seen::Previous);

@@ -61,8 +61,8 @@ use super::layout::{
     CLOSED, CLOSED_NOW, DONE, ENTRY_SIZE, Entry, MAX_SLOTS, OPEN, READY, RING_ALIGN, RING_HEADER,
     Raw, Ring, TAKEN,
 };
-use crate::collections::wait::{Next, deadline, next_sleep, spin_while};
 use crate::collections::changes::{Change, count_down, count_up};
+use crate::collections::wait::{Next, deadline, next_sleep, spin_while};
 use crate::collections::{codec, record};
 use crate::error::{Error, Result};
 use crate::segment::{self, DATA_START};

@@ -42,7 +42,7 @@ fn check_rows(rows: &[Value], out: &str) {
 }
 
 /// The baselines of every run, Python or not.
-const RUST_BASELINES: [&str; 9] = [
+const RUST_BASELINES: [&str; 11] = [
     "rust_threads_mutex_vec",
     "shared_vec_push_one_process",
     "std_mutex",
@@ -52,6 +52,8 @@ const RUST_BASELINES: [&str; 9] = [
     "shared_pod_map_get_1_process",
     "rwlock_hash_map_get",
     "mutex_hash_map_insert",
+    "queue_two_processes",
+    "pod_queue_two_processes",
 ];
 
 #[test]

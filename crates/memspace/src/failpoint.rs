@@ -56,6 +56,13 @@
 //! | `pod_map.entry_moved` | a migration step placed an entry in the new table, `moved` not yet advanced |
 //! | `pod_map.migration_done` | a migration moved its last slot and cleared `old` |
 //! | `pod_map.recovering` | a locker began recovering the map after a holder's death, nothing repaired yet |
+//! | `pod_queue.claimed` | a put of a plain-value queue claimed its slot (or a batch's slots), the tail not yet moved |
+//! | `pod_queue.written` | a put wrote an item into its claimed slot, not yet marked ready |
+//! | `pod_queue.published` | a put marked its items ready, the getters not yet woken |
+//! | `pod_queue.claimed_to_read` | a get claimed its slot (or a batch's), nothing copied yet |
+//! | `pod_queue.read` | a get copied an item out, its slot not yet freed |
+//! | `pod_queue.freed` | a get freed its slots, the head not yet moved |
+//! | `pod_queue.taken_over` | a get took over the claim of a dead get, nothing copied yet |
 //! | `vec.written` | elements were written past the published length, not yet published |
 
 #[cfg(feature = "failpoints")]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use memspace::collections::{PodQueue, QueueError, SharedVec, Value};
 use memspace::{Error, OpenError, inspect};
 use memspace_testkit::rng::seed_from_env;
-use memspace_testkit::{Parent, Removal, Rng, Running, roles};
+use memspace_testkit::{Parent, Removal, Rng, Running, Watchdog, roles};
 
 /// The queue a child in a role works on.
 const QUEUE: &str = "MEMSPACE_POD_QUEUE_TEST_QUEUE";
@@ -385,6 +385,19 @@ fn child_role() -> bool {
     true
 }
 
+/// What a test with kills at failpoints starts from: a queue of 8 slots holding `items` (the
+/// test's watchdog kept beside it); `None` in a child, whose script has run.
+fn queue_for_kills(tag: &str, items: &[u64]) -> Option<(Watchdog, Removal, PodQueue<u64>)> {
+    if child_role() {
+        return None;
+    }
+    let dog = memspace_testkit::start_test();
+    let name = Removal::fresh(tag);
+    let queue = PodQueue::<u64>::create(name.name(), 8).expect("create");
+    queue.put_many(items).expect("put");
+    Some((dog, name, queue))
+}
+
 /// Runs `script` in a child against `queue` until it stops at `point`, and kills it there.
 fn kill_child_at(queue: &Removal, point: &str, script: &str) {
     let mut child = roles::child_in_role(
@@ -409,13 +422,9 @@ enum First {
 /// A queue holding 1 and 2; a child killed at `point` in `script`; then this process puts 10
 /// (or first takes what is there, as `first` says) and takes everything: `expected` before 10.
 fn kill_at(point: &str, script: &str, first: First, expected: &[u64]) {
-    if child_role() {
+    let Some((_dog, name, queue)) = queue_for_kills("podq-kill", &[1, 2]) else {
         return;
-    }
-    let _dog = memspace_testkit::start_test();
-    let name = Removal::fresh("podq-kill");
-    let queue = PodQueue::<u64>::create(name.name(), 8).expect("create");
-    queue.put_many(&[1, 2]).expect("put");
+    };
     kill_child_at(&name, point, script);
     let context = format!("killed at {point} in `{script}`, {first:?} first");
     let mut got = Vec::new();
@@ -484,15 +493,11 @@ kill_tests! {
 /// get still returns the item.
 #[test]
 fn a_get_killed_while_taking_over_a_dead_gets_item_leaves_it_to_the_next() {
-    if child_role() {
+    let Some((_dog, name, queue)) = queue_for_kills("podq-takeover", &[1, 2]) else {
         return;
-    }
-    let _dog = memspace_testkit::start_test();
-    let name = Removal::fresh("podq-takeover");
-    let queue = PodQueue::<u64>::create(name.name(), 8).expect("create");
-    queue.put_many(&[1, 2]).expect("put");
+    };
     kill_child_at(&name, "pod_queue.read", "get");
-    kill_child_at(&name, "pod_queue.taking_over", "get");
+    kill_child_at(&name, "pod_queue.taken_over", "get");
     assert_eq!(drain(&queue), vec![1, 2]);
     assert_consistent(&queue, "after two kills");
 }
@@ -500,13 +505,9 @@ fn a_get_killed_while_taking_over_a_dead_gets_item_leaves_it_to_the_next() {
 /// A dead get's claim that no get has met yet is reported by `inspect` as a note, not damage.
 #[test]
 fn inspect_notes_a_dead_claim_without_calling_it_damage() {
-    if child_role() {
+    let Some((_dog, name, queue)) = queue_for_kills("podq-inspect", &[1]) else {
         return;
-    }
-    let _dog = memspace_testkit::start_test();
-    let name = Removal::fresh("podq-inspect");
-    let queue = PodQueue::<u64>::create(name.name(), 8).expect("create");
-    queue.put(1).expect("put");
+    };
     kill_child_at(&name, "pod_queue.read", "get");
     let report = inspect::verify(queue.segment().expect("shm"));
     assert!(report.is_consistent(), "{report:#?}");

@@ -336,6 +336,28 @@ impl<'a> Ring<'a> {
     }
 
     #[cold]
+    fn closed(self) -> QueueError {
+        QueueError::Closed {
+            name: self.segment.name().clone(),
+        }
+    }
+
+    #[cold]
+    fn full(self) -> QueueError {
+        QueueError::Full {
+            name: self.segment.name().clone(),
+            capacity: self.capacity(),
+        }
+    }
+
+    #[cold]
+    fn empty(self) -> QueueError {
+        QueueError::Empty {
+            name: self.segment.name().clone(),
+        }
+    }
+
+    #[cold]
     fn damaged(self, position: u64, word: u64) -> QueueError {
         QueueError::Other(self.segment.corrupt(format!(
             "the queue's slot {} is {} ({word:#x}), which position {position} cannot be",
@@ -355,14 +377,11 @@ impl<'a> Ring<'a> {
     ) -> (usize, Result<(), QueueError>) {
         let size = self.shape.item_bytes;
         debug_assert_eq!(items.len(), count * size);
-        let deadline = match wait {
-            Wait::For(timeout) => deadline(Some(timeout)),
-            _ => None,
-        };
+        let mut patience = Patience::new(wait);
         let mut put = 0;
         while put < count {
             let item = |index: usize| &items[(put + index) * size..(put + index + 1) * size];
-            match self.put_run(count - put, item, wait, deadline) {
+            match self.put_run(count - put, item, &mut patience) {
                 Ok(n) => put += n,
                 Err(error) => return (put, Err(error)),
             }
@@ -376,12 +395,10 @@ impl<'a> Ring<'a> {
         self,
         count: usize,
         item: impl Fn(usize) -> &'i [u8],
-        wait: Wait,
-        deadline: Option<Instant>,
+        patience: &mut Patience,
     ) -> Result<usize, QueueError> {
         let me = Self::me();
         let tail = &self.area.tail.0;
-        let mut pause = FIRST_PAUSE;
         loop {
             let position = tail.load(Ordering::Acquire);
             let slot = self.slot(position);
@@ -390,9 +407,7 @@ impl<'a> Ring<'a> {
             match classify(word, lap) {
                 Seen::Free => {
                     if self.is_closed() {
-                        return Err(QueueError::Closed {
-                            name: self.segment.name().clone(),
-                        });
+                        return Err(self.closed());
                     }
                     if slot[0]
                         .compare_exchange(
@@ -411,38 +426,27 @@ impl<'a> Ring<'a> {
                     // change it sees until then.
                     tail.store(position.wrapping_add(claimed as u64), Ordering::Relaxed);
                     self.fill(position, claimed, &item);
+                    self.segment.note_writer();
                     return Ok(claimed);
                 }
                 Seen::Ready | Seen::Reading(_) | Seen::Done | Seen::Later => {
-                    let _ = tail.compare_exchange(
-                        position,
-                        position.wrapping_add(1),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
+                    move_on(tail, position);
                 }
                 Seen::Writing(owner) => {
                     if tail.load(Ordering::Acquire) != position {
                         continue;
                     }
                     // Another put claimed the slot and is about to move `tail`.
-                    match self.wait_on_claim(slot, word, owner, None, wait, deadline, &mut pause)? {
+                    match self.wait_on_claim(slot, word, owner, None, patience, || self.full())? {
                         Waited::Changed => {}
                         Waited::OwnerDead => self.skip(position, word),
                     }
                 }
                 Seen::Previous => {
                     if self.is_closed() {
-                        return Err(QueueError::Closed {
-                            name: self.segment.name().clone(),
-                        });
+                        return Err(self.closed());
                     }
-                    self.wait_for(&self.area.putters.0, slot, word, wait, deadline, || {
-                        QueueError::Full {
-                            name: self.segment.name().clone(),
-                            capacity: self.capacity(),
-                        }
-                    })?;
+                    self.wait_for(&self.area.putters.0, slot, word, patience, || self.full())?;
                 }
                 Seen::Unexpected => {
                     if tail.load(Ordering::Acquire) == position {
@@ -512,12 +516,7 @@ impl<'a> Ring<'a> {
             )
             .is_ok()
         {
-            let _ = self.area.tail.0.compare_exchange(
-                position,
-                position.wrapping_add(1),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            move_on(&self.area.tail.0, position);
             wake_all(&self.area.getters.0);
         }
     }
@@ -530,13 +529,9 @@ impl<'a> Ring<'a> {
         mut out: impl FnMut(&[AtomicU64]),
         wait: Wait,
     ) -> Result<usize, QueueError> {
-        let deadline = match wait {
-            Wait::For(timeout) => deadline(Some(timeout)),
-            _ => None,
-        };
+        let mut patience = Patience::new(wait);
         let me = Self::me();
         let head = &self.area.head.0;
-        let mut pause = FIRST_PAUSE;
         loop {
             let position = head.load(Ordering::Acquire);
             let slot = self.slot(position);
@@ -557,19 +552,15 @@ impl<'a> Ring<'a> {
                     }
                 }
                 Seen::Done | Seen::Later => {
-                    let _ = head.compare_exchange(
-                        position,
-                        position.wrapping_add(1),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
+                    move_on(head, position);
                 }
                 Seen::Reading(owner) => {
                     // Another get is reading it; gets go one at a time.
-                    match self.wait_on_claim(slot, word, owner, None, wait, deadline, &mut pause)? {
+                    match self
+                        .wait_on_claim(slot, word, owner, None, &mut patience, || self.empty())?
+                    {
                         Waited::Changed => {}
                         Waited::OwnerDead => {
-                            failpoint::hit("pod_queue.taking_over");
                             if slot[0]
                                 .compare_exchange(
                                     word,
@@ -579,6 +570,7 @@ impl<'a> Ring<'a> {
                                 )
                                 .is_ok()
                             {
+                                failpoint::hit("pod_queue.taken_over");
                                 return Ok(self.take(position, max, me, &mut out));
                             }
                         }
@@ -587,7 +579,7 @@ impl<'a> Ring<'a> {
                 Seen::Writing(owner) => {
                     let getters = Some(&self.area.getters.0);
                     match self
-                        .wait_on_claim(slot, word, owner, getters, wait, deadline, &mut pause)?
+                        .wait_on_claim(slot, word, owner, getters, &mut patience, || self.empty())?
                     {
                         Waited::Changed => {}
                         Waited::OwnerDead => self.skip(position, word),
@@ -595,15 +587,9 @@ impl<'a> Ring<'a> {
                 }
                 Seen::Free => {
                     if self.is_closed() {
-                        return Err(QueueError::Closed {
-                            name: self.segment.name().clone(),
-                        });
+                        return Err(self.closed());
                     }
-                    self.wait_for(&self.area.getters.0, slot, word, wait, deadline, || {
-                        QueueError::Empty {
-                            name: self.segment.name().clone(),
-                        }
-                    })?;
+                    self.wait_for(&self.area.getters.0, slot, word, &patience, || self.empty())?;
                 }
                 Seen::Previous | Seen::Unexpected => {
                     if head.load(Ordering::Acquire) == position {
@@ -660,94 +646,65 @@ impl<'a> Ring<'a> {
         taken
     }
 
-    /// Waits, as `wait` says, for the slot whose state is `word` (nothing ready, or no room)
-    /// to change: spins, then sleeps on `word_to_sleep_on` until a waker bumps it. `blocked`
+    /// Waits, as `patience` says, for the slot whose state is `word` (nothing ready, or no
+    /// room) to change: spins, then sleeps on `sleep_on` until a waker bumps it. `blocked`
     /// is the error of a call that may not wait.
     fn wait_for(
         self,
         sleep_on: &AtomicU32,
         slot: &[AtomicU64],
         word: u64,
-        wait: Wait,
-        deadline: Option<Instant>,
+        patience: &Patience,
         blocked: impl FnOnce() -> QueueError,
     ) -> Result<(), QueueError> {
-        let changed = || slot[0].load(Ordering::Acquire) != word;
-        if matches!(wait, Wait::Never) {
+        if patience.gives_up_at_once() {
             return Err(blocked());
         }
-        if spin_until(changed, deadline) {
+        if spin_until(
+            || slot[0].load(Ordering::Acquire) != word,
+            patience.deadline,
+        ) {
             return Ok(());
         }
-        let timeout = match (wait, deadline) {
-            (Wait::For(_), Some(deadline)) => {
-                match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Err(self.timed_out(wait)),
-                }
-            }
-            _ => None,
-        };
+        let timeout = patience
+            .left(None)
+            .ok_or_else(|| self.timed_out(patience.wait))?;
         sleep(sleep_on, || slot[0].load(Ordering::SeqCst) == word, timeout);
         Ok(())
     }
 
     /// Waits on a slot that a call of process `owner` claimed (its state `word`): spins, then
-    /// pauses (on `sleep_on` if a waker bumps it when the claim ends, else in `nanosleep`),
-    /// each pause followed by a look at the owner's life.
-    #[allow(clippy::too_many_arguments)]
+    /// looks at the owner's life, then pauses (on `sleep_on` if a waker bumps it when the
+    /// claim ends, else in `nanosleep`), each pause twice as long as the one before.
     fn wait_on_claim(
         self,
         slot: &[AtomicU64],
         word: u64,
         owner: u32,
         sleep_on: Option<&AtomicU32>,
-        wait: Wait,
-        deadline: Option<Instant>,
-        pause: &mut Duration,
+        patience: &mut Patience,
+        blocked: impl FnOnce() -> QueueError,
     ) -> Result<Waited, QueueError> {
-        let changed = || slot[0].load(Ordering::Acquire) != word;
-        if spin_until(changed, deadline) {
+        if spin_until(
+            || slot[0].load(Ordering::Acquire) != word,
+            patience.deadline,
+        ) {
             return Ok(Waited::Changed);
         }
         if self.owner_dead(owner) && slot[0].load(Ordering::Acquire) == word {
             return Ok(Waited::OwnerDead);
         }
-        let mut nap = *pause;
-        match (wait, deadline) {
-            (Wait::Never, _) => {
-                return Err(match sleep_on {
-                    Some(_) => QueueError::Empty {
-                        name: self.segment.name().clone(),
-                    },
-                    None if slot[0].load(Ordering::Relaxed) & PHASE_MASK == READING => {
-                        QueueError::Empty {
-                            name: self.segment.name().clone(),
-                        }
-                    }
-                    None => QueueError::Full {
-                        name: self.segment.name().clone(),
-                        capacity: self.capacity(),
-                    },
-                });
-            }
-            (Wait::For(_), Some(deadline)) => {
-                match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => nap = nap.min(left),
-                    _ => return Err(self.timed_out(wait)),
-                }
-            }
-            _ => {}
+        if patience.gives_up_at_once() {
+            return Err(blocked());
         }
+        let nap = patience
+            .left(Some(patience.pause))
+            .ok_or_else(|| self.timed_out(patience.wait))?;
         match sleep_on {
-            Some(word_to_sleep_on) => sleep(
-                word_to_sleep_on,
-                || slot[0].load(Ordering::SeqCst) == word,
-                Some(nap),
-            ),
-            None => std::thread::sleep(nap),
+            Some(sleep_on) => sleep(sleep_on, || slot[0].load(Ordering::SeqCst) == word, nap),
+            None => std::thread::sleep(nap.unwrap_or(patience.pause)),
         }
-        *pause = (*pause * 2).min(LONGEST_PAUSE);
+        patience.pause = (patience.pause * 2).min(LONGEST_PAUSE);
         Ok(Waited::Changed)
     }
 
@@ -829,6 +786,63 @@ pub(super) fn fits(
 /// Copies an item's words into `out`.
 pub(super) fn copy_item(words: &[AtomicU64], out: &mut [u8]) {
     load_bytes(words, out);
+}
+
+/// Moves `tail` or `head` from `position` to the next, unless another call did.
+fn move_on(word: &AtomicU64, position: u64) {
+    let _ = word.compare_exchange(
+        position,
+        position.wrapping_add(1),
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+}
+
+/// How long a blocked call waits: as its caller said, and how long its next pause on a
+/// claimed slot lasts.
+struct Patience {
+    wait: Wait,
+    deadline: Option<Instant>,
+    pause: Duration,
+}
+
+impl Patience {
+    fn new(wait: Wait) -> Self {
+        Patience {
+            wait,
+            deadline: match wait {
+                Wait::For(timeout) => deadline(Some(timeout)),
+                _ => None,
+            },
+            pause: FIRST_PAUSE,
+        }
+    }
+
+    /// Whether the call gives up at once: a `try_` form, or a timeout of zero (which reports
+    /// the queue full or empty rather than timed out, as `Queue` does).
+    fn gives_up_at_once(&self) -> bool {
+        match self.wait {
+            Wait::Never => true,
+            Wait::For(timeout) => timeout.is_zero(),
+            Wait::Forever => false,
+        }
+    }
+
+    /// How long the next sleep may last, at most `at_most` (`Some(None)`: until woken); `None`
+    /// once the deadline passed.
+    fn left(&self, at_most: Option<Duration>) -> Option<Option<Duration>> {
+        let left = match self.deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return None,
+            },
+            None => None,
+        };
+        Some(match (left, at_most) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
 }
 
 /// Sleeps on `word` while `still` holds, at most `timeout`: sets [`SLEEPERS`], then looks

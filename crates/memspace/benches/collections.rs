@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use memspace::SharedList;
-use memspace::collections::{Queue, SharedMap, SharedVec};
+use memspace::collections::{PodQueue, Queue, SharedMap, SharedVec};
 
 fn push(c: &mut Criterion) {
     let mut group = c.benchmark_group("push_u64");
@@ -69,6 +69,13 @@ fn queue(c: &mut Criterion) {
         b.iter(|| {
             shared.put(&black_box(1)).expect("put");
             shared.get().expect("get")
+        });
+    });
+    let pod = PodQueue::<u64>::new(1024).expect("pod queue");
+    group.bench_function("pod_queue", |b| {
+        b.iter(|| {
+            pod.put(black_box(1)).expect("put");
+            pod.get().expect("get")
         });
     });
     let (tx, rx) = std::sync::mpsc::channel::<u64>();

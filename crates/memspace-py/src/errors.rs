@@ -44,6 +44,10 @@ fn open_to_py(err: &OpenError, text: String) -> PyErr {
         | OpenError::UntrustedOwner { .. }
         | OpenError::UntrustedMode { .. } => PyPermissionError::new_err(text),
         OpenError::InvalidName { .. } => PyValueError::new_err(text),
+        // An object that is not the kind, or not of the item type, the caller opens it as.
+        OpenError::TypeMismatch { .. } | OpenError::WrongKind { .. } => {
+            pyo3::exceptions::PyTypeError::new_err(text)
+        }
         _ => PyRuntimeError::new_err(text),
     }
 }

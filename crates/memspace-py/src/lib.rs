@@ -11,6 +11,7 @@ mod errors;
 mod handle;
 mod list;
 mod lock;
+mod pod_queue;
 mod queue;
 mod sync;
 mod typecode;
@@ -27,6 +28,7 @@ fn _memspace(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<list::SharedList>()?;
     m.add_class::<dict::SharedDict>()?;
     m.add_class::<queue::Queue>()?;
+    m.add_class::<pod_queue::PodQueue>()?;
     m.add_class::<value::Value>()?;
     m.add_class::<array::Array>()?;
     m.add_class::<sync::Event>()?;

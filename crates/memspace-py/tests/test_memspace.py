@@ -256,6 +256,84 @@ def test_queue_follows_multiprocessing_queue():
         jq.task_done()
 
 
+def test_pod_queue_follows_multiprocessing_queue_for_numbers(unique_name):
+    q = memspace.PodQueue("q", 3)
+    assert q.capacity == 4 and q.typecode == "q"
+    q.put(1)
+    q.put_nowait(-2)
+    assert q.put_many([3, 4, 5], block=False) == 2, "room for two"
+    assert q.full() and q.qsize() == 4
+    with pytest.raises(queue.Full):
+        q.put_nowait(6)
+    with pytest.raises(queue.Full):
+        q.put(6, timeout=0.05)
+    assert q.get() == 1 and q.get_nowait() == -2
+    assert q.get_many(10) == [3, 4]
+    assert q.empty() and q.get_many(0) == []
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.05)
+    with pytest.raises(queue.Empty):
+        q.get_many(5, timeout=0.05)
+    with pytest.raises(TypeError):
+        q.put("not a number")
+    with pytest.raises(TypeError):
+        q.put_many([1, "two"])
+    assert q.empty(), "nothing of a batch with a wrong item is put"
+    with pytest.raises(ValueError):
+        memspace.PodQueue("z")
+    floats = memspace.PodQueue("d")
+    floats.put_many([0.5, 1.5])
+    assert floats.get_many(2) == [0.5, 1.5]
+    q.put(7)
+    q.close()
+    assert q.is_closed()
+    with pytest.raises(ValueError):
+        q.put(8)
+    assert q.get() == 7
+    with pytest.raises(ValueError):
+        q.get()
+
+    name = unique_name("podq")
+    named = memspace.PodQueue.create(name, "L", 8)
+    with pytest.raises(FileExistsError):
+        memspace.PodQueue.create(name, "L")
+    named.put(9)
+    assert memspace.PodQueue.open(name, "L").get() == 9
+    with pytest.raises(TypeError):
+        memspace.PodQueue.open(name, "b")
+    again = pickle.loads(pickle.dumps(named))
+    again.put(10)
+    assert named.get() == 10
+    named.unlink()
+    with pytest.raises(FileNotFoundError):
+        memspace.PodQueue.open(name, "L")
+
+
+def _produce_numbers(q, n):
+    for i in range(0, n, 100):
+        q.put_many(list(range(i, min(i + 100, n))))
+    q.put(-1)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pod_queue_carries_numbers_between_processes_in_order(method):
+    n = 20_000
+    q = memspace.PodQueue("q", 64)
+    child = mp.get_context(method).Process(target=_produce_numbers, args=(q, n))
+    child.start()
+    got = []
+    while True:
+        items = q.get_many(256, timeout=60)
+        got.extend(items)
+        if items[-1] == -1:
+            break
+    child.join(60)
+    assert child.exitcode == 0
+    assert got == list(range(n)) + [-1]
+
+
 def test_names_and_errors(unique_name):
     name = unique_name("named")
     created = memspace.SharedList.create(name)

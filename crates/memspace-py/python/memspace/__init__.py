@@ -1,7 +1,8 @@
 """Shared memory for Python processes: the objects of ``multiprocessing`` (``Lock``, ``RLock``,
 ``Queue``, ``JoinableQueue``, ``Value``, ``Array``), a ``SharedList`` that behaves as a ``list`` and a
 ``SharedDict`` that behaves as a ``dict``, in
-memspace's robust shared memory.
+memspace's robust shared memory; and a ``PodQueue`` of numbers of one typecode, put and taken
+without a lock (``Queue``'s method names, with ``put_many`` and ``get_many`` for lists).
 
 Every object pickles as a reference to its segment, so it can be passed to
 ``multiprocessing.Process``, ``Pool`` and ``ProcessPoolExecutor`` under any start method. An
@@ -49,6 +50,7 @@ from ._memspace import (
     Event,
     Lock,
     OwnerDied,
+    PodQueue,
     Queue,
     RLock,
     Semaphore,
@@ -65,6 +67,7 @@ __all__ = [
     "Lock",
     "OwnerDied",
     "PICKLE_EXT_TYPE",
+    "PodQueue",
     "Queue",
     "RLock",
     "Semaphore",
@@ -304,6 +307,7 @@ _OPENERS = {
     "Lock": Lock.open,
     "RLock": RLock.open,
     "Queue": Queue.open,
+    "PodQueue": PodQueue.open,
     "JoinableQueue": lambda name: Queue.open(name, joinable=True),
     "Value": Value.reopen,
     "Array": Array.reopen,

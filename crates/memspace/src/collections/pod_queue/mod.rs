@@ -321,6 +321,25 @@ impl<T: Pod> PodQueue<T> {
         self.put_waiting(items, Wait::Forever)
     }
 
+    /// Puts the items of `items` at the back, in order, as many as there is room for within
+    /// `timeout` (none once it passed, if the queue is full); returns how many it put.
+    ///
+    /// # Errors
+    ///
+    /// As [`PodQueue::put`] (a queue closed meanwhile keeps the items put before).
+    pub fn put_many_timeout(
+        &self,
+        items: &[T],
+        timeout: Duration,
+    ) -> std::result::Result<usize, QueueError> {
+        let bytes: &[u8] = bytemuck::cast_slice(items);
+        match self.ring()?.put(bytes, items.len(), Wait::For(timeout)) {
+            (put, Ok(())) => Ok(put),
+            (put, Err(QueueError::Full { .. } | QueueError::Timeout { .. })) => Ok(put),
+            (_, Err(err)) => Err(err),
+        }
+    }
+
     #[inline]
     fn put_waiting(&self, items: &[T], wait: Wait) -> std::result::Result<(), QueueError> {
         let bytes: &[u8] = bytemuck::cast_slice(items);
@@ -385,6 +404,19 @@ impl<T: Pod> PodQueue<T> {
     /// As [`PodQueue::try_get`].
     pub fn try_get_many(&self, max: usize) -> std::result::Result<Vec<T>, QueueError> {
         self.get_many_waiting(max, Wait::Never)
+    }
+
+    /// Takes up to `max` items from the front, waiting at most `timeout` for the first.
+    ///
+    /// # Errors
+    ///
+    /// As [`PodQueue::get_timeout`].
+    pub fn get_many_timeout(
+        &self,
+        max: usize,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<T>, QueueError> {
+        self.get_many_waiting(max, Wait::For(timeout))
     }
 
     fn get_many_waiting(&self, max: usize, wait: Wait) -> std::result::Result<Vec<T>, QueueError> {

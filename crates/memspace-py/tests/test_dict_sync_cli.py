@@ -383,6 +383,7 @@ def test_python_m_memspace_bench_quick_json_has_every_row():
         ("dict_set", "Manager().dict()"),
         ("dict_get", "Manager().dict()"),
         ("queue_put_get", "multiprocessing.Queue"),
+        ("pod_queue_put_get", "multiprocessing.Queue"),
         ("lock_uncontended", "multiprocessing.Lock"),
     }
     got = {(r["scenario"], r["baseline"]) for r in rows}

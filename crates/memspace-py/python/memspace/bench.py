@@ -12,6 +12,8 @@ rates (above 1: memspace is faster):
                  ``Manager().dict()``
   queue_put_get  a producer process puts ints, the parent gets them; baselines
                  ``multiprocessing.Queue`` and ``faster_fifo.Queue`` (only if it imports)
+  pod_queue_put_get  the same through a ``PodQueue("q", 4096)``; baseline
+                 ``multiprocessing.Queue``
   lock_uncontended  ``acquire`` + ``release`` in one process; baseline
                  ``multiprocessing.Lock``
 
@@ -126,6 +128,10 @@ def queue_memspace(n):
     return _queue_put_get(memspace.Queue(), n)
 
 
+def pod_queue_memspace(n):
+    return _queue_put_get(memspace.PodQueue("q", 4096), n)
+
+
 def queue_multiprocessing(n):
     queue = _CTX.Queue()
     try:
@@ -181,6 +187,8 @@ def comparisons(quick):
          dict_get_manager, 1_500 * s, "gets/s", 50),
         ("queue_put_get", queue_memspace, 200_000 * s, "multiprocessing.Queue",
          queue_multiprocessing, 50_000 * s, "items/s", 3),
+        ("pod_queue_put_get", pod_queue_memspace, 200_000 * s, "multiprocessing.Queue",
+         queue_multiprocessing, 50_000 * s, "items/s", None),
         ("lock_uncontended", lock_memspace, 1_000_000 * s, "multiprocessing.Lock",
          lock_multiprocessing, 1_000_000 * s, "acquire+release/s", 0.8),
     ]

@@ -210,6 +210,7 @@ pub(crate) fn measure(
     )?;
 
     queue_rows(&mut run, sizes)?;
+    pod_queue_rows(&mut run, sizes)?;
 
     run.once("reading 10 M u64 as a slice", || {
         let names = ("shared_vec_read", "vec_read", "GB/s");
@@ -311,6 +312,48 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
         || queues::two_processes_batched::<Queue<u64>>(n),
         || queues::two_processes::<Queue<u64>>(n),
     )?;
+    #[cfg(feature = "ipc-baselines")]
+    {
+        run.median_described(
+            "Queue<u64> between two processes, against ipc-channel",
+            ("queue_two_processes", "ipc_channel", "items/s"),
+            "a producer process sends u64 items one at a time, this process receives them one \
+             at a time, blocking: Queue put and get (acknowledged), against ipc-channel \
+             IpcSender<u64>::send and IpcReceiver::recv (a Unix socket); timed from the first \
+             item received to the last",
+            || queues::two_processes::<Queue<u64>>(n),
+            || crate::ipc::ipc_channel(n),
+        )?;
+        run.median_described(
+            "Queue<u64> between two processes, against iceoryx2 publish-subscribe",
+            ("queue_two_processes", "iceoryx2_pubsub", "items/s"),
+            "a producer process sends u64 items one at a time, this process receives them one \
+             at a time: Queue put and get (acknowledged; an empty get spins, then sleeps on a \
+             futex), against iceoryx2 publish-subscribe (loan_uninit, write_payload, send; safe \
+             overflow off, a subscriber buffer of 256, the publisher retrying while it is \
+             full; the subscriber busy-polls receive); timed from the first item received to \
+             the last",
+            || queues::two_processes::<Queue<u64>>(n),
+            || crate::ipc::iceoryx2_publish_subscribe(n),
+        )?;
+        run.median_described(
+            "Queue<u64> batches between two processes, against iceoryx2 publish-subscribe",
+            ("queue_two_processes_batched", "iceoryx2_pubsub", "items/s"),
+            "as queue_two_processes against iceoryx2_pubsub, with memspace's items put 64 per \
+             put_many and taken up to 256 per get_many; iceoryx2 still sends one sample per \
+             item (zero-copy, no batching API for single values)",
+            || queues::two_processes_batched::<Queue<u64>>(n),
+            || crate::ipc::iceoryx2_publish_subscribe(n),
+        )?;
+    }
+    Ok(())
+}
+
+/// `PodQueue`'s comparisons: in one process against `std::sync::mpsc`, between two processes
+/// against `Queue`, batches against single items, and (with the feature `ipc-baselines`)
+/// against iceoryx2 and `ipc-channel`.
+fn pod_queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
+    let n = sizes.queue_items;
     run.median_described(
         "PodQueue<u64> put+get in one process, against std::sync::mpsc",
         ("pod_queue_put_get", "std_mpsc", "put+get/s"),
@@ -356,37 +399,6 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
             "as queue_two_processes against ipc_channel, with a PodQueue of 4096 slots",
             || queues::two_processes::<PodQueue<u64>>(n),
             || crate::ipc::ipc_channel(n),
-        )?;
-        run.median_described(
-            "Queue<u64> between two processes, against ipc-channel",
-            ("queue_two_processes", "ipc_channel", "items/s"),
-            "a producer process sends u64 items one at a time, this process receives them one \
-             at a time, blocking: Queue put and get (acknowledged), against ipc-channel \
-             IpcSender<u64>::send and IpcReceiver::recv (a Unix socket); timed from the first \
-             item received to the last",
-            || queues::two_processes::<Queue<u64>>(n),
-            || crate::ipc::ipc_channel(n),
-        )?;
-        run.median_described(
-            "Queue<u64> between two processes, against iceoryx2 publish-subscribe",
-            ("queue_two_processes", "iceoryx2_pubsub", "items/s"),
-            "a producer process sends u64 items one at a time, this process receives them one \
-             at a time: Queue put and get (acknowledged; an empty get spins, then sleeps on a \
-             futex), against iceoryx2 publish-subscribe (loan_uninit, write_payload, send; safe \
-             overflow off, a subscriber buffer of 256, the publisher retrying while it is \
-             full; the subscriber busy-polls receive); timed from the first item received to \
-             the last",
-            || queues::two_processes::<Queue<u64>>(n),
-            || crate::ipc::iceoryx2_publish_subscribe(n),
-        )?;
-        run.median_described(
-            "Queue<u64> batches between two processes, against iceoryx2 publish-subscribe",
-            ("queue_two_processes_batched", "iceoryx2_pubsub", "items/s"),
-            "as queue_two_processes against iceoryx2_pubsub, with memspace's items put 64 per \
-             put_many and taken up to 256 per get_many; iceoryx2 still sends one sample per \
-             item (zero-copy, no batching API for single values)",
-            || queues::two_processes_batched::<Queue<u64>>(n),
-            || crate::ipc::iceoryx2_publish_subscribe(n),
         )?;
     }
     Ok(())

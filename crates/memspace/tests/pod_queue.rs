@@ -661,3 +661,139 @@ fn producers_and_consumers_killed_at_random_lose_and_repeat_nothing() {
     );
     assert_consistent(&queue, &context);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Races and dead claims found in review
+
+/// One `close()` wakes a get about to sleep on an empty queue, whenever it comes: the get
+/// looks at `closed` again after it announced its sleep.
+#[test]
+fn a_single_close_wakes_a_get_about_to_sleep() {
+    let _dog = memspace_testkit::start_test();
+    for round in 0..5000u64 {
+        let queue = PodQueue::<u64>::new(2).expect("new");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let getter = {
+            let queue = queue.clone();
+            std::thread::spawn(move || tx.send(queue.get()).expect("send"))
+        };
+        // Close once, at a moment that moves from round to round through the get's spin.
+        let until = std::time::Instant::now() + Duration::from_nanos(round % 250 * 200);
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        queue.close().expect("close");
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("round {round}: a get slept through close()"));
+        assert!(matches!(got, Err(QueueError::Closed { .. })), "{got:?}");
+        getter.join().expect("getter");
+    }
+}
+
+/// A put that returned `Ok` is never stranded by a close that a get had already reported
+/// (the get saw the queue closed and empty): every item put is taken before `Closed`.
+#[test]
+fn no_put_succeeds_after_a_get_reported_the_queue_closed() {
+    let _dog = memspace_testkit::start_test();
+    let started = std::time::Instant::now();
+    let mut rounds = 0u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        rounds += 1;
+        let queue = PodQueue::<u64>::new(64).expect("new");
+        let (put, got) = std::thread::scope(|scope| {
+            let producer = scope.spawn(|| {
+                let mut put = 0u64;
+                while queue.put(put).is_ok() {
+                    put += 1;
+                }
+                put
+            });
+            let consumer = scope.spawn(|| {
+                let mut got = 0u64;
+                while queue.get().is_ok() {
+                    got += 1;
+                }
+                got
+            });
+            let until = std::time::Instant::now() + Duration::from_micros(100 + rounds % 50 * 7);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            queue.close().expect("close");
+            (
+                producer.join().expect("producer"),
+                consumer.join().expect("consumer"),
+            )
+        });
+        assert_eq!(put, got, "round {rounds}: items put but never taken");
+    }
+}
+
+/// A put waiting for room behind a slot that a dead put claimed (a ring of one slot) finds
+/// the claimant dead and takes the slot; so does a get, with a put waiting meanwhile.
+#[test]
+fn a_put_waiting_behind_a_dead_put_takes_its_slot() {
+    let Some((_dog, name, queue)) = queue_for_kills("podq-behind-dead", &[]) else {
+        return;
+    };
+    drop(queue);
+    let queue = PodQueue::<u64>::create(&format!("{}-1", name.name()), 1).expect("create");
+    let one = Removal::of(&queue.name());
+    kill_child_at(&one, "pod_queue.written", "put");
+    queue
+        .put_timeout(2, Duration::from_secs(30))
+        .expect("the dead put's slot is skipped");
+    assert_eq!(queue.get().expect("get"), 2);
+    kill_child_at(&one, "pod_queue.written", "put");
+    std::thread::scope(|scope| {
+        let putter = scope.spawn(|| queue.put_timeout(3, Duration::from_secs(30)));
+        assert_eq!(queue.get_timeout(Duration::from_secs(30)).expect("get"), 3);
+        putter.join().expect("putter").expect("put");
+    });
+    assert_consistent(&queue, "after the skips");
+}
+
+/// `inspect` reads a queue whose get died after freeing its slot, before moving `head`, and
+/// whose ring puts then filled, as consistent: the next get moves `head` on.
+#[test]
+fn verify_reads_a_ring_refilled_behind_a_get_killed_before_moving_head() {
+    let Some((_dog, name, queue)) = queue_for_kills("podq-refilled", &[1]) else {
+        return;
+    };
+    kill_child_at(&name, "pod_queue.freed", "get");
+    for i in 2..=9 {
+        queue
+            .try_put(i)
+            .expect("room: the slot of item 1 was freed");
+    }
+    assert_consistent(&queue, "a full ring behind a dead get");
+    assert_eq!(drain(&queue), (2..=9).collect::<Vec<_>>());
+}
+
+/// A put stopped between its claim and its move of `tail` holds up no other put: the next
+/// one moves `tail` past the claimed slot.
+#[test]
+fn a_put_stopped_after_its_claim_holds_up_no_other_put() {
+    let Some((_dog, name, queue)) = queue_for_kills("podq-stopped-put", &[]) else {
+        return;
+    };
+    let mut child = roles::child_in_role(
+        "script",
+        &[
+            (QUEUE, name.name()),
+            (SCRIPT, "put"),
+            ("MEMSPACE_FAILPOINT", "pod_queue.claimed"),
+        ],
+    );
+    child.wait_until_stopped("pod_queue.claimed");
+    for i in 0..7 {
+        queue.try_put(100 + i).expect("seven free slots");
+    }
+    assert!(matches!(queue.try_put(200), Err(QueueError::Full { .. })));
+    child.resume();
+    assert!(child.wait().success());
+    let mut items = drain(&queue);
+    assert_eq!(items.remove(0), 7, "the stopped put's slot comes first");
+    assert_eq!(items, (100..107).collect::<Vec<_>>());
+}

@@ -191,6 +191,10 @@ impl Segment {
     pub(crate) fn expecting(self, expected: Kind) -> Result<Self, Error> {
         if self.observer {
             check_access(&self.name, &self.identity)?;
+            // A handle claims locks and slots under this process's pid: the segment learns its
+            // namespace, as an open does, so that no one judges those pids in another.
+            self.lock_slot()
+                .note_user_namespace(sys::this_thread().pid_namespace);
         }
         if self.kind() == expected {
             Ok(self)

@@ -334,8 +334,7 @@ impl<T: Pod> PodQueue<T> {
     ) -> std::result::Result<usize, QueueError> {
         let bytes: &[u8] = bytemuck::cast_slice(items);
         match self.ring()?.put(bytes, items.len(), Wait::For(timeout)) {
-            (put, Ok(())) => Ok(put),
-            (put, Err(QueueError::Full { .. } | QueueError::Timeout { .. })) => Ok(put),
+            (put, Ok(()) | Err(QueueError::Full { .. } | QueueError::Timeout { .. })) => Ok(put),
             (_, Err(err)) => Err(err),
         }
     }

@@ -113,6 +113,16 @@ const LAP_MASK: u64 = (1 << 40) - 1;
 
 /// Words in a cache line: each slot starts on a line of its own.
 const LINE_WORDS: usize = 8;
+/// A slot's words: its state, its claimant's stamp, then the item.
+const STAMP: usize = 1;
+const ITEM: usize = 2;
+/// The bits of a start time a stamp keeps.
+const STAMP_START_MASK: u64 = 0xffff_ffff;
+
+/// The owner field of a free slot on which a get reported the queue closed and empty (a free
+/// slot has no owner otherwise): a put that finds it fails as closed, instead of putting an
+/// item no get would take.
+const CLOSED_HERE: u32 = 1;
 
 /// Set in a futex word while someone sleeps, or is about to, on it.
 const SLEEPERS: u32 = 1;
@@ -178,7 +188,7 @@ impl Shape {
 
     /// Words per slot: the state and the item, in whole cache lines (see the module docs).
     fn slot_words(self) -> usize {
-        (1 + self.item_bytes.div_ceil(8)).next_multiple_of(LINE_WORDS)
+        (ITEM + self.item_bytes.div_ceil(8)).next_multiple_of(LINE_WORDS)
     }
 
     /// The bytes the slots take.
@@ -214,6 +224,8 @@ enum Seen {
     Later,
     /// The slot still holds the position one lap before (written, ready or being read).
     Previous,
+    /// Free, and marked by a get that reported the queue closed and empty: no put claims it.
+    ClosedHere,
     /// Anything else: the position was read before the queue moved on, or the slot is
     /// damaged.
     Unexpected,
@@ -225,6 +237,7 @@ fn classify(word: u64, lap: u64) -> Seen {
     let ahead = (word >> LAP_SHIFT).wrapping_sub(lap) & LAP_MASK;
     match (ahead, phase, owner) {
         (0, EMPTY, 0) => Seen::Free,
+        (0, EMPTY, CLOSED_HERE) => Seen::ClosedHere,
         (0, WRITING, pid) if pid != 0 => Seen::Writing(pid),
         (0, FULL, 0) => Seen::Ready,
         (0, READING, pid) if pid != 0 => Seen::Reading(pid),
@@ -242,6 +255,7 @@ pub(super) fn describe(word: u64) -> String {
     let lap = word >> LAP_SHIFT;
     let owner = (word >> OWNER_SHIFT) & OWNER_MASK;
     match word & PHASE_MASK {
+        EMPTY if owner == u64::from(CLOSED_HERE) => format!("empty and closed in lap {lap}"),
         EMPTY => format!("empty for lap {lap}"),
         WRITING => format!("being written by pid {owner} in lap {lap}"),
         FULL => format!("ready in lap {lap}"),
@@ -262,8 +276,16 @@ pub(super) struct Ring<'a> {
 enum Waited {
     /// The slot's state changed, or a wake-up came: look again.
     Changed,
-    /// Its claimant is dead.
-    OwnerDead,
+    /// Its claimant is dead; the slot's stamp was `stamp` when that was judged.
+    OwnerDead { stamp: u64 },
+}
+
+/// A process as the claimant of slots: its pid (in the state word) and its stamp, the pid and
+/// the low 32 bits of its start time (in the slot's stamp word).
+#[derive(Clone, Copy)]
+struct Claimant {
+    pid: u32,
+    stamp: u64,
 }
 
 impl<'a> Ring<'a> {
@@ -318,21 +340,43 @@ impl<'a> Ring<'a> {
 
     /// The calling process as a claimant.
     #[inline]
-    fn me() -> u32 {
-        let pid = sys::pid();
+    fn me() -> Claimant {
+        let process = sys::this_process();
         debug_assert!(
-            u64::from(pid) <= OWNER_MASK,
-            "pid {pid} beyond Linux's limit"
+            u64::from(process.tid) <= OWNER_MASK,
+            "pid {} beyond Linux's limit",
+            process.tid
         );
-        pid
+        Claimant {
+            pid: process.tid,
+            stamp: (u64::from(process.tid) << 32) | (process.start & STAMP_START_MASK),
+        }
     }
 
     pub(super) fn capacity(self) -> u64 {
         self.shape.capacity()
     }
 
+    /// Whether the queue was closed (a sequentially consistent load: see `closed_and_empty`).
     pub(super) fn is_closed(self) -> bool {
-        self.area.fixed.0.closed.load(Ordering::Acquire) != 0
+        self.area.fixed.0.closed.load(Ordering::SeqCst) != 0
+    }
+
+    /// Whether a get may report the queue closed: it is closed, and the slot at `head` (whose
+    /// state was `word`, free) is marked [`CLOSED_HERE`] with a compare-and-swap from that
+    /// state: a put that claimed the slot first made the swap fail (its item is coming), and
+    /// one that comes after finds the mark and fails. So no put succeeds after a get reported
+    /// the queue closed and empty.
+    fn closed_and_empty(self, slot: &[AtomicU64], word: u64) -> bool {
+        self.is_closed()
+            && slot[0]
+                .compare_exchange(
+                    word,
+                    word | (u64::from(CLOSED_HERE) << OWNER_SHIFT),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// Marks the queue closed and wakes every sleeper, so that each learns it.
@@ -421,41 +465,49 @@ impl<'a> Ring<'a> {
                     if slot[0]
                         .compare_exchange(
                             word,
-                            state(lap, me, WRITING),
-                            Ordering::Acquire,
+                            state(lap, me.pid, WRITING),
+                            Ordering::SeqCst,
                             Ordering::Relaxed,
                         )
                         .is_err()
                     {
                         continue;
                     }
+                    slot[STAMP].store(me.stamp, Ordering::Relaxed);
                     let claimed = self.claim_more(position, count, me);
                     failpoint::hit("pod_queue.claimed");
-                    // Nobody moves `tail` off a slot being written: this store is the only
-                    // change it sees until then.
-                    tail.store(position.wrapping_add(claimed as u64), Ordering::Relaxed);
+
+                    // Others may have moved `tail` past the claimed slots already.
+                    tail.fetch_max(position.wrapping_add(claimed as u64), Ordering::AcqRel);
                     self.fill(position, claimed, &item);
                     self.segment.note_writer();
                     return Ok(claimed);
                 }
-                Seen::Ready | Seen::Reading(_) | Seen::Done | Seen::Later => {
+                // Claimed already, by a put that may not have moved `tail` yet (it may be
+                // descheduled, or stopped): the next put takes the next slot.
+                Seen::Writing(_) | Seen::Ready | Seen::Reading(_) | Seen::Done | Seen::Later => {
                     move_on(tail, position);
                 }
-                Seen::Writing(owner) => {
-                    if tail.load(Ordering::Acquire) != position {
-                        continue;
-                    }
-                    // Another put claimed the slot and is about to move `tail`.
-                    match self.wait_on_claim(slot, word, owner, None, patience, || self.full())? {
-                        Waited::Changed => {}
-                        Waited::OwnerDead => self.skip(position, word),
-                    }
-                }
+                Seen::ClosedHere => return Err(self.closed()),
                 Seen::Previous => {
                     if self.is_closed() {
                         return Err(self.closed());
                     }
-                    self.wait_for(&self.area.putters.0, slot, word, patience, || self.full())?;
+                    let owner = claimant_of(word);
+                    if word & PHASE_MASK == WRITING {
+                        // A put of the lap before claimed the slot and has not filled it: the
+                        // queue is full until a get takes its item, or until it is found dead.
+                        let full = || self.full();
+                        let putters = Some(&self.area.putters.0);
+                        match self.wait_on_claim(slot, word, owner, putters, patience, full)? {
+                            Waited::Changed => {}
+                            Waited::OwnerDead { stamp } => {
+                                self.skip(position.wrapping_sub(self.capacity()), word, stamp);
+                            }
+                        }
+                    } else {
+                        self.wait_for(&self.area.putters.0, slot, word, patience, || self.full())?;
+                    }
                 }
                 Seen::Unexpected => {
                     if tail.load(Ordering::Acquire) == position {
@@ -469,23 +521,25 @@ impl<'a> Ring<'a> {
     /// Claims, after `first`, the free slots that follow it, up to `count` in all; returns
     /// how many it holds. No other put claims them: they lie past `tail`, which still names
     /// `first`.
-    fn claim_more(self, first: u64, count: usize, me: u32) -> usize {
+    fn claim_more(self, first: u64, count: usize, me: Claimant) -> usize {
         let mut claimed = 1;
         while claimed < count && (claimed as u64) < self.capacity() {
             let position = first.wrapping_add(claimed as u64);
             let lap = self.shape.lap(position);
             let free = state(lap, 0, EMPTY);
-            if self.slot(position)[0]
+            let slot = self.slot(position);
+            if slot[0]
                 .compare_exchange(
                     free,
-                    state(lap, me, WRITING),
-                    Ordering::Acquire,
+                    state(lap, me.pid, WRITING),
+                    Ordering::SeqCst,
                     Ordering::Relaxed,
                 )
                 .is_err()
             {
                 break;
             }
+            slot[STAMP].store(me.stamp, Ordering::Relaxed);
             claimed += 1;
         }
         claimed
@@ -497,26 +551,35 @@ impl<'a> Ring<'a> {
         for index in 0..count {
             let position = first.wrapping_add(index as u64);
             let slot = self.slot(position);
-            store_bytes(&slot[1..], item(index));
+            store_bytes(&slot[ITEM..], item(index));
             failpoint::hit("pod_queue.written");
+            slot[STAMP].store(0, Ordering::Relaxed);
             let ready = state(self.shape.lap(position), 0, FULL);
-            if index + 1 == count {
+            if count == 1 {
                 // Sequentially consistent: ordered before the look at `getters` below.
                 slot[0].store(ready, Ordering::SeqCst);
             } else {
                 slot[0].store(ready, Ordering::Release);
             }
         }
+        if count > 1 {
+            // Every store of the batch ordered before the look at `getters`: a getter may
+            // sleep on any of the slots.
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
         failpoint::hit("pod_queue.published");
         wake(&self.area.getters.0);
     }
 
     /// Settles the claim `word` on the slot of `position`, whose put died: the position is
-    /// skipped. Then moves `tail` past it if the put died before moving it, and wakes the
-    /// getters waiting at it.
-    fn skip(self, position: u64, word: u64) {
+    /// skipped. Moves `tail` past it if the put died before moving it, and wakes the getters
+    /// and putters that wait at it.
+    fn skip(self, position: u64, word: u64, stamp: u64) {
         let lap = self.shape.lap(position);
-        if self.slot(position)[0]
+        let slot = self.slot(position);
+        // The dead put's stamp goes first: a stamp is the current claim's, or 0.
+        let _ = slot[STAMP].compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Relaxed);
+        if slot[0]
             .compare_exchange(
                 word,
                 state(lap.wrapping_add(1), 0, EMPTY),
@@ -526,8 +589,15 @@ impl<'a> Ring<'a> {
             .is_ok()
         {
             move_on(&self.area.tail.0, position);
-            wake_all(&self.area.getters.0);
+            self.wake_everyone();
         }
+    }
+
+    /// Wakes every sleeping getter and putter, to look at the slots again.
+    #[cold]
+    fn wake_everyone(self) {
+        wake_all(&self.area.getters.0);
+        wake_all(&self.area.putters.0);
     }
 
     /// Takes up to `max` items (at least one, waiting as `wait` says) into `out`, each
@@ -551,12 +621,13 @@ impl<'a> Ring<'a> {
                     if slot[0]
                         .compare_exchange(
                             word,
-                            state(lap, me, READING),
+                            state(lap, me.pid, READING),
                             Ordering::Acquire,
                             Ordering::Relaxed,
                         )
                         .is_ok()
                     {
+                        slot[STAMP].store(me.stamp, Ordering::Relaxed);
                         return Ok(self.take(position, max, me, &mut out));
                     }
                 }
@@ -569,16 +640,24 @@ impl<'a> Ring<'a> {
                         .wait_on_claim(slot, word, owner, None, &mut patience, || self.empty())?
                     {
                         Waited::Changed => {}
-                        Waited::OwnerDead => {
+                        Waited::OwnerDead { stamp } => {
+                            // The dead get's stamp goes first: a stamp is the current claim's.
+                            let _ = slot[STAMP].compare_exchange(
+                                stamp,
+                                0,
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            );
                             if slot[0]
                                 .compare_exchange(
                                     word,
-                                    state(lap, me, READING),
+                                    state(lap, me.pid, READING),
                                     Ordering::AcqRel,
                                     Ordering::Relaxed,
                                 )
                                 .is_ok()
                             {
+                                slot[STAMP].store(me.stamp, Ordering::Relaxed);
                                 failpoint::hit("pod_queue.taken_over");
                                 return Ok(self.take(position, max, me, &mut out));
                             }
@@ -591,11 +670,12 @@ impl<'a> Ring<'a> {
                         .wait_on_claim(slot, word, owner, getters, &mut patience, || self.empty())?
                     {
                         Waited::Changed => {}
-                        Waited::OwnerDead => self.skip(position, word),
+                        Waited::OwnerDead { stamp } => self.skip(position, word, stamp),
                     }
                 }
+                Seen::ClosedHere => return Err(self.closed()),
                 Seen::Free => {
-                    if self.is_closed() {
+                    if self.closed_and_empty(slot, word) {
                         return Err(self.closed());
                     }
                     self.wait_for(&self.area.getters.0, slot, word, &patience, || self.empty())?;
@@ -612,15 +692,22 @@ impl<'a> Ring<'a> {
     /// Having claimed the slot of `first` (at `head`), claims the ready slots after it, up to
     /// `max` in all, hands each item to `out`, frees the slots in order and moves `head` past
     /// them. Returns how many.
-    fn take(self, first: u64, max: usize, me: u32, out: &mut impl FnMut(&[AtomicU64])) -> usize {
+    fn take(
+        self,
+        first: u64,
+        max: usize,
+        me: Claimant,
+        out: &mut impl FnMut(&[AtomicU64]),
+    ) -> usize {
         let mut taken = 1;
         while taken < max && (taken as u64) < self.capacity() {
             let position = first.wrapping_add(taken as u64);
             let lap = self.shape.lap(position);
-            if self.slot(position)[0]
+            let slot = self.slot(position);
+            if slot[0]
                 .compare_exchange(
                     state(lap, 0, FULL),
-                    state(lap, me, READING),
+                    state(lap, me.pid, READING),
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 )
@@ -628,21 +715,26 @@ impl<'a> Ring<'a> {
             {
                 break;
             }
+            slot[STAMP].store(me.stamp, Ordering::Relaxed);
             taken += 1;
         }
         failpoint::hit("pod_queue.claimed_to_read");
         for index in 0..taken {
             let position = first.wrapping_add(index as u64);
             let slot = self.slot(position);
-            out(&slot[1..]);
+            out(&slot[ITEM..]);
             failpoint::hit("pod_queue.read");
+            slot[STAMP].store(0, Ordering::Relaxed);
             let done = state(self.shape.lap(position).wrapping_add(1), 0, EMPTY);
-            if index + 1 == taken {
+            if taken == 1 {
                 // Sequentially consistent: ordered before the look at `putters` below.
                 slot[0].store(done, Ordering::SeqCst);
             } else {
                 slot[0].store(done, Ordering::Release);
             }
+        }
+        if taken > 1 {
+            std::sync::atomic::fence(Ordering::SeqCst);
         }
         failpoint::hit("pod_queue.freed");
         // Only this get moves `head` off the slots it held; a get that found the first freed
@@ -670,14 +762,20 @@ impl<'a> Ring<'a> {
             return Err(blocked());
         }
         if spin_until(
-            || slot[0].load(Ordering::Acquire) != word,
+            || slot[0].load(Ordering::Acquire) != word || self.is_closed(),
             patience.deadline,
         ) {
             return Ok(());
         }
         match patience.next_sleep(None) {
             Next::Sleep(timeout) => {
-                sleep(sleep_on, || slot[0].load(Ordering::SeqCst) == word, timeout);
+                // `close` stores `closed` before it bumps the word: a close after the look here
+                // changes the word, and the futex does not sleep.
+                sleep(
+                    sleep_on,
+                    || slot[0].load(Ordering::SeqCst) == word && !self.is_closed(),
+                    timeout,
+                );
                 Ok(())
             }
             Next::GiveUp => Err(self.timed_out(patience.wait)),
@@ -700,10 +798,16 @@ impl<'a> Ring<'a> {
             || slot[0].load(Ordering::Acquire) != word,
             patience.deadline,
         ) {
+            patience.pause = FIRST_PAUSE;
             return Ok(Waited::Changed);
         }
-        if self.owner_dead(owner) && slot[0].load(Ordering::Acquire) == word {
-            return Ok(Waited::OwnerDead);
+        // A look at the claimant's life (a signal and a read of `/proc`) only once a pause went
+        // by, or before a call that may not wait gives up: most claims end within the spin.
+        if patience.pause > FIRST_PAUSE || patience.gives_up_at_once() {
+            let stamp = slot[STAMP].load(Ordering::Acquire);
+            if self.claimant_dead(owner, stamp) && slot[0].load(Ordering::Acquire) == word {
+                return Ok(Waited::OwnerDead { stamp });
+            }
         }
         if patience.gives_up_at_once() {
             return Err(blocked());
@@ -719,9 +823,10 @@ impl<'a> Ring<'a> {
         Ok(Waited::Changed)
     }
 
-    /// Whether process `pid` is definitely gone, as seen from here (see the module docs).
-    fn owner_dead(self, pid: u32) -> bool {
-        self.segment.lock_slot().pids_are_ours() && sys::liveness(pid) == sys::Liveness::Gone
+    /// Whether process `pid`, the claimant of a slot whose stamp word is `stamp`, is
+    /// definitely gone, as seen from here (see the module docs).
+    fn claimant_dead(self, pid: u32, stamp: u64) -> bool {
+        self.segment.lock_slot().pids_are_ours() && claimant_gone(pid, stamp)
     }
 
     #[cold]
@@ -735,14 +840,41 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// The state word and the item words of every slot, for `inspect`, with `head` and `tail`.
-    pub(super) fn snapshot(self) -> (u64, u64, Vec<u64>) {
+    /// `head`, `tail`, and the state and stamp words of every slot, for `inspect`.
+    pub(super) fn snapshot(self) -> (u64, u64, Vec<(u64, u64)>) {
         let head = self.area.head.0.load(Ordering::Acquire);
         let tail = self.area.tail.0.load(Ordering::Acquire);
-        let states = (0..self.capacity())
-            .map(|index| self.slot(index)[0].load(Ordering::Acquire))
+        let slots = (0..self.capacity())
+            .map(|index| {
+                let slot = self.slot(index);
+                (
+                    slot[0].load(Ordering::Acquire),
+                    slot[STAMP].load(Ordering::Acquire),
+                )
+            })
             .collect();
-        (head, tail, states)
+        (head, tail, slots)
+    }
+
+    /// Whether a get at `position`, whose slot's state is `word`, would move `head` past it
+    /// (the position is done).
+    pub(super) fn head_moves_past(self, word: u64, position: u64) -> bool {
+        matches!(classify(word, self.lap(position)), Seen::Done | Seen::Later)
+    }
+
+    /// Whether a put at `position`, whose slot's state is `word`, would move `tail` past it
+    /// (the position was claimed).
+    pub(super) fn tail_moves_past(self, word: u64, position: u64) -> bool {
+        matches!(
+            classify(word, self.lap(position)),
+            Seen::Writing(_) | Seen::Ready | Seen::Reading(_) | Seen::Done | Seen::Later
+        )
+    }
+
+    /// Whether the claimant `pid` of a slot whose stamp is `stamp` has ended, as a waiter at
+    /// that slot would judge it.
+    pub(super) fn judged_dead(self, pid: u32, stamp: u64) -> bool {
+        self.claimant_dead(pid, stamp)
     }
 
     /// The lap of `position`.
@@ -751,12 +883,31 @@ impl<'a> Ring<'a> {
     }
 }
 
+/// Whether the claimant `pid` with the stamp word `stamp` has ended: no such process runs, or
+/// the process of that pid started at another time than the stamp says (the pid was reused).
+/// A stamp of another pid (not written yet, or cleared) leaves only the first test.
+pub(super) fn claimant_gone(pid: u32, stamp: u64) -> bool {
+    match sys::process_liveness(pid) {
+        sys::Liveness::Gone => true,
+        sys::Liveness::Running { start: Some(start) } => {
+            let stamped = stamp >> 32 == u64::from(pid) && stamp & STAMP_START_MASK != 0;
+            stamped && stamp & STAMP_START_MASK != start & STAMP_START_MASK
+        }
+        sys::Liveness::Running { start: None } => false,
+    }
+}
+
+/// The owner field of a state word (0 for a free or ready slot).
+fn claimant_of(word: u64) -> u32 {
+    ((word >> OWNER_SHIFT) & OWNER_MASK) as u32
+}
+
 /// The process a state word names as its claimant (`None` for a free or ready slot), or
 /// `Err` for a word no put or get stores.
 pub(super) fn claimant(word: u64) -> std::result::Result<Option<u32>, ()> {
     let owner = ((word >> OWNER_SHIFT) & OWNER_MASK) as u32;
     match (word & PHASE_MASK, owner) {
-        (EMPTY | FULL, 0) => Ok(None),
+        (EMPTY | FULL, 0) | (EMPTY, CLOSED_HERE) => Ok(None),
         (WRITING | READING, pid) if pid != 0 => Ok(Some(pid)),
         _ => Err(()),
     }
@@ -784,7 +935,7 @@ pub(super) fn fits(
     let fits = match seen {
         Seen::Writing(_) | Seen::Done => true,
         Seen::Ready | Seen::Reading(_) | Seen::Later => claimed,
-        Seen::Free => !claimed,
+        Seen::Free | Seen::ClosedHere => !claimed,
         Seen::Previous | Seen::Unexpected => false,
     };
     (!fits).then_some(if claimed {
@@ -892,6 +1043,10 @@ mod tests {
     fn states_read_back_relative_to_a_position() {
         let lap = 7;
         assert_eq!(classify(state(lap, 0, EMPTY), lap), Seen::Free);
+        assert_eq!(
+            classify(state(lap, CLOSED_HERE, EMPTY), lap),
+            Seen::ClosedHere
+        );
         assert_eq!(classify(state(lap, 42, WRITING), lap), Seen::Writing(42));
         assert_eq!(classify(state(lap, 0, FULL), lap), Seen::Ready);
         assert_eq!(classify(state(lap, 42, READING), lap), Seen::Reading(42));
@@ -922,7 +1077,8 @@ mod tests {
         let shape = Shape::new(8, 12).expect("a shape");
         assert_eq!((shape.capacity(), shape.slot_words()), (8, 8));
         assert_eq!(shape.ring_bytes(), 8 * 64);
-        assert_eq!(Shape::new(8, 57).map(Shape::slot_words), Some(16));
+        assert_eq!(Shape::new(8, 48).map(Shape::slot_words), Some(8));
+        assert_eq!(Shape::new(8, 49).map(Shape::slot_words), Some(16));
         assert!(Shape::new(6, 8).is_none());
         assert!(Shape::new(0, 8).is_none());
         assert!(Shape::new(8, 2000).is_none());

@@ -73,15 +73,15 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
         }
         last = again;
     }
-    let (head, tail, states) = quiet.clone().unwrap_or(last);
+    let (head, tail, slots) = quiet.clone().unwrap_or(last);
     let mut ready = 0;
-    for (index, &word) in states.iter().enumerate() {
+    for (index, &(word, stamp)) in slots.iter().enumerate() {
         match ring::claimant(word) {
             Err(()) => report.problem(format!(
                 "the queue's slot {index} has the state {word:#x}, which no put or get stores"
             )),
             Ok(None) => ready += u64::from(ring::is_ready(word)),
-            Ok(Some(pid)) if !crate::segment::pid_alive(pid) => report.note(format!(
+            Ok(Some(pid)) if ring.judged_dead(pid, stamp) => report.note(format!(
                 "the queue's slot {index} is {} ({word:#x}), a process that has ended; the next \
                  call there {}",
                 ring::describe(word),
@@ -101,6 +101,23 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
         ));
         return;
     }
+    let word_at = |position: u64| slots[(position & (capacity - 1)) as usize].0;
+    // Where the next get and put would find `head` and `tail`: a call killed after its last
+    // store leaves them behind the positions it finished (and a put refills a slot a get freed
+    // before that get moved `head`).
+    let (mut head, mut tail) = (head, tail);
+    for _ in 0..capacity {
+        if !ring.head_moves_past(word_at(head), head) {
+            break;
+        }
+        head = head.wrapping_add(1);
+    }
+    for _ in 0..capacity {
+        if tail >= head.wrapping_add(capacity) || !ring.tail_moves_past(word_at(tail), tail) {
+            break;
+        }
+        tail = tail.wrapping_add(1);
+    }
     if tail < head || tail - head > capacity {
         report.problem(format!(
             "the queue's head is position {head} and its tail {tail}, which no {capacity} slots \
@@ -110,7 +127,7 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     }
     for offset in 0..capacity {
         let position = head.wrapping_add(offset);
-        let word = states[(position & (capacity - 1)) as usize];
+        let word = word_at(position);
         if let Some(expected) = ring::fits(ring, word, position, position < tail) {
             report.problem(format!(
                 "the queue's slot {} is {} ({word:#x}), but position {position} {expected}",

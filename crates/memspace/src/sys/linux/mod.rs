@@ -38,6 +38,6 @@ pub(crate) use self::memory::{map_shared_fixed, page_size, reserve_address_space
 #[cfg(feature = "failpoints")]
 pub(crate) use self::process::stop_self;
 pub(crate) use self::process::{
-    Liveness, SIGKILL, SIGTERM, ThreadStamp, boot_id, liveness, pid, process_start_time,
-    send_signal, this_process, this_thread, thread_count,
+    Liveness, SIGKILL, SIGTERM, ThreadStamp, boot_id, liveness, pid, process_liveness,
+    process_start_time, send_signal, this_process, this_thread, thread_count,
 };

@@ -240,6 +240,33 @@ pub(crate) fn liveness(id: u32) -> Liveness {
     }
 }
 
+/// Whether the process `pid` still runs: as [`liveness`] of its main thread, except that a
+/// main thread that ended while other threads of the process run on (`pthread_exit` in
+/// `main`, which leaves it a zombie in `/proc`) does not end the process. For judging a
+/// *process* that claimed something, where [`liveness`] judges a thread.
+pub(crate) fn process_liveness(pid: u32) -> Liveness {
+    match liveness(pid) {
+        Liveness::Gone if other_threads_run(pid) => Liveness::Running {
+            start: read_stat(&format!("/proc/{pid}/stat")).map(|stat| stat.start),
+        },
+        answer => answer,
+    }
+}
+
+/// Whether a thread of process `pid` other than its main thread runs (its `/proc/PID/task`
+/// lists one that is not a zombie).
+fn other_threads_run(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        let name = task.file_name();
+        name.to_str() != Some(&pid.to_string())
+            && read_stat(&format!("/proc/{pid}/task/{}/stat", name.to_string_lossy()))
+                .is_some_and(|stat| !stat.zombie)
+    })
+}
+
 struct Stat {
     zombie: bool,
     start: u64,

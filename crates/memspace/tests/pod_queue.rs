@@ -797,3 +797,83 @@ fn a_put_stopped_after_its_claim_holds_up_no_other_put() {
     assert_eq!(items.remove(0), 7, "the stopped put's slot comes first");
     assert_eq!(items, (100..107).collect::<Vec<_>>());
 }
+
+/// The states of the threads of process `pid` (field 3 of each `/proc/PID/task/TID/stat`).
+fn thread_states(pid: u32) -> Vec<char> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| stat[stat.rfind(')')? + 2..].chars().next())
+        .collect()
+}
+
+/// Ends the calling process's main thread (by a signal whose handler ends the thread it runs
+/// on), leaving the process to its other threads: `/proc` then shows its main thread, and so
+/// the process's own entry, as a zombie.
+#[allow(unsafe_code, reason = "a signal handler and a raw exit of one thread")]
+fn end_the_main_thread() {
+    extern "C" fn end_this_thread(_: libc::c_int) {
+        // SAFETY: `exit` of the calling thread alone, async-signal-safe; it never returns.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+    }
+    // SAFETY: a zeroed `sigaction` is valid (no flags, an empty mask); the handler only ends
+    // its thread; `tgkill` sends the signal to the main thread only.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = end_this_thread as *const () as usize;
+        libc::sigaction(libc::SIGUSR1, &raw const action, std::ptr::null_mut());
+        let pid = libc::getpid();
+        libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1);
+    }
+}
+
+/// A put of a process whose main thread ended while another thread of it puts is not judged
+/// dead: a get waits for the put (its process shows as a zombie in `/proc`, its thread lives),
+/// and takes the item once the put goes on.
+#[test]
+fn a_put_of_a_process_whose_main_thread_ended_is_waited_for() {
+    if roles::role().as_deref() == Some("leaderless") {
+        let queue =
+            PodQueue::<u64>::open(&std::env::var(QUEUE).expect("queue name")).expect("open");
+        end_the_main_thread();
+        let me = std::process::id();
+        while memspace_testkit::procfs::process_state(me) != Some('Z') {
+            std::thread::yield_now();
+        }
+        queue.put(7).expect("put");
+        return;
+    }
+    let Some((_dog, name, queue)) = queue_for_kills("podq-leaderless", &[]) else {
+        return;
+    };
+    let child = roles::child_in_role(
+        "leaderless",
+        &[
+            (QUEUE, name.name()),
+            ("MEMSPACE_FAILPOINT", "pod_queue.written"),
+        ],
+    );
+    let pid = child.pid();
+    memspace_testkit::children::wait_until("the child's put stops at its failpoint", || {
+        thread_states(pid).contains(&'T')
+    });
+    assert_eq!(
+        memspace_testkit::procfs::process_state(pid),
+        Some('Z'),
+        "the child's main thread ended"
+    );
+    assert!(
+        matches!(
+            queue.get_timeout(Duration::from_millis(300)),
+            Err(QueueError::Timeout { .. })
+        ),
+        "a get waits for the live put"
+    );
+    child.resume();
+    assert_eq!(queue.get_timeout(Duration::from_secs(30)).expect("get"), 7);
+    memspace_testkit::children::wait_until("the child ends", || child.has_ended());
+    assert_consistent(&queue, "after the put");
+}

@@ -10,10 +10,10 @@
 //!             head      the next position a get takes                  (a 128-byte line)
 //!             getters   the futex word getters sleep on                (a 128-byte line)
 //!             putters   the futex word putters sleep on                (a 128-byte line)
-//! data area:  capacity slots of [state][item words][padding], every one a u64
+//! data area:  capacity slots of [state][stamp][item words][padding], every one a u64
 //! ```
 //!
-//! A slot takes a 64-byte cache line (or whole lines, for items over 56 bytes): a put filling
+//! A slot takes a 64-byte cache line (or whole lines, for items over 48 bytes): a put filling
 //! one slot and a get emptying the one before do not take each other's line. Measured between
 //! two processes (`u64` items, one per call), lines of their own moved 10–14 M items a second
 //! where 16-byte slots moved 7–10 M; batches were as fast either way.
@@ -32,21 +32,32 @@
 //!   -> FULL(lap)          the item is ready                       (store)
 //!   -> READING(lap, pid)  taken by a get of process `pid`        (compare-and-swap)
 //!   -> EMPTY(lap + 1)     done: free for the position one lap on  (store)
+//! EMPTY(lap) with owner 1 (`CLOSED_HERE`): free, and a get reported the queue closed here
 //! ```
 //!
 //! Only a claim is contended, and it is a compare-and-swap on the slot itself: exactly one
-//! put wins a free slot and exactly one get a full one. The state names the claimant, so that
-//! a slot whose claimant died is recognised and its claim settled (below).
+//! put wins a free slot and exactly one get a full one. The state names the claimant, and
+//! the claimant then writes its *stamp* (its pid and the low 32 bits of its start time) into
+//! the slot's second word, and clears it before it lets the slot go: a nonzero stamp is the
+//! current claim's. So a slot whose claimant died is recognised, even once its pid is reused,
+//! and its claim settled (below).
 //!
-//! * **A put** claims the slot of `tail` and stores `tail + 1` at once: the next put claims
-//!   the next slot while this one writes (nobody else moves `tail` past a slot being written,
-//!   so the store cannot go backwards). It then writes the item and stores `FULL`.
+//! * **A put** claims the slot of `tail` (a batch: the free slots after it too), moves `tail`
+//!   past them (`fetch_max`), writes the items and stores `FULL`. A put that finds the slot of
+//!   `tail` claimed by another put that has not moved `tail` yet (descheduled, or stopped)
+//!   moves `tail` on itself, so no put waits for another.
 //! * **A get** claims the slot of `head`, copies the item out, stores `EMPTY(lap + 1)`, then
 //!   advances `head`. Gets go one at a time: a get finding the slot of `head` being read waits
-//!   for that get to finish, so that a get killed half-way is found at `head` by the next.
+//!   for that get to finish, so that a get killed half-way is found at `head` by the next. (A
+//!   `try_get` can so report the queue empty while another get takes the item at its front.)
 //! * A call that finds its position done already moves it on, with a compare-and-swap, and
 //!   looks again: its `tail` or `head` was read before another call moved it, or a get freed
 //!   the slot (and a put may have claimed it for the next lap) and has not moved `head` yet.
+//! * **Closing.** A put looks at `closed` before its claim. A get that finds the slot of `head`
+//!   free in a closed queue marks it `CLOSED_HERE` with a compare-and-swap before it reports
+//!   the queue closed: a put that claimed the slot first makes the swap fail (its item is
+//!   coming), and one that comes later finds the mark and fails. So no put succeeds after a
+//!   get reported the queue closed and empty.
 //!
 //! # Crash safety
 //!
@@ -54,9 +65,9 @@
 //! nothing:
 //!
 //! * **A put killed before its `FULL`**: its item was never put (the put did not return).
-//!   Whoever waits on the slot (the next get at `head`, or the next put at `tail` if the dead
-//!   one had not yet moved it) and finds its owner dead stores `EMPTY(lap + 1)`: the position
-//!   is skipped, and the queue goes on.
+//!   Whoever waits on the slot (the next get at `head`, or a put waiting for room a lap later)
+//!   and finds its owner dead stores `EMPTY(lap + 1)`: the position is skipped, and the queue
+//!   goes on.
 //! * **A get killed before its `EMPTY(lap + 1)`**: the item is still whole in the slot (a get
 //!   only reads it) and the get did not return it. The next get at `head` finds the owner
 //!   dead, takes the claim over (a compare-and-swap from the very word it judged) and returns
@@ -64,23 +75,30 @@
 //! * **Killed after its last store** (`tail` or `head` not yet moved): the next call finds the
 //!   position done and moves it on.
 //!
-//! An owner is judged dead as the segment's lock judges its holder: the kernel says no such
-//! process exists, or it is a zombie. A waiter looks after spinning in vain, then at growing
-//! intervals; only a definite answer condemns, and only when every user of the segment
-//! shares this process's pid namespace (a pid from a container means someone else here). A
-//! claimant whose pid was reused by the time a waiter looks is waited for until that process
-//! ends: Linux hands pids out in turn, so this takes a full cycle of `pid_max` within a few
-//! milliseconds.
+//! A settler clears the dead claimant's stamp (a compare-and-swap from the stamp it judged)
+//! before it settles the state, so that no later claim is judged by it.
+//!
+//! A claimant is judged dead when the kernel says no such process exists, or it is a zombie
+//! whose threads have all ended (a process whose main thread ended while others run is
+//! alive), or when the process of that pid started at another time than the slot's stamp
+//! says. A waiter looks after its first pause on the slot, then at growing intervals; only a
+//! definite answer condemns, and only when every user of the segment shares this process's
+//! pid namespace (a pid from a container means someone else here). So a queue that a process
+//! of another pid namespace uses waits for a dead claimant for ever: its timed calls time
+//! out. A claim not stamped yet (its claimant stopped between the claim and the stamp) is
+//! judged by the kernel's answer alone.
 //!
 //! # Sleeping and waking
 //!
 //! A get that finds nothing ready spins for a while (the adaptive budget of `wait.rs`), then
-//! sleeps on `getters`: it sets the word's `SLEEPERS` bit, looks at the slot once more, and
-//! sleeps if nothing changed. A put stores its `FULL` with a sequentially consistent store,
+//! sleeps on `getters`: it sets the word's `SLEEPERS` bit, looks at the slot (and at
+//! `closed`) once more, and sleeps if nothing changed. A put stores its `FULL` with a
+//! sequentially consistent store (a batch: a sequentially consistent fence after its stores),
 //! then reads `getters`: only if the bit is set does it clear it, bump the word and wake the
 //! sleepers (a system call). Either the put sees the bit or the get sees the item, never
-//! neither. Puts waiting for room sleep on `putters` the same way, woken by gets. A sleeper
-//! killed leaves the bit set: the next waker clears it, so it costs one needless wake-up.
+//! neither. Puts waiting for room sleep on `putters` the same way, woken by gets. `close`
+//! stores `closed`, then bumps both words and wakes everyone. A sleeper killed leaves the bit
+//! set: the next waker clears it, so it costs one needless wake-up.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -1061,6 +1079,21 @@ mod tests {
         assert_eq!(classify(state(lap, 0, WRITING), lap), Seen::Unexpected);
         assert_eq!(classify(state(lap, 3, FULL), lap), Seen::Unexpected);
         assert_eq!(classify(state(lap + 2, 0, EMPTY), lap), Seen::Unexpected);
+    }
+
+    #[test]
+    fn a_stamp_tells_a_reused_pid_from_its_claimant() {
+        let me = Ring::me();
+        assert!(!claimant_gone(me.pid, me.stamp), "this process, stamped");
+        assert!(!claimant_gone(me.pid, 0), "this process, not stamped yet");
+        let other_start = me.stamp ^ 1;
+        assert!(
+            claimant_gone(me.pid, other_start),
+            "a claimant of this pid that started at another time has ended"
+        );
+        let other_pid = (u64::from(me.pid ^ 1) << 32) | (me.stamp & STAMP_START_MASK);
+        assert!(!claimant_gone(me.pid, other_pid), "another claim's stamp");
+        assert!(claimant_gone(OWNER_MASK as u32 + 1, 0), "no such process");
     }
 
     #[test]

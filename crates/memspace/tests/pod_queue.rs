@@ -813,21 +813,24 @@ fn thread_states(pid: u32) -> Vec<char> {
 /// Ends the calling process's main thread (by a signal whose handler ends the thread it runs
 /// on), leaving the process to its other threads: `/proc` then shows its main thread, and so
 /// the process's own entry, as a zombie.
-#[allow(unsafe_code, reason = "a signal handler and a raw exit of one thread")]
+#[allow(
+    unsafe_code,
+    clippy::disallowed_methods,
+    reason = "a test's own signal handler, and the exit of one thread, which no wrapper offers"
+)]
 fn end_the_main_thread() {
     extern "C" fn end_this_thread(_: libc::c_int) {
         // SAFETY: `exit` of the calling thread alone, async-signal-safe; it never returns.
         unsafe { libc::syscall(libc::SYS_exit, 0) };
     }
-    // SAFETY: a zeroed `sigaction` is valid (no flags, an empty mask); the handler only ends
-    // its thread; `tgkill` sends the signal to the main thread only.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = end_this_thread as *const () as usize;
-        libc::sigaction(libc::SIGUSR1, &raw const action, std::ptr::null_mut());
-        let pid = libc::getpid();
-        libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1);
-    }
+    // SAFETY: all zeros is a valid `sigaction`: no flags, an empty mask.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = end_this_thread as *const () as usize;
+    // SAFETY: the handler only ends the thread it runs on; no old action is asked for.
+    unsafe { libc::sigaction(libc::SIGUSR1, &raw const action, std::ptr::null_mut()) };
+    let pid = libc::pid_t::try_from(std::process::id()).expect("a pid");
+    // SAFETY: `tgkill` sends the signal to the main thread (its id is the pid) alone.
+    unsafe { libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1) };
 }
 
 /// A put of a process whose main thread ended while another thread of it puts is not judged

@@ -880,3 +880,26 @@ fn a_put_of_a_process_whose_main_thread_ended_is_waited_for() {
     memspace_testkit::children::wait_until("the child ends", || child.has_ended());
     assert_consistent(&queue, "after the put");
 }
+
+/// Gets with timeouts too short to pause still look at a dead put's claim before they give
+/// up: a consumer polling so gets past it.
+#[test]
+fn gets_with_short_timeouts_skip_a_dead_put() {
+    let Some((_dog, name, queue)) = queue_for_kills("podq-short-timeouts", &[1]) else {
+        return;
+    };
+    kill_child_at(&name, "pod_queue.written", "put");
+    queue.put(9).expect("put");
+    let mut got = Vec::new();
+    for _ in 0..1000 {
+        match queue.get_timeout(Duration::from_nanos(1)) {
+            Ok(item) => got.push(item),
+            Err(QueueError::Timeout { .. }) => {}
+            Err(err) => panic!("{err}"),
+        }
+        if got.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(got, [1, 9]);
+}

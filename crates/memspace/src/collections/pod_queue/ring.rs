@@ -77,13 +77,16 @@
 //!   position done and moves it on.
 //!
 //! A settler clears the dead claimant's stamp (a compare-and-swap from the stamp it judged)
-//! before it settles the state: a get that takes a dead get's claim over makes a claim that
-//! the dead one's stamp would name.
+//! before it settles the state, and settles only if that swap succeeded: a dead claimant's
+//! stamp never comes back, so of two settlers that judged the same claim one settles, even
+//! when the first took the claim over under the dead one's pid (reused), which makes a state
+//! word equal to the dead one's.
 //!
 //! A claimant is judged dead when the kernel says no such process exists, or it is a zombie
 //! whose threads have all ended (a process whose main thread ended while others run is
 //! alive), or when the process of that pid started at another time than the slot's stamp
-//! says. A waiter looks after its first pause on the slot, then at growing intervals; only a
+//! says. A waiter looks after its first pause on the slot, then at growing intervals, and
+//! before it gives up (a `try_` call, or a timeout); only a
 //! definite answer condemns, and only when every user of the segment shares this process's
 //! pid namespace (a pid from a container means someone else here). So a queue that a process
 //! of another pid namespace uses waits for a dead claimant for ever: its timed calls time
@@ -600,16 +603,15 @@ impl<'a> Ring<'a> {
     fn skip(self, position: u64, word: u64, stamp: u64) {
         let lap = self.shape.lap(position);
         let slot = self.slot(position);
-        // The dead put's stamp goes first: a stamp is the current claim's, or 0.
-        let _ = slot[STAMP].compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Relaxed);
-        if slot[0]
-            .compare_exchange(
-                word,
-                state(lap.wrapping_add(1), 0, EMPTY),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+        if settle_stamp(slot, stamp)
+            && slot[0]
+                .compare_exchange(
+                    word,
+                    state(lap.wrapping_add(1), 0, EMPTY),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
         {
             move_on(&self.area.tail.0, position);
             self.wake_everyone();
@@ -645,7 +647,7 @@ impl<'a> Ring<'a> {
                         .compare_exchange(
                             word,
                             state(lap, me.pid, READING),
-                            Ordering::Acquire,
+                            Ordering::AcqRel,
                             Ordering::Relaxed,
                         )
                         .is_ok()
@@ -662,21 +664,15 @@ impl<'a> Ring<'a> {
                     match self.wait_on_claim(slot, word, None, &mut patience, || self.empty())? {
                         Waited::Changed => {}
                         Waited::OwnerDead { stamp } => {
-                            // The dead get's stamp goes first: a stamp is the current claim's.
-                            let _ = slot[STAMP].compare_exchange(
-                                stamp,
-                                0,
-                                Ordering::AcqRel,
-                                Ordering::Relaxed,
-                            );
-                            if slot[0]
-                                .compare_exchange(
-                                    word,
-                                    state(lap, me.pid, READING),
-                                    Ordering::AcqRel,
-                                    Ordering::Relaxed,
-                                )
-                                .is_ok()
+                            if settle_stamp(slot, stamp)
+                                && slot[0]
+                                    .compare_exchange(
+                                        word,
+                                        state(lap, me.pid, READING),
+                                        Ordering::AcqRel,
+                                        Ordering::Relaxed,
+                                    )
+                                    .is_ok()
                             {
                                 slot[STAMP].store(
                                     me.stamp(state(lap, me.pid, READING)),
@@ -730,7 +726,7 @@ impl<'a> Ring<'a> {
                 .compare_exchange(
                     state(lap, 0, FULL),
                     state(lap, me.pid, READING),
-                    Ordering::Acquire,
+                    Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
                 .is_err()
@@ -821,9 +817,11 @@ impl<'a> Ring<'a> {
             patience.pause = FIRST_PAUSE;
             return Ok(Waited::Changed);
         }
+        let next = patience.next_sleep(Some(patience.pause));
+        let giving_up = patience.gives_up_at_once() || matches!(next, Next::GiveUp);
         // A look at the claimant's life (a signal and a read of `/proc`) only once a pause went
-        // by, or before a call that may not wait gives up: most claims end within the spin.
-        if patience.pause > FIRST_PAUSE || patience.gives_up_at_once() {
+        // by, or before the call gives up: most claims end within the spin.
+        if patience.pause > FIRST_PAUSE || giving_up {
             let stamp = slot[STAMP].load(Ordering::Acquire);
             if self.claimant_dead(word, stamp) && slot[0].load(Ordering::Acquire) == word {
                 return Ok(Waited::OwnerDead { stamp });
@@ -832,11 +830,12 @@ impl<'a> Ring<'a> {
         if patience.gives_up_at_once() {
             return Err(blocked());
         }
-        let Next::Sleep(nap) = patience.next_sleep(Some(patience.pause)) else {
+        let Next::Sleep(nap) = next else {
             return Err(self.timed_out(patience.wait));
         };
+        let unchanged = || slot[0].load(Ordering::SeqCst) == word && !self.is_closed();
         match sleep_on {
-            Some(sleep_on) => sleep(sleep_on, || slot[0].load(Ordering::SeqCst) == word, nap),
+            Some(sleep_on) => sleep(sleep_on, unchanged, nap),
             None => std::thread::sleep(nap.unwrap_or(patience.pause)),
         }
         patience.pause = (patience.pause * 2).min(LONGEST_PAUSE);
@@ -979,6 +978,15 @@ pub(super) fn fits(
 /// Copies an item's words into `out`.
 pub(super) fn copy_item(words: &[AtomicU64], out: &mut [u8]) {
     load_bytes(words, out);
+}
+
+/// Clears the stamp `stamp` of a dead claimant from `slot`, first of a settlement: only the
+/// settler whose swap succeeds settles (a dead claimant's stamp never comes back, so two
+/// settlers cannot both succeed, even when the second takes over with the same pid).
+fn settle_stamp(slot: &[AtomicU64], stamp: u64) -> bool {
+    slot[STAMP]
+        .compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
 }
 
 /// Moves `tail` or `head` from `position` to the next, unless another call did.

@@ -580,18 +580,7 @@ impl<'a> Ring<'a> {
             let slot = self.slot(position);
             store_bytes(&slot[ITEM..], item(index));
             failpoint::hit("pod_queue.written");
-            let ready = state(self.shape.lap(position), 0, FULL);
-            if count == 1 {
-                // Sequentially consistent: ordered before the look at `getters` below.
-                slot[0].store(ready, Ordering::SeqCst);
-            } else {
-                slot[0].store(ready, Ordering::Release);
-            }
-        }
-        if count > 1 {
-            // Every store of the batch ordered before the look at `getters`: a getter may
-            // sleep on any of the slots.
-            std::sync::atomic::fence(Ordering::SeqCst);
+            hand_over(slot, state(self.shape.lap(position), 0, FULL), index, count);
         }
         failpoint::hit("pod_queue.published");
         wake(&self.area.getters.0);
@@ -743,15 +732,7 @@ impl<'a> Ring<'a> {
             out(&slot[ITEM..]);
             failpoint::hit("pod_queue.read");
             let done = state(self.shape.lap(position).wrapping_add(1), 0, EMPTY);
-            if taken == 1 {
-                // Sequentially consistent: ordered before the look at `putters` below.
-                slot[0].store(done, Ordering::SeqCst);
-            } else {
-                slot[0].store(done, Ordering::Release);
-            }
-        }
-        if taken > 1 {
-            std::sync::atomic::fence(Ordering::SeqCst);
+            hand_over(slot, done, index, taken);
         }
         failpoint::hit("pod_queue.freed");
         // Only this get moves `head` off the slots it held; a get that found the first freed
@@ -978,6 +959,23 @@ pub(super) fn fits(
 /// Copies an item's words into `out`.
 pub(super) fn copy_item(words: &[AtomicU64], out: &mut [u8]) {
     load_bytes(words, out);
+}
+
+/// Stores `word` into the state of `slot`, the `index`th of the `count` slots a call hands
+/// over to the other side: one alone with a sequentially consistent store, several with
+/// release stores and, after the last, a sequentially consistent fence. Either way the stores
+/// are ordered before the call's look at the other side's futex word, where a sleeper may wait
+/// on any of the slots.
+#[inline]
+fn hand_over(slot: &[AtomicU64], word: u64, index: usize, count: usize) {
+    if count == 1 {
+        slot[0].store(word, Ordering::SeqCst);
+    } else {
+        slot[0].store(word, Ordering::Release);
+        if index + 1 == count {
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
+    }
 }
 
 /// Clears the stamp `stamp` of a dead claimant from `slot`, first of a settlement: only the

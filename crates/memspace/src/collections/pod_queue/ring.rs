@@ -508,7 +508,6 @@ impl<'a> Ring<'a> {
                     slot[STAMP].store(me.stamp(state(lap, me.pid, WRITING)), Ordering::Relaxed);
                     let claimed = self.claim_more(position, count, me);
                     failpoint::hit("pod_queue.claimed");
-
                     // Others may have moved `tail` past the claimed slots already.
                     tail.fetch_max(position.wrapping_add(claimed as u64), Ordering::AcqRel);
                     self.fill(position, claimed, &item);

@@ -104,7 +104,9 @@
 //! sleepers (a system call). Either the put sees the bit or the get sees the item, never
 //! neither. Puts waiting for room sleep on `putters` the same way, woken by gets. `close`
 //! stores `closed`, then bumps both words and wakes everyone. A sleeper killed leaves the bit
-//! set: the next waker clears it, so it costs one needless wake-up.
+//! set: the next waker clears it, so it costs one needless wake-up. A get waiting for another
+//! get to free the slot at `head` is woken by no one: it looks again every millisecond at
+//! most.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -156,6 +158,10 @@ const SLEEPERS: u32 = 1;
 /// follows each.
 const FIRST_PAUSE: Duration = Duration::from_micros(50);
 const LONGEST_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause of a get waiting for another get to free the slot at `head`, which no
+/// one wakes it from: a get descheduled while it copies its item holds up the others by this
+/// much at most once it is done.
+const LONGEST_UNWOKEN_NAP: Duration = Duration::from_millis(1);
 
 /// Keeps what it holds on a 128-byte line of its own (the pair of 64-byte lines that x86
 /// fetches together), so that producers and consumers do not take each other's lines.
@@ -816,7 +822,9 @@ impl<'a> Ring<'a> {
         let unchanged = || slot[0].load(Ordering::SeqCst) == word && !self.is_closed();
         match sleep_on {
             Some(sleep_on) => sleep(sleep_on, unchanged, nap),
-            None => std::thread::sleep(nap.unwrap_or(patience.pause)),
+            // Nobody wakes a get waiting for another get to free the slot: it looks again
+            // at least every millisecond.
+            None => std::thread::sleep(nap.unwrap_or(patience.pause).min(LONGEST_UNWOKEN_NAP)),
         }
         patience.pause = (patience.pause * 2).min(LONGEST_PAUSE);
         Ok(Waited::Changed)

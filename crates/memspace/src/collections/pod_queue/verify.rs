@@ -81,7 +81,7 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
                 "the queue's slot {index} has the state {word:#x}, which no put or get stores"
             )),
             Ok(None) => ready += u64::from(ring::is_ready(word)),
-            Ok(Some(_)) if ring.judged_dead(word, stamp) => report.note(format!(
+            Ok(Some(_)) if ring.claimant_dead(word, stamp) => report.note(format!(
                 "the queue's slot {index} is {} ({word:#x}), a process that has ended; the next \
                  call there {}",
                 ring::describe(word),

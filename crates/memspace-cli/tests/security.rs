@@ -294,8 +294,11 @@ fn inspect_and_ls_never_wait_for_ever_on_a_held_lock() {
     // hostile or stuck holder.
     let file = name.file();
     let pid = std::process::id().to_le_bytes();
-    for at in [128, 132] {
-        // The lock word, then the holder's pid beside it.
+    // The lock word (the holder's id, its start time unknown), then the holder's id and pid
+    // beside it.
+    file.write(128, &pid);
+    file.write(132, &[0; 4]);
+    for at in [136, 140] {
         file.write(at, &pid);
     }
     let limit = std::time::Duration::from_secs(20);
@@ -315,9 +318,7 @@ fn inspect_and_ls_never_wait_for_ever_on_a_held_lock() {
     let output = memspace_within(&["ls"], limit).expect("ls waited for ever");
     // 3: a test running beside this one may have a damaged segment in /dev/shm.
     assert!(matches!(output.status.code(), Some(0 | 3)), "{output:?}");
-    for at in [128, 132] {
-        file.write(at, &[0; 4]);
-    }
+    file.write(128, &[0; 8]);
     let output = memspace_within(&["inspect", name.name(), "--items"], limit).expect("inspect");
     assert!(output.status.success(), "{output:?}");
 }

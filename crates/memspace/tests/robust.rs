@@ -556,12 +556,15 @@ fn a_thread_that_ends_holding_the_lock_is_a_dead_owner_for_the_next_locker() {
     assert_eq!(lock.owner_deaths(), 1);
 }
 
-/// The lock slot's words, at offset 128 of the segment (see `src/segment/header.rs`).
+/// The lock slot's words, at offset 128 of the segment (see `src/segment/raw_mutex.rs`).
 const LOCK_WORD: u64 = 128;
-const LOCK_OWNER_PID: u64 = 132;
-const LOCK_STAMP: u64 = 136;
+const LOCK_OWNER: u64 = 136;
 const LOCK_STATE: u64 = 144;
+const LOCK_FOREIGN_USERS: u64 = 156;
 const LOCK_OWNER_NAMESPACE: u64 = 160;
+const LOCK_NAMESPACE_OF: u64 = 168;
+/// The lock word's mark of a holder from another pid namespace than the segment's creator.
+const FOREIGN: u64 = 1 << 29;
 
 /// This process's pid namespace, as the lock records it (the inode of /proc/self/ns/pid).
 fn pid_namespace() -> u64 {
@@ -571,16 +574,15 @@ fn pid_namespace() -> u64 {
         .ino()
 }
 
-/// Writes the lock slot of segment `name` as if thread `tid` of this pid namespace held it,
-/// stamped with `start` (`None`: not stamped yet, as in the instant after a holder takes the
-/// word).
-fn pretend_held_by(name: &str, tid: u32, start: Option<u64>) {
+/// Writes the lock slot of segment `name` as if thread `tid` of process `tid` held it, having
+/// started at `start` (`None`: unknown, as for a holder that could not read `/proc`). Returns
+/// the lock word.
+fn pretend_held_by(name: &str, tid: u32, start: Option<u64>) -> u64 {
     let file = SegmentFile::open(&names::shm_path(name));
-    let stamp = start.map_or(0, |start| (u64::from(tid) << 32) | (start & 0xffff_ffff));
-    file.write(LOCK_WORD, &tid.to_le_bytes());
-    file.write(LOCK_OWNER_PID, &tid.to_le_bytes());
-    file.write_u64(LOCK_STAMP, stamp);
-    file.write_u64(LOCK_OWNER_NAMESPACE, pid_namespace());
+    let word = u64::from(tid) | (start.map_or(0, |start| start & 0xffff_ffff) << 32);
+    file.write_u64(LOCK_WORD, word);
+    file.write_u64(LOCK_OWNER, u64::from(tid) | (u64::from(tid) << 32));
+    word
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
@@ -593,7 +595,7 @@ fn start_time(pid: u32) -> u64 {
 }
 
 #[test]
-fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
+fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_its_word_records() {
     let _dog = Watchdog::start();
     let removal = Removal::fresh("stamp");
     let lock = Lock::create(removal.name()).expect("create a lock");
@@ -603,7 +605,7 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
         .expect("start sleep(1)");
     let pid = sleeper.id();
 
-    // Stamped with the sleeper's own start time: a live holder.
+    // The sleeper as holder, with its own start time: a live holder.
     pretend_held_by(removal.name(), pid, Some(start_time(pid)));
     assert_eq!(label(&lock.try_lock()), "would block");
     assert_eq!(
@@ -612,17 +614,33 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
     );
     assert_eq!(lock.owner().expect("owner"), Some(pid));
 
-    // Not stamped yet: the thread's existence is all a waiter can go on, so it waits.
+    // Its start time unknown: the thread's existence is all a waiter can go on, so it waits.
     pretend_held_by(removal.name(), pid, None);
     assert_eq!(label(&lock.try_lock()), "would block");
 
-    // Stamped with another start time, but from another pid namespace: its ids mean nothing
-    // here, so it is waited for, never judged.
-    pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
-    removal
-        .file()
-        .write_u64(LOCK_OWNER_NAMESPACE, pid_namespace() + 1);
+    // With another start time, but from another pid namespace (one that opened the segment,
+    // and recorded its namespace beside the word): its ids mean nothing here, so it is waited
+    // for, never judged.
+    let file = removal.file();
+    let word = pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1)) | FOREIGN;
+    file.write(LOCK_FOREIGN_USERS, &1u32.to_le_bytes());
+    file.write_u64(LOCK_OWNER_NAMESPACE, pid_namespace() + 1);
+    file.write_u64(LOCK_NAMESPACE_OF, word);
+    file.write_u64(LOCK_WORD, word);
     assert_eq!(label(&lock.try_lock()), "would block");
+    // Its namespace not recorded yet: still waited for.
+    file.write_u64(LOCK_NAMESPACE_OF, 0);
+    assert_eq!(label(&lock.try_lock()), "would block");
+    // No process of another namespace ever opened the segment: the mark is damage, and the
+    // holder is judged as any other (here: the id was reused).
+    file.write(LOCK_FOREIGN_USERS, &0u32.to_le_bytes());
+    let guard = match lock.try_lock() {
+        Err(TryLockError::Lock(LockError::OwnerDied(guard))) => guard,
+        other => panic!("expected OwnerDied for a false mark, got {}", label(&other)),
+    };
+    assert_eq!(guard.previous_owner_died(), Some(pid));
+    guard.mark_consistent().expect("mark consistent");
+    drop(guard);
 
     // Stamped with another start time: the id was reused, the holder that stamped it is dead.
     pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
@@ -634,7 +652,7 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
     guard.mark_consistent().expect("mark consistent");
     drop(guard);
 
-    // Unstamped, and then the thread ends: a waiter already blocked takes over.
+    // Its start time unknown, and then the thread ends: a waiter already blocked takes over.
     pretend_held_by(removal.name(), pid, None);
     let waiter = {
         let lock = lock.clone();
@@ -651,7 +669,7 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_it_stamped() {
     sleeper.kill().expect("kill sleep(1)");
     sleeper.wait().expect("reap sleep(1)");
     assert_eq!(waiter.join().expect("the waiter"), "owner died");
-    assert_eq!(lock.owner_deaths(), 2);
+    assert_eq!(lock.owner_deaths(), 3);
     assert_eq!(label(&lock.try_lock()), "ok");
 }
 
@@ -698,7 +716,7 @@ fn a_dead_holder_with_the_lockers_own_thread_id_is_taken_over_not_a_deadlock() {
     let lock = Lock::create(removal.name()).expect("create a lock");
     let tid = this_thread_id();
     // A thread that had this thread's id before it, and died holding the lock: same id, but
-    // another start time in the stamp.
+    // another start time in the word.
     pretend_held_by(removal.name(), tid, Some(start_time(tid) + 1));
     match lock.lock() {
         Err(LockError::OwnerDied(guard)) => guard.mark_consistent().expect("mark consistent"),

@@ -1,35 +1,48 @@
 //! The lock slot in every segment's control page: a futex lock whose word names the thread that
-//! holds it, so that any process can tell whether the holder still lives.
+//! holds it, and when that thread started, so that any process can tell whether the holder
+//! still lives.
 //!
 //! # The protocol
 //!
-//! `word` is 0 when the lock is free, and otherwise the holder's thread id, with bit 31
-//! ([`WAITERS`]) set once some thread sleeps on it.
+//! `word` is a 64-bit word, 0 when the lock is free. Its low half names the holder: its thread
+//! id, with [`WAITERS`] (bit 31) set once some thread sleeps on the lock and the marks
+//! [`PROCESS_HELD`] and [`FOREIGN`] described below. Its high half is the low 32 bits of the
+//! holder's start time (clock ticks after boot; 0 if unknown). The futex calls sleep and wake
+//! on the low half (the kernel compares 32 bits); every access from memspace is to the whole
+//! word.
 //!
-//! * **Lock**: one compare-and-swap from 0 to the caller's tid. When that fails, the caller
-//!   spins briefly while the holder works without waiters, then sets `WAITERS` and sleeps on
-//!   the word (a *shared* futex: the kernel keys it by the page, so it reaches other processes).
-//! * **Unlock**: one compare-and-swap from the caller's tid back to 0; if a waiter set
+//! * **Lock**: one 64-bit compare-and-swap from 0 to the caller's word. When that fails, the
+//!   caller spins briefly while the holder works without waiters, then sets `WAITERS` and
+//!   sleeps on the word (a *shared* futex: the kernel keys it by the page, so it reaches other
+//!   processes).
+//! * **Unlock**: one compare-and-swap from the caller's word back to 0; if a waiter set
 //!   `WAITERS`, a swap to 0 and a futex wake. A holder whose word names someone else (it was
 //!   judged dead and taken over) leaves it alone.
+//! * **Nothing else is written** on the way of an uncontended lock and unlock: the holder's
+//!   identity and start time arrive with the compare-and-swap that takes the lock and leave
+//!   with the one that frees it. (The pid beside it, for `inspect` and `OwnerDied`, is
+//!   written only when another thread than the last holder locks.) Each store between the two
+//!   read-modify-writes would delay the second until it reached the cache: a lock that
+//!   stored its holder's stamp beside the word and cleared it at unlock ran at 0.66x of
+//!   `std::sync::Mutex`, this one at 0.9x.
 //! * **A holder that died**: a sleeper wakes after [`FIRST_CHECK`], then at least every
 //!   [`CHECK_INTERVAL`], and asks whether the holder lives: the kernel first (signal 0: no such
 //!   task means dead), then `/proc` (a zombie is dead; so is a thread that started at another
-//!   time than the one it stamped into `stamp`, because its id now belongs to someone else).
-//!   Only a definite answer condemns: what cannot be read (`/proc` hidden or missing, no file
-//!   descriptor left) leaves the holder alive. The sleeper first clears the very stamp it
-//!   judged (a compare-and-swap: had the holder released the lock, or a later holder with the
-//!   same id stamped it, the stamp would differ), then takes the word over with a
-//!   compare-and-swap from the value it judged, so that exactly one waiter takes over, and is
-//!   told [`Recovery::OwnerDied`]. A holder that has not stamped yet (it is a few instructions
-//!   past its compare-and-swap, or died there) is condemned only if it is missing at two checks
-//!   in a row with the word unchanged, so that an id freed and reused between a waiter's look
-//!   at the word and its look at the kernel cannot fool it.
+//!   time than the word records, because its id now belongs to someone else). Only a definite
+//!   answer condemns: what cannot be read (`/proc` hidden or missing, no file descriptor left)
+//!   leaves the holder alive. The sleeper then takes the word over with a compare-and-swap
+//!   from the very value it judged, so that exactly one waiter takes over, and only from that
+//!   holder (a release, or a later holder, changes the word), and is told
+//!   [`Recovery::OwnerDied`]. Since the start time is part of the word, there is no moment at
+//!   which a holder is named without it: a new holder that reused a dead one's id is never
+//!   judged by the dead one's start time.
 //!
-//! Thread ids mean something only inside one pid namespace. The holder records its namespace
-//! beside its stamp, and the segment remembers whether any process from another namespace than
-//! its creator's opened it: a holder from another namespace (a container sharing `/dev/shm`)
-//! is never judged dead from here, only waited for; `try_lock_for` bounds that wait.
+//! Thread ids mean something only inside one pid namespace. The segment remembers the
+//! namespace of its creator (its *home*); a holder from another one (a container sharing
+//! `/dev/shm`) marks its word [`FOREIGN`] and records its namespace beside it once it holds
+//! the lock. A holder is judged only from its own namespace: a foreign holder whose namespace
+//! is not recorded yet, or is not the judge's, is waited for, and `try_lock_for` bounds that
+//! wait.
 //!
 //! After a takeover the lock is *inconsistent* until its new holder calls `mark_consistent`; a
 //! holder that drops its guard still inconsistent makes it *not recoverable* for everyone, which
@@ -43,19 +56,22 @@
 //! Earlier layouts held a robust, process-shared pthread mutex here, whose dead owners the
 //! kernel reports through glibc's per-thread robust list. Its bookkeeping (the list, the
 //! pending-operation word, the error checks) made an uncontended lock and unlock cost 23 ns
-//! against 10.6 ns for `std::sync::Mutex` on the benchmark machine (this lock: about 13 ns),
-//! and glibc never spins before sleeping. Checking the holder's liveness ourselves costs
-//! nothing on the fast path; the price is paid only by a waiter, as a look at the holder every
-//! few milliseconds while the lock stays held, and as up to [`CHECK_INTERVAL`] of delay before
-//! a dead holder's lock is taken over. A thread can only die holding the lock if its process
-//! dies, or if it leaked the guard (in Rust, `mem::forget`): unwinding drops the guard.
+//! against 10.6 ns for `std::sync::Mutex` on the benchmark machine, and glibc never spins
+//! before sleeping. Checking the holder's liveness ourselves costs nothing on the fast path;
+//! the price is paid only by a waiter, as a look at the holder every few milliseconds while
+//! the lock stays held, and as up to [`CHECK_INTERVAL`] of delay before a dead holder's lock
+//! is taken over. A thread can only die holding the lock if its process dies, or if it leaked
+//! the guard (in Rust, `mem::forget`): unwinding drops the guard.
 //!
 //! What the kernel's robust list did that this lock does not: notice the death of a holder in
 //! another pid namespace (waiters here wait for it), and of a main thread whose process goes
 //! on under the same id because another of its threads called `exec` (the kernel gives that
 //! thread the main thread's id and start time). A failed `try_lock` looks the holder up (a
 //! signal 0 and a read of `/proc`): polling `try_lock` in a tight loop on a held lock costs
-//! microseconds per attempt, not nanoseconds.
+//! microseconds per attempt, not nanoseconds. A holder is also misjudged if its id was freed
+//! and given to a new thread that started within the same clock tick (10 ms) and took the
+//! lock, between a waiter's look at the word and its look at the kernel: the ids of a pid
+//! namespace would have to wrap around within that tick.
 //!
 //! # Held by a process
 //!
@@ -63,16 +79,15 @@
 //! Python's `lock.acquire()` ... `lock.release()` needs a lock that any thread of the process
 //! may release, and that stays held when the thread that took it exits. Such an acquisition
 //! ([`LockSlot::acquire_for_process`]) names the process instead: the word holds the pid,
-//! which is the id of the main thread, and the stamp is the main thread's (the process's
-//! start time) with [`PROCESS_HELD`] set. Waiters judge it exactly as a thread's hold: it is
-//! dead when the process is (its main thread ending ends a Rust or Python program). The mark
-//! keeps the main thread from mistaking the process's hold for its own (its stamp never has
-//! it), so that a thread of the holding process that locks again waits for a release by
-//! another thread rather than failing with a deadlock. The release
-//! ([`LockSlot::release_for_process`]) clears the stamp with a compare-and-swap first, so that
-//! of two threads releasing at once exactly one frees the lock. No per-thread state is left
-//! behind by either: this lock uses no kernel robust list, so a release from another thread
-//! than the acquiring one has nothing to unlink.
+//! which is the id of the main thread, the main thread's start time (the process's) and the
+//! mark [`PROCESS_HELD`]. Waiters judge it exactly as a thread's hold: it is dead when the
+//! process is (its main thread ending ends a Rust or Python program). The mark keeps the main
+//! thread from mistaking the process's hold for its own, so that a thread of the holding
+//! process that locks again waits for a release by another thread rather than failing with a
+//! deadlock. The release ([`LockSlot::release_for_process`]) first marks the word
+//! [`RELEASING`] with a compare-and-swap, so that of two threads releasing at once exactly one
+//! frees the lock. No per-thread state is left behind by either: this lock uses no kernel
+//! robust list, so a release from another thread than the acquiring one has nothing to unlink.
 //!
 //! All words are atomics, so a damaged slot is a wrong number, never undefined behaviour: a
 //! garbage `word` names a thread that does not exist (and is taken over), a garbage `state`
@@ -87,13 +102,21 @@ use crate::shm_safe::ShmSafe;
 use crate::sys::{self, ThreadStamp, Wait};
 
 /// Set in `word` while at least one thread sleeps (or is about to sleep) on it.
-const WAITERS: u32 = 1 << 31;
-/// Set in `stamp` (above the holder's id) when the holder is a process, not one of its threads
-/// (see the module docs).
-const PROCESS_HELD: u64 = 1 << 63;
-/// The holder's thread id in `word`, 0 when free (Linux keeps ids below 2^22; a damaged word's
-/// larger "id" names no thread, and is taken over).
-const TID_MASK: u32 = WAITERS - 1;
+const WAITERS: u64 = 1 << 31;
+/// Set in `word` when the holder is a process, not one of its threads (see the module docs).
+const PROCESS_HELD: u64 = 1 << 30;
+/// Set in `word` when the holder's pid namespace is not the segment's home namespace.
+const FOREIGN: u64 = 1 << 29;
+/// Set in `word` by the one thread of a holding process that is releasing the lock.
+const RELEASING: u64 = 1 << 28;
+/// Set in a guard's copy of the word, never in the word itself: the lock was taken from a holder
+/// that died (see [`RawGuard::recovery`]).
+const TOOK_OVER: u64 = 1 << 27;
+/// The holder's thread id in `word` (Linux keeps ids below 2^22; a damaged word's larger "id"
+/// names no thread, and is taken over).
+const TID_MASK: u64 = TOOK_OVER - 1;
+/// What names the holder in a word: everything but the marks others may add while it holds.
+const HOLDER: u64 = !(WAITERS | RELEASING);
 
 /// The protected data is sound.
 const CONSISTENT: u32 = 0;
@@ -113,14 +136,13 @@ const SPINS: u32 = 100;
 /// The lock slot at offset 128 of every segment.
 #[repr(C, align(64))]
 pub(crate) struct LockSlot {
-    /// 0, or the holder's tid | [`WAITERS`].
-    word: AtomicU32,
-    /// The holder's pid, for `inspect` and `OwnerDied`: written after locking, cleared before
-    /// unlocking (a holder killed in between leaves it, and the next owner reads it).
-    owner_pid: AtomicU32,
-    /// The holder's tid (high half) and the low 32 bits of its start time, written right after
-    /// locking and cleared before unlocking; 0 in between.
-    stamp: AtomicU64,
+    /// 0, or the holder: its tid and marks (low half), the low 32 bits of its start time (high
+    /// half). See the module docs.
+    word: AtomicU64,
+    /// The tid (low half) and pid (high half) of the latest thread that took the lock, written
+    /// after locking when they changed, never cleared: the holder's pid while the low half
+    /// matches the word's tid, for `inspect` and `OwnerDied`.
+    owner: AtomicU64,
     /// [`CONSISTENT`], [`INCONSISTENT`] or [`NOT_RECOVERABLE`].
     state: AtomicU32,
     /// 1 if a holder unwound from a panic while holding the lock.
@@ -128,17 +150,22 @@ pub(crate) struct LockSlot {
     /// How many times a holder died and the lock was taken over.
     owner_deaths: AtomicU32,
     /// 1 once a process from another pid namespace than [`LockSlot::home_namespace`] opened the
-    /// segment: a holder that has not stamped yet may then be one whose id means nothing here.
+    /// segment.
     foreign_users: AtomicU32,
-    /// The holder's pid namespace, written before `stamp` (see [`LockSlot::is_dead`]).
+    /// The pid namespace of the [`FOREIGN`] holder whose word is in `namespace_of`.
     owner_namespace: AtomicU64,
+    /// The word (without the marks others add) of the foreign holder whose namespace
+    /// `owner_namespace` records: written after `owner_namespace` once it holds the lock,
+    /// cleared before it frees the word; 0 otherwise.
+    namespace_of: AtomicU64,
     /// The pid namespace of the segment's creator.
     home_namespace: AtomicU64,
-    /// The pid of the holder that died, kept while the lock is free but still inconsistent (a
-    /// repair failed and released it unrepaired), for the next locker's `OwnerDied`; 0 if
-    /// unknown. Written only by a holder.
+    /// The pid of the last holder that died (0 if unknown): written by the holder that took
+    /// the lock over, read by it for `OwnerDied`, and by the next locker while the lock is
+    /// still inconsistent (its repair failed and released it unrepaired). Written only by a
+    /// holder.
     died_pid: AtomicU32,
-    reserved: [AtomicU32; 3],
+    reserved: AtomicU32,
 }
 
 // SAFETY: `#[repr(C, align(64))]` of fixed-width atomics only: one layout in every process,
@@ -169,27 +196,31 @@ pub(crate) enum RawFailure {
     Damaged(u32),
 }
 
-fn stamp_of(thread: ThreadStamp) -> u64 {
-    (u64::from(thread.tid) << 32) | (thread.start & u64::from(u32::MAX))
+/// The thread id a lock word names.
+fn tid_in(word: u64) -> u32 {
+    (word & TID_MASK) as u32
+}
+
+/// The `owner` word of thread `tid` of process `pid`.
+fn owner_of(tid: u32, pid: u32) -> u64 {
+    u64::from(tid) | (u64::from(pid) << 32)
 }
 
 impl LockSlot {
     /// Initialises the slot of a segment being created.
     pub(crate) fn init(&self) {
         self.word.store(0, Ordering::Relaxed);
-        self.owner_pid.store(0, Ordering::Relaxed);
-        self.stamp.store(0, Ordering::Relaxed);
+        self.owner.store(0, Ordering::Relaxed);
         self.state.store(CONSISTENT, Ordering::Relaxed);
         self.poisoned.store(0, Ordering::Relaxed);
         self.owner_deaths.store(0, Ordering::Relaxed);
         self.foreign_users.store(0, Ordering::Relaxed);
         self.owner_namespace.store(0, Ordering::Relaxed);
+        self.namespace_of.store(0, Ordering::Relaxed);
         self.home_namespace
             .store(sys::this_thread().pid_namespace, Ordering::Relaxed);
         self.died_pid.store(0, Ordering::Relaxed);
-        for word in &self.reserved {
-            word.store(0, Ordering::Relaxed);
-        }
+        self.reserved.store(0, Ordering::Relaxed);
     }
 
     /// Resets the lock of a segment that was last used during an earlier boot: every holder
@@ -198,7 +229,10 @@ impl LockSlot {
     /// exclusive `flock` and has checked the boot id under it, so no process of this boot uses
     /// the lock yet.
     pub(crate) fn reset_after_reboot(&self) {
-        if self.word.swap(0, Ordering::AcqRel) != 0 {
+        let held = self.word.swap(0, Ordering::AcqRel);
+        if held != 0 {
+            self.died_pid
+                .store(self.pid_of(held).unwrap_or(0), Ordering::Relaxed);
             // Moves CONSISTENT to INCONSISTENT and keeps NOT_RECOVERABLE as it is.
             let _ = self.state.compare_exchange(
                 CONSISTENT,
@@ -207,7 +241,7 @@ impl LockSlot {
                 Ordering::Relaxed,
             );
         }
-        self.stamp.store(0, Ordering::Release);
+        self.namespace_of.store(0, Ordering::Release);
         // Namespaces are numbered afresh at every boot.
         self.home_namespace
             .store(sys::this_thread().pid_namespace, Ordering::Relaxed);
@@ -222,9 +256,21 @@ impl LockSlot {
         }
     }
 
+    /// The word that names `me` as the holder, with `mark` (0 for a thread, [`PROCESS_HELD`]
+    /// for a process), and [`FOREIGN`] if `me` is not of the segment's home namespace.
+    #[inline]
+    fn word_of(&self, me: ThreadStamp, mark: u64) -> u64 {
+        let foreign = if me.pid_namespace == self.home_namespace.load(Ordering::Relaxed) {
+            0
+        } else {
+            FOREIGN
+        };
+        ((me.start & u64::from(u32::MAX)) << 32) | (u64::from(me.tid) & TID_MASK) | mark | foreign
+    }
+
     /// Locks, waiting as `wait` says. The uncontended path is inlined into the caller (always:
     /// the compiler's estimate left it out of line in the CLI's callers of `Lock::lock`): one
-    /// compare-and-swap, two loads and four stores to the same cache line.
+    /// compare-and-swap and a few loads of the same cache line.
     #[allow(
         clippy::inline_always,
         reason = "measured: left to the compiler, callers of `Lock::lock` call it out of line"
@@ -245,8 +291,7 @@ impl LockSlot {
         self.acquire_as(sys::this_process(), PROCESS_HELD, wait)
     }
 
-    /// Locks for `me`, stamping it with `mark` (0 for a thread, [`PROCESS_HELD`] for a
-    /// process).
+    /// Locks for `me`, marked with `mark` (0 for a thread, [`PROCESS_HELD`] for a process).
     #[allow(
         clippy::inline_always,
         reason = "the body of `acquire`, inlined for the same reason"
@@ -258,91 +303,103 @@ impl LockSlot {
         mark: u64,
         wait: Wait,
     ) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
-        // AcqRel: a waiter that reads our tid in the word also sees what this process wrote
-        // before locking (`foreign_users`, when it opened the segment).
-        let took_over = if self
+        let mine = self.word_of(me, mark);
+        // AcqRel: a waiter that reads our word also sees what this process wrote before
+        // locking (`foreign_users`, when it opened the segment).
+        let dead = if self
             .word
-            .compare_exchange(0, me.tid, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            false
+            0
         } else {
-            self.acquire_contended(me, mark, wait)?
+            self.acquire_contended(me, mine, wait)?
         };
-        // Before the stamp: a waiter that sees our stamp sees these too.
-        self.owner_namespace
-            .store(me.pid_namespace, Ordering::Relaxed);
-        // Only the holder writes `owner_pid`: a load and a store, no read-modify-write.
-        let previous_pid = self.owner_pid.load(Ordering::Relaxed);
-        self.owner_pid.store(sys::pid(), Ordering::Relaxed);
-        self.stamp.store(stamp_of(me) | mark, Ordering::Release);
-        let state = self.state.load(Ordering::Acquire);
-        if took_over || state != CONSISTENT {
-            return self.acquired_after_a_death(me, took_over, state, previous_pid);
+        if mine & FOREIGN != 0 {
+            self.record_namespace(mine, me.pid_namespace);
         }
-        Ok((self.guard(me, Recovery::Clean), Recovery::Clean))
+        // Only a holder writes `owner`, and only when it changes: a thread locking again
+        // leaves its cache line as it was.
+        let previous = self.owner.load(Ordering::Relaxed);
+        let owner = owner_of(me.tid, sys::pid());
+        if previous != owner {
+            self.owner.store(owner, Ordering::Relaxed);
+        }
+        let state = self.state.load(Ordering::Acquire);
+        if dead != 0 || state != CONSISTENT {
+            return self.acquired_after_a_death(mine, dead, state, previous);
+        }
+        Ok((self.guard(mine), Recovery::Clean))
     }
 
-    fn guard(&self, me: ThreadStamp, recovery: Recovery) -> RawGuard<'_> {
-        let previous = match recovery {
-            Recovery::Clean => 0,
-            Recovery::OwnerDied { pid: 0 } => u32::MAX,
-            Recovery::OwnerDied { pid } => pid,
-        };
+    fn guard(&self, held: u64) -> RawGuard<'_> {
         RawGuard {
             slot: self,
-            held: u64::from(me.tid) | (u64::from(previous) << 32),
+            held,
             _not_send: PhantomData,
         }
     }
 
-    /// The end of an acquisition that took the lock from a dead holder, or found it
-    /// inconsistent, not recoverable or damaged.
+    /// Records the namespace of a [`FOREIGN`] holder that just took the lock with word `mine`.
+    #[cold]
+    #[inline(never)]
+    fn record_namespace(&self, mine: u64, namespace: u64) {
+        self.owner_namespace.store(namespace, Ordering::Relaxed);
+        self.namespace_of.store(mine, Ordering::Release);
+    }
+
+    /// The pid of the holder named by `word`, if `owner` records it.
+    fn pid_of(&self, word: u64) -> Option<u32> {
+        let owner = self.owner.load(Ordering::Relaxed);
+        (word != 0 && owner as u32 == tid_in(word) && owner >> 32 != 0)
+            .then_some((owner >> 32) as u32)
+    }
+
+    /// The end of an acquisition (with word `mine`) that took the lock from the dead holder
+    /// `dead` (0: none), or found it inconsistent, not recoverable or damaged; `previous` is
+    /// what `owner` held before this acquisition.
     #[cold]
     #[inline(never)]
     fn acquired_after_a_death(
         &self,
-        me: ThreadStamp,
-        took_over: bool,
+        mine: u64,
+        dead: u64,
         state: u32,
-        previous_pid: u32,
+        previous: u64,
     ) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
-        let recovery = match state {
+        match state {
             CONSISTENT | INCONSISTENT => {
-                if took_over {
-                    self.owner_deaths.fetch_add(1, Ordering::Relaxed);
-                    self.state.store(INCONSISTENT, Ordering::Release);
-                }
-                // Released unrepaired, the lock no longer names the dead holder's pid in
-                // `owner_pid`: `died_pid` kept it.
-                let pid = if !took_over && previous_pid == 0 {
+                let pid = if dead == 0 {
+                    // Released unrepaired: `died_pid` kept the pid.
                     self.died_pid.load(Ordering::Relaxed)
                 } else {
-                    previous_pid
+                    self.owner_deaths.fetch_add(1, Ordering::Relaxed);
+                    self.state.store(INCONSISTENT, Ordering::Release);
+                    let pid = if previous as u32 == tid_in(dead) {
+                        (previous >> 32) as u32
+                    } else {
+                        0 // it died before recording its pid
+                    };
+                    self.died_pid.store(pid, Ordering::Relaxed);
+                    pid
                 };
-                Recovery::OwnerDied { pid }
+                Ok((self.guard(mine | TOOK_OVER), Recovery::OwnerDied { pid }))
             }
             NOT_RECOVERABLE => {
-                self.release(me.tid);
-                return Err(RawFailure::Unrecoverable);
+                self.release(mine);
+                Err(RawFailure::Unrecoverable)
             }
             damaged => {
-                self.release(me.tid);
-                return Err(RawFailure::Damaged(damaged));
+                self.release(mine);
+                Err(RawFailure::Damaged(damaged))
             }
-        };
-        Ok((self.guard(me, recovery), recovery))
+        }
     }
 
-    /// The slow path of [`LockSlot::acquire`]: returns once the word names `me`, and whether
-    /// it was taken from a dead holder.
+    /// The slow path of [`LockSlot::acquire`]: returns once the word is `mine` (perhaps with
+    /// [`WAITERS`]), with the word of the dead holder it was taken from (0 if none).
     #[inline(never)]
-    fn acquire_contended(
-        &self,
-        me: ThreadStamp,
-        mark: u64,
-        wait: Wait,
-    ) -> Result<bool, RawFailure> {
+    fn acquire_contended(&self, me: ThreadStamp, mine: u64, wait: Wait) -> Result<u64, RawFailure> {
         let deadline = match wait {
             Wait::For(timeout) => Instant::now().checked_add(timeout),
             Wait::Forever | Wait::Never => None,
@@ -358,11 +415,9 @@ impl LockSlot {
         // its unlock wakes the next one; and if it leaves without the lock, it passes on the
         // wake-up it may have consumed.
         let mut waiters = 0;
-        // A word whose unstamped holder was missing at the last check (see `is_dead`).
-        let mut suspect = None;
         loop {
             let mut current = self.word.load(Ordering::Acquire);
-            while current & TID_MASK != 0 && current & WAITERS == 0 && spins > 0 {
+            while current != 0 && current & WAITERS == 0 && spins > 0 {
                 std::hint::spin_loop();
                 spins -= 1;
                 current = self.word.load(Ordering::Acquire);
@@ -373,17 +428,16 @@ impl LockSlot {
             if current == 0 {
                 if self
                     .word
-                    .compare_exchange(0, me.tid | waiters, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(0, mine | waiters, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Ok(false);
+                    return Ok(0);
                 }
                 continue;
             }
-            let holder = current & TID_MASK;
             // A process's hold may be released by any of its threads: waiting for it is not a
             // deadlock.
-            if holder == me.tid && mark == 0 && self.held_by(me) {
+            if current & HOLDER == mine && mine & PROCESS_HELD == 0 && self.holds(mine, me) {
                 return Err(RawFailure::Deadlock);
             }
             let now = Instant::now();
@@ -393,8 +447,8 @@ impl LockSlot {
                 Wait::For(_) => deadline.is_some_and(|deadline| now >= deadline),
             };
             if out_of_time || now >= next_check {
-                if self.take_over_if_dead(current, me, &mut suspect) {
-                    return Ok(true);
+                if self.take_over_if_dead(current, mine, me.pid_namespace) {
+                    return Ok(current);
                 }
                 if out_of_time {
                     return self.give_up(
@@ -422,9 +476,9 @@ impl LockSlot {
             // However the sleep ends (a wake, a signal, the timeout), the loop re-checks the
             // time: a stream of signals cannot postpone the liveness check.
             let until = deadline.map_or(next_check, |deadline| deadline.min(next_check));
-            sys::futex_wait(
+            sys::futex_wait_low_half(
                 &self.word,
-                sleeping_on,
+                sleeping_on as u32,
                 Some(until.saturating_duration_since(now)),
             );
             spins = SPINS;
@@ -433,124 +487,108 @@ impl LockSlot {
 
     /// Leaves the contended path without the lock. A thread that slept (`waiters` set) may
     /// have consumed the wake-up meant for the next one in line: it passes one on.
-    fn give_up(&self, waiters: u32, failure: RawFailure) -> Result<bool, RawFailure> {
+    fn give_up(&self, waiters: u64, failure: RawFailure) -> Result<u64, RawFailure> {
         if waiters != 0 {
-            sys::futex_wake(&self.word, 1);
+            sys::futex_wake_low_half(&self.word, 1);
         }
         Err(failure)
     }
 
-    /// Whether the word's holder is the calling thread itself (and not a dead thread, or one of
-    /// another pid namespace, that had the same id).
-    fn held_by(&self, me: ThreadStamp) -> bool {
-        self.stamp.load(Ordering::Acquire) == stamp_of(me)
-            && self.owner_namespace.load(Ordering::Relaxed) == me.pid_namespace
+    /// Whether the word `mine`, found in the lock, is the hold of `me` itself rather than of
+    /// another thread with the same id and start time in another pid namespace. Only a
+    /// [`FOREIGN`] word can be another's: ids are unique within the home namespace.
+    fn holds(&self, mine: u64, me: ThreadStamp) -> bool {
+        mine & FOREIGN == 0
+            || (self.namespace_of.load(Ordering::Acquire) == mine
+                && self.owner_namespace.load(Ordering::Relaxed) == me.pid_namespace)
     }
 
-    /// If the holder named by `observed` still holds the lock and is dead, makes `me` the
-    /// holder (keeping `WAITERS`: others may sleep) and returns true. `suspect` carries, from
-    /// one check to the next, a word whose unstamped holder was missing.
-    fn take_over_if_dead(&self, observed: u32, me: ThreadStamp, suspect: &mut Option<u32>) -> bool {
-        let stamp = self.stamp.load(Ordering::Acquire);
-        if !self.is_dead(
-            observed & TID_MASK,
-            stamp,
-            me.pid_namespace,
-            observed,
-            suspect,
-        ) {
+    /// If the holder named by `observed` still holds the lock and is dead, makes `mine` the
+    /// holder (with `WAITERS`: others may sleep) and returns true.
+    fn take_over_if_dead(&self, observed: u64, mine: u64, here: u64) -> bool {
+        if !self.is_dead(observed, here) {
             return false;
         }
-        let current = self.word.load(Ordering::Acquire);
-        // The verdict is about the holder whose stamp was judged: clearing that very stamp
-        // proves it still holds (a release clears the stamp, a later holder writes its own),
-        // and keeps anyone from judging the new holder by the dead one's start time should both
-        // have the same id. The compare-and-swaps let one waiter through.
-        current & TID_MASK == observed & TID_MASK
-            && self
-                .stamp
-                .compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            && self
-                .word
-                .compare_exchange(
-                    current,
-                    me.tid | WAITERS,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+        // The verdict is about the holder `observed` names: the compare-and-swap takes the
+        // word from that holder only (a release or a later holder changes it), and lets one
+        // waiter through. Only the marks others add may have changed meanwhile.
+        let mut current = observed;
+        loop {
+            match self.word.compare_exchange(
+                current,
+                mine | WAITERS,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) if now & HOLDER == observed & HOLDER => current = now,
+                Err(_) => return false,
+            }
+        }
     }
 
-    /// Whether thread `holder`, named by the lock word `observed` with `stamp` in the slot, is
-    /// dead, as seen from pid namespace `here`. A holder whose id belongs to another namespace
-    /// is never judged: the kernel and `/proc` here cannot see it (or show someone else under
-    /// its number), so it counts as alive; so does every holder when our own namespace is
-    /// unknown. An unstamped holder is condemned only when found missing twice in a row under
-    /// the same word (`suspect`).
-    fn is_dead(
-        &self,
-        holder: u32,
-        stamp: u64,
-        here: u64,
-        observed: u32,
-        suspect: &mut Option<u32>,
-    ) -> bool {
-        // A process's stamp carries `PROCESS_HELD` above the id.
-        let stamped = (stamp & !PROCESS_HELD) >> 32 == u64::from(holder);
+    /// Whether the holder named by the lock word `observed` is dead, as seen from pid namespace
+    /// `here`. A holder whose id belongs to another namespace is never judged: the kernel and
+    /// `/proc` here cannot see it (or show someone else under its number), so it counts as
+    /// alive; so does every holder when our own namespace is unknown.
+    fn is_dead(&self, observed: u64, here: u64) -> bool {
+        let at_home = || {
+            self.home_namespace.load(Ordering::Relaxed) == here
+                && self.foreign_users.load(Ordering::SeqCst) == 0
+        };
         let judgeable = here != 0
-            && if stamped {
-                // Written before the stamp, so the stamp's acquire load shows it.
-                self.owner_namespace.load(Ordering::Relaxed) == here
+            && if observed & FOREIGN == 0 {
+                self.home_namespace.load(Ordering::Relaxed) == here
             } else {
-                // The stamp follows the word by a few instructions; until it names `holder`,
-                // its namespace is known only if every user of the segment shares ours.
-                self.foreign_users.load(Ordering::SeqCst) == 0
-                    && self.home_namespace.load(Ordering::Relaxed) == here
+                // Its namespace, once recorded (`namespace_of` names it; written after
+                // `owner_namespace`), or a mark no process wrote: with no foreign user, the
+                // word is damaged, and judged as any other.
+                (self.namespace_of.load(Ordering::Acquire) == observed & HOLDER
+                    && self.owner_namespace.load(Ordering::Relaxed) == here)
+                    || at_home()
             };
         if !judgeable {
             return false;
         }
-        match sys::liveness(holder) {
-            sys::Liveness::Gone if stamped => true,
-            sys::Liveness::Gone => {
-                let again = *suspect == Some(observed & TID_MASK);
-                *suspect = Some(observed & TID_MASK);
-                again
-            }
+        match sys::liveness(tid_in(observed)) {
+            sys::Liveness::Gone => true,
             sys::Liveness::Running { start: Some(start) } => {
-                let stamped_start = stamp & u64::from(u32::MAX);
-                stamped && stamped_start != 0 && stamped_start != start & u64::from(u32::MAX)
+                let recorded = observed >> 32;
+                recorded != 0 && recorded != start & u64::from(u32::MAX)
             }
             sys::Liveness::Running { start: None } => false,
         }
     }
 
-    /// Frees the word, if thread `tid` still holds it, waking one waiter (every waiter if the
-    /// lock is now not recoverable, so that each learns it). A holder that finds the word no
-    /// longer names it (taken over after being judged dead) leaves it alone.
+    /// Frees the word, if the holder `held` still holds it, waking one waiter (every waiter if
+    /// the lock is now not recoverable, so that each learns it). A holder that finds the word
+    /// no longer names it (taken over after being judged dead) leaves it alone.
     #[inline]
-    fn release(&self, tid: u32) {
-        self.owner_pid.store(0, Ordering::Relaxed);
-        self.stamp.store(0, Ordering::Relaxed);
-        self.free_word(tid);
-    }
-
-    /// Frees the word held by `tid`, waking a waiter if one sleeps.
-    #[inline]
-    fn free_word(&self, tid: u32) {
-        // Without waiters the word is exactly our tid: one compare-and-swap releases it.
+    fn release(&self, held: u64) {
+        if held & FOREIGN != 0 {
+            self.forget_namespace(held);
+        }
+        // Without waiters the word is exactly ours: one compare-and-swap releases it.
         if let Err(current) =
             self.word
-                .compare_exchange(tid, 0, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(held, 0, Ordering::Release, Ordering::Relaxed)
         {
-            self.release_contended(current, tid);
+            self.release_contended(current, held);
         }
     }
 
+    /// Clears the namespace record of the foreign holder `held`, before it frees the word.
+    #[cold]
     #[inline(never)]
-    fn release_contended(&self, current: u32, tid: u32) {
-        if current & TID_MASK != tid {
+    fn forget_namespace(&self, held: u64) {
+        let _ = self
+            .namespace_of
+            .compare_exchange(held, 0, Ordering::Release, Ordering::Relaxed);
+    }
+
+    #[inline(never)]
+    fn release_contended(&self, current: u64, held: u64) {
+        if current & HOLDER != held {
             return; // not ours any more
         }
         // Only WAITERS can change under us now, and it may only be added: a swap to 0 frees
@@ -567,7 +605,7 @@ impl LockSlot {
         } else {
             1
         };
-        sys::futex_wake(&self.word, wake);
+        sys::futex_wake_low_half(&self.word, wake);
     }
 
     /// A guard for the lock the calling thread holds (taken with [`LockSlot::acquire`]), or
@@ -575,17 +613,18 @@ impl LockSlot {
     /// the guard that brings the depth to zero adopts the hold and drops it.
     pub(crate) fn held_by_current_thread(&self) -> Option<RawGuard<'_>> {
         let me = sys::this_thread();
-        // Only this thread writes its own id into the word and its stamp; a dead thread that had
-        // the same id left another start time in the stamp.
-        (self.word.load(Ordering::Relaxed) & TID_MASK == me.tid && self.held_by(me))
-            .then(|| self.guard(me, Recovery::Clean))
+        let mine = self.word_of(me, 0);
+        // Only this thread writes its own word; a dead thread that had the same id started at
+        // another time.
+        (self.word.load(Ordering::Relaxed) & HOLDER == mine && self.holds(mine, me))
+            .then(|| self.guard(mine))
     }
 
     /// Whether the calling process holds the lock through [`LockSlot::acquire_for_process`].
     pub(crate) fn is_held_by_this_process(&self) -> bool {
         let me = sys::this_process();
-        self.word.load(Ordering::Acquire) & TID_MASK == me.tid
-            && self.stamp.load(Ordering::Acquire) == stamp_of(me) | PROCESS_HELD
+        let mine = self.word_of(me, PROCESS_HELD);
+        self.word.load(Ordering::Acquire) & HOLDER == mine && self.holds(mine, me)
     }
 
     /// After [`Recovery::OwnerDied`] of an acquisition for the process: declares the state
@@ -597,7 +636,7 @@ impl LockSlot {
                 "the lock is not held by this process (through `acquire`)",
             ));
         }
-        self.guard(sys::this_process(), Recovery::Clean)
+        self.guard(self.word_of(sys::this_process(), PROCESS_HELD))
             .forget_after(RawGuard::mark_consistent)
     }
 
@@ -608,30 +647,34 @@ impl LockSlot {
     /// guard, or another thread released it first).
     pub(crate) fn release_for_process(&self) -> bool {
         let me = sys::this_process();
-        if self.word.load(Ordering::Acquire) & TID_MASK != me.tid {
-            return false;
-        }
-        // Clearing the stamp first makes the release once-only: of two threads releasing at
-        // once, one wins the compare-and-swap; the other finds the stamp changed and leaves the
-        // word (which a new holder may already have taken) alone.
-        if self
-            .stamp
-            .compare_exchange(
-                stamp_of(me) | PROCESS_HELD,
-                0,
+        let mine = self.word_of(me, PROCESS_HELD);
+        // Marking the word RELEASING first makes the release once-only: of two threads
+        // releasing at once, one wins the compare-and-swap; the other finds the mark and
+        // leaves the lock alone.
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if current & HOLDER != mine || current & RELEASING != 0 || !self.holds(mine, me) {
+                return false;
+            }
+            match self.word.compare_exchange(
+                current,
+                current | RELEASING,
                 Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
-            return false;
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
         }
         if self.state.load(Ordering::Relaxed) == INCONSISTENT {
             self.state.store(NOT_RECOVERABLE, Ordering::Release);
         }
-        // The stamp is clear already: the rest of `release`.
-        self.owner_pid.store(0, Ordering::Relaxed);
-        self.free_word(me.tid);
+        if mine & FOREIGN != 0 {
+            self.forget_namespace(mine);
+        }
+        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
+            self.wake_waiter();
+        }
         true
     }
 
@@ -649,12 +692,16 @@ impl LockSlot {
             && self.home_namespace.load(Ordering::Relaxed) == here
     }
 
-    /// The pid recorded as holding the lock, if any (informational: see the field's doc).
+    /// Whether the lock is held (informational: it can change at any moment).
+    pub(crate) fn is_held(&self) -> bool {
+        self.word.load(Ordering::Relaxed) != 0
+    }
+
+    /// The pid recorded as holding the lock, if it is held and its holder recorded its pid
+    /// (informational: it can change at any moment, and a holder that died keeps the lock, and
+    /// its pid here, until the next owner takes over).
     pub(crate) fn owner_pid(&self) -> Option<u32> {
-        match self.owner_pid.load(Ordering::Relaxed) {
-            0 => None,
-            pid => Some(pid),
-        }
+        self.pid_of(self.word.load(Ordering::Acquire))
     }
 
     #[inline]
@@ -670,9 +717,10 @@ impl LockSlot {
 /// Proof that the calling thread holds a segment's lock; unlocks on drop.
 pub(crate) struct RawGuard<'a> {
     slot: &'a LockSlot,
-    /// The holder's thread id, as in the word (low half), and how the lock was acquired (high
-    /// half: 0 cleanly, else the pid of the holder that died, `u32::MAX` if unknown). One word,
-    /// so that the guard is two machine words that copy as written.
+    /// The word that names the holder, as it took the lock, with [`TOOK_OVER`] if the
+    /// acquisition reported [`Recovery::OwnerDied`] (the dead holder's pid is then in the
+    /// slot's `died_pid`). One word, so
+    /// that the guard is two machine words that copy as written.
     held: u64,
     /// The word names the locking thread, which must be the one to unlock.
     _not_send: PhantomData<*const ()>,
@@ -681,16 +729,22 @@ pub(crate) struct RawGuard<'a> {
 impl RawGuard<'_> {
     /// How the lock was acquired.
     pub(crate) fn recovery(&self) -> Recovery {
-        match (self.held >> 32) as u32 {
-            0 => Recovery::Clean,
-            u32::MAX => Recovery::OwnerDied { pid: 0 },
-            pid => Recovery::OwnerDied { pid },
+        if self.held & TOOK_OVER == 0 {
+            Recovery::Clean
+        } else {
+            Recovery::OwnerDied {
+                pid: self.slot.died_pid.load(Ordering::Relaxed),
+            }
         }
+    }
+
+    /// The word as it stands in the lock while this guard holds it.
+    fn word(&self) -> u64 {
+        self.held & !TOOK_OVER
     }
 
     /// After [`Recovery::OwnerDied`]: declares the protected state repaired.
     pub(crate) fn mark_consistent(&self) -> io::Result<()> {
-        self.slot.died_pid.store(0, Ordering::Relaxed);
         self.slot
             .state
             .compare_exchange(
@@ -721,19 +775,17 @@ impl RawGuard<'_> {
 
     /// Releases the lock without declaring the protected state repaired, and without making
     /// the lock not recoverable: after [`Recovery::OwnerDied`], it stays inconsistent, so that
-    /// the next locker is told the owner died (with the same pid) and repairs again. For a
-    /// repair that failed: one damaged entry or one transient error must not brick the lock.
-    /// After a clean acquisition, or once marked consistent, this is a plain unlock.
+    /// the next locker is told the owner died (with the same pid, kept in `died_pid`) and
+    /// repairs again. For a repair that failed: one damaged entry or one transient error must
+    /// not brick the lock. After a clean acquisition, or once marked consistent, this is a
+    /// plain unlock.
     pub(crate) fn unlock_unrepaired(self) {
         let this = std::mem::ManuallyDrop::new(self);
         if std::thread::panicking() {
             this.slot.poisoned.store(1, Ordering::Release);
         }
-        if let Recovery::OwnerDied { pid } = this.recovery() {
-            this.slot.died_pid.store(pid, Ordering::Relaxed);
-        }
         // Not `drop`, which would make an inconsistent lock not recoverable.
-        this.slot.release(this.held as u32);
+        this.slot.release(this.word());
     }
 }
 
@@ -750,6 +802,6 @@ impl Drop for RawGuard<'_> {
         if self.slot.state.load(Ordering::Relaxed) == INCONSISTENT {
             self.slot.state.store(NOT_RECOVERABLE, Ordering::Release);
         }
-        self.slot.release(self.held as u32);
+        self.slot.release(self.word());
     }
 }

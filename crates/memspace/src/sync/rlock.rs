@@ -414,7 +414,7 @@ pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
         .kind_area::<RLockArea>()
         .depth
         .load(Ordering::Relaxed);
-    let held = segment.lock_slot().owner_pid().is_some();
+    let held = segment.lock_slot().is_held();
     vec![(
         "depth",
         if held {

@@ -56,3 +56,36 @@ pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usi
     let count = count.min(i32::MAX.unsigned_abs());
     futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
 }
+
+/// The 32 bits of `word` that futex calls on it compare and wake on: its low half (the first
+/// four bytes on a little-endian machine, the last four on a big-endian one).
+#[allow(unsafe_code)]
+fn low_half(word: &std::sync::atomic::AtomicU64) -> &std::sync::atomic::AtomicU32 {
+    let half = word
+        .as_ptr()
+        .cast::<std::sync::atomic::AtomicU32>()
+        .wrapping_add(usize::from(cfg!(target_endian = "big")));
+    // SAFETY: `word` is a live, 8-aligned `AtomicU64`, so `half` is a live, 4-aligned 4-byte
+    // location inside it, valid for the borrow; `AtomicU32` has `u32`'s size and alignment.
+    // The reference only carries the address to the kernel: memspace never loads or stores
+    // through it, so Rust code never mixes 32- and 64-bit accesses to the word; the kernel
+    // reads the half atomically.
+    unsafe { &*half }
+}
+
+/// [`futex_wait`] on the low half of a 64-bit word (see [`futex_wake_low_half`]): sleeps
+/// while those 32 bits hold `expected`.
+pub(crate) fn futex_wait_low_half(
+    word: &std::sync::atomic::AtomicU64,
+    expected: u32,
+    timeout: Option<Duration>,
+) -> Woken {
+    futex_wait(low_half(word), expected, timeout)
+}
+
+/// [`futex_wake`] on the low half of a 64-bit word: for a lock word whose low 32 bits name
+/// the holder and whose high 32 bits carry more about it, changed together by 64-bit
+/// compare-and-swaps.
+pub(crate) fn futex_wake_low_half(word: &std::sync::atomic::AtomicU64, count: u32) -> usize {
+    futex_wake(low_half(word), count)
+}

@@ -33,7 +33,9 @@ pub(crate) use self::files::{
     file_open, lock_file, open_directory, open_entry, read_at, set_mode, shm_create, shm_entry,
     shm_open, unlink_entry, unlock_file,
 };
-pub(crate) use self::futex::{Wait, Woken, futex_wait, futex_wake};
+pub(crate) use self::futex::{
+    Wait, Woken, futex_wait, futex_wait_low_half, futex_wake, futex_wake_low_half,
+};
 pub(crate) use self::memory::{map_shared_fixed, page_size, reserve_address_space, unmap};
 #[cfg(feature = "failpoints")]
 pub(crate) use self::process::stop_self;

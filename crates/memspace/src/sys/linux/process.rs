@@ -9,6 +9,7 @@
 
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -66,23 +67,30 @@ pub(crate) struct ThreadStamp {
 }
 
 /// A stamp cached by each thread for one fork generation (tid 0: none yet): a forked child,
-/// whose ids differ, takes its own.
-type CachedStamp = std::cell::Cell<(u32, ThreadStamp)>;
+/// whose ids differ, takes its own. One cell per field, so that a lock's fast path reads the
+/// fields it needs straight into registers (a cell of the whole stamp was copied through the
+/// stack on every lock).
+struct CachedStamp {
+    generation: Cell<u32>,
+    tid: Cell<u32>,
+    start: Cell<u64>,
+    pid_namespace: Cell<u64>,
+}
 
-const NO_STAMP: (u32, ThreadStamp) = (
-    0,
-    ThreadStamp {
-        tid: 0,
-        start: 0,
-        pid_namespace: 0,
-    },
-);
+impl CachedStamp {
+    const EMPTY: Self = CachedStamp {
+        generation: Cell::new(0),
+        tid: Cell::new(0),
+        start: Cell::new(0),
+        pid_namespace: Cell::new(0),
+    };
+}
 
 thread_local! {
     /// The calling thread's stamp.
-    static THIS_THREAD: CachedStamp = const { std::cell::Cell::new(NO_STAMP) };
+    static THIS_THREAD: CachedStamp = const { CachedStamp::EMPTY };
     /// The calling process's stamp, as this thread took it.
-    static THIS_PROCESS: CachedStamp = const { std::cell::Cell::new(NO_STAMP) };
+    static THIS_PROCESS: CachedStamp = const { CachedStamp::EMPTY };
 }
 
 /// The stamp `cache` holds for this fork generation, or the one `take` gives, cached.
@@ -96,13 +104,22 @@ fn cached(
     take: impl FnOnce() -> ThreadStamp,
 ) -> ThreadStamp {
     let generation = FORK_GENERATION.load(Ordering::Relaxed);
-    let (cached_generation, stamp) = cache.get();
-    if stamp.tid != 0 && cached_generation == generation {
-        return stamp;
-    }
-    let stamp = take();
-    cache.set((generation, stamp));
-    stamp
+    cache.with(|cached| {
+        let tid = cached.tid.get();
+        if tid != 0 && cached.generation.get() == generation {
+            return ThreadStamp {
+                tid,
+                start: cached.start.get(),
+                pid_namespace: cached.pid_namespace.get(),
+            };
+        }
+        let stamp = take();
+        cached.generation.set(generation);
+        cached.tid.set(stamp.tid);
+        cached.start.set(stamp.start);
+        cached.pid_namespace.set(stamp.pid_namespace);
+        stamp
+    })
 }
 
 /// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread

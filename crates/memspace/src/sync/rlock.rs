@@ -1,8 +1,8 @@
 //! [`RLock`]: a reentrant lock shared by threads and processes, robust to its holder's death.
 //!
 //! It is the segment's robust lock (see `segment/raw_mutex.rs`) and a depth in the kind area.
-//! The lock word names the holding thread, so "does this thread hold it?" is one load of the
-//! word and one of the stamp, and the death of the holder is noticed exactly as a [`Lock`]'s
+//! The lock word names the holding thread and when it started, so "does this thread hold it?"
+//! is one load of the word, and the death of the holder is noticed exactly as a [`Lock`]'s
 //! is: the next locker takes the lock over and is told [`LockError::OwnerDied`], whatever
 //! depth the dead holder had reached. Only the holder writes the depth: a locker that takes
 //! the lock (cleanly or from a dead holder) sets it to 1, each reentry adds one, each release

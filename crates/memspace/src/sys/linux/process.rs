@@ -78,19 +78,21 @@ struct CachedStamp {
 }
 
 impl CachedStamp {
-    const EMPTY: Self = CachedStamp {
-        generation: Cell::new(0),
-        tid: Cell::new(0),
-        start: Cell::new(0),
-        pid_namespace: Cell::new(0),
-    };
+    const fn empty() -> Self {
+        CachedStamp {
+            generation: Cell::new(0),
+            tid: Cell::new(0),
+            start: Cell::new(0),
+            pid_namespace: Cell::new(0),
+        }
+    }
 }
 
 thread_local! {
     /// The calling thread's stamp.
-    static THIS_THREAD: CachedStamp = const { CachedStamp::EMPTY };
+    static THIS_THREAD: CachedStamp = const { CachedStamp::empty() };
     /// The calling process's stamp, as this thread took it.
-    static THIS_PROCESS: CachedStamp = const { CachedStamp::EMPTY };
+    static THIS_PROCESS: CachedStamp = const { CachedStamp::empty() };
 }
 
 /// The stamp `cache` holds for this fork generation, or the one `take` gives, cached.

@@ -674,6 +674,33 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_its_word_records(
 }
 
 #[test]
+fn a_holder_of_the_home_namespace_is_judged_while_other_namespaces_use_the_segment() {
+    let _dog = Watchdog::start();
+    let removal = Removal::fresh("home-holder");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("start sleep(1)");
+    let pid = sleeper.id();
+    pretend_held_by(removal.name(), pid, Some(start_time(pid)));
+    // A process of another pid namespace opened the segment: holders of the home namespace
+    // (unmarked words) are still judged from here.
+    removal
+        .file()
+        .write(LOCK_FOREIGN_USERS, &1u32.to_le_bytes());
+    assert_eq!(label(&lock.try_lock()), "would block");
+    sleeper.kill().expect("kill sleep(1)");
+    sleeper.wait().expect("reap sleep(1)");
+    let guard = match lock.try_lock() {
+        Err(TryLockError::Lock(LockError::OwnerDied(guard))) => guard,
+        other => panic!("expected OwnerDied, got {}", label(&other)),
+    };
+    assert_eq!(guard.previous_owner_died(), Some(pid));
+    guard.mark_consistent().expect("mark consistent");
+}
+
+#[test]
 fn a_garbage_lock_word_is_taken_over_and_a_garbage_state_is_reported_as_damage() {
     let _dog = Watchdog::start();
     let removal = Removal::fresh("garbage-lock");

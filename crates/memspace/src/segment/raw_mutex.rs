@@ -38,12 +38,19 @@
 //!   which a holder is named without it: a new holder that reused a dead one's id is never
 //!   judged by the dead one's start time.
 //!
-//! Thread ids mean something only inside one pid namespace. The segment remembers the
-//! namespace of its creator (its *home*); a holder from another one (a container sharing
-//! `/dev/shm`) marks its word [`FOREIGN`] and records its namespace beside it once it holds
-//! the lock. A holder is judged only from its own namespace: a foreign holder whose namespace
-//! is not recorded yet, or is not the judge's, is waited for, and `try_lock_for` bounds that
-//! wait.
+//! Thread ids mean something only inside one pid namespace, and start times inside one time
+//! namespace (`/proc` shifts them into the reader's). The segment remembers the namespaces of
+//! its creator (its *home*); a holder from other ones (a container sharing `/dev/shm`, a
+//! process under `unshare --time`) marks its word [`FOREIGN`] and records its namespaces
+//! beside it once it holds the lock. A holder is judged only from its own namespaces: a
+//! foreign holder whose namespaces are not recorded yet, or are not the judge's, is waited
+//! for, and `try_lock_for` bounds that wait. A foreign holder killed between taking the word
+//! and recording its namespaces (a few instructions), or between forgetting them and freeing
+//! the word, is therefore waited for forever, from every namespace: `lock` hangs and
+//! `try_lock_for` times out, until the lock is removed. So can, in theory, a judge that reads
+//! the record's two words while, between its two loads, the foreign holder releases, a holder
+//! of the judge's namespaces locks and unlocks, and the first locks again with the same word:
+//! it would pair the foreign word with its own namespaces, and could condemn a live holder.
 //!
 //! After a takeover the lock is *inconsistent* until its new holder calls `mark_consistent`; a
 //! holder that drops its guard still inconsistent makes it *not recoverable* for everyone, which
@@ -153,13 +160,14 @@ pub(crate) struct LockSlot {
     /// 1 once a process from another pid namespace than [`LockSlot::home_namespace`] opened the
     /// segment.
     foreign_users: AtomicU32,
-    /// The pid namespace of the [`FOREIGN`] holder whose word is in `namespace_of`.
+    /// The namespaces (pid and time, as `sys::this_thread` gives them) of the [`FOREIGN`]
+    /// holder whose word is in `namespace_of`.
     owner_namespace: AtomicU64,
     /// The word (without the marks others add) of the foreign holder whose namespace
     /// `owner_namespace` records: written after `owner_namespace` once it holds the lock,
     /// cleared before it frees the word; 0 otherwise.
     namespace_of: AtomicU64,
-    /// The pid namespace of the segment's creator.
+    /// The namespaces (pid and time) of the segment's creator.
     home_namespace: AtomicU64,
     /// The pid of the last holder that died (0 if unknown): written by the holder that took
     /// the lock over, read by it for `OwnerDied`, and by the next locker while the lock is
@@ -588,14 +596,23 @@ impl LockSlot {
     }
 
     #[inline(never)]
-    fn release_contended(&self, current: u64, held: u64) {
-        if current & HOLDER != held {
-            return; // not ours any more
-        }
-        // Only WAITERS can change under us now, and it may only be added: a swap to 0 frees
-        // the word and tells whether someone sleeps.
-        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
-            self.wake_waiter();
+    fn release_contended(&self, mut current: u64, held: u64) {
+        // Others may add WAITERS meanwhile, and, to a process's hold, another of its threads
+        // RELEASING (its release then frees the word): each compare-and-swap is from the word
+        // as last seen, so that a word freed and taken by someone else is never freed here.
+        while current & HOLDER == held && current & RELEASING == 0 {
+            match self
+                .word
+                .compare_exchange(current, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if current & WAITERS != 0 {
+                        self.wake_waiter();
+                    }
+                    return;
+                }
+                Err(now) => current = now,
+            }
         }
     }
 

@@ -57,8 +57,9 @@ fn ask_pid() -> u32 {
 }
 
 /// A thread as other processes can check on it: its id, when it started (clock ticks after
-/// boot), which tells a live thread from a later one that reused the id, and the pid namespace
-/// in which that id means something.
+/// boot), which tells a live thread from a later one that reused the id, and the namespaces in
+/// which the two mean something (`pid_namespace`: the pid namespace, mixed with the time
+/// namespace; see [`pid_namespace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ThreadStamp {
     pub(crate) tid: u32,
@@ -180,13 +181,21 @@ fn stamp_this_process() -> ThreadStamp {
     }
 }
 
-/// The calling process's pid namespace (the inode of `/proc/self/ns/pid`; 0 if unreadable).
-/// Thread and process ids mean something only inside one namespace: a process in another one
-/// that shares `/dev/shm` (a container) has ids that `/proc` here does not show, or shows as
-/// someone else.
+/// The namespaces in which the calling process's ids and start times mean what `/proc` here
+/// says (0 if unknown): the inode of `/proc/self/ns/pid`, mixed with that of
+/// `/proc/self/ns/time` where the kernel has time namespaces. Thread and process ids mean
+/// something only inside one pid namespace: a process in another one that shares `/dev/shm`
+/// (a container) has ids that `/proc` here does not show, or shows as someone else. And
+/// `/proc` gives a task's start time shifted into the reader's time namespace, so a process
+/// of another one (`unshare --time`, a restored checkpoint) would read a live holder's start
+/// time as another than the holder recorded, and judge it dead.
 fn pid_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    let inode = |path: &str| std::fs::metadata(path).map_or(0, |m| m.ino());
+    match inode("/proc/self/ns/pid") {
+        0 => 0,
+        pid => pid ^ inode("/proc/self/ns/time").rotate_left(32),
+    }
 }
 
 /// Sends `signal` to process `pid`.

@@ -24,7 +24,7 @@
 //!   written only when another thread than the last holder locks.) Each store between the two
 //!   read-modify-writes would delay the second until it reached the cache: in `memspace
 //!   bench`, a lock that stored its holder's stamp beside the word and cleared it at unlock
-//!   ran at 0.66x of `std::sync::Mutex`, this one at 0.76x (and a bare loop of these very
+//!   ran at 0.66x of `std::sync::Mutex`, this one at 0.74–0.76x (and a bare loop of these very
 //!   atomic operations, without the calls around them, at 0.94x).
 //! * **A holder that died**: a sleeper wakes after [`FIRST_CHECK`], then at least every
 //!   [`CHECK_INTERVAL`], and asks whether the holder lives: the kernel first (signal 0: no such

@@ -213,110 +213,6 @@ fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowled
     );
 }
 
-/// The words of the lock storm, under its mutex: the worker inside (1-based, 0 for none), the
-/// rounds in all, the clean acquisitions that found a worker inside, the repairs after a
-/// holder's death, and each worker's rounds.
-type Storm = Mutex<[u64; 8]>;
-const INSIDE: usize = 0;
-const ROUNDS: usize = 1;
-const OVERLAPS: usize = 2;
-const REPAIRS: usize = 3;
-const PER_LOCKER: usize = 4;
-const LOCKERS: u32 = 3;
-const LOCK_KILLS: u32 = 60;
-
-/// Locks the storm's mutex as every locker does: a clean acquisition must find nobody inside
-/// (else it counts an overlap); one that took the lock from a dead holder clears the dead
-/// holder's mark and declares the words repaired.
-fn lock_storm(storm: &Storm) -> memspace::sync::MutexGuard<'_, [u64; 8]> {
-    match storm.lock() {
-        Ok(mut words) => {
-            if words[INSIDE] != 0 {
-                words[OVERLAPS] += 1;
-            }
-            words
-        }
-        Err(LockError::OwnerDied(mut words)) => {
-            words[INSIDE] = 0;
-            words[REPAIRS] += 1;
-            words
-                .mark_consistent()
-                .expect("mark the storm's words consistent");
-            words
-        }
-        Err(other) => panic!("locking the storm's mutex: {other}"),
-    }
-}
-
-/// A locker of the lock storm: marks itself inside, spins a little, counts its round and
-/// leaves, over and over, until killed.
-fn storm_locker((storm, locker): (Storm, u32)) {
-    let parent = Parent::here();
-    let me = u64::from(locker) + 1;
-    loop {
-        for _ in 0..100 {
-            let mut words = lock_storm(&storm);
-            words[INSIDE] = me;
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-            words[ROUNDS] += 1;
-            words[PER_LOCKER + locker as usize] += 1;
-            words[INSIDE] = 0;
-            drop(words);
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-        }
-        parent.exit_if_gone();
-    }
-}
-
-#[test]
-fn random_kills_of_lockers_never_let_two_hold_the_lock_nor_wedge_it() {
-    let _watchdog = memspace_testkit::start_test();
-    let seed = seed_from_env(SEED_VARIABLE);
-    let mut rng = Rng::new(seed);
-    let storm = Storm::new([0; 8]).expect("create the storm's mutex");
-    let _removal = Removal::of(storm.name());
-    let start = |locker: u32| Running::spawn(storm_locker, (storm.clone(), locker));
-    let mut lockers: Vec<_> = (0..LOCKERS).map(start).collect();
-    for _ in 0..LOCK_KILLS {
-        let victim = rng.below(u64::from(LOCKERS)) as usize;
-        let before = lock_storm(&storm)[PER_LOCKER + victim];
-        // The victim is in its loop (not starting up): a kill lands inside the lock or out.
-        lockers[victim].wait_until("it went round", || {
-            lock_storm(&storm)[PER_LOCKER + victim] > before
-        });
-        std::thread::sleep(Duration::from_micros(rng.below(2001) >> rng.below(6)));
-        lockers[victim].kill();
-        match lockers[victim].join() {
-            Err(JoinError::Killed { signal: 9, .. }) => {}
-            other => panic!("seed {seed}: locker {victim} ended on its own: {other:?}"),
-        }
-        lockers[victim] = start(victim as u32);
-    }
-    for locker in &mut lockers {
-        locker.kill();
-        let _ = locker.join();
-    }
-    let words = *lock_storm(&storm);
-    eprintln!(
-        "{} rounds, {} kills, {} of them while holding the lock",
-        words[ROUNDS],
-        LOCK_KILLS + LOCKERS,
-        words[REPAIRS]
-    );
-    assert_eq!(
-        words[OVERLAPS], 0,
-        "seed {seed}: a clean acquisition found another locker inside"
-    );
-    assert!(
-        words[REPAIRS] > 0,
-        "seed {seed}: no kill landed while a locker held the lock"
-    );
-}
-
 /// Every acknowledged push is in the list exactly once, in order, whole.
 fn check_storm_result(list: &SharedList<Item>, acked: &[u64], seed: u64) {
     let report = verified(list);
@@ -1049,5 +945,112 @@ fn an_open_that_reads_a_header_grown_since_it_sized_the_file_opens_it() {
     assert!(
         status.success(),
         "an open that raced a growth failed ({status}) instead of reading the new size"
+    );
+}
+
+// =============================================================================================
+// 7. A storm of random kills against processes taking one lock in turn
+
+/// The words of the lock storm, under its mutex: the locker inside (1-based, 0 for none), the
+/// rounds in all, the clean acquisitions that found a locker inside, the repairs after a
+/// holder's death, and each locker's rounds.
+type LockStormWords = Mutex<[u64; 8]>;
+const INSIDE: usize = 0;
+const ROUNDS: usize = 1;
+const OVERLAPS: usize = 2;
+const REPAIRS: usize = 3;
+const PER_LOCKER: usize = 4;
+const LOCKERS: u32 = 3;
+const LOCK_KILLS: u32 = 60;
+
+/// Locks the storm's mutex as every locker does: a clean acquisition must find nobody inside
+/// (else it counts an overlap); one that took the lock from a dead holder clears the dead
+/// holder's mark and declares the words repaired.
+fn lock_storm(storm: &LockStormWords) -> memspace::sync::MutexGuard<'_, [u64; 8]> {
+    match storm.lock() {
+        Ok(mut words) => {
+            if words[INSIDE] != 0 {
+                words[OVERLAPS] += 1;
+            }
+            words
+        }
+        Err(LockError::OwnerDied(mut words)) => {
+            words[INSIDE] = 0;
+            words[REPAIRS] += 1;
+            words
+                .mark_consistent()
+                .expect("mark the storm's words consistent");
+            words
+        }
+        Err(other) => panic!("locking the storm's mutex: {other}"),
+    }
+}
+
+/// A locker of the lock storm: marks itself inside, spins a little, counts its round and
+/// leaves, over and over, until killed.
+fn storm_locker((storm, locker): (LockStormWords, u32)) {
+    let parent = Parent::here();
+    let me = u64::from(locker) + 1;
+    loop {
+        for _ in 0..100 {
+            let mut words = lock_storm(&storm);
+            words[INSIDE] = me;
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            words[ROUNDS] += 1;
+            words[PER_LOCKER + locker as usize] += 1;
+            words[INSIDE] = 0;
+            drop(words);
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+        parent.exit_if_gone();
+    }
+}
+
+#[test]
+fn random_kills_of_lockers_never_let_two_hold_the_lock_nor_wedge_it() {
+    let _watchdog = memspace_testkit::start_test();
+    let seed = seed_from_env(SEED_VARIABLE);
+    let mut rng = Rng::new(seed);
+    let storm = LockStormWords::new([0; 8]).expect("create the storm's mutex");
+    let _removal = Removal::of(storm.name());
+    let start = |locker: u32| Running::spawn(storm_locker, (storm.clone(), locker));
+    let mut lockers: Vec<_> = (0..LOCKERS).map(start).collect();
+    for _ in 0..LOCK_KILLS {
+        let victim = rng.below(u64::from(LOCKERS)) as usize;
+        let before = lock_storm(&storm)[PER_LOCKER + victim];
+        // The victim is in its loop (not starting up): a kill lands inside the lock or out.
+        lockers[victim].wait_until("it went round", || {
+            lock_storm(&storm)[PER_LOCKER + victim] > before
+        });
+        std::thread::sleep(Duration::from_micros(rng.below(2001) >> rng.below(6)));
+        lockers[victim].kill();
+        match lockers[victim].join() {
+            Err(JoinError::Killed { signal: 9, .. }) => {}
+            other => panic!("seed {seed}: locker {victim} ended on its own: {other:?}"),
+        }
+        lockers[victim] = start(victim as u32);
+    }
+    for locker in &mut lockers {
+        locker.kill();
+        let _ = locker.join();
+    }
+    let words = *lock_storm(&storm);
+    eprintln!(
+        "{} rounds, {} kills, {} of them while holding the lock",
+        words[ROUNDS],
+        LOCK_KILLS + LOCKERS,
+        words[REPAIRS]
+    );
+    assert_eq!(
+        words[OVERLAPS], 0,
+        "seed {seed}: a clean acquisition found another locker inside"
+    );
+    assert!(
+        words[REPAIRS] > 0,
+        "seed {seed}: no kill landed while a locker held the lock"
     );
 }

@@ -533,8 +533,8 @@ fn a_list_writer_killed_inside_push_holding_the_lists_lock_leaves_it_consistent_
 }
 
 // ---------------------------------------------------------------------------------------------
-// How a waiter tells a dead holder from a live one: the lock word names the holder's thread,
-// and the slot stamps it with the thread's start time (see `src/sync/raw_mutex.rs`).
+// How a waiter tells a dead holder from a live one: the lock word names the holder's thread
+// and carries its start time (see `src/segment/raw_mutex.rs`).
 
 #[test]
 fn a_thread_that_ends_holding_the_lock_is_a_dead_owner_for_the_next_locker() {
@@ -563,15 +563,19 @@ const LOCK_STATE: u64 = 144;
 const LOCK_FOREIGN_USERS: u64 = 156;
 const LOCK_OWNER_NAMESPACE: u64 = 160;
 const LOCK_NAMESPACE_OF: u64 = 168;
-/// The lock word's mark of a holder from another pid namespace than the segment's creator.
+/// The lock word's mark of a holder from other namespaces than the segment's creator.
 const FOREIGN: u64 = 1 << 29;
 
-/// This process's pid namespace, as the lock records it (the inode of /proc/self/ns/pid).
-fn pid_namespace() -> u64 {
+/// Namespaces other than this process's, as the lock records namespaces (the pid namespace's
+/// inode mixed with the time namespace's): this process's, with the pid namespace's inode
+/// plus one.
+fn other_namespaces() -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid")
+    let inode = |path: &str| std::fs::metadata(path).map_or(0, |m| m.ino());
+    let pid = std::fs::metadata("/proc/self/ns/pid")
         .expect("stat /proc/self/ns/pid")
-        .ino()
+        .ino();
+    (pid + 1) ^ inode("/proc/self/ns/time").rotate_left(32)
 }
 
 /// Writes the lock slot of segment `name` as if thread `tid` of process `tid` held it, having
@@ -597,7 +601,7 @@ fn start_time(pid: u32) -> u64 {
 #[test]
 fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_its_word_records() {
     let _dog = Watchdog::start();
-    let removal = Removal::fresh("stamp");
+    let removal = Removal::fresh("start-time");
     let lock = Lock::create(removal.name()).expect("create a lock");
     let mut sleeper = std::process::Command::new("sleep")
         .arg("60")
@@ -624,7 +628,7 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_its_word_records(
     let file = removal.file();
     let word = pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1)) | FOREIGN;
     file.write(LOCK_FOREIGN_USERS, &1u32.to_le_bytes());
-    file.write_u64(LOCK_OWNER_NAMESPACE, pid_namespace() + 1);
+    file.write_u64(LOCK_OWNER_NAMESPACE, other_namespaces());
     file.write_u64(LOCK_NAMESPACE_OF, word);
     file.write_u64(LOCK_WORD, word);
     assert_eq!(label(&lock.try_lock()), "would block");
@@ -642,7 +646,7 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_its_word_records(
     guard.mark_consistent().expect("mark consistent");
     drop(guard);
 
-    // Stamped with another start time: the id was reused, the holder that stamped it is dead.
+    // Another start time in the word: the id was reused, the holder the word names is dead.
     pretend_held_by(removal.name(), pid, Some(start_time(pid) + 1));
     let guard = match lock.try_lock() {
         Err(TryLockError::Lock(LockError::OwnerDied(guard))) => guard,

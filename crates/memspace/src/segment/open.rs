@@ -194,7 +194,7 @@ impl Segment {
             // A handle claims locks and slots under this process's pid: the segment learns its
             // namespace, as an open does, so that no one judges those pids in another.
             self.lock_slot()
-                .note_user_namespace(sys::this_thread().pid_namespace);
+                .note_user_namespace(sys::this_thread().namespaces);
         }
         if self.kind() == expected {
             Ok(self)

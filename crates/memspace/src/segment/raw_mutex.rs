@@ -6,7 +6,7 @@
 //!
 //! `word` is a 64-bit word, 0 when the lock is free. Its low half names the holder: its thread
 //! id, with [`WAITERS`] (bit 31) set once some thread sleeps on the lock and the marks
-//! [`PROCESS_HELD`] and [`FOREIGN`] described below. Its high half is the low 32 bits of the
+//! [`PROCESS_HELD`], [`FOREIGN`] and [`RELEASING`] described below. Its high half is the low 32 bits of the
 //! holder's start time (clock ticks after boot; 0 if unknown). The futex calls sleep and wake
 //! on the low half (the kernel compares 32 bits); every access from memspace is to the whole
 //! word.
@@ -16,16 +16,15 @@
 //!   sleeps on the word (a *shared* futex: the kernel keys it by the page, so it reaches other
 //!   processes).
 //! * **Unlock**: one compare-and-swap from the caller's word back to 0; if a waiter set
-//!   `WAITERS`, a swap to 0 and a futex wake. A holder whose word names someone else (it was
-//!   judged dead and taken over) leaves it alone.
-//! * **Nothing else is written** on the way of an uncontended lock and unlock: the holder's
-//!   identity and start time arrive with the compare-and-swap that takes the lock and leave
-//!   with the one that frees it. (The pid beside it, for `inspect` and `OwnerDied`, is
-//!   written only when another thread than the last holder locks.) Each store between the two
-//!   read-modify-writes would delay the second until it reached the cache: in `memspace
-//!   bench`, a lock that stored its holder's stamp beside the word and cleared it at unlock
-//!   ran at 0.66x of `std::sync::Mutex`, this one at 0.74–0.76x (and a bare loop of these very
-//!   atomic operations, without the calls around them, at 0.94x).
+//!   `WAITERS` (or, to a process's hold, another of its threads set `RELEASING`), a loop of
+//!   compare-and-swaps from the word as last seen, then a futex wake. A holder whose word
+//!   names someone else (it was judged dead and taken over) leaves it alone.
+//! * **Nothing else is written** on the way of an uncontended lock and unlock by a holder of
+//!   the home namespaces: its identity and start time arrive with the compare-and-swap that
+//!   takes the lock and leave with the one that frees it. (The pid beside it, for `inspect`
+//!   and `OwnerDied`, is written only when another thread than the last holder locks.) Each
+//!   store between the two read-modify-writes would delay the second until it reached the
+//!   cache (BENCHMARKS.md, "Sixth pass").
 //! * **A holder that died**: a sleeper wakes after [`FIRST_CHECK`], then at least every
 //!   [`CHECK_INTERVAL`], and asks whether the holder lives: the kernel first (signal 0: no such
 //!   task means dead), then `/proc` (a zombie is dead; so is a thread that started at another
@@ -47,10 +46,10 @@
 //! for, and `try_lock_for` bounds that wait. A foreign holder killed between taking the word
 //! and recording its namespaces (a few instructions), or between forgetting them and freeing
 //! the word, is therefore waited for forever, from every namespace: `lock` hangs and
-//! `try_lock_for` times out, until the lock is removed. So can, in theory, a judge that reads
-//! the record's two words while, between its two loads, the foreign holder releases, a holder
-//! of the judge's namespaces locks and unlocks, and the first locks again with the same word:
-//! it would pair the foreign word with its own namespaces, and could condemn a live holder.
+//! `try_lock_for` times out, until the lock is removed. Conversely, in theory, a judge could
+//! condemn a live foreign holder: if, between its two loads of the record, the holder
+//! releases, a holder of the judge's namespaces locks and unlocks, and the first locks again
+//! with the same word, the judge pairs the foreign word with its own namespaces.
 //!
 //! After a takeover the lock is *inconsistent* until its new holder calls `mark_consistent`; a
 //! holder that drops its guard still inconsistent makes it *not recoverable* for everyone, which
@@ -113,16 +112,17 @@ use crate::sys::{self, ThreadStamp, Wait};
 const WAITERS: u64 = 1 << 31;
 /// Set in `word` when the holder is a process, not one of its threads (see the module docs).
 const PROCESS_HELD: u64 = 1 << 30;
-/// Set in `word` when the holder's pid namespace is not the segment's home namespace.
+/// Set in `word` when the holder's namespaces (pid and time) are not the segment's home ones.
 const FOREIGN: u64 = 1 << 29;
 /// Set in `word` by the one thread of a holding process that is releasing the lock.
 const RELEASING: u64 = 1 << 28;
-/// Set in a guard's copy of the word, never in the word itself: the lock was taken from a holder
-/// that died (see [`RawGuard::recovery`]).
-const TOOK_OVER: u64 = 1 << 27;
+/// Set in a guard's copy of the word, never in the word itself: the acquisition reports
+/// [`Recovery::OwnerDied`] (it took the lock from a holder that died, or found it inconsistent
+/// after a failed repair; see [`RawGuard::recovery`]).
+const OWNER_DIED: u64 = 1 << 27;
 /// The holder's thread id in `word` (Linux keeps ids below 2^22; a damaged word's larger "id"
 /// names no thread, and is taken over).
-const TID_MASK: u64 = TOOK_OVER - 1;
+const TID_MASK: u64 = OWNER_DIED - 1;
 /// What names the holder in a word: everything but the marks others may add while it holds.
 const HOLDER: u64 = !(WAITERS | RELEASING);
 
@@ -157,7 +157,7 @@ pub(crate) struct LockSlot {
     poisoned: AtomicU32,
     /// How many times a holder died and the lock was taken over.
     owner_deaths: AtomicU32,
-    /// 1 once a process from another pid namespace than [`LockSlot::home_namespace`] opened the
+    /// 1 once a process from other namespaces than [`LockSlot::home_namespace`] opened the
     /// segment.
     foreign_users: AtomicU32,
     /// The namespaces (pid and time, as `sys::this_thread` gives them) of the [`FOREIGN`]
@@ -172,7 +172,7 @@ pub(crate) struct LockSlot {
     /// The pid of the last holder that died (0 if unknown): written by the holder that took
     /// the lock over, read by it for `OwnerDied`, and by the next locker while the lock is
     /// still inconsistent (its repair failed and released it unrepaired). Written only by a
-    /// holder.
+    /// holder, or by `reset_after_reboot` under the segment file's exclusive lock.
     died_pid: AtomicU32,
     reserved: AtomicU32,
 }
@@ -227,7 +227,7 @@ impl LockSlot {
         self.owner_namespace.store(0, Ordering::Relaxed);
         self.namespace_of.store(0, Ordering::Relaxed);
         self.home_namespace
-            .store(sys::this_thread().pid_namespace, Ordering::Relaxed);
+            .store(sys::this_thread().namespaces, Ordering::Relaxed);
         self.died_pid.store(0, Ordering::Relaxed);
         self.reserved.store(0, Ordering::Relaxed);
     }
@@ -253,11 +253,11 @@ impl LockSlot {
         self.namespace_of.store(0, Ordering::Release);
         // Namespaces are numbered afresh at every boot.
         self.home_namespace
-            .store(sys::this_thread().pid_namespace, Ordering::Relaxed);
+            .store(sys::this_thread().namespaces, Ordering::Relaxed);
         self.foreign_users.store(0, Ordering::Release);
     }
 
-    /// Records that a process of pid namespace `namespace` uses the segment (called when it
+    /// Records that a process of namespaces `namespace` uses the segment (called when it
     /// opens it, before it can lock).
     pub(crate) fn note_user_namespace(&self, namespace: u64) {
         if namespace != self.home_namespace.load(Ordering::Relaxed) {
@@ -269,7 +269,7 @@ impl LockSlot {
     /// for a process), and [`FOREIGN`] if `me` is not of the segment's home namespace.
     #[inline]
     fn word_of(&self, me: ThreadStamp, mark: u64) -> u64 {
-        let foreign = if me.pid_namespace == self.home_namespace.load(Ordering::Relaxed) {
+        let foreign = if me.namespaces == self.home_namespace.load(Ordering::Relaxed) {
             0
         } else {
             FOREIGN
@@ -278,8 +278,9 @@ impl LockSlot {
     }
 
     /// Locks, waiting as `wait` says. The uncontended path is inlined into the caller (always:
-    /// the compiler's estimate left it out of line in the CLI's callers of `Lock::lock`): one
-    /// compare-and-swap and a few loads of the same cache line.
+    /// the compiler's estimate left it out of line in the CLI's callers of `Lock::lock`): for a
+    /// holder of the home namespaces, one compare-and-swap and a few loads of the same cache
+    /// line.
     #[allow(
         clippy::inline_always,
         reason = "measured: left to the compiler, callers of `Lock::lock` call it out of line"
@@ -325,7 +326,7 @@ impl LockSlot {
             self.acquire_contended(me, mine, wait)?
         };
         if mine & FOREIGN != 0 {
-            self.record_namespace(mine, me.pid_namespace);
+            self.record_namespace(mine, me.namespaces);
         }
         // Only a holder writes `owner`, and only when it changes: a thread locking again
         // leaves its cache line as it was.
@@ -392,7 +393,7 @@ impl LockSlot {
                     self.died_pid.store(pid, Ordering::Relaxed);
                     pid
                 };
-                Ok((self.guard(mine | TOOK_OVER), Recovery::OwnerDied { pid }))
+                Ok((self.guard(mine | OWNER_DIED), Recovery::OwnerDied { pid }))
             }
             NOT_RECOVERABLE => {
                 self.release(mine);
@@ -456,7 +457,7 @@ impl LockSlot {
                 Wait::For(_) => deadline.is_some_and(|deadline| now >= deadline),
             };
             if out_of_time || now >= next_check {
-                if self.take_over_if_dead(current, mine, me.pid_namespace) {
+                if self.take_over_if_dead(current, mine, me.namespaces) {
                     return Ok(current);
                 }
                 if out_of_time {
@@ -504,12 +505,25 @@ impl LockSlot {
     }
 
     /// Whether the word `mine`, found in the lock, is the hold of `me` itself rather than of
-    /// another thread with the same id and start time in another pid namespace. Only a
+    /// another thread with the same id and start time in other namespaces. Only a
     /// [`FOREIGN`] word can be another's: ids are unique within the home namespace.
     fn holds(&self, mine: u64, me: ThreadStamp) -> bool {
-        mine & FOREIGN == 0
-            || (self.namespace_of.load(Ordering::Acquire) == mine
-                && self.owner_namespace.load(Ordering::Relaxed) == me.pid_namespace)
+        mine & FOREIGN == 0 || self.recorded_namespaces_are(mine, me.namespaces)
+    }
+
+    /// Whether the [`FOREIGN`] holder `word` (without the marks others add) recorded its
+    /// namespaces, and they are `namespaces`.
+    fn recorded_namespaces_are(&self, word: u64, namespaces: u64) -> bool {
+        // `namespace_of` is written after `owner_namespace`: naming the word, it vouches for it.
+        self.namespace_of.load(Ordering::Acquire) == word
+            && self.owner_namespace.load(Ordering::Relaxed) == namespaces
+    }
+
+    /// Whether every user of the segment, and `here`, share the namespaces of its creator.
+    fn all_at_home(&self, here: u64) -> bool {
+        here != 0
+            && self.foreign_users.load(Ordering::SeqCst) == 0
+            && self.home_namespace.load(Ordering::Relaxed) == here
     }
 
     /// If the holder named by `observed` still holds the lock and is dead, makes `mine` the
@@ -536,25 +550,18 @@ impl LockSlot {
         }
     }
 
-    /// Whether the holder named by the lock word `observed` is dead, as seen from pid namespace
-    /// `here`. A holder whose id belongs to another namespace is never judged: the kernel and
+    /// Whether the holder named by the lock word `observed` is dead, as seen from namespaces
+    /// `here`. A holder whose id belongs to other namespaces is never judged: the kernel and
     /// `/proc` here cannot see it (or show someone else under its number), so it counts as
     /// alive; so does every holder when our own namespace is unknown.
     fn is_dead(&self, observed: u64, here: u64) -> bool {
-        let at_home = || {
-            self.home_namespace.load(Ordering::Relaxed) == here
-                && self.foreign_users.load(Ordering::SeqCst) == 0
-        };
         let judgeable = here != 0
             && if observed & FOREIGN == 0 {
                 self.home_namespace.load(Ordering::Relaxed) == here
             } else {
-                // Its namespace, once recorded (`namespace_of` names it; written after
-                // `owner_namespace`), or a mark no process wrote: with no foreign user, the
-                // word is damaged, and judged as any other.
-                (self.namespace_of.load(Ordering::Acquire) == observed & HOLDER
-                    && self.owner_namespace.load(Ordering::Relaxed) == here)
-                    || at_home()
+                // Its namespaces, once recorded, or a mark no process wrote: with no foreign
+                // user, the word is damaged, and judged as any other.
+                self.recorded_namespaces_are(observed & HOLDER, here) || self.all_at_home(here)
             };
         if !judgeable {
             return false;
@@ -700,14 +707,11 @@ impl LockSlot {
         self.foreign_users.load(Ordering::Relaxed) != 0
     }
 
-    /// Whether a pid read from the segment names, in this process's pid namespace, the process
+    /// Whether a pid read from the segment names, in this process's namespaces, the process
     /// that wrote it: every user of the segment shares the namespace of its creator, and so
     /// does this process.
     pub(crate) fn pids_are_ours(&self) -> bool {
-        let here = sys::this_thread().pid_namespace;
-        here != 0
-            && self.foreign_users.load(Ordering::SeqCst) == 0
-            && self.home_namespace.load(Ordering::Relaxed) == here
+        self.all_at_home(sys::this_thread().namespaces)
     }
 
     /// Whether the lock is held (informational: it can change at any moment).
@@ -735,10 +739,10 @@ impl LockSlot {
 /// Proof that the calling thread holds a segment's lock; unlocks on drop.
 pub(crate) struct RawGuard<'a> {
     slot: &'a LockSlot,
-    /// The word that names the holder, as it took the lock, with [`TOOK_OVER`] if the
+    /// The word that names the holder, as it took the lock, with [`OWNER_DIED`] if the
     /// acquisition reported [`Recovery::OwnerDied`] (the dead holder's pid is then in the
-    /// slot's `died_pid`). One word, so
-    /// that the guard is two machine words that copy as written.
+    /// slot's `died_pid`). One word, so that the guard is two machine words that copy as
+    /// written.
     held: u64,
     /// The word names the locking thread, which must be the one to unlock.
     _not_send: PhantomData<*const ()>,
@@ -747,7 +751,7 @@ pub(crate) struct RawGuard<'a> {
 impl RawGuard<'_> {
     /// How the lock was acquired.
     pub(crate) fn recovery(&self) -> Recovery {
-        if self.held & TOOK_OVER == 0 {
+        if self.held & OWNER_DIED == 0 {
             Recovery::Clean
         } else {
             Recovery::OwnerDied {
@@ -756,9 +760,10 @@ impl RawGuard<'_> {
         }
     }
 
-    /// The word as it stands in the lock while this guard holds it.
+    /// The word that names this guard's holder in the lock, without the marks others add
+    /// ([`WAITERS`], [`RELEASING`]).
     fn word(&self) -> u64 {
-        self.held & !TOOK_OVER
+        self.held & !OWNER_DIED
     }
 
     /// After [`Recovery::OwnerDied`]: declares the protected state repaired.

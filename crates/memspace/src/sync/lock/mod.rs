@@ -463,12 +463,9 @@ pub struct LockGuard<'a> {
 }
 
 /// A part of a [`LockGuard`], released by the guard's own `Drop` rather than by drop glue of
-/// its own. Dropping a guard is then one small function with no cleanup path for the other
-/// part should one part's release unwind, which the compiler inlines into the caller's loop:
-/// with the parts as plain `Option`s, the glue of the lease was a call on every unlock, and
-/// once both were released inline, the glue as a whole (with the cleanup path between them)
-/// stayed a call in a crate of its own, the guard copied through memory to reach it (20.9 ns a
-/// lock and unlock against 13.5 ns, with `std::sync::Mutex` at 10.2 ns).
+/// its own: dropping a guard is then one small function, with no cleanup path for one part
+/// should the other's release unwind, which the compiler inlines into callers' loops in every
+/// crate (BENCHMARKS.md, "Sixth pass").
 struct Part<T>(ManuallyDrop<Option<T>>);
 
 impl<T> Part<T> {
@@ -483,16 +480,14 @@ impl<T> Part<T> {
     }
 
     fn take(&mut self) -> Option<T> {
-        ManuallyDrop::into_inner(std::mem::replace(&mut self.0, ManuallyDrop::new(None)))
+        self.0.take()
     }
 }
 
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let Some(raw) = self.raw.take() {
-            drop(raw);
-        }
+        drop(self.raw.take());
         if let Some(lease) = self.lease.take() {
             release_lease(lease);
         }

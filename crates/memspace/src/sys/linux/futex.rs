@@ -1,5 +1,14 @@
 //! Futexes: sleeping while a shared word holds a value, and waking the sleepers, across
 //! processes (no `FUTEX_PRIVATE_FLAG`).
+//!
+//! # Safety
+//!
+//! A futex on the low half of a 64-bit word ([`futex_wait_low_half`]) takes a reference to
+//! that half as an `AtomicU32`. It relies on one invariant: memspace never loads or stores
+//! through such a reference, which only carries the half's address to the kernel, so Rust code
+//! never mixes 32- and 64-bit accesses to one word.
+
+#![allow(unsafe_code)]
 
 use std::time::Duration;
 
@@ -59,17 +68,16 @@ pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usi
 
 /// The 32 bits of `word` that futex calls on it compare and wake on: its low half (the first
 /// four bytes on a little-endian machine, the last four on a big-endian one).
-#[allow(unsafe_code)]
 fn low_half(word: &std::sync::atomic::AtomicU64) -> &std::sync::atomic::AtomicU32 {
     let half = word
         .as_ptr()
         .cast::<std::sync::atomic::AtomicU32>()
         .wrapping_add(usize::from(cfg!(target_endian = "big")));
-    // SAFETY: `word` is a live, 8-aligned `AtomicU64`, so `half` is a live, 4-aligned 4-byte
-    // location inside it, valid for the borrow; `AtomicU32` has `u32`'s size and alignment.
-    // The reference only carries the address to the kernel: memspace never loads or stores
-    // through it, so Rust code never mixes 32- and 64-bit accesses to the word; the kernel
-    // reads the half atomically.
+    // SAFETY: (1) `word` is a live, 8-aligned `AtomicU64`, so `half` is a live, 4-aligned
+    // 4-byte location inside it, valid for the borrow; (2) `AtomicU32` has `u32`'s size and
+    // alignment, and lives in an `UnsafeCell` as the 64-bit atomic does, so the two may alias;
+    // (3) the reference only carries the address to the kernel (see the module's `# Safety`):
+    // no Rust code accesses the half, and the kernel reads it atomically.
     unsafe { &*half }
 }
 

@@ -7,7 +7,7 @@
 //! * `files`: the shared-memory objects and regular files that back segments;
 //! * `memory`: address-space reservations and the shared mappings inside them (unsafe);
 //! * `fault`: the `SIGBUS` handler for a peer that shrinks a segment's file (unsafe);
-//! * `futex`: sleeping on a shared word and waking its sleepers;
+//! * `futex`: sleeping on a shared word and waking its sleepers (unsafe);
 //! * `process`: this process's and thread's identity, whether others live, signals (unsafe);
 //! * `child`: `fork`, descriptors handed to a child, waiting for children (unsafe).
 

@@ -58,24 +58,24 @@ fn ask_pid() -> u32 {
 
 /// A thread as other processes can check on it: its id, when it started (clock ticks after
 /// boot), which tells a live thread from a later one that reused the id, and the namespaces in
-/// which the two mean something (`pid_namespace`: the pid namespace, mixed with the time
-/// namespace; see [`pid_namespace`]).
+/// which the two mean something (`namespaces`: the pid namespace, mixed with the time
+/// namespace; see [`namespaces`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ThreadStamp {
     pub(crate) tid: u32,
     pub(crate) start: u64,
-    pub(crate) pid_namespace: u64,
+    pub(crate) namespaces: u64,
 }
 
 /// A stamp cached by each thread for one fork generation (tid 0: none yet): a forked child,
 /// whose ids differ, takes its own. One cell per field, so that a lock's fast path reads the
-/// fields it needs straight into registers (a cell of the whole stamp was copied through the
-/// stack on every lock).
+/// fields it needs straight into registers rather than copying the whole stamp through the
+/// stack.
 struct CachedStamp {
     generation: Cell<u32>,
     tid: Cell<u32>,
     start: Cell<u64>,
-    pid_namespace: Cell<u64>,
+    namespaces: Cell<u64>,
 }
 
 impl CachedStamp {
@@ -84,7 +84,7 @@ impl CachedStamp {
             generation: Cell::new(0),
             tid: Cell::new(0),
             start: Cell::new(0),
-            pid_namespace: Cell::new(0),
+            namespaces: Cell::new(0),
         }
     }
 }
@@ -113,14 +113,14 @@ fn cached(
             return ThreadStamp {
                 tid,
                 start: cached.start.get(),
-                pid_namespace: cached.pid_namespace.get(),
+                namespaces: cached.namespaces.get(),
             };
         }
         let stamp = take();
         cached.generation.set(generation);
         cached.tid.set(stamp.tid);
         cached.start.set(stamp.start);
-        cached.pid_namespace.set(stamp.pid_namespace);
+        cached.namespaces.set(stamp.namespaces);
         stamp
     })
 }
@@ -145,7 +145,7 @@ fn stamp_this_thread() -> ThreadStamp {
     ThreadStamp {
         tid,
         start,
-        pid_namespace: pid_namespace(),
+        namespaces: namespaces(),
     }
 }
 
@@ -177,7 +177,7 @@ fn stamp_this_process() -> ThreadStamp {
     ThreadStamp {
         tid: pid,
         start,
-        pid_namespace: this_thread().pid_namespace,
+        namespaces: this_thread().namespaces,
     }
 }
 
@@ -189,7 +189,7 @@ fn stamp_this_process() -> ThreadStamp {
 /// `/proc` gives a task's start time shifted into the reader's time namespace, so a process
 /// of another one (`unshare --time`, a restored checkpoint) would read a live holder's start
 /// time as another than the holder recorded, and judge it dead.
-fn pid_namespace() -> u64 {
+fn namespaces() -> u64 {
     use std::os::unix::fs::MetadataExt;
     let inode = |path: &str| std::fs::metadata(path).map_or(0, |m| m.ino());
     match inode("/proc/self/ns/pid") {

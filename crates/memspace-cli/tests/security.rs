@@ -220,7 +220,45 @@ fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
         "the lock was taken from a live holder in another namespace: {output:?}"
     );
     let inspect = String::from_utf8_lossy(&memspace(&["inspect", name.name()]).stdout).into_owned();
-    assert!(inspect.contains("another pid namespace"), "{inspect}");
+    assert!(
+        inspect.contains("another pid or time namespace"),
+        "{inspect}"
+    );
+    assert!(holder.wait().expect("wait for the holder").success());
+    let output = memspace(&["lock", "--timeout", "10", name.name(), "--", "true"]);
+    assert!(output.status.success(), "once released: {output:?}");
+}
+
+#[test]
+fn a_lock_held_from_another_time_namespace_is_waited_for_not_taken_over() {
+    if skip_without_root("a new time namespace") {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        eprintln!("skipped: this kernel has no time namespaces");
+        return;
+    }
+    let name = Removal::fresh("time-namespaced-lock");
+    // The holder's boot-time clock runs 1000 s ahead of this namespace's: the start time it
+    // reads of itself in /proc is 1000 s later than the one this namespace's /proc shows.
+    let mut holder = Command::new("unshare")
+        .args(["--time", "--boottime", "1000", "--fork", "--"])
+        .arg(binary())
+        .args(["lock", name.name(), "--", "sleep", "3"])
+        .spawn()
+        .expect("run unshare");
+    wait_until_held(name.name());
+    let output = memspace(&["lock", "--timeout", "1", name.name(), "--", "true"]);
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "the lock was taken from a live holder in another time namespace: {output:?}"
+    );
+    let inspect = String::from_utf8_lossy(&memspace(&["inspect", name.name()]).stdout).into_owned();
+    assert!(
+        inspect.contains("another pid or time namespace"),
+        "{inspect}"
+    );
     assert!(holder.wait().expect("wait for the holder").success());
     let output = memspace(&["lock", "--timeout", "10", name.name(), "--", "true"]);
     assert!(output.status.success(), "once released: {output:?}");

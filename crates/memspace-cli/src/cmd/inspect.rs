@@ -226,9 +226,9 @@ fn print_info(
         },
         match (info.untracked_users, info.foreign_users) {
             (0, false) => String::new(),
-            (0, true) => " (and some in another pid namespace)".to_owned(),
+            (0, true) => " (and some in another pid or time namespace)".to_owned(),
             (n, false) => format!(" (+{n} untracked)"),
-            (n, true) => format!(" (+{n} untracked, and some in another pid namespace)"),
+            (n, true) => format!(" (+{n} untracked, and some in another pid or time namespace)"),
         }
     )?;
     let lock = match (info.lock.owner, info.lock.owner_alive) {

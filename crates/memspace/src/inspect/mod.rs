@@ -160,7 +160,7 @@ pub struct SegmentInfo {
     pub live_users: usize,
     /// Attachments the table could not record.
     pub untracked_users: u32,
-    /// Whether a process of another pid namespace opened it: its users cannot all be checked
+    /// Whether a process of another pid or time namespace opened it: its users cannot all be checked
     /// from here (see [`Segment::has_foreign_users`]).
     pub foreign_users: bool,
     /// Its lock.

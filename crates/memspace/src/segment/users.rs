@@ -7,7 +7,8 @@
 //! the last of its users, and `memspace gc` remove segments all of whose users are dead.
 //!
 //! Processes in another pid namespace that share `/dev/shm` would look dead from here (or be
-//! mistaken for someone else): the segment then notes that it has foreign users, and neither its
+//! mistaken for someone else), and those in another time namespace would show other start
+//! times than they recorded: the segment then notes that it has foreign users, and neither its
 //! last user here nor `gc` removes it. Forked children inherit their parent's mapping without
 //! claiming a slot of their own.
 
@@ -195,8 +196,9 @@ impl Segment {
         self.meta().untracked_users.load(Ordering::Relaxed)
     }
 
-    /// Whether a process from another pid namespace than the creator's (a container sharing
-    /// `/dev/shm`) opened the segment. Its users' pids mean nothing here, so none of them is
+    /// Whether a process from another pid or time namespace than the creator's (a container
+    /// sharing `/dev/shm`, a process under `unshare --time`) opened the segment. Its users'
+    /// pids or start times mean nothing here, so none of them is
     /// judged dead: the segment is neither removed by its last user here nor by `gc`.
     #[must_use]
     pub fn has_foreign_users(&self) -> bool {

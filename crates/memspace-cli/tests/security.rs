@@ -198,6 +198,34 @@ fn rm_removes_only_memspace_segments() {
     std::fs::remove_dir_all(dir).expect("remove the directory");
 }
 
+/// Runs a holder of the lock `name` under `unshare ARGS --fork`, in namespaces of its own, and
+/// checks that a locker here waits for it (and times out) rather than taking the lock over,
+/// that `inspect` says so, and that the lock is free once the holder ends.
+fn assert_waited_for_across(unshare: &[&str], name: &str) {
+    let mut holder = Command::new("unshare")
+        .args(unshare)
+        .args(["--fork", "--"])
+        .arg(binary())
+        .args(["lock", name, "--", "sleep", "3"])
+        .spawn()
+        .expect("run unshare");
+    wait_until_held(name);
+    let output = memspace(&["lock", "--timeout", "1", name, "--", "true"]);
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "the lock was taken from a live holder under unshare {unshare:?}: {output:?}"
+    );
+    let inspect = String::from_utf8_lossy(&memspace(&["inspect", name]).stdout).into_owned();
+    assert!(
+        inspect.contains("another pid or time namespace"),
+        "{inspect}"
+    );
+    assert!(holder.wait().expect("wait for the holder").success());
+    let output = memspace(&["lock", "--timeout", "10", name, "--", "true"]);
+    assert!(output.status.success(), "once released: {output:?}");
+}
+
 #[test]
 fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
     if skip_without_root("a new pid namespace") {
@@ -206,27 +234,7 @@ fn a_lock_held_from_another_pid_namespace_is_waited_for_not_taken_over() {
     let name = Removal::fresh("namespaced-lock");
     // The holder is pid 1 of a namespace of its own: its thread id there names another process
     // (or none) in this namespace's /proc.
-    let mut holder = Command::new("unshare")
-        .args(["--pid", "--fork", "--"])
-        .arg(binary())
-        .args(["lock", name.name(), "--", "sleep", "3"])
-        .spawn()
-        .expect("run unshare");
-    wait_until_held(name.name());
-    let output = memspace(&["lock", "--timeout", "1", name.name(), "--", "true"]);
-    assert_eq!(
-        output.status.code(),
-        Some(75),
-        "the lock was taken from a live holder in another namespace: {output:?}"
-    );
-    let inspect = String::from_utf8_lossy(&memspace(&["inspect", name.name()]).stdout).into_owned();
-    assert!(
-        inspect.contains("another pid or time namespace"),
-        "{inspect}"
-    );
-    assert!(holder.wait().expect("wait for the holder").success());
-    let output = memspace(&["lock", "--timeout", "10", name.name(), "--", "true"]);
-    assert!(output.status.success(), "once released: {output:?}");
+    assert_waited_for_across(&["--pid"], name.name());
 }
 
 #[test]
@@ -241,27 +249,7 @@ fn a_lock_held_from_another_time_namespace_is_waited_for_not_taken_over() {
     let name = Removal::fresh("time-namespaced-lock");
     // The holder's boot-time clock runs 1000 s ahead of this namespace's: the start time it
     // reads of itself in /proc is 1000 s later than the one this namespace's /proc shows.
-    let mut holder = Command::new("unshare")
-        .args(["--time", "--boottime", "1000", "--fork", "--"])
-        .arg(binary())
-        .args(["lock", name.name(), "--", "sleep", "3"])
-        .spawn()
-        .expect("run unshare");
-    wait_until_held(name.name());
-    let output = memspace(&["lock", "--timeout", "1", name.name(), "--", "true"]);
-    assert_eq!(
-        output.status.code(),
-        Some(75),
-        "the lock was taken from a live holder in another time namespace: {output:?}"
-    );
-    let inspect = String::from_utf8_lossy(&memspace(&["inspect", name.name()]).stdout).into_owned();
-    assert!(
-        inspect.contains("another pid or time namespace"),
-        "{inspect}"
-    );
-    assert!(holder.wait().expect("wait for the holder").success());
-    let output = memspace(&["lock", "--timeout", "10", name.name(), "--", "true"]);
-    assert!(output.status.success(), "once released: {output:?}");
+    assert_waited_for_across(&["--time", "--boottime", "1000"], name.name());
 }
 
 #[test]

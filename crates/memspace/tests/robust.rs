@@ -598,15 +598,20 @@ fn start_time(pid: u32) -> u64 {
     fields[22 - 3].parse().expect("a start time")
 }
 
+/// A process that stands in for a lock's holder: it lives until killed (a minute at most).
+fn sleeper() -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("start sleep(1)")
+}
+
 #[test]
 fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_its_word_records() {
     let _dog = Watchdog::start();
     let removal = Removal::fresh("start-time");
     let lock = Lock::create(removal.name()).expect("create a lock");
-    let mut sleeper = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .expect("start sleep(1)");
+    let mut sleeper = sleeper();
     let pid = sleeper.id();
 
     // The sleeper as holder, with its own start time: a live holder.
@@ -682,10 +687,7 @@ fn a_holder_of_the_home_namespace_is_judged_while_other_namespaces_use_the_segme
     let _dog = Watchdog::start();
     let removal = Removal::fresh("home-holder");
     let lock = Lock::create(removal.name()).expect("create a lock");
-    let mut sleeper = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .expect("start sleep(1)");
+    let mut sleeper = sleeper();
     let pid = sleeper.id();
     pretend_held_by(removal.name(), pid, Some(start_time(pid)));
     // A process of another pid namespace opened the segment: holders of the home namespace

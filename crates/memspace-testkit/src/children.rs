@@ -118,6 +118,23 @@ where
         self.process.kill().expect("Process::kill");
     }
 
+    /// Kills the process with SIGKILL and joins it.
+    ///
+    /// # Panics
+    ///
+    /// If the signal cannot be sent, or the process ended otherwise (on its own, or by another
+    /// signal), naming it `what`.
+    pub fn kill_and_reap(&mut self, what: &str)
+    where
+        R: Debug,
+    {
+        self.kill();
+        match self.join() {
+            Err(JoinError::Killed { signal: 9, .. }) => {}
+            other => panic!("{what} ended otherwise than by the SIGKILL: {other:?}"),
+        }
+    }
+
     /// Joins the process.
     ///
     /// # Errors

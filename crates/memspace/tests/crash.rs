@@ -151,11 +151,7 @@ fn random_kills_of_appending_processes_never_lose_tear_or_duplicate_an_acknowled
         });
         // 0 to 3 ms, short ones more often (a release build pushes in about a microsecond).
         std::thread::sleep(Duration::from_micros(rng.below(3001) >> rng.below(6)));
-        workers[victim].kill();
-        match workers[victim].join() {
-            Err(JoinError::Killed { signal: 9, .. }) => {}
-            other => panic!("seed {seed}: worker {victim} ended on its own: {other:?}"),
-        }
+        workers[victim].kill_and_reap(&format!("seed {seed}: worker {victim}"));
         kills += 1;
         if kills == KILLS / 2 {
             // Safe while the others keep appending.
@@ -548,11 +544,7 @@ fn a_reader_never_sees_an_error_or_a_torn_item_while_writers_are_killed_mid_push
         // The writer is in its push loop: an item of its own is published.
         writer.wait_until("it published an item", || list.len().expect("len") > before);
         std::thread::sleep(Duration::from_micros(rng.below(2000)));
-        writer.kill();
-        match writer.join() {
-            Err(JoinError::Killed { signal: 9, .. }) => {}
-            other => panic!("seed {seed}: writer {incarnation} ended on its own: {other:?}"),
-        }
+        writer.kill_and_reap(&format!("seed {seed}: writer {incarnation}"));
         // The reader finishes a whole pass over what the killed writer left.
         let pass = *lock_recovering(&passes);
         reading.wait_until("it read the list once more", || {
@@ -679,11 +671,7 @@ fn a_process_blocked_in_lock_is_woken_with_owner_died_when_the_holder_is_killed(
     // A margin, not the ordering (the thread's state is): it stays asleep in the kernel.
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(lock.owner().expect("owner"), Some(holder.pid()));
-    holder.kill();
-    assert!(matches!(
-        holder.join(),
-        Err(JoinError::Killed { signal: 9, .. })
-    ));
+    holder.kill_and_reap("the holder");
     let (previous, clean) = blocked.join().expect("the blocked locker was woken");
     assert_eq!(
         previous,
@@ -895,11 +883,7 @@ fn a_lock_released_unrepaired_after_a_kill_tells_the_next_locker_the_owner_died(
     let _lock_removal = Removal::of(lock.name());
     let (mut holder, _holding) = start_holder(&lock);
     let dead = holder.pid();
-    holder.kill();
-    assert!(matches!(
-        holder.join(),
-        Err(JoinError::Killed { signal: 9, .. })
-    ));
+    holder.kill_and_reap("the holder");
 
     // Another process's repair fails: it releases the lock unrepaired.
     let mut repairer = Running::spawn(release_unrepaired, lock.clone());
@@ -1027,11 +1011,7 @@ fn random_kills_of_lockers_never_let_two_hold_the_lock_nor_wedge_it() {
             lock_storm(&storm)[PER_LOCKER + victim] > before
         });
         std::thread::sleep(Duration::from_micros(rng.below(2001) >> rng.below(6)));
-        lockers[victim].kill();
-        match lockers[victim].join() {
-            Err(JoinError::Killed { signal: 9, .. }) => {}
-            other => panic!("seed {seed}: locker {victim} ended on its own: {other:?}"),
-        }
+        lockers[victim].kill_and_reap(&format!("seed {seed}: locker {victim}"));
         lockers[victim] = start(victim as u32);
     }
     for locker in &mut lockers {

@@ -59,7 +59,7 @@ fn ask_pid() -> u32 {
 /// A thread as other processes can check on it: its id, when it started (clock ticks after
 /// boot), which tells a live thread from a later one that reused the id, and the namespaces in
 /// which the two mean something (`namespaces`: the pid namespace, mixed with the time
-/// namespace; see [`namespaces`]).
+/// namespace; see [`namespaces()`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ThreadStamp {
     pub(crate) tid: u32,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::error::Result;
 #[cfg(feature = "redis")]
 use crate::redis::{Init, Object};
-use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
+use crate::segment::{Kind, LockAnchor, Segment, SegmentName, SegmentOptions};
 
 /// Where one handle's object lives.
 ///
@@ -47,6 +47,12 @@ impl InSegment for Arc<Segment> {
     }
 }
 
+impl InSegment for LockAnchor {
+    fn segment(&self) -> &Segment {
+        self.shared()
+    }
+}
+
 /// A kind's Redis engine: the kind's operations on one Redis `Object`.
 #[cfg(feature = "redis")]
 pub(crate) trait RedisEngine: Sized {
@@ -58,6 +64,20 @@ pub(crate) trait RedisEngine: Sized {
 
     /// The object it works on.
     fn object(&self) -> &Object;
+}
+
+/// A boxed engine, for a handle that keeps its shared-memory side inline and small.
+#[cfg(feature = "redis")]
+impl<R: RedisEngine> RedisEngine for Box<R> {
+    const EXISTS: bool = R::EXISTS;
+
+    fn attach(object: Arc<Object>) -> Self {
+        Box::new(R::attach(object))
+    }
+
+    fn object(&self) -> &Object {
+        (**self).object()
+    }
 }
 
 /// Without the `redis` feature the only engine is [`NoRedis`], which has no values.
@@ -88,6 +108,13 @@ impl RedisEngine for NoRedis {
 impl RedisEngine for NoRedis {
     fn absent(&self) -> ! {
         match *self {}
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+impl<R: RedisEngine> RedisEngine for Box<R> {
+    fn absent(&self) -> ! {
+        (**self).absent()
     }
 }
 
@@ -125,6 +152,21 @@ impl<'a> Blueprint<'a> {
             type_name: "",
             #[cfg(feature = "redis")]
             redis: Init::default(),
+        }
+    }
+}
+
+impl<R, S> Place<R, S> {
+    /// The same place, its shared-memory side turned into `shm` of it (a lock's
+    /// [`LockAnchor`], a typed view), its Redis engine into `redis` of it (boxed, say).
+    pub(crate) fn map<Q, T>(
+        self,
+        shm: impl FnOnce(S) -> T,
+        redis: impl FnOnce(R) -> Q,
+    ) -> Place<Q, T> {
+        match self {
+            Place::Shm(side) => Place::Shm(shm(side)),
+            Place::Redis(engine) => Place::Redis(redis(engine)),
         }
     }
 }

@@ -135,6 +135,11 @@ impl Mapping {
         sys::mapping_faulted(&self.watched)
     }
 
+    /// The word [`faulted`](Mapping::faulted) reads, for a handle to keep.
+    pub(crate) fn fault_flag(&self) -> sys::FaultFlag {
+        sys::fault_flag(&self.watched)
+    }
+
     /// `start` as a `usize` if `[start, start + len)` is mapped.
     #[inline]
     fn checked(&self, start: u64, len: usize) -> Option<usize> {

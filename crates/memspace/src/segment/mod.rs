@@ -42,6 +42,7 @@
 //! previous owner died, so that collections recover their state as after any crash.
 
 mod access;
+mod anchor;
 mod control;
 mod create;
 mod growth;
@@ -64,6 +65,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::sys;
 
 pub(crate) use self::access::{decoding_from_own_process, trust_may_travel};
+pub(crate) use self::anchor::{LockAnchor, LockSite};
 use self::header::FLAG_ANONYMOUS;
 pub use self::header::Kind;
 pub(crate) use self::header::{DATA_START, HeaderFields, MAX_RESERVATION};

@@ -257,6 +257,13 @@ impl LockSlot {
         self.foreign_users.store(0, Ordering::Release);
     }
 
+    /// Whether the slot records the namespaces of the segment's creator (see
+    /// `LockAnchor::is_intact`, which relies on a slot replaced by zeros saying no).
+    #[inline]
+    pub(crate) fn home_is_known(&self) -> bool {
+        self.home_namespace.load(Ordering::Relaxed) != 0
+    }
+
     /// Records that a process of namespaces `namespace` uses the segment (called when it
     /// opens it, before it can lock).
     pub(crate) fn note_user_namespace(&self, namespace: u64) {
@@ -267,14 +274,27 @@ impl LockSlot {
 
     /// The word that names `me` as the holder, with `mark` (0 for a thread, [`PROCESS_HELD`]
     /// for a process), and [`FOREIGN`] if `me` is not of the segment's home namespace.
+    ///
+    /// The id is not masked: the kernel keeps ids below 2^22 (`PID_MAX_LIMIT`), under the
+    /// marks. Masked, it would tell the compiler that the word's [`FOREIGN`] bit is the
+    /// comparison of namespaces, and the compiler would test that comparison again after the
+    /// compare-and-swap instead of the bit, keeping both namespaces in registers through the
+    /// lock: a register fewer spilled a caller's values to the stack, stores in front of the
+    /// locked instruction (14.9 ns a lock and unlock against 12.9 ns unmasked: see
+    /// BENCHMARKS.md, "Seventh pass").
     #[inline]
     fn word_of(&self, me: ThreadStamp, mark: u64) -> u64 {
+        debug_assert!(
+            u64::from(me.tid) <= TID_MASK,
+            "thread id {} above 2^27",
+            me.tid
+        );
         let foreign = if me.namespaces == self.home_namespace.load(Ordering::Relaxed) {
             0
         } else {
             FOREIGN
         };
-        ((me.start & u64::from(u32::MAX)) << 32) | (u64::from(me.tid) & TID_MASK) | mark | foreign
+        ((me.start & u64::from(u32::MAX)) << 32) | u64::from(me.tid) | mark | foreign
     }
 
     /// Locks, waiting as `wait` says. The uncontended path is inlined into the caller (always:
@@ -313,7 +333,12 @@ impl LockSlot {
         mark: u64,
         wait: Wait,
     ) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
+        // Two words carry all of `me` that the lock needs: what lives across the call of the
+        // contended path must stay in the registers a call preserves, and a caller's loop
+        // that runs out of them keeps its own values on the stack instead (each a load, or a
+        // store in front of the locked instruction). The slow paths read the namespaces again.
         let mine = self.word_of(me, mark);
+        let owner = owner_of(me.tid, me.pid);
         // AcqRel: a waiter that reads our word also sees what this process wrote before
         // locking (`foreign_users`, when it opened the segment).
         let dead = if self
@@ -323,21 +348,24 @@ impl LockSlot {
         {
             0
         } else {
-            self.acquire_contended(me, mine, wait)?
+            self.acquire_contended(mine, wait)?
         };
-        if mine & FOREIGN != 0 {
-            self.record_namespace(mine, me.namespaces);
-        }
         // Only a holder writes `owner`, and only when it changes: a thread locking again
         // leaves its cache line as it was.
         let previous = self.owner.load(Ordering::Relaxed);
-        let owner = owner_of(me.tid, sys::pid());
         if previous != owner {
             self.owner.store(owner, Ordering::Relaxed);
         }
         let state = self.state.load(Ordering::Acquire);
-        if dead != 0 || state != CONSISTENT {
-            return self.acquired_after_a_death(mine, dead, state, previous);
+        // The rare cases share one test, so that a lock takes one branch between its atomic
+        // operation and the caller's code.
+        if dead != 0 || state != CONSISTENT || mine & FOREIGN != 0 {
+            // The guard is made here, from the word the cold path returns in registers: were
+            // it made there, it would come back through memory, and so, where the two paths
+            // meet, would every guard.
+            let guard = self.guard(self.acquired_unusually(mine, dead, state, previous)?);
+            let recovery = guard.recovery();
+            return Ok((guard, recovery));
         }
         Ok((self.guard(mine), Recovery::Clean))
     }
@@ -351,8 +379,6 @@ impl LockSlot {
     }
 
     /// Records the namespace of a [`FOREIGN`] holder that just took the lock with word `mine`.
-    #[cold]
-    #[inline(never)]
     fn record_namespace(&self, mine: u64, namespace: u64) {
         self.owner_namespace.store(namespace, Ordering::Relaxed);
         self.namespace_of.store(mine, Ordering::Release);
@@ -365,24 +391,30 @@ impl LockSlot {
             .then_some((owner >> 32) as u32)
     }
 
-    /// The end of an acquisition (with word `mine`) that took the lock from the dead holder
-    /// `dead` (0: none), or found it inconsistent, not recoverable or damaged; `previous` is
-    /// what `owner` held before this acquisition.
+    /// The end of an acquisition (with word `mine`) by a
+    /// [`FOREIGN`] holder, or that took the lock from the dead holder `dead` (0: none), or
+    /// found it inconsistent, not recoverable or damaged; `previous` is what `owner` held
+    /// before this acquisition. Returns the word of the guard to make: `mine`, with
+    /// [`OWNER_DIED`] if the acquisition reports [`Recovery::OwnerDied`].
     #[cold]
     #[inline(never)]
-    fn acquired_after_a_death(
+    fn acquired_unusually(
         &self,
         mine: u64,
         dead: u64,
         state: u32,
         previous: u64,
-    ) -> Result<(RawGuard<'_>, Recovery), RawFailure> {
+    ) -> Result<u64, RawFailure> {
+        if mine & FOREIGN != 0 {
+            self.record_namespace(mine, sys::this_thread().namespaces);
+        }
+        if dead == 0 && state == CONSISTENT {
+            return Ok(mine);
+        }
         match state {
             CONSISTENT | INCONSISTENT => {
-                let pid = if dead == 0 {
-                    // Released unrepaired: `died_pid` kept the pid.
-                    self.died_pid.load(Ordering::Relaxed)
-                } else {
+                // Released unrepaired (`dead` 0): `died_pid` kept the pid.
+                if dead != 0 {
                     self.owner_deaths.fetch_add(1, Ordering::Relaxed);
                     self.state.store(INCONSISTENT, Ordering::Release);
                     let pid = if previous as u32 == tid_in(dead) {
@@ -391,9 +423,8 @@ impl LockSlot {
                         0 // it died before recording its pid
                     };
                     self.died_pid.store(pid, Ordering::Relaxed);
-                    pid
-                };
-                Ok((self.guard(mine | OWNER_DIED), Recovery::OwnerDied { pid }))
+                }
+                Ok(mine | OWNER_DIED)
             }
             NOT_RECOVERABLE => {
                 self.release(mine);
@@ -409,7 +440,9 @@ impl LockSlot {
     /// The slow path of [`LockSlot::acquire`]: returns once the word is `mine` (perhaps with
     /// [`WAITERS`]), with the word of the dead holder it was taken from (0 if none).
     #[inline(never)]
-    fn acquire_contended(&self, me: ThreadStamp, mine: u64, wait: Wait) -> Result<u64, RawFailure> {
+    fn acquire_contended(&self, mine: u64, wait: Wait) -> Result<u64, RawFailure> {
+        // The caller's namespaces, a thread's as its process's (see `word_of`).
+        let here = sys::this_thread().namespaces;
         let deadline = match wait {
             Wait::For(timeout) => Instant::now().checked_add(timeout),
             Wait::Forever | Wait::Never => None,
@@ -447,7 +480,7 @@ impl LockSlot {
             }
             // A process's hold may be released by any of its threads: waiting for it is not a
             // deadlock.
-            if current & HOLDER == mine && mine & PROCESS_HELD == 0 && self.holds(mine, me) {
+            if current & HOLDER == mine && mine & PROCESS_HELD == 0 && self.holds(mine, here) {
                 return Err(RawFailure::Deadlock);
             }
             let now = Instant::now();
@@ -457,7 +490,7 @@ impl LockSlot {
                 Wait::For(_) => deadline.is_some_and(|deadline| now >= deadline),
             };
             if out_of_time || now >= next_check {
-                if self.take_over_if_dead(current, mine, me.namespaces) {
+                if self.take_over_if_dead(current, mine, here) {
                     return Ok(current);
                 }
                 if out_of_time {
@@ -504,11 +537,12 @@ impl LockSlot {
         Err(failure)
     }
 
-    /// Whether the word `mine`, found in the lock, is the hold of `me` itself rather than of
-    /// another thread with the same id and start time in other namespaces. Only a
+    /// Whether the word `mine`, found in the lock, is the hold of the caller itself (of
+    /// namespaces `here`) rather than of another thread with the same id and start time in
+    /// other namespaces. Only a
     /// [`FOREIGN`] word can be another's: ids are unique within the home namespace.
-    fn holds(&self, mine: u64, me: ThreadStamp) -> bool {
-        mine & FOREIGN == 0 || self.recorded_namespaces_are(mine, me.namespaces)
+    fn holds(&self, mine: u64, here: u64) -> bool {
+        mine & FOREIGN == 0 || self.recorded_namespaces_are(mine, here)
     }
 
     /// Whether the [`FOREIGN`] holder `word` (without the marks others add) recorded its
@@ -593,6 +627,20 @@ impl LockSlot {
         }
     }
 
+    /// The release of a guard's hold `held` (see `RawGuard::drop`) when the lock was found
+    /// `state`, [`INCONSISTENT`], or the holder is [`FOREIGN`]. (The hold comes by value: a
+    /// guard passed by reference would be kept in memory on every unlock's way.)
+    #[cold]
+    #[inline(never)]
+    fn release_unusually(&self, held: u64, state: u32) {
+        // Released without `mark_consistent`: nobody vouched for the data. (Only the holder
+        // writes `state`, so a plain load and store suffice.)
+        if state == INCONSISTENT {
+            self.state.store(NOT_RECOVERABLE, Ordering::Release);
+        }
+        self.release(held);
+    }
+
     /// Clears the namespace record of the foreign holder `held`, before it frees the word.
     #[cold]
     #[inline(never)]
@@ -641,7 +689,7 @@ impl LockSlot {
         let mine = self.word_of(me, 0);
         // Only this thread writes its own word; a dead thread that had the same id started at
         // another time.
-        (self.word.load(Ordering::Relaxed) & HOLDER == mine && self.holds(mine, me))
+        (self.word.load(Ordering::Relaxed) & HOLDER == mine && self.holds(mine, me.namespaces))
             .then(|| self.guard(mine))
     }
 
@@ -649,7 +697,7 @@ impl LockSlot {
     pub(crate) fn is_held_by_this_process(&self) -> bool {
         let me = sys::this_process();
         let mine = self.word_of(me, PROCESS_HELD);
-        self.word.load(Ordering::Acquire) & HOLDER == mine && self.holds(mine, me)
+        self.word.load(Ordering::Acquire) & HOLDER == mine && self.holds(mine, me.namespaces)
     }
 
     /// After [`Recovery::OwnerDied`] of an acquisition for the process: declares the state
@@ -678,7 +726,10 @@ impl LockSlot {
         // leaves the lock alone.
         let mut current = self.word.load(Ordering::Acquire);
         loop {
-            if current & HOLDER != mine || current & RELEASING != 0 || !self.holds(mine, me) {
+            if current & HOLDER != mine
+                || current & RELEASING != 0
+                || !self.holds(mine, me.namespaces)
+            {
                 return false;
             }
             match self.word.compare_exchange(
@@ -819,12 +870,13 @@ impl Drop for RawGuard<'_> {
             // Unwinding unlocks over possibly half-updated data: tell every process.
             self.slot.poisoned.store(1, Ordering::Release);
         }
-        // Released without `mark_consistent`: nobody vouched for the data. (Only the holder
-        // writes `state`, so a plain load and store suffice, and keep the fast path free of a
-        // second read-modify-write.)
-        if self.slot.state.load(Ordering::Relaxed) == INCONSISTENT {
-            self.slot.state.store(NOT_RECOVERABLE, Ordering::Release);
+        // The rare cases share one test, as on the way in: a lock taken over from a dead
+        // holder and not marked consistent, and a FOREIGN holder.
+        let state = self.slot.state.load(Ordering::Relaxed);
+        if state == INCONSISTENT || self.held & FOREIGN != 0 {
+            self.slot.release_unusually(self.word(), state);
+        } else {
+            self.slot.release(self.word());
         }
-        self.slot.release(self.word());
     }
 }

@@ -54,7 +54,7 @@ pub use self::semaphore::{Permit, Semaphore, SemaphoreError};
 use crate::segment::{LockSlot, RawFailure};
 pub(crate) use crate::segment::{RawGuard, Recovery};
 
-use crate::segment::{Kind, Segment};
+use crate::segment::{Kind, LockSite, Segment};
 use crate::sys::Wait;
 
 /// The kind-specific state `inspect` shows for the synchronisation kinds.
@@ -128,12 +128,12 @@ pub(crate) fn lock_and_repair<'a>(
 )]
 #[inline(always)]
 pub(crate) fn acquire<'a, G>(
-    segment: &'a Segment,
+    site: &'a (impl LockSite + ?Sized),
     wait: Wait,
     wrap: impl FnOnce(RawGuard<'a>, Recovery) -> G,
 ) -> Result<G, TryLockError<G>> {
-    let slot = segment.lock_slot();
-    finish_acquire(segment, slot, wait, slot.acquire(wait), wrap)
+    let slot = site.slot();
+    finish_acquire(site, slot, wait, slot.acquire(wait), wrap)
 }
 
 /// As [`acquire`], for the calling process rather than the calling thread (see
@@ -141,12 +141,12 @@ pub(crate) fn acquire<'a, G>(
 /// `LockSlot::release_for_process`.
 #[inline]
 pub(crate) fn acquire_for_process<'a, G>(
-    segment: &'a Segment,
+    site: &'a (impl LockSite + ?Sized),
     wait: Wait,
     wrap: impl FnOnce(RawGuard<'a>, Recovery) -> G,
 ) -> Result<G, TryLockError<G>> {
-    let slot = segment.lock_slot();
-    finish_acquire(segment, slot, wait, slot.acquire_for_process(wait), wrap)
+    let slot = site.slot();
+    finish_acquire(site, slot, wait, slot.acquire_for_process(wait), wrap)
 }
 
 /// The outcome of an acquisition of `segment`'s lock (`slot`) as [`acquire`] describes it.
@@ -161,7 +161,7 @@ pub(crate) fn acquire_for_process<'a, G>(
 )]
 #[inline(always)]
 fn finish_acquire<'a, G>(
-    segment: &'a Segment,
+    site: &'a (impl LockSite + ?Sized),
     slot: &LockSlot,
     wait: Wait,
     taken: Result<(RawGuard<'a>, Recovery), RawFailure>,
@@ -169,13 +169,13 @@ fn finish_acquire<'a, G>(
 ) -> Result<G, TryLockError<G>> {
     match taken {
         Ok((raw, recovery)) => {
-            if recovery == Recovery::Clean && segment.is_intact() && !slot.is_poisoned() {
+            if recovery == Recovery::Clean && site.is_intact() && !slot.is_poisoned() {
                 Ok(wrap(raw, Recovery::Clean))
             } else {
-                acquired_unclean(segment, slot, raw, recovery, wrap)
+                acquired_unclean(site.segment(), slot, raw, recovery, wrap)
             }
         }
-        Err(failure) => Err(not_acquired(segment, wait, failure)),
+        Err(failure) => Err(not_acquired(site.segment(), wait, failure)),
     }
 }
 

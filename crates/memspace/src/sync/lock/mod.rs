@@ -23,7 +23,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
-use crate::segment::{Kind, SegmentName, SegmentOptions};
+use crate::segment::{Kind, LockAnchor, LockSite, SegmentName, SegmentOptions};
 use crate::sys::Wait;
 
 /// A lock shared by threads and processes, that survives the death of its holder.
@@ -73,7 +73,10 @@ use crate::sys::Wait;
 /// ```
 #[derive(Clone)]
 pub struct Lock {
-    place: Place<RedisLock>,
+    /// In shared memory, anchored: every call of a `Lock` takes its lock. The Redis engine is
+    /// boxed, so that the handle holds no `UnsafeCell` of its own and the compiler may keep
+    /// what it loads from it in registers across a loop of locks.
+    place: Place<Box<RedisLock>, LockAnchor>,
 }
 
 impl fmt::Debug for Lock {
@@ -81,8 +84,8 @@ impl fmt::Debug for Lock {
         // `Debug` never waits: no holder is asked of a Redis server.
         let mut out = f.debug_struct("Lock");
         out.field("name", self.name());
-        if let Place::Shm(segment) = &self.place {
-            out.field("owner", &segment.lock_slot().owner_pid());
+        if let Place::Shm(anchor) = &self.place {
+            out.field("owner", &anchor.slot().owner_pid());
         }
         out.finish_non_exhaustive()
     }
@@ -112,7 +115,9 @@ impl Lock {
 
     /// The lock at `place`.
     fn at(place: Place<RedisLock>) -> Self {
-        Lock { place }
+        Lock {
+            place: place.map(LockAnchor::new, Box::new),
+        }
     }
 
     open_constructors!(Kind::Lock, "lock", create_in);
@@ -127,9 +132,7 @@ impl Lock {
         anonymous: bool,
     ) -> Result<Self> {
         let blueprint = Blueprint::untyped(Kind::Lock, options, anonymous);
-        Ok(Lock {
-            place: Place::create(name, &blueprint, |_| Ok(()))?,
-        })
+        Ok(Self::at(Place::create(name, &blueprint, |_| Ok(()))?))
     }
 
     /// Blocks until the lock is acquired.
@@ -183,7 +186,7 @@ impl Lock {
     #[inline(always)]
     fn acquire_guard(&self, wait: Wait) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         match self.place.as_ref() {
-            Place::Shm(segment) => acquire(segment, wait, |raw, _| LockGuard {
+            Place::Shm(anchor) => acquire(anchor, wait, |raw, _| LockGuard {
                 lock: self,
                 raw: Part::new(raw),
                 lease: Part::NONE,
@@ -258,9 +261,7 @@ impl Lock {
     fn acquire_held(&self, wait: Wait) -> Result<(), TryLockError<()>> {
         match self.place.as_ref() {
             // The raw guard is forgotten: the lock names the process, and `release` frees it.
-            Place::Shm(segment) => {
-                acquire_for_process(segment, wait, |raw, _| std::mem::forget(raw))
-            }
+            Place::Shm(anchor) => acquire_for_process(anchor, wait, |raw, _| std::mem::forget(raw)),
             #[cfg(feature = "redis")]
             Place::Redis(lock) => {
                 let keep = |mut guard: LockGuard<'_>| {
@@ -288,8 +289,8 @@ impl Lock {
     /// expires on its own).
     pub fn release(&self) -> Result<(), ReleaseError> {
         match self.place.as_ref() {
-            Place::Shm(segment) => {
-                let slot = segment.lock_slot();
+            Place::Shm(anchor) => {
+                let slot = anchor.slot();
                 if slot.release_for_process() {
                     Ok(())
                 } else {
@@ -320,7 +321,7 @@ impl Lock {
     /// `acquire`, or the lock was not taken over from a holder that died.
     pub fn mark_consistent(&self) -> std::io::Result<()> {
         match self.place.as_ref() {
-            Place::Shm(segment) => segment.lock_slot().mark_consistent_for_process(),
+            Place::Shm(anchor) => anchor.slot().mark_consistent_for_process(),
             #[cfg(feature = "redis")]
             Place::Redis(_) => Ok(()),
         }
@@ -389,7 +390,7 @@ impl Lock {
     /// again) since this handle opened it.
     pub fn owner(&self) -> Result<Option<u32>> {
         match self.place.as_ref() {
-            Place::Shm(segment) => Ok(segment.lock_slot().owner_pid()),
+            Place::Shm(anchor) => Ok(anchor.slot().owner_pid()),
             #[cfg(feature = "redis")]
             Place::Redis(lock) => Ok(lock.holder()?.map(|(pid, _)| pid)),
         }
@@ -400,7 +401,7 @@ impl Lock {
     #[must_use]
     pub fn owner_deaths(&self) -> u32 {
         match self.place.as_ref() {
-            Place::Shm(segment) => segment.lock_slot().owner_deaths(),
+            Place::Shm(anchor) => anchor.slot().owner_deaths(),
             #[cfg(feature = "redis")]
             Place::Redis(_) => 0,
         }

@@ -155,9 +155,28 @@ pub(crate) fn set_watched_len(watched: &WatchedMapping, len: usize) {
 /// Whether the handler replaced pages of this mapping (its file was shrunk under it).
 #[inline]
 pub(crate) fn mapping_faulted(watched: &WatchedMapping) -> bool {
-    // Relaxed: the thread that faulted sees its own handler's store; another thread sees it
-    // at its next look, as it would see any store of a peer.
-    watched.faulted.load(AtomicOrdering::Relaxed) != 0
+    fault_flag(watched).is_set()
+}
+
+/// The word that says whether the handler replaced pages of a watched mapping, copied out of
+/// it for a handle to keep (see `segment::LockAnchor`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FaultFlag(&'static AtomicU32);
+
+impl FaultFlag {
+    /// Whether the handler replaced pages of the mapping (its file was shrunk under it).
+    #[inline]
+    pub(crate) fn is_set(self) -> bool {
+        // Relaxed: the thread that faulted sees its own handler's store; another thread sees
+        // it at its next look, as it would see any store of a peer.
+        self.0.load(AtomicOrdering::Relaxed) != 0
+    }
+}
+
+/// The fault flag of `watched`.
+#[inline]
+pub(crate) fn fault_flag(watched: &WatchedMapping) -> FaultFlag {
+    FaultFlag(watched.faulted)
 }
 
 /// Stops watching (before the mapping is unmapped).

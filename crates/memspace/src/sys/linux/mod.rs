@@ -26,7 +26,8 @@ pub(crate) use self::child::{
     try_wait_child, wait_child, wait_readable, wait_readable_pair,
 };
 pub(crate) use self::fault::{
-    WatchedMapping, mapping_faulted, set_watched_len, unwatch_mapping, watch_mapping,
+    FaultFlag, WatchedMapping, fault_flag, mapping_faulted, set_watched_len, unwatch_mapping,
+    watch_mapping,
 };
 pub(crate) use self::files::{
     ELOOP, ENOSPC, FileInfo, allocate, effective_uid, entry_identity, file_create, file_info,

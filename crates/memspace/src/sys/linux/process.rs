@@ -3,9 +3,10 @@
 //!
 //! # Safety
 //!
-//! The `unsafe` calls here are `pthread_atfork` with a handler that only stores to atomics,
-//! `kill` and `raise`, which have no memory-safety preconditions, and `dlsym` for glibc's
-//! `__libc_single_threaded`, a `char` that lives as long as the process and is only read.
+//! The `unsafe` calls here are `pthread_atfork` with a handler that only stores to an atomic
+//! and to the calling thread's own thread-locals, `kill` and `raise`, which have no
+//! memory-safety preconditions, and `dlsym` for glibc's `__libc_single_threaded`, a `char`
+//! that lives as long as the process and is only read.
 
 #![allow(unsafe_code)]
 
@@ -17,20 +18,21 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 // and `getpid` and `gettid` are system calls: cache them, and forget them in the child of every
 // fork (`pthread_atfork`), where the one thread left has new ids.
 static PID: AtomicU32 = AtomicU32::new(0);
-/// Counts the forks this process descends from since it started, so that a thread's cached
-/// identity can tell it was made before a fork.
-static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
+/// Forgets the ids cached before a fork, in its child. The one thread there is the one that
+/// forked: the caches of the threads that did not follow are gone with them.
 extern "C" fn forget_ids_after_fork() {
     PID.store(0, Ordering::Relaxed);
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+    THIS_THREAD.with(CachedStamp::forget);
+    THIS_PROCESS.with(CachedStamp::forget);
 }
 
 fn forget_ids_in_fork_children() {
     static REGISTERED: std::sync::Once = std::sync::Once::new();
     REGISTERED.call_once(|| {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe, as the child
-        // of a fork requires; it lives for the whole program (a plain `extern "C" fn`).
+        // SAFETY: the handler only stores to an atomic and to cells of the calling thread's
+        // `const`-initialised thread-locals, which need no allocation, lock or destructor: what
+        // the child of a fork may do. It lives for the whole program (a plain `extern "C" fn`).
         unsafe { libc::pthread_atfork(None, None, Some(forget_ids_after_fork)) };
     });
 }
@@ -63,17 +65,24 @@ fn ask_pid() -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ThreadStamp {
     pub(crate) tid: u32,
+    /// The id of the thread's process (for a process's stamp, `tid` again).
+    pub(crate) pid: u32,
     pub(crate) start: u64,
     pub(crate) namespaces: u64,
 }
 
-/// A stamp cached by each thread for one fork generation (tid 0: none yet): a forked child,
-/// whose ids differ, takes its own. One cell per field, so that a lock's fast path reads the
-/// fields it needs straight into registers rather than copying the whole stamp through the
-/// stack.
+/// A stamp cached by each thread (tid 0: none yet), which the child of a fork forgets (see
+/// [`forget_ids_after_fork`]): its ids differ, and it takes its own. One cell per field, so
+/// that a lock's fast path reads the fields it needs straight into registers rather than
+/// copying the whole stamp through the stack; and nothing but thread-locals, which are read at
+/// a fixed offset from the thread pointer. (A lock that read a process-wide word here, as an
+/// earlier fork counter was, loaded its address first: in a caller's crate, a static of this
+/// one is reached through the global offset table. In a model of the lock's fast path, two
+/// such words took a lock and unlock from 12.8 ns to 14.8 ns: see BENCHMARKS.md, "Seventh
+/// pass".)
 struct CachedStamp {
-    generation: Cell<u32>,
     tid: Cell<u32>,
+    pid: Cell<u32>,
     start: Cell<u64>,
     namespaces: Cell<u64>,
 }
@@ -81,11 +90,16 @@ struct CachedStamp {
 impl CachedStamp {
     const fn empty() -> Self {
         CachedStamp {
-            generation: Cell::new(0),
             tid: Cell::new(0),
+            pid: Cell::new(0),
             start: Cell::new(0),
             namespaces: Cell::new(0),
         }
+    }
+
+    /// Forgets the stamp, in the child of a fork.
+    fn forget(&self) {
+        self.tid.set(0);
     }
 }
 
@@ -96,7 +110,9 @@ thread_local! {
     static THIS_PROCESS: CachedStamp = const { CachedStamp::empty() };
 }
 
-/// The stamp `cache` holds for this fork generation, or the one `take` gives, cached.
+/// The stamp `cache` holds, after `take` filled it if it held none. The stamp is always read
+/// back from the cells: were the one `take` returns passed on, the two would meet in a stack
+/// slot, and every lock would copy its stamp through memory.
 #[allow(
     clippy::inline_always,
     reason = "on every lock's fast path, which must stay a thread-local read"
@@ -104,25 +120,30 @@ thread_local! {
 #[inline(always)]
 fn cached(
     cache: &'static std::thread::LocalKey<CachedStamp>,
-    take: impl FnOnce() -> ThreadStamp,
+    take: fn() -> ThreadStamp,
 ) -> ThreadStamp {
-    let generation = FORK_GENERATION.load(Ordering::Relaxed);
     cache.with(|cached| {
-        let tid = cached.tid.get();
-        if tid != 0 && cached.generation.get() == generation {
-            return ThreadStamp {
-                tid,
-                start: cached.start.get(),
-                namespaces: cached.namespaces.get(),
-            };
+        if cached.tid.get() == 0 {
+            refill(cached, take);
         }
-        let stamp = take();
-        cached.generation.set(generation);
-        cached.tid.set(stamp.tid);
-        cached.start.set(stamp.start);
-        cached.namespaces.set(stamp.namespaces);
-        stamp
+        ThreadStamp {
+            tid: cached.tid.get(),
+            pid: cached.pid.get(),
+            start: cached.start.get(),
+            namespaces: cached.namespaces.get(),
+        }
     })
+}
+
+/// Fills `cached` with the stamp `take` gives.
+#[cold]
+#[inline(never)]
+fn refill(cached: &CachedStamp, take: fn() -> ThreadStamp) {
+    let stamp = take();
+    cached.pid.set(stamp.pid);
+    cached.start.set(stamp.start);
+    cached.namespaces.set(stamp.namespaces);
+    cached.tid.set(stamp.tid);
 }
 
 /// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread
@@ -144,6 +165,7 @@ fn stamp_this_thread() -> ThreadStamp {
     let start = read_stat("/proc/thread-self/stat").map_or(0, |stat| stat.start);
     ThreadStamp {
         tid,
+        pid: pid(),
         start,
         namespaces: namespaces(),
     }
@@ -176,6 +198,7 @@ fn stamp_this_process() -> ThreadStamp {
     };
     ThreadStamp {
         tid: pid,
+        pid,
         start,
         namespaces: this_thread().namespaces,
     }

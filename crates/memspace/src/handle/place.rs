@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::error::Result;
 #[cfg(feature = "redis")]
 use crate::redis::{Init, Object};
-use crate::segment::{Kind, LockAnchor, Segment, SegmentName, SegmentOptions};
+use crate::segment::{Kind, LockAnchor, LockSite, Segment, SegmentName, SegmentOptions};
 
 /// Where one handle's object lives.
 ///
@@ -47,9 +47,9 @@ impl InSegment for Arc<Segment> {
     }
 }
 
-impl InSegment for LockAnchor {
+impl<const GUARDS_DATA: bool> InSegment for LockAnchor<GUARDS_DATA> {
     fn segment(&self) -> &Segment {
-        self.shared()
+        LockSite::segment(self)
     }
 }
 

@@ -73,8 +73,7 @@ impl Segment {
     /// mapping zero pages in their place (see the crate's safety model), and from then on
     /// every operation on the segment in this process that reads or writes an item, or takes
     /// its lock, returns this error instead of using them. (A [`Lock`](crate::sync::Lock),
-    /// which holds no items, refuses to lock once its own page is lost: a page lost elsewhere
-    /// leaves it a lock that excludes as before.)
+    /// which holds no items, checks the one page it reads: its lock's.)
     ///
     /// # Errors
     ///

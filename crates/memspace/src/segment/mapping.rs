@@ -30,9 +30,10 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
+use super::Segment;
 use crate::shm_safe::ShmSafe;
 use crate::sys;
 
@@ -135,7 +136,9 @@ impl Mapping {
         sys::mapping_faulted(&self.watched)
     }
 
-    /// The word [`faulted`](Mapping::faulted) reads, for a handle to keep.
+    /// The word [`faulted`](Mapping::faulted) reads, for a handle to keep beside the segment's
+    /// `Arc`: it means this mapping only while the mapping lives (its slot in the fault
+    /// handler's table then watches the next mapping).
     pub(crate) fn fault_flag(&self) -> sys::FaultFlag {
         sys::fault_flag(&self.watched)
     }
@@ -237,5 +240,52 @@ impl Drop for Mapping {
         // value. An error here (EINVAL for a bad range) cannot happen for a range we reserved,
         // and there is nothing useful to do about it in `drop`: ignore it, as memmap2 does.
         let _ = unsafe { sys::unmap(self.base, self.reserved) };
+    }
+}
+
+/// A `T` at a fixed offset of a segment's mapping, held with the segment whose `Arc` keeps
+/// the mapping, and so the address, alive: a handle that keeps one reaches the `T` in one
+/// load, not through the segment (see `lock_anchor.rs`).
+pub(crate) struct Pinned<T> {
+    ptr: NonNull<T>,
+    segment: Arc<Segment>,
+}
+
+impl<T> Clone for Pinned<T> {
+    fn clone(&self) -> Self {
+        Pinned {
+            ptr: self.ptr,
+            segment: Arc::clone(&self.segment),
+        }
+    }
+}
+
+// SAFETY: a `Pinned<T>` only hands out `&T`, of a `ShmSafe` type, which is `Sync`; the
+// reference is valid while the `Arc<Segment>` beside it lives, and that `Arc` may move to, and
+// be shared between, threads.
+unsafe impl<T: ShmSafe> Send for Pinned<T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: ShmSafe> Sync for Pinned<T> {}
+
+impl<T: ShmSafe> Pinned<T> {
+    /// The `T` at `offset` of `segment`, if it is mapped and aligned.
+    pub(crate) fn new(segment: Arc<Segment>, offset: u64) -> Option<Self> {
+        let ptr = segment.mapping().pointer::<T>(offset)?;
+        Some(Pinned { ptr, segment })
+    }
+
+    /// The `T`.
+    #[inline]
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: `pointer` checked that the `T` lies in the mapped part of `segment`'s mapping
+        // and is aligned; it stays mapped at this address while `segment` lives (invariant 2),
+        // which `self` keeps; `T: ShmSafe` makes a shared reference sound while other
+        // processes write.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The segment.
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.segment
     }
 }

@@ -42,12 +42,12 @@
 //! previous owner died, so that collections recover their state as after any crash.
 
 mod access;
-mod anchor;
 mod control;
 mod create;
 mod growth;
 mod header;
 mod integrity;
+mod lock_anchor;
 mod mapping;
 mod name;
 mod open;
@@ -65,10 +65,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::sys;
 
 pub(crate) use self::access::{decoding_from_own_process, trust_may_travel};
-pub(crate) use self::anchor::{LockAnchor, LockSite};
 use self::header::FLAG_ANONYMOUS;
 pub use self::header::Kind;
 pub(crate) use self::header::{DATA_START, HeaderFields, MAX_RESERVATION};
+pub(crate) use self::lock_anchor::{LockAnchor, LockSite};
 pub(crate) use self::mapping::Mapping;
 pub use self::name::redact_credentials;
 pub(crate) use self::name::server_of_url;

@@ -44,7 +44,8 @@
 //! beside it once it holds the lock. A holder is judged only from its own namespaces: a
 //! foreign holder whose namespaces are not recorded yet, or are not the judge's, is waited
 //! for, and `try_lock_for` bounds that wait. A foreign holder killed between taking the word
-//! and recording its namespaces (a few instructions), or between forgetting them and freeing
+//! and recording its namespaces (the rest of the acquisition's fast path and a call: a few
+//! dozen instructions, no system call), or between forgetting them and freeing
 //! the word, is therefore waited for forever, from every namespace: `lock` hangs and
 //! `try_lock_for` times out, until the lock is removed. Conversely, in theory, a judge could
 //! condemn a live foreign holder: if, between its two loads of the record, the holder
@@ -167,7 +168,10 @@ pub(crate) struct LockSlot {
     /// `owner_namespace` records: written after `owner_namespace` once it holds the lock,
     /// cleared before it frees the word; 0 otherwise.
     namespace_of: AtomicU64,
-    /// The namespaces (pid and time) of the segment's creator.
+    /// The namespaces (pid and time) of the segment's creator (0 if unknown). Written only
+    /// by `init` and `reset_after_reboot`, before any process of this boot can lock: a lock
+    /// that finds it 0 where it was not is on a page lost to a shrunk file (see
+    /// `LockAnchor::is_intact`).
     home_namespace: AtomicU64,
     /// The pid of the last holder that died (0 if unknown): written by the holder that took
     /// the lock over, read by it for `OwnerDied`, and by the next locker while the lock is
@@ -279,14 +283,12 @@ impl LockSlot {
     /// marks. Masked, it would tell the compiler that the word's [`FOREIGN`] bit is the
     /// comparison of namespaces, and the compiler would test that comparison again after the
     /// compare-and-swap instead of the bit, keeping both namespaces in registers through the
-    /// lock: a register fewer spilled a caller's values to the stack, stores in front of the
-    /// locked instruction (14.9 ns a lock and unlock against 12.9 ns unmasked: see
-    /// BENCHMARKS.md, "Seventh pass").
+    /// lock, and a caller's values on the stack (BENCHMARKS.md, "Seventh pass").
     #[inline]
     fn word_of(&self, me: ThreadStamp, mark: u64) -> u64 {
         debug_assert!(
             u64::from(me.tid) <= TID_MASK,
-            "thread id {} above 2^27",
+            "thread id {} of 2^27 or more",
             me.tid
         );
         let foreign = if me.namespaces == self.home_namespace.load(Ordering::Relaxed) {
@@ -360,10 +362,9 @@ impl LockSlot {
         // The rare cases share one test, so that a lock takes one branch between its atomic
         // operation and the caller's code.
         if dead != 0 || state != CONSISTENT || mine & FOREIGN != 0 {
-            // The guard is made here, from the word the cold path returns in registers: were
-            // it made there, it would come back through memory, and so, where the two paths
-            // meet, would every guard.
-            let guard = self.guard(self.acquired_unusually(mine, dead, state, previous)?);
+            // The slow path returns the guard's word, in registers: a guard it returned would
+            // come back through memory, and with it, where the two paths meet, every guard.
+            let guard = self.guard(self.acquired_slow(mine, dead, state, previous)?);
             let recovery = guard.recovery();
             return Ok((guard, recovery));
         }
@@ -398,7 +399,7 @@ impl LockSlot {
     /// [`OWNER_DIED`] if the acquisition reports [`Recovery::OwnerDied`].
     #[cold]
     #[inline(never)]
-    fn acquired_unusually(
+    fn acquired_slow(
         &self,
         mine: u64,
         dead: u64,
@@ -632,7 +633,7 @@ impl LockSlot {
     /// guard passed by reference would be kept in memory on every unlock's way.)
     #[cold]
     #[inline(never)]
-    fn release_unusually(&self, held: u64, state: u32) {
+    fn release_slow(&self, held: u64, state: u32) {
         // Released without `mark_consistent`: nobody vouched for the data. (Only the holder
         // writes `state`, so a plain load and store suffice.)
         if state == INCONSISTENT {
@@ -874,7 +875,7 @@ impl Drop for RawGuard<'_> {
         // holder and not marked consistent, and a FOREIGN holder.
         let state = self.slot.state.load(Ordering::Relaxed);
         if state == INCONSISTENT || self.held & FOREIGN != 0 {
-            self.slot.release_unusually(self.word(), state);
+            self.slot.release_slow(self.word(), state);
         } else {
             self.slot.release(self.word());
         }

@@ -169,10 +169,11 @@ fn finish_acquire<'a, G>(
 ) -> Result<G, TryLockError<G>> {
     match taken {
         Ok((raw, recovery)) => {
-            if recovery == Recovery::Clean && site.is_intact() && !slot.is_poisoned() {
+            let intact = site.is_intact();
+            if recovery == Recovery::Clean && intact && !slot.is_poisoned() {
                 Ok(wrap(raw, Recovery::Clean))
             } else {
-                acquired_unclean(site.segment(), slot, raw, recovery, wrap)
+                acquired_unclean(site.segment(), slot, intact, raw, recovery, wrap)
             }
         }
         Err(failure) => Err(not_acquired(site.segment(), wait, failure)),
@@ -186,14 +187,16 @@ fn finish_acquire<'a, G>(
 fn acquired_unclean<'a, G>(
     segment: &'a Segment,
     slot: &LockSlot,
+    intact: bool,
     raw: RawGuard<'a>,
     recovery: Recovery,
     wrap: impl FnOnce(RawGuard<'a>, Recovery) -> G,
 ) -> Result<G, TryLockError<G>> {
-    // Pages of the segment were lost to a file shrunk under this mapping. If the lock word's
-    // page was among them, what was taken is a private copy that excludes no one; if not, it
-    // is the real lock, and is released as it was found (consistent or not).
-    if !segment.is_intact() {
+    // Pages of the segment were lost to a file shrunk under this mapping (as far as the lock
+    // must know: `intact` is its site's answer). If the lock word's page was among them, what
+    // was taken is a private copy that excludes no one; if not, it is the real lock, and is
+    // released as it was found (consistent or not).
+    if !intact {
         raw.unlock_unrepaired();
         let source = segment.check_intact().err().map(|err| Box::new(err) as _);
         return Err(TryLockError::Lock(LockError::Unavailable {

@@ -22,8 +22,8 @@ use bytemuck::Pod;
 
 use super::{LockError, RawGuard, Recovery, TryLockError, acquire, blocking, plain};
 use crate::error::Result;
-use crate::handle::Place;
-use crate::segment::{Kind, Segment, SegmentName};
+use crate::handle::{NoRedis, Place};
+use crate::segment::{Kind, LockAnchor, LockSite, Segment, SegmentName};
 use crate::sys::Wait;
 
 /// A value of plain data (`T: Pod`) in shared memory, behind a robust cross-process lock.
@@ -41,7 +41,8 @@ use crate::sys::Wait;
 /// # }
 /// ```
 pub struct Mutex<T> {
-    place: Place,
+    /// Anchored, as a `Lock` is (see `segment/lock_anchor.rs`), guarding the value.
+    place: Place<NoRedis, LockAnchor<true>>,
     value: NonNull<T>,
     _type: PhantomData<T>,
 }
@@ -65,7 +66,7 @@ impl<T> Clone for Mutex<T> {
 impl<T> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mutex")
-            .field("name", self.place.local().name())
+            .field("name", self.place.name())
             .field("type", &std::any::type_name::<T>())
             .finish_non_exhaustive()
     }
@@ -126,7 +127,7 @@ impl<T: Pod> Mutex<T> {
 
     fn wrap(segment: Segment, value: NonNull<T>) -> Self {
         Mutex {
-            place: Place::Shm(Arc::new(segment)),
+            place: Place::Shm(LockAnchor::new(Arc::new(segment))),
             value,
             _type: PhantomData,
         }
@@ -182,7 +183,7 @@ serialize_as_name!(Mutex<T> where T: Pod);
 
 impl<T> crate::handle::InSegment for Mutex<T> {
     fn segment(&self) -> &Segment {
-        self.place.local()
+        LockSite::segment(self.place.local())
     }
 }
 

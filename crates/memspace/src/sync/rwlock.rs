@@ -169,7 +169,7 @@ impl<T: Pod> RwLock<T> {
         &self,
         wait: Wait,
     ) -> std::result::Result<(RawGuard<'_>, bool, bool), TryLockError<()>> {
-        let (raw, poisoned) = match acquire(self.place.local(), wait, |raw, _| raw) {
+        let (raw, poisoned) = match acquire(&**self.place.local(), wait, |raw, _| raw) {
             Ok(raw) => (raw, false),
             Err(TryLockError::Lock(LockError::OwnerDied(raw))) => {
                 self.area().writer_died.store(1, Ordering::Release);

@@ -159,7 +159,8 @@ pub(crate) fn mapping_faulted(watched: &WatchedMapping) -> bool {
 }
 
 /// The word that says whether the handler replaced pages of a watched mapping, copied out of
-/// it for a handle to keep (see `segment::LockAnchor`).
+/// it for a handle to keep (see `segment::LockAnchor`). It speaks of that mapping only while
+/// the mapping is watched: once unwatched, its slot may watch another.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FaultFlag(&'static AtomicU32);
 

@@ -18,10 +18,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 // and `getpid` and `gettid` are system calls: cache them, and forget them in the child of every
 // fork (`pthread_atfork`), where the one thread left has new ids.
 static PID: AtomicU32 = AtomicU32::new(0);
+/// Counts the forks this process descends from. Read only where a cache is filled: a fork
+/// from a signal handler between the system call and the store would leave the child its
+/// parent's ids, and the fill, seeing the count change, asks again.
+static FORKS: AtomicU32 = AtomicU32::new(0);
 
 /// Forgets the ids cached before a fork, in its child. The one thread there is the one that
 /// forked: the caches of the threads that did not follow are gone with them.
 extern "C" fn forget_ids_after_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
     PID.store(0, Ordering::Relaxed);
     THIS_THREAD.with(CachedStamp::forget);
     THIS_PROCESS.with(CachedStamp::forget);
@@ -30,11 +35,29 @@ extern "C" fn forget_ids_after_fork() {
 fn forget_ids_in_fork_children() {
     static REGISTERED: std::sync::Once = std::sync::Once::new();
     REGISTERED.call_once(|| {
-        // SAFETY: the handler only stores to an atomic and to cells of the calling thread's
-        // `const`-initialised thread-locals, which need no allocation, lock or destructor: what
-        // the child of a fork may do. It lives for the whole program (a plain `extern "C" fn`).
+        // SAFETY: the handler lives for the whole program (a plain `extern "C" fn`). It stores
+        // to atomics and to cells of the calling thread's `const`-initialised thread-locals,
+        // which have no lock or destructor. In a library loaded with `dlopen` (the Python
+        // extension), a thread's first touch of its thread-locals may allocate them
+        // (`__tls_get_addr`); the child of a fork may allocate on glibc, which resets the
+        // allocator's locks before it runs these handlers, and musl allocates a loaded
+        // library's thread-locals when it loads it.
         unsafe { libc::pthread_atfork(None, None, Some(forget_ids_after_fork)) };
     });
+}
+
+/// Runs `fill` (which asks the system for ids and caches them) until no fork happened during
+/// it (see [`FORKS`]).
+fn fill_across_forks<T>(mut fill: impl FnMut() -> T) -> T {
+    loop {
+        let forks = FORKS.load(Ordering::Relaxed);
+        let filled = fill();
+        // A signal handler runs on this thread: its fork may not be ordered after the check.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if FORKS.load(Ordering::Relaxed) == forks {
+            return filled;
+        }
+    }
 }
 
 /// The calling process's id.
@@ -50,12 +73,14 @@ pub(crate) fn pid() -> u32 {
 #[cold]
 fn ask_pid() -> u32 {
     forget_ids_in_fork_children();
-    let pid = rustix::process::getpid()
-        .as_raw_nonzero()
-        .get()
-        .unsigned_abs();
-    PID.store(pid, Ordering::Relaxed);
-    pid
+    fill_across_forks(|| {
+        let pid = rustix::process::getpid()
+            .as_raw_nonzero()
+            .get()
+            .unsigned_abs();
+        PID.store(pid, Ordering::Relaxed);
+        pid
+    })
 }
 
 /// A thread as other processes can check on it: its id, when it started (clock ticks after
@@ -74,12 +99,12 @@ pub(crate) struct ThreadStamp {
 /// A stamp cached by each thread (tid 0: none yet), which the child of a fork forgets (see
 /// [`forget_ids_after_fork`]): its ids differ, and it takes its own. One cell per field, so
 /// that a lock's fast path reads the fields it needs straight into registers rather than
-/// copying the whole stamp through the stack; and nothing but thread-locals, which are read at
-/// a fixed offset from the thread pointer. (A lock that read a process-wide word here, as an
-/// earlier fork counter was, loaded its address first: in a caller's crate, a static of this
-/// one is reached through the global offset table. In a model of the lock's fast path, two
-/// such words took a lock and unlock from 12.8 ns to 14.8 ns: see BENCHMARKS.md, "Seventh
-/// pass".)
+/// copying the whole stamp through the stack; and nothing but thread-locals, at a fixed offset
+/// from the thread pointer: a process-wide word is reached from a caller's crate through the
+/// global offset table, a dependent load on every lock (BENCHMARKS.md, "Seventh pass").
+/// Aligned so that its 24 bytes never straddle two cache lines: a lock then reads one line
+/// of thread-locals, not two.
+#[repr(C, align(32))]
 struct CachedStamp {
     tid: Cell<u32>,
     pid: Cell<u32>,
@@ -139,11 +164,14 @@ fn cached(
 #[cold]
 #[inline(never)]
 fn refill(cached: &CachedStamp, take: fn() -> ThreadStamp) {
-    let stamp = take();
-    cached.pid.set(stamp.pid);
-    cached.start.set(stamp.start);
-    cached.namespaces.set(stamp.namespaces);
-    cached.tid.set(stamp.tid);
+    forget_ids_in_fork_children();
+    fill_across_forks(|| {
+        let stamp = take();
+        cached.pid.set(stamp.pid);
+        cached.start.set(stamp.start);
+        cached.namespaces.set(stamp.namespaces);
+        cached.tid.set(stamp.tid);
+    });
 }
 
 /// The calling thread's stamp: two system calls and a read of `/proc` the first time a thread

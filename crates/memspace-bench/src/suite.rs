@@ -202,6 +202,15 @@ pub(crate) fn measure(
         || workloads::process_start(StartMethod::Fork, sizes.forks),
         || fork::rate(sizes.forks),
     )?;
+    run.median_described(
+        "Process start+join, fork, against a fork with a results pipe",
+        ("process_start_fork", "fork_with_results", "starts/s"),
+        "Process::start and join with StartMethod::Fork, against the same protocol in bare \
+         system calls: a pipe the child writes 8 bytes into before _exit, the parent polling the \
+         pipe and a pidfd, then read and waitpid",
+        || workloads::process_start(StartMethod::Fork, sizes.forks),
+        || fork::rate_with_results(sizes.forks),
+    )?;
     run.median(
         "Process start+join, spawn",
         ("process_start_spawn", "command_spawn", "starts/s"),

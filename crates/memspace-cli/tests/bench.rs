@@ -42,11 +42,12 @@ fn check_rows(rows: &[Value], out: &str) {
 }
 
 /// The baselines of every run, Python or not.
-const RUST_BASELINES: [&str; 11] = [
+const RUST_BASELINES: [&str; 12] = [
     "rust_threads_mutex_vec",
     "shared_vec_push_one_process",
     "std_mutex",
     "raw_fork",
+    "fork_with_results",
     "command_spawn",
     "shared_map_get_1_process",
     "shared_pod_map_get_1_process",

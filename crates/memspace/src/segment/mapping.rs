@@ -131,8 +131,14 @@ impl Mapping {
 
     /// Whether pages of this mapping were replaced by zeros because its file was shrunk under
     /// it (see invariant 4): what this process sees is then no longer the segment.
+    ///
+    /// Asked after the accesses it vouches for. The handler that sets the flag runs on the
+    /// thread whose access faulted, in the middle of that access, so a compiler fence (no
+    /// instruction) keeps the check from being moved before them: a plain copy, or a relaxed
+    /// load of another word, may otherwise be, and then a read of a lost page reports success.
     #[inline]
     pub(crate) fn faulted(&self) -> bool {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
         sys::mapping_faulted(&self.watched)
     }
 

@@ -160,7 +160,8 @@ fn cached(
     })
 }
 
-/// Fills `cached` with the stamp `take` gives.
+/// Fills `cached` with the stamp `take` gives. The fork handler is registered here, before
+/// the first fill, for every stamp at once.
 #[cold]
 #[inline(never)]
 fn refill(cached: &CachedStamp, take: fn() -> ThreadStamp) {
@@ -183,7 +184,6 @@ pub(crate) fn this_thread() -> ThreadStamp {
 
 #[cold]
 fn stamp_this_thread() -> ThreadStamp {
-    forget_ids_in_fork_children();
     let tid = rustix::thread::gettid()
         .as_raw_nonzero()
         .get()
@@ -213,7 +213,6 @@ fn stamp_this_process() -> ThreadStamp {
     static START: AtomicU64 = AtomicU64::new(0);
     /// The pid `START` was read for: a forked child has another pid, and reads its own.
     static START_OF: AtomicU32 = AtomicU32::new(0);
-    forget_ids_in_fork_children();
     let pid = pid();
     let start = if START_OF.load(Ordering::Acquire) == pid {
         START.load(Ordering::Relaxed)

@@ -203,11 +203,11 @@ pub(crate) fn measure(
         || fork::rate(sizes.forks),
     )?;
     run.median_described(
-        "Process start+join, fork, against a fork with a results pipe",
+        "Process start+join, fork, against a fork with a results file",
         ("process_start_fork", "fork_with_results", "starts/s"),
         "Process::start and join with StartMethod::Fork, against the same protocol in bare \
-         system calls: a pipe the child writes 8 bytes into before _exit, the parent polling the \
-         pipe and a pidfd, then read and waitpid",
+         system calls: a memfd the child writes a 12-byte frame into before _exit, the parent \
+         reaping it with waitpid, then reading the file",
         || workloads::process_start(StartMethod::Fork, sizes.forks),
         || fork::rate_with_results(sizes.forks),
     )?;

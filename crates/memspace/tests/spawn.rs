@@ -28,6 +28,8 @@ memspace_testkit::per_mode! {
     a_join_with_a_timeout_gives_up_while_the_worker_runs_and_a_later_join_succeeds: thread, fork, spawn;
     a_process_that_exited_is_not_running_before_it_is_joined: fork, spawn;
     a_process_killed_by_sigkill_is_not_running_before_it_is_joined: fork, spawn;
+    a_result_larger_than_its_file_may_grow_is_reported_cut_short: fork, spawn;
+    a_join_does_not_wait_for_a_grandchild_that_holds_the_result_file_open: fork, spawn;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,8 +55,7 @@ fn summarise((text, divisor): (String, u32)) -> Summary {
     }
 }
 
-/// Returns `len` bytes: more than a pipe holds, so that `join` must read while the child
-/// writes.
+/// Returns `len` bytes.
 fn big_result(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
@@ -93,7 +94,8 @@ fn processes_return_their_targets_values_to_join(method: StartMethod) {
         "{method}: 4 MiB came back"
     );
     // Around the size a forked child frames on its stack and `join` reads onto its own (512
-    // bytes with the length), and a pipe's buffer (64 KiB).
+    // bytes with the length), a page, and a pipe's buffer (64 KiB, what a result crossed before
+    // it came back in a file).
     for len in [
         0, 1, 490, 500, 505, 506, 507, 508, 509, 510, 520, 4096, 65_530, 65_536, 300_000,
     ] {
@@ -543,4 +545,94 @@ fn a_process_killed_by_sigkill_is_not_running_before_it_is_joined(method: StartM
         ),
         "{method}"
     );
+}
+
+/// Limits the files this worker writes to `limit` bytes, a write past the limit failing (its
+/// signal ignored), then returns `len` bytes: more than its result file may then hold.
+#[allow(
+    unsafe_code,
+    reason = "the limit and the signal's disposition are set with libc"
+)]
+fn result_past_a_file_size_limit((limit, len): (u64, usize)) -> Vec<u8> {
+    // SAFETY: `SIG_IGN` installs no handler; the signal then only makes the write fail.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let limit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: `limit` is a valid `rlimit` that lives through the call.
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &raw const limit) };
+    assert_eq!(set, 0, "setrlimit");
+    big_result(len)
+}
+
+/// A child whose result file cannot take its whole result (`RLIMIT_FSIZE` here; a memory limit
+/// does the same) ends with the protocol's exit code, and `join` says the result was cut short
+/// and how much of it arrived: it never decodes a part of it.
+fn a_result_larger_than_its_file_may_grow_is_reported_cut_short(method: StartMethod) {
+    let mut process = Running::start_by(method, result_past_a_file_size_limit, (4096, 100_000));
+    match process.join() {
+        Err(JoinError::Failed { message, .. }) => {
+            assert!(
+                message.contains("cut short: 4092 of its") && message.contains("exit code 70"),
+                "{method}: {message}"
+            );
+        }
+        other => panic!("{method}: expected Failed, got {other:?}"),
+    }
+    assert_eq!(process.process().exit_code(), Some(70), "{method}");
+}
+
+/// Runs until `release` is set, or the test process `test` is gone.
+fn linger((release, test): (Event, u32)) {
+    while !release
+        .wait_timeout(Duration::from_millis(50))
+        .expect("wait for the release")
+    {
+        if memspace_testkit::procfs::has_ended(test) {
+            return;
+        }
+    }
+}
+
+/// Starts a grandchild of the test that outlives this worker, and returns its pid. The
+/// grandchild inherits this worker's descriptors, its result file among them.
+fn leave_a_grandchild((release, test): (Event, u32)) -> u32 {
+    let mut grandchild = Process::new(linger, (release, test));
+    grandchild.start().expect("start the grandchild");
+    grandchild.pid().expect("started")
+}
+
+/// The result files (memfds) that process `pid` holds open.
+fn result_files_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |fds| {
+        fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().contains("memfd:memspace-result"))
+            .count()
+    })
+}
+
+/// The join waits for the child's end, not for its result file's last holder to close it: a
+/// grandchild still holding it open does not keep the join waiting.
+fn a_join_does_not_wait_for_a_grandchild_that_holds_the_result_file_open(method: StartMethod) {
+    let name = Removal::fresh("grandchild");
+    let release = Event::create(name.name()).expect("create an event");
+    let mut child = Running::start_by(
+        method,
+        leave_a_grandchild,
+        (release.clone(), std::process::id()),
+    );
+    let grandchild = child.join().expect("join");
+    assert!(
+        !memspace_testkit::procfs::has_ended(grandchild),
+        "{method}: the grandchild ended before the join returned, which shows nothing"
+    );
+    assert!(
+        result_files_of(grandchild) >= 2,
+        "{method}: the grandchild holds its own result file and its parent's"
+    );
+    release.set().expect("release the grandchild");
+    wait_until("the grandchild ended", || {
+        memspace_testkit::procfs::has_ended(grandchild)
+    });
 }

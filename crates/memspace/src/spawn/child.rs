@@ -4,11 +4,22 @@
 //!
 //! The parent re-executes `/proc/self/exe` (the very file it runs, even if it was replaced on
 //! disk) with its own command-line arguments and `MEMSPACE_SPAWN=R,W` in the environment,
-//! where `R` and `W` are two inherited pipe ends. Through `R` it sends a [`Task`]: the
-//! target and a monomorphised trampoline, as offsets from an anchor function, plus the
-//! serialized arguments. The child's `main` calls [`init`], which reads the payload, calls the
-//! trampoline, writes an [`Outcome`] to `W` and exits. Function *offsets* survive the re-exec
-//! because the child runs the same binary; only the load address differs (ASLR).
+//! where `R` and `W` are two inherited descriptors: `R` a pipe, `W` a pipe for a pool's worker
+//! or the result file of a [`Process`](super::Process) (below). Through `R` it sends a
+//! [`Task`]: the target and a monomorphised trampoline, as offsets from an anchor function,
+//! plus the serialized arguments. The child's `main` calls [`init`], which reads the payload,
+//! calls the trampoline, writes an [`Outcome`] to `W` and exits. Function *offsets* survive the
+//! re-exec because the child runs the same binary; only the load address differs (ASLR).
+//!
+//! # The result file
+//!
+//! A `Process` child, forked or spawned, writes its outcome as one frame (a length, then the
+//! bytes) into a new file in memory that its parent made for it alone, and exits; the parent
+//! waits for the exit, then reads the file. A file never blocks its writer, whatever the
+//! result's size, so the parent need not read while it waits: `waitpid` alone waits, which
+//! saves a forked child's start a pipe, a pidfd, a `poll` and the wake-up between the result
+//! and the exit. A write is only ever cut short at its end (the file then ends early), so a
+//! frame that is not whole is seen by its length, never decoded.
 //!
 //! # Safety
 //!
@@ -144,8 +155,9 @@ pub(crate) enum Outcome<R> {
     Failed(String),
 }
 
-/// Encodes what a worker and its parent send each other over their private pipes: handles to
-/// Redis objects travel with their passwords (and nowhere else: see `to_transport`).
+/// Encodes what a worker and its parent send each other over their private pipes and files:
+/// handles to Redis objects travel with their passwords (and nowhere else: see
+/// `to_transport`).
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
     crate::segment::encoding_for_own_process(|| rmp_serde::to_vec(value))
 }
@@ -248,11 +260,37 @@ fn unencodable<R>(error: &rmp_serde::encode::Error) -> Outcome<()> {
     ))
 }
 
-/// Writes an outcome to the parent as one frame. If the parent is gone there is nobody to
-/// tell; the exit code still says what happened. The pipe is left to the exit to close: the
-/// parent stops reading once the frame is whole.
-fn report(bytes: &[u8], results: &OwnedFd) {
-    let _ = write_frame(&mut sys::FdWriter(results.as_fd()), bytes);
+/// Writes an outcome into the result file as one frame. When the file cannot take all of it
+/// (memory or `RLIMIT_FSIZE` ran out) the child says why on stderr and ends with
+/// [`PROTOCOL_EXIT`]; its parent sees a frame cut short.
+fn report(bytes: &[u8], results: &OwnedFd, code: i32) -> i32 {
+    match write_frame(&mut sys::FdWriter(results.as_fd()), bytes) {
+        Ok(()) => code,
+        Err(e) => {
+            crate::diag::error(format_args!(
+                "process {} could not write its result of {} bytes for its parent: {e}",
+                sys::pid(),
+                bytes.len()
+            ));
+            PROTOCOL_EXIT
+        }
+    }
+}
+
+/// Why the bytes read from a result file are not a whole frame, if they are not: the child
+/// ended while writing its result (or could not write all of it).
+pub(crate) fn cut_short(bytes: &[u8]) -> Option<String> {
+    if bytes.is_empty() || frame_len(bytes).is_some() {
+        return None;
+    }
+    Some(match bytes.split_first_chunk::<4>() {
+        Some((len, rest)) => format!(
+            "its result was cut short: {} of its {} bytes were written",
+            rest.len(),
+            u32::from_le_bytes(*len)
+        ),
+        None => "its result was cut short in its length".to_owned(),
+    })
 }
 
 /// The most bytes of an outcome a forked child encodes on its stack.
@@ -322,13 +360,15 @@ fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: &OwnedF
         code = PROTOCOL_EXIT;
     }
     if u32::try_from(encoded.bytes().len()).is_ok() {
-        report(encoded.bytes(), results);
-        return code;
+        return report(encoded.bytes(), results, code);
     }
     let failed =
         Outcome::<()>::Failed("its result is 4 GiB or more, which cannot be sent".to_owned());
-    report(&rmp_serde::to_vec(&failed).unwrap_or_default(), results);
-    PROTOCOL_EXIT
+    report(
+        &rmp_serde::to_vec(&failed).unwrap_or_default(),
+        results,
+        PROTOCOL_EXIT,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,24 +400,23 @@ fn warn_if_threaded() {
     }
 }
 
-/// Forks; the child runs `target(args)` and exits, the parent gets the child's pid and the
-/// read end of the results pipe.
+/// Forks; the child runs `target(args)`, writes its outcome into the result file (module
+/// docs) and exits; the parent gets the child's pid and the file.
 pub(crate) fn fork_and_run<A, R: Serialize>(
     target: fn(A) -> R,
     args: A,
 ) -> Result<(u32, OwnedFd), SpawnError> {
     let os = |op| move |source| SpawnError::Os { op, source };
-    let (read, write) = sys::pipe().map_err(os("pipe"))?;
+    let results = sys::result_file().map_err(os("memfd_create"))?;
     // SAFETY: the child branch below only runs the target and leaves with `exit_now`; it never
     // returns into our callers' frames (module `# Safety`, point 1).
     match unsafe { sys::fork() }.map_err(os("fork"))? {
-        sys::Forked::Child => run_forked(target, args, read, &write),
+        sys::Forked::Child => run_forked(target, args, &results),
         sys::Forked::Parent(pid) => {
             // The child owns its copy of `args`; ours is dropped here, as a moved value would be.
-            drop(write);
             drop(args);
             warn_if_threaded();
-            Ok((pid, read))
+            Ok((pid, results))
         }
     }
 }
@@ -386,11 +425,8 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
 /// would make the parent's deeper too, and the parent writes a page of stack more after each
 /// fork.
 #[inline(never)]
-fn run_forked<A, R: Serialize>(target: fn(A) -> R, args: A, read: OwnedFd, write: &OwnedFd) -> ! {
-    // Closed so that a write to a parent that died fails instead of blocking; `write` stays
-    // open until the exit.
-    sys::close(read);
-    sys::exit_now(run_and_report(target, args, write))
+fn run_forked<A, R: Serialize>(target: fn(A) -> R, args: A, results: &OwnedFd) -> ! {
+    sys::exit_now(run_and_report(target, args, results))
 }
 
 /// Forks a worker that serves the tasks framed on its input until the input closes (see
@@ -632,14 +668,19 @@ star_targets! {
     trampoline6: A, B, C, D, E, G;
 }
 
-/// Re-executes this program as a child that runs `target(args)`.
+/// Re-executes this program as a child that runs `target(args)` and writes its outcome into
+/// the result file (module docs); returns the child's pid and the file.
 pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
     target: fn(A) -> R,
     args: &A,
 ) -> Result<(u32, OwnedFd), SpawnError> {
     let task = Task::new(target, args)?;
     let task = encode_order(&Order::Run(vec![&task]))?;
-    let ((pid, mut tasks), results) = spawn_worker()?;
+    let results = sys::result_file().map_err(|source| SpawnError::Os {
+        op: "memfd_create",
+        source,
+    })?;
+    let (pid, mut tasks) = exec_worker(&results)?;
     // A child that dies before reading makes this write fail (EPIPE; Rust ignores SIGPIPE);
     // `join` then reports how it ended. Closing our end tells the child it has one task only.
     let _ = write_frame(&mut tasks, &task);
@@ -650,10 +691,19 @@ pub(crate) fn spawn_and_run<A: Serialize + DeserializeOwned, R: Serialize>(
 /// Re-executes this program as a worker that runs the tasks framed on its input until the
 /// input closes. Returns the worker's pid with the task writer, and the results reader.
 pub(crate) fn spawn_worker() -> Result<((u32, std::fs::File), OwnedFd), SpawnError> {
+    let (results_read, results_write) =
+        sys::pipe().map_err(|source| SpawnError::Os { op: "pipe", source })?;
+    let worker = exec_worker(&results_write)?;
+    drop(results_write);
+    Ok((worker, results_read))
+}
+
+/// Re-executes this program as a worker that reads its tasks from a new pipe and writes its
+/// outcomes to `results`; returns its pid and the task writer.
+fn exec_worker(results: &OwnedFd) -> Result<(u32, std::fs::File), SpawnError> {
     let command_line = child_args().ok_or(SpawnError::NotInitialized)?;
     let os = |op| move |source| SpawnError::Os { op, source };
     let (args_read, args_write) = sys::pipe().map_err(os("pipe"))?;
-    let (results_read, results_write) = sys::pipe().map_err(os("pipe"))?;
     let exe = if std::path::Path::new("/proc/self/exe").exists() {
         std::path::PathBuf::from("/proc/self/exe")
     } else {
@@ -663,13 +713,12 @@ pub(crate) fn spawn_worker() -> Result<((u32, std::fs::File), OwnedFd), SpawnErr
     if let Some((program, rest)) = command_line.split_first() {
         command.arg0(program).args(rest);
     }
-    let fds = [sys::raw(&args_read), sys::raw(&results_write)];
+    let fds = [sys::raw(&args_read), sys::raw(results)];
     command.env(ENV, format!("{},{}", fds[0], fds[1]));
     sys::keep_fds_across_exec(&mut command, fds);
     let child = command.spawn().map_err(os("exec"))?;
     drop(args_read);
-    drop(results_write);
-    Ok(((child.id(), std::fs::File::from(args_write)), results_read))
+    Ok((child.id(), std::fs::File::from(args_write)))
 }
 
 /// In a spawned child: reads the payload and runs it. An error is its caller's to report.
@@ -713,9 +762,9 @@ fn failure_of(outcome: &[u8]) -> Option<String> {
     }
 }
 
-/// A worker's loop: runs every task framed on `tasks` and answers each with a framed outcome,
-/// until `tasks` closes or an empty frame asks it to stop. Returns the exit code of the last
-/// task (0 if there was none).
+/// A worker's loop: runs every task framed on `tasks` and answers each with a framed outcome
+/// on `results` (a pipe, or a `Process`'s result file), until `tasks` closes or an empty frame
+/// asks it to stop. Returns the exit code of the last task (0 if there was none).
 ///
 /// If the initializer fails, the worker stays and answers every task with that failure: a pool
 /// whose workers died of it would start new ones forever.
@@ -751,8 +800,16 @@ pub(crate) fn serve(tasks: OwnedFd, results: OwnedFd) -> Result<i32, String> {
                         code = exit;
                         outcome
                     };
-                    if write_frame(&mut results, &outcome).is_err() {
-                        return Ok(code); // the parent is gone: nobody to work for
+                    match write_frame(&mut results, &outcome) {
+                        Ok(()) => {}
+                        // The parent is gone: nobody to work for.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(code),
+                        Err(e) => {
+                            return Err(format!(
+                                "could not write its result of {} bytes: {e}",
+                                outcome.len()
+                            ));
+                        }
                     }
                 }
             }

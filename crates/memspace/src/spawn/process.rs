@@ -2,8 +2,7 @@
 //! program.
 
 use std::fmt;
-use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -26,12 +25,11 @@ enum State {
     NotStarted,
     Running {
         pid: u32,
-        /// The results pipe, until its end of input.
-        results: Option<File>,
-        /// Readable once the child ended (where the kernel has pidfds).
+        /// The file the child writes its outcome into (`child`'s module docs).
+        results: OwnedFd,
+        /// Readable once the child ended: its pidfd, opened by the first join with a deadline
+        /// (where the kernel has pidfds).
         ended: Option<OwnedFd>,
-        /// What the child sent so far: kept across timed-out joins.
-        received: Vec<u8>,
     },
     Joined {
         pid: u32,
@@ -113,7 +111,8 @@ where
     ///
     /// [`SpawnError::AlreadyStarted`]; [`SpawnError::NotInitialized`] for
     /// [`StartMethod::Spawn`] without [`init()`](crate::init); [`SpawnError::Encode`] if the
-    /// arguments cannot be serialized; [`SpawnError::Os`] if `fork`, `pipe` or `exec` fail.
+    /// arguments cannot be serialized; [`SpawnError::Os`] if `fork`, `exec` or the making of
+    /// the file the child's result comes back in fail.
     pub fn start(&mut self) -> Result<(), SpawnError> {
         if !matches!(self.state, State::NotStarted) {
             return Err(SpawnError::AlreadyStarted);
@@ -125,12 +124,8 @@ where
         };
         self.state = State::Running {
             pid,
-            results: Some(File::from(results)),
-            ended: sys::child_end_notifier(pid),
-            // Allocated only for a result that does not fit on `join`'s stack: after a fork,
-            // every page this process writes is copied (or at least faulted) first, and the
-            // allocator's pages are among them.
-            received: Vec::new(),
+            results,
+            ended: None,
         };
         Ok(())
     }
@@ -186,86 +181,76 @@ where
             pid,
             results,
             ended,
-            received,
         } = &mut self.state
         else {
             return Err(JoinError::NotStarted);
         };
         let pid = *pid;
         let os = |op| move |source| JoinError::Os { op, source };
-        // A small result is read onto the stack, in pages the start has written already since
-        // the fork, and decoded there; the heap is touched only for a larger one.
-        let mut first = [0u8; RESULT_ROOM];
-        let mut first_len = 0;
-        // Read while waiting: a child blocked writing a large result to a full pipe would never
-        // exit, and we would wait for it forever.
-        loop {
-            let Some(pipe) = results.as_mut() else {
-                // The child closed its pipe or sent its whole result; it is about to end, or
-                // ended. Without a deadline, `waitpid` below waits for that.
-                if let (Some(ended), Some(_)) = (ended.as_ref(), deadline) {
-                    let (ready, _) = sys::wait_readable_pair(ended.as_fd(), None, deadline)
-                        .map_err(os("poll"))?;
-                    if !ready {
-                        return Ok(None);
-                    }
-                }
-                break;
-            };
-            let (readable, child_ended) =
-                sys::wait_readable_pair(pipe.as_fd(), ended.as_ref().map(AsFd::as_fd), deadline)
-                    .map_err(os("poll"))?;
-            if !readable && !child_ended {
-                return Ok(None);
-            }
-            if readable {
-                let read = if received.is_empty() && deadline.is_none() {
-                    let read = sys::read(pipe.as_fd(), &mut first).map_err(os("read"))?;
-                    if child::frame_len(&first[..read]).is_some() {
-                        first_len = read;
-                    } else {
-                        // More is coming: gathered on the heap.
-                        received.extend_from_slice(&first[..read]);
-                    }
-                    read
-                } else {
-                    read_some(pipe, received).map_err(os("read"))?
-                };
-                if read == 0 {
-                    *results = None;
-                    continue;
-                }
-                if first_len > 0 || child::frame_len(received).is_some() {
-                    // The whole result is here and the child sends nothing more: only its exit
-                    // is left to wait for, without a wake-up for its end of the pipe closing.
-                    *results = None;
-                    continue;
-                }
-            }
-            if child_ended {
-                // The child ended. What it wrote is in the pipe; anything more would come from
-                // a process it started, which we do not wait for.
-                while sys::wait_readable_pair(pipe.as_fd(), None, Some(Instant::now()))
-                    .map_err(os("poll"))?
-                    .0
-                    && read_some(pipe, received).map_err(os("read"))? != 0
-                {}
-                break;
-            }
+        // The child's result file never blocks it, so its end is all there is to wait for.
+        if let Some(deadline) = deadline
+            && !wait_for_end(pid, ended, deadline).map_err(os("poll"))?
+        {
+            return Ok(None);
         }
-        let gathered = std::mem::take(received);
-        let bytes = if first_len > 0 {
-            &first[..first_len]
-        } else {
-            &gathered[..]
-        };
         let status = match sys::wait_child(pid).map_err(os("waitpid"))? {
             sys::ExitStatus::Exited(code) => ExitStatus::Exited(code),
             sys::ExitStatus::Signaled(signal) => ExitStatus::Signaled(signal),
         };
+        // A small result is read onto the stack, in pages the start has written already since
+        // the fork, and decoded there: after a fork, every page this process writes is copied
+        // (or at least faulted) first, and the allocator's pages are among them.
+        let mut first = [0u8; RESULT_ROOM];
+        let mut larger = Vec::new();
+        let received = read_result(results.as_fd(), &mut first, &mut larger);
         self.state = State::Joined { pid, status };
-        outcome(pid, status, bytes)
+        outcome(pid, status, received.map_err(os("read"))?)
     }
+}
+
+/// Waits until the child `pid` has ended or `deadline` has passed; returns whether it ended.
+///
+/// The first wait opens the child's pidfd into `ended`, which later ones reuse: until it is
+/// reaped, the child's pid names it and no other process. Where the kernel has no pidfds
+/// (before Linux 5.3) the child is looked at every few milliseconds.
+fn wait_for_end(pid: u32, ended: &mut Option<OwnedFd>, deadline: Instant) -> std::io::Result<bool> {
+    if ended.is_none() {
+        *ended = sys::child_end_notifier(pid);
+    }
+    if let Some(ended) = ended {
+        return Ok(sys::wait_readable_pair(ended.as_fd(), None, Some(deadline))?.0);
+    }
+    let mut pause = Duration::from_micros(100);
+    loop {
+        if sys::child_has_ended(pid)? {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// What an ended child wrote into its result file: onto `first` if it fits, otherwise all of
+/// it onto `larger`.
+fn read_result<'a>(
+    results: BorrowedFd<'_>,
+    first: &'a mut [u8; RESULT_ROOM],
+    larger: &'a mut Vec<u8>,
+) -> std::io::Result<&'a [u8]> {
+    let read = sys::read_file_start(results, first)?;
+    if read < RESULT_ROOM {
+        return Ok(&first[..read]);
+    }
+    let size = usize::try_from(sys::file_info(results)?.size)
+        .map_err(|_| std::io::Error::other("a result larger than the address space"))?;
+    larger.resize(size, 0);
+    let read = sys::read_at(results, larger, 0)?;
+    larger.truncate(read);
+    Ok(larger)
 }
 
 /// What `join` returns for a child `pid` that ended with `status` and sent `bytes`.
@@ -285,6 +270,12 @@ fn outcome<R: DeserializeOwned>(
         }),
         Some(Outcome::Failed(message)) => Err(JoinError::Failed { pid, message }),
         None => Err(match status {
+            ExitStatus::Exited(code) if let Some(why) = child::cut_short(bytes) => {
+                JoinError::Failed {
+                    pid,
+                    message: format!("{why} (exit code {code})"),
+                }
+            }
             ExitStatus::Exited(code) if !bytes.is_empty() => JoinError::Failed {
                 pid,
                 message: format!(
@@ -296,17 +287,6 @@ fn outcome<R: DeserializeOwned>(
             ExitStatus::Signaled(signal) => JoinError::Killed { pid, signal },
         }),
     }
-}
-
-/// Reads what the pipe holds now (it was polled readable) onto `into`; 0 at its end.
-fn read_some(pipe: &mut File, into: &mut Vec<u8>) -> std::io::Result<usize> {
-    // In small steps while the result is small, then in larger ones.
-    let room = if into.len() < RESULT_ROOM {
-        RESULT_ROOM - into.len()
-    } else {
-        16 * 1024
-    };
-    sys::read_appending(pipe.as_fd(), into, room)
 }
 
 /// Bytes of a child's result read onto the stack: a small result fits.

@@ -1,5 +1,5 @@
-//! Child processes: `fork`, leaving a child without its parent's destructors, descriptors
-//! handed to a child across `exec`, and waiting for children and pipes.
+//! Child processes: `fork`, leaving a child without its parent's destructors, the files and
+//! descriptors handed to a child across `exec`, and waiting for children and pipes.
 //!
 //! # Safety
 //!
@@ -12,7 +12,7 @@
 use rustix::event::{PollFd, PollFlags};
 use std::ffi::c_int;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Instant;
@@ -102,44 +102,6 @@ fn wait_child_inner(pid: u32, flags: c_int) -> io::Result<Option<ExitStatus>> {
     }
 }
 
-/// Reads what `fd` has onto the end of `into`, into its spare room (made at least `room`
-/// bytes first); returns how many bytes came, 0 at end of file. A buffer on the stack instead
-/// would be written afresh after each fork, which costs the parent a page fault per page of
-/// it while a forked child shares the pages.
-pub(crate) fn read_appending(
-    fd: BorrowedFd<'_>,
-    into: &mut Vec<u8>,
-    room: usize,
-) -> io::Result<usize> {
-    into.reserve(room);
-    loop {
-        // `spare_capacity` adds what was read to the vector's length.
-        match rustix::io::read(fd, rustix::buffer::spare_capacity(into)) {
-            Ok(n) => return Ok(n),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Reads what `fd` has into `into`; returns how many bytes came, 0 at end of file.
-pub(crate) fn read(fd: BorrowedFd<'_>, into: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match rustix::io::read(fd, &mut *into) {
-            Ok(n) => return Ok(n),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Closes `fd` with the system call itself. Dropping an `OwnedFd` calls libc's `close`, whose
-/// code a forked child has to fault in first.
-pub(crate) fn close(fd: OwnedFd) {
-    // SAFETY: `fd` is owned and consumed here, so nothing else uses or closes the descriptor.
-    unsafe { rustix::io::close(fd.into_raw_fd()) };
-}
-
 /// Writes to a descriptor with the system calls themselves (`std`'s `File` calls libc's
 /// `write` and `writev`, whose code a forked child has to fault in first), and leaves it open
 /// when dropped.
@@ -157,6 +119,30 @@ impl Write for FdWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A new, empty file in memory (a memfd), closed on `exec`, for a child's result: unlike a pipe
+/// it holds a result of any size without blocking its writer, and its reader need not read
+/// until the writer ended.
+#[doc(alias = "memfd_create")]
+pub(crate) fn result_file() -> io::Result<OwnedFd> {
+    Ok(rustix::fs::memfd_create(
+        c"memspace-result",
+        rustix::fs::MemfdFlags::CLOEXEC,
+    )?)
+}
+
+/// Reads the start of the file `fd` into `into` with one `pread`; returns how many bytes came.
+/// Fewer than `into` holds means the file ends there, once nothing writes it any more (a
+/// [`result_file`] whose child ended).
+pub(crate) fn read_file_start(fd: BorrowedFd<'_>, into: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::pread(fd, &mut *into, 0) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -243,4 +243,4 @@ mod place;
 
 #[cfg(feature = "redis")]
 pub(crate) use self::place::RedisEngine;
-pub(crate) use self::place::{Blueprint, InSegment, NoRedis, Place};
+pub(crate) use self::place::{Blueprint, NoRedis, Place};

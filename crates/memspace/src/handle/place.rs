@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::error::Result;
 #[cfg(feature = "redis")]
 use crate::redis::{Init, Object};
-use crate::segment::{Kind, LockAnchor, LockSite, Segment, SegmentName, SegmentOptions};
+use crate::segment::{InSegment, Kind, Segment, SegmentName, SegmentOptions};
 
 /// Where one handle's object lives.
 ///
@@ -33,24 +33,6 @@ pub(crate) enum Place<R = NoRedis, S = Arc<Segment>> {
     Shm(S),
     /// On a Redis server.
     Redis(R),
-}
-
-/// The shared-memory side of a [`Place`]: something that lives in one segment.
-pub(crate) trait InSegment {
-    /// The segment it lives in.
-    fn segment(&self) -> &Segment;
-}
-
-impl InSegment for Arc<Segment> {
-    fn segment(&self) -> &Segment {
-        self
-    }
-}
-
-impl<const GUARDS_DATA: bool> InSegment for LockAnchor<GUARDS_DATA> {
-    fn segment(&self) -> &Segment {
-        LockSite::segment(self)
-    }
 }
 
 /// A kind's Redis engine: the kind's operations on one Redis `Object`.

@@ -14,14 +14,12 @@ use std::sync::Arc;
 
 use super::header::LOCK_OFFSET;
 use super::mapping::Pinned;
-use super::{LockSlot, Segment};
+use super::{InSegment, LockSlot, Segment};
 use crate::sys;
 
 /// Where a segment's lock is taken: through the [`Segment`] itself, or through a handle's
 /// [`LockAnchor`], which reaches the same slot in fewer loads.
-pub(crate) trait LockSite {
-    /// The segment whose lock it is.
-    fn segment(&self) -> &Segment;
+pub(crate) trait LockSite: InSegment {
     /// Its lock slot.
     fn slot(&self) -> &LockSlot;
     /// Whether what the lock protects is still the segment's after a peer shrank its file
@@ -31,11 +29,6 @@ pub(crate) trait LockSite {
 }
 
 impl LockSite for Segment {
-    #[inline]
-    fn segment(&self) -> &Segment {
-        self
-    }
-
     #[inline]
     fn slot(&self) -> &LockSlot {
         self.lock_slot()
@@ -69,12 +62,14 @@ impl<const GUARDS_DATA: bool> LockAnchor<GUARDS_DATA> {
     }
 }
 
-impl<const GUARDS_DATA: bool> LockSite for LockAnchor<GUARDS_DATA> {
+impl<const GUARDS_DATA: bool> InSegment for LockAnchor<GUARDS_DATA> {
     #[inline]
     fn segment(&self) -> &Segment {
         self.slot.segment()
     }
+}
 
+impl<const GUARDS_DATA: bool> LockSite for LockAnchor<GUARDS_DATA> {
     #[inline]
     fn slot(&self) -> &LockSlot {
         self.slot.get()

@@ -140,6 +140,27 @@ impl Memo {
     }
 }
 
+/// Something that lives in one segment: the segment itself, a handle's `Arc` of it, or a
+/// typed view of it (a [`LockAnchor`], a [`Mutex`](crate::Mutex)).
+pub(crate) trait InSegment {
+    /// The segment it lives in.
+    fn segment(&self) -> &Segment;
+}
+
+impl InSegment for Segment {
+    #[inline]
+    fn segment(&self) -> &Segment {
+        self
+    }
+}
+
+impl InSegment for std::sync::Arc<Segment> {
+    #[inline]
+    fn segment(&self) -> &Segment {
+        self
+    }
+}
+
 impl fmt::Debug for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Segment")

@@ -23,7 +23,7 @@ use bytemuck::Pod;
 use super::{LockError, RawGuard, Recovery, TryLockError, acquire, blocking, plain};
 use crate::error::Result;
 use crate::handle::{NoRedis, Place};
-use crate::segment::{Kind, LockAnchor, LockSite, Segment, SegmentName};
+use crate::segment::{InSegment, Kind, LockAnchor, Segment, SegmentName};
 use crate::sys::Wait;
 
 /// A value of plain data (`T: Pod`) in shared memory, behind a robust cross-process lock.
@@ -181,9 +181,9 @@ impl<T: Pod> Mutex<T> {
 
 serialize_as_name!(Mutex<T> where T: Pod);
 
-impl<T> crate::handle::InSegment for Mutex<T> {
+impl<T> InSegment for Mutex<T> {
     fn segment(&self) -> &Segment {
-        LockSite::segment(self.place.local())
+        self.place.local().segment()
     }
 }
 

@@ -25,6 +25,21 @@ pub fn sigkill(pid: u32) {
     }
 }
 
+/// Reaps this process's child `pid`, waiting for it to end: for a child no handle will reap
+/// (one whose `Process` was dropped). Whether it was reaped here.
+pub fn reap_zombie(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    matches!(
+        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()),
+        Ok(Some(_))
+    )
+}
+
 /// Whether `status` is the end of a process killed with `SIGKILL`.
 pub fn was_sigkilled(status: ExitStatus) -> bool {
     status.signal() == Some(9)

@@ -30,6 +30,8 @@ memspace_testkit::per_mode! {
     a_process_killed_by_sigkill_is_not_running_before_it_is_joined: fork, spawn;
     a_result_larger_than_its_file_may_grow_is_reported_cut_short: fork, spawn;
     a_join_does_not_wait_for_a_grandchild_that_holds_the_result_file_open: fork, spawn;
+    a_child_killed_while_it_writes_its_result_is_reported_killed: fork, spawn;
+    a_child_whose_process_was_dropped_still_writes_its_result_and_ends: fork, spawn;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,11 +96,9 @@ fn processes_return_their_targets_values_to_join(method: StartMethod) {
         "{method}: 4 MiB came back"
     );
     // Around the size a forked child frames on its stack and `join` reads onto its own (512
-    // bytes with the length), a page, and a pipe's buffer (64 KiB, what a result crossed before
-    // it came back in a file).
-    for len in [
-        0, 1, 490, 500, 505, 506, 507, 508, 509, 510, 520, 4096, 65_530, 65_536, 300_000,
-    ] {
+    // bytes with the length: 365 to 379 bytes encode to frames of 505 to 520), and a pipe's
+    // buffer (64 KiB).
+    for len in (365..=379).chain([0, 1, 490, 520, 4096, 65_530, 65_536, 300_000]) {
         let mut result = Running::start_by(method, big_result, len);
         assert!(
             result.join().expect("join") == big_result(len),
@@ -603,17 +603,9 @@ fn leave_a_grandchild((release, test): (Event, u32)) -> u32 {
     grandchild.pid().expect("started")
 }
 
-/// The result files (memfds) that process `pid` holds open.
-fn result_files_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |fds| {
-        fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-            .filter(|target| target.to_string_lossy().contains("memfd:memspace-result"))
-            .count()
-    })
-}
-
 /// The join waits for the child's end, not for its result file's last holder to close it: a
-/// grandchild still holding it open does not keep the join waiting.
+/// grandchild, which inherited every descriptor of the child, the file among them, does not
+/// keep the join waiting while it runs (it runs until the join has returned).
 fn a_join_does_not_wait_for_a_grandchild_that_holds_the_result_file_open(method: StartMethod) {
     let name = Removal::fresh("grandchild");
     let release = Event::create(name.name()).expect("create an event");
@@ -627,12 +619,50 @@ fn a_join_does_not_wait_for_a_grandchild_that_holds_the_result_file_open(method:
         !memspace_testkit::procfs::has_ended(grandchild),
         "{method}: the grandchild ended before the join returned, which shows nothing"
     );
-    assert!(
-        result_files_of(grandchild) >= 2,
-        "{method}: the grandchild holds its own result file and its parent's"
-    );
     release.set().expect("release the grandchild");
     wait_until("the grandchild ended", || {
         memspace_testkit::procfs::has_ended(grandchild)
     });
+}
+
+/// A result of `len` bytes, each `fill`.
+fn filled((len, fill): (usize, u8)) -> Vec<u8> {
+    vec![fill; len]
+}
+
+/// A child `SIGKILL`ed at some moment of its run, while it encodes or writes a result of
+/// 32 MiB among them, is reported as killed; `join` never returns a part of its result. Had
+/// it finished, the result is whole.
+fn a_child_killed_while_it_writes_its_result_is_reported_killed(method: StartMethod) {
+    let len = 32 << 20;
+    let mut killed = 0;
+    for delay_ms in [0, 1, 2, 5, 10, 20, 40, 80] {
+        let mut process = Running::start_by(method, filled, (len, 7));
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        sigkill(process.pid());
+        match process.join() {
+            Err(JoinError::Killed { signal: 9, .. }) => killed += 1,
+            Ok(result) => assert!(
+                result.len() == len && result.iter().all(|&b| b == 7),
+                "{method}: killed after {delay_ms} ms, it returned {} bytes, not its whole result",
+                result.len()
+            ),
+            other => panic!("{method}: killed after {delay_ms} ms: {other:?}"),
+        }
+    }
+    assert!(killed > 0, "{method}: no child was killed before it ended");
+}
+
+/// A `Process` dropped while its child runs leaves the child alone: it writes a result larger
+/// than a pipe holds, which nobody reads, and ends.
+fn a_child_whose_process_was_dropped_still_writes_its_result_and_ends(method: StartMethod) {
+    let mut process = Process::new(filled, (4 << 20, 1)).start_method(method);
+    process.start().expect("start");
+    let pid = process.pid().expect("started");
+    drop(process);
+    wait_until("the dropped process's child ended", || {
+        memspace_testkit::procfs::has_ended(pid)
+    });
+    // Reaped here, as nobody else will: the zombie is still this process's child.
+    assert!(memspace_testkit::children::reap_zombie(pid), "{method}");
 }

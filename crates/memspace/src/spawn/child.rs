@@ -14,12 +14,12 @@
 //! # The result file
 //!
 //! A `Process` child, forked or spawned, writes its outcome as one frame (a length, then the
-//! bytes) into a new file in memory that its parent made for it alone, and exits; the parent
-//! waits for the exit, then reads the file. A file never blocks its writer, whatever the
-//! result's size, so the parent need not read while it waits: `waitpid` alone waits, which
-//! saves a forked child's start a pipe, a pidfd, a `poll` and the wake-up between the result
-//! and the exit. A write is only ever cut short at its end (the file then ends early), so a
-//! frame that is not whole is seen by its length, never decoded.
+//! bytes) into a new file in memory (a memfd) that its parent made for it alone, and exits;
+//! the parent waits for the exit in `waitpid`, reads the file with one `pread` (two for a
+//! result larger than 512 bytes), and empties it. A file never blocks its writer, whatever the
+//! result's size, so the parent need not read while it waits, and it wakes once, at the exit.
+//! A write is only ever cut short at its end (the file then ends early), so a frame that is
+//! not whole is seen by its length, never decoded.
 //!
 //! # Safety
 //!
@@ -186,7 +186,8 @@ pub(crate) fn frame_len(bytes: &[u8]) -> Option<usize> {
 /// Sends `payload` as one frame: a little-endian `u32` length, then the payload. Every frame
 /// a parent or a child sends goes through here: the length and the payload leave together in
 /// one `writev`, so a task or a result costs one system call, and the loop resumes a write a
-/// signal cut short (a frame larger than the pipe's buffer may be taken in parts).
+/// signal cut short (a frame larger than a pipe's buffer may be taken in parts; a file takes a
+/// write whole unless it is full).
 pub(crate) fn write_frame(out: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| {
         std::io::Error::new(
@@ -260,14 +261,14 @@ fn unencodable<R>(error: &rmp_serde::encode::Error) -> Outcome<()> {
     ))
 }
 
-/// Writes an outcome into the result file as one frame. When the file cannot take all of it
-/// (memory or `RLIMIT_FSIZE` ran out) the child says why on stderr and ends with
-/// [`PROTOCOL_EXIT`]; its parent sees a frame cut short.
+/// Writes a forked child's outcome into its result file as one frame. When the file cannot
+/// take all of it (memory or `RLIMIT_FSIZE` ran out) the child says why on stderr and ends
+/// with [`PROTOCOL_EXIT`]; its parent sees a frame cut short.
 fn report(bytes: &[u8], results: &OwnedFd, code: i32) -> i32 {
     match write_frame(&mut sys::FdWriter(results.as_fd()), bytes) {
         Ok(()) => code,
         Err(e) => {
-            crate::diag::error(format_args!(
+            crate::diag::error_in_forked_child(format_args!(
                 "process {} could not write its result of {} bytes for its parent: {e}",
                 sys::pid(),
                 bytes.len()
@@ -285,11 +286,14 @@ pub(crate) fn cut_short(bytes: &[u8]) -> Option<String> {
     }
     Some(match bytes.split_first_chunk::<4>() {
         Some((len, rest)) => format!(
-            "its result was cut short: {} of its {} bytes were written",
+            "its result was cut short: {} of its {} bytes were written; it ran out of memory \
+             or of the file size its RLIMIT_FSIZE allows (its standard error says which)",
             rest.len(),
             u32::from_le_bytes(*len)
         ),
-        None => "its result was cut short in its length".to_owned(),
+        None => "its result was cut short in its length; it ran out of memory or of the file \
+                 size its RLIMIT_FSIZE allows (its standard error says which)"
+            .to_owned(),
     })
 }
 
@@ -344,8 +348,8 @@ impl Write for StackFirst {
     }
 }
 
-/// Runs `target` in a forked child, sends its outcome to the parent and returns the exit code.
-/// A small outcome is encoded on the stack: every page a forked child writes is copied for it
+/// Runs `target` in a forked child, writes its outcome into the result file and returns the
+/// exit code. A small outcome is encoded on the stack: every page a forked child writes is copied for it
 /// first, and the heap's pages (the allocator's state, a buffer) would be copied for nothing
 /// but this frame.
 fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: &OwnedFd) -> i32 {
@@ -362,13 +366,14 @@ fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: &OwnedF
     if u32::try_from(encoded.bytes().len()).is_ok() {
         return report(encoded.bytes(), results, code);
     }
+    report(&too_large(), results, PROTOCOL_EXIT)
+}
+
+/// The outcome sent instead of a result too large for a frame (4 GiB or more).
+fn too_large() -> Vec<u8> {
     let failed =
         Outcome::<()>::Failed("its result is 4 GiB or more, which cannot be sent".to_owned());
-    report(
-        &rmp_serde::to_vec(&failed).unwrap_or_default(),
-        results,
-        PROTOCOL_EXIT,
-    )
+    rmp_serde::to_vec(&failed).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,7 +431,15 @@ pub(crate) fn fork_and_run<A, R: Serialize>(
 /// fork.
 #[inline(never)]
 fn run_forked<A, R: Serialize>(target: fn(A) -> R, args: A, results: &OwnedFd) -> ! {
-    sys::exit_now(run_and_report(target, args, results))
+    exit_without_unwinding(|| run_and_report(target, args, results))
+}
+
+/// Runs `work` in a forked child and ends the child with the exit code it returns. A panic
+/// that escapes `work` (a result's `Serialize`, which runs after the target's own catch) ends
+/// it with [`PROTOCOL_EXIT`]: nothing may unwind into the frames the child copied from its
+/// parent (module `# Safety`, point 1).
+fn exit_without_unwinding(work: impl FnOnce() -> i32) -> ! {
+    sys::exit_now(catch_unwind(AssertUnwindSafe(work)).unwrap_or(PROTOCOL_EXIT))
 }
 
 /// Forks a worker that serves the tasks framed on its input until the input closes (see
@@ -449,14 +462,15 @@ pub(crate) fn fork_worker(
                 // child's copy of the parent's memory) never run again: we `exit_now` below.
                 unsafe { sys::close_inherited(fd) };
             }
-            let code = match serve(tasks_read, results_write) {
+            exit_without_unwinding(|| match serve(tasks_read, results_write) {
                 Ok(code) => code,
                 Err(message) => {
-                    crate::diag::error(format_args!("a pool worker stopped: {message}"));
+                    crate::diag::error_in_forked_child(format_args!(
+                        "a pool worker stopped: {message}"
+                    ));
                     PROTOCOL_EXIT
                 }
-            };
-            sys::exit_now(code)
+            })
         }
         sys::Forked::Parent(pid) => {
             drop(tasks_read);
@@ -798,7 +812,12 @@ pub(crate) fn serve(tasks: OwnedFd, results: OwnedFd) -> Result<i32, String> {
                     } else {
                         let (outcome, exit) = task.run()?;
                         code = exit;
-                        outcome
+                        if u32::try_from(outcome.len()).is_ok() {
+                            outcome
+                        } else {
+                            code = PROTOCOL_EXIT;
+                            too_large()
+                        }
                     };
                     match write_frame(&mut results, &outcome) {
                         Ok(()) => {}

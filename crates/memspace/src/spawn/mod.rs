@@ -103,7 +103,8 @@ pub enum SpawnError {
         /// How many tasks had not finished.
         tasks: usize,
     },
-    /// The operating system refused (`fork`, `pipe`, `exec`, `pthread_create`).
+    /// The operating system refused (`fork`, `pipe`, `memfd_create`, `exec`,
+    /// `pthread_create`).
     #[error("{op} failed while starting a worker")]
     Os {
         /// The failing call.
@@ -146,7 +147,8 @@ pub enum JoinError {
         /// Its exit code.
         code: i32,
     },
-    /// The child ran but could not decode its arguments or encode its result.
+    /// The child ran but could not decode its arguments, encode its result, or write all of
+    /// its result (then the message says it was cut short).
     #[error("process {pid} failed: {message}")]
     Failed {
         /// The child's pid.
@@ -154,7 +156,7 @@ pub enum JoinError {
         /// What went wrong.
         message: String,
     },
-    /// The operating system refused (`waitpid`, `read`).
+    /// The operating system refused (`waitpid`, `waitid`, `poll`, `read`).
     #[error("{op} failed while joining a worker")]
     Os {
         /// The failing call.

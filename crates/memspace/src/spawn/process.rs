@@ -137,7 +137,8 @@ where
     /// * [`JoinError::Panicked`] if the target panicked (the message comes from the child);
     /// * [`JoinError::Killed`] if a signal ended the child;
     /// * [`JoinError::Exited`] if it exited without a result;
-    /// * [`JoinError::Failed`] if it could not decode its arguments or encode its result;
+    /// * [`JoinError::Failed`] if it could not decode its arguments, or encode or write all of
+    ///   its result;
     /// * [`JoinError::NotStarted`].
     pub fn join(&mut self) -> Result<R, JoinError> {
         match self.join_until(None)? {
@@ -189,7 +190,7 @@ where
         let os = |op| move |source| JoinError::Os { op, source };
         // The child's result file never blocks it, so its end is all there is to wait for.
         if let Some(deadline) = deadline
-            && !wait_for_end(pid, ended, deadline).map_err(os("poll"))?
+            && !wait_for_end(pid, ended, deadline)?
         {
             return Ok(None);
         }
@@ -203,6 +204,8 @@ where
         let mut first = [0u8; RESULT_ROOM];
         let mut larger = Vec::new();
         let received = read_result(results.as_fd(), &mut first, &mut larger);
+        // Nothing else reads it; a grandchild that inherited it would keep its memory.
+        let _ = sys::empty_file(results.as_fd());
         self.state = State::Joined { pid, status };
         outcome(pid, status, received.map_err(os("read"))?)
     }
@@ -210,16 +213,34 @@ where
 
 /// Waits until the child `pid` has ended or `deadline` has passed; returns whether it ended.
 ///
-/// The first wait opens the child's pidfd into `ended`, which later ones reuse: until it is
-/// reaped, the child's pid names it and no other process. Where the kernel has no pidfds
+/// The first wait opens the child's pidfd into `ended`, which later ones reuse. It looks first
+/// (`waitid`) that `pid` is still a child of this process, not yet reaped: then the pid names
+/// it and no other process. (Code that reaps every child, `waitpid(-1)` or `SIGCHLD` ignored,
+/// takes that away; the look then fails with `ECHILD`.) Where the kernel has no pidfds
 /// (before Linux 5.3) the child is looked at every few milliseconds.
-fn wait_for_end(pid: u32, ended: &mut Option<OwnedFd>, deadline: Instant) -> std::io::Result<bool> {
+fn wait_for_end(
+    pid: u32,
+    ended: &mut Option<OwnedFd>,
+    deadline: Instant,
+) -> Result<bool, JoinError> {
+    let os = |op| move |source| JoinError::Os { op, source };
     if ended.is_none() {
+        if sys::child_has_ended(pid).map_err(os("waitid"))? {
+            return Ok(true);
+        }
         *ended = sys::child_end_notifier(pid);
     }
-    if let Some(ended) = ended {
-        return Ok(sys::wait_readable_pair(ended.as_fd(), None, Some(deadline))?.0);
+    match ended {
+        Some(ended) => Ok(sys::wait_readable_pair(ended.as_fd(), None, Some(deadline))
+            .map_err(os("poll"))?
+            .0),
+        None => look_until_ended(pid, deadline).map_err(os("waitid")),
     }
+}
+
+/// Looks whether the child `pid` has ended, every few milliseconds until `deadline`; returns
+/// whether it ended.
+fn look_until_ended(pid: u32, deadline: Instant) -> std::io::Result<bool> {
     let mut pause = Duration::from_micros(100);
     loop {
         if sys::child_has_ended(pid)? {
@@ -234,18 +255,20 @@ fn wait_for_end(pid: u32, ended: &mut Option<OwnedFd>, deadline: Instant) -> std
     }
 }
 
-/// What an ended child wrote into its result file: onto `first` if it fits, otherwise all of
-/// it onto `larger`.
+/// The frame an ended child wrote into its result file: onto `first` if it fits, otherwise
+/// onto `larger`, as much of it as the file holds.
 fn read_result<'a>(
     results: BorrowedFd<'_>,
     first: &'a mut [u8; RESULT_ROOM],
     larger: &'a mut Vec<u8>,
 ) -> std::io::Result<&'a [u8]> {
     let read = sys::read_file_start(results, first)?;
-    if read < RESULT_ROOM {
+    if read < RESULT_ROOM || child::frame_len(first).is_some() {
         return Ok(&first[..read]);
     }
-    let size = usize::try_from(sys::file_info(results)?.size)
+    let (len, _) = first.split_first_chunk::<4>().expect("512 bytes were read");
+    let frame = 4 + u64::from(u32::from_le_bytes(*len));
+    let size = usize::try_from(frame.min(sys::file_info(results)?.size))
         .map_err(|_| std::io::Error::other("a result larger than the address space"))?;
     larger.resize(size, 0);
     let read = sys::read_at(results, larger, 0)?;
@@ -363,9 +386,36 @@ impl<A, R> Process<A, R> {
 impl<A, R> Drop for Process<A, R> {
     fn drop(&mut self) {
         // Reap the child if it has already ended, so that no zombie is left; a running child is
-        // left alone (it is not ours to kill).
-        if let State::Running { pid, .. } = self.state {
-            let _ = sys::try_wait_child(pid);
+        // left alone (it is not ours to kill). Its result is never read: emptied, the file
+        // holds no memory for a grandchild that inherited it.
+        if let State::Running { pid, results, .. } = &self.state {
+            let _ = sys::try_wait_child(*pid);
+            let _ = sys::empty_file(results.as_fd());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::look_until_ended;
+
+    /// The way a timed join waits where the kernel has no pidfds.
+    #[test]
+    fn looking_for_a_childs_end_gives_up_at_the_deadline_and_sees_the_end() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("start sleep");
+        let pid = child.id();
+        let looked = look_until_ended(pid, Instant::now() + Duration::from_millis(20));
+        assert!(!looked.expect("look"), "sleep 30 ended within the look");
+        child.kill().expect("kill sleep");
+        let looked = look_until_ended(pid, Instant::now() + Duration::from_mins(1));
+        assert!(looked.expect("look"), "the killed child was not seen ended");
+        child.wait().expect("reap sleep");
+        // Reaped, it is no child of this process any more.
+        assert!(look_until_ended(pid, Instant::now()).is_err());
     }
 }

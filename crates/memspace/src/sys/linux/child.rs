@@ -133,6 +133,18 @@ pub(crate) fn result_file() -> io::Result<OwnedFd> {
     )?)
 }
 
+/// Empties the file `fd` (a [`result_file`] once read): its memory is freed even while another
+/// process keeps it open (a grandchild that inherited it).
+#[doc(alias = "ftruncate")]
+pub(crate) fn empty_file(fd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        match rustix::fs::ftruncate(fd, 0) {
+            Err(rustix::io::Errno::INTR) => {}
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// Reads the start of the file `fd` into `into` with one `pread`; returns how many bytes came.
 /// Fewer than `into` holds means the file ends there, once nothing writes it any more (a
 /// [`result_file`] whose child ended).

@@ -125,12 +125,34 @@ impl Write for FdWriter<'_> {
 /// A new, empty file in memory (a memfd), closed on `exec`, for a child's result: unlike a pipe
 /// it holds a result of any size without blocking its writer, and its reader need not read
 /// until the writer ended.
+///
+/// Where `memfd_create` is missing (before Linux 3.17) or refused (a seccomp filter), it is an
+/// unnamed temporary file (`O_TMPFILE`, mode 600) in `/dev/shm`, else in the temporary
+/// directory: a file no other process can open by name, which serves the same way.
 #[doc(alias = "memfd_create")]
 pub(crate) fn result_file() -> io::Result<OwnedFd> {
-    Ok(rustix::fs::memfd_create(
-        c"memspace-result",
-        rustix::fs::MemfdFlags::CLOEXEC,
-    )?)
+    let refused =
+        match rustix::fs::memfd_create(c"memspace-result", rustix::fs::MemfdFlags::CLOEXEC) {
+            Ok(file) => return Ok(file),
+            Err(e @ (rustix::io::Errno::NOSYS | rustix::io::Errno::PERM)) => e,
+            Err(e) => return Err(e.into()),
+        };
+    unnamed_file().ok_or_else(|| {
+        io::Error::other(format!(
+            "no file for a child's result: memfd_create was refused ({refused}), and neither \
+             /dev/shm nor the temporary directory takes an unnamed file"
+        ))
+    })
+}
+
+/// An unnamed temporary file, readable and writable by this user alone, closed on `exec`, in
+/// `/dev/shm` or else the temporary directory: [`result_file`] where there is no memfd.
+fn unnamed_file() -> Option<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()]
+        .iter()
+        .find_map(|dir| rustix::fs::open(dir, flags, Mode::RUSR | Mode::WUSR).ok())
 }
 
 /// Empties the file `fd` (a [`result_file`] once read): its memory is freed even while another
@@ -309,4 +331,27 @@ pub(crate) unsafe fn close_inherited(fd: RawFd) {
     // SAFETY: the caller guarantees nothing will use or close `fd` again (see `# Safety`);
     // close has no other preconditions, and its error (EBADF) is harmless here.
     unsafe { libc::close(fd) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    use super::{FdWriter, empty_file, read_file_start, result_file, unnamed_file};
+
+    /// Both kinds of result file take a frame, give it back from its start, and empty.
+    #[test]
+    fn a_result_file_and_its_fallback_give_back_what_was_written_and_empty() {
+        let fallback =
+            unnamed_file().expect("an unnamed file in /dev/shm or the temporary directory");
+        for file in [result_file().expect("a result file"), fallback] {
+            FdWriter(file.as_fd()).write_all(b"framed").expect("write");
+            let mut start = [0u8; 16];
+            assert_eq!(read_file_start(file.as_fd(), &mut start).expect("read"), 6);
+            assert_eq!(&start[..6], b"framed");
+            empty_file(file.as_fd()).expect("empty");
+            assert_eq!(read_file_start(file.as_fd(), &mut start).expect("read"), 0);
+        }
+    }
 }

@@ -266,8 +266,7 @@ fn read_result<'a>(
     if read < RESULT_ROOM || child::frame_len(first).is_some() {
         return Ok(&first[..read]);
     }
-    let (len, _) = first.split_first_chunk::<4>().expect("512 bytes were read");
-    let frame = 4 + u64::from(u32::from_le_bytes(*len));
+    let frame = 4 + u64::from(u32::from_le_bytes([first[0], first[1], first[2], first[3]]));
     let size = usize::try_from(frame.min(sys::file_info(results)?.size))
         .map_err(|_| std::io::Error::other("a result larger than the address space"))?;
     larger.resize(size, 0);

@@ -29,7 +29,9 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::handle::{Blueprint, NoRedis, Place};
-use crate::segment::{DATA_START, Kind, Segment, SegmentName, SegmentOptions};
+use crate::segment::{
+    DATA_START, InSegment, Kind, LockAnchor, Segment, SegmentName, SegmentOptions,
+};
 use crate::shm_safe::ShmSafe;
 use crate::sync::{RawGuard, expect_type, lock_and_repair};
 
@@ -62,7 +64,8 @@ unsafe impl ShmSafe for VecArea {}
 /// # }
 /// ```
 pub struct SharedVec<T> {
-    place: Place<NoRedis>,
+    /// Its segment, with the lock slot's address kept beside it: every push takes the lock.
+    place: Place<NoRedis, LockAnchor<true>>,
     _elements: PhantomData<fn(T) -> T>,
 }
 
@@ -87,7 +90,7 @@ impl<T> fmt::Debug for SharedVec<T> {
 impl<T> SharedVec<T> {
     /// The segment: a vector lives only in shared memory.
     fn shm(&self) -> &Segment {
-        self.place.local()
+        self.place.local().segment()
     }
 
     fn area(&self) -> &VecArea {
@@ -170,7 +173,7 @@ impl<T: Pod> SharedVec<T> {
             area.element_align.load(Ordering::Relaxed),
         )?;
         Ok(SharedVec {
-            place,
+            place: place.map(LockAnchor::new, |never| never),
             _elements: PhantomData,
         })
     }
@@ -179,7 +182,7 @@ impl<T: Pod> SharedVec<T> {
     /// commit point.
     #[inline]
     fn lock(&self) -> Result<RawGuard<'_>> {
-        lock_and_repair(self.shm(), |_| Ok(()))
+        lock_and_repair(self.place.local(), |_| Ok(()))
     }
 
     /// The end of the first `len` elements (`len` read from the segment), checked to lie in

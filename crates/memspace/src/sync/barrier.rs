@@ -183,7 +183,7 @@ impl Barrier {
 
     /// Takes the state lock; if a holder died, the round's state is unknown: break it.
     fn lock_state(&self) -> Result<RawGuard<'_>> {
-        lock_and_repair(self.place.local(), |held| {
+        lock_and_repair(&**self.place.local(), |held| {
             self.break_locked(held);
             Ok(())
         })

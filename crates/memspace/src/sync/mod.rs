@@ -85,10 +85,11 @@ pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
 /// instead would make the lock not recoverable, for good.
 #[inline]
 pub(crate) fn lock_and_repair<'a>(
-    segment: &'a Segment,
+    site: &'a (impl LockSite + ?Sized),
     repair: impl FnOnce(&RawGuard<'a>) -> crate::Result<()>,
 ) -> crate::Result<RawGuard<'a>> {
-    match acquire(segment, segment.lock_wait(), |raw, _| raw) {
+    let segment = site.segment();
+    match acquire(site, segment.lock_wait(), |raw, _| raw) {
         Ok(held) => Ok(held),
         // An observer (`inspect`) changes nothing, not even a repair: the next writer does it.
         Err(TryLockError::Lock(LockError::OwnerDied(held))) if segment.is_observer() => {

@@ -190,7 +190,7 @@ impl Semaphore {
 
     /// Takes the state lock, repairing the counts if a holder of it died.
     fn lock_state(&self) -> Result<RawGuard<'_>> {
-        lock_and_repair(self.place.local(), |held| {
+        lock_and_repair(&**self.place.local(), |held| {
             self.reap_dead_holders(held);
             let area = self.area();
             let held_total = area

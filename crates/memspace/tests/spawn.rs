@@ -551,9 +551,22 @@ fn a_process_killed_by_sigkill_is_not_running_before_it_is_joined(method: StartM
 /// signal ignored), then returns `len` bytes: more than its result file may then hold.
 #[allow(
     unsafe_code,
-    reason = "the limit and the signal's disposition are set with libc"
+    reason = "the limit, the signal's disposition and standard error are set with libc"
 )]
 fn result_past_a_file_size_limit((limit, len): (u64, usize)) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+    // Standard error becomes a file already past the limit, as `2>>log` would make it: the
+    // child's message why its result was cut short cannot be written either.
+    let log = std::env::temp_dir().join(format!("memspace-full-stderr-{}", std::process::id()));
+    std::fs::write(&log, vec![b'.'; 2 * 4096]).expect("write the log");
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open the log");
+    std::fs::remove_file(&log).expect("remove the log's name");
+    // SAFETY: both descriptors are open; fd 2 is replaced, as a shell's redirection does.
+    let set = unsafe { libc::dup2(file.as_raw_fd(), 2) };
+    assert_eq!(set, 2, "dup2");
     // SAFETY: `SIG_IGN` installs no handler; the signal then only makes the write fail.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let limit = libc::rlimit {
@@ -568,7 +581,9 @@ fn result_past_a_file_size_limit((limit, len): (u64, usize)) -> Vec<u8> {
 
 /// A child whose result file cannot take its whole result (`RLIMIT_FSIZE` here; a memory limit
 /// does the same) ends with the protocol's exit code, and `join` says the result was cut short
-/// and how much of it arrived: it never decodes a part of it.
+/// and how much of it arrived: it never decodes a part of it. Its standard error is full too,
+/// so its message why fails as well: that ends nothing early (a panic there would unwind a
+/// forked child into its parent's frames).
 fn a_result_larger_than_its_file_may_grow_is_reported_cut_short(method: StartMethod) {
     let mut process = Running::start_by(method, result_past_a_file_size_limit, (4096, 100_000));
     match process.join() {

@@ -284,17 +284,18 @@ pub(crate) fn cut_short(bytes: &[u8]) -> Option<String> {
     if bytes.is_empty() || frame_len(bytes).is_some() {
         return None;
     }
-    Some(match bytes.split_first_chunk::<4>() {
+    let written = match bytes.split_first_chunk::<4>() {
         Some((len, rest)) => format!(
-            "its result was cut short: {} of its {} bytes were written; it ran out of memory \
-             or of the file size its RLIMIT_FSIZE allows (its standard error says which)",
+            "{} of its {} bytes were written",
             rest.len(),
             u32::from_le_bytes(*len)
         ),
-        None => "its result was cut short in its length; it ran out of memory or of the file \
-                 size its RLIMIT_FSIZE allows (its standard error says which)"
-            .to_owned(),
-    })
+        None => "its length was not written whole".to_owned(),
+    };
+    Some(format!(
+        "its result was cut short: {written}; it ran out of memory or of the file size its \
+         RLIMIT_FSIZE allows (its standard error says which)"
+    ))
 }
 
 /// The most bytes of an outcome a forked child encodes on its stack.
@@ -349,9 +350,9 @@ impl Write for StackFirst {
 }
 
 /// Runs `target` in a forked child, writes its outcome into the result file and returns the
-/// exit code. A small outcome is encoded on the stack: every page a forked child writes is copied for it
-/// first, and the heap's pages (the allocator's state, a buffer) would be copied for nothing
-/// but this frame.
+/// exit code. A small outcome is encoded on the stack: every page a forked child writes is
+/// copied for it first, and the heap's pages (the allocator's state, a buffer) would be copied
+/// for nothing but this frame.
 fn run_and_report<A, R: Serialize>(target: fn(A) -> R, args: A, results: &OwnedFd) -> i32 {
     let (outcome, mut code) = catch_outcome(target, args);
     let mut encoded = StackFirst::new();

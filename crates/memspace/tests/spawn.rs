@@ -618,9 +618,24 @@ fn leave_a_grandchild((release, test): (Event, u32)) -> u32 {
     grandchild.pid().expect("started")
 }
 
+/// The sizes of the result files (memfds) that process `pid` holds open.
+fn result_file_sizes(pid: u32) -> Vec<u64> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list the descriptors");
+    fds.filter_map(|fd| {
+        let path = fd.ok()?.path();
+        let target = std::fs::read_link(&path).ok()?;
+        target
+            .to_string_lossy()
+            .contains("memfd:memspace-result")
+            .then(|| std::fs::metadata(&path).map(|file| file.len()).ok())?
+    })
+    .collect()
+}
+
 /// The join waits for the child's end, not for its result file's last holder to close it: a
 /// grandchild, which inherited every descriptor of the child, the file among them, does not
-/// keep the join waiting while it runs (it runs until the join has returned).
+/// keep the join waiting while it runs (it runs until the join has returned). The join
+/// empties the file it read: the grandchild keeps none of the child's result.
 fn a_join_does_not_wait_for_a_grandchild_that_holds_the_result_file_open(method: StartMethod) {
     let name = Removal::fresh("grandchild");
     let release = Event::create(name.name()).expect("create an event");
@@ -633,6 +648,12 @@ fn a_join_does_not_wait_for_a_grandchild_that_holds_the_result_file_open(method:
     assert!(
         !memspace_testkit::procfs::has_ended(grandchild),
         "{method}: the grandchild ended before the join returned, which shows nothing"
+    );
+    // Its own result file, unwritten while it runs, and the child's, read.
+    let sizes = result_file_sizes(grandchild);
+    assert!(
+        sizes.len() >= 2 && sizes.iter().all(|&size| size == 0),
+        "{method}: the grandchild's result files hold {sizes:?} bytes"
     );
     release.set().expect("release the grandchild");
     wait_until("the grandchild ended", || {

@@ -348,6 +348,103 @@ fn a_map_grows_to_100_000_entries_while_other_processes_have_it_open() {
     assert_consistent(&map, "after 100,000 inserts");
 }
 
+/// Keys that the writer of [`readers_never_miss_a_key_a_writer_keeps_while_it_compacts`]
+/// replaces again and again, but never removes.
+const KEPT_KEYS: u64 = 64;
+
+/// The value of kept key `key` at `version`: the version first, then padding of a length that
+/// varies with both, so that records move about as the map compacts.
+fn versioned(key: u64, version: u64) -> String {
+    format!(
+        "{version}:{}",
+        "p".repeat(((key * 7 + version * 13) % 90) as usize)
+    )
+}
+
+/// The writer of [`readers_never_miss_a_key_a_writer_keeps_while_it_compacts`]: replaces every
+/// kept key with each version in turn, inserting and removing other keys meanwhile (which
+/// grows the table and leaves tombstones); sets `finished` at the end. Returns how many
+/// compactions the map's space went through, as its reused bytes show: none is 0.
+fn rewrite_versions((map, finished, versions): (SharedMap<u64, String>, Event, u64)) -> u64 {
+    let mut peak = 0;
+    let mut compactions = 0;
+    for version in 1..=versions {
+        for key in 0..KEPT_KEYS {
+            map.insert(&key, &versioned(key, version)).expect("replace");
+        }
+        let other = 1000 + version % 700;
+        map.insert(&other, &"o".repeat(20)).expect("insert");
+        if version % 3 == 0 {
+            map.remove(&(1000 + (version / 3) % 700)).expect("remove");
+        }
+        let used = map.used_bytes();
+        if used < peak {
+            compactions += 1;
+        }
+        peak = used;
+    }
+    finished.set().expect("set");
+    compactions
+}
+
+/// A reader without the lock must never find a key missing that every committed state of the
+/// map holds, nor go back to an older value of it, while another process replaces values
+/// (so that the map compacts again and again, rewriting the space old records and tables
+/// took), grows its table and removes other keys. A reader that kept what it read after a
+/// change began (a slot of a table being overwritten, a record rewritten in its place) would
+/// see a kept key missing, or an older value.
+#[test]
+fn readers_never_miss_a_key_a_writer_keeps_while_it_compacts() {
+    const VERSIONS: u64 = 3000;
+    let _dog = memspace_testkit::start_test();
+    for mode in [Mode::Thread, Mode::Process(StartMethod::Fork)] {
+        let map = SharedMap::<u64, String>::new().expect("map");
+        for key in 0..KEPT_KEYS {
+            map.insert(&key, &versioned(key, 0)).expect("insert");
+        }
+        let finished = Event::new().expect("event");
+        let mut writer = Worker::new(
+            mode,
+            rewrite_versions,
+            (map.clone(), finished.clone(), VERSIONS),
+        );
+        writer.start().expect("start");
+        let mut seen = [0u64; KEPT_KEYS as usize];
+        let mut lookups = 0u64;
+        while !finished.is_set().expect("is_set") {
+            for key in 0..KEPT_KEYS {
+                let value = map
+                    .get(&key)
+                    .expect("get")
+                    .unwrap_or_else(|| panic!("{mode:?}: kept key {key} was missing"));
+                let version: u64 = value
+                    .split_once(':')
+                    .and_then(|(version, _)| version.parse().ok())
+                    .unwrap_or_else(|| panic!("{mode:?}: key {key} holds {value:?}"));
+                assert_eq!(value, versioned(key, version), "{mode:?}: key {key}");
+                assert!(
+                    version >= seen[key as usize],
+                    "{mode:?}: key {key} went back from version {} to {version}",
+                    seen[key as usize]
+                );
+                seen[key as usize] = version;
+                lookups += 1;
+            }
+        }
+        let compactions = writer.join().expect("join");
+        assert!(compactions > 10, "{mode:?}: only {compactions} compactions");
+        for key in 0..KEPT_KEYS {
+            assert_eq!(
+                map.get(&key).expect("get"),
+                Some(versioned(key, VERSIONS)),
+                "{mode:?}"
+            );
+        }
+        eprintln!("{mode:?}: {lookups} lookups through {compactions} compactions");
+        assert_consistent(&map, &format!("{mode:?}"));
+    }
+}
+
 #[test]
 fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
     let map = SharedMap::<u32, String>::new().expect("map");

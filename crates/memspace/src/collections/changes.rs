@@ -149,7 +149,16 @@ pub(crate) struct Window<'a> {
     before: u64,
 }
 
-impl Window<'_> {
+impl<'a> Window<'a> {
+    /// The window of a read starting now, if no change is under way (the counter even).
+    #[inline]
+    pub(crate) fn open(changes: &'a AtomicU64) -> Option<Self> {
+        let before = changes.load(Ordering::Acquire);
+        before
+            .is_multiple_of(2)
+            .then_some(Window { changes, before })
+    }
+
     /// Whether no change began since the read started: what was read so far was published
     /// (and, if it was copied from bytes a writer reuses, not overwritten meanwhile).
     #[inline]

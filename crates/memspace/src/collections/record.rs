@@ -11,6 +11,8 @@
 
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::Result;
 use crate::segment::Segment;
 use crate::sync::RawGuard;
@@ -144,6 +146,35 @@ pub(crate) fn read_into_if(
         return Ok(None);
     }
     copy_payload(segment, record, (len, stored), payload).map(Some)
+}
+
+/// Copies the payload of the record at `record` into the start of `out` and checks its CRC, for
+/// a reader's fast path: the payload's length, or `None` if `out` cannot hold it padded to 8
+/// bytes, or if the record is not one [`read_into`] would return (outside the data area,
+/// failing its checksum): the caller's slow path then reads it again and says what is wrong.
+///
+/// The record is copied a word at a time with atomic loads (records are 8-aligned and padded
+/// to 8 bytes). It does not look whether the mapping lost pages to a shrunk file: the caller
+/// does, once, at the end of its read.
+#[inline]
+pub(crate) fn read_short(segment: &Segment, record: u64, out: &mut [u8]) -> Option<usize> {
+    let map = segment.mapping();
+    let header = map
+        .get::<AtomicU64>(record)?
+        .load(Ordering::Relaxed)
+        .to_ne_bytes();
+    let (len, stored) = header.split_at(4);
+    let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+    let padded = len.next_multiple_of(8);
+    let copy = out.get_mut(..padded)?;
+    if !segment.holds_data(record, HEADER + padded as u64, 8) {
+        return None;
+    }
+    let words = map.words(record + HEADER, padded / 8)?;
+    for (bytes, word) in copy.chunks_exact_mut(8).zip(words) {
+        bytes.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    (checksum(&copy[..len]) == u32::from_le_bytes(stored.try_into().ok()?)).then_some(len)
 }
 
 /// Copies the payload of the record at `record`, whose checked header says `len` and `stored`

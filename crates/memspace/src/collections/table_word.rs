@@ -18,6 +18,7 @@ pub(crate) struct Table {
 
 impl Table {
     /// The table a table word names, if its capacity is one a map can have.
+    #[inline]
     pub(crate) fn from_word(word: u64) -> Option<Self> {
         let log2 = word % TABLE_ALIGN;
         (MIN_CAPACITY_LOG2..=MAX_CAPACITY_LOG2)

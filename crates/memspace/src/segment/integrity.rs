@@ -41,6 +41,21 @@ impl Segment {
         }
     }
 
+    /// Whether [`Segment::data_range`] would accept `[offset, offset + len)` as it is mapped
+    /// now, for a reader's fast path: `false` where it would fail, and where it would map
+    /// growth another process made, for the reader's slow path to do that or say what is
+    /// wrong. It does not look whether the mapping lost pages to a shrunk file: the reader
+    /// does, once, at the end of its read.
+    #[inline]
+    pub(crate) fn holds_data(&self, offset: u64, len: u64, align: u64) -> bool {
+        let size = self.size().min(self.fields.max_size);
+        offset >= DATA_START
+            && offset & (align - 1) == 0
+            && offset
+                .checked_add(len)
+                .is_some_and(|end| end <= size && end <= self.map.len() as u64)
+    }
+
     /// The error of [`Segment::data_range`], out of the way of the checks' fast path.
     #[cold]
     #[inline(never)]

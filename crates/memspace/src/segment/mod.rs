@@ -219,6 +219,7 @@ impl Segment {
 
     /// The committed size in bytes (grows; read live from the header).
     #[must_use]
+    #[inline]
     pub fn size(&self) -> u64 {
         self.header().size.load(Ordering::Acquire)
     }

@@ -206,13 +206,11 @@ where
         codec::encode(key).map_err(|source| self.encode_error::<K>(source))
     }
 
-    /// Runs `look_up` on `key` encoded into this thread's scratch buffer: a lookup allocates
-    /// nothing for its key.
+    /// Runs `look_up` on `key` encoded on the stack (or, for a long key, in this thread's
+    /// scratch buffer): a lookup allocates nothing for its key.
+    #[inline]
     fn with_key<R>(&self, key: &K, look_up: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
-        codec::with_scratch(|buffer| {
-            codec::encode_into(buffer, key).map_err(|source| self.encode_error::<K>(source))?;
-            look_up(buffer)
-        })
+        codec::with_encoded(key, |source| self.encode_error::<K>(source), look_up)
     }
 
     /// Appends the record payload of an entry to the empty `payload`: key length, key, value;
@@ -311,10 +309,9 @@ where
     /// segment was damaged.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         match self.place.as_ref() {
-            Place::Shm(segment) => {
-                let found = self.with_key(key, |key| Raw { segment }.get(key))?;
-                self.value_of(found)
-            }
+            Place::Shm(segment) => self.with_key(key, |key| {
+                Raw { segment }.get(key, |slot, value| self.decode(value, slot))
+            }),
             #[cfg(feature = "redis")]
             Place::Redis(map) => map.get(&self.encode_key(key)?),
         }
@@ -328,7 +325,7 @@ where
     pub fn contains_key(&self, key: &K) -> Result<bool> {
         match self.place.as_ref() {
             Place::Shm(segment) => Ok(self
-                .with_key(key, |key| Raw { segment }.get(key))?
+                .with_key(key, |key| Raw { segment }.get(key, |_, _| Ok(())))?
                 .is_some()),
             #[cfg(feature = "redis")]
             Place::Redis(map) => map.contains(&self.encode_key(key)?),

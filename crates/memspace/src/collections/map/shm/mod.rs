@@ -161,6 +161,9 @@ const MIGRATE_FROM: u64 = 1 << 10;
 const MOVES_PER_INSERT: u64 = 64;
 /// How many slots a reader without the lock probes between two looks at `changes`.
 const PROBES_PER_LOOK: u64 = 64;
+/// The most bytes of an entry's record payload that a lookup's fast path copies onto its
+/// stack.
+const SHORT_ENTRY: usize = 128;
 /// Bytes before a record's key: the key's length.
 pub(super) const KEY_LENGTH: usize = 4;
 
@@ -279,6 +282,26 @@ impl Drop for Entry {
     fn drop(&mut self) {
         codec::keep(&ENTRY_BUFFER, std::mem::take(&mut self.payload));
     }
+}
+
+/// The key length an entry's record payload begins with, if the payload holds that much key.
+fn key_len(payload: &[u8]) -> Option<usize> {
+    payload
+        .first_chunk::<KEY_LENGTH>()
+        .map(|bytes| u32::from_le_bytes(*bytes) as usize)
+        .filter(|&key_len| key_len <= payload.len() - KEY_LENGTH)
+}
+
+/// What [`Raw::get_short`], a lookup's fast path, found.
+enum Short {
+    /// The key's entry, in slot `index`; its value is at `value` in the copy.
+    Found {
+        index: u64,
+        value: std::ops::Range<usize>,
+    },
+    Absent,
+    /// Not decided: the slow path looks the key up.
+    Slow,
 }
 
 /// Where a key is, or where it would go.
@@ -520,15 +543,11 @@ impl<'a> Raw<'a> {
 
     /// The entry whose record at `at` holds `payload`, its key length checked.
     fn entry_from(self, at: u64, payload: Vec<u8>) -> Result<Entry> {
-        let key_len = payload
-            .first_chunk::<KEY_LENGTH>()
-            .map(|bytes| u32::from_le_bytes(*bytes) as usize)
-            .filter(|&key_len| key_len <= payload.len() - KEY_LENGTH)
-            .ok_or_else(|| {
-                self.corrupt(format!(
-                    "the map entry at {at} has a key longer than the entry"
-                ))
-            })?;
+        let key_len = key_len(&payload).ok_or_else(|| {
+            self.corrupt(format!(
+                "the map entry at {at} has a key longer than the entry"
+            ))
+        })?;
         Ok(Entry { payload, key_len })
     }
 
@@ -635,10 +654,102 @@ impl<'a> Raw<'a> {
         unsafe { record::write(self.segment, held, at, payload) }
     }
 
-    /// Looks `key` up, without the lock (see "Readers" in the module docs); returns its slot
-    /// and entry.
-    pub(super) fn get(self, key: &[u8]) -> Result<Option<(u64, Entry)>> {
+    /// Looks `key` up, without the lock (see "Readers" in the module docs); returns what
+    /// `value` makes of its slot and the encoding of its value.
+    ///
+    /// A short entry read while no change and no migration is under way is copied onto the
+    /// stack by [`Raw::get_short`]; anything else (a longer entry, a change that overlaps,
+    /// anything that looks wrong) is read by [`Raw::get_entry`], which retries, waits, and
+    /// says what is wrong.
+    #[inline]
+    pub(super) fn get<R>(
+        self,
+        key: &[u8],
+        value: impl FnOnce(u64, &[u8]) -> Result<R>,
+    ) -> Result<Option<R>> {
         let hash = hash(key);
+        let mut copy = [0; SHORT_ENTRY];
+        match self.get_short(key, hash, &mut copy) {
+            Short::Found { index, value: at } => value(index, &copy[at]).map(Some),
+            Short::Absent => Ok(None),
+            Short::Slow => match self.get_entry(key, hash)? {
+                Some((index, entry)) => value(index, entry.value()).map(Some),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// [`Raw::get`]'s fast path: `key` looked up in one read between two changes, with no
+    /// migration under way, its entry at most [`SHORT_ENTRY`] bytes (copied into `copy`) and
+    /// at most [`PROBES_PER_LOOK`] slots from its home; `Slow` otherwise, and for anything
+    /// that does not look right. It decides as the slow path's first read would, and returns
+    /// nothing the slow path would not: a reading kept only if `changes` did not move and
+    /// no page of the mapping was lost.
+    #[inline]
+    fn get_short(self, key: &[u8], hash: u64, copy: &mut [u8; SHORT_ENTRY]) -> Short {
+        let area = self.area();
+        let Some(window) = Window::open(&area.changes) else {
+            return Short::Slow;
+        };
+        if area.old.load(Ordering::Acquire) != 0 {
+            return Short::Slow;
+        }
+        let Some(table) = Table::from_word(area.table.load(Ordering::Acquire)).filter(|table| {
+            self.segment
+                .holds_data(table.offset, table.bytes(), TABLE_ALIGN)
+        }) else {
+            return Short::Slow;
+        };
+        // Its slots of 2 words, mapped (checked just above).
+        let Some((slots, [])) = self
+            .segment
+            .mapping()
+            .words(table.offset, 2 * table.capacity as usize)
+            .map(<[AtomicU64]>::as_chunks::<2>)
+        else {
+            return Short::Slow;
+        };
+        let mut found = Short::Slow;
+        for probe in 0..PROBES_PER_LOOK.min(table.capacity) {
+            let index = table.home(hash.wrapping_add(probe));
+            let Some([stored_hash, record]) = slots.get(index as usize) else {
+                return Short::Slow;
+            };
+            match record.load(Ordering::Acquire) {
+                EMPTY => {
+                    found = Short::Absent;
+                    break;
+                }
+                TOMBSTONE => {}
+                at if stored_hash.load(Ordering::Relaxed) == hash => {
+                    let Some(len) = record::read_short(self.segment, at, copy) else {
+                        return Short::Slow;
+                    };
+                    let Some(key_len) = key_len(&copy[..len]) else {
+                        return Short::Slow;
+                    };
+                    if copy[KEY_LENGTH..KEY_LENGTH + key_len] == *key {
+                        found = Short::Found {
+                            index,
+                            value: KEY_LENGTH + key_len..len,
+                        };
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if window.unchanged() && self.segment.is_intact() {
+            found
+        } else {
+            Short::Slow
+        }
+    }
+
+    /// [`Raw::get`]'s slow path: the lookup of any entry, read again while changes overlap
+    /// (see "Readers" in the module docs); returns its slot and entry.
+    #[inline(never)]
+    fn get_entry(self, key: &[u8], hash: u64) -> Result<Option<(u64, Entry)>> {
         let found = changes::read_stable(
             self.segment,
             &self.area().changes,

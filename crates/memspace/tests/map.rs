@@ -445,6 +445,78 @@ fn readers_never_miss_a_key_a_writer_keeps_while_it_compacts() {
     }
 }
 
+/// The key a looker of [`a_lookup_stopped_while_the_map_is_rebuilt_under_it_reads_again`]
+/// looks up.
+const KEY: &str = "MEMSPACE_MAP_TEST_KEY";
+
+/// The value of `key` in [`a_lookup_stopped_while_the_map_is_rebuilt_under_it_reads_again`].
+fn looked_up(key: u64) -> String {
+    format!("value of {key}")
+}
+
+/// Lookers stop inside a lookup without the lock, having read where the map's table is and
+/// nothing of it yet (failpoint `map.read_table`), one looker per key. Meanwhile the map grows
+/// to larger tables and compacts twice, the second copy going to the start of the data area:
+/// the table each looker found is gone, and its bytes hold the start of another, larger table.
+/// A looker that probed those bytes as the table it found would miss its key (which holds its
+/// value throughout) wherever the larger table puts it past them; each must see that the map
+/// changed under it, read again, and find its value.
+#[test]
+fn a_lookup_stopped_while_the_map_is_rebuilt_under_it_reads_again() {
+    const KEYS: u64 = 12;
+    if roles::role().as_deref() == Some("looker") {
+        let map = SharedMap::<u64, String>::open(&std::env::var(MAP).expect("map name"))
+            .expect("open the map");
+        let key: u64 = std::env::var(KEY).expect("key").parse().expect("a key");
+        let found = map.get(&key).expect("get");
+        assert_eq!(found, Some(looked_up(key)), "key {key}");
+        return;
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("rebuilt");
+    let map = SharedMap::<u64, String>::create(name.name()).expect("create");
+    for key in 0..KEYS {
+        map.insert(&key, &looked_up(key)).expect("insert");
+    }
+    let mut lookers: Vec<_> = (0..KEYS)
+        .map(|key| {
+            let mut looker = roles::child_in_role(
+                "looker",
+                &[
+                    (MAP, name.name()),
+                    (KEY, &key.to_string()),
+                    ("MEMSPACE_FAILPOINT", "map.read_table"),
+                ],
+            );
+            looker.wait_until_stopped("map.read_table");
+            looker
+        })
+        .collect();
+    // More keys (the table grows twice), then one key's value replaced by large ones until the
+    // garbage is worth a compaction.
+    for key in KEYS..2 * KEYS {
+        map.insert(&key, &looked_up(key)).expect("insert");
+    }
+    for round in 0..20 {
+        map.insert(&1000, &"x".repeat(2000 + round))
+            .expect("replace");
+    }
+    // 20 values of 2 KB: 40 KB of garbage, unless the map compacted.
+    assert!(
+        map.used_bytes() < 30_000,
+        "the map did not compact: {} bytes used",
+        map.used_bytes()
+    );
+    for looker in &lookers {
+        looker.resume();
+    }
+    for (key, looker) in lookers.iter_mut().enumerate() {
+        let status = looker.wait();
+        assert!(status.success(), "the looker of key {key} failed: {status}");
+    }
+    assert_consistent(&map, "after the lookups");
+}
+
 #[test]
 fn replacing_and_removing_entries_reuses_space_instead_of_growing() {
     let map = SharedMap::<u32, String>::new().expect("map");

@@ -27,8 +27,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// version 3 moved the type name out of the header into a page of its own; version 4 gave a
 /// list its sequence word, live-byte count and journal; version 5 gave a map its migration
 /// words (an old table and how much of it moved) and its high-water mark of written bytes;
-/// version 6 widened the lock word to 64 bits, the holder's start time beside its id.
-pub(crate) const LAYOUT_VERSION: u32 = 6;
+/// version 6 widened the lock word to 64 bits, the holder's start time beside its id; version 7
+/// checks records with CRC-32C instead of CRC-32 (SSE4.2 computes it in an instruction).
+pub(crate) const LAYOUT_VERSION: u32 = 7;
 /// The size of the control pages.
 pub(crate) const CONTROL_SIZE: u64 = 8192;
 /// Where the lock slot lives.

@@ -50,7 +50,7 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// computed first could be stale by the time it is used.
 ///
 /// Items are stored in `MessagePack` (a self-describing encoding), so `memspace list get NAME`
-/// prints any list as JSON without knowing `T`. Every item carries a CRC-32; a damaged item is
+/// prints any list as JSON without knowing `T`. Every item carries a CRC-32C; a damaged item is
 /// an error, never a wrong value.
 ///
 /// A name `redis://HOST:PORT/NAME` puts the list on a Redis server instead (a Redis list of

@@ -13,7 +13,7 @@
 //!             journal  op | index | record | old_len | progress: an insert, a
 //!                      remove or a swap-remove under way, for recovery to finish
 //! data area:  index blocks (u64 record offsets) and records, bump-allocated from `tail`
-//! record:     [u32 payload length][u32 CRC-32 of payload][payload][padding to 8] (record.rs)
+//! record:     [u32 payload length][u32 CRC-32C of payload][payload][padding to 8] (record.rs)
 //! ```
 //!
 //! Every index block and every record that an entry below `len` points to lies below `tail`

@@ -18,7 +18,7 @@
 //!             closed     0 open, 1 closed, 2 closed immediately            committed
 //! ring:       [u64 slots][u64 bytes][16 reserved][slots entries][bytes of records]
 //! entry:      [u64 record][u32 state][u32 deliveries][u32 taker pid][u32][u64 taker start]
-//! record:     [u32 length][u32 CRC-32][payload][padding to 8]  (record.rs)
+//! record:     [u32 length][u32 CRC-32C][payload][padding to 8]  (record.rs)
 //! ```
 //!
 //! Entry `seq` lives in slot `seq % slots`; `state` is 1 ready, 2 taken, 3 acknowledged. The

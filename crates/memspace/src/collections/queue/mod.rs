@@ -53,7 +53,7 @@ use crate::segment::{Kind, SegmentName, SegmentOptions};
 /// not, that does not lose an item when the consumer that took it dies.
 ///
 /// Items are encoded with `MessagePack` (so `memspace queue get NAME` prints any item as
-/// JSON) and carry a CRC-32. A handle travels to a child process as the queue's name.
+/// JSON) and carry a CRC-32C. A handle travels to a child process as the queue's name.
 ///
 /// # The delivery guarantee
 ///

@@ -75,6 +75,9 @@ const INITIAL_SLOTS: u64 = 64;
 const INITIAL_BYTES: u64 = 8 << 10;
 /// How often a waiting receiver looks for items taken by processes that died meanwhile.
 pub(super) const REDELIVERY_CHECK: Duration = Duration::from_millis(50);
+/// The most bytes of a payload that a receive copies onto its stack (a longer one goes into
+/// this thread's kept buffer).
+const SHORT_PAYLOAD: usize = 128;
 /// Every this many deliveries, a receiver looks for items of dead takers first even when other
 /// items are ready (it always looks when none is).
 const ORPHAN_SCAN_EVERY: u64 = 16;
@@ -146,6 +149,11 @@ fn fit(ring: Ring, first: u64, tail: u64, need: u64) -> Option<u64> {
 /// The record size of a payload: header, payload, padding to 8.
 fn record_size(payload_len: usize) -> u64 {
     (record::HEADER + payload_len as u64).next_multiple_of(8)
+}
+
+/// The offset just past the record at `record`, whose payload is `payload_len` bytes.
+fn record_end(record: u64, payload_len: usize) -> u64 {
+    record + record_size(payload_len)
 }
 
 impl<'a> Raw<'a> {
@@ -696,10 +704,21 @@ impl<'a> Raw<'a> {
             // length up to the segment's size.
             self.starts_in_ring(ring, record)?;
             let in_ring = |end| end <= ring.hi;
-            if record::read_into_if(self.segment, record, &mut payload, in_ring)?.is_none() {
-                return Err(self.past_ring_end(ring, record));
-            }
-            let accepted = accept(&payload);
+            let mut short = [0; SHORT_PAYLOAD];
+            let read: &[u8] = match record::read_short(self.segment, record, &mut short) {
+                // `read_short` leaves the look at a shrunk file to its caller.
+                Some(len) if in_ring(record_end(record, len)) && self.segment.is_intact() => {
+                    &short[..len]
+                }
+                _ => {
+                    if record::read_into_if(self.segment, record, &mut payload, in_ring)?.is_none()
+                    {
+                        return Err(self.past_ring_end(ring, record));
+                    }
+                    &payload
+                }
+            };
+            let accepted = accept(read);
             // Counted before the commit: a receiver killed in between counts as an attempt, so
             // the count may overstate deliveries but never hides one.
             let deliveries = entry.deliveries.load(Ordering::Relaxed).saturating_add(1);
@@ -723,7 +742,7 @@ impl<'a> Raw<'a> {
                 received.refused = Some(Taken {
                     seq,
                     deliveries,
-                    payload: std::mem::take(&mut payload),
+                    payload: read.to_vec(),
                 });
                 break;
             }

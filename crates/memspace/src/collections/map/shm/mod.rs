@@ -15,7 +15,7 @@
 //!             clean    no byte of the data area at or past it was ever written
 //! table:      `capacity` slots of 16 bytes (a power of two, at least 16), 64-byte aligned
 //! slot:       [u64 hash of the key][u64 record: 0 empty, 1 tombstone, else the entry's offset]
-//! record:     [u32 length][u32 CRC-32][u32 key length][key][value][padding to 8]  (record.rs)
+//! record:     [u32 length][u32 CRC-32C][u32 key length][key][value][padding to 8]  (record.rs)
 //! ```
 //!
 //! Tables and records are bump-allocated in the data area, below `tail`. Keys and values are
@@ -285,11 +285,20 @@ impl Drop for Entry {
 }
 
 /// The key length an entry's record payload begins with, if the payload holds that much key.
+#[inline]
 fn key_len(payload: &[u8]) -> Option<usize> {
     payload
         .first_chunk::<KEY_LENGTH>()
         .map(|bytes| u32::from_le_bytes(*bytes) as usize)
         .filter(|&key_len| key_len <= payload.len() - KEY_LENGTH)
+}
+
+/// Whether the key of an entry copied out of the map is `key`: compared in a loop the compiler
+/// keeps inline, where comparing the slices calls `memcmp` (measured: a tenth of a short
+/// lookup's time).
+#[inline]
+fn same_key(stored: &[u8], key: &[u8]) -> bool {
+    stored.len() == key.len() && stored.iter().zip(key).all(|(a, b)| a == b)
 }
 
 /// What [`Raw::get_short`], a lookup's fast path, found.
@@ -328,6 +337,7 @@ pub(super) struct Raw<'a> {
 }
 
 impl<'a> Raw<'a> {
+    #[inline]
     fn area(self) -> &'a MapArea {
         self.segment.kind_area::<MapArea>()
     }
@@ -709,6 +719,7 @@ impl<'a> Raw<'a> {
         else {
             return Short::Slow;
         };
+        crate::failpoint::hit("map.read_table");
         let mut found = Short::Slow;
         for probe in 0..PROBES_PER_LOOK.min(table.capacity) {
             let index = table.home(hash.wrapping_add(probe));
@@ -728,7 +739,7 @@ impl<'a> Raw<'a> {
                     let Some(key_len) = key_len(&copy[..len]) else {
                         return Short::Slow;
                     };
-                    if copy[KEY_LENGTH..KEY_LENGTH + key_len] == *key {
+                    if same_key(&copy[KEY_LENGTH..KEY_LENGTH + key_len], key) {
                         found = Short::Found {
                             index,
                             value: KEY_LENGTH + key_len..len,

@@ -40,6 +40,7 @@ use serde::de::DeserializeOwned;
 
 use self::delivery::{Claim, Claims};
 use self::layout::{QueueArea, Raw};
+use self::shm::Received;
 use super::{codec, record};
 #[cfg(doc)]
 use crate::error::OpenError;
@@ -618,11 +619,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let taken = match self.place.as_ref() {
             Place::Shm(segment) => {
                 let mut decoder = Decoder::<T>::default();
-                let received =
-                    Raw { segment }.receive_until(timeout, 1, false, &mut |p| decoder.accept(p))?;
-                let Some(received) = received else {
+                let mut received = Received::default();
+                let any = Raw { segment }.receive_until(
+                    timeout,
+                    1,
+                    false,
+                    &mut |p| decoder.accept(p),
+                    &mut received,
+                )?;
+                if !any {
                     return Err(self.give_up(timeout, false));
-                };
+                }
                 if let (Some(value), Some(&(seq, deliveries))) =
                     (decoder.values.pop(), received.taken.first())
                 {
@@ -686,9 +693,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         match self.place.as_ref() {
             Place::Shm(segment) => {
                 let mut decoder = Decoder::<T>::default();
-                let received = Raw { segment }
-                    .receive_until(timeout, max, ack, &mut |p| decoder.accept(p))?
-                    .ok_or_else(|| self.give_up(timeout, false))?;
+                let mut received = Received::default();
+                let any = Raw { segment }.receive_until(
+                    timeout,
+                    max,
+                    ack,
+                    &mut |p| decoder.accept(p),
+                    &mut received,
+                )?;
+                if !any {
+                    return Err(self.give_up(timeout, false));
+                }
                 let claims = Claims::shm(received.taken);
                 match received.refused {
                     Some(refused) if decoder.values.is_empty() => Err(self.refused(refused)),
@@ -797,12 +812,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Place::Shm(segment) => {
                 // One item: decoded into place, no list of values to allocate.
                 let mut value = None;
-                let received = Raw { segment }
-                    .receive_until(timeout, 1, true, &mut |payload| {
+                let mut received = Received::default();
+                let any = Raw { segment }.receive_until(
+                    timeout,
+                    1,
+                    true,
+                    &mut |payload| {
                         value = codec::decode(payload).ok();
                         value.is_some()
-                    })?
-                    .ok_or_else(|| self.give_up(timeout, false))?;
+                    },
+                    &mut received,
+                )?;
+                if !any {
+                    return Err(self.give_up(timeout, false));
+                }
                 match (value, received.refused) {
                     (Some(value), _) => Ok(value),
                     (None, Some(refused)) => Err(self.refused(refused)),

@@ -204,9 +204,9 @@ impl<'a> Raw<'a> {
         }
     }
 
-    /// Takes up to `max` items (at least one) under one lock (see [`Raw::take`]), sleeping
-    /// while none is ready; `None` once `timeout` has passed first (at once for a zero
-    /// timeout). Each payload is offered to `accept` under the lock: an accepted item is
+    /// Takes up to `max` items (at least one) under one lock (see [`Raw::take`]) into
+    /// `received` (which starts empty), sleeping while none is ready; `false` once `timeout`
+    /// has passed first (at once for a zero timeout). Each payload is offered to `accept` under the lock: an accepted item is
     /// acknowledged at once if `ack`, else taken in flight; the first refused one is taken in
     /// flight and ends the batch. [`QueueError::Closed`] at once if the queue was closed
     /// immediately, and once nothing is left unacknowledged if it was closed: until then an
@@ -218,7 +218,8 @@ impl<'a> Raw<'a> {
         max: usize,
         ack: bool,
         accept: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> std::result::Result<Option<Received>, QueueError> {
+        received: &mut Received,
+    ) -> std::result::Result<bool, QueueError> {
         let area = self.area();
         let deadline = deadline(timeout);
         let mut spun = false;
@@ -242,14 +243,14 @@ impl<'a> Raw<'a> {
             }
             let change = Change::begin(&area.changes, &guard);
             let ring = self.ring_held(&guard)?;
-            let received = self.take(ring, max.max(1), ack, accept)?;
+            self.take(ring, max.max(1), ack, accept, received)?;
             let closed_now = received.acked > 0 && self.finish_acks(ring);
             drop(change);
             if received.accepted > 0 || received.refused.is_some() {
                 if received.acked > 0 {
                     self.wake_after_acks(guard, closed_now);
                 }
-                return Ok(Some(received));
+                return Ok(true);
             }
             let unacked = area.unacked.load(Ordering::Relaxed);
             if closed != OPEN && unacked == 0 {
@@ -259,7 +260,7 @@ impl<'a> Raw<'a> {
             // now and then while there are any.
             let poll = (unacked > area.waiting.load(Ordering::Relaxed)).then_some(REDELIVERY_CHECK);
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
-                return Ok(None);
+                return Ok(false);
             };
             let Some(guard) = spin_before_sleep(&mut spun, guard, &area.items, deadline) else {
                 continue;
@@ -673,7 +674,8 @@ impl<'a> Raw<'a> {
         Ok(orphan.or(ready))
     }
 
-    /// Takes up to `max` items (see [`Raw::next_to_take`]), offering each payload to `accept`:
+    /// Takes up to `max` items (see [`Raw::next_to_take`]) into `received`, offering each
+    /// payload to `accept`:
     /// an accepted item is acknowledged (`ack`: its state goes straight to acknowledged, one
     /// commit) or taken in flight; the first refused one is taken in flight and ends the
     /// batch. The caller holds the lock, inside a change, and calls [`Raw::finish_acks`] if
@@ -684,11 +686,11 @@ impl<'a> Raw<'a> {
         max: usize,
         ack: bool,
         accept: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<Received> {
+        received: &mut Received,
+    ) -> Result<()> {
         let area = self.area();
-        let mut received = Received::default();
         let Some(ring) = ring else {
-            return Ok(received);
+            return Ok(());
         };
         let window = self.window(Some(ring))?;
         let (pid, start) = me();
@@ -752,7 +754,7 @@ impl<'a> Raw<'a> {
             }
         }
         codec::keep(&PAYLOAD, payload);
-        Ok(received)
+        Ok(())
     }
 
     /// After acknowledgements, inside their change: moves `head` and bumps the futex words

@@ -73,11 +73,21 @@
 //!
 //! A lookup (`get`, and so `contains_key`) takes no lock. It loads `changes` (Acquire), and if
 //! it is even reads the `table` word (and `old` and `moved`), probes the slots (of the table,
-//! then of the old table) and copies out the record of a slot whose hash matches, then loads `changes` again after an Acquire fence: it keeps what it
-//! found only if `changes` did not move; otherwise it reads again, as the list's readers do
-//! (`changes::read_stable`: spins, yields, naps; takes the lock if the holder died, which
-//! repairs the map, or after 32 reads overtaken by changes). A reading kept was made while no
-//! change was under way, so it is a map some writer committed whole.
+//! then of the old table) and copies out the record of a slot whose hash matches, then loads
+//! `changes` again after an Acquire fence: it keeps what it found only if `changes` did not
+//! move; otherwise it reads again, as the list's readers do (`changes::read_stable`: spins,
+//! yields, naps; takes the lock if the holder died, which repairs the map, or after 32 reads
+//! overtaken by changes). A reading kept was made while no change was under way, so it is a
+//! map some writer committed whole.
+//!
+//! The first read of a lookup is a fast path (`Raw::get_short`): with no migration under way,
+//! an entry of at most 128 bytes, found within 64 slots of its home, is copied onto the stack a
+//! word at a time with atomic loads, its checksum and key checked, and kept under the same
+//! condition (`changes` even and unmoved, and no page of the mapping lost to a shrunk file).
+//! Anything else (a change under way or overlapping, a migration, a longer entry, anything
+//! that does not look right) makes it give up without a verdict, and the lookup reads again as
+//! above, which says what is wrong. A test stops lookups inside the fast path (failpoint
+//! `map.read_table`) while the map is rebuilt under them.
 //!
 //! Everything read before the second load is untrusted until then: the `table` word is
 //! checked to lie in the data area (mapping growth another process made, in this process's

@@ -35,7 +35,7 @@
 //! | `map.copy_built` | a compacted copy (table and records) was built past the end of data, not yet switched to |
 //! | `map.copy_switched` | the map was switched to the compacted copy, the counts not yet updated |
 //! | `map.moved` | the map was switched to a second copy at the start of the data area, the end of data not yet lowered |
-//! | `map.read_table` | a lookup without the lock read the table word, no slot of it yet |
+//! | `map.read_table` | a lookup's fast path (no migration under way) read the table word, no slot of it yet |
 //! | `queue.ring_built` | a larger ring was built and filled, not yet switched to |
 //! | `queue.batch_first_written` | a batch put (`put_many`) wrote its first item's record and entry, not yet the others |
 //! | `queue.written` | an item's (or a batch's) records and entries were written, not yet committed |

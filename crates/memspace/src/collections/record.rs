@@ -4,10 +4,14 @@
 //!
 //! # Safety
 //!
-//! [`write`](fn@write) copies into the segment with `Mapping::write`, whose contract is that no thread
-//! of this process accesses the range meanwhile. [`write`](fn@write) passes that duty on to its caller
-//! (see its `# Safety`): collections call it under the segment's lock, at or past their end of
-//! data, where no published offset points.
+//! [`write`](fn@write) copies into the segment with `Mapping::write`, whose contract is that no
+//! thread of this process accesses the range meanwhile. [`write`](fn@write) passes that duty on
+//! to its caller (see its `# Safety`): collections call it under the segment's lock, at or past
+//! their end of data, where no published offset points.
+//!
+//! The checksum of a short payload is computed with SSE4.2's `crc32` instruction, in a
+//! function compiled for processors that have it (`inline_crc32c`); [`checksum`] calls it only
+//! after it detected the feature on this processor.
 
 #![allow(unsafe_code)]
 
@@ -50,6 +54,9 @@ fn checksum(payload: &[u8]) -> u32 {
 
 /// [`checksum`] with SSE4.2's `crc32` instruction: a word at a time, then the last 4, 2 and 1
 /// bytes, each in one instruction (one after the other: each takes the last one's result).
+///
+/// Compiled for processors with SSE4.2: calling it (an `unsafe` call outside such a function)
+/// is sound only on one that has it, which [`checksum`] detects first.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
 fn inline_crc32c(payload: &[u8]) -> u32 {
@@ -72,6 +79,18 @@ fn inline_crc32c(payload: &[u8]) -> u32 {
         crc = _mm_crc32_u8(crc, byte);
     }
     !crc
+}
+
+/// A record's header word, loaded from the segment: its payload length and its stored CRC.
+#[inline]
+fn split_header(word: u64) -> (u32, u32) {
+    // The header's bytes are `[length, little-endian][CRC, little-endian]`.
+    let word = u64::from_le(word);
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the low and the high half of the word, each 32 bits"
+    )]
+    (word as u32, (word >> 32) as u32)
 }
 
 /// Writes `payload` as a record at `at`, growing the segment as needed. Returns the record's
@@ -131,19 +150,18 @@ fn header(segment: &Segment, record: u64) -> Result<(u64, u32)> {
         .mapping()
         .get::<AtomicU64>(record)
         .ok_or_else(|| segment.corrupt(format!("record at {record} is not mapped")))?
-        .load(Ordering::Relaxed)
-        .to_ne_bytes();
+        .load(Ordering::Relaxed);
     // A header read from a page lost to a shrunk file (as zeros) is not the record's.
     segment.check_intact()?;
-    let (len, stored) = header.split_at(4);
-    let len = u64::from(u32::from_le_bytes(len.try_into().expect("4 bytes")));
+    let (len, stored) = split_header(header);
+    let len = u64::from(len);
     segment.data_range(
         || format!("the payload of the record at {record}"),
         start,
         len,
         1,
     )?;
-    Ok((len, u32::from_le_bytes(stored.try_into().expect("4 bytes"))))
+    Ok((len, stored))
 }
 
 /// The 8-aligned offset just past the record at `record`.
@@ -190,30 +208,27 @@ pub(crate) fn read_into_if(
 /// Copies the payload of the record at `record` into the start of `out` and checks its CRC, for
 /// a reader's fast path: the payload's length, or `None` if `out` cannot hold it padded to 8
 /// bytes, or if the record is not one [`read_into`] would return (outside the data area,
-/// failing its checksum): the caller's slow path then reads it again and says what is wrong.
+/// failing its checksum, read from pages a shrunk file took): the caller's slow path then reads
+/// it again and says what is wrong.
 ///
 /// The record is copied a word at a time with atomic loads (records are 8-aligned and padded
-/// to 8 bytes). It does not look whether the mapping lost pages to a shrunk file: the caller
-/// does, once, at the end of its read.
+/// to 8 bytes).
 #[inline]
 pub(crate) fn read_short(segment: &Segment, record: u64, out: &mut [u8]) -> Option<usize> {
     let map = segment.mapping();
-    let header = map
-        .get::<AtomicU64>(record)?
-        .load(Ordering::Relaxed)
-        .to_ne_bytes();
-    let (len, stored) = header.split_at(4);
-    let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-    let padded = len.next_multiple_of(8);
-    let copy = out.get_mut(..padded)?;
-    if !segment.holds_data(record, HEADER + padded as u64, 8) {
+    let (len, stored) = split_header(map.get::<AtomicU64>(record)?.load(Ordering::Relaxed));
+    // In 64 bits: a length near `u32::MAX` padded to 8 does not overflow.
+    let padded = u64::from(len).next_multiple_of(8);
+    let copy = out.get_mut(..usize::try_from(padded).ok()?)?;
+    if !segment.holds_data(record, HEADER + padded, 8) {
         return None;
     }
-    let words = map.words(record + HEADER, padded / 8)?;
+    let words = map.words(record + HEADER, copy.len() / 8)?;
     for (bytes, word) in copy.chunks_exact_mut(8).zip(words) {
         bytes.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
     }
-    (checksum(&copy[..len]) == u32::from_le_bytes(stored.try_into().ok()?)).then_some(len)
+    let payload = &copy[..len as usize];
+    (segment.is_intact() && checksum(payload) == stored).then_some(payload.len())
 }
 
 /// Copies the payload of the record at `record`, whose checked header says `len` and `stored`

@@ -206,12 +206,12 @@ impl<'a> Raw<'a> {
 
     /// Takes up to `max` items (at least one) under one lock (see [`Raw::take`]) into
     /// `received` (which starts empty), sleeping while none is ready; `false` once `timeout`
-    /// has passed first (at once for a zero timeout). Each payload is offered to `accept` under the lock: an accepted item is
-    /// acknowledged at once if `ack`, else taken in flight; the first refused one is taken in
-    /// flight and ends the batch. [`QueueError::Closed`] at once if the queue was closed
-    /// immediately, and once nothing is left unacknowledged if it was closed: until then an
-    /// item in flight with another receiver may come back, put back or left by a receiver that
-    /// died.
+    /// has passed first (at once for a zero timeout). Each payload is offered to `accept`
+    /// under the lock: an accepted item is acknowledged at once if `ack`, else taken in
+    /// flight; the first refused one is taken in flight and ends the batch.
+    /// [`QueueError::Closed`] at once if the queue was closed immediately, and once nothing is
+    /// left unacknowledged if it was closed: until then an item in flight with another
+    /// receiver may come back, put back or left by a receiver that died.
     pub(super) fn receive_until(
         self,
         timeout: Option<Duration>,
@@ -220,6 +220,10 @@ impl<'a> Raw<'a> {
         accept: &mut dyn FnMut(&[u8]) -> bool,
         received: &mut Received,
     ) -> std::result::Result<bool, QueueError> {
+        debug_assert!(
+            received.accepted == 0 && received.taken.is_empty() && received.refused.is_none(),
+            "a receive starts with nothing received"
+        );
         let area = self.area();
         let deadline = deadline(timeout);
         let mut spun = false;
@@ -708,10 +712,7 @@ impl<'a> Raw<'a> {
             let in_ring = |end| end <= ring.hi;
             let mut short = [0; SHORT_PAYLOAD];
             let read: &[u8] = match record::read_short(self.segment, record, &mut short) {
-                // `read_short` leaves the look at a shrunk file to its caller.
-                Some(len) if in_ring(record_end(record, len)) && self.segment.is_intact() => {
-                    &short[..len]
-                }
+                Some(len) if in_ring(record_end(record, len)) => &short[..len],
                 _ => {
                     if record::read_into_if(self.segment, record, &mut payload, in_ring)?.is_none()
                     {

@@ -80,10 +80,11 @@
 //! overtaken by changes). A reading kept was made while no change was under way, so it is a
 //! map some writer committed whole.
 //!
-//! The first read of a lookup is a fast path (`Raw::get_short`): with no migration under way,
-//! an entry of at most 128 bytes, found within 64 slots of its home, is copied onto the stack a
-//! word at a time with atomic loads, its checksum and key checked, and kept under the same
-//! condition (`changes` even and unmoved, and no page of the mapping lost to a shrunk file).
+//! The first read of a lookup is a fast path (`Raw::look_up_short`): with no migration under
+//! way, an entry of at most 128 bytes, found within 64 slots of its home, is copied onto the
+//! stack a word at a time with atomic loads, its checksum and key checked, and kept under the
+//! same condition (`changes` even and unmoved, and no page of the mapping lost to a shrunk
+//! file).
 //! Anything else (a change under way or overlapping, a migration, a longer entry, anything
 //! that does not look right) makes it give up without a verdict, and the lookup reads again as
 //! above, which says what is wrong. A test stops lookups inside the fast path (failpoint
@@ -296,7 +297,7 @@ impl Drop for Entry {
 
 /// The key length an entry's record payload begins with, if the payload holds that much key.
 #[inline]
-fn key_len(payload: &[u8]) -> Option<usize> {
+fn stored_key_len(payload: &[u8]) -> Option<usize> {
     payload
         .first_chunk::<KEY_LENGTH>()
         .map(|bytes| u32::from_le_bytes(*bytes) as usize)
@@ -311,13 +312,14 @@ fn same_key(stored: &[u8], key: &[u8]) -> bool {
     stored.len() == key.len() && stored.iter().zip(key).all(|(a, b)| a == b)
 }
 
-/// What [`Raw::get_short`], a lookup's fast path, found.
+/// What [`Raw::look_up_short`], a lookup's fast path, found.
 enum Short {
     /// The key's entry, in slot `index`; its value is at `value` in the copy.
     Found {
         index: u64,
         value: std::ops::Range<usize>,
     },
+    /// No entry: the key is absent.
     Absent,
     /// Not decided: the slow path looks the key up.
     Slow,
@@ -563,7 +565,7 @@ impl<'a> Raw<'a> {
 
     /// The entry whose record at `at` holds `payload`, its key length checked.
     fn entry_from(self, at: u64, payload: Vec<u8>) -> Result<Entry> {
-        let key_len = key_len(&payload).ok_or_else(|| {
+        let key_len = stored_key_len(&payload).ok_or_else(|| {
             self.corrupt(format!(
                 "the map entry at {at} has a key longer than the entry"
             ))
@@ -678,8 +680,8 @@ impl<'a> Raw<'a> {
     /// `value` makes of its slot and the encoding of its value.
     ///
     /// A short entry read while no change and no migration is under way is copied onto the
-    /// stack by [`Raw::get_short`]; anything else (a longer entry, a change that overlaps,
-    /// anything that looks wrong) is read by [`Raw::get_entry`], which retries, waits, and
+    /// stack by [`Raw::look_up_short`]; anything else (a longer entry, a change that overlaps,
+    /// anything that looks wrong) is read by [`Raw::look_up_entry`], which retries, waits, and
     /// says what is wrong.
     #[inline]
     pub(super) fn get<R>(
@@ -689,10 +691,10 @@ impl<'a> Raw<'a> {
     ) -> Result<Option<R>> {
         let hash = hash(key);
         let mut copy = [0; SHORT_ENTRY];
-        match self.get_short(key, hash, &mut copy) {
+        match self.look_up_short(key, hash, &mut copy) {
             Short::Found { index, value: at } => value(index, &copy[at]).map(Some),
             Short::Absent => Ok(None),
-            Short::Slow => match self.get_entry(key, hash)? {
+            Short::Slow => match self.look_up_entry(key, hash)? {
                 Some((index, entry)) => value(index, entry.value()).map(Some),
                 None => Ok(None),
             },
@@ -706,7 +708,7 @@ impl<'a> Raw<'a> {
     /// nothing the slow path would not: a reading kept only if `changes` did not move and
     /// no page of the mapping was lost.
     #[inline]
-    fn get_short(self, key: &[u8], hash: u64, copy: &mut [u8; SHORT_ENTRY]) -> Short {
+    fn look_up_short(self, key: &[u8], hash: u64, copy: &mut [u8; SHORT_ENTRY]) -> Short {
         let area = self.area();
         let Some(window) = Window::open(&area.changes) else {
             return Short::Slow;
@@ -746,7 +748,7 @@ impl<'a> Raw<'a> {
                     let Some(len) = record::read_short(self.segment, at, copy) else {
                         return Short::Slow;
                     };
-                    let Some(key_len) = key_len(&copy[..len]) else {
+                    let Some(key_len) = stored_key_len(&copy[..len]) else {
                         return Short::Slow;
                     };
                     if same_key(&copy[KEY_LENGTH..KEY_LENGTH + key_len], key) {
@@ -770,7 +772,7 @@ impl<'a> Raw<'a> {
     /// [`Raw::get`]'s slow path: the lookup of any entry, read again while changes overlap
     /// (see "Readers" in the module docs); returns its slot and entry.
     #[inline(never)]
-    fn get_entry(self, key: &[u8], hash: u64) -> Result<Option<(u64, Entry)>> {
+    fn look_up_entry(self, key: &[u8], hash: u64) -> Result<Option<(u64, Entry)>> {
         let found = changes::read_stable(
             self.segment,
             &self.area().changes,

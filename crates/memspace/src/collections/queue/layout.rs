@@ -252,14 +252,21 @@ impl<'a> Raw<'a> {
     }
 
     /// Checks that a record offset lies inside the ring's record area, 8-aligned.
+    #[inline]
     pub(super) fn starts_in_ring(self, ring: Ring, record: u64) -> Result<()> {
-        if record < ring.lo || record >= ring.hi || !record.is_multiple_of(8) {
-            return Err(self.corrupt(format!(
-                "a record offset {record} lies outside the ring's records {}..{}",
-                ring.lo, ring.hi
-            )));
+        // The bounds as plain values: the error, out of line, takes no copy of the ring.
+        let Ring { lo, hi, .. } = ring;
+        if record < lo || record >= hi || !record.is_multiple_of(8) {
+            return Err(self.outside_ring(record, lo, hi));
         }
         Ok(())
+    }
+
+    #[cold]
+    fn outside_ring(self, record: u64, lo: u64, hi: u64) -> Error {
+        self.corrupt(format!(
+            "a record offset {record} lies outside the ring's records {lo}..{hi}"
+        ))
     }
 
     /// Checks that the record at `record`, which ends at `end`, does not run past the ring's

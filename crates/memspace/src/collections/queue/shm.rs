@@ -248,7 +248,7 @@ impl<'a> Raw<'a> {
             let change = Change::begin(&area.changes, &guard);
             let ring = self.ring_held(&guard)?;
             self.take(ring, max.max(1), ack, accept, received)?;
-            let closed_now = received.acked > 0 && self.finish_acks(ring);
+            let closed_now = received.acked > 0 && self.finish_acks(ring.as_ref());
             drop(change);
             if received.accepted > 0 || received.refused.is_some() {
                 if received.acked > 0 {
@@ -368,7 +368,7 @@ impl<'a> Raw<'a> {
         };
         loop {
             let window = self.window(Some(ring))?;
-            let Some(seq) = self.find_orphan(ring, window)? else {
+            let Some(seq) = self.find_orphan(&ring, window)? else {
                 return Ok(());
             };
             self.entry(ring, seq)?.state.store(DONE, Ordering::Release);
@@ -427,6 +427,7 @@ impl<'a> Raw<'a> {
     }
 
     /// Moves `head` past acknowledged entries; returns the new head.
+    #[inline]
     fn advance_head(self, ring: Ring, head: u64, end: u64) -> Result<u64> {
         let mut new_head = head;
         while new_head < end && self.entry(ring, new_head)?.state.load(Ordering::Relaxed) == DONE {
@@ -606,7 +607,7 @@ impl<'a> Raw<'a> {
     }
 
     /// The first entry taken by a dead process, if any.
-    fn find_orphan(self, ring: Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
+    fn find_orphan(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
         let area = self.area();
         let in_flight = area
             .unacked
@@ -619,7 +620,7 @@ impl<'a> Raw<'a> {
             if seen >= in_flight {
                 break;
             }
-            let entry = self.entry(ring, seq)?;
+            let entry = self.entry(*ring, seq)?;
             if entry.state.load(Ordering::Relaxed) != TAKEN {
                 continue;
             }
@@ -646,7 +647,7 @@ impl<'a> Raw<'a> {
     }
 
     /// The first ready entry at or after `hint`, moving `hint` up to it.
-    fn find_ready(self, ring: Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
+    fn find_ready(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
         let area = self.area();
         let hint = area.hint.load(Ordering::Relaxed);
         // Derived, so untrusted: outside the window it is ignored.
@@ -656,7 +657,7 @@ impl<'a> Raw<'a> {
             head
         };
         for seq in from..end {
-            if self.entry(ring, seq)?.state.load(Ordering::Relaxed) == READY {
+            if self.entry(*ring, seq)?.state.load(Ordering::Relaxed) == READY {
                 area.hint.store(seq, Ordering::Relaxed);
                 return Ok(Some(seq));
             }
@@ -667,7 +668,7 @@ impl<'a> Raw<'a> {
 
     /// The next item to take: usually the first ready one; an item of a dead taker when none
     /// is ready, or every `ORPHAN_SCAN_EVERY` deliveries.
-    fn next_to_take(self, ring: Ring, window: (u64, u64)) -> Result<Option<u64>> {
+    fn next_to_take(self, ring: &Ring, window: (u64, u64)) -> Result<Option<u64>> {
         let ready = self.find_ready(ring, window)?;
         let orphans_first = ready.is_none_or(|seq| seq.is_multiple_of(ORPHAN_SCAN_EVERY));
         let orphan = if orphans_first {
@@ -697,10 +698,10 @@ impl<'a> Raw<'a> {
             return Ok(());
         };
         let window = self.window(Some(ring))?;
-        let (pid, start) = me();
-        let mut payload = codec::take_kept(&PAYLOAD);
+        // This thread's kept buffer, taken on the first payload too long for the stack.
+        let mut kept: Option<Vec<u8>> = None;
         while received.accepted < max {
-            let Some(seq) = self.next_to_take(ring, window)? else {
+            let Some(seq) = self.next_to_take(&ring, window)? else {
                 break;
             };
             let entry = self.entry(ring, seq)?;
@@ -714,11 +715,11 @@ impl<'a> Raw<'a> {
             let read: &[u8] = match record::read_short(self.segment, record, &mut short) {
                 Some(len) if in_ring(record_end(record, len)) => &short[..len],
                 _ => {
-                    if record::read_into_if(self.segment, record, &mut payload, in_ring)?.is_none()
-                    {
+                    let payload = kept.get_or_insert_with(|| codec::take_kept(&PAYLOAD));
+                    if record::read_into_if(self.segment, record, payload, in_ring)?.is_none() {
                         return Err(self.past_ring_end(ring, record));
                     }
-                    &payload
+                    payload
                 }
             };
             let accepted = accept(read);
@@ -732,6 +733,7 @@ impl<'a> Raw<'a> {
                 count_down(&area.unacked, 1);
                 received.acked += 1;
             } else {
+                let (pid, start) = me();
                 entry.taker_start.store(start, Ordering::Relaxed);
                 entry.taker_pid.store(pid, Ordering::Relaxed);
                 entry.state.store(TAKEN, Ordering::Release); // commit
@@ -754,16 +756,18 @@ impl<'a> Raw<'a> {
                 received.taken.push((seq, deliveries));
             }
         }
-        codec::keep(&PAYLOAD, payload);
+        if let Some(payload) = kept {
+            codec::keep(&PAYLOAD, payload);
+        }
         Ok(())
     }
 
     /// After acknowledgements, inside their change: moves `head` and bumps the futex words
     /// (`space`, and `items` on a closed queue, whose receivers wait for nothing to be left
     /// unacknowledged). Returns whether the queue is closed.
-    fn finish_acks(self, ring: Option<Ring>) -> bool {
+    fn finish_acks(self, ring: Option<&Ring>) -> bool {
         let area = self.area();
-        if let Some(ring) = ring
+        if let Some(&ring) = ring
             && let Ok((head, end)) = self.window(Some(ring))
         {
             // Moving `head` is housekeeping: a failure here leaves it for the next put.
@@ -847,7 +851,7 @@ impl<'a> Raw<'a> {
                 }
             }
             if acked > 0 {
-                closed = self.finish_acks(ring);
+                closed = self.finish_acks(ring.as_ref());
             }
         }
         if acked > 0 {
@@ -888,7 +892,7 @@ impl<'a> Raw<'a> {
             entry.state.store(DONE, Ordering::Release); // commit
             crate::failpoint::hit("queue.acked");
             count_down(&area.unacked, 1);
-            self.finish_acks(Some(ring))
+            self.finish_acks(Some(&ring))
         };
         self.wake_after_acks(guard, closed);
     }

@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::handle::{Blueprint, Place};
 #[cfg(feature = "redis")]
 use crate::redis::{FirstData, Init};
-use crate::segment::{Kind, SegmentName, SegmentOptions};
+use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 
 /// A multi-producer, multi-consumer FIFO queue shared by threads and processes, bounded or
 /// not, that does not lose an item when the consumer that took it dies.
@@ -612,6 +612,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_until(value, Some(timeout))
     }
 
+    /// Receives from the queue's `segment` into `received` (see `Raw::receive_until`); the
+    /// error of a receive that gave up once `timeout` passed.
+    fn receive_from(
+        &self,
+        segment: &Segment,
+        timeout: Option<Duration>,
+        (max, ack): (usize, bool),
+        accept: &mut dyn FnMut(&[u8]) -> bool,
+        received: &mut Received,
+    ) -> std::result::Result<(), QueueError> {
+        let raw = Raw { segment };
+        if raw.receive_until(timeout, max, ack, accept, received)? {
+            Ok(())
+        } else {
+            Err(self.give_up(timeout, false))
+        }
+    }
+
     fn receive_until(
         &self,
         timeout: Option<Duration>,
@@ -620,16 +638,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Place::Shm(segment) => {
                 let mut decoder = Decoder::<T>::default();
                 let mut received = Received::default();
-                let any = Raw { segment }.receive_until(
+                self.receive_from(
+                    segment,
                     timeout,
-                    1,
-                    false,
+                    (1, false),
                     &mut |p| decoder.accept(p),
                     &mut received,
                 )?;
-                if !any {
-                    return Err(self.give_up(timeout, false));
-                }
                 if let (Some(value), Some(&(seq, deliveries))) =
                     (decoder.values.pop(), received.taken.first())
                 {
@@ -694,16 +709,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Place::Shm(segment) => {
                 let mut decoder = Decoder::<T>::default();
                 let mut received = Received::default();
-                let any = Raw { segment }.receive_until(
+                self.receive_from(
+                    segment,
                     timeout,
-                    max,
-                    ack,
+                    (max, ack),
                     &mut |p| decoder.accept(p),
                     &mut received,
                 )?;
-                if !any {
-                    return Err(self.give_up(timeout, false));
-                }
                 let claims = Claims::shm(received.taken);
                 match received.refused {
                     Some(refused) if decoder.values.is_empty() => Err(self.refused(refused)),
@@ -813,19 +825,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // One item: decoded into place, no list of values to allocate.
                 let mut value = None;
                 let mut received = Received::default();
-                let any = Raw { segment }.receive_until(
+                self.receive_from(
+                    segment,
                     timeout,
-                    1,
-                    true,
+                    (1, true),
                     &mut |payload| {
                         value = codec::decode(payload).ok();
                         value.is_some()
                     },
                     &mut received,
                 )?;
-                if !any {
-                    return Err(self.give_up(timeout, false));
-                }
                 match (value, received.refused) {
                     (Some(value), _) => Ok(value),
                     (None, Some(refused)) => Err(self.refused(refused)),

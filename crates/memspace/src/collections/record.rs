@@ -25,6 +25,9 @@ use crate::sync::RawGuard;
 pub(crate) const HEADER: u64 = 8;
 /// The largest payload: the length field is 32 bits.
 pub(crate) const MAX_PAYLOAD: usize = u32::MAX as usize;
+/// The most bytes of a payload a reader's fast path copies onto its stack ([`read_short`]):
+/// numbers, short strings, small structs.
+pub(crate) const SHORT_PAYLOAD: usize = 128;
 
 /// The most bytes of a payload whose checksum [`checksum`] computes inline, one 8-byte word per
 /// instruction; past it, `crc32c` runs three streams at once.

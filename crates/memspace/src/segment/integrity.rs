@@ -27,17 +27,12 @@ impl Segment {
         len: u64,
         align: u64,
     ) -> Result<u64, Error> {
-        // The committed size is read from the segment too: bound it by the validated maximum.
-        debug_assert!(align.is_power_of_two(), "an alignment of {align}");
-        let size = self.size().min(self.fields.max_size);
-        // A mask, not a division: `align` is rarely a constant here.
-        let aligned = offset & (align - 1) == 0;
-        match offset.checked_add(len) {
-            Some(end) if offset >= DATA_START && aligned && end <= size => {
+        match self.end_in_data_area(offset, len, align) {
+            Some(end) => {
                 self.ensure_mapped(end)?;
                 Ok(end)
             }
-            _ => Err(self.outside_data_area(&what(), offset, len, align, size)),
+            None => Err(self.outside_data_area(&what(), offset, len, align)),
         }
     }
 
@@ -48,18 +43,34 @@ impl Segment {
     /// does, once, at the end of its read.
     #[inline]
     pub(crate) fn holds_data(&self, offset: u64, len: u64, align: u64) -> bool {
-        let size = self.size().min(self.fields.max_size);
-        offset >= DATA_START
-            && offset & (align - 1) == 0
-            && offset
-                .checked_add(len)
-                .is_some_and(|end| end <= size && end <= self.map.len() as u64)
+        self.end_in_data_area(offset, len, align)
+            .is_some_and(|end| end <= self.map.len() as u64)
+    }
+
+    /// The end of `[offset, offset + len)` if it lies in the data area, is a multiple of
+    /// `align` and ends inside the committed size: the checks of [`Segment::data_range`],
+    /// without mapping anything.
+    #[inline]
+    fn end_in_data_area(&self, offset: u64, len: u64, align: u64) -> Option<u64> {
+        debug_assert!(align.is_power_of_two(), "an alignment of {align}");
+        // A mask, not a division: `align` is rarely a constant here.
+        let aligned = offset & (align - 1) == 0;
+        offset
+            .checked_add(len)
+            .filter(|&end| offset >= DATA_START && aligned && end <= self.data_limit())
+    }
+
+    /// The committed size, read from the segment too: bounded by the validated maximum.
+    #[inline]
+    fn data_limit(&self) -> u64 {
+        self.size().min(self.fields.max_size)
     }
 
     /// The error of [`Segment::data_range`], out of the way of the checks' fast path.
     #[cold]
     #[inline(never)]
-    fn outside_data_area(&self, what: &str, offset: u64, len: u64, align: u64, size: u64) -> Error {
+    fn outside_data_area(&self, what: &str, offset: u64, len: u64, align: u64) -> Error {
+        let size = self.data_limit();
         self.corrupt(format!(
             "{what} at {offset} ({len} bytes) lies outside the data area {DATA_START}..{size}{}",
             if offset.is_multiple_of(align) {

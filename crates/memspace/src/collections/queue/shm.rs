@@ -75,9 +75,6 @@ const INITIAL_SLOTS: u64 = 64;
 const INITIAL_BYTES: u64 = 8 << 10;
 /// How often a waiting receiver looks for items taken by processes that died meanwhile.
 pub(super) const REDELIVERY_CHECK: Duration = Duration::from_millis(50);
-/// The most bytes of a payload that a receive copies onto its stack (a longer one goes into
-/// this thread's kept buffer).
-const SHORT_PAYLOAD: usize = 128;
 /// Every this many deliveries, a receiver looks for items of dead takers first even when other
 /// items are ready (it always looks when none is).
 const ORPHAN_SCAN_EVERY: u64 = 16;
@@ -711,7 +708,7 @@ impl<'a> Raw<'a> {
             // length up to the segment's size.
             self.starts_in_ring(ring, record)?;
             let in_ring = |end| end <= ring.hi;
-            let mut short = [0; SHORT_PAYLOAD];
+            let mut short = [0; record::SHORT_PAYLOAD];
             let read: &[u8] = match record::read_short(self.segment, record, &mut short) {
                 Some(len) if in_ring(record_end(record, len)) => &short[..len],
                 _ => {

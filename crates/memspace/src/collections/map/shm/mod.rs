@@ -172,9 +172,6 @@ const MIGRATE_FROM: u64 = 1 << 10;
 const MOVES_PER_INSERT: u64 = 64;
 /// How many slots a reader without the lock probes between two looks at `changes`.
 const PROBES_PER_LOOK: u64 = 64;
-/// The most bytes of an entry's record payload that a lookup's fast path copies onto its
-/// stack.
-const SHORT_ENTRY: usize = 128;
 /// Bytes before a record's key: the key's length.
 pub(super) const KEY_LENGTH: usize = 4;
 
@@ -690,7 +687,7 @@ impl<'a> Raw<'a> {
         value: impl FnOnce(u64, &[u8]) -> Result<R>,
     ) -> Result<Option<R>> {
         let hash = hash(key);
-        let mut copy = [0; SHORT_ENTRY];
+        let mut copy = [0; record::SHORT_PAYLOAD];
         match self.look_up_short(key, hash, &mut copy) {
             Short::Found { index, value: at } => value(index, &copy[at]).map(Some),
             Short::Absent => Ok(None),
@@ -702,13 +699,13 @@ impl<'a> Raw<'a> {
     }
 
     /// [`Raw::get`]'s fast path: `key` looked up in one read between two changes, with no
-    /// migration under way, its entry at most [`SHORT_ENTRY`] bytes (copied into `copy`) and
-    /// at most [`PROBES_PER_LOOK`] slots from its home; `Slow` otherwise, and for anything
-    /// that does not look right. It decides as the slow path's first read would, and returns
-    /// nothing the slow path would not: a reading kept only if `changes` did not move and
-    /// no page of the mapping was lost.
+    /// migration under way, its entry at most [`record::SHORT_PAYLOAD`] bytes (copied into
+    /// `copy`) and at most [`PROBES_PER_LOOK`] slots from its home; `Slow` otherwise, and for
+    /// anything that does not look right. It decides as the slow path's first read would, and
+    /// returns nothing the slow path would not: a reading kept only if `changes` did not move
+    /// and no page of the mapping was lost.
     #[inline]
-    fn look_up_short(self, key: &[u8], hash: u64, copy: &mut [u8; SHORT_ENTRY]) -> Short {
+    fn look_up_short(self, key: &[u8], hash: u64, copy: &mut [u8; record::SHORT_PAYLOAD]) -> Short {
         let area = self.area();
         let Some(window) = Window::open(&area.changes) else {
             return Short::Slow;

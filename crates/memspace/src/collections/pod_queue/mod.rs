@@ -101,11 +101,20 @@ impl<T> PodQueue<T> {
         self.place.local()
     }
 
-    /// The ring, or the error of a segment whose slots are not mapped (checked when the
-    /// handle was made, so only a file shrunk under the mapping gets here).
+    /// Runs `use_it` on the ring; the error of a segment whose slots are not mapped (checked
+    /// when the handle was made, so only a file shrunk under the mapping gets here).
     #[inline]
-    fn ring(&self) -> std::result::Result<Ring<'_>, QueueError> {
-        Ring::new(self.shm(), self.shape).map_err(QueueError::Other)
+    fn with_ring<R>(
+        &self,
+        use_it: impl FnOnce(Ring<'_>) -> std::result::Result<R, QueueError>,
+    ) -> std::result::Result<R, QueueError> {
+        match Ring::new(self.shm(), self.shape) {
+            Some(ring) => use_it(ring),
+            None => Err(QueueError::Other(ring::slots_not_mapped(
+                self.shm(),
+                self.shape,
+            ))),
+        }
     }
 
     place_accessors!("queue", local, typed);
@@ -136,8 +145,10 @@ impl<T> PodQueue<T> {
     ///
     /// [`QueueError::Other`] if the segment was damaged.
     pub fn close(&self) -> std::result::Result<(), QueueError> {
-        self.ring()?.close();
-        Ok(())
+        self.with_ring(|ring| {
+            ring.close();
+            Ok(())
+        })
     }
 
     /// Whether [`PodQueue::close`] was called.
@@ -272,7 +283,7 @@ impl<T: Pod> PodQueue<T> {
             shape.ring_bytes(),
             8,
         )?;
-        Ring::new(segment, shape)?;
+        Ring::checked(segment, shape)?;
         Ok(PodQueue {
             place,
             shape,
@@ -333,16 +344,20 @@ impl<T: Pod> PodQueue<T> {
         timeout: Duration,
     ) -> std::result::Result<usize, QueueError> {
         let bytes: &[u8] = bytemuck::cast_slice(items);
-        match self.ring()?.put(bytes, items.len(), Wait::For(timeout)) {
-            (put, Ok(()) | Err(QueueError::Full { .. } | QueueError::Timeout { .. })) => Ok(put),
-            (_, Err(err)) => Err(err),
-        }
+        self.with_ring(
+            |ring| match ring.put(bytes, items.len(), Wait::For(timeout)) {
+                (put, Ok(()) | Err(QueueError::Full { .. } | QueueError::Timeout { .. })) => {
+                    Ok(put)
+                }
+                (_, Err(err)) => Err(err),
+            },
+        )
     }
 
     #[inline]
     fn put_waiting(&self, items: &[T], wait: Wait) -> std::result::Result<(), QueueError> {
         let bytes: &[u8] = bytemuck::cast_slice(items);
-        self.ring()?.put(bytes, items.len(), wait).1
+        self.with_ring(|ring| ring.put(bytes, items.len(), wait).1)
     }
 
     /// Takes the item at the front, waiting while the queue is empty.
@@ -377,11 +392,13 @@ impl<T: Pod> PodQueue<T> {
     #[inline]
     fn get_waiting(&self, wait: Wait) -> std::result::Result<T, QueueError> {
         let mut item = T::zeroed();
-        self.ring()?.get(
-            1,
-            |words| ring::copy_item(words, bytemuck::bytes_of_mut(&mut item)),
-            wait,
-        )?;
+        self.with_ring(|ring| {
+            ring.get(
+                1,
+                |words| ring::copy_item(words, bytemuck::bytes_of_mut(&mut item)),
+                wait,
+            )
+        })?;
         Ok(item)
     }
 
@@ -423,15 +440,17 @@ impl<T: Pod> PodQueue<T> {
         if max == 0 {
             return Ok(items);
         }
-        self.ring()?.get(
-            max,
-            |words| {
-                let mut item = T::zeroed();
-                ring::copy_item(words, bytemuck::bytes_of_mut(&mut item));
-                items.push(item);
-            },
-            wait,
-        )?;
+        self.with_ring(|ring| {
+            ring.get(
+                max,
+                |words| {
+                    let mut item = T::zeroed();
+                    ring::copy_item(words, bytemuck::bytes_of_mut(&mut item));
+                    items.push(item);
+                },
+                wait,
+            )
+        })?;
         Ok(items)
     }
 }

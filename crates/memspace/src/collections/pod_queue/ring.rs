@@ -280,6 +280,15 @@ fn classify(word: u64, lap: u64) -> Seen {
     }
 }
 
+/// The error of a queue whose slots are not mapped (a file shrunk under the mapping).
+#[cold]
+pub(super) fn slots_not_mapped(segment: &Segment, shape: Shape) -> crate::Error {
+    segment.corrupt(format!(
+        "the queue's {} slots are not mapped",
+        shape.capacity()
+    ))
+}
+
 /// What a state word says, for `inspect` and errors.
 pub(super) fn describe(word: u64) -> String {
     let lap = word >> LAP_SHIFT;
@@ -341,24 +350,26 @@ impl Claimant {
 }
 
 impl<'a> Ring<'a> {
-    /// The queue of `shape` in `segment`.
-    pub(super) fn new(segment: &'a Segment, shape: Shape) -> Result<Self> {
+    /// The queue of `shape` in `segment`, or the error of a segment whose slots are not
+    /// mapped.
+    pub(super) fn checked(segment: &'a Segment, shape: Shape) -> Result<Self> {
+        Ring::new(segment, shape).ok_or_else(|| slots_not_mapped(segment, shape))
+    }
+
+    /// The queue of `shape` in `segment`, if its slots are mapped.
+    ///
+    /// No `Result` on the path of every put and get: one the size of an error made each of
+    /// them copy the ring through the stack, which stalls loads of what was just stored.
+    #[inline]
+    pub(super) fn new(segment: &'a Segment, shape: Shape) -> Option<Self> {
         let area = segment.kind_area::<PodQueueArea>();
         let n = usize::try_from(shape.capacity())
             .ok()
-            .and_then(|capacity| capacity.checked_mul(shape.slot_words()));
-        let slots = n
-            .and_then(|n| segment.mapping().words(DATA_START, n))
-            .ok_or_else(|| {
-                segment.corrupt(format!(
-                    "the queue's {} slots are not mapped",
-                    shape.capacity()
-                ))
-            })?;
-        Ok(Ring {
+            .and_then(|capacity| capacity.checked_mul(shape.slot_words()))?;
+        Some(Ring {
             segment,
             area,
-            slots,
+            slots: segment.mapping().words(DATA_START, n)?,
             shape,
         })
     }

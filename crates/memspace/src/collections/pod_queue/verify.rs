@@ -53,7 +53,7 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
         report.problem(err.to_string());
         return;
     }
-    let ring = match Ring::new(segment, shape) {
+    let ring = match Ring::checked(segment, shape) {
         Ok(ring) => ring,
         Err(err) => return report.problem(err.to_string()),
     };

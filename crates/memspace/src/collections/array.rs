@@ -45,7 +45,7 @@ use crate::handle::{Blueprint, NoRedis, Place};
 use crate::segment::{DATA_START, Kind, RawGuard, Recovery, Segment, SegmentName, SegmentOptions};
 use crate::shm_safe::ShmSafe;
 use crate::sync::{
-    LockError, TryLockError, acquire, blocking, expect_type, lock_and_repair, type_mismatch,
+    AcquireError, LockError, TryLockError, acquire, expect_type, lock_and_repair, type_mismatch,
 };
 use crate::sys::Wait;
 
@@ -585,7 +585,7 @@ impl<T: Element> SharedArray<T> {
     /// [`ArrayGuard::mark_consistent`]. [`LockError::Poisoned`] if a holder panicked. The
     /// other [`LockError`]s if the lock cannot be had.
     pub fn lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        blocking(self.acquire(Wait::Forever))
+        self.acquire(Wait::Forever)
     }
 
     /// As [`SharedArray::lock`], but gives up with [`TryLockError::WouldBlock`] if another
@@ -612,10 +612,10 @@ impl<T: Element> SharedArray<T> {
         self.acquire(Wait::For(timeout))
     }
 
-    fn acquire(
-        &self,
+    fn acquire<'a, E: AcquireError<ArrayGuard<'a, T>>>(
+        &'a self,
         wait: Wait,
-    ) -> std::result::Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+    ) -> std::result::Result<ArrayGuard<'a, T>, E> {
         acquire(self.shm(), wait, |raw, recovery| ArrayGuard {
             array: self,
             raw,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{LockError, RawGuard, Recovery, TryLockError, acquire, blocking, plain};
+use super::{AcquireError, LockError, RawGuard, Recovery, TryLockError, acquire, plain};
 use crate::error::Result;
 use crate::handle::{NoRedis, Place};
 use crate::segment::{InSegment, Kind, LockAnchor, Segment, SegmentName};
@@ -140,7 +140,7 @@ impl<T: Pod> Mutex<T> {
     /// As [`Lock::lock`](super::Lock::lock).
     #[inline]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        blocking(self.acquire(Wait::Forever))
+        self.acquire(Wait::Forever)
     }
 
     /// Acquires the lock if it is free.
@@ -166,7 +166,10 @@ impl<T: Pod> Mutex<T> {
     }
 
     #[inline]
-    fn acquire(&self, wait: Wait) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
+    fn acquire<'a, E: AcquireError<MutexGuard<'a, T>>>(
+        &'a self,
+        wait: Wait,
+    ) -> Result<MutexGuard<'a, T>, E> {
         acquire(self.place.local(), wait, |raw, recovery| MutexGuard {
             mutex: self,
             raw,

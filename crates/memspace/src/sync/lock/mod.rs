@@ -18,7 +18,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use super::{
-    LeaseError, LockError, RawGuard, Recovery, ReleaseError, TryLockError, acquire,
+    AcquireError, LeaseError, LockError, RawGuard, Recovery, ReleaseError, TryLockError, acquire,
     acquire_for_process, blocking,
 };
 use crate::error::Result;
@@ -152,7 +152,7 @@ impl Lock {
     )]
     #[inline(always)]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        blocking(self.acquire_guard(Wait::Forever))
+        self.acquire_guard(Wait::Forever)
     }
 
     /// Acquires the lock if it is free.
@@ -184,7 +184,10 @@ impl Lock {
         reason = "measured: left to the compiler, the guard came back through memory"
     )]
     #[inline(always)]
-    fn acquire_guard(&self, wait: Wait) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+    fn acquire_guard<'a, E: AcquireError<LockGuard<'a>>>(
+        &'a self,
+        wait: Wait,
+    ) -> Result<LockGuard<'a>, E> {
         match self.place.as_ref() {
             Place::Shm(anchor) => acquire(anchor, wait, |raw, _| LockGuard {
                 lock: self,
@@ -192,7 +195,7 @@ impl Lock {
                 lease: Part::NONE,
             }),
             #[cfg(feature = "redis")]
-            Place::Redis(lock) => self.acquire_lease(lock, wait, false),
+            Place::Redis(lock) => self.acquire_lease(lock, wait, false).map_err(E::from_try),
         }
     }
 

@@ -28,6 +28,9 @@ pub(crate) const MAX_PAYLOAD: usize = u32::MAX as usize;
 /// The most bytes of a payload a reader's fast path copies onto its stack ([`read_short`]):
 /// numbers, short strings, small structs.
 pub(crate) const SHORT_PAYLOAD: usize = 128;
+/// Where [`read_short`] copies a payload: [`SHORT_PAYLOAD`] bytes as 8-byte words, each
+/// written whole from one atomic load.
+pub(crate) type ShortCopy = [[u8; 8]; SHORT_PAYLOAD / 8];
 
 /// The most bytes of a payload whose checksum [`checksum`] computes inline, one 8-byte word per
 /// instruction; past it, `crc32c` runs three streams at once.
@@ -217,20 +220,20 @@ pub(crate) fn read_into_if(
 /// The record is copied a word at a time with atomic loads (records are 8-aligned and padded
 /// to 8 bytes).
 #[inline]
-pub(crate) fn read_short(segment: &Segment, record: u64, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn read_short(segment: &Segment, record: u64, out: &mut ShortCopy) -> Option<usize> {
     let map = segment.mapping();
     let (len, stored) = split_header(map.get::<AtomicU64>(record)?.load(Ordering::Relaxed));
     // In 64 bits: a length near `u32::MAX` padded to 8 does not overflow.
     let padded = u64::from(len).next_multiple_of(8);
-    let copy = out.get_mut(..usize::try_from(padded).ok()?)?;
+    let copy = out.get_mut(..usize::try_from(padded / 8).ok()?)?;
     if !segment.holds_data(record, HEADER + padded, 8) {
         return None;
     }
-    let words = map.words(record + HEADER, copy.len() / 8)?;
-    for (bytes, word) in copy.chunks_exact_mut(8).zip(words) {
-        bytes.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    let words = map.words(record + HEADER, copy.len())?;
+    for (bytes, word) in copy.iter_mut().zip(words) {
+        *bytes = word.load(Ordering::Relaxed).to_ne_bytes();
     }
-    let payload = &copy[..len as usize];
+    let payload = &copy.as_flattened()[..len as usize];
     (segment.is_intact() && checksum(payload) == stored).then_some(payload.len())
 }
 

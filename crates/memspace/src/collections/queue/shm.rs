@@ -708,9 +708,9 @@ impl<'a> Raw<'a> {
             // length up to the segment's size.
             self.starts_in_ring(ring, record)?;
             let in_ring = |end| end <= ring.hi;
-            let mut short = [0; record::SHORT_PAYLOAD];
+            let mut short = [[0; 8]; record::SHORT_PAYLOAD / 8];
             let read: &[u8] = match record::read_short(self.segment, record, &mut short) {
-                Some(len) if in_ring(record_end(record, len)) => &short[..len],
+                Some(len) if in_ring(record_end(record, len)) => &short.as_flattened()[..len],
                 _ => {
                     let payload = kept.get_or_insert_with(|| codec::take_kept(&PAYLOAD));
                     if record::read_into_if(self.segment, record, payload, in_ring)?.is_none() {

@@ -687,9 +687,9 @@ impl<'a> Raw<'a> {
         value: impl FnOnce(u64, &[u8]) -> Result<R>,
     ) -> Result<Option<R>> {
         let hash = hash(key);
-        let mut copy = [0; record::SHORT_PAYLOAD];
+        let mut copy = [[0; 8]; record::SHORT_PAYLOAD / 8];
         match self.look_up_short(key, hash, &mut copy) {
-            Short::Found { index, value: at } => value(index, &copy[at]).map(Some),
+            Short::Found { index, value: at } => value(index, &copy.as_flattened()[at]).map(Some),
             Short::Absent => Ok(None),
             Short::Slow => match self.look_up_entry(key, hash)? {
                 Some((index, entry)) => value(index, entry.value()).map(Some),
@@ -705,7 +705,7 @@ impl<'a> Raw<'a> {
     /// returns nothing the slow path would not: a reading kept only if `changes` did not move
     /// and no page of the mapping was lost.
     #[inline]
-    fn look_up_short(self, key: &[u8], hash: u64, copy: &mut [u8; record::SHORT_PAYLOAD]) -> Short {
+    fn look_up_short(self, key: &[u8], hash: u64, copy: &mut record::ShortCopy) -> Short {
         let area = self.area();
         let Some(window) = Window::open(&area.changes) else {
             return Short::Slow;
@@ -745,10 +745,11 @@ impl<'a> Raw<'a> {
                     let Some(len) = record::read_short(self.segment, at, copy) else {
                         return Short::Slow;
                     };
-                    let Some(key_len) = stored_key_len(&copy[..len]) else {
+                    let entry = &copy.as_flattened()[..len];
+                    let Some(key_len) = stored_key_len(entry) else {
                         return Short::Slow;
                     };
-                    if same_key(&copy[KEY_LENGTH..KEY_LENGTH + key_len], key) {
+                    if same_key(&entry[KEY_LENGTH..KEY_LENGTH + key_len], key) {
                         found = Short::Found {
                             index,
                             value: KEY_LENGTH + key_len..len,

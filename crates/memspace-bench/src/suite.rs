@@ -197,6 +197,26 @@ pub(crate) fn measure(
         || Ok(workloads::std_mutex_uncontended(sizes.lock_rounds)),
     )?;
     run.median(
+        "RwLock<u64> read vs std::sync::RwLock, uncontended",
+        (
+            "rwlock_read_uncontended",
+            "std_rwlock_read",
+            "lock+unlock/s",
+        ),
+        || workloads::rwlock_uncontended(sizes.lock_rounds, false),
+        || Ok(workloads::std_rwlock_uncontended(sizes.lock_rounds, false)),
+    )?;
+    run.median(
+        "RwLock<u64> write vs std::sync::RwLock, uncontended",
+        (
+            "rwlock_write_uncontended",
+            "std_rwlock_write",
+            "lock+unlock/s",
+        ),
+        || workloads::rwlock_uncontended(sizes.lock_rounds, true),
+        || Ok(workloads::std_rwlock_uncontended(sizes.lock_rounds, true)),
+    )?;
+    run.median(
         "Process start+join, fork",
         ("process_start_fork", "raw_fork", "starts/s"),
         || workloads::process_start(StartMethod::Fork, sizes.forks),

@@ -9,12 +9,12 @@
 )]
 
 use std::process::Command;
-use std::sync::{Arc, Barrier as StdBarrier, Mutex as StdMutex};
+use std::sync::{Arc, Barrier as StdBarrier, Mutex as StdMutex, RwLock as StdRwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memspace::collections::SharedVec;
 use memspace::spawn::{Process, StartMethod};
-use memspace::{Barrier, Lock, RLock, SharedArray, SharedList};
+use memspace::{Barrier, Lock, RLock, RwLock, SharedArray, SharedList};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -363,6 +363,41 @@ pub(crate) fn std_mutex_uncontended(rounds: u64) -> f64 {
     let start = Instant::now();
     for _ in 0..rounds {
         drop(mutex.lock().expect("mutex"));
+    }
+    per_second(rounds as f64, start.elapsed())
+}
+
+/// `rounds` read (or, with `write`, write) lock and unlock pairs of an uncontended
+/// `memspace::RwLock<u64>`, per second.
+pub(crate) fn rwlock_uncontended(rounds: u64, write: bool) -> anyhow::Result<f64> {
+    let lock = RwLock::new(0u64)?;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        if write {
+            match lock.write() {
+                Ok(guard) => drop(guard),
+                Err(err) => return Err(memspace::Error::from(err.without_guard()).into()),
+            }
+        } else {
+            match lock.read() {
+                Ok(guard) => drop(guard),
+                Err(err) => return Err(memspace::Error::from(err.without_guard()).into()),
+            }
+        }
+    }
+    Ok(per_second(rounds as f64, start.elapsed()))
+}
+
+/// As [`rwlock_uncontended`], on a `std::sync::RwLock<u64>`.
+pub(crate) fn std_rwlock_uncontended(rounds: u64, write: bool) -> f64 {
+    let lock = StdRwLock::new(0u64);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        if write {
+            drop(lock.write().expect("rwlock"));
+        } else {
+            drop(lock.read().expect("rwlock"));
+        }
     }
     per_second(rounds as f64, start.elapsed())
 }

@@ -370,6 +370,69 @@ fn a_killed_reader_does_not_keep_writers_out() {
     assert_eq!(*lock.read().expect("read"), 6);
 }
 
+fn read_until_told((lock, reading, go): (RwLock<u64>, Event, Event)) {
+    let guard = lock.read().expect("read");
+    reading.set().expect("set");
+    go.wait().expect("wait");
+    drop(guard);
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_writer_asleep_behind_a_reader_of_another_process_gets_in_when_it_leaves() {
+    let _dog = Watchdog::start();
+    let lock = RwLock::new(1u64).expect("rwlock");
+    let (reading, go) = (Event::new().expect("event"), Event::new().expect("event"));
+    let mut reader = Process::new(read_until_told, (lock.clone(), reading.clone(), go.clone()));
+    reader.start().expect("start");
+    reading.wait().expect("wait");
+    let writer = {
+        let lock = lock.clone();
+        std::thread::spawn(move || *lock.write().expect("write") = 2)
+    };
+    // Long enough for the writer to go to sleep on the reader (no assertion rests on it).
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(lock.readers(), 1, "the reader still reads");
+    assert!(
+        !writer.is_finished(),
+        "the writer got in while another process read"
+    );
+    go.set().expect("set");
+    writer
+        .join()
+        .expect("the writer got in once the reader left");
+    assert_eq!(*lock.read().expect("read"), 2);
+    kill(reader);
+}
+
+fn read_once((lock, done): (RwLock<u64>, Event)) {
+    drop(lock.read().expect("read"));
+    done.set().expect("set");
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_reader_takes_the_slot_of_a_live_process_that_reads_nothing_now() {
+    let _dog = Watchdog::start();
+    let lock = RwLock::new(3u64).expect("rwlock");
+    // More live processes than the lock has reader slots, each of which read once.
+    let idle: Vec<_> = (0..65)
+        .map(|_| start_until_ready(read_once, &lock))
+        .collect();
+    assert_eq!(lock.readers(), 0);
+    let guard = lock
+        .try_read_for(Duration::from_secs(10))
+        .expect("a slot whose process reads nothing is taken");
+    assert_eq!((*guard, lock.readers()), (3, 1));
+    drop(guard);
+    *lock.write().expect("write") = 4;
+    idle.into_iter().for_each(kill);
+}
+
 fn write_forever((lock, writing): (RwLock<u64>, Event)) {
     let mut guard = lock.write().expect("write");
     *guard = 99;

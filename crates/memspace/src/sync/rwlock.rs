@@ -5,10 +5,17 @@
 //! forever. This lock is built from the segment's robust mutex and a table of reader slots,
 //! one per process (pid, start time, how many read guards it holds):
 //!
-//! * a reader takes the mutex just long enough to count itself in its slot, then releases it;
+//! * a reader takes the mutex just long enough to count itself in its slot, then releases it.
+//!   A process keeps its slot between reads; a reader that finds every slot taken takes one
+//!   whose process holds no read guard, and only when all are in use looks for dead owners;
 //! * a writer takes the mutex (so no new reader can count itself in) and holds it for the
-//!   whole write, after waiting until every slot is empty. It wakes at least every 50 ms to
-//!   check that the readers it waits for are alive, and empties the slots of dead ones;
+//!   whole write, after waiting until no slot counts a reader. It asks whether a reader's
+//!   process is alive only while that reader keeps it waiting: at once, then at least every
+//!   50 ms, emptying the slots of dead ones;
+//! * who waits for a slot to empty sleeps on `sequence` after setting its `SLEEPERS` bit, then
+//!   looks once more; the reader whose drop empties a slot wakes the sleepers only if the bit
+//!   is set (a fence on each side orders the bit against the count, so one of the two sees the
+//!   other). So an uncontended read or write makes no system call;
 //! * a writer killed mid-write leaves the mutex "owner died": the next locker is told. Readers
 //!   are then told too ([`LockError::OwnerDied`] with a read guard: the value may be torn)
 //!   until a writer repairs it and calls [`RwLockWriteGuard::mark_consistent`].
@@ -28,7 +35,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -44,6 +51,9 @@ use crate::sys::{self, Wait};
 pub(crate) const READER_SLOTS: usize = 64;
 /// How often a waiting writer checks that the readers it waits for are alive.
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(50);
+/// The bit of `sequence` that says someone sleeps on it, or is about to; the other bits count
+/// wake-ups.
+const SLEEPERS: u32 = 1 << 31;
 
 #[repr(C)]
 struct ReaderSlot {
@@ -56,11 +66,26 @@ struct ReaderSlot {
 struct RwLockArea {
     /// Size and alignment of the value (`plain::ValueShape`).
     shape: [AtomicU64; 2],
-    /// Bumped whenever a slot empties; waiting writers sleep on it.
+    /// The futex word that waiting writers (and readers waiting for a slot) sleep on: the
+    /// [`SLEEPERS`] bit, and a count bumped when a slot empties while that bit is set.
     sequence: AtomicU32,
     /// 1 after a writer died holding the lock, until a writer marks the value consistent.
     writer_died: AtomicU32,
     slots: [ReaderSlot; READER_SLOTS],
+}
+
+impl ReaderSlot {
+    /// Whether it counts a read guard of a process.
+    #[inline]
+    fn is_busy(&self) -> bool {
+        self.pid.load(Ordering::Acquire) != 0 && self.readers.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether it counts no read guard (free, or its process reads nothing now).
+    #[inline]
+    fn is_idle(&self) -> bool {
+        !self.is_busy()
+    }
 }
 
 // SAFETY: `#[repr(C)]` of fixed-width atomics and an array of `#[repr(C)]` reader slots of
@@ -218,33 +243,64 @@ impl<T: Pod> RwLock<T> {
                     (false, false) => Ok(guard),
                 };
             }
-            // Every slot belongs to a live reading process: wait for one to empty.
-            let seen = self.area().sequence.load(Ordering::Acquire);
+            // Every slot belongs to a live process that reads: wait for one to empty.
             drop(raw);
-            let nap = match deadline {
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(LIVENESS_INTERVAL),
-                    _ => {
-                        return Err(TryLockError::Timeout {
-                            name: self.place.local().name().clone(),
-                            waited: timeout.unwrap_or_default(),
-                        });
-                    }
-                },
-                None => LIVENESS_INTERVAL,
-            };
-            sys::futex_wait(&self.area().sequence, seen, Some(nap));
+            let nap = self.nap(deadline, timeout)?;
+            self.sleep_unless(nap, || self.area().slots.iter().any(ReaderSlot::is_idle));
         }
     }
 
-    /// The calling process's reader slot, claimed if needed (caller holds the mutex).
+    /// How long a waiter sleeps before it looks again (for dead readers, or at the clock): the
+    /// liveness interval, or what is left of the deadline; `Timeout` once that has passed.
+    fn nap<G>(
+        &self,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Duration, TryLockError<G>> {
+        let Some(deadline) = deadline else {
+            return Ok(LIVENESS_INTERVAL);
+        };
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(left.min(LIVENESS_INTERVAL)),
+            _ => Err(TryLockError::Timeout {
+                name: self.place.local().name().clone(),
+                waited: timeout.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Sleeps at most `nap` on `sequence` until a slot empties, unless `done` says, once this
+    /// sleeper is announced, that there is nothing to wait for.
+    fn sleep_unless(&self, nap: Duration, done: impl Fn() -> bool) {
+        let sequence = &self.area().sequence;
+        let seen = sequence.fetch_or(SLEEPERS, Ordering::SeqCst) | SLEEPERS;
+        // Pairs with the fence in `RwLockReadGuard::drop`: either that drop sees the bit and
+        // wakes, or `done` sees its slot emptied.
+        fence(Ordering::SeqCst);
+        if !done() {
+            sys::futex_wait(sequence, seen, Some(nap));
+        }
+    }
+
+    /// The calling process's reader slot, claimed if needed (caller holds the mutex): a free
+    /// one, else one whose process holds no read guard, else one freed from a dead reader.
+    ///
+    /// A slot whose readers count is zero is taken from its live process safely: counts go up
+    /// only here, under the mutex, and that process's next read claims a slot again.
     fn claim_slot(&self, pid: u32) -> Option<&ReaderSlot> {
         let slots = &self.area().slots;
         if let Some(slot) = slots.iter().find(|s| s.pid.load(Ordering::Acquire) == pid) {
             return Some(slot);
         }
-        self.reap_dead_readers();
-        let slot = slots.iter().find(|s| s.pid.load(Ordering::Acquire) == 0)?;
+        let idle = || slots.iter().find(|s| s.is_idle());
+        let free = slots.iter().find(|s| s.pid.load(Ordering::Acquire) == 0);
+        let slot = if let Some(slot) = free.or_else(idle) {
+            slot
+        } else {
+            self.reap_dead_readers();
+            idle()?
+        };
+        slot.pid.store(0, Ordering::Release);
         slot.readers.store(0, Ordering::Relaxed);
         slot.start_time
             .store(sys::process_start_time(pid).unwrap_or(0), Ordering::Relaxed);
@@ -252,15 +308,24 @@ impl<T: Pod> RwLock<T> {
         Some(slot)
     }
 
-    /// Frees the slots of processes that no longer exist (caller holds the mutex).
+    /// Frees the slots whose process counts read guards but no longer exists (caller holds the
+    /// mutex). A slot that counts none is left alone: it keeps no writer out, and asking the
+    /// kernel about its process costs system calls.
     fn reap_dead_readers(&self) {
         for slot in &self.area().slots {
             let pid = slot.pid.load(Ordering::Acquire);
-            if pid != 0 && !segment::process_alive(pid, slot.start_time.load(Ordering::Relaxed)) {
+            if slot.is_busy()
+                && !segment::process_alive(pid, slot.start_time.load(Ordering::Relaxed))
+            {
                 slot.readers.store(0, Ordering::Release);
                 slot.pid.store(0, Ordering::Release);
             }
         }
+    }
+
+    /// Whether a slot counts a read guard.
+    fn any_reader(&self) -> bool {
+        self.area().slots.iter().any(ReaderSlot::is_busy)
     }
 
     fn write_until(
@@ -281,28 +346,15 @@ impl<T: Pod> RwLock<T> {
             .into());
         }
         let (raw, died, poisoned) = self.lock_mutex(Self::remaining(deadline)).map_err(retype)?;
-        loop {
-            let seen = self.area().sequence.load(Ordering::Acquire);
+        // Readers that died holding guards are looked for only once some slot counts one, and
+        // again after each nap.
+        while self.any_reader() {
             self.reap_dead_readers();
-            let busy = self.area().slots.iter().any(|s| {
-                s.pid.load(Ordering::Acquire) != 0 && s.readers.load(Ordering::Acquire) > 0
-            });
-            if !busy {
+            if !self.any_reader() {
                 break;
             }
-            let nap = match deadline {
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(LIVENESS_INTERVAL),
-                    _ => {
-                        return Err(TryLockError::Timeout {
-                            name: self.place.local().name().clone(),
-                            waited: timeout.unwrap_or_default(),
-                        });
-                    }
-                },
-                None => LIVENESS_INTERVAL,
-            };
-            sys::futex_wait(&self.area().sequence, seen, Some(nap));
+            let nap = self.nap(deadline, timeout)?;
+            self.sleep_unless(nap, || !self.any_reader());
         }
         let guard = RwLockWriteGuard {
             lock: self,
@@ -424,8 +476,17 @@ impl<T> Drop for RwLockReadGuard<'_, T> {
                 .readers
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
             if before == Ok(1) {
-                area.sequence.fetch_add(1, Ordering::Release);
-                sys::futex_wake(&area.sequence, u32::MAX);
+                // Pairs with the fence in `RwLock::sleep_unless` (see the module docs).
+                fence(Ordering::SeqCst);
+                if area.sequence.load(Ordering::Relaxed) & SLEEPERS != 0 {
+                    // Clears the bit: a sleeper still waiting sets it again before it sleeps.
+                    let _ = area
+                        .sequence
+                        .fetch_update(Ordering::Release, Ordering::Relaxed, |s| {
+                            Some(s.wrapping_add(1) & !SLEEPERS)
+                        });
+                    sys::futex_wake(&area.sequence, u32::MAX);
+                }
             }
         }
     }

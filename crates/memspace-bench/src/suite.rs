@@ -217,6 +217,16 @@ pub(crate) fn measure(
         || Ok(workloads::std_rwlock_uncontended(sizes.lock_rounds, true)),
     )?;
     run.median(
+        "Condvar notify_one with no waiter vs std::sync::Condvar",
+        (
+            "condvar_notify_unwaited",
+            "std_condvar_notify",
+            "notifications/s",
+        ),
+        || workloads::condvar_notify_unwaited(sizes.lock_rounds),
+        || Ok(workloads::std_condvar_notify_unwaited(sizes.lock_rounds)),
+    )?;
+    run.median(
         "Process start+join, fork",
         ("process_start_fork", "raw_fork", "starts/s"),
         || workloads::process_start(StartMethod::Fork, sizes.forks),

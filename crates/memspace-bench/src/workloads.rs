@@ -9,12 +9,14 @@
 )]
 
 use std::process::Command;
-use std::sync::{Arc, Barrier as StdBarrier, Mutex as StdMutex, RwLock as StdRwLock};
+use std::sync::{
+    Arc, Barrier as StdBarrier, Condvar as StdCondvar, Mutex as StdMutex, RwLock as StdRwLock,
+};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memspace::collections::SharedVec;
 use memspace::spawn::{Process, StartMethod};
-use memspace::{Barrier, Lock, RLock, RwLock, SharedArray, SharedList};
+use memspace::{Barrier, Condvar, Lock, RLock, RwLock, SharedArray, SharedList};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -398,6 +400,26 @@ pub(crate) fn std_rwlock_uncontended(rounds: u64, write: bool) -> f64 {
         } else {
             drop(lock.read().expect("rwlock"));
         }
+    }
+    per_second(rounds as f64, start.elapsed())
+}
+
+/// `rounds` notifications of a `memspace::Condvar` that nobody waits on, per second.
+pub(crate) fn condvar_notify_unwaited(rounds: u64) -> anyhow::Result<f64> {
+    let changed = Condvar::new()?;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        changed.notify_one();
+    }
+    Ok(per_second(rounds as f64, start.elapsed()))
+}
+
+/// As [`condvar_notify_unwaited`], on a `std::sync::Condvar`.
+pub(crate) fn std_condvar_notify_unwaited(rounds: u64) -> f64 {
+    let changed = StdCondvar::new();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        changed.notify_one();
     }
     per_second(rounds as f64, start.elapsed())
 }

@@ -27,7 +27,12 @@ memspace_testkit::per_mode! {
     readers_share_and_writers_exclude: thread, fork, spawn;
     ten_workers_adding_fifty_each_make_exactly_five_hundred: thread, fork, spawn;
     four_workers_pushing_ten_thousand_each_are_all_there_in_order: thread, fork, spawn;
+    two_workers_hand_an_event_back_and_forth_without_losing_a_wake: thread, fork;
+    two_workers_take_turns_through_a_condvar_without_losing_a_wake: thread, fork;
 }
+
+/// Rounds of the hand-over tests: each is a sleep and a wake when the other side is slower.
+const HANDOVERS: u32 = 2_000;
 
 // ---------------------------------------------------------------------------------------------
 // Event
@@ -47,8 +52,63 @@ fn an_event_set_by_a_worker_wakes_the_waiter(mode: Mode) {
     assert!(!event.is_set().expect("is_set"));
 }
 
+fn answer_events((mine, theirs): (Event, Event)) {
+    for _ in 0..HANDOVERS {
+        mine.wait().expect("wait");
+        mine.clear().expect("clear");
+        theirs.set().expect("set");
+    }
+}
+
+/// A set wakes its waiter only if the waiter counted itself asleep: a wake lost between the
+/// two would leave both sides waiting for ever (the watchdog ends the test).
+fn two_workers_hand_an_event_back_and_forth_without_losing_a_wake(mode: Mode) {
+    let _dog = Watchdog::start();
+    let (mine, theirs) = (Event::new().expect("event"), Event::new().expect("event"));
+    let mut worker = Worker::new(mode, answer_events, (theirs.clone(), mine.clone()));
+    worker.start().expect("start");
+    for _ in 0..HANDOVERS {
+        theirs.set().expect("set");
+        mine.wait().expect("wait");
+        mine.clear().expect("clear");
+    }
+    worker.join().expect("join");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Condvar
+
+/// Takes the odd turns of `turn` (the caller the even ones), waiting for each on `changed`.
+fn take_odd_turns((turn, changed): (Mutex<u32>, Condvar)) {
+    for round in 0..HANDOVERS {
+        let mut guard = changed
+            .wait_while(turn.lock().expect("lock"), |t| **t != 2 * round + 1)
+            .expect("wait");
+        *guard += 1;
+        drop(guard);
+        changed.notify_all();
+    }
+}
+
+/// As the event's hand-over, with a condition variable: a notification wakes only counted
+/// sleepers, and a lost one leaves both sides waiting.
+fn two_workers_take_turns_through_a_condvar_without_losing_a_wake(mode: Mode) {
+    let _dog = Watchdog::start();
+    let turn = Mutex::new(0u32).expect("mutex");
+    let changed = Condvar::new().expect("condvar");
+    let mut worker = Worker::new(mode, take_odd_turns, (turn.clone(), changed.clone()));
+    worker.start().expect("start");
+    for round in 0..HANDOVERS {
+        let mut guard = changed
+            .wait_while(turn.lock().expect("lock"), |t| **t != 2 * round)
+            .expect("wait");
+        *guard += 1;
+        drop(guard);
+        changed.notify_all();
+    }
+    worker.join().expect("join");
+    assert_eq!(*turn.lock().expect("lock"), 2 * HANDOVERS);
+}
 
 fn count_and_notify((counter, changed): (Mutex<u32>, Condvar)) {
     for _ in 0..4 {

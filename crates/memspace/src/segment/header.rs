@@ -28,8 +28,11 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// list its sequence word, live-byte count and journal; version 5 gave a map its migration
 /// words (an old table and how much of it moved) and its high-water mark of written bytes;
 /// version 6 widened the lock word to 64 bits, the holder's start time beside its id; version 7
-/// checks records with CRC-32C instead of CRC-32 (SSE4.2 computes it in an instruction).
-pub(crate) const LAYOUT_VERSION: u32 = 7;
+/// checks records with CRC-32C instead of CRC-32 (SSE4.2 computes it in an instruction);
+/// version 8 counts the sleepers of an event, a condition variable, a semaphore and a
+/// reader-writer lock, whose wakers make no system call when nobody sleeps (a waiter of an
+/// older build, not counted, would never be woken).
+pub(crate) const LAYOUT_VERSION: u32 = 8;
 /// The size of the control pages.
 pub(crate) const CONTROL_SIZE: u64 = 8192;
 /// Where the lock slot lives.

@@ -25,9 +25,12 @@ use crate::sys::{self, Woken};
 struct CondvarArea {
     /// Bumped by every notification; waiters sleep while it holds the value they read.
     sequence: AtomicU32,
+    /// How many waiters sleep on `sequence` (`sys::futex_wait_counted`): a notification
+    /// makes a system call only if there are any.
+    sleepers: AtomicU32,
 }
 
-// SAFETY: `#[repr(C)]`, one `AtomicU32`: any bits are a valid value, mutation is atomic, and
+// SAFETY: `#[repr(C)]`, two `AtomicU32`s: any bits are a valid value, mutation is atomic, and
 // it owns nothing and needs no `Drop`.
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for CondvarArea {}
@@ -118,8 +121,18 @@ impl Condvar {
         Ok(Condvar { place })
     }
 
+    fn area(&self) -> &CondvarArea {
+        self.place.local().kind_area::<CondvarArea>()
+    }
+
     fn sequence(&self) -> &AtomicU32 {
-        &self.place.local().kind_area::<CondvarArea>().sequence
+        &self.area().sequence
+    }
+
+    /// Sleeps while `sequence` holds `seen` (no notification since), at most `timeout`.
+    fn sleep(&self, seen: u32, timeout: Option<Duration>) -> Woken {
+        let area = self.area();
+        sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, timeout)
     }
 
     /// Releases `guard`'s lock, sleeps until notified, and takes the lock again.
@@ -132,7 +145,7 @@ impl Condvar {
         let seen = self.sequence().load(Ordering::Acquire);
         let owner = guard.owner();
         drop(guard);
-        sys::futex_wait(self.sequence(), seen, None);
+        self.sleep(seen, None);
         G::lock_again(owner)
     }
 
@@ -149,7 +162,7 @@ impl Condvar {
         let seen = self.sequence().load(Ordering::Acquire);
         let owner = guard.owner();
         drop(guard);
-        let woken = sys::futex_wait(self.sequence(), seen, Some(timeout));
+        let woken = self.sleep(seen, Some(timeout));
         G::lock_again(owner).map(|guard| (guard, woken == Woken::TimedOut))
     }
 
@@ -232,7 +245,7 @@ impl Condvar {
         if self.sequence().load(Ordering::Acquire) != ticket.0 {
             return true;
         }
-        sys::futex_wait(self.sequence(), ticket.0, timeout) != Woken::TimedOut
+        self.sleep(ticket.0, timeout) != Woken::TimedOut
             || self.sequence().load(Ordering::Acquire) != ticket.0
     }
 
@@ -245,8 +258,9 @@ impl Condvar {
     /// is not asleep yet, as a [`wait_ticket`](Condvar::wait_ticket) between two slices, wakes
     /// too, as from a spurious wakeup.)
     pub fn notify(&self, n: u32) {
-        self.sequence().fetch_add(1, Ordering::Release);
-        sys::futex_wake(self.sequence(), n);
+        let area = self.area();
+        area.sequence.fetch_add(1, Ordering::Release);
+        sys::futex_wake_counted(&area.sequence, &area.sleepers, n);
     }
 
     /// Wakes every waiter, in every process.

@@ -12,10 +12,10 @@
 //!   whole write, after waiting until no slot counts a reader. It asks whether a reader's
 //!   process is alive only while that reader keeps it waiting: at once, then at least every
 //!   50 ms, emptying the slots of dead ones;
-//! * who waits for a slot to empty sleeps on `sequence` after setting its `SLEEPERS` bit, then
-//!   looks once more; the reader whose drop empties a slot wakes the sleepers only if the bit
-//!   is set (a fence on each side orders the bit against the count, so one of the two sees the
-//!   other). So an uncontended read or write makes no system call;
+//! * who waits for a slot to empty reads `sequence`, looks once more, and sleeps on it counted
+//!   in `sleepers`; the reader whose drop empties a slot bumps `sequence` and makes the system
+//!   call that wakes the sleepers only if some are counted (`sys::futex_wait_counted`). So an
+//!   uncontended read or write makes no system call;
 //! * a writer killed mid-write leaves the mutex "owner died": the next locker is told. Readers
 //!   are then told too ([`LockError::OwnerDied`] with a read guard: the value may be torn)
 //!   until a writer repairs it and calls [`RwLockWriteGuard::mark_consistent`].
@@ -35,7 +35,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -51,9 +51,6 @@ use crate::sys::{self, Wait};
 pub(crate) const READER_SLOTS: usize = 64;
 /// How often a waiting writer checks that the readers it waits for are alive.
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(50);
-/// The bit of `sequence` that says someone sleeps on it, or is about to; the other bits count
-/// wake-ups.
-const SLEEPERS: u32 = 1 << 31;
 
 #[repr(C)]
 struct ReaderSlot {
@@ -66,11 +63,14 @@ struct ReaderSlot {
 struct RwLockArea {
     /// Size and alignment of the value (`plain::ValueShape`).
     shape: [AtomicU64; 2],
-    /// The futex word that waiting writers (and readers waiting for a slot) sleep on: the
-    /// [`SLEEPERS`] bit, and a count bumped when a slot empties while that bit is set.
+    /// Bumped whenever a slot empties; waiting writers (and readers waiting for a slot) sleep
+    /// on it.
     sequence: AtomicU32,
     /// 1 after a writer died holding the lock, until a writer marks the value consistent.
     writer_died: AtomicU32,
+    /// How many sleep on `sequence`: a slot that empties wakes them only if there are any.
+    sleepers: AtomicU32,
+    reserved: AtomicU32,
     slots: [ReaderSlot; READER_SLOTS],
 }
 
@@ -269,16 +269,14 @@ impl<T: Pod> RwLock<T> {
         }
     }
 
-    /// Sleeps at most `nap` on `sequence` until a slot empties, unless `done` says, once this
-    /// sleeper is announced, that there is nothing to wait for.
+    /// Sleeps at most `nap` on `sequence` until a slot empties, unless `done` says, once
+    /// `sequence` is read, that there is nothing to wait for: a slot emptied after that read
+    /// has moved `sequence`, and one emptied before it is seen by `done`.
     fn sleep_unless(&self, nap: Duration, done: impl Fn() -> bool) {
-        let sequence = &self.area().sequence;
-        let seen = sequence.fetch_or(SLEEPERS, Ordering::SeqCst) | SLEEPERS;
-        // Pairs with the fence in `RwLockReadGuard::drop`: either that drop sees the bit and
-        // wakes, or `done` sees its slot emptied.
-        fence(Ordering::SeqCst);
+        let area = self.area();
+        let seen = area.sequence.load(Ordering::Acquire);
         if !done() {
-            sys::futex_wait(sequence, seen, Some(nap));
+            sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, Some(nap));
         }
     }
 
@@ -476,17 +474,8 @@ impl<T> Drop for RwLockReadGuard<'_, T> {
                 .readers
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
             if before == Ok(1) {
-                // Pairs with the fence in `RwLock::sleep_unless` (see the module docs).
-                fence(Ordering::SeqCst);
-                if area.sequence.load(Ordering::Relaxed) & SLEEPERS != 0 {
-                    // Clears the bit: a sleeper still waiting sets it again before it sleeps.
-                    let _ = area
-                        .sequence
-                        .fetch_update(Ordering::Release, Ordering::Relaxed, |s| {
-                            Some(s.wrapping_add(1) & !SLEEPERS)
-                        });
-                    sys::futex_wake(&area.sequence, u32::MAX);
-                }
+                area.sequence.fetch_add(1, Ordering::Release);
+                sys::futex_wake_counted(&area.sequence, &area.sleepers, u32::MAX);
             }
         }
     }

@@ -48,7 +48,9 @@ struct SemaphoreArea {
     bound: AtomicU64,
     /// Bumped by every release; waiters sleep on it.
     sequence: AtomicU32,
-    reserved: AtomicU32,
+    /// How many waiters sleep on `sequence` (`sys::futex_wait_counted`): a release makes a
+    /// system call only if there are any.
+    sleepers: AtomicU32,
     holders: [HolderSlot; HOLDER_SLOTS],
 }
 
@@ -283,7 +285,8 @@ impl Semaphore {
                 },
                 None => REAP_INTERVAL,
             };
-            sys::futex_wait(&self.area().sequence, seen, Some(nap));
+            let area = self.area();
+            sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, Some(nap));
         }
     }
 
@@ -353,7 +356,7 @@ impl Semaphore {
         area.free.fetch_add(1, Ordering::Relaxed);
         area.sequence.fetch_add(1, Ordering::Release);
         drop(held);
-        sys::futex_wake(&area.sequence, 1);
+        sys::futex_wake_counted(&area.sequence, &area.sleepers, 1);
         Ok(())
     }
 

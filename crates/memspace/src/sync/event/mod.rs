@@ -23,9 +23,12 @@ use crate::sys::{self, Woken};
 struct EventArea {
     /// 0: clear, 1: set. Waiters sleep on this word.
     flag: AtomicU32,
+    /// How many waiters sleep on `flag` (`sys::futex_wait_counted`): `set` wakes them only if
+    /// there are any.
+    sleepers: AtomicU32,
 }
 
-// SAFETY: `#[repr(C)]`, one `AtomicU32`: any bits are a valid value, mutation is atomic, and
+// SAFETY: `#[repr(C)]`, two `AtomicU32`s: any bits are a valid value, mutation is atomic, and
 // it owns nothing and needs no `Drop`.
 #[allow(unsafe_code)]
 unsafe impl crate::shm_safe::ShmSafe for EventArea {}
@@ -143,11 +146,11 @@ impl Event {
     pub fn set(&self) -> Result<()> {
         match self.place.as_ref() {
             Place::Shm(segment) => {
-                let flag = Self::flag(segment);
-                flag.store(1, Ordering::Release);
+                let area = segment.kind_area::<EventArea>();
+                area.flag.store(1, Ordering::Release);
                 // The store went nowhere if the flag's page was lost to a shrunk file.
                 segment.check_intact()?;
-                sys::futex_wake(flag, u32::MAX);
+                sys::futex_wake_counted(&area.flag, &area.sleepers, u32::MAX);
                 Ok(())
             }
             #[cfg(feature = "redis")]
@@ -184,6 +187,12 @@ impl Event {
         }
     }
 
+    /// Sleeps while the flag is clear, at most `timeout`.
+    fn sleep(segment: &Segment, timeout: Option<Duration>) -> Woken {
+        let area = segment.kind_area::<EventArea>();
+        sys::futex_wait_counted(&area.flag, &area.sleepers, 0, timeout)
+    }
+
     /// Reads the flag; an error if its page was lost to a file shrunk under this process's
     /// mapping (the zeros read then are nobody's flag, and a futex on them is never woken).
     fn is_set_in(segment: &Segment) -> Result<bool> {
@@ -202,7 +211,7 @@ impl Event {
         match self.place.as_ref() {
             Place::Shm(segment) => {
                 while !Self::is_set_in(segment)? {
-                    sys::futex_wait(Self::flag(segment), 0, None);
+                    Self::sleep(segment, None);
                 }
                 Ok(())
             }
@@ -235,7 +244,7 @@ impl Event {
                 },
                 None => None,
             };
-            if sys::futex_wait(Self::flag(segment), 0, remaining) == Woken::TimedOut {
+            if Self::sleep(segment, remaining) == Woken::TimedOut {
                 return Self::is_set_in(segment);
             }
         }

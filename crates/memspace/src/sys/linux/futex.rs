@@ -10,6 +10,7 @@
 
 #![allow(unsafe_code)]
 
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 /// How long a lock attempt may wait.
@@ -64,6 +65,40 @@ pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usi
     // The kernel reads the count as a signed int: u32::MAX would be -1 and wake just one.
     let count = count.min(i32::MAX.unsigned_abs());
     futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
+}
+
+/// [`futex_wait`] by a sleeper that counts itself in `sleepers` for the time of its sleep, so
+/// that [`futex_wake_counted`] makes a system call only when someone sleeps, or is about to.
+///
+/// The count goes up, a fence, then `word` is compared: a waker changes `word`, fences, then
+/// reads the count. Of two such sequences one sees the other's write, so either this sleeper
+/// sees the change (and does not sleep), or the waker sees the count (and wakes it). A sleeper
+/// killed while counted leaves the count one too high: wakers then make a needless call.
+pub(crate) fn futex_wait_counted(
+    word: &AtomicU32,
+    sleepers: &AtomicU32,
+    expected: u32,
+    timeout: Option<Duration>,
+) -> Woken {
+    sleepers.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    let woken = if word.load(Ordering::Relaxed) == expected {
+        futex_wait(word, expected, timeout)
+    } else {
+        Woken::Changed
+    };
+    sleepers.fetch_sub(1, Ordering::Relaxed);
+    woken
+}
+
+/// Wakes at most `count` sleepers of [`futex_wait_counted`] on `word`, after the caller changed
+/// `word`; no system call when none is counted in `sleepers`. Returns how many woke.
+pub(crate) fn futex_wake_counted(word: &AtomicU32, sleepers: &AtomicU32, count: u32) -> usize {
+    fence(Ordering::SeqCst);
+    if sleepers.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    futex_wake(word, count)
 }
 
 /// The 32 bits of `word` that futex calls on it compare and wake on: its low half (the first

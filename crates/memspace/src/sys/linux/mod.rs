@@ -35,7 +35,8 @@ pub(crate) use self::files::{
     shm_open, unlink_entry, unlock_file,
 };
 pub(crate) use self::futex::{
-    Wait, Woken, futex_wait, futex_wait_low_half, futex_wake, futex_wake_low_half,
+    Wait, Woken, futex_wait, futex_wait_counted, futex_wait_low_half, futex_wake,
+    futex_wake_counted, futex_wake_low_half,
 };
 pub(crate) use self::memory::{map_shared_fixed, page_size, reserve_address_space, unmap};
 #[cfg(feature = "failpoints")]

@@ -26,6 +26,7 @@
 //! | `list.copy_switched` | the list was switched to the compacted copy, the sequence word still odd |
 //! | `list.near_copy_built` | a second copy was built at the start of the data area, not yet switched to |
 //! | `list.near_copy_switched` | the list was switched to the second copy, the sequence word still odd |
+//! | `list.read_entry` | a read's fast path read an item's index entry (the record's offset), not its record yet |
 //! | `map.written` | an entry's record was written past the end of data, not yet in a slot |
 //! | `map.committed` | a new entry was stored in its slot, the counts not yet updated |
 //! | `map.replaced` | an existing key's slot was pointed at its new record, the counts not yet updated |

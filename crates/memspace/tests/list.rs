@@ -461,3 +461,66 @@ fn a_list_grows_in_spread_out_steps_of_at_most_2_mib_even_where_it_reserves_a_4_
     let report = inspect::verify(segment);
     assert!(report.is_consistent(), "{report:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A read without the lock, stopped while the list shrinks under it
+
+/// The list a reader of [`a_read_stopped_while_its_item_is_popped_reads_again`] opens.
+const POPPED_LIST: &str = "MEMSPACE_LIST_TEST_LIST";
+/// The index that reader reads.
+const POPPED_INDEX: &str = "MEMSPACE_LIST_TEST_INDEX";
+
+/// Readers stop inside a read without the lock, having read their item's index entry (the
+/// offset of its record) and nothing of the record yet (failpoint `list.read_entry`), one
+/// reader per item. Meanwhile every item is popped: the records stay where they were, whole
+/// and with their checksums, but no item is left. A reader that copied the record its entry
+/// named would return an item the list no longer has; each must see that the list changed
+/// under it, read again, and find nothing.
+#[test]
+fn a_read_stopped_while_its_item_is_popped_reads_again() {
+    const ITEMS: u64 = 12;
+    if memspace_testkit::roles::role().as_deref() == Some("reader") {
+        let list = SharedList::<String>::open(&std::env::var(POPPED_LIST).expect("list name"))
+            .expect("open the list");
+        let index: u64 = std::env::var(POPPED_INDEX)
+            .expect("index")
+            .parse()
+            .expect("an index");
+        assert_eq!(list.get(index).expect("get"), None, "item {index}");
+        return;
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("popped");
+    let list = SharedList::<String>::create(name.name()).expect("create");
+    for index in 0..ITEMS {
+        list.push(&format!("item {index}")).expect("push");
+    }
+    let mut readers: Vec<_> = (0..ITEMS)
+        .map(|index| {
+            let mut reader = memspace_testkit::roles::child_in_role(
+                "reader",
+                &[
+                    (POPPED_LIST, name.name()),
+                    (POPPED_INDEX, &index.to_string()),
+                    ("MEMSPACE_FAILPOINT", "list.read_entry"),
+                ],
+            );
+            reader.wait_until_stopped("list.read_entry");
+            reader
+        })
+        .collect();
+    for _ in 0..ITEMS {
+        list.pop().expect("pop").expect("an item");
+    }
+    for reader in &readers {
+        reader.resume();
+    }
+    for (index, reader) in readers.iter_mut().enumerate() {
+        let status = reader.wait();
+        assert!(
+            status.success(),
+            "the reader of item {index} failed: {status}"
+        );
+    }
+    assert_eq!(list.len().expect("len"), 0);
+}

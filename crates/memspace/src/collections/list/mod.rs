@@ -240,14 +240,16 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// [`Error::Decode`] if the item is not a `T`; [`Error::Corrupt`] if it fails its checksum
     /// or points outside the segment.
     pub fn get(&self, index: u64) -> Result<Option<T>> {
-        let payload = match self.place.as_ref() {
-            Place::Shm(segment) => Raw::new(segment).get(index)?,
+        match self.place.as_ref() {
+            Place::Shm(segment) => {
+                Raw::new(segment).get_with(index, |payload| self.decode(index, payload))
+            }
             #[cfg(feature = "redis")]
-            Place::Redis(list) => list.get(index)?,
-        };
-        payload
-            .map(|payload| self.decode(index, &payload))
-            .transpose()
+            Place::Redis(list) => list
+                .get(index)?
+                .map(|payload| self.decode(index, &payload))
+                .transpose(),
+        }
     }
 
     /// The last item, or `None` if the list is empty: one read, so the item is the last one at

@@ -68,6 +68,10 @@
 //! [`Error::Corrupt`]); one whose reads keep being overtaken by changes takes the
 //! lock once and reads under it, so no writer can starve it.
 //!
+//! `get` first tries a fast path (`Raw::read_short`): one read with `version` even, of an item
+//! of at most 128 bytes copied onto the stack a word at a time, kept only if `version` did not
+//! move and no page was lost; anything else reads as above.
+//!
 //! # Space
 //!
 //! A replaced or removed record, and an index block a compaction no longer needs, is garbage
@@ -992,6 +996,70 @@ impl<'a> Raw<'a> {
             .map_err(|e| at_item(e, index))
     }
 
+    /// Reads item `index` without the lock and returns what `value` makes of its payload;
+    /// `None` past the end. An item of at most [`record::SHORT_PAYLOAD`] bytes read while no
+    /// change is under way is copied onto the stack by [`Raw::read_short`]; anything else
+    /// (a longer item, a change that overlaps, anything that looks wrong) is read by
+    /// [`Raw::get`], which retries, waits, and says what is wrong.
+    #[inline]
+    pub(super) fn get_with<R>(
+        self,
+        index: u64,
+        value: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let mut copy = [[0; 8]; record::SHORT_PAYLOAD / 8];
+        match self.read_short(index, &mut copy) {
+            Short::Item(len) => value(&copy.as_flattened()[..len]).map(Some),
+            Short::PastTheEnd => Ok(None),
+            Short::Slow => self.get(index)?.map(|payload| value(&payload)).transpose(),
+        }
+    }
+
+    /// [`Raw::get_with`]'s fast path: item `index` read in one window between two changes,
+    /// its payload (at most [`record::SHORT_PAYLOAD`] bytes) copied into `copy`; `Slow` for
+    /// anything else and for anything that does not look right. It decides as the slow path's
+    /// first read would, and returns nothing that read would not: a reading kept only if
+    /// `version` did not move and no page of the mapping was lost.
+    #[inline]
+    fn read_short(self, index: u64, copy: &mut record::ShortCopy) -> Short {
+        let area = self.area();
+        let Some(window) = Window::open(&area.version) else {
+            return Short::Slow;
+        };
+        let found = if index < area.len.load(Ordering::Acquire) {
+            let Some(len) = self.copy_item(index, copy) else {
+                return Short::Slow;
+            };
+            Short::Item(len)
+        } else {
+            Short::PastTheEnd
+        };
+        if window.unchanged() && self.segment.is_intact() {
+            found
+        } else {
+            Short::Slow
+        }
+    }
+
+    /// Copies the payload of item `index`, below `len`, into `copy` ([`record::read_short`]):
+    /// its length, or `None` if anything on the way does not look right.
+    #[inline]
+    fn copy_item(self, index: u64, copy: &mut record::ShortCopy) -> Option<usize> {
+        let (block, position, entries) = locate(index)?;
+        let block_offset = self.area().blocks[block].load(Ordering::Acquire);
+        if block_offset == 0 || !self.segment.holds_data(block_offset, 8 * entries, 8) {
+            return None;
+        }
+        // Inside the checked block: no overflow.
+        let entry = self
+            .segment
+            .mapping()
+            .get::<AtomicU64>(block_offset + 8 * position)?;
+        let record = entry.load(Ordering::Relaxed);
+        crate::failpoint::hit("list.read_entry");
+        record::read_short(self.segment, record, copy)
+    }
+
     /// The payload of item `index`, or `None` past the end, read without the lock.
     pub(super) fn get(self, index: u64) -> Result<Option<Vec<u8>>> {
         self.read_stable(|raw, window| {
@@ -1040,6 +1108,16 @@ impl<'a> Raw<'a> {
             |window| read(self, window),
         )
     }
+}
+
+/// What [`Raw::read_short`] found.
+enum Short {
+    /// The item's payload, of this length, is in the caller's copy.
+    Item(usize),
+    /// The index is past the end.
+    PastTheEnd,
+    /// Read by the slow path.
+    Slow,
 }
 
 /// Prefixes a damage report with the item it concerns.

@@ -75,6 +75,30 @@ fn two_workers_hand_an_event_back_and_forth_without_losing_a_wake(mode: Mode) {
     worker.join().expect("join");
 }
 
+fn wait_on_event((event, ready): (Event, Event)) {
+    ready.set().expect("set");
+    event.wait().expect("wait");
+}
+
+/// A waiter killed while asleep stays counted among the event's sleepers: a later `set` still
+/// wakes the waiters that are left.
+#[test]
+fn a_waiter_killed_asleep_does_not_keep_set_from_waking_the_others() {
+    let _dog = Watchdog::start();
+    let event = Event::new().expect("event");
+    let asleep = start_until_ready(wait_on_event, &event);
+    // Long enough for it to go to sleep (no assertion rests on it).
+    std::thread::sleep(Duration::from_millis(30));
+    kill(asleep);
+    let waiter = {
+        let event = event.clone();
+        std::thread::spawn(move || event.wait().expect("wait"))
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    event.set().expect("set");
+    waiter.join().expect("the waiter left was woken");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Condvar
 

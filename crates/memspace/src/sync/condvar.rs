@@ -8,6 +8,11 @@
 //! that is still there. (A waiter killed in the instant between being woken and relocking
 //! takes its `notify_one` with it, as a thread that exits there would.)
 //!
+//! Sleepers count themselves in a word beside the counter, and a notification makes the
+//! `futex` system call only when the count is not zero (`sys::futex_wait_counted`). A waiter
+//! killed while asleep leaves the count one too high for good: notifications then make the
+//! call every time, as they all did before the count existed.
+//!
 //! Waits may wake spuriously: re-check the condition, or use [`Condvar::wait_while`].
 
 use std::fmt;
@@ -132,7 +137,9 @@ impl Condvar {
     /// Sleeps while `sequence` holds `seen` (no notification since), at most `timeout`.
     fn sleep(&self, seen: u32, timeout: Option<Duration>) -> Woken {
         let area = self.area();
-        sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, timeout)
+        sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, timeout, || {
+            self.place.local().is_intact()
+        })
     }
 
     /// Releases `guard`'s lock, sleeps until notified, and takes the lock again.

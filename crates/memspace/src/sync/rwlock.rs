@@ -6,16 +6,18 @@
 //! one per process (pid, start time, how many read guards it holds):
 //!
 //! * a reader takes the mutex just long enough to count itself in its slot, then releases it.
-//!   A process keeps its slot between reads; a reader that finds every slot taken takes one
-//!   whose process holds no read guard, and only when all are in use looks for dead owners;
+//!   A slot names its process by pid *and* start time, so a process that reuses a dead one's
+//!   pid is not counted in the dead one's slot. A process keeps its slot between reads; a
+//!   reader that finds every slot taken takes one whose process holds no read guard, and only
+//!   when all are in use looks for dead owners;
 //! * a writer takes the mutex (so no new reader can count itself in) and holds it for the
 //!   whole write, after waiting until no slot counts a reader. It asks whether a reader's
-//!   process is alive only while that reader keeps it waiting: at once, then at least every
-//!   50 ms, emptying the slots of dead ones;
+//!   process is alive only while that reader keeps it waiting: at once and after each wake-up
+//!   or nap (at most 50 ms), emptying the slots of dead ones;
 //! * who waits for a slot to empty reads `sequence`, looks once more, and sleeps on it counted
-//!   in `sleepers`; the reader whose drop empties a slot bumps `sequence` and makes the system
-//!   call that wakes the sleepers only if some are counted (`sys::futex_wait_counted`). So an
-//!   uncontended read or write makes no system call;
+//!   in `sleepers`; the reader whose drop takes its slot's count to zero bumps `sequence` and
+//!   makes the system call that wakes the sleepers only if some are counted
+//!   (`sys::futex_wake_counted`). So an uncontended read or write makes no system call;
 //! * a writer killed mid-write leaves the mutex "owner died": the next locker is told. Readers
 //!   are then told too ([`LockError::OwnerDied`] with a read guard: the value may be torn)
 //!   until a writer repairs it and calls [`RwLockWriteGuard::mark_consistent`].
@@ -25,7 +27,8 @@
 //! The value lives at `DATA_START` of the segment, inside the first mapping, so its address is
 //! fixed for the handle's lifetime. `T: Pod` makes every bit pattern a valid `T`. Shared
 //! references exist only while the calling process is counted in a reader slot, and the
-//! mutable reference only while the calling thread holds the mutex *and* every slot is empty;
+//! mutable reference only while the calling thread holds the mutex *and* no slot counts a
+//! reader;
 //! every process that follows this protocol therefore reads only while nobody writes.
 
 #![allow(unsafe_code)]
@@ -45,9 +48,10 @@ use crate::error::Result;
 use crate::handle::Place;
 use crate::segment::{self, Kind, Segment, SegmentName};
 use crate::shm_safe::ShmSafe;
-use crate::sys::{self, Wait};
+use crate::sys::{self, ThreadStamp, Wait};
 
-/// How many processes can read at once (a reader waits for a free slot).
+/// How many processes can read at once (a reader waits for a slot whose process reads
+/// nothing).
 pub(crate) const READER_SLOTS: usize = 64;
 /// How often a waiting writer checks that the readers it waits for are alive.
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(50);
@@ -63,8 +67,8 @@ struct ReaderSlot {
 struct RwLockArea {
     /// Size and alignment of the value (`plain::ValueShape`).
     shape: [AtomicU64; 2],
-    /// Bumped whenever a slot empties; waiting writers (and readers waiting for a slot) sleep
-    /// on it.
+    /// Bumped whenever a reader's drop takes its slot's count to zero; waiting writers (and
+    /// readers waiting for a slot) sleep on it.
     sequence: AtomicU32,
     /// 1 after a writer died holding the lock, until a writer marks the value consistent.
     writer_died: AtomicU32,
@@ -75,6 +79,13 @@ struct RwLockArea {
 }
 
 impl ReaderSlot {
+    /// Whether it is the slot of the process `me` (its pid and its start time).
+    #[inline]
+    fn belongs_to(&self, me: ThreadStamp) -> bool {
+        self.pid.load(Ordering::Acquire) == me.pid
+            && self.start_time.load(Ordering::Relaxed) == me.start
+    }
+
     /// Whether it counts a read guard of a process.
     #[inline]
     fn is_busy(&self) -> bool {
@@ -229,14 +240,18 @@ impl<T: Pod> RwLock<T> {
         timeout: Option<Duration>,
     ) -> std::result::Result<RwLockReadGuard<'_, T>, TryLockError<RwLockReadGuard<'_, T>>> {
         let deadline = Self::deadline(timeout);
-        let pid = sys::pid();
+        let me = sys::this_process();
         loop {
             let (raw, died, poisoned) =
                 self.lock_mutex(Self::remaining(deadline)).map_err(retype)?;
-            if let Some(slot) = self.claim_slot(pid) {
+            if let Some(slot) = self.claim_slot(me) {
                 slot.readers.fetch_add(1, Ordering::AcqRel);
                 drop(raw);
-                let guard = RwLockReadGuard { lock: self, pid };
+                let guard = RwLockReadGuard {
+                    lock: self,
+                    slot,
+                    pid: me.pid,
+                };
                 return match (died, poisoned) {
                     (true, _) => Err(LockError::OwnerDied(guard).into()),
                     (false, true) => Err(LockError::Poisoned(guard).into()),
@@ -276,23 +291,29 @@ impl<T: Pod> RwLock<T> {
         let area = self.area();
         let seen = area.sequence.load(Ordering::Acquire);
         if !done() {
-            sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, Some(nap));
+            sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, Some(nap), || {
+                self.place.local().is_intact()
+            });
         }
     }
 
-    /// The calling process's reader slot, claimed if needed (caller holds the mutex): a free
-    /// one, else one whose process holds no read guard, else one freed from a dead reader.
+    /// The reader slot of the calling process `me`, claimed if needed (caller holds the
+    /// mutex): an idle one that bears its pid (a dead process's, whose pid it reuses), else a
+    /// free one, else one whose process holds no read guard, else one freed from a dead reader.
     ///
     /// A slot whose readers count is zero is taken from its live process safely: counts go up
-    /// only here, under the mutex, and that process's next read claims a slot again.
-    fn claim_slot(&self, pid: u32) -> Option<&ReaderSlot> {
+    /// only in `read_until`, under the mutex, and that process's next read claims a slot again.
+    fn claim_slot(&self, me: ThreadStamp) -> Option<&ReaderSlot> {
         let slots = &self.area().slots;
-        if let Some(slot) = slots.iter().find(|s| s.pid.load(Ordering::Acquire) == pid) {
+        if let Some(slot) = slots.iter().find(|s| s.belongs_to(me)) {
             return Some(slot);
         }
         let idle = || slots.iter().find(|s| s.is_idle());
-        let free = slots.iter().find(|s| s.pid.load(Ordering::Acquire) == 0);
-        let slot = if let Some(slot) = free.or_else(idle) {
+        let same_pid = slots
+            .iter()
+            .find(|s| s.pid.load(Ordering::Acquire) == me.pid && s.is_idle());
+        let free = || slots.iter().find(|s| s.pid.load(Ordering::Acquire) == 0);
+        let slot = if let Some(slot) = same_pid.or_else(free).or_else(idle) {
             slot
         } else {
             self.reap_dead_readers();
@@ -300,9 +321,8 @@ impl<T: Pod> RwLock<T> {
         };
         slot.pid.store(0, Ordering::Release);
         slot.readers.store(0, Ordering::Relaxed);
-        slot.start_time
-            .store(sys::process_start_time(pid).unwrap_or(0), Ordering::Relaxed);
-        slot.pid.store(pid, Ordering::Release);
+        slot.start_time.store(me.start, Ordering::Relaxed);
+        slot.pid.store(me.pid, Ordering::Release);
         Some(slot)
     }
 
@@ -331,11 +351,14 @@ impl<T: Pod> RwLock<T> {
         timeout: Option<Duration>,
     ) -> std::result::Result<RwLockWriteGuard<'_, T>, TryLockError<RwLockWriteGuard<'_, T>>> {
         let deadline = Self::deadline(timeout);
-        let pid = sys::pid();
-        let mine =
-            self.area().slots.iter().any(|s| {
-                s.pid.load(Ordering::Acquire) == pid && s.readers.load(Ordering::Acquire) > 0
-            });
+        let me = sys::this_process();
+        // The pid is read again after the count: a slot taken meanwhile by another process
+        // (which stores its pid before it counts itself) is not this process's.
+        let mine = self.area().slots.iter().any(|s| {
+            s.belongs_to(me)
+                && s.readers.load(Ordering::Acquire) > 0
+                && s.pid.load(Ordering::Acquire) == me.pid
+        });
         if mine {
             // A reader of this process waiting for all readers to leave would wait for itself.
             return Err(LockError::WouldDeadlock {
@@ -438,6 +461,8 @@ fn retype<G>(err: TryLockError<()>) -> TryLockError<G> {
 #[must_use = "the read lock is released as soon as the guard is dropped"]
 pub struct RwLockReadGuard<'a, T> {
     lock: &'a RwLock<T>,
+    /// The slot that counts this guard: it stays this process's while it counts one.
+    slot: &'a ReaderSlot,
     /// After `fork`, a child holds a copy of its parent's guards; only the reader releases.
     pid: u32,
 }
@@ -465,18 +490,13 @@ impl<T> Drop for RwLockReadGuard<'_, T> {
             return;
         }
         let area = self.lock.place.local().kind_area::<RwLockArea>();
-        if let Some(slot) = area
-            .slots
-            .iter()
-            .find(|s| s.pid.load(Ordering::Acquire) == self.pid)
-        {
-            let before = slot
-                .readers
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-            if before == Ok(1) {
-                area.sequence.fetch_add(1, Ordering::Release);
-                sys::futex_wake_counted(&area.sequence, &area.sleepers, u32::MAX);
-            }
+        let before = self
+            .slot
+            .readers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            area.sequence.fetch_add(1, Ordering::Release);
+            sys::futex_wake_counted(&area.sequence, &area.sleepers, u32::MAX);
         }
     }
 }
@@ -518,8 +538,8 @@ impl<T: Pod> Deref for RwLockWriteGuard<'_, T> {
 impl<T: Pod> DerefMut for RwLockWriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: `value` is mapped, aligned and fixed for the handle's lifetime; `T: Pod`
-        // accepts any bits; this thread holds the mutex and every reader slot was empty when it
-        // got it, and readers cannot count themselves in while the mutex is held; `&mut self`
+        // accepts any bits; this thread holds the mutex and no reader slot counted a reader when
+        // it got it, and readers cannot count themselves in while the mutex is held; `&mut self`
         // makes this the only reference handed out by this guard.
         unsafe { { self.lock.value }.as_mut() }
     }
@@ -566,4 +586,41 @@ pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
             .to_owned(),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::RwLock;
+    use crate::sys;
+
+    /// A slot left by a dead process whose pid this process now has (its start time differs),
+    /// still counting the dead one's read guard. This process must count itself in a slot of
+    /// its own: a writer that found the dead one's slot (another start time: a dead process)
+    /// would empty it, this process's count with it, and write under a live read guard.
+    #[test]
+    fn a_slot_of_a_dead_process_with_this_pid_is_not_this_process_s() {
+        let lock = RwLock::new(1u64).expect("rwlock");
+        let me = sys::this_process();
+        let stale = &lock.area().slots[0];
+        stale.start_time.store(me.start + 1, Ordering::Relaxed);
+        stale.readers.store(1, Ordering::Relaxed);
+        stale.pid.store(me.pid, Ordering::Release);
+
+        let guard = lock.read().expect("read");
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| lock.try_write_for(Duration::from_millis(50)).is_ok());
+            assert!(
+                !writer.join().expect("writer"),
+                "a writer got in under a read guard"
+            );
+        });
+        drop(guard);
+        // The dead process's slot is emptied by the next writer, which then gets in.
+        *lock.write().expect("write") = 2;
+        assert_eq!(lock.readers(), 0, "the dead process's count was emptied");
+        assert_eq!(*lock.read().expect("read"), 2);
+    }
 }

@@ -14,7 +14,9 @@
 //!   free (waiters look at least every 50 ms), and after a holder died *holding the lock*, the
 //!   next locker recomputes `free = total − Σ held` before going on.
 //!
-//! Waiters sleep on a futex sequence word bumped by every release.
+//! Waiters sleep on a futex sequence word bumped by every release, counted in `sleepers`: a
+//! release makes the system call that wakes one only if the count is not zero (a waiter killed
+//! asleep stays counted, and every later release makes the call).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -286,7 +288,9 @@ impl Semaphore {
                 None => REAP_INTERVAL,
             };
             let area = self.area();
-            sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, Some(nap));
+            sys::futex_wait_counted(&area.sequence, &area.sleepers, seen, Some(nap), || {
+                self.place.local().is_intact()
+            });
         }
     }
 

@@ -37,6 +37,8 @@ unsafe impl crate::shm_safe::ShmSafe for EventArea {}
 ///
 /// An event has no owner, so nothing is left to recover when a participant dies: a waiter
 /// killed while waiting simply stops waiting, and a setter killed after `set` has set it.
+/// (`set` makes the system call that wakes waiters only if some are counted asleep; one
+/// killed asleep stays counted, so every later `set` makes the call.)
 ///
 /// A name `redis://HOST:PORT/NAME` puts the event on a Redis server: waiters then poll it
 /// (every 2 ms, backing off to 50 ms), and every method reports an unreachable server as an
@@ -190,7 +192,9 @@ impl Event {
     /// Sleeps while the flag is clear, at most `timeout`.
     fn sleep(segment: &Segment, timeout: Option<Duration>) -> Woken {
         let area = segment.kind_area::<EventArea>();
-        sys::futex_wait_counted(&area.flag, &area.sleepers, 0, timeout)
+        sys::futex_wait_counted(&area.flag, &area.sleepers, 0, timeout, || {
+            segment.is_intact()
+        })
     }
 
     /// Reads the flag; an error if its page was lost to a file shrunk under this process's

@@ -10,7 +10,7 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 /// How long a lock attempt may wait.
@@ -35,11 +35,7 @@ pub(crate) enum Woken {
 /// Sleeps while `word` holds `expected`, at most `timeout`. The futex is *shared* (no
 /// `FUTEX_PRIVATE_FLAG`), so wakers in other processes that map the same memory reach it.
 #[doc(alias = "FUTEX_WAIT")]
-pub(crate) fn futex_wait(
-    word: &std::sync::atomic::AtomicU32,
-    expected: u32,
-    timeout: Option<Duration>,
-) -> Woken {
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Woken {
     use rustix::thread::futex;
     let timespec = timeout.map(|t| futex::Timespec {
         tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
@@ -60,7 +56,7 @@ pub(crate) fn futex_wait(
 
 /// Wakes at most `count` threads sleeping on `word`, in any process; returns how many woke.
 #[doc(alias = "FUTEX_WAKE")]
-pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usize {
+pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
     use rustix::thread::futex;
     // The kernel reads the count as a signed int: u32::MAX would be -1 and wake just one.
     let count = count.min(i32::MAX.unsigned_abs());
@@ -73,16 +69,22 @@ pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, count: u32) -> usi
 /// The count goes up, a fence, then `word` is compared: a waker changes `word`, fences, then
 /// reads the count. Of two such sequences one sees the other's write, so either this sleeper
 /// sees the change (and does not sleep), or the waker sees the count (and wakes it). A sleeper
-/// killed while counted leaves the count one too high: wakers then make a needless call.
+/// killed while counted leaves the count one too high for good: wakers then make the call
+/// every time, as if nobody counted.
+///
+/// `intact` says whether the mapping still has its pages: one lost to a file shrunk under it
+/// reads as zeros of this process's own, which nobody would wake a sleep on (`Changed` then,
+/// and the caller's next look reports the damage).
 pub(crate) fn futex_wait_counted(
     word: &AtomicU32,
     sleepers: &AtomicU32,
     expected: u32,
     timeout: Option<Duration>,
+    intact: impl FnOnce() -> bool,
 ) -> Woken {
-    sleepers.fetch_add(1, Ordering::SeqCst);
+    sleepers.fetch_add(1, Ordering::Relaxed);
     fence(Ordering::SeqCst);
-    let woken = if word.load(Ordering::Relaxed) == expected {
+    let woken = if intact() && word.load(Ordering::Relaxed) == expected {
         futex_wait(word, expected, timeout)
     } else {
         Woken::Changed
@@ -103,10 +105,10 @@ pub(crate) fn futex_wake_counted(word: &AtomicU32, sleepers: &AtomicU32, count: 
 
 /// The 32 bits of `word` that futex calls on it compare and wake on: its low half (the first
 /// four bytes on a little-endian machine, the last four on a big-endian one).
-fn low_half(word: &std::sync::atomic::AtomicU64) -> &std::sync::atomic::AtomicU32 {
+fn low_half(word: &AtomicU64) -> &AtomicU32 {
     let half = word
         .as_ptr()
-        .cast::<std::sync::atomic::AtomicU32>()
+        .cast::<AtomicU32>()
         .wrapping_add(usize::from(cfg!(target_endian = "big")));
     // SAFETY: (1) `word` is a live, 8-aligned `AtomicU64`, so `half` is a live, 4-aligned
     // 4-byte location inside it, valid for the borrow; (2) `AtomicU32` has `u32`'s size and
@@ -119,7 +121,7 @@ fn low_half(word: &std::sync::atomic::AtomicU64) -> &std::sync::atomic::AtomicU3
 /// [`futex_wait`] on the low half of a 64-bit word (see [`futex_wake_low_half`]): sleeps
 /// while those 32 bits hold `expected`.
 pub(crate) fn futex_wait_low_half(
-    word: &std::sync::atomic::AtomicU64,
+    word: &AtomicU64,
     expected: u32,
     timeout: Option<Duration>,
 ) -> Woken {
@@ -129,6 +131,6 @@ pub(crate) fn futex_wait_low_half(
 /// [`futex_wake`] on the low half of a 64-bit word: for a lock word whose low 32 bits name
 /// the holder and whose high 32 bits carry more about it, changed together by 64-bit
 /// compare-and-swaps.
-pub(crate) fn futex_wake_low_half(word: &std::sync::atomic::AtomicU64, count: u32) -> usize {
+pub(crate) fn futex_wake_low_half(word: &AtomicU64, count: u32) -> usize {
     futex_wake(low_half(word), count)
 }

@@ -120,9 +120,9 @@ pub(crate) fn lock_and_repair<'a>(
 }
 
 /// Acquires `segment`'s lock and wraps the raw guard into the caller's guard type, mapping the
-/// outcome onto [`TryLockError`] (a `Wait::Forever` never gives `WouldBlock` or `Timeout`:
-/// [`blocking`] turns its outcome into a [`LockError`]). Shared by [`Lock`], [`Mutex`] and the
-/// collections.
+/// outcome onto the caller's error type: a [`TryLockError`], or a [`LockError`] for a
+/// `Wait::Forever`, which never gives `WouldBlock` or `Timeout` (see [`AcquireError`]).
+/// Shared by [`Lock`], [`Mutex`] and the collections.
 #[allow(
     clippy::inline_always,
     reason = "measured: left to the compiler, a guard came back through memory (see `finish_acquire`)"

@@ -80,9 +80,10 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 
 /// Whether the process `pid` that started at `start_time` (0: unknown) still runs. What cannot
 /// be read (`/proc` hidden or out of file descriptors) counts as alive: a segment kept too long
-/// is a leak `gc` collects later, one removed under a live user is lost data.
+/// is a leak `gc` collects later, one removed under a live user is lost data. A process whose
+/// main thread ended while others run on is alive (`sys::process_liveness`).
 pub(crate) fn is_alive(pid: u32, start_time: u64) -> bool {
-    match sys::liveness(pid) {
+    match sys::process_liveness(pid) {
         sys::Liveness::Gone => false,
         sys::Liveness::Running {
             start: Some(started),

@@ -61,6 +61,9 @@ struct ReaderSlot {
     pid: AtomicU32,
     readers: AtomicU32,
     start_time: AtomicU64,
+    /// The namespaces in which `pid` and `start_time` mean something (`ThreadStamp`): a slot
+    /// of other namespaces is never judged dead from here.
+    namespaces: AtomicU64,
 }
 
 #[repr(C)]
@@ -79,11 +82,12 @@ struct RwLockArea {
 }
 
 impl ReaderSlot {
-    /// Whether it is the slot of the process `me` (its pid and its start time).
+    /// Whether it is the slot of the process `me` (its pid, start time and namespaces).
     #[inline]
     fn belongs_to(&self, me: ThreadStamp) -> bool {
         self.pid.load(Ordering::Acquire) == me.pid
             && self.start_time.load(Ordering::Relaxed) == me.start
+            && self.namespaces.load(Ordering::Relaxed) == me.namespaces
     }
 
     /// Whether it counts a read guard of a process.
@@ -322,17 +326,22 @@ impl<T: Pod> RwLock<T> {
         slot.pid.store(0, Ordering::Release);
         slot.readers.store(0, Ordering::Relaxed);
         slot.start_time.store(me.start, Ordering::Relaxed);
+        slot.namespaces.store(me.namespaces, Ordering::Relaxed);
         slot.pid.store(me.pid, Ordering::Release);
         Some(slot)
     }
 
     /// Frees the slots whose process counts read guards but no longer exists (caller holds the
     /// mutex). A slot that counts none is left alone: it keeps no writer out, and asking the
-    /// kernel about its process costs system calls.
+    /// kernel about its process costs system calls. A slot of a process of other namespaces
+    /// (another container sharing `/dev/shm`) is never judged: its pid means another process
+    /// here. Such a reader that dies keeps writers out; their timed calls time out.
     fn reap_dead_readers(&self) {
+        let here = sys::this_process().namespaces;
         for slot in &self.area().slots {
             let pid = slot.pid.load(Ordering::Acquire);
             if slot.is_busy()
+                && slot.namespaces.load(Ordering::Relaxed) == here
                 && !segment::process_alive(pid, slot.start_time.load(Ordering::Relaxed))
             {
                 slot.readers.store(0, Ordering::Release);
@@ -369,13 +378,25 @@ impl<T: Pod> RwLock<T> {
         let (raw, died, poisoned) = self.lock_mutex(Self::remaining(deadline)).map_err(retype)?;
         // Readers that died holding guards are looked for only once some slot counts one, and
         // again after each nap.
-        while self.any_reader() {
+        let segment = self.place.local();
+        while self.any_reader() && segment.is_intact() {
             self.reap_dead_readers();
             if !self.any_reader() {
                 break;
             }
             let nap = self.nap(deadline, timeout)?;
             self.sleep_unless(nap, || !self.any_reader());
+        }
+        // Slots read from pages lost to a shrunk file read as zeros: no reader, wrongly.
+        if !segment.is_intact() {
+            drop(raw);
+            let source = segment.check_intact().err().map(|err| Box::new(err) as _);
+            return Err(LockError::Unavailable {
+                name: segment.name().clone(),
+                detail: "the segment's file was shrunk under this process's mapping".to_owned(),
+                source,
+            }
+            .into());
         }
         let guard = RwLockWriteGuard {
             lock: self,
@@ -489,6 +510,11 @@ impl<T> Drop for RwLockReadGuard<'_, T> {
         if self.pid != sys::pid() {
             return;
         }
+        // A slot emptied by a writer that wrongly judged this process dead may have been
+        // claimed by another reader since: its count is not this guard's to take.
+        if !self.slot.belongs_to(sys::this_process()) {
+            return;
+        }
         let area = self.lock.place.local().kind_area::<RwLockArea>();
         let before = self
             .slot
@@ -591,36 +617,43 @@ pub(crate) fn describe(segment: &Segment) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
-    use std::time::Duration;
 
     use super::RwLock;
     use crate::sys;
 
     /// A slot left by a dead process whose pid this process now has (its start time differs),
     /// still counting the dead one's read guard. This process must count itself in a slot of
-    /// its own: a writer that found the dead one's slot (another start time: a dead process)
-    /// would empty it, this process's count with it, and write under a live read guard.
+    /// its own: the dead one's is emptied by the next writer that looks for dead readers, and
+    /// a count of this process's in it would go with it, under a live read guard.
     #[test]
     fn a_slot_of_a_dead_process_with_this_pid_is_not_this_process_s() {
         let lock = RwLock::new(1u64).expect("rwlock");
         let me = sys::this_process();
         let stale = &lock.area().slots[0];
         stale.start_time.store(me.start + 1, Ordering::Relaxed);
+        stale.namespaces.store(me.namespaces, Ordering::Relaxed);
         stale.readers.store(1, Ordering::Relaxed);
         stale.pid.store(me.pid, Ordering::Release);
 
         let guard = lock.read().expect("read");
-        std::thread::scope(|scope| {
-            let writer = scope.spawn(|| lock.try_write_for(Duration::from_millis(50)).is_ok());
-            assert!(
-                !writer.join().expect("writer"),
-                "a writer got in under a read guard"
-            );
-        });
+        assert!(
+            !std::ptr::eq(guard.slot, stale),
+            "counted in the dead process's slot"
+        );
+        lock.reap_dead_readers();
+        assert_eq!(
+            stale.readers.load(Ordering::Relaxed),
+            0,
+            "the dead slot was reaped"
+        );
+        assert_eq!(
+            lock.readers(),
+            1,
+            "this process's count survived the reaping"
+        );
         drop(guard);
-        // The dead process's slot is emptied by the next writer, which then gets in.
+        assert_eq!(lock.readers(), 0);
         *lock.write().expect("write") = 2;
-        assert_eq!(lock.readers(), 0, "the dead process's count was emptied");
         assert_eq!(*lock.read().expect("read"), 2);
     }
 }

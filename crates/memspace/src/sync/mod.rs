@@ -199,13 +199,7 @@ fn acquired_unclean<'a, G, E: AcquireError<G>>(
     // released as it was found (consistent or not).
     if !intact {
         raw.unlock_unrepaired();
-        let source = segment.check_intact().err().map(|err| Box::new(err) as _);
-        return Err(LockError::Unavailable {
-            name: segment.name().clone(),
-            detail: "the segment's file was shrunk under this process's mapping".to_owned(),
-            source,
-        }
-        .into());
+        return Err(shrunk_under(segment).into());
     }
     let poisoned = slot.is_poisoned();
     let guard = wrap(raw, recovery);
@@ -213,6 +207,18 @@ fn acquired_unclean<'a, G, E: AcquireError<G>>(
         Recovery::OwnerDied { .. } => Err(LockError::OwnerDied(guard).into()),
         Recovery::Clean if poisoned => Err(LockError::Poisoned(guard).into()),
         Recovery::Clean => Ok(guard),
+    }
+}
+
+/// The error of a lock whose segment's file was shrunk under this process's mapping: pages
+/// it reads may be private zeros (the segment's own error, if it has one, as the source).
+#[cold]
+pub(crate) fn shrunk_under<G>(segment: &Segment) -> LockError<G> {
+    let source = segment.check_intact().err().map(|err| Box::new(err) as _);
+    LockError::Unavailable {
+        name: segment.name().clone(),
+        detail: "the segment's file was shrunk under this process's mapping".to_owned(),
+        source,
     }
 }
 

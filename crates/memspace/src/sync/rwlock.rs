@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::{LockError, RawGuard, TryLockError, acquire, blocking, plain};
+use super::{LockError, RawGuard, TryLockError, acquire, blocking, plain, shrunk_under};
 use crate::error::Result;
 use crate::handle::Place;
 use crate::segment::{self, Kind, Segment, SegmentName};
@@ -390,13 +390,7 @@ impl<T: Pod> RwLock<T> {
         // Slots read from pages lost to a shrunk file read as zeros: no reader, wrongly.
         if !segment.is_intact() {
             drop(raw);
-            let source = segment.check_intact().err().map(|err| Box::new(err) as _);
-            return Err(LockError::Unavailable {
-                name: segment.name().clone(),
-                detail: "the segment's file was shrunk under this process's mapping".to_owned(),
-                source,
-            }
-            .into());
+            return Err(shrunk_under(segment).into());
         }
         let guard = RwLockWriteGuard {
             lock: self,

@@ -156,6 +156,13 @@ pub(crate) fn acquire_for_process<'a, G, E: AcquireError<G>>(
 /// takes. (Passing `taken` whole to the cold path made the compiler build it on the stack and
 /// read the guard back from there, stalling on the store: 22 ns a lock and unlock against
 /// 16 ns.)
+///
+/// The cold paths return their outcome boxed, for the same reason: an outcome they wrote in
+/// place would be written through a pointer to the caller's result, which then lives in
+/// memory on every path, and every clean acquisition stored its guard there (five stores in
+/// front of the unlock's locked instruction, which waits for them). Moved out of a box, the
+/// result is the caller's own value, kept in registers where the caller's code allows
+/// (BENCHMARKS.md, "Eleventh pass").
 #[allow(
     clippy::inline_always,
     reason = "measured: left to the compiler, a guard came back through memory"
@@ -174,15 +181,19 @@ fn finish_acquire<'a, G, E: AcquireError<G>>(
             if recovery == Recovery::Clean && intact && !slot.is_poisoned() {
                 Ok(wrap(raw, Recovery::Clean))
             } else {
-                acquired_unclean(site.segment(), slot, intact, raw, recovery, wrap)
+                *acquired_unclean(site.segment(), slot, intact, raw, recovery, wrap)
             }
         }
-        Err(failure) => Err(E::from_try(not_acquired(site.segment(), wait, failure))),
+        Err(failure) => Err(*not_acquired(site.segment(), wait, failure)),
     }
 }
 
 /// [`finish_acquire`] of an acquisition that took the lock from a dead holder, found it
-/// poisoned, or found the segment's file shrunk.
+/// poisoned, or found the segment's file shrunk (boxed: see `finish_acquire`).
+#[allow(
+    clippy::unnecessary_box_returns,
+    reason = "boxed so that the caller's result stays in registers (see `finish_acquire`)"
+)]
 #[cold]
 #[inline(never)]
 fn acquired_unclean<'a, G, E: AcquireError<G>>(
@@ -192,22 +203,22 @@ fn acquired_unclean<'a, G, E: AcquireError<G>>(
     raw: RawGuard<'a>,
     recovery: Recovery,
     wrap: impl FnOnce(RawGuard<'a>, Recovery) -> G,
-) -> Result<G, E> {
+) -> Box<Result<G, E>> {
     // Pages of the segment were lost to a file shrunk under this mapping (as far as the lock
     // must know: `intact` is its site's answer). If the lock word's page was among them, what
     // was taken is a private copy that excludes no one; if not, it is the real lock, and is
     // released as it was found (consistent or not).
     if !intact {
         raw.unlock_unrepaired();
-        return Err(shrunk_under(segment).into());
+        return Box::new(Err(shrunk_under(segment).into()));
     }
     let poisoned = slot.is_poisoned();
     let guard = wrap(raw, recovery);
-    match recovery {
+    Box::new(match recovery {
         Recovery::OwnerDied { .. } => Err(LockError::OwnerDied(guard).into()),
         Recovery::Clean if poisoned => Err(LockError::Poisoned(guard).into()),
         Recovery::Clean => Ok(guard),
-    }
+    })
 }
 
 /// The error of a lock whose segment's file was shrunk under this process's mapping: pages
@@ -222,12 +233,20 @@ pub(crate) fn shrunk_under<G>(segment: &Segment) -> LockError<G> {
     }
 }
 
-/// [`finish_acquire`] of an acquisition that failed.
+/// [`finish_acquire`] of an acquisition that failed (boxed: see `finish_acquire`).
+#[allow(
+    clippy::unnecessary_box_returns,
+    reason = "boxed so that the caller's result stays in registers (see `finish_acquire`)"
+)]
 #[cold]
 #[inline(never)]
-fn not_acquired<G>(segment: &Segment, wait: Wait, failure: RawFailure) -> TryLockError<G> {
+fn not_acquired<G, E: AcquireError<G>>(
+    segment: &Segment,
+    wait: Wait,
+    failure: RawFailure,
+) -> Box<E> {
     let name = segment.name().clone();
-    match failure {
+    let err = match failure {
         RawFailure::WouldBlock => TryLockError::WouldBlock { name },
         RawFailure::TimedOut => TryLockError::Timeout {
             name,
@@ -239,7 +258,8 @@ fn not_acquired<G>(segment: &Segment, wait: Wait, failure: RawFailure) -> TryLoc
         RawFailure::Unrecoverable => LockError::Unrecoverable { name }.into(),
         RawFailure::Deadlock => LockError::WouldDeadlock { name }.into(),
         RawFailure::Damaged(state) => LockError::Corrupt { name, state }.into(),
-    }
+    };
+    Box::new(E::from_try(err))
 }
 
 /// The outcome of an acquisition that waits for ever, which can be neither `WouldBlock` nor

@@ -24,7 +24,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::{LockError, Recovery, ReleaseError, TryLockError, acquire, blocking};
+use super::{AcquireError, LockError, Recovery, ReleaseError, TryLockError, acquire};
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
@@ -152,7 +152,7 @@ impl RLock {
     /// * [`LockError::Unrecoverable`] or [`LockError::Corrupt`];
     /// * [`LockError::Unavailable`] if the thread holds it already `u32::MAX` times.
     pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
-        blocking(self.acquire_guard(Wait::Forever))
+        self.acquire_guard(Wait::Forever)
     }
 
     /// Acquires the lock if it is free or held by the calling thread.
@@ -178,20 +178,26 @@ impl RLock {
         self.acquire_guard(Wait::For(timeout))
     }
 
-    fn acquire_guard(&self, wait: Wait) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
+    /// Acquires one level, with the outcome as the caller's error type (see `AcquireError`:
+    /// converted afterwards, the guard would be copied through memory).
+    fn acquire_guard<'a, E: AcquireError<RLockGuard<'a>>>(
+        &'a self,
+        wait: Wait,
+    ) -> Result<RLockGuard<'a>, E> {
         let segment = self.segment_ref();
         let area = self.area();
         if let Some(held) = segment.lock_slot().held_by_current_thread() {
             // Only the holder writes the depth: a load and a store suffice.
             let depth = area.depth.load(Ordering::Relaxed);
             let Some(deeper) = depth.checked_add(1) else {
-                return Err(TryLockError::Lock(LockError::Unavailable {
+                return Err(LockError::Unavailable {
                     name: self.name().clone(),
                     detail: format!(
                         "this thread holds it {depth} times already, the most it can count"
                     ),
                     source: None,
-                }));
+                }
+                .into());
             };
             area.depth.store(deeper, Ordering::Relaxed);
             // The outermost level owns the hold; this level only counts.
@@ -249,7 +255,9 @@ impl RLock {
     /// data and call [`mark_consistent`](RLock::mark_consistent) before the last `release`,
     /// or the lock becomes unrecoverable.
     pub fn acquire(&self) -> Result<(), LockError<()>> {
-        blocking(self.acquire_level(Wait::Forever))
+        self.acquire_guard::<LockError<_>>(Wait::Forever)
+            .map(std::mem::forget)
+            .map_err(|err| err.map_guard(std::mem::forget))
     }
 
     /// [`acquire`](RLock::acquire) if the lock is free or held by the calling thread.
@@ -274,7 +282,7 @@ impl RLock {
 
     fn acquire_level(&self, wait: Wait) -> Result<(), TryLockError<()>> {
         // A forgotten guard keeps its level: `release` gives it back.
-        self.acquire_guard(wait)
+        self.acquire_guard::<TryLockError<_>>(wait)
             .map(std::mem::forget)
             .map_err(|err| err.map_guard(std::mem::forget))
     }

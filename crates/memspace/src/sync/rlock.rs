@@ -24,7 +24,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::{AcquireError, LockError, Recovery, ReleaseError, TryLockError, acquire};
+use super::{AcquireError, LockError, Recovery, ReleaseError, TryLockError, acquire, blocking};
 use crate::error::Result;
 use crate::handle::{Blueprint, Place};
 use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
@@ -255,9 +255,8 @@ impl RLock {
     /// data and call [`mark_consistent`](RLock::mark_consistent) before the last `release`,
     /// or the lock becomes unrecoverable.
     pub fn acquire(&self) -> Result<(), LockError<()>> {
-        self.acquire_guard::<LockError<_>>(Wait::Forever)
-            .map(std::mem::forget)
-            .map_err(|err| err.map_guard(std::mem::forget))
+        // No guard comes back: converting the outcome copies nothing worth keeping apart.
+        blocking(self.acquire_level(Wait::Forever))
     }
 
     /// [`acquire`](RLock::acquire) if the lock is free or held by the calling thread.

@@ -807,29 +807,6 @@ fn thread_states(pid: u32) -> Vec<char> {
         .collect()
 }
 
-/// Ends the calling process's main thread (by a signal whose handler ends the thread it runs
-/// on), leaving the process to its other threads: `/proc` then shows its main thread, and so
-/// the process's own entry, as a zombie.
-#[allow(
-    unsafe_code,
-    clippy::disallowed_methods,
-    reason = "a test's own signal handler, and the exit of one thread, which no wrapper offers"
-)]
-fn end_the_main_thread() {
-    extern "C" fn end_this_thread(_: libc::c_int) {
-        // SAFETY: `exit` of the calling thread alone, async-signal-safe; it never returns.
-        unsafe { libc::syscall(libc::SYS_exit, 0) };
-    }
-    // SAFETY: all zeros is a valid `sigaction`: no flags, an empty mask.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = end_this_thread as *const () as usize;
-    // SAFETY: the handler only ends the thread it runs on; no old action is asked for.
-    unsafe { libc::sigaction(libc::SIGUSR1, &raw const action, std::ptr::null_mut()) };
-    let pid = libc::pid_t::try_from(std::process::id()).expect("a pid");
-    // SAFETY: `tgkill` sends the signal to the main thread (its id is the pid) alone.
-    unsafe { libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1) };
-}
-
 /// A put of a process whose main thread ended while another thread of it puts is not judged
 /// dead: a get waits for the put (its process shows as a zombie in `/proc`, its thread lives),
 /// and takes the item once the put goes on.
@@ -838,7 +815,7 @@ fn a_put_of_a_process_whose_main_thread_ended_is_waited_for() {
     if roles::role().as_deref() == Some("leaderless") {
         let queue =
             PodQueue::<u64>::open(&std::env::var(QUEUE).expect("queue name")).expect("open");
-        end_the_main_thread();
+        memspace_testkit::children::end_the_main_thread();
         let me = std::process::id();
         while memspace_testkit::procfs::process_state(me) != Some('Z') {
             std::thread::yield_now();

@@ -491,6 +491,55 @@ fn a_writer_asleep_behind_a_reader_of_another_process_gets_in_when_it_leaves() {
     kill(reader);
 }
 
+/// Ends the process's main thread, then reads from another thread until killed: the guard,
+/// and the stamp it is taken with, belong to a process that `/proc` shows as a zombie while
+/// its reading thread lives on.
+fn read_after_the_main_thread_ends((lock, reading): (RwLock<u64>, Event)) {
+    std::thread::spawn(move || {
+        let me = std::process::id();
+        while memspace_testkit::procfs::process_state(me) != Some('Z') {
+            std::thread::yield_now();
+        }
+        let _guard = lock.read().expect("read");
+        reading.set().expect("set");
+        loop {
+            std::thread::park();
+        }
+    });
+    memspace_testkit::children::end_the_main_thread();
+}
+
+/// A reader whose process's main thread ended keeps a writer out while it lives, and not
+/// once it is killed. Before `process_liveness`, such a process counted as dead, and the
+/// writer got in under its guard; and its namespaces, read from `/proc/self` once the main
+/// thread had ended, lacked the time namespace, so that the writer took the reader for one
+/// of another container's and never judged it: killed, it kept writers out for good.
+#[test]
+fn a_reader_whose_main_thread_ended_keeps_writers_out_while_it_lives() {
+    let _dog = Watchdog::start();
+    let lock = RwLock::new(1u64).expect("rwlock");
+    let reader = start_until_ready(read_after_the_main_thread_ends, &lock);
+    let pid = reader.pid().expect("started");
+    assert_eq!(
+        memspace_testkit::procfs::process_state(pid),
+        Some('Z'),
+        "the reader's main thread ended"
+    );
+    assert_eq!(lock.readers(), 1, "the reader still reads");
+    assert!(
+        matches!(
+            lock.try_write_for(Duration::from_millis(300)),
+            Err(TryLockError::Timeout { .. })
+        ),
+        "a writer got in under the guard of a process whose main thread ended"
+    );
+    kill(reader);
+    *lock
+        .try_write_for(Duration::from_secs(10))
+        .expect("the killed reader was reaped") = 2;
+    assert_eq!(*lock.read().expect("read"), 2);
+}
+
 fn read_once((lock, done): (RwLock<u64>, Event)) {
     drop(lock.read().expect("read"));
     done.set().expect("set");

@@ -232,8 +232,11 @@ fn stamp_this_process() -> ThreadStamp {
 }
 
 /// The namespaces in which the calling process's ids and start times mean what `/proc` here
-/// says (0 if unknown): the inode of `/proc/self/ns/pid`, mixed with that of
-/// `/proc/self/ns/time` where the kernel has time namespaces. Thread and process ids mean
+/// says (0 if unknown): the inode of `/proc/thread-self/ns/pid`, mixed with that of
+/// `/proc/thread-self/ns/time` where the kernel has time namespaces. The calling thread's,
+/// not `/proc/self`'s: once a process's main thread has ended while others run on,
+/// `/proc/self/ns/time` names no namespace, and a thread that asked then would have told
+/// itself apart from its own process. Thread and process ids mean
 /// something only inside one pid namespace: a process in another one that shares `/dev/shm`
 /// (a container) has ids that `/proc` here does not show, or shows as someone else. And
 /// `/proc` gives a task's start time shifted into the reader's time namespace, so a process
@@ -242,9 +245,9 @@ fn stamp_this_process() -> ThreadStamp {
 fn namespaces() -> u64 {
     use std::os::unix::fs::MetadataExt;
     let inode = |path: &str| std::fs::metadata(path).map_or(0, |m| m.ino());
-    match inode("/proc/self/ns/pid") {
+    match inode("/proc/thread-self/ns/pid") {
         0 => 0,
-        pid => pid ^ inode("/proc/self/ns/time").rotate_left(32),
+        pid => pid ^ inode("/proc/thread-self/ns/time").rotate_left(32),
     }
 }
 

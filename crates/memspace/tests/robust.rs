@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use memspace::spawn::{ExitStatus, JoinError, Process, StartMethod};
-use memspace::sync::{Lock, LockError, Mutex, TryLockError};
+use memspace::sync::{Lock, LockError, Mutex, RwLock, TryLockError};
 use memspace::{SharedList, Thread, inspect};
 use memspace_testkit::names::SegmentFile;
 use memspace_testkit::{Parent, Removal, Running, Watchdog, flags, names, procfs, roles};
@@ -566,16 +566,25 @@ const LOCK_NAMESPACE_OF: u64 = 168;
 /// The lock word's mark of a holder from other namespaces than the segment's creator.
 const FOREIGN: u64 = 1 << 29;
 
-/// Namespaces other than this process's, as the lock records namespaces (the pid namespace's
-/// inode mixed with the time namespace's): this process's, with the pid namespace's inode
-/// plus one.
+/// This process's namespaces as the lock records them: the pid namespace's inode mixed with
+/// the time namespace's (0 where the kernel has none).
+fn own_namespaces() -> u64 {
+    namespaces_with_pid_inode_plus(0)
+}
+
+/// Namespaces other than this process's, as the lock records namespaces: this process's,
+/// with the pid namespace's inode plus one.
 fn other_namespaces() -> u64 {
+    namespaces_with_pid_inode_plus(1)
+}
+
+fn namespaces_with_pid_inode_plus(delta: u64) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let inode = |path: &str| std::fs::metadata(path).map_or(0, |m| m.ino());
-    let pid = std::fs::metadata("/proc/self/ns/pid")
-        .expect("stat /proc/self/ns/pid")
+    let pid = std::fs::metadata("/proc/thread-self/ns/pid")
+        .expect("stat /proc/thread-self/ns/pid")
         .ino();
-    (pid + 1) ^ inode("/proc/self/ns/time").rotate_left(32)
+    (pid + delta) ^ inode("/proc/thread-self/ns/time").rotate_left(32)
 }
 
 /// Writes the lock slot of segment `name` as if thread `tid` of process `tid` held it, having
@@ -680,6 +689,51 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_its_word_records(
     assert_eq!(waiter.join().expect("the waiter"), "owner died");
     assert_eq!(lock.owner_deaths(), 3);
     assert_eq!(label(&lock.try_lock()), "ok");
+}
+
+/// The first reader slot of an `RwLock` (pid and read guards, 4 bytes each, then the start
+/// time and the namespaces, 8 bytes each), past the 32 bytes that begin its kind area.
+const RWLOCK_FIRST_SLOT: u64 = 2304 + 32;
+
+/// Writes the first reader slot of `file`'s `RwLock` as one read guard of process `pid`,
+/// started at `start`, of namespaces `namespaces`.
+fn pretend_read_by(file: &SegmentFile, pid: u32, start: u64, namespaces: u64) {
+    file.write_u64(RWLOCK_FIRST_SLOT, u64::from(pid) | (1 << 32));
+    file.write_u64(RWLOCK_FIRST_SLOT + 8, start);
+    file.write_u64(RWLOCK_FIRST_SLOT + 16, namespaces);
+}
+
+/// A writer judges a reader only from the reader's own namespaces: the pid of a reader of
+/// another pid namespace names another process here (or none), so it is waited for, dead or
+/// alive; the same reader of this namespace, dead, is reaped.
+#[test]
+fn a_writer_judges_only_the_readers_of_its_own_namespaces() {
+    let _dog = Watchdog::start();
+    let removal = Removal::fresh("rwlock-namespaces");
+    let lock = RwLock::create(removal.name(), 1u64).expect("create an rwlock");
+    let file = removal.file();
+    let mut sleeper = sleeper();
+    let (pid, start) = (sleeper.id(), start_time(sleeper.id()));
+    pretend_read_by(&file, pid, start, other_namespaces());
+    assert_eq!(lock.readers(), 1);
+    let waits = |what: &str| {
+        assert!(
+            matches!(
+                lock.try_write_for(Duration::from_millis(200)),
+                Err(TryLockError::Timeout { .. })
+            ),
+            "{what}"
+        );
+    };
+    waits("a writer got in under a live reader of another namespace");
+    sleeper.kill().expect("kill sleep(1)");
+    sleeper.wait().expect("reap sleep(1)");
+    waits("a writer judged a reader of another namespace by a pid that means nothing here");
+    pretend_read_by(&file, pid, start, own_namespaces());
+    *lock
+        .try_write_for(Duration::from_secs(10))
+        .expect("the dead reader of this namespace was reaped") = 2;
+    assert_eq!(lock.readers(), 0);
 }
 
 #[test]

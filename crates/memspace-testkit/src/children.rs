@@ -372,30 +372,3 @@ impl From<u32> for Parent {
         Parent(pid)
     }
 }
-
-/// Ends the calling process's main thread (by a signal whose handler ends the thread it runs
-/// on), leaving the process to its other threads: `/proc` then shows its main thread, and so
-/// the process's own entry, as a zombie.
-///
-/// # Panics
-///
-/// If the process's id does not fit a `pid_t` (it always does on Linux).
-#[allow(
-    unsafe_code,
-    clippy::disallowed_methods,
-    reason = "a test's own signal handler, and the exit of one thread, which no wrapper offers"
-)]
-pub fn end_the_main_thread() {
-    extern "C" fn end_this_thread(_: libc::c_int) {
-        // SAFETY: `exit` of the calling thread alone, async-signal-safe; it never returns.
-        unsafe { libc::syscall(libc::SYS_exit, 0) };
-    }
-    // SAFETY: all zeros is a valid `sigaction`: no flags, an empty mask.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = end_this_thread as *const () as usize;
-    // SAFETY: the handler only ends the thread it runs on; no old action is asked for.
-    unsafe { libc::sigaction(libc::SIGUSR1, &raw const action, std::ptr::null_mut()) };
-    let pid = libc::pid_t::try_from(std::process::id()).expect("a pid");
-    // SAFETY: `tgkill` sends the signal to the main thread (its id is the pid) alone.
-    unsafe { libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1) };
-}

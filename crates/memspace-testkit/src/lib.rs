@@ -12,7 +12,8 @@
 //! | [`watchdog`] | the [`Watchdog`] that aborts a hung test, and what it cleans up first |
 //! | [`names`] | unique segment names, removed on drop ([`Removal`]); their files, directories |
 //! | [`roles`] | re-running this test binary: the spawn start method, child roles |
-//! | [`children`] | processes killed on drop ([`Running`], [`ChildGuard`]), orphans, main threads |
+//! | [`children`] | processes killed on drop ([`Running`], [`ChildGuard`]), orphan checks |
+//! | [`threads`] | a process whose main thread ended while others run on |
 //! | [`procfs`] | process and thread states from `/proc` |
 //! | [`flags`] | counters in shared memory that order events between processes |
 //! | [`modes`] | one test per thread / fork / spawn mode ([`per_mode!`]) |
@@ -39,6 +40,7 @@ pub mod redis_cluster;
 pub mod redis_server;
 pub mod rng;
 pub mod roles;
+pub mod threads;
 pub mod watchdog;
 pub mod writer;
 

@@ -815,7 +815,7 @@ fn a_put_of_a_process_whose_main_thread_ended_is_waited_for() {
     if roles::role().as_deref() == Some("leaderless") {
         let queue =
             PodQueue::<u64>::open(&std::env::var(QUEUE).expect("queue name")).expect("open");
-        memspace_testkit::children::end_the_main_thread();
+        memspace_testkit::threads::end_the_main_thread();
         let me = std::process::id();
         while memspace_testkit::procfs::process_state(me) != Some('Z') {
             std::thread::yield_now();

@@ -16,7 +16,7 @@ use memspace::sync::{
     TryLockError,
 };
 use memspace_testkit::modes::run_all;
-use memspace_testkit::{Removal, Watchdog};
+use memspace_testkit::{Parent, Removal, Running, Watchdog};
 
 memspace_testkit::per_mode! {
     an_event_set_by_a_worker_wakes_the_waiter: thread, fork, spawn;
@@ -493,35 +493,38 @@ fn a_writer_asleep_behind_a_reader_of_another_process_gets_in_when_it_leaves() {
 
 /// Ends the process's main thread, then reads from another thread until killed: the guard,
 /// and the stamp it is taken with, belong to a process that `/proc` shows as a zombie while
-/// its reading thread lives on.
+/// its reading thread lives on. Leaves by itself if the test process is gone.
 fn read_after_the_main_thread_ends((lock, reading): (RwLock<u64>, Event)) {
+    let parent = Parent::here();
     std::thread::spawn(move || {
         let me = std::process::id();
         while memspace_testkit::procfs::process_state(me) != Some('Z') {
+            parent.exit_if_gone();
             std::thread::yield_now();
         }
         let _guard = lock.read().expect("read");
         reading.set().expect("set");
-        loop {
-            std::thread::park();
-        }
+        parent.park_until_killed();
     });
-    memspace_testkit::children::end_the_main_thread();
+    memspace_testkit::threads::end_the_main_thread();
 }
 
-/// A reader whose process's main thread ended keeps a writer out while it lives, and not
-/// once it is killed. Before `process_liveness`, such a process counted as dead, and the
-/// writer got in under its guard; and its namespaces, read from `/proc/self` once the main
-/// thread had ended, lacked the time namespace, so that the writer took the reader for one
-/// of another container's and never judged it: killed, it kept writers out for good.
+/// A reader whose process's main thread ended while its reading thread runs on keeps a
+/// writer out while it lives (the process is alive), and not once it is killed (the writer
+/// judges it from the same namespaces as its own process's, which the reading thread read
+/// after the main thread had ended).
 #[test]
 fn a_reader_whose_main_thread_ended_keeps_writers_out_while_it_lives() {
     let _dog = Watchdog::start();
     let lock = RwLock::new(1u64).expect("rwlock");
-    let reader = start_until_ready(read_after_the_main_thread_ends, &lock);
-    let pid = reader.pid().expect("started");
+    let reading = Event::new().expect("event");
+    let mut reader = Running::start(Process::new(
+        read_after_the_main_thread_ends,
+        (lock.clone(), reading.clone()),
+    ));
+    reading.wait().expect("wait");
     assert_eq!(
-        memspace_testkit::procfs::process_state(pid),
+        memspace_testkit::procfs::process_state(reader.pid()),
         Some('Z'),
         "the reader's main thread ended"
     );
@@ -533,7 +536,7 @@ fn a_reader_whose_main_thread_ended_keeps_writers_out_while_it_lives() {
         ),
         "a writer got in under the guard of a process whose main thread ended"
     );
-    kill(reader);
+    reader.kill_and_reap("the reader");
     *lock
         .try_write_for(Duration::from_secs(10))
         .expect("the killed reader was reaped") = 2;

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use memspace::spawn::{ExitStatus, JoinError, Process, StartMethod};
-use memspace::sync::{Lock, LockError, Mutex, RwLock, TryLockError};
+use memspace::sync::{Lock, LockError, Mutex, RLock, RwLock, TryLockError};
 use memspace::{SharedList, Thread, inspect};
 use memspace_testkit::names::SegmentFile;
 use memspace_testkit::{Parent, Removal, Running, Watchdog, flags, names, procfs, roles};
@@ -689,6 +689,32 @@ fn a_holder_is_alive_while_its_thread_runs_with_the_start_time_its_word_records(
     assert_eq!(waiter.join().expect("the waiter"), "owner died");
     assert_eq!(lock.owner_deaths(), 3);
     assert_eq!(label(&lock.try_lock()), "ok");
+}
+
+/// An `RLock`'s depth: the first word of its kind area.
+const RLOCK_DEPTH: u64 = 2304;
+
+/// A reentry refused because the depth cannot count one more (a depth damaged to `u32::MAX`,
+/// or reached) leaves the thread's hold as it was: still held, at the same depth, and
+/// released by the guards it has.
+#[test]
+fn a_reentry_the_depth_cannot_count_leaves_the_hold_as_it_was() {
+    let _dog = Watchdog::start();
+    let removal = Removal::fresh("rlock-depth");
+    let lock = RLock::create(removal.name()).expect("create a reentrant lock");
+    let outer = lock.lock().expect("lock");
+    let file = removal.file();
+    file.write(RLOCK_DEPTH, &u32::MAX.to_le_bytes());
+    assert!(matches!(lock.lock(), Err(LockError::Unavailable { .. })));
+    assert!(
+        lock.is_held_by_current_thread(),
+        "the refused reentry released the lock"
+    );
+    assert_eq!(lock.depth(), u32::MAX);
+    file.write(RLOCK_DEPTH, &1u32.to_le_bytes());
+    drop(outer);
+    assert_eq!(lock.depth(), 0);
+    drop(lock.try_lock().expect("free again"));
 }
 
 /// The first reader slot of an `RwLock` (pid and read guards, 4 bytes each, then the start

@@ -157,12 +157,12 @@ pub(crate) fn acquire_for_process<'a, G, E: AcquireError<G>>(
 /// read the guard back from there, stalling on the store: 22 ns a lock and unlock against
 /// 16 ns.)
 ///
-/// The cold paths return their outcome boxed, for the same reason: an outcome they wrote in
-/// place would be written through a pointer to the caller's result, which then lives in
-/// memory on every path, and every clean acquisition stored its guard there (five stores in
-/// front of the unlock's locked instruction, which waits for them). Moved out of a box, the
-/// result is the caller's own value, kept in registers where the caller's code allows
-/// (BENCHMARKS.md, "Eleventh pass").
+/// The cold paths return their outcome boxed, for the same reason: an outcome written in
+/// place goes through a pointer to the caller's result, which must then live in memory on
+/// every path, and a clean acquisition would store its guard there too (five stores in front
+/// of the unlock's locked instruction, which waits for them). Moved out of a box, the result
+/// is the caller's own value, kept in registers where the caller's code allows (BENCHMARKS.md,
+/// "Eleventh pass").
 #[allow(
     clippy::inline_always,
     reason = "measured: left to the compiler, a guard came back through memory"

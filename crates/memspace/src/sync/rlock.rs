@@ -187,6 +187,9 @@ impl RLock {
         let segment = self.segment_ref();
         let area = self.area();
         if let Some(held) = segment.lock_slot().held_by_current_thread() {
+            // The outermost level owns the hold; this one only counts, and a level refused
+            // below leaves the hold as it was.
+            std::mem::forget(held);
             // Only the holder writes the depth: a load and a store suffice.
             let depth = area.depth.load(Ordering::Relaxed);
             let Some(deeper) = depth.checked_add(1) else {
@@ -200,8 +203,6 @@ impl RLock {
                 .into());
             };
             area.depth.store(deeper, Ordering::Relaxed);
-            // The outermost level owns the hold; this level only counts.
-            std::mem::forget(held);
             return Ok(self.guard(Recovery::Clean));
         }
         acquire(segment, wait, |raw, recovery| {

@@ -109,6 +109,9 @@ impl ReaderSlot {
 unsafe impl ShmSafe for RwLockArea {}
 
 const _: () = assert!(size_of::<RwLockArea>() <= 1792);
+// The slots' place, which tests that write a slot into a segment's file rely on.
+const _: () =
+    assert!(std::mem::offset_of!(RwLockArea, slots) == 32 && size_of::<ReaderSlot>() == 24);
 
 /// A reader-writer lock around a value of plain data (`T: Pod`) in shared memory.
 ///

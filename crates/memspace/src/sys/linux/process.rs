@@ -190,12 +190,14 @@ fn stamp_this_thread() -> ThreadStamp {
         .unsigned_abs();
     // The thread is alive (it is us), so only an unreadable /proc (not mounted) leaves no start
     // time; 0 then means "unknown", and others fall back on the thread's existence alone.
-    let start = read_stat("/proc/thread-self/stat").map_or(0, |stat| stat.start);
+    // Its own directory: `/proc/thread-self` names it too, but only since Linux 3.17.
+    let own = format!("/proc/self/task/{tid}");
+    let start = read_stat(&format!("{own}/stat")).map_or(0, |stat| stat.start);
     ThreadStamp {
         tid,
         pid: pid(),
         start,
-        namespaces: namespaces(),
+        namespaces: namespaces(&own),
     }
 }
 
@@ -232,22 +234,22 @@ fn stamp_this_process() -> ThreadStamp {
 }
 
 /// The namespaces in which the calling process's ids and start times mean what `/proc` here
-/// says (0 if unknown): the inode of `/proc/thread-self/ns/pid`, mixed with that of
-/// `/proc/thread-self/ns/time` where the kernel has time namespaces. The calling thread's,
-/// not `/proc/self`'s: once a process's main thread has ended while others run on,
-/// `/proc/self/ns/time` names no namespace, and a thread that asked then would have told
-/// itself apart from its own process. Thread and process ids mean
+/// says (0 if unknown): the inode of `ns/pid` in the calling thread's directory `own`
+/// (`/proc/self/task/TID`), mixed with that of `ns/time` where the kernel has time
+/// namespaces. The thread's, not the process's: once a process's main thread has ended while
+/// others run on, `/proc/self/ns/time` names no namespace, and a thread that asked there
+/// would tell itself apart from its own process. Thread and process ids mean
 /// something only inside one pid namespace: a process in another one that shares `/dev/shm`
 /// (a container) has ids that `/proc` here does not show, or shows as someone else. And
 /// `/proc` gives a task's start time shifted into the reader's time namespace, so a process
 /// of another one (`unshare --time`, a restored checkpoint) would read a live holder's start
 /// time as another than the holder recorded, and judge it dead.
-fn namespaces() -> u64 {
+fn namespaces(own: &str) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let inode = |path: &str| std::fs::metadata(path).map_or(0, |m| m.ino());
-    match inode("/proc/thread-self/ns/pid") {
+    let inode = |name: &str| std::fs::metadata(format!("{own}/ns/{name}")).map_or(0, |m| m.ino());
+    match inode("pid") {
         0 => 0,
-        pid => pid ^ inode("/proc/thread-self/ns/time").rotate_left(32),
+        pid => pid ^ inode("time").rotate_left(32),
     }
 }
 

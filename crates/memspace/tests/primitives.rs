@@ -543,6 +543,47 @@ fn a_reader_whose_main_thread_ended_keeps_writers_out_while_it_lives() {
     assert_eq!(*lock.read().expect("read"), 2);
 }
 
+/// Writes once, after saying it is about to.
+fn write_once((lock, writing): (RwLock<u64>, Event)) {
+    writing.set().expect("set");
+    *lock.write().expect("write") = 7;
+}
+
+/// A writer whose own process reads is told at once that it would deadlock, even while a
+/// writer of another process holds the lock's mutex and waits for that very read guard: it
+/// does not wait for the mutex first.
+#[test]
+fn a_writer_whose_process_reads_is_refused_before_it_waits_for_another_writer() {
+    let _dog = Watchdog::start();
+    let lock = RwLock::new(1u64).expect("rwlock");
+    let reading = lock.read().expect("read");
+    let writing = Event::new().expect("event");
+    let mut writer = Running::start(Process::new(write_once, (lock.clone(), writing.clone())));
+    writing.wait().expect("wait");
+    memspace_testkit::children::wait_until("the other writer waits for the reader", || {
+        memspace_testkit::procfs::all_threads_sleeping(writer.pid())
+    });
+    let refused = std::thread::scope(|s| {
+        s.spawn(|| {
+            lock.try_write_for(Duration::from_secs(10))
+                .map(drop)
+                .map_err(TryLockError::without_guard)
+        })
+        .join()
+        .expect("the second writer")
+    });
+    assert!(
+        matches!(
+            refused,
+            Err(TryLockError::Lock(LockError::WouldDeadlock { .. }))
+        ),
+        "{refused:?}"
+    );
+    drop(reading);
+    writer.join().expect("the other writer wrote");
+    assert_eq!(*lock.read().expect("read"), 7);
+}
+
 fn read_once((lock, done): (RwLock<u64>, Event)) {
     drop(lock.read().expect("read"));
     done.set().expect("set");

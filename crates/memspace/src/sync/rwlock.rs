@@ -358,37 +358,64 @@ impl<T: Pod> RwLock<T> {
         self.area().slots.iter().any(ReaderSlot::is_busy)
     }
 
+    /// Whether a slot of process `me` counts a read guard. The pid is read again after the
+    /// count: a slot taken meanwhile by another process (which stores its pid before it counts
+    /// itself) is not this process's.
+    fn reads_in(&self, me: ThreadStamp) -> bool {
+        self.area().slots.iter().any(|s| {
+            s.belongs_to(me)
+                && s.readers.load(Ordering::Acquire) > 0
+                && s.pid.load(Ordering::Acquire) == me.pid
+        })
+    }
+
+    /// The error of a writer whose process reads.
+    #[cold]
+    fn would_deadlock<G>(&self) -> TryLockError<G> {
+        LockError::WouldDeadlock {
+            name: self.place.local().name().clone(),
+        }
+        .into()
+    }
+
     fn write_until(
         &self,
         timeout: Option<Duration>,
     ) -> std::result::Result<RwLockWriteGuard<'_, T>, TryLockError<RwLockWriteGuard<'_, T>>> {
         let deadline = Self::deadline(timeout);
         let me = sys::this_process();
-        // The pid is read again after the count: a slot taken meanwhile by another process
-        // (which stores its pid before it counts itself) is not this process's.
-        let mine = self.area().slots.iter().any(|s| {
-            s.belongs_to(me)
-                && s.readers.load(Ordering::Acquire) > 0
-                && s.pid.load(Ordering::Acquire) == me.pid
-        });
-        if mine {
-            // A reader of this process waiting for all readers to leave would wait for itself.
-            return Err(LockError::WouldDeadlock {
-                name: self.place.local().name().clone(),
+        // A reader of this process waiting for all readers to leave would wait for itself: it
+        // is looked for before waiting, for the mutex or for the readers. Uncontended, the
+        // mutex is taken at once, and one look at the slots tells that nobody reads.
+        let (raw, died, poisoned) = match self.lock_mutex(Wait::Never) {
+            Ok(held) => held,
+            Err(TryLockError::WouldBlock { .. }) => {
+                if self.reads_in(me) {
+                    return Err(self.would_deadlock());
+                }
+                self.lock_mutex(Self::remaining(deadline)).map_err(retype)?
             }
-            .into());
-        }
-        let (raw, died, poisoned) = self.lock_mutex(Self::remaining(deadline)).map_err(retype)?;
-        // Readers that died holding guards are looked for only once some slot counts one, and
-        // again after each nap.
+            Err(other) => return Err(retype(other)),
+        };
         let segment = self.place.local();
-        while self.any_reader() && segment.is_intact() {
-            self.reap_dead_readers();
-            if !self.any_reader() {
-                break;
+        if self.any_reader() {
+            if self.reads_in(me) {
+                drop(raw);
+                return Err(self.would_deadlock());
             }
-            let nap = self.nap(deadline, timeout)?;
-            self.sleep_unless(nap, || !self.any_reader());
+            // Readers that died holding guards are looked for only once some slot counts one,
+            // and again after each nap.
+            while segment.is_intact() {
+                self.reap_dead_readers();
+                if !self.any_reader() {
+                    break;
+                }
+                let nap = self.nap(deadline, timeout)?;
+                self.sleep_unless(nap, || !self.any_reader());
+                if !self.any_reader() {
+                    break;
+                }
+            }
         }
         // Slots read from pages lost to a shrunk file read as zeros: no reader, wrongly.
         if !segment.is_intact() {

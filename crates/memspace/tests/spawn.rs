@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use memspace::collections::Value;
 use memspace::spawn::{
     ExitStatus, JoinError, Mode, Process, SpawnError, StartMethod, Thread, Worker,
 };
@@ -42,6 +43,67 @@ struct Summary {
     lengths: BTreeMap<String, usize>,
     longest: Option<String>,
     ratio: f64,
+}
+
+fn twice(x: u64) -> u64 {
+    2 * x
+}
+
+/// Ends this process's main thread, then, from another thread, spawns a worker (a fresh run
+/// of the test binary) and says what it returned. Leaves by itself if the test process is
+/// gone.
+fn spawn_after_the_main_thread_ends((answer, said): (Value<u64>, Event)) {
+    let parent = Parent::here();
+    std::thread::spawn(move || {
+        let me = std::process::id();
+        while memspace_testkit::procfs::process_state(me) != Some('Z') {
+            parent.exit_if_gone();
+            std::thread::yield_now();
+        }
+        let mut worker = Process::new(twice, 21).start_method(StartMethod::Spawn);
+        let got = match worker.start() {
+            Ok(()) => worker.join().map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        // An error is told as 0, with its message on standard error.
+        answer
+            .set(got.unwrap_or_else(|err| {
+                eprintln!("the worker: {err}");
+                0
+            }))
+            .expect("set");
+        said.set().expect("set");
+        parent.park_until_killed();
+    });
+    memspace_testkit::threads::end_the_main_thread();
+}
+
+/// A process whose main thread ended while its other threads run on (`pthread_exit` in
+/// `main`) still spawns: `/proc/self`, whose `exe` is then gone, names the program only in
+/// the child that runs it.
+#[test]
+fn a_process_whose_main_thread_ended_spawns_workers() {
+    let _dog = memspace_testkit::start_test();
+    let (answer, said) = (
+        Value::new(0u64).expect("value"),
+        Event::new().expect("event"),
+    );
+    let _forked = Running::start(
+        Process::new(
+            spawn_after_the_main_thread_ends,
+            (answer.clone(), said.clone()),
+        )
+        .start_method(StartMethod::Fork),
+    );
+    assert!(
+        said.wait_timeout(Duration::from_secs(30)).expect("wait"),
+        "the worker's answer never came"
+    );
+    assert_eq!(
+        answer.get().expect("get"),
+        42,
+        "the worker failed (its error is above)"
+    );
 }
 
 /// Computes something from its arguments in the worker, with where it ran.

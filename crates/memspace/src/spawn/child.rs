@@ -719,7 +719,11 @@ fn exec_worker(results: &OwnedFd) -> Result<(u32, std::fs::File), SpawnError> {
     let command_line = child_args().ok_or(SpawnError::NotInitialized)?;
     let os = |op| move |source| SpawnError::Os { op, source };
     let (args_read, args_write) = sys::pipe().map_err(os("pipe"))?;
-    let exe = if std::path::Path::new("/proc/self/exe").exists() {
+    // `/proc/self/exe` names this program in the child that executes it. Whether `/proc` is
+    // there is asked of this thread's own entry: the process's `exe` is gone once its main
+    // thread has ended while other threads run on, this thread's is not.
+    let own_exe = format!("/proc/self/task/{}/exe", sys::this_thread().tid);
+    let exe = if std::path::Path::new(&own_exe).exists() {
         std::path::PathBuf::from("/proc/self/exe")
     } else {
         std::env::current_exe().map_err(os("current_exe"))?

@@ -23,6 +23,11 @@ use crate::sync::RawGuard;
 
 /// Bytes before a record's payload.
 pub(crate) const HEADER: u64 = 8;
+
+/// The bytes a record of `payload_len` bytes takes: header, payload, padding to 8.
+pub(crate) fn size(payload_len: usize) -> u64 {
+    (HEADER + payload_len as u64).next_multiple_of(8)
+}
 /// The largest payload: the length field is 32 bits.
 pub(crate) const MAX_PAYLOAD: usize = u32::MAX as usize;
 /// The most bytes of a payload a reader's fast path copies onto its stack ([`read_short`]):
@@ -262,7 +267,15 @@ fn copy_payload(
 
 #[cfg(test)]
 mod tests {
-    use super::checksum;
+    use super::{checksum, size};
+
+    #[test]
+    fn record_sizes_include_the_header_and_padding() {
+        assert_eq!(size(0), 8);
+        assert_eq!(size(1), 16);
+        assert_eq!(size(8), 16);
+        assert_eq!(size(9), 24);
+    }
 
     #[test]
     fn the_checksum_is_crc32c_inline_and_past_it() {

@@ -788,7 +788,7 @@ impl<'a> Raw<'a> {
         take: impl FnOnce(Vec<u8>) -> Result<R>,
     ) -> Result<(R, u64)> {
         let payload = record::read(self.segment, record).map_err(|e| at_item(e, index))?;
-        let bytes = (record::HEADER + payload.len() as u64).next_multiple_of(8);
+        let bytes = record::size(payload.len());
         Ok((take(payload)?, bytes))
     }
 

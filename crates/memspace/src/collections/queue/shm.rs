@@ -143,14 +143,9 @@ fn fit(ring: Ring, first: u64, tail: u64, need: u64) -> Option<u64> {
     }
 }
 
-/// The record size of a payload: header, payload, padding to 8.
-fn record_size(payload_len: usize) -> u64 {
-    (record::HEADER + payload_len as u64).next_multiple_of(8)
-}
-
 /// The offset just past the record at `record`, whose payload is `payload_len` bytes.
 fn record_end(record: u64, payload_len: usize) -> u64 {
-    record + record_size(payload_len)
+    record + record::size(payload_len)
 }
 
 impl<'a> Raw<'a> {
@@ -541,7 +536,7 @@ impl<'a> Raw<'a> {
         // the next record's place follows from them without reading the entries again.
         let mut span: Option<(u64, u64)> = None;
         for payload in payloads {
-            let need = record_size(payload.len());
+            let need = record::size(payload.len());
             let mut at = None;
             if let Some(current) = ring
                 && next - head < current.slots
@@ -992,17 +987,4 @@ fn sleep_on(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32, sleep: 
     drop(guard);
     sys::futex_wait(word, seen, sleep);
     sleepers.fetch_sub(1, Ordering::Relaxed);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_sizes_include_the_header_and_padding() {
-        assert_eq!(record_size(0), 8);
-        assert_eq!(record_size(1), 16);
-        assert_eq!(record_size(8), 16);
-        assert_eq!(record_size(9), 24);
-    }
 }

@@ -220,11 +220,6 @@ pub(super) fn init(segment: &Segment) -> Result<()> {
     Ok(())
 }
 
-/// The bytes a record of `payload_len` bytes takes, padding included.
-fn record_size(payload_len: usize) -> u64 {
-    (record::HEADER + payload_len as u64).next_multiple_of(8)
-}
-
 /// A table whose entries are being moved into the map's `table`, and how many of its slots,
 /// from the first, were moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +270,7 @@ impl Entry {
     }
 
     fn size(&self) -> u64 {
-        record_size(self.payload.len())
+        record::size(self.payload.len())
     }
 }
 
@@ -666,7 +661,7 @@ impl<'a> Raw<'a> {
 
     /// Writes `payload` as a record at `at` (or just after); returns its offset and its end.
     fn write_record(self, held: &RawGuard<'_>, at: u64, payload: &[u8]) -> Result<(u64, u64)> {
-        self.written_up_to(at.saturating_add(record_size(payload.len())));
+        self.written_up_to(at.saturating_add(record::size(payload.len())));
         // SAFETY: we hold the lock (`held`), and every caller passes a position no slot of the
         // committed table points to (see the module's `# Safety`: `tail` in `insert` and in
         // `copy`'s first use, below the copy in use in its second).

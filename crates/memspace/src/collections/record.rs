@@ -25,6 +25,7 @@ use crate::sync::RawGuard;
 pub(crate) const HEADER: u64 = 8;
 
 /// The bytes a record of `payload_len` bytes takes: header, payload, padding to 8.
+#[inline]
 pub(crate) fn size(payload_len: usize) -> u64 {
     (HEADER + payload_len as u64).next_multiple_of(8)
 }

@@ -256,7 +256,7 @@ impl RLock {
     /// data and call [`mark_consistent`](RLock::mark_consistent) before the last `release`,
     /// or the lock becomes unrecoverable.
     pub fn acquire(&self) -> Result<(), LockError<()>> {
-        // No guard comes back: converting the outcome copies nothing worth keeping apart.
+        // No guard comes back, so converting the outcome afterwards copies only an error.
         blocking(self.acquire_level(Wait::Forever))
     }
 

@@ -12,6 +12,33 @@
 
 #![allow(unsafe_code)]
 
+use crate::children::Parent;
+use crate::procfs;
+
+/// Ends the calling process's main thread (see [`end_the_main_thread`]) and runs `then` on
+/// another thread once `/proc` shows the main thread ended. That thread leaves (by a panic)
+/// if the test process `parent` is gone before the main thread has ended. Call it from the
+/// main thread: it does not return.
+pub fn go_on_without_the_main_thread(parent: Parent, then: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        wait_for_the_main_thread_to_end(Some(parent));
+        then();
+    });
+    end_the_main_thread();
+}
+
+/// Waits until `/proc` shows the calling process's main thread ended (the process's own
+/// entry a zombie); leaves (by a panic) if the test process `parent` is gone meanwhile.
+pub fn wait_for_the_main_thread_to_end(parent: Option<Parent>) {
+    let me = std::process::id();
+    while procfs::process_state(me) != Some('Z') {
+        if let Some(parent) = parent {
+            parent.exit_if_gone();
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Ends the calling process's main thread, by sending it `SIGUSR1` with a handler that ends
 /// the thread it runs on. Call it from the main thread, or know where the main thread stands:
 /// it ends there, with whatever it holds (the allocator's lock, stdout's). The handler stays

@@ -816,10 +816,7 @@ fn a_put_of_a_process_whose_main_thread_ended_is_waited_for() {
         let queue =
             PodQueue::<u64>::open(&std::env::var(QUEUE).expect("queue name")).expect("open");
         memspace_testkit::threads::end_the_main_thread();
-        let me = std::process::id();
-        while memspace_testkit::procfs::process_state(me) != Some('Z') {
-            std::thread::yield_now();
-        }
+        memspace_testkit::threads::wait_for_the_main_thread_to_end(None);
         queue.put(7).expect("put");
         return;
     }

@@ -496,17 +496,11 @@ fn a_writer_asleep_behind_a_reader_of_another_process_gets_in_when_it_leaves() {
 /// its reading thread lives on. Leaves by itself if the test process is gone.
 fn read_after_the_main_thread_ends((lock, reading): (RwLock<u64>, Event)) {
     let parent = Parent::here();
-    std::thread::spawn(move || {
-        let me = std::process::id();
-        while memspace_testkit::procfs::process_state(me) != Some('Z') {
-            parent.exit_if_gone();
-            std::thread::yield_now();
-        }
+    memspace_testkit::threads::go_on_without_the_main_thread(parent, move || {
         let _guard = lock.read().expect("read");
         reading.set().expect("set");
         parent.park_until_killed();
     });
-    memspace_testkit::threads::end_the_main_thread();
 }
 
 /// A reader whose process's main thread ended while its reading thread runs on keeps a

@@ -54,12 +54,7 @@ fn twice(x: u64) -> u64 {
 /// gone.
 fn spawn_after_the_main_thread_ends((answer, said): (Value<u64>, Event)) {
     let parent = Parent::here();
-    std::thread::spawn(move || {
-        let me = std::process::id();
-        while memspace_testkit::procfs::process_state(me) != Some('Z') {
-            parent.exit_if_gone();
-            std::thread::yield_now();
-        }
+    memspace_testkit::threads::go_on_without_the_main_thread(parent, move || {
         let mut worker = Process::new(twice, 21).start_method(StartMethod::Spawn);
         let got = match worker.start() {
             Ok(()) => worker.join().map_err(|err| err.to_string()),
@@ -75,7 +70,6 @@ fn spawn_after_the_main_thread_ends((answer, said): (Value<u64>, Event)) {
         said.set().expect("set");
         parent.park_until_killed();
     });
-    memspace_testkit::threads::end_the_main_thread();
 }
 
 /// A process whose main thread ended while its other threads run on (`pthread_exit` in

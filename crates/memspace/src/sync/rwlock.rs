@@ -385,19 +385,14 @@ impl<T: Pod> RwLock<T> {
         let deadline = Self::deadline(timeout);
         let me = sys::this_process();
         // A reader of this process waiting for all readers to leave would wait for itself: it
-        // is looked for before waiting, for the mutex or for the readers. Uncontended, the
-        // mutex is taken at once, and one look at the slots tells that nobody reads.
-        let (raw, died, poisoned) = match self.lock_mutex(Wait::Never) {
-            Ok(held) => held,
-            Err(TryLockError::WouldBlock { .. }) => {
-                if self.reads_in(me) {
-                    return Err(self.would_deadlock());
-                }
-                self.lock_mutex(Self::remaining(deadline)).map_err(retype)?
-            }
-            Err(other) => return Err(retype(other)),
-        };
+        // is looked for before waiting, for the mutex (held now: another writer may hold it
+        // while it waits for that very reader) or for the readers. Uncontended, the mutex is
+        // free, and one look at the slots once it is taken tells that nobody reads.
         let segment = self.place.local();
+        if segment.lock_slot().is_held() && self.reads_in(me) {
+            return Err(self.would_deadlock());
+        }
+        let (raw, died, poisoned) = self.lock_mutex(Self::remaining(deadline)).map_err(retype)?;
         if self.any_reader() {
             if self.reads_in(me) {
                 drop(raw);

@@ -14,47 +14,46 @@ use crate::shm_safe::ShmSafe;
 use crate::sys;
 
 impl Segment {
-    /// The `T` at `offset` in the control pages, which are mapped for the segment's lifetime
-    /// (each offset is a constant of `header.rs`, aligned for its type).
+    /// The `T` at `OFFSET` in the control pages, which are mapped for the segment's lifetime
+    /// (each offset is a constant of `header.rs`, aligned for its type: checked at compile
+    /// time).
     #[inline]
-    fn control<T: ShmSafe>(&self, offset: u64) -> &T {
-        self.map
-            .get::<T>(offset)
-            .expect("the control pages are mapped for the segment's lifetime")
+    fn control<T: ShmSafe, const OFFSET: u64>(&self) -> &T {
+        self.map.control::<T, OFFSET>()
     }
 
     /// The header (magic, version, kind, sizes, creator).
     #[inline]
     pub(crate) fn header(&self) -> &Header {
-        self.control(0)
+        self.control::<_, 0>()
     }
 
     /// The table of processes attached to the segment.
     pub(super) fn users_table(&self) -> &Users {
-        self.control(USERS_OFFSET)
+        self.control::<_, USERS_OFFSET>()
     }
 
     /// The metadata block (boot id, untracked users).
     pub(super) fn meta(&self) -> &Meta {
-        self.control(META_OFFSET)
+        self.control::<_, META_OFFSET>()
     }
 
     /// The slot of the segment's lock.
     #[inline]
     pub(crate) fn lock_slot(&self) -> &LockSlot {
-        self.control(LOCK_OFFSET)
+        self.control::<_, LOCK_OFFSET>()
     }
 
     /// The kind-specific control words at [`KIND_OFFSET`], up to the type name's page.
     #[inline]
     pub(crate) fn kind_area<T: ShmSafe>(&self) -> &T {
         const { assert!(size_of::<T>() <= (TYPE_NAME_OFFSET - KIND_OFFSET) as usize) };
-        self.control(KIND_OFFSET)
+        self.control::<_, KIND_OFFSET>()
     }
 
     /// The block that records the item type's name.
     pub(super) fn type_name_block(&self) -> &TypeName {
-        self.control(TYPE_NAME_OFFSET)
+        self.control::<_, TYPE_NAME_OFFSET>()
     }
 
     pub(crate) fn mapping(&self) -> &Mapping {

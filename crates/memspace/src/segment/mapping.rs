@@ -20,6 +20,9 @@
 //!    marks the mapping [`faulted`](Mapping::faulted). Addresses stay valid (invariant 2
 //!    holds); the bytes are zeros a peer could have written, which invariant-free readers of
 //!    `ShmSafe` data and checksummed copies already tolerate.
+//! 5. `mapped` is at least [`CONTROL_SIZE`] from the start, and `base` is page-aligned (it
+//!    comes from `mmap`): the control pages are always mapped, at addresses aligned for
+//!    anything they hold.
 //!
 //! Segment bytes are written by other processes at any time. References are therefore only
 //! formed to [`ShmSafe`] types (atomics and the like); bytes are copied in and out through raw
@@ -34,6 +37,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Segment;
+use super::header::CONTROL_SIZE;
 use crate::shm_safe::ShmSafe;
 use crate::sys;
 
@@ -65,12 +69,20 @@ impl std::fmt::Debug for Mapping {
 }
 
 impl Mapping {
-    /// Reserves `reserved` bytes of address space and maps the first `len` bytes of `fd`.
+    /// Reserves `reserved` bytes of address space and maps the first `len` bytes of `fd`,
+    /// at least the control pages.
     pub(crate) fn new(fd: BorrowedFd<'_>, reserved: usize, len: usize) -> io::Result<Self> {
         assert!(
             len <= reserved,
             "mapping {len} bytes into a {reserved}-byte reservation"
         );
+        // Invariant 5 (the callers checked the file's sizes against it already).
+        if len < CONTROL_SIZE as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{len} bytes do not hold the {CONTROL_SIZE}-byte control pages"),
+            ));
+        }
         let base = sys::reserve_address_space(reserved)?;
         let mapping = Mapping {
             base,
@@ -174,6 +186,29 @@ impl Mapping {
         // aligned (checked above); `T: ShmSafe` makes a shared reference sound while other
         // processes write: any bits are valid and mutation is atomic.
         Some(unsafe { &*ptr.cast::<T>() })
+    }
+
+    /// The `T` at `OFFSET` in the control pages, which are always mapped (invariant 5): no
+    /// check at run time, where [`Mapping::get`] compares with the mapped length and tests
+    /// the alignment on every call (a put and a get of a queue make a dozen such calls).
+    #[allow(
+        clippy::inline_always,
+        reason = "a few instructions, on every lock and every collection call"
+    )]
+    #[inline(always)]
+    pub(crate) fn control<T: ShmSafe, const OFFSET: u64>(&self) -> &T {
+        const {
+            assert!(OFFSET + size_of::<T>() as u64 <= CONTROL_SIZE);
+            assert!(OFFSET.is_multiple_of(align_of::<T>() as u64));
+            assert!(align_of::<T>() <= 4096);
+        };
+        let ptr = self.base.as_ptr().wrapping_add(OFFSET as usize).cast::<T>();
+        // SAFETY: `[OFFSET, OFFSET + size_of::<T>())` lies in the control pages (asserted at
+        // compile time), which are mapped for as long as `self` lives (invariants 2 and 5);
+        // the pointer is aligned, `base` being page-aligned and `OFFSET` a multiple of `T`'s
+        // alignment (invariant 5, and the assertions); `T: ShmSafe` makes a shared reference
+        // sound while other processes write: any bits are valid and mutation is atomic.
+        unsafe { &*ptr }
     }
 
     /// The `n` words at `offset`, if they are mapped and `offset` is 8-aligned: a run of

@@ -1,6 +1,8 @@
 //! The item encoding: `MessagePack`, with struct fields by name, so that any item can be decoded
 //! without its Rust type (the CLI prints items as JSON).
 
+mod scalar;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -9,14 +11,24 @@ use crate::error::{Error, Result};
 pub(crate) fn encode<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Vec<u8>, rmp_serde::encode::Error> {
-    rmp_serde::to_vec_named(value)
+    let mut out = Vec::new();
+    encode_into(&mut out, value)?;
+    Ok(out)
 }
 
-/// Appends the encoding of `value` to `out` (as [`encode`] would produce it).
+/// Appends the encoding of `value` to `out`: a lone integer, boolean or string by `scalar`,
+/// without `rmp_serde`'s set-up; anything else by `rmp_serde`.
+#[inline]
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
 ) -> Result<(), rmp_serde::encode::Error> {
+    let before = out.len();
+    if scalar::encode(value, out).is_ok() {
+        return Ok(());
+    }
+    // What `scalar` wrote before it gave up.
+    out.truncate(before);
     rmp_serde::encode::write_named(out, value)
 }
 
@@ -64,7 +76,8 @@ const ON_STACK: usize = 128;
 
 /// Encodes `value` and runs `use_it` with its bytes: encoded on the stack when they fit in
 /// [`ON_STACK`] bytes, which most items do (a number, a short string, a small struct), so that
-/// a push touches no thread-local and no heap; in this thread's kept buffer otherwise (see
+/// a push touches no thread-local and no heap (a lone integer, boolean or string by `scalar`,
+/// without `rmp_serde`'s set-up); in this thread's kept buffer otherwise (see
 /// [`with_scratch`]), encoded again from the start (a larger value is serialized twice, as
 /// by a serializer that measures first; a writer that moved the bytes on to the heap instead
 /// cost a small push 17% more instructions). A value that cannot be encoded is the error
@@ -79,6 +92,10 @@ pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
         bytes: [0; ON_STACK],
         used: 0,
     };
+    if scalar::encode(value, &mut stack).is_ok() {
+        return use_it(&stack.bytes[..stack.used]);
+    }
+    stack.used = 0;
     // Fails when the bytes outgrow the stack (or for a value that cannot be encoded at all,
     // which the second try reports).
     if rmp_serde::encode::write_named(&mut stack, value).is_ok() {
@@ -96,6 +113,28 @@ pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
 struct StackBytes {
     bytes: [u8; ON_STACK],
     used: usize,
+}
+
+impl scalar::Out for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) -> Result<(), scalar::NotScalar> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl scalar::Out for StackBytes {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) -> Result<(), scalar::NotScalar> {
+        let end = self.used + bytes.len();
+        let free = self
+            .bytes
+            .get_mut(self.used..end)
+            .ok_or(scalar::NotScalar)?;
+        free.copy_from_slice(bytes);
+        self.used = end;
+        Ok(())
+    }
 }
 
 impl std::io::Write for StackBytes {
@@ -120,8 +159,12 @@ impl std::io::Write for StackBytes {
     }
 }
 
+/// Decodes an item: a lone integer, boolean or string by `scalar`, without `rmp_serde`'s
+/// set-up; anything else, and anything `scalar` cannot read, by `rmp_serde`, which also says
+/// what is wrong.
+#[inline]
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(bytes)
+    scalar::decode(bytes).or_else(|scalar::NotScalar| rmp_serde::from_slice(bytes))
 }
 
 #[cfg(test)]
@@ -130,6 +173,11 @@ mod tests {
 
     use super::{ON_STACK, encode, with_encoded};
     use crate::error::Error;
+
+    /// The bytes `rmp_serde` makes of `value`.
+    fn rmp<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(value).unwrap()
+    }
 
     /// The bytes `with_encoded` hands over.
     fn encoded<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
@@ -142,9 +190,21 @@ mod tests {
     }
 
     #[test]
-    fn items_on_the_stack_and_past_it_are_encoded_as_encode_does() {
-        assert_eq!(encoded(&7i64), encode(&7i64).unwrap());
-        assert_eq!(encoded(&-70_000i64), encode(&-70_000i64).unwrap());
+    fn items_on_the_stack_and_past_it_are_encoded_as_rmp_serde_does() {
+        #[derive(Serialize)]
+        struct Point {
+            x: i64,
+            label: String,
+        }
+        assert_eq!(encoded(&7i64), rmp(&7i64));
+        assert_eq!(encoded(&-70_000i64), rmp(&-70_000i64));
+        let point = Point {
+            x: -3,
+            label: "p".repeat(ON_STACK),
+        };
+        assert_eq!(encoded(&point), rmp(&point));
+        assert_eq!(encode(&point).unwrap(), rmp(&point));
+        assert_eq!(encode(&7u8).unwrap(), rmp(&7u8));
         // A string's encoding is its length's marker and the bytes: around the stack's size.
         for len in [
             0,
@@ -155,7 +215,8 @@ mod tests {
             10 * ON_STACK,
         ] {
             let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
-            assert_eq!(encoded(&text), encode(&text).unwrap(), "{len} bytes");
+            assert_eq!(encoded(&text), rmp(&text), "{len} bytes");
+            assert_eq!(encode(&text).unwrap(), rmp(&text), "{len} bytes");
         }
     }
 

@@ -176,16 +176,23 @@ impl Mapping {
     )]
     #[inline(always)]
     pub(crate) fn get<T: ShmSafe>(&self, offset: u64) -> Option<&T> {
+        const { assert!(align_of::<T>() <= 4096) };
         let start = self.checked(offset, size_of::<T>())?;
-        let ptr = self.base.as_ptr().wrapping_add(start);
-        if !ptr.cast::<T>().is_aligned() {
+        // The offset, not the address: the base is page-aligned (invariant 5), so an offset
+        // aligned for `T` is an aligned address, and the compiler can often tell from the
+        // offset's arithmetic alone.
+        if !start.is_multiple_of(align_of::<T>()) {
             return None;
         }
-        // SAFETY: `checked` proved `[start, start + size_of::<T>())` lies in the mapped range,
-        // which stays mapped at this address while `self` lives (invariant 2); the pointer is
-        // aligned (checked above); `T: ShmSafe` makes a shared reference sound while other
+        // SAFETY: `checked` proved `start + size_of::<T>()` is at most the mapped length, so
+        // the pointer stays inside the reservation, one allocation (invariant 1).
+        let ptr = unsafe { self.base.as_ptr().add(start) }.cast::<T>();
+        // SAFETY: `[start, start + size_of::<T>())` lies in the mapped range (`checked`), which
+        // stays mapped at this address while `self` lives (invariant 2); the address is aligned
+        // (`start` is a multiple of `T`'s alignment, at most a page, and `base` is
+        // page-aligned: invariant 5); `T: ShmSafe` makes a shared reference sound while other
         // processes write: any bits are valid and mutation is atomic.
-        Some(unsafe { &*ptr.cast::<T>() })
+        Some(unsafe { &*ptr })
     }
 
     /// The `T` at `OFFSET` in the control pages, which are always mapped (invariant 5): no

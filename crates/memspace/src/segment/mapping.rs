@@ -7,7 +7,8 @@
 //! by [`Mapping::extend`]:
 //!
 //! 1. `base..base + reserved` is an address range this value owns alone, from
-//!    `sys::reserve_address_space`, released only in `Drop`.
+//!    `sys::reserve_address_space`, released only in `Drop`; `mapped` never exceeds
+//!    `reserved`, so every mapped byte lies inside it.
 //! 2. `base..base + mapped` is mapped read-write and shared to the backing file, and `mapped`
 //!    only grows. Pages are never unmapped while the value lives (only replaced in place, by
 //!    invariant 4), so a reference handed out for `&self` stays valid: addresses never move
@@ -20,9 +21,9 @@
 //!    marks the mapping [`faulted`](Mapping::faulted). Addresses stay valid (invariant 2
 //!    holds); the bytes are zeros a peer could have written, which invariant-free readers of
 //!    `ShmSafe` data and checksummed copies already tolerate.
-//! 5. `mapped` is at least [`CONTROL_SIZE`] from the start, and `base` is page-aligned (it
-//!    comes from `mmap`): the control pages are always mapped, at addresses aligned for
-//!    anything they hold.
+//! 5. `mapped` is at least [`CONTROL_SIZE`] from the start, and `base` is aligned to
+//!    [`PAGE_ALIGN`] (it comes from `mmap`): the control pages are always mapped, and an
+//!    offset aligned for a type of alignment up to [`PAGE_ALIGN`] is an aligned address.
 //!
 //! Segment bytes are written by other processes at any time. References are therefore only
 //! formed to [`ShmSafe`] types (atomics and the like); bytes are copied in and out through raw
@@ -40,6 +41,9 @@ use super::Segment;
 use super::header::CONTROL_SIZE;
 use crate::shm_safe::ShmSafe;
 use crate::sys;
+
+/// What `base` is aligned to at least: the smallest page size of the platforms served.
+const PAGE_ALIGN: usize = 4096;
 
 pub(crate) struct Mapping {
     base: NonNull<u8>,
@@ -71,18 +75,21 @@ impl std::fmt::Debug for Mapping {
 impl Mapping {
     /// Reserves `reserved` bytes of address space and maps the first `len` bytes of `fd`,
     /// at least the control pages.
+    ///
+    /// # Panics
+    ///
+    /// If `len` exceeds `reserved` or is less than [`CONTROL_SIZE`]: the callers checked the
+    /// sizes (a header's, when a segment is opened) before.
     pub(crate) fn new(fd: BorrowedFd<'_>, reserved: usize, len: usize) -> io::Result<Self> {
         assert!(
             len <= reserved,
             "mapping {len} bytes into a {reserved}-byte reservation"
         );
-        // Invariant 5 (the callers checked the file's sizes against it already).
-        if len < CONTROL_SIZE as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{len} bytes do not hold the {CONTROL_SIZE}-byte control pages"),
-            ));
-        }
+        // Invariant 5.
+        assert!(
+            len >= CONTROL_SIZE as usize,
+            "mapping {len} bytes, less than the {CONTROL_SIZE}-byte control pages"
+        );
         let base = sys::reserve_address_space(reserved)?;
         let mapping = Mapping {
             base,
@@ -176,21 +183,21 @@ impl Mapping {
     )]
     #[inline(always)]
     pub(crate) fn get<T: ShmSafe>(&self, offset: u64) -> Option<&T> {
-        const { assert!(align_of::<T>() <= 4096) };
+        const { assert!(align_of::<T>() <= PAGE_ALIGN) };
         let start = self.checked(offset, size_of::<T>())?;
-        // The offset, not the address: the base is page-aligned (invariant 5), so an offset
-        // aligned for `T` is an aligned address, and the compiler can often tell from the
-        // offset's arithmetic alone.
+        // The offset, not the address: the base is aligned to `PAGE_ALIGN` (invariant 5), so
+        // an offset aligned for `T` is an aligned address, and the compiler can often tell from
+        // the offset's arithmetic alone.
         if !start.is_multiple_of(align_of::<T>()) {
             return None;
         }
         // SAFETY: `checked` proved `start + size_of::<T>()` is at most the mapped length, so
-        // the pointer stays inside the reservation, one allocation (invariant 1).
+        // the pointer stays inside the reservation, one allocation (invariant 1), and the
+        // offset is below `isize::MAX` (reservations are at most 2^46 bytes).
         let ptr = unsafe { self.base.as_ptr().add(start) }.cast::<T>();
         // SAFETY: `[start, start + size_of::<T>())` lies in the mapped range (`checked`), which
         // stays mapped at this address while `self` lives (invariant 2); the address is aligned
-        // (`start` is a multiple of `T`'s alignment, at most a page, and `base` is
-        // page-aligned: invariant 5); `T: ShmSafe` makes a shared reference sound while other
+        // (`start` is a multiple of `T`'s alignment, at most `PAGE_ALIGN`: invariant 5); `T: ShmSafe` makes a shared reference sound while other
         // processes write: any bits are valid and mutation is atomic.
         Some(unsafe { &*ptr })
     }
@@ -207,13 +214,13 @@ impl Mapping {
         const {
             assert!(OFFSET + size_of::<T>() as u64 <= CONTROL_SIZE);
             assert!(OFFSET.is_multiple_of(align_of::<T>() as u64));
-            assert!(align_of::<T>() <= 4096);
+            assert!(align_of::<T>() <= PAGE_ALIGN);
         };
         let ptr = self.base.as_ptr().wrapping_add(OFFSET as usize).cast::<T>();
         // SAFETY: `[OFFSET, OFFSET + size_of::<T>())` lies in the control pages (asserted at
         // compile time), which are mapped for as long as `self` lives (invariants 2 and 5);
-        // the pointer is aligned, `base` being page-aligned and `OFFSET` a multiple of `T`'s
-        // alignment (invariant 5, and the assertions); `T: ShmSafe` makes a shared reference
+        // the pointer is aligned, `OFFSET` being a multiple of `T`'s alignment, at most
+        // `PAGE_ALIGN` (invariant 5, and the assertions); `T: ShmSafe` makes a shared reference
         // sound while other processes write: any bits are valid and mutation is atomic.
         unsafe { &*ptr }
     }

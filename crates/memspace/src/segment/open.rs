@@ -95,14 +95,10 @@ impl Segment {
         // `parse` saw READY in bytes read with `pread`; an acquire load of the same word
         // through the mapping orders this process's reads of what the creator wrote before it
         // (the type name, the kind area).
-        map.get::<header::Header>(0)
-            .expect("the control pages are mapped")
+        map.control::<header::Header, 0>()
             .init_state
             .load(Ordering::Acquire);
-        let type_name = map
-            .get::<TypeName>(TYPE_NAME_OFFSET)
-            .expect("the control pages are mapped")
-            .load();
+        let type_name = map.control::<TypeName, TYPE_NAME_OFFSET>().load();
         let mut segment =
             Segment::assemble(name, fd, map, fields, type_name, identity, !participate);
         if participate {

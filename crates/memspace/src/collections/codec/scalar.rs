@@ -41,7 +41,7 @@ impl de::Error for NotScalar {
     }
 }
 
-/// Where [`encode`] writes: a buffer of a fixed size.
+/// Where [`encode`] writes: a growing buffer, or one of a fixed size that may refuse bytes.
 pub(super) trait Out {
     /// Appends `bytes`; `Err` if they do not fit (nothing is written then).
     fn put(&mut self, bytes: &[u8]) -> Result<(), NotScalar>;
@@ -89,6 +89,7 @@ struct Scalar<'o, O> {
 impl<O: Out> Scalar<'_, O> {
     /// `marker`, then `bytes` (a big-endian number), in one write.
     fn marked<const N: usize>(self, marker: u8, bytes: [u8; N]) -> Result<(), NotScalar> {
+        const { assert!(N <= 8) };
         let mut all = [0; 9];
         all[0] = marker;
         all[1..=N].copy_from_slice(&bytes);
@@ -155,6 +156,13 @@ impl<O: Out> ser::Serializer for Scalar<'_, O> {
     type SerializeMap = Impossible<(), NotScalar>;
     type SerializeStruct = Impossible<(), NotScalar>;
     type SerializeStructVariant = Impossible<(), NotScalar>;
+
+    /// As `rmp_serde`'s: a type that writes itself one way for people and another for
+    /// machines (an `IpAddr`: a string, or its bytes) takes the machines' way, which is not a
+    /// lone scalar.
+    fn is_human_readable(&self) -> bool {
+        false
+    }
 
     fn serialize_bool(self, v: bool) -> Result<(), NotScalar> {
         self.out
@@ -267,36 +275,24 @@ struct Input<'de> {
     bytes: &'de [u8],
 }
 
-/// An integer as its marker says: unsigned markers (and positive fixints) give `u64`, signed
-/// ones (and negative fixints) `i64`, as `rmp` reads them.
-enum Int {
-    Unsigned(u64),
-    Signed(i64),
-}
-
 impl<'de> Input<'de> {
-    /// The one integer the bytes hold, nothing left over.
-    fn int(&self) -> Result<Int, NotScalar> {
-        let (&first, rest) = self.bytes.split_first().ok_or(NotScalar)?;
-        Ok(match first {
-            0x00..=0x7f if rest.is_empty() => Int::Unsigned(u64::from(first)),
-            0xe0..=0xff if rest.is_empty() => Int::Signed(i64::from(first.cast_signed())),
-            marker::UINT8 => Int::Unsigned(u64::from(u8::from_be_bytes(exactly(rest)?))),
-            marker::UINT16 => Int::Unsigned(u64::from(u16::from_be_bytes(exactly(rest)?))),
-            marker::UINT32 => Int::Unsigned(u64::from(u32::from_be_bytes(exactly(rest)?))),
-            marker::UINT64 => Int::Unsigned(u64::from_be_bytes(exactly(rest)?)),
-            marker::INT8 => Int::Signed(i64::from(i8::from_be_bytes(exactly(rest)?))),
-            marker::INT16 => Int::Signed(i64::from(i16::from_be_bytes(exactly(rest)?))),
-            marker::INT32 => Int::Signed(i64::from(i32::from_be_bytes(exactly(rest)?))),
-            marker::INT64 => Int::Signed(i64::from_be_bytes(exactly(rest)?)),
-            _ => return Err(NotScalar),
-        })
-    }
-
+    /// Visits the one integer the bytes hold (nothing left over) at its marker's width, as
+    /// `rmp_serde` does: `visit_u8` for a positive fixint or a `uint 8`, `visit_i8` for a
+    /// negative fixint or an `int 8`, and so on.
     fn visit_int<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        match self.int()? {
-            Int::Unsigned(v) => visitor.visit_u64(v),
-            Int::Signed(v) => visitor.visit_i64(v),
+        let (&first, rest) = self.bytes.split_first().ok_or(NotScalar)?;
+        match first {
+            0x00..=0x7f if rest.is_empty() => visitor.visit_u8(first),
+            0xe0..=0xff if rest.is_empty() => visitor.visit_i8(first.cast_signed()),
+            marker::UINT8 => visitor.visit_u8(u8::from_be_bytes(exactly(rest)?)),
+            marker::UINT16 => visitor.visit_u16(u16::from_be_bytes(exactly(rest)?)),
+            marker::UINT32 => visitor.visit_u32(u32::from_be_bytes(exactly(rest)?)),
+            marker::UINT64 => visitor.visit_u64(u64::from_be_bytes(exactly(rest)?)),
+            marker::INT8 => visitor.visit_i8(i8::from_be_bytes(exactly(rest)?)),
+            marker::INT16 => visitor.visit_i16(i16::from_be_bytes(exactly(rest)?)),
+            marker::INT32 => visitor.visit_i32(i32::from_be_bytes(exactly(rest)?)),
+            marker::INT64 => visitor.visit_i64(i64::from_be_bytes(exactly(rest)?)),
+            _ => Err(NotScalar),
         }
     }
 
@@ -329,6 +325,11 @@ impl<'de> Input<'de> {
 
 impl<'de> de::Deserializer<'de> for Input<'de> {
     type Error = NotScalar;
+
+    /// As `rmp_serde`'s (see the serializer's).
+    fn is_human_readable(&self) -> bool {
+        false
+    }
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, NotScalar> {
         Err(NotScalar)
@@ -475,18 +476,117 @@ mod tests {
             }
             for bytes in forms {
                 let ours = decode::<i64>(&bytes).ok();
-                let theirs = rmp_serde::from_slice::<i64>(&bytes).ok();
-                if ours.is_some() {
-                    assert_eq!(ours, theirs, "{bytes:x?}");
-                }
+                assert_eq!(
+                    ours,
+                    rmp_serde::from_slice::<i64>(&bytes).ok(),
+                    "{bytes:x?}"
+                );
                 let ours = decode::<u32>(&bytes).ok();
-                let theirs = rmp_serde::from_slice::<u32>(&bytes).ok();
-                if ours.is_some() {
-                    assert_eq!(ours, theirs, "{bytes:x?}");
-                }
-                assert_eq!(ours.is_some(), theirs.is_some(), "{bytes:x?} as u32");
+                assert_eq!(
+                    ours,
+                    rmp_serde::from_slice::<u32>(&bytes).ok(),
+                    "{bytes:x?}"
+                );
             }
         }
+    }
+
+    /// Which `visit_*` a deserializer calls for an integer.
+    #[derive(Debug, PartialEq)]
+    struct Visited(&'static str);
+
+    impl<'de> Deserialize<'de> for Visited {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Names;
+            impl serde::de::Visitor<'_> for Names {
+                type Value = Visited;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an integer")
+                }
+                fn visit_u8<E>(self, _: u8) -> Result<Visited, E> {
+                    Ok(Visited("u8"))
+                }
+                fn visit_u16<E>(self, _: u16) -> Result<Visited, E> {
+                    Ok(Visited("u16"))
+                }
+                fn visit_u32<E>(self, _: u32) -> Result<Visited, E> {
+                    Ok(Visited("u32"))
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Visited, E> {
+                    Ok(Visited("u64"))
+                }
+                fn visit_i8<E>(self, _: i8) -> Result<Visited, E> {
+                    Ok(Visited("i8"))
+                }
+                fn visit_i16<E>(self, _: i16) -> Result<Visited, E> {
+                    Ok(Visited("i16"))
+                }
+                fn visit_i32<E>(self, _: i32) -> Result<Visited, E> {
+                    Ok(Visited("i32"))
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Visited, E> {
+                    Ok(Visited("i64"))
+                }
+            }
+            deserializer.deserialize_u64(Names)
+        }
+    }
+
+    /// Whatever `decode` reads, `rmp_serde` reads the same: every first byte, followed by
+    /// nothing or by up to 8 bytes of a few patterns, as each type `decode` serves.
+    #[test]
+    fn every_item_decode_reads_rmp_serde_reads_the_same() {
+        fn same<T>(bytes: &[u8]) -> usize
+        where
+            T: for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+        {
+            let Ok(ours) = decode::<T>(bytes) else {
+                return 0;
+            };
+            let theirs = rmp_serde::from_slice::<T>(bytes);
+            assert_eq!(Some(&ours), theirs.as_ref().ok(), "{bytes:x?}");
+            1
+        }
+        let mut read = 0;
+        for first in 0..=u8::MAX {
+            for len in 0..=8 {
+                for fill in [0x00, 0x01, 0x41, 0x7f, 0x80, 0xff] {
+                    let bytes: Vec<u8> = std::iter::once(first)
+                        .chain(std::iter::repeat_n(fill, len))
+                        .collect();
+                    read += same::<u8>(&bytes)
+                        + same::<u16>(&bytes)
+                        + same::<u32>(&bytes)
+                        + same::<u64>(&bytes)
+                        + same::<i8>(&bytes)
+                        + same::<i16>(&bytes)
+                        + same::<i32>(&bytes)
+                        + same::<i64>(&bytes)
+                        + same::<bool>(&bytes)
+                        + same::<String>(&bytes)
+                        + same::<Visited>(&bytes)
+                        + same::<std::net::Ipv4Addr>(&bytes);
+                }
+            }
+        }
+        // The fast path did read: the test is not vacuous.
+        assert!(read > 5_000, "{read} items read");
+    }
+
+    #[test]
+    fn types_that_write_themselves_otherwise_for_machines_are_written_as_for_machines() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+        let v4 = Ipv4Addr::new(1, 2, 3, 4);
+        let socket = SocketAddr::new(IpAddr::V4(v4), 80);
+        assert_eq!(encoded(&v4), None);
+        assert_eq!(encoded(&IpAddr::V6(Ipv6Addr::LOCALHOST)), None);
+        assert_eq!(encoded(&socket), None);
+        let theirs = rmp_serde::to_vec_named(&v4).unwrap();
+        assert!(decode::<Ipv4Addr>(&theirs).is_err());
+        // As a string, it is not an `Ipv4Addr` to `rmp_serde`: nor to `decode`.
+        let text = rmp_serde::to_vec_named("1.2.3.4").unwrap();
+        assert!(rmp_serde::from_slice::<Ipv4Addr>(&text).is_err());
+        assert!(decode::<Ipv4Addr>(&text).is_err());
     }
 
     #[test]
@@ -511,10 +611,21 @@ mod tests {
         struct Point {
             x: i64,
         }
+        #[derive(Serialize)]
+        struct Meters(u32);
+        #[derive(Serialize)]
+        enum Unit {
+            Only,
+        }
         assert_eq!(encoded(&Point { x: 1 }), None);
         assert_eq!(encoded(&Some(1u64)), None);
         assert_eq!(encoded(&1.5f64), None);
         assert_eq!(encoded(&vec![1u8]), None);
+        assert_eq!(encoded(&'x'), None);
+        assert_eq!(encoded(&1u128), None);
+        assert_eq!(encoded(&Meters(1)), None);
+        assert_eq!(encoded(&Unit::Only), None);
+        assert_eq!(encoded(&()), None);
         let point = rmp_serde::to_vec_named(&Point { x: 1 }).unwrap();
         assert!(decode::<Point>(&point).is_err());
         assert!(decode::<u64>(&point).is_err());

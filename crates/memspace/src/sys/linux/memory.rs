@@ -22,7 +22,8 @@ pub(crate) fn page_size() -> usize {
 
 /// Reserves `len` bytes of address space that nothing may touch (`PROT_NONE`) and that counts
 /// against no memory limit (`MAP_NORESERVE`). Segments map their file into the front of it as
-/// they grow, so their base address never moves within a process.
+/// they grow, so their base address never moves within a process. The address is a multiple
+/// of the page size, as every address `mmap` chooses.
 pub(crate) fn reserve_address_space(len: usize) -> io::Result<NonNull<u8>> {
     // SAFETY: a new private anonymous mapping at an address the kernel chooses overlaps nothing
     // that exists, so it cannot invalidate any reference.
@@ -34,6 +35,10 @@ pub(crate) fn reserve_address_space(len: usize) -> io::Result<NonNull<u8>> {
             MapFlags::PRIVATE | MapFlags::NORESERVE,
         )
     }?;
+    debug_assert!(
+        ptr.addr().is_multiple_of(page_size()),
+        "mmap chose {ptr:p}, not on a page boundary"
+    );
     NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned a null address"))
 }
 

@@ -197,8 +197,9 @@ impl Mapping {
         let ptr = unsafe { self.base.as_ptr().add(start) }.cast::<T>();
         // SAFETY: `[start, start + size_of::<T>())` lies in the mapped range (`checked`), which
         // stays mapped at this address while `self` lives (invariant 2); the address is aligned
-        // (`start` is a multiple of `T`'s alignment, at most `PAGE_ALIGN`: invariant 5); `T: ShmSafe` makes a shared reference sound while other
-        // processes write: any bits are valid and mutation is atomic.
+        // (`start` is a multiple of `T`'s alignment, at most `PAGE_ALIGN`: invariant 5);
+        // `T: ShmSafe` makes a shared reference sound while other processes write: any bits
+        // are valid and mutation is atomic.
         Some(unsafe { &*ptr })
     }
 

@@ -146,6 +146,17 @@ macro_rules! not_scalar {
     };
 }
 
+/// Serializer methods that write an integer widened to 64 bits, as `rmp_serde`'s do.
+macro_rules! widened {
+    ($($method:ident($narrow:ty) => $write:ident($wide:ty),)*) => {
+        $(
+            fn $method(self, value: $narrow) -> Result<(), NotScalar> {
+                self.$write(<$wide>::from(value))
+            }
+        )*
+    };
+}
+
 impl<O: Out> ser::Serializer for Scalar<'_, O> {
     type Ok = ();
     type Error = NotScalar;
@@ -169,36 +180,11 @@ impl<O: Out> ser::Serializer for Scalar<'_, O> {
             .put(&[if v { marker::TRUE } else { marker::FALSE }])
     }
 
-    fn serialize_i8(self, v: i8) -> Result<(), NotScalar> {
-        self.sint(i64::from(v))
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<(), NotScalar> {
-        self.sint(i64::from(v))
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), NotScalar> {
-        self.sint(i64::from(v))
-    }
-
-    fn serialize_i64(self, v: i64) -> Result<(), NotScalar> {
-        self.sint(v)
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<(), NotScalar> {
-        self.uint(u64::from(v))
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), NotScalar> {
-        self.uint(u64::from(v))
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), NotScalar> {
-        self.uint(u64::from(v))
-    }
-
-    fn serialize_u64(self, v: u64) -> Result<(), NotScalar> {
-        self.uint(v)
+    widened! {
+        serialize_i8(i8) => sint(i64), serialize_i16(i16) => sint(i64),
+        serialize_i32(i32) => sint(i64), serialize_i64(i64) => sint(i64),
+        serialize_u8(u8) => uint(u64), serialize_u16(u16) => uint(u64),
+        serialize_u32(u32) => uint(u64), serialize_u64(u64) => uint(u64),
     }
 
     /// `rmp::encode::write_str`: a fixstr below 32 bytes, else the smallest length marker.
@@ -323,6 +309,17 @@ impl<'de> Input<'de> {
     }
 }
 
+/// Deserializer methods that read an integer (see [`Input::visit_int`]).
+macro_rules! integers {
+    ($($method:ident)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
+                self.visit_int(visitor)
+            }
+        )*
+    };
+}
+
 impl<'de> de::Deserializer<'de> for Input<'de> {
     type Error = NotScalar;
 
@@ -343,36 +340,9 @@ impl<'de> de::Deserializer<'de> for Input<'de> {
         }
     }
 
-    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        self.visit_int(visitor)
-    }
-
-    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        self.visit_int(visitor)
-    }
-
-    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        self.visit_int(visitor)
-    }
-
-    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        self.visit_int(visitor)
-    }
-
-    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        self.visit_int(visitor)
-    }
-
-    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        self.visit_int(visitor)
-    }
-
-    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        self.visit_int(visitor)
-    }
-
-    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {
-        self.visit_int(visitor)
+    integers! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, NotScalar> {

@@ -140,13 +140,9 @@ impl scalar::Out for StackBytes {
 impl std::io::Write for StackBytes {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let end = self.used + bytes.len();
-        let Some(free) = self.bytes.get_mut(self.used..end) else {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        };
-        free.copy_from_slice(bytes);
-        self.used = end;
-        Ok(bytes.len())
+        scalar::Out::put(self, bytes)
+            .map(|()| bytes.len())
+            .map_err(|scalar::NotScalar| std::io::ErrorKind::WriteZero.into())
     }
 
     #[inline]

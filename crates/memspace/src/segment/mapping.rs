@@ -186,8 +186,7 @@ impl Mapping {
         const { assert!(align_of::<T>() <= PAGE_ALIGN) };
         let start = self.checked(offset, size_of::<T>())?;
         // The offset, not the address: the base is aligned to `PAGE_ALIGN` (invariant 5), so
-        // an offset aligned for `T` is an aligned address, and the compiler can often tell from
-        // the offset's arithmetic alone.
+        // an offset aligned for `T` is an aligned address.
         if !start.is_multiple_of(align_of::<T>()) {
             return None;
         }

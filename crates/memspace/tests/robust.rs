@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use memspace::spawn::{ExitStatus, JoinError, Process, StartMethod};
-use memspace::sync::{Lock, LockError, Mutex, RLock, RwLock, TryLockError};
+use memspace::sync::{Lock, LockError, LockGuard, Mutex, RLock, RwLock, TryLockError};
 use memspace::{SharedList, Thread, inspect};
 use memspace_testkit::names::SegmentFile;
 use memspace_testkit::{Parent, Removal, Running, Watchdog, flags, names, procfs, roles};
@@ -312,6 +312,85 @@ fn try_lock_for_times_out_while_another_process_holds_the_lock_and_succeeds_once
     assert!(holder.join().expect("the holder"));
 }
 
+/// Holds `lock` (created as `removal`) while a child process blocks in `lock()` until the
+/// child has waited long enough to ask for the lock to be handed over; returns the guard and
+/// the running child (see [`lock_and_report`]).
+fn hold_while_a_child_starves<'a>(
+    lock: &'a Lock,
+    removal: &Removal,
+) -> (
+    LockGuard<'a>,
+    Running<(Lock, Mutex<u32>), (String, Option<u32>)>,
+) {
+    let guard = lock.lock().expect("lock the new lock");
+    let about_to_lock = flags::new_flag();
+    let waiter = Running::start(Process::new(
+        lock_and_report,
+        (lock.clone(), about_to_lock.clone()),
+    ));
+    flags::wait_for_flag(&about_to_lock, 1, waiter.pid());
+    // It waits at least 1 ms, then says so before it sleeps again (about 2 ms after it first
+    // slept, when it looks at whether this process lives).
+    let file = removal.file();
+    while file.read(LOCK_STARVING, 4) != 1u32.to_le_bytes() {
+        assert!(!waiter.has_ended(), "the waiter ended instead of blocking");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (guard, waiter)
+}
+
+#[test]
+fn a_process_that_waited_is_handed_the_lock_before_the_releasing_process_takes_it_again() {
+    let _dog = Watchdog::start();
+    let removal = Removal::fresh("handed-over");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let (guard, mut waiter) = hold_while_a_child_starves(&lock, &removal);
+    // Released to a waiter that asked: locking again at once finds it taken (or about to be),
+    // where a lock freed to 0 would go back to this process, which is already running.
+    drop(guard);
+    assert_eq!(label(&lock.try_lock()), "would block");
+    let (got, previous) = waiter.join().expect("the waiter");
+    assert_eq!((got.as_str(), previous), ("ok", None));
+    assert_eq!(
+        removal.file().read(LOCK_STARVING, 4),
+        [0; 4],
+        "asked once, served"
+    );
+    let guard = lock.try_lock().expect("free once the waiter released it");
+    assert_eq!(guard.previous_owner_died(), None);
+}
+
+#[test]
+fn a_lock_handed_over_to_a_waiter_killed_meanwhile_goes_to_the_next_locker() {
+    let _dog = Watchdog::start();
+    let removal = Removal::fresh("handed-to-dead");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let (guard, mut waiter) = hold_while_a_child_starves(&lock, &removal);
+    kill_and_join(&mut waiter);
+    drop(guard);
+    let file = removal.file();
+    assert_eq!(
+        file.read_u64(LOCK_WORD),
+        HANDED_OVER,
+        "handed over to the sleepers, of which none is left"
+    );
+    assert_eq!(
+        lock.owner().expect("read the owner"),
+        None,
+        "handed over, it has no holder"
+    );
+    // Only a thread that slept takes it: this one sleeps once (2 ms), then takes it, with no
+    // owner to report dead.
+    assert_eq!(label(&lock.try_lock()), "would block");
+    let guard = lock
+        .try_lock_for(Duration::from_secs(20))
+        .expect("the next locker takes a lock handed over to nobody");
+    assert_eq!(guard.previous_owner_died(), None);
+    drop(guard);
+    assert_eq!(lock.owner_deaths(), 0);
+    assert_eq!(label(&lock.try_lock()), "ok");
+}
+
 fn panic_holding(lock: Lock) {
     let _held = lock.lock().expect("lock");
     panic!("boom while holding the lock");
@@ -563,6 +642,11 @@ const LOCK_STATE: u64 = 144;
 const LOCK_FOREIGN_USERS: u64 = 156;
 const LOCK_OWNER_NAMESPACE: u64 = 160;
 const LOCK_NAMESPACE_OF: u64 = 168;
+/// 1 once a waiter has waited long enough to have the lock handed over to it.
+const LOCK_STARVING: u64 = 188;
+/// The lock word of a lock handed over to the threads that sleep on it: the waiters' mark
+/// alone.
+const HANDED_OVER: u64 = 1 << 31;
 /// The lock word's mark of a holder from other namespaces than the segment's creator.
 const FOREIGN: u64 = 1 << 29;
 

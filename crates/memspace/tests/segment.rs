@@ -55,7 +55,7 @@ fn assert_every_open_fails(name: &str, what: &str, expected: impl Fn(&Error) -> 
 fn valid_header(kind: u32, size: u64) -> Vec<u8> {
     let mut header = vec![0u8; 8192];
     header[0..8].copy_from_slice(b"MEMSPACE");
-    header[8..12].copy_from_slice(&8u32.to_le_bytes()); // layout version
+    header[8..12].copy_from_slice(&9u32.to_le_bytes()); // layout version
     header[12..16].copy_from_slice(&kind.to_le_bytes());
     header[16..20].copy_from_slice(&2u32.to_le_bytes()); // ready
     header[20..24].copy_from_slice(&8192u32.to_le_bytes()); // control pages
@@ -117,7 +117,7 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
                     e,
                     Error::Open(OpenError::VersionMismatch {
                         found: 99,
-                        expected: 8,
+                        expected: 9,
                         ..
                     })
                 )
@@ -181,13 +181,13 @@ fn a_real_segment_rewritten_with_another_layout_version_is_a_version_mismatch() 
             err,
             Error::Open(OpenError::VersionMismatch {
                 found: 1,
-                expected: 8,
+                expected: 9,
                 ..
             })
         )
     });
-    let message = Lock::open(removal.name()).expect_err("v8").to_string();
-    assert!(message.contains("v8"), "{message}");
+    let message = Lock::open(removal.name()).expect_err("v9").to_string();
+    assert!(message.contains("v9"), "{message}");
 }
 
 #[test]

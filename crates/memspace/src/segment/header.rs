@@ -31,8 +31,10 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// checks records with CRC-32C instead of CRC-32 (SSE4.2 computes it in an instruction);
 /// version 8 counts the sleepers of an event, a condition variable, a semaphore and a
 /// reader-writer lock, whose wakers make no system call when nobody sleeps (a waiter of an
-/// older build, not counted, would never be woken).
-pub(crate) const LAYOUT_VERSION: u32 = 8;
+/// older build, not counted, would never be woken); version 9 hands a contended lock over to
+/// a waiter that waited too long (a word a lock of an older build would take for a dead
+/// holder's).
+pub(crate) const LAYOUT_VERSION: u32 = 9;
 /// The size of the control pages.
 pub(crate) const CONTROL_SIZE: u64 = 8192;
 /// Where the lock slot lives.

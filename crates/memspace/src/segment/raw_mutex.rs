@@ -37,6 +37,26 @@
 //!   which a holder is named without it: a new holder that reused a dead one's id is never
 //!   judged by the dead one's start time.
 //!
+//! # Handing over
+//!
+//! A lock freed to 0 goes to whoever takes it first, and that is, as a rule, the thread that
+//! just freed it: a process that locks in a loop locks again within nanoseconds, while the
+//! sleeper it woke needs microseconds to run (on a virtual machine whose other processor
+//! idles, about 0.4 ms). Two processes inserting into one map showed it: one went on for 14 ms
+//! while the other woke every 0.4 ms to find the lock taken again. So a waiter that has waited
+//! [`FAIR_AFTER`] sets `starving` before it sleeps again, and the next release that finds
+//! [`WAITERS`] hands the lock over instead of freeing it: it stores [`HANDED_OVER`] (the
+//! `WAITERS` mark alone, a word no holder has), clears `starving` and wakes one sleeper. A
+//! handed-over lock is taken only by a thread that has slept on it; the fast path's
+//! compare-and-swap from 0 fails on it, and a thread that has not slept yet sleeps first.
+//!
+//! Nothing is written for it on the uncontended path, and a release hands over at most once
+//! per [`FAIR_AFTER`] of some waiter's wait: under contention the lock stays free for the time
+//! a sleeper takes to wake about once a millisecond, the price of a bounded wait. If no thread
+//! sleeps any more when the lock is handed over (the one woken was killed, or timed out), the
+//! next locker takes it after its first sleep, [`FIRST_CHECK`] at most; a handed-over lock has
+//! no holder, and nobody is judged dead for it.
+//!
 //! Thread ids mean something only inside one pid namespace, and start times inside one time
 //! namespace (`/proc` shifts them into the reader's). The segment remembers the namespaces of
 //! its creator (its *home*); a holder from other ones (a container sharing `/dev/shm`, a
@@ -121,6 +141,10 @@ const RELEASING: u64 = 1 << 28;
 /// [`Recovery::OwnerDied`] (it took the lock from a holder that died, or found it inconsistent
 /// after a failed repair; see [`RawGuard::recovery`]).
 const OWNER_DIED: u64 = 1 << 27;
+/// The word of a lock handed over to the threads that sleep on it (see "Handing over" in the
+/// module docs): free, but only for a thread that has slept. [`WAITERS`] alone: no holder's word
+/// is, since a thread's id is never 0.
+const HANDED_OVER: u64 = WAITERS;
 /// The holder's thread id in `word` (Linux keeps ids below 2^22; a damaged word's larger "id"
 /// names no thread, and is taken over).
 const TID_MASK: u64 = OWNER_DIED - 1;
@@ -141,6 +165,9 @@ pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 const FIRST_CHECK: Duration = Duration::from_millis(2);
 /// How many times a locker re-reads the word before it sleeps (as `std::sync::Mutex` does).
 const SPINS: u32 = 100;
+/// How long a waiter waits before it asks for the lock to be handed over to the sleepers (see
+/// "Handing over" in the module docs).
+const FAIR_AFTER: Duration = Duration::from_millis(1);
 
 /// The lock slot at offset 128 of every segment.
 #[repr(C, align(64))]
@@ -178,7 +205,9 @@ pub(crate) struct LockSlot {
     /// still inconsistent (its repair failed and released it unrepaired). Written only by a
     /// holder, or by `reset_after_reboot` under the segment file's exclusive lock.
     died_pid: AtomicU32,
-    reserved: AtomicU32,
+    /// 1 once a waiter has waited [`FAIR_AFTER`]: the next release that finds [`WAITERS`]
+    /// hands the lock over ([`HANDED_OVER`]) instead of freeing it, and clears it.
+    starving: AtomicU32,
 }
 
 // SAFETY: `#[repr(C, align(64))]` of fixed-width atomics only: one layout in every process,
@@ -233,7 +262,7 @@ impl LockSlot {
         self.home_namespace
             .store(sys::this_thread().namespaces, Ordering::Relaxed);
         self.died_pid.store(0, Ordering::Relaxed);
-        self.reserved.store(0, Ordering::Relaxed);
+        self.starving.store(0, Ordering::Relaxed);
     }
 
     /// Resets the lock of a segment that was last used during an earlier boot: every holder
@@ -243,7 +272,8 @@ impl LockSlot {
     /// the lock yet.
     pub(crate) fn reset_after_reboot(&self) {
         let held = self.word.swap(0, Ordering::AcqRel);
-        if held != 0 {
+        self.starving.store(0, Ordering::Relaxed);
+        if held != 0 && held != HANDED_OVER {
             self.died_pid
                 .store(self.pid_of(held).unwrap_or(0), Ordering::Relaxed);
             // Moves CONSISTENT to INCONSISTENT and keeps NOT_RECOVERABLE as it is.
@@ -454,11 +484,14 @@ impl LockSlot {
             SPINS
         };
         let mut check_every = FIRST_CHECK;
-        let mut next_check = Instant::now() + FIRST_CHECK;
+        let entered = Instant::now();
+        let mut next_check = entered + FIRST_CHECK;
         // Once this thread has slept, others may sleep too: it locks with WAITERS set, so that
         // its unlock wakes the next one; and if it leaves without the lock, it passes on the
         // wake-up it may have consumed.
         let mut waiters = 0;
+        // Whether this thread asked for the lock to be handed over (`starving`).
+        let mut asked = false;
         loop {
             let mut current = self.word.load(Ordering::Acquire);
             while current != 0 && current & WAITERS == 0 && spins > 0 {
@@ -467,12 +500,25 @@ impl LockSlot {
                 current = self.word.load(Ordering::Acquire);
             }
             if self.state.load(Ordering::Acquire) == NOT_RECOVERABLE {
-                return self.give_up(waiters, RawFailure::Unrecoverable);
+                return self.give_up(waiters, asked, RawFailure::Unrecoverable);
             }
             if current == 0 {
                 if self
                     .word
                     .compare_exchange(0, mine | waiters, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.withdraw(asked);
+                    return Ok(0);
+                }
+                continue;
+            }
+            // Handed over to the sleepers: taken by one that slept (WAITERS kept, since others
+            // may sleep too); a thread that has not slept yet sleeps first.
+            if current == HANDED_OVER && waiters != 0 {
+                if self
+                    .word
+                    .compare_exchange(current, mine | WAITERS, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
                     return Ok(0);
@@ -491,12 +537,15 @@ impl LockSlot {
                 Wait::For(_) => deadline.is_some_and(|deadline| now >= deadline),
             };
             if out_of_time || now >= next_check {
-                if self.take_over_if_dead(current, mine, here) {
+                // A lock handed over names no holder to judge.
+                if current != HANDED_OVER && self.take_over_if_dead(current, mine, here) {
+                    self.withdraw(asked);
                     return Ok(current);
                 }
                 if out_of_time {
                     return self.give_up(
                         waiters,
+                        asked,
                         if matches!(wait, Wait::Never) {
                             RawFailure::WouldBlock
                         } else {
@@ -517,6 +566,10 @@ impl LockSlot {
                 continue;
             }
             waiters = WAITERS;
+            if now.duration_since(entered) >= FAIR_AFTER {
+                self.starving.store(1, Ordering::Relaxed);
+                asked = true;
+            }
             // However the sleep ends (a wake, a signal, the timeout), the loop re-checks the
             // time: a stream of signals cannot postpone the liveness check.
             let until = deadline.map_or(next_check, |deadline| deadline.min(next_check));
@@ -531,11 +584,22 @@ impl LockSlot {
 
     /// Leaves the contended path without the lock. A thread that slept (`waiters` set) may
     /// have consumed the wake-up meant for the next one in line: it passes one on.
-    fn give_up(&self, waiters: u64, failure: RawFailure) -> Result<u64, RawFailure> {
+    fn give_up(&self, waiters: u64, asked: bool, failure: RawFailure) -> Result<u64, RawFailure> {
+        self.withdraw(asked);
         if waiters != 0 {
             sys::futex_wake_low_half(&self.word, 1);
         }
         Err(failure)
+    }
+
+    /// Withdraws the request of a waiter that `asked` for the lock to be handed over, as it
+    /// leaves the contended path other than by a hand-over: no release then hands the lock
+    /// over on its account to sleepers that may not exist. (A request of another waiter
+    /// withdrawn with it is made again before that one sleeps again: a release wakes one.)
+    fn withdraw(&self, asked: bool) {
+        if asked {
+            self.starving.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Whether the word `mine`, found in the lock, is the hold of the caller itself (of
@@ -657,19 +721,33 @@ impl LockSlot {
         // RELEASING (its release then frees the word): each compare-and-swap is from the word
         // as last seen, so that a word freed and taken by someone else is never freed here.
         while current & HOLDER == held && current & RELEASING == 0 {
-            match self
-                .word
-                .compare_exchange(current, 0, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    if current & WAITERS != 0 {
-                        self.wake_waiter();
-                    }
-                    return;
-                }
-                Err(now) => current = now,
+            if self.free_word(current) {
+                return;
             }
+            current = self.word.load(Ordering::Relaxed);
         }
+    }
+
+    /// Frees the word, if it is still `current`: handed over to the sleepers if one of them
+    /// asked (see "Handing over" in the module docs), else 0; then wakes a sleeper if the word
+    /// says one may sleep. Returns whether the word was `current`.
+    fn free_word(&self, current: u64) -> bool {
+        let hand_over = current & WAITERS != 0 && self.starving.load(Ordering::Relaxed) != 0;
+        let free = if hand_over { HANDED_OVER } else { 0 };
+        if self
+            .word
+            .compare_exchange(current, free, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        if hand_over {
+            self.starving.store(0, Ordering::Relaxed);
+        }
+        if current & WAITERS != 0 {
+            self.wake_waiter();
+        }
+        true
     }
 
     #[inline(never)]
@@ -749,8 +827,10 @@ impl LockSlot {
         if mine & FOREIGN != 0 {
             self.forget_namespace(mine);
         }
-        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
-            self.wake_waiter();
+        // Marked RELEASING, the word is this release's to free: others only add WAITERS.
+        let mut current = self.word.load(Ordering::Relaxed);
+        while !self.free_word(current) {
+            current = self.word.load(Ordering::Relaxed);
         }
         true
     }
@@ -768,7 +848,8 @@ impl LockSlot {
 
     /// Whether the lock is held (informational: it can change at any moment).
     pub(crate) fn is_held(&self) -> bool {
-        self.word.load(Ordering::Relaxed) != 0
+        let word = self.word.load(Ordering::Relaxed);
+        word != 0 && word != HANDED_OVER
     }
 
     /// The pid recorded as holding the lock, if it is held and its holder recorded its pid

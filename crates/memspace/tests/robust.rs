@@ -312,16 +312,13 @@ fn try_lock_for_times_out_while_another_process_holds_the_lock_and_succeeds_once
     assert!(holder.join().expect("the holder"));
 }
 
+/// A child process blocked in `lock()` (see [`lock_and_report`]).
+type Waiter = Running<(Lock, Mutex<u32>), (String, Option<u32>)>;
+
 /// Holds `lock` (created as `removal`) while a child process blocks in `lock()` until the
 /// child has waited long enough to ask for the lock to be handed over; returns the guard and
 /// the running child (see [`lock_and_report`]).
-fn hold_while_a_child_starves<'a>(
-    lock: &'a Lock,
-    removal: &Removal,
-) -> (
-    LockGuard<'a>,
-    Running<(Lock, Mutex<u32>), (String, Option<u32>)>,
-) {
+fn hold_while_a_child_starves<'a>(lock: &'a Lock, removal: &Removal) -> (LockGuard<'a>, Waiter) {
     let guard = lock.lock().expect("lock the new lock");
     let about_to_lock = flags::new_flag();
     let waiter = Running::start(Process::new(

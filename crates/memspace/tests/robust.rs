@@ -312,79 +312,102 @@ fn try_lock_for_times_out_while_another_process_holds_the_lock_and_succeeds_once
     assert!(holder.join().expect("the holder"));
 }
 
-/// A child process blocked in `lock()` (see [`lock_and_report`]).
-type Waiter = Running<(Lock, Mutex<u32>), (String, Option<u32>)>;
+/// Says it is about to lock (`flag` 1), blocks in `lock()`, says it holds the lock (`flag` 2)
+/// and releases it at once.
+fn lock_and_say_so((lock, flag): (Lock, Mutex<u32>)) -> String {
+    flags::set_flag(&flag, 1);
+    let got = lock.lock();
+    let seen = label(&got).to_owned();
+    flags::set_flag(&flag, 2);
+    seen
+}
 
-/// Holds `lock` (created as `removal`) while a child process blocks in `lock()` until the
-/// child has waited long enough to ask for the lock to be handed over; returns the guard and
-/// the running child (see [`lock_and_report`]).
-fn hold_while_a_child_starves<'a>(lock: &'a Lock, removal: &Removal) -> (LockGuard<'a>, Waiter) {
+/// Says it is about to lock (`flag` 1), then waits at most 300 ms for the lock.
+fn try_lock_for_a_while((lock, flag): (Lock, Mutex<u32>)) -> String {
+    flags::set_flag(&flag, 1);
+    label(&lock.try_lock_for(Duration::from_millis(300))).to_owned()
+}
+
+/// Holds `lock` (created as `removal`) while a child process runs `waiter` (which sets `flag`
+/// to 1, then waits for the lock) until the child has waited long enough to ask for the lock
+/// to be handed over; returns the guard, the running child and its flag.
+fn hold_while_a_child_starves<'a>(
+    lock: &'a Lock,
+    removal: &Removal,
+    waiter: fn((Lock, Mutex<u32>)) -> String,
+) -> (
+    LockGuard<'a>,
+    Running<(Lock, Mutex<u32>), String>,
+    Mutex<u32>,
+) {
     let guard = lock.lock().expect("lock the new lock");
-    let about_to_lock = flags::new_flag();
-    let waiter = Running::start(Process::new(
-        lock_and_report,
-        (lock.clone(), about_to_lock.clone()),
-    ));
-    flags::wait_for_flag(&about_to_lock, 1, waiter.pid());
-    // It waits at least 1 ms, then says so before it sleeps again (about 2 ms after it first
+    let flag = flags::new_flag();
+    let child = Running::start(Process::new(waiter, (lock.clone(), flag.clone())));
+    flags::wait_for_flag(&flag, 1, child.pid());
+    // It waits at least 1 ms, then asks before it sleeps again (about 2 ms after it first
     // slept, when it looks at whether this process lives).
     let file = removal.file();
     while file.read(LOCK_STARVING, 4) != 1u32.to_le_bytes() {
-        assert!(!waiter.has_ended(), "the waiter ended instead of blocking");
+        assert!(!child.has_ended(), "the waiter ended instead of blocking");
         std::thread::sleep(Duration::from_millis(1));
     }
-    (guard, waiter)
+    (guard, child, flag)
 }
 
 #[test]
-fn a_process_that_waited_is_handed_the_lock_before_the_releasing_process_takes_it_again() {
+fn a_process_that_waited_gets_the_lock_before_the_process_that_releases_it_locks_again() {
     let _dog = Watchdog::start();
     let removal = Removal::fresh("handed-over");
     let lock = Lock::create(removal.name()).expect("create a lock");
-    let (guard, mut waiter) = hold_while_a_child_starves(&lock, &removal);
-    // Released to a waiter that asked: locking again at once finds it taken (or about to be),
-    // where a lock freed to 0 would go back to this process, which is already running.
+    let (guard, mut waiter, flag) = hold_while_a_child_starves(&lock, &removal, lock_and_say_so);
+    // Freed to 0, the lock would go straight back to this process, which runs; handed over,
+    // this process waits for the child to take it and release it.
     drop(guard);
     assert_eq!(label(&lock.try_lock()), "would block");
-    let (got, previous) = waiter.join().expect("the waiter");
-    assert_eq!((got.as_str(), previous), ("ok", None));
+    let guard = lock.lock().expect("lock again once the waiter released it");
+    assert_eq!(flags::read_flag(&flag), 2, "the waiter held the lock first");
+    assert_eq!(guard.previous_owner_died(), None);
+    drop(guard);
+    assert_eq!(waiter.join().expect("the waiter"), "ok");
     assert_eq!(
         removal.file().read(LOCK_STARVING, 4),
         [0; 4],
         "asked once, served"
     );
-    let guard = lock.try_lock().expect("free once the waiter released it");
-    assert_eq!(guard.previous_owner_died(), None);
 }
 
 #[test]
-fn a_lock_handed_over_to_a_waiter_killed_meanwhile_goes_to_the_next_locker() {
+fn a_lock_released_for_a_waiter_killed_meanwhile_is_free_for_the_next_locker() {
     let _dog = Watchdog::start();
     let removal = Removal::fresh("handed-to-dead");
     let lock = Lock::create(removal.name()).expect("create a lock");
-    let (guard, mut waiter) = hold_while_a_child_starves(&lock, &removal);
+    let (guard, mut waiter, _) = hold_while_a_child_starves(&lock, &removal, lock_and_say_so);
     kill_and_join(&mut waiter);
+    // It asked, but nobody sleeps any more: the release wakes nobody and frees the lock after
+    // all, for `try_lock` too.
     drop(guard);
-    let file = removal.file();
-    assert_eq!(
-        file.read_u64(LOCK_WORD),
-        HANDED_OVER,
-        "handed over to the sleepers, of which none is left"
-    );
-    assert_eq!(
-        lock.owner().expect("read the owner"),
-        None,
-        "handed over, it has no holder"
-    );
-    // Only a thread that slept takes it: this one sleeps once (2 ms), then takes it, with no
-    // owner to report dead.
-    assert_eq!(label(&lock.try_lock()), "would block");
-    let guard = lock
-        .try_lock_for(Duration::from_secs(20))
-        .expect("the next locker takes a lock handed over to nobody");
+    assert_eq!(removal.file().read_u64(LOCK_WORD), 0);
+    let guard = lock.try_lock().expect("free: nobody to hand it to");
     assert_eq!(guard.previous_owner_died(), None);
     drop(guard);
     assert_eq!(lock.owner_deaths(), 0);
+}
+
+#[test]
+fn a_waiter_that_asked_and_timed_out_withdraws_its_request() {
+    let _dog = Watchdog::start();
+    let removal = Removal::fresh("asked-gave-up");
+    let lock = Lock::create(removal.name()).expect("create a lock");
+    let (guard, mut waiter, _) = hold_while_a_child_starves(&lock, &removal, try_lock_for_a_while);
+    assert_eq!(waiter.join().expect("the waiter"), "timeout");
+    let file = removal.file();
+    assert_eq!(
+        file.read(LOCK_STARVING, 4),
+        [0; 4],
+        "withdrawn as it gave up"
+    );
+    drop(guard);
+    assert_eq!(file.read_u64(LOCK_WORD), 0, "freed, not handed over");
     assert_eq!(label(&lock.try_lock()), "ok");
 }
 
@@ -641,9 +664,6 @@ const LOCK_OWNER_NAMESPACE: u64 = 160;
 const LOCK_NAMESPACE_OF: u64 = 168;
 /// 1 once a waiter has waited long enough to have the lock handed over to it.
 const LOCK_STARVING: u64 = 188;
-/// The lock word of a lock handed over to the threads that sleep on it: the waiters' mark
-/// alone.
-const HANDED_OVER: u64 = 1 << 31;
 /// The lock word's mark of a holder from other namespaces than the segment's creator.
 const FOREIGN: u64 = 1 << 29;
 

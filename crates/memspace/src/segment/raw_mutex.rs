@@ -4,7 +4,8 @@
 //!
 //! # The protocol
 //!
-//! `word` is a 64-bit word, 0 when the lock is free. Its low half names the holder: its thread
+//! `word` is a 64-bit word, 0 when the lock is free (or [`HANDED_OVER`]: free for a thread that
+//! slept on it, see "Handing over"). Its low half names the holder: its thread
 //! id, with [`WAITERS`] (bit 31) set once some thread sleeps on the lock and the marks
 //! [`PROCESS_HELD`], [`FOREIGN`] and [`RELEASING`] described below. Its high half is the low 32 bits of the
 //! holder's start time (clock ticks after boot; 0 if unknown). The futex calls sleep and wake
@@ -15,7 +16,8 @@
 //!   caller spins briefly while the holder works without waiters, then sets `WAITERS` and
 //!   sleeps on the word (a *shared* futex: the kernel keys it by the page, so it reaches other
 //!   processes).
-//! * **Unlock**: one compare-and-swap from the caller's word back to 0; if a waiter set
+//! * **Unlock**: one compare-and-swap from the caller's word back to 0 (or, to a waiter that
+//!   asked, to [`HANDED_OVER`]); if a waiter set
 //!   `WAITERS` (or, to a process's hold, another of its threads set `RELEASING`), a loop of
 //!   compare-and-swaps from the word as last seen, then a futex wake. A holder whose word
 //!   names someone else (it was judged dead and taken over) leaves it alone.
@@ -44,18 +46,27 @@
 //! sleeper it woke needs microseconds to run (on a virtual machine whose other processor
 //! idles, about 0.4 ms). Two processes inserting into one map showed it: one went on for 14 ms
 //! while the other woke every 0.4 ms to find the lock taken again. So a waiter that has waited
-//! [`FAIR_AFTER`] sets `starving` before it sleeps again, and the next release that finds
+//! [`FAIR_AFTER`] sets `starving` before each sleep, and the next release that finds
 //! [`WAITERS`] hands the lock over instead of freeing it: it stores [`HANDED_OVER`] (the
-//! `WAITERS` mark alone, a word no holder has), clears `starving` and wakes one sleeper. A
-//! handed-over lock is taken only by a thread that has slept on it; the fast path's
-//! compare-and-swap from 0 fails on it, and a thread that has not slept yet sleeps first.
+//! `WAITERS` mark alone, a word no holder has), clears `starving` and wakes one sleeper.
 //!
-//! Nothing is written for it on the uncontended path, and a release hands over at most once
-//! per [`FAIR_AFTER`] of some waiter's wait: under contention the lock stays free for the time
-//! a sleeper takes to wake about once a millisecond, the price of a bounded wait. If no thread
-//! sleeps any more when the lock is handed over (the one woken was killed, or timed out), the
-//! next locker takes it after its first sleep, [`FIRST_CHECK`] at most; a handed-over lock has
-//! no holder, and nobody is judged dead for it.
+//! * **Who takes it**: only a thread that has slept on the lock. The fast path's
+//!   compare-and-swap from 0 fails on it; a blocking lock that has not slept yet sleeps first,
+//!   and `try_lock` fails with `WouldBlock`, as on a held lock.
+//! * **When**: nothing is written for it on the uncontended path, and a release hands over
+//!   only once a waiter has waited [`FAIR_AFTER`]. Between two processes that is about once a
+//!   millisecond under contention, and each time the lock stays free for as long as the
+//!   sleeper takes to wake: the price of a bounded wait. With more, every release that finds a
+//!   waiter that asked hands over.
+//! * **A request lost**: a release that hands the lock to another sleeper clears `starving`,
+//!   and so does a waiter that asked and leaves without a hand-over (it took the lock freed,
+//!   took it over from a dead holder, or gave up): a waiter that asked wakes every
+//!   [`FAIR_AFTER`] to ask again.
+//! * **Nobody to take it**: a release whose wake-up finds no sleeper (the waiter that asked
+//!   timed out, or was killed) frees the lock to 0 after all. What is left is a sleeper woken,
+//!   then killed before it took the word: the next blocking locker takes it after its first
+//!   sleep ([`FIRST_CHECK`] at most), and `try_lock` fails until then. A lock handed over has
+//!   no holder, and nobody is judged dead for it.
 //!
 //! Thread ids mean something only inside one pid namespace, and start times inside one time
 //! namespace (`/proc` shifts them into the reader's). The segment remembers the namespaces of
@@ -173,7 +184,7 @@ const FAIR_AFTER: Duration = Duration::from_millis(1);
 #[repr(C, align(64))]
 pub(crate) struct LockSlot {
     /// 0, or the holder: its tid and marks (low half), the low 32 bits of its start time (high
-    /// half). See the module docs.
+    /// half); or [`HANDED_OVER`]. See the module docs.
     word: AtomicU64,
     /// The tid (low half) and pid (high half) of the latest thread that took the lock, written
     /// after locking when they changed, never cleared: the holder's pid while the low half
@@ -206,7 +217,9 @@ pub(crate) struct LockSlot {
     /// holder, or by `reset_after_reboot` under the segment file's exclusive lock.
     died_pid: AtomicU32,
     /// 1 once a waiter has waited [`FAIR_AFTER`]: the next release that finds [`WAITERS`]
-    /// hands the lock over ([`HANDED_OVER`]) instead of freeing it, and clears it.
+    /// hands the lock over ([`HANDED_OVER`]) instead of freeing it, and clears it. Also
+    /// cleared by a waiter that asked and leaves without a hand-over, and by `init` and
+    /// `reset_after_reboot`.
     starving: AtomicU32,
 }
 
@@ -571,8 +584,13 @@ impl LockSlot {
                 asked = true;
             }
             // However the sleep ends (a wake, a signal, the timeout), the loop re-checks the
-            // time: a stream of signals cannot postpone the liveness check.
-            let until = deadline.map_or(next_check, |deadline| deadline.min(next_check));
+            // time: a stream of signals cannot postpone the liveness check. A waiter that asked
+            // for the lock wakes every FAIR_AFTER to ask again, as a release that handed the
+            // lock to another sleeper cleared the request.
+            let mut until = deadline.map_or(next_check, |deadline| deadline.min(next_check));
+            if asked {
+                until = until.min(now + FAIR_AFTER);
+            }
             sys::futex_wait_low_half(
                 &self.word,
                 sleeping_on as u32,
@@ -594,8 +612,8 @@ impl LockSlot {
 
     /// Withdraws the request of a waiter that `asked` for the lock to be handed over, as it
     /// leaves the contended path other than by a hand-over: no release then hands the lock
-    /// over on its account to sleepers that may not exist. (A request of another waiter
-    /// withdrawn with it is made again before that one sleeps again: a release wakes one.)
+    /// over on its account. (A request of another waiter withdrawn with it is made again when
+    /// that one wakes, within [`FAIR_AFTER`].)
     fn withdraw(&self, asked: bool) {
         if asked {
             self.starving.store(0, Ordering::Relaxed);
@@ -730,7 +748,8 @@ impl LockSlot {
 
     /// Frees the word, if it is still `current`: handed over to the sleepers if one of them
     /// asked (see "Handing over" in the module docs), else 0; then wakes a sleeper if the word
-    /// says one may sleep. Returns whether the word was `current`.
+    /// says one may sleep. A lock handed over that woke nobody (the sleeper that asked timed
+    /// out or was killed) is freed to 0 after all. Returns whether the word was `current`.
     fn free_word(&self, current: u64) -> bool {
         let hand_over = current & WAITERS != 0 && self.starving.load(Ordering::Relaxed) != 0;
         let free = if hand_over { HANDED_OVER } else { 0 };
@@ -744,20 +763,25 @@ impl LockSlot {
         if hand_over {
             self.starving.store(0, Ordering::Relaxed);
         }
-        if current & WAITERS != 0 {
-            self.wake_waiter();
+        if current & WAITERS != 0 && self.wake_waiter() == 0 && hand_over {
+            // A thread about to sleep finds the word changed, and looks again.
+            let _ =
+                self.word
+                    .compare_exchange(HANDED_OVER, 0, Ordering::Release, Ordering::Relaxed);
         }
         true
     }
 
+    /// Wakes one sleeper (every one if the lock is not recoverable, so that each learns it);
+    /// returns how many woke.
     #[inline(never)]
-    fn wake_waiter(&self) {
+    fn wake_waiter(&self) -> usize {
         let wake = if self.state.load(Ordering::Relaxed) == NOT_RECOVERABLE {
             u32::MAX
         } else {
             1
         };
-        sys::futex_wake_low_half(&self.word, wake);
+        sys::futex_wake_low_half(&self.word, wake)
     }
 
     /// A guard for the lock the calling thread holds (taken with [`LockSlot::acquire`]), or
@@ -829,7 +853,7 @@ impl LockSlot {
         }
         // Marked RELEASING, the word is this release's to free: others only add WAITERS.
         let mut current = self.word.load(Ordering::Relaxed);
-        while !self.free_word(current) {
+        while current & HOLDER == mine && !self.free_word(current) {
             current = self.word.load(Ordering::Relaxed);
         }
         true
@@ -846,10 +870,10 @@ impl LockSlot {
         self.all_at_home(sys::this_thread().namespaces)
     }
 
-    /// Whether the lock is held (informational: it can change at any moment).
+    /// Whether the lock is held, or handed over to a thread that sleeps on it (informational:
+    /// it can change at any moment).
     pub(crate) fn is_held(&self) -> bool {
-        let word = self.word.load(Ordering::Relaxed);
-        word != 0 && word != HANDED_OVER
+        self.word.load(Ordering::Relaxed) != 0
     }
 
     /// The pid recorded as holding the lock, if it is held and its holder recorded its pid

@@ -35,6 +35,15 @@ use crate::sys::Wait;
 /// [`Process`](crate::spawn::Process) (serialized as its segment's name) all refer to the same
 /// lock.
 ///
+/// # Fairness
+///
+/// In shared memory, a lock released goes to whoever takes it first, usually the process that
+/// released it and locks again, until a waiter has waited 1 ms: the next release then hands it
+/// over to a waiting process, and [`try_lock`](Lock::try_lock) meanwhile reports
+/// [`TryLockError::WouldBlock`]. A process that locks in a loop cannot keep another waiting
+/// for long, and an uncontended lock pays nothing for it. (The same lock guards every
+/// collection's changes.)
+///
 /// # On Redis: a lease with fencing tokens
 ///
 /// A name `redis://HOST:PORT/NAME` makes the lock a lease on a Redis key (10 s, or
@@ -159,7 +168,8 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`] if it is held, otherwise as [`Lock::lock`] (wrapped in
+    /// [`TryLockError::WouldBlock`] if it is held (or handed over to a waiting process: see
+    /// [`Lock`]), otherwise as [`Lock::lock`] (wrapped in
     /// [`TryLockError::Lock`]).
     #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
@@ -244,7 +254,8 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`] if it is held, otherwise as [`Lock::acquire`].
+    /// [`TryLockError::WouldBlock`] if it is held (or handed over to a waiting process),
+    /// otherwise as [`Lock::acquire`].
     #[inline]
     pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
         self.acquire_held(Wait::Never)

@@ -328,6 +328,9 @@ fn try_lock_for_a_while((lock, flag): (Lock, Mutex<u32>)) -> String {
     label(&lock.try_lock_for(Duration::from_millis(300))).to_owned()
 }
 
+/// A child process that waits for a lock, started with its flag.
+type Waiter = Running<(Lock, Mutex<u32>), String>;
+
 /// Holds `lock` (created as `removal`) while a child process runs `waiter` (which sets `flag`
 /// to 1, then waits for the lock) until the child has waited long enough to ask for the lock
 /// to be handed over; returns the guard, the running child and its flag.
@@ -335,11 +338,7 @@ fn hold_while_a_child_starves<'a>(
     lock: &'a Lock,
     removal: &Removal,
     waiter: fn((Lock, Mutex<u32>)) -> String,
-) -> (
-    LockGuard<'a>,
-    Running<(Lock, Mutex<u32>), String>,
-    Mutex<u32>,
-) {
+) -> (LockGuard<'a>, Waiter, Mutex<u32>) {
     let guard = lock.lock().expect("lock the new lock");
     let flag = flags::new_flag();
     let child = Running::start(Process::new(waiter, (lock.clone(), flag.clone())));

@@ -54,9 +54,9 @@
 //!   compare-and-swap from 0 fails on it; a blocking lock that has not slept yet sleeps first,
 //!   and `try_lock` fails with `WouldBlock`, as on a held lock.
 //! * **When**: nothing is written for it on the uncontended path, and a release hands over
-//!   only once a waiter has waited [`FAIR_AFTER`]. Between two processes that is about once a
-//!   millisecond under contention, and each time the lock stays free for as long as the
-//!   sleeper takes to wake: the price of a bounded wait. With more, every release that finds a
+//!   only once a waiter has waited [`FAIR_AFTER`]: between two processes, at most once per
+//!   millisecond of the waiter's wait, and each time the lock stays free for as long as the
+//!   sleeper takes to wake, the price of a bounded wait. With more, every release that finds a
 //!   waiter that asked hands over.
 //! * **A request lost**: a release that hands the lock to another sleeper clears `starving`,
 //!   and so does a waiter that asked and leaves without a hand-over (it took the lock freed,
@@ -739,27 +739,23 @@ impl LockSlot {
         // RELEASING (its release then frees the word): each compare-and-swap is from the word
         // as last seen, so that a word freed and taken by someone else is never freed here.
         while current & HOLDER == held && current & RELEASING == 0 {
-            if self.free_word(current) {
-                return;
+            match self.free_word(current) {
+                Ok(()) => return,
+                Err(now) => current = now,
             }
-            current = self.word.load(Ordering::Relaxed);
         }
     }
 
     /// Frees the word, if it is still `current`: handed over to the sleepers if one of them
     /// asked (see "Handing over" in the module docs), else 0; then wakes a sleeper if the word
     /// says one may sleep. A lock handed over that woke nobody (the sleeper that asked timed
-    /// out or was killed) is freed to 0 after all. Returns whether the word was `current`.
-    fn free_word(&self, current: u64) -> bool {
+    /// out or was killed) is freed to 0 after all. Fails with the word found if it was not
+    /// `current`.
+    fn free_word(&self, current: u64) -> Result<(), u64> {
         let hand_over = current & WAITERS != 0 && self.starving.load(Ordering::Relaxed) != 0;
         let free = if hand_over { HANDED_OVER } else { 0 };
-        if self
-            .word
-            .compare_exchange(current, free, Ordering::Release, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
+        self.word
+            .compare_exchange(current, free, Ordering::Release, Ordering::Relaxed)?;
         if hand_over {
             self.starving.store(0, Ordering::Relaxed);
         }
@@ -769,7 +765,7 @@ impl LockSlot {
                 self.word
                     .compare_exchange(HANDED_OVER, 0, Ordering::Release, Ordering::Relaxed);
         }
-        true
+        Ok(())
     }
 
     /// Wakes one sleeper (every one if the lock is not recoverable, so that each learns it);
@@ -853,8 +849,11 @@ impl LockSlot {
         }
         // Marked RELEASING, the word is this release's to free: others only add WAITERS.
         let mut current = self.word.load(Ordering::Relaxed);
-        while current & HOLDER == mine && !self.free_word(current) {
-            current = self.word.load(Ordering::Relaxed);
+        while current & HOLDER == mine {
+            match self.free_word(current) {
+                Ok(()) => break,
+                Err(now) => current = now,
+            }
         }
         true
     }

@@ -46,7 +46,11 @@
 //! * **A put** claims the slot of `tail` (a batch: the free slots after it too), moves `tail`
 //!   past them (`fetch_max`), writes the items and stores `FULL`. A put that finds the slot of
 //!   `tail` claimed by another put that has not moved `tail` yet (descheduled, or stopped)
-//!   moves `tail` on itself, so no put waits for another.
+//!   moves `tail` on itself, so no put waits for another. The claim is a compare-and-swap
+//!   from the free state, made without reading the slot first: the slot's line is usually in
+//!   the cache of the get that freed it, and a read before the swap would fetch it twice, once
+//!   to share and once to own. A get reads first, since it spins on the slot while the queue
+//!   is empty, and a swap that fails takes the line from the put about to fill it.
 //! * **A get** claims the slot of `head`, copies the item out, stores `EMPTY(lap + 1)`, then
 //!   advances `head`. Gets go one at a time: a get finding the slot of `head` being read waits
 //!   for that get to finish, so that a get killed half-way is found at `head` by the next. (A
@@ -338,14 +342,16 @@ impl Claimant {
     /// then stamps it; false if the state was not `from` any more.
     #[inline]
     fn claim(self, slot: &[AtomicU64], from: u64, lap: u64, phase: u64) -> bool {
+        self.claim_or_see(slot, from, lap, phase).is_ok()
+    }
+
+    /// As [`Claimant::claim`], returning the state found instead when it was not `from`.
+    #[inline]
+    fn claim_or_see(self, slot: &[AtomicU64], from: u64, lap: u64, phase: u64) -> Result<(), u64> {
         let claim = state(lap, self.pid, phase);
-        let claimed = slot[0]
-            .compare_exchange(from, claim, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
-        if claimed {
-            slot[STAMP].store(self.stamp(claim), Ordering::Relaxed);
-        }
-        claimed
+        slot[0].compare_exchange(from, claim, Ordering::AcqRel, Ordering::Acquire)?;
+        slot[STAMP].store(self.stamp(claim), Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -519,15 +525,13 @@ impl<'a> Ring<'a> {
             let position = tail.load(Ordering::Acquire);
             let slot = self.slot(position);
             let lap = self.shape.lap(position);
-            let word = slot[0].load(Ordering::Acquire);
-            match classify(word, lap) {
-                Seen::Free => {
-                    if self.is_closed() {
-                        return Err(self.closed());
-                    }
-                    if !me.claim(slot, word, lap, WRITING) {
-                        continue;
-                    }
+            if self.is_closed() {
+                return Err(self.closed());
+            }
+            // Claimed at once, as if free: a look first would bring the slot's line from the
+            // getter's cache to be read, and then once more to be written.
+            let word = match me.claim_or_see(slot, state(lap, 0, EMPTY), lap, WRITING) {
+                Ok(()) => {
                     let claimed = self.claim_more(position, count, me);
                     failpoint::hit("pod_queue.claimed");
                     // Others may have moved `tail` past the claimed slots already.
@@ -536,6 +540,11 @@ impl<'a> Ring<'a> {
                     self.segment.note_writer();
                     return Ok(claimed);
                 }
+                Err(word) => word,
+            };
+            match classify(word, lap) {
+                // Not after a failed claim, which swapped from exactly this state: look again.
+                Seen::Free => {}
                 // Claimed already, by a put that may not have moved `tail` yet (it may be
                 // descheduled, or stopped): the next put takes the next slot.
                 Seen::Writing | Seen::Ready | Seen::Reading | Seen::Done | Seen::Later => {
@@ -543,9 +552,6 @@ impl<'a> Ring<'a> {
                 }
                 Seen::ClosedHere => return Err(self.closed()),
                 Seen::Previous => {
-                    if self.is_closed() {
-                        return Err(self.closed());
-                    }
                     if word & PHASE_MASK == WRITING {
                         // A put of the lap before claimed the slot and has not filled it: the
                         // queue is full until a get takes its item, or until it is found dead.

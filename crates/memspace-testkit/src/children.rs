@@ -17,11 +17,35 @@ use crate::watchdog;
 
 /// Sends SIGKILL to `pid` (errors ignored: it may have ended already).
 pub fn sigkill(pid: u32) {
+    signal(pid, rustix::process::Signal::KILL);
+}
+
+/// Stops `pid` with SIGSTOP and waits until it is stopped: it runs no instruction until
+/// [`sigcont`].
+///
+/// # Panics
+///
+/// If `pid` ends first.
+pub fn sigstop(pid: u32) {
+    signal(pid, rustix::process::Signal::STOP);
+    while !matches!(procfs::process_state(pid), Some('T' | 't')) {
+        assert!(!procfs::has_ended(pid), "{pid} ended instead of stopping");
+        std::thread::yield_now();
+    }
+}
+
+/// Lets `pid`, stopped by [`sigstop`], go on (SIGCONT).
+pub fn sigcont(pid: u32) {
+    signal(pid, rustix::process::Signal::CONT);
+}
+
+/// Sends `signal` to `pid` (errors ignored: it may have ended already).
+fn signal(pid: u32, signal: rustix::process::Signal) {
     if let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let _ = rustix::process::kill_process(pid, signal);
     }
 }
 
@@ -280,12 +304,7 @@ impl ChildGuard {
 
     /// Lets a child stopped at a failpoint go on (`SIGCONT`).
     pub fn resume(&self) {
-        if let Some(pid) = i32::try_from(self.pid())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
-        }
+        sigcont(self.pid());
     }
 
     /// Waits until the child stopped itself at a failpoint (state `T`).

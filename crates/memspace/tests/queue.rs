@@ -20,7 +20,7 @@ use memspace::spawn::{JoinError, Mode, Process, StartMethod, Worker};
 use memspace::sync::Event;
 use memspace::{Error, inspect};
 use memspace_testkit::rng::seed_from_env;
-use memspace_testkit::{Removal, Rng, Watchdog, procfs, roles};
+use memspace_testkit::{Removal, Rng, Watchdog, children, procfs, roles};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -366,6 +366,49 @@ fn a_blocked_get_is_woken_by_a_put_from_another_process() {
     queue.put(&42).expect("put");
     assert_eq!(consumer.join().expect("join"), 42);
     assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+}
+
+/// Where the count of receivers asleep on the queue's `items` word lies (the kind area's
+/// `receivers`, after eight words and two futex words; see "Untrusted input" below).
+const RECEIVERS: u64 = KIND_AREA + 72;
+
+/// The count of receivers asleep, read from the segment's file.
+fn receivers_counted(name: &Removal) -> u32 {
+    let bytes = name.file().read(RECEIVERS, 4);
+    u32::from_le_bytes(bytes.try_into().expect("4 bytes"))
+}
+
+#[test]
+fn a_put_that_wakes_the_sleeping_receivers_stops_counting_them_before_they_run() {
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("wake");
+    let queue = Queue::<u64>::create(name.name()).expect("create");
+    let started = Event::new().expect("event");
+    let mut consumer = Process::new(get_one, (queue.clone(), started.clone()));
+    consumer.start().expect("start");
+    started.wait().expect("wait");
+    let pid = consumer.pid().expect("pid");
+    wait_until_asleep_in_futex(pid);
+    assert_eq!(
+        receivers_counted(&name),
+        1,
+        "the receiver asleep is counted"
+    );
+    // Stopped, the woken receiver cannot run: whatever the count says after the put, the
+    // put left it so.
+    children::sigstop(pid);
+    queue.put(&7).expect("put");
+    assert_eq!(
+        receivers_counted(&name),
+        0,
+        "the put woke the receiver and stopped counting it: the puts after it make no \
+         wake-up call while it has not run"
+    );
+    queue.put(&8).expect("put");
+    children::sigcont(pid);
+    assert_eq!(consumer.join().expect("join"), 7);
+    assert_eq!(queue.get().expect("get"), 8);
+    assert_eq!(receivers_counted(&name), 0);
 }
 
 fn put_one((queue, started): (Queue<u64>, Event)) {

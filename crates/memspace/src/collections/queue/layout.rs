@@ -14,7 +14,7 @@
 //!             items      futex word, bumped when an item becomes ready
 //!             space      futex word, bumped when an item is acknowledged
 //!             receivers, senders   how many threads sleep on `items` / `space` (senders
-//!                        and joiners)
+//!                        and joiners); zeroed by the waker that wakes them
 //!             closed     0 open, 1 closed, 2 closed immediately            committed
 //! ring:       [u64 slots][u64 bytes][16 reserved][slots entries][bytes of records]
 //! entry:      [u64 record][u32 state][u32 deliveries][u32 taker pid][u32][u64 taker start]

@@ -40,8 +40,13 @@
 //! without the lock, never finds a ring it loaded rewritten under it as another ring. Sleepers
 //! read the futex word under the lock and sleep only while it is unchanged, so a wake-up
 //! between unlocking and sleeping is not lost; `receivers` and `senders` let a put or an ack
-//! skip the wake-up system call when nobody sleeps. A sleeper killed while counted leaves a
-//! count too high, which costs wake-ups, never a lost one.
+//! skip the wake-up system call when nobody sleeps. Both counts change under the lock only: a
+//! sleeper counts itself before it unlocks, and a waker that finds a count wakes every sleeper
+//! of the word and sets the count to zero. So the puts that follow a wake-up, before the woken
+//! receiver has run (tens of microseconds when the processors are busy), make no system call:
+//! when a receiver uncounted itself after waking, a producer made a wake-up call for nearly
+//! every item meanwhile. A sleeper that wakes otherwise (its timeout), or is killed, leaves its
+//! count behind, which costs one needless wake-up, never a lost one.
 //!
 //! # Safety
 //!
@@ -783,7 +788,7 @@ impl<'a> Raw<'a> {
     /// a `closed` queue.
     fn wake_after_acks(self, guard: RawGuard<'_>, closed: bool) {
         let area = self.area();
-        let wake_receivers = closed && area.receivers.load(Ordering::Relaxed) != 0;
+        let wake_receivers = closed && take_sleepers(&area.receivers);
         unlock_and_wake(guard, &area.space, &area.senders);
         if wake_receivers {
             sys::futex_wake(&area.items, u32::MAX);
@@ -947,13 +952,25 @@ impl<'a> Raw<'a> {
     }
 }
 
-/// Unlocks, then wakes every sleeper on `word` if `sleepers` (read under the lock) counts any.
+/// Unlocks, then wakes every sleeper on `word` if `sleepers` counts any (see
+/// [`take_sleepers`]).
 fn unlock_and_wake(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) {
-    let wake = sleepers.load(Ordering::Relaxed) != 0;
+    let wake = take_sleepers(sleepers);
     drop(guard);
     if wake {
         sys::futex_wake(word, u32::MAX);
     }
+}
+
+/// Whether `sleepers` counts any sleeper, setting the count back to zero: the caller holds the
+/// lock, and wakes them all once it unlocked. A waker that came before any of them woke finds
+/// zero, and makes no system call (see the module docs).
+fn take_sleepers(sleepers: &AtomicU32) -> bool {
+    let any = sleepers.load(Ordering::Relaxed) != 0;
+    if any {
+        sleepers.store(0, Ordering::Relaxed);
+    }
+    any
 }
 
 /// Once per wait, before its sleep: unlocks and spins while `word` is unchanged (see
@@ -983,8 +1000,13 @@ fn sleep_on(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32, sleep: 
     // Read under the lock: a change after we unlock (a put, an acknowledgement) bumps it, and
     // the futex then does not sleep.
     let seen = word.load(Ordering::Relaxed);
-    sleepers.fetch_add(1, Ordering::Relaxed);
+    // Counted until a waker wakes every sleeper and sets the count to zero (`take_sleepers`):
+    // changed under the lock only, so that no count is lost. A sleeper that wakes otherwise
+    // (its timeout) leaves its count behind. Saturating: a count never wraps to zero.
+    sleepers.store(
+        sleepers.load(Ordering::Relaxed).saturating_add(1),
+        Ordering::Relaxed,
+    );
     drop(guard);
     sys::futex_wait(word, seen, sleep);
-    sleepers.fetch_sub(1, Ordering::Relaxed);
 }

@@ -17,7 +17,7 @@ use crate::watchdog;
 
 /// Sends SIGKILL to `pid` (errors ignored: it may have ended already).
 pub fn sigkill(pid: u32) {
-    signal(pid, rustix::process::Signal::KILL);
+    send_signal(pid, rustix::process::Signal::KILL);
 }
 
 /// Stops `pid` with SIGSTOP and waits until it is stopped: it runs no instruction until
@@ -27,7 +27,7 @@ pub fn sigkill(pid: u32) {
 ///
 /// If `pid` ends first.
 pub fn sigstop(pid: u32) {
-    signal(pid, rustix::process::Signal::STOP);
+    send_signal(pid, rustix::process::Signal::STOP);
     while !matches!(procfs::process_state(pid), Some('T' | 't')) {
         assert!(!procfs::has_ended(pid), "{pid} ended instead of stopping");
         std::thread::yield_now();
@@ -36,11 +36,11 @@ pub fn sigstop(pid: u32) {
 
 /// Lets `pid`, stopped by [`sigstop`], go on (SIGCONT).
 pub fn sigcont(pid: u32) {
-    signal(pid, rustix::process::Signal::CONT);
+    send_signal(pid, rustix::process::Signal::CONT);
 }
 
 /// Sends `signal` to `pid` (errors ignored: it may have ended already).
-fn signal(pid: u32, signal: rustix::process::Signal) {
+fn send_signal(pid: u32, signal: rustix::process::Signal) {
     if let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)

@@ -370,11 +370,11 @@ fn a_blocked_get_is_woken_by_a_put_from_another_process() {
 
 /// Where the count of receivers asleep on the queue's `items` word lies (the kind area's
 /// `receivers`, after eight words and two futex words; see "Untrusted input" below).
-const RECEIVERS: u64 = KIND_AREA + 72;
+const RECEIVERS_OFFSET: u64 = KIND_AREA + 72;
 
 /// The count of receivers asleep, read from the segment's file.
 fn receivers_counted(name: &Removal) -> u32 {
-    let bytes = name.file().read(RECEIVERS, 4);
+    let bytes = name.file().read(RECEIVERS_OFFSET, 4);
     u32::from_le_bytes(bytes.try_into().expect("4 bytes"))
 }
 
@@ -394,21 +394,65 @@ fn a_put_that_wakes_the_sleeping_receivers_stops_counting_them_before_they_run()
         1,
         "the receiver asleep is counted"
     );
-    // Stopped, the woken receiver cannot run: whatever the count says after the put, the
-    // put left it so.
+    // Stopped, the receiver runs nothing: whatever the count says after the put, the put
+    // left it so.
     children::sigstop(pid);
     queue.put(&7).expect("put");
     assert_eq!(
         receivers_counted(&name),
         0,
-        "the put woke the receiver and stopped counting it: the puts after it make no \
-         wake-up call while it has not run"
+        "the put stopped counting the receiver it woke: the puts after it make no wake-up \
+         call while the receiver has not run"
     );
     queue.put(&8).expect("put");
     children::sigcont(pid);
     assert_eq!(consumer.join().expect("join"), 7);
     assert_eq!(queue.get().expect("get"), 8);
     assert_eq!(receivers_counted(&name), 0);
+}
+
+fn get_string((queue, started): (Queue<String>, Event)) -> String {
+    exit_with_parent();
+    started.set().expect("set");
+    queue.get().expect("get")
+}
+
+#[test]
+fn a_put_killed_after_it_uncounted_the_sleeping_receiver_leaves_its_wake_up_to_the_next_locker() {
+    const POINT: &str = "queue.sleepers_uncounted";
+    if let Some(point) = roles::role() {
+        return child_role(&point);
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("uncounted");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    let started = Event::new().expect("event");
+    let mut consumer = Process::new(get_string, (queue.clone(), started.clone()));
+    consumer.start().expect("start");
+    started.wait().expect("wait");
+    wait_until_asleep_in_futex(consumer.pid().expect("pid"));
+    let mut child = roles::child_in_role(
+        POINT,
+        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
+    );
+    child.wait_until_stopped(POINT);
+    child.kill();
+    assert_eq!(
+        receivers_counted(&name),
+        0,
+        "the put was killed after it stopped counting the receiver, before it woke it"
+    );
+    // The next locker is told the put's process died; its recovery wakes the receiver, which
+    // takes the dead put's item.
+    queue.put(&"after".to_owned()).expect("put");
+    assert_eq!(
+        consumer
+            .join_timeout(Duration::from_secs(10))
+            .expect("join"),
+        Some("child".to_owned()),
+        "the receiver still sleeps, uncounted, with items ready"
+    );
+    assert_eq!(queue.get().expect("get"), "after");
 }
 
 fn put_one((queue, started): (Queue<u64>, Event)) {
@@ -1082,7 +1126,9 @@ fn child_role(point: &str) {
     exit_with_parent();
     let queue = Queue::<String>::open(&std::env::var(QUEUE).expect("queue name")).expect("open");
     match point {
-        "queue.written" | "queue.committed" => queue.put(&"child".to_owned()).expect("put"),
+        "queue.written" | "queue.committed" | "queue.sleepers_uncounted" => {
+            queue.put(&"child".to_owned()).expect("put");
+        }
         "queue.ring_built" | "grow.allocated" => {
             for i in 0..100_000 {
                 queue

@@ -47,10 +47,11 @@
 //!   past them (`fetch_max`), writes the items and stores `FULL`. A put that finds the slot of
 //!   `tail` claimed by another put that has not moved `tail` yet (descheduled, or stopped)
 //!   moves `tail` on itself, so no put waits for another. The claim is a compare-and-swap
-//!   from the free state, made without reading the slot first: the slot's line is usually in
-//!   the cache of the get that freed it, and a read before the swap would fetch it twice, once
-//!   to share and once to own. A get reads first, since it spins on the slot while the queue
-//!   is empty, and a swap that fails takes the line from the put about to fill it.
+//!   from the free state, made without reading the slot first: unless the queue is full, the
+//!   slot's line is in the cache of the get that freed it a lap before, and a read before the
+//!   swap would fetch it twice, once to share and once to own. A get reads first, since it
+//!   spins on the slot while the queue is empty, and a swap that fails takes the line from the
+//!   put about to fill it.
 //! * **A get** claims the slot of `head`, copies the item out, stores `EMPTY(lap + 1)`, then
 //!   advances `head`. Gets go one at a time: a get finding the slot of `head` being read waits
 //!   for that get to finish, so that a get killed half-way is found at `head` by the next. (A
@@ -342,12 +343,13 @@ impl Claimant {
     /// then stamps it; false if the state was not `from` any more.
     #[inline]
     fn claim(self, slot: &[AtomicU64], from: u64, lap: u64, phase: u64) -> bool {
-        self.claim_or_see(slot, from, lap, phase).is_ok()
+        self.try_claim(slot, from, lap, phase).is_ok()
     }
 
-    /// As [`Claimant::claim`], returning the state found instead when it was not `from`.
+    /// As [`Claimant::claim`], returning the state found when it was not `from`, as
+    /// `compare_exchange` does.
     #[inline]
-    fn claim_or_see(self, slot: &[AtomicU64], from: u64, lap: u64, phase: u64) -> Result<(), u64> {
+    fn try_claim(self, slot: &[AtomicU64], from: u64, lap: u64, phase: u64) -> Result<(), u64> {
         let claim = state(lap, self.pid, phase);
         slot[0].compare_exchange(from, claim, Ordering::AcqRel, Ordering::Acquire)?;
         slot[STAMP].store(self.stamp(claim), Ordering::Relaxed);
@@ -530,7 +532,7 @@ impl<'a> Ring<'a> {
             }
             // Claimed at once, as if free: a look first would bring the slot's line from the
             // getter's cache to be read, and then once more to be written.
-            let word = match me.claim_or_see(slot, state(lap, 0, EMPTY), lap, WRITING) {
+            let word = match me.try_claim(slot, state(lap, 0, EMPTY), lap, WRITING) {
                 Ok(()) => {
                     let claimed = self.claim_more(position, count, me);
                     failpoint::hit("pod_queue.claimed");
@@ -543,8 +545,8 @@ impl<'a> Ring<'a> {
                 Err(word) => word,
             };
             match classify(word, lap) {
-                // Not after a failed claim, which swapped from exactly this state: look again.
-                Seen::Free => {}
+                // Never: the claim just failed to swap from exactly this state.
+                Seen::Free => debug_assert!(false, "a failed claim of a free slot"),
                 // Claimed already, by a put that may not have moved `tail` yet (it may be
                 // descheduled, or stopped): the next put takes the next slot.
                 Seen::Writing | Seen::Ready | Seen::Reading | Seen::Done | Seen::Later => {

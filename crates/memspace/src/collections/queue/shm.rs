@@ -22,9 +22,10 @@
 //! killed after leaves only the derived words stale. The next locker is told that the owner
 //! died ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)), recounts `waiting` and
 //! `unacked` from the entries, resets `hint` to `head`, checks every live record's bounds,
-//! and marks the lock consistent. Items taken by a dead process are not a lock matter: they
-//! stay taken until a receiver finds their taker dead (pid gone, or reused by a process with
-//! another start time) and delivers them again.
+//! wakes every sleeper of both futex words (a holder killed as it woke them may have uncounted
+//! them first: see "Space and blocking"), and marks the lock consistent. Items taken by a dead
+//! process are not a lock matter: they stay taken until a receiver finds their taker dead (pid
+//! gone, or reused by a process with another start time) and delivers them again.
 //!
 //! # Closing and joining
 //!
@@ -41,12 +42,12 @@
 //! read the futex word under the lock and sleep only while it is unchanged, so a wake-up
 //! between unlocking and sleeping is not lost; `receivers` and `senders` let a put or an ack
 //! skip the wake-up system call when nobody sleeps. Both counts change under the lock only: a
-//! sleeper counts itself before it unlocks, and a waker that finds a count wakes every sleeper
-//! of the word and sets the count to zero. So the puts that follow a wake-up, before the woken
-//! receiver has run (tens of microseconds when the processors are busy), make no system call:
-//! when a receiver uncounted itself after waking, a producer made a wake-up call for nearly
-//! every item meanwhile. A sleeper that wakes otherwise (its timeout), or is killed, leaves its
-//! count behind, which costs one needless wake-up, never a lost one.
+//! sleeper counts itself before it unlocks, and a waker that finds a count sets it to zero and
+//! wakes every sleeper of the word, still under the lock. So the puts that follow a wake-up,
+//! before the woken receiver has run (tens of microseconds when the processors are busy), make
+//! no system call. A waker killed between the two leaves the lock to a recovery that wakes
+//! every sleeper. A sleeper that wakes otherwise (its timeout), or is killed, leaves its count
+//! behind, which costs one needless wake-up, never a lost one.
 //!
 //! # Safety
 //!
@@ -188,7 +189,7 @@ impl<'a> Raw<'a> {
             }
             if capacity == 0 || area.unacked.load(Ordering::Relaxed) + count <= capacity {
                 self.put(&guard, payloads)?;
-                unlock_and_wake(guard, &area.items, &area.receivers);
+                wake_and_unlock(guard, &area.items, &area.receivers);
                 return Ok(true);
             }
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, None) else {
@@ -385,11 +386,16 @@ impl<'a> Raw<'a> {
     /// without the lock never reads half-recounted words. A recount that fails leaves the
     /// change under way, for the next locker's.
     fn recover(self, guard: &RawGuard<'_>) -> Result<()> {
-        let change = Change::recovering(&self.area().changes, guard);
+        let area = self.area();
+        let change = Change::recovering(&area.changes, guard);
         let recounted = self.recount();
         if recounted.is_err() {
             std::mem::forget(change);
         }
+        // The dead holder may have uncounted sleepers and died before waking them
+        // (`wake_counted`): every sleeper of both words wakes and looks again.
+        sys::futex_wake(&area.items, u32::MAX);
+        sys::futex_wake(&area.space, u32::MAX);
         recounted
     }
 
@@ -784,15 +790,14 @@ impl<'a> Raw<'a> {
         closed
     }
 
-    /// Unlocks after acknowledgements and wakes the senders and joiners, and the receivers of
-    /// a `closed` queue.
+    /// After acknowledgements, wakes the senders and joiners, and the receivers of a `closed`
+    /// queue, then unlocks.
     fn wake_after_acks(self, guard: RawGuard<'_>, closed: bool) {
         let area = self.area();
-        let wake_receivers = closed && take_sleepers(&area.receivers);
-        unlock_and_wake(guard, &area.space, &area.senders);
-        if wake_receivers {
-            sys::futex_wake(&area.items, u32::MAX);
+        if closed {
+            wake_counted(&guard, &area.items, &area.receivers);
         }
+        wake_and_unlock(guard, &area.space, &area.senders);
     }
 
     /// The entry of `seq` in `ring` (the current one) if this process holds it in flight.
@@ -928,7 +933,7 @@ impl<'a> Raw<'a> {
             Ordering::Release,
         );
         drop(change);
-        unlock_and_wake(guard, &area.items, &area.receivers);
+        wake_and_unlock(guard, &area.items, &area.receivers);
         missing.map_or(Ok(()), Err)
     }
 
@@ -952,25 +957,24 @@ impl<'a> Raw<'a> {
     }
 }
 
-/// Unlocks, then wakes every sleeper on `word` if `sleepers` counts any (see
-/// [`take_sleepers`]).
-fn unlock_and_wake(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) {
-    let wake = take_sleepers(sleepers);
+/// Wakes every sleeper on `word` if `sleepers` counts any (see [`wake_counted`]), then
+/// unlocks.
+fn wake_and_unlock(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) {
+    wake_counted(&guard, word, sleepers);
     drop(guard);
-    if wake {
-        sys::futex_wake(word, u32::MAX);
-    }
 }
 
-/// Whether `sleepers` counts any sleeper, setting the count back to zero: the caller holds the
-/// lock, and wakes them all once it unlocked. A waker that came before any of them woke finds
-/// zero, and makes no system call (see the module docs).
-fn take_sleepers(sleepers: &AtomicU32) -> bool {
-    let any = sleepers.load(Ordering::Relaxed) != 0;
-    if any {
+/// Wakes every sleeper on `word` if `sleepers` counts any, and sets the count back to zero:
+/// the puts that follow, before a woken sleeper has run, make no system call. The caller
+/// changed `word` first, and holds the lock (`_held`) for the count and the call both: a waker
+/// killed between the two leaves the wake-up to the lock's recovery ([`Raw::recover`]), where
+/// a call made after unlocking would have been lost with the count.
+fn wake_counted(_held: &RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) {
+    if sleepers.load(Ordering::Relaxed) != 0 {
         sleepers.store(0, Ordering::Relaxed);
+        crate::failpoint::hit("queue.sleepers_uncounted");
+        sys::futex_wake(word, u32::MAX);
     }
-    any
 }
 
 /// Once per wait, before its sleep: unlocks and spins while `word` is unchanged (see
@@ -994,15 +998,15 @@ fn spin_before_sleep<'g>(
     None
 }
 
-/// Unlocks and sleeps on `word` for at most `sleep` (`None`: until woken), counted in
-/// `sleepers` meanwhile.
+/// Counts itself in `sleepers`, unlocks and sleeps on `word` for at most `sleep` (`None`: until
+/// woken). The count is the waker's to clear ([`wake_counted`]).
 fn sleep_on(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32, sleep: Option<Duration>) {
     // Read under the lock: a change after we unlock (a put, an acknowledgement) bumps it, and
     // the futex then does not sleep.
     let seen = word.load(Ordering::Relaxed);
-    // Counted until a waker wakes every sleeper and sets the count to zero (`take_sleepers`):
-    // changed under the lock only, so that no count is lost. A sleeper that wakes otherwise
-    // (its timeout) leaves its count behind. Saturating: a count never wraps to zero.
+    // Changed under the lock only, by sleepers and wakers, so that no count is lost. A sleeper
+    // that wakes otherwise (its timeout) leaves its count behind. Saturating: a count never
+    // wraps to zero.
     sleepers.store(
         sleepers.load(Ordering::Relaxed).saturating_add(1),
         Ordering::Relaxed,

@@ -348,7 +348,7 @@ fn producers_and_consumers_exchange_every_item_exactly_once_in_order(mode: Mode)
 // ---------------------------------------------------------------------------------------------
 // Blocking across processes
 
-fn get_one((queue, started): (Queue<u64>, Event)) -> u64 {
+fn get_one<T: Serialize + serde::de::DeserializeOwned>((queue, started): (Queue<T>, Event)) -> T {
     exit_with_parent();
     started.set().expect("set");
     queue.get().expect("get")
@@ -411,12 +411,6 @@ fn a_put_that_wakes_the_sleeping_receivers_stops_counting_them_before_they_run()
     assert_eq!(receivers_counted(&name), 0);
 }
 
-fn get_string((queue, started): (Queue<String>, Event)) -> String {
-    exit_with_parent();
-    started.set().expect("set");
-    queue.get().expect("get")
-}
-
 #[test]
 fn a_put_killed_after_it_uncounted_the_sleeping_receiver_leaves_its_wake_up_to_the_next_locker() {
     const POINT: &str = "queue.sleepers_uncounted";
@@ -427,7 +421,7 @@ fn a_put_killed_after_it_uncounted_the_sleeping_receiver_leaves_its_wake_up_to_t
     let name = Removal::fresh("uncounted");
     let queue = Queue::<String>::create(name.name()).expect("create");
     let started = Event::new().expect("event");
-    let mut consumer = Process::new(get_string, (queue.clone(), started.clone()));
+    let mut consumer = Process::new(get_one::<String>, (queue.clone(), started.clone()));
     consumer.start().expect("start");
     started.wait().expect("wait");
     wait_until_asleep_in_futex(consumer.pid().expect("pid"));

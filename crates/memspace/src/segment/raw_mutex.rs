@@ -5,22 +5,22 @@
 //! # The protocol
 //!
 //! `word` is a 64-bit word, 0 when the lock is free (or [`HANDED_OVER`]: free for a thread that
-//! slept on it, see "Handing over"). Its low half names the holder: its thread
-//! id, with [`WAITERS`] (bit 31) set once some thread sleeps on the lock and the marks
-//! [`PROCESS_HELD`], [`FOREIGN`] and [`RELEASING`] described below. Its high half is the low 32 bits of the
-//! holder's start time (clock ticks after boot; 0 if unknown). The futex calls sleep and wake
-//! on the low half (the kernel compares 32 bits); every access from memspace is to the whole
-//! word.
+//! slept on it, see "Handing over"). Its low half names the holder: its thread id, with
+//! [`WAITERS`] (bit 31) set once some thread sleeps on the lock and the marks
+//! [`PROCESS_HELD`], [`FOREIGN`] and [`RELEASING`] described below. Its high half is the low
+//! 32 bits of the holder's start time (clock ticks after boot; 0 if unknown). The futex calls
+//! sleep and wake on the low half (the kernel compares 32 bits); every access from memspace is
+//! to the whole word.
 //!
 //! * **Lock**: one 64-bit compare-and-swap from 0 to the caller's word. When that fails, the
 //!   caller spins briefly while the holder works without waiters, then sets `WAITERS` and
 //!   sleeps on the word (a *shared* futex: the kernel keys it by the page, so it reaches other
 //!   processes).
 //! * **Unlock**: one compare-and-swap from the caller's word back to 0 (or, to a waiter that
-//!   asked, to [`HANDED_OVER`]); if a waiter set
-//!   `WAITERS` (or, to a process's hold, another of its threads set `RELEASING`), a loop of
-//!   compare-and-swaps from the word as last seen, then a futex wake. A holder whose word
-//!   names someone else (it was judged dead and taken over) leaves it alone.
+//!   asked, to [`HANDED_OVER`]); if a waiter set `WAITERS` (or, to a process's hold, another
+//!   of its threads set `RELEASING`), a loop of compare-and-swaps from the word as last seen,
+//!   then a futex wake. A holder whose word names someone else (it was judged dead and taken
+//!   over) leaves it alone.
 //! * **Nothing else is written** on the way of an uncontended lock and unlock by a holder of
 //!   the home namespaces: its identity and start time arrive with the compare-and-swap that
 //!   takes the lock and leave with the one that frees it. (The pid beside it, for `inspect`

@@ -96,11 +96,9 @@ fn lock_by_url_runs_the_command_under_a_lease_and_inspect_shows_the_token() {
 
 #[test]
 fn a_url_without_a_server_fails_with_how_to_start_one() {
-    // A port nobody listens on: bind one, note it, let it go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    // A port nobody listens on, held so that no server another test starts can take it.
+    let refused = memspace_testkit::redis_server::RefusedPort::new();
+    let port = refused.port();
     let url = format!("redis://127.0.0.1:{port}");
     let err = fail(&["list", "len", &format!("{url}/x")]);
     assert!(

@@ -105,6 +105,49 @@ pub struct RedisServer {
     guardian: Option<Child>,
 }
 
+/// A loopback port held bound without listening, for as long as the value lives: a connection
+/// to it is refused, and no server another test starts meanwhile can take it (a port merely
+/// found free and let go can be).
+#[derive(Debug)]
+pub struct RefusedPort {
+    _socket: std::os::fd::OwnedFd,
+    port: u16,
+}
+
+impl RefusedPort {
+    /// Binds a TCP socket to a free loopback port, and does not listen on it.
+    ///
+    /// # Panics
+    ///
+    /// If no socket can be bound.
+    #[must_use]
+    pub fn new() -> Self {
+        use rustix::net::{AddressFamily, SocketAddrAny, SocketType, bind, getsockname, socket};
+        let socket = socket(AddressFamily::INET, SocketType::STREAM, None).expect("a TCP socket");
+        bind(&socket, &std::net::SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind a port");
+        let bound: SocketAddrAny = getsockname(&socket).expect("the bound address");
+        let port = std::net::SocketAddr::try_from(bound)
+            .expect("an IP address")
+            .port();
+        Self {
+            _socket: socket,
+            port,
+        }
+    }
+
+    /// The port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Default for RefusedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

@@ -298,7 +298,7 @@ impl<T: Pod> PodQueue<T> {
     /// [`QueueError::Closed`]; [`QueueError::Other`] if the segment was damaged.
     #[inline]
     pub fn put(&self, item: T) -> std::result::Result<(), QueueError> {
-        self.put_waiting(&[item], Wait::Forever)
+        self.put_one(item, Wait::Forever)
     }
 
     /// Puts `item` at the back if there is room now.
@@ -307,7 +307,7 @@ impl<T: Pod> PodQueue<T> {
     ///
     /// [`QueueError::Full`], or as [`PodQueue::put`].
     pub fn try_put(&self, item: T) -> std::result::Result<(), QueueError> {
-        self.put_waiting(&[item], Wait::Never)
+        self.put_one(item, Wait::Never)
     }
 
     /// Puts `item` at the back, waiting at most `timeout` for room.
@@ -316,7 +316,7 @@ impl<T: Pod> PodQueue<T> {
     ///
     /// [`QueueError::Timeout`], or as [`PodQueue::put`].
     pub fn put_timeout(&self, item: T, timeout: Duration) -> std::result::Result<(), QueueError> {
-        self.put_waiting(&[item], Wait::For(timeout))
+        self.put_one(item, Wait::For(timeout))
     }
 
     /// Puts every item of `items` at the back, in order, waiting for room as needed. Each step
@@ -354,7 +354,20 @@ impl<T: Pod> PodQueue<T> {
         )
     }
 
+    /// Puts `item`, at once where its slot is free (see `Ring::put_one_at_once`), else
+    /// waiting as `wait` says.
     #[inline]
+    fn put_one(&self, item: T, wait: Wait) -> std::result::Result<(), QueueError> {
+        let bytes = bytemuck::bytes_of(&item);
+        self.with_ring(|ring| {
+            if ring.put_one_at_once(bytes) {
+                Ok(())
+            } else {
+                ring.put(bytes, 1, wait).1
+            }
+        })
+    }
+
     fn put_waiting(&self, items: &[T], wait: Wait) -> std::result::Result<(), QueueError> {
         let bytes: &[u8] = bytemuck::cast_slice(items);
         self.with_ring(|ring| ring.put(bytes, items.len(), wait).1)
@@ -392,12 +405,13 @@ impl<T: Pod> PodQueue<T> {
     #[inline]
     fn get_waiting(&self, wait: Wait) -> std::result::Result<T, QueueError> {
         let mut item = T::zeroed();
+        let mut out = |words: &[_]| ring::copy_item(words, bytemuck::bytes_of_mut(&mut item));
         self.with_ring(|ring| {
-            ring.get(
-                1,
-                |words| ring::copy_item(words, bytemuck::bytes_of_mut(&mut item)),
-                wait,
-            )
+            if ring.get_one_at_once(&mut out) {
+                Ok(1)
+            } else {
+                ring.get(1, out, wait)
+            }
         })?;
         Ok(item)
     }

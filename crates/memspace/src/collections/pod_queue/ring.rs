@@ -204,6 +204,9 @@ unsafe impl ShmSafe for PodQueueArea {}
 pub(super) struct Shape {
     capacity_log2: u32,
     item_bytes: usize,
+    /// Words per slot (see [`Shape::slot_words`]), worked out once: every put and get finds
+    /// its slot with it.
+    slot_words: usize,
 }
 
 impl Shape {
@@ -214,6 +217,7 @@ impl Shape {
             .then_some(Shape {
                 capacity_log2: capacity.trailing_zeros(),
                 item_bytes,
+                slot_words: (ITEM + item_bytes.div_ceil(8)).next_multiple_of(LINE_WORDS),
             })
     }
 
@@ -223,7 +227,7 @@ impl Shape {
 
     /// Words per slot: the state and the item, in whole cache lines (see the module docs).
     fn slot_words(self) -> usize {
-        (ITEM + self.item_bytes.div_ceil(8)).next_multiple_of(LINE_WORDS)
+        self.slot_words
     }
 
     /// The bytes the slots take.
@@ -533,15 +537,7 @@ impl<'a> Ring<'a> {
             // Claimed at once, as if free: a look first would bring the slot's line from the
             // getter's cache to be read, and then once more to be written.
             let word = match me.try_claim(slot, state(lap, 0, EMPTY), lap, WRITING) {
-                Ok(()) => {
-                    let claimed = self.claim_more(position, count, me);
-                    failpoint::hit("pod_queue.claimed");
-                    // Others may have moved `tail` past the claimed slots already.
-                    tail.fetch_max(position.wrapping_add(claimed as u64), Ordering::AcqRel);
-                    self.fill(position, claimed, &item);
-                    self.segment.note_writer();
-                    return Ok(claimed);
-                }
+                Ok(()) => return Ok(self.put_claimed(position, count, me, &item)),
                 Err(word) => word,
             };
             match classify(word, lap) {
@@ -576,6 +572,50 @@ impl<'a> Ring<'a> {
                 }
             }
         }
+    }
+
+    /// Puts one item if the slot at `tail` is free and the queue open, as almost every put of
+    /// one item finds them: the first steps of [`Ring::put`], without its loop, its patience
+    /// and its error, so that they stay in registers. `false`, having changed nothing,
+    /// otherwise: the caller then calls [`Ring::put`], which settles every other case.
+    #[inline]
+    pub(super) fn put_one_at_once(self, item: &[u8]) -> bool {
+        let me = Self::me();
+        let position = self.area.tail.0.load(Ordering::Acquire);
+        let lap = self.shape.lap(position);
+        if self.is_closed() {
+            return false;
+        }
+        // Claimed at once, as in `put_run`.
+        let free = state(lap, 0, EMPTY);
+        if !me.claim(self.slot(position), free, lap, WRITING) {
+            return false;
+        }
+        self.put_claimed(position, 1, me, &|_| item);
+        true
+    }
+
+    /// Having claimed the slot of `first` (at `tail`), claims the free slots after it, up to
+    /// `count` in all, moves `tail` past them, writes the items and publishes them. Returns
+    /// how many.
+    #[inline]
+    fn put_claimed<'i>(
+        self,
+        first: u64,
+        count: usize,
+        me: Claimant,
+        item: &impl Fn(usize) -> &'i [u8],
+    ) -> usize {
+        let claimed = self.claim_more(first, count, me);
+        failpoint::hit("pod_queue.claimed");
+        // Others may have moved `tail` past the claimed slots already.
+        self.area
+            .tail
+            .0
+            .fetch_max(first.wrapping_add(claimed as u64), Ordering::AcqRel);
+        self.fill(first, claimed, item);
+        self.segment.note_writer();
+        claimed
     }
 
     /// Claims, after `first`, the free slots that follow it, up to `count` in all; returns
@@ -634,6 +674,25 @@ impl<'a> Ring<'a> {
     fn wake_everyone(self) {
         wake_all(&self.area.getters.0);
         wake_all(&self.area.putters.0);
+    }
+
+    /// Takes one item into `out` if the slot at `head` holds it ready, as almost every get
+    /// finds it while items flow: the first steps of [`Ring::get`], without its loop, its
+    /// patience and its error. `false`, having changed nothing, otherwise: the caller then
+    /// calls [`Ring::get`], which settles every other case.
+    #[inline]
+    pub(super) fn get_one_at_once(self, out: &mut impl FnMut(&[AtomicU64])) -> bool {
+        let me = Self::me();
+        let position = self.area.head.0.load(Ordering::Acquire);
+        let slot = self.slot(position);
+        let lap = self.shape.lap(position);
+        // `Seen::Ready` is exactly this word.
+        let ready = state(lap, 0, FULL);
+        if slot[0].load(Ordering::Acquire) != ready || !me.claim(slot, ready, lap, READING) {
+            return false;
+        }
+        self.take(position, 1, me, out);
+        true
     }
 
     /// Takes up to `max` items (at least one, waiting as `wait` says) into `out`, each

@@ -272,25 +272,37 @@ fn slot_states_no_put_or_get_stores_are_damage_not_a_panic_or_a_hang() {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
+/// Puts `n` items, `batch` at a time (0: one, then batches of 2, 3 and 4, in turn).
 fn produce((queue, producer, n, batch): (PodQueue<u64>, u64, u64, usize)) -> u64 {
     let items: Vec<u64> = (0..n).map(|i| (producer << 32) | i).collect();
-    for chunk in items.chunks(batch) {
-        if batch == 1 {
+    let mut rest = items.as_slice();
+    let mut round = 0;
+    while !rest.is_empty() {
+        let size = if batch == 0 { round % 4 + 1 } else { batch };
+        let (chunk, after) = rest.split_at(size.min(rest.len()));
+        if size == 1 {
             queue.put(chunk[0]).expect("put");
         } else {
             queue.put_many(chunk).expect("put_many");
         }
+        rest = after;
+        round += 1;
     }
     n
 }
 
+/// Takes items until the queue is closed, `batch` at most at a time (0: one, then up to 2, 3
+/// and 4, in turn).
 fn consume((queue, batch): (PodQueue<u64>, usize)) -> Vec<u64> {
     let mut items = Vec::new();
+    let mut round = 0;
     loop {
-        let got = if batch == 1 {
+        let size = if batch == 0 { round % 4 + 1 } else { batch };
+        round += 1;
+        let got = if size == 1 {
             queue.get().map(|item| vec![item])
         } else {
-            queue.get_many(batch)
+            queue.get_many(size)
         };
         match got {
             Ok(got) => items.extend(got),
@@ -328,8 +340,10 @@ fn once_and_in_order(received: &[Vec<u64>], context: &str) -> BTreeSet<u64> {
 #[test]
 fn producer_and_consumer_processes_pass_every_item_once_and_in_order() {
     let _dog = memspace_testkit::start_test();
-    // A small ring, so that puts wait for room and gets for items, asleep and woken.
-    for (batch, capacity) in [(1, 16), (7, 64)] {
+    // A small ring, so that puts wait for room and gets for items, asleep and woken. Batch 0:
+    // single items and batches mixed, so that the gets of one item (which take a path of
+    // their own where the item is ready) and of several meet at the same slots.
+    for (batch, capacity) in [(1, 16), (7, 64), (0, 4)] {
         let queue = PodQueue::<u64>::new(capacity).expect("new");
         let n = 60_000;
         let mut consumers: Vec<_> = (0..2)

@@ -513,6 +513,22 @@ fn a_get_killed_while_taking_over_a_dead_gets_item_leaves_it_to_the_next() {
     assert_consistent(&queue, "after two kills");
 }
 
+/// A batch get killed after claiming two items (the second by a store, not a swap): the next
+/// batch takes the first over and stops at the second, still claimed by the dead get, which
+/// the batch after takes over, with the items behind it.
+#[test]
+fn batches_after_a_dead_batch_get_take_its_claims_over_one_at_a_time() {
+    let Some((_dog, name, queue)) = queue_for_kills("podq-batch-takeover", &[1, 2, 3, 4]) else {
+        return;
+    };
+    kill_child_at(&name, "pod_queue.claimed_to_read", "get_many");
+    assert_eq!(queue.get_many(8).expect("the first taken over"), vec![1]);
+    assert_consistent(&queue, "after the first takeover");
+    assert_eq!(queue.get_many(8).expect("the rest"), vec![2, 3, 4]);
+    assert!(queue.is_empty());
+    assert_consistent(&queue, "after the second takeover");
+}
+
 /// A dead get's claim that no get has met yet is reported by `inspect` as a note, not damage.
 #[test]
 fn inspect_notes_a_dead_claim_without_calling_it_damage() {

@@ -4,7 +4,8 @@
 //!
 //! Where [`Queue`](super::Queue) encodes its items with serde into checksummed records and
 //! changes them under the segment's robust lock, this queue keeps each item's bytes in a slot
-//! of a ring, claimed with one compare-and-swap and handed over with one store. Every put and
+//! of a ring, claimed with one compare-and-swap (a batch of gets: the first of its slots) and
+//! handed over with one store. Every put and
 //! get is safe against a crash of its caller (see `ring.rs`).
 
 mod ring;
@@ -28,12 +29,13 @@ use crate::sys::Wait;
 /// A bounded multi-producer, multi-consumer FIFO queue of plain fixed-size items
 /// (`T:`[`Pod`]) in shared memory, for every thread and process that opens it.
 ///
-/// Its items live in a ring of `capacity` slots (a power of two, fixed when the queue is
-/// made), each a 64-byte cache line of its own (whole lines for items over 56 bytes), so that
-/// producers and consumers working on neighbouring slots do not take each other's lines. A put claims the next free slot with one compare-and-swap, writes the item's bytes
-/// and marks it ready with one store; a get claims the next ready slot, copies the item out
-/// and frees the slot. No lock is taken, and producers and consumers meet only at the slots
-/// they hand over, so two processes pass each other millions of items a second.
+/// Its items live in a ring of `capacity` slots (a power of two, fixed when the queue is made),
+/// each a 64-byte cache line of its own (whole lines for items over 48 bytes), so that producers
+/// and consumers working on neighbouring slots do not take each other's lines. A put claims the
+/// next free slot with one compare-and-swap, writes the item's bytes and marks it ready with one
+/// store; a get claims the next ready slot, copies the item out and frees the slot. No lock is
+/// taken, and producers and consumers meet only at the slots they hand over, so two processes pass
+/// each other millions of items a second.
 ///
 /// # Crashes
 ///
@@ -417,8 +419,9 @@ impl<T: Pod> PodQueue<T> {
     }
 
     /// Takes up to `max` items from the front, in order: waits for the first, then takes
-    /// those ready after it. One compare-and-swap per item, one move of the queue's head and
-    /// one wake-up for all. `max` 0 takes nothing and does not wait.
+    /// those ready after it. One compare-and-swap for the first item and a store for each of
+    /// the others, one move of the queue's head and one wake-up for all. `max` 0 takes nothing
+    /// and does not wait.
     ///
     /// # Errors
     ///

@@ -361,7 +361,11 @@ fn producer_and_consumer_processes_pass_every_item_once_and_in_order() {
             .iter_mut()
             .map(|consumer| consumer.join().expect("a consumer"))
             .collect();
-        let context = format!("batches of {batch}");
+        let context = if batch == 0 {
+            "single items and batches of 2 to 4, mixed".to_owned()
+        } else {
+            format!("batches of {batch}")
+        };
         let received = once_and_in_order(&received, &context);
         assert_eq!(
             received.len() as u64,
@@ -527,6 +531,19 @@ fn batches_after_a_dead_batch_get_take_its_claims_over_one_at_a_time() {
     assert_eq!(queue.get_many(8).expect("the rest"), vec![2, 3, 4]);
     assert!(queue.is_empty());
     assert_consistent(&queue, "after the second takeover");
+}
+
+/// A put into a closed queue fails as closed even where its slot is free.
+#[test]
+fn a_put_into_a_closed_queue_with_room_fails_as_closed() {
+    let _dog = memspace_testkit::start_test();
+    let queue = PodQueue::<u64>::new(4).expect("new");
+    queue.put(1).expect("put");
+    queue.close().expect("close");
+    for put in [queue.put(2), queue.try_put(2), queue.put_many(&[2, 3])] {
+        assert!(matches!(put, Err(QueueError::Closed { .. })), "{put:?}");
+    }
+    assert_eq!(queue.get_many(8).expect("what was put"), vec![1]);
 }
 
 /// A dead get's claim that no get has met yet is reported by `inspect` as a note, not damage.

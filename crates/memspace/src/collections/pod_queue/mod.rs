@@ -4,8 +4,8 @@
 //!
 //! Where [`Queue`](super::Queue) encodes its items with serde into checksummed records and
 //! changes them under the segment's robust lock, this queue keeps each item's bytes in a slot
-//! of a ring, claimed with one compare-and-swap (a batch of gets: the first of its slots) and
-//! handed over with one store. Every put and
+//! of a ring, claimed with one compare-and-swap (a `get_many` swaps for its first slot and
+//! claims the ready ones after it with stores) and handed over with one store. Every put and
 //! get is safe against a crash of its caller (see `ring.rs`).
 
 mod ring;
@@ -331,7 +331,7 @@ impl<T: Pod> PodQueue<T> {
     ///
     /// As [`PodQueue::put`]; a queue closed meanwhile keeps the items put before.
     pub fn put_many(&self, items: &[T]) -> std::result::Result<(), QueueError> {
-        self.put_waiting(items, Wait::Forever)
+        self.put_many_waiting(items, Wait::Forever)
     }
 
     /// Puts the items of `items` at the back, in order, as many as there is room for within
@@ -356,13 +356,13 @@ impl<T: Pod> PodQueue<T> {
         )
     }
 
-    /// Puts `item`, at once where its slot is free (see `Ring::put_one_at_once`), else
-    /// waiting as `wait` says.
+    /// Puts `item`: into the free slot at the tail if there is one (see
+    /// `Ring::put_one_if_free`), else waiting as `wait` says.
     #[inline]
     fn put_one(&self, item: T, wait: Wait) -> std::result::Result<(), QueueError> {
         let bytes = bytemuck::bytes_of(&item);
         self.with_ring(|ring| {
-            if ring.put_one_at_once(bytes) {
+            if ring.put_one_if_free(bytes) {
                 Ok(())
             } else {
                 ring.put(bytes, 1, wait).1
@@ -370,7 +370,7 @@ impl<T: Pod> PodQueue<T> {
         })
     }
 
-    fn put_waiting(&self, items: &[T], wait: Wait) -> std::result::Result<(), QueueError> {
+    fn put_many_waiting(&self, items: &[T], wait: Wait) -> std::result::Result<(), QueueError> {
         let bytes: &[u8] = bytemuck::cast_slice(items);
         self.with_ring(|ring| ring.put(bytes, items.len(), wait).1)
     }
@@ -383,7 +383,7 @@ impl<T: Pod> PodQueue<T> {
     /// the segment was damaged.
     #[inline]
     pub fn get(&self) -> std::result::Result<T, QueueError> {
-        self.get_waiting(Wait::Forever)
+        self.get_one(Wait::Forever)
     }
 
     /// Takes the item at the front, if one is ready now.
@@ -392,7 +392,7 @@ impl<T: Pod> PodQueue<T> {
     ///
     /// [`QueueError::Empty`], or as [`PodQueue::get`].
     pub fn try_get(&self) -> std::result::Result<T, QueueError> {
-        self.get_waiting(Wait::Never)
+        self.get_one(Wait::Never)
     }
 
     /// Takes the item at the front, waiting at most `timeout` for one.
@@ -401,15 +401,17 @@ impl<T: Pod> PodQueue<T> {
     ///
     /// [`QueueError::Timeout`], or as [`PodQueue::get`].
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, QueueError> {
-        self.get_waiting(Wait::For(timeout))
+        self.get_one(Wait::For(timeout))
     }
 
+    /// Takes one item: the ready one at the head if there is one (see
+    /// `Ring::get_one_if_ready`), else waiting as `wait` says.
     #[inline]
-    fn get_waiting(&self, wait: Wait) -> std::result::Result<T, QueueError> {
+    fn get_one(&self, wait: Wait) -> std::result::Result<T, QueueError> {
         let mut item = T::zeroed();
         let mut out = |words: &[_]| ring::copy_item(words, bytemuck::bytes_of_mut(&mut item));
         self.with_ring(|ring| {
-            if ring.get_one_at_once(&mut out) {
+            if ring.get_one_if_ready(&mut out) {
                 Ok(1)
             } else {
                 ring.get(1, out, wait)

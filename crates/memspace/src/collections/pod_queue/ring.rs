@@ -30,8 +30,8 @@
 //! EMPTY(lap)            free for the position of `lap`
 //!   -> WRITING(lap, pid)  claimed by a put of process `pid`      (compare-and-swap)
 //!   -> FULL(lap)          the item is ready                       (store)
-//!   -> READING(lap, pid)  taken by a get of process `pid`        (compare-and-swap; a
-//!                         store for the slots after the first of a batch: see "A get")
+//!   -> READING(lap, pid)  taken by a get of process `pid`        (compare-and-swap; a store
+//!                                                                  after a batch's first)
 //!   -> EMPTY(lap + 1)     done: free for the position one lap on  (store)
 //! EMPTY(lap) with owner 1 (`CLOSED_HERE`): free, and a get reported the queue closed here
 //! ```
@@ -60,10 +60,11 @@
 //!   A batch claims the ready slots after the one at `head` with stores: no other get reaches
 //!   them before this one frees the slot at `head`, which it does after its claims, and no one
 //!   else changes a ready slot (puts claim free slots, settlers and takers swap from a claim,
-//!   the closed mark from a free slot). One locked instruction per item is saved: batches of
-//!   `u64` between two processes went from 26–31 M to 32–37 M items a second on a 2.1 GHz
-//!   virtual machine. The store is a release, as the swap was: a get that takes the claim
-//!   over from a dead one then sees the item's bytes through it.
+//!   the closed mark from a free slot). A swap each would cost one locked instruction per
+//!   item: batches of `u64` between two processes move 32–37 M items a second with stores,
+//!   26–31 M with swaps (a 2.1 GHz virtual machine). The store is a release after an acquire
+//!   load: a get that takes over a dead get's claim acquires it, and so sees the bytes the put
+//!   released.
 //! * A call that finds its position done already moves it on, with a compare-and-swap, and
 //!   looks again: its `tail` or `head` was read before another call moved it, or a get freed
 //!   the slot (and a put may have claimed it for the next lap) and has not moved `head` yet.
@@ -212,8 +213,8 @@ unsafe impl ShmSafe for PodQueueArea {}
 pub(super) struct Shape {
     capacity_log2: u32,
     item_bytes: usize,
-    /// Words per slot (see [`Shape::slot_words`]), worked out once: every put and get finds
-    /// its slot with it.
+    /// Words per slot (see [`Shape::slot_words`]), kept: every put and get finds its slot
+    /// with it.
     slot_words: usize,
 }
 
@@ -233,7 +234,8 @@ impl Shape {
         1 << self.capacity_log2
     }
 
-    /// Words per slot: the state and the item, in whole cache lines (see the module docs).
+    /// Words per slot: the state, the stamp and the item, in whole cache lines (see the module
+    /// docs).
     fn slot_words(self) -> usize {
         self.slot_words
     }
@@ -359,8 +361,8 @@ impl Claimant {
     }
 
     /// Claims `slot` for `phase` in `lap`, then stamps it, as [`Claimant::claim`] does, with a
-    /// store: for a slot that no other call can change before this one (its state just read),
-    /// where a compare-and-swap would only cost a locked instruction.
+    /// store. The caller read the slot as `FULL` of `lap` with an acquire load, and no other
+    /// call can change it: a get's slots after the one it claimed at `head`.
     #[inline]
     fn claim_unopposed(self, slot: &[AtomicU64], lap: u64, phase: u64) {
         let claim = state(lap, self.pid, phase);
@@ -597,7 +599,7 @@ impl<'a> Ring<'a> {
     /// and its error, so that they stay in registers. `false`, having changed nothing,
     /// otherwise: the caller then calls [`Ring::put`], which settles every other case.
     #[inline]
-    pub(super) fn put_one_at_once(self, item: &[u8]) -> bool {
+    pub(super) fn put_one_if_free(self, item: &[u8]) -> bool {
         let me = Self::me();
         let position = self.area.tail.0.load(Ordering::Acquire);
         let lap = self.shape.lap(position);
@@ -699,7 +701,7 @@ impl<'a> Ring<'a> {
     /// patience and its error. `false`, having changed nothing, otherwise: the caller then
     /// calls [`Ring::get`], which settles every other case.
     #[inline]
-    pub(super) fn get_one_at_once(self, out: &mut impl FnMut(&[AtomicU64])) -> bool {
+    pub(super) fn get_one_if_ready(self, out: &mut impl FnMut(&[AtomicU64])) -> bool {
         let me = Self::me();
         let position = self.area.head.0.load(Ordering::Acquire);
         let slot = self.slot(position);

@@ -25,13 +25,13 @@ pub fn sigkill(pid: u32) {
 ///
 /// # Panics
 ///
-/// If `pid` ends first.
+/// If `pid` ends first, or is not stopped within [`WAIT_LIMIT`].
 pub fn sigstop(pid: u32) {
     send_signal(pid, rustix::process::Signal::STOP);
-    while !matches!(procfs::process_state(pid), Some('T' | 't')) {
+    wait_until(&format!("{pid} stops"), || {
         assert!(!procfs::has_ended(pid), "{pid} ended instead of stopping");
-        std::thread::yield_now();
-    }
+        matches!(procfs::process_state(pid), Some('T' | 't'))
+    });
 }
 
 /// Lets `pid`, stopped by [`sigstop`], go on (SIGCONT).

@@ -639,8 +639,9 @@ impl<'a> Ring<'a> {
     }
 
     /// Claims, after `first`, the free slots that follow it, up to `count` in all; returns
-    /// how many it holds. No other put claims them: they lie past `tail`, which still names
-    /// `first`.
+    /// how many it holds. Other puts may race for them: a put that finds the slot of `first`
+    /// claimed moves `tail` on past it (`move_on`) and claims the next. So each is a
+    /// compare-and-swap, and the first that fails ends the run.
     fn claim_more(self, first: u64, count: usize, me: Claimant) -> usize {
         let mut claimed = 1;
         while claimed < count && (claimed as u64) < self.capacity() {

@@ -232,17 +232,16 @@ fn a_queue_ring_outside_the_data_area_or_exhausted_sequence_numbers_are_refused(
     }
     backing.write_u64(KIND_AREA, ring);
     // An empty window at the last sequence number: the next one does not exist.
-    let (head, end) = (
-        backing.read_u64(KIND_AREA + 8),
-        backing.read_u64(KIND_AREA + 16),
-    );
-    backing.write_u64(KIND_AREA + 8, u64::MAX);
-    backing.write_u64(KIND_AREA + 16, u64::MAX);
+    // `end` opens the senders' line, `head` the receivers' (`collections/queue/layout.rs`).
+    let (head_at, end_at) = (KIND_AREA + 128, KIND_AREA + 64);
+    let (head, end) = (backing.read_u64(head_at), backing.read_u64(end_at));
+    backing.write_u64(head_at, u64::MAX);
+    backing.write_u64(end_at, u64::MAX);
     backing.refuses("end sequence number u64::MAX", "entries", || {
         other(queue.try_put(&2))
     });
-    backing.write_u64(KIND_AREA + 8, head);
-    backing.write_u64(KIND_AREA + 16, end);
+    backing.write_u64(head_at, head);
+    backing.write_u64(end_at, end);
     queue.try_put(&2).expect("put once repaired");
     assert_eq!(queue.to_vec().expect("read"), [1, 2]);
 }

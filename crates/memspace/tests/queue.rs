@@ -368,9 +368,9 @@ fn a_blocked_get_is_woken_by_a_put_from_another_process() {
     assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
-/// Where the count of receivers asleep on the queue's `items` word lies (the kind area's
-/// `receivers`, after eight words and two futex words; see "Untrusted input" below).
-const RECEIVERS_OFFSET: u64 = KIND_AREA + 72;
+/// Where the count of receivers asleep on the queue's `items` word lies (the high half of
+/// `items`, the second word of the kind area's second line; see "Untrusted input" below).
+const RECEIVERS_OFFSET: u64 = KIND_AREA + 76;
 
 /// The count of receivers asleep, read from the segment's file.
 fn receivers_counted(name: &Removal) -> u32 {
@@ -553,7 +553,7 @@ fn an_item_that_cannot_be_encoded_changes_nothing() {
 /// Where the queue's words start in a segment (the kind area), and how many there are: this
 /// test writes garbage over them, so it knows the layout (`collections/queue.rs`).
 const KIND_AREA: u64 = 2304;
-const QUEUE_WORDS: u64 = 10;
+const QUEUE_WORDS: u64 = 24;
 
 #[test]
 fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {

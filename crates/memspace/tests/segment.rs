@@ -50,12 +50,15 @@ fn assert_every_open_fails(name: &str, what: &str, expected: impl Fn(&Error) -> 
     }
 }
 
+/// The layout version of this build (`src/segment/header.rs`).
+const LAYOUT_VERSION: u32 = 10;
+
 /// A header that passes validation, for a segment of `file_size` bytes (see
 /// `src/segment/header.rs` for the layout).
 fn valid_header(kind: u32, size: u64) -> Vec<u8> {
     let mut header = vec![0u8; 8192];
     header[0..8].copy_from_slice(b"MEMSPACE");
-    header[8..12].copy_from_slice(&9u32.to_le_bytes()); // layout version
+    header[8..12].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
     header[12..16].copy_from_slice(&kind.to_le_bytes());
     header[16..20].copy_from_slice(&2u32.to_le_bytes()); // ready
     header[20..24].copy_from_slice(&8192u32.to_le_bytes()); // control pages
@@ -117,7 +120,7 @@ fn headers_with_bad_fields_are_reported_not_trusted() {
                     e,
                     Error::Open(OpenError::VersionMismatch {
                         found: 99,
-                        expected: 9,
+                        expected: LAYOUT_VERSION,
                         ..
                     })
                 )
@@ -181,13 +184,15 @@ fn a_real_segment_rewritten_with_another_layout_version_is_a_version_mismatch() 
             err,
             Error::Open(OpenError::VersionMismatch {
                 found: 1,
-                expected: 9,
+                expected: LAYOUT_VERSION,
                 ..
             })
         )
     });
-    let message = Lock::open(removal.name()).expect_err("v9").to_string();
-    assert!(message.contains("v9"), "{message}");
+    let message = Lock::open(removal.name())
+        .expect_err("another version")
+        .to_string();
+    assert!(message.contains(&format!("v{LAYOUT_VERSION}")), "{message}");
 }
 
 #[test]

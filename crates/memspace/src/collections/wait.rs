@@ -2,7 +2,7 @@
 //! deadline of the caller's timeout, how long each sleep before it may last, and how long to
 //! spin before sleeping.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long [`spin_while`] spins at first, in nanoseconds: about what a futex sleep and its
@@ -21,11 +21,11 @@ const ROUNDS_PER_LOOK: u32 = 32;
 /// does not (an idle queue, or more runnable threads than cores).
 static SPIN_BUDGET: AtomicU64 = AtomicU64::new(SPIN_START);
 
-/// Spins while `word` still holds `seen`, for at most this process's budget and never past
-/// `deadline`. For a caller about to sleep on `word`, who unlocked first: a change seen here
-/// saves the sleep and the other side's wake-up system call.
-pub(super) fn spin_while(word: &AtomicU32, seen: u32, deadline: Option<Instant>) {
-    spin_until(|| word.load(Ordering::Relaxed) != seen, deadline);
+/// Spins while the futex word in the low half of `word` still holds `seen`, for at most this
+/// process's budget and never past `deadline`. For a caller about to sleep on it, who unlocked
+/// first: a change seen here saves the sleep and the other side's wake-up system call.
+pub(super) fn spin_while(word: &AtomicU64, seen: u32, deadline: Option<Instant>) {
+    spin_until(|| word.load(Ordering::Relaxed) as u32 != seen, deadline);
 }
 
 /// Spins until `changed` says so, for at most this process's budget (see [`SPIN_BUDGET`]) and

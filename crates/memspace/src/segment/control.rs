@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use super::LockSlot;
 use super::Segment;
 use super::header::{
-    Header, KIND_OFFSET, LOCK_OFFSET, META_OFFSET, TYPE_NAME_OFFSET, TypeName, USERS_OFFSET,
+    Header, KIND_LOCK_OFFSET, KIND_OFFSET, LOCK_OFFSET, META_OFFSET, TYPE_NAME_OFFSET, TypeName,
+    USERS_OFFSET,
 };
 use super::mapping::Mapping;
 use super::users::{Meta, Users};
@@ -44,10 +45,31 @@ impl Segment {
         self.control::<_, LOCK_OFFSET>()
     }
 
-    /// The kind-specific control words at [`KIND_OFFSET`], up to the type name's page.
+    /// The second lock slot (see `header.rs`): a queue's receivers take it. Initialised and
+    /// reset with the segment's own, in every segment; unused by most kinds.
+    #[inline]
+    pub(crate) fn kind_lock_slot(&self) -> &LockSlot {
+        self.control::<_, KIND_LOCK_OFFSET>()
+    }
+
+    /// Both lock slots: the segment's and the second one.
+    pub(super) fn lock_slots(&self) -> [&LockSlot; 2] {
+        [self.lock_slot(), self.kind_lock_slot()]
+    }
+
+    /// Records this process's namespaces in both lock slots, before it can lock either (see
+    /// `LockSlot::note_user_namespace`).
+    pub(super) fn note_user_namespace(&self) {
+        let namespaces = sys::this_thread().namespaces;
+        for slot in self.lock_slots() {
+            slot.note_user_namespace(namespaces);
+        }
+    }
+
+    /// The kind-specific control words at [`KIND_OFFSET`], up to the second lock slot.
     #[inline]
     pub(crate) fn kind_area<T: ShmSafe>(&self) -> &T {
-        const { assert!(size_of::<T>() <= (TYPE_NAME_OFFSET - KIND_OFFSET) as usize) };
+        const { assert!(size_of::<T>() <= (KIND_LOCK_OFFSET - KIND_OFFSET) as usize) };
         self.control::<_, KIND_OFFSET>()
     }
 

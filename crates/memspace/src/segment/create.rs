@@ -116,7 +116,9 @@ impl Segment {
         for (word, value) in self.meta().boot_id.iter().zip(boot) {
             word.store(value, Ordering::Relaxed);
         }
-        self.lock_slot().init();
+        for slot in self.lock_slots() {
+            slot.init();
+        }
         init(self)?;
         h.init_state.store(header::STATE_READY, Ordering::Release);
         Ok(())

@@ -6,7 +6,9 @@
 //!    128    64  LockSlot      the segment's lock word, its holder, state and poison flag
 //!    192    64  Meta          boot id, count of users the table could not hold
 //!    256  2048  Users         128 slots (pid, start time) of attached processes
-//!   2304  1792  kind area     the collection's own control words (len, index table, ...)
+//!   2304  1728  kind area     the collection's own control words (len, index table, ...)
+//!   4032    64  LockSlot      a second lock, for kinds whose operations split in two (a
+//!                             queue's receivers lock it, its senders the segment's lock)
 //!   4096  4096  TypeName      the item type's Rust name, for tools (length, then UTF-8)
 //!   8192     …  data          records, index blocks, values: grows at the end
 //! ```
@@ -33,8 +35,10 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// reader-writer lock, whose wakers make no system call when nobody sleeps (a waiter of an
 /// older build, not counted, would never be woken); version 9 hands a contended lock over to
 /// a waiter that waited too long (a word a lock of an older build would take for a dead
-/// holder's).
-pub(crate) const LAYOUT_VERSION: u32 = 9;
+/// holder's); version 10 gave every segment a second lock slot at the end of the kind area,
+/// which a queue's receivers take while its senders take the segment's lock (a receiver of an
+/// older build would take the segment's lock and race the senders of this one).
+pub(crate) const LAYOUT_VERSION: u32 = 10;
 /// The size of the control pages.
 pub(crate) const CONTROL_SIZE: u64 = 8192;
 /// Where the lock slot lives.
@@ -45,6 +49,9 @@ pub(crate) const META_OFFSET: u64 = 192;
 pub(crate) const USERS_OFFSET: u64 = 256;
 /// Where the kind-specific control words live.
 pub(crate) const KIND_OFFSET: u64 = 2304;
+/// Where the second lock slot lives: the last 64 bytes of the first control page, after the
+/// kind area.
+pub(crate) const KIND_LOCK_OFFSET: u64 = TYPE_NAME_OFFSET - 64;
 /// Where the item type's name lives: the second control page.
 pub(crate) const TYPE_NAME_OFFSET: u64 = 4096;
 /// The first byte of the data area.

@@ -1,5 +1,6 @@
 //! [`LockAnchor`]: a segment's lock slot, kept by a handle whose every call takes the lock;
-//! [`LockSite`]: where a lock is taken, a segment or an anchor.
+//! [`LockSite`]: where a lock is taken, a segment or an anchor; [`KindLock`]: the segment's
+//! second lock.
 //!
 //! Reached through the segment, the slot is two dependent loads from the handle (the `Arc`'s
 //! pointer, then the mapping's base, beside its length for the bounds check), which the
@@ -37,6 +38,30 @@ impl LockSite for Segment {
     #[inline]
     fn is_intact(&self) -> bool {
         Segment::is_intact(self)
+    }
+}
+
+/// Where the segment's second lock is taken (see `header.rs`): a queue's receive lock.
+#[derive(Clone, Copy)]
+pub(crate) struct KindLock<'a>(pub(crate) &'a Segment);
+
+impl InSegment for KindLock<'_> {
+    #[inline]
+    fn segment(&self) -> &Segment {
+        self.0
+    }
+}
+
+impl LockSite for KindLock<'_> {
+    #[inline]
+    fn slot(&self) -> &LockSlot {
+        self.0.kind_lock_slot()
+    }
+
+    /// As for the segment's own lock: it guards data elsewhere in the segment.
+    #[inline]
+    fn is_intact(&self) -> bool {
+        Segment::is_intact(self.0)
     }
 }
 

@@ -68,7 +68,7 @@ pub(crate) use self::access::{decoding_from_own_process, trust_may_travel};
 use self::header::FLAG_ANONYMOUS;
 pub use self::header::Kind;
 pub(crate) use self::header::{DATA_START, HeaderFields, MAX_RESERVATION};
-pub(crate) use self::lock_anchor::{LockAnchor, LockSite};
+pub(crate) use self::lock_anchor::{KindLock, LockAnchor, LockSite};
 pub(crate) use self::mapping::Mapping;
 pub use self::name::redact_credentials;
 pub(crate) use self::name::server_of_url;

@@ -131,7 +131,9 @@ impl Segment {
         if found != boot {
             if found != [0, 0] {
                 self.users_table().clear();
-                self.lock_slot().reset_after_reboot();
+                for slot in self.lock_slots() {
+                    slot.reset_after_reboot();
+                }
             }
             for (word, value) in self.meta().boot_id.iter().zip(boot) {
                 word.store(value, Ordering::Release);
@@ -189,8 +191,7 @@ impl Segment {
             check_access(&self.name, &self.identity)?;
             // A handle claims locks and slots under this process's pid: the segment learns its
             // namespace, as an open does, so that no one judges those pids in another.
-            self.lock_slot()
-                .note_user_namespace(sys::this_thread().namespaces);
+            self.note_user_namespace();
         }
         if self.kind() == expected {
             Ok(self)

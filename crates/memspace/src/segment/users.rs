@@ -173,8 +173,7 @@ impl Users {
 impl Segment {
     /// Claims a slot in the table of users (see the module docs).
     pub(super) fn attach(&mut self) {
-        self.lock_slot()
-            .note_user_namespace(sys::this_thread().namespaces);
+        self.note_user_namespace();
         let pid = sys::pid();
         let start_time = sys::process_start_time(pid).unwrap_or(0);
         match self.users_table().attach(pid, start_time) {

@@ -4,22 +4,36 @@
 //! # Layout
 //!
 //! ```text
-//! kind area:  ring       offset of the current ring (0: none yet)         committed
-//!             head, end  sequence numbers: entries [head, end) are live    committed
+//! kind area, first line: read by both sides, written under both locks
+//!             ring       offset of the current ring (0: none yet)         committed
 //!             capacity   0: unbounded                                      fixed at creation
-//!             waiting    items ready to be received                        derived
-//!             unacked    items put and not acknowledged (ready or taken)   derived
-//!             hint       no ready entry lies in [head, hint)               derived
-//!             changes    odd while a holder of the lock changes the queue  (for `verify`)
-//!             items      futex word, bumped when an item becomes ready
-//!             space      futex word, bumped when an item is acknowledged
-//!             receivers, senders   how many threads sleep on `items` / `space` (senders
-//!                        and joiners); zeroed by the waker that wakes them
 //!             closed     0 open, 1 closed, 2 closed immediately            committed
+//! second line: written by senders, under the segment's lock
+//!             end        sequence number after the last item put          committed
+//!             items      futex word (low half), bumped when an item becomes ready, and how
+//!                        many receivers sleep on it (high half), zeroed by the same bump
+//!             sender_head   a `head` the senders read: no later than `head`   derived
+//!             sender_first  the record offset of entry `sender_head`           derived
+//!             sender_tail   where the record of entry `end - 1` ends             derived
+//!             sender_acked  an `acked` the senders read: no later than `acked` derived
+//! third line: written by receivers, under the receive lock
+//!             head       entries [head, end) are live                      committed
+//!             acked      head + the acknowledged entries after it          derived
+//!             settled    head + the entries after it not ready             derived
+//!             hint       no ready entry lies in [head, hint)               derived
+//!             changes    odd while a holder of the receive lock changes the queue (for `verify`)
+//!             space      futex word (low half), bumped when an item is acknowledged, and how
+//!                        many senders and joiners sleep on it (high half)
+//!             receiver_end  an `end` the receivers read: no later than `end`   derived
 //! ring:       [u64 slots][u64 bytes][16 reserved][slots entries][bytes of records]
 //! entry:      [u64 record][u32 state][u32 deliveries][u32 taker pid][u32][u64 taker start]
 //! record:     [u32 length][u32 CRC-32C][payload][padding to 8]  (record.rs)
 //! ```
+//!
+//! Ready items number `end - settled`, unacknowledged ones `end - acked`. Each side writes
+//! its own line, so that a sender and a receiver never wait for each other's lock, and reads
+//! the other's only when its own copy (`sender_head`, `receiver_end`, ...) runs out: a line
+//! one side writes is not pulled away from it by the other at every item.
 //!
 //! Entry `seq` lives in slot `seq % slots`; `state` is 1 ready, 2 taken, 3 acknowledged. The
 //! records of entries `head..end` lie one after the other in the ring's byte area, wrapping
@@ -30,7 +44,7 @@
 //! that means harm: each offset is checked against the segment's committed size before it is
 //! followed.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::collections::record;
 use crate::error::{Error, Result};
@@ -57,25 +71,31 @@ pub(super) const CLOSED: u32 = 1;
 /// back or left behind by a dead receiver.
 pub(super) const CLOSED_NOW: u32 = 2;
 
-/// The queue's words in the segment's kind area (see the module docs).
-#[repr(C)]
+/// The queue's words in the segment's kind area (see the module docs): a line both sides
+/// read, a line the senders write and a line the receivers write.
+#[repr(C, align(64))]
 pub(super) struct QueueArea {
     pub(super) ring: AtomicU64,
-    pub(super) head: AtomicU64,
-    pub(super) end: AtomicU64,
     pub(super) capacity: AtomicU64,
-    pub(super) waiting: AtomicU64,
-    pub(super) unacked: AtomicU64,
-    pub(super) hint: AtomicU64,
-    pub(super) changes: AtomicU64,
-    pub(super) items: AtomicU32,
-    pub(super) space: AtomicU32,
-    pub(super) receivers: AtomicU32,
-    pub(super) senders: AtomicU32,
-    /// [`OPEN`], [`CLOSED`] or [`CLOSED_NOW`]. Zero in a segment made before queues could be
-    /// closed, where the word was unused and zero-filled: such a queue reads as open.
+    /// [`OPEN`], [`CLOSED`] or [`CLOSED_NOW`].
     pub(super) closed: AtomicU32,
     pub(super) reserved: AtomicU32,
+    pub(super) shared_line: [AtomicU64; 5],
+    pub(super) end: AtomicU64,
+    pub(super) items: AtomicU64,
+    pub(super) sender_head: AtomicU64,
+    pub(super) sender_first: AtomicU64,
+    pub(super) sender_tail: AtomicU64,
+    pub(super) sender_acked: AtomicU64,
+    pub(super) senders_line: [AtomicU64; 2],
+    pub(super) head: AtomicU64,
+    pub(super) acked: AtomicU64,
+    pub(super) settled: AtomicU64,
+    pub(super) hint: AtomicU64,
+    pub(super) changes: AtomicU64,
+    pub(super) space: AtomicU64,
+    pub(super) receiver_end: AtomicU64,
+    pub(super) receivers_line: AtomicU64,
 }
 
 /// One slot of a ring (see the module docs).
@@ -90,7 +110,9 @@ pub(super) struct Entry {
 }
 
 const _: () = assert!(size_of::<Entry>() == ENTRY_SIZE as usize);
-const _: () = assert!(size_of::<QueueArea>() == 88);
+const _: () = assert!(size_of::<QueueArea>() == 192);
+const _: () = assert!(std::mem::offset_of!(QueueArea, end) == 64);
+const _: () = assert!(std::mem::offset_of!(QueueArea, head) == 128);
 
 // SAFETY: `#[repr(C)]` with only fixed-width atomics, so its layout is the same in every
 // process (pinned by the size assertion above), every bit pattern is a value, all mutation is
@@ -180,27 +202,42 @@ impl<'a> Raw<'a> {
         Ok(Some(Ring { at, slots, lo, hi }))
     }
 
-    /// [`Raw::ring`] for a holder of the lock: a ring this handle checked before is taken
-    /// from its [`Memo`](crate::segment::Memo) (the ring's offset, slots, and record area)
-    /// instead of being checked again. Rings are never rebuilt in
-    /// place (a larger one goes past the current one), so an offset names one ring for good.
+    /// [`Raw::ring`] for a holder of either lock: a ring this handle checked before is taken
+    /// from its [`Memo`](crate::segment::Memo) (a version, the ring's offset, its slots and
+    /// its record bytes) instead of being checked again. Rings are never rebuilt in place (a
+    /// larger one goes past the current one), so an offset names one ring for good.
+    ///
+    /// A sender and a receiver of one handle may write the memo at once, each under its own
+    /// lock, for two different rings: the memo is a sequence lock. A writer makes the version
+    /// odd with a compare-and-swap (a writer that loses leaves the memo to the winner), and a
+    /// reader trusts the words only if the version was even and unchanged around its loads.
     pub(super) fn ring_held(self, _held: &RawGuard<'_>) -> Result<Option<Ring>> {
         let at = self.area().ring.load(Ordering::Acquire);
-        let [known, slots, lo, hi] = self.segment.memo().words();
-        if at != 0 && known.load(Ordering::Relaxed) == at {
-            return Ok(Some(Ring {
-                at,
-                slots: slots.load(Ordering::Relaxed),
-                lo: lo.load(Ordering::Relaxed),
-                hi: hi.load(Ordering::Relaxed),
-            }));
+        let [version, known, slots, bytes] = self.segment.memo().words();
+        let seen = version.load(Ordering::Acquire);
+        if at != 0 && seen.is_multiple_of(2) && known.load(Ordering::Relaxed) == at {
+            let (slots, bytes) = (slots.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+            fence(Ordering::Acquire);
+            if version.load(Ordering::Relaxed) == seen {
+                // As `Raw::ring` computed them when it checked this ring: no overflow.
+                let lo = at + RING_HEADER + slots * ENTRY_SIZE;
+                let hi = lo + bytes;
+                return Ok(Some(Ring { at, slots, lo, hi }));
+            }
         }
         let ring = self.ring()?;
-        if let Some(ring) = ring {
-            slots.store(ring.slots, Ordering::Relaxed);
-            lo.store(ring.lo, Ordering::Relaxed);
-            hi.store(ring.hi, Ordering::Relaxed);
+        if let Some(ring) = ring
+            && seen.is_multiple_of(2)
+            && version
+                .compare_exchange(seen, seen + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            // The odd version is visible before any of the words.
+            fence(Ordering::Release);
             known.store(ring.at, Ordering::Relaxed);
+            slots.store(ring.slots, Ordering::Relaxed);
+            bytes.store(ring.bytes(), Ordering::Relaxed);
+            version.store(seen + 2, Ordering::Release);
         }
         Ok(ring)
     }
@@ -219,21 +256,66 @@ impl<'a> Raw<'a> {
         self.corrupt(format!("entry {seq} at {at} is not mapped"))
     }
 
-    /// `head` and `end`, checked against each other and the ring. Inline, its error out of
-    /// line: every put and receive reads it, some twice.
+    /// `head` and `end`, checked against each other and the ring. Each side reads the
+    /// other's word here: a sender `head` (whose records it may then write over), a receiver
+    /// `end` (whose entries and records it then reads). For the hot paths, see
+    /// [`Raw::receivers_window`] and the senders' copies of `head`.
     #[inline]
     pub(super) fn window(self, ring: Option<Ring>) -> Result<(u64, u64)> {
         let area = self.area();
-        let (head, end) = (
-            area.head.load(Ordering::Relaxed),
-            area.end.load(Ordering::Relaxed),
-        );
+        let head = area.head.load(Ordering::Acquire);
+        self.checked_window(ring, head, area.end.load(Ordering::Acquire))
+    }
+
+    /// The window as receivers see it, from their own line: `head` and `receiver_end`, their
+    /// copy of `end` (see [`Raw::refresh_receiver_end`]).
+    #[inline]
+    pub(super) fn receivers_window(self, ring: Option<Ring>) -> Result<(u64, u64)> {
+        let area = self.area();
+        let head = area.head.load(Ordering::Relaxed);
+        self.checked_window(ring, head, area.receiver_end.load(Ordering::Relaxed))
+    }
+
+    /// Reads `end` into `receiver_end` (a holder of the receive lock) and returns the window.
+    pub(super) fn refresh_receiver_end(self, ring: Option<Ring>) -> Result<(u64, u64)> {
+        let window = self.window(ring)?;
+        self.area().receiver_end.store(window.1, Ordering::Relaxed);
+        Ok(window)
+    }
+
+    /// `(head, end)` checked against each other and the ring. Inline, its error out of line:
+    /// every put and receive reads it, some twice.
+    #[inline]
+    pub(super) fn checked_window(
+        self,
+        ring: Option<Ring>,
+        head: u64,
+        end: u64,
+    ) -> Result<(u64, u64)> {
         let slots = ring.map_or(0, |r| r.slots);
         // `end + 1` is the next sequence number: it must exist.
         match end.checked_sub(head) {
             Some(live) if live <= slots && end < u64::MAX => Ok((head, end)),
             _ => Err(self.bad_window(head, end, slots)),
         }
+    }
+
+    /// Items ready to be received: `end - settled`. Exact for a holder of the receive lock; a
+    /// look without it may be a moment old.
+    #[inline]
+    pub(super) fn waiting(self) -> u64 {
+        let area = self.area();
+        // `settled` first: it never passes the `end` of its time, so a later `end` is no less.
+        let settled = area.settled.load(Ordering::Acquire);
+        area.end.load(Ordering::Acquire).saturating_sub(settled)
+    }
+
+    /// Items put and not acknowledged: `end - acked`, as [`Raw::waiting`].
+    #[inline]
+    pub(super) fn unacked(self) -> u64 {
+        let area = self.area();
+        let acked = area.acked.load(Ordering::Acquire);
+        area.end.load(Ordering::Acquire).saturating_sub(acked)
     }
 
     #[cold]

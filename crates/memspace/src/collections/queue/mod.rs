@@ -246,7 +246,7 @@ impl<T> Queue<T> {
     /// As [`Queue::len`].
     pub fn unacknowledged(&self) -> Result<u64> {
         match self.place.as_ref() {
-            Place::Shm(segment) => Ok(Raw { segment }.area().unacked.load(Ordering::Acquire)),
+            Place::Shm(segment) => Ok(Raw { segment }.unacked()),
             #[cfg(feature = "redis")]
             Place::Redis(queue) => Ok(queue.len()? + queue.in_flight()?),
         }

@@ -1,61 +1,79 @@
 //! The shared-memory engine of [`Queue`](super::Queue): the ring of `layout.rs`, changed under
-//! the segment's robust lock, and the futexes that blocked callers sleep on.
+//! two robust locks, and the futexes that blocked callers sleep on.
 //!
-//! # Protocol: one store commits each change
+//! # Two locks
 //!
-//! Every operation holds the segment's robust lock, and each change is committed by one
-//! atomic store:
+//! Senders take the segment's lock, receivers its second lock (the *receive lock*), so that a
+//! sender and a receiver in two processes work at once instead of taking turns at one lock.
+//! Each side writes its own line of the queue's words and reads the other's:
 //!
-//! * **put** writes its record into free ring space and its entry into the free slot `end`,
-//!   then stores `end + 1`;
-//! * **receive** stores `taken` into the entry's state (after writing the taker and counting
-//!   the delivery), **ack** stores `acknowledged`, a dropped delivery stores `ready` again;
-//! * `head` then moves past acknowledged entries (each position it can stop at is consistent),
-//!   freeing their slots and their record space for reuse;
-//! * when the ring has no free slot or no room for the record, a put builds a larger ring past
-//!   the current one, copies the live entries and records into it, and stores its offset into
-//!   `ring`.
+//! * **Senders** own the free part of the ring: the slots from `end` on and the record bytes
+//!   past the last live record. A put writes its record and its entry there, then commits
+//!   them by one store of `end + 1`. It reads `head` to know what is free; a `head` a moment
+//!   old only makes it see less room.
+//! * **Receivers** own the live entries `head..end`: a receive stores `taken` into an entry's
+//!   state (after writing the taker and counting the delivery), an ack stores `acknowledged`,
+//!   a dropped delivery stores `ready` again. `head` then moves past acknowledged entries,
+//!   freeing their slots and record bytes for the senders. A receiver reads `end` to know what
+//!   is live, and reads a record only before its entry is acknowledged.
+//! * **Both** hold both locks, the segment's first, for what changes the ring under everyone:
+//!   a put that finds no room builds a larger ring past the current one, copies the live
+//!   entries and records into it, and stores its offset into `ring`; a close stores `closed`
+//!   (and an immediate one discards the ready items).
+//!
+//! The counts follow from the receivers' words: `end - settled` items are ready, and
+//! `end - acked` unacknowledged (see `layout.rs`). A sender reads `acked` for the bound; one a
+//! moment old only makes the queue look fuller.
 //!
 //! # Recovery
 //!
 //! A process killed before a commit leaves garbage in free space, which nothing points to; one
 //! killed after leaves only the derived words stale. The next locker is told that the owner
-//! died ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)), recounts `waiting` and
-//! `unacked` from the entries, resets `hint` to `head`, checks every live record's bounds,
-//! wakes every sleeper of both futex words (a holder killed as it woke them may have uncounted
-//! them first: see "Space and blocking"), and marks the lock consistent. Items taken by a dead
-//! process are not a lock matter: they stay taken until a receiver finds their taker dead (pid
-//! gone, or reused by a process with another start time) and delivers them again.
+//! died ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)). Of the receive lock, it
+//! recounts `acked` and `settled` from the entries, resets `hint` to `head`, and checks every
+//! live record's bounds; of either lock, it wakes every sleeper of both futex words (a holder
+//! killed as it woke them may have uncounted them first: see "Space and blocking"), and marks
+//! the lock consistent. Senders derive nothing, so the segment's lock needs no other repair: a
+//! sender killed while it built a ring held the receive lock too, and that lock's recovery
+//! recounts. Items taken by a dead process are not a lock matter: they stay taken until a
+//! receiver finds their taker dead (pid gone, or reused by a process with another start time)
+//! and delivers them again.
 //!
 //! # Closing and joining
 //!
-//! `closed` is committed by one store under the lock; an immediate close then marks the ready
-//! entries acknowledged (each a commit of its own, as an `ack`), so a close killed half-way
-//! leaves a closed queue with some ready items left, which receivers do not take and the next
-//! joiner discards. A joiner sleeps on `space` with the senders, since only an
-//! acknowledgement can end its wait; a close bumps and wakes both futex words.
+//! `closed` is committed by one store under both locks; an immediate close then marks the
+//! ready entries acknowledged (each a commit of its own, as an `ack`), so a close killed
+//! half-way leaves a closed queue with some ready items left, which receivers do not take and
+//! the next joiner discards. A joiner takes the receive lock and sleeps on `space` with the
+//! senders, since only an acknowledgement can end its wait; a close bumps and wakes both futex
+//! words.
 //!
 //! # Space and blocking
 //!
 //! See [`Queue`](super::Queue). Outgrown rings are never reused, so `verify`, which reads
-//! without the lock, never finds a ring it loaded rewritten under it as another ring. Sleepers
-//! read the futex word under the lock and sleep only while it is unchanged, so a wake-up
-//! between unlocking and sleeping is not lost; `receivers` and `senders` let a put or an ack
-//! skip the wake-up system call when nobody sleeps. Both counts change under the lock only: a
-//! sleeper counts itself before it unlocks, and a waker that finds a count sets it to zero and
-//! wakes every sleeper of the word, still under the lock. So the puts that follow a wake-up,
-//! before the woken receiver has run (tens of microseconds when the processors are busy), make
-//! no system call. A waker killed between the two leaves the lock to a recovery that wakes
-//! every sleeper. A sleeper that wakes otherwise (its timeout), or is killed, leaves its count
-//! behind, which costs one needless wake-up, never a lost one.
+//! without the locks, never finds a ring it loaded rewritten under it as another ring.
+//!
+//! A sleeper reads the futex word before it looks at the queue, and sleeps only while the
+//! word is unchanged, so a change after its look is not lost. The change it waits for is made
+//! under the other lock: a receiver waits for a put, a sender for an acknowledgement. So the
+//! waker bumps the word with a read-modify-write and then reads the count of sleepers
+//! (`receivers`, `senders`), and a sleeper counts itself with a read-modify-write before it
+//! sleeps: of the two, the later sees the earlier, so either the waker finds the sleeper
+//! counted or the sleeper's futex finds the word changed. A waker that finds a count sets it to
+//! zero and wakes every sleeper of the word, still under its lock, so the puts that follow a
+//! wake-up, before the woken receiver has run (tens of microseconds when the processors are
+//! busy), make no system call. A waker killed between the two leaves the lock to a recovery
+//! that wakes every sleeper. A sleeper that wakes otherwise (its timeout), or is killed, leaves
+//! its count behind, which costs one needless wake-up, never a lost one.
 //!
 //! # Safety
 //!
 //! The one `unsafe` operation is `record::write`, whose contract is that no published offset
-//! points into the bytes written. It is called under the lock, in two places: in `Raw::put`,
-//! at a position `free_position` found in the ring's free space (outside the records of the
-//! live entries `head..end`, the only ones anybody follows); and in `Raw::grow`, in a new ring
-//! past the end of the current one, which no offset points into until `ring` is stored.
+//! points into the bytes written. It is called under the segment's lock, in two places: in
+//! `Raw::put`, at a position `free_position` found in the ring's free space (outside the
+//! records of the live entries `head..end`, the only ones anybody follows, for a `head` no
+//! later than the receivers'); and in `Raw::grow`, in a new ring past the end of the current
+//! one, which no offset points into until `ring` is stored.
 
 #![allow(unsafe_code)]
 
@@ -71,7 +89,7 @@ use crate::collections::changes::{Change, count_down, count_up};
 use crate::collections::wait::{Next, deadline, next_sleep, spin_while};
 use crate::collections::{codec, record};
 use crate::error::{Error, Result};
-use crate::segment::{self, DATA_START};
+use crate::segment::{self, DATA_START, KindLock};
 use crate::sync::{RawGuard, lock_and_repair};
 use crate::sys;
 
@@ -155,6 +173,17 @@ fn record_end(record: u64, payload_len: usize) -> u64 {
 }
 
 impl<'a> Raw<'a> {
+    /// The `closed` word, checked: [`OPEN`], [`CLOSED`] or [`CLOSED_NOW`].
+    fn closed_state(self) -> Result<u32> {
+        match self.area().closed.load(Ordering::Relaxed) {
+            state @ (OPEN | CLOSED | CLOSED_NOW) => Ok(state),
+            other => Err(self.corrupt(format!(
+                "its closed word is {other}, neither open (0), closed (1) nor closed immediately \
+                 (2)"
+            ))),
+        }
+    }
+
     /// [`QueueError::Closed`] for this queue.
     fn closed_error(self) -> QueueError {
         QueueError::Closed {
@@ -183,23 +212,41 @@ impl<'a> Raw<'a> {
         }
         let mut spun = false;
         loop {
-            let guard = self.lock()?;
-            if area.closed.load(Ordering::Relaxed) != OPEN {
+            let guard = self.lock_senders()?;
+            if self.closed_state()? != OPEN {
                 return Err(self.closed_error());
             }
-            if capacity == 0 || area.unacked.load(Ordering::Relaxed) + count <= capacity {
+            // Before the look at the room: an acknowledgement after this load changes it.
+            let seen = seen(&area.space);
+            if capacity == 0 || self.has_room(count, capacity) {
                 self.put(&guard, payloads)?;
-                wake_and_unlock(guard, &area.items, &area.receivers);
+                let sleepers = bump(&area.items);
+                wake(&guard, &area.items, sleepers);
                 return Ok(true);
             }
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, None) else {
                 return Ok(false);
             };
-            let Some(guard) = spin_before_sleep(&mut spun, guard, &area.space, deadline) else {
+            let Some(guard) = spin_before_sleep(&mut spun, guard, &area.space, seen, deadline)
+            else {
                 continue;
             };
-            sleep_on(guard, &area.space, &area.senders, sleep);
+            sleep_on(guard, &area.space, seen, sleep);
         }
+    }
+
+    /// Whether `count` more items stay within `capacity`, for a holder of the segment's lock:
+    /// by the senders' copy of `acked`, and if that says no, by `acked` itself.
+    fn has_room(self, count: u64, capacity: u64) -> bool {
+        let area = self.area();
+        let end = area.end.load(Ordering::Relaxed);
+        let fits = |acked: u64| end.saturating_sub(acked).saturating_add(count) <= capacity;
+        if fits(area.sender_acked.load(Ordering::Relaxed)) {
+            return true;
+        }
+        let acked = area.acked.load(Ordering::Acquire);
+        area.sender_acked.store(acked, Ordering::Relaxed);
+        fits(acked)
     }
 
     /// Takes up to `max` items (at least one) under one lock (see [`Raw::take`]) into
@@ -226,48 +273,54 @@ impl<'a> Raw<'a> {
         let deadline = deadline(timeout);
         let mut spun = false;
         loop {
-            if !spun && timeout != Some(Duration::ZERO) {
-                // Nothing ready, by a look without the lock (derived words, so only a hint):
-                // spin for a put before locking at all. A streaming receiver then takes the
-                // lock once per item, not once to find nothing and once to take it.
-                let seen = area.items.load(Ordering::Acquire);
-                if area.waiting.load(Ordering::Relaxed) == 0
-                    && area.closed.load(Ordering::Relaxed) == OPEN
-                {
+            // Nothing ready, by a look without the lock (derived words, so only a hint): spin
+            // for a put before locking at all. A streaming receiver then takes the lock once
+            // per item, not once to find nothing and once to take it. The receivers' own line
+            // first: items they know of are ready without a look at the senders'.
+            if !spun
+                && timeout != Some(Duration::ZERO)
+                && area.receiver_end.load(Ordering::Relaxed) <= area.settled.load(Ordering::Relaxed)
+            {
+                let seen = seen(&area.items);
+                if self.waiting() == 0 && area.closed.load(Ordering::Relaxed) == OPEN {
                     spun = true;
                     spin_while(&area.items, seen, deadline);
                 }
             }
-            let guard = self.lock()?;
-            let closed = area.closed.load(Ordering::Relaxed);
+            let site = KindLock(self.segment);
+            let guard = self.lock_receivers(&site)?;
+            let closed = self.closed_state()?;
             if closed == CLOSED_NOW {
                 return Err(self.closed_error());
             }
             let change = Change::begin(&area.changes, &guard);
             let ring = self.ring_held(&guard)?;
-            self.take(ring, max.max(1), ack, accept, received)?;
-            let closed_now = received.acked > 0 && self.finish_acks(ring.as_ref());
+            let seen = self.take(ring, max.max(1), ack, accept, received)?;
+            let sleepers = if received.acked > 0 {
+                self.finish_acks(ring.as_ref())
+            } else {
+                Sleepers::default()
+            };
             drop(change);
             if received.accepted > 0 || received.refused.is_some() {
-                if received.acked > 0 {
-                    self.wake_after_acks(guard, closed_now);
-                }
+                self.wake_after_acks(&guard, sleepers);
                 return Ok(true);
             }
-            let unacked = area.unacked.load(Ordering::Relaxed);
+            let unacked = self.unacked();
             if closed != OPEN && unacked == 0 {
                 return Err(self.closed_error());
             }
             // Items in flight come back if their taker dies, which wakes nobody: look again
             // now and then while there are any.
-            let poll = (unacked > area.waiting.load(Ordering::Relaxed)).then_some(REDELIVERY_CHECK);
+            let poll = (unacked > self.waiting()).then_some(REDELIVERY_CHECK);
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
                 return Ok(false);
             };
-            let Some(guard) = spin_before_sleep(&mut spun, guard, &area.items, deadline) else {
+            let Some(guard) = spin_before_sleep(&mut spun, guard, &area.items, seen, deadline)
+            else {
                 continue;
             };
-            sleep_on(guard, &area.items, &area.receivers, sleep);
+            sleep_on(guard, &area.items, seen, sleep);
         }
     }
 
@@ -278,7 +331,11 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let deadline = deadline(timeout);
         loop {
-            let guard = self.lock()?;
+            let site = KindLock(self.segment);
+            let guard = self.lock_receivers(&site)?;
+            // Before the look at what is unacknowledged: an acknowledgement after this load
+            // changes it.
+            let seen = seen(&area.space);
             let poll = if area.closed.load(Ordering::Relaxed) == CLOSED_NOW {
                 let _change = Change::begin(&area.changes, &guard);
                 self.discard_ready()?;
@@ -287,14 +344,14 @@ impl<'a> Raw<'a> {
             } else {
                 None
             };
-            if area.unacked.load(Ordering::Relaxed) == 0 {
+            if self.unacked() == 0 {
                 return Ok(true);
             }
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
                 return Ok(false);
             };
             // An acknowledgement bumps `space`; joiners sleep there with the senders.
-            sleep_on(guard, &area.space, &area.senders, sleep);
+            sleep_on(guard, &area.space, seen, sleep);
         }
     }
 
@@ -303,7 +360,9 @@ impl<'a> Raw<'a> {
     /// items and those in flight with dead processes.
     pub(super) fn close(self, immediately: bool) -> Result<()> {
         let area = self.area();
-        let guard = self.lock()?;
+        let senders = self.lock_senders()?;
+        let site = KindLock(self.segment);
+        let guard = self.lock_receivers(&site)?;
         let change = Change::begin(&area.changes, &guard);
         let state = if immediately { CLOSED_NOW } else { CLOSED };
         if area.closed.load(Ordering::Relaxed) != CLOSED_NOW {
@@ -314,14 +373,14 @@ impl<'a> Raw<'a> {
             self.discard_ready()?;
             self.discard_orphans()?;
         }
-        area.items.fetch_add(1, Ordering::Release);
-        area.space.fetch_add(1, Ordering::Release);
+        bump(&area.items);
+        bump(&area.space);
         drop(change);
         self.segment.note_writer();
         drop(guard);
+        drop(senders);
         // Unconditionally: a sleeper counted in neither word must not be missed here.
-        sys::futex_wake(&area.items, u32::MAX);
-        sys::futex_wake(&area.space, u32::MAX);
+        self.wake_everyone();
         Ok(())
     }
 
@@ -334,8 +393,8 @@ impl<'a> Raw<'a> {
         }
     }
 
-    /// Discards the ready items (an immediate close); the caller holds the lock, inside a
-    /// change.
+    /// Discards the ready items (an immediate close); the caller holds the receive lock, inside
+    /// a change.
     fn discard_ready(self) -> Result<()> {
         let area = self.area();
         let Some(ring) = self.ring()? else {
@@ -350,15 +409,16 @@ impl<'a> Raw<'a> {
                 discarded += 1;
             }
         }
-        area.waiting.store(0, Ordering::Relaxed);
-        count_down(&area.unacked, discarded);
+        count_up(&area.settled, discarded);
+        count_up(&area.acked, discarded);
         area.hint.store(end, Ordering::Relaxed);
+        area.receiver_end.store(end, Ordering::Relaxed);
         self.advance_head(ring, head, end)?;
         Ok(())
     }
 
     /// Discards the items in flight with processes that died (after an immediate close); the
-    /// caller holds the lock, inside a change.
+    /// caller holds the receive lock, inside a change.
     fn discard_orphans(self) -> Result<()> {
         let area = self.area();
         let Some(ring) = self.ring()? else {
@@ -370,21 +430,48 @@ impl<'a> Raw<'a> {
                 return Ok(());
             };
             self.entry(ring, seq)?.state.store(DONE, Ordering::Release);
-            count_down(&area.unacked, 1);
+            count_up(&area.acked, 1);
             self.advance_head(ring, window.0, window.1)?;
-            area.space.fetch_add(1, Ordering::Release);
+            // Joiners (the callers) look again before they sleep: nobody to wake.
+            bump(&area.space);
         }
     }
 
-    /// Takes the segment's lock, repairing the queue's derived words if a holder died.
-    fn lock(self) -> Result<RawGuard<'a>> {
-        lock_and_repair(self.segment, |guard| self.recover(guard))
+    /// Takes the segment's lock, the senders' (see the module docs), waking every sleeper if a
+    /// holder died.
+    fn lock_senders(self) -> Result<RawGuard<'a>> {
+        lock_and_repair(self.segment, |_| {
+            self.wake_everyone();
+            self.recount_senders()
+        })
     }
 
-    /// Recounts the derived words from the committed state (see the module docs), inside the
-    /// change a dead holder left under way or a change of its own, so that `inspect`'s check
-    /// without the lock never reads half-recounted words. A recount that fails leaves the
-    /// change under way, for the next locker's.
+    /// Reads the senders' copies afresh (see [`Live`]), for a holder of the segment's lock
+    /// whose last holder died: it may have committed items and died before it kept its view
+    /// of them.
+    fn recount_senders(self) -> Result<()> {
+        let ring = self.ring()?;
+        let end = self.area().end.load(Ordering::Relaxed);
+        let live = self.fresh_view(ring, end)?;
+        let area = self.area();
+        area.sender_head.store(live.head, Ordering::Relaxed);
+        area.sender_first.store(live.first, Ordering::Relaxed);
+        area.sender_tail.store(live.tail, Ordering::Relaxed);
+        area.sender_acked
+            .store(area.acked.load(Ordering::Acquire), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes the receive lock (`site`, the segment's second lock), repairing the receivers'
+    /// derived words if a holder died.
+    fn lock_receivers<'s>(self, site: &'s KindLock<'a>) -> Result<RawGuard<'s>> {
+        lock_and_repair(site, |guard| self.recover(guard))
+    }
+
+    /// Recounts the receivers' derived words from the committed state (see the module docs),
+    /// inside the change a dead holder left under way or a change of its own, so that
+    /// `inspect`'s check without the lock never reads half-recounted words. A recount that
+    /// fails leaves the change under way, for the next locker's.
     fn recover(self, guard: &RawGuard<'_>) -> Result<()> {
         let area = self.area();
         let change = Change::recovering(&area.changes, guard);
@@ -392,44 +479,53 @@ impl<'a> Raw<'a> {
         if recounted.is_err() {
             std::mem::forget(change);
         }
-        // The dead holder may have uncounted sleepers and died before waking them
-        // (`wake_counted`): every sleeper of both words wakes and looks again.
-        sys::futex_wake(&area.items, u32::MAX);
-        sys::futex_wake(&area.space, u32::MAX);
+        self.wake_everyone();
         recounted
     }
 
-    /// The recount of [`Raw::recover`].
+    /// Wakes every sleeper of both futex words: a holder that died may have uncounted
+    /// sleepers before it woke them (`wake_counted`), and they wake and look again.
+    fn wake_everyone(self) {
+        let area = self.area();
+        sys::futex_wake_low_half(&area.items, u32::MAX);
+        sys::futex_wake_low_half(&area.space, u32::MAX);
+    }
+
+    /// The recount of [`Raw::recover`], under the receive lock. Senders may commit items
+    /// meanwhile: they add ready entries past `end`, which change neither count.
     fn recount(self) -> Result<()> {
         let area = self.area();
         let ring = self.ring()?;
-        let end = area.end.load(Ordering::Relaxed);
+        let end = area.end.load(Ordering::Acquire);
         let head = area.head.load(Ordering::Relaxed).min(end);
-        area.head.store(head, Ordering::Relaxed);
+        area.head.store(head, Ordering::Release);
         let (head, end) = self.window(ring)?;
-        let (mut waiting, mut unacked) = (0, 0);
+        let (mut acked, mut settled) = (head, head);
         if let Some(ring) = ring {
             for seq in head..end {
                 let entry = self.entry(ring, seq)?;
                 match entry.state.load(Ordering::Relaxed) {
-                    READY => {
-                        waiting += 1;
-                        unacked += 1;
+                    READY => {}
+                    TAKEN => settled += 1,
+                    DONE => {
+                        acked += 1;
+                        settled += 1;
                     }
-                    TAKEN => unacked += 1,
-                    DONE => {}
                     other => return Err(self.corrupt(format!("entry {seq} has state {other}"))),
                 }
                 self.record_end(ring, entry.record.load(Ordering::Relaxed))?;
             }
         }
-        area.waiting.store(waiting, Ordering::Relaxed);
-        area.unacked.store(unacked, Ordering::Relaxed);
+        area.acked.store(acked, Ordering::Release);
+        area.settled.store(settled, Ordering::Release);
         area.hint.store(head, Ordering::Relaxed);
+        area.receiver_end.store(end, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Moves `head` past acknowledged entries; returns the new head.
+    /// Moves `head` past acknowledged entries, under the receive lock; returns the new head.
+    /// A release store: this thread's reads of their records happen-before a sender's writes
+    /// over them.
     #[inline]
     fn advance_head(self, ring: Ring, head: u64, end: u64) -> Result<u64> {
         let mut new_head = head;
@@ -437,28 +533,103 @@ impl<'a> Raw<'a> {
             new_head += 1;
         }
         if new_head != head {
-            self.area().head.store(new_head, Ordering::Relaxed);
+            self.area().head.store(new_head, Ordering::Release);
         }
         Ok(new_head)
     }
 
-    /// Where a record of `need` bytes fits in the ring's free space, if anywhere.
-    fn free_position(self, ring: Ring, head: u64, end: u64, need: u64) -> Result<Option<u64>> {
-        if need > ring.bytes() {
-            return Ok(None);
+    /// The senders' view of the live records up to entry `end` (see [`Live`]): their copies
+    /// in the senders' line, or a fresh read if the copies do not fit `end` and the ring.
+    fn senders_view(self, ring: Option<Ring>, end: u64) -> Result<Live> {
+        let area = self.area();
+        let live = Live {
+            head: area.sender_head.load(Ordering::Relaxed),
+            first: area.sender_first.load(Ordering::Relaxed),
+            tail: area.sender_tail.load(Ordering::Relaxed),
+        };
+        if let Some(ring) = ring
+            && live.head <= end
+            && end - live.head <= ring.slots
+            && (live.head == end
+                || (self.starts_in_ring(ring, live.first).is_ok()
+                    && live.tail > ring.lo
+                    && live.tail <= ring.hi
+                    && live.tail.is_multiple_of(8)))
+        {
+            return Ok(live);
         }
-        if head == end {
-            return Ok(Some(ring.lo));
+        self.fresh_view(ring, end)
+    }
+
+    /// The live records up to entry `next` as they are now: `head` as the receivers left it
+    /// (a holder of the segment's lock reads it), the record of entry `head` and the end of
+    /// the record of entry `next - 1`.
+    fn fresh_view(self, ring: Option<Ring>, next: u64) -> Result<Live> {
+        let head = self.area().head.load(Ordering::Acquire);
+        let (head, _) = self.checked_window(ring, head, next)?;
+        let mut live = Live {
+            head,
+            first: 0,
+            tail: 0,
+        };
+        if let Some(ring) = ring
+            && head < next
+        {
+            live.first = self.entry(ring, head)?.record.load(Ordering::Relaxed);
+            self.record_end(ring, live.first)?;
+            let last = self.entry(ring, next - 1)?.record.load(Ordering::Relaxed);
+            live.tail = self.record_end(ring, last)?;
         }
-        let first = self.entry(ring, head)?.record.load(Ordering::Relaxed);
-        self.record_end(ring, first)?;
-        let last = self.entry(ring, end - 1)?.record.load(Ordering::Relaxed);
-        let tail = self.record_end(ring, last)?;
-        Ok(fit(ring, first, tail, need))
+        Ok(live)
+    }
+
+    /// Stores `live` as the senders' copies, where they differ from `was`.
+    fn keep_view(self, live: Live, was: Live) {
+        let area = self.area();
+        if live.head != was.head {
+            area.sender_head.store(live.head, Ordering::Relaxed);
+        }
+        if live.first != was.first {
+            area.sender_first.store(live.first, Ordering::Relaxed);
+        }
+        if live.tail != was.tail {
+            area.sender_tail.store(live.tail, Ordering::Relaxed);
+        }
+    }
+
+    /// Room for entry `next` and a record of `need` bytes, for a put that found none: the
+    /// ring, the live records in it and the record's place. The caller holds the segment's lock
+    /// (`guard`) and wrote the entries from `end` to `next` that it has not committed yet.
+    /// This takes the receive lock as well, so that `head` stays and no entry changes: if the
+    /// receivers freed room meanwhile, the current ring has it; else a larger one is built.
+    fn make_room(
+        self,
+        guard: &RawGuard<'_>,
+        ring: Option<Ring>,
+        next: u64,
+        need: u64,
+    ) -> Result<(Ring, Live, u64)> {
+        let area = self.area();
+        let site = KindLock(self.segment);
+        let held = self.lock_receivers(&site)?;
+        let live = self.fresh_view(ring, next)?;
+        if let Some(current) = ring
+            && let Some(at) = live.room(ring, next, need)
+        {
+            return Ok((current, live, at));
+        }
+        let _change = Change::begin(&area.changes, &held);
+        let grown = self.grow(guard, ring, (live.head, next), need)?;
+        let live = self.fresh_view(Some(grown), next)?;
+        let at = live.room(Some(grown), next, need).ok_or_else(|| {
+            self.corrupt("a freshly built ring has no room for its record".to_owned())
+        })?;
+        Ok((grown, live, at))
     }
 
     /// Builds a ring with room for one more entry and `need` more record bytes past the
-    /// current one, copies the live entries and records into it, and switches to it.
+    /// current one, copies the entries `head..end` and their records into it, and switches to
+    /// it. The caller holds both locks, inside a change.
     fn grow(
         self,
         guard: &RawGuard<'_>,
@@ -531,56 +702,43 @@ impl<'a> Raw<'a> {
     }
 
     /// Appends encoded items, committed together by one store of `end`; the caller holds the
-    /// lock and checked the bound.
+    /// segment's lock and checked the bound.
     fn put(self, guard: &RawGuard<'_>, payloads: &[&[u8]]) -> Result<()> {
         let area = self.area();
         let mut ring = self.ring_held(guard)?;
-        let (mut head, end) = self.window(ring)?;
-        let _change = Change::begin(&area.changes, guard);
-        if let Some(current) = ring {
-            head = self.advance_head(current, head, end)?;
-        }
+        let end = area.end.load(Ordering::Relaxed);
+        // The live records as the senders saw them last: no more than the receivers left,
+        // since `head` only moves on.
+        let was = self.senders_view(ring, end)?;
+        let mut live = was;
         // Entries `end..next` are written and not yet committed: nobody but this call follows
         // them, and a grown ring copies them along with the live ones.
         let mut next = end;
-        // Where the live records start and end in the current ring, once this call wrote one:
-        // the next record's place follows from them without reading the entries again.
-        let mut span: Option<(u64, u64)> = None;
         for payload in payloads {
             let need = record::size(payload.len());
-            let mut at = None;
-            if let Some(current) = ring
-                && next - head < current.slots
-            {
-                at = match span {
-                    Some((first, tail)) => fit(current, first, tail, need),
-                    None => self.free_position(current, head, next, need)?,
-                };
+            let mut at = live.room(ring, next, need);
+            if at.is_none() && ring.is_some() {
+                // The receivers may have moved `head` on since the senders read it.
+                live = self.fresh_view(ring, next)?;
+                at = live.room(ring, next, need);
             }
             let (current, at) = if let (Some(current), Some(at)) = (ring, at) {
                 (current, at)
             } else {
-                let grown = self.grow(guard, ring, (head, next), need)?;
-                let at = self
-                    .free_position(grown, head, next, need)?
-                    .ok_or_else(|| {
-                        self.corrupt("a freshly built ring has no room for its record".to_owned())
-                    })?;
-                ring = Some(grown);
-                span = None;
-                (grown, at)
+                let (current, fresh, at) = self.make_room(guard, ring, next, need)?;
+                ring = Some(current);
+                live = fresh;
+                (current, at)
             };
-            // SAFETY: we hold the lock (`guard`), and `free_position` (or `fit`, from the
-            // bounds of the live records that `free_position` checked and this call extended)
-            // placed `[at, at + need)` in the ring's free space, outside every live record and
-            // every record this call wrote before (module `# Safety`).
+            // SAFETY: we hold the segment's lock (`guard`), and `room` placed `[at, at + need)`
+            // in the ring's free space by a view of the live records no larger than the
+            // receivers', outside every live record and every record this call wrote before
+            // (module `# Safety`).
             let (record, after) = unsafe { record::write(self.segment, guard, at, payload) }?;
-            let first = match span {
-                Some((first, _)) => first,
-                None if head == next => record,
-                None => self.entry(current, head)?.record.load(Ordering::Relaxed),
-            };
-            span = Some((first, after));
+            if live.head == next {
+                live.first = record;
+            }
+            live.tail = after;
             let entry = self.entry(current, next)?;
             entry.record.store(record, Ordering::Relaxed);
             entry.deliveries.store(0, Ordering::Relaxed);
@@ -596,15 +754,9 @@ impl<'a> Raw<'a> {
         // Commit: the records and the entries happen-before any Acquire load of `end`.
         area.end.store(next, Ordering::Release);
         crate::failpoint::hit("queue.committed");
-        let added = next - end;
-        // Under the lock, which every writer of these words holds: plain stores, no locked
-        // read-modify-write.
-        count_up(&area.waiting, added);
-        count_up(&area.unacked, added);
-        area.items.store(
-            area.items.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Release,
-        );
+        // After the commit: a sender killed before these stores leaves copies of an older
+        // state, which the next holder's recovery reads afresh (`Raw::lock_senders`).
+        self.keep_view(live, was);
         self.segment.note_writer();
         Ok(())
     }
@@ -613,9 +765,9 @@ impl<'a> Raw<'a> {
     fn find_orphan(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
         let area = self.area();
         let in_flight = area
-            .unacked
+            .settled
             .load(Ordering::Relaxed)
-            .saturating_sub(area.waiting.load(Ordering::Relaxed));
+            .saturating_sub(area.acked.load(Ordering::Relaxed));
         let (my_pid, my_start) = me();
         let mut seen = 0;
         let mut checked: Vec<(u32, u64, bool)> = Vec::new();
@@ -686,8 +838,12 @@ impl<'a> Raw<'a> {
     /// payload to `accept`:
     /// an accepted item is acknowledged (`ack`: its state goes straight to acknowledged, one
     /// commit) or taken in flight; the first refused one is taken in flight and ends the
-    /// batch. The caller holds the lock, inside a change, and calls [`Raw::finish_acks`] if
-    /// any was acknowledged.
+    /// batch. The caller holds the receive lock, inside a change, and calls
+    /// [`Raw::finish_acks`] if any was acknowledged.
+    ///
+    /// Items are looked for in the receivers' window first, and in the senders' `end` only
+    /// once that has none: returns the futex word `items` as it was before that look (a put
+    /// after it changes the word), for a caller that found nothing and sleeps.
     fn take(
         self,
         ring: Option<Ring>,
@@ -695,17 +851,25 @@ impl<'a> Raw<'a> {
         ack: bool,
         accept: &mut dyn FnMut(&[u8]) -> bool,
         received: &mut Received,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let area = self.area();
         let Some(ring) = ring else {
-            return Ok(());
+            // No put has built a ring: one would need the receive lock, which the caller holds.
+            return Ok(seen(&area.items));
         };
-        let window = self.window(Some(ring))?;
+        let mut window = self.receivers_window(Some(ring))?;
+        let mut looked = None;
         // This thread's kept buffer, taken on the first payload too long for the stack.
         let mut kept: Option<Vec<u8>> = None;
         while received.accepted < max {
-            let Some(seq) = self.next_to_take(&ring, window)? else {
-                break;
+            let seq = match self.next_to_take(&ring, window)? {
+                Some(seq) => seq,
+                None if looked.is_none() => {
+                    looked = Some(seen(&area.items));
+                    window = self.refresh_receiver_end(Some(ring))?;
+                    continue;
+                }
+                None => break,
             };
             let entry = self.entry(ring, seq)?;
             let was = entry.state.load(Ordering::Relaxed);
@@ -733,7 +897,7 @@ impl<'a> Raw<'a> {
             if accepted && ack {
                 entry.state.store(DONE, Ordering::Release); // commit
                 crate::failpoint::hit("queue.acked");
-                count_down(&area.unacked, 1);
+                count_up(&area.acked, 1);
                 received.acked += 1;
             } else {
                 let (pid, start) = me();
@@ -743,7 +907,7 @@ impl<'a> Raw<'a> {
                 crate::failpoint::hit("queue.taken");
             }
             if was == READY {
-                count_down(&area.waiting, 1);
+                count_up(&area.settled, 1);
                 area.hint.store(seq + 1, Ordering::Relaxed);
             }
             if !accepted {
@@ -762,42 +926,31 @@ impl<'a> Raw<'a> {
         if let Some(payload) = kept {
             codec::keep(&PAYLOAD, payload);
         }
-        Ok(())
+        Ok(looked.unwrap_or_else(|| seen(&area.items)))
     }
 
     /// After acknowledgements, inside their change: moves `head` and bumps the futex words
     /// (`space`, and `items` on a closed queue, whose receivers wait for nothing to be left
-    /// unacknowledged). Returns whether the queue is closed.
-    fn finish_acks(self, ring: Option<&Ring>) -> bool {
+    /// unacknowledged). Returns the sleepers to wake.
+    fn finish_acks(self, ring: Option<&Ring>) -> Sleepers {
         let area = self.area();
         if let Some(&ring) = ring
-            && let Ok((head, end)) = self.window(Some(ring))
+            && let Ok((head, end)) = self.receivers_window(Some(ring))
         {
-            // Moving `head` is housekeeping: a failure here leaves it for the next put.
+            // Moving `head` is housekeeping: a failure here leaves it for the next ack.
             let _ = self.advance_head(ring, head, end);
         }
-        area.space.store(
-            area.space.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Release,
-        );
-        let closed = area.closed.load(Ordering::Relaxed) != OPEN;
-        if closed {
-            area.items.store(
-                area.items.load(Ordering::Relaxed).wrapping_add(1),
-                Ordering::Release,
-            );
-        }
-        closed
+        let space = bump(&area.space);
+        let items = area.closed.load(Ordering::Relaxed) != OPEN && bump(&area.items);
+        Sleepers { items, space }
     }
 
-    /// After acknowledgements, wakes the senders and joiners, and the receivers of a `closed`
-    /// queue, then unlocks.
-    fn wake_after_acks(self, guard: RawGuard<'_>, closed: bool) {
+    /// After acknowledgements, still under the receive lock: wakes the senders and joiners,
+    /// and the receivers of a closed queue, that [`Raw::finish_acks`] found asleep.
+    fn wake_after_acks(self, held: &RawGuard<'_>, sleepers: Sleepers) {
         let area = self.area();
-        if closed {
-            wake_counted(&guard, &area.items, &area.receivers);
-        }
-        wake_and_unlock(guard, &area.space, &area.senders);
+        wake(held, &area.items, sleepers.items);
+        wake(held, &area.space, sleepers.space);
     }
 
     /// The entry of `seq` in `ring` (the current one) if this process holds it in flight.
@@ -811,7 +964,7 @@ impl<'a> Raw<'a> {
             seq,
         };
         let ring = ring.ok_or_else(not_in_flight)?;
-        let (head, end) = self.window(Some(ring))?;
+        let (head, end) = self.receivers_window(Some(ring))?;
         if !(head..end).contains(&seq) {
             return Err(not_in_flight());
         }
@@ -832,10 +985,11 @@ impl<'a> Raw<'a> {
     /// once the others are acknowledged.
     pub(super) fn ack(self, seqs: &[u64]) -> std::result::Result<(), QueueError> {
         let area = self.area();
-        let guard = self.lock()?;
+        let site = KindLock(self.segment);
+        let guard = self.lock_receivers(&site)?;
         let mut missing = None;
         let mut acked = 0;
-        let mut closed = false;
+        let mut sleepers = Sleepers::default();
         {
             let _change = Change::begin(&area.changes, &guard);
             let ring = self.ring_held(&guard)?;
@@ -844,7 +998,7 @@ impl<'a> Raw<'a> {
                     Ok((_, entry)) => {
                         entry.state.store(DONE, Ordering::Release); // commit
                         crate::failpoint::hit("queue.acked");
-                        count_down(&area.unacked, 1);
+                        count_up(&area.acked, 1);
                         acked += 1;
                     }
                     Err(err) => {
@@ -853,21 +1007,20 @@ impl<'a> Raw<'a> {
                 }
             }
             if acked > 0 {
-                closed = self.finish_acks(ring.as_ref());
+                sleepers = self.finish_acks(ring.as_ref());
             }
         }
-        if acked > 0 {
-            self.wake_after_acks(guard, closed);
-        }
+        self.wake_after_acks(&guard, sleepers);
         missing.map_or(Ok(()), Err)
     }
 
     /// Acknowledges the oldest item this process holds in flight (`task_done`);
     /// [`QueueError::NoTaskInFlight`] if it holds none.
     pub(super) fn ack_oldest(self) -> std::result::Result<(), QueueError> {
-        let guard = self.lock()?;
+        let site = KindLock(self.segment);
+        let guard = self.lock_receivers(&site)?;
         if let Some(ring) = self.ring_held(&guard)? {
-            let (head, end) = self.window(Some(ring))?;
+            let (head, end) = self.receivers_window(Some(ring))?;
             for seq in head..end {
                 let entry = self.entry(ring, seq)?;
                 let taker = (
@@ -875,7 +1028,7 @@ impl<'a> Raw<'a> {
                     entry.taker_start.load(Ordering::Relaxed),
                 );
                 if entry.state.load(Ordering::Relaxed) == TAKEN && taker == me() {
-                    self.acknowledge(guard, ring, entry);
+                    self.acknowledge(&guard, ring, entry);
                     return Ok(());
                 }
             }
@@ -886,17 +1039,17 @@ impl<'a> Raw<'a> {
     }
 
     /// Commits the acknowledgement of `entry` (in `ring`), which this process holds in
-    /// flight, unlocks and wakes (see [`Raw::wake_after_acks`]).
-    fn acknowledge(self, guard: RawGuard<'_>, ring: Ring, entry: &Entry) {
+    /// flight, and wakes (see [`Raw::wake_after_acks`]); the caller holds the receive lock.
+    fn acknowledge(self, guard: &RawGuard<'_>, ring: Ring, entry: &Entry) {
         let area = self.area();
-        let closed = {
-            let _change = Change::begin(&area.changes, &guard);
+        let sleepers = {
+            let _change = Change::begin(&area.changes, guard);
             entry.state.store(DONE, Ordering::Release); // commit
             crate::failpoint::hit("queue.acked");
-            count_down(&area.unacked, 1);
+            count_up(&area.acked, 1);
             self.finish_acks(Some(&ring))
         };
-        self.wake_after_acks(guard, closed);
+        self.wake_after_acks(guard, sleepers);
     }
 
     /// Puts items `seqs`, which this process holds in flight, back in their places under one
@@ -905,7 +1058,8 @@ impl<'a> Raw<'a> {
     /// once the others are put back.
     pub(super) fn nack(self, seqs: &[u64]) -> std::result::Result<(), QueueError> {
         let area = self.area();
-        let guard = self.lock()?;
+        let site = KindLock(self.segment);
+        let guard = self.lock_receivers(&site)?;
         if area.closed.load(Ordering::Relaxed) == CLOSED_NOW {
             drop(guard);
             return self.ack(seqs);
@@ -923,23 +1077,21 @@ impl<'a> Raw<'a> {
             };
             entry.state.store(READY, Ordering::Release); // commit
             crate::failpoint::hit("queue.returned");
-            count_up(&area.waiting, 1);
+            count_down(&area.settled, 1);
             if area.hint.load(Ordering::Relaxed) > seq {
                 area.hint.store(seq, Ordering::Relaxed);
             }
         }
-        area.items.store(
-            area.items.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Release,
-        );
+        let sleepers = bump(&area.items);
         drop(change);
-        wake_and_unlock(guard, &area.items, &area.receivers);
+        wake(&guard, &area.items, sleepers);
         missing.map_or(Ok(()), Err)
     }
 
     /// Copies of the payloads of the ready items, oldest first.
     pub(super) fn ready_payloads(self) -> Result<Vec<(u64, Vec<u8>)>> {
-        let _held = self.lock()?;
+        let site = KindLock(self.segment);
+        let _held = self.lock_receivers(&site)?;
         let Some(ring) = self.ring()? else {
             return Ok(Vec::new());
         };
@@ -957,34 +1109,80 @@ impl<'a> Raw<'a> {
     }
 }
 
-/// Wakes every sleeper on `word` if `sleepers` counts any (see [`wake_counted`]), then
-/// unlocks.
-fn wake_and_unlock(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) {
-    wake_counted(&guard, word, sleepers);
-    drop(guard);
+/// The live records as the senders see them: entries from `head` on, whose records lie from
+/// `first` (the record of entry `head`) to `tail` (where the record of the last entry ends).
+/// `first` and `tail` mean nothing while no entry is live.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Live {
+    head: u64,
+    first: u64,
+    tail: u64,
 }
 
-/// Wakes every sleeper on `word` if `sleepers` counts any, and sets the count back to zero:
-/// the puts that follow, before a woken sleeper has run, make no system call. The caller
-/// changed `word` first, and holds the lock (`_held`) for the count and the call both: a waker
-/// killed between the two leaves the wake-up to the lock's recovery ([`Raw::recover`]), where
-/// a call made after unlocking would have been lost with the count.
-fn wake_counted(_held: &RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32) {
-    if sleepers.load(Ordering::Relaxed) != 0 {
-        sleepers.store(0, Ordering::Relaxed);
-        crate::failpoint::hit("queue.sleepers_uncounted");
-        sys::futex_wake(word, u32::MAX);
+impl Live {
+    /// Where a record of `need` bytes fits for entry `next` in `ring`'s free space, if
+    /// anywhere, by this view of the live records (no larger than the receivers').
+    fn room(self, ring: Option<Ring>, next: u64, need: u64) -> Option<u64> {
+        let ring = ring?;
+        if next - self.head >= ring.slots || need > ring.bytes() {
+            return None;
+        }
+        if self.head == next {
+            return Some(ring.lo);
+        }
+        fit(ring, self.first, self.tail, need)
     }
 }
 
-/// Once per wait, before its sleep: unlocks and spins while `word` is unchanged (see
-/// [`spin_while`]), and the caller takes the lock and reads the queue again (`None`); the next
-/// time, hands the guard back for the sleep (and the wait after it spins again). A put or an
-/// acknowledgement coming within microseconds is met without a sleep and a wake-up.
+/// Which futex words have sleepers to wake.
+#[derive(Clone, Copy, Default)]
+struct Sleepers {
+    items: bool,
+    space: bool,
+}
+
+/// The sleepers' count in the high half of a futex word (see "Space and blocking").
+const SLEEPER: u64 = 1 << 32;
+
+/// The futex word in the low half of `word`, read before a look at the queue that may end in
+/// a sleep on it.
+fn seen(word: &AtomicU64) -> u32 {
+    word.load(Ordering::Acquire) as u32
+}
+
+/// Bumps the futex word in the low half of `word` and zeroes the count of sleepers in its high
+/// half, in one read-modify-write; returns whether it counted any. The puts that follow a
+/// wake-up, before the woken sleeper has run, then find none and make no system call.
+fn bump(word: &AtomicU64) -> bool {
+    let next = |w: u64| Some(u64::from((w as u32).wrapping_add(1)));
+    // `next` never declines: the update cannot fail.
+    let before = word
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, next)
+        .unwrap_or_else(|w| w);
+    before >= SLEEPER
+}
+
+/// Wakes every sleeper on `word` if [`bump`] found any. The caller holds its lock (`_held`)
+/// for the bump and the call both: a waker killed between the two leaves the wake-up to the
+/// lock's recovery ([`Raw::wake_everyone`]), where a call made after unlocking would have
+/// been lost with the count.
+fn wake(_held: &RawGuard<'_>, word: &AtomicU64, sleepers: bool) {
+    if sleepers {
+        crate::failpoint::hit("queue.sleepers_uncounted");
+        sys::futex_wake_low_half(word, u32::MAX);
+    }
+}
+
+/// Once per wait, before its sleep: unlocks and spins while the futex word of `word` is still
+/// `seen` (see [`spin_while`]), and the caller takes the lock and reads the queue again
+/// (`None`); the next time, hands the guard back for the sleep (and the wait after it spins
+/// again). A put or an acknowledgement coming within microseconds is met without a sleep and
+/// a wake-up.
 fn spin_before_sleep<'g>(
     spun: &mut bool,
     guard: RawGuard<'g>,
-    word: &AtomicU32,
+    word: &AtomicU64,
+    seen: u32,
     deadline: Option<std::time::Instant>,
 ) -> Option<RawGuard<'g>> {
     if *spun {
@@ -992,25 +1190,30 @@ fn spin_before_sleep<'g>(
         return Some(guard);
     }
     *spun = true;
-    let seen = word.load(Ordering::Relaxed);
     drop(guard);
     spin_while(word, seen, deadline);
     None
 }
 
-/// Counts itself in `sleepers`, unlocks and sleeps on `word` for at most `sleep` (`None`: until
-/// woken). The count is the waker's to clear ([`wake_counted`]).
-fn sleep_on(guard: RawGuard<'_>, word: &AtomicU32, sleepers: &AtomicU32, sleep: Option<Duration>) {
-    // Read under the lock: a change after we unlock (a put, an acknowledgement) bumps it, and
-    // the futex then does not sleep.
-    let seen = word.load(Ordering::Relaxed);
-    // Changed under the lock only, by sleepers and wakers, so that no count is lost. A sleeper
-    // that wakes otherwise (its timeout) leaves its count behind. Saturating: a count never
-    // wraps to zero.
-    sleepers.store(
-        sleepers.load(Ordering::Relaxed).saturating_add(1),
-        Ordering::Relaxed,
-    );
+/// Counts itself among the sleepers of `word` if its futex word is still `seen` (read before
+/// the caller looked at the queue), unlocks, and sleeps while it is, for at most `sleep`
+/// (`None`: until woken). A word that moved on meanwhile (a change the caller's look may have
+/// missed) returns at once, and the caller looks again. The count is the waker's to clear
+/// ([`bump`]).
+fn sleep_on(guard: RawGuard<'_>, word: &AtomicU64, seen: u32, sleep: Option<Duration>) {
+    // A read-modify-write on the whole word: of it and a waker's bump, the later sees the
+    // earlier (see "Space and blocking"). Saturating: a count never wraps to zero.
+    let counted = word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+        (w as u32 == seen).then(|| {
+            if w >= u64::MAX - SLEEPER {
+                w
+            } else {
+                w + SLEEPER
+            }
+        })
+    });
     drop(guard);
-    sys::futex_wait(word, seen, sleep);
+    if counted.is_ok() {
+        sys::futex_wait_low_half(word, seen, sleep);
+    }
 }

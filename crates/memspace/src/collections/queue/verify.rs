@@ -12,7 +12,7 @@ use crate::segment::{self, Segment};
 
 /// The number of ready items of the queue in `segment`.
 pub(crate) fn len(segment: &Segment) -> u64 {
-    Raw { segment }.area().waiting.load(Ordering::Acquire)
+    Raw { segment }.waiting()
 }
 
 /// Checks the queue in `segment` without its lock: the ring, every live entry's state and
@@ -44,6 +44,7 @@ fn check(raw: Raw<'_>, report: &mut Report) {
         Ok(window) => window,
         Err(err) => return report.problem(describe(&err)),
     };
+    let end = window.1;
     let (waiting, unacked) = match ring {
         Some(ring) => check_entries(raw, ring, window, report),
         None => (0, 0),
@@ -60,16 +61,23 @@ fn check(raw: Raw<'_>, report: &mut Report) {
             "{unacked} items are unacknowledged, more than the capacity {capacity}"
         ));
     }
-    let (counted_waiting, counted_unacked) = (
-        area.waiting.load(Ordering::Relaxed),
-        area.unacked.load(Ordering::Relaxed),
+    // Derived from `end` as read once, for the window: senders may commit more meanwhile,
+    // which changes neither counter.
+    let (settled, acked) = (
+        area.settled.load(Ordering::Relaxed),
+        area.acked.load(Ordering::Relaxed),
     );
-    if (waiting, unacked) != (counted_waiting, counted_unacked) {
+    let counted = (end.checked_sub(settled), end.checked_sub(acked));
+    if counted != (Some(waiting), Some(unacked)) {
+        let show =
+            |count: Option<u64>| count.map_or_else(|| "less than no".to_owned(), |c| c.to_string());
         let what = format!(
-            "the counters say {counted_waiting} ready and {counted_unacked} unacknowledged, the \
-             entries {waiting} and {unacked}"
+            "the counters say {} ready and {} unacknowledged, the entries {waiting} and \
+             {unacked}",
+            show(counted.0),
+            show(counted.1),
         );
-        if segment.lock_owner().is_some() {
+        if segment.kind_lock_slot().owner_pid().is_some() {
             report.note(format!(
                 "{what}: a holder of the lock was interrupted; the next locker recounts"
             ));

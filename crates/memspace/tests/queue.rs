@@ -647,6 +647,33 @@ fn a_queue_that_never_drains_reuses_its_space() {
     assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
 }
 
+fn put_up_to((queue, count): (Queue<u64>, u64)) {
+    for i in 0..count {
+        queue.put(&i).expect("put");
+    }
+}
+
+/// Senders see room by their copy of `head`: when it runs out, they read `head` again before
+/// building a larger ring, or a streaming queue would build ring after ring.
+#[test]
+fn a_queue_streamed_between_two_processes_reuses_its_space() {
+    let _dog = memspace_testkit::start_test();
+    const ITEMS: u64 = 300_000;
+    let queue = Queue::<u64>::bounded(1_000).expect("queue");
+    let mut producer = Process::new(put_up_to, (queue.clone(), ITEMS));
+    producer.start().expect("start");
+    for i in 0..ITEMS {
+        assert_eq!(queue.get().expect("get"), i);
+    }
+    producer.join().expect("join");
+    let size = queue.segment().expect("in shared memory").size();
+    assert!(
+        size <= 1 << 20,
+        "the segment grew to {size} bytes for at most 1 000 items of 8 bytes"
+    );
+    assert!(inspect::verify(queue.segment().expect("in shared memory")).is_consistent());
+}
+
 /// A handle keeps the ring it validated between calls; another process growing the queue into
 /// a new ring must not leave it reading or writing the old one.
 #[test]
@@ -1246,6 +1273,35 @@ fn a_kill_after_a_put_wrote_its_item_leaves_nothing_visible() {
 #[test]
 fn a_kill_after_a_put_committed_keeps_the_item_and_recounts() {
     kill_at("queue.committed");
+}
+
+/// A sender killed after its commit, before it kept its view of the live records: the next
+/// sender reads them afresh and writes past the dead one's item, not over it.
+#[test]
+fn a_put_after_a_sender_died_past_its_commit_keeps_that_item() {
+    if let Some(point) = roles::role() {
+        return child_role(&point);
+    }
+    let _dog = memspace_testkit::start_test();
+    let point = "queue.committed";
+    let name = Removal::fresh("committed-then-put");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    for item in PREFILL {
+        queue.put(&item.to_owned()).expect("prefill");
+    }
+    let mut child = roles::child_in_role(
+        point,
+        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", point)],
+    );
+    child.wait_until_stopped(point);
+    child.kill();
+    queue.put(&"after".to_owned()).expect("put after the kill");
+    assert_eq!(
+        queue.to_vec().expect("read"),
+        strings(&["a", "b", "c", "child", "after"])
+    );
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
 }
 
 #[test]

@@ -862,6 +862,12 @@ impl<'a> Raw<'a> {
         // This thread's kept buffer, taken on the first payload too long for the stack.
         let mut kept: Option<Vec<u8>> = None;
         while received.accepted < max {
+            // The receivers' window has nothing ready past `hint`: look at `end` before a
+            // search that would find nothing.
+            if looked.is_none() && area.hint.load(Ordering::Relaxed) >= window.1 {
+                looked = Some(seen(&area.items));
+                window = self.refresh_receiver_end(Some(ring))?;
+            }
             let seq = match self.next_to_take(&ring, window)? {
                 Some(seq) => seq,
                 None if looked.is_none() => {

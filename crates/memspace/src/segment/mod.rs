@@ -126,9 +126,9 @@ pub struct Segment {
 /// plain-value map its table word. Each collection gives the four words its own meaning. Only
 /// holders of the segment's lock read and write them, which orders them between the threads
 /// of a process; except the plain-value map's one word, which its lookups read without the
-/// lock (stored with Release once the table is checked, loaded with Acquire, compared whole).
-/// A structure checked
-/// once stays safe to follow: the mapping never shrinks under a handle (a file shrunk by
+/// lock (stored with Release once the table is checked, loaded with Acquire, compared whole),
+/// and the queue's, which its senders and its receivers use under two locks (a sequence lock:
+/// `collections/queue/layout.rs`). A structure checked once stays safe to follow: the mapping never shrinks under a handle (a file shrunk by
 /// another process is caught by [`Segment::check_intact`]).
 #[derive(Debug, Default)]
 pub(crate) struct Memo([AtomicU64; 4]);

@@ -7,12 +7,12 @@
 //!
 //! * `layout.rs`: the queue's words in a segment (kind area, rings, entries) and their
 //!   validated reads;
-//! * `shm.rs`: the shared-memory engine: changes under the segment's robust lock, recovery
-//!   after a holder died, sleeping on futexes;
+//! * `shm.rs`: the shared-memory engine: senders under the segment's robust lock, receivers
+//!   under the segment's second one, recovery after a holder died, sleeping on futexes;
 //! * `redis.rs`: the Redis engine: a stream read through a consumer group, and its polling;
 //! * `delivery.rs`: [`Delivery`], and the claim on an item in flight that settles it;
 //! * `error.rs`: [`QueueError`], and [`Undecodable`], an item that is not the receiver's type;
-//! * `verify.rs`: what `inspect` reads of a queue's segment, without its lock.
+//! * `verify.rs`: what `inspect` reads of a queue's segment, without its locks.
 
 mod delivery;
 mod error;
@@ -122,7 +122,7 @@ use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 /// [`Queue::put_many`] appends several items as one change (a process killed meanwhile leaves
 /// all of them or none), [`Queue::get_many`] takes and acknowledges up to a number of ready
 /// items, and [`Queue::receive_many`] takes them in flight as [`Deliveries`], acknowledged
-/// together. Each takes the lock once for the whole batch (on Redis: one script for a put or
+/// together. Each takes its lock once for the whole batch (on Redis: one script for a put or
 /// an acknowledgement), which makes it several times faster per item than single calls.
 ///
 /// # Closing
@@ -154,6 +154,10 @@ use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 /// (and so does a `join` after an immediate close). Each has a non-blocking (`try_`) and a timed
 /// (`_timeout`) form. A put wakes every sleeping receiver, not just one: a receiver killed
 /// between being woken and taking the item could otherwise strand it while the others sleep.
+///
+/// On shared memory, senders and receivers take two different locks: a producer process and
+/// a consumer process work at the same time instead of taking turns, and each side reads
+/// the other's words only when its own copy of them runs out.
 ///
 /// # Examples
 ///

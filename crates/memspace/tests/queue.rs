@@ -368,13 +368,14 @@ fn a_blocked_get_is_woken_by_a_put_from_another_process() {
     assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
-/// Where the count of receivers asleep on the queue's `items` word lies (the high half of
-/// `items`, the second word of the kind area's second line; see "Untrusted input" below).
-const RECEIVERS_OFFSET: u64 = KIND_AREA + 76;
+/// Where the count of receivers asleep on the queue's `items` word lies (the high half, in
+/// little-endian order, of `items`, the second word of the kind area's second line; see
+/// "Untrusted input" below).
+const ITEMS_SLEEPERS_OFFSET: u64 = KIND_AREA + 76;
 
 /// The count of receivers asleep, read from the segment's file.
 fn receivers_counted(name: &Removal) -> u32 {
-    let bytes = name.file().read(RECEIVERS_OFFSET, 4);
+    let bytes = name.file().read(ITEMS_SLEEPERS_OFFSET, 4);
     u32::from_le_bytes(bytes.try_into().expect("4 bytes"))
 }
 
@@ -447,6 +448,37 @@ fn a_put_killed_after_it_uncounted_the_sleeping_receiver_leaves_its_wake_up_to_t
         "the receiver still sleeps, uncounted, with items ready"
     );
     assert_eq!(queue.get().expect("get"), "after");
+}
+
+/// The receivers' sleeps are bounded: a producer killed between uncounting them and waking
+/// them leaves its item to their next look, though no one takes the producers' lock again.
+#[test]
+fn a_receiver_left_asleep_by_a_killed_put_looks_again_by_itself() {
+    const POINT: &str = "queue.sleepers_uncounted";
+    if let Some(point) = roles::role() {
+        return child_role(&point);
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("look-again");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    let started = Event::new().expect("event");
+    let mut consumer = Process::new(get_one::<String>, (queue.clone(), started.clone()));
+    consumer.start().expect("start");
+    started.wait().expect("wait");
+    wait_until_asleep_in_futex(consumer.pid().expect("pid"));
+    let mut child = roles::child_in_role(
+        POINT,
+        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
+    );
+    child.wait_until_stopped(POINT);
+    child.kill();
+    assert_eq!(
+        consumer
+            .join_timeout(Duration::from_secs(10))
+            .expect("join"),
+        Some("child".to_owned()),
+        "the receiver sleeps on with an item ready and no one to wake it"
+    );
 }
 
 fn put_one((queue, started): (Queue<u64>, Event)) {
@@ -551,7 +583,7 @@ fn an_item_that_cannot_be_encoded_changes_nothing() {
 // Untrusted input
 
 /// Where the queue's words start in a segment (the kind area), and how many there are: this
-/// test writes garbage over them, so it knows the layout (`collections/queue.rs`).
+/// test writes garbage over them, so it knows the layout (`collections/queue/layout.rs`).
 const KIND_AREA: u64 = 2304;
 const QUEUE_WORDS: u64 = 24;
 
@@ -657,8 +689,8 @@ fn put_up_to((queue, count): (Queue<u64>, u64)) {
 /// building a larger ring, or a streaming queue would build ring after ring.
 #[test]
 fn a_queue_streamed_between_two_processes_reuses_its_space() {
-    let _dog = memspace_testkit::start_test();
     const ITEMS: u64 = 300_000;
+    let _dog = memspace_testkit::start_test();
     let queue = Queue::<u64>::bounded(1_000).expect("queue");
     let mut producer = Process::new(put_up_to, (queue.clone(), ITEMS));
     producer.start().expect("start");
@@ -1207,10 +1239,19 @@ fn kill_at(point: &str) {
     );
     child.wait_until_stopped(point);
     child.kill();
-    // Before anyone repairs it: consistent, perhaps with notes about the dead holder.
+    // Before anyone repairs it: consistent, perhaps with notes about the dead holder, and
+    // checked: a dead holder's change under way does not stop the check.
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{point}: {report:?}");
-    // `to_vec` takes the lock: the next locker is told the holder died and recounts.
+    assert!(
+        !report
+            .notes
+            .iter()
+            .any(|note| note.contains("were not checked")),
+        "{point}: {report:?}"
+    );
+    // `to_vec` takes the receive lock: after a receiver's death, its next holder is told and
+    // recounts. After a sender's, the segment's lock is repaired by the put below.
     let ready = queue.to_vec().expect("read after the kill");
     match point {
         "queue.written" => assert_eq!(ready, strings(&PREFILL), "the unfinished put is visible"),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::segment::Report;
-use crate::segment::{self, Segment};
+use crate::segment::{self, LockSlot, Segment};
 use crate::sync::RawGuard;
 
 /// How many times a reader retries at once (spinning) before it yields, and yields before it
@@ -104,12 +104,13 @@ pub(crate) fn count_down(count: &AtomicU64, n: u64) {
 }
 
 /// Runs `check` (which is told whether a change was under way when it started) until it read
-/// the structure between two changes (`changes` even and unchanged), or while the lock's holder
-/// is dead (nothing changes until the next locker recovers), and adds what it found to
+/// the structure between two changes (`changes` even and unchanged), or while the holder of
+/// `lock` (the lock whose holders write `changes`) is dead (nothing changes until the next
+/// locker recovers), and adds what it found to
 /// `report`. After [`VERIFY_ATTEMPTS`] tries it gives up with a note naming `what` (`"the
 /// map"`) and the `parts` it could not check (`"entries"`).
 pub(crate) fn verify_between_changes(
-    segment: &Segment,
+    lock: &LockSlot,
     changes: &AtomicU64,
     (what, parts): (&str, &str),
     report: &mut Report,
@@ -122,9 +123,7 @@ pub(crate) fn verify_between_changes(
         check(&mut found, interrupted);
         fence(Ordering::Acquire);
         let after = changes.load(Ordering::Relaxed);
-        let holder_dead = segment
-            .lock_owner()
-            .is_some_and(|pid| !segment::pid_alive(pid));
+        let holder_dead = lock.owner_pid().is_some_and(|pid| !segment::pid_alive(pid));
         if before == after && (!interrupted || holder_dead) {
             for problem in found.problems {
                 report.problem(problem);

@@ -22,8 +22,8 @@ const ROUNDS_PER_LOOK: u32 = 32;
 static SPIN_BUDGET: AtomicU64 = AtomicU64::new(SPIN_START);
 
 /// Spins while the futex word in the low half of `word` still holds `seen`, for at most this
-/// process's budget and never past `deadline`. For a caller about to sleep on it, who unlocked
-/// first: a change seen here saves the sleep and the other side's wake-up system call.
+/// process's budget and never past `deadline`. For a caller about to sleep on it, holding no
+/// lock: a change seen here saves the sleep and the other side's wake-up system call.
 pub(super) fn spin_while(word: &AtomicU64, seen: u32, deadline: Option<Instant>) {
     spin_until(|| word.load(Ordering::Relaxed) as u32 != seen, deadline);
 }

@@ -1,4 +1,4 @@
-//! The control pages as typed views: the header, the lock slot, the table of users, the
+//! The control pages as typed views: the header, the two lock slots, the table of users, the
 //! metadata block and the kind area, each at its fixed offset (see `header.rs`).
 
 use std::sync::atomic::Ordering;
@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use super::LockSlot;
 use super::Segment;
 use super::header::{
-    Header, KIND_LOCK_OFFSET, KIND_OFFSET, LOCK_OFFSET, META_OFFSET, TYPE_NAME_OFFSET, TypeName,
-    USERS_OFFSET,
+    Header, KIND_OFFSET, KIND_SIZE, LOCK_OFFSET, META_OFFSET, SECOND_LOCK_OFFSET, TYPE_NAME_OFFSET,
+    TypeName, USERS_OFFSET,
 };
 use super::mapping::Mapping;
 use super::users::{Meta, Users};
@@ -48,13 +48,13 @@ impl Segment {
     /// The second lock slot (see `header.rs`): a queue's receivers take it. Initialised and
     /// reset with the segment's own, in every segment; unused by most kinds.
     #[inline]
-    pub(crate) fn kind_lock_slot(&self) -> &LockSlot {
-        self.control::<_, KIND_LOCK_OFFSET>()
+    pub(crate) fn second_lock_slot(&self) -> &LockSlot {
+        self.control::<_, SECOND_LOCK_OFFSET>()
     }
 
     /// Both lock slots: the segment's and the second one.
     pub(super) fn lock_slots(&self) -> [&LockSlot; 2] {
-        [self.lock_slot(), self.kind_lock_slot()]
+        [self.lock_slot(), self.second_lock_slot()]
     }
 
     /// Records this process's namespaces in both lock slots, before it can lock either (see
@@ -69,7 +69,7 @@ impl Segment {
     /// The kind-specific control words at [`KIND_OFFSET`], up to the second lock slot.
     #[inline]
     pub(crate) fn kind_area<T: ShmSafe>(&self) -> &T {
-        const { assert!(size_of::<T>() <= (KIND_LOCK_OFFSET - KIND_OFFSET) as usize) };
+        const { assert!(size_of::<T>() <= KIND_SIZE as usize) };
         self.control::<_, KIND_OFFSET>()
     }
 

@@ -14,8 +14,8 @@
 //! ```
 //!
 //! The first two pages are the *control pages*: they are mapped once and never remapped, so
-//! the lock in them keeps its address while threads sleep on it. Every field is an atomic, so a reader
-//! never races a writer non-atomically, even a hostile one; the creator fills the fields, then
+//! the locks in them keep their addresses while threads sleep on them. Every field is an
+//! atomic, so a reader never races a writer non-atomically, even a hostile one; the creator fills the fields, then
 //! publishes them with a release store of `init_state = READY`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -35,13 +35,16 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// reader-writer lock, whose wakers make no system call when nobody sleeps (a waiter of an
 /// older build, not counted, would never be woken); version 9 hands a contended lock over to
 /// a waiter that waited too long (a word a lock of an older build would take for a dead
-/// holder's); version 10 gave every segment a second lock slot at the end of the kind area,
-/// which a queue's receivers take while its senders take the segment's lock (a receiver of an
-/// older build would take the segment's lock and race the senders of this one).
+/// holder's); version 10 gave every segment a second lock slot in the last 64 bytes of the
+/// kind area (which shrank from 1792 bytes to 1728), which a queue's receivers take while its
+/// senders take the segment's lock, and laid the queue's words out anew in three cache lines,
+/// its futex words 64 bits wide with their sleepers' counts, `acked` and `settled` in place of
+/// `unacked` and `waiting` (a receiver of an older build would take the segment's lock and
+/// race the senders of this one).
 pub(crate) const LAYOUT_VERSION: u32 = 10;
 /// The size of the control pages.
 pub(crate) const CONTROL_SIZE: u64 = 8192;
-/// Where the lock slot lives.
+/// Where the segment's lock slot lives.
 pub(crate) const LOCK_OFFSET: u64 = 128;
 /// Where the segment's metadata lives.
 pub(crate) const META_OFFSET: u64 = 192;
@@ -51,7 +54,9 @@ pub(crate) const USERS_OFFSET: u64 = 256;
 pub(crate) const KIND_OFFSET: u64 = 2304;
 /// Where the second lock slot lives: the last 64 bytes of the first control page, after the
 /// kind area.
-pub(crate) const KIND_LOCK_OFFSET: u64 = TYPE_NAME_OFFSET - 64;
+pub(crate) const SECOND_LOCK_OFFSET: u64 = TYPE_NAME_OFFSET - 64;
+/// The size of the kind area, up to the second lock slot.
+pub(crate) const KIND_SIZE: u64 = SECOND_LOCK_OFFSET - KIND_OFFSET;
 /// Where the item type's name lives: the second control page.
 pub(crate) const TYPE_NAME_OFFSET: u64 = 4096;
 /// The first byte of the data area.

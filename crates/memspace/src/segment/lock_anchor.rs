@@ -1,6 +1,6 @@
 //! [`LockAnchor`]: a segment's lock slot, kept by a handle whose every call takes the lock;
-//! [`LockSite`]: where a lock is taken, a segment or an anchor; [`KindLock`]: the segment's
-//! second lock.
+//! [`LockSite`]: where a lock is taken: a segment or an anchor for the segment's lock, a
+//! queue's view of its segment for the second one (see `header.rs`).
 //!
 //! Reached through the segment, the slot is two dependent loads from the handle (the `Arc`'s
 //! pointer, then the mapping's base, beside its length for the bounds check), which the
@@ -18,14 +18,15 @@ use super::mapping::Pinned;
 use super::{InSegment, LockSlot, Segment};
 use crate::sys;
 
-/// Where a segment's lock is taken: through the [`Segment`] itself, or through a handle's
-/// [`LockAnchor`], which reaches the same slot in fewer loads.
+/// Where a lock of a segment is taken: its own lock through the [`Segment`] itself, or through
+/// a handle's [`LockAnchor`], which reaches the same slot in fewer loads; its second lock
+/// through a queue's view of the segment.
 pub(crate) trait LockSite: InSegment {
     /// Its lock slot.
     fn slot(&self) -> &LockSlot;
     /// Whether what the lock protects is still the segment's after a peer shrank its file
-    /// (see [`Segment::check_intact`]): for a segment, no page of its mapping was lost; for a
-    /// [`LockAnchor`], the lock's own page was not.
+    /// (see [`Segment::check_intact`]): for a segment (and a queue's view), no page of its
+    /// mapping was lost; for a [`LockAnchor`], the lock's own page was not.
     fn is_intact(&self) -> bool;
 }
 
@@ -38,30 +39,6 @@ impl LockSite for Segment {
     #[inline]
     fn is_intact(&self) -> bool {
         Segment::is_intact(self)
-    }
-}
-
-/// Where the segment's second lock is taken (see `header.rs`): a queue's receive lock.
-#[derive(Clone, Copy)]
-pub(crate) struct KindLock<'a>(pub(crate) &'a Segment);
-
-impl InSegment for KindLock<'_> {
-    #[inline]
-    fn segment(&self) -> &Segment {
-        self.0
-    }
-}
-
-impl LockSite for KindLock<'_> {
-    #[inline]
-    fn slot(&self) -> &LockSlot {
-        self.0.kind_lock_slot()
-    }
-
-    /// As for the segment's own lock: it guards data elsewhere in the segment.
-    #[inline]
-    fn is_intact(&self) -> bool {
-        Segment::is_intact(self.0)
     }
 }
 

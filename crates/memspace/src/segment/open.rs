@@ -111,7 +111,7 @@ impl Segment {
     }
 
     /// If the segment was last initialised during an earlier boot (a `file:` segment after a
-    /// reboot), resets its lock and its table of users, once, under an exclusive `flock`.
+    /// reboot), resets its locks and its table of users, once, under an exclusive `flock`.
     ///
     /// A process that cannot read the boot id (no `/proc`, no file descriptor left) cannot tell,
     /// and changes nothing: resetting a lock that a process of this boot holds would hand it to

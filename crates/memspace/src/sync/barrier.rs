@@ -51,7 +51,7 @@ struct BarrierArea {
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for BarrierArea {}
 
-const _: () = assert!(size_of::<BarrierArea>() <= 1792);
+const _: () = assert!(size_of::<BarrierArea>() as u64 <= crate::segment::KIND_SIZE);
 
 /// Why [`Barrier::wait`] did not complete.
 #[derive(Debug, thiserror::Error)]

@@ -108,7 +108,7 @@ impl ReaderSlot {
 // it owns nothing and needs no `Drop`.
 unsafe impl ShmSafe for RwLockArea {}
 
-const _: () = assert!(size_of::<RwLockArea>() <= 1792);
+const _: () = assert!(size_of::<RwLockArea>() as u64 <= crate::segment::KIND_SIZE);
 // The slots' place, which tests that write a slot into a segment's file rely on.
 const _: () =
     assert!(std::mem::offset_of!(RwLockArea, slots) == 32 && size_of::<ReaderSlot>() == 24);

@@ -62,7 +62,7 @@ struct SemaphoreArea {
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for SemaphoreArea {}
 
-const _: () = assert!(size_of::<SemaphoreArea>() <= 1792);
+const _: () = assert!(size_of::<SemaphoreArea>() as u64 <= crate::segment::KIND_SIZE);
 
 /// Why a semaphore operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,7 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     let area = Raw::new(segment).area();
     verify_between_changes(
-        segment,
+        segment.lock_slot(),
         &area.version,
         ("the list", "items"),
         report,

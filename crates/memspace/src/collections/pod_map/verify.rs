@@ -31,7 +31,7 @@ pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     };
     let raw = Raw { segment, shape };
     verify_between_changes(
-        segment,
+        segment.lock_slot(),
         &area.changes,
         ("the map", "slots"),
         report,

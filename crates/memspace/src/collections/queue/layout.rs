@@ -5,35 +5,39 @@
 //!
 //! ```text
 //! kind area, first line: read by both sides, written under both locks
-//!             ring       offset of the current ring (0: none yet)         committed
-//!             capacity   0: unbounded                                      fixed at creation
-//!             closed     0 open, 1 closed, 2 closed immediately            committed
-//! second line: written by senders, under the segment's lock
-//!             end        sequence number after the last item put          committed
-//!             items      futex word (low half), bumped when an item becomes ready, and how
-//!                        many receivers sleep on it (high half), zeroed by the same bump
-//!             sender_head   a `head` the senders read: no later than `head`   derived
-//!             sender_first  the record offset of entry `sender_head`           derived
-//!             sender_tail   where the record of entry `end - 1` ends             derived
-//!             sender_acked  an `acked` the senders read: no later than `acked` derived
-//! third line: written by receivers, under the receive lock
-//!             head       entries [head, end) are live                      committed
-//!             acked      head + the acknowledged entries after it          derived
-//!             settled    head + the entries after it not ready             derived
-//!             hint       no ready entry lies in [head, hint)               derived
-//!             changes    odd while a holder of the receive lock changes the queue (for `verify`)
-//!             space      futex word (low half), bumped when an item is acknowledged, and how
-//!                        many senders and joiners sleep on it (high half)
-//!             receiver_end  an `end` the receivers read: no later than `end`   derived
+//!   ring          offset of the current ring (0: none yet)                committed
+//!   capacity      0: unbounded                                             fixed at creation
+//!   closed        0 open, 1 closed, 2 closed immediately                   committed
+//!   (40 bytes of padding)
+//! second line: the senders', written under the segment's lock
+//!   end           sequence number after the last item put                 committed
+//!   items         futex word: bumped when an item becomes ready (low half), and how many
+//!                 receivers sleep on it (high half)
+//!   sender_head   the senders' copy of `head`: no later than `head`       derived
+//!   sender_first  where the record of entry `sender_head` starts           derived
+//!   sender_tail   where the record of entry `end - 1` ends                 derived
+//!   sender_acked  the senders' copy of `acked`: no later than `acked`     derived
+//!   (16 bytes of padding)
+//! third line: the receivers', written under the receive lock
+//!   head          entries [head, end) are live                             committed
+//!   acked         head + the acknowledged entries after it                 derived
+//!   settled       head + the entries after it that are not ready           derived
+//!   hint          no ready entry lies in [head, hint)                      derived
+//!   changes       odd while a holder of the receive lock changes the queue (for `verify`)
+//!   space         futex word: bumped when an item is acknowledged (low half), and how
+//!                 many senders and joiners sleep on it (high half)
+//!   receiver_end  the receivers' copy of `end`: no later than `end`        derived
+//!   (8 bytes of padding)
 //! ring:       [u64 slots][u64 bytes][16 reserved][slots entries][bytes of records]
 //! entry:      [u64 record][u32 state][u32 deliveries][u32 taker pid][u32][u64 taker start]
 //! record:     [u32 length][u32 CRC-32C][payload][padding to 8]  (record.rs)
 //! ```
 //!
 //! Ready items number `end - settled`, unacknowledged ones `end - acked`. Each side writes
-//! its own line, so that a sender and a receiver never wait for each other's lock, and reads
-//! the other's only when its own copy (`sender_head`, `receiver_end`, ...) runs out: a line
-//! one side writes is not pulled away from it by the other at every item.
+//! its own line, except the futex words, which the other side's wakers bump and its own
+//! sleepers count themselves in (a close, under both locks, bumps both). A side reads the
+//! other's line only when its copy (`sender_head`, `receiver_end`, ...) runs out, so that the
+//! line one side writes at every item is not pulled away from its processor by the other's.
 //!
 //! Entry `seq` lives in slot `seq % slots`; `state` is 1 ready, 2 taken, 3 acknowledged. The
 //! records of entries `head..end` lie one after the other in the ring's byte area, wrapping
@@ -48,7 +52,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::collections::record;
 use crate::error::{Error, Result};
-use crate::segment::Segment;
+use crate::segment::{InSegment, LockSite, LockSlot, Segment};
 use crate::shm_safe::ShmSafe;
 use crate::sync::RawGuard;
 
@@ -79,15 +83,15 @@ pub(super) struct QueueArea {
     pub(super) capacity: AtomicU64,
     /// [`OPEN`], [`CLOSED`] or [`CLOSED_NOW`].
     pub(super) closed: AtomicU32,
-    pub(super) reserved: AtomicU32,
-    pub(super) shared_line: [AtomicU64; 5],
+    reserved: AtomicU32,
+    padding_0: [AtomicU64; 5],
     pub(super) end: AtomicU64,
     pub(super) items: AtomicU64,
     pub(super) sender_head: AtomicU64,
     pub(super) sender_first: AtomicU64,
     pub(super) sender_tail: AtomicU64,
     pub(super) sender_acked: AtomicU64,
-    pub(super) senders_line: [AtomicU64; 2],
+    padding_1: [AtomicU64; 2],
     pub(super) head: AtomicU64,
     pub(super) acked: AtomicU64,
     pub(super) settled: AtomicU64,
@@ -95,7 +99,7 @@ pub(super) struct QueueArea {
     pub(super) changes: AtomicU64,
     pub(super) space: AtomicU64,
     pub(super) receiver_end: AtomicU64,
-    pub(super) receivers_line: AtomicU64,
+    padding_2: AtomicU64,
 }
 
 /// One slot of a ring (see the module docs).
@@ -114,9 +118,9 @@ const _: () = assert!(size_of::<QueueArea>() == 192);
 const _: () = assert!(std::mem::offset_of!(QueueArea, end) == 64);
 const _: () = assert!(std::mem::offset_of!(QueueArea, head) == 128);
 
-// SAFETY: `#[repr(C)]` with only fixed-width atomics, so its layout is the same in every
-// process (pinned by the size assertion above), every bit pattern is a value, all mutation is
-// atomic, and it needs no `Drop`; the ring is named by an offset, not a pointer.
+// SAFETY: `#[repr(C, align(64))]` with only fixed-width atomics, so its layout is the same in
+// every process (pinned by the size and offset assertions above), every bit pattern is a value,
+// all mutation is atomic, and it needs no `Drop`; the ring is named by an offset, not a pointer.
 #[allow(unsafe_code)]
 unsafe impl ShmSafe for QueueArea {}
 // SAFETY: as for `QueueArea`: `#[repr(C)]`, fixed-width atomics only, its record an offset.
@@ -150,6 +154,28 @@ impl Ring {
 #[derive(Clone, Copy)]
 pub(super) struct Raw<'a> {
     pub(super) segment: &'a Segment,
+}
+
+/// Receivers take the segment's second lock (see `segment/header.rs`) through the queue's
+/// view of its segment; senders take the segment's own through the segment.
+impl InSegment for Raw<'_> {
+    #[inline]
+    fn segment(&self) -> &Segment {
+        self.segment
+    }
+}
+
+impl LockSite for Raw<'_> {
+    #[inline]
+    fn slot(&self) -> &LockSlot {
+        self.segment.second_lock_slot()
+    }
+
+    /// As for the segment's lock: it guards data elsewhere in the segment.
+    #[inline]
+    fn is_intact(&self) -> bool {
+        self.segment.is_intact()
+    }
 }
 
 impl<'a> Raw<'a> {
@@ -256,10 +282,10 @@ impl<'a> Raw<'a> {
         self.corrupt(format!("entry {seq} at {at} is not mapped"))
     }
 
-    /// `head` and `end`, checked against each other and the ring. Each side reads the
-    /// other's word here: a sender `head` (whose records it may then write over), a receiver
-    /// `end` (whose entries and records it then reads). For the hot paths, see
-    /// [`Raw::receivers_window`] and the senders' copies of `head`.
+    /// `head` and `end` as they are, checked against each other and the ring: for `verify`,
+    /// the rare paths of the receivers (a close, a join, `to_vec`), and a receiver's refresh of
+    /// its copy of `end` ([`Raw::refresh_receiver_end`]), whose entries and records it then
+    /// reads (an Acquire load). Receivers' hot paths read [`Raw::receiver_window`] instead.
     #[inline]
     pub(super) fn window(self, ring: Option<Ring>) -> Result<(u64, u64)> {
         let area = self.area();
@@ -268,12 +294,18 @@ impl<'a> Raw<'a> {
     }
 
     /// The window as receivers see it, from their own line: `head` and `receiver_end`, their
-    /// copy of `end` (see [`Raw::refresh_receiver_end`]).
+    /// copy of `end` (see [`Raw::refresh_receiver_end`]), for a holder of the receive lock. A
+    /// copy that does not fit `head` and the ring is damaged: `end` is read afresh.
     #[inline]
-    pub(super) fn receivers_window(self, ring: Option<Ring>) -> Result<(u64, u64)> {
+    pub(super) fn receiver_window(self, ring: Option<Ring>) -> Result<(u64, u64)> {
         let area = self.area();
         let head = area.head.load(Ordering::Relaxed);
-        self.checked_window(ring, head, area.receiver_end.load(Ordering::Relaxed))
+        let end = area.receiver_end.load(Ordering::Relaxed);
+        let slots = ring.map_or(0, |r| r.slots);
+        match end.checked_sub(head) {
+            Some(live) if live <= slots && end < u64::MAX => Ok((head, end)),
+            _ => self.refresh_receiver_end(ring),
+        }
     }
 
     /// Reads `end` into `receiver_end` (a holder of the receive lock) and returns the window.
@@ -300,19 +332,39 @@ impl<'a> Raw<'a> {
         }
     }
 
-    /// Items ready to be received: `end - settled`. Exact for a holder of the receive lock; a
-    /// look without it may be a moment old.
+    /// The `closed` word, checked: [`OPEN`], [`CLOSED`] or [`CLOSED_NOW`].
+    pub(super) fn closed_state(self) -> Result<u32> {
+        match self.area().closed.load(Ordering::Relaxed) {
+            state @ (OPEN | CLOSED | CLOSED_NOW) => Ok(state),
+            other => Err(self.corrupt(format!(
+                "its closed word is {other}, neither open (0), closed (1) nor closed immediately \
+                 (2)"
+            ))),
+        }
+    }
+
+    /// Items ready to be received: `end - settled`. A holder of the receive lock reads
+    /// `settled` exact, but `end` may move on under the senders' lock meanwhile.
     #[inline]
-    pub(super) fn waiting(self) -> u64 {
+    pub(super) fn ready(self) -> u64 {
         let area = self.area();
         // `settled` first: it never passes the `end` of its time, so a later `end` is no less.
         let settled = area.settled.load(Ordering::Acquire);
         area.end.load(Ordering::Acquire).saturating_sub(settled)
     }
 
-    /// Items put and not acknowledged: `end - acked`, as [`Raw::waiting`].
+    /// Items in flight: `settled - acked`, the receivers' words alone (exact under the
+    /// receive lock).
     #[inline]
-    pub(super) fn unacked(self) -> u64 {
+    pub(super) fn in_flight(self) -> u64 {
+        let area = self.area();
+        let acked = area.acked.load(Ordering::Acquire);
+        area.settled.load(Ordering::Acquire).saturating_sub(acked)
+    }
+
+    /// Items put and not acknowledged: `end - acked`, as [`Raw::ready`].
+    #[inline]
+    pub(super) fn unacknowledged(self) -> u64 {
         let area = self.area();
         let acked = area.acked.load(Ordering::Acquire);
         area.end.load(Ordering::Acquire).saturating_sub(acked)

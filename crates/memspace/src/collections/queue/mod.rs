@@ -250,7 +250,7 @@ impl<T> Queue<T> {
     /// As [`Queue::len`].
     pub fn unacknowledged(&self) -> Result<u64> {
         match self.place.as_ref() {
-            Place::Shm(segment) => Ok(Raw { segment }.unacked()),
+            Place::Shm(segment) => Ok(Raw { segment }.unacknowledged()),
             #[cfg(feature = "redis")]
             Place::Redis(queue) => Ok(queue.len()? + queue.in_flight()?),
         }
@@ -263,7 +263,7 @@ impl<T> Queue<T> {
     /// As [`Queue::len`].
     pub fn in_flight(&self) -> Result<u64> {
         match self.place.as_ref() {
-            Place::Shm(_) => Ok(self.unacknowledged()?.saturating_sub(self.len()?)),
+            Place::Shm(segment) => Ok(Raw { segment }.in_flight()),
             #[cfg(feature = "redis")]
             Place::Redis(queue) => queue.in_flight(),
         }
@@ -935,7 +935,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
 serialize_as_name!(Queue<T> where T: Serialize + DeserializeOwned);
 
-/// Decodes the payloads a shared-memory receive offers under the lock, keeping the values.
+/// Decodes the payloads a shared-memory receive offers under the receive lock, keeping the
+/// values.
 struct Decoder<T> {
     values: Vec<T>,
 }

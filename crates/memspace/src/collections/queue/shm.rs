@@ -4,40 +4,42 @@
 //! # Two locks
 //!
 //! Senders take the segment's lock, receivers its second lock (the *receive lock*), so that a
-//! sender and a receiver in two processes work at once instead of taking turns at one lock.
-//! Each side writes its own line of the queue's words and reads the other's:
+//! sender and a receiver never wait for each other. Each side writes its own line of the
+//! queue's words, and reads the other's only when its copy of it runs out (see `layout.rs`):
 //!
 //! * **Senders** own the free part of the ring: the slots from `end` on and the record bytes
 //!   past the last live record. A put writes its record and its entry there, then commits
-//!   them by one store of `end + 1`. It reads `head` to know what is free; a `head` a moment
-//!   old only makes it see less room.
+//!   them by one store of `end + 1`. It knows what is free from its copy of `head`, which is
+//!   never later than `head`: one a moment old only makes it see less room.
 //! * **Receivers** own the live entries `head..end`: a receive stores `taken` into an entry's
 //!   state (after writing the taker and counting the delivery), an ack stores `acknowledged`,
 //!   a dropped delivery stores `ready` again. `head` then moves past acknowledged entries,
-//!   freeing their slots and record bytes for the senders. A receiver reads `end` to know what
-//!   is live, and reads a record only before its entry is acknowledged.
-//! * **Both** hold both locks, the segment's first, for what changes the ring under everyone:
-//!   a put that finds no room builds a larger ring past the current one, copies the live
-//!   entries and records into it, and stores its offset into `ring`; a close stores `closed`
-//!   (and an immediate one discards the ready items).
+//!   freeing their slots and record bytes for the senders. A receiver knows what is live from
+//!   its copy of `end`, and reads a record only before its entry is acknowledged.
+//! * **Under both locks**, the segment's always first and the receive lock second, never the
+//!   reverse, goes what changes the ring under everyone: a put that finds no room builds a
+//!   larger ring past the current one, copies the live entries and records into it, and
+//!   stores its offset into `ring`; a close stores `closed` (and an immediate one discards the
+//!   ready items).
 //!
 //! The counts follow from the receivers' words: `end - settled` items are ready, and
-//! `end - acked` unacknowledged (see `layout.rs`). A sender reads `acked` for the bound; one a
-//! moment old only makes the queue look fuller.
+//! `end - acked` unacknowledged. A sender reads its copy of `acked` for the bound, and
+//! `acked` itself when the copy says the queue is full.
 //!
 //! # Recovery
 //!
 //! A process killed before a commit leaves garbage in free space, which nothing points to; one
 //! killed after leaves only the derived words stale. The next locker is told that the owner
 //! died ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)). Of the receive lock, it
-//! recounts `acked` and `settled` from the entries, resets `hint` to `head`, and checks every
-//! live record's bounds; of either lock, it wakes every sleeper of both futex words (a holder
-//! killed as it woke them may have uncounted them first: see "Space and blocking"), and marks
-//! the lock consistent. Senders derive nothing, so the segment's lock needs no other repair: a
-//! sender killed while it built a ring held the receive lock too, and that lock's recovery
-//! recounts. Items taken by a dead process are not a lock matter: they stay taken until a
-//! receiver finds their taker dead (pid gone, or reused by a process with another start time)
-//! and delivers them again.
+//! recounts `acked` and `settled` from the entries, resets `hint` to `head` and the receivers'
+//! copy of `end`, and checks every live record's bounds. Of the segment's lock, it reads the
+//! senders' copies afresh from `head`, `end` and the entries (a sender killed after its commit
+//! left copies of the state before it). Of either, it wakes every sleeper of both futex words
+//! (a holder killed as it woke them may have uncounted them first: see "Space and blocking"),
+//! and marks the lock consistent. Each recovery needs only its own lock: a sender killed while
+//! it built a ring held the receive lock too, and that lock's recovery recounts. Items taken
+//! by a dead process are not a lock matter: they stay taken until a receiver finds their taker
+//! dead (pid gone, or reused by a process with another start time) and delivers them again.
 //!
 //! # Closing and joining
 //!
@@ -45,35 +47,39 @@
 //! ready entries acknowledged (each a commit of its own, as an `ack`), so a close killed
 //! half-way leaves a closed queue with some ready items left, which receivers do not take and
 //! the next joiner discards. A joiner takes the receive lock and sleeps on `space` with the
-//! senders, since only an acknowledgement can end its wait; a close bumps and wakes both futex
-//! words.
+//! senders, since only an acknowledgement can end its wait; a close bumps both futex words and
+//! wakes every sleeper of both before it unlocks.
 //!
 //! # Space and blocking
 //!
 //! See [`Queue`](super::Queue). Outgrown rings are never reused, so `verify`, which reads
 //! without the locks, never finds a ring it loaded rewritten under it as another ring.
 //!
-//! A sleeper reads the futex word before it looks at the queue, and sleeps only while the
-//! word is unchanged, so a change after its look is not lost. The change it waits for is made
-//! under the other lock: a receiver waits for a put, a sender for an acknowledgement. So the
-//! waker bumps the word with a read-modify-write and then reads the count of sleepers
-//! (`receivers`, `senders`), and a sleeper counts itself with a read-modify-write before it
-//! sleeps: of the two, the later sees the earlier, so either the waker finds the sleeper
-//! counted or the sleeper's futex finds the word changed. A waker that finds a count sets it to
-//! zero and wakes every sleeper of the word, still under its lock, so the puts that follow a
-//! wake-up, before the woken receiver has run (tens of microseconds when the processors are
-//! busy), make no system call. A waker killed between the two leaves the lock to a recovery
-//! that wakes every sleeper. A sleeper that wakes otherwise (its timeout), or is killed, leaves
-//! its count behind, which costs one needless wake-up, never a lost one.
+//! A futex word (`items`, `space`) is 64 bits: the low half a number the futex sleeps on, the
+//! high half the count of its sleepers. A sleeper reads the low half before it looks at the
+//! queue, and after a look that finds nothing, adds itself to the count only while the low
+//! half still holds what it read, then unlocks and sleeps while it does. A waker changes the
+//! queue, then bumps the low half and zeroes the count in one read-modify-write
+//! ([`bump_futex`]), and wakes every sleeper of the word if the count was not zero, still under
+//! its lock. The change a sleeper waits for is made under the other lock (a receiver waits for
+//! a put, a sender for an acknowledgement), so both steps are read-modify-writes of the one
+//! word: whichever comes second sees the first, and either the waker finds the sleeper counted
+//! or the sleeper finds the number moved on and looks again. The puts that follow a wake-up,
+//! before the woken receiver has run (tens of microseconds when the processors are busy), find
+//! the count zero and make no system call. A waker killed between its bump and its wake-up
+//! leaves the lock to a recovery that wakes every sleeper. A sleeper that wakes otherwise (its
+//! timeout), or is killed, leaves its count behind, which costs one needless wake-up, never a
+//! lost one.
 //!
 //! # Safety
 //!
 //! The one `unsafe` operation is `record::write`, whose contract is that no published offset
 //! points into the bytes written. It is called under the segment's lock, in two places: in
-//! `Raw::put`, at a position `free_position` found in the ring's free space (outside the
-//! records of the live entries `head..end`, the only ones anybody follows, for a `head` no
-//! later than the receivers'); and in `Raw::grow`, in a new ring past the end of the current
-//! one, which no offset points into until `ring` is stored.
+//! `Raw::put`, at a position [`LiveRecords::room`] found in the ring's free space (outside the
+//! records of the live entries from the senders' copy of `head`, which covers the receivers'
+//! `head..end`, the only ones anybody follows); and in `Raw::grow`, under the receive lock
+//! too, in a new ring past the end of the current one, which no offset points into until
+//! `ring` is stored.
 
 #![allow(unsafe_code)]
 
@@ -89,7 +95,7 @@ use crate::collections::changes::{Change, count_down, count_up};
 use crate::collections::wait::{Next, deadline, next_sleep, spin_while};
 use crate::collections::{codec, record};
 use crate::error::{Error, Result};
-use crate::segment::{self, DATA_START, KindLock};
+use crate::segment::{self, DATA_START};
 use crate::sync::{RawGuard, lock_and_repair};
 use crate::sys;
 
@@ -99,6 +105,11 @@ const INITIAL_SLOTS: u64 = 64;
 const INITIAL_BYTES: u64 = 8 << 10;
 /// How often a waiting receiver looks for items taken by processes that died meanwhile.
 pub(super) const REDELIVERY_CHECK: Duration = Duration::from_millis(50);
+/// The longest a sleeper sleeps before it looks at the queue again. A waker killed between its
+/// bump and its wake-up is recovered by the next holder of its lock, and the sleepers of the
+/// other lock may be all that is left (receivers waiting for a producer that died): they find
+/// what it committed at their next look.
+const LOOK_AGAIN: Duration = Duration::from_secs(1);
 /// Every this many deliveries, a receiver looks for items of dead takers first even when other
 /// items are ready (it always looks when none is).
 const ORPHAN_SCAN_EVERY: u64 = 16;
@@ -118,7 +129,7 @@ fn me() -> (u32, u64) {
     (pid, start)
 }
 
-/// An item taken in flight under the lock, with its payload.
+/// An item taken in flight under the receive lock, with its payload.
 pub(super) struct Taken {
     pub(super) seq: u64,
     pub(super) deliveries: u32,
@@ -131,7 +142,7 @@ thread_local! {
     static PAYLOAD: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// What one receive took under the lock.
+/// What one receive took under the receive lock.
 #[derive(Default)]
 pub(super) struct Received {
     /// Items accepted (decoded by the caller).
@@ -173,17 +184,6 @@ fn record_end(record: u64, payload_len: usize) -> u64 {
 }
 
 impl<'a> Raw<'a> {
-    /// The `closed` word, checked: [`OPEN`], [`CLOSED`] or [`CLOSED_NOW`].
-    fn closed_state(self) -> Result<u32> {
-        match self.area().closed.load(Ordering::Relaxed) {
-            state @ (OPEN | CLOSED | CLOSED_NOW) => Ok(state),
-            other => Err(self.corrupt(format!(
-                "its closed word is {other}, neither open (0), closed (1) nor closed immediately \
-                 (2)"
-            ))),
-        }
-    }
-
     /// [`QueueError::Closed`] for this queue.
     fn closed_error(self) -> QueueError {
         QueueError::Closed {
@@ -217,14 +217,14 @@ impl<'a> Raw<'a> {
                 return Err(self.closed_error());
             }
             // Before the look at the room: an acknowledgement after this load changes it.
-            let seen = seen(&area.space);
+            let seen = futex_value(&area.space);
             if capacity == 0 || self.has_room(count, capacity) {
                 self.put(&guard, payloads)?;
-                let sleepers = bump(&area.items);
+                let sleepers = bump_futex(&area.items);
                 wake(&guard, &area.items, sleepers);
                 return Ok(true);
             }
-            let Next::Sleep(sleep) = next_sleep(timeout, deadline, None) else {
+            let Next::Sleep(sleep) = next_sleep(timeout, deadline, Some(LOOK_AGAIN)) else {
                 return Ok(false);
             };
             let Some(guard) = spin_before_sleep(&mut spun, guard, &area.space, seen, deadline)
@@ -241,7 +241,9 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let end = area.end.load(Ordering::Relaxed);
         let fits = |acked: u64| end.saturating_sub(acked).saturating_add(count) <= capacity;
-        if fits(area.sender_acked.load(Ordering::Relaxed)) {
+        let copy = area.sender_acked.load(Ordering::Relaxed);
+        // A copy past `end` is damaged, not a state: read `acked` itself.
+        if copy <= end && fits(copy) {
             return true;
         }
         let acked = area.acked.load(Ordering::Acquire);
@@ -252,7 +254,7 @@ impl<'a> Raw<'a> {
     /// Takes up to `max` items (at least one) under one lock (see [`Raw::take`]) into
     /// `received` (which starts empty), sleeping while none is ready; `false` once `timeout`
     /// has passed first (at once for a zero timeout). Each payload is offered to `accept`
-    /// under the lock: an accepted item is acknowledged at once if `ack`, else taken in
+    /// under the receive lock: an accepted item is acknowledged at once if `ack`, else taken in
     /// flight; the first refused one is taken in flight and ends the batch.
     /// [`QueueError::Closed`] at once if the queue was closed immediately, and once nothing is
     /// left unacknowledged if it was closed: until then an item in flight with another
@@ -281,14 +283,13 @@ impl<'a> Raw<'a> {
                 && timeout != Some(Duration::ZERO)
                 && area.receiver_end.load(Ordering::Relaxed) <= area.settled.load(Ordering::Relaxed)
             {
-                let seen = seen(&area.items);
-                if self.waiting() == 0 && area.closed.load(Ordering::Relaxed) == OPEN {
+                let seen = futex_value(&area.items);
+                if self.ready() == 0 && area.closed.load(Ordering::Relaxed) == OPEN {
                     spun = true;
                     spin_while(&area.items, seen, deadline);
                 }
             }
-            let site = KindLock(self.segment);
-            let guard = self.lock_receivers(&site)?;
+            let guard = self.lock_receivers()?;
             let closed = self.closed_state()?;
             if closed == CLOSED_NOW {
                 return Err(self.closed_error());
@@ -299,21 +300,25 @@ impl<'a> Raw<'a> {
             let sleepers = if received.acked > 0 {
                 self.finish_acks(ring.as_ref())
             } else {
-                Sleepers::default()
+                ToWake::default()
             };
             drop(change);
             if received.accepted > 0 || received.refused.is_some() {
                 self.wake_after_acks(&guard, sleepers);
                 return Ok(true);
             }
-            let unacked = self.unacked();
+            let unacked = self.unacknowledged();
             if closed != OPEN && unacked == 0 {
                 return Err(self.closed_error());
             }
             // Items in flight come back if their taker dies, which wakes nobody: look again
             // now and then while there are any.
-            let poll = (unacked > self.waiting()).then_some(REDELIVERY_CHECK);
-            let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
+            let poll = if self.in_flight() > 0 {
+                REDELIVERY_CHECK
+            } else {
+                LOOK_AGAIN
+            };
+            let Next::Sleep(sleep) = next_sleep(timeout, deadline, Some(poll)) else {
                 return Ok(false);
             };
             let Some(guard) = spin_before_sleep(&mut spun, guard, &area.items, seen, deadline)
@@ -331,23 +336,22 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let deadline = deadline(timeout);
         loop {
-            let site = KindLock(self.segment);
-            let guard = self.lock_receivers(&site)?;
+            let guard = self.lock_receivers()?;
             // Before the look at what is unacknowledged: an acknowledgement after this load
             // changes it.
-            let seen = seen(&area.space);
+            let seen = futex_value(&area.space);
             let poll = if area.closed.load(Ordering::Relaxed) == CLOSED_NOW {
                 let _change = Change::begin(&area.changes, &guard);
                 self.discard_ready()?;
                 self.discard_orphans()?;
-                Some(REDELIVERY_CHECK)
+                REDELIVERY_CHECK
             } else {
-                None
+                LOOK_AGAIN
             };
-            if self.unacked() == 0 {
+            if self.unacknowledged() == 0 {
                 return Ok(true);
             }
-            let Next::Sleep(sleep) = next_sleep(timeout, deadline, poll) else {
+            let Next::Sleep(sleep) = next_sleep(timeout, deadline, Some(poll)) else {
                 return Ok(false);
             };
             // An acknowledgement bumps `space`; joiners sleep there with the senders.
@@ -360,10 +364,9 @@ impl<'a> Raw<'a> {
     /// items and those in flight with dead processes.
     pub(super) fn close(self, immediately: bool) -> Result<()> {
         let area = self.area();
-        let senders = self.lock_senders()?;
-        let site = KindLock(self.segment);
-        let guard = self.lock_receivers(&site)?;
-        let change = Change::begin(&area.changes, &guard);
+        let send_guard = self.lock_senders()?;
+        let receive_guard = self.lock_receivers()?;
+        let change = Change::begin(&area.changes, &receive_guard);
         let state = if immediately { CLOSED_NOW } else { CLOSED };
         if area.closed.load(Ordering::Relaxed) != CLOSED_NOW {
             area.closed.store(state, Ordering::Release); // commit
@@ -373,14 +376,13 @@ impl<'a> Raw<'a> {
             self.discard_ready()?;
             self.discard_orphans()?;
         }
-        bump(&area.items);
-        bump(&area.space);
         drop(change);
         self.segment.note_writer();
-        drop(guard);
-        drop(senders);
-        // Unconditionally: a sleeper counted in neither word must not be missed here.
+        // Every sleeper, counted or not, under both locks: a closer killed before this leaves
+        // it to the recovery of either lock.
         self.wake_everyone();
+        drop(receive_guard);
+        drop(send_guard);
         Ok(())
     }
 
@@ -432,8 +434,10 @@ impl<'a> Raw<'a> {
             self.entry(ring, seq)?.state.store(DONE, Ordering::Release);
             count_up(&area.acked, 1);
             self.advance_head(ring, window.0, window.1)?;
-            // Joiners (the callers) look again before they sleep: nobody to wake.
-            bump(&area.space);
+            // Under the receive lock, which the caller (a joiner or a closer) holds, as `wake`.
+            if bump_futex(&area.space) {
+                sys::futex_wake_low_half(&area.space, u32::MAX);
+            }
         }
     }
 
@@ -442,17 +446,17 @@ impl<'a> Raw<'a> {
     fn lock_senders(self) -> Result<RawGuard<'a>> {
         lock_and_repair(self.segment, |_| {
             self.wake_everyone();
-            self.recount_senders()
+            self.reread_senders_copies()
         })
     }
 
-    /// Reads the senders' copies afresh (see [`Live`]), for a holder of the segment's lock
+    /// Reads the senders' copies afresh (see [`LiveRecords`]), for a holder of the segment's lock
     /// whose last holder died: it may have committed items and died before it kept its view
     /// of them.
-    fn recount_senders(self) -> Result<()> {
+    fn reread_senders_copies(self) -> Result<()> {
         let ring = self.ring()?;
         let end = self.area().end.load(Ordering::Relaxed);
-        let live = self.fresh_view(ring, end)?;
+        let live = self.read_live_records(ring, end)?;
         let area = self.area();
         area.sender_head.store(live.head, Ordering::Relaxed);
         area.sender_first.store(live.first, Ordering::Relaxed);
@@ -464,13 +468,13 @@ impl<'a> Raw<'a> {
 
     /// Takes the receive lock (`site`, the segment's second lock), repairing the receivers'
     /// derived words if a holder died.
-    fn lock_receivers<'s>(self, site: &'s KindLock<'a>) -> Result<RawGuard<'s>> {
-        lock_and_repair(site, |guard| self.recover(guard))
+    fn lock_receivers(&self) -> Result<RawGuard<'_>> {
+        lock_and_repair(self, |guard| self.recover(guard))
     }
 
     /// Recounts the receivers' derived words from the committed state (see the module docs),
     /// inside the change a dead holder left under way or a change of its own, so that
-    /// `inspect`'s check without the lock never reads half-recounted words. A recount that
+    /// `inspect`'s check without the locks never reads half-recounted words. A recount that
     /// fails leaves the change under way, for the next locker's.
     fn recover(self, guard: &RawGuard<'_>) -> Result<()> {
         let area = self.area();
@@ -483,10 +487,16 @@ impl<'a> Raw<'a> {
         recounted
     }
 
-    /// Wakes every sleeper of both futex words: a holder that died may have uncounted
-    /// sleepers before it woke them (`wake_counted`), and they wake and look again.
+    /// Bumps both futex words and wakes every sleeper of both, for a holder of either lock
+    /// (a recovery, a close): a holder that died may have uncounted sleepers before it woke
+    /// them ([`bump_futex`] zeroes the count before [`wake`]), and a recovery changes what
+    /// sleepers of the other lock wait for without their lock (a recount of `acked`). The
+    /// bumps reach a sleeper between its look and its sleep too: its futex finds the word
+    /// moved on.
     fn wake_everyone(self) {
         let area = self.area();
+        bump_futex(&area.items);
+        bump_futex(&area.space);
         sys::futex_wake_low_half(&area.items, u32::MAX);
         sys::futex_wake_low_half(&area.space, u32::MAX);
     }
@@ -538,11 +548,11 @@ impl<'a> Raw<'a> {
         Ok(new_head)
     }
 
-    /// The senders' view of the live records up to entry `end` (see [`Live`]): their copies
+    /// The senders' view of the live records up to entry `end` (see [`LiveRecords`]): their copies
     /// in the senders' line, or a fresh read if the copies do not fit `end` and the ring.
-    fn senders_view(self, ring: Option<Ring>, end: u64) -> Result<Live> {
+    fn senders_live_records(self, ring: Option<Ring>, end: u64) -> Result<LiveRecords> {
         let area = self.area();
-        let live = Live {
+        let live = LiveRecords {
             head: area.sender_head.load(Ordering::Relaxed),
             first: area.sender_first.load(Ordering::Relaxed),
             tail: area.sender_tail.load(Ordering::Relaxed),
@@ -558,16 +568,16 @@ impl<'a> Raw<'a> {
         {
             return Ok(live);
         }
-        self.fresh_view(ring, end)
+        self.read_live_records(ring, end)
     }
 
     /// The live records up to entry `next` as they are now: `head` as the receivers left it
     /// (a holder of the segment's lock reads it), the record of entry `head` and the end of
     /// the record of entry `next - 1`.
-    fn fresh_view(self, ring: Option<Ring>, next: u64) -> Result<Live> {
+    fn read_live_records(self, ring: Option<Ring>, next: u64) -> Result<LiveRecords> {
         let head = self.area().head.load(Ordering::Acquire);
         let (head, _) = self.checked_window(ring, head, next)?;
-        let mut live = Live {
+        let mut live = LiveRecords {
             head,
             first: 0,
             tail: 0,
@@ -584,7 +594,7 @@ impl<'a> Raw<'a> {
     }
 
     /// Stores `live` as the senders' copies, where they differ from `was`.
-    fn keep_view(self, live: Live, was: Live) {
+    fn keep_senders_copies(self, live: LiveRecords, was: LiveRecords) {
         let area = self.area();
         if live.head != was.head {
             area.sender_head.store(live.head, Ordering::Relaxed);
@@ -608,11 +618,10 @@ impl<'a> Raw<'a> {
         ring: Option<Ring>,
         next: u64,
         need: u64,
-    ) -> Result<(Ring, Live, u64)> {
+    ) -> Result<(Ring, LiveRecords, u64)> {
         let area = self.area();
-        let site = KindLock(self.segment);
-        let held = self.lock_receivers(&site)?;
-        let live = self.fresh_view(ring, next)?;
+        let held = self.lock_receivers()?;
+        let live = self.read_live_records(ring, next)?;
         if let Some(current) = ring
             && let Some(at) = live.room(ring, next, need)
         {
@@ -620,7 +629,7 @@ impl<'a> Raw<'a> {
         }
         let _change = Change::begin(&area.changes, &held);
         let grown = self.grow(guard, ring, (live.head, next), need)?;
-        let live = self.fresh_view(Some(grown), next)?;
+        let live = self.read_live_records(Some(grown), next)?;
         let at = live.room(Some(grown), next, need).ok_or_else(|| {
             self.corrupt("a freshly built ring has no room for its record".to_owned())
         })?;
@@ -678,9 +687,10 @@ impl<'a> Raw<'a> {
             for seq in head..end {
                 let from = self.entry(ring, seq)?;
                 let payload = record::read(segment, from.record.load(Ordering::Relaxed))?;
-                // SAFETY: we hold the lock (`guard`), and `[position, hi)` lies in the new ring,
-                // past the end of the current one, which no offset points into before `ring`
-                // is stored below (module `# Safety`).
+                // SAFETY: we hold the segment's lock (`guard`) and the caller the receive lock,
+                // and `[position, hi)` lies in the new ring, past the end of the current one,
+                // which no offset points into before `ring` is stored below (module
+                // `# Safety`).
                 let (record, next) = unsafe { record::write(segment, guard, position, &payload) }?;
                 position = next;
                 let to = self.entry(new, seq)?;
@@ -707,9 +717,16 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let mut ring = self.ring_held(guard)?;
         let end = area.end.load(Ordering::Relaxed);
-        // The live records as the senders saw them last: no more than the receivers left,
-        // since `head` only moves on.
-        let was = self.senders_view(ring, end)?;
+        // The live records as the senders saw them last: at least those the receivers left,
+        // since `head` only moves on and an older one covers more.
+        let was = self.senders_live_records(ring, end)?;
+        // Every sequence number this call takes, and the next, must exist.
+        if end.saturating_add(payloads.len() as u64) == u64::MAX {
+            return Err(self.corrupt(format!(
+                "its sequence numbers end at {end}, too near their last for {} more items",
+                payloads.len()
+            )));
+        }
         let mut live = was;
         // Entries `end..next` are written and not yet committed: nobody but this call follows
         // them, and a grown ring copies them along with the live ones.
@@ -719,7 +736,7 @@ impl<'a> Raw<'a> {
             let mut at = live.room(ring, next, need);
             if at.is_none() && ring.is_some() {
                 // The receivers may have moved `head` on since the senders read it.
-                live = self.fresh_view(ring, next)?;
+                live = self.read_live_records(ring, next)?;
                 at = live.room(ring, next, need);
             }
             let (current, at) = if let (Some(current), Some(at)) = (ring, at) {
@@ -731,9 +748,9 @@ impl<'a> Raw<'a> {
                 (current, at)
             };
             // SAFETY: we hold the segment's lock (`guard`), and `room` placed `[at, at + need)`
-            // in the ring's free space by a view of the live records no larger than the
-            // receivers', outside every live record and every record this call wrote before
-            // (module `# Safety`).
+            // in the ring's free space by a view that covers at least the receivers' live
+            // records (its `head` is no later than theirs), outside every live record and
+            // every record this call wrote before (module `# Safety`).
             let (record, after) = unsafe { record::write(self.segment, guard, at, payload) }?;
             if live.head == next {
                 live.first = record;
@@ -756,18 +773,14 @@ impl<'a> Raw<'a> {
         crate::failpoint::hit("queue.committed");
         // After the commit: a sender killed before these stores leaves copies of an older
         // state, which the next holder's recovery reads afresh (`Raw::lock_senders`).
-        self.keep_view(live, was);
+        self.keep_senders_copies(live, was);
         self.segment.note_writer();
         Ok(())
     }
 
     /// The first entry taken by a dead process, if any.
     fn find_orphan(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
-        let area = self.area();
-        let in_flight = area
-            .settled
-            .load(Ordering::Relaxed)
-            .saturating_sub(area.acked.load(Ordering::Relaxed));
+        let in_flight = self.in_flight();
         let (my_pid, my_start) = me();
         let mut seen = 0;
         let mut checked: Vec<(u32, u64, bool)> = Vec::new();
@@ -855,26 +868,30 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let Some(ring) = ring else {
             // No put has built a ring: one would need the receive lock, which the caller holds.
-            return Ok(seen(&area.items));
+            return Ok(futex_value(&area.items));
         };
-        let mut window = self.receivers_window(Some(ring))?;
-        let mut looked = None;
+        let mut window = self.receiver_window(Some(ring))?;
+        let mut items_before_refresh = None;
         // This thread's kept buffer, taken on the first payload too long for the stack.
         let mut kept: Option<Vec<u8>> = None;
+        // Reads `end` into the receivers' window, once, and `items` before it.
+        let mut refresh = |window: &mut (u64, u64)| -> Result<bool> {
+            if items_before_refresh.is_some() {
+                return Ok(false);
+            }
+            items_before_refresh = Some(futex_value(&area.items));
+            *window = self.refresh_receiver_end(Some(ring))?;
+            Ok(true)
+        };
         while received.accepted < max {
             // The receivers' window has nothing ready past `hint`: look at `end` before a
             // search that would find nothing.
-            if looked.is_none() && area.hint.load(Ordering::Relaxed) >= window.1 {
-                looked = Some(seen(&area.items));
-                window = self.refresh_receiver_end(Some(ring))?;
+            if area.hint.load(Ordering::Relaxed) >= window.1 {
+                refresh(&mut window)?;
             }
             let seq = match self.next_to_take(&ring, window)? {
                 Some(seq) => seq,
-                None if looked.is_none() => {
-                    looked = Some(seen(&area.items));
-                    window = self.refresh_receiver_end(Some(ring))?;
-                    continue;
-                }
+                None if refresh(&mut window)? => continue,
                 None => break,
             };
             let entry = self.entry(ring, seq)?;
@@ -901,9 +918,7 @@ impl<'a> Raw<'a> {
             let deliveries = entry.deliveries.load(Ordering::Relaxed).saturating_add(1);
             entry.deliveries.store(deliveries, Ordering::Relaxed);
             if accepted && ack {
-                entry.state.store(DONE, Ordering::Release); // commit
-                crate::failpoint::hit("queue.acked");
-                count_up(&area.acked, 1);
+                self.commit_ack(entry);
                 received.acked += 1;
             } else {
                 let (pid, start) = me();
@@ -932,28 +947,37 @@ impl<'a> Raw<'a> {
         if let Some(payload) = kept {
             codec::keep(&PAYLOAD, payload);
         }
-        Ok(looked.unwrap_or_else(|| seen(&area.items)))
+        Ok(items_before_refresh.unwrap_or_else(|| futex_value(&area.items)))
+    }
+
+    /// Acknowledges `entry` (ready, or in flight with this process): one commit, and the count
+    /// of it. The caller holds the receive lock, inside a change, and calls
+    /// [`Raw::finish_acks`] after.
+    fn commit_ack(self, entry: &Entry) {
+        entry.state.store(DONE, Ordering::Release); // commit
+        crate::failpoint::hit("queue.acked");
+        count_up(&self.area().acked, 1);
     }
 
     /// After acknowledgements, inside their change: moves `head` and bumps the futex words
     /// (`space`, and `items` on a closed queue, whose receivers wait for nothing to be left
     /// unacknowledged). Returns the sleepers to wake.
-    fn finish_acks(self, ring: Option<&Ring>) -> Sleepers {
+    fn finish_acks(self, ring: Option<&Ring>) -> ToWake {
         let area = self.area();
         if let Some(&ring) = ring
-            && let Ok((head, end)) = self.receivers_window(Some(ring))
+            && let Ok((head, end)) = self.receiver_window(Some(ring))
         {
             // Moving `head` is housekeeping: a failure here leaves it for the next ack.
             let _ = self.advance_head(ring, head, end);
         }
-        let space = bump(&area.space);
-        let items = area.closed.load(Ordering::Relaxed) != OPEN && bump(&area.items);
-        Sleepers { items, space }
+        let space = bump_futex(&area.space);
+        let items = area.closed.load(Ordering::Relaxed) != OPEN && bump_futex(&area.items);
+        ToWake { items, space }
     }
 
     /// After acknowledgements, still under the receive lock: wakes the senders and joiners,
     /// and the receivers of a closed queue, that [`Raw::finish_acks`] found asleep.
-    fn wake_after_acks(self, held: &RawGuard<'_>, sleepers: Sleepers) {
+    fn wake_after_acks(self, held: &RawGuard<'_>, sleepers: ToWake) {
         let area = self.area();
         wake(held, &area.items, sleepers.items);
         wake(held, &area.space, sleepers.space);
@@ -970,16 +994,12 @@ impl<'a> Raw<'a> {
             seq,
         };
         let ring = ring.ok_or_else(not_in_flight)?;
-        let (head, end) = self.receivers_window(Some(ring))?;
+        let (head, end) = self.receiver_window(Some(ring))?;
         if !(head..end).contains(&seq) {
             return Err(not_in_flight());
         }
         let entry = self.entry(ring, seq)?;
-        let taker = (
-            entry.taker_pid.load(Ordering::Relaxed),
-            entry.taker_start.load(Ordering::Relaxed),
-        );
-        if entry.state.load(Ordering::Relaxed) != TAKEN || taker != me() {
+        if !held_by_me(entry) {
             return Err(not_in_flight());
         }
         Ok((ring, entry))
@@ -991,20 +1011,17 @@ impl<'a> Raw<'a> {
     /// once the others are acknowledged.
     pub(super) fn ack(self, seqs: &[u64]) -> std::result::Result<(), QueueError> {
         let area = self.area();
-        let site = KindLock(self.segment);
-        let guard = self.lock_receivers(&site)?;
+        let guard = self.lock_receivers()?;
         let mut missing = None;
         let mut acked = 0;
-        let mut sleepers = Sleepers::default();
+        let mut sleepers = ToWake::default();
         {
             let _change = Change::begin(&area.changes, &guard);
             let ring = self.ring_held(&guard)?;
             for &seq in seqs {
                 match self.held_entry(ring, seq) {
                     Ok((_, entry)) => {
-                        entry.state.store(DONE, Ordering::Release); // commit
-                        crate::failpoint::hit("queue.acked");
-                        count_up(&area.acked, 1);
+                        self.commit_ack(entry);
                         acked += 1;
                     }
                     Err(err) => {
@@ -1023,17 +1040,12 @@ impl<'a> Raw<'a> {
     /// Acknowledges the oldest item this process holds in flight (`task_done`);
     /// [`QueueError::NoTaskInFlight`] if it holds none.
     pub(super) fn ack_oldest(self) -> std::result::Result<(), QueueError> {
-        let site = KindLock(self.segment);
-        let guard = self.lock_receivers(&site)?;
+        let guard = self.lock_receivers()?;
         if let Some(ring) = self.ring_held(&guard)? {
-            let (head, end) = self.receivers_window(Some(ring))?;
+            let (head, end) = self.receiver_window(Some(ring))?;
             for seq in head..end {
                 let entry = self.entry(ring, seq)?;
-                let taker = (
-                    entry.taker_pid.load(Ordering::Relaxed),
-                    entry.taker_start.load(Ordering::Relaxed),
-                );
-                if entry.state.load(Ordering::Relaxed) == TAKEN && taker == me() {
+                if held_by_me(entry) {
                     self.acknowledge(&guard, ring, entry);
                     return Ok(());
                 }
@@ -1050,9 +1062,7 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let sleepers = {
             let _change = Change::begin(&area.changes, guard);
-            entry.state.store(DONE, Ordering::Release); // commit
-            crate::failpoint::hit("queue.acked");
-            count_up(&area.acked, 1);
+            self.commit_ack(entry);
             self.finish_acks(Some(&ring))
         };
         self.wake_after_acks(guard, sleepers);
@@ -1064,8 +1074,7 @@ impl<'a> Raw<'a> {
     /// once the others are put back.
     pub(super) fn nack(self, seqs: &[u64]) -> std::result::Result<(), QueueError> {
         let area = self.area();
-        let site = KindLock(self.segment);
-        let guard = self.lock_receivers(&site)?;
+        let guard = self.lock_receivers()?;
         if area.closed.load(Ordering::Relaxed) == CLOSED_NOW {
             drop(guard);
             return self.ack(seqs);
@@ -1088,7 +1097,7 @@ impl<'a> Raw<'a> {
                 area.hint.store(seq, Ordering::Relaxed);
             }
         }
-        let sleepers = bump(&area.items);
+        let sleepers = bump_futex(&area.items);
         drop(change);
         wake(&guard, &area.items, sleepers);
         missing.map_or(Ok(()), Err)
@@ -1096,8 +1105,7 @@ impl<'a> Raw<'a> {
 
     /// Copies of the payloads of the ready items, oldest first.
     pub(super) fn ready_payloads(self) -> Result<Vec<(u64, Vec<u8>)>> {
-        let site = KindLock(self.segment);
-        let _held = self.lock_receivers(&site)?;
+        let _held = self.lock_receivers()?;
         let Some(ring) = self.ring()? else {
             return Ok(Vec::new());
         };
@@ -1119,15 +1127,15 @@ impl<'a> Raw<'a> {
 /// `first` (the record of entry `head`) to `tail` (where the record of the last entry ends).
 /// `first` and `tail` mean nothing while no entry is live.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Live {
+struct LiveRecords {
     head: u64,
     first: u64,
     tail: u64,
 }
 
-impl Live {
+impl LiveRecords {
     /// Where a record of `need` bytes fits for entry `next` in `ring`'s free space, if
-    /// anywhere, by this view of the live records (no larger than the receivers').
+    /// anywhere, by this view of the live records (which covers at least the receivers').
     fn room(self, ring: Option<Ring>, next: u64, need: u64) -> Option<u64> {
         let ring = ring?;
         if next - self.head >= ring.slots || need > ring.bytes() {
@@ -1140,9 +1148,18 @@ impl Live {
     }
 }
 
+/// Whether `entry` is in flight with this process.
+fn held_by_me(entry: &Entry) -> bool {
+    let taker = (
+        entry.taker_pid.load(Ordering::Relaxed),
+        entry.taker_start.load(Ordering::Relaxed),
+    );
+    entry.state.load(Ordering::Relaxed) == TAKEN && taker == me()
+}
+
 /// Which futex words have sleepers to wake.
 #[derive(Clone, Copy, Default)]
-struct Sleepers {
+struct ToWake {
     items: bool,
     space: bool,
 }
@@ -1152,14 +1169,14 @@ const SLEEPER: u64 = 1 << 32;
 
 /// The futex word in the low half of `word`, read before a look at the queue that may end in
 /// a sleep on it.
-fn seen(word: &AtomicU64) -> u32 {
+fn futex_value(word: &AtomicU64) -> u32 {
     word.load(Ordering::Acquire) as u32
 }
 
 /// Bumps the futex word in the low half of `word` and zeroes the count of sleepers in its high
 /// half, in one read-modify-write; returns whether it counted any. The puts that follow a
 /// wake-up, before the woken sleeper has run, then find none and make no system call.
-fn bump(word: &AtomicU64) -> bool {
+fn bump_futex(word: &AtomicU64) -> bool {
     let next = |w: u64| Some(u64::from((w as u32).wrapping_add(1)));
     // `next` never declines: the update cannot fail.
     let before = word
@@ -1168,7 +1185,7 @@ fn bump(word: &AtomicU64) -> bool {
     before >= SLEEPER
 }
 
-/// Wakes every sleeper on `word` if [`bump`] found any. The caller holds its lock (`_held`)
+/// Wakes every sleeper on `word` if [`bump_futex`] found any. The caller holds its lock (`_held`)
 /// for the bump and the call both: a waker killed between the two leaves the wake-up to the
 /// lock's recovery ([`Raw::wake_everyone`]), where a call made after unlocking would have
 /// been lost with the count.
@@ -1180,7 +1197,7 @@ fn wake(_held: &RawGuard<'_>, word: &AtomicU64, sleepers: bool) {
 }
 
 /// Once per wait, before its sleep: unlocks and spins while the futex word of `word` is still
-/// `seen` (see [`spin_while`]), and the caller takes the lock and reads the queue again
+/// `seen` (see [`spin_while`]), and the caller takes its lock again and reads the queue again
 /// (`None`); the next time, hands the guard back for the sleep (and the wait after it spins
 /// again). A put or an acknowledgement coming within microseconds is met without a sleep and
 /// a wake-up.
@@ -1205,18 +1222,12 @@ fn spin_before_sleep<'g>(
 /// the caller looked at the queue), unlocks, and sleeps while it is, for at most `sleep`
 /// (`None`: until woken). A word that moved on meanwhile (a change the caller's look may have
 /// missed) returns at once, and the caller looks again. The count is the waker's to clear
-/// ([`bump`]).
+/// ([`bump_futex`]).
 fn sleep_on(guard: RawGuard<'_>, word: &AtomicU64, seen: u32, sleep: Option<Duration>) {
     // A read-modify-write on the whole word: of it and a waker's bump, the later sees the
     // earlier (see "Space and blocking"). Saturating: a count never wraps to zero.
     let counted = word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-        (w as u32 == seen).then(|| {
-            if w >= u64::MAX - SLEEPER {
-                w
-            } else {
-                w + SLEEPER
-            }
-        })
+        (w as u32 == seen).then(|| w.checked_add(SLEEPER).unwrap_or(w))
     });
     drop(guard);
     if counted.is_ok() {

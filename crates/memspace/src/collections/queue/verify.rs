@@ -1,9 +1,9 @@
 //! What `inspect` reads of a queue's segment: how many items are ready, and a check of the
-//! ring and its items, made without the lock while operations go on.
+//! ring and its items, made without its locks while operations go on.
 
 use std::sync::atomic::Ordering;
 
-use super::layout::{CLOSED_NOW, DONE, READY, Raw, Ring, TAKEN};
+use super::layout::{DONE, READY, Raw, Ring, TAKEN};
 use crate::collections::changes::verify_between_changes;
 use crate::collections::{codec, record};
 use crate::error::Error;
@@ -12,20 +12,29 @@ use crate::segment::{self, Segment};
 
 /// The number of ready items of the queue in `segment`.
 pub(crate) fn len(segment: &Segment) -> u64 {
-    Raw { segment }.waiting()
+    Raw { segment }.ready()
 }
 
-/// Checks the queue in `segment` without its lock: the ring, every live entry's state and
+/// Checks the queue in `segment` without its locks: the ring, every live entry's state and
 /// record (bounds, order, checksum, encoding), the bound and the counters.
 ///
 /// Operations may go on meanwhile, in this process or others. The check is retried until it
-/// ran between two changes (`changes` even and unchanged), or while the lock's holder is dead
-/// (nothing changes until the next locker recovers); after a few tries it gives up
-/// with a note.
+/// ran between two changes of the receivers (`changes` even and unchanged), or while the
+/// receive lock's holder is dead (nothing changes until the next receiver recovers); after a
+/// few tries it gives up with a note. Puts change nothing it compares: they add entries past
+/// the `end` it read.
 pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     let raw = Raw { segment };
+    if let Some(owner) = segment.second_lock_slot().owner_pid()
+        && !segment::pid_alive(owner)
+    {
+        report.note(format!(
+            "the receive lock is recorded as held by process {owner}, which is dead; the next \
+             receiver is told and recovers"
+        ));
+    }
     verify_between_changes(
-        segment,
+        segment.second_lock_slot(),
         &raw.area().changes,
         ("the queue", "items"),
         report,
@@ -45,15 +54,12 @@ fn check(raw: Raw<'_>, report: &mut Report) {
         Err(err) => return report.problem(describe(&err)),
     };
     let end = window.1;
-    let (waiting, unacked) = match ring {
+    let (ready, unacked) = match ring {
         Some(ring) => check_entries(raw, ring, window, report),
         None => (0, 0),
     };
-    let closed = area.closed.load(Ordering::Relaxed);
-    if closed > CLOSED_NOW {
-        report.problem(format!(
-            "its closed word is {closed}, neither open (0), closed (1) nor closed immediately (2)"
-        ));
+    if let Err(err) = raw.closed_state() {
+        report.problem(describe(&err));
     }
     let capacity = area.capacity.load(Ordering::Relaxed);
     if capacity != 0 && unacked > capacity {
@@ -68,18 +74,19 @@ fn check(raw: Raw<'_>, report: &mut Report) {
         area.acked.load(Ordering::Relaxed),
     );
     let counted = (end.checked_sub(settled), end.checked_sub(acked));
-    if counted != (Some(waiting), Some(unacked)) {
+    if counted != (Some(ready), Some(unacked)) {
         let show =
             |count: Option<u64>| count.map_or_else(|| "less than no".to_owned(), |c| c.to_string());
         let what = format!(
-            "the counters say {} ready and {} unacknowledged, the entries {waiting} and \
+            "the counters say {} ready and {} unacknowledged, the entries {ready} and \
              {unacked}",
             show(counted.0),
             show(counted.1),
         );
-        if segment.kind_lock_slot().owner_pid().is_some() {
+        if segment.second_lock_slot().owner_pid().is_some() {
             report.note(format!(
-                "{what}: a holder of the lock was interrupted; the next locker recounts"
+                "{what}: a holder of the receive lock was interrupted; the next receiver \
+                 recounts"
             ));
         } else {
             report.problem(what);

@@ -128,9 +128,10 @@ pub(crate) fn futex_wait_low_half(
     futex_wait(low_half(word), expected, timeout)
 }
 
-/// [`futex_wake`] on the low half of a 64-bit word: for a lock word whose low 32 bits name
-/// the holder and whose high 32 bits carry more about it, changed together by 64-bit
-/// compare-and-swaps.
+/// [`futex_wake`] on the low half of a 64-bit word: for a word whose low 32 bits are what
+/// sleepers wait on and whose high 32 bits carry more about it, changed together by 64-bit
+/// compare-and-swaps (a lock word and its holder's start time, a queue's futex word and its
+/// count of sleepers).
 pub(crate) fn futex_wake_low_half(word: &AtomicU64, count: u32) -> usize {
     futex_wake(low_half(word), count)
 }

@@ -61,7 +61,7 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 pub(crate) fn verify(segment: &Segment, report: &mut Report) {
     let raw = Raw { segment };
     verify_between_changes(
-        segment,
+        segment.lock_slot(),
         &raw.area().changes,
         ("the map", "entries"),
         report,

@@ -113,11 +113,11 @@
 //!   `SIGBUS`. memspace installs a `SIGBUS` handler (once, at the first mapping; faults outside
 //!   segments go to the handler that was there before) that gives the lost pages zeros in this
 //!   process and marks the segment; from then on every operation of this process that reads or
-//!   writes an item or takes the segment's lock fails with [`Error::Corrupt`] saying the file
-//!   was shrunk ([`Segment::check_intact`]). What it cannot undo: the data past the new end is
-//!   gone for everyone, a lock-free count read during the shrink may read 0, and a zero-copy
-//!   [`SharedVec`] slice shows zeros (or whatever a peer writes: its
-//!   published elements are only immutable among well-behaved processes). A program that
+//!   writes an item or takes one of the segment's locks fails with [`Error::Corrupt`] saying
+//!   the file was shrunk ([`Segment::check_intact`]). What it cannot undo: the data past the new
+//!   end is gone for everyone, a lock-free count read during the shrink may read 0, and a
+//!   zero-copy [`SharedVec`] slice shows zeros (or whatever a peer writes: its published
+//!   elements are only immutable among well-behaved processes). A program that
 //!   installs its own `SIGBUS` handler after memspace's replaces it.
 //! * **Redis-backed objects** (`redis://HOST:PORT/NAME`) have Redis's guarantees, not these:
 //!   the lock is a lease with fencing tokens, and durability is the server's (see [`backend`]).

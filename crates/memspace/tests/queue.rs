@@ -1222,13 +1222,9 @@ fn put_get_three(name: String) -> Vec<String> {
     (0..3).map(|_| queue.get().expect("get")).collect()
 }
 
-/// Stops a child at `point`, kills it there, and checks what the queue holds afterwards.
-fn kill_at(point: &str) {
-    if let Some(point) = roles::role() {
-        return child_role(&point);
-    }
-    let _dog = memspace_testkit::start_test();
-    let name = Removal::fresh(point);
+/// Creates the queue `name` holding [`PREFILL`], then runs a child in the role of `point`
+/// (see [`child_role`]) and kills it where it stopped there.
+fn prefilled_with_a_child_killed_at(point: &str, name: &Removal) -> Queue<String> {
     let queue = Queue::<String>::create(name.name()).expect("create");
     for item in PREFILL {
         queue.put(&item.to_owned()).expect("prefill");
@@ -1239,6 +1235,17 @@ fn kill_at(point: &str) {
     );
     child.wait_until_stopped(point);
     child.kill();
+    queue
+}
+
+/// Stops a child at `point`, kills it there, and checks what the queue holds afterwards.
+fn kill_at(point: &str) {
+    if let Some(point) = roles::role() {
+        return child_role(&point);
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh(point);
+    let queue = prefilled_with_a_child_killed_at(point, &name);
     // Before anyone repairs it: consistent, perhaps with notes about the dead holder, and
     // checked: a dead holder's change under way does not stop the check.
     let report = inspect::verify(queue.segment().expect("in shared memory"));
@@ -1324,18 +1331,8 @@ fn a_put_after_a_sender_died_past_its_commit_keeps_that_item() {
         return child_role(&point);
     }
     let _dog = memspace_testkit::start_test();
-    let point = "queue.committed";
     let name = Removal::fresh("committed-then-put");
-    let queue = Queue::<String>::create(name.name()).expect("create");
-    for item in PREFILL {
-        queue.put(&item.to_owned()).expect("prefill");
-    }
-    let mut child = roles::child_in_role(
-        point,
-        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", point)],
-    );
-    child.wait_until_stopped(point);
-    child.kill();
+    let queue = prefilled_with_a_child_killed_at("queue.committed", &name);
     queue.put(&"after".to_owned()).expect("put after the kill");
     assert_eq!(
         queue.to_vec().expect("read"),

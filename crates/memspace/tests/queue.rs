@@ -412,6 +412,27 @@ fn a_put_that_wakes_the_sleeping_receivers_stops_counting_them_before_they_run()
     assert_eq!(receivers_counted(&name), 0);
 }
 
+/// A process running [`get_one`] on a queue of strings.
+type Receiver = Process<(Queue<String>, Event), String>;
+
+/// Creates the queue `name`, starts a receiver process and waits until it sleeps on the empty
+/// queue, then runs a child that puts in the role of `point` and kills it where it stopped.
+fn a_receiver_asleep_and_a_put_killed_at(point: &str, name: &Removal) -> (Queue<String>, Receiver) {
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    let started = Event::new().expect("event");
+    let mut consumer = Process::new(get_one::<String>, (queue.clone(), started.clone()));
+    consumer.start().expect("start");
+    started.wait().expect("wait");
+    wait_until_asleep_in_futex(consumer.pid().expect("pid"));
+    let mut child = roles::child_in_role(
+        point,
+        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", point)],
+    );
+    child.wait_until_stopped(point);
+    child.kill();
+    (queue, consumer)
+}
+
 #[test]
 fn a_put_killed_after_it_uncounted_the_sleeping_receiver_leaves_its_wake_up_to_the_next_locker() {
     const POINT: &str = "queue.sleepers_uncounted";
@@ -420,18 +441,7 @@ fn a_put_killed_after_it_uncounted_the_sleeping_receiver_leaves_its_wake_up_to_t
     }
     let _dog = memspace_testkit::start_test();
     let name = Removal::fresh("uncounted");
-    let queue = Queue::<String>::create(name.name()).expect("create");
-    let started = Event::new().expect("event");
-    let mut consumer = Process::new(get_one::<String>, (queue.clone(), started.clone()));
-    consumer.start().expect("start");
-    started.wait().expect("wait");
-    wait_until_asleep_in_futex(consumer.pid().expect("pid"));
-    let mut child = roles::child_in_role(
-        POINT,
-        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
-    );
-    child.wait_until_stopped(POINT);
-    child.kill();
+    let (queue, mut consumer) = a_receiver_asleep_and_a_put_killed_at(POINT, &name);
     assert_eq!(
         receivers_counted(&name),
         0,
@@ -460,18 +470,7 @@ fn a_receiver_left_asleep_by_a_killed_put_looks_again_by_itself() {
     }
     let _dog = memspace_testkit::start_test();
     let name = Removal::fresh("look-again");
-    let queue = Queue::<String>::create(name.name()).expect("create");
-    let started = Event::new().expect("event");
-    let mut consumer = Process::new(get_one::<String>, (queue.clone(), started.clone()));
-    consumer.start().expect("start");
-    started.wait().expect("wait");
-    wait_until_asleep_in_futex(consumer.pid().expect("pid"));
-    let mut child = roles::child_in_role(
-        POINT,
-        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
-    );
-    child.wait_until_stopped(POINT);
-    child.kill();
+    let (_queue, mut consumer) = a_receiver_asleep_and_a_put_killed_at(POINT, &name);
     assert_eq!(
         consumer
             .join_timeout(Duration::from_secs(10))

@@ -64,7 +64,10 @@
 //! its lock. The change a sleeper waits for is made under the other lock (a receiver waits for
 //! a put, a sender for an acknowledgement), so both steps are read-modify-writes of the one
 //! word: whichever comes second sees the first, and either the waker finds the sleeper counted
-//! or the sleeper finds the number moved on and looks again. The puts that follow a wake-up,
+//! or the sleeper finds the number moved on and looks again. (An unbounded queue's `space`
+//! has no sleepers but joiners, which look and count themselves under the receive lock that
+//! its wakers hold too: there a load and a store bump it, `Raw::bump_space`.) The puts that
+//! follow a wake-up,
 //! before the woken receiver has run (tens of microseconds when the processors are busy), find
 //! the count zero and make no system call. A waker killed between its bump and its wake-up
 //! leaves the lock to a recovery that wakes every sleeper. A sleeper that wakes otherwise (its
@@ -970,9 +973,28 @@ impl<'a> Raw<'a> {
             // Moving `head` is housekeeping: a failure here leaves it for the next ack.
             let _ = self.advance_head(ring, head, end);
         }
-        let space = bump_futex(&area.space);
+        let space = self.bump_space();
         let items = area.closed.load(Ordering::Relaxed) != OPEN && bump_futex(&area.items);
         ToWake { items, space }
+    }
+
+    /// Bumps `space` after acknowledgements, for a holder of the receive lock; returns whether
+    /// it counted sleepers. Senders sleep on it only while a bounded queue is full, under
+    /// their own lock: then the bump is [`bump_futex`]'s read-modify-write. An unbounded
+    /// queue's only sleepers on it are joiners, which count themselves under the receive lock
+    /// as the caller bumps it, so a load and a store do: no locked instruction per item.
+    #[inline]
+    fn bump_space(self) -> bool {
+        let area = self.area();
+        if area.capacity.load(Ordering::Relaxed) != 0 {
+            return bump_futex(&area.space);
+        }
+        let before = area.space.load(Ordering::Relaxed);
+        area.space.store(
+            u64::from((before as u32).wrapping_add(1)),
+            Ordering::Release,
+        );
+        before >= SLEEPER
     }
 
     /// After acknowledgements, still under the receive lock: wakes the senders and joiners,

@@ -128,8 +128,9 @@ pub struct Segment {
 /// of a process; except the plain-value map's one word, which its lookups read without the
 /// lock (stored with Release once the table is checked, loaded with Acquire, compared whole),
 /// and the queue's, which its senders and its receivers use under two locks (a sequence lock:
-/// `collections/queue/layout.rs`). A structure checked once stays safe to follow: the mapping never shrinks under a handle (a file shrunk by
-/// another process is caught by [`Segment::check_intact`]).
+/// `collections/queue/layout.rs`). A structure checked once stays safe to follow: the mapping
+/// never shrinks under a handle (a file shrunk by another process is caught by
+/// [`Segment::check_intact`]).
 #[derive(Debug, Default)]
 pub(crate) struct Memo([AtomicU64; 4]);
 

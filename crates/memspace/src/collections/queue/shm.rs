@@ -67,12 +67,11 @@
 //! or the sleeper finds the number moved on and looks again. (An unbounded queue's `space`
 //! has no sleepers but joiners, which look and count themselves under the receive lock that
 //! its wakers hold too: there a load and a store bump it, `Raw::bump_space`.) The puts that
-//! follow a wake-up,
-//! before the woken receiver has run (tens of microseconds when the processors are busy), find
-//! the count zero and make no system call. A waker killed between its bump and its wake-up
-//! leaves the lock to a recovery that wakes every sleeper. A sleeper that wakes otherwise (its
-//! timeout), or is killed, leaves its count behind, which costs one needless wake-up, never a
-//! lost one.
+//! follow a wake-up, before the woken receiver has run (tens of microseconds when the
+//! processors are busy), find the count zero and make no system call. A waker killed between
+//! its bump and its wake-up leaves the lock to a recovery that wakes every sleeper. A sleeper
+//! that wakes otherwise (its timeout), or is killed, leaves its count behind, which costs one
+//! needless wake-up, never a lost one.
 //!
 //! # Safety
 //!
@@ -453,14 +452,13 @@ impl<'a> Raw<'a> {
         })
     }
 
-    /// Reads the senders' copies afresh (see [`LiveRecords`]), for a holder of the segment's lock
-    /// whose last holder died: it may have committed items and died before it kept its view
-    /// of them.
+    /// Reads the senders' copies afresh (see [`LiveRecords`]), for a holder of the segment's
+    /// lock whose last holder died: it may have committed items and died before it kept its
+    /// view of them.
     fn reread_senders_copies(self) -> Result<()> {
-        let ring = self.ring()?;
-        let end = self.area().end.load(Ordering::Relaxed);
-        let live = self.read_live_records(ring, end)?;
         let area = self.area();
+        let ring = self.ring()?;
+        let live = self.read_live_records(ring, area.end.load(Ordering::Relaxed))?;
         area.sender_head.store(live.head, Ordering::Relaxed);
         area.sender_first.store(live.first, Ordering::Relaxed);
         area.sender_tail.store(live.tail, Ordering::Relaxed);
@@ -469,8 +467,8 @@ impl<'a> Raw<'a> {
         Ok(())
     }
 
-    /// Takes the receive lock (`site`, the segment's second lock), repairing the receivers'
-    /// derived words if a holder died.
+    /// Takes the receive lock (the segment's second lock, through this view of the segment:
+    /// see `layout.rs`), repairing the receivers' derived words if a holder died.
     fn lock_receivers(&self) -> Result<RawGuard<'_>> {
         lock_and_repair(self, |guard| self.recover(guard))
     }
@@ -551,8 +549,9 @@ impl<'a> Raw<'a> {
         Ok(new_head)
     }
 
-    /// The senders' view of the live records up to entry `end` (see [`LiveRecords`]): their copies
-    /// in the senders' line, or a fresh read if the copies do not fit `end` and the ring.
+    /// The senders' view of the live records up to entry `end` (see [`LiveRecords`]): their
+    /// copies in the senders' line, or a fresh read if the copies do not fit `end` and the
+    /// ring.
     fn senders_live_records(self, ring: Option<Ring>, end: u64) -> Result<LiveRecords> {
         let area = self.area();
         let live = LiveRecords {
@@ -611,8 +610,9 @@ impl<'a> Raw<'a> {
     }
 
     /// Room for entry `next` and a record of `need` bytes, for a put that found none: the
-    /// ring, the live records in it and the record's place. The caller holds the segment's lock
-    /// (`guard`) and wrote the entries from `end` to `next` that it has not committed yet.
+    /// ring, the live records in it and the record's place. The caller holds the segment's
+    /// lock (`guard`) and wrote the entries from `end` to `next` that it has not committed
+    /// yet.
     /// This takes the receive lock as well, so that `head` stays and no entry changes: if the
     /// receivers freed room meanwhile, the current ring has it; else a larger one is built.
     fn make_room(

@@ -1255,6 +1255,15 @@ fn kill_at(point: &str) {
     // checked: a dead holder's change under way does not stop the check.
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{point}: {report:?}");
+    if matches!(point, "queue.taken" | "queue.acked" | "queue.returned") {
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|note| note.contains("receive lock") && note.contains("dead")),
+            "{point}: a receiver died holding the receive lock: {report:?}"
+        );
+    }
     assert!(
         !report
             .notes

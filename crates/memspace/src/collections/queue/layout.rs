@@ -301,11 +301,8 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let head = area.head.load(Ordering::Relaxed);
         let end = area.receiver_end.load(Ordering::Relaxed);
-        let slots = ring.map_or(0, |r| r.slots);
-        match end.checked_sub(head) {
-            Some(live) if live <= slots && end < u64::MAX => Ok((head, end)),
-            _ => self.refresh_receiver_end(ring),
-        }
+        self.checked_window(ring, head, end)
+            .or_else(|_| self.refresh_receiver_end(ring))
     }
 
     /// Reads `end` into `receiver_end` (a holder of the receive lock) and returns the window.

@@ -459,9 +459,7 @@ impl<'a> Raw<'a> {
         let area = self.area();
         let ring = self.ring()?;
         let live = self.read_live_records(ring, area.end.load(Ordering::Relaxed))?;
-        area.sender_head.store(live.head, Ordering::Relaxed);
-        area.sender_first.store(live.first, Ordering::Relaxed);
-        area.sender_tail.store(live.tail, Ordering::Relaxed);
+        self.keep_senders_copies(live, None);
         area.sender_acked
             .store(area.acked.load(Ordering::Acquire), Ordering::Relaxed);
         Ok(())
@@ -595,17 +593,20 @@ impl<'a> Raw<'a> {
         Ok(live)
     }
 
-    /// Stores `live` as the senders' copies, where they differ from `was`.
-    fn keep_senders_copies(self, live: LiveRecords, was: LiveRecords) {
+    /// Stores `live` as the senders' copies: only the words that differ from `was`, the copies
+    /// as the caller read them (`None`: all of them). A put stores its tail at every item, and
+    /// its head and first record only when they moved.
+    fn keep_senders_copies(self, live: LiveRecords, was: Option<LiveRecords>) {
         let area = self.area();
-        if live.head != was.head {
-            area.sender_head.store(live.head, Ordering::Relaxed);
-        }
-        if live.first != was.first {
-            area.sender_first.store(live.first, Ordering::Relaxed);
-        }
-        if live.tail != was.tail {
-            area.sender_tail.store(live.tail, Ordering::Relaxed);
+        let copies = [
+            (&area.sender_head, live.head, was.map(|w| w.head)),
+            (&area.sender_first, live.first, was.map(|w| w.first)),
+            (&area.sender_tail, live.tail, was.map(|w| w.tail)),
+        ];
+        for (word, value, before) in copies {
+            if before != Some(value) {
+                word.store(value, Ordering::Relaxed);
+            }
         }
     }
 
@@ -776,7 +777,7 @@ impl<'a> Raw<'a> {
         crate::failpoint::hit("queue.committed");
         // After the commit: a sender killed before these stores leaves copies of an older
         // state, which the next holder's recovery reads afresh (`Raw::lock_senders`).
-        self.keep_senders_copies(live, was);
+        self.keep_senders_copies(live, Some(was));
         self.segment.note_writer();
         Ok(())
     }

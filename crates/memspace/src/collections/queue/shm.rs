@@ -180,6 +180,12 @@ fn fit(ring: Ring, first: u64, tail: u64, need: u64) -> Option<u64> {
     }
 }
 
+/// Whether `count` more items after `end` stay within `capacity` once the items up to `acked`
+/// are acknowledged.
+fn fits(end: u64, acked: u64, count: u64, capacity: u64) -> bool {
+    end.saturating_sub(acked).saturating_add(count) <= capacity
+}
+
 /// The offset just past the record at `record`, whose payload is `payload_len` bytes.
 fn record_end(record: u64, payload_len: usize) -> u64 {
     record + record::size(payload_len)
@@ -218,12 +224,15 @@ impl<'a> Raw<'a> {
             if self.closed_state()? != OPEN {
                 return Err(self.closed_error());
             }
-            // Before the look at the room: an acknowledgement after this load changes it.
+            if capacity == 0 || self.fits_by_copy(count, capacity) {
+                self.put_and_wake(&guard, payloads)?;
+                return Ok(true);
+            }
+            // Read only now: `space` lies on the receivers' line, which every acknowledgement
+            // writes. Before the look at `acked`: an acknowledgement after this load changes it.
             let seen = futex_value(&area.space);
-            if capacity == 0 || self.has_room(count, capacity) {
-                self.put(&guard, payloads)?;
-                let sleepers = bump_futex(&area.items);
-                wake(&guard, &area.items, sleepers);
+            if self.fits_by_acked(count, capacity) {
+                self.put_and_wake(&guard, payloads)?;
                 return Ok(true);
             }
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, Some(LOOK_AGAIN)) else {
@@ -237,20 +246,30 @@ impl<'a> Raw<'a> {
         }
     }
 
-    /// Whether `count` more items stay within `capacity`, for a holder of the segment's lock:
-    /// by the senders' copy of `acked`, and if that says no, by `acked` itself.
-    fn has_room(self, count: u64, capacity: u64) -> bool {
+    /// Puts `payloads` (see [`Raw::put`]) and wakes the receivers that sleep on `items`.
+    fn put_and_wake(self, guard: &RawGuard<'_>, payloads: &[&[u8]]) -> Result<()> {
+        self.put(guard, payloads)?;
+        let items = &self.area().items;
+        wake(guard, items, bump_futex(items));
+        Ok(())
+    }
+
+    /// Whether `count` more items stay within `capacity` by the senders' copy of `acked`, for a
+    /// holder of the segment's lock. A copy past `end` is damaged, not a state: it says no.
+    fn fits_by_copy(self, count: u64, capacity: u64) -> bool {
         let area = self.area();
         let end = area.end.load(Ordering::Relaxed);
-        let fits = |acked: u64| end.saturating_sub(acked).saturating_add(count) <= capacity;
         let copy = area.sender_acked.load(Ordering::Relaxed);
-        // A copy past `end` is damaged, not a state: read `acked` itself.
-        if copy <= end && fits(copy) {
-            return true;
-        }
+        copy <= end && fits(end, copy, count, capacity)
+    }
+
+    /// Whether `count` more items stay within `capacity` by `acked` itself, which it copies
+    /// into the senders' `sender_acked`, for a holder of the segment's lock.
+    fn fits_by_acked(self, count: u64, capacity: u64) -> bool {
+        let area = self.area();
         let acked = area.acked.load(Ordering::Acquire);
         area.sender_acked.store(acked, Ordering::Relaxed);
-        fits(acked)
+        fits(area.end.load(Ordering::Relaxed), acked, count, capacity)
     }
 
     /// Takes up to `max` items (at least one) under one lock (see [`Raw::take`]) into
@@ -322,6 +341,10 @@ impl<'a> Raw<'a> {
             };
             let Next::Sleep(sleep) = next_sleep(timeout, deadline, Some(poll)) else {
                 return Ok(false);
+            };
+            // A take that found nothing has looked at `end`, and read `items` before it.
+            let Some(seen) = seen else {
+                continue;
             };
             let Some(guard) = spin_before_sleep(&mut spun, guard, &area.items, seen, deadline)
             else {
@@ -688,9 +711,11 @@ impl<'a> Raw<'a> {
         let new = Ring { at, slots, lo, hi };
         let mut position = lo;
         if let Some(ring) = old {
+            // One buffer for every record copied: a ring grows with all its live items.
+            let mut payload = Vec::new();
             for seq in head..end {
                 let from = self.entry(ring, seq)?;
-                let payload = record::read(segment, from.record.load(Ordering::Relaxed))?;
+                record::read_into(segment, from.record.load(Ordering::Relaxed), &mut payload)?;
                 // SAFETY: we hold the segment's lock (`guard`) and the caller the receive lock,
                 // and `[position, hi)` lies in the new ring, past the end of the current one,
                 // which no offset points into before `ring` is stored below (module
@@ -860,7 +885,9 @@ impl<'a> Raw<'a> {
     ///
     /// Items are looked for in the receivers' window first, and in the senders' `end` only
     /// once that has none: returns the futex word `items` as it was before that look (a put
-    /// after it changes the word), for a caller that found nothing and sleeps.
+    /// after it changes the word), for a caller that found nothing and sleeps. A take that
+    /// did not look at `end` found something, and returns `None`: it does not read the word
+    /// every put writes.
     fn take(
         self,
         ring: Option<Ring>,
@@ -868,11 +895,11 @@ impl<'a> Raw<'a> {
         ack: bool,
         accept: &mut dyn FnMut(&[u8]) -> bool,
         received: &mut Received,
-    ) -> Result<u32> {
+    ) -> Result<Option<u32>> {
         let area = self.area();
         let Some(ring) = ring else {
             // No put has built a ring: one would need the receive lock, which the caller holds.
-            return Ok(futex_value(&area.items));
+            return Ok(Some(futex_value(&area.items)));
         };
         let mut window = self.receiver_window(Some(ring))?;
         let mut items_before_refresh = None;
@@ -951,7 +978,7 @@ impl<'a> Raw<'a> {
         if let Some(payload) = kept {
             codec::keep(&PAYLOAD, payload);
         }
-        Ok(items_before_refresh.unwrap_or_else(|| futex_value(&area.items)))
+        Ok(items_before_refresh)
     }
 
     /// Acknowledges `entry` (ready, or in flight with this process): one commit, and the count

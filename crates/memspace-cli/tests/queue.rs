@@ -106,6 +106,15 @@ fn inspect_items_shows_the_waiting_items_in_order() {
     assert!(shown.contains("kind         queue"), "{shown}");
     assert!(shown.contains("items        2"), "{shown}");
     assert!(shown.contains("verify       consistent"), "{shown}");
+    // Its senders' lock and its receivers'.
+    assert!(
+        shown.contains("lock         free; 0 owner deaths recovered"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("receive lock free; 0 owner deaths recovered"),
+        "{shown}"
+    );
     let second = shown
         .find(r#"{"index":0,"value":"second"}"#)
         .expect("second listed first");
@@ -119,6 +128,8 @@ fn inspect_items_shows_the_waiting_items_in_order() {
             .expect("JSON");
     assert_eq!(json["values"], serde_json::json!(["second", "third"]));
     assert_eq!(json["items"], 2);
+    assert_eq!(json["receive_lock"]["owner"], serde_json::Value::Null);
+    assert_eq!(json["receive_lock"]["owner_deaths"], 0);
     drop(delivery);
     assert_eq!(succeed(&["queue", "get", name.name()]), "\"first\"");
 }

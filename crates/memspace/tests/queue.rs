@@ -630,6 +630,7 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
             queue.try_receive().and_then(Delivery::ack).map(drop),
             queue.try_put(&"more".to_owned()),
             queue.try_get().map(drop),
+            queue.is_closed().map(drop).map_err(QueueError::from),
         ];
         for result in results {
             match result {
@@ -654,6 +655,29 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
     }
     eprintln!("{corrupt} operations reported damage, {intact} went through");
     assert!(corrupt > 0, "no garbage was ever noticed");
+}
+
+#[test]
+fn a_damaged_closed_word_is_reported_not_read_as_closed() {
+    let name = Removal::fresh("closed-garbage");
+    let queue = Queue::<u64>::create(name.name()).expect("create");
+    queue.put(&1).expect("put");
+    let file = name.file();
+    for (value, closed) in [
+        (1, Some(true)),
+        (2, Some(true)),
+        (0, Some(false)),
+        (3, None),
+    ] {
+        file.write(CLOSED_WORD, &u32::to_le_bytes(value));
+        match (queue.is_closed(), closed) {
+            (Ok(found), Some(expected)) => assert_eq!(found, expected, "closed word {value}"),
+            (Err(Error::Corrupt { name: damaged, .. }), None) => {
+                assert_eq!(damaged.as_str(), name.name());
+            }
+            (other, _) => panic!("closed word {value}: {other:?}"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1255,6 +1279,8 @@ fn kill_at(point: &str) {
     // checked: a dead holder's change under way does not stop the check.
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{point}: {report:?}");
+    let info = inspect::info(queue.segment().expect("in shared memory"));
+    let receive_lock = info.receive_lock.expect("a queue's receive lock");
     if matches!(point, "queue.taken" | "queue.acked" | "queue.returned") {
         assert!(
             report
@@ -1263,6 +1289,20 @@ fn kill_at(point: &str) {
                 .any(|note| note.contains("receive lock") && note.contains("dead")),
             "{point}: a receiver died holding the receive lock: {report:?}"
         );
+    }
+    // Who held which lock when killed: a receiver the receive lock, a sender the segment's, a
+    // sender that built a larger ring both.
+    let (senders, receivers) = match point {
+        "queue.taken" | "queue.acked" | "queue.returned" => (false, true),
+        "queue.ring_built" | "grow.allocated" => (true, true),
+        _ => (true, false),
+    };
+    for (lock, held, which) in [
+        (&info.lock, senders, "the segment's lock"),
+        (&receive_lock, receivers, "the receive lock"),
+    ] {
+        let dead_holder = lock.owner.is_some() && lock.owner_alive == Some(false);
+        assert_eq!(dead_holder, held, "{point}: {which}: {lock:?}");
     }
     assert!(
         !report

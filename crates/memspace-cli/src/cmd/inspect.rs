@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use memspace::SharedList;
 use memspace::collections::{Queue, SharedMap};
-use memspace::inspect::{self, Description};
+use memspace::inspect::{self, Description, LockInfo};
 use memspace::segment::Kind;
 use serde_json::{Value, json};
 
@@ -231,19 +231,10 @@ fn print_info(
             (n, true) => format!(" (+{n} untracked, and some in another pid or time namespace)"),
         }
     )?;
-    let lock = match (info.lock.owner, info.lock.owner_alive) {
-        (None, _) => "free".to_owned(),
-        (Some(pid), Some(false)) => {
-            format!("held by {pid}, which is dead: the next locker recovers it")
-        }
-        (Some(pid), _) => format!("held by {pid}"),
-    };
-    writeln!(
-        out,
-        "lock         {lock}{}; {} owner deaths recovered",
-        if info.lock.poisoned { ", poisoned" } else { "" },
-        info.lock.owner_deaths
-    )?;
+    writeln!(out, "lock         {}", lock_line(&info.lock))?;
+    if let Some(lock) = &info.receive_lock {
+        writeln!(out, "receive lock {}", lock_line(lock))?;
+    }
     for (what, value) in &info.state {
         writeln!(out, "{what:<12} {value}")?;
     }
@@ -268,6 +259,22 @@ fn print_info(
         writeln!(out, "  note: {note}")?;
     }
     Ok(())
+}
+
+/// A lock's line: its holder, whether poisoned, how many holders' deaths it recovered from.
+fn lock_line(lock: &LockInfo) -> String {
+    let holder = match (lock.owner, lock.owner_alive) {
+        (None, _) => "free".to_owned(),
+        (Some(pid), Some(false)) => {
+            format!("held by {pid}, which is dead: the next locker recovers it")
+        }
+        (Some(pid), _) => format!("held by {pid}"),
+    };
+    format!(
+        "{holder}{}; {} owner deaths recovered",
+        if lock.poisoned { ", poisoned" } else { "" },
+        lock.owner_deaths
+    )
 }
 
 /// `ms` milliseconds after the Unix epoch as a UTC date and time, `2026-12-04 16:00:31.123 UTC`

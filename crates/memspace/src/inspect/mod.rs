@@ -23,7 +23,7 @@ use crate::error::Result;
 #[cfg(doc)]
 use crate::error::{Error, OpenError};
 use crate::segment::users_alive;
-use crate::segment::{Kind, SHM_PREFIX, Segment, SegmentName, SegmentOptions, User};
+use crate::segment::{Kind, LockSlot, SHM_PREFIX, Segment, SegmentName, SegmentOptions, User};
 
 pub use self::gc::{Abandoned, Collected, UNFINISHED_AGE, gc};
 #[cfg(feature = "redis")]
@@ -114,7 +114,7 @@ pub struct Creator {
     pub alive: bool,
 }
 
-/// The state of a segment's lock.
+/// The state of a segment's lock (or of a queue's receive lock).
 #[derive(Debug, Clone, Serialize)]
 pub struct LockInfo {
     /// The pid recorded as holding it.
@@ -125,6 +125,19 @@ pub struct LockInfo {
     pub poisoned: bool,
     /// How many times a holder died and the lock was taken over.
     pub owner_deaths: u32,
+}
+
+impl LockInfo {
+    /// The lock in `slot`, as it is now (it can change at any moment).
+    fn of(slot: &LockSlot) -> Self {
+        let owner = slot.owner_pid();
+        LockInfo {
+            owner,
+            owner_alive: owner.map(crate::segment::pid_alive),
+            poisoned: slot.is_poisoned(),
+            owner_deaths: slot.owner_deaths(),
+        }
+    }
 }
 
 /// Everything `memspace inspect` shows about a segment, except its items.
@@ -165,6 +178,9 @@ pub struct SegmentInfo {
     pub foreign_users: bool,
     /// Its lock.
     pub lock: LockInfo,
+    /// For a queue, the lock its receivers take (the segment's lock is its senders'); `None`
+    /// for other kinds, which take the segment's lock alone.
+    pub receive_lock: Option<LockInfo>,
     /// For a list, vector, map or queue, the number of items.
     pub items: Option<u64>,
     /// What the kind keeps besides (free permits, waiting parties, readers, ...).
@@ -175,7 +191,6 @@ pub struct SegmentInfo {
 #[must_use]
 pub fn info(segment: &Segment) -> SegmentInfo {
     let users = segment.users();
-    let owner = segment.lock_owner();
     SegmentInfo {
         name: segment.name().to_string(),
         kind: segment.kind().as_str(),
@@ -200,12 +215,9 @@ pub fn info(segment: &Segment) -> SegmentInfo {
         users,
         untracked_users: segment.untracked_users(),
         foreign_users: segment.has_foreign_users(),
-        lock: LockInfo {
-            owner,
-            owner_alive: owner.map(crate::segment::pid_alive),
-            poisoned: segment.lock_poisoned(),
-            owner_deaths: segment.lock_owner_deaths(),
-        },
+        lock: LockInfo::of(segment.lock_slot()),
+        receive_lock: (segment.kind() == Kind::Queue)
+            .then(|| LockInfo::of(segment.second_lock_slot())),
         items: match segment.kind() {
             Kind::List => Some(collections::list_len(segment)),
             Kind::Vec => Some(collections::vec_len(segment)),

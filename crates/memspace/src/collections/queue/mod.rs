@@ -383,10 +383,11 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     ///
-    /// Never for shared memory; on Redis, as [`Queue::len`].
+    /// In shared memory, [`Error::Corrupt`] if the word that says so is damaged (neither
+    /// open nor closed); on Redis, as [`Queue::len`].
     pub fn is_closed(&self) -> Result<bool> {
         match self.place.as_ref() {
-            Place::Shm(segment) => Ok(Raw { segment }.closed().is_some()),
+            Place::Shm(segment) => Ok(Raw { segment }.closed()?.is_some()),
             #[cfg(feature = "redis")]
             Place::Redis(queue) => Ok(queue.closed()?.is_some()),
         }

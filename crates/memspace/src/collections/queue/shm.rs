@@ -412,12 +412,15 @@ impl<'a> Raw<'a> {
     }
 
     /// Whether the queue was closed: `Some(true)` immediately.
-    pub(super) fn closed(self) -> Option<bool> {
-        match self.area().closed.load(Ordering::Acquire) {
+    pub(super) fn closed(self) -> Result<Option<bool>> {
+        let state = self.closed_state()?;
+        // Pairs with the closer's Release store (the commit of `close`).
+        std::sync::atomic::fence(Ordering::Acquire);
+        Ok(match state {
             OPEN => None,
             CLOSED => Some(false),
             _ => Some(true),
-        }
+        })
     }
 
     /// Discards the ready items (an immediate close); the caller holds the receive lock, inside

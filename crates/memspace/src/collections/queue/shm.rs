@@ -61,7 +61,10 @@
 //! half still holds what it read, then unlocks and sleeps while it does. A waker changes the
 //! queue, then bumps the low half and zeroes the count in one read-modify-write
 //! ([`bump_futex`]), and wakes every sleeper of the word if the count was not zero, still under
-//! its lock. The change a sleeper waits for is made under the other lock (a receiver waits for
+//! its lock. Only a look that can end in a sleep reads the word, each on the other side's
+//! line: a receiver's look at `end`, a sender's at `acked`. A get that finds its item within
+//! the receivers' copy of `end`, and a put whose copy of `acked` leaves room, read neither.
+//! The change a sleeper waits for is made under the other lock (a receiver waits for
 //! a put, a sender for an acknowledgement), so both steps are read-modify-writes of the one
 //! word: whichever comes second sees the first, and either the waker finds the sleeper counted
 //! or the sleeper finds the number moved on and looks again. (An unbounded queue's `space`

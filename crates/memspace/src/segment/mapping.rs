@@ -285,7 +285,66 @@ impl Mapping {
         // Bytes written into pages lost to a shrunk file reach no one (invariant 4).
         (!self.faulted()).then_some(())
     }
+
+    /// Asks the processor to fetch the cache lines of `[offset, offset + len)` (the first
+    /// [`PREFETCH_LIMIT`] bytes of it) for writing, ahead of stores to them: a hint, which
+    /// changes no memory, cannot fault and is dropped where the range is not mapped. Lines
+    /// another core holds then move while the caller works, several at once, instead of one at
+    /// a time as each store reaches them. Only on x86-64 processors that have `prefetchw`;
+    /// elsewhere it does nothing.
+    #[inline]
+    pub(crate) fn prefetch_for_write(&self, offset: u64, len: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !has_prefetchw() {
+                return;
+            }
+            let len = len.min(PREFETCH_LIMIT) as usize;
+            let Some(start) = self.checked(offset, len) else {
+                return;
+            };
+            // The base is page-aligned (invariant 5): offsets and addresses share their lines.
+            let mut line = start & !(CACHE_LINE - 1);
+            while line < start + len {
+                let address = self.base.as_ptr().wrapping_add(line);
+                // SAFETY: the processor has `prefetchw` (just checked). It is a hint: it reads
+                // and writes no memory as far as the program can tell, cannot fault (not even
+                // on an unmapped address, and this one is mapped: `checked`), and changes no
+                // register or flag.
+                unsafe {
+                    std::arch::asm!(
+                        "prefetchw [{address}]",
+                        address = in(reg) address,
+                        options(nostack, readonly, preserves_flags),
+                    );
+                }
+                line += CACHE_LINE;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (offset, len);
+    }
 }
+
+/// Whether the processor has `prefetchw` (CPUID leaf `0x8000_0001`, ECX bit 8, which AMD calls
+/// 3DNowPrefetch and Intel PREFETCHW); asked once.
+#[cfg(target_arch = "x86_64")]
+fn has_prefetchw() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        use std::arch::x86_64::__cpuid;
+        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    })
+}
+
+/// The most bytes [`Mapping::prefetch_for_write`] asks for: 64 lines, a batch's entries or
+/// records, no more than the first-level cache keeps until the stores come.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_LIMIT: u64 = 4096;
+
+/// The cache line's size on the processors memspace runs on.
+#[cfg(target_arch = "x86_64")]
+const CACHE_LINE: usize = 64;
 
 impl Drop for Mapping {
     fn drop(&mut self) {

@@ -116,6 +116,7 @@ pub struct Creator {
 
 /// The state of a segment's lock (or of a queue's receive lock).
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct LockInfo {
     /// The pid recorded as holding it.
     pub owner: Option<u32>,
@@ -142,6 +143,7 @@ impl LockInfo {
 
 /// Everything `memspace inspect` shows about a segment, except its items.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct SegmentInfo {
     /// The segment's name.
     pub name: String,

@@ -294,41 +294,56 @@ impl Mapping {
     /// elsewhere it does nothing.
     #[inline]
     pub(crate) fn prefetch_for_write(&self, offset: u64, len: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if !has_prefetchw() {
-                return;
-            }
-            let len = len.min(PREFETCH_LIMIT) as usize;
-            let Some(start) = self.checked(offset, len) else {
-                return;
-            };
+        let len = len.min(PREFETCH_LIMIT) as usize;
+        if let Some(start) = self.checked(offset, len) {
             // The base is page-aligned (invariant 5): offsets and addresses share their lines.
-            let mut line = start & !(CACHE_LINE - 1);
-            while line < start + len {
-                let address = self.base.as_ptr().wrapping_add(line);
-                // SAFETY: the processor has `prefetchw` (just checked). It is a hint: it reads
-                // and writes no memory as far as the program can tell, cannot fault (not even
-                // on an unmapped address, and this one is mapped: `checked`), and changes no
-                // register or flag.
-                unsafe {
-                    std::arch::asm!(
-                        "prefetchw [{address}]",
-                        address = in(reg) address,
-                        options(nostack, readonly, preserves_flags),
-                    );
-                }
-                line += CACHE_LINE;
-            }
+            prefetch_lines_for_write(self.base.as_ptr().wrapping_add(start), len);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (offset, len);
     }
 }
 
+/// The most bytes [`Mapping::prefetch_for_write`] asks for: 64 lines, a batch's entries or
+/// records, no more than the first-level cache keeps until the stores come.
+const PREFETCH_LIMIT: u64 = 4096;
+
+/// Issues `prefetchw` for each cache line of `[start, start + len)`, a mapped range.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+fn prefetch_lines_for_write(start: *const u8, len: usize) {
+    /// The cache line's size on the processors memspace runs on.
+    const CACHE_LINE: usize = 64;
+    if !has_prefetchw() {
+        return;
+    }
+    let end = start.wrapping_add(len);
+    // The line `start` lies in, then every line that starts in the range.
+    let mut line = start.wrapping_sub(start.addr() % CACHE_LINE);
+    while line < end {
+        // SAFETY:
+        // 1. The processor has `prefetchw` (`has_prefetchw`).
+        // 2. It is a hint: it changes no memory, register or flag, and cannot fault, not even
+        //    on an unmapped address (this one is mapped: the caller checked the range).
+        // 3. It is declared `readonly` rather than `nomem` only so that the compiler keeps it
+        //    before the stores it prepares for.
+        unsafe {
+            std::arch::asm!(
+                "prefetchw [{line}]",
+                line = in(reg) line,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        line = line.wrapping_add(CACHE_LINE);
+    }
+}
+
+/// Without `prefetchw` (another architecture, or Miri): nothing to ask.
+#[cfg(not(all(target_arch = "x86_64", not(miri))))]
+#[inline]
+fn prefetch_lines_for_write(_start: *const u8, _len: usize) {}
+
 /// Whether the processor has `prefetchw` (CPUID leaf `0x8000_0001`, ECX bit 8, which AMD calls
 /// 3DNowPrefetch and Intel PREFETCHW); asked once.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 fn has_prefetchw() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
@@ -336,15 +351,6 @@ fn has_prefetchw() -> bool {
         __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
     })
 }
-
-/// The most bytes [`Mapping::prefetch_for_write`] asks for: 64 lines, a batch's entries or
-/// records, no more than the first-level cache keeps until the stores come.
-#[cfg(target_arch = "x86_64")]
-const PREFETCH_LIMIT: u64 = 4096;
-
-/// The cache line's size on the processors memspace runs on.
-#[cfg(target_arch = "x86_64")]
-const CACHE_LINE: usize = 64;
 
 impl Drop for Mapping {
     fn drop(&mut self) {

@@ -88,7 +88,7 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use super::QueueError;
@@ -418,7 +418,7 @@ impl<'a> Raw<'a> {
     pub(super) fn closed(self) -> Result<Option<bool>> {
         let state = self.closed_state()?;
         // Pairs with the closer's Release store (the commit of `close`).
-        std::sync::atomic::fence(Ordering::Acquire);
+        fence(Ordering::Acquire);
         Ok(match state {
             OPEN => None,
             CLOSED => Some(false),
@@ -819,8 +819,8 @@ impl<'a> Raw<'a> {
     /// Fetches the lines a batch of `payloads` is about to write, from entry `end` and the
     /// record at `at` on, ahead of its stores ([`Mapping::prefetch_for_write`]): a consumer in
     /// another process holds most of them, having read the records and written the entries'
-    /// states when it last went round the ring. Between two processes, `put_many` of 64
-    /// `u64` went from 13.8 to 17.2 M items/s with it (BENCHMARKS.md, "Seventeenth pass").
+    /// states when it last went round the ring. Records that wrap around the ring's end, and
+    /// entries past the last slot, are left to their stores.
     ///
     /// [`Mapping::prefetch_for_write`]: crate::segment::Mapping::prefetch_for_write
     fn prefetch_batch(self, ring: Ring, end: u64, at: u64, payloads: &[&[u8]]) {

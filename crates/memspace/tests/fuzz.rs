@@ -17,9 +17,10 @@
 //! a table or ring twice as large past the current one), and the process's peak resident
 //! memory during the case must stay within a bound of the segment's size.
 //!
-//! Two things are left out on purpose. The lock slot (bytes 128..192) is never mutated: a lock
-//! word naming a live thread is a live holder, and waiting for it is the lock's contract (the
-//! lock tests damage it). And a header that says "still being initialised" is made ready, so
+//! Two things are left out on purpose. The lock slots (bytes 128..192, and the second one at
+//! 4032..4096 that a queue's receivers take) are never mutated: a lock word naming a live
+//! thread is a live holder, and waiting for it is the lock's contract (the lock tests damage
+//! it). And a header that says "still being initialised" is made ready, so
 //! that no case waits the two seconds `open` gives a creator (`bad_input.rs` covers that).
 //!
 //! `MEMSPACE_FUZZ_CASES=N` runs `N` cases instead of the default; `MEMSPACE_TEST_SEED=S`
@@ -39,8 +40,13 @@ use memspace_testkit::{Rng, Watchdog, names, unique_name};
 
 /// Cases run by default: enough to find the easy bugs in a few seconds of a debug build.
 const DEFAULT_CASES: u64 = 4000;
-/// Where the lock slot lives (`segment/header.rs`): never mutated (see the module docs).
-const LOCK_SLOT: std::ops::Range<usize> = 128..192;
+/// Where the lock slots live (`segment/header.rs`): never mutated (see the module docs).
+const LOCK_SLOTS: [std::ops::Range<usize>; 2] = [128..192, 4032..4096];
+
+/// Whether byte `at` lies in a lock slot.
+fn in_lock_slot(at: usize) -> bool {
+    LOCK_SLOTS.iter().any(|slot| slot.contains(&at))
+}
 /// Where a collection's own control words start.
 const KIND_AREA: usize = 2304;
 /// A bound on the growth of the resident set during one case, beyond the segment's size.
@@ -218,7 +224,7 @@ fn place(rng: &mut Rng, len: usize, align: usize) -> Option<usize> {
         _ => rng.below(len as u64) as usize,
     };
     let at = (at.min(len - align) / align) * align;
-    (!LOCK_SLOT.contains(&at) && !LOCK_SLOT.contains(&(at + align - 1))).then_some(at)
+    (!in_lock_slot(at) && !in_lock_slot(at + align - 1)).then_some(at)
 }
 
 fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, other: &[u8]) {
@@ -263,8 +269,9 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, other: &[u8]) {
             } else {
                 len
             };
-            // Keep the lock slot whole or gone.
-            bytes.truncate(if LOCK_SLOT.contains(&len) { 128 } else { len });
+            // Keep each lock slot whole or gone.
+            let cut = LOCK_SLOTS.iter().find(|slot| slot.contains(&len));
+            bytes.truncate(cut.map_or(len, |slot| slot.start));
         }
         // Extend with zeros or garbage.
         8 => {
@@ -289,7 +296,7 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, other: &[u8]) {
             };
             for i in 0..len {
                 let at = to + i;
-                if at < bytes.len() && !LOCK_SLOT.contains(&at) {
+                if at < bytes.len() && !in_lock_slot(at) {
                     bytes[at] = other[from + i];
                 }
             }

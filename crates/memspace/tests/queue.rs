@@ -657,6 +657,42 @@ fn garbage_in_a_queue_segment_is_an_error_naming_it_never_a_crash() {
     assert!(corrupt > 0, "no garbage was ever noticed");
 }
 
+/// The senders' copies of the receivers' words and the receivers' copy of `end` are derived:
+/// a copy past the word it copies, or that does not fit the ring, is read afresh, and the
+/// queue goes on as if it had not been damaged.
+#[test]
+fn copies_of_the_other_sides_words_that_do_not_fit_are_read_afresh() {
+    // `collections/queue/layout.rs`: the senders' line, then the receivers'.
+    let end_word = KIND_AREA + 64;
+    let sender_copies = [80, 88, 96, 104].map(|at| KIND_AREA + at);
+    let receiver_end = KIND_AREA + 176;
+    for damaged in [u64::MAX, 1 << 40, 3] {
+        let name = Removal::fresh("damaged-copies");
+        let queue = Queue::<u64>::create_bounded(name.name(), 6).expect("create");
+        let file = name.file();
+        for i in 0..6 {
+            queue.put(&i).expect("put");
+        }
+        assert_eq!(queue.get_many(4).expect("get"), [0, 1, 2, 3]);
+        // Entries 4 and 5 are live, `end` is 6: the senders' copies say that at most two
+        // items are in the ring, whose records start where the record of 4 does.
+        assert_eq!(file.read_u64(end_word), 6);
+        for word in sender_copies {
+            file.write_u64(word, damaged);
+        }
+        file.write_u64(receiver_end, damaged.wrapping_add(6));
+        // Room for four more by `acked` itself, whatever the copy says.
+        for i in 6..10 {
+            queue.try_put(&i).expect("room by acked");
+        }
+        assert!(matches!(queue.try_put(&10), Err(QueueError::Full { .. })));
+        assert_eq!(queue.get_many(10).expect("get"), [4, 5, 6, 7, 8, 9]);
+        assert!(matches!(queue.try_get(), Err(QueueError::Empty { .. })));
+        let report = inspect::verify(queue.segment().expect("in shared memory"));
+        assert!(report.is_consistent(), "copies at {damaged}: {report:?}");
+    }
+}
+
 #[test]
 fn a_damaged_closed_word_is_reported_not_read_as_closed() {
     let name = Removal::fresh("closed-garbage");

@@ -674,8 +674,9 @@ fn copies_of_the_other_sides_words_that_do_not_fit_are_read_afresh() {
             queue.put(&i).expect("put");
         }
         assert_eq!(queue.get_many(4).expect("get"), [0, 1, 2, 3]);
-        // Entries 4 and 5 are live, `end` is 6: the senders' copies say that at most two
-        // items are in the ring, whose records start where the record of 4 does.
+        // Entries 4 and 5 are live and `end` is 6. The senders' copies are then set far past
+        // what they copy (`u64::MAX`, `1 << 40`) or to a stale value outside the ring (3), the
+        // receivers' copy of `end` to that plus 6.
         assert_eq!(file.read_u64(end_word), 6);
         for word in sender_copies {
             file.write_u64(word, damaged);

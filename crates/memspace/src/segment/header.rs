@@ -16,8 +16,7 @@
 //! The first two pages are the *control pages*: they are mapped once and never remapped, so
 //! the locks in them keep their addresses while threads sleep on them. Every field is an
 //! atomic, so a reader never races a writer non-atomically, even a hostile one; the creator
-//! fills the fields, then
-//! publishes them with a release store of `init_state = READY`.
+//! fills the fields, then publishes them with a release store of `init_state = READY`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

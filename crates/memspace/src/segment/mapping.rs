@@ -302,8 +302,8 @@ impl Mapping {
     }
 }
 
-/// The most bytes [`Mapping::prefetch_for_write`] asks for: 64 lines, a batch's entries or
-/// records, no more than the first-level cache keeps until the stores come.
+/// The most bytes [`Mapping::prefetch_for_write`] asks for: 64 lines, the entries (32 bytes
+/// each) or the records of a batch of about a hundred small items.
 const PREFETCH_LIMIT: u64 = 4096;
 
 /// Issues `prefetchw` for each cache line of `[start, start + len)`, a mapped range.

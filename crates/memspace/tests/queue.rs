@@ -1042,6 +1042,59 @@ fn an_item_of_a_killed_consumer_comes_back_within_sixteen_deliveries_on_a_busy_q
     assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
+fn receive_three_and_hang((queue, took): (Queue<String>, Event)) {
+    exit_with_parent();
+    let deliveries = queue.receive_many(3).expect("receive_many");
+    assert_eq!(deliveries.values().len(), 3);
+    took.set().expect("set");
+    loop {
+        std::thread::park();
+    }
+    #[allow(
+        unreachable_code,
+        reason = "the deliveries must live until the process is killed"
+    )]
+    drop(deliveries);
+}
+
+#[test]
+fn every_item_of_a_killed_consumer_comes_back_in_one_batch_with_fresh_ones() {
+    let _dog = memspace_testkit::start_test();
+    let queue = Queue::<String>::new().expect("queue");
+    for i in 0..3 {
+        queue.put(&format!("precious {i}")).expect("put");
+    }
+    let took = Event::new().expect("event");
+    let mut consumer = Process::new(receive_three_and_hang, (queue.clone(), took.clone()));
+    consumer.start().expect("start");
+    took.wait().expect("wait");
+    assert_eq!(queue.in_flight().expect("in_flight"), 3);
+    consumer.kill().expect("SIGKILL");
+    assert!(matches!(
+        consumer.join(),
+        Err(JoinError::Killed { signal: 9, .. })
+    ));
+    for i in 0..40 {
+        queue.put(&format!("later {i}")).expect("put");
+    }
+    // One receive: the dead consumer's items are found as the batch goes, each by a look for
+    // items of dead takers, until a look finds none.
+    let deliveries = queue.receive_many(64).expect("receive_many");
+    let mut got = deliveries.values().to_vec();
+    assert_eq!(got.len(), 43, "{got:?}");
+    for i in 0..3 {
+        assert!(
+            got.contains(&format!("precious {i}")),
+            "precious {i} did not come back in the batch: {got:?}"
+        );
+    }
+    deliveries.ack().expect("ack");
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 43, "an item came twice");
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kills: a storm of random kills (AT-Q-11)
 

@@ -116,7 +116,8 @@ pub(super) const REDELIVERY_CHECK: Duration = Duration::from_millis(50);
 /// what it committed at their next look.
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
 /// Every this many deliveries, a receiver looks for items of dead takers first even when other
-/// items are ready (it always looks when none is).
+/// items are ready (it always looks when none is), until a look finds none: once per hold of
+/// the receive lock after that ([`Raw::next_to_take`]).
 const ORPHAN_SCAN_EVERY: u64 = 16;
 
 /// This process's pid and start time, which identify it as a taker. The start time is read
@@ -890,12 +891,22 @@ impl<'a> Raw<'a> {
     }
 
     /// The next item to take: usually the first ready one; an item of a dead taker when none
-    /// is ready, or every `ORPHAN_SCAN_EVERY` deliveries.
-    fn next_to_take(self, ring: &Ring, window: (u64, u64)) -> Result<Option<u64>> {
+    /// is ready, or every `ORPHAN_SCAN_EVERY` deliveries. `scanned` says whether this hold of
+    /// the receive lock looked for one already and found none: it looks once (items in flight
+    /// become orphans only as their takers die, and the next hold finds those), not at every
+    /// `ORPHAN_SCAN_EVERY`th item of a batch, each time past every item the batch took.
+    fn next_to_take(
+        self,
+        ring: &Ring,
+        window: (u64, u64),
+        scanned: &mut bool,
+    ) -> Result<Option<u64>> {
         let ready = self.find_ready(ring, window)?;
         let orphans_first = ready.is_none_or(|seq| seq.is_multiple_of(ORPHAN_SCAN_EVERY));
-        let orphan = if orphans_first {
-            self.find_orphan(ring, window)?
+        let orphan = if orphans_first && !*scanned {
+            let orphan = self.find_orphan(ring, window)?;
+            *scanned = orphan.is_none();
+            orphan
         } else {
             None
         };
@@ -931,6 +942,8 @@ impl<'a> Raw<'a> {
         let mut items_before_refresh = None;
         // This thread's kept buffer, taken on the first payload too long for the stack.
         let mut kept: Option<Vec<u8>> = None;
+        // Whether a look for items of dead takers found none (see `Raw::next_to_take`).
+        let mut scanned = false;
         // Reads `end` into the receivers' window, once, and `items` before it.
         let mut refresh = |window: &mut (u64, u64)| -> Result<bool> {
             if items_before_refresh.is_some() {
@@ -946,7 +959,7 @@ impl<'a> Raw<'a> {
             if area.hint.load(Ordering::Relaxed) >= window.1 {
                 refresh(&mut window)?;
             }
-            let seq = match self.next_to_take(&ring, window)? {
+            let seq = match self.next_to_take(&ring, window, &mut scanned)? {
                 Some(seq) => seq,
                 None if refresh(&mut window)? => continue,
                 None => break,
@@ -998,6 +1011,13 @@ impl<'a> Raw<'a> {
             }
             received.accepted += 1;
             if !ack {
+                if received.taken.len() == received.taken.capacity() {
+                    // Room for the rest of the batch that is known ready, in one allocation.
+                    let ready = usize::try_from(window.1.saturating_sub(seq)).unwrap_or(usize::MAX);
+                    received
+                        .taken
+                        .reserve((max - received.accepted + 1).min(ready));
+                }
                 received.taken.push((seq, deliveries));
             }
         }
@@ -1059,18 +1079,28 @@ impl<'a> Raw<'a> {
         wake(held, &area.space, sleepers.space);
     }
 
-    /// The entry of `seq` in `ring` (the current one) if this process holds it in flight.
+    /// The current ring and the receivers' window in it, for the calls that look up entries
+    /// this process holds in flight ([`Raw::held_entry`]): read once per call, not once per
+    /// item. `None` before the first put: no item is in flight.
+    fn held_window(self, held: &RawGuard<'_>) -> Result<Option<(Ring, (u64, u64))>> {
+        let Some(ring) = self.ring_held(held)? else {
+            return Ok(None);
+        };
+        Ok(Some((ring, self.receiver_window(Some(ring))?)))
+    }
+
+    /// The entry of `seq` in the current ring and window ([`Raw::held_window`]) if this
+    /// process holds it in flight.
     fn held_entry(
         self,
-        ring: Option<Ring>,
+        window: Option<(Ring, (u64, u64))>,
         seq: u64,
-    ) -> std::result::Result<(Ring, &'a Entry), QueueError> {
+    ) -> std::result::Result<&'a Entry, QueueError> {
         let not_in_flight = || QueueError::NotInFlight {
             name: self.segment.name().clone(),
             seq,
         };
-        let ring = ring.ok_or_else(not_in_flight)?;
-        let (head, end) = self.receiver_window(Some(ring))?;
+        let (ring, (head, end)) = window.ok_or_else(not_in_flight)?;
         if !(head..end).contains(&seq) {
             return Err(not_in_flight());
         }
@@ -1078,7 +1108,7 @@ impl<'a> Raw<'a> {
         if !held_by_me(entry) {
             return Err(not_in_flight());
         }
-        Ok((ring, entry))
+        Ok(entry)
     }
 
     /// Acknowledges items `seqs`, which this process holds in flight, under one lock: they
@@ -1093,10 +1123,10 @@ impl<'a> Raw<'a> {
         let mut sleepers = ToWake::default();
         {
             let _change = Change::begin(&area.changes, &guard);
-            let ring = self.ring_held(&guard)?;
+            let held = self.held_window(&guard)?;
             for &seq in seqs {
-                match self.held_entry(ring, seq) {
-                    Ok((_, entry)) => {
+                match self.held_entry(held, seq) {
+                    Ok(entry) => {
                         self.commit_ack(entry);
                         acked += 1;
                     }
@@ -1106,7 +1136,7 @@ impl<'a> Raw<'a> {
                 }
             }
             if acked > 0 {
-                sleepers = self.finish_acks(ring.as_ref());
+                sleepers = self.finish_acks(held.map(|(ring, _)| ring).as_ref());
             }
         }
         self.wake_after_acks(&guard, sleepers);
@@ -1157,10 +1187,10 @@ impl<'a> Raw<'a> {
         }
         let mut missing = None;
         let change = Change::begin(&area.changes, &guard);
-        let ring = self.ring_held(&guard)?;
+        let held = self.held_window(&guard)?;
         for &seq in seqs {
-            let entry = match self.held_entry(ring, seq) {
-                Ok((_, entry)) => entry,
+            let entry = match self.held_entry(held, seq) {
+                Ok(entry) => entry,
                 Err(err) => {
                     missing.get_or_insert(err);
                     continue;

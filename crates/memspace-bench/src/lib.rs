@@ -100,9 +100,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         eprintln!("python3 is not on the PATH: the Python baselines are skipped");
     }
     let mut progress = Progress::new(
-        24 + 5 * usize::from(cfg!(feature = "ipc-baselines"))
-            + 2 * usize::from(python)
-            + if options.plot.is_some() { 5 } else { 0 },
+        suite::steps(python) + if options.plot.is_some() { 5 } else { 0 },
         std::io::stderr().is_terminal(),
     );
     let comparisons = suite::measure(&sizes, python, options.quick, &mut progress)?;

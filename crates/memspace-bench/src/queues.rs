@@ -162,3 +162,19 @@ pub(crate) fn two_processes_batched<Q: BenchQueue>(n: u64) -> anyhow::Result<f64
     producer.join()?;
     Ok(rate)
 }
+
+/// As [`two_processes_batched`] on a [`Queue`], with the items received at least once: up to
+/// [`GET_BATCH`] taken in flight per `receive_many`, then acknowledged by one `ack`.
+pub(crate) fn two_processes_received_in_batches(n: u64) -> anyhow::Result<f64> {
+    let queue = Queue::<u64>::make()?;
+    let mut producer = Process::new(produce_batches::<Queue<u64>>, (queue.clone(), n));
+    producer.start()?;
+    let rate = receive_timed(n, |items| {
+        let deliveries = queue.receive_many(GET_BATCH)?;
+        items.extend_from_slice(deliveries.values());
+        deliveries.ack()?;
+        Ok(())
+    })?;
+    producer.join()?;
+    Ok(rate)
+}

@@ -161,6 +161,14 @@ fn list_rows(
     Ok(())
 }
 
+/// The steps [`measure`] announces: one per comparison it records and per measurement it
+/// announces on its own (`SharedList` pushes, and with `python` the `SharedArray` additions
+/// and the Python baselines). The test of `memspace bench` checks that the progress line
+/// ends at this count.
+pub(crate) fn steps(python: bool) -> usize {
+    28 + 5 * usize::from(cfg!(feature = "ipc-baselines")) + 2 * usize::from(python)
+}
+
 /// Every comparison of the default run, with the Python baselines if `python`.
 pub(crate) fn measure(
     sizes: &Sizes,
@@ -349,6 +357,18 @@ fn queue_rows(run: &mut Recorder<'_>, sizes: &Sizes) -> anyhow::Result<()> {
          and one get per item; a get that finds nothing spins for an adaptive budget, then \
          sleeps on a futex until a put wakes it; timed from the first item received to the last",
         || queues::two_processes_batched::<Queue<u64>>(n),
+        || queues::two_processes::<Queue<u64>>(n),
+    )?;
+    run.median_described(
+        "Queue<u64> between two processes: batches received at least once against single items",
+        (
+            "queue_two_processes_receive_many",
+            "queue_two_processes",
+            "items/s",
+        ),
+        "as queue_two_processes_batched, with the items taken in flight by receive_many of up \
+         to 256 and acknowledged by one ack per batch (at least once) instead of get_many",
+        || queues::two_processes_received_in_batches(n),
         || queues::two_processes::<Queue<u64>>(n),
     )?;
     #[cfg(feature = "ipc-baselines")]

@@ -41,6 +41,29 @@ fn check_rows(rows: &[Value], out: &str) {
     }
 }
 
+/// Checks the progress lines a run printed on `err` (one per step, `[bar] step/steps what`,
+/// stderr being no terminal here): numbered one after the other, the last one `steps/steps`.
+fn check_progress(err: &str) {
+    let counts: Vec<(usize, usize)> = err
+        .lines()
+        .filter_map(|line| line.strip_prefix('[')?.split_once("] "))
+        .filter_map(|(_, rest)| {
+            let (step, steps) = rest.split_whitespace().next()?.split_once('/')?;
+            Some((step.parse().ok()?, steps.parse().ok()?))
+        })
+        .collect();
+    assert!(!counts.is_empty(), "no progress lines in {err}");
+    for (i, &(step, steps)) in counts.iter().enumerate() {
+        assert_eq!(step, i + 1, "steps out of order in {err}");
+        assert!(step <= steps, "step {step} of {steps} in {err}");
+    }
+    let (last, steps) = counts[counts.len() - 1];
+    assert_eq!(
+        last, steps,
+        "the progress line announced {steps} steps: {err}"
+    );
+}
+
 /// The baselines of every run, Python or not.
 const RUST_BASELINES: [&str; 12] = [
     "rust_threads_mutex_vec",
@@ -109,6 +132,7 @@ fn bench_installed_elsewhere_runs_the_python_baselines_from_a_private_temporary_
     let json: Value = serde_json::from_str(&out).expect("JSON");
     let rows = json.as_array().expect("an array");
     check_rows(rows, &out);
+    check_progress(&stderr(&output));
     let baselines: Vec<&str> = rows.iter().filter_map(|r| r["baseline"].as_str()).collect();
     for expected in RUST_BASELINES {
         assert!(

@@ -460,10 +460,10 @@ impl<'a> Raw<'a> {
         };
         loop {
             let window = self.window(Some(ring))?;
-            let Some(seq) = self.find_orphan(&ring, window)? else {
+            let Some((_, entry)) = self.find_orphan(&ring, window)? else {
                 return Ok(());
             };
-            self.entry(ring, seq)?.state.store(DONE, Ordering::Release);
+            entry.state.store(DONE, Ordering::Release);
             count_up(&area.acked, 1);
             self.advance_head(ring, window.0, window.1)?;
             // Under the receive lock, which the caller (a joiner or a closer) holds, as `wake`.
@@ -834,8 +834,8 @@ impl<'a> Raw<'a> {
         map.prefetch_for_write(ring.entry_offset(end), entries * ENTRY_SIZE);
     }
 
-    /// The first entry taken by a dead process, if any.
-    fn find_orphan(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
+    /// The first entry taken by a dead process, if any, with its sequence number.
+    fn find_orphan(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<(u64, &'a Entry)>> {
         let in_flight = self.in_flight();
         let (my_pid, my_start) = me();
         let mut seen = 0;
@@ -864,14 +864,15 @@ impl<'a> Raw<'a> {
                 alive
             };
             if !alive {
-                return Ok(Some(seq));
+                return Ok(Some((seq, entry)));
             }
         }
         Ok(None)
     }
 
-    /// The first ready entry at or after `hint`, moving `hint` up to it.
-    fn find_ready(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<u64>> {
+    /// The first ready entry at or after `hint`, with its sequence number, moving `hint` up to
+    /// it.
+    fn find_ready(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<(u64, &'a Entry)>> {
         let area = self.area();
         let hint = area.hint.load(Ordering::Relaxed);
         // Derived, so untrusted: outside the window it is ignored.
@@ -881,28 +882,30 @@ impl<'a> Raw<'a> {
             head
         };
         for seq in from..end {
-            if self.entry(*ring, seq)?.state.load(Ordering::Relaxed) == READY {
+            let entry = self.entry(*ring, seq)?;
+            if entry.state.load(Ordering::Relaxed) == READY {
                 area.hint.store(seq, Ordering::Relaxed);
-                return Ok(Some(seq));
+                return Ok(Some((seq, entry)));
             }
         }
         area.hint.store(end, Ordering::Relaxed);
         Ok(None)
     }
 
-    /// The next item to take: usually the first ready one; an item of a dead taker when none
-    /// is ready, or every `ORPHAN_SCAN_EVERY` deliveries. `scanned` says whether this hold of
-    /// the receive lock looked for one already and found none: it looks once (items in flight
-    /// become orphans only as their takers die, and the next hold finds those), not at every
-    /// `ORPHAN_SCAN_EVERY`th item of a batch, each time past every item the batch took.
+    /// The next item to take, with its entry: usually the first ready one; an item of a dead
+    /// taker when none is ready, or every `ORPHAN_SCAN_EVERY` deliveries. `scanned` says
+    /// whether this hold of the receive lock looked for one already and found none: it looks
+    /// once (items in flight become orphans only as their takers die, and the next hold finds
+    /// those), not at every `ORPHAN_SCAN_EVERY`th item of a batch, each time past every item
+    /// the batch took.
     fn next_to_take(
         self,
         ring: &Ring,
         window: (u64, u64),
         scanned: &mut bool,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<(u64, &'a Entry)>> {
         let ready = self.find_ready(ring, window)?;
-        let orphans_first = ready.is_none_or(|seq| seq.is_multiple_of(ORPHAN_SCAN_EVERY));
+        let orphans_first = ready.is_none_or(|(seq, _)| seq.is_multiple_of(ORPHAN_SCAN_EVERY));
         let orphan = if orphans_first && !*scanned {
             let orphan = self.find_orphan(ring, window)?;
             *scanned = orphan.is_none();
@@ -959,12 +962,11 @@ impl<'a> Raw<'a> {
             if area.hint.load(Ordering::Relaxed) >= window.1 {
                 refresh(&mut window)?;
             }
-            let seq = match self.next_to_take(&ring, window, &mut scanned)? {
-                Some(seq) => seq,
+            let (seq, entry) = match self.next_to_take(&ring, window, &mut scanned)? {
+                Some(found) => found,
                 None if refresh(&mut window)? => continue,
                 None => break,
             };
-            let entry = self.entry(ring, seq)?;
             let was = entry.state.load(Ordering::Relaxed);
             let record = entry.record.load(Ordering::Relaxed);
             // Checked to lie in the ring before it is copied: a damaged record could claim a

@@ -641,7 +641,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> std::result::Result<Delivery<'_, T>, QueueError> {
         let taken = match self.place.as_ref() {
             Place::Shm(segment) => {
-                let mut decoder = Decoder::<T>::for_batch(1);
+                let mut decoder = Decoder::<T>::default();
                 let mut received = Received::default();
                 self.receive_from(
                     segment,
@@ -712,7 +712,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> std::result::Result<(Vec<T>, Claims), QueueError> {
         match self.place.as_ref() {
             Place::Shm(segment) => {
-                let mut decoder = Decoder::<T>::for_batch(max);
+                let mut decoder = Decoder::<T>::default();
                 let mut received = Received::default();
                 self.receive_from(
                     segment,
@@ -942,19 +942,9 @@ struct Decoder<T> {
     values: Vec<T>,
 }
 
-impl<T> Decoder<T> {
-    /// The most bytes of values a decoder reserves room for before it has any.
-    const RESERVED_BYTES: usize = 4096;
-
-    /// A decoder for a receive of up to `max` items, with room for as many values as fit in
-    /// [`Self::RESERVED_BYTES`] (at least one): a batch of small values then goes into one
-    /// allocation instead of one per doubling, and one of large values does not reserve
-    /// room for a whole batch that may be one item.
-    fn for_batch(max: usize) -> Self {
-        let fit = Self::RESERVED_BYTES / size_of::<T>().max(1);
-        Decoder {
-            values: Vec::with_capacity(max.clamp(1, fit.max(1))),
-        }
+impl<T> Default for Decoder<T> {
+    fn default() -> Self {
+        Decoder { values: Vec::new() }
     }
 }
 

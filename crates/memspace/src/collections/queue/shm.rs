@@ -1013,12 +1013,12 @@ impl<'a> Raw<'a> {
             }
             received.accepted += 1;
             if !ack {
-                if received.taken.len() == received.taken.capacity() {
-                    // Room for the rest of the batch that is known ready, in one allocation.
-                    let ready = usize::try_from(window.1.saturating_sub(seq)).unwrap_or(usize::MAX);
-                    received
-                        .taken
-                        .reserve((max - received.accepted + 1).min(ready));
+                if received.taken.capacity() == 0 {
+                    // Room for this item and the rest of the batch, as far as the window shows
+                    // it, in one allocation.
+                    let known = usize::try_from(window.1.saturating_sub(seq)).unwrap_or(usize::MAX);
+                    let batch = (max - received.accepted + 1).min(known);
+                    received.taken.reserve_exact(room_for::<(u64, u32)>(batch));
                 }
                 received.taken.push((seq, deliveries));
             }
@@ -1254,6 +1254,14 @@ impl LiveRecords {
         }
         fit(ring, self.first, self.tail, need)
     }
+}
+
+/// How many values of type `V` to reserve room for, for `wanted` of them: all, up to 64 KiB of
+/// them (at least one). `wanted` comes from the segment's words, which a damaged segment may
+/// make huge; the rest of a larger batch grows the room as it comes.
+fn room_for<V>(wanted: usize) -> usize {
+    const MOST_BYTES: usize = 64 << 10;
+    wanted.clamp(1, (MOST_BYTES / size_of::<V>().max(1)).max(1))
 }
 
 /// Whether `entry` is in flight with this process.

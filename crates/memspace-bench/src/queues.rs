@@ -114,8 +114,9 @@ fn produce_batches<Q: BenchQueue>((queue, n): (Q, u64)) {
         next += batch.len() as u64;
     }
 }
-/// Receives `n` items with `receive` (one `get`, or one `get_many`, per call), timed from the
-/// first to the last; checks their sum.
+
+/// Receives `n` items with `receive` (one `get`, one `get_many`, or one `receive_many` and its
+/// `ack`, per call), timed from the first to the last; checks their sum.
 fn receive_timed(
     n: u64,
     mut receive: impl FnMut(&mut Vec<u64>) -> anyhow::Result<()>,

@@ -161,10 +161,10 @@ fn list_rows(
     Ok(())
 }
 
-/// The steps [`measure`] announces: one per comparison it records and per measurement it
-/// announces on its own (`SharedList` pushes, and with `python` the `SharedArray` additions
-/// and the Python baselines). The test of `memspace bench` checks that the progress line
-/// ends at this count.
+/// The steps [`measure`] announces on its progress line: one per comparison measured against
+/// its baseline, one for the `SharedList` pushes, and with `python` one for the `SharedArray`
+/// additions and one for all the Python baselines. The test of `memspace bench` checks that
+/// the progress line ends at this count.
 pub(crate) fn steps(python: bool) -> usize {
     28 + 5 * usize::from(cfg!(feature = "ipc-baselines")) + 2 * usize::from(python)
 }

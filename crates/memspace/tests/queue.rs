@@ -1042,6 +1042,46 @@ fn an_item_of_a_killed_consumer_comes_back_within_sixteen_deliveries_on_a_busy_q
     assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
+#[test]
+fn an_item_of_a_consumer_seen_alive_and_then_killed_comes_back_within_sixteen_deliveries() {
+    let _dog = memspace_testkit::start_test();
+    let queue = Queue::<String>::new().expect("queue");
+    queue.put(&"precious".to_owned()).expect("put");
+    let took = Event::new().expect("event");
+    let mut consumer = Process::new(receive_and_hang, (queue.clone(), took.clone()));
+    consumer.start().expect("start");
+    took.wait().expect("wait");
+    // 40 deliveries while the consumer runs: this process looks twice for items of dead
+    // takers, finds the consumer alive, and from then on watches it.
+    for i in 0..40 {
+        queue.put(&format!("before {i}")).expect("put");
+    }
+    for _ in 0..40 {
+        let delivery = queue.try_receive().expect("an item");
+        assert_ne!(*delivery.value(), "precious", "taken from a live consumer");
+        delivery.ack().expect("ack");
+    }
+    consumer.kill().expect("SIGKILL");
+    assert!(matches!(
+        consumer.join(),
+        Err(JoinError::Killed { signal: 9, .. })
+    ));
+    for i in 0..40 {
+        queue.put(&format!("after {i}")).expect("put");
+    }
+    let mut got = Vec::new();
+    while let Ok(delivery) = queue.try_receive() {
+        got.push((delivery.deliveries(), delivery.ack().expect("ack")));
+    }
+    let position = got
+        .iter()
+        .position(|(_, item)| item == "precious")
+        .expect("the item of the consumer killed after it was seen alive was lost");
+    assert!(position <= 16, "redelivered only as item {position}");
+    assert_eq!(got[position].0, 2);
+    assert_eq!(got.len(), 41);
+}
+
 fn receive_three_and_hang((queue, took): (Queue<String>, Event)) {
     exit_with_parent();
     let deliveries = queue.receive_many(3).expect("receive_many");

@@ -83,7 +83,9 @@ pub use self::redis_name::{
 pub(crate) use self::redis_name::{encoding_for_own_process, opening_received_name};
 pub use self::report::Report;
 pub use self::users::User;
-pub(crate) use self::users::{is_alive as process_alive, pid_alive, users_alive};
+pub(crate) use self::users::{
+    is_alive as process_alive, is_alive_watched as process_alive_watched, pid_alive, users_alive,
+};
 
 /// The smallest segment, in bytes: its two control pages and one page of data. A smaller
 /// [`SegmentOptions::max_size`] or [`SegmentOptions::initial_size`] is raised to it.

@@ -12,7 +12,9 @@
 //! last user here nor `gc` removes it. Forked children inherit their parent's mapping without
 //! claiming a slot of their own.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, TryLockError};
 
 use super::Segment;
 use crate::shm_safe::ShmSafe;
@@ -83,13 +85,115 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 /// is a leak `gc` collects later, one removed under a live user is lost data. A process whose
 /// main thread ended while others run on is alive (`sys::process_liveness`).
 pub(crate) fn is_alive(pid: u32, start_time: u64) -> bool {
+    judge(pid, start_time) != Verdict::Gone
+}
+
+/// What [`judge`] found of a process.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Gone,
+    /// It runs, and its start time was read and is the one asked about.
+    Confirmed,
+    /// It runs, or seems to: its start time was not asked about or could not be read.
+    Presumed,
+}
+
+/// [`is_alive`]'s look at `/proc`, telling a start time it confirmed from one it could not.
+fn judge(pid: u32, start_time: u64) -> Verdict {
     match sys::process_liveness(pid) {
-        sys::Liveness::Gone => false,
+        sys::Liveness::Gone => Verdict::Gone,
         sys::Liveness::Running {
             start: Some(started),
-        } => start_time == 0 || started == start_time,
-        sys::Liveness::Running { start: None } => true,
+        } if started == start_time => Verdict::Confirmed,
+        sys::Liveness::Running { start: Some(_) } if start_time != 0 => Verdict::Gone,
+        sys::Liveness::Running { .. } => Verdict::Presumed,
     }
+}
+
+/// A process [`is_alive_watched`] judged alive, and a descriptor that becomes readable when
+/// it ends.
+struct Watched {
+    pid: u32,
+    start_time: u64,
+    ended: OwnedFd,
+}
+
+/// The processes one process watches (see [`is_alive_watched`]).
+struct WatchList {
+    /// The process whose descriptors these are: a child forked with the list inherits numbers
+    /// it may since have closed or reused, and starts a list of its own.
+    owner: u32,
+    watched: Vec<Watched>,
+}
+
+/// This process's watch list.
+static WATCHED: Mutex<WatchList> = Mutex::new(WatchList {
+    owner: 0,
+    watched: Vec::new(),
+});
+
+/// The most processes watched at once (one descriptor each). Once the list is full, other
+/// processes are judged the way [`is_alive`] does until a watched one ends.
+const WATCHED_MOST: usize = 64;
+
+/// [`is_alive`] for a caller that asks about the same processes again and again (a queue's
+/// receivers, about the takers of the items in flight, at every 16th delivery, under their
+/// lock). The first judgement of a process is [`is_alive`]'s (a signal to its pid and a read
+/// of its `/proc/PID/stat`); if it runs, with the start time asked about, this process keeps
+/// a descriptor that becomes readable when it ends (its pidfd, opened before the read, so that
+/// the start time the read confirms is that of the process the descriptor watches, not of a
+/// later one given its pid), and later judgements of it are one `poll` of that descriptor.
+///
+/// Without a start time to confirm, where the kernel has no pidfds (or refuses one), and while
+/// another thread of this process is judging, this is [`is_alive`].
+pub(crate) fn is_alive_watched(pid: u32, start_time: u64) -> bool {
+    if start_time == 0 {
+        return is_alive(pid, start_time);
+    }
+    let mut list = match WATCHED.try_lock() {
+        Ok(list) => list,
+        // Nothing panics while the list is held; it is whole whatever happened.
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return is_alive(pid, start_time),
+    };
+    let me = sys::pid();
+    if list.owner != me {
+        // Inherited through `fork`: the numbers are not this process's to poll or close.
+        for inherited in std::mem::take(&mut list.watched) {
+            std::mem::forget(inherited.ended);
+        }
+        list.owner = me;
+    }
+    judge_watched(&mut list.watched, pid, start_time)
+}
+
+/// [`is_alive_watched`] with the list `watched` (of this process's descriptors).
+fn judge_watched(watched: &mut Vec<Watched>, pid: u32, start_time: u64) -> bool {
+    if let Some(at) = watched
+        .iter()
+        .position(|w| (w.pid, w.start_time) == (pid, start_time))
+    {
+        match sys::has_ended(watched[at].ended.as_fd()) {
+            Ok(false) => return true,
+            // Ended: judged afresh, which finds it gone (or a process that reused its pid).
+            Ok(true) => drop(watched.swap_remove(at)),
+            // Not a descriptor any more (closed behind this list's back): not ours to close.
+            Err(_) => std::mem::forget(watched.swap_remove(at).ended),
+        }
+    }
+    let ended = sys::end_notifier(pid);
+    let verdict = judge(pid, start_time);
+    if verdict == Verdict::Confirmed
+        && watched.len() < WATCHED_MOST
+        && let Some(ended) = ended
+    {
+        watched.push(Watched {
+            pid,
+            start_time,
+            ended,
+        });
+    }
+    verdict != Verdict::Gone
 }
 
 impl UserSlot {
@@ -234,5 +338,95 @@ impl Drop for Segment {
         // object (someone may have removed it and created another under the same name).
         // Errors are ignored: drop cannot report them, and `memspace gc` collects what is left.
         let _ = self.unlink();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command};
+
+    use super::{Watched, judge_watched};
+    use crate::sys;
+
+    /// A child that sleeps until killed (also when a test fails), and its start time.
+    struct Sleeper {
+        child: Child,
+        pid: u32,
+        start: u64,
+    }
+
+    impl Sleeper {
+        fn start() -> Self {
+            let child = Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .expect("spawn sleep");
+            let pid = child.id();
+            let start = sys::process_start_time(pid).expect("the child's start time");
+            Sleeper { child, pid, start }
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Whether the kernel gives pidfds (Linux 5.3 on): without, nothing is watched.
+    fn pidfds() -> bool {
+        sys::end_notifier(std::process::id()).is_some()
+    }
+
+    fn watches(watched: &[Watched], pid: u32, start_time: u64) -> bool {
+        watched
+            .iter()
+            .any(|w| (w.pid, w.start_time) == (pid, start_time))
+    }
+
+    #[test]
+    fn a_watched_process_is_alive_until_it_is_killed_and_then_dead_before_it_is_reaped() {
+        if !pidfds() {
+            return;
+        }
+        let mut sleeper = Sleeper::start();
+        let (pid, start) = (sleeper.pid, sleeper.start);
+        let mut watched = Vec::new();
+        assert!(judge_watched(&mut watched, pid, start));
+        assert!(watches(&watched, pid, start), "judged alive, so watched");
+        assert!(
+            judge_watched(&mut watched, pid, start),
+            "judged again by its descriptor"
+        );
+        sleeper.child.kill().expect("SIGKILL");
+        // A zombie until reaped: ended for its descriptor, as for /proc, soon after the signal.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while judge_watched(&mut watched, pid, start) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "alive 10 s after SIGKILL"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(
+            !watches(&watched, pid, start),
+            "an ended process is no longer watched"
+        );
+        assert!(!judge_watched(&mut watched, pid, start));
+    }
+
+    #[test]
+    fn a_process_of_another_start_time_is_dead_and_not_watched() {
+        let sleeper = Sleeper::start();
+        let (pid, start) = (sleeper.pid, sleeper.start);
+        let mut watched = Vec::new();
+        assert!(
+            !judge_watched(&mut watched, pid, start + 1),
+            "its pid, another process"
+        );
+        assert!(watched.is_empty());
+        drop(sleeper);
+        assert!(!judge_watched(&mut watched, pid, start));
     }
 }

@@ -228,7 +228,7 @@ fn wait_for_end(
         if sys::child_has_ended(pid).map_err(os("waitid"))? {
             return Ok(true);
         }
-        *ended = sys::child_end_notifier(pid);
+        *ended = sys::end_notifier(pid);
     }
     match ended {
         Some(ended) => Ok(sys::wait_readable_pair(ended.as_fd(), None, Some(deadline))

@@ -69,7 +69,9 @@ use crate::segment::{Kind, Segment, SegmentName, SegmentOptions};
 ///   put after it). If the receiving process *dies* first (a `kill -9`, a crash), the item is
 ///   delivered again to another receiver, with [`Delivery::deliveries`] counting the attempts:
 ///   at once when no other item is ready, and at the latest with the 16th item delivered after
-///   the death (a receiver already waiting looks every 50 ms).
+///   the death (a receiver already waiting looks every 50 ms). A receiver that takes a batch
+///   ([`Queue::receive_many`], [`Queue::get_many`]) looks once a batch: a process that dies
+///   while the batch is taken has its items delivered again from the next receive on.
 /// * So delivery is **at least once**, and exactly once for receivers that are not killed
 ///   between receiving and acknowledging: an item reaches the application twice only if the
 ///   first receiver died holding it, and the second delivery says so (`deliveries() > 1`).

@@ -859,7 +859,7 @@ impl<'a> Raw<'a> {
             {
                 alive
             } else {
-                let alive = segment::process_alive(pid, start);
+                let alive = segment::process_alive_watched(pid, start);
                 checked.push((pid, start, alive));
                 alive
             };
@@ -893,11 +893,11 @@ impl<'a> Raw<'a> {
     }
 
     /// The next item to take, with its entry: usually the first ready one; an item of a dead
-    /// taker when none is ready, or every `ORPHAN_SCAN_EVERY` deliveries. `scanned` says
-    /// whether this hold of the receive lock looked for one already and found none: it looks
-    /// once (items in flight become orphans only as their takers die, and the next hold finds
-    /// those), not at every `ORPHAN_SCAN_EVERY`th item of a batch, each time past every item
-    /// the batch took.
+    /// taker when none is ready, or every `ORPHAN_SCAN_EVERY` deliveries, until a look finds
+    /// none during this hold of the receive lock (`scanned`). Each look walks every item in
+    /// flight, a batch's own included: looking again every `ORPHAN_SCAN_EVERY` items of a
+    /// batch would cost a walk past all it took so far. A taker that dies while a batch is
+    /// taken is found by the next hold.
     fn next_to_take(
         self,
         ring: &Ring,

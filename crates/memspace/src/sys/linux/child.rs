@@ -310,14 +310,37 @@ pub(crate) fn child_has_ended(pid: u32) -> io::Result<bool> {
     }
 }
 
-/// A descriptor that becomes readable when the child `pid` ends (before it is reaped), or
-/// `None` where the kernel has no `pidfd_open` (before Linux 5.3).
+/// A descriptor that becomes readable when the process `pid` ends (a child before it is
+/// reaped; for any process, once all its threads ended), or `None` where the kernel has no
+/// `pidfd_open` (before Linux 5.3) or refuses it (a sandbox), no process has that pid (or it
+/// names a thread, not a process), or no descriptor is left.
 #[doc(alias = "pidfd_open")]
-pub(crate) fn child_end_notifier(pid: u32) -> Option<OwnedFd> {
+pub(crate) fn end_notifier(pid: u32) -> Option<OwnedFd> {
     let pid = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)?;
     rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+/// Whether the process an [`end_notifier`] descriptor watches has ended: one poll that does
+/// not wait. `EBADF` if `notifier` is no open descriptor any more.
+#[doc(alias = "poll")]
+pub(crate) fn has_ended(notifier: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut polls = [PollFd::new(&notifier, PollFlags::IN)];
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        match rustix::event::poll(&mut polls, Some(&now)) {
+            Ok(_) if polls[0].revents().contains(PollFlags::NVAL) => {
+                return Err(rustix::io::Errno::BADF.into());
+            }
+            Ok(_) => return Ok(readable(&polls[0])),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Closes descriptor `fd` in a forked child.

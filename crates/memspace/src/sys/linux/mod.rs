@@ -21,8 +21,8 @@ mod memory;
 mod process;
 
 pub(crate) use self::child::{
-    ExitStatus, FdWriter, Forked, adopt_inherited_fd, child_end_notifier, child_has_ended,
-    close_inherited, empty_file, exit_now, fork, keep_fds_across_exec, pipe, raw, read_file_start,
+    ExitStatus, FdWriter, Forked, adopt_inherited_fd, child_has_ended, close_inherited, empty_file,
+    end_notifier, exit_now, fork, has_ended, keep_fds_across_exec, pipe, raw, read_file_start,
     result_file, try_wait_child, wait_child, wait_readable, wait_readable_pair,
 };
 pub(crate) use self::fault::{

@@ -974,18 +974,33 @@ fn receive_and_ack(queue: Queue<String>) -> (String, u32) {
     (delivery.ack().expect("ack"), deliveries)
 }
 
-/// Starts a consumer that takes an item and is then killed, holding it.
-fn kill_a_consumer_holding_an_item(queue: &Queue<String>) {
+/// A consumer that took items in flight and hangs, holding them.
+type Hanging = Process<(Queue<String>, Event)>;
+
+/// Starts a consumer that runs `hang` (which takes items in flight, sets its event and hangs),
+/// and waits until it took them.
+fn start_a_hanging_consumer(queue: &Queue<String>, hang: fn((Queue<String>, Event))) -> Hanging {
     let took = Event::new().expect("event");
-    let mut consumer = Process::new(receive_and_hang, (queue.clone(), took.clone()));
+    let mut consumer = Process::new(hang, (queue.clone(), took.clone()));
     consumer.start().expect("start");
     took.wait().expect("wait");
-    assert_eq!(queue.in_flight().expect("in_flight"), 1);
+    consumer
+}
+
+/// Kills `consumer` with SIGKILL, and checks that it died of it.
+fn kill_hanging(mut consumer: Hanging) {
     consumer.kill().expect("SIGKILL");
     assert!(matches!(
         consumer.join(),
         Err(JoinError::Killed { signal: 9, .. })
     ));
+}
+
+/// Starts a consumer that takes an item and is then killed, holding it.
+fn kill_a_consumer_holding_an_item(queue: &Queue<String>) {
+    let consumer = start_a_hanging_consumer(queue, receive_and_hang);
+    assert_eq!(queue.in_flight().expect("in_flight"), 1);
+    kill_hanging(consumer);
 }
 
 #[test]
@@ -1047,10 +1062,7 @@ fn an_item_of_a_consumer_seen_alive_and_then_killed_comes_back_within_sixteen_de
     let _dog = memspace_testkit::start_test();
     let queue = Queue::<String>::new().expect("queue");
     queue.put(&"precious".to_owned()).expect("put");
-    let took = Event::new().expect("event");
-    let mut consumer = Process::new(receive_and_hang, (queue.clone(), took.clone()));
-    consumer.start().expect("start");
-    took.wait().expect("wait");
+    let consumer = start_a_hanging_consumer(&queue, receive_and_hang);
     // 40 deliveries while the consumer runs: this process looks twice for items of dead
     // takers, finds the consumer alive, and from then on watches it.
     for i in 0..40 {
@@ -1061,11 +1073,7 @@ fn an_item_of_a_consumer_seen_alive_and_then_killed_comes_back_within_sixteen_de
         assert_ne!(*delivery.value(), "precious", "taken from a live consumer");
         delivery.ack().expect("ack");
     }
-    consumer.kill().expect("SIGKILL");
-    assert!(matches!(
-        consumer.join(),
-        Err(JoinError::Killed { signal: 9, .. })
-    ));
+    kill_hanging(consumer);
     for i in 0..40 {
         queue.put(&format!("after {i}")).expect("put");
     }
@@ -1082,21 +1090,6 @@ fn an_item_of_a_consumer_seen_alive_and_then_killed_comes_back_within_sixteen_de
     assert_eq!(got.len(), 41);
 }
 
-fn receive_three_and_hang((queue, took): (Queue<String>, Event)) {
-    exit_with_parent();
-    let deliveries = queue.receive_many(3).expect("receive_many");
-    assert_eq!(deliveries.values().len(), 3);
-    took.set().expect("set");
-    loop {
-        std::thread::park();
-    }
-    #[allow(
-        unreachable_code,
-        reason = "the deliveries must live until the process is killed"
-    )]
-    drop(deliveries);
-}
-
 #[test]
 fn every_item_of_a_killed_consumer_comes_back_in_one_batch_with_fresh_ones() {
     let _dog = memspace_testkit::start_test();
@@ -1104,16 +1097,9 @@ fn every_item_of_a_killed_consumer_comes_back_in_one_batch_with_fresh_ones() {
     for i in 0..3 {
         queue.put(&format!("precious {i}")).expect("put");
     }
-    let took = Event::new().expect("event");
-    let mut consumer = Process::new(receive_three_and_hang, (queue.clone(), took.clone()));
-    consumer.start().expect("start");
-    took.wait().expect("wait");
+    let consumer = start_a_hanging_consumer(&queue, receive_batch_and_hang);
     assert_eq!(queue.in_flight().expect("in_flight"), 3);
-    consumer.kill().expect("SIGKILL");
-    assert!(matches!(
-        consumer.join(),
-        Err(JoinError::Killed { signal: 9, .. })
-    ));
+    kill_hanging(consumer);
     for i in 0..40 {
         queue.put(&format!("later {i}")).expect("put");
     }
@@ -1636,16 +1622,9 @@ fn a_batch_taken_by_a_process_killed_before_its_ack_is_delivered_again_whole_and
     let name = Removal::fresh("batch-get");
     let queue = Queue::<String>::create(name.name()).expect("create");
     queue.put_many(&strings(&PREFILL)).expect("put_many");
-    let took = Event::new().expect("event");
-    let mut consumer = Process::new(receive_batch_and_hang, (queue.clone(), took.clone()));
-    consumer.start().expect("start");
-    took.wait().expect("wait");
+    let consumer = start_a_hanging_consumer(&queue, receive_batch_and_hang);
     assert_eq!(queue.in_flight().expect("in_flight"), 3);
-    consumer.kill().expect("SIGKILL");
-    assert!(matches!(
-        consumer.join(),
-        Err(JoinError::Killed { signal: 9, .. })
-    ));
+    kill_hanging(consumer);
     // Nothing else is ready, so the items of the dead receiver come back at once.
     let again = queue.receive_many(10).expect("receive_many");
     assert_eq!(again.values(), strings(&["a", "b", "c"]));

@@ -175,10 +175,17 @@ fn judge_watched(watched: &mut Vec<Watched>, pid: u32, start_time: u64) -> bool 
     {
         match sys::has_ended(watched[at].ended.as_fd()) {
             Ok(false) => return true,
-            // Ended: judged afresh, which finds it gone (or a process that reused its pid).
-            Ok(true) => drop(watched.swap_remove(at)),
+            // The descriptor watched this very process, whose start time was confirmed.
+            Ok(true) => {
+                drop(watched.swap_remove(at));
+                return false;
+            }
             // Not a descriptor any more (closed behind this list's back): not ours to close.
-            Err(_) => std::mem::forget(watched.swap_remove(at).ended),
+            Err(e) if sys::is_not_open(&e) => {
+                std::mem::forget(watched.swap_remove(at).ended);
+            }
+            // The poll failed: the process is judged afresh.
+            Err(_) => drop(watched.swap_remove(at)),
         }
     }
     let ended = sys::end_notifier(pid);

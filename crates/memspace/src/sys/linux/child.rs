@@ -291,6 +291,11 @@ fn readable(poll: &PollFd<'_>) -> bool {
         .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
 }
 
+/// Whether `err` says that a descriptor was not open (`EBADF`).
+pub(crate) fn is_not_open(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(rustix::io::Errno::BADF.raw_os_error())
+}
+
 /// Whether the child `pid` has ended, without reaping it: it stays a zombie until
 /// [`wait_child`] collects its status.
 #[doc(alias = "waitid")]
@@ -323,7 +328,7 @@ pub(crate) fn end_notifier(pid: u32) -> Option<OwnedFd> {
 }
 
 /// Whether the process an [`end_notifier`] descriptor watches has ended: one poll that does
-/// not wait. `EBADF` if `notifier` is no open descriptor any more.
+/// not wait. `EBADF` ([`is_not_open`]) if `notifier` is no open descriptor any more.
 #[doc(alias = "poll")]
 pub(crate) fn has_ended(notifier: BorrowedFd<'_>) -> io::Result<bool> {
     let mut polls = [PollFd::new(&notifier, PollFlags::IN)];

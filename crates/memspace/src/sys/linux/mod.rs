@@ -22,8 +22,8 @@ mod process;
 
 pub(crate) use self::child::{
     ExitStatus, FdWriter, Forked, adopt_inherited_fd, child_has_ended, close_inherited, empty_file,
-    end_notifier, exit_now, fork, has_ended, keep_fds_across_exec, pipe, raw, read_file_start,
-    result_file, try_wait_child, wait_child, wait_readable, wait_readable_pair,
+    end_notifier, exit_now, fork, has_ended, is_not_open, keep_fds_across_exec, pipe, raw,
+    read_file_start, result_file, try_wait_child, wait_child, wait_readable, wait_readable_pair,
 };
 pub(crate) use self::fault::{
     FaultFlag, WatchedMapping, fault_flag, mapping_faulted, set_watched_len, unwatch_mapping,

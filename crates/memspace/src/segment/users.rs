@@ -136,9 +136,11 @@ static WATCHED: Mutex<WatchList> = Mutex::new(WatchList {
 /// processes are judged the way [`is_alive`] does until a watched one ends.
 const WATCHED_MOST: usize = 64;
 
-/// [`is_alive`] for a caller that asks about the same processes again and again (a queue's
-/// receivers, about the takers of the items in flight, at every 16th delivery, under their
-/// lock). The first judgement of a process is [`is_alive`]'s (a signal to its pid and a read
+/// [`is_alive`] for a caller that asks about the same processes again and again: a queue's
+/// receivers about the takers of the items in flight (at every 16th delivery, under their
+/// lock), a semaphore about its holders while no permit is free, a reader-writer lock about
+/// its readers while a writer waits, a barrier about the parties it waits for. The first
+/// judgement of a process is [`is_alive`]'s (a signal to its pid and a read
 /// of its `/proc/PID/stat`); if it runs, with the start time asked about, this process keeps
 /// a descriptor that becomes readable when it ends (its pidfd, opened before the read, so that
 /// the start time the read confirms is that of the process the descriptor watches, not of a

@@ -289,7 +289,7 @@ impl Barrier {
             let arrived = area.arrived.load(Ordering::Relaxed).min(MAX_PARTIES);
             let dead = area.waiting[..arrived as usize].iter().find_map(|party| {
                 let pid = party.pid.load(Ordering::Relaxed);
-                (!segment::process_alive(pid, party.start_time.load(Ordering::Relaxed)))
+                (!segment::process_alive_watched(pid, party.start_time.load(Ordering::Relaxed)))
                     .then_some(pid)
             });
             if let Some(pid) = dead {

@@ -345,7 +345,7 @@ impl<T: Pod> RwLock<T> {
             let pid = slot.pid.load(Ordering::Acquire);
             if slot.is_busy()
                 && slot.namespaces.load(Ordering::Relaxed) == here
-                && !segment::process_alive(pid, slot.start_time.load(Ordering::Relaxed))
+                && !segment::process_alive_watched(pid, slot.start_time.load(Ordering::Relaxed))
             {
                 slot.readers.store(0, Ordering::Release);
                 slot.pid.store(0, Ordering::Release);

@@ -214,7 +214,9 @@ impl Semaphore {
         let area = self.area();
         for slot in &area.holders {
             let pid = slot.pid.load(Ordering::Relaxed);
-            if pid != 0 && !segment::process_alive(pid, slot.start_time.load(Ordering::Relaxed)) {
+            if pid != 0
+                && !segment::process_alive_watched(pid, slot.start_time.load(Ordering::Relaxed))
+            {
                 let permits = slot.held.swap(0, Ordering::Relaxed);
                 area.free.fetch_add(permits, Ordering::Relaxed);
                 slot.pid.store(0, Ordering::Relaxed);

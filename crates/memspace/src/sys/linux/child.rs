@@ -332,20 +332,12 @@ pub(crate) fn end_notifier(pid: u32) -> Option<OwnedFd> {
 #[doc(alias = "poll")]
 pub(crate) fn has_ended(notifier: BorrowedFd<'_>) -> io::Result<bool> {
     let mut polls = [PollFd::new(&notifier, PollFlags::IN)];
-    let now = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    loop {
-        match rustix::event::poll(&mut polls, Some(&now)) {
-            Ok(_) if polls[0].revents().contains(PollFlags::NVAL) => {
-                return Err(rustix::io::Errno::BADF.into());
-            }
-            Ok(_) => return Ok(readable(&polls[0])),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
+    // A deadline already past: one poll that does not wait.
+    poll_until(&mut polls, Some(Instant::now()))?;
+    if polls[0].revents().contains(PollFlags::NVAL) {
+        return Err(rustix::io::Errno::BADF.into());
     }
+    Ok(readable(&polls[0]))
 }
 
 /// Closes descriptor `fd` in a forked child.

@@ -1114,6 +1114,27 @@ fn every_item_of_a_killed_consumer_comes_back_in_one_batch_with_fresh_ones() {
     assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
+/// A receiver that holds every item in flight itself skips the look for items of dead takers
+/// (`sole_taker`): a consumer's item taken before this process took its own must not be
+/// skipped once the consumer is killed.
+#[test]
+fn an_item_of_a_killed_consumer_comes_back_to_a_process_holding_items_of_its_own() {
+    let _dog = memspace_testkit::start_test();
+    let queue = Queue::<String>::new().expect("queue");
+    queue.put(&"precious".to_owned()).expect("put");
+    let consumer = start_a_hanging_consumer(&queue, receive_and_hang);
+    queue.put(&"mine".to_owned()).expect("put");
+    let mine = queue.receive().expect("receive");
+    assert_eq!(*mine.value(), "mine");
+    assert_eq!(queue.in_flight().expect("in_flight"), 2);
+    kill_hanging(consumer);
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+    precious_comes_back_among_40_within_sixteen(&queue);
+    assert_eq!(mine.ack().expect("ack"), "mine");
+    assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kills: a storm of random kills (AT-Q-11)
 
@@ -1518,6 +1539,46 @@ fn a_kill_while_a_put_grows_the_segment_keeps_every_item() {
 #[test]
 fn a_kill_after_an_item_was_taken_delivers_it_again() {
     kill_at("queue.taken");
+}
+
+/// A consumer killed after it took an item, holding the receive lock, while this process holds
+/// an item of its own: the recovery's recount must not name this process as the one that holds
+/// every item in flight, or it would never look for the dead consumer's.
+#[test]
+fn a_kill_after_an_item_was_taken_beside_one_of_ours_delivers_it_again() {
+    const POINT: &str = "queue.taken";
+    if let Some(point) = roles::role() {
+        return child_role(&point);
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("taken-beside-ours");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    for item in PREFILL {
+        queue.put(&item.to_owned()).expect("prefill");
+    }
+    let ours = queue.receive().expect("receive");
+    assert_eq!(*ours.value(), "a");
+    let mut child = roles::child_in_role(
+        POINT,
+        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
+    );
+    child.wait_until_stopped(POINT);
+    child.kill();
+    // The child took "b" and died holding it and the receive lock.
+    assert_eq!(
+        queue.to_vec().expect("read after the kill"),
+        strings(&["c"])
+    );
+    assert_eq!(queue.in_flight().expect("in_flight"), 2);
+    // "c" first: a look for items of dead takers comes when nothing is ready.
+    assert_eq!(
+        drain_all(&queue),
+        vec![("c".to_owned(), 1), ("b".to_owned(), 2)]
+    );
+    assert_eq!(ours.ack().expect("ack"), "a");
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+    assert!(report.notes.is_empty(), "{report:?}");
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn assert_every_open_fails(name: &str, what: &str, expected: impl Fn(&Error) -> 
 }
 
 /// The layout version of this build (`src/segment/header.rs`).
-const LAYOUT_VERSION: u32 = 10;
+const LAYOUT_VERSION: u32 = 11;
 
 /// A header that passes validation, for a segment of `file_size` bytes (see
 /// `src/segment/header.rs` for the layout).

@@ -40,8 +40,10 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MEMSPACE");
 /// senders take the segment's lock, and laid the queue's words out anew in three cache lines,
 /// its futex words 64 bits wide with their sleepers' counts, `acked` and `settled` in place of
 /// `unacked` and `waiting` (a receiver of an older build would take the segment's lock and
-/// race the senders of this one).
-pub(crate) const LAYOUT_VERSION: u32 = 10;
+/// race the senders of this one); version 11 gave a queue's receivers `sole_taker`, the process
+/// that holds every item in flight, which a receiver of an older build would leave naming one
+/// while it took items itself.
+pub(crate) const LAYOUT_VERSION: u32 = 11;
 /// The size of the control pages.
 pub(crate) const CONTROL_SIZE: u64 = 8192;
 /// Where the segment's lock slot lives.

@@ -27,7 +27,8 @@
 //!   space         futex word: bumped when an item is acknowledged (low half), and how
 //!                 many senders and joiners sleep on it (high half)
 //!   receiver_end  the receivers' copy of `end`: no later than `end`        derived
-//!   (8 bytes of padding)
+//!   sole_taker    the process that holds every item in flight, as a taker   derived
+//!                 mark; 0: none known
 //! ring:       [u64 slots][u64 bytes][16 reserved][slots entries][bytes of records]
 //! entry:      [u64 record][u32 state][u32 deliveries][u32 taker pid][u32][u64 taker start]
 //! record:     [u32 length][u32 CRC-32C][payload][padding to 8]  (record.rs)
@@ -38,6 +39,14 @@
 //! sleepers count themselves in (a close, under both locks, bumps both). A side reads the
 //! other's line only when its copy (`sender_head`, `receiver_end`, ...) runs out, so that the
 //! line one side writes at every item is not pulled away from its processor by the other's.
+//!
+//! `sole_taker` lets a receiver that holds every item in flight itself skip the walk past them
+//! in its look for items of dead takers. It is stored before the commit of a take in flight:
+//! the taker's mark if nothing else is in flight, 0 if it was another's. So whenever it is
+//! not 0, every entry in flight carries that mark, whatever point a holder died at. A taker
+//! mark ([`taker_mark`]) is the pid in the low half and the low 32 bits of the start time in
+//! the high half, as the lock word's: a process whose pid and start time both repeat a dead
+//! taker's modulo 2^32 clock ticks (497 days at 100 Hz) is not told apart from it.
 //!
 //! Entry `seq` lives in slot `seq % slots`; `state` is 1 ready, 2 taken, 3 acknowledged. The
 //! records of entries `head..end` lie one after the other in the ring's byte area, wrapping
@@ -99,7 +108,7 @@ pub(super) struct QueueArea {
     pub(super) changes: AtomicU64,
     pub(super) space: AtomicU64,
     pub(super) receiver_end: AtomicU64,
-    padding_2: AtomicU64,
+    pub(super) sole_taker: AtomicU64,
 }
 
 /// One slot of a ring (see the module docs).
@@ -111,6 +120,24 @@ pub(super) struct Entry {
     pub(super) taker_pid: AtomicU32,
     pub(super) reserved: AtomicU32,
     pub(super) taker_start: AtomicU64,
+}
+
+/// The mark of the taker with `pid` and start time `start`, as `sole_taker` holds it (see the
+/// module docs): never 0, since no taker has pid 0.
+#[inline]
+pub(super) fn taker_mark(pid: u32, start: u64) -> u64 {
+    (start << 32) | u64::from(pid)
+}
+
+impl Entry {
+    /// The mark of the process recorded as this entry's taker ([`taker_mark`]).
+    #[inline]
+    pub(super) fn taker_mark(&self) -> u64 {
+        taker_mark(
+            self.taker_pid.load(Ordering::Relaxed),
+            self.taker_start.load(Ordering::Relaxed),
+        )
+    }
 }
 
 const _: () = assert!(size_of::<Entry>() == ENTRY_SIZE as usize);

@@ -31,15 +31,16 @@
 //! A process killed before a commit leaves garbage in free space, which nothing points to; one
 //! killed after leaves only the derived words stale. The next locker is told that the owner
 //! died ([`LockError::OwnerDied`](crate::sync::LockError::OwnerDied)). Of the receive lock, it
-//! recounts `acked` and `settled` from the entries, resets `hint` to `head` and the receivers'
-//! copy of `end`, and checks every live record's bounds. Of the segment's lock, it reads the
-//! senders' copies afresh from `head`, `end` and the entries (a sender killed after its commit
-//! left copies of the state before it). Of either, it wakes every sleeper of both futex words
-//! (a holder killed as it woke them may have uncounted them first: see "Space and blocking"),
-//! and marks the lock consistent. Each recovery needs only its own lock: a sender killed while
-//! it built a ring held the receive lock too, and that lock's recovery recounts. Items taken
-//! by a dead process are not a lock matter: they stay taken until a receiver finds their taker
-//! dead (pid gone, or reused by a process with another start time) and delivers them again.
+//! recounts `acked`, `settled` and `sole_taker` from the entries, resets `hint` to `head` and
+//! the receivers' copy of `end`, and checks every live record's bounds. Of the segment's lock,
+//! it reads the senders' copies afresh from `head`, `end` and the entries (a sender killed
+//! after its commit left copies of the state before it). Of either, it wakes every sleeper of
+//! both futex words (a holder killed as it woke them may have uncounted them first: see "Space
+//! and blocking"), and marks the lock consistent. Each recovery needs only its own lock: a
+//! sender killed while it built a ring held the receive lock too, and that lock's recovery
+//! recounts. Items taken by a dead process are not a lock matter: they stay taken until a
+//! receiver finds their taker dead (pid gone, or reused by a process with another start time)
+//! and delivers them again.
 //!
 //! # Closing and joining
 //!
@@ -94,7 +95,7 @@ use std::time::Duration;
 use super::QueueError;
 use super::layout::{
     CLOSED, CLOSED_NOW, DONE, ENTRY_SIZE, Entry, MAX_SLOTS, OPEN, READY, RING_ALIGN, RING_HEADER,
-    Raw, Ring, TAKEN,
+    Raw, Ring, TAKEN, taker_mark,
 };
 use crate::collections::changes::{Change, count_down, count_up};
 use crate::collections::wait::{Next, deadline, next_sleep, spin_while};
@@ -540,12 +541,18 @@ impl<'a> Raw<'a> {
         area.head.store(head, Ordering::Release);
         let (head, end) = self.window(ring)?;
         let (mut acked, mut settled) = (head, head);
+        // The one mark of every entry in flight, 0 if they differ (`None`: none in flight).
+        let mut sole = None;
         if let Some(ring) = ring {
             for seq in head..end {
                 let entry = self.entry(ring, seq)?;
                 match entry.state.load(Ordering::Relaxed) {
                     READY => {}
-                    TAKEN => settled += 1,
+                    TAKEN => {
+                        settled += 1;
+                        let mark = entry.taker_mark();
+                        sole = Some(sole.map_or(mark, |sole| if sole == mark { sole } else { 0 }));
+                    }
                     DONE => {
                         acked += 1;
                         settled += 1;
@@ -557,6 +564,7 @@ impl<'a> Raw<'a> {
         }
         area.acked.store(acked, Ordering::Release);
         area.settled.store(settled, Ordering::Release);
+        area.sole_taker.store(sole.unwrap_or(0), Ordering::Relaxed);
         area.hint.store(head, Ordering::Relaxed);
         area.receiver_end.store(end, Ordering::Relaxed);
         Ok(())
@@ -838,6 +846,12 @@ impl<'a> Raw<'a> {
     fn find_orphan(self, ring: &Ring, (head, end): (u64, u64)) -> Result<Option<(u64, &'a Entry)>> {
         let in_flight = self.in_flight();
         let (my_pid, my_start) = me();
+        // This process holds every item in flight (see `layout.rs`): none is a dead taker's.
+        if in_flight == 0
+            || self.area().sole_taker.load(Ordering::Relaxed) == taker_mark(my_pid, my_start)
+        {
+            return Ok(None);
+        }
         let mut seen = 0;
         let mut checked: Vec<(u32, u64, bool)> = Vec::new();
         for seq in head..end {
@@ -994,6 +1008,7 @@ impl<'a> Raw<'a> {
                 received.acked += 1;
             } else {
                 let (pid, start) = me();
+                self.note_taker(taker_mark(pid, start), was == TAKEN);
                 entry.taker_start.store(start, Ordering::Relaxed);
                 entry.taker_pid.store(pid, Ordering::Relaxed);
                 entry.state.store(TAKEN, Ordering::Release); // commit
@@ -1027,6 +1042,21 @@ impl<'a> Raw<'a> {
             codec::keep(&PAYLOAD, payload);
         }
         Ok(items_before_refresh)
+    }
+
+    /// Keeps `sole_taker` true (see `layout.rs`) of a take in flight by the process marked
+    /// `mark`, before its commit: the mark if no other item is in flight, 0 if another is and
+    /// not all of them are this process's already. `retaken`: the entry is in flight with a
+    /// dead taker, not ready, so it is counted in flight already. The caller holds the receive
+    /// lock, inside a change.
+    fn note_taker(self, mark: u64, retaken: bool) {
+        let area = self.area();
+        let sole = area.sole_taker.load(Ordering::Relaxed);
+        let others = self.in_flight().saturating_sub(u64::from(retaken));
+        let now = if others == 0 || sole == mark { mark } else { 0 };
+        if now != sole {
+            area.sole_taker.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Acknowledges `entry` (ready, or in flight with this process): one commit, and the count

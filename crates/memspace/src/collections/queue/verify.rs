@@ -55,7 +55,10 @@ fn check(raw: Raw<'_>, report: &mut Report) {
     };
     let end = window.1;
     let (ready, unacked) = match ring {
-        Some(ring) => check_entries(raw, ring, window, report),
+        Some(ring) => {
+            let sole = area.sole_taker.load(Ordering::Relaxed);
+            check_entries(raw, ring, window, sole, report)
+        }
         None => (0, 0),
     };
     if let Err(err) = raw.closed_state() {
@@ -94,11 +97,14 @@ fn check(raw: Raw<'_>, report: &mut Report) {
     }
 }
 
-/// Checks the live entries and their records; returns how many are ready and unacknowledged.
+/// Checks the live entries and their records, and that every entry in flight carries the
+/// mark of `sole`, the queue's sole taker, unless it is 0; returns how many are ready and
+/// unacknowledged.
 fn check_entries(
     raw: Raw<'_>,
     ring: Ring,
     (head, end): (u64, u64),
+    sole: u64,
     report: &mut Report,
 ) -> (u64, u64) {
     let segment = raw.segment;
@@ -107,6 +113,8 @@ fn check_entries(
     let mut previous_end = None;
     let mut wrapped = false;
     let mut orphans = Vec::new();
+    // The first entry in flight with another process than `sole`.
+    let mut strays = None;
     for seq in head..end {
         if report.is_full() {
             break;
@@ -132,6 +140,9 @@ fn check_entries(
                 );
                 if !segment::process_alive(pid, start) {
                     orphans.push(seq);
+                }
+                if sole != 0 && entry.taker_mark() != sole {
+                    strays.get_or_insert((seq, pid));
                 }
             }
             DONE => {}
@@ -179,6 +190,14 @@ fn check_entries(
             "{} items ({first}..={last}) are in flight with processes that died; they are \
              delivered again to the next receivers",
             orphans.len()
+        ));
+    }
+    if let Some((seq, pid)) = strays {
+        // That process would skip the look for items of dead takers.
+        report.problem(format!(
+            "entry {seq} is in flight with process {pid}, but the queue records process {} as \
+             holding every item in flight",
+            sole & u64::from(u32::MAX)
         ));
     }
     (waiting, unacked)

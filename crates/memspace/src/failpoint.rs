@@ -41,6 +41,7 @@
 //! | `queue.batch_first_written` | a batch put (`put_many`) wrote its first item's record and entry, not yet the others |
 //! | `queue.written` | an item's (or a batch's) records and entries were written, not yet committed |
 //! | `queue.committed` | an item was committed (`end` stored), the counters not yet updated |
+//! | `queue.taking` | a take in flight stored its taker's start time in the entry, not yet its pid |
 //! | `queue.taken` | an item was marked taken, the counters not yet updated |
 //! | `queue.acked` | an item was marked acknowledged, the counters and `head` not yet updated |
 //! | `queue.returned` | a dropped delivery's item was marked ready again, the counters not yet updated |

@@ -1348,7 +1348,7 @@ fn child_role(point: &str) {
                     .expect("put");
             }
         }
-        "queue.taken" => drop(queue.receive().expect("receive")),
+        "queue.taking" | "queue.taken" => drop(queue.receive().expect("receive")),
         "queue.acked" => {
             queue.receive().expect("receive").ack().expect("ack");
         }
@@ -1564,6 +1564,8 @@ fn a_kill_after_an_item_was_taken_beside_one_of_ours_delivers_it_again() {
     );
     child.wait_until_stopped(POINT);
     child.kill();
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
     // The child took "b" and died holding it and the receive lock.
     assert_eq!(
         queue.to_vec().expect("read after the kill"),
@@ -1579,6 +1581,90 @@ fn a_kill_after_an_item_was_taken_beside_one_of_ours_delivers_it_again() {
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     assert!(report.notes.is_empty(), "{report:?}");
+}
+
+/// A receiver killed as it takes again the item of a consumer that died, between its stores of
+/// its start time and its pid into the entry, which so names neither process: the queue must
+/// not name the receiver as holding every item in flight, and the item comes back once more.
+#[test]
+fn a_kill_while_the_item_of_a_dead_consumer_is_taken_again_leaves_the_queue_consistent() {
+    const POINT: &str = "queue.taking";
+    if let Some(point) = roles::role() {
+        return child_role(&point);
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("taking-again");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    queue.put(&"precious".to_owned()).expect("put");
+    kill_a_consumer_holding_an_item(&queue);
+    // Nothing is ready: the child's receive takes the dead consumer's item.
+    let mut child = roles::child_in_role(
+        POINT,
+        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
+    );
+    child.wait_until_stopped(POINT);
+    child.kill();
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+    assert_eq!(drain_all(&queue), vec![("precious".to_owned(), 3)]);
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+    assert!(report.notes.is_empty(), "{report:?}");
+}
+
+/// The receivers' `sole_taker` (`collections/queue/layout.rs`): the process that holds every
+/// item in flight, if one does.
+const SOLE_TAKER: u64 = KIND_AREA + 184;
+
+/// A damaged `sole_taker` is reported by `inspect`, and the recovery after a receiver died
+/// holding the receive lock recounts it from the entries.
+#[test]
+fn a_damaged_sole_taker_is_reported_and_recounted_by_the_next_recovery() {
+    const POINT: &str = "queue.acked";
+    if roles::role().is_some() {
+        // The child: a get, stopped after the commit of its acknowledgement.
+        exit_with_parent();
+        let queue =
+            Queue::<String>::open(&std::env::var(QUEUE).expect("queue name")).expect("open");
+        drop(queue.get());
+        panic!("the failpoint {POINT} was never reached");
+    }
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("sole-taker");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    queue.put(&"precious".to_owned()).expect("put");
+    kill_a_consumer_holding_an_item(&queue);
+    for item in ["a", "b"] {
+        queue.put(&item.to_owned()).expect("put");
+    }
+    // Another process than the dead consumer (pid 12345, started at tick 256) named as
+    // holding every item in flight.
+    name.file().write_u64(SOLE_TAKER, (256 << 32) + 12_345);
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("as holding every item in flight")),
+        "{report:?}"
+    );
+    let mut child = roles::child_in_role(
+        "get",
+        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
+    );
+    child.wait_until_stopped(POINT);
+    child.kill();
+    // The child took "a" without touching the word; this receive lock's recovery recounts it.
+    assert_eq!(
+        queue.to_vec().expect("read after the kill"),
+        strings(&["b"])
+    );
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+    assert_eq!(
+        drain_all(&queue),
+        vec![("b".to_owned(), 1), ("precious".to_owned(), 2)]
+    );
 }
 
 #[test]

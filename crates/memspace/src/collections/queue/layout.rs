@@ -27,8 +27,8 @@
 //!   space         futex word: bumped when an item is acknowledged (low half), and how
 //!                 many senders and joiners sleep on it (high half)
 //!   receiver_end  the receivers' copy of `end`: no later than `end`        derived
-//!   sole_taker    the process that holds every item in flight, as a taker   derived
-//!                 mark; 0: none known
+//!   sole_taker    the process that holds every item in flight (a taker      derived
+//!                 mark), if one does; 0: none known
 //! ring:       [u64 slots][u64 bytes][16 reserved][slots entries][bytes of records]
 //! entry:      [u64 record][u32 state][u32 deliveries][u32 taker pid][u32][u64 taker start]
 //! record:     [u32 length][u32 CRC-32C][payload][padding to 8]  (record.rs)
@@ -40,13 +40,15 @@
 //! other's line only when its copy (`sender_head`, `receiver_end`, ...) runs out, so that the
 //! line one side writes at every item is not pulled away from its processor by the other's.
 //!
-//! `sole_taker` lets a receiver that holds every item in flight itself skip the walk past them
-//! in its look for items of dead takers. It is stored before the commit of a take in flight:
-//! the taker's mark if nothing else is in flight, 0 if it was another's. So whenever it is
-//! not 0, every entry in flight carries that mark, whatever point a holder died at. A taker
-//! mark ([`taker_mark`]) is the pid in the low half and the low 32 bits of the start time in
-//! the high half, as the lock word's: a process whose pid and start time both repeat a dead
-//! taker's modulo 2^32 clock ticks (497 days at 100 Hz) is not told apart from it.
+//! `sole_taker` lets a receiver that holds every item in flight itself skip the look for items
+//! of dead takers, a walk past every item in flight. A receiver stores it before the commit
+//! of its first take in flight under the receive lock: its mark if nothing is in flight or all
+//! of it is its own already, 0 otherwise (a dead taker's item, which it may take again, is in
+//! flight and not its own). So whenever it is not 0, every entry in flight carries that mark,
+//! whatever instruction a receiver died at. A taker mark ([`taker_mark`]) is the pid in the
+//! low half and the low 32 bits of the start time in the high half (the lock word's high half
+//! holds the same): a process whose pid and start time both repeat a dead taker's modulo 2^32
+//! clock ticks (497 days at 100 Hz) is not told apart from it.
 //!
 //! Entry `seq` lives in slot `seq % slots`; `state` is 1 ready, 2 taken, 3 acknowledged. The
 //! records of entries `head..end` lie one after the other in the ring's byte area, wrapping
@@ -127,6 +129,16 @@ pub(super) struct Entry {
 #[inline]
 pub(super) fn taker_mark(pid: u32, start: u64) -> u64 {
     (start << 32) | u64::from(pid)
+}
+
+/// The pid in a taker mark ([`taker_mark`]).
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "the mark's low half is the pid"
+)]
+#[inline]
+pub(super) fn mark_pid(mark: u64) -> u32 {
+    mark as u32
 }
 
 impl Entry {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::layout::{DONE, READY, Raw, Ring, TAKEN};
+use super::layout::{DONE, READY, Raw, Ring, TAKEN, mark_pid};
 use crate::collections::changes::verify_between_changes;
 use crate::collections::{codec, record};
 use crate::error::Error;
@@ -16,7 +16,8 @@ pub(crate) fn len(segment: &Segment) -> u64 {
 }
 
 /// Checks the queue in `segment` without its locks: the ring, every live entry's state and
-/// record (bounds, order, checksum, encoding), the bound and the counters.
+/// record (bounds, order, checksum, encoding), the bound, the counters, and that every entry
+/// in flight is the named sole taker's, if one is named.
 ///
 /// Operations may go on meanwhile, in this process or others. The check is retried until it
 /// ran between two changes of the receivers (`changes` even and unchanged), or while the
@@ -197,7 +198,7 @@ fn check_entries(
         report.problem(format!(
             "entry {seq} is in flight with process {pid}, but the queue records process {} as \
              holding every item in flight",
-            sole & u64::from(u32::MAX)
+            mark_pid(sole)
         ));
     }
     (waiting, unacked)

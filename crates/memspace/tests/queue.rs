@@ -424,12 +424,7 @@ fn a_receiver_asleep_and_a_put_killed_at(point: &str, name: &Removal) -> (Queue<
     consumer.start().expect("start");
     started.wait().expect("wait");
     wait_until_asleep_in_futex(consumer.pid().expect("pid"));
-    let mut child = roles::child_in_role(
-        point,
-        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", point)],
-    );
-    child.wait_until_stopped(point);
-    child.kill();
+    kill_child_at(point, point, name);
     (queue, consumer)
 }
 
@@ -1381,6 +1376,17 @@ fn put_get_three(name: String) -> Vec<String> {
     (0..3).map(|_| queue.get().expect("get")).collect()
 }
 
+/// Starts a child in `role` on the queue `queue` that stops at the failpoint `point`, and
+/// kills it there.
+fn kill_child_at(role: &str, point: &str, queue: &Removal) {
+    let mut child = roles::child_in_role(
+        role,
+        &[(QUEUE, queue.name()), ("MEMSPACE_FAILPOINT", point)],
+    );
+    child.wait_until_stopped(point);
+    child.kill();
+}
+
 /// Creates the queue `name` holding [`PREFILL`], then runs a child in the role of `point`
 /// (see [`child_role`]) and kills it where it stopped there.
 fn prefilled_with_a_child_killed_at(point: &str, name: &Removal) -> Queue<String> {
@@ -1388,12 +1394,7 @@ fn prefilled_with_a_child_killed_at(point: &str, name: &Removal) -> Queue<String
     for item in PREFILL {
         queue.put(&item.to_owned()).expect("prefill");
     }
-    let mut child = roles::child_in_role(
-        point,
-        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", point)],
-    );
-    child.wait_until_stopped(point);
-    child.kill();
+    kill_child_at(point, point, name);
     queue
 }
 
@@ -1558,12 +1559,7 @@ fn a_kill_after_an_item_was_taken_beside_one_of_ours_delivers_it_again() {
     }
     let ours = queue.receive().expect("receive");
     assert_eq!(*ours.value(), "a");
-    let mut child = roles::child_in_role(
-        POINT,
-        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
-    );
-    child.wait_until_stopped(POINT);
-    child.kill();
+    kill_child_at(POINT, POINT, &name);
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     // The child took "b" and died holding it and the receive lock.
@@ -1598,12 +1594,7 @@ fn a_kill_while_the_item_of_a_dead_consumer_is_taken_again_leaves_the_queue_cons
     queue.put(&"precious".to_owned()).expect("put");
     kill_a_consumer_holding_an_item(&queue);
     // Nothing is ready: the child's receive takes the dead consumer's item.
-    let mut child = roles::child_in_role(
-        POINT,
-        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
-    );
-    child.wait_until_stopped(POINT);
-    child.kill();
+    kill_child_at(POINT, POINT, &name);
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     assert_eq!(drain_all(&queue), vec![("precious".to_owned(), 3)]);
@@ -1648,12 +1639,7 @@ fn a_damaged_sole_taker_is_reported_and_recounted_by_the_next_recovery() {
             .any(|problem| problem.contains("as holding every item in flight")),
         "{report:?}"
     );
-    let mut child = roles::child_in_role(
-        "get",
-        &[(QUEUE, name.name()), ("MEMSPACE_FAILPOINT", POINT)],
-    );
-    child.wait_until_stopped(POINT);
-    child.kill();
+    kill_child_at("get", POINT, &name);
     // The child took "a" without touching the word; this receive lock's recovery recounts it.
     assert_eq!(
         queue.to_vec().expect("read after the kill"),
@@ -1699,16 +1685,6 @@ fn batch_child_role(role: &str) {
     panic!("the failpoint of {role} was never reached");
 }
 
-/// Starts a child in `role` that stops at `point`, and kills it there.
-fn kill_batch_child_at(role: &str, point: &str, queue: &Removal) {
-    let mut child = roles::child_in_role(
-        role,
-        &[(QUEUE, queue.name()), ("MEMSPACE_FAILPOINT", point)],
-    );
-    child.wait_until_stopped(point);
-    child.kill();
-}
-
 #[test]
 fn a_kill_in_the_middle_of_a_batch_put_leaves_none_of_the_batch_visible() {
     if let Some(role) = roles::role() {
@@ -1718,7 +1694,7 @@ fn a_kill_in_the_middle_of_a_batch_put_leaves_none_of_the_batch_visible() {
     let name = Removal::fresh("batch-put");
     let queue = Queue::<String>::create(name.name()).expect("create");
     queue.put_many(&strings(&PREFILL)).expect("prefill");
-    kill_batch_child_at("batch.put", "queue.batch_first_written", &name);
+    kill_child_at("batch.put", "queue.batch_first_written", &name);
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     // The first item of the batch was written, not committed: none of the batch is there.
@@ -1784,7 +1760,7 @@ fn a_kill_in_the_middle_of_a_batch_ack_never_delivers_an_acknowledged_item_again
     let queue = Queue::<String>::create(name.name()).expect("create");
     queue.put_many(&strings(&PREFILL)).expect("put_many");
     // Stopped right after the first acknowledgement of the batch was committed.
-    kill_batch_child_at("batch.ack", "queue.acked", &name);
+    kill_child_at("batch.ack", "queue.acked", &name);
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
     // `to_vec` takes the lock: the next locker is told the holder died and recounts. Nothing

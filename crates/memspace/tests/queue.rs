@@ -1039,6 +1039,44 @@ fn an_item_of_a_killed_consumer_comes_back_within_sixteen_deliveries_on_a_busy_q
     assert_eq!(queue.unacknowledged().expect("unacknowledged"), 0);
 }
 
+/// In the child: a get of an item it cannot decode as a number, which leaves it in flight with
+/// the error; sets `took` and hangs, holding it.
+fn get_undecodable_and_hang((queue, took): (Queue<String>, Event)) {
+    exit_with_parent();
+    let numbers = Queue::<u32>::open(queue.name().as_str()).expect("open as numbers");
+    let error = numbers.get().expect_err("a decode error");
+    assert!(matches!(error, QueueError::Undecodable(_)), "{error:?}");
+    took.set().expect("set");
+    loop {
+        std::thread::park();
+    }
+    #[allow(
+        unreachable_code,
+        reason = "the item must stay in flight until the process is killed"
+    )]
+    drop(error);
+}
+
+/// A get that refuses an item takes it in flight: with this process named as holding every
+/// item in flight, the get's process must clear the name before, or its item is lost once it
+/// is killed.
+#[test]
+fn an_item_refused_by_a_killed_consumers_get_comes_back_to_a_process_holding_its_own() {
+    let _dog = memspace_testkit::start_test();
+    let name = Removal::fresh("refused-beside-ours");
+    let queue = Queue::<String>::create(name.name()).expect("create");
+    queue.put(&"mine".to_owned()).expect("put");
+    let mine = queue.receive().expect("receive");
+    queue.put(&"not a number".to_owned()).expect("put");
+    let consumer = start_a_hanging_consumer(&queue, get_undecodable_and_hang);
+    assert_eq!(queue.in_flight().expect("in_flight"), 2);
+    kill_hanging(consumer);
+    assert_eq!(drain_all(&queue), vec![("not a number".to_owned(), 2)]);
+    assert_eq!(mine.ack().expect("ack"), "mine");
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
+}
+
 /// Puts 40 more items, receives everything ready one at a time, and checks that "precious",
 /// held by a consumer killed before, came back within the first 17, as its second delivery.
 fn precious_comes_back_among_40_within_sixteen(queue: &Queue<String>) {
@@ -1384,7 +1422,12 @@ fn kill_child_at(role: &str, point: &str, queue: &Removal) {
         &[(QUEUE, queue.name()), ("MEMSPACE_FAILPOINT", point)],
     );
     child.wait_until_stopped(point);
-    child.kill();
+    let status = child.kill();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "{role} stopped at {point} ended otherwise: {status}"
+    );
 }
 
 /// Creates the queue `name` holding [`PREFILL`], then runs a child in the role of `point`
@@ -1559,6 +1602,9 @@ fn a_kill_after_an_item_was_taken_beside_one_of_ours_delivers_it_again() {
     }
     let ours = queue.receive().expect("receive");
     assert_eq!(*ours.value(), "a");
+    // Nothing else is in flight: this process is named.
+    let named = name.file().read_u64(SOLE_TAKER);
+    assert_eq!(named & u64::from(u32::MAX), u64::from(std::process::id()));
     kill_child_at(POINT, POINT, &name);
     let report = inspect::verify(queue.segment().expect("in shared memory"));
     assert!(report.is_consistent(), "{report:?}");
@@ -1568,6 +1614,8 @@ fn a_kill_after_an_item_was_taken_beside_one_of_ours_delivers_it_again() {
         strings(&["c"])
     );
     assert_eq!(queue.in_flight().expect("in_flight"), 2);
+    let report = inspect::verify(queue.segment().expect("in shared memory"));
+    assert!(report.is_consistent(), "{report:?}");
     // "c" first: a look for items of dead takers comes when nothing is ready.
     assert_eq!(
         drain_all(&queue),
@@ -1640,7 +1688,7 @@ fn a_damaged_sole_taker_is_reported_and_recounted_by_the_next_recovery() {
         "{report:?}"
     );
     kill_child_at("get", POINT, &name);
-    // The child took "a" without touching the word; this receive lock's recovery recounts it.
+    // The child acknowledged "a" without touching the word; the recovery recounts it.
     assert_eq!(
         queue.to_vec().expect("read after the kill"),
         strings(&["b"])

@@ -40,15 +40,16 @@
 //! other's line only when its copy (`sender_head`, `receiver_end`, ...) runs out, so that the
 //! line one side writes at every item is not pulled away from its processor by the other's.
 //!
-//! `sole_taker` lets a receiver that holds every item in flight itself skip the look for items
-//! of dead takers, a walk past every item in flight. A receiver stores it before the commit
-//! of its first take in flight under the receive lock: its mark if nothing is in flight or all
-//! of it is its own already, 0 otherwise (a dead taker's item, which it may take again, is in
-//! flight and not its own). So whenever it is not 0, every entry in flight carries that mark,
-//! whatever instruction a receiver died at. A taker mark ([`taker_mark`]) is the pid in the
-//! low half and the low 32 bits of the start time in the high half (the lock word's high half
-//! holds the same): a process whose pid and start time both repeat a dead taker's modulo 2^32
-//! clock ticks (497 days at 100 Hz) is not told apart from it.
+//! `sole_taker` lets a receiver it names skip the look for items of dead takers, a walk past
+//! every item in flight. A receiver stores it before the commit of its first take in flight
+//! under the receive lock: its mark if nothing is in flight or the word names it already, 0
+//! otherwise (a dead taker's item, which it may take again, is in flight and not its own). So
+//! whenever it is not 0, every entry in flight carries that mark, whatever instruction a
+//! receiver died at; a receiver that holds every item in flight while the word is 0 stays
+//! unnamed until nothing is in flight or a recovery recounts. A taker mark ([`taker_mark`]) is
+//! the pid in the low half and the low 32 bits of the start time in the high half: a process
+//! whose pid and start time both repeat a dead taker's modulo 2^32 clock ticks (497 days at
+//! 100 Hz) is not told apart from it.
 //!
 //! Entry `seq` lives in slot `seq % slots`; `state` is 1 ready, 2 taken, 3 acknowledged. The
 //! records of entries `head..end` lie one after the other in the ring's byte area, wrapping

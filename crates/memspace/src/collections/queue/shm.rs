@@ -909,9 +909,9 @@ impl<'a> Raw<'a> {
     /// The next item to take, with its entry: usually the first ready one; an item of a dead
     /// taker when none is ready, or every `ORPHAN_SCAN_EVERY` deliveries, until a look finds
     /// none during this hold of the receive lock (`scanned`). Each look walks every item in
-    /// flight, a batch's own included, unless this process holds them all (`sole_taker`):
-    /// looking again every `ORPHAN_SCAN_EVERY` items of a batch would cost a walk past all it
-    /// took so far. A taker that dies while a batch is taken is found by the next hold.
+    /// flight, a batch's own included, unless `sole_taker` names this process. So a batch does
+    /// not look again every `ORPHAN_SCAN_EVERY` items, which would cost a walk past all it
+    /// took so far: a taker that dies while a batch is taken is found by the next hold.
     fn next_to_take(
         self,
         ring: &Ring,
@@ -962,7 +962,7 @@ impl<'a> Raw<'a> {
         // Whether a look for items of dead takers found none (see `Raw::next_to_take`).
         let mut scanned = false;
         // Every accepted item is taken in flight: `sole_taker` is kept once, before the first
-        // (see `Raw::name_taker`). Kept at each take instead, it cost 17 instructions an item.
+        // (see `Raw::name_taker`), outside the loop.
         if !ack {
             self.name_taker();
         }
@@ -1054,7 +1054,7 @@ impl<'a> Raw<'a> {
     }
 
     /// Keeps `sole_taker` true (see `layout.rs`) before takes in flight by this process: names
-    /// it if no item is in flight or every one is its own already, and nobody (0) otherwise.
+    /// it if no item is in flight or the word names it already, and nobody (0) otherwise.
     /// The caller holds the receive lock, inside a change, and calls it before the commit of
     /// its first take in flight of the hold; its later takes add entries of this process.
     ///

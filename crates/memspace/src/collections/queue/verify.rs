@@ -143,7 +143,7 @@ fn check_entries(
                     orphans.push(seq);
                 }
                 if sole != 0 && entry.taker_mark() != sole {
-                    strays.get_or_insert((seq, pid));
+                    strays.get_or_insert((seq, entry.taker_mark()));
                 }
             }
             DONE => {}
@@ -193,15 +193,25 @@ fn check_entries(
             orphans.len()
         ));
     }
-    if let Some((seq, pid)) = strays {
+    if let Some((seq, mark)) = strays {
         // That process would skip the look for items of dead takers.
         report.problem(format!(
-            "entry {seq} is in flight with process {pid}, but the queue records process {} as \
-             holding every item in flight",
-            mark_pid(sole)
+            "entry {seq} is in flight with {}, but the queue records {} as holding every item \
+             in flight",
+            describe_taker(mark),
+            describe_taker(sole)
         ));
     }
     (waiting, unacked)
+}
+
+/// The process of a taker mark, for a report: its pid and what the mark keeps of its start.
+fn describe_taker(mark: u64) -> String {
+    format!(
+        "process {} (started at clock tick {} modulo 2^32)",
+        mark_pid(mark),
+        mark >> 32
+    )
 }
 
 fn describe(err: &Error) -> String {

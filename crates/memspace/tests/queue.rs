@@ -951,15 +951,17 @@ fn receive_and_hang((queue, took): (Queue<String>, Event)) {
     exit_with_parent();
     let delivery = queue.receive().expect("receive");
     assert_eq!(delivery.deliveries(), 1);
+    hang_holding(delivery, &took);
+}
+
+/// Sets `took` and hangs until the process is killed, holding `held`: deliveries, or an error
+/// that keeps its item in flight.
+fn hang_holding<T>(held: T, took: &Event) -> ! {
+    let _held = held;
     took.set().expect("set");
     loop {
         std::thread::park();
     }
-    #[allow(
-        unreachable_code,
-        reason = "the delivery must live until the process is killed"
-    )]
-    drop(delivery);
 }
 
 fn receive_and_ack(queue: Queue<String>) -> (String, u32) {
@@ -1046,15 +1048,7 @@ fn get_undecodable_and_hang((queue, took): (Queue<String>, Event)) {
     let numbers = Queue::<u32>::open(queue.name().as_str()).expect("open as numbers");
     let error = numbers.get().expect_err("a decode error");
     assert!(matches!(error, QueueError::Undecodable(_)), "{error:?}");
-    took.set().expect("set");
-    loop {
-        std::thread::park();
-    }
-    #[allow(
-        unreachable_code,
-        reason = "the item must stay in flight until the process is killed"
-    )]
-    drop(error);
+    hang_holding(error, &took);
 }
 
 /// A get that refuses an item takes it in flight: with this process named as holding every
@@ -1769,15 +1763,7 @@ fn receive_batch_and_hang((queue, took): (Queue<String>, Event)) {
     exit_with_parent();
     let batch = queue.receive_many(10).expect("receive_many");
     assert!(batch.deliveries().all(|d| d == 1));
-    took.set().expect("set");
-    loop {
-        std::thread::park();
-    }
-    #[allow(
-        unreachable_code,
-        reason = "the deliveries must live until the process is killed"
-    )]
-    drop(batch);
+    hang_holding(batch, &took);
 }
 
 #[test]

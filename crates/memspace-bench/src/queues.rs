@@ -138,44 +138,46 @@ fn receive_timed(
     Ok(per_second((n - 1) as f64, elapsed))
 }
 
+/// Starts a producer process that runs `produce` on a new queue `Q` and `n`, receives its `n`
+/// items here with `receive` ([`receive_timed`]), and joins it. Items per second.
+fn from_a_producer<Q: BenchQueue>(
+    produce: fn((Q, u64)),
+    n: u64,
+    mut receive: impl FnMut(&Q, &mut Vec<u64>) -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    let queue = Q::make()?;
+    let mut producer = Process::new(produce, (queue.clone(), n));
+    producer.start()?;
+    let rate = receive_timed(n, |items| receive(&queue, items))?;
+    producer.join()?;
+    Ok(rate)
+}
+
 /// A producer process puts `n` `u64` one `put` at a time into a queue `Q`; this process
 /// takes them one `get` at a time (a `get` that finds nothing spins for an adaptive budget,
 /// then sleeps on a futex until a put wakes it). Items per second.
 pub(crate) fn two_processes<Q: BenchQueue>(n: u64) -> anyhow::Result<f64> {
-    let queue = Q::make()?;
-    let mut producer = Process::new(produce::<Q>, (queue.clone(), n));
-    producer.start()?;
-    let rate = receive_timed(n, |items| {
+    from_a_producer(produce::<Q>, n, |queue, items| {
         items.push(queue.get_one()?);
         Ok(())
-    })?;
-    producer.join()?;
-    Ok(rate)
+    })
 }
 
 /// As [`two_processes`] with batches: the producer puts [`PUT_BATCH`] items per `put_many`,
 /// this process takes up to [`GET_BATCH`] per `get_many`.
 pub(crate) fn two_processes_batched<Q: BenchQueue>(n: u64) -> anyhow::Result<f64> {
-    let queue = Q::make()?;
-    let mut producer = Process::new(produce_batches::<Q>, (queue.clone(), n));
-    producer.start()?;
-    let rate = receive_timed(n, |items| queue.get_batch(GET_BATCH, items))?;
-    producer.join()?;
-    Ok(rate)
+    from_a_producer(produce_batches::<Q>, n, |queue, items| {
+        queue.get_batch(GET_BATCH, items)
+    })
 }
 
 /// As [`two_processes_batched`] on a [`Queue`], with the items received at least once: up to
 /// [`GET_BATCH`] taken in flight per `receive_many`, then acknowledged by one `ack`.
 pub(crate) fn two_processes_received_in_batches(n: u64) -> anyhow::Result<f64> {
-    let queue = Queue::<u64>::make()?;
-    let mut producer = Process::new(produce_batches::<Queue<u64>>, (queue.clone(), n));
-    producer.start()?;
-    let rate = receive_timed(n, |items| {
+    from_a_producer(produce_batches::<Queue<u64>>, n, |queue, items| {
         let deliveries = queue.receive_many(GET_BATCH)?;
         items.extend_from_slice(deliveries.values());
         deliveries.ack()?;
         Ok(())
-    })?;
-    producer.join()?;
-    Ok(rate)
+    })
 }

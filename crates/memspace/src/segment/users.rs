@@ -137,12 +137,12 @@ static WATCHED: Mutex<WatchList> = Mutex::new(WatchList {
 const WATCHED_MOST: usize = 64;
 
 /// [`is_alive`] for a caller that asks about the same processes again and again: a queue's
-/// receivers about the takers of the items in flight (at every 16th delivery, under their
-/// lock), a semaphore about its holders while no permit is free, a reader-writer lock about
-/// its readers while a writer waits, a barrier about the parties it waits for. The first
-/// judgement of a process is [`is_alive`]'s (a signal to its pid and a read
-/// of its `/proc/PID/stat`); if it runs, with the start time asked about, this process keeps
-/// a descriptor that becomes readable when it ends (its pidfd, opened before the read, so that
+/// receivers about the takers of the items in flight (as they look for items of dead takers,
+/// under their lock), a semaphore about its holders while no permit is free, a reader-writer
+/// lock about its readers while a writer waits, a barrier about the parties it waits for. The
+/// first judgement of a process is [`is_alive`]'s (a signal to its pid and a read of its
+/// `/proc/PID/stat`); if it runs, with the start time asked about, this process keeps a
+/// descriptor that becomes readable when it ends (its pidfd, opened before the read, so that
 /// the start time the read confirms is that of the process the descriptor watches, not of a
 /// later one given its pid), and later judgements of it are one `poll` of that descriptor.
 ///

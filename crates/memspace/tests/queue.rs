@@ -1052,8 +1052,8 @@ fn get_undecodable_and_hang((queue, took): (Queue<String>, Event)) {
 }
 
 /// A get that refuses an item takes it in flight: with this process named as holding every
-/// item in flight, the get's process must clear the name before, or its item is lost once it
-/// is killed.
+/// item in flight, the get's process must clear the name before it takes the item, or the item
+/// is lost once that process is killed.
 #[test]
 fn an_item_refused_by_a_killed_consumers_get_comes_back_to_a_process_holding_its_own() {
     let _dog = memspace_testkit::start_test();
